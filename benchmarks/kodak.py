@@ -1,0 +1,111 @@
+"""The default model on Kodak: bits per pixel, PSNR and time per image, beside JPEG at the same size.
+
+    python benchmarks/kodak.py [--images ../shared/data/kodak] [--json results/kodak.json]
+
+For each image, nicodec's file size sets the budget and Pillow's JPEG (4:4:4
+chroma) is searched for the highest quality whose file is no larger, so the two
+PSNR columns compare the codecs at (at most) the same number of bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from nicodec import Codec
+
+HERE = Path(__file__).resolve().parent
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return float(10 * np.log10(255.0**2 / mse))
+
+
+def jpeg_at_most(image: np.ndarray, budget: int) -> tuple[int, float, int]:
+    """The best JPEG 4:4:4 quality whose size fits ``budget`` bytes: (bytes, PSNR, quality)."""
+    best = None
+    lo, hi = 1, 100
+    while lo <= hi:
+        q = (lo + hi) // 2
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="JPEG", quality=q, subsampling=0)
+        if buf.tell() <= budget:
+            best, lo = (q, buf.getvalue()), q + 1
+        else:
+            hi = q - 1
+    if best is None:
+        return 0, float("nan"), 0
+    q, data = best
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return len(data), psnr(decoded, image), q
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+
+    paths = sorted(args.images.glob("*.png"))[: args.limit or None]
+    if not paths:
+        raise SystemExit(f"no PNG images in {args.images}")
+    codec = Codec(args.model, providers="cpu", threads=args.threads)
+    rows = []
+    print(f"{'image':<12} {'bpp':>7} {'PSNR':>7} {'enc ms':>7} {'dec ms':>7} {'JPEG PSNR':>10} {'JPEG q':>6}")
+    for path in paths:
+        image = np.asarray(Image.open(path).convert("RGB"))
+        pixels = image.shape[0] * image.shape[1]
+        t0 = time.perf_counter()
+        data = codec.encode(image)
+        t1 = time.perf_counter()
+        decoded = codec.decode(data, as_array=True)
+        t2 = time.perf_counter()
+        jpeg_bytes, jpeg_psnr, jpeg_q = jpeg_at_most(image, len(data))
+        row = {
+            "image": path.name, "bytes": len(data), "bpp": 8 * len(data) / pixels, "psnr": psnr(decoded, image),
+            "encode_ms": 1000 * (t1 - t0), "decode_ms": 1000 * (t2 - t1),
+            "jpeg444_bytes": jpeg_bytes, "jpeg444_bpp": 8 * jpeg_bytes / pixels, "jpeg444_psnr": jpeg_psnr,
+            "jpeg444_quality": jpeg_q,
+        }
+        rows.append(row)
+        print(f"{path.stem:<12} {row['bpp']:7.4f} {row['psnr']:7.2f} {row['encode_ms']:7.0f} {row['decode_ms']:7.0f} "
+              f"{jpeg_psnr:10.2f} {jpeg_q:6d}")
+    summary = {
+        "images": len(rows),
+        "mean_bpp": statistics.mean(r["bpp"] for r in rows),
+        "mean_psnr": statistics.mean(r["psnr"] for r in rows),
+        "median_encode_ms": statistics.median(r["encode_ms"] for r in rows),
+        "median_decode_ms": statistics.median(r["decode_ms"] for r in rows),
+        "jpeg444_mean_bpp": statistics.mean(r["jpeg444_bpp"] for r in rows),
+        "jpeg444_mean_psnr": statistics.mean(r["jpeg444_psnr"] for r in rows if r["jpeg444_bytes"]),
+    }
+    print(
+        f"\nnicodec ({codec.model_id}): mean {summary['mean_bpp']:.4f} bpp, {summary['mean_psnr']:.2f} dB PSNR (RGB); "
+        f"median encode {summary['median_encode_ms']:.0f} ms, decode {summary['median_decode_ms']:.0f} ms "
+        f"(CPU provider, {args.threads} threads)\n"
+        f"JPEG 4:4:4 at no more bytes: mean {summary['jpeg444_mean_bpp']:.4f} bpp, {summary['jpeg444_mean_psnr']:.2f} dB"
+    )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+            "model_id": codec.model_id, "threads": args.threads, "summary": summary, "images": rows,
+        }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,3 @@
+from .export import app
+
+app(prog_name="nicodec-export")

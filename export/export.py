@@ -1,0 +1,203 @@
+"""From a training checkpoint to a model folder the runtime loads.
+
+    nicodec-export runs/default/last.pt --out runtime/models/default --model-id nicodec-mshp-1
+
+Writes the three ONNX graphs (dynamic height and width), the frozen integer CDF
+tables and the manifest (see ``nicodec.model``), runs ``onnx.checker`` on every
+graph, then checks parity with torch through the runtime itself: a test image is
+coded by the exported folder and by the torch model, and the integers and pixels
+are compared. The export fails when parity fails.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+import tempfile
+from pathlib import Path
+from typing import Annotated, Optional
+
+import numpy as np
+import onnx
+import torch
+import typer
+from rich.console import Console
+
+from nicodec.format import FORMAT_VERSION
+from nicodec.model import GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, sha256_file
+from nicodec.training.model import MeanScaleHyperprior
+from nicodec.training.train import load_model
+
+from .graphs import MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, scale_table
+from .tables import factorized_tables, gaussian_tables
+
+OPSET = 17
+PIXEL_TOLERANCE_DB = 45.0
+"""Decoded pixels from onnxruntime and from torch must agree to this PSNR at least."""
+SYMBOL_MISMATCH_TOLERANCE = 1e-4
+"""Fraction of latent symbols that may round the other way between torch and onnxruntime."""
+
+console = Console(stderr=True)
+
+
+def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
+    """Write encoder.onnx, entropy_parameters.onnx and decoder.onnx and check them."""
+    cfg = model.config
+    image = torch.randint(0, 256, (1, 3, 128, 192), dtype=torch.uint8)
+    z_hat = torch.randint(-3, 4, (1, cfg.Nh, 2, 3), dtype=torch.int32)
+    y_hat = torch.randn(1, cfg.M, 8, 12)
+    specs = {
+        "encoder": (Encoder(model), (image,), ["image"], ["y", "z"]),
+        "entropy_parameters": (EntropyParameters(model), (z_hat,), ["z_hat"], ["scale_index", "mean_q"]),
+        "decoder": (Decoder(model), (y_hat,), ["y_hat"], ["image"]),
+    }
+    for name, (module, args, inputs, outputs) in specs.items():
+        path = folder / f"{name}.onnx"
+        axes = {n: {2: "height", 3: "width"} for n in inputs + outputs}
+        with warnings.catch_warnings():
+            # The TorchScript exporter is deprecated but still the one that writes plain
+            # opset-17 graphs with named dynamic axes from these small modules.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(
+                module.eval(), args, str(path), input_names=inputs, output_names=outputs,
+                dynamic_axes=axes, opset_version=OPSET, dynamo=False,
+            )
+        onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
+    z = factorized_tables(model.z_prior)
+    y = gaussian_tables(scale_table())
+    np.savez(
+        folder / TABLES,
+        z_cdf=z.cdf, z_sizes=z.sizes, z_offsets=z.offsets,
+        y_cdf=y.cdf, y_sizes=y.sizes, y_offsets=y.offsets,
+        scale_table=scale_table().numpy(),
+    )
+
+
+def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict) -> dict:
+    files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES]}
+    manifest = {
+        "format": MODEL_FORMAT,
+        "version": MODEL_FORMAT_VERSION,
+        "model_id": model_id,
+        "bitstream_version": FORMAT_VERSION,
+        "architecture": "mean-scale-hyperprior",
+        "config": model.config.to_dict(),
+        "downsampling": model.config.downsampling,
+        "mean_bits": MEAN_BITS,
+        "scale_levels": SCALE_LEVELS,
+        "scale_max": SCALE_MAX,
+        "training": training,
+        "files": files,
+        "model_hash": content_hash(files),
+    }
+    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    return manifest
+
+
+def parity_image(height: int = 256, width: int = 320, seed: int = 0) -> np.ndarray:
+    """A smooth, photo-like test image (gradients, edges and mild noise), uint8 (H, W, 3)."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
+    img = np.stack([
+        128 + 90 * np.sin(xx / 23.0) * np.cos(yy / 31.0),
+        128 + 80 * np.cos((xx + yy) / 40.0),
+        100 + 100 * (xx > width / 2) + 20 * np.sin(yy / 9.0),
+    ], axis=2)
+    img += rng.normal(0, 6, img.shape)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+@torch.no_grad()
+def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) -> dict:
+    """Code ``image`` with the exported folder and compare with torch.
+
+    Returns:
+        Counts of differing integers and the PSNR between the two decodes.
+
+    Raises:
+        RuntimeError: when the integers or pixels disagree beyond the tolerances.
+    """
+    from nicodec.codec import Codec
+
+    codec = Codec(folder, providers="cpu")
+    data = codec.encode(image)
+    header, z_hat, symbols, mean_q = codec.decode_symbols(data)
+    pixels = codec.decode(data, as_array=True)
+
+    d = model.config.downsampling
+    h, w = image.shape[:2]
+    padded = np.pad(image, ((0, -h % d), (0, -w % d), (0, 0)), mode="edge")
+    x = torch.from_numpy(padded).permute(2, 0, 1)[None]
+    y, z = Encoder(model)(x)
+    torch_z_hat = torch.round(z).to(torch.int32)
+    index, torch_mean_q = EntropyParameters(model)(torch.from_numpy(z_hat))
+    onnx_index = codec._entropy.run(None, {"z_hat": z_hat})[0]
+    torch_symbols = torch.round(y - torch.from_numpy(mean_q).float() / 2**MEAN_BITS).to(torch.int32)
+    torch_pixels = Decoder(model)(torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS)
+    torch_pixels = torch_pixels[0, :, :h, :w].permute(1, 2, 0).numpy()
+
+    mse = np.mean((pixels.astype(np.float64) - torch_pixels.astype(np.float64)) ** 2)
+    report = {
+        "image": f"{w}x{h} synthetic",
+        "bytes": len(data),
+        "z_symbols_differ": int((torch_z_hat.numpy() != z_hat).sum()),
+        "scale_index_differ": int((index.numpy() != onnx_index).sum()),
+        "mean_q_differ": int((torch_mean_q.numpy() != mean_q).sum()),
+        "y_symbols_differ": int((torch_symbols.numpy() != symbols).sum()),
+        "y_symbols": int(symbols.size),
+        "pixel_psnr_db": round(float(10 * np.log10(255**2 / mse)) if mse > 0 else float("inf"), 2),
+    }
+    console.print(f"parity: {report}")
+    if report["y_symbols_differ"] > SYMBOL_MISMATCH_TOLERANCE * symbols.size or report["z_symbols_differ"]:
+        raise RuntimeError(f"symbols differ between torch and onnxruntime: {report}")
+    if report["pixel_psnr_db"] < PIXEL_TOLERANCE_DB:
+        raise RuntimeError(f"pixels differ between torch and onnxruntime: {report}")
+    return report
+
+
+def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False) -> dict:
+    """Export a checkpoint to a model folder, atomically; returns the manifest."""
+    if out.exists() and not force:
+        raise FileExistsError(f"{out} exists (use --force to replace it)")
+    model, ckpt = load_model(checkpoint)
+    model.eval()
+    training = {"checkpoint_step": ckpt.get("step"), "metrics": ckpt.get("metrics", {})}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    try:
+        export_graphs(model, tmp)
+        write_tables(model, tmp)
+        manifest = write_manifest(tmp, model, model_id, training)
+        manifest["parity"] = check_parity(model, tmp, parity_image())
+        # The manifest is not among the hashed files, so the parity report can join it.
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+app = typer.Typer(add_completion=False, help="Export a nicodec checkpoint to a model folder.")
+
+
+@app.command()
+def main(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A training checkpoint (.pt).")],
+    out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
+    model_id: Annotated[Optional[str], typer.Option(help="Identity written into every file (default: from the folder name).")] = None,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+):
+    """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
+    try:
+        manifest = export_model(checkpoint, out, model_id or f"nicodec-{out.name}", force=force)
+    except (FileExistsError, RuntimeError) as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")

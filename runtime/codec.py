@@ -1,0 +1,181 @@
+"""The ``Codec``: images to ``.nic`` bytes and back, through three graphs and the rANS coder.
+
+Encoding::
+
+    pixels ─pad─> encoder.onnx ─> y, z
+    z_hat = round(z) ─> entropy_parameters.onnx ─> scale_index, mean_q
+    symbols = round(y - mean_q / 2**MEAN_BITS)
+    rANS(z_hat | per-channel tables) + rANS(symbols | table scale_index) ─> file
+
+Decoding runs the same entropy-parameter graph on the decoded z_hat, so the
+tables and means are the encoder's as long as that graph gives the same integers
+on both machines; it always runs on the CPU provider for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import format as nicformat
+from . import rans
+from .errors import LimitError
+from .images import to_rgb
+from .model import ModelFiles
+from .sessions import CPU, create_session, resolve_providers
+
+DEFAULT_MAX_PIXELS = 2 * 89_478_485
+"""Pillow's decompression-bomb error threshold (twice ``Image.MAX_IMAGE_PIXELS``)."""
+
+_SYMBOL_LIMIT = 1 << 24
+
+
+class Codec:
+    """Encodes and decodes images with one model; safe to share between threads.
+
+    Args:
+        model: a model folder; ``None`` for the default model shipped in the package.
+        providers: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
+            or a list of onnxruntime provider names. The entropy-parameter graph
+            always runs on the CPU provider.
+        threads: onnxruntime intra-op threads (``None``: one per core).
+        max_pixels: largest image (width x height) that ``decode`` accepts.
+        optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
+
+    Raises:
+        ModelError: the model folder is missing or damaged.
+        NicodecError: an unavailable provider was asked for.
+    """
+
+    def __init__(
+        self,
+        model: str | os.PathLike | None = None,
+        *,
+        providers: str | Sequence[str] = "auto",
+        threads: int | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        optimization: str = "all",
+    ):
+        self.model = ModelFiles.load(model)
+        chosen = resolve_providers(providers)
+        self.max_pixels = max_pixels
+        self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization)
+        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], threads, optimization)
+        self._decoder = create_session(self.model.graph("decoder"), chosen, threads, optimization)
+
+    @property
+    def model_id(self) -> str:
+        return self.model.model_id
+
+    @property
+    def providers(self) -> dict[str, list[str]]:
+        """The providers each graph actually runs on, as onnxruntime reports them."""
+        return {
+            "encoder": self._encoder.get_providers(),
+            "entropy_parameters": self._entropy.get_providers(),
+            "decoder": self._decoder.get_providers(),
+        }
+
+    # -- encoding ---------------------------------------------------------------------
+
+    def encode(self, image) -> bytes:
+        """Compress an image.
+
+        Args:
+            image: a path, a PIL image or a uint8 numpy array (H, W[, 3 or 4]).
+
+        Returns:
+            The ``.nic`` file's bytes.
+
+        Raises:
+            UnsupportedImageError: the input is not an image nicodec can code.
+            LimitError: the image has more than ``max_pixels`` pixels.
+        """
+        pixels = to_rgb(image)
+        height, width = pixels.shape[:2]
+        self._check_size(width, height)
+        d = self.model.downsampling
+        padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
+        y, z = self._encoder.run(None, {"image": padded.transpose(2, 0, 1)[None]})
+        z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
+        scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
+        residual = y - self._means(mean_q)
+        symbols = np.rint(np.clip(residual, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
+        header = nicformat.Header(
+            version=nicformat.FORMAT_VERSION,
+            model_id=self.model.model_id,
+            model_hash=self.model.model_hash,
+            width=width,
+            height=height,
+            quality=0.0,
+            flags=0,
+        )
+        sections = {
+            b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
+            b"YSYM": rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables),
+        }
+        return nicformat.pack(header, sections)
+
+    # -- decoding ---------------------------------------------------------------------
+
+    def decode(self, data: bytes, *, as_array: bool = False) -> Image.Image | np.ndarray:
+        """Decompress a ``.nic`` file's bytes.
+
+        Args:
+            data: the file's bytes.
+            as_array: return an (H, W, 3) uint8 array instead of a PIL image.
+
+        Raises:
+            FormatError: the data is not a valid nicodec file.
+            ModelMismatchError: the file was made by another model.
+            LimitError: the header claims more than ``max_pixels`` pixels.
+        """
+        header, y_hat = self.decode_latents(data)
+        image = self._decoder.run(None, {"y_hat": y_hat})[0]
+        pixels = np.ascontiguousarray(image[0, :, : header.height, : header.width].transpose(1, 2, 0))
+        return pixels if as_array else Image.fromarray(pixels, "RGB")
+
+    def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
+        """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
+        header, z_hat, symbols, mean_q = self.decode_symbols(data)
+        return header, symbols.astype(np.float32) + self._means(mean_q)
+
+    def decode_symbols(self, data: bytes):
+        """Entropy-decode a file into its integers.
+
+        Returns:
+            ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
+            latent's symbols and its fixed-point means, all int32.
+        """
+        header, sections = nicformat.unpack(bytes(data), max_pixels=self.max_pixels)
+        nicformat.check_model(header, self.model.model_id, self.model.model_hash)
+        d = self.model.downsampling
+        h64, w64 = -(-header.height // d), -(-header.width // d)
+        z_shape = (1, self.model.hyper_channels, h64, w64)
+        z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
+        z_hat = z_hat.reshape(z_shape)
+        scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
+        symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
+        return header, z_hat, symbols.reshape(mean_q.shape), mean_q
+
+    # -- helpers ----------------------------------------------------------------------
+
+    def _check_size(self, width: int, height: int) -> None:
+        if width * height > self.max_pixels:
+            raise LimitError(
+                f"the image has {width * height:,} pixels ({width}x{height}), "
+                f"more than the limit of {self.max_pixels:,}"
+            )
+
+    def _means(self, mean_q: np.ndarray) -> np.ndarray:
+        # Exact in float32: |mean_q| < 2**24 and the divisor is a power of two.
+        return mean_q.astype(np.float32) / np.float32(1 << self.model.mean_bits)
+
+    @staticmethod
+    def _z_table_ids(shape) -> np.ndarray:
+        _, channels, h, w = shape
+        return np.repeat(np.arange(channels, dtype=np.int32), h * w)

@@ -1,0 +1,33 @@
+"""The exceptions nicodec raises for every problem it can name.
+
+Everything the runtime refuses on purpose is a :class:`NicodecError`, so an
+application can catch one family and show its message to a person.
+"""
+
+
+class NicodecError(Exception):
+    """Base class of every error nicodec raises on purpose."""
+
+
+class FormatError(NicodecError):
+    """A ``.nic`` file is malformed: bad magic, unknown version, bad lengths or checksum."""
+
+
+class ModelMismatchError(NicodecError):
+    """A file was made by a model other than the one loaded."""
+
+
+class ModelError(NicodecError):
+    """A model folder is missing, incomplete or corrupted."""
+
+
+class LimitError(NicodecError):
+    """An input exceeds a configured limit (for example the pixel count)."""
+
+
+class UnsupportedImageError(NicodecError):
+    """An input image cannot be read or has a mode nicodec does not code."""
+
+
+class OutputExistsError(NicodecError):
+    """An output file exists and overwriting was not asked for."""

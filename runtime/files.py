@@ -1,0 +1,81 @@
+"""Writing outputs safely: atomically, and never over an existing file unless asked."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import NicodecError, OutputExistsError
+
+
+def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, force: bool = False) -> None:
+    """Create ``path`` through a temporary file in the same folder, renamed into place.
+
+    Args:
+        path: the output file.
+        write: called with the open binary temporary file; writes the content.
+        force: replace an existing file.
+
+    Raises:
+        OutputExistsError: ``path`` exists and ``force`` is false.
+        NicodecError: the folder does not exist or cannot be written.
+
+    On any failure, including KeyboardInterrupt, the temporary file is removed
+    and ``path`` is left as it was.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise NicodecError(f"{path} is a directory")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists; use --force to overwrite it")
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise NicodecError(f"output folder {folder} does not exist")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
+    except OSError as exc:
+        raise NicodecError(f"cannot write in {folder}: {exc.strerror}") from None
+    try:
+        try:
+            with os.fdopen(fd, "wb") as f:
+                if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the usual permissions
+                    os.fchmod(f.fileno(), 0o666 & ~_umask())
+                write(f)
+                f.flush()
+                os.fsync(f.fileno())
+            _commit(tmp, path, force)
+        except OSError as exc:
+            raise NicodecError(f"cannot write {path}: {exc.strerror or exc}") from None
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _commit(tmp: str, path: Path, force: bool) -> None:
+    """Move the finished temporary file into place; without ``force`` never replace a file."""
+    if force:
+        os.replace(tmp, path)
+        return
+    try:
+        # link() fails if the name exists, so a file created meanwhile is never replaced.
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(f"{path} exists; use --force to overwrite it") from None
+    except OSError:
+        # File systems without hard links (some FAT and network mounts).
+        if path.exists():
+            raise OutputExistsError(f"{path} exists; use --force to overwrite it") from None
+        os.replace(tmp, path)
+        return
+    os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,204 @@
+"""The ``.nic`` container: a fixed header, a section table, a CRC-32, then the payloads.
+
+This module is the only code that reads or writes the container; ``FORMAT.md``
+describes it byte by byte. All integers are little-endian::
+
+    offset  size  field
+    0       4     magic  89 4E 49 43  ("\\x89NIC")
+    4       1     u8   format version (1)
+    5       1     u8   flags (0; any other value is refused)
+    6       1     u8   L, length of the model id in bytes (1..64)
+    7       L     model id, UTF-8
+    7+L     8     model hash (first 8 bytes of the model's content hash)
+    15+L    4     u32  width in pixels (1..2**20)
+    19+L    4     u32  height in pixels (1..2**20)
+    23+L    4     f32  quality (the rate parameter the encoder used)
+    27+L    1     u8   S, the number of sections
+    28+L    8*S   S times: 4-byte tag, u32 payload length
+    28+L+8S 4     u32  CRC-32 (zlib's) of every byte of the file except these four
+    32+L+8S ...   the payloads, in table order, filling the rest of the file exactly
+
+Version 1 files hold exactly two sections, ``ZSYM`` (the hyper-latent's rANS
+stream) then ``YSYM`` (the latent's).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from .errors import FormatError, LimitError, ModelMismatchError
+
+MAGIC = b"\x89NIC"
+FORMAT_VERSION = 1
+MAX_MODEL_ID_BYTES = 64
+MAX_SIDE = 1 << 20
+SECTIONS_V1 = (b"ZSYM", b"YSYM")
+
+_PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
+_FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
+_SECTION = struct.Struct("<4sI")
+_CRC = struct.Struct("<I")
+
+
+@dataclass(frozen=True)
+class Header:
+    """What a ``.nic`` file says about itself before its payloads.
+
+    Attributes:
+        version: the format version.
+        model_id: the id of the model that made the file.
+        model_hash: 8 bytes of that model's content hash.
+        width, height: the image size in pixels.
+        quality: the rate parameter used by the encoder.
+        flags: reserved, 0.
+    """
+
+    version: int
+    model_id: str
+    model_hash: bytes
+    width: int
+    height: int
+    quality: float
+    flags: int = 0
+
+    def validate(self) -> None:
+        """Raise :class:`FormatError` naming the first field that cannot be written or read."""
+        if self.version != FORMAT_VERSION:
+            raise FormatError(
+                f"unsupported format version {self.version} (this nicodec reads version {FORMAT_VERSION})"
+            )
+        if self.flags != 0:
+            raise FormatError(f"unknown flags 0x{self.flags:02x} (version {FORMAT_VERSION} defines none)")
+        id_bytes = self.model_id.encode("utf-8")
+        if not 1 <= len(id_bytes) <= MAX_MODEL_ID_BYTES:
+            raise FormatError(f"model id must be 1 to {MAX_MODEL_ID_BYTES} bytes of UTF-8, got {len(id_bytes)}")
+        if len(self.model_hash) != 8:
+            raise FormatError(f"model hash must be 8 bytes, got {len(self.model_hash)}")
+        for name, side in (("width", self.width), ("height", self.height)):
+            if not 1 <= side <= MAX_SIDE:
+                raise FormatError(f"{name} {side} is outside 1..{MAX_SIDE}")
+        if not math.isfinite(self.quality):
+            raise FormatError(f"quality {self.quality} is not a finite number")
+
+
+def pack(header: Header, sections: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Serialise a header and its sections into a complete file.
+
+    Raises:
+        FormatError: a header field is out of range, or the sections are not the
+            ones this version defines.
+    """
+    header.validate()
+    items = list(sections.items() if isinstance(sections, Mapping) else sections)
+    _check_tags([tag for tag, _ in items])
+    id_bytes = header.model_id.encode("utf-8")
+    head = bytearray()
+    head += _PREFIX.pack(MAGIC, header.version, header.flags, len(id_bytes))
+    head += id_bytes
+    head += _FIELDS.pack(header.model_hash, header.width, header.height, header.quality, len(items))
+    for tag, payload in items:
+        if len(payload) > 0xFFFFFFFF:
+            raise FormatError(f"section {tag!r} is too long for a u32 length")
+        head += _SECTION.pack(tag, len(payload))
+    crc = zlib.crc32(head)
+    for _, payload in items:
+        crc = zlib.crc32(payload, crc)
+    return bytes(head) + _CRC.pack(crc) + b"".join(bytes(p) for _, p in items)
+
+
+def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, list[tuple[bytes, int]], int]:
+    """Parse the header and section table without checking the CRC.
+
+    Returns:
+        ``(header, [(tag, length), ...], payload_offset)``.
+
+    Raises:
+        FormatError: the bytes are not a version-1 nicodec header.
+        LimitError: the image is larger than ``max_pixels``.
+    """
+    data = memoryview(data)
+    if len(data) < len(MAGIC) or bytes(data[:4]) != MAGIC:
+        raise FormatError("not a nicodec file (wrong magic bytes)")
+    need = _PREFIX.size
+    _need(data, need, "header")
+    _, version, flags, id_len = _PREFIX.unpack_from(data, 0)
+    if version != FORMAT_VERSION:
+        raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
+    if flags != 0:
+        raise FormatError(f"unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines none)")
+    if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
+        raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID_BYTES}")
+    _need(data, need + id_len + _FIELDS.size, "header")
+    try:
+        model_id = bytes(data[need : need + id_len]).decode("utf-8")
+    except UnicodeDecodeError:
+        raise FormatError("the model id is not valid UTF-8") from None
+    pos = need + id_len
+    model_hash, width, height, quality, count = _FIELDS.unpack_from(data, pos)
+    pos += _FIELDS.size
+    header = Header(FORMAT_VERSION, model_id, model_hash, width, height, quality, flags)
+    header.validate()
+    if max_pixels is not None and width * height > max_pixels:
+        raise LimitError(
+            f"the file claims {width * height:,} pixels ({width}x{height}), more than the limit of {max_pixels:,}"
+        )
+    _need(data, pos + count * _SECTION.size + _CRC.size, "section table")
+    table = [_SECTION.unpack_from(data, pos + i * _SECTION.size) for i in range(count)]
+    _check_tags([tag for tag, _ in table])
+    pos += count * _SECTION.size + _CRC.size
+    return header, table, pos
+
+
+def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[bytes, bytes]]:
+    """Parse and check a complete file.
+
+    Returns:
+        ``(header, {tag: payload})``.
+
+    Raises:
+        FormatError: wrong magic, unknown version, inconsistent lengths or a failed
+            CRC; the message names which.
+        LimitError: the image is larger than ``max_pixels``.
+    """
+    data = bytes(data)
+    header, table, pos = read_header(data, max_pixels=max_pixels)
+    total = sum(length for _, length in table)
+    if pos + total != len(data):
+        raise FormatError(
+            f"section lengths add up to {total} bytes but {len(data) - pos} follow the header "
+            f"(truncated or padded file)"
+        )
+    crc_pos = pos - _CRC.size
+    (stored,) = _CRC.unpack_from(data, crc_pos)
+    actual = zlib.crc32(data[crc_pos + _CRC.size :], zlib.crc32(data[:crc_pos]))
+    if stored != actual:
+        raise FormatError(f"checksum mismatch (CRC-32 stored {stored:08x}, computed {actual:08x}): the file is corrupt")
+    sections = {}
+    for tag, length in table:
+        sections[tag] = data[pos : pos + length]
+        pos += length
+    return header, sections
+
+
+def check_model(header: Header, model_id: str, model_hash: bytes) -> None:
+    """Raise :class:`ModelMismatchError` unless the file was made by this model."""
+    if header.model_id != model_id or header.model_hash != model_hash:
+        raise ModelMismatchError(
+            f"the file was made by model {header.model_id!r} (hash {header.model_hash.hex()}), "
+            f"but the loaded model is {model_id!r} (hash {model_hash.hex()})"
+        )
+
+
+def _need(data: memoryview, size: int, what: str) -> None:
+    if len(data) < size:
+        raise FormatError(f"truncated file: the {what} needs {size} bytes, the file has {len(data)}")
+
+
+def _check_tags(tags: list[bytes]) -> None:
+    if tuple(tags) != SECTIONS_V1:
+        shown = ", ".join(repr(bytes(t)) for t in tags) or "none"
+        raise FormatError(f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM; found {shown}")

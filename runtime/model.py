@@ -1,0 +1,135 @@
+"""A model folder: three ONNX graphs, frozen integer tables and a manifest that ties them.
+
+Layout (written by ``nicodec-export``)::
+
+    manifest.json              identity, configuration, SHA-256 of every file below
+    encoder.onnx               image uint8 -> y, z
+    entropy_parameters.onnx    z_hat int32 -> scale_index int32, mean_q int32
+    decoder.onnx               y_hat float32 -> image uint8
+    tables.npz                 integer CDFs for z (per channel) and y (per scale)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError
+from .rans import Tables
+
+MANIFEST = "manifest.json"
+MODEL_FORMAT = "nicodec-model"
+MODEL_FORMAT_VERSION = 1
+GRAPHS = ("encoder", "entropy_parameters", "decoder")
+TABLES = "tables.npz"
+
+
+def default_model_dir() -> Path:
+    """The model that ships inside the package."""
+    return Path(str(resources.files("nicodec") / "models" / "default"))
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_hash(files: dict[str, str]) -> str:
+    """SHA-256 over the sorted ``name sha256`` lines of a model's files."""
+    lines = "".join(f"{name} {files[name]}\n" for name in sorted(files))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelFiles:
+    """A verified model folder, with its tables loaded.
+
+    Attributes:
+        path: the folder.
+        manifest: the parsed manifest.
+        model_id: the identity written into every file this model encodes.
+        model_hash: first 8 bytes of the content hash, also written into every file.
+        z_tables, y_tables: the frozen integer CDF tables.
+    """
+
+    path: Path
+    manifest: dict
+    model_id: str
+    model_hash: bytes
+    z_tables: Tables
+    y_tables: Tables
+
+    @property
+    def downsampling(self) -> int:
+        return int(self.manifest["downsampling"])
+
+    @property
+    def mean_bits(self) -> int:
+        return int(self.manifest["mean_bits"])
+
+    @property
+    def latent_channels(self) -> int:
+        return int(self.manifest["config"]["M"])
+
+    @property
+    def hyper_channels(self) -> int:
+        return int(self.manifest["config"]["Nh"])
+
+    def graph(self, name: str) -> Path:
+        return self.path / f"{name}.onnx"
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, verify: bool = True) -> "ModelFiles":
+        """Read and check a model folder.
+
+        Args:
+            path: the folder; ``None`` for the shipped default model.
+            verify: check every file's SHA-256 against the manifest.
+
+        Raises:
+            ModelError: a missing folder or file, a bad manifest or a hash mismatch.
+        """
+        folder = Path(path) if path is not None else default_model_dir()
+        manifest_path = folder / MANIFEST
+        if not manifest_path.is_file():
+            raise ModelError(f"not a nicodec model folder (no {MANIFEST}): {folder}")
+        try:
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"unreadable manifest {manifest_path}: {exc}") from exc
+        if manifest.get("format") != MODEL_FORMAT or manifest.get("version") != MODEL_FORMAT_VERSION:
+            raise ModelError(
+                f"{manifest_path} is not a {MODEL_FORMAT} manifest of version {MODEL_FORMAT_VERSION}"
+            )
+        files = manifest.get("files", {})
+        for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES]:
+            if name not in files:
+                raise ModelError(f"the manifest of {folder} does not list {name}")
+            if not (folder / name).is_file():
+                raise ModelError(f"model file missing: {folder / name}")
+            if verify and sha256_file(folder / name) != files[name]:
+                raise ModelError(f"model file {folder / name} does not match its SHA-256 in the manifest")
+        if content_hash(files) != manifest.get("model_hash"):
+            raise ModelError(f"the model hash in {manifest_path} does not match its file list")
+        try:
+            with np.load(folder / TABLES, allow_pickle=False) as npz:
+                z_tables = Tables(npz["z_cdf"], npz["z_sizes"], npz["z_offsets"])
+                y_tables = Tables(npz["y_cdf"], npz["y_sizes"], npz["y_offsets"])
+        except (OSError, KeyError, ValueError) as exc:
+            raise ModelError(f"bad tables in {folder / TABLES}: {exc}") from exc
+        return cls(
+            path=folder,
+            manifest=manifest,
+            model_id=manifest["model_id"],
+            model_hash=bytes.fromhex(manifest["model_hash"])[:8],
+            z_tables=z_tables,
+            y_tables=y_tables,
+        )

@@ -1,0 +1,93 @@
+"""onnxruntime sessions with an explicit provider list, and a word when it falls back."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import ModelError, NicodecError
+
+CPU = "CPUExecutionProvider"
+CUDA = "CUDAExecutionProvider"
+PROVIDER_CHOICES = ("auto", "cpu", "cuda")
+OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise NicodecError(
+            "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra, "
+            "for example: pip install 'nicodec[cpu]'"
+        ) from exc
+    return onnxruntime
+
+
+def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
+    """The provider list to ask onnxruntime for, always ending with the CPU.
+
+    Args:
+        choice: ``"auto"`` (CUDA when the installed onnxruntime has it, then CPU),
+            ``"cpu"``, ``"cuda"``, or an explicit list of onnxruntime provider names.
+
+    Raises:
+        NicodecError: an unknown choice, or CUDA asked for where it is not available.
+    """
+    available = _ort().get_available_providers()
+    if not isinstance(choice, str):
+        unknown = [p for p in choice if p not in available]
+        if unknown:
+            raise NicodecError(f"providers not available in this onnxruntime: {', '.join(unknown)}")
+        return list(choice) + ([CPU] if CPU not in choice else [])
+    if choice == "cpu":
+        return [CPU]
+    if choice == "cuda":
+        if CUDA not in available:
+            raise NicodecError(
+                "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider "
+                "(install nicodec[gpu] instead of nicodec[cpu] on a machine with CUDA)"
+            )
+        return [CUDA, CPU]
+    if choice == "auto":
+        return [CUDA, CPU] if CUDA in available else [CPU]
+    raise NicodecError(f"unknown provider {choice!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
+
+
+def create_session(path: Path, providers: list[str], threads: int | None = None, optimization: str = "all"):
+    """An InferenceSession for one graph.
+
+    Args:
+        path: the ``.onnx`` file.
+        providers: from :func:`resolve_providers`.
+        threads: intra-op threads (``None``: onnxruntime's default, one per core).
+        optimization: graph optimisation level, one of ``OPTIMIZATION_LEVELS``.
+    """
+    ort = _ort()
+    if optimization not in OPTIMIZATION_LEVELS:
+        raise NicodecError(f"unknown optimization level {optimization!r}: choose one of {', '.join(OPTIMIZATION_LEVELS)}")
+    if threads is not None and threads < 1:
+        raise NicodecError(f"threads must be at least 1, not {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[optimization]
+    if threads is not None:
+        options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+    except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"cannot load {path.name}: {exc}") from exc
+    in_use = session.get_providers()
+    if providers[0] not in in_use:
+        warnings.warn(
+            f"onnxruntime could not use {providers[0]} for {path.name}; running on {', '.join(in_use)}",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return session

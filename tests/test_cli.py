@@ -1,0 +1,119 @@
+"""The command line, through Typer's runner and as a real process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nicodec.cli import app
+
+from conftest import psnr
+
+runner = CliRunner()
+
+
+@pytest.fixture()
+def png(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    return path
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_encode_decode_round_trip(png, photo, tmp_path):
+    result = run("encode", png, "--provider", "cpu")
+    assert result.exit_code == 0, result.output
+    nic = tmp_path / "photo.nic"
+    assert nic.exists()
+    assert "bpp" in result.stdout and "bytes" in result.stdout
+    out = tmp_path / "back.png"
+    result = run("decode", nic, "-o", out, "--threads", "1")
+    assert result.exit_code == 0, result.output
+    back = np.asarray(Image.open(out))
+    assert back.shape == photo.shape
+    assert psnr(back, photo) > 26
+
+
+def test_decode_defaults_to_png_and_honours_the_extension(png, tmp_path):
+    assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
+    assert run("decode", tmp_path / "a.nic").exit_code == 0
+    assert Image.open(tmp_path / "a.png").format == "PNG"
+    assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.jpg").exit_code == 0
+    assert Image.open(tmp_path / "a.jpg").format == "JPEG"
+    result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.unknownext")
+    assert result.exit_code == 1
+    assert "extension" in result.stderr
+    assert not (tmp_path / "a.unknownext").exists()
+
+
+def test_existing_output_is_kept_without_force(png, tmp_path):
+    target = tmp_path / "photo.nic"
+    target.write_bytes(b"precious")
+    result = run("encode", png)
+    assert result.exit_code == 1
+    assert "--force" in result.stderr
+    assert target.read_bytes() == b"precious"
+    assert run("encode", png, "--force").exit_code == 0
+    assert target.read_bytes()[:4] == b"\x89NIC"
+
+
+@pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n\x00\x00"])
+def test_bad_inputs_give_one_line_and_exit_1(tmp_path, content):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(content)
+    result = run("encode", bad)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ")
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "bad.nic").exists()
+
+
+def test_missing_and_directory_inputs(tmp_path):
+    for args in (("encode", tmp_path / "nope.png"), ("encode", tmp_path), ("decode", tmp_path / "nope.nic")):
+        result = run(*args)
+        assert result.exit_code == 1, args
+        assert result.stderr.startswith("error: ")
+
+
+def test_corrupt_nic_is_refused_and_nothing_written(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    nic = tmp_path / "photo.nic"
+    data = bytearray(nic.read_bytes())
+    data[-3] ^= 0x40
+    nic.write_bytes(bytes(data))
+    result = run("decode", nic, "-o", tmp_path / "out.png")
+    assert result.exit_code == 1
+    assert "checksum" in result.stderr
+    assert not (tmp_path / "out.png").exists()
+    assert list(tmp_path.glob(".*part")) == []
+
+
+def test_info_json(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    result = run("info", tmp_path / "photo.nic", "--json")
+    assert result.exit_code == 0
+    facts = json.loads(result.stdout)
+    assert (facts["width"], facts["height"]) == (256, 192)
+    assert set(facts["sections"]) == {"ZSYM", "YSYM"}
+    assert facts["bytes"] == (tmp_path / "photo.nic").stat().st_size
+
+
+def test_usage_errors_exit_2(png):
+    assert run("encode", png, "--threads", "0").exit_code == 2
+    assert run("encode", png, "--provider", "tpu").exit_code == 2
+    assert run("frobnicate").exit_code == 2
+
+
+def test_version_and_module_entry_point():
+    result = subprocess.run([sys.executable, "-m", "nicodec", "--version"], capture_output=True, text=True)
+    assert result.returncode == 0
+    assert result.stdout.startswith("nicodec ")

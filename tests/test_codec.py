@@ -1,0 +1,144 @@
+"""The runtime API end to end, on the model shipped in the package."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nicodec
+from nicodec import format as nicformat
+from nicodec.codec import Codec
+
+from conftest import psnr, synthetic_photo
+
+
+def test_round_trip_keeps_size_and_quality(codec, photo):
+    data = codec.encode(photo)
+    out = codec.decode(data, as_array=True)
+    assert out.shape == photo.shape and out.dtype == np.uint8
+    assert psnr(out, photo) > 26
+    assert 0 < 8 * len(data) / (photo.shape[0] * photo.shape[1]) < 3
+
+
+def test_decode_gives_a_pil_image_by_default(codec, photo):
+    image = codec.decode(codec.encode(photo))
+    assert isinstance(image, Image.Image)
+    assert image.mode == "RGB" and image.size == (photo.shape[1], photo.shape[0])
+
+
+def test_inputs_path_pil_and_array_give_the_same_bytes(codec, photo, tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(photo).save(path)
+    from_array = codec.encode(photo)
+    assert codec.encode(Image.fromarray(photo)) == from_array
+    assert codec.encode(path) == from_array
+    assert codec.encode(str(path)) == from_array
+
+
+def test_encoding_is_deterministic(codec, photo):
+    assert codec.encode(photo) == codec.encode(photo.copy())
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5000), (65, 63), (64, 64), (200, 3)])
+def test_any_image_size(codec, size):
+    h, w = size
+    img = synthetic_photo(max(h, 8), max(w, 8))[:h, :w]
+    out = codec.decode(codec.encode(img), as_array=True)
+    assert out.shape == (h, w, 3)
+
+
+def test_grayscale_and_palette_are_coded_as_rgb(codec, photo):
+    gray = Image.fromarray(photo).convert("L")
+    out = codec.decode(codec.encode(gray), as_array=True)
+    assert out.shape == photo.shape
+    assert psnr(out, np.repeat(np.asarray(gray)[:, :, None], 3, axis=2)) > 24
+    palette = Image.fromarray(photo).convert("P")
+    assert codec.decode(codec.encode(palette), as_array=True).shape == photo.shape
+    assert codec.decode(codec.encode(np.asarray(gray)), as_array=True).shape == photo.shape
+
+
+def test_opaque_alpha_is_dropped_and_transparency_refused(codec, photo):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    assert codec.encode(rgba) == codec.encode(photo)
+    rgba[0, 0, 3] = 10
+    with pytest.raises(nicodec.UnsupportedImageError, match="transparency"):
+        codec.encode(Image.fromarray(rgba, "RGBA"))
+
+
+def test_bad_arrays_are_refused(codec):
+    with pytest.raises(nicodec.UnsupportedImageError, match="uint8"):
+        codec.encode(np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(nicodec.UnsupportedImageError, match="shape|\\(H, W"):
+        codec.encode(np.zeros((8, 8, 2), np.uint8))
+    with pytest.raises(nicodec.UnsupportedImageError, match="empty"):
+        codec.encode(np.zeros((0, 8, 3), np.uint8))
+    with pytest.raises(nicodec.UnsupportedImageError):
+        codec.encode(12)
+
+
+def test_pixel_limit_is_checked_before_work(photo):
+    small = Codec(providers="cpu", max_pixels=1000)
+    with pytest.raises(nicodec.LimitError, match="limit"):
+        small.encode(photo)
+
+
+def test_decode_refuses_a_file_from_another_model(codec, photo):
+    data = codec.encode(photo)
+    header, sections = nicformat.unpack(data)
+    other = nicformat.Header(
+        version=header.version, model_id="someone-else", model_hash=b"\x00" * 8,
+        width=header.width, height=header.height, quality=header.quality, flags=0,
+    )
+    with pytest.raises(nicodec.ModelMismatchError, match="someone-else"):
+        codec.decode(nicformat.pack(other, sections))
+
+
+def test_decode_refuses_garbage(codec):
+    with pytest.raises(nicodec.FormatError):
+        codec.decode(b"hello world, not an image")
+
+
+def test_threads_one_and_two_decode_identically(photo):
+    one = Codec(providers="cpu", threads=1)
+    two = Codec(providers="cpu", threads=2)
+    data = one.encode(photo)
+    assert two.encode(photo) == data
+    assert np.array_equal(one.decode(data, as_array=True), two.decode(data, as_array=True))
+
+
+def test_providers_are_reported(codec):
+    providers = codec.providers
+    assert set(providers) == {"encoder", "entropy_parameters", "decoder"}
+    assert providers["entropy_parameters"] == ["CPUExecutionProvider"]
+
+
+def test_one_codec_shared_by_threads_gives_serial_results(codec):
+    images = [synthetic_photo(96 + 16 * i, 128, seed=i) for i in range(8)]
+    serial = [codec.encode(im) for im in images]
+    results: list = [None] * len(images)
+    decoded: list = [None] * len(images)
+
+    def work(i):
+        results[i] = codec.encode(images[i])
+        decoded[i] = codec.decode(results[i], as_array=True)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(images))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == serial
+    for data, pixels in zip(serial, decoded):
+        assert np.array_equal(pixels, codec.decode(data, as_array=True))
+
+
+def test_kodim23_quality(codec, kodak):
+    image = np.asarray(Image.open(kodak / "kodim23.png").convert("RGB"))
+    data = codec.encode(image)
+    out = codec.decode(data, as_array=True)
+    assert out.shape == image.shape
+    assert psnr(out, image) > 28
+    assert 8 * len(data) / (image.shape[0] * image.shape[1]) < 2.0

@@ -1,0 +1,184 @@
+"""The .nic container: round trips, and a named refusal for every kind of damage."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nicodec import format as nicformat
+from nicodec.errors import FormatError, LimitError, ModelMismatchError
+
+HEADER = nicformat.Header(
+    version=1, model_id="test-model", model_hash=bytes(range(8)), width=768, height=512, quality=0.0
+)
+SECTIONS = {b"ZSYM": b"\x01\x02\x03", b"YSYM": bytes(range(200))}
+
+
+def packed() -> bytes:
+    return nicformat.pack(HEADER, SECTIONS)
+
+
+def test_round_trip():
+    header, sections = nicformat.unpack(packed())
+    assert header == HEADER
+    assert sections == SECTIONS
+
+
+def test_layout_matches_format_md():
+    data = packed()
+    assert data[:4] == b"\x89NIC"
+    assert data[4] == 1 and data[5] == 0 and data[6] == len("test-model")
+    pos = 7 + len("test-model")
+    assert data[pos : pos + 8] == bytes(range(8))
+    width, height, quality, count = struct.unpack_from("<IIfB", data, pos + 8)
+    assert (width, height, quality, count) == (768, 512, 0.0, 2)
+    pos += 8 + 13
+    assert struct.unpack_from("<4sI4sI", data, pos) == (b"ZSYM", 3, b"YSYM", 200)
+    pos += 16
+    (crc,) = struct.unpack_from("<I", data, pos)
+    assert crc == zlib.crc32(data[:pos] + data[pos + 4 :])
+    assert data[pos + 4 :] == SECTIONS[b"ZSYM"] + SECTIONS[b"YSYM"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    model_id=st.text(min_size=1, max_size=16).filter(lambda s: len(s.encode()) <= 64),
+    width=st.integers(1, 1 << 20),
+    height=st.integers(1, 1 << 20),
+    quality=st.floats(-1e6, 1e6, width=32),
+    z=st.binary(max_size=64),
+    y=st.binary(max_size=256),
+)
+def test_round_trip_any_header(model_id, width, height, quality, z, y):
+    header = nicformat.Header(1, model_id, b"\xff" * 8, width, height, quality)
+    sections = {b"ZSYM": z, b"YSYM": y}
+    assert nicformat.unpack(nicformat.pack(header, sections)) == (header, sections)
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (b"", "magic"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(40), "magic"),
+        (b"\x89NI", "magic"),
+    ],
+)
+def test_not_a_nicodec_file(data, message):
+    with pytest.raises(FormatError, match=message):
+        nicformat.unpack(data)
+
+
+def test_unknown_version_is_named():
+    data = bytearray(packed())
+    data[4] = 2
+    with pytest.raises(FormatError, match="version 2"):
+        nicformat.unpack(bytes(data))
+
+
+def test_unknown_flags_are_refused():
+    data = bytearray(packed())
+    data[5] = 1
+    with pytest.raises(FormatError, match="flags"):
+        nicformat.unpack(bytes(data))
+
+
+def test_every_truncation_is_a_format_error():
+    data = packed()
+    for n in range(len(data)):
+        with pytest.raises(FormatError):
+            nicformat.unpack(data[:n])
+
+
+def test_trailing_bytes_are_refused():
+    with pytest.raises(FormatError, match="lengths"):
+        nicformat.unpack(packed() + b"\x00")
+
+
+def test_every_flipped_payload_or_header_byte_is_caught():
+    data = packed()
+    for i in range(len(data)):
+        damaged = bytearray(data)
+        damaged[i] ^= 0x10
+        with pytest.raises((FormatError, LimitError)):
+            nicformat.unpack(bytes(damaged))
+
+
+def test_checksum_failure_is_named():
+    data = bytearray(packed())
+    data[-1] ^= 1
+    with pytest.raises(FormatError, match="checksum"):
+        nicformat.unpack(bytes(data))
+
+
+def test_inconsistent_lengths_are_named_before_slicing():
+    data = bytearray(packed())
+    pos = 7 + len("test-model") + 8 + 13 + 4  # the ZSYM length
+    struct.pack_into("<I", data, pos, 0xFFFFFFF0)
+    with pytest.raises(FormatError, match="lengths add up"):
+        nicformat.unpack(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "sections",
+    [
+        {b"YSYM": b"", b"ZSYM": b""},
+        {b"ZSYM": b""},
+        [(b"ZSYM", b""), (b"YSYM", b""), (b"YSYM", b"")],
+        {b"ZSYM": b"", b"XTRA": b"", b"YSYM": b""},
+    ],
+)
+def test_sections_other_than_zsym_then_ysym_are_refused(sections):
+    with pytest.raises(FormatError, match="ZSYM then YSYM"):
+        nicformat.pack(HEADER, sections)
+
+
+def test_unknown_tag_in_a_file_is_refused():
+    data = bytearray(packed())
+    pos = 7 + len("test-model") + 8 + 13 + 8  # the second tag
+    data[pos : pos + 4] = b"QQQQ"
+    with pytest.raises(FormatError, match="QQQQ"):
+        nicformat.unpack(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [("width", 0), ("height", 0), ("width", (1 << 20) + 1), ("model_id", ""), ("model_id", "x" * 65),
+     ("model_hash", b"short"), ("flags", 3), ("version", 9), ("quality", float("nan"))],
+)
+def test_pack_refuses_bad_headers(field, value):
+    fields = dict(HEADER.__dict__, **{field: value})
+    with pytest.raises(FormatError):
+        nicformat.pack(nicformat.Header(**fields), SECTIONS)
+
+
+def test_zero_size_in_a_file_is_refused():
+    data = bytearray(packed())
+    struct.pack_into("<I", data, 7 + len("test-model") + 8, 0)
+    with pytest.raises(FormatError, match="width 0"):
+        nicformat.unpack(bytes(data))
+
+
+def test_pixel_limit_is_checked_from_the_header():
+    with pytest.raises(LimitError, match="393,216 pixels"):
+        nicformat.unpack(packed(), max_pixels=1000)
+    header, _, _ = nicformat.read_header(packed()[:60])
+    assert (header.width, header.height) == (768, 512)
+
+
+def test_model_mismatch_names_both_models():
+    nicformat.check_model(HEADER, "test-model", bytes(range(8)))
+    with pytest.raises(ModelMismatchError, match="'test-model'.*'other'"):
+        nicformat.check_model(HEADER, "other", bytes(range(8)))
+    with pytest.raises(ModelMismatchError, match="hash"):
+        nicformat.check_model(HEADER, "test-model", bytes(8))
+
+
+def test_invalid_utf8_model_id_is_refused():
+    data = bytearray(packed())
+    data[7] = 0xFF
+    with pytest.raises(FormatError, match="UTF-8"):
+        nicformat.read_header(bytes(data))

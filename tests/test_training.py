@@ -1,0 +1,98 @@
+"""Training and export on tiny data (needs the train extra: torch and onnx)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from nicodec.training.model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss  # noqa: E402
+from nicodec.training.train import TrainConfig, load_model, slim_checkpoint, train  # noqa: E402
+
+from conftest import synthetic_photo  # noqa: E402
+
+pytestmark = pytest.mark.train
+TINY = ModelConfig(N=16, M=24, Nh=16, lmbda=0.01)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("images")
+    for i in range(12):
+        Image.fromarray(synthetic_photo(160, 200, seed=i)).save(root / f"im{i:02d}.jpg", quality=95)
+    return root
+
+
+def test_forward_shapes_and_loss():
+    model = MeanScaleHyperprior(TINY)
+    x = torch.rand(2, 3, 128, 128)
+    out = model(x)
+    assert out["x_hat"].shape == x.shape
+    assert out["y_likelihood"].shape == (2, TINY.M, 8, 8)
+    assert out["z_likelihood"].shape == (2, TINY.Nh, 2, 2)
+    losses = rate_distortion_loss(out, x, TINY.lmbda)
+    assert losses["bpp"] > 0 and torch.isfinite(losses["loss"])
+    losses["loss"].backward()
+    assert all(p.grad is not None for p in model.g_a.parameters())
+
+
+def test_train_checkpoint_and_resume(folder, tmp_path):
+    cfg = TrainConfig(steps=6, batch=2, crop=64, val_every=3, val_images=2)
+    metrics = train([str(folder)], tmp_path, TINY, cfg)
+    assert metrics["steps"] == 6 and np.isfinite(metrics["loss"])
+    ckpt = torch.load(tmp_path / "last.pt", weights_only=True)
+    assert ckpt["model_config"] == TINY.to_dict() and ckpt["step"] == 6
+    cfg.steps = 9
+    metrics = train([str(folder)], tmp_path, TINY, cfg, resume=True)
+    assert metrics["steps"] == 9 and metrics["run_steps"] == 3
+    slim_checkpoint(tmp_path / "last.pt", tmp_path / "slim.pt")
+    model, slim = load_model(tmp_path / "slim.pt")
+    assert "optimizer" not in slim
+    assert all(v.dtype == torch.float16 for v in slim["model"].values() if v.is_floating_point())
+    assert model.config == TINY
+
+
+def test_two_process_distributed_training(folder, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+        "-m", "nicodec.training", "--data", str(folder), "--out", str(tmp_path / "ddp"), "--steps", "4",
+        "--batch", "2", "--crop", "64", "--val-every", "2", "--device", "cpu",
+        "--channels", "16", "--latent-channels", "24", "--hyper-channels", "16",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    ckpt = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert ckpt["step"] == 4
+
+
+def test_export_then_runtime_round_trip(folder, tmp_path):
+    from nicodec.codec import Codec
+    from nicodec.errors import ModelError
+    from nicodec.export.export import export_model
+
+    train([str(folder)], tmp_path / "run", TINY, TrainConfig(steps=3, batch=2, crop=64, val_images=2))
+    manifest = export_model(tmp_path / "run" / "last.pt", tmp_path / "model", "tiny-test")
+    assert manifest["parity"]["z_symbols_differ"] == 0
+    assert manifest["parity"]["scale_index_differ"] == 0
+    on_disk = json.loads((tmp_path / "model" / "manifest.json").read_text())
+    assert on_disk["model_id"] == "tiny-test" and on_disk["parity"] == manifest["parity"]
+
+    codec = Codec(tmp_path / "model", providers="cpu")
+    image = synthetic_photo(100, 130)
+    assert codec.decode(codec.encode(image), as_array=True).shape == image.shape
+
+    with pytest.raises(FileExistsError):
+        export_model(tmp_path / "run" / "last.pt", tmp_path / "model", "tiny-test")
+    tables = tmp_path / "model" / "tables.npz"
+    tables.write_bytes(tables.read_bytes() + b"x")
+    with pytest.raises(ModelError, match="SHA-256"):
+        Codec(tmp_path / "model", providers="cpu")

@@ -1,0 +1,1 @@
+"""Training of nicodec's models (needs the ``train`` extra: torch)."""

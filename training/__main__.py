@@ -1,0 +1,3 @@
+from .train import app
+
+app(prog_name="nicodec-train")

@@ -1,0 +1,231 @@
+"""The mean-scale hyperprior: the network nicodec trains, exports and ships.
+
+Ballé, Minnen, Singh, Hwang and Johnston, "Variational image compression with a
+scale hyperprior" (ICLR 2018), with the Gaussian means of Minnen, Ballé and
+Toderici, "Joint autoregressive and hierarchical priors for learned image
+compression" (NeurIPS 2018), without the autoregressive context model: every
+latent's distribution depends on the hyper-latent alone, so decoding is
+parallel.
+
+Data flow (training path; coding replaces the noise by rounding)::
+
+    x ──g_a──> y ──h_a──> z ──Q──> z_hat ──h_s──> (means, scales)
+                                     │                   │
+                    factorized prior p(z_hat)            │
+    y ──Q(y - means) + means──> y_hat <── Gaussian p(y_hat | means, scales)
+    y_hat ──g_s──> x_hat
+
+Loss: ``lmbda * 255**2 * MSE(x, x_hat) + bpp(y_hat) + bpp(z_hat)``.
+
+The hyper-synthesis ``h_s`` upsamples with sub-pixel convolutions (conv then
+depth-to-space) instead of transposed convolutions, so it maps onto ONNX ops
+that also exist in integer form.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SCALE_MIN = 0.11
+"""Lower bound of the Gaussian scales, as in CompressAI's scale table."""
+
+
+@dataclass
+class ModelConfig:
+    """Architecture and rate-distortion trade-off; saved in every checkpoint."""
+
+    N: int = 64  # channels inside g_a and g_s
+    M: int = 128  # channels of the latent y
+    Nh: int = 64  # channels inside h_a/h_s and of the hyper-latent z
+    lmbda: float = 0.0130  # weight of 255**2 * MSE against bits per pixel
+
+    @property
+    def downsampling(self) -> int:
+        """Image sizes must be a multiple of this (g_a: 16, h_a: 4 more)."""
+        return 64
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class LowerBound(torch.autograd.Function):
+    """max(x, bound) whose gradient still pushes values up from below the bound."""
+
+    @staticmethod
+    def forward(ctx, x, bound):
+        ctx.save_for_backward(x)
+        ctx.bound = bound
+        return x.clamp_min(bound)
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        pass_through = (x >= ctx.bound) | (grad < 0)
+        return grad * pass_through, None
+
+
+class GDN(nn.Module):
+    """Generalized divisive normalization (Ballé et al. 2016), or its inverse.
+
+    ``y_i = x_i / sqrt(beta_i + sum_j gamma_ij x_j**2)``; the inverse multiplies.
+    beta and gamma are stored as square roots kept above a small bound.
+    """
+
+    def __init__(self, channels: int, inverse: bool = False):
+        super().__init__()
+        self.inverse = inverse
+        self.beta_sqrt = nn.Parameter(torch.ones(channels))
+        self.gamma_sqrt = nn.Parameter(torch.sqrt(0.1 * torch.eye(channels) + 1e-6))
+
+    def params(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The effective (beta, gamma as a 1x1 conv weight)."""
+        beta = LowerBound.apply(self.beta_sqrt, 1e-3) ** 2
+        gamma = LowerBound.apply(self.gamma_sqrt, 0.0) ** 2
+        return beta, gamma[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        beta, gamma = self.params()
+        norm = torch.sqrt(F.conv2d(x * x, gamma, beta))
+        return x * norm if self.inverse else x / norm
+
+
+def conv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.Conv2d:
+    return nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2)
+
+
+def deconv(cin: int, cout: int, k: int = 5, stride: int = 2) -> nn.ConvTranspose2d:
+    return nn.ConvTranspose2d(cin, cout, k, stride=stride, padding=k // 2, output_padding=stride - 1)
+
+
+def subpixel_up(cin: int, cout: int, k: int = 3) -> nn.Sequential:
+    """Upsample by 2: a convolution to 4x the channels, then depth-to-space."""
+    return nn.Sequential(conv(cin, cout * 4, k, stride=1), nn.PixelShuffle(2))
+
+
+class FactorizedPrior(nn.Module):
+    """Ballé et al. 2018's non-parametric, per-channel density for z (appendix 6.1).
+
+    The cumulative is a small monotone network per channel: softplus-positive
+    matrices with tanh-shaped non-linearities. Likelihoods are differences of
+    the cumulative at ``z +- 0.5``, evaluated on the side of the median where
+    the sigmoid is far from saturation.
+    """
+
+    def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
+        super().__init__()
+        dims = (1, *filters, 1)
+        scale = init_scale ** (1 / (len(filters) + 1))
+        self.matrices = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        self.factors = nn.ParameterList()
+        for i in range(len(filters) + 1):
+            init = math.log(math.expm1(1 / scale / dims[i + 1]))
+            self.matrices.append(nn.Parameter(torch.full((channels, dims[i + 1], dims[i]), init)))
+            self.biases.append(nn.Parameter(torch.rand(channels, dims[i + 1], 1) - 0.5))
+            if i < len(filters):
+                self.factors.append(nn.Parameter(torch.zeros(channels, dims[i + 1], 1)))
+
+    def logits_cdf(self, v: torch.Tensor) -> torch.Tensor:
+        """Logit of the cumulative at ``v`` of shape (C, 1, n)."""
+        for i, (m, b) in enumerate(zip(self.matrices, self.biases)):
+            v = torch.matmul(F.softplus(m), v) + b
+            if i < len(self.factors):
+                v = v + torch.tanh(self.factors[i]) * torch.tanh(v)
+        return v
+
+    def likelihood(self, z: torch.Tensor) -> torch.Tensor:
+        """Probability mass of the unit bin around each value of z (B, C, H, W)."""
+        b, c, h, w = z.shape
+        v = z.permute(1, 0, 2, 3).reshape(c, 1, -1).float()
+        lower = self.logits_cdf(v - 0.5)
+        upper = self.logits_cdf(v + 0.5)
+        sign = -torch.sign(lower + upper).detach()
+        p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        return p.reshape(c, b, h, w).permute(1, 0, 2, 3)
+
+    def cdf(self, v: torch.Tensor) -> torch.Tensor:
+        """Cumulative at points v of shape (C, n)."""
+        return torch.sigmoid(self.logits_cdf(v[:, None, :]))[:, 0, :]
+
+
+def gaussian_likelihood(y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """Mass of the unit bin around ``y_hat`` under N(means, scales**2)."""
+    scales = LowerBound.apply(scales, SCALE_MIN)
+    v = torch.abs(y_hat - means)
+    normal = torch.distributions.Normal(0.0, 1.0)
+    # Both tails taken on the negative side, where the normal CDF is accurate.
+    return normal.cdf((0.5 - v) / scales) - normal.cdf((-0.5 - v) / scales)
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Rounding with the gradient of the identity."""
+    return x + (torch.round(x) - x).detach()
+
+
+class MeanScaleHyperprior(nn.Module):
+    """The codec's network; ``forward`` trains, export turns the parts into graphs."""
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        N, M, Nh = config.N, config.M, config.Nh
+        self.g_a = nn.Sequential(
+            conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M),
+        )
+        self.g_s = nn.Sequential(
+            deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
+            deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
+        )
+        self.h_a = nn.Sequential(
+            conv(M, Nh, 3, stride=1), nn.ReLU(), conv(Nh, Nh), nn.ReLU(), conv(Nh, Nh),
+        )
+        self.h_s = nn.Sequential(
+            subpixel_up(Nh, Nh), nn.ReLU(), subpixel_up(Nh, Nh * 3 // 2), nn.ReLU(),
+            conv(Nh * 3 // 2, 2 * M, 3, stride=1),
+        )
+        self.z_prior = FactorizedPrior(Nh)
+
+    def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Means and scales of y from the quantized hyper-latent."""
+        means, scales = self.h_s(z_hat).chunk(2, dim=1)
+        return means, scales
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training pass on images in [0, 1].
+
+        Rates use additive uniform noise (Ballé et al. 2017); the synthesis and
+        h_s see rounded values through a straight-through estimator, as at
+        coding time (the "mixed" quantization of Minnen and Singh, ICIP 2020).
+
+        Returns:
+            ``x_hat``, and the likelihoods of y and z.
+        """
+        y = self.g_a(x)
+        z = self.h_a(y)
+        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+        z_likelihood = self.z_prior.likelihood(z_noisy)
+        z_hat = ste_round(z)
+        means, scales = self.entropy_parameters(z_hat)
+        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+        y_likelihood = gaussian_likelihood(y_noisy.float(), means.float(), scales.float())
+        y_hat = ste_round(y - means) + means
+        x_hat = self.g_s(y_hat)
+        return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
+
+
+def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
+    """``lmbda * 255**2 * MSE + bpp``, with its parts for logging."""
+    num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
+    bits = sum(
+        torch.log2(out[k].clamp_min(1e-9)).sum() for k in ("y_likelihood", "z_likelihood")
+    )
+    bpp = -bits / num_pixels
+    mse = F.mse_loss(out["x_hat"].float(), x.float())
+    loss = lmbda * 255**2 * mse + bpp
+    psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))
+    return {"loss": loss, "bpp": bpp.detach(), "mse": mse.detach(), "psnr": psnr}
