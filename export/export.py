@@ -168,6 +168,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     training = {"checkpoint_step": ckpt.get("step"), "metrics": ckpt.get("metrics", {})}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     try:
         export_graphs(model, tmp)
         write_tables(model, tmp)

@@ -7,7 +7,9 @@ Exit codes: 0 success, 1 an error nicodec could name (one line on stderr),
 from __future__ import annotations
 
 import json
+import os
 import time
+import warnings
 import traceback
 from contextlib import contextmanager
 from enum import Enum
@@ -25,8 +27,9 @@ app = typer.Typer(
     help="nicodec: a learned image codec. Encode photos to .nic files and back.",
     pretty_exceptions_enable=False,
 )
-err = Console(stderr=True, highlight=False)
-out = Console(highlight=False)
+# soft_wrap: one message is one line, however narrow the terminal or pipe.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
 
 
 class Provider(str, Enum):
@@ -43,6 +46,11 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
+DEFAULT_MAX_PIXELS = 50_000_000  # the same as nicodec.codec.DEFAULT_MAX_PIXELS, without importing numpy
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Refuse images with more pixels (memory grows about 0.5 KB a pixel)."),
+]
 
 
 def _version() -> str:
@@ -73,11 +81,17 @@ def _root(
 def _reporting(debug: bool):
     """Turn every failure inside the block into one line on stderr and an exit code."""
     try:
-        yield
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            yield
     except (typer.Exit, SystemExit):
         raise
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt included, on purpose
         _fail(exc, debug)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    err.print(f"warning: {message}", markup=False)
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
@@ -93,10 +107,26 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(1)
 
 
-def _codec(model: Optional[Path], provider: Provider, threads: Optional[int]):
+def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int):
     from .codec import Codec
 
-    return Codec(model, providers=provider.value, threads=threads)
+    return Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels)
+
+
+def _target(input: Path, output: Optional[Path], suffix: str, force: bool) -> Path:
+    """The output path, refused early when it cannot or must not be written."""
+    if output is None:
+        if not input.name or input.is_dir():
+            raise NicodecError(f"{input} is a directory, not a file")
+        output = input.with_suffix(suffix)
+    if output.is_dir():
+        raise NicodecError(f"the output {output} is a directory; give a file name")
+    if output.exists():
+        if input.exists() and os.path.samefile(input, output):
+            raise NicodecError(f"the output {output} is the input; choose another name")
+        if not force:
+            raise OutputExistsError(f"{output} exists; use --force to overwrite it")
+    return output
 
 
 @app.command()
@@ -107,16 +137,15 @@ def encode(
     provider: ProviderOpt = Provider.auto,
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
     """Compress an image into a .nic file and report its size, bits per pixel and time."""
     from .files import write_atomic
 
-    target = output or input.with_suffix(".nic")
     with _reporting(debug):
-        if target.exists() and not force:
-            raise OutputExistsError(f"{target} exists; use --force to overwrite it")
-        codec = _codec(model, provider, threads)
+        target = _target(input, output, ".nic", force)
+        codec = _codec(model, provider, threads, max_pixels)
         start = time.perf_counter()
         from .images import to_rgb
 
@@ -126,7 +155,7 @@ def encode(
         write_atomic(target, lambda f: f.write(data), force=force)
     height, width = pixels.shape[:2]
     bpp = 8 * len(data) / (width * height)
-    out.print(f"{input} -> {target}: {width}x{height}, {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s")
+    out.print(f"{input} -> {target}: {width}x{height}, {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s", markup=False)
 
 
 @app.command()
@@ -140,6 +169,7 @@ def decode(
     provider: ProviderOpt = Provider.auto,
     threads: ThreadsOpt = None,
     model: ModelOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
     """Decompress a .nic file into an image (PNG unless the output's extension says otherwise)."""
@@ -147,20 +177,20 @@ def decode(
 
     from .files import write_atomic
 
-    target = output or input.with_suffix(".png")
     with _reporting(debug):
+        target = _target(input, output, ".png", force)
         fmt = Image.registered_extensions().get(target.suffix.lower())
         if fmt is None or fmt not in Image.SAVE:
-            raise UnsupportedImageError(f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ...")
-        if target.exists() and not force:
-            raise OutputExistsError(f"{target} exists; use --force to overwrite it")
+            raise UnsupportedImageError(
+                f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
+            )
         data = _read(input)
-        codec = _codec(model, provider, threads)
+        codec = _codec(model, provider, threads, max_pixels)
         start = time.perf_counter()
         image = codec.decode(data)
         seconds = time.perf_counter() - start
         write_atomic(target, lambda f: image.save(f, format=fmt), force=force)
-    out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s")
+    out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s", markup=False)
 
 
 @app.command()

@@ -23,13 +23,17 @@ from PIL import Image
 
 from . import format as nicformat
 from . import rans
-from .errors import LimitError
+from .errors import LimitError, ModelError, NicodecError
 from .images import to_rgb
 from .model import ModelFiles
 from .sessions import CPU, create_session, resolve_providers
 
-DEFAULT_MAX_PIXELS = 2 * 89_478_485
-"""Pillow's decompression-bomb error threshold (twice ``Image.MAX_IMAGE_PIXELS``)."""
+DEFAULT_MAX_PIXELS = 50_000_000
+"""Largest image coded by default: decoding needs about 0.5 KB of memory per pixel."""
+
+ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
+"""Fixed settings of the entropy-parameter graph, whatever the caller asks for the others:
+its integers must not depend on options (``basic`` does no layout rewrites)."""
 
 _SYMBOL_LIMIT = 1 << 24
 
@@ -43,7 +47,8 @@ class Codec:
             or a list of onnxruntime provider names. The entropy-parameter graph
             always runs on the CPU provider.
         threads: onnxruntime intra-op threads (``None``: one per core).
-        max_pixels: largest image (width x height) that ``decode`` accepts.
+        max_pixels: largest image (width x height) that ``encode`` and ``decode``
+            accept; memory grows with the pixel count (about 0.5 KB a pixel).
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
 
     Raises:
@@ -62,10 +67,11 @@ class Codec:
     ):
         self.model = ModelFiles.load(model)
         chosen = resolve_providers(providers)
+        strict = not isinstance(providers, str) or providers == "cuda"
         self.max_pixels = max_pixels
-        self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization)
-        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], threads, optimization)
-        self._decoder = create_session(self.model.graph("decoder"), chosen, threads, optimization)
+        self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
+        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **ENTROPY_SESSION)
+        self._decoder = create_session(self.model.graph("decoder"), chosen, threads, optimization, strict=strict)
 
     @property
     def model_id(self) -> str:
@@ -101,6 +107,12 @@ class Codec:
         d = self.model.downsampling
         padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
         y, z = self._encoder.run(None, {"image": padded.transpose(2, 0, 1)[None]})
+        if z.shape != self._z_shape(height, width):
+            # The decoder rebuilds this shape from the header and the manifest.
+            raise ModelError(
+                f"the encoder made a hyper-latent of shape {z.shape}, "
+                f"not the {self._z_shape(height, width)} its manifest implies"
+            )
         z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
         scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
         residual = y - self._means(mean_q)
@@ -122,11 +134,11 @@ class Codec:
 
     # -- decoding ---------------------------------------------------------------------
 
-    def decode(self, data: bytes, *, as_array: bool = False) -> Image.Image | np.ndarray:
-        """Decompress a ``.nic`` file's bytes.
+    def decode(self, data, *, as_array: bool = False) -> Image.Image | np.ndarray:
+        """Decompress a ``.nic`` file.
 
         Args:
-            data: the file's bytes.
+            data: the file's bytes (bytes-like), or its path.
             as_array: return an (H, W, 3) uint8 array instead of a PIL image.
 
         Raises:
@@ -151,11 +163,9 @@ class Codec:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
-        header, sections = nicformat.unpack(bytes(data), max_pixels=self.max_pixels)
+        header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash)
-        d = self.model.downsampling
-        h64, w64 = -(-header.height // d), -(-header.width // d)
-        z_shape = (1, self.model.hyper_channels, h64, w64)
+        z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
         scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
@@ -165,11 +175,19 @@ class Codec:
     # -- helpers ----------------------------------------------------------------------
 
     def _check_size(self, width: int, height: int) -> None:
-        if width * height > self.max_pixels:
+        if max(width, height) > nicformat.MAX_SIDE:
+            raise LimitError(f"the image is {width}x{height}; nicodec codes sides of at most {nicformat.MAX_SIDE:,} pixels")
+        d = self.model.downsampling
+        padded = -(-width // d) * d * -(-height // d) * d
+        if max(width * height, padded) > self.max_pixels:
             raise LimitError(
-                f"the image has {width * height:,} pixels ({width}x{height}), "
-                f"more than the limit of {self.max_pixels:,}"
+                f"the image has {width * height:,} pixels ({width}x{height}; {padded:,} once padded to "
+                f"multiples of {d}), more than the limit of {self.max_pixels:,}"
             )
+
+    def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
+        d = self.model.downsampling
+        return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:
         # Exact in float32: |mean_q| < 2**24 and the divisor is a power of two.
@@ -179,3 +197,19 @@ class Codec:
     def _z_table_ids(shape) -> np.ndarray:
         _, channels, h, w = shape
         return np.repeat(np.arange(channels, dtype=np.int32), h * w)
+
+
+def _read_bytes(data) -> bytes:
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return bytes(data)
+    if isinstance(data, (str, os.PathLike)):
+        path = Path(data)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:
+            raise NicodecError(f"{path}: no such file") from None
+        except IsADirectoryError:
+            raise NicodecError(f"{path} is a directory, not a .nic file") from None
+        except OSError as exc:
+            raise NicodecError(f"cannot read {path}: {exc.strerror or exc}") from None
+    raise TypeError(f"decode takes the bytes of a .nic file or its path, not a {type(data).__name__}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
@@ -33,15 +33,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise NicodecError(f"output folder {folder} does not exist")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=folder)
-    except OSError as exc:
-        raise NicodecError(f"cannot write in {folder}: {exc.strerror}") from None
+    fd, tmp = _create_temporary(folder, path.name)
     try:
         try:
             with os.fdopen(fd, "wb") as f:
-                if hasattr(os, "fchmod"):  # mkstemp makes 0600; give the usual permissions
-                    os.fchmod(f.fileno(), 0o666 & ~_umask())
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
@@ -75,7 +70,15 @@ def _commit(tmp: str, path: Path, force: bool) -> None:
     os.unlink(tmp)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
+    """A new hidden file beside the output, with the permissions the umask gives any new file."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(folder / f".{name}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise NicodecError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+    raise NicodecError(f"cannot create a temporary file in {folder}")

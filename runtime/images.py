@@ -30,8 +30,16 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise UnsupportedImageError(f"{p} is empty")
     try:
         with Image.open(p) as img:
+            frames = getattr(img, "n_frames", 1)
+            # MPO (phone and camera JPEGs) keeps previews as extra frames: the first is the photo.
+            if frames > 1 and img.format != "MPO":
+                raise UnsupportedImageError(
+                    f"{p} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
+                )
             img.load()
             return ImageOps.exif_transpose(img) or img
+    except PermissionError:
+        raise UnsupportedImageError(f"cannot read {p}: permission denied") from None
     except UnidentifiedImageError:
         raise UnsupportedImageError(f"{p} is not an image Pillow can read") from None
     except Image.DecompressionBombError as exc:
@@ -50,14 +58,20 @@ def _from_pil(img: Image.Image) -> np.ndarray:
     if mode == "F":
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
     if "A" in mode or (mode == "P" and "transparency" in img.info):
-        rgba = np.asarray(img.convert("RGBA"))
+        try:
+            rgba = np.asarray(img.convert("RGBA"))
+        except ValueError as exc:
+            raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
         if (rgba[:, :, 3] != 255).any():
             raise UnsupportedImageError(
                 f"the image has transparency (mode {mode}); nicodec codes RGB only: "
                 "flatten it onto a background or drop the alpha channel first"
             )
         return np.ascontiguousarray(rgba[:, :, :3])
-    return np.asarray(img.convert("RGB"))
+    try:
+        return np.asarray(img.convert("RGB"))
+    except ValueError as exc:  # modes Pillow opens but cannot convert, such as "La"
+        raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
 
 
 def to_rgb(image) -> np.ndarray:

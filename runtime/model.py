@@ -109,6 +109,7 @@ class ModelFiles:
             raise ModelError(
                 f"{manifest_path} is not a {MODEL_FORMAT} manifest of version {MODEL_FORMAT_VERSION}"
             )
+        _check_manifest(manifest, manifest_path)
         files = manifest.get("files", {})
         for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES]:
             if name not in files:
@@ -125,6 +126,8 @@ class ModelFiles:
                 y_tables = Tables(npz["y_cdf"], npz["y_sizes"], npz["y_offsets"])
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"bad tables in {folder / TABLES}: {exc}") from exc
+        if y_tables.n_tables != manifest["scale_levels"] or z_tables.n_tables != manifest["config"]["Nh"]:
+            raise ModelError(f"the tables in {folder / TABLES} do not match the manifest's scale levels and channels")
         return cls(
             path=folder,
             manifest=manifest,
@@ -133,3 +136,28 @@ class ModelFiles:
             z_tables=z_tables,
             y_tables=y_tables,
         )
+
+
+def _check_manifest(manifest, path: Path) -> None:
+    """Every field the runtime reads, present and of the right type, so use never fails later."""
+    from .format import MAX_MODEL_ID_BYTES
+
+    def positive_int(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    problems = []
+    model_id = manifest.get("model_id")
+    if not isinstance(model_id, str) or not 1 <= len(model_id.encode("utf-8")) <= MAX_MODEL_ID_BYTES:
+        problems.append(f"model_id must be a string of 1 to {MAX_MODEL_ID_BYTES} UTF-8 bytes")
+    for key in ("downsampling", "mean_bits", "scale_levels"):
+        if not positive_int(manifest.get(key)):
+            problems.append(f"{key} must be a positive integer")
+    config = manifest.get("config")
+    if not isinstance(config, dict) or not all(positive_int(config.get(k)) for k in ("M", "Nh")):
+        problems.append("config must give the channel counts M and Nh")
+    if not isinstance(manifest.get("files"), dict):
+        problems.append("files must map file names to SHA-256 digests")
+    if not isinstance(manifest.get("model_hash"), str) or len(manifest["model_hash"]) != 64:
+        problems.append("model_hash must be a SHA-256 hex digest")
+    if problems:
+        raise ModelError(f"bad manifest {path}: " + "; ".join(problems))

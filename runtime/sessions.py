@@ -55,7 +55,14 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
     raise NicodecError(f"unknown provider {choice!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
 
 
-def create_session(path: Path, providers: list[str], threads: int | None = None, optimization: str = "all"):
+def create_session(
+    path: Path,
+    providers: list[str],
+    threads: int | None = None,
+    optimization: str = "all",
+    *,
+    strict: bool = False,
+):
     """An InferenceSession for one graph.
 
     Args:
@@ -63,6 +70,12 @@ def create_session(path: Path, providers: list[str], threads: int | None = None,
         providers: from :func:`resolve_providers`.
         threads: intra-op threads (``None``: onnxruntime's default, one per core).
         optimization: graph optimisation level, one of ``OPTIMIZATION_LEVELS``.
+        strict: the first provider was asked for explicitly: failing to use it is an
+            error rather than a warning.
+
+    Raises:
+        ModelError: the graph cannot be loaded.
+        NicodecError: ``strict`` and onnxruntime fell back from the first provider.
     """
     ort = _ort()
     if optimization not in OPTIMIZATION_LEVELS:
@@ -85,6 +98,11 @@ def create_session(path: Path, providers: list[str], threads: int | None = None,
         raise ModelError(f"cannot load {path.name}: {exc}") from exc
     in_use = session.get_providers()
     if providers[0] not in in_use:
+        if strict:
+            raise NicodecError(
+                f"onnxruntime could not use {providers[0]} for {path.name} (is CUDA installed and a GPU "
+                f"visible?); use --provider cpu or auto to run on {', '.join(in_use)}"
+            )
         warnings.warn(
             f"onnxruntime could not use {providers[0]} for {path.name}; running on {', '.join(in_use)}",
             RuntimeWarning,

@@ -117,3 +117,55 @@ def test_version_and_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "nicodec", "--version"], capture_output=True, text=True)
     assert result.returncode == 0
     assert result.stdout.startswith("nicodec ")
+
+
+def test_output_equal_to_input_is_refused_even_with_force(png):
+    before = png.read_bytes()
+    result = run("encode", png, "-o", png, "--force")
+    assert result.exit_code == 1
+    assert "is the input" in result.stderr
+    assert png.read_bytes() == before
+
+
+def test_directory_as_input_or_output_is_one_line(png, tmp_path):
+    for args in (("encode", "."), ("decode", "/"), ("encode", png, "-o", tmp_path)):
+        result = run(*args)
+        assert result.exit_code == 1, args
+        assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_long_messages_and_brackets_in_names_are_not_wrapped_or_eaten(tmp_path, photo):
+    name = tmp_path / ("a-long-folder-name-" * 4) / "img[red].png"
+    name.parent.mkdir()
+    Image.fromarray(photo).save(name)
+    result = run("encode", name)
+    assert result.exit_code == 0, result.output
+    assert result.stdout.count("\n") == 1 and "img[red].nic" in result.stdout
+    result = run("encode", name.parent / "missing[bold].png")
+    assert result.stderr.count("\n") == 1 and "missing[bold].png" in result.stderr
+
+
+def test_max_pixels_option(png):
+    result = run("encode", png, "--max-pixels", "1000")
+    assert result.exit_code == 1
+    assert "limit of 1,000" in result.stderr
+
+
+def test_cli_default_limit_is_the_codec_default():
+    from nicodec import cli, codec
+
+    assert cli.DEFAULT_MAX_PIXELS == codec.DEFAULT_MAX_PIXELS
+
+
+def test_missing_output_folder_is_one_line(png, tmp_path):
+    result = run("encode", png, "-o", tmp_path / "no" / "such" / "x.nic")
+    assert result.exit_code == 1
+    assert "does not exist" in result.stderr
+
+
+def test_threads_one_and_two_decode_to_the_same_png(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    nic = tmp_path / "photo.nic"
+    assert run("decode", nic, "-o", tmp_path / "t1.png", "--threads", "1").exit_code == 0
+    assert run("decode", nic, "-o", tmp_path / "t2.png", "--threads", "2").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "t1.png")), np.asarray(Image.open(tmp_path / "t2.png")))

@@ -142,3 +142,53 @@ def test_kodim23_quality(codec, kodak):
     assert out.shape == image.shape
     assert psnr(out, image) > 28
     assert 8 * len(data) / (image.shape[0] * image.shape[1]) < 2.0
+
+
+def test_decode_takes_a_path_and_refuses_other_types(codec, photo, tmp_path):
+    data = codec.encode(photo)
+    (tmp_path / "a.nic").write_bytes(data)
+    assert np.array_equal(codec.decode(tmp_path / "a.nic", as_array=True), codec.decode(data, as_array=True))
+    with pytest.raises(nicodec.NicodecError, match="no such file"):
+        codec.decode(tmp_path / "missing.nic")
+    with pytest.raises(TypeError, match="bytes"):
+        codec.decode(10**9)
+
+
+def test_entropy_parameters_ignore_the_callers_session_options(photo):
+    """The table indices must not depend on options the caller picks for the transforms."""
+    plain = Codec(providers="cpu", optimization="disable", threads=1)
+    tuned = Codec(providers="cpu", optimization="all", threads=2)
+    data = plain.encode(photo)
+    for codec in (plain, tuned):
+        _, z_hat, symbols, mean_q = codec.decode_symbols(data)
+        index = codec._entropy.run(None, {"z_hat": z_hat})[0]
+        assert np.array_equal(index, plain._entropy.run(None, {"z_hat": z_hat})[0])
+    assert np.array_equal(plain.decode(data, as_array=True), tuned.decode(data, as_array=True))
+
+
+def test_padding_counts_towards_the_pixel_limit():
+    narrow = Codec(providers="cpu", max_pixels=10_000)
+    with pytest.raises(nicodec.LimitError, match="padded"):
+        narrow.encode(np.zeros((1, 5000, 3), np.uint8))
+
+
+@pytest.mark.parametrize("mode", ["1", "L", "LA", "La", "P", "PA", "RGBA", "CMYK", "I;16", "I", "YCbCr", "HSV", "F"])
+def test_every_pillow_mode_encodes_or_is_refused_clearly(codec, photo, mode):
+    image = Image.fromarray(photo).convert("RGBA" if mode in ("La", "PA") else "RGB")
+    try:
+        image = image.convert(mode)
+    except ValueError:
+        image = Image.new(mode, (32, 24))
+    try:
+        data = codec.encode(image)
+    except nicodec.UnsupportedImageError as exc:
+        assert mode in str(exc) or "transparency" in str(exc)
+        return
+    assert codec.decode(data, as_array=True).shape == (image.height, image.width, 3)
+
+
+def test_multi_frame_files_are_refused(codec, photo, tmp_path):
+    frames = [Image.fromarray(photo), Image.fromarray(photo[::-1].copy())]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    with pytest.raises(nicodec.UnsupportedImageError, match="2 frames"):
+        codec.encode(tmp_path / "anim.gif")
