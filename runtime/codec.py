@@ -164,6 +164,8 @@ class Codec:
             latent's symbols and its fixed-point means, all int32.
         """
         header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
+        # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
+        self._check_size(header.width, header.height)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash)
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)

@@ -261,6 +261,16 @@ def default_lanes(count: int) -> int:
     return int(min(max(round(math.sqrt(count / 72)), 1), 1024, max(count, 1)))
 
 
+def min_lanes(count: int) -> int:
+    """The fewest lanes a stream of ``count`` symbols may use: an eighth of :func:`default_lanes`.
+
+    Decoding costs about one numpy step per symbol of the longest lane, so a stream
+    with very few lanes for many symbols (a tiny crafted file) could take minutes;
+    this bound keeps every valid stream within 8 times the steps of the default.
+    """
+    return -(-default_lanes(count) // 8)
+
+
 def encode(values: np.ndarray, table_ids: np.ndarray, tables: Tables, lanes: int | None = None) -> bytes:
     """Entropy-code integers, each with its own table.
 
@@ -292,6 +302,8 @@ def encode(values: np.ndarray, table_ids: np.ndarray, tables: Tables, lanes: int
     if n == 0:
         return HEADER.pack(0, 0)
     k = min(int(lanes), n)
+    if k < min_lanes(n):
+        raise ValueError(f"{n} symbols need at least {min_lanes(n)} lanes, not {k}")
     steps = -(-n // k)
     code = tables._coding
 
@@ -365,8 +377,8 @@ def decode(data: bytes, table_ids: np.ndarray, tables: Tables) -> np.ndarray:
         if k != 0 or n_escapes != 0 or len(data) != HEADER.size:
             raise FormatError("rANS stream for 0 symbols must be a bare header with 0 lanes and 0 escapes")
         return np.zeros(0, dtype=np.int32)
-    if not 1 <= k <= n:
-        raise FormatError(f"rANS stream claims {k} lanes for {n} symbols")
+    if not min_lanes(n) <= k <= n:
+        raise FormatError(f"rANS stream claims {k} lanes for {n} symbols (allowed: {min_lanes(n)} to {n})")
     if n_escapes > n:
         raise FormatError(f"rANS stream claims {n_escapes} escapes for {n} symbols")
     words_at = HEADER.size + 4 * n_escapes + 4 * k

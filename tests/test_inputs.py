@@ -1,0 +1,139 @@
+"""Every kind of input Pillow opens: coded as RGB, or refused with a clear message."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import nicodec
+from nicodec.cli import app
+from typer.testing import CliRunner
+
+from conftest import psnr, synthetic_photo
+
+runner = CliRunner()
+
+
+def save(image: Image.Image, path, **params):
+    image.save(path, **params)
+    return path
+
+
+def test_cmyk_jpeg(codec, photo, tmp_path):
+    path = save(Image.fromarray(photo).convert("CMYK"), tmp_path / "cmyk.jpg", quality=95)
+    with Image.open(path) as im:
+        assert im.mode == "CMYK"
+        expected = np.asarray(im.convert("RGB"))
+    out = codec.decode(codec.encode(path), as_array=True)
+    assert out.shape == photo.shape
+    assert psnr(out, expected) > 24
+
+
+def test_sixteen_bit_png_keeps_the_top_eight_bits(codec, tmp_path):
+    gray16 = (synthetic_photo()[:, :, 0].astype(np.uint16) * 257) + 3
+    path = save(Image.fromarray(gray16), tmp_path / "deep.png")
+    with Image.open(path) as im:
+        assert im.mode.startswith("I")
+    from nicodec.images import to_rgb
+
+    pixels = to_rgb(path)
+    assert np.array_equal(pixels[:, :, 0], (gray16 >> 8).astype(np.uint8))
+    assert codec.decode(codec.encode(path), as_array=True).shape == pixels.shape
+
+
+def test_exif_orientation_is_applied(codec, tmp_path):
+    photo = synthetic_photo(96, 160)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = save(Image.fromarray(photo), tmp_path / "rotated.jpg", quality=95, exif=exif)
+    out = codec.decode(codec.encode(path), as_array=True)
+    assert out.shape == (160, 96, 3)
+    with Image.open(path) as im:
+        upright = np.asarray(im.transpose(Image.Transpose.ROTATE_270).convert("RGB"))
+    assert psnr(out, upright) > 24
+
+
+@pytest.mark.parametrize("size", [(1, 1), (1, 5000), (5000, 1)])
+def test_extreme_shapes_from_files(codec, tmp_path, size):
+    h, w = size
+    image = np.full((h, w, 3), 128, np.uint8)
+    image[..., 0] = np.linspace(0, 255, h * w).reshape(h, w).astype(np.uint8)
+    path = save(Image.fromarray(image), tmp_path / "thin.png")
+    assert codec.decode(codec.encode(path), as_array=True).shape == (h, w, 3)
+
+
+def test_truncated_jpeg_is_refused(codec, photo, tmp_path):
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="JPEG", quality=95)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(buffer.getvalue()[: buffer.tell() // 2])
+    with pytest.raises(nicodec.UnsupportedImageError, match="cut.jpg"):
+        codec.encode(path)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda p: p.write_bytes(b""), "empty"),
+        (lambda p: p.write_text("just some text\n"), "not an image"),
+        (lambda p: p.mkdir(), "directory"),
+        (lambda p: None, "no such file"),
+    ],
+)
+def test_files_that_are_not_images(codec, tmp_path, make, message):
+    path = tmp_path / "input.png"
+    make(path)
+    with pytest.raises(nicodec.UnsupportedImageError, match=message):
+        codec.encode(path)
+
+
+def test_alpha_is_refused_unless_opaque(codec, photo, tmp_path):
+    opaque = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    path = save(Image.fromarray(opaque, "RGBA"), tmp_path / "opaque.png")
+    assert codec.encode(path) == codec.encode(photo)
+    opaque[5, 5, 3] = 0
+    path = save(Image.fromarray(opaque, "RGBA"), tmp_path / "hole.png")
+    with pytest.raises(nicodec.UnsupportedImageError, match="transparency"):
+        codec.encode(path)
+
+
+def test_inputs_are_never_modified(tmp_path, photo):
+    path = save(Image.fromarray(photo), tmp_path / "in.png")
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    assert runner.invoke(app, ["encode", str(path), "--provider", "cpu"]).exit_code == 0
+    assert runner.invoke(app, ["decode", str(tmp_path / "in.nic"), "-o", str(tmp_path / "out.png")]).exit_code == 0
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+
+
+def test_interrupted_encode_leaves_nothing(tmp_path, photo, monkeypatch):
+    from nicodec import codec as codec_module
+
+    path = save(Image.fromarray(photo), tmp_path / "in.png")
+
+    def interrupted(self, image):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(codec_module.Codec, "encode", interrupted)
+    result = runner.invoke(app, ["encode", str(path)])
+    assert result.exit_code == 130
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]
+
+
+def test_interrupted_write_removes_the_temporary_file(tmp_path):
+    from nicodec.files import write_atomic
+
+    def half_then_interrupt(f):
+        f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "out.nic", half_then_interrupt)
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "keep.nic").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        write_atomic(tmp_path / "keep.nic", half_then_interrupt, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.nic"]
+    assert (tmp_path / "keep.nic").read_bytes() == b"old"
