@@ -47,6 +47,7 @@ ModelOpt = Annotated[
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
 DEFAULT_MAX_PIXELS = 50_000_000  # the same as nicodec.codec.DEFAULT_MAX_PIXELS, without importing numpy
+JobsOpt = Annotated[int, typer.Option(min=1, help="Files coded at once when INPUT is a folder.")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (memory grows about 0.5 KB a pixel)."),
@@ -131,18 +132,29 @@ def _target(input: Path, output: Optional[Path], suffix: str, force: bool) -> Pa
 
 @app.command()
 def encode(
-    input: Annotated[Path, typer.Argument(help="Image to compress (any format Pillow reads).")],
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Output file (default: INPUT with .nic).")] = None,
+    input: Annotated[Path, typer.Argument(help="Image to compress (any format Pillow reads), or a folder of them.")],
+    output: Annotated[
+        Optional[Path],
+        typer.Option("--output", "-o", help="Output file (default: INPUT with .nic); for a folder, the output folder."),
+    ] = None,
     force: ForceOpt = False,
     provider: ProviderOpt = Provider.auto,
     threads: ThreadsOpt = None,
+    jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
-    """Compress an image into a .nic file and report its size, bits per pixel and time."""
+    """Compress an image into a .nic file and report its size, bits per pixel and time.
+
+    Given a folder, compress every image under it into the same tree under OUTPUT
+    (default: beside each image), skipping outputs that are up to date.
+    """
     from .files import write_atomic
 
+    if input.is_dir():
+        _encode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug)
+        return
     with _reporting(debug):
         target = _target(input, output, ".nic", force)
         codec = _codec(model, provider, threads, max_pixels)
@@ -160,23 +172,34 @@ def encode(
 
 @app.command()
 def decode(
-    input: Annotated[Path, typer.Argument(help="A .nic file.")],
+    input: Annotated[Path, typer.Argument(help="A .nic file, or a folder of them.")],
     output: Annotated[
         Optional[Path],
-        typer.Option("--output", "-o", help="Output image; its extension picks the format (default: INPUT with .png)."),
+        typer.Option(
+            "--output", "-o",
+            help="Output image; its extension picks the format (default: INPUT with .png); for a folder, the output folder.",
+        ),
     ] = None,
     force: ForceOpt = False,
     provider: ProviderOpt = Provider.auto,
     threads: ThreadsOpt = None,
+    jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
-    """Decompress a .nic file into an image (PNG unless the output's extension says otherwise)."""
+    """Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
+
+    Given a folder, decompress every .nic file under it into PNGs in the same tree
+    under OUTPUT (default: beside each file), skipping outputs that are up to date.
+    """
     from PIL import Image
 
     from .files import write_atomic
 
+    if input.is_dir():
+        _decode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug)
+        return
     with _reporting(debug):
         target = _target(input, output, ".png", force)
         fmt = Image.registered_extensions().get(target.suffix.lower())
@@ -222,6 +245,93 @@ def info(
         return
     for key, value in facts.items():
         out.print(f"{key:>15}: {value}", markup=False)
+
+
+def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug) -> None:
+    from PIL import Image
+
+    from .batch import Outcome, plan
+    from .files import write_atomic
+    from .images import to_rgb
+
+    def work(item) -> Outcome:
+        pixels = to_rgb(item.source)
+        data = codec.encode(pixels)
+        item.target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(item.target, lambda f: f.write(data), force=force)
+        return Outcome(item, "done", bytes_in=item.source.stat().st_size, bytes_out=len(data),
+                       pixels=pixels.shape[0] * pixels.shape[1])
+
+    with _reporting(debug):
+        Image.init()
+        readable = [ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic"]
+        items = plan(root, out_root, readable, ".nic")
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels)
+    _run_tree("encode", items, work, force, jobs, debug)
+
+
+def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug) -> None:
+    from .batch import Outcome, plan
+    from .files import write_atomic
+
+    def work(item) -> Outcome:
+        data = _read(item.source)
+        image = codec.decode(data)
+        item.target.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(item.target, lambda f: image.save(f, format="PNG"), force=force)
+        return Outcome(item, "done", bytes_in=len(data), bytes_out=item.target.stat().st_size,
+                       pixels=image.width * image.height)
+
+    with _reporting(debug):
+        items = plan(root, out_root, [".nic"], ".png")
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels)
+    _run_tree("decode", items, work, force, jobs, debug)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
+    """onnxruntime threads per file, so that jobs x threads does not oversubscribe the cores."""
+    if threads is not None or jobs == 1:
+        return threads
+    return max(1, (os.cpu_count() or 1) // jobs)
+
+
+def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> None:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .batch import run
+
+    start = time.perf_counter()
+    done_bytes = [0]
+    columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn()]
+    with _reporting(debug), Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(verb, total=len(items), rate="")
+
+        def advance(outcome) -> None:
+            done_bytes[0] += outcome.bytes_in
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            progress.update(task, advance=1,
+                            rate=f"{progress.tasks[0].completed / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
+
+        summary = run(items, work, force=force, jobs=jobs, on_outcome=advance)
+    for failure in summary.failures:
+        err.print(f"failed: {failure.item.source}: {failure.message}", markup=False)
+    for kept in (o for o in summary.outcomes if o.status == "kept"):
+        err.print(f"kept: {kept.message}", markup=False)
+    bytes_in, bytes_out, pixels = summary.totals()
+    bpp = 8 * (bytes_out if verb == "encode" else bytes_in) / pixels if pixels else 0.0
+    out.print(
+        f"{len(items)} files: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
+        f"{summary.count('kept')} kept, {summary.count('failed')} failed; "
+        f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp:.4f} bpp, {summary.seconds:.1f} s",
+        markup=False,
+    )
+    if summary.failures:
+        raise typer.Exit(1)
 
 
 def _read(path: Path) -> bytes:

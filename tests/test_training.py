@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -60,10 +61,17 @@ def test_train_checkpoint_and_resume(folder, tmp_path):
     assert model.config == TINY
 
 
+def free_port() -> int:
+    """A port nothing listens on now (a fixed one collides with parallel test runs)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_two_process_distributed_training(folder, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     cmd = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
+        sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
         "-m", "nicodec.training", "--data", str(folder), "--out", str(tmp_path / "ddp"), "--steps", "4",
         "--batch", "2", "--crop", "64", "--val-every", "2", "--device", "cpu",
         "--channels", "16", "--latent-channels", "24", "--hyper-channels", "16",

@@ -1,0 +1,137 @@
+"""Whole folders: plan which files to code, run them on worker threads, count the outcomes.
+
+The CLI's ``encode DIR`` and ``decode DIR`` are built on this. One bad file never
+stops a batch: its error becomes a ``failed`` outcome with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import NicodecError
+
+
+@dataclass(frozen=True)
+class Item:
+    """One file of a batch and where its result goes."""
+
+    source: Path
+    target: Path
+
+
+@dataclass
+class Outcome:
+    """What happened to one item.
+
+    Attributes:
+        status: ``"done"``, ``"skipped"`` (the output is up to date), ``"kept"`` (the
+            output exists but is older than its input; ``force`` redoes it) or ``"failed"``.
+        message: the reason, for ``failed`` and ``kept``.
+        bytes_in, bytes_out: file sizes, for ``done``.
+        pixels: the image's pixel count, for ``done``.
+    """
+
+    item: Item
+    status: str
+    message: str = ""
+    bytes_in: int = 0
+    bytes_out: int = 0
+    pixels: int = 0
+
+
+def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -> list[Item]:
+    """Every file under ``root`` (recursively, hidden ones excepted) whose suffix is in
+    ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``."""
+    wanted = {s.lower() for s in suffixes}
+    items = []
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(folder) / name
+            if name.startswith(".") or path.suffix.lower() not in wanted:
+                continue
+            items.append(Item(path, (out_root / path.relative_to(root)).with_suffix(new_suffix)))
+    return items
+
+
+def triage(item: Item, force: bool) -> Outcome | None:
+    """An outcome without work when the target exists and ``force`` is not given."""
+    if force or not item.target.exists():
+        return None
+    if item.target.is_dir():
+        return Outcome(item, "failed", f"the output {item.target} is a directory")
+    if item.target.stat().st_mtime >= item.source.stat().st_mtime:
+        return Outcome(item, "skipped")
+    return Outcome(item, "kept", f"{item.target} is older than its input; use --force to redo it")
+
+
+@dataclass
+class Summary:
+    """Counts over a batch's outcomes."""
+
+    outcomes: list[Outcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(o.status == status for o in self.outcomes)
+
+    @property
+    def failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.status == "failed"]
+
+    def totals(self) -> tuple[int, int, int]:
+        done = [o for o in self.outcomes if o.status == "done"]
+        return sum(o.bytes_in for o in done), sum(o.bytes_out for o in done), sum(o.pixels for o in done)
+
+
+def run(
+    items: list[Item],
+    work: Callable[[Item], Outcome],
+    *,
+    force: bool,
+    jobs: int = 1,
+    on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+) -> Summary:
+    """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes.
+
+    ``on_outcome`` is called from the calling thread as each item finishes (for progress).
+    KeyboardInterrupt stops the batch: items not started are dropped, and files being
+    written are removed by :func:`nicodec.files.write_atomic`.
+    """
+    summary = Summary()
+    start = time.perf_counter()
+
+    def guarded(item: Item) -> Outcome:
+        try:
+            return work(item)
+        except NicodecError as exc:
+            return Outcome(item, "failed", str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+            return Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
+
+    pending = []
+    for item in items:
+        early = triage(item, force)
+        if early is None:
+            pending.append(item)
+        else:
+            summary.outcomes.append(early)
+            on_outcome(early)
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [pool.submit(guarded, item) for item in pending]
+        try:
+            for future in as_completed(futures):
+                outcome = future.result()
+                summary.outcomes.append(outcome)
+                on_outcome(outcome)
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,96 @@
+"""Folders through the CLI: recursion, skipping, one bad file, parallel workers."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from PIL import Image
+from typer.testing import CliRunner
+
+from nicodec.cli import app
+
+from conftest import synthetic_photo
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def make_tree(root):
+    (root / "a" / "b").mkdir(parents=True)
+    Image.fromarray(synthetic_photo(96, 128, seed=1)).save(root / "a" / "one.png")
+    Image.fromarray(synthetic_photo(80, 100, seed=2)).save(root / "a" / "b" / "two.jpg", quality=95)
+    Image.fromarray(synthetic_photo(64, 64, seed=3)).save(root / "top.webp")
+    (root / "a" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):
+    src = make_tree(tmp_path / "src")
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert result.exit_code == 1
+    assert "4 files: 3 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout
+    assert "broken.png" in result.stderr and "failed:" in result.stderr
+    made = sorted(str(p.relative_to(tmp_path / "out")) for p in (tmp_path / "out").rglob("*") if p.is_file())
+    assert made == ["a/b/two.nic", "a/one.nic", "top.nic"]
+    assert all(p.read_bytes()[:4] == b"\x89NIC" for p in (tmp_path / "out").rglob("*.nic"))
+
+
+def test_up_to_date_outputs_are_skipped_and_stale_ones_kept_without_force(tmp_path):
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    out = tmp_path / "out"
+    assert run("encode", src, "-o", out).exit_code == 0
+    result = run("encode", src, "-o", out)
+    assert result.exit_code == 0
+    assert "0 encoded, 3 up to date" in result.stdout
+    stale = out / "top.nic"
+    before = stale.read_bytes()
+    os.utime(stale, (0, 0))
+    result = run("encode", src, "-o", out)
+    assert "1 kept" in result.stdout and "--force" in result.stderr
+    assert stale.read_bytes() == before and stale.stat().st_mtime == 0
+    result = run("encode", src, "-o", out, "--force")
+    assert result.exit_code == 0 and "3 encoded" in result.stdout
+    assert stale.stat().st_mtime > 0
+
+
+def test_parallel_jobs_give_the_same_files(tmp_path):
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    assert run("encode", src, "-o", tmp_path / "serial").exit_code == 0
+    assert run("encode", src, "-o", tmp_path / "parallel", "--jobs", "3").exit_code == 0
+    for nic in (tmp_path / "serial").rglob("*.nic"):
+        assert nic.read_bytes() == (tmp_path / "parallel" / nic.relative_to(tmp_path / "serial")).read_bytes()
+
+
+def test_decode_tree(tmp_path):
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    (tmp_path / "nic" / "a" / "corrupt.nic").write_bytes(b"\x89NIC garbage")
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "png", "--jobs", "2")
+    assert result.exit_code == 1
+    assert "4 files: 3 decoded, 0 up to date, 0 kept, 1 failed" in result.stdout
+    assert "corrupt.nic" in result.stderr
+    back = Image.open(tmp_path / "png" / "a" / "one.png")
+    assert back.size == (128, 96) and back.format == "PNG"
+    assert not (tmp_path / "png" / "a" / "corrupt.png").exists()
+
+
+def test_encode_tree_beside_the_images_by_default(tmp_path):
+    src = make_tree(tmp_path / "src")
+    result = run("encode", src)
+    assert result.exit_code == 1
+    assert (src / "a" / "one.nic").exists() and (src / "top.nic").exists()
+    assert np.asarray(Image.open(src / "a" / "one.png")).shape == (96, 128, 3)
+
+
+def test_empty_folder(tmp_path):
+    result = run("encode", tmp_path)
+    assert result.exit_code == 0
+    assert "0 files" in result.stdout
