@@ -46,11 +46,11 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
-DEFAULT_MAX_PIXELS = 50_000_000  # the same as nicodec.codec.DEFAULT_MAX_PIXELS, without importing numpy
+DEFAULT_MAX_PIXELS = 89_478_485  # the same as nicodec.codec.DEFAULT_MAX_PIXELS, without importing numpy
 JobsOpt = Annotated[int, typer.Option(min=1, help="Files coded at once when INPUT is a folder.")]
 MaxPixelsOpt = Annotated[
     int,
-    typer.Option(min=1, help="Refuse images with more pixels (memory grows about 0.5 KB a pixel)."),
+    typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
 ]
 
 

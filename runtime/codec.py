@@ -28,8 +28,9 @@ from .images import to_rgb
 from .model import ModelFiles
 from .sessions import CPU, create_session, resolve_providers
 
-DEFAULT_MAX_PIXELS = 50_000_000
-"""Largest image coded by default: decoding needs about 0.5 KB of memory per pixel."""
+DEFAULT_MAX_PIXELS = 89_478_485
+"""Largest image coded by default: Pillow's decompression-bomb threshold (``Image.MAX_IMAGE_PIXELS``).
+Tiled transforms keep memory near 1.7 GB plus about 70 bytes a pixel (3.3 GB to decode 24 MP)."""
 
 ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
 """Fixed settings of the entropy-parameter graph, whatever the caller asks for the others:
@@ -48,8 +49,12 @@ class Codec:
             always runs on the CPU provider.
         threads: onnxruntime intra-op threads (``None``: one per core).
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
-            accept; memory grows with the pixel count (about 0.5 KB a pixel).
+            accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
+        tile: the transforms run on tiles of this many pixels a side (a multiple of 64),
+            so memory is bounded for large images; smaller images run whole.
+        margin: pixels of context around each tile of the analysis (a multiple of 64;
+            the synthesis uses half). 256 gives the same symbols as a whole-image run.
 
     Raises:
         ModelError: the model folder is missing or damaged.
@@ -64,11 +69,17 @@ class Codec:
         threads: int | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         optimization: str = "all",
+        tile: int = 1024,
+        margin: int = 256,
     ):
         self.model = ModelFiles.load(model)
         chosen = resolve_providers(providers)
         strict = not isinstance(providers, str) or providers == "cuda"
         self.max_pixels = max_pixels
+        d = self.model.downsampling
+        if tile < d or tile % d or margin < 0 or margin % d:
+            raise NicodecError(f"tile must be a positive multiple of {d} pixels and margin a multiple of {d}")
+        self.tile, self.margin = tile, margin
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
         self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **ENTROPY_SESSION)
         self._decoder = create_session(self.model.graph("decoder"), chosen, threads, optimization, strict=strict)
@@ -106,7 +117,7 @@ class Codec:
         self._check_size(width, height)
         d = self.model.downsampling
         padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
-        y, z = self._encoder.run(None, {"image": padded.transpose(2, 0, 1)[None]})
+        y, z = self._run_tiled(self._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin)
         if z.shape != self._z_shape(height, width):
             # The decoder rebuilds this shape from the header and the manifest.
             raise ModelError(
@@ -147,7 +158,10 @@ class Codec:
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
         header, y_hat = self.decode_latents(data)
-        image = self._decoder.run(None, {"y_hat": y_hat})[0]
+        d = self.model.downsampling
+        # The synthesis needs less context than the analysis (measured: identical pixels
+        # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
+        (image,) = self._run_tiled(self._decoder, "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d))
         pixels = np.ascontiguousarray(image[0, :, : header.height, : header.width].transpose(1, 2, 0))
         return pixels if as_array else Image.fromarray(pixels, "RGB")
 
@@ -187,6 +201,36 @@ class Codec:
                 f"multiples of {d}), more than the limit of {self.max_pixels:,}"
             )
 
+    def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int):
+        """Run a convolutional graph on overlapping tiles of ``array`` (1, C, H, W).
+
+        The image is cut into a grid of units (one z position: ``unit_in`` elements of
+        ``array``, ``unit_out[k]`` elements of output ``k``); each tile of ``self.tile``
+        pixels is run with ``self.margin`` pixels of context on each side, and only its
+        centre is kept, so memory is bounded by the tile while the result matches the
+        whole-image run up to float rounding (the margin covers the receptive field's
+        significant part). Images that fit in one tile run whole.
+        """
+        d = self.model.downsampling
+        tile, margin = self.tile // d, margin // d
+        rows, cols = array.shape[2] // unit_in, array.shape[3] // unit_in
+        if rows <= tile and cols <= tile:
+            return session.run(None, {name: array})
+        outputs = None
+        for r0, r1, rlo, rhi in _spans(rows, tile, margin):
+            for c0, c1, clo, chi in _spans(cols, tile, margin):
+                part = array[:, :, rlo * unit_in : rhi * unit_in, clo * unit_in : chi * unit_in]
+                results = session.run(None, {name: np.ascontiguousarray(part)})
+                if outputs is None:
+                    outputs = [
+                        np.empty((1, r.shape[1], rows * u, cols * u), dtype=r.dtype) for r, u in zip(results, unit_out)
+                    ]
+                for out, result, u in zip(outputs, results, unit_out):
+                    out[:, :, r0 * u : r1 * u, c0 * u : c1 * u] = result[
+                        :, :, (r0 - rlo) * u : (r1 - rlo) * u, (c0 - clo) * u : (c1 - clo) * u
+                    ]
+        return outputs
+
     def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         d = self.model.downsampling
         return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
@@ -199,6 +243,14 @@ class Codec:
     def _z_table_ids(shape) -> np.ndarray:
         _, channels, h, w = shape
         return np.repeat(np.arange(channels, dtype=np.int32), h * w)
+
+
+def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Cut ``range(length)`` into tiles: ``(start, end, start - margin, end + margin)``, clipped."""
+    return [
+        (start, min(start + tile, length), max(start - margin, 0), min(start + tile + margin, length))
+        for start in range(0, length, tile)
+    ]
 
 
 def _read_bytes(data) -> bytes:

@@ -192,3 +192,28 @@ def test_multi_frame_files_are_refused(codec, photo, tmp_path):
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
     with pytest.raises(nicodec.UnsupportedImageError, match="2 frames"):
         codec.encode(tmp_path / "anim.gif")
+
+
+def test_tiled_transforms_match_the_whole_image():
+    """Tiles of 256 pixels with the default 256-pixel margin: the same file, the same pixels."""
+    image = np.concatenate([synthetic_photo(320, 448, seed=s) for s in (4, 5)], axis=0)  # 640 x 448
+    whole = Codec(providers="cpu", tile=4096)
+    tiled = Codec(providers="cpu", tile=256)
+    data = whole.encode(image)
+    assert tiled.encode(image) == data
+    assert np.array_equal(tiled.decode(data, as_array=True), whole.decode(data, as_array=True))
+
+
+def test_tiles_with_little_margin_stay_close():
+    image = np.concatenate([synthetic_photo(320, 448, seed=s) for s in (6, 7)], axis=1)  # 320 x 896
+    whole = Codec(providers="cpu", tile=4096)
+    tiled = Codec(providers="cpu", tile=128, margin=64)
+    a = whole.decode(whole.encode(image), as_array=True)
+    b = tiled.decode(tiled.encode(image), as_array=True)
+    assert abs(psnr(a, image) - psnr(b, image)) < 0.05
+
+
+@pytest.mark.parametrize("tile, margin", [(0, 0), (100, 64), (256, 32), (256, -64)])
+def test_bad_tile_settings_are_refused(tile, margin):
+    with pytest.raises(nicodec.NicodecError, match="multiple of 64"):
+        Codec(providers="cpu", tile=tile, margin=margin)

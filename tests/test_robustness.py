@@ -344,7 +344,8 @@ def test_sizes_within_the_limit_with_a_valid_crc(codec, real, width, height):
         (1, 1 << 20),  # 1,048,576 pixels, 67,108,864 once padded
     ],
 )
-def test_sizes_beyond_the_limit_are_refused_from_the_header(codec, real, width, height):
+def test_sizes_beyond_the_limit_are_refused_from_the_header(limited, real, width, height):
+    codec = limited
     assert codec.max_pixels == 50_000_000
     # Zero payloads too: the limit is checked before any section is read.
     for data in (resized(real, width, height), repack(real, header=_header(real, width, height), ZSYM=b"", YSYM=b"")):
@@ -352,6 +353,12 @@ def test_sizes_beyond_the_limit_are_refused_from_the_header(codec, real, width, 
             codec.decode(data)
         with pytest.raises(LimitError):
             codec.decode_symbols(data)
+
+
+@pytest.fixture(scope="module")
+def limited():
+    """A codec with a 50-million-pixel limit (the cases above are built around it)."""
+    return Codec(providers="cpu", max_pixels=50_000_000)
 
 
 @pytest.mark.parametrize(
