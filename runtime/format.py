@@ -38,10 +38,11 @@ MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 
-_PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
-_FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
-_SECTION = struct.Struct("<4sI")
-_CRC = struct.Struct("<I")
+# The header's pieces (public: the Pillow plugin reads a header piece by piece).
+PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
+FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
+SECTION_ENTRY = struct.Struct("<4sI")
+CRC = struct.Struct("<I")
 
 
 @dataclass(frozen=True)
@@ -97,17 +98,17 @@ def pack(header: Header, sections: Mapping[bytes, bytes] | Iterable[tuple[bytes,
     _check_tags([tag for tag, _ in items])
     id_bytes = header.model_id.encode("utf-8")
     head = bytearray()
-    head += _PREFIX.pack(MAGIC, header.version, header.flags, len(id_bytes))
+    head += PREFIX.pack(MAGIC, header.version, header.flags, len(id_bytes))
     head += id_bytes
-    head += _FIELDS.pack(header.model_hash, header.width, header.height, header.quality, len(items))
+    head += FIELDS.pack(header.model_hash, header.width, header.height, header.quality, len(items))
     for tag, payload in items:
         if len(payload) > 0xFFFFFFFF:
             raise FormatError(f"section {tag!r} is too long for a u32 length")
-        head += _SECTION.pack(tag, len(payload))
+        head += SECTION_ENTRY.pack(tag, len(payload))
     crc = zlib.crc32(head)
     for _, payload in items:
         crc = zlib.crc32(payload, crc)
-    return bytes(head) + _CRC.pack(crc) + b"".join(bytes(p) for _, p in items)
+    return bytes(head) + CRC.pack(crc) + b"".join(bytes(p) for _, p in items)
 
 
 def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, list[tuple[bytes, int]], int]:
@@ -123,33 +124,33 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     data = memoryview(data)
     if len(data) < len(MAGIC) or bytes(data[:4]) != MAGIC:
         raise FormatError("not a nicodec file (wrong magic bytes)")
-    need = _PREFIX.size
+    need = PREFIX.size
     _need(data, need, "header")
-    _, version, flags, id_len = _PREFIX.unpack_from(data, 0)
+    _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
     if flags != 0:
         raise FormatError(f"unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines none)")
     if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID_BYTES}")
-    _need(data, need + id_len + _FIELDS.size, "header")
+    _need(data, need + id_len + FIELDS.size, "header")
     try:
         model_id = bytes(data[need : need + id_len]).decode("utf-8")
     except UnicodeDecodeError:
         raise FormatError("the model id is not valid UTF-8") from None
     pos = need + id_len
-    model_hash, width, height, quality, count = _FIELDS.unpack_from(data, pos)
-    pos += _FIELDS.size
+    model_hash, width, height, quality, count = FIELDS.unpack_from(data, pos)
+    pos += FIELDS.size
     header = Header(FORMAT_VERSION, model_id, model_hash, width, height, quality, flags)
     header.validate()
     if max_pixels is not None and width * height > max_pixels:
         raise LimitError(
             f"the file claims {width * height:,} pixels ({width}x{height}), more than the limit of {max_pixels:,}"
         )
-    _need(data, pos + count * _SECTION.size + _CRC.size, "section table")
-    table = [_SECTION.unpack_from(data, pos + i * _SECTION.size) for i in range(count)]
+    _need(data, pos + count * SECTION_ENTRY.size + CRC.size, "section table")
+    table = [SECTION_ENTRY.unpack_from(data, pos + i * SECTION_ENTRY.size) for i in range(count)]
     _check_tags([tag for tag, _ in table])
-    pos += count * _SECTION.size + _CRC.size
+    pos += count * SECTION_ENTRY.size + CRC.size
     return header, table, pos
 
 
@@ -172,9 +173,9 @@ def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[
             f"section lengths add up to {total} bytes but {len(data) - pos} follow the header "
             f"(truncated or padded file)"
         )
-    crc_pos = pos - _CRC.size
-    (stored,) = _CRC.unpack_from(data, crc_pos)
-    actual = zlib.crc32(data[crc_pos + _CRC.size :], zlib.crc32(data[:crc_pos]))
+    crc_pos = pos - CRC.size
+    (stored,) = CRC.unpack_from(data, crc_pos)
+    actual = zlib.crc32(data[crc_pos + CRC.size :], zlib.crc32(data[:crc_pos]))
     if stored != actual:
         raise FormatError(f"checksum mismatch (CRC-32 stored {stored:08x}, computed {actual:08x}): the file is corrupt")
     sections = {}

@@ -1,0 +1,178 @@
+"""A Pillow plugin for ``.nic`` files: ``Image.open`` reads them, ``Image.save`` writes them.
+
+    >>> from PIL import Image
+    >>> import nicodec.pillow_plugin
+    >>> nicodec.pillow_plugin.register()      # or: import nicodec.pillow_register
+    >>> Image.open("photo.png").save("photo.nic")
+    >>> image = Image.open("photo.nic")       # reads the header only
+    >>> image.load()                          # runs the decoder
+
+A thin skin over :class:`nicodec.Codec`: ``_open`` parses the header with
+:mod:`nicodec.format` (size, model id, quality in ``image.info``) and the pixels
+are decoded by a ``PyDecoder`` only when Pillow loads the image. Importing this
+module does no work: the default codec (and onnxruntime) is loaded on first use.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from typing import IO
+
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from . import format as nicformat
+from .errors import NicodecError
+
+FORMAT = "NIC"
+EXTENSION = ".nic"
+MIME_TYPE = "image/x-nicodec"
+
+# The header's pieces, in the order that decides how much to read next; the sizes come from
+# the format module, which owns the layout (see FORMAT.md).
+_PREFIX_SIZE = nicformat.PREFIX.size  # magic, version, flags, model id length L
+_FIELDS = nicformat.FIELDS  # after the L-byte model id: hash, width, height, quality, S
+_TABLE_ENTRY_SIZE = nicformat.SECTION_ENTRY.size
+_CRC_SIZE = nicformat.CRC.size
+
+
+class _CodecSource:
+    """The codec a registration uses: the caller's, or a default one made on first use."""
+
+    def __init__(self, codec=None):
+        self._codec = codec
+        self._lock = threading.Lock()
+
+    def get(self):
+        if self._codec is None:
+            with self._lock:
+                if self._codec is None:
+                    from .codec import Codec  # imports onnxruntime: only when a file is coded
+
+                    self._codec = Codec()
+        return self._codec
+
+
+_DEFAULT = _CodecSource()
+"""Shared by every ``register()`` without a codec, so the default model is loaded at most once."""
+
+
+def _accept(prefix: bytes) -> bool:
+    return prefix[: len(nicformat.MAGIC)] == nicformat.MAGIC
+
+
+class NicImageFile(ImageFile.ImageFile):
+    """A ``.nic`` file opened by Pillow; the pixels are decoded on ``load()``.
+
+    ``info`` holds ``model_id``, ``model_hash`` (hex) and ``quality`` from the header.
+    """
+
+    format = FORMAT
+    format_description = "nicodec learned image"
+
+    def __init__(self, fp, filename=None, *, codec_source: _CodecSource | None = None):
+        self._codec_source = codec_source or _DEFAULT
+        super().__init__(fp, filename)
+
+    def _open(self) -> None:
+        head = self.fp.read(_PREFIX_SIZE)
+        if not _accept(head):
+            raise SyntaxError("not a nicodec file")
+        # Read exactly the header: the id length says where the fields end, and the
+        # section count where the table ends. Short reads are left to read_header to name.
+        if len(head) == _PREFIX_SIZE:
+            id_len = head[-1]
+            head += self.fp.read(id_len + _FIELDS.size)
+            if len(head) == _PREFIX_SIZE + id_len + _FIELDS.size:
+                count = _FIELDS.unpack_from(head, _PREFIX_SIZE + id_len)[-1]
+                head += self.fp.read(count * _TABLE_ENTRY_SIZE + _CRC_SIZE)
+        try:
+            header, _, _ = nicformat.read_header(head)
+        except NicodecError as exc:
+            # The magic bytes are ours, so no other plugin will read this file: say what is
+            # wrong instead of letting Pillow report only "cannot identify image file".
+            name = f" {self.filename!r}" if self.filename else ""
+            raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
+        self._size = (header.width, header.height)
+        self._mode = "RGB"
+        self.info["model_id"] = header.model_id
+        self.info["model_hash"] = header.model_hash.hex()
+        self.info["quality"] = header.quality
+        # One tile for the whole image; the decoder reads the complete file from offset 0.
+        self.tile = [ImageFile._Tile(FORMAT, (0, 0) + self.size, 0, (self._codec_source,))]
+
+    def verify(self) -> None:
+        """Check the container (lengths and CRC-32) without decoding the pixels.
+
+        Raises:
+            SyntaxError: the file is truncated, padded or corrupt.
+        """
+        if self.fp is None:
+            raise RuntimeError("verify must be called directly after open")
+        self.fp.seek(0)
+        try:
+            nicformat.unpack(self.fp.read())
+        except NicodecError as exc:
+            raise SyntaxError(f"damaged nicodec file: {exc}") from exc
+        finally:
+            super().verify()  # closes the file, as Pillow's verify does
+
+
+class NicDecoder(ImageFile.PyDecoder):
+    """Decodes a whole ``.nic`` file with the registered codec (tile args: its codec source)."""
+
+    _pulls_fd = True
+
+    def decode(self, buffer) -> tuple[int, int]:
+        (source,) = self.args
+        codec = source.get()  # a missing model or runtime is not the file's fault: not wrapped
+        assert self.fd is not None
+        try:
+            pixels = codec.decode(self.fd.read(), as_array=True)
+        except NicodecError as exc:
+            # Pillow's callers expect OSError from load(); the nicodec error stays as __cause__.
+            raise OSError(str(exc)) from exc
+        if pixels.shape[:2] != (self.state.ysize, self.state.xsize):
+            raise OSError(
+                f"decoded {pixels.shape[1]}x{pixels.shape[0]} pixels, "
+                f"the header says {self.state.xsize}x{self.state.ysize}"
+            )
+        self.set_as_raw(pixels.tobytes())
+        return -1, 0
+
+
+def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
+    if "quality" in im.encoderinfo:
+        raise ValueError(
+            "nicodec does not support the quality option yet: the model is single-rate, "
+            "so every image is coded at the one rate it was trained for"
+        )
+    codec = codec_source.get()
+    try:
+        data = codec.encode(im)
+    except NicodecError as exc:
+        raise OSError(str(exc)) from exc
+    fp.write(data)
+
+
+def register(codec=None) -> None:
+    """Register the ``NIC`` format with Pillow: open, save, ``.nic`` and ``image/x-nicodec``.
+
+    Calling it again replaces the earlier registration, so it is safe to call more than once.
+
+    Args:
+        codec: the :class:`nicodec.Codec` to code with (another model, other providers).
+            ``None``: a default ``Codec()``, created on first use and shared by every
+            registration without a codec.
+
+    Raises:
+        TypeError: ``codec`` has no ``encode`` and ``decode`` methods.
+    """
+    if codec is not None and not all(callable(getattr(codec, m, None)) for m in ("encode", "decode")):
+        raise TypeError(f"register takes a nicodec.Codec or None, not a {type(codec).__name__}")
+    source = _DEFAULT if codec is None else _CodecSource(codec)
+    Image.register_open(FORMAT, functools.partial(NicImageFile, codec_source=source), _accept)
+    Image.register_save(FORMAT, functools.partial(_save, codec_source=source))
+    Image.register_decoder(FORMAT, NicDecoder)
+    Image.register_extension(FORMAT, EXTENSION)
+    Image.register_mime(FORMAT, MIME_TYPE)

@@ -1,0 +1,333 @@
+"""The Pillow plugin: Image.open and Image.save on .nic files, lazily and with clear errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from PIL import Image, UnidentifiedImageError
+
+from nicodec import FormatError, ModelMismatchError, UnsupportedImageError
+from nicodec import format as nicformat
+from nicodec import pillow_plugin
+
+from conftest import psnr, synthetic_photo
+
+
+@pytest.fixture(scope="module", autouse=True)
+def unregistered_afterwards():
+    """Pillow has no unregister: take the plugin out by hand so later test files don't see it."""
+    yield
+    if "NIC" in Image.ID:
+        Image.ID.remove("NIC")
+    for registry in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
+        registry.pop("NIC", None)
+    Image.EXTENSION.pop(".nic", None)
+
+
+@pytest.fixture(autouse=True)
+def registered(codec, unregistered_afterwards):
+    """Every test starts with the plugin registered on the shared CPU codec."""
+    pillow_plugin.register(codec)
+
+
+@pytest.fixture(scope="module")
+def photo_image() -> Image.Image:
+    return Image.fromarray(synthetic_photo(48, 80, seed=3))
+
+
+@pytest.fixture(scope="module")
+def nic(codec, photo_image) -> bytes:
+    return codec.encode(photo_image)
+
+
+def payload_offset(data: bytes) -> int:
+    return nicformat.read_header(data)[2]
+
+
+def repacked(data: bytes, **header_fields) -> bytes:
+    """The same file with some header fields changed and a valid CRC."""
+    header, sections = nicformat.unpack(data)
+    return nicformat.pack(dataclasses.replace(header, **header_fields), sections)
+
+
+# -- round trips --------------------------------------------------------------------------
+
+
+def test_round_trip_through_a_path(codec, photo_image, tmp_path):
+    path = tmp_path / "photo.nic"
+    photo_image.save(path)
+    assert path.read_bytes()[:4] == nicformat.MAGIC
+    with Image.open(path) as im:
+        assert (im.format, im.mode, im.size) == ("NIC", "RGB", photo_image.size)
+        pixels = np.asarray(im)
+    assert np.array_equal(pixels, codec.decode(path, as_array=True))
+    assert psnr(pixels, np.asarray(photo_image)) > 26
+
+
+def test_round_trip_through_a_file_object(codec, photo_image):
+    buf = io.BytesIO()
+    photo_image.save(buf, format="NIC")
+    data = buf.getvalue()
+    assert data[:4] == nicformat.MAGIC
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.format == "NIC" and im.size == photo_image.size
+        assert np.array_equal(np.asarray(im), codec.decode(data, as_array=True))
+
+
+def test_an_opened_nic_image_saves_again(nic, tmp_path):
+    # Its info holds the header's "quality": that must not be taken for the refused keyword.
+    with Image.open(io.BytesIO(nic)) as im:
+        im.save(tmp_path / "again.nic")
+        im.save(tmp_path / "again.png")
+    with Image.open(tmp_path / "again.nic") as again, Image.open(tmp_path / "again.png") as png:
+        assert again.format == "NIC" and again.size == png.size
+        assert psnr(np.asarray(again), np.asarray(png)) > 26
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "CMYK"])
+def test_other_modes_are_converted_like_the_codec_does(codec, photo_image, mode):
+    other = photo_image.convert(mode)
+    buf = io.BytesIO()
+    other.save(buf, format="NIC")
+    assert buf.getvalue() == codec.encode(other)
+    with Image.open(buf) as im:
+        assert im.mode == "RGB"
+        out = np.asarray(im)
+    assert psnr(out, np.asarray(other.convert("RGB"))) > 18  # dithered palettes code worse
+
+
+def test_transparent_images_are_refused_with_the_codec_message(photo_image, tmp_path):
+    rgba = photo_image.convert("RGBA")
+    rgba.putpixel((0, 0), (0, 0, 0, 0))
+    path = tmp_path / "clear.nic"
+    with pytest.raises(OSError, match="transparency") as info:
+        rgba.save(path)
+    assert isinstance(info.value.__cause__, UnsupportedImageError)
+    assert not path.exists()
+
+
+# -- registration -------------------------------------------------------------------------
+
+
+def test_extension_and_mime_type(nic):
+    assert Image.registered_extensions()[".nic"] == "NIC"
+    assert Image.MIME["NIC"] == "image/x-nicodec"
+    with Image.open(io.BytesIO(nic)) as im:
+        assert im.get_format_mimetype() == "image/x-nicodec"
+
+
+def test_register_is_idempotent(codec, nic):
+    for _ in range(3):
+        pillow_plugin.register(codec)
+    assert Image.ID.count("NIC") == 1
+    assert Image.registered_extensions()[".nic"] == "NIC"
+    assert Image.MIME["NIC"] == "image/x-nicodec"
+    with Image.open(io.BytesIO(nic)) as im:
+        assert np.array_equal(np.asarray(im), codec.decode(nic, as_array=True))
+
+
+def test_register_uses_the_codec_it_is_given(codec, photo_image):
+    calls = []
+
+    class Counting:
+        def encode(self, image):
+            calls.append("encode")
+            return codec.encode(image)
+
+        def decode(self, data, **kwargs):
+            calls.append("decode")
+            return codec.decode(data, **kwargs)
+
+    pillow_plugin.register(Counting())
+    buf = io.BytesIO()
+    photo_image.save(buf, format="NIC")
+    with Image.open(buf) as im:
+        im.load()
+    assert calls == ["encode", "decode"]
+
+
+def test_register_refuses_what_is_not_a_codec():
+    with pytest.raises(TypeError, match="Codec"):
+        pillow_plugin.register("models/other")
+
+
+LAZY_SCRIPT = textwrap.dedent(
+    """
+    import io, json, sys
+    import nicodec.pillow_register
+    from nicodec import pillow_plugin
+    from PIL import Image
+
+    heavy = lambda: sorted(m for m in ("onnxruntime", "nicodec.codec") if m in sys.modules)
+    report = {"after_import": heavy()}
+    report["extension"] = Image.registered_extensions().get(".nic")
+    im = Image.open(sys.argv[1])
+    report["size"] = list(im.size)
+    report["after_open"] = heavy()
+    report["codec_before_load"] = pillow_plugin._DEFAULT._codec is not None
+    im.load()
+    report["after_load"] = heavy()
+    report["codec_after_load"] = pillow_plugin._DEFAULT._codec is not None
+
+    from nicodec.codec import Codec
+    made = []
+    real_init = Codec.__init__
+    Codec.__init__ = lambda self, *a, **k: made.append(1) or real_init(self, *a, **k)
+    pillow_plugin.register()  # again, without a codec: the default one is kept
+    im.save(io.BytesIO(), format="NIC")
+    Image.open(sys.argv[1]).load()
+    report["codecs_made_later"] = len(made)
+    print(json.dumps(report))
+    """
+)
+
+
+def test_default_codec_is_made_on_first_use_and_reused(nic, tmp_path):
+    path = tmp_path / "photo.nic"
+    path.write_bytes(nic)
+    result = subprocess.run(
+        [sys.executable, "-c", LAZY_SCRIPT, str(path)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["after_import"] == [] and report["extension"] == "NIC"
+    assert report["after_open"] == [] and report["codec_before_load"] is False
+    assert report["size"] == [80, 48]
+    assert report["after_load"] == ["nicodec.codec", "onnxruntime"]
+    assert report["codec_after_load"] is True and report["codecs_made_later"] == 0
+
+
+# -- lazy decoding ------------------------------------------------------------------------
+
+
+def test_open_reads_only_the_header(codec, nic, monkeypatch):
+    decoded = []
+    real_decode = codec.decode
+    monkeypatch.setattr(codec, "decode", lambda data, **kw: decoded.append(1) or real_decode(data, **kw))
+    buf = io.BytesIO(nic)
+    im = Image.open(buf)
+    assert buf.tell() == payload_offset(nic)  # not a byte of the payloads read
+    assert (im.size, im.mode) == ((80, 48), "RGB")
+    header = nicformat.read_header(nic)[0]
+    assert im.info == {"model_id": header.model_id, "model_hash": header.model_hash.hex(), "quality": 0.0}
+    assert decoded == []
+    im.load()
+    assert decoded == [1]
+
+
+def test_header_facts_are_in_info(codec, nic):
+    with Image.open(io.BytesIO(repacked(nic, quality=0.25))) as im:
+        assert im.info["model_id"] == codec.model_id
+        assert im.info["quality"] == 0.25
+
+
+def test_file_from_another_model_opens_but_fails_on_load(codec, nic):
+    other = repacked(nic, model_id="other-model")
+    im = Image.open(io.BytesIO(other))
+    assert im.size == (80, 48) and im.info["model_id"] == "other-model"
+    with pytest.raises(OSError) as info:
+        im.load()
+    assert isinstance(info.value.__cause__, ModelMismatchError)
+    assert str(info.value) == str(info.value.__cause__)
+    assert "made by model 'other-model'" in str(info.value)
+
+
+def test_corrupt_payload_opens_but_fails_on_load(nic):
+    data = bytearray(nic)
+    data[payload_offset(nic) + 5] ^= 0x10
+    im = Image.open(io.BytesIO(bytes(data)))
+    assert im.size == (80, 48)
+    with pytest.raises(OSError, match="checksum mismatch") as info:
+        im.load()
+    assert isinstance(info.value.__cause__, FormatError)
+
+
+def test_truncated_payload_opens_but_fails_on_load(nic, tmp_path):
+    path = tmp_path / "cut.nic"
+    path.write_bytes(nic[:-7])
+    with Image.open(path) as im:
+        assert im.size == (80, 48)
+        with pytest.raises(OSError, match="truncated"):
+            im.load()
+
+
+def test_verify_checks_the_container_without_decoding(codec, nic, monkeypatch):
+    monkeypatch.setattr(codec, "decode", None)  # would fail if called
+    with Image.open(io.BytesIO(nic)) as im:
+        im.verify()
+    damaged = nic[:-1] + bytes([nic[-1] ^ 1])
+    with Image.open(io.BytesIO(damaged)) as im, pytest.raises(SyntaxError, match="checksum"):
+        im.verify()
+
+
+def test_pillow_bomb_check_applies_from_the_header(nic):
+    huge = repacked(nic, width=1 << 20, height=1 << 20)
+    with pytest.raises(Image.DecompressionBombError):
+        Image.open(io.BytesIO(huge))
+
+
+# -- files that are not (whole) .nic files -----------------------------------------------
+
+
+def test_accept_checks_the_magic_bytes(nic, photo_image):
+    accept = Image.OPEN["NIC"][1]
+    png = io.BytesIO()
+    photo_image.save(png, format="PNG")
+    assert accept(nic[:16]) and accept(nic[:4])
+    assert not accept(png.getvalue()[:16]) and not accept(b"") and not accept(nic[:3])
+
+
+def test_empty_files_are_not_identified(tmp_path):
+    path = tmp_path / "empty.nic"
+    path.write_bytes(b"")
+    with pytest.raises(UnidentifiedImageError, match="cannot identify image file"):
+        Image.open(path)
+    with pytest.raises(UnidentifiedImageError, match="cannot identify image file"):
+        Image.open(io.BytesIO(b""))
+
+
+@pytest.mark.parametrize("keep", [4, 6, 7, 30, -1])
+def test_truncated_headers_are_refused_by_name(nic, keep):
+    cut = nic[: keep if keep > 0 else payload_offset(nic) + keep]
+    with pytest.raises(UnidentifiedImageError, match="damaged nicodec file: truncated file"):
+        Image.open(io.BytesIO(cut))
+
+
+def test_damaged_header_is_refused_by_name(nic, tmp_path):
+    path = tmp_path / "v2.nic"
+    path.write_bytes(nic[:4] + b"\x02" + nic[5:])
+    with pytest.raises(UnidentifiedImageError, match="v2.nic.*unsupported format version 2"):
+        Image.open(path)
+
+
+def test_other_files_are_left_to_other_plugins(photo_image, nic, tmp_path):
+    png = tmp_path / "really_a_png.nic"
+    photo_image.save(png, format="PNG")
+    with Image.open(png) as im:
+        assert im.format == "PNG"
+    noise = np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes()
+    with pytest.raises(UnidentifiedImageError, match="cannot identify image file"):
+        Image.open(io.BytesIO(noise))
+    with pytest.raises(UnidentifiedImageError, match="cannot identify image file"):
+        Image.open(io.BytesIO(b"\x89PNG" + nic[4:]))
+
+
+# -- save options -------------------------------------------------------------------------
+
+
+def test_quality_keyword_is_refused(photo_image, tmp_path):
+    path = tmp_path / "q.nic"
+    with pytest.raises(ValueError, match="quality option"):
+        photo_image.save(path, quality=80)
+    assert not path.exists()
+    buf = io.BytesIO()
+    with pytest.raises(ValueError, match="single-rate"):
+        photo_image.save(buf, format="NIC", quality=None)
+    assert buf.getvalue() == b""
