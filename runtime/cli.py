@@ -22,7 +22,6 @@ from rich.console import Console
 from .errors import NicodecError, OutputExistsError, UnsupportedImageError
 
 app = typer.Typer(
-    add_completion=False,
     no_args_is_help=True,
     help="nicodec: a learned image codec. Encode photos to .nic files and back.",
     pretty_exceptions_enable=False,
@@ -214,6 +213,48 @@ def decode(
         seconds = time.perf_counter() - start
         write_atomic(target, lambda f: image.save(f, format=fmt), force=force)
     out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s", markup=False)
+
+
+@app.command()
+def verify(
+    inputs: Annotated[list[Path], typer.Argument(help=".nic files, or folders searched for them recursively.")],
+    model: ModelOpt = None,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    debug: DebugOpt = False,
+) -> None:
+    """Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
+
+    For files moved between machines: a file that verifies here decodes here. Exit code 1
+    if any file fails.
+    """
+    from .batch import plan
+
+    with _reporting(debug):
+        files: list[Path] = []
+        for path in inputs:
+            if path.is_dir():
+                files += [item.source for item in plan(path, path, [".nic"], ".nic")]
+            elif path.exists():
+                files.append(path)
+            else:
+                raise NicodecError(f"{path}: no such file or folder")
+        codec = _codec(model, Provider.cpu, None, max_pixels)
+    failed = 0
+    for path in files:
+        try:
+            header, z_hat, symbols, _ = codec.decode_symbols(_read(path))
+        except NicodecError as exc:
+            failed += 1
+            err.print(f"FAILED {path}: {exc}", markup=False)
+            continue
+        except Exception as exc:  # noqa: BLE001 - report and go on with the other files
+            failed += 1
+            err.print(f"FAILED {path}: internal error: {type(exc).__name__}: {exc}", markup=False)
+            continue
+        out.print(f"ok {path}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols", markup=False)
+    out.print(f"{len(files)} files: {len(files) - failed} ok, {failed} failed", markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -103,7 +103,8 @@ class Codec:
         """Compress an image.
 
         Args:
-            image: a path, a PIL image or a uint8 numpy array (H, W[, 3 or 4]).
+            image: a path, the bytes of an image file (PNG, JPEG, ...), a PIL image or a
+                uint8 numpy array (H, W[, 3 or 4]).
 
         Returns:
             The ``.nic`` file's bytes.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -30,14 +31,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise UnsupportedImageError(f"{p} is empty")
     try:
         with Image.open(p) as img:
-            frames = getattr(img, "n_frames", 1)
-            # MPO (phone and camera JPEGs) keeps previews as extra frames: the first is the photo.
-            if frames > 1 and img.format != "MPO":
-                raise UnsupportedImageError(
-                    f"{p} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
-                )
-            img.load()
-            return ImageOps.exif_transpose(img) or img
+            return _load(img, p)
     except PermissionError:
         raise UnsupportedImageError(f"cannot read {p}: permission denied") from None
     except UnidentifiedImageError:
@@ -46,6 +40,36 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise UnsupportedImageError(f"{p}: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"{p} could not be decoded ({exc})") from None
+
+
+def open_image_bytes(data: bytes) -> Image.Image:
+    """Open and fully load an image held in memory (an upload, a blob from a database).
+
+    Raises:
+        UnsupportedImageError: empty, truncated, unknown or multi-frame data.
+    """
+    if not data:
+        raise UnsupportedImageError("the image data is empty")
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            return _load(img, "the image data")
+    except UnidentifiedImageError:
+        raise UnsupportedImageError("the image data is not in a format Pillow can read") from None
+    except Image.DecompressionBombError as exc:
+        raise UnsupportedImageError(f"the image data: {exc}") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnsupportedImageError(f"the image data could not be decoded ({exc})") from None
+
+
+def _load(img: Image.Image, name) -> Image.Image:
+    frames = getattr(img, "n_frames", 1)
+    # MPO (phone and camera JPEGs) keeps previews as extra frames: the first is the photo.
+    if frames > 1 and img.format != "MPO":
+        raise UnsupportedImageError(
+            f"{name} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
+        )
+    img.load()
+    return ImageOps.exif_transpose(img) or img
 
 
 def _from_pil(img: Image.Image) -> np.ndarray:
@@ -75,7 +99,7 @@ def _from_pil(img: Image.Image) -> np.ndarray:
 
 
 def to_rgb(image) -> np.ndarray:
-    """An (H, W, 3) uint8 array from a path, a PIL image or a numpy array.
+    """An (H, W, 3) uint8 array from a path, encoded image bytes, a PIL image or a numpy array.
 
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an
     alpha channel is accepted only when fully opaque. EXIF orientation is applied
@@ -86,6 +110,8 @@ def to_rgb(image) -> np.ndarray:
     """
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
+    elif isinstance(image, (bytes, bytearray, memoryview)):
+        image = open_image_bytes(bytes(image))
     if isinstance(image, Image.Image):
         arr = _from_pil(image)
     elif isinstance(image, np.ndarray):
@@ -99,7 +125,7 @@ def to_rgb(image) -> np.ndarray:
         elif arr.ndim != 3 or arr.shape[2] != 3:
             raise UnsupportedImageError(f"numpy images must be (H, W), (H, W, 3) or (H, W, 4), not {arr.shape}")
     else:
-        raise UnsupportedImageError(f"cannot encode a {type(image).__name__}: give a path, a PIL image or a numpy array")
+        raise UnsupportedImageError(f"cannot encode a {type(image).__name__}: give a path, image bytes, a PIL image or a numpy array")
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
     return np.ascontiguousarray(arr)

@@ -170,3 +170,38 @@ def test_threads_one_and_two_decode_to_the_same_png(png, tmp_path):
     assert run("decode", nic, "-o", tmp_path / "t1.png", "--threads", "1").exit_code == 0
     assert run("decode", nic, "-o", tmp_path / "t2.png", "--threads", "2").exit_code == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "t1.png")), np.asarray(Image.open(tmp_path / "t2.png")))
+
+
+def test_verify_files_and_folders(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    good = tmp_path / "photo.nic"
+    sub = tmp_path / "sub"
+    sub.mkdir()
+    damaged = bytearray(good.read_bytes())
+    damaged[-5] ^= 0x01
+    (sub / "bad.nic").write_bytes(bytes(damaged))
+    result = run("verify", good)
+    assert result.exit_code == 0
+    assert result.stdout.startswith(f"ok {good}: 256x192")
+    result = run("verify", tmp_path)
+    assert result.exit_code == 1
+    assert "2 files: 1 ok, 1 failed" in result.stdout
+    assert "FAILED" in result.stderr and "bad.nic" in result.stderr and "checksum" in result.stderr
+    assert run("verify", tmp_path / "missing.nic").exit_code == 1
+
+
+def test_verify_names_a_file_from_another_model(png, tmp_path):
+    from nicodec import format as nicformat
+
+    assert run("encode", png).exit_code == 0
+    header, sections = nicformat.unpack((tmp_path / "photo.nic").read_bytes())
+    other = nicformat.Header(1, "another-model", bytes(8), header.width, header.height, 0.0)
+    (tmp_path / "photo.nic").write_bytes(nicformat.pack(other, sections))
+    result = run("verify", tmp_path / "photo.nic")
+    assert result.exit_code == 1
+    assert "another-model" in result.stderr
+
+
+def test_shell_completion_is_offered():
+    result = run("--help")
+    assert "--install-completion" in result.stdout

@@ -217,3 +217,11 @@ def test_tiles_with_little_margin_stay_close():
 def test_bad_tile_settings_are_refused(tile, margin):
     with pytest.raises(nicodec.NicodecError, match="multiple of 64"):
         Codec(providers="cpu", tile=tile, margin=margin)
+
+
+def test_encoded_image_bytes_are_accepted(codec, photo, tmp_path):
+    Image.fromarray(photo).save(tmp_path / "in.png")
+    assert codec.encode((tmp_path / "in.png").read_bytes()) == codec.encode(photo)
+    for bad, message in [(b"", "empty"), (b"garbage", "not in a format"), (b"\x89PNG\r\n\x1a\n\x00", "image data")]:
+        with pytest.raises(nicodec.UnsupportedImageError, match=message):
+            codec.encode(bad)
