@@ -142,6 +142,7 @@ def encode(
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile and EXIF data.")] = False,
     debug: DebugOpt = False,
 ) -> None:
     """Compress an image into a .nic file and report its size, bits per pixel and time.
@@ -152,19 +153,16 @@ def encode(
     from .files import write_atomic
 
     if input.is_dir():
-        _encode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug)
+        _encode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug, strip)
         return
     with _reporting(debug):
         target = _target(input, output, ".nic", force)
         codec = _codec(model, provider, threads, max_pixels)
         start = time.perf_counter()
-        from .images import to_rgb
-
-        pixels = to_rgb(input)
-        data = codec.encode(pixels)
+        data = codec.encode(input, strip=strip)
         seconds = time.perf_counter() - start
         write_atomic(target, lambda f: f.write(data), force=force)
-    height, width = pixels.shape[:2]
+    width, height = _dimensions(data)
     bpp = 8 * len(data) / (width * height)
     out.print(f"{input} -> {target}: {width}x{height}, {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s", markup=False)
 
@@ -211,7 +209,7 @@ def decode(
         start = time.perf_counter()
         image = codec.decode(data)
         seconds = time.perf_counter() - start
-        write_atomic(target, lambda f: image.save(f, format=fmt), force=force)
+        write_atomic(target, lambda f: image.save(f, format=fmt, **_metadata(image)), force=force)
     out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s", markup=False)
 
 
@@ -288,20 +286,30 @@ def info(
         out.print(f"{key:>15}: {value}", markup=False)
 
 
-def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug) -> None:
+def _metadata(image) -> dict:
+    """Pillow save options that carry the decoded ICC profile and EXIF data into the output."""
+    return {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
+
+
+def _dimensions(data: bytes) -> tuple[int, int]:
+    from . import format as nicformat
+
+    header, _, _ = nicformat.read_header(data)
+    return header.width, header.height
+
+
+def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip) -> None:
     from PIL import Image
 
     from .batch import Outcome, plan
     from .files import write_atomic
-    from .images import to_rgb
 
     def work(item) -> Outcome:
-        pixels = to_rgb(item.source)
-        data = codec.encode(pixels)
+        data = codec.encode(item.source, strip=strip)
         item.target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(item.target, lambda f: f.write(data), force=force)
-        return Outcome(item, "done", bytes_in=item.source.stat().st_size, bytes_out=len(data),
-                       pixels=pixels.shape[0] * pixels.shape[1])
+        width, height = _dimensions(data)
+        return Outcome(item, "done", bytes_in=item.source.stat().st_size, bytes_out=len(data), pixels=width * height)
 
     with _reporting(debug):
         Image.init()
@@ -319,7 +327,7 @@ def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
         data = _read(item.source)
         image = codec.decode(data)
         item.target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(item.target, lambda f: image.save(f, format="PNG"), force=force)
+        write_atomic(item.target, lambda f: image.save(f, format="PNG", **_metadata(image)), force=force)
         return Outcome(item, "done", bytes_in=len(data), bytes_out=item.target.stat().st_size,
                        pixels=image.width * image.height)
 

@@ -15,6 +15,7 @@ on both machines; it always runs on the CPU provider for that reason.
 from __future__ import annotations
 
 import os
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from PIL import Image
 
 from . import format as nicformat
 from . import rans
-from .errors import LimitError, ModelError, NicodecError
-from .images import to_rgb
+from .errors import FormatError, LimitError, ModelError, NicodecError
+from .images import read_picture
 from .model import ModelFiles
 from .sessions import CPU, create_session, resolve_providers
 
@@ -99,12 +100,17 @@ class Codec:
 
     # -- encoding ---------------------------------------------------------------------
 
-    def encode(self, image) -> bytes:
+    def encode(self, image, *, strip: bool = False) -> bytes:
         """Compress an image.
 
         Args:
             image: a path, the bytes of an image file (PNG, JPEG, ...), a PIL image or a
                 uint8 numpy array (H, W[, 3 or 4]).
+            strip: leave out the ICC profile and EXIF data.
+
+        Transparency is kept losslessly (an ``ALPH`` section); the ICC profile and EXIF
+        data of files and PIL images are kept as they are (``ICCP``, ``EXIF``), with the
+        EXIF orientation applied to the pixels and removed.
 
         Returns:
             The ``.nic`` file's bytes.
@@ -113,7 +119,8 @@ class Codec:
             UnsupportedImageError: the input is not an image nicodec can code.
             LimitError: the image has more than ``max_pixels`` pixels.
         """
-        pixels = to_rgb(image)
+        picture = read_picture(image, strip=strip)
+        pixels = picture.rgb
         height, width = pixels.shape[:2]
         self._check_size(width, height)
         d = self.model.downsampling
@@ -142,6 +149,12 @@ class Codec:
             b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
             b"YSYM": rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables),
         }
+        if picture.alpha is not None:
+            sections[b"ALPH"] = zlib.compress(picture.alpha.tobytes(), 9)
+        if picture.icc_profile:
+            sections[b"ICCP"] = picture.icc_profile
+        if picture.exif:
+            sections[b"EXIF"] = picture.exif
         return nicformat.pack(header, sections)
 
     # -- decoding ---------------------------------------------------------------------
@@ -151,24 +164,40 @@ class Codec:
 
         Args:
             data: the file's bytes (bytes-like), or its path.
-            as_array: return an (H, W, 3) uint8 array instead of a PIL image.
+            as_array: return an (H, W, 3) uint8 array, or (H, W, 4) with alpha, instead
+                of a PIL image.
+
+        Returns:
+            An RGB or RGBA PIL image, with ``info["icc_profile"]`` and ``info["exif"]``
+            when the file keeps them (``save()`` then writes them along).
 
         Raises:
             FormatError: the data is not a valid nicodec file.
             ModelMismatchError: the file was made by another model.
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
-        header, y_hat = self.decode_latents(data)
+        header, sections, z_hat, symbols, mean_q = self._entropy_decode(data)
+        y_hat = symbols.astype(np.float32) + self._means(mean_q)
         d = self.model.downsampling
         # The synthesis needs less context than the analysis (measured: identical pixels
         # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
         (image,) = self._run_tiled(self._decoder, "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d))
-        pixels = np.ascontiguousarray(image[0, :, : header.height, : header.width].transpose(1, 2, 0))
-        return pixels if as_array else Image.fromarray(pixels, "RGB")
+        pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
+        if b"ALPH" in sections:
+            pixels = np.dstack([pixels, _inflate_alpha(sections[b"ALPH"], header.width, header.height)])
+        pixels = np.ascontiguousarray(pixels)
+        if as_array:
+            return pixels
+        picture = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+        if b"ICCP" in sections:
+            picture.info["icc_profile"] = sections[b"ICCP"]
+        if b"EXIF" in sections:
+            picture.info["exif"] = sections[b"EXIF"]
+        return picture
 
     def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
-        header, z_hat, symbols, mean_q = self.decode_symbols(data)
+        header, _, z_hat, symbols, mean_q = self._entropy_decode(data)
         return header, symbols.astype(np.float32) + self._means(mean_q)
 
     def decode_symbols(self, data: bytes):
@@ -178,6 +207,10 @@ class Codec:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
+        header, _, z_hat, symbols, mean_q = self._entropy_decode(data)
+        return header, z_hat, symbols, mean_q
+
+    def _entropy_decode(self, data):
         header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
@@ -187,7 +220,7 @@ class Codec:
         z_hat = z_hat.reshape(z_shape)
         scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
         symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
-        return header, z_hat, symbols.reshape(mean_q.shape), mean_q
+        return header, sections, z_hat, symbols.reshape(mean_q.shape), mean_q
 
     # -- helpers ----------------------------------------------------------------------
 
@@ -252,6 +285,18 @@ def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int
         (start, min(start + tile, length), max(start - margin, 0), min(start + tile + margin, length))
         for start in range(0, length, tile)
     ]
+
+
+def _inflate_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
+    """The ALPH section: zlib-compressed alpha bytes, row by row; exactly width x height of them."""
+    inflater = zlib.decompressobj()
+    try:
+        raw = inflater.decompress(payload, width * height)  # never more than the image needs
+    except zlib.error as exc:
+        raise FormatError(f"the alpha section is corrupt ({exc})") from None
+    if len(raw) != width * height or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
+        raise FormatError(f"the alpha section does not hold exactly {width}x{height} bytes")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
 
 
 def _read_bytes(data) -> bytes:

@@ -18,8 +18,9 @@ describes it byte by byte. All integers are little-endian::
     28+L+8S 4     u32  CRC-32 (zlib's) of every byte of the file except these four
     32+L+8S ...   the payloads, in table order, filling the rest of the file exactly
 
-Version 1 files hold exactly two sections, ``ZSYM`` (the hyper-latent's rANS
-stream) then ``YSYM`` (the latent's).
+Version 1 files start with two sections, ``ZSYM`` (the hyper-latent's rANS
+stream) then ``YSYM`` (the latent's), optionally followed by ``ALPH``, ``ICCP`` and
+``EXIF`` (each at most once, in that order).
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ FORMAT_VERSION = 1
 MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
+"""The sections every version-1 file starts with, in this order."""
+OPTIONAL_SECTIONS = (b"ALPH", b"ICCP", b"EXIF")
+"""Sections that may follow, each at most once and in this order: the alpha plane
+(zlib-compressed, lossless), the ICC colour profile and the EXIF data."""
 
 # The header's pieces (public: the Pillow plugin reads a header piece by piece).
 PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
@@ -200,6 +205,12 @@ def _need(data: memoryview, size: int, what: str) -> None:
 
 
 def _check_tags(tags: list[bytes]) -> None:
-    if tuple(tags) != SECTIONS_V1:
-        shown = ", ".join(repr(bytes(t)) for t in tags) or "none"
-        raise FormatError(f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM; found {shown}")
+    tags = [bytes(t) for t in tags]
+    head, rest = tuple(tags[: len(SECTIONS_V1)]), tags[len(SECTIONS_V1) :]
+    order = [OPTIONAL_SECTIONS.index(t) if t in OPTIONAL_SECTIONS else -1 for t in rest]
+    if head != SECTIONS_V1 or -1 in order or order != sorted(set(order)):
+        shown = ", ".join(repr(t) for t in tags) or "none"
+        raise FormatError(
+            f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM, then optionally ALPH, ICCP "
+            f"and EXIF in that order; found {shown}"
+        )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import UnsupportedImageError
 
@@ -72,13 +73,13 @@ def _load(img: Image.Image, name) -> Image.Image:
     return ImageOps.exif_transpose(img) or img
 
 
-def _from_pil(img: Image.Image) -> np.ndarray:
+def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     mode = img.mode
     if mode in _SIXTEEN_BIT:
         # 16-bit grayscale: keep the top 8 bits rather than Pillow's clipping convert().
         arr = np.asarray(img).astype(np.int64)
         arr = (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
-        return np.repeat(arr[:, :, None], 3, axis=2)
+        return np.repeat(arr[:, :, None], 3, axis=2), None
     if mode == "F":
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
     if "A" in mode or (mode == "P" and "transparency" in img.info):
@@ -86,46 +87,73 @@ def _from_pil(img: Image.Image) -> np.ndarray:
             rgba = np.asarray(img.convert("RGBA"))
         except ValueError as exc:
             raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
-        if (rgba[:, :, 3] != 255).any():
-            raise UnsupportedImageError(
-                f"the image has transparency (mode {mode}); nicodec codes RGB only: "
-                "flatten it onto a background or drop the alpha channel first"
-            )
-        return np.ascontiguousarray(rgba[:, :, :3])
+        alpha = rgba[:, :, 3]
+        return np.ascontiguousarray(rgba[:, :, :3]), (np.ascontiguousarray(alpha) if (alpha != 255).any() else None)
     try:
-        return np.asarray(img.convert("RGB"))
+        return np.asarray(img.convert("RGB")), None
     except ValueError as exc:  # modes Pillow opens but cannot convert, such as "La"
         raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
 
 
-def to_rgb(image) -> np.ndarray:
-    """An (H, W, 3) uint8 array from a path, encoded image bytes, a PIL image or a numpy array.
+@dataclass(frozen=True)
+class Picture:
+    """What nicodec codes from an image.
 
-    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an
-    alpha channel is accepted only when fully opaque. EXIF orientation is applied
-    to files opened from a path.
+    Attributes:
+        rgb: (H, W, 3) uint8, coded by the networks.
+        alpha: (H, W) uint8 when the image has transparency (kept losslessly), else None.
+        icc_profile: the ICC colour profile's bytes, or None.
+        exif: EXIF bytes (orientation already applied to the pixels and reset), or None.
+    """
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+
+def read_picture(image, *, strip: bool = False) -> Picture:
+    """Pixels, alpha and metadata from a path, encoded image bytes, a PIL image or a numpy array.
+
+    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
+    channel is kept when it is not fully opaque. EXIF orientation is applied to
+    files opened from a path or bytes. ``strip`` drops the ICC profile and EXIF.
 
     Raises:
-        UnsupportedImageError: anything that cannot be read as an RGB photo.
+        UnsupportedImageError: anything that cannot be read as a photo.
     """
+    icc = exif = None
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
     elif isinstance(image, (bytes, bytearray, memoryview)):
         image = open_image_bytes(bytes(image))
     if isinstance(image, Image.Image):
-        arr = _from_pil(image)
+        arr, alpha = _from_pil(image)
+        if not strip:
+            icc = image.info.get("icc_profile") or None
+            tags = image.getexif()
+            if len(tags):
+                tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
+                exif = tags.tobytes()
     elif isinstance(image, np.ndarray):
-        arr = image
+        arr, alpha = image, None
         if arr.dtype != np.uint8:
             raise UnsupportedImageError(f"numpy images must be uint8, not {arr.dtype}")
         if arr.ndim == 2:
             arr = np.repeat(arr[:, :, None], 3, axis=2)
         elif arr.ndim == 3 and arr.shape[2] == 4:
-            arr = _from_pil(Image.fromarray(arr, "RGBA"))
+            arr, alpha = _from_pil(Image.fromarray(arr, "RGBA"))
         elif arr.ndim != 3 or arr.shape[2] != 3:
             raise UnsupportedImageError(f"numpy images must be (H, W), (H, W, 3) or (H, W, 4), not {arr.shape}")
     else:
-        raise UnsupportedImageError(f"cannot encode a {type(image).__name__}: give a path, image bytes, a PIL image or a numpy array")
+        raise UnsupportedImageError(
+            f"cannot encode a {type(image).__name__}: give a path, image bytes, a PIL image or a numpy array"
+        )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    return np.ascontiguousarray(arr)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif)
+
+
+def to_rgb(image) -> np.ndarray:
+    """Only the (H, W, 3) uint8 pixels of :func:`read_picture` (alpha and metadata dropped)."""
+    return read_picture(image, strip=True).rgb

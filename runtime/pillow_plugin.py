@@ -87,14 +87,24 @@ class NicImageFile(ImageFile.ImageFile):
                 count = _FIELDS.unpack_from(head, _PREFIX_SIZE + id_len)[-1]
                 head += self.fp.read(count * _TABLE_ENTRY_SIZE + _CRC_SIZE)
         try:
-            header, _, _ = nicformat.read_header(head)
+            header, table, payload_at = nicformat.read_header(head)
         except NicodecError as exc:
             # The magic bytes are ours, so no other plugin will read this file: say what is
             # wrong instead of letting Pillow report only "cannot identify image file".
             name = f" {self.filename!r}" if self.filename else ""
             raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
         self._size = (header.width, header.height)
-        self._mode = "RGB"
+        tags = [tag for tag, _ in table]
+        self._mode = "RGBA" if b"ALPH" in tags else "RGB"
+        # The metadata sections are small: read them now, so info has them before load().
+        offset = payload_at
+        for tag, length in table:
+            key = {b"ICCP": "icc_profile", b"EXIF": "exif"}.get(tag)
+            if key is not None:
+                self.fp.seek(offset)
+                self.info[key] = self.fp.read(length)
+            offset += length
+        self.fp.seek(payload_at)
         self.info["model_id"] = header.model_id
         self.info["model_hash"] = header.model_hash.hex()
         self.info["quality"] = header.quality
@@ -149,7 +159,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         )
     codec = codec_source.get()
     try:
-        data = codec.encode(im)
+        data = codec.encode(im, strip=bool(im.encoderinfo.get("strip", False)))
     except NicodecError as exc:
         raise OSError(str(exc)) from exc
     fp.write(data)

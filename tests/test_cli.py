@@ -205,3 +205,25 @@ def test_verify_names_a_file_from_another_model(png, tmp_path):
 def test_shell_completion_is_offered():
     result = run("--help")
     assert "--install-completion" in result.stdout
+
+
+def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[:10, :10, 3] = 0
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", icc_profile=icc, exif=exif)
+    assert run("encode", tmp_path / "in.png").exit_code == 0
+    assert run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.png").exit_code == 0
+    out = Image.open(tmp_path / "out.png")
+    assert out.mode == "RGBA" and out.getpixel((0, 0))[3] == 0
+    assert out.info.get("icc_profile") == icc and out.getexif()[0x010F] == "camera"
+    result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.jpg")
+    assert result.exit_code == 1 and "RGBA" in result.stderr
+    assert not (tmp_path / "out.jpg").exists()
+    assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
+    assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
+    assert "icc_profile" not in Image.open(tmp_path / "bare.png").info

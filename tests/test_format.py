@@ -129,11 +129,21 @@ def test_inconsistent_lengths_are_named_before_slicing():
         {b"ZSYM": b""},
         [(b"ZSYM", b""), (b"YSYM", b""), (b"YSYM", b"")],
         {b"ZSYM": b"", b"XTRA": b"", b"YSYM": b""},
+        {b"ZSYM": b"", b"YSYM": b"", b"EXIF": b"", b"ICCP": b""},
+        [(b"ZSYM", b""), (b"YSYM", b""), (b"ALPH", b""), (b"ALPH", b"")],
+        {b"ZSYM": b"", b"YSYM": b"", b"XTRA": b""},
     ],
 )
 def test_sections_other_than_zsym_then_ysym_are_refused(sections):
     with pytest.raises(FormatError, match="ZSYM then YSYM"):
         nicformat.pack(HEADER, sections)
+
+
+def test_optional_sections_round_trip_in_order():
+    sections = {**SECTIONS, b"ALPH": b"a", b"ICCP": b"icc", b"EXIF": b"Exif\x00\x00"}
+    assert nicformat.unpack(nicformat.pack(HEADER, sections)) == (HEADER, sections)
+    only_exif = {**SECTIONS, b"EXIF": b"e"}
+    assert nicformat.unpack(nicformat.pack(HEADER, only_exif))[1] == only_exif
 
 
 def test_unknown_tag_in_a_file_is_refused():

@@ -103,14 +103,19 @@ def test_other_modes_are_converted_like_the_codec_does(codec, photo_image, mode)
     assert psnr(out, np.asarray(other.convert("RGB"))) > 18  # dithered palettes code worse
 
 
-def test_transparent_images_are_refused_with_the_codec_message(photo_image, tmp_path):
+def test_transparency_and_metadata_round_trip(photo_image, tmp_path):
     rgba = photo_image.convert("RGBA")
     rgba.putpixel((0, 0), (0, 0, 0, 0))
+    rgba.info["icc_profile"] = b"not really an ICC profile"
     path = tmp_path / "clear.nic"
-    with pytest.raises(OSError, match="transparency") as info:
-        rgba.save(path)
-    assert isinstance(info.value.__cause__, UnsupportedImageError)
-    assert not path.exists()
+    rgba.save(path)
+    with Image.open(path) as im:
+        assert im.mode == "RGBA"
+        assert im.info["icc_profile"] == b"not really an ICC profile"
+        assert im.getpixel((0, 0))[3] == 0 and im.getpixel((1, 1))[3] == 255
+    rgba.save(path, strip=True)
+    with Image.open(path) as im:
+        assert "icc_profile" not in im.info
 
 
 # -- registration -------------------------------------------------------------------------
@@ -137,9 +142,9 @@ def test_register_uses_the_codec_it_is_given(codec, photo_image):
     calls = []
 
     class Counting:
-        def encode(self, image):
+        def encode(self, image, **kwargs):
             calls.append("encode")
-            return codec.encode(image)
+            return codec.encode(image, **kwargs)
 
         def decode(self, data, **kwargs):
             calls.append("decode")
