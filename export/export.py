@@ -1,6 +1,6 @@
 """From a training checkpoint to a model folder the runtime loads.
 
-    nicodec-export runs/default/last.pt --out runtime/models/default --model-id nicodec-mshp-1
+    nicodec-export runs/mine/last.pt --out models/mine --model-id my-model-1
 
 Writes the three ONNX graphs (dynamic height and width), the frozen integer CDF
 tables and the manifest (see ``nicodec.model``), runs ``onnx.checker`` on every

@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from .errors import NicodecError, OutputExistsError, UnsupportedImageError
+from .format import DEFAULT_MAX_PIXELS
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -45,7 +46,6 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
-DEFAULT_MAX_PIXELS = 89_478_485  # the same as nicodec.codec.DEFAULT_MAX_PIXELS, without importing numpy
 JobsOpt = Annotated[int, typer.Option(min=1, help="Files coded at once when INPUT is a folder.")]
 MaxPixelsOpt = Annotated[
     int,

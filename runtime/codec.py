@@ -29,9 +29,7 @@ from .images import read_picture
 from .model import ModelFiles
 from .sessions import CPU, create_session, resolve_providers
 
-DEFAULT_MAX_PIXELS = 89_478_485
-"""Largest image coded by default: Pillow's decompression-bomb threshold (``Image.MAX_IMAGE_PIXELS``).
-Tiled transforms keep memory near 1.7 GB plus about 70 bytes a pixel (3.3 GB to decode 24 MP)."""
+DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
 ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
 """Fixed settings of the entropy-parameter graph, whatever the caller asks for the others:
@@ -240,10 +238,11 @@ class Codec:
 
         The image is cut into a grid of units (one z position: ``unit_in`` elements of
         ``array``, ``unit_out[k]`` elements of output ``k``); each tile of ``self.tile``
-        pixels is run with ``self.margin`` pixels of context on each side, and only its
-        centre is kept, so memory is bounded by the tile while the result matches the
-        whole-image run up to float rounding (the margin covers the receptive field's
-        significant part). Images that fit in one tile run whole.
+        pixels is run with ``margin`` pixels of context on each side, and only its
+        centre is kept, so memory is bounded by the tile. With the default margins the
+        files and pixels measured identical to a whole-image run (the margin covers the
+        receptive field's significant part; a value on a rounding boundary could in
+        principle still round the other way). Images that fit in one tile run whole.
         """
         d = self.model.downsampling
         tile, margin = self.tile // d, margin // d

@@ -12,8 +12,6 @@ from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import UnsupportedImageError
 
-ImageLike = "str | os.PathLike | Image.Image | np.ndarray"
-
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 

@@ -152,10 +152,10 @@ def test_max_pixels_option(png):
     assert "limit of 1,000" in result.stderr
 
 
-def test_cli_default_limit_is_the_codec_default():
+def test_default_limit_is_pillows_decompression_bomb_threshold():
     from nicodec import cli, codec
 
-    assert cli.DEFAULT_MAX_PIXELS == codec.DEFAULT_MAX_PIXELS
+    assert cli.DEFAULT_MAX_PIXELS == codec.DEFAULT_MAX_PIXELS == Image.MAX_IMAGE_PIXELS
 
 
 def test_missing_output_folder_is_one_line(png, tmp_path):

@@ -200,6 +200,10 @@ def test_entropy_parameters_ignore_the_callers_session_options(photo):
         index = codec._entropy.run(None, {"z_hat": z_hat})[0]
         assert np.array_equal(index, plain._entropy.run(None, {"z_hat": z_hat})[0])
     assert np.array_equal(plain.decode(data, as_array=True), tuned.decode(data, as_array=True))
+    for codec in (plain, tuned):
+        options = codec._entropy.get_session_options()
+        assert options.intra_op_num_threads == 1
+        assert str(options.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
 
 
 def test_padding_counts_towards_the_pixel_limit():
