@@ -384,14 +384,9 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
 
 
 def _read(path: Path) -> bytes:
-    if path.is_dir():
-        raise NicodecError(f"{path} is a directory, not a .nic file")
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise NicodecError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise NicodecError(f"cannot read {path}: {exc.strerror}") from None
+    from .files import read_file
+
+    return read_file(path, ".nic file")
 
 
 def main() -> None:

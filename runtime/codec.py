@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -25,6 +24,7 @@ from PIL import Image
 from . import format as nicformat
 from . import rans
 from .errors import FormatError, LimitError, ModelError, NicodecError
+from .files import read_file
 from .images import read_picture
 from .model import ModelFiles
 from .sessions import CPU, create_session, resolve_providers
@@ -302,13 +302,5 @@ def _read_bytes(data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
-        path = Path(data)
-        try:
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise NicodecError(f"{path}: no such file") from None
-        except IsADirectoryError:
-            raise NicodecError(f"{path} is a directory, not a .nic file") from None
-        except OSError as exc:
-            raise NicodecError(f"cannot read {path}: {exc.strerror or exc}") from None
+        return read_file(data, ".nic file")
     raise TypeError(f"decode takes the bytes of a .nic file or its path, not a {type(data).__name__}")

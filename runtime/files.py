@@ -51,6 +51,23 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         raise
 
 
+def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
+    """A whole input file, with errors that name the problem.
+
+    Raises:
+        NicodecError: a missing file, a directory, or a read error.
+    """
+    path = Path(path)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise NicodecError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise NicodecError(f"{path} is a directory, not a {what}") from None
+    except OSError as exc:
+        raise NicodecError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _commit(tmp: str, path: Path, force: bool) -> None:
     """Move the finished temporary file into place; without ``force`` never replace a file."""
     if force:

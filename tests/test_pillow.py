@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
-from nicodec import FormatError, ModelMismatchError, UnsupportedImageError
+from nicodec import FormatError, ModelMismatchError
 from nicodec import format as nicformat
 from nicodec import pillow_plugin
 

@@ -409,12 +409,12 @@ def test_wrong_table_ids_never_crash():
 # -- size against the information content --------------------------------------------
 
 
-def gaussian_tables(scales: np.ndarray, tail_mass: float = 1e-9) -> tuple[Tables, list[np.ndarray]]:
+def gaussian_tables(scales: np.ndarray) -> tuple[Tables, list[np.ndarray]]:
     """Tables of round(N(0, s**2)) for each scale, as export builds them (at most +-127)."""
     phi = np.vectorize(lambda t: 0.5 * math.erfc(-t / math.sqrt(2)))
     pmfs, offsets = [], []
     for s in scales:
-        half = min(max(1, math.ceil(6.109 * s)), 127)  # 6.109: the normal quantile of tail_mass / 2
+        half = min(max(1, math.ceil(6.109 * s)), 127)  # 6.109: the normal quantile of a 1e-9 tail / 2
         v = np.abs(np.arange(-half, half + 1, dtype=np.float64))
         pmf = phi((0.5 - v) / s) - phi((-0.5 - v) / s)
         pmfs.append(np.append(pmf, max(0.0, 1.0 - math.fsum(pmf))))
