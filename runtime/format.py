@@ -39,8 +39,8 @@ MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
-(``Image.MAX_IMAGE_PIXELS``). Tiled transforms keep memory near 1.7 GB plus about 70 bytes a
-pixel (3.3 GB to decode 24 MP)."""
+(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 2.3 GB to
+encode and 1.9 GB to decode (``benchmarks/large_image.py``)."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
 OPTIONAL_SECTIONS = (b"ALPH", b"ICCP", b"EXIF")

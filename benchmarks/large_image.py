@@ -1,0 +1,105 @@
+"""Large images: peak memory and time of tiled against whole-image processing, and whether they agree.
+
+    python benchmarks/large_image.py [--size 3072x3072] [--json benchmarks/results/large_image.json]
+
+The image is a mosaic of Kodak photos (mirrored tiles of ``../shared/data/kodak``; a
+synthetic photo-like image when Kodak is absent). Each measurement runs in a fresh
+process, so its peak resident memory (``ru_maxrss``) belongs to that operation alone:
+encode and decode, once with the default tiles (1024 pixels, 256 of margin) and once
+whole (one tile larger than the image). Linux and macOS only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
+
+CHILD = r"""
+import resource, sys, time
+import numpy as np
+from nicodec import Codec
+op, tile, image_path, nic_path, out_path = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
+codec = Codec(providers="cpu", threads=2, tile=tile)
+start = time.perf_counter()
+if op == "encode":
+    data = codec.encode(np.load(image_path))
+    open(nic_path, "wb").write(data)
+else:
+    np.save(out_path, codec.decode(open(nic_path, "rb").read(), as_array=True))
+seconds = time.perf_counter() - start
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(seconds, peak / 2**20 if sys.platform == "darwin" else peak / 2**10)
+"""
+
+
+def mosaic(height: int, width: int):
+    import numpy as np
+    from PIL import Image
+
+    paths = sorted(KODAK.glob("*.png"))
+    if not paths:
+        yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+        img = np.stack([128 + 90 * np.sin(xx / (23 + 7 * c)) * np.cos(yy / 31.0) for c in range(3)], axis=2)
+        return np.clip(img + np.random.default_rng(0).normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+    tiles = [np.asarray(Image.open(p).convert("RGB"))[:512, :512] for p in paths]
+    rows = []
+    for r in range(-(-height // 512)):
+        row = [tiles[(r * 7 + c) % len(tiles)] for c in range(-(-width // 512))]
+        rows.append(np.concatenate([t if (i + r) % 2 else t[:, ::-1] for i, t in enumerate(row)], axis=1))
+    return np.ascontiguousarray(np.concatenate(rows, axis=0)[:height, :width])
+
+
+def measure(op: str, tile: int, folder: Path, tag: str) -> dict:
+    args = [sys.executable, "-c", CHILD, op, str(tile), str(folder / "image.npy"),
+            str(folder / f"{tag}.nic"), str(folder / f"{tag}.npy")]
+    result = subprocess.run(args, capture_output=True, text=True, check=True)
+    seconds, peak = map(float, result.stdout.split())
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1)}
+
+
+def main() -> None:
+    import numpy as np
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", default="3072x3072", help="WIDTHxHEIGHT")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    width, height = map(int, args.size.lower().split("x"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        image = mosaic(height, width)
+        np.save(folder / "image.npy", image)
+        rows = {}
+        for name, tile in (("tiled", 1024), ("whole", 1 << 16)):
+            rows[name] = {"encode": measure("encode", tile, folder, name), "decode": measure("decode", tile, folder, name)}
+            print(f"{name:>6}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MB; "
+                  f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MB", flush=True)
+        same_file = (folder / "tiled.nic").read_bytes() == (folder / "whole.nic").read_bytes()
+        tiled, whole = np.load(folder / "tiled.npy"), np.load(folder / "whole.npy")
+        mse = [np.mean((x.astype(np.float64) - image) ** 2) for x in (tiled, whole)]
+        psnr = [round(float(10 * np.log10(255**2 / m)), 4) for m in mse]
+        size = (folder / "tiled.nic").stat().st_size
+    print(f"{width}x{height}: tiled and whole files {'identical' if same_file else 'DIFFER'}; "
+          f"PSNR tiled {psnr[0]} dB, whole {psnr[1]} dB; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
+            "size": [width, height], "results": rows, "identical_files": same_file,
+            "psnr_db": {"tiled": psnr[0], "whole": psnr[1]},
+        }, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
