@@ -3,6 +3,8 @@
     python benchmarks/rd.py [--images ../shared/data/kodak] [--model DIR ...] [--json PATH] [--markdown PATH]
     python benchmarks/rd.py --quick      # two images, two qualities: keeps the harness working
 
+JPEG XL is measured when pillow-jxl-plugin is installed (``pip install ".[bench]"``).
+
 Each classic codec is swept over its quality setting; each setting gives one point,
 the mean of the per-image bits per pixel (from real file sizes) and of the per-image
 PSNR over RGB. nicodec gives one point per model folder (``--model``, repeatable;
@@ -36,6 +38,7 @@ QUALITIES = {
     "webp": [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
     "avif444": [10, 20, 30, 40, 50, 60, 70, 80, 90],
     "avif420": [10, 20, 30, 40, 50, 60, 70, 80, 90],
+    "jxl": [10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
 }
 QUICK_QUALITIES = [30, 80]
 
@@ -47,6 +50,8 @@ def save_options(codec: str, quality: int) -> tuple[str, dict]:
         return "WEBP", {"quality": quality, "method": 4}
     if codec.startswith("avif"):
         return "AVIF", {"quality": quality, "subsampling": "4:4:4" if codec == "avif444" else "4:2:0"}
+    if codec == "jxl":
+        return "JXL", {"quality": quality}  # libjxl's default effort (7)
     raise ValueError(codec)
 
 
@@ -117,6 +122,18 @@ def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str]:
     return curves, data.get("source", "")
 
 
+def available(codec: str) -> bool:
+    """AVIF needs a Pillow built with libavif; JPEG XL needs pillow-jxl-plugin (the bench extra)."""
+    if codec.startswith("avif"):
+        return features.check("avif")
+    if codec == "jxl":
+        try:
+            import pillow_jxl  # noqa: F401 - registers the JXL format with Pillow
+        except ImportError:
+            return False
+    return True
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=SHARED / "data" / "kodak")
@@ -133,7 +150,10 @@ def main(argv: list[str] | None = None) -> dict:
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    codecs = [c for c in QUALITIES if not c.startswith("avif") or features.check("avif")]
+    codecs = [c for c in QUALITIES if available(c)]
+    missing = [c for c in QUALITIES if c not in codecs]
+    if missing:
+        print(f"skipped (not installed): {', '.join(missing)}")
     curves: dict[str, list[dict]] = {}
     for codec in codecs:
         curves[codec] = [classic_point(codec, q, images) for q in (QUICK_QUALITIES if args.quick else QUALITIES[codec])]
@@ -167,6 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
         "images": [p.name for p in paths],
         "nicodec": ours,
         "curves": curves,
+        "skipped_codecs": missing,
         "anchors_source": anchor_source,
         "comparison": comparison,
     }
