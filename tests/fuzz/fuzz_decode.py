@@ -116,23 +116,10 @@ def print_stats(stream) -> None:
 
 # -- seeds ------------------------------------------------------------------------------
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir))
+from photos import synthetic_photo  # noqa: E402 - tests/photos.py, numpy only
+
 SEED_SIZES = [(64, 96), (1, 1), (50, 70), (130, 70), (8, 200), (64, 64), (3, 129)]
-
-
-def synthetic_photo(height: int, width: int, seed: int) -> np.ndarray:
-    """Smooth shading, an edge, texture and noise (as tests/conftest.py's, without pytest)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    img = np.stack(
-        [
-            120 + 70 * np.sin(xx / 29.0 + seed) * np.cos(yy / 37.0),
-            110 + 60 * np.cos((xx + 2 * yy) / 53.0),
-            90 + 80 * (xx + yy > (width + height) / 2) + 15 * np.sin(yy / 7.0),
-        ],
-        axis=2,
-    )
-    img += rng.normal(0, 4, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
 
 
 def make_seeds(codec: Codec) -> list[bytes]:
