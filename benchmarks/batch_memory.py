@@ -12,17 +12,16 @@ Linux and macOS only (``resource.getrusage``).
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import resource
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from nicodec import Codec
+
+from common import write_report
 
 SIDES = (64, 96, 128, 200, 256, 320, 384, 448, 512)
 
@@ -69,14 +68,10 @@ def main() -> None:
     growth = after_sizes[-1] - after_sizes[0] if len(after_sizes) > 1 else 0.0
     print(f"peak RSS growth from image 100 to image {args.images}: {growth:+.1f} MB "
           f"({pixels / 1e6:.1f} Mpixels, {coded / 1e6:.2f} MB coded)")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
-            "model_id": codec.model_id, "threads": args.threads, "images": args.images,
-            "checkpoints": rows, "growth_mb_after_100": round(growth, 1),
-        }, indent=1) + "\n")
+    write_report(args.json, {
+        "model_id": codec.model_id, "threads": args.threads, "images": args.images,
+        "checkpoints": rows, "growth_mb_after_100": round(growth, 1),
+    })
 
 
 if __name__ == "__main__":

@@ -18,18 +18,17 @@ reference, with ``QuantizedGaussian`` and per-symbol scales.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
 from nicodec import rans
+
+from common import write_report
 
 SHAPE = (192, 32, 48)
 TAIL_MASS = 1e-9
@@ -253,16 +252,8 @@ def main() -> None:
             )
 
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
         report = {
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {
-                "platform": platform.platform(),
-                "python": platform.python_version(),
-                "numpy": np.__version__,
-                "cpus": os.cpu_count(),
-                "load_average": os.getloadavg(),
-            },
+            "load_average": os.getloadavg(),
             "symbols": len(values),
             "tables": tables.n_tables,
             "lanes": lanes,
@@ -273,7 +264,7 @@ def main() -> None:
             "coders": results,
             "lanes_sweep": sweep,
         }
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+        write_report(args.json, report)
 
 
 if __name__ == "__main__":

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
-import platform
 import statistics
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -23,12 +20,9 @@ from PIL import Image
 
 from nicodec import Codec
 
+from common import psnr, write_report
+
 HERE = Path(__file__).resolve().parent
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float(10 * np.log10(255.0**2 / mse))
 
 
 def jpeg_at_most(image: np.ndarray, budget: int) -> tuple[int, float, int]:
@@ -98,13 +92,7 @@ def main() -> None:
         f"(CPU provider, {args.threads} threads)\n"
         f"JPEG 4:4:4 at no more bytes: mean {summary['jpeg444_mean_bpp']:.4f} bpp, {summary['jpeg444_mean_psnr']:.2f} dB"
     )
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
-            "model_id": codec.model_id, "threads": args.threads, "summary": summary, "images": rows,
-        }, indent=1) + "\n")
+    write_report(args.json, {"model_id": codec.model_id, "threads": args.threads, "summary": summary, "images": rows})
 
 
 if __name__ == "__main__":

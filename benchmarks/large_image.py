@@ -12,13 +12,12 @@ whole (one tile larger than the image). Linux and macOS only.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 import subprocess
 import sys
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
+
+from common import psnr, write_report
 
 HERE = Path(__file__).resolve().parent
 KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
@@ -86,19 +85,14 @@ def main() -> None:
                   f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MB", flush=True)
         same_file = (folder / "tiled.nic").read_bytes() == (folder / "whole.nic").read_bytes()
         tiled, whole = np.load(folder / "tiled.npy"), np.load(folder / "whole.npy")
-        mse = [np.mean((x.astype(np.float64) - image) ** 2) for x in (tiled, whole)]
-        psnr = [round(float(10 * np.log10(255**2 / m)), 4) for m in mse]
+        quality = [round(psnr(x, image), 4) for x in (tiled, whole)]
         size = (folder / "tiled.nic").stat().st_size
     print(f"{width}x{height}: tiled and whole files {'identical' if same_file else 'DIFFER'}; "
-          f"PSNR tiled {psnr[0]} dB, whole {psnr[1]} dB; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({
-            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
-            "size": [width, height], "results": rows, "identical_files": same_file,
-            "psnr_db": {"tiled": psnr[0], "whole": psnr[1]},
-        }, indent=1) + "\n")
+          f"PSNR tiled {quality[0]} dB, whole {quality[1]} dB; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
+    write_report(args.json, {
+        "size": [width, height], "results": rows, "identical_files": same_file,
+        "psnr_db": {"tiled": quality[0], "whole": quality[1]},
+    })
 
 
 if __name__ == "__main__":

@@ -22,12 +22,12 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, features
+
+from common import psnr, write_report
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -53,11 +53,6 @@ def save_options(codec: str, quality: int) -> tuple[str, dict]:
     if codec == "jxl":
         return "JXL", {"quality": quality}  # libjxl's default effort (7)
     raise ValueError(codec)
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def classic_point(codec: str, quality: int, images: list[np.ndarray]) -> dict:
@@ -182,8 +177,6 @@ def main(argv: list[str] | None = None) -> dict:
     table = "\n".join(lines)
     print("\n" + table)
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {"processor": platform.processor() or platform.machine(), "python": platform.python_version()},
         "images": [p.name for p in paths],
         "nicodec": ours,
         "curves": curves,
@@ -191,9 +184,7 @@ def main(argv: list[str] | None = None) -> dict:
         "anchors_source": anchor_source,
         "comparison": comparison,
     }
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_report(args.json, result)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table + "\n")

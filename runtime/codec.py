@@ -174,8 +174,8 @@ class Codec:
             ModelMismatchError: the file was made by another model.
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
-        header, sections, z_hat, symbols, mean_q = self._entropy_decode(data)
-        y_hat = symbols.astype(np.float32) + self._means(mean_q)
+        header, sections, _, symbols, mean_q = self._entropy_decode(data)
+        y_hat = self._y_hat(symbols, mean_q)
         d = self.model.downsampling
         # The synthesis needs less context than the analysis (measured: identical pixels
         # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
@@ -195,8 +195,8 @@ class Codec:
 
     def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
-        header, _, z_hat, symbols, mean_q = self._entropy_decode(data)
-        return header, symbols.astype(np.float32) + self._means(mean_q)
+        header, _, _, symbols, mean_q = self._entropy_decode(data)
+        return header, self._y_hat(symbols, mean_q)
 
     def decode_symbols(self, data: bytes):
         """Entropy-decode a file into its integers.
@@ -267,6 +267,10 @@ class Codec:
     def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         d = self.model.downsampling
         return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
+
+    def _y_hat(self, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
+        """The synthesis input: each symbol plus its mean, in float32 (as FORMAT.md defines)."""
+        return symbols.astype(np.float32) + self._means(mean_q)
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:
         # Exact in float32: |mean_q| < 2**24 and the divisor is a power of two.

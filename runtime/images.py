@@ -28,17 +28,7 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise UnsupportedImageError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
-    try:
-        with Image.open(p) as img:
-            return _load(img, p)
-    except PermissionError:
-        raise UnsupportedImageError(f"cannot read {p}: permission denied") from None
-    except UnidentifiedImageError:
-        raise UnsupportedImageError(f"{p} is not an image Pillow can read") from None
-    except Image.DecompressionBombError as exc:
-        raise UnsupportedImageError(f"{p}: {exc}") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise UnsupportedImageError(f"{p} could not be decoded ({exc})") from None
+    return _open_and_load(p, p, f"{p} is not an image Pillow can read")
 
 
 def open_image_bytes(data: bytes) -> Image.Image:
@@ -49,15 +39,22 @@ def open_image_bytes(data: bytes) -> Image.Image:
     """
     if not data:
         raise UnsupportedImageError("the image data is empty")
+    return _open_and_load(io.BytesIO(data), "the image data", "the image data is not in a format Pillow can read")
+
+
+def _open_and_load(source, name, unidentified: str) -> Image.Image:
+    """Pillow's open and load, with every failure turned into one named UnsupportedImageError."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            return _load(img, "the image data")
+        with Image.open(source) as img:
+            return _load(img, name)
+    except PermissionError:
+        raise UnsupportedImageError(f"cannot read {name}: permission denied") from None
     except UnidentifiedImageError:
-        raise UnsupportedImageError("the image data is not in a format Pillow can read") from None
+        raise UnsupportedImageError(unidentified) from None
     except Image.DecompressionBombError as exc:
-        raise UnsupportedImageError(f"the image data: {exc}") from None
+        raise UnsupportedImageError(f"{name}: {exc}") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise UnsupportedImageError(f"the image data could not be decoded ({exc})") from None
+        raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
 
 
 def _load(img: Image.Image, name) -> Image.Image:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -16,6 +17,8 @@ def load(name: str):
     path = REPO / "benchmarks" / f"{name}.py"
     if not path.is_file():
         pytest.skip("the benchmarks folder is not beside these tests (an installed-package run)")
+    if str(path.parent) not in sys.path:
+        sys.path.insert(0, str(path.parent))  # as when run as a script: they import ``common``
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
