@@ -25,11 +25,14 @@ import typer
 from rich.console import Console
 
 from nicodec.format import FORMAT_VERSION
-from nicodec.model import GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, sha256_file
+from nicodec.model import GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, sha256_file
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
 
-from .graphs import MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, scale_table
+from nicodec.training.integer import integer_parameters
+
+from .graphs import MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, HalfDecoder, scale_table
+from .integer import build_graph
 from .tables import factorized_tables, gaussian_tables
 
 OPSET = 17
@@ -42,7 +45,7 @@ console = Console(stderr=True)
 
 
 def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
-    """Write encoder.onnx, entropy_parameters.onnx and decoder.onnx and check them."""
+    """Write encoder.onnx, entropy_parameters.onnx, decoder.onnx and decoder_fp16.onnx and check them."""
     cfg = model.config
     image = torch.randint(0, 256, (1, 3, 128, 192), dtype=torch.uint8)
     z_hat = torch.randint(-3, 4, (1, cfg.Nh, 2, 3), dtype=torch.int32)
@@ -51,7 +54,13 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
         "encoder": (Encoder(model), (image,), ["image"], ["y", "z"]),
         "entropy_parameters": (EntropyParameters(model), (z_hat,), ["z_hat"], ["scale_index", "mean_q"]),
         "decoder": (Decoder(model), (y_hat,), ["y_hat"], ["image"]),
+        "decoder_fp16": (HalfDecoder(model), (y_hat,), ["y_hat"], ["image"]),
     }
+    if cfg.integer_entropy:
+        params = integer_parameters(model.h_s, model.hs_act_scale)
+        graph = build_graph(params, scale_table().numpy(), cfg.Nh, opset=OPSET)
+        onnx.save(graph, str(folder / "entropy_parameters.onnx"))
+        del specs["entropy_parameters"]
     for name, (module, args, inputs, outputs) in specs.items():
         path = folder / f"{name}.onnx"
         axes = {n: {2: "height", 3: "width"} for n in inputs + outputs}
@@ -78,13 +87,14 @@ def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
 
 
 def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict) -> dict:
-    files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES]}
+    files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS + OPTIONAL_GRAPHS] + [TABLES]}
     manifest = {
         "format": MODEL_FORMAT,
         "version": MODEL_FORMAT_VERSION,
         "model_id": model_id,
         "bitstream_version": FORMAT_VERSION,
         "architecture": "mean-scale-hyperprior",
+        "entropy_parameters": "integer" if model.config.integer_entropy else "float",
         "config": model.config.to_dict(),
         "downsampling": model.config.downsampling,
         "mean_bits": MEAN_BITS,
@@ -140,6 +150,8 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) ->
     torch_pixels = Decoder(model)(torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS)
     torch_pixels = torch_pixels[0, :, :h, :w].permute(1, 2, 0).numpy()
 
+    half = Codec(folder, providers="cpu", precision="fp16").decode(data, as_array=True)
+    half_mse = np.mean((pixels.astype(np.float64) - half.astype(np.float64)) ** 2)
     mse = np.mean((pixels.astype(np.float64) - torch_pixels.astype(np.float64)) ** 2)
     report = {
         "image": f"{w}x{h} synthetic",
@@ -150,11 +162,14 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) ->
         "y_symbols_differ": int((torch_symbols.numpy() != symbols).sum()),
         "y_symbols": int(symbols.size),
         "pixel_psnr_db": round(float(10 * np.log10(255**2 / mse)) if mse > 0 else float("inf"), 2),
+        "fp16_pixel_psnr_db": round(float(10 * np.log10(255**2 / half_mse)) if half_mse > 0 else float("inf"), 2),
     }
     console.print(f"parity: {report}")
+    if model.config.integer_entropy and (report["scale_index_differ"] or report["mean_q_differ"]):
+        raise RuntimeError(f"the integer entropy graph differs from its torch definition: {report}")
     if report["y_symbols_differ"] > SYMBOL_MISMATCH_TOLERANCE * symbols.size or report["z_symbols_differ"]:
         raise RuntimeError(f"symbols differ between torch and onnxruntime: {report}")
-    if report["pixel_psnr_db"] < PIXEL_TOLERANCE_DB:
+    if min(report["pixel_psnr_db"], report["fp16_pixel_psnr_db"]) < PIXEL_TOLERANCE_DB:
         raise RuntimeError(f"pixels differ between torch and onnxruntime: {report}")
     return report
 

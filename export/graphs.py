@@ -7,7 +7,8 @@ Their signatures are the contract with the runtime (``nicodec.model``):
 - ``entropy_parameters``: ``z_hat`` int32 (1, Nh, h, w) -> ``scale_index`` int32 and
   ``mean_q`` int32 (1, M, 4h, 4w): which Gaussian table codes each latent, and its
   mean in fixed point (``mean = mean_q / 2**MEAN_BITS``).
-- ``decoder``: ``y_hat`` float32 (1, M, h, w) -> ``image`` uint8 (1, 3, 16h, 16w).
+- ``decoder``: ``y_hat`` float32 (1, M, h, w) -> ``image`` uint8 (1, 3, 16h, 16w);
+  ``decoder_fp16`` is the same computed in fp16.
 
 As in tensorflow/compression, scaling to [0, 1], clipping and rounding to uint8 are
 inside the graphs, so the runtime never guesses a convention.
@@ -15,26 +16,16 @@ inside the graphs, so the runtime never guesses a convention.
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 from torch import nn
 
-from nicodec.training.model import SCALE_MIN, MeanScaleHyperprior
+from nicodec.training.integer import MEAN_BITS, MEAN_LIMIT, integer_entropy_parameters
+from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, scale_table
 
-MEAN_BITS = 8
-"""Fractional bits of the fixed-point means."""
-
-MEAN_LIMIT = 4096.0
-"""Means are clipped to +-MEAN_LIMIT, far beyond any latent a trained model makes."""
-
-SCALE_LEVELS = 64
-SCALE_MAX = 64.0
-
-
-def scale_table() -> torch.Tensor:
-    """The Gaussian scales that have tables: log-spaced from SCALE_MIN to SCALE_MAX (float64)."""
-    return torch.exp(torch.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS, dtype=torch.float64))
+__all__ = ["MEAN_BITS", "MEAN_LIMIT", "SCALE_LEVELS", "SCALE_MAX", "scale_table", "Encoder", "EntropyParameters", "Decoder", "HalfDecoder"]
 
 
 class Encoder(nn.Module):
@@ -48,7 +39,11 @@ class Encoder(nn.Module):
 
 
 class EntropyParameters(nn.Module):
-    """h_s, then the scale is rounded up to the next table entry."""
+    """h_s, then the scale is rounded up to the next table entry.
+
+    A model with ``integer_entropy`` is exported by ``nicodec.export.integer`` instead;
+    this module then computes the same integers in torch, for the parity check.
+    """
 
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
@@ -57,6 +52,9 @@ class EntropyParameters(nn.Module):
         self.log_step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
 
     def forward(self, z_hat: torch.Tensor):
+        if self.model.config.integer_entropy:
+            out = integer_entropy_parameters(self.model.h_s, self.model.hs_act_scale, z_hat, scale_table())
+            return out["scale_index"].to(torch.int32), out["mean_q"].to(torch.int32)
         means, scales = self.model.entropy_parameters(z_hat.float())
         log_scale = torch.log(scales.clamp_min(SCALE_MIN))
         index = torch.ceil((log_scale - self.log_min) / self.log_step - 1e-4)
@@ -73,4 +71,21 @@ class Decoder(nn.Module):
 
     def forward(self, y_hat: torch.Tensor):
         x = self.g_s(y_hat).clamp(0.0, 1.0)
+        return torch.round(x * 255.0).to(torch.uint8)
+
+
+class HalfDecoder(nn.Module):
+    """The synthesis in fp16 (weights and arithmetic), same inputs and outputs as ``Decoder``.
+
+    Half the file, and native speed on CPUs with fp16 arithmetic (ARMv8.2 and later);
+    onnxruntime runs it through casts elsewhere. The symbols, and so the file, do not
+    depend on it: only the synthesis's rounding differs.
+    """
+
+    def __init__(self, model: MeanScaleHyperprior):
+        super().__init__()
+        self.g_s = copy.deepcopy(model.g_s).half()
+
+    def forward(self, y_hat: torch.Tensor):
+        x = self.g_s(y_hat.half()).float().clamp(0.0, 1.0)
         return torch.round(x * 255.0).to(torch.uint8)

@@ -38,8 +38,17 @@ class Provider(str, Enum):
     cuda = "cuda"
 
 
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
 ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
 ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="onnxruntime threads (default: one per core).")]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(help="Synthesis precision: fp16 is faster on CPUs with fp16 arithmetic; pixels may differ slightly."),
+]
 ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
 ModelOpt = Annotated[
     Optional[Path],
@@ -107,10 +116,11 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(1)
 
 
-def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int):
+def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
+           precision: Precision = Precision.fp32):
     from .codec import Codec
 
-    return Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels)
+    return Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value)
 
 
 def _target(input: Path, output: Optional[Path], suffix: str, force: bool) -> Path:
@@ -183,6 +193,7 @@ def decode(
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    precision: PrecisionOpt = Precision.fp32,
     debug: DebugOpt = False,
 ) -> None:
     """Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
@@ -195,7 +206,7 @@ def decode(
     from .files import write_atomic
 
     if input.is_dir():
-        _decode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug)
+        _decode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug, precision)
         return
     with _reporting(debug):
         target = _target(input, output, ".png", force)
@@ -205,7 +216,7 @@ def decode(
                 f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
             )
         data = _read(input)
-        codec = _codec(model, provider, threads, max_pixels)
+        codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
         image = codec.decode(data)
         seconds = time.perf_counter() - start
@@ -319,7 +330,7 @@ def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
     _run_tree("encode", items, work, force, jobs, debug)
 
 
-def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug) -> None:
+def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
     from .batch import Outcome, plan
     from .files import write_atomic
 
@@ -333,7 +344,7 @@ def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
 
     with _reporting(debug):
         items = plan(root, out_root, [".nic"], ".png")
-        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels)
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision)
     _run_tree("decode", items, work, force, jobs, debug)
 
 

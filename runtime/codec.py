@@ -9,7 +9,9 @@ Encoding::
 
 Decoding runs the same entropy-parameter graph on the decoded z_hat, so the
 tables and means are the encoder's as long as that graph gives the same integers
-on both machines; it always runs on the CPU provider for that reason.
+on both machines: it is an integer network (ConvInteger and int64 arithmetic, see
+``nicodec.export.integer``), exact on every machine, thread count and optimisation
+level, and it runs on the CPU provider, the one that has ConvInteger.
 """
 
 from __future__ import annotations
@@ -31,9 +33,13 @@ from .sessions import CPU, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
-ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
-"""Fixed settings of the entropy-parameter graph, whatever the caller asks for the others:
-its integers must not depend on options (``basic`` does no layout rewrites)."""
+FLOAT_ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
+"""Fixed settings for a model whose entropy-parameter graph computes in float (models
+exported before the integer graph): pinned so its integers do not depend on options
+(``basic`` does no layout rewrites). An integer graph is exact under any settings."""
+
+PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
+"""Synthesis graphs by the precision they compute in."""
 
 _SYMBOL_LIMIT = 1 << 24
 
@@ -54,10 +60,13 @@ class Codec:
             so memory is bounded for large images; smaller images run whole.
         margin: pixels of context around each tile of the analysis (a multiple of 64;
             the synthesis uses half). 256 gives the same symbols as a whole-image run.
+        precision: ``"fp32"``, or ``"fp16"`` for the model's half-precision synthesis
+            (faster on CPUs with fp16 arithmetic; pixels may differ slightly, symbols never,
+            so files decode either way).
 
     Raises:
-        ModelError: the model folder is missing or damaged.
-        NicodecError: an unavailable provider was asked for.
+        ModelError: the model folder is missing or damaged, or has no fp16 synthesis.
+        NicodecError: an unavailable provider or an unknown precision was asked for.
     """
 
     def __init__(
@@ -70,6 +79,7 @@ class Codec:
         optimization: str = "all",
         tile: int = 1024,
         margin: int = 256,
+        precision: str = "fp32",
     ):
         self.model = ModelFiles.load(model)
         chosen = resolve_providers(providers)
@@ -80,8 +90,18 @@ class Codec:
             raise NicodecError(f"tile must be a positive multiple of {d} pixels and margin a multiple of {d}")
         self.tile, self.margin = tile, margin
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
-        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **ENTROPY_SESSION)
-        self._decoder = create_session(self.model.graph("decoder"), chosen, threads, optimization, strict=strict)
+        entropy_settings = (
+            {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
+        )
+        # ConvInteger exists on the CPU provider only; the graph is small.
+        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
+        if precision not in PRECISIONS:
+            raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
+        decoder = PRECISIONS[precision]
+        if not self.model.has_graph(decoder):
+            raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
+        self.precision = precision
+        self._decoder = create_session(self.model.graph(decoder), chosen, threads, optimization, strict=strict)
 
     @property
     def model_id(self) -> str:

@@ -6,6 +6,7 @@ Layout (written by ``nicodec-export``)::
     encoder.onnx               image uint8 -> y, z
     entropy_parameters.onnx    z_hat int32 -> scale_index int32, mean_q int32
     decoder.onnx               y_hat float32 -> image uint8
+    decoder_fp16.onnx          (optional) the same synthesis with fp16 weights and arithmetic
     tables.npz                 integer CDFs for z (per channel) and y (per scale)
 """
 
@@ -26,6 +27,7 @@ MANIFEST = "manifest.json"
 MODEL_FORMAT = "nicodec-model"
 MODEL_FORMAT_VERSION = 1
 GRAPHS = ("encoder", "entropy_parameters", "decoder")
+OPTIONAL_GRAPHS = ("decoder_fp16",)
 TABLES = "tables.npz"
 
 
@@ -83,8 +85,16 @@ class ModelFiles:
     def hyper_channels(self) -> int:
         return int(self.manifest["config"]["Nh"])
 
+    @property
+    def integer_entropy(self) -> bool:
+        """Whether the entropy-parameter graph is integer-only (exact under any session settings)."""
+        return self.manifest.get("entropy_parameters") == "integer"
+
     def graph(self, name: str) -> Path:
         return self.path / f"{name}.onnx"
+
+    def has_graph(self, name: str) -> bool:
+        return f"{name}.onnx" in self.manifest["files"]
 
     @classmethod
     def load(cls, path: str | Path | None = None, verify: bool = True) -> "ModelFiles":
@@ -111,7 +121,8 @@ class ModelFiles:
             )
         _check_manifest(manifest, manifest_path)
         files = manifest.get("files", {})
-        for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES]:
+        optional = [f"{g}.onnx" for g in OPTIONAL_GRAPHS if f"{g}.onnx" in files]
+        for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES] + optional:
             if name not in files:
                 raise ModelError(f"the manifest of {folder} does not list {name}")
             if not (folder / name).is_file():

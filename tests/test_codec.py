@@ -190,22 +190,6 @@ def test_decode_takes_a_path_and_refuses_other_types(codec, photo, tmp_path):
         codec.decode(10**9)
 
 
-def test_entropy_parameters_ignore_the_callers_session_options(photo):
-    """The table indices must not depend on options the caller picks for the transforms."""
-    plain = Codec(providers="cpu", optimization="disable", threads=1)
-    tuned = Codec(providers="cpu", optimization="all", threads=2)
-    data = plain.encode(photo)
-    for codec in (plain, tuned):
-        _, z_hat, symbols, mean_q = codec.decode_symbols(data)
-        index = codec._entropy.run(None, {"z_hat": z_hat})[0]
-        assert np.array_equal(index, plain._entropy.run(None, {"z_hat": z_hat})[0])
-    assert np.array_equal(plain.decode(data, as_array=True), tuned.decode(data, as_array=True))
-    for codec in (plain, tuned):
-        options = codec._entropy.get_session_options()
-        assert options.intra_op_num_threads == 1
-        assert str(options.graph_optimization_level).endswith("ORT_ENABLE_BASIC")
-
-
 def test_padding_counts_towards_the_pixel_limit():
     narrow = Codec(providers="cpu", max_pixels=10_000)
     with pytest.raises(nicodec.LimitError, match="padded"):

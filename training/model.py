@@ -33,6 +33,14 @@ from torch import nn
 
 SCALE_MIN = 0.11
 """Lower bound of the Gaussian scales, as in CompressAI's scale table."""
+SCALE_MAX = 64.0
+SCALE_LEVELS = 64
+"""The scales that have probability tables: SCALE_LEVELS log-spaced from SCALE_MIN to SCALE_MAX."""
+
+
+def scale_table() -> torch.Tensor:
+    """The Gaussian scales that have tables (float64), smallest first."""
+    return torch.exp(torch.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS, dtype=torch.float64))
 
 
 @dataclass
@@ -43,6 +51,7 @@ class ModelConfig:
     M: int = 128  # channels of the latent y
     Nh: int = 64  # channels inside h_a/h_s and of the hyper-latent z
     lmbda: float = 0.0130  # weight of 255**2 * MSE against bits per pixel
+    integer_entropy: bool = False  # h_s computed in integer arithmetic (nicodec.training.integer)
 
     @property
     def downsampling(self) -> int:
@@ -189,9 +198,21 @@ class MeanScaleHyperprior(nn.Module):
             conv(Nh * 3 // 2, 2 * M, 3, stride=1),
         )
         self.z_prior = FactorizedPrior(Nh)
+        if config.integer_entropy:
+            # Activation scales of h_s's two hidden layers, set by integer.calibrate().
+            self.register_buffer("hs_act_scale", torch.full((2,), 1 / 255, dtype=torch.float64))
 
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Means and scales of y from the quantized hyper-latent."""
+        """Means and scales of y from the quantized hyper-latent.
+
+        With ``integer_entropy`` these are the integer graph's exact values (means in
+        fixed point, scales from the table), with straight-through gradients.
+        """
+        if self.config.integer_entropy:
+            from .integer import integer_entropy_parameters
+
+            out = integer_entropy_parameters(self.h_s, self.hs_act_scale, z_hat, scale_table())
+            return out["means"].to(z_hat.dtype if z_hat.is_floating_point() else torch.float32), out["scales"].float()
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         return means, scales
 

@@ -85,7 +85,8 @@ def load_model(path: str | Path, map_location="cpu") -> tuple[MeanScaleHyperprio
     known = {f.name for f in fields(ModelConfig)}
     cfg = ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known})
     model = MeanScaleHyperprior(cfg)
-    model.load_state_dict({k: v.float() for k, v in ckpt["model"].items()})
+    # fp16 storage back to fp32; float64 buffers (integer scales) stay as they are.
+    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()})
     return model, ckpt
 
 
@@ -97,7 +98,8 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
         "train_config": ckpt.get("train_config"),
         "step": ckpt["step"],
         "metrics": ckpt.get("metrics", {}),
-        "model": {k: v.half() if v.is_floating_point() else v for k, v in ckpt["model"].items()},
+        # float64 tensors (the integer path's scales) stay exact; the weights go to fp16.
+        "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()},
     }
     torch.save(slim, dst)
 

@@ -1,0 +1,135 @@
+"""The integer entropy-parameter graph: ONNX, numpy int64 reference and torch agree exactly."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+import onnx  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+import torch  # noqa: E402
+
+from nicodec.export.integer import build_graph, parameters_from_graph, reference  # noqa: E402
+from nicodec.model import ModelFiles  # noqa: E402
+from nicodec.training.integer import SHIFT, calibrate, integer_entropy_parameters, integer_parameters  # noqa: E402
+from nicodec.training.model import MeanScaleHyperprior, ModelConfig, scale_table  # noqa: E402
+
+pytestmark = pytest.mark.train
+
+TABLE = scale_table().numpy()
+LEVELS = ["disable", "basic", "extended", "all"]
+
+
+def session(model: onnx.ModelProto | str, threads: int = 1, level: str = "all") -> ort.InferenceSession:
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.graph_optimization_level = {
+        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+    }[level]
+    data = model if isinstance(model, str) else model.SerializeToString()
+    return ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+
+
+def random_params(rng: np.random.Generator, nh: int = 6, hidden: tuple[int, int] = (6, 9), m: int = 5, extreme: bool = False):
+    """Integer parameters of the graph's shape with small channel counts, drawn over their whole range."""
+    shapes = [(4 * hidden[0], nh), (4 * hidden[1], hidden[0]), (2 * m, hidden[1])]
+    params = {"shift": np.array(SHIFT, dtype=np.int64), "mean_channels": np.array(m, dtype=np.int64)}
+    for i, (out, cin) in enumerate(shapes):
+        if extreme:  # every weight at +-127: the largest sums a ConvInteger kernel can see
+            w = rng.choice(np.array([-127, 127], dtype=np.int8), size=(out, cin, 3, 3))
+        else:
+            w = rng.integers(-127, 128, size=(out, cin, 3, 3)).astype(np.int8)
+        x_max = 255 if i else 128
+        room = (2**52 - 2**SHIFT) // (np.abs(w.astype(np.int64)).sum(axis=(1, 2, 3)) * x_max + 2**20)
+        params[f"w{i}"] = w
+        params[f"b{i}"] = rng.integers(-(2**20), 2**20, size=out)
+        params[f"k{i}"] = np.minimum(rng.integers(1, 2**18, size=out), room)
+        if i < 2:
+            params[f"lo{i}"], params[f"hi{i}"] = np.zeros(out, np.int64), np.full(out, 255, np.int64)
+        else:
+            params[f"lo{i}"] = np.concatenate([np.full(m, -(2**20)), np.zeros(m)]).astype(np.int64)
+            params[f"hi{i}"] = np.concatenate([np.full(m, 2**20), np.full(m, 2**16 - 1)]).astype(np.int64)
+    return params
+
+
+def random_z(rng: np.random.Generator, shape) -> np.ndarray:
+    """Hyper-latents over the whole clipped range and beyond it, with the range's edges included."""
+    z = rng.integers(-300, 301, size=shape).astype(np.int32)
+    z.flat[:4] = [-128, 127, -(2**24), 2**24]
+    return z
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_graph_equals_numpy_reference_on_random_parameters(seed):
+    rng = np.random.default_rng(seed)
+    params = random_params(rng, extreme=seed >= 4)
+    graph = build_graph(params, TABLE, hyper_channels=6)
+    z = random_z(rng, (1, 6, 1 + seed, 7 - seed))
+    index, mean_q = session(graph).run(None, {"z_hat": z})
+    ref_index, ref_mean_q = reference(params, z, TABLE)
+    assert index.dtype == np.int32 and mean_q.dtype == np.int32
+    assert index.shape == mean_q.shape == (1, 5, 4 * z.shape[2], 4 * z.shape[3])
+    np.testing.assert_array_equal(index, ref_index)
+    np.testing.assert_array_equal(mean_q, ref_mean_q)
+    # The cases are not trivial: the clip bounds and many table indices are reached.
+    assert len(np.unique(index)) > 3 and len(np.unique(mean_q)) > 100
+
+
+def test_parameters_read_back_from_the_graph():
+    params = random_params(np.random.default_rng(7))
+    back = parameters_from_graph(build_graph(params, TABLE, hyper_channels=6))
+    assert set(back) == set(params)
+    for key in params:
+        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
+
+
+def test_products_that_could_leave_the_exact_range_are_refused():
+    params = random_params(np.random.default_rng(8))
+    params["k2"] = params["k2"] * 0 + 2**40
+    with pytest.raises(ValueError, match="exact range"):
+        build_graph(params, TABLE, hyper_channels=6)
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    model = ModelFiles.load(None)
+    if not model.integer_entropy:
+        pytest.skip("the default model's entropy graph is not the integer one")
+    path = str(model.graph("entropy_parameters"))
+    return path, parameters_from_graph(onnx.load(path))
+
+
+def test_shipped_graph_equals_reference_under_every_session_setting(shipped):
+    path, params = shipped
+    rng = np.random.default_rng(1)
+    z = random_z(rng, (1, int(params["w0"].shape[1]), 5, 7))
+    z[:, :, 2:] = rng.integers(-6, 7, size=z[:, :, 2:].shape)  # and values a photo gives
+    ref = reference(params, z, TABLE)
+    for threads, level in itertools.product([1, 2, 8], LEVELS):
+        out = session(path, threads, level).run(None, {"z_hat": z})
+        for got, want, name in zip(out, ref, ["scale_index", "mean_q"]):
+            np.testing.assert_array_equal(got, want, err_msg=f"{name} with {threads} threads, optimisation {level}")
+
+
+def test_torch_integer_path_equals_reference():
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=6, Nh=4, integer_entropy=True))
+    z = torch.randint(-20, 21, (1, 4, 3, 5)).float()
+    model.hs_act_scale.copy_(calibrate(model.h_s, z))
+    params = integer_parameters(model.h_s, model.hs_act_scale)
+    out = integer_entropy_parameters(model.h_s, model.hs_act_scale, z, scale_table())
+    ref_index, ref_mean_q = reference(params, z.numpy().astype(np.int32), TABLE)
+    np.testing.assert_array_equal(out["scale_index"].numpy(), ref_index)
+    np.testing.assert_array_equal(out["mean_q"].numpy(), ref_mean_q)
+    # The float views are the integers' values, and gradients reach the weights.
+    np.testing.assert_array_equal(out["means"].detach().numpy() * 256, ref_mean_q)
+    np.testing.assert_allclose(out["scales"].detach().numpy(), TABLE[ref_index])
+    (out["means"].sum() + out["scales"].sum()).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.h_s.parameters())

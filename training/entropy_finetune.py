@@ -1,0 +1,198 @@
+"""Fine-tune the hyper-synthesis alone, in integer (or float) arithmetic, on frozen latents.
+
+    python -m nicodec.training.entropy_finetune training/checkpoints/nicodec-mshp-default-1.pt \\
+        --out runs/int/int.pt --mode integer --steps 3000
+
+The analysis (``g_a``, ``h_a``), the synthesis and the hyper-latent's prior stay as
+they are; only ``h_s`` learns, so the distortion does not move and the rate of y is
+the whole objective. The latents of random training crops are computed once and
+kept in memory, which makes this cheap enough for a CPU.
+
+``--mode integer`` calibrates the activation scales, switches the model to the
+integer path (``nicodec.training.integer``) and trains through it with
+straight-through rounding; ``--mode float`` trains the float ``h_s`` the same way, as
+the reference the integer version's cost is measured against.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+
+from .data import list_images, load_rgb
+from .integer import calibrate
+from .model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, gaussian_likelihood, scale_table
+from .train import DEFAULT_DATA, load_model
+
+console = Console(stderr=True)
+
+
+@torch.no_grad()
+def latents(model: MeanScaleHyperprior, paths: list[str], crop: tuple[int, int], per_image: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``y`` and ``z_hat`` of ``per_image`` random (height, width) crops of each image.
+
+    Portrait images are transposed to landscape first; smaller images are skipped.
+    """
+    rng = np.random.default_rng(seed)
+    ch, cw = crop
+    ys, zs, batch = [], [], []
+
+    def flush():
+        x = torch.stack(batch).float() / 255.0
+        y = model.g_a(x)
+        ys.append(y)
+        zs.append(torch.round(model.h_a(y)))
+        batch.clear()
+
+    for path in paths:
+        im = load_rgb(path, ch)
+        if im is None:
+            continue
+        if im.shape[1] > im.shape[2]:
+            im = im.transpose(1, 2)
+        if im.shape[2] < cw:
+            continue
+        for _ in range(per_image):
+            top = int(rng.integers(0, im.shape[1] - ch + 1))
+            left = int(rng.integers(0, im.shape[2] - cw + 1))
+            batch.append(im[:, top : top + ch, left : left + cw])
+            if len(batch) == 16:
+                flush()
+    if batch:
+        flush()
+    return torch.cat(ys), torch.cat(zs)
+
+
+def coded_parameters(model: MeanScaleHyperprior, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Means and table scales as the codec uses them (fixed-point means, scales rounded up to the table)."""
+    means, scales = model.entropy_parameters(z_hat)
+    if model.config.integer_entropy:
+        return means, scales  # already exactly the codec's values
+    log_step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
+    index = torch.ceil((torch.log(scales.clamp_min(SCALE_MIN)) - math.log(SCALE_MIN)) / log_step - 1e-4)
+    table = scale_table().to(scales.device)
+    return torch.round(means * 256) / 256, table[index.clamp(0, SCALE_LEVELS - 1).long()].float()
+
+
+@torch.no_grad()
+def coded_bpp(model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor, pixels_per_latent: int = 256) -> float:
+    """Bits per pixel of y's symbols under the discretized Gaussians the codec codes with."""
+    bits = 0.0
+    for i in range(0, len(y), 16):
+        means, scales = coded_parameters(model, z_hat[i : i + 16])
+        symbols = torch.round(y[i : i + 16] - means)
+        p = gaussian_likelihood(symbols, torch.zeros_like(symbols), scales.float())
+        bits += float(-torch.log2(p.clamp_min(1e-9)).sum())
+    return bits / (y.numel() / y.shape[1] * pixels_per_latent)
+
+
+def finetune(
+    model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
+    steps: int, batch: int, lr: float, seed: int = 0,
+) -> list[dict]:
+    """Adam on h_s alone, minimizing y's rate; cosine learning-rate decay to zero."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    params = list(model.h_s.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    opt = torch.optim.Adam(params, lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    history = [{"step": 0, "val_bpp": coded_bpp(model, *val)}]
+    console.print(f"step 0: held-out y bpp {history[-1]['val_bpp']:.4f}")
+    start = time.monotonic()
+    for step in range(1, steps + 1):
+        for group in opt.param_groups:
+            group["lr"] = lr * 0.5 * (1 + math.cos(math.pi * step / steps))
+        pick = torch.randint(0, len(y), (batch,), generator=gen)
+        yb, zb = y[pick], z_hat[pick]
+        if torch.rand((), generator=gen) < 0.5:
+            yb, zb = yb.flip(3), zb.flip(3)
+        means, scales = model.entropy_parameters(zb)
+        noisy = yb + torch.rand(yb.shape, generator=gen) - 0.5
+        bpp = -torch.log2(gaussian_likelihood(noisy, means.float(), scales.float()).clamp_min(1e-9)).sum() / (yb.numel() / yb.shape[1] * 256)
+        opt.zero_grad(set_to_none=True)
+        bpp.backward()
+        opt.step()
+        if step % max(1, steps // 10) == 0 or step == steps:
+            history.append({"step": step, "train_bpp": float(bpp.detach()), "val_bpp": coded_bpp(model, *val), "seconds": round(time.monotonic() - start, 1)})
+            console.print(f"step {step}: train {float(bpp):.4f}, held-out coded y bpp {history[-1]['val_bpp']:.4f} ({history[-1]['seconds']} s)")
+    for p in model.parameters():
+        p.requires_grad_(True)
+    return history
+
+
+def to_integer(model: MeanScaleHyperprior, z_hat: torch.Tensor) -> MeanScaleHyperprior:
+    """The same weights with the integer hyper-synthesis switched on, its scales calibrated."""
+    cfg = type(model.config)(**{**model.config.to_dict(), "integer_entropy": True})
+    out = MeanScaleHyperprior(cfg)
+    out.load_state_dict(model.state_dict(), strict=False)
+    out.hs_act_scale.copy_(calibrate(model.h_s, z_hat))
+    return out
+
+
+def main(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint to start from.")],
+    out: Annotated[Path, typer.Option(help="Weights-only checkpoint to write (fp16 weights).")],
+    mode: Annotated[str, typer.Option(help="'integer' or 'float' hyper-synthesis.")] = "integer",
+    data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = [DEFAULT_DATA],
+    crop: Annotated[tuple[int, int], typer.Option(help="Crop height and width (multiples of 64).")] = (256, 384),
+    cache: Annotated[Path | None, typer.Option(help="Keep the computed latents in this file and reuse them.")] = None,
+    per_image: Annotated[int, typer.Option(help="Crops per training image.")] = 2,
+    steps: Annotated[int, typer.Option()] = 3000,
+    batch: Annotated[int, typer.Option()] = 16,
+    lr: Annotated[float, typer.Option()] = 5e-5,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    seed: int = 0,
+):
+    """Fine-tune h_s on frozen latents and write a weights-only checkpoint."""
+    if mode not in ("integer", "float"):
+        raise typer.BadParameter("mode must be 'integer' or 'float'")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    model, ckpt = load_model(checkpoint)
+    model.eval()
+    paths = list_images(data)
+    started = time.monotonic()
+    if cache is not None and cache.exists():
+        y, z_hat, *val = torch.load(cache, weights_only=True)
+    else:
+        y, z_hat = latents(model, paths[:-8], crop, per_image, seed)
+        val = latents(model, paths[-8:], crop, 4, seed + 1)
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save([y, z_hat, *val], cache)
+    console.print(f"{len(y)} training crops, {len(val[0])} held-out crops ({time.monotonic() - started:.0f} s)")
+    base_bpp = coded_bpp(model, *val)
+    if mode == "integer":
+        model = to_integer(model, z_hat)
+        console.print(f"activation scales: {model.hs_act_scale.tolist()}")
+    history = finetune(model, y, z_hat, val, steps, batch, lr, seed)
+    metrics = {
+        **ckpt.get("metrics", {}),
+        "entropy_finetune": {
+            "mode": mode, "steps": steps, "batch": batch, "lr": lr, "crop": list(crop),
+            "start_val_y_bpp": base_bpp, "history": history,
+            "minutes": round((time.monotonic() - started) / 60, 1),
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.half() if v.dtype == torch.float32 else v for k, v in model.state_dict().items()}
+    torch.save(
+        {"model_config": model.config.to_dict(), "train_config": ckpt.get("train_config"), "step": ckpt.get("step"),
+         "metrics": metrics, "model": state},
+        out,
+    )
+    console.print(f"wrote {out}: held-out coded y bpp {base_bpp:.4f} (start, float) -> {history[-1]['val_bpp']:.4f}")
+
+
+if __name__ == "__main__":
+    typer.run(main)
