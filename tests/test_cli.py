@@ -227,3 +227,17 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
     assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
     assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
     assert "icc_profile" not in Image.open(tmp_path / "bare.png").info
+
+
+def test_decode_with_the_fp16_synthesis(png, photo, tmp_path):
+    assert run("encode", png, "--provider", "cpu").exit_code == 0
+    nic = tmp_path / "photo.nic"
+    full, half = tmp_path / "full.png", tmp_path / "half.png"
+    assert run("decode", nic, "-o", full, "--provider", "cpu").exit_code == 0
+    result = run("decode", nic, "-o", half, "--provider", "cpu", "--precision", "fp16")
+    assert result.exit_code == 0, result.output
+    a, b = np.asarray(Image.open(full)), np.asarray(Image.open(half))
+    assert a.shape == b.shape == photo.shape
+    assert abs(psnr(a, photo) - psnr(b, photo)) <= 0.01
+    bad = run("decode", nic, "-o", tmp_path / "x.png", "--precision", "int4")
+    assert bad.exit_code == 2 and not (tmp_path / "x.png").exists()

@@ -1,0 +1,91 @@
+"""A file encoded under one configuration decodes under every other, symbol for symbol.
+
+Configurations differ in onnxruntime threads, graph optimisation level, the synthesis
+precision and (where present) the CUDA provider. The entropy-parameter graph is an
+integer network, so the tables and means, hence the symbols, must be identical; the
+pixels may differ only by the synthesis's float rounding (within 0.01 dB).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from nicodec.codec import Codec
+from nicodec.errors import NicodecError
+
+from conftest import psnr, synthetic_photo
+
+CONFIGS = {
+    "1 thread, optimisation off": dict(threads=1, optimization="disable"),
+    "2 threads, basic": dict(threads=2, optimization="basic"),
+    "8 threads, all": dict(threads=8, optimization="all"),
+    "fp16 synthesis": dict(threads=2, optimization="all", precision="fp16"),
+}
+
+
+@pytest.fixture(scope="module")
+def codecs():
+    return {name: Codec(providers="cpu", **cfg) for name, cfg in CONFIGS.items()}
+
+
+@pytest.fixture(scope="module")
+def photo():
+    return synthetic_photo(320, 448, seed=5)
+
+
+def test_the_default_model_has_the_integer_entropy_graph(codecs):
+    assert next(iter(codecs.values())).model.integer_entropy
+
+
+@pytest.mark.parametrize("encoder_name", list(CONFIGS))
+def test_every_configuration_decodes_every_other(codecs, photo, encoder_name):
+    data = codecs[encoder_name].encode(photo)
+    _, z_ref, symbols_ref, mean_ref = codecs[encoder_name].decode_symbols(data)
+    quality = {}
+    for name, codec in codecs.items():
+        _, z_hat, symbols, mean_q = codec.decode_symbols(data)
+        np.testing.assert_array_equal(z_hat, z_ref, err_msg=name)
+        np.testing.assert_array_equal(mean_q, mean_ref, err_msg=name)
+        np.testing.assert_array_equal(symbols, symbols_ref, err_msg=name)
+        quality[name] = psnr(codec.decode(data, as_array=True), photo)
+    assert max(quality.values()) - min(quality.values()) <= 0.01, quality
+    assert min(quality.values()) > 25, quality
+
+
+def test_files_are_identical_whatever_encodes_them(codecs, photo):
+    """The analysis runs in float, but on one machine every configuration above rounds alike."""
+    files = {name: codec.encode(photo) for name, codec in codecs.items()}
+    assert len(set(files.values())) == 1, {k: len(v) for k, v in files.items()}
+
+
+def test_entropy_parameters_ignore_session_settings(codecs):
+    """The same z_hat gives the same integers through every configuration's session."""
+    rng = np.random.default_rng(3)
+    channels = next(iter(codecs.values())).model.hyper_channels
+    z_hat = rng.integers(-12, 13, size=(1, channels, 5, 9)).astype(np.int32)
+    z_hat.flat[:2] = [-(2**24), 2**24]
+    results = [codec._entropy.run(None, {"z_hat": z_hat}) for codec in codecs.values()]
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(NicodecError, match="precision"):
+        Codec(providers="cpu", precision="int4")
+
+
+@pytest.mark.gpu
+def test_cuda_encoded_files_decode_on_the_cpu(photo):
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("onnxruntime has no CUDA provider here")
+    gpu, cpu = Codec(providers="cuda"), Codec(providers="cpu", threads=1)
+    for encoder, decoder in itertools.permutations([gpu, cpu]):
+        data = encoder.encode(photo)
+        for got, want in zip(decoder.decode_symbols(data)[1:], encoder.decode_symbols(data)[1:]):
+            np.testing.assert_array_equal(got, want)
+        assert abs(psnr(decoder.decode(data, as_array=True), photo) - psnr(encoder.decode(data, as_array=True), photo)) <= 0.01
