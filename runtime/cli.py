@@ -287,6 +287,7 @@ def info(
         "width": header.width,
         "height": header.height,
         "quality": header.quality,
+        "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
         "bpp": round(8 * len(data) / (header.width * header.height), 6),
         "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
     }

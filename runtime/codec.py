@@ -161,7 +161,7 @@ class Codec:
             width=width,
             height=height,
             quality=0.0,
-            flags=0,
+            flags=nicformat.FLAG_GRAYSCALE if picture.grayscale else 0,
         )
         sections = {
             b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
@@ -186,7 +186,8 @@ class Codec:
                 of a PIL image.
 
         Returns:
-            An RGB or RGBA PIL image, with ``info["icc_profile"]`` and ``info["exif"]``
+            An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
+            (H, W) or (H, W, 2)), with ``info["icc_profile"]`` and ``info["exif"]``
             when the file keeps them (``save()`` then writes them along).
 
         Raises:
@@ -201,12 +202,18 @@ class Codec:
         # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
         (image,) = self._run_tiled(self._decoder, "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d))
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
+        gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
+        if gray:
+            pixels = _luma(pixels)[:, :, None]
         if b"ALPH" in sections:
             pixels = np.dstack([pixels, _inflate_alpha(sections[b"ALPH"], header.width, header.height)])
         pixels = np.ascontiguousarray(pixels)
+        mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
+        if gray and mode == "L":
+            pixels = pixels[:, :, 0]
         if as_array:
             return pixels
-        picture = Image.fromarray(pixels, "RGBA" if pixels.shape[2] == 4 else "RGB")
+        picture = Image.fromarray(pixels, mode)
         if b"ICCP" in sections:
             picture.info["icc_profile"] = sections[b"ICCP"]
         if b"EXIF" in sections:
@@ -308,6 +315,12 @@ def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int
         (start, min(start + tile, length), max(start - margin, 0), min(start + tile + margin, length))
         for start in range(0, length, tile)
     ]
+
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma in 16-bit fixed point, as FORMAT.md defines it (the same as Pillow's convert("L"))."""
+    r, g, b = (rgb[:, :, i].astype(np.uint32) for i in range(3))
+    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
 
 
 def _inflate_alpha(payload: bytes, width: int, height: int) -> np.ndarray:

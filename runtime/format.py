@@ -6,7 +6,7 @@ describes it byte by byte. All integers are little-endian::
     offset  size  field
     0       4     magic  89 4E 49 43  ("\\x89NIC")
     4       1     u8   format version (1)
-    5       1     u8   flags (0; any other value is refused)
+    5       1     u8   flags (bit 0: grayscale source; any other bit is refused)
     6       1     u8   L, length of the model id in bytes (1..64)
     7       L     model id, UTF-8
     7+L     8     model hash (first 8 bytes of the model's content hash)
@@ -49,6 +49,10 @@ OPTIONAL_SECTIONS = (b"ALPH", b"ICCP", b"EXIF")
 
 # The header's pieces (public: the Pillow plugin reads a header piece by piece).
 PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
+
+FLAG_GRAYSCALE = 0x01
+"""The source image was grayscale: decoders return one channel (the luma of the decoded RGB)."""
+KNOWN_FLAGS = FLAG_GRAYSCALE
 FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
 SECTION_ENTRY = struct.Struct("<4sI")
 CRC = struct.Struct("<I")
@@ -64,7 +68,7 @@ class Header:
         model_hash: 8 bytes of that model's content hash.
         width, height: the image size in pixels.
         quality: the rate parameter used by the encoder.
-        flags: reserved, 0.
+        flags: ``FLAG_GRAYSCALE`` or 0; other bits are reserved.
     """
 
     version: int
@@ -81,8 +85,8 @@ class Header:
             raise FormatError(
                 f"unsupported format version {self.version} (this nicodec reads version {FORMAT_VERSION})"
             )
-        if self.flags != 0:
-            raise FormatError(f"unknown flags 0x{self.flags:02x} (version {FORMAT_VERSION} defines none)")
+        if self.flags & ~KNOWN_FLAGS:
+            raise FormatError(f"unknown flags 0x{self.flags:02x} (version {FORMAT_VERSION} defines 0x{KNOWN_FLAGS:02x})")
         id_bytes = self.model_id.encode("utf-8")
         if not 1 <= len(id_bytes) <= MAX_MODEL_ID_BYTES:
             raise FormatError(f"model id must be 1 to {MAX_MODEL_ID_BYTES} bytes of UTF-8, got {len(id_bytes)}")
@@ -138,8 +142,8 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
-    if flags != 0:
-        raise FormatError(f"unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines none)")
+    if flags & ~KNOWN_FLAGS:
+        raise FormatError(f"unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines 0x{KNOWN_FLAGS:02x})")
     if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID_BYTES}")
     _need(data, need + id_len + FIELDS.size, "header")

@@ -68,6 +68,9 @@ def _load(img: Image.Image, name) -> Image.Image:
     return ImageOps.exif_transpose(img) or img
 
 
+_GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
+
+
 def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     mode = img.mode
     if mode in _SIXTEEN_BIT:
@@ -99,12 +102,14 @@ class Picture:
         alpha: (H, W) uint8 when the image has transparency (kept losslessly), else None.
         icc_profile: the ICC colour profile's bytes, or None.
         exif: EXIF bytes (orientation already applied to the pixels and reset), or None.
+        grayscale: the source had one colour channel (``rgb`` then has three equal ones).
     """
 
     rgb: np.ndarray
     alpha: np.ndarray | None = None
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    grayscale: bool = False
 
 
 def read_picture(image, *, strip: bool = False) -> Picture:
@@ -118,11 +123,13 @@ def read_picture(image, *, strip: bool = False) -> Picture:
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = None
+    grayscale = False
     if isinstance(image, (str, os.PathLike)):
         image = open_image(image)
     elif isinstance(image, (bytes, bytearray, memoryview)):
         image = open_image_bytes(bytes(image))
     if isinstance(image, Image.Image):
+        grayscale = image.mode in _GRAY_MODES
         arr, alpha = _from_pil(image)
         if not strip:
             icc = image.info.get("icc_profile") or None
@@ -135,7 +142,7 @@ def read_picture(image, *, strip: bool = False) -> Picture:
         if arr.dtype != np.uint8:
             raise UnsupportedImageError(f"numpy images must be uint8, not {arr.dtype}")
         if arr.ndim == 2:
-            arr = np.repeat(arr[:, :, None], 3, axis=2)
+            arr, grayscale = np.repeat(arr[:, :, None], 3, axis=2), True
         elif arr.ndim == 3 and arr.shape[2] == 4:
             arr, alpha = _from_pil(Image.fromarray(arr, "RGBA"))
         elif arr.ndim != 3 or arr.shape[2] != 3:
@@ -146,7 +153,7 @@ def read_picture(image, *, strip: bool = False) -> Picture:
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    return Picture(np.ascontiguousarray(arr), alpha, icc, exif)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale)
 
 
 def to_rgb(image) -> np.ndarray:

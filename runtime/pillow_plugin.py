@@ -95,7 +95,8 @@ class NicImageFile(ImageFile.ImageFile):
             raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]
-        self._mode = "RGBA" if b"ALPH" in tags else "RGB"
+        gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
+        self._mode = ("LA" if gray else "RGBA") if b"ALPH" in tags else ("L" if gray else "RGB")
         # The metadata sections are small: read them now, so info has them before load().
         offset = payload_at
         for tag, length in table:

@@ -52,14 +52,30 @@ def test_any_image_size(codec, size):
     assert out.shape == (h, w, 3)
 
 
-def test_grayscale_and_palette_are_coded_as_rgb(codec, photo):
+def test_grayscale_comes_back_grayscale(codec, photo):
     gray = Image.fromarray(photo).convert("L")
-    out = codec.decode(codec.encode(gray), as_array=True)
-    assert out.shape == photo.shape
-    assert psnr(out, np.repeat(np.asarray(gray)[:, :, None], 3, axis=2)) > 24
+    data = codec.encode(gray)
+    assert nicformat.read_header(data)[0].flags == nicformat.FLAG_GRAYSCALE
+    image = codec.decode(data)
+    assert image.mode == "L" and image.size == gray.size
+    out = codec.decode(data, as_array=True)
+    assert out.shape == photo.shape[:2]
+    assert psnr(out, np.asarray(gray)) > 24
+    # The luma is Pillow's convert("L") of the decoded colour pixels, which are the same as
+    # for the gray image coded as RGB.
+    rgb = codec.decode(codec.encode(gray.convert("RGB")), as_array=True)
+    assert np.array_equal(out, np.asarray(Image.fromarray(rgb).convert("L")))
+    assert codec.encode(np.asarray(gray)) == data  # a 2-D array is grayscale too
+    with_alpha = gray.convert("LA")
+    with_alpha.putpixel((0, 0), (0, 0))
+    la = codec.decode(codec.encode(with_alpha))
+    assert la.mode == "LA" and la.getpixel((0, 0))[1] == 0
+    assert codec.decode(codec.encode(with_alpha), as_array=True).shape == photo.shape[:2] + (2,)
+
+
+def test_palette_is_coded_as_rgb(codec, photo):
     palette = Image.fromarray(photo).convert("P")
     assert codec.decode(codec.encode(palette), as_array=True).shape == photo.shape
-    assert codec.decode(codec.encode(np.asarray(gray)), as_array=True).shape == photo.shape
 
 
 def test_opaque_alpha_is_dropped_and_transparency_kept_losslessly(codec, photo):

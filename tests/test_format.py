@@ -79,11 +79,19 @@ def test_unknown_version_is_named():
         nicformat.unpack(bytes(data))
 
 
-def test_unknown_flags_are_refused():
+@pytest.mark.parametrize("flags", [0x02, 0x80, 0xFF])
+def test_unknown_flags_are_refused(flags):
     data = bytearray(packed())
-    data[5] = 1
+    data[5] = flags
     with pytest.raises(FormatError, match="flags"):
-        nicformat.unpack(bytes(data))
+        nicformat.read_header(bytes(data))
+
+
+def test_the_grayscale_flag_is_read():
+    data = bytearray(packed())
+    data[5] = nicformat.FLAG_GRAYSCALE
+    header, _, _ = nicformat.read_header(bytes(data))
+    assert header.flags == nicformat.FLAG_GRAYSCALE
 
 
 def test_every_truncation_is_a_format_error():

@@ -65,7 +65,7 @@ def flip(data: bytes, bits) -> bytes:
 def decode_or_refuse(codec: Codec, data: bytes, *, symbols: bool = False):
     """Decode ``data``; return the pixels, or the NicodecError raised. Any other exception fails the test.
 
-    A successful decode must give an RGB uint8 image of the size the header states
+    A successful decode must give an RGB (or, flagged grayscale, a one-channel) uint8 image of the size the header states
     (and, with ``symbols``, integers of the shapes the header implies).
     """
     try:
@@ -77,7 +77,8 @@ def decode_or_refuse(codec: Codec, data: bytes, *, symbols: bool = False):
         return exc
     header, _ = nicformat.unpack(data, max_pixels=codec.max_pixels)
     assert pixels.dtype == np.uint8
-    assert pixels.shape == (header.height, header.width, 3)
+    gray = header.flags & nicformat.FLAG_GRAYSCALE
+    assert pixels.shape == ((header.height, header.width) if gray else (header.height, header.width, 3))
     if symbols:
         header2, z_hat, ys, mean_q = codec.decode_symbols(data)
         assert header2 == header
