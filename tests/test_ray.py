@@ -1,0 +1,80 @@
+"""The Ray Data recipe: a folder compressed by two encoder actors on a local two-CPU Ray instance.
+
+Needs the ``ray`` extra; skipped where Ray Data is not installed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from conftest import psnr, synthetic_photo
+
+
+@pytest.fixture(scope="module")
+def ray_instance():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def test_a_folder_becomes_nic_files_in_the_same_tree(ray_instance, tmp_path):
+    from nicodec import Codec
+    from nicodec import format as nicformat
+    from nicodec.ray_recipe import compress_collection
+
+    source, target = tmp_path / "photos", tmp_path / "archive"
+    (source / "trip").mkdir(parents=True)
+    images = {}
+    for seed in range(6):
+        name = f"trip/im{seed}.png" if seed % 2 else f"im{seed}.png"
+        images[name] = synthetic_photo(96 + 16 * seed, 128 + 8 * seed, seed=seed)
+        Image.fromarray(images[name]).save(source / name)
+    (source / "broken.png").write_bytes(b"not an image")
+    (source / "notes.txt").write_text("not read: not an image extension")
+
+    summary = compress_collection(source, target, workers=2)
+
+    assert summary.done == 6 and summary.skipped == 0
+    assert [(path.rsplit("/", 1)[-1], "not in a format" in reason) for path, reason in summary.failed] == [
+        ("broken.png", True)
+    ]
+    written = sorted(p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file())
+    assert written == sorted(name.replace(".png", ".nic") for name in images)
+    codec = Codec(providers="cpu", threads=1)
+    for name, pixels in images.items():
+        data = (target / name.replace(".png", ".nic")).read_bytes()
+        header, _, _ = nicformat.read_header(data)
+        assert header.model_id == codec.model_id
+        decoded = codec.decode(data, as_array=True)
+        assert decoded.shape == pixels.shape
+        assert psnr(decoded, pixels) > 26
+    assert summary.bytes_out == sum(p.stat().st_size for p in target.rglob("*.nic"))
+    assert summary.pixels == sum(p.shape[0] * p.shape[1] for p in images.values())
+
+    again = compress_collection(source, target, workers=2)
+    assert (again.done, again.skipped, len(again.failed)) == (0, 6, 1)
+
+
+def test_output_names_keep_the_tree():
+    pytest.importorskip("ray.data")
+    from nicodec.ray_recipe import output_name
+
+    assert output_name("/data/photos/a/b.jpeg", "/data/photos") == "a/b.nic"
+    assert output_name("/data/photos/b.PNG", "/data/photos/") == "b.nic"
+    assert output_name("bucket/photos/x.png", "bucket/photos") == "x.nic"
+    assert output_name("/data/one.png", "/data/one.png") == "one.nic"  # a single file as the source
+    assert output_name("/data/photos2/c.png", "/data/photos") == "c.nic"  # not a prefix match
+
+
+def test_without_ray_the_import_says_what_to_install():
+    code = "import sys; sys.modules['ray'] = None; import nicodec.ray_recipe"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("ImportError: nicodec.ray_recipe needs Ray Data") and 'pip install "nicodec[ray]"' in last
