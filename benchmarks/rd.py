@@ -1,6 +1,7 @@
 """Rate-distortion on a folder of images: nicodec against Pillow's codecs and published anchors.
 
     python benchmarks/rd.py [--images ../shared/data/kodak] [--model DIR ...] [--json PATH] [--markdown PATH]
+                            [--plot PATH]
     python benchmarks/rd.py --quick      # two images, two qualities: keeps the harness working
 
 JPEG XL is measured when pillow-jxl-plugin is installed (``pip install ".[bench]"``).
@@ -15,11 +16,19 @@ averaged over the overlapping PSNR range) compares curves of four points or more
 With fewer nicodec points, the table gives the rate difference at equal PSNR
 instead: each other curve is interpolated (log rate, linearly in PSNR) at nicodec's
 PSNR. Negative means nicodec needs fewer bits.
+
+MS-SSIM (RGB: the mean over R, G and B of each channel's 5-scale MS-SSIM, Wang et
+al. 2003, computed by pytorch-msssim) is measured beside PSNR for every image when
+pytorch-msssim is installed (the bench extra), and the same comparisons are made on
+its decibel scale, -10 log10(1 - MS-SSIM); the published anchors carry PSNR only.
+Every point keeps its per-image values (``per_image``, in the order of ``images``).
+``--plot`` draws PSNR and MS-SSIM against bpp, anchors included (matplotlib).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import io
 import json
 from pathlib import Path
@@ -27,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from common import psnr, write_report
+from common import MSSSIM_MIN_SIDE, image_paths, msssim, msssim_db, msssim_unavailable, psnr, write_report
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -55,55 +64,128 @@ def save_options(codec: str, quality: int) -> tuple[str, dict]:
     raise ValueError(codec)
 
 
+def summarize(setting, bpp: list[float], quality_db: list[float], ms: list[float | None]) -> dict:
+    """One rate-distortion point: the means over the images, and the per-image values."""
+    mean_ms = None if None in ms else float(np.mean(ms))
+    return {
+        "setting": setting,
+        "bpp": float(np.mean(bpp)),
+        "psnr": float(np.mean(quality_db)),
+        "msssim": mean_ms,
+        "msssim_db": msssim_db(mean_ms),
+        "per_image": {"bpp": bpp, "psnr": quality_db, "msssim": ms},
+    }
+
+
 def classic_point(codec: str, quality: int, images: list[np.ndarray]) -> dict:
     fmt, options = save_options(codec, quality)
-    bpp, quality_db = [], []
+    bpp, quality_db, ms = [], [], []
     for image in images:
         buffer = io.BytesIO()
         Image.fromarray(image).save(buffer, format=fmt, **options)
         decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
         bpp.append(8 * buffer.tell() / (image.shape[0] * image.shape[1]))
         quality_db.append(psnr(decoded, image))
-    return {"setting": quality, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality_db))}
+        ms.append(msssim(decoded, image))
+    return summarize(quality, bpp, quality_db, ms)
 
 
 def nicodec_point(model: Path | None, images: list[np.ndarray]) -> dict:
     from nicodec import Codec
 
     codec = Codec(model, providers="cpu")
-    bpp, quality_db = [], []
+    bpp, quality_db, ms = [], [], []
     for image in images:
         data = codec.encode(image)
+        decoded = codec.decode(data, as_array=True)
         bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-        quality_db.append(psnr(codec.decode(data, as_array=True), image))
-    return {"setting": codec.model_id, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(quality_db))}
+        quality_db.append(psnr(decoded, image))
+        ms.append(msssim(decoded, image))
+    return summarize(codec.model_id, bpp, quality_db, ms)
 
 
-def bd_rate(test: list[dict], reference: list[dict]) -> float | None:
-    """Bjøntegaard delta rate of ``test`` against ``reference`` in percent (None without overlap)."""
+def bd_rate(test: list[dict], reference: list[dict], metric: str = "psnr") -> float | None:
+    """Bjøntegaard delta rate of ``test`` against ``reference`` in percent (None without overlap).
+
+    ``metric`` is the points' quality key: ``psnr`` or ``msssim_db``.
+    """
+    test, reference = _with(test, metric), _with(reference, metric)
     if len(test) < 4 or len(reference) < 4:
         return None
-    lo = max(min(p["psnr"] for p in test), min(p["psnr"] for p in reference))
-    hi = min(max(p["psnr"] for p in test), max(p["psnr"] for p in reference))
+    lo = max(min(p[metric] for p in test), min(p[metric] for p in reference))
+    hi = min(max(p[metric] for p in test), max(p[metric] for p in reference))
     if hi <= lo:
         return None
     integrals = []
     for curve in (test, reference):
-        d = np.array([p["psnr"] for p in curve])
+        d = np.array([p[metric] for p in curve])
         r = np.log10([p["bpp"] for p in curve])
         poly = np.polyint(np.polyfit(d, r, 3))
         integrals.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
     return float((10 ** (integrals[0] - integrals[1]) - 1) * 100)
 
 
-def rate_at_equal_psnr(point: dict, reference: list[dict]) -> float | None:
-    """Percent rate difference of one point against a curve at the point's PSNR (None outside it)."""
-    ordered = sorted(reference, key=lambda p: p["psnr"])
-    d = [p["psnr"] for p in ordered]
-    if not d[0] <= point["psnr"] <= d[-1]:
+def rate_at_equal_psnr(point: dict, reference: list[dict], metric: str = "psnr") -> float | None:
+    """Percent rate difference of one point against a curve at the point's quality (None outside it).
+
+    ``metric`` is the quality key, as for :func:`bd_rate`: despite the name, ``msssim_db``
+    compares at equal MS-SSIM.
+    """
+    ordered = sorted(_with(reference, metric), key=lambda p: p[metric])
+    if not _with([point], metric) or not ordered:
         return None
-    log_rate = np.interp(point["psnr"], d, np.log10([p["bpp"] for p in ordered]))
+    d = [p[metric] for p in ordered]
+    if not d[0] <= point[metric] <= d[-1]:
+        return None
+    log_rate = np.interp(point[metric], d, np.log10([p["bpp"] for p in ordered]))
     return float((point["bpp"] / 10**log_rate - 1) * 100)
+
+
+def _with(curve: list[dict], metric: str) -> list[dict]:
+    """The points of a curve that carry a finite value of ``metric``."""
+    return [p for p in curve if p.get(metric) is not None and np.isfinite(p[metric])]
+
+
+def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
+    """Draw PSNR (and MS-SSIM, when measured) against bpp: every curve, anchors dashed, nicodec starred.
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("psnr", "PSNR over RGB (dB)")]
+    if _with(result["nicodec"], "msssim_db"):
+        panels.append(("msssim_db", "MS-SSIM over RGB (dB: -10 log10(1 - MS-SSIM))"))
+    fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6.5), squeeze=False)
+    colours = plt.get_cmap("tab20")
+    for ax, (metric, label) in zip(axes[0], panels):
+        curves = {**result["curves"], **(result.get("anchors", {}) if metric == "psnr" else {})}
+        shown = []
+        for i, (name, curve) in enumerate(curves.items()):
+            points = sorted(_with(curve, metric), key=lambda p: p["bpp"])
+            anchor = name.startswith("published:")
+            ax.plot([p["bpp"] for p in points], [p[metric] for p in points], "--" if anchor else "-",
+                    marker="." if anchor else "o", markersize=4, linewidth=1 if anchor else 1.6,
+                    color=colours(i % 20), label=name)
+            shown += [p[metric] for p in points if p["bpp"] <= max_bpp]
+        ours = sorted(_with(result["nicodec"], metric), key=lambda p: p["bpp"])
+        ax.plot([p["bpp"] for p in ours], [p[metric] for p in ours], "k-*", markersize=16, label="nicodec", zorder=5)
+        shown += [p[metric] for p in ours]
+        ax.set_xlim(0, max_bpp)
+        ax.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
+        ax.set_xlabel("bits per pixel")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, ncol=2, loc="lower right")
+    fig.suptitle(f"Rate-distortion on {len(result['images'])} images (means of per-image bpp and quality)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str]:
@@ -123,10 +205,45 @@ def available(codec: str) -> bool:
         return features.check("avif")
     if codec == "jxl":
         try:
-            import pillow_jxl  # noqa: F401 - registers the JXL format with Pillow
+            importlib.import_module("pillow_jxl")  # registers the JXL format with Pillow
         except ImportError:
             return False
     return True
+
+
+def markdown(result: dict) -> str:
+    """The comparison table: BD-rate, and the rate difference at nicodec's PSNR and MS-SSIM."""
+    ours = result["nicodec"]
+    lines = [
+        f"nicodec on {len(result['images'])} images from {result['images_folder']} (mean per-image bpp, RGB PSNR, RGB MS-SSIM)",
+        "",
+        "| nicodec model | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |",
+        "|---|---|---|---|---|",
+    ]
+    for p in ours:
+        ms = "n/a | n/a" if p["msssim"] is None else f"{p['msssim']:.4f} | {p['msssim_db']:.2f}"
+        lines.append(f"| {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} |")
+    lines += [
+        "",
+        "| against | BD-rate (PSNR) | rate at nicodec's PSNR | BD-rate (MS-SSIM) | rate at nicodec's MS-SSIM |",
+        "|---|---|---|---|---|",
+    ]
+
+    def cell(value: float | None, missing: str) -> str:
+        return missing if value is None else f"{value:+.1f}%"
+
+    for name, row in result["comparison"].items():
+        measured = name in result["curves"] and not result["msssim_skipped"]  # anchors carry PSNR only
+        lines.append(
+            f"| {name} | {cell(row['bd_rate_percent'], 'n/a')} | {cell(row['rate_at_equal_psnr_percent'], 'outside its range')} "
+            f"| {cell(row['bd_rate_msssim_percent'], 'n/a')} "
+            f"| {cell(row['rate_at_equal_msssim_percent'], 'outside its range' if measured else 'n/a')} |"
+        )
+    if result["anchors_source"]:
+        lines += ["", f"Published anchors: {result['anchors_source']}"]
+    if result["msssim_skipped"]:
+        lines += ["", f"MS-SSIM not measured: {result['msssim_skipped']}"]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -137,11 +254,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="two images, two qualities per codec")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
+    parser.add_argument("--plot", type=Path, default=None, help="PNG of quality against bpp (needs matplotlib)")
     args = parser.parse_args(argv)
 
-    paths = sorted(p for p in args.images.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm"))
-    if args.quick:
-        paths = paths[:2]
+    paths = image_paths(args.images, 2 if args.quick else 0)
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
@@ -149,45 +265,51 @@ def main(argv: list[str] | None = None) -> dict:
     missing = [c for c in QUALITIES if c not in codecs]
     if missing:
         print(f"skipped (not installed): {', '.join(missing)}")
+    no_msssim = msssim_unavailable()
+    if no_msssim is None and min(min(i.shape[:2]) for i in images) < MSSSIM_MIN_SIDE:
+        no_msssim = f"an image has a side shorter than {MSSSIM_MIN_SIDE} pixels"
+    if no_msssim:
+        print(f"MS-SSIM not measured: {no_msssim}")
     curves: dict[str, list[dict]] = {}
     for codec in codecs:
         curves[codec] = [classic_point(codec, q, images) for q in (QUICK_QUALITIES if args.quick else QUALITIES[codec])]
-        print(f"{codec:>8}: " + ", ".join(f"q{p['setting']} {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in curves[codec]))
+        print(f"{codec:>8}: " + ", ".join(f"q{p['setting']} {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in curves[codec]),
+              flush=True)
     ours = [nicodec_point(m, images) for m in (args.model or [None])]
     for p in ours:
-        print(f" nicodec: {p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB")
+        ms = "" if p["msssim"] is None else f", MS-SSIM {p['msssim']:.4f} ({p['msssim_db']:.2f} dB)"
+        print(f" nicodec: {p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB{ms}")
     anchors, anchor_source = ({}, "") if args.quick else load_anchors(args.anchors)
     comparison = {}
     for name, curve in {**curves, **anchors}.items():
-        bd = bd_rate(ours, curve)
-        single = rate_at_equal_psnr(ours[0], curve) if len(ours) == 1 else None
-        comparison[name] = {"bd_rate_percent": bd, "rate_at_equal_psnr_percent": single}
-    lines = [
-        f"nicodec on {len(images)} images from {args.images} (mean per-image bpp and RGB PSNR)",
-        "",
-        "| against | BD-rate | rate at nicodec's PSNR |",
-        "|---|---|---|",
-    ]
-    for name, row in comparison.items():
-        bd = "n/a" if row["bd_rate_percent"] is None else f"{row['bd_rate_percent']:+.1f}%"
-        single = "outside its range" if row["rate_at_equal_psnr_percent"] is None else f"{row['rate_at_equal_psnr_percent']:+.1f}%"
-        lines.append(f"| {name} | {bd} | {single} |")
-    if anchors:
-        lines += ["", f"Published anchors: {anchor_source}"]
-    table = "\n".join(lines)
-    print("\n" + table)
+        comparison[name] = {
+            "bd_rate_percent": bd_rate(ours, curve),
+            "rate_at_equal_psnr_percent": rate_at_equal_psnr(ours[0], curve) if len(ours) == 1 else None,
+            "bd_rate_msssim_percent": bd_rate(ours, curve, "msssim_db"),
+            "rate_at_equal_msssim_percent": rate_at_equal_psnr(ours[0], curve, "msssim_db") if len(ours) == 1 else None,
+        }
     result = {
+        "images_folder": str(args.images),
         "images": [p.name for p in paths],
+        "msssim_definition": "mean over R, G, B of the per-channel 5-scale MS-SSIM (Wang et al. 2003; pytorch-msssim, "
+                             "11-tap Gaussian window, sigma 1.5, data range 255)",
+        "msssim_skipped": no_msssim,
         "nicodec": ours,
         "curves": curves,
         "skipped_codecs": missing,
         "anchors_source": anchor_source,
+        "anchors": anchors,
         "comparison": comparison,
     }
+    table = markdown(result)
+    print("\n" + table)
     write_report(args.json, result)
     if args.markdown:
         args.markdown.parent.mkdir(parents=True, exist_ok=True)
         args.markdown.write_text(table + "\n")
+    if args.plot:
+        plot(result, args.plot)
+        print(f"plot: {args.plot}")
     return result
 
 

@@ -1,0 +1,119 @@
+"""Every benchmark in one run: rate-distortion, speed and footprint, into one JSON file, a table and a plot.
+
+    python benchmarks/run_all.py                 # Kodak, full sweeps: writes benchmarks/results/
+    python benchmarks/run_all.py --quick --out DIR
+
+Writes into ``--out`` (``benchmarks/results`` by default; with ``--quick``, nothing
+unless ``--out`` is given):
+
+- ``benchmarks.json``: every number, stamped with the date and the machine (CPU
+  model, cores, memory, load average), under ``rd``, ``speed`` and ``footprint``;
+- ``benchmarks.md``: the tables of the three parts;
+- ``rd.png``: PSNR (and MS-SSIM) against bpp for every codec, nicodec and the
+  published anchors (needs matplotlib; skipped with a message without it);
+- ``rd.json`` and ``rd.md``: the rate-distortion part alone, as ``rd.py`` writes them.
+
+``--quick`` runs each part's quick mode (two images, two qualities, one run each;
+footprint without installing). The parts are ``rd.py``, ``speed.py`` and
+``footprint.py``, which also run alone; their ``--help`` says what they measure.
+The full run takes about 15 minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+from common import machine, write_report
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv: list[str] | None = None) -> dict:
+    import footprint
+    import rd
+    import speed
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=rd.SHARED / "data" / "kodak")
+    parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results)")
+    parser.add_argument("--quick", action="store_true", help="every part's quick mode")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per image for speed.py")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--no-compressai", action="store_true")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--venv", type=Path, default=None, help="footprint of this venv instead of a fresh install")
+    where.add_argument("--no-install", action="store_true", help="footprint of this environment (no network)")
+    args = parser.parse_args(argv)
+    out = args.out if args.out or args.quick else HERE / "results"
+
+    quick = ["--quick"] if args.quick else []
+    images = ["--images", str(args.images)]
+    report: dict = {"quick": args.quick, "seconds": {}, "load_average_before": {}}
+    report["load_average_before"]["rd"] = load_average()
+    start = time.perf_counter()
+    rd_args = images + quick + ([] if out is None else ["--json", str(out / "rd.json"), "--markdown", str(out / "rd.md")])
+    report["rd"] = rd.main(rd_args)
+    report["seconds"]["rd"] = round(time.perf_counter() - start, 1)
+
+    report["load_average_before"]["speed"] = load_average()
+    start = time.perf_counter()
+    speed_args = images + quick + ["--repeats", str(args.repeats), "--threads", *map(str, args.threads)]
+    report["speed"] = speed.main(speed_args + (["--no-compressai"] if args.no_compressai else []))
+    report["seconds"]["speed"] = round(time.perf_counter() - start, 1)
+
+    report["load_average_before"]["footprint"] = load_average()
+    start = time.perf_counter()
+    footprint_args = images + quick + ["--threads", str(max(args.threads))]
+    footprint_args += ["--venv", str(args.venv)] if args.venv else ["--no-install"] if args.no_install else []
+    report["footprint"] = footprint.main(footprint_args)
+    report["seconds"]["footprint"] = round(time.perf_counter() - start, 1)
+
+    report["plot"] = None
+    if out is not None:
+        try:
+            rd.plot(report["rd"], out / "rd.png")
+            report["plot"] = "rd.png"
+        except ImportError as exc:
+            print(f"no plot: matplotlib is not installed ({exc})")
+        write_report(out / "benchmarks.json", report)
+        (out / "benchmarks.md").write_text(markdown(report) + "\n")
+        print(f"\nwrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'}" + (f", {out / 'rd.png'}" if report["plot"] else ""))
+    return report
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages: other work on the machine skews every time."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
+def markdown(report: dict) -> str:
+    import footprint
+    import rd
+    import speed
+
+    m = machine()
+    parts = [
+        "# nicodec benchmarks" + (" (quick mode: not representative)" if report["quick"] else ""),
+        "",
+        f"Machine: {m['cpu_model']}, {m['cpus']} cores, {m['memory_gb']} GB; {m['platform']}; "
+        f"load average before each part {json.dumps(report.get('load_average_before'))} and at the end "
+        f"{m['load_average']} (the times are only as good as the machine was quiet). "
+        f"Seconds per part: {json.dumps(report['seconds'])}.",
+        "",
+        "## Rate-distortion",
+        "",
+        rd.markdown(report["rd"]),
+    ]
+    if report["plot"]:
+        parts += ["", f"![PSNR against bpp]({report['plot']})"]
+    parts += ["", "## Speed", "", speed.markdown(report["speed"]), "", "## Footprint", "",
+              footprint.markdown(report["footprint"])]
+    return "\n".join(parts)
+
+
+if __name__ == "__main__":
+    main()

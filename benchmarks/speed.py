@@ -1,0 +1,393 @@
+"""Speed per image: nicodec, Pillow's codecs and CompressAI's torch model, measured side by side in one run.
+
+    python benchmarks/speed.py [--images ../shared/data/kodak] [--repeats 3] [--threads 1 2]
+                               [--json PATH] [--markdown PATH]
+    python benchmarks/speed.py --quick      # two images, one run each: keeps the harness working
+
+Every codec encodes a uint8 RGB array to bytes and decodes the bytes back to one,
+so the times include the same conversions for all. Each configuration first codes
+the first image once (warm-up: sessions, caches, lazy initialisation), then codes
+every image ``--repeats`` times; an image's time is the median of its runs, and the
+table gives the median over the images (the mean is in the JSON).
+
+- nicodec: the CPU provider with each of ``--threads`` intra-op threads, and CUDA
+  when the installed onnxruntime has it.
+- Pillow's JPEG (4:4:4 and 4:2:0), WebP, AVIF and JPEG XL at quality 75 (the options
+  of ``rd.py``; libavif uses all cores by default, the others one).
+- CompressAI (when importable): ``mbt2018_mean(quality=3)``, the mean-scale hyperprior
+  of Minnen et al. 2018 (N=128, M=192), and the same class at nicodec's size (N=64,
+  M=128), with random weights, ``compress``/``decompress`` under ``torch.no_grad`` with
+  ``torch.set_num_threads`` set to each thread count. Random weights time the same
+  transforms; the entropy coding of a trained model codes different symbols, so the
+  coding part of its time is indicative only.
+
+Ratios divide each time by nicodec's on the CPU with the same thread count (for
+Pillow's codecs, which take no thread setting, the largest ``--threads``): above 1
+means slower than nicodec. The split of nicodec's time replays ``Codec.encode`` and
+``Codec.decode`` stage by stage (analysis graph, entropy-parameter graph, rANS coding,
+synthesis graph, and the rest: reading, padding, packing) and checks that it made the
+codec's own bytes and pixels.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import statistics
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from common import image_paths, write_report
+from rd import QUALITIES, SHARED, available, save_options
+
+CLASSIC_QUALITY = 75
+
+
+def median_ms(run, repeats: int) -> tuple[float, object]:
+    """The median wall time of ``repeats`` calls of ``run`` in milliseconds, and the last result."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = run()
+        times.append(1000 * (time.perf_counter() - start))
+    return statistics.median(times), result
+
+
+def measure(name: str, encode, decode, images: list[np.ndarray], repeats: int, **info) -> dict:
+    """Time ``encode(image) -> bytes`` and ``decode(bytes) -> array`` on every image, after one warm-up."""
+    decode(encode(images[0]))
+    enc, dec, bpp = [], [], []
+    for image in images:
+        ms, data = median_ms(lambda: encode(image), repeats)
+        enc.append(ms)
+        ms, out = median_ms(lambda: decode(data), repeats)
+        dec.append(ms)
+        if out.shape != image.shape:
+            raise RuntimeError(f"{name} decoded a {out.shape} array from a {image.shape} image")
+        bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
+    row = {
+        "name": name, **info,
+        "encode_ms": statistics.median(enc), "decode_ms": statistics.median(dec),
+        "encode_ms_mean": statistics.mean(enc), "decode_ms_mean": statistics.mean(dec),
+        "bpp": statistics.mean(bpp),
+        "per_image": {"encode_ms": enc, "decode_ms": dec},
+    }
+    print(f"{name:>28} {str(info.get('threads', '-')):>7}: encode {row['encode_ms']:8.1f} ms, "
+          f"decode {row['decode_ms']:8.1f} ms, {row['bpp']:.3f} bpp", flush=True)
+    return row
+
+
+# -- nicodec ------------------------------------------------------------------------------
+
+
+def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None) -> list[dict]:
+    import onnxruntime
+
+    from nicodec import Codec
+
+    configs = [("cpu", t) for t in threads]
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        configs.append(("cuda", None))
+    rows = []
+    for provider, t in configs:
+        codec = Codec(model, providers=provider, threads=t)
+        rows.append(measure("nicodec", codec.encode, lambda data: codec.decode(data, as_array=True), images, repeats,
+                            provider=provider, threads=t, setting=codec.model_id))
+    return rows
+
+
+def nicodec_stages(images, repeats: int, threads: int, model: Path | None) -> dict:
+    """Median ms per image of each stage of nicodec's encode and decode on the CPU."""
+    from nicodec import Codec
+    from nicodec import format as nicformat
+
+    codec = Codec(model, providers="cpu", threads=threads)
+    split_decode(codec, codec.encode(images[0]))
+    per_stage: dict[str, dict[str, list[float]]] = {"encode": {}, "decode": {}}
+    matches = True
+    for image in images:
+        reference = codec.encode(image)
+        encodes = [split_encode(codec, image) for _ in range(repeats)]
+        decodes = [split_decode(codec, reference) for _ in range(repeats)]
+        for side, runs in (("encode", encodes), ("decode", decodes)):
+            for stage in runs[0][0]:
+                per_stage[side].setdefault(stage, []).append(statistics.median(r[0][stage] for r in runs))
+        sections = nicformat.unpack(reference)[1]
+        matches &= encodes[-1][1] == (sections[b"ZSYM"], sections[b"YSYM"])
+        matches &= np.array_equal(decodes[-1][1], codec.decode(reference, as_array=True))
+    result = {"threads": threads, "matches_codec": bool(matches)}
+    for side, stages in per_stage.items():
+        result[side] = {stage: statistics.median(ms) for stage, ms in stages.items()}
+        result[side]["total"] = sum(result[side].values())
+    if not matches:
+        print("warning: the stage-by-stage replay no longer makes the codec's bytes and pixels: "
+              "bring speed.py's split_encode/split_decode in step with runtime/codec.py", file=sys.stderr)
+    return result
+
+
+def split_encode(codec, image: np.ndarray) -> tuple[dict[str, float], tuple[bytes, bytes]]:
+    """``Codec.encode`` stage by stage, as runtime/codec.py does it: ms per stage, and the two rANS streams.
+
+    ``other`` is reading the input and padding it; the header and packing are left out (microseconds).
+    """
+    from nicodec import rans
+    from nicodec.codec import _SYMBOL_LIMIT
+    from nicodec.images import read_picture
+
+    marks = [time.perf_counter()]
+    pixels = read_picture(image).rgb
+    height, width = pixels.shape[:2]
+    d = codec.model.downsampling
+    padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
+    marks.append(time.perf_counter())
+    y, z = codec._run_tiled(codec._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin)
+    marks.append(time.perf_counter())
+    z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
+    scale_index, mean_q = codec._entropy.run(None, {"z_hat": z_hat})
+    marks.append(time.perf_counter())
+    symbols = np.rint(np.clip(y - codec._means(mean_q), -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
+    streams = (
+        rans.encode(z_hat.ravel(), codec._z_table_ids(z_hat.shape), codec.model.z_tables),
+        rans.encode(symbols.ravel(), scale_index.ravel(), codec.model.y_tables),
+    )
+    marks.append(time.perf_counter())
+    stages = ("other", "analysis", "entropy_parameters", "entropy_coding")
+    return {s: 1000 * (b - a) for s, a, b in zip(stages, marks, marks[1:])}, streams
+
+
+def split_decode(codec, data: bytes) -> tuple[dict[str, float], np.ndarray]:
+    """``Codec.decode`` stage by stage: ms per stage, and the pixels. ``other`` is parsing the file."""
+    from nicodec import format as nicformat
+    from nicodec import rans
+
+    marks = [time.perf_counter()]
+    header, sections = nicformat.unpack(data)
+    marks.append(time.perf_counter())
+    z_shape = codec._z_shape(header.height, header.width)
+    z_hat = rans.decode(sections[b"ZSYM"], codec._z_table_ids(z_shape), codec.model.z_tables).reshape(z_shape)
+    marks.append(time.perf_counter())
+    scale_index, mean_q = codec._entropy.run(None, {"z_hat": z_hat})
+    marks.append(time.perf_counter())
+    symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), codec.model.y_tables).reshape(mean_q.shape)
+    y_hat = codec._y_hat(symbols, mean_q)
+    marks.append(time.perf_counter())
+    d = codec.model.downsampling
+    (image,) = codec._run_tiled(codec._decoder, "y_hat", y_hat, 4, (d,), max(d, codec.margin // 2 // d * d))
+    pixels = np.ascontiguousarray(image[0, :, : header.height, : header.width].transpose(1, 2, 0))
+    marks.append(time.perf_counter())
+    stages = ("other", "entropy_decoding_z", "entropy_parameters", "entropy_decoding_y", "synthesis")
+    ms = {s: 1000 * (b - a) for s, a, b in zip(stages, marks, marks[1:])}
+    return {"entropy_coding": ms.pop("entropy_decoding_z") + ms.pop("entropy_decoding_y"), **ms}, pixels
+
+
+# -- Pillow -------------------------------------------------------------------------------
+
+
+def classic_rows(images, repeats: int) -> tuple[list[dict], list[str]]:
+    rows, skipped = [], []
+    for codec in QUALITIES:
+        if not available(codec):
+            skipped.append(codec)
+            continue
+        fmt, options = save_options(codec, CLASSIC_QUALITY)
+
+        def encode(image, fmt=fmt, options=options) -> bytes:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, format=fmt, **options)
+            return buffer.getvalue()
+
+        def decode(data: bytes) -> np.ndarray:
+            return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+        rows.append(measure(codec, encode, decode, images, repeats, setting=f"quality {CLASSIC_QUALITY}"))
+    return rows, skipped
+
+
+# -- CompressAI ---------------------------------------------------------------------------
+
+
+def import_compressai() -> tuple[object | None, str]:
+    """CompressAI's package, or None and why not; the string also notes any stand-in used.
+
+    CompressAI imports ``torchvision.transforms`` only to list transform names in its
+    registry. Where torchvision cannot be imported (PyPI's torchvision needs the CUDA
+    build of torch), an empty stand-in module takes its place: the models never use it.
+    """
+    note = ""
+    try:
+        importlib.import_module("torchvision.transforms")
+    except Exception as exc:  # a torchvision built for another torch raises RuntimeError, not ImportError
+        stand_in = types.ModuleType("torchvision")
+        stand_in.transforms = types.ModuleType("torchvision.transforms")
+        for name in [n for n in sys.modules if n == "torchvision" or n.startswith("torchvision.")]:
+            del sys.modules[name]
+        sys.modules["torchvision"], sys.modules["torchvision.transforms"] = stand_in, stand_in.transforms
+        note = f"torchvision replaced by an empty stand-in (its import failed: {type(exc).__name__}: {exc})"
+    try:
+        import compressai
+    except Exception as exc:
+        return None, f"CompressAI is not importable ({type(exc).__name__}: {exc})"
+    return compressai, note
+
+
+def compressai_rows(images, repeats: int, threads: list[int]) -> tuple[list[dict], str | None, str]:
+    """Time CompressAI's mean-scale hyperprior; returns rows, the reason it was skipped, and a note."""
+    compressai, note = import_compressai()
+    if compressai is None:
+        return [], note, ""
+    import torch
+    from compressai.models import MeanScaleHyperprior
+    from compressai.zoo import mbt2018_mean
+
+    torch.manual_seed(0)
+    models = {
+        "compressai mbt2018-mean q3": mbt2018_mean(quality=3, pretrained=False),
+        "compressai msh N64 M128": MeanScaleHyperprior(N=64, M=128),
+    }
+    rows = []
+    for name, model in models.items():
+        model.eval()
+        model.update(force=True)
+        for t in threads:
+            torch.set_num_threads(t)
+            encode, decode = torch_coder(model)
+            rows.append(measure(name, encode, decode, images, repeats, provider="torch", threads=t,
+                                setting=f"{type(model).__name__}(N={model.N}, M={model.M}), random weights"))
+    return rows, None, f"CompressAI {compressai.__version__}, torch {torch.__version__}. {note}".strip()
+
+
+def torch_coder(model):
+    import torch
+
+    def encode(image: np.ndarray) -> bytes:
+        height, width = image.shape[:2]
+        x = torch.from_numpy(np.pad(image, ((0, -height % 64), (0, -width % 64), (0, 0)), mode="edge"))
+        with torch.no_grad():
+            out = model.compress(x.permute(2, 0, 1)[None].float().div_(255))
+        # One byte string: the image size and the two streams' lengths, then the streams.
+        y_string, z_string = out["strings"][0][0], out["strings"][1][0]
+        header = np.array([height, width, *out["shape"], len(y_string)], dtype="<u4").tobytes()
+        return header + y_string + z_string
+
+    def decode(data: bytes) -> np.ndarray:
+        height, width, h, w, split = np.frombuffer(data[:20], dtype="<u4").tolist()
+        with torch.no_grad():
+            x_hat = model.decompress([[data[20 : 20 + split]], [data[20 + split :]]], [h, w])["x_hat"]
+        pixels = x_hat[0, :, :height, :width].clamp_(0, 1).mul_(255).round_().to(torch.uint8)
+        return pixels.permute(1, 2, 0).contiguous().numpy()
+
+    return encode, decode
+
+
+# -- report -------------------------------------------------------------------------------
+
+
+def add_ratios(rows: list[dict], baseline_threads: int) -> None:
+    """``encode_ratio``/``decode_ratio``: a row's median time over nicodec CPU's at the same threads."""
+    nicodec = {r["threads"]: r for r in rows if r["name"] == "nicodec" and r["provider"] == "cpu"}
+    for row in rows:
+        base = nicodec.get(row.get("threads")) or nicodec[baseline_threads]
+        row["ratio_against"] = f"nicodec cpu {base['threads']} threads"
+        row["encode_ratio"] = row["encode_ms"] / base["encode_ms"]
+        row["decode_ratio"] = row["decode_ms"] / base["decode_ms"]
+
+
+def markdown(result: dict) -> str:
+    lines = [
+        f"Speed on {len(result['images'])} images, median ms per image ({result['repeats']} runs each after a "
+        "warm-up); ratio = time / nicodec CPU's at the same thread count (Pillow: against nicodec at "
+        f"{result['baseline_threads']} threads), above 1 is slower than nicodec",
+        "",
+        "| codec | setting | provider, threads | encode ms | decode ms | encode ratio | decode ratio | bpp |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in result["rows"]:
+        where = f"{r.get('provider', 'Pillow')}, {r.get('threads') or 'default'}"
+        lines.append(f"| {r['name']} | {r['setting']} | {where} | {r['encode_ms']:.1f} | {r['decode_ms']:.1f} "
+                     f"| {r['encode_ratio']:.2f} | {r['decode_ratio']:.2f} | {r['bpp']:.3f} |")
+    stages = result["nicodec_stages"]
+    lines += [
+        "",
+        f"nicodec's time by stage (CPU, {stages['threads']} threads, median ms per image; "
+        f"replay matches the codec: {stages['matches_codec']})",
+        "",
+        "| direction | " + " | ".join(STAGE_ORDER) + " | total |",
+        "|---|" + "---|" * (len(STAGE_ORDER) + 1),
+    ]
+    for side in ("encode", "decode"):
+        cells = [f"{stages[side][s]:.1f}" if s in stages[side] else "-" for s in STAGE_ORDER]
+        lines.append(f"| {side} | " + " | ".join(cells) + f" | {stages[side]['total']:.1f} |")
+    for name, reason in result["skipped"].items():
+        lines += ["", f"Skipped {name}: {reason}"]
+    if result["compressai_note"]:
+        lines += ["", result["compressai_note"]]
+    return "\n".join(lines)
+
+
+STAGE_ORDER = ("analysis", "entropy_parameters", "entropy_coding", "synthesis", "other")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=Path, default=SHARED / "data" / "kodak")
+    parser.add_argument("--model", type=Path, default=None, help="nicodec model folder (default: the shipped one)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per image, after one warm-up")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--no-compressai", action="store_true", help="leave CompressAI out")
+    parser.add_argument("--quick", action="store_true", help="two images, one run each")
+    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--markdown", type=Path, default=None)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.limit, args.repeats = 2, 1
+
+    paths = image_paths(args.images, args.limit)
+    if not paths:
+        raise SystemExit(f"no images in {args.images}")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    rows = nicodec_rows(images, args.repeats, args.threads, args.model)
+    stages = nicodec_stages(images, args.repeats, max(args.threads), args.model)
+    classic, missing = classic_rows(images, args.repeats)
+    rows += classic
+    skipped = {c: "not installed" for c in missing}
+    note = ""
+    if args.no_compressai:
+        skipped["compressai"] = "--no-compressai"
+    else:
+        # Last, so that torch's thread pool is not yet started while the others run.
+        torch_rows, reason, note = compressai_rows(images, args.repeats, args.threads)
+        rows += torch_rows
+        if reason:
+            skipped["compressai"] = reason
+    for name, reason in skipped.items():
+        print(f"skipped {name}: {reason}")
+    add_ratios(rows, max(args.threads))
+    result = {
+        "images": [p.name for p in paths],
+        "repeats": args.repeats,
+        "threads": args.threads,
+        "baseline_threads": max(args.threads),
+        "classic_quality": CLASSIC_QUALITY,
+        "rows": rows,
+        "nicodec_stages": stages,
+        "skipped": skipped,
+        "compressai_note": note,
+    }
+    table = markdown(result)
+    print("\n" + table)
+    write_report(args.json, result)
+    if args.markdown:
+        args.markdown.parent.mkdir(parents=True, exist_ok=True)
+        args.markdown.write_text(table + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    main()
