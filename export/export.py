@@ -180,6 +180,11 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         raise FileExistsError(f"{out} exists (use --force to replace it)")
     model, ckpt = load_model(checkpoint)
     model.eval()
+    if not model.config.integer_entropy:
+        console.print(
+            "[yellow]warning:[/yellow] this model's entropy parameters are computed in float, so files "
+            "may not decode on other machines; run nicodec.training.entropy_finetune --mode integer first"
+        )
     training = {"checkpoint_step": ckpt.get("step"), "metrics": ckpt.get("metrics", {})}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
