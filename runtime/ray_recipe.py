@@ -146,8 +146,7 @@ def compress_collection(
     # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
     # CPU, or a quarter, waiting for ever.)
     dataset = ray.data.read_binary_files(
-        source, include_paths=True, file_extensions=extensions or image_extensions(),
-        ray_remote_args={"num_cpus": IO_CPUS},
+        source, include_paths=True, file_extensions=extensions or image_extensions(), num_cpus=IO_CPUS,
     )
     encoded = dataset.map_batches(
         Encoder,
