@@ -104,3 +104,38 @@ def test_export_then_runtime_round_trip(folder, tmp_path):
     tables.write_bytes(tables.read_bytes() + b"x")
     with pytest.raises(ModelError, match="SHA-256"):
         Codec(tmp_path / "model", providers="cpu")
+
+
+@pytest.mark.parametrize("hyper", [False, True])
+def test_integer_finetune_then_export_is_exact(folder, tmp_path, hyper):
+    """entropy_finetune's integer mode end to end: what it trains exports to an exact graph."""
+    import torch
+
+    from nicodec.codec import Codec
+    from nicodec.export.export import export_model
+    from nicodec.training.entropy_finetune import finetune, latents, to_integer
+    from nicodec.training.data import list_images
+
+    train([str(folder)], tmp_path / "run", TINY, TrainConfig(steps=2, batch=2, crop=64, val_images=2))
+    model, _ = load_model(tmp_path / "run" / "last.pt")
+    paths = list_images([str(folder)])
+    y, z_hat = latents(model, paths[:-2], (128, 192), 1, seed=0)
+    val = latents(model, paths[-2:], (128, 192), 1, seed=1)
+    model = to_integer(model, z_hat)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    history = finetune(model, y, z_hat, val, steps=3, batch=2, lr=1e-3, hyper=hyper)
+    assert [h["step"] for h in history][-1] == 3 and all(np.isfinite(h["val_bpp"]) for h in history)
+    after = model.state_dict()
+    assert not torch.equal(before["h_s.4.weight"], after["h_s.4.weight"])
+    assert torch.equal(before["h_a.0.weight"], after["h_a.0.weight"]) != hyper  # h_a learns only with hyper
+    assert torch.equal(before["g_a.0.weight"], after["g_a.0.weight"])  # the transforms never do
+
+    torch.save({"model_config": model.config.to_dict(), "step": 3, "metrics": {}, "model": model.state_dict()},
+               tmp_path / "int.pt")
+    manifest = export_model(tmp_path / "int.pt", tmp_path / "model", "tiny-int")
+    assert manifest["entropy_parameters"] == "integer"
+    assert manifest["parity"]["scale_index_differ"] == manifest["parity"]["mean_q_differ"] == 0
+    codec = Codec(tmp_path / "model", providers="cpu")
+    assert codec.model.integer_entropy
+    image = synthetic_photo(100, 130)
+    assert codec.decode(codec.encode(image), as_array=True).shape == image.shape

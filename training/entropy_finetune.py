@@ -28,7 +28,7 @@ from rich.console import Console
 
 from .data import list_images, load_rgb
 from .integer import calibrate
-from .model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, gaussian_likelihood, scale_table
+from .model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, gaussian_likelihood, scale_table, ste_round
 from .train import DEFAULT_DATA, load_model
 
 console = Console(stderr=True)
@@ -82,11 +82,19 @@ def coded_parameters(model: MeanScaleHyperprior, z_hat: torch.Tensor) -> tuple[t
 
 
 @torch.no_grad()
-def coded_bpp(model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor, pixels_per_latent: int = 256) -> float:
-    """Bits per pixel of y's symbols under the discretized Gaussians the codec codes with."""
+def coded_bpp(model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor | None, pixels_per_latent: int = 256) -> float:
+    """Bits per pixel of y's symbols under the discretized Gaussians the codec codes with.
+
+    With ``z_hat`` None, z is recomputed by ``h_a`` and its bits under the prior are added.
+    """
     bits = 0.0
     for i in range(0, len(y), 16):
-        means, scales = coded_parameters(model, z_hat[i : i + 16])
+        if z_hat is None:
+            zb = torch.round(model.h_a(y[i : i + 16]))
+            bits += float(-torch.log2(model.z_prior.likelihood(zb).clamp_min(1e-9)).sum())
+        else:
+            zb = z_hat[i : i + 16]
+        means, scales = coded_parameters(model, zb)
         symbols = torch.round(y[i : i + 16] - means)
         p = gaussian_likelihood(symbols, torch.zeros_like(symbols), scales.float())
         bits += float(-torch.log2(p.clamp_min(1e-9)).sum())
@@ -95,18 +103,25 @@ def coded_bpp(model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor, 
 
 def finetune(
     model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
-    steps: int, batch: int, lr: float, seed: int = 0,
+    steps: int, batch: int, lr: float, seed: int = 0, hyper: bool = False,
 ) -> list[dict]:
-    """Adam on h_s alone, minimizing y's rate; cosine learning-rate decay to zero."""
+    """Adam on h_s alone, minimizing y's rate; cosine learning-rate decay to zero.
+
+    With ``hyper``, ``h_a`` and the prior of z learn too, and the rate of z joins the
+    objective (y, hence the distortion, still does not move).
+    """
     for p in model.parameters():
         p.requires_grad_(False)
     params = list(model.h_s.parameters())
+    if hyper:
+        params += list(model.h_a.parameters()) + list(model.z_prior.parameters())
+        val = (val[0], None)
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
     gen = torch.Generator().manual_seed(seed)
     history = [{"step": 0, "val_bpp": coded_bpp(model, *val)}]
-    console.print(f"step 0: held-out y bpp {history[-1]['val_bpp']:.4f}")
+    console.print(f"step 0: held-out coded bpp {history[-1]['val_bpp']:.4f}")
     start = time.monotonic()
     for step in range(1, steps + 1):
         for group in opt.param_groups:
@@ -115,15 +130,23 @@ def finetune(
         yb, zb = y[pick], z_hat[pick]
         if torch.rand((), generator=gen) < 0.5:
             yb, zb = yb.flip(3), zb.flip(3)
+        pixels = yb.numel() / yb.shape[1] * 256
+        z_bits = 0.0
+        if hyper:
+            z = model.h_a(yb)
+            z_noisy = z + torch.rand(z.shape, generator=gen) - 0.5
+            z_bits = -torch.log2(model.z_prior.likelihood(z_noisy).clamp_min(1e-9)).sum()
+            zb = ste_round(z)
         means, scales = model.entropy_parameters(zb)
         noisy = yb + torch.rand(yb.shape, generator=gen) - 0.5
-        bpp = -torch.log2(gaussian_likelihood(noisy, means.float(), scales.float()).clamp_min(1e-9)).sum() / (yb.numel() / yb.shape[1] * 256)
+        y_bits = -torch.log2(gaussian_likelihood(noisy, means.float(), scales.float()).clamp_min(1e-9)).sum()
+        bpp = (y_bits + z_bits) / pixels
         opt.zero_grad(set_to_none=True)
         bpp.backward()
         opt.step()
         if step % max(1, steps // 10) == 0 or step == steps:
             history.append({"step": step, "train_bpp": float(bpp.detach()), "val_bpp": coded_bpp(model, *val), "seconds": round(time.monotonic() - start, 1)})
-            console.print(f"step {step}: train {float(bpp):.4f}, held-out coded y bpp {history[-1]['val_bpp']:.4f} ({history[-1]['seconds']} s)")
+            console.print(f"step {step}: train {float(bpp.detach()):.4f}, held-out coded bpp {history[-1]['val_bpp']:.4f} ({history[-1]['seconds']} s)")
     for p in model.parameters():
         p.requires_grad_(True)
     return history
@@ -150,6 +173,7 @@ def main(
     batch: Annotated[int, typer.Option()] = 16,
     lr: Annotated[float, typer.Option()] = 5e-5,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    hyper: Annotated[bool, typer.Option(help="Train h_a and the prior of z too (rate of y and z).")] = False,
     seed: int = 0,
 ):
     """Fine-tune h_s on frozen latents and write a weights-only checkpoint."""
@@ -171,15 +195,15 @@ def main(
             cache.parent.mkdir(parents=True, exist_ok=True)
             torch.save([y, z_hat, *val], cache)
     console.print(f"{len(y)} training crops, {len(val[0])} held-out crops ({time.monotonic() - started:.0f} s)")
-    base_bpp = coded_bpp(model, *val)
-    if mode == "integer":
+    base_bpp = coded_bpp(model, val[0], None if hyper else val[1])
+    if mode == "integer" and not model.config.integer_entropy:
         model = to_integer(model, z_hat)
         console.print(f"activation scales: {model.hs_act_scale.tolist()}")
-    history = finetune(model, y, z_hat, val, steps, batch, lr, seed)
+    history = finetune(model, y, z_hat, val, steps, batch, lr, seed, hyper=hyper)
     metrics = {
         **ckpt.get("metrics", {}),
         "entropy_finetune": {
-            "mode": mode, "steps": steps, "batch": batch, "lr": lr, "crop": list(crop),
+            "mode": mode, "hyper": hyper, "steps": steps, "batch": batch, "lr": lr, "crop": list(crop),
             "start_val_y_bpp": base_bpp, "history": history,
             "minutes": round((time.monotonic() - started) / 60, 1),
         },
