@@ -32,6 +32,7 @@ from onnx import TensorProto, helper, numpy_helper
 from nicodec.training.integer import Z_MAX, Z_MIN, check_exact_range, scale_lut
 
 WEIGHT_ZERO_POINT = 128
+IR_VERSION = 8
 
 
 # -- numpy reference ------------------------------------------------------------------
@@ -166,6 +167,9 @@ def build_graph(params: dict[str, np.ndarray], scale_table: np.ndarray, hyper_ch
         g.inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="nicodec-export")
+    # onnx writes its own newest IR version by default, which older onnxruntime refuses to
+    # load (1.17 reads up to 9); opset 17 needs no more than IR 8, as torch's exporter writes.
+    model.ir_version = IR_VERSION
     onnx.checker.check_model(model, full_check=True)
     return model
 

@@ -133,3 +133,13 @@ def test_torch_integer_path_equals_reference():
     np.testing.assert_allclose(out["scales"].detach().numpy(), TABLE[ref_index])
     (out["means"].sum() + out["scales"].sum()).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.h_s.parameters())
+
+
+def test_graphs_load_in_the_oldest_onnxruntime_the_package_allows():
+    """pyproject allows onnxruntime 1.17, which reads ONNX IR versions up to 9."""
+    graph = build_graph(random_params(np.random.default_rng(9)), TABLE, hyper_channels=6)
+    assert graph.ir_version <= 9
+    model = ModelFiles.load(None)
+    for name in ("encoder", "entropy_parameters", "decoder", "decoder_fp16"):
+        if model.has_graph(name):
+            assert onnx.load(str(model.graph(name))).ir_version <= 9, name
