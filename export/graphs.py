@@ -20,10 +20,11 @@ import copy
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nicodec.training.integer import MEAN_BITS, MEAN_LIMIT, integer_entropy_parameters
-from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, scale_table
+from nicodec.training.model import GDN, SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, scale_table
 
 __all__ = ["MEAN_BITS", "MEAN_LIMIT", "SCALE_LEVELS", "SCALE_MAX", "scale_table", "Encoder", "EntropyParameters", "Decoder", "HalfDecoder"]
 
@@ -84,8 +85,25 @@ class HalfDecoder(nn.Module):
 
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
-        self.g_s = copy.deepcopy(model.g_s).half()
+        layers = [_FixedGDN(m) if isinstance(m, GDN) else copy.deepcopy(m) for m in model.g_s]
+        self.g_s = nn.Sequential(*layers).half()
 
     def forward(self, y_hat: torch.Tensor):
         x = self.g_s(y_hat.half()).float().clamp(0.0, 1.0)
         return torch.round(x * 255.0).to(torch.uint8)
+
+
+class _FixedGDN(nn.Module):
+    """A GDN with its effective beta and gamma computed once, so the graph holds them as
+    constants: onnxruntime has no fp16 Pow kernel on the CPU to fold them at load time."""
+
+    def __init__(self, gdn: GDN):
+        super().__init__()
+        beta, gamma = gdn.params()
+        self.inverse = gdn.inverse
+        self.register_buffer("beta", beta.detach().clone())
+        self.register_buffer("gamma", gamma.detach().clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = torch.sqrt(F.conv2d(x * x, self.gamma, self.beta))
+        return x * norm if self.inverse else x / norm

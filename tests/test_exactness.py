@@ -89,3 +89,15 @@ def test_cuda_encoded_files_decode_on_the_cpu(photo):
         for got, want in zip(decoder.decode_symbols(data)[1:], encoder.decode_symbols(data)[1:]):
             np.testing.assert_array_equal(got, want)
         assert abs(psnr(decoder.decode(data, as_array=True), photo) - psnr(encoder.decode(data, as_array=True), photo)) <= 0.01
+
+
+@pytest.mark.parametrize("precision", ["fp32", "fp16"])
+def test_loading_the_model_prints_no_onnxruntime_warnings(precision):
+    """onnxruntime writes warnings straight to stderr (a graph it cannot fold, say): none may appear."""
+    import subprocess
+    import sys
+
+    code = f"from nicodec.codec import Codec; Codec(providers='cpu', precision='{precision}')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "onnxruntime" not in result.stderr, result.stderr[:500]
