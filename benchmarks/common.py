@@ -106,3 +106,21 @@ def write_report(path: Path | None, report: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     stamped = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **report}
     path.write_text(json.dumps(stamped, indent=1) + "\n")
+
+
+def publish(report: dict, table: str, json_path: Path | None, markdown_path: Path | None = None) -> None:
+    """Print a benchmark's table, and write its JSON report and Markdown table where asked."""
+    print("\n" + table)
+    write_report(json_path, report)
+    if markdown_path:
+        markdown_path.parent.mkdir(parents=True, exist_ok=True)
+        markdown_path.write_text(table + "\n")
+
+
+def add_image_arguments(parser, default_images: Path) -> None:
+    """The options of the per-image Kodak programs: --images, --model, --threads, --limit, --json."""
+    parser.add_argument("--images", type=Path, default=default_images)
+    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--json", type=Path, default=None)

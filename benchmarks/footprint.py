@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import image_paths, write_report
+from common import image_paths, publish
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -238,11 +238,7 @@ def main(argv: list[str] | None = None) -> dict:
         footprint["large_image"] = [width, height]
         footprint["threads"] = args.threads
     table = markdown(footprint)
-    print("\n" + table)
-    write_report(args.json, footprint)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
+    publish(footprint, table, args.json, args.markdown)
     return footprint
 
 

@@ -20,7 +20,7 @@ from PIL import Image
 
 from nicodec import Codec
 
-from common import psnr, write_report
+from common import add_image_arguments, psnr, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -46,11 +46,7 @@ def jpeg_at_most(image: np.ndarray, budget: int) -> tuple[int, float, int]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, default=HERE.parent.parent / "shared" / "data" / "kodak")
-    parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
-    parser.add_argument("--json", type=Path, default=None)
+    add_image_arguments(parser, HERE.parent.parent / "shared" / "data" / "kodak")
     args = parser.parse_args()
 
     paths = sorted(args.images.glob("*.png"))[: args.limit or None]

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from common import MSSSIM_MIN_SIDE, image_paths, msssim, msssim_db, msssim_unavailable, psnr, write_report
+from common import MSSSIM_MIN_SIDE, image_paths, msssim, msssim_db, msssim_unavailable, psnr, publish
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -302,11 +302,7 @@ def main(argv: list[str] | None = None) -> dict:
         "comparison": comparison,
     }
     table = markdown(result)
-    print("\n" + table)
-    write_report(args.json, result)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
+    publish(result, table, args.json, args.markdown)
     if args.plot:
         plot(result, args.plot)
         print(f"plot: {args.plot}")

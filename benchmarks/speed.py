@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import image_paths, write_report
+from common import image_paths, publish
 from rd import QUALITIES, SHARED, available, save_options
 
 CLASSIC_QUALITY = 75
@@ -381,11 +381,7 @@ def main(argv: list[str] | None = None) -> dict:
         "compressai_note": note,
     }
     table = markdown(result)
-    print("\n" + table)
-    write_report(args.json, result)
-    if args.markdown:
-        args.markdown.parent.mkdir(parents=True, exist_ok=True)
-        args.markdown.write_text(table + "\n")
+    publish(result, table, args.json, args.markdown)
     return result
 
 

@@ -36,12 +36,18 @@ def test_bd_rate_of_a_curve_against_itself_scaled():
     assert rd.rate_at_equal_psnr({"bpp": 1.0, "psnr": 99.0}, reference) is None
 
 
-def test_quick_mode_writes_json_and_markdown(tmp_path):
-    rd = load("rd")
+def photo_folder(tmp_path, count: int):
+    """A folder of ``count`` synthetic photos, im0.png, im1.png, ..."""
     folder = tmp_path / "images"
     folder.mkdir()
-    for seed in range(3):
+    for seed in range(count):
         Image.fromarray(synthetic_photo(128, 192, seed=seed)).save(folder / f"im{seed}.png")
+    return folder
+
+
+def test_quick_mode_writes_json_and_markdown(tmp_path):
+    rd = load("rd")
+    folder = photo_folder(tmp_path, 3)
     result = rd.main(["--quick", "--images", str(folder), "--json", str(tmp_path / "rd.json"),
                       "--markdown", str(tmp_path / "rd.md")])
     assert len(result["images"]) == 2
@@ -164,3 +170,14 @@ def test_run_all_quick_writes_one_json_a_table_and_a_plot(images_folder, tmp_pat
     assert (tmp_path / "rd.json").is_file()
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert (tmp_path / "rd.png").is_file() == has_matplotlib == (report["plot"] == "rd.png")
+
+
+def test_grayscale_benchmark_reports_gray_and_colour(tmp_path):
+    grayscale = load("grayscale")
+    folder = photo_folder(tmp_path, 2)
+    report = grayscale.main(["--images", str(folder), "--threads", "1", "--json", str(tmp_path / "g.json")])
+    assert [row["image"] for row in report["images"]] == ["im0.png", "im1.png"]
+    for row in report["images"]:
+        assert row["gray_bpp"] > 0 and 20 < row["gray_psnr"] < 60
+        assert row["jpeg_gray_same_size_bpp"] <= row["gray_bpp"]
+    assert json.loads((tmp_path / "g.json").read_text())["summary"]["images"] == 2
