@@ -89,18 +89,18 @@ class Codec:
         if tile < d or tile % d or margin < 0 or margin % d:
             raise NicodecError(f"tile must be a positive multiple of {d} pixels and margin a multiple of {d}")
         self.tile, self.margin = tile, margin
-        self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
-        entropy_settings = (
-            {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
-        )
-        # ConvInteger exists on the CPU provider only; the graph is small.
-        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
         if precision not in PRECISIONS:
             raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         decoder = PRECISIONS[precision]
         if not self.model.has_graph(decoder):
             raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
         self.precision = precision
+        self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
+        entropy_settings = (
+            {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
+        )
+        # ConvInteger exists on the CPU provider only; the graph is small.
+        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
         self._decoder = create_session(self.model.graph(decoder), chosen, threads, optimization, strict=strict)
 
     @property
