@@ -41,6 +41,9 @@ exported before the integer graph): pinned so its integers do not depend on opti
 PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
 """Synthesis graphs by the precision they compute in."""
 
+ENTROPY_MARGIN = 2
+"""Hyper-latent positions of context around each tile of the entropy-parameter graph."""
+
 _SYMBOL_LIMIT = 1 << 24
 
 
@@ -151,7 +154,7 @@ class Codec:
                 f"not the {self._z_shape(height, width)} its manifest implies"
             )
         z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
-        scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
+        scale_index, mean_q = self._entropy_parameters(z_hat)
         residual = y - self._means(mean_q)
         symbols = np.rint(np.clip(residual, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
         header = nicformat.Header(
@@ -243,7 +246,7 @@ class Codec:
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
-        scale_index, mean_q = self._entropy.run(None, {"z_hat": z_hat})
+        scale_index, mean_q = self._entropy_parameters(z_hat)
         symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
         return header, sections, z_hat, symbols.reshape(mean_q.shape), mean_q
 
@@ -290,6 +293,19 @@ class Codec:
                         :, :, (r0 - rlo) * u : (r1 - rlo) * u, (c0 - clo) * u : (c1 - clo) * u
                     ]
         return outputs
+
+    def _entropy_parameters(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``scale_index`` and ``mean_q`` for ``z_hat``, on tiles like the transforms.
+
+        Tiled, the integers are exactly those of a whole-image run: h_s sees at most 1.75
+        z positions either side (a 3x3 convolution at each of z's, twice z's and four times
+        z's resolution), the margin is ``ENTROPY_MARGIN`` positions, and integer arithmetic
+        has no rounding that could depend on the tile.
+        """
+        if not self.model.integer_entropy:
+            return self._entropy.run(None, {"z_hat": z_hat})
+        margin = ENTROPY_MARGIN * self.model.downsampling
+        return self._run_tiled(self._entropy, "z_hat", z_hat, 1, (4, 4), margin)
 
     def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         d = self.model.downsampling

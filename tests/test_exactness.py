@@ -101,3 +101,16 @@ def test_loading_the_model_prints_no_onnxruntime_warnings(precision):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert "onnxruntime" not in result.stderr, result.stderr[:500]
+
+
+@pytest.mark.parametrize("tile", [64, 128, 192])
+def test_tiled_entropy_parameters_equal_the_whole_run(tile):
+    """The entropy-parameter graph runs on tiles of large images; its integers must not notice."""
+    whole = Codec(providers="cpu", threads=1)
+    tiled = Codec(providers="cpu", threads=1, tile=tile)
+    rng = np.random.default_rng(tile)
+    z_hat = rng.integers(-15, 16, size=(1, whole.model.hyper_channels, 7, 9)).astype(np.int32)
+    z_hat.flat[:2] = [-(2**24), 2**24]
+    expected = whole._entropy.run(None, {"z_hat": z_hat})
+    for got, want in zip(tiled._entropy_parameters(z_hat), expected):
+        np.testing.assert_array_equal(got, want)
