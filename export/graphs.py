@@ -17,14 +17,15 @@ inside the graphs, so the runtime never guesses a convention.
 from __future__ import annotations
 
 import copy
-import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from nicodec.training.integer import MEAN_BITS, MEAN_LIMIT, integer_entropy_parameters
-from nicodec.training.model import GDN, SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, scale_table
+from nicodec.training.model import (
+    GDN, SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, float_scale_index, scale_table,
+)
 
 __all__ = ["MEAN_BITS", "MEAN_LIMIT", "SCALE_LEVELS", "SCALE_MAX", "scale_table", "Encoder", "EntropyParameters", "Decoder", "HalfDecoder"]
 
@@ -49,17 +50,13 @@ class EntropyParameters(nn.Module):
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
         self.model = model
-        self.log_min = math.log(SCALE_MIN)
-        self.log_step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
 
     def forward(self, z_hat: torch.Tensor):
         if self.model.config.integer_entropy:
             out = integer_entropy_parameters(self.model.h_s, self.model.hs_act_scale, z_hat, scale_table())
             return out["scale_index"].to(torch.int32), out["mean_q"].to(torch.int32)
         means, scales = self.model.entropy_parameters(z_hat.float())
-        log_scale = torch.log(scales.clamp_min(SCALE_MIN))
-        index = torch.ceil((log_scale - self.log_min) / self.log_step - 1e-4)
-        index = index.clamp(0, SCALE_LEVELS - 1).to(torch.int32)
+        index = float_scale_index(scales).to(torch.int32)
         # Bounded before the cast: an out-of-range float-to-int cast differs between machines.
         mean_q = torch.round(means.clamp(-MEAN_LIMIT, MEAN_LIMIT) * 2**MEAN_BITS).to(torch.int32)
         return index, mean_q

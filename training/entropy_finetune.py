@@ -27,8 +27,8 @@ import typer
 from rich.console import Console
 
 from .data import list_images, load_rgb
-from .integer import calibrate
-from .model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN, MeanScaleHyperprior, gaussian_likelihood, scale_table, ste_round
+from .integer import MEAN_BITS, calibrate
+from .model import MeanScaleHyperprior, float_scale_index, gaussian_likelihood, scale_table, ste_round
 from .train import DEFAULT_DATA, load_model
 
 console = Console(stderr=True)
@@ -75,10 +75,8 @@ def coded_parameters(model: MeanScaleHyperprior, z_hat: torch.Tensor) -> tuple[t
     means, scales = model.entropy_parameters(z_hat)
     if model.config.integer_entropy:
         return means, scales  # already exactly the codec's values
-    log_step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
-    index = torch.ceil((torch.log(scales.clamp_min(SCALE_MIN)) - math.log(SCALE_MIN)) / log_step - 1e-4)
     table = scale_table().to(scales.device)
-    return torch.round(means * 256) / 256, table[index.clamp(0, SCALE_LEVELS - 1).long()].float()
+    return torch.round(means * 2**MEAN_BITS) / 2**MEAN_BITS, table[float_scale_index(scales).long()].float()
 
 
 @torch.no_grad()

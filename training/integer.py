@@ -26,6 +26,8 @@ one scale per layer (``act_scale``), fixed by calibration on training latents.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -62,6 +64,12 @@ def scale_lut(scale_table: np.ndarray) -> np.ndarray:
     q = np.arange(SCALE_Q_MAX + 1, dtype=np.float64) / (1 << SCALE_BITS)
     lut = np.searchsorted(scale_table, np.maximum(q, scale_table[0]) * (1 - 1e-9), side="left")
     return np.minimum(lut, len(scale_table) - 1).astype(np.uint8)
+
+
+@functools.lru_cache(maxsize=4)
+def _lut_tensor(table_bytes: bytes) -> torch.Tensor:
+    """``scale_lut`` as an int64 tensor, built once per table rather than at every training step."""
+    return torch.from_numpy(scale_lut(np.frombuffer(table_bytes, dtype=np.float64)).astype(np.int64))
 
 
 class IntegerLayer:
@@ -122,7 +130,7 @@ def integer_entropy_parameters(
     out = layers[2](x)
     mean_q, scale_q = out[:, :M], out[:, M:]
     table = scale_table.to(device=z_hat.device, dtype=torch.float64)
-    lut = torch.from_numpy(scale_lut(table.cpu().numpy()).astype(np.int64)).to(z_hat.device)
+    lut = _lut_tensor(table.cpu().numpy().tobytes()).to(z_hat.device)
     index = lut[scale_q.detach().long()]
     scales_cont = scale_q / 2**SCALE_BITS
     return {

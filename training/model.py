@@ -43,6 +43,16 @@ def scale_table() -> torch.Tensor:
     return torch.exp(torch.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS, dtype=torch.float64))
 
 
+def float_scale_index(scales: torch.Tensor) -> torch.Tensor:
+    """The table a float scale is coded with: the first table scale at least as large (float tensor).
+
+    Used by models whose entropy parameters are float; the integer path has its own lookup table.
+    """
+    log_step = (math.log(SCALE_MAX) - math.log(SCALE_MIN)) / (SCALE_LEVELS - 1)
+    index = torch.ceil((torch.log(scales.clamp_min(SCALE_MIN)) - math.log(SCALE_MIN)) / log_step - 1e-4)
+    return index.clamp(0, SCALE_LEVELS - 1)
+
+
 @dataclass
 class ModelConfig:
     """Architecture and rate-distortion trade-off; saved in every checkpoint."""
