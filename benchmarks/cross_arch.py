@@ -315,7 +315,10 @@ def encoder_floats(session, source: Path, multiple: int) -> np.ndarray:
     pixels = np.asarray(Image.open(source).convert("RGB"))
     h, w = pixels.shape[:2]
     padded = np.pad(pixels, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
-    y, _ = session.run(None, {"image": np.ascontiguousarray(padded.transpose(2, 0, 1)[None])})
+    feed = {"image": np.ascontiguousarray(padded.transpose(2, 0, 1)[None])}
+    if "gain" in {i.name for i in session.get_inputs()}:
+        feed["gain"] = np.ones((1, session.get_inputs()[1].shape[1], 1, 1), dtype=np.float32)
+    y, _ = session.run(None, feed)
     return y
 
 

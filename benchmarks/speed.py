@@ -146,7 +146,9 @@ def split_encode(codec, image: np.ndarray) -> tuple[dict[str, float], tuple[byte
     d = codec.model.downsampling
     padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
     marks.append(time.perf_counter())
-    y, z = codec._run_tiled(codec._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin)
+    _, gain = codec._encoder_gain(None)
+    fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
+    y, z = codec._run_tiled(codec._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin, fixed)
     marks.append(time.perf_counter())
     z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
     scale_index, mean_q = codec._entropy.run(None, {"z_hat": z_hat})
@@ -175,7 +177,7 @@ def split_decode(codec, data: bytes) -> tuple[dict[str, float], np.ndarray]:
     scale_index, mean_q = codec._entropy.run(None, {"z_hat": z_hat})
     marks.append(time.perf_counter())
     symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), codec.model.y_tables).reshape(mean_q.shape)
-    y_hat = codec._y_hat(symbols, mean_q)
+    y_hat = codec._y_hat(header, symbols, mean_q)
     marks.append(time.perf_counter())
     d = codec.model.downsampling
     (image,) = codec._run_tiled(codec._decoder, "y_hat", y_hat, 4, (d,), max(d, codec.margin // 2 // d * d))

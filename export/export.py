@@ -20,12 +20,13 @@ from typing import Annotated, Optional
 
 import numpy as np
 import onnx
+import onnx.numpy_helper
 import torch
 import typer
 from rich.console import Console
 
 from nicodec.format import FORMAT_VERSION
-from nicodec.model import GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, sha256_file
+from nicodec.model import QUALITY_MAX, QUALITY_MIN, GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, sha256_file
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
 
@@ -36,6 +37,8 @@ from .integer import build_graph
 from .tables import factorized_tables, gaussian_tables
 
 OPSET = 17
+DEFAULT_QUALITY = 75.0
+"""The quality a variable-rate model codes at when none is asked for (``--default-quality``)."""
 PIXEL_TOLERANCE_DB = 45.0
 """Decoded pixels from onnxruntime and from torch must agree to this PSNR at least."""
 SYMBOL_MISMATCH_TOLERANCE = 1e-4
@@ -50,8 +53,12 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
     image = torch.randint(0, 256, (1, 3, 128, 192), dtype=torch.uint8)
     z_hat = torch.randint(-3, 4, (1, cfg.Nh, 2, 3), dtype=torch.int32)
     y_hat = torch.randn(1, cfg.M, 8, 12)
+    if cfg.levels:
+        encoder = (Encoder(model), (image, torch.ones(1, cfg.M, 1, 1)), ["image", "gain"], ["y", "z"])
+    else:
+        encoder = (Encoder(model), (image,), ["image"], ["y", "z"])
     specs = {
-        "encoder": (Encoder(model), (image,), ["image"], ["y", "z"]),
+        "encoder": encoder,
         "entropy_parameters": (EntropyParameters(model), (z_hat,), ["z_hat"], ["scale_index", "mean_q"]),
         "decoder": (Decoder(model), (y_hat,), ["y_hat"], ["image"]),
         "decoder_fp16": (HalfDecoder(model), (y_hat,), ["y_hat"], ["image"]),
@@ -63,7 +70,7 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
         del specs["entropy_parameters"]
     for name, (module, args, inputs, outputs) in specs.items():
         path = folder / f"{name}.onnx"
-        axes = {n: {2: "height", 3: "width"} for n in inputs + outputs}
+        axes = {n: {2: "height", 3: "width"} for n in inputs + outputs if n != "gain"}
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated but still the one that writes plain
             # opset-17 graphs with named dynamic axes from these small modules.
@@ -72,21 +79,61 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
                 module.eval(), args, str(path), input_names=inputs, output_names=outputs,
                 dynamic_axes=axes, opset_version=OPSET, dynamo=False,
             )
+        if name in ("encoder", "decoder"):
+            store_weights_in_half(path)
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+def store_weights_in_half(path: Path, min_size: int = 1024) -> int:
+    """Store float32 weights that are exactly representable in fp16 as fp16, each followed by
+    a Cast back to float32; returns how many were converted.
+
+    The graph still computes in float32 with the very same values (checkpoints keep their
+    weights in fp16, so convolution weights convert exactly; folded constants such as GDN's
+    squared parameters do not, and stay float32). onnxruntime folds the casts when it
+    loads the graph, so only the file shrinks, by about half.
+    """
+    model = onnx.load(str(path))
+    graph = model.graph
+    inputs = {i.name for i in graph.input}
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or init.name in inputs or np.prod(init.dims) < min_size:
+            continue
+        values = onnx.numpy_helper.to_array(init)
+        half = values.astype(np.float16)
+        if not np.array_equal(half.astype(np.float32), values):
+            continue
+        name = init.name
+        init.CopyFrom(onnx.numpy_helper.from_array(half, f"{name}.fp16"))
+        casts.append(onnx.helper.make_node("Cast", [f"{name}.fp16"], [name], to=onnx.TensorProto.FLOAT, name=f"{name}.cast"))
+    nodes = casts + list(graph.node)
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.save(model, str(path))
+    return len(casts)
 
 
 def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
     z = factorized_tables(model.z_prior)
     y = gaussian_tables(scale_table())
+    gains = {}
+    if model.config.levels:
+        # The trained levels' gain vectors; the runtime interpolates between them (RATE.md).
+        gains = {
+            "log_gain": model.log_gain.detach().float().numpy(),
+            "log_inverse_gain": model.log_inverse_gain.detach().float().numpy(),
+        }
     np.savez(
         folder / TABLES,
         z_cdf=z.cdf, z_sizes=z.sizes, z_offsets=z.offsets,
         y_cdf=y.cdf, y_sizes=y.sizes, y_offsets=y.offsets,
-        scale_table=scale_table().numpy(),
+        scale_table=scale_table().numpy(), **gains,
     )
 
 
-def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict) -> dict:
+def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict,
+                   default_quality: float | None = None) -> dict:
     files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS + OPTIONAL_GRAPHS] + [TABLES]}
     manifest = {
         "format": MODEL_FORMAT,
@@ -101,11 +148,24 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
         "scale_levels": SCALE_LEVELS,
         "scale_max": SCALE_MAX,
         "training": training,
+        "rate": rate_section(model, default_quality),
         "files": files,
         "model_hash": content_hash(files),
     }
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+def rate_section(model: MeanScaleHyperprior, default_quality: float | None) -> dict:
+    """What the runtime needs to know about rates: fixed, or the trained lambdas and the default quality."""
+    cfg = model.config
+    if not cfg.levels:
+        return {"variable": False, "lmbda": cfg.lmbda}
+    return {
+        "variable": True,
+        "lmbdas": list(cfg.lmbdas),
+        "default_quality": float(DEFAULT_QUALITY if default_quality is None else default_quality),
+    }
 
 
 def parity_image(height: int = 256, width: int = 320, seed: int = 0) -> np.ndarray:
@@ -122,8 +182,8 @@ def parity_image(height: int = 256, width: int = 320, seed: int = 0) -> np.ndarr
 
 
 @torch.no_grad()
-def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) -> dict:
-    """Code ``image`` with the exported folder and compare with torch.
+def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, quality: float | None = None) -> dict:
+    """Code ``image`` with the exported folder (at ``quality`` for a variable-rate model) and compare with torch.
 
     Returns:
         Counts of differing integers and the PSNR between the two decodes.
@@ -134,7 +194,7 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) ->
     from nicodec.codec import Codec
 
     codec = Codec(folder, providers="cpu")
-    data = codec.encode(image)
+    data = codec.encode(image, quality=quality)
     header, z_hat, symbols, mean_q = codec.decode_symbols(data)
     pixels = codec.decode(data, as_array=True)
 
@@ -142,12 +202,17 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) ->
     h, w = image.shape[:2]
     padded = np.pad(image, ((0, -h % d), (0, -w % d), (0, 0)), mode="edge")
     x = torch.from_numpy(padded).permute(2, 0, 1)[None]
-    y, z = Encoder(model)(x)
+    gain = inverse_gain = torch.ones(1, model.config.M, 1, 1)
+    if quality is not None:
+        position = (quality - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (model.config.levels - 1)
+        gain, inverse_gain = (g.reshape(1, -1, 1, 1) for g in model.gains_at(position))
+    y, z = Encoder(model)(x, gain)
     torch_z_hat = torch.round(z).to(torch.int32)
     index, torch_mean_q = EntropyParameters(model)(torch.from_numpy(z_hat))
     onnx_index = codec._entropy.run(None, {"z_hat": z_hat})[0]
     torch_symbols = torch.round(y - torch.from_numpy(mean_q).float() / 2**MEAN_BITS).to(torch.int32)
-    torch_pixels = Decoder(model)(torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS)
+    torch_pixels = Decoder(model)(
+        (torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS) * inverse_gain)
     torch_pixels = torch_pixels[0, :, :h, :w].permute(1, 2, 0).numpy()
 
     half = Codec(folder, providers="cpu", precision="fp16").decode(data, as_array=True)
@@ -155,6 +220,7 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) ->
     mse = np.mean((pixels.astype(np.float64) - torch_pixels.astype(np.float64)) ** 2)
     report = {
         "image": f"{w}x{h} synthetic",
+        "quality": quality,
         "bytes": len(data),
         "z_symbols_differ": int((torch_z_hat.numpy() != z_hat).sum()),
         "scale_index_differ": int((index.numpy() != onnx_index).sum()),
@@ -174,7 +240,12 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray) ->
     return report
 
 
-def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False) -> dict:
+PARITY_QUALITIES = (1.0, 37.5, 75.0, 100.0)
+"""The qualities a variable-rate model's parity is checked at (the ends, and between levels)."""
+
+
+def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False,
+                 default_quality: float | None = None) -> dict:
     """Export a checkpoint to a model folder, atomically; returns the manifest."""
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists (use --force to replace it)")
@@ -192,8 +263,10 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     try:
         export_graphs(model, tmp)
         write_tables(model, tmp)
-        manifest = write_manifest(tmp, model, model_id, training)
-        manifest["parity"] = check_parity(model, tmp, parity_image())
+        manifest = write_manifest(tmp, model, model_id, training, default_quality)
+        qualities = PARITY_QUALITIES if model.config.levels else (None,)
+        parity = [check_parity(model, tmp, parity_image(), q) for q in qualities]
+        manifest["parity"] = parity if model.config.levels else parity[0]
         # The manifest is not among the hashed files, so the parity report can join it.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         if out.exists():
@@ -214,10 +287,13 @@ def main(
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
     model_id: Annotated[Optional[str], typer.Option(help="Identity written into every file (default: from the folder name).")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    default_quality: Annotated[Optional[float], typer.Option(
+        min=1, max=100, help=f"Variable-rate models: the quality used when none is asked for (default {DEFAULT_QUALITY:g}).")] = None,
 ):
     """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
     try:
-        manifest = export_model(checkpoint, out, model_id or f"nicodec-{out.name}", force=force)
+        manifest = export_model(checkpoint, out, model_id or f"nicodec-{out.name}", force=force,
+                                default_quality=default_quality)
     except (FileExistsError, RuntimeError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

@@ -4,6 +4,9 @@ Their signatures are the contract with the runtime (``nicodec.model``):
 
 - ``encoder``: ``image`` uint8 (1, 3, H, W) -> ``y`` float32 (1, M, H/16, W/16),
   ``z`` float32 (1, Nh, H/64, W/64). H and W are multiples of 64 (the runtime pads).
+  A variable-rate model's encoder takes a second input, ``gain`` float32 (1, M, 1, 1),
+  and ``y`` is the gained latent; its decoder takes ``y_hat`` already multiplied by the
+  inverse gain (the runtime does that, as it computes both vectors from the quality).
 - ``entropy_parameters``: ``z_hat`` int32 (1, Nh, h, w) -> ``scale_index`` int32 and
   ``mean_q`` int32 (1, M, 4h, 4w): which Gaussian table codes each latent, and its
   mean in fixed point (``mean = mean_q / 2**MEAN_BITS``).
@@ -35,8 +38,10 @@ class Encoder(nn.Module):
         super().__init__()
         self.g_a, self.h_a = model.g_a, model.h_a
 
-    def forward(self, image: torch.Tensor):
+    def forward(self, image: torch.Tensor, gain: torch.Tensor | None = None):
         y = self.g_a(image.float() / 255.0)
+        if gain is not None:
+            y = y * gain
         return y, self.h_a(y)
 
 

@@ -15,6 +15,7 @@ from .errors import (
     ModelMismatchError,
     NicodecError,
     OutputExistsError,
+    QualityError,
     UnsupportedImageError,
 )
 
@@ -26,6 +27,7 @@ __all__ = [
     "ModelMismatchError",
     "NicodecError",
     "OutputExistsError",
+    "QualityError",
     "UnsupportedImageError",
 ]
 

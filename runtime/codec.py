@@ -25,10 +25,10 @@ from PIL import Image
 
 from . import format as nicformat
 from . import rans
-from .errors import FormatError, LimitError, ModelError, NicodecError
+from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
 from .files import read_file
 from .images import read_picture
-from .model import ModelFiles
+from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles
 from .sessions import CPU, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -121,12 +121,20 @@ class Codec:
 
     # -- encoding ---------------------------------------------------------------------
 
-    def encode(self, image, *, strip: bool = False) -> bytes:
+    @property
+    def default_quality(self) -> float | None:
+        """The quality ``encode`` uses when none is given; ``None`` for a single-rate model."""
+        return self.model.default_quality
+
+    def encode(self, image, *, quality: float | None = None, strip: bool = False) -> bytes:
         """Compress an image.
 
         Args:
             image: a path, the bytes of an image file (PNG, JPEG, ...), a PIL image or a
                 uint8 numpy array (H, W[, 3 or 4]).
+            quality: from 1 (smallest file) to 100 (best picture), any number between;
+                ``None`` for the model's default (``default_quality``). The rate grows with
+                it. The header records the value used (as a float32).
             strip: leave out the ICC profile and EXIF data.
 
         Transparency is kept losslessly (an ``ALPH`` section); the ICC profile and EXIF
@@ -139,14 +147,17 @@ class Codec:
         Raises:
             UnsupportedImageError: the input is not an image nicodec can code.
             LimitError: the image has more than ``max_pixels`` pixels.
+            QualityError: ``quality`` is outside 1..100, or given to a single-rate model.
         """
+        quality, gain = self._encoder_gain(quality)
         picture = read_picture(image, strip=strip)
         pixels = picture.rgb
         height, width = pixels.shape[:2]
         self._check_size(width, height)
         d = self.model.downsampling
         padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
-        y, z = self._run_tiled(self._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin)
+        fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
+        y, z = self._run_tiled(self._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed)
         if z.shape != self._z_shape(height, width):
             # The decoder rebuilds this shape from the header and the manifest.
             raise ModelError(
@@ -163,7 +174,7 @@ class Codec:
             model_hash=self.model.model_hash,
             width=width,
             height=height,
-            quality=0.0,
+            quality=quality,
             flags=nicformat.FLAG_GRAYSCALE if picture.grayscale else 0,
         )
         sections = {
@@ -199,7 +210,7 @@ class Codec:
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
         header, sections, _, symbols, mean_q = self._entropy_decode(data)
-        y_hat = self._y_hat(symbols, mean_q)
+        y_hat = self._y_hat(header, symbols, mean_q)
         d = self.model.downsampling
         # The synthesis needs less context than the analysis (measured: identical pixels
         # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
@@ -226,7 +237,7 @@ class Codec:
     def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
         header, _, _, symbols, mean_q = self._entropy_decode(data)
-        return header, self._y_hat(symbols, mean_q)
+        return header, self._y_hat(header, symbols, mean_q)
 
     def decode_symbols(self, data: bytes):
         """Entropy-decode a file into its integers.
@@ -243,6 +254,8 @@ class Codec:
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash)
+        if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
+            raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
@@ -263,8 +276,30 @@ class Codec:
                 f"multiples of {d}), more than the limit of {self.max_pixels:,}"
             )
 
-    def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int):
+    def _encoder_gain(self, quality) -> tuple[float, np.ndarray | None]:
+        """The quality to record in the header and the encoder's gain vector (None: single-rate)."""
+        if not self.model.variable_rate:
+            if quality is not None:
+                raise QualityError(
+                    f"the model {self.model.model_id} is single-rate: it codes every image at the one rate "
+                    "it was trained for and takes no quality"
+                )
+            return 0.0, None
+        if quality is None:
+            quality = self.model.default_quality
+        if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
+            raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
+        # The header stores a float32; the decoder's inverse gain is computed from that value.
+        quality = float(np.float32(quality))
+        if not QUALITY_MIN <= quality <= QUALITY_MAX:
+            raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality:g}")
+        return quality, self.model.gains(quality)[0]
+
+    def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
+                   fixed: dict[str, np.ndarray] | None = None):
         """Run a convolutional graph on overlapping tiles of ``array`` (1, C, H, W).
+
+        ``fixed`` holds further inputs given whole to every tile (the encoder's gain).
 
         The image is cut into a grid of units (one z position: ``unit_in`` elements of
         ``array``, ``unit_out[k]`` elements of output ``k``); each tile of ``self.tile``
@@ -277,13 +312,14 @@ class Codec:
         d = self.model.downsampling
         tile, margin = self.tile // d, margin // d
         rows, cols = array.shape[2] // unit_in, array.shape[3] // unit_in
+        fixed = fixed or {}
         if rows <= tile and cols <= tile:
-            return session.run(None, {name: array})
+            return session.run(None, {name: array, **fixed})
         outputs = None
         for r0, r1, rlo, rhi in _spans(rows, tile, margin):
             for c0, c1, clo, chi in _spans(cols, tile, margin):
                 part = array[:, :, rlo * unit_in : rhi * unit_in, clo * unit_in : chi * unit_in]
-                results = session.run(None, {name: np.ascontiguousarray(part)})
+                results = session.run(None, {name: np.ascontiguousarray(part), **fixed})
                 if outputs is None:
                     outputs = [
                         np.empty((1, r.shape[1], rows * u, cols * u), dtype=r.dtype) for r, u in zip(results, unit_out)
@@ -311,9 +347,13 @@ class Codec:
         d = self.model.downsampling
         return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
 
-    def _y_hat(self, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
-        """The synthesis input: each symbol plus its mean, in float32 (as FORMAT.md defines)."""
-        return symbols.astype(np.float32) + self._means(mean_q)
+    def _y_hat(self, header: nicformat.Header, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
+        """The synthesis input: each symbol plus its mean, in float32 (as FORMAT.md defines),
+        times the inverse gain at the header's quality for a variable-rate model."""
+        y_hat = symbols.astype(np.float32) + self._means(mean_q)
+        if self.model.variable_rate:
+            y_hat *= self.model.gains(header.quality)[1].reshape(1, -1, 1, 1)
+        return y_hat
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:
         # Exact in float32: |mean_q| < 2**24 and the divisor is a power of two.

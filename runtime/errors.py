@@ -31,3 +31,7 @@ class UnsupportedImageError(NicodecError):
 
 class OutputExistsError(NicodecError):
     """An output file exists and overwriting was not asked for."""
+
+
+class QualityError(NicodecError, ValueError):
+    """A quality or rate target that the model cannot code at (out of range, or a single-rate model)."""

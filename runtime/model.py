@@ -7,7 +7,14 @@ Layout (written by ``nicodec-export``)::
     entropy_parameters.onnx    z_hat int32 -> scale_index int32, mean_q int32
     decoder.onnx               y_hat float32 -> image uint8
     decoder_fp16.onnx          (optional) the same synthesis with fp16 weights and arithmetic
-    tables.npz                 integer CDFs for z (per channel) and y (per scale)
+    tables.npz                 integer CDFs for z (per channel) and y (per scale); for a
+                               variable-rate model also the gain vectors of its trained levels
+
+A variable-rate model codes at any quality from ``QUALITY_MIN`` to ``QUALITY_MAX``: the
+quality picks a position between its trained levels (lowest rate at ``QUALITY_MIN``), and
+the gain vectors there are interpolated exponentially between the two neighbouring
+levels (``ModelFiles.gains``). The file header records the quality, so the decoder
+computes the same inverse gain.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ MODEL_FORMAT_VERSION = 1
 GRAPHS = ("encoder", "entropy_parameters", "decoder")
 OPTIONAL_GRAPHS = ("decoder_fp16",)
 TABLES = "tables.npz"
+QUALITY_MIN = 1.0
+QUALITY_MAX = 100.0
 
 
 def default_model_dir() -> Path:
@@ -60,6 +69,8 @@ class ModelFiles:
         model_id: the identity written into every file this model encodes.
         model_hash: first 8 bytes of the content hash, also written into every file.
         z_tables, y_tables: the frozen integer CDF tables.
+        log_gain, log_inverse_gain: (levels, M) float32 logs of the trained gain vectors of
+            a variable-rate model; ``None`` for a single-rate model.
     """
 
     path: Path
@@ -68,6 +79,36 @@ class ModelFiles:
     model_hash: bytes
     z_tables: Tables
     y_tables: Tables
+    log_gain: np.ndarray | None = None
+    log_inverse_gain: np.ndarray | None = None
+
+    @property
+    def variable_rate(self) -> bool:
+        """Whether the model codes at a chosen quality (gain units) rather than one fixed rate."""
+        return self.log_gain is not None
+
+    @property
+    def default_quality(self) -> float | None:
+        """The quality ``encode`` uses when none is given (``None`` for a single-rate model)."""
+        return float(self.manifest["rate"]["default_quality"]) if self.variable_rate else None
+
+    def gains(self, quality: float) -> tuple[np.ndarray, np.ndarray]:
+        """The gain and inverse gain vectors (float32, M) at ``quality``.
+
+        ``position = (quality - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (levels - 1)``;
+        between levels ``l`` and ``l + 1`` the logs mix linearly (Cui et al., CVPR 2021).
+        """
+        assert self.log_gain is not None and self.log_inverse_gain is not None
+        levels = len(self.log_gain)
+        position = (quality - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (levels - 1)
+        low = min(int(np.floor(position)), levels - 2)
+        frac = position - low
+
+        def mix(table: np.ndarray) -> np.ndarray:
+            logs = table[low].astype(np.float64) * (1 - frac) + table[low + 1].astype(np.float64) * frac
+            return np.exp(logs).astype(np.float32)
+
+        return mix(self.log_gain), mix(self.log_inverse_gain)
 
     @property
     def downsampling(self) -> int:
@@ -135,10 +176,18 @@ class ModelFiles:
             with np.load(folder / TABLES, allow_pickle=False) as npz:
                 z_tables = Tables(npz["z_cdf"], npz["z_sizes"], npz["z_offsets"])
                 y_tables = Tables(npz["y_cdf"], npz["y_sizes"], npz["y_offsets"])
+                gains = [npz[k].astype(np.float32) for k in ("log_gain", "log_inverse_gain") if k in npz.files]
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"bad tables in {folder / TABLES}: {exc}") from exc
         if y_tables.n_tables != manifest["scale_levels"] or z_tables.n_tables != manifest["config"]["Nh"]:
             raise ModelError(f"the tables in {folder / TABLES} do not match the manifest's scale levels and channels")
+        variable = bool(manifest.get("rate", {}).get("variable"))
+        if variable != bool(gains) or (gains and not _good_gains(gains, manifest)):
+            raise ModelError(
+                f"the gain vectors in {folder / TABLES} do not match the manifest's rate section "
+                "(a variable-rate model needs log_gain and log_inverse_gain of shape (levels >= 2, M), "
+                "finite, and a default_quality in 1..100)"
+            )
         return cls(
             path=folder,
             manifest=manifest,
@@ -146,7 +195,20 @@ class ModelFiles:
             model_hash=bytes.fromhex(manifest["model_hash"])[:8],
             z_tables=z_tables,
             y_tables=y_tables,
+            log_gain=gains[0] if gains else None,
+            log_inverse_gain=gains[1] if gains else None,
         )
+
+
+def _good_gains(gains: list[np.ndarray], manifest: dict) -> bool:
+    shape = (len(manifest["rate"].get("lmbdas", [])), manifest["config"]["M"])
+    quality = manifest["rate"].get("default_quality")
+    return (
+        all(g.shape == shape and np.isfinite(g).all() for g in gains)
+        and shape[0] >= 2
+        and isinstance(quality, (int, float))
+        and QUALITY_MIN <= quality <= QUALITY_MAX
+    )
 
 
 def _check_manifest(manifest, path: Path) -> None:

@@ -221,7 +221,7 @@ def test_open_reads_only_the_header(codec, nic, monkeypatch):
     assert buf.tell() == payload_offset(nic)  # not a byte of the payloads read
     assert (im.size, im.mode) == ((80, 48), "RGB")
     header = nicformat.read_header(nic)[0]
-    assert im.info == {"model_id": header.model_id, "model_hash": header.model_hash.hex(), "quality": 0.0}
+    assert im.info == {"model_id": header.model_id, "model_hash": header.model_hash.hex(), "quality": header.quality}
     assert decoded == []
     im.load()
     assert decoded == [1]

@@ -99,15 +99,16 @@ def integer_layers(h_s: nn.Sequential, act_scale: torch.Tensor, M: int) -> list[
     act = [float(s) for s in act_scale]
     layers = []
     s_in = 1.0
+    f64 = {"dtype": torch.float64, "device": convs[0].weight.device}
     for conv, s_out in zip(convs[:2], act):
         c = conv.out_channels
-        out = torch.full((c,), s_out, dtype=torch.float64)
-        layers.append(IntegerLayer(conv, s_in, out, torch.zeros(c, dtype=torch.float64), torch.full((c,), float(ACT_MAX), dtype=torch.float64)))
+        out = torch.full((c,), s_out, **f64)
+        layers.append(IntegerLayer(conv, s_in, out, torch.zeros(c, **f64), torch.full((c,), float(ACT_MAX), **f64)))
         s_in = s_out
     last = convs[2]
-    out = torch.cat([torch.full((M,), 2.0**-MEAN_BITS), torch.full((M,), 2.0**-SCALE_BITS)]).double()
-    lo = torch.cat([torch.full((M,), -float(MEAN_LIMIT << MEAN_BITS)), torch.zeros(M)]).double()
-    hi = torch.cat([torch.full((M,), float(MEAN_LIMIT << MEAN_BITS)), torch.full((M,), float(SCALE_Q_MAX))]).double()
+    out = torch.cat([torch.full((M,), 2.0**-MEAN_BITS, **f64), torch.full((M,), 2.0**-SCALE_BITS, **f64)])
+    lo = torch.cat([torch.full((M,), -float(MEAN_LIMIT << MEAN_BITS), **f64), torch.zeros(M, **f64)])
+    hi = torch.cat([torch.full((M,), float(MEAN_LIMIT << MEAN_BITS), **f64), torch.full((M,), float(SCALE_Q_MAX), **f64)])
     layers.append(IntegerLayer(last, s_in, out, lo, hi))
     return layers
 

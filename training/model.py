@@ -17,6 +17,15 @@ Data flow (training path; coding replaces the noise by rounding)::
 
 Loss: ``lmbda * 255**2 * MSE(x, x_hat) + bpp(y_hat) + bpp(z_hat)``.
 
+Variable rate (gain units; Cui, Wang, Zhang, Bai and Gao, "Asymmetric gained deep image
+compression with continuous rate adaptation", CVPR 2021): a model with several
+``lmbdas`` holds one gain vector and one inverse gain vector over y's channels per
+lambda. The latent is multiplied by the gain before h_a and quantization, and by the
+inverse gain before g_s, so one network codes at every trained rate; between two
+trained rates the vectors are interpolated exponentially (``gains_at``)::
+
+    y = g_a(x) * gain[level]  ...  x_hat = g_s(y_hat * inverse_gain[level])
+
 The hyper-synthesis ``h_s`` upsamples with sub-pixel convolutions (conv then
 depth-to-space) instead of transposed convolutions, so it maps onto ONNX ops
 that also exist in integer form.
@@ -60,8 +69,21 @@ class ModelConfig:
     N: int = 64  # channels inside g_a and g_s
     M: int = 128  # channels of the latent y
     Nh: int = 64  # channels inside h_a/h_s and of the hyper-latent z
-    lmbda: float = 0.0130  # weight of 255**2 * MSE against bits per pixel
+    lmbda: float = 0.0130  # weight of 255**2 * MSE against bits per pixel (single-rate models)
     integer_entropy: bool = False  # h_s computed in integer arithmetic (nicodec.training.integer)
+    lmbdas: tuple[float, ...] = ()  # variable rate: one gain pair per lambda, lowest rate first
+
+    def __post_init__(self):
+        self.lmbdas = tuple(float(v) for v in self.lmbdas)
+        if list(self.lmbdas) != sorted(self.lmbdas) or len(set(self.lmbdas)) != len(self.lmbdas):
+            raise ValueError("lmbdas must be increasing")
+        if len(self.lmbdas) == 1:
+            raise ValueError("a variable-rate model needs at least two lmbdas")
+
+    @property
+    def levels(self) -> int:
+        """Trained rate levels: 0 for a single-rate model."""
+        return len(self.lmbdas)
 
     @property
     def downsampling(self) -> int:
@@ -208,6 +230,13 @@ class MeanScaleHyperprior(nn.Module):
             conv(Nh * 3 // 2, 2 * M, 3, stride=1),
         )
         self.z_prior = FactorizedPrior(Nh)
+        if config.levels:
+            # Initialised for a quantization step proportional to lambda**-0.5 (the high-rate
+            # optimum of MSE against rate), relative to the middle lambda.
+            ref = math.log(config.lmbdas[len(config.lmbdas) // 2])
+            init = torch.tensor([0.5 * (math.log(v) - ref) for v in config.lmbdas])[:, None].repeat(1, M)
+            self.log_gain = nn.Parameter(init.clone())
+            self.log_inverse_gain = nn.Parameter(-init.clone())
         if config.integer_entropy:
             # Activation scales of h_s's two hidden layers, set by integer.calibrate().
             self.register_buffer("hs_act_scale", torch.full((2,), 1 / 255, dtype=torch.float64))
@@ -226,37 +255,73 @@ class MeanScaleHyperprior(nn.Module):
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         return means, scales
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def gains_at(self, position: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gain and inverse gain vectors (…, M) at continuous level positions in [0, levels - 1].
+
+        Exponential interpolation between the two neighbouring trained levels (Cui et al.):
+        ``gain = gain[l]**(1 - f) * gain[l + 1]**f`` with ``position = l + f``.
+        """
+        position = torch.as_tensor(position, dtype=torch.float32, device=self.log_gain.device)
+        position = position.clamp(0, self.config.levels - 1)
+        low = position.floor().long().clamp(max=self.config.levels - 2)
+        frac = (position - low)[..., None]
+        gain = torch.exp(self.log_gain[low] * (1 - frac) + self.log_gain[low + 1] * frac)
+        inverse = torch.exp(self.log_inverse_gain[low] * (1 - frac) + self.log_inverse_gain[low + 1] * frac)
+        return gain, inverse
+
+    def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training pass on images in [0, 1].
 
         Rates use additive uniform noise (Ballé et al. 2017); the synthesis and
         h_s see rounded values through a straight-through estimator, as at
         coding time (the "mixed" quantization of Minnen and Singh, ICIP 2020).
 
+        Args:
+            x: images (B, 3, H, W).
+            level: for a variable-rate model, each image's level position (B,), integer
+                (a trained lambda) or fractional (interpolated gains).
+
         Returns:
             ``x_hat``, and the likelihoods of y and z.
         """
-        y = self.g_a(x)
-        z = self.h_a(y)
-        z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
-        z_likelihood = self.z_prior.likelihood(z_noisy)
-        z_hat = ste_round(z)
-        means, scales = self.entropy_parameters(z_hat)
-        y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
-        y_likelihood = gaussian_likelihood(y_noisy.float(), means.float(), scales.float())
-        y_hat = ste_round(y - means) + means
+        if self.config.levels and level is None:
+            raise ValueError("a variable-rate model needs the level of each image")
+        hidden = self.g_a[:-1](x)
+        # The latent side (g_a's last layer, h_a, h_s) works at 1/16 of the resolution and runs
+        # in float32 even under autocast: bfloat16 would round y to steps of 0.25 to 0.5 at the
+        # magnitudes it reaches, a noise the codec's float32 graphs never add.
+        with torch.autocast(x.device.type, enabled=False):
+            y = self.g_a[-1](hidden.float())
+            if self.config.levels:
+                gain, inverse_gain = self.gains_at(level)
+                y = y * gain[:, :, None, None]
+            z = self.h_a(y)
+            z_noisy = z + torch.empty_like(z).uniform_(-0.5, 0.5)
+            z_likelihood = self.z_prior.likelihood(z_noisy)
+            z_hat = ste_round(z)
+            means, scales = self.entropy_parameters(z_hat)
+            means, scales = means.float(), scales.float()
+            y_noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+            y_likelihood = gaussian_likelihood(y_noisy, means, scales)
+            y_hat = ste_round(y - means) + means
+            if self.config.levels:
+                y_hat = y_hat * inverse_gain[:, :, None, None]
         x_hat = self.g_s(y_hat)
         return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
 
 
-def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lmbda: float) -> dict[str, torch.Tensor]:
-    """``lmbda * 255**2 * MSE + bpp``, with its parts for logging."""
+def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lmbda: float | torch.Tensor) -> dict[str, torch.Tensor]:
+    """``lmbda * 255**2 * MSE + bpp``, with its parts for logging.
+
+    ``lmbda`` is one number, or one per image (B,) for a variable-rate batch.
+    """
     num_pixels = x.shape[0] * x.shape[2] * x.shape[3]
     bits = sum(
         torch.log2(out[k].clamp_min(1e-9)).sum() for k in ("y_likelihood", "z_likelihood")
     )
     bpp = -bits / num_pixels
-    mse = F.mse_loss(out["x_hat"].float(), x.float())
-    loss = lmbda * 255**2 * mse + bpp
+    per_image = (out["x_hat"].float() - x.float()).pow(2).mean(dim=(1, 2, 3))
+    mse = per_image.mean()
+    loss = (torch.as_tensor(lmbda, device=x.device) * 255**2 * per_image).mean() + bpp
     psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))
     return {"loss": loss, "bpp": bpp.detach(), "mse": mse.detach(), "psnr": psnr}

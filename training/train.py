@@ -9,13 +9,21 @@ Several GPUs or machines (DistributedDataParallel; one process per device)::
     torchrun --nproc-per-node 4 -m nicodec.training --out runs/big
 
 Every run can resume from its own ``last.pt`` (``--resume``) or start from
-another checkpoint's weights (``--init``, e.g. the committed weights-only file).
-The learning rate is annealed over the last fifth of the run, measured in steps
-or in minutes, whichever ends first, so a time-boxed run still ends annealed.
+another checkpoint's weights (``--init``, e.g. the committed weights-only file;
+its step count and training time carry on, its optimizer state does not).
+The learning rate is annealed over the last fifth of the schedule, measured in
+steps or in training minutes, whichever ends first, so a time-boxed run still
+ends annealed. ``--total-minutes`` spreads one schedule over several time-boxed
+runs (``--minutes`` each), as on a GPU lent for ten minutes at a time.
+
+A variable-rate model (``--lmbdas``) trains every image of a batch at a random one
+of its lambdas; ``--integer-from`` switches the hyper-synthesis to the integer path
+(``nicodec.training.integer``) for the end of the schedule, after calibrating it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import random
@@ -32,6 +40,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .data import CropSampler, center_crops, list_images, load_rgb
+from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
@@ -48,13 +57,18 @@ class TrainConfig:
     crop: int = 128  # crop side in pixels (a multiple of 64)
     lr: float = 1e-4  # peak learning rate of Adam
     anneal: float = 0.2  # final fraction of the run over which the LR falls to lr/10
+    warmup: int = 0  # steps of linear learning-rate warm-up at the start of the schedule
     val_every: int = 500  # steps between validations
-    val_images: int = 8  # held-out training images (the last files found)
+    val_images: int = 8  # held-out training images (the last files found), unless val_data is given
     seed: int = 0
+    total_minutes: float = 0.0  # the schedule's length in training minutes over all runs (0: this run's minutes)
+    integer_from: float = 0.0  # schedule progress from which h_s computes in integers (0: never)
 
 
-def learning_rate(cfg: TrainConfig, progress: float) -> float:
-    """Constant, then a cosine fall to a tenth over the final ``anneal`` fraction."""
+def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> float:
+    """Linear warm-up, constant, then a cosine fall to a tenth over the final ``anneal`` fraction."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
     start = 1.0 - cfg.anneal
     if progress <= start:
         return cfg.lr
@@ -62,7 +76,8 @@ def learning_rate(cfg: TrainConfig, progress: float) -> float:
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
-def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig, metrics: dict):
+def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
+                    metrics: dict, seconds: float = 0.0):
     """Write atomically: a full checkpoint (with optimizer state) for resuming."""
     tmp = path.with_suffix(".tmp")
     torch.save(
@@ -70,6 +85,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelCon
             "model_config": model_cfg.to_dict(),
             "train_config": asdict(train_cfg),
             "step": step,
+            "train_seconds": seconds,
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "metrics": metrics,
@@ -97,6 +113,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
         "model_config": ckpt["model_config"],
         "train_config": ckpt.get("train_config"),
         "step": ckpt["step"],
+        "train_seconds": ckpt.get("train_seconds", 0.0),
         "metrics": ckpt.get("metrics", {}),
         # float64 tensors (the integer path's scales) stay exact; the weights go to fp16.
         "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()},
@@ -105,13 +122,99 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
 
 
 @torch.no_grad()
-def validate(model, batch: torch.Tensor, lmbda: float, autocast) -> dict[str, float]:
+def validate(model, batch: torch.Tensor, autocast) -> dict:
+    """Loss, bpp and PSNR on the held-out batch; per level for a variable-rate model."""
     model.eval()
-    with autocast():
-        out = model(batch)
-    metrics = rate_distortion_loss(out, batch, lmbda)
+    cfg = model.config
+    metrics: dict = {}
+    if cfg.levels:
+        per_level = []
+        for level, lmbda in enumerate(cfg.lmbdas):
+            with autocast():
+                out = model(batch, torch.full((len(batch),), float(level), device=batch.device))
+            per_level.append({k: float(v) for k, v in rate_distortion_loss(out, batch, lmbda).items()})
+        metrics = {k: sum(m[k] for m in per_level) / len(per_level) for k in ("loss", "bpp", "psnr")}
+        metrics["levels"] = [{"bpp": round(m["bpp"], 4), "psnr": round(m["psnr"], 2)} for m in per_level]
+    else:
+        with autocast():
+            out = model(batch)
+        metrics = {k: float(v) for k, v in rate_distortion_loss(out, batch, cfg.lmbda).items()}
     model.train()
-    return {k: float(v) for k, v in metrics.items()}
+    return metrics
+
+
+def describe(metrics: dict) -> str:
+    text = f"val loss {metrics['loss']:.4f} bpp {metrics['bpp']:.4f} PSNR {metrics['psnr']:.2f}"
+    if "levels" in metrics:
+        text += " | " + " ".join(f"{m['bpp']:.3f}/{m['psnr']:.2f}" for m in metrics["levels"])
+    return text
+
+
+def random_levels(model_cfg: ModelConfig, size: int, device) -> tuple[torch.Tensor | None, torch.Tensor | float]:
+    """Each image's level (None for a single-rate model) and its lambda."""
+    if not model_cfg.levels:
+        return None, model_cfg.lmbda
+    level = torch.randint(0, model_cfg.levels, (size,), device=device)
+    lmbdas = torch.tensor(model_cfg.lmbdas, device=device)
+    return level.float(), lmbdas[level]
+
+
+@torch.no_grad()
+def switch_to_integer(model: MeanScaleHyperprior, sampler: CropSampler, batch: int, batches: int = 8) -> torch.Tensor:
+    """Calibrate the integer hyper-synthesis on hyper-latents of training crops and turn it on.
+
+    The model keeps its parameters (so an optimizer over them carries on); it gains the
+    activation-scale buffer and ``config.integer_entropy``.
+    """
+    model.eval()
+    zs = []
+    for _ in range(batches):
+        x = sampler.batch(batch)
+        level, _ = random_levels(model.config, batch, x.device)
+        y = model.g_a(x)
+        if level is not None:
+            y = y * model.gains_at(level)[0][:, :, None, None]
+        zs.append(torch.round(model.h_a(y)))
+    scales = calibrate(model.h_s, torch.cat(zs))
+    model.config = dataclasses.replace(model.config, integer_entropy=True)
+    model.register_buffer("hs_act_scale", scales.to(zs[0].device))
+    model.train()
+    return scales
+
+
+def probe_throughput(model, sampler: CropSampler, batches: list[int], autocast, seconds: float = 4.0) -> dict[int, float]:
+    """Images per second of full training steps at each batch size, on a copy of the model."""
+    import copy
+
+    rates = {}
+    for size in batches:
+        trial = copy.deepcopy(model)
+        opt = torch.optim.Adam(trial.parameters(), lr=1e-5)
+        done, t0 = 0, None
+        while True:
+            x = sampler.batch(size)
+            if x.is_cuda:
+                x = x.contiguous(memory_format=torch.channels_last)
+            level, lmbda = random_levels(trial.config, size, x.device)
+            with autocast():
+                out = trial(x, level)
+            loss = rate_distortion_loss(out, x, lmbda)["loss"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if x.is_cuda:
+                torch.cuda.synchronize()
+            done += 1
+            if done == 5:  # after cuDNN's autotuning
+                t0, counted = time.monotonic(), 0
+            elif t0 is not None:
+                counted += 1
+                if time.monotonic() - t0 >= seconds:
+                    break
+        rates[size] = round(counted * size / (time.monotonic() - t0), 1)
+        console.print(f"probe: batch {size}: {rates[size]} images/s, {rates[size] / size:.2f} steps/s")
+        del trial, opt
+    return rates
 
 
 def train(
@@ -123,11 +226,15 @@ def train(
     init: Optional[Path] = None,
     device_name: str = "auto",
     max_images: int = 0,
+    val_folders: Optional[list[str]] = None,
+    probe: Optional[list[int]] = None,
 ) -> dict:
     """Run one training session; returns the final validation metrics."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
+        if cfg.integer_from:
+            raise typer.BadParameter("--integer-from needs a single process")
         backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
         dist.init_process_group(backend)
         rank = dist.get_rank()
@@ -147,10 +254,14 @@ def train(
     random.seed(seed)
     np.random.seed(seed)
 
+    t_load = time.monotonic()
     paths = list_images(folders)
     if not paths:
         raise typer.BadParameter(f"no images found in {folders}")
-    val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
+    if val_folders:
+        val_paths, train_paths = list_images(val_folders), paths
+    else:
+        val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
     if max_images:
         train_paths = train_paths[:max_images]
     images = [im for im in (load_rgb(p, cfg.crop) for p in train_paths) if im is not None]
@@ -158,20 +269,23 @@ def train(
     sampler = CropSampler(images, cfg.crop, device, generator_seed=seed)
     val_batch = center_crops(val, 256).to(device) if val else sampler.batch(4)
     if main:
-        console.print(f"{len(images)} training images, {len(val)} held out, device {device}")
+        console.print(f"{len(images)} training images, {len(val)} held out, device {device} "
+                      f"({time.monotonic() - t_load:.1f} s to load)")
 
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    step = 0
+    step, seconds_before = 0, 0.0
+    ckpt: dict = {}
     if resume and last.exists():
         model, ckpt = load_model(last)
-        model_cfg = model.config
-        step = ckpt["step"]
     elif init is not None:
         model, ckpt = load_model(init)
-        model_cfg = model.config
     else:
         model = MeanScaleHyperprior(model_cfg)
+    if ckpt:
+        model_cfg = model.config
+        step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
+        sampler.rng = np.random.default_rng(seed + step)  # other crops than the run before
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -183,29 +297,48 @@ def train(
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
+    if probe and main:
+        probe_throughput(model, sampler, probe, autocast)
+
     start_step, t0 = step, time.monotonic()
     budget = cfg.minutes * 60
+    schedule_seconds = cfg.total_minutes * 60 or budget
     metrics: dict = {}
+
+    def schedule_progress() -> float:
+        progress = step / cfg.steps
+        if schedule_seconds:
+            # A time-boxed schedule anneals by whichever runs out first.
+            progress = max(progress, (seconds_before + time.monotonic() - t0) / schedule_seconds)
+        return min(progress, 1.0)
+
+    def checkpoint():
+        save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0)
+
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not main) as bar:
         task = bar.add_task("train", total=cfg.steps, completed=step, stats="")
         while step < cfg.steps:
-            elapsed = time.monotonic() - t0
-            if budget and elapsed >= budget:
+            if budget and time.monotonic() - t0 >= budget:
                 break
-            progress = step / cfg.steps
-            if budget:
-                # A time-boxed run anneals by whichever runs out first.
-                progress = max(progress, elapsed / budget)
+            progress = schedule_progress()
+            if progress >= 1.0:
+                break
+            if cfg.integer_from and progress >= cfg.integer_from and not model_cfg.integer_entropy:
+                scales = switch_to_integer(model, sampler, cfg.batch)
+                model_cfg = model.config
+                metrics = validate(model, val_batch, autocast)
+                bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, min(progress, 1.0))
+                group["lr"] = learning_rate(cfg, progress, step)
             x = sampler.batch(cfg.batch)
             if device.type == "cuda":
                 x = x.contiguous(memory_format=torch.channels_last)
+            level, lmbda = random_levels(model_cfg, cfg.batch, device)
             with autocast():
-                out_ = net(x)
-            losses = rate_distortion_loss(out_, x, model_cfg.lmbda)
+                out_ = net(x, level)
+            losses = rate_distortion_loss(out_, x, lmbda)
             optimizer.zero_grad(set_to_none=True)
             losses["loss"].backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -216,17 +349,21 @@ def train(
                     f"loss {losses['loss'].item():.3f} bpp {losses['bpp'].item():.3f} "
                     f"PSNR {losses['psnr'].item():.2f}"))
             if main and (step % cfg.val_every == 0):
-                metrics = validate(model, val_batch, model_cfg.lmbda, autocast)
+                metrics = validate(model, val_batch, autocast)
+                elapsed = time.monotonic() - t0
                 bar.console.print(
-                    f"step {step}: val loss {metrics['loss']:.4f} bpp {metrics['bpp']:.4f} PSNR {metrics['psnr']:.2f}")
-                save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics)
+                    f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s, "
+                    f"lr {optimizer.param_groups[0]['lr']:.2e}): {describe(metrics)}")
+                checkpoint()
     wall = time.monotonic() - t0
     if main:
-        metrics = validate(model, val_batch, model_cfg.lmbda, autocast)
+        metrics = validate(model, val_batch, autocast)
         metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
-                       it_per_s=round((step - start_step) / max(wall, 1e-9), 3))
-        save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics)
-        console.print(f"done: {metrics}")
+                       it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
+                       train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
+        checkpoint()
+        console.print(f"done: {describe(metrics)}; {metrics['run_steps']} steps in {wall:.0f} s "
+                      f"({metrics['it_per_s']} it/s), {metrics['steps']} in all")
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -252,6 +389,12 @@ def main(
     latent_channels: Annotated[int, typer.Option(help="M, channels of the latent y.")] = ModelConfig.M,
     hyper_channels: Annotated[int, typer.Option(help="Nh, channels of the hyper-latent z.")] = ModelConfig.Nh,
     lmbda: float = ModelConfig.lmbda,
+    lmbdas: Annotated[str, typer.Option(help="Variable rate: comma-separated lambdas, lowest first.")] = "",
+    total_minutes: Annotated[float, typer.Option(help="The schedule's length in training minutes over all runs.")] = 0.0,
+    integer_from: Annotated[float, typer.Option(help="Schedule progress (0-1) from which h_s is integer (0: never).")] = 0.0,
+    warmup: Annotated[int, typer.Option(help="Steps of learning-rate warm-up.")] = 0,
+    val_data: Annotated[Optional[list[str]], typer.Option(help="Held-out folders (default: the last training files).")] = None,
+    probe: Annotated[str, typer.Option(help="Comma-separated batch sizes whose throughput to measure first.")] = "",
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt when it exists.")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights.")] = None,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
@@ -261,8 +404,17 @@ def main(
     """Train from image folders, with checkpoints, resume and validation."""
     if crop % 64:
         raise typer.BadParameter("crop must be a multiple of 64")
-    cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed)
-    model_cfg = ModelConfig(N=channels, M=latent_channels, Nh=hyper_channels, lmbda=lmbda)
-    train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images)
+    if not 0 <= integer_from < 1:
+        raise typer.BadParameter("--integer-from must be in [0, 1)")
+    try:
+        levels = tuple(float(v) for v in lmbdas.split(",")) if lmbdas else ()
+        batches = [int(v) for v in probe.split(",")] if probe else []
+        model_cfg = ModelConfig(N=channels, M=latent_channels, Nh=hyper_channels, lmbda=lmbda, lmbdas=levels)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed,
+                      total_minutes=total_minutes, integer_from=integer_from, warmup=warmup)
+    train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
+          val_folders=val_data, probe=batches)
     if slim is not None and int(os.environ.get("RANK", "0")) == 0:
         slim_checkpoint(out / "last.pt", slim)
