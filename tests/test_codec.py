@@ -187,6 +187,66 @@ def test_one_codec_shared_by_threads_gives_serial_results(codec):
         assert np.array_equal(pixels, codec.decode(data, as_array=True))
 
 
+def test_rate_grows_with_quality_and_the_header_records_it(codec, photo):
+    assert codec.model.variable_rate and 1 <= codec.default_quality <= 100
+    sizes, scores = [], []
+    for quality in (1, 12.5, 37, 50, 63.25, 88, 100):
+        data = codec.encode(photo, quality=quality)
+        assert nicformat.read_header(data)[0].quality == pytest.approx(quality)
+        sizes.append(len(data))
+        scores.append(psnr(codec.decode(data, as_array=True), photo))
+    assert sizes == sorted(sizes) and len(set(sizes)) == len(sizes), sizes
+    assert scores == sorted(scores) and scores[-1] > scores[0] + 2, scores
+    assert nicformat.read_header(codec.encode(photo))[0].quality == codec.default_quality
+
+
+@pytest.mark.parametrize("quality", [0, 0.999, 100.01, 1e9, float("nan"), float("inf"), "high", True, None])
+def test_qualities_outside_1_to_100_are_refused(codec, photo, quality):
+    if quality is None:  # the default, for contrast
+        assert codec.encode(photo, quality=quality)
+        return
+    with pytest.raises(nicodec.QualityError, match="quality"):
+        codec.encode(photo, quality=quality)
+
+
+def test_a_header_quality_outside_the_range_is_a_format_error(codec, photo):
+    header, sections = nicformat.unpack(codec.encode(photo))
+    bad = nicformat.pack(nicformat.Header(**{**header.__dict__, "quality": 150.0}), sections)
+    with pytest.raises(nicodec.FormatError, match="quality"):
+        codec.decode(bad)
+
+
+def test_interpolated_gains_lie_between_the_trained_levels(codec):
+    model = codec.model
+    levels = len(model.log_gain)
+    for level in range(levels):
+        quality = 1 + 99 * level / (levels - 1)
+        gain, inverse = model.gains(quality)
+        np.testing.assert_allclose(gain, np.exp(model.log_gain[level]), rtol=1e-6)
+        np.testing.assert_allclose(inverse, np.exp(model.log_inverse_gain[level]), rtol=1e-6)
+    half = 1 + 99 * 0.5 / (levels - 1)
+    np.testing.assert_allclose(model.gains(half)[0], np.exp((model.log_gain[0] + model.log_gain[1]) / 2), rtol=1e-6)
+
+
+def test_a_model_folder_with_bad_rate_data_is_refused(tmp_path):
+    import json
+    import shutil
+
+    from nicodec.model import default_model_dir
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["rate"]["default_quality"] = 500
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(nicodec.ModelError, match="gain"):
+        Codec(folder, providers="cpu")
+    del manifest["rate"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(nicodec.ModelError, match="gain"):
+        Codec(folder, providers="cpu")
+
+
 def test_kodim23_quality(codec, kodak):
     image = np.asarray(Image.open(kodak / "kodim23.png").convert("RGB"))
     data = codec.encode(image)

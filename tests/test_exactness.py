@@ -41,9 +41,12 @@ def test_the_default_model_has_the_integer_entropy_graph(codecs):
     assert next(iter(codecs.values())).model.integer_entropy
 
 
+@pytest.mark.parametrize("quality", [None, 1.0, 100.0])
 @pytest.mark.parametrize("encoder_name", list(CONFIGS))
-def test_every_configuration_decodes_every_other(codecs, photo, encoder_name):
-    data = codecs[encoder_name].encode(photo)
+def test_every_configuration_decodes_every_other(codecs, photo, encoder_name, quality):
+    """At the default quality and at both ends of the range (the gains scale the latent, so
+    the symbols and their tables span the widest and the narrowest ranges there)."""
+    data = codecs[encoder_name].encode(photo, quality=quality)
     _, z_ref, symbols_ref, mean_ref = codecs[encoder_name].decode_symbols(data)
     quality = {}
     for name, codec in codecs.items():
@@ -56,9 +59,10 @@ def test_every_configuration_decodes_every_other(codecs, photo, encoder_name):
     assert min(quality.values()) > 25, quality
 
 
-def test_files_are_identical_whatever_encodes_them(codecs, photo):
+@pytest.mark.parametrize("quality", [None, 1.0, 100.0])
+def test_files_are_identical_whatever_encodes_them(codecs, photo, quality):
     """The analysis runs in float, but on one machine every configuration above rounds alike."""
-    files = {name: codec.encode(photo) for name, codec in codecs.items()}
+    files = {name: codec.encode(photo, quality=quality) for name, codec in codecs.items()}
     assert len(set(files.values())) == 1, {k: len(v) for k, v in files.items()}
 
 

@@ -139,3 +139,66 @@ def test_integer_finetune_then_export_is_exact(folder, tmp_path, hyper):
     assert codec.model.integer_entropy
     image = synthetic_photo(100, 130)
     assert codec.decode(codec.encode(image), as_array=True).shape == image.shape
+
+
+TINY_VR = ModelConfig(N=16, M=24, Nh=16, lmbdas=(0.003, 0.01, 0.03))
+
+
+def test_variable_rate_forward_needs_levels_and_interpolates_gains():
+    model = MeanScaleHyperprior(TINY_VR)
+    with torch.no_grad():
+        model.log_gain.normal_()
+    x = torch.rand(2, 3, 64, 64)
+    with pytest.raises(ValueError, match="level"):
+        model(x)
+    out = model(x, torch.tensor([0.0, 1.5]))
+    losses = rate_distortion_loss(out, x, torch.tensor([0.003, 0.02]))
+    losses["loss"].backward()
+    assert model.log_gain.grad[0].abs().sum() > 0 and model.log_gain.grad[2].abs().sum() > 0
+    gain, _ = model.gains_at(torch.tensor([1.0, 0.5]))
+    torch.testing.assert_close(gain[0], model.log_gain[1].exp())
+    torch.testing.assert_close(gain[1], ((model.log_gain[0] + model.log_gain[1]) / 2).exp())
+    with pytest.raises(ValueError, match="increasing"):
+        ModelConfig(lmbdas=(0.01, 0.003))
+
+
+def test_variable_rate_run_switches_to_integer_and_exports_exactly(folder, tmp_path):
+    """Train a variable-rate model whose h_s turns integer half-way, resume it from the slim
+    weights, export it, and code at several qualities through the runtime."""
+    from nicodec.codec import Codec
+    from nicodec.errors import QualityError
+    from nicodec.export.export import PARITY_QUALITIES, export_model
+    from nicodec.format import read_header
+
+    config = ModelConfig(**{**TINY_VR.to_dict()})
+    cfg = TrainConfig(steps=4, batch=2, crop=64, val_every=2, val_images=2, integer_from=0.5)
+    metrics = train([str(folder)], tmp_path / "run", config, cfg)
+    assert len(metrics["levels"]) == 3 and not config.integer_entropy  # the caller's config is not mutated
+    slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "slim.pt")
+    model, slim = load_model(tmp_path / "slim.pt")
+    assert model.config.integer_entropy and model.config.lmbdas == TINY_VR.lmbdas
+    assert slim["step"] == 4 and slim["train_seconds"] > 0
+
+    cfg.steps = 6
+    metrics = train([str(folder)], tmp_path / "run2", config, cfg, init=tmp_path / "slim.pt")
+    assert metrics["steps"] == 6 and metrics["run_steps"] == 2
+    manifest = export_model(tmp_path / "run2" / "last.pt", tmp_path / "model", "tiny-vr", default_quality=40)
+    assert manifest["rate"] == {"variable": True, "lmbdas": list(TINY_VR.lmbdas), "default_quality": 40.0}
+    assert [p["quality"] for p in manifest["parity"]] == list(PARITY_QUALITIES)
+    assert all(p["scale_index_differ"] == p["mean_q_differ"] == p["z_symbols_differ"] == 0 for p in manifest["parity"])
+
+    codec = Codec(tmp_path / "model", providers="cpu")
+    image = synthetic_photo(100, 130)
+    assert codec.default_quality == 40.0
+    for quality in (1, 33.3, 100):
+        data = codec.encode(image, quality=quality)
+        assert read_header(data)[0].quality == pytest.approx(quality)
+        assert codec.decode(data, as_array=True).shape == image.shape
+
+    train([str(folder)], tmp_path / "single", TINY, TrainConfig(steps=1, batch=2, crop=64, val_images=2))
+    export_model(tmp_path / "single" / "last.pt", tmp_path / "single-model", "tiny-single")
+    single = Codec(tmp_path / "single-model", providers="cpu")
+    assert not single.model.variable_rate and single.default_quality is None
+    assert read_header(single.encode(image))[0].quality == 0.0
+    with pytest.raises(QualityError, match="single-rate"):
+        single.encode(image, quality=50)

@@ -181,6 +181,11 @@ def main(
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
     model, ckpt = load_model(checkpoint)
+    if model.config.levels:
+        raise typer.BadParameter(
+            "this is a variable-rate model: its latents depend on the quality, so train its integer h_s "
+            "with the rest of it (nicodec-train --integer-from)"
+        )
     model.eval()
     paths = list_images(data)
     started = time.monotonic()
