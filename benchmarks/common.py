@@ -117,6 +117,27 @@ def publish(report: dict, table: str, json_path: Path | None, markdown_path: Pat
         markdown_path.write_text(table + "\n")
 
 
+def add_quality_argument(parser) -> None:
+    """``--quality``: the quality nicodec codes at (default: the model's; a single-rate model takes none)."""
+    parser.add_argument("--quality", type=float, default=None,
+                        help="nicodec's quality, 1 to 100 (default: the model's default; not for a single-rate model)")
+
+
+def coding_quality(codec, quality: float | None) -> float | None:
+    """The quality ``codec.encode(image, quality=quality)`` codes at, as its header records it.
+
+    Returns:
+        ``quality`` rounded to float32 as the header stores it, the model's default for
+        None, or None for a single-rate model.
+
+    Raises:
+        QualityError: what ``encode`` would raise: out of 1..100, or given to a single-rate model.
+    """
+    if quality is None and not codec.model.variable_rate:
+        return None
+    return codec._encoder_gain(quality)[0]  # the codec's own check and rounding
+
+
 def add_image_arguments(parser, default_images: Path) -> None:
     """The options of the per-image Kodak programs: --images, --model, --threads, --limit, --json."""
     parser.add_argument("--images", type=Path, default=default_images)

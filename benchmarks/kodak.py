@@ -1,6 +1,9 @@
 """The default model on Kodak: bits per pixel, PSNR and time per image, beside JPEG at the same size.
 
-    python benchmarks/kodak.py [--images ../shared/data/kodak] [--json results/kodak.json]
+    python benchmarks/kodak.py [--images ../shared/data/kodak] [--quality Q] [--json results/kodak.json]
+
+nicodec codes at ``--quality`` (1 to 100; default: the model's default quality; a
+single-rate model, ``--model DIR``, takes none); the JSON records the quality used.
 
 For each image, nicodec's file size sets the budget and Pillow's JPEG (4:4:4
 chroma) is searched for the highest quality whose file is no larger, so the two
@@ -18,9 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nicodec import Codec
+from nicodec import Codec, QualityError
 
-from common import add_image_arguments, psnr, write_report
+from common import add_image_arguments, add_quality_argument, coding_quality, psnr, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,19 +50,24 @@ def jpeg_at_most(image: np.ndarray, budget: int) -> tuple[int, float, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_arguments(parser, HERE.parent.parent / "shared" / "data" / "kodak")
+    add_quality_argument(parser)
     args = parser.parse_args()
 
     paths = sorted(args.images.glob("*.png"))[: args.limit or None]
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
     codec = Codec(args.model, providers="cpu", threads=args.threads)
+    try:
+        quality = coding_quality(codec, args.quality)
+    except QualityError as exc:
+        parser.error(str(exc))
     rows = []
     print(f"{'image':<12} {'bpp':>7} {'PSNR':>7} {'enc ms':>7} {'dec ms':>7} {'JPEG PSNR':>10} {'JPEG q':>6}")
     for path in paths:
         image = np.asarray(Image.open(path).convert("RGB"))
         pixels = image.shape[0] * image.shape[1]
         t0 = time.perf_counter()
-        data = codec.encode(image)
+        data = codec.encode(image, quality=quality)
         t1 = time.perf_counter()
         decoded = codec.decode(data, as_array=True)
         t2 = time.perf_counter()
@@ -83,12 +91,13 @@ def main() -> None:
         "jpeg444_mean_psnr": statistics.mean(r["jpeg444_psnr"] for r in rows if r["jpeg444_bytes"]),
     }
     print(
-        f"\nnicodec ({codec.model_id}): mean {summary['mean_bpp']:.4f} bpp, {summary['mean_psnr']:.2f} dB PSNR (RGB); "
+        f"\nnicodec ({codec.model_id}{'' if quality is None else f', quality {quality:g}'}): mean {summary['mean_bpp']:.4f} bpp, {summary['mean_psnr']:.2f} dB PSNR (RGB); "
         f"median encode {summary['median_encode_ms']:.0f} ms, decode {summary['median_decode_ms']:.0f} ms "
         f"(CPU provider, {args.threads} threads)\n"
         f"JPEG 4:4:4 at no more bytes: mean {summary['jpeg444_mean_bpp']:.4f} bpp, {summary['jpeg444_mean_psnr']:.2f} dB"
     )
-    write_report(args.json, {"model_id": codec.model_id, "threads": args.threads, "summary": summary, "images": rows})
+    write_report(args.json, {"model_id": codec.model_id, "quality": quality, "threads": args.threads, "summary": summary,
+                             "images": rows})
 
 
 if __name__ == "__main__":

@@ -1,28 +1,40 @@
 """Rate-distortion on a folder of images: nicodec against Pillow's codecs and published anchors.
 
-    python benchmarks/rd.py [--images ../shared/data/kodak] [--model DIR ...] [--json PATH] [--markdown PATH]
-                            [--plot PATH]
+    python benchmarks/rd.py [--images ../shared/data/kodak] [--model DIR ...] [--qualities Q ...]
+                            [--json PATH] [--markdown PATH] [--plot PATH]
     python benchmarks/rd.py --quick      # two images, two qualities: keeps the harness working
 
 JPEG XL is measured when pillow-jxl-plugin is installed (``pip install ".[bench]"``).
 
-Each classic codec is swept over its quality setting; each setting gives one point,
-the mean of the per-image bits per pixel (from real file sizes) and of the per-image
-PSNR over RGB. nicodec gives one point per model folder (``--model``, repeatable;
-the shipped model by default) until the variable-rate model lands.
+Each codec is swept over its quality setting; each setting gives one point, the
+mean of the per-image bits per pixel (from real file sizes) and of the per-image
+PSNR over RGB. A variable-rate nicodec model (the shipped one) is swept the same
+way over ``--qualities`` (1 to 100; by default ``NICODEC_QUALITIES``), and each
+point records its quality. A single-rate model (an older one, ``--model DIR``)
+gives one point, its quality None; the points of several single-rate models
+(``--model`` is repeatable) form one curve, as a set of models trained at
+different rates does. A variable-rate model makes its curve alone.
 
-BD-rate (Bjøntegaard, VCEG-M33: log10 rate fitted as a cubic polynomial of PSNR,
-averaged over the overlapping PSNR range) compares curves of four points or more.
-With fewer nicodec points, the table gives the rate difference at equal PSNR
-instead: each other curve is interpolated (log rate, linearly in PSNR) at nicodec's
-PSNR. Negative means nicodec needs fewer bits.
+BD-rate (Bjøntegaard, VCEG-M33): each curve's log10 rate is fitted as a polynomial
+of PSNR, cubic from four points up (through every point with two or three: a line
+or a parabola, rough, as in quick mode), and the fits' mean difference over the
+PSNR range both curves cover gives the rate difference in percent; negative means
+nicodec needs fewer bits. Curves that share no range of PSNR have none (None, "no
+overlap"); the range used is in the JSON. A one-point nicodec curve (a single
+single-rate model) has no BD-rate: the table gives the rate difference at equal
+PSNR instead, each other curve interpolated (log rate, linearly in PSNR) at
+nicodec's PSNR.
 
 MS-SSIM (RGB: the mean over R, G and B of each channel's 5-scale MS-SSIM, Wang et
 al. 2003, computed by pytorch-msssim) is measured beside PSNR for every image when
 pytorch-msssim is installed (the bench extra), and the same comparisons are made on
-its decibel scale, -10 log10(1 - MS-SSIM); the published anchors carry PSNR only.
+its decibel scale, -10 log10(1 - MS-SSIM); the published anchors carry PSNR only
+(each anchor's description, from the anchors file, is in the JSON and the table).
 Every point keeps its per-image values (``per_image``, in the order of ``images``).
 ``--plot`` draws PSNR and MS-SSIM against bpp, anchors included (matplotlib).
+
+Time: one encode and decode of a Kodak image takes about 0.5 s on 2 cores with the
+shipped model, so its 8 qualities on the 24 images take 2 to 3 minutes, MS-SSIM included.
 """
 
 from __future__ import annotations
@@ -36,7 +48,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, features
 
-from common import MSSSIM_MIN_SIDE, image_paths, msssim, msssim_db, msssim_unavailable, psnr, publish
+from common import MSSSIM_MIN_SIDE, coding_quality, image_paths, msssim, msssim_db, msssim_unavailable, psnr, publish
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -50,6 +62,9 @@ QUALITIES = {
     "jxl": [10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
 }
 QUICK_QUALITIES = [30, 80]
+NICODEC_QUALITIES = [1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0]
+"""Eight qualities spread over 1..100, the whole range of a variable-rate model."""
+QUICK_NICODEC_QUALITIES = [15.0, 86.0]
 
 
 def save_options(codec: str, quality: int) -> tuple[str, dict]:
@@ -64,11 +79,12 @@ def save_options(codec: str, quality: int) -> tuple[str, dict]:
     raise ValueError(codec)
 
 
-def summarize(setting, bpp: list[float], quality_db: list[float], ms: list[float | None]) -> dict:
-    """One rate-distortion point: the means over the images, and the per-image values."""
+def summarize(setting, bpp: list[float], quality_db: list[float], ms: list[float | None], **info) -> dict:
+    """One rate-distortion point: the means over the images, and the per-image values (``info`` after the setting)."""
     mean_ms = None if None in ms else float(np.mean(ms))
     return {
         "setting": setting,
+        **info,
         "bpp": float(np.mean(bpp)),
         "psnr": float(np.mean(quality_db)),
         "msssim": mean_ms,
@@ -90,39 +106,70 @@ def classic_point(codec: str, quality: int, images: list[np.ndarray]) -> dict:
     return summarize(quality, bpp, quality_db, ms)
 
 
-def nicodec_point(model: Path | None, images: list[np.ndarray]) -> dict:
-    from nicodec import Codec
-
-    codec = Codec(model, providers="cpu")
+def nicodec_point(codec, quality: float | None, images: list[np.ndarray]) -> dict:
+    """One point of nicodec: ``codec`` at ``quality`` (None for a single-rate model) on every image."""
     bpp, quality_db, ms = [], [], []
     for image in images:
-        data = codec.encode(image)
+        data = codec.encode(image, quality=quality)
         decoded = codec.decode(data, as_array=True)
         bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
         quality_db.append(psnr(decoded, image))
         ms.append(msssim(decoded, image))
-    return summarize(codec.model_id, bpp, quality_db, ms)
+    setting = codec.model_id if quality is None else f"{codec.model_id} q{quality:g}"
+    return summarize(setting, bpp, quality_db, ms, model=codec.model_id, quality=quality)
+
+
+def compare(ours: list[dict], curve: list[dict]) -> dict:
+    """nicodec's curve against another: BD-rate on PSNR and on MS-SSIM (dB), with the range each
+    is taken over; for a one-point nicodec curve, the rate difference at its PSNR and MS-SSIM."""
+    if len(ours) == 1:
+        return {
+            "rate_at_equal_psnr_percent": rate_at_equal_psnr(ours[0], curve),
+            "rate_at_equal_msssim_percent": rate_at_equal_psnr(ours[0], curve, "msssim_db"),
+        }
+    return {
+        "bd_rate_percent": bd_rate(ours, curve),
+        "overlap_psnr_db": overlap(ours, curve),
+        "bd_rate_msssim_percent": bd_rate(ours, curve, "msssim_db"),
+        "overlap_msssim_db": overlap(ours, curve, "msssim_db"),
+    }
 
 
 def bd_rate(test: list[dict], reference: list[dict], metric: str = "psnr") -> float | None:
-    """Bjøntegaard delta rate of ``test`` against ``reference`` in percent (None without overlap).
+    """Bjøntegaard delta rate of ``test`` against ``reference`` in percent.
 
-    ``metric`` is the points' quality key: ``psnr`` or ``msssim_db``.
+    Each curve's log10 rate is fitted as a polynomial of ``metric``: cubic (VCEG-M33)
+    from four points up, through every point with two or three. The difference of the
+    fits' means over the range both curves cover (:func:`overlap`) is the log of the rate ratio.
+
+    Args:
+        metric: the points' quality key: ``psnr`` or ``msssim_db``.
+
+    Returns:
+        The percentage (negative: ``test`` needs fewer bits), or None when a curve has
+        fewer than two points with the metric or the curves share no range of it.
     """
+    span = overlap(test, reference, metric)
+    if span is None:
+        return None
+    lo, hi = span
+    integrals = []
+    for curve in (_with(test, metric), _with(reference, metric)):
+        d = np.array([p[metric] for p in curve])
+        r = np.log10([p["bpp"] for p in curve])
+        poly = np.polyint(np.polyfit(d, r, min(3, len(curve) - 1)))
+        integrals.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
+    return float((10 ** (integrals[0] - integrals[1]) - 1) * 100)
+
+
+def overlap(test: list[dict], reference: list[dict], metric: str = "psnr") -> list[float] | None:
+    """``[lo, hi]``: the range of ``metric`` both curves cover, or None (fewer than two points, or disjoint)."""
     test, reference = _with(test, metric), _with(reference, metric)
-    if len(test) < 4 or len(reference) < 4:
+    if len(test) < 2 or len(reference) < 2:
         return None
     lo = max(min(p[metric] for p in test), min(p[metric] for p in reference))
     hi = min(max(p[metric] for p in test), max(p[metric] for p in reference))
-    if hi <= lo:
-        return None
-    integrals = []
-    for curve in (test, reference):
-        d = np.array([p[metric] for p in curve])
-        r = np.log10([p["bpp"] for p in curve])
-        poly = np.polyint(np.polyfit(d, r, 3))
-        integrals.append((np.polyval(poly, hi) - np.polyval(poly, lo)) / (hi - lo))
-    return float((10 ** (integrals[0] - integrals[1]) - 1) * 100)
+    return [float(lo), float(hi)] if hi > lo else None
 
 
 def rate_at_equal_psnr(point: dict, reference: list[dict], metric: str = "psnr") -> float | None:
@@ -147,7 +194,8 @@ def _with(curve: list[dict], metric: str) -> list[dict]:
 
 
 def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
-    """Draw PSNR (and MS-SSIM, when measured) against bpp: every curve, anchors dashed, nicodec starred.
+    """Draw PSNR (and MS-SSIM, when measured) against bpp: every curve, anchors dashed, nicodec's
+    curve in black with each point's quality beside it.
 
     Raises:
         ImportError: matplotlib is not installed.
@@ -162,6 +210,7 @@ def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
         panels.append(("msssim_db", "MS-SSIM over RGB (dB: -10 log10(1 - MS-SSIM))"))
     fig, axes = plt.subplots(1, len(panels), figsize=(7.5 * len(panels), 6.5), squeeze=False)
     colours = plt.get_cmap("tab20")
+    models = ", ".join(dict.fromkeys(p.get("model") or p.get("setting", "") for p in result["nicodec"]))
     for ax, (metric, label) in zip(axes[0], panels):
         curves = {**result["curves"], **(result.get("anchors", {}) if metric == "psnr" else {})}
         shown = []
@@ -173,7 +222,12 @@ def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
                     color=colours(i % 20), label=name)
             shown += [p[metric] for p in points if p["bpp"] <= max_bpp]
         ours = sorted(_with(result["nicodec"], metric), key=lambda p: p["bpp"])
-        ax.plot([p["bpp"] for p in ours], [p[metric] for p in ours], "k-*", markersize=16, label="nicodec", zorder=5)
+        ax.plot([p["bpp"] for p in ours], [p[metric] for p in ours], "k-*", markersize=9, linewidth=2,
+                label=f"nicodec ({models})" if models else "nicodec", zorder=5)
+        for p in ours:
+            if p.get("quality") is not None:
+                ax.annotate(f"q{p['quality']:g}", (p["bpp"], p[metric]), textcoords="offset points", xytext=(-6, 7),
+                            ha="right", fontsize=7, zorder=6)
         shown += [p[metric] for p in ours]
         ax.set_xlim(0, max_bpp)
         ax.set_ylim(min(shown) - 0.5, max(shown) + 0.5)
@@ -188,15 +242,17 @@ def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
     plt.close(fig)
 
 
-def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str]:
+def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str, dict[str, str]]:
+    """The published curves (``published:NAME``), the file's source, and each curve's description."""
     if not path.is_file():
-        return {}, ""
+        return {}, "", {}
     data = json.loads(path.read_text())
     curves = {
         f"published:{name}": [{"bpp": b, "psnr": q} for b, q in zip(entry["bpp"], entry["psnr_rgb"])]
         for name, entry in data["codecs"].items()
     }
-    return curves, data.get("source", "")
+    descriptions = {f"published:{name}": entry.get("description", "") for name, entry in data["codecs"].items()}
+    return curves, data.get("source", ""), descriptions
 
 
 def available(codec: str) -> bool:
@@ -212,50 +268,100 @@ def available(codec: str) -> bool:
 
 
 def markdown(result: dict) -> str:
-    """The comparison table: BD-rate, and the rate difference at nicodec's PSNR and MS-SSIM."""
+    """nicodec's points, then the comparison table: BD-rate for a curve, the rate at equal quality for one point."""
     ours = result["nicodec"]
     lines = [
         f"nicodec on {len(result['images'])} images from {result['images_folder']} (mean per-image bpp, RGB PSNR, RGB MS-SSIM)",
         "",
-        "| nicodec model | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |",
-        "|---|---|---|---|---|",
+        "| nicodec model | quality | bpp | PSNR (dB) | MS-SSIM | MS-SSIM (dB) |",
+        "|---|---|---|---|---|---|",
     ]
     for p in ours:
         ms = "n/a | n/a" if p["msssim"] is None else f"{p['msssim']:.4f} | {p['msssim_db']:.2f}"
-        lines.append(f"| {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} |")
-    lines += [
-        "",
-        "| against | BD-rate (PSNR) | rate at nicodec's PSNR | BD-rate (MS-SSIM) | rate at nicodec's MS-SSIM |",
-        "|---|---|---|---|---|",
-    ]
+        quality = "single-rate" if p.get("quality") is None else f"{p['quality']:g}"
+        lines.append(f"| {p.get('model', p['setting'])} | {quality} | {p['bpp']:.4f} | {p['psnr']:.2f} | {ms} |")
 
     def cell(value: float | None, missing: str) -> str:
         return missing if value is None else f"{value:+.1f}%"
 
-    for name, row in result["comparison"].items():
-        measured = name in result["curves"] and not result["msssim_skipped"]  # anchors carry PSNR only
-        lines.append(
-            f"| {name} | {cell(row['bd_rate_percent'], 'n/a')} | {cell(row['rate_at_equal_psnr_percent'], 'outside its range')} "
-            f"| {cell(row['bd_rate_msssim_percent'], 'n/a')} "
-            f"| {cell(row['rate_at_equal_msssim_percent'], 'outside its range' if measured else 'n/a')} |"
-        )
+    def span(value: list[float] | None) -> str:
+        return "" if value is None else f"{value[0]:.2f} to {value[1]:.2f}"
+
+    def missing(name: str, metric: str) -> str:
+        """Why a comparison is empty: no data on one side, or curves that do not meet."""
+        if metric == "msssim" and (result["msssim_skipped"] or name not in result["curves"]):
+            return "n/a"  # not measured here, or an anchor (PSNR only)
+        return "no overlap" if len(ours) > 1 else "outside its range"
+
+    if len(ours) > 1:
+        lines += [
+            "",
+            "BD-rate of nicodec's curve against each curve (Bjøntegaard: the mean rate difference over the range of "
+            "PSNR, or of MS-SSIM in dB, that both curves cover; negative: nicodec needs fewer bits)",
+            "",
+            "| against | BD-rate (PSNR) | over PSNR (dB) | BD-rate (MS-SSIM) | over MS-SSIM (dB) |",
+            "|---|---|---|---|---|",
+        ]
+        for name, row in result["comparison"].items():
+            lines.append(
+                f"| {name} | {cell(row['bd_rate_percent'], missing(name, 'psnr'))} | {span(row['overlap_psnr_db'])} "
+                f"| {cell(row['bd_rate_msssim_percent'], missing(name, 'msssim'))} | {span(row['overlap_msssim_db'])} |"
+            )
+    else:
+        lines += [
+            "",
+            "Rate difference at nicodec's one point (each curve interpolated at its PSNR or MS-SSIM; negative: nicodec "
+            "needs fewer bits)",
+            "",
+            "| against | rate at nicodec's PSNR | rate at nicodec's MS-SSIM |",
+            "|---|---|---|",
+        ]
+        for name, row in result["comparison"].items():
+            lines.append(
+                f"| {name} | {cell(row['rate_at_equal_psnr_percent'], missing(name, 'psnr'))} "
+                f"| {cell(row['rate_at_equal_msssim_percent'], missing(name, 'msssim'))} |"
+            )
     if result["anchors_source"]:
         lines += ["", f"Published anchors: {result['anchors_source']}"]
+        described = [f"{name.removeprefix('published:')}: {text}"
+                     for name, text in result.get("anchors_descriptions", {}).items() if text]
+        if described:
+            lines += ["", "Each anchor, as the file describes it: " + "; ".join(described) + "."]
     if result["msssim_skipped"]:
         lines += ["", f"MS-SSIM not measured: {result['msssim_skipped']}"]
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> dict:
+    from nicodec import Codec, QualityError
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=SHARED / "data" / "kodak")
-    parser.add_argument("--model", type=Path, action="append", default=None, help="nicodec model folder (repeatable)")
+    parser.add_argument("--model", type=Path, action="append", default=None,
+                        help="nicodec model folder (repeatable for single-rate models; default: the shipped one)")
+    parser.add_argument("--qualities", type=float, nargs="+", default=None,
+                        help="qualities of a variable-rate model, 1 to 100 (default: "
+                             f"{' '.join(f'{q:g}' for q in NICODEC_QUALITIES)}; with --quick, "
+                             f"{' '.join(f'{q:g}' for q in QUICK_NICODEC_QUALITIES)})")
     parser.add_argument("--anchors", type=Path, default=SHARED / "anchors" / "kodak_published.json")
     parser.add_argument("--quick", action="store_true", help="two images, two qualities per codec")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     parser.add_argument("--plot", type=Path, default=None, help="PNG of quality against bpp (needs matplotlib)")
     args = parser.parse_args(argv)
+
+    # The models first, so that a wrong --model or --qualities fails before the sweeps.
+    models = [Codec(m, providers="cpu") for m in (args.model or [None])]
+    variable = [c for c in models if c.model.variable_rate]
+    if variable and len(models) > 1:
+        parser.error(f"{variable[0].model_id} is variable-rate: its qualities make the curve, so give it as the only --model")
+    if args.qualities and not variable:
+        parser.error(f"{models[0].model_id} is single-rate: it codes at one rate and takes no --qualities")
+    qualities = sorted(set(args.qualities or (QUICK_NICODEC_QUALITIES if args.quick else NICODEC_QUALITIES)))
+    try:  # each quality checked, and rounded to float32 as the files' headers record it
+        settings = [(c, coding_quality(c, q)) for c in variable for q in qualities] or [(c, None) for c in models]
+    except QualityError as exc:
+        parser.error(f"--qualities: {exc}")
 
     paths = image_paths(args.images, 2 if args.quick else 0)
     if not paths:
@@ -275,19 +381,13 @@ def main(argv: list[str] | None = None) -> dict:
         curves[codec] = [classic_point(codec, q, images) for q in (QUICK_QUALITIES if args.quick else QUALITIES[codec])]
         print(f"{codec:>8}: " + ", ".join(f"q{p['setting']} {p['bpp']:.3f} bpp {p['psnr']:.2f} dB" for p in curves[codec]),
               flush=True)
-    ours = [nicodec_point(m, images) for m in (args.model or [None])]
-    for p in ours:
+    ours = []
+    for codec, quality in settings:
+        ours.append(nicodec_point(codec, quality, images))
+        p = ours[-1]
         ms = "" if p["msssim"] is None else f", MS-SSIM {p['msssim']:.4f} ({p['msssim_db']:.2f} dB)"
-        print(f" nicodec: {p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB{ms}")
-    anchors, anchor_source = ({}, "") if args.quick else load_anchors(args.anchors)
-    comparison = {}
-    for name, curve in {**curves, **anchors}.items():
-        comparison[name] = {
-            "bd_rate_percent": bd_rate(ours, curve),
-            "rate_at_equal_psnr_percent": rate_at_equal_psnr(ours[0], curve) if len(ours) == 1 else None,
-            "bd_rate_msssim_percent": bd_rate(ours, curve, "msssim_db"),
-            "rate_at_equal_msssim_percent": rate_at_equal_psnr(ours[0], curve, "msssim_db") if len(ours) == 1 else None,
-        }
+        print(f" nicodec: {p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB{ms}", flush=True)
+    anchors, anchor_source, anchor_descriptions = ({}, "", {}) if args.quick else load_anchors(args.anchors)
     result = {
         "images_folder": str(args.images),
         "images": [p.name for p in paths],
@@ -298,8 +398,9 @@ def main(argv: list[str] | None = None) -> dict:
         "curves": curves,
         "skipped_codecs": missing,
         "anchors_source": anchor_source,
+        "anchors_descriptions": anchor_descriptions,
         "anchors": anchors,
-        "comparison": comparison,
+        "comparison": {name: compare(ours, curve) for name, curve in {**curves, **anchors}.items()},
     }
     table = markdown(result)
     publish(result, table, args.json, args.markdown)

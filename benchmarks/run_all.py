@@ -2,6 +2,7 @@
 
     python benchmarks/run_all.py                 # Kodak, full sweeps: writes benchmarks/results/
     python benchmarks/run_all.py --quick --out DIR
+    python benchmarks/run_all.py --qualities 1 25 50 75 100 --quality 75   # other nicodec qualities
 
 Writes into ``--out`` (``benchmarks/results`` by default; with ``--quick``, nothing
 unless ``--out`` is given):
@@ -9,14 +10,20 @@ unless ``--out`` is given):
 - ``benchmarks.json``: every number, stamped with the date and the machine (CPU
   model, cores, memory, load average), under ``rd``, ``speed`` and ``footprint``;
 - ``benchmarks.md``: the tables of the three parts;
-- ``rd.png``: PSNR (and MS-SSIM) against bpp for every codec, nicodec and the
-  published anchors (needs matplotlib; skipped with a message without it);
+- ``rd.png``: PSNR (and MS-SSIM) against bpp for every codec, nicodec's curve and
+  the published anchors (needs matplotlib; skipped with a message without it);
 - ``rd.json`` and ``rd.md``: the rate-distortion part alone, as ``rd.py`` writes them.
+
+The shipped model is variable-rate: ``rd.py`` sweeps it over ``--qualities`` (by
+default 1, 15, 29, 43, 57, 72, 86 and 100) and gives its BD-rate against every curve;
+``speed.py`` times it at ``--quality`` (default: the model's default quality).
 
 ``--quick`` runs each part's quick mode (two images, two qualities, one run each;
 footprint without installing). The parts are ``rd.py``, ``speed.py`` and
 ``footprint.py``, which also run alone; their ``--help`` says what they measure.
-The full run takes about 15 minutes on two cores.
+The full run takes about 15 to 20 minutes on two cores: the nicodec sweep is 24
+images x 8 qualities at about 0.5 s an encode and decode, 2 to 3 minutes with
+MS-SSIM, on top of the classic codecs' sweeps (about 4.5 minutes).
 """
 
 from __future__ import annotations
@@ -43,6 +50,10 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--quick", action="store_true", help="every part's quick mode")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per image for speed.py")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--qualities", type=float, nargs="+", default=None,
+                        help="nicodec's qualities for rd.py (default: rd.py's own)")
+    parser.add_argument("--quality", type=float, default=None,
+                        help="nicodec's quality for speed.py (default: the model's default)")
     parser.add_argument("--no-compressai", action="store_true")
     where = parser.add_mutually_exclusive_group()
     where.add_argument("--venv", type=Path, default=None, help="footprint of this venv instead of a fresh install")
@@ -56,12 +67,14 @@ def main(argv: list[str] | None = None) -> dict:
     report["load_average_before"]["rd"] = load_average()
     start = time.perf_counter()
     rd_args = images + quick + ([] if out is None else ["--json", str(out / "rd.json"), "--markdown", str(out / "rd.md")])
+    rd_args += ["--qualities", *map(str, args.qualities)] if args.qualities else []
     report["rd"] = rd.main(rd_args)
     report["seconds"]["rd"] = round(time.perf_counter() - start, 1)
 
     report["load_average_before"]["speed"] = load_average()
     start = time.perf_counter()
     speed_args = images + quick + ["--repeats", str(args.repeats), "--threads", *map(str, args.threads)]
+    speed_args += [] if args.quality is None else ["--quality", str(args.quality)]
     report["speed"] = speed.main(speed_args + (["--no-compressai"] if args.no_compressai else []))
     report["seconds"]["speed"] = round(time.perf_counter() - start, 1)
 

@@ -1,6 +1,6 @@
 """Speed per image: nicodec, Pillow's codecs and CompressAI's torch model, measured side by side in one run.
 
-    python benchmarks/speed.py [--images ../shared/data/kodak] [--repeats 3] [--threads 1 2]
+    python benchmarks/speed.py [--images ../shared/data/kodak] [--repeats 3] [--threads 1 2] [--quality Q]
                                [--json PATH] [--markdown PATH]
     python benchmarks/speed.py --quick      # two images, one run each: keeps the harness working
 
@@ -11,12 +11,16 @@ every image ``--repeats`` times; an image's time is the median of its runs, and 
 table gives the median over the images (the mean is in the JSON).
 
 - nicodec: the CPU provider with each of ``--threads`` intra-op threads, and CUDA
-  when the installed onnxruntime has it.
+  when the installed onnxruntime has it, at ``--quality`` (default: the model's
+  default quality; a single-rate model takes none). The quality used is in the JSON
+  (``nicodec_quality``, and on each nicodec row); the rate, and so the entropy
+  coding's share of the time, grows with it.
 - Pillow's JPEG (4:4:4 and 4:2:0), WebP, AVIF and JPEG XL at quality 75 (the options
   of ``rd.py``; libavif uses all cores by default, the others one).
 - CompressAI (when importable): ``mbt2018_mean(quality=3)``, the mean-scale hyperprior
-  of Minnen et al. 2018 (N=128, M=192), and the same class at nicodec's size (N=64,
-  M=128), with random weights, ``compress``/``decompress`` under ``torch.no_grad`` with
+  of Minnen et al. 2018 (N=128, M=192: the size of the shipped nicodec-mshp-vr-1),
+  and the same class at the size of the earlier single-rate models (N=64, M=128),
+  with random weights, ``compress``/``decompress`` under ``torch.no_grad`` with
   ``torch.set_num_threads`` set to each thread count. Random weights time the same
   transforms; the entropy coding of a trained model codes different symbols, so the
   coding part of its time is indicative only.
@@ -43,7 +47,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from common import image_paths, publish
+from nicodec import QualityError
+
+from common import add_quality_argument, coding_quality, image_paths, publish
 from rd import QUALITIES, SHARED, available, save_options
 
 CLASSIC_QUALITY = 75
@@ -86,7 +92,8 @@ def measure(name: str, encode, decode, images: list[np.ndarray], repeats: int, *
 # -- nicodec ------------------------------------------------------------------------------
 
 
-def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None) -> list[dict]:
+def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None, quality: float | None) -> list[dict]:
+    """Time nicodec at ``quality`` (checked: see ``coding_quality``) on the CPU with each thread count, and CUDA."""
     import onnxruntime
 
     from nicodec import Codec
@@ -97,23 +104,26 @@ def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None) -
     rows = []
     for provider, t in configs:
         codec = Codec(model, providers=provider, threads=t)
-        rows.append(measure("nicodec", codec.encode, lambda data: codec.decode(data, as_array=True), images, repeats,
-                            provider=provider, threads=t, setting=codec.model_id))
+        used = coding_quality(codec, quality)
+        setting = codec.model_id if used is None else f"{codec.model_id} q{used:g}"
+        rows.append(measure("nicodec", lambda image: codec.encode(image, quality=quality),
+                            lambda data: codec.decode(data, as_array=True), images, repeats,
+                            provider=provider, threads=t, quality=used, setting=setting))
     return rows
 
 
-def nicodec_stages(images, repeats: int, threads: int, model: Path | None) -> dict:
-    """Median ms per image of each stage of nicodec's encode and decode on the CPU."""
+def nicodec_stages(images, repeats: int, threads: int, model: Path | None, quality: float | None) -> dict:
+    """Median ms per image of each stage of nicodec's encode and decode on the CPU, at ``quality``."""
     from nicodec import Codec
     from nicodec import format as nicformat
 
     codec = Codec(model, providers="cpu", threads=threads)
-    split_decode(codec, codec.encode(images[0]))
+    split_decode(codec, codec.encode(images[0], quality=quality))
     per_stage: dict[str, dict[str, list[float]]] = {"encode": {}, "decode": {}}
     matches = True
     for image in images:
-        reference = codec.encode(image)
-        encodes = [split_encode(codec, image) for _ in range(repeats)]
+        reference = codec.encode(image, quality=quality)
+        encodes = [split_encode(codec, image, quality) for _ in range(repeats)]
         decodes = [split_decode(codec, reference) for _ in range(repeats)]
         for side, runs in (("encode", encodes), ("decode", decodes)):
             for stage in runs[0][0]:
@@ -121,7 +131,7 @@ def nicodec_stages(images, repeats: int, threads: int, model: Path | None) -> di
         sections = nicformat.unpack(reference)[1]
         matches &= encodes[-1][1] == (sections[b"ZSYM"], sections[b"YSYM"])
         matches &= np.array_equal(decodes[-1][1], codec.decode(reference, as_array=True))
-    result = {"threads": threads, "matches_codec": bool(matches)}
+    result = {"threads": threads, "quality": coding_quality(codec, quality), "matches_codec": bool(matches)}
     for side, stages in per_stage.items():
         result[side] = {stage: statistics.median(ms) for stage, ms in stages.items()}
         result[side]["total"] = sum(result[side].values())
@@ -131,7 +141,7 @@ def nicodec_stages(images, repeats: int, threads: int, model: Path | None) -> di
     return result
 
 
-def split_encode(codec, image: np.ndarray) -> tuple[dict[str, float], tuple[bytes, bytes]]:
+def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tuple[dict[str, float], tuple[bytes, bytes]]:
     """``Codec.encode`` stage by stage, as runtime/codec.py does it: ms per stage, and the two rANS streams.
 
     ``other`` is reading the input and padding it; the header and packing are left out (microseconds).
@@ -146,12 +156,12 @@ def split_encode(codec, image: np.ndarray) -> tuple[dict[str, float], tuple[byte
     d = codec.model.downsampling
     padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
     marks.append(time.perf_counter())
-    _, gain = codec._encoder_gain(None)
+    _, gain = codec._encoder_gain(quality)
     fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
     y, z = codec._run_tiled(codec._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin, fixed)
     marks.append(time.perf_counter())
     z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
-    scale_index, mean_q = codec._entropy.run(None, {"z_hat": z_hat})
+    scale_index, mean_q = codec._entropy_parameters(z_hat)
     marks.append(time.perf_counter())
     symbols = np.rint(np.clip(y - codec._means(mean_q), -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
     streams = (
@@ -174,7 +184,7 @@ def split_decode(codec, data: bytes) -> tuple[dict[str, float], np.ndarray]:
     z_shape = codec._z_shape(header.height, header.width)
     z_hat = rans.decode(sections[b"ZSYM"], codec._z_table_ids(z_shape), codec.model.z_tables).reshape(z_shape)
     marks.append(time.perf_counter())
-    scale_index, mean_q = codec._entropy.run(None, {"z_hat": z_hat})
+    scale_index, mean_q = codec._entropy_parameters(z_hat)
     marks.append(time.perf_counter())
     symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), codec.model.y_tables).reshape(mean_q.shape)
     y_hat = codec._y_hat(header, symbols, mean_q)
@@ -303,7 +313,8 @@ def add_ratios(rows: list[dict], baseline_threads: int) -> None:
 def markdown(result: dict) -> str:
     lines = [
         f"Speed on {len(result['images'])} images, median ms per image ({result['repeats']} runs each after a "
-        "warm-up); ratio = time / nicodec CPU's at the same thread count (Pillow: against nicodec at "
+        f"warm-up; nicodec at {_quality_words(result.get('nicodec_quality'))}, Pillow's codecs at quality "
+        f"{result['classic_quality']}); ratio = time / nicodec CPU's at the same thread count (Pillow: against nicodec at "
         f"{result['baseline_threads']} threads), above 1 is slower than nicodec",
         "",
         "| codec | setting | provider, threads | encode ms | decode ms | encode ratio | decode ratio | bpp |",
@@ -316,7 +327,8 @@ def markdown(result: dict) -> str:
     stages = result["nicodec_stages"]
     lines += [
         "",
-        f"nicodec's time by stage (CPU, {stages['threads']} threads, median ms per image; "
+        f"nicodec's time by stage (CPU, {stages['threads']} threads, {_quality_words(stages.get('quality'))}, "
+        "median ms per image; "
         f"replay matches the codec: {stages['matches_codec']})",
         "",
         "| direction | " + " | ".join(STAGE_ORDER) + " | total |",
@@ -335,10 +347,15 @@ def markdown(result: dict) -> str:
 STAGE_ORDER = ("analysis", "entropy_parameters", "entropy_coding", "synthesis", "other")
 
 
+def _quality_words(quality: float | None) -> str:
+    return "its one rate (single-rate model)" if quality is None else f"quality {quality:g}"
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=SHARED / "data" / "kodak")
     parser.add_argument("--model", type=Path, default=None, help="nicodec model folder (default: the shipped one)")
+    add_quality_argument(parser)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per image, after one warm-up")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
@@ -354,8 +371,11 @@ def main(argv: list[str] | None = None) -> dict:
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    rows = nicodec_rows(images, args.repeats, args.threads, args.model)
-    stages = nicodec_stages(images, args.repeats, max(args.threads), args.model)
+    try:
+        rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality)
+    except QualityError as exc:  # checked before any timing: a quality out of range, or for a single-rate model
+        parser.error(str(exc))
+    stages = nicodec_stages(images, args.repeats, max(args.threads), args.model, args.quality)
     classic, missing = classic_rows(images, args.repeats)
     rows += classic
     skipped = {c: "not installed" for c in missing}
@@ -376,6 +396,7 @@ def main(argv: list[str] | None = None) -> dict:
         "repeats": args.repeats,
         "threads": args.threads,
         "baseline_threads": max(args.threads),
+        "nicodec_quality": stages["quality"],
         "classic_quality": CLASSIC_QUALITY,
         "rows": rows,
         "nicodec_stages": stages,

@@ -31,9 +31,32 @@ def test_bd_rate_of_a_curve_against_itself_scaled():
     cheaper = [{"bpp": p["bpp"] * 0.8, "psnr": p["psnr"]} for p in reference]
     assert rd.bd_rate(cheaper, reference) == pytest.approx(-20.0, abs=0.01)
     assert rd.bd_rate(reference, reference) == pytest.approx(0.0, abs=1e-9)
-    assert rd.bd_rate(cheaper[:3], reference) is None
+    # Two or three points: a line or a parabola through them (quick mode), over the shared range only.
+    assert rd.bd_rate(cheaper[:3], reference) == pytest.approx(-20.0, abs=0.01)
+    assert rd.bd_rate(cheaper[3:], reference[:2]) is None  # 37..41 dB against 25..29 dB
+    assert rd.overlap(cheaper[1:4], reference) == pytest.approx([29.0, 37.0])
+    assert rd.bd_rate(cheaper[:1], reference) is None and rd.overlap(cheaper[:1], reference) is None
     assert rd.rate_at_equal_psnr(cheaper[2], reference) == pytest.approx(-20.0, abs=0.01)
     assert rd.rate_at_equal_psnr({"bpp": 1.0, "psnr": 99.0}, reference) is None
+
+
+def test_one_nicodec_point_is_compared_at_equal_quality_a_curve_by_bd_rate():
+    rd = load("rd")
+    reference = [{"bpp": b, "psnr": 25 + 4 * np.log2(b / 0.1), "msssim_db": None} for b in (0.1, 0.4, 1.6)]
+    point = {"setting": "old", "model": "old", "quality": None, "bpp": 0.16, "psnr": 29.0, "msssim": None,
+             "msssim_db": None}
+    row = rd.compare([point], reference)
+    assert row["rate_at_equal_psnr_percent"] == pytest.approx(-20.0, abs=0.01) and "bd_rate_percent" not in row
+    assert row["rate_at_equal_msssim_percent"] is None
+    curve = [{**point, "bpp": 0.8 * p["bpp"], "psnr": p["psnr"], "quality": q} for p, q in zip(reference, (1, 50, 100))]
+    row = rd.compare(curve, reference)
+    assert row["bd_rate_percent"] == pytest.approx(-20.0, abs=0.01) and row["overlap_psnr_db"] == [25.0, 41.0]
+    assert row["bd_rate_msssim_percent"] is None and row["overlap_msssim_db"] is None
+    result = {"images": ["a.png"], "images_folder": "x", "msssim_skipped": "not here", "curves": {"jpeg444": reference},
+              "anchors_source": "", "nicodec": [point], "comparison": {"jpeg444": rd.compare([point], reference)}}
+    assert "| jpeg444 | -20.0% | n/a |" in rd.markdown(result) and "BD-rate" not in rd.markdown(result)
+    result.update(nicodec=curve, comparison={"jpeg444": rd.compare(curve, reference)})
+    assert "| jpeg444 | -20.0% | 25.00 to 41.00 | n/a |  |" in rd.markdown(result)
 
 
 def photo_folder(tmp_path, count: int):
@@ -53,10 +76,33 @@ def test_quick_mode_writes_json_and_markdown(tmp_path):
     assert len(result["images"]) == 2
     assert all(len(curve) == 2 for curve in result["curves"].values())
     assert {"jpeg444", "jpeg420", "webp"} <= set(result["curves"])
-    assert result["nicodec"][0]["bpp"] > 0 and 15 < result["nicodec"][0]["psnr"] < 60
+    ours = result["nicodec"]
+    assert [p["quality"] for p in ours] == rd.QUICK_NICODEC_QUALITIES and len(ours) >= 2
+    assert all(p["model"] == "nicodec-mshp-vr-1" and 15 < p["psnr"] < 60 for p in ours)
+    assert 0 < ours[0]["bpp"] < ours[1]["bpp"] and ours[0]["psnr"] < ours[1]["psnr"]
+    for name, curve in result["curves"].items():
+        row = result["comparison"][name]
+        span = rd.overlap(ours, curve)
+        assert row["overlap_psnr_db"] == span
+        # Finite where the curves share a range of PSNR, None where they do not.
+        assert (row["bd_rate_percent"] is not None and np.isfinite(row["bd_rate_percent"])) == (span is not None)
+        assert "rate_at_equal_psnr_percent" not in row
+    assert any(row["bd_rate_percent"] is not None for row in result["comparison"].values())
     on_disk = json.loads((tmp_path / "rd.json").read_text())
     assert on_disk["comparison"].keys() == result["comparison"].keys()
-    assert "| jpeg444 |" in (tmp_path / "rd.md").read_text()
+    assert [p["quality"] for p in on_disk["nicodec"]] == rd.QUICK_NICODEC_QUALITIES
+    table = (tmp_path / "rd.md").read_text()
+    assert "| jpeg444 |" in table and "BD-rate (PSNR)" in table and "| nicodec-mshp-vr-1 | 86 |" in table
+
+
+def test_rd_refuses_bad_qualities_and_a_variable_rate_model_beside_another(tmp_path):
+    rd = load("rd")
+    folder = photo_folder(tmp_path, 1)
+    with pytest.raises(SystemExit):
+        rd.main(["--quick", "--images", str(folder), "--qualities", "0", "50"])
+    shipped = str(REPO / "runtime" / "models" / "default")
+    with pytest.raises(SystemExit):
+        rd.main(["--quick", "--images", str(folder), "--model", shipped, "--model", shipped])
 
 
 # -- MS-SSIM, the plot, speed, footprint and the one command (their quick modes) -------------
@@ -92,15 +138,19 @@ def test_rd_quick_mode_measures_msssim_per_image(images_folder, tmp_path):
     for point in [*result["nicodec"], *(p for curve in result["curves"].values() for p in curve)]:
         assert 0.5 < point["msssim"] <= 1 and len(point["per_image"]["msssim"]) == 2
         assert point["msssim"] == pytest.approx(np.mean(point["per_image"]["msssim"]))
-    assert {"bd_rate_msssim_percent", "rate_at_equal_msssim_percent"} <= set(result["comparison"]["jpeg444"])
-    assert "MS-SSIM" in (tmp_path / "rd.md").read_text()
+    for name, curve in result["curves"].items():
+        row, span = result["comparison"][name], rd.overlap(result["nicodec"], curve, "msssim_db")
+        assert row["overlap_msssim_db"] == span
+        assert (row["bd_rate_msssim_percent"] is not None and np.isfinite(row["bd_rate_msssim_percent"])) == (span is not None)
+    assert "BD-rate (MS-SSIM)" in (tmp_path / "rd.md").read_text()
 
 
 def test_plot_is_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     rd = load("rd")
     curve = [{"bpp": b, "psnr": 25 + 4 * np.log2(b / 0.1), "msssim_db": 8 + 3 * np.log2(b / 0.1)} for b in (0.1, 0.4, 1.6)]
-    result = {"images": ["a.png"], "curves": {"jpeg444": curve}, "nicodec": [{**curve[1], "bpp": 0.3}],
+    ours = [{**p, "bpp": 0.8 * p["bpp"], "model": "nicodec-test", "quality": q} for p, q in zip(curve, (1, 50, 100))]
+    result = {"images": ["a.png"], "curves": {"jpeg444": curve}, "nicodec": ours,
               "anchors": {"published:vtm": [{"bpp": p["bpp"], "psnr": p["psnr"] + 2} for p in curve]}}
     rd.plot(result, tmp_path / "rd.png")
     data = (tmp_path / "rd.png").read_bytes()
@@ -110,9 +160,10 @@ def test_plot_is_a_png(tmp_path):
 def test_speed_quick_mode_times_every_codec_and_nicodecs_stages(images_folder, tmp_path):
     speed = load("speed")
     result = speed.main(["--quick", "--images", str(images_folder), "--threads", "1", "--no-compressai",
-                         "--json", str(tmp_path / "speed.json")])
+                         "--quality", "29", "--json", str(tmp_path / "speed.json")])
     rows = {(r["name"], r.get("threads")): r for r in result["rows"]}
     assert {("nicodec", 1), ("jpeg444", None), ("webp", None)} <= set(rows)
+    assert result["nicodec_quality"] == rows[("nicodec", 1)]["quality"] == result["nicodec_stages"]["quality"] == 29.0
     assert rows[("nicodec", 1)]["encode_ratio"] == 1.0 and rows[("nicodec", 1)]["decode_ratio"] == 1.0
     for row in result["rows"]:
         assert row["encode_ms"] > 0 and row["decode_ms"] > 0 and row["bpp"] > 0
@@ -125,6 +176,22 @@ def test_speed_quick_mode_times_every_codec_and_nicodecs_stages(images_folder, t
     assert result["skipped"]["compressai"] == "--no-compressai"
     on_disk = json.loads((tmp_path / "speed.json").read_text())
     assert {"date", "machine", "rows", "nicodec_stages"} <= set(on_disk) and on_disk["machine"]["cpus"] >= 1
+    assert on_disk["nicodec_quality"] == 29.0
+
+
+def test_speed_uses_the_models_default_quality_and_refuses_a_bad_one(images_folder):
+    speed = load("speed")
+    from nicodec import Codec, QualityError
+
+    codec = Codec(providers="cpu", threads=1)
+    with pytest.raises(QualityError):
+        speed.nicodec_rows([], 1, [1], None, 101.0)
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(images_folder.glob("*.png"))][:1]
+    (row,) = speed.nicodec_rows(images, 1, [1], None, None)
+    assert row["quality"] == codec.default_quality and row["setting"].endswith(f"q{codec.default_quality:g}")
+    times, streams = speed.split_encode(codec, images[0])
+    assert set(times) == {"other", "analysis", "entropy_parameters", "entropy_coding"}
+    assert len(streams[1]) < len(speed.split_encode(codec, images[0], 100.0)[1][1])  # the rate grows with the quality
 
 
 def test_speed_times_compressai_when_importable(images_folder):
@@ -158,15 +225,20 @@ def test_footprint_quick_mode(images_folder, tmp_path):
 def test_run_all_quick_writes_one_json_a_table_and_a_plot(images_folder, tmp_path):
     pytest.importorskip("packaging")
     run_all = load("run_all")
+    from nicodec.model import ModelFiles
+
     run_all.main(["--quick", "--images", str(images_folder), "--out", str(tmp_path), "--threads", "1",
                   "--no-compressai"])
     report = json.loads((tmp_path / "benchmarks.json").read_text())
     assert {"date", "machine", "rd", "speed", "footprint", "seconds"} <= set(report)
     assert report["machine"]["cpu_model"] and report["machine"]["cpus"] >= 1
-    assert report["rd"]["nicodec"][0]["bpp"] > 0 and report["speed"]["rows"][0]["name"] == "nicodec"
+    assert report["speed"]["rows"][0]["name"] == "nicodec"
+    assert [p["quality"] for p in report["rd"]["nicodec"]] == [15.0, 86.0] and report["rd"]["nicodec"][0]["bpp"] > 0
+    assert report["speed"]["nicodec_quality"] == ModelFiles.load().default_quality
     assert report["footprint"]["peak_rss_mb"]["kodak_decode"] > 0
     table = (tmp_path / "benchmarks.md").read_text()
     assert "## Rate-distortion" in table and "## Speed" in table and "## Footprint" in table
+    assert "BD-rate (PSNR)" in table
     assert (tmp_path / "rd.json").is_file()
     has_matplotlib = importlib.util.find_spec("matplotlib") is not None
     assert (tmp_path / "rd.png").is_file() == has_matplotlib == (report["plot"] == "rd.png")
