@@ -4,8 +4,10 @@
     >>> codec = nicodec.Codec()            # the model shipped with the package
     >>> data = codec.encode("photo.png")   # bytes of a .nic file
     >>> image = codec.decode(data)         # a PIL image
+    >>> data = codec.encode("photo.png", quality=80)  # 1 (smallest) to 100 (best); default 50
+    >>> result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000)  # rate control
 
-``Codec`` is imported on first use, so ``import nicodec`` stays cheap.
+``Codec`` and the rate control are imported on first use, so ``import nicodec`` stays cheap.
 """
 
 from .errors import (
@@ -28,7 +30,9 @@ __all__ = [
     "NicodecError",
     "OutputExistsError",
     "QualityError",
+    "RateResult",
     "UnsupportedImageError",
+    "encode_to_target",
 ]
 
 
@@ -37,4 +41,8 @@ def __getattr__(name: str):
         from .codec import Codec
 
         return Codec
+    if name in ("encode_to_target", "RateResult"):
+        from . import ratecontrol
+
+        return getattr(ratecontrol, name)
     raise AttributeError(f"module 'nicodec' has no attribute {name!r}")

@@ -31,7 +31,8 @@ class Outcome:
     Attributes:
         status: ``"done"``, ``"skipped"`` (the output is up to date), ``"kept"`` (the
             output exists but is older than its input; ``force`` redoes it) or ``"failed"``.
-        message: the reason, for ``failed`` and ``kept``.
+        message: the reason, for ``failed`` and ``kept``; for ``done``, a note worth a
+            warning (a rate target the file did not meet) or empty.
         bytes_in, bytes_out: file sizes, for ``done``.
         pixels: the image's pixel count, for ``done``.
     """

@@ -1,17 +1,20 @@
 """The ``nicodec`` command line: a thin skin over :class:`nicodec.Codec`.
 
 Exit codes: 0 success, 1 an error nicodec could name (one line on stderr),
-2 a usage error, 130 interrupted.
+2 a usage error (a quality or rate target out of range, several of them, or one given to a
+single-rate model included), 130 interrupted.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 import warnings
 import traceback
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Optional
@@ -60,6 +63,101 @@ MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
 ]
+_RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
+
+
+def _quality_range(value: Optional[float]) -> Optional[float]:
+    from .model import QUALITY_MAX, QUALITY_MIN
+
+    if value is not None and not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
+        raise typer.BadParameter(f"{value} is not a quality from {QUALITY_MIN:g} to {QUALITY_MAX:g}")
+    return value
+
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a positive number")
+    return value
+
+
+QualityOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        callback=_quality_range, rich_help_panel=_RATE_PANEL,
+        help="From 1 (smallest file) to 100 (best picture), any number between (default: the model's, 50 for the shipped one).",
+    ),
+]
+TargetBppOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        callback=_positive, rich_help_panel=_RATE_PANEL,
+        help="Search the quality for the file closest to this many bits per pixel (the closest reachable if out of reach).",
+    ),
+]
+TargetPsnrOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        callback=_positive, rich_help_panel=_RATE_PANEL,
+        help="Search the lowest quality whose decoded picture reaches this PSNR in dB (the best reachable if out of reach).",
+    ),
+]
+MaxBytesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1, rich_help_panel=_RATE_PANEL,
+        help="Search the highest quality whose file has at most this many bytes (an error if even quality 1 is larger).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class _Rate:
+    """The encode command's rate options: a quality, one target, or none (the model's default quality)."""
+
+    quality: Optional[float] = None
+    bpp: Optional[float] = None
+    psnr: Optional[float] = None
+    max_bytes: Optional[int] = None
+
+    def given(self) -> list[str]:
+        options = ("--quality", "--target-bpp", "--target-psnr", "--max-bytes")
+        values = (self.quality, self.bpp, self.psnr, self.max_bytes)
+        return [option for option, value in zip(options, values) if value is not None]
+
+    def check_options(self) -> None:
+        """A usage error (exit 2) for more than one of the options."""
+        given = self.given()
+        if len(given) > 1:
+            raise typer.BadParameter("these options exclude each other: give one of them", param_hint=given)
+
+    def check_model(self, codec) -> None:
+        """A usage error (exit 2) for a quality or target given to a single-rate model."""
+        given = self.given()
+        if given and not codec.model.variable_rate:
+            raise typer.BadParameter(
+                f"the model {codec.model_id} is single-rate: it codes every image at the one rate it was "
+                "trained for and takes no quality or rate target",
+                param_hint=given,
+            )
+
+    def encode(self, codec, source, strip: bool):
+        """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality."""
+        if self.bpp is None and self.psnr is None and self.max_bytes is None:
+            return codec.encode(source, quality=self.quality, strip=strip), None
+        from .ratecontrol import encode_to_target
+
+        result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, strip=strip)
+        return result.data, result
+
+    def miss(self, result) -> Optional[str]:
+        """What a search that did not meet its target reached, or None."""
+        if result is None or result.met:
+            return None
+        if self.bpp is not None:
+            return (f"the target of {self.bpp:g} bpp was not met: the closest file found is {result.bpp:.4f} bpp "
+                    f"(quality {_quality_text(result.quality)})")
+        return (f"the target of {self.psnr:g} dB was not met: the best file found is {result.psnr:.2f} dB "
+                f"(quality {_quality_text(result.quality)})")
 
 
 def _version() -> str:
@@ -93,7 +191,7 @@ def _reporting(debug: bool):
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
             yield
-    except (typer.Exit, SystemExit):
+    except (typer.Exit, SystemExit, typer.BadParameter):
         raise
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt included, on purpose
         _fail(exc, debug)
@@ -153,28 +251,49 @@ def encode(
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile and EXIF data.")] = False,
+    quality: QualityOpt = None,
+    target_bpp: TargetBppOpt = None,
+    target_psnr: TargetPsnrOpt = None,
+    max_bytes: MaxBytesOpt = None,
     debug: DebugOpt = False,
 ) -> None:
-    """Compress an image into a .nic file and report its size, bits per pixel and time.
+    """Compress an image into a .nic file and report its size, bits per pixel, quality and time.
 
     Given a folder, compress every image under it into the same tree under OUTPUT
     (default: beside each image), skipping outputs that are up to date.
+
+    A rate target searches the quality, with a few encodes per image, and
+    reports what it reached. A bpp or PSNR target out of reach gives the
+    closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
     """
     from .files import write_atomic
 
+    rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
+    rate.check_options()
     if input.is_dir():
-        _encode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug, strip)
+        _encode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug, strip, rate)
         return
     with _reporting(debug):
         target = _target(input, output, ".nic", force)
         codec = _codec(model, provider, threads, max_pixels)
+        rate.check_model(codec)
         start = time.perf_counter()
-        data = codec.encode(input, strip=strip)
+        data, result = rate.encode(codec, input, strip)
         seconds = time.perf_counter() - start
         write_atomic(target, lambda f: f.write(data), force=force)
-    width, height = _dimensions(data)
-    bpp = 8 * len(data) / (width * height)
-    out.print(f"{input} -> {target}: {width}x{height}, {len(data):,} bytes, {bpp:.4f} bpp, {seconds:.2f} s", markup=False)
+    header = _header(data)
+    facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
+             f"{8 * len(data) / (header.width * header.height):.4f} bpp"]
+    if codec.model.variable_rate:
+        facts.append(f"quality {_quality_text(result.quality if result else header.quality)}")
+    if result is not None and result.psnr is not None:
+        facts.append(f"{result.psnr:.2f} dB")
+    if result is not None:
+        facts.append(f"{result.encodes} encodes")
+    out.print(f"{input} -> {target}: {', '.join(facts)}, {seconds:.2f} s", markup=False)
+    miss = rate.miss(result)
+    if miss:
+        err.print(f"warning: {miss}", markup=False)
 
 
 @app.command()
@@ -286,7 +405,7 @@ def info(
         "model_hash": header.model_hash.hex(),
         "width": header.width,
         "height": header.height,
-        "quality": header.quality,
+        "quality": _quality_value(header.quality),
         "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
         "bpp": round(8 * len(data) / (header.width * header.height), 6),
         "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
@@ -295,6 +414,8 @@ def info(
         out.print_json(json.dumps(facts))
         return
     for key, value in facts.items():
+        if key == "quality":
+            value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
         out.print(f"{key:>15}: {value}", markup=False)
 
 
@@ -303,31 +424,44 @@ def _metadata(image) -> dict:
     return {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
 
 
-def _dimensions(data: bytes) -> tuple[int, int]:
+def _header(data: bytes):
     from . import format as nicformat
 
-    header, _, _ = nicformat.read_header(data)
-    return header.width, header.height
+    return nicformat.read_header(data)[0]
 
 
-def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip) -> None:
+def _quality_value(quality: float) -> float:
+    """The header's float32 quality as the shortest decimal that is the same float32 (37.3, not 37.29999923706055)."""
+    import numpy as np
+
+    return float(str(np.float32(quality)))
+
+
+def _quality_text(quality: float) -> str:
+    """A quality for people: 50, 37.24."""
+    return f"{_quality_value(quality):.10g}"
+
+
+def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate) -> None:
     from PIL import Image
 
     from .batch import Outcome, plan
     from .files import write_atomic
 
     def work(item) -> Outcome:
-        data = codec.encode(item.source, strip=strip)
+        data, result = rate.encode(codec, item.source, strip)
         item.target.parent.mkdir(parents=True, exist_ok=True)
         write_atomic(item.target, lambda f: f.write(data), force=force)
-        width, height = _dimensions(data)
-        return Outcome(item, "done", bytes_in=item.source.stat().st_size, bytes_out=len(data), pixels=width * height)
+        header = _header(data)
+        return Outcome(item, "done", rate.miss(result) or "", bytes_in=item.source.stat().st_size, bytes_out=len(data),
+                       pixels=header.width * header.height)
 
     with _reporting(debug):
         Image.init()
         readable = [ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic"]
         items = plan(root, out_root, readable, ".nic")
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels)
+        rate.check_model(codec)
     _run_tree("encode", items, work, force, jobs, debug)
 
 
@@ -383,6 +517,8 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
         err.print(f"failed: {failure.item.source}: {failure.message}", markup=False)
     for kept in (o for o in summary.outcomes if o.status == "kept"):
         err.print(f"kept: {kept.message}", markup=False)
+    for noted in (o for o in summary.outcomes if o.status == "done" and o.message):
+        err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = 8 * (bytes_out if verb == "encode" else bytes_in) / pixels if pixels else 0.0
     out.print(

@@ -3,8 +3,9 @@
     >>> from PIL import Image
     >>> import nicodec.pillow_plugin
     >>> nicodec.pillow_plugin.register()      # or: import nicodec.pillow_register
-    >>> Image.open("photo.png").save("photo.nic")
-    >>> image = Image.open("photo.nic")       # reads the header only
+    >>> Image.open("photo.png").save("photo.nic")              # the model's default quality
+    >>> Image.open("photo.png").save("small.nic", quality=20)  # 1 (smallest) to 100 (best)
+    >>> image = Image.open("photo.nic")       # reads the header only; info["quality"]
     >>> image.load()                          # runs the decoder
 
 A thin skin over :class:`nicodec.Codec`: ``_open`` parses the header with
@@ -22,7 +23,7 @@ from typing import IO
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from . import format as nicformat
-from .errors import NicodecError
+from .errors import NicodecError, QualityError
 
 FORMAT = "NIC"
 EXTENSION = ".nic"
@@ -57,6 +58,13 @@ _DEFAULT = _CodecSource()
 """Shared by every ``register()`` without a codec, so the default model is loaded at most once."""
 
 
+def _shortest_float32(value: float) -> float:
+    """The shortest decimal that rounds to the same float32 as ``value``."""
+    import numpy as np
+
+    return float(str(np.float32(value)))
+
+
 def _accept(prefix: bytes) -> bool:
     return prefix[: len(nicformat.MAGIC)] == nicformat.MAGIC
 
@@ -64,7 +72,9 @@ def _accept(prefix: bytes) -> bool:
 class NicImageFile(ImageFile.ImageFile):
     """A ``.nic`` file opened by Pillow; the pixels are decoded on ``load()``.
 
-    ``info`` holds ``model_id``, ``model_hash`` (hex) and ``quality`` from the header.
+    ``info`` holds ``model_id``, ``model_hash`` (hex) and ``quality`` from the header (the
+    float32 as its shortest decimal, 37.3 rather than 37.29999923706055, so saving again with
+    ``quality=im.info["quality"]`` codes at the same quality; 0.0 for a single-rate model).
     """
 
     format = FORMAT
@@ -108,7 +118,7 @@ class NicImageFile(ImageFile.ImageFile):
         self.fp.seek(payload_at)
         self.info["model_id"] = header.model_id
         self.info["model_hash"] = header.model_hash.hex()
-        self.info["quality"] = header.quality
+        self.info["quality"] = _shortest_float32(header.quality)
         # One tile for the whole image; the decoder reads the complete file from offset 0.
         self.tile = [ImageFile._Tile(FORMAT, (0, 0) + self.size, 0, (self._codec_source,))]
 
@@ -153,14 +163,12 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
-    if "quality" in im.encoderinfo:
-        raise ValueError(
-            "nicodec does not support the quality option yet: the model is single-rate, "
-            "so every image is coded at the one rate it was trained for"
-        )
+    """``save(..., quality=Q, strip=True)``: Q from 1 to 100 (default: the model's)."""
     codec = codec_source.get()
     try:
-        data = codec.encode(im, strip=bool(im.encoderinfo.get("strip", False)))
+        data = codec.encode(im, quality=im.encoderinfo.get("quality"), strip=bool(im.encoderinfo.get("strip", False)))
+    except QualityError:
+        raise  # a ValueError, as Pillow's own plugins raise for bad options
     except NicodecError as exc:
         raise OSError(str(exc)) from exc
     fp.write(data)

@@ -49,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
     ) from exc
 
 from . import format as nicformat
-from .errors import NicodecError
+from .errors import NicodecError, QualityError
 
 NIC_SUFFIX = ".nic"
 IO_CPUS = 0
@@ -116,6 +116,7 @@ def compress_collection(
     num_gpus: float = 0,
     overwrite: bool = False,
     strip: bool = False,
+    quality: float | None = None,
     extensions: list[str] | None = None,
 ) -> Summary:
     """Compress every image under ``source`` into ``.nic`` files under ``target`` with Ray Data.
@@ -134,11 +135,17 @@ def compress_collection(
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
         strip: leave out ICC profiles and EXIF data.
+        quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
+            default. A single-rate model refuses it: every image then fails, with the reason.
         extensions: which files to read (default: every extension Pillow opens).
 
     Returns:
         The counts and failures of the run.
+
+    Raises:
+        QualityError: ``quality`` is not a number from 1 to 100 (checked before any work).
     """
+    _check_quality(quality)
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
     _, source_root = _filesystem(source)
@@ -152,7 +159,7 @@ def compress_collection(
         Encoder,
         fn_constructor_kwargs={
             "source_root": source_root, "target": target, "model": model, "providers": providers,
-            "threads": threads, "overwrite": overwrite, "strip": strip,
+            "threads": threads, "overwrite": overwrite, "strip": strip, "quality": quality,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -178,7 +185,7 @@ class Encoder:
     Args:
         source_root: the source folder as Ray resolves it (no scheme), to make paths relative.
         target: the target folder or URI, to skip outputs that exist.
-        model, providers, threads, strip: as for ``Codec`` and ``Codec.encode``.
+        model, providers, threads, strip, quality: as for ``Codec`` and ``Codec.encode``.
         overwrite: code images whose output exists instead of skipping them.
     """
 
@@ -192,6 +199,7 @@ class Encoder:
         threads: int = 1,
         overwrite: bool = False,
         strip: bool = False,
+        quality: float | None = None,
     ):
         from .codec import Codec
 
@@ -200,6 +208,7 @@ class Encoder:
         self.filesystem, self.target_root = _filesystem(target)
         self.overwrite = overwrite
         self.strip = strip
+        self.quality = quality
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [self._encode(bytes(data), str(path)) for data, path in zip(batch["bytes"], batch["path"])]
@@ -214,7 +223,7 @@ class Encoder:
         if not self.overwrite and _exists(self.filesystem, posixpath.join(self.target_root, relative)):
             return path, relative, "skipped", "", b"", 0, 0
         try:
-            nic = self.codec.encode(data, strip=self.strip)
+            nic = self.codec.encode(data, quality=self.quality, strip=self.strip)
         except NicodecError as exc:
             return path, relative, "failed", str(exc), b"", 0, 0
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
@@ -277,6 +286,28 @@ def output_name(path: str, source_root: str) -> str:
     return posixpath.splitext(relative)[0] + NIC_SUFFIX
 
 
+def _check_quality(quality) -> None:
+    """Refuse a quality no model takes on the driver, rather than failing every image on the workers."""
+    from .model import QUALITY_MAX, QUALITY_MIN
+
+    if quality is None:
+        return
+    number = isinstance(quality, (int, float, np.integer, np.floating)) and not isinstance(quality, bool)
+    if not number or not QUALITY_MIN <= quality <= QUALITY_MAX:
+        raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
+
+
+def _quality_argument(text: str) -> float:
+    """argparse type of ``--quality``: a number from 1 to 100."""
+    import argparse
+
+    try:
+        _check_quality(float(text))
+    except ValueError:  # float() or _check_quality (a QualityError is a ValueError)
+        raise argparse.ArgumentTypeError(f"{text!r} is not a quality from 1 to 100") from None
+    return float(text)
+
+
 def _uri(path: str | os.PathLike) -> str:
     """A URI stays as it is; a local path becomes absolute (Ray and pyarrow want that)."""
     text = os.fspath(path)
@@ -334,13 +365,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model folder, the same path on every node (default: shipped)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing .nic files instead of skipping them")
     parser.add_argument("--strip", action="store_true", help="leave out ICC profiles and EXIF data")
+    parser.add_argument(
+        "--quality", type=_quality_argument, default=None,
+        help="from 1 (smallest files) to 100 (best pictures); default: the model's (50 for the shipped one)",
+    )
     args = parser.parse_args(argv)
 
     ray.init(address=args.address)
     try:
         summary = compress_collection(
             args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
-            model=args.model, overwrite=args.overwrite, strip=args.strip,
+            model=args.model, overwrite=args.overwrite, strip=args.strip, quality=args.quality,
         )
     finally:
         ray.shutdown()

@@ -8,6 +8,7 @@ import numpy as np
 from PIL import Image
 from typer.testing import CliRunner
 
+from nicodec import format as nicformat
 from nicodec.cli import app
 
 from conftest import synthetic_photo
@@ -94,3 +95,33 @@ def test_empty_folder(tmp_path):
     result = run("encode", tmp_path)
     assert result.exit_code == 0
     assert "0 files" in result.stdout
+
+
+def test_encode_tree_at_a_quality(tmp_path):
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    for quality in ("15", "85"):
+        result = run("encode", src, "-o", tmp_path / quality, "--quality", quality, "--jobs", "2")
+        assert result.exit_code == 0, result.output
+        assert "3 encoded" in result.stdout
+    for low in (tmp_path / "15").rglob("*.nic"):
+        high = tmp_path / "85" / low.relative_to(tmp_path / "15")
+        assert nicformat.read_header(low.read_bytes())[0].quality == 15
+        assert nicformat.read_header(high.read_bytes())[0].quality == 85
+        assert low.stat().st_size < high.stat().st_size
+    result = run("encode", src, "-o", tmp_path / "bad", "--quality", "101")
+    assert result.exit_code == 2 and not (tmp_path / "bad").exists()
+
+
+def test_encode_tree_to_a_rate_target(tmp_path):
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    result = run("encode", src, "-o", tmp_path / "out", "--target-bpp", "0.001")
+    assert result.exit_code == 0, result.output
+    assert "3 encoded" in result.stdout
+    assert result.stderr.count("warning: ") == 3 and "0.001 bpp was not met" in result.stderr
+    assert all(nicformat.read_header(p.read_bytes())[0].quality == 1 for p in (tmp_path / "out").rglob("*.nic"))
+    result = run("encode", src, "-o", tmp_path / "small", "--max-bytes", "30")
+    assert result.exit_code == 1
+    assert "3 failed" in result.stdout and result.stderr.count("no file of at most 30 bytes") == 3
+    assert not list((tmp_path / "small").rglob("*.nic"))

@@ -241,3 +241,44 @@ def test_decode_with_the_fp16_synthesis(png, photo, tmp_path):
     assert abs(psnr(a, photo) - psnr(b, photo)) <= 0.01
     bad = run("decode", nic, "-o", tmp_path / "x.png", "--precision", "int4")
     assert bad.exit_code == 2 and not (tmp_path / "x.png").exists()
+
+
+def test_quality_is_recorded_and_raises_the_rate(png, tmp_path):
+    sizes = {}
+    for quality in ("10", "37.3", "90"):
+        nic = tmp_path / f"q{quality}.nic"
+        result = run("encode", png, "-o", nic, "--quality", quality)
+        assert result.exit_code == 0, result.output
+        assert f"quality {quality}," in result.stdout
+        facts = json.loads(run("info", nic, "--json").stdout)
+        assert facts["quality"] == float(quality)  # 37.3, not the float32's 37.29999923706055
+        sizes[quality] = nic.stat().st_size
+    assert sizes["10"] < sizes["37.3"] < sizes["90"]
+    assert "quality: 37.3\n" in run("info", tmp_path / "q37.3.nic").stdout
+
+
+def test_the_default_quality_is_the_models(png, tmp_path, codec):
+    result = run("encode", png)
+    assert result.exit_code == 0
+    assert f"quality {codec.default_quality:g}," in result.stdout
+    assert json.loads(run("info", tmp_path / "photo.nic", "--json").stdout)["quality"] == codec.default_quality
+
+
+@pytest.mark.parametrize("quality", ["0", "0.5", "100.01", "-3", "nan", "inf", "high", ""])
+def test_quality_out_of_range_is_a_usage_error(png, tmp_path, quality):
+    result = run("encode", png, "--quality", quality)
+    assert result.exit_code == 2
+    assert "'--quality'" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "photo.nic").exists()
+
+
+def test_info_names_a_file_from_a_single_rate_model(png, tmp_path):
+    import dataclasses
+
+    from nicodec import format as nicformat
+
+    assert run("encode", png).exit_code == 0
+    header, sections = nicformat.unpack((tmp_path / "photo.nic").read_bytes())
+    (tmp_path / "old.nic").write_bytes(nicformat.pack(dataclasses.replace(header, quality=0.0), sections))
+    assert "quality: 0 (single-rate model)\n" in run("info", tmp_path / "old.nic").stdout
+    assert json.loads(run("info", tmp_path / "old.nic", "--json").stdout)["quality"] == 0

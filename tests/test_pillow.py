@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, UnidentifiedImageError
 
+import nicodec
 from nicodec import FormatError, ModelMismatchError
 from nicodec import format as nicformat
 from nicodec import pillow_plugin
@@ -82,7 +83,7 @@ def test_round_trip_through_a_file_object(codec, photo_image):
 
 
 def test_an_opened_nic_image_saves_again(nic, tmp_path):
-    # Its info holds the header's "quality": that must not be taken for the refused keyword.
+    # Its info holds the header's "quality": saving takes only the options given to save().
     with Image.open(io.BytesIO(nic)) as im:
         im.save(tmp_path / "again.nic")
         im.save(tmp_path / "again.png")
@@ -327,12 +328,30 @@ def test_other_files_are_left_to_other_plugins(photo_image, nic, tmp_path):
 # -- save options -------------------------------------------------------------------------
 
 
-def test_quality_keyword_is_refused(photo_image, tmp_path):
+def test_quality_keyword_is_recorded_and_raises_the_rate(codec, photo_image, tmp_path):
+    sizes = {}
+    for quality in (5, 37.3, 95):
+        path = tmp_path / f"q{quality}.nic"
+        photo_image.save(path, quality=quality)
+        assert path.read_bytes() == codec.encode(photo_image, quality=quality)
+        with Image.open(path) as im:
+            assert im.info["quality"] == quality  # 37.3, not the float32's 37.29999923706055
+        sizes[quality] = path.stat().st_size
+    assert sizes[5] < sizes[37.3] < sizes[95]
+    buf = io.BytesIO()
+    photo_image.save(buf, format="NIC", quality=None)  # the model's default
+    assert buf.getvalue() == codec.encode(photo_image)
+    assert Image.open(buf).info["quality"] == codec.default_quality
+
+
+@pytest.mark.parametrize("quality", [0, 100.5, -1, float("nan"), "high", "keep", True])
+def test_bad_qualities_are_refused_and_nothing_is_written(photo_image, tmp_path, quality):
     path = tmp_path / "q.nic"
-    with pytest.raises(ValueError, match="quality option"):
-        photo_image.save(path, quality=80)
+    with pytest.raises(ValueError, match="quality") as info:
+        photo_image.save(path, quality=quality)
+    assert isinstance(info.value, nicodec.QualityError)
     assert not path.exists()
     buf = io.BytesIO()
-    with pytest.raises(ValueError, match="single-rate"):
-        photo_image.save(buf, format="NIC", quality=None)
+    with pytest.raises(ValueError, match="quality"):
+        photo_image.save(buf, format="NIC", quality=quality)
     assert buf.getvalue() == b""

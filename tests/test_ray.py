@@ -38,7 +38,7 @@ def test_a_folder_becomes_nic_files_in_the_same_tree(ray_instance, tmp_path):
     (source / "broken.png").write_bytes(b"not an image")
     (source / "notes.txt").write_text("not read: not an image extension")
 
-    summary = compress_collection(source, target, workers=2)
+    summary = compress_collection(source, target, workers=2, quality=30)
 
     assert summary.done == 6 and summary.skipped == 0
     assert [(path.rsplit("/", 1)[-1], "not in a format" in reason) for path, reason in summary.failed] == [
@@ -50,7 +50,7 @@ def test_a_folder_becomes_nic_files_in_the_same_tree(ray_instance, tmp_path):
     for name, pixels in images.items():
         data = (target / name.replace(".png", ".nic")).read_bytes()
         header, _, _ = nicformat.read_header(data)
-        assert header.model_id == codec.model_id
+        assert header.model_id == codec.model_id and header.quality == 30
         decoded = codec.decode(data, as_array=True)
         assert decoded.shape == pixels.shape
         assert psnr(decoded, pixels) > 26
@@ -78,3 +78,31 @@ def test_without_ray_the_import_says_what_to_install():
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: nicodec.ray_recipe needs Ray Data") and 'pip install "nicodec[ray]"' in last
+
+
+def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(tmp_path):
+    pytest.importorskip("ray.data")
+    import numpy as np
+
+    import nicodec
+    from nicodec import format as nicformat
+    from nicodec.ray_recipe import Encoder, compress_collection, main
+
+    png = tmp_path / "photos" / "im.png"
+    png.parent.mkdir()
+    Image.fromarray(synthetic_photo(64, 96, seed=7)).save(png)
+    batch = {"bytes": np.array([png.read_bytes()], dtype=object), "path": np.array([str(png)], dtype=object)}
+    files = {}
+    for quality in (10, 90):
+        rows = Encoder(str(png.parent), str(tmp_path / "out"), quality=quality)(batch)
+        assert list(rows["status"]) == ["done"]
+        files[quality] = rows["nic"][0]
+        assert nicformat.read_header(files[quality])[0].quality == quality
+    assert len(files[10]) < len(files[90])
+    for quality in (0, 100.5, float("nan"), "high"):
+        with pytest.raises(nicodec.QualityError, match="quality"):
+            compress_collection(png.parent, tmp_path / "out", quality=quality)  # no Ray instance needed
+    with pytest.raises(SystemExit) as info:
+        main([str(png.parent), str(tmp_path / "out"), "--quality", "101"])
+    assert info.value.code == 2
+    assert not (tmp_path / "out").exists()

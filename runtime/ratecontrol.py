@@ -1,0 +1,271 @@
+"""Rate control: encode to a target size, bits per pixel or PSNR by searching the quality.
+
+    >>> import nicodec
+    >>> codec = nicodec.Codec()
+    >>> result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000)
+    >>> result.data, result.quality, result.bpp, result.met
+
+A variable-rate model's file grows monotonically with its quality (1 to 100, continuous),
+and so does the decoded PSNR, so each target is met by a one-dimensional search on the
+quality: secant steps on log(file size) (or on PSNR), which is close to linear in the
+quality, inside a bracket that shrinks by at least a tenth per step, with a bounded number
+of encodes. The file returned is one of the files made during the search, so its header
+records the quality it was made at, and ``codec.encode(image, quality=result.quality)``
+makes it again.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import QualityError
+from .images import open_image, open_image_bytes, read_picture
+from .model import QUALITY_MAX, QUALITY_MIN
+
+MAX_ENCODES = 8
+"""Default bound on the encodes of one search (a PSNR target decodes each file too)."""
+
+BPP_TOLERANCE = 0.01
+"""A bits-per-pixel target is met within this fraction of it."""
+
+BYTES_TOLERANCE = 0.01
+"""A ``max_bytes`` search stops early at a file this close below the limit (a fraction of it)."""
+
+PSNR_TOLERANCE = 0.05
+"""A PSNR search stops early at a file this many dB above the target."""
+
+QUALITY_DECIMALS = 2
+"""Searched qualities are rounded to this many decimals, so the reported value reproduces the file."""
+
+# Priors for the first step, before two files give a measured slope: on Kodak, log(bpp) grows
+# by about 0.018 per quality step (0.235 bpp at 1, 1.35 at 100) and PSNR by 0.03 to 0.09 dB.
+_LOG_RATE_SLOPE = 0.018
+_PSNR_SLOPE = 0.05
+_MIN_STEP = 0.5
+_OVERSHOOT = 1.25  # extrapolate a little past the target, so the next file brackets it
+
+
+@dataclass(frozen=True)
+class RateResult:
+    """What :func:`encode_to_target` made.
+
+    Attributes:
+        data: the ``.nic`` file's bytes.
+        quality: the quality it was coded at, with at most ``QUALITY_DECIMALS`` decimals
+            (its header records it as a float32; ``codec.encode(image, quality=quality)``
+            makes the same file).
+        bpp: its bits per pixel (the whole file, metadata sections included).
+        psnr: its PSNR in dB against the source pixels, for a PSNR target; else ``None``.
+        met: whether the target was met (a ``bpp`` target: within ``BPP_TOLERANCE``).
+        encodes: how many encodes the search made.
+    """
+
+    data: bytes
+    quality: float
+    bpp: float
+    psnr: float | None
+    met: bool
+    encodes: int
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """One file the search made."""
+
+    quality: float
+    data: bytes
+    bpp: float
+    psnr: float | None
+
+
+def encode_to_target(
+    codec,
+    image,
+    *,
+    bpp: float | None = None,
+    psnr: float | None = None,
+    max_bytes: int | None = None,
+    strip: bool = False,
+    max_encodes: int = MAX_ENCODES,
+) -> RateResult:
+    """Encode an image at the quality that meets one target; give exactly one of them.
+
+    Args:
+        codec: a :class:`nicodec.Codec` with a variable-rate model.
+        image: as for ``Codec.encode``; a path or bytes is read once.
+        bpp: the bits per pixel to come closest to (the whole file, as ``8 * bytes /
+            pixels``). Outside the model's reach for this image, the file at quality 1 or
+            100 is returned, with ``met`` false.
+        psnr: the PSNR in dB to reach with the smallest file: the lowest quality whose
+            decoded picture has at least this PSNR over the RGB pixels the encoder coded
+            (for a grayscale source, its one channel against the decoded luma; alpha is
+            lossless and left out).
+            Each file is decoded to measure it. Out of reach, the best file found is
+            returned, with ``met`` false.
+        max_bytes: the largest file allowed: the highest quality whose file has at most
+            this many bytes.
+        strip: as for ``Codec.encode``.
+        max_encodes: the most encodes (and, for ``psnr``, decodes) the search makes; 8 by
+            default. A target is usually met in 2 to 6; the search also stops when the
+            target lies beyond quality 1 or 100, or the quality is pinned down to 0.02.
+
+    Returns:
+        The file and what it reached.
+
+    Raises:
+        TypeError: not exactly one target was given.
+        QualityError: a target that is not a positive finite number, a single-rate model,
+            or a ``max_bytes`` that even quality 1 does not fit in.
+        UnsupportedImageError, LimitError: as ``Codec.encode`` raises them.
+    """
+    given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
+    if len(given) != 1:
+        raise TypeError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")
+    [(name, target)] = given.items()
+    _check_target(name, target)
+    if not codec.model.variable_rate:
+        raise QualityError(
+            f"the model {codec.model_id} is single-rate: it codes every image at the one rate it was "
+            "trained for, so there is no rate to control"
+        )
+    if isinstance(max_encodes, bool) or not isinstance(max_encodes, int) or max_encodes < 1:
+        raise ValueError(f"max_encodes must be a positive integer, not {max_encodes!r}")
+
+    source = _load(image)
+    picture = read_picture(source, strip=True)
+    pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
+    reference = picture.rgb[:, :, 0] if picture.grayscale else picture.rgb
+
+    def evaluate(quality: float) -> _Trial:
+        data = codec.encode(source, quality=quality, strip=strip)
+        measured = _psnr(reference, _rgb(codec.decode(data, as_array=True), picture.grayscale)) if name == "psnr" else None
+        return _Trial(quality, data, 8 * len(data) / pixels, measured)
+
+    start = codec.default_quality
+    if name == "bpp":
+        trials = _search(evaluate, lambda t: math.log(t.bpp), math.log(target), _LOG_RATE_SLOPE, start, max_encodes,
+                         lambda t: abs(t.bpp / target - 1) <= BPP_TOLERANCE)
+        best = min(trials, key=lambda t: (abs(t.bpp - target), t.quality))
+        met = abs(best.bpp / target - 1) <= BPP_TOLERANCE
+    elif name == "psnr":
+        trials = _search(evaluate, lambda t: t.psnr, target, _PSNR_SLOPE, start, max_encodes,
+                         lambda t: target <= t.psnr <= target + PSNR_TOLERANCE)
+        reached = [t for t in trials if t.psnr >= target]
+        best = min(reached, key=lambda t: t.quality) if reached else max(trials, key=lambda t: t.psnr)
+        met = bool(reached)
+    else:
+        # The target sits half a byte past the limit, so a file of exactly max_bytes scores below it: it fits.
+        trials = _search(evaluate, lambda t: math.log(len(t.data)), math.log(target + 0.5), _LOG_RATE_SLOPE, start,
+                         max_encodes, lambda t: (1 - BYTES_TOLERANCE) * target <= len(t.data) <= target)
+        fitting = [t for t in trials if len(t.data) <= target]
+        if not fitting:
+            smallest = min(trials, key=lambda t: len(t.data))
+            raise QualityError(
+                f"no file of at most {target:,} bytes: at quality {smallest.quality:g} this image takes "
+                f"{len(smallest.data):,} bytes"
+            )
+        best = max(fitting, key=lambda t: t.quality)
+        met = True
+    return RateResult(best.data, best.quality, best.bpp, best.psnr, met, len(trials))
+
+
+def _search(
+    evaluate: Callable[[float], _Trial],
+    score: Callable[[_Trial], float],
+    target: float,
+    slope: float,
+    start: float,
+    budget: int,
+    good: Callable[[_Trial], bool],
+) -> list[_Trial]:
+    """Files at the qualities a safeguarded secant search visits, for a score that grows with quality.
+
+    Stops at a ``good`` file, when the target lies beyond quality 1 or 100, when the bracket
+    is down to the quality's resolution, or after ``budget`` files. The last file of the
+    budget goes to the extreme quality on a side not yet seen, so a miss is known to be one.
+    """
+    trials: dict[float, _Trial] = {}
+    below: _Trial | None = None  # the highest quality scoring below the target
+    above: _Trial | None = None  # the lowest quality scoring at or above it
+    last: _Trial | None = None
+    quality: float | None = _round(start)
+    while quality is not None and quality not in trials and len(trials) < budget:
+        trial = trials[quality] = evaluate(quality)
+        if good(trial):
+            break
+        if score(trial) < target:
+            below = trial if below is None or trial.quality > below.quality else below
+        else:
+            above = trial if above is None or trial.quality < above.quality else above
+        quality = _next(below, above, last, trial, score, target, slope)
+        last = trial
+        if len(trials) == budget - 1 and (below is None or above is None):
+            extreme = QUALITY_MAX if above is None else QUALITY_MIN
+            quality = extreme if extreme not in trials else quality
+    return list(trials.values())
+
+
+def _next(below, above, last, trial, score, target, slope) -> float | None:
+    """The next quality to try, or ``None`` when nothing is left to learn."""
+    if below is not None and above is not None:
+        width = above.quality - below.quality
+        if width <= 2 * 10**-QUALITY_DECIMALS:
+            return None  # resolved (or, below < above not holding, the score is flat noise here)
+        lo, hi = score(below), score(above)
+        step = (target - lo) / (hi - lo) * width if hi > lo else width / 2
+        return _round(below.quality + min(max(step, width / 10), width * 9 / 10))
+    if last is not None and trial.quality != last.quality:
+        measured = (score(trial) - score(last)) / (trial.quality - last.quality)
+        if measured > 0 and math.isfinite(measured):
+            slope = measured
+    if above is None:
+        if below.quality >= QUALITY_MAX:
+            return None
+        step = max(_MIN_STEP, _OVERSHOOT * (target - score(below)) / slope)
+        return _round(min(below.quality + step, QUALITY_MAX))
+    if above.quality <= QUALITY_MIN:
+        return None
+    step = max(_MIN_STEP, _OVERSHOOT * (score(above) - target) / slope)
+    return _round(max(above.quality - step, QUALITY_MIN))
+
+
+def _round(quality: float) -> float:
+    return round(float(quality), QUALITY_DECIMALS)
+
+
+def _check_target(name: str, value) -> None:
+    if name == "max_bytes":
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+            raise QualityError(f"max_bytes must be a positive whole number of bytes, not {value!r}")
+        return
+    unit = "bits per pixel" if name == "bpp" else "dB"
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise QualityError(f"the {name} target must be a number of {unit}, not {value!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise QualityError(f"the {name} target must be a positive finite number of {unit}, not {value!r}")
+
+
+def _load(image):
+    """A path or bytes opened once (as ``Codec.encode`` opens them), so the search does not reread it."""
+    if isinstance(image, (str, os.PathLike)):
+        return open_image(image)
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return open_image_bytes(bytes(image))
+    return image
+
+
+def _rgb(decoded: np.ndarray, grayscale: bool) -> np.ndarray:
+    """The decoded colour (or gray) channels, alpha dropped."""
+    if grayscale:
+        return decoded if decoded.ndim == 2 else decoded[:, :, 0]
+    return decoded[:, :, :3]
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return math.inf if mse == 0 else float(10 * np.log10(255.0**2 / mse))

@@ -1,0 +1,247 @@
+"""Rate control: a target size, bits per pixel or PSNR met by searching the quality, in the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import nicodec
+from nicodec import format as nicformat
+from nicodec.cli import app
+from nicodec.ratecontrol import BPP_TOLERANCE, MAX_ENCODES, encode_to_target
+
+from conftest import psnr, synthetic_photo
+
+runner = CliRunner()
+
+
+def run(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def said(result) -> str:
+    """stderr as one line: usage errors come in a box that wraps long messages."""
+    return " ".join(re.sub("[│╭╮╰╯─]", " ", result.stderr).split())
+
+
+@pytest.fixture(scope="module")
+def image() -> np.ndarray:
+    return synthetic_photo(64, 96, seed=5)
+
+
+@pytest.fixture(scope="module")
+def single_rate_model(tmp_path_factory):
+    """The shipped model's folder with its gain vectors taken out: a single-rate model (refused before any coding)."""
+    from nicodec.model import content_hash, default_model_dir, sha256_file
+
+    folder = tmp_path_factory.mktemp("single-rate")
+    for path in default_model_dir().iterdir():
+        if path.suffix == ".onnx":
+            (folder / path.name).symlink_to(path)
+    with np.load(default_model_dir() / "tables.npz") as tables:
+        np.savez(folder / "tables.npz", **{k: tables[k] for k in tables.files if "gain" not in k})
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    del manifest["rate"]
+    manifest["model_id"] = "test-single-rate"
+    manifest["files"]["tables.npz"] = sha256_file(folder / "tables.npz")
+    manifest["model_hash"] = content_hash(manifest["files"])
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def at(codec, image, quality) -> bytes:
+    return codec.encode(image, quality=quality)
+
+
+# -- the API ------------------------------------------------------------------------------
+
+
+def test_a_bpp_target_within_reach_is_met_with_a_file_that_reproduces(codec, image):
+    target = 8 * len(at(codec, image, 71)) / image[:, :, 0].size
+    result = encode_to_target(codec, image, bpp=target)
+    assert result.met and abs(result.bpp / target - 1) <= BPP_TOLERANCE
+    assert 1 <= result.encodes <= MAX_ENCODES
+    assert result.bpp == 8 * len(result.data) / image[:, :, 0].size and result.psnr is None
+    assert nicformat.read_header(result.data)[0].quality == np.float32(result.quality)
+    assert at(codec, image, result.quality) == result.data
+    assert round(result.quality, 2) == result.quality
+
+
+def test_a_psnr_target_is_reached_with_a_smaller_file_than_the_best(codec, image):
+    best = at(codec, image, 100)
+    target = psnr(codec.decode(at(codec, image, 70), as_array=True), image)
+    result = encode_to_target(codec, image, psnr=target)
+    assert result.met and result.psnr >= target
+    assert result.psnr == psnr(codec.decode(result.data, as_array=True), image)
+    assert len(result.data) < len(best) and result.quality < 100
+
+
+def test_max_bytes_gives_the_highest_quality_that_fits(codec, image):
+    limit = len(at(codec, image, 60)) + 5
+    result = encode_to_target(codec, image, max_bytes=limit)
+    assert result.met and 0.9 * limit <= len(result.data) <= limit
+    assert result.quality > 40
+    everything = encode_to_target(codec, image, max_bytes=10**9)
+    assert everything.quality == 100 and everything.met
+
+
+def test_targets_out_of_reach_give_the_nearest_file_or_an_error(codec, image):
+    low = encode_to_target(codec, image, bpp=0.001)
+    assert (low.met, low.quality, low.data) == (False, 1, at(codec, image, 1))
+    high = encode_to_target(codec, image, bpp=50)
+    assert (high.met, high.quality) == (False, 100)
+    sharp = encode_to_target(codec, image, psnr=90)
+    assert (sharp.met, sharp.quality) == (False, 100) and sharp.psnr < 90
+    blurry = encode_to_target(codec, image, psnr=5)
+    assert (blurry.met, blurry.quality) == (True, 1)
+    with pytest.raises(nicodec.QualityError, match=r"at most 20 bytes.*quality 1 this image takes") as info:
+        encode_to_target(codec, image, max_bytes=20)
+    assert isinstance(info.value, ValueError)
+
+
+def test_the_number_of_encodes_is_bounded(codec, image, monkeypatch):
+    calls = []
+    real = codec.encode
+    monkeypatch.setattr(codec, "encode", lambda *a, **k: calls.append(k["quality"]) or real(*a, **k))
+    result = encode_to_target(codec, image, bpp=0.001, max_encodes=2)
+    assert calls == [50, 1] and result.encodes == 2  # the last encode goes to the end of the range
+    calls.clear()
+    target = 8 * len(real(image, quality=33.3)) / image[:, :, 0].size
+    result = encode_to_target(codec, image, bpp=target * 1.003, max_encodes=3)
+    assert len(calls) == result.encodes <= 3
+
+
+def test_paths_and_bytes_are_read_once_and_coded_as_encode_codes_them(codec, image, tmp_path):
+    path = tmp_path / "in.png"
+    Image.fromarray(image).save(path)
+    by_path = encode_to_target(codec, path, max_bytes=400)
+    assert by_path.data == codec.encode(path, quality=by_path.quality)
+    assert encode_to_target(codec, path.read_bytes(), max_bytes=400).data == by_path.data
+
+
+def test_psnr_leaves_alpha_out_and_measures_gray_in_its_one_channel(codec, image):
+    rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
+    rgba[:8, :8, 3] = 0
+    result = encode_to_target(codec, rgba, psnr=30)
+    decoded = codec.decode(result.data, as_array=True)
+    assert decoded.shape[2] == 4 and result.psnr == psnr(decoded[:, :, :3], image)
+    gray = image[:, :, 1]
+    result = encode_to_target(codec, gray, psnr=30)
+    assert result.met and result.psnr == psnr(codec.decode(result.data, as_array=True), gray)
+
+
+@pytest.mark.parametrize(
+    "targets, error",
+    [
+        ({}, TypeError),
+        ({"bpp": 1, "psnr": 30}, TypeError),
+        ({"bpp": 0}, nicodec.QualityError),
+        ({"bpp": float("nan")}, nicodec.QualityError),
+        ({"psnr": -3}, nicodec.QualityError),
+        ({"psnr": math.inf}, nicodec.QualityError),
+        ({"bpp": "1"}, nicodec.QualityError),
+        ({"max_bytes": 0}, nicodec.QualityError),
+        ({"max_bytes": 100.5}, nicodec.QualityError),
+        ({"max_bytes": True}, nicodec.QualityError),
+    ],
+)
+def test_bad_targets_are_refused_before_any_work(codec, image, targets, error, monkeypatch):
+    monkeypatch.setattr(codec, "encode", None)  # would fail if called
+    with pytest.raises(error):
+        encode_to_target(codec, image, **targets)
+
+
+def test_exported_from_nicodec():
+    assert nicodec.encode_to_target is encode_to_target
+    assert nicodec.RateResult.__name__ == "RateResult"
+
+
+def test_a_single_rate_model_has_no_rate_to_control(single_rate_model, image):
+    codec = nicodec.Codec(single_rate_model, providers="cpu")
+    assert not codec.model.variable_rate
+    with pytest.raises(nicodec.QualityError, match="single-rate"):
+        encode_to_target(codec, image, bpp=0.5)
+
+
+# -- the command line ---------------------------------------------------------------------
+
+
+@pytest.fixture()
+def png(tmp_path, image):
+    path = tmp_path / "photo.png"
+    Image.fromarray(image).save(path)
+    return path
+
+
+def header_quality(path) -> float:
+    return nicformat.read_header(path.read_bytes())[0].quality
+
+
+def test_each_target_on_the_command_line_reports_what_it_reached(png, tmp_path):
+    result = run("encode", png, "-o", tmp_path / "bpp.nic", "--target-bpp", "0.6")
+    assert result.exit_code == 0, result.output
+    assert "quality " in result.stdout and "encodes" in result.stdout and " dB" not in result.stdout
+    assert result.stderr == ""
+    result = run("encode", png, "-o", tmp_path / "psnr.nic", "--target-psnr", "31")
+    assert result.exit_code == 0, result.output
+    assert " dB" in result.stdout
+    result = run("encode", png, "-o", tmp_path / "bytes.nic", "--max-bytes", "400")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "bytes.nic").stat().st_size <= 400
+    quality = result.stdout.split("quality ")[1].split(",")[0]
+    assert np.float32(float(quality)) == header_quality(tmp_path / "bytes.nic")
+
+
+def test_targets_out_of_reach_on_the_command_line(png, tmp_path):
+    result = run("encode", png, "-o", tmp_path / "tiny.nic", "--target-bpp", "0.001")
+    assert result.exit_code == 0
+    assert result.stderr.startswith("warning: the target of 0.001 bpp was not met") and "quality 1)" in result.stderr
+    assert header_quality(tmp_path / "tiny.nic") == 1
+    result = run("encode", png, "-o", tmp_path / "none.nic", "--max-bytes", "20")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: no file of at most 20 bytes") and "Traceback" not in result.output
+    assert not (tmp_path / "none.nic").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        ["--quality", "50", "--target-bpp", "0.5"],
+        ["--target-bpp", "0.5", "--target-psnr", "30"],
+        ["--target-psnr", "30", "--max-bytes", "1000"],
+        ["--quality", "50", "--max-bytes", "1000", "--target-bpp", "1"],
+    ],
+)
+def test_quality_and_targets_exclude_each_other(png, tmp_path, options):
+    result = run("encode", png, "-o", tmp_path / "x.nic", *options)
+    assert result.exit_code == 2
+    assert "exclude each other" in said(result) and "Traceback" not in result.output
+    assert not (tmp_path / "x.nic").exists()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [["--target-bpp", "0"], ["--target-bpp", "nan"], ["--target-psnr", "-1"], ["--target-psnr", "inf"],
+     ["--max-bytes", "0"], ["--max-bytes", "1.5"]],
+)
+def test_bad_targets_are_usage_errors(png, tmp_path, options):
+    result = run("encode", png, "-o", tmp_path / "x.nic", *options)
+    assert result.exit_code == 2
+    assert f"Invalid value for '{options[0]}'" in said(result)
+    assert not (tmp_path / "x.nic").exists()
+
+
+@pytest.mark.parametrize("options", [["--quality", "50"], ["--target-bpp", "0.5"], ["--max-bytes", "900"]])
+def test_a_single_rate_model_refuses_quality_and_targets_on_the_command_line(single_rate_model, png, tmp_path, options):
+    for source in (png, png.parent):  # one file, and a folder
+        result = run("encode", source, "-o", tmp_path / "out.nic", "--model", single_rate_model, *options)
+        assert result.exit_code == 2, result.output
+        assert "single-rate" in said(result) and f"'{options[0]}'" in said(result)
+        assert "Traceback" not in result.output
+        assert not (tmp_path / "out.nic").exists()
