@@ -41,9 +41,10 @@ def worker(out: Path, image: Path | None, other_file: Path | None) -> None:
     from nicodec.codec import Codec
     from nicodec.model import ModelFiles
 
-    path = str(ModelFiles.load(None).graph("entropy_parameters"))
+    model = ModelFiles.load(None)
+    path = str(model.graph("entropy_parameters"))
     rng = np.random.default_rng(11)
-    z = rng.integers(-20, 21, size=(1, 64, 12, 16)).astype(np.int32)
+    z = rng.integers(-20, 21, size=(1, model.hyper_channels, 12, 16)).astype(np.int32)
     z.flat[:4] = [-(2**24), 2**24, -128, 127]
     runs = []
     for threads in (1, 2, 8):

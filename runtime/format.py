@@ -12,7 +12,7 @@ describes it byte by byte. All integers are little-endian::
     7+L     8     model hash (first 8 bytes of the model's content hash)
     15+L    4     u32  width in pixels (1..2**20)
     19+L    4     u32  height in pixels (1..2**20)
-    23+L    4     f32  quality (the rate parameter the encoder used)
+    23+L    4     f32  quality (1..100 for a variable-rate model; 0 for a single-rate one)
     27+L    1     u8   S, the number of sections
     28+L    8*S   S times: 4-byte tag, u32 payload length
     28+L+8S 4     u32  CRC-32 (zlib's) of every byte of the file except these four
@@ -39,8 +39,8 @@ MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
-(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 2.3 GB to
-encode and 1.9 GB to decode (``benchmarks/large_image.py``)."""
+(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 4.3 GB to
+encode and 3.3 GB to decode (``benchmarks/large_image.py``)."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
 OPTIONAL_SECTIONS = (b"ALPH", b"ICCP", b"EXIF")
@@ -67,7 +67,7 @@ class Header:
         model_id: the id of the model that made the file.
         model_hash: 8 bytes of that model's content hash.
         width, height: the image size in pixels.
-        quality: the rate parameter used by the encoder.
+        quality: the quality the encoder used (1..100), or 0 from a single-rate model.
         flags: ``FLAG_GRAYSCALE`` or 0; other bits are reserved.
     """
 
