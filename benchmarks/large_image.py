@@ -95,6 +95,7 @@ def main() -> None:
     print(f"{width}x{height}: PSNR {quality}; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
     write_report(args.json, {
         "size": [width, height], "results": rows, "identical_files": same_file, "psnr_db": quality,
+        "bytes": size, "bpp": round(8 * size / (width * height), 4),
     })
 
 

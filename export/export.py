@@ -119,7 +119,7 @@ def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
     y = gaussian_tables(scale_table())
     gains = {}
     if model.config.levels:
-        # The trained levels' gain vectors; the runtime interpolates between them (RATE.md).
+        # The trained levels' gain vectors; the runtime interpolates between them (FORMAT.md).
         gains = {
             "log_gain": model.log_gain.detach().float().numpy(),
             "log_inverse_gain": model.log_inverse_gain.detach().float().numpy(),

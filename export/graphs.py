@@ -80,7 +80,7 @@ class Decoder(nn.Module):
 class HalfDecoder(nn.Module):
     """The synthesis in fp16 (weights and arithmetic), same inputs and outputs as ``Decoder``.
 
-    Half the file, and native speed on CPUs with fp16 arithmetic (ARMv8.2 and later);
+    Native speed on CPUs with fp16 arithmetic (ARMv8.2 and later);
     onnxruntime runs it through casts elsewhere. The symbols, and so the file, do not
     depend on it: only the synthesis's rounding differs.
     """
