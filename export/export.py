@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 
 from nicodec.format import FORMAT_VERSION
-from nicodec.model import QUALITY_MAX, QUALITY_MIN, GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, sha256_file
+from nicodec.model import GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, quality_position, sha256_file
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
 
@@ -204,7 +204,7 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, qu
     x = torch.from_numpy(padded).permute(2, 0, 1)[None]
     gain = inverse_gain = torch.ones(1, model.config.M, 1, 1)
     if quality is not None:
-        position = (quality - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (model.config.levels - 1)
+        position = quality_position(quality, model.config.levels)
         gain, inverse_gain = (g.reshape(1, -1, 1, 1) for g in model.gains_at(position))
     y, z = Encoder(model)(x, gain)
     torch_z_hat = torch.round(z).to(torch.int32)

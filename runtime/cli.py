@@ -405,7 +405,7 @@ def info(
         "model_hash": header.model_hash.hex(),
         "width": header.width,
         "height": header.height,
-        "quality": _quality_value(header.quality),
+        "quality": nicformat.quality_value(header.quality),
         "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
         "bpp": round(8 * len(data) / (header.width * header.height), 6),
         "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
@@ -430,16 +430,11 @@ def _header(data: bytes):
     return nicformat.read_header(data)[0]
 
 
-def _quality_value(quality: float) -> float:
-    """The header's float32 quality as the shortest decimal that is the same float32 (37.3, not 37.29999923706055)."""
-    import numpy as np
-
-    return float(str(np.float32(quality)))
-
-
 def _quality_text(quality: float) -> str:
     """A quality for people: 50, 37.24."""
-    return f"{_quality_value(quality):.10g}"
+    from . import format as nicformat
+
+    return f"{nicformat.quality_value(quality):.10g}"
 
 
 def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate) -> None:

@@ -28,7 +28,7 @@ from . import rans
 from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
 from .files import read_file
 from .images import read_picture
-from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles
+from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 from .sessions import CPU, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -285,14 +285,7 @@ class Codec:
                     "it was trained for and takes no quality"
                 )
             return 0.0, None
-        if quality is None:
-            quality = self.model.default_quality
-        if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
-            raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
-        # The header stores a float32; the decoder's inverse gain is computed from that value.
-        quality = float(np.float32(quality))
-        if not QUALITY_MIN <= quality <= QUALITY_MAX:
-            raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality:g}")
+        quality = check_quality(self.model.default_quality if quality is None else quality)
         return quality, self.model.gains(quality)[0]
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,

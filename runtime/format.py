@@ -99,6 +99,14 @@ class Header:
             raise FormatError(f"quality {self.quality} is not a finite number")
 
 
+def quality_value(quality: float) -> float:
+    """A header's float32 quality as the shortest decimal that is the same float32
+    (37.3, not 37.29999923706055): what people are shown, and what reproduces the file."""
+    import numpy as np
+
+    return float(str(np.float32(quality)))
+
+
 def pack(header: Header, sections: Mapping[bytes, bytes] | Iterable[tuple[bytes, bytes]]) -> bytes:
     """Serialise a header and its sections into a complete file.
 

@@ -40,6 +40,25 @@ QUALITY_MIN = 1.0
 QUALITY_MAX = 100.0
 
 
+def check_quality(quality) -> float:
+    """``quality`` as the float32 value a header records, or :class:`QualityError` if it is
+    not a number from ``QUALITY_MIN`` to ``QUALITY_MAX``."""
+    from .errors import QualityError
+
+    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
+        raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
+    # The header stores a float32; the decoder's inverse gain is computed from that value.
+    quality = float(np.float32(quality))
+    if not QUALITY_MIN <= quality <= QUALITY_MAX:  # NaN fails too
+        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality:g}")
+    return quality
+
+
+def quality_position(quality: float, levels: int) -> float:
+    """Where ``quality`` lies between a model's trained levels: 0 (lowest rate) to ``levels - 1``."""
+    return (quality - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (levels - 1)
+
+
 def default_model_dir() -> Path:
     """The model that ships inside the package."""
     return Path(str(resources.files("nicodec") / "models" / "default"))
@@ -100,7 +119,7 @@ class ModelFiles:
         """
         assert self.log_gain is not None and self.log_inverse_gain is not None
         levels = len(self.log_gain)
-        position = (quality - QUALITY_MIN) / (QUALITY_MAX - QUALITY_MIN) * (levels - 1)
+        position = quality_position(quality, levels)
         low = min(int(np.floor(position)), levels - 2)
         frac = position - low
 

@@ -58,13 +58,6 @@ _DEFAULT = _CodecSource()
 """Shared by every ``register()`` without a codec, so the default model is loaded at most once."""
 
 
-def _shortest_float32(value: float) -> float:
-    """The shortest decimal that rounds to the same float32 as ``value``."""
-    import numpy as np
-
-    return float(str(np.float32(value)))
-
-
 def _accept(prefix: bytes) -> bool:
     return prefix[: len(nicformat.MAGIC)] == nicformat.MAGIC
 
@@ -118,7 +111,7 @@ class NicImageFile(ImageFile.ImageFile):
         self.fp.seek(payload_at)
         self.info["model_id"] = header.model_id
         self.info["model_hash"] = header.model_hash.hex()
-        self.info["quality"] = _shortest_float32(header.quality)
+        self.info["quality"] = nicformat.quality_value(header.quality)
         # One tile for the whole image; the decoder reads the complete file from offset 0.
         self.tile = [ImageFile._Tile(FORMAT, (0, 0) + self.size, 0, (self._codec_source,))]
 

@@ -49,7 +49,7 @@ except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
     ) from exc
 
 from . import format as nicformat
-from .errors import NicodecError, QualityError
+from .errors import NicodecError
 
 NIC_SUFFIX = ".nic"
 IO_CPUS = 0
@@ -288,13 +288,10 @@ def output_name(path: str, source_root: str) -> str:
 
 def _check_quality(quality) -> None:
     """Refuse a quality no model takes on the driver, rather than failing every image on the workers."""
-    from .model import QUALITY_MAX, QUALITY_MIN
+    from .model import check_quality
 
-    if quality is None:
-        return
-    number = isinstance(quality, (int, float, np.integer, np.floating)) and not isinstance(quality, bool)
-    if not number or not QUALITY_MIN <= quality <= QUALITY_MAX:
-        raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
+    if quality is not None:
+        check_quality(quality)
 
 
 def _quality_argument(text: str) -> float:

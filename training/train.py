@@ -182,6 +182,25 @@ def switch_to_integer(model: MeanScaleHyperprior, sampler: CropSampler, batch: i
     return scales
 
 
+def training_step(net, model: MeanScaleHyperprior, optimizer, sampler: CropSampler, size: int, autocast) -> dict:
+    """One optimizer step on a fresh batch of ``size`` crops (each at a random level); returns the losses.
+
+    ``net`` is the module that runs the forward pass (the model, or its DDP wrapper).
+    """
+    x = sampler.batch(size)
+    if x.is_cuda:
+        x = x.contiguous(memory_format=torch.channels_last)
+    level, lmbda = random_levels(model.config, size, x.device)
+    with autocast():
+        out = net(x, level)
+    losses = rate_distortion_loss(out, x, lmbda)
+    optimizer.zero_grad(set_to_none=True)
+    losses["loss"].backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    return losses
+
+
 def probe_throughput(model, sampler: CropSampler, batches: list[int], autocast, seconds: float = 4.0) -> dict[int, float]:
     """Images per second of full training steps at each batch size, on a copy of the model."""
     import copy
@@ -192,17 +211,8 @@ def probe_throughput(model, sampler: CropSampler, batches: list[int], autocast, 
         opt = torch.optim.Adam(trial.parameters(), lr=1e-5)
         done, t0 = 0, None
         while True:
-            x = sampler.batch(size)
-            if x.is_cuda:
-                x = x.contiguous(memory_format=torch.channels_last)
-            level, lmbda = random_levels(trial.config, size, x.device)
-            with autocast():
-                out = trial(x, level)
-            loss = rate_distortion_loss(out, x, lmbda)["loss"]
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if x.is_cuda:
+            training_step(trial, trial, opt, sampler, size, autocast)
+            if sampler.device.type == "cuda":
                 torch.cuda.synchronize()
             done += 1
             if done == 5:  # after cuDNN's autotuning
@@ -332,17 +342,7 @@ def train(
                 bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress, step)
-            x = sampler.batch(cfg.batch)
-            if device.type == "cuda":
-                x = x.contiguous(memory_format=torch.channels_last)
-            level, lmbda = random_levels(model_cfg, cfg.batch, device)
-            with autocast():
-                out_ = net(x, level)
-            losses = rate_distortion_loss(out_, x, lmbda)
-            optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
+            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
             step += 1
             if main and (step % 10 == 0 or step == cfg.steps):
                 bar.update(task, completed=step, stats=(
