@@ -202,3 +202,111 @@ def test_variable_rate_run_switches_to_integer_and_exports_exactly(folder, tmp_p
     assert read_header(single.encode(image))[0].quality == 0.0
     with pytest.raises(QualityError, match="single-rate"):
         single.encode(image, quality=50)
+
+
+def _find_window(image: torch.Tensor, crop: torch.Tensor) -> tuple[int, int, bool, bool] | None:
+    """Where ``crop`` sits in ``image``: (top, left, rows flipped, columns flipped), or None."""
+    c = crop.shape[1]
+    for flip_rows in (False, True):
+        for flip_cols in (False, True):
+            view = crop.flip(1) if flip_rows else crop
+            view = view.flip(2) if flip_cols else view
+            for top in range(image.shape[1] - c + 1):
+                for left in range(image.shape[2] - c + 1):
+                    if torch.equal(image[:, top : top + c, left : left + c], view):
+                        return top, left, flip_rows, flip_cols
+    return None
+
+
+def test_crop_sampler_draws_flipped_windows_of_every_image_from_corner_to_corner():
+    from nicodec.training.data import CropSampler
+
+    g = torch.Generator().manual_seed(0)
+    images = [torch.randint(0, 256, (3, h, w), dtype=torch.uint8, generator=g) for h, w in ((20, 26), (16, 16), (25, 18))]
+    sampler = CropSampler(images, 16, torch.device("cpu"), generator_seed=3)
+    found = {}
+    for _ in range(3):
+        batch = sampler.batch(100)
+        assert batch.shape == (100, 3, 16, 16) and batch.dtype == torch.float32
+        assert 0 <= float(batch.min()) and float(batch.max()) <= 1
+        for crop in (batch * 255).round().to(torch.uint8):
+            hits = [(k, _find_window(im, crop)) for k, im in enumerate(images)]
+            hits = [(k, where) for k, where in hits if where is not None]
+            assert hits, "a crop that is no window of any image"
+            k, (top, left, flip_rows, flip_cols) = hits[0]
+            found.setdefault(k, set()).add((top, left, flip_rows, flip_cols))
+    assert sorted(found) == [0, 1, 2]
+    tall = found[0]  # 20x26: tops 0..4, lefts 0..10, every flip
+    assert {t for t, *_ in tall} == set(range(5)) and {left for _, left, *_ in tall} == set(range(11))
+    assert {(fr, fc) for *_, fr, fc in tall} == {(False, False), (False, True), (True, False), (True, True)}
+
+    sampler.reseed(7)
+    first = sampler.batch(4)
+    sampler.reseed(7)
+    torch.testing.assert_close(sampler.batch(4), first)
+    with pytest.raises(ValueError, match="smaller than"):
+        CropSampler([torch.zeros(3, 15, 40, dtype=torch.uint8)], 16, torch.device("cpu"))
+
+
+def test_gaussian_likelihoods_of_all_integers_sum_to_one():
+    from nicodec.training.model import gaussian_likelihood
+
+    values = torch.arange(-400, 401, dtype=torch.float64)[:, None]
+    means = torch.tensor([[0.0, 0.3, -2.7, 5.5, 0.0]], dtype=torch.float64)
+    scales = torch.tensor([[0.11, 0.5, 1.0, 7.0, 60.0]], dtype=torch.float64)
+    total = gaussian_likelihood(values + means.round(), means, scales).sum(dim=0)
+    torch.testing.assert_close(total, torch.ones(5, dtype=torch.float64), atol=1e-9, rtol=0)
+
+
+def test_probe_sizes_parse_with_an_eager_suffix():
+    from nicodec.training.train import parse_probe
+
+    assert parse_probe("16, 32e,64") == [(16, False), (32, True), (64, False)]
+    assert parse_probe("") == []
+    for bad in ("0", "x", "16,-2e"):
+        with pytest.raises(ValueError):
+            parse_probe(bad)
+
+
+def test_compiled_training_matches_eager_and_switches_to_integer(folder, tmp_path):
+    """``--compile``: the same first losses as eager (the same crops and levels), then the
+    switch to the integer h_s recompiles and training carries on."""
+    from nicodec.training.data import CropSampler
+    from nicodec.training.train import compiled, make_optimizer, training_step
+
+    def autocast():
+        return torch.autocast("cpu", enabled=False)
+
+    images = [torch.from_numpy(synthetic_photo(96, 96, seed=i)).permute(2, 0, 1).contiguous() for i in range(3)]
+    losses = {}
+    for mode in ("", "default"):
+        torch.manual_seed(0)
+        model = MeanScaleHyperprior(TINY_VR)
+        sampler = CropSampler(images, 64, torch.device("cpu"), generator_seed=1)
+        optimizer = make_optimizer(model, 1e-4, torch.device("cpu"))
+        net = compiled(model, mode)
+        torch.manual_seed(1)  # the same levels and noise
+        losses[mode] = [float(training_step(net, model, optimizer, sampler, 2, autocast)["loss"]) for _ in range(3)]
+    assert np.allclose(losses[""], losses["default"], rtol=1e-3), losses
+
+    cfg = TrainConfig(steps=4, batch=2, crop=64, val_every=100, val_images=2, integer_from=0.5)
+    metrics = train([str(folder)], tmp_path, TINY_VR, cfg, compile_mode="default")
+    assert metrics["steps"] == 4 and np.isfinite(metrics["loss"])
+    model, _ = load_model(tmp_path / "last.pt")
+    assert model.config.integer_entropy
+
+
+def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(folder, tmp_path):
+    cfg = TrainConfig(steps=4, batch=2, crop=64, val_every=100, val_images=2)
+    train([str(folder)], tmp_path / "first", TINY, cfg)
+    slim_checkpoint(tmp_path / "first" / "last.pt", tmp_path / "slim.pt")
+    cfg = TrainConfig(steps=3, batch=2, crop=64, val_every=100, val_images=2, warmup=2)
+    carried = train([str(folder)], tmp_path / "carried", TINY, cfg, init=tmp_path / "slim.pt")
+    assert carried["run_steps"] == 0  # step 4 is already past the old schedule's 3 steps
+    fresh = train([str(folder)], tmp_path / "fresh", TINY, cfg, init=tmp_path / "slim.pt", new_schedule=True)
+    assert fresh["steps"] == 7 and fresh["run_steps"] == 3
+    ckpt = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)
+    assert ckpt["schedule_origin"][0] == 4 and ckpt["schedule_origin"][1] > 0
+    cfg.steps = 5  # resuming keeps the new origin: two more steps
+    resumed = train([str(folder)], tmp_path / "fresh", TINY, cfg, resume=True)
+    assert resumed["steps"] == 9 and resumed["run_steps"] == 2

@@ -40,6 +40,10 @@ def load_rgb(path: str, min_side: int) -> torch.Tensor | None:
 class CropSampler:
     """Random crops with random flips from images held in memory as uint8.
 
+    All images live in one flat buffer on the device; a batch is a single gather whose
+    indices are computed there from random draws made there, so making a batch neither
+    waits for the GPU nor costs a kernel launch per crop.
+
     Args:
         images: uint8 tensors (3, H, W), each at least ``crop`` on both sides.
         crop: side of the square crops.
@@ -50,27 +54,43 @@ class CropSampler:
     def __init__(self, images: list[torch.Tensor], crop: int, device: torch.device, generator_seed: int = 0):
         if not images:
             raise ValueError(f"no training image is at least {crop} pixels on its shorter side")
-        self.images = [im.to(device) for im in images]
+        small = [tuple(im.shape) for im in images if min(im.shape[1:]) < crop]
+        if small:
+            raise ValueError(f"images smaller than the {crop}-pixel crop: {small[:3]}")
         self.crop = crop
-        self.device = device
-        self.rng = np.random.default_rng(generator_seed)
+        self.device = torch.device(device)
+        self.count = len(images)
+        sizes = torch.tensor([im.numel() for im in images], dtype=torch.int64)
+        self.flat = torch.cat([im.reshape(-1) for im in images]).to(self.device)
+        self.offset = (torch.cumsum(sizes, 0) - sizes).to(self.device)
+        self.height = torch.tensor([im.shape[1] for im in images], dtype=torch.int64, device=self.device)
+        self.width = torch.tensor([im.shape[2] for im in images], dtype=torch.int64, device=self.device)
+        self.span = torch.arange(crop, device=self.device)
+        self.channel = torch.arange(3, device=self.device)
+        self.reseed(generator_seed)
+
+    def reseed(self, seed: int) -> None:
+        """Restart the random draws from ``seed`` (a resumed run takes other crops than the run before)."""
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(seed)
+
+    def _uniform(self, size: int) -> torch.Tensor:
+        return torch.rand(size, generator=self.generator, device=self.device, dtype=torch.float64)
 
     def batch(self, size: int) -> torch.Tensor:
         """A float batch (size, 3, crop, crop) in [0, 1]."""
         c = self.crop
-        out = torch.empty((size, 3, c, c), dtype=torch.uint8, device=self.device)
-        picks = self.rng.integers(0, len(self.images), size)
-        for i, k in enumerate(picks):
-            im = self.images[k]
-            top = int(self.rng.integers(0, im.shape[1] - c + 1))
-            left = int(self.rng.integers(0, im.shape[2] - c + 1))
-            patch = im[:, top : top + c, left : left + c]
-            if self.rng.random() < 0.5:
-                patch = patch.flip(2)
-            if self.rng.random() < 0.5:
-                patch = patch.flip(1)
-            out[i] = patch
-        return out.float().div_(255.0)
+        picks = torch.randint(0, self.count, (size,), generator=self.generator, device=self.device)
+        h, w = self.height[picks], self.width[picks]
+        top = (self._uniform(size) * (h - c + 1)).long().clamp_max(h - c)
+        left = (self._uniform(size) * (w - c + 1)).long().clamp_max(w - c)
+        flip_rows = self._uniform(size) < 0.5
+        flip_cols = self._uniform(size) < 0.5
+        rows = torch.where(flip_rows[:, None], c - 1 - self.span, self.span) + top[:, None]  # (size, c)
+        cols = torch.where(flip_cols[:, None], c - 1 - self.span, self.span) + left[:, None]
+        base = self.offset[picks][:, None, None, None] + self.channel[None, :, None, None] * (h * w)[:, None, None, None]
+        index = base + (rows * w[:, None])[:, None, :, None] + cols[:, None, None, :]
+        return self.flat[index].float().div_(255.0)
 
 
 def center_crops(images: list[torch.Tensor], side: int) -> torch.Tensor:

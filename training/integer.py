@@ -66,16 +66,19 @@ def scale_lut(scale_table: np.ndarray) -> np.ndarray:
     return np.minimum(lut, len(scale_table) - 1).astype(np.uint8)
 
 
-@functools.lru_cache(maxsize=4)
-def _lut_tensor(table_bytes: bytes) -> torch.Tensor:
-    """``scale_lut`` as an int64 tensor, built once per table rather than at every training step."""
-    return torch.from_numpy(scale_lut(np.frombuffer(table_bytes, dtype=np.float64)).astype(np.int64))
+@functools.lru_cache(maxsize=8)
+def _device_tables(table_bytes: bytes, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale_lut`` (int64) and the scale table (float64) on ``device``, built and moved once
+    per table and device rather than at every training step (a copy to the GPU waits for it)."""
+    table = np.frombuffer(table_bytes, dtype=np.float64)
+    lut = torch.from_numpy(scale_lut(table).astype(np.int64))
+    return lut.to(device), torch.from_numpy(table.copy()).to(device)
 
 
 class IntegerLayer:
     """One convolution's integers, derived from float weights (with straight-through rounding)."""
 
-    def __init__(self, conv: nn.Conv2d, s_in: float, s_out: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
+    def __init__(self, conv: nn.Conv2d, s_in: float | torch.Tensor, s_out: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor):
         w = conv.weight.double()
         b = conv.bias.double()
         s_w = (w.detach().abs().amax(dim=(1, 2, 3)) / WEIGHT_MAX).clamp_min(1e-12)
@@ -96,13 +99,14 @@ class IntegerLayer:
 def integer_layers(h_s: nn.Sequential, act_scale: torch.Tensor, M: int) -> list[IntegerLayer]:
     """The three layers' integers for the current weights and activation scales."""
     convs = hs_convolutions(h_s)
-    act = [float(s) for s in act_scale]
+    f64 = {"dtype": torch.float64, "device": convs[0].weight.device}
+    # Kept as tensors on the weights' device: reading them as Python numbers would wait for the GPU.
+    act = act_scale.to(**f64)
     layers = []
     s_in = 1.0
-    f64 = {"dtype": torch.float64, "device": convs[0].weight.device}
     for conv, s_out in zip(convs[:2], act):
         c = conv.out_channels
-        out = torch.full((c,), s_out, **f64)
+        out = s_out.expand(c)
         layers.append(IntegerLayer(conv, s_in, out, torch.zeros(c, **f64), torch.full((c,), float(ACT_MAX), **f64)))
         s_in = s_out
     last = convs[2]
@@ -114,9 +118,14 @@ def integer_layers(h_s: nn.Sequential, act_scale: torch.Tensor, M: int) -> list[
 
 
 def integer_entropy_parameters(
-    h_s: nn.Sequential, act_scale: torch.Tensor, z_hat: torch.Tensor, scale_table: torch.Tensor
+    h_s: nn.Sequential, act_scale: torch.Tensor, z_hat: torch.Tensor, scale_table: torch.Tensor,
+    lut: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The integer path in torch, for training and for checking the graph.
+
+    Args:
+        lut: ``scale_lut(scale_table)`` as int64 on z_hat's device, with ``scale_table`` there
+            in float64 too (the model keeps both as buffers); built and cached here when None.
 
     Returns:
         ``means`` and ``scales`` (float, with straight-through gradients; ``scales`` are
@@ -130,8 +139,10 @@ def integer_entropy_parameters(
         x = F.pixel_shuffle(layer(x), 2)
     out = layers[2](x)
     mean_q, scale_q = out[:, :M], out[:, M:]
-    table = scale_table.to(device=z_hat.device, dtype=torch.float64)
-    lut = _lut_tensor(table.cpu().numpy().tobytes()).to(z_hat.device)
+    if lut is None:
+        lut, table = _device_tables(scale_table.detach().to("cpu", torch.float64).numpy().tobytes(), str(z_hat.device))
+    else:
+        table = scale_table
     index = lut[scale_q.detach().long()]
     scales_cont = scale_q / 2**SCALE_BITS
     return {

@@ -198,9 +198,9 @@ def gaussian_likelihood(y_hat: torch.Tensor, means: torch.Tensor, scales: torch.
     """Mass of the unit bin around ``y_hat`` under N(means, scales**2)."""
     scales = LowerBound.apply(scales, SCALE_MIN)
     v = torch.abs(y_hat - means)
-    normal = torch.distributions.Normal(0.0, 1.0)
-    # Both tails taken on the negative side, where the normal CDF is accurate.
-    return normal.cdf((0.5 - v) / scales) - normal.cdf((-0.5 - v) / scales)
+    # Both tails taken on the negative side, where the normal CDF is accurate. torch.special.ndtr
+    # rather than torch.distributions.Normal, whose argument check waits for the GPU at every call.
+    return torch.special.ndtr((0.5 - v) / scales) - torch.special.ndtr((-0.5 - v) / scales)
 
 
 def ste_round(x: torch.Tensor) -> torch.Tensor:
@@ -240,6 +240,13 @@ class MeanScaleHyperprior(nn.Module):
         if config.integer_entropy:
             # Activation scales of h_s's two hidden layers, set by integer.calibrate().
             self.register_buffer("hs_act_scale", torch.full((2,), 1 / 255, dtype=torch.float64))
+        # The integer path's scale table and lookup table, derived data kept out of checkpoints:
+        # as buffers they move to the GPU once, with the model.
+        from .integer import scale_lut
+
+        table = scale_table()
+        self.register_buffer("table_scales", table, persistent=False)
+        self.register_buffer("table_lut", torch.from_numpy(scale_lut(table.numpy()).astype("int64")), persistent=False)
 
     def entropy_parameters(self, z_hat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Means and scales of y from the quantized hyper-latent.
@@ -250,7 +257,7 @@ class MeanScaleHyperprior(nn.Module):
         if self.config.integer_entropy:
             from .integer import integer_entropy_parameters
 
-            out = integer_entropy_parameters(self.h_s, self.hs_act_scale, z_hat, scale_table())
+            out = integer_entropy_parameters(self.h_s, self.hs_act_scale, z_hat, self.table_scales, self.table_lut)
             return out["means"].to(z_hat.dtype if z_hat.is_floating_point() else torch.float32), out["scales"].float()
         means, scales = self.h_s(z_hat).chunk(2, dim=1)
         return means, scales

@@ -10,7 +10,8 @@ Several GPUs or machines (DistributedDataParallel; one process per device)::
 
 Every run can resume from its own ``last.pt`` (``--resume``) or start from
 another checkpoint's weights (``--init``, e.g. the committed weights-only file;
-its step count and training time carry on, its optimizer state does not).
+its step count and training time carry on, its optimizer state does not; with
+``--new-schedule`` a fresh learning-rate schedule, warm-up included, starts there).
 The learning rate is annealed over the last fifth of the schedule, measured in
 steps or in training minutes, whichever ends first, so a time-boxed run still
 ends annealed. ``--total-minutes`` spreads one schedule over several time-boxed
@@ -19,11 +20,16 @@ runs (``--minutes`` each), as on a GPU lent for ten minutes at a time.
 A variable-rate model (``--lmbdas``) trains every image of a batch at a random one
 of its lambdas; ``--integer-from`` switches the hyper-synthesis to the integer path
 (``nicodec.training.integer``) for the end of the schedule, after calibrating it.
+
+On a GPU the step is kept free of waits for the device (crops, lambdas and lookup tables are
+made or kept there; losses are read every 25 steps), Adam is fused, and ``--compile`` runs the
+forward pass through ``torch.compile``, so more of a time-boxed run is spent computing.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import random
@@ -77,8 +83,12 @@ def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> flo
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                    metrics: dict, seconds: float = 0.0):
-    """Write atomically: a full checkpoint (with optimizer state) for resuming."""
+                    metrics: dict, seconds: float = 0.0, schedule_origin: tuple[int, float] = (0, 0.0)):
+    """Write atomically: a full checkpoint (with optimizer state) for resuming.
+
+    ``schedule_origin`` is the (step, training seconds) at which the current learning-rate
+    schedule began: (0, 0) unless a run started a new one (``--new-schedule``).
+    """
     tmp = path.with_suffix(".tmp")
     torch.save(
         {
@@ -86,6 +96,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelCon
             "train_config": asdict(train_cfg),
             "step": step,
             "train_seconds": seconds,
+            "schedule_origin": list(schedule_origin),
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "metrics": metrics,
@@ -114,6 +125,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
         "train_config": ckpt.get("train_config"),
         "step": ckpt["step"],
         "train_seconds": ckpt.get("train_seconds", 0.0),
+        "schedule_origin": ckpt.get("schedule_origin", [0, 0.0]),
         "metrics": ckpt.get("metrics", {}),
         # float64 tensors (the integer path's scales) stay exact; the weights go to fp16.
         "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()},
@@ -150,13 +162,18 @@ def describe(metrics: dict) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=8)
+def _lmbda_table(lmbdas: tuple[float, ...], device: torch.device) -> torch.Tensor:
+    """The lambdas as a tensor on ``device``, moved there once (a copy to the GPU waits for it)."""
+    return torch.tensor(lmbdas, device=device)
+
+
 def random_levels(model_cfg: ModelConfig, size: int, device) -> tuple[torch.Tensor | None, torch.Tensor | float]:
     """Each image's level (None for a single-rate model) and its lambda."""
     if not model_cfg.levels:
         return None, model_cfg.lmbda
     level = torch.randint(0, model_cfg.levels, (size,), device=device)
-    lmbdas = torch.tensor(model_cfg.lmbdas, device=device)
-    return level.float(), lmbdas[level]
+    return level.float(), _lmbda_table(model_cfg.lmbdas, torch.device(device))[level]
 
 
 @torch.no_grad()
@@ -201,29 +218,72 @@ def training_step(net, model: MeanScaleHyperprior, optimizer, sampler: CropSampl
     return losses
 
 
-def probe_throughput(model, sampler: CropSampler, batches: list[int], autocast, seconds: float = 4.0) -> dict[int, float]:
-    """Images per second of full training steps at each batch size, on a copy of the model."""
+def parse_probe(text: str) -> list[tuple[int, bool]]:
+    """``--probe`` sizes: "16,32e,64" is batch 16, batch 32 eager (not compiled) and batch 64."""
+    entries = []
+    for item in filter(None, (v.strip() for v in text.split(","))):
+        eager = item.endswith("e")
+        size = int(item[:-1] if eager else item)
+        if size < 1:
+            raise ValueError(f"probe batch sizes must be positive, not {size}")
+        entries.append((size, eager))
+    return entries
+
+
+COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
+def compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
+    """``module`` under ``torch.compile`` with ``mode`` (static shapes), or itself for mode "".
+
+    A compiler failure falls back to running the module eagerly (dynamo's ``suppress_errors``)
+    rather than ending a run on a GPU lent for minutes.
+    """
+    if not mode:
+        return module
+    import torch._dynamo
+
+    torch._dynamo.config.suppress_errors = True
+    return torch.compile(module, mode=None if mode == "default" else mode, dynamic=False)
+
+
+def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; on the GPU its fused form, one kernel for all parameters instead of a few per tensor."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type == "cuda")
+
+
+def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]], autocast, compile_mode: str = "",
+                     seconds: float = 4.0) -> dict[str, float]:
+    """Images per second of full training steps at each batch size, on a copy of the model.
+
+    ``batches`` holds (size, eager) pairs; eager ones run without ``compile_mode``.
+    """
     import copy
 
     rates = {}
-    for size in batches:
+    for size, eager in batches:
         trial = copy.deepcopy(model)
-        opt = torch.optim.Adam(trial.parameters(), lr=1e-5)
-        done, t0 = 0, None
+        runner = compiled(trial, "" if eager else compile_mode)
+        opt = make_optimizer(trial, 1e-5, sampler.device)
+        done, t0, t_first = 0, None, time.monotonic()
         while True:
-            training_step(trial, trial, opt, sampler, size, autocast)
+            training_step(runner, trial, opt, sampler, size, autocast)
             if sampler.device.type == "cuda":
                 torch.cuda.synchronize()
             done += 1
-            if done == 5:  # after cuDNN's autotuning
+            if done == 5:  # after cuDNN's autotuning and the compiler
                 t0, counted = time.monotonic(), 0
+                warm = t0 - t_first
             elif t0 is not None:
                 counted += 1
                 if time.monotonic() - t0 >= seconds:
                     break
-        rates[size] = round(counted * size / (time.monotonic() - t0), 1)
-        console.print(f"probe: batch {size}: {rates[size]} images/s, {rates[size] / size:.2f} steps/s")
-        del trial, opt
+        name = f"{size}{'e' if eager or not compile_mode else ''}"
+        rates[name] = round(counted * size / (time.monotonic() - t0), 1)
+        mode = "eager" if eager or not compile_mode else f"compiled ({compile_mode})"
+        console.print(f"probe: batch {size}, {mode}: {rates[name]} images/s, {rates[name] / size:.2f} steps/s "
+                      f"(first 5 steps {warm:.1f} s)")
+        del trial, runner, opt
     return rates
 
 
@@ -237,9 +297,16 @@ def train(
     device_name: str = "auto",
     max_images: int = 0,
     val_folders: Optional[list[str]] = None,
-    probe: Optional[list[int]] = None,
+    probe: Optional[list[tuple[int, bool]]] = None,
+    compile_mode: str = "",
+    new_schedule: bool = False,
 ) -> dict:
-    """Run one training session; returns the final validation metrics."""
+    """Run one training session; returns the final validation metrics.
+
+    ``new_schedule``: with ``init``, start a fresh learning-rate schedule (warm-up, constant
+    rate, anneal; ``cfg.steps`` and ``cfg.total_minutes`` long) at the checkpoint's step and
+    time, instead of carrying on the schedule it was trained with.
+    """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
@@ -284,7 +351,7 @@ def train(
 
     out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
-    step, seconds_before = 0, 0.0
+    step, seconds_before, origin = 0, 0.0, (0, 0.0)
     ckpt: dict = {}
     if resume and last.exists():
         model, ckpt = load_model(last)
@@ -295,20 +362,21 @@ def train(
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
-        sampler.rng = np.random.default_rng(seed + step)  # other crops than the run before
+        origin = (step, seconds_before) if new_schedule else tuple(ckpt.get("schedule_origin", (0, 0.0)))
+        sampler.reseed(seed + step)  # other crops than the run before
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    optimizer = make_optimizer(model, cfg.lr, device)
     if resume and last.exists() and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
-    net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    net = compiled(torch.nn.parallel.DistributedDataParallel(model) if distributed else model, compile_mode)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
     if probe and main:
-        probe_throughput(model, sampler, probe, autocast)
+        probe_throughput(model, sampler, probe, autocast, compile_mode)
 
     start_step, t0 = step, time.monotonic()
     budget = cfg.minutes * 60
@@ -316,20 +384,22 @@ def train(
     metrics: dict = {}
 
     def schedule_progress() -> float:
-        progress = step / cfg.steps
+        progress = (step - origin[0]) / cfg.steps
         if schedule_seconds:
             # A time-boxed schedule anneals by whichever runs out first.
-            progress = max(progress, (seconds_before + time.monotonic() - t0) / schedule_seconds)
+            progress = max(progress, (seconds_before - origin[1] + time.monotonic() - t0) / schedule_seconds)
         return min(progress, 1.0)
 
     def checkpoint():
-        save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0)
+        save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0,
+                        origin)
 
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=console, disable=not main) as bar:
-        task = bar.add_task("train", total=cfg.steps, completed=step, stats="")
-        while step < cfg.steps:
+        last_step = origin[0] + cfg.steps
+        task = bar.add_task("train", total=last_step, completed=step, stats="")
+        while step < last_step:
             if budget and time.monotonic() - t0 >= budget:
                 break
             progress = schedule_progress()
@@ -341,13 +411,13 @@ def train(
                 metrics = validate(model, val_batch, autocast)
                 bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
             for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, progress, step)
+                group["lr"] = learning_rate(cfg, progress, step - origin[0])
             losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
             step += 1
-            if main and (step % 10 == 0 or step == cfg.steps):
-                bar.update(task, completed=step, stats=(
-                    f"loss {losses['loss'].item():.3f} bpp {losses['bpp'].item():.3f} "
-                    f"PSNR {losses['psnr'].item():.2f}"))
+            if main and (step % 25 == 0 or step == last_step):
+                # One read of the three numbers: each read waits for the GPU to finish the step.
+                loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
+                bar.update(task, completed=step, stats=f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}")
             if main and (step % cfg.val_every == 0):
                 metrics = validate(model, val_batch, autocast)
                 elapsed = time.monotonic() - t0
@@ -394,9 +464,15 @@ def main(
     integer_from: Annotated[float, typer.Option(help="Schedule progress (0-1) from which h_s is integer (0: never).")] = 0.0,
     warmup: Annotated[int, typer.Option(help="Steps of learning-rate warm-up.")] = 0,
     val_data: Annotated[Optional[list[str]], typer.Option(help="Held-out folders (default: the last training files).")] = None,
-    probe: Annotated[str, typer.Option(help="Comma-separated batch sizes whose throughput to measure first.")] = "",
+    probe: Annotated[str, typer.Option(
+        help="Comma-separated batch sizes whose throughput to measure first; a trailing e (32e) measures it eager.")] = "",
+    compile_mode: Annotated[str, typer.Option(
+        "--compile", help="torch.compile the training forward pass with this mode (default, reduce-overhead, "
+             "max-autotune-no-cudagraphs); empty: eager.")] = "",
     resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt when it exists.")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights.")] = None,
+    new_schedule: Annotated[bool, typer.Option(
+        help="With --init: a fresh learning-rate schedule (--warmup, --steps, --total-minutes) from its step and time.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_images: Annotated[int, typer.Option(help="Use at most this many training images (0: all).")] = 0,
     slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here.")] = None,
@@ -406,15 +482,19 @@ def main(
         raise typer.BadParameter("crop must be a multiple of 64")
     if not 0 <= integer_from < 1:
         raise typer.BadParameter("--integer-from must be in [0, 1)")
+    if new_schedule and init is None:
+        raise typer.BadParameter("--new-schedule needs --init")
+    if compile_mode not in COMPILE_MODES:
+        raise typer.BadParameter(f"--compile must be one of {', '.join(m for m in COMPILE_MODES if m)}")
     try:
         levels = tuple(float(v) for v in lmbdas.split(",")) if lmbdas else ()
-        batches = [int(v) for v in probe.split(",")] if probe else []
+        batches = parse_probe(probe)
         model_cfg = ModelConfig(N=channels, M=latent_channels, Nh=hyper_channels, lmbda=lmbda, lmbdas=levels)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed,
                       total_minutes=total_minutes, integer_from=integer_from, warmup=warmup)
     train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
-          val_folders=val_data, probe=batches)
+          val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule)
     if slim is not None and int(os.environ.get("RANK", "0")) == 0:
         slim_checkpoint(out / "last.pt", slim)

@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# One time-boxed training run on a lent GPU machine, as a single self-contained command.
+#
+# The device tool runs a command in a copy of this checkout and brings back what it writes
+# under $OUT; the machine has torch with CUDA but no network and no pip install of this
+# project. Prepare the data here first (git-ignored under data/, 64 MiB with the tracked
+# files; one shard of about 27 MB and the 8 held-out files fit):
+#
+#   mkdir -p data/gpu/val
+#   cp -r ../shared/data/train/shard-1 data/gpu/train          # a shard the model has not seen
+#   ls ../shared/data/train/shard-5/* | tail -n 8 | xargs cp -t data/gpu/val
+#
+# then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
+# Back here: copy $OUT/slim.pt into training/checkpoints/, export it, run the benchmarks,
+# and add a line to training/LOG.md (train.log has steps, it/s and the held-out figures).
+#
+# Settings (environment variables, defaults in brackets):
+#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-1.pt]
+#   MINUTES   training minutes of this run, compilation included [8]
+#   SCHEDULE  "new": a fresh learning-rate schedule MINUTES long from INIT (warm-up, constant,
+#             anneal); "carry": INIT's own schedule goes on (set TOTAL) [new]
+#   TOTAL     with SCHEDULE=carry, the schedule's length in training minutes over all runs
+#   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]  PROBE (e.g. "32e,32,64") [none]
+#   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training)
+#   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU (tiny MINUTES)
+set -euo pipefail
+: "${OUT:?OUT (the folder whose files come back) is not set}"
+INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1.pt}
+MINUTES=${MINUTES:-8}
+SCHEDULE=${SCHEDULE:-new}
+BATCH=${BATCH:-64}
+LR=${LR:-1e-4}
+WARMUP=${WARMUP:-200}
+COMPILE=${COMPILE-default}
+DATA=${DATA:-data/gpu/train}
+DEVICE=${DEVICE:-cuda}
+VAL=${VAL:-data/gpu/val}
+
+for path in "$INIT" "$DATA" "$VAL"; do
+    [ -e "$path" ] || { echo "gpu_run: $path is missing (see the top of this script)" >&2; exit 2; }
+done
+
+# nicodec importable without installing it: the package layout of pyproject.toml, from this checkout.
+pkg=$(mktemp -d)
+cp -r runtime "$pkg/nicodec"
+ln -s "$PWD/training" "$pkg/nicodec/training"
+ln -s "$PWD/export" "$pkg/nicodec/export"
+export PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}"
+
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    python -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+    python -c 'import onnxruntime as ort; print("onnxruntime", ort.__version__, ort.get_available_providers())' || true
+} 2>&1 | tee "$OUT/env.txt"
+if [ "$DEVICE" = cuda ]; then
+    python -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
+fi
+
+args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --init "$INIT" --batch "$BATCH" --lr "$LR"
+      --warmup "$WARMUP" --device "$DEVICE" --crop 256 --minutes "$MINUTES" --steps 10000000 --val-every 1000 --slim "$OUT/slim.pt")
+if [ "$SCHEDULE" = new ]; then
+    args+=(--new-schedule --total-minutes "$MINUTES")
+else
+    : "${TOTAL:?SCHEDULE=carry needs TOTAL}"
+    args+=(--total-minutes "$TOTAL")
+fi
+[ -n "$COMPILE" ] && args+=(--compile "$COMPILE")
+[ -n "${PROBE:-}" ] && args+=(--probe "$PROBE")
+# shellcheck disable=SC2206
+[ -n "${EXTRA:-}" ] && args+=($EXTRA)
+
+echo "python -m nicodec.training ${args[*]}" | tee "$OUT/command.txt"
+python -m nicodec.training "${args[@]}" 2>&1 | tee "$OUT/train.log"
