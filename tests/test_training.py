@@ -310,3 +310,72 @@ def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(fold
     cfg.steps = 5  # resuming keeps the new origin: two more steps
     resumed = train([str(folder)], tmp_path / "fresh", TINY, cfg, resume=True)
     assert resumed["steps"] == 9 and resumed["run_steps"] == 2
+
+
+def test_remapped_levels_keep_trained_gains_and_extend_them_in_log_lambda(folder, tmp_path):
+    from nicodec.training.model import remap_levels
+
+    model = MeanScaleHyperprior(TINY_VR)  # lambdas 0.003, 0.01, 0.03
+    with torch.no_grad():
+        model.log_gain.normal_()
+        model.log_inverse_gain.normal_()
+    wider = remap_levels(model, (0.001, 0.003, 0.0055, 0.01, 0.03, 0.09))
+    assert wider.config.lmbdas == (0.001, 0.003, 0.0055, 0.01, 0.03, 0.09) and wider.config.N == TINY_VR.N
+    torch.testing.assert_close(wider.log_gain[[1, 3, 4]], model.log_gain)
+    torch.testing.assert_close(wider.log_inverse_gain[[1, 3, 4]], model.log_inverse_gain)
+    ln = np.log
+    t = (ln(0.0055) - ln(0.003)) / (ln(0.01) - ln(0.003))
+    torch.testing.assert_close(wider.log_gain[2], model.log_gain[0] + (model.log_gain[1] - model.log_gain[0]) * t)
+    below = (ln(0.001) - ln(0.003)) / (ln(0.01) - ln(0.003))  # negative: extended below the first level
+    torch.testing.assert_close(wider.log_gain[0], model.log_gain[0] + (model.log_gain[1] - model.log_gain[0]) * below)
+    above = (ln(0.09) - ln(0.01)) / (ln(0.03) - ln(0.01))
+    torch.testing.assert_close(wider.log_inverse_gain[5],
+                               model.log_inverse_gain[1] + (model.log_inverse_gain[2] - model.log_inverse_gain[1]) * above)
+    for name, value in model.state_dict().items():
+        if name not in ("log_gain", "log_inverse_gain"):
+            torch.testing.assert_close(wider.state_dict()[name], value)
+    with pytest.raises(ValueError, match="variable-rate"):
+        remap_levels(MeanScaleHyperprior(TINY), (0.01, 0.02))
+
+    cfg = TrainConfig(steps=2, batch=2, crop=64, val_every=100, val_images=2)
+    train([str(folder)], tmp_path / "first", TINY_VR, cfg)
+    slim_checkpoint(tmp_path / "first" / "last.pt", tmp_path / "slim.pt")
+    four = ModelConfig(**{**TINY_VR.to_dict(), "lmbdas": (0.001, 0.003, 0.01, 0.03)})
+    metrics = train([str(folder)], tmp_path / "second", four, TrainConfig(steps=2, batch=2, crop=64, val_images=2),
+                    init=tmp_path / "slim.pt", new_schedule=True)
+    assert len(metrics["levels"]) == 4
+    assert load_model(tmp_path / "second" / "last.pt")[0].config.lmbdas == four.lmbdas
+
+
+def test_a_training_step_never_reads_a_tensor_back_to_the_host():
+    """On a GPU every read of a tensor's value (``.item()``, ``float()``, ``bool()``) waits for
+    the device; a step must have none, in float and in the integer path. Checked on the CPU by
+    watching for the operator every such read goes through."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from nicodec.training.data import CropSampler
+    from nicodec.training.train import switch_to_integer, training_step
+
+    class Reads(TorchDispatchMode):
+        def __init__(self):
+            super().__init__()
+            self.reads = []
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default):
+                self.reads.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    def autocast():
+        return torch.autocast("cpu", enabled=False)
+
+    model = MeanScaleHyperprior(TINY_VR)
+    sampler = CropSampler([torch.randint(0, 256, (3, 80, 90), dtype=torch.uint8)], 64, torch.device("cpu"))
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)  # reads no step counter, unlike Adam on the CPU
+    for integer in (False, True):
+        if integer:
+            switch_to_integer(model, sampler, 2, batches=1)
+        training_step(model, model, optimizer, sampler, 2, autocast)  # first calls build caches
+        with Reads() as watch:
+            training_step(model, model, optimizer, sampler, 2, autocast)
+        assert watch.reads == [], f"integer={integer}: {watch.reads}"

@@ -20,6 +20,9 @@
 #   SCHEDULE  "new": a fresh learning-rate schedule MINUTES long from INIT (warm-up, constant,
 #             anneal); "carry": INIT's own schedule goes on (set TOTAL) [new]
 #   TOTAL     with SCHEDULE=carry, the schedule's length in training minutes over all runs
+#   LMBDAS    the levels to train; INIT's gains are carried over to new ones in log lambda
+#             (nicodec.training.model.remap_levels) [0.0005,0.0009, vr-1's seven, 0.15: Kodak from
+#             about 0.1 to 1.5 bpp, as estimated from vr-1's extended gains before training]
 #   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]  PROBE (e.g. "32e,32,64") [none]
 #   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training)
 #   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU (tiny MINUTES)
@@ -28,6 +31,7 @@ set -euo pipefail
 INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1.pt}
 MINUTES=${MINUTES:-8}
 SCHEDULE=${SCHEDULE:-new}
+LMBDAS=${LMBDAS:-0.0005,0.0009,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.15}
 BATCH=${BATCH:-64}
 LR=${LR:-1e-4}
 WARMUP=${WARMUP:-200}
@@ -56,7 +60,7 @@ if [ "$DEVICE" = cuda ]; then
     python -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
 fi
 
-args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --init "$INIT" --batch "$BATCH" --lr "$LR"
+args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --init "$INIT" --lmbdas "$LMBDAS" --batch "$BATCH" --lr "$LR"
       --warmup "$WARMUP" --device "$DEVICE" --crop 256 --minutes "$MINUTES" --steps 10000000 --val-every 1000 --slim "$OUT/slim.pt")
 if [ "$SCHEDULE" = new ]; then
     args+=(--new-schedule --total-minutes "$MINUTES")

@@ -47,7 +47,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from .data import CropSampler, center_crops, list_images, load_rgb
 from .integer import calibrate
-from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss
+from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
 console = Console(stderr=True)
@@ -359,6 +359,16 @@ def train(
         model, ckpt = load_model(init)
     else:
         model = MeanScaleHyperprior(model_cfg)
+    if ckpt and resume and last.exists():
+        if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
+            raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
+    elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
+        try:
+            model = remap_levels(model, model_cfg.lmbdas)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--lmbdas with --init: {exc}") from None
+        if main:
+            console.print(f"levels remapped from {list(ckpt['model_config']['lmbdas'])} to {list(model_cfg.lmbdas)}")
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
