@@ -23,7 +23,9 @@
 #   LMBDAS    the levels to train; INIT's gains are carried over to new ones in log lambda
 #             (nicodec.training.model.remap_levels) [0.0005,0.0009, vr-1's seven, 0.15: Kodak from
 #             about 0.1 to 1.5 bpp, as estimated from vr-1's extended gains before training]
-#   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]  PROBE (e.g. "32e,32,64") [none]
+#   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]
+#   PROBE     batch sizes to time before training (e.g. "32e,32,64"; e: eager) [64e: the eager
+#             baseline on this machine, a few seconds; the run's own it/s is the compiled figure]
 #   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training)
 #   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU (tiny MINUTES)
 set -euo pipefail
@@ -69,7 +71,8 @@ else
     args+=(--total-minutes "$TOTAL")
 fi
 [ -n "$COMPILE" ] && args+=(--compile "$COMPILE")
-[ -n "${PROBE:-}" ] && args+=(--probe "$PROBE")
+PROBE=${PROBE-64e}
+[ -n "$PROBE" ] && args+=(--probe "$PROBE")
 # shellcheck disable=SC2206
 [ -n "${EXTRA:-}" ] && args+=($EXTRA)
 

@@ -424,6 +424,11 @@ def train(
                 group["lr"] = learning_rate(cfg, progress, step - origin[0])
             losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
             step += 1
+            if main and step == start_step + 1:
+                if device.type == "cuda":
+                    torch.cuda.synchronize()
+                bar.console.print(f"first step: {time.monotonic() - t0:.1f} s"
+                                  f"{' (with compilation)' if compile_mode else ''}")
             if main and (step % 25 == 0 or step == last_step):
                 # One read of the three numbers: each read waits for the GPU to finish the step.
                 loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
