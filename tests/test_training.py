@@ -307,8 +307,8 @@ def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(fold
     assert fresh["steps"] == 7 and fresh["run_steps"] == 3
     ckpt = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)
     assert ckpt["schedule_origin"][0] == 4 and ckpt["schedule_origin"][1] > 0
-    cfg.steps = 5  # resuming keeps the new origin: two more steps
-    resumed = train([str(folder)], tmp_path / "fresh", TINY, cfg, resume=True)
+    cfg.steps = 5  # resuming keeps the new origin (even asked for a new schedule again): two more steps
+    resumed = train([str(folder)], tmp_path / "fresh", TINY, cfg, resume=True, new_schedule=True)
     assert resumed["steps"] == 9 and resumed["run_steps"] == 2
 
 
@@ -362,20 +362,47 @@ def test_a_training_step_never_reads_a_tensor_back_to_the_host():
             self.reads = []
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default):
+            # Reads of values, and tensors made from Python data (on a GPU, a copy that waits).
+            if func in (torch.ops.aten._local_scalar_dense.default, torch.ops.aten.is_nonzero.default,
+                        torch.ops.aten.lift_fresh.default):
                 self.reads.append(str(func))
             return func(*args, **(kwargs or {}))
 
     def autocast():
         return torch.autocast("cpu", enabled=False)
 
-    model = MeanScaleHyperprior(TINY_VR)
     sampler = CropSampler([torch.randint(0, 256, (3, 80, 90), dtype=torch.uint8)], 64, torch.device("cpu"))
-    optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)  # reads no step counter, unlike Adam on the CPU
-    for integer in (False, True):
-        if integer:
-            switch_to_integer(model, sampler, 2, batches=1)
-        training_step(model, model, optimizer, sampler, 2, autocast)  # first calls build caches
-        with Reads() as watch:
-            training_step(model, model, optimizer, sampler, 2, autocast)
-        assert watch.reads == [], f"integer={integer}: {watch.reads}"
+    for config in (TINY, TINY_VR):
+        model = MeanScaleHyperprior(config)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-5)  # reads no step counter, unlike Adam on the CPU
+        for integer in (False, True):
+            if integer:
+                switch_to_integer(model, sampler, 2, batches=1)
+            training_step(model, model, optimizer, sampler, 2, autocast)  # first calls build caches
+            with Reads() as watch:
+                training_step(model, model, optimizer, sampler, 2, autocast)
+            assert watch.reads == [], f"{config.lmbdas}, integer={integer}: {watch.reads}"
+
+
+def test_a_run_keeps_its_weights_when_stopped_and_survives_a_failed_compilation(folder, tmp_path, monkeypatch):
+    """--slim is refreshed at every checkpoint and written atomically; a deadline stops the run
+    with its checkpoint written; a compiler failure at the first step falls back to eager."""
+    import time
+
+    import nicodec.training.train as train_module
+
+    cfg = TrainConfig(steps=4, batch=2, crop=64, val_every=2, val_images=2)
+    train([str(folder)], tmp_path / "run", TINY_VR, cfg, slim=tmp_path / "slim.pt")
+    assert torch.load(tmp_path / "slim.pt", weights_only=True)["step"] == 4
+    assert not list(tmp_path.glob("*.tmp"))
+
+    stopped = train([str(folder)], tmp_path / "late", TINY_VR, cfg, deadline=time.time(), slim=tmp_path / "late.pt")
+    assert stopped["run_steps"] == 0 and torch.load(tmp_path / "late.pt", weights_only=True)["step"] == 0
+
+    class Broken(torch.nn.Module):
+        def forward(self, *args):
+            raise RuntimeError("the compiler fell over")
+
+    monkeypatch.setattr(train_module, "compiled", lambda module, mode: Broken() if mode else module)
+    metrics = train([str(folder)], tmp_path / "eager", TINY_VR, cfg, compile_mode="default")
+    assert metrics["run_steps"] == 4 and np.isfinite(metrics["loss"])

@@ -28,7 +28,14 @@
 #             baseline on this machine, a few seconds; the run's own it/s is the compiled figure]
 #   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training)
 #   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU (tiny MINUTES)
+#   LIMIT     the command's time limit in seconds: training stops 45 s before it, whatever
+#             MINUTES says, so the final validation and checkpoint are written [600]
+#   PY        the Python that has torch [python3]
+#
+# $OUT/slim.pt is rewritten at every validation (every 1,000 steps), so a run that is cut
+# short still brings back its last weights.
 set -euo pipefail
+start=$(date +%s)
 : "${OUT:?OUT (the folder whose files come back) is not set}"
 INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1.pt}
 MINUTES=${MINUTES:-8}
@@ -40,6 +47,8 @@ WARMUP=${WARMUP:-200}
 COMPILE=${COMPILE-default}
 DATA=${DATA:-data/gpu/train}
 DEVICE=${DEVICE:-cuda}
+LIMIT=${LIMIT:-600}
+PY=${PY:-python3}
 VAL=${VAL:-data/gpu/val}
 
 for path in "$INIT" "$DATA" "$VAL"; do
@@ -55,15 +64,16 @@ export PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}"
 
 {
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-    python -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
-    python -c 'import onnxruntime as ort; print("onnxruntime", ort.__version__, ort.get_available_providers())' || true
+    "$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
+    "$PY" -c 'import onnxruntime as ort; print("onnxruntime", ort.__version__, ort.get_available_providers())' || true
 } 2>&1 | tee "$OUT/env.txt"
 if [ "$DEVICE" = cuda ]; then
-    python -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
+    "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
 fi
 
 args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --init "$INIT" --lmbdas "$LMBDAS" --batch "$BATCH" --lr "$LR"
-      --warmup "$WARMUP" --device "$DEVICE" --crop 256 --minutes "$MINUTES" --steps 10000000 --val-every 1000 --slim "$OUT/slim.pt")
+      --warmup "$WARMUP" --device "$DEVICE" --crop 256 --minutes "$MINUTES" --steps 10000000 --val-every 1000
+      --slim "$OUT/slim.pt" --deadline $((start + LIMIT - 45)))
 if [ "$SCHEDULE" = new ]; then
     args+=(--new-schedule --total-minutes "$MINUTES")
 else
@@ -76,5 +86,5 @@ PROBE=${PROBE-64e}
 # shellcheck disable=SC2206
 [ -n "${EXTRA:-}" ] && args+=($EXTRA)
 
-echo "python -m nicodec.training ${args[*]}" | tee "$OUT/command.txt"
-python -m nicodec.training "${args[@]}" 2>&1 | tee "$OUT/train.log"
+echo "$PY -m nicodec.training ${args[*]}" | tee "$OUT/command.txt"
+"$PY" -m nicodec.training "${args[@]}" 2>&1 | tee "$OUT/train.log"

@@ -143,7 +143,9 @@ def integer_entropy_parameters(
         lut, table = _device_tables(scale_table.detach().to("cpu", torch.float64).numpy().tobytes(), str(z_hat.device))
     else:
         table = scale_table
-    index = lut[scale_q.detach().long()]
+    # The clamp changes no finite value (scale_q is clipped to the table's range already), but
+    # keeps a NaN from a diverged step from indexing out of range (a device-side assert on CUDA).
+    index = lut[scale_q.detach().long().clamp(0, SCALE_Q_MAX)]
     scales_cont = scale_q / 2**SCALE_BITS
     return {
         "means": mean_q / 2**MEAN_BITS,

@@ -368,6 +368,6 @@ def rate_distortion_loss(out: dict[str, torch.Tensor], x: torch.Tensor, lmbda: f
     bpp = -bits / num_pixels
     per_image = (out["x_hat"].float() - x.float()).pow(2).mean(dim=(1, 2, 3))
     mse = per_image.mean()
-    loss = (torch.as_tensor(lmbda, device=x.device) * 255**2 * per_image).mean() + bpp
+    loss = (lmbda * 255**2 * per_image).mean() + bpp  # a Python number is not copied to the device
     psnr = 10 * torch.log10(1.0 / mse.detach().clamp_min(1e-10))
     return {"loss": loss, "bpp": bpp.detach(), "mse": mse.detach(), "psnr": psnr}

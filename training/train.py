@@ -118,7 +118,7 @@ def load_model(path: str | Path, map_location="cpu") -> tuple[MeanScaleHyperprio
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
-    """Weights only, stored in fp16: the form that is committed to the repository."""
+    """Weights only, stored in fp16: the form that is committed to the repository (written atomically)."""
     ckpt = torch.load(src, map_location="cpu", weights_only=True)
     slim = {
         "model_config": ckpt["model_config"],
@@ -130,7 +130,9 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
         # float64 tensors (the integer path's scales) stay exact; the weights go to fp16.
         "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()},
     }
-    torch.save(slim, dst)
+    tmp = Path(dst).with_suffix(".tmp")
+    torch.save(slim, tmp)
+    os.replace(tmp, dst)
 
 
 @torch.no_grad()
@@ -244,6 +246,14 @@ def compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
     import torch._dynamo
 
     torch._dynamo.config.suppress_errors = True
+    try:
+        # Compile the backward with the forward, where suppress_errors covers it, not at the first
+        # backward() (a flag of recent torch versions; without it train() catches the failure).
+        import torch._functorch.config
+
+        torch._functorch.config.force_non_lazy_backward_lowering = True
+    except (ImportError, AttributeError):
+        pass
     return torch.compile(module, mode=None if mode == "default" else mode, dynamic=False)
 
 
@@ -267,7 +277,14 @@ def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]
         opt = make_optimizer(trial, 1e-5, sampler.device)
         done, t0, t_first = 0, None, time.monotonic()
         while True:
-            training_step(runner, trial, opt, sampler, size, autocast)
+            try:
+                training_step(runner, trial, opt, sampler, size, autocast)
+            except Exception as exc:  # noqa: BLE001 - a compiler failure must not end the run
+                if runner is trial:
+                    raise
+                console.print(f"probe: batch {size} failed to compile ({type(exc).__name__}: {exc}); measuring eager")
+                runner, done, t0, t_first = trial, 0, None, time.monotonic()
+                continue
             if sampler.device.type == "cuda":
                 torch.cuda.synchronize()
             done += 1
@@ -278,9 +295,9 @@ def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]
                 counted += 1
                 if time.monotonic() - t0 >= seconds:
                     break
-        name = f"{size}{'e' if eager or not compile_mode else ''}"
+        name = f"{size}{'e' if runner is trial else ''}"
         rates[name] = round(counted * size / (time.monotonic() - t0), 1)
-        mode = "eager" if eager or not compile_mode else f"compiled ({compile_mode})"
+        mode = "eager" if runner is trial else f"compiled ({compile_mode})"
         console.print(f"probe: batch {size}, {mode}: {rates[name]} images/s, {rates[name] / size:.2f} steps/s "
                       f"(first 5 steps {warm:.1f} s)")
         del trial, runner, opt
@@ -300,12 +317,17 @@ def train(
     probe: Optional[list[tuple[int, bool]]] = None,
     compile_mode: str = "",
     new_schedule: bool = False,
+    slim: Optional[Path] = None,
+    deadline: Optional[float] = None,
 ) -> dict:
     """Run one training session; returns the final validation metrics.
 
     ``new_schedule``: with ``init``, start a fresh learning-rate schedule (warm-up, constant
     rate, anneal; ``cfg.steps`` and ``cfg.total_minutes`` long) at the checkpoint's step and
-    time, instead of carrying on the schedule it was trained with.
+    time, instead of carrying on the schedule it was trained with (ignored when resuming).
+    ``slim``: also write the weights-only fp16 copy there at every checkpoint, so a run
+    that is killed still leaves its last weights. ``deadline``: a Unix time by which
+    training stops whatever ``cfg.minutes`` says (loading and the probe count against it).
     """
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
@@ -353,13 +375,14 @@ def train(
     last = out / "last.pt"
     step, seconds_before, origin = 0, 0.0, (0, 0.0)
     ckpt: dict = {}
-    if resume and last.exists():
+    resuming = resume and last.exists()
+    if resuming:
         model, ckpt = load_model(last)
     elif init is not None:
         model, ckpt = load_model(init)
     else:
         model = MeanScaleHyperprior(model_cfg)
-    if ckpt and resume and last.exists():
+    if ckpt and resuming:
         if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
             raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
     elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
@@ -372,7 +395,7 @@ def train(
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
-        origin = (step, seconds_before) if new_schedule else tuple(ckpt.get("schedule_origin", (0, 0.0)))
+        origin = (step, seconds_before) if new_schedule and not resuming else tuple(ckpt.get("schedule_origin", (0, 0.0)))
         sampler.reseed(seed + step)  # other crops than the run before
     model.to(device)
     if device.type == "cuda":
@@ -403,6 +426,31 @@ def train(
     def checkpoint():
         save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0,
                         origin)
+        if slim is not None:
+            slim_checkpoint(last, slim)
+
+    def first_step() -> dict:
+        """The first step, where compilation happens: a failure there falls back to eager."""
+        nonlocal net
+        from torch._dynamo.utils import counters
+
+        graphs = counters["stats"]["unique_graphs"]
+        try:
+            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+        except Exception as exc:  # noqa: BLE001 - any compiler failure; eager then runs the same step
+            if not compile_mode:
+                raise
+            bar.console.print(f"compilation failed ({type(exc).__name__}: {exc}); training eagerly")
+            net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+            compiled_graphs = 0
+            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
+        else:
+            compiled_graphs = counters["stats"]["unique_graphs"] - graphs
+        note = f" ({compiled_graphs} graphs compiled)" if compile_mode else ""
+        bar.console.print(f"first step: {time.monotonic() - t0:.1f} s{note}")
+        return losses
 
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
@@ -411,6 +459,9 @@ def train(
         task = bar.add_task("train", total=last_step, completed=step, stats="")
         while step < last_step:
             if budget and time.monotonic() - t0 >= budget:
+                break
+            if deadline and time.time() >= deadline:
+                bar.console.print(f"step {step}: stopping at the deadline")
                 break
             progress = schedule_progress()
             if progress >= 1.0:
@@ -422,17 +473,19 @@ def train(
                 bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(cfg, progress, step - origin[0])
-            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
+            if step == start_step:
+                losses = first_step()
+            else:
+                losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
             step += 1
-            if main and step == start_step + 1:
-                if device.type == "cuda":
-                    torch.cuda.synchronize()
-                bar.console.print(f"first step: {time.monotonic() - t0:.1f} s"
-                                  f"{' (with compilation)' if compile_mode else ''}")
             if main and (step % 25 == 0 or step == last_step):
                 # One read of the three numbers: each read waits for the GPU to finish the step.
                 loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
-                bar.update(task, completed=step, stats=f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}")
+                stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
+                bar.update(task, completed=step, stats=stats)
+                if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
+                    elapsed = time.monotonic() - t0
+                    bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
             if main and (step % cfg.val_every == 0):
                 metrics = validate(model, val_batch, autocast)
                 elapsed = time.monotonic() - t0
@@ -481,6 +534,8 @@ def main(
     val_data: Annotated[Optional[list[str]], typer.Option(help="Held-out folders (default: the last training files).")] = None,
     probe: Annotated[str, typer.Option(
         help="Comma-separated batch sizes whose throughput to measure first; a trailing e (32e) measures it eager.")] = "",
+    deadline: Annotated[Optional[float], typer.Option(
+        help="Unix time by which training stops, whatever --minutes says (for a command with a hard time limit).")] = None,
     compile_mode: Annotated[str, typer.Option(
         "--compile", help="torch.compile the training forward pass with this mode (default, reduce-overhead, "
              "max-autotune-no-cudagraphs); empty: eager.")] = "",
@@ -510,6 +565,5 @@ def main(
     cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed,
                       total_minutes=total_minutes, integer_from=integer_from, warmup=warmup)
     train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
-          val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule)
-    if slim is not None and int(os.environ.get("RANK", "0")) == 0:
-        slim_checkpoint(out / "last.pt", slim)
+          val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
+          slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline)
