@@ -58,7 +58,8 @@ class EntropyParameters(nn.Module):
 
     def forward(self, z_hat: torch.Tensor):
         if self.model.config.integer_entropy:
-            out = integer_entropy_parameters(self.model.h_s, self.model.hs_act_scale, z_hat, scale_table())
+            out = integer_entropy_parameters(self.model.h_s, self.model.hs_act_scale, z_hat,
+                                             self.model.table_scales, self.model.table_lut)
             return out["scale_index"].to(torch.int32), out["mean_q"].to(torch.int32)
         means, scales = self.model.entropy_parameters(z_hat.float())
         index = float_scale_index(scales).to(torch.int32)

@@ -124,7 +124,7 @@ def test_torch_integer_path_equals_reference():
     z = torch.randint(-20, 21, (1, 4, 3, 5)).float()
     model.hs_act_scale.copy_(calibrate(model.h_s, z))
     params = integer_parameters(model.h_s, model.hs_act_scale)
-    out = integer_entropy_parameters(model.h_s, model.hs_act_scale, z, scale_table())
+    out = integer_entropy_parameters(model.h_s, model.hs_act_scale, z, model.table_scales, model.table_lut)
     ref_index, ref_mean_q = reference(params, z.numpy().astype(np.int32), TABLE)
     np.testing.assert_array_equal(out["scale_index"].numpy(), ref_index)
     np.testing.assert_array_equal(out["mean_q"].numpy(), ref_mean_q)

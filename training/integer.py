@@ -26,7 +26,6 @@ one scale per layer (``act_scale``), fixed by calibration on training latents.
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 import torch
@@ -64,15 +63,6 @@ def scale_lut(scale_table: np.ndarray) -> np.ndarray:
     q = np.arange(SCALE_Q_MAX + 1, dtype=np.float64) / (1 << SCALE_BITS)
     lut = np.searchsorted(scale_table, np.maximum(q, scale_table[0]) * (1 - 1e-9), side="left")
     return np.minimum(lut, len(scale_table) - 1).astype(np.uint8)
-
-
-@functools.lru_cache(maxsize=8)
-def _device_tables(table_bytes: bytes, device: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """``scale_lut`` (int64) and the scale table (float64) on ``device``, built and moved once
-    per table and device rather than at every training step (a copy to the GPU waits for it)."""
-    table = np.frombuffer(table_bytes, dtype=np.float64)
-    lut = torch.from_numpy(scale_lut(table).astype(np.int64))
-    return lut.to(device), torch.from_numpy(table.copy()).to(device)
 
 
 class IntegerLayer:
@@ -118,14 +108,13 @@ def integer_layers(h_s: nn.Sequential, act_scale: torch.Tensor, M: int) -> list[
 
 
 def integer_entropy_parameters(
-    h_s: nn.Sequential, act_scale: torch.Tensor, z_hat: torch.Tensor, scale_table: torch.Tensor,
-    lut: torch.Tensor | None = None,
+    h_s: nn.Sequential, act_scale: torch.Tensor, z_hat: torch.Tensor, scale_table: torch.Tensor, lut: torch.Tensor,
 ) -> dict[str, torch.Tensor]:
     """The integer path in torch, for training and for checking the graph.
 
     Args:
-        lut: ``scale_lut(scale_table)`` as int64 on z_hat's device, with ``scale_table`` there
-            in float64 too (the model keeps both as buffers); built and cached here when None.
+        scale_table, lut: the table scales (float64) and ``scale_lut`` of them (int64), on
+            z_hat's device: the model's ``table_scales`` and ``table_lut`` buffers.
 
     Returns:
         ``means`` and ``scales`` (float, with straight-through gradients; ``scales`` are
@@ -139,17 +128,13 @@ def integer_entropy_parameters(
         x = F.pixel_shuffle(layer(x), 2)
     out = layers[2](x)
     mean_q, scale_q = out[:, :M], out[:, M:]
-    if lut is None:
-        lut, table = _device_tables(scale_table.detach().to("cpu", torch.float64).numpy().tobytes(), str(z_hat.device))
-    else:
-        table = scale_table
     # The clamp changes no finite value (scale_q is clipped to the table's range already), but
     # keeps a NaN from a diverged step from indexing out of range (a device-side assert on CUDA).
     index = lut[scale_q.detach().long().clamp(0, SCALE_Q_MAX)]
     scales_cont = scale_q / 2**SCALE_BITS
     return {
         "means": mean_q / 2**MEAN_BITS,
-        "scales": ste(scales_cont, table[index]),
+        "scales": ste(scales_cont, scale_table[index]),
         "mean_q": mean_q.detach().long(),
         "scale_q": scale_q.detach().long(),
         "scale_index": index,

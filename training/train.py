@@ -403,7 +403,8 @@ def train(
     optimizer = make_optimizer(model, cfg.lr, device)
     if resume and last.exists() and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
-    net = compiled(torch.nn.parallel.DistributedDataParallel(model) if distributed else model, compile_mode)
+    eager = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+    net = compiled(eager, compile_mode)
 
     def autocast():
         return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
@@ -443,7 +444,7 @@ def train(
             if not compile_mode:
                 raise
             bar.console.print(f"compilation failed ({type(exc).__name__}: {exc}); training eagerly")
-            net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
+            net = eager
             compiled_graphs = 0
             losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
         else:

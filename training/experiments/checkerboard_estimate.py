@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -209,7 +210,10 @@ def main() -> None:
               flush=True)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"checkpoint": str(args.checkpoint), "data": args.data, "crops": args.crops,
+        def shown(path) -> str:  # relative to the repository's root, as the defaults are given
+            return os.path.relpath(Path(path).resolve(), ROOT)
+
+        args.json.write_text(json.dumps({"checkpoint": shown(args.checkpoint), "data": shown(args.data), "crops": args.crops,
                                          "steps": step, "minutes": args.minutes, "history": history,
                                          "kodak": results}, indent=1) + "\n")
 
