@@ -33,6 +33,7 @@ that also exist in integer form.
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import asdict, dataclass
 
@@ -335,19 +336,18 @@ def remap_levels(model: MeanScaleHyperprior, lmbdas: tuple[float, ...]) -> MeanS
         raise ValueError("a variable-rate model needs at least two lmbdas")
     new = MeanScaleHyperprior(config).to(model.log_gain.device)
     state = {k: v for k, v in model.state_dict().items() if k not in ("log_gain", "log_inverse_gain")}
-    known = torch.tensor([math.log(v) for v in old.lmbdas], dtype=torch.float64)
+    known = [math.log(v) for v in old.lmbdas]
     for name in ("log_gain", "log_inverse_gain"):
         rows = getattr(model, name).double()
         out = []
         for lmbda in config.lmbdas:
-            x = math.log(lmbda)
-            hit = torch.isclose(known, torch.tensor(x, dtype=torch.float64), rtol=0, atol=1e-12)
-            if hit.any():
-                out.append(rows[int(hit.nonzero()[0])])
+            if lmbda in old.lmbdas:
+                out.append(rows[old.lmbdas.index(lmbda)])
                 continue
-            right = int(torch.searchsorted(known, torch.tensor(x, dtype=torch.float64)).clamp(1, old.levels - 1))
+            x = math.log(lmbda)
+            right = min(max(bisect.bisect(known, x), 1), old.levels - 1)
             left = right - 1
-            t = (x - float(known[left])) / float(known[right] - known[left])
+            t = (x - known[left]) / (known[right] - known[left])
             out.append(rows[left] + (rows[right] - rows[left]) * t)
         getattr(new, name).copy_(torch.stack(out).to(getattr(new, name).dtype))
     missing, unexpected = new.load_state_dict(state, strict=False)
