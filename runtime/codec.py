@@ -4,7 +4,7 @@ Encoding::
 
     pixels ─pad─> encoder.onnx ─> y, z
     z_hat = round(z) ─> entropy_parameters.onnx ─> scale_index, mean_q
-    symbols = round(y - mean_q / 2**MEAN_BITS)
+    symbols = round(y - mean_q / 2**MEAN_BITS), a step toward zero where it pays (``rdo``)
     rANS(z_hat | per-channel tables) + rANS(symbols | table scale_index) ─> file
 
 Decoding runs the same entropy-parameter graph on the decoded z_hat, so the
@@ -29,6 +29,7 @@ from .errors import FormatError, LimitError, ModelError, NicodecError, QualityEr
 from .files import read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
+from .quantize import RDO_SLOPE, SYMBOL_LIMIT, rdo_round
 from .sessions import CPU, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -44,7 +45,6 @@ PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
 ENTROPY_MARGIN = 2
 """Hyper-latent positions of context around each tile of the entropy-parameter graph."""
 
-_SYMBOL_LIMIT = 1 << 24
 
 
 class Codec:
@@ -66,6 +66,10 @@ class Codec:
         precision: ``"fp32"``, or ``"fp16"`` for the model's half-precision synthesis
             (faster on CPUs with fp16 arithmetic; pixels may differ slightly, symbols never,
             so files decode either way).
+        rdo: rate-distortion optimised rounding of the latent when encoding (see
+            ``nicodec.quantize``): about 1% fewer bits for the same PSNR on Kodak, with
+            the decoder unchanged. ``True`` uses ``RDO_SLOPE``, a positive number another
+            slope; ``False`` (or 0) rounds to the nearest integer, as the networks were trained.
 
     Raises:
         ModelError: the model folder is missing or damaged, or has no fp16 synthesis.
@@ -83,6 +87,7 @@ class Codec:
         tile: int = 1024,
         margin: int = 256,
         precision: str = "fp32",
+        rdo: bool | float = True,
     ):
         self.model = ModelFiles.load(model)
         chosen = resolve_providers(providers)
@@ -98,6 +103,11 @@ class Codec:
         if not self.model.has_graph(decoder):
             raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
         self.precision = precision
+        if isinstance(rdo, bool):
+            rdo = RDO_SLOPE if rdo else 0.0
+        if not isinstance(rdo, (int, float)) or not 0 <= rdo < float("inf"):
+            raise NicodecError(f"rdo must be True, False or a slope of 0 or more, not {rdo!r}")
+        self.rdo_slope = float(rdo)
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
         entropy_settings = (
             {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
@@ -164,10 +174,9 @@ class Codec:
                 f"the encoder made a hyper-latent of shape {z.shape}, "
                 f"not the {self._z_shape(height, width)} its manifest implies"
             )
-        z_hat = np.rint(np.clip(z, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
+        z_hat = np.rint(np.clip(z, -SYMBOL_LIMIT, SYMBOL_LIMIT)).astype(np.int32)
         scale_index, mean_q = self._entropy_parameters(z_hat)
-        residual = y - self._means(mean_q)
-        symbols = np.rint(np.clip(residual, -_SYMBOL_LIMIT, _SYMBOL_LIMIT)).astype(np.int32)
+        symbols = self._symbols(y - self._means(mean_q), scale_index)
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
             model_id=self.model.model_id,
@@ -287,6 +296,10 @@ class Codec:
             return 0.0, None
         quality = check_quality(self.model.default_quality if quality is None else quality)
         return quality, self.model.gains(quality)[0]
+
+    def _symbols(self, residual: np.ndarray, scale_index: np.ndarray) -> np.ndarray:
+        """The y symbols of ``residual`` (y minus its means), coded with tables ``scale_index``."""
+        return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
                    fixed: dict[str, np.ndarray] | None = None):

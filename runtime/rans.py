@@ -125,6 +125,16 @@ class Tables:
         return self.cdf.shape[0]
 
     @cached_property
+    def code_lengths(self) -> np.ndarray:
+        """(n_tables, max_size) float64: the ideal code length in bits of each symbol
+        (``-log2(frequency / 2**16)``; ``inf`` in the padding after a table's size)."""
+        freq = np.diff(self.cdf.astype(np.int64), axis=1)
+        with np.errstate(divide="ignore"):
+            lengths = PRECISION - np.log2(freq)
+        lengths.setflags(write=False)
+        return lengths
+
+    @cached_property
     def _coding(self) -> _Coding:
         return _Coding(self)
 

@@ -1,0 +1,88 @@
+"""What rate-distortion optimised rounding gains: the same model with and without it, side by side.
+
+    python benchmarks/rdo.py [--images ../shared/data/kodak] [--limit N] [--slopes 0.01 0.02 0.03]
+        [--qualities 1 15 ...] [--json results/rdo.json]
+
+``Codec(rdo=...)`` chooses how the encoder turns the latent into symbols (see
+``nicodec.quantize``): plain rounding, as the networks were trained, or a step toward
+zero wherever the bits saved times the slope exceed the squared error added. The
+decoder is the same for both. For each slope (0 is plain rounding, the reference) this
+program codes every image at rd.py's qualities into real files, decodes them, and
+reports the mean bpp and PSNR per quality, the BD-rate (PSNR over RGB) against plain
+rounding, and the total encoding time of each setting as a ratio to plain rounding's
+(measured in the same run, one after the other, on the CPU provider).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import nicodec
+from nicodec.quantize import RDO_SLOPE
+
+from common import add_image_arguments, image_paths, publish, psnr
+from rd import NICODEC_QUALITIES, SHARED, bd_rate
+
+HERE = Path(__file__).resolve().parent
+
+
+def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list[dict], float]:
+    """Mean bpp and PSNR of ``codec`` at each quality, and the seconds spent encoding."""
+    points, seconds = [], 0.0
+    for quality in qualities:
+        bpp, db = [], []
+        for image in images:
+            start = time.perf_counter()
+            data = codec.encode(image, quality=quality)
+            seconds += time.perf_counter() - start
+            bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
+            db.append(psnr(codec.decode(data, as_array=True), image))
+        points.append({"quality": quality, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(db))})
+    return points, seconds
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_image_arguments(parser, SHARED / "data" / "kodak")
+    parser.add_argument("--slopes", type=float, nargs="+", default=[RDO_SLOPE],
+                        help=f"slopes to compare with plain rounding (default: the codec's {RDO_SLOPE})")
+    parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
+    args = parser.parse_args(argv)
+    paths = image_paths(args.images, args.limit)
+    if not paths:
+        parser.error(f"no images in {args.images}")
+    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    settings = [0.0] + [s for s in args.slopes if s > 0]
+    results = []
+    for slope in settings:
+        codec = nicodec.Codec(args.model, providers="cpu", threads=args.threads, rdo=slope)
+        codec.encode(images[0], quality=args.qualities[0])  # warm-up, untimed
+        points, seconds = sweep(codec, images, args.qualities)
+        results.append({"slope": slope, "points": points, "encode_seconds": round(seconds, 2)})
+        print(f"slope {slope:g}: " + ", ".join(f"q{p['quality']:g} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in points),
+              flush=True)
+    reference = results[0]
+    for result in results:
+        result["bd_rate_percent"] = bd_rate(result["points"], reference["points"])
+        result["encode_time_ratio"] = round(result["encode_seconds"] / reference["encode_seconds"], 3)
+    report = {"model": codec.model_id, "images": f"{args.images.name} ({len(images)})", "threads": args.threads,
+              "qualities": args.qualities, "results": results}
+    rows = ["| slope | BD-rate vs plain rounding | encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
+            "|---|---|---|---|"]
+    for r in results:
+        pts = r["points"]
+        picks = [pts[0], pts[len(pts) // 2], pts[-1]]
+        rows.append(f"| {r['slope']:g}{' (plain)' if r['slope'] == 0 else ''} | {r['bd_rate_percent']:+.2f}% | "
+                    f"{r['encode_time_ratio']:.3f} | " + ", ".join(f"{p['bpp']:.4f} / {p['psnr']:.2f}" for p in picks) + " |")
+    table = f"rate-distortion optimised rounding, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
+    publish(report, table, args.json)
+    return report
+
+
+if __name__ == "__main__":
+    main()

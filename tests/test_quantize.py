@@ -1,0 +1,103 @@
+"""Rate-distortion optimised rounding (``nicodec.quantize``): encoder-side choices the decoder never sees."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from nicodec import NicodecError, rans
+from nicodec.codec import Codec
+from nicodec.quantize import RDO_SLOPE, rdo_round, round_symbols
+
+from conftest import psnr
+
+
+def peaked_tables() -> rans.Tables:
+    """One table over -2..2 (and its escape) that makes 0 cost almost nothing and +-1 cost 16 bits,
+    and one flat table where every step saves nothing."""
+    peaked = np.array([1, 1, 65531, 1, 1, 1])
+    flat = np.full(6, 65536 // 6)
+    flat[2] += 65536 - flat.sum()
+    cdf = np.stack([np.concatenate([[0], np.cumsum(f)]) for f in (peaked, flat)])
+    return rans.Tables(cdf, np.array([6, 6]), np.array([-2, -2]))
+
+
+def test_code_lengths_are_minus_log2_of_each_frequency():
+    tables = peaked_tables()
+    lengths = tables.code_lengths
+    assert lengths.shape == (2, 6)
+    assert lengths[0, 1] == 16 and lengths[0, 2] == pytest.approx(-np.log2(65531 / 65536))
+    assert np.allclose(2.0 ** -lengths[1], (65536 // 6 + np.array([0, 0, 4, 0, 0, 0])) / 65536)
+
+
+def test_a_step_toward_zero_is_taken_exactly_when_the_bits_saved_pay_for_the_error():
+    tables = peaked_tables()
+    # 0.6 -> 1 or 0: 0.2 more squared error, 16 bits saved; 0.9: 0.8 more error, the same bits.
+    residual = np.array([0.6, -0.6, 0.9, -0.9, 0.2, 1.4, 0.6])
+    ids = np.array([0, 0, 0, 0, 0, 0, 1])
+    saved = 16 + np.log2(65531 / 65536)
+    assert 0.2 < RDO_SLOPE * saved < 0.8  # what the expectations below rest on
+    assert rdo_round(residual, ids, tables).tolist() == [0, 0, 1, -1, 0, 1, 1]
+    # 1.4 -> 0 adds 1.8: too much at the default slope, not at slope 1; the flat table saves
+    # 0.0005 bits from 1 to 0, too little for 0.2 more error at any of these slopes.
+    assert rdo_round(residual, ids, tables, slope=0.0).tolist() == [1, -1, 1, -1, 0, 1, 1]
+    assert rdo_round(residual, ids, tables, slope=1.0).tolist() == [0, 0, 0, 0, 0, 0, 1]
+
+
+def test_escaped_values_and_their_neighbours_are_left_alone():
+    tables = peaked_tables()
+    # 3 lies outside the table (escaped); 2 is the table's last symbol but its step lands on 1.
+    residual = np.array([3.2, -3.4, 40.0, 2.4])
+    out = rdo_round(residual, np.zeros(4, dtype=np.int32), tables, slope=100.0)
+    assert out.tolist() == [3, -3, 40, 2]  # 2 -> 1 saves nothing: both cost 16 bits
+
+
+def test_symbols_differ_from_rounding_by_at_most_one_step_toward_zero_and_cost_fewer_bits():
+    rng = np.random.default_rng(0)
+    codec = Codec(providers="cpu")
+    tables = codec.model.y_tables
+    # Tables from the narrowest to those of about 30 symbols, residuals that stay inside them.
+    ids = rng.integers(0, 30, size=(1, 8, 16, 16))
+    low = tables.offsets[ids]
+    residual = (rng.standard_normal(ids.shape) * 1.5).clip(low, low + tables.sizes[ids] - 2)
+    residual = residual.astype(np.float32)
+    plain = round_symbols(residual)
+    chosen = rdo_round(residual, ids, tables)
+    assert chosen.dtype == np.int32 and chosen.shape == residual.shape
+    moved = chosen != plain
+    assert moved.any() and (~moved).any()
+    assert np.all(np.abs(chosen - plain) <= 1)
+    assert np.all(np.abs(chosen[moved]) == np.abs(plain[moved]) - 1)  # always toward zero
+    rows = ids.ravel()
+
+    def bits(symbols):
+        return tables.code_lengths[rows, symbols.ravel() - tables.offsets[rows]].sum()
+
+    def error(symbols):
+        return ((residual.astype(np.float64) - symbols) ** 2).sum()
+
+    assert bits(chosen) < bits(plain)
+    assert error(chosen) - error(plain) < RDO_SLOPE * (bits(plain) - bits(chosen))
+
+
+def test_the_codec_files_are_smaller_and_decode_like_any_file(photo):
+    plain_codec, rdo_codec = Codec(providers="cpu", rdo=False), Codec(providers="cpu")
+    assert rdo_codec.rdo_slope == RDO_SLOPE and plain_codec.rdo_slope == 0
+    plain, chosen = plain_codec.encode(photo, quality=30), rdo_codec.encode(photo, quality=30)
+    assert len(chosen) < len(plain)
+    _, z_plain, y_plain, mean_plain = plain_codec.decode_symbols(plain)
+    _, z_chosen, y_chosen, mean_chosen = plain_codec.decode_symbols(chosen)
+    # The analysis, the hyper-latent and the means are the same; only some symbols step toward zero.
+    assert np.array_equal(z_plain, z_chosen) and np.array_equal(mean_plain, mean_chosen)
+    moved = y_plain != y_chosen
+    assert moved.any() and np.all(np.abs(y_chosen[moved]) == np.abs(y_plain[moved]) - 1)
+    # Either codec decodes either file, to the same pixels.
+    pixels = rdo_codec.decode(chosen, as_array=True)
+    assert np.array_equal(pixels, plain_codec.decode(chosen, as_array=True))
+    assert psnr(pixels, photo) > psnr(plain_codec.decode(plain, as_array=True), photo) - 0.5
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", None])
+def test_a_bad_rdo_setting_is_refused(bad):
+    with pytest.raises(NicodecError, match="rdo must be"):
+        Codec(providers="cpu", rdo=bad)
