@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import socket
@@ -13,9 +14,11 @@ import pytest
 from PIL import Image
 
 torch = pytest.importorskip("torch")
+typer = pytest.importorskip("typer")
 pytest.importorskip("onnx")
 
 from nicodec.training.model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss  # noqa: E402
+from nicodec.training.model import remap_levels  # noqa: E402
 from nicodec.training.train import TrainConfig, load_model, slim_checkpoint, train  # noqa: E402
 
 from conftest import synthetic_photo  # noqa: E402
@@ -313,8 +316,6 @@ def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(fold
 
 
 def test_remapped_levels_keep_trained_gains_and_extend_them_in_log_lambda(folder, tmp_path):
-    from nicodec.training.model import remap_levels
-
     model = MeanScaleHyperprior(TINY_VR)  # lambdas 0.003, 0.01, 0.03
     with torch.no_grad():
         model.log_gain.normal_()
@@ -345,6 +346,30 @@ def test_remapped_levels_keep_trained_gains_and_extend_them_in_log_lambda(folder
                     init=tmp_path / "slim.pt", new_schedule=True)
     assert len(metrics["levels"]) == 4
     assert load_model(tmp_path / "second" / "last.pt")[0].config.lmbdas == four.lmbdas
+
+
+def test_tuning_gains_changes_only_the_chosen_levels_gain_vectors(folder, tmp_path):
+    cfg = TrainConfig(steps=2, batch=2, crop=64, val_every=100, val_images=2)
+    train([str(folder)], tmp_path / "first", TINY_VR, cfg)
+    slim_checkpoint(tmp_path / "first" / "last.pt", tmp_path / "slim.pt")
+    before, _ = load_model(tmp_path / "slim.pt")
+    four = ModelConfig(**{**TINY_VR.to_dict(), "lmbdas": (0.001, 0.003, 0.01, 0.03)})
+    cfg = TrainConfig(steps=3, batch=2, crop=64, val_every=100, val_images=2, lr=1e-2, tune_levels=(0,))
+    train([str(folder)], tmp_path / "tuned", four, cfg, init=tmp_path / "slim.pt", new_schedule=True)
+    after, ckpt = load_model(tmp_path / "tuned" / "last.pt")
+    assert tuple(ckpt["train_config"]["tune_levels"]) == (0,)
+    for name, value in before.state_dict().items():
+        if name not in ("log_gain", "log_inverse_gain"):
+            assert torch.equal(after.state_dict()[name], value), name
+    for name in ("log_gain", "log_inverse_gain"):
+        # Levels 1 to 3 are the old levels, carried over exactly; level 0 (new) trained.
+        assert torch.equal(getattr(after, name)[1:], getattr(before, name)), name
+    remapped = remap_levels(before, four.lmbdas)
+    assert not torch.equal(after.log_gain[0], remapped.log_gain[0])
+    with pytest.raises(typer.BadParameter, match="levels to tune"):
+        train([str(folder)], tmp_path / "bad", four, dataclasses.replace(cfg, tune_levels=(4,)), init=tmp_path / "slim.pt")
+    with pytest.raises(typer.BadParameter, match="variable-rate"):
+        train([str(folder)], tmp_path / "single", TINY, cfg)
 
 
 def test_a_training_step_never_reads_a_tensor_back_to_the_host():

@@ -69,6 +69,7 @@ class TrainConfig:
     seed: int = 0
     total_minutes: float = 0.0  # the schedule's length in training minutes over all runs (0: this run's minutes)
     integer_from: float = 0.0  # schedule progress from which h_s computes in integers (0: never)
+    tune_levels: tuple[int, ...] = ()  # train only these levels' gain vectors, at these levels (all else frozen)
 
 
 def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> float:
@@ -170,12 +171,41 @@ def _lmbda_table(lmbdas: tuple[float, ...], device: torch.device) -> torch.Tenso
     return torch.tensor(lmbdas, device=device)
 
 
-def random_levels(model_cfg: ModelConfig, size: int, device) -> tuple[torch.Tensor | None, torch.Tensor | float]:
-    """Each image's level (None for a single-rate model) and its lambda."""
+def random_levels(model_cfg: ModelConfig, size: int, device,
+                  only: tuple[int, ...] = ()) -> tuple[torch.Tensor | None, torch.Tensor | float]:
+    """Each image's level (None for a single-rate model), drawn from ``only`` when given, and its lambda."""
     if not model_cfg.levels:
         return None, model_cfg.lmbda
-    level = torch.randint(0, model_cfg.levels, (size,), device=device)
+    if only:
+        level = _level_table(only, torch.device(device))[torch.randint(0, len(only), (size,), device=device)]
+    else:
+        level = torch.randint(0, model_cfg.levels, (size,), device=device)
     return level.float(), _lmbda_table(model_cfg.lmbdas, torch.device(device))[level]
+
+
+@functools.lru_cache(maxsize=8)
+def _level_table(levels: tuple[int, ...], device: torch.device) -> torch.Tensor:
+    return torch.tensor(levels, device=device)
+
+
+def freeze_except_gains(model: MeanScaleHyperprior, levels: tuple[int, ...]) -> None:
+    """Leave only the gain and inverse-gain vectors of ``levels`` to train.
+
+    Every other parameter stops needing gradients, and a hook zeroes the gradient of the
+    other levels' rows, so Adam leaves them bit for bit as they were (its update of a
+    parameter whose gradients have all been zero is zero).
+    """
+    if not model.config.levels:
+        raise ValueError("only a variable-rate model has gain vectors to tune")
+    if not levels or any(not 0 <= level < model.config.levels for level in levels):
+        raise ValueError(f"levels to tune must lie in 0..{model.config.levels - 1}, not {list(levels)}")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    mask = torch.zeros(model.config.levels, 1, device=model.log_gain.device)
+    mask[list(levels)] = 1
+    for parameter in (model.log_gain, model.log_inverse_gain):
+        parameter.requires_grad_(True)
+        parameter.register_hook(lambda grad: grad * mask.to(grad.device))
 
 
 @torch.no_grad()
@@ -201,15 +231,17 @@ def switch_to_integer(model: MeanScaleHyperprior, sampler: CropSampler, batch: i
     return scales
 
 
-def training_step(net, model: MeanScaleHyperprior, optimizer, sampler: CropSampler, size: int, autocast) -> dict:
-    """One optimizer step on a fresh batch of ``size`` crops (each at a random level); returns the losses.
+def training_step(net, model: MeanScaleHyperprior, optimizer, sampler: CropSampler, size: int, autocast,
+                  only: tuple[int, ...] = ()) -> dict:
+    """One optimizer step on a fresh batch of ``size`` crops (each at a random level, of ``only``
+    when given); returns the losses.
 
     ``net`` is the module that runs the forward pass (the model, or its DDP wrapper).
     """
     x = sampler.batch(size)
     if x.is_cuda:
         x = x.contiguous(memory_format=torch.channels_last)
-    level, lmbda = random_levels(model.config, size, x.device)
+    level, lmbda = random_levels(model.config, size, x.device, only)
     with autocast():
         out = net(x, level)
     losses = rate_distortion_loss(out, x, lmbda)
@@ -259,7 +291,7 @@ def compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
 
 def make_optimizer(model: torch.nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
     """Adam; on the GPU its fused form, one kernel for all parameters instead of a few per tensor."""
-    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type == "cuda")
+    return torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr, fused=device.type == "cuda")
 
 
 def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]], autocast, compile_mode: str = "",
@@ -400,6 +432,11 @@ def train(
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if cfg.tune_levels:
+        try:
+            freeze_except_gains(model, cfg.tune_levels)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--tune-gains: {exc}") from None
     optimizer = make_optimizer(model, cfg.lr, device)
     if resume and last.exists() and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -437,7 +474,7 @@ def train(
 
         graphs = counters["stats"]["unique_graphs"]
         try:
-            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
+            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
             if device.type == "cuda":
                 torch.cuda.synchronize()
         except Exception as exc:  # noqa: BLE001 - any compiler failure; eager then runs the same step
@@ -446,7 +483,7 @@ def train(
             bar.console.print(f"compilation failed ({type(exc).__name__}: {exc}); training eagerly")
             net = eager
             compiled_graphs = 0
-            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
+            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
         else:
             compiled_graphs = counters["stats"]["unique_graphs"] - graphs
         note = f" ({compiled_graphs} graphs compiled)" if compile_mode else ""
@@ -477,7 +514,7 @@ def train(
             if step == start_step:
                 losses = first_step()
             else:
-                losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast)
+                losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
             step += 1
             if main and (step % 25 == 0 or step == last_step):
                 # One read of the three numbers: each read waits for the GPU to finish the step.
@@ -547,6 +584,9 @@ def main(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     max_images: Annotated[int, typer.Option(help="Use at most this many training images (0: all).")] = 0,
     slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here.")] = None,
+    tune_gains: Annotated[str, typer.Option(
+        help="Comma-separated levels (0-based, after --lmbdas): train only their gain vectors, drawing crops at "
+             "them only; every other weight stays as it is (needs --init).")] = "",
 ):
     """Train from image folders, with checkpoints, resume and validation."""
     if crop % 64:
@@ -555,16 +595,21 @@ def main(
         raise typer.BadParameter("--integer-from must be in [0, 1)")
     if new_schedule and init is None:
         raise typer.BadParameter("--new-schedule needs --init")
+    if tune_gains and init is None and not resume:
+        raise typer.BadParameter("--tune-gains needs --init (or --resume)")
+    if tune_gains and integer_from:
+        raise typer.BadParameter("--tune-gains keeps h_s as it is: it takes no --integer-from")
     if compile_mode not in COMPILE_MODES:
         raise typer.BadParameter(f"--compile must be one of {', '.join(m for m in COMPILE_MODES if m)}")
     try:
         levels = tuple(float(v) for v in lmbdas.split(",")) if lmbdas else ()
         batches = parse_probe(probe)
+        tune_levels = tuple(sorted({int(v) for v in tune_gains.split(",")})) if tune_gains else ()
         model_cfg = ModelConfig(N=channels, M=latent_channels, Nh=hyper_channels, lmbda=lmbda, lmbdas=levels)
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed,
-                      total_minutes=total_minutes, integer_from=integer_from, warmup=warmup)
+                      total_minutes=total_minutes, integer_from=integer_from, warmup=warmup, tune_levels=tune_levels)
     train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
           val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
           slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline)
