@@ -4,7 +4,7 @@
     >>> codec = nicodec.Codec()            # the model shipped with the package
     >>> data = codec.encode("photo.png")   # bytes of a .nic file
     >>> image = codec.decode(data)         # a PIL image
-    >>> data = codec.encode("photo.png", quality=80)  # 1 (smallest) to 100 (best); default 50
+    >>> data = codec.encode("photo.png", quality=80)  # 1 (smallest) to 100 (best); default 56
     >>> result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000)  # rate control
 
 ``Codec`` and the rate control are imported on first use, so ``import nicodec`` stays cheap.

@@ -364,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strip", action="store_true", help="leave out ICC profiles and EXIF data")
     parser.add_argument(
         "--quality", type=_quality_argument, default=None,
-        help="from 1 (smallest files) to 100 (best pictures); default: the model's (50 for the shipped one)",
+        help="from 1 (smallest files) to 100 (best pictures); default: the model's (56 for the shipped one)",
     )
     args = parser.parse_args(argv)
 

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from nicodec.model import ModelFiles
+
 from conftest import REPO, synthetic_photo
 
 
@@ -78,7 +80,8 @@ def test_quick_mode_writes_json_and_markdown(tmp_path):
     assert {"jpeg444", "jpeg420", "webp"} <= set(result["curves"])
     ours = result["nicodec"]
     assert [p["quality"] for p in ours] == rd.QUICK_NICODEC_QUALITIES and len(ours) >= 2
-    assert all(p["model"] == "nicodec-mshp-vr-1" and 15 < p["psnr"] < 60 for p in ours)
+    shipped = ModelFiles.load().model_id
+    assert all(p["model"] == shipped and 15 < p["psnr"] < 60 for p in ours)
     assert 0 < ours[0]["bpp"] < ours[1]["bpp"] and ours[0]["psnr"] < ours[1]["psnr"]
     for name, curve in result["curves"].items():
         row = result["comparison"][name]
@@ -92,7 +95,7 @@ def test_quick_mode_writes_json_and_markdown(tmp_path):
     assert on_disk["comparison"].keys() == result["comparison"].keys()
     assert [p["quality"] for p in on_disk["nicodec"]] == rd.QUICK_NICODEC_QUALITIES
     table = (tmp_path / "rd.md").read_text()
-    assert "| jpeg444 |" in table and "BD-rate (PSNR)" in table and "| nicodec-mshp-vr-1 | 86 |" in table
+    assert "| jpeg444 |" in table and "BD-rate (PSNR)" in table and f"| {shipped} | 86 |" in table
 
 
 def test_rd_refuses_bad_qualities_and_a_variable_rate_model_beside_another(tmp_path):

@@ -15,14 +15,14 @@
 # and add a line to training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
-#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-1.pt]
+#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-1w.pt]
 #   MINUTES   training minutes of this run, compilation included [8]
 #   SCHEDULE  "new": a fresh learning-rate schedule MINUTES long from INIT (warm-up, constant,
 #             anneal); "carry": INIT's own schedule goes on (set TOTAL) [new]
 #   TOTAL     with SCHEDULE=carry, the schedule's length in training minutes over all runs
 #   LMBDAS    the levels to train; INIT's gains are carried over to new ones in log lambda
-#             (nicodec.training.model.remap_levels) [0.0005,0.0009, vr-1's seven, 0.15: Kodak from
-#             about 0.1 to 1.5 bpp, as estimated from vr-1's extended gains before training]
+#             (nicodec.training.model.remap_levels) [vr-1w's ten, 0.0005 to 0.15: Kodak from
+#             0.10 to 1.54 bpp; the same list as INIT's, so nothing is remapped]
 #   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]
 #   PROBE     batch sizes to time before training (e.g. "32e,32,64"; e: eager) [64e: the eager
 #             baseline on this machine, a few seconds; the run's own it/s is the compiled figure]
@@ -37,7 +37,7 @@
 set -euo pipefail
 start=$(date +%s)
 : "${OUT:?OUT (the folder whose files come back) is not set}"
-INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1.pt}
+INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1w.pt}
 MINUTES=${MINUTES:-8}
 SCHEDULE=${SCHEDULE:-new}
 LMBDAS=${LMBDAS:-0.0005,0.0009,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.15}
