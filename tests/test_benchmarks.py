@@ -256,3 +256,17 @@ def test_grayscale_benchmark_reports_gray_and_colour(tmp_path):
         assert row["gray_bpp"] > 0 and 20 < row["gray_psnr"] < 60
         assert row["jpeg_gray_same_size_bpp"] <= row["gray_bpp"]
     assert json.loads((tmp_path / "g.json").read_text())["summary"]["images"] == 2
+
+
+def test_rdo_compares_the_rounding_with_plain_rounding_in_one_run(images_folder, tmp_path):
+    rdo = load("rdo")
+    report = rdo.main(["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80",
+                       "--slopes", "0.02", "--json", str(tmp_path / "rdo.json")])
+    plain, chosen = report["results"]
+    assert plain["slope"] == 0 and plain["bd_rate_percent"] == 0 and plain["encode_time_ratio"] == 1
+    assert chosen["slope"] == 0.02 and chosen["encode_time_ratio"] > 0
+    assert [p["quality"] for p in chosen["points"]] == [20, 80]
+    # Stepping toward zero shortens the files and moves PSNR a little at each quality.
+    for a, b in zip(plain["points"], chosen["points"]):
+        assert b["bpp"] < a["bpp"] and abs(a["psnr"] - b["psnr"]) < 1
+    assert json.loads((tmp_path / "rdo.json").read_text())["results"][1]["slope"] == 0.02
