@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -27,8 +26,6 @@ from nicodec.quantize import RDO_SLOPE
 
 from common import add_image_arguments, image_paths, publish, psnr
 from rd import NICODEC_QUALITIES, SHARED, bd_rate
-
-HERE = Path(__file__).resolve().parent
 
 
 def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list[dict], float]:

@@ -46,7 +46,6 @@ ENTROPY_MARGIN = 2
 """Hyper-latent positions of context around each tile of the entropy-parameter graph."""
 
 
-
 class Codec:
     """Encodes and decodes images with one model; safe to share between threads.
 

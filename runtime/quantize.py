@@ -58,6 +58,7 @@ def rdo_round(residual: np.ndarray, table_ids: np.ndarray, tables: Tables, slope
     values = residual.reshape(-1)
     ids = table_ids.reshape(-1)
     lengths = tables.code_lengths
+    cols = lengths.shape[1] - 1
     for start in range(0, flat.size, _CHUNK):
         part = flat[start : start + _CHUNK]
         where = np.flatnonzero(part)
@@ -67,7 +68,6 @@ def rdo_round(residual: np.ndarray, table_ids: np.ndarray, tables: Tables, slope
         near = s - tables.offsets[t]
         toward = near - step
         inside = (np.minimum(near, toward) >= 0) & (np.maximum(near, toward) <= tables.sizes[t] - 2)
-        cols = lengths.shape[1] - 1
         with np.errstate(invalid="ignore"):  # inf - inf in a table's padding, masked by `inside`
             saved = lengths[t, np.clip(near, 0, cols)] - lengths[t, np.clip(toward, 0, cols)]
         extra = 1.0 + 2.0 * step * (values[start : start + _CHUNK][where].astype(np.float64) - s)

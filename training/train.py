@@ -166,9 +166,9 @@ def describe(metrics: dict) -> str:
 
 
 @functools.lru_cache(maxsize=8)
-def _lmbda_table(lmbdas: tuple[float, ...], device: torch.device) -> torch.Tensor:
-    """The lambdas as a tensor on ``device``, moved there once (a copy to the GPU waits for it)."""
-    return torch.tensor(lmbdas, device=device)
+def _device_table(values: tuple, device: torch.device) -> torch.Tensor:
+    """``values`` (lambdas, levels) as a tensor on ``device``, moved there once (a copy to the GPU waits for it)."""
+    return torch.tensor(values, device=device)
 
 
 def random_levels(model_cfg: ModelConfig, size: int, device,
@@ -177,15 +177,10 @@ def random_levels(model_cfg: ModelConfig, size: int, device,
     if not model_cfg.levels:
         return None, model_cfg.lmbda
     if only:
-        level = _level_table(only, torch.device(device))[torch.randint(0, len(only), (size,), device=device)]
+        level = _device_table(only, torch.device(device))[torch.randint(0, len(only), (size,), device=device)]
     else:
         level = torch.randint(0, model_cfg.levels, (size,), device=device)
-    return level.float(), _lmbda_table(model_cfg.lmbdas, torch.device(device))[level]
-
-
-@functools.lru_cache(maxsize=8)
-def _level_table(levels: tuple[int, ...], device: torch.device) -> torch.Tensor:
-    return torch.tensor(levels, device=device)
+    return level.float(), _device_table(model_cfg.lmbdas, torch.device(device))[level]
 
 
 def freeze_except_gains(model: MeanScaleHyperprior, levels: tuple[int, ...]) -> None:
@@ -205,7 +200,7 @@ def freeze_except_gains(model: MeanScaleHyperprior, levels: tuple[int, ...]) -> 
     mask[list(levels)] = 1
     for parameter in (model.log_gain, model.log_inverse_gain):
         parameter.requires_grad_(True)
-        parameter.register_hook(lambda grad: grad * mask.to(grad.device))
+        parameter.register_hook(lambda grad: grad * mask)
 
 
 @torch.no_grad()
