@@ -147,7 +147,7 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     ``other`` is reading the input and padding it; the header and packing are left out (microseconds).
     """
     from nicodec import rans
-    from nicodec.quantize import SYMBOL_LIMIT
+    from nicodec.quantize import round_symbols
     from nicodec.images import read_picture
 
     marks = [time.perf_counter()]
@@ -160,7 +160,7 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
     y, z = codec._run_tiled(codec._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin, fixed)
     marks.append(time.perf_counter())
-    z_hat = np.rint(np.clip(z, -SYMBOL_LIMIT, SYMBOL_LIMIT)).astype(np.int32)
+    z_hat = round_symbols(z)
     scale_index, mean_q = codec._entropy_parameters(z_hat)
     marks.append(time.perf_counter())
     symbols = codec._symbols(y - codec._means(mean_q), scale_index)

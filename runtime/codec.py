@@ -29,7 +29,7 @@ from .errors import FormatError, LimitError, ModelError, NicodecError, QualityEr
 from .files import read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
-from .quantize import RDO_SLOPE, SYMBOL_LIMIT, rdo_round
+from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .sessions import CPU, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -173,7 +173,7 @@ class Codec:
                 f"the encoder made a hyper-latent of shape {z.shape}, "
                 f"not the {self._z_shape(height, width)} its manifest implies"
             )
-        z_hat = np.rint(np.clip(z, -SYMBOL_LIMIT, SYMBOL_LIMIT)).astype(np.int32)
+        z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         symbols = self._symbols(y - self._means(mean_q), scale_index)
         header = nicformat.Header(

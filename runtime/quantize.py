@@ -31,7 +31,7 @@ _CHUNK = 1 << 20
 
 
 def round_symbols(residual: np.ndarray) -> np.ndarray:
-    """Nearest-integer rounding, as the networks were trained (int32, same shape)."""
+    """Nearest-integer rounding (int32, same shape): z always, y as the networks were trained."""
     return np.rint(np.clip(residual, -SYMBOL_LIMIT, SYMBOL_LIMIT)).astype(np.int32)
 
 
