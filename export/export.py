@@ -26,7 +26,7 @@ import typer
 from rich.console import Console
 
 from nicodec.format import FORMAT_VERSION
-from nicodec.model import GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, content_hash, quality_position, sha256_file
+from nicodec.model import GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, manifest_hash, quality_position, sha256_file
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
 
@@ -150,8 +150,8 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
         "training": training,
         "rate": rate_section(model, default_quality),
         "files": files,
-        "model_hash": content_hash(files),
     }
+    manifest["model_hash"] = manifest_hash(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
 

@@ -32,7 +32,9 @@ from .rans import Tables
 
 MANIFEST = "manifest.json"
 MODEL_FORMAT = "nicodec-model"
-MODEL_FORMAT_VERSION = 1
+MODEL_FORMAT_VERSION = 2
+"""The manifest version ``nicodec-export`` writes; ``load`` also reads version 1 (below)."""
+MODEL_FORMAT_VERSIONS = (1, 2)
 GRAPHS = ("encoder", "entropy_parameters", "decoder")
 OPTIONAL_GRAPHS = ("decoder_fp16",)
 TABLES = "tables.npz"
@@ -72,10 +74,40 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def content_hash(files: dict[str, str]) -> str:
-    """SHA-256 over the sorted ``name sha256`` lines of a model's files."""
+def content_hash(files: dict[str, str], decoding: dict | None = None) -> str:
+    """SHA-256 over the sorted ``name sha256`` lines of a model's files, then (manifest
+    version 2) a ``decoding <json>`` line of the manifest's fields that decoding reads."""
     lines = "".join(f"{name} {files[name]}\n" for name in sorted(files))
+    if decoding is not None:
+        lines += "decoding " + json.dumps(decoding, sort_keys=True, separators=(",", ":")) + "\n"
     return hashlib.sha256(lines.encode()).hexdigest()
+
+
+def decoding_fields(manifest: dict) -> dict:
+    """The manifest's values that change what a file decodes to, besides the files themselves.
+
+    A version 2 manifest's hash covers them, so a manifest edited by hand (say, another
+    ``mean_bits``) makes a model whose hash no file names, instead of one that decodes
+    every file to a wrong picture.
+    """
+    config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
+    rate = manifest.get("rate") if isinstance(manifest.get("rate"), dict) else {}
+    return {
+        "downsampling": manifest.get("downsampling"),
+        "mean_bits": manifest.get("mean_bits"),
+        "scale_levels": manifest.get("scale_levels"),
+        "entropy_parameters": manifest.get("entropy_parameters"),
+        "M": config.get("M"),
+        "Nh": config.get("Nh"),
+        "variable_rate": bool(rate.get("variable")),
+    }
+
+
+def manifest_hash(manifest: dict) -> str:
+    """The content hash a manifest must carry: its files only in version 1, its files and
+    :func:`decoding_fields` from version 2."""
+    files = manifest.get("files", {})
+    return content_hash(files) if manifest.get("version") == 1 else content_hash(files, decoding_fields(manifest))
 
 
 @dataclass(frozen=True)
@@ -175,9 +207,10 @@ class ModelFiles:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise ModelError(f"unreadable manifest {manifest_path}: {exc}") from exc
-        if manifest.get("format") != MODEL_FORMAT or manifest.get("version") != MODEL_FORMAT_VERSION:
+        if manifest.get("format") != MODEL_FORMAT or manifest.get("version") not in MODEL_FORMAT_VERSIONS:
             raise ModelError(
-                f"{manifest_path} is not a {MODEL_FORMAT} manifest of version {MODEL_FORMAT_VERSION}"
+                f"{manifest_path} is not a {MODEL_FORMAT} manifest of version "
+                + " or ".join(map(str, MODEL_FORMAT_VERSIONS))
             )
         _check_manifest(manifest, manifest_path)
         files = manifest.get("files", {})
@@ -189,8 +222,9 @@ class ModelFiles:
                 raise ModelError(f"model file missing: {folder / name}")
             if verify and sha256_file(folder / name) != files[name]:
                 raise ModelError(f"model file {folder / name} does not match its SHA-256 in the manifest")
-        if content_hash(files) != manifest.get("model_hash"):
-            raise ModelError(f"the model hash in {manifest_path} does not match its file list")
+        if manifest_hash(manifest) != manifest.get("model_hash"):
+            what = "file list" if manifest["version"] == 1 else "file list and decoding fields"
+            raise ModelError(f"the model hash in {manifest_path} does not match its {what}")
         try:
             with np.load(folder / TABLES, allow_pickle=False) as npz:
                 z_tables = Tables(npz["z_cdf"], npz["z_sizes"], npz["z_offsets"])

@@ -38,7 +38,7 @@ def image() -> np.ndarray:
 @pytest.fixture(scope="module")
 def single_rate_model(tmp_path_factory):
     """The shipped model's folder with its gain vectors taken out: a single-rate model (refused before any coding)."""
-    from nicodec.model import content_hash, default_model_dir, sha256_file
+    from nicodec.model import default_model_dir, manifest_hash, sha256_file
 
     folder = tmp_path_factory.mktemp("single-rate")
     for path in default_model_dir().iterdir():
@@ -50,7 +50,7 @@ def single_rate_model(tmp_path_factory):
     del manifest["rate"]
     manifest["model_id"] = "test-single-rate"
     manifest["files"]["tables.npz"] = sha256_file(folder / "tables.npz")
-    manifest["model_hash"] = content_hash(manifest["files"])
+    manifest["model_hash"] = manifest_hash(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return folder
 

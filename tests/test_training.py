@@ -101,6 +101,16 @@ def test_export_then_runtime_round_trip(folder, tmp_path):
     image = synthetic_photo(100, 130)
     assert codec.decode(codec.encode(image), as_array=True).shape == image.shape
 
+    # Version 2: the hash covers the manifest's decoding fields, so a hand edit is refused.
+    assert on_disk["version"] == 2
+    manifest_path = tmp_path / "model" / "manifest.json"
+    text = manifest_path.read_text()
+    for key, value in (("mean_bits", on_disk["mean_bits"] + 1), ("downsampling", 2 * on_disk["downsampling"])):
+        manifest_path.write_text(json.dumps({**on_disk, key: value}))
+        with pytest.raises(ModelError, match="decoding fields"):
+            Codec(tmp_path / "model", providers="cpu")
+    manifest_path.write_text(text)
+
     with pytest.raises(FileExistsError):
         export_model(tmp_path / "run" / "last.pt", tmp_path / "model", "tiny-test")
     tables = tmp_path / "model" / "tables.npz"
