@@ -26,7 +26,8 @@
 #   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]
 #   PROBE     batch sizes to time before training (e.g. "32e,32,64"; e: eager) [64e: the eager
 #             baseline on this machine, a few seconds; the run's own it/s is the compiled figure]
-#   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training)
+#   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training,
+#             separated by spaces)
 #   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU (tiny MINUTES)
 #   LIMIT     the command's time limit in seconds: training stops 45 s before it, whatever
 #             MINUTES says, so the final validation and checkpoint are written [600]
@@ -83,8 +84,11 @@ fi
 [ -n "$COMPILE" ] && args+=(--compile "$COMPILE")
 PROBE=${PROBE-64e}
 [ -n "$PROBE" ] && args+=(--probe "$PROBE")
-# shellcheck disable=SC2206
-[ -n "${EXTRA:-}" ] && args+=($EXTRA)
+# EXTRA is split on whitespace, without glob expansion (an argument cannot hold a space).
+if [ -n "${EXTRA:-}" ]; then
+    read -r -a extra <<< "$EXTRA"
+    args+=("${extra[@]}")
+fi
 
 echo "$PY -m nicodec.training ${args[*]}" | tee "$OUT/command.txt"
 "$PY" -m nicodec.training "${args[@]}" 2>&1 | tee "$OUT/train.log"
