@@ -25,14 +25,17 @@ import torch
 import typer
 from rich.console import Console
 
+from nicodec.errors import ModelError
 from nicodec.format import FORMAT_VERSION
-from nicodec.model import GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, manifest_hash, quality_position, sha256_file
+from nicodec.model import ENCODER_GRAPHS, GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, manifest_hash, quality_position, sha256_file
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
 
 from nicodec.training.integer import integer_parameters
 
-from .graphs import MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, HalfDecoder, scale_table
+from .graphs import (
+    MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, HalfDecoder, SynthesisGradient, scale_table,
+)
 from .integer import build_graph
 from .tables import factorized_tables, gaussian_tables
 
@@ -82,6 +85,67 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
         if name in ("encoder", "decoder"):
             store_weights_in_half(path)
         onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+
+
+GRADIENT_TOLERANCE = 1e-3
+"""Largest error of the exported synthesis gradient against torch's autograd, relative to
+the gradient's largest magnitude."""
+
+
+def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[str, str]:
+    """Write synthesis_gradient.onnx, check it against torch's autograd, and return its
+    ``encoder_files`` entry (name: SHA-256)."""
+    import onnxruntime as ort
+
+    path = folder / "synthesis_gradient.onnx"
+    y_hat = torch.randn(1, model.config.M, 4, 6) * 3
+    image = torch.rand(1, 3, 64, 96) * 255
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(
+            SynthesisGradient(model).eval(), (y_hat, image), str(path), input_names=["y_hat", "image"],
+            output_names=["gradient"], dynamic_axes={n: {2: "height", 3: "width"} for n in ("y_hat", "image", "gradient")},
+            opset_version=OPSET, dynamo=False,
+        )
+    store_weights_in_half(path)
+    onnx.checker.check_model(onnx.load(str(path)), full_check=True)
+    y = y_hat.clone().requires_grad_(True)
+    ((255 * model.g_s(y) - image) ** 2).sum().backward()
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {"y_hat": y_hat.numpy(), "image": image.numpy()})
+    error = float(np.abs(got - y.grad.numpy()).max() / np.abs(y.grad.numpy()).max())
+    if not error < GRADIENT_TOLERANCE:
+        raise RuntimeError(f"the exported synthesis gradient is off by {error:.2e} of its magnitude")
+    return {path.name: sha256_file(path)}
+
+
+def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
+    """Add the encoder-only graphs to an existing model folder made from ``checkpoint``.
+
+    The folder's synthesis must be the checkpoint's (checked on a random latent); the model
+    hash, and so every file already made, is unchanged. The manifest is replaced atomically.
+    """
+    from nicodec.model import ModelFiles
+
+    files = ModelFiles.load(folder)
+    model, _ = load_model(checkpoint)
+    model.eval()
+    import onnxruntime as ort
+
+    y_hat = torch.randn(1, model.config.M, 4, 6) * 3
+    session = ort.InferenceSession(str(files.graph("decoder")), providers=["CPUExecutionProvider"])
+    (theirs,) = session.run(None, {"y_hat": y_hat.numpy()})
+    with torch.no_grad():
+        ours = Decoder(model)(y_hat).numpy()
+    if np.abs(theirs.astype(np.int16) - ours.astype(np.int16)).max() > 1:
+        raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (the syntheses differ)")
+    manifest = dict(files.manifest)
+    manifest["encoder_files"] = export_synthesis_gradient(model, folder)
+    tmp = folder / f".{MANIFEST}.tmp"
+    tmp.write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(folder / MANIFEST)
+    ModelFiles.load(folder)
+    return manifest
 
 
 def store_weights_in_half(path: Path, min_size: int = 1024) -> int:
@@ -150,6 +214,7 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
         "training": training,
         "rate": rate_section(model, default_quality),
         "files": files,
+        "encoder_files": {f"{g}.onnx": sha256_file(folder / f"{g}.onnx") for g in ENCODER_GRAPHS},
     }
     manifest["model_hash"] = manifest_hash(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
@@ -262,6 +327,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
     try:
         export_graphs(model, tmp)
+        export_synthesis_gradient(model, tmp)
         write_tables(model, tmp)
         manifest = write_manifest(tmp, model, model_id, training, default_quality)
         qualities = PARITY_QUALITIES if model.config.levels else (None,)
@@ -289,8 +355,19 @@ def main(
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     default_quality: Annotated[Optional[float], typer.Option(
         min=1, max=100, help=f"Variable-rate models: the quality used when none is asked for (default {DEFAULT_QUALITY:g}).")] = None,
+    add_encoder_graphs_only: Annotated[bool, typer.Option(
+        "--add-encoder-graphs", help="Only add the encoder-only graphs (synthesis_gradient.onnx) to the existing "
+        "model folder OUT made from CHECKPOINT; its model hash and files stay as they are.")] = False,
 ):
     """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
+    if add_encoder_graphs_only:
+        try:
+            add_encoder_graphs(checkpoint, out)
+        except (RuntimeError, ModelError) as exc:
+            console.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from None
+        console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
+        return
     try:
         manifest = export_model(checkpoint, out, model_id or f"nicodec-{out.name}", force=force,
                                 default_quality=default_quality)

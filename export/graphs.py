@@ -12,6 +12,10 @@ Their signatures are the contract with the runtime (``nicodec.model``):
   mean in fixed point (``mean = mean_q / 2**MEAN_BITS``).
 - ``decoder``: ``y_hat`` float32 (1, M, h, w) -> ``image`` uint8 (1, 3, 16h, 16w);
   ``decoder_fp16`` is the same computed in fp16.
+- ``synthesis_gradient`` (encoder side only): ``y_hat`` float32 (1, M, h, w) and ``image``
+  float32 (1, 3, 16h, 16w, values 0..255) -> ``gradient`` float32 (1, M, h, w), the
+  gradient with respect to ``y_hat`` of the synthesis's squared error
+  ``sum((255 * g_s(y_hat) - image)**2)`` (before the clamp and rounding).
 
 As in tensorflow/compression, scaling to [0, 1], clipping and rounding to uint8 are
 inside the graphs, so the runtime never guesses a convention.
@@ -30,7 +34,8 @@ from nicodec.training.model import (
     GDN, SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, float_scale_index, scale_table,
 )
 
-__all__ = ["MEAN_BITS", "MEAN_LIMIT", "SCALE_LEVELS", "SCALE_MAX", "scale_table", "Encoder", "EntropyParameters", "Decoder", "HalfDecoder"]
+__all__ = ["MEAN_BITS", "MEAN_LIMIT", "SCALE_LEVELS", "SCALE_MAX", "scale_table", "Encoder", "EntropyParameters", "Decoder",
+           "HalfDecoder", "SynthesisGradient"]
 
 
 class Encoder(nn.Module):
@@ -110,3 +115,46 @@ class _FixedGDN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = torch.sqrt(F.conv2d(x * x, self.gamma, self.beta))
         return x * norm if self.inverse else x / norm
+
+
+class SynthesisGradient(nn.Module):
+    """The gradient of the synthesis's squared error with respect to its input, as a plain
+    forward graph (the ONNX exporter records no backward pass, so it is written out).
+
+    g_s alternates transposed convolutions and inverse GDNs. The transposed convolution's
+    adjoint is the convolution with the same weight tensor and stride; for the inverse GDN
+    ``y_i = x_i * n_i`` with ``n_i = sqrt(beta_i + sum_j gamma_ij x_j**2)``, the
+    vector-Jacobian product is ``g_j * n_j + x_j * sum_i gamma_ij g_i x_i / n_i``. The
+    encoder uses it to refine its latent (``nicodec.refine``); decoding never runs it.
+    """
+
+    def __init__(self, model: MeanScaleHyperprior):
+        super().__init__()
+        self.layers = nn.ModuleList(
+            _FixedGDN(m) if isinstance(m, GDN) else copy.deepcopy(m) for m in model.g_s
+        )
+        for layer in self.layers:
+            if not isinstance(layer, (_FixedGDN, nn.ConvTranspose2d)):
+                raise TypeError(f"SynthesisGradient cannot differentiate a {type(layer).__name__} layer")
+
+    def forward(self, y_hat: torch.Tensor, image: torch.Tensor):
+        inputs, norms = [], []
+        x = y_hat
+        for layer in self.layers:
+            inputs.append(x)
+            if isinstance(layer, _FixedGDN):
+                norm = torch.sqrt(F.conv2d(x * x, layer.gamma, layer.beta))
+                norms.append(norm)
+                x = x * norm if layer.inverse else x / norm
+            else:
+                norms.append(None)
+                x = layer(x)
+        grad = 2.0 * 255.0 * (255.0 * x - image)
+        for layer, x, norm in zip(reversed(self.layers), reversed(inputs), reversed(norms)):
+            if isinstance(layer, _FixedGDN):
+                if not layer.inverse:
+                    raise TypeError("SynthesisGradient differentiates the inverse GDN only")
+                grad = grad * norm + x * F.conv2d(grad * x / norm, layer.gamma.transpose(0, 1))
+            else:
+                grad = F.conv2d(grad, layer.weight, stride=layer.stride, padding=layer.padding)
+        return grad

@@ -30,6 +30,7 @@ from .files import read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
+from .refine import refine
 from .sessions import CPU, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -44,6 +45,9 @@ PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
 
 ENTROPY_MARGIN = 2
 """Hyper-latent positions of context around each tile of the entropy-parameter graph."""
+
+MAX_REFINE = 1000
+"""The most refinement steps ``Codec`` accepts."""
 
 
 class Codec:
@@ -69,6 +73,13 @@ class Codec:
             ``nicodec.quantize``): about 1% fewer bits for the same PSNR on Kodak, with
             the decoder unchanged. ``True`` uses ``RDO_SLOPE``, a positive number another
             slope; ``False`` (or 0) rounds to the nearest integer, as the networks were trained.
+            ``None`` (the default): ``True`` without refinement, ``False`` with it (the
+            refinement weighs the bits itself: rounding toward zero after it, even at a quarter of
+            the slope, lost 4 to 8% on two Kodak images).
+        refine: gradient steps on the latent before it is coded (see ``nicodec.refine``):
+            0 (the default) codes the analysis's latent as it is; about 60 make files a few
+            percent smaller at the same PSNR, each step costing about two syntheses of the
+            image. Needs the model's ``synthesis_gradient`` graph. The decoder is the same.
 
     Raises:
         ModelError: the model folder is missing or damaged, or has no fp16 synthesis.
@@ -86,7 +97,8 @@ class Codec:
         tile: int = 1024,
         margin: int = 256,
         precision: str = "fp32",
-        rdo: bool | float = True,
+        rdo: bool | float | None = None,
+        refine: int = 0,
     ):
         self.model = ModelFiles.load(model)
         chosen = resolve_providers(providers)
@@ -102,11 +114,25 @@ class Codec:
         if not self.model.has_graph(decoder):
             raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
         self.precision = precision
+        if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or not 0 <= refine <= MAX_REFINE:
+            raise NicodecError(f"refine must be a whole number of steps from 0 to {MAX_REFINE}, not {refine!r}")
+        self.refine = int(refine)
+        if rdo is None:
+            rdo = not self.refine
         if isinstance(rdo, bool):
             rdo = RDO_SLOPE if rdo else 0.0
         if not isinstance(rdo, (int, float)) or not 0 <= rdo < float("inf"):
-            raise NicodecError(f"rdo must be True, False or a slope of 0 or more, not {rdo!r}")
+            raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")
         self.rdo_slope = float(rdo)
+        self._gradient = None
+        if self.refine:
+            if not self.model.has_graph("synthesis_gradient") or self.model.scale_table is None:
+                raise ModelError(
+                    f"the model {self.model.model_id} cannot refine its latent: it has no synthesis_gradient graph "
+                    "(nicodec-export --add-encoder-graphs adds it)"
+                )
+            self._gradient = create_session(self.model.graph("synthesis_gradient"), chosen, threads, optimization,
+                                            strict=strict)
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
         entropy_settings = (
             {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
@@ -175,6 +201,8 @@ class Codec:
             )
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
+        if self.refine:
+            y = self._refine(y, mean_q, scale_index, padded, quality)
         symbols = self._symbols(y - self._means(mean_q), scale_index)
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
@@ -299,6 +327,37 @@ class Codec:
     def _symbols(self, residual: np.ndarray, scale_index: np.ndarray) -> np.ndarray:
         """The y symbols of ``residual`` (y minus its means), coded with tables ``scale_index``."""
         return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
+
+    def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
+                quality: float) -> np.ndarray:
+        """``y`` after ``self.refine`` gradient steps (``nicodec.refine``)."""
+        image = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
+        inverse = self.model.gains(quality)[1].reshape(1, -1, 1, 1) if self.model.variable_rate else 1.0
+        return refine(
+            y, self._means(mean_q), self.model.scale_table[scale_index], lambda y_hat: self._synthesis_gradient(y_hat, image),
+            inverse, self.model.lmbda(quality if self.model.variable_rate else None), image.shape[2] * image.shape[3],
+            self.refine,
+        )
+
+    def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray) -> np.ndarray:
+        """The synthesis gradient graph on tiles of ``self.tile`` pixels, each with twice the
+        synthesis's context (the gradient reaches as far back as the synthesis reaches forward);
+        an image that fits in one tile runs whole."""
+        d = self.model.downsampling // 4  # pixels per latent position
+        tile = self.tile // d
+        margin = 2 * max(self.model.downsampling, self.margin // 2) // d
+        rows, cols = y_hat.shape[2], y_hat.shape[3]
+        if rows <= tile and cols <= tile:
+            return self._gradient.run(None, {"y_hat": y_hat, "image": image})[0]
+        out = np.empty_like(y_hat)
+        for r0, r1, rlo, rhi in _spans(rows, tile, margin):
+            for c0, c1, clo, chi in _spans(cols, tile, margin):
+                (part,) = self._gradient.run(None, {
+                    "y_hat": np.ascontiguousarray(y_hat[:, :, rlo:rhi, clo:chi]),
+                    "image": np.ascontiguousarray(image[:, :, rlo * d : rhi * d, clo * d : chi * d]),
+                })
+                out[:, :, r0:r1, c0:c1] = part[:, :, r0 - rlo : r1 - rlo, c0 - clo : c1 - clo]
+        return out
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
                    fixed: dict[str, np.ndarray] | None = None):

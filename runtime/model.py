@@ -7,6 +7,8 @@ Layout (written by ``nicodec-export``)::
     entropy_parameters.onnx    z_hat int32 -> scale_index int32, mean_q int32
     decoder.onnx               y_hat float32 -> image uint8
     decoder_fp16.onnx          (optional) the same synthesis with fp16 weights and arithmetic
+    synthesis_gradient.onnx    (optional, encoder only) the gradient of the synthesis's squared
+                               error, for refining the latent (``nicodec.refine``)
     tables.npz                 integer CDFs for z (per channel) and y (per scale); for a
                                variable-rate model also the gain vectors of its trained levels
 
@@ -37,6 +39,10 @@ MODEL_FORMAT_VERSION = 2
 MODEL_FORMAT_VERSIONS = (1, 2)
 GRAPHS = ("encoder", "entropy_parameters", "decoder")
 OPTIONAL_GRAPHS = ("decoder_fp16",)
+ENCODER_GRAPHS = ("synthesis_gradient",)
+"""Optional graphs only the encoder runs (``Codec(refine=...)``). They cannot change what a
+file decodes to, so the manifest lists them apart, under ``encoder_files``, outside the
+model hash: a model folder may gain them without making its files unreadable."""
 TABLES = "tables.npz"
 QUALITY_MIN = 1.0
 QUALITY_MAX = 100.0
@@ -122,6 +128,8 @@ class ModelFiles:
         z_tables, y_tables: the frozen integer CDF tables.
         log_gain, log_inverse_gain: (levels, M) float32 logs of the trained gain vectors of
             a variable-rate model; ``None`` for a single-rate model.
+        scale_table: (scale levels,) float32, the Gaussian scale of each y table (``None``
+            if the tables file lacks it); the encoder's refinement uses it.
     """
 
     path: Path
@@ -132,6 +140,7 @@ class ModelFiles:
     y_tables: Tables
     log_gain: np.ndarray | None = None
     log_inverse_gain: np.ndarray | None = None
+    scale_table: np.ndarray | None = None
 
     @property
     def variable_rate(self) -> bool:
@@ -182,11 +191,23 @@ class ModelFiles:
         """Whether the entropy-parameter graph is integer-only (exact under any session settings)."""
         return self.manifest.get("entropy_parameters") == "integer"
 
+    def lmbda(self, quality: float | None) -> float:
+        """The rate-distortion trade-off the model was trained for at ``quality``: between
+        two trained levels, their lambdas mixed in the log as the gains are."""
+        rate = self.manifest.get("rate", {})
+        if not self.variable_rate:
+            return float(rate.get("lmbda", self.manifest["config"].get("lmbda")))
+        lmbdas = np.log(np.asarray(rate["lmbdas"], dtype=np.float64))
+        position = quality_position(quality, len(lmbdas))
+        low = min(int(np.floor(position)), len(lmbdas) - 2)
+        frac = position - low
+        return float(np.exp(lmbdas[low] * (1 - frac) + lmbdas[low + 1] * frac))
+
     def graph(self, name: str) -> Path:
         return self.path / f"{name}.onnx"
 
     def has_graph(self, name: str) -> bool:
-        return f"{name}.onnx" in self.manifest["files"]
+        return f"{name}.onnx" in self.manifest["files"] or f"{name}.onnx" in self.manifest.get("encoder_files", {})
 
     @classmethod
     def load(cls, path: str | Path | None = None, verify: bool = True) -> "ModelFiles":
@@ -222,6 +243,15 @@ class ModelFiles:
                 raise ModelError(f"model file missing: {folder / name}")
             if verify and sha256_file(folder / name) != files[name]:
                 raise ModelError(f"model file {folder / name} does not match its SHA-256 in the manifest")
+        encoder_files = manifest.get("encoder_files", {})
+        if not isinstance(encoder_files, dict) or not set(encoder_files) <= {f"{g}.onnx" for g in ENCODER_GRAPHS}:
+            raise ModelError(f"bad manifest {manifest_path}: encoder_files may list only "
+                             + ", ".join(f"{g}.onnx" for g in ENCODER_GRAPHS))
+        for name, digest in encoder_files.items():
+            if not (folder / name).is_file():
+                raise ModelError(f"model file missing: {folder / name}")
+            if verify and sha256_file(folder / name) != digest:
+                raise ModelError(f"model file {folder / name} does not match its SHA-256 in the manifest")
         if manifest_hash(manifest) != manifest.get("model_hash"):
             what = "file list" if manifest["version"] == 1 else "file list and decoding fields"
             raise ModelError(f"the model hash in {manifest_path} does not match its {what}")
@@ -229,6 +259,7 @@ class ModelFiles:
             with np.load(folder / TABLES, allow_pickle=False) as npz:
                 z_tables = Tables(npz["z_cdf"], npz["z_sizes"], npz["z_offsets"])
                 y_tables = Tables(npz["y_cdf"], npz["y_sizes"], npz["y_offsets"])
+                scales = npz["scale_table"].astype(np.float32) if "scale_table" in npz.files else None
                 gains = [npz[k].astype(np.float32) for k in ("log_gain", "log_inverse_gain") if k in npz.files]
         except (OSError, KeyError, ValueError) as exc:
             raise ModelError(f"bad tables in {folder / TABLES}: {exc}") from exc
@@ -250,6 +281,7 @@ class ModelFiles:
             y_tables=y_tables,
             log_gain=gains[0] if gains else None,
             log_inverse_gain=gains[1] if gains else None,
+            scale_table=scales if scales is not None and scales.shape == (y_tables.n_tables,) else None,
         )
 
 

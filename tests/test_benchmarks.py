@@ -270,3 +270,16 @@ def test_rdo_compares_the_rounding_with_plain_rounding_in_one_run(images_folder,
     for a, b in zip(plain["points"], chosen["points"]):
         assert b["bpp"] < a["bpp"] and abs(a["psnr"] - b["psnr"]) < 1
     assert json.loads((tmp_path / "rdo.json").read_text())["results"][1]["slope"] == 0.02
+
+
+def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(images_folder, tmp_path):
+    refine = load("refine")
+    report = refine.main(["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80",
+                          "--steps", "3", "--json", str(tmp_path / "refine.json")])
+    default, refined = report["results"]
+    assert default["steps"] == 0 and default["bd_rate_percent"] == 0 and default["encode_time_ratio"] == 1
+    assert refined["steps"] == 3 and refined["rdo_slope"] == 0 and refined["encode_time_ratio"] > 1
+    assert [p["quality"] for p in refined["points"]] == [20, 80]
+    for a, b in zip(default["points"], refined["points"]):
+        assert (a["bpp"], a["psnr"]) != (b["bpp"], b["psnr"]) and abs(a["psnr"] - b["psnr"]) < 1
+    assert json.loads((tmp_path / "refine.json").read_text())["results"][1]["steps"] == 3

@@ -282,3 +282,17 @@ def test_info_names_a_file_from_a_single_rate_model(png, tmp_path):
     (tmp_path / "old.nic").write_bytes(nicformat.pack(dataclasses.replace(header, quality=0.0), sections))
     assert "quality: 0 (single-rate model)\n" in run("info", tmp_path / "old.nic").stdout
     assert json.loads(run("info", tmp_path / "old.nic", "--json").stdout)["quality"] == 0
+
+
+def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):
+    plain, refined = tmp_path / "plain.nic", tmp_path / "refined.nic"
+    assert run("encode", png, "-o", plain, "--provider", "cpu").exit_code == 0
+    result = run("encode", png, "-o", refined, "--provider", "cpu", "--refine", 3)
+    assert result.exit_code == 0, result.output
+    assert refined.read_bytes() != plain.read_bytes()
+    out = tmp_path / "back.png"
+    assert run("decode", refined, "-o", out).exit_code == 0
+    assert psnr(np.asarray(Image.open(out)), photo) > 25
+    for bad in ("-1", "1001", "two"):
+        result = run("encode", png, "-o", tmp_path / "bad.nic", "--refine", bad)
+        assert result.exit_code == 2 and not (tmp_path / "bad.nic").exists()

@@ -97,7 +97,13 @@ def test_the_codec_files_are_smaller_and_decode_like_any_file(photo):
     assert psnr(pixels, photo) > psnr(plain_codec.decode(plain, as_array=True), photo) - 0.5
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", None])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", [0.02]])
 def test_a_bad_rdo_setting_is_refused(bad):
     with pytest.raises(NicodecError, match="rdo must be"):
         Codec(providers="cpu", rdo=bad)
+
+
+def test_the_default_rounding_steps_toward_zero_unless_the_latent_is_refined():
+    assert Codec(providers="cpu").rdo_slope == RDO_SLOPE
+    assert Codec(providers="cpu", refine=5).rdo_slope == 0
+    assert Codec(providers="cpu", refine=5, rdo=True).rdo_slope == RDO_SLOPE

@@ -1,0 +1,138 @@
+"""Latent refinement (``nicodec.refine``, ``Codec(refine=...)``): encoder-side gradient steps the decoder never sees."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from nicodec import ModelError, NicodecError
+from nicodec.codec import Codec
+from nicodec.model import default_model_dir
+from nicodec.refine import normal_cdf, rate_gradient
+
+from photos import synthetic_photo
+
+
+def test_normal_cdf_has_a_small_relative_error_down_to_the_far_tail():
+    x = np.concatenate([np.linspace(-30, 8, 2001), [0.0, -1e-9, 1e-9]])
+    exact = np.array([0.5 * math.erfc(-v / math.sqrt(2)) for v in x])
+    assert np.all(np.abs(normal_cdf(x) / exact - 1) < 2e-7)
+
+
+def test_rate_gradient_is_the_derivative_of_the_bits():
+    rng = np.random.default_rng(0)
+    value = rng.normal(0, 3, 500)
+    means = rng.normal(0, 1, 500)
+    scales = rng.uniform(0.11, 8, 500)
+
+    cdf = np.vectorize(lambda x: 0.5 * math.erfc(-x / math.sqrt(2)))
+
+    def bits(v):
+        offset = np.abs(v - means)
+        return -np.log2(cdf((0.5 - offset) / scales) - cdf((-0.5 - offset) / scales))
+
+    h = 1e-5
+    numeric = (bits(value + h) - bits(value - h)) / (2 * h)
+    likely = bits(value) < 25  # above the probability floor, 1e-9 (about 30 bits)
+    assert likely.mean() > 0.9
+    assert np.allclose(rate_gradient(value, means, scales)[likely], numeric[likely], rtol=1e-4, atol=1e-7)
+    # Past the probability floor (as in training's likelihood clamp) there is no gradient.
+    assert rate_gradient(np.array([40.0]), np.array([0.0]), np.array([0.11]))[0] == 0.0
+
+
+@pytest.fixture(scope="module")
+def image():
+    return synthetic_photo(128, 192, seed=3)
+
+
+def objective(codec: Codec, image: np.ndarray, data: bytes, quality: float) -> float:
+    """bits per pixel + lambda * 255**2 * MSE, what the refinement lowers (real file bits)."""
+    decoded = codec.decode(data, as_array=True).astype(np.float64)
+    mse = np.mean((decoded - image) ** 2) / 255**2
+    return 8 * len(data) / (image.shape[0] * image.shape[1]) + codec.model.lmbda(quality) * 255**2 * mse
+
+
+@pytest.mark.parametrize("quality", [10.0, 60.0, 95.0])
+def test_refined_files_decode_with_any_codec_and_cost_less(image, quality):
+    plain = Codec(providers="cpu", rdo=False)
+    refined = Codec(providers="cpu", rdo=False, refine=20)
+    before, after = plain.encode(image, quality=quality), refined.encode(image, quality=quality)
+    assert after != before
+    assert plain.decode(after, as_array=True).shape == image.shape  # the decoder needs nothing new
+    assert objective(plain, image, after, quality) < objective(plain, image, before, quality)
+    assert refined.encode(image, quality=quality) == after  # the same file every time
+
+
+def test_the_gradient_on_tiles_matches_the_whole_image():
+    whole = Codec(providers="cpu", refine=1)
+    tiled = Codec(providers="cpu", refine=1, tile=128)
+    rng = np.random.default_rng(1)
+    image = np.ascontiguousarray(synthetic_photo(512, 640, seed=4).transpose(2, 0, 1)[None], dtype=np.float32)
+    y_hat = rng.normal(0, 2, (1, whole.model.latent_channels, 32, 40)).astype(np.float32)
+    expected = whole._synthesis_gradient(y_hat, image)
+    got = tiled._synthesis_gradient(y_hat, image)
+    assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
+
+
+def test_lambda_follows_the_quality_between_trained_levels():
+    model = Codec(providers="cpu").model
+    lmbdas = model.manifest["rate"]["lmbdas"]
+    levels = len(lmbdas)
+    for level, value in enumerate(lmbdas):
+        assert model.lmbda(1 + 99 * level / (levels - 1)) == pytest.approx(value)
+    assert model.lmbda(1 + 99 * 0.5 / (levels - 1)) == pytest.approx(math.sqrt(lmbdas[0] * lmbdas[1]))
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3", 1001])
+def test_a_bad_step_count_is_refused(bad):
+    with pytest.raises(NicodecError, match="refine"):
+        Codec(providers="cpu", refine=bad)
+
+
+def test_a_model_without_the_gradient_graph_cannot_refine_but_still_codes(tmp_path, image):
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["encoder_files"]
+    (folder / "synthesis_gradient.onnx").unlink()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="synthesis_gradient"):
+        Codec(folder, providers="cpu", refine=5)
+    # Encoder-only graphs are outside the model hash: the same model, the same files.
+    assert Codec(folder, providers="cpu").encode(image, quality=40) == Codec(providers="cpu").encode(image, quality=40)
+
+
+def test_encoder_files_are_checked(tmp_path):
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    graph = folder / "synthesis_gradient.onnx"
+    graph.write_bytes(graph.read_bytes() + b"x")
+    with pytest.raises(ModelError, match="SHA-256"):
+        Codec(folder, providers="cpu")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["encoder_files"] = {"decoder.onnx": manifest["files"]["decoder.onnx"]}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelError, match="encoder_files"):
+        Codec(folder, providers="cpu")
+
+
+def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
+    torch = pytest.importorskip("torch")
+    from nicodec.training.train import load_model
+
+    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / "nicodec-mshp-vr-1w.pt"
+    model, _ = load_model(checkpoint)
+    model.eval()
+    codec = Codec(providers="cpu", refine=1)
+    rng = np.random.default_rng(2)
+    y_hat = rng.normal(0, 2, (1, 192, 6, 5)).astype(np.float32)
+    image = rng.uniform(0, 255, (1, 3, 96, 80)).astype(np.float32)
+    y = torch.from_numpy(y_hat).requires_grad_(True)
+    ((255 * model.g_s(y) - torch.from_numpy(image)) ** 2).sum().backward()
+    got = codec._synthesis_gradient(y_hat, image)
+    assert np.abs(got - y.grad.numpy()).max() <= 1e-4 * np.abs(y.grad.numpy()).max()
