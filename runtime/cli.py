@@ -148,10 +148,10 @@ class _Rate:
                 param_hint=given,
             )
 
-    def encode(self, codec, source, strip: bool):
+    def encode(self, codec, source, strip: bool, progress=None):
         """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality."""
         if self.bpp is None and self.psnr is None and self.max_bytes is None:
-            return codec.encode(source, quality=self.quality, strip=strip), None
+            return codec.encode(source, quality=self.quality, strip=strip, progress=progress), None
         from .ratecontrol import encode_to_target
 
         result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, strip=strip)
@@ -288,7 +288,15 @@ def encode(
         codec = _codec(model, provider, threads, max_pixels, refine=refine)
         rate.check_model(codec)
         start = time.perf_counter()
-        data, result = rate.encode(codec, input, strip)
+        if refine and err.is_terminal and rate.bpp is None and rate.psnr is None and rate.max_bytes is None:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+            columns = (TextColumn("refining"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            with Progress(*columns, console=err, transient=True) as bar:
+                task = bar.add_task("refine", total=refine)
+                data, result = rate.encode(codec, input, strip, lambda done, total: bar.update(task, completed=done))
+        else:
+            data, result = rate.encode(codec, input, strip)
         seconds = time.perf_counter() - start
         write_atomic(target, lambda f: f.write(data), force=force)
     header = _header(data)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -161,7 +161,8 @@ class Codec:
         """The quality ``encode`` uses when none is given; ``None`` for a single-rate model."""
         return self.model.default_quality
 
-    def encode(self, image, *, quality: float | None = None, strip: bool = False) -> bytes:
+    def encode(self, image, *, quality: float | None = None, strip: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> bytes:
         """Compress an image.
 
         Args:
@@ -171,6 +172,8 @@ class Codec:
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).
             strip: leave out the ICC profile and EXIF data.
+            progress: with ``refine``, called after each refinement step with ``(steps
+                done, steps)``, from the calling thread.
 
         Transparency is kept losslessly (an ``ALPH`` section); the ICC profile and EXIF
         data of files and PIL images are kept as they are (``ICCP``, ``EXIF``), with the
@@ -202,7 +205,7 @@ class Codec:
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         if self.refine:
-            y = self._refine(y, mean_q, scale_index, padded, quality)
+            y = self._refine(y, mean_q, scale_index, padded, quality, progress)
         symbols = self._symbols(y - self._means(mean_q), scale_index)
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
@@ -329,14 +332,14 @@ class Codec:
         return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
 
     def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
-                quality: float) -> np.ndarray:
+                quality: float, progress=None) -> np.ndarray:
         """``y`` after ``self.refine`` gradient steps (``nicodec.refine``)."""
         image = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
         inverse = self.model.gains(quality)[1].reshape(1, -1, 1, 1) if self.model.variable_rate else 1.0
         return refine(
             y, self._means(mean_q), self.model.scale_table[scale_index], lambda y_hat: self._synthesis_gradient(y_hat, image),
             inverse, self.model.lmbda(quality if self.model.variable_rate else None), image.shape[2] * image.shape[3],
-            self.refine,
+            self.refine, progress=progress,
         )
 
     def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray) -> np.ndarray:

@@ -74,6 +74,7 @@ def refine(
     iterations: int,
     lr: float = REFINE_LR,
     seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Adam steps on the latent ``y`` against the rate-distortion objective.
 
@@ -89,6 +90,7 @@ def refine(
         iterations: Adam steps; 0 returns ``y`` unchanged.
         lr: the step size at the start, annealed to 0 by a half cosine.
         seed: the rate's noise; the same inputs and seed give the same latent.
+        progress: called after each step with ``(steps done, iterations)``.
 
     Returns:
         The refined latent, float32, ``y``'s shape.
@@ -113,4 +115,6 @@ def refine(
         second = beta2 * second + (1 - beta2) * grad * grad
         size = lr * 0.5 * (1 + math.cos(math.pi * (step - 1) / iterations))
         current -= size * (first / (1 - beta1**step)) / (np.sqrt(second / (1 - beta2**step)) + eps)
+        if progress is not None:
+            progress(step, iterations)
     return current.astype(np.float32)

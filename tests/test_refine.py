@@ -65,7 +65,9 @@ def test_refined_files_decode_with_any_codec_and_cost_less(image, quality):
     assert after != before
     assert plain.decode(after, as_array=True).shape == image.shape  # the decoder needs nothing new
     assert objective(plain, image, after, quality) < objective(plain, image, before, quality)
-    assert refined.encode(image, quality=quality) == after  # the same file every time
+    steps = []
+    assert refined.encode(image, quality=quality, progress=lambda *a: steps.append(a)) == after  # the same file every time
+    assert steps == [(i, 20) for i in range(1, 21)]
 
 
 def test_the_gradient_on_tiles_matches_the_whole_image():
