@@ -43,6 +43,34 @@ def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list
     return points, seconds
 
 
+def read_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[np.ndarray]:
+    """The RGB pixels of ``--images`` (the first ``--limit``), or a usage error if there are none."""
+    paths = image_paths(args.images, args.limit)
+    if not paths:
+        parser.error(f"no images in {args.images}")
+    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+
+
+def compare(entries: list[tuple[dict, str, nicodec.Codec]], images: list[np.ndarray], qualities: list[float]) -> list[dict]:
+    """Sweep each ``(fields, label, codec)`` over the images and qualities, one after the other.
+
+    Returns one result per entry: its ``fields``, the points, the encoding seconds, and the
+    BD-rate and encoding-time ratio against the first entry (the reference).
+    """
+    results = []
+    for fields, label, codec in entries:
+        codec.encode(images[0][:64, :64], quality=qualities[0])  # warm-up, untimed
+        points, seconds = sweep(codec, images, qualities)
+        results.append({**fields, "points": points, "encode_seconds": round(seconds, 2)})
+        print(f"{label}: " + ", ".join(f"q{p['quality']:g} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in points),
+              flush=True)
+    reference = results[0]
+    for result in results:
+        result["bd_rate_percent"] = bd_rate(result["points"], reference["points"])
+        result["encode_time_ratio"] = round(result["encode_seconds"] / reference["encode_seconds"], 3)
+    return results
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_arguments(parser, SHARED / "data" / "kodak")
@@ -50,23 +78,12 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f"slopes to compare with plain rounding (default: the codec's {RDO_SLOPE})")
     parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
     args = parser.parse_args(argv)
-    paths = image_paths(args.images, args.limit)
-    if not paths:
-        parser.error(f"no images in {args.images}")
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    settings = [0.0] + [s for s in args.slopes if s > 0]
-    results = []
-    for slope in settings:
-        codec = nicodec.Codec(args.model, providers="cpu", threads=args.threads, rdo=slope)
-        codec.encode(images[0], quality=args.qualities[0])  # warm-up, untimed
-        points, seconds = sweep(codec, images, args.qualities)
-        results.append({"slope": slope, "points": points, "encode_seconds": round(seconds, 2)})
-        print(f"slope {slope:g}: " + ", ".join(f"q{p['quality']:g} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in points),
-              flush=True)
-    reference = results[0]
-    for result in results:
-        result["bd_rate_percent"] = bd_rate(result["points"], reference["points"])
-        result["encode_time_ratio"] = round(result["encode_seconds"] / reference["encode_seconds"], 3)
+    images = read_images(parser, args)
+    entries = [({"slope": slope}, f"slope {slope:g}",
+                nicodec.Codec(args.model, providers="cpu", threads=args.threads, rdo=slope))
+               for slope in [0.0] + [s for s in args.slopes if s > 0]]
+    results = compare(entries, images, args.qualities)
+    codec = entries[0][2]
     report = {"model": codec.model_id, "images": f"{args.images.name} ({len(images)})", "threads": args.threads,
               "qualities": args.qualities, "results": results}
     rows = ["| slope | BD-rate vs plain rounding | encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",

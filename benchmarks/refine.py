@@ -18,14 +18,11 @@ from __future__ import annotations
 
 import argparse
 
-import numpy as np
-from PIL import Image
-
 import nicodec
 
-from common import add_image_arguments, image_paths, publish
-from rd import NICODEC_QUALITIES, SHARED, bd_rate
-from rdo import sweep
+from common import add_image_arguments, publish
+from rd import NICODEC_QUALITIES, SHARED
+from rdo import compare, read_images
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -36,24 +33,13 @@ def main(argv: list[str] | None = None) -> dict:
                         help="the refined codecs' rounding slope (default 0: nearest integer)")
     parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
     args = parser.parse_args(argv)
-    paths = image_paths(args.images, args.limit)
-    if not paths:
-        parser.error(f"no images in {args.images}")
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    settings = [0] + [n for n in args.steps if n > 0]
-    results = []
-    for steps in settings:
+    images = read_images(parser, args)
+    entries = []
+    for steps in [0] + [n for n in args.steps if n > 0]:
         options = {"refine": steps, "rdo": args.rdo} if steps else {}
         codec = nicodec.Codec(args.model, providers="cpu", threads=args.threads, **options)
-        codec.encode(images[0][:64, :64], quality=args.qualities[0])  # warm-up, untimed
-        points, seconds = sweep(codec, images, args.qualities)
-        results.append({"steps": steps, "rdo_slope": codec.rdo_slope, "points": points, "encode_seconds": round(seconds, 2)})
-        print(f"refine {steps}: " + ", ".join(f"q{p['quality']:g} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in points),
-              flush=True)
-    reference = results[0]
-    for result in results:
-        result["bd_rate_percent"] = bd_rate(result["points"], reference["points"])
-        result["encode_time_ratio"] = round(result["encode_seconds"] / reference["encode_seconds"], 2)
+        entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope}, f"refine {steps}", codec))
+    results = compare(entries, images, args.qualities)
     report = {"model": codec.model_id, "images": f"{args.images.name} ({len(images)})", "threads": args.threads,
               "qualities": args.qualities, "results": results}
     rows = ["| refinement steps | rounding slope | BD-rate vs the default encoder | encode time ratio | "
