@@ -10,7 +10,7 @@ files, decodes them, and reports the mean bpp and PSNR per quality, the BD-rate 
 over RGB) against the default, and the total encoding time as a ratio to the default's
 (measured in the same run, on the CPU provider). Refinement already weighs the rate, so
 the refined codecs round to the nearest integer unless ``--rdo`` gives a slope.
-A step costs about two syntheses of the image: the whole of Kodak at 60 steps takes
+A step costs about 1.2 decodes of the image: the whole of Kodak at 60 steps takes
 about 2 hours on 2 cores, so ``--limit`` picks the first N images.
 """
 

@@ -97,7 +97,7 @@ def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[
     ``encoder_files`` entry (name: SHA-256)."""
     import onnxruntime as ort
 
-    path = folder / "synthesis_gradient.onnx"
+    path = folder / ".synthesis_gradient.onnx.tmp"  # renamed once checked
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     image = torch.rand(1, 3, 64, 96) * 255
     with warnings.catch_warnings():
@@ -115,8 +115,10 @@ def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[
     (got,) = session.run(None, {"y_hat": y_hat.numpy(), "image": image.numpy()})
     error = float(np.abs(got - y.grad.numpy()).max() / np.abs(y.grad.numpy()).max())
     if not error < GRADIENT_TOLERANCE:
+        path.unlink()
         raise RuntimeError(f"the exported synthesis gradient is off by {error:.2e} of its magnitude")
-    return {path.name: sha256_file(path)}
+    final = path.replace(folder / "synthesis_gradient.onnx")
+    return {final.name: sha256_file(final)}
 
 
 def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
@@ -127,10 +129,13 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     """
     from nicodec.model import ModelFiles
 
+    import onnxruntime as ort
+
     files = ModelFiles.load(folder)
     model, _ = load_model(checkpoint)
     model.eval()
-    import onnxruntime as ort
+    if (model.config.M, model.config.Nh) != (files.latent_channels, files.hyper_channels):
+        raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (other channel counts)")
 
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     session = ort.InferenceSession(str(files.graph("decoder")), providers=["CPUExecutionProvider"])

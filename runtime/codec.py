@@ -78,12 +78,14 @@ class Codec:
             the slope, lost 4 to 8% on two Kodak images).
         refine: gradient steps on the latent before it is coded (see ``nicodec.refine``):
             0 (the default) codes the analysis's latent as it is; about 60 make files a few
-            percent smaller at the same PSNR, each step costing about two syntheses of the
+            percent smaller at the same PSNR, each step costing about 1.2 decodes of the
             image. Needs the model's ``synthesis_gradient`` graph. The decoder is the same.
 
     Raises:
-        ModelError: the model folder is missing or damaged, or has no fp16 synthesis.
-        NicodecError: an unavailable provider or an unknown precision was asked for.
+        ModelError: the model folder is missing or damaged, or has no fp16 synthesis; with
+            ``refine``, it has no usable synthesis_gradient graph or lambda.
+        NicodecError: an unavailable provider, an unknown precision, or a bad ``rdo`` or
+            ``refine`` was asked for.
     """
 
     def __init__(
@@ -126,11 +128,14 @@ class Codec:
         self.rdo_slope = float(rdo)
         self._gradient = None
         if self.refine:
-            if not self.model.has_graph("synthesis_gradient") or self.model.scale_table is None:
-                raise ModelError(
-                    f"the model {self.model.model_id} cannot refine its latent: it has no synthesis_gradient graph "
-                    "(nicodec-export --add-encoder-graphs adds it)"
-                )
+            problem = self.model.encoder_problems.get("synthesis_gradient.onnx")
+            if problem is None and not self.model.has_graph("synthesis_gradient"):
+                problem = "it has no synthesis_gradient graph (nicodec-export --add-encoder-graphs adds it)"
+            if problem is None and self.model.scale_table is None:
+                problem = "its tables file has no scale_table"
+            if problem is not None:
+                raise ModelError(f"the model {self.model.model_id} cannot refine its latent: {problem}")
+            self.model.lmbda()  # a ModelError now rather than after the analysis
             self._gradient = create_session(self.model.graph("synthesis_gradient"), chosen, threads, optimization,
                                             strict=strict)
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
@@ -130,6 +130,8 @@ class ModelFiles:
             a variable-rate model; ``None`` for a single-rate model.
         scale_table: (scale levels,) float32, the Gaussian scale of each y table (``None``
             if the tables file lacks it); the encoder's refinement uses it.
+        encoder_problems: encoder-only graphs the manifest lists but that are missing or
+            damaged (file name: what is wrong); they are unavailable, the model still codes.
     """
 
     path: Path
@@ -141,6 +143,7 @@ class ModelFiles:
     log_gain: np.ndarray | None = None
     log_inverse_gain: np.ndarray | None = None
     scale_table: np.ndarray | None = None
+    encoder_problems: dict[str, str] = field(default_factory=dict)
 
     @property
     def variable_rate(self) -> bool:
@@ -191,13 +194,26 @@ class ModelFiles:
         """Whether the entropy-parameter graph is integer-only (exact under any session settings)."""
         return self.manifest.get("entropy_parameters") == "integer"
 
-    def lmbda(self, quality: float | None) -> float:
-        """The rate-distortion trade-off the model was trained for at ``quality``: between
-        two trained levels, their lambdas mixed in the log as the gains are."""
+    def lmbda(self, quality: float | None = None) -> float:
+        """The rate-distortion trade-off the model was trained for at ``quality`` (``None``:
+        the default quality): between two trained levels, their lambdas mixed in the log as
+        the gains are.
+
+        Raises:
+            ModelError: the manifest gives no positive, finite lambda (for each level).
+        """
         rate = self.manifest.get("rate", {})
+        values = rate.get("lmbdas") if self.variable_rate else [rate.get("lmbda", self.manifest["config"].get("lmbda"))]
+        try:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                lmbdas = np.log(np.asarray(values, dtype=np.float64))
+        except (TypeError, ValueError):
+            lmbdas = np.array([np.nan])
+        if not np.all(np.isfinite(lmbdas)) or len(lmbdas) != (len(self.log_gain) if self.variable_rate else 1):
+            raise ModelError(f"the manifest of {self.path} gives no usable lambda for each of its rates: {values!r}")
         if not self.variable_rate:
-            return float(rate.get("lmbda", self.manifest["config"].get("lmbda")))
-        lmbdas = np.log(np.asarray(rate["lmbdas"], dtype=np.float64))
+            return float(values[0])
+        quality = self.default_quality if quality is None else quality
         position = quality_position(quality, len(lmbdas))
         low = min(int(np.floor(position)), len(lmbdas) - 2)
         frac = position - low
@@ -207,7 +223,11 @@ class ModelFiles:
         return self.path / f"{name}.onnx"
 
     def has_graph(self, name: str) -> bool:
-        return f"{name}.onnx" in self.manifest["files"] or f"{name}.onnx" in self.manifest.get("encoder_files", {})
+        """Whether the folder has this graph, usable (a damaged encoder-only graph is not)."""
+        file = f"{name}.onnx"
+        if file in self.encoder_problems:
+            return False
+        return file in self.manifest["files"] or file in self.manifest.get("encoder_files", {})
 
     @classmethod
     def load(cls, path: str | Path | None = None, verify: bool = True) -> "ModelFiles":
@@ -247,11 +267,14 @@ class ModelFiles:
         if not isinstance(encoder_files, dict) or not set(encoder_files) <= {f"{g}.onnx" for g in ENCODER_GRAPHS}:
             raise ModelError(f"bad manifest {manifest_path}: encoder_files may list only "
                              + ", ".join(f"{g}.onnx" for g in ENCODER_GRAPHS))
+        # Encoder-only graphs are optional: one missing or damaged is unavailable, not fatal,
+        # since decoding never needs it (Codec(refine=...) says why it cannot refine).
+        encoder_problems = {}
         for name, digest in encoder_files.items():
             if not (folder / name).is_file():
-                raise ModelError(f"model file missing: {folder / name}")
-            if verify and sha256_file(folder / name) != digest:
-                raise ModelError(f"model file {folder / name} does not match its SHA-256 in the manifest")
+                encoder_problems[name] = f"{folder / name} is missing"
+            elif verify and sha256_file(folder / name) != digest:
+                encoder_problems[name] = f"{folder / name} does not match its SHA-256 in the manifest"
         if manifest_hash(manifest) != manifest.get("model_hash"):
             what = "file list" if manifest["version"] == 1 else "file list and decoding fields"
             raise ModelError(f"the model hash in {manifest_path} does not match its {what}")
@@ -282,6 +305,7 @@ class ModelFiles:
             log_gain=gains[0] if gains else None,
             log_inverse_gain=gains[1] if gains else None,
             scale_table=scales if scales is not None and scales.shape == (y_tables.n_tables,) else None,
+            encoder_problems=encoder_problems,
         )
 
 

@@ -109,18 +109,47 @@ def test_a_model_without_the_gradient_graph_cannot_refine_but_still_codes(tmp_pa
     assert Codec(folder, providers="cpu").encode(image, quality=40) == Codec(providers="cpu").encode(image, quality=40)
 
 
-def test_encoder_files_are_checked(tmp_path):
+def test_a_damaged_or_missing_encoder_graph_stops_refinement_only(tmp_path, image):
     folder = tmp_path / "model"
     shutil.copytree(default_model_dir(), folder)
     graph = folder / "synthesis_gradient.onnx"
-    graph.write_bytes(graph.read_bytes() + b"x")
-    with pytest.raises(ModelError, match="SHA-256"):
-        Codec(folder, providers="cpu")
+    data = Codec(providers="cpu").encode(image, quality=30)
+    for damage, problem in ((lambda: graph.write_bytes(graph.read_bytes() + b"x"), "SHA-256"),
+                            (graph.unlink, "missing")):
+        damage()
+        codec = Codec(folder, providers="cpu")  # decoding never needs it
+        assert not codec.model.has_graph("synthesis_gradient")
+        assert codec.decode(data, as_array=True).shape == image.shape
+        with pytest.raises(ModelError, match=problem):
+            Codec(folder, providers="cpu", refine=5)
     manifest = json.loads((folder / "manifest.json").read_text())
     manifest["encoder_files"] = {"decoder.onnx": manifest["files"]["decoder.onnx"]}
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelError, match="encoder_files"):
         Codec(folder, providers="cpu")
+
+
+def test_a_single_rate_model_refines_at_its_lambda_and_needs_one(tmp_path):
+    from nicodec.model import manifest_hash, sha256_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    with np.load(folder / "tables.npz") as tables:
+        np.savez(folder / "tables.npz", **{k: tables[k] for k in tables.files if "gain" not in k})
+    manifest = json.loads((folder / "manifest.json").read_text())
+    del manifest["rate"]
+    manifest["files"]["tables.npz"] = sha256_file(folder / "tables.npz")
+
+    def write(manifest):
+        manifest["model_hash"] = manifest_hash(manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+
+    write(manifest)
+    assert Codec(folder, providers="cpu", refine=2).model.lmbda() == manifest["config"]["lmbda"]
+    for bad in (None, 0, -1.0, "x"):
+        write({**manifest, "config": {**manifest["config"], "lmbda": bad}})
+        with pytest.raises(ModelError, match="lambda"):
+            Codec(folder, providers="cpu", refine=2)
 
 
 def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():

@@ -111,6 +111,23 @@ def test_export_then_runtime_round_trip(folder, tmp_path):
             Codec(tmp_path / "model", providers="cpu")
     manifest_path.write_text(text)
 
+    # The encoder-only graph: exported beside the others, and added back to a folder without it.
+    from nicodec.export.export import add_encoder_graphs
+
+    assert Codec(tmp_path / "model", providers="cpu", refine=2).encode(image)
+    without = {k: v for k, v in on_disk.items() if k != "encoder_files"}
+    manifest_path.write_text(json.dumps(without))
+    (tmp_path / "model" / "synthesis_gradient.onnx").unlink()
+    with pytest.raises(ModelError, match="synthesis_gradient"):
+        Codec(tmp_path / "model", providers="cpu", refine=2)
+    added = add_encoder_graphs(tmp_path / "run" / "last.pt", tmp_path / "model")
+    assert added["model_hash"] == on_disk["model_hash"] and added["encoder_files"] == on_disk["encoder_files"]
+    assert Codec(tmp_path / "model", providers="cpu", refine=2).encode(image)
+    train([str(folder)], tmp_path / "other", TINY, TrainConfig(steps=1, batch=2, crop=64, val_images=2, seed=7))
+    with pytest.raises(RuntimeError, match="not the checkpoint"):
+        add_encoder_graphs(tmp_path / "other" / "last.pt", tmp_path / "model")
+    manifest_path.write_text(text)
+
     with pytest.raises(FileExistsError):
         export_model(tmp_path / "run" / "last.pt", tmp_path / "model", "tiny-test")
     tables = tmp_path / "model" / "tables.npz"

@@ -86,7 +86,7 @@ PROBE=${PROBE-64e}
 [ -n "$PROBE" ] && args+=(--probe "$PROBE")
 # EXTRA is split on whitespace, without glob expansion (an argument cannot hold a space).
 if [ -n "${EXTRA:-}" ]; then
-    read -r -a extra <<< "$EXTRA"
+    read -r -d '' -a extra <<< "$EXTRA" || true
     args+=("${extra[@]}")
 fi
 
