@@ -348,30 +348,20 @@ class Codec:
         )
 
     def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray) -> np.ndarray:
-        """The synthesis gradient graph on tiles of ``self.tile`` pixels, each with twice the
-        synthesis's context (the gradient reaches as far back as the synthesis reaches forward);
-        an image that fits in one tile runs whole."""
-        d = self.model.downsampling // 4  # pixels per latent position
-        tile = self.tile // d
-        margin = 2 * max(self.model.downsampling, self.margin // 2) // d
-        rows, cols = y_hat.shape[2], y_hat.shape[3]
-        if rows <= tile and cols <= tile:
-            return self._gradient.run(None, {"y_hat": y_hat, "image": image})[0]
-        out = np.empty_like(y_hat)
-        for r0, r1, rlo, rhi in _spans(rows, tile, margin):
-            for c0, c1, clo, chi in _spans(cols, tile, margin):
-                (part,) = self._gradient.run(None, {
-                    "y_hat": np.ascontiguousarray(y_hat[:, :, rlo:rhi, clo:chi]),
-                    "image": np.ascontiguousarray(image[:, :, rlo * d : rhi * d, clo * d : chi * d]),
-                })
-                out[:, :, r0:r1, c0:c1] = part[:, :, r0 - rlo : r1 - rlo, c0 - clo : c1 - clo]
-        return out
+        """The synthesis gradient graph on tiles like the transforms, with twice the synthesis's
+        context (the gradient reaches as far back as the synthesis reaches forward)."""
+        d = self.model.downsampling
+        margin = 2 * max(d, self.margin // 2 // d * d)
+        (gradient,) = self._run_tiled(self._gradient, "y_hat", y_hat, 4, (4,), margin, spatial={"image": (image, d)})
+        return gradient
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
-                   fixed: dict[str, np.ndarray] | None = None):
+                   fixed: dict[str, np.ndarray] | None = None, spatial: dict[str, tuple[np.ndarray, int]] | None = None):
         """Run a convolutional graph on overlapping tiles of ``array`` (1, C, H, W).
 
-        ``fixed`` holds further inputs given whole to every tile (the encoder's gain).
+        ``fixed`` holds further inputs given whole to every tile (the encoder's gain);
+        ``spatial`` further inputs cut into the same tiles, each ``(array, elements per unit)``
+        (the image beside the latent, for the synthesis gradient).
 
         The image is cut into a grid of units (one z position: ``unit_in`` elements of
         ``array``, ``unit_out[k]`` elements of output ``k``); each tile of ``self.tile``
@@ -385,13 +375,14 @@ class Codec:
         tile, margin = self.tile // d, margin // d
         rows, cols = array.shape[2] // unit_in, array.shape[3] // unit_in
         fixed = fixed or {}
+        inputs = {name: (array, unit_in), **(spatial or {})}
         if rows <= tile and cols <= tile:
-            return session.run(None, {name: array, **fixed})
+            return session.run(None, {**{k: a for k, (a, _) in inputs.items()}, **fixed})
         outputs = None
         for r0, r1, rlo, rhi in _spans(rows, tile, margin):
             for c0, c1, clo, chi in _spans(cols, tile, margin):
-                part = array[:, :, rlo * unit_in : rhi * unit_in, clo * unit_in : chi * unit_in]
-                results = session.run(None, {name: np.ascontiguousarray(part), **fixed})
+                parts = {k: np.ascontiguousarray(a[:, :, rlo * u : rhi * u, clo * u : chi * u]) for k, (a, u) in inputs.items()}
+                results = session.run(None, {**parts, **fixed})
                 if outputs is None:
                     outputs = [
                         np.empty((1, r.shape[1], rows * u, cols * u), dtype=r.dtype) for r, u in zip(results, unit_out)

@@ -162,16 +162,8 @@ class ModelFiles:
         between levels ``l`` and ``l + 1`` the logs mix linearly (Cui et al., CVPR 2021).
         """
         assert self.log_gain is not None and self.log_inverse_gain is not None
-        levels = len(self.log_gain)
-        position = quality_position(quality, levels)
-        low = min(int(np.floor(position)), levels - 2)
-        frac = position - low
-
-        def mix(table: np.ndarray) -> np.ndarray:
-            logs = table[low].astype(np.float64) * (1 - frac) + table[low + 1].astype(np.float64) * frac
-            return np.exp(logs).astype(np.float32)
-
-        return mix(self.log_gain), mix(self.log_inverse_gain)
+        return (np.exp(_mix_levels(self.log_gain, quality)).astype(np.float32),
+                np.exp(_mix_levels(self.log_inverse_gain, quality)).astype(np.float32))
 
     @property
     def downsampling(self) -> int:
@@ -213,11 +205,7 @@ class ModelFiles:
             raise ModelError(f"the manifest of {self.path} gives no usable lambda for each of its rates: {values!r}")
         if not self.variable_rate:
             return float(values[0])
-        quality = self.default_quality if quality is None else quality
-        position = quality_position(quality, len(lmbdas))
-        low = min(int(np.floor(position)), len(lmbdas) - 2)
-        frac = position - low
-        return float(np.exp(lmbdas[low] * (1 - frac) + lmbdas[low + 1] * frac))
+        return float(np.exp(_mix_levels(lmbdas, self.default_quality if quality is None else quality)))
 
     def graph(self, name: str) -> Path:
         return self.path / f"{name}.onnx"
@@ -307,6 +295,15 @@ class ModelFiles:
             scale_table=scales if scales is not None and scales.shape == (y_tables.n_tables,) else None,
             encoder_problems=encoder_problems,
         )
+
+
+def _mix_levels(table: np.ndarray, quality: float) -> np.ndarray:
+    """Row ``l`` and ``l + 1`` of ``table`` (one per trained level) mixed linearly in float64
+    at ``quality``'s position ``l + f`` between them."""
+    position = quality_position(quality, len(table))
+    low = min(int(np.floor(position)), len(table) - 2)
+    frac = position - low
+    return table[low].astype(np.float64) * (1 - frac) + table[low + 1].astype(np.float64) * frac
 
 
 def _good_gains(gains: list[np.ndarray], manifest: dict) -> bool:
