@@ -100,19 +100,21 @@ def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[
     path = folder / ".synthesis_gradient.onnx.tmp"  # renamed once checked
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     image = torch.rand(1, 3, 64, 96) * 255
+    weight = (torch.rand(1, 1, 64, 96) < 0.8).float()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            SynthesisGradient(model).eval(), (y_hat, image), str(path), input_names=["y_hat", "image"],
-            output_names=["gradient"], dynamic_axes={n: {2: "height", 3: "width"} for n in ("y_hat", "image", "gradient")},
+            SynthesisGradient(model).eval(), (y_hat, image, weight), str(path), input_names=["y_hat", "image", "weight"],
+            output_names=["gradient"],
+            dynamic_axes={n: {2: "height", 3: "width"} for n in ("y_hat", "image", "weight", "gradient")},
             opset_version=OPSET, dynamo=False,
         )
     store_weights_in_half(path)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     y = y_hat.clone().requires_grad_(True)
-    ((255 * model.g_s(y) - image) ** 2).sum().backward()
+    (weight * (255 * model.g_s(y) - image) ** 2).sum().backward()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"y_hat": y_hat.numpy(), "image": image.numpy()})
+    (got,) = session.run(None, {"y_hat": y_hat.numpy(), "image": image.numpy(), "weight": weight.numpy()})
     error = float(np.abs(got - y.grad.numpy()).max() / np.abs(y.grad.numpy()).max())
     if not error < GRADIENT_TOLERANCE:
         path.unlink()

@@ -126,6 +126,10 @@ class SynthesisGradient(nn.Module):
     ``y_i = x_i * n_i`` with ``n_i = sqrt(beta_i + sum_j gamma_ij x_j**2)``, the
     vector-Jacobian product is ``g_j * n_j + x_j * sum_i gamma_ij g_i x_i / n_i``. The
     encoder uses it to refine its latent (``nicodec.refine``); decoding never runs it.
+
+    The squared error is ``sum(weight * (255 * g_s(y_hat) - image)**2)``: ``weight`` (1, 1,
+    H, W) is 1 on the image's pixels and 0 on the padding the encoder adds to reach a
+    multiple of the downsampling, which the decoder crops away.
     """
 
     def __init__(self, model: MeanScaleHyperprior):
@@ -137,7 +141,7 @@ class SynthesisGradient(nn.Module):
             if not isinstance(layer, (_FixedGDN, nn.ConvTranspose2d)):
                 raise TypeError(f"SynthesisGradient cannot differentiate a {type(layer).__name__} layer")
 
-    def forward(self, y_hat: torch.Tensor, image: torch.Tensor):
+    def forward(self, y_hat: torch.Tensor, image: torch.Tensor, weight: torch.Tensor):
         inputs, norms = [], []
         x = y_hat
         for layer in self.layers:
@@ -149,7 +153,7 @@ class SynthesisGradient(nn.Module):
             else:
                 norms.append(None)
                 x = layer(x)
-        grad = 2.0 * 255.0 * (255.0 * x - image)
+        grad = 2.0 * 255.0 * (255.0 * x - image) * weight
         for layer, x, norm in zip(reversed(self.layers), reversed(inputs), reversed(norms)):
             if isinstance(layer, _FixedGDN):
                 if not layer.inverse:

@@ -152,12 +152,16 @@ class Codec:
 
     @property
     def providers(self) -> dict[str, list[str]]:
-        """The providers each graph actually runs on, as onnxruntime reports them."""
-        return {
+        """The providers each graph actually runs on, as onnxruntime reports them (with
+        ``refine``, the synthesis gradient's too)."""
+        providers = {
             "encoder": self._encoder.get_providers(),
             "entropy_parameters": self._entropy.get_providers(),
             "decoder": self._decoder.get_providers(),
         }
+        if self._gradient is not None:
+            providers["synthesis_gradient"] = self._gradient.get_providers()
+        return providers
 
     # -- encoding ---------------------------------------------------------------------
 
@@ -210,7 +214,7 @@ class Codec:
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         if self.refine:
-            y = self._refine(y, mean_q, scale_index, padded, quality, progress)
+            y = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
         symbols = self._symbols(y - self._means(mean_q), scale_index)
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
@@ -337,22 +341,45 @@ class Codec:
         return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
 
     def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
-                quality: float, progress=None) -> np.ndarray:
-        """``y`` after ``self.refine`` gradient steps (``nicodec.refine``)."""
+                height: int, width: int, quality: float, progress=None) -> np.ndarray:
+        """``y`` after ``self.refine`` gradient steps (``nicodec.refine``), the distortion
+        counted on the image's ``height`` x ``width`` pixels, not the padding beyond them
+        (which the decoder crops away), where the gradient graph takes a weight."""
         image = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
+        weight = None
+        pixels = image.shape[2] * image.shape[3]
+        if self._gradient_weighted:
+            weight = np.zeros((1, 1, *image.shape[2:]), dtype=np.float32)
+            weight[:, :, :height, :width] = 1.0
+            pixels = height * width
         inverse = self.model.gains(quality)[1].reshape(1, -1, 1, 1) if self.model.variable_rate else 1.0
         return refine(
-            y, self._means(mean_q), self.model.scale_table[scale_index], lambda y_hat: self._synthesis_gradient(y_hat, image),
-            inverse, self.model.lmbda(quality if self.model.variable_rate else None), image.shape[2] * image.shape[3],
+            y, self._means(mean_q), self.model.scale_table[scale_index],
+            lambda y_hat: self._synthesis_gradient(y_hat, image, weight),
+            inverse, self.model.lmbda(quality if self.model.variable_rate else None), pixels,
             self.refine, progress=progress,
         )
 
-    def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray) -> np.ndarray:
+    @property
+    def _gradient_weighted(self) -> bool:
+        """Whether the synthesis gradient graph takes a pixel weight (graphs exported before
+        it count the padding too)."""
+        return any(i.name == "weight" for i in self._gradient.get_inputs())
+
+    def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """The synthesis gradient graph on tiles like the transforms, with twice the synthesis's
-        context (the gradient reaches as far back as the synthesis reaches forward)."""
+        context (the gradient reaches as far back as the synthesis reaches forward).
+        ``weight`` (1, 1, H, W) weighs each pixel's squared error (``None``: all 1)."""
         d = self.model.downsampling
         margin = 2 * max(d, self.margin // 2 // d * d)
-        (gradient,) = self._run_tiled(self._gradient, "y_hat", y_hat, 4, (4,), margin, spatial={"image": (image, d)})
+        spatial = {"image": (image, d)}
+        if self._gradient_weighted:
+            if weight is None:
+                weight = np.ones((1, 1, *image.shape[2:]), dtype=np.float32)
+            spatial["weight"] = (weight, d)
+        elif weight is not None:
+            raise ValueError("this synthesis gradient graph takes no pixel weight")
+        (gradient,) = self._run_tiled(self._gradient, "y_hat", y_hat, 4, (4,), margin, spatial=spatial)
         return gradient
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,

@@ -82,11 +82,12 @@ def refine(
         y: float32 (1, M, h, w), the analysis's (gained) latent.
         means, scales: its Gaussians' parameters, the same shape.
         synthesis_gradient: maps the synthesis input (float32, ``y``'s shape) to the
-            gradient of ``sum((255 * g_s(input) - image)**2)`` with respect to it.
+            gradient of ``sum((255 * g_s(input) - image)**2)`` with respect to it, summed
+            over the pixels that count (the codec leaves out its padding).
         inverse_gain: what multiplies the rounded latent before the synthesis (1 for a
             single-rate model), broadcastable to ``y``.
         lmbda: the trade-off at this quality.
-        pixels: the image's pixel count (the padded size the synthesis sees).
+        pixels: how many pixels that sum counts; the rate is per pixel of the same count.
         iterations: Adam steps; 0 returns ``y`` unchanged.
         lr: the step size at the start, annealed to 0 by a half cosine.
         seed: the rate's noise; the same inputs and seed give the same latent.

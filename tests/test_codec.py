@@ -165,6 +165,9 @@ def test_providers_are_reported(codec):
     providers = codec.providers
     assert set(providers) == {"encoder", "entropy_parameters", "decoder"}
     assert providers["entropy_parameters"] == ["CPUExecutionProvider"]
+    refining = Codec(providers="cpu", refine=1).providers
+    assert set(refining) == set(providers) | {"synthesis_gradient"}
+    assert refining["synthesis_gradient"] == ["CPUExecutionProvider"]
 
 
 def test_one_codec_shared_by_threads_gives_serial_results(codec):

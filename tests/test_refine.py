@@ -163,7 +163,52 @@ def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
     rng = np.random.default_rng(2)
     y_hat = rng.normal(0, 2, (1, 192, 6, 5)).astype(np.float32)
     image = rng.uniform(0, 255, (1, 3, 96, 80)).astype(np.float32)
+    weight = np.zeros((1, 1, 96, 80), dtype=np.float32)
+    weight[:, :, :70, :77] = 1.0  # an image of 70x77 pixels, padded to 96x80
     y = torch.from_numpy(y_hat).requires_grad_(True)
-    ((255 * model.g_s(y) - torch.from_numpy(image)) ** 2).sum().backward()
-    got = codec._synthesis_gradient(y_hat, image)
+    (torch.from_numpy(weight) * (255 * model.g_s(y) - torch.from_numpy(image)) ** 2).sum().backward()
+    got = codec._synthesis_gradient(y_hat, image, weight)
     assert np.abs(got - y.grad.numpy()).max() <= 1e-4 * np.abs(y.grad.numpy()).max()
+
+
+def test_the_padding_beyond_the_image_does_not_count():
+    codec = Codec(providers="cpu", refine=1)
+    rng = np.random.default_rng(5)
+    y_hat = rng.normal(0, 2, (1, codec.model.latent_channels, 4, 6)).astype(np.float32)
+    image = rng.uniform(0, 255, (1, 3, 64, 96)).astype(np.float32)
+    weight = np.zeros((1, 1, 64, 96), dtype=np.float32)
+    weight[:, :, :50, :70] = 1.0
+    other = image.copy()
+    other[:, :, 50:, :] = 0.0
+    other[:, :, :, 70:] = 255.0
+    masked = codec._synthesis_gradient(y_hat, image, weight)
+    assert np.array_equal(codec._synthesis_gradient(y_hat, other, weight), masked)
+    assert not np.allclose(codec._synthesis_gradient(y_hat, image), masked)
+
+
+def test_a_gradient_graph_without_a_pixel_weight_still_refines(tmp_path):
+    """Graphs exported before the weight existed count the padding; they still work."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    from nicodec.model import sha256_file
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    graph = folder / "synthesis_gradient.onnx"
+    proto = onnx.load(str(graph))
+    (weight,) = [i for i in proto.graph.input if i.name == "weight"]
+    proto.graph.input.remove(weight)
+    proto.graph.initializer.append(numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "weight"))
+    onnx.save(proto, str(graph))
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["encoder_files"]["synthesis_gradient.onnx"] = sha256_file(graph)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    old, new = Codec(folder, providers="cpu", refine=3), Codec(providers="cpu", refine=3)
+    assert not old._gradient_weighted and new._gradient_weighted
+    whole = synthetic_photo(64, 128, seed=6)  # no padding: the same arithmetic
+    assert old.encode(whole, quality=30) == new.encode(whole, quality=30)
+    padded = whole[:50, :100]
+    data = old.encode(padded, quality=30)
+    assert data != new.encode(padded, quality=30)
+    assert new.decode(data, as_array=True).shape == padded.shape
