@@ -149,12 +149,18 @@ class _Rate:
             )
 
     def encode(self, codec, source, strip: bool, progress=None):
-        """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality."""
+        """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality.
+
+        ``progress`` is called after each refinement step with ``(steps done, steps, encode)``,
+        the encode of the search counted from 1 (always 1 without a target)."""
         if self.bpp is None and self.psnr is None and self.max_bytes is None:
-            return codec.encode(source, quality=self.quality, strip=strip, progress=progress), None
+            step = None if progress is None else lambda done, total: progress(done, total, 1)
+            return codec.encode(source, quality=self.quality, strip=strip, progress=step), None
         from .ratecontrol import encode_to_target
 
-        result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, strip=strip)
+        step = None if progress is None else lambda encode, done, total: progress(done, total, encode)
+        result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, strip=strip,
+                                  progress=step)
         return result.data, result
 
     def miss(self, result) -> Optional[str]:
@@ -288,13 +294,18 @@ def encode(
         codec = _codec(model, provider, threads, max_pixels, refine=refine)
         rate.check_model(codec)
         start = time.perf_counter()
-        if refine and err.is_terminal and rate.bpp is None and rate.psnr is None and rate.max_bytes is None:
+        if refine and err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            columns = (TextColumn("refining"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            searching = bool(rate.given()) and rate.quality is None
+            columns = (TextColumn("refining{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
-                task = bar.add_task("refine", total=refine)
-                data, result = rate.encode(codec, input, strip, lambda done, total: bar.update(task, completed=done))
+                task = bar.add_task("", total=refine)
+
+                def step(done, total, encode):
+                    bar.update(task, completed=done, description=f", encode {encode} of the search" if searching else "")
+
+                data, result = rate.encode(codec, input, strip, step)
         else:
             data, result = rate.encode(codec, input, strip)
         seconds = time.perf_counter() - start

@@ -92,6 +92,7 @@ def encode_to_target(
     max_bytes: int | None = None,
     strip: bool = False,
     max_encodes: int = MAX_ENCODES,
+    progress: Callable[[int, int, int], None] | None = None,
 ) -> RateResult:
     """Encode an image at the quality that meets one target; give exactly one of them.
 
@@ -113,6 +114,9 @@ def encode_to_target(
         max_encodes: the most encodes (and, for ``psnr``, decodes) the search makes; 8 by
             default. A target is usually met in 2 to 6; the search also stops when the
             target lies beyond quality 1 or 100, or the quality is pinned down to 0.02.
+        progress: with a refining codec (``Codec(refine=N)``), whose every encode is
+            refined, called after each refinement step with ``(encode, steps done, steps)``,
+            the encode counted from 1.
 
     Returns:
         The file and what it reached.
@@ -141,8 +145,13 @@ def encode_to_target(
     pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
     reference = picture.rgb[:, :, 0] if picture.grayscale else picture.rgb
 
+    encodes = 0
+
     def evaluate(quality: float) -> _Trial:
-        data = codec.encode(source, quality=quality, strip=strip)
+        nonlocal encodes
+        encodes += 1
+        step = None if progress is None else lambda done, total, encode=encodes: progress(encode, done, total)
+        data = codec.encode(source, quality=quality, strip=strip, progress=step)
         measured = _psnr(reference, _rgb(codec.decode(data, as_array=True), picture.grayscale)) if name == "psnr" else None
         return _Trial(quality, data, 8 * len(data) / pixels, measured)
 

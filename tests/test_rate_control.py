@@ -246,3 +246,26 @@ def test_a_single_rate_model_refuses_quality_and_targets_on_the_command_line(sin
         assert "single-rate" in said(result) and f"'{options[0]}'" in said(result)
         assert "Traceback" not in result.output
         assert not (tmp_path / "out.nic").exists()
+
+
+def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatch):
+    codec = nicodec.Codec(providers="cpu", refine=2)
+    calls = []
+    result = encode_to_target(codec, image, bpp=1.0, max_encodes=3, progress=lambda *a: calls.append(a))
+    assert calls == [(encode, done, 2) for encode in range(1, result.encodes + 1) for done in (1, 2)]
+    assert result.data == codec.encode(image, quality=result.quality)
+
+    # The command line shows it on a terminal.
+    import io
+
+    from rich.console import Console
+
+    from nicodec import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=100))
+    png = tmp_path / "photo.png"
+    Image.fromarray(image).save(png)
+    outcome = run("encode", png, "--provider", "cpu", "--refine", 2, "--target-bpp", 1.0)
+    assert outcome.exit_code == 0, outcome.output
+    assert "refining, encode 1 of the search" in screen.getvalue()
