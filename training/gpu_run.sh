@@ -3,13 +3,14 @@
 #
 # The device tool runs a command in a copy of this checkout and brings back what it writes
 # under $OUT; the machine has torch with CUDA but no network and no pip install of this
-# project. Prepare the data here first (git-ignored under data/, 64 MiB with the tracked
-# files; one shard of about 27 MB and the 8 held-out files fit):
+# project. Prepare the data here first (git-ignored under data/; 64 MiB travel in all, the
+# tracked files included):
 #
-#   mkdir -p data/gpu/val
-#   cp -r ../shared/data/train/shard-1 data/gpu/train          # a shard the model has not seen
-#   ls ../shared/data/train/shard-5/* | tail -n 8 | xargs cp -t data/gpu/val
+#   python3 training/prepare_gpu_data.py --shards 1 2 --without runtime/models
 #
+# fills data/gpu/val with the 8 held-out files and data/gpu/train with photos of shards 1
+# and 2 up to the limit (about 370 with the shipped model folder, 16 MiB, moved out of the
+# checkout for the run as it prints; about 250 without --without, and the folder stays),
 # then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
 # Back here: copy $OUT/slim.pt into training/checkpoints/, export it, run the benchmarks,
 # and add a line to training/LOG.md (train.log has steps, it/s and the held-out figures).

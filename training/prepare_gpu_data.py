@@ -1,0 +1,104 @@
+"""Fill data/gpu with as much training data as the device tool can carry beside the checkout.
+
+    python training/prepare_gpu_data.py [--shards 1] [--data ../shared/data] [--budget-mib 64]
+
+A command on the lent GPU machine sees only this checkout: its tracked and untracked (not
+ignored) files plus the paths named in ``carry``, at most 64 MiB in all. This program
+measures what travels anyway, then copies into the git-ignored ``data/gpu``
+
+- ``val/``: the 8 held-out files (the last 8 of shard-5, as every run since default-1), and
+- ``train/``: photos of the chosen shards in a seeded random order, each one that still fits,
+
+so that ``bash training/gpu_run.sh`` with ``carry=["data/gpu"]`` neither fails for size nor
+leaves room unused. It prints what it copied and the room left. Needs only the standard
+library.
+
+Training does not read the shipped model folder (16 MiB): ``--without runtime/models``
+leaves it out of the count, for about 60% more photos, and then the folder must be moved
+out of the checkout for the run and back after it (the program prints the two commands).
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+MIB = 1 << 20
+VAL_SHARD, VAL_FILES = "shard-5", 8
+
+
+def travelling_bytes(root: Path, leave_out: list[Path]) -> int:
+    """Bytes of the files that travel without being carried: tracked and untracked-not-ignored,
+    except those under ``leave_out``."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
+                            check=True, capture_output=True).stdout.split(b"\0")
+    total = 0
+    for name in filter(None, listed):
+        path = root / name.decode()
+        if path.is_file() and not path.is_symlink() and not any(p in path.parents for p in leave_out):
+            total += path.stat().st_size
+    return total
+
+
+def photos(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shards", type=int, nargs="+", default=[1], help="training shards to draw from (default: 1)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "gpu", help="where to put it (replaced)")
+    parser.add_argument("--budget-mib", type=float, default=64.0, help="the device tool's limit (default 64)")
+    parser.add_argument("--spare-mib", type=float, default=0.5, help="room to leave unused (default 0.5)")
+    parser.add_argument("--without", type=Path, nargs="*", default=[],
+                        help="checkout folders to leave out of the count (moved away for the run)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+
+    val_source = photos(args.data / "train" / VAL_SHARD)[-VAL_FILES:]
+    sources = [p for s in args.shards for p in photos(args.data / "train" / f"shard-{s}") if p not in val_source]
+    if len(val_source) < VAL_FILES or not sources:
+        print(f"prepare_gpu_data: no training shards under {args.data / 'train'}", file=sys.stderr)
+        return 2
+    away = [(ROOT / p).resolve() for p in args.without]
+    for folder in away:
+        if not folder.is_dir() or ROOT not in folder.parents:
+            print(f"prepare_gpu_data: {folder} is not a folder of the checkout", file=sys.stderr)
+            return 2
+    fixed = travelling_bytes(ROOT, [args.out.resolve(), *away])
+    room = int((args.budget_mib - args.spare_mib) * MIB) - fixed - sum(p.stat().st_size for p in val_source)
+    if room <= 0:
+        print(f"prepare_gpu_data: the checkout alone takes {fixed / MIB:.1f} MiB; no room for data", file=sys.stderr)
+        return 1
+
+    if args.out.exists():
+        shutil.rmtree(args.out)
+    (args.out / "val").mkdir(parents=True)
+    (args.out / "train").mkdir()
+    for path in val_source:
+        shutil.copy2(path, args.out / "val" / path.name)
+    random.Random(args.seed).shuffle(sources)
+    taken, used = 0, 0
+    for path in sources:
+        size = path.stat().st_size
+        if used + size <= room:
+            shutil.copy2(path, args.out / "train" / f"{path.parent.name}-{path.name}")
+            taken, used = taken + 1, used + size
+    total = fixed + used + sum(p.stat().st_size for p in val_source)
+    print(f"{args.out}: {taken} of {len(sources)} training photos (shards {', '.join(map(str, args.shards))}, "
+          f"{used / MIB:.1f} MiB) and {VAL_FILES} held out; with the checkout's {fixed / MIB:.1f} MiB, "
+          f"{total / MIB:.1f} of {args.budget_mib:g} MiB travel")
+    for folder in away:
+        kept = Path("/tmp") / f"nicodec-away-{folder.name}"
+        print(f"before the run: mv {folder} {kept}\nafter it:       mv {kept} {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
