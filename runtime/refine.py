@@ -26,11 +26,24 @@ from collections.abc import Callable
 import numpy as np
 
 REFINE_LR = 0.003
-"""Adam's step size, annealed to 0 over the iterations by a half cosine."""
+"""Adam's step size for ``REFINE_LR_STEPS`` or more iterations, annealed to 0 over them by a
+half cosine."""
+
+REFINE_LR_STEPS = 60
+"""Below this many iterations the step size grows with the square root of ``REFINE_LR_STEPS /
+iterations``, up to its value at 20 iterations (0.0052), the fewest measured. In one-off
+trials (3 Kodak images, qualities 10, 56 and 90, the objective on real files) 0.005 beat 0.003
+at 20 steps in all 9 cases, by 0.3 to 0.7%, and at 60 steps neither 0.005 nor 0.01 beat 0.003
+overall (0.01 lost 1 to 3% at quality 56); fewer than 20 steps were not tried."""
 
 _LN2 = math.log(2.0)
 _PROBABILITY_FLOOR = 1e-9
 """Below this probability the rate has no gradient, as in training (its likelihood clamp)."""
+
+
+def step_size(iterations: int) -> float:
+    """The starting step size for a refinement of ``iterations`` steps."""
+    return REFINE_LR * math.sqrt(REFINE_LR_STEPS / min(max(iterations, 20), REFINE_LR_STEPS))
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
@@ -72,7 +85,7 @@ def refine(
     lmbda: float,
     pixels: int,
     iterations: int,
-    lr: float = REFINE_LR,
+    lr: float | None = None,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
@@ -89,7 +102,8 @@ def refine(
         lmbda: the trade-off at this quality.
         pixels: how many pixels that sum counts; the rate is per pixel of the same count.
         iterations: Adam steps; 0 returns ``y`` unchanged.
-        lr: the step size at the start, annealed to 0 by a half cosine.
+        lr: the step size at the start, annealed to 0 by a half cosine (``None``:
+            :func:`step_size`).
         seed: the rate's noise; the same inputs and seed give the same latent.
         progress: called after each step with ``(steps done, iterations)``.
 
@@ -98,6 +112,8 @@ def refine(
     """
     if iterations <= 0:
         return y
+    if lr is None:
+        lr = step_size(iterations)
     rng = np.random.default_rng(seed)
     current = y.astype(np.float64)
     means = means.astype(np.float64)

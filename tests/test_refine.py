@@ -76,9 +76,12 @@ def test_the_gradient_on_tiles_matches_the_whole_image():
     rng = np.random.default_rng(1)
     image = np.ascontiguousarray(synthetic_photo(512, 640, seed=4).transpose(2, 0, 1)[None], dtype=np.float32)
     y_hat = rng.normal(0, 2, (1, whole.model.latent_channels, 32, 40)).astype(np.float32)
-    expected = whole._synthesis_gradient(y_hat, image)
-    got = tiled._synthesis_gradient(y_hat, image)
-    assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
+    weight = np.ones((1, 1, 512, 640), dtype=np.float32)
+    weight[:, :, 450:, :] = weight[:, :, :, 600:] = 0.0  # an image of 600x450 pixels, padded
+    for mask in (None, weight):
+        expected = whole._synthesis_gradient(y_hat, image, mask)
+        got = tiled._synthesis_gradient(y_hat, image, mask)
+        assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
 
 
 def test_lambda_follows_the_quality_between_trained_levels():
@@ -212,3 +215,20 @@ def test_a_gradient_graph_without_a_pixel_weight_still_refines(tmp_path):
     data = old.encode(padded, quality=30)
     assert data != new.encode(padded, quality=30)
     assert new.decode(data, as_array=True).shape == padded.shape
+
+
+def test_fewer_steps_take_longer_ones():
+    from nicodec.refine import REFINE_LR, refine, step_size
+
+    assert step_size(60) == step_size(200) == REFINE_LR
+    assert step_size(20) == pytest.approx(REFINE_LR * math.sqrt(3))
+    assert step_size(1) == step_size(20) > step_size(40) > step_size(59) > REFINE_LR
+    rng = np.random.default_rng(7)
+    y = rng.normal(0, 2, (1, 4, 3, 3)).astype(np.float32)
+    means, scales = np.zeros_like(y), np.full_like(y, 1.5)
+
+    def run(**options):
+        return refine(y, means, scales, lambda y_hat: 0.01 * y_hat, 1.0, 0.01, 36, 10, **options)
+
+    assert np.array_equal(run(), run(lr=step_size(10)))
+    assert not np.array_equal(run(), run(lr=REFINE_LR))
