@@ -14,8 +14,10 @@ leaves room unused. It prints what it copied and the room left. Needs only the s
 library.
 
 Training does not read the shipped model folder (16 MiB): ``--without runtime/models``
-leaves it out of the count, for about 60% more photos, and then the folder must be moved
-out of the checkout for the run and back after it (the program prints the two commands).
+leaves it out of the count, for about half as many photos again (371 instead of 252 from
+shards 1 and 2), and then the folder must be moved out of the checkout for the run and back
+after it (the program prints the two commands). ``--out`` must lie under the checkout's
+``data/`` (it is replaced).
 """
 
 from __future__ import annotations
@@ -34,7 +36,11 @@ VAL_SHARD, VAL_FILES = "shard-5", 8
 
 def travelling_bytes(root: Path, leave_out: list[Path]) -> int:
     """Bytes of the files that travel without being carried: tracked and untracked-not-ignored,
-    except those under ``leave_out``."""
+    except those under ``leave_out``.
+
+    Raises:
+        OSError: git is not installed; subprocess.CalledProcessError: ``root`` is no checkout.
+    """
     listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=root,
                             check=True, capture_output=True).stdout.split(b"\0")
     total = 0
@@ -53,45 +59,61 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", type=int, nargs="+", default=[1], help="training shards to draw from (default: 1)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
-    parser.add_argument("--out", type=Path, default=ROOT / "data" / "gpu", help="where to put it (replaced)")
+    parser.add_argument("--out", type=Path, default=ROOT / "data" / "gpu",
+                        help="where to put it, under the checkout's data/ (replaced)")
     parser.add_argument("--budget-mib", type=float, default=64.0, help="the device tool's limit (default 64)")
     parser.add_argument("--spare-mib", type=float, default=0.5, help="room to leave unused (default 0.5)")
     parser.add_argument("--without", type=Path, nargs="*", default=[],
-                        help="checkout folders to leave out of the count (moved away for the run)")
+                        help="checkout folders to leave out of the count (moved away for the run), "
+                             "relative to the checkout")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
 
+    out = args.out.resolve()
+    if (ROOT / "data").resolve() not in out.parents:
+        print(f"prepare_gpu_data: --out must lie under {ROOT / 'data'} (it is replaced), not {args.out}", file=sys.stderr)
+        return 2
+    shards = [args.data / "train" / f"shard-{s}" for s in args.shards] + [args.data / "train" / VAL_SHARD]
+    missing = [str(folder) for folder in shards if not folder.is_dir()]
+    if missing:
+        print(f"prepare_gpu_data: no such shard: {', '.join(missing)}", file=sys.stderr)
+        return 2
     val_source = photos(args.data / "train" / VAL_SHARD)[-VAL_FILES:]
-    sources = [p for s in args.shards for p in photos(args.data / "train" / f"shard-{s}") if p not in val_source]
+    sources = [p for folder in shards[:-1] for p in photos(folder) if p not in val_source]
     if len(val_source) < VAL_FILES or not sources:
-        print(f"prepare_gpu_data: no training shards under {args.data / 'train'}", file=sys.stderr)
+        print(f"prepare_gpu_data: {VAL_SHARD} needs {VAL_FILES} held-out photos and the shards some more",
+              file=sys.stderr)
         return 2
     away = [(ROOT / p).resolve() for p in args.without]
     for folder in away:
         if not folder.is_dir() or ROOT not in folder.parents:
             print(f"prepare_gpu_data: {folder} is not a folder of the checkout", file=sys.stderr)
             return 2
-    fixed = travelling_bytes(ROOT, [args.out.resolve(), *away])
+    try:
+        fixed = travelling_bytes(ROOT, [out, *away])
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"prepare_gpu_data: needs git and the git checkout ({exc})", file=sys.stderr)
+        return 2
     room = int((args.budget_mib - args.spare_mib) * MIB) - fixed - sum(p.stat().st_size for p in val_source)
     if room <= 0:
         print(f"prepare_gpu_data: the checkout alone takes {fixed / MIB:.1f} MiB; no room for data", file=sys.stderr)
         return 1
 
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    (args.out / "val").mkdir(parents=True)
-    (args.out / "train").mkdir()
+    if out.exists():
+        shutil.rmtree(out)
+    (out / "val").mkdir(parents=True)
+    (out / "train").mkdir()
     for path in val_source:
-        shutil.copy2(path, args.out / "val" / path.name)
+        shutil.copy2(path, out / "val" / path.name)
     random.Random(args.seed).shuffle(sources)
     taken, used = 0, 0
     for path in sources:
         size = path.stat().st_size
         if used + size <= room:
-            shutil.copy2(path, args.out / "train" / f"{path.parent.name}-{path.name}")
+            shutil.copy2(path, out / "train" / f"{path.parent.name}-{path.name}")
             taken, used = taken + 1, used + size
     total = fixed + used + sum(p.stat().st_size for p in val_source)
-    print(f"{args.out}: {taken} of {len(sources)} training photos (shards {', '.join(map(str, args.shards))}, "
+    print(f"{out}: {taken} of {len(sources)} training photos (shards {', '.join(map(str, args.shards))}, "
           f"{used / MIB:.1f} MiB) and {VAL_FILES} held out; with the checkout's {fixed / MIB:.1f} MiB, "
           f"{total / MIB:.1f} of {args.budget_mib:g} MiB travel")
     for folder in away:
