@@ -148,19 +148,24 @@ class _Rate:
                 param_hint=given,
             )
 
+    @property
+    def searching(self) -> bool:
+        """Whether a target is given, so the quality is searched."""
+        return self.bpp is not None or self.psnr is not None or self.max_bytes is not None
+
     def encode(self, codec, source, strip: bool, progress=None):
         """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality.
 
         ``progress`` is called after each refinement step with ``(steps done, steps, encode)``,
-        the encode of the search counted from 1 (always 1 without a target)."""
-        if self.bpp is None and self.psnr is None and self.max_bytes is None:
+        the encode of the search counted from 1 (always 1 without a target).
+        """
+        if not self.searching:
             step = None if progress is None else lambda done, total: progress(done, total, 1)
             return codec.encode(source, quality=self.quality, strip=strip, progress=step), None
         from .ratecontrol import encode_to_target
 
-        step = None if progress is None else lambda encode, done, total: progress(done, total, encode)
         result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, strip=strip,
-                                  progress=step)
+                                  progress=progress)
         return result.data, result
 
     def miss(self, result) -> Optional[str]:
@@ -297,13 +302,14 @@ def encode(
         if refine and err.is_terminal:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            searching = bool(rate.given()) and rate.quality is None
             columns = (TextColumn("refining{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
             with Progress(*columns, console=err, transient=True) as bar:
                 task = bar.add_task("", total=refine)
 
                 def step(done, total, encode):
-                    bar.update(task, completed=done, description=f", encode {encode} of the search" if searching else "")
+                    # A new encode of the search is shown at once, not at the next timed refresh.
+                    description = f", encode {encode} of the search" if rate.searching else ""
+                    bar.update(task, completed=done, description=description, refresh=done == 1)
 
                 data, result = rate.encode(codec, input, strip, step)
         else:

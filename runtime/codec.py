@@ -126,7 +126,7 @@ class Codec:
         if not isinstance(rdo, (int, float)) or not 0 <= rdo < float("inf"):
             raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")
         self.rdo_slope = float(rdo)
-        self._gradient = None
+        self._gradient, self._gradient_weighted = None, False
         if self.refine:
             problem = self.model.encoder_problems.get("synthesis_gradient.onnx")
             if problem is None and not self.model.has_graph("synthesis_gradient"):
@@ -138,6 +138,8 @@ class Codec:
             self.model.lmbda()  # a ModelError now rather than after the analysis
             self._gradient = create_session(self.model.graph("synthesis_gradient"), chosen, threads, optimization,
                                             strict=strict)
+            # Graphs exported before the pixel weight count the padding too.
+            self._gradient_weighted = any(i.name == "weight" for i in self._gradient.get_inputs())
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
         entropy_settings = (
             {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
@@ -359,12 +361,6 @@ class Codec:
             inverse, self.model.lmbda(quality if self.model.variable_rate else None), pixels,
             self.refine, progress=progress,
         )
-
-    @property
-    def _gradient_weighted(self) -> bool:
-        """Whether the synthesis gradient graph takes a pixel weight (graphs exported before
-        it count the padding too)."""
-        return any(i.name == "weight" for i in self._gradient.get_inputs())
 
     def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
         """The synthesis gradient graph on tiles like the transforms, with twice the synthesis's

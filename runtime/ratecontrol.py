@@ -115,8 +115,8 @@ def encode_to_target(
             default. A target is usually met in 2 to 6; the search also stops when the
             target lies beyond quality 1 or 100, or the quality is pinned down to 0.02.
         progress: with a refining codec (``Codec(refine=N)``), whose every encode is
-            refined, called after each refinement step with ``(encode, steps done, steps)``,
-            the encode counted from 1.
+            refined, called after each refinement step with ``(steps done, steps, encode)``,
+            ``Codec.encode``'s arguments and the encode of the search, counted from 1.
 
     Returns:
         The file and what it reached.
@@ -150,7 +150,7 @@ def encode_to_target(
     def evaluate(quality: float) -> _Trial:
         nonlocal encodes
         encodes += 1
-        step = None if progress is None else lambda done, total, encode=encodes: progress(encode, done, total)
+        step = None if progress is None else lambda done, total, encode=encodes: progress(done, total, encode)
         data = codec.encode(source, quality=quality, strip=strip, progress=step)
         measured = _psnr(reference, _rgb(codec.decode(data, as_array=True), picture.grayscale)) if name == "psnr" else None
         return _Trial(quality, data, 8 * len(data) / pixels, measured)
