@@ -1,7 +1,7 @@
 """What refining the latent gains: the default encoder beside ``Codec(refine=N)``, side by side.
 
     python benchmarks/refine.py [--images ../shared/data/kodak] [--limit N] [--steps 20 60]
-        [--rdo SLOPE] [--qualities 1 15 ...] [--json results/refine.json]
+        [--rdo SLOPE] [--qualities 1 15 ...] [--classic avif444 jxl webp] [--json results/refine.json]
 
 ``Codec(refine=N)`` takes N gradient steps on the latent before coding it (see
 ``nicodec.refine``); the decoder is the same. For the default encoder (the reference)
@@ -10,6 +10,11 @@ files, decodes them, and reports the mean bpp and PSNR per quality, the BD-rate 
 over RGB) against the default, and the total encoding time as a ratio to the default's
 (measured in the same run, on the CPU provider). Refinement already weighs the rate, so
 the refined codecs round to the nearest integer unless ``--rdo`` gives a slope.
+
+On the same images, in the same run, it also sweeps the classic codecs named by
+``--classic`` (by default AVIF 4:4:4, JPEG XL and WebP, those Pillow can write here, at
+rd.py's settings) and gives every nicodec curve's BD-rate against each, so that a refined
+encoder can be set beside the codecs the default is measured against on all of Kodak.
 A step costs about 1.2 decodes of the image: the whole of Kodak at 60 steps takes
 about 2 hours on 2 cores, so ``--limit`` picks the first N images.
 """
@@ -21,8 +26,12 @@ import argparse
 import nicodec
 
 from common import add_image_arguments, publish
-from rd import NICODEC_QUALITIES, SHARED
+from rd import NICODEC_QUALITIES, QUALITIES, SHARED, available, bd_rate, classic_point
 from rdo import compare, read_images
+
+CLASSIC = ["avif444", "jxl", "webp"]
+LABELS = {"avif444": "AVIF 4:4:4", "avif420": "AVIF 4:2:0", "jxl": "JPEG XL", "webp": "WebP", "jpeg444": "JPEG 4:4:4",
+          "jpeg420": "JPEG 4:2:0"}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -32,6 +41,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rdo", type=float, default=0.0,
                         help="the refined codecs' rounding slope (default 0: nearest integer)")
     parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
+    parser.add_argument("--classic", nargs="*", default=CLASSIC, choices=sorted(QUALITIES),
+                        help="classic codecs to sweep on the same images (default: %(default)s; none: no codec)")
     args = parser.parse_args(argv)
     images = read_images(parser, args)
     entries = []
@@ -40,15 +51,28 @@ def main(argv: list[str] | None = None) -> dict:
         codec = nicodec.Codec(args.model, providers="cpu", threads=args.threads, **options)
         entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope}, f"refine {steps}", codec))
     results = compare(entries, images, args.qualities)
+    classic = {}
+    for name in args.classic:
+        if available(name):
+            classic[name] = [classic_point(name, q, images) for q in QUALITIES[name]]
+        else:
+            print(f"{name}: not measured (Pillow cannot write it here)", flush=True)
+    for result in results:
+        result["bd_rate_vs_percent"] = {name: bd_rate(result["points"], curve) for name, curve in classic.items()}
     report = {"model": codec.model_id, "images": f"{args.images.name} ({len(images)})", "threads": args.threads,
-              "qualities": args.qualities, "results": results}
-    rows = ["| refinement steps | rounding slope | BD-rate vs the default encoder | encode time ratio | "
-            "bpp / PSNR at the lowest, middle and highest quality |", "|---|---|---|---|---|"]
+              "qualities": args.qualities, "results": results,
+              "classic": {name: [{k: p[k] for k in ("setting", "bpp", "psnr")} for p in curve]
+                          for name, curve in classic.items()}}
+    rows = ["| refinement steps | rounding slope | BD-rate vs the default encoder | "
+            + "".join(f"vs {LABELS[name]} | " for name in classic)
+            + "encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
+            "|---|---|---|" + "---|" * len(classic) + "---|---|"]
     for r in results:
         pts = r["points"]
         picks = [pts[0], pts[len(pts) // 2], pts[-1]]
+        versus = "".join("n/a | " if v is None else f"{v:+.2f}% | " for v in r["bd_rate_vs_percent"].values())
         rows.append(f"| {r['steps']}{' (default)' if r['steps'] == 0 else ''} | {r['rdo_slope']:g} | "
-                    f"{r['bd_rate_percent']:+.2f}% | {r['encode_time_ratio']:.1f} | "
+                    f"{r['bd_rate_percent']:+.2f}% | {versus}{r['encode_time_ratio']:.1f} | "
                     + ", ".join(f"{p['bpp']:.4f} / {p['psnr']:.2f}" for p in picks) + " |")
     table = f"latent refinement, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)

@@ -275,8 +275,11 @@ def test_rdo_compares_the_rounding_with_plain_rounding_in_one_run(images_folder,
 def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(images_folder, tmp_path):
     refine = load("refine")
     report = refine.main(["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80",
-                          "--steps", "3", "--json", str(tmp_path / "refine.json")])
+                          "--steps", "3", "--classic", "jpeg444", "--json", str(tmp_path / "refine.json")])
     default, refined = report["results"]
+    # JPEG on the same image, side by side: nicodec is far below it, refined or not.
+    assert len(report["classic"]["jpeg444"]) == 11
+    assert default["bd_rate_vs_percent"]["jpeg444"] < -20 and refined["bd_rate_vs_percent"]["jpeg444"] < -20
     assert default["steps"] == 0 and default["bd_rate_percent"] == 0 and default["encode_time_ratio"] == 1
     assert refined["steps"] == 3 and refined["rdo_slope"] == 0 and refined["encode_time_ratio"] > 1
     assert [p["quality"] for p in refined["points"]] == [20, 80]
