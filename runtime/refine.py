@@ -31,7 +31,7 @@ half cosine."""
 
 REFINE_LR_STEPS = 60
 """Below this many iterations the step size grows with the square root of ``REFINE_LR_STEPS /
-iterations``, up to its value at 20 iterations (0.0052), the fewest measured. In one-off
+iterations``, up to its value at ``REFINE_FEWEST_STEPS`` (0.0052), the fewest measured. In one-off
 trials (3 Kodak images, qualities 10, 56 and 90, the objective on real files) 0.005 beat 0.003
 at 20 steps in all 9 cases, by 0.3 to 0.7%, and at 60 steps neither 0.005 nor 0.01 beat 0.003
 overall (0.01 lost 1 to 3% at quality 56); fewer than 20 steps were not tried. Those trials
@@ -40,6 +40,9 @@ held-out photos instead (its last 8 files; 768x512 crops of the large ones), at 
 the same qualities: the larger step gave a lower objective in 15 of 15 cases, by 0.65% on
 average."""
 
+REFINE_FEWEST_STEPS = 20
+"""The fewest iterations whose step size was measured; fewer take the same step size."""
+
 _LN2 = math.log(2.0)
 _PROBABILITY_FLOOR = 1e-9
 """Below this probability the rate has no gradient, as in training (its likelihood clamp)."""
@@ -47,7 +50,7 @@ _PROBABILITY_FLOOR = 1e-9
 
 def step_size(iterations: int) -> float:
     """The starting step size for a refinement of ``iterations`` steps."""
-    return REFINE_LR * math.sqrt(REFINE_LR_STEPS / min(max(iterations, 20), REFINE_LR_STEPS))
+    return REFINE_LR * math.sqrt(REFINE_LR_STEPS / min(max(iterations, REFINE_FEWEST_STEPS), REFINE_LR_STEPS))
 
 
 def normal_cdf(x: np.ndarray) -> np.ndarray:
