@@ -15,6 +15,7 @@ import json
 import shutil
 import warnings
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -27,7 +28,10 @@ from rich.console import Console
 
 from nicodec.errors import ModelError
 from nicodec.format import FORMAT_VERSION
-from nicodec.model import ENCODER_GRAPHS, GRAPHS, MANIFEST, OPTIONAL_GRAPHS, MODEL_FORMAT, MODEL_FORMAT_VERSION, TABLES, manifest_hash, quality_position, sha256_file
+from nicodec.model import (
+    DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
+    ModelFiles, decoding_fields, manifest_hash, quality_position, sha256_file,
+)
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
 
@@ -129,8 +133,6 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     The folder's synthesis must be the checkpoint's (checked on a random latent); the model
     hash, and so every file already made, is unchanged. The manifest is replaced atomically.
     """
-    from nicodec.model import ModelFiles
-
     import onnxruntime as ort
 
     files = ModelFiles.load(folder)
@@ -204,7 +206,7 @@ def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
 
 
 def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict,
-                   default_quality: float | None = None) -> dict:
+                   default_quality: float | None = None, decodes_files_of: list[dict] | None = None) -> dict:
     files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS + OPTIONAL_GRAPHS] + [TABLES]}
     manifest = {
         "format": MODEL_FORMAT,
@@ -223,9 +225,43 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
         "files": files,
         "encoder_files": {f"{g}.onnx": sha256_file(folder / f"{g}.onnx") for g in ENCODER_GRAPHS},
     }
+    if decodes_files_of:
+        manifest[DECODES_FILES_OF] = decodes_files_of
     manifest["model_hash"] = manifest_hash(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+ENTROPY_SIDE = ("entropy_parameters.onnx", TABLES)
+"""The files that decide a file's integers besides the manifest's decoding fields."""
+
+
+def files_decodable(earlier: list[ModelFiles], folder: Path, manifest: dict) -> list[dict]:
+    """The ``decodes_files_of`` list of a new model folder that is to decode ``earlier`` models' files.
+
+    Each earlier model must have the same entropy side as the new one, byte for byte (its
+    entropy-parameter graph and tables, and the manifest's decoding fields), so its files decode
+    to the same integers; the list also carries the models those decoded. Raises RuntimeError
+    naming the first difference.
+    """
+    entries = []
+    ours = {name: sha256_file(folder / name) for name in ENTROPY_SIDE}
+    fields = {k: v for k, v in decoding_fields(manifest).items() if k != DECODES_FILES_OF}
+    for old in earlier:
+        theirs = {k: v for k, v in decoding_fields(old.manifest).items() if k != DECODES_FILES_OF}
+        differ = [name for name in ENTROPY_SIDE if old.manifest["files"].get(name) != ours[name]]
+        differ += [f"{k} ({theirs[k]} against {fields[k]})" for k in fields if theirs.get(k) != fields[k]]
+        if differ:
+            raise RuntimeError(
+                f"the new model cannot decode the files of {old.model_id} ({old.path}): "
+                f"its entropy side differs in {', '.join(differ)}; only a model whose synthesis alone was "
+                "retrained decodes an earlier model's files"
+            )
+        for entry in [{"model_id": old.model_id, "model_hash": old.manifest["model_hash"]},
+                      *old.manifest.get(DECODES_FILES_OF, [])]:
+            if entry not in entries:
+                entries.append(entry)
+    return entries
 
 
 def rate_section(model: MeanScaleHyperprior, default_quality: float | None) -> dict:
@@ -317,10 +353,15 @@ PARITY_QUALITIES = (1.0, 37.5, 75.0, 100.0)
 
 
 def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False,
-                 default_quality: float | None = None) -> dict:
-    """Export a checkpoint to a model folder, atomically; returns the manifest."""
+                 default_quality: float | None = None, decodes_files_of: Sequence[Path] = ()) -> dict:
+    """Export a checkpoint to a model folder, atomically; returns the manifest.
+
+    ``decodes_files_of``: earlier model folders whose files the new model is to decode too
+    (:func:`files_decodable`); read before anything is written, so one of them may be ``out``.
+    """
     if out.exists() and not force:
         raise FileExistsError(f"{out} exists (use --force to replace it)")
+    earlier = [ModelFiles.load(folder) for folder in decodes_files_of]
     model, ckpt = load_model(checkpoint)
     model.eval()
     if not model.config.integer_entropy:
@@ -337,6 +378,9 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         export_synthesis_gradient(model, tmp)
         write_tables(model, tmp)
         manifest = write_manifest(tmp, model, model_id, training, default_quality)
+        if earlier:
+            manifest = write_manifest(tmp, model, model_id, training, default_quality,
+                                      files_decodable(earlier, tmp, manifest))
         qualities = PARITY_QUALITIES if model.config.levels else (None,)
         parity = [check_parity(model, tmp, parity_image(), q) for q in qualities]
         manifest["parity"] = parity if model.config.levels else parity[0]
@@ -362,6 +406,10 @@ def main(
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
     default_quality: Annotated[Optional[float], typer.Option(
         min=1, max=100, help=f"Variable-rate models: the quality used when none is asked for (default {DEFAULT_QUALITY:g}).")] = None,
+    decodes_files_of: Annotated[Optional[list[Path]], typer.Option(
+        exists=True, file_okay=False, help="An earlier model folder whose files the new model is to decode too: "
+        "its entropy side (entropy_parameters.onnx, tables.npz, decoding fields) must be the new model's, byte "
+        "for byte, as when only the synthesis was retrained. Repeat for several.")] = None,
     add_encoder_graphs_only: Annotated[bool, typer.Option(
         "--add-encoder-graphs", help="Only add the encoder-only graphs (synthesis_gradient.onnx) to the existing "
         "model folder OUT made from CHECKPOINT; its model hash and files stay as they are.")] = False,
@@ -377,8 +425,8 @@ def main(
         return
     try:
         manifest = export_model(checkpoint, out, model_id or f"nicodec-{out.name}", force=force,
-                                default_quality=default_quality)
-    except (FileExistsError, RuntimeError) as exc:
+                                default_quality=default_quality, decodes_files_of=decodes_files_of or ())
+    except (FileExistsError, RuntimeError, ModelError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")

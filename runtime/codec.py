@@ -256,7 +256,8 @@ class Codec:
 
         Raises:
             FormatError: the data is not a valid nicodec file.
-            ModelMismatchError: the file was made by another model.
+            ModelMismatchError: the file was made by another model, and not by one whose files
+                this model also decodes (``ModelFiles.decodes_files_of``).
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
         header, sections, _, symbols, mean_q = self._entropy_decode(data)
@@ -303,7 +304,7 @@ class Codec:
         header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
-        nicformat.check_model(header, self.model.model_id, self.model.model_hash)
+        nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
         z_shape = self._z_shape(header.height, header.width)

@@ -44,6 +44,11 @@ ENCODER_GRAPHS = ("synthesis_gradient",)
 file decodes to, so the manifest lists them apart, under ``encoder_files``, outside the
 model hash: a model folder may gain them without making its files unreadable."""
 TABLES = "tables.npz"
+DECODES_FILES_OF = "decodes_files_of"
+"""Manifest key: the earlier models (``model_id``, full ``model_hash``) whose files this model
+also decodes. ``nicodec-export --decodes-files-of`` writes it only where the two models' entropy
+sides are byte-identical (the same entropy-parameter graph, tables and decoding fields), so such
+a file decodes to the very same integers; the pixels come from this model's synthesis."""
 QUALITY_MIN = 1.0
 QUALITY_MAX = 100.0
 
@@ -98,7 +103,7 @@ def decoding_fields(manifest: dict) -> dict:
     """
     config = manifest.get("config") if isinstance(manifest.get("config"), dict) else {}
     rate = manifest.get("rate") if isinstance(manifest.get("rate"), dict) else {}
-    return {
+    fields = {
         "downsampling": manifest.get("downsampling"),
         "mean_bits": manifest.get("mean_bits"),
         "scale_levels": manifest.get("scale_levels"),
@@ -107,6 +112,11 @@ def decoding_fields(manifest: dict) -> dict:
         "Nh": config.get("Nh"),
         "variable_rate": bool(rate.get("variable")),
     }
+    if manifest.get(DECODES_FILES_OF):
+        # Which files a model accepts is part of its identity too (only when it accepts others,
+        # so the hashes of models without the list stay as they were).
+        fields[DECODES_FILES_OF] = manifest[DECODES_FILES_OF]
+    return fields
 
 
 def manifest_hash(manifest: dict) -> str:
@@ -132,6 +142,8 @@ class ModelFiles:
             if the tables file lacks it); the encoder's refinement uses it.
         encoder_problems: encoder-only graphs the manifest lists but that are missing or
             damaged (file name: what is wrong); they are unavailable, the model still codes.
+        decodes_files_of: ``(model_id, 8-byte model hash)`` of the earlier models whose files
+            this model also decodes (:data:`DECODES_FILES_OF`).
     """
 
     path: Path
@@ -144,6 +156,7 @@ class ModelFiles:
     log_inverse_gain: np.ndarray | None = None
     scale_table: np.ndarray | None = None
     encoder_problems: dict[str, str] = field(default_factory=dict)
+    decodes_files_of: tuple[tuple[str, bytes], ...] = ()
 
     @property
     def variable_rate(self) -> bool:
@@ -294,6 +307,8 @@ class ModelFiles:
             log_inverse_gain=gains[1] if gains else None,
             scale_table=scales if scales is not None and scales.shape == (y_tables.n_tables,) else None,
             encoder_problems=encoder_problems,
+            decodes_files_of=tuple((e["model_id"], bytes.fromhex(e["model_hash"])[:8])
+                                   for e in manifest.get(DECODES_FILES_OF, [])),
         )
 
 
@@ -317,6 +332,11 @@ def _good_gains(gains: list[np.ndarray], manifest: dict) -> bool:
     )
 
 
+def _is_digest(value) -> bool:
+    """Whether ``value`` is a SHA-256 hex digest (64 lowercase hex digits)."""
+    return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
 def _check_manifest(manifest, path: Path) -> None:
     """Every field the runtime reads, present and of the right type, so use never fails later."""
     from .format import MAX_MODEL_ID_BYTES
@@ -336,7 +356,16 @@ def _check_manifest(manifest, path: Path) -> None:
         problems.append("config must give the channel counts M and Nh")
     if not isinstance(manifest.get("files"), dict):
         problems.append("files must map file names to SHA-256 digests")
-    if not isinstance(manifest.get("model_hash"), str) or len(manifest["model_hash"]) != 64:
+    if not _is_digest(manifest.get("model_hash")):
         problems.append("model_hash must be a SHA-256 hex digest")
+    others = manifest.get(DECODES_FILES_OF, [])
+    if not isinstance(others, list) or not all(
+        isinstance(e, dict) and set(e) == {"model_id", "model_hash"} and isinstance(e["model_id"], str)
+        and 1 <= len(e["model_id"].encode("utf-8")) <= MAX_MODEL_ID_BYTES and _is_digest(e["model_hash"])
+        for e in others
+    ):
+        problems.append(f"{DECODES_FILES_OF} must list objects of a model_id and a SHA-256 hex model_hash")
+    elif others and manifest.get("version") == 1:
+        problems.append(f"{DECODES_FILES_OF} needs manifest version 2, whose hash covers it")
     if problems:
         raise ModelError(f"bad manifest {path}: " + "; ".join(problems))

@@ -195,6 +195,12 @@ def test_model_mismatch_names_both_models():
         nicformat.check_model(HEADER, "test-model", bytes(8))
 
 
+def test_a_model_decodes_the_files_of_the_models_it_lists():
+    nicformat.check_model(HEADER, "newer", bytes(8), also=[("older", bytes(8)), ("test-model", bytes(range(8)))])
+    with pytest.raises(ModelMismatchError, match="'newer'.*besides its own"):
+        nicformat.check_model(HEADER, "newer", bytes(8), also=[("test-model", bytes(8))])
+
+
 def test_invalid_utf8_model_id_is_refused():
     data = bytearray(packed())
     data[7] = 0xFF

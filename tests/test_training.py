@@ -458,3 +458,52 @@ def test_a_run_keeps_its_weights_when_stopped_and_survives_a_failed_compilation(
     monkeypatch.setattr(train_module, "compiled", lambda module, mode: Broken() if mode else module)
     metrics = train([str(folder)], tmp_path / "eager", TINY_VR, cfg, compile_mode="default")
     assert metrics["run_steps"] == 4 and np.isfinite(metrics["loss"])
+
+
+def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path):
+    """decoder_finetune changes g_s alone; exported with --decodes-files-of, the new model reads
+    the earlier model's files into the same latents, while a changed entropy side is refused."""
+    from nicodec.codec import Codec
+    from nicodec.errors import ModelError, ModelMismatchError
+    from nicodec.export.export import export_model
+    from nicodec.training import decoder_finetune
+
+    train([str(folder)], tmp_path / "run", TINY_VR, TrainConfig(steps=2, batch=2, crop=64, val_images=2, integer_from=0.5))
+    slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "a.pt")
+    export_model(tmp_path / "a.pt", tmp_path / "a", "tiny-a", default_quality=50)
+    decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "b.pt", model=tmp_path / "a", data=[str(folder)], val_data=[],
+                          crop=64, per_image=1, val_crop=64, minutes=0.01, batch=2, lr=1e-3, cache=None, threads=0, seed=0)
+    before, after = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in "ab")
+    changed = {k for k in before["model"] if not torch.equal(before["model"][k], after["model"][k])}
+    assert changed and all(k.startswith("g_s.") for k in changed)
+    report = after["metrics"]["decoder_finetune"]
+    assert report["steps"] >= 1 and report["training_crops"] == 4 and len(report["held_out_gain_db_per_quality"]) == 8
+
+    manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
+    a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")
+    assert manifest["decodes_files_of"] == [{"model_id": "tiny-a", "model_hash": a.model.manifest["model_hash"]}]
+    image = synthetic_photo(70, 90, seed=3)
+    old_file = a.encode(image, quality=30)
+    assert np.array_equal(a.decode_latents(old_file)[1], b.decode_latents(old_file)[1])
+    assert b.decode(old_file, as_array=True).shape == image.shape
+    with pytest.raises(ModelMismatchError, match="'tiny-b'"):
+        a.decode(b.encode(image, quality=30))
+
+    # The list is transitive, and a model whose entropy side changed cannot take it.
+    export_model(tmp_path / "b.pt", tmp_path / "c", "tiny-c", decodes_files_of=[tmp_path / "b"])
+    assert Codec(tmp_path / "c", providers="cpu").decode(old_file, as_array=True).shape == image.shape
+    model, _ = load_model(tmp_path / "b.pt")
+    with torch.no_grad():
+        model.h_s[0][0].weight.mul_(1.5)
+    torch.save({**after, "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in model.state_dict().items()}},
+               tmp_path / "d.pt")
+    with pytest.raises(RuntimeError, match="entropy side differs in entropy_parameters.onnx"):
+        export_model(tmp_path / "d.pt", tmp_path / "d", "tiny-d", decodes_files_of=[tmp_path / "a"])
+    assert not (tmp_path / "d").exists()
+
+    # Hand-editing the list makes a model no file names.
+    edited = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    edited["decodes_files_of"][0]["model_hash"] = "0" * 64
+    (tmp_path / "b" / "manifest.json").write_text(json.dumps(edited))
+    with pytest.raises(ModelError, match="model hash"):
+        Codec(tmp_path / "b", providers="cpu")

@@ -1,0 +1,210 @@
+"""Fine-tune the synthesis alone on the latents the shipped encoder really writes.
+
+    python -m nicodec.training.decoder_finetune training/checkpoints/nicodec-mshp-vr-1w.pt \\
+        --model runtime/models/default --out runs/gs/slim.pt --minutes 60
+
+Training sees the synthesis input through a straight-through rounding of ``y - means``
+and never sees the encoder's rate-distortion rounding (``nicodec.quantize.rdo_round``),
+which moves some symbols one step towards zero; nor the fp32 arithmetic of the exported
+graphs (training runs under bf16 autocast). Here the codec itself (onnxruntime, the
+default encoder) encodes random training crops at random qualities, each file is
+entropy-decoded back to the synthesis input ``y_hat`` (inverse gain applied), and only
+``g_s`` learns to map those inputs to the crops. The encoder, the entropy model and the
+gains stay as they are, so every file keeps its exact size and symbols: the rate does
+not move and the objective is distortion alone, the mean over crops of
+``10 log10 MSE`` (minus the mean PSNR, so each crop's relative error counts alike, as in
+a BD-rate over qualities).
+
+``--model`` must be the export of ``checkpoint`` (checked on the first held-out crop:
+the torch synthesis must reproduce the exported decoder's pixels).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import torch
+import typer
+from rich.console import Console
+
+from .data import list_images, load_rgb
+from .train import DEFAULT_DATA, load_model
+
+console = Console(stderr=True)
+HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
+"""The qualities of the held-out crops (a variable-rate model): the benchmark's eight."""
+
+
+def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: int,
+                    qualities: list[float] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Synthesis inputs of random ``crop``-sided crops, as the codec's files hold them.
+
+    Args:
+        codec: a ``nicodec.Codec`` of the model being fine-tuned.
+        paths: images; those with a side shorter than ``crop`` are skipped.
+        per_image: random crops per image (with ``qualities``, one centre crop per quality).
+        qualities: fixed qualities (held-out sets); None draws one uniformly in 1..100 per crop
+            (a single-rate model codes every crop at its one rate: the qualities are then ignored).
+
+    Returns:
+        ``(y_hat, crops, qualities)``: float32 (n, M, crop/16, crop/16), uint8 (n, 3, crop, crop)
+        and float32 (n,) (NaN for a single-rate model).
+    """
+    rng = np.random.default_rng(seed)
+    y_hats, crops, used = [], [], []
+    for path in paths:
+        im = load_rgb(path, crop)
+        if im is None:
+            continue
+        pixels = im.permute(1, 2, 0).numpy()
+        h, w = pixels.shape[:2]
+        if qualities is None:
+            spots = [(int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1)), float(rng.uniform(1, 100)))
+                     for _ in range(per_image)]
+        else:
+            spots = [((h - crop) // 2, (w - crop) // 2, float(q)) for q in qualities]
+        for top, left, quality in spots:
+            part = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
+            if not codec.model.variable_rate:
+                quality = math.nan
+            _, y_hat = codec.decode_latents(codec.encode(part, quality=None if math.isnan(quality) else quality))
+            y_hats.append(torch.from_numpy(y_hat[0]))
+            crops.append(torch.from_numpy(part).permute(2, 0, 1).contiguous())
+            used.append(quality)
+    return torch.stack(y_hats), torch.stack(crops), torch.tensor(used, dtype=torch.float32)
+
+
+def per_crop_mse(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, coded: bool = False) -> torch.Tensor:
+    """Mean squared error of each crop on the [0, 1] scale; ``coded``: of the uint8 pixels the decoder writes."""
+    x_hat = g_s(y_hat)
+    if coded:
+        x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
+    return (x_hat - crops.float() / 255).pow(2).mean(dim=(1, 2, 3))
+
+
+@torch.no_grad()
+def held_out_psnr(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, batch: int = 8) -> torch.Tensor:
+    """PSNR (dB) of each held-out crop as the exported decoder would write it."""
+    mse = torch.cat([per_crop_mse(g_s, y_hat[i : i + batch], crops[i : i + batch], coded=True)
+                     for i in range(0, len(y_hat), batch)])
+    return 10 * torch.log10(1 / mse.clamp_min(1e-10))
+
+
+def finetune(g_s: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+             minutes: float, batch: int, lr: float, seed: int = 0, report_every: int = 100) -> list[dict]:
+    """Adam on ``g_s`` for ``minutes``: a 50-step warm-up, then a cosine fall to zero over the time box.
+
+    Returns the held-out figures every ``report_every`` steps and at the last step.
+    """
+    y_hat, crops = data
+    opt = torch.optim.Adam(g_s.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(seed)
+    base = held_out_psnr(g_s, *val)
+    history = [{"step": 0, "seconds": 0.0, "held_out_psnr": float(base.mean())}]
+    console.print(f"step 0: held-out PSNR {float(base.mean()):.4f} dB")
+    start, step, budget = time.monotonic(), 0, minutes * 60
+    while (elapsed := time.monotonic() - start) < budget:
+        step += 1
+        progress = min(elapsed / budget, 1.0)
+        for group in opt.param_groups:
+            group["lr"] = lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * progress))
+        pick = torch.randint(0, len(y_hat), (batch,), generator=gen)
+        loss = 10 * torch.log10(per_crop_mse(g_s, y_hat[pick], crops[pick]).clamp_min(1e-10)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if step % report_every == 0 or time.monotonic() - start >= budget:
+            psnr = held_out_psnr(g_s, *val)
+            history.append({"step": step, "seconds": round(time.monotonic() - start, 1), "train_psnr": -float(loss.detach()),
+                            "held_out_psnr": float(psnr.mean()), "held_out_gain_db": float((psnr - base).mean())})
+            console.print(f"step {step}: train {-float(loss.detach()):.3f} dB, held-out {float(psnr.mean()):.4f} dB "
+                          f"({float((psnr - base).mean()):+.4f}) at {history[-1]['seconds']:.0f} s")
+    return history
+
+
+def main(
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint of the shipped model.")],
+    out: Annotated[Path, typer.Option(help="Weights-only checkpoint to write (fp16 weights).")],
+    model: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The exported model folder of CHECKPOINT.")],
+    data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = [DEFAULT_DATA],
+    val_data: Annotated[list[str], typer.Option(help="Held-out folders; default: the last 8 training images.")] = [],
+    crop: Annotated[int, typer.Option(help="Crop side (a multiple of 64).")] = 256,
+    per_image: Annotated[int, typer.Option(help="Random crops per training image.")] = 6,
+    val_crop: Annotated[int, typer.Option(help="Side of the held-out centre crops.")] = 320,
+    minutes: Annotated[float, typer.Option(help="Time box of the training proper.")] = 60.0,
+    batch: Annotated[int, typer.Option()] = 8,
+    lr: Annotated[float, typer.Option()] = 2e-5,
+    cache: Annotated[Path | None, typer.Option(help="Keep the encoded latents in this file and reuse them.")] = None,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    seed: int = 0,
+):
+    """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
+    from nicodec import Codec
+
+    if crop % 64 or val_crop % 64:
+        raise typer.BadParameter("crop sides must be multiples of 64")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    net, ckpt = load_model(checkpoint)
+    net.eval()
+    codec = Codec(model)
+    paths = list_images(data)
+    val_paths = list_images(val_data) if val_data else paths[-8:]
+    train_paths = [p for p in paths if p not in set(val_paths)]
+    val_qualities = list(HELD_OUT_QUALITIES) if codec.model.variable_rate else [math.nan]
+    started = time.monotonic()
+    if cache is not None and cache.exists():
+        y_hat, crops, _, *val = torch.load(cache, weights_only=True)
+    else:
+        y_hat, crops, _ = encoded_latents(codec, train_paths, crop, per_image, seed)
+        val = list(encoded_latents(codec, val_paths, val_crop, 1, seed + 1, qualities=val_qualities)[:2])
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            torch.save([y_hat, crops, torch.zeros(0), *val], cache)
+    console.print(f"{len(y_hat)} training crops, {len(val[0])} held-out crops ({time.monotonic() - started:.0f} s)")
+    with torch.no_grad():
+        data = codec.encode(val[1][0].permute(1, 2, 0).numpy())
+        exported = torch.from_numpy(codec.decode(data, as_array=True)).permute(2, 0, 1).float()
+        mine = torch.round(net.g_s(torch.from_numpy(codec.decode_latents(data)[1])).clamp(0, 1) * 255)[0]
+        agreement = 10 * math.log10(255**2 / max(float((mine - exported).pow(2).mean()), 1e-10))
+    if agreement < 50:
+        raise typer.BadParameter(f"--model is not the export of {checkpoint}: their pixels agree to {agreement:.1f} dB only")
+    for p in net.parameters():
+        p.requires_grad_(False)
+    for p in net.g_s.parameters():
+        p.requires_grad_(True)
+    net.g_s.train()
+    history = finetune(net.g_s, (y_hat, crops), val, minutes, batch, lr, seed)
+    state = {k: v.half() if v.dtype == torch.float32 else v for k, v in net.state_dict().items()}
+    # Measured again as stored: the committed weights are fp16.
+    stored, _ = load_model(checkpoint)
+    stored.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    before = held_out_psnr(load_model(checkpoint)[0].g_s, *val)
+    after = held_out_psnr(stored.g_s, *val)
+    per_quality = (after - before).reshape(-1, len(val_qualities)).mean(0).tolist()
+    metrics = {
+        **ckpt.get("metrics", {}),
+        "decoder_finetune": {
+            "crop": crop, "per_image": per_image, "training_crops": len(y_hat), "batch": batch, "lr": lr,
+            "minutes": minutes, "steps": history[-1]["step"], "history": history,
+            "held_out_psnr_before": float(before.mean()), "held_out_psnr_after": float(after.mean()),
+            "held_out_qualities": val_qualities if codec.model.variable_rate else None,
+            "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality],
+            "total_minutes": round((time.monotonic() - started) / 60, 1),
+        },
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_suffix(".tmp")
+    torch.save({**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}, "metrics": metrics, "model": state}, tmp)
+    tmp.replace(out)
+    console.print(f"wrote {out}: held-out PSNR {float(before.mean()):.4f} -> {float(after.mean()):.4f} dB "
+                  f"(per held-out quality: {', '.join(f'{v:+.3f}' for v in per_quality)})")
+
+
+if __name__ == "__main__":
+    typer.run(main)
