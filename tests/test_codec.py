@@ -137,6 +137,19 @@ def test_pixel_limit_is_checked_before_work(photo):
         small.encode(photo)
 
 
+def test_files_of_the_model_the_shipped_one_replaced_still_decode(codec):
+    """tests/data/made-by-vr-1w.nic: synthetic_photo(96, 128, seed=7) at quality 56, made by the
+    model shipped before (nicodec-mshp-vr-1w); the shipped model retrained its synthesis only and
+    lists that model under decodes_files_of (33.5 dB with vr-1w's own synthesis)."""
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "data" / "made-by-vr-1w.nic").read_bytes()
+    header = nicformat.unpack(data)[0]
+    assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-1w", "104989f669eb6042")
+    assert ("nicodec-mshp-vr-1w", header.model_hash) in codec.model.decodes_files_of
+    assert psnr(codec.decode(data, as_array=True), synthetic_photo(96, 128, seed=7)) > 33
+
+
 def test_decode_refuses_a_file_from_another_model(codec, photo):
     data = codec.encode(photo)
     header, sections = nicformat.unpack(data)
@@ -235,7 +248,7 @@ def test_a_model_folder_with_bad_rate_data_is_refused(tmp_path):
     import json
     import shutil
 
-    from nicodec.model import default_model_dir
+    from nicodec.model import default_model_dir, manifest_hash
 
     folder = tmp_path / "model"
     shutil.copytree(default_model_dir(), folder)
@@ -245,6 +258,11 @@ def test_a_model_folder_with_bad_rate_data_is_refused(tmp_path):
     with pytest.raises(nicodec.ModelError, match="gain"):
         Codec(folder, providers="cpu")
     del manifest["rate"]
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    # A version 2 hash covers whether the model is variable-rate: this edit alone is caught there.
+    with pytest.raises(nicodec.ModelError, match="model hash"):
+        Codec(folder, providers="cpu")
+    manifest["model_hash"] = manifest_hash(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(nicodec.ModelError, match="gain"):
         Codec(folder, providers="cpu")

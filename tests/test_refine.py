@@ -159,7 +159,7 @@ def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
     torch = pytest.importorskip("torch")
     from nicodec.training.train import load_model
 
-    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / "nicodec-mshp-vr-1w.pt"
+    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / "nicodec-mshp-vr-1wd.pt"
     model, _ = load_model(checkpoint)
     model.eval()
     codec = Codec(providers="cpu", refine=1)

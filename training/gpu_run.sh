@@ -16,7 +16,7 @@
 # and add a line to training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
-#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-1w.pt]
+#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-1wd.pt]
 #   MINUTES   training minutes of this run, compilation included [8]
 #   SCHEDULE  "new": a fresh learning-rate schedule MINUTES long from INIT (warm-up, constant,
 #             anneal); "carry": INIT's own schedule goes on (set TOTAL) [new]
@@ -39,7 +39,7 @@
 set -euo pipefail
 start=$(date +%s)
 : "${OUT:?OUT (the folder whose files come back) is not set}"
-INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1w.pt}
+INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1wd.pt}
 MINUTES=${MINUTES:-8}
 SCHEDULE=${SCHEDULE:-new}
 LMBDAS=${LMBDAS:-0.0005,0.0009,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.15}
