@@ -30,7 +30,7 @@ from nicodec.errors import ModelError
 from nicodec.format import FORMAT_VERSION
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
-    ModelFiles, decoding_fields, manifest_hash, quality_position, sha256_file,
+    ModelFiles, decoding_fields, earlier_model_problem, manifest_hash, quality_position, sha256_file,
 )
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
@@ -232,35 +232,34 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
     return manifest
 
 
-ENTROPY_SIDE = ("entropy_parameters.onnx", TABLES)
-"""The files that decide a file's integers besides the manifest's decoding fields."""
+def files_decodable(earlier: list[ModelFiles], manifest: dict) -> list[dict]:
+    """The ``decodes_files_of`` list of a new model that is to decode ``earlier`` models' files.
 
+    Args:
+        earlier: the earlier models' loaded folders.
+        manifest: the new model's manifest, without the list.
 
-def files_decodable(earlier: list[ModelFiles], folder: Path, manifest: dict) -> list[dict]:
-    """The ``decodes_files_of`` list of a new model folder that is to decode ``earlier`` models' files.
+    Returns:
+        One entry per earlier model (``nicodec.model.DECODES_FILES_OF``), followed by the entries
+        of the models those decoded, each once.
 
-    Each earlier model must have the same entropy side as the new one, byte for byte (its
-    entropy-parameter graph and tables, and the manifest's decoding fields), so its files decode
-    to the same integers; the list also carries the models those decoded. Raises RuntimeError
-    naming the first difference.
+    Raises:
+        RuntimeError: an earlier model's entropy side (entropy-parameter graph, tables, decoding
+            fields) is not the new model's, byte for byte (``earlier_model_problem``).
     """
     entries = []
-    ours = {name: sha256_file(folder / name) for name in ENTROPY_SIDE}
-    fields = {k: v for k, v in decoding_fields(manifest).items() if k != DECODES_FILES_OF}
     for old in earlier:
-        theirs = {k: v for k, v in decoding_fields(old.manifest).items() if k != DECODES_FILES_OF}
-        differ = [name for name in ENTROPY_SIDE if old.manifest["files"].get(name) != ours[name]]
-        differ += [f"{k} ({theirs[k]} against {fields[k]})" for k in fields if theirs.get(k) != fields[k]]
-        if differ:
-            raise RuntimeError(
-                f"the new model cannot decode the files of {old.model_id} ({old.path}): "
-                f"its entropy side differs in {', '.join(differ)}; only a model whose synthesis alone was "
-                "retrained decodes an earlier model's files"
-            )
-        for entry in [{"model_id": old.model_id, "model_hash": old.manifest["model_hash"]},
-                      *old.manifest.get(DECODES_FILES_OF, [])]:
-            if entry not in entries:
-                entries.append(entry)
+        entry = {"model_id": old.model_id, "model_hash": old.manifest["model_hash"], "version": old.manifest["version"],
+                 "files": old.manifest["files"], "decoding": decoding_fields(old.manifest)}
+        for item in [entry, *old.manifest.get(DECODES_FILES_OF, [])]:
+            problem = earlier_model_problem(item, manifest)
+            if problem:
+                raise RuntimeError(
+                    f"the new model cannot decode the files of {item['model_id']} (listed by {old.path}): {problem}; "
+                    "only a model whose synthesis alone was retrained decodes an earlier model's files"
+                )
+            if item not in entries:
+                entries.append(item)
     return entries
 
 
@@ -380,7 +379,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         manifest = write_manifest(tmp, model, model_id, training, default_quality)
         if earlier:
             manifest = write_manifest(tmp, model, model_id, training, default_quality,
-                                      files_decodable(earlier, tmp, manifest))
+                                      files_decodable(earlier, manifest))
         qualities = PARITY_QUALITIES if model.config.levels else (None,)
         parity = [check_parity(model, tmp, parity_image(), q) for q in qualities]
         manifest["parity"] = parity if model.config.levels else parity[0]
@@ -416,6 +415,9 @@ def main(
 ):
     """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
     if add_encoder_graphs_only:
+        if decodes_files_of:
+            raise typer.BadParameter("--add-encoder-graphs leaves the model's files and hash as they are: "
+                                     "it cannot add --decodes-files-of", param_hint="--decodes-files-of")
         try:
             add_encoder_graphs(checkpoint, out)
         except (RuntimeError, ModelError) as exc:

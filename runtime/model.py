@@ -45,10 +45,14 @@ file decodes to, so the manifest lists them apart, under ``encoder_files``, outs
 model hash: a model folder may gain them without making its files unreadable."""
 TABLES = "tables.npz"
 DECODES_FILES_OF = "decodes_files_of"
-"""Manifest key: the earlier models (``model_id``, full ``model_hash``) whose files this model
-also decodes. ``nicodec-export --decodes-files-of`` writes it only where the two models' entropy
-sides are byte-identical (the same entropy-parameter graph, tables and decoding fields), so such
-a file decodes to the very same integers; the pixels come from this model's synthesis."""
+"""Manifest key: the earlier models whose files this model also decodes, each as its
+``model_id``, ``model_hash``, manifest ``version``, ``files`` (name: SHA-256) and ``decoding``
+(:func:`decoding_fields`), enough to recompute its hash. ``nicodec-export --decodes-files-of``
+writes it, and loading checks it (:func:`earlier_model_problem`): the earlier model's entropy
+side must be this model's, byte for byte, so its files decode to the very same integers; the
+pixels come from this model's synthesis."""
+ENTROPY_SIDE = ("entropy_parameters.onnx", TABLES)
+"""The files that decide a file's integers, besides the manifest's decoding fields."""
 QUALITY_MIN = 1.0
 QUALITY_MAX = 100.0
 
@@ -279,6 +283,11 @@ class ModelFiles:
         if manifest_hash(manifest) != manifest.get("model_hash"):
             what = "file list" if manifest["version"] == 1 else "file list and decoding fields"
             raise ModelError(f"the model hash in {manifest_path} does not match its {what}")
+        for entry in manifest.get(DECODES_FILES_OF, []):
+            problem = earlier_model_problem(entry, manifest)
+            if problem:
+                raise ModelError(f"{manifest_path} lists {entry['model_id']!r} under {DECODES_FILES_OF}, "
+                                 f"but {problem}")
         try:
             with np.load(folder / TABLES, allow_pickle=False) as npz:
                 z_tables = Tables(npz["z_cdf"], npz["z_sizes"], npz["z_offsets"])
@@ -332,6 +341,27 @@ def _good_gains(gains: list[np.ndarray], manifest: dict) -> bool:
     )
 
 
+def earlier_model_problem(entry: dict, manifest: dict) -> str | None:
+    """Why ``manifest``'s model cannot decode the files of the earlier model ``entry`` describes
+    (an item of :data:`DECODES_FILES_OF`), or None when it can.
+
+    The entry's files and decoding fields must give its ``model_hash`` (the decoding fields
+    count from manifest version 2, as in :func:`manifest_hash`), and its entropy side
+    (:data:`ENTROPY_SIDE` and the decoding fields) must equal this model's. A list edited by
+    hand can then name only models whose files really decode to the same integers here.
+    """
+    decoding = entry["decoding"]
+    if content_hash(entry["files"], decoding if entry["version"] == 2 else None) != entry["model_hash"]:
+        return "the files and decoding fields listed for it do not give its model hash"
+    ours = {k: v for k, v in decoding_fields(manifest).items() if k != DECODES_FILES_OF}
+    theirs = {k: v for k, v in decoding.items() if k != DECODES_FILES_OF}
+    differ = [name for name in ENTROPY_SIDE if entry["files"].get(name) != manifest["files"].get(name)]
+    differ += [f"{k} ({theirs.get(k)} against {v})" for k, v in ours.items() if theirs.get(k) != v]
+    if differ:
+        return f"its entropy side differs in {', '.join(differ)}"
+    return None
+
+
 def _is_digest(value) -> bool:
     """Whether ``value`` is a SHA-256 hex digest (64 lowercase hex digits)."""
     return isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
@@ -360,11 +390,15 @@ def _check_manifest(manifest, path: Path) -> None:
         problems.append("model_hash must be a SHA-256 hex digest")
     others = manifest.get(DECODES_FILES_OF, [])
     if not isinstance(others, list) or not all(
-        isinstance(e, dict) and set(e) == {"model_id", "model_hash"} and isinstance(e["model_id"], str)
-        and 1 <= len(e["model_id"].encode("utf-8")) <= MAX_MODEL_ID_BYTES and _is_digest(e["model_hash"])
+        isinstance(e, dict) and set(e) == {"model_id", "model_hash", "version", "files", "decoding"}
+        and isinstance(e["model_id"], str) and 1 <= len(e["model_id"].encode("utf-8")) <= MAX_MODEL_ID_BYTES
+        and _is_digest(e["model_hash"]) and e["version"] in MODEL_FORMAT_VERSIONS and not isinstance(e["version"], bool)
+        and isinstance(e["files"], dict) and all(isinstance(k, str) and _is_digest(v) for k, v in e["files"].items())
+        and isinstance(e["decoding"], dict)
         for e in others
     ):
-        problems.append(f"{DECODES_FILES_OF} must list objects of a model_id and a SHA-256 hex model_hash")
+        problems.append(f"{DECODES_FILES_OF} must list objects of a model_id, a SHA-256 hex model_hash, "
+                        "a manifest version, the model's files and its decoding fields")
     elif others and manifest.get("version") == 1:
         problems.append(f"{DECODES_FILES_OF} needs manifest version 2, whose hash covers it")
     if problems:

@@ -143,11 +143,63 @@ def test_files_of_the_model_the_shipped_one_replaced_still_decode(codec):
     lists that model under decodes_files_of (33.5 dB with vr-1w's own synthesis)."""
     from pathlib import Path
 
+    import hashlib
+
     data = (Path(__file__).parent / "data" / "made-by-vr-1w.nic").read_bytes()
     header = nicformat.unpack(data)[0]
     assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-1w", "104989f669eb6042")
     assert ("nicodec-mshp-vr-1w", header.model_hash) in codec.model.decodes_files_of
+    # The integers vr-1w itself decoded from this file (z_hat, symbols, mean_q as little-endian int32).
+    _, z_hat, symbols, mean_q = codec.decode_symbols(data)
+    integers = b"".join(np.ascontiguousarray(a, dtype="<i4").tobytes() for a in (z_hat, symbols, mean_q))
+    assert hashlib.sha256(integers).hexdigest() == "3470fc5f9dabdc2d16cd4c0c2123977a89a57467e85b67f83d0bdf6a071afc65"
     assert psnr(codec.decode(data, as_array=True), synthetic_photo(96, 128, seed=7)) > 33
+
+
+def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
+    import json
+    import shutil
+
+    from nicodec.model import ModelFiles, content_hash, decoding_fields, default_model_dir, manifest_hash
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    shipped = json.loads((folder / "manifest.json").read_text())
+
+    def load(manifest, rehash=True):
+        if rehash:
+            manifest["model_hash"] = manifest_hash(manifest)
+        (folder / "manifest.json").write_text(json.dumps(manifest))
+        return ModelFiles.load(folder)
+
+    # Version 1 hashes the file list alone, and cannot carry the list (its hash would not cover it).
+    v1 = {**shipped, "version": 1}
+    del v1["decodes_files_of"]
+    assert load(json.loads(json.dumps(v1))).model_hash == bytes.fromhex(content_hash(shipped["files"]))[:8]
+    with pytest.raises(nicodec.ModelError, match="file list$"):
+        load({**v1, "model_hash": shipped["model_hash"]}, rehash=False)
+    with pytest.raises(nicodec.ModelError, match="needs manifest version 2"):
+        load({**v1, "decodes_files_of": shipped["decodes_files_of"]})
+    for bad in ({"model_id": "x", "model_hash": "0" * 64}, "vr-1w", [1]):
+        with pytest.raises(nicodec.ModelError, match="must list objects"):
+            load({**shipped, "decodes_files_of": [bad]})
+
+    # Hand-edited entries are refused even with the manifest's hash recomputed: an entry must
+    # hash to its model hash, and its entropy side must be this model's.
+    entry = shipped["decodes_files_of"][0]
+    with pytest.raises(nicodec.ModelError, match="do not give its model hash"):
+        load({**shipped, "decodes_files_of": [{**entry, "model_hash": "ab" * 32}]})
+    other = {**entry, "version": 2, "decoding": {**entry["decoding"], "mean_bits": 9}}
+    other["model_hash"] = content_hash(other["files"], other["decoding"])
+    with pytest.raises(nicodec.ModelError, match="differs in mean_bits"):
+        load({**shipped, "decodes_files_of": [other]})
+    other = {**entry, "files": {**entry["files"], "tables.npz": "0" * 64}}
+    other["model_hash"] = content_hash(other["files"])
+    with pytest.raises(nicodec.ModelError, match="differs in tables.npz"):
+        load({**shipped, "decodes_files_of": [other]})
+    assert load(json.loads(json.dumps(shipped)), rehash=False).decodes_files_of == (
+        ("nicodec-mshp-vr-1w", bytes.fromhex(entry["model_hash"])[:8]),)
+    assert decoding_fields(shipped)["decodes_files_of"] == shipped["decodes_files_of"]
 
 
 def test_decode_refuses_a_file_from_another_model(codec, photo):
@@ -258,6 +310,7 @@ def test_a_model_folder_with_bad_rate_data_is_refused(tmp_path):
     with pytest.raises(nicodec.ModelError, match="gain"):
         Codec(folder, providers="cpu")
     del manifest["rate"]
+    del manifest["decodes_files_of"]  # vr-1w was variable-rate: kept, the list would be refused first
     (folder / "manifest.json").write_text(json.dumps(manifest))
     # A version 2 hash covers whether the model is variable-rate: this edit alone is caught there.
     with pytest.raises(nicodec.ModelError, match="model hash"):

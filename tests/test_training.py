@@ -471,8 +471,11 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     train([str(folder)], tmp_path / "run", TINY_VR, TrainConfig(steps=2, batch=2, crop=64, val_images=2, integer_from=0.5))
     slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "a.pt")
     export_model(tmp_path / "a.pt", tmp_path / "a", "tiny-a", default_quality=50)
-    decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "b.pt", model=tmp_path / "a", data=[str(folder)], val_data=[],
-                          crop=64, per_image=1, val_crop=64, minutes=0.01, batch=2, lr=1e-3, cache=None, threads=0, seed=0)
+    settings = dict(model=tmp_path / "a", data=[str(folder)], val_data=[], crop=64, per_image=1, val_crop=64, minutes=0.0,
+                    batch=2, lr=1e-3, cache=tmp_path / "latents.pt", threads=0, seed=0)
+    decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "b.pt", **settings)
+    with pytest.raises(typer.BadParameter, match="other settings"):  # the cache knows what it was made from
+        decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "x.pt", **{**settings, "per_image": 2})
     before, after = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in "ab")
     changed = {k for k in before["model"] if not torch.equal(before["model"][k], after["model"][k])}
     assert changed and all(k.startswith("g_s.") for k in changed)
@@ -481,7 +484,7 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
 
     manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
     a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")
-    assert manifest["decodes_files_of"] == [{"model_id": "tiny-a", "model_hash": a.model.manifest["model_hash"]}]
+    assert [(e["model_id"], e["model_hash"]) for e in manifest["decodes_files_of"]] == [("tiny-a", a.model.manifest["model_hash"])]
     image = synthetic_photo(70, 90, seed=3)
     old_file = a.encode(image, quality=30)
     assert np.array_equal(a.decode_latents(old_file)[1], b.decode_latents(old_file)[1])
@@ -500,6 +503,16 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     with pytest.raises(RuntimeError, match="entropy side differs in entropy_parameters.onnx"):
         export_model(tmp_path / "d.pt", tmp_path / "d", "tiny-d", decodes_files_of=[tmp_path / "a"])
     assert not (tmp_path / "d").exists()
+    from typer.testing import CliRunner
+
+    from nicodec.export.export import app
+
+    runner = CliRunner()
+    result = runner.invoke(app, [str(tmp_path / "d.pt"), "--out", str(tmp_path / "d"), "--decodes-files-of", str(tmp_path / "a")])
+    assert result.exit_code == 1 and "cannot decode the files of tiny-a" in " ".join(result.output.split())
+    result = runner.invoke(app, [str(tmp_path / "b.pt"), "--out", str(tmp_path / "b"), "--add-encoder-graphs",
+                                 "--decodes-files-of", str(tmp_path / "a")])
+    assert result.exit_code == 2 and "--add-encoder-graphs" in result.output
 
     # Hand-editing the list makes a model no file names.
     edited = json.loads((tmp_path / "b" / "manifest.json").read_text())

@@ -10,17 +10,18 @@ graphs (training runs under bf16 autocast). Here the codec itself (onnxruntime, 
 default encoder) encodes random training crops at random qualities, each file is
 entropy-decoded back to the synthesis input ``y_hat`` (inverse gain applied), and only
 ``g_s`` learns to map those inputs to the crops. The encoder, the entropy model and the
-gains stay as they are, so every file keeps its exact size and symbols: the rate does
-not move and the objective is distortion alone, the mean over crops of
-``10 log10 MSE`` (minus the mean PSNR, so each crop's relative error counts alike, as in
-a BD-rate over qualities).
+gains stay as they are, so every file keeps its symbols (its size changes only with the
+length of the model id in the header): the rate does not move and the objective is
+distortion alone, the mean over crops of ``10 log10 MSE`` (minus the mean PSNR, so each
+crop's relative error counts alike, as in a BD-rate over qualities).
 
-``--model`` must be the export of ``checkpoint`` (checked on the first held-out crop:
-the torch synthesis must reproduce the exported decoder's pixels).
+``--model`` must be the export of ``checkpoint`` (checked, before any encoding, on a crop of
+the first held-out image: the torch synthesis must reproduce the exported decoder's pixels).
 """
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from pathlib import Path
@@ -94,22 +95,30 @@ def held_out_psnr(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-def finetune(g_s: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
              minutes: float, batch: int, lr: float, seed: int = 0, report_every: int = 100) -> list[dict]:
     """Adam on ``g_s`` for ``minutes``: a 50-step warm-up, then a cosine fall to zero over the time box.
 
-    Returns the held-out figures every ``report_every`` steps and at the last step.
+    Args:
+        g_s: the synthesis, trained in place.
+        train_set, val: ``(y_hat, crops)`` as :func:`encoded_latents` returns them.
+        minutes: the time box; at least one step is taken.
+        batch, lr, seed: crops per step, peak learning rate, seed of the crop draws.
+        report_every: steps between held-out measurements.
+
+    Returns:
+        The held-out figures at the start, every ``report_every`` steps and at the last step.
     """
-    y_hat, crops = data
+    y_hat, crops = train_set
     opt = torch.optim.Adam(g_s.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     base = held_out_psnr(g_s, *val)
     history = [{"step": 0, "seconds": 0.0, "held_out_psnr": float(base.mean())}]
     console.print(f"step 0: held-out PSNR {float(base.mean()):.4f} dB")
     start, step, budget = time.monotonic(), 0, minutes * 60
-    while (elapsed := time.monotonic() - start) < budget:
+    while (elapsed := time.monotonic() - start) < budget or step == 0:
         step += 1
-        progress = min(elapsed / budget, 1.0)
+        progress = min(elapsed / budget, 1.0) if budget > 0 else 0.0
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * progress))
         pick = torch.randint(0, len(y_hat), (batch,), generator=gen)
@@ -126,27 +135,41 @@ def finetune(g_s: torch.nn.Module, data: tuple[torch.Tensor, torch.Tensor], val:
     return history
 
 
+@torch.no_grad()
+def export_agreement(net, codec, path: str) -> float:
+    """PSNR (dB) between the exported decoder's pixels and the torch synthesis's, on a crop of ``path``
+    coded at the default quality: about 95 dB when ``codec`` is ``net``'s export, far less otherwise."""
+    image = load_rgb(path, 64)
+    side = min(256, image.shape[1] // 64 * 64, image.shape[2] // 64 * 64)
+    pixels = np.ascontiguousarray(image[:, :side, :side].permute(1, 2, 0).numpy())
+    encoded = codec.encode(pixels)
+    exported = torch.from_numpy(codec.decode(encoded, as_array=True)).permute(2, 0, 1).float()
+    mine = torch.round(net.g_s(torch.from_numpy(codec.decode_latents(encoded)[1])).clamp(0, 1) * 255)[0]
+    return 10 * math.log10(255**2 / max(float((mine - exported).pow(2).mean()), 1e-10))
+
+
 def main(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint of the shipped model.")],
-    out: Annotated[Path, typer.Option(help="Weights-only checkpoint to write (fp16 weights).")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Weights-only checkpoint to write (fp16 weights).")],
     model: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The exported model folder of CHECKPOINT.")],
     data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = [DEFAULT_DATA],
     val_data: Annotated[list[str], typer.Option(help="Held-out folders; default: the last 8 training images.")] = [],
     crop: Annotated[int, typer.Option(help="Crop side (a multiple of 64).")] = 256,
-    per_image: Annotated[int, typer.Option(help="Random crops per training image.")] = 6,
+    per_image: Annotated[int, typer.Option(min=1, help="Random crops per training image.")] = 6,
     val_crop: Annotated[int, typer.Option(help="Side of the held-out centre crops.")] = 320,
-    minutes: Annotated[float, typer.Option(help="Time box of the training proper.")] = 60.0,
-    batch: Annotated[int, typer.Option()] = 8,
+    minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper.")] = 60.0,
+    batch: Annotated[int, typer.Option(min=1)] = 8,
     lr: Annotated[float, typer.Option()] = 2e-5,
-    cache: Annotated[Path | None, typer.Option(help="Keep the encoded latents in this file and reuse them.")] = None,
+    cache: Annotated[Path | None, typer.Option(dir_okay=False, help="Keep the encoded latents in this file and reuse them "
+                                               "(refused when it was made with other settings or another model).")] = None,
     threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
     seed: int = 0,
 ):
     """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
     from nicodec import Codec
 
-    if crop % 64 or val_crop % 64:
-        raise typer.BadParameter("crop sides must be multiples of 64")
+    if crop <= 0 or val_crop <= 0 or crop % 64 or val_crop % 64:
+        raise typer.BadParameter("crop sides must be positive multiples of 64")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -156,47 +179,61 @@ def main(
     paths = list_images(data)
     val_paths = list_images(val_data) if val_data else paths[-8:]
     train_paths = [p for p in paths if p not in set(val_paths)]
+    if not train_paths or not val_paths:
+        raise typer.BadParameter(
+            f"{len(train_paths)} training and {len(val_paths)} held-out images found; both are needed "
+            "(without --val-data the last 8 training images are held out)")
+    agreement = export_agreement(net, codec, val_paths[0])
+    if agreement < 50:
+        raise typer.BadParameter(f"--model is not the export of {checkpoint}: their pixels agree to {agreement:.1f} dB only")
     val_qualities = list(HELD_OUT_QUALITIES) if codec.model.variable_rate else [math.nan]
+    key = {"model_hash": codec.model.manifest["model_hash"], "train": train_paths, "val": val_paths, "crop": crop,
+           "per_image": per_image, "val_crop": val_crop, "seed": seed,
+           "val_qualities": val_qualities if codec.model.variable_rate else None}
     started = time.monotonic()
     if cache is not None and cache.exists():
-        y_hat, crops, _, *val = torch.load(cache, weights_only=True)
+        y_hat, crops, *val, cached_key = torch.load(cache, weights_only=True)
+        if json.loads(cached_key) != json.loads(json.dumps(key)):
+            raise typer.BadParameter(f"{cache} holds latents made with other settings, images or model; "
+                                     "delete it or give another --cache")
     else:
         y_hat, crops, _ = encoded_latents(codec, train_paths, crop, per_image, seed)
         val = list(encoded_latents(codec, val_paths, val_crop, 1, seed + 1, qualities=val_qualities)[:2])
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save([y_hat, crops, torch.zeros(0), *val], cache)
+            tmp = cache.with_suffix(".tmp")
+            torch.save([y_hat, crops, *val, json.dumps(key)], tmp)
+            tmp.replace(cache)
+    if not len(y_hat) or not len(val[0]):
+        raise typer.BadParameter(f"no training image is at least {crop} pixels on both sides, "
+                                 f"or no held-out image at least {val_crop}")
     console.print(f"{len(y_hat)} training crops, {len(val[0])} held-out crops ({time.monotonic() - started:.0f} s)")
-    with torch.no_grad():
-        data = codec.encode(val[1][0].permute(1, 2, 0).numpy())
-        exported = torch.from_numpy(codec.decode(data, as_array=True)).permute(2, 0, 1).float()
-        mine = torch.round(net.g_s(torch.from_numpy(codec.decode_latents(data)[1])).clamp(0, 1) * 255)[0]
-        agreement = 10 * math.log10(255**2 / max(float((mine - exported).pow(2).mean()), 1e-10))
-    if agreement < 50:
-        raise typer.BadParameter(f"--model is not the export of {checkpoint}: their pixels agree to {agreement:.1f} dB only")
     for p in net.parameters():
         p.requires_grad_(False)
     for p in net.g_s.parameters():
         p.requires_grad_(True)
     net.g_s.train()
     history = finetune(net.g_s, (y_hat, crops), val, minutes, batch, lr, seed)
-    state = {k: v.half() if v.dtype == torch.float32 else v for k, v in net.state_dict().items()}
-    # Measured again as stored: the committed weights are fp16.
+    # Only g_s is stored anew (in fp16, as committed weights are): every other tensor stays the
+    # checkpoint's own, bit for bit, so the export's entropy side is unchanged.
+    state = {k: (v.half() if v.dtype == torch.float32 else v) if k.startswith("g_s.") else ckpt["model"][k]
+             for k, v in net.state_dict().items()}
     stored, _ = load_model(checkpoint)
     stored.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    # Measured again as stored.
     before = held_out_psnr(load_model(checkpoint)[0].g_s, *val)
     after = held_out_psnr(stored.g_s, *val)
     per_quality = (after - before).reshape(-1, len(val_qualities)).mean(0).tolist()
-    metrics = {
-        **ckpt.get("metrics", {}),
-        "decoder_finetune": {
-            "crop": crop, "per_image": per_image, "training_crops": len(y_hat), "batch": batch, "lr": lr,
-            "minutes": minutes, "steps": history[-1]["step"], "history": history,
-            "held_out_psnr_before": float(before.mean()), "held_out_psnr_after": float(after.mean()),
-            "held_out_qualities": val_qualities if codec.model.variable_rate else None,
-            "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality],
-            "total_minutes": round((time.monotonic() - started) / 60, 1),
-        },
+    metrics = dict(ckpt.get("metrics", {}))
+    if "decoder_finetune" in metrics:
+        metrics["decoder_finetune_earlier"] = [*metrics.get("decoder_finetune_earlier", []), metrics["decoder_finetune"]]
+    metrics["decoder_finetune"] = {
+        "model_hash": key["model_hash"], "crop": crop, "per_image": per_image, "training_crops": len(y_hat),
+        "batch": batch, "lr": lr, "minutes": minutes, "steps": history[-1]["step"], "history": history,
+        "held_out_psnr_before": float(before.mean()), "held_out_psnr_after": float(after.mean()),
+        "held_out_qualities": val_qualities if codec.model.variable_rate else None,
+        "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality],
+        "total_minutes": round((time.monotonic() - started) / 60, 1),
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_suffix(".tmp")
