@@ -206,7 +206,7 @@ def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
 
 
 def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict,
-                   default_quality: float | None = None, decodes_files_of: list[dict] | None = None) -> dict:
+                   default_quality: float | None = None) -> dict:
     files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS + OPTIONAL_GRAPHS] + [TABLES]}
     manifest = {
         "format": MODEL_FORMAT,
@@ -225,8 +225,6 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
         "files": files,
         "encoder_files": {f"{g}.onnx": sha256_file(folder / f"{g}.onnx") for g in ENCODER_GRAPHS},
     }
-    if decodes_files_of:
-        manifest[DECODES_FILES_OF] = decodes_files_of
     manifest["model_hash"] = manifest_hash(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
@@ -378,8 +376,10 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         write_tables(model, tmp)
         manifest = write_manifest(tmp, model, model_id, training, default_quality)
         if earlier:
-            manifest = write_manifest(tmp, model, model_id, training, default_quality,
-                                      files_decodable(earlier, manifest))
+            # The list joins the hash; written before the parity check, whose load verifies it.
+            manifest[DECODES_FILES_OF] = files_decodable(earlier, manifest)
+            manifest["model_hash"] = manifest_hash(manifest)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
         qualities = PARITY_QUALITIES if model.config.levels else (None,)
         parity = [check_parity(model, tmp, parity_image(), q) for q in qualities]
         manifest["parity"] = parity if model.config.levels else parity[0]

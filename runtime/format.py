@@ -209,14 +209,13 @@ def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[
 def check_model(header: Header, model_id: str, model_hash: bytes, also: Iterable[tuple[str, bytes]] = ()) -> None:
     """Raise :class:`ModelMismatchError` unless the file was made by this model, or by one
     of the models in ``also`` ((model id, 8-byte hash) pairs) whose files it decodes."""
-    made_by = (header.model_id, header.model_hash)
-    accepted = [(model_id, model_hash), *also]
-    if made_by not in accepted:
-        others = "".join(f", {i!r} (hash {h.hex()})" for i, h in accepted[1:])
+    also = list(also)
+    if (header.model_id, header.model_hash) not in [(model_id, model_hash), *also]:
+        others = ", ".join(f"{i!r} (hash {h.hex()})" for i, h in also)
         raise ModelMismatchError(
             f"the file was made by model {header.model_id!r} (hash {header.model_hash.hex()}), "
             f"but the loaded model is {model_id!r} (hash {model_hash.hex()})"
-            + (f", which decodes the files of {others[2:]} besides its own" if others else "")
+            + (f", which decodes the files of {others} besides its own" if others else "")
         )
 
 
