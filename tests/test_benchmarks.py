@@ -286,3 +286,20 @@ def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(image
     for a, b in zip(default["points"], refined["points"]):
         assert (a["bpp"], a["psnr"]) != (b["bpp"], b["psnr"]) and abs(a["psnr"] - b["psnr"]) < 1
     assert json.loads((tmp_path / "refine.json").read_text())["results"][1]["steps"] == 3
+
+
+def test_models_compares_models_at_the_same_qualities_in_one_run(images_folder, tmp_path):
+    models = load("models")
+    shipped = ModelFiles.load(None).path
+    report = models.main([str(shipped), str(shipped), "--images", str(images_folder), "--limit", "1",
+                          "--qualities", "20", "80", "--json", str(tmp_path / "models.json")])
+    first, second = report["results"]
+    assert first["bd_rate_percent"] == 0 and first["encode_time_ratio"] == 1
+    # The same model twice: the same files, so the same points and no BD-rate between them.
+    assert second["points"] == first["points"] and abs(second["bd_rate_percent"]) < 1e-9
+    assert [p["quality"] for p in second["points"]] == [20, 80] and second["model_hash"] == first["model_hash"]
+    assert json.loads((tmp_path / "models.json").read_text())["results"][0]["model"] == first["model"]
+    with pytest.raises(SystemExit):
+        models.main([str(shipped)])
+    with pytest.raises(SystemExit):
+        models.main([str(shipped), str(tmp_path / "no such model")])
