@@ -481,6 +481,7 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     assert changed and all(k.startswith("g_s.") for k in changed)
     report = after["metrics"]["decoder_finetune"]
     assert report["steps"] >= 1 and report["training_crops"] == 4 and len(report["held_out_gain_db_per_quality"]) == 8
+    assert report["config"]["per_image"] == 1 and list(report["config"]["data"]) == [str(folder)]
 
     manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
     a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")

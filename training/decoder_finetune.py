@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Annotated
 
@@ -38,6 +39,22 @@ from .train import DEFAULT_DATA, load_model
 console = Console(stderr=True)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
 """The qualities of the held-out crops (a variable-rate model): the benchmark's eight."""
+
+
+@dataclass
+class DecoderTuneConfig:
+    """Settings of one synthesis fine-tune; saved in the checkpoint it writes."""
+
+    data: tuple[str, ...] = (DEFAULT_DATA,)  # training folders (glob patterns allowed)
+    val_data: tuple[str, ...] = ()  # held-out folders; empty: the last 8 training images
+    crop: int = 256  # side of the random training crops (a multiple of 64)
+    per_image: int = 6  # random crops per training image, each at a random quality
+    val_crop: int = 320  # side of the held-out centre crops, one per held-out quality
+    minutes: float = 60.0  # time box of the training proper
+    batch: int = 8
+    lr: float = 2e-5  # peak learning rate (Adam), after a 50-step warm-up, cosine to zero
+    threads: int = 0  # torch CPU threads (0: torch's default)
+    seed: int = 0
 
 
 def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: int,
@@ -154,22 +171,24 @@ def main(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint of the shipped model.")],
     out: Annotated[Path, typer.Option(dir_okay=False, help="Weights-only checkpoint to write (fp16 weights).")],
     model: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The exported model folder of CHECKPOINT.")],
-    data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = [DEFAULT_DATA],
+    data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = list(DecoderTuneConfig.data),
     val_data: Annotated[list[str], typer.Option(help="Held-out folders; default: the last 8 training images.")] = [],
-    crop: Annotated[int, typer.Option(help="Crop side (a multiple of 64).")] = 256,
-    per_image: Annotated[int, typer.Option(min=1, help="Random crops per training image.")] = 6,
-    val_crop: Annotated[int, typer.Option(help="Side of the held-out centre crops.")] = 320,
-    minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper.")] = 60.0,
-    batch: Annotated[int, typer.Option(min=1)] = 8,
-    lr: Annotated[float, typer.Option()] = 2e-5,
+    crop: Annotated[int, typer.Option(help="Crop side (a multiple of 64).")] = DecoderTuneConfig.crop,
+    per_image: Annotated[int, typer.Option(min=1, help="Random crops per training image.")] = DecoderTuneConfig.per_image,
+    val_crop: Annotated[int, typer.Option(help="Side of the held-out centre crops.")] = DecoderTuneConfig.val_crop,
+    minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper.")] = DecoderTuneConfig.minutes,
+    batch: Annotated[int, typer.Option(min=1)] = DecoderTuneConfig.batch,
+    lr: Annotated[float, typer.Option()] = DecoderTuneConfig.lr,
     cache: Annotated[Path | None, typer.Option(dir_okay=False, help="Keep the encoded latents in this file and reuse them "
                                                "(refused when it was made with other settings or another model).")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
-    seed: int = 0,
+    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = DecoderTuneConfig.threads,
+    seed: int = DecoderTuneConfig.seed,
 ):
     """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
     from nicodec import Codec
 
+    cfg = DecoderTuneConfig(data=tuple(data), val_data=tuple(val_data), crop=crop, per_image=per_image, val_crop=val_crop,
+                            minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
     if crop <= 0 or val_crop <= 0 or crop % 64 or val_crop % 64:
         raise typer.BadParameter("crop sides must be positive multiples of 64")
     if threads:
@@ -178,8 +197,8 @@ def main(
     net, ckpt = load_model(checkpoint)
     net.eval()
     codec = Codec(model)
-    paths = list_images(data)
-    val_paths = list_images(val_data) if val_data else paths[-8:]
+    paths = list_images(cfg.data)
+    val_paths = list_images(cfg.val_data) if cfg.val_data else paths[-8:]
     train_paths = [p for p in paths if p not in set(val_paths)]
     if not train_paths or not val_paths:
         raise typer.BadParameter(
@@ -229,8 +248,8 @@ def main(
     if "decoder_finetune" in metrics:
         metrics["decoder_finetune_earlier"] = [*metrics.get("decoder_finetune_earlier", []), metrics["decoder_finetune"]]
     metrics["decoder_finetune"] = {
-        "model_hash": key["model_hash"], "crop": crop, "per_image": per_image, "training_crops": len(y_hat),
-        "batch": batch, "lr": lr, "minutes": minutes, "steps": history[-1]["step"], "history": history,
+        "model_hash": key["model_hash"], "config": asdict(cfg), "training_crops": len(y_hat),
+        "steps": history[-1]["step"], "history": history,
         "held_out_psnr_before": float(before.mean()), "held_out_psnr_after": float(after.mean()),
         "held_out_qualities": val_qualities if codec.model.variable_rate else None,
         "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality],
