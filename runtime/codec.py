@@ -199,7 +199,7 @@ class Codec:
             QualityError: ``quality`` is outside 1..100, or given to a single-rate model.
         """
         quality, gain = self._encoder_gain(quality)
-        picture = read_picture(image, strip=strip)
+        picture = read_picture(image, strip=strip, check_size=self._check_size)
         pixels = picture.rgb
         height, width = pixels.shape[:2]
         self._check_size(width, height)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,9 +15,16 @@ from .errors import UnsupportedImageError
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
+SizeCheck = Callable[[int, int], None]
+"""Called with an image's width and height before its pixels are decoded; raises to refuse it."""
 
-def open_image(path: str | os.PathLike) -> Image.Image:
+
+def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> Image.Image:
     """Open and fully load an image file, with clear errors for what is not one.
+
+    Args:
+        check_size: called with the width and height from the file's header before the
+            pixels are decoded (a size limit refuses a huge image before it is allocated).
 
     Raises:
         UnsupportedImageError: missing file, a directory, an empty, truncated or unknown file.
@@ -28,24 +36,30 @@ def open_image(path: str | os.PathLike) -> Image.Image:
         raise UnsupportedImageError(f"{p}: no such file")
     if p.stat().st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
-    return _open_and_load(p, p, f"{p} is not an image Pillow can read")
+    return _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
 
 
-def open_image_bytes(data: bytes) -> Image.Image:
+def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:
     """Open and fully load an image held in memory (an upload, a blob from a database).
+
+    Args:
+        check_size: as for :func:`open_image`.
 
     Raises:
         UnsupportedImageError: empty, truncated, unknown or multi-frame data.
     """
     if not data:
         raise UnsupportedImageError("the image data is empty")
-    return _open_and_load(io.BytesIO(data), "the image data", "the image data is not in a format Pillow can read")
+    return _open_and_load(io.BytesIO(data), "the image data", "the image data is not in a format Pillow can read",
+                          check_size)
 
 
-def _open_and_load(source, name, unidentified: str) -> Image.Image:
+def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None) -> Image.Image:
     """Pillow's open and load, with every failure turned into one named UnsupportedImageError."""
     try:
         with Image.open(source) as img:
+            if check_size is not None:
+                check_size(*img.size)  # read from the header: nothing decoded yet
             return _load(img, name)
     except PermissionError:
         raise UnsupportedImageError(f"cannot read {name}: permission denied") from None
@@ -69,6 +83,18 @@ def _load(img: Image.Image, name) -> Image.Image:
 
 
 _GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """A PIL image from the caller with its EXIF orientation applied (a copy when one is needed;
+    the tag is removed from the copy's EXIF), as files opened by nicodec are."""
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        if orientation in (None, 1):
+            return img
+        return ImageOps.exif_transpose(img)
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
 
 
 def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -112,12 +138,14 @@ class Picture:
     grayscale: bool = False
 
 
-def read_picture(image, *, strip: bool = False) -> Picture:
+def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
     """Pixels, alpha and metadata from a path, encoded image bytes, a PIL image or a numpy array.
 
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
-    channel is kept when it is not fully opaque. EXIF orientation is applied to
-    files opened from a path or bytes. ``strip`` drops the ICC profile and EXIF.
+    channel is kept when it is not fully opaque. EXIF orientation is applied to the
+    pixels (of files and of PIL images; the caller's image is not changed) and removed
+    from the EXIF kept. ``strip`` drops the ICC profile and EXIF. ``check_size`` is called
+    with the width and height before any pixel is decoded or converted.
 
     Raises:
         UnsupportedImageError: anything that cannot be read as a photo.
@@ -125,9 +153,15 @@ def read_picture(image, *, strip: bool = False) -> Picture:
     icc = exif = None
     grayscale = False
     if isinstance(image, (str, os.PathLike)):
-        image = open_image(image)
+        image = open_image(image, check_size)
     elif isinstance(image, (bytes, bytearray, memoryview)):
-        image = open_image_bytes(bytes(image))
+        image = open_image_bytes(bytes(image), check_size)
+    elif isinstance(image, Image.Image):
+        if check_size is not None:
+            check_size(*image.size)
+        image = _upright(image)
+    elif isinstance(image, np.ndarray) and check_size is not None and image.ndim in (2, 3):
+        check_size(image.shape[1], image.shape[0])
     if isinstance(image, Image.Image):
         grayscale = image.mode in _GRAY_MODES
         arr, alpha = _from_pil(image)

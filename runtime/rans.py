@@ -265,8 +265,8 @@ def default_lanes(count: int) -> int:
     Each lane adds about 3 bytes (its 32-bit final state, of which some 8 bits on
     average carry information) and each step about 5 microseconds of numpy calls
     (encode plus decode). Valuing a byte at about 120 microseconds, their sum is
-    least near ``sqrt(count / 72)`` lanes: 64 for a 48x32x192 latent (294,912
-    symbols), 52 for the shipped model's 768x512 latent (32x48x128), at most 1024.
+    least near ``sqrt(count / 72)`` lanes: 64 for the shipped model's latent of a 768x512
+    image (48x32x192, 294,912 symbols), at most 1024.
     """
     return int(min(max(round(math.sqrt(count / 72)), 1), 1024, max(count, 1)))
 

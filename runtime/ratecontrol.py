@@ -140,8 +140,8 @@ def encode_to_target(
     if isinstance(max_encodes, bool) or not isinstance(max_encodes, int) or max_encodes < 1:
         raise ValueError(f"max_encodes must be a positive integer, not {max_encodes!r}")
 
-    source = _load(image)
-    picture = read_picture(source, strip=True)
+    source = _load(image, codec._check_size)
+    picture = read_picture(source, strip=True, check_size=codec._check_size)
     pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
     reference = picture.rgb[:, :, 0] if picture.grayscale else picture.rgb
 
@@ -259,12 +259,13 @@ def _check_target(name: str, value) -> None:
         raise QualityError(f"the {name} target must be a positive finite number of {unit}, not {value!r}")
 
 
-def _load(image):
-    """A path or bytes opened once (as ``Codec.encode`` opens them), so the search does not reread it."""
+def _load(image, check_size):
+    """A path or bytes opened once (as ``Codec.encode`` opens them, ``check_size`` before the
+    pixels are decoded), so the search does not reread it."""
     if isinstance(image, (str, os.PathLike)):
-        return open_image(image)
+        return open_image(image, check_size)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return open_image_bytes(bytes(image))
+        return open_image_bytes(bytes(image), check_size)
     return image
 
 

@@ -55,6 +55,32 @@ def test_exif_orientation_is_applied(codec, tmp_path):
         upright = np.asarray(im.transpose(Image.Transpose.ROTATE_270).convert("RGB"))
     assert psnr(out, upright) > 24
 
+    # A PIL image handed over directly is coded upright too; the caller's image keeps its
+    # pixels and its tag.
+    with Image.open(path) as im:
+        out = codec.decode(codec.encode(im), as_array=True)
+        assert im.size == (160, 96) and im.getexif()[0x0112] == 6
+    assert out.shape == (160, 96, 3) and psnr(out, upright) > 24
+
+
+@pytest.mark.parametrize("source", ["path", "bytes", "truncated bytes", "pil", "array"])
+def test_pixel_limit_is_checked_before_the_pixels_are_decoded(tmp_path, source):
+    """A huge image is refused from its header's size: a truncated file gives the size error,
+    not a decoding error, so no pixel was decoded (nor, for a path, allocated)."""
+    from nicodec.ratecontrol import encode_to_target
+
+    small = nicodec.Codec(providers="cpu", max_pixels=100_000)
+    buffer = io.BytesIO()
+    Image.new("RGB", (3000, 2000), (10, 20, 30)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    (tmp_path / "big.png").write_bytes(data[: len(data) // 2])
+    inputs = {"path": tmp_path / "big.png", "bytes": data, "truncated bytes": data[: len(data) // 2],
+              "pil": Image.open(io.BytesIO(data)), "array": np.zeros((2000, 3000, 3), np.uint8)}
+    with pytest.raises(nicodec.LimitError, match="6,000,000 pixels"):
+        small.encode(inputs[source])
+    with pytest.raises(nicodec.LimitError, match="6,000,000 pixels"):
+        encode_to_target(small, inputs[source], bpp=0.5)
+
 
 @pytest.mark.parametrize("size", [(1, 1), (1, 5000), (5000, 1)])
 def test_extreme_shapes_from_files(codec, tmp_path, size):

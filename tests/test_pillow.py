@@ -355,3 +355,17 @@ def test_bad_qualities_are_refused_and_nothing_is_written(photo_image, tmp_path,
     with pytest.raises(ValueError, match="quality"):
         photo_image.save(buf, format="NIC", quality=quality)
     assert buf.getvalue() == b""
+
+
+def test_saving_an_image_with_an_exif_orientation_stores_it_upright(tmp_path):
+    photo = synthetic_photo(48, 80, seed=4)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    Image.fromarray(photo).save(tmp_path / "rotated.jpg", quality=95, exif=exif)
+    with Image.open(tmp_path / "rotated.jpg") as im:
+        im.save(tmp_path / "rotated.nic")
+        upright = np.asarray(im.transpose(Image.Transpose.ROTATE_270).convert("RGB"))
+    with Image.open(tmp_path / "rotated.nic") as im:
+        assert im.size == (48, 80) and 0x0112 not in im.getexif()
+        assert psnr(np.asarray(im.convert("RGB")), upright) > 24
+
