@@ -60,6 +60,15 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
     return items
 
 
+def collisions(items: list[Item]) -> dict[Path, list[Path]]:
+    """Targets that more than one item would write (``a.png`` and ``a.jpg`` both make
+    ``a.nic``), with their sources: neither is coded, or one would silently replace the other."""
+    sources: dict[Path, list[Path]] = {}
+    for item in items:
+        sources.setdefault(item.target, []).append(item.source)
+    return {target: paths for target, paths in sources.items() if len(paths) > 1}
+
+
 def triage(item: Item, force: bool) -> Outcome | None:
     """An outcome without work when the target exists and ``force`` is not given."""
     if force or not item.target.exists():
@@ -116,8 +125,12 @@ def run(
             return Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
 
     pending = []
+    shared = collisions(items)
     for item in items:
         early = triage(item, force)
+        if item.target in shared:
+            others = ", ".join(str(s) for s in shared[item.target] if s != item.source)
+            early = Outcome(item, "failed", f"{others} would be written to {item.target} too; rename one of them")
         if early is None:
             pending.append(item)
         else:

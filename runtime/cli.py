@@ -24,6 +24,7 @@ from rich.console import Console
 
 from .errors import NicodecError, OutputExistsError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
+from .sessions import MAX_THREADS
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -47,7 +48,9 @@ class Precision(str, Enum):
 
 
 ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
-ThreadsOpt = Annotated[Optional[int], typer.Option(min=1, help="onnxruntime threads (default: one per core).")]
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads (default: one per core).")
+]
 PrecisionOpt = Annotated[
     Precision,
     typer.Option(help="Synthesis precision: fp16 is faster on CPUs with fp16 arithmetic; pixels may differ slightly."),
@@ -241,14 +244,27 @@ def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], ma
                  refine=refine)
 
 
-def _target(input: Path, output: Optional[Path], suffix: str, force: bool) -> Path:
-    """The output path, refused early when it cannot or must not be written."""
+def _output_root(input: Path, output: Optional[str], debug: bool) -> Path:
+    """The output folder of a folder input: ``output``, or the input folder itself."""
+    root = input if output is None else Path(output)
+    with _reporting(debug):
+        if root.exists() and not root.is_dir():
+            raise NicodecError(f"the output {root} is a file; a folder input needs an output folder")
+    return root
+
+
+def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
+    """The output path, refused early (before any work) when it cannot or must not be written."""
+    from .files import check_output_folder
+
     if output is None:
         if not input.name or input.is_dir():
             raise NicodecError(f"{input} is a directory, not a file")
         output = input.with_suffix(suffix)
-    if output.is_dir():
-        raise NicodecError(f"the output {output} is a directory; give a file name")
+    elif output.endswith(("/", os.sep)) or Path(output).is_dir():
+        raise NicodecError(f"the output {output} is a folder; give a file name (a folder output is for a folder input)")
+    output = Path(output)
+    check_output_folder(output)
     if output.exists():
         if input.exists() and os.path.samefile(input, output):
             raise NicodecError(f"the output {output} is the input; choose another name")
@@ -259,9 +275,9 @@ def _target(input: Path, output: Optional[Path], suffix: str, force: bool) -> Pa
 
 @app.command()
 def encode(
-    input: Annotated[Path, typer.Argument(help="Image to compress (any format Pillow reads), or a folder of them.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="Image to compress (any format Pillow reads), or a folder of them.")],
     output: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option("--output", "-o", help="Output file (default: INPUT with .nic); for a folder, the output folder."),
     ] = None,
     force: ForceOpt = False,
@@ -292,7 +308,8 @@ def encode(
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     if input.is_dir():
-        _encode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
+        out_root = _output_root(input, output, debug)
+        _encode_tree(input, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
         return
     with _reporting(debug):
         target = _target(input, output, ".nic", force)
@@ -333,9 +350,9 @@ def encode(
 
 @app.command()
 def decode(
-    input: Annotated[Path, typer.Argument(help="A .nic file, or a folder of them.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file, or a folder of them.")],
     output: Annotated[
-        Optional[Path],
+        Optional[str],
         typer.Option(
             "--output", "-o",
             help="Output image; its extension picks the format (default: INPUT with .png); for a folder, the output folder.",
@@ -360,7 +377,8 @@ def decode(
     from .files import write_atomic
 
     if input.is_dir():
-        _decode_tree(input, output or input, force, provider, threads, jobs, model, max_pixels, debug, precision)
+        out_root = _output_root(input, output, debug)
+        _decode_tree(input, out_root, force, provider, threads, jobs, model, max_pixels, debug, precision)
         return
     with _reporting(debug):
         target = _target(input, output, ".png", force)
@@ -374,13 +392,14 @@ def decode(
         start = time.perf_counter()
         image = codec.decode(data)
         seconds = time.perf_counter() - start
-        write_atomic(target, lambda f: image.save(f, format=fmt, **_metadata(image)), force=force)
+        _check_output_format(image, fmt, target)
+        write_atomic(target, lambda f: _save(image, f, fmt), force=force)
     out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s", markup=False)
 
 
 @app.command()
 def verify(
-    inputs: Annotated[list[Path], typer.Argument(help=".nic files, or folders searched for them recursively.")],
+    inputs: Annotated[list[Path], typer.Argument(readable=False, help=".nic files, or folders searched for them recursively.")],
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
@@ -395,12 +414,12 @@ def verify(
     with _reporting(debug):
         files: list[Path] = []
         for path in inputs:
-            if path.is_dir():
-                files += [item.source for item in plan(path, path, [".nic"], ".nic")]
-            elif path.exists():
-                files.append(path)
-            else:
-                raise NicodecError(f"{path}: no such file or folder")
+            found = [item.source for item in plan(path, path, [".nic"], ".nic")] if path.is_dir() else [path]
+            if not found:
+                err.print(f"warning: no .nic files under {path}", markup=False)
+            files += found
+        if not files:
+            raise NicodecError("no .nic files to verify")
         codec = _codec(model, Provider.cpu, None, max_pixels)
     failed = 0
     for path in files:
@@ -415,14 +434,14 @@ def verify(
             err.print(f"FAILED {path}: internal error: {type(exc).__name__}: {exc}", markup=False)
             continue
         out.print(f"ok {path}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols", markup=False)
-    out.print(f"{len(files)} files: {len(files) - failed} ok, {failed} failed", markup=False)
+    out.print(f"{_files(len(files))}: {len(files) - failed} ok, {failed} failed", markup=False)
     if failed:
         raise typer.Exit(1)
 
 
 @app.command()
 def info(
-    input: Annotated[Path, typer.Argument(help="A .nic file.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -452,6 +471,34 @@ def info(
         if key == "quality":
             value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
         out.print(f"{key:>15}: {value}", markup=False)
+
+
+KEEPS_ALPHA = {"PNG", "WEBP", "TIFF", "TGA", "JPEG2000", "AVIF", "JXL"}
+"""Output formats that store a full alpha channel as Pillow writes them (GIF keeps one level of
+transparency, PPM and PDF none; JPEG and others refuse RGBA)."""
+
+
+def _check_output_format(image, fmt: str, target: Path) -> None:
+    """Refuse an output format that would lose part of the decoded image."""
+    if image.mode in ("RGBA", "LA") and fmt not in KEEPS_ALPHA:
+        raise UnsupportedImageError(
+            f"the image has transparency, which {fmt} does not keep ({target.name}); use .png or .webp"
+        )
+    if fmt in ("ICO", "ICNS") and max(image.size) > 256:
+        raise UnsupportedImageError(
+            f"{fmt} holds icons of at most 256x256 pixels; the image is {image.width}x{image.height}"
+        )
+
+
+def _save(image, f, fmt: str) -> None:
+    """``image.save`` in ``fmt``, with the decoded ICC profile and EXIF; what Pillow refuses
+    (a mode the format lacks, EXIF too long for JPEG) becomes a clear error."""
+    try:
+        image.save(f, format=fmt, **_metadata(image))
+    except OSError:
+        raise  # the write itself failed: write_atomic names the file
+    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+        raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
 def _metadata(image) -> dict:
@@ -504,7 +551,7 @@ def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
         data = _read(item.source)
         image = codec.decode(data)
         item.target.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(item.target, lambda f: image.save(f, format="PNG", **_metadata(image)), force=force)
+        write_atomic(item.target, lambda f: _save(image, f, "PNG"), force=force)
         return Outcome(item, "done", bytes_in=len(data), bytes_out=item.target.stat().st_size,
                        pixels=image.width * image.height)
 
@@ -512,6 +559,10 @@ def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
         items = plan(root, out_root, [".nic"], ".png")
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision)
     _run_tree("decode", items, work, force, jobs, debug)
+
+
+def _files(n: int) -> str:
+    return f"{n:,} file" + ("" if n == 1 else "s")
 
 
 def _size(n: int) -> str:
@@ -530,11 +581,14 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
 
     from .batch import run
 
+    if not items:  # not an error: an inbox folder that is empty today is not a mistake
+        err.print(f"warning: no files to {verb} in that folder (looked for "
+                  + ("images Pillow reads" if verb == "encode" else ".nic files") + ", hidden ones excepted)", markup=False)
     start = time.perf_counter()
     done_bytes = [0]
     columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn()]
-    with _reporting(debug), Progress(*columns, console=err, transient=True) as progress:
+    with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:
@@ -553,7 +607,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = 8 * (bytes_out if verb == "encode" else bytes_in) / pixels if pixels else 0.0
     out.print(
-        f"{len(items)} files: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
+        f"{_files(len(items))}: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
         f"{summary.count('kept')} kept, {summary.count('failed')} failed; "
         f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp:.4f} bpp, {summary.seconds:.1f} s",
         markup=False,

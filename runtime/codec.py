@@ -58,7 +58,7 @@ class Codec:
         providers: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
             or a list of onnxruntime provider names. The entropy-parameter graph
             always runs on the CPU provider.
-        threads: onnxruntime intra-op threads (``None``: one per core).
+        threads: onnxruntime intra-op threads, 1 to 256 (``None``: one per core).
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
             accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
@@ -291,13 +291,16 @@ class Codec:
         return header, self._y_hat(header, symbols, mean_q)
 
     def decode_symbols(self, data: bytes):
-        """Entropy-decode a file into its integers.
+        """Entropy-decode a file into its integers, and check its alpha section, so that a
+        file this accepts is one ``decode`` decodes (``nicodec verify`` relies on it).
 
         Returns:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
-        header, _, z_hat, symbols, mean_q = self._entropy_decode(data)
+        header, sections, z_hat, symbols, mean_q = self._entropy_decode(data)
+        if b"ALPH" in sections:
+            _inflate_alpha(sections[b"ALPH"], header.width, header.height)
         return header, z_hat, symbols, mean_q
 
     def _entropy_decode(self, data):

@@ -28,11 +28,13 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     path = Path(path)
     if path.is_dir():
         raise NicodecError(f"{path} is a directory")
+    if path.exists() and not path.is_file():
+        # A device or a pipe: --force would replace it with a regular file (/dev/null by a PNG).
+        raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
     if path.exists() and not force:
         raise OutputExistsError(f"{path} exists; use --force to overwrite it")
+    check_output_folder(path)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise NicodecError(f"output folder {folder} does not exist")
     fd, tmp = _create_temporary(folder, path.name)
     try:
         try:
@@ -51,14 +53,41 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         raise
 
 
+def check_output_folder(path: str | os.PathLike) -> None:
+    """Raise :class:`NicodecError` unless the folder ``path`` would be written in exists
+    (called before the work that makes the output, so a typo costs no encoding)."""
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    if folder.is_dir():
+        return
+    above = next((p for p in [folder, *folder.parents] if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise NicodecError(f"cannot write {path}: {above} is a file, not a folder")
+    raise NicodecError(f"output folder {folder} does not exist")
+
+
+MAX_STREAM_BYTES = 1 << 30
+"""The most bytes read from an input that is not a regular file (a pipe, a device):
+its size is unknown beforehand, and /dev/zero never ends."""
+
+
 def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
     """A whole input file, with errors that name the problem.
 
+    A pipe or another file that is not a regular one (``/dev/stdin``) is read to its end,
+    up to :data:`MAX_STREAM_BYTES`.
+
     Raises:
-        NicodecError: a missing file, a directory, or a read error.
+        NicodecError: a missing file, a directory, a read error, or an endless stream.
     """
     path = Path(path)
     try:
+        if path.exists() and not path.is_file() and not path.is_dir():
+            with open(path, "rb") as f:
+                data = f.read(MAX_STREAM_BYTES + 1)
+            if len(data) > MAX_STREAM_BYTES:
+                raise NicodecError(f"{path} is not a regular file and holds more than {MAX_STREAM_BYTES:,} bytes")
+            return data
         return path.read_bytes()
     except FileNotFoundError:
         raise NicodecError(f"{path}: no such file") from None
@@ -91,7 +120,11 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
     """A new hidden file beside the output, with the permissions the umask gives any new file."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
-        tmp = str(folder / f".{name}.{secrets.token_hex(4)}.part")
+        token = secrets.token_hex(4)
+        tmp_name = f".{name}.{token}.part"
+        if len(os.fsencode(tmp_name)) > 255:  # the usual limit on a name: the output's own may be close to it
+            tmp_name = f".nicodec.{token}.part"
+        tmp = str(folder / tmp_name)
         try:
             return os.open(tmp, flags, 0o666), tmp
         except FileExistsError:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,17 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         raise UnsupportedImageError(f"{p} is a directory, not an image")
     if not p.exists():
         raise UnsupportedImageError(f"{p}: no such file")
+    if not p.is_file():  # a pipe (/dev/stdin) or a device: its size is known only once read
+        from .errors import NicodecError
+        from .files import read_file
+
+        try:
+            data = read_file(p, "image")
+        except NicodecError as exc:
+            raise UnsupportedImageError(str(exc)) from None
+        if not data:
+            raise UnsupportedImageError(f"{p} is empty")
+        return _open_and_load(io.BytesIO(data), p, f"{p} is not an image Pillow can read", check_size)
     if p.stat().st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
     return _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
@@ -57,7 +69,12 @@ def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.
 def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None) -> Image.Image:
     """Pillow's open and load, with every failure turned into one named UnsupportedImageError."""
     try:
-        with Image.open(source) as img:
+        with warnings.catch_warnings():
+            if check_size is not None:
+                # The caller's pixel limit governs, checked below; Pillow's warning would repeat it.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            img = Image.open(source)
+        with img:
             if check_size is not None:
                 check_size(*img.size)  # read from the header: nothing decoded yet
             return _load(img, name)
@@ -66,7 +83,9 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     except UnidentifiedImageError:
         raise UnsupportedImageError(unidentified) from None
     except Image.DecompressionBombError as exc:
-        raise UnsupportedImageError(f"{name}: {exc}") from None
+        from .errors import LimitError
+
+        raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
 

@@ -94,7 +94,7 @@ def test_encode_tree_beside_the_images_by_default(tmp_path):
 def test_empty_folder(tmp_path):
     result = run("encode", tmp_path)
     assert result.exit_code == 0
-    assert "0 files" in result.stdout
+    assert "0 files" in result.stdout and "warning: no files to encode" in result.stderr
 
 
 def test_encode_tree_at_a_quality(tmp_path):
@@ -125,3 +125,19 @@ def test_encode_tree_to_a_rate_target(tmp_path):
     assert result.exit_code == 1
     assert "3 failed" in result.stdout and result.stderr.count("no file of at most 30 bytes") == 3
     assert not list((tmp_path / "small").rglob("*.nic"))
+
+
+def test_inputs_that_would_share_an_output_are_both_refused(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(64, 64, seed=1)).save(src / "a.png")
+    Image.fromarray(synthetic_photo(64, 64, seed=2)).save(src / "a.jpg", quality=95)
+    Image.fromarray(synthetic_photo(64, 64, seed=3)).save(src / "b.png")
+    for extra in ([], ["--force"]):
+        result = run("encode", src, "-o", tmp_path / "out", *extra)
+        assert result.exit_code == 1
+        assert "would be written to" in result.stderr and "rename one" in result.stderr
+        assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.nic"]
+    (tmp_path / "file").write_text("x")
+    result = run("encode", src, "-o", tmp_path / "file")
+    assert result.exit_code == 1 and "is a file" in result.stderr and "internal error" not in result.stderr

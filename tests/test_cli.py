@@ -222,7 +222,7 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
     assert out.mode == "RGBA" and out.getpixel((0, 0))[3] == 0
     assert out.info.get("icc_profile") == icc and out.getexif()[0x010F] == "camera"
     result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.jpg")
-    assert result.exit_code == 1 and "RGBA" in result.stderr
+    assert result.exit_code == 1 and "transparency" in result.stderr
     assert not (tmp_path / "out.jpg").exists()
     assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
     assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
@@ -296,3 +296,97 @@ def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):
     for bad in ("-1", "1001", "two"):
         result = run("encode", png, "-o", tmp_path / "bad.nic", "--refine", bad)
         assert result.exit_code == 2 and not (tmp_path / "bad.nic").exists()
+
+
+def _png_header_only(width: int, height: int) -> bytes:
+    """A PNG of that size whose pixel data is cut short: Pillow opens it (the size is in the
+    header) and fails only when the pixels are decoded."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", b"\x78\x9c\x00\x00")
+
+
+def test_huge_images_are_refused_from_the_header_with_one_clear_line(tmp_path):
+    (tmp_path / "big.png").write_bytes(_png_header_only(12_000, 10_000))  # 120 MP: Pillow would warn
+    result = run("encode", tmp_path / "big.png")
+    assert result.exit_code == 1 and "more than the limit of 89,478,485" in result.stderr
+    assert "warning" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    (tmp_path / "bigger.png").write_bytes(_png_header_only(15_000, 15_000))  # beyond Pillow's own refusal
+    result = run("encode", tmp_path / "bigger.png", "--max-pixels", 300_000_000)
+    assert result.exit_code == 1 and "Pillow opens no larger image" in result.stderr
+    assert not list(tmp_path.glob("*.nic"))
+
+
+def test_outputs_that_cannot_be_files_are_refused_before_any_work(png, tmp_path):
+    import os
+
+    result = run("encode", png, "-o", f"{tmp_path / 'newdir'}/")
+    assert result.exit_code == 1 and "is a folder" in result.stderr and not (tmp_path / "newdir").exists()
+    result = run("encode", png, "-o", png / "x.nic")  # the "folder" is a file
+    assert result.exit_code == 1 and f"{png} is a file, not a folder" in result.stderr
+    fifo = tmp_path / "pipe.nic"
+    os.mkfifo(fifo)
+    result = run("encode", png, "-o", fifo, "--force")
+    assert result.exit_code == 1 and "not a regular file" in result.stderr
+    assert fifo.is_fifo()
+    long_name = tmp_path / ("x" * 240 + ".nic")  # a legal name, with no room for a suffix on the temporary file
+    assert run("encode", png, "-o", long_name).exit_code == 0 and long_name.stat().st_size > 0
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    result = run("encode", png, "--threads", 100_000)
+    assert result.exit_code == 2 and "threads" in result.output
+
+
+def test_an_image_can_come_through_a_pipe(png, tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "in.png"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=lambda: fifo.write_bytes(png.read_bytes()))
+    writer.start()
+    result = run("encode", fifo, "-o", tmp_path / "piped.nic")
+    writer.join()
+    assert result.exit_code == 0, result.output
+    assert run("encode", png, "-o", tmp_path / "direct.nic").exit_code == 0
+    assert (tmp_path / "piped.nic").read_bytes() == (tmp_path / "direct.nic").read_bytes()
+
+
+def test_decode_refuses_formats_that_would_lose_part_of_the_image(tmp_path, photo):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
+    assert run("encode", tmp_path / "alpha.png").exit_code == 0
+    for name in ("a.ppm", "a.pdf", "a.gif", "a.bmp"):
+        result = run("decode", tmp_path / "alpha.nic", "-o", tmp_path / name)
+        assert result.exit_code == 1 and "transparency" in result.stderr, name
+        assert not (tmp_path / name).exists()
+    assert run("decode", tmp_path / "alpha.nic", "-o", tmp_path / "a.tiff").exit_code == 0
+    assert Image.open(tmp_path / "a.tiff").mode == "RGBA"
+    Image.fromarray(photo).resize((300, 200)).save(tmp_path / "wide.png")
+    assert run("encode", tmp_path / "wide.png").exit_code == 0
+    result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.ico")
+    assert result.exit_code == 1 and "256x256" in result.stderr
+    result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.blp")  # Pillow's BLP takes palettes only
+    assert result.exit_code == 1 and "internal error" not in result.stderr and "BLP" in result.stderr
+
+
+def test_verify_checks_the_alpha_section_and_reports_each_path(tmp_path, photo, codec):
+    import zlib
+
+    from nicodec import format as nicformat
+
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 100, np.uint8)])
+    good = codec.encode(rgba)
+    header, sections = nicformat.unpack(good)
+    short = {**sections, b"ALPH": zlib.compress(b"\x00" * 100)}
+    (tmp_path / "good.nic").write_bytes(good)
+    (tmp_path / "short.nic").write_bytes(nicformat.pack(header, short))
+    result = run("verify", tmp_path / "good.nic", tmp_path / "short.nic", tmp_path / "missing.nic")
+    assert result.exit_code == 1
+    assert "ok " in result.stdout and "3 files: 1 ok, 2 failed" in result.stdout
+    assert "FAILED" in result.stderr and "alpha section" in result.stderr and "missing.nic" in result.stderr
+    assert run("decode", tmp_path / "short.nic").exit_code == 1  # what verify now predicts
