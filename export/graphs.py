@@ -73,10 +73,57 @@ class EntropyParameters(nn.Module):
         return index, mean_q
 
 
+class SubpixelConvTranspose(nn.Module):
+    """A stride-2 transposed convolution computed as a convolution to 4x the channels, then
+    depth-to-space: the same function, in the form onnxruntime's CPU kernels run fastest.
+
+    Output pixel ``(2m + a, 2n + b)`` of a transposed convolution (kernel k, padding k // 2,
+    output padding 1) sums input pixels ``(m - t, n - u)`` times kernel taps ``(2t + a + k//2,
+    2u + b + k//2)``, so each of the four phases ``(a, b)`` is an ordinary convolution of the
+    input with the taps it uses (the others zero), and the phases interleave by depth-to-space.
+    For 5x5 kernels that is a 3x3 convolution: 36 multiplications per 4 outputs instead of 25,
+    but on 2 Xeon cores onnxruntime ran the 128-channel layers of a Kodak-size synthesis 1.4 to
+    1.6 times faster this way (a one-off timing; the 3-channel output layer ran slower, so
+    ``Decoder`` keeps it as it is).
+    """
+
+    def __init__(self, layer: nn.ConvTranspose2d):
+        super().__init__()
+        k = layer.kernel_size[0]
+        if (layer.stride != (2, 2) or layer.kernel_size != (k, k) or k % 2 == 0 or layer.padding != (k // 2, k // 2)
+                or layer.output_padding != (1, 1) or layer.groups != 1 or layer.dilation != (1, 1)):
+            raise ValueError(f"not a stride-2 transposed convolution of an odd kernel with 'same' padding: {layer}")
+        p = k // 2
+        taps = {a: range(-((a + p) // 2), (k - 1 - a - p) // 2 + 1) for a in (0, 1)}
+        reach = max(abs(t) for a in (0, 1) for t in taps[a])
+        weight = layer.weight.detach()  # (in, out, k, k)
+        cin, cout = weight.shape[:2]
+        kernel = torch.zeros(cout * 4, cin, 2 * reach + 1, 2 * reach + 1, dtype=weight.dtype)
+        for a in (0, 1):
+            for b in (0, 1):
+                phase = kernel[a * 2 + b :: 4]  # depth-to-space takes channel 4c + 2a + b to (a, b) of c
+                for t in taps[a]:
+                    for u in taps[b]:
+                        phase[:, :, reach - t, reach - u] = weight[:, :, 2 * t + a + p, 2 * u + b + p].T
+        self.reach = reach
+        self.register_buffer("weight", kernel)
+        bias = layer.bias.detach() if layer.bias is not None else torch.zeros(cout, dtype=weight.dtype)
+        self.register_buffer("bias", bias.repeat_interleave(4))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pixel_shuffle(F.conv2d(x, self.weight, self.bias, padding=self.reach), 2)
+
+
+def fast_synthesis_layers(g_s: nn.Sequential) -> list[nn.Module]:
+    """``g_s``'s layers, each transposed convolution to more than 3 channels as a
+    :class:`SubpixelConvTranspose` (the others as they are, shared, not copied)."""
+    return [SubpixelConvTranspose(m) if isinstance(m, nn.ConvTranspose2d) and m.out_channels > 3 else m for m in g_s]
+
+
 class Decoder(nn.Module):
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
-        self.g_s = model.g_s
+        self.g_s = nn.Sequential(*fast_synthesis_layers(model.g_s))
 
     def forward(self, y_hat: torch.Tensor):
         x = self.g_s(y_hat).clamp(0.0, 1.0)
@@ -93,7 +140,7 @@ class HalfDecoder(nn.Module):
 
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
-        layers = [_FixedGDN(m) if isinstance(m, GDN) else copy.deepcopy(m) for m in model.g_s]
+        layers = [_FixedGDN(m) if isinstance(m, GDN) else copy.deepcopy(m) for m in fast_synthesis_layers(model.g_s)]
         self.g_s = nn.Sequential(*layers).half()
 
     def forward(self, y_hat: torch.Tensor):

@@ -137,19 +137,24 @@ def test_pixel_limit_is_checked_before_work(photo):
         small.encode(photo)
 
 
-def test_files_of_the_model_the_shipped_one_replaced_still_decode(codec):
-    """tests/data/made-by-vr-1w.nic: synthetic_photo(96, 128, seed=7) at quality 56, made by the
-    model shipped before (nicodec-mshp-vr-1w); the shipped model retrained its synthesis only and
-    lists that model under decodes_files_of (33.5 dB with vr-1w's own synthesis)."""
+@pytest.mark.parametrize("name, made_by", [
+    ("made-by-vr-1w.nic", ("nicodec-mshp-vr-1w", "104989f669eb6042")),
+    ("made-by-vr-1wd-first-export.nic", ("nicodec-mshp-vr-1wd", "587785ff8fef2ca8")),
+])
+def test_files_of_the_models_the_shipped_one_replaced_still_decode(codec, name, made_by):
+    """tests/data: synthetic_photo(96, 128, seed=7) at quality 56, made by models shipped before:
+    nicodec-mshp-vr-1w (the shipped model retrained its synthesis only) and the first export of
+    nicodec-mshp-vr-1wd (its synthesis graph written with transposed convolutions). The shipped
+    model lists both under decodes_files_of; the same encoder made the same integers in both."""
     from pathlib import Path
 
     import hashlib
 
-    data = (Path(__file__).parent / "data" / "made-by-vr-1w.nic").read_bytes()
+    data = (Path(__file__).parent / "data" / name).read_bytes()
     header = nicformat.unpack(data)[0]
-    assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-1w", "104989f669eb6042")
-    assert ("nicodec-mshp-vr-1w", header.model_hash) in codec.model.decodes_files_of
-    # The integers vr-1w itself decoded from this file (z_hat, symbols, mean_q as little-endian int32).
+    assert (header.model_id, header.model_hash.hex()) == made_by
+    assert (made_by[0], header.model_hash) in codec.model.decodes_files_of
+    # The integers the earlier model itself decoded from this file (z_hat, symbols, mean_q as little-endian int32).
     _, z_hat, symbols, mean_q = codec.decode_symbols(data)
     integers = b"".join(np.ascontiguousarray(a, dtype="<i4").tobytes() for a in (z_hat, symbols, mean_q))
     assert hashlib.sha256(integers).hexdigest() == "3470fc5f9dabdc2d16cd4c0c2123977a89a57467e85b67f83d0bdf6a071afc65"
@@ -186,7 +191,7 @@ def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
 
     # Hand-edited entries are refused even with the manifest's hash recomputed: an entry must
     # hash to its model hash, and its entropy side must be this model's.
-    entry = shipped["decodes_files_of"][0]
+    entry = next(e for e in shipped["decodes_files_of"] if e["model_id"] == "nicodec-mshp-vr-1w")  # a version-1 entry
     with pytest.raises(nicodec.ModelError, match="do not give its model hash"):
         load({**shipped, "decodes_files_of": [{**entry, "model_hash": "ab" * 32}]})
     other = {**entry, "version": 2, "decoding": {**entry["decoding"], "mean_bits": 9}}
@@ -197,8 +202,9 @@ def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
     other["model_hash"] = content_hash(other["files"])
     with pytest.raises(nicodec.ModelError, match="differs in tables.npz"):
         load({**shipped, "decodes_files_of": [other]})
-    assert load(json.loads(json.dumps(shipped)), rehash=False).decodes_files_of == (
-        ("nicodec-mshp-vr-1w", bytes.fromhex(entry["model_hash"])[:8]),)
+    assert load(json.loads(json.dumps(shipped)), rehash=False).decodes_files_of == tuple(
+        (e["model_id"], bytes.fromhex(e["model_hash"])[:8]) for e in shipped["decodes_files_of"])
+    assert [e["model_id"] for e in shipped["decodes_files_of"]] == ["nicodec-mshp-vr-1wd", "nicodec-mshp-vr-1w"]
     assert decoding_fields(shipped)["decodes_files_of"] == shipped["decodes_files_of"]
 
 

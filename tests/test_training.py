@@ -521,3 +521,21 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     (tmp_path / "b" / "manifest.json").write_text(json.dumps(edited))
     with pytest.raises(ModelError, match="model hash"):
         Codec(tmp_path / "b", providers="cpu")
+
+
+@pytest.mark.parametrize("kernel", [3, 5, 7])
+def test_subpixel_form_of_a_transposed_convolution_computes_the_same(kernel):
+    """The decoder graphs write g_s's transposed convolutions as convolutions and depth-to-space."""
+    from nicodec.export.graphs import SubpixelConvTranspose, fast_synthesis_layers
+
+    torch.manual_seed(kernel)
+    layer = torch.nn.ConvTranspose2d(6, 5, kernel, stride=2, padding=kernel // 2, output_padding=1)
+    x = torch.randn(2, 6, 7, 9)
+    with torch.no_grad():
+        assert torch.allclose(SubpixelConvTranspose(layer)(x), layer(x), atol=1e-5)
+    with pytest.raises(ValueError, match="stride-2"):
+        SubpixelConvTranspose(torch.nn.ConvTranspose2d(6, 5, kernel, stride=1, padding=kernel // 2))
+    model = MeanScaleHyperprior(TINY)
+    kinds = [type(m).__name__ for m in fast_synthesis_layers(model.g_s)]
+    assert kinds == ["SubpixelConvTranspose", "GDN", "SubpixelConvTranspose", "GDN", "SubpixelConvTranspose", "GDN",
+                     "ConvTranspose2d"]
