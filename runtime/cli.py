@@ -236,6 +236,17 @@ def _fail(exc: BaseException, debug: bool) -> None:
     raise typer.Exit(1)
 
 
+@contextmanager
+def _busy(doing: str, path: Path):
+    """A spinner on stderr while one file is coded (a large image or a rate search takes
+    seconds to minutes); nothing when stderr is not a terminal."""
+    if not err.is_terminal:
+        yield
+        return
+    with err.status(f"{doing} {path}", spinner="dots"):
+        yield
+
+
 def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
            precision: Precision = Precision.fp32, refine: int = 0):
     from .codec import Codec
@@ -330,7 +341,8 @@ def encode(
 
                 data, result = rate.encode(codec, input, strip, step)
         else:
-            data, result = rate.encode(codec, input, strip)
+            with _busy("searching the quality of" if rate.searching else "encoding", input):
+                data, result = rate.encode(codec, input, strip)
         seconds = time.perf_counter() - start
         write_atomic(target, lambda f: f.write(data), force=force)
     header = _header(data)
@@ -390,7 +402,8 @@ def decode(
         data = _read(input)
         codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
-        image = codec.decode(data)
+        with _busy("decoding", input):
+            image = codec.decode(data)
         seconds = time.perf_counter() - start
         _check_output_format(image, fmt, target)
         write_atomic(target, lambda f: _save(image, f, fmt), force=force)

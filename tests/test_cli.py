@@ -390,3 +390,32 @@ def test_verify_checks_the_alpha_section_and_reports_each_path(tmp_path, photo, 
     assert "ok " in result.stdout and "3 files: 1 ok, 2 failed" in result.stdout
     assert "FAILED" in result.stderr and "alpha section" in result.stderr and "missing.nic" in result.stderr
     assert run("decode", tmp_path / "short.nic").exit_code == 1  # what verify now predicts
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
+def test_a_terminal_sees_a_spinner_while_one_file_is_coded(png, tmp_path):
+    """Work on one file without --refine (a large image, a rate search) shows what it is doing."""
+    import os
+    import pty
+
+    def on_terminal(*args) -> str:
+        pid, fd = pty.fork()
+        if pid == 0:  # the child: the CLI with a terminal on stdout and stderr
+            os.execv(sys.executable, [sys.executable, "-m", "nicodec", *map(str, args)])
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(fd, 4096)
+            except OSError:  # the child has exited
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        return b"".join(chunks).decode(errors="replace")
+
+    text = on_terminal("encode", png, "-o", tmp_path / "a.nic", "--provider", "cpu", "--target-bpp", "1")
+    assert "searching the quality of" in text and "encodes" in text
+    text = on_terminal("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png", "--provider", "cpu")
+    assert "decoding" in text and "a.png" in text
