@@ -316,8 +316,9 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, qu
     index, torch_mean_q = EntropyParameters(model)(torch.from_numpy(z_hat))
     onnx_index = codec._entropy.run(None, {"z_hat": z_hat})[0]
     torch_symbols = torch.round(y - torch.from_numpy(mean_q).float() / 2**MEAN_BITS).to(torch.int32)
-    torch_pixels = Decoder(model)(
-        (torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS) * inverse_gain)
+    # Against the trained synthesis itself, not Decoder's rewritten form (SubpixelConvTranspose).
+    y_hat = (torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS) * inverse_gain
+    torch_pixels = torch.round(model.g_s(y_hat).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
     torch_pixels = torch_pixels[0, :, :h, :w].permute(1, 2, 0).numpy()
 
     half = Codec(folder, providers="cpu", precision="fp16").decode(data, as_array=True)

@@ -54,8 +54,8 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in sorted(files):
             path = Path(folder) / name
-            if name.startswith(".") or path.suffix.lower() not in wanted:
-                continue
+            if name.startswith(".") or path.suffix.lower() not in wanted or not path.is_file():
+                continue  # hidden, another kind, or a pipe or device (which could block the batch)
             items.append(Item(path, (out_root / path.relative_to(root)).with_suffix(new_suffix)))
     return items
 

@@ -7,6 +7,8 @@ single-rate model included), 130 interrupted.
 
 from __future__ import annotations
 
+import functools
+import io
 import json
 import math
 import os
@@ -243,7 +245,9 @@ def _busy(doing: str, path: Path):
     if not err.is_terminal:
         yield
         return
-    with err.status(f"{doing} {path}", spinner="dots"):
+    from rich.text import Text
+
+    with err.status(Text(f"{doing} {path}"), spinner="dots"):  # Text: a path is not markup
         yield
 
 
@@ -259,8 +263,10 @@ def _output_root(input: Path, output: Optional[str], debug: bool) -> Path:
     """The output folder of a folder input: ``output``, or the input folder itself."""
     root = input if output is None else Path(output)
     with _reporting(debug):
-        if root.exists() and not root.is_dir():
-            raise NicodecError(f"the output {root} is a file; a folder input needs an output folder")
+        above = next(p for p in [root, *root.parents, Path(".")] if p.exists())
+        if not above.is_dir():
+            raise NicodecError(f"the output {root} is a file or lies under one ({above}); "
+                               "a folder input needs an output folder")
     return root
 
 
@@ -272,9 +278,16 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
         if not input.name or input.is_dir():
             raise NicodecError(f"{input} is a directory, not a file")
         output = input.with_suffix(suffix)
-    elif output.endswith(("/", os.sep)) or Path(output).is_dir():
-        raise NicodecError(f"the output {output} is a folder; give a file name (a folder output is for a folder input)")
+    else:
+        try:
+            folder = Path(output).exists() and Path(output).is_dir()
+        except OSError as exc:  # a name too long for the file system, ...
+            raise NicodecError(f"cannot use the output {output}: {exc.strerror or exc}") from None
+        if output.endswith(("/", os.sep)) or folder:
+            raise NicodecError(f"the output {output} is a folder; give a file name (a folder output is for a folder input)")
     output = Path(output)
+    if output.exists() and not output.is_file():
+        raise NicodecError(f"{output} is not a regular file; nicodec writes regular files only")
     check_output_folder(output)
     if output.exists():
         if input.exists() and os.path.samefile(input, output):
@@ -400,12 +413,12 @@ def decode(
                 f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
             )
         data = _read(input)
+        _check_output_format(data, fmt, target)
         codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
         with _busy("decoding", input):
             image = codec.decode(data)
         seconds = time.perf_counter() - start
-        _check_output_format(image, fmt, target)
         write_atomic(target, lambda f: _save(image, f, fmt), force=force)
     out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s", markup=False)
 
@@ -486,28 +499,57 @@ def info(
         out.print(f"{key:>15}: {value}", markup=False)
 
 
-KEEPS_ALPHA = {"PNG", "WEBP", "TIFF", "TGA", "JPEG2000", "AVIF", "JXL"}
-"""Output formats that store a full alpha channel as Pillow writes them (GIF keeps one level of
-transparency, PPM and PDF none; JPEG and others refuse RGBA)."""
+ICNS_SIDES = (16, 32, 64, 128, 256, 512, 1024)
+"""The square sizes an ICNS file holds; Pillow resamples any other image to all of them."""
 
 
-def _check_output_format(image, fmt: str, target: Path) -> None:
-    """Refuse an output format that would lose part of the decoded image."""
-    if image.mode in ("RGBA", "LA") and fmt not in KEEPS_ALPHA:
+@functools.lru_cache(maxsize=None)
+def _keeps_alpha(fmt: str) -> bool:
+    """Whether Pillow writes and reads back ``fmt`` with every alpha level intact (probed on a
+    tiny image, so the answer follows the installed Pillow and plugins, not a list)."""
+    from PIL import Image
+
+    probe = Image.new("RGBA", (4, 4), (200, 100, 50, 255))
+    probe.putdata([(200, 100, 50, a) for a in (0, 1, 77, 128, 254, 255)] + [(10, 20, 30, 128)] * 10)
+    try:
+        buffer = io.BytesIO()
+        probe.save(buffer, format=fmt)
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            back = back.convert("RGBA")
+            return back.size == probe.size and back.getchannel("A").tobytes() == probe.getchannel("A").tobytes()
+    except Exception:  # noqa: BLE001 - a format that cannot store or read RGBA does not keep it
+        return False
+
+
+def _check_output_format(data: bytes, fmt: str, target: Path) -> None:
+    """Refuse, from the file's header and before decoding, an output format that would lose part
+    of the picture (its transparency, or its size); a damaged file is left for decoding to report."""
+    from . import format as nicformat
+
+    try:
+        header, sections = nicformat.unpack(data)
+    except NicodecError:
+        return
+    if b"ALPH" in sections and not _keeps_alpha(fmt):
         raise UnsupportedImageError(
             f"the image has transparency, which {fmt} does not keep ({target.name}); use .png or .webp"
         )
-    if fmt in ("ICO", "ICNS") and max(image.size) > 256:
+    size = (header.width, header.height)
+    if fmt == "ICO" and max(size) > 256:
+        raise UnsupportedImageError(f"ICO holds icons of at most 256x256 pixels; the image is {size[0]}x{size[1]}")
+    if fmt == "ICNS" and (size[0] != size[1] or size[0] not in ICNS_SIDES):
         raise UnsupportedImageError(
-            f"{fmt} holds icons of at most 256x256 pixels; the image is {image.width}x{image.height}"
+            f"ICNS holds square icons of {', '.join(map(str, ICNS_SIDES))} pixels; the image is {size[0]}x{size[1]}"
         )
 
 
 def _save(image, f, fmt: str) -> None:
     """``image.save`` in ``fmt``, with the decoded ICC profile and EXIF; what Pillow refuses
     (a mode the format lacks, EXIF too long for JPEG) becomes a clear error."""
+    sizes = {"sizes": [image.size]} if fmt == "ICO" else {}  # ICO's default set would shrink the picture
     try:
-        image.save(f, format=fmt, **_metadata(image))
+        image.save(f, format=fmt, **_metadata(image), **sizes)
     except OSError:
         raise  # the write itself failed: write_atomic names the file
     except (ValueError, SyntaxError, KeyError, TypeError) as exc:
@@ -586,7 +628,7 @@ def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
     """onnxruntime threads per file, so that jobs x threads does not oversubscribe the cores."""
     if threads is not None or jobs == 1:
         return threads
-    return max(1, (os.cpu_count() or 1) // jobs)
+    return min(MAX_THREADS, max(1, (os.cpu_count() or 1) // jobs))
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> None:

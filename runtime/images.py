@@ -109,8 +109,11 @@ def _upright(img: Image.Image) -> Image.Image:
     the tag is removed from the copy's EXIF), as files opened by nicodec are."""
     try:
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
-        if orientation in (None, 1):
-            return img
+    except (OSError, SyntaxError, ValueError):
+        return img  # EXIF that cannot be read has no orientation to apply
+    if orientation in (None, 1):
+        return img
+    try:
         return ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
@@ -186,7 +189,11 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         arr, alpha = _from_pil(image)
         if not strip:
             icc = image.info.get("icc_profile") or None
-            tags = image.getexif()
+            try:  # a copy: the caller's image keeps its own EXIF
+                tags = Image.Exif()
+                tags.load(image.getexif().tobytes())
+            except (OSError, SyntaxError, ValueError):
+                tags = Image.Exif()  # unreadable EXIF is not kept
             if len(tags):
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
                 exif = tags.tobytes()

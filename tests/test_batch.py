@@ -139,5 +139,6 @@ def test_inputs_that_would_share_an_output_are_both_refused(tmp_path):
         assert "would be written to" in result.stderr and "rename one" in result.stderr
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.nic"]
     (tmp_path / "file").write_text("x")
-    result = run("encode", src, "-o", tmp_path / "file")
-    assert result.exit_code == 1 and "is a file" in result.stderr and "internal error" not in result.stderr
+    for out in (tmp_path / "file", tmp_path / "file" / "sub"):
+        result = run("encode", src, "-o", out)
+        assert result.exit_code == 1 and "is a file" in result.stderr and "internal error" not in result.stderr

@@ -322,6 +322,7 @@ def test_huge_images_are_refused_from_the_header_with_one_clear_line(tmp_path):
     assert not list(tmp_path.glob("*.nic"))
 
 
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
 def test_outputs_that_cannot_be_files_are_refused_before_any_work(png, tmp_path):
     import os
 
@@ -331,9 +332,12 @@ def test_outputs_that_cannot_be_files_are_refused_before_any_work(png, tmp_path)
     assert result.exit_code == 1 and f"{png} is a file, not a folder" in result.stderr
     fifo = tmp_path / "pipe.nic"
     os.mkfifo(fifo)
-    result = run("encode", png, "-o", fifo, "--force")
-    assert result.exit_code == 1 and "not a regular file" in result.stderr
+    for extra in ([], ["--force"]):
+        result = run("encode", png, "-o", fifo, *extra)
+        assert result.exit_code == 1 and "not a regular file" in result.stderr
     assert fifo.is_fifo()
+    result = run("encode", png, "-o", tmp_path / ("y" * 300 + ".nic"))  # longer than a name may be
+    assert result.exit_code == 1 and "cannot use the output" in result.stderr
     long_name = tmp_path / ("x" * 240 + ".nic")  # a legal name, with no room for a suffix on the temporary file
     assert run("encode", png, "-o", long_name).exit_code == 0 and long_name.stat().st_size > 0
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
@@ -341,35 +345,51 @@ def test_outputs_that_cannot_be_files_are_refused_before_any_work(png, tmp_path)
     assert result.exit_code == 2 and "threads" in result.output
 
 
-def test_an_image_can_come_through_a_pipe(png, tmp_path):
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+def test_an_image_can_come_through_a_pipe_but_a_pipe_in_a_folder_is_skipped(png, tmp_path):
     import os
     import threading
 
     fifo = tmp_path / "in.png"
     os.mkfifo(fifo)
-    writer = threading.Thread(target=lambda: fifo.write_bytes(png.read_bytes()))
+    writer = threading.Thread(target=lambda: fifo.write_bytes(png.read_bytes()), daemon=True)
     writer.start()
     result = run("encode", fifo, "-o", tmp_path / "piped.nic")
-    writer.join()
+    writer.join(timeout=60)
+    assert not writer.is_alive(), "the command never read the pipe"
     assert result.exit_code == 0, result.output
     assert run("encode", png, "-o", tmp_path / "direct.nic").exit_code == 0
     assert (tmp_path / "piped.nic").read_bytes() == (tmp_path / "direct.nic").read_bytes()
+    # In a folder, a pipe named like an image is not an image file: it would block the batch.
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    os.mkfifo(folder / "waiting.png")
+    (folder / "photo.png").write_bytes(png.read_bytes())
+    result = run("encode", folder, "-o", tmp_path / "out")
+    assert result.exit_code == 0 and "1 file: 1 encoded" in result.stdout
 
 
 def test_decode_refuses_formats_that_would_lose_part_of_the_image(tmp_path, photo):
     rgba = np.dstack([photo, np.full(photo.shape[:2], 128, np.uint8)])
     Image.fromarray(rgba, "RGBA").save(tmp_path / "alpha.png")
     assert run("encode", tmp_path / "alpha.png").exit_code == 0
-    for name in ("a.ppm", "a.pdf", "a.gif", "a.bmp"):
+    for name in ("a.ppm", "a.pdf", "a.gif", "a.jpg"):
         result = run("decode", tmp_path / "alpha.nic", "-o", tmp_path / name)
         assert result.exit_code == 1 and "transparency" in result.stderr, name
         assert not (tmp_path / name).exists()
-    assert run("decode", tmp_path / "alpha.nic", "-o", tmp_path / "a.tiff").exit_code == 0
-    assert Image.open(tmp_path / "a.tiff").mode == "RGBA"
+    for name in ("a.tiff", "a.webp", "a.qoi"):  # formats that keep every alpha level, as Pillow says when probed
+        assert run("decode", tmp_path / "alpha.nic", "-o", tmp_path / name).exit_code == 0, name
+        assert Image.open(tmp_path / name).convert("RGBA").getchannel("A").getextrema() == (128, 128)
     Image.fromarray(photo).resize((300, 200)).save(tmp_path / "wide.png")
     assert run("encode", tmp_path / "wide.png").exit_code == 0
     result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.ico")
     assert result.exit_code == 1 and "256x256" in result.stderr
+    result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.icns")
+    assert result.exit_code == 1 and "square" in result.stderr
+    Image.fromarray(photo).resize((200, 100)).save(tmp_path / "small.png")
+    assert run("encode", tmp_path / "small.png").exit_code == 0
+    assert run("decode", tmp_path / "small.nic", "-o", tmp_path / "small.ico").exit_code == 0
+    assert Image.open(tmp_path / "small.ico").size == (200, 100)  # not Pillow's default 64x32
     result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.blp")  # Pillow's BLP takes palettes only
     assert result.exit_code == 1 and "internal error" not in result.stderr and "BLP" in result.stderr
 
@@ -417,5 +437,9 @@ def test_a_terminal_sees_a_spinner_while_one_file_is_coded(png, tmp_path):
 
     text = on_terminal("encode", png, "-o", tmp_path / "a.nic", "--provider", "cpu", "--target-bpp", "1")
     assert "searching the quality of" in text and "encodes" in text
+    odd = tmp_path / "x[red] [b].png"  # a name that is rich markup is shown as it is
+    odd.write_bytes(png.read_bytes())
+    text = on_terminal("encode", odd, "-o", tmp_path / "b.nic", "--provider", "cpu")
+    assert "x[red] [b].png" in text
     text = on_terminal("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png", "--provider", "cpu")
     assert "decoding" in text and "a.png" in text
