@@ -34,7 +34,7 @@ import typer
 from rich.console import Console
 
 from .data import list_images, load_rgb
-from .train import DEFAULT_DATA, load_model
+from .train import DEFAULT_DATA, load_model, partly_retrained, save_weights
 
 console = Console(stderr=True)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
@@ -236,12 +236,8 @@ def main(
     before = held_out_psnr(net.g_s, *val)
     net.g_s.train()
     history = finetune(net.g_s, (y_hat, crops), val, minutes, batch, lr, seed, base=before)
-    # Only g_s is stored anew (in fp16, as committed weights are): every other tensor stays the
-    # checkpoint's own, bit for bit, so the export's entropy side is unchanged.
-    state = {k: (v.half() if v.dtype == torch.float32 else v) if k.startswith("g_s.") else ckpt["model"][k]
-             for k, v in net.state_dict().items()}
-    stored, _ = load_model(checkpoint)
-    stored.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    # Only g_s is stored anew: the export's entropy side stays the same files.
+    state, stored = partly_retrained(checkpoint, ckpt, net, ("g_s.",))
     after = held_out_psnr(stored.g_s, *val)  # measured again as stored
     per_quality = (after - before).reshape(-1, len(val_qualities)).mean(0).tolist()
     metrics = dict(ckpt.get("metrics", {}))
@@ -255,10 +251,7 @@ def main(
         "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality],
         "total_minutes": round((time.monotonic() - started) / 60, 1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save({**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}, "metrics": metrics, "model": state}, tmp)
-    tmp.replace(out)
+    save_weights(out, ckpt, metrics, state)
     console.print(f"wrote {out}: held-out PSNR {float(before.mean()):.4f} -> {float(after.mean()):.4f} dB "
                   f"(per held-out quality: {', '.join(f'{v:+.3f}' for v in per_quality)})")
 

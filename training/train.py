@@ -136,6 +136,32 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
     os.replace(tmp, dst)
 
 
+def partly_retrained(checkpoint: str | Path, ckpt: dict, model: MeanScaleHyperprior,
+                     prefixes: tuple[str, ...]) -> tuple[dict, MeanScaleHyperprior]:
+    """The weights of ``model`` under ``prefixes`` stored anew (fp16, as committed weights are),
+    every other tensor the checkpoint's own, bit for bit (so an export's other graphs stay the
+    same files); and a model loaded from that state, to measure what is stored.
+
+    Args:
+        checkpoint, ckpt: the checkpoint ``model`` was loaded from, and its dict.
+        prefixes: state-dict key prefixes of the retrained parts, such as ``("g_s.",)``.
+    """
+    state = {k: (v.half() if v.dtype == torch.float32 else v) if k.startswith(prefixes) else ckpt["model"][k]
+             for k, v in model.state_dict().items()}
+    stored, _ = load_model(checkpoint)
+    stored.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    return state, stored
+
+
+def save_weights(path: Path, ckpt: dict, metrics: dict, state: dict) -> None:
+    """A weights-only checkpoint: ``ckpt``'s fields without its optimizer, with ``metrics`` and the
+    weights ``state`` (written atomically)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save({**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}, "metrics": metrics, "model": state}, tmp)
+    os.replace(tmp, path)
+
+
 @torch.no_grad()
 def validate(model, batch: torch.Tensor, autocast) -> dict:
     """Loss, bpp and PSNR on the held-out batch; per level for a variable-rate model."""

@@ -43,7 +43,7 @@ from rich.console import Console
 
 from nicodec.training.data import CropSampler, center_crops, list_images, load_rgb
 from nicodec.training.model import MeanScaleHyperprior, gaussian_likelihood, ste_round
-from nicodec.training.train import DEFAULT_DATA, load_model
+from nicodec.training.train import DEFAULT_DATA, load_model, partly_retrained, save_weights
 
 console = Console(stderr=True)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
@@ -198,12 +198,8 @@ def main(
     console.print(f"{len(images)} training images, {len(val)} held-out crops ({time.monotonic() - started:.0f} s)")
     before = held_out(model, val, cfg.qualities)
     history = finetune(model, sampler, val, cfg)
-    # Only g_a and h_a are stored anew (fp16, as committed weights are); every other tensor is
-    # the checkpoint's own, bit for bit, so the export's decoder and entropy side are unchanged.
-    state = {k: (v.half() if v.dtype == torch.float32 else v) if k.startswith(TRAINED) else ckpt["model"][k]
-             for k, v in model.state_dict().items()}
-    stored, _ = load_model(checkpoint)
-    stored.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in state.items()})
+    # Only g_a and h_a are stored anew: the export's decoder and entropy side stay the same files.
+    state, stored = partly_retrained(checkpoint, ckpt, model, TRAINED)
     after = held_out(stored.eval(), val, cfg.qualities)  # measured again as stored
     metrics = dict(ckpt.get("metrics", {}))
     metrics["encoder_finetune"] = {
@@ -211,10 +207,7 @@ def main(
         "held_out_before": before, "held_out_after": after,
         "total_minutes": round((time.monotonic() - started) / 60, 1),
     }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_suffix(".tmp")
-    torch.save({**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}, "metrics": metrics, "model": state}, tmp)
-    tmp.replace(out)
+    save_weights(out, ckpt, metrics, state)
     console.print(f"wrote {out}: held-out loss {before['loss']:.5f} -> {after['loss']:.5f} "
                   f"({100 * (after['loss'] / before['loss'] - 1):+.3f}%)")
     for b, a in zip(before["per_quality"], after["per_quality"]):
