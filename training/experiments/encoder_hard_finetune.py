@@ -7,8 +7,10 @@ An experiment, not a shipped step: on vr-1wd a first run found no gain (2026-11-
 batch 8 of 256x256, 400 steps in 19 minutes on 2 CPU cores, stopped by hand: the mean held-out
 objective moved -0.15%, -0.04%, -0.04%, +0.01% at steps 100 to 400; ``training/LOG.md``,
 "Experiments"). That mean was dominated by the high qualities, whose objective is largest, and
-the learning rate had not annealed; the progress lines now give the mean of the per-quality
-relative changes, which weighs every quality alike. Kept so the measurement can be repeated.
+the learning rate had not annealed; the progress lines now give each quality's relative change
+and their mean. A second run (30-minute box, annealed, 657 steps) ended at +1.77% at quality 1
+to -0.15% at 100, a mean of +0.31%: it trades low rates for high ones and gains nothing. Kept
+so the measurement can be repeated on a model trained further.
 
 Training replaced rounding by additive uniform noise in the rate, so the analysis
 learned to send latents whose noisy likelihood is high, not whose rounded symbols
