@@ -20,7 +20,7 @@ import nicodec
 
 from common import publish
 from rd import NICODEC_QUALITIES, SHARED
-from rdo import compare, read_images
+from rdo import compare, read_images, span_text
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -50,10 +50,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [f"| model | BD-rate vs {results[0]['model']} | encode time ratio | "
             "bpp / PSNR at the lowest, middle and highest quality |", "|---|---|---|---|"]
     for r in results:
-        pts = r["points"]
-        picks = [pts[0], pts[len(pts) // 2], pts[-1]]
         rows.append(f"| {r['model']} | {r['bd_rate_percent']:+.2f}% | {r['encode_time_ratio']:.3f} | "
-                    + ", ".join(f"{p['bpp']:.4f} / {p['psnr']:.2f}" for p in picks) + " |")
+                    f"{span_text(r['points'])} |")
     table = f"nicodec models on {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)
     return report

@@ -43,6 +43,12 @@ def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list
     return points, seconds
 
 
+def span_text(points: list[dict]) -> str:
+    """``bpp / PSNR`` at the lowest, middle and highest quality of a curve, for a table cell."""
+    picks = [points[0], points[len(points) // 2], points[-1]]
+    return ", ".join(f"{p['bpp']:.4f} / {p['psnr']:.2f}" for p in picks)
+
+
 def read_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[np.ndarray]:
     """The RGB pixels of ``--images`` (the first ``--limit``), or a usage error if there are none."""
     paths = image_paths(args.images, args.limit)
@@ -89,10 +95,8 @@ def main(argv: list[str] | None = None) -> dict:
     rows = ["| slope | BD-rate vs plain rounding | encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
             "|---|---|---|---|"]
     for r in results:
-        pts = r["points"]
-        picks = [pts[0], pts[len(pts) // 2], pts[-1]]
         rows.append(f"| {r['slope']:g}{' (plain)' if r['slope'] == 0 else ''} | {r['bd_rate_percent']:+.2f}% | "
-                    f"{r['encode_time_ratio']:.3f} | " + ", ".join(f"{p['bpp']:.4f} / {p['psnr']:.2f}" for p in picks) + " |")
+                    f"{r['encode_time_ratio']:.3f} | {span_text(r['points'])} |")
     table = f"rate-distortion optimised rounding, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)
     return report

@@ -27,7 +27,7 @@ import nicodec
 
 from common import add_image_arguments, publish
 from rd import NICODEC_QUALITIES, QUALITIES, SHARED, available, bd_rate, classic_point
-from rdo import compare, read_images
+from rdo import compare, read_images, span_text
 
 CLASSIC = ["avif444", "jxl", "webp"]
 LABELS = {"avif444": "AVIF 4:4:4", "avif420": "AVIF 4:2:0", "jxl": "JPEG XL", "webp": "WebP", "jpeg444": "JPEG 4:4:4",
@@ -68,12 +68,9 @@ def main(argv: list[str] | None = None) -> dict:
             + "encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
             "|---|---|---|" + "---|" * len(classic) + "---|---|"]
     for r in results:
-        pts = r["points"]
-        picks = [pts[0], pts[len(pts) // 2], pts[-1]]
         versus = "".join("n/a | " if v is None else f"{v:+.2f}% | " for v in r["bd_rate_vs_percent"].values())
         rows.append(f"| {r['steps']}{' (default)' if r['steps'] == 0 else ''} | {r['rdo_slope']:g} | "
-                    f"{r['bd_rate_percent']:+.2f}% | {versus}{r['encode_time_ratio']:.1f} | "
-                    + ", ".join(f"{p['bpp']:.4f} / {p['psnr']:.2f}" for p in picks) + " |")
+                    f"{r['bd_rate_percent']:+.2f}% | {versus}{r['encode_time_ratio']:.1f} | {span_text(r['points'])} |")
     table = f"latent refinement, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)
     return report

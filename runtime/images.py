@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
-from .errors import UnsupportedImageError
+from .errors import LimitError, NicodecError, UnsupportedImageError
+from .files import read_file
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -36,9 +37,6 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
     if not p.exists():
         raise UnsupportedImageError(f"{p}: no such file")
     if not p.is_file():  # a pipe (/dev/stdin) or a device: its size is known only once read
-        from .errors import NicodecError
-        from .files import read_file
-
         try:
             data = read_file(p, "image")
         except NicodecError as exc:
@@ -83,8 +81,6 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     except UnidentifiedImageError:
         raise UnsupportedImageError(unidentified) from None
     except Image.DecompressionBombError as exc:
-        from .errors import LimitError
-
         raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
