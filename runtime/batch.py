@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+import unicodedata
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -60,13 +61,26 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
     return items
 
 
-def collisions(items: list[Item]) -> dict[Path, list[Path]]:
-    """Targets that more than one item would write (``a.png`` and ``a.jpg`` both make
-    ``a.nic``), with their sources: neither is coded, or one would silently replace the other."""
-    sources: dict[Path, list[Path]] = {}
+def collisions(items: list[Item]) -> dict[Item, list[Item]]:
+    """Items whose target more than one item would write (``a.png`` and ``a.jpg`` both make
+    ``a.nic``), each with the others: none is coded, or one would silently replace another.
+
+    Names that differ only in case or in Unicode normal form (``Photo.nic`` and ``photo.nic``)
+    count as one: they are one file on the usual file systems of macOS and Windows, and on
+    FAT and exFAT drives anywhere.
+    """
+    groups: dict[str, list[Item]] = {}
     for item in items:
-        sources.setdefault(item.target, []).append(item.source)
-    return {target: paths for target, paths in sources.items() if len(paths) > 1}
+        groups.setdefault(_fold(item.target), []).append(item)
+    return {
+        item: [other for other in group if other is not item]
+        for group in groups.values() if len(group) > 1 for item in group
+    }
+
+
+def _fold(path: Path) -> str:
+    """A path as a file system that ignores case and Unicode normal form sees it."""
+    return unicodedata.normalize("NFC", str(path)).casefold()
 
 
 def triage(item: Item, force: bool) -> Outcome | None:
@@ -78,6 +92,15 @@ def triage(item: Item, force: bool) -> Outcome | None:
     if item.target.stat().st_mtime >= item.source.stat().st_mtime:
         return Outcome(item, "skipped")
     return Outcome(item, "kept", f"{item.target} is older than its input; use --force to redo it")
+
+
+def _collision_text(item: Item, others: list[Item]) -> str:
+    sources = ", ".join(str(other.source) for other in others)
+    if all(other.target == item.target for other in others):
+        return f"{sources} would be written to {item.target} too; rename one of them"
+    targets = ", ".join(str(other.target) for other in others if other.target != item.target)
+    return (f"{sources} would be written to {targets}, the same file as {item.target} where case is ignored "
+            "(macOS, Windows, FAT drives); rename one of them")
 
 
 @dataclass
@@ -128,9 +151,8 @@ def run(
     shared = collisions(items)
     for item in items:
         early = triage(item, force)
-        if item.target in shared:
-            others = ", ".join(str(s) for s in shared[item.target] if s != item.source)
-            early = Outcome(item, "failed", f"{others} would be written to {item.target} too; rename one of them")
+        if item in shared:
+            early = Outcome(item, "failed", _collision_text(item, shared[item]))
         if early is None:
             pending.append(item)
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -64,14 +65,20 @@ def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.
                           check_size)
 
 
+_WARNING_FILTERS = threading.Lock()
+
+
 def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None) -> Image.Image:
     """Pillow's open and load, with every failure turned into one named UnsupportedImageError."""
     try:
-        with warnings.catch_warnings():
-            if check_size is not None:
-                # The caller's pixel limit governs, checked below; Pillow's warning would repeat it.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        if check_size is None:
             img = Image.open(source)
+        else:
+            # The caller's pixel limit governs, checked below; Pillow's warning would repeat it.
+            # The warning filters are one for the whole process: threads take turns changing them.
+            with _WARNING_FILTERS, warnings.catch_warnings():
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(source)
         with img:
             if check_size is not None:
                 check_size(*img.size)  # read from the header: nothing decoded yet

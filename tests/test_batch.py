@@ -127,6 +127,23 @@ def test_encode_tree_to_a_rate_target(tmp_path):
     assert not list((tmp_path / "small").rglob("*.nic"))
 
 
+def test_outputs_that_differ_only_in_case_are_refused(tmp_path):
+    # One file on macOS, Windows and FAT drives: with --force one would silently replace the other.
+    src = tmp_path / "src"
+    (src / "A").mkdir(parents=True)
+    (src / "a").mkdir()
+    Image.fromarray(synthetic_photo(48, 48, seed=1)).save(src / "Photo.png")
+    Image.fromarray(synthetic_photo(48, 48, seed=2)).save(src / "photo.jpg", quality=95)
+    Image.fromarray(synthetic_photo(48, 48, seed=3)).save(src / "A" / "x.png")
+    Image.fromarray(synthetic_photo(48, 48, seed=4)).save(src / "a" / "x.png")
+    Image.fromarray(synthetic_photo(48, 48, seed=5)).save(src / "other.png")
+    result = run("encode", src, "-o", tmp_path / "out", "--force")
+    assert result.exit_code == 1
+    assert "4 failed" in result.stdout and result.stderr.count("where case is ignored") == 4
+    assert f"{src / 'photo.jpg'} would be written to {tmp_path / 'out' / 'photo.nic'}" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*.nic")) == ["other.nic"]
+
+
 def test_inputs_that_would_share_an_output_are_both_refused(tmp_path):
     src = tmp_path / "src"
     src.mkdir()
@@ -138,6 +155,7 @@ def test_inputs_that_would_share_an_output_are_both_refused(tmp_path):
         assert result.exit_code == 1
         assert "would be written to" in result.stderr and "rename one" in result.stderr
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.nic"]
+    assert "where case is ignored" not in result.stderr
     (tmp_path / "file").write_text("x")
     for out in (tmp_path / "file", tmp_path / "file" / "sub"):
         result = run("encode", src, "-o", out)

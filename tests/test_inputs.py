@@ -83,6 +83,35 @@ def test_pixel_limit_is_checked_before_the_pixels_are_decoded(tmp_path, source):
         encode_to_target(small, inputs[source], bpp=0.5)
 
 
+def test_opening_images_on_many_threads_leaves_the_warning_filters_alone():
+    """Quieting Pillow's size warning changes process-wide filters; threads (``--jobs``) that
+    interleaved those changes used to leave a filter behind, silencing the warning for the caller."""
+    import sys
+    import threading
+    import warnings
+
+    from nicodec.images import open_image_bytes
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, format="PNG")
+    before = list(warnings.filters)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        def work():
+            for _ in range(300):
+                open_image_bytes(buffer.getvalue(), check_size=lambda width, height: None)
+
+        threads = [threading.Thread(target=work) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert warnings.filters == before
+
+
 @pytest.mark.parametrize("size", [(1, 1), (1, 5000), (5000, 1)])
 def test_extreme_shapes_from_files(codec, tmp_path, size):
     h, w = size
