@@ -239,7 +239,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
 
 
 @contextmanager
-def _busy(doing: str, path: Path):
+def _busy(doing: str, name: str):
     """A spinner on stderr while one file is coded (a large image or a rate search takes
     seconds to minutes); nothing when stderr is not a terminal."""
     if not err.is_terminal:
@@ -247,7 +247,7 @@ def _busy(doing: str, path: Path):
         return
     from rich.text import Text
 
-    with err.status(Text(f"{doing} {path}"), spinner="dots"):  # Text: a path is not markup
+    with err.status(Text(f"{doing} {name}"), spinner="dots"):  # Text: a path is not markup
         yield
 
 
@@ -274,6 +274,8 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
     """The output path, refused early (before any work) when it cannot or must not be written."""
     from .files import check_output_folder
 
+    if output is None and _is_stdio(input):
+        raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
     if output is None:
         if not input.name or input.is_dir():
             raise NicodecError(f"{input} is a directory, not a file")
@@ -290,7 +292,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
         raise NicodecError(f"{output} is not a regular file; nicodec writes regular files only")
     check_output_folder(output)
     if output.exists():
-        if input.exists() and os.path.samefile(input, output):
+        if not _is_stdio(input) and input.exists() and os.path.samefile(input, output):
             raise NicodecError(f"the output {output} is the input; choose another name")
         if not force:
             raise OutputExistsError(f"{output} exists; use --force to overwrite it")
@@ -299,10 +301,13 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
 
 @app.command()
 def encode(
-    input: Annotated[Path, typer.Argument(readable=False, help="Image to compress (any format Pillow reads), or a folder of them.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="Image to compress (any format Pillow reads), a folder of them, or - for standard input.")],
     output: Annotated[
         Optional[str],
-        typer.Option("--output", "-o", help="Output file (default: INPUT with .nic); for a folder, the output folder."),
+        typer.Option(
+            "--output", "-o",
+            help="Output file (default: INPUT with .nic), or - for standard output; for a folder, the output folder.",
+        ),
     ] = None,
     force: ForceOpt = False,
     provider: ProviderOpt = Provider.auto,
@@ -331,12 +336,17 @@ def encode(
 
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
-    if input.is_dir():
+    if not _is_stdio(input) and input.is_dir():
         out_root = _output_root(input, output, debug)
         _encode_tree(input, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
         return
+    to_stdout = _is_stdio(output)
     with _reporting(debug):
-        target = _target(input, output, ".nic", force)
+        if to_stdout:
+            _check_stdout()
+        else:
+            target = _target(input, output, ".nic", force)
+        source = _read(input, "image") if _is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine)
         rate.check_model(codec)
         start = time.perf_counter()
@@ -352,12 +362,15 @@ def encode(
                     description = f", encode {encode} of the search" if rate.searching else ""
                     bar.update(task, completed=done, description=description, refresh=done == 1)
 
-                data, result = rate.encode(codec, input, strip, step)
+                data, result = rate.encode(codec, source, strip, step)
         else:
-            with _busy("searching the quality of" if rate.searching else "encoding", input):
-                data, result = rate.encode(codec, input, strip)
+            with _busy("searching the quality of" if rate.searching else "encoding", _name(input)):
+                data, result = rate.encode(codec, source, strip)
         seconds = time.perf_counter() - start
-        write_atomic(target, lambda f: f.write(data), force=force)
+        if to_stdout:
+            _write_stdout(data)
+        else:
+            write_atomic(target, lambda f: f.write(data), force=force)
     header = _header(data)
     facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
              f"{8 * len(data) / (header.width * header.height):.4f} bpp"]
@@ -367,7 +380,11 @@ def encode(
         facts.append(f"{result.psnr:.2f} dB")
     if result is not None:
         facts.append(f"{result.encodes} encodes")
-    out.print(f"{input} -> {target}: {', '.join(facts)}, {seconds:.2f} s", markup=False)
+    # With the file on standard output, the report goes to stderr.
+    (err if to_stdout else out).print(
+        f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
+        markup=False,
+    )
     miss = rate.miss(result)
     if miss:
         err.print(f"warning: {miss}", markup=False)
@@ -375,12 +392,13 @@ def encode(
 
 @app.command()
 def decode(
-    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file, or a folder of them.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file, a folder of them, or - for standard input.")],
     output: Annotated[
         Optional[str],
         typer.Option(
             "--output", "-o",
-            help="Output image; its extension picks the format (default: INPUT with .png); for a folder, the output folder.",
+            help="Output image; its extension picks the format (default: INPUT with .png); - writes a PNG to "
+            "standard output; for a folder, the output folder.",
         ),
     ] = None,
     force: ForceOpt = False,
@@ -401,31 +419,46 @@ def decode(
 
     from .files import write_atomic
 
-    if input.is_dir():
+    if not _is_stdio(input) and input.is_dir():
         out_root = _output_root(input, output, debug)
         _decode_tree(input, out_root, force, provider, threads, jobs, model, max_pixels, debug, precision)
         return
+    to_stdout = _is_stdio(output)
     with _reporting(debug):
-        target = _target(input, output, ".png", force)
-        fmt = Image.registered_extensions().get(target.suffix.lower())
-        if fmt is None or fmt not in Image.SAVE:
-            raise UnsupportedImageError(
-                f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
-            )
+        if to_stdout:
+            _check_stdout()
+            target, fmt = None, "PNG"
+        else:
+            target = _target(input, output, ".png", force)
+            fmt = Image.registered_extensions().get(target.suffix.lower())
+            if fmt is None or fmt not in Image.SAVE:
+                raise UnsupportedImageError(
+                    f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
+                )
         data = _read(input)
-        _check_output_format(data, fmt, target)
+        if target is not None:
+            _check_output_format(data, fmt, target)
         codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
-        with _busy("decoding", input):
+        with _busy("decoding", _name(input)):
             image = codec.decode(data)
         seconds = time.perf_counter() - start
-        write_atomic(target, lambda f: _save(image, f, fmt), force=force)
-    out.print(f"{input} -> {target}: {image.width}x{image.height}, {seconds:.2f} s", markup=False)
+        if to_stdout:
+            buffer = io.BytesIO()
+            _save(image, buffer, fmt)
+            _write_stdout(buffer.getvalue())
+        else:
+            write_atomic(target, lambda f: _save(image, f, fmt), force=force)
+    (err if to_stdout else out).print(
+        f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
+        f"{seconds:.2f} s",
+        markup=False,
+    )
 
 
 @app.command()
 def verify(
-    inputs: Annotated[list[Path], typer.Argument(readable=False, help=".nic files, or folders searched for them recursively.")],
+    inputs: Annotated[list[Path], typer.Argument(readable=False, help=".nic files, folders searched for them recursively, or - for standard input.")],
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
@@ -440,7 +473,8 @@ def verify(
     with _reporting(debug):
         files: list[Path] = []
         for path in inputs:
-            found = [item.source for item in plan(path, path, [".nic"], ".nic")] if path.is_dir() else [path]
+            folder = not _is_stdio(path) and path.is_dir()
+            found = [item.source for item in plan(path, path, [".nic"], ".nic")] if folder else [path]
             if not found:
                 err.print(f"warning: no .nic files under {path}", markup=False)
             files += found
@@ -453,13 +487,14 @@ def verify(
             header, z_hat, symbols, _ = codec.decode_symbols(_read(path))
         except NicodecError as exc:
             failed += 1
-            err.print(f"FAILED {path}: {exc}", markup=False)
+            err.print(f"FAILED {_name(path)}: {exc}", markup=False)
             continue
         except Exception as exc:  # noqa: BLE001 - report and go on with the other files
             failed += 1
-            err.print(f"FAILED {path}: internal error: {type(exc).__name__}: {exc}", markup=False)
+            err.print(f"FAILED {_name(path)}: internal error: {type(exc).__name__}: {exc}", markup=False)
             continue
-        out.print(f"ok {path}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols", markup=False)
+        out.print(f"ok {_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
+                  markup=False)
     out.print(f"{_files(len(files))}: {len(files) - failed} ok, {failed} failed", markup=False)
     if failed:
         raise typer.Exit(1)
@@ -467,7 +502,7 @@ def verify(
 
 @app.command()
 def info(
-    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file.")],
+    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file, or - for standard input.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -478,7 +513,7 @@ def info(
         data = _read(input)
         header, sections = nicformat.unpack(data)
     facts = {
-        "file": str(input),
+        "file": _name(input),
         "bytes": len(data),
         "format_version": header.version,
         "model_id": header.model_id,
@@ -671,10 +706,63 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
         raise typer.Exit(1)
 
 
-def _read(path: Path) -> bytes:
+STDIO = "-"
+"""The name that stands for standard input (as INPUT) or standard output (as -o)."""
+
+
+def _is_stdio(path) -> bool:
+    return str(path) == STDIO
+
+
+def _name(path, stream: str = "stdin") -> str:
+    """A path for messages; ``-`` is named for the stream it stands for."""
+    return f"<{stream}>" if _is_stdio(path) else str(path)
+
+
+def _read(path: Path, what: str = ".nic file") -> bytes:
     from .files import read_file
 
-    return read_file(path, ".nic file")
+    return _read_stdin(what) if _is_stdio(path) else read_file(path, what)
+
+
+def _read_stdin(what: str) -> bytes:
+    """All of standard input (``-`` as INPUT), up to the cap on streams."""
+    import sys
+
+    from .files import MAX_STREAM_BYTES
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise NicodecError(f"'-' reads a {what} from standard input, and nothing is piped in")
+    data = sys.stdin.buffer.read(MAX_STREAM_BYTES + 1)
+    if len(data) > MAX_STREAM_BYTES:
+        raise NicodecError(f"standard input holds more than {MAX_STREAM_BYTES:,} bytes")
+    if not data:
+        raise NicodecError("standard input is empty")
+    return data
+
+
+def _check_stdout() -> None:
+    """Refuse ``-o -`` before any work when standard output is a terminal (binary data would garble it)."""
+    import sys
+
+    if sys.stdout is None or sys.stdout.isatty():
+        raise NicodecError("standard output is a terminal; redirect it (> file or | program) or give -o FILE")
+
+
+def _write_stdout(data: bytes) -> None:
+    """The whole output on standard output, once it is complete (``-o -``)."""
+    import sys
+
+    try:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    except BrokenPipeError:
+        # Nobody reads the rest; keep Python from reporting the pipe again when it flushes at exit.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stream without a file descriptor has nothing to flush
+            pass
+        raise NicodecError("the program reading standard output stopped before the end") from None
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -12,6 +13,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from nicodec.cli import app
+from nicodec.errors import NicodecError
 
 from conftest import psnr
 
@@ -443,3 +445,70 @@ def test_a_terminal_sees_a_spinner_while_one_file_is_coded(png, tmp_path):
     assert "x[red] [b].png" in text
     text = on_terminal("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png", "--provider", "cpu")
     assert "decoding" in text and "a.png" in text
+
+
+def test_standard_input_and_output(png, tmp_path):
+    """``-`` as INPUT reads standard input and ``-o -`` writes standard output, for pipelines;
+    the report then goes to stderr, so stdout holds only the file."""
+    assert run("encode", png, "-o", tmp_path / "direct.nic").exit_code == 0
+    direct = (tmp_path / "direct.nic").read_bytes()
+    result = runner.invoke(app, ["encode", "-", "-o", "-"], input=png.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert result.stdout_bytes == direct
+    assert result.stderr.startswith("<stdin> -> <stdout>: ")
+
+    result = runner.invoke(app, ["decode", "-", "-o", "-"], input=direct)
+    assert result.exit_code == 0, result.output
+    assert run("decode", tmp_path / "direct.nic", "-o", tmp_path / "direct.png").exit_code == 0
+    assert result.stdout_bytes == (tmp_path / "direct.png").read_bytes()
+    assert Image.open(io.BytesIO(result.stdout_bytes)).format == "PNG"
+
+    result = runner.invoke(app, ["encode", "-", "-o", tmp_path / "piped.nic"], input=png.read_bytes())
+    assert result.exit_code == 0 and (tmp_path / "piped.nic").read_bytes() == direct
+    result = runner.invoke(app, ["info", "-", "--json"], input=direct)
+    assert result.exit_code == 0 and json.loads(result.stdout)["file"] == "<stdin>"
+    result = runner.invoke(app, ["verify", "-"], input=direct)
+    assert result.exit_code == 0 and "ok <stdin>" in result.stdout
+
+
+def test_standard_input_mistakes_are_named_and_write_nothing(png, tmp_path):
+    result = runner.invoke(app, ["encode", "-"], input=png.read_bytes())
+    assert result.exit_code == 1 and "give -o FILE (or -o - for standard output)" in result.stderr
+    for command, out in (("encode", "out.nic"), ("decode", "out.png")):
+        result = runner.invoke(app, [command, "-", "-o", str(tmp_path / out)], input=b"")
+        assert result.exit_code == 1 and "standard input is empty" in result.stderr
+    result = runner.invoke(app, ["encode", "-", "-o", "-"], input=b"not an image")
+    assert result.exit_code == 1 and "not in a format Pillow can read" in result.stderr
+    assert result.stdout_bytes == b""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.png"]
+
+
+def test_a_closed_standard_output_is_one_error_line(png, monkeypatch):
+    import nicodec.cli as cli
+
+    class Closed(io.RawIOBase):
+        def writable(self):
+            return True
+
+        def write(self, data):
+            raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(Closed())))
+    with pytest.raises(NicodecError, match="stopped before the end"):
+        cli._write_stdout(b"x" * 100_000)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pseudo-terminal")
+def test_binary_output_to_a_terminal_is_refused_before_any_work(png, tmp_path):
+    pty = pytest.importorskip("pty")
+    import os
+
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), "-o", "-"], stdout=follower,
+                                 stderr=subprocess.PIPE, text=True, timeout=120)
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert process.returncode == 1
+    assert "standard output is a terminal" in process.stderr
