@@ -16,6 +16,7 @@ level, and it runs on the CPU provider, the one that has ConvInteger.
 
 from __future__ import annotations
 
+import io
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
-from .sessions import CPU, create_session, resolve_providers
+from .sessions import CPU, MAX_THREADS, create_session, resolve_providers
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
@@ -84,8 +85,8 @@ class Codec:
     Raises:
         ModelError: the model folder is missing or damaged, or has no fp16 synthesis; with
             ``refine``, it has no usable synthesis_gradient graph or lambda.
-        NicodecError: an unavailable provider, an unknown precision, or a bad ``rdo`` or
-            ``refine`` was asked for.
+        NicodecError: an unavailable provider, an unknown precision, or an argument of the
+            wrong type or out of its range.
     """
 
     def __init__(
@@ -102,6 +103,15 @@ class Codec:
         rdo: bool | float | None = None,
         refine: int = 0,
     ):
+        if model is not None and not isinstance(model, (str, os.PathLike)):
+            raise NicodecError(f"model must be a model folder's path or None, not {model!r}")
+        if not isinstance(providers, str) and not (
+            isinstance(providers, Sequence) and providers and all(isinstance(p, str) for p in providers)
+        ):
+            raise NicodecError(f"providers must be a name or a list of onnxruntime provider names, not {providers!r}")
+        threads = None if threads is None else _whole("threads", threads, 1, MAX_THREADS)
+        max_pixels = _whole("max_pixels", max_pixels, 1)
+        tile, margin = _whole("tile", tile), _whole("margin", margin)  # their range is checked with the model
         self.model = ModelFiles.load(model)
         chosen = resolve_providers(providers)
         strict = not isinstance(providers, str) or providers == "cuda"
@@ -116,9 +126,7 @@ class Codec:
         if not self.model.has_graph(decoder):
             raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
         self.precision = precision
-        if isinstance(refine, bool) or not isinstance(refine, (int, np.integer)) or not 0 <= refine <= MAX_REFINE:
-            raise NicodecError(f"refine must be a whole number of steps from 0 to {MAX_REFINE}, not {refine!r}")
-        self.refine = int(refine)
+        self.refine = _whole("refine", refine, 0, MAX_REFINE)
         if rdo is None:
             rdo = not self.refine
         if isinstance(rdo, bool):
@@ -245,14 +253,16 @@ class Codec:
         """Decompress a ``.nic`` file.
 
         Args:
-            data: the file's bytes (bytes-like), or its path.
+            data: the file's bytes (bytes-like), a binary file object (read to its end), or
+                its path.
             as_array: return an (H, W, 3) uint8 array, or (H, W, 4) with alpha, instead
                 of a PIL image.
 
         Returns:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
             (H, W) or (H, W, 2)), with ``info["icc_profile"]`` and ``info["exif"]``
-            when the file keeps them (``save()`` then writes them along).
+            when the file keeps them. Pillow's ``save()`` writes the ICC profile along, but
+            EXIF only when given: ``image.save(f, exif=image.info.get("exif", b""))``.
 
         Raises:
             FormatError: the data is not a valid nicodec file.
@@ -481,9 +491,32 @@ def _inflate_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
 
 
+def _whole(name: str, value, low: int | None = None, high: int | None = None) -> int:
+    """A constructor argument that must be a whole number, in a range if one is given (numpy
+    integers too, bools not)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low) or (
+        high is not None and value > high
+    ):
+        span = f" from {low} to {high}" if high is not None else f" of {low} or more" if low is not None else ""
+        raise NicodecError(f"{name} must be a whole number{span}, not {value!r}")
+    return int(value)
+
+
 def _read_bytes(data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
         return read_file(data, ".nic file")
-    raise TypeError(f"decode takes the bytes of a .nic file or its path, not a {type(data).__name__}")
+    if isinstance(data, io.TextIOBase):
+        raise NicodecError("the .nic file was opened as text: open it in binary mode ('rb')")
+    if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
+        try:
+            content = data.read()
+        except (OSError, ValueError) as exc:  # closed, not readable
+            raise NicodecError(f"cannot read the .nic file from {type(data).__name__}: {exc}") from None
+        if isinstance(content, (bytes, bytearray, memoryview)):
+            return bytes(content)
+        raise NicodecError(f"the file object gave {type(content).__name__}, not bytes: open the file in binary mode ('rb')")
+    raise NicodecError(
+        f"decode takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
+    )

@@ -95,6 +95,8 @@ def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
         raise NicodecError(f"{path} is a directory, not a {what}") from None
     except OSError as exc:
         raise NicodecError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the name
+        raise NicodecError(f"cannot use the path {str(path)!r}: {exc}") from None
 
 
 def _commit(tmp: str, path: Path, force: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import threading
 import warnings
 from collections.abc import Callable
@@ -33,11 +34,17 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         UnsupportedImageError: missing file, a directory, an empty, truncated or unknown file.
     """
     p = Path(path)
-    if p.is_dir():
+    try:
+        status = p.stat()
+    except FileNotFoundError:
+        raise UnsupportedImageError(f"{p}: no such file") from None
+    except ValueError as exc:  # a NUL in the name
+        raise UnsupportedImageError(f"cannot use the path {str(p)!r}: {exc}") from None
+    except OSError as exc:  # a name too long, a folder on the way that cannot be searched
+        raise UnsupportedImageError(f"cannot read {p}: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(status.st_mode):
         raise UnsupportedImageError(f"{p} is a directory, not an image")
-    if not p.exists():
-        raise UnsupportedImageError(f"{p}: no such file")
-    if not p.is_file():  # a pipe (/dev/stdin) or a device: its size is known only once read
+    if not stat.S_ISREG(status.st_mode):  # a pipe (/dev/stdin) or a device: its size is known only once read
         try:
             data = read_file(p, "image")
         except NicodecError as exc:
@@ -45,7 +52,7 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         if not data:
             raise UnsupportedImageError(f"{p} is empty")
         return _open_and_load(io.BytesIO(data), p, f"{p} is not an image Pillow can read", check_size)
-    if p.stat().st_size == 0:
+    if status.st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
     return _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
 
@@ -105,6 +112,7 @@ def _load(img: Image.Image, name) -> Image.Image:
 
 
 _GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
+_PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}
 
 
 def _upright(img: Image.Image) -> Image.Image:
@@ -112,7 +120,7 @@ def _upright(img: Image.Image) -> Image.Image:
     the tag is removed from the copy's EXIF), as files opened by nicodec are."""
     try:
         orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
-    except (OSError, SyntaxError, ValueError):
+    except (OSError, SyntaxError, ValueError, TypeError):
         return img  # EXIF that cannot be read has no orientation to apply
     if orientation in (None, 1):
         return img
@@ -120,6 +128,17 @@ def _upright(img: Image.Image) -> Image.Image:
         return ImageOps.exif_transpose(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
+
+
+def _load_pixels(img: Image.Image) -> None:
+    """Decode a caller's lazily opened PIL image now, so that a damaged or closed file is
+    one named error rather than Pillow's own from somewhere inside the conversion."""
+    try:
+        img.load()
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise UnsupportedImageError(f"the PIL image could not be decoded ({exc})") from None
+    except AssertionError:  # Pillow's check that the image still has its file
+        raise UnsupportedImageError("the PIL image could not be decoded: its file was closed before it was loaded") from None
 
 
 def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
@@ -131,7 +150,9 @@ def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
         return np.repeat(arr[:, :, None], 3, axis=2), None
     if mode == "F":
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
-    if "A" in mode or (mode == "P" and "transparency" in img.info):
+    if mode in _PREMULTIPLIED:
+        img = img.convert(_PREMULTIPLIED[mode])  # Pillow converts these to straight alpha only
+    if "A" in img.mode or (mode == "P" and "transparency" in img.info):
         try:
             rgba = np.asarray(img.convert("RGBA"))
         except ValueError as exc:
@@ -184,18 +205,23 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     elif isinstance(image, Image.Image):
         if check_size is not None:
             check_size(*image.size)
+        _load_pixels(image)
         image = _upright(image)
-    elif isinstance(image, np.ndarray) and check_size is not None and image.ndim in (2, 3):
-        check_size(image.shape[1], image.shape[0])
+    elif isinstance(image, np.ndarray):
+        image = np.asarray(image)  # a subclass (np.matrix) as a plain array
+        if check_size is not None and image.ndim in (2, 3):
+            check_size(image.shape[1], image.shape[0])
     if isinstance(image, Image.Image):
         grayscale = image.mode in _GRAY_MODES
         arr, alpha = _from_pil(image)
         if not strip:
             icc = image.info.get("icc_profile") or None
+            if not isinstance(icc, (bytes, bytearray)):
+                icc = None  # not a profile (an application's own value in info)
             try:  # a copy: the caller's image keeps its own EXIF
                 tags = Image.Exif()
                 tags.load(image.getexif().tobytes())
-            except (OSError, SyntaxError, ValueError):
+            except (OSError, SyntaxError, ValueError, TypeError):
                 tags = Image.Exif()  # unreadable EXIF is not kept
             if len(tags):
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now

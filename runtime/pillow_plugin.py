@@ -106,7 +106,9 @@ class NicImageFile(ImageFile.ImageFile):
             key = {b"ICCP": "icc_profile", b"EXIF": "exif"}.get(tag)
             if key is not None:
                 self.fp.seek(offset)
-                self.info[key] = self.fp.read(length)
+                data = self.fp.read(length)
+                if len(data) == length:  # a truncated file keeps no partial profile; load() names the damage
+                    self.info[key] = data
             offset += length
         self.fp.seek(payload_at)
         self.info["model_id"] = header.model_id
@@ -156,10 +158,18 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
-    """``save(..., quality=Q, strip=True)``: Q from 1 to 100 (default: the model's)."""
+    """``save(..., quality=Q, strip=True, exif=..., icc_profile=...)``: Q from 1 to 100 (default:
+    the model's); ``exif`` and ``icc_profile``, as for Pillow's own formats, replace the image's."""
     codec = codec_source.get()
+    quality, strip = im.encoderinfo.get("quality"), bool(im.encoderinfo.get("strip", False))
+    exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
+    if exif is not None or icc is not None:
+        im = im.copy()  # the caller's image keeps its own metadata
+        if isinstance(exif, Image.Exif):
+            exif = exif.tobytes()
+        im.info.update({key: value for key, value in (("exif", exif), ("icc_profile", icc)) if value is not None})
     try:
-        data = codec.encode(im, quality=im.encoderinfo.get("quality"), strip=bool(im.encoderinfo.get("strip", False)))
+        data = codec.encode(im, quality=quality, strip=strip)
     except QualityError:
         raise  # a ValueError, as Pillow's own plugins raise for bad options
     except NicodecError as exc:
@@ -178,10 +188,10 @@ def register(codec=None) -> None:
             registration without a codec.
 
     Raises:
-        TypeError: ``codec`` has no ``encode`` and ``decode`` methods.
+        NicodecError: ``codec`` has no ``encode`` and ``decode`` methods.
     """
     if codec is not None and not all(callable(getattr(codec, m, None)) for m in ("encode", "decode")):
-        raise TypeError(f"register takes a nicodec.Codec or None, not a {type(codec).__name__}")
+        raise NicodecError(f"register takes a nicodec.Codec or None, not {codec!r}")
     source = _DEFAULT if codec is None else _CodecSource(codec)
     Image.register_open(FORMAT, functools.partial(NicImageFile, codec_source=source), _accept)
     Image.register_save(FORMAT, functools.partial(_save, codec_source=source))

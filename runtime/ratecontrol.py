@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -65,7 +65,7 @@ class RateResult:
         encodes: how many encodes the search made.
     """
 
-    data: bytes
+    data: bytes = field(repr=False)  # a log line need not hold the whole file
     quality: float
     bpp: float
     psnr: float | None
@@ -122,14 +122,14 @@ def encode_to_target(
         The file and what it reached.
 
     Raises:
-        TypeError: not exactly one target was given.
-        QualityError: a target that is not a positive finite number, a single-rate model,
-            or a ``max_bytes`` that even quality 1 does not fit in.
+        QualityError: not exactly one target, a target that is not a positive finite number,
+            a ``max_encodes`` that is not a positive whole number, a single-rate model, or a
+            ``max_bytes`` that even quality 1 does not fit in.
         UnsupportedImageError, LimitError: as ``Codec.encode`` raises them.
     """
     given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
     if len(given) != 1:
-        raise TypeError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")
+        raise QualityError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")
     [(name, target)] = given.items()
     _check_target(name, target)
     if not codec.model.variable_rate:
@@ -137,8 +137,9 @@ def encode_to_target(
             f"the model {codec.model_id} is single-rate: it codes every image at the one rate it was "
             "trained for, so there is no rate to control"
         )
-    if isinstance(max_encodes, bool) or not isinstance(max_encodes, int) or max_encodes < 1:
-        raise ValueError(f"max_encodes must be a positive integer, not {max_encodes!r}")
+    if isinstance(max_encodes, bool) or not isinstance(max_encodes, (int, np.integer)) or max_encodes < 1:
+        raise QualityError(f"max_encodes must be a positive whole number, not {max_encodes!r}")
+    max_encodes = int(max_encodes)
 
     source = _load(image, codec._check_size)
     picture = read_picture(source, strip=True, check_size=codec._check_size)

@@ -342,8 +342,35 @@ def test_decode_takes_a_path_and_refuses_other_types(codec, photo, tmp_path):
     assert np.array_equal(codec.decode(tmp_path / "a.nic", as_array=True), codec.decode(data, as_array=True))
     with pytest.raises(nicodec.NicodecError, match="no such file"):
         codec.decode(tmp_path / "missing.nic")
-    with pytest.raises(TypeError, match="bytes"):
+    with pytest.raises(nicodec.NicodecError, match="bytes"):
         codec.decode(10**9)
+    with open(tmp_path / "a.nic", "rb") as f:  # a binary file object is read to its end
+        assert np.array_equal(codec.decode(f, as_array=True), codec.decode(data, as_array=True))
+    with open(tmp_path / "a.nic") as f, pytest.raises(nicodec.NicodecError, match="binary mode"):
+        codec.decode(f)
+    for bad in ("a\0b.nic", "x" * 5000):  # a NUL, a name too long for the file system
+        with pytest.raises(nicodec.NicodecError):
+            codec.decode(bad)
+        with pytest.raises(nicodec.UnsupportedImageError):
+            codec.encode(bad)
+
+
+@pytest.mark.parametrize(
+    "arguments",
+    [{"max_pixels": None}, {"max_pixels": 0}, {"tile": 1024.0}, {"tile": None}, {"margin": 256.0},
+     {"threads": "2"}, {"threads": 2.5}, {"threads": True}, {"threads": 0}, {"providers": None}, {"providers": []},
+     {"providers": [1]}, {"model": 123}, {"refine": 1.0}],
+)
+def test_bad_constructor_arguments_are_named_at_once(arguments):
+    """Not later, on the first image larger than a tile, nor as a TypeError from onnxruntime."""
+    name = next(iter(arguments))
+    with pytest.raises(nicodec.NicodecError, match=name):
+        Codec(**arguments)
+
+
+def test_numpy_integers_are_whole_numbers_for_the_constructor():
+    codec = Codec(providers="cpu", threads=np.int64(1), max_pixels=np.int32(10**6), tile=np.int64(512))
+    assert codec.max_pixels == 10**6 and codec.tile == 512
 
 
 def test_padding_counts_towards_the_pixel_limit():

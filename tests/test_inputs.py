@@ -83,6 +83,37 @@ def test_pixel_limit_is_checked_before_the_pixels_are_decoded(tmp_path, source):
         encode_to_target(small, inputs[source], bpp=0.5)
 
 
+@pytest.mark.parametrize("premultiplied, straight", [("RGBa", "RGBA"), ("La", "LA")])
+def test_premultiplied_alpha_keeps_its_transparency(codec, photo, premultiplied, straight):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 120, np.uint8)])
+    image = Image.fromarray(rgba, "RGBA").convert(straight).convert(premultiplied)
+    out = codec.decode(codec.encode(image), as_array=True)
+    assert out.shape[2] == len(straight) and (out[:, :, -1] == np.asarray(image.convert(straight))[:, :, -1]).all()
+
+
+def test_a_pil_image_that_cannot_be_loaded_is_a_named_error(codec, photo, tmp_path):
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    data = (tmp_path / "a.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(nicodec.UnsupportedImageError, match="truncated"):
+        codec.encode(Image.open(tmp_path / "cut.png"))  # opened lazily: the pixels are read by encode
+    with Image.open(tmp_path / "a.png") as closed:
+        pass
+    with pytest.raises(nicodec.UnsupportedImageError, match="closed"):
+        codec.encode(closed)
+
+
+def test_odd_inputs_from_applications(codec, photo):
+    # A numpy matrix is coded as the plain array it holds (numpy's repeat crashed on a strided one).
+    gray = np.ascontiguousarray(photo[:, :, 0])
+    assert codec.encode(np.asmatrix(gray)) == codec.encode(gray)
+    assert codec.encode(np.asmatrix(photo[:, :, 0])) == codec.encode(gray)
+    # Values in info that are not metadata bytes are left out, not an error.
+    image = Image.fromarray(photo)
+    image.info.update(icc_profile="not bytes", exif="not bytes")
+    assert codec.encode(image) == codec.encode(photo)
+
+
 def test_opening_images_on_many_threads_leaves_the_warning_filters_alone():
     """Quieting Pillow's size warning changes process-wide filters; threads (``--jobs``) that
     interleaved those changes used to leave a filter behind, silencing the warning for the caller."""

@@ -117,6 +117,13 @@ def test_transparency_and_metadata_round_trip(photo_image, tmp_path):
     rgba.save(path, strip=True)
     with Image.open(path) as im:
         assert "icc_profile" not in im.info
+    # Pillow's own save options replace the image's metadata, as for its other formats.
+    exif = Image.Exif()
+    exif[0x0110] = "Model X"
+    rgba.save(path, exif=exif, icc_profile=b"another profile")
+    with Image.open(path) as im:
+        assert im.info["icc_profile"] == b"another profile" and dict(im.getexif()) == {0x0110: "Model X"}
+    assert rgba.info["icc_profile"] == b"not really an ICC profile"  # the caller's image is unchanged
 
 
 # -- registration -------------------------------------------------------------------------
@@ -160,7 +167,7 @@ def test_register_uses_the_codec_it_is_given(codec, photo_image):
 
 
 def test_register_refuses_what_is_not_a_codec():
-    with pytest.raises(TypeError, match="Codec"):
+    with pytest.raises(nicodec.NicodecError, match="Codec"):
         pillow_plugin.register("models/other")
 
 
@@ -253,6 +260,15 @@ def test_corrupt_payload_opens_but_fails_on_load(nic):
     with pytest.raises(OSError, match="checksum mismatch") as info:
         im.load()
     assert isinstance(info.value.__cause__, FormatError)
+
+
+def test_a_truncated_file_keeps_no_partial_profile(codec, photo_image):
+    image = photo_image.copy()
+    image.info["icc_profile"] = bytes(range(256)) * 4
+    data = codec.encode(image)
+    for cut in range(payload_offset(data), len(data), 97):
+        im = Image.open(io.BytesIO(data[:cut]))
+        assert im.info.get("icc_profile", image.info["icc_profile"]) == image.info["icc_profile"]
 
 
 def test_truncated_payload_opens_but_fails_on_load(nic, tmp_path):

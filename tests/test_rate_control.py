@@ -113,9 +113,10 @@ def test_the_number_of_encodes_is_bounded(codec, image, monkeypatch):
     calls = []
     real = codec.encode
     monkeypatch.setattr(codec, "encode", lambda *a, **k: calls.append(k["quality"]) or real(*a, **k))
-    result = encode_to_target(codec, image, bpp=0.001, max_encodes=2)
+    result = encode_to_target(codec, image, bpp=0.001, max_encodes=np.int64(2))
     # The search starts at the model's default quality; the last encode goes to the end of the range.
     assert calls == [codec.default_quality, 1] and result.encodes == 2
+    assert "data" not in repr(result) and "bpp=" in repr(result)  # a log line, not the file
     calls.clear()
     target = 8 * len(real(image, quality=33.3)) / image[:, :, 0].size
     result = encode_to_target(codec, image, bpp=target * 1.003, max_encodes=3)
@@ -144,8 +145,10 @@ def test_psnr_leaves_alpha_out_and_measures_gray_in_its_one_channel(codec, image
 @pytest.mark.parametrize(
     "targets, error",
     [
-        ({}, TypeError),
-        ({"bpp": 1, "psnr": 30}, TypeError),
+        ({}, nicodec.QualityError),
+        ({"bpp": 1, "psnr": 30}, nicodec.QualityError),
+        ({"bpp": 1, "max_encodes": 0}, nicodec.QualityError),
+        ({"bpp": 1, "max_encodes": 2.0}, nicodec.QualityError),
         ({"bpp": 0}, nicodec.QualityError),
         ({"bpp": float("nan")}, nicodec.QualityError),
         ({"psnr": -3}, nicodec.QualityError),
