@@ -21,9 +21,10 @@ default 1, 15, 29, 43, 57, 72, 86 and 100) and gives its BD-rate against every c
 ``--quick`` runs each part's quick mode (two images, two qualities, one run each;
 footprint without installing). The parts are ``rd.py``, ``speed.py`` and
 ``footprint.py``, which also run alone; their ``--help`` says what they measure.
-The full run takes about 15 to 20 minutes on two cores: the nicodec sweep is 24
-images x 8 qualities at about 0.5 s an encode and decode, 2 to 3 minutes with
-MS-SSIM, on top of the classic codecs' sweeps (about 4.5 minutes).
+The full run takes about 21 minutes on two cores (the committed run of 2026-11-30,
+"Seconds per part" in benchmarks/results/benchmarks.md): about 10.5 minutes for rd.py
+(the nicodec sweep of 24 images x 8 qualities with MS-SSIM, and the classic codecs'
+sweeps), 9 for speed.py and 2 for footprint.py.
 """
 
 from __future__ import annotations

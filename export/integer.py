@@ -16,8 +16,12 @@ Operators and why each is exact on every provider, thread count and optimisation
 - ``Cast``, ``Add``, ``Mul``, ``Max``, ``Min`` and ``Div`` on int64: integer ops;
   every product is checked below 2**52 at export (``check_exact_range``), and
   ``Div`` only ever sees non-negative numerators, where truncation and floor agree.
+- ``Clip`` of the int32 ``z_hat`` to ``Z_MIN..Z_MAX`` (and an int32 ``Add`` of the zero
+  point) before the ``Cast`` to the first layer's uint8; every ``Cast`` is between integer
+  types, of values the target type holds.
 - ``Reshape``/``Transpose`` (depth-to-space), ``Slice`` and ``Gather`` (the scale
-  lookup table) move integers without arithmetic.
+  lookup table) move integers without arithmetic; ``Shape``/``Slice``/``Concat``/``Mul``
+  compute the depth-to-space shapes.
 
 ConvInteger runs on the CPU provider only, so the runtime keeps this small graph
 on the CPU whatever provider runs the transforms.

@@ -9,8 +9,8 @@
 #   python3 training/prepare_gpu_data.py --shards 1 2 --without runtime/models
 #
 # fills data/gpu/val with the 8 held-out files and data/gpu/train with photos of shards 1
-# and 2 up to the limit (about 370 with the shipped model folder, 16 MiB, moved out of the
-# checkout for the run as it prints; about 250 without --without, and the folder stays),
+# and 2 up to the limit (about 370 with the shipped model folder, 18.5 MiB, moved out of the
+# checkout for the run as it prints; about 230 without --without, and the folder stays),
 # then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
 # Back here: copy $OUT/slim.pt into training/checkpoints/, export it, run the benchmarks,
 # and add a line to training/LOG.md (train.log has steps, it/s and the held-out figures).
@@ -29,7 +29,9 @@
 #             baseline on this machine, a few seconds; the run's own it/s is the compiled figure]
 #   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training,
 #             separated by spaces)
-#   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU (tiny MINUTES)
+#   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU, in about a
+#             minute on 2 cores: OUT=/tmp/o DEVICE=cpu MINUTES=0.3 BATCH=2 COMPILE= PROBE=
+#             bash training/gpu_run.sh (PROBE= skips the probe)
 #   LIMIT     the command's time limit in seconds: training stops 45 s before it, whatever
 #             MINUTES says, so the final validation and checkpoint are written [600]
 #   PY        the Python that has torch [python3]
@@ -39,6 +41,7 @@
 set -euo pipefail
 start=$(date +%s)
 : "${OUT:?OUT (the folder whose files come back) is not set}"
+mkdir -p "$OUT"
 INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-1wd.pt}
 MINUTES=${MINUTES:-8}
 SCHEDULE=${SCHEDULE:-new}
