@@ -89,7 +89,11 @@ def triage(item: Item, force: bool) -> Outcome | None:
         return None
     if item.target.is_dir():
         return Outcome(item, "failed", f"the output {item.target} is a directory")
-    if item.target.stat().st_mtime >= item.source.stat().st_mtime:
+    try:
+        newer = item.target.stat().st_mtime >= item.source.stat().st_mtime
+    except OSError as exc:  # an input named on the command line that is not there
+        return Outcome(item, "failed", f"cannot read {item.source}: {exc.strerror or exc}")
+    if newer:
         return Outcome(item, "skipped")
     return Outcome(item, "kept", f"{item.target} is older than its input; use --force to redo it")
 

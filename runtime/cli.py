@@ -259,15 +259,37 @@ def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], ma
                  refine=refine)
 
 
-def _output_root(input: Path, output: Optional[str], debug: bool) -> Path:
-    """The output folder of a folder input: ``output``, or the input folder itself."""
-    root = input if output is None else Path(output)
+def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: bool):
+    """The files of a batch and their outputs: a folder's tree (under ``output``, or beside
+    each file), or several files named on the command line (into ``output``, or beside each)."""
+    from PIL import Image
+
+    from .batch import Item, plan
+
     with _reporting(debug):
-        above = next(p for p in [root, *root.parents, Path(".")] if p.exists())
-        if not above.is_dir():
-            raise NicodecError(f"the output {root} is a file or lies under one ({above}); "
-                               "a folder input needs an output folder")
-    return root
+        for path in inputs:
+            if _is_stdio(path):
+                raise NicodecError("- (standard input) is an input on its own, not one of several")
+        folder = len(inputs) == 1
+        if not folder and any(path.is_dir() for path in inputs):
+            raise NicodecError("give one folder, or several files; not folders among several inputs")
+        root = (inputs[0] if folder else None) if output is None else Path(output)
+        if not folder and root is not None and not root.exists() and root.suffix.lower() == suffix:
+            raise NicodecError(f"several inputs need an output folder, and {root} is named like a {suffix} file")
+        if root is not None:
+            above = next(p for p in [root, *root.parents, Path(".")] if p.exists())
+            if not above.is_dir():
+                raise NicodecError(f"the output {root} is a file or lies under one ({above}); "
+                                   f"{'a folder input' if folder else 'several inputs'} need an output folder")
+        if folder:
+            if suffix == ".nic":
+                Image.init()
+                kinds = [ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic"]
+            else:
+                kinds = [".nic"]
+            return plan(inputs[0], root, kinds, suffix)
+        unique = list(dict.fromkeys(inputs))  # a file named twice is coded once
+        return [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique]
 
 
 def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
@@ -301,12 +323,20 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
 
 @app.command()
 def encode(
-    input: Annotated[Path, typer.Argument(readable=False, help="Image to compress (any format Pillow reads), a folder of them, or - for standard input.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            readable=False, metavar="INPUT",
+            help="Image to compress (any format Pillow reads), a folder of them, or - for standard input; "
+            "or several images.",
+        ),
+    ],
     output: Annotated[
         Optional[str],
         typer.Option(
             "--output", "-o",
-            help="Output file (default: INPUT with .nic), or - for standard output; for a folder, the output folder.",
+            help="Output file (default: INPUT with .nic), or - for standard output; for a folder or several images, "
+            "the output folder.",
         ),
     ] = None,
     force: ForceOpt = False,
@@ -328,6 +358,8 @@ def encode(
     Given a folder, compress every image under it into the same tree under OUTPUT
     (default: beside each image), skipping outputs that are up to date.
 
+    Given several images, compress them the same way, into OUTPUT or beside each.
+
     A rate target searches the quality, with a few encodes per image, and
     reports what it reached. A bpp or PSNR target out of reach gives the
     closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
@@ -336,10 +368,11 @@ def encode(
 
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
-    if not _is_stdio(input) and input.is_dir():
-        out_root = _output_root(input, output, debug)
-        _encode_tree(input, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
+    if len(inputs) > 1 or not _is_stdio(inputs[0]) and inputs[0].is_dir():
+        items = _batch_items(inputs, output, ".nic", debug)
+        _encode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
         return
+    [input] = inputs
     to_stdout = _is_stdio(output)
     with _reporting(debug):
         if to_stdout:
@@ -392,13 +425,19 @@ def encode(
 
 @app.command()
 def decode(
-    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file, a folder of them, or - for standard input.")],
+    inputs: Annotated[
+        list[Path],
+        typer.Argument(
+            readable=False, metavar="INPUT",
+            help="A .nic file, a folder of them, or - for standard input; or several .nic files.",
+        ),
+    ],
     output: Annotated[
         Optional[str],
         typer.Option(
             "--output", "-o",
             help="Output image; its extension picks the format (default: INPUT with .png); - writes a PNG to "
-            "standard output; for a folder, the output folder.",
+            "standard output; for a folder or several files, the output folder.",
         ),
     ] = None,
     force: ForceOpt = False,
@@ -414,15 +453,18 @@ def decode(
 
     Given a folder, decompress every .nic file under it into PNGs in the same tree
     under OUTPUT (default: beside each file), skipping outputs that are up to date.
+
+    Given several .nic files, decompress them the same way, into OUTPUT or beside each.
     """
     from PIL import Image
 
     from .files import write_atomic
 
-    if not _is_stdio(input) and input.is_dir():
-        out_root = _output_root(input, output, debug)
-        _decode_tree(input, out_root, force, provider, threads, jobs, model, max_pixels, debug, precision)
+    if len(inputs) > 1 or not _is_stdio(inputs[0]) and inputs[0].is_dir():
+        items = _batch_items(inputs, output, ".png", debug)
+        _decode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, precision)
         return
+    [input] = inputs
     to_stdout = _is_stdio(output)
     with _reporting(debug):
         if to_stdout:
@@ -609,11 +651,9 @@ def _quality_text(quality: float) -> str:
     return f"{nicformat.quality_value(quality):.10g}"
 
 
-def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate,
-                 refine: int = 0) -> None:
-    from PIL import Image
-
-    from .batch import Outcome, plan
+def _encode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate,
+                  refine: int = 0) -> None:
+    from .batch import Outcome
     from .files import write_atomic
 
     def work(item) -> Outcome:
@@ -625,16 +665,13 @@ def _encode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
                        pixels=header.width * header.height)
 
     with _reporting(debug):
-        Image.init()
-        readable = [ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic"]
-        items = plan(root, out_root, readable, ".nic")
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, refine=refine)
         rate.check_model(codec)
     _run_tree("encode", items, work, force, jobs, debug)
 
 
-def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
-    from .batch import Outcome, plan
+def _decode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
+    from .batch import Outcome
     from .files import write_atomic
 
     def work(item) -> Outcome:
@@ -646,7 +683,6 @@ def _decode_tree(root, out_root, force, provider, threads, jobs, model, max_pixe
                        pixels=image.width * image.height)
 
     with _reporting(debug):
-        items = plan(root, out_root, [".nic"], ".png")
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision)
     _run_tree("decode", items, work, force, jobs, debug)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import numpy as np
+import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -160,3 +161,40 @@ def test_inputs_that_would_share_an_output_are_both_refused(tmp_path):
     for out in (tmp_path / "file", tmp_path / "file" / "sub"):
         result = run("encode", src, "-o", out)
         assert result.exit_code == 1 and "is a file" in result.stderr and "internal error" not in result.stderr
+
+
+def test_several_files_named_on_the_command_line(tmp_path):
+    """``nicodec encode *.png -o out/``: a batch of the files given, into OUTPUT or beside each."""
+    src = make_tree(tmp_path / "src")
+    one, two, top = src / "a" / "one.png", src / "a" / "b" / "two.jpg", src / "top.webp"
+    missing, text = src / "missing.png", src / "notes.txt"
+    result = run("encode", one, two, one, top, missing, text, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "5 files: 3 encoded, 0 up to date, 0 kept, 2 failed" in result.stdout  # one.png named twice, coded once
+    assert f"failed: {missing}" in result.stderr and f"failed: {text}" in result.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["one.nic", "top.nic", "two.nic"]
+    direct = run("encode", one, "-o", tmp_path / "direct.nic")
+    assert direct.exit_code == 0 and (tmp_path / "direct.nic").read_bytes() == (tmp_path / "out" / "one.nic").read_bytes()
+    # Again: the outputs are up to date; the missing input still fails, now seen before any work.
+    result = run("encode", one, two, missing, "-o", tmp_path / "out")
+    assert "3 files: 0 encoded, 2 up to date, 0 kept, 1 failed" in result.stdout
+    # Without -o, beside each input; then decoded the same way.
+    result = run("encode", one, top)
+    assert result.exit_code == 0 and (src / "a" / "one.nic").exists() and (src / "top.nic").exists()
+    result = run("decode", src / "a" / "one.nic", src / "top.nic", "-o", tmp_path / "back")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["one.png", "top.png"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [(["-"], "an input on its own"), (["FOLDER"], "give one folder, or several files"),
+     (["-o", "OUT/x.nic"], "named like a .nic file"), (["-o", "FILE"], "is a file")],
+)
+def test_several_inputs_mistakes_are_refused_before_any_work(tmp_path, extra, message):
+    src = make_tree(tmp_path / "src")
+    (tmp_path / "file").write_text("x")
+    swap = {"FOLDER": str(src / "a"), "OUT/x.nic": str(tmp_path / "x.nic"), "FILE": str(tmp_path / "file")}
+    result = run("encode", src / "a" / "one.png", src / "top.webp", *[swap.get(e, e) for e in extra])
+    assert result.exit_code == 1 and message in result.stderr
+    assert not list(tmp_path.rglob("*.nic")) and not (tmp_path / "x.nic").exists()
