@@ -544,36 +544,57 @@ def verify(
 
 @app.command()
 def info(
-    input: Annotated[Path, typer.Argument(readable=False, help="A .nic file, or - for standard input.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    inputs: Annotated[
+        list[Path], typer.Argument(readable=False, metavar="INPUT", help=".nic files, or - for standard input.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files).")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show a .nic file's header: model, size, quality and sections (no decoding)."""
+    """Show .nic files' headers: model, size, quality and sections (no decoding).
+
+    A file that cannot be read is reported on stderr and the others are shown; exit code 1
+    if any failed.
+    """
     from . import format as nicformat
 
-    with _reporting(debug):
-        data = _read(input)
-        header, sections = nicformat.unpack(data)
-    facts = {
-        "file": _name(input),
-        "bytes": len(data),
-        "format_version": header.version,
-        "model_id": header.model_id,
-        "model_hash": header.model_hash.hex(),
-        "width": header.width,
-        "height": header.height,
-        "quality": nicformat.quality_value(header.quality),
-        "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
-        "bpp": round(8 * len(data) / (header.width * header.height), 6),
-        "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
-    }
+    shown, failed = [], 0
+    for input in inputs:
+        try:
+            data = _read(input)
+            header, sections = nicformat.unpack(data)
+        except NicodecError as exc:
+            if len(inputs) == 1:
+                with _reporting(debug):
+                    raise
+            failed += 1
+            name = _name(input)
+            err.print(f"error: {exc}" if name in str(exc) else f"error: {name}: {exc}", markup=False)
+            continue
+        shown.append({
+            "file": _name(input),
+            "bytes": len(data),
+            "format_version": header.version,
+            "model_id": header.model_id,
+            "model_hash": header.model_hash.hex(),
+            "width": header.width,
+            "height": header.height,
+            "quality": nicformat.quality_value(header.quality),
+            "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
+            "bpp": round(8 * len(data) / (header.width * header.height), 6),
+            "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
+        })
     if as_json:
-        out.print_json(json.dumps(facts))
-        return
-    for key, value in facts.items():
-        if key == "quality":
-            value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
-        out.print(f"{key:>15}: {value}", markup=False)
+        out.print_json(json.dumps(shown[0] if len(inputs) == 1 else shown))
+    else:
+        for number, facts in enumerate(shown):
+            if number:
+                out.print()
+            for key, value in facts.items():
+                if key == "quality":
+                    value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
+                out.print(f"{key:>15}: {value}", markup=False)
+    if failed:
+        raise typer.Exit(1)
 
 
 ICNS_SIDES = (16, 32, 64, 128, 256, 512, 1024)

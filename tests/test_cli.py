@@ -109,6 +109,20 @@ def test_info_json(png, tmp_path):
     assert facts["bytes"] == (tmp_path / "photo.nic").stat().st_size
 
 
+def test_info_on_several_files(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    assert run("encode", png, "-o", tmp_path / "low.nic", "--quality", "5").exit_code == 0
+    (tmp_path / "bad.nic").write_bytes(b"not a nicodec file")
+    files = [tmp_path / "photo.nic", tmp_path / "bad.nic", tmp_path / "low.nic"]
+    result = run("info", *files, "--json")
+    assert result.exit_code == 1  # the bad file is named on stderr; the others are shown
+    facts = json.loads(result.stdout)
+    assert [f["file"] for f in facts] == [str(files[0]), str(files[2])] and facts[1]["quality"] == 5
+    assert f"error: {files[1]}: not a nicodec file" in result.stderr
+    result = run("info", files[0], files[2])
+    assert result.exit_code == 0 and result.stdout.count("model_id: ") == 2
+
+
 def test_usage_errors_exit_2(png):
     assert run("encode", png, "--threads", "0").exit_code == 2
     assert run("encode", png, "--provider", "tpu").exit_code == 2
