@@ -79,14 +79,31 @@ def collisions(items: list[Item]) -> dict[Item, list[Item]]:
 
 
 def _fold(path: Path) -> str:
-    """A path as a file system that ignores case and Unicode normal form sees it."""
-    return unicodedata.normalize("NFC", str(path)).casefold()
+    """A path as a file system that ignores case and Unicode normal form sees it, however it
+    is written (``out/a.nic``, ``out/../out/a.nic``, through a link). ``lower``, not
+    ``casefold``: ``Straße`` and ``Strasse`` are two names on those systems too."""
+    try:
+        path = Path(os.path.realpath(path))
+    except (OSError, ValueError):
+        pass
+    return unicodedata.normalize("NFC", str(path)).lower()
+
+
+def _is_source(item: Item) -> bool:
+    """Whether an item's output would replace its own input (``encode a.nic``)."""
+    try:
+        return os.path.realpath(item.source) == os.path.realpath(item.target)
+    except (OSError, ValueError):
+        return False
 
 
 def triage(item: Item, force: bool) -> Outcome | None:
     """An outcome without work when the target exists and ``force`` is not given."""
-    if force or not item.target.exists():
-        return None
+    try:
+        if force or not item.target.exists():
+            return None
+    except (OSError, ValueError) as exc:  # a name longer than the file system takes
+        return Outcome(item, "failed", f"cannot use the output {item.target}: {getattr(exc, 'strerror', None) or exc}")
     if item.target.is_dir():
         return Outcome(item, "failed", f"the output {item.target} is a directory")
     try:
@@ -95,7 +112,8 @@ def triage(item: Item, force: bool) -> Outcome | None:
         return Outcome(item, "failed", f"cannot read {item.source}: {exc.strerror or exc}")
     if newer:
         return Outcome(item, "skipped")
-    return Outcome(item, "kept", f"{item.target} is older than its input; use --force to redo it")
+    return Outcome(item, "kept", f"{item.target} exists and is older than {item.source.name}; --force replaces it "
+                   "(if it is an original rather than an earlier output, write elsewhere with -o)")
 
 
 def _collision_text(item: Item, others: list[Item]) -> str:
@@ -103,8 +121,8 @@ def _collision_text(item: Item, others: list[Item]) -> str:
     if all(other.target == item.target for other in others):
         return f"{sources} would be written to {item.target} too; rename one of them"
     targets = ", ".join(str(other.target) for other in others if other.target != item.target)
-    return (f"{sources} would be written to {targets}, the same file as {item.target} where case is ignored "
-            "(macOS, Windows, FAT drives); rename one of them")
+    return (f"{sources} would be written to {targets}, the same file as {item.target} on file systems that "
+            "ignore case or Unicode normal form (macOS, Windows, FAT drives), or by another path; rename one of them")
 
 
 @dataclass
@@ -152,10 +170,13 @@ def run(
             return Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
 
     pending = []
-    shared = collisions(items)
+    itself = {item for item in items if _is_source(item)}
+    shared = collisions([item for item in items if item not in itself])
     for item in items:
         early = triage(item, force)
-        if item in shared:
+        if item in itself:
+            early = Outcome(item, "failed", f"the output {item.target} would be the input; write elsewhere with -o")
+        elif item in shared:
             early = Outcome(item, "failed", _collision_text(item, shared[item]))
         if early is None:
             pending.append(item)

@@ -63,7 +63,7 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
-JobsOpt = Annotated[int, typer.Option(min=1, help="Files coded at once when INPUT is a folder.")]
+JobsOpt = Annotated[int, typer.Option(min=1, help="Files coded at once, for a folder or several files.")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
@@ -221,6 +221,20 @@ def _reporting(debug: bool):
         _fail(exc, debug)
 
 
+@contextmanager
+def _writing_report():
+    """Report lines that cannot be written (stdout on a full disk, a reader gone) are one error
+    line on stderr and exit code 1, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        fd = _stdout_fd()
+        if isinstance(exc, BrokenPipeError) and fd is not None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # nothing more to flush at exit
+        err.print(f"error: cannot write the report: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     err.print(f"warning: {message}", markup=False)
 
@@ -260,36 +274,82 @@ def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], ma
 
 
 def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: bool):
-    """The files of a batch and their outputs: a folder's tree (under ``output``, or beside
-    each file), or several files named on the command line (into ``output``, or beside each)."""
+    """The files of a batch and their outputs, and the output folder to make before any work
+    (None for outputs beside the inputs): a folder's tree (under ``output``, or beside each
+    file), or several files named on the command line (into ``output``, or beside each)."""
     from PIL import Image
 
     from .batch import Item, plan
 
     with _reporting(debug):
-        for path in inputs:
-            if _is_stdio(path):
-                raise NicodecError("- (standard input) is an input on its own, not one of several")
         folder = len(inputs) == 1
-        if not folder and any(path.is_dir() for path in inputs):
+        what = "a folder input needs" if folder else "several inputs need"
+        if any(_is_stdio(path) for path in inputs):
+            raise NicodecError("- (standard input) is an input on its own, not one of several")
+        if _is_stdio(output):
+            raise NicodecError(f"-o - writes one file to standard output; {what} an output folder")
+        if not folder and any(_is_dir(path) for path in inputs):
             raise NicodecError("give one folder, or several files; not folders among several inputs")
         root = (inputs[0] if folder else None) if output is None else Path(output)
-        if not folder and root is not None and not root.exists() and root.suffix.lower() == suffix:
-            raise NicodecError(f"several inputs need an output folder, and {root} is named like a {suffix} file")
         if root is not None:
-            above = next(p for p in [root, *root.parents, Path(".")] if p.exists())
+            try:
+                above = next(p for p in [root, *root.parents, Path(".")] if p.exists())
+            except (OSError, ValueError) as exc:
+                raise NicodecError(f"cannot use the output {root}: {getattr(exc, 'strerror', None) or exc}") from None
             if not above.is_dir():
-                raise NicodecError(f"the output {root} is a file or lies under one ({above}); "
-                                   f"{'a folder input' if folder else 'several inputs'} need an output folder")
+                where = "is a file" if above == root else f"lies under a file ({above})"
+                raise NicodecError(f"the output {root} {where}; {what} an output folder")
+            image_suffixes = {ext for ext in Image.registered_extensions()} | {".nic"}
+            if not root.exists() and root.suffix.lower() in image_suffixes:
+                raise NicodecError(f"{what} an output folder, and {root} is named like a file")
         if folder:
             if suffix == ".nic":
                 Image.init()
                 kinds = [ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic"]
             else:
                 kinds = [".nic"]
-            return plan(inputs[0], root, kinds, suffix)
-        unique = list(dict.fromkeys(inputs))  # a file named twice is coded once
-        return [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique]
+            return plan(inputs[0], root, kinds, suffix), root
+        unique: dict[str, Path] = {}
+        for path in inputs:
+            unique.setdefault(_same_file_key(path), path)  # a file named twice is coded once
+        items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
+        return items, root
+
+
+def _same_file_key(path: Path) -> str:
+    """One key for every way of naming a file (a.png, ./a.png, $PWD/a.png, a link to it)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
+def _warn_if_named_like_an_image(target: Path) -> None:
+    from PIL import Image
+
+    suffix = target.suffix.lower()
+    if suffix != ".nic" and suffix in Image.registered_extensions():
+        err.print(f"warning: {target} will hold a .nic file, whatever its extension says", markup=False)
+
+
+def _is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder; ``-`` and names the system refuses (too long, a NUL) are not."""
+    try:
+        return not _is_stdio(path) and path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def _make_folder(folder: Path) -> None:
+    """Create an output folder (and its parents) before any work, or name why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NicodecError(f"cannot create the output folder {folder}: a file is in the way") from None
+    except OSError as exc:
+        raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NicodecError(f"cannot write in the output folder {folder}: permission denied")
 
 
 def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
@@ -299,16 +359,20 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
     if output is None and _is_stdio(input):
         raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
     if output is None:
-        if not input.name or input.is_dir():
+        if not input.name or _is_dir(input):
             raise NicodecError(f"{input} is a directory, not a file")
         output = input.with_suffix(suffix)
     else:
         try:
-            folder = Path(output).exists() and Path(output).is_dir()
-        except OSError as exc:  # a name too long for the file system, ...
-            raise NicodecError(f"cannot use the output {output}: {exc.strerror or exc}") from None
+            folder = Path(output).is_dir()
+        except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL
+            raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
         if output.endswith(("/", os.sep)) or folder:
-            raise NicodecError(f"the output {output} is a folder; give a file name (a folder output is for a folder input)")
+            # Into that folder, under the input's name, as cp does (a shell glob may match one file).
+            if _is_stdio(input):
+                raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
+            _make_folder(Path(output))
+            output = Path(output) / input.with_suffix(suffix).name
     output = Path(output)
     if output.exists() and not output.is_file():
         raise NicodecError(f"{output} is not a regular file; nicodec writes regular files only")
@@ -368,17 +432,18 @@ def encode(
 
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
-    if len(inputs) > 1 or not _is_stdio(inputs[0]) and inputs[0].is_dir():
-        items = _batch_items(inputs, output, ".nic", debug)
-        _encode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
+    if len(inputs) > 1 or _is_dir(inputs[0]):
+        items, root = _batch_items(inputs, output, ".nic", debug)
+        _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
         return
     [input] = inputs
     to_stdout = _is_stdio(output)
     with _reporting(debug):
         if to_stdout:
-            _check_stdout()
+            _check_stdout(input)
         else:
             target = _target(input, output, ".nic", force)
+            _warn_if_named_like_an_image(target)
         source = _read(input, "image") if _is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine)
         rate.check_model(codec)
@@ -414,10 +479,11 @@ def encode(
     if result is not None:
         facts.append(f"{result.encodes} encodes")
     # With the file on standard output, the report goes to stderr.
-    (err if to_stdout else out).print(
-        f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
-        markup=False,
-    )
+    with _writing_report():
+        (err if to_stdout else out).print(
+            f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
+            markup=False,
+        )
     miss = rate.miss(result)
     if miss:
         err.print(f"warning: {miss}", markup=False)
@@ -460,15 +526,15 @@ def decode(
 
     from .files import write_atomic
 
-    if len(inputs) > 1 or not _is_stdio(inputs[0]) and inputs[0].is_dir():
-        items = _batch_items(inputs, output, ".png", debug)
-        _decode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, precision)
+    if len(inputs) > 1 or _is_dir(inputs[0]):
+        items, root = _batch_items(inputs, output, ".png", debug)
+        _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision)
         return
     [input] = inputs
     to_stdout = _is_stdio(output)
     with _reporting(debug):
         if to_stdout:
-            _check_stdout()
+            _check_stdout(input)
             target, fmt = None, "PNG"
         else:
             target = _target(input, output, ".png", force)
@@ -491,11 +557,12 @@ def decode(
             _write_stdout(buffer.getvalue())
         else:
             write_atomic(target, lambda f: _save(image, f, fmt), force=force)
-    (err if to_stdout else out).print(
-        f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
-        f"{seconds:.2f} s",
-        markup=False,
-    )
+    with _writing_report():
+        (err if to_stdout else out).print(
+            f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
+            f"{seconds:.2f} s",
+            markup=False,
+        )
 
 
 @app.command()
@@ -513,10 +580,11 @@ def verify(
     from .batch import plan
 
     with _reporting(debug):
+        if sum(_is_stdio(path) for path in inputs) > 1:
+            raise NicodecError("- (standard input) can be read once")
         files: list[Path] = []
         for path in inputs:
-            folder = not _is_stdio(path) and path.is_dir()
-            found = [item.source for item in plan(path, path, [".nic"], ".nic")] if folder else [path]
+            found = [item.source for item in plan(path, path, [".nic"], ".nic")] if _is_dir(path) else [path]
             if not found:
                 err.print(f"warning: no .nic files under {path}", markup=False)
             files += found
@@ -524,20 +592,21 @@ def verify(
             raise NicodecError("no .nic files to verify")
         codec = _codec(model, Provider.cpu, None, max_pixels)
     failed = 0
-    for path in files:
-        try:
-            header, z_hat, symbols, _ = codec.decode_symbols(_read(path))
-        except NicodecError as exc:
-            failed += 1
-            err.print(f"FAILED {_name(path)}: {exc}", markup=False)
-            continue
-        except Exception as exc:  # noqa: BLE001 - report and go on with the other files
-            failed += 1
-            err.print(f"FAILED {_name(path)}: internal error: {type(exc).__name__}: {exc}", markup=False)
-            continue
-        out.print(f"ok {_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
-                  markup=False)
-    out.print(f"{_files(len(files))}: {len(files) - failed} ok, {failed} failed", markup=False)
+    with _reporting(debug), _writing_report():  # Ctrl-C: "interrupted", exit code 130
+        for path in files:
+            try:
+                header, z_hat, symbols, _ = codec.decode_symbols(_read(path))
+            except NicodecError as exc:
+                failed += 1
+                err.print(f"FAILED {_about(path, str(exc))}", markup=False)
+                continue
+            except Exception as exc:  # noqa: BLE001 - report and go on with the other files
+                failed += 1
+                err.print(f"FAILED {_name(path)}: internal error: {type(exc).__name__}: {exc}", markup=False)
+                continue
+            out.print(f"ok {_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
+                      markup=False)
+        out.print(f"{_files(len(files))}: {len(files) - failed} ok, {failed} failed", markup=False)
     if failed:
         raise typer.Exit(1)
 
@@ -557,6 +626,9 @@ def info(
     """
     from . import format as nicformat
 
+    if sum(_is_stdio(path) for path in inputs) > 1:
+        with _reporting(debug):
+            raise NicodecError("- (standard input) can be read once")
     shown, failed = [], 0
     for input in inputs:
         try:
@@ -567,8 +639,7 @@ def info(
                 with _reporting(debug):
                     raise
             failed += 1
-            name = _name(input)
-            err.print(f"error: {exc}" if name in str(exc) else f"error: {name}: {exc}", markup=False)
+            err.print(f"error: {_about(input, str(exc))}", markup=False)
             continue
         shown.append({
             "file": _name(input),
@@ -583,16 +654,17 @@ def info(
             "bpp": round(8 * len(data) / (header.width * header.height), 6),
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
         })
-    if as_json:
-        out.print_json(json.dumps(shown[0] if len(inputs) == 1 else shown))
-    else:
-        for number, facts in enumerate(shown):
-            if number:
-                out.print()
-            for key, value in facts.items():
-                if key == "quality":
-                    value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
-                out.print(f"{key:>15}: {value}", markup=False)
+    with _writing_report():
+        if as_json:
+            out.print_json(json.dumps(shown[0] if len(inputs) == 1 else shown))
+        else:
+            for number, facts in enumerate(shown):
+                if number:
+                    out.print()
+                for key, value in facts.items():
+                    if key == "quality":
+                        value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
+                    out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)
 
@@ -672,14 +744,14 @@ def _quality_text(quality: float) -> str:
     return f"{nicformat.quality_value(quality):.10g}"
 
 
-def _encode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate,
+def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate,
                   refine: int = 0) -> None:
     from .batch import Outcome
     from .files import write_atomic
 
     def work(item) -> Outcome:
         data, result = rate.encode(codec, item.source, strip)
-        item.target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(item.target.parent)
         write_atomic(item.target, lambda f: f.write(data), force=force)
         header = _header(data)
         return Outcome(item, "done", rate.miss(result) or "", bytes_in=item.source.stat().st_size, bytes_out=len(data),
@@ -688,23 +760,27 @@ def _encode_batch(items, force, provider, threads, jobs, model, max_pixels, debu
     with _reporting(debug):
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, refine=refine)
         rate.check_model(codec)
+        if root is not None:
+            _make_folder(root)  # after the checks of the options, before any work
     _run_tree("encode", items, work, force, jobs, debug)
 
 
-def _decode_batch(items, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
+def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
     from .batch import Outcome
     from .files import write_atomic
 
     def work(item) -> Outcome:
         data = _read(item.source)
         image = codec.decode(data)
-        item.target.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(item.target.parent)
         write_atomic(item.target, lambda f: _save(image, f, "PNG"), force=force)
         return Outcome(item, "done", bytes_in=len(data), bytes_out=item.target.stat().st_size,
                        pixels=image.width * image.height)
 
     with _reporting(debug):
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision)
+        if root is not None:
+            _make_folder(root)
     _run_tree("decode", items, work, force, jobs, debug)
 
 
@@ -732,33 +808,40 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
         err.print(f"warning: no files to {verb} in that folder (looked for "
                   + ("images Pillow reads" if verb == "encode" else ".nic files") + ", hidden ones excepted)", markup=False)
     start = time.perf_counter()
-    done_bytes = [0]
+    done_bytes, written = [0], [0]
     columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn()]
     with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:
+            written[0] += outcome.status == "done"
             done_bytes[0] += outcome.bytes_in
             elapsed = max(time.perf_counter() - start, 1e-9)
             progress.update(task, advance=1,
                             rate=f"{progress.tasks[0].completed / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
 
-        summary = run(items, work, force=force, jobs=jobs, on_outcome=advance)
+        try:
+            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance)
+        except KeyboardInterrupt:
+            progress.stop()
+            err.print(f"interrupted after {_files(written[0])} {verb}d; no file was left half-written", markup=False)
+            raise typer.Exit(130) from None
     for failure in summary.failures:
-        err.print(f"failed: {failure.item.source}: {failure.message}", markup=False)
+        err.print(f"failed: {_about(failure.item.source, failure.message)}", markup=False)
     for kept in (o for o in summary.outcomes if o.status == "kept"):
         err.print(f"kept: {kept.message}", markup=False)
     for noted in (o for o in summary.outcomes if o.status == "done" and o.message):
         err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = 8 * (bytes_out if verb == "encode" else bytes_in) / pixels if pixels else 0.0
-    out.print(
-        f"{_files(len(items))}: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
-        f"{summary.count('kept')} kept, {summary.count('failed')} failed; "
-        f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp:.4f} bpp, {summary.seconds:.1f} s",
-        markup=False,
-    )
+    with _writing_report():
+        out.print(
+            f"{_files(len(items))}: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
+            f"{summary.count('kept')} kept, {summary.count('failed')} failed; "
+            f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp:.4f} bpp, {summary.seconds:.1f} s",
+            markup=False,
+        )
     if summary.failures:
         raise typer.Exit(1)
 
@@ -776,50 +859,82 @@ def _name(path, stream: str = "stdin") -> str:
     return f"<{stream}>" if _is_stdio(path) else str(path)
 
 
+def _about(path, message: str) -> str:
+    """``path: message``, or the message alone when it names the path already."""
+    name = _name(path)
+    return message if name in message else f"{name}: {message}"
+
+
 def _read(path: Path, what: str = ".nic file") -> bytes:
     from .files import read_file
 
-    return _read_stdin(what) if _is_stdio(path) else read_file(path, what)
+    return _read_stdin(f"an {what}" if what[0] in "aeiou" else f"a {what}") if _is_stdio(path) else read_file(path, what)
 
 
 def _read_stdin(what: str) -> bytes:
     """All of standard input (``-`` as INPUT), up to the cap on streams."""
     import sys
 
-    from .files import MAX_STREAM_BYTES
+    from .files import read_stream
 
     if sys.stdin is None or sys.stdin.isatty():
-        raise NicodecError(f"'-' reads a {what} from standard input, and nothing is piped in")
-    data = sys.stdin.buffer.read(MAX_STREAM_BYTES + 1)
-    if len(data) > MAX_STREAM_BYTES:
-        raise NicodecError(f"standard input holds more than {MAX_STREAM_BYTES:,} bytes")
+        raise NicodecError(f"'-' reads {what} from standard input, and nothing is piped in")
+    data = read_stream(sys.stdin.buffer, "standard input")
     if not data:
         raise NicodecError("standard input is empty")
     return data
 
 
-def _check_stdout() -> None:
-    """Refuse ``-o -`` before any work when standard output is a terminal (binary data would garble it)."""
-    import sys
-
-    if sys.stdout is None or sys.stdout.isatty():
-        raise NicodecError("standard output is a terminal; redirect it (> file or | program) or give -o FILE")
-
-
-def _write_stdout(data: bytes) -> None:
-    """The whole output on standard output, once it is complete (``-o -``)."""
+def _stdout_fd() -> Optional[int]:
     import sys
 
     try:
-        sys.stdout.buffer.write(data)
-        sys.stdout.buffer.flush()
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or a stream in memory (tests)
+        return None
+
+
+def _check_stdout(input: Optional[Path] = None) -> None:
+    """Refuse ``-o -`` before any work when standard output is closed, a terminal (binary data
+    would garble it) or the input file itself (``>> photo.nic`` would damage it)."""
+    import sys
+
+    if sys.stdout is None:
+        raise NicodecError("standard output is closed; give -o FILE")
+    if sys.stdout.isatty():
+        raise NicodecError("standard output is a terminal; redirect it (> file or | program) or give -o FILE")
+    fd = _stdout_fd()
+    if fd is not None and input is not None and not _is_stdio(input):
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(input))
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise NicodecError(f"standard output is the input file {input}; choose another output")
+
+
+def _write_stdout(data: bytes) -> None:
+    """The whole output on standard output, once it is complete (``-o -``); a reader that
+    stops early is an error, not a file cut short in silence."""
+    import sys
+
+    fd = _stdout_fd()
+    try:
+        if fd is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        sys.stdout.flush()
+        view = memoryview(data)
+        while view:  # os.write may write part, and says how much
+            view = view[os.write(fd, view):]
     except BrokenPipeError:
         # Nobody reads the rest; keep Python from reporting the pipe again when it flushes at exit.
-        try:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        except (OSError, ValueError):  # a stream without a file descriptor has nothing to flush
-            pass
+        if fd is not None:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
         raise NicodecError("the program reading standard output stopped before the end") from None
+    except OSError as exc:
+        raise NicodecError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def main() -> None:

@@ -84,10 +84,7 @@ def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
     try:
         if path.exists() and not path.is_file() and not path.is_dir():
             with open(path, "rb") as f:
-                data = f.read(MAX_STREAM_BYTES + 1)
-            if len(data) > MAX_STREAM_BYTES:
-                raise NicodecError(f"{path} is not a regular file and holds more than {MAX_STREAM_BYTES:,} bytes")
-            return data
+                return read_stream(f, f"{path} is not a regular file and")
         return path.read_bytes()
     except FileNotFoundError:
         raise NicodecError(f"{path}: no such file") from None
@@ -97,6 +94,23 @@ def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
         raise NicodecError(f"cannot read {path}: {exc.strerror or exc}") from None
     except ValueError as exc:  # a NUL in the name
         raise NicodecError(f"cannot use the path {str(path)!r}: {exc}") from None
+
+
+def read_stream(stream, name: str) -> bytes:
+    """A binary stream read to its end in pieces (no buffer of the cap's size is reserved).
+
+    Raises:
+        NicodecError: more than :data:`MAX_STREAM_BYTES` (``name`` begins the message).
+    """
+    pieces, size = [], 0
+    while True:
+        piece = stream.read(1 << 20)
+        if not piece:
+            return b"".join(pieces)
+        size += len(piece)
+        if size > MAX_STREAM_BYTES:
+            raise NicodecError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes")
+        pieces.append(piece)
 
 
 def _commit(tmp: str, path: Path, force: bool) -> None:

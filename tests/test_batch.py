@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -140,7 +141,7 @@ def test_outputs_that_differ_only_in_case_are_refused(tmp_path):
     Image.fromarray(synthetic_photo(48, 48, seed=5)).save(src / "other.png")
     result = run("encode", src, "-o", tmp_path / "out", "--force")
     assert result.exit_code == 1
-    assert "4 failed" in result.stdout and result.stderr.count("where case is ignored") == 4
+    assert "4 failed" in result.stdout and result.stderr.count("ignore case or Unicode normal form") == 4
     assert f"{src / 'photo.jpg'} would be written to {tmp_path / 'out' / 'photo.nic'}" in result.stderr
     assert sorted(p.name for p in (tmp_path / "out").rglob("*.nic")) == ["other.nic"]
 
@@ -156,11 +157,11 @@ def test_inputs_that_would_share_an_output_are_both_refused(tmp_path):
         assert result.exit_code == 1
         assert "would be written to" in result.stderr and "rename one" in result.stderr
         assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.nic"]
-    assert "where case is ignored" not in result.stderr
+    assert "ignore case" not in result.stderr
     (tmp_path / "file").write_text("x")
     for out in (tmp_path / "file", tmp_path / "file" / "sub"):
         result = run("encode", src, "-o", out)
-        assert result.exit_code == 1 and "is a file" in result.stderr and "internal error" not in result.stderr
+        assert result.exit_code == 1 and "a file" in result.stderr and "internal error" not in result.stderr
 
 
 def test_several_files_named_on_the_command_line(tmp_path):
@@ -189,7 +190,7 @@ def test_several_files_named_on_the_command_line(tmp_path):
 @pytest.mark.parametrize(
     "extra, message",
     [(["-"], "an input on its own"), (["FOLDER"], "give one folder, or several files"),
-     (["-o", "OUT/x.nic"], "named like a .nic file"), (["-o", "FILE"], "is a file")],
+     (["-o", "OUT/x.nic"], "is named like a file"), (["-o", "FILE"], "is a file"), (["-o", "-"], "one file to standard")],
 )
 def test_several_inputs_mistakes_are_refused_before_any_work(tmp_path, extra, message):
     src = make_tree(tmp_path / "src")
@@ -198,3 +199,57 @@ def test_several_inputs_mistakes_are_refused_before_any_work(tmp_path, extra, me
     result = run("encode", src / "a" / "one.png", src / "top.webp", *[swap.get(e, e) for e in extra])
     assert result.exit_code == 1 and message in result.stderr
     assert not list(tmp_path.rglob("*.nic")) and not (tmp_path / "x.nic").exists()
+
+
+def test_one_file_however_it_is_named(tmp_path, monkeypatch):
+    """Duplicates and collisions are found by the file, not by how its path is written."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(synthetic_photo(48, 48, seed=1)).save("a.png")
+    Image.fromarray(synthetic_photo(48, 48, seed=2)).save("a.jpg", quality=95)
+    result = run("encode", "a.png", tmp_path / "a.png", "./a.png")
+    assert result.exit_code == 0 and "1 file: 1 encoded" in result.stdout
+    result = run("encode", "a.png", tmp_path / "a.jpg", "--force")  # both would make a.nic
+    assert result.exit_code == 1 and "2 failed" in result.stdout and "rename one" in result.stderr
+    result = run("encode", "a.nic", "a.png", "--force")  # a.nic would be written over itself
+    assert "the output a.nic would be the input" in result.stderr
+
+
+def test_unicode_forms_collide_but_distinct_letters_do_not():
+    from nicodec.batch import Item, collisions
+
+    nfc, nfd = "caf\u00e9.nic", "cafe\u0301.nic"
+    items = [Item(Path(f"src/{i}.png"), Path("out") / name)
+             for i, name in enumerate([nfc, nfd, "Stra\u00dfe.nic", "Strasse.nic"])]
+    assert set(collisions(items)) == set(items[:2])
+
+
+def test_batch_messages_name_each_file_once_and_say_what_a_kept_file_may_be(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(48, 48, seed=1)).save(src / "a.png")
+    missing = src / "missing.png"
+    too_long = src / ("x" * 300 + ".png")
+    result = run("encode", src / "a.png", missing, too_long)
+    assert "3 files: 1 encoded, 0 up to date, 0 kept, 2 failed" in result.stdout  # the long name fails alone
+    assert f"failed: {missing}: no such file" in result.stderr and f"{missing}: {missing}" not in result.stderr
+    # Decoding beside the originals: the PNG that is there is the photo itself.
+    result = run("decode", src / "a.nic")
+    assert result.exit_code == 1 and "exists" in result.stderr
+    os.utime(src / "a.png", (1, 1))
+    result = run("decode", src / "a.nic", src / "a.nic")
+    assert "kept" in result.stdout and "if it is an original rather than an earlier output" in result.stderr
+
+
+def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch):
+    import nicodec.batch as batch
+
+    src = make_tree(tmp_path / "src")
+
+    def interrupted(items, work, *, force, jobs, on_outcome):
+        on_outcome(work(items[0]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run", interrupted)
+    result = run("encode", src, "-o", tmp_path / "out")
+    assert result.exit_code == 130
+    assert "interrupted after 1 file encoded; no file was left half-written" in result.stderr

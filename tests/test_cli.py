@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import subprocess
 import sys
 
@@ -342,8 +343,14 @@ def test_huge_images_are_refused_from_the_header_with_one_clear_line(tmp_path):
 def test_outputs_that_cannot_be_files_are_refused_before_any_work(png, tmp_path):
     import os
 
+    # A folder output takes the input's name, as cp does (a shell glob may match one file).
     result = run("encode", png, "-o", f"{tmp_path / 'newdir'}/")
-    assert result.exit_code == 1 and "is a folder" in result.stderr and not (tmp_path / "newdir").exists()
+    assert result.exit_code == 0 and (tmp_path / "newdir" / "photo.nic").is_file()
+    result = run("decode", tmp_path / "newdir" / "photo.nic", "-o", tmp_path / "newdir")
+    assert result.exit_code == 0 and (tmp_path / "newdir" / "photo.png").is_file()
+    result = run("encode", png, "-o", tmp_path / "newdir")
+    assert result.exit_code == 1 and "exists; use --force" in result.stderr
+    shutil.rmtree(tmp_path / "newdir")
     result = run("encode", png, "-o", png / "x.nic")  # the "folder" is a file
     assert result.exit_code == 1 and f"{png} is a file, not a folder" in result.stderr
     fifo = tmp_path / "pipe.nic"
@@ -526,3 +533,63 @@ def test_binary_output_to_a_terminal_is_refused_before_any_work(png, tmp_path):
         os.close(leader)
     assert process.returncode == 1
     assert "standard output is a terminal" in process.stderr
+
+
+def _nicodec(*args, stdout=subprocess.PIPE):
+    return subprocess.run([sys.executable, "-m", "nicodec", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
+                          text=True, timeout=300)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes")
+def test_a_reader_that_stops_early_is_an_error_not_a_short_file(tmp_path):
+    import os
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (384, 384, 3), dtype=np.uint8)).save(tmp_path / "noise.png")
+    assert run("encode", tmp_path / "noise.png").exit_code == 0
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen([sys.executable, "-m", "nicodec", "decode", str(tmp_path / "noise.nic"), "-o", "-"],
+                               stdout=write_end, stderr=subprocess.PIPE, text=True)
+    os.close(write_end)
+    assert len(os.read(read_end, 10)) > 0  # the PNG (about 440 kB) has begun; stop reading
+    os.close(read_end)
+    _, stderr = process.communicate(timeout=300)
+    assert process.returncode == 1 and "stopped before the end" in stderr and "Traceback" not in stderr
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_report_that_cannot_be_written_is_one_error_line(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    with open("/dev/full", "w") as full:
+        result = _nicodec("info", tmp_path / "photo.nic", stdout=full)
+    assert result.returncode == 1 and "cannot write the report" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
+def test_standard_output_cannot_be_the_input(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    nic = tmp_path / "photo.nic"
+    before = nic.read_bytes()
+    with open(nic, "ab") as same:
+        result = _nicodec("decode", nic, "-o", "-", stdout=same)
+    assert result.returncode == 1 and "standard output is the input file" in result.stderr
+    assert nic.read_bytes() == before
+
+
+def test_standard_input_is_read_once_and_in_pieces(png, tmp_path, monkeypatch):
+    import nicodec.files as files
+
+    assert run("encode", png).exit_code == 0
+    data = (tmp_path / "photo.nic").read_bytes()
+    for command in ("verify", "info"):
+        result = runner.invoke(app, [command, "-", "-"], input=data)
+        assert result.exit_code == 1 and "can be read once" in result.stderr
+    assert files.read_stream(io.BytesIO(b"x" * (3 << 20)), "it") == b"x" * (3 << 20)  # more than one piece
+    monkeypatch.setattr(files, "MAX_STREAM_BYTES", len(data) - 1)
+    result = runner.invoke(app, ["info", "-"], input=data)
+    assert result.exit_code == 1 and f"standard input holds more than {len(data) - 1:,} bytes" in result.stderr
+
+
+def test_an_image_extension_on_an_encode_output_is_warned_about(png, tmp_path):
+    result = run("encode", png, "-o", tmp_path / "photo.jpg")
+    assert result.exit_code == 0 and "photo.jpg will hold a .nic file" in result.stderr

@@ -170,6 +170,16 @@ def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
     folder = tmp_path / "model"
     shutil.copytree(default_model_dir(), folder)
     shipped = json.loads((folder / "manifest.json").read_text())
+    base = {k: v for k, v in shipped.items() if k != "decodes_files_of"}
+    decoding = decoding_fields(base)
+    # Two earlier models whose synthesis alone differed (another decoder.onnx), manifest versions 2 and 1.
+    files = {**base["files"], "decoder.onnx": "cd" * 32}
+    entries = [
+        {"model_id": "earlier-v2", "model_hash": content_hash(files, decoding), "version": 2, "files": files,
+         "decoding": decoding},
+        {"model_id": "earlier-v1", "model_hash": content_hash(files), "version": 1, "files": files, "decoding": decoding},
+    ]
+    listed = {**base, "version": 2, "decodes_files_of": entries}
 
     def load(manifest, rehash=True):
         if rehash:
@@ -178,34 +188,34 @@ def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
         return ModelFiles.load(folder)
 
     # Version 1 hashes the file list alone, and cannot carry the list (its hash would not cover it).
-    v1 = {**shipped, "version": 1}
-    del v1["decodes_files_of"]
-    assert load(json.loads(json.dumps(v1))).model_hash == bytes.fromhex(content_hash(shipped["files"]))[:8]
+    v1 = {**base, "version": 1}
+    assert load(json.loads(json.dumps(v1))).model_hash == bytes.fromhex(content_hash(base["files"]))[:8]
     with pytest.raises(nicodec.ModelError, match="file list$"):
-        load({**v1, "model_hash": shipped["model_hash"]}, rehash=False)
+        load({**v1, "model_hash": content_hash(base["files"], decoding)}, rehash=False)
     with pytest.raises(nicodec.ModelError, match="needs manifest version 2"):
-        load({**v1, "decodes_files_of": shipped["decodes_files_of"]})
+        load({**v1, "decodes_files_of": entries})
     for bad in ({"model_id": "x", "model_hash": "0" * 64}, "vr-1w", [1]):
         with pytest.raises(nicodec.ModelError, match="must list objects"):
-            load({**shipped, "decodes_files_of": [bad]})
+            load({**listed, "decodes_files_of": [bad]})
 
     # Hand-edited entries are refused even with the manifest's hash recomputed: an entry must
     # hash to its model hash, and its entropy side must be this model's.
-    entry = next(e for e in shipped["decodes_files_of"] if e["model_id"] == "nicodec-mshp-vr-1w")  # a version-1 entry
+    entry = entries[1]  # a version-1 entry
     with pytest.raises(nicodec.ModelError, match="do not give its model hash"):
-        load({**shipped, "decodes_files_of": [{**entry, "model_hash": "ab" * 32}]})
+        load({**listed, "decodes_files_of": [{**entry, "model_hash": "ab" * 32}]})
     other = {**entry, "version": 2, "decoding": {**entry["decoding"], "mean_bits": 9}}
     other["model_hash"] = content_hash(other["files"], other["decoding"])
     with pytest.raises(nicodec.ModelError, match="differs in mean_bits"):
-        load({**shipped, "decodes_files_of": [other]})
+        load({**listed, "decodes_files_of": [other]})
     other = {**entry, "files": {**entry["files"], "tables.npz": "0" * 64}}
     other["model_hash"] = content_hash(other["files"])
     with pytest.raises(nicodec.ModelError, match="differs in tables.npz"):
-        load({**shipped, "decodes_files_of": [other]})
-    assert load(json.loads(json.dumps(shipped)), rehash=False).decodes_files_of == tuple(
-        (e["model_id"], bytes.fromhex(e["model_hash"])[:8]) for e in shipped["decodes_files_of"])
-    assert [e["model_id"] for e in shipped["decodes_files_of"]] == ["nicodec-mshp-vr-1wd", "nicodec-mshp-vr-1w"]
-    assert decoding_fields(shipped)["decodes_files_of"] == shipped["decodes_files_of"]
+        load({**listed, "decodes_files_of": [other]})
+    assert load(json.loads(json.dumps(listed))).decodes_files_of == tuple(
+        (e["model_id"], bytes.fromhex(e["model_hash"])[:8]) for e in entries)
+    assert decoding_fields(listed)["decodes_files_of"] == entries
+    # The shipped manifest loads as it is, its own list (if any) included.
+    assert load(json.loads(json.dumps(shipped)), rehash=False).model_id == shipped["model_id"]
 
 
 def test_decode_refuses_a_file_from_another_model(codec, photo):
@@ -316,7 +326,7 @@ def test_a_model_folder_with_bad_rate_data_is_refused(tmp_path):
     with pytest.raises(nicodec.ModelError, match="gain"):
         Codec(folder, providers="cpu")
     del manifest["rate"]
-    del manifest["decodes_files_of"]  # vr-1w was variable-rate: kept, the list would be refused first
+    manifest.pop("decodes_files_of", None)  # vr-1w was variable-rate: kept, the list would be refused first
     (folder / "manifest.json").write_text(json.dumps(manifest))
     # A version 2 hash covers whether the model is variable-rate: this edit alone is caught there.
     with pytest.raises(nicodec.ModelError, match="model hash"):

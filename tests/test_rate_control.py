@@ -247,12 +247,12 @@ def test_bad_targets_are_usage_errors(png, tmp_path, options):
 
 @pytest.mark.parametrize("options", [["--quality", "50"], ["--target-bpp", "0.5"], ["--max-bytes", "900"]])
 def test_a_single_rate_model_refuses_quality_and_targets_on_the_command_line(single_rate_model, png, tmp_path, options):
-    for source in (png, png.parent):  # one file, and a folder
-        result = run("encode", source, "-o", tmp_path / "out.nic", "--model", single_rate_model, *options)
+    for source, output in ((png, "out.nic"), (png.parent, "out")):  # one file, and a folder
+        result = run("encode", source, "-o", tmp_path / output, "--model", single_rate_model, *options)
         assert result.exit_code == 2, result.output
         assert "single-rate" in said(result) and f"'{options[0]}'" in said(result)
         assert "Traceback" not in result.output
-        assert not (tmp_path / "out.nic").exists()
+        assert not (tmp_path / output).exists()  # not even the output folder
 
 
 def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatch):

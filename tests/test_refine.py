@@ -213,9 +213,11 @@ def test_a_gradient_graph_without_a_pixel_weight_still_refines(tmp_path):
     whole = synthetic_photo(64, 128, seed=6)  # no padding: the same arithmetic
     assert old.encode(whole, quality=30) == new.encode(whole, quality=30)
     padded = whole[:50, :100]
-    data = old.encode(padded, quality=30)
-    assert data != new.encode(padded, quality=30)
-    assert new.decode(data, as_array=True).shape == padded.shape
+    # With the padding counted the refinement differs; on so small an image a few steps can
+    # still land on the same integers at one quality, so the claim is over several.
+    files = {q: old.encode(padded, quality=q) for q in (30, 56, 80)}
+    assert any(files[q] != new.encode(padded, quality=q) for q in files)
+    assert new.decode(files[30], as_array=True).shape == padded.shape
 
 
 def test_fewer_steps_take_longer_ones():

@@ -12,8 +12,21 @@
 # and 2 up to the limit (about 370 with the shipped model folder, 18.5 MiB, moved out of the
 # checkout for the run as it prints; about 230 without --without, and the folder stays),
 # then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
-# Back here: copy $OUT/slim.pt into training/checkpoints/, export it, run the benchmarks,
-# and add a line to training/LOG.md (train.log has steps, it/s and the held-out figures).
+# Back here (rehearsed on a CPU-trained checkpoint, 2026-11-30; about 10 minutes of work):
+#   git rm -q training/checkpoints/nicodec-mshp-vr-1wd.pt  # one checkpoint in the tree, so the
+#   cp $OUT/slim.pt training/checkpoints/nicodec-mshp-vr-2.pt  # next run's data still fits
+#       (the history keeps the old one); then INIT below names the new one
+#   nicodec-export training/checkpoints/nicodec-mshp-vr-2.pt --out runtime/models/default \
+#       --model-id nicodec-mshp-vr-2 --default-quality 56 --force
+#       (without --default-quality the default is 75; no --decodes-files-of: the entropy side
+#       changed, so the new model cannot read the old files, and the export says so if asked)
+#   python benchmarks/models.py OLD_MODEL_FOLDER runtime/models/default --json /tmp/models.json
+#       (side-by-side BD-rate, about 7 minutes; then benchmarks/run_all.py, about 21)
+#   tests: the files of replaced models in tests/data no longer decode (test_codec.py): make
+#       a fixture of the new model and turn the old ones into refusal tests; test_refine.py
+#       names the checkpoint; then the model's name in README, LOG.md and the defaults of
+#       this script, benchmarks/integer_cost.py and the fine-tune scripts.
+#   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
 #   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-1wd.pt]
@@ -62,6 +75,7 @@ done
 
 # nicodec importable without installing it: the package layout of pyproject.toml, from this checkout.
 pkg=$(mktemp -d)
+trap 'rm -rf "$pkg"' EXIT
 cp -r runtime "$pkg/nicodec"
 ln -s "$PWD/training" "$pkg/nicodec/training"
 ln -s "$PWD/export" "$pkg/nicodec/export"

@@ -118,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{total / MIB:.1f} of {args.budget_mib:g} MiB travel")
     for folder in away:
         kept = Path("/tmp") / f"nicodec-away-{folder.name}"
-        print(f"before the run: mv {folder} {kept}\nafter it:       mv {kept} {folder}")
+        if kept.exists():  # mv would put the folder inside it
+            print(f"{kept} exists: move it aside first, or the folder would land inside it")
+        print(f"before the run: mv -T {folder} {kept}\nafter it:       mv -T {kept} {folder}")
     return 0
 
 

@@ -50,7 +50,7 @@ from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one line per line in a log file, whatever its width
 
 
 @dataclass
