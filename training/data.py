@@ -14,18 +14,31 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff")
 
 
 def list_images(folders: Sequence[str]) -> list[str]:
-    """Every image file directly inside the given folders (glob patterns allowed), sorted."""
+    """Every image file directly inside the given folders (glob patterns allowed), sorted.
+
+    Raises:
+        FileNotFoundError: a pattern that matches nothing, or a name that is not a folder.
+    """
     paths: list[str] = []
     for pattern in folders:
-        for folder in sorted(glob.glob(pattern)) or [pattern]:
+        matches = sorted(glob.glob(pattern))
+        if not matches and any(c in pattern for c in "*?["):
+            raise FileNotFoundError(f"no folder matches {pattern}")
+        for folder in matches or [pattern]:
             if not os.path.isdir(folder):
-                raise FileNotFoundError(f"training folder not found: {folder}")
+                raise FileNotFoundError(f"{'not a folder' if os.path.exists(folder) else 'folder not found'}: {folder}")
             paths += [
                 os.path.join(folder, name)
                 for name in sorted(os.listdir(folder))
                 if name.lower().endswith(IMAGE_SUFFIXES)
             ]
     return paths
+
+
+def shorter_side(path: str) -> int:
+    """The shorter side of an image in pixels, read from its header alone."""
+    with Image.open(path) as img:
+        return min(img.size)
 
 
 def load_rgb(path: str, min_side: int) -> torch.Tensor | None:

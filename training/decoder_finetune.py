@@ -16,7 +16,8 @@ distortion alone, the mean over crops of ``10 log10 MSE`` (minus the mean PSNR, 
 crop's relative error counts alike, as in a BD-rate over qualities).
 
 ``--model`` must be the export of ``checkpoint`` (checked, before any encoding, on a crop of
-the first held-out image: the torch synthesis must reproduce the exported decoder's pixels).
+the first held-out image large enough for a held-out crop: the torch synthesis must reproduce
+the exported decoder's pixels).
 """
 
 from __future__ import annotations
@@ -33,8 +34,20 @@ import torch
 import typer
 from rich.console import Console
 
-from .data import list_images, load_rgb
-from .train import DEFAULT_DATA, load_model, partly_retrained, save_weights
+from .data import list_images, load_rgb, shorter_side
+from .train import (
+    DEFAULT_DATA,
+    CheckpointError,
+    check_creatable,
+    crop_side,
+    load_model,
+    non_negative_int,
+    partly_retrained,
+    positive_float,
+    save_atomically,
+    save_weights,
+    seed_value,
+)
 
 console = Console(stderr=True)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
@@ -173,38 +186,69 @@ def main(
     model: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The exported model folder of CHECKPOINT.")],
     data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = list(DecoderTuneConfig.data),
     val_data: Annotated[list[str], typer.Option(help="Held-out folders; default: the last 8 training images.")] = [],
-    crop: Annotated[int, typer.Option(help="Crop side (a multiple of 64).")] = DecoderTuneConfig.crop,
+    crop: Annotated[int, typer.Option(parser=crop_side, help="Crop side (a multiple of 64).")] = DecoderTuneConfig.crop,
     per_image: Annotated[int, typer.Option(min=1, help="Random crops per training image.")] = DecoderTuneConfig.per_image,
-    val_crop: Annotated[int, typer.Option(help="Side of the held-out centre crops.")] = DecoderTuneConfig.val_crop,
+    val_crop: Annotated[int, typer.Option(
+        parser=crop_side, help="Side of the held-out centre crops (a multiple of 64).")] = DecoderTuneConfig.val_crop,
     minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper.")] = DecoderTuneConfig.minutes,
     batch: Annotated[int, typer.Option(min=1)] = DecoderTuneConfig.batch,
-    lr: Annotated[float, typer.Option()] = DecoderTuneConfig.lr,
+    lr: Annotated[float, typer.Option(parser=positive_float)] = DecoderTuneConfig.lr,
     cache: Annotated[Path | None, typer.Option(dir_okay=False, help="Keep the encoded latents in this file and reuse them "
                                                "(refused when it was made with other settings or another model).")] = None,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = DecoderTuneConfig.threads,
-    seed: int = DecoderTuneConfig.seed,
+    threads: Annotated[int, typer.Option(
+        parser=non_negative_int, help="torch CPU threads (0: torch's default).")] = DecoderTuneConfig.threads,
+    seed: Annotated[int, typer.Option(parser=seed_value)] = DecoderTuneConfig.seed,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ):
     """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
-    from nicodec import Codec
+    from nicodec import Codec, ModelError
 
     cfg = DecoderTuneConfig(data=tuple(data), val_data=tuple(val_data), crop=crop, per_image=per_image, val_crop=val_crop,
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
     if crop <= 0 or val_crop <= 0 or crop % 64 or val_crop % 64:
         raise typer.BadParameter("crop sides must be positive multiples of 64")
+    if out.exists() and not force:
+        raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
+    check_creatable(out.parent, "--out")
+    if cache is not None:
+        check_creatable(cache.parent, "--cache")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    net, ckpt = load_model(checkpoint)
+    try:
+        net, ckpt = load_model(checkpoint)
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from None
     net.eval()
-    codec = Codec(model)
-    paths = list_images(cfg.data)
-    val_paths = list_images(cfg.val_data) if cfg.val_data else paths[-8:]
+    try:
+        codec = Codec(model)
+    except ModelError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--model") from None
+    exported = (codec.model.latent_channels, codec.model.hyper_channels, codec.model.variable_rate)
+    if exported != (net.config.M, net.config.Nh, bool(net.config.levels)):
+        raise typer.BadParameter(f"--model is not the export of {checkpoint}: its latent channels, hyper-latent "
+                                 f"channels and variable rate are {exported}, the checkpoint's "
+                                 f"{(net.config.M, net.config.Nh, bool(net.config.levels))}")
+    try:
+        paths = list_images(cfg.data)
+        val_paths = list_images(cfg.val_data) if cfg.val_data else paths[-8:]
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc)) from None
     train_paths = [p for p in paths if p not in set(val_paths)]
     if not train_paths or not val_paths:
         raise typer.BadParameter(
             f"{len(train_paths)} training and {len(val_paths)} held-out images found; both are needed "
             "(without --val-data the last 8 training images are held out)")
-    agreement = export_agreement(net, codec, val_paths[0])
+    # Sizes from the files' headers: a set without one large enough image is refused before any encoding.
+    usable_val = [p for p in val_paths if shorter_side(p) >= val_crop]
+    if not usable_val:
+        raise typer.BadParameter(f"no held-out image is at least {val_crop} pixels on both sides", param_hint="--val-crop")
+    if not any(shorter_side(p) >= crop for p in train_paths):
+        raise typer.BadParameter(f"no training image is at least {crop} pixels on both sides", param_hint="--crop")
+    try:
+        agreement = export_agreement(net, codec, usable_val[0])
+    except RuntimeError as exc:  # the synthesis cannot take the exported model's latents
+        raise typer.BadParameter(f"--model is not the export of {checkpoint}: {str(exc).splitlines()[0]}") from None
     if agreement < 50:
         raise typer.BadParameter(f"--model is not the export of {checkpoint}: their pixels agree to {agreement:.1f} dB only")
     val_qualities = list(HELD_OUT_QUALITIES) if codec.model.variable_rate else [math.nan]
@@ -213,8 +257,13 @@ def main(
            "val_qualities": val_qualities if codec.model.variable_rate else None}
     started = time.monotonic()
     if cache is not None and cache.exists():
-        y_hat, crops, *val, cached_key = torch.load(cache, weights_only=True)
-        if json.loads(cached_key) != json.loads(json.dumps(key)):
+        try:
+            y_hat, crops, *val, cached_key = torch.load(cache, weights_only=True)
+            cached_key = json.loads(cached_key)
+        except Exception:  # noqa: BLE001 - a file of anything else
+            raise typer.BadParameter(f"{cache} is not a latent cache of this program; delete it or give another --cache",
+                                     param_hint="--cache") from None
+        if cached_key != json.loads(json.dumps(key)):
             raise typer.BadParameter(f"{cache} holds latents made with other settings, images or model; "
                                      "delete it or give another --cache")
     else:
@@ -222,9 +271,7 @@ def main(
         val = list(encoded_latents(codec, val_paths, val_crop, 1, seed + 1, qualities=val_qualities)[:2])
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_suffix(".tmp")
-            torch.save([y_hat, crops, *val, json.dumps(key)], tmp)
-            tmp.replace(cache)
+            save_atomically([y_hat, crops, *val, json.dumps(key)], cache)
     if not len(y_hat) or not len(val[0]):
         raise typer.BadParameter(f"no training image is at least {crop} pixels on both sides, "
                                  f"or no held-out image at least {val_crop}")

@@ -1,7 +1,12 @@
 """Fine-tune the hyper-synthesis alone, in integer (or float) arithmetic, on frozen latents.
 
-    python -m nicodec.training.entropy_finetune training/checkpoints/nicodec-mshp-default-1.pt \\
+    python -m nicodec.training.entropy_finetune runs/mine/last.pt \\
         --out runs/int/int.pt --mode integer --steps 3000
+
+It takes a single-rate checkpoint (a variable-rate model learns its integer ``h_s`` in
+training, ``nicodec-train --integer-from``), such as a run's ``last.pt``; the one it was
+made for, ``training/checkpoints/nicodec-mshp-default-1.pt``, is no longer in the tree
+(training/LOG.md has the run and the commit that holds it).
 
 The analysis (``g_a``, ``h_a``), the synthesis and the hyper-latent's prior stay as
 they are; only ``h_s`` learns, so the distortion does not move and the rate of y is
@@ -16,6 +21,8 @@ the reference the integer version's cost is measured against.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -29,7 +36,17 @@ from rich.console import Console
 from .data import list_images, load_rgb
 from .integer import MEAN_BITS, calibrate
 from .model import MeanScaleHyperprior, float_scale_index, gaussian_likelihood, scale_table, ste_round
-from .train import DEFAULT_DATA, load_model
+from .train import (
+    DEFAULT_DATA,
+    CheckpointError,
+    check_creatable,
+    load_model,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    save_atomically,
+    seed_value,
+)
 
 console = Console(stderr=True)
 
@@ -39,6 +56,9 @@ def latents(model: MeanScaleHyperprior, paths: list[str], crop: tuple[int, int],
     """``y`` and ``z_hat`` of ``per_image`` random (height, width) crops of each image.
 
     Portrait images are transposed to landscape first; smaller images are skipped.
+
+    Raises:
+        ValueError: no image is large enough for a crop.
     """
     rng = np.random.default_rng(seed)
     ch, cw = crop
@@ -67,6 +87,8 @@ def latents(model: MeanScaleHyperprior, paths: list[str], crop: tuple[int, int],
                 flush()
     if batch:
         flush()
+    if not ys:
+        raise ValueError(f"none of the {len(paths)} images is at least {ch} by {cw} pixels (in either orientation)")
     return torch.cat(ys), torch.cat(zs)
 
 
@@ -159,44 +181,96 @@ def to_integer(model: MeanScaleHyperprior, z_hat: torch.Tensor) -> MeanScaleHype
     return out
 
 
+def model_fingerprint(model: MeanScaleHyperprior) -> str:
+    """SHA-256 of the weights the latents depend on (``g_a`` and ``h_a``)."""
+    digest = hashlib.sha256()
+    for name, value in sorted({**model.g_a.state_dict(prefix="g_a."), **model.h_a.state_dict(prefix="h_a.")}.items()):
+        digest.update(name.encode())
+        digest.update(value.detach().float().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def cached_latents(cache: Path, key: dict) -> list[torch.Tensor]:
+    """The latents kept in ``cache``: training ``y``, ``z_hat``, then the held-out pair.
+
+    Raises:
+        typer.BadParameter: the file is no cache of this program, or one made with other settings.
+    """
+    try:
+        *tensors, cached_key = torch.load(cache, weights_only=True)
+        same = json.loads(cached_key) == json.loads(json.dumps(key))
+    except Exception:  # noqa: BLE001 - a file of anything else, or a cache of an older version without its settings
+        raise typer.BadParameter(f"{cache} is not a latent cache of this program (or one of an older version "
+                                 "that did not record its settings); delete it or give another --cache") from None
+    if not same or len(tensors) != 4:
+        raise typer.BadParameter(f"{cache} holds latents made with other settings or another model; "
+                                 "delete it or give another --cache")
+    return tensors
+
+
 def main(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint to start from.")],
-    out: Annotated[Path, typer.Option(help="Weights-only checkpoint to write (fp16 weights).")],
+    out: Annotated[Path, typer.Option(dir_okay=False, help="Weights-only checkpoint to write (fp16 weights).")],
     mode: Annotated[str, typer.Option(help="'integer' or 'float' hyper-synthesis.")] = "integer",
     data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = [DEFAULT_DATA],
     crop: Annotated[tuple[int, int], typer.Option(help="Crop height and width (multiples of 64).")] = (256, 384),
-    cache: Annotated[Path | None, typer.Option(help="Keep the computed latents in this file and reuse them.")] = None,
-    per_image: Annotated[int, typer.Option(help="Crops per training image.")] = 2,
-    steps: Annotated[int, typer.Option()] = 3000,
-    batch: Annotated[int, typer.Option()] = 16,
-    lr: Annotated[float, typer.Option()] = 5e-5,
-    threads: Annotated[int, typer.Option(help="torch CPU threads (0: torch's default).")] = 0,
+    cache: Annotated[Path | None, typer.Option(dir_okay=False, help="Keep the computed latents in this file and reuse "
+                                               "them (refused when made with other settings or another model).")] = None,
+    per_image: Annotated[int, typer.Option(parser=positive_int, help="Crops per training image.")] = 2,
+    steps: Annotated[int, typer.Option(parser=positive_int)] = 3000,
+    batch: Annotated[int, typer.Option(parser=positive_int)] = 16,
+    lr: Annotated[float, typer.Option(parser=positive_float)] = 5e-5,
+    threads: Annotated[int, typer.Option(parser=non_negative_int, help="torch CPU threads (0: torch's default).")] = 0,
     hyper: Annotated[bool, typer.Option(help="Train h_a and the prior of z too (rate of y and z).")] = False,
-    seed: int = 0,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    seed: Annotated[int, typer.Option(parser=seed_value)] = 0,
 ):
     """Fine-tune h_s on frozen latents and write a weights-only checkpoint."""
     if mode not in ("integer", "float"):
         raise typer.BadParameter("mode must be 'integer' or 'float'")
+    if not all(side >= 64 and side % 64 == 0 for side in crop):
+        raise typer.BadParameter(f"crop sides must be positive multiples of 64, not {crop[0]} {crop[1]}", param_hint="--crop")
+    if out.exists() and not force:
+        raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
+    check_creatable(out.parent, "--out")
+    if cache is not None:
+        check_creatable(cache.parent, "--cache")
     if threads:
         torch.set_num_threads(threads)
     torch.manual_seed(seed)
-    model, ckpt = load_model(checkpoint)
+    try:
+        model, ckpt = load_model(checkpoint)
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from None
     if model.config.levels:
         raise typer.BadParameter(
             "this is a variable-rate model: its latents depend on the quality, so train its integer h_s "
             "with the rest of it (nicodec-train --integer-from)"
         )
     model.eval()
-    paths = list_images(data)
+    key = {"model": model_fingerprint(model), "data": list(data), "crop": list(crop), "per_image": per_image, "seed": seed}
     started = time.monotonic()
     if cache is not None and cache.exists():
-        y, z_hat, *val = torch.load(cache, weights_only=True)
+        y, z_hat, *val = cached_latents(cache, key)
     else:
-        y, z_hat = latents(model, paths[:-8], crop, per_image, seed)
-        val = latents(model, paths[-8:], crop, 4, seed + 1)
+        try:
+            paths = list_images(data)
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--data") from None
+        if len(paths) <= 8:
+            raise typer.BadParameter(f"{len(paths)} images found in {', '.join(data)}: the last 8 are held out, "
+                                     "so at least 9 are needed", param_hint="--data")
+        try:
+            y, z_hat = latents(model, paths[:-8], crop, per_image, seed)
+        except ValueError as exc:
+            raise typer.BadParameter(f"training images: {exc}", param_hint="--crop") from None
+        try:
+            val = latents(model, paths[-8:], crop, 4, seed + 1)
+        except ValueError as exc:
+            raise typer.BadParameter(f"held-out images (the last 8): {exc}", param_hint="--crop") from None
         if cache is not None:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            torch.save([y, z_hat, *val], cache)
+            save_atomically([y, z_hat, *val, json.dumps(key)], cache)
     console.print(f"{len(y)} training crops, {len(val[0])} held-out crops ({time.monotonic() - started:.0f} s)")
     base_bpp = coded_bpp(model, val[0], None if hyper else val[1])
     if mode == "integer" and not model.config.integer_entropy:
@@ -213,7 +287,7 @@ def main(
     }
     out.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.half() if v.dtype == torch.float32 else v for k, v in model.state_dict().items()}
-    torch.save(
+    save_atomically(
         {"model_config": model.config.to_dict(), "train_config": ckpt.get("train_config"), "step": ckpt.get("step"),
          "metrics": metrics, "model": state},
         out,

@@ -90,7 +90,8 @@ if [ "$DEVICE" = cuda ]; then
     "$PY" -c 'import torch; assert torch.cuda.is_available(), "no CUDA device"'
 fi
 
-args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --init "$INIT" --lmbdas "$LMBDAS" --batch "$BATCH" --lr "$LR"
+# --force: runs/gpu is this script's scratch run (absent on the lent machine, left by a CPU try-out).
+args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --force --init "$INIT" --lmbdas "$LMBDAS" --batch "$BATCH" --lr "$LR"
       --warmup "$WARMUP" --device "$DEVICE" --crop 256 --minutes "$MINUTES" --steps 10000000 --val-every 1000
       --slim "$OUT/slim.pt" --deadline $((start + LIMIT - 45)))
 if [ "$SCHEDULE" = new ]; then

@@ -23,6 +23,7 @@ after it (the program prints the two commands). ``--out`` must lie under the che
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import shutil
 import subprocess
@@ -55,19 +56,39 @@ def photos(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
 
 
+def _number(kind: type, what: str, ok):
+    """An argparse ``type`` that converts with ``kind`` and refuses what ``ok`` does not accept."""
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text}") from None
+        if not ((kind is not float or math.isfinite(value)) and ok(value)):
+            raise argparse.ArgumentTypeError(f"must be {what}, not {text}")
+        return value
+    return convert
+
+
+positive_mib = _number(float, "a positive number of MiB", lambda v: v > 0)
+non_negative_mib = _number(float, "a non-negative number of MiB", lambda v: v >= 0)
+shard_number = _number(int, "a positive shard number", lambda v: v >= 1)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shards", type=int, nargs="+", default=[1], help="training shards to draw from (default: 1)")
+    parser.add_argument("--shards", type=shard_number, nargs="+", default=[1],
+                        help="training shards to draw from (default: 1; each counts once)")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "gpu",
                         help="where to put it, under the checkout's data/ (replaced)")
-    parser.add_argument("--budget-mib", type=float, default=64.0, help="the device tool's limit (default 64)")
-    parser.add_argument("--spare-mib", type=float, default=0.5, help="room to leave unused (default 0.5)")
+    parser.add_argument("--budget-mib", type=positive_mib, default=64.0, help="the device tool's limit (default 64)")
+    parser.add_argument("--spare-mib", type=non_negative_mib, default=0.5, help="room to leave unused (default 0.5)")
     parser.add_argument("--without", type=Path, nargs="*", default=[],
                         help="checkout folders to leave out of the count (moved away for the run), "
                              "relative to the checkout")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+    args.shards = list(dict.fromkeys(args.shards))  # a shard named twice is still copied (and counted) once
 
     out = args.out.resolve()
     if (ROOT / "data").resolve() not in out.parents:
@@ -94,9 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"prepare_gpu_data: needs git and the git checkout ({exc})", file=sys.stderr)
         return 2
-    room = int((args.budget_mib - args.spare_mib) * MIB) - fixed - sum(p.stat().st_size for p in val_source)
+    held_out = sum(p.stat().st_size for p in val_source)
+    room = int((args.budget_mib - args.spare_mib) * MIB) - fixed - held_out
     if room <= 0:
-        print(f"prepare_gpu_data: the checkout alone takes {fixed / MIB:.1f} MiB; no room for data", file=sys.stderr)
+        print(f"prepare_gpu_data: the checkout and the held-out files take {(fixed + held_out) / MIB:.1f} MiB of the "
+              f"{args.budget_mib:g} MiB budget ({args.spare_mib:g} MiB kept spare); no room for data", file=sys.stderr)
         return 1
 
     if out.exists():

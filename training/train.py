@@ -8,6 +8,10 @@ Several GPUs or machines (DistributedDataParallel; one process per device)::
 
     torchrun --nproc-per-node 4 -m nicodec.training --out runs/big
 
+A run folder that holds a run (its ``last.pt``) is refused unless ``--resume`` continues
+it or ``--force`` replaces it; settings, outputs and the checkpoint to start from are all
+checked before any image is read, so a run on a lent GPU does not fail late.
+
 Every run can resume from its own ``last.pt`` (``--resume``) or start from
 another checkpoint's weights (``--init``, e.g. the committed weights-only file;
 its step count and training time carry on, its optimizer state does not; with
@@ -44,6 +48,8 @@ import torch.distributed as dist
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from nicodec.errors import ModelError
 
 from .data import CropSampler, center_crops, list_images, load_rgb
 from .integer import calibrate
@@ -83,15 +89,29 @@ def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> flo
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
 
+def save_atomically(obj, path: str | Path) -> None:
+    """``torch.save`` to a temporary file beside ``path``, then renamed over it: a reader (or a
+    run killed while writing) sees the old file or the new one, never half of one."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
                     metrics: dict, seconds: float = 0.0, schedule_origin: tuple[int, float] = (0, 0.0)):
-    """Write atomically: a full checkpoint (with optimizer state) for resuming.
+    """Write atomically: a full checkpoint (with optimizer state) for resuming; its folder is made
+    at the first one, so a run that fails before training leaves no empty run folder.
 
     ``schedule_origin`` is the (step, training seconds) at which the current learning-rate
     schedule began: (0, 0) unless a run started a new one (``--new-schedule``).
     """
-    tmp = path.with_suffix(".tmp")
-    torch.save(
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_atomically(
         {
             "model_config": model_cfg.to_dict(),
             "train_config": asdict(train_cfg),
@@ -102,25 +122,76 @@ def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelCon
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "metrics": metrics,
         },
-        tmp,
+        path,
     )
-    os.replace(tmp, path)
+
+
+class CheckpointError(ModelError):
+    """A file that is not a nicodec checkpoint, or not one whose model can be rebuilt from it.
+
+    A :class:`nicodec.ModelError`, so whatever reports a broken model reports this too; the
+    message is one line that names the file.
+    """
+
+
+def read_checkpoint(path: str | Path, map_location="cpu") -> dict:
+    """The dict of a checkpoint file (full or weights-only), checked for what every one holds:
+    a ``model_config`` dict and a ``model`` dict of tensors.
+
+    Raises:
+        CheckpointError: a missing file, a folder, a file torch cannot load, or another content.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    if path.is_dir():
+        raise CheckpointError(f"{path} is a folder, not a checkpoint file")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - torch and pickle raise many kinds for a file that is not one
+        raise CheckpointError(f"{path} is not a nicodec checkpoint: torch cannot load it ({type(exc).__name__})") from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f"{path} is not a nicodec checkpoint: it holds a {type(ckpt).__name__}, not a dict")
+    for key in ("model_config", "model"):
+        if not isinstance(ckpt.get(key), dict):
+            raise CheckpointError(f"{path} is not a nicodec checkpoint: it has no {key!r} dict")
+    if not all(isinstance(v, torch.Tensor) for v in ckpt["model"].values()):
+        raise CheckpointError(f"{path} is not a nicodec checkpoint: its 'model' holds more than tensors")
+    return ckpt
 
 
 def load_model(path: str | Path, map_location="cpu") -> tuple[MeanScaleHyperprior, dict]:
-    """Rebuild a model from a checkpoint (full or weights-only) and return it with the raw dict."""
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    """Rebuild a model from a checkpoint (full or weights-only) and return it with the raw dict.
+
+    Raises:
+        CheckpointError: not a checkpoint (:func:`read_checkpoint`), or one whose ``model_config``
+            cannot build a model or does not fit its weights.
+    """
+    ckpt = read_checkpoint(path, map_location)
     known = {f.name for f in fields(ModelConfig)}
-    cfg = ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known})
-    model = MeanScaleHyperprior(cfg)
+    try:
+        cfg = ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known})
+        model = MeanScaleHyperprior(cfg)
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path} is not a nicodec checkpoint: its model_config builds no model ({exc})") from None
     # fp16 storage back to fp32; float64 buffers (integer scales) stay as they are.
-    model.load_state_dict({k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()})
+    state = {k: v.float() if v.dtype == torch.float16 else v for k, v in ckpt["model"].items()}
+    expected = model.state_dict()
+    missing = sorted(expected.keys() - state.keys())
+    unexpected = sorted(state.keys() - expected.keys())
+    reshaped = sorted(k for k in expected.keys() & state.keys() if expected[k].shape != state[k].shape)
+    if missing or unexpected or reshaped:
+        problems = [f"{len(names)} {what} (first {names[0]})" for names, what in
+                    ((missing, "missing"), (unexpected, "unexpected"), (reshaped, "of another shape")) if names]
+        raise CheckpointError(f"{path} is not a nicodec checkpoint: its weights do not fit its model_config "
+                              f"({cfg}): {', '.join(problems)}")
+    model.load_state_dict(state)
     return model, ckpt
 
 
 def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
     """Weights only, stored in fp16: the form that is committed to the repository (written atomically)."""
-    ckpt = torch.load(src, map_location="cpu", weights_only=True)
+    ckpt = read_checkpoint(src)
     slim = {
         "model_config": ckpt["model_config"],
         "train_config": ckpt.get("train_config"),
@@ -131,9 +202,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
         # float64 tensors (the integer path's scales) stay exact; the weights go to fp16.
         "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()},
     }
-    tmp = Path(dst).with_suffix(".tmp")
-    torch.save(slim, tmp)
-    os.replace(tmp, dst)
+    save_atomically(slim, dst)
 
 
 def partly_retrained(checkpoint: str | Path, ckpt: dict, model: MeanScaleHyperprior,
@@ -157,9 +226,8 @@ def save_weights(path: Path, ckpt: dict, metrics: dict, state: dict) -> None:
     """A weights-only checkpoint: ``ckpt``'s fields without its optimizer, with ``metrics`` and the
     weights ``state`` (written atomically)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save({**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}, "metrics": metrics, "model": state}, tmp)
-    os.replace(tmp, path)
+    save_atomically({**{k: v for k, v in ckpt.items() if k not in ("model", "optimizer")}, "metrics": metrics, "model": state},
+                    path)
 
 
 @torch.no_grad()
@@ -357,6 +425,48 @@ def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]
     return rates
 
 
+def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = None) -> None:
+    """Refuse, before anything is loaded, a run that would overwrite another without being asked,
+    or that could not write its first checkpoint.
+
+    Raises:
+        typer.BadParameter: ``--resume`` without a run in ``out`` or with ``--force``; a run in
+            ``out`` without either; an ``out`` or ``slim`` that cannot be written (or an existing
+            ``slim`` file without either).
+    """
+    last = out / "last.pt"
+    if resume and force:
+        raise typer.BadParameter("--resume continues the run in --out and --force replaces it: give one of them")
+    if out.exists() and not out.is_dir():
+        raise typer.BadParameter(f"{out} is not a folder", param_hint="--out")
+    if resume and not last.is_file():
+        raise typer.BadParameter(f"there is no run to continue: {last} does not exist", param_hint="--resume")
+    if last.exists() and not (resume or force):
+        raise typer.BadParameter(f"{out} holds a run ({last.name}): --resume continues it, --force replaces it",
+                                 param_hint="--out")
+    check_creatable(out, "--out")
+    if slim is not None:
+        if slim.is_dir():
+            raise typer.BadParameter(f"{slim} is a folder", param_hint="--slim")
+        if not slim.parent.is_dir():
+            raise typer.BadParameter(f"the folder of {slim} does not exist", param_hint="--slim")
+        if slim.exists() and not (resume or force):
+            raise typer.BadParameter(f"{slim} exists: --force replaces it (so does --resume)", param_hint="--slim")
+        check_creatable(slim.parent, "--slim")
+
+
+def check_creatable(folder: Path, option: str) -> None:
+    """Refuse, as a usage error of ``option``, a ``folder`` that is neither writable nor can be made
+    (its nearest existing ancestor must be a writable folder)."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise typer.BadParameter(f"cannot make {folder}: {existing} is not a folder", param_hint=option)
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise typer.BadParameter(f"cannot write in {existing}", param_hint=option)
+
+
 def train(
     folders: list[str],
     out: Path,
@@ -372,6 +482,7 @@ def train(
     new_schedule: bool = False,
     slim: Optional[Path] = None,
     deadline: Optional[float] = None,
+    force: bool = False,
 ) -> dict:
     """Run one training session; returns the final validation metrics.
 
@@ -381,7 +492,16 @@ def train(
     ``slim``: also write the weights-only fp16 copy there at every checkpoint, so a run
     that is killed still leaves its last weights. ``deadline``: a Unix time by which
     training stops whatever ``cfg.minutes`` says (loading and the probe count against it).
+    ``force``: replace the run in ``out`` (its ``last.pt``) rather than refuse to.
+
+    Whatever can be checked is checked before the images are loaded (:func:`check_outputs`,
+    the image lists, the checkpoint to start from), so a run on a lent GPU does not fail late.
+
+    Raises:
+        typer.BadParameter: a run that would overwrite another, an output that cannot be
+            written, a checkpoint that is none (:class:`CheckpointError`), too few or too small images.
     """
+    check_outputs(out, resume, force, slim)
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
@@ -406,50 +526,56 @@ def train(
     random.seed(seed)
     np.random.seed(seed)
 
-    t_load = time.monotonic()
-    paths = list_images(folders)
+    try:
+        paths = list_images(folders)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    try:
+        val_paths = list_images(val_folders) if val_folders else []
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--val-data") from None
     if not paths:
-        raise typer.BadParameter(f"no images found in {folders}")
+        raise typer.BadParameter(f"no images found in {', '.join(folders)}", param_hint="--data")
+    if val_folders and not val_paths:
+        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}", param_hint="--val-data")
     if val_folders:
-        val_paths, train_paths = list_images(val_folders), paths
+        train_paths = paths
+    elif len(paths) <= cfg.val_images:
+        raise typer.BadParameter(f"{len(paths)} images found in {', '.join(folders)}: without --val-data the last "
+                                 f"{cfg.val_images} are held out, so at least {cfg.val_images + 1} are needed",
+                                 param_hint="--data")
     else:
         val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
     if max_images:
         train_paths = train_paths[:max_images]
-    images = [im for im in (load_rgb(p, cfg.crop) for p in train_paths) if im is not None]
-    val = [im for im in (load_rgb(p, 256) for p in val_paths) if im is not None]
-    sampler = CropSampler(images, cfg.crop, device, generator_seed=seed)
-    val_batch = center_crops(val, 256).to(device) if val else sampler.batch(4)
-    if main:
-        console.print(f"{len(images)} training images, {len(val)} held out, device {device} "
-                      f"({time.monotonic() - t_load:.1f} s to load)")
 
-    out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     step, seconds_before, origin = 0, 0.0, (0, 0.0)
     ckpt: dict = {}
-    resuming = resume and last.exists()
-    if resuming:
-        model, ckpt = load_model(last)
-    elif init is not None:
-        model, ckpt = load_model(init)
-    else:
-        model = MeanScaleHyperprior(model_cfg)
-    if ckpt and resuming:
+    try:
+        if resume:
+            model, ckpt = load_model(last)
+        elif init is not None:
+            model, ckpt = load_model(init)
+        else:
+            model = MeanScaleHyperprior(model_cfg)
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--resume" if resume else "--init") from None
+    if ckpt and resume:
         if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
             raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
     elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
+        before = model.config.lmbdas
         try:
             model = remap_levels(model, model_cfg.lmbdas)
         except ValueError as exc:
             raise typer.BadParameter(f"--lmbdas with --init: {exc}") from None
         if main:
-            console.print(f"levels remapped from {list(ckpt['model_config']['lmbdas'])} to {list(model_cfg.lmbdas)}")
+            console.print(f"levels remapped from {list(before)} to {list(model_cfg.lmbdas)}")
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
-        origin = (step, seconds_before) if new_schedule and not resuming else tuple(ckpt.get("schedule_origin", (0, 0.0)))
-        sampler.reseed(seed + step)  # other crops than the run before
+        origin = (step, seconds_before) if new_schedule and not resume else tuple(ckpt.get("schedule_origin", (0, 0.0)))
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -458,8 +584,23 @@ def train(
             freeze_except_gains(model, cfg.tune_levels)
         except ValueError as exc:
             raise typer.BadParameter(f"--tune-gains: {exc}") from None
+
+    t_load = time.monotonic()
+    images = [im for im in (load_rgb(p, cfg.crop) for p in train_paths) if im is not None]
+    val = [im for im in (load_rgb(p, 256) for p in val_paths) if im is not None]
+    if not images:
+        raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
+                                 "on its shorter side", param_hint="--crop")
+    sampler = CropSampler(images, cfg.crop, device, generator_seed=seed)
+    val_batch = center_crops(val, 256).to(device) if val else sampler.batch(4)
+    if ckpt:
+        sampler.reseed(seed + step)  # other crops than the run before
+    if main:
+        console.print(f"{len(images)} training images, {len(val)} held out, device {device} "
+                      f"({time.monotonic() - t_load:.1f} s to load)")
+
     optimizer = make_optimizer(model, cfg.lr, device)
-    if resume and last.exists() and ckpt.get("optimizer"):
+    if resume and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
     eager = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     net = compiled(eager, compile_mode)
@@ -567,6 +708,59 @@ def train(
     return metrics
 
 
+def _bounded(kind: type, what: str, value, ok) -> int | float:
+    """``value`` as ``kind`` if it converts and ``ok`` says yes, else a usage error naming ``what``."""
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        raise typer.BadParameter(f"must be {what}, not {value}") from None
+    if not ((kind is not float or math.isfinite(number)) and ok(number)):
+        raise typer.BadParameter(f"must be {what}, not {value}")
+    return number
+
+
+def positive_int(value) -> int:
+    """A whole number of at least 1 (a typer ``parser``: a bad one is a usage error at once)."""
+    return _bounded(int, "a positive integer", value, lambda v: v >= 1)
+
+
+def non_negative_int(value) -> int:
+    """A whole number of at least 0 (a typer ``parser``)."""
+    return _bounded(int, "a non-negative integer", value, lambda v: v >= 0)
+
+
+def positive_float(value) -> float:
+    """A finite number above 0 (a typer ``parser``)."""
+    return _bounded(float, "a positive number", value, lambda v: v > 0)
+
+
+def non_negative_float(value) -> float:
+    """A finite number of at least 0 (a typer ``parser``)."""
+    return _bounded(float, "a non-negative number", value, lambda v: v >= 0)
+
+
+def seed_value(value) -> int:
+    """A random seed: numpy takes 0 to 2**32 - 1, and each process of a run adds 1000 times its rank."""
+    return _bounded(int, "an integer from 0 to 2**31 - 1", value, lambda v: 0 <= v < 2**31)
+
+
+def crop_side(value) -> int:
+    """A crop side: a positive multiple of 64 (the model downsamples by 64 in all)."""
+    return _bounded(int, "a positive multiple of 64", value, lambda v: v >= 64 and v % 64 == 0)
+
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def device_option(value: str) -> str:
+    """``auto``, ``cpu``, or ``cuda`` where torch finds a CUDA device (a run asked to use one fails at once)."""
+    if value not in DEVICES:
+        raise typer.BadParameter(f"must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, not {value}")
+    if value == "cuda" and not torch.cuda.is_available():
+        raise typer.BadParameter(f"torch finds no CUDA device here (torch {torch.__version__}, CUDA {torch.version.cuda})")
+    return value
+
+
 app = typer.Typer(add_completion=False, help="Train nicodec's mean-scale hyperprior.")
 
 
@@ -574,22 +768,24 @@ app = typer.Typer(add_completion=False, help="Train nicodec's mean-scale hyperpr
 def main(
     data: Annotated[list[str], typer.Option(help="Image folders or glob patterns.")] = [DEFAULT_DATA],
     out: Annotated[Path, typer.Option(help="Run folder for checkpoints.")] = Path("runs/default"),
-    steps: int = TrainConfig.steps,
-    minutes: Annotated[float, typer.Option(help="Stop after this many minutes (0: no limit).")] = 0.0,
-    batch: int = TrainConfig.batch,
-    crop: int = TrainConfig.crop,
-    lr: float = TrainConfig.lr,
-    val_every: int = TrainConfig.val_every,
-    seed: int = TrainConfig.seed,
+    steps: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.steps,
+    minutes: Annotated[float, typer.Option(parser=non_negative_float, help="Stop after this many minutes (0: no limit).")] = 0.0,
+    batch: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.batch,
+    crop: Annotated[int, typer.Option(parser=crop_side, help="Crop side (a multiple of 64).")] = TrainConfig.crop,
+    lr: Annotated[float, typer.Option(parser=positive_float)] = TrainConfig.lr,
+    val_every: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.val_every,
+    seed: Annotated[int, typer.Option(parser=seed_value)] = TrainConfig.seed,
     # Long names on purpose: torchrun parses abbreviations, and --n or --m would be ambiguous there.
-    channels: Annotated[int, typer.Option(help="N, channels of the transforms.")] = ModelConfig.N,
-    latent_channels: Annotated[int, typer.Option(help="M, channels of the latent y.")] = ModelConfig.M,
-    hyper_channels: Annotated[int, typer.Option(help="Nh, channels of the hyper-latent z.")] = ModelConfig.Nh,
-    lmbda: float = ModelConfig.lmbda,
+    channels: Annotated[int, typer.Option(parser=positive_int, help="N, channels of the transforms.")] = ModelConfig.N,
+    latent_channels: Annotated[int, typer.Option(parser=positive_int, help="M, channels of the latent y.")] = ModelConfig.M,
+    hyper_channels: Annotated[int, typer.Option(
+        parser=positive_int, help="Nh, channels of the hyper-latent z.")] = ModelConfig.Nh,
+    lmbda: Annotated[float, typer.Option(parser=positive_float)] = ModelConfig.lmbda,
     lmbdas: Annotated[str, typer.Option(help="Variable rate: comma-separated lambdas, lowest first.")] = "",
-    total_minutes: Annotated[float, typer.Option(help="The schedule's length in training minutes over all runs.")] = 0.0,
+    total_minutes: Annotated[float, typer.Option(
+        parser=non_negative_float, help="The schedule's length in training minutes over all runs.")] = 0.0,
     integer_from: Annotated[float, typer.Option(help="Schedule progress (0-1) from which h_s is integer (0: never).")] = 0.0,
-    warmup: Annotated[int, typer.Option(help="Steps of learning-rate warm-up.")] = 0,
+    warmup: Annotated[int, typer.Option(parser=non_negative_int, help="Steps of learning-rate warm-up.")] = 0,
     val_data: Annotated[Optional[list[str]], typer.Option(help="Held-out folders (default: the last training files).")] = None,
     probe: Annotated[str, typer.Option(
         help="Comma-separated batch sizes whose throughput to measure first; a trailing e (32e) measures it eager.")] = "",
@@ -598,20 +794,21 @@ def main(
     compile_mode: Annotated[str, typer.Option(
         "--compile", help="torch.compile the training forward pass with this mode (default, reduce-overhead, "
              "max-autotune-no-cudagraphs); empty: eager.")] = "",
-    resume: Annotated[bool, typer.Option(help="Continue from OUT/last.pt when it exists.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT (its last.pt, which must exist).")] = False,
+    force: Annotated[bool, typer.Option(
+        help="Replace the run in OUT (its last.pt) and an existing --slim file; without it they are refused.")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights.")] = None,
     new_schedule: Annotated[bool, typer.Option(
         help="With --init: a fresh learning-rate schedule (--warmup, --steps, --total-minutes) from its step and time.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
-    max_images: Annotated[int, typer.Option(help="Use at most this many training images (0: all).")] = 0,
-    slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here.")] = None,
+    device: Annotated[str, typer.Option(parser=device_option, help="auto, cpu or cuda.")] = "auto",
+    max_images: Annotated[int, typer.Option(
+        parser=non_negative_int, help="Use at most this many training images (0: all).")] = 0,
+    slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here (its folder must exist).")] = None,
     tune_gains: Annotated[str, typer.Option(
         help="Comma-separated levels (0-based, after --lmbdas): train only their gain vectors, drawing crops at "
              "them only; every other weight stays as it is (needs --init).")] = "",
 ):
     """Train from image folders, with checkpoints, resume and validation."""
-    if crop % 64:
-        raise typer.BadParameter("crop must be a multiple of 64")
     if not 0 <= integer_from < 1:
         raise typer.BadParameter("--integer-from must be in [0, 1)")
     if new_schedule and init is None:
@@ -624,6 +821,8 @@ def main(
         raise typer.BadParameter(f"--compile must be one of {', '.join(m for m in COMPILE_MODES if m)}")
     try:
         levels = tuple(float(v) for v in lmbdas.split(",")) if lmbdas else ()
+        if not all(math.isfinite(v) and v > 0 for v in levels):
+            raise ValueError(f"--lmbdas must be positive numbers, not {lmbdas}")
         batches = parse_probe(probe)
         tune_levels = tuple(sorted({int(v) for v in tune_gains.split(",")})) if tune_gains else ()
         model_cfg = ModelConfig(N=channels, M=latent_channels, Nh=hyper_channels, lmbda=lmbda, lmbdas=levels)
@@ -633,4 +832,4 @@ def main(
                       total_minutes=total_minutes, integer_from=integer_from, warmup=warmup, tune_levels=tune_levels)
     train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
           val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
-          slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline)
+          slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force)

@@ -1,0 +1,347 @@
+"""The training command lines refuse bad input at once, in one line, and overwrite nothing unasked.
+
+Every case here fails before any training step: tiny synthetic images, tiny models, and the
+image loader made to fail the test where a check must come before the images are read.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+torch = pytest.importorskip("torch")
+typer = pytest.importorskip("typer")
+from typer.testing import CliRunner  # noqa: E402
+
+from nicodec.errors import ModelError  # noqa: E402
+from nicodec.training import decoder_finetune, entropy_finetune  # noqa: E402
+from nicodec.training import train as train_module  # noqa: E402
+from nicodec.training.model import MeanScaleHyperprior, ModelConfig  # noqa: E402
+from nicodec.training.train import CheckpointError, load_model  # noqa: E402
+
+pytestmark = pytest.mark.train
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--channels", "8", "--latent-channels", "8", "--hyper-channels", "8", "--crop", "64", "--device", "cpu"]
+runner = CliRunner()
+
+
+def invoke(command, *args) -> tuple[int, str]:
+    """Run a command line; returns its exit code and its output with rich's boxes and line breaks
+    removed. A Python exception (a traceback for a person) fails the test."""
+    app = command if isinstance(command, typer.Typer) else typer.Typer(add_completion=False)
+    if not isinstance(command, typer.Typer):
+        app.command()(command)
+    result = runner.invoke(app, [str(a) for a in args], env={"COLUMNS": "1000"})
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    return result.exit_code, " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+
+
+def error_line(output: str) -> str:
+    """The one line (in the wide terminal of :func:`invoke`) that says what is wrong."""
+    return output.split("Invalid value", 1)[1] if "Invalid value" in output else output
+
+
+def write_images(folder: Path, count: int, side: int = 96) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        pixels = np.random.default_rng(i).integers(0, 256, (side, side + 16, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"im{i:02d}.png")
+    return folder
+
+
+@pytest.fixture()
+def images(tmp_path) -> Path:
+    return write_images(tmp_path / "images", 10)
+
+
+@pytest.fixture()
+def checkpoint(tmp_path) -> Path:
+    """A weights-only checkpoint of a tiny single-rate model."""
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8))
+    path = tmp_path / "tiny.pt"
+    torch.save({"model_config": model.config.to_dict(), "step": 3, "metrics": {}, "model": model.state_dict()}, path)
+    return path
+
+
+@pytest.fixture()
+def no_image_loading(monkeypatch):
+    """Reading pixels fails the test: what is checked must be checked before."""
+    def refuse(*args, **kwargs):
+        raise AssertionError("images were loaded before the check")
+
+    for module in (train_module, entropy_finetune, decoder_finetune):
+        monkeypatch.setattr(module, "load_rgb", refuse)
+
+
+def bad_checkpoints(folder: Path) -> dict[str, Path]:
+    folder.mkdir(exist_ok=True)
+    files = {"random bytes": folder / "random.pt", "a tensor": folder / "tensor.pt", "an empty config": folder / "empty.pt",
+             "a folder": folder / "dir.pt", "no file": folder / "missing.pt"}
+    files["random bytes"].write_bytes(np.random.default_rng(0).bytes(4096))
+    torch.save(torch.zeros(3), files["a tensor"])
+    state = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8)).state_dict()
+    torch.save({"model_config": {}, "model": state}, files["an empty config"])
+    files["a folder"].mkdir()
+    return files
+
+
+# nicodec.training (train.py) ------------------------------------------------------------------------------------------
+
+
+def test_an_existing_run_is_neither_overwritten_nor_resumed_by_mistake(tmp_path, no_image_loading):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"weeks of training")
+    code, said = invoke(train_module.app, "--data", tmp_path / "nowhere", "--out", run, *TINY)
+    assert code == 2 and "holds a run (last.pt): --resume continues it, --force replaces it" in error_line(said)
+    code, said = invoke(train_module.app, "--out", run, "--resume", "--force", *TINY)
+    assert code == 2 and "give one of them" in said
+    assert (run / "last.pt").read_bytes() == b"weeks of training"
+
+    # --force gets past the guard (and fails here on the data, before any image is read).
+    code, said = invoke(train_module.app, "--data", str(tmp_path / "nowhere-*"), "--out", run, "--force", *TINY)
+    assert code == 2 and "no folder matches" in said
+    assert (run / "last.pt").read_bytes() == b"weeks of training"
+
+    # A --resume with no run to continue (a typo in --out) does not start one from scratch.
+    code, said = invoke(train_module.app, "--data", tmp_path, "--out", tmp_path / "rnu", "--resume", *TINY)
+    assert code == 2 and f"no run to continue: {tmp_path / 'rnu' / 'last.pt'} does not exist" in said
+    assert not (tmp_path / "rnu").exists()
+
+
+def test_outputs_that_cannot_be_written_are_refused_before_the_data_is_read(tmp_path, images, no_image_loading):
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--slim", tmp_path / "nodir" / "s.pt", *TINY)
+    assert code == 2 and f"the folder of {tmp_path / 'nodir' / 's.pt'} does not exist" in error_line(said)
+    (tmp_path / "file.txt").write_text("notes")
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "file.txt" / "run", *TINY)
+    assert code == 2 and f"{tmp_path / 'file.txt'} is not a folder" in said
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "file.txt", *TINY)
+    assert code == 2 and "is not a folder" in said
+    (tmp_path / "slim.pt").write_bytes(b"committed weights")
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--slim", tmp_path / "slim.pt", *TINY)
+    assert code == 2 and "exists: --force replaces it" in said
+    assert (tmp_path / "slim.pt").read_bytes() == b"committed weights" and (tmp_path / "file.txt").read_text() == "notes"
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("kind", ["random bytes", "a tensor", "an empty config", "a folder", "no file"])
+def test_a_checkpoint_that_is_none_is_one_error_before_the_images_are_read(tmp_path, images, kind, no_image_loading):
+    path = bad_checkpoints(tmp_path / "bad")[kind]
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--init", path, *TINY)
+    expected = {"no file": f"checkpoint not found: {path}", "a folder": f"{path} is a folder, not a checkpoint file"}
+    assert code == 2 and expected.get(kind, f"{path} is not a nicodec checkpoint: ") in error_line(said)
+    assert "Missing key" not in said and "Traceback" not in said
+    assert not (tmp_path / "run").exists()  # no empty run folder left behind
+
+    # The shared helper says the same with an exception of its own (a ModelError, which nicodec-export reports).
+    with pytest.raises(CheckpointError, match="not a nicodec checkpoint|not found|is a folder") as caught:
+        load_model(path)
+    assert isinstance(caught.value, ModelError) and "\n" not in str(caught.value)
+
+
+def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"\x00" * 100)
+    code, said = invoke(train_module.app, "--data", images, "--out", run, "--resume", *TINY)
+    assert code == 2 and "--resume" in said and "is not a nicodec checkpoint: torch cannot load it" in said
+    assert (run / "last.pt").read_bytes() == b"\x00" * 100
+
+
+@pytest.mark.parametrize("args, option, message", [
+    (["--val-every", "0"], "--val-every", "must be a positive integer, not 0"),
+    (["--batch", "0"], "--batch", "must be a positive integer"),
+    (["--crop", "0"], "--crop", "must be a positive multiple of 64, not 0"),
+    (["--crop", "100"], "--crop", "must be a positive multiple of 64"),
+    (["--lr", "-1"], "--lr", "must be a positive number, not -1"),
+    (["--lr", "nan"], "--lr", "must be a positive number"),
+    (["--steps", "-5"], "--steps", "must be a positive integer"),
+    (["--minutes", "-1"], "--minutes", "must be a non-negative number"),
+    (["--warmup", "-1"], "--warmup", "must be a non-negative integer"),
+    (["--max-images", "-1"], "--max-images", "must be a non-negative integer"),
+    (["--lmbda", "-0.1"], "--lmbda", "must be a positive number"),
+    (["--channels", "-8"], "--channels", "must be a positive integer"),
+    (["--latent-channels", "0"], "--latent-channels", "must be a positive integer"),
+    (["--seed", "-1"], "--seed", "must be an integer from 0"),
+    (["--device", "bogus"], "--device", "must be auto, cpu or cuda, not bogus"),
+    (["--lmbdas=-1,0"], None, "--lmbdas must be positive numbers, not -1,0"),
+])
+def test_bad_numbers_are_usage_errors_at_once(tmp_path, args, option, message, monkeypatch):
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("train() was reached"))
+    code, said = invoke(train_module.app, "--out", tmp_path / "run", *TINY, *args)
+    assert code == 2 and message in said and "Usage:" in said
+    if option:
+        assert f"Invalid value for '{option}'" in said
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a CUDA device")
+def test_asking_for_cuda_without_one_is_a_usage_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("train() was reached"))
+    code, said = invoke(train_module.app, "--out", tmp_path / "run", "--device", "cuda")
+    assert code == 2 and "torch finds no CUDA device here" in said
+
+
+def test_data_problems_are_named(tmp_path, no_image_loading):
+    out = tmp_path / "run"
+    code, said = invoke(train_module.app, "--data", "/nonexistent/shard-*", "--out", out, *TINY)
+    assert code == 2 and "no folder matches /nonexistent/shard-*" in said
+    few = write_images(tmp_path / "few", 8)
+    code, said = invoke(train_module.app, "--data", few, "--out", out, *TINY)
+    assert code == 2 and "8 images found" in said and "without --val-data the last 8 are held out, so at least 9" in said
+    code, said = invoke(train_module.app, "--data", few, "--val-data", tmp_path / "empty-*", "--out", out, *TINY)
+    assert code == 2 and "Invalid value for --val-data: no folder matches" in said
+    assert not out.exists()
+
+
+def test_a_crop_larger_than_every_image_is_named(tmp_path, images):
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--crop", "128")
+    assert code == 2 and "none of the 2 training images is at least 128 pixels on its shorter side" in said
+    assert not (tmp_path / "run").exists()
+
+
+# nicodec.training.entropy_finetune -------------------------------------------------------------------------------------
+
+
+def entropy(*args):
+    return invoke(entropy_finetune.main, *args)
+
+
+def test_entropy_finetune_needs_images_and_sound_settings(tmp_path, checkpoint, no_image_loading):
+    out = tmp_path / "int.pt"
+    (tmp_path / "file.txt").write_text("notes")
+    for args, message in (
+        (["--out", tmp_path / "file.txt" / "int.pt"], f"{tmp_path / 'file.txt'} is not a folder"),
+        (["--crop", "100", "100"], "crop sides must be positive multiples of 64, not 100 100"),
+        (["--batch", "0"], "Invalid value for '--batch': must be a positive integer"),
+        (["--lr", "-1"], "Invalid value for '--lr': must be a positive number"),
+        (["--threads", "-1"], "Invalid value for '--threads': must be a non-negative integer"),
+        (["--data", tmp_path / "empty-*"], "no folder matches"),
+        (["--data", write_images(tmp_path / "few", 8)], "8 images found"),
+    ):
+        code, said = entropy(checkpoint, "--out", out, "--crop", "64", "64", *args)
+        assert code == 2 and message in said, said
+    (tmp_path / "bad.pt").write_bytes(b"x")
+    code, said = entropy(tmp_path / "bad.pt", "--out", out)
+    assert code == 2 and "is not a nicodec checkpoint" in said and not out.exists()
+
+
+def test_entropy_finetune_refuses_to_overwrite_even_its_input(tmp_path, checkpoint):
+    before = checkpoint.read_bytes()
+    code, said = entropy(checkpoint, "--out", checkpoint, "--data", tmp_path / "nowhere")
+    assert code == 2 and f"{checkpoint} exists: --force replaces it" in said
+    assert checkpoint.read_bytes() == before
+
+
+def test_entropy_finetune_keeps_its_settings_with_its_cache(tmp_path, checkpoint, monkeypatch):
+    monkeypatch.setattr(entropy_finetune, "finetune", lambda *a, **k: [{"step": 0, "val_bpp": 1.0}])  # no training
+    images = write_images(tmp_path / "images", 10, side=64)
+    cache, out = tmp_path / "latents.pt", tmp_path / "int.pt"
+    settings = ["--crop", "64", "64", "--per-image", "1", "--cache", cache, "--mode", "float"]
+    code, said = entropy(checkpoint, "--out", out, "--data", images, *settings)
+    assert code == 0 and cache.exists() and out.exists(), said
+    assert not list(tmp_path.glob("*.tmp"))
+    written = out.read_bytes()
+
+    code, said = entropy(checkpoint, "--out", out, "--data", images, *settings, "--per-image", "2", "--force")
+    assert code == 2 and "holds latents made with other settings or another model" in said
+    assert out.read_bytes() == written
+    code, said = entropy(checkpoint, "--out", out, *settings, "--force")  # the default --data is not read:
+    assert code == 2 and "other settings" in said  # a cache is tied to the data it was given
+    images.rename(tmp_path / "gone")
+    code, said = entropy(checkpoint, "--out", out, "--data", images, *settings, "--force")
+    assert code == 0, said  # the cache stands in for images that are no longer there
+
+    torch.save([torch.zeros(1)] * 4, cache)  # a cache of the version that recorded no settings
+    code, said = entropy(checkpoint, "--out", tmp_path / "other.pt", "--data", images, *settings)
+    assert code == 2 and "delete it or give another --cache" in said and not (tmp_path / "other.pt").exists()
+
+
+# nicodec.training.decoder_finetune -------------------------------------------------------------------------------------
+
+
+def decoder(*args):
+    return invoke(decoder_finetune.main, *args)
+
+
+def test_decoder_finetune_refuses_bad_settings_and_an_existing_out(tmp_path, checkpoint, images, no_image_loading):
+    (tmp_path / "emptydir").mkdir()
+    out = tmp_path / "gs.pt"
+    for args, message in (
+        (["--threads", "-1"], "Invalid value for '--threads': must be a non-negative integer"),
+        (["--lr", "-1"], "Invalid value for '--lr': must be a positive number"),
+        (["--crop", "100"], "Invalid value for '--crop': must be a positive multiple of 64"),
+        ([], "Invalid value for --model: not a nicodec model folder"),
+    ):
+        code, said = decoder(checkpoint, "--out", out, "--model", tmp_path / "emptydir", "--data", images, *args)
+        assert code == 2 and message in said, said
+    out.write_bytes(b"an earlier fine-tune")
+    code, said = decoder(checkpoint, "--out", out, "--model", tmp_path / "emptydir", "--data", images)
+    assert code == 2 and f"{out} exists: --force replaces it" in said
+    assert out.read_bytes() == b"an earlier fine-tune"
+
+
+@pytest.mark.skipif(not (REPO / "runtime" / "models" / "default" / "manifest.json").exists(), reason="no shipped model")
+def test_decoder_finetune_names_a_model_of_another_checkpoint(tmp_path, checkpoint, images, no_image_loading):
+    code, said = decoder(checkpoint, "--out", tmp_path / "gs.pt", "--model", REPO / "runtime" / "models" / "default",
+                         "--data", images)
+    assert code == 2 and f"--model is not the export of {checkpoint}" in said
+    assert not (tmp_path / "gs.pt").exists()
+
+
+SHIPPED = REPO / "training" / "checkpoints" / "nicodec-mshp-vr-1wd.pt"
+
+
+@pytest.mark.skipif(not SHIPPED.exists() or not (REPO / "runtime" / "models" / "default").is_dir(),
+                    reason="needs the shipped checkpoint and model")
+def test_decoder_finetune_names_held_out_images_too_small_before_encoding(tmp_path, images, no_image_loading):
+    small = write_images(tmp_path / "small", 2, side=32)
+    code, said = decoder(SHIPPED, "--out", tmp_path / "gs.pt", "--model", REPO / "runtime" / "models" / "default",
+                         "--data", images, "--val-data", small, "--crop", "64", "--val-crop", "64")
+    assert code == 2 and "no held-out image is at least 64 pixels on both sides" in said
+    assert not (tmp_path / "gs.pt").exists()
+
+
+# training/prepare_gpu_data.py and training/gpu_run.sh -----------------------------------------------------------------
+
+
+@pytest.fixture()
+def prepare(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("prepare_gpu_data", REPO / "training" / "prepare_gpu_data.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "ROOT", tmp_path / "checkout")
+    monkeypatch.setattr(module, "travelling_bytes", lambda root, leave_out: 0)
+    for shard in (1, 5):
+        folder = tmp_path / "shared" / "train" / f"shard-{shard}"
+        folder.mkdir(parents=True)
+        for i in range(10):
+            (folder / f"photo{i}.jpg").write_bytes(b"p" * 1000)
+    return module
+
+
+def test_prepare_gpu_data_checks_its_budget_and_counts_a_shard_once(prepare, tmp_path, capsys):
+    data, out = tmp_path / "shared", tmp_path / "checkout" / "data" / "gpu"
+    with pytest.raises(SystemExit) as caught:
+        prepare.main(["--data", str(data), "--out", str(out), "--budget-mib", "-5"])
+    assert caught.value.code == 2 and "--budget-mib: must be a positive number of MiB, not -5" in capsys.readouterr().err
+    assert not out.exists()
+    assert prepare.main(["--data", str(data), "--out", str(out), "--shards", "1", "1"]) == 0
+    assert "10 of 10 training photos (shards 1, 0.0 MiB)" in capsys.readouterr().out
+
+
+def test_gpu_run_replaces_its_own_scratch_run(tmp_path, checkpoint, images):
+    """The script's training command carries --force: runs/gpu is left by a CPU try-out."""
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), PY="echo", DEVICE="cpu", INIT=str(checkpoint), DATA=str(images), VAL=str(images))
+    subprocess.run(["bash", str(REPO / "training" / "gpu_run.sh")], cwd=REPO, env=env, check=True, capture_output=True,
+                   timeout=60)
+    command = (out / "command.txt").read_text()
+    assert "--out runs/gpu --force " in command and "--resume" not in command
