@@ -2,7 +2,8 @@
 
     nicodec-export runs/mine/last.pt --out models/mine --model-id my-model-1
 
-Writes the three ONNX graphs (dynamic height and width), the frozen integer CDF
+Writes the ONNX graphs (encoder, entropy parameters, decoder and its fp16 twin, and the
+encoder-only synthesis gradient; dynamic height and width), the frozen integer CDF
 tables and the manifest (see ``nicodec.model``), runs ``onnx.checker`` on every
 graph, then checks parity with torch through the runtime itself: a test image is
 coded by the exported folder and by the torch model, and the integers and pixels
@@ -33,7 +34,7 @@ from nicodec.model import (
     ModelFiles, decoding_fields, earlier_model_problem, manifest_hash, quality_position, sha256_file,
 )
 from nicodec.training.model import MeanScaleHyperprior
-from nicodec.training.train import load_model
+from nicodec.training.train import CheckpointError, load_model
 
 from nicodec.training.integer import integer_parameters
 
@@ -51,7 +52,7 @@ PIXEL_TOLERANCE_DB = 45.0
 SYMBOL_MISMATCH_TOLERANCE = 1e-4
 """Fraction of latent symbols that may round the other way between torch and onnxruntime."""
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)  # one message, one line, however narrow the terminal
 
 
 def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
@@ -136,7 +137,7 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     import onnxruntime as ort
 
     files = ModelFiles.load(folder)
-    model, _ = load_model(checkpoint)
+    model, _ = _load_checkpoint(checkpoint)
     model.eval()
     if (model.config.M, model.config.Nh) != (files.latent_channels, files.hyper_channels):
         raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (other channel counts)")
@@ -357,11 +358,13 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     ``decodes_files_of``: earlier model folders whose files the new model is to decode too
     (:func:`files_decodable`); read before anything is written, so one of them may be ``out``.
     """
-    if out.exists() and not force:
-        raise FileExistsError(f"{out} exists (use --force to replace it)")
+    check_model_id(model_id)
+    check_output(out, checkpoint, force)
     earlier = [ModelFiles.load(folder) for folder in decodes_files_of]
-    model, ckpt = load_model(checkpoint)
+    model, ckpt = _load_checkpoint(checkpoint)
     model.eval()
+    if default_quality is not None and not model.config.levels:
+        raise RuntimeError("--default-quality is for variable-rate models; this checkpoint is single-rate")
     if not model.config.integer_entropy:
         console.print(
             "[yellow]warning:[/yellow] this model's entropy parameters are computed in float, so files "
@@ -386,13 +389,70 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         manifest["parity"] = parity if model.config.levels else parity[0]
         # The manifest is not among the hashed files, so the parity report can join it.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _load_checkpoint(checkpoint: Path):
+    """``load_model``, with one line naming the problem for a file that is not a checkpoint."""
+    try:
+        return load_model(checkpoint)
+    except CheckpointError as exc:  # names the file and the problem already
+        raise RuntimeError(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - torch and pickle raise many kinds for a file that is not one
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RuntimeError(f"cannot load {checkpoint} as a nicodec checkpoint: {first}") from exc
+
+
+def check_model_id(model_id: str) -> None:
+    """The id goes into every file's header: 1 to 64 bytes of UTF-8 (FORMAT.md)."""
+    try:
+        size = len(model_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise RuntimeError(f"the model id {model_id!r} is not valid UTF-8") from None
+    if not 1 <= size <= 64:
+        raise RuntimeError(f"the model id must be 1 to 64 bytes of UTF-8, not {size} ({model_id!r}); give --model-id")
+
+
+def check_output(out: Path, checkpoint: Path, force: bool) -> None:
+    """Refuse, before any work, an OUT that is not a model folder to write or replace.
+
+    ``--force`` replaces a model folder (one with a manifest) and nothing else: not a file, a
+    training run, the current folder or one above it, nor a folder holding the checkpoint.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise RuntimeError(f"{out} exists and is not a folder")
+    if not force:
+        raise FileExistsError(f"{out} exists (use --force to replace it)")
+    here, target = Path.cwd().resolve(), out.resolve()
+    if target == here or target in here.parents:
+        raise RuntimeError(f"--force would replace {out}, which holds the current folder")
+    if target in checkpoint.resolve().parents:
+        raise RuntimeError(f"--force would replace {out}, which holds the checkpoint {checkpoint}")
+    if not (out / MANIFEST).is_file():
+        raise RuntimeError(f"{out} is not a model folder (it has no {MANIFEST}); --force replaces model folders only")
+
+
+def _swap_in(new: Path, out: Path) -> None:
+    """Put the finished folder ``new`` at ``out``: the old folder is renamed aside first and
+    removed only once the new one is in place, so a failure leaves the old model whole."""
+    if not out.exists():
+        new.rename(out)
+        return
+    old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
+    old.rmdir()  # a free name beside out, for the rename
+    out.rename(old)
+    try:
+        new.rename(out)
+    except BaseException:
+        old.rename(out)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
 
 
 app = typer.Typer(add_completion=False, help="Export a nicodec checkpoint to a model folder.")
@@ -403,7 +463,7 @@ def main(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A training checkpoint (.pt).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
     model_id: Annotated[Optional[str], typer.Option(help="Identity written into every file (default: from the folder name).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option(help="Replace OUT if it is a model folder (the old one stays whole until the new one is in place).")] = False,
     default_quality: Annotated[Optional[float], typer.Option(
         min=1, max=100, help=f"Variable-rate models: the quality used when none is asked for (default {DEFAULT_QUALITY:g}).")] = None,
     decodes_files_of: Annotated[Optional[list[Path]], typer.Option(
@@ -416,9 +476,11 @@ def main(
 ):
     """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
     if add_encoder_graphs_only:
-        if decodes_files_of:
-            raise typer.BadParameter("--add-encoder-graphs leaves the model's files and hash as they are: "
-                                     "it cannot add --decodes-files-of", param_hint="--decodes-files-of")
+        given = [name for name, value in (("--decodes-files-of", decodes_files_of), ("--model-id", model_id),
+                                          ("--force", force), ("--default-quality", default_quality)) if value]
+        if given:
+            raise typer.BadParameter("--add-encoder-graphs leaves the model's files, id and hash as they are",
+                                     param_hint=given)
         try:
             add_encoder_graphs(checkpoint, out)
         except (RuntimeError, ModelError) as exc:
@@ -427,7 +489,7 @@ def main(
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
         return
     try:
-        manifest = export_model(checkpoint, out, model_id or f"nicodec-{out.name}", force=force,
+        manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
                                 default_quality=default_quality, decodes_files_of=decodes_files_of or ())
     except (FileExistsError, RuntimeError, ModelError) as exc:
         console.print(f"[red]error:[/red] {exc}")

@@ -1,0 +1,84 @@
+"""nicodec-export's guards: what it refuses before any work, and how it replaces a model folder."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx")
+from typer.testing import CliRunner  # noqa: E402
+
+from nicodec.export.export import _swap_in, app  # noqa: E402
+
+pytestmark = pytest.mark.train
+runner = CliRunner()
+
+
+def export(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture()
+def checkpoint(tmp_path):
+    """A file where a checkpoint is expected: the guards below act before it is read."""
+    path = tmp_path / "ckpt.pt"
+    path.write_bytes(os.urandom(256))
+    return path
+
+
+def test_force_replaces_model_folders_only(tmp_path, checkpoint, monkeypatch):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.pt").write_bytes(b"weeks of training")
+    result = export(checkpoint, "--out", run, "--force")
+    assert result.exit_code == 1 and "not a model folder" in result.output
+    assert (run / "last.pt").read_bytes() == b"weeks of training"
+
+    (tmp_path / "manifest.json").write_text("{}")  # even as a model folder: it holds the checkpoint
+    result = export(checkpoint, "--out", tmp_path, "--force")
+    assert result.exit_code == 1 and "holds the checkpoint" in result.output
+
+    monkeypatch.chdir(run)
+    result = export(checkpoint, "--out", ".", "--force")
+    assert result.exit_code == 1 and "holds the current folder" in result.output
+    assert sorted(p.name for p in run.iterdir()) == ["last.pt"]
+
+    (tmp_path / "file").write_text("x")
+    result = export(checkpoint, "--out", tmp_path / "file", "--force")
+    assert result.exit_code == 1 and "is not a folder" in result.output
+
+
+@pytest.mark.parametrize("model_id, message", [("", "1 to 64 bytes"), ("x" * 65, "1 to 64 bytes"),
+                                               ("\udcff", "not valid UTF-8")])
+def test_model_ids_the_header_cannot_hold_are_refused_first(tmp_path, checkpoint, model_id, message):
+    result = export(checkpoint, "--out", tmp_path / "model", "--model-id", model_id)
+    assert result.exit_code == 1 and message in result.output
+    assert not (tmp_path / "model").exists()
+
+
+def test_a_file_that_is_not_a_checkpoint_is_one_error_line(tmp_path, checkpoint):
+    result = export(checkpoint, "--out", tmp_path / "model")
+    assert result.exit_code == 1 and "not a nicodec checkpoint" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "model").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["ckpt.pt"]  # no temporary folder left
+
+
+def test_add_encoder_graphs_takes_no_options_it_would_ignore(tmp_path, checkpoint):
+    result = export(checkpoint, "--out", tmp_path, "--add-encoder-graphs", "--force")
+    assert result.exit_code == 2 and "--add-encoder-graphs" in result.output
+
+
+def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path):
+    out, new = tmp_path / "model", tmp_path / ".model-new"
+    out.mkdir()
+    (out / "manifest.json").write_text("old")
+    with pytest.raises(FileNotFoundError):
+        _swap_in(new, out)  # the new folder cannot be moved in: the old one stays
+    assert (out / "manifest.json").read_text() == "old"
+    new.mkdir()
+    (new / "manifest.json").write_text("new")
+    _swap_in(new, out)
+    assert (out / "manifest.json").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
