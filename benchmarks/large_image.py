@@ -87,12 +87,13 @@ def main() -> None:
             print(f"{name:>6}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MB; "
                   f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MB", flush=True)
         size = (folder / "tiled.nic").stat().st_size
-        quality = {name: round(psnr(np.load(folder / f"{name}.npy"), image), 4) for name in rows}
+        decoded = {name: np.load(folder / f"{name}.npy") for name in rows}
+        quality = {name: round(psnr(pixels, image), 4) for name, pixels in decoded.items()}
         same_file = differing = None
         if "whole" in rows:
             same_file = (folder / "tiled.nic").read_bytes() == (folder / "whole.nic").read_bytes()
             # Each decode of its own file: the pixels compare the synthesis run tiled and whole.
-            tiled, whole = np.load(folder / "tiled.npy"), np.load(folder / "whole.npy")
+            tiled, whole = decoded["tiled"], decoded["whole"]
             differing = int(np.count_nonzero(tiled != whole))
             largest = int(np.abs(tiled.astype(np.int16) - whole).max())
             print(f"{width}x{height}: tiled and whole files {'identical' if same_file else 'DIFFER'}; "

@@ -28,13 +28,13 @@ import typer
 from rich.console import Console
 
 from nicodec.errors import ModelError
-from nicodec.format import FORMAT_VERSION
+from nicodec.format import FORMAT_VERSION, MAX_MODEL_ID_BYTES
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
     ModelFiles, decoding_fields, earlier_model_problem, manifest_hash, quality_position, sha256_file,
 )
 from nicodec.training.model import MeanScaleHyperprior
-from nicodec.training.train import CheckpointError, load_model
+from nicodec.training.train import load_model
 
 from nicodec.training.integer import integer_parameters
 
@@ -137,7 +137,7 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     import onnxruntime as ort
 
     files = ModelFiles.load(folder)
-    model, _ = _load_checkpoint(checkpoint)
+    model, _ = load_model(checkpoint)  # a CheckpointError (a ModelError) names a file that is not one
     model.eval()
     if (model.config.M, model.config.Nh) != (files.latent_channels, files.hyper_channels):
         raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (other channel counts)")
@@ -361,7 +361,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     check_model_id(model_id)
     check_output(out, checkpoint, force)
     earlier = [ModelFiles.load(folder) for folder in decodes_files_of]
-    model, ckpt = _load_checkpoint(checkpoint)
+    model, ckpt = load_model(checkpoint)
     model.eval()
     if default_quality is not None and not model.config.levels:
         raise RuntimeError("--default-quality is for variable-rate models; this checkpoint is single-rate")
@@ -396,25 +396,15 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     return manifest
 
 
-def _load_checkpoint(checkpoint: Path):
-    """``load_model``, with one line naming the problem for a file that is not a checkpoint."""
-    try:
-        return load_model(checkpoint)
-    except CheckpointError as exc:  # names the file and the problem already
-        raise RuntimeError(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - torch and pickle raise many kinds for a file that is not one
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise RuntimeError(f"cannot load {checkpoint} as a nicodec checkpoint: {first}") from exc
-
-
 def check_model_id(model_id: str) -> None:
-    """The id goes into every file's header: 1 to 64 bytes of UTF-8 (FORMAT.md)."""
+    """The id goes into every file's header: 1 to ``MAX_MODEL_ID_BYTES`` bytes of UTF-8 (FORMAT.md)."""
     try:
         size = len(model_id.encode("utf-8"))
     except UnicodeEncodeError:
         raise RuntimeError(f"the model id {model_id!r} is not valid UTF-8") from None
-    if not 1 <= size <= 64:
-        raise RuntimeError(f"the model id must be 1 to 64 bytes of UTF-8, not {size} ({model_id!r}); give --model-id")
+    if not 1 <= size <= MAX_MODEL_ID_BYTES:
+        raise RuntimeError(f"the model id must be 1 to {MAX_MODEL_ID_BYTES} bytes of UTF-8, not {size} ({model_id!r}); "
+                           "give --model-id")
 
 
 def check_output(out: Path, checkpoint: Path, force: bool) -> None:

@@ -24,7 +24,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .errors import NicodecError, OutputExistsError, UnsupportedImageError
+from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .sessions import MAX_THREADS
 
@@ -288,6 +288,8 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
             raise NicodecError("- (standard input) is an input on its own, not one of several")
         if _is_stdio(output):
             raise NicodecError(f"-o - writes one file to standard output; {what} an output folder")
+        if output == "":
+            raise NicodecError("the output name is empty")
         if not folder and any(_is_dir(path) for path in inputs):
             raise NicodecError("give one folder, or several files; not folders among several inputs")
         root = (inputs[0] if folder else None) if output is None else Path(output)
@@ -354,8 +356,10 @@ def _make_folder(folder: Path) -> None:
 
 def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
     """The output path, refused early (before any work) when it cannot or must not be written."""
-    from .files import check_output_folder
+    from .files import check_target
 
+    if output == "":
+        raise NicodecError("the output name is empty")
     if output is None and _is_stdio(input):
         raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
     if output is None:
@@ -374,14 +378,9 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
             _make_folder(Path(output))
             output = Path(output) / input.with_suffix(suffix).name
     output = Path(output)
-    if output.exists() and not output.is_file():
-        raise NicodecError(f"{output} is not a regular file; nicodec writes regular files only")
-    check_output_folder(output)
-    if output.exists():
-        if not _is_stdio(input) and input.exists() and os.path.samefile(input, output):
-            raise NicodecError(f"the output {output} is the input; choose another name")
-        if not force:
-            raise OutputExistsError(f"{output} exists; use --force to overwrite it")
+    if output.is_file() and not _is_stdio(input) and input.exists() and os.path.samefile(input, output):
+        raise NicodecError(f"the output {output} is the input; choose another name")
+    check_target(output, force)  # what write_atomic will check, checked before the work
     return output
 
 

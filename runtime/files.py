@@ -26,14 +26,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     and ``path`` is left as it was.
     """
     path = Path(path)
-    if path.is_dir():
-        raise NicodecError(f"{path} is a directory")
-    if path.exists() and not path.is_file():
-        # A device or a pipe: --force would replace it with a regular file (/dev/null by a PNG).
-        raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; use --force to overwrite it")
-    check_output_folder(path)
+    check_target(path, force)
     folder = path.parent if str(path.parent) else Path(".")
     fd, tmp = _create_temporary(folder, path.name)
     try:
@@ -51,6 +44,25 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         except FileNotFoundError:
             pass
         raise
+
+
+def check_target(path: str | os.PathLike, force: bool) -> None:
+    """Raise unless ``path`` may be written: not a folder, not a device or pipe (``--force``
+    would replace ``/dev/null`` by a PNG), not an existing file without ``force``, and in a
+    folder that exists.
+
+    Raises:
+        OutputExistsError: the file exists and ``force`` is false.
+        NicodecError: any of the others.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise NicodecError(f"{path} is a directory")
+    if path.exists() and not path.is_file():
+        raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
+    if path.exists() and not force:
+        raise OutputExistsError(f"{path} exists; use --force to overwrite it")
+    check_output_folder(path)
 
 
 def check_output_folder(path: str | os.PathLike) -> None:

@@ -593,3 +593,10 @@ def test_standard_input_is_read_once_and_in_pieces(png, tmp_path, monkeypatch):
 def test_an_image_extension_on_an_encode_output_is_warned_about(png, tmp_path):
     result = run("encode", png, "-o", tmp_path / "photo.jpg")
     assert result.exit_code == 0 and "photo.jpg will hold a .nic file" in result.stderr
+
+
+def test_an_empty_output_name_is_refused(png, tmp_path):
+    for inputs in ([png], [png, png.parent / "missing.png"], [png.parent]):
+        result = run("encode", *inputs, "-o", "")
+        assert result.exit_code == 1 and "the output name is empty" in result.stderr
+    assert not list(tmp_path.rglob("*.nic"))

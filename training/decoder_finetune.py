@@ -205,8 +205,6 @@ def main(
 
     cfg = DecoderTuneConfig(data=tuple(data), val_data=tuple(val_data), crop=crop, per_image=per_image, val_crop=val_crop,
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
-    if crop <= 0 or val_crop <= 0 or crop % 64 or val_crop % 64:
-        raise typer.BadParameter("crop sides must be positive multiples of 64")
     if out.exists() and not force:
         raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
     check_creatable(out.parent, "--out")

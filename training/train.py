@@ -50,6 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nicodec.errors import ModelError
+from nicodec.files import write_atomic
 
 from .data import CropSampler, center_crops, list_images, load_rgb
 from .integer import calibrate
@@ -92,14 +93,7 @@ def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> flo
 def save_atomically(obj, path: str | Path) -> None:
     """``torch.save`` to a temporary file beside ``path``, then renamed over it: a reader (or a
     run killed while writing) sees the old file or the new one, never half of one."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, lambda f: torch.save(obj, f), force=True)
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
