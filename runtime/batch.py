@@ -78,23 +78,24 @@ def collisions(items: list[Item]) -> dict[Item, list[Item]]:
     }
 
 
+def real_path(path: Path) -> str:
+    """One name for every way of writing a path (``a.png``, ``./a.png``, ``$PWD/a.png``, a link)."""
+    try:
+        return os.path.realpath(path)
+    except (OSError, ValueError):
+        return str(path)
+
+
 def _fold(path: Path) -> str:
     """A path as a file system that ignores case and Unicode normal form sees it, however it
-    is written (``out/a.nic``, ``out/../out/a.nic``, through a link). ``lower``, not
-    ``casefold``: ``Straße`` and ``Strasse`` are two names on those systems too."""
-    try:
-        path = Path(os.path.realpath(path))
-    except (OSError, ValueError):
-        pass
-    return unicodedata.normalize("NFC", str(path)).lower()
+    is written. ``lower``, not ``casefold``: ``Straße`` and ``Strasse`` are two names on those
+    systems too."""
+    return unicodedata.normalize("NFC", real_path(path)).lower()
 
 
 def _is_source(item: Item) -> bool:
     """Whether an item's output would replace its own input (``encode a.nic``)."""
-    try:
-        return os.path.realpath(item.source) == os.path.realpath(item.target)
-    except (OSError, ValueError):
-        return False
+    return real_path(item.source) == real_path(item.target)
 
 
 def triage(item: Item, force: bool) -> Outcome | None:

@@ -228,9 +228,8 @@ def _writing_report():
     try:
         yield
     except OSError as exc:
-        fd = _stdout_fd()
-        if isinstance(exc, BrokenPipeError) and fd is not None:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)  # nothing more to flush at exit
+        if isinstance(exc, BrokenPipeError):
+            _drop_stdout()
         err.print(f"error: cannot write the report: {exc.strerror or exc}", markup=False)
         raise typer.Exit(1) from None
 
@@ -279,7 +278,8 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
     file), or several files named on the command line (into ``output``, or beside each)."""
     from PIL import Image
 
-    from .batch import Item, plan
+    from .batch import Item, plan, real_path
+    from .images import readable_suffixes
 
     with _reporting(debug):
         folder = len(inputs) == 1
@@ -301,29 +301,16 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
             if not above.is_dir():
                 where = "is a file" if above == root else f"lies under a file ({above})"
                 raise NicodecError(f"the output {root} {where}; {what} an output folder")
-            image_suffixes = {ext for ext in Image.registered_extensions()} | {".nic"}
-            if not root.exists() and root.suffix.lower() in image_suffixes:
+            if not root.exists() and (root.suffix.lower() == ".nic" or root.suffix.lower() in Image.registered_extensions()):
                 raise NicodecError(f"{what} an output folder, and {root} is named like a file")
         if folder:
-            if suffix == ".nic":
-                Image.init()
-                kinds = [ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic"]
-            else:
-                kinds = [".nic"]
+            kinds = readable_suffixes() if suffix == ".nic" else [".nic"]
             return plan(inputs[0], root, kinds, suffix), root
         unique: dict[str, Path] = {}
         for path in inputs:
-            unique.setdefault(_same_file_key(path), path)  # a file named twice is coded once
+            unique.setdefault(real_path(path), path)  # a file named twice is coded once
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
         return items, root
-
-
-def _same_file_key(path: Path) -> str:
-    """One key for every way of naming a file (a.png, ./a.png, $PWD/a.png, a link to it)."""
-    try:
-        return os.path.realpath(path)
-    except (OSError, ValueError):
-        return str(path)
 
 
 def _warn_if_named_like_an_image(target: Path) -> None:
@@ -579,8 +566,7 @@ def verify(
     from .batch import plan
 
     with _reporting(debug):
-        if sum(_is_stdio(path) for path in inputs) > 1:
-            raise NicodecError("- (standard input) can be read once")
+        _stdin_once(inputs)
         files: list[Path] = []
         for path in inputs:
             found = [item.source for item in plan(path, path, [".nic"], ".nic")] if _is_dir(path) else [path]
@@ -625,9 +611,8 @@ def info(
     """
     from . import format as nicformat
 
-    if sum(_is_stdio(path) for path in inputs) > 1:
-        with _reporting(debug):
-            raise NicodecError("- (standard input) can be read once")
+    with _reporting(debug):
+        _stdin_once(inputs)
     shown, failed = [], 0
     for input in inputs:
         try:
@@ -912,6 +897,19 @@ def _check_stdout(input: Optional[Path] = None) -> None:
             raise NicodecError(f"standard output is the input file {input}; choose another output")
 
 
+def _drop_stdout() -> None:
+    """After a broken pipe: nobody reads the rest, so point stdout at /dev/null, keeping Python
+    from reporting the pipe again when it flushes at exit."""
+    fd = _stdout_fd()
+    if fd is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+
+
+def _stdin_once(inputs: list[Path]) -> None:
+    if sum(_is_stdio(path) for path in inputs) > 1:
+        raise NicodecError("- (standard input) can be read once")
+
+
 def _write_stdout(data: bytes) -> None:
     """The whole output on standard output, once it is complete (``-o -``); a reader that
     stops early is an error, not a file cut short in silence."""
@@ -928,9 +926,7 @@ def _write_stdout(data: bytes) -> None:
         while view:  # os.write may write part, and says how much
             view = view[os.write(fd, view):]
     except BrokenPipeError:
-        # Nobody reads the rest; keep Python from reporting the pipe again when it flushes at exit.
-        if fd is not None:
-            os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+        _drop_stdout()
         raise NicodecError("the program reading standard output stopped before the end") from None
     except OSError as exc:
         raise NicodecError(f"cannot write to standard output: {exc.strerror or exc}") from None

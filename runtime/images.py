@@ -23,6 +23,11 @@ SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
 
 
+def readable_suffixes() -> list[str]:
+    """The file suffixes Pillow opens (``.png``, ``.jpg``, ...), ``.nic`` excepted: the images nicodec codes."""
+    return sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic")
+
+
 def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> Image.Image:
     """Open and fully load an image file, with clear errors for what is not one.
 

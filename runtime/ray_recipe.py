@@ -58,10 +58,9 @@ IO_CPUS = 0
 
 def image_extensions() -> list[str]:
     """The file extensions Pillow can open (without the dot), ``nic`` excepted: what the CLI codes."""
-    from PIL import Image
+    from .images import readable_suffixes
 
-    Image.init()
-    return sorted({ext[1:] for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN} - {"nic"})
+    return [suffix[1:] for suffix in readable_suffixes()]
 
 
 @dataclass
