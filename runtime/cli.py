@@ -279,6 +279,7 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
     from PIL import Image
 
     from .batch import Item, plan, real_path
+    from .files import nearest_existing
     from .images import readable_suffixes
 
     with _reporting(debug):
@@ -295,7 +296,7 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         root = (inputs[0] if folder else None) if output is None else Path(output)
         if root is not None:
             try:
-                above = next(p for p in [root, *root.parents, Path(".")] if p.exists())
+                above = nearest_existing(root)
             except (OSError, ValueError) as exc:
                 raise NicodecError(f"cannot use the output {root}: {getattr(exc, 'strerror', None) or exc}") from None
             if not above.is_dir():

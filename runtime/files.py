@@ -69,13 +69,24 @@ def check_output_folder(path: str | os.PathLike) -> None:
     """Raise :class:`NicodecError` unless the folder ``path`` would be written in exists
     (called before the work that makes the output, so a typo costs no encoding)."""
     path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     if folder.is_dir():
         return
-    above = next((p for p in [folder, *folder.parents] if p.exists()), None)
-    if above is not None and not above.is_dir():
+    above = nearest_existing(folder)
+    if not above.is_dir():
         raise NicodecError(f"cannot write {path}: {above} is a file, not a folder")
     raise NicodecError(f"output folder {folder} does not exist")
+
+
+def nearest_existing(path: str | os.PathLike) -> Path:
+    """``path`` if it exists, else the closest of its ancestors that does (for a relative
+    path, at worst the current folder).
+
+    Raises:
+        OSError, ValueError: a name the system refuses (too long, a NUL byte).
+    """
+    path = Path(path)
+    return next((p for p in [path, *path.parents] if p.exists()), Path("."))
 
 
 MAX_STREAM_BYTES = 1 << 30

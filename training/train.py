@@ -50,7 +50,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from nicodec.errors import ModelError
-from nicodec.files import write_atomic
+from nicodec.files import nearest_existing, write_atomic
 
 from .data import CropSampler, center_crops, list_images, load_rgb
 from .integer import calibrate
@@ -452,9 +452,7 @@ def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = N
 def check_creatable(folder: Path, option: str) -> None:
     """Refuse, as a usage error of ``option``, a ``folder`` that is neither writable nor can be made
     (its nearest existing ancestor must be a writable folder)."""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    existing = nearest_existing(folder)
     if not existing.is_dir():
         raise typer.BadParameter(f"cannot make {folder}: {existing} is not a folder", param_hint=option)
     if not os.access(existing, os.W_OK | os.X_OK):
