@@ -37,16 +37,14 @@ from rich.console import Console
 from .data import list_images, load_rgb, shorter_side
 from .train import (
     DEFAULT_DATA,
-    CheckpointError,
-    check_creatable,
     crop_side,
-    load_model,
     non_negative_int,
     partly_retrained,
     positive_float,
     save_atomically,
     save_weights,
     seed_value,
+    start_finetune,
 )
 
 console = Console(stderr=True)
@@ -205,18 +203,7 @@ def main(
 
     cfg = DecoderTuneConfig(data=tuple(data), val_data=tuple(val_data), crop=crop, per_image=per_image, val_crop=val_crop,
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
-    if out.exists() and not force:
-        raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
-    check_creatable(out.parent, "--out")
-    if cache is not None:
-        check_creatable(cache.parent, "--cache")
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    try:
-        net, ckpt = load_model(checkpoint)
-    except CheckpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from None
+    net, ckpt = start_finetune(checkpoint, out, cache, force, threads, seed)
     net.eval()
     try:
         codec = Codec(model)

@@ -38,14 +38,12 @@ from .integer import MEAN_BITS, calibrate
 from .model import MeanScaleHyperprior, float_scale_index, gaussian_likelihood, scale_table, ste_round
 from .train import (
     DEFAULT_DATA,
-    CheckpointError,
-    check_creatable,
-    load_model,
     non_negative_int,
     positive_float,
     positive_int,
     save_atomically,
     seed_value,
+    start_finetune,
 )
 
 console = Console(stderr=True)
@@ -230,18 +228,7 @@ def main(
         raise typer.BadParameter("mode must be 'integer' or 'float'")
     if not all(side >= 64 and side % 64 == 0 for side in crop):
         raise typer.BadParameter(f"crop sides must be positive multiples of 64, not {crop[0]} {crop[1]}", param_hint="--crop")
-    if out.exists() and not force:
-        raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
-    check_creatable(out.parent, "--out")
-    if cache is not None:
-        check_creatable(cache.parent, "--cache")
-    if threads:
-        torch.set_num_threads(threads)
-    torch.manual_seed(seed)
-    try:
-        model, ckpt = load_model(checkpoint)
-    except CheckpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from None
+    model, ckpt = start_finetune(checkpoint, out, cache, force, threads, seed)
     if model.config.levels:
         raise typer.BadParameter(
             "this is a variable-rate model: its latents depend on the quality, so train its integer h_s "

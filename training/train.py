@@ -459,6 +459,25 @@ def check_creatable(folder: Path, option: str) -> None:
         raise typer.BadParameter(f"cannot write in {existing}", param_hint=option)
 
 
+def start_finetune(checkpoint: Path, out: Path, cache: Optional[Path], force: bool, threads: int,
+                   seed: int) -> tuple[MeanScaleHyperprior, dict]:
+    """What the fine-tuning commands do first: refuse an ``out`` that exists without ``force`` and
+    folders that cannot be written, before any work; set torch's threads (0: its default) and
+    seed; load ``checkpoint``, a bad one being a usage error."""
+    if out.exists() and not force:
+        raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
+    check_creatable(out.parent, "--out")
+    if cache is not None:
+        check_creatable(cache.parent, "--cache")
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    try:
+        return load_model(checkpoint)
+    except CheckpointError as exc:
+        raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from None
+
+
 def train(
     folders: list[str],
     out: Path,
