@@ -99,12 +99,22 @@ def machine() -> dict:
     }
 
 
+def default_model() -> dict:
+    """The id and hash of the model nicodec uses by default here (the shipped one), read from
+    its manifest: every report names it, whichever models the benchmark itself ran."""
+    from nicodec.model import default_model_dir
+
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    return {"model_id": manifest["model_id"], "model_hash": manifest["model_hash"]}
+
+
 def write_report(path: Path | None, report: dict) -> None:
-    """Write ``report`` as JSON to ``path`` (if given), after the date and the machine."""
+    """Write ``report`` as JSON to ``path`` (if given), after the date, the machine and the default model."""
     if path is None:
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamped = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(), **report}
+    stamped = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
+               "default_model": default_model(), **report}
     path.write_text(json.dumps(stamped, indent=1) + "\n")
 
 

@@ -31,7 +31,7 @@ from rdo import compare, read_images, span_text
 
 CLASSIC = ["avif444", "jxl", "webp"]
 LABELS = {"avif444": "AVIF 4:4:4", "avif420": "AVIF 4:2:0", "jxl": "JPEG XL", "webp": "WebP", "jpeg444": "JPEG 4:4:4",
-          "jpeg420": "JPEG 4:2:0"}
+          "jpeg444opt": "JPEG 4:4:4 (optimised Huffman)", "jpeg420": "JPEG 4:2:0"}
 
 
 def main(argv: list[str] | None = None) -> dict:

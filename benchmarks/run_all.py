@@ -67,8 +67,7 @@ def main(argv: list[str] | None = None) -> dict:
     report: dict = {"quick": args.quick, "seconds": {}, "load_average_before": {}}
     report["load_average_before"]["rd"] = load_average()
     start = time.perf_counter()
-    rd_args = images + quick + ([] if out is None else ["--json", str(out / "rd.json"), "--markdown", str(out / "rd.md")])
-    rd_args += ["--qualities", *map(str, args.qualities)] if args.qualities else []
+    rd_args = images + quick + (["--qualities", *map(str, args.qualities)] if args.qualities else [])
     report["rd"] = rd.main(rd_args)
     report["seconds"]["rd"] = round(time.perf_counter() - start, 1)
 
@@ -93,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
             report["plot"] = "rd.png"
         except ImportError as exc:
             print(f"no plot: matplotlib is not installed ({exc})")
+        # Every file at the end, so that a part that fails leaves the last complete set as it was.
+        write_report(out / "rd.json", report["rd"])
+        (out / "rd.md").write_text(rd.markdown(report["rd"]) + "\n")
         write_report(out / "benchmarks.json", report)
         (out / "benchmarks.md").write_text(markdown(report) + "\n")
         print(f"\nwrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'}" + (f", {out / 'rd.png'}" if report["plot"] else ""))

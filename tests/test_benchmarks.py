@@ -61,6 +61,34 @@ def test_one_nicodec_point_is_compared_at_equal_quality_a_curve_by_bd_rate():
     assert "| jpeg444 | -20.0% | 25.00 to 41.00 | n/a |  |" in rd.markdown(result)
 
 
+def test_rd_flags_short_overlaps_folded_curves_and_missing_codecs():
+    rd = load("rd")
+    ours = [{"setting": q, "quality": q, "bpp": b, "psnr": 25 + 4 * np.log2(b / 0.1), "msssim": None}
+            for q, b in zip((1, 25, 50, 75, 100), (0.1, 0.2, 0.4, 0.8, 1.6))]  # 25..41 dB
+    full = [{"bpp": p["bpp"] * 1.2, "psnr": p["psnr"]} for p in ours]
+    short = full[3:]  # 37..41 dB: a quarter of nicodec's range
+    folded = [full[0], full[2], full[1], *full[3:]]
+    folded[1], folded[2] = {**folded[1], "psnr": full[1]["psnr"]}, {**folded[2], "psnr": full[2]["psnr"]}
+    assert rd.monotonic(full) and not rd.monotonic(folded)
+    assert rd.overlap_share(ours, full) == 1.0 and rd.overlap_share(ours, short) == 0.25
+    result = {"images": ["a.png"], "images_folder": "x", "msssim_skipped": "not here", "anchors_source": "",
+              "curves": {"full": full, "short": short, "folded": folded}, "nicodec": ours,
+              "skipped_codecs": ["jxl"], "anchors_missing": "anchors.json not found"}
+    result["comparison"] = {name: rd.compare(ours, curve) for name, curve in result["curves"].items()}
+    notes = rd.cautions(result)
+    assert notes == ["short: the PSNR BD-rate covers only 25% of nicodec's PSNR range",
+                     "folded: PSNR does not rise with the rate at every step, so its fit is rough",
+                     "not measured (not installed here): jxl", "no published anchors: anchors.json not found"]
+    assert "Read with care: " + "; ".join(notes) in rd.markdown(result)
+
+
+def test_optimised_jpeg_has_the_same_pixels_in_fewer_bytes():
+    rd = load("rd")
+    image = [synthetic_photo(128, 192, seed=3)]
+    plain, optimised = rd.classic_point("jpeg444", 20, image), rd.classic_point("jpeg444opt", 20, image)
+    assert optimised["psnr"] == plain["psnr"] and optimised["bpp"] < plain["bpp"]
+
+
 def photo_folder(tmp_path, count: int):
     """A folder of ``count`` synthetic photos, im0.png, im1.png, ..."""
     folder = tmp_path / "images"
