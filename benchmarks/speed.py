@@ -25,12 +25,27 @@ table gives the median over the images (the mean is in the JSON).
   transforms; the entropy coding of a trained model codes different symbols, so the
   coding part of its time is indicative only.
 
-Ratios divide each time by nicodec's on the CPU with the same thread count (for
-Pillow's codecs, which take no thread setting, the largest ``--threads``): above 1
-means slower than nicodec. The split of nicodec's time replays ``Codec.encode`` and
+Ratios divide each median time by nicodec's on the CPU with the same thread count
+(for Pillow's codecs, which take no thread setting, the largest ``--threads``): above
+1 means slower than nicodec. The split of nicodec's time replays ``Codec.encode`` and
 ``Codec.decode`` stage by stage (analysis graph, entropy-parameter graph, rANS coding,
 synthesis graph, and the rest: reading, padding, packing) and checks that it made the
 codec's own bytes and pixels.
+
+nicodec on the CPU and CompressAI's models are timed interleaved, one thread count at
+a time: for each image and run, nicodec encodes and decodes, then each CompressAI
+model, and the next run goes the other way round (A B C, C B A, ...). All of them see
+the same load, and a load that drifts cancels. Timed minutes apart, any change in the
+machine's load went straight into the ratio, and torch suffers more from contention
+than onnxruntime: at a load average of 7 to 8 on 2 cores, timing in blocks gave 3.2
+to encode and 1.9 to decode where interleaving gave 3.6 and 4.0. Each CompressAI row
+also has paired ratios (``paired_encode_ratio``, ``paired_decode_ratio``): per image,
+the median over the runs of its time over nicodec's in the same run (under
+``per_image``), and over the images their median, 10th and 90th percentiles, minimum
+and maximum. The split of nicodec's time and Pillow's codecs are timed before, each
+in its own block. The 1-minute load average before and after all the timing is in
+the JSON (``load_average_1min``) and the table; above half the number of cores a
+warning says that the times and ratios are unreliable.
 """
 
 from __future__ import annotations
@@ -38,11 +53,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import os
 import statistics
 import sys
 import time
 import types
 from pathlib import Path
+from typing import Callable, NamedTuple
 
 import numpy as np
 from PIL import Image
@@ -55,45 +72,92 @@ from rd import QUALITIES, SHARED, available, save_options
 CLASSIC_QUALITY = 75
 
 
-def median_ms(run, repeats: int) -> tuple[float, object]:
-    """The median wall time of ``repeats`` calls of ``run`` in milliseconds, and the last result."""
-    times, result = [], None
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = run()
-        times.append(1000 * (time.perf_counter() - start))
-    return statistics.median(times), result
+class Coder(NamedTuple):
+    """One configuration to time: ``encode(image) -> bytes``, ``decode(bytes) -> array``, and what its row records."""
+
+    name: str
+    encode: Callable[[np.ndarray], bytes]
+    decode: Callable[[bytes], np.ndarray]
+    info: dict
 
 
-def measure(name: str, encode, decode, images: list[np.ndarray], repeats: int, **info) -> dict:
-    """Time ``encode(image) -> bytes`` and ``decode(bytes) -> array`` on every image, after one warm-up."""
-    decode(encode(images[0]))
-    enc, dec, bpp = [], [], []
-    for image in images:
-        ms, data = median_ms(lambda: encode(image), repeats)
-        enc.append(ms)
-        ms, out = median_ms(lambda: decode(data), repeats)
-        dec.append(ms)
-        if out.shape != image.shape:
-            raise RuntimeError(f"{name} decoded a {out.shape} array from a {image.shape} image")
-        bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-    row = {
-        "name": name, **info,
-        "encode_ms": statistics.median(enc), "decode_ms": statistics.median(dec),
-        "encode_ms_mean": statistics.mean(enc), "decode_ms_mean": statistics.mean(dec),
-        "bpp": statistics.mean(bpp),
-        "per_image": {"encode_ms": enc, "decode_ms": dec},
-    }
-    print(f"{name:>28} {str(info.get('threads', '-')):>7}: encode {row['encode_ms']:8.1f} ms, "
-          f"decode {row['decode_ms']:8.1f} ms, {row['bpp']:.3f} bpp", flush=True)
-    return row
+def timed_ms(run) -> tuple[float, object]:
+    """The wall time of one call of ``run`` in milliseconds, and its result."""
+    start = time.perf_counter()
+    result = run()
+    return 1000 * (time.perf_counter() - start), result
+
+
+def measure(coders: list[Coder], images: list[np.ndarray], repeats: int) -> list[dict]:
+    """Time every coder on every image, interleaved, after one warm-up each; one row per coder.
+
+    For each image and repetition, each coder encodes the image and decodes its bytes in
+    turn, in the list's order and then in reverse (ABC, CBA, ...), so that all of them see
+    the same load and a drift in it cancels. With more than one coder, each row also holds
+    the paired ratios to the first coder: per image, the median over the repetitions of
+    its time over the first coder's in the same repetition.
+    """
+    for coder in coders:
+        coder.decode(coder.encode(images[0]))
+    runs = [[[] for _ in images] for _ in coders]  # runs[coder][image]: (encode ms, decode ms) per repetition
+    bpp = [[] for _ in coders]
+    for i, image in enumerate(images):
+        for r in range(repeats):
+            order = list(enumerate(coders))
+            for k, coder in order if (i * repeats + r) % 2 == 0 else order[::-1]:
+                enc_ms, data = timed_ms(lambda: coder.encode(image))
+                dec_ms, out = timed_ms(lambda: coder.decode(data))
+                if out.shape != image.shape:
+                    raise RuntimeError(f"{coder.name} decoded a {out.shape} array from a {image.shape} image")
+                runs[k][i].append((enc_ms, dec_ms))
+                if r == 0:
+                    bpp[k].append(8 * len(data) / (image.shape[0] * image.shape[1]))
+    rows = []
+    for k, coder in enumerate(coders):
+        enc = [statistics.median(e for e, _ in per_run) for per_run in runs[k]]
+        dec = [statistics.median(d for _, d in per_run) for per_run in runs[k]]
+        row = {
+            "name": coder.name, **coder.info,
+            "encode_ms": statistics.median(enc), "decode_ms": statistics.median(dec),
+            "encode_ms_mean": statistics.mean(enc), "decode_ms_mean": statistics.mean(dec),
+            "bpp": statistics.mean(bpp[k]),
+            "per_image": {"encode_ms": enc, "decode_ms": dec},
+        }
+        line = (f"{coder.name:>28} {str(coder.info.get('threads', '-')):>7}: encode {row['encode_ms']:8.1f} ms, "
+                f"decode {row['decode_ms']:8.1f} ms, {row['bpp']:.3f} bpp")
+        if len(coders) > 1:
+            row["paired_against"] = coders[0].name
+            for side, j in (("encode", 0), ("decode", 1)):
+                ratios = [statistics.median(mine[j] / base[j] for mine, base in zip(runs[k][i], runs[0][i]))
+                          for i in range(len(images))]
+                row["per_image"][f"{side}_ratio"] = ratios
+                row[f"paired_{side}_ratio"] = spread(ratios)
+            line += (f", paired ratio encode {_spread_words(row['paired_encode_ratio'])}, "
+                     f"decode {_spread_words(row['paired_decode_ratio'])}")
+        print(line, flush=True)
+        rows.append(row)
+    return rows
+
+
+def spread(values: list[float]) -> dict:
+    """The median of ``values``, their 10th and 90th percentiles (linear interpolation), min and max."""
+    p10, p90 = np.percentile(values, [10, 90])
+    return {"median": statistics.median(values), "p10": float(p10), "p90": float(p90),
+            "min": min(values), "max": max(values)}
 
 
 # -- nicodec ------------------------------------------------------------------------------
 
 
-def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None, quality: float | None) -> list[dict]:
-    """Time nicodec at ``quality`` (checked: see ``coding_quality``) on the CPU with each thread count, and CUDA."""
+def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None, quality: float | None,
+                 compressai: dict | None = None) -> list[dict]:
+    """Time nicodec at ``quality`` (checked: see ``coding_quality``) on the CPU with each thread count, and CUDA.
+
+    Args:
+        compressai: CompressAI models by name (see ``compressai_models``), timed with
+            ``torch.set_num_threads`` at each thread count, interleaved with nicodec on
+            the CPU with as many threads (see ``measure``); their rows follow nicodec's.
+    """
     import onnxruntime
 
     from nicodec import Codec
@@ -101,15 +165,26 @@ def nicodec_rows(images, repeats: int, threads: list[int], model: Path | None, q
     configs = [("cpu", t) for t in threads]
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         configs.append(("cuda", None))
-    rows = []
+    nicodec, others = [], []
     for provider, t in configs:
         codec = Codec(model, providers=provider, threads=t)
         used = coding_quality(codec, quality)
         setting = codec.model_id if used is None else f"{codec.model_id} q{used:g}"
-        rows.append(measure("nicodec", lambda image: codec.encode(image, quality=quality),
-                            lambda data: codec.decode(data, as_array=True), images, repeats,
-                            provider=provider, threads=t, quality=used, setting=setting))
-    return rows
+        coders = [Coder("nicodec", lambda image, codec=codec: codec.encode(image, quality=quality),
+                        lambda data, codec=codec: codec.decode(data, as_array=True),
+                        {"provider": provider, "threads": t, "quality": used, "setting": setting})]
+        if compressai and provider == "cpu":
+            import torch
+
+            torch.set_num_threads(t)
+            coders += [Coder(name, *torch_coder(m), {"provider": "torch", "threads": t, "setting":
+                             f"{type(m).__name__}(N={m.N}, M={m.M}), random weights"}) for name, m in compressai.items()]
+            print(f"timing {', '.join(c.name for c in coders)} interleaved, {t} threads", flush=True)
+        rows = measure(coders, images, repeats)
+        nicodec.append(rows[0])
+        others += rows[1:]
+    order = list(compressai or {})
+    return nicodec + sorted(others, key=lambda row: order.index(row["name"]))
 
 
 def nicodec_stages(images, repeats: int, threads: int, model: Path | None, quality: float | None) -> dict:
@@ -217,7 +292,7 @@ def classic_rows(images, repeats: int) -> tuple[list[dict], list[str]]:
         def decode(data: bytes) -> np.ndarray:
             return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
-        rows.append(measure(codec, encode, decode, images, repeats, setting=f"quality {CLASSIC_QUALITY}"))
+        rows += measure([Coder(codec, encode, decode, {"setting": f"quality {CLASSIC_QUALITY}"})], images, repeats)
     return rows, skipped
 
 
@@ -248,11 +323,16 @@ def import_compressai() -> tuple[object | None, str]:
     return compressai, note
 
 
-def compressai_rows(images, repeats: int, threads: list[int]) -> tuple[list[dict], str | None, str]:
-    """Time CompressAI's mean-scale hyperprior; returns rows, the reason it was skipped, and a note."""
+def compressai_models() -> tuple[dict, str | None, str]:
+    """CompressAI's two mean-scale hyperpriors by name, with random weights and their tables built.
+
+    Returns:
+        The models (none when CompressAI is not importable), the reason it was skipped
+        (or None), and a note of the versions and any stand-in used.
+    """
     compressai, note = import_compressai()
     if compressai is None:
-        return [], note, ""
+        return {}, note, ""
     import torch
     from compressai.models import MeanScaleHyperprior
     from compressai.zoo import mbt2018_mean
@@ -262,16 +342,10 @@ def compressai_rows(images, repeats: int, threads: list[int]) -> tuple[list[dict
         "compressai mbt2018-mean q3": mbt2018_mean(quality=3, pretrained=False),
         "compressai msh N64 M128": MeanScaleHyperprior(N=64, M=128),
     }
-    rows = []
-    for name, model in models.items():
+    for model in models.values():
         model.eval()
         model.update(force=True)
-        for t in threads:
-            torch.set_num_threads(t)
-            encode, decode = torch_coder(model)
-            rows.append(measure(name, encode, decode, images, repeats, provider="torch", threads=t,
-                                setting=f"{type(model).__name__}(N={model.N}, M={model.M}), random weights"))
-    return rows, None, f"CompressAI {compressai.__version__}, torch {torch.__version__}. {note}".strip()
+    return models, None, f"CompressAI {compressai.__version__}, torch {torch.__version__}. {note}".strip()
 
 
 def torch_coder(model):
@@ -315,15 +389,25 @@ def markdown(result: dict) -> str:
         f"Speed on {len(result['images'])} images, median ms per image ({result['repeats']} runs each after a "
         f"warm-up; nicodec at {_quality_words(result.get('nicodec_quality'))}, Pillow's codecs at quality "
         f"{result['classic_quality']}); ratio = time / nicodec CPU's at the same thread count (Pillow: against nicodec at "
-        f"{result['baseline_threads']} threads), above 1 is slower than nicodec",
+        f"{result['baseline_threads']} threads), above 1 is slower than nicodec. CompressAI was timed "
+        "interleaved with nicodec image by image; its paired ratio is the median over the images of the time over "
+        "nicodec's on the same image and run (10th-90th percentile in brackets)",
         "",
-        "| codec | setting | provider, threads | encode ms | decode ms | encode ratio | decode ratio | bpp |",
-        "|---|---|---|---|---|---|---|---|",
+        "| codec | setting | provider, threads | encode ms | decode ms | encode ratio | decode ratio "
+        "| paired encode ratio | paired decode ratio | bpp |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         where = f"{r.get('provider', 'Pillow')}, {r.get('threads') or 'default'}"
+        paired = [_spread_words(r[k]) if k in r else "-" for k in ("paired_encode_ratio", "paired_decode_ratio")]
         lines.append(f"| {r['name']} | {r['setting']} | {where} | {r['encode_ms']:.1f} | {r['decode_ms']:.1f} "
-                     f"| {r['encode_ratio']:.2f} | {r['decode_ratio']:.2f} | {r['bpp']:.3f} |")
+                     f"| {r['encode_ratio']:.2f} | {r['decode_ratio']:.2f} | {' | '.join(paired)} | {r['bpp']:.3f} |")
+    load = result.get("load_average_1min")
+    if load:
+        lines += ["", f"Load average (1 minute) before the timing {load['before']}, after it {load['after']}, "
+                      f"on {load['cpus']} cores."]
+    if result.get("load_warning"):
+        lines += ["", f"**Warning: {result['load_warning']}.**"]
     stages = result["nicodec_stages"]
     lines += [
         "",
@@ -345,6 +429,25 @@ def markdown(result: dict) -> str:
 
 
 STAGE_ORDER = ("analysis", "entropy_parameters", "entropy_coding", "synthesis", "other")
+
+
+def load_average() -> float | None:
+    """The 1-minute load average, or None where the OS has none (Windows)."""
+    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+
+
+def load_warning(load: dict) -> str | None:
+    """Why the times are unreliable when the load average exceeded half the cores before or after, else None."""
+    cpus = load.get("cpus") or 1
+    if max(v or 0 for v in (load.get("before"), load.get("after"))) <= cpus / 2:
+        return None
+    return (f"the 1-minute load average was {load['before']} before the timing and {load['after']} after, "
+            f"above half of the {cpus} cores: other work took CPU time, so the times, and the ratios of "
+            "CompressAI's torch against nicodec's onnxruntime most of all, are unreliable")
+
+
+def _spread_words(spread: dict) -> str:
+    return f"{spread['median']:.2f} ({spread['p10']:.2f}-{spread['p90']:.2f})"
 
 
 def _quality_words(quality: float | None) -> str:
@@ -371,23 +474,24 @@ def main(argv: list[str] | None = None) -> dict:
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    load = {"before": load_average()}
     try:
-        rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality)
-    except QualityError as exc:  # checked before any timing: a quality out of range, or for a single-rate model
+        stages = nicodec_stages(images, args.repeats, max(args.threads), args.model, args.quality)
+    except QualityError as exc:  # raised by the warm-up, before any timing: out of range, or for a single-rate model
         parser.error(str(exc))
-    stages = nicodec_stages(images, args.repeats, max(args.threads), args.model, args.quality)
     classic, missing = classic_rows(images, args.repeats)
-    rows += classic
     skipped = {c: "not installed" for c in missing}
-    note = ""
+    models, note = {}, ""
     if args.no_compressai:
         skipped["compressai"] = "--no-compressai"
     else:
-        # Last, so that torch's thread pool is not yet started while the others run.
-        torch_rows, reason, note = compressai_rows(images, args.repeats, args.threads)
-        rows += torch_rows
+        models, reason, note = compressai_models()
         if reason:
             skipped["compressai"] = reason
+    # Last, so that torch's thread pool is not yet started while the others run.
+    rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality, models) + classic
+    load["after"] = load_average()
+    load["cpus"] = os.cpu_count()
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     add_ratios(rows, max(args.threads))
@@ -402,7 +506,11 @@ def main(argv: list[str] | None = None) -> dict:
         "nicodec_stages": stages,
         "skipped": skipped,
         "compressai_note": note,
+        "load_average_1min": load,
+        "load_warning": load_warning(load),
     }
+    if result["load_warning"]:
+        print(f"warning: {result['load_warning']}", file=sys.stderr)
     table = markdown(result)
     publish(result, table, args.json, args.markdown)
     return result

@@ -205,9 +205,34 @@ def test_speed_quick_mode_times_every_codec_and_nicodecs_stages(images_folder, t
     assert {"synthesis", "entropy_parameters", "entropy_coding", "other"} == set(stages["decode"]) - {"total"}
     assert stages["decode"]["total"] == pytest.approx(sum(v for k, v in stages["decode"].items() if k != "total"))
     assert result["skipped"]["compressai"] == "--no-compressai"
+    assert not any("paired_encode_ratio" in row for row in result["rows"])  # nothing to pair nicodec with
+    averages = result["load_average_1min"]
+    assert set(averages) == {"before", "after", "cpus"}
+    assert (result["load_warning"] is None) == (max(averages["before"], averages["after"]) <= averages["cpus"] / 2)
     on_disk = json.loads((tmp_path / "speed.json").read_text())
-    assert {"date", "machine", "rows", "nicodec_stages"} <= set(on_disk) and on_disk["machine"]["cpus"] >= 1
+    assert {"date", "machine", "rows", "nicodec_stages", "load_average_1min"} <= set(on_disk) and on_disk["machine"]["cpus"] >= 1
     assert on_disk["nicodec_quality"] == 29.0
+
+
+def test_speed_interleaves_the_coders_and_pairs_their_times():
+    speed = load("speed")
+    calls = []
+
+    def coder(name: str):
+        def encode(image):
+            calls.append(name)
+            return bytes(10)
+
+        return speed.Coder(name, encode, lambda data: np.zeros((2, 3, 3), np.uint8), {"threads": 1})
+
+    images = [np.zeros((2, 3, 3), np.uint8)] * 2
+    rows = speed.measure([coder("a"), coder("b"), coder("c")], images, repeats=2)
+    assert calls == list("abc") + list("abccbaabccba")  # the warm-up, then each run the other way round
+    assert [r["name"] for r in rows] == ["a", "b", "c"] and rows[0]["paired_encode_ratio"]["median"] == 1.0
+    assert all(len(r["per_image"]["decode_ratio"]) == 2 and r["paired_against"] == "a" for r in rows)
+    assert speed.spread([1.0, 2.0, 3.0, 4.0]) == {"median": 2.5, "p10": 1.3, "p90": pytest.approx(3.7), "min": 1.0, "max": 4.0}
+    assert speed.load_warning({"before": 0.5, "after": 1.0, "cpus": 2}) is None
+    assert "unreliable" in speed.load_warning({"before": 0.5, "after": 1.5, "cpus": 2})
 
 
 def test_speed_uses_the_models_default_quality_and_refuses_a_bad_one(images_folder):
@@ -230,10 +255,14 @@ def test_speed_times_compressai_when_importable(images_folder):
     if speed.import_compressai()[0] is None:
         pytest.skip("CompressAI is not importable here (the bench environment has it)")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in sorted(images_folder.glob("*.png"))]
-    rows, reason, note = speed.compressai_rows(images[:1], 1, [1])
+    models, reason, note = speed.compressai_models()
     assert reason is None and "CompressAI" in note
-    assert [r["name"] for r in rows] == ["compressai mbt2018-mean q3", "compressai msh N64 M128"]
+    rows = speed.nicodec_rows(images[:1], 1, [1], None, None, models)
+    names = ["compressai mbt2018-mean q3", "compressai msh N64 M128"]
+    assert [r["name"] for r in rows if r["provider"] != "cuda"] == ["nicodec", *names]
     assert all(r["bpp"] > 0 and r["decode_ms"] > 0 for r in rows)
+    for row in rows[1:len(names) + 1]:  # timed interleaved with nicodec on the CPU, so paired with it
+        assert row["threads"] == 1 and row["paired_against"] == "nicodec" and row["paired_decode_ratio"]["median"] > 0
 
 
 def test_footprint_quick_mode(images_folder, tmp_path):
