@@ -270,7 +270,7 @@ class Codec:
                 this model also decodes (``ModelFiles.decodes_files_of``).
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
-        header, sections, _, symbols, mean_q = self._entropy_decode(data)
+        header, sections, alpha, _, symbols, mean_q = self._entropy_decode(data)
         y_hat = self._y_hat(header, symbols, mean_q)
         d = self.model.downsampling
         # The synthesis needs less context than the analysis (measured: identical pixels
@@ -280,8 +280,8 @@ class Codec:
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
             pixels = _luma(pixels)[:, :, None]
-        if b"ALPH" in sections:
-            pixels = np.dstack([pixels, _inflate_alpha(sections[b"ALPH"], header.width, header.height)])
+        if alpha is not None:
+            pixels = np.dstack([pixels, alpha])
         pixels = np.ascontiguousarray(pixels)
         mode = {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[pixels.shape[2]]
         if gray and mode == "L":
@@ -297,7 +297,7 @@ class Codec:
 
     def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
-        header, _, _, symbols, mean_q = self._entropy_decode(data)
+        header, _, _, _, symbols, mean_q = self._entropy_decode(data)
         return header, self._y_hat(header, symbols, mean_q)
 
     def decode_symbols(self, data: bytes):
@@ -308,9 +308,7 @@ class Codec:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
-        header, sections, z_hat, symbols, mean_q = self._entropy_decode(data)
-        if b"ALPH" in sections:
-            _inflate_alpha(sections[b"ALPH"], header.width, header.height)
+        header, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # the alpha plane checked too
         return header, z_hat, symbols, mean_q
 
     def _entropy_decode(self, data):
@@ -320,12 +318,14 @@ class Codec:
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
+        # Before the costly part: a damaged alpha plane found after the synthesis wasted it all.
+        alpha = _inflate_alpha(sections[b"ALPH"], header.width, header.height) if b"ALPH" in sections else None
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
-        return header, sections, z_hat, symbols.reshape(mean_q.shape), mean_q
+        return header, sections, alpha, z_hat, symbols.reshape(mean_q.shape), mean_q
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -120,6 +120,19 @@ def test_a_damaged_alpha_section_is_a_format_error(codec, photo):
             codec.decode(nicformat.pack(header, {**sections, b"ALPH": payload}))
 
 
+def test_a_damaged_alpha_section_is_found_before_the_entropy_decoding(codec, photo, monkeypatch):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 9, np.uint8)])
+    header, sections = nicformat.unpack(codec.encode(rgba))
+
+    def costly(*args, **kwargs):
+        raise AssertionError("the latents were decoded before the alpha plane was checked")
+
+    monkeypatch.setattr(nicodec.codec.rans, "decode", costly)
+    for decode in (codec.decode, codec.decode_symbols):
+        with pytest.raises(nicodec.FormatError, match="alpha"):
+            decode(nicformat.pack(header, {**sections, b"ALPH": b"not zlib"}))
+
+
 def test_bad_arrays_are_refused(codec):
     with pytest.raises(nicodec.UnsupportedImageError, match="uint8"):
         codec.encode(np.zeros((8, 8, 3), np.float32))
