@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 
 from nicodec.errors import ModelError
-from nicodec.format import FORMAT_VERSION, MAX_MODEL_ID_BYTES
+from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
     ModelFiles, decoding_fields, earlier_model_problem, manifest_hash, quality_position, sha256_file,
@@ -397,14 +397,10 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
 
 
 def check_model_id(model_id: str) -> None:
-    """The id goes into every file's header: 1 to ``MAX_MODEL_ID_BYTES`` bytes of UTF-8 (FORMAT.md)."""
-    try:
-        size = len(model_id.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise RuntimeError(f"the model id {model_id!r} is not valid UTF-8") from None
-    if not 1 <= size <= MAX_MODEL_ID_BYTES:
-        raise RuntimeError(f"the model id must be 1 to {MAX_MODEL_ID_BYTES} bytes of UTF-8, not {size} ({model_id!r}); "
-                           "give --model-id")
+    """The id goes into every file's header: 1 to ``MAX_MODEL_ID_BYTES`` printable bytes of UTF-8 (FORMAT.md)."""
+    problem = model_id_problem(model_id)
+    if problem:
+        raise RuntimeError(f"{problem} ({model_id!r}); give --model-id")
 
 
 def check_output(out: Path, checkpoint: Path, force: bool) -> None:

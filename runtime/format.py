@@ -87,9 +87,9 @@ class Header:
             )
         if self.flags & ~KNOWN_FLAGS:
             raise FormatError(f"unknown flags 0x{self.flags:02x} (version {FORMAT_VERSION} defines 0x{KNOWN_FLAGS:02x})")
-        id_bytes = self.model_id.encode("utf-8")
-        if not 1 <= len(id_bytes) <= MAX_MODEL_ID_BYTES:
-            raise FormatError(f"model id must be 1 to {MAX_MODEL_ID_BYTES} bytes of UTF-8, got {len(id_bytes)}")
+        problem = model_id_problem(self.model_id)
+        if problem:
+            raise FormatError(problem)
         if len(self.model_hash) != 8:
             raise FormatError(f"model hash must be 8 bytes, got {len(self.model_hash)}")
         for name, side in (("width", self.width), ("height", self.height)):
@@ -97,6 +97,23 @@ class Header:
                 raise FormatError(f"{name} {side} is outside 1..{MAX_SIDE}")
         if not math.isfinite(self.quality):
             raise FormatError(f"quality {self.quality} is not a finite number")
+
+
+def model_id_problem(model_id) -> str | None:
+    """Why ``model_id`` cannot name a model, or None: it must be 1 to ``MAX_MODEL_ID_BYTES``
+    bytes of UTF-8, all of it printable (no control, format or separator character but the
+    space), since tools print it: an id from a hostile file could otherwise drive the terminal."""
+    if not isinstance(model_id, str):
+        return f"the model id must be a string, not {type(model_id).__name__}"
+    try:
+        size = len(model_id.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"the model id {model_id!r} is not valid UTF-8"
+    if not 1 <= size <= MAX_MODEL_ID_BYTES:
+        return f"the model id must be 1 to {MAX_MODEL_ID_BYTES} bytes of UTF-8, not {size}"
+    if not model_id.isprintable():
+        return f"the model id {model_id!r} holds a character that is not printable"
+    return None
 
 
 def quality_value(quality: float) -> float:

@@ -369,15 +369,15 @@ def _is_digest(value) -> bool:
 
 def _check_manifest(manifest, path: Path) -> None:
     """Every field the runtime reads, present and of the right type, so use never fails later."""
-    from .format import MAX_MODEL_ID_BYTES
+    from .format import model_id_problem
 
     def positive_int(value) -> bool:
         return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
     problems = []
-    model_id = manifest.get("model_id")
-    if not isinstance(model_id, str) or not 1 <= len(model_id.encode("utf-8")) <= MAX_MODEL_ID_BYTES:
-        problems.append(f"model_id must be a string of 1 to {MAX_MODEL_ID_BYTES} UTF-8 bytes")
+    problem = model_id_problem(manifest.get("model_id"))
+    if problem:
+        problems.append(problem)
     for key in ("downsampling", "mean_bits", "scale_levels"):
         if not positive_int(manifest.get(key)):
             problems.append(f"{key} must be a positive integer")
@@ -391,7 +391,7 @@ def _check_manifest(manifest, path: Path) -> None:
     others = manifest.get(DECODES_FILES_OF, [])
     if not isinstance(others, list) or not all(
         isinstance(e, dict) and set(e) == {"model_id", "model_hash", "version", "files", "decoding"}
-        and isinstance(e["model_id"], str) and 1 <= len(e["model_id"].encode("utf-8")) <= MAX_MODEL_ID_BYTES
+        and model_id_problem(e["model_id"]) is None
         and _is_digest(e["model_hash"]) and e["version"] in MODEL_FORMAT_VERSIONS and not isinstance(e["version"], bool)
         and isinstance(e["files"], dict) and all(isinstance(k, str) and _is_digest(v) for k, v in e["files"].items())
         and isinstance(e["decoding"], dict)

@@ -110,6 +110,17 @@ def test_info_json(png, tmp_path):
     assert facts["bytes"] == (tmp_path / "photo.nic").stat().st_size
 
 
+def test_info_never_prints_control_characters_from_a_file(png, tmp_path):
+    assert run("encode", png).exit_code == 0
+    data = (tmp_path / "photo.nic").read_bytes()
+    model_id = data[7:7 + data[6]]
+    hostile = data.replace(model_id, b"\x1b]0;x\x07\x1b[2J".ljust(len(model_id), b"x"), 1)
+    (tmp_path / "hostile.nic").write_bytes(hostile)
+    result = run("info", tmp_path / "hostile.nic")
+    assert result.exit_code == 1 and "not printable" in result.stderr
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout + result.stderr
+
+
 def test_info_on_several_files(png, tmp_path):
     assert run("encode", png).exit_code == 0
     assert run("encode", png, "-o", tmp_path / "low.nic", "--quality", "5").exit_code == 0

@@ -51,7 +51,7 @@ def test_force_replaces_model_folders_only(tmp_path, checkpoint, monkeypatch):
 
 
 @pytest.mark.parametrize("model_id, message", [("", "1 to 64 bytes"), ("x" * 65, "1 to 64 bytes"),
-                                               ("\udcff", "not valid UTF-8")])
+                                               ("\udcff", "not valid UTF-8"), ("a\x1b[2J", "not printable")])
 def test_model_ids_the_header_cannot_hold_are_refused_first(tmp_path, checkpoint, model_id, message):
     result = export(checkpoint, "--out", tmp_path / "model", "--model-id", model_id)
     assert result.exit_code == 1 and message in result.output

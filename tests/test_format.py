@@ -201,6 +201,17 @@ def test_a_model_decodes_the_files_of_the_models_it_lists():
         nicformat.check_model(HEADER, "newer", bytes(8), also=[("test-model", bytes(8))])
 
 
+@pytest.mark.parametrize("character", ["\x1b", "\x07", "\r", "\u202e", "\u2028", "\x85"])
+def test_a_model_id_that_is_not_printable_is_refused(character):
+    """Tools print the id: one from a hostile file must not drive the terminal (ESC ] title, ESC [2J)."""
+    data = packed().replace(b"test-model", f"test{character}".encode().ljust(10, b"x"), 1)
+    with pytest.raises(FormatError, match="not printable"):
+        nicformat.read_header(data)
+    with pytest.raises(FormatError, match="not printable"):
+        nicformat.pack(nicformat.Header(1, f"x{character}", bytes(8), 4, 4, 1.0), SECTIONS)
+    assert nicformat.model_id_problem("nicodec-mshp-vr-1 (ß, 日本)") is None
+
+
 def test_invalid_utf8_model_id_is_refused():
     data = bytearray(packed())
     data[7] = 0xFF
