@@ -53,6 +53,10 @@ class _CodecSource:
                     self._codec = Codec()
         return self._codec
 
+    def max_pixels(self) -> int:
+        """The pixel limit the codec will apply, known without loading a default codec."""
+        return getattr(self._codec, "max_pixels", nicformat.DEFAULT_MAX_PIXELS)
+
 
 _DEFAULT = _CodecSource()
 """Shared by every ``register()`` without a codec, so the default model is loaded at most once."""
@@ -96,19 +100,29 @@ class NicImageFile(ImageFile.ImageFile):
             # wrong instead of letting Pillow report only "cannot identify image file".
             name = f" {self.filename!r}" if self.filename else ""
             raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
+        limit = self._codec_source.max_pixels()
+        if header.width * header.height > limit:
+            # Here, before Pillow allocates the image in load(): its own check may be off
+            # (Image.MAX_IMAGE_PIXELS = None), and the codec's would come only after that.
+            raise Image.DecompressionBombError(
+                f"the file claims {header.width * header.height:,} pixels ({header.width}x{header.height}), more than "
+                f"the codec's limit of {limit:,} (register a Codec with a larger max_pixels to open it)"
+            )
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         self._mode = ("LA" if gray else "RGBA") if b"ALPH" in tags else ("L" if gray else "RGB")
         # The metadata sections are small: read them now, so info has them before load().
+        # Only those the file holds in full: a length from a damaged header is not read (a
+        # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;
+        # load() names the damage.
+        size = self.fp.seek(0, 2)
         offset = payload_at
         for tag, length in table:
             key = {b"ICCP": "icc_profile", b"EXIF": "exif"}.get(tag)
-            if key is not None:
+            if key is not None and offset + length <= size:
                 self.fp.seek(offset)
-                data = self.fp.read(length)
-                if len(data) == length:  # a truncated file keeps no partial profile; load() names the damage
-                    self.info[key] = data
+                self.info[key] = self.fp.read(length)
             offset += length
         self.fp.seek(payload_at)
         self.info["model_id"] = header.model_id

@@ -271,6 +271,41 @@ def test_a_truncated_file_keeps_no_partial_profile(codec, photo_image):
         assert im.info.get("icc_profile", image.info["icc_profile"]) == image.info["icc_profile"]
 
 
+def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_image, monkeypatch):
+    """A damaged header's 4 GiB ICC length must not make Image.open reserve 4 GiB (a MemoryError
+    under an address-space limit): only sections the file holds in full are read."""
+    image = photo_image.copy()
+    image.info["icc_profile"] = b"profile"
+    data = bytearray(codec.encode(image))
+    _, table, payload_at = nicformat.read_header(bytes(data))
+    entry = payload_at - nicformat.CRC.size - nicformat.SECTION_ENTRY.size * (len(table) - [t for t, _ in table].index(b"ICCP"))
+    data[entry + 4: entry + 8] = (0xFFFFFFF0).to_bytes(4, "little")
+    reads = []
+    real_read = io.BytesIO.read
+
+    class Watched(io.BytesIO):
+        def read(self, size=-1):
+            reads.append(size)
+            return real_read(self, size)
+
+    im = Image.open(Watched(bytes(data)))
+    assert "icc_profile" not in im.info and max(reads) < len(data)
+    with pytest.raises(OSError):
+        im.load()
+
+
+def test_the_codecs_pixel_limit_applies_at_open_before_pillow_allocates(codec, nic, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as applications that open big images do
+    huge = repacked(nic, width=1 << 15, height=1 << 15)  # 1.07 G pixels: Pillow would reserve 3 GB
+    with pytest.raises(Image.DecompressionBombError, match="codec's limit of 89,478,485"):
+        Image.open(io.BytesIO(huge))
+    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=80 * 47))
+    with pytest.raises(Image.DecompressionBombError, match="3,840 pixels .* limit of 3,760"):
+        Image.open(io.BytesIO(nic))
+    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=128 * 64))  # the codec counts the padding too
+    assert Image.open(io.BytesIO(nic)).load() is not None
+
+
 def test_truncated_payload_opens_but_fails_on_load(nic, tmp_path):
     path = tmp_path / "cut.nic"
     path.write_bytes(nic[:-7])
