@@ -251,9 +251,10 @@ class ModelFiles:
             raise ModelError(f"not a nicodec model folder (no {MANIFEST}): {folder}")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
             raise ModelError(f"unreadable manifest {manifest_path}: {exc}") from exc
-        if manifest.get("format") != MODEL_FORMAT or manifest.get("version") not in MODEL_FORMAT_VERSIONS:
+        if not isinstance(manifest, dict) or manifest.get("format") != MODEL_FORMAT \
+                or manifest.get("version") not in MODEL_FORMAT_VERSIONS:
             raise ModelError(
                 f"{manifest_path} is not a {MODEL_FORMAT} manifest of version "
                 + " or ".join(map(str, MODEL_FORMAT_VERSIONS))
@@ -384,6 +385,8 @@ def _check_manifest(manifest, path: Path) -> None:
     config = manifest.get("config")
     if not isinstance(config, dict) or not all(positive_int(config.get(k)) for k in ("M", "Nh")):
         problems.append("config must give the channel counts M and Nh")
+    if not isinstance(manifest.get("rate", {}), dict):
+        problems.append("rate must be an object")
     if not isinstance(manifest.get("files"), dict):
         problems.append("files must map file names to SHA-256 digests")
     if not _is_digest(manifest.get("model_hash")):

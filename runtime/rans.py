@@ -50,6 +50,9 @@ STATE_LOW = 1 << 16
 WORD_BITS = 16
 MAX_SYMBOLS = 256
 """Most symbols a table may have, escape included."""
+MAX_TABLES = 1024
+"""Most tables a set may hold: each costs 128 KiB of decoding lookup table, so a model folder
+cannot make the decoder reserve gigabytes (the shipped model has 64 and 128)."""
 
 MAX_LANES = 0xFFFF
 HEADER = struct.Struct("<HI")
@@ -106,6 +109,10 @@ class Tables:
             raise ValueError(f"Tables.sizes and Tables.offsets must have shape ({n},)")
         if sizes.min() < 2 or sizes.max() > MAX_SYMBOLS:
             raise ValueError(f"table sizes must lie in [2, {MAX_SYMBOLS}]")
+        if n > MAX_TABLES:
+            raise ValueError(f"{n} tables, more than {MAX_TABLES}")
+        if cdf.shape[1] > MAX_SYMBOLS + 1:
+            raise ValueError(f"Tables.cdf has {cdf.shape[1]} columns, more than {MAX_SYMBOLS + 1}")
         if cdf.shape[1] < sizes.max() + 1:
             raise ValueError(f"Tables.cdf has {cdf.shape[1]} columns, too few for {sizes.max()} symbols")
         if np.any(offsets.astype(np.int64) + sizes - 2 > _INT32.max):

@@ -210,6 +210,13 @@ def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
     for bad in ({"model_id": "x", "model_hash": "0" * 64}, "vr-1w", [1]):
         with pytest.raises(nicodec.ModelError, match="must list objects"):
             load({**listed, "decodes_files_of": [bad]})
+    # Malformed manifests are ModelErrors, not AttributeError or RecursionError.
+    with pytest.raises(nicodec.ModelError, match="rate must be an object"):
+        load({**base, "rate": [1]})
+    for text in ("[1, 2]", "[" * 100_000 + "]" * 100_000):
+        (folder / "manifest.json").write_text(text)
+        with pytest.raises(nicodec.ModelError):
+            ModelFiles.load(folder)
 
     # Hand-edited entries are refused even with the manifest's hash recomputed: an entry must
     # hash to its model hash, and its entropy side must be this model's.

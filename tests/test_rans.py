@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nicodec.errors import FormatError
-from nicodec.rans import TOTAL, Tables, decode, default_lanes, encode, quantize_pmf, tables_from_pmfs
+from nicodec.rans import MAX_SYMBOLS, MAX_TABLES, TOTAL, Tables, decode, default_lanes, encode, quantize_pmf, tables_from_pmfs
 
 
 def random_tables(rng: np.random.Generator, n_tables: int = 8, max_size: int = 256) -> Tables:
@@ -316,6 +316,13 @@ def test_tables_validate_their_arrays():
     for c, s, o in cases:
         with pytest.raises(ValueError):
             Tables(c, s, o)
+    # Limits that keep a hostile model folder from making the decoder reserve gigabytes.
+    padded = np.hstack([cdf, np.full((2, MAX_SYMBOLS + 1 - cdf.shape[1] + 1), TOTAL, cdf.dtype)])
+    with pytest.raises(ValueError, match="columns, more than 257"):
+        Tables(padded, sizes, offsets)
+    n = MAX_TABLES + 1
+    with pytest.raises(ValueError, match=f"{n} tables, more than {MAX_TABLES}"):
+        Tables(np.tile(cdf[:1], (n, 1)), np.full(n, sizes[0]), np.zeros(n, offsets.dtype))
     with pytest.raises(dataclasses.FrozenInstanceError):
         good.cdf = cdf
     with pytest.raises(ValueError):
