@@ -46,7 +46,7 @@ def test_layout_matches_format_md():
 
 @settings(max_examples=60, deadline=None)
 @given(
-    model_id=st.text(min_size=1, max_size=16).filter(lambda s: len(s.encode()) <= 64),
+    model_id=st.text(min_size=1, max_size=16).filter(lambda s: len(s.encode()) <= 64 and s.isprintable()),
     width=st.integers(1, 1 << 20),
     height=st.integers(1, 1 << 20),
     quality=st.floats(-1e6, 1e6, width=32),
