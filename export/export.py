@@ -27,6 +27,7 @@ import torch
 import typer
 from rich.console import Console
 
+from nicodec import exactness
 from nicodec.errors import ModelError
 from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
@@ -41,7 +42,7 @@ from nicodec.training.integer import integer_parameters
 from .graphs import (
     MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, HalfDecoder, SynthesisGradient, scale_table,
 )
-from .integer import build_graph
+from .integer import build_graph, parameters_from_graph, reference
 from .tables import factorized_tables, gaussian_tables
 
 OPSET = 17
@@ -226,9 +227,20 @@ def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, trai
         "files": files,
         "encoder_files": {f"{g}.onnx": sha256_file(folder / f"{g}.onnx") for g in ENCODER_GRAPHS},
     }
+    if model.config.integer_entropy:
+        manifest["entropy_check"] = entropy_check(folder, model.config.Nh)
     manifest["model_hash"] = manifest_hash(manifest)
     (folder / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n", encoding="utf-8")
     return manifest
+
+
+def entropy_check(folder: Path, hyper_channels: int) -> dict:
+    """The manifest's ``entropy_check``: the digest of the integers the written integer graph
+    must give on :func:`nicodec.exactness.probe`, computed with the numpy int64 reference from
+    the parameters read back out of the graph (not with onnxruntime, which it is to check)."""
+    params = parameters_from_graph(onnx.load(str(folder / "entropy_parameters.onnx")))
+    scale_index, mean_q = reference(params, exactness.probe(hyper_channels), scale_table().numpy())
+    return {"probe": exactness.PROBE_VERSION, "sha256": exactness.digest(scale_index, mean_q)}
 
 
 def files_decodable(earlier: list[ModelFiles], manifest: dict) -> list[dict]:

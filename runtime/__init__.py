@@ -11,6 +11,7 @@
 """
 
 from .errors import (
+    ExactnessError,
     FormatError,
     LimitError,
     ModelError,
@@ -23,6 +24,7 @@ from .errors import (
 
 __all__ = [
     "Codec",
+    "ExactnessError",
     "FormatError",
     "LimitError",
     "ModelError",

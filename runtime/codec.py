@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from PIL import Image
 
+from . import exactness
 from . import format as nicformat
 from . import rans
 from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
@@ -154,6 +155,8 @@ class Codec:
         )
         # ConvInteger exists on the CPU provider only; the graph is small.
         self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
+        if self.model.entropy_check is not None:
+            exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id)
         self._decoder = create_session(self.model.graph(decoder), chosen, threads, optimization, strict=strict)
 
     @property

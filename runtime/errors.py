@@ -21,6 +21,11 @@ class ModelError(NicodecError):
     """A model folder is missing, incomplete or corrupted."""
 
 
+class ExactnessError(NicodecError):
+    """The installed onnxruntime computes a model's entropy parameters wrongly: files made with
+    it would not decode elsewhere (see :mod:`nicodec.exactness`)."""
+
+
 class LimitError(NicodecError):
     """An input exceeds a configured limit (for example the pixel count)."""
 

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
+from .exactness import PROBE_VERSION
 from .rans import Tables
 
 MANIFEST = "manifest.json"
@@ -197,6 +198,13 @@ class ModelFiles:
     @property
     def hyper_channels(self) -> int:
         return int(self.manifest["config"]["Nh"])
+
+    @property
+    def entropy_check(self) -> str | None:
+        """The SHA-256 the entropy-parameter graph's integers on :func:`nicodec.exactness.probe`
+        must have (manifest ``entropy_check``), or None for a model exported without one."""
+        check = self.manifest.get("entropy_check")
+        return check["sha256"] if check else None
 
     @property
     def integer_entropy(self) -> bool:
@@ -385,6 +393,11 @@ def _check_manifest(manifest, path: Path) -> None:
     config = manifest.get("config")
     if not isinstance(config, dict) or not all(positive_int(config.get(k)) for k in ("M", "Nh")):
         problems.append("config must give the channel counts M and Nh")
+    check = manifest.get("entropy_check")
+    if check is not None and not (isinstance(check, dict) and check.get("probe") == PROBE_VERSION
+                                  and _is_digest(check.get("sha256")) and manifest.get("entropy_parameters") == "integer"):
+        problems.append(f'entropy_check must be {{"probe": {PROBE_VERSION}, "sha256": a SHA-256 hex digest}}, '
+                        'for an integer entropy-parameter graph')
     if not isinstance(manifest.get("rate", {}), dict):
         problems.append("rate must be an object")
     if not isinstance(manifest.get("files"), dict):

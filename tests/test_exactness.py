@@ -15,7 +15,7 @@ import onnxruntime as ort
 import pytest
 
 from nicodec.codec import Codec
-from nicodec.errors import NicodecError
+from nicodec.errors import ExactnessError, ModelError, NicodecError
 
 from conftest import psnr, synthetic_photo
 
@@ -76,6 +76,48 @@ def test_entropy_parameters_ignore_session_settings(codecs):
     for other in results[1:]:
         for got, want in zip(other, results[0]):
             np.testing.assert_array_equal(got, want)
+
+
+def test_a_runtime_that_computes_the_entropy_parameters_wrongly_is_refused(monkeypatch):
+    """As onnxruntime 1.21 to 1.31 do (their int64 Max): the codec is refused when it is made,
+    before it can write a file that decodes to garbage elsewhere. Here a wrapper stands in for
+    the faulty runtime, off by one in a single mean; .ci/run installs a real faulty one."""
+    import nicodec.codec
+
+    real = nicodec.codec.create_session
+
+    class OffByOne:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, names, feeds):
+            scale_index, mean_q = self.session.run(names, feeds)
+            mean_q = mean_q.copy()
+            mean_q.flat[-1] += 1
+            return [scale_index, mean_q]
+
+    def faulty(path, *args, **kwargs):
+        session = real(path, *args, **kwargs)
+        return OffByOne(session) if "entropy_parameters" in str(path) else session
+
+    monkeypatch.setattr(nicodec.codec, "create_session", faulty)
+    with pytest.raises(ExactnessError, match=f"onnxruntime {ort.__version__} computes the entropy parameters"):
+        Codec(providers="cpu")
+
+
+def test_an_entropy_check_of_the_wrong_form_is_a_model_error(tmp_path):
+    import json
+    import shutil
+
+    from nicodec.model import ModelFiles, default_model_dir
+
+    folder = tmp_path / "model"
+    shutil.copytree(default_model_dir(), folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for bad in ({"probe": 2, "sha256": manifest["entropy_check"]["sha256"]}, {"probe": 1, "sha256": "x"}, "5f4c"):
+        (folder / "manifest.json").write_text(json.dumps({**manifest, "entropy_check": bad}))
+        with pytest.raises(ModelError, match="entropy_check must be"):
+            ModelFiles.load(folder)
 
 
 def test_unknown_precision_is_refused():

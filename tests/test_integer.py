@@ -118,6 +118,17 @@ def test_shipped_graph_equals_reference_under_every_session_setting(shipped):
             np.testing.assert_array_equal(got, want, err_msg=f"{name} with {threads} threads, optimisation {level}")
 
 
+def test_the_shipped_entropy_check_is_the_references_digest_on_the_probe(shipped):
+    """The digest every Codec checks its onnxruntime against comes from the numpy int64 reference."""
+    from nicodec import exactness
+
+    path, params = shipped
+    model = ModelFiles.load(None)
+    ref = reference(params, exactness.probe(model.hyper_channels), TABLE)
+    assert model.entropy_check == exactness.digest(*ref)
+    assert exactness.digest(*session(path).run(None, {"z_hat": exactness.probe(model.hyper_channels)})) == model.entropy_check
+
+
 def test_torch_integer_path_equals_reference():
     torch.manual_seed(0)
     model = MeanScaleHyperprior(ModelConfig(N=8, M=6, Nh=4, integer_entropy=True))

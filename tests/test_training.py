@@ -167,6 +167,15 @@ def test_integer_finetune_then_export_is_exact(folder, tmp_path, hyper):
     assert manifest["parity"]["scale_index_differ"] == manifest["parity"]["mean_q_differ"] == 0
     codec = Codec(tmp_path / "model", providers="cpu")
     assert codec.model.integer_entropy
+    # The digest the runtime checks onnxruntime against: the torch integer path's on the probe.
+    from nicodec import exactness
+    from nicodec.training.integer import integer_entropy_parameters
+
+    probe = torch.from_numpy(exactness.probe(model.config.Nh)).float()
+    ints = integer_entropy_parameters(model.h_s, model.hs_act_scale, probe,
+                                      model.table_scales, model.table_lut)
+    assert manifest["entropy_check"] == {"probe": 1, "sha256": exactness.digest(ints["scale_index"].numpy(),
+                                                                                ints["mean_q"].numpy())}
     image = synthetic_photo(100, 130)
     assert codec.decode(codec.encode(image), as_array=True).shape == image.shape
 
