@@ -23,12 +23,21 @@ number is a mistake rather than a wish."""
 def _ort():
     try:
         import onnxruntime
-    except ImportError as exc:  # pragma: no cover - depends on the install
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+        if exc.name != "onnxruntime":
+            raise _broken(exc) from exc
         raise NicodecError(
-            "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra, "
-            "for example: pip install 'nicodec[cpu]'"
+            "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra "
+            "(from a checkout: pip install '.[cpu]')"
         ) from exc
+    except Exception as exc:  # installed, but it does not import (say, built for another numpy)
+        raise _broken(exc) from exc
     return onnxruntime
+
+
+def _broken(exc: BaseException) -> NicodecError:
+    return NicodecError(f"onnxruntime is installed but does not import ({type(exc).__name__}: {exc}); "
+                        "reinstall it with the [cpu] or [gpu] extra")
 
 
 def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
@@ -53,7 +62,7 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
         if CUDA not in available:
             raise NicodecError(
                 "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider "
-                "(install nicodec[gpu] instead of nicodec[cpu] on a machine with CUDA)"
+                "(install nicodec with the [gpu] extra instead of [cpu] on a machine with CUDA)"
             )
         return [CUDA, CPU]
     if choice == "auto":

@@ -160,3 +160,25 @@ def test_tiled_entropy_parameters_equal_the_whole_run(tile):
     expected = whole._entropy.run(None, {"z_hat": z_hat})
     for got, want in zip(tiled._entropy_parameters(z_hat), expected):
         np.testing.assert_array_equal(got, want)
+
+
+def test_a_missing_or_broken_onnxruntime_is_one_clear_error(monkeypatch):
+    import builtins
+    import sys
+
+    from nicodec import sessions
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    with pytest.raises(NicodecError, match=r"onnxruntime is not installed: .*pip install '\.\[cpu\]'"):
+        sessions._ort()
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    real_import = builtins.__import__
+
+    def broken(name, *args, **kwargs):  # what onnxruntime 1.17 does under numpy 2
+        if name == "onnxruntime":
+            raise AttributeError("_ARRAY_API not found")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", broken)
+    with pytest.raises(NicodecError, match=r"installed but does not import \(AttributeError: _ARRAY_API not found\)"):
+        sessions._ort()
