@@ -288,7 +288,7 @@ def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_imag
             reads.append(size)
             return real_read(self, size)
 
-    im = Image.open(Watched(bytes(data)))
+    im = Image.open(Watched(bytes(data)), formats=["NIC"])  # other plugins' reads are theirs
     assert "icc_profile" not in im.info and max(reads) < len(data)
     with pytest.raises(OSError):
         im.load()
