@@ -1,3 +1,3 @@
-from .export import app
+from nicodec.launch import export
 
-app(prog_name="nicodec-export")
+export()

@@ -45,7 +45,7 @@ try:
     from ray.data.datasource import Datasink
 except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
     raise ImportError(
-        f"nicodec.ray_recipe needs Ray Data ({exc}); install it with: pip install \"nicodec[ray]\""
+        f"nicodec.ray_recipe needs Ray Data ({exc}); from a checkout, install it with: pip install \".[cpu,ray]\""
     ) from exc
 
 from . import format as nicformat

@@ -77,7 +77,7 @@ def test_without_ray_the_import_says_what_to_install():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("ImportError: nicodec.ray_recipe needs Ray Data") and 'pip install "nicodec[ray]"' in last
+    assert last.startswith("ImportError: nicodec.ray_recipe needs Ray Data") and 'pip install ".[cpu,ray]"' in last
 
 
 def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(tmp_path):

@@ -1,3 +1,3 @@
-from .train import app
+from nicodec.launch import train
 
-app(prog_name="nicodec-train")
+train()

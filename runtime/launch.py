@@ -1,0 +1,51 @@
+"""Console entry points for nicodec-train and nicodec-export.
+
+Every install gets these two commands, but they need torch and onnx (the ``train`` extra),
+which a runtime-only install lacks. Loaded there directly, they would end in a traceback; these
+launchers say in one line which extra is missing instead. They import nothing heavy themselves.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+# Only these missing modules mean "the train extra is not installed"; any other ImportError
+# (one of ours, or a broken dependency) is a real error and keeps its traceback.
+EXTRA_MODULES = ("torch", "onnx")
+
+
+def is_missing_extra(error: ModuleNotFoundError) -> bool:
+    """Whether ``error`` is about torch or onnx (or a submodule of them), not another module.
+
+    Args:
+        error: The error raised while importing a command's module.
+
+    Returns:
+        True when the missing module is torch, onnx or one of their submodules
+        (``onnxruntime`` is not onnx).
+    """
+    name = error.name or ""
+    return any(name == module or name.startswith(module + ".") for module in EXTRA_MODULES)
+
+
+def _launch(command: str, module: str) -> None:
+    try:
+        app = importlib.import_module(module).app
+    except ModuleNotFoundError as error:
+        if not is_missing_extra(error):
+            raise
+        print(f'error: {command} needs the train extra (torch, onnx): pip install ".[train]" ({error})',
+              file=sys.stderr)
+        raise SystemExit(1) from None
+    app(prog_name=command)
+
+
+def train() -> None:
+    """Run ``nicodec-train`` (``nicodec.training.train``'s Typer app)."""
+    _launch("nicodec-train", "nicodec.training.train")
+
+
+def export() -> None:
+    """Run ``nicodec-export`` (``nicodec.export.export``'s Typer app)."""
+    _launch("nicodec-export", "nicodec.export.export")

@@ -1,0 +1,81 @@
+"""nicodec-train and nicodec-export: one line naming the missing extra, not a traceback.
+
+Each case runs in a fresh interpreter, where ``sys.modules[name] = None`` makes a module
+unimportable as on a machine without it.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import re
+import subprocess
+import sys
+
+import pytest
+
+from nicodec.launch import is_missing_extra
+
+
+def launch(command: str, blocked: list[str], *args: str) -> subprocess.CompletedProcess:
+    code = (
+        "import sys\n"
+        f"for name in {blocked!r}:\n"
+        "    sys.modules[name] = None\n"
+        f"sys.argv = [{command!r}, *{list(args)!r}]\n"
+        "from nicodec import launch\n"
+        f"launch.{command.removeprefix('nicodec-')}()\n"
+    )
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("command", "blocked"),
+    [("nicodec-train", ["torch"]), ("nicodec-export", ["torch"]), ("nicodec-export", ["onnx"])],
+)
+def test_without_the_train_extra_one_line_says_what_to_install(command, blocked):
+    result = launch(command, blocked, "--help")
+    assert result.returncode == 1, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    prefix = f'error: {command} needs the train extra (torch, onnx): pip install ".[train]" '
+    assert lines[0].startswith(prefix)
+    # The blocked module, or the other one where it is not installed at all (a runtime-only install).
+    reason = r"\((import of (torch|onnx) halted; None in sys.modules|No module named '(torch|onnx)')\)"
+    assert re.fullmatch(reason, lines[0].removeprefix(prefix)), lines[0]
+
+
+def test_any_other_missing_module_keeps_its_traceback():
+    result = launch("nicodec-train", ["numpy", "torch"], "--help")  # train.py imports numpy before torch
+    assert result.returncode == 1
+    assert "Traceback" in result.stderr and "ModuleNotFoundError" in result.stderr
+    assert "needs the train extra" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("torch", True), ("torch._C", True), ("onnx", True), ("onnx.numpy_helper", True),
+     ("onnxruntime", False), ("torchvision", False), ("numpy", False), (None, False)],
+)
+def test_only_torch_and_onnx_count_as_the_missing_extra(name, expected):
+    assert is_missing_extra(ModuleNotFoundError(f"No module named {name!r}", name=name)) is expected
+
+
+def test_the_installed_commands_are_the_launchers():
+    scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")
+               if e.name.startswith("nicodec")}
+    assert scripts == {
+        "nicodec": "nicodec.cli:main",
+        "nicodec-train": "nicodec.launch:train",
+        "nicodec-export": "nicodec.launch:export",
+    }
+
+
+@pytest.mark.train
+@pytest.mark.parametrize("command", ["nicodec-train", "nicodec-export"])
+def test_with_the_train_extra_the_command_runs(command):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    result = launch(command, [], "--help")
+    assert result.returncode == 0, result.stderr
+    assert f"Usage: {command}" in result.stdout
