@@ -25,8 +25,9 @@ Paths may be local folders or any URI pyarrow opens (``s3://``, ``gs://``, ...).
 cluster of several machines, both must be storage every node sees (an object store or a
 shared file system): a plain local path means each node's own disk.
 
-This module needs Ray Data (``pip install "nicodec[ray]"``; tested with Ray 2.60, while 2.40
-hands ``on_write_complete`` another type); ``import nicodec`` never imports it.
+This module needs Ray Data (from a checkout, ``pip install ".[cpu,ray]"``, or ``".[gpu,ray]"``
+on GPU workers; tested with Ray 2.60, while 2.40 hands ``on_write_complete`` another type);
+``import nicodec`` never imports it.
 """
 
 from __future__ import annotations
