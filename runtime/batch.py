@@ -7,6 +7,7 @@ stops a batch: its error becomes a ``failed`` outcome with the reason.
 from __future__ import annotations
 
 import os
+import signal
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -156,19 +157,25 @@ def run(
     """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes.
 
     ``on_outcome`` is called from the calling thread as each item finishes (for progress).
-    KeyboardInterrupt stops the batch: items not started are dropped, and files being
-    written are removed by :func:`nicodec.files.write_atomic`.
+    KeyboardInterrupt stops the batch: items not started are dropped; those being coded (at
+    most ``jobs``) finish, are written and reported through ``on_outcome``, and then the
+    interrupt is raised again. A file interrupted while written is removed by
+    :func:`nicodec.files.write_atomic`.
     """
     summary = Summary()
     start = time.perf_counter()
 
+    finished: list[Outcome] = []  # every item coded, in the order they ended (list.append is atomic)
+
     def guarded(item: Item) -> Outcome:
         try:
-            return work(item)
+            outcome = work(item)
         except NicodecError as exc:
-            return Outcome(item, "failed", str(exc))
+            outcome = Outcome(item, "failed", str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            return Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
+            outcome = Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
+        finished.append(outcome)
+        return outcome
 
     pending = []
     itself = {item for item in items if _is_source(item)}
@@ -184,16 +191,45 @@ def run(
         else:
             summary.outcomes.append(early)
             on_outcome(early)
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        futures = [pool.submit(guarded, item) for item in pending]
-        try:
-            for future in as_completed(futures):
-                outcome = future.result()
+    pool = ThreadPoolExecutor(max_workers=max(1, jobs))
+    reported: set[int] = set()
+    try:
+        futures = _submit_all(pool, guarded, pending)
+        for future in as_completed(futures):
+            outcome = future.result()
+            reported.add(id(outcome))
+            summary.outcomes.append(outcome)
+            on_outcome(outcome)
+    except BaseException:
+        # Items not started are dropped. Threads cannot be stopped: the items being coded
+        # finish and are written, so wait for them and report them too (the count of files
+        # written is then the true one), and only then let the interrupt go on.
+        pool.shutdown(wait=True, cancel_futures=True)
+        for outcome in finished:
+            if id(outcome) not in reported:
                 summary.outcomes.append(outcome)
                 on_outcome(outcome)
-        except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
+        raise
+    finally:
+        pool.shutdown(wait=True)
     summary.seconds = time.perf_counter() - start
     return summary
+
+
+def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list) -> list:
+    """``pool.submit(fn, item)`` for every item, with Ctrl-C held back until all are in: an
+    interrupt while the pool starts a thread leaves that thread out of the pool's books, so
+    shutting down would not wait for it, and it would go on writing files after the batch
+    reported its count. Off the main thread no signal arrives, and nothing is held back."""
+    held = []
+    try:
+        previous = signal.signal(signal.SIGINT, lambda *args: held.append(args))
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        return [pool.submit(fn, item) for item in items]
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+            if held:
+                signal.raise_signal(signal.SIGINT)  # delivered now, as the handler in place would

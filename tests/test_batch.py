@@ -33,7 +33,12 @@ def make_tree(root):
 
 
 def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):
+    """The tree is kept, the bad file named; hidden files and folders (README: skipped) are
+    neither coded nor counted."""
     src = make_tree(tmp_path / "src")
+    (src / ".d").mkdir()
+    Image.fromarray(synthetic_photo(32, 32, seed=5)).save(src / ".x.png")
+    Image.fromarray(synthetic_photo(32, 32, seed=6)).save(src / ".d" / "y.png")
     result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
     assert result.exit_code == 1
     assert "4 files: 3 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout
@@ -253,3 +258,103 @@ def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch
     result = run("encode", src, "-o", tmp_path / "out")
     assert result.exit_code == 130
     assert "interrupted after 1 file encoded; no file was left half-written" in result.stderr
+
+
+def _encode_failing_on_the_second_call(monkeypatch, fail):
+    """Patch ``Codec.encode`` so that its second call (the second file of a batch) runs ``fail``
+    first; every call's image is recorded, in order."""
+    import threading
+
+    from nicodec.codec import Codec
+
+    real, calls, lock = Codec.encode, [], threading.Lock()
+
+    def encode(self, image, **options):
+        with lock:
+            calls.append(image)
+            second = len(calls) == 2
+        if second:
+            fail()
+        return real(self, image, **options)
+
+    monkeypatch.setattr(Codec, "encode", encode)
+    return calls
+
+
+def _raise(error):
+    def fail():
+        raise error
+
+    return fail
+
+
+def _temporaries(folder):
+    """What write_atomic writes before its rename: hidden ``.NAME.TOKEN.part`` files."""
+    return [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".part")]
+
+
+def _six_images(root):
+    root.mkdir()
+    for i in range(6):
+        Image.fromarray(synthetic_photo(48, 64, seed=i)).save(root / f"{i}.png")
+    return root
+
+
+def _interrupted_count(stderr) -> int:
+    import re
+
+    said = re.search(r"interrupted after (\d+) files? encoded; no file was left half-written", stderr)
+    assert said, stderr
+    return int(said.group(1))
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_in_a_real_batch_stops_it_and_leaves_no_temporary(tmp_path, monkeypatch, jobs):
+    """The batch runner itself, not a stand-in for it: KeyboardInterrupt while the second file is
+    encoded ends the batch with exit code 130, the files not yet started are dropped, and no file
+    is left half-written."""
+    src = _six_images(tmp_path / "src")
+    calls = _encode_failing_on_the_second_call(monkeypatch, _raise(KeyboardInterrupt()))
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 130, result.output
+    written = sorted((tmp_path / "out").rglob("*.nic"))
+    # A worker may take one more file before the others are cancelled; never the whole folder.
+    assert len(calls) <= 2 + jobs < 6
+    assert _interrupted_count(result.stderr) <= len(written) < len(calls)
+    assert _temporaries(tmp_path / "out") == []
+    assert all(nicformat.read_header(p.read_bytes())[0].width == 64 for p in written)
+    assert " failed;" not in result.stdout  # no summary line: the batch did not finish
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_ctrl_c_in_a_batch_counts_every_file_it_wrote(tmp_path, monkeypatch, jobs):
+    """README: "Ctrl-C says how many files were written". Ctrl-C reaches the main thread while a
+    worker encodes the second file; that file (and, with two jobs, the other one in flight) is
+    finished and written before the command exits, so it must be in the count."""
+    import signal
+    import threading
+
+    main = threading.main_thread().ident
+    src = _six_images(tmp_path / "src")
+    _encode_failing_on_the_second_call(monkeypatch, lambda: signal.pthread_kill(main, signal.SIGINT))
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 130, result.output
+    written = sorted((tmp_path / "out").rglob("*.nic"))
+    assert _interrupted_count(result.stderr) == len(written), (result.stderr, written)
+    assert _temporaries(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_an_unexpected_error_on_one_file_does_not_stop_the_batch(tmp_path, monkeypatch, jobs):
+    """Not only NicodecError: any exception from one file (a bug, a library's own error) is
+    that file's failure, named with its reason, and the others are still written."""
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    calls = _encode_failing_on_the_second_call(monkeypatch, _raise(RuntimeError("boom")))
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 1, result.output
+    assert "3 files: 2 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout
+    assert result.stderr == f"failed: {calls[1]}: internal error: RuntimeError: boom\n"
+    assert len(list((tmp_path / "out").rglob("*.nic"))) == 2
+    assert not (tmp_path / "out" / Path(calls[1]).relative_to(src)).with_suffix(".nic").exists()
+    assert _temporaries(tmp_path / "out") == []
