@@ -141,6 +141,54 @@ def test_usage_errors_exit_2(png):
     assert run("frobnicate").exit_code == 2
 
 
+def test_threads_takes_1_to_256(png, monkeypatch):
+    """README: --threads takes 1 to 256. onnxruntime starts every thread with the session (256 of
+    them in three sessions take about 20 s on 2 cores), so its sessions are not started here: the
+    number is checked to reach them."""
+    import onnxruntime
+
+    from nicodec import sessions
+
+    asked = []
+
+    class NoSessions:
+        def __getattr__(self, name):
+            return getattr(onnxruntime, name)
+
+        @staticmethod
+        def InferenceSession(path, sess_options, providers):
+            asked.append(sess_options.intra_op_num_threads)
+            raise RuntimeError("not started in this test")
+
+    monkeypatch.setattr(sessions, "_ort", NoSessions)
+    result = run("encode", png, "--threads", "256", "--provider", "cpu")
+    assert result.exit_code == 1 and "not started in this test" in result.stderr, result.output
+    assert asked == [256]
+    asked.clear()
+    result = run("encode", png, "--threads", "257", "--provider", "cpu")
+    assert result.exit_code == 2
+    assert result.stdout == "" and "--threads" in result.stderr and "256" in result.stderr
+    assert asked == []
+
+
+def test_names_that_begin_with_a_dash(png, tmp_path, monkeypatch):
+    """README: a name that begins with - is given after -- or as ./-x.png (alone it is an option)."""
+    monkeypatch.chdir(tmp_path)
+    png.rename("-x.png")
+    result = run("encode", "--", "-x.png")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("-x.png -> -x.nic: ") and result.stderr == ""
+    first = (tmp_path / "-x.nic").read_bytes()
+    result = run("encode", "./-x.png", "--force")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "-x.nic").read_bytes() == first
+    result = run("decode", "-o", "back.png", "--", "-x.nic")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "back.png").size == Image.open(tmp_path / "-x.png").size
+    result = run("encode", "-x.png")
+    assert result.exit_code == 2 and result.stdout == "" and "-x" in result.stderr
+
+
 def test_version_and_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "nicodec", "--version"], capture_output=True, text=True)
     assert result.returncode == 0
@@ -178,6 +226,22 @@ def test_max_pixels_option(png):
     result = run("encode", png, "--max-pixels", "1000")
     assert result.exit_code == 1
     assert "limit of 1,000" in result.stderr
+
+
+def test_decode_honours_max_pixels_and_writes_nothing(png, tmp_path):
+    """The limit is read from the .nic header before any work, for a file and for a folder."""
+    (tmp_path / "nic").mkdir()
+    assert run("encode", png, "-o", tmp_path / "nic" / "photo.nic").exit_code == 0
+    result = run("decode", tmp_path / "nic" / "photo.nic", "-o", tmp_path / "back.png", "--max-pixels", "1000")
+    assert result.exit_code == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("error: ") and "limit of 1,000" in result.stderr
+    assert not (tmp_path / "back.png").exists()
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "out", "--max-pixels", "1000")
+    assert result.exit_code == 1
+    assert "1 file: 0 decoded, 0 up to date, 0 kept, 1 failed" in result.stdout
+    assert "photo.nic" in result.stderr and "limit of 1,000" in result.stderr
+    assert not list((tmp_path / "out").rglob("*.png"))
 
 
 def test_default_limit_is_pillows_decompression_bomb_threshold():

@@ -115,7 +115,10 @@ def test_icc_profile_and_exif_are_kept_unless_stripped(codec, photo):
 def test_a_damaged_alpha_section_is_a_format_error(codec, photo):
     rgba = np.dstack([photo, np.full(photo.shape[:2], 9, np.uint8)])
     header, sections = nicformat.unpack(codec.encode(rgba))
-    for payload in (b"not zlib", zlib.compress(b"short"), zlib.compress(bytes(photo.shape[0] * photo.shape[1] + 1))):
+    pixels = bytes(photo.shape[0] * photo.shape[1])
+    # FORMAT.md: the stream must end with its Adler-32 trailer, and nothing may follow it.
+    for payload in (b"not zlib", zlib.compress(b"short"), zlib.compress(pixels + b"\0"), zlib.compress(pixels)[:-4],
+                    zlib.compress(pixels) + b"x"):
         with pytest.raises(nicodec.FormatError, match="alpha"):
             codec.decode(nicformat.pack(header, {**sections, b"ALPH": payload}))
 
@@ -409,19 +412,46 @@ def test_padding_counts_towards_the_pixel_limit():
         narrow.encode(np.zeros((1, 5000, 3), np.uint8))
 
 
-@pytest.mark.parametrize("mode", ["1", "L", "LA", "La", "P", "PA", "RGBA", "CMYK", "I;16", "I", "YCbCr", "HSV", "F"])
-def test_every_pillow_mode_encodes_or_is_refused_clearly(codec, photo, mode):
-    image = Image.fromarray(photo).convert("RGBA" if mode in ("La", "PA") else "RGB")
-    try:
-        image = image.convert(mode)
-    except ValueError:
-        image = Image.new(mode, (32, 24))
-    try:
-        data = codec.encode(image)
-    except nicodec.UnsupportedImageError as exc:
-        assert mode in str(exc)
-        return
-    assert codec.decode(data, as_array=True).shape[:2] == (image.height, image.width)
+@pytest.mark.parametrize("mode, decoded", [
+    ("1", "L"), ("L", "L"), ("LA", "LA"), ("La", "LA"), ("I;16", "L"), ("I", "L"),
+    ("P", "RGB"), ("PA", "RGBA"), ("RGBA", "RGBA"), ("RGBa", "RGBA"), ("CMYK", "RGB"), ("YCbCr", "RGB"), ("HSV", "RGB"),
+])
+def test_every_pillow_mode_but_float_encodes_and_decodes_to_the_documented_mode(codec, photo, mode, decoded):
+    """README: single images Pillow reads are accepted; grayscale ones (16-bit included) come back
+    L or LA, the others RGB, and transparency comes back losslessly as alpha."""
+    alpha = np.full(photo.shape[:2], 255, np.uint8)
+    alpha[:20, :30] = 100
+    if mode == "La":
+        image = Image.fromarray(np.dstack([photo, alpha])).convert("LA").convert("La")  # Pillow's RGBA to La drops it
+    elif "A" in mode.upper():
+        image = Image.fromarray(np.dstack([photo, alpha])).convert(mode)
+    else:
+        image = Image.fromarray(photo).convert(mode)
+    assert image.mode == mode
+    out = codec.decode(codec.encode(image))
+    assert (out.mode, out.size) == (decoded, image.size)
+    if decoded.endswith("A"):
+        assert np.array_equal(np.asarray(out)[:, :, -1], alpha)
+
+
+def test_mode_i_and_16_bit_images_are_read_as_16_bit_samples(codec, photo):
+    """README: 16-bit samples keep their top 8 bits, and Pillow's 32-bit mode I is read as 16-bit
+    samples too: v * 256 (+ 255 below the top byte) codes exactly as the 8-bit value v."""
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    eight_bit = codec.encode(Image.fromarray(gray))
+    assert codec.encode(Image.fromarray(gray.astype(np.int32) * 256, "I")) == eight_bit
+    sixteen = Image.fromarray(gray.astype(np.uint16) * 256 + 255)
+    assert sixteen.mode == "I;16" and codec.encode(sixteen) == eight_bit
+    assert codec.encode(Image.fromarray(gray.astype(np.int32) * 256 + 255, "I")) == eight_bit
+
+
+def test_floating_point_images_are_refused_by_name(codec, photo, tmp_path):
+    """README: mode F images are refused with a message saying so (not clipped to 8 bits)."""
+    image = Image.fromarray(photo).convert("F")
+    image.save(tmp_path / "float.tiff")
+    for source in (image, tmp_path / "float.tiff"):
+        with pytest.raises(nicodec.UnsupportedImageError, match="mode F"):
+            codec.encode(source)
 
 
 def test_multi_frame_files_are_refused(codec, photo, tmp_path):

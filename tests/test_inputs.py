@@ -223,3 +223,26 @@ def test_interrupted_write_removes_the_temporary_file(tmp_path):
         write_atomic(tmp_path / "keep.nic", half_then_interrupt, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["keep.nic"]
     assert (tmp_path / "keep.nic").read_bytes() == b"old"
+
+
+def test_a_file_made_by_someone_else_while_writing_is_not_replaced(tmp_path):
+    """The check before the work is not enough: another program may create the output while
+    nicodec writes it. Without force that file is kept, the write fails, and no temporary is left;
+    with force it is replaced."""
+    from nicodec.errors import OutputExistsError
+    from nicodec.files import write_atomic
+
+    target = tmp_path / "out.nic"
+
+    def write_while_someone_else_creates_the_target(f):
+        f.write(b"ours")
+        target.write_bytes(b"theirs")
+
+    with pytest.raises(OutputExistsError, match="exists"):
+        write_atomic(target, write_while_someone_else_creates_the_target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nic"]
+    assert target.read_bytes() == b"theirs"
+    target.unlink()
+    write_atomic(target, write_while_someone_else_creates_the_target, force=True)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nic"]
+    assert target.read_bytes() == b"ours"

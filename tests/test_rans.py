@@ -233,18 +233,18 @@ def test_default_lanes():
 def test_encode_rejects_bad_arguments():
     tables = random_tables(np.random.default_rng(19), 3)
     ok = np.zeros(4, dtype=np.int32)
-    for values, ids, lanes in [
-        (ok, np.zeros(3, np.int32), None),
-        (ok, np.full(4, 3), None),
-        (ok, np.full(4, -1), None),
-        (np.full(4, 2**31), ok, None),
-        (np.full(4, 0.5), ok, None),
-        (ok.reshape(2, 2), ok.reshape(2, 2), None),
-        (ok, ok, 0),
-        (ok, ok, 65536),
-        (ok, ok, 2.0),
+    for (values, ids, lanes), message in [
+        ((ok, np.zeros(3, np.int32), None), "4 values but 3 table ids"),
+        ((ok, np.full(4, 3), None), r"table ids must lie in \[0, 3\)"),
+        ((ok, np.full(4, -1), None), r"table ids must lie in \[0, 3\)"),
+        ((np.full(4, 2**31), ok, None), "values must lie in the int32 range"),
+        ((np.full(4, 0.5), ok, None), "values must hold integers, not float64"),
+        ((ok.reshape(2, 2), ok.reshape(2, 2), None), r"values must be 1-D, not of shape \(2, 2\)"),
+        ((ok, ok, 0), r"lanes must be an integer in \[1, 65535\], not 0$"),
+        ((ok, ok, 65536), r"lanes must be an integer in \[1, 65535\], not 65536"),
+        ((ok, ok, 2.0), r"lanes must be an integer in \[1, 65535\], not 2.0"),
     ]:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=message):
             encode(values, ids, tables, lanes)
     assert struct.unpack_from("<H", encode(ok, ok, tables, 1000))[0] == 4
     with pytest.raises(TypeError):
@@ -280,12 +280,18 @@ def test_quantization_is_deterministic_and_scale_free():
     assert a.cdf.dtype == np.uint32 and a.sizes.dtype == np.int32 and a.offsets.dtype == np.int32
 
 
-@pytest.mark.parametrize(
-    "pmf",
-    [[1.0], np.ones(257), [0.0, 0.0], [0.5, -0.1, 0.6], [0.5, np.nan], [np.inf, 1.0], [1e308, 1e308], np.ones((2, 2))],
-)
-def test_bad_pmfs_are_refused(pmf):
-    with pytest.raises(ValueError):
+@pytest.mark.parametrize("pmf, message", [
+    ([1.0], "2 to 256 entries"),
+    (np.ones(257), "2 to 256 entries"),
+    ([0.0, 0.0], "positive, finite sum"),
+    ([0.5, -0.1, 0.6], "finite, non-negative probabilities"),
+    ([0.5, np.nan], "finite, non-negative probabilities"),
+    ([np.inf, 1.0], "finite, non-negative probabilities"),
+    ([1e308, 1e308], "positive, finite sum"),  # each finite, their sum not
+    (np.ones((2, 2)), r"a vector of 2 to 256 entries, not shape \(2, 2\)"),
+])
+def test_bad_pmfs_are_refused(pmf, message):
+    with pytest.raises(ValueError, match=message):
         tables_from_pmfs([np.asarray(pmf, dtype=np.float64)], [0])
 
 
@@ -299,22 +305,23 @@ def test_tables_validate_their_arrays():
         return c
 
     cases = [
-        (cdf.astype(np.float64), sizes, offsets),
-        (cdf[0], sizes, offsets),
-        (cdf, sizes[:1], offsets),
-        (cdf, np.array([1, 5]), offsets),
-        (cdf, np.array([3, 6]), offsets),
-        (cdf, sizes, np.array([0, 2**31 - 2])),
-        (bad_cdf(lambda c: c.__setitem__((0, 0), 1)), sizes, offsets),
-        (bad_cdf(lambda c: c.__setitem__((0, 3), TOTAL - 1)), sizes, offsets),
-        (bad_cdf(lambda c: c.__setitem__((0, 4), 7)), sizes, offsets),
-        (bad_cdf(lambda c: c.__setitem__((1, 2), c[1, 1])), sizes, offsets),
-        (bad_cdf(lambda c: c.__setitem__((1, 2), c[1, 3] + 1)), sizes, offsets),
-        (np.zeros((0, 3), np.uint32), np.zeros(0, np.int32), np.zeros(0, np.int32)),
-        (cdf.astype(np.int64) - 2**40, sizes, offsets),
+        ((cdf.astype(np.float64), sizes, offsets), "cdf must hold integers, not float64"),
+        ((cdf[0], sizes, offsets), r"cdf must have shape \(n_tables >= 1, max_size \+ 1\), not \(6,\)"),
+        ((cdf, sizes[:1], offsets), r"sizes and Tables.offsets must have shape \(2,\)"),
+        ((cdf, np.array([1, 5]), offsets), r"table sizes must lie in \[2, 256\]"),
+        ((cdf, np.array([3, 6]), offsets), "6 columns, too few for 6 symbols"),
+        ((cdf, sizes, np.array([0, 2**31 - 2])), "values run past the int32 range"),
+        ((bad_cdf(lambda c: c.__setitem__((0, 0), 1)), sizes, offsets), "must start at 0"),
+        ((bad_cdf(lambda c: c.__setitem__((0, 3), TOTAL - 1)), sizes, offsets), "must reach 2..16 at its size"),
+        ((bad_cdf(lambda c: c.__setitem__((0, 4), 7)), sizes, offsets), "must be padded with 2..16 after its size"),
+        # A symbol of frequency zero, then one of a negative frequency.
+        ((bad_cdf(lambda c: c.__setitem__((1, 2), c[1, 1])), sizes, offsets), "frequency of at least 1"),
+        ((bad_cdf(lambda c: c.__setitem__((1, 2), c[1, 3] + 1)), sizes, offsets), "frequency of at least 1"),
+        ((np.zeros((0, 3), np.uint32), np.zeros(0, np.int32), np.zeros(0, np.int32)), r"not \(0, 3\)"),
+        ((cdf.astype(np.int64) - 2**40, sizes, offsets), "values outside the uint32 range"),
     ]
-    for c, s, o in cases:
-        with pytest.raises(ValueError):
+    for (c, s, o), message in cases:
+        with pytest.raises(ValueError, match=message):
             Tables(c, s, o)
     # Limits that keep a hostile model folder from making the decoder reserve gigabytes.
     padded = np.hstack([cdf, np.full((2, MAX_SYMBOLS + 1 - cdf.shape[1] + 1), TOTAL, cdf.dtype)])
