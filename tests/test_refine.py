@@ -161,6 +161,8 @@ def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
     from nicodec.training.train import load_model
 
     checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / "nicodec-mshp-vr-1wd.pt"
+    if not checkpoint.is_file():
+        pytest.skip("needs the checkout's training checkpoint (an sdist or a copy of tests/ has none)")
     model, _ = load_model(checkpoint)
     model.eval()
     codec = Codec(providers="cpu", refine=1)
