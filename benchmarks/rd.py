@@ -171,7 +171,7 @@ def cautions(result: dict) -> list[str]:
     for name, row in result["comparison"].items():
         share = row.get("overlap_share_of_nicodec_psnr")
         if share is not None and share < SHORT_OVERLAP:
-            notes.append(f"{name}: the PSNR BD-rate covers only {100 * share:.0f}% of nicodec's PSNR range")
+            notes.append(f"{name}: the PSNR BD-rate covers only {100 * share:.1f}% of nicodec's PSNR range")
         if row.get("monotonic_psnr") is False:
             notes.append(f"{name}: PSNR does not rise with the rate at every step, so its fit is rough")
     if result.get("skipped_codecs"):

@@ -43,9 +43,11 @@ also has paired ratios (``paired_encode_ratio``, ``paired_decode_ratio``): per i
 the median over the runs of its time over nicodec's in the same run (under
 ``per_image``), and over the images their median, 10th and 90th percentiles, minimum
 and maximum. The split of nicodec's time and Pillow's codecs are timed before, each
-in its own block. The 1-minute load average before and after all the timing is in
-the JSON (``load_average_1min``) and the table; above half the number of cores a
-warning says that the times and ratios are unreliable.
+in its own block. What other processes took of the machine's CPU time while the
+timing ran (Linux: the busy time in /proc/stat less this process's own) is in the
+JSON (``other_processes_cpu_share``) and the table; above 10% a warning says that the
+times and ratios are unreliable. The 1-minute load averages before and after are
+recorded too, but not judged: this program's own threads count in them.
 """
 
 from __future__ import annotations
@@ -402,10 +404,13 @@ def markdown(result: dict) -> str:
         paired = [_spread_words(r[k]) if k in r else "-" for k in ("paired_encode_ratio", "paired_decode_ratio")]
         lines.append(f"| {r['name']} | {r['setting']} | {where} | {r['encode_ms']:.1f} | {r['decode_ms']:.1f} "
                      f"| {r['encode_ratio']:.2f} | {r['decode_ratio']:.2f} | {' | '.join(paired)} | {r['bpp']:.3f} |")
-    load = result.get("load_average_1min")
+    load, others = result.get("load_average_1min"), result.get("other_processes_cpu_share")
+    if others is not None:
+        lines += ["", f"Other processes took {100 * others:.1f}% of the machine's CPU time while the timing ran "
+                      "(/proc/stat's busy time less this process's own)."]
     if load:
         lines += ["", f"Load average (1 minute) before the timing {load['before']}, after it {load['after']}, "
-                      f"on {load['cpus']} cores."]
+                      f"on {load['cpus']} cores (this program's own threads count in it)."]
     if result.get("load_warning"):
         lines += ["", f"**Warning: {result['load_warning']}.**"]
     stages = result["nicodec_stages"]
@@ -436,14 +441,42 @@ def load_average() -> float | None:
     return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
 
-def load_warning(load: dict) -> str | None:
-    """Why the times are unreliable when the load average exceeded half the cores before or after, else None."""
-    cpus = load.get("cpus") or 1
-    if max(v or 0 for v in (load.get("before"), load.get("after"))) <= cpus / 2:
+OTHERS_LIMIT = 0.10
+"""The share of the machine's CPU time other processes may take while timing runs before the
+times are called unreliable."""
+
+
+def cpu_seconds() -> dict | None:
+    """The machine's busy CPU seconds (every process, from /proc/stat), this process's own
+    (``os.times``) and a monotonic clock; None where /proc/stat is missing (not Linux)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
         return None
-    return (f"the 1-minute load average was {load['before']} before the timing and {load['after']} after, "
-            f"above half of the {cpus} cores: other work took CPU time, so the times, and the ratios of "
-            "CompressAI's torch against nicodec's onnxruntime most of all, are unreliable")
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields + [0] * (8 - len(fields))
+    own = os.times()
+    return {"machine_busy": (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"),
+            "own": own.user + own.system, "wall": time.monotonic()}
+
+
+def others_share(start: dict | None, end: dict | None, cpus: int) -> float | None:
+    """The share of the machine's CPU time (``cpus`` cores) that processes other than this one
+    took between two :func:`cpu_seconds` readings (a hypervisor's steal counts as theirs)."""
+    if not start or not end or end["wall"] <= start["wall"]:
+        return None
+    others = (end["machine_busy"] - start["machine_busy"]) - (end["own"] - start["own"])
+    return round(max(0.0, others) / ((end["wall"] - start["wall"]) * cpus), 3)
+
+
+def load_warning(share: float | None) -> str | None:
+    """Why the times are unreliable when other processes took more than ``OTHERS_LIMIT`` of the
+    CPU time while they were measured, else None (also when it could not be measured)."""
+    if share is None or share <= OTHERS_LIMIT:
+        return None
+    return (f"other processes took {100 * share:.1f}% of the machine's CPU time while the timing ran: "
+            "the times, and the ratios of CompressAI's torch against nicodec's onnxruntime most of all, "
+            "are unreliable")
 
 
 def _spread_words(spread: dict) -> str:
@@ -474,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    load = {"before": load_average()}
+    load, start = {"before": load_average()}, cpu_seconds()
     try:
         stages = nicodec_stages(images, args.repeats, max(args.threads), args.model, args.quality)
     except QualityError as exc:  # raised by the warm-up, before any timing: out of range, or for a single-rate model
@@ -490,8 +523,8 @@ def main(argv: list[str] | None = None) -> dict:
             skipped["compressai"] = reason
     # Last, so that torch's thread pool is not yet started while the others run.
     rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality, models) + classic
-    load["after"] = load_average()
-    load["cpus"] = os.cpu_count()
+    load["after"], load["cpus"] = load_average(), os.cpu_count()
+    others = others_share(start, cpu_seconds(), load["cpus"] or 1)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
     add_ratios(rows, max(args.threads))
@@ -507,7 +540,8 @@ def main(argv: list[str] | None = None) -> dict:
         "skipped": skipped,
         "compressai_note": note,
         "load_average_1min": load,
-        "load_warning": load_warning(load),
+        "other_processes_cpu_share": others,
+        "load_warning": load_warning(others),
     }
     if result["load_warning"]:
         print(f"warning: {result['load_warning']}", file=sys.stderr)
