@@ -66,8 +66,8 @@ QUALITIES = {
 }
 """Each codec's sweep, reaching below nicodec's lowest PSNR (about 25.7 dB on Kodak at quality 1)
 where the codec can: a sweep that stops above it leaves nicodec's cheapest points out of the
-BD-rate. ``jpeg444opt`` is ``jpeg444`` with optimised Huffman tables (the same pixels, 8 to 44%
-smaller files on Kodak), what a careful JPEG user gets; Pillow's default is off."""
+BD-rate. ``jpeg444opt`` is ``jpeg444`` with optimised Huffman tables (the same pixels in files 40%
+smaller at quality 5 on Kodak, 2% at 95), what a careful JPEG user gets; Pillow's default is off."""
 QUICK_QUALITIES = [30, 80]
 NICODEC_QUALITIES = [1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0]
 """Eight qualities spread over 1..100, the whole range of a variable-rate model."""

@@ -24,7 +24,7 @@ footprint without installing). The parts are ``rd.py``, ``speed.py`` and
 The full run takes about 21 minutes on two cores (the committed run of 2026-11-30,
 "Seconds per part" in benchmarks/results/benchmarks.md): about 10.5 minutes for rd.py
 (the nicodec sweep of 24 images x 8 qualities with MS-SSIM, and the classic codecs'
-sweeps), 9 for speed.py and 2 for footprint.py.
+sweeps), 8 for speed.py and 2 for footprint.py.
 """
 
 from __future__ import annotations
