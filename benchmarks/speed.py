@@ -521,7 +521,9 @@ def main(argv: list[str] | None = None) -> dict:
         models, reason, note = compressai_models()
         if reason:
             skipped["compressai"] = reason
-    # Last, so that torch's thread pool is not yet started while the others run.
+    # Last, so that torch's thread pool is not yet started while Pillow's codecs run. With
+    # nicodec and torch interleaved, each runtime's idle worker threads may spin for a moment
+    # after its call and slow the next (both default to spinning); that cost is not cancelled.
     rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality, models) + classic
     load["after"], load["cpus"] = load_average(), os.cpu_count()
     others = others_share(start, cpu_seconds(), load["cpus"] or 1)

@@ -28,7 +28,7 @@ import typer
 from rich.console import Console
 
 from nicodec import exactness
-from nicodec.errors import ModelError
+from nicodec.errors import NicodecError
 from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
@@ -412,7 +412,7 @@ def check_model_id(model_id: str) -> None:
     """The id goes into every file's header: 1 to ``MAX_MODEL_ID_BYTES`` printable bytes of UTF-8 (FORMAT.md)."""
     problem = model_id_problem(model_id)
     if problem:
-        raise RuntimeError(f"{problem} ({model_id!r}); give --model-id")
+        raise RuntimeError(f"{problem} (--model-id)")
 
 
 def check_output(out: Path, checkpoint: Path, force: bool) -> None:
@@ -481,7 +481,7 @@ def main(
                                      param_hint=given)
         try:
             add_encoder_graphs(checkpoint, out)
-        except (RuntimeError, ModelError) as exc:
+        except (RuntimeError, NicodecError) as exc:  # NicodecError: ModelError, ExactnessError
             console.print(f"[red]error:[/red] {exc}")
             raise typer.Exit(1) from None
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
@@ -489,7 +489,7 @@ def main(
     try:
         manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
                                 default_quality=default_quality, decodes_files_of=decodes_files_of or ())
-    except (FileExistsError, RuntimeError, ModelError) as exc:
+    except (FileExistsError, RuntimeError, NicodecError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
     console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
@@ -197,9 +198,9 @@ def run(
         futures = _submit_all(pool, guarded, pending)
         for future in as_completed(futures):
             outcome = future.result()
-            reported.add(id(outcome))
             summary.outcomes.append(outcome)
             on_outcome(outcome)
+            reported.add(id(outcome))
     except BaseException:
         # Items not started are dropped. Threads cannot be stopped: the items being coded
         # finish and are written, so wait for them and report them too (the count of files
@@ -207,7 +208,6 @@ def run(
         pool.shutdown(wait=True, cancel_futures=True)
         for outcome in finished:
             if id(outcome) not in reported:
-                summary.outcomes.append(outcome)
                 on_outcome(outcome)
         raise
     finally:
@@ -220,16 +220,16 @@ def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list) -> list:
     """``pool.submit(fn, item)`` for every item, with Ctrl-C held back until all are in: an
     interrupt while the pool starts a thread leaves that thread out of the pool's books, so
     shutting down would not wait for it, and it would go on writing files after the batch
-    reported its count. Off the main thread no signal arrives, and nothing is held back."""
+    reported its count. Only Python's own Ctrl-C handler is stood in for, and only on the main
+    thread (no signal reaches the others); any other handler is left as it is."""
+    if threading.current_thread() is not threading.main_thread() \
+            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return [pool.submit(fn, item) for item in items]  # no KeyboardInterrupt to hold back
     held = []
-    try:
-        previous = signal.signal(signal.SIGINT, lambda *args: held.append(args))
-    except ValueError:  # not the main thread
-        previous = None
+    signal.signal(signal.SIGINT, lambda *args: held.append(args))
     try:
         return [pool.submit(fn, item) for item in items]
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-            if held:
-                signal.raise_signal(signal.SIGINT)  # delivered now, as the handler in place would
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if held:
+            signal.raise_signal(signal.SIGINT)  # the KeyboardInterrupt, now

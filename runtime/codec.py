@@ -11,7 +11,8 @@ Decoding runs the same entropy-parameter graph on the decoded z_hat, so the
 tables and means are the encoder's as long as that graph gives the same integers
 on both machines: it is an integer network (ConvInteger and int64 arithmetic, see
 ``nicodec.export.integer``), exact on every machine, thread count and optimisation
-level, and it runs on the CPU provider, the one that has ConvInteger.
+level, and it runs on the CPU provider, the one that has ConvInteger. A runtime can still
+be faulty: each Codec checks its own on a fixed input first (``nicodec.exactness``).
 """
 
 from __future__ import annotations
@@ -86,6 +87,8 @@ class Codec:
     Raises:
         ModelError: the model folder is missing or damaged, or has no fp16 synthesis; with
             ``refine``, it has no usable synthesis_gradient graph or lambda.
+        ExactnessError: the installed onnxruntime computes the model's entropy parameters
+            wrongly (see :mod:`nicodec.exactness`).
         NicodecError: an unavailable provider, an unknown precision, or an argument of the
             wrong type or out of its range.
     """
@@ -135,6 +138,14 @@ class Codec:
         if not isinstance(rdo, (int, float)) or not 0 <= rdo < float("inf"):
             raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")
         self.rdo_slope = float(rdo)
+        entropy_settings = (
+            {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
+        )
+        # ConvInteger exists on the CPU provider only; the graph is small. First, so that a
+        # runtime that computes it wrongly is refused before the other graphs are loaded.
+        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
+        if self.model.entropy_check is not None:
+            exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id)
         self._gradient, self._gradient_weighted = None, False
         if self.refine:
             problem = self.model.encoder_problems.get("synthesis_gradient.onnx")
@@ -150,13 +161,6 @@ class Codec:
             # Graphs exported before the pixel weight count the padding too.
             self._gradient_weighted = any(i.name == "weight" for i in self._gradient.get_inputs())
         self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
-        entropy_settings = (
-            {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
-        )
-        # ConvInteger exists on the CPU provider only; the graph is small.
-        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
-        if self.model.entropy_check is not None:
-            exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id)
         self._decoder = create_session(self.model.graph(decoder), chosen, threads, optimization, strict=strict)
 
     @property

@@ -19,6 +19,8 @@ from .errors import ExactnessError
 
 PROBE_VERSION = 1
 PROBE_SIDE = 4
+KNOWN_FAULTY = {(1, minor) for minor in range(21, 32)}
+"""onnxruntime releases (major, minor) whose int64 Max is wrong on x86-64 (1.21.0 to 1.31.1)."""
 
 
 def probe(channels: int) -> np.ndarray:
@@ -50,9 +52,12 @@ def check(session, expected: str, channels: int, model_id: str) -> None:
     if digest(scale_index, mean_q) != expected:
         import onnxruntime
 
+        version = onnxruntime.__version__
+        known = tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) in KNOWN_FAULTY
         raise ExactnessError(
-            f"onnxruntime {onnxruntime.__version__} computes the entropy parameters of {model_id} wrongly (its "
-            "integers differ from the model's reference on a fixed test input), so its files would not decode "
-            "on other machines, nor theirs here. onnxruntime 1.21 to 1.31 have this fault (their int64 Max); "
-            "install onnxruntime 1.32 or newer, or 1.17 to 1.20"
+            f"onnxruntime {version} computes the entropy parameters of {model_id} wrongly (its integers differ "
+            "from the model's reference on a fixed test input), so its files would not decode on other machines, "
+            "nor theirs here. " + ("onnxruntime 1.21 to 1.31 have this fault (their int64 Max); install onnxruntime "
+                                   "1.32 or newer, or 1.17 to 1.20" if known else
+                                   "Install another onnxruntime version, or check that the model folder is intact")
         )

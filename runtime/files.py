@@ -27,7 +27,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     """
     path = Path(path)
     check_target(path, force)
-    folder = path.parent if str(path.parent) else Path(".")
+    folder = path.parent
     fd, tmp = _create_temporary(folder, path.name)
     try:
         try:

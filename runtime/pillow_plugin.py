@@ -23,7 +23,7 @@ from typing import IO
 from PIL import Image, ImageFile, UnidentifiedImageError
 
 from . import format as nicformat
-from .errors import NicodecError, QualityError
+from .errors import LimitError, NicodecError, QualityError
 
 FORMAT = "NIC"
 EXTENSION = ".nic"
@@ -94,20 +94,17 @@ class NicImageFile(ImageFile.ImageFile):
                 count = _FIELDS.unpack_from(head, _PREFIX_SIZE + id_len)[-1]
                 head += self.fp.read(count * _TABLE_ENTRY_SIZE + _CRC_SIZE)
         try:
-            header, table, payload_at = nicformat.read_header(head)
+            # The codec's pixel limit here, before Pillow allocates the image in load(): its own
+            # check may be off (Image.MAX_IMAGE_PIXELS = None), and the codec's comes after that.
+            header, table, payload_at = nicformat.read_header(head, max_pixels=self._codec_source.max_pixels())
+        except LimitError as exc:
+            raise Image.DecompressionBombError(
+                f"{exc} (register a Codec with a larger max_pixels to open it)") from exc
         except NicodecError as exc:
             # The magic bytes are ours, so no other plugin will read this file: say what is
             # wrong instead of letting Pillow report only "cannot identify image file".
             name = f" {self.filename!r}" if self.filename else ""
             raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
-        limit = self._codec_source.max_pixels()
-        if header.width * header.height > limit:
-            # Here, before Pillow allocates the image in load(): its own check may be off
-            # (Image.MAX_IMAGE_PIXELS = None), and the codec's would come only after that.
-            raise Image.DecompressionBombError(
-                f"the file claims {header.width * header.height:,} pixels ({header.width}x{header.height}), more than "
-                f"the codec's limit of {limit:,} (register a Codec with a larger max_pixels to open it)"
-            )
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
@@ -116,13 +113,14 @@ class NicImageFile(ImageFile.ImageFile):
         # Only those the file holds in full: a length from a damaged header is not read (a
         # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;
         # load() names the damage.
-        size = self.fp.seek(0, 2)
         offset = payload_at
         for tag, length in table:
             key = {b"ICCP": "icc_profile", b"EXIF": "exif"}.get(tag)
-            if key is not None and offset + length <= size:
+            if key is not None:
                 self.fp.seek(offset)
-                self.info[key] = self.fp.read(length)
+                data = _read_at_most(self.fp, length)
+                if len(data) == length:
+                    self.info[key] = data
             offset += length
         self.fp.seek(payload_at)
         self.info["model_id"] = header.model_id
@@ -146,6 +144,19 @@ class NicImageFile(ImageFile.ImageFile):
             raise SyntaxError(f"damaged nicodec file: {exc}") from exc
         finally:
             super().verify()  # closes the file, as Pillow's verify does
+
+
+def _read_at_most(fp, length: int, block: int = 1 << 20) -> bytes:
+    """Up to ``length`` bytes, read a block at a time: a length from a damaged header costs no
+    more memory than the file holds (``read(length)`` reserves it all first)."""
+    pieces, left = [], length
+    while left:
+        piece = fp.read(min(left, block))
+        if not piece:
+            break
+        pieces.append(piece)
+        left -= len(piece)
+    return b"".join(pieces)
 
 
 class NicDecoder(ImageFile.PyDecoder):

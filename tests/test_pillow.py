@@ -289,7 +289,7 @@ def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_imag
             return real_read(self, size)
 
     im = Image.open(Watched(bytes(data)), formats=["NIC"])  # other plugins' reads are theirs
-    assert "icc_profile" not in im.info and max(reads) < len(data)
+    assert "icc_profile" not in im.info and max(reads) <= 1 << 20  # read a block at a time, not 4 GiB at once
     with pytest.raises(OSError):
         im.load()
 
@@ -297,7 +297,7 @@ def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_imag
 def test_the_codecs_pixel_limit_applies_at_open_before_pillow_allocates(codec, nic, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", None)  # as applications that open big images do
     huge = repacked(nic, width=1 << 15, height=1 << 15)  # 1.07 G pixels: Pillow would reserve 3 GB
-    with pytest.raises(Image.DecompressionBombError, match="codec's limit of 89,478,485"):
+    with pytest.raises(Image.DecompressionBombError, match="more than the limit of 89,478,485 .register a Codec"):
         Image.open(io.BytesIO(huge))
     pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=80 * 47))
     with pytest.raises(Image.DecompressionBombError, match="3,840 pixels .* limit of 3,760"):

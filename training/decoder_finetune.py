@@ -199,7 +199,7 @@ def main(
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
 ):
     """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
-    from nicodec import Codec, ModelError
+    from nicodec import Codec, NicodecError
 
     cfg = DecoderTuneConfig(data=tuple(data), val_data=tuple(val_data), crop=crop, per_image=per_image, val_crop=val_crop,
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
@@ -207,7 +207,7 @@ def main(
     net.eval()
     try:
         codec = Codec(model)
-    except ModelError as exc:
+    except NicodecError as exc:  # ModelError, ExactnessError
         raise typer.BadParameter(str(exc), param_hint="--model") from None
     exported = (codec.model.latent_channels, codec.model.hyper_channels, codec.model.variable_rate)
     if exported != (net.config.M, net.config.Nh, bool(net.config.levels)):
