@@ -85,6 +85,12 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (None where the OS has none): other work on the
+    machine skews every time, and this program's own threads count in them too."""
+    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
+
+
 def machine() -> dict:
     return {
         "cpu_model": cpu_model(),
@@ -93,7 +99,7 @@ def machine() -> dict:
         "cpus": os.cpu_count(),
         "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
         if hasattr(os, "sysconf") else None,
-        "load_average": [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None,
+        "load_average": load_average(),
         "python": platform.python_version(),
         "numpy": np.__version__,
     }

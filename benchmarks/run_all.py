@@ -31,11 +31,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from pathlib import Path
 
-from common import machine, write_report
+from common import load_average, machine, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -99,11 +98,6 @@ def main(argv: list[str] | None = None) -> dict:
         (out / "benchmarks.md").write_text(markdown(report) + "\n")
         print(f"\nwrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'}" + (f", {out / 'rd.png'}" if report["plot"] else ""))
     return report
-
-
-def load_average() -> list[float] | None:
-    """The 1, 5 and 15 minute load averages: other work on the machine skews every time."""
-    return [round(v, 2) for v in os.getloadavg()] if hasattr(os, "getloadavg") else None
 
 
 def markdown(report: dict) -> str:

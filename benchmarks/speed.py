@@ -68,7 +68,7 @@ from PIL import Image
 
 from nicodec import QualityError
 
-from common import add_quality_argument, coding_quality, image_paths, publish
+from common import add_quality_argument, coding_quality, image_paths, load_average, publish
 from rd import QUALITIES, SHARED, available, save_options
 
 CLASSIC_QUALITY = 75
@@ -436,9 +436,9 @@ def markdown(result: dict) -> str:
 STAGE_ORDER = ("analysis", "entropy_parameters", "entropy_coding", "synthesis", "other")
 
 
-def load_average() -> float | None:
-    """The 1-minute load average, or None where the OS has none (Windows)."""
-    return round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+def one_minute_load() -> float | None:
+    averages = load_average()
+    return averages[0] if averages else None
 
 
 OTHERS_LIMIT = 0.10
@@ -507,7 +507,7 @@ def main(argv: list[str] | None = None) -> dict:
     if not paths:
         raise SystemExit(f"no images in {args.images}")
     images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
-    load, start = {"before": load_average()}, cpu_seconds()
+    load, start = {"before": one_minute_load()}, cpu_seconds()
     try:
         stages = nicodec_stages(images, args.repeats, max(args.threads), args.model, args.quality)
     except QualityError as exc:  # raised by the warm-up, before any timing: out of range, or for a single-rate model
@@ -525,7 +525,7 @@ def main(argv: list[str] | None = None) -> dict:
     # nicodec and torch interleaved, each runtime's idle worker threads may spin for a moment
     # after its call and slow the next (both default to spinning); that cost is not cancelled.
     rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality, models) + classic
-    load["after"], load["cpus"] = load_average(), os.cpu_count()
+    load["after"], load["cpus"] = one_minute_load(), os.cpu_count()
     others = others_share(start, cpu_seconds(), load["cpus"] or 1)
     for name, reason in skipped.items():
         print(f"skipped {name}: {reason}")
