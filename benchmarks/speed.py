@@ -18,7 +18,7 @@ table gives the median over the images (the mean is in the JSON).
 - Pillow's JPEG (4:4:4 and 4:2:0), WebP, AVIF and JPEG XL at quality 75 (the options
   of ``rd.py``; libavif uses all cores by default, the others one).
 - CompressAI (when importable): ``mbt2018_mean(quality=3)``, the mean-scale hyperprior
-  of Minnen et al. 2018 (N=128, M=192: the size of the shipped nicodec-mshp-vr-1wd),
+  of Minnen et al. 2018 (N=128, M=192: the size of the shipped model),
   and the same class at the size of the earlier single-rate models (N=64, M=128),
   with random weights, ``compress``/``decompress`` under ``torch.no_grad`` with
   ``torch.set_num_threads`` set to each thread count. Random weights time the same

@@ -13,9 +13,10 @@ Operators and why each is exact on every provider, thread count and optimisation
   use an instruction (VPMADDUBSW) whose 16-bit pair sums can saturate, while
   uint8 x uint8 cannot (onnxruntime's quantization docs say so).
 - ``Pad`` with the zero point, explicit, so no padding convention is assumed.
-- ``Cast``, ``Add``, ``Mul``, ``Max``, ``Min`` and ``Div`` on int64: integer ops;
-  every product is checked below 2**52 at export (``check_exact_range``), and
-  ``Div`` only ever sees non-negative numerators, where truncation and floor agree.
+- ``Cast``, ``Add``, ``Sub``, ``Mul``, ``Max``, ``Min`` and ``Div`` on int64: integer ops;
+  every product is checked below 2**52 at export (``check_exact_range``), ``Div`` only
+  ever sees non-negative numerators, where truncation and floor agree, and ``Max`` and
+  ``Min`` only values below 2**31 (onnxruntime 1.21 to 1.31 get larger ones wrong).
 - ``Clip`` of the int32 ``z_hat`` to ``Z_MIN..Z_MAX`` (and an int32 ``Add`` of the zero
   point) before the ``Cast`` to the first layer's uint8; every ``Cast`` is between integer
   types, of values the target type holds.
@@ -33,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nicodec.training.integer import Z_MAX, Z_MIN, check_exact_range, scale_lut
+from nicodec.training.integer import ACT_MAX, Z_MAX, Z_MIN, check_exact_range, scale_lut
 
 WEIGHT_ZERO_POINT = 128
 IR_VERSION = 8
@@ -95,23 +96,37 @@ class _Graph:
         return out
 
 
+def _lift(params: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """Per channel, a whole number L with ``(acc + b) * k + 2**(S-1) + L * 2**S >= 0`` for every input."""
+    x_max = max(abs(Z_MIN), Z_MAX) if i == 0 else ACT_MAX
+    w, b, k = (params[f"{n}{i}"].astype(np.int64) for n in "wbk")
+    bound = (np.abs(w).sum(axis=(1, 2, 3)) * x_max + np.abs(b)) * k
+    return -(-bound // (1 << int(params["shift"])))  # ceil(bound / 2**S)
+
+
 def _requantize(g: _Graph, acc_i32: str, i: int, params: dict[str, np.ndarray]) -> str:
     """``clip(floor((acc + b) * k / 2**S + 1/2), lo, hi)`` in int64, as graph nodes.
 
-    Rearranged so the division sees only non-negative numerators:
-    ``min(max((acc + b) * k + 2**(S-1) - lo * 2**S, 0), (hi - lo + 1) * 2**S - 1) / 2**S + lo``.
+    Rearranged so that the division sees only non-negative numerators and the clip only
+    small numbers: with L from ``_lift``,
+    ``min(max(((acc + b) * k + 2**(S-1) + L * 2**S) / 2**S, L + lo), L + hi) - L``.
+    onnxruntime 1.21 to 1.31 compute int64 ``Max`` wrongly for values of 2**31 and more
+    (0 instead); after the division every value here is below 2**31 (checked).
     """
     shift = int(params["shift"])
     lo, hi = params[f"lo{i}"].astype(np.int64), params[f"hi{i}"].astype(np.int64)
+    lift = _lift(params, i)
+    if int(np.max(2 * lift + np.abs(lo) + np.abs(hi) + 1)) >= 1 << 31:
+        raise ValueError(f"layer {i}: a requantised value could reach 2**31")
     col = (-1, 1, 1)
     v = g.op("Cast", [acc_i32], to=TensorProto.INT64)
     v = g.op("Add", [v, g.const(f"bias{i}", params[f"b{i}"].astype(np.int64).reshape(col))])
     v = g.op("Mul", [v, g.const(f"multiplier{i}", params[f"k{i}"].astype(np.int64).reshape(col))])
-    v = g.op("Add", [v, g.const(f"offset{i}", ((1 << (shift - 1)) - lo * (1 << shift)).reshape(col))])
-    v = g.op("Max", [v, g.const(f"zero{i}", np.zeros(1, dtype=np.int64))])
-    v = g.op("Min", [v, g.const(f"top{i}", ((hi - lo + 1) * (1 << shift) - 1).reshape(col))])
+    v = g.op("Add", [v, g.const(f"offset{i}", ((1 << (shift - 1)) + lift * (1 << shift)).reshape(col))])
     v = g.op("Div", [v, g.const(f"divisor{i}", np.array([1 << shift], dtype=np.int64))])
-    return g.op("Add", [v, g.const(f"low{i}", lo.reshape(col))])
+    v = g.op("Max", [v, g.const(f"low{i}", (lift + lo).reshape(col))])
+    v = g.op("Min", [v, g.const(f"high{i}", (lift + hi).reshape(col))])
+    return g.op("Sub", [v, g.const(f"lift{i}", lift.reshape(col))])
 
 
 def _depth_to_space_nodes(g: _Graph, x: str, i: int) -> str:
@@ -183,13 +198,17 @@ def parameters_from_graph(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
     params = {"shift": np.array(int(np.log2(int(inits["divisor0"][0]))), dtype=np.int64)}
     for i in range(3):
-        lo = inits[f"low{i}"].reshape(-1)
-        top = inits[f"top{i}"].reshape(-1)
         params[f"w{i}"] = (inits[f"weight{i}"].astype(np.int16) - WEIGHT_ZERO_POINT).astype(np.int8)
         params[f"b{i}"] = inits[f"bias{i}"].reshape(-1)
         params[f"k{i}"] = inits[f"multiplier{i}"].reshape(-1)
+        if f"lift{i}" in inits:
+            lift = inits[f"lift{i}"].reshape(-1)
+            lo, hi = inits[f"low{i}"].reshape(-1) - lift, inits[f"high{i}"].reshape(-1) - lift
+        else:  # graphs exported before nicodec-mshp-vr-2: the clip before the division
+            lo = inits[f"low{i}"].reshape(-1)
+            hi = (inits[f"top{i}"].reshape(-1) + 1) // (1 << int(params["shift"])) + lo - 1
         params[f"lo{i}"] = np.broadcast_to(lo, params[f"b{i}"].shape).copy()
-        params[f"hi{i}"] = np.broadcast_to((top + 1) // (1 << int(params["shift"])) + lo - 1, params[f"b{i}"].shape).copy()
+        params[f"hi{i}"] = np.broadcast_to(hi, params[f"b{i}"].shape).copy()
     params["mean_channels"] = np.array(int(inits["mean_end"][0]), dtype=np.int64)
     return params
 

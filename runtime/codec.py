@@ -145,7 +145,8 @@ class Codec:
         # runtime that computes it wrongly is refused before the other graphs are loaded.
         self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
         if self.model.entropy_check is not None:
-            exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id)
+            exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id,
+                            self.model.entropy_probe)
         self._gradient, self._gradient_weighted = None, False
         if self.refine:
             problem = self.model.encoder_problems.get("synthesis_gradient.onnx")

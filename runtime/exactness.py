@@ -1,63 +1,88 @@
 """A check, when a codec is made, that this onnxruntime computes the entropy parameters exactly.
 
 The integer entropy-parameter graph is exact by construction on a correct runtime, but a
-runtime can be wrong: onnxruntime 1.21 to 1.31 compute an int64 ``Max`` of values of 2**31
-and more as 0 on x86-64 (measured with 1.31.1: a Kodak image coded at 21 bpp instead of 0.3,
-and its file refused by every other version). A file coded with wrong tables decodes to
-garbage on every correct machine, so the check runs the graph once on a fixed input, chosen
-to reach the accumulators' extremes, and compares the integers with the digest the exporter
-computed from a numpy int64 reference (the manifest's ``entropy_check``).
+runtime can be wrong, and its faults can depend on the input's shape:
+
+- onnxruntime 1.21 to 1.31 compute an int64 ``Max`` of values of 2**31 and more as 0 on
+  x86-64 (measured with 1.31.1: a Kodak image coded at 21 bpp instead of 0.3, and its file
+  refused by every other version). Graphs exported since nicodec-mshp-vr-2 give ``Max`` and
+  ``Min`` only smaller values, which those versions get right.
+- onnxruntime 1.21 to 1.24 compute some outputs of ``ConvInteger`` wrongly on x86-64 (seen:
+  the last channel of each block of 32, at positions past the 16th, garbage in the millions)
+  for about half the input sizes, whatever the graph: of the hyper-latents from 1 x 1 to 8 x 8,
+  30 of 64, 5 x 5, 3 x 7, 2 x 3 and 1 x 6 among them; 4 x 4, 5 x 7, or a Kodak image, not.
+
+A file coded with wrong tables decodes to garbage on every correct machine, so the check runs
+the graph on fixed inputs, chosen to reach the accumulators' extremes and blocks that end
+part-way, and compares the integers with the digest the exporter computed from a numpy int64
+reference (the manifest's ``entropy_check``).
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
 import numpy as np
 
 from .errors import ExactnessError
 
-PROBE_VERSION = 1
-PROBE_SIDE = 4
-KNOWN_FAULTY = {(1, minor) for minor in range(21, 32)}
-"""onnxruntime releases (major, minor) whose int64 Max is wrong on x86-64 (1.21.0 to 1.31.1)."""
+PROBE_VERSION = 2
+"""The probe that ``nicodec-export`` writes; earlier models carry probe 1, which is still checked."""
+PROBE_SHAPES = {1: ((4, 4),), 2: ((4, 4), (5, 5), (3, 7), (2, 3), (1, 6))}
+"""The probe inputs' (height, width), in order, per probe version."""
+KNOWN_FAULTY = {(1, minor): "ConvInteger and int64 Max" for minor in range(21, 25)}
+KNOWN_FAULTY.update({(1, minor): "int64 Max" for minor in range(25, 32)})
+"""onnxruntime releases (major, minor) with a known fault in the graph's operators on x86-64."""
 
 
-def probe(channels: int) -> np.ndarray:
-    """The fixed input, int32 (1, ``channels``, 4, 4): values spread over -128..127 by a
-    multiplicative hash (integer arithmetic only, the same on every machine), a row of 127 and
-    one of -128 at the top, and a 2 x 2 block of each extreme in alternate channels."""
-    i = np.arange(channels * PROBE_SIDE * PROBE_SIDE, dtype=np.uint64)
+def probe(channels: int, shape: tuple[int, int] = (4, 4)) -> np.ndarray:
+    """One fixed input, int32 (1, ``channels``, height, width): values spread over -128..127 by a
+    multiplicative hash of the flat index (integer arithmetic only, the same on every machine),
+    then 127 in row 0 and -128 in row 1, and in rows and columns 2..3 127 in even channels and
+    -128 in odd ones (those of the rows and columns that exist)."""
+    height, width = shape
+    i = np.arange(channels * height * width, dtype=np.uint64)
     z = ((i * np.uint64(2654435761) + np.uint64(40503)) >> np.uint64(9)) % np.uint64(256)
-    z = (z.astype(np.int64) - 128).reshape(1, channels, PROBE_SIDE, PROBE_SIDE)
+    z = (z.astype(np.int64) - 128).reshape(1, channels, height, width)
     z[:, :, 0, :] = 127
-    z[:, :, 1, :] = -128
+    z[:, :, 1:2, :] = -128
     z[:, ::2, 2:4, 2:4] = 127
     z[:, 1::2, 2:4, 2:4] = -128
     return z.astype(np.int32)
 
 
-def digest(scale_index: np.ndarray, mean_q: np.ndarray) -> str:
-    """SHA-256 of the two outputs as little-endian int32, scale indices first."""
-    return hashlib.sha256(b"".join(np.ascontiguousarray(a, "<i4").tobytes() for a in (scale_index, mean_q))).hexdigest()
+def probes(channels: int, version: int = PROBE_VERSION) -> list[np.ndarray]:
+    """The inputs of probe ``version``, in order (probe 1 is the 4 x 4 input alone)."""
+    return [probe(channels, shape) for shape in PROBE_SHAPES[version]]
 
 
-def check(session, expected: str, channels: int, model_id: str) -> None:
-    """Run the entropy-parameter ``session`` on :func:`probe` and compare with ``expected``.
+def digest(arrays: Iterable[np.ndarray]) -> str:
+    """SHA-256 of the arrays as little-endian int32 in C order, one after another: for each
+    probe input in turn, its ``scale_index`` then its ``mean_q``."""
+    return hashlib.sha256(b"".join(np.ascontiguousarray(a, "<i4").tobytes() for a in arrays)).hexdigest()
+
+
+def check(session, expected: str, channels: int, model_id: str, version: int = PROBE_VERSION) -> None:
+    """Run the entropy-parameter ``session`` on the inputs of probe ``version`` and compare the
+    digest of its outputs with ``expected``.
 
     Raises:
         ExactnessError: the integers differ: this runtime would code with the wrong tables.
     """
-    scale_index, mean_q = session.run(None, {"z_hat": probe(channels)})[:2]
-    if digest(scale_index, mean_q) != expected:
+    outputs = []
+    for z_hat in probes(channels, version):
+        outputs.extend(session.run(None, {"z_hat": z_hat})[:2])
+    if digest(outputs) != expected:
         import onnxruntime
 
-        version = onnxruntime.__version__
-        known = tuple(int(part) for part in version.split(".")[:2] if part.isdigit()) in KNOWN_FAULTY
+        version_text = onnxruntime.__version__
+        fault = KNOWN_FAULTY.get(tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit()))
         raise ExactnessError(
-            f"onnxruntime {version} computes the entropy parameters of {model_id} wrongly (its integers differ "
-            "from the model's reference on a fixed test input), so its files would not decode on other machines, "
-            "nor theirs here. " + ("onnxruntime 1.21 to 1.31 have this fault (their int64 Max); install onnxruntime "
-                                   "1.32 or newer, or 1.17 to 1.20" if known else
+            f"onnxruntime {version_text} computes the entropy parameters of {model_id} wrongly (its integers differ "
+            "from the model's reference on fixed test inputs), so its files would not decode on other machines, "
+            "nor theirs here. " + (f"This release has a known fault ({fault}); install onnxruntime 1.25 or newer "
+                                   "(1.32 or newer for models exported before nicodec-mshp-vr-2), or 1.17 to 1.20"
+                                   if fault else
                                    "Install another onnxruntime version, or check that the model folder is intact")
         )

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ModelError
-from .exactness import PROBE_VERSION
+from .exactness import PROBE_SHAPES
 from .rans import Tables
 
 MANIFEST = "manifest.json"
@@ -205,6 +205,11 @@ class ModelFiles:
         must have (manifest ``entropy_check``), or None for a model exported without one."""
         check = self.manifest.get("entropy_check")
         return check["sha256"] if check else None
+
+    @property
+    def entropy_probe(self) -> int:
+        """The version of the probe that ``entropy_check`` was computed on."""
+        return int((self.manifest.get("entropy_check") or {}).get("probe", 0))
 
     @property
     def integer_entropy(self) -> bool:
@@ -394,9 +399,11 @@ def _check_manifest(manifest, path: Path) -> None:
     if not isinstance(config, dict) or not all(positive_int(config.get(k)) for k in ("M", "Nh")):
         problems.append("config must give the channel counts M and Nh")
     check = manifest.get("entropy_check")
-    if check is not None and not (isinstance(check, dict) and check.get("probe") == PROBE_VERSION
-                                  and _is_digest(check.get("sha256")) and manifest.get("entropy_parameters") == "integer"):
-        problems.append(f'entropy_check must be {{"probe": {PROBE_VERSION}, "sha256": a SHA-256 hex digest}}, '
+    known_probe = isinstance(check, dict) and type(check.get("probe")) is int and check["probe"] in PROBE_SHAPES
+    if check is not None and not (known_probe and _is_digest(check.get("sha256"))
+                                  and manifest.get("entropy_parameters") == "integer"):
+        versions = " or ".join(map(str, PROBE_SHAPES))
+        problems.append(f'entropy_check must be {{"probe": {versions}, "sha256": a SHA-256 hex digest}}, '
                         'for an integer entropy-parameter graph')
     if not isinstance(manifest.get("rate", {}), dict):
         problems.append("rate must be an object")

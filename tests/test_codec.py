@@ -153,28 +153,38 @@ def test_pixel_limit_is_checked_before_work(photo):
         small.encode(photo)
 
 
-@pytest.mark.parametrize("name, made_by", [
-    ("made-by-vr-1w.nic", ("nicodec-mshp-vr-1w", "104989f669eb6042")),
-    ("made-by-vr-1wd-first-export.nic", ("nicodec-mshp-vr-1wd", "587785ff8fef2ca8")),
-])
-def test_files_of_the_models_the_shipped_one_replaced_still_decode(codec, name, made_by):
-    """tests/data: synthetic_photo(96, 128, seed=7) at quality 56, made by models shipped before:
-    nicodec-mshp-vr-1w (the shipped model retrained its synthesis only) and the first export of
-    nicodec-mshp-vr-1wd (its synthesis graph written with transposed convolutions). The shipped
-    model lists both under decodes_files_of; the same encoder made the same integers in both."""
+def test_a_file_of_the_shipped_model_decodes_to_the_integers_it_was_made_of(codec):
+    """tests/data/made-by-vr-2.nic: synthetic_photo(96, 128, seed=7) at quality 56, made by
+    nicodec-mshp-vr-2 (the shipped model, or one that lists it under decodes_files_of)."""
+    import hashlib
     from pathlib import Path
 
-    import hashlib
-
-    data = (Path(__file__).parent / "data" / name).read_bytes()
+    data = (Path(__file__).parent / "data" / "made-by-vr-2.nic").read_bytes()
     header = nicformat.unpack(data)[0]
-    assert (header.model_id, header.model_hash.hex()) == made_by
-    assert (made_by[0], header.model_hash) in codec.model.decodes_files_of
-    # The integers the earlier model itself decoded from this file (z_hat, symbols, mean_q as little-endian int32).
+    assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-2", "ba8eb03ce2ca910a")
+    made_by = ("nicodec-mshp-vr-2", header.model_hash)
+    assert header.model_hash == codec.model.model_hash or made_by in codec.model.decodes_files_of
+    # The integers nicodec-mshp-vr-2 decoded from this file when it was made (z_hat, symbols,
+    # mean_q as little-endian int32).
     _, z_hat, symbols, mean_q = codec.decode_symbols(data)
     integers = b"".join(np.ascontiguousarray(a, dtype="<i4").tobytes() for a in (z_hat, symbols, mean_q))
-    assert hashlib.sha256(integers).hexdigest() == "3470fc5f9dabdc2d16cd4c0c2123977a89a57467e85b67f83d0bdf6a071afc65"
+    assert hashlib.sha256(integers).hexdigest() == "b53c89bea94267a7f9b8fe7eccf071f0ce4f295796f9d8c75e71110d8000afdc"
     assert psnr(codec.decode(data, as_array=True), synthetic_photo(96, 128, seed=7)) > 33
+
+
+@pytest.mark.parametrize("name, made_by", [
+    ("made-by-vr-1w.nic", "nicodec-mshp-vr-1w"),
+    ("made-by-vr-1wd-first-export.nic", "nicodec-mshp-vr-1wd"),
+])
+def test_files_of_models_with_another_entropy_model_are_refused_by_name(codec, name, made_by):
+    """Files of models shipped before nicodec-mshp-vr-2, which retrained the entropy model too:
+    their tables are not this model's, so they are refused, naming the model that made them."""
+    from pathlib import Path
+
+    data = (Path(__file__).parent / "data" / name).read_bytes()
+    assert nicformat.unpack(data)[0].model_id == made_by
+    with pytest.raises(nicodec.ModelMismatchError, match=made_by):
+        codec.decode(data)
 
 
 def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):

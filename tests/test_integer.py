@@ -90,6 +90,58 @@ def test_parameters_read_back_from_the_graph():
         np.testing.assert_array_equal(back[key], params[key], err_msg=key)
 
 
+def test_parameters_read_back_from_a_graph_exported_before_vr_2():
+    """Those graphs clipped before dividing: low{i} was lo and top{i} (hi - lo + 1) * 2**S - 1."""
+    from onnx import helper, numpy_helper
+
+    params = random_params(np.random.default_rng(9))
+    shift = int(params["shift"])
+    inits = {"divisor0": np.array([1 << shift]), "mean_end": np.array([int(params["mean_channels"])])}
+    for i in range(3):
+        lo, hi = params[f"lo{i}"], params[f"hi{i}"]
+        inits |= {f"weight{i}": (params[f"w{i}"].astype(np.int16) + 128).astype(np.uint8),
+                  f"bias{i}": params[f"b{i}"].reshape(-1, 1, 1), f"multiplier{i}": params[f"k{i}"].reshape(-1, 1, 1),
+                  f"low{i}": lo.reshape(-1, 1, 1), f"top{i}": ((hi - lo + 1) * (1 << shift) - 1).reshape(-1, 1, 1)}
+    graph = helper.make_graph([], "old", [], [], [numpy_helper.from_array(np.asarray(v), k) for k, v in inits.items()])
+    back = parameters_from_graph(helper.make_model(graph))
+    for key in params:
+        np.testing.assert_array_equal(back[key], params[key], err_msg=key)
+
+
+def _max_min_inputs(model: onnx.ModelProto, z: np.ndarray) -> dict[str, np.ndarray]:
+    """The values that reach the graph's Div, Max and Min nodes (its own outputs, exposed)."""
+    names = [n.input[0] for n in model.graph.node if n.op_type in ("Div", "Max", "Min")]
+    exposed = onnx.ModelProto()
+    exposed.CopyFrom(model)
+    for name in names:
+        exposed.graph.output.append(onnx.helper.make_empty_tensor_value_info(name))
+    out = session(exposed, level="disable").run(names, {"z_hat": z})
+    ops = {n.input[0]: n.op_type for n in model.graph.node if n.op_type in ("Div", "Max", "Min")}
+    return {f"{ops[name]} {name}": value for name, value in zip(names, out)}
+
+
+@pytest.mark.parametrize("extreme", [False, True])
+def test_max_and_min_see_only_values_below_2_31(extreme):
+    """onnxruntime 1.21 to 1.31 compute an int64 Max of values of 2**31 and more as 0; the graph
+    divides first, so Max and Min never see such values, and Div sees no negative numerator."""
+    rng = np.random.default_rng(10)
+    params = random_params(rng, extreme=extreme)
+    params["k0"] = params["k0"] * 0 + (2**52 - 2**SHIFT) // (127 * 9 * 6 * 128 + 2**20)  # the largest products allowed
+    graph = build_graph(params, TABLE, hyper_channels=6)
+    z = random_z(rng, (1, 6, 5, 6))
+    z[:, ::2, :2] = 127
+    z[:, 1::2, :2] = -128
+    seen = _max_min_inputs(graph, z)
+    assert len(seen) == 9
+    assert max(float(np.abs(v).max()) for k, v in seen.items() if k.startswith("Div")) >= 2**31  # the large values exist
+    for name, value in seen.items():
+        if name.startswith("Div"):
+            assert value.min() >= 0, name
+        else:
+            assert np.abs(value).max() < 2**31, name
+    np.testing.assert_array_equal(session(graph).run(None, {"z_hat": z})[1], reference(params, z, TABLE)[1])
+
+
 def test_products_that_could_leave_the_exact_range_are_refused():
     params = random_params(np.random.default_rng(8))
     params["k2"] = params["k2"] * 0 + 2**40
@@ -124,9 +176,14 @@ def test_the_shipped_entropy_check_is_the_references_digest_on_the_probe(shipped
 
     path, params = shipped
     model = ModelFiles.load(None)
-    ref = reference(params, exactness.probe(model.hyper_channels), TABLE)
-    assert model.entropy_check == exactness.digest(*ref)
-    assert exactness.digest(*session(path).run(None, {"z_hat": exactness.probe(model.hyper_channels)})) == model.entropy_check
+    inputs = exactness.probes(model.hyper_channels, model.entropy_probe)
+    assert model.entropy_probe == exactness.PROBE_VERSION and len(inputs) == 5
+    assert model.entropy_check == exactness.digest(a for z in inputs for a in reference(params, z, TABLE))
+    assert exactness.digest(a for z in inputs for a in session(path).run(None, {"z_hat": z})) == model.entropy_check
+    # The shipped graph's Max and Min see only values below 2**31 on the probe too.
+    for z in inputs:
+        seen = _max_min_inputs(onnx.load(path), z)
+        assert all(np.abs(v).max() < 2**31 for k, v in seen.items() if not k.startswith("Div"))
 
 
 def test_torch_integer_path_equals_reference():

@@ -160,12 +160,12 @@ def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
     torch = pytest.importorskip("torch")
     from nicodec.training.train import load_model
 
-    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / "nicodec-mshp-vr-1wd.pt"
+    codec = Codec(providers="cpu", refine=1)
+    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / f"{codec.model_id}.pt"
     if not checkpoint.is_file():
         pytest.skip("needs the checkout's training checkpoint (an sdist or a copy of tests/ has none)")
     model, _ = load_model(checkpoint)
     model.eval()
-    codec = Codec(providers="cpu", refine=1)
     rng = np.random.default_rng(2)
     y_hat = rng.normal(0, 2, (1, 192, 6, 5)).astype(np.float32)
     image = rng.uniform(0, 255, (1, 3, 96, 80)).astype(np.float32)

@@ -7,6 +7,7 @@ image loader made to fail the test where a check must come before the images are
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import subprocess
@@ -296,7 +297,14 @@ def test_decoder_finetune_names_a_model_of_another_checkpoint(tmp_path, checkpoi
     assert not (tmp_path / "gs.pt").exists()
 
 
-SHIPPED = REPO / "training" / "checkpoints" / "nicodec-mshp-vr-1wd.pt"
+def _shipped_checkpoint() -> Path:
+    """The checkpoint the shipped model was exported from: training/checkpoints/MODEL_ID.pt."""
+    manifest = REPO / "runtime" / "models" / "default" / "manifest.json"
+    model_id = json.loads(manifest.read_text())["model_id"] if manifest.exists() else "none"
+    return REPO / "training" / "checkpoints" / f"{model_id}.pt"
+
+
+SHIPPED = _shipped_checkpoint()
 
 
 @pytest.mark.skipif(not SHIPPED.exists() or not (REPO / "runtime" / "models" / "default").is_dir(),

@@ -1,6 +1,6 @@
 """Fine-tune the synthesis alone on the latents the shipped encoder really writes.
 
-    python -m nicodec.training.decoder_finetune training/checkpoints/nicodec-mshp-vr-1wd.pt \\
+    python -m nicodec.training.decoder_finetune training/checkpoints/MODEL.pt \\
         --model runtime/models/default --out runs/gs/slim.pt --minutes 60
 
 Training sees the synthesis input through a straight-through rounding of ``y - means``
