@@ -146,9 +146,16 @@ def build_graph(params: dict[str, np.ndarray], scale_table: np.ndarray, hyper_ch
     """The ``entropy_parameters`` graph: ``z_hat`` int32 (1, Nh, h, w) -> ``scale_index``, ``mean_q`` int32.
 
     Raises:
-        ValueError: the parameters could overflow the exact range.
+        ValueError: the parameters could overflow the exact range, or break the graph's
+            assumptions (multipliers of at least 1, the hidden layers' clip within 0..255).
     """
     check_exact_range(params)
+    for i in range(3):
+        if int(np.min(params[f"k{i}"])) < 1:
+            raise ValueError(f"layer {i}: every multiplier must be at least 1")
+        lo, hi = params[f"lo{i}"], params[f"hi{i}"]
+        if np.any(lo > hi) or (i < 2 and (int(np.min(lo)) < 0 or int(np.max(hi)) > 255)):
+            raise ValueError(f"layer {i}: the clip bounds must be ordered{', within 0..255' if i < 2 else ''}")
     g = _Graph()
     m = int(params["mean_channels"])
     x = g.op("Clip", ["z_hat", g.const("z_min", np.array(Z_MIN, np.int32)), g.const("z_max", np.array(Z_MAX, np.int32))])

@@ -70,19 +70,23 @@ def check(session, expected: str, channels: int, model_id: str, version: int = P
     Raises:
         ExactnessError: the integers differ: this runtime would code with the wrong tables.
     """
+    import onnxruntime
+
+    release = onnxruntime.__version__
+    fault = KNOWN_FAULTY.get(tuple(int(part) for part in release.split(".")[:2] if part.isdigit()))
     outputs = []
     for z_hat in probes(channels, version):
         outputs.extend(session.run(None, {"z_hat": z_hat})[:2])
-    if digest(outputs) != expected:
-        import onnxruntime
-
-        version_text = onnxruntime.__version__
-        fault = KNOWN_FAULTY.get(tuple(int(part) for part in version_text.split(".")[:2] if part.isdigit()))
+    # Probe 1, a 4 x 4 input alone, cannot show the ConvInteger fault: such releases are refused by name.
+    convinteger = fault is not None and "ConvInteger" in fault
+    if digest(outputs) != expected or (version == 1 and convinteger):
+        if fault and (version == 1 or convinteger):
+            advice = (f"This release has a known fault ({fault}); install onnxruntime "
+                      + ("1.32 or newer" if version == 1 else "1.25 or newer") + ", or 1.17 to 1.20")
+        else:
+            advice = "Install another onnxruntime version, or check that the model folder is intact"
         raise ExactnessError(
-            f"onnxruntime {version_text} computes the entropy parameters of {model_id} wrongly (its integers differ "
-            "from the model's reference on fixed test inputs), so its files would not decode on other machines, "
-            "nor theirs here. " + (f"This release has a known fault ({fault}); install onnxruntime 1.25 or newer "
-                                   "(1.32 or newer for models exported before nicodec-mshp-vr-2), or 1.17 to 1.20"
-                                   if fault else
-                                   "Install another onnxruntime version, or check that the model folder is intact")
+            f"onnxruntime {release} computes the entropy parameters of {model_id} wrongly (its integers differ "
+            "from the model's reference on fixed test inputs, or it has a fault they cannot show), so its files "
+            f"would not decode on other machines, nor theirs here. {advice}"
         )

@@ -201,8 +201,9 @@ class ModelFiles:
 
     @property
     def entropy_check(self) -> str | None:
-        """The SHA-256 the entropy-parameter graph's integers on :func:`nicodec.exactness.probe`
-        must have (manifest ``entropy_check``), or None for a model exported without one."""
+        """The SHA-256 the entropy-parameter graph's integers on :func:`nicodec.exactness.probes`
+        (of version :attr:`entropy_probe`) must have (manifest ``entropy_check``), or None for a
+        model exported without one."""
         check = self.manifest.get("entropy_check")
         return check["sha256"] if check else None
 

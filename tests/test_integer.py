@@ -142,6 +142,18 @@ def test_max_and_min_see_only_values_below_2_31(extreme):
     np.testing.assert_array_equal(session(graph).run(None, {"z_hat": z})[1], reference(params, z, TABLE)[1])
 
 
+def test_parameters_that_break_the_graphs_assumptions_are_refused():
+    """The lift bound and the floor-by-truncation need multipliers of at least 1; the uint8
+    casts between layers need the hidden layers' clip within 0..255."""
+    for key, value, message in (("k1", 0, "multiplier"), ("lo0", -1, "0..255"), ("hi1", 256, "0..255"),
+                                ("lo2", 2**21, "ordered")):
+        params = random_params(np.random.default_rng(11))
+        params[key] = params[key].copy()
+        params[key][0] = value
+        with pytest.raises(ValueError, match=message):
+            build_graph(params, TABLE, hyper_channels=6)
+
+
 def test_products_that_could_leave_the_exact_range_are_refused():
     params = random_params(np.random.default_rng(8))
     params["k2"] = params["k2"] * 0 + 2**40
