@@ -34,7 +34,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from nicodec.training.integer import ACT_MAX, Z_MAX, Z_MIN, check_exact_range, scale_lut
+from nicodec.training.integer import Z_MAX, Z_MIN, check_exact_range, product_bound, scale_lut
 
 WEIGHT_ZERO_POINT = 128
 IR_VERSION = 8
@@ -98,10 +98,7 @@ class _Graph:
 
 def _lift(params: dict[str, np.ndarray], i: int) -> np.ndarray:
     """Per channel, a whole number L with ``(acc + b) * k + 2**(S-1) + L * 2**S >= 0`` for every input."""
-    x_max = max(abs(Z_MIN), Z_MAX) if i == 0 else ACT_MAX
-    w, b, k = (params[f"{n}{i}"].astype(np.int64) for n in "wbk")
-    bound = (np.abs(w).sum(axis=(1, 2, 3)) * x_max + np.abs(b)) * k
-    return -(-bound // (1 << int(params["shift"])))  # ceil(bound / 2**S)
+    return -(-product_bound(params, i) // (1 << int(params["shift"])))  # ceil(bound / 2**S)
 
 
 def _requantize(g: _Graph, acc_i32: str, i: int, params: dict[str, np.ndarray]) -> str:

@@ -175,12 +175,17 @@ def integer_parameters(h_s: nn.Sequential, act_scale: torch.Tensor) -> dict[str,
     return params
 
 
+def product_bound(params: dict[str, np.ndarray], i: int) -> np.ndarray:
+    """Per output channel of layer ``i``, a bound on ``|(acc + b) * k|`` over every input
+    (``|z_hat|`` at most 128 into layer 0, activations at most ``ACT_MAX`` after)."""
+    x_max = max(abs(Z_MIN), Z_MAX) if i == 0 else ACT_MAX
+    w, b, k = (params[f"{n}{i}"].astype(np.int64) for n in "wbk")
+    return (np.abs(w).sum(axis=(1, 2, 3)) * x_max + np.abs(b)) * k
+
+
 def check_exact_range(params: dict[str, np.ndarray]) -> None:
     """Raise ValueError when a product in the integer graph could reach 2**52."""
-    x_max = max(abs(Z_MIN), Z_MAX)
     for i in range(3):
-        w, b, k = (params[f"{n}{i}"].astype(np.int64) for n in "wbk")
-        bound = (np.abs(w).sum(axis=(1, 2, 3)) * x_max + np.abs(b)) * k + (1 << int(params["shift"]))
+        bound = product_bound(params, i) + (1 << int(params["shift"]))
         if bound.max() >= EXACT_LIMIT:
             raise ValueError(f"layer {i}: a product reaches {float(bound.max()):.3e}, beyond the exact range")
-        x_max = ACT_MAX
