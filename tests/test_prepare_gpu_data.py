@@ -80,6 +80,10 @@ def test_bad_requests_are_refused_and_touch_nothing(prepare, data, tmp_path, cap
     ):
         assert prepare.main(["--data", str(data), "--out", str(out), *args]) == code
         assert said in capsys.readouterr().err
+    with pytest.raises(SystemExit) as refused:  # argparse's own refusal
+        prepare.main(["--data", str(data), "--out", str(out), "--shards", "-1"])
+    assert refused.value.code == 2 and "must be a shard number" in capsys.readouterr().err
+    assert prepare.shard_number("0") == 0  # shard-0 is a training shard like the others
     for outside in (prepare.ROOT, prepare.ROOT / "data", tmp_path / "elsewhere"):
         assert prepare.main(["--data", str(data), "--out", str(outside)]) == 2
         assert "must lie under" in capsys.readouterr().err

@@ -71,7 +71,7 @@ def _number(kind: type, what: str, ok):
 
 positive_mib = _number(float, "a positive number of MiB", lambda v: v > 0)
 non_negative_mib = _number(float, "a non-negative number of MiB", lambda v: v >= 0)
-shard_number = _number(int, "a positive shard number", lambda v: v >= 1)
+shard_number = _number(int, "a shard number (0 or more)", lambda v: v >= 0)
 
 
 def main(argv: list[str] | None = None) -> int:
