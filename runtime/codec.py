@@ -82,7 +82,9 @@ class Codec:
         refine: gradient steps on the latent before it is coded (see ``nicodec.refine``):
             0 (the default) codes the analysis's latent as it is; about 60 make files a few
             percent smaller at the same PSNR, each step costing about 1.2 decodes of the
-            image. Needs the model's ``synthesis_gradient`` graph. The decoder is the same.
+            image. The refined latent is kept only if its real file costs less (y's bits
+            plus lambda times the decoded MSE) than the analysis's, which takes two more
+            decodes. Needs the model's ``synthesis_gradient`` graph. The decoder is the same.
 
     Raises:
         ModelError: the model folder is missing or damaged, or has no fp16 synthesis; with
@@ -231,9 +233,17 @@ class Codec:
             )
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
+        means = self._means(mean_q)
+        symbols = self._symbols(y - means, scale_index)
+        y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
         if self.refine:
-            y = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
-        symbols = self._symbols(y - self._means(mean_q), scale_index)
+            refined_y = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
+            refined = self._symbols(refined_y - means, scale_index)
+            refined_stream = rans.encode(refined.ravel(), scale_index.ravel(), self.model.y_tables)
+            costs = [self._cost(s, stream, mean_q, quality, pixels)
+                     for s, stream in ((refined, refined_stream), (symbols, y_stream))]
+            if costs[0] <= costs[1]:  # else the refinement made it worse (it can, by a little)
+                symbols, y_stream = refined, refined_stream
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
             model_id=self.model.model_id,
@@ -245,7 +255,7 @@ class Codec:
         )
         sections = {
             b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
-            b"YSYM": rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables),
+            b"YSYM": y_stream,
         }
         if picture.alpha is not None:
             sections[b"ALPH"] = zlib.compress(picture.alpha.tobytes(), 9)
@@ -279,11 +289,7 @@ class Codec:
             LimitError: the header claims more than ``max_pixels`` pixels.
         """
         header, sections, alpha, _, symbols, mean_q = self._entropy_decode(data)
-        y_hat = self._y_hat(header, symbols, mean_q)
-        d = self.model.downsampling
-        # The synthesis needs less context than the analysis (measured: identical pixels
-        # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
-        (image,) = self._run_tiled(self._decoder, "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d))
+        image = self._synthesize(self._y_hat(header, symbols, mean_q))
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
@@ -363,6 +369,18 @@ class Codec:
     def _symbols(self, residual: np.ndarray, scale_index: np.ndarray) -> np.ndarray:
         """The y symbols of ``residual`` (y minus its means), coded with tables ``scale_index``."""
         return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
+
+    def _cost(self, symbols: np.ndarray, y_stream: bytes, mean_q: np.ndarray, quality: float,
+              pixels: np.ndarray) -> float:
+        """The objective the refinement lowers, on what the file really holds: the y stream's
+        bits per pixel plus lambda times the mean squared error (0..255) of the decoded
+        pixels against ``pixels`` (the image, unpadded). The z stream is left out: refining
+        does not change it."""
+        height, width = pixels.shape[:2]
+        image = self._synthesize(self._synthesis_input(quality, symbols, mean_q))
+        error = image[0, :, :height, :width].transpose(1, 2, 0).astype(np.float64) - pixels
+        lmbda = self.model.lmbda(quality if self.model.variable_rate else None)
+        return 8 * len(y_stream) / (height * width) + lmbda * float(np.mean(error * error))
 
     def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
                 height: int, width: int, quality: float, progress=None) -> np.ndarray:
@@ -456,12 +474,24 @@ class Codec:
         return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
 
     def _y_hat(self, header: nicformat.Header, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
-        """The synthesis input: each symbol plus its mean, in float32 (as FORMAT.md defines),
-        times the inverse gain at the header's quality for a variable-rate model."""
+        """The synthesis input of a file (:meth:`_synthesis_input` at the header's quality)."""
+        return self._synthesis_input(header.quality, symbols, mean_q)
+
+    def _synthesis_input(self, quality: float | None, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
+        """Each symbol plus its mean, in float32 (as FORMAT.md defines), times the inverse
+        gain at ``quality`` for a variable-rate model."""
         y_hat = symbols.astype(np.float32) + self._means(mean_q)
         if self.model.variable_rate:
-            y_hat *= self.model.gains(header.quality)[1].reshape(1, -1, 1, 1)
+            y_hat *= self.model.gains(quality)[1].reshape(1, -1, 1, 1)
         return y_hat
+
+    def _synthesize(self, y_hat: np.ndarray) -> np.ndarray:
+        """The decoder graph on ``y_hat``, in tiles: (1, 3, H, W) uint8 of the padded size."""
+        d = self.model.downsampling
+        # The synthesis needs less context than the analysis (measured: identical pixels
+        # with 64 pixels of margin); half the analysis margin, at least 64, keeps a safety factor.
+        (image,) = self._run_tiled(self._decoder, "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d))
+        return image
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:
         # Exact in float32: |mean_q| < 2**24 and the divisor is a power of two.

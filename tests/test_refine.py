@@ -62,12 +62,31 @@ def test_refined_files_decode_with_any_codec_and_cost_less(image, quality):
     plain = Codec(providers="cpu", rdo=False)
     refined = Codec(providers="cpu", rdo=False, refine=20)
     before, after = plain.encode(image, quality=quality), refined.encode(image, quality=quality)
-    assert after != before
     assert plain.decode(after, as_array=True).shape == image.shape  # the decoder needs nothing new
-    assert objective(plain, image, after, quality) < objective(plain, image, before, quality)
+    # Never worse: the encoder keeps the analysis's latent when the refined one costs more
+    # (on this small synthetic image at quality 10 it can: +0.5% with nicodec-mshp-vr-3d).
+    assert after == before or objective(plain, image, after, quality) < objective(plain, image, before, quality)
+    if quality >= 60:  # where it clearly pays (-0.9% at quality 60 with vr-3d)
+        assert after != before
     steps = []
     assert refined.encode(image, quality=quality, progress=lambda *a: steps.append(a)) == after  # the same file every time
     assert steps == [(i, 20) for i in range(1, 21)]
+
+
+def test_a_refinement_that_costs_more_is_not_kept(image, monkeypatch):
+    import nicodec.codec
+
+    plain = Codec(providers="cpu", rdo=False)
+    refined = Codec(providers="cpu", rdo=False, refine=2)
+    calls = []
+
+    def harmful(y, *args, **kwargs):  # a refinement gone wrong: the latent pushed far off
+        calls.append(1)
+        return y + np.float32(3.0)
+
+    monkeypatch.setattr(nicodec.codec, "refine", harmful)
+    assert refined.encode(image, quality=60) == plain.encode(image, quality=60)
+    assert calls == [1]
 
 
 def test_the_gradient_on_tiles_matches_the_whole_image():
