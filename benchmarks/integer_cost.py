@@ -1,6 +1,6 @@
 """What the exact integer entropy parameters cost in rate: a checkpoint's integer h_s beside its float twin.
 
-    python benchmarks/integer_cost.py [--checkpoint training/checkpoints/nicodec-mshp-vr-2d.pt]
+    python benchmarks/integer_cost.py [--checkpoint training/checkpoints/nicodec-mshp-vr-3d.pt]
         [--images ../shared/data/kodak] [--limit N] [--json results/integer_cost.json]
 
 The shipped model computes the means and scales of y with the integer hyper-synthesis
@@ -80,7 +80,7 @@ def measure(model, image: np.ndarray, level: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/nicodec-mshp-vr-2d.pt")
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/nicodec-mshp-vr-3d.pt")
     parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/kodak")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
     parser.add_argument("--threads", type=int, default=2)

@@ -154,31 +154,33 @@ def test_pixel_limit_is_checked_before_work(photo):
 
 
 def test_a_file_of_the_shipped_model_decodes_to_the_integers_it_was_made_of(codec):
-    """tests/data/made-by-vr-2.nic: synthetic_photo(96, 128, seed=7) at quality 56, made by
-    nicodec-mshp-vr-2 (the shipped model, or one that lists it under decodes_files_of)."""
+    """tests/data/made-by-vr-3.nic: synthetic_photo(96, 128, seed=7) at quality 56, made by
+    nicodec-mshp-vr-3 (the shipped model, or one that lists it under decodes_files_of)."""
     import hashlib
     from pathlib import Path
 
-    data = (Path(__file__).parent / "data" / "made-by-vr-2.nic").read_bytes()
+    data = (Path(__file__).parent / "data" / "made-by-vr-3.nic").read_bytes()
     header = nicformat.unpack(data)[0]
-    assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-2", "ba8eb03ce2ca910a")
-    made_by = ("nicodec-mshp-vr-2", header.model_hash)
+    assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-3", "7e111a2ca9349805")
+    made_by = ("nicodec-mshp-vr-3", header.model_hash)
     assert header.model_hash == codec.model.model_hash or made_by in codec.model.decodes_files_of
-    # The integers nicodec-mshp-vr-2 decoded from this file when it was made (z_hat, symbols,
+    # The integers nicodec-mshp-vr-3 decoded from this file when it was made (z_hat, symbols,
     # mean_q as little-endian int32).
     _, z_hat, symbols, mean_q = codec.decode_symbols(data)
     integers = b"".join(np.ascontiguousarray(a, dtype="<i4").tobytes() for a in (z_hat, symbols, mean_q))
-    assert hashlib.sha256(integers).hexdigest() == "b53c89bea94267a7f9b8fe7eccf071f0ce4f295796f9d8c75e71110d8000afdc"
+    assert hashlib.sha256(integers).hexdigest() == "a5f9fa17317cd110295b90db6d828dab989b5df64e527179d8c8042f1700fea0"
     assert psnr(codec.decode(data, as_array=True), synthetic_photo(96, 128, seed=7)) > 33
 
 
 @pytest.mark.parametrize("name, made_by", [
     ("made-by-vr-1w.nic", "nicodec-mshp-vr-1w"),
     ("made-by-vr-1wd-first-export.nic", "nicodec-mshp-vr-1wd"),
+    ("made-by-vr-2.nic", "nicodec-mshp-vr-2"),
 ])
 def test_files_of_models_with_another_entropy_model_are_refused_by_name(codec, name, made_by):
-    """Files of models shipped before nicodec-mshp-vr-2, which retrained the entropy model too:
-    their tables are not this model's, so they are refused, naming the model that made them."""
+    """Files of models whose entropy model was retrained since (vr-2 after vr-1wd, vr-3 after
+    vr-2d): their tables are not this model's, so they are refused, naming the model that made
+    them."""
     from pathlib import Path
 
     data = (Path(__file__).parent / "data" / name).read_bytes()

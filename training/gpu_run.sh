@@ -6,18 +6,20 @@
 # project. Prepare the data here first (git-ignored under data/; 64 MiB travel in all, the
 # tracked files included):
 #
-#   python3 training/prepare_gpu_data.py --shards 1 2 --without runtime/models
+#   python3 training/prepare_gpu_data.py --shards 5 0 --without runtime/models
 #
-# fills data/gpu/val with the 8 held-out files and data/gpu/train with photos of shards 1
-# and 2 up to the limit (about 370 with the shipped model folder, 18.5 MiB, moved out of the
-# checkout for the run as it prints; about 230 without --without, and the folder stays),
-# then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
+# fills data/gpu/val with the 8 held-out files and data/gpu/train with photos of the chosen
+# shards up to the limit (about 330 to 370 with the shipped model folder, 18.5 MiB, moved out
+# of the checkout for the run as it prints; about 230 without --without, and the folder
+# stays), then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
+# Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3); 5 (its last 8
+# files are held out and never copied to train/) and 0 come next.
 # Back here (rehearsed on a CPU-trained checkpoint, 2026-11-30; about 10 minutes of work):
-#   git rm -q training/checkpoints/nicodec-mshp-vr-2d.pt  # one checkpoint in the tree, so the
-#   cp $OUT/slim.pt training/checkpoints/nicodec-mshp-vr-3.pt  # next run's data still fits
+#   git rm -q training/checkpoints/nicodec-mshp-vr-3d.pt  # one checkpoint in the tree, so the
+#   cp $OUT/slim.pt training/checkpoints/nicodec-mshp-vr-4.pt  # next run's data still fits
 #       (the history keeps the old one); then INIT below names the new one
-#   nicodec-export training/checkpoints/nicodec-mshp-vr-3.pt --out runtime/models/default \
-#       --model-id nicodec-mshp-vr-3 --default-quality 56 --force
+#   nicodec-export training/checkpoints/nicodec-mshp-vr-4.pt --out runtime/models/default \
+#       --model-id nicodec-mshp-vr-4 --default-quality 56 --force
 #       (without --default-quality the default is 75; no --decodes-files-of: the entropy side
 #       changed, so the new model cannot read the old files, and the export says so if asked)
 #   python benchmarks/models.py OLD_MODEL_FOLDER runtime/models/default --json /tmp/models.json
@@ -31,12 +33,16 @@
 # the machine's start; while it was still warm, a second run of 200 s continued from the
 # first's weights: cp $OUT/slim.pt data/gpu/init.pt, move the checkpoint out of the checkout
 # (so the data still fits), then INIT=data/gpu/init.pt MINUTES=2.8 LIMIT=255 LR=3e-5
-# WARMUP=50 PROBE= with a timeout of 265 s. Then decoder_finetune on the CPU (40 minutes;
-# README "Train and export") gained another 1.4% (vr-2 -> vr-2d).
+# WARMUP=50 PROBE= with a timeout of 265 s (the same twice so far: vr-2 and vr-3, about 12.8
+# minutes of device time each: vr-3's run 1 held the machine 563 s for 480 s of training,
+# run 2 205 s for 168 s, and 2 minutes went unused; MINUTES=8.8 in run 1 and MINUTES=3.5
+# LIMIT=280 with a timeout of 285 s in run 2 would use most of them, if the copy between the
+# two is quick). Then decoder_finetune on the CPU (45 minutes with encoding the crops; README
+# "Train and export") gained another 1.4% (vr-2 -> vr-2d), VR3D (vr-3 -> vr-3d).
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
-#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-2d.pt]
+#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-3d.pt]
 #   MINUTES   training minutes of this run, compilation included [8]
 #   SCHEDULE  "new": a fresh learning-rate schedule MINUTES long from INIT (warm-up, constant,
 #             anneal); "carry": INIT's own schedule goes on (set TOTAL) [new]
@@ -62,7 +68,7 @@ set -euo pipefail
 start=$(date +%s)
 : "${OUT:?OUT (the folder whose files come back) is not set}"
 mkdir -p "$OUT"
-INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-2d.pt}
+INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-3d.pt}
 MINUTES=${MINUTES:-8}
 SCHEDULE=${SCHEDULE:-new}
 LMBDAS=${LMBDAS:-0.0005,0.0009,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.15}
