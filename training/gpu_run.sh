@@ -38,7 +38,7 @@
 # run 2 205 s for 168 s, and 2 minutes went unused; MINUTES=8.8 in run 1 and MINUTES=3.5
 # LIMIT=280 with a timeout of 285 s in run 2 would use most of them, if the copy between the
 # two is quick). Then decoder_finetune on the CPU (45 minutes with encoding the crops; README
-# "Train and export") gained another 1.4% (vr-2 -> vr-2d), VR3D (vr-3 -> vr-3d).
+# "Train and export") gained another 1.4% (vr-2 -> vr-2d), 1.2% (vr-3 -> vr-3d).
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
