@@ -82,9 +82,13 @@ class Codec:
         refine: gradient steps on the latent before it is coded (see ``nicodec.refine``):
             0 (the default) codes the analysis's latent as it is; about 60 make files a few
             percent smaller at the same PSNR, each step costing about 1.2 decodes of the
-            image. The refined latent is kept only if its real file costs less (y's bits
-            plus lambda times the decoded MSE) than the analysis's, which takes two more
-            decodes. Needs the model's ``synthesis_gradient`` graph. The decoder is the same.
+            image. The analysis's latent is coded too (with ``rdo`` as the default encoder
+            uses it, unless ``rdo`` is given) and the refined one is kept only if its file
+            costs no more (y's bits per pixel plus lambda times the decoded image's MSE on the
+            0..255 scale), which takes two more decodes; with ``precision="fp16"`` that
+            judgement uses the fp16 synthesis, so on a near tie the two precisions may keep
+            different latents. Needs the model's ``synthesis_gradient`` graph. The decoder
+            is the same.
 
     Raises:
         ModelError: the model folder is missing or damaged, or has no fp16 synthesis; with
@@ -133,6 +137,7 @@ class Codec:
             raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
         self.precision = precision
         self.refine = _whole("refine", refine, 0, MAX_REFINE)
+        chosen_rdo = rdo
         if rdo is None:
             rdo = not self.refine
         if isinstance(rdo, bool):
@@ -140,6 +145,9 @@ class Codec:
         if not isinstance(rdo, (int, float)) or not 0 <= rdo < float("inf"):
             raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")
         self.rdo_slope = float(rdo)
+        # With refine, the analysis's own latent is coded too, as a fallback: as the default
+        # encoder codes it (rate-distortion rounding) unless rdo was chosen.
+        self._unrefined_slope = RDO_SLOPE if chosen_rdo is None else self.rdo_slope
         entropy_settings = (
             {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
         )
@@ -234,16 +242,22 @@ class Codec:
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         means = self._means(mean_q)
-        symbols = self._symbols(y - means, scale_index)
-        y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
         if self.refine:
             refined_y = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
-            refined = self._symbols(refined_y - means, scale_index)
-            refined_stream = rans.encode(refined.ravel(), scale_index.ravel(), self.model.y_tables)
-            costs = [self._cost(s, stream, mean_q, quality, pixels)
-                     for s, stream in ((refined, refined_stream), (symbols, y_stream))]
-            if costs[0] <= costs[1]:  # else the refinement made it worse (it can, by a little)
-                symbols, y_stream = refined, refined_stream
+            symbols = self._symbols(refined_y - means, scale_index)
+            y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
+            # The refinement descends a proxy, so it can end a little worse than the analysis's
+            # latent: keep whichever file costs less.
+            unrefined = rdo_round(y - means, scale_index, self.model.y_tables, slope=self._unrefined_slope)
+            if not np.array_equal(unrefined, symbols):
+                unrefined_stream = rans.encode(unrefined.ravel(), scale_index.ravel(), self.model.y_tables)
+                costs = [self._cost(s, stream, mean_q, quality, pixels, picture.grayscale)
+                         for s, stream in ((symbols, y_stream), (unrefined, unrefined_stream))]
+                if costs[1] < costs[0]:
+                    symbols, y_stream = unrefined, unrefined_stream
+        else:
+            symbols = self._symbols(y - means, scale_index)
+            y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
             model_id=self.model.model_id,
@@ -371,16 +385,25 @@ class Codec:
         return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
 
     def _cost(self, symbols: np.ndarray, y_stream: bytes, mean_q: np.ndarray, quality: float,
-              pixels: np.ndarray) -> float:
-        """The objective the refinement lowers, on what the file really holds: the y stream's
-        bits per pixel plus lambda times the mean squared error (0..255) of the decoded
-        pixels against ``pixels`` (the image, unpadded). The z stream is left out: refining
-        does not change it."""
+              pixels: np.ndarray, gray: bool = False) -> float:
+        """What a file of these y symbols really costs, by the objective the refinement lowers
+        on a proxy: the y stream's bits per pixel plus lambda times the mean squared error
+        (0..255 scale) of the decoded image against ``pixels`` (the source, unpadded; for a
+        grayscale file the decoded luma against the gray). The z stream is left out: both
+        candidates share it. The synthesis is the codec's own (fp16 with ``precision="fp16"``)."""
         height, width = pixels.shape[:2]
-        image = self._synthesize(self._synthesis_input(quality, symbols, mean_q))
-        error = image[0, :, :height, :width].transpose(1, 2, 0).astype(np.float64) - pixels
+        decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q))[0, :, :height, :width]
+        if gray:
+            planes = [(_luma(decoded.transpose(1, 2, 0)), pixels[:, :, 0])]
+        else:
+            planes = [(decoded[c], pixels[:, :, c]) for c in range(3)]
+        squares = 0
+        for got, want in planes:  # exact integer sums, one plane at a time
+            difference = got.astype(np.int32) - want
+            squares += int(np.einsum("ij,ij->", difference, difference, dtype=np.int64))
+        mse = squares / (len(planes) * height * width)
         lmbda = self.model.lmbda(quality if self.model.variable_rate else None)
-        return 8 * len(y_stream) / (height * width) + lmbda * float(np.mean(error * error))
+        return 8 * len(y_stream) / (height * width) + lmbda * mse
 
     def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
                 height: int, width: int, quality: float, progress=None) -> np.ndarray:
@@ -477,7 +500,7 @@ class Codec:
         """The synthesis input of a file (:meth:`_synthesis_input` at the header's quality)."""
         return self._synthesis_input(header.quality, symbols, mean_q)
 
-    def _synthesis_input(self, quality: float | None, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
+    def _synthesis_input(self, quality: float, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
         """Each symbol plus its mean, in float32 (as FORMAT.md defines), times the inverse
         gain at ``quality`` for a variable-rate model."""
         y_hat = symbols.astype(np.float32) + self._means(mean_q)
