@@ -242,22 +242,22 @@ class Codec:
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         means = self._means(mean_q)
+
+        def coded(latent: np.ndarray, slope: float) -> tuple[np.ndarray, bytes]:
+            symbols = rdo_round(latent - means, scale_index, self.model.y_tables, slope=slope)
+            return symbols, rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
+
+        symbols, y_stream = coded(y, self._unrefined_slope)  # the rdo slope itself without refine
         if self.refine:
-            refined_y = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
-            symbols = self._symbols(refined_y - means, scale_index)
-            y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
             # The refinement descends a proxy, so it can end a little worse than the analysis's
-            # latent: keep whichever file costs less.
-            unrefined = rdo_round(y - means, scale_index, self.model.y_tables, slope=self._unrefined_slope)
-            if not np.array_equal(unrefined, symbols):
-                unrefined_stream = rans.encode(unrefined.ravel(), scale_index.ravel(), self.model.y_tables)
-                costs = [self._cost(s, stream, mean_q, quality, pixels, picture.grayscale)
-                         for s, stream in ((symbols, y_stream), (unrefined, unrefined_stream))]
-                if costs[1] < costs[0]:
-                    symbols, y_stream = unrefined, unrefined_stream
-        else:
-            symbols = self._symbols(y - means, scale_index)
-            y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
+            # latent: the refined file is kept only if it costs no more.
+            refined = coded(self._refine(y, mean_q, scale_index, padded, height, width, quality, progress),
+                            self.rdo_slope)
+            if not np.array_equal(refined[0], symbols) and (
+                self._cost(*refined, mean_q, quality, pixels, picture.grayscale)
+                <= self._cost(symbols, y_stream, mean_q, quality, pixels, picture.grayscale)
+            ):
+                symbols, y_stream = refined
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
             model_id=self.model.model_id,
