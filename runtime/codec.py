@@ -402,8 +402,11 @@ class Codec:
             difference = got.astype(np.int32) - want
             squares += int(np.einsum("ij,ij->", difference, difference, dtype=np.int64))
         mse = squares / (len(planes) * height * width)
-        lmbda = self.model.lmbda(quality if self.model.variable_rate else None)
-        return 8 * len(y_stream) / (height * width) + lmbda * mse
+        return 8 * len(y_stream) / (height * width) + self._lmbda(quality) * mse
+
+    def _lmbda(self, quality: float) -> float:
+        """The rate-distortion trade-off at ``quality`` (a single-rate model has one)."""
+        return self.model.lmbda(quality if self.model.variable_rate else None)
 
     def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
                 height: int, width: int, quality: float, progress=None) -> np.ndarray:
@@ -421,7 +424,7 @@ class Codec:
         return refine(
             y, self._means(mean_q), self.model.scale_table[scale_index],
             lambda y_hat: self._synthesis_gradient(y_hat, image, weight),
-            inverse, self.model.lmbda(quality if self.model.variable_rate else None), pixels,
+            inverse, self._lmbda(quality), pixels,
             self.refine, progress=progress,
         )
 
