@@ -266,8 +266,7 @@ def split_decode(codec, data: bytes) -> tuple[dict[str, float], np.ndarray]:
     symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), codec.model.y_tables).reshape(mean_q.shape)
     y_hat = codec._y_hat(header, symbols, mean_q)
     marks.append(time.perf_counter())
-    d = codec.model.downsampling
-    (image,) = codec._run_tiled(codec._decoder, "y_hat", y_hat, 4, (d,), max(d, codec.margin // 2 // d * d))
+    image = codec._synthesize(y_hat)
     pixels = np.ascontiguousarray(image[0, :, : header.height, : header.width].transpose(1, 2, 0))
     marks.append(time.perf_counter())
     stages = ("other", "entropy_decoding_z", "entropy_parameters", "entropy_decoding_y", "synthesis")
