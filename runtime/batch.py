@@ -100,8 +100,12 @@ def _is_source(item: Item) -> bool:
     return real_path(item.source) == real_path(item.target)
 
 
-def triage(item: Item, force: bool) -> Outcome | None:
-    """An outcome without work when the target exists and ``force`` is not given."""
+def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None = None) -> Outcome | None:
+    """An outcome without work when the target exists and ``force`` is not given.
+
+    A target newer than its source is up to date (``skipped``) unless ``differs`` names how it
+    differs from what would be written now (another model, another quality): it is then
+    ``kept``, as an older one is."""
     try:
         if force or not item.target.exists():
             return None
@@ -114,7 +118,10 @@ def triage(item: Item, force: bool) -> Outcome | None:
     except OSError as exc:  # an input named on the command line that is not there
         return Outcome(item, "failed", f"cannot read {item.source}: {exc.strerror or exc}")
     if newer:
-        return Outcome(item, "skipped")
+        reason = differs(item) if differs is not None else None
+        if reason is None:
+            return Outcome(item, "skipped")
+        return Outcome(item, "kept", f"{item.target} {reason}; --force replaces it")
     return Outcome(item, "kept", f"{item.target} exists and is older than {item.source.name}; --force replaces it "
                    "(if it is an original rather than an earlier output, write elsewhere with -o)")
 
@@ -154,10 +161,12 @@ def run(
     force: bool,
     jobs: int = 1,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
+    differs: Callable[[Item], str | None] | None = None,
 ) -> Summary:
     """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes.
 
-    ``on_outcome`` is called from the calling thread as each item finishes (for progress).
+    ``on_outcome`` is called from the calling thread as each item finishes (for progress);
+    ``differs`` tells an existing newer output made with other settings (see :func:`triage`).
     KeyboardInterrupt stops the batch: items not started are dropped; those being coded (at
     most ``jobs``) finish, are written and reported through ``on_outcome``, and then the
     interrupt is raised again. A file interrupted while written is removed by
@@ -182,7 +191,7 @@ def run(
     itself = {item for item in items if _is_source(item)}
     shared = collisions([item for item in items if item not in itself])
     for item in items:
-        early = triage(item, force)
+        early = triage(item, force, differs)
         if item in itself:
             early = Outcome(item, "failed", f"the output {item.target} would be the input; write elsewhere with -o")
         elif item in shared:

@@ -747,7 +747,28 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         rate.check_model(codec)
         if root is not None:
             _make_folder(root)  # after the checks of the options, before any work
-    _run_tree("encode", items, work, force, jobs, debug)
+    _run_tree("encode", items, work, force, jobs, debug, differs=lambda item: _made_otherwise(item.target, codec, rate))
+
+
+def _made_otherwise(path: Path, codec, rate: _Rate) -> Optional[str]:
+    """How the existing ``path`` differs from the file this run would write, from its header
+    alone: not a nicodec file, another model, another quality; None if none of these (a file
+    made with a rate target, ``--refine`` or ``--strip`` is not told apart)."""
+    from . import format as nicformat
+    from .model import check_quality
+
+    try:
+        with open(path, "rb") as f:
+            header, _, _ = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))
+    except (OSError, NicodecError):
+        return "is not a nicodec file this version reads"
+    if (header.model_id, header.model_hash) != (codec.model_id, codec.model.model_hash):
+        return f"was made by another model ({header.model_id}, not {codec.model_id})"
+    if codec.model.variable_rate and not rate.searching:
+        wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
+        if nicformat.quality_value(header.quality) != nicformat.quality_value(wanted):
+            return (f"was made at quality {_quality_text(header.quality)}, not {_quality_text(wanted)}")
+    return None
 
 
 def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
@@ -784,7 +805,7 @@ def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
     return min(MAX_THREADS, max(1, (os.cpu_count() or 1) // jobs))
 
 
-def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> None:
+def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from .batch import run
@@ -807,7 +828,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool) -> No
                             rate=f"{progress.tasks[0].completed / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
 
         try:
-            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance)
+            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs)
         except KeyboardInterrupt:
             progress.stop()
             err.print(f"interrupted after {_files(written[0])} {verb}d; no file was left half-written", markup=False)

@@ -56,6 +56,8 @@ KNOWN_FLAGS = FLAG_GRAYSCALE
 FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
 SECTION_ENTRY = struct.Struct("<4sI")
 CRC = struct.Struct("<I")
+MAX_HEADER_BYTES = PREFIX.size + MAX_MODEL_ID_BYTES + FIELDS.size + 255 * SECTION_ENTRY.size + CRC.size
+"""The longest header a file can have: reading this many bytes is always enough for :func:`read_header`."""
 
 
 @dataclass(frozen=True)

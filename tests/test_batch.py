@@ -120,6 +120,41 @@ def test_encode_tree_at_a_quality(tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "bad").exists()
 
 
+def test_a_newer_output_made_otherwise_is_kept_not_counted_up_to_date(tmp_path):
+    """Another quality, another model or a file that is no .nic: listed as kept (not skipped
+    as up to date), left as it is; --force re-encodes it at the settings asked for."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(64, 96, seed=1)).save(src / "x.png")
+    Image.fromarray(synthetic_photo(64, 96, seed=2)).save(src / "y.png")
+    out = tmp_path / "out"
+    assert run("encode", src, "-o", out, "--quality", "10").exit_code == 0
+    made = (out / "x.nic").read_bytes()
+    result = run("encode", src, "-o", out, "--quality", "10")
+    assert "0 encoded, 2 up to date, 0 kept" in result.stdout
+    result = run("encode", src, "-o", out, "--quality", "90")
+    assert result.exit_code == 0
+    assert "0 encoded, 0 up to date, 2 kept" in result.stdout
+    assert f"{out / 'x.nic'} was made at quality 10, not 90; --force replaces it" in result.stderr
+    assert (out / "x.nic").read_bytes() == made
+    result = run("encode", src, "-o", out)  # the model's default quality, 56
+    assert "2 kept" in result.stdout and "not 56" in result.stderr
+    # What the file holds, not its name, counts: another model's header, or no header at all.
+    header, sections = nicformat.unpack(made)
+    other = nicformat.Header(header.version, "another-model", b"\x01" * 8, header.width, header.height,
+                             header.quality, header.flags)
+    (out / "x.nic").write_bytes(nicformat.pack(other, sections))
+    (out / "y.nic").write_bytes(b"my notes, not a nicodec file")
+    result = run("encode", src, "-o", out, "--quality", "10")
+    assert "0 up to date, 2 kept" in result.stdout
+    assert "was made by another model (another-model, not " in result.stderr
+    assert f"{out / 'y.nic'} is not a nicodec file this version reads" in result.stderr
+    assert (out / "y.nic").read_bytes() == b"my notes, not a nicodec file"
+    result = run("encode", src, "-o", out, "--quality", "90", "--force")
+    assert result.exit_code == 0 and "2 encoded" in result.stdout
+    assert all(nicformat.read_header(p.read_bytes())[0].quality == 90 for p in out.glob("*.nic"))
+
+
 def test_encode_tree_to_a_rate_target(tmp_path):
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()
@@ -250,7 +285,7 @@ def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch
 
     src = make_tree(tmp_path / "src")
 
-    def interrupted(items, work, *, force, jobs, on_outcome):
+    def interrupted(items, work, *, force, jobs, on_outcome, differs=None):
         on_outcome(work(items[0]))
         raise KeyboardInterrupt
 
