@@ -658,6 +658,35 @@ ICNS_SIDES = (16, 32, 64, 128, 256, 512, 1024)
 """The square sizes an ICNS file holds; Pillow resamples any other image to all of them."""
 
 
+LOSSY_OUTPUTS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
+                 "AVIF": {"quality": 95}}
+"""Formats that are lossy by design, written when asked for, at these settings (Pillow's own
+defaults are quality 75, and 4:2:0 chroma for JPEG)."""
+LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossless": True}}
+"""Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
+default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""
+
+
+def _save_options(fmt: str) -> dict:
+    return LOSSY_OUTPUTS.get(fmt) or LOSSLESS_SETTINGS.get(fmt, {})
+
+
+def _round_trip(image, fmt: str):
+    """``image`` written as ``fmt`` (with the options decode uses) and read back, or None when
+    Pillow cannot do both."""
+    from PIL import Image
+
+    try:
+        buffer = io.BytesIO()
+        image.save(buffer, format=fmt, **_save_options(fmt))
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            back.load()
+            return back
+    except Exception:  # noqa: BLE001 - a format that cannot store or read the image
+        return None
+
+
 @functools.lru_cache(maxsize=None)
 def _keeps_alpha(fmt: str) -> bool:
     """Whether Pillow writes and reads back ``fmt`` with every alpha level intact (probed on a
@@ -666,20 +695,30 @@ def _keeps_alpha(fmt: str) -> bool:
 
     probe = Image.new("RGBA", (4, 4), (200, 100, 50, 255))
     probe.putdata([(200, 100, 50, a) for a in (0, 1, 77, 128, 254, 255)] + [(10, 20, 30, 128)] * 10)
-    try:
-        buffer = io.BytesIO()
-        probe.save(buffer, format=fmt)
-        buffer.seek(0)
-        with Image.open(buffer) as back:
-            back = back.convert("RGBA")
-            return back.size == probe.size and back.getchannel("A").tobytes() == probe.getchannel("A").tobytes()
-    except Exception:  # noqa: BLE001 - a format that cannot store or read RGBA does not keep it
+    back = _round_trip(probe, fmt)
+    if back is None:
         return False
+    back = back.convert("RGBA")
+    return back.size == probe.size and back.getchannel("A").tobytes() == probe.getchannel("A").tobytes()
+
+
+@functools.lru_cache(maxsize=None)
+def _keeps_pixels(fmt: str) -> bool:
+    """Whether Pillow writes and reads back ``fmt`` with every RGB value intact: a photo-like
+    probe of 1,024 colours, so a palette format (GIF: 256 colours) or a lossy setting fails."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    probe = Image.fromarray(values, "RGB")
+    back = _round_trip(probe, fmt)
+    return back is not None and back.size == probe.size and back.convert("RGB").tobytes() == probe.tobytes()
 
 
 def _check_output_format(data: bytes, fmt: str, target: Path) -> None:
     """Refuse, from the file's header and before decoding, an output format that would lose part
-    of the picture (its transparency, or its size); a damaged file is left for decoding to report."""
+    of the picture (its transparency, pixel values, or size); a damaged file is left for decoding to
+    report. The formats lossy by design (``LOSSY_OUTPUTS``: JPEG, AVIF) are written when asked for."""
     from . import format as nicformat
 
     try:
@@ -689,6 +728,13 @@ def _check_output_format(data: bytes, fmt: str, target: Path) -> None:
     if b"ALPH" in sections and not _keeps_alpha(fmt):
         raise UnsupportedImageError(
             f"the image has transparency, which {fmt} does not keep ({target.name}); use .png or .webp"
+        )
+    # ICNS is left to its own check below: Pillow writes the picture at its size (exactly, as
+    # PNG) beside copies resampled to the other icon sizes, and reads back the largest.
+    if fmt not in LOSSY_OUTPUTS and fmt != "ICNS" and not _keeps_pixels(fmt):
+        raise UnsupportedImageError(
+            f"{fmt}, as Pillow writes it here, does not give back every pixel of the picture (tried on a test "
+            f"image) ({target.name}); use .png, .webp or .tiff, or .jpg for a lossy copy"
         )
     size = (header.width, header.height)
     if fmt == "ICO" and max(size) > 256:
@@ -704,7 +750,7 @@ def _save(image, f, fmt: str) -> None:
     (a mode the format lacks, EXIF too long for JPEG) becomes a clear error."""
     sizes = {"sizes": [image.size]} if fmt == "ICO" else {}  # ICO's default set would shrink the picture
     try:
-        image.save(f, format=fmt, **_metadata(image), **sizes)
+        image.save(f, format=fmt, **_metadata(image), **sizes, **_save_options(fmt))
     except OSError:
         raise  # the write itself failed: write_atomic names the file
     except (ValueError, SyntaxError, KeyError, TypeError) as exc:

@@ -498,6 +498,24 @@ def test_decode_refuses_formats_that_would_lose_part_of_the_image(tmp_path, phot
     assert result.exit_code == 1 and "internal error" not in result.stderr and "BLP" in result.stderr
 
 
+def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, tmp_path):
+    """Pillow's defaults would write WebP lossy (quality 80), JPEG at quality 75 with 4:2:0 chroma,
+    and GIF cut to 256 colours, all without a word."""
+    assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
+    assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png").exit_code == 0
+    decoded = Image.open(tmp_path / "a.png")
+    assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.webp").exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "a.webp").convert("RGB")), np.asarray(decoded))
+    assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.jpg").exit_code == 0
+    expected = io.BytesIO()
+    decoded.save(expected, format="JPEG", quality=95, subsampling=0)
+    assert (tmp_path / "a.jpg").read_bytes() == expected.getvalue()
+    for name in ("a.gif", "a.pdf"):
+        result = run("decode", tmp_path / "a.nic", "-o", tmp_path / name)
+        assert result.exit_code == 1 and "does not give back every pixel" in result.stderr, name
+        assert not (tmp_path / name).exists()
+
+
 def test_verify_checks_the_alpha_section_and_reports_each_path(tmp_path, photo, codec):
     import zlib
 
