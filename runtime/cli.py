@@ -238,6 +238,48 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     err.print(f"warning: {message}", markup=False)
 
 
+@contextmanager
+def _naming(path):
+    """Errors about one input (a damaged file, an image nicodec cannot code) name it, as a
+    batch's messages do."""
+    try:
+        yield
+    except NicodecError as exc:
+        exc.args = (_about(path, str(exc)),)
+        raise
+
+
+def _check_input(input: Path, wanted: str) -> None:
+    """Refuse a missing input, or one of the other kind (``wanted``: ``"image"`` or ``".nic"``),
+    before the output is looked at: its message would point at the wrong file."""
+    from .files import read_file
+    from .format import MAGIC
+
+    if _is_stdio(input) or not input.is_file():
+        if not _is_stdio(input) and not input.exists():
+            read_file(input)  # a missing file (or a broken link) named as read_file names it
+        return  # stdin, a pipe or a device: read later, where its errors are named
+    try:
+        with open(input, "rb") as f:
+            head = f.read(len(MAGIC))
+    except OSError:
+        return  # left to the read that follows, which names the error
+    if not head:
+        raise NicodecError(f"{input} is empty")
+    nic = head == MAGIC
+    if wanted == "image" and nic:
+        raise NicodecError(f"{input} is a nicodec file already; `nicodec decode` turns it back into an image")
+    if wanted == ".nic" and not nic:
+        raise NicodecError(f"{input} is not a nicodec file (wrong magic bytes); `nicodec encode` compresses an image")
+
+
+HINTS = (
+    ("LimitError", "--max-pixels", "--max-pixels sets the limit"),
+    ("ModelMismatchError", "--model", "--model DIR loads another model folder"),
+)
+"""What an error of these classes adds on the command line, unless its message names the option."""
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         err.print(traceback.format_exc(), markup=False)
@@ -245,7 +287,11 @@ def _fail(exc: BaseException, debug: bool) -> None:
         err.print("interrupted; nothing was written", markup=False)
         raise typer.Exit(130)
     if isinstance(exc, NicodecError):
-        err.print(f"error: {exc}", markup=False)
+        message = str(exc)
+        for name, option, hint in HINTS:
+            if type(exc).__name__ == name and option not in message:
+                message += f" ({hint})"
+        err.print(f"error: {message}", markup=False)
     else:
         err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", markup=False)
     raise typer.Exit(1)
@@ -426,6 +472,7 @@ def encode(
     [input] = inputs
     to_stdout = _is_stdio(output)
     with _reporting(debug):
+        _check_input(input, "image")
         if to_stdout:
             _check_stdout(input)
         else:
@@ -447,9 +494,10 @@ def encode(
                     description = f", encode {encode} of the search" if rate.searching else ""
                     bar.update(task, completed=done, description=description, refresh=done == 1)
 
-                data, result = rate.encode(codec, source, strip, step)
+                with _naming(input):
+                    data, result = rate.encode(codec, source, strip, step)
         else:
-            with _busy("searching the quality of" if rate.searching else "encoding", _name(input)):
+            with _busy("searching the quality of" if rate.searching else "encoding", _name(input)), _naming(input):
                 data, result = rate.encode(codec, source, strip)
         seconds = time.perf_counter() - start
         if to_stdout:
@@ -520,6 +568,7 @@ def decode(
     [input] = inputs
     to_stdout = _is_stdio(output)
     with _reporting(debug):
+        _check_input(input, ".nic")
         if to_stdout:
             _check_stdout(input)
             target, fmt = None, "PNG"
@@ -535,7 +584,7 @@ def decode(
             _check_output_format(data, fmt, target)
         codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
-        with _busy("decoding", _name(input)):
+        with _busy("decoding", _name(input)), _naming(input):
             image = codec.decode(data)
         seconds = time.perf_counter() - start
         if to_stdout:
@@ -621,7 +670,7 @@ def info(
             header, sections = nicformat.unpack(data)
         except NicodecError as exc:
             if len(inputs) == 1:
-                with _reporting(debug):
+                with _reporting(debug), _naming(input):
                     raise
             failed += 1
             err.print(f"error: {_about(input, str(exc))}", markup=False)

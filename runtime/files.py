@@ -66,11 +66,14 @@ def check_target(path: str | os.PathLike, force: bool) -> None:
 
 
 def check_output_folder(path: str | os.PathLike) -> None:
-    """Raise :class:`NicodecError` unless the folder ``path`` would be written in exists
-    (called before the work that makes the output, so a typo costs no encoding)."""
+    """Raise :class:`NicodecError` unless the folder ``path`` would be written in exists and
+    may be written in (called before the work that makes the output, so a typo or a read-only
+    folder costs no encoding)."""
     path = Path(path)
     folder = path.parent
     if folder.is_dir():
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise NicodecError(f"cannot write {path}: the folder {folder} is not writable (permission denied)")
         return
     above = nearest_existing(folder)
     if not above.is_dir():

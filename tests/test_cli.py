@@ -69,6 +69,69 @@ def test_existing_output_is_kept_without_force(png, tmp_path):
     assert target.read_bytes()[:4] == b"\x89NIC"
 
 
+def test_the_input_is_checked_before_the_output_and_named_in_errors(png, tmp_path):
+    """Found by a review: a missing input was reported as an existing output, a photo given to
+    decode as 'photo.png exists', and a damaged file's error did not say which file."""
+    from nicodec import format as nicformat
+
+    (tmp_path / "ghost.nic").write_bytes(b"an earlier output")
+    result = run("encode", tmp_path / "ghost.png")
+    assert result.exit_code == 1 and "ghost.png: no such file" in result.stderr and "exists" not in result.stderr
+    assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
+    result = run("encode", tmp_path / "a.nic", "-o", tmp_path / "b.nic")
+    assert result.exit_code == 1 and "a.nic is a nicodec file already; `nicodec decode`" in result.stderr
+    photo = tmp_path / "photo.jpg"
+    Image.open(png).save(photo, quality=90)
+    (tmp_path / "photo.png").write_bytes(b"the original")
+    result = run("decode", photo)
+    assert result.exit_code == 1 and "photo.jpg is not a nicodec file" in result.stderr
+    assert "`nicodec encode`" in result.stderr and (tmp_path / "photo.png").read_bytes() == b"the original"
+    (tmp_path / "empty.nic").write_bytes(b"")
+    result = run("decode", tmp_path / "empty.nic")
+    assert result.exit_code == 1 and "empty.nic is empty" in result.stderr
+    data = (tmp_path / "a.nic").read_bytes()
+    (tmp_path / "cut.nic").write_bytes(data[:-10])
+    for command in ("decode", "info"):
+        result = run(command, tmp_path / "cut.nic")
+        assert result.exit_code == 1 and f"error: {tmp_path / 'cut.nic'}: " in result.stderr, command
+    result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "small.png", "--max-pixels", "100")
+    assert result.exit_code == 1 and "(--max-pixels sets the limit)" in result.stderr
+    header, sections = nicformat.unpack(data)
+    other = nicformat.Header(header.version, "another-model", b"\x01" * 8, header.width, header.height,
+                             header.quality, header.flags)
+    (tmp_path / "other.nic").write_bytes(nicformat.pack(other, sections))
+    result = run("decode", tmp_path / "other.nic")
+    assert result.exit_code == 1 and "another-model" in result.stderr
+    assert "(--model DIR loads another model folder)" in result.stderr and not (tmp_path / "other.png").exists()
+
+
+def test_a_read_only_output_folder_is_refused_before_any_work(png, tmp_path, monkeypatch):
+    """Not after a long encode (os.access stands in for a folder this test, run as root, could not
+    make read-only with chmod)."""
+    import os
+
+    from nicodec import Codec
+
+    read_only = tmp_path / "ro"
+    read_only.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode, **kw: False if str(path) == str(read_only)
+                        else real_access(path, mode, **kw))
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("coded before the output folder was checked")
+
+    monkeypatch.setattr(Codec, "encode", no_work)
+    monkeypatch.setattr(Codec, "decode", no_work)
+    result = run("encode", png, "-o", read_only / "x.nic")
+    assert result.exit_code == 1 and "the folder" in result.stderr and "is not writable" in result.stderr
+    nic = tmp_path / "x.nic"
+    nic.write_bytes(b"\x89NIC")  # refused for its folder before it is even read
+    result = run("decode", nic, "-o", read_only / "x.png")
+    assert result.exit_code == 1 and "is not writable" in result.stderr
+    assert list(read_only.iterdir()) == []
+
+
 @pytest.mark.parametrize("content", [b"", b"not an image at all", b"\x89PNG\r\n\x1a\n\x00\x00"])
 def test_bad_inputs_give_one_line_and_exit_1(tmp_path, content):
     bad = tmp_path / "bad.png"
