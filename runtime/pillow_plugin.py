@@ -202,6 +202,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     fp.write(data)
 
 
+def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
+    """``save(..., save_all=True)``: a ``.nic`` file holds one picture, so this is ``save`` for
+    an image of one frame, and an error for more (frames of its own or ``append_images``)."""
+    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images") or ())
+    if frames > 1:
+        raise OSError(f"a .nic file holds one picture; save_all was given {frames} frames")
+    _save(im, fp, filename, codec_source=codec_source)
+
+
 def register(codec=None) -> None:
     """Register the ``NIC`` format with Pillow: open, save, ``.nic`` and ``image/x-nicodec``.
 
@@ -220,6 +229,7 @@ def register(codec=None) -> None:
     source = _DEFAULT if codec is None else _CodecSource(codec)
     Image.register_open(FORMAT, functools.partial(NicImageFile, codec_source=source), _accept)
     Image.register_save(FORMAT, functools.partial(_save, codec_source=source))
+    Image.register_save_all(FORMAT, functools.partial(_save_all, codec_source=source))
     Image.register_decoder(FORMAT, NicDecoder)
     Image.register_extension(FORMAT, EXTENSION)
     Image.register_mime(FORMAT, MIME_TYPE)

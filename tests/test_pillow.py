@@ -82,6 +82,16 @@ def test_round_trip_through_a_file_object(codec, photo_image):
         assert np.array_equal(np.asarray(im), codec.decode(data, as_array=True))
 
 
+def test_save_all_writes_one_frame_and_refuses_more(photo_image):
+    """save_all=True raised a bare KeyError: 'NIC' before (no all-frames handler was registered)."""
+    one, plain = io.BytesIO(), io.BytesIO()
+    photo_image.save(one, format="NIC", save_all=True)
+    photo_image.save(plain, format="NIC")
+    assert one.getvalue() == plain.getvalue()
+    with pytest.raises(OSError, match="holds one picture; save_all was given 2 frames"):
+        photo_image.save(io.BytesIO(), format="NIC", save_all=True, append_images=[photo_image])
+
+
 def test_an_opened_nic_image_saves_again(nic, tmp_path):
     # Its info holds the header's "quality": saving takes only the options given to save().
     with Image.open(io.BytesIO(nic)) as im:
