@@ -366,6 +366,11 @@ def _warn_if_named_like_an_image(target: Path) -> None:
     suffix = target.suffix.lower()
     if suffix != ".nic" and suffix in Image.registered_extensions():
         err.print(f"warning: {target} will hold a .nic file, whatever its extension says", markup=False)
+    elif not suffix:
+        # A shell glob that matched one file, with -o meant as a folder: the next run, with
+        # two files, would find a file there.
+        err.print(f"warning: {target} will be a .nic file, not a folder (end the name with / to write into a "
+                  "folder)", markup=False)
 
 
 def _is_dir(path: Path) -> bool:

@@ -757,6 +757,15 @@ def test_an_image_extension_on_an_encode_output_is_warned_about(png, tmp_path):
     assert result.exit_code == 0 and "photo.jpg will hold a .nic file" in result.stderr
 
 
+def test_an_output_without_extension_is_warned_to_be_a_file_not_a_folder(png, tmp_path):
+    """`nicodec encode *.png -o archive` with a glob that matched one file."""
+    result = run("encode", png, "-o", tmp_path / "archive")
+    assert result.exit_code == 0 and "archive will be a .nic file, not a folder" in result.stderr
+    assert (tmp_path / "archive").read_bytes()[:4] == b"\x89NIC"
+    result = run("encode", png, "-o", f"{tmp_path / 'folder'}/")
+    assert result.exit_code == 0 and "warning" not in result.stderr and (tmp_path / "folder" / "photo.nic").is_file()
+
+
 def test_an_empty_output_name_is_refused(png, tmp_path):
     for inputs in ([png], [png, png.parent / "missing.png"], [png.parent]):
         result = run("encode", *inputs, "-o", "")
