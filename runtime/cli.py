@@ -50,6 +50,8 @@ class Precision(str, Enum):
 
 
 ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
+MAX_JOBS = 64
+"""The most files a batch codes at once: beyond a machine's cores more only adds memory."""
 ThreadsOpt = Annotated[
     Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads (default: one per core).")
 ]
@@ -63,7 +65,8 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
-JobsOpt = Annotated[int, typer.Option(min=1, help="Files coded at once, for a folder or several files.")]
+JobsOpt = Annotated[int, typer.Option(min=1, max=MAX_JOBS, help="Files coded at once, for a folder or several files "
+                                      "(each holds its image in memory: about 4 GB for a 24-megapixel photo).")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
@@ -608,15 +611,16 @@ def decode(
 
 @app.command()
 def verify(
-    inputs: Annotated[list[Path], typer.Argument(readable=False, help=".nic files, folders searched for them recursively, or - for standard input.")],
+    inputs: Annotated[list[Path], typer.Argument(readable=False, metavar="INPUT",
+                                                 help=".nic files, folders searched for them recursively, or - for standard input.")],
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
     """Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
 
-    For files moved between machines: a file that verifies here decodes here. Exit code 1
-    if any file fails.
+    For files moved between machines: a file that verifies here decodes here.
+    Exit code 1 if any file fails.
     """
     from .batch import plan
 
@@ -661,8 +665,8 @@ def info(
 ) -> None:
     """Show .nic files' headers: model, size, quality and sections (no decoding).
 
-    A file that cannot be read is reported on stderr and the others are shown; exit code 1
-    if any failed.
+    A file that cannot be read is reported on stderr and the others are shown.
+    Exit code 1 if any failed.
     """
     from . import format as nicformat
 
