@@ -910,7 +910,7 @@ def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import run
 
@@ -920,7 +920,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     start = time.perf_counter()
     done_bytes, written = [0], [0]
     columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn()]
+               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
     with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
@@ -944,12 +944,12 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     for noted in (o for o in summary.outcomes if o.status == "done" and o.message):
         err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
-    bpp = 8 * (bytes_out if verb == "encode" else bytes_in) / pixels if pixels else 0.0
+    bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with _writing_report():
         out.print(
             f"{_files(len(items))}: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
             f"{summary.count('kept')} kept, {summary.count('failed')} failed; "
-            f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp:.4f} bpp, {summary.seconds:.1f} s",
+            f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp}{summary.seconds:.1f} s",
             markup=False,
         )
     if summary.failures:
