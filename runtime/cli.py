@@ -24,7 +24,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .errors import NicodecError, UnsupportedImageError
+from .errors import LimitError, ModelMismatchError, NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .sessions import MAX_THREADS
 
@@ -277,8 +277,8 @@ def _check_input(input: Path, wanted: str) -> None:
 
 
 HINTS = (
-    ("LimitError", "--max-pixels", "--max-pixels sets the limit"),
-    ("ModelMismatchError", "--model", "--model DIR loads another model folder"),
+    (LimitError, "--max-pixels", "--max-pixels sets the limit"),
+    (ModelMismatchError, "--model", "--model DIR loads another model folder"),
 )
 """What an error of these classes adds on the command line, unless its message names the option."""
 
@@ -291,8 +291,8 @@ def _fail(exc: BaseException, debug: bool) -> None:
         raise typer.Exit(130)
     if isinstance(exc, NicodecError):
         message = str(exc)
-        for name, option, hint in HINTS:
-            if type(exc).__name__ == name and option not in message:
+        for kind, option, hint in HINTS:
+            if isinstance(exc, kind) and option not in message:
                 message += f" ({hint})"
         err.print(f"error: {message}", markup=False)
     else:
