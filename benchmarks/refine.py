@@ -8,8 +8,10 @@
 and each step count, this program codes every image at rd.py's qualities into real
 files, decodes them, and reports the mean bpp and PSNR per quality, the BD-rate (PSNR
 over RGB) against the default, and the total encoding time as a ratio to the default's
-(measured in the same run, on the CPU provider). Refinement already weighs the rate, so
-the refined codecs round to the nearest integer unless ``--rdo`` gives a slope.
+(measured in the same run, on the CPU provider). The refined codecs are built as
+``nicodec encode --refine N`` builds them: the refined latent rounded to the nearest integer
+(the refinement already weighs the rate), and kept only where it costs no more than the
+default encoder's file (``nicodec.Codec``); ``--rdo SLOPE`` gives both a rounding slope instead.
 
 On the same images, in the same run, it also sweeps the classic codecs named by
 ``--classic`` (by default AVIF 4:4:4, JPEG XL and WebP, those Pillow can write here, at
@@ -38,8 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_arguments(parser, SHARED / "data" / "kodak")
     parser.add_argument("--steps", type=int, nargs="+", default=[60], help="refinement step counts to compare (default: 60)")
-    parser.add_argument("--rdo", type=float, default=0.0,
-                        help="the refined codecs' rounding slope (default 0: nearest integer)")
+    parser.add_argument("--rdo", type=float, default=None,
+                        help="the refined codecs' rounding slope (default: the codec's own choice, as the CLI's)")
     parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
     parser.add_argument("--classic", nargs="*", default=CLASSIC, choices=sorted(QUALITIES),
                         help="classic codecs to sweep on the same images (default: %(default)s; none: no codec)")
@@ -47,7 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     images = read_images(parser, args)
     entries = []
     for steps in [0] + [n for n in args.steps if n > 0]:
-        options = {"refine": steps, "rdo": args.rdo} if steps else {}
+        options = {"refine": steps} if steps else {}
+        if steps and args.rdo is not None:
+            options["rdo"] = args.rdo
         codec = nicodec.Codec(args.model, providers="cpu", threads=args.threads, **options)
         entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope}, f"refine {steps}", codec))
     results = compare(entries, images, args.qualities)
