@@ -11,7 +11,8 @@ over RGB) against the default, and the total encoding time as a ratio to the def
 (measured in the same run, on the CPU provider). The refined codecs are built as
 ``nicodec encode --refine N`` builds them: the refined latent rounded to the nearest integer
 (the refinement already weighs the rate), and kept only where it costs no more than the
-default encoder's file (``nicodec.Codec``); ``--rdo SLOPE`` gives both a rounding slope instead.
+default encoder's file (``nicodec.Codec``); ``--rdo SLOPE`` rounds the refined latent, and the
+fallback coded beside it, with that slope instead (the reference, step count 0, keeps the default).
 
 On the same images, in the same run, it also sweeps the classic codecs named by
 ``--classic`` (by default AVIF 4:4:4, JPEG XL and WebP, those Pillow can write here, at

@@ -18,6 +18,7 @@ from .errors import (
     ModelMismatchError,
     NicodecError,
     OutputExistsError,
+    PixelLimitError,
     QualityError,
     UnsupportedImageError,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "ModelMismatchError",
     "NicodecError",
     "OutputExistsError",
+    "PixelLimitError",
     "QualityError",
     "RateResult",
     "UnsupportedImageError",

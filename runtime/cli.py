@@ -24,7 +24,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from .errors import LimitError, ModelMismatchError, NicodecError, UnsupportedImageError
+from .errors import ModelMismatchError, NicodecError, PixelLimitError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .sessions import MAX_THREADS
 
@@ -258,14 +258,16 @@ def _check_input(input: Path, wanted: str) -> None:
     from .files import read_file
     from .format import MAGIC
 
-    if _is_stdio(input) or not input.is_file():
-        if not _is_stdio(input) and not input.exists():
-            read_file(input)  # a missing file (or a broken link) named as read_file names it
-        return  # stdin, a pipe or a device: read later, where its errors are named
+    if _is_stdio(input):
+        return  # read later, where its errors are named
     try:
+        if not input.is_file():
+            if not input.exists():
+                read_file(input)  # a missing file (or a broken link) named as read_file names it
+            return  # a pipe or a device: read later
         with open(input, "rb") as f:
             head = f.read(len(MAGIC))
-    except OSError:
+    except (OSError, ValueError):  # a folder that cannot be entered, a NUL in the name
         return  # left to the read that follows, which names the error
     if not head:
         raise NicodecError(f"{input} is empty")
@@ -277,7 +279,7 @@ def _check_input(input: Path, wanted: str) -> None:
 
 
 HINTS = (
-    (LimitError, "--max-pixels", "--max-pixels sets the limit"),
+    (PixelLimitError, "--max-pixels", "--max-pixels sets the limit"),
     (ModelMismatchError, "--model", "--model DIR loads another model folder"),
 )
 """What an error of these classes adds on the command line, unless its message names the option."""
@@ -363,13 +365,13 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         return items, root
 
 
-def _warn_if_named_like_an_image(target: Path) -> None:
+def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None:
     from PIL import Image
 
     suffix = target.suffix.lower()
     if suffix != ".nic" and suffix in Image.registered_extensions():
         err.print(f"warning: {target} will hold a .nic file, whatever its extension says", markup=False)
-    elif not suffix:
+    elif not suffix and not from_stdin:
         # A shell glob that matched one file, with -o meant as a folder: the next run, with
         # two files, would find a file there.
         err.print(f"warning: {target} will be a .nic file, not a folder (end the name with / to write into a "
@@ -485,7 +487,7 @@ def encode(
             _check_stdout(input)
         else:
             target = _target(input, output, ".nic", force)
-            _warn_if_named_like_an_image(target)
+            _warn_if_named_like_an_image(target, _is_stdio(input))
         source = _read(input, "image") if _is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine)
         rate.check_model(codec)
@@ -717,60 +719,46 @@ ICNS_SIDES = (16, 32, 64, 128, 256, 512, 1024)
 
 
 LOSSY_OUTPUTS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
-                 "AVIF": {"quality": 95}}
+                 "AVIF": {"quality": 95, "subsampling": "4:4:4"}}
 """Formats that are lossy by design, written when asked for, at these settings (Pillow's own
-defaults are quality 75, and 4:2:0 chroma for JPEG)."""
+defaults are quality 75 with 4:2:0 chroma)."""
 LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossless": True}}
 """Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
 default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""
+MAX_SIDES = {"JPEG": 65_500, "MPO": 65_500, "WEBP": 16_383}
+"""The longest side these formats hold (Pillow finds out only after decoding)."""
 
 
 def _save_options(fmt: str) -> dict:
     return LOSSY_OUTPUTS.get(fmt) or LOSSLESS_SETTINGS.get(fmt, {})
 
 
-def _round_trip(image, fmt: str):
-    """``image`` written as ``fmt`` (with the options decode uses) and read back, or None when
-    Pillow cannot do both."""
-    from PIL import Image
-
-    try:
-        buffer = io.BytesIO()
-        image.save(buffer, format=fmt, **_save_options(fmt))
-        buffer.seek(0)
-        with Image.open(buffer) as back:
-            back.load()
-            return back
-    except Exception:  # noqa: BLE001 - a format that cannot store or read the image
-        return None
-
-
 @functools.lru_cache(maxsize=None)
-def _keeps_alpha(fmt: str) -> bool:
-    """Whether Pillow writes and reads back ``fmt`` with every alpha level intact (probed on a
-    tiny image, so the answer follows the installed Pillow and plugins, not a list)."""
-    from PIL import Image
-
-    probe = Image.new("RGBA", (4, 4), (200, 100, 50, 255))
-    probe.putdata([(200, 100, 50, a) for a in (0, 1, 77, 128, 254, 255)] + [(10, 20, 30, 128)] * 10)
-    back = _round_trip(probe, fmt)
-    if back is None:
-        return False
-    back = back.convert("RGBA")
-    return back.size == probe.size and back.getchannel("A").tobytes() == probe.getchannel("A").tobytes()
-
-
-@functools.lru_cache(maxsize=None)
-def _keeps_pixels(fmt: str) -> bool:
-    """Whether Pillow writes and reads back ``fmt`` with every RGB value intact: a photo-like
-    probe of 1,024 colours, so a palette format (GIF: 256 colours) or a lossy setting fails."""
+def _keeps(fmt: str, mode: str, colour: bool = True) -> bool:
+    """Whether Pillow writes ``fmt`` (with decode's options) and reads it back with a
+    photo-like probe of ``mode`` intact: every alpha level, and with ``colour`` every visible
+    colour value too (1,024 random values, so a palette format fails on RGB, and a lossy
+    setting fails). Probed, so the answer follows the installed Pillow and plugins."""
     import numpy as np
     from PIL import Image
 
-    values = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
-    probe = Image.fromarray(values, "RGB")
-    back = _round_trip(probe, fmt)
-    return back is not None and back.size == probe.size and back.convert("RGB").tobytes() == probe.tobytes()
+    values = np.random.default_rng(0).integers(0, 256, (32, 32, len(mode)), dtype=np.uint8)
+    if "A" in mode:
+        values[0, :6, -1] = (0, 1, 77, 128, 254, 255)
+    probe = Image.fromarray(values[:, :, 0] if len(mode) == 1 else values, mode)
+    try:
+        buffer = io.BytesIO()
+        probe.save(buffer, format=fmt, **_save_options(fmt))
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            got = np.asarray(back.convert(mode)).reshape(values.shape)
+    except Exception:  # noqa: BLE001 - a format that cannot store or read the image does not keep it
+        return False
+    if "A" in mode:
+        visible = values[:, :, -1] > 0
+        same_colour = np.array_equal(got[visible][:, :-1], values[visible][:, :-1])
+        return np.array_equal(got[:, :, -1], values[:, :, -1]) and (same_colour or not colour)
+    return np.array_equal(got, values) or not colour
 
 
 def _check_output_format(data: bytes, fmt: str, target: Path) -> None:
@@ -783,18 +771,24 @@ def _check_output_format(data: bytes, fmt: str, target: Path) -> None:
         header, sections = nicformat.unpack(data)
     except NicodecError:
         return
-    if b"ALPH" in sections and not _keeps_alpha(fmt):
+    # The mode the decoded image will have; ICNS is left to its own check below: Pillow writes
+    # the picture at its size (as PNG) beside copies resampled to the other icon sizes, and
+    # reads back the largest.
+    mode = ("L" if header.flags & nicformat.FLAG_GRAYSCALE else "RGB") + ("A" if b"ALPH" in sections else "")
+    if fmt != "ICNS" and "A" in mode and not _keeps(fmt, mode, colour=False):
         raise UnsupportedImageError(
             f"the image has transparency, which {fmt} does not keep ({target.name}); use .png or .webp"
         )
-    # ICNS is left to its own check below: Pillow writes the picture at its size (exactly, as
-    # PNG) beside copies resampled to the other icon sizes, and reads back the largest.
-    if fmt not in LOSSY_OUTPUTS and fmt != "ICNS" and not _keeps_pixels(fmt):
+    if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not _keeps(fmt, mode):
         raise UnsupportedImageError(
             f"{fmt}, as Pillow writes it here, does not give back every pixel of the picture (tried on a test "
             f"image) ({target.name}); use .png, .webp or .tiff, or .jpg for a lossy copy"
         )
     size = (header.width, header.height)
+    if fmt in MAX_SIDES and max(size) > MAX_SIDES[fmt]:
+        raise UnsupportedImageError(
+            f"{fmt} holds images of at most {MAX_SIDES[fmt]:,} pixels a side; the image is {size[0]}x{size[1]}; use .png"
+        )
     if fmt == "ICO" and max(size) > 256:
         raise UnsupportedImageError(f"ICO holds icons of at most 256x256 pixels; the image is {size[0]}x{size[1]}")
     if fmt == "ICNS" and (size[0] != size[1] or size[0] not in ICNS_SIDES):
@@ -811,7 +805,7 @@ def _save(image, f, fmt: str) -> None:
         image.save(f, format=fmt, **_metadata(image), **sizes, **_save_options(fmt))
     except OSError:
         raise  # the write itself failed: write_atomic names the file
-    except (ValueError, SyntaxError, KeyError, TypeError) as exc:
+    except (ValueError, SyntaxError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: AVIF's encoder
         raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
@@ -839,6 +833,7 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
     from .files import write_atomic
 
     def work(item) -> Outcome:
+        _check_input(item.source, "image")
         data, result = rate.encode(codec, item.source, strip)
         _make_folder(item.target.parent)
         write_atomic(item.target, lambda f: f.write(data), force=force)
@@ -864,8 +859,10 @@ def _made_otherwise(path: Path, codec, rate: _Rate) -> Optional[str]:
     try:
         with open(path, "rb") as f:
             header, _, _ = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))
-    except (OSError, NicodecError):
-        return "is not a nicodec file this version reads"
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except NicodecError as exc:
+        return f"cannot be read as a nicodec file: {exc}"
     if (header.model_id, header.model_hash) != (codec.model_id, codec.model.model_hash):
         return f"was made by another model ({header.model_id}, not {codec.model_id})"
     if codec.model.variable_rate and not rate.searching:
@@ -880,6 +877,7 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
     from .files import write_atomic
 
     def work(item) -> Outcome:
+        _check_input(item.source, ".nic")
         data = _read(item.source)
         image = codec.decode(data)
         _make_folder(item.target.parent)
@@ -920,7 +918,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     start = time.perf_counter()
     done_bytes, written = [0], [0]
     columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn()]
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
     with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 

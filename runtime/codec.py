@@ -28,7 +28,7 @@ from PIL import Image
 from . import exactness
 from . import format as nicformat
 from . import rans
-from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
+from .errors import FormatError, LimitError, ModelError, NicodecError, PixelLimitError, QualityError
 from .files import read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
@@ -221,7 +221,8 @@ class Codec:
 
         Raises:
             UnsupportedImageError: the input is not an image nicodec can code.
-            LimitError: the image has more than ``max_pixels`` pixels.
+            LimitError: the image has more than ``max_pixels`` pixels (``PixelLimitError``) or a
+                side longer than the format holds.
             QualityError: ``quality`` is outside 1..100, or given to a single-rate model.
         """
         quality, gain = self._encoder_gain(quality)
@@ -300,7 +301,7 @@ class Codec:
             FormatError: the data is not a valid nicodec file.
             ModelMismatchError: the file was made by another model, and not by one whose files
                 this model also decodes (``ModelFiles.decodes_files_of``).
-            LimitError: the header claims more than ``max_pixels`` pixels.
+            PixelLimitError: the header claims more than ``max_pixels`` pixels (a ``LimitError``).
         """
         header, sections, alpha, _, symbols, mean_q = self._entropy_decode(data)
         image = self._synthesize(self._y_hat(header, symbols, mean_q))
@@ -363,7 +364,7 @@ class Codec:
         d = self.model.downsampling
         padded = -(-width // d) * d * -(-height // d) * d
         if max(width * height, padded) > self.max_pixels:
-            raise LimitError(
+            raise PixelLimitError(
                 f"the image has {width * height:,} pixels ({width}x{height}; {padded:,} once padded to "
                 f"multiples of {d}), more than the limit of {self.max_pixels:,}"
             )

@@ -27,7 +27,12 @@ class ExactnessError(NicodecError):
 
 
 class LimitError(NicodecError):
-    """An input exceeds a configured limit (for example the pixel count)."""
+    """An input exceeds a limit (the pixel count, a side's length, Pillow's own bound)."""
+
+
+class PixelLimitError(LimitError):
+    """An image (or a file's header) has more pixels than the ``max_pixels`` limit in force,
+    which the caller may raise."""
 
 
 class UnsupportedImageError(NicodecError):

@@ -31,7 +31,7 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import FormatError, LimitError, ModelMismatchError
+from .errors import FormatError, ModelMismatchError, PixelLimitError
 
 MAGIC = b"\x89NIC"
 FORMAT_VERSION = 1
@@ -159,7 +159,7 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
 
     Raises:
         FormatError: the bytes are not a version-1 nicodec header.
-        LimitError: the image is larger than ``max_pixels``.
+        PixelLimitError: the image is larger than ``max_pixels`` (a ``LimitError``).
     """
     data = memoryview(data)
     if len(data) < len(MAGIC) or bytes(data[:4]) != MAGIC:
@@ -184,7 +184,7 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     header = Header(FORMAT_VERSION, model_id, model_hash, width, height, quality, flags)
     header.validate()
     if max_pixels is not None and width * height > max_pixels:
-        raise LimitError(
+        raise PixelLimitError(
             f"the file claims {width * height:,} pixels ({width}x{height}), more than the limit of {max_pixels:,}"
         )
     _need(data, pos + count * SECTION_ENTRY.size + CRC.size, "section table")
@@ -203,7 +203,7 @@ def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[
     Raises:
         FormatError: wrong magic, unknown version, inconsistent lengths or a failed
             CRC; the message names which.
-        LimitError: the image is larger than ``max_pixels``.
+        PixelLimitError: the image is larger than ``max_pixels`` (a ``LimitError``).
     """
     data = bytes(data)
     header, table, pos = read_header(data, max_pixels=max_pixels)

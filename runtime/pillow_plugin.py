@@ -205,7 +205,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
 def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., save_all=True)``: a ``.nic`` file holds one picture, so this is ``save`` for
     an image of one frame, and an error for more (frames of its own or ``append_images``)."""
-    frames = getattr(im, "n_frames", 1) + len(im.encoderinfo.get("append_images") or ())
+    frames = getattr(im, "n_frames", 1) + len(list(im.encoderinfo.get("append_images") or ()))  # any iterable
     if frames > 1:
         raise OSError(f"a .nic file holds one picture; save_all was given {frames} frames")
     _save(im, fp, filename, codec_source=codec_source)

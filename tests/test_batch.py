@@ -148,7 +148,7 @@ def test_a_newer_output_made_otherwise_is_kept_not_counted_up_to_date(tmp_path):
     result = run("encode", src, "-o", out, "--quality", "10")
     assert "0 up to date, 2 kept" in result.stdout
     assert "was made by another model (another-model, not " in result.stderr
-    assert f"{out / 'y.nic'} is not a nicodec file this version reads" in result.stderr
+    assert f"{out / 'y.nic'} cannot be read as a nicodec file: not a nicodec file (wrong magic bytes)" in result.stderr
     assert (out / "y.nic").read_bytes() == b"my notes, not a nicodec file"
     result = run("encode", src, "-o", out, "--quality", "90", "--force")
     assert result.exit_code == 0 and "2 encoded" in result.stdout

@@ -105,6 +105,45 @@ def test_the_input_is_checked_before_the_output_and_named_in_errors(png, tmp_pat
     assert "(--model DIR loads another model folder)" in result.stderr and not (tmp_path / "other.png").exists()
 
 
+def test_decode_formats_are_probed_in_the_mode_the_picture_decodes_to(photo, tmp_path):
+    """A grayscale picture keeps every value in GIF (256 levels), a square transparent icon
+    in ICNS (PNG inside); a colour one does not fit GIF."""
+    gray = Image.fromarray(photo).convert("L")
+    gray.save(tmp_path / "gray.png")
+    assert run("encode", tmp_path / "gray.png").exit_code == 0
+    assert run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray-back.png").exit_code == 0
+    result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.gif")
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "gray.gif").convert("L")),
+                          np.asarray(Image.open(tmp_path / "gray-back.png")))
+    icon = np.dstack([photo[:64, :64], np.full((64, 64), 255, np.uint8)])
+    icon[:8, :8, 3] = 0
+    Image.fromarray(icon, "RGBA").save(tmp_path / "icon.png")
+    assert run("encode", tmp_path / "icon.png").exit_code == 0
+    result = run("decode", tmp_path / "icon.nic", "-o", tmp_path / "icon.icns")
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "icon.icns") as back:
+        back.size = (64, 64)  # the icon of the picture's own size, among the resampled ones
+        assert back.convert("RGBA").getpixel((0, 0))[3] == 0
+
+
+def test_only_the_pixel_limit_hints_at_max_pixels(tmp_path):
+    """A side longer than the format holds is no matter of --max-pixels."""
+    Image.new("L", (1_100_000, 1)).save(tmp_path / "line.png")
+    result = run("encode", tmp_path / "line.png")
+    assert result.exit_code == 1 and "sides of at most 1,048,576 pixels" in result.stderr
+    assert "--max-pixels" not in result.stderr
+    Image.new("L", (100, 100)).save(tmp_path / "square.png")
+    result = run("encode", tmp_path / "square.png", "--max-pixels", "1000")
+    assert result.exit_code == 1 and "more than the limit of 1,000 (--max-pixels sets the limit)" in result.stderr
+
+
+def test_no_folder_advice_for_an_image_from_standard_input(png, tmp_path):
+    result = runner.invoke(app, ["encode", "-", "-o", str(tmp_path / "archive")], input=png.read_bytes())
+    assert result.exit_code == 0, result.output
+    assert "not a folder" not in result.stderr and (tmp_path / "archive").read_bytes()[:4] == b"\x89NIC"
+
+
 def test_a_read_only_output_folder_is_refused_before_any_work(png, tmp_path, monkeypatch):
     """Not after a long encode (os.access stands in for a folder this test, run as root, could not
     make read-only with chmod)."""
@@ -126,7 +165,7 @@ def test_a_read_only_output_folder_is_refused_before_any_work(png, tmp_path, mon
     result = run("encode", png, "-o", read_only / "x.nic")
     assert result.exit_code == 1 and "the folder" in result.stderr and "is not writable" in result.stderr
     nic = tmp_path / "x.nic"
-    nic.write_bytes(b"\x89NIC")  # refused for its folder before it is even read
+    nic.write_bytes(b"\x89NIC")  # refused for its folder before it is decoded (its first bytes are looked at)
     result = run("decode", nic, "-o", read_only / "x.png")
     assert result.exit_code == 1 and "is not writable" in result.stderr
     assert list(read_only.iterdir()) == []

@@ -90,6 +90,11 @@ def test_save_all_writes_one_frame_and_refuses_more(photo_image):
     assert one.getvalue() == plain.getvalue()
     with pytest.raises(OSError, match="holds one picture; save_all was given 2 frames"):
         photo_image.save(io.BytesIO(), format="NIC", save_all=True, append_images=[photo_image])
+    with pytest.raises(OSError, match="save_all was given 3 frames"):
+        photo_image.save(io.BytesIO(), format="NIC", save_all=True, append_images=iter([photo_image] * 2))
+    none_appended = io.BytesIO()
+    photo_image.save(none_appended, format="NIC", save_all=True, append_images=iter([]))
+    assert none_appended.getvalue() == plain.getvalue()
 
 
 def test_an_opened_nic_image_saves_again(nic, tmp_path):
