@@ -144,6 +144,26 @@ def test_no_folder_advice_for_an_image_from_standard_input(png, tmp_path):
     assert "not a folder" not in result.stderr and (tmp_path / "archive").read_bytes()[:4] == b"\x89NIC"
 
 
+def test_an_input_in_a_folder_that_cannot_be_entered_is_named(png, tmp_path, monkeypatch):
+    """Path.is_file raises PermissionError there (Python 3.11): an error naming the file, as
+    reading it gives, not an internal error (a review found the regression)."""
+    from pathlib import Path
+
+    locked = tmp_path / "locked" / "photo.png"
+    real_is_file = Path.is_file
+
+    def is_file(self):
+        if self == locked:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(Path, "is_file", is_file)
+    for command, out in (("encode", "out.nic"), ("decode", "out.png")):
+        result = run(command, locked, "-o", tmp_path / out)
+        assert result.exit_code == 1 and "internal error" not in result.stderr, command
+        assert str(locked) in result.stderr, command
+
+
 def test_a_read_only_output_folder_is_refused_before_any_work(png, tmp_path, monkeypatch):
     """Not after a long encode (os.access stands in for a folder this test, run as root, could not
     make read-only with chmod)."""
