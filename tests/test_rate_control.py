@@ -213,7 +213,7 @@ def test_targets_out_of_reach_on_the_command_line(png, tmp_path):
     assert header_quality(tmp_path / "tiny.nic") == 1
     result = run("encode", png, "-o", tmp_path / "none.nic", "--max-bytes", "20")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: no file of at most 20 bytes") and "Traceback" not in result.output
+    assert result.stderr.startswith(f"error: {png}: no file of at most 20 bytes") and "Traceback" not in result.output
     assert not (tmp_path / "none.nic").exists()
 
 
