@@ -1,0 +1,131 @@
+"""Decoded pictures written in the format a user names: every pixel kept, or refused before decoding.
+
+Pillow writes many formats, several of them lossy by default (WebP at quality 80, JPEG at 75
+with 4:2:0 chroma, GIF cut to 256 colours) and without a word. ``nicodec decode x.nic -o
+x.webp`` should give the decoded picture, so decode writes WebP lossless and JPEG and AVIF,
+which are lossy by design, at quality 95 with 4:4:4 chroma, and refuses, from the file's
+header before any decoding, a format that would lose part of the picture. What a format keeps
+is asked of the installed Pillow, by writing and reading back a small test image, so the
+answer follows Pillow's version and plugins rather than a list.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+
+from . import format as nicformat
+from .errors import NicodecError, UnsupportedImageError
+
+ICNS_SIDES = (16, 32, 64, 128, 256, 512, 1024)
+"""The square sizes an ICNS file holds; Pillow resamples any other image to all of them."""
+
+
+LOSSY_OUTPUTS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 95, "subsampling": 0},
+                 "AVIF": {"quality": 95, "subsampling": "4:4:4"}}
+"""Formats that are lossy by design, written when asked for, at these settings (Pillow's own
+defaults are quality 75 with 4:2:0 chroma)."""
+LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossless": True}}
+"""Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
+default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""
+MAX_SIDES = {"JPEG": 65_500, "MPO": 65_500, "WEBP": 16_383}
+"""The longest side these formats hold (Pillow finds out only after decoding)."""
+
+
+def save_options(fmt: str) -> dict:
+    """The Pillow save options decode writes ``fmt`` with."""
+    return LOSSY_OUTPUTS.get(fmt) or LOSSLESS_SETTINGS.get(fmt, {})
+
+
+@functools.lru_cache(maxsize=None)
+def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
+    """Whether Pillow writes ``fmt`` (with decode's options) and reads it back with a
+    photo-like probe of ``mode`` intact: every alpha level, and with ``colour`` every visible
+    colour value too (1,024 random values, so a palette format fails on RGB, and a lossy
+    setting fails). Probed, so the answer follows the installed Pillow and plugins."""
+    import numpy as np
+    from PIL import Image
+
+    values = np.random.default_rng(0).integers(0, 256, (32, 32, len(mode)), dtype=np.uint8)
+    if "A" in mode:
+        values[0, :6, -1] = (0, 1, 77, 128, 254, 255)
+    probe = Image.fromarray(values[:, :, 0] if len(mode) == 1 else values, mode)
+    try:
+        buffer = io.BytesIO()
+        probe.save(buffer, format=fmt, **save_options(fmt))
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            got = np.asarray(back.convert(mode)).reshape(values.shape)
+    except Exception:  # noqa: BLE001 - a format that cannot store or read the image does not keep it
+        return False
+    if "A" in mode:
+        visible = values[:, :, -1] > 0
+        same_colour = np.array_equal(got[visible][:, :-1], values[visible][:, :-1])
+        return np.array_equal(got[:, :, -1], values[:, :, -1]) and (same_colour or not colour)
+    return np.array_equal(got, values) or not colour
+
+
+def check_format(data: bytes, fmt: str, name: str) -> None:
+    """Refuse, from a ``.nic`` file's header and before decoding, an output format that would
+    lose part of the picture (its transparency, pixel values, or size); a damaged file is left
+    for decoding to report. The formats lossy by design (``LOSSY_OUTPUTS``: JPEG, AVIF) are
+    written when asked for.
+
+    Args:
+        data: the ``.nic`` file's bytes.
+        fmt: the Pillow format name (``"PNG"``, ``"WEBP"``, ...).
+        name: the output's name, for the messages.
+
+    Raises:
+        UnsupportedImageError: the format would lose part of the picture.
+    """
+    try:
+        header, sections = nicformat.unpack(data)
+    except NicodecError:
+        return
+    # The mode the decoded image will have; ICNS is left to its own check below: Pillow writes
+    # the picture at its size (as PNG) beside copies resampled to the other icon sizes, and
+    # reads back the largest.
+    mode = ("L" if header.flags & nicformat.FLAG_GRAYSCALE else "RGB") + ("A" if b"ALPH" in sections else "")
+    if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
+        raise UnsupportedImageError(
+            f"the image has transparency, which {fmt} does not keep ({name}); use .png or .webp"
+        )
+    if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
+        raise UnsupportedImageError(
+            f"{fmt}, as Pillow writes it here, does not give back every pixel of the picture (tried on a test "
+            f"image) ({name}); use .png, .webp or .tiff, or .jpg for a lossy copy"
+        )
+    size = (header.width, header.height)
+    if fmt in MAX_SIDES and max(size) > MAX_SIDES[fmt]:
+        raise UnsupportedImageError(
+            f"{fmt} holds images of at most {MAX_SIDES[fmt]:,} pixels a side; the image is {size[0]}x{size[1]}; use .png"
+        )
+    if fmt == "ICO" and max(size) > 256:
+        raise UnsupportedImageError(f"ICO holds icons of at most 256x256 pixels; the image is {size[0]}x{size[1]}")
+    if fmt == "ICNS" and (size[0] != size[1] or size[0] not in ICNS_SIDES):
+        raise UnsupportedImageError(
+            f"ICNS holds square icons of {', '.join(map(str, ICNS_SIDES))} pixels; the image is {size[0]}x{size[1]}"
+        )
+
+
+def save(image, f, fmt: str) -> None:
+    """``image.save`` in ``fmt`` with decode's options and the decoded ICC profile and EXIF; what
+    Pillow refuses (a mode the format lacks, EXIF too long for JPEG) becomes a clear error.
+
+    Raises:
+        UnsupportedImageError: Pillow cannot write the image in ``fmt``.
+        OSError: the write itself failed.
+    """
+    sizes = {"sizes": [image.size]} if fmt == "ICO" else {}  # ICO's default set would shrink the picture
+    try:
+        image.save(f, format=fmt, **_metadata(image), **sizes, **save_options(fmt))
+    except OSError:
+        raise  # the write itself failed: write_atomic names the file
+    except (ValueError, SyntaxError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: AVIF's encoder
+        raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
+
+
+def _metadata(image) -> dict:
+    """Pillow save options that carry the decoded ICC profile and EXIF data into the output."""
+    return {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
