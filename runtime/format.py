@@ -40,7 +40,7 @@ MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
 (``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 4.3 GB to
-encode and 3.3 GB to decode (``benchmarks/large_image.py``)."""
+encode and 2.1 GB to decode (``benchmarks/large_image.py``)."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
 OPTIONAL_SECTIONS = (b"ALPH", b"ICCP", b"EXIF")
