@@ -393,8 +393,9 @@ def _make_folder(folder: Path) -> None:
         raise NicodecError(f"cannot create the output folder {folder}: a file is in the way") from None
     except OSError as exc:
         raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise NicodecError(f"cannot write in the output folder {folder}: permission denied")
+    from .files import check_writable
+
+    check_writable(folder)
 
 
 def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
@@ -746,15 +747,19 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         rate.check_model(codec)
         if root is not None:
             _make_folder(root)  # after the checks of the options, before any work
-    _run_tree("encode", items, work, force, jobs, debug, differs=lambda item: _made_otherwise(item.target, codec, rate))
+    wanted = None  # the quality every file is coded at, when no rate target searches for one
+    if codec.model.variable_rate and not rate.searching:
+        from .model import check_quality
+
+        wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
+    _run_tree("encode", items, work, force, jobs, debug, differs=lambda item: _made_otherwise(item.target, codec, wanted))
 
 
-def _made_otherwise(path: Path, codec, rate: _Rate) -> Optional[str]:
-    """How the existing ``path`` differs from the file this run would write, from its header
-    alone: not a nicodec file, another model, another quality; None if none of these (a file
-    made with a rate target, ``--refine`` or ``--strip`` is not told apart)."""
+def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str]:
+    """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
+    any), from its header alone: not a nicodec file, another model, another quality; None if none
+    of these (a file made with a rate target, ``--refine`` or ``--strip`` is not told apart)."""
     from . import format as nicformat
-    from .model import check_quality
 
     try:
         with open(path, "rb") as f:
@@ -765,10 +770,8 @@ def _made_otherwise(path: Path, codec, rate: _Rate) -> Optional[str]:
         return f"cannot be read as a nicodec file: {exc}"
     if (header.model_id, header.model_hash) != (codec.model_id, codec.model.model_hash):
         return f"was made by another model ({header.model_id}, not {codec.model_id})"
-    if codec.model.variable_rate and not rate.searching:
-        wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
-        if nicformat.quality_value(header.quality) != nicformat.quality_value(wanted):
-            return (f"was made at quality {_quality_text(header.quality)}, not {_quality_text(wanted)}")
+    if quality is not None and nicformat.quality_value(header.quality) != nicformat.quality_value(quality):
+        return f"was made at quality {_quality_text(header.quality)}, not {_quality_text(quality)}"
     return None
 
 

@@ -72,13 +72,18 @@ def check_output_folder(path: str | os.PathLike) -> None:
     path = Path(path)
     folder = path.parent
     if folder.is_dir():
-        if not os.access(folder, os.W_OK | os.X_OK):
-            raise NicodecError(f"cannot write {path}: the folder {folder} is not writable (permission denied)")
+        check_writable(folder)
         return
     above = nearest_existing(folder)
     if not above.is_dir():
         raise NicodecError(f"cannot write {path}: {above} is a file, not a folder")
     raise NicodecError(f"output folder {folder} does not exist")
+
+
+def check_writable(folder: Path) -> None:
+    """Raise :class:`NicodecError` unless files may be made in the existing ``folder``."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise NicodecError(f"cannot write in the folder {folder}: it is not writable (permission denied)")
 
 
 def nearest_existing(path: str | os.PathLike) -> Path:
