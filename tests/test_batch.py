@@ -361,8 +361,20 @@ def test_ctrl_c_in_a_real_batch_stops_it_and_leaves_no_temporary(tmp_path, monke
     assert " failed;" not in result.stdout  # no summary line: the batch did not finish
 
 
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own Ctrl-C handler, as in a terminal, for the test's duration: a process that a
+    shell without job control starts in the background (`nohup pytest &`) inherits SIGINT
+    ignored, Python then installs no handler, and the signal would never arrive."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_ctrl_c_in_a_batch_counts_every_file_it_wrote(tmp_path, monkeypatch, jobs):
+def test_ctrl_c_in_a_batch_counts_every_file_it_wrote(tmp_path, monkeypatch, jobs, ctrl_c_raises):
     """README: "Ctrl-C says how many files were written". Ctrl-C reaches the main thread while a
     worker encodes the second file; that file (and, with two jobs, the other one in flight) is
     finished and written before the command exits, so it must be in the count."""
