@@ -23,6 +23,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
+from . import stdio
 from .errors import ModelMismatchError, NicodecError, PixelLimitError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .sessions import MAX_THREADS
@@ -231,7 +232,7 @@ def _writing_report():
         yield
     except OSError as exc:
         if isinstance(exc, BrokenPipeError):
-            _drop_stdout()
+            stdio.drop_stdout()
         err.print(f"error: cannot write the report: {exc.strerror or exc}", markup=False)
         raise typer.Exit(1) from None
 
@@ -247,7 +248,7 @@ def _naming(path):
     try:
         yield
     except NicodecError as exc:
-        exc.args = (_about(path, str(exc)),)
+        exc.args = (stdio.about(path, str(exc)),)
         raise
 
 
@@ -257,7 +258,7 @@ def _check_input(input: Path, wanted: str) -> None:
     from .files import read_file
     from .format import MAGIC
 
-    if _is_stdio(input):
+    if stdio.is_stdio(input):
         return  # read later, where its errors are named
     try:
         if not input.is_file():
@@ -335,9 +336,9 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
     with _reporting(debug):
         folder = len(inputs) == 1
         what = "a folder input needs" if folder else "several inputs need"
-        if any(_is_stdio(path) for path in inputs):
+        if any(stdio.is_stdio(path) for path in inputs):
             raise NicodecError("- (standard input) is an input on its own, not one of several")
-        if _is_stdio(output):
+        if stdio.is_stdio(output):
             raise NicodecError(f"-o - writes one file to standard output; {what} an output folder")
         if output == "":
             raise NicodecError("the output name is empty")
@@ -380,7 +381,7 @@ def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None
 def _is_dir(path: Path) -> bool:
     """Whether ``path`` is a folder; ``-`` and names the system refuses (too long, a NUL) are not."""
     try:
-        return not _is_stdio(path) and path.is_dir()
+        return not stdio.is_stdio(path) and path.is_dir()
     except (OSError, ValueError):
         return False
 
@@ -404,7 +405,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
 
     if output == "":
         raise NicodecError("the output name is empty")
-    if output is None and _is_stdio(input):
+    if output is None and stdio.is_stdio(input):
         raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
     if output is None:
         if not input.name or _is_dir(input):
@@ -417,12 +418,12 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
             raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
         if output.endswith(("/", os.sep)) or folder:
             # Into that folder, under the input's name, as cp does (a shell glob may match one file).
-            if _is_stdio(input):
+            if stdio.is_stdio(input):
                 raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
             _make_folder(Path(output))
             output = Path(output) / input.with_suffix(suffix).name
     output = Path(output)
-    if output.is_file() and not _is_stdio(input) and input.exists() and os.path.samefile(input, output):
+    if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
         raise NicodecError(f"the output {output} is the input; choose another name")
     check_target(output, force)  # what write_atomic will check, checked before the work
     return output
@@ -480,15 +481,15 @@ def encode(
         _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
         return
     [input] = inputs
-    to_stdout = _is_stdio(output)
+    to_stdout = stdio.is_stdio(output)
     with _reporting(debug):
         _check_input(input, "image")
         if to_stdout:
-            _check_stdout(input)
+            stdio.check_stdout(input)
         else:
             target = _target(input, output, ".nic", force)
-            _warn_if_named_like_an_image(target, _is_stdio(input))
-        source = _read(input, "image") if _is_stdio(input) else input
+            _warn_if_named_like_an_image(target, stdio.is_stdio(input))
+        source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine)
         rate.check_model(codec)
         start = time.perf_counter()
@@ -507,11 +508,11 @@ def encode(
                 with _naming(input):
                     data, result = rate.encode(codec, source, strip, step)
         else:
-            with _busy("searching the quality of" if rate.searching else "encoding", _name(input)), _naming(input):
+            with _busy("searching the quality of" if rate.searching else "encoding", stdio.display_name(input)), _naming(input):
                 data, result = rate.encode(codec, source, strip)
         seconds = time.perf_counter() - start
         if to_stdout:
-            _write_stdout(data)
+            stdio.write_stdout(data)
         else:
             write_atomic(target, lambda f: f.write(data), force=force)
     header = _header(data)
@@ -526,7 +527,7 @@ def encode(
     # With the file on standard output, the report goes to stderr.
     with _writing_report():
         (err if to_stdout else out).print(
-            f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
+            f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
             markup=False,
         )
     miss = rate.miss(result)
@@ -577,11 +578,11 @@ def decode(
         _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision)
         return
     [input] = inputs
-    to_stdout = _is_stdio(output)
+    to_stdout = stdio.is_stdio(output)
     with _reporting(debug):
         _check_input(input, ".nic")
         if to_stdout:
-            _check_stdout(input)
+            stdio.check_stdout(input)
             target, fmt = None, "PNG"
         else:
             target = _target(input, output, ".png", force)
@@ -590,23 +591,23 @@ def decode(
                 raise UnsupportedImageError(
                     f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
                 )
-        data = _read(input)
+        data = stdio.read_input(input)
         if target is not None:
             outputs.check_format(data, fmt, target.name)
         codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
-        with _busy("decoding", _name(input)), _naming(input):
+        with _busy("decoding", stdio.display_name(input)), _naming(input):
             image = codec.decode(data)
         seconds = time.perf_counter() - start
         if to_stdout:
             buffer = io.BytesIO()
             outputs.save(image, buffer, fmt)
-            _write_stdout(buffer.getvalue())
+            stdio.write_stdout(buffer.getvalue())
         else:
             write_atomic(target, lambda f: outputs.save(image, f, fmt), force=force)
     with _writing_report():
         (err if to_stdout else out).print(
-            f"{_name(input)} -> {_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
+            f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
             f"{seconds:.2f} s",
             markup=False,
         )
@@ -628,7 +629,7 @@ def verify(
     from .batch import plan
 
     with _reporting(debug):
-        _stdin_once(inputs)
+        stdio.stdin_once(inputs)
         files: list[Path] = []
         for path in inputs:
             found = [item.source for item in plan(path, path, [".nic"], ".nic")] if _is_dir(path) else [path]
@@ -642,16 +643,16 @@ def verify(
     with _reporting(debug), _writing_report():  # Ctrl-C: "interrupted", exit code 130
         for path in files:
             try:
-                header, z_hat, symbols, _ = codec.decode_symbols(_read(path))
+                header, z_hat, symbols, _ = codec.decode_symbols(stdio.read_input(path))
             except NicodecError as exc:
                 failed += 1
-                err.print(f"FAILED {_about(path, str(exc))}", markup=False)
+                err.print(f"FAILED {stdio.about(path, str(exc))}", markup=False)
                 continue
             except Exception as exc:  # noqa: BLE001 - report and go on with the other files
                 failed += 1
-                err.print(f"FAILED {_name(path)}: internal error: {type(exc).__name__}: {exc}", markup=False)
+                err.print(f"FAILED {stdio.display_name(path)}: internal error: {type(exc).__name__}: {exc}", markup=False)
                 continue
-            out.print(f"ok {_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
+            out.print(f"ok {stdio.display_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
                       markup=False)
         out.print(f"{_files(len(files))}: {len(files) - failed} ok, {failed} failed", markup=False)
     if failed:
@@ -674,21 +675,21 @@ def info(
     from . import format as nicformat
 
     with _reporting(debug):
-        _stdin_once(inputs)
+        stdio.stdin_once(inputs)
     shown, failed = [], 0
     for input in inputs:
         try:
-            data = _read(input)
+            data = stdio.read_input(input)
             header, sections = nicformat.unpack(data)
         except NicodecError as exc:
             if len(inputs) == 1:
                 with _reporting(debug), _naming(input):
                     raise
             failed += 1
-            err.print(f"error: {_about(input, str(exc))}", markup=False)
+            err.print(f"error: {stdio.about(input, str(exc))}", markup=False)
             continue
         shown.append({
-            "file": _name(input),
+            "file": stdio.display_name(input),
             "bytes": len(data),
             "format_version": header.version,
             "model_id": header.model_id,
@@ -782,7 +783,7 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
     def work(item) -> Outcome:
         _check_input(item.source, ".nic")
-        data = _read(item.source)
+        data = stdio.read_input(item.source)
         image = codec.decode(data)
         _make_folder(item.target.parent)
         write_atomic(item.target, lambda f: outputs.save(image, f, "PNG"), force=force)
@@ -840,7 +841,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             err.print(f"interrupted after {_files(written[0])} {verb}d; no file was left half-written", markup=False)
             raise typer.Exit(130) from None
     for failure in summary.failures:
-        err.print(f"failed: {_about(failure.item.source, failure.message)}", markup=False)
+        err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
     for kept in (o for o in summary.outcomes if o.status == "kept"):
         err.print(f"kept: {kept.message}", markup=False)
     for noted in (o for o in summary.outcomes if o.status == "done" and o.message):
@@ -856,108 +857,6 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         )
     if summary.failures:
         raise typer.Exit(1)
-
-
-STDIO = "-"
-"""The name that stands for standard input (as INPUT) or standard output (as -o)."""
-
-
-def _is_stdio(path) -> bool:
-    return str(path) == STDIO
-
-
-def _name(path, stream: str = "stdin") -> str:
-    """A path for messages; ``-`` is named for the stream it stands for."""
-    return f"<{stream}>" if _is_stdio(path) else str(path)
-
-
-def _about(path, message: str) -> str:
-    """``path: message``, or the message alone when it names the path already."""
-    name = _name(path)
-    return message if name in message else f"{name}: {message}"
-
-
-def _read(path: Path, what: str = ".nic file") -> bytes:
-    from .files import read_file
-
-    return _read_stdin(f"an {what}" if what[0] in "aeiou" else f"a {what}") if _is_stdio(path) else read_file(path, what)
-
-
-def _read_stdin(what: str) -> bytes:
-    """All of standard input (``-`` as INPUT), up to the cap on streams."""
-    import sys
-
-    from .files import read_stream
-
-    if sys.stdin is None or sys.stdin.isatty():
-        raise NicodecError(f"'-' reads {what} from standard input, and nothing is piped in")
-    data = read_stream(sys.stdin.buffer, "standard input")
-    if not data:
-        raise NicodecError("standard input is empty")
-    return data
-
-
-def _stdout_fd() -> Optional[int]:
-    import sys
-
-    try:
-        return sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):  # closed, or a stream in memory (tests)
-        return None
-
-
-def _check_stdout(input: Optional[Path] = None) -> None:
-    """Refuse ``-o -`` before any work when standard output is closed, a terminal (binary data
-    would garble it) or the input file itself (``>> photo.nic`` would damage it)."""
-    import sys
-
-    if sys.stdout is None:
-        raise NicodecError("standard output is closed; give -o FILE")
-    if sys.stdout.isatty():
-        raise NicodecError("standard output is a terminal; redirect it (> file or | program) or give -o FILE")
-    fd = _stdout_fd()
-    if fd is not None and input is not None and not _is_stdio(input):
-        try:
-            same = os.path.samestat(os.fstat(fd), os.stat(input))
-        except (OSError, ValueError):
-            same = False
-        if same:
-            raise NicodecError(f"standard output is the input file {input}; choose another output")
-
-
-def _drop_stdout() -> None:
-    """After a broken pipe: nobody reads the rest, so point stdout at /dev/null, keeping Python
-    from reporting the pipe again when it flushes at exit."""
-    fd = _stdout_fd()
-    if fd is not None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
-
-
-def _stdin_once(inputs: list[Path]) -> None:
-    if sum(_is_stdio(path) for path in inputs) > 1:
-        raise NicodecError("- (standard input) can be read once")
-
-
-def _write_stdout(data: bytes) -> None:
-    """The whole output on standard output, once it is complete (``-o -``); a reader that
-    stops early is an error, not a file cut short in silence."""
-    import sys
-
-    fd = _stdout_fd()
-    try:
-        if fd is None:
-            sys.stdout.buffer.write(data)
-            sys.stdout.buffer.flush()
-            return
-        sys.stdout.flush()
-        view = memoryview(data)
-        while view:  # os.write may write part, and says how much
-            view = view[os.write(fd, view):]
-    except BrokenPipeError:
-        _drop_stdout()
-        raise NicodecError("the program reading standard output stopped before the end") from None
-    except OSError as exc:
-        raise NicodecError(f"cannot write to standard output: {exc.strerror or exc}") from None
 
 
 def main() -> None:

@@ -726,7 +726,7 @@ def test_standard_input_mistakes_are_named_and_write_nothing(png, tmp_path):
 
 
 def test_a_closed_standard_output_is_one_error_line(png, monkeypatch):
-    import nicodec.cli as cli
+    from nicodec import stdio
 
     class Closed(io.RawIOBase):
         def writable(self):
@@ -737,7 +737,7 @@ def test_a_closed_standard_output_is_one_error_line(png, monkeypatch):
 
     monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(io.BufferedWriter(Closed())))
     with pytest.raises(NicodecError, match="stopped before the end"):
-        cli._write_stdout(b"x" * 100_000)
+        stdio.write_stdout(b"x" * 100_000)
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pseudo-terminal")

@@ -1,0 +1,112 @@
+"""Standard input and output as the command line's ``-``: reading all of stdin, writing a
+whole file to stdout, and refusing the cases that would lose data (a terminal, the input file
+itself, a reader that stops early)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Optional
+
+from .errors import NicodecError
+
+STDIO = "-"
+"""The name that stands for standard input (as INPUT) or standard output (as -o)."""
+
+
+def is_stdio(path) -> bool:
+    return str(path) == STDIO
+
+
+def display_name(path, stream: str = "stdin") -> str:
+    """A path for messages; ``-`` is named for the stream it stands for."""
+    return f"<{stream}>" if is_stdio(path) else str(path)
+
+
+def about(path, message: str) -> str:
+    """``path: message``, or the message alone when it names the path already."""
+    shown = display_name(path)
+    return message if shown in message else f"{shown}: {message}"
+
+
+def read_input(path: Path, what: str = ".nic file") -> bytes:
+    from .files import read_file
+
+    return read_stdin(f"an {what}" if what[0] in "aeiou" else f"a {what}") if is_stdio(path) else read_file(path, what)
+
+
+def read_stdin(what: str) -> bytes:
+    """All of standard input (``-`` as INPUT), up to the cap on streams."""
+    import sys
+
+    from .files import read_stream
+
+    if sys.stdin is None or sys.stdin.isatty():
+        raise NicodecError(f"'-' reads {what} from standard input, and nothing is piped in")
+    data = read_stream(sys.stdin.buffer, "standard input")
+    if not data:
+        raise NicodecError("standard input is empty")
+    return data
+
+
+def stdout_fd() -> Optional[int]:
+    import sys
+
+    try:
+        return sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # closed, or a stream in memory (tests)
+        return None
+
+
+def check_stdout(input: Optional[Path] = None) -> None:
+    """Refuse ``-o -`` before any work when standard output is closed, a terminal (binary data
+    would garble it) or the input file itself (``>> photo.nic`` would damage it)."""
+    import sys
+
+    if sys.stdout is None:
+        raise NicodecError("standard output is closed; give -o FILE")
+    if sys.stdout.isatty():
+        raise NicodecError("standard output is a terminal; redirect it (> file or | program) or give -o FILE")
+    fd = stdout_fd()
+    if fd is not None and input is not None and not is_stdio(input):
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(input))
+        except (OSError, ValueError):
+            same = False
+        if same:
+            raise NicodecError(f"standard output is the input file {input}; choose another output")
+
+
+def drop_stdout() -> None:
+    """After a broken pipe: nobody reads the rest, so point stdout at /dev/null, keeping Python
+    from reporting the pipe again when it flushes at exit."""
+    fd = stdout_fd()
+    if fd is not None:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+
+
+def stdin_once(inputs: list[Path]) -> None:
+    if sum(is_stdio(path) for path in inputs) > 1:
+        raise NicodecError("- (standard input) can be read once")
+
+
+def write_stdout(data: bytes) -> None:
+    """The whole output on standard output, once it is complete (``-o -``); a reader that
+    stops early is an error, not a file cut short in silence."""
+    import sys
+
+    fd = stdout_fd()
+    try:
+        if fd is None:
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return
+        sys.stdout.flush()
+        view = memoryview(data)
+        while view:  # os.write may write part, and says how much
+            view = view[os.write(fd, view):]
+    except BrokenPipeError:
+        drop_stdout()
+        raise NicodecError("the program reading standard output stopped before the end") from None
+    except OSError as exc:
+        raise NicodecError(f"cannot write to standard output: {exc.strerror or exc}") from None
