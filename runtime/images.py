@@ -146,12 +146,22 @@ def _load_pixels(img: Image.Image) -> None:
         raise UnsupportedImageError("the PIL image could not be decoded: its file was closed before it was loaded") from None
 
 
-def _from_pil(img: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
+def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np.ndarray | None]:
     mode = img.mode
     if mode in _SIXTEEN_BIT:
         # 16-bit grayscale: keep the top 8 bits rather than Pillow's clipping convert().
-        arr = np.asarray(img).astype(np.int64)
-        arr = (np.clip(arr, 0, 65535) >> 8).astype(np.uint8)
+        arr = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        brightest = int(arr.max())
+        if 0 < brightest < 256:
+            # Most likely 8-bit values in a 16- or 32-bit container (a numpy int array made
+            # into a PIL image): nothing of them survives the top 8 bits.
+            warnings.warn(
+                f"{name}: every 16-bit sample is below 256 (the brightest is {brightest} of 65,535), so it codes "
+                "as black; if these are 8-bit values, convert the image to mode L first",
+                UserWarning,
+                stacklevel=2,
+            )
+        arr = (arr >> 8).astype(np.uint8)
         return np.repeat(arr[:, :, None], 3, axis=2), None
     if mode == "F":
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
@@ -203,11 +213,14 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     """
     icc = exif = None
     grayscale = False
+    name = "the image"
     if isinstance(image, (str, os.PathLike)):
+        name = str(image)
         image = open_image(image, check_size)
     elif isinstance(image, (bytes, bytearray, memoryview)):
         image = open_image_bytes(bytes(image), check_size)
     elif isinstance(image, Image.Image):
+        name = getattr(image, "filename", "") or name
         if check_size is not None:
             check_size(*image.size)
         _load_pixels(image)
@@ -218,7 +231,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
             check_size(image.shape[1], image.shape[0])
     if isinstance(image, Image.Image):
         grayscale = image.mode in _GRAY_MODES
-        arr, alpha = _from_pil(image)
+        arr, alpha = _from_pil(image, name)
         if not strip:
             icc = image.info.get("icc_profile") or None
             if not isinstance(icc, (bytes, bytearray)):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import threading
+import warnings
 import zlib
 
 import numpy as np
@@ -455,6 +456,22 @@ def test_mode_i_and_16_bit_images_are_read_as_16_bit_samples(codec, photo):
     sixteen = Image.fromarray(gray.astype(np.uint16) * 256 + 255)
     assert sixteen.mode == "I;16" and codec.encode(sixteen) == eight_bit
     assert codec.encode(Image.fromarray(gray.astype(np.int32) * 256 + 255, "I")) == eight_bit
+
+
+def test_16_bit_images_with_8_bit_values_warn_that_they_code_as_black(codec, photo, tmp_path):
+    """Values all below 256 in a 16- or 32-bit image (8-bit values in an int array) keep nothing
+    in their top 8 bits: the encoder says so, naming the file, rather than coding black in silence."""
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    save = tmp_path / "dark.png"
+    Image.fromarray(gray.astype(np.uint16)).save(save)
+    for source, name in ((Image.fromarray(gray.astype(np.int32), "I"), "the image"), (save, str(save))):
+        with pytest.warns(UserWarning, match="below 256") as caught:
+            codec.encode(source)
+        assert str(caught[0].message).startswith(f"{name}: ")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # real 16-bit samples, and an all-black image, say nothing
+        codec.encode(Image.fromarray(gray.astype(np.uint16) * 256))
+        codec.encode(Image.fromarray(np.zeros((32, 32), np.uint16)))
 
 
 def test_floating_point_images_are_refused_by_name(codec, photo, tmp_path):

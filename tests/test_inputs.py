@@ -44,6 +44,15 @@ def test_sixteen_bit_png_keeps_the_top_eight_bits(codec, tmp_path):
     assert codec.decode(codec.encode(path), as_array=True).shape == pixels.shape[:2]  # grayscale comes back gray
 
 
+def test_cli_warns_when_a_16_bit_png_holds_8_bit_values(tmp_path):
+    gray = synthetic_photo(64, 48)[:, :, 0].astype(np.uint16)  # 8-bit values, 16-bit file
+    path = save(Image.fromarray(gray), tmp_path / "dark.png")
+    result = runner.invoke(app, ["encode", str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"warning: {path}: every 16-bit sample is below 256" in result.stderr
+    assert (tmp_path / "dark.nic").exists()
+
+
 def test_exif_orientation_is_applied(codec, tmp_path):
     photo = synthetic_photo(96, 160)
     exif = Image.Exif()
