@@ -41,8 +41,8 @@ KNOWN_FAULTY.update({(1, minor): "int64 Max" for minor in range(25, 32)})
 def probe(channels: int, shape: tuple[int, int] = (4, 4)) -> np.ndarray:
     """One fixed input, int32 (1, ``channels``, height, width): values spread over -128..127 by a
     multiplicative hash of the flat index (integer arithmetic only, the same on every machine),
-    then 127 in row 0 and -128 in row 1, and in rows and columns 2..3 127 in even channels and
-    -128 in odd ones (those of the rows and columns that exist)."""
+    then 127 in row 0 and -128 in row 1, and where row and column are both in 2..3 (a block of
+    up to 2 x 2) 127 in even channels and -128 in odd ones."""
     height, width = shape
     i = np.arange(channels * height * width, dtype=np.uint64)
     z = ((i * np.uint64(2654435761) + np.uint64(40503)) >> np.uint64(9)) % np.uint64(256)

@@ -217,3 +217,26 @@ def test_invalid_utf8_model_id_is_refused():
     data[7] = 0xFF
     with pytest.raises(FormatError, match="UTF-8"):
         nicformat.read_header(bytes(data))
+
+
+def test_format_md_names_the_shipped_model_and_the_files_it_decodes():
+    """FORMAT.md's paragraph on the shipped model names its id and hash, and each model whose
+    files it decodes, as the packaged manifest has them (it went stale once when a model changed)."""
+    import json
+    import re
+    from pathlib import Path
+
+    from nicodec.model import default_model_dir
+
+    spec = Path(__file__).resolve().parents[1] / "FORMAT.md"
+    if not spec.exists():
+        pytest.skip("FORMAT.md is not beside the tests (an installed copy)")
+    text = " ".join(spec.read_text(encoding="utf-8").split())
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    shipped = re.search(r"The shipped `([^`]+)` \(manifest version (\d), model hash `([0-9a-f]+)…`\)", text)
+    assert shipped, "FORMAT.md has no 'The shipped `ID` (manifest version N, model hash `HEX…`)' sentence"
+    assert shipped.group(1) == manifest["model_id"]
+    assert int(shipped.group(2)) == manifest["version"]
+    assert manifest["model_hash"].startswith(shipped.group(3)) and len(shipped.group(3)) >= 8
+    for entry in manifest.get("decodes_files_of", []):
+        assert f"`{entry['model_id']}` (hash `{entry['model_hash'][:8]}…`" in text
