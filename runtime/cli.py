@@ -859,6 +859,18 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         raise typer.Exit(1)
 
 
-def main() -> None:
-    """Entry point of the ``nicodec`` console script."""
-    app(prog_name="nicodec")
+def main(args: Optional[list[str]] = None) -> None:
+    """Entry point of the ``nicodec`` console script (``args``: the command line, default ``sys.argv[1:]``).
+
+    An empty argument is refused before anything else: no option or name of nicodec's takes
+    one, and the path ``""`` would be read as ``.``, so ``nicodec encode "$f"`` with ``$f``
+    unset would code every image under the current folder.
+    """
+    import sys
+
+    args = sys.argv[1:] if args is None else list(args)
+    if "" in args:
+        err.print(f"error: argument {args.index('') + 1} is empty (a shell variable that was not set?); "
+                  "see nicodec --help", markup=False)
+        raise SystemExit(2)
+    app(args=args, prog_name="nicodec")

@@ -830,3 +830,15 @@ def test_an_empty_output_name_is_refused(png, tmp_path):
         result = run("encode", *inputs, "-o", "")
         assert result.exit_code == 1 and "the output name is empty" in result.stderr
     assert not list(tmp_path.rglob("*.nic"))
+
+
+def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_path):
+    """``nicodec encode "$f"`` with ``$f`` unset: the path "" would be ".", and every image under
+    the current folder would be coded; any empty argument is a usage error before any work."""
+    (tmp_path / "second.png").write_bytes(png.read_bytes())
+    before = sorted(p.name for p in tmp_path.iterdir())
+    for args in (["encode", ""], ["decode", "", "-o", "out"], ["verify", ""], ["encode", str(png), "--model", ""]):
+        result = subprocess.run([sys.executable, "-m", "nicodec", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"argument {args.index('') + 1} is empty" in result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
