@@ -161,13 +161,17 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
                 UserWarning,
                 stacklevel=2,
             )
+        alpha = None
+        key = img.info.get("transparency")
+        if isinstance(key, int) and not isinstance(key, bool) and (arr == key).any():
+            alpha = np.where(arr == key, 0, 255).astype(np.uint8)  # a PNG colour key (tRNS), which convert() drops
         arr = (arr >> 8).astype(np.uint8)
-        return np.repeat(arr[:, :, None], 3, axis=2), None
+        return np.repeat(arr[:, :, None], 3, axis=2), alpha
     if mode == "F":
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
     if mode in _PREMULTIPLIED:
         img = img.convert(_PREMULTIPLIED[mode])  # Pillow converts these to straight alpha only
-    if "A" in img.mode or (mode == "P" and "transparency" in img.info):
+    if "A" in img.mode or (mode == "P" and "transparency" in img.info) or _colour_key(img):
         try:
             rgba = np.asarray(img.convert("RGBA"))
         except ValueError as exc:
@@ -178,6 +182,18 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
         return np.asarray(img.convert("RGB")), None
     except ValueError as exc:  # modes Pillow opens but cannot convert, such as "La"
         raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
+
+
+def _colour_key(img: Image.Image) -> bool:
+    """Whether an L or RGB image has a colour key (a PNG's tRNS: one value, or one RGB triple,
+    that stands for transparent): transparency as much as an alpha channel is, which Pillow
+    applies when converting to RGBA."""
+    key = img.info.get("transparency")
+    if img.mode == "L":
+        return isinstance(key, int) and not isinstance(key, bool)
+    if img.mode == "RGB":
+        return isinstance(key, tuple) and len(key) == 3 and all(isinstance(v, int) for v in key)
+    return False
 
 
 @dataclass(frozen=True)

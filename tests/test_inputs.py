@@ -255,3 +255,21 @@ def test_a_file_made_by_someone_else_while_writing_is_not_replaced(tmp_path):
     write_atomic(target, write_while_someone_else_creates_the_target, force=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.nic"]
     assert target.read_bytes() == b"ours"
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "I;16"])
+def test_a_png_colour_key_is_kept_as_transparency(codec, mode, tmp_path):
+    """README: transparency is kept losslessly; a PNG's tRNS colour key (one value or RGB triple
+    meaning transparent, in an RGB, L or 16-bit image) is transparency too."""
+    photo = synthetic_photo(48, 64)
+    pixels = {"RGB": photo, "L": photo[:, :, 0], "I;16": photo[:, :, 0].astype(np.uint16) * 257}[mode]
+    key = tuple(int(v) for v in pixels[5, 7]) if mode == "RGB" else int(pixels[5, 7])
+    path = save(Image.fromarray(pixels), tmp_path / "keyed.png", transparency=key)
+    with Image.open(path) as im:
+        assert im.mode == mode and im.info["transparency"] == key
+    hidden = (pixels == np.array(key)).all(-1) if mode == "RGB" else pixels == key
+    assert 0 < hidden.sum() < hidden.size
+    data = codec.encode(path)
+    out = np.asarray(codec.decode(data))
+    assert out.shape[-1] == (4 if mode == "RGB" else 2)  # RGBA, or LA for the grayscale ones
+    assert np.array_equal(out[:, :, -1], np.where(hidden, 0, 255))
