@@ -184,6 +184,12 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
         raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
 
 
+def _icc_space(icc: bytes) -> bytes | None:
+    """An ICC profile's data colour space (``b"RGB "``, ``b"GRAY"``, ``b"CMYK"``, ...), from
+    bytes 16 to 19 of its 128-byte header; None when it is too short to have one."""
+    return bytes(icc[16:20]) if len(icc) >= 128 else None
+
+
 def _colour_key(img: Image.Image) -> bool:
     """Whether an L or RGB image has a colour key (a PNG's tRNS: one value, or one RGB triple,
     that stands for transparent): transparency as much as an alpha channel is, which Pillow
@@ -252,6 +258,10 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
             icc = image.info.get("icc_profile") or None
             if not isinstance(icc, (bytes, bytearray)):
                 icc = None  # not a profile (an application's own value in info)
+            elif _icc_space(icc) not in (None, b"GRAY" if grayscale else b"RGB "):
+                # A CMYK (or Lab, ...) profile describes pixels that are RGB now: written back
+                # onto the decoded image, it would be rejected or misapplied by colour-managed viewers.
+                icc = None
             try:  # a copy: the caller's image keeps its own EXIF
                 tags = Image.Exif()
                 tags.load(image.getexif().tobytes())

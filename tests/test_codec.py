@@ -474,6 +474,25 @@ def test_16_bit_images_with_8_bit_values_warn_that_they_code_as_black(codec, pho
         codec.encode(Image.fromarray(np.zeros((32, 32), np.uint16)))
 
 
+def test_an_icc_profile_of_another_colour_space_than_the_output_is_dropped(codec, photo):
+    """A CMYK profile (or an RGB one on a grayscale image) describes pixels that are no longer
+    coded that way: written back on the decoded RGB (or L) image it would be misapplied."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert srgb[16:20] == b"RGB "
+    cmyk, gray = (srgb[:16] + space + srgb[20:] for space in (b"CMYK", b"GRAY"))
+    for image, icc, kept in (
+        (Image.fromarray(photo).convert("CMYK"), cmyk, False),
+        (Image.fromarray(photo).convert("L"), srgb, False),
+        (Image.fromarray(photo).convert("L"), gray, True),
+        (Image.fromarray(photo), srgb, True),
+    ):
+        image.info["icc_profile"] = icc
+        sections = nicformat.unpack(codec.encode(image))[1]
+        assert (sections.get(b"ICCP") == icc) if kept else b"ICCP" not in sections, (image.mode, icc[16:20])
+
+
 def test_floating_point_images_are_refused_by_name(codec, photo, tmp_path):
     """README: mode F images are refused with a message saying so (not clipped to 8 bits)."""
     image = Image.fromarray(photo).convert("F")
