@@ -28,7 +28,7 @@ from PIL import Image
 from . import exactness
 from . import format as nicformat
 from . import rans
-from .errors import FormatError, LimitError, ModelError, NicodecError, PixelLimitError, QualityError
+from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
 from .files import read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
@@ -361,13 +361,7 @@ class Codec:
     def _check_size(self, width: int, height: int) -> None:
         if max(width, height) > nicformat.MAX_SIDE:
             raise LimitError(f"the image is {width}x{height}; nicodec codes sides of at most {nicformat.MAX_SIDE:,} pixels")
-        d = self.model.downsampling
-        padded = -(-width // d) * d * -(-height // d) * d
-        if max(width * height, padded) > self.max_pixels:
-            raise PixelLimitError(
-                f"the image has {width * height:,} pixels ({width}x{height}; {padded:,} once padded to "
-                f"multiples of {d}), more than the limit of {self.max_pixels:,}"
-            )
+        nicformat.check_pixels(width, height, self.max_pixels, self.model.downsampling)
 
     def _encoder_gain(self, quality) -> tuple[float, np.ndarray | None]:
         """The quality to record in the header and the encoder's gain vector (None: single-rate)."""

@@ -151,6 +151,26 @@ def pack(header: Header, sections: Mapping[bytes, bytes] | Iterable[tuple[bytes,
     return bytes(head) + CRC.pack(crc) + b"".join(bytes(p) for _, p in items)
 
 
+def check_pixels(width: int, height: int, max_pixels: int, downsampling: int = 1) -> None:
+    """Refuse an image whose pixels, or pixels once padded to multiples of ``downsampling`` (what
+    the networks work on, up to 64 times as many for a thin image), exceed ``max_pixels``.
+
+    Raises:
+        PixelLimitError: with both counts when the padding is what exceeds the limit.
+    """
+    padded_width, padded_height = -(-width // downsampling) * downsampling, -(-height // downsampling) * downsampling
+    if width * height > max_pixels:
+        raise PixelLimitError(
+            f"the image has {width * height:,} pixels ({width}x{height}), more than the limit of {max_pixels:,}"
+        )
+    if padded_width * padded_height > max_pixels:
+        raise PixelLimitError(
+            f"the image has {width * height:,} pixels ({width}x{height}), but the networks work on it padded to "
+            f"multiples of {downsampling}, {padded_width}x{padded_height} = {padded_width * padded_height:,} pixels, "
+            f"more than the limit of {max_pixels:,} (the limit counts the padded size)"
+        )
+
+
 def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, list[tuple[bytes, int]], int]:
     """Parse the header and section table without checking the CRC.
 

@@ -17,6 +17,7 @@ module does no work: the default codec (and onnxruntime) is loaded on first use.
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from typing import IO
 
@@ -57,6 +58,21 @@ class _CodecSource:
         """The pixel limit the codec will apply, known without loading a default codec."""
         return getattr(self._codec, "max_pixels", nicformat.DEFAULT_MAX_PIXELS)
 
+    def downsampling(self) -> int:
+        """The multiple the codec pads images to, known without loading a default codec (read
+        from the default model's manifest)."""
+        if self._codec is not None:
+            return self._codec.model.downsampling
+        return _default_downsampling()
+
+
+@functools.lru_cache(maxsize=1)
+def _default_downsampling() -> int:
+    from .model import default_model_dir
+
+    with open(default_model_dir() / "manifest.json", encoding="utf-8") as f:
+        return int(json.load(f)["downsampling"])
+
 
 _DEFAULT = _CodecSource()
 """Shared by every ``register()`` without a codec, so the default model is loaded at most once."""
@@ -96,7 +112,10 @@ class NicImageFile(ImageFile.ImageFile):
         try:
             # The codec's pixel limit here, before Pillow allocates the image in load(): its own
             # check may be off (Image.MAX_IMAGE_PIXELS = None), and the codec's comes after that.
-            header, table, payload_at = nicformat.read_header(head, max_pixels=self._codec_source.max_pixels())
+            header, table, payload_at = nicformat.read_header(head)
+            # The count the codec's own check in load() uses, padded size included.
+            nicformat.check_pixels(header.width, header.height, self._codec_source.max_pixels(),
+                                   self._codec_source.downsampling())
         except LimitError as exc:
             raise Image.DecompressionBombError(
                 f"{exc} (register a Codec with a larger max_pixels to open it)") from exc

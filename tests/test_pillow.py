@@ -317,7 +317,11 @@ def test_the_codecs_pixel_limit_applies_at_open_before_pillow_allocates(codec, n
     pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=80 * 47))
     with pytest.raises(Image.DecompressionBombError, match="3,840 pixels .* limit of 3,760"):
         Image.open(io.BytesIO(nic))
-    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=128 * 64))  # the codec counts the padding too
+    # The codec counts the padding too (80x48 is coded as 128x64), and so does open, before load.
+    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=80 * 48))
+    with pytest.raises(Image.DecompressionBombError, match="3,840 pixels .*padded .* 128x64 = 8,192 pixels"):
+        Image.open(io.BytesIO(nic))
+    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=128 * 64))
     assert Image.open(io.BytesIO(nic)).load() is not None
 
 
