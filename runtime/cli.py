@@ -37,6 +37,10 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
+_SHOWN_WARNINGS: set[str] = set()
+"""Warnings printed by this command line: a rate search reads its image more than once, and
+says what it has to say about it once."""
+
 
 class Provider(str, Enum):
     auto = "auto"
@@ -209,6 +213,7 @@ def _root(
     ] = False,
 ) -> None:
     """nicodec: a learned image codec."""
+    _SHOWN_WARNINGS.clear()  # a new command line (tests run many in one process)
 
 
 @contextmanager
@@ -238,7 +243,10 @@ def _writing_report():
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
-    err.print(f"warning: {message}", markup=False)
+    text = str(message)
+    if text not in _SHOWN_WARNINGS:
+        _SHOWN_WARNINGS.add(text)
+        err.print(f"warning: {text}", markup=False)
 
 
 @contextmanager

@@ -59,7 +59,9 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         return _open_and_load(io.BytesIO(data), p, f"{p} is not an image Pillow can read", check_size)
     if status.st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
-    return _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
+    image = _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
+    image.filename = str(p)  # kept through the upright copy: warnings about its pixels name it
+    return image
 
 
 def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:

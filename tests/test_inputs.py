@@ -51,6 +51,13 @@ def test_cli_warns_when_a_16_bit_png_holds_8_bit_values(tmp_path):
     assert result.exit_code == 0, result.output
     assert f"warning: {path}: every 16-bit sample is below 256" in result.stderr
     assert (tmp_path / "dark.nic").exists()
+    # A rate search reads the image several times, a folder run from worker threads: once, named.
+    for args in (["encode", str(path), "-o", str(tmp_path / "t.nic"), "--target-bpp", "2"],
+                 ["encode", str(tmp_path), "-o", str(tmp_path / "out"), "--max-bytes", "5000"]):
+        result = runner.invoke(app, args)
+        assert result.exit_code == 0, result.output
+        assert result.stderr.count("every 16-bit sample is below 256") == 1, result.stderr
+        assert f"warning: {path}: every 16-bit sample" in result.stderr
 
 
 def test_exif_orientation_is_applied(codec, tmp_path):
