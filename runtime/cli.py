@@ -634,18 +634,25 @@ def verify(
     For files moved between machines: a file that verifies here decodes here.
     Exit code 1 if any file fails.
     """
-    from .batch import plan
+    from .batch import plan, real_path
 
     with _reporting(debug):
         stdio.stdin_once(inputs)
         files: list[Path] = []
+        empty = []
         for path in inputs:
             found = [item.source for item in plan(path, path, [".nic"], ".nic")] if _is_dir(path) else [path]
             if not found:
-                err.print(f"warning: no .nic files under {path}", markup=False)
+                empty.append(path)
             files += found
-        if not files:
-            raise NicodecError("no .nic files to verify")
+        if not files:  # unlike a folder to code, verifying nothing is no pass: a wrong path?
+            raise NicodecError(f"no .nic files under {', '.join(map(str, empty))}: nothing to verify")
+        for path in empty:
+            err.print(f"warning: no .nic files under {path}", markup=False)
+        unique: dict[str, Path] = {}
+        for path in files:  # a file named twice (or found again under a folder) is verified once
+            unique.setdefault(stdio.STDIO if stdio.is_stdio(path) else real_path(path), path)
+        files = list(unique.values())
         codec = _codec(model, Provider.cpu, None, max_pixels)
     failed = 0
     with _reporting(debug), _writing_report():  # Ctrl-C: "interrupted", exit code 130

@@ -402,6 +402,16 @@ def test_verify_files_and_folders(png, tmp_path):
     assert "2 files: 1 ok, 1 failed" in result.stdout
     assert "FAILED" in result.stderr and "bad.nic" in result.stderr and "checksum" in result.stderr
     assert run("verify", tmp_path / "missing.nic").exit_code == 1
+    # A file named twice, or again under a folder, is verified once.
+    result = run("verify", good, f"{tmp_path}/./photo.nic", tmp_path)
+    assert "2 files: 1 ok, 1 failed" in result.stdout
+    # An empty folder: one error (nothing verified is no pass); beside other files, a warning.
+    (tmp_path / "empty").mkdir()
+    result = run("verify", tmp_path / "empty")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert f"no .nic files under {tmp_path / 'empty'}: nothing to verify" in result.stderr
+    result = run("verify", tmp_path / "empty", good)
+    assert result.exit_code == 0 and f"warning: no .nic files under {tmp_path / 'empty'}" in result.stderr
 
 
 def test_verify_names_a_file_from_another_model(png, tmp_path):
