@@ -599,7 +599,8 @@ def decode(
                 raise UnsupportedImageError(
                     f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
                 )
-        data = stdio.read_input(input)
+        with _naming(input):
+            data = stdio.read_input(input)
         if target is not None:
             outputs.check_format(data, fmt, target.name)
         codec = _codec(model, provider, threads, max_pixels, precision)

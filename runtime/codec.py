@@ -565,7 +565,7 @@ def _read_bytes(data) -> bytes:
     if isinstance(data, (bytes, bytearray, memoryview)):
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
-        return read_file(data, ".nic file")
+        return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
     if isinstance(data, io.TextIOBase):
         raise NicodecError("the .nic file was opened as text: open it in binary mode ('rb')")
     if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO

@@ -102,11 +102,13 @@ MAX_STREAM_BYTES = 1 << 30
 its size is unknown beforehand, and /dev/zero never ends."""
 
 
-def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
+def read_file(path: str | os.PathLike, what: str = "file",
+              check_start: Callable[[bytes], None] | None = None) -> bytes:
     """A whole input file, with errors that name the problem.
 
     A pipe or another file that is not a regular one (``/dev/stdin``) is read to its end,
-    up to :data:`MAX_STREAM_BYTES`.
+    up to :data:`MAX_STREAM_BYTES`; ``check_start``, if given, sees its first
+    :data:`START_BYTES` and raises to stop reading what is not the kind of file expected.
 
     Raises:
         NicodecError: a missing file, a directory, a read error, or an endless stream.
@@ -115,7 +117,7 @@ def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
     try:
         if path.exists() and not path.is_file() and not path.is_dir():
             with open(path, "rb") as f:
-                return read_stream(f, f"{path} is not a regular file and")
+                return read_stream(f, f"{path} is not a regular file and", check_start)
         return path.read_bytes()
     except FileNotFoundError:
         raise NicodecError(f"{path}: no such file") from None
@@ -127,8 +129,17 @@ def read_file(path: str | os.PathLike, what: str = "file") -> bytes:
         raise NicodecError(f"cannot use the path {str(path)!r}: {exc}") from None
 
 
-def read_stream(stream, name: str) -> bytes:
+START_BYTES = 1 << 16
+"""How much of a stream ``check_start`` sees: every header Pillow identifies a format from fits."""
+
+
+def read_stream(stream, name: str, check_start: Callable[[bytes], None] | None = None) -> bytes:
     """A binary stream read to its end in pieces (no buffer of the cap's size is reserved).
+
+    Args:
+        check_start: called once with the first :data:`START_BYTES` (if the stream is that
+            long); it raises to refuse the stream before the rest is read (``/dev/zero`` would
+            fill :data:`MAX_STREAM_BYTES` of memory before the cap refused it).
 
     Raises:
         NicodecError: more than :data:`MAX_STREAM_BYTES` (``name`` begins the message).
@@ -138,6 +149,8 @@ def read_stream(stream, name: str) -> bytes:
         piece = stream.read(1 << 20)
         if not piece:
             return b"".join(pieces)
+        if check_start is not None and size < START_BYTES <= size + len(piece):
+            check_start((b"".join(pieces) + piece)[:START_BYTES])
         size += len(piece)
         if size > MAX_STREAM_BYTES:
             raise NicodecError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes")

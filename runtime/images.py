@@ -19,6 +19,9 @@ from .files import read_file
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
+_WARNING_FILTERS = threading.Lock()
+"""Held while warning filters change: they are one for the whole process, and threads take turns."""
+
 SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
 
@@ -50,8 +53,9 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
     if stat.S_ISDIR(status.st_mode):
         raise UnsupportedImageError(f"{p} is a directory, not an image")
     if not stat.S_ISREG(status.st_mode):  # a pipe (/dev/stdin) or a device: its size is known only once read
+        unknown = f"{p} is not an image Pillow can read"
         try:
-            data = read_file(p, "image")
+            data = read_file(p, "image", check_start=lambda head: check_image_start(head, unknown))
         except NicodecError as exc:
             raise UnsupportedImageError(str(exc)) from None
         if not data:
@@ -62,6 +66,27 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
     image = _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
     image.filename = str(p)  # kept through the upright copy: warnings about its pixels name it
     return image
+
+
+def check_image_start(head: bytes, message: str) -> None:
+    """Refuse a stream whose first bytes no format Pillow reads starts with, before the rest is
+    read (``/dev/zero``, a log file): no registered format accepts the prefix, and the formats
+    that have no magic bytes to accept (TGA, IM, ...) cannot open it either.
+
+    Raises:
+        UnsupportedImageError: with ``message``.
+    """
+    Image.init()
+    if any(accept is not None and accept(head) for _, accept in Image.OPEN.values()):
+        return
+    try:
+        with _WARNING_FILTERS, warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.open(io.BytesIO(head)).close()  # reads a header only
+    except UnidentifiedImageError:
+        raise UnsupportedImageError(message) from None
+    except Exception:  # noqa: BLE001 - identified, and then too large or cut short: the full read decides
+        return
 
 
 def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:
@@ -77,9 +102,6 @@ def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.
         raise UnsupportedImageError("the image data is empty")
     return _open_and_load(io.BytesIO(data), "the image data", "the image data is not in a format Pillow can read",
                           check_size)
-
-
-_WARNING_FILTERS = threading.Lock()
 
 
 def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None) -> Image.Image:

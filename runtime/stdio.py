@@ -30,12 +30,29 @@ def about(path, message: str) -> str:
 
 
 def read_input(path: Path, what: str = ".nic file") -> bytes:
+    """The bytes of an input named on the command line (``-``: standard input); a stream (a pipe,
+    a device) that does not start like ``what`` (``"image"`` or ``".nic file"``) is refused
+    from its first bytes."""
     from .files import read_file
 
-    return read_stdin(f"an {what}" if what[0] in "aeiou" else f"a {what}") if is_stdio(path) else read_file(path, what)
+    check = start_check(what, "standard input" if is_stdio(path) else str(path))
+    if is_stdio(path):
+        return read_stdin(f"an {what}" if what[0] in "aeiou" else f"a {what}", check)
+    return read_file(path, what, check)
 
 
-def read_stdin(what: str) -> bytes:
+def start_check(what: str, name: str):
+    """The ``check_start`` of :func:`nicodec.files.read_stream` for a stream of ``what`` called ``name``."""
+    if what == "image":
+        from .images import check_image_start
+
+        return lambda head: check_image_start(head, f"{name} is not an image Pillow can read")
+    from . import format as nicformat
+
+    return nicformat.read_header  # the header lies within the first bytes; a FormatError names the fault
+
+
+def read_stdin(what: str, check_start=None) -> bytes:
     """All of standard input (``-`` as INPUT), up to the cap on streams."""
     import sys
 
@@ -43,7 +60,7 @@ def read_stdin(what: str) -> bytes:
 
     if sys.stdin is None or sys.stdin.isatty():
         raise NicodecError(f"'-' reads {what} from standard input, and nothing is piped in")
-    data = read_stream(sys.stdin.buffer, "standard input")
+    data = read_stream(sys.stdin.buffer, "standard input", check_start)
     if not data:
         raise NicodecError("standard input is empty")
     return data

@@ -852,3 +852,45 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert result.returncode == 2, (args, result.stderr)
         assert f"argument {args.index('') + 1} is empty" in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_an_endless_pipe_that_is_no_image_or_nic_file_is_refused_from_its_first_bytes(command, photo, tmp_path):
+    """A pipe or device (/dev/zero) holding no image was read up to the 1 GiB cap, in memory,
+    before it was refused; its first 64 KiB now decide. A TGA, which has no magic bytes, still
+    comes through a pipe."""
+    import os
+    import threading
+
+    fifo = tmp_path / ("zeros.png" if command == "encode" else "zeros.nic")
+    os.mkfifo(fifo)
+    sent = [0]
+
+    def endless():
+        try:
+            with open(fifo, "wb") as f:
+                while sent[0] < 256 << 20:  # far beyond the first bytes, bounded if the check fails
+                    f.write(bytes(1 << 16))
+                    sent[0] += 1 << 16
+        except BrokenPipeError:
+            pass
+
+    writer = threading.Thread(target=endless, daemon=True)
+    writer.start()
+    result = run(command, fifo, "-o", tmp_path / ("out.nic" if command == "encode" else "out.png"))
+    writer.join(timeout=60)
+    assert result.exit_code == 1
+    assert ("is not an image Pillow can read" if command == "encode" else "not a nicodec file") in result.stderr
+    assert sent[0] <= 4 << 20, sent[0]  # what the pipe holds beyond the first read
+    if command == "encode":
+        tga = tmp_path / "in.tga"
+        Image.fromarray(photo).save(tga)
+        os.remove(fifo)
+        os.mkfifo(fifo)
+        feeder = threading.Thread(target=lambda: fifo.write_bytes(tga.read_bytes()), daemon=True)
+        feeder.start()
+        assert run("encode", fifo, "-o", tmp_path / "piped.nic").exit_code == 0
+        feeder.join(timeout=60)
+        assert run("encode", tga, "-o", tmp_path / "direct.nic").exit_code == 0
+        assert (tmp_path / "piped.nic").read_bytes() == (tmp_path / "direct.nic").read_bytes()
