@@ -122,8 +122,10 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
         if reason is None:
             return Outcome(item, "skipped")
         return Outcome(item, "kept", f"{item.target} {reason}; --force replaces it")
-    return Outcome(item, "kept", f"{item.target} exists and is older than {item.source.name}; --force replaces it "
-                   "(if it is an original rather than an earlier output, write elsewhere with -o)")
+    message = f"{item.target} exists and is older than {item.source}; --force replaces it"
+    if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
+        message += " (if it is an original rather than an earlier output, write elsewhere with -o)"
+    return Outcome(item, "kept", message)
 
 
 def _collision_text(item: Item, others: list[Item]) -> str:
