@@ -182,6 +182,8 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
         PixelLimitError: the image is larger than ``max_pixels`` (a ``LimitError``).
     """
     data = memoryview(data)
+    if not len(data):
+        raise FormatError("empty (0 bytes), not a nicodec file")
     if len(data) < len(MAGIC) or bytes(data[:4]) != MAGIC:
         raise FormatError("not a nicodec file (wrong magic bytes)")
     need = PREFIX.size

@@ -61,9 +61,10 @@ class _CodecSource:
     def downsampling(self) -> int:
         """The multiple the codec pads images to, known without loading a default codec (read
         from the default model's manifest)."""
-        if self._codec is not None:
-            return self._codec.model.downsampling
-        return _default_downsampling()
+        if self._codec is None:
+            return _default_downsampling()
+        # A duck-typed codec (encode and decode only) is taken to pad as the default model does.
+        return getattr(getattr(self._codec, "model", None), "downsampling", None) or _default_downsampling()
 
 
 @functools.lru_cache(maxsize=1)

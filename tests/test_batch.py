@@ -101,7 +101,9 @@ def test_encode_tree_beside_the_images_by_default(tmp_path):
 def test_empty_folder(tmp_path):
     result = run("encode", tmp_path)
     assert result.exit_code == 0
-    assert "0 files" in result.stdout and "warning: no files to encode" in result.stderr
+    assert "0 files" in result.stdout and f"warning: no files to encode in {tmp_path} (" in result.stderr
+    result = run("decode", tmp_path)
+    assert result.exit_code == 0 and f"warning: no files to decode in {tmp_path} (looked for .nic files" in result.stderr
 
 
 def test_encode_tree_at_a_quality(tmp_path):

@@ -89,6 +89,9 @@ def test_the_input_is_checked_before_the_output_and_named_in_errors(png, tmp_pat
     (tmp_path / "empty.nic").write_bytes(b"")
     result = run("decode", tmp_path / "empty.nic")
     assert result.exit_code == 1 and "empty.nic is empty" in result.stderr
+    for command in ("info", "verify"):  # not "wrong magic bytes"
+        result = run(command, tmp_path / "empty.nic")
+        assert result.exit_code == 1 and "empty.nic: empty (0 bytes), not a nicodec file" in result.stderr
     data = (tmp_path / "a.nic").read_bytes()
     (tmp_path / "cut.nic").write_bytes(data[:-10])
     for command in ("decode", "info"):

@@ -62,7 +62,7 @@ def test_round_trip_any_header(model_id, width, height, quality, z, y):
 @pytest.mark.parametrize(
     "data, message",
     [
-        (b"", "magic"),
+        (b"", "empty .0 bytes., not a nicodec file"),
         (b"\x89PNG\r\n\x1a\n" + bytes(40), "magic"),
         (b"\x89NI", "magic"),
     ],
