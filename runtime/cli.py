@@ -608,6 +608,10 @@ def decode(
             data = stdio.read_input(input)
         if target is not None:
             outputs.check_format(data, fmt, target.name)
+            dropped = outputs.dropped_metadata(data, fmt)
+            if dropped:
+                err.print(f"warning: {target.name} will have no {' or '.join(dropped)}: {fmt} does not keep "
+                          f"{'them' if len(dropped) > 1 else 'it'} (.png, .jpg, .webp and .tiff do)", markup=False)
         codec = _codec(model, provider, threads, max_pixels, precision)
         start = time.perf_counter()
         with _busy("decoding", stdio.display_name(input)), _naming(input):

@@ -65,6 +65,49 @@ def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
     return np.array_equal(got, values) or not colour
 
 
+@functools.lru_cache(maxsize=None)
+def kept_metadata(fmt: str) -> frozenset[str]:
+    """Which of ``"icc_profile"`` and ``"exif"`` Pillow writes into ``fmt`` and reads back (BMP,
+    TGA, QOI and PPM keep neither); probed, as :func:`keeps` is."""
+    import numpy as np
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x010F] = "nicodec probe"  # Make
+    try:
+        from PIL import ImageCms
+
+        icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    except ImportError:  # a Pillow built without LittleCMS: writers store the bytes as they are
+        icc = bytes(range(128)) * 4
+    probe = Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8))
+    probe.info.update(icc_profile=icc, exif=exif.tobytes())
+    try:
+        buffer = io.BytesIO()
+        save(probe, buffer, fmt)
+        buffer.seek(0)
+        with Image.open(buffer) as back:
+            kept = {"icc_profile"} if back.info.get("icc_profile") == icc else set()
+            if back.getexif().get(0x010F) == "nicodec probe":
+                kept.add("exif")
+    except Exception:  # noqa: BLE001 - a format that cannot store the probe keeps nothing of it
+        return frozenset()
+    return frozenset(kept)
+
+
+def dropped_metadata(data: bytes, fmt: str) -> list[str]:
+    """What a ``.nic`` file carries (from its header) that ``fmt`` would leave out: ``"ICC
+    profile"``, ``"EXIF data"``, both or neither."""
+    try:
+        _, table, _ = nicformat.read_header(data)
+    except NicodecError:
+        return []
+    tags = {tag for tag, length in table if length}
+    kept = kept_metadata(fmt)
+    return [what for tag, key, what in ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"))
+            if tag in tags and key not in kept]
+
+
 def check_format(data: bytes, fmt: str, name: str) -> None:
     """Refuse, from a ``.nic`` file's header and before decoding, an output format that would
     lose part of the picture (its transparency, pixel values, or size); a damaged file is left

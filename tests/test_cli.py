@@ -897,3 +897,25 @@ def test_an_endless_pipe_that_is_no_image_or_nic_file_is_refused_from_its_first_
         feeder.join(timeout=60)
         assert run("encode", tga, "-o", tmp_path / "direct.nic").exit_code == 0
         assert (tmp_path / "piped.nic").read_bytes() == (tmp_path / "direct.nic").read_bytes()
+
+
+def test_decoding_to_a_format_that_keeps_no_metadata_says_so(photo, tmp_path):
+    """README: decode writes the ICC profile and EXIF back; BMP (TGA, QOI, PPM) keeps neither,
+    and the user is told before the file is written without them."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "nicodec test camera"
+    Image.fromarray(photo).save(tmp_path / "meta.png", icc_profile=icc, exif=exif.tobytes())
+    Image.fromarray(photo).save(tmp_path / "plain.png")
+    for name in ("meta", "plain"):
+        assert run("encode", tmp_path / f"{name}.png").exit_code == 0
+    result = run("decode", tmp_path / "meta.nic", "-o", tmp_path / "meta.bmp")
+    assert result.exit_code == 0 and (tmp_path / "meta.bmp").is_file()
+    assert "warning: meta.bmp will have no ICC profile or EXIF data: BMP does not keep them" in result.stderr
+    for source, target in (("meta", "back.tiff"), ("plain", "plain.bmp")):
+        result = run("decode", tmp_path / f"{source}.nic", "-o", tmp_path / target)
+        assert result.exit_code == 0 and "warning" not in result.stderr
+    with Image.open(tmp_path / "back.tiff") as back:
+        assert back.info["icc_profile"] == icc and back.getexif()[0x010F] == "nicodec test camera"
