@@ -35,6 +35,7 @@ from __future__ import annotations
 import os
 import posixpath
 import time
+import unicodedata
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -152,14 +153,14 @@ def compress_collection(
     # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
     # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
     # CPU, or a quarter, waiting for ever.)
-    dataset = ray.data.read_binary_files(
-        source, include_paths=True, file_extensions=extensions or image_extensions(), num_cpus=IO_CPUS,
-    )
+    extensions = extensions or image_extensions()
+    dataset = ray.data.read_binary_files(source, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS)
+    clashes = clashing_sources(source, extensions)
     encoded = dataset.map_batches(
         Encoder,
         fn_constructor_kwargs={
             "source_root": source_root, "target": target, "model": model, "providers": providers,
-            "threads": threads, "overwrite": overwrite, "strip": strip, "quality": quality,
+            "threads": threads, "overwrite": overwrite, "strip": strip, "quality": quality, "clashes": clashes,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -187,6 +188,8 @@ class Encoder:
         target: the target folder or URI, to skip outputs that exist.
         model, providers, threads, strip, quality: as for ``Codec`` and ``Codec.encode``.
         overwrite: code images whose output exists instead of skipping them.
+        clashes: source paths whose output another source would write too
+            (:func:`clashing_sources`), each with the others: failed, not coded.
     """
 
     def __init__(
@@ -200,6 +203,7 @@ class Encoder:
         overwrite: bool = False,
         strip: bool = False,
         quality: float | None = None,
+        clashes: dict[str, list[str]] | None = None,
     ):
         from .codec import Codec
 
@@ -209,6 +213,7 @@ class Encoder:
         self.overwrite = overwrite
         self.strip = strip
         self.quality = quality
+        self.clashes = clashes or {}
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         rows = [self._encode(bytes(data), str(path)) for data, path in zip(batch["bytes"], batch["path"])]
@@ -220,6 +225,11 @@ class Encoder:
 
     def _encode(self, data: bytes, path: str) -> tuple:
         relative = output_name(path, self.source_root)
+        if path in self.clashes:
+            others = ", ".join(self.clashes[path])
+            return (path, relative, "failed", f"{others} would be written to {relative} too (or to a name that differs "
+                    "only in case or Unicode normal form, one file on macOS, Windows and FAT drives); rename one of them",
+                    b"", 0, 0)
         if not self.overwrite and _exists(self.filesystem, posixpath.join(self.target_root, relative)):
             return path, relative, "skipped", "", b"", 0, 0
         try:
@@ -274,6 +284,31 @@ class NicDatasink(Datasink):
     def on_write_complete(self, write_result) -> None:
         for part in write_result.write_returns:
             self.summary.add(part)
+
+
+def clashing_sources(source: str, extensions: list[str]) -> dict[str, list[str]]:
+    """Sources under the folder ``source`` whose output another would write too (``a.png`` and
+    ``a.jpg`` both make ``a.nic``; names that differ only in case or Unicode normal form are
+    one file on macOS, Windows and FAT drives), each with the others; as the CLI does, none of
+    them is coded, rather than one replacing another in silence. The folder is listed on the
+    driver with Ray's own rules (extensions in any case; paths whose first part begins with
+    ``.`` or ``_`` left out), so the paths are those Ray reads. Empty for a single file."""
+    import pyarrow.fs
+
+    filesystem, root = _filesystem(source)
+    if filesystem.get_file_info(root).type != pyarrow.fs.FileType.Directory:
+        return {}
+    wanted = {"." + ext.lower().lstrip(".") for ext in extensions}
+    groups: dict[str, list[str]] = {}
+    for entry in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
+        relative = entry.path[len(root):].lstrip("/")
+        if (entry.type != pyarrow.fs.FileType.File or relative.startswith((".", "_"))
+                or posixpath.splitext(entry.path)[1].lower() not in wanted):
+            continue
+        key = unicodedata.normalize("NFC", output_name(entry.path, root)).lower()
+        groups.setdefault(key, []).append(entry.path)
+    return {path: [other for other in group if other != path] for group in groups.values() if len(group) > 1
+            for path in group}
 
 
 def output_name(path: str, source_root: str) -> str:

@@ -61,6 +61,26 @@ def test_a_folder_becomes_nic_files_in_the_same_tree(ray_instance, tmp_path):
     assert (again.done, again.skipped, len(again.failed)) == (0, 6, 1)
 
 
+def test_sources_that_would_make_the_same_file_both_fail_even_with_overwrite(ray_instance, tmp_path):
+    """README: each file is coded as nicodec encode codes it; the CLI refuses a.png and a.JPG
+    (both a.nic) rather than let one replace the other, and so does the recipe."""
+    from nicodec.ray_recipe import clashing_sources, compress_collection, image_extensions
+
+    source, target = tmp_path / "photos", tmp_path / "archive"
+    (source / "_drafts").mkdir(parents=True)
+    for seed, name in enumerate(["a.png", "a.JPG", "b.png", "_drafts/b.png"]):
+        Image.fromarray(synthetic_photo(64, 64, seed=seed)).save(source / name)
+    clashes = clashing_sources(str(source), image_extensions())
+    assert clashes == {str(source / "a.png"): [str(source / "a.JPG")], str(source / "a.JPG"): [str(source / "a.png")]}
+
+    summary = compress_collection(source, target, workers=2, overwrite=True)
+
+    assert summary.done == 1 and (target / "b.nic").is_file() and not (target / "a.nic").exists()
+    failed = dict(summary.failed)
+    assert sorted(failed) == sorted(clashes)
+    assert "would be written to a.nic too" in failed[str(source / "a.png")] and "a.JPG" in failed[str(source / "a.png")]
+
+
 def test_output_names_keep_the_tree():
     pytest.importorskip("ray.data")
     from nicodec.ray_recipe import output_name
