@@ -148,6 +148,22 @@ def test_a_checkpoint_that_is_none_is_one_error_before_the_images_are_read(tmp_p
     assert isinstance(caught.value, ModelError) and "\n" not in str(caught.value)
 
 
+def test_a_bare_resume_continues_with_the_runs_own_settings(tmp_path, images):
+    """--resume without options used to train at the defaults (crop 128, batch 8, lr 1e-4,
+    20,000 steps, no --total-minutes) and wrote them into last.pt; an option given still wins."""
+    run = tmp_path / "run"
+    first = ["--data", images, "--out", run, *TINY, "--steps", "3", "--batch", "2", "--lr", "3e-4", "--val-every", "2",
+             "--seed", "5"]
+    code, said = invoke(train_module.app, *first)
+    assert code == 0, said
+    code, said = invoke(train_module.app, "--data", images, "--out", run, "--resume", *TINY, "--steps", "5")
+    assert code == 0, said
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    config = saved["train_config"]
+    assert (config["steps"], config["batch"], config["lr"], config["val_every"], config["seed"]) == (5, 2, 3e-4, 2, 5)
+    assert saved["step"] == 5 and "the run's own settings: " in said and "batch 2" in said
+
+
 def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading):
     run = tmp_path / "run"
     run.mkdir()

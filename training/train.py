@@ -419,6 +419,17 @@ def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]
     return rates
 
 
+def resumed_config(cfg: TrainConfig, saved: dict, inherit: frozenset[str]) -> tuple[TrainConfig, dict]:
+    """``cfg`` with the fields named in ``inherit`` taken from a run's saved ``train_config``
+    (those the command line left at their defaults: ``--resume`` alone continues the run as it
+    was, not with the defaults), and the values taken that differ from ``cfg``'s."""
+    names = {f.name for f in fields(TrainConfig)}
+    taken = {name: tuple(value) if isinstance(value, list) else value
+             for name, value in saved.items() if name in inherit and name in names}
+    kept = {name: value for name, value in taken.items() if value != getattr(cfg, name)}
+    return dataclasses.replace(cfg, **taken), kept
+
+
 def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = None) -> None:
     """Refuse, before anything is loaded, a run that would overwrite another without being asked,
     or that could not write its first checkpoint.
@@ -494,6 +505,7 @@ def train(
     slim: Optional[Path] = None,
     deadline: Optional[float] = None,
     force: bool = False,
+    inherit: frozenset[str] = frozenset(),
 ) -> dict:
     """Run one training session; returns the final validation metrics.
 
@@ -504,6 +516,8 @@ def train(
     that is killed still leaves its last weights. ``deadline``: a Unix time by which
     training stops whatever ``cfg.minutes`` says (loading and the probe count against it).
     ``force``: replace the run in ``out`` (its ``last.pt``) rather than refuse to.
+    ``inherit``: names of ``cfg``'s fields that, when resuming, come from the run's own saved
+    ``train_config`` instead (the options the command line did not give).
 
     Whatever can be checked is checked before the images are loaded (:func:`check_outputs`,
     the image lists, the checkpoint to start from), so a run on a lent GPU does not fail late.
@@ -575,6 +589,9 @@ def train(
     if ckpt and resume:
         if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
             raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
+        cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
+        if main and kept:
+            console.print("the run's own settings: " + ", ".join(f"{name} {value}" for name, value in kept.items()))
     elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
         before = model.config.lmbdas
         try:
@@ -775,8 +792,13 @@ def device_option(value: str) -> str:
 app = typer.Typer(add_completion=False, help="Train nicodec's mean-scale hyperprior.")
 
 
+OPTION_OF_FIELD = {"tune_levels": "tune_gains"}
+"""TrainConfig fields whose command-line parameter has another name; the others have their own."""
+
+
 @app.command()
 def main(
+    ctx: typer.Context,
     data: Annotated[list[str], typer.Option(help="Image folders or glob patterns.")] = [DEFAULT_DATA],
     out: Annotated[Path, typer.Option(help="Run folder for checkpoints.")] = Path("runs/default"),
     steps: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.steps,
@@ -841,6 +863,11 @@ def main(
         raise typer.BadParameter(str(exc)) from None
     cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed,
                       total_minutes=total_minutes, integer_from=integer_from, warmup=warmup, tune_levels=tune_levels)
+    # With --resume, what the command line does not give comes from the run (not the defaults).
+    given = {name for name in ctx.params
+             if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")}
+    inherit = frozenset(f.name for f in fields(TrainConfig) if OPTION_OF_FIELD.get(f.name, f.name) not in given)
     train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
           val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
-          slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force)
+          slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force,
+          inherit=inherit)
