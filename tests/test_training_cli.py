@@ -119,9 +119,16 @@ def test_an_existing_run_is_neither_overwritten_nor_resumed_by_mistake(tmp_path,
 
 
 def test_outputs_that_cannot_be_written_are_refused_before_the_data_is_read(tmp_path, images, no_image_loading):
-    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--slim", tmp_path / "nodir" / "s.pt", *TINY)
-    assert code == 2 and f"the folder of {tmp_path / 'nodir' / 's.pt'} does not exist" in error_line(said)
     (tmp_path / "file.txt").write_text("notes")
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--slim",
+                        tmp_path / "file.txt" / "s.pt", *TINY)
+    assert code == 2 and f"{tmp_path / 'file.txt'} is not a folder" in error_line(said)
+    # The run's own checkpoint, which holds the optimizer state --resume needs, is no slim copy.
+    for option in ("--force", None):
+        extra = [option] if option else []
+        code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--slim",
+                            tmp_path / "run" / "last.pt", *extra, *TINY)
+        assert code == 2 and "is the run's own checkpoint" in error_line(said)
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "file.txt" / "run", *TINY)
     assert code == 2 and f"{tmp_path / 'file.txt'} is not a folder" in said
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "file.txt", *TINY)
@@ -162,6 +169,15 @@ def test_a_bare_resume_continues_with_the_runs_own_settings(tmp_path, images):
     config = saved["train_config"]
     assert (config["steps"], config["batch"], config["lr"], config["val_every"], config["seed"]) == (5, 2, 3e-4, 2, 5)
     assert saved["step"] == 5 and "the run's own settings: " in said and "batch 2" in said
+
+
+def test_slim_copy_goes_into_a_folder_made_for_it(tmp_path, images):
+    """README's command: --slim runs/mine/weights.pt before runs/mine exists."""
+    slim = tmp_path / "runs" / "mine" / "weights.pt"
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "runs" / "mine", "--slim", slim,
+                        "--steps", "2", "--batch", "2", *TINY)
+    assert code == 0, said
+    assert "optimizer" not in torch.load(slim, map_location="cpu", weights_only=False)
 
 
 def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading):

@@ -196,6 +196,7 @@ def slim_checkpoint(src: str | Path, dst: str | Path) -> None:
         # float64 tensors (the integer path's scales) stay exact; the weights go to fp16.
         "model": {k: v.half() if v.dtype == torch.float32 else v for k, v in ckpt["model"].items()},
     }
+    Path(dst).parent.mkdir(parents=True, exist_ok=True)  # runs/mine/weights.pt before runs/mine exists
     save_atomically(slim, dst)
 
 
@@ -453,8 +454,9 @@ def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = N
     if slim is not None:
         if slim.is_dir():
             raise typer.BadParameter(f"{slim} is a folder", param_hint="--slim")
-        if not slim.parent.is_dir():
-            raise typer.BadParameter(f"the folder of {slim} does not exist", param_hint="--slim")
+        if os.path.abspath(slim) == os.path.abspath(last) or (slim.exists() and last.exists() and slim.samefile(last)):
+            raise typer.BadParameter(f"{slim} is the run's own checkpoint (with the optimizer state that --resume "
+                                     "needs): give the weights-only copy another name", param_hint="--slim")
         if slim.exists() and not (resume or force):
             raise typer.BadParameter(f"{slim} exists: --force replaces it (so does --resume)", param_hint="--slim")
         check_creatable(slim.parent, "--slim")
@@ -836,7 +838,7 @@ def main(
     device: Annotated[str, typer.Option(parser=device_option, help="auto, cpu or cuda.")] = "auto",
     max_images: Annotated[int, typer.Option(
         parser=non_negative_int, help="Use at most this many training images (0: all).")] = 0,
-    slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here (its folder must exist).")] = None,
+    slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here (its folder is made if need be).")] = None,
     tune_gains: Annotated[str, typer.Option(
         help="Comma-separated levels (0-based, after --lmbdas): train only their gain vectors, drawing crops at "
              "them only; every other weight stays as it is (needs --init).")] = "",
