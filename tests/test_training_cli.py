@@ -180,6 +180,21 @@ def test_slim_copy_goes_into_a_folder_made_for_it(tmp_path, images):
     assert "optimizer" not in torch.load(slim, map_location="cpu", weights_only=False)
 
 
+def test_held_out_images_too_small_to_validate_on_are_an_error_not_training_crops(tmp_path, images):
+    """With no held-out image large enough, validation used to measure 4 random training crops
+    and call it "val loss" in silence."""
+    small = write_images(tmp_path / "small", 3, side=40)
+    code, said = invoke(train_module.app, "--data", images, "--val-data", small, "--out", tmp_path / "run",
+                        "--steps", "1", "--batch", "2", *TINY)
+    assert code == 2 and "none of the 3 held-out images is at least 64 pixels" in error_line(said)
+    assert not (tmp_path / "run").exists()
+    write_images(small, 2, side=96)  # im00, im01 replaced by 96 x 112 images; im02 stays 40 x 56
+    code, said = invoke(train_module.app, "--data", images, "--val-data", small, "--out", tmp_path / "run",
+                        "--steps", "1", "--batch", "2", *TINY)
+    assert code == 0, said
+    assert "2 held out (1 smaller than 64 pixels left out) (centre crops of 64, the smallest one's)" in said
+
+
 def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading):
     run = tmp_path / "run"
     run.mkdir()

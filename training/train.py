@@ -79,6 +79,12 @@ class TrainConfig:
     tune_levels: tuple[int, ...] = ()  # train only these levels' gain vectors, at these levels (all else frozen)
 
 
+VAL_CROP = 256
+"""Side of the centre crop of each held-out image that validation measures; smaller held-out
+images (down to ``VAL_MIN_CROP``) make every crop the largest multiple of 64 they all hold."""
+VAL_MIN_CROP = 64
+
+
 def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> float:
     """Linear warm-up, constant, then a cosine fall to a tenth over the final ``anneal`` fraction."""
     if step < cfg.warmup:
@@ -617,17 +623,25 @@ def train(
 
     t_load = time.monotonic()
     images = [im for im in (load_rgb(p, cfg.crop) for p in train_paths) if im is not None]
-    val = [im for im in (load_rgb(p, 256) for p in val_paths) if im is not None]
+    val = [im for im in (load_rgb(p, VAL_MIN_CROP) for p in val_paths) if im is not None]
     if not images:
         raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
                                  "on its shorter side", param_hint="--crop")
+    if not val:  # validating on training crops instead would report a figure that means nothing
+        raise typer.BadParameter(f"none of the {len(val_paths)} held-out images is at least {VAL_MIN_CROP} pixels on "
+                                 "its shorter side (validation uses their centre crops)",
+                                 param_hint="--val-data" if val_folders else "--data")
+    val_side = min(VAL_CROP, min(min(im.shape[1:]) for im in val) // VAL_MIN_CROP * VAL_MIN_CROP)
     sampler = CropSampler(images, cfg.crop, device, generator_seed=seed)
-    val_batch = center_crops(val, 256).to(device) if val else sampler.batch(4)
+    val_batch = center_crops(val, val_side).to(device)
     if ckpt:
         sampler.reseed(seed + step)  # other crops than the run before
     if main:
-        console.print(f"{len(images)} training images, {len(val)} held out, device {device} "
-                      f"({time.monotonic() - t_load:.1f} s to load)")
+        dropped = len(val_paths) - len(val)
+        console.print(f"{len(images)} training images, {len(val)} held out"
+                      + (f" ({dropped} smaller than {VAL_MIN_CROP} pixels left out)" if dropped else "")
+                      + (f" (centre crops of {val_side}, the smallest one's)" if val_side < VAL_CROP else "")
+                      + f", device {device} ({time.monotonic() - t_load:.1f} s to load)")
 
     optimizer = make_optimizer(model, cfg.lr, device)
     if resume and ckpt.get("optimizer"):
