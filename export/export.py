@@ -380,9 +380,12 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     if default_quality is not None and not model.config.levels:
         raise RuntimeError("--default-quality is for variable-rate models; this checkpoint is single-rate")
     if not model.config.integer_entropy:
+        # entropy_finetune takes single-rate models only; a variable-rate one switches in training.
+        route = ("train it with nicodec-train --integer-from (or --init this checkpoint with --integer-from and "
+                 "--new-schedule)" if model.config.levels else "run nicodec.training.entropy_finetune --mode integer first")
         console.print(
             "[yellow]warning:[/yellow] this model's entropy parameters are computed in float, so files "
-            "may not decode on other machines; run nicodec.training.entropy_finetune --mode integer first"
+            f"may not decode on other machines; {route}"
         )
     training = {"checkpoint_step": ckpt.get("step"), "metrics": ckpt.get("metrics", {})}
     out.parent.mkdir(parents=True, exist_ok=True)

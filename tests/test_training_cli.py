@@ -195,6 +195,12 @@ def test_held_out_images_too_small_to_validate_on_are_an_error_not_training_crop
     assert "2 held out (1 smaller than 64 pixels left out) (centre crops of 64, the smallest one's)" in said
 
 
+def test_a_deadline_in_the_past_is_refused_before_a_run_folder_is_made(tmp_path, images, no_image_loading):
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", "--deadline", "1", *TINY)
+    assert code == 2 and "1.0 is past (it is a Unix time" in error_line(said)
+    assert not (tmp_path / "run").exists()
+
+
 def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading):
     run = tmp_path / "run"
     run.mkdir()

@@ -860,6 +860,9 @@ def main(
     """Train from image folders, with checkpoints, resume and validation."""
     if not 0 <= integer_from < 1:
         raise typer.BadParameter("--integer-from must be in [0, 1)")
+    if deadline is not None and not (math.isfinite(deadline) and deadline > time.time()):
+        raise typer.BadParameter(f"{deadline} is past (it is a Unix time: seconds since 1970; now is {time.time():.0f})",
+                                 param_hint="--deadline")
     if new_schedule and init is None:
         raise typer.BadParameter("--new-schedule needs --init")
     if tune_gains and init is None and not resume:
