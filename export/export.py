@@ -32,7 +32,7 @@ from nicodec.errors import NicodecError
 from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
-    ModelFiles, decoding_fields, earlier_model_problem, manifest_hash, quality_position, sha256_file,
+    ModelFiles, decoding_fields, default_model_dir, earlier_model_problem, manifest_hash, quality_position, sha256_file,
 )
 from nicodec.training.model import MeanScaleHyperprior
 from nicodec.training.train import load_model
@@ -366,17 +366,23 @@ PARITY_QUALITIES = (1.0, 37.5, 75.0, 100.0)
 
 
 def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False,
-                 default_quality: float | None = None, decodes_files_of: Sequence[Path] = ()) -> dict:
+                 default_quality: float | None = None, decodes_files_of: Sequence[Path] = (),
+                 replace_shipped: bool = False) -> dict:
     """Export a checkpoint to a model folder, atomically; returns the manifest.
 
     ``decodes_files_of``: earlier model folders whose files the new model is to decode too
     (:func:`files_decodable`); read before anything is written, so one of them may be ``out``.
+    The first one's default quality is the new model's when ``default_quality`` is None (a
+    re-exported synthesis keeps its model's default). ``replace_shipped``: ``out`` may be the
+    model that ships inside the installed package.
     """
     check_model_id(model_id)
-    check_output(out, checkpoint, force)
+    check_output(out, checkpoint, force, replace_shipped)
     earlier = [ModelFiles.load(folder) for folder in decodes_files_of]
     model, ckpt = load_model(checkpoint)
     model.eval()
+    if default_quality is None and earlier and model.config.levels and earlier[0].variable_rate:
+        default_quality = earlier[0].default_quality
     if default_quality is not None and not model.config.levels:
         raise RuntimeError("--default-quality is for variable-rate models; this checkpoint is single-rate")
     if not model.config.integer_entropy:
@@ -420,12 +426,20 @@ def check_model_id(model_id: str) -> None:
         raise RuntimeError(f"{problem} (--model-id)")
 
 
-def check_output(out: Path, checkpoint: Path, force: bool) -> None:
+def check_output(out: Path, checkpoint: Path, force: bool, replace_shipped: bool = False) -> None:
     """Refuse, before any work, an OUT that is not a model folder to write or replace.
 
     ``--force`` replaces a model folder (one with a manifest) and nothing else: not a file, a
-    training run, the current folder or one above it, nor a folder holding the checkpoint.
+    training run, the current folder or one above it, nor a folder holding the checkpoint;
+    the model that ships inside the installed package only with ``replace_shipped`` too.
     """
+    if out.resolve() == default_model_dir().resolve() and not replace_shipped:
+        raise RuntimeError(
+            f"{out} is the model that ships inside the installed nicodec package: replacing it changes what "
+            "`nicodec` and `import nicodec` use by default, and the files made with it decode only if the new "
+            "model lists it with --decodes-files-of; give --replace-shipped-model (with --force) to mean it, or "
+            "write elsewhere and use --model DIR"
+        )
     if not out.exists():
         return
     if not out.is_dir():
@@ -468,7 +482,8 @@ def main(
     model_id: Annotated[Optional[str], typer.Option(help="Identity written into every file (default: from the folder name).")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it is a model folder (the old one stays whole until the new one is in place).")] = False,
     default_quality: Annotated[Optional[float], typer.Option(
-        min=1, max=100, help=f"Variable-rate models: the quality used when none is asked for (default {DEFAULT_QUALITY:g}).")] = None,
+        min=1, max=100, help="Variable-rate models: the quality used when none is asked for (default: the first "
+        f"--decodes-files-of model's, else {DEFAULT_QUALITY:g}).")] = None,
     decodes_files_of: Annotated[Optional[list[Path]], typer.Option(
         exists=True, file_okay=False, help="An earlier model folder whose files the new model is to decode too: "
         "its entropy side (entropy_parameters.onnx, tables.npz, decoding fields) must be the new model's, byte "
@@ -476,6 +491,9 @@ def main(
     add_encoder_graphs_only: Annotated[bool, typer.Option(
         "--add-encoder-graphs", help="Only add the encoder-only graphs (synthesis_gradient.onnx) to the existing "
         "model folder OUT made from CHECKPOINT; its model hash and files stay as they are.")] = False,
+    replace_shipped_model: Annotated[bool, typer.Option(
+        help="OUT may be the model that ships inside the installed package (with --force, and a --model-id), "
+        "as a release does.")] = False,
 ):
     """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
     if add_encoder_graphs_only:
@@ -491,9 +509,13 @@ def main(
             raise typer.Exit(1) from None
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
         return
+    if replace_shipped_model and model_id is None:
+        raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "
+                                 "folder's name", param_hint="--model-id")
     try:
         manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
-                                default_quality=default_quality, decodes_files_of=decodes_files_of or ())
+                                default_quality=default_quality, decodes_files_of=decodes_files_of or (),
+                                replace_shipped=replace_shipped_model)
     except (FileExistsError, RuntimeError, NicodecError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None

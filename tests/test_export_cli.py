@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -82,3 +83,21 @@ def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path):
     _swap_in(new, out)
     assert (out / "manifest.json").read_text() == "new"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+def test_the_shipped_model_is_replaced_only_when_asked_and_with_an_id(checkpoint):
+    """--force over the package's own model folder changed what every user decodes with, under
+    the id nicodec-default made from the folder's name; now refused before any work."""
+    from nicodec.model import default_model_dir
+
+    shipped = default_model_dir()
+    before = {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()}
+    result = export(checkpoint, "--out", shipped, "--force")
+    assert result.exit_code == 1 and "ships inside the installed nicodec package" in result.output
+    assert "--replace-shipped-model" in result.output
+    result = export(checkpoint, "--out", shipped, "--force", "--replace-shipped-model")
+    assert result.exit_code == 2 and "needs its own id" in " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+    # Asked for, and with an id: the guards pass and the checkpoint (random bytes here) is what fails.
+    result = export(checkpoint, "--out", shipped, "--force", "--replace-shipped-model", "--model-id", "mine-1")
+    assert result.exit_code == 1 and "ships inside" not in result.output
+    assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before

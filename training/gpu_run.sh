@@ -19,7 +19,7 @@
 #   cp $OUT/slim.pt training/checkpoints/nicodec-mshp-vr-4.pt  # next run's data still fits
 #       (the history keeps the old one); then INIT below names the new one
 #   nicodec-export training/checkpoints/nicodec-mshp-vr-4.pt --out runtime/models/default \
-#       --model-id nicodec-mshp-vr-4 --default-quality 56 --force
+#       --model-id nicodec-mshp-vr-4 --default-quality 56 --force --replace-shipped-model
 #       (without --default-quality the default is 75; no --decodes-files-of: the entropy side
 #       changed, so the new model cannot read the old files, and the export says so if asked)
 #   python benchmarks/models.py OLD_MODEL_FOLDER runtime/models/default --json /tmp/models.json
