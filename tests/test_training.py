@@ -507,8 +507,9 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
         a.decode(b.encode(image, quality=30))
 
     # The list is transitive, and a model whose entropy side changed cannot take it.
-    export_model(tmp_path / "b.pt", tmp_path / "c", "tiny-c", decodes_files_of=[tmp_path / "b"])
+    c = export_model(tmp_path / "b.pt", tmp_path / "c", "tiny-c", decodes_files_of=[tmp_path / "b"])
     assert Codec(tmp_path / "c", providers="cpu").decode(old_file, as_array=True).shape == image.shape
+    assert c["rate"]["default_quality"] == 50  # b's, not the exporter's 75: a re-export keeps its model's default
     model, _ = load_model(tmp_path / "b.pt")
     with torch.no_grad():
         model.h_s[0][0].weight.mul_(1.5)
