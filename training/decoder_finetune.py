@@ -179,7 +179,7 @@ def export_agreement(net, codec, path: str) -> float:
 
 
 def main(
-    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Checkpoint of the shipped model.")],
+    checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="The training checkpoint whose synthesis to retrain (the shipped model's, or your own).")],
     out: Annotated[Path, typer.Option(dir_okay=False, help="Weights-only checkpoint to write (fp16 weights).")],
     model: Annotated[Path, typer.Option(exists=True, file_okay=False, help="The exported model folder of CHECKPOINT.")],
     data: Annotated[list[str], typer.Option(help="Training folders (glob patterns allowed).")] = list(DecoderTuneConfig.data),

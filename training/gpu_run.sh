@@ -86,6 +86,9 @@ for path in "$INIT" "$DATA" "$VAL"; do
     [ -e "$path" ] || { echo "gpu_run: $path is missing (see the top of this script)" >&2; exit 2; }
 done
 
+"$PY" -c 'import torch' 2>/dev/null || {
+    echo "gpu_run: $PY cannot import torch; PY=/path/to/python names one that can" >&2; exit 2; }
+
 # nicodec importable without installing it: the package layout of pyproject.toml, from this checkout.
 pkg=$(mktemp -d)
 trap 'rm -rf "$pkg"' EXIT

@@ -1,6 +1,6 @@
 """Fill data/gpu with as much training data as the device tool can carry beside the checkout.
 
-    python training/prepare_gpu_data.py [--shards 1] [--data ../shared/data] [--budget-mib 64]
+    python training/prepare_gpu_data.py [--shards 1] [--data CHECKOUT/../shared/data] [--budget-mib 64]
 
 A command on the lent GPU machine sees only this checkout: its tracked and untracked (not
 ignored) files plus the paths named in ``carry``, at most 64 MiB in all. This program
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shards", type=shard_number, nargs="+", default=[1],
                         help="training shards to draw from (default: 1; each counts once)")
-    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the shared data folder (default: ../shared/data beside the checkout, wherever this runs from)")
     parser.add_argument("--out", type=Path, default=ROOT / "data" / "gpu",
                         help="where to put it, under the checkout's data/ (replaced)")
     parser.add_argument("--budget-mib", type=positive_mib, default=64.0, help="the device tool's limit (default 64)")

@@ -693,7 +693,8 @@ def train(
         else:
             compiled_graphs = counters["stats"]["unique_graphs"] - graphs
         note = f" ({compiled_graphs} graphs compiled)" if compile_mode else ""
-        bar.console.print(f"first step: {time.monotonic() - t0:.1f} s{note}")
+        if main:
+            bar.console.print(f"first step: {time.monotonic() - t0:.1f} s{note}")
         return losses
 
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
@@ -817,19 +818,19 @@ def main(
     ctx: typer.Context,
     data: Annotated[list[str], typer.Option(help="Image folders or glob patterns.")] = [DEFAULT_DATA],
     out: Annotated[Path, typer.Option(help="Run folder for checkpoints.")] = Path("runs/default"),
-    steps: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.steps,
+    steps: Annotated[int, typer.Option(parser=positive_int, help="Optimizer steps of the whole schedule (over all runs).")] = TrainConfig.steps,
     minutes: Annotated[float, typer.Option(parser=non_negative_float, help="Stop after this many minutes (0: no limit).")] = 0.0,
-    batch: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.batch,
+    batch: Annotated[int, typer.Option(parser=positive_int, help="Crops per step (on each process).")] = TrainConfig.batch,
     crop: Annotated[int, typer.Option(parser=crop_side, help="Crop side (a multiple of 64).")] = TrainConfig.crop,
-    lr: Annotated[float, typer.Option(parser=positive_float)] = TrainConfig.lr,
-    val_every: Annotated[int, typer.Option(parser=positive_int)] = TrainConfig.val_every,
-    seed: Annotated[int, typer.Option(parser=seed_value)] = TrainConfig.seed,
+    lr: Annotated[float, typer.Option(parser=positive_float, help="Peak learning rate of Adam.")] = TrainConfig.lr,
+    val_every: Annotated[int, typer.Option(parser=positive_int, help="Steps between validations (and checkpoints).")] = TrainConfig.val_every,
+    seed: Annotated[int, typer.Option(parser=seed_value, help="Random seed (each process adds 1000 times its rank).")] = TrainConfig.seed,
     # Long names on purpose: torchrun parses abbreviations, and --n or --m would be ambiguous there.
     channels: Annotated[int, typer.Option(parser=positive_int, help="N, channels of the transforms.")] = ModelConfig.N,
     latent_channels: Annotated[int, typer.Option(parser=positive_int, help="M, channels of the latent y.")] = ModelConfig.M,
     hyper_channels: Annotated[int, typer.Option(
         parser=positive_int, help="Nh, channels of the hyper-latent z.")] = ModelConfig.Nh,
-    lmbda: Annotated[float, typer.Option(parser=positive_float)] = ModelConfig.lmbda,
+    lmbda: Annotated[float, typer.Option(parser=positive_float, help="Single-rate models: the rate-distortion trade-off (loss = bpp + lmbda * 255^2 * MSE).")] = ModelConfig.lmbda,
     lmbdas: Annotated[str, typer.Option(help="Variable rate: comma-separated lambdas, lowest first.")] = "",
     total_minutes: Annotated[float, typer.Option(
         parser=non_negative_float, help="The schedule's length in training minutes over all runs.")] = 0.0,
@@ -855,7 +856,7 @@ def main(
     slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here (its folder is made if need be).")] = None,
     tune_gains: Annotated[str, typer.Option(
         help="Comma-separated levels (0-based, after --lmbdas): train only their gain vectors, drawing crops at "
-             "them only; every other weight stays as it is (needs --init).")] = "",
+             "them only; every other weight stays as it is (needs --init or --resume).")] = "",
 ):
     """Train from image folders, with checkpoints, resume and validation."""
     if not 0 <= integer_from < 1:
