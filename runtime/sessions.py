@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,6 +22,7 @@ number is a mistake rather than a wish."""
 
 
 def _ort():
+    _warn_if_both_installed()
     try:
         import onnxruntime
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
@@ -36,8 +38,41 @@ def _ort():
 
 
 def _broken(exc: BaseException) -> NicodecError:
-    return NicodecError(f"onnxruntime is installed but does not import ({type(exc).__name__}: {exc}); "
-                        "reinstall it with the [cpu] or [gpu] extra")
+    import numpy
+
+    advice = "reinstall it with the [cpu] or [gpu] extra"
+    if int(numpy.__version__.split(".")[0]) >= 2 and _version("onnxruntime", "onnxruntime-gpu") < (1, 18):
+        # onnxruntime before 1.18 was built against numpy 1 and fails to import under numpy 2.
+        advice = f"onnxruntime before 1.18 does not run with numpy {numpy.__version__}: install numpy<2 or a newer onnxruntime"
+    return NicodecError(f"onnxruntime is installed but does not import ({type(exc).__name__}: {exc}); {advice}")
+
+
+def _version(*distributions: str) -> tuple[int, ...]:
+    """The release of the first of ``distributions`` that is installed, as numbers; () if none is."""
+    from importlib import metadata
+
+    for name in distributions:
+        try:
+            text = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+        return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
+    return ()
+
+
+@functools.lru_cache(maxsize=1)
+def _warn_if_both_installed() -> None:
+    """Warn (once: the result is cached) when onnxruntime and onnxruntime-gpu are both installed:
+    they are one Python package, so the one installed last overwrote the other's files, and pip
+    cannot prevent it."""
+    if _version("onnxruntime") and _version("onnxruntime-gpu"):
+        warnings.warn(
+            "onnxruntime and onnxruntime-gpu are both installed; they share one package folder, so the one "
+            "installed last replaced parts of the other. Run pip uninstall -y onnxruntime onnxruntime-gpu, then "
+            "install nicodec with one extra, [cpu] or [gpu]",
+            RuntimeWarning,
+            stacklevel=4,
+        )
 
 
 def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
@@ -121,6 +156,6 @@ def create_session(
         warnings.warn(
             f"onnxruntime could not use {providers[0]} for {path.name}; running on {', '.join(in_use)}",
             RuntimeWarning,
-            stacklevel=3,
+            stacklevel=4,
         )
     return session

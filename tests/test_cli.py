@@ -919,3 +919,39 @@ def test_decoding_to_a_format_that_keeps_no_metadata_says_so(photo, tmp_path):
         assert result.exit_code == 0 and "warning" not in result.stderr
     with Image.open(tmp_path / "back.tiff") as back:
         assert back.info["icc_profile"] == icc and back.getexif()[0x010F] == "nicodec test camera"
+
+
+def test_both_onnxruntime_wheels_installed_is_a_warning(monkeypatch, recwarn):
+    """[cpu] and [gpu] together: pip installs both, and the one installed last overwrites the
+    other's files (they are one Python package); nicodec says so once."""
+    from importlib import metadata
+
+    from nicodec import sessions
+
+    real = metadata.version
+    monkeypatch.setattr(metadata, "version", lambda name: "1.31.1" if name == "onnxruntime-gpu" else real(name))
+    sessions._warn_if_both_installed.cache_clear()
+    try:
+        sessions._ort()
+        sessions._ort()
+    finally:
+        sessions._warn_if_both_installed.cache_clear()
+    said = [str(w.message) for w in recwarn if "both installed" in str(w.message)]
+    assert len(said) == 1 and "pip uninstall -y onnxruntime onnxruntime-gpu" in said[0]
+
+
+def test_an_onnxruntime_built_for_numpy_1_says_what_to_install(monkeypatch):
+    """onnxruntime 1.17 (allowed by [cpu]'s floor) fails to import under numpy 2 with
+    'AttributeError: _ARRAY_API not found'; reinstalling with [cpu] would not change it."""
+    from importlib import metadata
+
+    import numpy
+
+    from nicodec import sessions
+
+    monkeypatch.setattr(numpy, "__version__", "2.4.6")
+    monkeypatch.setattr(metadata, "version", lambda name: "1.17.3" if name == "onnxruntime" else "0")
+    message = str(sessions._broken(AttributeError("_ARRAY_API not found")))
+    assert "before 1.18 does not run with numpy 2.4.6: install numpy<2 or a newer onnxruntime" in message
+    monkeypatch.setattr(metadata, "version", lambda name: "1.32.0")
+    assert "reinstall it with the [cpu] or [gpu] extra" in str(sessions._broken(ImportError("x")))
