@@ -35,7 +35,8 @@ def _launch(command: str, module: str) -> None:
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
             raise
-        print(f'error: {command} needs the train extra (torch, onnx): pip install ".[train]" ({error})',
+        print(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: from a checkout, '
+              f'pip install ".[cpu,train]" ({error})',
               file=sys.stderr)
         raise SystemExit(1) from None
     app(prog_name=command)

@@ -38,7 +38,7 @@ def test_without_the_train_extra_one_line_says_what_to_install(command, blocked)
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    prefix = f'error: {command} needs the train extra (torch, onnx): pip install ".[train]" '
+    prefix = f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: from a checkout, pip install ".[cpu,train]" '
     assert lines[0].startswith(prefix)
     # The blocked module, or the other one where it is not installed at all (a runtime-only install).
     reason = r"\((import of (torch|onnx) halted; None in sys.modules|No module named '(torch|onnx)')\)"
