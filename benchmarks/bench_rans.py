@@ -9,7 +9,8 @@ CompressAI's scale table) that is at least as large, and its value is sampled
 from that table's distribution. Sizes are compared with the information
 content under the quantized integer frequencies and under the float pmfs.
 
-constriction (optional) codes the same symbols with an ``AnsCoder``: grouped by
+The coders are timed interleaved, run by run, and the JSON has nicodec's time and size as
+ratios to each (``nicodec_over``). constriction (optional) codes the same symbols with an ``AnsCoder``: grouped by
 table, each group with one ``Categorical`` model built once from the float pmf
 (the fastest of its APIs when symbols use different tables), and, for
 reference, with ``QuantizedGaussian`` and per-symbol scales.
@@ -97,21 +98,46 @@ def ideal_bits(values, ids, tables, pmfs) -> tuple[float, float]:
     return quantized, float(-np.sum(np.log2(probs[ids, index]))) + extra
 
 
-def timed(fn, repeats: int) -> tuple[object, list[float]]:
-    result = fn()  # warm-up (also builds cached lookup tables)
-    times = []
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def interleaved(coders: dict, repeats: int) -> dict:
+    """Time each coder's encode and decode ``repeats`` times after a warm-up, the coders taking
+    turns run by run (so a change in the machine's load falls on all of them alike); checks
+    each round trip. ``coders``: name -> (encode() -> stream, decode(stream) -> values,
+    size(stream) -> bytes, the values expected).
+
+    Returns:
+        name -> (bytes, encode seconds per run, decode seconds per run).
+    """
+    streams = {name: encode() for name, (encode, _, _, _) in coders.items()}  # warm-up
+    for name, (_, decode, _, expected) in coders.items():
+        assert np.array_equal(decode(streams[name]), expected), f"{name} round trip failed"
+    times = {name: ([], []) for name in coders}
     for _ in range(repeats):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append(time.perf_counter() - t0)
-    return result, times
+        for name, (encode, _, _, _) in coders.items():
+            t0 = time.perf_counter()
+            streams[name] = encode()
+            times[name][0].append(time.perf_counter() - t0)
+        for name, (_, decode, _, _) in coders.items():
+            t0 = time.perf_counter()
+            decode(streams[name])
+            times[name][1].append(time.perf_counter() - t0)
+    return {name: (coders[name][2](streams[name]), *times[name]) for name in coders}
+
+
+def nicodec_coder(values, ids, tables, lanes):
+    return (lambda: rans.encode(values, ids, tables, lanes), lambda data: rans.decode(data, ids, tables), len, values)
 
 
 def bench_nicodec(values, ids, tables, repeats, lanes):
-    data, enc = timed(lambda: rans.encode(values, ids, tables, lanes), repeats)
-    out, dec = timed(lambda: rans.decode(data, ids, tables), repeats)
-    assert np.array_equal(out, values), "nicodec.rans round trip failed"
-    return len(data), enc, dec
+    return interleaved({"nicodec.rans": nicodec_coder(values, ids, tables, lanes)}, repeats)["nicodec.rans"]
 
 
 def group_by_table(ids, n_tables):
@@ -120,7 +146,7 @@ def group_by_table(ids, n_tables):
     return order, np.searchsorted(ids[order], np.arange(n_tables + 1))
 
 
-def bench_constriction_categorical(values, ids, tables, pmfs, repeats):
+def constriction_categorical(values, ids, tables, pmfs):
     import constriction
 
     models = [constriction.stream.model.Categorical(p / math.fsum(p), perfect=False) for p in pmfs]
@@ -149,13 +175,10 @@ def bench_constriction_categorical(values, ids, tables, pmfs, repeats):
         out[index == sizes[ids] - 1] = escapes
         return out
 
-    (compressed, escapes), enc = timed(encode, repeats)
-    out, dec = timed(lambda: decode(compressed, escapes), repeats)
-    assert np.array_equal(out, values), "constriction round trip failed"
-    return 4 * len(compressed) + 4 * len(escapes), enc, dec
+    return (encode, lambda stream: decode(*stream), lambda stream: 4 * len(stream[0]) + 4 * len(stream[1]), values)
 
 
-def bench_constriction_gaussian(values, ids, repeats):
+def constriction_gaussian(values, ids):
     import constriction
 
     family = constriction.stream.model.QuantizedGaussian(-256, 256)
@@ -168,14 +191,10 @@ def bench_constriction_gaussian(values, ids, repeats):
         coder.encode_reverse(symbols, family, means, stds)
         return coder.get_compressed()
 
-    compressed, enc = timed(encode, repeats)
-
-    def decode():
+    def decode(compressed):
         return constriction.stream.stack.AnsCoder(compressed).decode(family, means, stds)
 
-    out, dec = timed(decode, repeats)
-    assert np.array_equal(out, symbols), "constriction QuantizedGaussian round trip failed"
-    return 4 * len(compressed), enc, dec
+    return encode, decode, lambda compressed: 4 * len(compressed), symbols
 
 
 def main() -> None:
@@ -194,14 +213,17 @@ def main() -> None:
     values, ids, tables, pmfs, _ = make_latent(args.seed)
     ideal_q, ideal_f = ideal_bits(values, ids, tables, pmfs)
     lanes = args.lanes or rans.default_lanes(len(values))
-    rows = {"nicodec.rans": bench_nicodec(values, ids, tables, args.repeats, args.lanes)}
+    coders = {"nicodec.rans": nicodec_coder(values, ids, tables, args.lanes)}
+    constriction_version = None
     try:
-        rows["constriction Categorical"] = bench_constriction_categorical(
-            values, ids, tables, pmfs, args.repeats
-        )
-        rows["constriction QuantizedGaussian"] = bench_constriction_gaussian(values, ids, args.repeats)
+        import constriction
+
+        constriction_version = getattr(constriction, "__version__", None) or _version("constriction")
+        coders["constriction Categorical"] = constriction_categorical(values, ids, tables, pmfs)
+        coders["constriction QuantizedGaussian"] = constriction_gaussian(values, ids)
     except ImportError:
         print("constriction is not installed: skipping it")
+    rows = interleaved(coders, args.repeats)
 
     print(f"{len(values):,} symbols, {tables.n_tables} tables, nicodec lanes {lanes}")
     print(f"ideal: {ideal_q / 8:,.0f} bytes (quantized frequencies), {ideal_f / 8:,.0f} bytes (float pmfs)")
@@ -225,12 +247,13 @@ def main() -> None:
             f" {r['overhead_vs_quantized_pct']:+10.3f}% {r['overhead_vs_float_pct']:+10.3f}%"
         )
     base = results["nicodec.rans"]
+    ratios = {}
     for name, r in results.items():
         if name != "nicodec.rans":
-            print(
-                f"nicodec / {name}: encode x{base['encode_ms'] / r['encode_ms']:.2f},"
-                f" decode x{base['decode_ms'] / r['decode_ms']:.2f}, size x{base['bytes'] / r['bytes']:.4f}"
-            )
+            ratios[name] = {"encode": base["encode_ms"] / r["encode_ms"], "decode": base["decode_ms"] / r["decode_ms"],
+                            "bytes": base["bytes"] / r["bytes"]}
+            print(f"nicodec / {name}: encode x{ratios[name]['encode']:.2f}, decode x{ratios[name]['decode']:.2f}, "
+                  f"size x{ratios[name]['bytes']:.4f}")
     met = max(base["encode_ms"], base["decode_ms"]) <= 60 and base["overhead_vs_quantized_pct"] <= 1
     print(f"targets (<= 60 ms each way, <= 1% over the quantized ideal): {'met' if met else 'MISSED'}")
 
@@ -261,7 +284,10 @@ def main() -> None:
             "repeats": args.repeats,
             "ideal_bytes_quantized": ideal_q / 8,
             "ideal_bytes_float": ideal_f / 8,
+            "constriction": constriction_version,
             "coders": results,
+            "nicodec_over": ratios,
+            "timing": "interleaved: each run times every coder in turn",
             "lanes_sweep": sweep,
         }
         write_report(args.json, report)

@@ -36,9 +36,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def jpeg(image: np.ndarray, quality: int) -> tuple[bytes, np.ndarray]:
-    """``image`` ((H, W) gray or (H, W, 3) RGB) as a JPEG (4:4:4 for colour), and its decoding."""
+    """``image`` ((H, W) gray or (H, W, 3) RGB) as a JPEG (4:4:4 for colour, optimised Huffman
+    tables, as a careful JPEG user writes it), and its decoding."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0)
+    Image.fromarray(image).save(buf, format="JPEG", quality=quality, subsampling=0, optimize=True)
     data = buf.getvalue()
     return data, np.asarray(Image.open(io.BytesIO(data)))
 
