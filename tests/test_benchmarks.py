@@ -15,10 +15,16 @@ from nicodec.model import ModelFiles
 from conftest import REPO, synthetic_photo
 
 
+BD_RATE_PROGRAMS = {"rd", "rdo", "refine", "models", "run_all"}
+"""The programs that compute BD-rates, with the bjontegaard package (the dev and bench extras)."""
+
+
 def load(name: str):
     path = REPO / "benchmarks" / f"{name}.py"
     if not path.is_file():
         pytest.skip("the benchmarks folder is not beside these tests (an installed-package run)")
+    if name in BD_RATE_PROGRAMS:
+        pytest.importorskip("bjontegaard", reason="BD-rates need the bjontegaard package (the dev extra)")
     if str(path.parent) not in sys.path:
         sys.path.insert(0, str(path.parent))  # as when run as a script: they import ``common``
     spec = importlib.util.spec_from_file_location(name, path)
