@@ -60,11 +60,14 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
             raise UnsupportedImageError(str(exc)) from None
         if not data:
             raise UnsupportedImageError(f"{p} is empty")
-        return _open_and_load(io.BytesIO(data), p, f"{p} is not an image Pillow can read", check_size)
+        return _named(_open_and_load(io.BytesIO(data), p, unknown, check_size), p)
     if status.st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
-    image = _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size)
-    image.filename = str(p)  # kept through the upright copy: warnings about its pixels name it
+    return _named(_open_and_load(p, p, f"{p} is not an image Pillow can read", check_size), p)
+
+
+def _named(image: Image.Image, path: Path) -> Image.Image:
+    image.filename = str(path)  # kept through the upright copy: warnings about its pixels name it
     return image
 
 
@@ -136,8 +139,34 @@ def _load(img: Image.Image, name) -> Image.Image:
         raise UnsupportedImageError(
             f"{name} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
         )
+    raw = _png_rawmode(img)
     img.load()
+    if raw is not None and "transparency" in img.info:
+        _fit_png_colour_key(img, raw, name)
     return ImageOps.exif_transpose(img) or img
+
+
+def _png_rawmode(img: Image.Image) -> str | None:
+    """A PNG's raw sample layout (``"L;2"``, ``"RGB;16B"``, ...), known before it is loaded."""
+    if img.format != "PNG" or not img.tile:
+        return None
+    args = img.tile[0].args
+    return args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else None)
+
+
+def _fit_png_colour_key(img: Image.Image, raw: str, name) -> None:
+    """Put a PNG's colour key (tRNS) on the scale of the pixels Pillow gives: Pillow scales 2- and
+    4-bit gray samples to 0..255 but not the key (a 1-bit one it does scale), and reads 16-bit RGB as 8-bit while the
+    key stays 16-bit, which cannot be matched any more (the transparency is then left out, with
+    a warning: matching its top bytes would hide other pixels)."""
+    key = img.info["transparency"]
+    if raw in ("L;2", "L;4") and isinstance(key, int) and key < 1 << int(raw[-1]):  # 1-bit keys come scaled
+        img.info["transparency"] = key * 255 // ((1 << int(raw[-1])) - 1)
+    elif raw.startswith("RGB;16") and isinstance(key, tuple):
+        del img.info["transparency"]
+        warnings.warn(f"{name}: its colour key (PNG tRNS) names a 16-bit colour, and Pillow reads the pixels as "
+                      "8-bit, so the transparency it marks cannot be kept; it is coded opaque", UserWarning,
+                      stacklevel=2)
 
 
 _GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
@@ -195,7 +224,12 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
     if mode in _PREMULTIPLIED:
         img = img.convert(_PREMULTIPLIED[mode])  # Pillow converts these to straight alpha only
-    if "A" in img.mode or (mode == "P" and "transparency" in img.info) or _colour_key(img):
+    key = _colour_key(img)
+    if key is not None:  # computed here: Pillow's convert() ignores a key in some modes ("1")
+        rgb = np.asarray(img.convert("RGB"))
+        hidden = (np.asarray(img.convert("L")) == key) if mode in ("1", "L") else (rgb == np.array(key)).all(axis=-1)
+        return rgb, (np.where(hidden, 0, 255).astype(np.uint8) if hidden.any() else None)
+    if "A" in img.mode or (mode == "P" and "transparency" in img.info):
         try:
             rgba = np.asarray(img.convert("RGBA"))
         except ValueError as exc:
@@ -214,16 +248,17 @@ def _icc_space(icc: bytes) -> bytes | None:
     return bytes(icc[16:20]) if len(icc) >= 128 else None
 
 
-def _colour_key(img: Image.Image) -> bool:
-    """Whether an L or RGB image has a colour key (a PNG's tRNS: one value, or one RGB triple,
-    that stands for transparent): transparency as much as an alpha channel is, which Pillow
-    applies when converting to RGBA."""
+def _colour_key(img: Image.Image) -> int | tuple[int, int, int] | None:
+    """An L, 1 or RGB image's colour key (a PNG's tRNS: one gray value, or one RGB triple, that
+    stands for transparent), on the 0..255 scale of its pixels; None if it has none."""
     key = img.info.get("transparency")
-    if img.mode == "L":
-        return isinstance(key, int) and not isinstance(key, bool)
-    if img.mode == "RGB":
-        return isinstance(key, tuple) and len(key) == 3 and all(isinstance(v, int) for v in key)
-    return False
+    if img.mode in ("L", "1"):
+        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 255:
+            return key
+    elif img.mode == "RGB":
+        if isinstance(key, tuple) and len(key) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in key):
+            return key
+    return None
 
 
 @dataclass(frozen=True)

@@ -280,3 +280,49 @@ def test_a_png_colour_key_is_kept_as_transparency(codec, mode, tmp_path):
     out = np.asarray(codec.decode(data))
     assert out.shape[-1] == (4 if mode == "RGB" else 2)  # RGBA, or LA for the grayscale ones
     assert np.array_equal(out[:, :, -1], np.where(hidden, 0, 255))
+
+
+def _png(path, width, height, bit_depth, colour_type, rows, trns):
+    """A PNG written by hand (Pillow writes no 2-bit gray or 16-bit RGB with a colour key)."""
+    import struct
+    import zlib
+
+    def chunk(tag, data):
+        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
+
+    raw = b"".join(b"\0" + row for row in rows)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0))
+                     + chunk(b"tRNS", trns) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_colour_keys_of_low_bit_gray_pngs_are_scaled_like_their_pixels(codec, tmp_path):
+    """Pillow scales 1-, 2- and 4-bit gray samples to 0..255 but not the key: the key is scaled too."""
+    import struct
+
+    for bits, key in ((1, 1), (2, 1), (4, 9)):
+        values = np.arange(64 * 48).reshape(48, 64) % (1 << bits)
+        rows = []
+        for row in values:
+            packed = 0
+            for v in row:
+                packed = (packed << bits) | int(v)
+            rows.append(packed.to_bytes(64 * bits // 8, "big"))
+        path = _png(tmp_path / f"gray{bits}.png", 64, 48, bits, 0, rows, struct.pack(">H", key))
+        out = np.asarray(codec.decode(codec.encode(path)))
+        assert out.shape == (48, 64, 2), bits  # LA
+        assert np.array_equal(out[:, :, 1] == 0, values == key), bits
+
+
+def test_a_16_bit_rgb_colour_key_is_left_out_with_a_warning(codec, tmp_path):
+    """Pillow reads 16-bit RGB as 8-bit but keeps the 16-bit key: matching its top bytes would hide
+    pixels that are not the key, so the key is left out, and the user told."""
+    import struct
+
+    pixels = np.full((8, 8, 3), 40000, dtype=">u2")
+    pixels[:, :4] = (2600, 5200, 7800)  # top bytes (10, 20, 30), not the key
+    pixels[0, 0] = (10, 20, 30)  # the key: almost black
+    path = _png(tmp_path / "rgb16.png", 8, 8, 16, 2, [row.tobytes() for row in pixels], struct.pack(">HHH", 10, 20, 30))
+    with pytest.warns(UserWarning, match="rgb16.png: its colour key .* 16-bit"):
+        data = codec.encode(path)
+    assert np.asarray(codec.decode(data)).shape == (8, 8, 3)  # opaque, nothing hidden
