@@ -155,9 +155,18 @@ def test_a_checkpoint_that_is_none_is_one_error_before_the_images_are_read(tmp_p
     assert isinstance(caught.value, ModelError) and "\n" not in str(caught.value)
 
 
-def test_a_bare_resume_continues_with_the_runs_own_settings(tmp_path, images):
+def test_a_bare_resume_continues_with_the_runs_own_settings(tmp_path, images, monkeypatch):
     """--resume without options used to train at the defaults (crop 128, batch 8, lr 1e-4,
-    20,000 steps, no --total-minutes) and wrote them into last.pt; an option given still wins."""
+    20,000 steps, no --total-minutes) and wrote them into last.pt; an option given still wins.
+    The crops are drawn with the run's seed, not the default one."""
+    seeds = []
+    real_sampler = train_module.CropSampler
+
+    def recording(*args, generator_seed, **kwargs):
+        seeds.append(generator_seed)
+        return real_sampler(*args, generator_seed=generator_seed, **kwargs)
+
+    monkeypatch.setattr(train_module, "CropSampler", recording)
     run = tmp_path / "run"
     first = ["--data", images, "--out", run, *TINY, "--steps", "3", "--batch", "2", "--lr", "3e-4", "--val-every", "2",
              "--seed", "5"]
@@ -169,6 +178,7 @@ def test_a_bare_resume_continues_with_the_runs_own_settings(tmp_path, images):
     config = saved["train_config"]
     assert (config["steps"], config["batch"], config["lr"], config["val_every"], config["seed"]) == (5, 2, 3e-4, 2, 5)
     assert saved["step"] == 5 and "the run's own settings: " in said and "batch 2" in said
+    assert seeds == [5, 5]
 
 
 def test_slim_copy_goes_into_a_folder_made_for_it(tmp_path, images):

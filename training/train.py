@@ -598,6 +598,16 @@ def train(
         if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
             raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
         cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
+        # The checks and the seeding above saw the command line's settings: again with the run's.
+        if distributed and cfg.integer_from:
+            raise typer.BadParameter("--integer-from needs a single process (the run being resumed has it)")
+        if cfg.tune_levels and cfg.integer_from:
+            raise typer.BadParameter("--tune-gains keeps h_s as it is: it takes no --integer-from "
+                                     "(the run being resumed has one of them)")
+        seed = cfg.seed + 1000 * rank
+        torch.manual_seed(seed)
+        random.seed(seed)
+        np.random.seed(seed)
         if main and kept:
             console.print("the run's own settings: " + ", ".join(f"{name} {value}" for name, value in kept.items()))
     elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
