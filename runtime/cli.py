@@ -890,9 +890,10 @@ def main(args: Optional[list[str]] = None) -> None:
     """
     import sys
 
-    args = sys.argv[1:] if args is None else list(args)
-    if "" in args:
-        err.print(f"error: argument {args.index('') + 1} is empty (a shell variable that was not set?); "
+    given = sys.argv[1:] if args is None else list(args)
+    if "" in given:
+        err.print(f"error: argument {given.index('') + 1} is empty (a shell variable that was not set?); "
                   "see nicodec --help", markup=False)
         raise SystemExit(2)
-    app(args=args, prog_name="nicodec")
+    # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
+    app(prog_name="nicodec") if args is None else app(args=given, prog_name="nicodec")

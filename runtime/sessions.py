@@ -41,7 +41,8 @@ def _broken(exc: BaseException) -> NicodecError:
     import numpy
 
     advice = "reinstall it with the [cpu] or [gpu] extra"
-    if int(numpy.__version__.split(".")[0]) >= 2 and _version("onnxruntime", "onnxruntime-gpu") < (1, 18):
+    found = _version("onnxruntime", "onnxruntime-gpu")  # () for other builds (directml, openvino, ...)
+    if int(numpy.__version__.split(".")[0]) >= 2 and found and found < (1, 18):
         # onnxruntime before 1.18 was built against numpy 1 and fails to import under numpy 2.
         advice = f"onnxruntime before 1.18 does not run with numpy {numpy.__version__}: install numpy<2 or a newer onnxruntime"
     return NicodecError(f"onnxruntime is installed but does not import ({type(exc).__name__}: {exc}); {advice}")

@@ -24,9 +24,11 @@ def display_name(path, stream: str = "stdin") -> str:
 
 
 def about(path, message: str) -> str:
-    """``path: message``, or the message alone when it names the path already."""
+    """``path: message``, or the message alone when it names the path already (for ``-``, when
+    it speaks of standard input)."""
     shown = display_name(path)
-    return message if shown in message else f"{shown}: {message}"
+    named = shown in message or (is_stdio(path) and ("standard input" in message or message.startswith("'-'")))
+    return message if named else f"{shown}: {message}"
 
 
 def read_input(path: Path, what: str = ".nic file") -> bytes:

@@ -732,6 +732,7 @@ def test_standard_input_mistakes_are_named_and_write_nothing(png, tmp_path):
     for command, out in (("encode", "out.nic"), ("decode", "out.png")):
         result = runner.invoke(app, [command, "-", "-o", str(tmp_path / out)], input=b"")
         assert result.exit_code == 1 and "standard input is empty" in result.stderr
+        assert "<stdin>: standard input" not in result.stderr  # named once
     result = runner.invoke(app, ["encode", "-", "-o", "-"], input=b"not an image")
     assert result.exit_code == 1 and "not in a format Pillow can read" in result.stderr
     assert result.stdout_bytes == b""
@@ -955,3 +956,22 @@ def test_an_onnxruntime_built_for_numpy_1_says_what_to_install(monkeypatch):
     assert "before 1.18 does not run with numpy 2.4.6: install numpy<2 or a newer onnxruntime" in message
     monkeypatch.setattr(metadata, "version", lambda name: "1.32.0")
     assert "reinstall it with the [cpu] or [gpu] extra" in str(sessions._broken(ImportError("x")))
+
+    def not_installed(name):  # onnxruntime-directml, -openvino, ...: neither distribution name
+        raise metadata.PackageNotFoundError(name)
+
+    monkeypatch.setattr(metadata, "version", not_installed)
+    assert "reinstall it with the [cpu] or [gpu] extra" in str(sessions._broken(ImportError("x")))
+
+
+def test_the_console_script_lets_typer_read_the_command_line(monkeypatch):
+    """main() hands Typer no args of its own when called as the console script: Typer then reads
+    sys.argv itself, which is where it expands wildcards on Windows (whose shells do not)."""
+    from nicodec import cli
+
+    calls = []
+    monkeypatch.setattr(cli, "app", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(sys, "argv", ["nicodec", "encode", "*.jpg"])
+    cli.main()
+    cli.main(["info", "x.nic"])
+    assert calls == [{"prog_name": "nicodec"}, {"args": ["info", "x.nic"], "prog_name": "nicodec"}]
