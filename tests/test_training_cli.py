@@ -203,6 +203,12 @@ def test_held_out_images_too_small_to_validate_on_are_an_error_not_training_crop
                         "--steps", "1", "--batch", "2", *TINY)
     assert code == 0, said
     assert "2 held out (1 smaller than 64 pixels left out) (centre crops of 64, the smallest one's)" in said
+    # One image that holds the usual 256-pixel crop: it alone is validated on, at 256, as always.
+    Image.fromarray(np.random.default_rng(9).integers(0, 256, (300, 320, 3), dtype=np.uint8)).save(small / "big.png")
+    code, said = invoke(train_module.app, "--data", images, "--val-data", small, "--out", tmp_path / "run2",
+                        "--steps", "1", "--batch", "2", *TINY)
+    assert code == 0, said
+    assert "1 held out (3 smaller than 256 pixels left out)," in said and "centre crops of" not in said
 
 
 def test_a_deadline_in_the_past_is_refused_before_a_run_folder_is_made(tmp_path, images, no_image_loading):

@@ -81,7 +81,8 @@ class TrainConfig:
 
 VAL_CROP = 256
 """Side of the centre crop of each held-out image that validation measures; smaller held-out
-images (down to ``VAL_MIN_CROP``) make every crop the largest multiple of 64 they all hold."""
+images are left out, unless none is that large: then every crop is the largest multiple of 64
+they all hold (down to ``VAL_MIN_CROP``)."""
 VAL_MIN_CROP = 64
 
 
@@ -641,7 +642,11 @@ def train(
         raise typer.BadParameter(f"none of the {len(val_paths)} held-out images is at least {VAL_MIN_CROP} pixels on "
                                  "its shorter side (validation uses their centre crops)",
                                  param_hint="--val-data" if val_folders else "--data")
-    val_side = min(VAL_CROP, min(min(im.shape[1:]) for im in val) // VAL_MIN_CROP * VAL_MIN_CROP)
+    full = [im for im in val if min(im.shape[1:]) >= VAL_CROP]
+    if full:  # the usual crop, comparable with every run before; smaller images are left out
+        val, val_side = full, VAL_CROP
+    else:  # none holds it: the largest multiple of 64 they all hold
+        val_side = min(min(im.shape[1:]) for im in val) // VAL_MIN_CROP * VAL_MIN_CROP
     sampler = CropSampler(images, cfg.crop, device, generator_seed=seed)
     val_batch = center_crops(val, val_side).to(device)
     if ckpt:
@@ -649,7 +654,8 @@ def train(
     if main:
         dropped = len(val_paths) - len(val)
         console.print(f"{len(images)} training images, {len(val)} held out"
-                      + (f" ({dropped} smaller than {VAL_MIN_CROP} pixels left out)" if dropped else "")
+                      + (f" ({dropped} smaller than {val_side if full else VAL_MIN_CROP} pixels left out)"
+                         if dropped else "")
                       + (f" (centre crops of {val_side}, the smallest one's)" if val_side < VAL_CROP else "")
                       + f", device {device} ({time.monotonic() - t_load:.1f} s to load)")
 
