@@ -219,9 +219,10 @@ def bd_rate(test: list[dict], reference: list[dict], metric: str = "psnr") -> fl
 
 
 def _increasing(curve: list[dict], metric: str) -> list[dict]:
-    """The points with ``metric``, sorted by it, each value once (an interpolant needs x to rise)."""
+    """The points with ``metric``, sorted by it, each value once, the cheapest of equals (an
+    interpolant needs x to rise)."""
     points, seen = [], set()
-    for p in sorted(_with(curve, metric), key=lambda p: p[metric]):
+    for p in sorted(_with(curve, metric), key=lambda p: (p[metric], p["bpp"])):
         if p[metric] not in seen:
             seen.add(p[metric])
             points.append(p)

@@ -85,9 +85,10 @@ def test_a_model_folder_is_replaced_whole_or_not_at_all(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-def test_the_shipped_model_is_replaced_only_when_asked_and_with_an_id(checkpoint):
+def test_the_shipped_model_is_replaced_only_when_asked_and_with_an_id(checkpoint, tmp_path, monkeypatch):
     """--force over the package's own model folder changed what every user decodes with, under
     the id nicodec-default made from the folder's name; now refused before any work."""
+    from nicodec.export import export as export_module
     from nicodec.model import default_model_dir
 
     shipped = default_model_dir()
@@ -95,9 +96,17 @@ def test_the_shipped_model_is_replaced_only_when_asked_and_with_an_id(checkpoint
     result = export(checkpoint, "--out", shipped, "--force")
     assert result.exit_code == 1 and "ships inside the installed nicodec package" in result.output
     assert "--replace-shipped-model" in result.output
-    result = export(checkpoint, "--out", shipped, "--force", "--replace-shipped-model")
+    assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
+    # The calls that pass the guard go to a stand-in for the shipped folder, never the real one.
+    stand_in = tmp_path / "site-packages" / "nicodec" / "models" / "default"
+    stand_in.mkdir(parents=True)
+    (stand_in / "manifest.json").write_text("{}")
+    monkeypatch.setattr(export_module, "default_model_dir", lambda: stand_in)
+    result = export(checkpoint, "--out", stand_in, "--force")
+    assert result.exit_code == 1 and "ships inside the installed nicodec package" in result.output
+    result = export(checkpoint, "--out", stand_in, "--force", "--replace-shipped-model")
     assert result.exit_code == 2 and "needs its own id" in " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
     # Asked for, and with an id: the guards pass and the checkpoint (random bytes here) is what fails.
-    result = export(checkpoint, "--out", shipped, "--force", "--replace-shipped-model", "--model-id", "mine-1")
+    result = export(checkpoint, "--out", stand_in, "--force", "--replace-shipped-model", "--model-id", "mine-1")
     assert result.exit_code == 1 and "ships inside" not in result.output
-    assert {p.name: p.stat().st_mtime_ns for p in shipped.iterdir()} == before
+    assert (stand_in / "manifest.json").read_text() == "{}"
