@@ -203,8 +203,9 @@ class Codec:
         """Compress an image.
 
         Args:
-            image: a path, the bytes of an image file (PNG, JPEG, ...), a PIL image or a
-                uint8 numpy array (H, W[, 3 or 4]).
+            image: a path, the bytes of an image file (PNG, JPEG, ...), a file object opened
+                in binary mode (read to its end), a PIL image or a uint8 numpy array (H, W),
+                (H, W, 1), (H, W, 2) (gray and alpha), (H, W, 3) or (H, W, 4).
             quality: from 1 (smallest file) to 100 (best picture), any number between;
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).
@@ -225,6 +226,10 @@ class Codec:
                 side longer than the format holds.
             QualityError: ``quality`` is outside 1..100, or given to a single-rate model.
         """
+        if not isinstance(strip, (bool, np.bool_)):
+            raise NicodecError(f"strip must be True or False, not {strip!r}")
+        if progress is not None and not callable(progress):
+            raise NicodecError(f"progress must be a function of (steps done, steps), not {progress!r}")
         quality, gain = self._encoder_gain(quality)
         picture = read_picture(image, strip=strip, check_size=self._check_size)
         pixels = picture.rgb

@@ -92,6 +92,29 @@ def check_image_start(head: bytes, message: str) -> None:
         return
 
 
+def is_binary_file(obj) -> bool:
+    """Whether ``obj`` is a file object to read an image from (a file opened with ``"rb"``, a
+    BytesIO; a text-mode one too, which :func:`read_binary_file` refuses)."""
+    return callable(getattr(obj, "read", None)) and not isinstance(obj, Image.Image)
+
+
+def read_binary_file(obj) -> bytes:
+    """The rest of a file object's bytes, with errors that say what is wrong.
+
+    Raises:
+        UnsupportedImageError: opened as text, closed, not readable, or not giving bytes.
+    """
+    if isinstance(obj, io.TextIOBase):
+        raise UnsupportedImageError("the image file was opened as text: open it in binary mode ('rb')")
+    try:
+        data = obj.read()
+    except (OSError, ValueError) as exc:  # closed, not readable
+        raise UnsupportedImageError(f"cannot read the image from {type(obj).__name__}: {exc}") from None
+    if not isinstance(data, (bytes, bytearray)):
+        raise UnsupportedImageError(f"{type(obj).__name__}.read() gave {type(data).__name__}, not bytes")
+    return bytes(data)
+
+
 def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:
     """Open and fully load an image held in memory (an upload, a blob from a database).
 
@@ -281,7 +304,8 @@ class Picture:
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
-    """Pixels, alpha and metadata from a path, encoded image bytes, a PIL image or a numpy array.
+    """Pixels, alpha and metadata from a path, encoded image bytes, a binary file object (read
+    from where it stands to its end), a PIL image or a numpy array.
 
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
     channel is kept when it is not fully opaque. EXIF orientation is applied to the
@@ -310,6 +334,9 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         image = np.asarray(image)  # a subclass (np.matrix) as a plain array
         if check_size is not None and image.ndim in (2, 3):
             check_size(image.shape[1], image.shape[0])
+    elif is_binary_file(image):
+        name = image.name if isinstance(getattr(image, "name", None), str) else name
+        image = open_image_bytes(read_binary_file(image), check_size)
     if isinstance(image, Image.Image):
         grayscale = image.mode in _GRAY_MODES
         arr, alpha = _from_pil(image, name)
@@ -333,15 +360,22 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         arr, alpha = image, None
         if arr.dtype != np.uint8:
             raise UnsupportedImageError(f"numpy images must be uint8, not {arr.dtype}")
+        if arr.ndim == 3 and arr.shape[2] == 1:
+            arr = arr[:, :, 0]
         if arr.ndim == 2:
             arr, grayscale = np.repeat(arr[:, :, None], 3, axis=2), True
+        elif arr.ndim == 3 and arr.shape[2] == 2:  # gray and alpha, as decode gives them back
+            arr, alpha = _from_pil(Image.fromarray(np.ascontiguousarray(arr), "LA"))
+            grayscale = True
         elif arr.ndim == 3 and arr.shape[2] == 4:
             arr, alpha = _from_pil(Image.fromarray(arr, "RGBA"))
         elif arr.ndim != 3 or arr.shape[2] != 3:
-            raise UnsupportedImageError(f"numpy images must be (H, W), (H, W, 3) or (H, W, 4), not {arr.shape}")
+            raise UnsupportedImageError(
+                f"numpy images must be (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4), not {arr.shape}")
     else:
         raise UnsupportedImageError(
-            f"cannot encode a {type(image).__name__}: give a path, image bytes, a PIL image or a numpy array"
+            f"cannot encode a {type(image).__name__}: give a path, image bytes, a binary file, a PIL image or a "
+            "numpy array"
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")

@@ -204,15 +204,27 @@ class NicDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., quality=Q, strip=True, exif=..., icc_profile=...)``: Q from 1 to 100 (default:
-    the model's); ``exif`` and ``icc_profile``, as for Pillow's own formats, replace the image's."""
+    the model's); ``exif`` (bytes or an ``Image.Exif``) and ``icc_profile`` (bytes), as for
+    Pillow's own formats, replace the image's, and an explicit None or empty value leaves it out;
+    another type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), bool(im.encoderinfo.get("strip", False))
     exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
-    if exif is not None or icc is not None:
+    if isinstance(exif, Image.Exif):
+        exif = exif.tobytes()
+    for key, value in (("exif", exif), ("icc_profile", icc)):
+        if value is not None and not isinstance(value, (bytes, bytearray)):
+            raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
+                             + f", not {type(value).__name__}")
+    given = [key for key in ("exif", "icc_profile") if key in im.encoderinfo]
+    if given:
         im = im.copy()  # the caller's image keeps its own metadata
-        if isinstance(exif, Image.Exif):
-            exif = exif.tobytes()
-        im.info.update({key: value for key, value in (("exif", exif), ("icc_profile", icc)) if value is not None})
+        for key in given:  # given, as None or b"" too: that, not the image's own
+            value = exif if key == "exif" else icc
+            if value:
+                im.info[key] = value
+            else:
+                im.info.pop(key, None)
     try:
         data = codec.encode(im, quality=quality, strip=strip)
     except QualityError:

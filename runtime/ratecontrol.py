@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import QualityError
-from .images import open_image, open_image_bytes, read_picture
+from .images import is_binary_file, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN
 
 MAX_ENCODES = 8
@@ -175,6 +175,11 @@ def encode_to_target(
         fitting = [t for t in trials if len(t.data) <= target]
         if not fitting:
             smallest = min(trials, key=lambda t: len(t.data))
+            if smallest.quality > QUALITY_MIN:  # the search stopped at max_encodes before the lowest quality
+                raise QualityError(
+                    f"no file of at most {target:,} bytes within {len(trials)} encodes (max_encodes): the smallest, "
+                    f"at quality {smallest.quality:g}, takes {len(smallest.data):,} bytes; allow more encodes"
+                )
             raise QualityError(
                 f"no file of at most {target:,} bytes: at quality {smallest.quality:g} this image takes "
                 f"{len(smallest.data):,} bytes"
@@ -267,6 +272,8 @@ def _load(image, check_size):
         return open_image(image, check_size)
     if isinstance(image, (bytes, bytearray, memoryview)):
         return open_image_bytes(bytes(image), check_size)
+    if is_binary_file(image):  # read once: every encode of the search would find it at its end
+        return open_image_bytes(read_binary_file(image), check_size)
     return image
 
 

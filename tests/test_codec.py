@@ -540,3 +540,33 @@ def test_encoded_image_bytes_are_accepted(codec, photo, tmp_path):
     for bad, message in [(b"", "empty"), (b"garbage", "not in a format"), (b"\x89PNG\r\n\x1a\n\x00", "image data")]:
         with pytest.raises(nicodec.UnsupportedImageError, match=message):
             codec.encode(bad)
+
+
+def test_what_decode_gives_back_encodes_again_and_file_objects_are_read(codec, photo, tmp_path):
+    """decode(as_array=True) gives (H, W, 2) for gray with alpha: encode takes it (and (H, W, 1)),
+    and a file opened in binary mode, as decode and Pillow's open take one."""
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    alpha = np.full_like(gray, 255)
+    alpha[:8, :8] = 0
+    la = codec.decode(codec.encode(np.dstack([gray, alpha])), as_array=True)
+    assert la.shape == gray.shape + (2,) and np.array_equal(la[:, :, 1], alpha)
+    assert codec.decode(codec.encode(la), as_array=True).shape == la.shape
+    assert codec.encode(gray[:, :, None]) == codec.encode(gray)
+    Image.fromarray(photo).save(tmp_path / "p.png")
+    with open(tmp_path / "p.png", "rb") as f:
+        assert codec.encode(f) == codec.encode(tmp_path / "p.png")
+    assert codec.encode(io.BytesIO((tmp_path / "p.png").read_bytes())) == codec.encode(tmp_path / "p.png")
+    with open(tmp_path / "p.png", encoding="latin-1") as f, pytest.raises(nicodec.UnsupportedImageError, match="binary"):
+        codec.encode(f)
+    from nicodec.ratecontrol import encode_to_target
+
+    with open(tmp_path / "p.png", "rb") as f:  # a search encodes several times: the file is read once
+        assert encode_to_target(codec, f, bpp=1.0).data
+
+
+def test_encode_checks_its_switches(codec, photo):
+    with pytest.raises(nicodec.NicodecError, match="strip must be True or False"):
+        codec.encode(photo, strip="no")
+    with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
+        codec.encode(photo, progress=5)
+    assert codec.encode(photo, strip=np.bool_(True)) == codec.encode(photo, strip=True)

@@ -439,3 +439,22 @@ def test_saving_an_image_with_an_exif_orientation_stores_it_upright(tmp_path):
         assert im.size == (48, 80) and 0x0112 not in im.getexif()
         assert psnr(np.asarray(im.convert("RGB")), upright) > 24
 
+
+
+def test_save_metadata_arguments_are_checked_and_none_leaves_the_images_own_out(photo_image):
+    """exif=123 or icc_profile="abc" used to be dropped in silence; icc_profile=None (as Pillow's PNG
+    writer reads it) now leaves the image's own profile out, as an explicit argument should."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = photo_image.copy()
+    image.info["icc_profile"] = icc
+    for bad in ({"exif": 123}, {"exif": "abc"}, {"icc_profile": "abc"}):
+        with pytest.raises(ValueError, match="must be bytes"):
+            image.save(io.BytesIO(), format="NIC", **bad)
+    kept, dropped = io.BytesIO(), io.BytesIO()
+    image.save(kept, format="NIC")
+    image.save(dropped, format="NIC", icc_profile=None)
+    assert Image.open(kept).info.get("icc_profile") == icc
+    assert "icc_profile" not in Image.open(dropped).info
+    assert image.info["icc_profile"] == icc  # the caller's image keeps it

@@ -273,3 +273,14 @@ def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatc
     assert encodes > 1
     for encode in range(1, encodes + 1):
         assert f"refining, encode {encode} of the search" in screen.getvalue()
+
+
+def test_a_byte_limit_missed_for_want_of_encodes_says_so(codec, photo):
+    """With max_encodes=1 the search stops at the default quality: the error said the image takes
+    that many bytes, as if quality 1 had been tried."""
+    from nicodec.ratecontrol import encode_to_target
+
+    smallest = len(codec.encode(photo, quality=1))
+    with pytest.raises(nicodec.QualityError, match=r"within 1 encodes \(max_encodes\).*allow more encodes"):
+        encode_to_target(codec, photo, max_bytes=smallest + 10, max_encodes=1)
+    assert len(encode_to_target(codec, photo, max_bytes=smallest + 10).data) <= smallest + 10
