@@ -141,7 +141,7 @@ def test_bad_arrays_are_refused(codec):
     with pytest.raises(nicodec.UnsupportedImageError, match="uint8"):
         codec.encode(np.zeros((8, 8, 3), np.float32))
     with pytest.raises(nicodec.UnsupportedImageError, match="shape|\\(H, W"):
-        codec.encode(np.zeros((8, 8, 5), np.uint8)  # (8, 8, 2) is gray and alpha now)
+        codec.encode(np.zeros((8, 8, 5), np.uint8))  # (8, 8, 2) is gray and alpha now
     with pytest.raises(nicodec.UnsupportedImageError, match="empty"):
         codec.encode(np.zeros((0, 8, 3), np.uint8))
     with pytest.raises(nicodec.UnsupportedImageError):
