@@ -17,7 +17,6 @@ be faulty: each Codec checks its own on a fixed input first (``nicodec.exactness
 
 from __future__ import annotations
 
-import io
 import os
 import zlib
 from collections.abc import Callable, Sequence
@@ -29,7 +28,7 @@ from . import exactness
 from . import format as nicformat
 from . import rans
 from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
-from .files import read_file
+from .files import read_binary_file, read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
@@ -571,16 +570,8 @@ def _read_bytes(data) -> bytes:
         return bytes(data)
     if isinstance(data, (str, os.PathLike)):
         return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
-    if isinstance(data, io.TextIOBase):
-        raise NicodecError("the .nic file was opened as text: open it in binary mode ('rb')")
     if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
-        try:
-            content = data.read()
-        except (OSError, ValueError) as exc:  # closed, not readable
-            raise NicodecError(f"cannot read the .nic file from {type(data).__name__}: {exc}") from None
-        if isinstance(content, (bytes, bytearray, memoryview)):
-            return bytes(content)
-        raise NicodecError(f"the file object gave {type(content).__name__}, not bytes: open the file in binary mode ('rb')")
+        return read_binary_file(data, ".nic file")
     raise NicodecError(
         f"decode takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
     )

@@ -129,6 +129,26 @@ def read_file(path: str | os.PathLike, what: str = "file",
         raise NicodecError(f"cannot use the path {str(path)!r}: {exc}") from None
 
 
+def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError) -> bytes:
+    """The rest of a file object's bytes (a file opened with ``"rb"``, a BytesIO), with errors
+    that say what is wrong: ``what`` names the content (``".nic file"``), ``error`` is raised.
+
+    Raises:
+        error: opened as text, closed, not readable, or not giving bytes.
+    """
+    import io
+
+    if isinstance(obj, io.TextIOBase):
+        raise error(f"the {what} was opened as text: open it in binary mode ('rb')")
+    try:
+        content = obj.read()
+    except (OSError, ValueError) as exc:  # closed, not readable
+        raise error(f"cannot read the {what} from {type(obj).__name__}: {exc}") from None
+    if isinstance(content, (bytes, bytearray, memoryview)):
+        return bytes(content)
+    raise error(f"the file object gave {type(content).__name__}, not bytes: open the file in binary mode ('rb')")
+
+
 START_BYTES = 1 << 16
 """How much of a stream ``check_start`` sees: every header Pillow identifies a format from fits."""
 

@@ -15,6 +15,7 @@ import numpy as np
 from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
 
 from .errors import LimitError, NicodecError, UnsupportedImageError
+from . import files
 from .files import read_file
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -99,20 +100,12 @@ def is_binary_file(obj) -> bool:
 
 
 def read_binary_file(obj) -> bytes:
-    """The rest of a file object's bytes, with errors that say what is wrong.
+    """The rest of a file object's bytes (:func:`nicodec.files.read_binary_file`).
 
     Raises:
         UnsupportedImageError: opened as text, closed, not readable, or not giving bytes.
     """
-    if isinstance(obj, io.TextIOBase):
-        raise UnsupportedImageError("the image file was opened as text: open it in binary mode ('rb')")
-    try:
-        data = obj.read()
-    except (OSError, ValueError) as exc:  # closed, not readable
-        raise UnsupportedImageError(f"cannot read the image from {type(obj).__name__}: {exc}") from None
-    if not isinstance(data, (bytes, bytearray)):
-        raise UnsupportedImageError(f"{type(obj).__name__}.read() gave {type(data).__name__}, not bytes")
-    return bytes(data)
+    return files.read_binary_file(obj, "image file", UnsupportedImageError)
 
 
 def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:
