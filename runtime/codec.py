@@ -58,7 +58,8 @@ class Codec:
     Args:
         model: a model folder; ``None`` for the default model shipped in the package.
         providers: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
-            or a list of onnxruntime provider names. The entropy-parameter graph
+            or onnxruntime provider names (a list, or one name such as
+            ``"CPUExecutionProvider"``). The entropy-parameter graph
             always runs on the CPU provider.
         threads: onnxruntime intra-op threads, 1 to 256 (``None``: one per core).
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
@@ -118,6 +119,8 @@ class Codec:
             isinstance(providers, Sequence) and providers and all(isinstance(p, str) for p in providers)
         ):
             raise NicodecError(f"providers must be a name or a list of onnxruntime provider names, not {providers!r}")
+        if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
+            providers = [providers]  # one onnxruntime name, as onnxruntime itself would take it in a list
         threads = None if threads is None else _whole("threads", threads, 1, MAX_THREADS)
         max_pixels = _whole("max_pixels", max_pixels, 1)
         tile, margin = _whole("tile", tile), _whole("margin", margin)  # their range is checked with the model

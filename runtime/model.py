@@ -65,11 +65,15 @@ def check_quality(quality) -> float:
 
     if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
         raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
-    # The header stores a float32; the decoder's inverse gain is computed from that value.
-    quality = float(np.float32(quality))
-    if not QUALITY_MIN <= quality <= QUALITY_MAX:  # NaN fails too
-        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality:g}")
-    return quality
+    try:
+        value = float(quality)
+    except OverflowError:  # an int beyond any float
+        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not a number that large") from None
+    if not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
+        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {value:.10g}")
+    # The header stores a float32 (1 and 100 are exact in it, so the range holds); the
+    # decoder's inverse gain is computed from that value.
+    return float(np.float32(value))
 
 
 def quality_position(quality: float, levels: int) -> float:

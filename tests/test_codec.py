@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import threading
 import warnings
 import zlib
@@ -287,6 +288,12 @@ def test_providers_are_reported(codec):
     assert refining["synthesis_gradient"] == ["CPUExecutionProvider"]
 
 
+
+def test_one_onnxruntime_provider_name_is_taken_as_a_list_of_one():
+    assert Codec(providers="CPUExecutionProvider").providers["decoder"] == ["CPUExecutionProvider"]
+    with pytest.raises(nicodec.NicodecError, match="not available in this onnxruntime: NoSuchExecutionProvider"):
+        Codec(providers="NoSuchExecutionProvider")
+
 def test_one_codec_shared_by_threads_gives_serial_results(codec):
     images = [synthetic_photo(96 + 16 * i, 128, seed=i) for i in range(8)]
     serial = [codec.encode(im) for im in images]
@@ -328,6 +335,17 @@ def test_qualities_outside_1_to_100_are_refused(codec, photo, quality):
     with pytest.raises(nicodec.QualityError, match="quality"):
         codec.encode(photo, quality=quality)
 
+
+
+@pytest.mark.parametrize("quality, shown", [
+    (1e-300, "1e-300"),  # float32 would round it to 0; the message names what was given
+    (100.0000001, "100.0000001"),
+    pytest.param(10**400, "a number that large", id="10**400"),  # beyond any float: no OverflowError
+    pytest.param(-(10**400), "a number that large", id="-10**400"),
+])
+def test_a_refused_quality_is_named_as_given(codec, photo, quality, shown):
+    with pytest.raises(nicodec.QualityError, match=f"from 1 to 100, not {re.escape(shown)}$"):
+        codec.encode(photo, quality=quality)
 
 def test_a_header_quality_outside_the_range_is_a_format_error(codec, photo):
     header, sections = nicformat.unpack(codec.encode(photo))
