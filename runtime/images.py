@@ -219,7 +219,16 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
     mode = img.mode
     if mode in _SIXTEEN_BIT:
         # 16-bit grayscale: keep the top 8 bits rather than Pillow's clipping convert().
-        arr = np.clip(np.asarray(img).astype(np.int64), 0, 65535)
+        raw = np.asarray(img).astype(np.int64)
+        outside = int(np.count_nonzero((raw < 0) | (raw > 65535)))
+        if outside:  # only mode I (32-bit signed) can hold them
+            warnings.warn(
+                f"{name}: {outside:,} of its 32-bit samples lie outside 0 to 65,535 (from {int(raw.min()):,} "
+                f"to {int(raw.max()):,}) and were clipped to that range, which is read as 16-bit",
+                UserWarning,
+                stacklevel=2,
+            )
+        arr = np.clip(raw, 0, 65535)
         brightest = int(arr.max())
         if 0 < brightest < 256:
             # Most likely 8-bit values in a 16- or 32-bit container (a numpy int array made

@@ -492,6 +492,21 @@ def test_16_bit_images_with_8_bit_values_warn_that_they_code_as_black(codec, pho
         codec.encode(Image.fromarray(np.zeros((32, 32), np.uint16)))
 
 
+
+def test_mode_i_samples_beyond_16_bits_are_clipped_with_a_warning(codec, photo):
+    """Mode I holds 32-bit signed samples; those outside 0 to 65,535 are clipped to the 16-bit
+    range it is read as, and the encoder says how many, rather than clipping in silence."""
+    gray = np.asarray(Image.fromarray(photo).convert("L")).astype(np.int32) * 256
+    wide = gray.copy()
+    wide[:2, :3] = 70000
+    wide[5, 5] = -4
+    with pytest.warns(UserWarning, match=r"7 of its 32-bit samples lie outside 0 to 65,535 \(from -4 to 70,000\)"):
+        clipped = codec.encode(Image.fromarray(wide, "I"))
+    expected = gray.copy()
+    expected[:2, :3] = 65535
+    expected[5, 5] = 0
+    assert clipped == codec.encode(Image.fromarray(expected, "I"))
+
 def test_an_icc_profile_of_another_colour_space_than_the_output_is_dropped(codec, photo):
     """A CMYK profile (or an RGB one on a grayscale image) describes pixels that are no longer
     coded that way: written back on the decoded RGB (or L) image it would be misapplied."""
