@@ -293,8 +293,9 @@ class Codec:
         """Decompress a ``.nic`` file.
 
         Args:
-            data: the file's bytes (bytes-like), a binary file object (read to its end), or
-                its path.
+            data: the file's bytes (``bytes`` or any buffer of bytes: ``bytearray``,
+                ``memoryview``, ``mmap``, a uint8 array), a binary file object (read to its
+                end), or its path.
             as_array: return an (H, W, 3) uint8 array, or (H, W, 4) with alpha, instead
                 of a PIL image.
 
@@ -569,10 +570,20 @@ def _whole(name: str, value, low: int | None = None, high: int | None = None) ->
 
 
 def _read_bytes(data) -> bytes:
-    if isinstance(data, (bytes, bytearray, memoryview)):
-        return bytes(data)
+    if isinstance(data, bytes):
+        return data
     if isinstance(data, (str, os.PathLike)):
         return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
+    try:
+        view = memoryview(data)  # bytearray, memoryview, mmap, array.array("B"), a uint8 numpy array
+    except TypeError:
+        view = None
+    if view is not None:
+        if view.itemsize != 1:
+            raise NicodecError(
+                f"decode takes the bytes of a .nic file, not a buffer of {view.itemsize}-byte items ({type(data).__name__})"
+            )
+        return view.tobytes()  # a copy: the caller's buffer may change while it decodes
     if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
         return read_binary_file(data, ".nic file")
     raise NicodecError(

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import io
+import mmap
 import re
 import threading
 import warnings
@@ -412,6 +414,12 @@ def test_decode_takes_a_path_and_refuses_other_types(codec, photo, tmp_path):
         assert np.array_equal(codec.decode(f, as_array=True), codec.decode(data, as_array=True))
     with open(tmp_path / "a.nic") as f, pytest.raises(nicodec.NicodecError, match="binary mode"):
         codec.decode(f)
+    expected = codec.decode(data, as_array=True)
+    with open(tmp_path / "a.nic", "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+        for buffer in (array.array("B", data), np.frombuffer(data, np.uint8), mapped, memoryview(bytearray(data))):
+            assert np.array_equal(codec.decode(buffer, as_array=True), expected), type(buffer)
+    with pytest.raises(nicodec.NicodecError, match="not a buffer of 4-byte items"):
+        codec.decode(np.zeros(len(data), np.int32))
     for bad in ("a\0b.nic", "x" * 5000):  # a NUL, a name too long for the file system
         with pytest.raises(nicodec.NicodecError):
             codec.decode(bad)
