@@ -25,6 +25,9 @@ class Item:
 
     source: Path
     target: Path
+    problem: str = ""
+    """Why the item cannot be coded, found while planning (a folder or file that cannot be
+    read); such an item is a ``failed`` outcome without work."""
 
 
 @dataclass
@@ -50,16 +53,38 @@ class Outcome:
 
 def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -> list[Item]:
     """Every file under ``root`` (recursively, hidden ones excepted) whose suffix is in
-    ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``."""
+    ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``.
+
+    A folder or file that cannot be looked at (no permission) is an item with a ``problem``,
+    so that it fails in the batch rather than being passed over in silence. An output folder
+    inside ``root`` (``encode photos -o photos/archive``) is not searched: a second run would
+    code the first run's outputs. Links to folders are not followed (a link loop would never end)."""
     wanted = {s.lower() for s in suffixes}
     items = []
-    for folder, dirs, files in os.walk(root):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+    skip = real_path(out_root) if real_path(out_root) != real_path(root) else None
+
+    def unreadable(exc: OSError) -> None:
+        folder = Path(exc.filename) if exc.filename else root
+        try:
+            target = out_root / folder.relative_to(root)
+        except ValueError:
+            target = out_root
+        items.append(Item(folder, target, f"cannot read the folder: {exc.strerror or exc}"))
+
+    for folder, dirs, files in os.walk(root, onerror=unreadable):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and real_path(Path(folder) / d) != skip)
         for name in sorted(files):
             path = Path(folder) / name
-            if name.startswith(".") or path.suffix.lower() not in wanted or not path.is_file():
-                continue  # hidden, another kind, or a pipe or device (which could block the batch)
-            items.append(Item(path, (out_root / path.relative_to(root)).with_suffix(new_suffix)))
+            if name.startswith(".") or path.suffix.lower() not in wanted:
+                continue  # hidden, or another kind
+            target = (out_root / path.relative_to(root)).with_suffix(new_suffix)
+            try:
+                if not path.is_file():
+                    continue  # a pipe or device (which could block the batch), or a link to a folder
+            except OSError as exc:  # a folder that can be listed but not entered
+                items.append(Item(path, target, f"cannot read it: {exc.strerror or exc}"))
+                continue
+            items.append(Item(path, target))
     return items
 
 
@@ -190,14 +215,17 @@ def run(
         return outcome
 
     pending = []
-    itself = {item for item in items if _is_source(item)}
-    shared = collisions([item for item in items if item not in itself])
+    itself = {item for item in items if not item.problem and _is_source(item)}
+    shared = collisions([item for item in items if item not in itself and not item.problem])
     for item in items:
-        early = triage(item, force, differs)
-        if item in itself:
+        if item.problem:
+            early = Outcome(item, "failed", item.problem)
+        elif item in itself:
             early = Outcome(item, "failed", f"the output {item.target} would be the input; write elsewhere with -o")
         elif item in shared:
             early = Outcome(item, "failed", _collision_text(item, shared[item]))
+        else:
+            early = triage(item, force, differs)
         if early is None:
             pending.append(item)
         else:

@@ -366,6 +366,9 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         if folder:
             kinds = readable_suffixes() if suffix == ".nic" else [".nic"]
             items = plan(inputs[0], root, kinds, suffix)
+            if real_path(root).startswith(os.path.join(real_path(inputs[0]), "")):
+                err.print(f"warning: the output folder {root} lies inside {inputs[0]}; it is not searched for "
+                          f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
             if not items:  # not an error: an inbox folder that is empty today is not a mistake
                 err.print(f"warning: no files to {'encode' if suffix == '.nic' else 'decode'} in {inputs[0]} (looked for "
                           + ("images Pillow reads" if suffix == ".nic" else ".nic files") + ", hidden ones excepted)",
@@ -644,29 +647,35 @@ def verify(
     For files moved between machines: a file that verifies here decodes here.
     Exit code 1 if any file fails.
     """
-    from .batch import plan, real_path
+    from .batch import Item, plan, real_path
 
     with _reporting(debug):
         stdio.stdin_once(inputs)
-        files: list[Path] = []
+        found: list[Item] = []
         empty = []
         for path in inputs:
-            found = [item.source for item in plan(path, path, [".nic"], ".nic")] if _is_dir(path) else [path]
-            if not found:
+            under = plan(path, path, [".nic"], ".nic") if _is_dir(path) else [Item(path, path)]
+            if not under:
                 empty.append(path)
-            files += found
-        if not files:  # unlike a folder to code, verifying nothing is no pass: a wrong path?
+            found += under
+        if not found:  # unlike a folder to code, verifying nothing is no pass: a wrong path?
             raise NicodecError(f"no .nic files under {', '.join(map(str, empty))}: nothing to verify")
         for path in empty:
             err.print(f"warning: no .nic files under {path}", markup=False)
-        unique: dict[str, Path] = {}
-        for path in files:  # a file named twice (or found again under a folder) is verified once
-            unique.setdefault(stdio.STDIO if stdio.is_stdio(path) else real_path(path), path)
-        files = list(unique.values())
+        unique: dict[str, Item] = {}
+        for item in found:  # a file named twice (or found again under a folder) is verified once
+            unique.setdefault(stdio.STDIO if stdio.is_stdio(item.source) else real_path(item.source), item)
+        items = list(unique.values())
+        files = [item.source for item in items]
         codec = _codec(model, Provider.cpu, None, max_pixels)
     failed = 0
     with _reporting(debug), _writing_report():  # Ctrl-C: "interrupted", exit code 130
-        for path in files:
+        for item in items:
+            path = item.source
+            if item.problem:  # a folder or file that cannot be read: not verified, so not passed
+                failed += 1
+                err.print(f"FAILED {stdio.about(path, item.problem)}", markup=False)
+                continue
             try:
                 header, z_hat, symbols, _ = codec.decode_symbols(stdio.read_input(path))
             except NicodecError as exc:

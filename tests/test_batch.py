@@ -413,3 +413,50 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_batch(tmp_path, monke
     assert len(list((tmp_path / "out").rglob("*.nic"))) == 2
     assert not (tmp_path / "out" / Path(calls[1]).relative_to(src)).with_suffix(".nic").exists()
     assert _temporaries(tmp_path / "out") == []
+
+
+def test_folders_that_cannot_be_read_fail_rather_than_pass_unseen(tmp_path, monkeypatch):
+    """A folder that cannot be listed, or listed but not entered (no permission), is a failure
+    of encode, decode and verify, not a part of the tree passed over with exit code 0. (The
+    permission errors are stood in for: this test may run as root.)"""
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    assert run("encode", src, "-o", tmp_path / "arch").exit_code == 0
+    real_scandir, real_is_file = os.scandir, Path.is_file
+    locked, unenterable = {src / "a" / "b", tmp_path / "arch" / "a" / "b"}, {src / "top.webp", tmp_path / "arch" / "top.nic"}
+
+    def scandir(path="."):
+        if Path(path) in locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    def is_file(self):
+        if self in unenterable:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_is_file(self)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    monkeypatch.setattr(Path, "is_file", is_file)
+    for args in (("encode", src, "-o", tmp_path / "again"), ("decode", tmp_path / "arch", "-o", tmp_path / "back"),
+                 ("verify", tmp_path / "arch")):
+        result = run(*args)
+        assert result.exit_code == 1, args
+        assert "internal error" not in result.stderr, args
+        unread = Path(args[1]) / "a" / "b"
+        assert f"{unread}: cannot read the folder: Permission denied" in result.stderr, args
+        assert sum("Permission denied" in line for line in result.stderr.splitlines()) == 2, (args, result.stderr)
+    assert (tmp_path / "again" / "a" / "one.nic").is_file()  # the readable rest is coded
+
+
+def test_an_output_folder_inside_the_input_is_not_searched(tmp_path):
+    """encode photos -o photos/archive, run twice, does not code the archive into itself."""
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    for _ in range(2):
+        result = run("encode", src, "-o", src / "archive")
+        assert result.exit_code == 0 and "it is not searched" in result.stderr
+    assert not (src / "archive" / "archive").exists()
+    result = run("decode", src / "archive", "-o", src / "archive" / "back")
+    result = run("decode", src / "archive", "-o", src / "archive" / "back")
+    assert result.exit_code == 0 and "3 files: 0 decoded, 3 up to date" in result.stdout
+    assert not (src / "archive" / "back" / "back").exists()
