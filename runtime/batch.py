@@ -12,11 +12,69 @@ import threading
 import time
 import unicodedata
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NicodecError
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (``timeout``, systemd, a closed terminal), raised where Ctrl-C's
+    KeyboardInterrupt would be, so that a file being written is cleaned up the same way.
+
+    Attributes:
+        signum: the signal's number (the exit code is 128 plus it).
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the command line
+    does this; a library leaves its host's signals alone). Ones set to anything but the
+    default, such as ignored by ``nohup``, are left as they are."""
+    for signum in TERMINATING:
+        if signal.getsignal(signum) == signal.SIG_DFL:
+            signal.signal(signum, _raise_terminated)
+
+
+def _interrupting(handler) -> bool:
+    return handler is signal.default_int_handler or handler is _raise_terminated
+
+
+@contextmanager
+def signals_held():
+    """Hold Ctrl-C, SIGTERM and SIGHUP back inside the block (on the main thread, where they
+    are delivered, and only where they would raise), then raise the first one held: the
+    block's work is not cut short and still ends, and the stop is not lost."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    saved = {}
+    for signum in (signal.SIGINT, *TERMINATING):
+        handler = signal.getsignal(signum)
+        if _interrupting(handler):
+            saved[signum] = handler
+            signal.signal(signum, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])  # its exception, now
 
 
 @dataclass(frozen=True)
@@ -240,15 +298,22 @@ def run(
             summary.outcomes.append(outcome)
             on_outcome(outcome)
             reported.add(id(outcome))
-    except BaseException:
+    except BaseException as stop:
         # Items not started are dropped. Threads cannot be stopped: the items being coded
         # finish and are written, so wait for them and report them too (the count of files
-        # written is then the true one), and only then let the interrupt go on.
-        pool.shutdown(wait=True, cancel_futures=True)
-        for outcome in finished:
-            if id(outcome) not in reported:
-                on_outcome(outcome)
-        raise
+        # written is then the true one), and only then let the interrupt go on. A second
+        # Ctrl-C (or SIGTERM) meanwhile would cut the wait short and leave threads writing
+        # after the count, and temporary files behind at exit: it is held back, and dropped,
+        # as this one is already stopping the batch.
+        try:
+            with signals_held():
+                pool.shutdown(wait=True, cancel_futures=True)
+                for outcome in finished:
+                    if id(outcome) not in reported:
+                        on_outcome(outcome)
+        except KeyboardInterrupt:
+            pass
+        raise stop
     finally:
         pool.shutdown(wait=True)
     summary.seconds = time.perf_counter() - start
@@ -256,19 +321,9 @@ def run(
 
 
 def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list) -> list:
-    """``pool.submit(fn, item)`` for every item, with Ctrl-C held back until all are in: an
-    interrupt while the pool starts a thread leaves that thread out of the pool's books, so
-    shutting down would not wait for it, and it would go on writing files after the batch
-    reported its count. Only Python's own Ctrl-C handler is stood in for, and only on the main
-    thread (no signal reaches the others); any other handler is left as it is."""
-    if threading.current_thread() is not threading.main_thread() \
-            or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
-        return [pool.submit(fn, item) for item in items]  # no KeyboardInterrupt to hold back
-    held = []
-    signal.signal(signal.SIGINT, lambda *args: held.append(args))
-    try:
+    """``pool.submit(fn, item)`` for every item, with Ctrl-C (and SIGTERM, SIGHUP) held back
+    until all are in: an interrupt while the pool starts a thread leaves that thread out of the
+    pool's books, so shutting down would not wait for it, and it would go on writing files
+    after the batch reported its count."""
+    with signals_held():
         return [pool.submit(fn, item) for item in items]
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        if held:
-            signal.raise_signal(signal.SIGINT)  # the KeyboardInterrupt, now

@@ -2,7 +2,7 @@
 
 Exit codes: 0 success, 1 an error nicodec could name (one line on stderr),
 2 a usage error (a quality or rate target out of range, several of them, or one given to a
-single-rate model included), 130 interrupted.
+single-rate model included), 130 interrupted (Ctrl-C), 143 and 129 stopped by SIGTERM and SIGHUP.
 """
 
 from __future__ import annotations
@@ -293,12 +293,25 @@ HINTS = (
 """What an error of these classes adds on the command line, unless its message names the option."""
 
 
+def _stopped(exc: KeyboardInterrupt) -> str:
+    """How a command was stopped: Ctrl-C, or the signal of a ``Terminated``."""
+    import signal
+
+    signum = getattr(exc, "signum", None)
+    return "interrupted" if signum is None else f"stopped by {signal.Signals(signum).name}"
+
+
+def _stop_code(exc: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 plus the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + getattr(exc, "signum", 2)
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         err.print(traceback.format_exc(), markup=False)
     if isinstance(exc, KeyboardInterrupt):
-        err.print("interrupted; nothing was written", markup=False)
-        raise typer.Exit(130)
+        err.print(f"{_stopped(exc)}; nothing was written", markup=False)
+        raise typer.Exit(_stop_code(exc))
     if isinstance(exc, NicodecError):
         message = str(exc)
         for kind, option, hint in HINTS:
@@ -867,10 +880,10 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
 
         try:
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             progress.stop()
-            err.print(f"interrupted after {_files(written[0])} {verb}d; no file was left half-written", markup=False)
-            raise typer.Exit(130) from None
+            err.print(f"{_stopped(exc)} after {_files(written[0])} {verb}d; no file was left half-written", markup=False)
+            raise typer.Exit(_stop_code(exc)) from None
     for failure in summary.failures:
         err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
     for kept in (o for o in summary.outcomes if o.status == "kept"):
@@ -904,5 +917,8 @@ def main(args: Optional[list[str]] = None) -> None:
         err.print(f"error: argument {given.index('') + 1} is empty (a shell variable that was not set?); "
                   "see nicodec --help", markup=False)
         raise SystemExit(2)
+    from .batch import stop_like_ctrl_c
+
+    stop_like_ctrl_c()  # SIGTERM, SIGHUP: the clean-up and message of Ctrl-C, exit code 143, 129
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     app(prog_name="nicodec") if args is None else app(args=given, prog_name="nicodec")

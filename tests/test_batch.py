@@ -460,3 +460,91 @@ def test_an_output_folder_inside_the_input_is_not_searched(tmp_path):
     result = run("decode", src / "archive", "-o", src / "archive" / "back")
     assert result.exit_code == 0 and "3 files: 0 decoded, 3 up to date" in result.stdout
     assert not (src / "archive" / "back" / "back").exists()
+
+
+@pytest.fixture
+def sigterm_raises():
+    """SIGTERM and SIGHUP raising as ``nicodec.cli.main`` makes them, for the test's duration."""
+    import signal
+
+    from nicodec.batch import TERMINATING, stop_like_ctrl_c
+
+    previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in TERMINATING}
+    stop_like_ctrl_c()
+    yield
+    for signum, handler in previous.items():
+        signal.signal(signum, handler)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_sigterm_in_a_batch_stops_it_as_ctrl_c_does(tmp_path, monkeypatch, jobs, sigterm_raises):
+    """`timeout`, systemd and a closed terminal stop with SIGTERM or SIGHUP: the files being
+    written are finished or removed, never left as hidden temporaries, the count is the true
+    one, and the exit code is 128 plus the signal's number."""
+    import re
+    import signal
+    import threading
+
+    main = threading.main_thread().ident
+    src = _six_images(tmp_path / "src")
+    _encode_failing_on_the_second_call(monkeypatch, lambda: signal.pthread_kill(main, signal.SIGTERM))
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 143, result.output
+    said = re.search(r"stopped by SIGTERM after (\d+) files? encoded; no file was left half-written", result.stderr)
+    assert said, result.stderr
+    assert int(said.group(1)) == len(list((tmp_path / "out").rglob("*.nic")))
+    assert _temporaries(tmp_path / "out") == []
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_second_ctrl_c_while_the_batch_winds_down_does_not_cut_it_short(tmp_path, monkeypatch, jobs, ctrl_c_raises):
+    """Impatient users press Ctrl-C again while the files in flight finish. That second one is
+    held back: the files are still written and counted before the message, not after it."""
+    import signal
+    import threading
+    import time
+
+    main = threading.main_thread().ident
+
+    def twice():
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.3)  # the main thread now waits for this worker
+        signal.pthread_kill(main, signal.SIGINT)
+        time.sleep(0.3)
+
+    src = _six_images(tmp_path / "src")
+    _encode_failing_on_the_second_call(monkeypatch, twice)
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 130, result.output
+    written = sorted((tmp_path / "out").rglob("*.nic"))
+    assert _interrupted_count(result.stderr) == len(written) >= 2, (result.stderr, written)
+    assert _temporaries(tmp_path / "out") == []
+
+
+def test_the_console_script_stops_on_sigterm_like_ctrl_c(tmp_path):
+    """main() itself installs the SIGTERM handler (a library import does not)."""
+    import signal
+    import subprocess
+    import sys
+
+    src = _six_images(tmp_path / "src")
+    script = (
+        "import os, signal, sys\n"
+        "from nicodec.codec import Codec\n"
+        "from nicodec.cli import main\n"
+        "assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # importing changes nothing\n"
+        "real, calls = Codec.encode, []\n"
+        "def encode(self, image, **options):\n"
+        "    calls.append(1)\n"
+        "    if len(calls) == 2:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    return real(self, image, **options)\n"
+        "Codec.encode = encode\n"
+        "sys.argv = ['nicodec', 'encode', sys.argv[1], '-o', sys.argv[2]]\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(src), str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 143, done.stderr
+    assert "stopped by SIGTERM after" in done.stderr and "Traceback" not in done.stderr
+    assert _temporaries(tmp_path / "out") == []
