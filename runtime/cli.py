@@ -7,6 +7,7 @@ single-rate model included), 130 interrupted (Ctrl-C), 143 and 129 stopped by SI
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -33,9 +34,29 @@ app = typer.Typer(
     help="nicodec: a learned image codec. Encode photos to .nic files and back.",
     pretty_exceptions_enable=False,
 )
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\n\t"}
+
+
+class _Console(Console):
+    """Rich's console, for text that may hold file names: control characters in them (an
+    escape sequence, a carriage return) are shown escaped rather than sent to the terminal,
+    characters the stream's encoding lacks (``PYTHONIOENCODING=ascii``, a name that is not
+    UTF-8) as backslash escapes rather than a UnicodeEncodeError, and a reader gone (``| head
+    -1``) is a BrokenPipeError for :func:`_writing_report` rather than Rich's silent exit."""
+
+    def print(self, *objects, **kwargs) -> None:
+        stream = self.file
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+        super().print(*(o.translate(_CONTROLS) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe (the reader stopped)")
+
+
 # soft_wrap: one message is one line, however narrow the terminal or pipe.
-err = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+err = _Console(stderr=True, highlight=False, soft_wrap=True)
+out = _Console(highlight=False, soft_wrap=True)
 
 _SHOWN_WARNINGS: set[str] = set()
 """Warnings printed by this command line: a rate search reads its image more than once, and
@@ -202,7 +223,8 @@ def _version() -> str:
 
 def _version_callback(value: bool) -> None:
     if value:
-        out.print(f"nicodec {_version()}")
+        with _writing_report():
+            out.print(f"nicodec {_version()}", markup=False)
         raise typer.Exit()
 
 
@@ -921,4 +943,10 @@ def main(args: Optional[list[str]] = None) -> None:
 
     stop_like_ctrl_c()  # SIGTERM, SIGHUP: the clean-up and message of Ctrl-C, exit code 143, 129
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
-    app(prog_name="nicodec") if args is None else app(args=given, prog_name="nicodec")
+    try:
+        app(prog_name="nicodec") if args is None else app(args=given, prog_name="nicodec")
+    except OSError as exc:  # Click's own writes (--help, usage) to a full disk or a closed pipe
+        if isinstance(exc, BrokenPipeError):
+            stdio.drop_stdout()
+        err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
+        raise SystemExit(1) from None

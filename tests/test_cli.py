@@ -975,3 +975,63 @@ def test_the_console_script_lets_typer_read_the_command_line(monkeypatch):
     cli.main()
     cli.main(["info", "x.nic"])
     assert calls == [{"prog_name": "nicodec"}, {"args": ["info", "x.nic"], "prog_name": "nicodec"}]
+
+
+def test_names_the_output_encoding_lacks_are_escaped_not_a_crash(tmp_path):
+    """PYTHONIOENCODING=ascii (or latin-1), and names that are not UTF-8: the report shows
+    backslash escapes, and verify goes on to its last file, where it used to stop with a
+    UnicodeEncodeError after the first such name."""
+    import os
+
+    pixels = synthetic_photo_small()
+    names = ["café.png", "z.png"] + ([os.fsdecode(b"x\xff.png")] if sys.platform != "win32" else [])
+    for name in names:
+        Image.fromarray(pixels).save(tmp_path / name)
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for args in (["encode", tmp_path / "café.png", "-o", tmp_path / "café.nic"], ["info", tmp_path / "café.nic"],
+                 ["encode", tmp_path, "-o", tmp_path / "out"], ["verify", tmp_path / "out"]):
+        done = subprocess.run([sys.executable, "-m", "nicodec", *map(str, args)], capture_output=True, env=env,
+                              timeout=300)
+        assert done.returncode == 0 and b"Error" not in done.stderr, (args, done.stderr)
+        if args[0] != "encode" or len(args) == 4 and str(args[3]).endswith(".nic"):
+            assert b"caf\\xe9.nic" in done.stdout, (args, done.stdout)
+        if args[0] == "verify":
+            assert done.stdout.count(b"ok ") == len(names), done.stdout
+
+
+def synthetic_photo_small():
+    return np.random.default_rng(5).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+
+
+def test_control_characters_in_names_are_shown_escaped(tmp_path):
+    """An escape sequence in a file name is shown as \\x1b, not sent to the terminal."""
+    name = "e\x1b]0;title\x07.png"
+    Image.fromarray(synthetic_photo_small()).save(tmp_path / name)
+    result = run("encode", tmp_path / name, "-o", tmp_path / "e.nic")
+    assert result.exit_code == 0
+    assert "\x1b" not in result.stdout and "e\\x1b]0;title\\x07.png" in result.stdout
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and /dev/full")
+def test_a_report_reader_that_stops_or_a_full_disk_is_one_error_line(tmp_path):
+    """`nicodec verify DIR | head -1`: the reader goes, and nicodec says it could not write its
+    report (exit code 1), rather than exiting 1 in silence as if a file had failed; --version
+    and --help to a full disk give one line, not a traceback."""
+    import os
+
+    for i in range(30):
+        Image.fromarray(synthetic_photo_small()).save(tmp_path / f"{i:02d}.png")
+    assert run("encode", tmp_path, "-o", tmp_path / "out").exit_code == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    process = subprocess.run([sys.executable, "-m", "nicodec", "verify", str(tmp_path / "out")], stdout=write_end,
+                             stderr=subprocess.PIPE, text=True, timeout=300)
+    os.close(write_end)
+    assert process.returncode == 1 and "cannot write the report: Broken pipe" in process.stderr, process.stderr
+    if os.path.exists("/dev/full"):
+        for args in (["--version"], ["encode", "--help"]):
+            with open("/dev/full", "w") as full:
+                process = subprocess.run([sys.executable, "-m", "nicodec", *args], stdout=full, stderr=subprocess.PIPE,
+                                         text=True, timeout=120)
+            assert process.returncode == 1 and "No space left on device" in process.stderr, (args, process.stderr)
+            assert "Traceback" not in process.stderr
