@@ -827,19 +827,27 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
 def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str]:
     """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
-    any), from its header alone: not a nicodec file, another model, another quality; None if none
-    of these (a file made with a rate target, ``--refine`` or ``--strip`` is not told apart)."""
+    any), from its header and size alone: not a nicodec file, cut short, another model, another
+    quality; None if none of these (a file made with a rate target, ``--refine`` or ``--strip``
+    is not told apart, nor a damaged payload of the right length: ``verify`` checks that)."""
     from . import format as nicformat
 
     try:
         with open(path, "rb") as f:
-            header, _, _ = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))
+            header, table, payload_offset = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))
+            size = os.fstat(f.fileno()).st_size
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     except NicodecError as exc:
         return f"cannot be read as a nicodec file: {exc}"
-    if (header.model_id, header.model_hash) != (codec.model_id, codec.model.model_hash):
+    expected = payload_offset + sum(length for _, length in table)
+    if size != expected:  # a copy cut short (a full disk, an interrupted transfer): not up to date
+        return f"is {size:,} bytes where its header gives {expected:,} (truncated or damaged)"
+    if header.model_id != codec.model_id:
         return f"was made by another model ({header.model_id}, not {codec.model_id})"
+    if header.model_hash != codec.model.model_hash:
+        return (f"was made by another export of {header.model_id} (model hash {header.model_hash.hex()}, "
+                f"not {codec.model.model_hash.hex()})")
     if quality is not None and nicformat.quality_value(header.quality) != nicformat.quality_value(quality):
         return f"was made at quality {_quality_text(header.quality)}, not {_quality_text(quality)}"
     return None

@@ -157,6 +157,32 @@ def test_a_newer_output_made_otherwise_is_kept_not_counted_up_to_date(tmp_path):
     assert all(nicformat.read_header(p.read_bytes())[0].quality == 90 for p in out.glob("*.nic"))
 
 
+
+def test_an_output_cut_short_or_of_another_export_or_a_near_quality_is_not_up_to_date(tmp_path):
+    """A .nic cut short (a full disk, a broken copy), one of a re-export under the same model id
+    (another hash), and one made at 37.6 when 37.5 is asked for: each is kept and listed, none
+    counted up to date."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i, name in enumerate("xyz"):
+        Image.fromarray(synthetic_photo(64, 96, seed=i)).save(src / f"{name}.png")
+    out = tmp_path / "out"
+    assert run("encode", src, "-o", out, "--quality", "37.6").exit_code == 0
+    made = (out / "x.nic").read_bytes()
+    (out / "x.nic").write_bytes(made[:-10])
+    header, sections = nicformat.unpack((out / "y.nic").read_bytes())
+    other = nicformat.Header(**{**header.__dict__, "model_hash": bytes(8)})
+    (out / "y.nic").write_bytes(nicformat.pack(other, sections))
+    result = run("encode", src, "-o", out, "--quality", "37.6")
+    assert "0 encoded, 1 up to date, 2 kept" in result.stdout, result.stdout + result.stderr
+    assert f"{out / 'x.nic'} is {len(made) - 10:,} bytes where its header gives {len(made):,} (truncated or damaged)" \
+        in result.stderr
+    assert f"{out / 'y.nic'} was made by another export of {header.model_id} (model hash 0000000000000000, not " \
+        in result.stderr
+    result = run("encode", src, "-o", out, "--quality", "37.5")
+    assert "0 up to date, 3 kept" in result.stdout and "was made at quality 37.6, not 37.5" in result.stderr
+    assert (out / "x.nic").read_bytes() == made[:-10]
+
 def test_encode_tree_to_a_rate_target(tmp_path):
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()
