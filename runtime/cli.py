@@ -807,7 +807,10 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         _check_input(item.source, "image")
         data, result = rate.encode(codec, item.source, strip)
         _make_folder(item.target.parent)
-        write_atomic(item.target, lambda f: f.write(data), force=force)
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted)) as late:
+            write_atomic(item.target, lambda f: f.write(data), force=force)
+        if late:
+            return late[0]
         header = _header(data)
         return Outcome(item, "done", rate.miss(result) or "", bytes_in=item.source.stat().st_size, bytes_out=len(data),
                        pixels=header.width * header.height)
@@ -823,6 +826,24 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
         wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
     _run_tree("encode", items, work, force, jobs, debug, differs=lambda item: _made_otherwise(item.target, codec, wanted))
+
+
+@contextmanager
+def _made_meanwhile(item, differs=None):
+    """An output another process made while this one coded (two runs over one folder, from
+    cron): judged as it would have been had it been there at the start, up to date or kept,
+    rather than a failure. The outcome, if so, is put in the list yielded."""
+    from .batch import triage
+    from .errors import OutputExistsError
+
+    late: list = []
+    try:
+        yield late
+    except OutputExistsError:
+        outcome = triage(item, False, differs)
+        if outcome is None or outcome.status == "failed":
+            raise
+        late.append(outcome)
 
 
 def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str]:
@@ -863,7 +884,10 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         data = stdio.read_input(item.source)
         image = codec.decode(data)
         _make_folder(item.target.parent)
-        write_atomic(item.target, lambda f: outputs.save(image, f, "PNG"), force=force)
+        with _made_meanwhile(item) as late:
+            write_atomic(item.target, lambda f: outputs.save(image, f, "PNG"), force=force)
+        if late:
+            return late[0]
         return Outcome(item, "done", bytes_in=len(data), bytes_out=item.target.stat().st_size,
                        pixels=image.width * image.height)
 

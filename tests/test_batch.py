@@ -574,3 +574,29 @@ def test_the_console_script_stops_on_sigterm_like_ctrl_c(tmp_path):
     assert done.returncode == 143, done.stderr
     assert "stopped by SIGTERM after" in done.stderr and "Traceback" not in done.stderr
     assert _temporaries(tmp_path / "out") == []
+
+
+def test_an_output_made_meanwhile_by_another_run_is_judged_not_failed(tmp_path, monkeypatch):
+    """Two runs over one folder (cron jobs that overlap): a file the other run wrote while this
+    one coded it is up to date (or kept, when made otherwise), never replaced, not a failure."""
+    from nicodec.codec import Codec
+
+    src = _six_images(tmp_path / "src")
+    out = tmp_path / "out"
+    real = Codec.encode
+    theirs = {"1.png": None, "2.png": b"their notes"}
+
+    def encode(self, image, **options):
+        data = real(self, image, **options)
+        name = Path(str(image)).name
+        if name in theirs:  # the other run commits first
+            out.mkdir(exist_ok=True)
+            (out / name).with_suffix(".nic").write_bytes(data if theirs[name] is None else theirs[name])
+        return data
+
+    monkeypatch.setattr(Codec, "encode", encode)
+    result = run("encode", src, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert "6 files: 4 encoded, 1 up to date, 1 kept, 0 failed" in result.stdout
+    assert (out / "2.nic").read_bytes() == b"their notes"
+    assert f"kept: {out / '2.nic'} cannot be read as a nicodec file" in result.stderr

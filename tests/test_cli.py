@@ -1035,3 +1035,40 @@ def test_a_report_reader_that_stops_or_a_full_disk_is_one_error_line(tmp_path):
                                          text=True, timeout=120)
             assert process.returncode == 1 and "No space left on device" in process.stderr, (args, process.stderr)
             assert "Traceback" not in process.stderr
+
+
+def test_single_file_commands_write_through_a_temporary_and_never_over_a_newcomer(png, tmp_path, monkeypatch):
+    """encode and decode of one file go through write_atomic: a save that fails half-way leaves
+    the old output as it was (with --force) and nothing else behind; a file another program
+    creates at the output while nicodec codes is not replaced."""
+    from nicodec import outputs
+    from nicodec.codec import Codec
+
+    assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
+    folder = tmp_path / "restored"
+    folder.mkdir()
+    (folder / "out.png").write_bytes(b"old")
+
+    def half_then_fail(image, f, *args, **kwargs):
+        f.write(b"half")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(outputs, "save", half_then_fail)
+    result = run("decode", tmp_path / "a.nic", "-o", folder / "out.png", "--force")
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert [p.name for p in folder.iterdir()] == ["out.png"] and (folder / "out.png").read_bytes() == b"old"
+    monkeypatch.undo()
+
+    real = Codec.encode
+    target = tmp_path / "theirs.nic"
+
+    def encode_while_another_writes(self, image, **options):
+        data = real(self, image, **options)
+        target.write_bytes(b"theirs")
+        return data
+
+    monkeypatch.setattr(Codec, "encode", encode_while_another_writes)
+    result = run("encode", png, "-o", target)
+    assert result.exit_code == 1 and "exists" in result.stderr
+    assert target.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
