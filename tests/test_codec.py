@@ -9,6 +9,7 @@ import re
 import threading
 import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -332,7 +333,7 @@ def test_rate_grows_with_quality_and_the_header_records_it(codec, photo):
 @pytest.mark.parametrize("quality", [0, 0.999, 100.01, 1e9, float("nan"), float("inf"), "high", True, None])
 def test_qualities_outside_1_to_100_are_refused(codec, photo, quality):
     if quality is None:  # the default, for contrast
-        assert codec.encode(photo, quality=quality)
+        assert nicformat.read_header(codec.encode(photo, quality=quality))[0].quality == codec.default_quality
         return
     with pytest.raises(nicodec.QualityError, match="quality"):
         codec.encode(photo, quality=quality)
@@ -355,6 +356,40 @@ def test_a_header_quality_outside_the_range_is_a_format_error(codec, photo):
     with pytest.raises(nicodec.FormatError, match="quality"):
         codec.decode(bad)
 
+
+
+@pytest.mark.parametrize("quality", [100.0001, 0.9999, 0.0])
+def test_a_header_quality_just_outside_the_range_is_a_format_error(codec, photo, quality):
+    header, sections = nicformat.unpack(codec.encode(photo))
+    bad = nicformat.pack(nicformat.Header(**{**header.__dict__, "quality": quality}), sections)
+    with pytest.raises(nicodec.FormatError, match="quality"):
+        codec.decode(bad)
+
+
+def test_the_quality_is_taken_as_the_float32_the_header_records(codec, photo):
+    """FORMAT.md: the encoder rounds the quality to float32 first and computes its gain from that
+    value, the one the decoder reads; a float64 gain would differ from the decoder's."""
+    from nicodec.model import check_quality
+
+    assert check_quality(37.3) == float(np.float32(37.3)) != 37.3
+    data = codec.encode(photo, quality=37.3)
+    assert nicformat.read_header(data)[0].quality == float(np.float32(37.3))
+    assert data == codec.encode(photo, quality=float(np.float32(37.3)))
+
+
+def test_a_model_file_that_does_not_match_its_sha256_is_refused(tmp_path):
+    """Checked without torch: a damaged copy of the model (here its tables) is a ModelError
+    naming the file, not integers that silently differ from the encoder's."""
+    import shutil
+
+    from nicodec.model import default_model_dir
+
+    copy = tmp_path / "model"
+    shutil.copytree(default_model_dir(), copy)
+    with open(copy / "tables.npz", "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(nicodec.ModelError, match="tables.npz does not match its SHA-256"):
+        Codec(copy, providers="cpu")
 
 def test_interpolated_gains_lie_between_the_trained_levels(codec):
     model = codec.model
@@ -611,3 +646,35 @@ def test_encode_checks_its_switches(codec, photo):
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         codec.encode(photo, progress=5)
     assert codec.encode(photo, strip=np.bool_(True)) == codec.encode(photo, strip=True)
+
+
+def test_session_options_reach_onnxruntime_and_a_float_entropy_graph_is_pinned(monkeypatch):
+    """threads= and optimization= reach every session; a model whose entropy graph computes in
+    float (exported before the integer graph) gets 1 thread and basic optimisation there whatever
+    is asked, so that its integers do not depend on the options."""
+    import onnxruntime
+
+    from nicodec import sessions
+    from nicodec.model import ModelFiles
+
+    made = []
+
+    class Recording:
+        def __getattr__(self, name):
+            return getattr(onnxruntime, name)
+
+        @staticmethod
+        def InferenceSession(path, sess_options, providers):
+            made.append((Path(path).stem, sess_options.intra_op_num_threads, sess_options.graph_optimization_level))
+            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=providers)
+
+    monkeypatch.setattr(sessions, "_ort", Recording)
+    basic, every = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    Codec(providers="cpu", threads=2, optimization="basic")
+    assert {name for name, _, _ in made} >= {"encoder", "entropy_parameters", "decoder"}
+    assert all(options == [2, basic] for _, *options in made), made
+    made.clear()
+    monkeypatch.setattr(ModelFiles, "integer_entropy", property(lambda self: False))
+    Codec(providers="cpu", threads=2, optimization="all")
+    assert [options for name, *options in made if name == "entropy_parameters"] == [[1, basic]], made
+    assert all(options == [2, every] for name, *options in made if name != "entropy_parameters"), made

@@ -240,3 +240,9 @@ def test_format_md_names_the_shipped_model_and_the_files_it_decodes():
     assert manifest["model_hash"].startswith(shipped.group(3)) and len(shipped.group(3)) >= 8
     for entry in manifest.get("decodes_files_of", []):
         assert f"`{entry['model_id']}` (hash `{entry['model_hash'][:8]}…`" in text
+
+
+def test_the_pixel_limit_takes_an_image_of_exactly_the_limit():
+    assert nicformat.unpack(packed(), max_pixels=768 * 512)[0] == HEADER
+    with pytest.raises(LimitError):
+        nicformat.unpack(packed(), max_pixels=768 * 512 - 1)

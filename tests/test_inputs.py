@@ -326,3 +326,33 @@ def test_a_16_bit_rgb_colour_key_is_left_out_with_a_warning(codec, tmp_path):
     with pytest.warns(UserWarning, match="rgb16.png: its colour key .* 16-bit"):
         data = codec.encode(path)
     assert np.asarray(codec.decode(data)).shape == (8, 8, 3)  # opaque, nothing hidden
+
+
+def test_write_atomic_syncs_before_the_rename_and_keeps_a_newcomer_without_hard_links(tmp_path, monkeypatch):
+    """The data reach the disk (fsync) before the name appears, so a crash cannot leave a named,
+    empty output; on a file system without hard links (FAT, some network mounts) a file made
+    meanwhile is still not replaced."""
+    import os
+
+    from nicodec.errors import OutputExistsError
+    from nicodec.files import write_atomic
+
+    order = []
+    real_fsync, real_link = os.fsync, os.link
+    monkeypatch.setattr(os, "fsync", lambda fd: (order.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "link", lambda *a, **k: (order.append("link"), real_link(*a, **k))[1])
+    write_atomic(tmp_path / "a.nic", lambda f: f.write(b"ours"))
+    assert order == ["fsync", "link"] and (tmp_path / "a.nic").read_bytes() == b"ours"
+
+    def no_hard_links(*args, **kwargs):
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_hard_links)
+    target = tmp_path / "b.nic"
+    write_atomic(target, lambda f: f.write(b"ours"))  # the fallback: a rename
+    assert target.read_bytes() == b"ours"
+    newcomer = tmp_path / "c.nic"
+    with pytest.raises(OutputExistsError):
+        write_atomic(newcomer, lambda f: (f.write(b"ours"), newcomer.write_bytes(b"theirs")))
+    assert newcomer.read_bytes() == b"theirs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nic", "b.nic", "c.nic"]

@@ -384,6 +384,34 @@ def test_extra_bytes_and_bad_headers_are_format_errors():
             decode_strictly(bad, ids, tables)
 
 
+
+def test_the_edges_of_the_stream_checks():
+    """Each bound at its edge (FORMAT.md): a lane state of 2**16 - 1 is refused, one of 2**16 is
+    not refused for its state; an escape of the highest value its table codes (offset + size - 2)
+    is refused, one just beyond it is not refused for that."""
+    values, ids, tables, data = small_stream()
+    k, e = struct.unpack_from("<HI", data)
+    states_at = 6 + 4 * e
+    with pytest.raises(FormatError, match=r"lane state below 2\*\*16"):
+        decode_strictly(data[:states_at] + struct.pack("<I", 0xFFFF) + data[states_at + 4:], ids, tables)
+    with pytest.raises(FormatError) as caught:
+        decode_strictly(data[:states_at] + struct.pack("<I", 0x10000) + data[states_at + 4:], ids, tables)
+    assert "below 2**16" not in str(caught.value)
+    table = int(ids[5])  # the first escaped value, -2**31, is the first in the list
+    top = int(tables.offsets[table] + tables.sizes[table] - 2)
+    with pytest.raises(FormatError, match="escapes a value its table can code"):
+        decode_strictly(data[:6] + struct.pack("<i", top) + data[10:], ids, tables)
+    beyond = values.copy()
+    beyond[5] = top + 1
+    assert np.array_equal(decode_strictly(data[:6] + struct.pack("<i", top + 1) + data[10:], ids, tables), beyond)
+
+
+def test_default_lanes_is_pinned_as_format_md_gives_it():
+    """The lane count is part of what the encoder writes (and min_lanes of what a decoder takes):
+    round(sqrt(count / 72)), not floor."""
+    assert default_lanes(934) == 4  # sqrt(12.97) = 3.6
+    assert default_lanes(48 * 32 * 192) == 64 and default_lanes(10**9) == 1024
+
 def test_bit_flips_never_crash_and_are_caught_outside_the_escapes():
     values, ids, tables, data = small_stream()
     n_escapes = struct.unpack_from("<I", data, 2)[0]

@@ -284,3 +284,10 @@ def test_a_byte_limit_missed_for_want_of_encodes_says_so(codec, photo):
     with pytest.raises(nicodec.QualityError, match=r"within 1 encodes \(max_encodes\).*allow more encodes"):
         encode_to_target(codec, photo, max_bytes=smallest + 10, max_encodes=1)
     assert len(encode_to_target(codec, photo, max_bytes=smallest + 10).data) <= smallest + 10
+
+
+def test_a_file_of_exactly_max_bytes_fits(codec, image):
+    """max_bytes is a limit the file may reach: quality 1's own size is met, not refused."""
+    limit = len(at(codec, image, 1))
+    result = encode_to_target(codec, image, max_bytes=limit)
+    assert result.met and len(result.data) <= limit
