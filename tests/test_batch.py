@@ -549,7 +549,6 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_does_not_cut_it_short(tmp_pa
 
 def test_the_console_script_stops_on_sigterm_like_ctrl_c(tmp_path):
     """main() itself installs the SIGTERM handler (a library import does not)."""
-    import signal
     import subprocess
     import sys
 
