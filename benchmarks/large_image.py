@@ -1,12 +1,14 @@
 """Large images: peak memory and time of tiled against whole-image processing, and whether they agree.
 
-    python benchmarks/large_image.py [--size 3072x3072] [--json benchmarks/results/large_image.json]
+    python benchmarks/large_image.py [--size 3072x3072] [--tiled-only] [--small-tiles] [--json FILE]
 
 The image is a mosaic of Kodak photos (mirrored tiles of ``../shared/data/kodak``; a
 synthetic photo-like image when Kodak is absent). Each measurement runs in a fresh
 process, so its peak resident memory (``ru_maxrss``) belongs to that operation alone:
 encode and decode, once with the default tiles (1024 pixels, 256 of margin) and once
-whole (one tile larger than the image). Linux and macOS only.
+whole (one tile larger than the image), and with ``--small-tiles`` at tiles of 512 and 256
+pixels too (what an edge board with 1 to 2 GB would use, ``--tile`` on the command line),
+checking that they make the same file. Linux and macOS only.
 """
 
 from __future__ import annotations
@@ -73,6 +75,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--tiled-only", action="store_true",
                         help="skip whole-image processing (which needs tens of GB at 24 megapixels)")
+    parser.add_argument("--small-tiles", action="store_true", help="also tiles of 512 and 256 pixels")
     args = parser.parse_args()
     width, height = map(int, args.size.lower().split("x"))
 
@@ -82,11 +85,17 @@ def main() -> None:
         np.save(folder / "image.npy", image)
         rows = {}
         modes = (("tiled", 1024),) if args.tiled_only else (("tiled", 1024), ("whole", 1 << 16))
+        if args.small_tiles:
+            modes += (("tile 512", 512), ("tile 256", 256))
         for name, tile in modes:
             rows[name] = {"encode": measure("encode", tile, folder, name), "decode": measure("decode", tile, folder, name)}
-            print(f"{name:>6}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MB; "
+            print(f"{name:>8}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MB; "
                   f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MB", flush=True)
         size = (folder / "tiled.nic").stat().st_size
+        small_same = {name: (folder / f"{name}.nic").read_bytes() == (folder / "tiled.nic").read_bytes()
+                      for name in rows if name.startswith("tile ")}
+        if small_same:
+            print(f"files at smaller tiles identical to the default's: {small_same}")
         decoded = {name: np.load(folder / f"{name}.npy") for name in rows}
         quality = {name: round(psnr(pixels, image), 4) for name, pixels in decoded.items()}
         same_file = differing = None
@@ -101,7 +110,7 @@ def main() -> None:
     print(f"{width}x{height}: PSNR {quality}; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
     write_report(args.json, {
         "size": [width, height], "results": rows, "identical_files": same_file,
-        "pixel_values_differing": differing, "psnr_db": quality,
+        "pixel_values_differing": differing, "psnr_db": quality, "small_tile_files_identical": small_same or None,
         "bytes": size, "bpp": round(8 * size / (width * height), 4),
     })
 

@@ -25,7 +25,7 @@ import typer
 from rich.console import Console
 
 from . import stdio
-from .errors import ModelMismatchError, NicodecError, PixelLimitError, UnsupportedImageError
+from .errors import ModelMismatchError, NicodecError, OutOfMemoryError, PixelLimitError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .sessions import MAX_THREADS
 
@@ -95,6 +95,19 @@ JobsOpt = Annotated[int, typer.Option(min=1, max=MAX_JOBS, help="Files coded at 
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
+]
+
+
+def _tile_size(value: int) -> int:
+    if value % 64:
+        raise typer.BadParameter(f"{value} is not a multiple of 64")
+    return value
+
+
+TileOpt = Annotated[
+    int,
+    typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a multiple "
+                 "of 64): less memory for large images, the same file; 512 or 256 on a board with 1 to 2 GB."),
 ]
 _RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
 
@@ -311,6 +324,7 @@ def _check_input(input: Path, wanted: str) -> None:
 HINTS = (
     (PixelLimitError, "--max-pixels", "--max-pixels sets the limit"),
     (ModelMismatchError, "--model", "--model DIR loads another model folder"),
+    (OutOfMemoryError, "--tile", "--tile 512 runs smaller tiles"),
 )
 """What an error of these classes adds on the command line, unless its message names the option."""
 
@@ -359,11 +373,11 @@ def _busy(doing: str, name: str):
 
 
 def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
-           precision: Precision = Precision.fp32, refine: int = 0):
+           precision: Precision = Precision.fp32, refine: int = 0, tile: int = 1024):
     from .codec import Codec
 
     return Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value,
-                 refine=refine)
+                 refine=refine, tile=tile)
 
 
 def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: bool):
@@ -504,6 +518,7 @@ def encode(
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    tile: TileOpt = 1024,
     strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile and EXIF data.")] = False,
     quality: QualityOpt = None,
     target_bpp: TargetBppOpt = None,
@@ -529,7 +544,7 @@ def encode(
     rate.check_options()
     if len(inputs) > 1 or _is_dir(inputs[0]):
         items, root = _batch_items(inputs, output, ".nic", debug)
-        _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine)
+        _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine, tile)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -541,7 +556,7 @@ def encode(
             target = _target(input, output, ".nic", force)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
-        codec = _codec(model, provider, threads, max_pixels, refine=refine)
+        codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile)
         rate.check_model(codec)
         start = time.perf_counter()
         if refine and err.is_terminal:
@@ -609,6 +624,7 @@ def decode(
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    tile: TileOpt = 1024,
     precision: PrecisionOpt = Precision.fp32,
     debug: DebugOpt = False,
 ) -> None:
@@ -626,7 +642,7 @@ def decode(
 
     if len(inputs) > 1 or _is_dir(inputs[0]):
         items, root = _batch_items(inputs, output, ".png", debug)
-        _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision)
+        _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -650,7 +666,7 @@ def decode(
             if dropped:
                 err.print(f"warning: {target.name} will have no {' or '.join(dropped)}: {fmt} does not keep "
                           f"{'them' if len(dropped) > 1 else 'it'} (.png, .jpg, .webp and .tiff do)", markup=False)
-        codec = _codec(model, provider, threads, max_pixels, precision)
+        codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
         start = time.perf_counter()
         with _busy("decoding", stdio.display_name(input)), _naming(input):
             image = codec.decode(data)
@@ -799,7 +815,7 @@ def _quality_text(quality: float) -> str:
 
 
 def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate,
-                  refine: int = 0) -> None:
+                  refine: int = 0, tile: int = 1024) -> None:
     from .batch import Outcome
     from .files import write_atomic
 
@@ -816,7 +832,7 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
                        pixels=header.width * header.height)
 
     with _reporting(debug):
-        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, refine=refine)
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile)
         rate.check_model(codec)
         if root is not None:
             _make_folder(root)  # after the checks of the options, before any work
@@ -874,7 +890,7 @@ def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str
     return None
 
 
-def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision) -> None:
+def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024) -> None:
     from . import outputs
     from .batch import Outcome
     from .files import write_atomic
@@ -892,7 +908,7 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
                        pixels=image.width * image.height)
 
     with _reporting(debug):
-        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision)
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision, tile=tile)
         if root is not None:
             _make_folder(root)
     _run_tree("decode", items, work, force, jobs, debug)

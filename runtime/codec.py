@@ -17,7 +17,9 @@ be faulty: each Codec checks its own on a fixed input first (``nicodec.exactness
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 import zlib
 from collections.abc import Callable, Sequence
 
@@ -27,15 +29,44 @@ from PIL import Image
 from . import exactness
 from . import format as nicformat
 from . import rans
-from .errors import FormatError, LimitError, ModelError, NicodecError, QualityError
+from .errors import FormatError, LimitError, ModelError, NicodecError, OutOfMemoryError, QualityError
 from .files import read_binary_file, read_file
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
-from .sessions import CPU, MAX_THREADS, create_session, resolve_providers
+from .sessions import CPU, MAX_THREADS, create_session, resolve_providers, shrinking_run_options
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
+
+
+_ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "bad allocation")
+"""What onnxruntime's own (untyped) errors say when its allocator fails."""
+
+
+def _memory_named(method):
+    """Running out of memory inside a coding method is an :class:`OutOfMemoryError` (a
+    ``NicodecError``) saying what needs less, not onnxruntime's untyped error or a bare
+    ``MemoryError`` that an application catching ``NicodecError`` would miss."""
+
+    @functools.wraps(method)
+    def named(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except NicodecError:
+            raise
+        except Exception as exc:
+            if not isinstance(exc, MemoryError) and not any(text in str(exc) for text in _ALLOCATION_FAILURES):
+                raise
+            wanted = re.search(r"buffer of size (\d+)", str(exc))
+            detail = (f"onnxruntime could not allocate {int(wanted.group(1)):,} bytes" if wanted
+                      else "onnxruntime could not allocate memory" if not isinstance(exc, MemoryError)
+                      else "a numpy array could not be allocated")
+            raise OutOfMemoryError(
+                f"out of memory: {detail}; smaller tiles (tile=512 or 256) or a lower pixel limit need less"
+            ) from None
+
+    return named
 
 FLOAT_ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
 """Fixed settings for a model whose entropy-parameter graph computes in float (models
@@ -200,6 +231,7 @@ class Codec:
         """The quality ``encode`` uses when none is given; ``None`` for a single-rate model."""
         return self.model.default_quality
 
+    @_memory_named
     def encode(self, image, *, quality: float | None = None, strip: bool = False,
                progress: Callable[[int, int], None] | None = None) -> bytes:
         """Compress an image.
@@ -289,6 +321,7 @@ class Codec:
 
     # -- decoding ---------------------------------------------------------------------
 
+    @_memory_named
     def decode(self, data, *, as_array: bool = False) -> Image.Image | np.ndarray:
         """Decompress a ``.nic`` file.
 
@@ -332,11 +365,13 @@ class Codec:
             picture.info["exif"] = sections[b"EXIF"]
         return picture
 
+    @_memory_named
     def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
         header, _, _, _, symbols, mean_q = self._entropy_decode(data)
         return header, self._y_hat(header, symbols, mean_q)
 
+    @_memory_named
     def decode_symbols(self, data: bytes):
         """Entropy-decode a file into its integers, and check its alpha section, so that a
         file this accepts is one ``decode`` decodes (``nicodec verify`` relies on it).
@@ -470,11 +505,12 @@ class Codec:
         inputs = {name: (array, unit_in), **(spatial or {})}
         if rows <= tile and cols <= tile:
             return session.run(None, {**{k: a for k, (a, _) in inputs.items()}, **fixed})
+        shrinking = shrinking_run_options()  # memory for one tile at a time, not the sum of their shapes
         outputs = None
         for r0, r1, rlo, rhi in _spans(rows, tile, margin):
             for c0, c1, clo, chi in _spans(cols, tile, margin):
                 parts = {k: np.ascontiguousarray(a[:, :, rlo * u : rhi * u, clo * u : chi * u]) for k, (a, u) in inputs.items()}
-                results = session.run(None, {**parts, **fixed})
+                results = session.run(None, {**parts, **fixed}, shrinking)
                 if outputs is None:
                     outputs = [
                         np.empty((1, r.shape[1], rows * u, cols * u), dtype=r.dtype) for r, u in zip(results, unit_out)

@@ -35,6 +35,11 @@ class PixelLimitError(LimitError):
     which the caller may raise."""
 
 
+class OutOfMemoryError(LimitError, MemoryError):
+    """Coding an image ran out of memory (onnxruntime's allocator or numpy's); a smaller tile
+    or a lower pixel limit needs less. Also a ``MemoryError``."""
+
+
 class UnsupportedImageError(NicodecError):
     """An input image cannot be read or has a mode nicodec does not code."""
 

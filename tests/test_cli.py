@@ -1072,3 +1072,20 @@ def test_single_file_commands_write_through_a_temporary_and_never_over_a_newcome
     assert result.exit_code == 1 and "exists" in result.stderr
     assert target.read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_running_out_of_memory_is_one_line_that_names_the_tile_option(png, tmp_path, monkeypatch):
+    from nicodec.codec import Codec
+    from nicodec.errors import OutOfMemoryError
+
+    def starved(self, image, **options):
+        raise OutOfMemoryError("out of memory: onnxruntime could not allocate 8 bytes; smaller tiles (tile=512 or "
+                               "256) or a lower pixel limit need less")
+
+    monkeypatch.setattr(Codec, "encode", starved)
+    result = run("encode", png, "-o", tmp_path / "x.nic")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert "out of memory" in result.stderr and "(--tile 512 runs smaller tiles)" in result.stderr
+    assert not (tmp_path / "x.nic").exists()
+    assert run("encode", png, "-o", tmp_path / "y.nic", "--tile", "96").exit_code == 2  # not a multiple of 64
+    assert run("encode", png, "-o", tmp_path / "y.nic", "--tile", "0").exit_code == 2

@@ -79,3 +79,20 @@ def test_with_the_train_extra_the_command_runs(command):
     result = launch(command, [], "--help")
     assert result.returncode == 0, result.stderr
     assert f"Usage: {command}" in result.stdout
+
+
+def test_onnxruntime_writes_nothing_in_the_home_folder(tmp_path):
+    """onnxruntime 1.31 and later keep telemetry (a database, a device id) under ~/.cache; nicodec
+    opts out before importing it, unless the switch is set already (0 leaves onnxruntime's way)."""
+    import os
+
+    script = ("import numpy, nicodec\n"
+              "codec = nicodec.Codec(providers='cpu')\n"
+              "codec.decode(codec.encode(numpy.zeros((64, 64, 3), numpy.uint8)))\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED")}
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run([sys.executable, "-c", script], env={**env, "HOME": str(home)}, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert list(home.rglob("*")) == [] and "telemetry" not in done.stderr
