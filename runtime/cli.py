@@ -488,9 +488,12 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
             _make_folder(Path(output))
             output = Path(output) / input.with_suffix(suffix).name
     output = Path(output)
-    if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
-        raise NicodecError(f"the output {output} is the input; choose another name")
-    check_target(output, force)  # what write_atomic will check, checked before the work
+    try:
+        if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
+            raise NicodecError(f"the output {output} is the input; choose another name")
+        check_target(output, force)  # what write_atomic will check, checked before the work
+    except (OSError, ValueError) as exc:  # INPUT's name with .nic added is too long for the file system
+        raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
     return output
 
 

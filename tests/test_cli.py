@@ -1089,3 +1089,13 @@ def test_running_out_of_memory_is_one_line_that_names_the_tile_option(png, tmp_p
     assert not (tmp_path / "x.nic").exists()
     assert run("encode", png, "-o", tmp_path / "y.nic", "--tile", "96").exit_code == 2  # not a multiple of 64
     assert run("encode", png, "-o", tmp_path / "y.nic", "--tile", "0").exit_code == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a 255-byte name limit")
+def test_an_output_name_too_long_for_the_file_system_is_one_error_line(tmp_path):
+    """A 255-byte image name gains .nic and no longer fits: named, not an internal error."""
+    long = tmp_path / ("B" * 255)
+    Image.fromarray(synthetic_photo_small()).save(long, format="PNG")
+    result = run("encode", long)
+    assert result.exit_code == 1 and "internal error" not in result.stderr
+    assert "cannot use the output" in result.stderr and "File name too long" in result.stderr
