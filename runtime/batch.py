@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 import threading
 import time
 import unicodedata
@@ -40,13 +41,18 @@ def _raise_terminated(signum, frame):
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
-def stop_like_ctrl_c() -> None:
+def stop_like_ctrl_c() -> dict:
     """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the command line
     does this; a library leaves its host's signals alone). Ones set to anything but the
-    default, such as ignored by ``nohup``, are left as they are."""
+    default, such as ignored by ``nohup``, are left as they are, and so is everything off the
+    main thread, where no handler can be set. Returns the handlers replaced, to put back."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    replaced = {}
     for signum in TERMINATING:
         if signal.getsignal(signum) == signal.SIG_DFL:
-            signal.signal(signum, _raise_terminated)
+            replaced[signum] = signal.signal(signum, _raise_terminated)
+    return replaced
 
 
 def _interrupting(handler) -> bool:
@@ -71,8 +77,17 @@ def signals_held():
     try:
         yield
     finally:
-        for signum, handler in saved.items():
-            signal.signal(signum, handler)
+        # Blocked while the handlers go back: one arriving between two of them would raise
+        # there, leaving the others holding for good.
+        blocking = hasattr(signal, "pthread_sigmask")
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_BLOCK, saved)
+        try:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+        finally:
+            if blocking:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, saved)  # one that came meanwhile is raised now
         if held:
             signal.raise_signal(held[0])  # its exception, now
 
@@ -137,11 +152,14 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
                 continue  # hidden, or another kind
             target = (out_root / path.relative_to(root)).with_suffix(new_suffix)
             try:
-                if not path.is_file():
-                    continue  # a pipe or device (which could block the batch), or a link to a folder
+                regular = stat.S_ISREG(os.stat(path).st_mode)  # Path.is_file() hides errors from Python 3.13 on
+            except FileNotFoundError:
+                continue  # a broken link, or a file gone since the listing
             except OSError as exc:  # a folder that can be listed but not entered
                 items.append(Item(path, target, f"cannot read it: {exc.strerror or exc}"))
                 continue
+            if not regular:
+                continue  # a pipe or device (which could block the batch), or a link to a folder
             items.append(Item(path, target))
     return items
 

@@ -63,8 +63,9 @@ def _memory_named(method):
                       else "onnxruntime could not allocate memory" if not isinstance(exc, MemoryError)
                       else "a numpy array could not be allocated")
             raise OutOfMemoryError(
-                f"out of memory: {detail}; smaller tiles (tile=512 or 256) or a lower pixel limit need less"
-            ) from None
+                f"out of memory: {detail}; smaller tiles (tile=256) cut the memory of decoding a large image, "
+                "and less that of encoding one"
+            ) from exc
 
     return named
 
@@ -92,7 +93,8 @@ class Codec:
             or onnxruntime provider names (a list, or one name such as
             ``"CPUExecutionProvider"``). The entropy-parameter graph
             always runs on the CPU provider.
-        threads: onnxruntime intra-op threads, 1 to 256 (``None``: one per core).
+        threads: onnxruntime intra-op threads, 1 to 256 (``None``: onnxruntime's default, one
+            per core, or the cores the process may use under ``taskset`` or a cpuset).
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
             accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).

@@ -70,7 +70,8 @@ def check_quality(quality) -> float:
     except OverflowError:  # an int beyond any float
         raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not a number that large") from None
     if not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
-        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {value:.10g}")
+        shown = f"{value:g}" if float(f"{value:g}") == value or value != value else repr(value)  # 0, not 0.0; 100.00000001
+        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {shown}")
     # The header stores a float32 (1 and 100 are exact in it, so the range holds); the
     # decoder's inverse gain is computed from that value.
     return float(np.float32(value))

@@ -28,7 +28,8 @@ TELEMETRY_OPT_OUTS = ("ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED")
 and a device id under ``~/.cache/Microsoft``, and warn on every run where ``$HOME`` is read-
 only). nicodec sets them to 1 before it imports onnxruntime, unless they are set already: a
 codec on an offline board has no business growing a database in the user's home. Set them to 0
-to leave onnxruntime's default."""
+to leave onnxruntime's default. They are read when onnxruntime is imported: a program that
+imports it before nicodec does sets them itself."""
 
 
 def _ort():
@@ -127,18 +128,23 @@ def shrinking_run_options():
     ort = _ort()
     options = ort.RunOptions()
     options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
-    options.log_severity_level = 4
     return options
 
 
-def _allowed_cores() -> int | None:
-    """The cores this process may run on, when fewer than the machine has (``taskset``, a
-    container's cpuset): onnxruntime's default counts every core, and its extra threads would
-    then run outside the set. None otherwise (onnxruntime's default, one per physical core)."""
+def usable_cores() -> int:
+    """The cores this process may run on: fewer than the machine's under ``taskset`` or a
+    container's cpuset (Linux), else every core."""
     try:
-        allowed = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):  # not on macOS or Windows
-        return None
+        return os.cpu_count() or 1
+
+
+def _allowed_cores() -> int | None:
+    """The cores this process may run on, when fewer than the machine has: onnxruntime's
+    default counts every core, and its extra threads would then run outside the set. None
+    otherwise (onnxruntime's default, one per physical core)."""
+    allowed = usable_cores()
     return allowed if allowed < (os.cpu_count() or allowed) else None
 
 
@@ -182,7 +188,6 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    options.log_severity_level = 4  # nicodec names onnxruntime's errors itself: no second, coloured copy
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files

@@ -343,6 +343,7 @@ def test_qualities_outside_1_to_100_are_refused(codec, photo, quality):
 @pytest.mark.parametrize("quality, shown", [
     (1e-300, "1e-300"),  # float32 would round it to 0; the message names what was given
     (100.0000001, "100.0000001"),
+    (100.00000001, "100.00000001"),  # not "100", which would contradict "from 1 to 100"
     pytest.param(10**400, "a number that large", id="10**400"),  # beyond any float: no OverflowError
     pytest.param(-(10**400), "a number that large", id="-10**400"),
 ])
