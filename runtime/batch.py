@@ -134,7 +134,7 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
     code the first run's outputs. Links to folders are not followed (a link loop would never end)."""
     wanted = {s.lower() for s in suffixes}
     items = []
-    skip = real_path(out_root) if real_path(out_root) != real_path(root) else None
+    skip = _identity(out_root) if _identity(out_root) != _identity(root) else None
 
     def unreadable(exc: OSError) -> None:
         folder = Path(exc.filename) if exc.filename else root
@@ -145,7 +145,7 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
         items.append(Item(folder, target, f"cannot read the folder: {exc.strerror or exc}"))
 
     for folder, dirs, files in os.walk(root, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and real_path(Path(folder) / d) != skip)
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or _identity(Path(folder) / d) != skip))
         for name in sorted(files):
             path = Path(folder) / name
             if name.startswith(".") or path.suffix.lower() not in wanted:
@@ -162,6 +162,16 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
                 continue  # a pipe or device (which could block the batch), or a link to a folder
             items.append(Item(path, target))
     return items
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """A folder as the file system knows it (device and inode), however its name is written or
+    cased; None if it does not exist (yet)."""
+    try:
+        info = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return info.st_dev, info.st_ino
 
 
 def collisions(items: list[Item]) -> dict[Item, list[Item]]:
@@ -265,10 +275,12 @@ def run(
     jobs: int = 1,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     differs: Callable[[Item], str | None] | None = None,
+    on_stop: Callable[[], None] = lambda: None,
 ) -> Summary:
     """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes.
 
-    ``on_outcome`` is called from the calling thread as each item finishes (for progress);
+    ``on_outcome`` is called from the calling thread as each item finishes (for progress), and
+    ``on_stop`` once when an interrupt starts the wait for the items in flight;
     ``differs`` tells an existing newer output made with other settings (see :func:`triage`).
     KeyboardInterrupt stops the batch: items not started are dropped; those being coded (at
     most ``jobs``) finish, are written and reported through ``on_outcome``, and then the
@@ -325,6 +337,7 @@ def run(
         # as this one is already stopping the batch.
         try:
             with signals_held():
+                on_stop()
                 pool.shutdown(wait=True, cancel_futures=True)
                 for outcome in finished:
                     if id(outcome) not in reported:

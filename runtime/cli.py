@@ -955,8 +955,13 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             progress.update(task, advance=1,
                             rate=f"{progress.tasks[0].completed / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
 
+        def stopping() -> None:
+            progress.stop()
+            doing = "the file being coded is" if jobs == 1 else f"the files being coded (at most {jobs}) are"
+            err.print(f"stopping: {doing} finished and written first; Ctrl-C again changes nothing", markup=False)
+
         try:
-            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs)
+            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
         except KeyboardInterrupt as exc:
             progress.stop()
             err.print(f"{_stopped(exc)} after {_files(written[0])} {verb}d; no file was left half-written", markup=False)

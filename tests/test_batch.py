@@ -320,7 +320,7 @@ def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch
 
     src = make_tree(tmp_path / "src")
 
-    def interrupted(items, work, *, force, jobs, on_outcome, differs=None):
+    def interrupted(items, work, *, force, jobs, on_outcome, differs=None, on_stop=None):
         on_outcome(work(items[0]))
         raise KeyboardInterrupt
 
@@ -549,6 +549,7 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_does_not_cut_it_short(tmp_pa
     written = sorted((tmp_path / "out").rglob("*.nic"))
     assert _interrupted_count(result.stderr) == len(written) >= 2, (result.stderr, written)
     assert _temporaries(tmp_path / "out") == []
+    assert result.stderr.count("stopping: ") == 1 and "Ctrl-C again changes nothing" in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
