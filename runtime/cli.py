@@ -333,15 +333,13 @@ HINTS = (
 
 def _stopped(exc: KeyboardInterrupt) -> str:
     """How a command was stopped: Ctrl-C, or the signal of a ``Terminated``."""
-    import signal
-
     signum = getattr(exc, "signum", None)
     return "interrupted" if signum is None else f"stopped by {signal.Signals(signum).name}"
 
 
 def _stop_code(exc: KeyboardInterrupt) -> int:
     """The shell's convention: 128 plus the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
-    return 128 + getattr(exc, "signum", 2)
+    return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
 def _fail(exc: BaseException, debug: bool) -> None:
