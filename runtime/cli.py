@@ -720,7 +720,6 @@ def verify(
         for item in found:  # a file named twice (or found again under a folder) is verified once
             unique.setdefault(stdio.STDIO if stdio.is_stdio(item.source) else real_path(item.source), item)
         items = list(unique.values())
-        files = [item.source for item in items]
         codec = _codec(model, Provider.cpu, None, max_pixels)
     failed = 0
     with _reporting(debug), _writing_report():  # Ctrl-C: "interrupted", exit code 130
@@ -742,7 +741,7 @@ def verify(
                 continue
             out.print(f"ok {stdio.display_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
                       markup=False)
-        out.print(f"{_files(len(files))}: {len(files) - failed} ok, {failed} failed", markup=False)
+        out.print(f"{_files(len(items))}: {len(items) - failed} ok, {failed} failed", markup=False)
     if failed:
         raise typer.Exit(1)
 
