@@ -57,6 +57,9 @@ cannot make the decoder reserve gigabytes (the shipped model has 64 and 128)."""
 MAX_LANES = 0xFFFF
 HEADER = struct.Struct("<HI")
 
+_BLOCK = 1 << 18
+"""Symbols the coders work on at once: their temporaries are held for a block, not the stream."""
+
 _INT32 = np.iinfo(np.int32)
 
 
@@ -176,7 +179,7 @@ class _Coding:
         # to [-1, MAX_SYMBOLS - 1]), so out-of-range indices land on the escape.
         columns = np.arange(-1, MAX_SYMBOLS)
         inside = (columns >= 0) & (columns <= sizes[:, None] - 2)
-        self.gid_of = np.where(inside, base[:, None] + columns, (base + sizes - 1)[:, None]).ravel()
+        self.gid_of = np.where(inside, base[:, None] + columns, (base + sizes - 1)[:, None]).ravel().astype(np.int32)
         self.row_of = np.arange(n_tables) * (MAX_SYMBOLS + 1) + 1
         # Decoding: row t maps each slot in [0, 2**16) to the global symbol whose interval
         # holds it (128 KiB a table); row n_tables serves the padding symbol. Each table's
@@ -324,19 +327,23 @@ def encode(values: np.ndarray, table_ids: np.ndarray, tables: Tables, lanes: int
     steps = -(-n // k)
     code = tables._coding
 
-    index = code.offsets.take(ids)
-    np.subtract(values, index, out=index)
-    np.clip(index, -1, MAX_SYMBOLS - 1, out=index)
-    index += code.row_of.take(ids)
-    gid = np.full(steps * k, code.pad, dtype=np.int64)
-    code.gid_of.take(index, out=gid[:n], mode="clip")  # in range; "clip" skips a buffered copy
-    escaped = code.escape.take(gid[:n])
+    # The global symbol of each value, a chunk at a time so that the int64 temporaries stay small.
+    gid = np.full(steps * k, code.pad, dtype=np.int32)
+    for first in range(0, n, _BLOCK):
+        part = slice(first, min(first + _BLOCK, n))
+        index = code.offsets.take(ids[part])
+        np.subtract(values[part], index, out=index)
+        np.clip(index, -1, MAX_SYMBOLS - 1, out=index)
+        index += code.row_of.take(ids[part])
+        code.gid_of.take(index, out=gid[part], mode="clip")  # in range; "clip" skips a buffered copy
+    escapes = values[code.escape.take(gid[:n])].astype("<i4")
     gid = gid.reshape(steps, k)
-    freq, gap, start = (param[gid] for param in code.encode_params)
 
-    # states[s + 1] is the state before step s, so the words can be read off afterwards.
-    states = np.empty((steps + 1, k), dtype=np.uint32)
-    states[steps] = STATE_LOW
+    # The steps are coded from the last to the first, in blocks of about _BLOCK symbols: the
+    # frequencies and states of one block at a time are held, not those of the whole stream.
+    rows = max(_BLOCK // k, 1)
+    state = np.full(k, STATE_LOW, dtype=np.uint32)
+    blocks = []
     keep = np.empty(k, dtype=bool)
     x = np.empty(k, dtype=np.uint32)
     q = np.empty(k, dtype=np.uint32)
@@ -344,25 +351,30 @@ def encode(values: np.ndarray, table_ids: np.ndarray, tables: Tables, lanes: int
     less, right_shift, putmask, floor_divide, multiply, add = (
         np.less, np.right_shift, np.putmask, np.floor_divide, np.multiply, np.add
     )
-    for before, after, freq_s, gap_s, start_s in zip(
-        states[:0:-1], states[-2::-1], freq[::-1], gap[::-1], start[::-1]
-    ):
-        # A state x >= f << 16 would leave [2**16, 2**32) after coding, so its low word goes
-        # out first; one is always enough since x < 2**32. The padding symbol never does.
-        right_shift(before, shift, x)
-        less(x, freq_s, keep)
-        putmask(x, keep, before)
-        # C(x) = (x // f) << 16 + x % f + start  ==  x + (x // f) * (2**16 - f) + start < 2**32
-        floor_divide(x, freq_s, q)
-        multiply(q, gap_s, after)
-        add(after, x, after)
-        add(after, start_s, after)
-
-    before = states[1:]
-    words = before[(before >> WORD_BITS) >= freq].astype("<u2")  # the low 16 bits
-    escapes = values[escaped].astype("<i4")
+    for end in range(steps, 0, -rows):
+        block = gid[max(end - rows, 0) : end]
+        freq, gap, start = (param.take(block) for param in code.encode_params)
+        # states[s + 1] is the state before step s of the block, so its words can be read off afterwards.
+        states = np.empty((len(block) + 1, k), dtype=np.uint32)
+        states[-1] = state
+        for before, after, freq_s, gap_s, start_s in zip(
+            states[:0:-1], states[-2::-1], freq[::-1], gap[::-1], start[::-1]
+        ):
+            # A state x >= f << 16 would leave [2**16, 2**32) after coding, so its low word goes
+            # out first; one is always enough since x < 2**32. The padding symbol never does.
+            right_shift(before, shift, x)
+            less(x, freq_s, keep)
+            putmask(x, keep, before)
+            # C(x) = (x // f) << 16 + x % f + start  ==  x + (x // f) * (2**16 - f) + start < 2**32
+            floor_divide(x, freq_s, q)
+            multiply(q, gap_s, after)
+            add(after, x, after)
+            add(after, start_s, after)
+        before = states[1:]
+        blocks.append(before[(before >> WORD_BITS) >= freq].astype("<u2"))  # the low 16 bits
+        state = states[0]
     return b"".join(
-        [HEADER.pack(k, len(escapes)), escapes.tobytes(), states[0].astype("<u4").tobytes(), words.tobytes()]
+        [HEADER.pack(k, len(escapes)), escapes.tobytes(), state.astype("<u4").tobytes(), *(w.tobytes() for w in blocks[::-1])]
     )
 
 
@@ -408,17 +420,13 @@ def decode(data: bytes, table_ids: np.ndarray, tables: Tables) -> np.ndarray:
     if np.any(x < STATE_LOW):
         raise FormatError("rANS stream has a lane state below 2**16")
     n_words = (len(data) - words_at) // 2
-    words = _read(data, "<u2", words_at, n_words).astype(np.int64)
+    words = _read(data, "<u2", words_at, n_words)
     code = tables._coding
     steps = -(-n // k)
 
-    row = np.full(steps * k, code.pad_table, dtype=np.int64)
-    row[:n] = ids
-    row = (row << PRECISION).reshape(steps, k)
     # A lane's state is kept as hi = x >> 16 and slot = x & 0xFFFF: reading a word is then
     # hi = x, slot = word, and the state x = (x << 16) | word is never formed.
     hi, slot = x >> WORD_BITS, x & (TOTAL - 1)
-    gids = np.empty((steps, k), dtype=np.int64)
     lut, freq, start = code.lut, code.freq, code.start
     index = np.empty(k, dtype=np.int64)
     renorm = np.empty(k, dtype=bool)
@@ -427,36 +435,46 @@ def decode(data: bytes, table_ids: np.ndarray, tables: Tables) -> np.ndarray:
     low = np.full(k, STATE_LOW, dtype=np.int64)
     add, subtract, multiply, right_shift = np.add, np.subtract, np.multiply, np.right_shift
     bitwise_and, less, count_nonzero, putmask = np.bitwise_and, np.less, np.count_nonzero, np.putmask
+    values = np.empty(steps * k, dtype=np.int32)
+    escaped = np.empty(steps * k, dtype=bool)
     used = 0
-    for row_s, gid in zip(row, gids):
-        add(slot, row_s, index)
-        gid[:] = lut[index]
-        # D(x) = f * (x >> 16) + slot - start lies in [f * hi, f * hi + f), so in
-        # [1, 2**32) whatever the data.
-        multiply(hi, freq[gid], x)
-        add(x, slot, x)
-        subtract(x, start[gid], x)
-        right_shift(x, shift, hi)
-        bitwise_and(x, low_bits, slot)
-        less(x, low, renorm)
-        r = count_nonzero(renorm)
-        if r:
-            if used + r > n_words:
-                raise FormatError("rANS stream ends before its last symbol")
-            putmask(hi, renorm, x)
-            slot[renorm] = words[used : used + r]
-            used += r
+    # Blocks of about _BLOCK symbols: the table rows and global symbols of one block are held at a time.
+    rows = max(_BLOCK // k, 1)
+    for first in range(0, steps, rows):
+        span = slice(first * k, min(first + rows, steps) * k)
+        row = np.full(span.stop - span.start, code.pad_table, dtype=np.int64)
+        row[: max(min(span.stop, n) - span.start, 0)] = ids[span]
+        row = (row << PRECISION).reshape(-1, k)
+        gids = np.empty(row.shape, dtype=np.int64)
+        for row_s, gid in zip(row, gids):
+            add(slot, row_s, index)
+            gid[:] = lut[index]
+            # D(x) = f * (x >> 16) + slot - start lies in [f * hi, f * hi + f), so in
+            # [1, 2**32) whatever the data.
+            multiply(hi, freq[gid], x)
+            add(x, slot, x)
+            subtract(x, start[gid], x)
+            right_shift(x, shift, hi)
+            bitwise_and(x, low_bits, slot)
+            less(x, low, renorm)
+            r = count_nonzero(renorm)
+            if r:
+                if used + r > n_words:
+                    raise FormatError("rANS stream ends before its last symbol")
+                putmask(hi, renorm, x)
+                slot[renorm] = words[used : used + r]
+                used += r
+        code.value.take(gids, out=values[span].reshape(gids.shape))
+        code.escape.take(gids, out=escaped[span].reshape(gids.shape))
     if used != n_words:
         raise FormatError(f"rANS stream has {n_words - used} words left after its last symbol")
     if np.any((hi << WORD_BITS) + slot != STATE_LOW):
         raise FormatError("rANS stream is corrupt: a lane did not end in its initial state")
 
-    gid = gids.reshape(-1)[:n]
-    escaped = code.escape[gid]
+    values, escaped = values[:n], escaped[:n]
     found = np.count_nonzero(escaped)
     if found != n_escapes:
         raise FormatError(f"rANS stream lists {n_escapes} escaped values but codes {found} escape symbols")
-    values = code.value[gid]
     if found:
         symbol = escapes - code.offsets[ids[escaped]]
         if np.any((symbol >= 0) & (symbol <= code.sizes[ids[escaped]] - 2)):
@@ -491,4 +509,4 @@ def _table_ids(table_ids, tables: Tables) -> np.ndarray:
     ids = _integer_vector(table_ids, "table_ids")
     if ids.size and (ids.min() < 0 or ids.max() >= tables.n_tables):
         raise ValueError(f"table ids must lie in [0, {tables.n_tables})")
-    return ids.astype(np.intp, copy=False)
+    return ids if np.can_cast(ids.dtype, np.intp) else ids.astype(np.intp)

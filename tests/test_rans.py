@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nicodec import rans
 from nicodec.errors import FormatError
 from nicodec.rans import MAX_SYMBOLS, MAX_TABLES, TOTAL, Tables, decode, default_lanes, encode, quantize_pmf, tables_from_pmfs
 
@@ -122,6 +123,21 @@ def test_stream_matches_a_plain_python_encoder_byte_for_byte():
         values, ids = random_message(rng, tables, n, escape_rate=0.05)
         assert encode(values, ids, tables, lanes) == reference_encode(values, ids, tables, lanes)
 
+
+
+@pytest.mark.parametrize("block", [1, 5, 12, 64])
+def test_coding_in_blocks_of_steps_changes_no_byte(monkeypatch, block):
+    """The coders hold one block of about _BLOCK symbols at a time; blocks smaller than a
+    step, a step, several steps and a last partial block all give the reference's stream."""
+    monkeypatch.setattr(rans, "_BLOCK", block)
+    rng = np.random.default_rng(12)
+    tables = random_tables(rng, 6, 30)
+    for n, lanes in [(1, 1), (7, 3), (200, 1), (200, 5), (333, 16), (64, 64), (1000, 7)]:
+        values, ids = random_message(rng, tables, n, escape_rate=0.05)
+        data = encode(values, ids, tables, lanes)
+        assert data == reference_encode(values, ids, tables, lanes)
+        np.testing.assert_array_equal(decode(data, ids, tables), values)
+        assert decode(data, ids.astype(np.int32), tables).tolist() == values.tolist()
 
 def test_layout_header_escapes_states_words():
     rng = np.random.default_rng(12)
