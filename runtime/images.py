@@ -135,17 +135,35 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                 img = Image.open(source)
         with img:
+            if img.format == "NIC":  # with the Pillow plugin registered, else unidentified below
+                raise UnsupportedImageError(_ALREADY_NIC.format(name=name))
             if check_size is not None:
                 check_size(*img.size)  # read from the header: nothing decoded yet
             return _load(img, name)
     except PermissionError:
         raise UnsupportedImageError(f"cannot read {name}: permission denied") from None
     except UnidentifiedImageError:
-        raise UnsupportedImageError(unidentified) from None
+        raise UnsupportedImageError(_ALREADY_NIC.format(name=name) if _starts_like_nic(source) else unidentified) from None
     except Image.DecompressionBombError as exc:
         raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
+
+
+_ALREADY_NIC = "{name} is a .nic file already: decode it first to code its pixels again (each generation loses quality)"
+
+
+def _starts_like_nic(source) -> bool:
+    """Whether ``source`` (a path or a BytesIO) starts with the ``.nic`` magic bytes."""
+    from .format import MAGIC
+
+    try:
+        if isinstance(source, io.BytesIO):
+            return source.getvalue()[: len(MAGIC)] == MAGIC
+        with open(source, "rb") as f:
+            return f.read(len(MAGIC)) == MAGIC
+    except OSError:
+        return False
 
 
 def _load(img: Image.Image, name) -> Image.Image:
@@ -254,7 +272,9 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
         rgb = np.asarray(img.convert("RGB"))
         hidden = (np.asarray(img.convert("L")) == key) if mode in ("1", "L") else (rgb == np.array(key)).all(axis=-1)
         return rgb, (np.where(hidden, 0, 255).astype(np.uint8) if hidden.any() else None)
-    if "A" in img.mode or (mode == "P" and "transparency" in img.info):
+    # An alpha band, a palette with alpha (Pillow's convert("P") and quantize() of RGBA) or a
+    # transparency key; not "A" in the mode's name, which LAB has too (its fourth byte is padding).
+    if img.has_transparency_data:
         try:
             rgba = np.asarray(img.convert("RGBA"))
         except ValueError as exc:
