@@ -107,8 +107,9 @@ def read_file(path: str | os.PathLike, what: str = "file",
     """A whole input file, with errors that name the problem.
 
     A pipe or another file that is not a regular one (``/dev/stdin``) is read to its end,
-    up to :data:`MAX_STREAM_BYTES`; ``check_start``, if given, sees its first
-    :data:`START_BYTES` and raises to stop reading what is not the kind of file expected.
+    up to :data:`MAX_STREAM_BYTES`. ``check_start``, if given, sees the first
+    :data:`START_BYTES` of any input that long and raises to stop reading what is not the
+    kind of file expected (a large file of another kind is then refused without being read).
 
     Raises:
         NicodecError: a missing file, a directory, a read error, or an endless stream.
@@ -118,7 +119,14 @@ def read_file(path: str | os.PathLike, what: str = "file",
         if path.exists() and not path.is_file() and not path.is_dir():
             with open(path, "rb") as f:
                 return read_stream(f, f"{path} is not a regular file and", check_start)
-        return path.read_bytes()
+        if check_start is None:
+            return path.read_bytes()
+        with open(path, "rb") as f:
+            head = f.read(START_BYTES)
+            if len(head) == START_BYTES:
+                check_start(head)
+            f.seek(0)
+            return f.read()
     except FileNotFoundError:
         raise NicodecError(f"{path}: no such file") from None
     except IsADirectoryError:

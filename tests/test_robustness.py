@@ -500,3 +500,30 @@ def test_too_few_lanes_for_many_symbols_are_refused():
     assert fewest == -(-rans.default_lanes(n) // 8) > 1
     values = np.zeros(n, dtype=np.int32)
     assert np.array_equal(rans.decode(rans.encode(values, ids, tables, lanes=fewest), ids, tables), values)
+
+
+@pytest.mark.parametrize("start", [b"\0" * 8, b"NIC"])
+def test_a_large_file_that_is_no_nic_file_is_refused_from_its_first_bytes(codec, tmp_path, start):
+    """Decoding a path read the whole file before its first bytes were checked: a large file of
+    another kind (a sparse 256 MiB one here) cost its size in memory before the error."""
+    import tracemalloc
+
+    path = tmp_path / "large.bin"
+    with open(path, "wb") as f:
+        f.write(start)
+        f.truncate(256 << 20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(FormatError, match="not a nicodec file"):
+            codec.decode(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 << 20, peak
+    # A real file still decodes through the same reading, and one cut short is still refused.
+    real = codec.encode(synthetic_photo(40, 56, seed=9))
+    (tmp_path / "real.nic").write_bytes(real)
+    assert codec.decode(tmp_path / "real.nic", as_array=True).shape == (40, 56, 3)
+    (tmp_path / "cut.nic").write_bytes(real[:-1])
+    with pytest.raises(FormatError):
+        codec.decode(tmp_path / "cut.nic")
