@@ -36,8 +36,8 @@ class PixelLimitError(LimitError):
 
 
 class OutOfMemoryError(LimitError, MemoryError):
-    """Coding an image ran out of memory (onnxruntime's allocator or numpy's); a smaller tile
-    or a lower pixel limit needs less. Also a ``MemoryError``."""
+    """Coding an image ran out of memory (onnxruntime's allocator or numpy's); smaller tiles
+    (``Codec(tile=256)``) need less, decoding especially. Also a ``MemoryError``."""
 
 
 class UnsupportedImageError(NicodecError):

@@ -119,7 +119,8 @@ class NicImageFile(ImageFile.ImageFile):
                                    self._codec_source.downsampling())
         except LimitError as exc:
             raise Image.DecompressionBombError(
-                f"{exc} (register a Codec with a larger max_pixels to open it)") from exc
+                f"{exc} (register a Codec with a larger max_pixels to open it; beyond twice "
+                "Image.MAX_IMAGE_PIXELS, Pillow's own limit must be raised too)") from exc
         except NicodecError as exc:
             # The magic bytes are ours, so no other plugin will read this file: say what is
             # wrong instead of letting Pillow report only "cannot identify image file".
@@ -187,7 +188,8 @@ class NicDecoder(ImageFile.PyDecoder):
     def decode(self, buffer) -> tuple[int, int]:
         (source,) = self.args
         codec = source.get()  # a missing model or runtime is not the file's fault: not wrapped
-        assert self.fd is not None
+        if self.fd is None:  # ImageFile.Parser feeds the data in pieces
+            raise OSError("a .nic file is decoded whole: open it from a file or io.BytesIO, not ImageFile.Parser")
         try:
             pixels = codec.decode(self.fd.read(), as_array=True)
         except NicodecError as exc:
@@ -208,7 +210,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     Pillow's own formats, replace the image's, and an explicit None or empty value leaves it out;
     another type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
     codec = codec_source.get()
-    quality, strip = im.encoderinfo.get("quality"), bool(im.encoderinfo.get("strip", False))
+    quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
+    if not isinstance(strip, bool) and not (type(strip).__name__ == "bool" and type(strip).__module__ == "numpy"):
+        raise ValueError(f"strip must be True or False, not {strip!r}")
     exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
     if isinstance(exif, Image.Exif):
         exif = exif.tobytes()

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import QualityError
+from .errors import NicodecError, QualityError
 from .images import is_binary_file, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN
 
@@ -123,10 +123,22 @@ def encode_to_target(
 
     Raises:
         QualityError: not exactly one target, a target that is not a positive finite number,
-            a ``max_encodes`` that is not a positive whole number, a single-rate model, or a
-            ``max_bytes`` that even quality 1 does not fit in.
+            a ``max_encodes`` that is not a positive whole number, a single-rate model, a
+            ``max_bytes`` that even quality 1 does not fit in, or a ``max_bytes`` that no file
+            of the ``max_encodes`` made fits in.
         UnsupportedImageError, LimitError: as ``Codec.encode`` raises them.
+        NicodecError: ``codec`` is not a ``Codec`` (the arguments swapped), or ``progress`` is
+            not callable.
     """
+    from .codec import Codec
+
+    if not isinstance(codec, Codec):
+        raise NicodecError(
+            f"encode_to_target takes a nicodec.Codec first and the image second, not {type(codec).__name__}: "
+            "encode_to_target(codec, image, bpp=...)"
+        )
+    if progress is not None and not callable(progress):
+        raise NicodecError(f"progress must be a function of (steps done, steps, encode), not {progress!r}")
     given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
     if len(given) != 1:
         raise QualityError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")

@@ -197,7 +197,7 @@ def create_session(
         if strict:
             raise NicodecError(
                 f"onnxruntime could not use {providers[0]} for {path.name} (is CUDA installed and a GPU "
-                f"visible?); use --provider cpu or auto to run on {', '.join(in_use)}"
+                f"visible?); use --provider cpu or auto (providers='cpu' or 'auto' in Python) to run on {', '.join(in_use)}"
             )
         warnings.warn(
             f"onnxruntime could not use {providers[0]} for {path.name}; running on {', '.join(in_use)}",

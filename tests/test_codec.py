@@ -748,3 +748,27 @@ def test_default_threads_follow_the_cores_the_process_may_use(monkeypatch):
     assert Codec(providers="cpu", threads=2)._encoder.get_session_options().intra_op_num_threads == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert sessions._allowed_cores() is None  # every core: onnxruntime's own default
+
+
+def test_argument_types_are_checked_alike(codec, photo):
+    """decode's as_array was only truth-tested ("no" gave an array) while encode's strip was
+    checked; a numpy float slope was refused as rdo while numpy numbers pass everywhere else."""
+    data = codec.encode(photo)
+    for bad in ("no", 1, None):
+        with pytest.raises(nicodec.NicodecError, match="as_array must be True or False"):
+            codec.decode(data, as_array=bad)
+    assert codec.decode(data, as_array=np.bool_(True)).shape == photo.shape
+    assert Codec(providers="cpu", threads=1, rdo=np.float32(0.02)).rdo_slope == pytest.approx(0.02)
+    assert Codec(providers="cpu", threads=1, rdo=np.bool_(False)).rdo_slope == 0.0
+
+
+def test_a_codec_cannot_be_pickled_and_says_what_to_do_instead(codec):
+    import copy
+    import pickle
+
+    with pytest.raises(TypeError, match="make one in each process"):
+        pickle.dumps(codec)
+    with pytest.raises(TypeError, match="make one in each process"):
+        pickle.dumps(codec.encode)  # what a process pool sends for pool.map(codec.encode, ...)
+    with pytest.raises(TypeError, match="cannot be pickled or copied"):
+        copy.copy(codec)

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
 
 import nicodec
 from nicodec import FormatError, ModelMismatchError
@@ -458,3 +458,15 @@ def test_save_metadata_arguments_are_checked_and_none_leaves_the_images_own_out(
     assert Image.open(kept).info.get("icc_profile") == icc
     assert "icc_profile" not in Image.open(dropped).info
     assert image.info["icc_profile"] == icc  # the caller's image keeps it
+
+
+def test_strip_must_be_a_bool_and_the_parser_is_refused_by_name(photo_image, nic):
+    with pytest.raises(ValueError, match="strip must be True or False"):
+        photo_image.save(io.BytesIO(), format="NIC", strip="yes")
+    stripped = io.BytesIO()
+    photo_image.save(stripped, format="NIC", strip=np.bool_(True))
+    assert stripped.getvalue()
+    parser = ImageFile.Parser()
+    parser.feed(nic)
+    with pytest.raises(OSError, match="decoded whole: open it from a file or io.BytesIO"):
+        parser.close()

@@ -291,3 +291,12 @@ def test_a_file_of_exactly_max_bytes_fits(codec, image):
     limit = len(at(codec, image, 1))
     result = encode_to_target(codec, image, max_bytes=limit)
     assert result.met and len(result.data) <= limit
+
+
+def test_swapped_arguments_and_a_progress_that_is_no_function_are_named(codec, image):
+    with pytest.raises(nicodec.NicodecError, match="takes a nicodec.Codec first and the image second, not ndarray"):
+        nicodec.encode_to_target(image, codec, bpp=0.5)
+    with pytest.raises(nicodec.NicodecError, match="not str"):
+        nicodec.encode_to_target("photo.png", codec, bpp=0.5)
+    with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
+        nicodec.encode_to_target(codec, image, bpp=0.5, progress=3)
