@@ -10,6 +10,8 @@
 ``Codec`` and the rate control are imported on first use, so ``import nicodec`` stays cheap.
 """
 
+from typing import TYPE_CHECKING
+
 from .errors import (
     ExactnessError,
     FormatError,
@@ -40,6 +42,15 @@ __all__ = [
     "UnsupportedImageError",
     "encode_to_target",
 ]
+
+
+if TYPE_CHECKING:  # imported lazily below; named here for type checkers and editors
+    from .codec import Codec
+    from .ratecontrol import RateResult, encode_to_target
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
 
 
 def __getattr__(name: str):

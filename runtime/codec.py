@@ -295,22 +295,22 @@ class Codec:
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         means = self._means(mean_q)
-
-        def coded(latent: np.ndarray, slope: float) -> tuple[np.ndarray, bytes]:
-            symbols = rdo_round(latent - means, scale_index, self.model.y_tables, slope=slope)
-            return symbols, rans.encode(symbols.ravel(), scale_index.ravel(), self.model.y_tables)
-
-        symbols, y_stream = coded(y, self._unrefined_slope)  # the rdo slope itself without refine
+        tables = self.model.y_tables
+        # The rdo slope itself without refine; with it, what the default encoder codes (a fallback).
+        symbols = rdo_round(y - means, scale_index, tables, slope=self._unrefined_slope)
+        if not self.refine:
+            del y, means, mean_q, padded  # the refinement alone needs them: memory for the entropy coding
+        y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), tables)
         if self.refine:
             # The refinement descends a proxy, so it can end a little worse than the analysis's
             # latent: the refined file is kept only if it costs no more.
-            refined = coded(self._refine(y, mean_q, scale_index, padded, height, width, quality, progress),
-                            self.rdo_slope)
-            if not np.array_equal(refined[0], symbols) and (
-                self._cost(*refined, mean_q, quality, pixels, picture.grayscale)
-                <= self._cost(symbols, y_stream, mean_q, quality, pixels, picture.grayscale)
-            ):
-                symbols, y_stream = refined
+            latent = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
+            refined = rdo_round(latent - means, scale_index, tables, slope=self.rdo_slope)
+            if not np.array_equal(refined, symbols):
+                refined_stream = rans.encode(refined.ravel(), scale_index.ravel(), tables)
+                if (self._cost(refined, refined_stream, mean_q, quality, pixels, picture.grayscale)
+                        <= self._cost(symbols, y_stream, mean_q, quality, pixels, picture.grayscale)):
+                    symbols, y_stream = refined, refined_stream
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
             model_id=self.model.model_id,

@@ -114,6 +114,8 @@ def read_file(path: str | os.PathLike, what: str = "file",
     Raises:
         NicodecError: a missing file, a directory, a read error, or an endless stream.
     """
+    if not os.fspath(path):  # Path("") is the current folder
+        raise NicodecError(f"the path of the {what} is empty")
     path = Path(path)
     try:
         if path.exists() and not path.is_file() and not path.is_dir():
@@ -150,6 +152,8 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError) -
         raise error(f"the {what} was opened as text: open it in binary mode ('rb')")
     try:
         content = obj.read()
+    except io.UnsupportedOperation:  # opened with "wb" or "ab"
+        raise error(f"the {what}'s file object is not open for reading: open it with 'rb'") from None
     except (OSError, ValueError) as exc:  # closed, not readable
         raise error(f"cannot read the {what} from {type(obj).__name__}: {exc}") from None
     if isinstance(content, (bytes, bytearray, memoryview)):

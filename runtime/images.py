@@ -42,6 +42,8 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
     Raises:
         UnsupportedImageError: missing file, a directory, an empty, truncated or unknown file.
     """
+    if not os.fspath(path):  # Path("") is the current folder
+        raise UnsupportedImageError("the path of the image is empty")
     p = Path(path)
     try:
         status = p.stat()

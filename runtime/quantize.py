@@ -32,7 +32,10 @@ _CHUNK = 1 << 20
 
 def round_symbols(residual: np.ndarray) -> np.ndarray:
     """Nearest-integer rounding (int32, same shape): z always, y as the networks were trained."""
-    return np.rint(np.clip(residual, -SYMBOL_LIMIT, SYMBOL_LIMIT)).astype(np.int32)
+    clipped = np.clip(residual, -SYMBOL_LIMIT, SYMBOL_LIMIT)
+    if clipped.dtype.kind == "f":
+        np.rint(clipped, out=clipped)  # in place: one temporary of the latent's size, not two
+    return clipped.astype(np.int32)
 
 
 def rdo_round(residual: np.ndarray, table_ids: np.ndarray, tables: Tables, slope: float = RDO_SLOPE) -> np.ndarray:

@@ -772,3 +772,15 @@ def test_a_codec_cannot_be_pickled_and_says_what_to_do_instead(codec):
         pickle.dumps(codec.encode)  # what a process pool sends for pool.map(codec.encode, ...)
     with pytest.raises(TypeError, match="cannot be pickled or copied"):
         copy.copy(codec)
+
+
+def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_path):
+    """Path("") is the current folder: ". is a directory" named the wrong thing."""
+    with pytest.raises(nicodec.UnsupportedImageError, match="the path of the image is empty"):
+        codec.encode("")
+    with pytest.raises(nicodec.NicodecError, match="the path of the .nic file is empty"):
+        codec.decode("")
+    with open(tmp_path / "w.nic", "wb") as f, pytest.raises(nicodec.NicodecError, match="not open for reading"):
+        codec.decode(f)
+    with open(tmp_path / "w.png", "wb") as f, pytest.raises(nicodec.UnsupportedImageError, match="not open for reading"):
+        codec.encode(f)

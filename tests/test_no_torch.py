@@ -69,3 +69,14 @@ def test_runtime_runs_without_torch():
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "loaded: []"
+
+
+def test_the_package_is_typed_and_lists_its_lazy_names():
+    """py.typed (PEP 561) goes with the package, so type checkers read its annotations; dir()
+    shows Codec and the rate control, which are imported on first use."""
+    from importlib import resources
+
+    import nicodec
+
+    assert resources.files("nicodec").joinpath("py.typed").is_file()
+    assert {"Codec", "encode_to_target", "RateResult", "NicodecError"} <= set(dir(nicodec))
