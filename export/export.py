@@ -13,9 +13,12 @@ are compared. The export fails when parity fails.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import warnings
+import signal
 import tempfile
+import threading
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Optional
@@ -29,6 +32,7 @@ from rich.console import Console
 
 from nicodec import exactness
 from nicodec.errors import NicodecError
+from nicodec.files import nearest_existing
 from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
@@ -381,6 +385,10 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
     earlier = [ModelFiles.load(folder) for folder in decodes_files_of]
     model, ckpt = load_model(checkpoint)
     model.eval()
+    broken = [name for name, tensor in model.state_dict().items() if tensor.is_floating_point() and not torch.isfinite(tensor).all()]
+    if broken:
+        raise RuntimeError(f"the checkpoint holds weights that are not finite (NaN or inf, in {broken[0]}"
+                           f"{f' and {len(broken) - 1} more' if len(broken) > 1 else ''}): its training diverged")
     if default_quality is None and earlier and model.config.levels and earlier[0].variable_rate:
         default_quality = earlier[0].default_quality
     if default_quality is not None and not model.config.levels:
@@ -440,6 +448,11 @@ def check_output(out: Path, checkpoint: Path, force: bool, replace_shipped: bool
             "model lists it with --decodes-files-of; give --replace-shipped-model (with --force) to mean it, or "
             "write elsewhere and use --model DIR"
         )
+    above = nearest_existing(out.parent)
+    if not above.is_dir():
+        raise RuntimeError(f"cannot make {out}: {above} is not a folder")
+    if not os.access(above, os.W_OK | os.X_OK):
+        raise RuntimeError(f"cannot write {out}: the folder {above} is not writable")
     if not out.exists():
         return
     if not out.is_dir():
@@ -512,6 +525,13 @@ def main(
     if replace_shipped_model and model_id is None:
         raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "
                                  "folder's name", param_hint="--model-id")
+    terminated = []
+
+    def on_sigterm(number, frame):  # as Ctrl-C: the half-made folder is removed on the way out
+        terminated.append(number)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
                                 default_quality=default_quality, decodes_files_of=decodes_files_of or (),
@@ -519,4 +539,15 @@ def main(
     except (FileExistsError, RuntimeError, NicodecError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile
+        console.print(f"[red]error:[/red] cannot write {out}: {exc.strerror or exc}")
+        raise typer.Exit(1) from None
+    except KeyboardInterrupt:
+        if not terminated:
+            raise
+        console.print(f"stopped by SIGTERM: {out} was not written")
+        raise typer.Exit(128 + signal.SIGTERM) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")

@@ -110,3 +110,57 @@ def test_the_shipped_model_is_replaced_only_when_asked_and_with_an_id(checkpoint
     result = export(checkpoint, "--out", stand_in, "--force", "--replace-shipped-model", "--model-id", "mine-1")
     assert result.exit_code == 1 and "ships inside" not in result.output
     assert (stand_in / "manifest.json").read_text() == "{}"
+
+
+def test_a_folder_that_cannot_be_written_is_refused_before_the_checkpoint_is_read(tmp_path, checkpoint, monkeypatch):
+    """A read-only output folder was an OSError traceback after the checkpoint had been loaded
+    (root passes every permission check, so os.access answers for a read-only mount here)."""
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: False if str(path) == str(tmp_path) else real_access(path, mode))
+    for out in (tmp_path / "model", tmp_path / "a" / "b"):
+        result = export(checkpoint, "--out", out)
+        assert result.exit_code == 1 and f"the folder {tmp_path} is not writable" in result.output, result.output
+        assert "Traceback" not in result.output and not out.exists()
+
+
+def test_a_checkpoint_with_weights_that_are_not_finite_is_named(tmp_path):
+    import torch
+
+    from nicodec.training.model import MeanScaleHyperprior, ModelConfig
+
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8))
+    state = model.state_dict()
+    state["g_s.0.weight"] = torch.full_like(state["g_s.0.weight"], float("nan"))
+    path = tmp_path / "diverged.pt"
+    torch.save({"model_config": model.config.to_dict(), "model": state}, path)
+    result = export(path, "--out", tmp_path / "model")
+    assert result.exit_code == 1 and "weights that are not finite (NaN or inf, in g_s.0.weight)" in result.output
+    assert "its training diverged" in result.output and not (tmp_path / "model").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_during_an_export_is_a_stop_like_ctrl_c(tmp_path, checkpoint, monkeypatch):
+    """SIGTERM left the half-made hidden folder beside OUT; it now ends the export as Ctrl-C does
+    (export_model removes its folder on any exception), with exit code 143."""
+    import signal
+
+    from nicodec.export import export as export_module
+
+    made = []
+
+    def interrupted(*args, **kwargs):
+        folder = tmp_path / ".model-half"
+        folder.mkdir()
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            made.append("not interrupted")
+        except BaseException:
+            folder.rmdir()  # what export_model does with its temporary folder
+            raise
+
+    monkeypatch.setattr(export_module, "export_model", interrupted)
+    before = signal.getsignal(signal.SIGTERM)
+    result = export(checkpoint, "--out", tmp_path / "model")
+    assert result.exit_code == 143 and "stopped by SIGTERM" in result.output and not made
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    assert signal.getsignal(signal.SIGTERM) == before
