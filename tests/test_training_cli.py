@@ -22,6 +22,7 @@ typer = pytest.importorskip("typer")
 from typer.testing import CliRunner  # noqa: E402
 
 from nicodec.errors import ModelError  # noqa: E402
+from nicodec.training import data as data_module  # noqa: E402
 from nicodec.training import decoder_finetune, entropy_finetune  # noqa: E402
 from nicodec.training import train as train_module  # noqa: E402
 from nicodec.training.model import MeanScaleHyperprior, ModelConfig  # noqa: E402
@@ -78,7 +79,7 @@ def no_image_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("images were loaded before the check")
 
-    for module in (train_module, entropy_finetune, decoder_finetune):
+    for module in (data_module, entropy_finetune, decoder_finetune):
         monkeypatch.setattr(module, "load_rgb", refuse)
 
 
@@ -242,7 +243,14 @@ def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading)
     (["--latent-channels", "0"], "--latent-channels", "must be a positive integer"),
     (["--seed", "-1"], "--seed", "must be an integer from 0"),
     (["--device", "bogus"], "--device", "must be auto, cpu or cuda, not bogus"),
-    (["--lmbdas=-1,0"], None, "--lmbdas must be positive numbers, not -1,0"),
+    (["--lmbdas=-1,0"], None, "Invalid value for --lmbdas: must be positive numbers separated by commas, lowest first, "
+                               "not -1,0"),
+    (["--lmbdas", "0.02,x"], None, "Invalid value for --lmbdas: must be positive numbers"),
+    (["--lmbdas", "0.02,0.01"], None, "Invalid value for --lmbdas: lmbdas must be increasing"),
+    (["--probe", "x"], None, "Invalid value for --probe: 'x' is not a batch size"),
+    (["--probe", "0"], None, "Invalid value for --probe: probe batch sizes must be positive"),
+    (["--tune-gains", "a", "--init", "x.pt"], None, "Invalid value for --tune-gains: must be comma-separated level"),
+    (["--threads", "-1"], "--threads", "must be a non-negative integer"),
 ])
 def test_bad_numbers_are_usage_errors_at_once(tmp_path, args, option, message, monkeypatch):
     monkeypatch.setattr(train_module, "train", lambda *a, **k: pytest.fail("train() was reached"))
@@ -424,3 +432,114 @@ def test_gpu_run_replaces_its_own_scratch_run(tmp_path, checkpoint, images):
                    timeout=60)
     command = (out / "command.txt").read_text()
     assert "--out runs/gpu --force " in command and "--resume" not in command
+
+
+def test_a_bare_resume_takes_the_runs_data_held_out_images_and_slim_copy_from_anywhere(tmp_path, images, monkeypatch):
+    """--resume alone used to drop --data, --val-data, --max-images and --slim: it trained on the
+    default data set (relative to wherever it ran) and left the slim copy at the first run's step."""
+    held_out = write_images(tmp_path / "held", 2)
+    monkeypatch.chdir(tmp_path)
+    code, said = invoke(train_module.app, "--data", "images", "--val-data", "held", "--max-images", "3", "--out", "run",
+                        "--slim", "run/weights.pt", *TINY, "--steps", "2", "--batch", "2", "--val-every", "1")
+    assert code == 0, said
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    code, said = invoke(train_module.app, "--out", "../run", "--resume", "--steps", "4")
+    assert code == 0, said
+    assert f"data {[str(images)]}" in said and f"val_data {[str(held_out)]}" in said and "max_images 3" in said
+    assert "3 training images, 2 held out" in said
+    slim = torch.load(tmp_path / "run" / "weights.pt", map_location="cpu", weights_only=False)
+    assert slim["step"] == 4 and "wrote ../run/last.pt and " in said
+    # Given again, an option wins over the run's.
+    code, said = invoke(train_module.app, "--out", "../run", "--resume", "--steps", "5", "--max-images", "2")
+    assert code == 0, said
+    assert "2 training images" in said and "max_images" not in said.split("training images")[0]
+
+
+def test_architecture_options_that_differ_from_the_checkpoint_are_refused_and_lmbda_fine_tunes(tmp_path, checkpoint,
+                                                                                              images):
+    """With --init or --resume the checkpoint's architecture and lmbda were used in silence, whatever
+    the command line said; now a different architecture is refused, and --init with --lmbda trains
+    the single-rate model at the new rate."""
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "a", "--init", checkpoint,
+                        "--channels", "16", "--device", "cpu", "--crop", "64")
+    assert code == 2 and "--channels 16 differs from the checkpoint's 8" in error_line(said)
+    assert not (tmp_path / "a").exists()
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "b", "--init", checkpoint, "--lmbda",
+                        "0.2", "--steps", "5", "--batch", "2", "--device", "cpu", "--crop", "64")
+    assert code == 0, said
+    assert "lmbda 0.013 of the checkpoint replaced by 0.2" in said
+    assert torch.load(tmp_path / "b" / "last.pt", map_location="cpu", weights_only=False)["model_config"]["lmbda"] == 0.2
+    code, said = invoke(train_module.app, "--out", tmp_path / "b", "--resume", "--lmbda", "0.3", "--steps", "6")
+    assert code == 2 and "--lmbda 0.3 differs from the run's 0.2" in error_line(said)
+    code, said = invoke(train_module.app, "--out", tmp_path / "b", "--resume", "--channels", "8", "--steps", "6")
+    assert code == 0, said  # the same as the checkpoint's: nothing to refuse
+
+
+def test_unreadable_training_images_are_named_and_left_out_and_16_bit_ones_keep_their_top_bits(tmp_path, images):
+    """One bad file in --data ended the run with a long traceback (a truncated one unnamed), and
+    16-bit images were clipped to white by convert("RGB")."""
+    from nicodec.training.data import load_rgb
+
+    (images / "notes.jpg").write_text("not an image")
+    whole = (images / "im00.png").read_bytes()
+    (images / "cut.png").write_bytes(whole[: len(whole) // 2])
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--steps", "1",
+                        "--batch", "2")
+    assert code == 0, said
+    assert "warning: 2 images could not be read and are left out:" in said
+    assert "notes.jpg" in said and "cut.png" in said
+    ramp = (np.arange(64 * 96, dtype=np.uint32).reshape(64, 96) * 10).astype(np.uint16)
+    Image.fromarray(ramp).save(tmp_path / "deep.png")
+    loaded = load_rgb(str(tmp_path / "deep.png"), 64)
+    assert loaded.shape == (3, 64, 96)
+    np.testing.assert_array_equal(loaded[0].numpy(), (ramp >> 8).astype(np.uint8))
+
+
+def test_resuming_a_finished_run_trains_nothing_and_leaves_its_checkpoint(tmp_path, images):
+    run = tmp_path / "run"
+    code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "2", "--batch", "2")
+    assert code == 0, said
+    before = (run / "last.pt").read_bytes()
+    code, said = invoke(train_module.app, "--out", run, "--resume")
+    assert code == 0, said
+    assert "nothing to train: the run's schedule is complete (step 2 of 2)" in said
+    assert (run / "last.pt").read_bytes() == before
+
+
+def test_a_diverging_run_stops_without_writing_over_its_checkpoint(tmp_path, images):
+    run = tmp_path / "run"
+    code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "2", "--batch", "2")
+    assert code == 0, said
+    before = (run / "last.pt").read_bytes()
+    code, said = invoke(train_module.app, "--out", run, "--resume", "--lr", "1e6", "--steps", "200", "--val-every", "30")
+    assert code == 1
+    assert "the loss is not finite at step" in said and "last.pt is left as it was" in said
+    assert (run / "last.pt").read_bytes() == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_writes_a_checkpoint_at_the_step_reached(tmp_path, images):
+    """Ctrl-C or SIGTERM ended a run with nothing saved since its last validation (on a CPU at the
+    README's sizes, a whole 60-minute run)."""
+    import signal
+    import sys
+
+    run = tmp_path / "run"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nicodec.training", "--data", str(images), "--out", str(run), *TINY, "--steps",
+         "1000000", "--val-every", "1000000", "--batch", "2"],
+        stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    try:
+        for line in process.stderr:
+            if line.startswith("first step"):
+                break
+        process.send_signal(signal.SIGTERM)
+        rest = process.stderr.read()
+        code = process.wait(timeout=120)
+    finally:
+        process.kill()
+    assert code == 128 + signal.SIGTERM, rest
+    assert "SIGTERM: stopping after this step" in rest and "stopped by SIGTERM" in rest and "--resume continues" in rest
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["step"] >= 1

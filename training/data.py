@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -36,18 +37,68 @@ def list_images(folders: Sequence[str]) -> list[str]:
 
 
 def shorter_side(path: str) -> int:
-    """The shorter side of an image in pixels, read from its header alone."""
-    with Image.open(path) as img:
-        return min(img.size)
+    """The shorter side of an image in pixels, read from its header alone; 0 for a file Pillow
+    cannot open (left out like a small image; :func:`load_rgb` names what is wrong)."""
+    try:
+        with Image.open(path) as img:
+            return min(img.size)
+    except (OSError, SyntaxError, ValueError):
+        return 0
+
+
+class UnreadableImageError(ValueError):
+    """A training image that cannot be read; the message names it and says why."""
+
+
+class _Small(Exception):
+    """Raised from the size check to skip decoding an image smaller than a crop."""
 
 
 def load_rgb(path: str, min_side: int) -> torch.Tensor | None:
-    """An image as a uint8 (3, H, W) tensor, or None when it is smaller than a crop."""
-    with Image.open(path) as img:
-        img = img.convert("RGB")
-        if min(img.size) < min_side:
-            return None
-        return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
+    """An image as a uint8 (3, H, W) tensor, or None when it is smaller than a crop (known from
+    its header, before its pixels are decoded).
+
+    Read as the codec reads what it encodes (``nicodec.images.read_picture``): grayscale,
+    palette, CMYK and 16-bit images become 8-bit RGB (16-bit ones keep their top 8 bits,
+    where a plain ``convert("RGB")`` clipped them to white), the EXIF orientation is applied,
+    and transparency is left out.
+
+    Raises:
+        UnreadableImageError: not an image, truncated, several frames, or a mode it cannot code.
+    """
+    from nicodec.errors import NicodecError
+    from nicodec.images import read_picture
+
+    def check(width: int, height: int) -> None:
+        if min(width, height) < min_side:
+            raise _Small
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # training photos may be large
+            picture = read_picture(path, strip=True, check_size=check)
+    except _Small:
+        return None
+    except NicodecError as exc:
+        raise UnreadableImageError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
+    return torch.from_numpy(np.array(picture.rgb)).permute(2, 0, 1).contiguous()  # a copy: the array is read-only
+
+
+def load_images(paths: Sequence[str], min_side: int) -> tuple[list[torch.Tensor], int, list[str]]:
+    """The images of ``paths`` at least ``min_side`` on their shorter side, how many were
+    smaller, and the problems of those that could not be read (left out, each named)."""
+    images, small, problems = [], 0, []
+    for path in paths:
+        try:
+            image = load_rgb(path, min_side)
+        except UnreadableImageError as exc:
+            problems.append(str(exc))
+            continue
+        if image is None:
+            small += 1
+        else:
+            images.append(image)
+    return images, small, problems
 
 
 class CropSampler:

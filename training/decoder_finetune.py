@@ -34,7 +34,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .data import list_images, load_rgb, shorter_side
+from .data import UnreadableImageError, list_images, load_rgb, shorter_side
 from .train import (
     DEFAULT_DATA,
     crop_side,
@@ -86,7 +86,11 @@ def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: in
     rng = np.random.default_rng(seed)
     y_hats, crops, used = [], [], []
     for path in paths:
-        im = load_rgb(path, crop)
+        try:
+            im = load_rgb(path, crop)
+        except UnreadableImageError as exc:
+            console.print(f"warning: {exc} (left out)")
+            continue
         if im is None:
             continue
         pixels = im.permute(1, 2, 0).numpy()

@@ -33,7 +33,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .data import list_images, load_rgb
+from .data import UnreadableImageError, list_images, load_rgb
 from .integer import MEAN_BITS, calibrate
 from .model import MeanScaleHyperprior, float_scale_index, gaussian_likelihood, scale_table, ste_round
 from .train import (
@@ -70,7 +70,11 @@ def latents(model: MeanScaleHyperprior, paths: list[str], crop: tuple[int, int],
         batch.clear()
 
     for path in paths:
-        im = load_rgb(path, ch)
+        try:
+            im = load_rgb(path, ch)
+        except UnreadableImageError as exc:
+            console.print(f"warning: {exc} (left out)")
+            continue
         if im is None:
             continue
         if im.shape[1] > im.shape[2]:

@@ -32,11 +32,14 @@ forward pass through ``torch.compile``, so more of a time-boxed run is spent com
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
 import os
 import random
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -52,7 +55,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from nicodec.errors import ModelError
 from nicodec.files import nearest_existing, write_atomic
 
-from .data import CropSampler, center_crops, list_images, load_rgb
+from .data import CropSampler, center_crops, list_images, load_images
 from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
 
@@ -104,12 +107,15 @@ def save_atomically(obj, path: str | Path) -> None:
 
 
 def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelConfig, train_cfg: TrainConfig,
-                    metrics: dict, seconds: float = 0.0, schedule_origin: tuple[int, float] = (0, 0.0)):
+                    metrics: dict, seconds: float = 0.0, schedule_origin: tuple[int, float] = (0, 0.0),
+                    run_options: Optional[dict] = None):
     """Write atomically: a full checkpoint (with optimizer state) for resuming; its folder is made
     at the first one, so a run that fails before training leaves no empty run folder.
 
     ``schedule_origin`` is the (step, training seconds) at which the current learning-rate
     schedule began: (0, 0) unless a run started a new one (``--new-schedule``).
+    ``run_options``: the run's data, held-out data, image count and slim copy (absolute paths),
+    which ``--resume`` alone takes up again (:data:`RUN_OPTIONS`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     save_atomically(
@@ -122,6 +128,7 @@ def save_checkpoint(path: Path, model, optimizer, step: int, model_cfg: ModelCon
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict() if optimizer is not None else None,
             "metrics": metrics,
+            "run_options": run_options or {},
         },
         path,
     )
@@ -348,7 +355,10 @@ def parse_probe(text: str) -> list[tuple[int, bool]]:
     entries = []
     for item in filter(None, (v.strip() for v in text.split(","))):
         eager = item.endswith("e")
-        size = int(item[:-1] if eager else item)
+        try:
+            size = int(item[:-1] if eager else item)
+        except ValueError:
+            raise ValueError(f"{item!r} is not a batch size") from None
         if size < 1:
             raise ValueError(f"probe batch sizes must be positive, not {size}")
         entries.append((size, eager))
@@ -438,6 +448,24 @@ def resumed_config(cfg: TrainConfig, saved: dict, inherit: frozenset[str]) -> tu
     return dataclasses.replace(cfg, **taken), kept
 
 
+RUN_OPTIONS = ("data", "val_data", "max_images", "slim")
+"""Options of a run, beside its ``TrainConfig``, that ``--resume`` takes from the run when the
+command line does not give them: what it trains on, and where its weights-only copy goes."""
+
+CHECKPOINT_SECONDS = 600
+"""Wall-clock seconds after which a checkpoint is written even between validations: a slow run
+(seconds a step on a CPU) loses at most this much to a crash."""
+
+
+def run_options(folders: list[str], val_folders: Optional[list[str]], max_images: int,
+                slim: Optional[Path]) -> dict:
+    """The :data:`RUN_OPTIONS` as a checkpoint keeps them: paths made absolute, so a run resumed
+    from another folder reads the same images."""
+    return {"data": [os.path.abspath(f) for f in folders],
+            "val_data": [os.path.abspath(f) for f in val_folders] if val_folders else None,
+            "max_images": max_images, "slim": os.path.abspath(slim) if slim is not None else None}
+
+
 def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = None) -> None:
     """Refuse, before anything is loaded, a run that would overwrite another without being asked,
     or that could not write its first checkpoint.
@@ -467,6 +495,27 @@ def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = N
         if slim.exists() and not (resume or force):
             raise typer.BadParameter(f"{slim} exists: --force replaces it (so does --resume)", param_hint="--slim")
         check_creatable(slim.parent, "--slim")
+
+
+ARCHITECTURE_OPTIONS = {"N": "--channels", "M": "--latent-channels", "Nh": "--hyper-channels"}
+
+
+def check_architecture(saved: ModelConfig, asked: ModelConfig, given: frozenset[str], source: str) -> None:
+    """Refuse architecture options given with a checkpoint (``source``: ``--init`` or ``--resume``)
+    that differ from its own, rather than train the checkpoint's in silence; ``--lmbda`` only for
+    a variable-rate checkpoint (whose rates ``--lmbdas`` sets) and, resuming, when it differs."""
+    for field, option in ARCHITECTURE_OPTIONS.items():
+        if field in given and getattr(asked, field) != getattr(saved, field):
+            raise typer.BadParameter(f"{option} {getattr(asked, field)} differs from the checkpoint's "
+                                     f"{getattr(saved, field)}: a checkpoint keeps its architecture (leave {option} out)",
+                                     param_hint=source)
+    if "lmbda" in given and asked.lmbda != saved.lmbda:
+        if saved.levels:
+            raise typer.BadParameter("the checkpoint is variable-rate: --lmbdas sets its rates, not --lmbda",
+                                     param_hint=source)
+        if source == "--resume":
+            raise typer.BadParameter(f"--lmbda {asked.lmbda} differs from the run's {saved.lmbda} "
+                                     "(--init starts a run at another rate from its weights)", param_hint=source)
 
 
 def check_creatable(folder: Path, option: str) -> None:
@@ -515,6 +564,8 @@ def train(
     deadline: Optional[float] = None,
     force: bool = False,
     inherit: frozenset[str] = frozenset(),
+    inherit_options: frozenset[str] = frozenset(),
+    given_model: frozenset[str] = frozenset(),
 ) -> dict:
     """Run one training session; returns the final validation metrics.
 
@@ -526,7 +577,15 @@ def train(
     training stops whatever ``cfg.minutes`` says (loading and the probe count against it).
     ``force``: replace the run in ``out`` (its ``last.pt``) rather than refuse to.
     ``inherit``: names of ``cfg``'s fields that, when resuming, come from the run's own saved
-    ``train_config`` instead (the options the command line did not give).
+    ``train_config`` instead (the options the command line did not give); ``inherit_options``
+    the same for :data:`RUN_OPTIONS` (``folders`` is ``data``, ``val_folders`` ``val_data``).
+    ``given_model``: the fields of ``model_cfg`` the command line gave (``N``, ``M``, ``Nh``,
+    ``lmbda``): with a checkpoint, an architecture that differs from its own is refused, and a
+    single-rate model's ``lmbda`` is replaced (fine-tuning it to another rate).
+
+    Ctrl-C or SIGTERM writes a checkpoint at the step reached before it stops; so does every
+    :data:`CHECKPOINT_SECONDS` of training between validations. A loss that is no longer finite
+    stops the run without writing over the last checkpoint.
 
     Whatever can be checked is checked before the images are loaded (:func:`check_outputs`,
     the image lists, the checkpoint to start from), so a run on a lent GPU does not fail late.
@@ -560,29 +619,6 @@ def train(
     random.seed(seed)
     np.random.seed(seed)
 
-    try:
-        paths = list_images(folders)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
-    try:
-        val_paths = list_images(val_folders) if val_folders else []
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--val-data") from None
-    if not paths:
-        raise typer.BadParameter(f"no images found in {', '.join(folders)}", param_hint="--data")
-    if val_folders and not val_paths:
-        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}", param_hint="--val-data")
-    if val_folders:
-        train_paths = paths
-    elif len(paths) <= cfg.val_images:
-        raise typer.BadParameter(f"{len(paths)} images found in {', '.join(folders)}: without --val-data the last "
-                                 f"{cfg.val_images} are held out, so at least {cfg.val_images + 1} are needed",
-                                 param_hint="--data")
-    else:
-        val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
-    if max_images:
-        train_paths = train_paths[:max_images]
-
     last = out / "last.pt"
     step, seconds_before, origin = 0, 0.0, (0, 0.0)
     ckpt: dict = {}
@@ -595,9 +631,22 @@ def train(
             model = MeanScaleHyperprior(model_cfg)
     except CheckpointError as exc:
         raise typer.BadParameter(str(exc), param_hint="--resume" if resume else "--init") from None
+    if ckpt:
+        check_architecture(model.config, model_cfg, given_model, "--resume" if resume else "--init")
+    restored: dict = {}
     if ckpt and resume:
         if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
             raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
+        saved_options = ckpt.get("run_options") or {}
+        for name in RUN_OPTIONS:
+            if name in inherit_options and saved_options.get(name) is not None:
+                restored[name] = saved_options[name]
+        folders = restored.get("data", folders)
+        val_folders = restored.get("val_data", val_folders)
+        max_images = restored.get("max_images", max_images)
+        if "slim" in restored and rank == 0:
+            slim = Path(restored["slim"])
+            check_creatable(slim.parent, "--slim")
         cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
         # The checks and the seeding above saw the command line's settings: again with the run's.
         if distributed and cfg.integer_from:
@@ -609,6 +658,7 @@ def train(
         torch.manual_seed(seed)
         random.seed(seed)
         np.random.seed(seed)
+        kept.update(restored)
         if main and kept:
             console.print("the run's own settings: " + ", ".join(f"{name} {value}" for name, value in kept.items()))
     elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
@@ -619,6 +669,46 @@ def train(
             raise typer.BadParameter(f"--lmbdas with --init: {exc}") from None
         if main:
             console.print(f"levels remapped from {list(before)} to {list(model_cfg.lmbdas)}")
+    elif ckpt and "lmbda" in given_model and model_cfg.lmbda != model.config.lmbda:
+        if main:  # a single-rate model fine-tuned to another rate (check_architecture refused it for the others)
+            console.print(f"lmbda {model.config.lmbda} of the checkpoint replaced by {model_cfg.lmbda}")
+        model.config = dataclasses.replace(model.config, lmbda=model_cfg.lmbda)
+
+    try:
+        paths = list_images(folders)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--data") from None
+    try:
+        val_paths = list_images(val_folders) if val_folders else []
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--val-data") from None
+    if not paths:
+        raise typer.BadParameter(f"no images found in {', '.join(folders)}", param_hint="--data")
+    if val_folders and not val_paths:
+        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}", param_hint="--val-data")
+    twice = len(paths) - len(set(map(os.path.realpath, paths)))
+    if twice:
+        seen: set[str] = set()
+        paths = [p for p in paths if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
+        if main:
+            console.print(f"warning: {twice} training image{'s' if twice > 1 else ''} listed twice (the same "
+                          "folder given twice?) counted once")
+    if val_folders:
+        train_paths = paths
+        shared = {os.path.realpath(p) for p in paths} & {os.path.realpath(p) for p in val_paths}
+        if shared and main:
+            console.print(f"warning: {len(shared)} of the {len(val_paths)} held-out images are training images "
+                          "too: validation then measures what the model trained on")
+    elif len(paths) <= cfg.val_images:
+        raise typer.BadParameter(f"{len(paths)} images found in {', '.join(folders)}: without --val-data the last "
+                                 f"{cfg.val_images} are held out, so at least {cfg.val_images + 1} are needed",
+                                 param_hint="--data")
+    else:
+        val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
+    if max_images:
+        train_paths = train_paths[:max_images]
+    options = run_options(folders, val_folders, max_images, slim)
+
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
@@ -633,8 +723,13 @@ def train(
             raise typer.BadParameter(f"--tune-gains: {exc}") from None
 
     t_load = time.monotonic()
-    images = [im for im in (load_rgb(p, cfg.crop) for p in train_paths) if im is not None]
-    val = [im for im in (load_rgb(p, VAL_MIN_CROP) for p in val_paths) if im is not None]
+    images, small, problems = load_images(train_paths, cfg.crop)
+    val, _, val_problems = load_images(val_paths, VAL_MIN_CROP)
+    if main and (problems or val_problems):
+        unread = problems + val_problems
+        console.print(f"warning: {len(unread)} image{'s' if len(unread) > 1 else ''} could not be read and "
+                      f"{'are' if len(unread) > 1 else 'is'} left out: " + "; ".join(unread[:5])
+                      + (f"; and {len(unread) - 5} more" if len(unread) > 5 else ""))
     if not images:
         raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
                                  "on its shorter side", param_hint="--crop")
@@ -653,7 +748,9 @@ def train(
         sampler.reseed(seed + step)  # other crops than the run before
     if main:
         dropped = len(val_paths) - len(val)
-        console.print(f"{len(images)} training images, {len(val)} held out"
+        console.print(f"{len(images)} training images"
+                      + (f" ({small} smaller than the {cfg.crop}-pixel crop left out)" if small else "")
+                      + f", {len(val)} held out"
                       + (f" ({dropped} smaller than {val_side if full else VAL_MIN_CROP} pixels left out)"
                          if dropped else "")
                       + (f" (centre crops of {val_side}, the smallest one's)" if val_side < VAL_CROP else "")
@@ -683,11 +780,17 @@ def train(
             progress = max(progress, (seconds_before - origin[1] + time.monotonic() - t0) / schedule_seconds)
         return min(progress, 1.0)
 
+    saved_at = [time.monotonic()]
+
     def checkpoint():
         save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0,
-                        origin)
+                        origin, options)
         if slim is not None:
             slim_checkpoint(last, slim)
+        saved_at[0] = time.monotonic()
+
+    def written() -> str:
+        return f"{last}" + (f" and {slim}" if slim is not None else "")
 
     def first_step() -> dict:
         """The first step, where compilation happens: a failure there falls back to eager."""
@@ -715,10 +818,13 @@ def train(
 
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, disable=not main) as bar:
+    stop = _Stop()
+    with stop.on_signals(enabled=not distributed), Progress(*columns, console=console, disable=not main) as bar:
         last_step = origin[0] + cfg.steps
         task = bar.add_task("train", total=last_step, completed=step, stats="")
         while step < last_step:
+            if stop.signal:
+                break
             if budget and time.monotonic() - t0 >= budget:
                 break
             if deadline and time.time() >= deadline:
@@ -742,6 +848,8 @@ def train(
             if main and (step % 25 == 0 or step == last_step):
                 # One read of the three numbers: each read waits for the GPU to finish the step.
                 loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
+                if not math.isfinite(loss):
+                    _diverged(step, last)
                 stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
                 bar.update(task, completed=step, stats=stats)
                 if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
@@ -749,24 +857,80 @@ def train(
                     bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
             if main and (step % cfg.val_every == 0):
                 metrics = validate(model, val_batch, autocast)
+                if not math.isfinite(metrics["loss"]):
+                    _diverged(step, last)
                 elapsed = time.monotonic() - t0
                 bar.console.print(
                     f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s, "
                     f"lr {optimizer.param_groups[0]['lr']:.2e}): {describe(metrics)}")
                 checkpoint()
+            elif main and time.monotonic() - saved_at[0] >= CHECKPOINT_SECONDS:
+                checkpoint()  # with the last validation's figures: a slow run loses little to a crash
     wall = time.monotonic() - t0
-    if main:
+    if main and resume and step == start_step:
+        # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
+        if step >= last_step or schedule_progress() >= 1.0:
+            console.print(f"nothing to train: the run's schedule is complete (step {step}"
+                          + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} schedule minutes"
+                             if schedule_seconds else f" of {last_step}")
+                          + "); --steps, or --total-minutes for a time-boxed schedule, lengthens it")
+        else:
+            console.print(f"no step trained (stopped before the first one); {last} is left as it was")
+        metrics = dict(ckpt.get("metrics") or {})
+    elif main:
         metrics = validate(model, val_batch, autocast)
+        if not math.isfinite(metrics["loss"]):
+            _diverged(step, last)
         metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
                        it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
                        train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
         checkpoint()
-        console.print(f"done: {describe(metrics)}; {metrics['run_steps']} steps in {wall:.0f} s "
-                      f"({metrics['it_per_s']} it/s), {metrics['steps']} in all")
+        console.print(f"{'stopped by ' + stop.name if stop.signal else 'done'}: {describe(metrics)}; "
+                      f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
+                      f"in all; wrote {written()}" + ("; --resume continues" if stop.signal else ""))
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
+    if stop.signal:
+        raise typer.Exit(128 + stop.signal)
     return metrics
+
+
+def _diverged(step: int, last: Path) -> None:
+    """Stop a run whose loss is no longer finite, leaving its last checkpoint as it was."""
+    where = f"{last} is left as it was" if last.exists() else "no checkpoint was written"
+    console.print(f"error: the loss is not finite at step {step}: training diverged ({where}); "
+                  "a lower --lr usually helps")
+    raise typer.Exit(1)
+
+
+class _Stop:
+    """Ctrl-C and SIGTERM (``timeout``, a scheduler) end the training loop after the step in hand,
+    so that the run writes its checkpoint; ``signal`` is the number of the one received (0: none)."""
+
+    def __init__(self):
+        self.signal = 0
+        self.name = ""
+
+    def _handle(self, number, frame) -> None:
+        if self.signal:  # a second one: stop now, without the checkpoint
+            raise KeyboardInterrupt
+        self.signal, self.name = number, signal.Signals(number).name
+        console.print(f"{self.name}: stopping after this step and writing a checkpoint (again to stop at once)")
+
+    @contextlib.contextmanager
+    def on_signals(self, enabled: bool = True):
+        """Stop on the signals within the block (``enabled`` false, or off the main thread: as before;
+        several processes of a run would each stop at another step and wait on the others)."""
+        if not enabled or threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        previous = {number: signal.signal(number, self._handle) for number in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
 
 
 def _bounded(kind: type, what: str, value, ok) -> int | float:
@@ -828,6 +992,9 @@ app = typer.Typer(add_completion=False, help="Train nicodec's mean-scale hyperpr
 OPTION_OF_FIELD = {"tune_levels": "tune_gains"}
 """TrainConfig fields whose command-line parameter has another name; the others have their own."""
 
+MODEL_OPTIONS = {"N": "channels", "M": "latent_channels", "Nh": "hyper_channels", "lmbda": "lmbda"}
+"""ModelConfig fields and the parameters that give them (checked against a checkpoint's)."""
+
 
 @app.command()
 def main(
@@ -859,7 +1026,7 @@ def main(
         help="Unix time by which training stops, whatever --minutes says (for a command with a hard time limit).")] = None,
     compile_mode: Annotated[str, typer.Option(
         "--compile", help="torch.compile the training forward pass with this mode (default, reduce-overhead, "
-             "max-autotune-no-cudagraphs); empty: eager.")] = "",
+             "max-autotune or max-autotune-no-cudagraphs); empty: eager.")] = "",
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT (its last.pt, which must exist).")] = False,
     force: Annotated[bool, typer.Option(
         help="Replace the run in OUT (its last.pt) and an existing --slim file; without it they are refused.")] = False,
@@ -870,6 +1037,8 @@ def main(
     max_images: Annotated[int, typer.Option(
         parser=non_negative_int, help="Use at most this many training images (0: all).")] = 0,
     slim: Annotated[Optional[Path], typer.Option(help="Also write a weights-only fp16 copy here (its folder is made if need be).")] = None,
+    threads: Annotated[int, typer.Option(
+        parser=non_negative_int, help="torch's CPU threads (0: its default, one per core).")] = 0,
     tune_gains: Annotated[str, typer.Option(
         help="Comma-separated levels (0-based, after --lmbdas): train only their gain vectors, drawing crops at "
              "them only; every other weight stays as it is (needs --init or --resume).")] = "",
@@ -891,19 +1060,35 @@ def main(
     try:
         levels = tuple(float(v) for v in lmbdas.split(",")) if lmbdas else ()
         if not all(math.isfinite(v) and v > 0 for v in levels):
-            raise ValueError(f"--lmbdas must be positive numbers, not {lmbdas}")
-        batches = parse_probe(probe)
-        tune_levels = tuple(sorted({int(v) for v in tune_gains.split(",")})) if tune_gains else ()
+            raise ValueError
+    except ValueError:
+        raise typer.BadParameter(f"must be positive numbers separated by commas, lowest first, not {lmbdas}",
+                                 param_hint="--lmbdas") from None
+    try:
         model_cfg = ModelConfig(N=channels, M=latent_channels, Nh=hyper_channels, lmbda=lmbda, lmbdas=levels)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
+        raise typer.BadParameter(str(exc), param_hint="--lmbdas") from None
+    try:
+        batches = parse_probe(probe)
+    except ValueError as exc:
+        raise typer.BadParameter(f"{exc} (comma-separated batch sizes, 32e for eager), not {probe}",
+                                 param_hint="--probe") from None
+    try:
+        tune_levels = tuple(sorted({int(v) for v in tune_gains.split(",")})) if tune_gains else ()
+    except ValueError:
+        raise typer.BadParameter(f"must be comma-separated level numbers (0-based), not {tune_gains}",
+                                 param_hint="--tune-gains") from None
+    if threads:
+        torch.set_num_threads(threads)
     cfg = TrainConfig(steps=steps, minutes=minutes, batch=batch, crop=crop, lr=lr, val_every=val_every, seed=seed,
                       total_minutes=total_minutes, integer_from=integer_from, warmup=warmup, tune_levels=tune_levels)
     # With --resume, what the command line does not give comes from the run (not the defaults).
     given = {name for name in ctx.params
              if getattr(ctx.get_parameter_source(name), "name", "DEFAULT") in ("COMMANDLINE", "ENVIRONMENT")}
     inherit = frozenset(f.name for f in fields(TrainConfig) if OPTION_OF_FIELD.get(f.name, f.name) not in given)
+    inherit_options = frozenset(name for name in RUN_OPTIONS if name not in given)
+    given_model = frozenset(field for field, name in MODEL_OPTIONS.items() if name in given)
     train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
           val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
           slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force,
-          inherit=inherit)
+          inherit=inherit, inherit_options=inherit_options, given_model=given_model)
