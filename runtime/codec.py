@@ -22,6 +22,7 @@ import os
 import re
 import zlib
 from collections.abc import Callable, Sequence
+from typing import Literal, ParamSpec, TypeVar, overload
 
 import numpy as np
 from PIL import Image
@@ -44,15 +45,19 @@ _ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "bad allocatio
 """What onnxruntime's own (untyped) errors say when its allocator fails."""
 
 
-def _memory_named(method):
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _memory_named(method: Callable[_P, _R]) -> Callable[_P, _R]:
     """Running out of memory inside a coding method is an :class:`OutOfMemoryError` (a
     ``NicodecError``) saying what needs less, not onnxruntime's untyped error or a bare
     ``MemoryError`` that an application catching ``NicodecError`` would miss."""
 
     @functools.wraps(method)
-    def named(self, *args, **kwargs):
+    def named(*args: _P.args, **kwargs: _P.kwargs) -> _R:
         try:
-            return method(self, *args, **kwargs)
+            return method(*args, **kwargs)
         except NicodecError:
             raise
         except Exception as exc:
@@ -333,6 +338,15 @@ class Codec:
         return nicformat.pack(header, sections)
 
     # -- decoding ---------------------------------------------------------------------
+
+    @overload
+    def decode(self, data, *, as_array: Literal[False] = False) -> Image.Image: ...
+
+    @overload
+    def decode(self, data, *, as_array: Literal[True]) -> np.ndarray: ...
+
+    @overload
+    def decode(self, data, *, as_array: bool) -> Image.Image | np.ndarray: ...
 
     @_memory_named
     def decode(self, data, *, as_array: bool = False) -> Image.Image | np.ndarray:
