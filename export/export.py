@@ -12,6 +12,7 @@ are compared. The export fails when parity fails.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -420,7 +421,8 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         manifest["parity"] = parity if model.config.levels else parity[0]
         # The manifest is not among the hashed files, so the parity report can join it.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        _swap_in(tmp, out)
+        with _signals_deferred():
+            _swap_in(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -466,6 +468,28 @@ def check_output(out: Path, checkpoint: Path, force: bool, replace_shipped: bool
         raise RuntimeError(f"--force would replace {out}, which holds the checkpoint {checkpoint}")
     if not (out / MANIFEST).is_file():
         raise RuntimeError(f"{out} is not a model folder (it has no {MANIFEST}); --force replaces model folders only")
+
+
+DEFERRED: list[int] = []
+"""Signals that arrived while a finished folder was being put in place (:func:`_signals_deferred`)."""
+
+
+@contextlib.contextmanager
+def _signals_deferred():
+    """Ctrl-C and SIGTERM wait while the block runs (the swap of the finished folder: stopped
+    half-way it would leave OUT missing, or the old folder half removed); the numbers of those
+    that came are added to :data:`DEFERRED`, and the export, complete, is not undone."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {number: signal.signal(number, lambda number, frame: DEFERRED.append(number))
+                for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            if handler is not None:
+                signal.signal(number, handler)
 
 
 def _swap_in(new: Path, out: Path) -> None:
@@ -539,8 +563,9 @@ def main(
     except (FileExistsError, RuntimeError, NicodecError) as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from None
-    except OSError as exc:  # a full disk, a folder made read-only meanwhile
-        console.print(f"[red]error:[/red] cannot write {out}: {exc.strerror or exc}")
+    except OSError as exc:  # a full disk, a folder made read-only meanwhile, a file that cannot be read
+        where = f" ({exc.filename})" if exc.filename else ""
+        console.print(f"[red]error:[/red] the export failed: {exc.strerror or exc}{where}; {out} was not written")
         raise typer.Exit(1) from None
     except KeyboardInterrupt:
         if not terminated:
@@ -551,3 +576,6 @@ def main(
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")
+    if DEFERRED:
+        names = ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))
+        console.print(f"({names} came while the finished folder was being put in place: the export is complete)")

@@ -10,7 +10,7 @@
 ``Codec`` and the rate control are imported on first use, so ``import nicodec`` stays cheap.
 """
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from .errors import (
     ExactnessError,
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-if TYPE_CHECKING:  # imported lazily below; named here for type checkers and editors
+if _TYPE_CHECKING:  # imported lazily below; named here for type checkers and editors
     from .codec import Codec
     from .ratecontrol import RateResult, encode_to_target
 

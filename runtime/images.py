@@ -274,12 +274,13 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
         rgb = np.asarray(img.convert("RGB"))
         hidden = (np.asarray(img.convert("L")) == key) if mode in ("1", "L") else (rgb == np.array(key)).all(axis=-1)
         return rgb, (np.where(hidden, 0, 255).astype(np.uint8) if hidden.any() else None)
-    # An alpha band, a palette with alpha (Pillow's convert("P") and quantize() of RGBA) or a
+    # An alpha band, or a palette with alpha (Pillow's convert("P") and quantize() of RGBA) or a
     # transparency key; not "A" in the mode's name, which LAB has too (its fourth byte is padding).
-    if img.has_transparency_data:
+    # Other modes' keys were read above (_colour_key): one it refused is not transparency.
+    if img.mode in ("LA", "PA", "RGBA") or (img.mode == "P" and img.has_transparency_data):
         try:
             rgba = np.asarray(img.convert("RGBA"))
-        except ValueError as exc:
+        except (ValueError, TypeError) as exc:  # TypeError: a malformed key in info
             raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
         alpha = rgba[:, :, 3]
         return np.ascontiguousarray(rgba[:, :, :3]), (np.ascontiguousarray(alpha) if (alpha != 255).any() else None)

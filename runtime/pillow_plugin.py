@@ -211,7 +211,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     another type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
-    if not isinstance(strip, bool) and not (type(strip).__name__ == "bool" and type(strip).__module__ == "numpy"):
+    import numpy as np  # loaded with the codec already
+
+    if not isinstance(strip, (bool, np.bool_)):
         raise ValueError(f"strip must be True or False, not {strip!r}")
     exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
     if isinstance(exif, Image.Exif):

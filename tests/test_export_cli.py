@@ -139,6 +139,24 @@ def test_a_checkpoint_with_weights_that_are_not_finite_is_named(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_signals_wait_while_the_finished_folder_is_put_in_place(monkeypatch):
+    """Stopped half-way through the swap, OUT was missing (the old folder renamed aside) or the old
+    folder half removed, and the export said it wrote nothing."""
+    import signal
+
+    from nicodec.export import export as export_module
+
+    monkeypatch.setattr(export_module, "DEFERRED", [])
+    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
+    with export_module._signals_deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signal.SIGINT)
+        reached = True
+    assert reached and export_module.DEFERRED == [signal.SIGTERM, signal.SIGINT]
+    assert {number: signal.getsignal(number) for number in before} == before
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sigterm_during_an_export_is_a_stop_like_ctrl_c(tmp_path, checkpoint, monkeypatch):
     """SIGTERM left the half-made hidden folder beside OUT; it now ends the export as Ctrl-C does
     (export_model removes its folder on any exception), with exit code 143."""

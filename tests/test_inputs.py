@@ -396,3 +396,13 @@ def test_a_nic_file_given_to_encode_is_named_whether_or_not_the_pillow_plugin_is
             Image.ID.remove("NIC")
         Image.EXTENSION.pop(".nic", None)
     assert len(codec.encode(Image.fromarray(codec.decode(data, as_array=True)))) > 0
+
+
+@pytest.mark.parametrize("mode, key", [("RGB", (1, 2)), ("RGB", "x"), ("RGB", b"\0"), ("L", b"\0\0"), ("L", 300)])
+def test_a_malformed_transparency_key_of_an_application_is_ignored(codec, photo, mode, key):
+    """A key that is no colour of the image (the wrong length or type) was ignored before
+    transparency was read through has_transparency_data; then convert("RGBA") raised a TypeError."""
+    image = Image.fromarray(photo).convert(mode)
+    image.info["transparency"] = key
+    out = codec.decode(codec.encode(image), as_array=True)
+    assert out.shape[:2] == photo.shape[:2] and out.ndim == (3 if mode == "RGB" else 2)

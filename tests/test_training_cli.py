@@ -507,15 +507,26 @@ def test_resuming_a_finished_run_trains_nothing_and_leaves_its_checkpoint(tmp_pa
     assert (run / "last.pt").read_bytes() == before
 
 
-def test_a_diverging_run_stops_without_writing_over_its_checkpoint(tmp_path, images):
+@pytest.mark.parametrize("timed", [False, True])
+def test_a_diverging_run_stops_without_writing_over_its_checkpoint(tmp_path, images, monkeypatch, timed):
+    """timed: the checkpoint written every CHECKPOINT_SECONDS between validations (0 here: after
+    every step) wrote NaN weights when it fell between the loss checks, every 25 steps."""
     run = tmp_path / "run"
     code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "2", "--batch", "2")
     assert code == 0, said
     before = (run / "last.pt").read_bytes()
+    if timed:
+        monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", 0)
     code, said = invoke(train_module.app, "--out", run, "--resume", "--lr", "1e6", "--steps", "200", "--val-every", "30")
     assert code == 1
-    assert "the loss is not finite at step" in said and "last.pt is left as it was" in said
-    assert (run / "last.pt").read_bytes() == before
+    assert "the loss is not finite at step" in said
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert all(torch.isfinite(value).all() for value in saved["model"].values() if value.is_floating_point())
+    if timed:  # written after every finite step, up to the one that diverged
+        stopped = int(re.search(r"not finite at step (\d+)", said).group(1))
+        assert f"last.pt keeps the weights of step {saved['step']}" in said and 2 < saved["step"] < stopped
+    else:
+        assert "last.pt is left as it was" in said and (run / "last.pt").read_bytes() == before
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

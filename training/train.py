@@ -677,7 +677,9 @@ def train(
     try:
         paths = list_images(folders)
     except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--data") from None
+        older = resume and "data" in inherit_options and "data" not in restored
+        raise typer.BadParameter(str(exc) + (" (the run was saved without its --data: give it)" if older else ""),
+                                 param_hint="--data") from None
     try:
         val_paths = list_images(val_folders) if val_folders else []
     except FileNotFoundError as exc:
@@ -780,14 +782,18 @@ def train(
             progress = max(progress, (seconds_before - origin[1] + time.monotonic() - t0) / schedule_seconds)
         return min(progress, 1.0)
 
-    saved_at = [time.monotonic()]
+    saved_at = [time.monotonic(), None]  # when and at which step this run last wrote its checkpoint
 
     def checkpoint():
+        # Never over a good checkpoint with weights a step has made NaN or inf (the loss of that
+        # step, computed before it, can still be finite).
+        if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
+            _diverged(step, last, saved_at[1])
         save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0,
                         origin, options)
         if slim is not None:
             slim_checkpoint(last, slim)
-        saved_at[0] = time.monotonic()
+        saved_at[:] = time.monotonic(), step
 
     def written() -> str:
         return f"{last}" + (f" and {slim}" if slim is not None else "")
@@ -849,7 +855,7 @@ def train(
                 # One read of the three numbers: each read waits for the GPU to finish the step.
                 loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
                 if not math.isfinite(loss):
-                    _diverged(step, last)
+                    _diverged(step, last, saved_at[1])
                 stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
                 bar.update(task, completed=step, stats=stats)
                 if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
@@ -858,7 +864,7 @@ def train(
             if main and (step % cfg.val_every == 0):
                 metrics = validate(model, val_batch, autocast)
                 if not math.isfinite(metrics["loss"]):
-                    _diverged(step, last)
+                    _diverged(step, last, saved_at[1])
                 elapsed = time.monotonic() - t0
                 bar.console.print(
                     f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s, "
@@ -880,25 +886,30 @@ def train(
     elif main:
         metrics = validate(model, val_batch, autocast)
         if not math.isfinite(metrics["loss"]):
-            _diverged(step, last)
+            _diverged(step, last, saved_at[1])
         metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
                        it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
                        train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
         checkpoint()
-        console.print(f"{'stopped by ' + stop.name if stop.signal else 'done'}: {describe(metrics)}; "
+        stopped = stop.signal and step < last_step
+        console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(metrics)}; "
                       f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
-                      f"in all; wrote {written()}" + ("; --resume continues" if stop.signal else ""))
+                      f"in all; wrote {written()}" + ("; --resume continues" if stopped else ""))
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
-    if stop.signal:
+    if stop.signal and step < last_step:
         raise typer.Exit(128 + stop.signal)
     return metrics
 
 
-def _diverged(step: int, last: Path) -> None:
-    """Stop a run whose loss is no longer finite, leaving its last checkpoint as it was."""
-    where = f"{last} is left as it was" if last.exists() else "no checkpoint was written"
+def _diverged(step: int, last: Path, saved_step: Optional[int] = None) -> None:
+    """Stop a run whose loss or weights are no longer finite, leaving its last checkpoint as it was
+    (``saved_step``: the step this run last wrote it at, if it did)."""
+    if saved_step is not None:
+        where = f"{last} keeps the weights of step {saved_step}"
+    else:
+        where = f"{last} is left as it was" if last.exists() else "no checkpoint was written"
     console.print(f"error: the loss is not finite at step {step}: training diverged ({where}); "
                   "a lower --lr usually helps")
     raise typer.Exit(1)
@@ -930,7 +941,8 @@ class _Stop:
             yield
         finally:
             for number, handler in previous.items():
-                signal.signal(number, handler)
+                if handler is not None:  # None: set outside Python (an embedding program), which cannot be put back
+                    signal.signal(number, handler)
 
 
 def _bounded(kind: type, what: str, value, ok) -> int | float:
