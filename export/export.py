@@ -12,13 +12,11 @@ are compared. The export fails when parity fails.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
 import signal
 import tempfile
-import threading
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,6 +30,7 @@ import typer
 from rich.console import Console
 
 from nicodec import exactness
+from nicodec.batch import Terminated, signals_held, stop_like_ctrl_c
 from nicodec.errors import NicodecError
 from nicodec.files import nearest_existing
 from nicodec.format import FORMAT_VERSION, model_id_problem
@@ -421,8 +420,10 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         manifest["parity"] = parity if model.config.levels else parity[0]
         # The manifest is not among the hashed files, so the parity report can join it.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        with _signals_deferred():
+        # Stopped half-way, the swap would leave OUT missing or the old folder half removed.
+        with signals_held(raise_after=False) as held:
             _swap_in(tmp, out)
+        DEFERRED.extend(held)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -471,25 +472,7 @@ def check_output(out: Path, checkpoint: Path, force: bool, replace_shipped: bool
 
 
 DEFERRED: list[int] = []
-"""Signals that arrived while a finished folder was being put in place (:func:`_signals_deferred`)."""
-
-
-@contextlib.contextmanager
-def _signals_deferred():
-    """Ctrl-C and SIGTERM wait while the block runs (the swap of the finished folder: stopped
-    half-way it would leave OUT missing, or the old folder half removed); the numbers of those
-    that came are added to :data:`DEFERRED`, and the export, complete, is not undone."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = {number: signal.signal(number, lambda number, frame: DEFERRED.append(number))
-                for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            if handler is not None:
-                signal.signal(number, handler)
+"""Signals that came while a finished folder was being put in place, and waited for it."""
 
 
 def _swap_in(new: Path, out: Path) -> None:
@@ -549,13 +532,7 @@ def main(
     if replace_shipped_model and model_id is None:
         raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "
                                  "folder's name", param_hint="--model-id")
-    terminated = []
-
-    def on_sigterm(number, frame):  # as Ctrl-C: the half-made folder is removed on the way out
-        terminated.append(number)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
+    replaced = stop_like_ctrl_c()  # SIGTERM and SIGHUP stop it as Ctrl-C does: the half-made folder is removed
     try:
         manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
                                 default_quality=default_quality, decodes_files_of=decodes_files_of or (),
@@ -567,14 +544,12 @@ def main(
         where = f" ({exc.filename})" if exc.filename else ""
         console.print(f"[red]error:[/red] the export failed: {exc.strerror or exc}{where}; {out} was not written")
         raise typer.Exit(1) from None
-    except KeyboardInterrupt:
-        if not terminated:
-            raise
-        console.print(f"stopped by SIGTERM: {out} was not written")
-        raise typer.Exit(128 + signal.SIGTERM) from None
+    except Terminated as exc:
+        console.print(f"stopped by {signal.Signals(exc.signum).name}: {out} was not written")
+        raise typer.Exit(128 + exc.signum) from None
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in replaced.items():
+            signal.signal(signum, handler)
     console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")
     if DEFERRED:
         names = ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))

@@ -60,14 +60,17 @@ def _interrupting(handler) -> bool:
 
 
 @contextmanager
-def signals_held():
+def signals_held(raise_after: bool = True):
     """Hold Ctrl-C, SIGTERM and SIGHUP back inside the block (on the main thread, where they
     are delivered, and only where they would raise), then raise the first one held: the
-    block's work is not cut short and still ends, and the stop is not lost."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    block's work is not cut short and still ends, and the stop is not lost.
+
+    With ``raise_after`` false nothing is raised: the block's value, a list, holds the numbers
+    of the signals that came (for work that, once done, is to be reported as done)."""
     held: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield held
+        return
     saved = {}
     for signum in (signal.SIGINT, *TERMINATING):
         handler = signal.getsignal(signum)
@@ -75,7 +78,7 @@ def signals_held():
             saved[signum] = handler
             signal.signal(signum, lambda signum, frame: held.append(signum))
     try:
-        yield
+        yield held
     finally:
         # Blocked while the handlers go back: one arriving between two of them would raise
         # there, leaving the others holding for good.
@@ -88,7 +91,7 @@ def signals_held():
         finally:
             if blocking:
                 signal.pthread_sigmask(signal.SIG_UNBLOCK, saved)  # one that came meanwhile is raised now
-        if held:
+        if held and raise_after:
             signal.raise_signal(held[0])  # its exception, now
 
 

@@ -180,11 +180,7 @@ class Codec:
         chosen_rdo = rdo
         if rdo is None:
             rdo = not self.refine
-        if isinstance(rdo, bool):
-            rdo = RDO_SLOPE if rdo else 0.0
-        if isinstance(rdo, np.bool_):
-            rdo = bool(rdo)
-        if isinstance(rdo, bool):
+        if isinstance(rdo, (bool, np.bool_)):
             rdo = RDO_SLOPE if rdo else 0.0
         if not isinstance(rdo, (int, float, np.integer, np.floating)) or not 0 <= rdo < float("inf"):
             raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")

@@ -139,21 +139,36 @@ def test_a_checkpoint_with_weights_that_are_not_finite_is_named(tmp_path):
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_signals_wait_while_the_finished_folder_is_put_in_place(monkeypatch):
+def test_signals_wait_while_the_finished_folder_is_put_in_place(tmp_path, monkeypatch):
     """Stopped half-way through the swap, OUT was missing (the old folder renamed aside) or the old
-    folder half removed, and the export said it wrote nothing."""
+    folder half removed, and the export said it wrote nothing: the swap now finishes, and the
+    signal is reported."""
     import signal
 
-    from nicodec.export import export as export_module
+    import torch
 
+    from nicodec.export import export as export_module
+    from nicodec.training.model import MeanScaleHyperprior, ModelConfig
+
+    torch.manual_seed(0)
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8))
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict()}, checkpoint)
     monkeypatch.setattr(export_module, "DEFERRED", [])
-    before = {number: signal.getsignal(number) for number in (signal.SIGINT, signal.SIGTERM)}
-    with export_module._signals_deferred():
-        os.kill(os.getpid(), signal.SIGTERM)
-        os.kill(os.getpid(), signal.SIGINT)
-        reached = True
-    assert reached and export_module.DEFERRED == [signal.SIGTERM, signal.SIGINT]
-    assert {number: signal.getsignal(number) for number in before} == before
+    real_swap = export_module._swap_in
+
+    def interrupted_swap(new, out):
+        os.kill(os.getpid(), signal.SIGTERM)  # as if it came during the swap
+        real_swap(new, out)
+
+    monkeypatch.setattr(export_module, "_swap_in", interrupted_swap)
+    before = signal.getsignal(signal.SIGTERM)
+    result = export(checkpoint, "--out", tmp_path / "model")
+    assert result.exit_code == 0, result.output
+    assert "wrote" in result.output and "SIGTERM came while the finished folder was being put in place" in result.output
+    assert (tmp_path / "model" / "manifest.json").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "tiny.pt"]
+    assert signal.getsignal(signal.SIGTERM) == before
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")

@@ -554,3 +554,14 @@ def test_sigterm_writes_a_checkpoint_at_the_step_reached(tmp_path, images):
     assert "SIGTERM: stopping after this step" in rest and "stopped by SIGTERM" in rest and "--resume continues" in rest
     saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     assert saved["step"] >= 1
+
+
+def test_a_folder_given_twice_is_counted_once_and_held_out_images_trained_on_are_warned_about(tmp_path, images):
+    code, said = invoke(train_module.app, "--data", images, "--data", images, "--out", tmp_path / "run", *TINY,
+                        "--steps", "1", "--batch", "2")
+    assert code == 0, said
+    assert "warning: 10 training images listed twice" in said and "2 training images, 8 held out" in said
+    code, said = invoke(train_module.app, "--data", images, "--val-data", images, "--out", tmp_path / "run2", *TINY,
+                        "--steps", "1", "--batch", "2")
+    assert code == 0, said
+    assert "warning: 10 of the 10 held-out images are training images too" in said

@@ -497,14 +497,16 @@ def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = N
         check_creatable(slim.parent, "--slim")
 
 
-ARCHITECTURE_OPTIONS = {"N": "--channels", "M": "--latent-channels", "Nh": "--hyper-channels"}
+MODEL_OPTIONS = {"N": "channels", "M": "latent_channels", "Nh": "hyper_channels", "lmbda": "lmbda"}
+"""ModelConfig fields and the parameters that give them (checked against a checkpoint's)."""
 
 
 def check_architecture(saved: ModelConfig, asked: ModelConfig, given: frozenset[str], source: str) -> None:
     """Refuse architecture options given with a checkpoint (``source``: ``--init`` or ``--resume``)
     that differ from its own, rather than train the checkpoint's in silence; ``--lmbda`` only for
     a variable-rate checkpoint (whose rates ``--lmbdas`` sets) and, resuming, when it differs."""
-    for field, option in ARCHITECTURE_OPTIONS.items():
+    for field in ("N", "M", "Nh"):
+        option = "--" + MODEL_OPTIONS[field].replace("_", "-")
         if field in given and getattr(asked, field) != getattr(saved, field):
             raise typer.BadParameter(f"{option} {getattr(asked, field)} differs from the checkpoint's "
                                      f"{getattr(saved, field)}: a checkpoint keeps its architecture (leave {option} out)",
@@ -688,13 +690,13 @@ def train(
         raise typer.BadParameter(f"no images found in {', '.join(folders)}", param_hint="--data")
     if val_folders and not val_paths:
         raise typer.BadParameter(f"no images found in {', '.join(val_folders)}", param_hint="--val-data")
-    twice = len(paths) - len(set(map(os.path.realpath, paths)))
-    if twice:
-        seen: set[str] = set()
-        paths = [p for p in paths if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]
-        if main:
-            console.print(f"warning: {twice} training image{'s' if twice > 1 else ''} listed twice (the same "
-                          "folder given twice?) counted once")
+    unique: dict[str, str] = {}
+    for path in paths:
+        unique.setdefault(os.path.realpath(path), path)
+    twice, paths = len(paths) - len(unique), list(unique.values())
+    if twice and main:
+        console.print(f"warning: {twice} training image{'s' if twice > 1 else ''} listed twice (the same "
+                      "folder given twice?) counted once")
     if val_folders:
         train_paths = paths
         shared = {os.path.realpath(p) for p in paths} & {os.path.realpath(p) for p in val_paths}
@@ -1003,9 +1005,6 @@ app = typer.Typer(add_completion=False, help="Train nicodec's mean-scale hyperpr
 
 OPTION_OF_FIELD = {"tune_levels": "tune_gains"}
 """TrainConfig fields whose command-line parameter has another name; the others have their own."""
-
-MODEL_OPTIONS = {"N": "channels", "M": "latent_channels", "Nh": "hyper_channels", "lmbda": "lmbda"}
-"""ModelConfig fields and the parameters that give them (checked against a checkpoint's)."""
 
 
 @app.command()
