@@ -35,12 +35,13 @@ app = typer.Typer(
     help="nicodec: a learned image codec. Encode photos to .nic files and back.",
     pretty_exceptions_enable=False,
 )
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) not in "\n\t"}
+# One message is one line: a newline in a file name is shown as \n (a tab is left as it is).
+_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) != "\t"} | {ord("\n"): "\\n"}
 
 
 class _Console(Console):
     """Rich's console, for text that may hold file names: control characters in them (an
-    escape sequence, a carriage return) are shown escaped rather than sent to the terminal,
+    escape sequence, a carriage return, a newline) are shown escaped rather than sent to the terminal,
     characters the stream's encoding lacks (``PYTHONIOENCODING=ascii``, a name that is not
     UTF-8) as backslash escapes rather than a UnicodeEncodeError, and a reader gone (``| head
     -1``) is a BrokenPipeError for :func:`_writing_report` rather than Rich's silent exit."""
@@ -344,7 +345,8 @@ def _stop_code(exc: KeyboardInterrupt) -> int:
 
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
-        err.print(traceback.format_exc(), markup=False)
+        for line in traceback.format_exc().splitlines():
+            err.print(line, markup=False)
     if isinstance(exc, KeyboardInterrupt):
         err.print(f"{_stopped(exc)}; nothing was written", markup=False)
         raise typer.Exit(_stop_code(exc))

@@ -1012,6 +1012,25 @@ def test_control_characters_in_names_are_shown_escaped(tmp_path):
     assert "\x1b" not in result.stdout and "e\\x1b]0;title\\x07.png" in result.stdout
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="newlines in file names are POSIX")
+def test_a_newline_in_a_name_does_not_split_a_message(tmp_path):
+    """Every message is one line, so a newline in a file name is shown as \\n: a report read
+    line by line (``nicodec verify DIR | grep FAILED``) keeps each file on its line."""
+    Image.fromarray(synthetic_photo_small()).save(tmp_path / "a\nb.png")
+    (tmp_path / "bad\nc.png").write_bytes(b"not an image")
+    one = run("encode", tmp_path / "a\nb.png", "-o", tmp_path / "o\nut.nic")
+    assert one.exit_code == 0 and one.stdout.count("\n") == 1 and "a\\nb.png -> " in one.stdout
+    bad = run("encode", tmp_path / "bad\nc.png", "-o", tmp_path / "c.nic")
+    assert bad.exit_code == 1 and bad.stderr.count("\n") == 1 and "bad\\nc.png is not an image" in bad.stderr
+    folder = run("encode", tmp_path, "-o", tmp_path / "out")
+    failed = [line for line in folder.stderr.splitlines() if line.startswith("failed: ")]
+    assert folder.exit_code == 1 and len(failed) == 1 and "bad\\nc.png" in failed[0]
+    checked = run("verify", tmp_path / "out")
+    assert checked.exit_code == 0 and checked.stdout.splitlines()[0].endswith("a\\nb.nic: 48x32, 3,200 symbols")
+    shown = run("info", tmp_path / "o\nut.nic")
+    assert shown.stdout.splitlines()[0].strip() == "file: " + str(tmp_path / "o\\nut.nic")
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and /dev/full")
 def test_a_report_reader_that_stops_or_a_full_disk_is_one_error_line(tmp_path):
     """`nicodec verify DIR | head -1`: the reader goes, and nicodec says it could not write its
