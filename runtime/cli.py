@@ -202,18 +202,20 @@ class _Rate:
         """Whether a target is given, so the quality is searched."""
         return self.bpp is not None or self.psnr is not None or self.max_bytes is not None
 
-    def encode(self, codec, source, strip: bool, progress=None):
+    def encode(self, codec, source, options: dict, progress=None):
         """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality.
+
+        ``options``: ``Codec.encode``'s ``strip`` and ``exact``.
 
         ``progress`` is called after each refinement step with ``(steps done, steps, encode)``,
         the encode of the search counted from 1 (always 1 without a target).
         """
         if not self.searching:
             step = None if progress is None else lambda done, total: progress(done, total, 1)
-            return codec.encode(source, quality=self.quality, strip=strip, progress=step), None
+            return codec.encode(source, quality=self.quality, progress=step, **options), None
         from .ratecontrol import encode_to_target
 
-        result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, strip=strip,
+        result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, **options,
                                   progress=progress)
         return result.data, result
 
@@ -525,6 +527,9 @@ def encode(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: TileOpt = 1024,
     strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile and EXIF data.")] = False,
+    exact: Annotated[bool, typer.Option(
+        "--exact", help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
+        "from the visible pixels, which costs fewer bits.")] = False,
     quality: QualityOpt = None,
     target_bpp: TargetBppOpt = None,
     target_psnr: TargetPsnrOpt = None,
@@ -547,9 +552,10 @@ def encode(
 
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
+    options = {"strip": strip, "exact": exact}
     if len(inputs) > 1 or _is_dir(inputs[0]):
         items, root = _batch_items(inputs, output, ".nic", debug)
-        _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate, refine, tile)
+        _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -577,10 +583,10 @@ def encode(
                     bar.update(task, completed=done, description=description, refresh=done == 1)
 
                 with _naming(input):
-                    data, result = rate.encode(codec, source, strip, step)
+                    data, result = rate.encode(codec, source, options, step)
         else:
             with _busy("searching the quality of" if rate.searching else "encoding", stdio.display_name(input)), _naming(input):
-                data, result = rate.encode(codec, source, strip)
+                data, result = rate.encode(codec, source, options)
         seconds = time.perf_counter() - start
         if to_stdout:
             stdio.write_stdout(data)
@@ -818,14 +824,14 @@ def _quality_text(quality: float) -> str:
     return f"{nicformat.quality_value(quality):.10g}"
 
 
-def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, strip, rate: _Rate,
+def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: _Rate,
                   refine: int = 0, tile: int = 1024) -> None:
     from .batch import Outcome
     from .files import write_atomic
 
     def work(item) -> Outcome:
         _check_input(item.source, "image")
-        data, result = rate.encode(codec, item.source, strip)
+        data, result = rate.encode(codec, item.source, options)
         _make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted)) as late:
             write_atomic(item.target, lambda f: f.write(data), force=force)
@@ -869,8 +875,8 @@ def _made_meanwhile(item, differs=None):
 def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str]:
     """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
     any), from its header and size alone: not a nicodec file, cut short, another model, another
-    quality; None if none of these (a file made with a rate target, ``--refine`` or ``--strip``
-    is not told apart, nor a damaged payload of the right length: ``verify`` checks that)."""
+    quality; None if none of these (a file made with a rate target, ``--refine``, ``--strip`` or
+    ``--exact`` is not told apart, nor a damaged payload of the right length: ``verify`` checks that)."""
     from . import format as nicformat
 
     try:

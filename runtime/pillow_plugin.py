@@ -205,16 +205,19 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
-    """``save(..., quality=Q, strip=True, exif=..., icc_profile=...)``: Q from 1 to 100 (default:
-    the model's); ``exif`` (bytes or an ``Image.Exif``) and ``icc_profile`` (bytes), as for
+    """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=...)``: Q from 1 to
+    100 (default: the model's); ``strip`` and ``exact`` as for ``Codec.encode`` (``exact`` as
+    for Pillow's WebP: keep the colour under fully transparent pixels); ``exif`` (bytes or an ``Image.Exif``) and ``icc_profile`` (bytes), as for
     Pillow's own formats, replace the image's, and an explicit None or empty value leaves it out;
     another type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
+    exact = im.encoderinfo.get("exact", False)
     import numpy as np  # loaded with the codec already
 
-    if not isinstance(strip, (bool, np.bool_)):
-        raise ValueError(f"strip must be True or False, not {strip!r}")
+    for key, flag in (("strip", strip), ("exact", exact)):
+        if not isinstance(flag, (bool, np.bool_)):
+            raise ValueError(f"{key} must be True or False, not {flag!r}")
     exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
     if isinstance(exif, Image.Exif):
         exif = exif.tobytes()
@@ -232,7 +235,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
             else:
                 im.info.pop(key, None)
     try:
-        data = codec.encode(im, quality=quality, strip=strip)
+        data = codec.encode(im, quality=quality, strip=strip, exact=exact)
     except QualityError:
         raise  # a ValueError, as Pillow's own plugins raise for bad options
     except NicodecError as exc:

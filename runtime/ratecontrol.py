@@ -57,10 +57,11 @@ class RateResult:
     Attributes:
         data: the ``.nic`` file's bytes.
         quality: the quality it was coded at, with at most ``QUALITY_DECIMALS`` decimals
-            (its header records it as a float32; ``codec.encode(image, quality=quality)``
-            makes the same file).
+            (its header records it as a float32; ``codec.encode(image, quality=quality)``,
+            with the same ``strip`` and ``exact``, makes the same file).
         bpp: its bits per pixel (the whole file, metadata sections included).
-        psnr: its PSNR in dB against the source pixels, for a PSNR target; else ``None``.
+        psnr: its PSNR in dB against the source pixels (the visible ones, unless ``exact``),
+            for a PSNR target; else ``None``.
         met: whether the target was met (a ``bpp`` target: within ``BPP_TOLERANCE``).
         encodes: how many encodes the search made.
     """
@@ -91,6 +92,7 @@ def encode_to_target(
     psnr: float | None = None,
     max_bytes: int | None = None,
     strip: bool = False,
+    exact: bool = False,
     max_encodes: int = MAX_ENCODES,
     progress: Callable[[int, int, int], None] | None = None,
 ) -> RateResult:
@@ -105,12 +107,13 @@ def encode_to_target(
         psnr: the PSNR in dB to reach with the smallest file: the lowest quality whose
             decoded picture has at least this PSNR over the RGB pixels the encoder coded
             (for a grayscale source, its one channel against the decoded luma; alpha is
-            lossless and left out).
+            lossless and left out, and so are the fully transparent pixels unless
+            ``exact``).
             Each file is decoded to measure it. Out of reach, the best file found is
             returned, with ``met`` false.
         max_bytes: the largest file allowed: the highest quality whose file has at most
             this many bytes.
-        strip: as for ``Codec.encode``.
+        strip, exact: as for ``Codec.encode``.
         max_encodes: the most encodes (and, for ``psnr``, decodes) the search makes; 8 by
             default. A target is usually met in 2 to 6; the search also stops when the
             target lies beyond quality 1 or 100, or the quality is pinned down to 0.02.
@@ -157,6 +160,9 @@ def encode_to_target(
     picture = read_picture(source, strip=True, check_size=codec._check_size)
     pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
     reference = picture.rgb[:, :, 0] if picture.grayscale else picture.rgb
+    # The colour under transparent pixels is replaced (not exact) or kept (exact): the PSNR is
+    # taken over the pixels whose colour the encoder was asked to keep.
+    seen = None if picture.alpha is None or exact else picture.alpha > 0
 
     encodes = 0
 
@@ -164,8 +170,10 @@ def encode_to_target(
         nonlocal encodes
         encodes += 1
         step = None if progress is None else lambda done, total, encode=encodes: progress(done, total, encode)
-        data = codec.encode(source, quality=quality, strip=strip, progress=step)
-        measured = _psnr(reference, _rgb(codec.decode(data, as_array=True), picture.grayscale)) if name == "psnr" else None
+        data = codec.encode(source, quality=quality, strip=strip, exact=exact, progress=step)
+        measured = None
+        if name == "psnr":
+            measured = _psnr(reference, _rgb(codec.decode(data, as_array=True), picture.grayscale), seen)
         return _Trial(quality, data, 8 * len(data) / pixels, measured)
 
     start = codec.default_quality
@@ -296,6 +304,11 @@ def _rgb(decoded: np.ndarray, grayscale: bool) -> np.ndarray:
     return decoded[:, :, :3]
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
+    """PSNR of ``b`` against ``a``, over the pixels ``where`` is true (all if None)."""
+    if where is not None:
+        if not where.any():
+            return math.inf  # nothing visible: any file is exact where it matters
+        a, b = a[where], b[where]
     mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
     return math.inf if mse == 0 else float(10 * np.log10(255.0**2 / mse))

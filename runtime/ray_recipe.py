@@ -117,6 +117,7 @@ def compress_collection(
     num_gpus: float = 0,
     overwrite: bool = False,
     strip: bool = False,
+    exact: bool = False,
     quality: float | None = None,
     extensions: list[str] | None = None,
 ) -> Summary:
@@ -136,6 +137,7 @@ def compress_collection(
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
         strip: leave out ICC profiles and EXIF data.
+        exact: keep the colour under fully transparent pixels (``Codec.encode``'s ``exact``).
         quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
             default. A single-rate model refuses it: every image then fails, with the reason.
         extensions: which files to read (default: every extension Pillow opens).
@@ -160,7 +162,8 @@ def compress_collection(
         Encoder,
         fn_constructor_kwargs={
             "source_root": source_root, "target": target, "model": model, "providers": providers,
-            "threads": threads, "overwrite": overwrite, "strip": strip, "quality": quality, "clashes": clashes,
+            "threads": threads, "overwrite": overwrite, "strip": strip, "exact": exact,
+            "quality": quality, "clashes": clashes,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -186,7 +189,7 @@ class Encoder:
     Args:
         source_root: the source folder as Ray resolves it (no scheme), to make paths relative.
         target: the target folder or URI, to skip outputs that exist.
-        model, providers, threads, strip, quality: as for ``Codec`` and ``Codec.encode``.
+        model, providers, threads, strip, exact, quality: as for ``Codec`` and ``Codec.encode``.
         overwrite: code images whose output exists instead of skipping them.
         clashes: source paths whose output another source would write too
             (:func:`clashing_sources`), each with the others: failed, not coded.
@@ -202,6 +205,7 @@ class Encoder:
         threads: int = 1,
         overwrite: bool = False,
         strip: bool = False,
+        exact: bool = False,
         quality: float | None = None,
         clashes: dict[str, list[str]] | None = None,
     ):
@@ -212,6 +216,7 @@ class Encoder:
         self.filesystem, self.target_root = _filesystem(target)
         self.overwrite = overwrite
         self.strip = strip
+        self.exact = exact
         self.quality = quality
         self.clashes = clashes or {}
 
@@ -233,7 +238,7 @@ class Encoder:
         if not self.overwrite and _exists(self.filesystem, posixpath.join(self.target_root, relative)):
             return path, relative, "skipped", "", b"", 0, 0
         try:
-            nic = self.codec.encode(data, quality=self.quality, strip=self.strip)
+            nic = self.codec.encode(data, quality=self.quality, strip=self.strip, exact=self.exact)
         except NicodecError as exc:
             return path, relative, "failed", str(exc), b"", 0, 0
         except Exception as exc:  # noqa: BLE001 - one bad image must not stop the run
@@ -397,6 +402,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default=None, help="model folder, the same path on every node (default: shipped)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing .nic files instead of skipping them")
     parser.add_argument("--strip", action="store_true", help="leave out ICC profiles and EXIF data")
+    parser.add_argument("--exact", action="store_true", help="keep the colour under fully transparent pixels")
     parser.add_argument(
         "--quality", type=_quality_argument, default=None,
         help="from 1 (smallest files) to 100 (best pictures); default: the model's (56 for the shipped one)",
@@ -407,7 +413,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         summary = compress_collection(
             args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
-            model=args.model, overwrite=args.overwrite, strip=args.strip, quality=args.quality,
+            model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
+            quality=args.quality,
         )
     finally:
         ray.shutdown()

@@ -8,14 +8,14 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 
 from nicodec.model import ModelFiles
 
 from conftest import REPO, synthetic_photo
 
 
-BD_RATE_PROGRAMS = {"rd", "rdo", "refine", "models", "run_all"}
+BD_RATE_PROGRAMS = {"rd", "rdo", "refine", "models", "run_all", "transparency"}
 """The programs that compute BD-rates, with the bjontegaard package (the dev and bench extras)."""
 
 
@@ -340,6 +340,28 @@ def test_grayscale_benchmark_reports_gray_and_colour(tmp_path):
         assert row["gray_bpp"] > 0 and 20 < row["gray_psnr"] < 60
         assert row["jpeg_gray_same_size_bpp"] <= row["gray_bpp"]
     assert json.loads((tmp_path / "g.json").read_text())["summary"]["images"] == 2
+
+
+def test_transparency_benchmark_compares_the_fill_with_exact_and_webp(tmp_path):
+    transparency = load("transparency")
+    if not features.check("webp"):
+        pytest.skip("this Pillow has no WebP")
+    folder = photo_folder(tmp_path, 1)
+    report = transparency.main(["--images", str(folder), "--threads", "1", "--qualities", "10", "90",
+                                "--webp-qualities", "10", "50", "95", "--json", str(tmp_path / "t.json")])
+    for background in ("black", "photo"):
+        result = report["results"][background]
+        assert [len(result["curves"][coder]) for coder in ("nicodec", "nicodec exact", "WebP", "WebP exact")] == [2, 2, 3, 3]
+        assert set(result["bd_rate_percent"]) == {"nicodec_fill_vs_exact", "webp_fill_vs_exact", "nicodec_fill_vs_webp_fill",
+                                                   "nicodec_fill_vs_webp_fill_colour_alone"}
+        assert result["alpha_bytes_nicodec_over_webp"] > 0
+    # The photo left under the transparent pixels costs the exact files most; the fill removes it.
+    photo = report["results"]["photo"]["curves"]
+    assert photo["nicodec"][0]["bpp"] < photo["nicodec exact"][0]["bpp"]
+    assert json.loads((tmp_path / "t.json").read_text())["images"] == 1
+    blobs = transparency.main(["--images", str(folder), "--threads", "1", "--qualities", "10", "90", "--shape", "blobs",
+                               "--webp-qualities", "10", "95"])
+    assert blobs["shape"] == "blobs" and blobs["results"]["black"]["curves"]["nicodec"][0]["alpha_bpp"] > 0
 
 
 def test_rdo_compares_the_rounding_with_plain_rounding_in_one_run(images_folder, tmp_path):

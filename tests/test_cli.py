@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+from nicodec import encode_to_target
 from nicodec.cli import app
 from nicodec.errors import NicodecError
 
@@ -454,6 +455,20 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
     assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
     assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
     assert "icc_profile" not in Image.open(tmp_path / "bare.png").info
+
+
+def test_exact_keeps_the_colour_under_transparency_from_the_command_line(tmp_path, photo, codec):
+    rgba = np.dstack([photo, np.full(photo.shape[:2], 255, np.uint8)])
+    rgba[:, :100, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png")
+    assert run("encode", tmp_path / "in.png", "-o", tmp_path / "filled.nic").exit_code == 0
+    assert run("encode", tmp_path / "in.png", "-o", tmp_path / "exact.nic", "--exact").exit_code == 0
+    assert (tmp_path / "filled.nic").read_bytes() == codec.encode(rgba)
+    assert (tmp_path / "exact.nic").read_bytes() == codec.encode(rgba, exact=True) != codec.encode(rgba)
+    (tmp_path / "many").mkdir()
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "many" / "a.png")
+    assert run("encode", tmp_path / "many", "--exact", "--target-bpp", "2").exit_code == 0
+    assert (tmp_path / "many" / "a.nic").read_bytes() == encode_to_target(codec, rgba, bpp=2, exact=True).data
 
 
 def test_decode_with_the_fp16_synthesis(png, photo, tmp_path):

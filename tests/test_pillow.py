@@ -460,9 +460,21 @@ def test_save_metadata_arguments_are_checked_and_none_leaves_the_images_own_out(
     assert image.info["icc_profile"] == icc  # the caller's image keeps it
 
 
+def test_exact_keeps_the_colour_under_transparency_when_saving(codec, photo_image):
+    rgba = photo_image.convert("RGBA")
+    rgba.putalpha(Image.linear_gradient("L").resize(rgba.size).point(lambda v: 0 if v < 128 else 255))
+    for exact in (False, True):
+        saved = io.BytesIO()
+        rgba.save(saved, format="NIC", exact=exact)
+        assert saved.getvalue() == codec.encode(rgba, exact=exact)
+    assert codec.encode(rgba, exact=True) != codec.encode(rgba)
+
+
 def test_strip_must_be_a_bool_and_the_parser_is_refused_by_name(photo_image, nic):
     with pytest.raises(ValueError, match="strip must be True or False"):
         photo_image.save(io.BytesIO(), format="NIC", strip="yes")
+    with pytest.raises(ValueError, match="exact must be True or False"):
+        photo_image.save(io.BytesIO(), format="NIC", exact="yes")
     stripped = io.BytesIO()
     photo_image.save(stripped, format="NIC", strip=np.bool_(True))
     assert stripped.getvalue()

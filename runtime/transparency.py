@@ -1,0 +1,80 @@
+"""The colour under fully transparent pixels, which nobody sees, made cheap to code.
+
+A cut-out's transparent area usually holds black, white or leftovers of the photo; the
+networks spend bits on that colour and on the hard edge where it meets the visible pixels.
+The encoder replaces it (``Codec.encode(exact=False)``, the default, as ``cwebp`` does without
+``-exact``) by a smooth continuation of the visible pixels, filled from coarse to fine as in a
+pull-push pyramid (Gortler, Grzeszczuk, Szeliski and Cohen, "The Lumigraph", SIGGRAPH 1996):
+averages of the visible pixels over blocks of 2, 4, 8, ... pixels a side, each hole taking the
+bilinear interpolation of the next coarser level. Visible pixels (alpha above 0) are left
+exactly as they are; the alpha plane is coded losslessly either way.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+_STRIP_ROWS = 256
+"""Rows of the full-size image filled at a time, so its float temporaries stay small."""
+
+
+def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """``rgb`` with the colour of every pixel whose ``alpha`` is 0 replaced by a smooth fill
+    from the visible ones; ``rgb`` itself is not changed. Without a transparent pixel, ``rgb``
+    is returned; without a visible one, mid-gray everywhere. Channels are filled alike, so
+    equal channels (a grayscale picture) stay equal."""
+    holes = alpha == 0
+    if not holes.any():
+        return rgb
+    filled = rgb.copy()
+    if holes.all():
+        filled[...] = 128
+        return filled
+    visible = ~holes
+    # The first level in integers: sums of 2x2 blocks of uint8 fit in uint16.
+    sums = _block_sums(np.where(visible[..., None], rgb, 0).astype(np.uint16))
+    counts = _block_sums(visible.astype(np.uint8))
+    levels = []
+    while True:
+        levels.append((sums.astype(np.float32), counts.astype(np.float32)))
+        if sums.shape[0] == 1 and sums.shape[1] == 1:
+            break
+        sums, counts = _block_sums(levels[-1][0]), _block_sums(levels[-1][1])
+    colour = None
+    for sums, counts in reversed(levels):
+        mean = sums / np.maximum(counts, 1)[..., None]
+        if colour is not None:
+            mean = np.where(counts[..., None] > 0, mean, _upsample(colour)[: mean.shape[0], : mean.shape[1]])
+        colour = mean
+    # The full size, strip by strip: each strip of 2k rows comes from k coarse rows and one on either side.
+    height = rgb.shape[0]
+    for top in range(0, height, _STRIP_ROWS):
+        bottom = min(top + _STRIP_ROWS, height)
+        first = max(top // 2 - 1, 0)
+        rows = _upsample(colour[first : (bottom + 1) // 2 + 1])
+        estimate = rows[top - 2 * first : bottom - 2 * first, : rgb.shape[1]]
+        strip = holes[top:bottom]
+        filled[top:bottom][strip] = np.clip(np.rint(estimate[strip]), 0, 255).astype(np.uint8)
+    return filled
+
+
+def _block_sums(a: np.ndarray) -> np.ndarray:
+    """Sums over 2x2 blocks (an odd last row or column on its own)."""
+    height, width = a.shape[:2]
+    if height % 2 or width % 2:
+        a = np.pad(a, ((0, height % 2), (0, width % 2)) + ((0, 0),) * (a.ndim - 2))
+    return a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+
+
+def _upsample(a: np.ndarray) -> np.ndarray:
+    """Twice the size on both axes, bilinear, with pixel centres at half steps (a fine pixel
+    takes 3/4 of its coarse pixel and 1/4 of the nearer neighbour) and the edges held."""
+    for axis in (0, 1):
+        a = np.moveaxis(a, axis, 0)
+        before = np.concatenate([a[:1], a[:-1]])
+        after = np.concatenate([a[1:], a[-1:]])
+        out = np.empty((2 * a.shape[0],) + a.shape[1:], np.float32)
+        out[0::2] = 0.75 * a + 0.25 * before
+        out[1::2] = 0.75 * a + 0.25 * after
+        a = np.moveaxis(out, 0, axis)
+    return a
