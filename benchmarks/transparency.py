@@ -69,12 +69,13 @@ def webp(rgba: np.ndarray, quality: int, exact: bool) -> tuple[bytes, np.ndarray
 
 
 def webp_alpha_bytes(data: bytes) -> int:
-    """The size of a WebP file's ``ALPH`` chunk, its header and padding included (RIFF, RFC 9649)."""
+    """The payload size of a WebP file's ``ALPH`` chunk (RIFF, RFC 9649), as nicodec's
+    ``ALPH`` section is counted: neither's header."""
     offset, size = 12, 0
     while offset + 8 <= len(data):
         fourcc, length = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
         if fourcc == b"ALPH":
-            size += 8 + length + length % 2
+            size += length
         offset += 8 + length + length % 2
     return size
 

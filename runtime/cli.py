@@ -36,7 +36,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 # One message is one line: a newline in a file name is shown as \n (a tab is left as it is).
-_CONTROLS = {c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) != "\t"} | {ord("\n"): "\\n"}
+_CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) != "\t"}
+             | {ord("\n"): "\\n", 0x2028: "\\u2028", 0x2029: "\\u2029"})  # the last two: line breaks to Python
 
 
 class _Console(Console):
@@ -155,7 +156,8 @@ TargetPsnrOpt = Annotated[
     Optional[float],
     typer.Option(
         callback=_positive, rich_help_panel=_RATE_PANEL,
-        help="Search the lowest quality whose decoded picture reaches this PSNR in dB (the best reachable if out of reach).",
+        help="Search the lowest quality whose decoded picture reaches this PSNR in dB (the best reachable if out of "
+        "reach); over the visible pixels of a transparent image, unless --exact.",
     ),
 ]
 MaxBytesOpt = Annotated[
@@ -347,8 +349,11 @@ def _stop_code(exc: KeyboardInterrupt) -> int:
 
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
-        for line in traceback.format_exc().splitlines():
-            err.print(line, markup=False)
+        for chunk in traceback.format_exception(exc):
+            # A frame's lines are lines; the exception's message (which may hold a file name) is one.
+            chunk = chunk.strip("\n")
+            for line in chunk.split("\n") if chunk.startswith(("  File ", "Traceback ")) else [chunk]:
+                err.print(line, markup=False)
     if isinstance(exc, KeyboardInterrupt):
         err.print(f"{_stopped(exc)}; nothing was written", markup=False)
         raise typer.Exit(_stop_code(exc))

@@ -17,6 +17,7 @@ be faulty: each Codec checks its own on a fixed input first (``nicodec.exactness
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import re
@@ -279,14 +280,17 @@ class Codec:
                 side longer than the format holds.
             QualityError: ``quality`` is outside 1..100, or given to a single-rate model.
         """
-        for name, flag in (("strip", strip), ("exact", exact)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise NicodecError(f"{name} must be True or False, not {flag!r}")
+        check_flags(strip=strip, exact=exact)
         if progress is not None and not callable(progress):
             raise NicodecError(f"progress must be a function of (steps done, steps), not {progress!r}")
         quality, gain = self._encoder_gain(quality)
         picture = read_picture(image, strip=strip, check_size=self._check_size)
-        pixels = picture.rgb if picture.alpha is None or exact else fill_transparent(picture.rgb, picture.alpha)
+        # Under pixels of alpha 0 the colour is ours to choose (unless exact): a smooth fill,
+        # which the refinement leaves out of its distortion too. One copy of the pixels is kept.
+        chosen = picture.alpha is not None and not exact
+        if chosen:
+            picture = dataclasses.replace(picture, rgb=fill_transparent(picture.rgb, picture.alpha))
+        pixels = picture.rgb
         height, width = pixels.shape[:2]
         self._check_size(width, height)
         d = self.model.downsampling
@@ -314,12 +318,13 @@ class Codec:
         if self.refine:
             # The refinement descends a proxy, so it can end a little worse than the analysis's
             # latent: the refined file is kept only if it costs no more.
-            latent = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress)
+            seen = picture.alpha > 0 if chosen else None
+            latent = self._refine(y, mean_q, scale_index, padded, height, width, quality, progress, seen)
             refined = rdo_round(latent - means, scale_index, tables, slope=self.rdo_slope)
             if not np.array_equal(refined, symbols):
                 refined_stream = rans.encode(refined.ravel(), scale_index.ravel(), tables)
-                if (self._cost(refined, refined_stream, mean_q, quality, pixels, picture.grayscale)
-                        <= self._cost(symbols, y_stream, mean_q, quality, pixels, picture.grayscale)):
+                if (self._cost(refined, refined_stream, mean_q, quality, pixels, picture.grayscale, seen)
+                        <= self._cost(symbols, y_stream, mean_q, quality, pixels, picture.grayscale, seen)):
                     symbols, y_stream = refined, refined_stream
         header = nicformat.Header(
             version=nicformat.FORMAT_VERSION,
@@ -457,12 +462,13 @@ class Codec:
         return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
 
     def _cost(self, symbols: np.ndarray, y_stream: bytes, mean_q: np.ndarray, quality: float,
-              pixels: np.ndarray, gray: bool = False) -> float:
+              pixels: np.ndarray, gray: bool = False, seen: np.ndarray | None = None) -> float:
         """What a file of these y symbols really costs, by the objective the refinement lowers
         on a proxy: the y stream's bits per pixel plus lambda times the mean squared error
         (0..255 scale) of the decoded image against ``pixels`` (the source, unpadded; for a
         grayscale file the decoded luma against the gray). The z stream is left out: both
-        candidates share it. The synthesis is the codec's own (fp16 with ``precision="fp16"``)."""
+        candidates share it. The synthesis is the codec's own (fp16 with ``precision="fp16"``).
+        ``seen`` (H, W) bool: the pixels whose error counts (None: all)."""
         height, width = pixels.shape[:2]
         decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q))[0, :, :height, :width]
         if gray:
@@ -472,8 +478,11 @@ class Codec:
         squares = 0
         for got, want in planes:  # exact integer sums, one plane at a time
             difference = got.astype(np.int32) - want
+            if seen is not None:
+                difference[~seen] = 0
             squares += int(np.einsum("ij,ij->", difference, difference, dtype=np.int64))
-        mse = squares / (len(planes) * height * width)
+        counted = height * width if seen is None else int(np.count_nonzero(seen))
+        mse = squares / (len(planes) * max(counted, 1))
         return 8 * len(y_stream) / (height * width) + self._lmbda(quality) * mse
 
     def _lmbda(self, quality: float) -> float:
@@ -481,17 +490,18 @@ class Codec:
         return self.model.lmbda(quality if self.model.variable_rate else None)
 
     def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
-                height: int, width: int, quality: float, progress=None) -> np.ndarray:
+                height: int, width: int, quality: float, progress=None, seen: np.ndarray | None = None) -> np.ndarray:
         """``y`` after ``self.refine`` gradient steps (``nicodec.refine``), the distortion
         counted on the image's ``height`` x ``width`` pixels, not the padding beyond them
-        (which the decoder crops away), where the gradient graph takes a weight."""
+        (which the decoder crops away), and only where ``seen`` (H, W) is true when given,
+        where the gradient graph takes a weight."""
         image = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
         weight = None
         pixels = image.shape[2] * image.shape[3]
         if self._gradient_weighted:
             weight = np.zeros((1, 1, *image.shape[2:]), dtype=np.float32)
-            weight[:, :, :height, :width] = 1.0
-            pixels = height * width
+            weight[:, :, :height, :width] = 1.0 if seen is None else seen
+            pixels = height * width if seen is None else max(int(np.count_nonzero(seen)), 1)
         inverse = self.model.gains(quality)[1].reshape(1, -1, 1, 1) if self.model.variable_rate else 1.0
         return refine(
             y, self._means(mean_q), self.model.scale_table[scale_index],
@@ -614,6 +624,13 @@ def _luma(rgb: np.ndarray) -> np.ndarray:
     """ITU-R 601 luma in 16-bit fixed point, as FORMAT.md defines it (the same as Pillow's convert("L"))."""
     r, g, b = (rgb[:, :, i].astype(np.uint32) for i in range(3))
     return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+
+
+def check_flags(**flags) -> None:
+    """Refuse an option meant as True or False that is neither (``strip="no"`` would be true)."""
+    for name, flag in flags.items():
+        if not isinstance(flag, (bool, np.bool_)):
+            raise NicodecError(f"{name} must be True or False, not {flag!r}")
 
 
 def _inflate_alpha(payload: bytes, width: int, height: int) -> np.ndarray:

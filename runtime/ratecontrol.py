@@ -105,10 +105,9 @@ def encode_to_target(
             pixels``). Outside the model's reach for this image, the file at quality 1 or
             100 is returned, with ``met`` false.
         psnr: the PSNR in dB to reach with the smallest file: the lowest quality whose
-            decoded picture has at least this PSNR over the RGB pixels the encoder coded
-            (for a grayscale source, its one channel against the decoded luma; alpha is
-            lossless and left out, and so are the fully transparent pixels unless
-            ``exact``).
+            decoded picture has at least this PSNR against the source's RGB pixels (for a
+            grayscale source, its one channel against the decoded luma; alpha is lossless
+            and left out, and so are the fully transparent pixels unless ``exact``).
             Each file is decoded to measure it. Out of reach, the best file found is
             returned, with ``met`` false.
         max_bytes: the largest file allowed: the highest quality whose file has at most
@@ -130,10 +129,10 @@ def encode_to_target(
             ``max_bytes`` that even quality 1 does not fit in, or a ``max_bytes`` that no file
             of the ``max_encodes`` made fits in.
         UnsupportedImageError, LimitError: as ``Codec.encode`` raises them.
-        NicodecError: ``codec`` is not a ``Codec`` (the arguments swapped), or ``progress`` is
-            not callable.
+        NicodecError: ``codec`` is not a ``Codec`` (the arguments swapped), ``progress`` is
+            not callable, or ``strip`` or ``exact`` is not a bool.
     """
-    from .codec import Codec
+    from .codec import Codec, check_flags
 
     if not isinstance(codec, Codec):
         raise NicodecError(
@@ -142,6 +141,7 @@ def encode_to_target(
         )
     if progress is not None and not callable(progress):
         raise NicodecError(f"progress must be a function of (steps done, steps, encode), not {progress!r}")
+    check_flags(strip=strip, exact=exact)
     given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
     if len(given) != 1:
         raise QualityError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")

@@ -147,8 +147,12 @@ def compress_collection(
 
     Raises:
         QualityError: ``quality`` is not a number from 1 to 100 (checked before any work).
+        NicodecError: ``strip`` or ``exact`` is not a bool (likewise).
     """
+    from .codec import check_flags
+
     _check_quality(quality)
+    check_flags(strip=strip, exact=exact)
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
     _, source_root = _filesystem(source)

@@ -30,32 +30,47 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     if holes.all():
         filled[...] = 128
         return filled
-    visible = ~holes
-    # The first level in integers: sums of 2x2 blocks of uint8 fit in uint16.
-    sums = _block_sums(np.where(visible[..., None], rgb, 0).astype(np.uint16))
-    counts = _block_sums(visible.astype(np.uint8))
-    levels = []
-    while True:
-        levels.append((sums.astype(np.float32), counts.astype(np.float32)))
-        if sums.shape[0] == 1 and sums.shape[1] == 1:
-            break
-        sums, counts = _block_sums(levels[-1][0]), _block_sums(levels[-1][1])
+    levels = [_first_level(rgb, ~holes)]
+    while levels[-1][1].shape != (1, 1):
+        sums, counts = levels[-1]
+        levels.append((_block_sums(sums), _block_sums(counts)))
     colour = None
-    for sums, counts in reversed(levels):
-        mean = sums / np.maximum(counts, 1)[..., None]
+    while levels:  # coarse to fine, each level let go once used
+        mean, counts = levels.pop()
+        mean /= np.maximum(counts, 1)[..., None]  # in place: the sums become the mean
         if colour is not None:
-            mean = np.where(counts[..., None] > 0, mean, _upsample(colour)[: mean.shape[0], : mean.shape[1]])
+            coarse = _upsample(colour)[: mean.shape[0], : mean.shape[1]]
+            np.copyto(mean, coarse, where=(counts == 0)[..., None])
+            del coarse
         colour = mean
+        del mean, counts
     # The full size, strip by strip: each strip of 2k rows comes from k coarse rows and one on either side.
     height = rgb.shape[0]
     for top in range(0, height, _STRIP_ROWS):
         bottom = min(top + _STRIP_ROWS, height)
+        strip = holes[top:bottom]
+        if not strip.any():
+            continue
         first = max(top // 2 - 1, 0)
         rows = _upsample(colour[first : (bottom + 1) // 2 + 1])
         estimate = rows[top - 2 * first : bottom - 2 * first, : rgb.shape[1]]
-        strip = holes[top:bottom]
         filled[top:bottom][strip] = np.clip(np.rint(estimate[strip]), 0, 255).astype(np.uint8)
     return filled
+
+
+def _first_level(rgb: np.ndarray, visible: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sums of the visible pixels' colours and their counts over 2x2 blocks, in float32
+    (exact: at most 4 x 255), made from quarter-size slices rather than a masked full-size copy."""
+    height, width = visible.shape
+    shape = ((height + 1) // 2, (width + 1) // 2)
+    sums = np.zeros((*shape, rgb.shape[2]), np.float32)
+    counts = np.zeros(shape, np.float32)
+    for dy in (0, 1):
+        for dx in (0, 1):
+            seen = visible[dy::2, dx::2]
+            sums[: seen.shape[0], : seen.shape[1]] += rgb[dy::2, dx::2] * seen[..., None]
+            counts[: seen.shape[0], : seen.shape[1]] += seen
+    return sums, counts
 
 
 def _block_sums(a: np.ndarray) -> np.ndarray:
@@ -71,10 +86,13 @@ def _upsample(a: np.ndarray) -> np.ndarray:
     takes 3/4 of its coarse pixel and 1/4 of the nearer neighbour) and the edges held."""
     for axis in (0, 1):
         a = np.moveaxis(a, axis, 0)
-        before = np.concatenate([a[:1], a[:-1]])
-        after = np.concatenate([a[1:], a[-1:]])
         out = np.empty((2 * a.shape[0],) + a.shape[1:], np.float32)
-        out[0::2] = 0.75 * a + 0.25 * before
-        out[1::2] = 0.75 * a + 0.25 * after
+        even, odd = out[0::2], out[1::2]
+        np.multiply(a, 0.75, out=even)
+        even[1:] += 0.25 * a[:-1]
+        even[:1] += 0.25 * a[:1]
+        np.multiply(a, 0.75, out=odd)
+        odd[:-1] += 0.25 * a[1:]
+        odd[-1:] += 0.25 * a[-1:]
         a = np.moveaxis(out, 0, axis)
     return a

@@ -1044,6 +1044,15 @@ def test_a_newline_in_a_name_does_not_split_a_message(tmp_path):
     assert checked.exit_code == 0 and checked.stdout.splitlines()[0].endswith("a\\nb.nic: 48x32, 3,200 symbols")
     shown = run("info", tmp_path / "o\nut.nic")
     assert shown.stdout.splitlines()[0].strip() == "file: " + str(tmp_path / "o\\nut.nic")
+    # --debug's traceback: its frames line by line, the exception's message (the name) as one line.
+    traced = run("encode", tmp_path / "bad\nc.png", "-o", tmp_path / "c.nic", "--debug")
+    lines = traced.stderr.splitlines()
+    assert traced.exit_code == 1 and lines[0] == "Traceback (most recent call last):"
+    assert any(line.startswith("  File ") for line in lines) and not any(line.startswith("c.png") for line in lines)
+    assert lines[-2].startswith("nicodec.errors.UnsupportedImageError: ") and "bad\\nc.png" in lines[-2]
+    assert lines[-1].startswith("error: ") and "bad\\nc.png" in lines[-1]
+    paragraph = run("encode", tmp_path / "p\u2028q.png")
+    assert paragraph.exit_code == 1 and "p\\u2028q.png" in paragraph.stderr and len(paragraph.stderr.splitlines()) == 1
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and /dev/full")

@@ -122,7 +122,30 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
     for quality in (0, 100.5, float("nan"), "high"):
         with pytest.raises(nicodec.QualityError, match="quality"):
             compress_collection(png.parent, tmp_path / "out", quality=quality)  # no Ray instance needed
+    for flags in ({"strip": "no"}, {"exact": 1}):
+        with pytest.raises(nicodec.NicodecError, match="must be True or False"):
+            compress_collection(png.parent, tmp_path / "out", **flags)
     with pytest.raises(SystemExit) as info:
         main([str(png.parent), str(tmp_path / "out"), "--quality", "101"])
     assert info.value.code == 2
     assert not (tmp_path / "out").exists()
+
+
+def test_exact_reaches_the_encoder(tmp_path):
+    pytest.importorskip("ray.data")
+    import numpy as np
+
+    from nicodec import Codec
+    from nicodec.ray_recipe import Encoder
+
+    rgba = np.dstack([synthetic_photo(64, 96, seed=7), np.full((64, 96), 255, np.uint8)])
+    rgba[:, :40, 3] = 0
+    png = tmp_path / "photos" / "im.png"
+    png.parent.mkdir()
+    Image.fromarray(rgba, "RGBA").save(png)
+    batch = {"bytes": np.array([png.read_bytes()], dtype=object), "path": np.array([str(png)], dtype=object)}
+    codec = Codec(providers="cpu")
+    for exact in (False, True):
+        rows = Encoder(str(png.parent), str(tmp_path / "out"), exact=exact)(batch)
+        assert list(rows["status"]) == ["done"] and rows["nic"][0] == codec.encode(png, exact=exact)
+    assert codec.encode(png, exact=True) != codec.encode(png)

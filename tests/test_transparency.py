@@ -57,9 +57,12 @@ def test_filling_the_full_size_in_strips_changes_nothing(shape, monkeypatch):
     rgb = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
     alpha = np.where(rng.random(shape) < 0.3, 255, 0).astype(np.uint8)
     alpha.flat[0] = 255
-    whole = fill_transparent(rgb, alpha)
+    band = np.full(shape, 255, np.uint8)  # holes in a few rows only: the other strips are skipped
+    band[shape[0] // 2 : shape[0] // 2 + 3, : shape[1] // 2] = 0
+    wholes = [fill_transparent(rgb, alpha), fill_transparent(rgb, band)]
     monkeypatch.setattr(transparency, "_STRIP_ROWS", 2)
-    assert np.array_equal(fill_transparent(rgb, alpha), whole)
+    assert np.array_equal(fill_transparent(rgb, alpha), wholes[0])
+    assert np.array_equal(fill_transparent(rgb, band), wholes[1])
 
 
 def test_no_hole_all_holes_and_gray():
@@ -115,3 +118,51 @@ def test_a_psnr_target_counts_the_visible_pixels_unless_exact(codec, photo):
         assert result.psnr == pytest.approx(psnr(back[pixels], rgb[pixels]), abs=1e-9)
     hidden = np.dstack([rgb, np.zeros_like(alpha)])
     assert encode_to_target(codec, hidden, psnr=40, max_encodes=2).quality == 1  # nothing visible to keep
+
+
+def test_the_fill_of_a_row_worked_by_hand():
+    """One row: two black visible pixels, two of 201, four holes. The blocks of 2 average to
+    0, 201 and two holes; of 4, to 100.5 and a hole; the hole blocks take the coarser level
+    (100.5), and the holes at full size the bilinear mix of their block and the nearer
+    neighbour: 3/4 * 100.5 + 1/4 * 201 = 125.625 (126), then 100.5 (100, half to even)."""
+    row = np.array([0, 0, 201, 201, 9, 9, 9, 9], np.uint8)
+    rgb = np.repeat(row[None, :, None], 3, axis=2)
+    alpha = np.array([[255, 255, 255, 255, 0, 0, 0, 0]], np.uint8)
+    assert fill_transparent(rgb, alpha)[0, :, 0].tolist() == [0, 0, 201, 201, 126, 100, 100, 100]
+    # Partly transparent pixels are visible: their colour counts, alpha 1 as much as 255.
+    alpha[0, 2:4] = 1
+    assert fill_transparent(rgb, alpha)[0, :, 0].tolist() == [0, 0, 201, 201, 126, 100, 100, 100]
+
+
+def test_the_refinement_leaves_the_transparent_pixels_out_unless_exact(photo, monkeypatch):
+    from nicodec import Codec
+
+    refining = Codec(providers="cpu", refine=1)
+    if not refining._gradient_weighted:
+        pytest.skip("this model's synthesis gradient takes no pixel weight")
+    rgb, alpha = cut_out(photo)
+    weights = []
+    real = refining._synthesis_gradient
+    monkeypatch.setattr(refining, "_synthesis_gradient",
+                        lambda y_hat, image, weight=None: weights.append(weight) or real(y_hat, image, weight))
+    refining.encode(np.dstack([rgb, alpha]))
+    height, width = alpha.shape
+    assert np.array_equal(weights[-1][0, 0, :height, :width], (alpha > 0).astype(np.float32))
+    refining.encode(np.dstack([rgb, alpha]), exact=True)
+    assert (weights[-1][0, 0, :height, :width] == 1).all()
+    # The check that keeps the refined file only if it costs no more counts the same pixels.
+    symbols, stream, mean_q = np.zeros((1, 1, 1, 1), np.int32), b"", None
+    costs = []
+    monkeypatch.setattr(refining, "_synthesize", lambda y_hat: np.zeros((1, 3, height, width), np.uint8))
+    monkeypatch.setattr(refining, "_synthesis_input", lambda quality, symbols, mean_q: None)
+    for seen in (None, alpha > 0):
+        costs.append(refining._cost(symbols, stream, mean_q, 56.0, rgb, False, seen))
+    visible = rgb[alpha > 0].astype(float)
+    assert costs[1] == pytest.approx(refining._lmbda(56.0) * (visible**2).mean())
+    assert costs[0] == pytest.approx(refining._lmbda(56.0) * (rgb.astype(float) ** 2).mean())
+
+
+def test_strip_and_exact_are_checked_before_the_image_is_read(codec):
+    for flags in ({"exact": "yes"}, {"strip": 0}):
+        with pytest.raises(NicodecError, match="must be True or False"):
+            encode_to_target(codec, "/nonexistent/photo.png", bpp=1, **flags)
