@@ -207,17 +207,19 @@ class NicDecoder(ImageFile.PyDecoder):
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=...)``: Q from 1 to
     100 (default: the model's); ``strip`` and ``exact`` as for ``Codec.encode`` (``exact`` as
-    for Pillow's WebP: keep the colour under fully transparent pixels); ``exif`` (bytes or an ``Image.Exif``) and ``icc_profile`` (bytes), as for
+    for Pillow's WebP: keep the colour under fully transparent pixels); ``exif`` (bytes or an
+    ``Image.Exif``) and ``icc_profile`` (bytes), as for
     Pillow's own formats, replace the image's, and an explicit None or empty value leaves it out;
     another type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
-    import numpy as np  # loaded with the codec already
+    from .codec import check_flags  # loaded with the codec already
 
-    for key, flag in (("strip", strip), ("exact", exact)):
-        if not isinstance(flag, (bool, np.bool_)):
-            raise ValueError(f"{key} must be True or False, not {flag!r}")
+    try:
+        check_flags(strip=strip, exact=exact)
+    except NicodecError as exc:
+        raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
     exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
     if isinstance(exif, Image.Exif):
         exif = exif.tobytes()

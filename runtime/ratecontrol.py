@@ -162,7 +162,7 @@ def encode_to_target(
     reference = picture.rgb[:, :, 0] if picture.grayscale else picture.rgb
     # The colour under transparent pixels is replaced (not exact) or kept (exact): the PSNR is
     # taken over the pixels whose colour the encoder was asked to keep.
-    seen = None if picture.alpha is None or exact else picture.alpha > 0
+    seen = None if name != "psnr" or picture.alpha is None or exact else picture.alpha > 0
 
     encodes = 0
 
