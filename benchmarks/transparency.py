@@ -17,8 +17,9 @@ alpha lossless too: ``alpha_quality=100``) likewise with ``exact=False`` (its de
 ``exact=True``. The rate counts the whole file (the alpha plane included); the PSNR is taken
 over the visible pixels (alpha above 0), the only ones a viewer shows. The BD-rates (PCHIP)
 compare each fill with its ``exact``, and nicodec's fill with WebP's: whole files, and the
-colour alone (without nicodec's ``ALPH`` section and WebP's ``ALPH`` chunk, both lossless
-here: zlib for nicodec, WebP's own lossless coding for WebP).
+colour alone (without nicodec's alpha section and WebP's ``ALPH`` chunk, both lossless
+here: zlib or LZMA2, whichever is smaller, for nicodec (``nicodec.alpha``), WebP's own
+lossless coding for WebP).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import numpy as np
 from PIL import Image, ImageFilter
 
 from nicodec import Codec
+from nicodec import alpha as alpha_section
 from nicodec import format as nicformat
 
 from common import add_image_arguments, psnr, write_report
@@ -69,8 +71,8 @@ def webp(rgba: np.ndarray, quality: int, exact: bool) -> tuple[bytes, np.ndarray
 
 
 def webp_alpha_bytes(data: bytes) -> int:
-    """The payload size of a WebP file's ``ALPH`` chunk (RIFF, RFC 9649), as nicodec's
-    ``ALPH`` section is counted: neither's header."""
+    """The payload size of a WebP file's ``ALPH`` chunk (RIFF, RFC 9649), as nicodec's alpha
+    section is counted: neither's header."""
     offset, size = 12, 0
     while offset + 8 <= len(data):
         fourcc, length = data[offset:offset + 4], struct.unpack("<I", data[offset + 4:offset + 8])[0]
@@ -114,7 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
                     data = codec.encode(rgba, quality=quality, exact=exact)
                     decoded = codec.decode(data, as_array=True)
                     assert np.array_equal(decoded[:, :, 3], alpha)
-                    alpha_bytes = len(nicformat.unpack(data)[1][b"ALPH"])
+                    sections = nicformat.unpack(data)[1]
+                    alpha_bytes = len(sections[alpha_section.find(sections)])
                     points.append((8 * len(data) / pixels, psnr(decoded[visible][:, :3], photo[visible]),
                                    8 * alpha_bytes / pixels))
                 curves[background]["nicodec exact" if exact else "nicodec"].append(points)

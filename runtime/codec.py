@@ -21,13 +21,13 @@ import dataclasses
 import functools
 import os
 import re
-import zlib
 from collections.abc import Callable, Sequence
 from typing import Literal, ParamSpec, TypeVar, overload
 
 import numpy as np
 from PIL import Image
 
+from . import alpha as alpha_section
 from . import exactness
 from . import format as nicformat
 from . import rans
@@ -267,7 +267,7 @@ class Codec:
             progress: with ``refine``, called after each refinement step with ``(steps
                 done, steps)``, from the calling thread.
 
-        Transparency is kept losslessly (an ``ALPH`` section); the ICC profile and EXIF
+        Transparency is kept losslessly (an ``ALPH`` or ``ALPX`` section); the ICC profile and EXIF
         data of files and PIL images are kept as they are (``ICCP``, ``EXIF``), with the
         EXIF orientation applied to the pixels and removed.
 
@@ -340,7 +340,8 @@ class Codec:
             b"YSYM": y_stream,
         }
         if picture.alpha is not None:
-            sections[b"ALPH"] = zlib.compress(picture.alpha.tobytes(), 9)
+            tag, payload = alpha_section.compress(picture.alpha)
+            sections[tag] = payload
         if picture.icc_profile:
             sections[b"ICCP"] = picture.icc_profile
         if picture.exif:
@@ -430,7 +431,8 @@ class Codec:
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
         # Before the costly part: a damaged alpha plane found after the synthesis wasted it all.
-        alpha = _inflate_alpha(sections[b"ALPH"], header.width, header.height) if b"ALPH" in sections else None
+        tag = alpha_section.find(sections)
+        alpha = alpha_section.decompress(tag, sections[tag], header.width, header.height) if tag else None
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
@@ -631,18 +633,6 @@ def check_flags(**flags) -> None:
     for name, flag in flags.items():
         if not isinstance(flag, (bool, np.bool_)):
             raise NicodecError(f"{name} must be True or False, not {flag!r}")
-
-
-def _inflate_alpha(payload: bytes, width: int, height: int) -> np.ndarray:
-    """The ALPH section: zlib-compressed alpha bytes, row by row; exactly width x height of them."""
-    inflater = zlib.decompressobj()
-    try:
-        raw = inflater.decompress(payload, width * height)  # never more than the image needs
-    except zlib.error as exc:
-        raise FormatError(f"the alpha section is corrupt ({exc})") from None
-    if len(raw) != width * height or not inflater.eof or inflater.unconsumed_tail or inflater.unused_data:
-        raise FormatError(f"the alpha section does not hold exactly {width}x{height} bytes")
-    return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)
 
 
 def _whole(name: str, value, low: int | None = None, high: int | None = None) -> int:

@@ -19,8 +19,8 @@ describes it byte by byte. All integers are little-endian::
     32+L+8S ...   the payloads, in table order, filling the rest of the file exactly
 
 Version 1 files start with two sections, ``ZSYM`` (the hyper-latent's rANS
-stream) then ``YSYM`` (the latent's), optionally followed by ``ALPH``, ``ICCP`` and
-``EXIF`` (each at most once, in that order).
+stream) then ``YSYM`` (the latent's), optionally followed by the alpha plane (``ALPH`` or
+``ALPX``), ``ICCP`` and ``EXIF`` (each at most once, in that order).
 """
 
 from __future__ import annotations
@@ -44,9 +44,10 @@ encode and 1.8 GB to decode at the default tiles, 0.8 and 0.6 GB at tiles of 256
 (``benchmarks/large_image.py``)."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
-OPTIONAL_SECTIONS = (b"ALPH", b"ICCP", b"EXIF")
-"""Sections that may follow, each at most once and in this order: the alpha plane
-(zlib-compressed, lossless), the ICC colour profile and the EXIF data."""
+OPTIONAL_SECTIONS = ((b"ALPH", b"ALPX"), (b"ICCP",), (b"EXIF",))
+"""Sections that may follow, in this order and at most one from each group: the alpha plane
+(lossless; zlib- or LZMA2-compressed, ``nicodec.alpha``), the ICC colour profile and the EXIF
+data."""
 
 # The header's pieces (public: the Pillow plugin reads a header piece by piece).
 PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
@@ -269,10 +270,10 @@ def _need(data: memoryview, size: int, what: str) -> None:
 def _check_tags(tags: list[bytes]) -> None:
     tags = [bytes(t) for t in tags]
     head, rest = tuple(tags[: len(SECTIONS_V1)]), tags[len(SECTIONS_V1) :]
-    order = [OPTIONAL_SECTIONS.index(t) if t in OPTIONAL_SECTIONS else -1 for t in rest]
+    order = [next((i for i, group in enumerate(OPTIONAL_SECTIONS) if t in group), -1) for t in rest]
     if head != SECTIONS_V1 or -1 in order or order != sorted(set(order)):
         shown = ", ".join(repr(t) for t in tags) or "none"
         raise FormatError(
-            f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM, then optionally ALPH, ICCP "
-            f"and EXIF in that order; found {shown}"
+            f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM, then optionally ALPH or ALPX, "
+            f"ICCP and EXIF in that order; found {shown}"
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import io
 
+from . import alpha as alpha_section
 from . import format as nicformat
 from .errors import NicodecError, UnsupportedImageError
 
@@ -129,7 +130,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     # The mode the decoded image will have; ICNS is left to its own check below: Pillow writes
     # the picture at its size (as PNG) beside copies resampled to the other icon sizes, and
     # reads back the largest.
-    mode = ("L" if header.flags & nicformat.FLAG_GRAYSCALE else "RGB") + ("A" if b"ALPH" in sections else "")
+    mode = ("L" if header.flags & nicformat.FLAG_GRAYSCALE else "RGB") + ("A" if alpha_section.find(sections) else "")
     if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
         raise UnsupportedImageError(
             f"the image has transparency, which {fmt} does not keep ({name}); use .png or .webp"

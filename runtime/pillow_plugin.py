@@ -23,6 +23,7 @@ from typing import IO
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
+from . import alpha as alpha_section
 from . import format as nicformat
 from .errors import LimitError, NicodecError, QualityError
 
@@ -129,7 +130,7 @@ class NicImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
-        self._mode = ("LA" if gray else "RGBA") if b"ALPH" in tags else ("L" if gray else "RGB")
+        self._mode = ("LA" if gray else "RGBA") if alpha_section.find(tags) else ("L" if gray else "RGB")
         # The metadata sections are small: read them now, so info has them before load().
         # Only those the file holds in full: a length from a damaged header is not read (a
         # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from nicodec import Codec, format as nicformat, rans
+from nicodec import alpha as alpha_section
 from nicodec.errors import FormatError, LimitError, ModelMismatchError, NicodecError
 
 from conftest import synthetic_photo
@@ -65,7 +66,8 @@ def flip(data: bytes, bits) -> bytes:
 def decode_or_refuse(codec: Codec, data: bytes, *, symbols: bool = False):
     """Decode ``data``; return the pixels, or the NicodecError raised. Any other exception fails the test.
 
-    A successful decode must give an RGB (or, flagged grayscale, a one-channel) uint8 image of the size the header states
+    A successful decode must give an RGB (or, flagged grayscale, a one-channel) uint8 image of the size the header states,
+    with an alpha channel more where the file has an alpha section
     (and, with ``symbols``, integers of the shapes the header implies).
     """
     try:
@@ -75,10 +77,10 @@ def decode_or_refuse(codec: Codec, data: bytes, *, symbols: bool = False):
             with pytest.raises(NicodecError):
                 codec.decode_symbols(data)
         return exc
-    header, _ = nicformat.unpack(data, max_pixels=codec.max_pixels)
+    header, sections = nicformat.unpack(data, max_pixels=codec.max_pixels)
     assert pixels.dtype == np.uint8
-    gray = header.flags & nicformat.FLAG_GRAYSCALE
-    assert pixels.shape == ((header.height, header.width) if gray else (header.height, header.width, 3))
+    channels = (1 if header.flags & nicformat.FLAG_GRAYSCALE else 3) + (1 if alpha_section.find(sections) else 0)
+    assert pixels.shape == (header.height, header.width) + ((channels,) if channels > 1 else ())
     if symbols:
         header2, z_hat, ys, mean_q = codec.decode_symbols(data)
         assert header2 == header
@@ -295,6 +297,40 @@ def test_damaged_payload_with_a_valid_crc(codec, real, tag, steps):
     outcome = decode_or_refuse(codec, repack(real, **{tag: damaged}))
     if damaged == real.sections[tag.encode()]:
         assert not isinstance(outcome, NicodecError)
+
+
+@pytest.fixture(scope="module")
+def transparent(codec) -> Real:
+    """Real files with an alpha plane in each kind of section (a soft-edged 128x96 cut-out:
+    ALPX; a 9x5 one: ALPH, since zlib is the smaller there)."""
+    files = []
+    for height, width in ((96, 128), (5, 9)):
+        y, x = np.mgrid[:height, :width]
+        plane = np.clip((1.1 - np.hypot(y / height - 0.5, x / width - 0.5) / 0.4) * 2550, 0, 255).astype(np.uint8)
+        real = Real(codec, height, width)
+        real.data = codec.encode(np.dstack([synthetic_photo(height, width, seed=1), plane]))
+        real.header, real.sections = nicformat.unpack(real.data)
+        real.at = layout(real.data)
+        assert codec.decode(real.data, as_array=True).shape == (height, width, 4)
+        files.append(real)
+    assert [alpha_section.find(f.sections) for f in files] == [b"ALPX", b"ALPH"]
+    return files
+
+
+@FAST
+@given(which=st.integers(0, 1), steps=st.lists(mutation, min_size=1, max_size=6))
+def test_damaged_alpha_section_with_a_valid_crc(codec, transparent, which, steps):
+    """Damage that reaches the zlib or LZMA decoder: the plane decodes (LZMA2 and zlib's data
+    carry no check of their own, the file's CRC-32 is what catches accidents) or a FormatError
+    names the alpha section."""
+    real = transparent[which]
+    tag = alpha_section.find(real.sections)
+    damaged = mutate(real.sections[tag], steps)
+    outcome = decode_or_refuse(codec, repack(real, **{tag.decode(): damaged}))
+    if isinstance(outcome, NicodecError):
+        assert isinstance(outcome, FormatError) and "alpha section" in str(outcome), outcome
+    elif damaged == real.sections[tag]:
+        assert np.array_equal(outcome, codec.decode(real.data, as_array=True))
 
 
 @FAST

@@ -64,6 +64,7 @@ else:
     import nicodec.format
     import nicodec.rans
 
+from nicodec import alpha as alpha_section
 from nicodec import format as nicformat
 from nicodec import rans
 from nicodec.codec import Codec
@@ -96,8 +97,10 @@ def TestOneInput(data: bytes) -> str:
     except NicodecError as exc:
         key = outcome_key(exc)
     else:
-        header, _ = nicformat.unpack(data, max_pixels=CODEC.max_pixels)
-        if pixels.dtype != np.uint8 or pixels.shape != (header.height, header.width, 3):
+        header, sections = nicformat.unpack(data, max_pixels=CODEC.max_pixels)
+        channels = (1 if header.flags & nicformat.FLAG_GRAYSCALE else 3) + (1 if alpha_section.find(sections) else 0)
+        shape = (header.height, header.width) + ((channels,) if channels > 1 else ())
+        if pixels.dtype != np.uint8 or pixels.shape != shape:
             raise AssertionError(
                 f"decoded a {pixels.dtype} image of shape {pixels.shape}; "
                 f"the header says {header.width}x{header.height}"
@@ -120,12 +123,22 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from photos import synthetic_photo  # noqa: E402 - tests/photos.py, numpy only
 
 SEED_SIZES = [(64, 96), (1, 1), (50, 70), (130, 70), (8, 200), (64, 64), (3, 129)]
+ALPHA_SEED_SIZES = [(96, 128), (5, 9)]  # an ALPX section and an ALPH one (nicodec.alpha)
+
+
+def cut_out(h: int, w: int) -> np.ndarray:
+    y, x = np.mgrid[:h, :w]
+    return np.clip((1.1 - np.hypot(y / h - 0.5, x / w - 0.5) / 0.4) * 2550, 0, 255).astype(np.uint8)
 
 
 def make_seeds(codec: Codec) -> list[bytes]:
     seeds = [codec.encode(synthetic_photo(h, w, seed=i)) for i, (h, w) in enumerate(SEED_SIZES)]
     for data, (h, w) in zip(seeds, SEED_SIZES):
         assert codec.decode(data, as_array=True).shape == (h, w, 3)
+    for tag, (h, w) in zip(alpha_section.TAGS[::-1], ALPHA_SEED_SIZES):
+        data = codec.encode(np.dstack([synthetic_photo(h, w, seed=h), cut_out(h, w)]))
+        assert alpha_section.find(nicformat.unpack(data)[1]) == tag, (tag, h, w)
+        seeds.append(data)
     return seeds
 
 
@@ -235,7 +248,10 @@ def structured_mutate(data: bytes, rng: random.Random, max_size: int, byte_mutat
         cut = rng.randrange(min(len(data), len(donor)) + 1)
         return fix_crc((data[:cut] + donor[cut:])[:max_size])
     # choice 8 and 9 (and the others): header fields, written raw so any value can appear
-    out = bytearray(nicformat.pack(header, parts)) if list(parts) == list(nicformat.SECTIONS_V1) else bytearray(data)
+    try:
+        out = bytearray(nicformat.pack(header, parts))
+    except NicodecError:
+        out = bytearray(data)
     if choice >= 8:
         id_len = out[6]
         field = rng.choice(["width", "height", "both", "quality", "length"])
