@@ -531,7 +531,7 @@ def encode(
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: TileOpt = 1024,
-    strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile and EXIF data.")] = False,
+    strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile, EXIF data and XMP packet.")] = False,
     exact: Annotated[bool, typer.Option(
         "--exact", help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
         "from the visible pixels, which costs fewer bits.")] = False,
@@ -680,7 +680,8 @@ def decode(
             outputs.check_format(data, fmt, target.name)
             dropped = outputs.dropped_metadata(data, fmt)
             if dropped:
-                err.print(f"warning: {target.name} will have no {' or '.join(dropped)}: {fmt} does not keep "
+                named = " or ".join([", ".join(dropped[:-1]), dropped[-1]] if len(dropped) > 2 else dropped)
+                err.print(f"warning: {target.name} will have no {named}: {fmt} does not keep "
                           f"{'them' if len(dropped) > 1 else 'it'} (.png, .jpg, .webp and .tiff do)", markup=False)
         codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
         start = time.perf_counter()

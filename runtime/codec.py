@@ -259,7 +259,7 @@ class Codec:
             quality: from 1 (smallest file) to 100 (best picture), any number between;
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).
-            strip: leave out the ICC profile and EXIF data.
+            strip: leave out the ICC profile, EXIF data and XMP packet.
             exact: keep the colour under fully transparent pixels (alpha 0) as it is. By
                 default it is replaced by a smooth fill from the visible pixels, which costs
                 fewer bits (as ``cwebp`` does without ``-exact``); the visible pixels are
@@ -267,9 +267,9 @@ class Codec:
             progress: with ``refine``, called after each refinement step with ``(steps
                 done, steps)``, from the calling thread.
 
-        Transparency is kept losslessly (an ``ALPH`` or ``ALPX`` section); the ICC profile and EXIF
-        data of files and PIL images are kept as they are (``ICCP``, ``EXIF``), with the
-        EXIF orientation applied to the pixels and removed.
+        Transparency is kept losslessly (an ``ALPH`` or ``ALPX`` section); the ICC profile, EXIF
+        data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
+        ``XMP ``), with the EXIF orientation applied to the pixels and removed (from the XMP too).
 
         Returns:
             The ``.nic`` file's bytes.
@@ -346,6 +346,8 @@ class Codec:
             sections[b"ICCP"] = picture.icc_profile
         if picture.exif:
             sections[b"EXIF"] = picture.exif
+        if picture.xmp:
+            sections[b"XMP "] = picture.xmp
         return nicformat.pack(header, sections)
 
     # -- decoding ---------------------------------------------------------------------
@@ -372,9 +374,11 @@ class Codec:
 
         Returns:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
-            (H, W) or (H, W, 2)), with ``info["icc_profile"]`` and ``info["exif"]``
-            when the file keeps them. Pillow's ``save()`` writes the ICC profile along, but
-            EXIF only when given: ``image.save(f, exif=image.info.get("exif", b""))``.
+            (H, W) or (H, W, 2)), with ``info["icc_profile"]``, ``info["exif"]`` and
+            ``info["xmp"]`` when the file keeps them. Pillow's ``save()`` writes the ICC profile
+            along, but EXIF and XMP only when given: ``image.save(f, exif=image.info.get("exif",
+            b""))``, and ``xmp=`` for JPEG, WebP and AVIF (``nicodec decode`` writes all three
+            into the formats that hold them).
 
         Raises:
             FormatError: the data is not a valid nicodec file.
@@ -403,6 +407,8 @@ class Codec:
             picture.info["icc_profile"] = sections[b"ICCP"]
         if b"EXIF" in sections:
             picture.info["exif"] = sections[b"EXIF"]
+        if b"XMP " in sections:
+            picture.info["xmp"] = sections[b"XMP "]
         return picture
 
     @_memory_named

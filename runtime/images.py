@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import stat
 import threading
 import warnings
@@ -319,6 +320,7 @@ class Picture:
         icc_profile: the ICC colour profile's bytes, or None.
         exif: EXIF bytes (orientation already applied to the pixels and reset), or None.
         grayscale: the source had one colour channel (``rgb`` then has three equal ones).
+        xmp: the XMP packet's bytes (its ``tiff:Orientation`` removed, as the EXIF tag is), or None.
     """
 
     rgb: np.ndarray
@@ -326,6 +328,27 @@ class Picture:
     icc_profile: bytes | None = None
     exif: bytes | None = None
     grayscale: bool = False
+    xmp: bytes | None = None
+
+
+_XMP_TAG = 700  # TIFF's XMLPacket
+_XMP_ORIENTATION = re.compile(
+    rb'\s*tiff:Orientation\s*=\s*(?:"[^"]*"|\'[^\']*\')|<tiff:Orientation\s*>[^<]*</tiff:Orientation\s*>'
+    rb"|<tiff:Orientation\s*/>"
+)
+
+
+def _xmp(info: dict) -> bytes | None:
+    """The XMP packet Pillow read (JPEG, PNG, WebP, TIFF, AVIF: ``info["xmp"]``; PNG's iTXt by
+    its key in older Pillows) without ``tiff:Orientation``: the pixels are upright now, and a
+    stale value would turn them again in viewers that read it (Pillow's own ``exif_transpose``
+    removes it the same way, but only when it turned the pixels)."""
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8")
+    if not isinstance(xmp, (bytes, bytearray)) or not xmp.strip(b"\0 \t\r\n"):
+        return None
+    return _XMP_ORIENTATION.sub(b"", bytes(xmp))
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
@@ -335,13 +358,13 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
     channel is kept when it is not fully opaque. EXIF orientation is applied to the
     pixels (of files and of PIL images; the caller's image is not changed) and removed
-    from the EXIF kept. ``strip`` drops the ICC profile and EXIF. ``check_size`` is called
+    from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF and XMP. ``check_size`` is called
     with the width and height before any pixel is decoded or converted.
 
     Raises:
         UnsupportedImageError: anything that cannot be read as a photo.
     """
-    icc = exif = None
+    icc = exif = xmp = None
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -378,9 +401,11 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 tags.load(image.getexif().tobytes())
             except (OSError, SyntaxError, ValueError, TypeError):
                 tags = Image.Exif()  # unreadable EXIF is not kept
+            tags.pop(_XMP_TAG, None)  # a TIFF's XMP packet: kept as XMP, below
             if len(tags):
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
                 exif = tags.tobytes()
+            xmp = _xmp(image.info)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:
@@ -404,7 +429,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp)
 
 
 def to_rgb(image) -> np.ndarray:

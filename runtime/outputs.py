@@ -68,8 +68,11 @@ def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def kept_metadata(fmt: str) -> frozenset[str]:
-    """Which of ``"icc_profile"`` and ``"exif"`` Pillow writes into ``fmt`` and reads back (BMP,
-    TGA, QOI and PPM keep neither); probed, as :func:`keeps` is."""
+    """Which of ``"icc_profile"``, ``"exif"`` and ``"xmp"`` Pillow writes into ``fmt`` (as
+    :func:`save` asks it to) and reads back (BMP, TGA, QOI and PPM keep none); probed, as
+    :func:`keeps` is."""
+    from .images import _xmp
+
     import numpy as np
     from PIL import Image
 
@@ -82,7 +85,8 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     except ImportError:  # a Pillow built without LittleCMS: writers store the bytes as they are
         icc = bytes(range(128)) * 4
     probe = Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8))
-    probe.info.update(icc_profile=icc, exif=exif.tobytes())
+    xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!-- nicodec probe --></x:xmpmeta>'
+    probe.info.update(icc_profile=icc, exif=exif.tobytes(), xmp=xmp)
     try:
         buffer = io.BytesIO()
         save(probe, buffer, fmt)
@@ -91,22 +95,24 @@ def kept_metadata(fmt: str) -> frozenset[str]:
             kept = {"icc_profile"} if back.info.get("icc_profile") == icc else set()
             if back.getexif().get(0x010F) == "nicodec probe":
                 kept.add("exif")
+            if _xmp(back.info) == xmp:
+                kept.add("xmp")
     except Exception:  # noqa: BLE001 - a format that cannot store the probe keeps nothing of it
         return frozenset()
     return frozenset(kept)
 
 
 def dropped_metadata(data: bytes, fmt: str) -> list[str]:
-    """What a ``.nic`` file carries (from its header) that ``fmt`` would leave out: ``"ICC
-    profile"``, ``"EXIF data"``, both or neither."""
+    """What a ``.nic`` file carries (from its header) that ``fmt`` would leave out, of ``"ICC
+    profile"``, ``"EXIF data"`` and ``"XMP data"``."""
     try:
         _, table, _ = nicformat.read_header(data)
     except NicodecError:
         return []
     tags = {tag for tag, length in table if length}
     kept = kept_metadata(fmt)
-    return [what for tag, key, what in ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"))
-            if tag in tags and key not in kept]
+    known = ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"), (b"XMP ", "xmp", "XMP data"))
+    return [what for tag, key, what in known if tag in tags and key not in kept]
 
 
 def check_format(data: bytes, fmt: str, name: str) -> None:
@@ -154,7 +160,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
 
 
 def save(image, f, fmt: str) -> None:
-    """``image.save`` in ``fmt`` with decode's options and the decoded ICC profile and EXIF; what
+    """``image.save`` in ``fmt`` with decode's options and the decoded ICC profile, EXIF and XMP; what
     Pillow refuses (a mode the format lacks, EXIF too long for JPEG) becomes a clear error.
 
     Raises:
@@ -163,13 +169,40 @@ def save(image, f, fmt: str) -> None:
     """
     sizes = {"sizes": [image.size]} if fmt == "ICO" else {}  # ICO's default set would shrink the picture
     try:
-        image.save(f, format=fmt, **_metadata(image), **sizes, **save_options(fmt))
+        image.save(f, format=fmt, **_metadata(image, fmt), **sizes, **save_options(fmt))
     except OSError:
         raise  # the write itself failed: write_atomic names the file
     except (ValueError, SyntaxError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: AVIF's encoder
         raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
-def _metadata(image) -> dict:
-    """Pillow save options that carry the decoded ICC profile and EXIF data into the output."""
-    return {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
+def _metadata(image, fmt: str) -> dict:
+    """Pillow save options that carry the decoded ICC profile, EXIF data and XMP packet into the
+    output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
+    TIFF's in their own places: an iTXt chunk named ``XML:com.adobe.xmp`` (UTF-8 text, which
+    the XMP standard's packets are) and the XMLPacket tag, 700, beside the EXIF's."""
+    options = {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
+    xmp = image.info.get("xmp")
+    if not xmp:
+        return options
+    if fmt == "PNG":
+        try:
+            text = bytes(xmp).decode("utf-8")
+        except UnicodeDecodeError:
+            return options  # a packet in UTF-16 or 32 has no place in PNG's iTXt
+        from PIL import PngImagePlugin
+
+        chunks = PngImagePlugin.PngInfo()
+        chunks.add_itxt("XML:com.adobe.xmp", text)
+        options["pnginfo"] = chunks
+    elif fmt == "TIFF":  # in the EXIF's tags, which Pillow writes into the TIFF's own (tiffinfo would replace them)
+        from PIL import Image
+
+        tags = Image.Exif()
+        if options.get("exif"):
+            tags.load(options["exif"])
+        tags[700] = bytes(xmp)
+        options["exif"] = tags
+    else:
+        options["xmp"] = bytes(xmp)
+    return options

@@ -137,7 +137,7 @@ class NicImageFile(ImageFile.ImageFile):
         # load() names the damage.
         offset = payload_at
         for tag, length in table:
-            key = {b"ICCP": "icc_profile", b"EXIF": "exif"}.get(tag)
+            key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp"}.get(tag)
             if key is not None:
                 self.fp.seek(offset)
                 data = _read_at_most(self.fp, length)
@@ -206,12 +206,12 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
-    """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=...)``: Q from 1 to
-    100 (default: the model's); ``strip`` and ``exact`` as for ``Codec.encode`` (``exact`` as
-    for Pillow's WebP: keep the colour under fully transparent pixels); ``exif`` (bytes or an
-    ``Image.Exif``) and ``icc_profile`` (bytes), as for
-    Pillow's own formats, replace the image's, and an explicit None or empty value leaves it out;
-    another type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
+    """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=..., xmp=...)``: Q
+    from 1 to 100 (default: the model's); ``strip`` and ``exact`` as for ``Codec.encode``
+    (``exact`` as for Pillow's WebP: keep the colour under fully transparent pixels); ``exif``
+    (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), as for Pillow's own
+    formats, replace the image's, and an explicit None or empty value leaves it out; another
+    type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
@@ -221,22 +221,22 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         check_flags(strip=strip, exact=exact)
     except NicodecError as exc:
         raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
-    exif, icc = im.encoderinfo.get("exif"), im.encoderinfo.get("icc_profile")
-    if isinstance(exif, Image.Exif):
-        exif = exif.tobytes()
-    for key, value in (("exif", exif), ("icc_profile", icc)):
+    metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp") if key in im.encoderinfo}
+    if isinstance(metadata.get("exif"), Image.Exif):
+        metadata["exif"] = metadata["exif"].tobytes()
+    for key, value in metadata.items():
         if value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
-    given = [key for key in ("exif", "icc_profile") if key in im.encoderinfo]
-    if given:
+    if metadata:
         im = im.copy()  # the caller's image keeps its own metadata
-        for key in given:  # given, as None or b"" too: that, not the image's own
-            value = exif if key == "exif" else icc
+        for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if value:
                 im.info[key] = value
             else:
                 im.info.pop(key, None)
+                if key == "xmp":
+                    im.info.pop("XML:com.adobe.xmp", None)  # the key PNG's reader also fills
     try:
         data = codec.encode(im, quality=quality, strip=strip, exact=exact)
     except QualityError:

@@ -142,6 +142,8 @@ def test_inconsistent_lengths_are_named_before_slicing():
         {b"ZSYM": b"", b"YSYM": b"", b"ALPH": b"", b"ALPX": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"ALPX": b"", b"ALPH": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"ICCP": b"", b"ALPX": b""},
+        {b"ZSYM": b"", b"YSYM": b"", b"XMP ": b"", b"EXIF": b""},
+        {b"ZSYM": b"", b"YSYM": b"", b"XMP": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"XTRA": b""},
     ],
 )
@@ -153,6 +155,8 @@ def test_sections_other_than_zsym_then_ysym_are_refused(sections):
 def test_optional_sections_round_trip_in_order():
     sections = {**SECTIONS, b"ALPH": b"a", b"ICCP": b"icc", b"EXIF": b"Exif\x00\x00"}
     assert nicformat.unpack(nicformat.pack(HEADER, sections)) == (HEADER, sections)
+    every = {**sections, b"XMP ": b"<x:xmpmeta/>"}
+    assert nicformat.unpack(nicformat.pack(HEADER, every)) == (HEADER, every)
     lzma_alpha = {**SECTIONS, b"ALPX": b"x", b"ICCP": b"icc"}
     assert nicformat.unpack(nicformat.pack(HEADER, lzma_alpha))[1] == lzma_alpha
     only_exif = {**SECTIONS, b"EXIF": b"e"}

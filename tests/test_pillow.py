@@ -460,6 +460,22 @@ def test_save_metadata_arguments_are_checked_and_none_leaves_the_images_own_out(
     assert image.info["icc_profile"] == icc  # the caller's image keeps it
 
 
+def test_the_xmp_packet_is_saved_opened_and_replaced(photo_image):
+    packet = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!-- nicodec test --></x:xmpmeta>'
+    image = photo_image.copy()
+    image.info["xmp"] = packet  # as Pillow's JPEG, PNG, WebP and TIFF readers put it
+    kept, replaced, dropped = io.BytesIO(), io.BytesIO(), io.BytesIO()
+    image.save(kept, format="NIC")
+    image.save(replaced, format="NIC", xmp=b"<x:xmpmeta/>")
+    image.save(dropped, format="NIC", xmp=None)
+    opened = Image.open(io.BytesIO(kept.getvalue()))
+    assert opened.info["xmp"] == packet  # before any decoding
+    assert Image.open(replaced).info["xmp"] == b"<x:xmpmeta/>"
+    assert "xmp" not in Image.open(dropped).info and image.info["xmp"] == packet
+    with pytest.raises(ValueError, match="xmp must be bytes"):
+        image.save(io.BytesIO(), format="NIC", xmp="<x:xmpmeta/>")
+
+
 def test_exact_keeps_the_colour_under_transparency_when_saving(codec, photo_image):
     rgba = photo_image.convert("RGBA")
     rgba.putalpha(Image.linear_gradient("L").resize(rgba.size).point(lambda v: 0 if v < 128 else 255))
