@@ -267,7 +267,7 @@ class Codec:
             progress: with ``refine``, called after each refinement step with ``(steps
                 done, steps)``, from the calling thread.
 
-        Transparency is kept losslessly (an ``ALPH`` or ``ALPX`` section); the ICC profile, EXIF
+        Transparency is kept losslessly (an ``ALPH`` or ``ALPL`` section); the ICC profile, EXIF
         data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
         ``XMP ``), with the EXIF orientation applied to the pixels and removed (from the XMP too).
 

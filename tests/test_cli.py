@@ -674,7 +674,7 @@ def test_verify_checks_the_alpha_section_and_reports_each_path(tmp_path, photo, 
     rgba = np.dstack([photo, np.full(photo.shape[:2], 100, np.uint8)])
     good = codec.encode(rgba)
     header, sections = nicformat.unpack(good)
-    short = {**{t: p for t, p in sections.items() if t not in (b"ALPH", b"ALPX")}, b"ALPH": zlib.compress(b"\x00" * 100)}
+    short = {**{t: p for t, p in sections.items() if t not in (b"ALPH", b"ALPL")}, b"ALPH": zlib.compress(b"\x00" * 100)}
     (tmp_path / "good.nic").write_bytes(good)
     (tmp_path / "short.nic").write_bytes(nicformat.pack(header, short))
     result = run("verify", tmp_path / "good.nic", tmp_path / "short.nic", tmp_path / "missing.nic")

@@ -139,9 +139,9 @@ def test_inconsistent_lengths_are_named_before_slicing():
         {b"ZSYM": b"", b"XTRA": b"", b"YSYM": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"EXIF": b"", b"ICCP": b""},
         [(b"ZSYM", b""), (b"YSYM", b""), (b"ALPH", b""), (b"ALPH", b"")],
-        {b"ZSYM": b"", b"YSYM": b"", b"ALPH": b"", b"ALPX": b""},
-        {b"ZSYM": b"", b"YSYM": b"", b"ALPX": b"", b"ALPH": b""},
-        {b"ZSYM": b"", b"YSYM": b"", b"ICCP": b"", b"ALPX": b""},
+        {b"ZSYM": b"", b"YSYM": b"", b"ALPH": b"", b"ALPL": b""},
+        {b"ZSYM": b"", b"YSYM": b"", b"ALPL": b"", b"ALPH": b""},
+        {b"ZSYM": b"", b"YSYM": b"", b"ICCP": b"", b"ALPL": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"XMP ": b"", b"EXIF": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"XMP": b""},
         {b"ZSYM": b"", b"YSYM": b"", b"XTRA": b""},
@@ -157,7 +157,7 @@ def test_optional_sections_round_trip_in_order():
     assert nicformat.unpack(nicformat.pack(HEADER, sections)) == (HEADER, sections)
     every = {**sections, b"XMP ": b"<x:xmpmeta/>"}
     assert nicformat.unpack(nicformat.pack(HEADER, every)) == (HEADER, every)
-    lzma_alpha = {**SECTIONS, b"ALPX": b"x", b"ICCP": b"icc"}
+    lzma_alpha = {**SECTIONS, b"ALPL": b"x", b"ICCP": b"icc"}
     assert nicformat.unpack(nicformat.pack(HEADER, lzma_alpha))[1] == lzma_alpha
     only_exif = {**SECTIONS, b"EXIF": b"e"}
     assert nicformat.unpack(nicformat.pack(HEADER, only_exif))[1] == only_exif

@@ -302,7 +302,7 @@ def test_damaged_payload_with_a_valid_crc(codec, real, tag, steps):
 @pytest.fixture(scope="module")
 def transparent(codec) -> Real:
     """Real files with an alpha plane in each kind of section (a soft-edged 128x96 cut-out:
-    ALPX; a 9x5 one: ALPH, since zlib is the smaller there)."""
+    ALPL; a 9x5 one: ALPH, since zlib is the smaller there)."""
     files = []
     for height, width in ((96, 128), (5, 9)):
         y, x = np.mgrid[:height, :width]
@@ -313,7 +313,7 @@ def transparent(codec) -> Real:
         real.at = layout(real.data)
         assert codec.decode(real.data, as_array=True).shape == (height, width, 4)
         files.append(real)
-    assert [alpha_section.find(f.sections) for f in files] == [b"ALPX", b"ALPH"]
+    assert [alpha_section.find(f.sections) for f in files] == [b"ALPL", b"ALPH"]
     return files
 
 

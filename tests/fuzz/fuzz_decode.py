@@ -123,7 +123,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), os.p
 from photos import synthetic_photo  # noqa: E402 - tests/photos.py, numpy only
 
 SEED_SIZES = [(64, 96), (1, 1), (50, 70), (130, 70), (8, 200), (64, 64), (3, 129)]
-ALPHA_SEED_SIZES = [(96, 128), (5, 9)]  # an ALPX section and an ALPH one (nicodec.alpha)
+ALPHA_SEED_SIZES = [(96, 128), (5, 9)]  # an ALPL section and an ALPH one (nicodec.alpha)
 
 
 def cut_out(h: int, w: int) -> np.ndarray:
