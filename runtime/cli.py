@@ -682,7 +682,7 @@ def decode(
             if dropped:
                 named = " or ".join([", ".join(dropped[:-1]), dropped[-1]] if len(dropped) > 2 else dropped)
                 err.print(f"warning: {target.name} will have no {named}: {fmt} does not keep "
-                          f"{'them' if len(dropped) > 1 else 'it'} (.png, .jpg, .webp and .tiff do)", markup=False)
+                          f"{'them' if len(dropped) > 1 else 'it'} (.png, .webp, .tiff and .avif keep everything)", markup=False)
         codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
         start = time.perf_counter()
         with _busy("decoding", stdio.display_name(input)), _naming(input):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import ExifTags, Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import LimitError, NicodecError, UnsupportedImageError
 from . import files
@@ -180,7 +180,7 @@ def _load(img: Image.Image, name) -> Image.Image:
     img.load()
     if raw is not None and "transparency" in img.info:
         _fit_png_colour_key(img, raw, name)
-    return ImageOps.exif_transpose(img) or img
+    return _turn(img)
 
 
 def _png_rawmode(img: Image.Image) -> str | None:
@@ -210,17 +210,15 @@ _GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
 _PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}
 
 
-def _upright(img: Image.Image) -> Image.Image:
-    """A PIL image from the caller with its EXIF orientation applied (a copy when one is needed;
-    the tag is removed from the copy's EXIF), as files opened by nicodec are."""
+def upright(img: Image.Image) -> Image.Image:
+    """A PIL image from the caller with its EXIF (or XMP) orientation applied (a copy when one is
+    needed; the tag is removed from the copy's EXIF), as files opened by nicodec are."""
     try:
-        orientation = img.getexif().get(ExifTags.Base.Orientation, 1)
+        img.getexif()
     except (OSError, SyntaxError, ValueError, TypeError):
         return img  # EXIF that cannot be read has no orientation to apply
-    if orientation in (None, 1):
-        return img
     try:
-        return ImageOps.exif_transpose(img)
+        return _turn(img)
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
 
@@ -331,24 +329,54 @@ class Picture:
     xmp: bytes | None = None
 
 
-_XMP_TAG = 700  # TIFF's XMLPacket
+_TIFF_LAYOUT = frozenset({
+    256, 257, 258, 259, 262, 266, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338, 339, 347, 530, 532,
+    700,  # XMLPacket: kept as XMP
+    34675,  # InterColorProfile: kept as the ICC profile
+})
+"""TIFF tags that describe a TIFF's own pixel layout (sizes, compression, strips and tiles,
+samples, colour map, YCbCr) or hold what other sections keep: left out of the EXIF kept, since
+the decoded image is laid out anew (writers add their own)."""
+# tiff:Orientation as an attribute (after white space, either quote, spaces around "=") or as an
+# element: every form XMP's RDF/XML allows, where Pillow reads only ="N" and >N<.
 _XMP_ORIENTATION = re.compile(
-    rb'\s*tiff:Orientation\s*=\s*(?:"[^"]*"|\'[^\']*\')|<tiff:Orientation\s*>[^<]*</tiff:Orientation\s*>'
-    rb"|<tiff:Orientation\s*/>"
+    rb"""\s+tiff:Orientation\s*=\s*(?:"\s*([0-9]*)\s*"|'\s*([0-9]*)\s*')"""
+    rb"|<tiff:Orientation\s*>\s*([0-9]*)\s*</tiff:Orientation\s*>|<tiff:Orientation\s*/>"
 )
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
+
+
+def _xmp_bytes(info: dict) -> bytes | None:
+    """The XMP packet Pillow read: ``info["xmp"]`` (JPEG, PNG's iTXt, WebP, TIFF, AVIF), else a
+    PNG text chunk by its key (``tEXt`` and ``zTXt`` are Latin-1, which gives their bytes back)."""
+    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    if isinstance(xmp, str):
+        xmp = xmp.encode("utf-8" if isinstance(xmp, PngImagePlugin.iTXt) else "latin-1", "replace")
+    if not isinstance(xmp, (bytes, bytearray)) or not xmp.strip(b"\0 \t\r\n"):
+        return None
+    return bytes(xmp)
 
 
 def _xmp(info: dict) -> bytes | None:
-    """The XMP packet Pillow read (JPEG, PNG, WebP, TIFF, AVIF: ``info["xmp"]``; PNG's iTXt by
-    its key in older Pillows) without ``tiff:Orientation``: the pixels are upright now, and a
-    stale value would turn them again in viewers that read it (Pillow's own ``exif_transpose``
-    removes it the same way, but only when it turned the pixels)."""
-    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
-    if isinstance(xmp, str):
-        xmp = xmp.encode("utf-8")
-    if not isinstance(xmp, (bytes, bytearray)) or not xmp.strip(b"\0 \t\r\n"):
-        return None
-    return _XMP_ORIENTATION.sub(b"", bytes(xmp))
+    """The XMP packet to keep, without ``tiff:Orientation``: the pixels are upright now
+    (:func:`_turn`), and a stale value would turn them again in viewers that read it."""
+    xmp = _xmp_bytes(info)
+    return None if xmp is None else _XMP_ORIENTATION.sub(b"", xmp)
+
+
+def _turn(img: Image.Image) -> Image.Image:
+    """The image turned upright by its EXIF orientation, or, without one, by its XMP's in any of
+    the forms Pillow does not read (Pillow's ``exif_transpose`` applies the others); the
+    orientation is removed from the copy's EXIF, and :func:`_xmp` removes the XMP's."""
+    orientation = img.getexif().get(ExifTags.Base.Orientation)
+    if orientation is None:
+        xmp = _xmp_bytes(img.info)
+        found = _XMP_ORIENTATION.search(xmp) if xmp else None
+        value = next((int(v) for v in found.groups() if v), None) if found else None
+        return img.transpose(_TURNS[value]) if value in _TURNS else img
+    return ImageOps.exif_transpose(img) if orientation in _TURNS else img
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
@@ -377,7 +405,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         if check_size is not None:
             check_size(*image.size)
         _load_pixels(image)
-        image = _upright(image)
+        image = upright(image)
     elif isinstance(image, np.ndarray):
         image = np.asarray(image)  # a subclass (np.matrix) as a plain array
         if check_size is not None and image.ndim in (2, 3):
@@ -401,7 +429,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 tags.load(image.getexif().tobytes())
             except (OSError, SyntaxError, ValueError, TypeError):
                 tags = Image.Exif()  # unreadable EXIF is not kept
-            tags.pop(_XMP_TAG, None)  # a TIFF's XMP packet: kept as XMP, below
+            for tag in _TIFF_LAYOUT:  # a TIFF's own tags, which getexif() gives too
+                tags.pop(tag, None)
             if len(tags):
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
                 exif = tags.tobytes()

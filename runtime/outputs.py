@@ -11,6 +11,7 @@ answer follows Pillow's version and plugins rather than a list.
 
 from __future__ import annotations
 
+import codecs
 import functools
 import io
 
@@ -109,10 +110,21 @@ def dropped_metadata(data: bytes, fmt: str) -> list[str]:
         _, table, _ = nicformat.read_header(data)
     except NicodecError:
         return []
-    tags = {tag for tag, length in table if length}
+    lengths = {tag: length for tag, length in table if length}
     kept = kept_metadata(fmt)
     known = ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"), (b"XMP ", "xmp", "XMP data"))
-    return [what for tag, key, what in known if tag in tags and key not in kept]
+    dropped = [what for tag, key, what in known if tag in lengths and key not in kept]
+    if "xmp" in kept and b"XMP " in lengths:
+        if fmt in _XMP_LIMITS and lengths[b"XMP "] > _XMP_LIMITS[fmt]:
+            dropped.append(f"XMP data ({lengths[b'XMP ']:,} bytes; a {fmt} segment holds {_XMP_LIMITS[fmt]:,})")
+        elif fmt == "PNG":
+            try:
+                packet = nicformat.unpack(data)[1][b"XMP "]
+            except NicodecError:
+                return dropped
+            if _xmp_text(packet) is None:
+                dropped.append("XMP data (PNG holds it as Unicode text, and this packet is not)")
+    return dropped
 
 
 def check_format(data: bytes, fmt: str, name: str) -> None:
@@ -176,20 +188,40 @@ def save(image, f, fmt: str) -> None:
         raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
+_XMP_LIMITS = {"JPEG": 65_504, "MPO": 65_504}
+"""The longest XMP packet a format's writer takes: one JPEG APP1 segment, less its namespace
+(Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow)."""
+
+
+def _xmp_text(packet: bytes) -> str | None:
+    """An XMP packet as text for PNG's iTXt (UTF-8 there): the XMP standard allows UTF-8, 16 and
+    32, the last two with a byte-order mark; None for bytes that are none of them."""
+    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"), (b"", "utf-8")):
+        if packet.startswith(bom):
+            try:
+                return packet.decode(encoding)
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
 def _metadata(image, fmt: str) -> dict:
     """Pillow save options that carry the decoded ICC profile, EXIF data and XMP packet into the
     output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
     TIFF's in their own places: an iTXt chunk named ``XML:com.adobe.xmp`` (UTF-8 text, which
-    the XMP standard's packets are) and the XMLPacket tag, 700, beside the EXIF's."""
+    the XMP standard's packets are, or are turned into) and the XMLPacket tag, 700, beside the
+    EXIF's. A packet too long for JPEG, or not Unicode text for PNG, is left out."""
     options = {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
     xmp = image.info.get("xmp")
     if not xmp:
         return options
+    if fmt in _XMP_LIMITS and len(xmp) > _XMP_LIMITS[fmt]:
+        return options  # too long for one segment (dropped_metadata warns)
     if fmt == "PNG":
-        try:
-            text = bytes(xmp).decode("utf-8")
-        except UnicodeDecodeError:
-            return options  # a packet in UTF-16 or 32 has no place in PNG's iTXt
+        text = _xmp_text(bytes(xmp))
+        if text is None:
+            return options  # not Unicode text (dropped_metadata warns)
         from PIL import PngImagePlugin
 
         chunks = PngImagePlugin.PngInfo()

@@ -216,6 +216,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
+    from .images import upright
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -229,14 +230,20 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
     if metadata:
-        im = im.copy()  # the caller's image keeps its own metadata
+        # Upright by the image's own orientation first, which the replacements must not change;
+        # a copy either way: the caller's image keeps its own metadata.
+        try:
+            turned = upright(im)
+        except NicodecError as exc:
+            raise OSError(str(exc)) from exc
+        im = turned.copy() if turned is im else turned
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
+            if key == "xmp":
+                im.info.pop("XML:com.adobe.xmp", None)  # the key PNG's reader also fills
             if value:
                 im.info[key] = value
             else:
                 im.info.pop(key, None)
-                if key == "xmp":
-                    im.info.pop("XML:com.adobe.xmp", None)  # the key PNG's reader also fills
     try:
         data = codec.encode(im, quality=quality, strip=strip, exact=exact)
     except QualityError:

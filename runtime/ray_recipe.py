@@ -15,7 +15,7 @@ The pipeline::
       .write_datasink(NicDatasink(target))  one .nic file per image, the source's tree kept
 
 The files are read as bytes, not with ``read_images``, so ``Codec.encode`` sees what the
-CLI sees: every mode Pillow opens, transparency, the ICC profile, EXIF and its orientation.
+CLI sees: every mode Pillow opens, transparency, the ICC profile, EXIF (with its orientation) and XMP.
 Outputs mirror the source tree under the target (``photos/a/b.jpg`` becomes
 ``archive/a/b.nic``); one that exists is skipped unless ``overwrite`` is given, so a run
 that stopped can be run again. One bad image never stops the run: it is counted and

@@ -92,15 +92,92 @@ def test_decoding_to_a_format_without_xmp_says_so(codec, photo, tmp_path):
     assert "warning: x.bmp will have no XMP data: BMP does not keep it" in result.stderr
 
 
-def test_a_packet_that_is_not_utf8_is_left_out_of_png_only(codec, photo, tmp_path):
-    """PNG keeps XMP as UTF-8 text; a UTF-16 packet (which the XMP standard allows) goes into
-    the formats that take bytes."""
+def test_a_utf16_packet_goes_into_png_as_utf8_and_bytes_elsewhere(codec, photo, tmp_path):
+    """PNG keeps XMP as UTF-8 text; a UTF-16 packet (which the XMP standard allows) is turned into
+    it there, and goes as it is into the formats that take bytes."""
     utf16 = PLAIN.decode("utf-8").encode("utf-16")
     image = Image.fromarray(photo)
     image.info["xmp"] = utf16
     (tmp_path / "x.nic").write_bytes(codec.encode(image))
-    for suffix, kept in ((".png", None), (".webp", utf16)):
+    for suffix, kept in ((".png", PLAIN), (".webp", utf16)):
         result = CliRunner().invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / f"x{suffix}")])
-        assert result.exit_code == 0
+        assert result.exit_code == 0 and "warning" not in result.stderr
         with Image.open(tmp_path / f"x{suffix}") as back:
             assert back.info.get("xmp") == kept
+
+
+def test_a_packet_that_does_not_fit_is_left_out_with_a_warning(codec, photo, tmp_path):
+    long = PLAIN.replace(b"</rdf:RDF>", b"<!--" + b"x" * 70_000 + b"--></rdf:RDF>")  # Photoshop's histories grow so
+    latin1 = b"\xff\xfe\xfd not Unicode"
+    for name, packet, suffix, said in (("long", long, ".jpg", "XMP data (70,"), ("odd", latin1, ".png", "XMP data (PNG holds it as Unicode text")):
+        image = Image.fromarray(photo)
+        image.info["xmp"] = packet
+        (tmp_path / f"{name}.nic").write_bytes(codec.encode(image))
+        target = tmp_path / f"{name}{suffix}"
+        result = CliRunner().invoke(app, ["decode", str(tmp_path / f"{name}.nic"), "-o", str(target)])
+        assert result.exit_code == 0 and f"warning: {target.name} will have no {said}" in result.stderr
+        with Image.open(target) as back:
+            assert "xmp" not in back.info
+    assert CliRunner().invoke(app, ["decode", str(tmp_path / "long.nic"), "-o", str(tmp_path / "long.webp")]).exit_code == 0
+    assert Image.open(tmp_path / "long.webp").info["xmp"] == long
+
+
+@pytest.mark.parametrize("form", [
+    " tiff:Orientation='6'", ' tiff:Orientation = "6"', ' tiff:Orientation=" 6 "',
+    "><tiff:Orientation>\n 6\n</tiff:Orientation></rdf:Description><rdf:Description rdf:about=''",
+])
+def test_xmp_orientations_pillow_does_not_read_are_applied_too(codec, photo, form):
+    """The forms RDF/XML allows beside Pillow's two (="6" and >6<) turn the pixels as well,
+    rather than being removed unapplied."""
+    source = io.BytesIO()
+    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=XMP.format(orientation=form).encode())
+    header, sections = nicformat.unpack(codec.encode(source.getvalue()))
+    assert (header.width, header.height) == (photo.shape[0], photo.shape[1])
+    assert b"Orientation" not in sections[b"XMP "]
+
+
+def test_xmp_from_a_png_text_chunk_keeps_its_bytes(codec, photo):
+    """tEXt and zTXt hold Latin-1, which Pillow decodes to text: its bytes come back as they were."""
+    for chunk in ("add_text", "add_ztxt"):
+        chunks = PngImagePlugin.PngInfo()
+        if chunk == "add_text":
+            chunks.add_text("XML:com.adobe.xmp", PLAIN.decode("latin-1"))
+        else:
+            chunks.add_text("XML:com.adobe.xmp", PLAIN.decode("latin-1"), zip=True)
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, "PNG", pnginfo=chunks)
+        assert nicformat.unpack(codec.encode(buffer.getvalue()))[1][b"XMP "] == PLAIN
+
+
+def test_a_tiffs_exif_keeps_its_camera_tags_and_not_its_layout(codec, photo):
+    """getexif() of a TIFF gives its own layout tags (sizes, strips, ...) beside the camera's:
+    only the camera's are kept, from a path or bytes as from a PIL image."""
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "TIFF", tiffinfo={271: "nicodec test camera", 700: PLAIN})
+    for source in (buffer.getvalue(), Image.open(io.BytesIO(buffer.getvalue()))):
+        sections = nicformat.unpack(codec.encode(source))[1]
+        exif = Image.Exif()
+        exif.load(sections[b"EXIF"])
+        assert dict(exif) == {271: "nicodec test camera"} and sections[b"XMP "] == PLAIN
+
+
+def test_the_plugins_xmp_option_does_not_change_how_the_picture_is_turned(codec, photo):
+    """The picture is turned upright by its own orientation before xmp= (or exif=) replaces the
+    metadata it came from."""
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(codec)
+    try:
+        source = io.BytesIO()
+        Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=ROTATED)
+        for options in ({}, {"xmp": None}, {"xmp": PLAIN}, {"exif": b""}):
+            saved = io.BytesIO()
+            Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", **options)
+            header = nicformat.unpack(saved.getvalue())[0]
+            assert (header.width, header.height) == (photo.shape[0], photo.shape[1]), options
+    finally:  # Pillow has no unregister (as in test_pillow.py)
+        if "NIC" in Image.ID:
+            Image.ID.remove("NIC")
+        for registry in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
+            registry.pop("NIC", None)
+        Image.EXTENSION.pop(".nic", None)
