@@ -69,7 +69,7 @@ def measure(op: str, tile: int, folder: Path, tag: str) -> dict:
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1)}
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     import numpy as np
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -79,7 +79,7 @@ def main() -> None:
                         help="skip whole-image processing (which needs tens of GB at 24 megapixels)")
     parser.add_argument("--small-tiles", action="store_true", help="also tiles of 512 and 256 pixels")
     parser.add_argument("--alpha", action="store_true", help="an RGBA cut-out (an ellipse) instead of the RGB mosaic")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     width, height = map(int, args.size.lower().split("x"))
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -129,11 +129,13 @@ def main() -> None:
             print(f"{width}x{height}: tiled and whole files {'identical' if same_file else 'DIFFER'}; "
                   f"{differing:,} of {tiled.size:,} pixel values differ (by at most {largest})")
     print(f"{width}x{height}: PSNR {quality}; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
-    write_report(args.json, {
+    report = {
         "size": [width, height], "alpha": args.alpha, "results": rows, "identical_files": same_file,
         "pixel_values_differing": differing, "psnr_db": quality, "small_tile_files_identical": small_same or None,
         "bytes": size, "bpp": round(8 * size / (width * height), 4), "alpha_section_bytes": alpha_bytes,
-    })
+    }
+    write_report(args.json, report)
+    return report
 
 
 if __name__ == "__main__":

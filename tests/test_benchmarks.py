@@ -431,3 +431,12 @@ def test_models_compares_models_at_the_same_qualities_in_one_run(images_folder, 
         models.main([str(shipped), str(tmp_path / "no such model")])
     assert exit.value.code == 2
     assert f"not a nicodec model folder (no manifest.json): {tmp_path / 'no such model'}" in capsys.readouterr().err
+
+
+def test_large_image_benchmark_with_alpha_checks_the_plane_and_names_its_section(tmp_path):
+    large_image = load("large_image")
+    report = large_image.main(["--size", "200x136", "--tiled-only", "--alpha", "--json", str(tmp_path / "l.json")])
+    assert report["alpha"] is True and set(report["results"]) == {"tiled"}
+    assert list(report["alpha_section_bytes"]) in (["ALPL"], ["ALPH"])
+    assert report["results"]["tiled"]["encode"]["peak_rss_mb"] > 0 and 20 < report["psnr_db"]["tiled"] < 60
+    assert json.loads((tmp_path / "l.json").read_text())["size"] == [200, 136]
