@@ -348,7 +348,7 @@ _TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: 
           8: Image.Transpose.ROTATE_90}
 
 
-def _xmp_bytes(info: dict) -> bytes | None:
+def read_xmp(info: dict) -> bytes | None:
     """The XMP packet Pillow read: ``info["xmp"]`` (JPEG, PNG's iTXt, WebP, TIFF, AVIF), else a
     PNG text chunk by its key (``tEXt`` and ``zTXt`` are Latin-1, which gives their bytes back)."""
     xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
@@ -362,7 +362,7 @@ def _xmp_bytes(info: dict) -> bytes | None:
 def _xmp(info: dict) -> bytes | None:
     """The XMP packet to keep, without ``tiff:Orientation``: the pixels are upright now
     (:func:`_turn`), and a stale value would turn them again in viewers that read it."""
-    xmp = _xmp_bytes(info)
+    xmp = read_xmp(info)
     return None if xmp is None else _XMP_ORIENTATION.sub(b"", xmp)
 
 
@@ -372,7 +372,7 @@ def _turn(img: Image.Image) -> Image.Image:
     orientation is removed from the copy's EXIF, and :func:`_xmp` removes the XMP's."""
     orientation = img.getexif().get(ExifTags.Base.Orientation)
     if orientation is None:
-        xmp = _xmp_bytes(img.info)
+        xmp = read_xmp(img.info)
         found = _XMP_ORIENTATION.search(xmp) if xmp else None
         value = next((int(v) for v in found.groups() if v), None) if found else None
         return img.transpose(_TURNS[value]) if value in _TURNS else img

@@ -72,7 +72,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     """Which of ``"icc_profile"``, ``"exif"`` and ``"xmp"`` Pillow writes into ``fmt`` (as
     :func:`save` asks it to) and reads back (BMP, TGA, QOI and PPM keep none); probed, as
     :func:`keeps` is."""
-    from .images import _xmp
+    from .images import read_xmp
 
     import numpy as np
     from PIL import Image
@@ -96,7 +96,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
             kept = {"icc_profile"} if back.info.get("icc_profile") == icc else set()
             if back.getexif().get(0x010F) == "nicodec probe":
                 kept.add("exif")
-            if _xmp(back.info) == xmp:
+            if read_xmp(back.info) == xmp:
                 kept.add("xmp")
     except Exception:  # noqa: BLE001 - a format that cannot store the probe keeps nothing of it
         return frozenset()
