@@ -679,10 +679,14 @@ def decode(
         if target is not None:
             outputs.check_format(data, fmt, target.name)
             dropped = outputs.dropped_metadata(data, fmt)
-            if dropped:
-                named = " or ".join([", ".join(dropped[:-1]), dropped[-1]] if len(dropped) > 2 else dropped)
+            unkept = [what for what, why in dropped if why is None]
+            if unkept:
+                named = " or ".join([", ".join(unkept[:-1]), unkept[-1]] if len(unkept) > 2 else unkept)
                 err.print(f"warning: {target.name} will have no {named}: {fmt} does not keep "
-                          f"{'them' if len(dropped) > 1 else 'it'} (.png, .webp, .tiff and .avif keep everything)", markup=False)
+                          f"{'them' if len(unkept) > 1 else 'it'} (.png, .jpg, .webp, .tiff and .avif do)", markup=False)
+            for what, why in dropped:
+                if why is not None:
+                    err.print(f"warning: {target.name} will have no {what}: {why}", markup=False)
         codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
         start = time.perf_counter()
         with _busy("decoding", stdio.display_name(input)), _naming(input):

@@ -334,18 +334,24 @@ _TIFF_LAYOUT = frozenset({
     700,  # XMLPacket: kept as XMP
     34675,  # InterColorProfile: kept as the ICC profile
 })
-"""TIFF tags that describe a TIFF's own pixel layout (sizes, compression, strips and tiles,
-samples, colour map, YCbCr) or hold what other sections keep: left out of the EXIF kept, since
-the decoded image is laid out anew (writers add their own)."""
+"""Tags that describe a TIFF's own pixel layout (sizes, compression, strips and tiles, samples,
+colour map, YCbCr) or hold what other sections keep: left out of the EXIF kept, since the
+decoded image is laid out anew (writers add their own)."""
+_TIFF_KEPT = frozenset({
+    270, 271, 272, 274, 282, 283, 296, 305, 306, 315, 316, 318, 319, 33432, 34665, 34853,
+    18246, 18249, 40091, 40092, 40093, 40094, 40095,  # Windows' rating and XP title, comment, author, ...
+})
+"""What a TIFF's own first directory (the EXIF Pillow gives for a TIFF) keeps: the tags a
+camera's EXIF has there (description, make, model, resolution, software, date, artist,
+copyright, the EXIF and GPS directories). The rest is the file's own (layout, Photoshop's layer
+data and resources, which can be megabytes, page names)."""
 # tiff:Orientation as an attribute (after white space, either quote, spaces around "=") or as an
-# element: every form XMP's RDF/XML allows, where Pillow reads only ="N" and >N<.
+# element: the forms XMP's RDF/XML allows, of which Pillow reads ="N" and >N<.
 _XMP_ORIENTATION = re.compile(
-    rb"""\s+tiff:Orientation\s*=\s*(?:"\s*([0-9]*)\s*"|'\s*([0-9]*)\s*')"""
-    rb"|<tiff:Orientation\s*>\s*([0-9]*)\s*</tiff:Orientation\s*>|<tiff:Orientation\s*/>"
+    rb"""\s+tiff:Orientation\s*=\s*(?:"[^"<>]*"|'[^'<>]*')"""
+    rb"|<tiff:Orientation\s*>[^<]*</tiff:Orientation\s*>|<tiff:Orientation\s*/>"
 )
-_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
-          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
-          8: Image.Transpose.ROTATE_90}
+_TURNS = frozenset(range(2, 9))  # the EXIF orientations that turn or mirror the pixels
 
 
 def read_xmp(info: dict) -> bytes | None:
@@ -359,24 +365,28 @@ def read_xmp(info: dict) -> bytes | None:
     return bytes(xmp)
 
 
-def _xmp(info: dict) -> bytes | None:
-    """The XMP packet to keep, without ``tiff:Orientation``: the pixels are upright now
-    (:func:`_turn`), and a stale value would turn them again in viewers that read it."""
+def _xmp(info: dict, orientation: bool) -> bytes | None:
+    """The XMP packet to keep; with ``orientation`` (the image had one, which the pixels follow
+    now and whose EXIF tag is dropped), without any ``tiff:Orientation``, which would turn them
+    again in viewers that read it. Without one, the packet is kept as it is: an orientation in a
+    form Pillow does not read is neither applied nor removed, so that the picture looks as the
+    source did, in Pillow and in viewers that read that form."""
     xmp = read_xmp(info)
-    return None if xmp is None else _XMP_ORIENTATION.sub(b"", xmp)
+    return _XMP_ORIENTATION.sub(b"", xmp) if xmp is not None and orientation else xmp
 
 
 def _turn(img: Image.Image) -> Image.Image:
-    """The image turned upright by its EXIF orientation, or, without one, by its XMP's in any of
-    the forms Pillow does not read (Pillow's ``exif_transpose`` applies the others); the
-    orientation is removed from the copy's EXIF, and :func:`_xmp` removes the XMP's."""
-    orientation = img.getexif().get(ExifTags.Base.Orientation)
-    if orientation is None:
-        xmp = read_xmp(img.info)
-        found = _XMP_ORIENTATION.search(xmp) if xmp else None
-        value = next((int(v) for v in found.groups() if v), None) if found else None
-        return img.transpose(_TURNS[value]) if value in _TURNS else img
-    return ImageOps.exif_transpose(img) if orientation in _TURNS else img
+    """The image turned upright by the orientation Pillow reads (the EXIF's, or without one the
+    XMP's, in its two forms) with Pillow's ``exif_transpose``; the copy's EXIF and XMP lose it,
+    in every form, so that turning it again does nothing."""
+    if img.getexif().get(ExifTags.Base.Orientation) not in _TURNS:
+        return img
+    turned = ImageOps.exif_transpose(img)
+    xmp = read_xmp(turned.info)
+    if xmp is not None:
+        turned.info.pop("XML:com.adobe.xmp", None)
+        turned.info["xmp"] = _XMP_ORIENTATION.sub(b"", xmp)
+    return turned
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
@@ -429,12 +439,16 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 tags.load(image.getexif().tobytes())
             except (OSError, SyntaxError, ValueError, TypeError):
                 tags = Image.Exif()  # unreadable EXIF is not kept
-            for tag in _TIFF_LAYOUT:  # a TIFF's own tags, which getexif() gives too
+            orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one _turn could not apply
+            if 273 in tags or 324 in tags:  # strips or tiles: a TIFF's own directory, not a camera's EXIF
+                for tag in set(tags) - _TIFF_KEPT:
+                    del tags[tag]
+            for tag in _TIFF_LAYOUT:
                 tags.pop(tag, None)
             if len(tags):
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
                 exif = tags.tobytes()
-            xmp = _xmp(image.info)
+            xmp = _xmp(image.info, orientation)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

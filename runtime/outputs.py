@@ -103,9 +103,10 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     return frozenset(kept)
 
 
-def dropped_metadata(data: bytes, fmt: str) -> list[str]:
+def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
     """What a ``.nic`` file carries (from its header) that ``fmt`` would leave out, of ``"ICC
-    profile"``, ``"EXIF data"`` and ``"XMP data"``."""
+    profile"``, ``"EXIF data"`` and ``"XMP data"``: each with why, where the format keeps such
+    data but not this one (too long for a JPEG segment, not Unicode text for PNG), else None."""
     try:
         _, table, _ = nicformat.read_header(data)
     except NicodecError:
@@ -113,17 +114,22 @@ def dropped_metadata(data: bytes, fmt: str) -> list[str]:
     lengths = {tag: length for tag, length in table if length}
     kept = kept_metadata(fmt)
     known = ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"), (b"XMP ", "xmp", "XMP data"))
-    dropped = [what for tag, key, what in known if tag in lengths and key not in kept]
-    if "xmp" in kept and b"XMP " in lengths:
-        if fmt in _XMP_LIMITS and lengths[b"XMP "] > _XMP_LIMITS[fmt]:
-            dropped.append(f"XMP data ({lengths[b'XMP ']:,} bytes; a {fmt} segment holds {_XMP_LIMITS[fmt]:,})")
-        elif fmt == "PNG":
+    dropped: list[tuple[str, str | None]] = []
+    for tag, key, what in known:
+        if tag not in lengths:
+            continue
+        limit = _SEGMENT_LIMITS.get(fmt, {}).get(key)
+        if key not in kept:
+            dropped.append((what, None))
+        elif limit is not None and lengths[tag] > limit:
+            dropped.append((what, f"its {lengths[tag]:,} bytes are more than one {fmt} segment holds ({limit:,})"))
+        elif key == "xmp" and fmt == "PNG":
             try:
-                packet = nicformat.unpack(data)[1][b"XMP "]
+                packet = nicformat.unpack(data)[1][tag]
             except NicodecError:
-                return dropped
+                continue
             if _xmp_text(packet) is None:
-                dropped.append("XMP data (PNG holds it as Unicode text, and this packet is not)")
+                dropped.append((what, "PNG holds it as Unicode text, and this packet is not"))
     return dropped
 
 
@@ -188,22 +194,24 @@ def save(image, f, fmt: str) -> None:
         raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
-_XMP_LIMITS = {"JPEG": 65_504, "MPO": 65_504}
-"""The longest XMP packet a format's writer takes: one JPEG APP1 segment, less its namespace
-(Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow)."""
+_SEGMENT_LIMITS = {fmt: {"exif": 65_533, "xmp": 65_504} for fmt in ("JPEG", "MPO")}
+"""The longest EXIF and XMP a format's writer takes: one JPEG APP1 segment, less the XMP's
+namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow). Longer
+ones are left out, with a warning, rather than failing the whole decode."""
 
 
 def _xmp_text(packet: bytes) -> str | None:
     """An XMP packet as text for PNG's iTXt (UTF-8 there): the XMP standard allows UTF-8, 16 and
-    32, the last two with a byte-order mark; None for bytes that are none of them."""
-    for bom, encoding in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                          (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"), (b"", "utf-8")):
-        if packet.startswith(bom):
-            try:
-                return packet.decode(encoding)
-            except UnicodeDecodeError:
-                return None
-    return None
+    32, told apart by a byte-order mark or, as XML's are, by the first ``<``'s bytes; None for
+    bytes that are none of them."""
+    starts = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+              (codecs.BOM_UTF16_BE, "utf-16"), (b"<\0\0\0", "utf-32-le"), (b"\0\0\0<", "utf-32-be"),
+              (b"<\0", "utf-16-le"), (b"\0<", "utf-16-be"), (b"", "utf-8"))
+    encoding = next(encoding for start, encoding in starts if packet.startswith(start))
+    try:
+        return packet.decode(encoding)
+    except UnicodeDecodeError:
+        return None
 
 
 def _metadata(image, fmt: str) -> dict:
@@ -211,13 +219,14 @@ def _metadata(image, fmt: str) -> dict:
     output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
     TIFF's in their own places: an iTXt chunk named ``XML:com.adobe.xmp`` (UTF-8 text, which
     the XMP standard's packets are, or are turned into) and the XMLPacket tag, 700, beside the
-    EXIF's. A packet too long for JPEG, or not Unicode text for PNG, is left out."""
-    options = {key: image.info[key] for key in ("icc_profile", "exif") if image.info.get(key)}
+    EXIF's. EXIF or XMP too long for a JPEG segment, or XMP that is not Unicode text for PNG, is
+    left out."""
+    limits = _SEGMENT_LIMITS.get(fmt, {})
+    options = {key: image.info[key] for key in ("icc_profile", "exif")
+               if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
     xmp = image.info.get("xmp")
-    if not xmp:
-        return options
-    if fmt in _XMP_LIMITS and len(xmp) > _XMP_LIMITS[fmt]:
-        return options  # too long for one segment (dropped_metadata warns)
+    if not xmp or len(xmp) > limits.get("xmp", len(xmp)):
+        return options  # none, or too long for one segment (dropped_metadata warns)
     if fmt == "PNG":
         text = _xmp_text(bytes(xmp))
         if text is None:

@@ -231,12 +231,12 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
                              + f", not {type(value).__name__}")
     if metadata:
         # Upright by the image's own orientation first, which the replacements must not change;
-        # a copy either way: the caller's image keeps its own metadata.
+        # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from
+        # info (a turned image holds the EXIF it was turned by).
         try:
-            turned = upright(im)
+            im = upright(im).copy()
         except NicodecError as exc:
             raise OSError(str(exc)) from exc
-        im = turned.copy() if turned is im else turned
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop("XML:com.adobe.xmp", None)  # the key PNG's reader also fills

@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 
 import pytest
-from PIL import Image, PngImagePlugin
+from PIL import Image, ImageOps, PngImagePlugin
 from typer.testing import CliRunner
 
 from nicodec import format as nicformat
@@ -109,7 +109,7 @@ def test_a_utf16_packet_goes_into_png_as_utf8_and_bytes_elsewhere(codec, photo, 
 def test_a_packet_that_does_not_fit_is_left_out_with_a_warning(codec, photo, tmp_path):
     long = PLAIN.replace(b"</rdf:RDF>", b"<!--" + b"x" * 70_000 + b"--></rdf:RDF>")  # Photoshop's histories grow so
     latin1 = b"\xff\xfe\xfd not Unicode"
-    for name, packet, suffix, said in (("long", long, ".jpg", "XMP data (70,"), ("odd", latin1, ".png", "XMP data (PNG holds it as Unicode text")):
+    for name, packet, suffix, said in (("long", long, ".jpg", "XMP data: its 70,"), ("odd", latin1, ".png", "XMP data: PNG holds it as Unicode text")):
         image = Image.fromarray(photo)
         image.info["xmp"] = packet
         (tmp_path / f"{name}.nic").write_bytes(codec.encode(image))
@@ -126,14 +126,49 @@ def test_a_packet_that_does_not_fit_is_left_out_with_a_warning(codec, photo, tmp
     " tiff:Orientation='6'", ' tiff:Orientation = "6"', ' tiff:Orientation=" 6 "',
     "><tiff:Orientation>\n 6\n</tiff:Orientation></rdf:Description><rdf:Description rdf:about=''",
 ])
-def test_xmp_orientations_pillow_does_not_read_are_applied_too(codec, photo, form):
-    """The forms RDF/XML allows beside Pillow's two (="6" and >6<) turn the pixels as well,
-    rather than being removed unapplied."""
+def test_xmp_orientations_pillow_does_not_read_are_kept_as_they_are(codec, photo, form):
+    """Pillow applies an XMP orientation written as ="6" or >6< only; nicodec applies what Pillow
+    does, so the picture looks as the source does, and keeps the other forms for the viewers
+    that read them (turning them would turn twice where Pillow or the caller already had)."""
+    packet = XMP.format(orientation=form).encode()
     source = io.BytesIO()
-    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=XMP.format(orientation=form).encode())
+    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=packet)
+    header, sections = nicformat.unpack(codec.encode(source.getvalue()))
+    assert (header.width, header.height) == (photo.shape[1], photo.shape[0])
+    assert sections[b"XMP "] == packet
+    # With an EXIF orientation, which is applied, every form of the XMP's goes.
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    source = io.BytesIO()
+    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=packet, exif=exif.tobytes())
     header, sections = nicformat.unpack(codec.encode(source.getvalue()))
     assert (header.width, header.height) == (photo.shape[0], photo.shape[1])
     assert b"Orientation" not in sections[b"XMP "]
+    # A caller's image already turned by Pillow's exif_transpose, which left this form in its
+    # XMP: not turned again (what stays in the XMP, nicodec cannot tell from an unturned one).
+    turned = ImageOps.exif_transpose(Image.open(io.BytesIO(source.getvalue())))
+    header = nicformat.unpack(codec.encode(turned))[0]
+    assert (header.width, header.height) == (photo.shape[0], photo.shape[1])
+
+
+def test_a_tiffs_photoshop_data_stays_out_of_the_exif_and_long_exif_skips_jpeg(codec, photo, tmp_path):
+    """A TIFF's own directory holds Photoshop's layers and resources (megabytes, at times): the
+    EXIF kept has a camera's tags only. EXIF too long for a JPEG segment is left out of a .jpg
+    with a warning, not a failed decode."""
+    buffer = io.BytesIO()
+    layers = bytes(300_000)
+    Image.fromarray(photo).save(buffer, "TIFF", tiffinfo={271: "nicodec test camera", 37724: layers, 34377: bytes(2000)})
+    exif = Image.Exif()
+    exif.load(nicformat.unpack(codec.encode(buffer.getvalue()))[1][b"EXIF"])
+    assert dict(exif) == {271: "nicodec test camera"}
+    image = Image.fromarray(photo)
+    long = Image.Exif()
+    long[0x010E] = "x" * 70_000  # ImageDescription
+    image.info["exif"] = long.tobytes()
+    (tmp_path / "long.nic").write_bytes(codec.encode(image))
+    result = CliRunner().invoke(app, ["decode", str(tmp_path / "long.nic"), "-o", str(tmp_path / "long.jpg")])
+    assert result.exit_code == 0 and "will have no EXIF data: its 70," in result.stderr, result.stderr
+    assert (tmp_path / "long.jpg").is_file()
 
 
 def test_xmp_from_a_png_text_chunk_keeps_its_bytes(codec, photo):
@@ -175,6 +210,25 @@ def test_the_plugins_xmp_option_does_not_change_how_the_picture_is_turned(codec,
             Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", **options)
             header = nicformat.unpack(saved.getvalue())[0]
             assert (header.width, header.height) == (photo.shape[0], photo.shape[1]), options
+        # An orientation Pillow does not read turns nothing, whatever option is given; an EXIF
+        # given replaces the image's own, which it was turned by.
+        source = io.BytesIO()
+        Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=XMP.format(orientation=" tiff:Orientation='6'").encode())
+        for options in ({}, {"exif": Image.Exif()}, {"icc_profile": None}):
+            saved = io.BytesIO()
+            Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", **options)
+            header = nicformat.unpack(saved.getvalue())[0]
+            assert (header.width, header.height) == (photo.shape[1], photo.shape[0]), options
+        exif, replaced = Image.Exif(), Image.Exif()
+        exif[0x0112], exif[0x010F], replaced[0x010F] = 6, "camera", "replaced"
+        source = io.BytesIO()
+        Image.fromarray(photo).save(source, "JPEG", quality=95, exif=exif.tobytes())
+        saved = io.BytesIO()
+        Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", exif=replaced)
+        header, sections = nicformat.unpack(saved.getvalue())
+        kept = Image.Exif()
+        kept.load(sections[b"EXIF"])
+        assert (header.width, header.height) == (photo.shape[0], photo.shape[1]) and dict(kept) == {0x010F: "replaced"}
     finally:  # Pillow has no unregister (as in test_pillow.py)
         if "NIC" in Image.ID:
             Image.ID.remove("NIC")
