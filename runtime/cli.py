@@ -678,15 +678,9 @@ def decode(
             data = stdio.read_input(input)
         if target is not None:
             outputs.check_format(data, fmt, target.name)
-            dropped = outputs.dropped_metadata(data, fmt)
-            unkept = [what for what, why in dropped if why is None]
-            if unkept:
-                named = " or ".join([", ".join(unkept[:-1]), unkept[-1]] if len(unkept) > 2 else unkept)
-                err.print(f"warning: {target.name} will have no {named}: {fmt} does not keep "
-                          f"{'them' if len(unkept) > 1 else 'it'} (.png, .jpg, .webp, .tiff and .avif do)", markup=False)
-            for what, why in dropped:
-                if why is not None:
-                    err.print(f"warning: {target.name} will have no {what}: {why}", markup=False)
+        for warning in _dropped_warnings(data, fmt):
+            err.print(f"warning: {target.name if target is not None else 'the output'} will have no {warning}",
+                      markup=False)
         codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
         start = time.perf_counter()
         with _busy("decoding", stdio.display_name(input)), _naming(input):
@@ -910,6 +904,21 @@ def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str
     return None
 
 
+def _dropped_warnings(data: bytes, fmt: str) -> list[str]:
+    """What decoding ``data`` into ``fmt`` will leave out of its metadata, and why, as the ends of
+    warnings (``"XMP data: ..."``), from the file's header before anything is decoded."""
+    from . import outputs
+
+    dropped = outputs.dropped_metadata(data, fmt)
+    unkept = [what for what, why in dropped if why is None]
+    warnings = []
+    if unkept:
+        named = " or ".join([", ".join(unkept[:-1]), unkept[-1]] if len(unkept) > 2 else unkept)
+        warnings.append(f"{named}: {fmt} does not keep {'them' if len(unkept) > 1 else 'it'} "
+                        "(.png, .jpg, .webp, .tiff and .avif do)")
+    return warnings + [f"{what}: {why}" for what, why in dropped if why is not None]
+
+
 def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024) -> None:
     from . import outputs
     from .batch import Outcome
@@ -924,8 +933,8 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
             write_atomic(item.target, lambda f: outputs.save(image, f, "PNG"), force=force)
         if late:
             return late[0]
-        return Outcome(item, "done", bytes_in=len(data), bytes_out=item.target.stat().st_size,
-                       pixels=image.width * image.height)
+        return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in _dropped_warnings(data, "PNG")),
+                       bytes_in=len(data), bytes_out=item.target.stat().st_size, pixels=image.width * image.height)
 
     with _reporting(debug):
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision, tile=tile)

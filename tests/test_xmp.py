@@ -235,3 +235,17 @@ def test_the_plugins_xmp_option_does_not_change_how_the_picture_is_turned(codec,
         for registry in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
             registry.pop("NIC", None)
         Image.EXTENSION.pop(".nic", None)
+
+
+def test_folder_and_stdout_decodes_warn_of_what_png_leaves_out(codec, photo, tmp_path):
+    image = Image.fromarray(photo)
+    image.info["xmp"] = b"\xff\xfe\xfd not Unicode"
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "odd.nic").write_bytes(codec.encode(image))
+    (tmp_path / "in" / "plain.nic").write_bytes(codec.encode(photo))
+    result = CliRunner().invoke(app, ["decode", str(tmp_path / "in"), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0 and (tmp_path / "out" / "odd.png").is_file()
+    assert "odd.png has no XMP data: PNG holds it as Unicode text" in result.stderr
+    assert "plain" not in result.stderr
+    result = CliRunner().invoke(app, ["decode", str(tmp_path / "in" / "odd.nic"), "-o", "-"])
+    assert result.exit_code == 0 and "warning: the output will have no XMP data: PNG holds it" in result.stderr
