@@ -37,6 +37,16 @@ def with_xmp(photo, fmt: str, xmp: bytes) -> bytes:
     return buffer.getvalue()
 
 
+def jpeg(photo, xmp: bytes | None = None, orientation: int | None = None) -> bytes:
+    """A JPEG of the photo with an XMP packet and an EXIF orientation, each where given."""
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=95, exif=exif.tobytes(), **({"xmp": xmp} if xmp else {}))
+    return buffer.getvalue()
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "TIFF"])
 def test_the_xmp_packet_is_kept_from_each_format(codec, photo, fmt):
     data = codec.encode(with_xmp(photo, fmt, PLAIN))
@@ -61,11 +71,7 @@ def test_an_xmp_orientation_is_applied_and_removed(codec, photo):
     assert sections[b"XMP "].replace(b" >", b">") == PLAIN and image.info["xmp"] == ROTATED
     # An EXIF orientation of 1 rules over the XMP's (Pillow's getexif), so nothing is turned,
     # and the XMP's is removed all the same.
-    exif = Image.Exif()
-    exif[0x0112] = 1
-    source = io.BytesIO()
-    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=ROTATED, exif=exif.tobytes())
-    header, sections = nicformat.unpack(codec.encode(source.getvalue()))
+    header, sections = nicformat.unpack(codec.encode(jpeg(photo, ROTATED, orientation=1)))
     assert (header.width, header.height) == (photo.shape[1], photo.shape[0])
     assert sections[b"XMP "] == PLAIN
 
@@ -109,7 +115,8 @@ def test_a_utf16_packet_goes_into_png_as_utf8_and_bytes_elsewhere(codec, photo, 
 def test_a_packet_that_does_not_fit_is_left_out_with_a_warning(codec, photo, tmp_path):
     long = PLAIN.replace(b"</rdf:RDF>", b"<!--" + b"x" * 70_000 + b"--></rdf:RDF>")  # Photoshop's histories grow so
     latin1 = b"\xff\xfe\xfd not Unicode"
-    for name, packet, suffix, said in (("long", long, ".jpg", "XMP data: its 70,"), ("odd", latin1, ".png", "XMP data: PNG holds it as Unicode text")):
+    cases = (("long", long, ".jpg", "XMP data: its 70,"), ("odd", latin1, ".png", "XMP data: PNG holds it as Unicode text"))
+    for name, packet, suffix, said in cases:
         image = Image.fromarray(photo)
         image.info["xmp"] = packet
         (tmp_path / f"{name}.nic").write_bytes(codec.encode(image))
@@ -131,22 +138,17 @@ def test_xmp_orientations_pillow_does_not_read_are_kept_as_they_are(codec, photo
     does, so the picture looks as the source does, and keeps the other forms for the viewers
     that read them (turning them would turn twice where Pillow or the caller already had)."""
     packet = XMP.format(orientation=form).encode()
-    source = io.BytesIO()
-    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=packet)
-    header, sections = nicformat.unpack(codec.encode(source.getvalue()))
+    header, sections = nicformat.unpack(codec.encode(jpeg(photo, packet)))
     assert (header.width, header.height) == (photo.shape[1], photo.shape[0])
     assert sections[b"XMP "] == packet
     # With an EXIF orientation, which is applied, every form of the XMP's goes.
-    exif = Image.Exif()
-    exif[0x0112] = 6
-    source = io.BytesIO()
-    Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=packet, exif=exif.tobytes())
-    header, sections = nicformat.unpack(codec.encode(source.getvalue()))
+    source = jpeg(photo, packet, orientation=6)
+    header, sections = nicformat.unpack(codec.encode(source))
     assert (header.width, header.height) == (photo.shape[0], photo.shape[1])
     assert b"Orientation" not in sections[b"XMP "]
     # A caller's image already turned by Pillow's exif_transpose, which left this form in its
     # XMP: not turned again (what stays in the XMP, nicodec cannot tell from an unturned one).
-    turned = ImageOps.exif_transpose(Image.open(io.BytesIO(source.getvalue())))
+    turned = ImageOps.exif_transpose(Image.open(io.BytesIO(source)))
     header = nicformat.unpack(codec.encode(turned))[0]
     assert (header.width, header.height) == (photo.shape[0], photo.shape[1])
 
@@ -203,22 +205,19 @@ def test_the_plugins_xmp_option_does_not_change_how_the_picture_is_turned(codec,
 
     pillow_plugin.register(codec)
     try:
-        source = io.BytesIO()
-        Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=ROTATED)
-        for options in ({}, {"xmp": None}, {"xmp": PLAIN}, {"exif": b""}):
+        def saved_size(source: bytes, **options) -> tuple[int, int]:
             saved = io.BytesIO()
-            Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", **options)
+            Image.open(io.BytesIO(source)).save(saved, format="NIC", **options)
             header = nicformat.unpack(saved.getvalue())[0]
-            assert (header.width, header.height) == (photo.shape[0], photo.shape[1]), options
+            return header.width, header.height
+
+        for options in ({}, {"xmp": None}, {"xmp": PLAIN}, {"exif": b""}):
+            assert saved_size(jpeg(photo, ROTATED), **options) == (photo.shape[0], photo.shape[1]), options
         # An orientation Pillow does not read turns nothing, whatever option is given; an EXIF
         # given replaces the image's own, which it was turned by.
-        source = io.BytesIO()
-        Image.fromarray(photo).save(source, "JPEG", quality=95, xmp=XMP.format(orientation=" tiff:Orientation='6'").encode())
+        unread = jpeg(photo, XMP.format(orientation=" tiff:Orientation='6'").encode())
         for options in ({}, {"exif": Image.Exif()}, {"icc_profile": None}):
-            saved = io.BytesIO()
-            Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", **options)
-            header = nicformat.unpack(saved.getvalue())[0]
-            assert (header.width, header.height) == (photo.shape[1], photo.shape[0]), options
+            assert saved_size(unread, **options) == (photo.shape[1], photo.shape[0]), options
         exif, replaced = Image.Exif(), Image.Exif()
         exif[0x0112], exif[0x010F], replaced[0x010F] = 6, "camera", "replaced"
         source = io.BytesIO()
