@@ -31,6 +31,7 @@ from . import alpha as alpha_section
 from . import exactness
 from . import format as nicformat
 from . import rans
+from . import text as text_section
 from .errors import FormatError, LimitError, ModelError, NicodecError, OutOfMemoryError, QualityError
 from .files import read_binary_file, read_file
 from .images import read_picture
@@ -259,7 +260,7 @@ class Codec:
             quality: from 1 (smallest file) to 100 (best picture), any number between;
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).
-            strip: leave out the ICC profile, EXIF data and XMP packet.
+            strip: leave out the ICC profile, EXIF data, XMP packet and text.
             exact: keep the colour under fully transparent pixels (alpha 0) as it is. By
                 default it is replaced by a smooth fill from the visible pixels, which costs
                 fewer bits (as ``cwebp`` does without ``-exact``); the visible pixels are
@@ -269,7 +270,9 @@ class Codec:
 
         Transparency is kept losslessly (an ``ALPH`` or ``ALPL`` section); the ICC profile, EXIF
         data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
-        ``XMP ``), with the EXIF orientation applied to the pixels and removed (from the XMP too).
+        ``XMP ``), with the EXIF orientation applied to the pixels and removed (from the XMP too),
+        and so is their text (``TEXT``: PNG's text chunks, a JPEG's or GIF's comment as
+        ``Comment``).
 
         Returns:
             The ``.nic`` file's bytes.
@@ -348,6 +351,8 @@ class Codec:
             sections[b"EXIF"] = picture.exif
         if picture.xmp:
             sections[b"XMP "] = picture.xmp
+        if picture.text:
+            sections[text_section.TAG] = text_section.pack(picture.text)
         return nicformat.pack(header, sections)
 
     # -- decoding ---------------------------------------------------------------------
@@ -375,10 +380,11 @@ class Codec:
         Returns:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
             (H, W) or (H, W, 2)), with ``info["icc_profile"]``, ``info["exif"]`` and
-            ``info["xmp"]`` when the file keeps them. Pillow's ``save()`` writes the ICC profile
-            along, but EXIF and XMP only when given: ``image.save(f, exif=image.info.get("exif",
-            b""))``, and ``xmp=`` for JPEG, WebP and AVIF (``nicodec decode`` writes all three
-            into the formats that hold them).
+            ``info["xmp"]`` when the file keeps them, and its text as ``image.text`` (a dict,
+            keyword to text, as Pillow's PNG images have). Pillow's ``save()`` writes the ICC
+            profile along, but EXIF and XMP only when given: ``image.save(f, exif=image.info.get("exif",
+            b""))``, and ``xmp=`` for JPEG, WebP and AVIF; text goes into PNG through ``pnginfo=``
+            (``nicodec decode`` writes them all into the formats that hold them).
 
         Raises:
             FormatError: the data is not a valid nicodec file.
@@ -388,7 +394,7 @@ class Codec:
         """
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
-        header, sections, alpha, _, symbols, mean_q = self._entropy_decode(data)
+        header, sections, alpha, text, _, symbols, mean_q = self._entropy_decode(data)
         image = self._synthesize(self._y_hat(header, symbols, mean_q))
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
@@ -409,12 +415,14 @@ class Codec:
             picture.info["exif"] = sections[b"EXIF"]
         if b"XMP " in sections:
             picture.info["xmp"] = sections[b"XMP "]
+        if text is not None:
+            picture.text = text  # type: ignore[attr-defined]
         return picture
 
     @_memory_named
     def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
-        header, _, _, _, symbols, mean_q = self._entropy_decode(data)
+        header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
         return header, self._y_hat(header, symbols, mean_q)
 
     @_memory_named
@@ -426,7 +434,7 @@ class Codec:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
-        header, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # the alpha plane checked too
+        header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha and text checked too
         return header, z_hat, symbols, mean_q
 
     def _entropy_decode(self, data):
@@ -436,15 +444,16 @@ class Codec:
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
-        # Before the costly part: a damaged alpha plane found after the synthesis wasted it all.
+        # Before the costly part: a damaged alpha plane or text found after the synthesis wasted it all.
         tag = alpha_section.find(sections)
         alpha = alpha_section.decompress(tag, sections[tag], header.width, header.height) if tag else None
+        text = text_section.unpack(sections[text_section.TAG]) if text_section.TAG in sections else None
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
-        return header, sections, alpha, z_hat, symbols.reshape(mean_q.shape), mean_q
+        return header, sections, alpha, text, z_hat, symbols.reshape(mean_q.shape), mean_q
 
     # -- helpers ----------------------------------------------------------------------
 

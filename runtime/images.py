@@ -17,6 +17,7 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin, UnidentifiedImageErro
 
 from .errors import LimitError, NicodecError, UnsupportedImageError
 from . import files
+from . import text as text_section
 from .files import read_file
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
@@ -319,6 +320,8 @@ class Picture:
         exif: EXIF bytes (orientation already applied to the pixels and reset), or None.
         grayscale: the source had one colour channel (``rgb`` then has three equal ones).
         xmp: the XMP packet's bytes (its ``tiff:Orientation`` removed, as the EXIF tag is), or None.
+        text: text metadata, keyword to text (PNG's text chunks, a JPEG's or GIF's comment as
+            ``Comment``; :mod:`nicodec.text`), or None.
     """
 
     rgb: np.ndarray
@@ -327,6 +330,7 @@ class Picture:
     exif: bytes | None = None
     grayscale: bool = False
     xmp: bytes | None = None
+    text: dict[str, str] | None = None
 
 
 _TIFF_LAYOUT = frozenset({
@@ -357,7 +361,7 @@ _TURNS = frozenset(range(2, 9))  # the EXIF orientations that turn or mirror the
 def read_xmp(info: dict) -> bytes | None:
     """The XMP packet Pillow read: ``info["xmp"]`` (JPEG, PNG's iTXt, WebP, TIFF, AVIF), else a
     PNG text chunk by its key (``tEXt`` and ``zTXt`` are Latin-1, which gives their bytes back)."""
-    xmp = info.get("xmp") or info.get("XML:com.adobe.xmp")
+    xmp = info.get("xmp") or info.get(_XMP_KEYWORD)
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8" if isinstance(xmp, PngImagePlugin.iTXt) else "latin-1", "replace")
     if not isinstance(xmp, (bytes, bytearray)) or not xmp.strip(b"\0 \t\r\n"):
@@ -375,13 +379,65 @@ def _xmp(info: dict, orientation: bool) -> bytes | None:
     return _XMP_ORIENTATION.sub(b"", xmp) if xmp is not None and orientation else xmp
 
 
+_XMP_KEYWORD = "XML:com.adobe.xmp"
+"""The keyword of the PNG text chunk that holds an XMP packet (kept as XMP, not as text)."""
+
+
+def read_text(img: Image.Image, name: str = "the image") -> dict[str, str] | None:
+    """An image's text metadata, keyword to text: PNG's text chunks (Pillow's ``img.text``, which
+    images decoded by nicodec have too) but the XMP packet, and a JPEG's or GIF's comment
+    (``info["comment"]``, UTF-8 or else Latin-1) as ``Comment``; None for none. Entries that a
+    ``TEXT`` section cannot hold (a keyword longer than PNG allows, text that is not Unicode) are
+    left out with a warning."""
+    chunks = getattr(img, "text", None)
+    entries = {k: str(v) for k, v in chunks.items() if k != _XMP_KEYWORD} if isinstance(chunks, dict) else {}
+    comment = img.info.get("comment")
+    if isinstance(comment, (bytes, bytearray)):
+        comment = bytes(comment).rstrip(b"\0")  # some writers end the comment with a NUL
+        try:
+            comment = comment.decode("utf-8")
+        except UnicodeDecodeError:
+            comment = comment.decode("latin-1")
+    if isinstance(comment, str) and comment and "Comment" not in entries:
+        entries["Comment"] = comment
+    unusable = []
+    for keyword, value in list(entries.items()):
+        if not text_section.usable_keyword(keyword) or not isinstance(value, str):
+            unusable.append(keyword)
+        else:
+            try:
+                value.encode("utf-8")
+                continue
+            except UnicodeEncodeError:
+                unusable.append(keyword)
+        del entries[keyword]
+    if unusable:
+        warnings.warn(f"{name}: its text {_listed(unusable)} cannot be kept (a keyword is 1 to 79 Latin-1 "
+                      "characters, the text Unicode)", UserWarning, stacklevel=3)
+    size = sum(5 + len(k) + len(v.encode("utf-8")) for k, v in entries.items())
+    if size > text_section.MAX_BYTES:
+        warnings.warn(f"{name}: its text takes {size:,} bytes, more than a .nic file holds "
+                      f"({text_section.MAX_BYTES:,}); none of it is kept", UserWarning, stacklevel=3)
+        return None
+    return entries or None
+
+
+def _listed(keywords) -> str:
+    shown = [repr(k[:40] + "..." if len(k) > 40 else k) for k in keywords]
+    return f"under {shown[0]}" if len(shown) == 1 else "under " + ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
 def _turn(img: Image.Image) -> Image.Image:
     """The image turned upright by the orientation Pillow reads (the EXIF's, or without one the
     XMP's, in its two forms) with Pillow's ``exif_transpose``; the copy's EXIF and XMP lose it,
-    in every form, so that turning it again does nothing."""
+    in every form, so that turning it again does nothing. The copy keeps the image's text
+    chunks (``text``, which Pillow's copies leave behind)."""
     if img.getexif().get(ExifTags.Base.Orientation) not in _TURNS:
         return img
     turned = ImageOps.exif_transpose(img)
+    chunks = getattr(img, "text", None)
+    if isinstance(chunks, dict) and chunks:
+        turned.text = dict(chunks)  # type: ignore[attr-defined]
     xmp = read_xmp(turned.info)
     if xmp is not None:
         turned.info.pop("XML:com.adobe.xmp", None)
@@ -396,13 +452,13 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
     channel is kept when it is not fully opaque. EXIF orientation is applied to the
     pixels (of files and of PIL images; the caller's image is not changed) and removed
-    from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF and XMP. ``check_size`` is called
+    from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF, XMP and text. ``check_size`` is called
     with the width and height before any pixel is decoded or converted.
 
     Raises:
         UnsupportedImageError: anything that cannot be read as a photo.
     """
-    icc = exif = xmp = None
+    icc = exif = xmp = text = None
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -449,6 +505,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
                 exif = tags.tobytes()
             xmp = _xmp(image.info, orientation)
+            text = read_text(image, name)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:
@@ -472,7 +529,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text)
 
 
 def to_rgb(image) -> np.ndarray:

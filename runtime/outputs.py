@@ -14,9 +14,11 @@ from __future__ import annotations
 import codecs
 import functools
 import io
+import warnings
 
 from . import alpha as alpha_section
 from . import format as nicformat
+from . import text as text_section
 from .errors import NicodecError, UnsupportedImageError
 
 ICNS_SIDES = (16, 32, 64, 128, 256, 512, 1024)
@@ -69,10 +71,11 @@ def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def kept_metadata(fmt: str) -> frozenset[str]:
-    """Which of ``"icc_profile"``, ``"exif"`` and ``"xmp"`` Pillow writes into ``fmt`` (as
+    """Which of ``"icc_profile"``, ``"exif"``, ``"xmp"``, ``"text"`` (every text entry) and
+    ``"comment"`` (the ``Comment`` entry alone, as JPEG's comment) Pillow writes into ``fmt`` (as
     :func:`save` asks it to) and reads back (BMP, TGA, QOI and PPM keep none); probed, as
     :func:`keeps` is."""
-    from .images import read_xmp
+    from .images import read_text, read_xmp
 
     import numpy as np
     from PIL import Image
@@ -88,16 +91,28 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     probe = Image.fromarray(np.full((16, 16, 3), 128, dtype=np.uint8))
     xmp = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><!-- nicodec probe --></x:xmpmeta>'
     probe.info.update(icc_profile=icc, exif=exif.tobytes(), xmp=xmp)
+    text = {"Comment": "nicodec probe \u00e9\u4e2d", "Author": "nicodec"}
+    probe.text = dict(text)  # type: ignore[attr-defined]
     try:
         buffer = io.BytesIO()
-        save(probe, buffer, fmt)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            save(probe, buffer, fmt)
         buffer.seek(0)
         with Image.open(buffer) as back:
+            back.load()
             kept = {"icc_profile"} if back.info.get("icc_profile") == icc else set()
             if back.getexif().get(0x010F) == "nicodec probe":
                 kept.add("exif")
             if read_xmp(back.info) == xmp:
                 kept.add("xmp")
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = read_text(back) or {}
+            if got == text:
+                kept.add("text")
+            elif got.get("Comment") == text["Comment"]:
+                kept.add("comment")
     except Exception:  # noqa: BLE001 - a format that cannot store the probe keeps nothing of it
         return frozenset()
     return frozenset(kept)
@@ -105,8 +120,9 @@ def kept_metadata(fmt: str) -> frozenset[str]:
 
 def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
     """What a ``.nic`` file carries (from its header) that ``fmt`` would leave out, of ``"ICC
-    profile"``, ``"EXIF data"`` and ``"XMP data"``: each with why, where the format keeps such
-    data but not this one (too long for a JPEG segment, not Unicode text for PNG), else None."""
+    profile"``, ``"EXIF data"``, ``"XMP data"`` and its text (``"text (Author, ...)"``): each with
+    why, where the format keeps such data but not this one (too long for a JPEG segment, not
+    Unicode text for PNG, text but a comment), else None."""
     try:
         _, table, _ = nicformat.read_header(data)
     except NicodecError:
@@ -130,7 +146,36 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
                 continue
             if _xmp_text(packet) is None:
                 dropped.append((what, "PNG holds it as Unicode text, and this packet is not"))
+    if b"TEXT" in lengths:
+        dropped += _dropped_text(data, fmt, kept)
     return dropped
+
+
+def _dropped_text(data: bytes, fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
+    """:func:`dropped_metadata`'s entries for a file's text."""
+    try:
+        entries = text_section.unpack(nicformat.unpack(data)[1][text_section.TAG])
+    except NicodecError:
+        return []  # decoding names the damage
+    if "text" in kept:
+        return []
+    if "comment" not in kept:
+        return [(_text_named(entries), f"{fmt} keeps no text (.png keeps it all, .jpg a Comment)")]
+    dropped = []
+    others = [keyword for keyword in entries if keyword != "Comment"]
+    if others:
+        dropped.append((_text_named(others), f"{fmt} keeps a Comment alone"))
+    size = len(entries.get("Comment", "").encode("utf-8"))
+    if size > _COMMENT_LIMIT:
+        dropped.append(("text (Comment)", f"its {size:,} bytes are more than a {fmt} comment holds ({_COMMENT_LIMIT:,})"))
+    return dropped
+
+
+def _text_named(keywords) -> str:
+    """``text (Author, Comment)``: the keywords of text entries, for a warning."""
+    shown = [k if len(k) <= 40 else k[:40] + "..." for k in list(keywords)[:6]]
+    more = len(list(keywords)) - len(shown)
+    return f"text ({', '.join(shown)}{f' and {more} more' if more > 0 else ''})"
 
 
 def check_format(data: bytes, fmt: str, name: str) -> None:
@@ -195,6 +240,8 @@ def save(image, f, fmt: str) -> None:
 
 
 _SEGMENT_LIMITS = {fmt: {"exif": 65_533, "xmp": 65_504} for fmt in ("JPEG", "MPO")}
+_COMMENT_LIMIT = 65_533
+"""The longest comment one JPEG COM segment holds, in bytes (Pillow writes one)."""
 """The longest EXIF and XMP a format's writer takes: one JPEG APP1 segment, less the XMP's
 namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow). Longer
 ones are left out, with a warning, rather than failing the whole decode."""
@@ -215,15 +262,32 @@ def _xmp_text(packet: bytes) -> str | None:
 
 
 def _metadata(image, fmt: str) -> dict:
-    """Pillow save options that carry the decoded ICC profile, EXIF data and XMP packet into the
-    output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
+    """Pillow save options that carry the decoded ICC profile, EXIF data, XMP packet and text into
+    the output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
     TIFF's in their own places: an iTXt chunk named ``XML:com.adobe.xmp`` (UTF-8 text, which
     the XMP standard's packets are, or are turned into) and the XMLPacket tag, 700, beside the
-    EXIF's. EXIF or XMP too long for a JPEG segment, or XMP that is not Unicode text for PNG, is
-    left out."""
+    EXIF's. Text (``image.text``) goes into PNG as text chunks (``tEXt`` for Latin-1, ``iTXt``
+    for the rest, compressed from 1 kB), and its ``Comment`` into JPEG as a comment. EXIF, XMP
+    or a comment too long for a JPEG segment, or XMP that is not Unicode text for PNG, is left
+    out."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
+    entries = getattr(image, "text", None)
+    entries = entries if isinstance(entries, dict) else {}
+    if fmt in ("JPEG", "MPO"):
+        comment = entries.get("Comment")
+        options["comment"] = b""  # not the comment Pillow would take from info
+        if isinstance(comment, str) and len(comment.encode("utf-8")) <= _COMMENT_LIMIT:
+            options["comment"] = comment.encode("utf-8")
+    if fmt == "PNG":
+        from PIL import PngImagePlugin
+
+        chunks = PngImagePlugin.PngInfo()
+        for keyword, value in entries.items():
+            if text_section.usable_keyword(keyword) and isinstance(value, str):
+                chunks.add_text(keyword, value, zip=len(value) >= 1024)
+        options["pnginfo"] = chunks
     xmp = image.info.get("xmp")
     if not xmp or len(xmp) > limits.get("xmp", len(xmp)):
         return options  # none, or too long for one segment (dropped_metadata warns)
@@ -231,11 +295,7 @@ def _metadata(image, fmt: str) -> dict:
         text = _xmp_text(bytes(xmp))
         if text is None:
             return options  # not Unicode text (dropped_metadata warns)
-        from PIL import PngImagePlugin
-
-        chunks = PngImagePlugin.PngInfo()
-        chunks.add_itxt("XML:com.adobe.xmp", text)
-        options["pnginfo"] = chunks
+        options["pnginfo"].add_itxt("XML:com.adobe.xmp", text)
     elif fmt == "TIFF":  # in the EXIF's tags, which Pillow writes into the TIFF's own (tiffinfo would replace them)
         from PIL import Image
 

@@ -25,6 +25,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from . import alpha as alpha_section
 from . import format as nicformat
+from . import text as text_section
 from .errors import LimitError, NicodecError, QualityError
 
 FORMAT = "NIC"
@@ -136,12 +137,18 @@ class NicImageFile(ImageFile.ImageFile):
         # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;
         # load() names the damage.
         offset = payload_at
+        self.text: dict[str, str] = {}
         for tag, length in table:
-            key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp"}.get(tag)
+            key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp", text_section.TAG: "text"}.get(tag)
             if key is not None:
                 self.fp.seek(offset)
                 data = _read_at_most(self.fp, length)
-                if len(data) == length:
+                if len(data) == length and key == "text":
+                    try:
+                        self.text = text_section.unpack(data)  # as Pillow's PNG images have it
+                    except NicodecError:
+                        pass  # load() names the damage
+                elif len(data) == length:
                     self.info[key] = data
             offset += length
         self.fp.seek(payload_at)

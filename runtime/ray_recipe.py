@@ -15,7 +15,7 @@ The pipeline::
       .write_datasink(NicDatasink(target))  one .nic file per image, the source's tree kept
 
 The files are read as bytes, not with ``read_images``, so ``Codec.encode`` sees what the
-CLI sees: every mode Pillow opens, transparency, the ICC profile, EXIF (with its orientation) and XMP.
+CLI sees: every mode Pillow opens, transparency, the ICC profile, EXIF (with its orientation), XMP and text.
 Outputs mirror the source tree under the target (``photos/a/b.jpg`` becomes
 ``archive/a/b.nic``); one that exists is skipped unless ``overwrite`` is given, so a run
 that stopped can be run again. One bad image never stops the run: it is counted and
@@ -136,7 +136,7 @@ def compress_collection(
         providers: onnxruntime providers of each actor's ``Codec`` (``"cuda"`` with ``num_gpus``).
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
-        strip: leave out ICC profiles, EXIF data and XMP packets.
+        strip: leave out ICC profiles, EXIF data, XMP packets and text.
         exact: keep the colour under fully transparent pixels (``Codec.encode``'s ``exact``).
         quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
             default. A single-rate model refuses it: every image then fails, with the reason.
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--model", default=None, help="model folder, the same path on every node (default: shipped)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing .nic files instead of skipping them")
-    parser.add_argument("--strip", action="store_true", help="leave out ICC profiles, EXIF data and XMP packets")
+    parser.add_argument("--strip", action="store_true", help="leave out ICC profiles, EXIF data, XMP packets and text")
     parser.add_argument("--exact", action="store_true", help="keep the colour under fully transparent pixels")
     parser.add_argument(
         "--quality", type=_quality_argument, default=None,

@@ -1,0 +1,213 @@
+"""Text metadata (the ``TEXT`` section): PNG's text chunks and a JPEG's or GIF's comment, kept,
+written back by ``nicodec decode`` where the output holds them, warned about where it does not,
+left out with ``strip``; and the section's rules, each refused with a named error."""
+
+from __future__ import annotations
+
+import io
+import struct
+import warnings
+import zlib
+
+import pytest
+from PIL import Image, PngImagePlugin
+from typer.testing import CliRunner
+
+from nicodec import format as nicformat
+from nicodec import text as text_section
+from nicodec.cli import app
+from nicodec.errors import FormatError
+
+ENTRIES = {
+    "Author": "Ren\u00e9e Test",
+    "Description": "a caption in \u4e2d\u6587 and \U0001f600",  # not Latin-1: PNG's iTXt
+    "parameters": "a prompt, steps: 30, seed: 1234\n" * 100,  # long: compressed in PNG
+    "Empty": "",
+}
+
+
+def png(photo, entries: dict[str, str], xmp: str | None = None) -> bytes:
+    chunks = PngImagePlugin.PngInfo()
+    for keyword, value in entries.items():
+        chunks.add_text(keyword, value, zip=keyword == "parameters")
+    if xmp is not None:
+        chunks.add_itxt("XML:com.adobe.xmp", xmp)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=chunks)
+    return buffer.getvalue()
+
+
+def with_comment(photo, fmt: str, comment: bytes) -> bytes:
+    buffer = io.BytesIO()
+    image = Image.fromarray(photo)
+    image = image.quantize(64) if fmt == "GIF" else image
+    image.save(buffer, fmt, comment=comment, **({"quality": 95} if fmt == "JPEG" else {}))
+    return buffer.getvalue()
+
+
+def test_sections_round_trip_in_order():
+    payload = text_section.pack(ENTRIES)
+    assert list(text_section.unpack(payload).items()) == list(ENTRIES.items())
+    assert zlib.decompress(payload)[:7] == b"\x06Author"  # the layout FORMAT.md gives
+    assert struct.unpack_from("<I", zlib.decompress(payload), 7) == (len("Ren\u00e9e Test".encode()),)
+
+
+def entry(keyword: bytes, text: bytes) -> bytes:
+    return bytes([len(keyword)]) + keyword + struct.pack("<I", len(text)) + text
+
+
+@pytest.mark.parametrize("payload, said", [
+    (b"", "cut short"),
+    (b"not zlib", "corrupt"),
+    (zlib.compress(entry(b"a", b"b")) + b"x", "bytes after its end"),
+    (zlib.compress(entry(b"a", b"b"))[:-3], "cut short"),
+    (zlib.compress(b""), "no entry"),
+    (zlib.compress(b"\x00" + struct.pack("<I", 0)), "no valid keyword"),
+    (zlib.compress(bytes([80]) + b"k" * 80 + struct.pack("<I", 0)), "no valid keyword"),
+    (zlib.compress(entry(b"a\0b", b"")), "no valid keyword"),
+    (zlib.compress(entry(b"a", b"x") + entry(b"a", b"y")), "twice"),
+    (zlib.compress(entry(b"a", b"\xff\xfe")), "not UTF-8"),
+    (zlib.compress(entry(b"a", b"xyz")[:-1]), "cut short"),
+    (zlib.compress(b"\x03abc\x01"), "cut short"),
+    (zlib.compress(entry(b"a", b"x" * text_section.MAX_BYTES)), "more than"),
+])
+def test_broken_sections_are_refused(payload, said):
+    with pytest.raises(FormatError, match=said):
+        text_section.unpack(payload)
+
+
+def test_pack_refuses_what_the_section_cannot_hold():
+    with pytest.raises(ValueError, match="at least one"):
+        text_section.pack({})
+    for keyword in ("", "k" * 80, "a\0b", "\u4e2d"):
+        with pytest.raises(ValueError, match="keyword"):
+            text_section.pack({keyword: "x"})
+    with pytest.raises(ValueError, match="Unicode"):
+        text_section.pack({"a": "\ud800"})
+    with pytest.raises(TypeError):
+        text_section.pack({"a": b"bytes"})  # type: ignore[dict-item]
+
+
+def test_png_text_is_kept_and_the_xmp_chunk_is_not_repeated(codec, photo):
+    data = codec.encode(png(photo, ENTRIES, xmp='<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'))
+    sections = nicformat.unpack(data)[1]
+    assert text_section.unpack(sections[b"TEXT"]) == ENTRIES
+    assert b"xmpmeta" in sections[b"XMP "]
+    decoded = codec.decode(data)
+    assert decoded.text == ENTRIES
+    assert codec.decode(codec.encode(decoded)).text == ENTRIES  # a decoded image's text is kept again
+    assert b"TEXT" not in nicformat.unpack(codec.encode(png(photo, ENTRIES), strip=True))[1]
+    assert b"TEXT" not in nicformat.unpack(codec.encode(png(photo, {})))[1]
+    assert not hasattr(codec.decode(codec.encode(photo)), "text")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "GIF"])
+def test_a_comment_is_kept_as_comment(codec, photo, fmt):
+    data = codec.encode(with_comment(photo, fmt, "caf\u00e9".encode()))
+    assert codec.decode(data).text == {"Comment": "caf\u00e9"}
+    latin = codec.encode(with_comment(photo, fmt, b"caf\xe9\0"))  # not UTF-8, and ended by a NUL
+    assert codec.decode(latin).text == {"Comment": "caf\u00e9"}
+
+
+def test_a_turned_image_keeps_its_text(codec, photo):
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Author", "me")
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=chunks, exif=exif.tobytes())
+    data = codec.encode(buffer.getvalue())
+    header = nicformat.unpack(data)[0]
+    assert (header.width, header.height) == (photo.shape[0], photo.shape[1])  # turned
+    assert codec.decode(data).text == {"Author": "me"}
+
+
+def test_entries_the_section_cannot_hold_are_left_out_with_a_warning(codec, photo):
+    image = Image.fromarray(photo)
+    image.text = {"k" * 80: "too long a keyword", "\u4e2d": "not Latin-1", "fine": "kept"}  # type: ignore[attr-defined]
+    with pytest.warns(UserWarning, match="cannot be kept") as caught:
+        data = codec.encode(image)
+    assert "'kkkk" in str(caught[0].message) and "'\u4e2d'" in str(caught[0].message)
+    assert codec.decode(data).text == {"fine": "kept"}
+    image.text = {"big": "x" * text_section.MAX_BYTES}  # type: ignore[attr-defined]
+    with pytest.warns(UserWarning, match="none of it is kept"):
+        data = codec.encode(image)
+    assert b"TEXT" not in nicformat.unpack(data)[1]
+
+
+def test_decode_writes_text_into_png_and_the_comment_into_jpeg(codec, photo, tmp_path):
+    (tmp_path / "x.png").write_bytes(png(photo, {**ENTRIES, "Comment": "hello"}))
+    runner = CliRunner()
+    assert runner.invoke(app, ["encode", str(tmp_path / "x.png"), "-o", str(tmp_path / "x.nic")]).exit_code == 0
+    result = runner.invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / "back.png")])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    with Image.open(tmp_path / "back.png") as back:
+        assert back.text == {**ENTRIES, "Comment": "hello"}
+    result = runner.invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / "back.jpg")])
+    assert result.exit_code == 0
+    assert ("warning: back.jpg will have no text (Author, Description, parameters, Empty): JPEG keeps a Comment "
+            "alone") in result.stderr, result.stderr
+    with Image.open(tmp_path / "back.jpg") as back:
+        assert back.info["comment"] == b"hello"
+    result = runner.invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / "back.webp")])
+    assert result.exit_code == 0
+    assert "warning: back.webp will have no text (Author, Description, parameters, Empty, Comment): WEBP keeps " \
+           "no text" in result.stderr, result.stderr
+    result = runner.invoke(app, ["encode", str(tmp_path / "x.png"), "-o", str(tmp_path / "s.nic"), "--strip"])
+    assert result.exit_code == 0 and b"TEXT" not in nicformat.unpack((tmp_path / "s.nic").read_bytes())[1]
+
+
+def test_a_comment_longer_than_a_jpeg_segment_is_left_out_with_a_warning(codec, photo, tmp_path):
+    image = Image.fromarray(photo)
+    image.text = {"Comment": "c" * 70_000}  # type: ignore[attr-defined]
+    (tmp_path / "x.nic").write_bytes(codec.encode(image))
+    result = CliRunner().invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / "x.jpg")])
+    assert result.exit_code == 0 and "will have no text (Comment): its 70,000 bytes" in result.stderr, result.stderr
+    with Image.open(tmp_path / "x.jpg") as back:
+        assert "comment" not in back.info
+
+
+def test_the_pillow_plugin_reads_and_keeps_text(codec, photo, tmp_path):
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(codec)
+    with Image.open(io.BytesIO(png(photo, ENTRIES))) as source:
+        source.save(tmp_path / "x.nic")
+    with Image.open(tmp_path / "x.nic") as opened:
+        assert opened.text == ENTRIES  # from the header, before decoding
+        opened.load()
+        buffer = io.BytesIO()
+        opened.save(buffer, "NIC")
+    assert codec.decode(buffer.getvalue()).text == ENTRIES
+    with Image.open(io.BytesIO(codec.encode(photo))) as plain:
+        assert plain.text == {}
+
+
+def test_a_damaged_text_section_is_found_before_decoding(codec, photo, tmp_path):
+    header, sections = nicformat.unpack(codec.encode(png(photo, {"a": "b"})))
+    sections[b"TEXT"] = zlib.compress(entry(b"a", b"x") + entry(b"a", b"y"))
+    data = nicformat.pack(header, sections)  # a valid CRC: an encoder's fault, not the disk's
+    with pytest.raises(FormatError, match="twice"):
+        codec.decode_symbols(data)  # what nicodec verify runs
+    (tmp_path / "bad.nic").write_bytes(data)
+    result = CliRunner().invoke(app, ["verify", str(tmp_path / "bad.nic")])
+    assert result.exit_code != 0 and "twice" in result.output + result.stderr
+
+
+def test_text_comes_after_xmp_in_the_section_table(codec, photo):
+    header, sections = nicformat.unpack(codec.encode(png(photo, {"a": "b"}, xmp="<x/>")))
+    assert list(sections)[-2:] == [b"XMP ", b"TEXT"]
+    swapped = {k: v for k, v in sections.items() if k not in (b"XMP ", b"TEXT")}
+    swapped.update({b"TEXT": sections[b"TEXT"], b"XMP ": sections[b"XMP "]})
+    with pytest.raises(FormatError, match="TEXT in that order"):
+        nicformat.unpack(nicformat.pack(header, swapped))
+
+
+def test_the_probe_of_what_formats_keep():
+    from nicodec import outputs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the probe's own warnings stay inside it
+        assert "text" in outputs.kept_metadata("PNG")
+        assert "comment" in outputs.kept_metadata("JPEG") and "text" not in outputs.kept_metadata("JPEG")
+    assert not {"text", "comment"} & outputs.kept_metadata("BMP")
