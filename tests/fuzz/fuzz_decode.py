@@ -48,6 +48,7 @@ import zlib
 from collections import Counter
 
 import numpy as np
+from PIL import Image
 
 try:
     import atheris
@@ -59,6 +60,7 @@ if atheris is not None:
         import nicodec.codec
         import nicodec.format
         import nicodec.rans
+        import nicodec.text
 else:
     import nicodec.codec
     import nicodec.format
@@ -67,6 +69,7 @@ else:
 from nicodec import alpha as alpha_section
 from nicodec import format as nicformat
 from nicodec import rans
+from nicodec import text as text_section
 from nicodec.codec import Codec
 from nicodec.errors import NicodecError
 
@@ -139,6 +142,12 @@ def make_seeds(codec: Codec) -> list[bytes]:
         data = codec.encode(np.dstack([synthetic_photo(h, w, seed=h), cut_out(h, w)]))
         assert alpha_section.find(nicformat.unpack(data)[1]) == tag, (tag, h, w)
         seeds.append(data)
+    image = Image.fromarray(synthetic_photo(40, 56, seed=7))
+    image.info["xmp"] = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
+    image.text = {"Author": "Ren\u00e9e", "Comment": "\u4e2d" * 20, "parameters": "steps: 30\n" * 50}
+    data = codec.encode(image)
+    assert text_section.TAG in nicformat.unpack(data)[1]
+    seeds.append(data)  # XMP and TEXT sections
     return seeds
 
 
@@ -226,7 +235,14 @@ def structured_mutate(data: bytes, rng: random.Random, max_size: int, byte_mutat
     header = locate(data)[0]
     if choice <= 4:  # damage one payload
         tag = rng.choice(list(parts))
-        parts[tag] = byte_mutate(parts[tag], rng, max_size)
+        if tag == text_section.TAG and rng.random() < 0.5:  # inside the zlib stream, recompressed
+            try:
+                inner = zlib.decompress(parts[tag])
+            except zlib.error:
+                inner = parts[tag]
+            parts[tag] = zlib.compress(byte_mutate(inner, rng, max_size))
+        else:
+            parts[tag] = byte_mutate(parts[tag], rng, max_size)
     elif choice == 5:  # extreme lane and escape counts in one stream
         tag = rng.choice(list(parts))
         payload = bytearray(parts[tag].ljust(rans.HEADER.size, b"\0"))
