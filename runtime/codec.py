@@ -381,9 +381,11 @@ class Codec:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
             (H, W) or (H, W, 2)), with ``info["icc_profile"]``, ``info["exif"]`` and
             ``info["xmp"]`` when the file keeps them, and its text as ``image.text`` (a dict,
-            keyword to text, as Pillow's PNG images have). Pillow's ``save()`` writes the ICC
-            profile along, but EXIF and XMP only when given: ``image.save(f, exif=image.info.get("exif",
-            b""))``, and ``xmp=`` for JPEG, WebP and AVIF; text goes into PNG through ``pnginfo=``
+            keyword to text, empty for none, as Pillow's PNG images have it; a ``Comment`` is
+            also in ``info["comment"]``, in UTF-8, as Pillow's JPEG reader gives one, when a
+            JPEG segment holds it). Pillow's ``save()`` writes the ICC profile along, but EXIF
+            and XMP only when given: ``image.save(f, exif=image.info.get("exif", b""))``, and
+            ``xmp=`` for JPEG, WebP and AVIF; text goes into PNG through ``pnginfo=``
             (``nicodec decode`` writes them all into the formats that hold them).
 
         Raises:
@@ -415,8 +417,10 @@ class Codec:
             picture.info["exif"] = sections[b"EXIF"]
         if b"XMP " in sections:
             picture.info["xmp"] = sections[b"XMP "]
-        if text is not None:
-            picture.text = text  # type: ignore[attr-defined]
+        picture.text = text or {}  # type: ignore[attr-defined]  # as Pillow's PNG images have it
+        comment = picture.text.get("Comment", "").encode("utf-8")
+        if 0 < len(comment) <= 65_533:  # where Pillow's JPEG and GIF readers put it; no more than JPEG holds
+            picture.info["comment"] = comment
         return picture
 
     @_memory_named

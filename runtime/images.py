@@ -383,14 +383,15 @@ _XMP_KEYWORD = "XML:com.adobe.xmp"
 """The keyword of the PNG text chunk that holds an XMP packet (kept as XMP, not as text)."""
 
 
-def read_text(img: Image.Image, name: str = "the image") -> dict[str, str] | None:
+def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -> dict[str, str] | None:
     """An image's text metadata, keyword to text: PNG's text chunks (Pillow's ``img.text``, which
-    images decoded by nicodec have too) but the XMP packet, and a JPEG's or GIF's comment
-    (``info["comment"]``, UTF-8 or else Latin-1) as ``Comment``; None for none. Entries that a
-    ``TEXT`` section cannot hold (a keyword longer than PNG allows, text that is not Unicode) are
-    left out with a warning."""
+    images decoded by nicodec have too) but those other sections keep (``nicodec.text.RESERVED``:
+    XMP, EXIF), and a JPEG's or GIF's comment (``info["comment"]``, UTF-8 or else Latin-1) as
+    ``Comment``; None for none. Entries that a ``TEXT`` section cannot hold (a keyword that is not
+    1 to 79 Latin-1 characters, text that is not a string of Unicode, more than 16 MiB in all) are
+    left out, with a warning unless ``warn`` is false."""
     chunks = getattr(img, "text", None)
-    entries = {k: str(v) for k, v in chunks.items() if k != _XMP_KEYWORD} if isinstance(chunks, dict) else {}
+    entries = {k: v for k, v in chunks.items() if k not in text_section.RESERVED} if isinstance(chunks, dict) else {}
     comment = img.info.get("comment")
     if isinstance(comment, (bytes, bytearray)):
         comment = bytes(comment).rstrip(b"\0")  # some writers end the comment with a NUL
@@ -400,31 +401,61 @@ def read_text(img: Image.Image, name: str = "the image") -> dict[str, str] | Non
             comment = comment.decode("latin-1")
     if isinstance(comment, str) and comment and "Comment" not in entries:
         entries["Comment"] = comment
-    unusable = []
-    for keyword, value in list(entries.items()):
-        if not text_section.usable_keyword(keyword) or not isinstance(value, str):
-            unusable.append(keyword)
-        else:
-            try:
-                value.encode("utf-8")
-                continue
-            except UnicodeEncodeError:
-                unusable.append(keyword)
+    unusable = [keyword for keyword, value in entries.items()
+                if not (isinstance(keyword, str) and text_section.usable_keyword(keyword) and _unicode(value))]
+    for keyword in unusable:
         del entries[keyword]
-    if unusable:
+    if unusable and warn:
         warnings.warn(f"{name}: its text {_listed(unusable)} cannot be kept (a keyword is 1 to 79 Latin-1 "
                       "characters, the text Unicode)", UserWarning, stacklevel=3)
     size = sum(5 + len(k) + len(v.encode("utf-8")) for k, v in entries.items())
     if size > text_section.MAX_BYTES:
-        warnings.warn(f"{name}: its text takes {size:,} bytes, more than a .nic file holds "
-                      f"({text_section.MAX_BYTES:,}); none of it is kept", UserWarning, stacklevel=3)
+        if warn:
+            warnings.warn(f"{name}: its text takes {size:,} bytes, more than a .nic file holds "
+                          f"({text_section.MAX_BYTES:,}); none of it is kept", UserWarning, stacklevel=3)
         return None
     return entries or None
 
 
+def _unicode(value) -> bool:
+    """Whether ``value`` is a string UTF-8 can hold (no lone surrogate)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _listed(keywords) -> str:
-    shown = [repr(k[:40] + "..." if len(k) > 40 else k) for k in keywords]
+    """``under 'a', 'b' and 3 more``: keywords for a warning, each cut to 40 characters."""
+    shown = [repr(k if len(k) <= 40 else k[:40] + "...") for k in (str(k) for k in keywords[:6])]
+    if len(keywords) > 6:
+        return "under " + ", ".join(shown) + f" and {len(keywords) - 6} more"
     return f"under {shown[0]}" if len(shown) == 1 else "under " + ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+_IPTC_RESOURCE = 0x0404
+"""The Photoshop image resource (in a JPEG's APP13 segment) that holds IPTC-IIM data."""
+_IPTC_TAG = 33723
+"""A TIFF's IPTC-IIM tag."""
+
+
+def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> None:
+    """Warn of metadata a ``.nic`` file does not keep and a user may miss: IPTC data (captions,
+    keywords, credits; most editors write the same fields into the XMP, which is kept) and a PNG's
+    gamma without a colour profile or sRGB chunk (decoders show the picture as sRGB, which only a
+    gamma near 1/2.2 matches). ``iptc``: a TIFF's own directory holds an IPTC tag."""
+    resources = img.info.get("photoshop")
+    if iptc or (isinstance(resources, dict) and _IPTC_RESOURCE in resources):
+        warnings.warn(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
+                      "which is)", UserWarning, stacklevel=3)
+    gamma = img.info.get("gamma")
+    if (isinstance(gamma, (int, float)) and not has_profile and "srgb" not in img.info  # PNG's reader sets them
+            and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
+        warnings.warn(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
+                      "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=3)
 
 
 def _turn(img: Image.Image) -> Image.Image:
@@ -496,7 +527,9 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
             except (OSError, SyntaxError, ValueError, TypeError):
                 tags = Image.Exif()  # unreadable EXIF is not kept
             orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one _turn could not apply
-            if 273 in tags or 324 in tags:  # strips or tiles: a TIFF's own directory, not a camera's EXIF
+            own = 273 in tags or 324 in tags  # strips or tiles: a TIFF's own directory, not a camera's EXIF
+            _warn_unkept(image, name, icc is not None, iptc=own and _IPTC_TAG in tags)  # cut from it below
+            if own:
                 for tag in set(tags) - _TIFF_KEPT:
                     del tags[tag]
             for tag in _TIFF_LAYOUT:

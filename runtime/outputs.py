@@ -14,7 +14,6 @@ from __future__ import annotations
 import codecs
 import functools
 import io
-import warnings
 
 from . import alpha as alpha_section
 from . import format as nicformat
@@ -95,9 +94,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     probe.text = dict(text)  # type: ignore[attr-defined]
     try:
         buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            save(probe, buffer, fmt)
+        save(probe, buffer, fmt)
         buffer.seek(0)
         with Image.open(buffer) as back:
             back.load()
@@ -106,9 +103,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
                 kept.add("exif")
             if read_xmp(back.info) == xmp:
                 kept.add("xmp")
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                got = read_text(back) or {}
+            got = read_text(back, warn=False) or {}
             if got == text:
                 kept.add("text")
             elif got.get("Comment") == text["Comment"]:
@@ -153,11 +148,14 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
 
 def _dropped_text(data: bytes, fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
     """:func:`dropped_metadata`'s entries for a file's text."""
+    if "text" in kept:
+        return []
     try:
         entries = text_section.unpack(nicformat.unpack(data)[1][text_section.TAG])
     except NicodecError:
         return []  # decoding names the damage
-    if "text" in kept:
+    entries = {k: v for k, v in entries.items() if k not in text_section.RESERVED}  # never written
+    if not entries:
         return []
     if "comment" not in kept:
         return [(_text_named(entries), f"{fmt} keeps no text (.png keeps it all, .jpg a Comment)")]
@@ -240,11 +238,11 @@ def save(image, f, fmt: str) -> None:
 
 
 _SEGMENT_LIMITS = {fmt: {"exif": 65_533, "xmp": 65_504} for fmt in ("JPEG", "MPO")}
-_COMMENT_LIMIT = 65_533
-"""The longest comment one JPEG COM segment holds, in bytes (Pillow writes one)."""
 """The longest EXIF and XMP a format's writer takes: one JPEG APP1 segment, less the XMP's
 namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow). Longer
 ones are left out, with a warning, rather than failing the whole decode."""
+_COMMENT_LIMIT = 65_533
+"""The longest comment one JPEG COM segment holds, in bytes (Pillow writes one)."""
 
 
 def _xmp_text(packet: bytes) -> str | None:
@@ -267,7 +265,9 @@ def _metadata(image, fmt: str) -> dict:
     TIFF's in their own places: an iTXt chunk named ``XML:com.adobe.xmp`` (UTF-8 text, which
     the XMP standard's packets are, or are turned into) and the XMLPacket tag, 700, beside the
     EXIF's. Text (``image.text``) goes into PNG as text chunks (``tEXt`` for Latin-1, ``iTXt``
-    for the rest, compressed from 1 kB), and its ``Comment`` into JPEG as a comment. EXIF, XMP
+    for the rest, compressed from 1 kB up to what Pillow's reader inflates), but for the keywords
+    whose data other sections keep (``nicodec.text.RESERVED``), and its ``Comment`` into JPEG as
+    a comment. EXIF, XMP
     or a comment too long for a JPEG segment, or XMP that is not Unicode text for PNG, is left
     out."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
@@ -285,8 +285,11 @@ def _metadata(image, fmt: str) -> dict:
 
         chunks = PngImagePlugin.PngInfo()
         for keyword, value in entries.items():
-            if text_section.usable_keyword(keyword) and isinstance(value, str):
-                chunks.add_text(keyword, value, zip=len(value) >= 1024)
+            if keyword not in text_section.RESERVED and text_section.usable_keyword(keyword) and isinstance(value, str):
+                # Compressed from 1 kB, but not beyond what Pillow's reader inflates (1 MiB,
+                # PngImagePlugin.MAX_TEXT_CHUNK): a longer text is written as it is.
+                size = len(value.encode("utf-8"))
+                chunks.add_text(keyword, value, zip=1024 <= size < PngImagePlugin.MAX_TEXT_CHUNK)
         options["pnginfo"] = chunks
     xmp = image.info.get("xmp")
     if not xmp or len(xmp) > limits.get("xmp", len(xmp)):

@@ -146,6 +146,9 @@ class NicImageFile(ImageFile.ImageFile):
                 if len(data) == length and key == "text":
                     try:
                         self.text = text_section.unpack(data)  # as Pillow's PNG images have it
+                        comment = self.text.get("Comment", "").encode("utf-8")
+                        if 0 < len(comment) <= 65_533:  # where Pillow's JPEG and GIF readers put it
+                            self.info["comment"] = comment
                     except NicodecError:
                         pass  # load() names the damage
                 elif len(data) == length:
@@ -240,10 +243,13 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         # Upright by the image's own orientation first, which the replacements must not change;
         # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from
         # info (a turned image holds the EXIF it was turned by).
+        chunks = getattr(im, "text", None)
         try:
             im = upright(im).copy()
         except NicodecError as exc:
             raise OSError(str(exc)) from exc
+        if isinstance(chunks, dict) and chunks:
+            im.text = dict(chunks)  # type: ignore[attr-defined]  # which copy() leaves behind
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop("XML:com.adobe.xmp", None)  # the key PNG's reader also fills

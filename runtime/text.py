@@ -4,8 +4,10 @@ PNG keeps free text in ``tEXt``, ``zTXt`` and ``iTXt`` chunks, each under a keyw
 Copyright, Description, Software, and the prompts and settings that image generators write
 (``parameters``, ``prompt``, ``workflow``). JPEG and GIF keep a comment. Each becomes one entry
 of this section: a PNG chunk under its keyword, a JPEG's or GIF's comment under ``Comment``
-(PNG's own keyword for one). The XMP packet, which PNG holds in a text chunk as well, has its
-own section (``XMP ``) and is not repeated here.
+(PNG's own keyword for one). The chunks that hold what other sections keep (:data:`RESERVED`:
+the XMP packet, and the EXIF data ImageMagick writes in hexadecimal, which Pillow reads as the
+image's EXIF) are not repeated here, and are not written back from here either: EXIF whose
+orientation the encoder applied to the pixels would turn them a second time.
 
 The payload is a zlib stream (RFC 1950) and nothing after it; the stream holds at most
 :data:`MAX_BYTES` bytes, the entries one after another, each:
@@ -33,6 +35,9 @@ MAX_BYTES = 16 << 20
 """The most the section's zlib stream may inflate to: 16 MiB, which bounds a decoder's memory
 (a few bytes of zlib could otherwise ask for gigabytes)."""
 _LENGTH = struct.Struct("<I")
+RESERVED = frozenset({"XML:com.adobe.xmp", "Raw profile type exif", "Raw profile type APP1"})
+"""Keywords of PNG text chunks whose data other sections keep (``XMP ``, ``EXIF``): the encoder
+leaves them out, and ``nicodec decode`` does not write them from a ``TEXT`` section."""
 
 
 def usable_keyword(keyword: str) -> bool:

@@ -98,13 +98,15 @@ def test_png_text_is_kept_and_the_xmp_chunk_is_not_repeated(codec, photo):
     assert codec.decode(codec.encode(decoded)).text == ENTRIES  # a decoded image's text is kept again
     assert b"TEXT" not in nicformat.unpack(codec.encode(png(photo, ENTRIES), strip=True))[1]
     assert b"TEXT" not in nicformat.unpack(codec.encode(png(photo, {})))[1]
-    assert not hasattr(codec.decode(codec.encode(photo)), "text")
+    assert codec.decode(codec.encode(photo)).text == {}  # as Pillow's PNG images without text
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "GIF"])
 def test_a_comment_is_kept_as_comment(codec, photo, fmt):
     data = codec.encode(with_comment(photo, fmt, "caf\u00e9".encode()))
-    assert codec.decode(data).text == {"Comment": "caf\u00e9"}
+    decoded = codec.decode(data)
+    assert decoded.text == {"Comment": "caf\u00e9"}
+    assert decoded.info["comment"] == "caf\u00e9".encode()  # where Pillow's JPEG reader and writer have it
     latin = codec.encode(with_comment(photo, fmt, b"caf\xe9\0"))  # not UTF-8, and ended by a NUL
     assert codec.decode(latin).text == {"Comment": "caf\u00e9"}
 
@@ -122,6 +124,52 @@ def test_a_turned_image_keeps_its_text(codec, photo):
     assert codec.decode(data).text == {"Author": "me"}
 
 
+def test_a_png_exif_in_a_text_chunk_is_not_kept_twice(codec, photo, tmp_path):
+    """ImageMagick keeps a PNG's EXIF in a text chunk, which Pillow reads as the EXIF: it is the
+    EXIF section's, without the orientation applied to the pixels, and not repeated as text
+    (decoded, it would turn the picture a second time)."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    exif[0x010F] = "camera"
+    raw = exif.tobytes().hex()
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Raw profile type exif", f"\nexif\n{len(raw) // 2:8d}\n{raw}\n", zip=True)
+    chunks.add_text("Author", "me")
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=chunks)
+    data = codec.encode(buffer.getvalue())
+    header, sections = nicformat.unpack(data)
+    assert (header.width, header.height) == (photo.shape[0], photo.shape[1])  # turned once
+    assert text_section.unpack(sections[b"TEXT"]) == {"Author": "me"}
+    (tmp_path / "x.nic").write_bytes(data)
+    assert CliRunner().invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / "back.png")]).exit_code == 0
+    with Image.open(tmp_path / "back.png") as back:
+        assert back.getexif().get(0x010F) == "camera" and 0x0112 not in back.getexif()
+        assert back.text.keys() == {"Author"}
+    # A TEXT entry under such a keyword, from another encoder, is not written into PNG either.
+    text = text_section.pack({"XML:com.adobe.xmp": "<x/>", "Author": "me"})
+    del sections[b"TEXT"]
+    sections.update({b"XMP ": b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>', b"TEXT": text})
+    (tmp_path / "y.nic").write_bytes(nicformat.pack(header, sections))
+    result = CliRunner().invoke(app, ["decode", str(tmp_path / "y.nic"), "-o", str(tmp_path / "y.png")])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    assert (tmp_path / "y.png").read_bytes().count(b"XML:com.adobe.xmp") == 1
+
+
+def test_a_text_longer_than_pillow_inflates_is_written_uncompressed(codec, photo):
+    from nicodec import outputs
+
+    long = "workflow " * (1 << 17)  # 1.1 MiB: Pillow refuses compressed chunks beyond 1 MiB
+    decoded = codec.decode(codec.encode(png(photo, {"workflow": long, "parameters": "x" * 5000})))
+    buffer = io.BytesIO()
+    outputs.save(decoded, buffer, "PNG")
+    assert b"zTXtparameters" in buffer.getvalue() and b"tEXtworkflow" in buffer.getvalue()
+    with Image.open(io.BytesIO(buffer.getvalue())) as back:
+        back.load()
+        assert back.text["workflow"] == long
+    assert codec.decode(codec.encode(buffer.getvalue())).text["workflow"] == long
+
+
 def test_entries_the_section_cannot_hold_are_left_out_with_a_warning(codec, photo):
     image = Image.fromarray(photo)
     image.text = {"k" * 80: "too long a keyword", "\u4e2d": "not Latin-1", "fine": "kept"}  # type: ignore[attr-defined]
@@ -129,6 +177,13 @@ def test_entries_the_section_cannot_hold_are_left_out_with_a_warning(codec, phot
         data = codec.encode(image)
     assert "'kkkk" in str(caught[0].message) and "'\u4e2d'" in str(caught[0].message)
     assert codec.decode(data).text == {"fine": "kept"}
+    image.text = {"Author": b"bytes", "n": None, 1: "an int keyword", "fine": "kept"}  # type: ignore[attr-defined]
+    with pytest.warns(UserWarning, match="under 'Author', 'n' and '1' cannot be kept"):
+        data = codec.encode(image)
+    assert codec.decode(data).text == {"fine": "kept"}
+    image.text = {f"k{i}": "\ud800" for i in range(9)}  # type: ignore[attr-defined]
+    with pytest.warns(UserWarning, match="'k5' and 3 more cannot"):
+        assert b"TEXT" not in nicformat.unpack(codec.encode(image))[1]
     image.text = {"big": "x" * text_section.MAX_BYTES}  # type: ignore[attr-defined]
     with pytest.warns(UserWarning, match="none of it is kept"):
         data = codec.encode(image)
@@ -181,6 +236,12 @@ def test_the_pillow_plugin_reads_and_keeps_text(codec, photo, tmp_path):
     assert codec.decode(buffer.getvalue()).text == ENTRIES
     with Image.open(io.BytesIO(codec.encode(photo))) as plain:
         assert plain.text == {}
+    with Image.open(io.BytesIO(png(photo, {"Author": "me", "Comment": "hi"}))) as source:
+        buffer = io.BytesIO()
+        source.save(buffer, "NIC", xmp=None, exif=b"")  # replacing metadata copies the image: text stays
+    assert codec.decode(buffer.getvalue()).text == {"Author": "me", "Comment": "hi"}
+    with Image.open(buffer) as opened:
+        assert opened.info["comment"] == b"hi"  # as Pillow's JPEG reader has it
 
 
 def test_a_damaged_text_section_is_found_before_decoding(codec, photo, tmp_path):
@@ -206,8 +267,46 @@ def test_text_comes_after_xmp_in_the_section_table(codec, photo):
 def test_the_probe_of_what_formats_keep():
     from nicodec import outputs
 
+    outputs.kept_metadata.cache_clear()
     with warnings.catch_warnings():
-        warnings.simplefilter("error")  # the probe's own warnings stay inside it
+        warnings.simplefilter("error")  # the probe warns of nothing
+        filters = list(warnings.filters)
         assert "text" in outputs.kept_metadata("PNG")
         assert "comment" in outputs.kept_metadata("JPEG") and "text" not in outputs.kept_metadata("JPEG")
-    assert not {"text", "comment"} & outputs.kept_metadata("BMP")
+        assert not {"text", "comment"} & outputs.kept_metadata("BMP")
+        assert warnings.filters == filters  # the process's filters, which threads share, untouched
+
+
+def jpeg_with_iptc(photo) -> bytes:
+    """A JPEG with an APP13 segment holding an IPTC caption, as Photoshop writes one."""
+    iptc = b"\x1c\x02\x78\x00\x07caption"  # record 2, dataset 120 (caption)
+    resource = b"8BIM" + struct.pack(">H", 0x0404) + b"\0\0" + struct.pack(">I", len(iptc)) + iptc + b"\0" * (len(iptc) % 2)
+    body = b"Photoshop 3.0\0" + resource
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=95)
+    data = buffer.getvalue()
+    return data[:2] + b"\xff\xed" + struct.pack(">H", len(body) + 2) + body + data[2:]
+
+
+def test_iptc_data_and_a_png_gamma_are_warned_of(codec, photo):
+    with pytest.warns(UserWarning, match="its IPTC data is not kept"):
+        codec.encode(jpeg_with_iptc(photo))
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "TIFF", tiffinfo={33723: b"\x1c\x02\x78\x00\x07caption"})
+    with pytest.warns(UserWarning, match="its IPTC data"):
+        codec.encode(buffer.getvalue())
+    linear = PngImagePlugin.PngInfo()
+    linear.add(b"gAMA", struct.pack(">I", 100000))  # gamma 1.0
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=linear)
+    with pytest.warns(UserWarning, match=r"its gamma \(PNG gAMA 1\) is not kept"):
+        codec.encode(buffer.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # none for the rest: nothing is lost
+        codec.encode(buffer.getvalue(), strip=True)
+        srgb = PngImagePlugin.PngInfo()
+        srgb.add(b"gAMA", struct.pack(">I", 45455))
+        buffer = io.BytesIO()
+        Image.fromarray(photo).save(buffer, "PNG", pnginfo=srgb)
+        codec.encode(buffer.getvalue())
+        codec.encode(png(photo, ENTRIES))
