@@ -5,7 +5,8 @@
 The image is a mosaic of Kodak photos (mirrored tiles of ``../shared/data/kodak``; a
 synthetic photo-like image when Kodak is absent). Each measurement runs in a fresh
 process, so its peak resident memory (``ru_maxrss``) belongs to that operation alone:
-encode and decode, once with the default tiles (1024 pixels, 256 of margin) and once
+encode and decode, once with the default tiles (1024 pixels, with 192 of margin for the
+analysis and 64 for the synthesis) and once
 whole (one tile larger than the image), and with ``--small-tiles`` at tiles of 512 and 256
 pixels too (what an edge board with 1 to 2 GB would use, ``--tile`` on the command line),
 checking that they make the same file. ``--alpha`` cuts the mosaic out as

@@ -593,7 +593,8 @@ def test_multi_frame_files_are_refused(codec, photo, tmp_path):
 
 
 def test_tiled_transforms_match_the_whole_image():
-    """Tiles of 256 pixels with the default 256-pixel margin: the same file, the same pixels."""
+    """Tiles of 256 pixels with the default margins (192 pixels for the analysis, 64 for the
+    synthesis), which cover the receptive fields: the same file, the same pixels."""
     image = np.concatenate([synthetic_photo(320, 448, seed=s) for s in (4, 5)], axis=0)  # 640 x 448
     whole = Codec(providers="cpu", tile=4096)
     tiled = Codec(providers="cpu", tile=256)
@@ -701,7 +702,7 @@ def test_images_run_in_tiles_hand_the_memory_arena_back_after_each_tile(photo):
             return self.session.run(names, feeds, options)
 
     whole = Codec(providers="cpu", threads=1)
-    tiled = Codec(providers="cpu", threads=1, tile=64, margin=256)
+    tiled = Codec(providers="cpu", threads=1, tile=64)  # the default margins, 192 and 64 pixels
     for codec in (whole, tiled):
         codec._encoder, codec._decoder = Recording(codec._encoder), Recording(codec._decoder)
     assert photo.shape[0] > 64
