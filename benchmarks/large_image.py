@@ -9,7 +9,9 @@ encode and decode, once with the default tiles (1024 pixels, with 192 of margin 
 analysis and 64 for the synthesis) and once
 whole (one tile larger than the image), and with ``--small-tiles`` at tiles of 512 and 256
 pixels too (what an edge board with 1 to 2 GB would use, ``--tile`` on the command line),
-checking that they make the same file. ``--alpha`` cuts the mosaic out as
+checking that they make the same file; ``--margin`` sets the analysis's margin (the
+synthesis's is half of it, at least 64). Peaks are in MiB (``peak_rss_mb``: ``ru_maxrss`` /
+1024). ``--alpha`` cuts the mosaic out as
 ``benchmarks/transparency.py --shape ellipse`` does (black under an ellipse's outside, a soft
 rim): what the fill of the hidden colour and the alpha section add. Linux and macOS only.
 """
@@ -31,8 +33,8 @@ CHILD = r"""
 import resource, sys, time
 import numpy as np
 from nicodec import Codec
-op, tile, image_path, nic_path, out_path = sys.argv[1], int(sys.argv[2]), *sys.argv[3:6]
-codec = Codec(providers="cpu", threads=2, tile=tile)
+op, tile, image_path, nic_path, out_path, margin = sys.argv[1], int(sys.argv[2]), *sys.argv[3:7]
+codec = Codec(providers="cpu", threads=2, tile=tile, **({} if margin == "default" else {"margin": int(margin)}))
 start = time.perf_counter()
 if op == "encode":
     data = codec.encode(np.load(image_path))
@@ -62,9 +64,9 @@ def mosaic(height: int, width: int):
     return np.ascontiguousarray(np.concatenate(rows, axis=0)[:height, :width])
 
 
-def measure(op: str, tile: int, folder: Path, tag: str) -> dict:
+def measure(op: str, tile: int, folder: Path, tag: str, margin: int | None = None) -> dict:
     args = [sys.executable, "-c", CHILD, op, str(tile), str(folder / "image.npy"),
-            str(folder / f"{tag}.nic"), str(folder / f"{tag}.npy")]
+            str(folder / f"{tag}.nic"), str(folder / f"{tag}.npy"), "default" if margin is None else str(margin)]
     result = subprocess.run(args, capture_output=True, text=True, check=True)
     seconds, peak = map(float, result.stdout.split())
     return {"seconds": round(seconds, 2), "peak_rss_mb": round(peak, 1)}
@@ -80,6 +82,8 @@ def main(argv: list[str] | None = None) -> dict:
                         help="skip whole-image processing (which needs tens of GB at 24 megapixels)")
     parser.add_argument("--small-tiles", action="store_true", help="also tiles of 512 and 256 pixels")
     parser.add_argument("--alpha", action="store_true", help="an RGBA cut-out (an ellipse) instead of the RGB mosaic")
+    parser.add_argument("--margin", type=int, default=None,
+                        help="the analysis's tile margin (Codec(margin=); default: the codec's, 192 pixels)")
     args = parser.parse_args(argv)
     width, height = map(int, args.size.lower().split("x"))
 
@@ -96,7 +100,8 @@ def main(argv: list[str] | None = None) -> dict:
         if args.small_tiles:
             modes += (("tile 512", 512), ("tile 256", 256))
         for name, tile in modes:
-            rows[name] = {"encode": measure("encode", tile, folder, name), "decode": measure("decode", tile, folder, name)}
+            rows[name] = {"encode": measure("encode", tile, folder, name, args.margin),
+                          "decode": measure("decode", tile, folder, name, args.margin)}
             print(f"{name:>8}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MB; "
                   f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MB", flush=True)
         size = (folder / "tiled.nic").stat().st_size
@@ -131,7 +136,8 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{differing:,} of {tiled.size:,} pixel values differ (by at most {largest})")
     print(f"{width}x{height}: PSNR {quality}; {size:,} bytes, {8 * size / (width * height):.4f} bpp")
     report = {
-        "size": [width, height], "alpha": args.alpha, "results": rows, "identical_files": same_file,
+        "size": [width, height], "alpha": args.alpha, "margin": args.margin or "default", "results": rows,
+        "identical_files": same_file,
         "pixel_values_differing": differing, "psnr_db": quality, "small_tile_files_identical": small_same or None,
         "bytes": size, "bpp": round(8 * size / (width * height), 4), "alpha_section_bytes": alpha_bytes,
     }

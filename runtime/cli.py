@@ -94,7 +94,7 @@ ModelOpt = Annotated[
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
 JobsOpt = Annotated[int, typer.Option(min=1, max=MAX_JOBS, help="Files coded at once, for a folder or several files "
-                                      "(each holds its image in memory: up to 1.2 GB for a 24-megapixel photo; --tile 512 needs less).")]
+                                      "(each holds its image in memory: up to 1.4 GB for a 24-megapixel photo; --tile 512 needs less).")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
@@ -111,7 +111,7 @@ TileOpt = Annotated[
     int,
     typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a multiple "
                  "of 64): the same file; smaller tiles take more time and less memory (a 24-megapixel image: "
-                 "1.2 GB to encode and 1.1 GB to decode at 1024, 0.8 and 0.7 GB at 512)."),
+                 "1.3 GB to encode and 1.2 GB to decode at 1024, 0.9 and 0.7 GB at 512)."),
 ]
 _RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
 

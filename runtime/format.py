@@ -39,8 +39,8 @@ MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
-(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 1.2 GB to
-encode and 1.1 GB to decode at the default tiles, 0.7 and 0.5 GB at tiles of 256
+(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 1.21 GiB
+to encode and 1.07 GiB to decode at the default tiles, 0.72 and 0.50 GiB at tiles of 256
 (``benchmarks/large_image.py``)."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""

@@ -386,13 +386,15 @@ _XMP_KEYWORD = "XML:com.adobe.xmp"
 def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -> dict[str, str] | None:
     """An image's text metadata, keyword to text: PNG's text chunks (Pillow's ``img.text``, which
     images decoded by nicodec have too) but those other sections keep (``nicodec.text.RESERVED``:
-    XMP, EXIF), and a JPEG's or GIF's comment (``info["comment"]``, UTF-8 or else Latin-1) as
-    ``Comment``; None for none. Entries that a ``TEXT`` section cannot hold (a keyword that is not
+    XMP, EXIF), and a JPEG's or GIF's comment (``info["comment"]``, UTF-8 or else Latin-1, read
+    only from images without ``text``) as ``Comment``; None for none. Entries that a ``TEXT`` section cannot hold (a keyword that is not
     1 to 79 Latin-1 characters, text that is not a string of Unicode, more than 16 MiB in all) are
     left out, with a warning unless ``warn`` is false."""
     chunks = getattr(img, "text", None)
     entries = {k: v for k, v in chunks.items() if k not in text_section.RESERVED} if isinstance(chunks, dict) else {}
-    comment = img.info.get("comment")
+    # A comment in info only where the image has no text of its own (JPEG, GIF): nicodec's
+    # decoded images have both, and their text, which the caller may have edited, rules.
+    comment = img.info.get("comment") if not isinstance(chunks, dict) else None
     if isinstance(comment, (bytes, bytearray)):
         comment = bytes(comment).rstrip(b"\0")  # some writers end the comment with a NUL
         try:
@@ -428,6 +430,35 @@ def _unicode(value) -> bool:
     return True
 
 
+def _raw_tag(value):
+    """A TIFF tag's value as bytes where Pillow gives it as bytes or as a tuple of byte values;
+    anything else as it is (which :func:`_iptc_has_data` counts as data)."""
+    if isinstance(value, tuple) and all(isinstance(v, int) and 0 <= v < 256 for v in value):
+        return bytes(value)
+    return value
+
+
+def _iptc_has_data(block) -> bool:
+    """Whether IPTC-IIM data (datasets: 0x1C, record, number, a 2-byte length or an extended
+    one) holds anything beyond the envelope record (1) and the record version (2:00), which
+    Photoshop writes on every save; data that does not parse counts as something."""
+    if not isinstance(block, (bytes, bytearray)):
+        return block is not None
+    at = 0
+    while at + 5 <= len(block):
+        if block[at] != 0x1C:
+            return True
+        record, number, size = block[at + 1], block[at + 2], int.from_bytes(block[at + 3 : at + 5], "big")
+        at += 5
+        if size & 0x8000:  # extended: the low bits count the bytes of the length that follows
+            count = size & 0x7FFF
+            size, at = int.from_bytes(block[at : at + count], "big"), at + count
+        if record != 1 and (record, number) != (2, 0):
+            return True
+        at += size
+    return False
+
+
 def _listed(keywords) -> str:
     """``under 'a', 'b' and 3 more``: keywords for a warning, each cut to 40 characters."""
     shown = [repr(k if len(k) <= 40 else k[:40] + "...") for k in (str(k) for k in keywords[:6])]
@@ -448,7 +479,7 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
     gamma without a colour profile or sRGB chunk (decoders show the picture as sRGB, which only a
     gamma near 1/2.2 matches). ``iptc``: a TIFF's own directory holds an IPTC tag."""
     resources = img.info.get("photoshop")
-    if iptc or (isinstance(resources, dict) and _IPTC_RESOURCE in resources):
+    if iptc or (isinstance(resources, dict) and _iptc_has_data(resources.get(_IPTC_RESOURCE))):
         warnings.warn(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
                       "which is)", UserWarning, stacklevel=3)
     gamma = img.info.get("gamma")
@@ -528,7 +559,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 tags = Image.Exif()  # unreadable EXIF is not kept
             orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one _turn could not apply
             own = 273 in tags or 324 in tags  # strips or tiles: a TIFF's own directory, not a camera's EXIF
-            _warn_unkept(image, name, icc is not None, iptc=own and _IPTC_TAG in tags)  # cut from it below
+            iptc = own and _IPTC_TAG in tags and _iptc_has_data(_raw_tag(tags[_IPTC_TAG]))
+            _warn_unkept(image, name, icc is not None, iptc=iptc)  # the tag is cut below
             if own:
                 for tag in set(tags) - _TIFF_KEPT:
                     del tags[tag]

@@ -92,6 +92,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     probe.info.update(icc_profile=icc, exif=exif.tobytes(), xmp=xmp)
     text = {"Comment": "nicodec probe \u00e9\u4e2d", "Author": "nicodec"}
     probe.text = dict(text)  # type: ignore[attr-defined]
+    probe.info["comment"] = text["Comment"].encode("utf-8")  # as decoded images have it (GIF's writer takes it)
     try:
         buffer = io.BytesIO()
         save(probe, buffer, fmt)
@@ -165,7 +166,8 @@ def _dropped_text(data: bytes, fmt: str, kept: frozenset[str]) -> list[tuple[str
         dropped.append((_text_named(others), f"{fmt} keeps a Comment alone"))
     size = len(entries.get("Comment", "").encode("utf-8"))
     if size > _COMMENT_LIMIT:
-        dropped.append(("text (Comment)", f"its {size:,} bytes are more than a {fmt} comment holds ({_COMMENT_LIMIT:,})"))
+        dropped.append(("text (Comment)", f"its {size:,} bytes are more than nicodec writes as a comment "
+                                           f"({_COMMENT_LIMIT:,}, one JPEG segment)"))
     return dropped
 
 

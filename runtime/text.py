@@ -5,9 +5,11 @@ Copyright, Description, Software, and the prompts and settings that image genera
 (``parameters``, ``prompt``, ``workflow``). JPEG and GIF keep a comment. Each becomes one entry
 of this section: a PNG chunk under its keyword, a JPEG's or GIF's comment under ``Comment``
 (PNG's own keyword for one). The chunks that hold what other sections keep (:data:`RESERVED`:
-the XMP packet, and the EXIF data ImageMagick writes in hexadecimal, which Pillow reads as the
-image's EXIF) are not repeated here, and are not written back from here either: EXIF whose
-orientation the encoder applied to the pixels would turn them a second time.
+the XMP packet, and the EXIF data ImageMagick writes in hexadecimal as ``Raw profile type
+exif``, which Pillow reads as the image's EXIF) are not repeated here, and are not written back
+from here either: EXIF whose orientation the encoder applied to the pixels would turn them a
+second time. (ImageMagick's other raw profiles, ``APP1`` and ``iptc`` among them, Pillow does
+not read: they are kept as text, as they came.)
 
 The payload is a zlib stream (RFC 1950) and nothing after it; the stream holds at most
 :data:`MAX_BYTES` bytes, the entries one after another, each:
@@ -35,7 +37,7 @@ MAX_BYTES = 16 << 20
 """The most the section's zlib stream may inflate to: 16 MiB, which bounds a decoder's memory
 (a few bytes of zlib could otherwise ask for gigabytes)."""
 _LENGTH = struct.Struct("<I")
-RESERVED = frozenset({"XML:com.adobe.xmp", "Raw profile type exif", "Raw profile type APP1"})
+RESERVED = frozenset({"XML:com.adobe.xmp", "Raw profile type exif"})
 """Keywords of PNG text chunks whose data other sections keep (``XMP ``, ``EXIF``): the encoder
 leaves them out, and ``nicodec decode`` does not write them from a ``TEXT`` section."""
 

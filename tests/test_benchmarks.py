@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -440,3 +441,11 @@ def test_large_image_benchmark_with_alpha_checks_the_plane_and_names_its_section
     assert list(report["alpha_section_bytes"]) in (["ALPL"], ["ALPH"])
     assert report["results"]["tiled"]["encode"]["peak_rss_mb"] > 0 and 20 < report["psnr_db"]["tiled"] < 60
     assert json.loads((tmp_path / "l.json").read_text())["size"] == [200, 136]
+
+
+def test_large_image_benchmark_passes_a_margin_to_the_codec(tmp_path):
+    large_image = load("large_image")
+    report = large_image.main(["--size", "200x136", "--tiled-only", "--margin", "256"])
+    assert report["margin"] == 256 and report["results"]["tiled"]["decode"]["seconds"] > 0
+    with pytest.raises(subprocess.CalledProcessError):  # the child's Codec refuses a margin off the 64 grid
+        large_image.main(["--size", "200x136", "--tiled-only", "--margin", "100"])

@@ -96,6 +96,10 @@ def test_png_text_is_kept_and_the_xmp_chunk_is_not_repeated(codec, photo):
     decoded = codec.decode(data)
     assert decoded.text == ENTRIES
     assert codec.decode(codec.encode(decoded)).text == ENTRIES  # a decoded image's text is kept again
+    commented = codec.decode(codec.encode(png(photo, {"Comment": "hi", "Author": "me"})))
+    assert commented.info["comment"] == b"hi"
+    del commented.text["Comment"]  # edited: the text rules, not the comment in info
+    assert codec.decode(codec.encode(commented)).text == {"Author": "me"}
     assert b"TEXT" not in nicformat.unpack(codec.encode(png(photo, ENTRIES), strip=True))[1]
     assert b"TEXT" not in nicformat.unpack(codec.encode(png(photo, {})))[1]
     assert codec.decode(codec.encode(photo)).text == {}  # as Pillow's PNG images without text
@@ -146,6 +150,12 @@ def test_a_png_exif_in_a_text_chunk_is_not_kept_twice(codec, photo, tmp_path):
     with Image.open(tmp_path / "back.png") as back:
         assert back.getexif().get(0x010F) == "camera" and 0x0112 not in back.getexif()
         assert back.text.keys() == {"Author"}
+    # ImageMagick's other raw profiles, which Pillow does not read, are kept as text.
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Raw profile type APP1", f"\nexif\n{len(raw) // 2:8d}\n{raw}\n", zip=True)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=chunks)
+    assert list(codec.decode(codec.encode(buffer.getvalue())).text) == ["Raw profile type APP1"]
     # A TEXT entry under such a keyword, from another encoder, is not written into PNG either.
     text = text_section.pack({"XML:com.adobe.xmp": "<x/>", "Author": "me"})
     del sections[b"TEXT"]
@@ -274,12 +284,16 @@ def test_the_probe_of_what_formats_keep():
         assert "text" in outputs.kept_metadata("PNG")
         assert "comment" in outputs.kept_metadata("JPEG") and "text" not in outputs.kept_metadata("JPEG")
         assert not {"text", "comment"} & outputs.kept_metadata("BMP")
+        assert "comment" in outputs.kept_metadata("GIF")  # Pillow's writer takes info["comment"]
         assert warnings.filters == filters  # the process's filters, which threads share, untouched
 
 
-def jpeg_with_iptc(photo) -> bytes:
-    """A JPEG with an APP13 segment holding an IPTC caption, as Photoshop writes one."""
-    iptc = b"\x1c\x02\x78\x00\x07caption"  # record 2, dataset 120 (caption)
+CAPTION = b"\x1c\x02\x78\x00\x07caption"  # record 2, dataset 120 (caption)
+ENVELOPE = b"\x1c\x01\x5a\x00\x03\x1b%G" + b"\x1c\x02\x00\x00\x02\x00\x04"  # character set, record version
+
+
+def jpeg_with_iptc(photo, iptc: bytes = CAPTION) -> bytes:
+    """A JPEG with an APP13 segment holding IPTC data, as Photoshop writes one."""
     resource = b"8BIM" + struct.pack(">H", 0x0404) + b"\0\0" + struct.pack(">I", len(iptc)) + iptc + b"\0" * (len(iptc) % 2)
     body = b"Photoshop 3.0\0" + resource
     buffer = io.BytesIO()
@@ -303,6 +317,8 @@ def test_iptc_data_and_a_png_gamma_are_warned_of(codec, photo):
         codec.encode(buffer.getvalue())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # none for the rest: nothing is lost
+        codec.encode(jpeg_with_iptc(photo, ENVELOPE))  # what Photoshop writes on every save
+        codec.encode(jpeg_with_iptc(photo, b""))
         codec.encode(buffer.getvalue(), strip=True)
         srgb = PngImagePlugin.PngInfo()
         srgb.add(b"gAMA", struct.pack(">I", 45455))
