@@ -420,8 +420,8 @@ class Codec:
         if b"XMP " in sections:
             picture.info["xmp"] = sections[b"XMP "]
         picture.text = text or {}  # type: ignore[attr-defined]  # as Pillow's PNG images have it
-        comment = picture.text.get("Comment", "").encode("utf-8")
-        if 0 < len(comment) <= 65_533:  # where Pillow's JPEG and GIF readers put it; no more than JPEG holds
+        comment = text_section.comment(picture.text)
+        if comment is not None:  # where Pillow's JPEG and GIF readers put it
             picture.info["comment"] = comment
         return picture
 

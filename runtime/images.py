@@ -361,7 +361,7 @@ _TURNS = frozenset(range(2, 9))  # the EXIF orientations that turn or mirror the
 def read_xmp(info: dict) -> bytes | None:
     """The XMP packet Pillow read: ``info["xmp"]`` (JPEG, PNG's iTXt, WebP, TIFF, AVIF), else a
     PNG text chunk by its key (``tEXt`` and ``zTXt`` are Latin-1, which gives their bytes back)."""
-    xmp = info.get("xmp") or info.get(_XMP_KEYWORD)
+    xmp = info.get("xmp") or info.get(text_section.XMP_KEYWORD)
     if isinstance(xmp, str):
         xmp = xmp.encode("utf-8" if isinstance(xmp, PngImagePlugin.iTXt) else "latin-1", "replace")
     if not isinstance(xmp, (bytes, bytearray)) or not xmp.strip(b"\0 \t\r\n"):
@@ -379,17 +379,14 @@ def _xmp(info: dict, orientation: bool) -> bytes | None:
     return _XMP_ORIENTATION.sub(b"", xmp) if xmp is not None and orientation else xmp
 
 
-_XMP_KEYWORD = "XML:com.adobe.xmp"
-"""The keyword of the PNG text chunk that holds an XMP packet (kept as XMP, not as text)."""
-
-
 def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -> dict[str, str] | None:
     """An image's text metadata, keyword to text: PNG's text chunks (Pillow's ``img.text``, which
     images decoded by nicodec have too) but those other sections keep (``nicodec.text.RESERVED``:
     XMP, EXIF), and a JPEG's or GIF's comment (``info["comment"]``, UTF-8 or else Latin-1, read
-    only from images without ``text``) as ``Comment``; None for none. Entries that a ``TEXT`` section cannot hold (a keyword that is not
-    1 to 79 Latin-1 characters, text that is not a string of Unicode, more than 16 MiB in all) are
-    left out, with a warning unless ``warn`` is false."""
+    only from images without ``text``) as ``Comment``; None for none. Entries that a ``TEXT``
+    section cannot hold (a keyword that is not 1 to 79 Latin-1 characters, text that is not a
+    string of Unicode, more than 16 MiB in all) are left out, with a warning unless ``warn`` is
+    false."""
     chunks = getattr(img, "text", None)
     entries = {k: v for k, v in chunks.items() if k not in text_section.RESERVED} if isinstance(chunks, dict) else {}
     # A comment in info only where the image has no text of its own (JPEG, GIF): nicodec's
@@ -502,7 +499,7 @@ def _turn(img: Image.Image) -> Image.Image:
         turned.text = dict(chunks)  # type: ignore[attr-defined]
     xmp = read_xmp(turned.info)
     if xmp is not None:
-        turned.info.pop("XML:com.adobe.xmp", None)
+        turned.info.pop(text_section.XMP_KEYWORD, None)
         turned.info["xmp"] = _XMP_ORIENTATION.sub(b"", xmp)
     return turned
 

@@ -92,7 +92,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     probe.info.update(icc_profile=icc, exif=exif.tobytes(), xmp=xmp)
     text = {"Comment": "nicodec probe \u00e9\u4e2d", "Author": "nicodec"}
     probe.text = dict(text)  # type: ignore[attr-defined]
-    probe.info["comment"] = text["Comment"].encode("utf-8")  # as decoded images have it (GIF's writer takes it)
+    probe.info["comment"] = text_section.comment(text)  # as decoded images have it (GIF's writer takes it)
     try:
         buffer = io.BytesIO()
         save(probe, buffer, fmt)
@@ -165,9 +165,9 @@ def _dropped_text(data: bytes, fmt: str, kept: frozenset[str]) -> list[tuple[str
     if others:
         dropped.append((_text_named(others), f"{fmt} keeps a Comment alone"))
     size = len(entries.get("Comment", "").encode("utf-8"))
-    if size > _COMMENT_LIMIT:
+    if size > text_section.COMMENT_LIMIT:
         dropped.append(("text (Comment)", f"its {size:,} bytes are more than nicodec writes as a comment "
-                                           f"({_COMMENT_LIMIT:,}, one JPEG segment)"))
+                                           f"({text_section.COMMENT_LIMIT:,}, one JPEG segment)"))
     return dropped
 
 
@@ -243,8 +243,6 @@ _SEGMENT_LIMITS = {fmt: {"exif": 65_533, "xmp": 65_504} for fmt in ("JPEG", "MPO
 """The longest EXIF and XMP a format's writer takes: one JPEG APP1 segment, less the XMP's
 namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow). Longer
 ones are left out, with a warning, rather than failing the whole decode."""
-_COMMENT_LIMIT = 65_533
-"""The longest comment one JPEG COM segment holds, in bytes (Pillow writes one)."""
 
 
 def _xmp_text(packet: bytes) -> str | None:
@@ -278,10 +276,8 @@ def _metadata(image, fmt: str) -> dict:
     entries = getattr(image, "text", None)
     entries = entries if isinstance(entries, dict) else {}
     if fmt in ("JPEG", "MPO"):
-        comment = entries.get("Comment")
-        options["comment"] = b""  # not the comment Pillow would take from info
-        if isinstance(comment, str) and len(comment.encode("utf-8")) <= _COMMENT_LIMIT:
-            options["comment"] = comment.encode("utf-8")
+        # This comment and not the one Pillow would take from info (none: b"").
+        options["comment"] = text_section.comment(entries) or b""
     if fmt == "PNG":
         from PIL import PngImagePlugin
 
@@ -300,7 +296,7 @@ def _metadata(image, fmt: str) -> dict:
         text = _xmp_text(bytes(xmp))
         if text is None:
             return options  # not Unicode text (dropped_metadata warns)
-        options["pnginfo"].add_itxt("XML:com.adobe.xmp", text)
+        options["pnginfo"].add_itxt(text_section.XMP_KEYWORD, text)
     elif fmt == "TIFF":  # in the EXIF's tags, which Pillow writes into the TIFF's own (tiffinfo would replace them)
         from PIL import Image
 

@@ -146,8 +146,8 @@ class NicImageFile(ImageFile.ImageFile):
                 if len(data) == length and key == "text":
                     try:
                         self.text = text_section.unpack(data)  # as Pillow's PNG images have it
-                        comment = self.text.get("Comment", "").encode("utf-8")
-                        if 0 < len(comment) <= 65_533:  # where Pillow's JPEG and GIF readers put it
+                        comment = text_section.comment(self.text)
+                        if comment is not None:  # where Pillow's JPEG and GIF readers put it
                             self.info["comment"] = comment
                     except NicodecError:
                         pass  # load() names the damage
@@ -252,7 +252,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
             im.text = dict(chunks)  # type: ignore[attr-defined]  # which copy() leaves behind
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
-                im.info.pop("XML:com.adobe.xmp", None)  # the key PNG's reader also fills
+                im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills
             if value:
                 im.info[key] = value
             else:

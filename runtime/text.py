@@ -37,9 +37,22 @@ MAX_BYTES = 16 << 20
 """The most the section's zlib stream may inflate to: 16 MiB, which bounds a decoder's memory
 (a few bytes of zlib could otherwise ask for gigabytes)."""
 _LENGTH = struct.Struct("<I")
-RESERVED = frozenset({"XML:com.adobe.xmp", "Raw profile type exif"})
+XMP_KEYWORD = "XML:com.adobe.xmp"
+"""The keyword of the PNG text chunk that holds an XMP packet."""
+RESERVED = frozenset({XMP_KEYWORD, "Raw profile type exif"})
 """Keywords of PNG text chunks whose data other sections keep (``XMP ``, ``EXIF``): the encoder
 leaves them out, and ``nicodec decode`` does not write them from a ``TEXT`` section."""
+
+
+COMMENT_LIMIT = 65_533
+"""The longest comment nicodec writes as one, in bytes of UTF-8: what one JPEG COM segment holds."""
+
+
+def comment(entries: dict[str, str]) -> bytes | None:
+    """The ``Comment`` entry as a JPEG's or GIF's comment (UTF-8 bytes), or None when there is
+    none or it is longer than :data:`COMMENT_LIMIT`."""
+    raw = entries.get("Comment", "").encode("utf-8")
+    return raw if 0 < len(raw) <= COMMENT_LIMIT else None
 
 
 def usable_keyword(keyword: str) -> bool:
