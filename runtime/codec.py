@@ -419,10 +419,7 @@ class Codec:
             picture.info["exif"] = sections[b"EXIF"]
         if b"XMP " in sections:
             picture.info["xmp"] = sections[b"XMP "]
-        picture.text = text or {}  # type: ignore[attr-defined]  # as Pillow's PNG images have it
-        comment = text_section.comment(picture.text)
-        if comment is not None:  # where Pillow's JPEG and GIF readers put it
-            picture.info["comment"] = comment
+        text_section.attach(picture, text)
         return picture
 
     @_memory_named

@@ -494,9 +494,7 @@ def _turn(img: Image.Image) -> Image.Image:
     if img.getexif().get(ExifTags.Base.Orientation) not in _TURNS:
         return img
     turned = ImageOps.exif_transpose(img)
-    chunks = getattr(img, "text", None)
-    if isinstance(chunks, dict) and chunks:
-        turned.text = dict(chunks)  # type: ignore[attr-defined]
+    text_section.carry(img, turned)
     xmp = read_xmp(turned.info)
     if xmp is not None:
         turned.info.pop(text_section.XMP_KEYWORD, None)

@@ -267,9 +267,8 @@ def _metadata(image, fmt: str) -> dict:
     EXIF's. Text (``image.text``) goes into PNG as text chunks (``tEXt`` for Latin-1, ``iTXt``
     for the rest, compressed from 1 kB up to what Pillow's reader inflates), but for the keywords
     whose data other sections keep (``nicodec.text.RESERVED``), and its ``Comment`` into JPEG as
-    a comment. EXIF, XMP
-    or a comment too long for a JPEG segment, or XMP that is not Unicode text for PNG, is left
-    out."""
+    a comment. EXIF, XMP or a comment too long for a JPEG segment, or XMP that is not Unicode
+    text for PNG, is left out."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}

@@ -137,7 +137,7 @@ class NicImageFile(ImageFile.ImageFile):
         # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;
         # load() names the damage.
         offset = payload_at
-        self.text: dict[str, str] = {}
+        text_section.attach(self, None)
         for tag, length in table:
             key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp", text_section.TAG: "text"}.get(tag)
             if key is not None:
@@ -145,10 +145,7 @@ class NicImageFile(ImageFile.ImageFile):
                 data = _read_at_most(self.fp, length)
                 if len(data) == length and key == "text":
                     try:
-                        self.text = text_section.unpack(data)  # as Pillow's PNG images have it
-                        comment = text_section.comment(self.text)
-                        if comment is not None:  # where Pillow's JPEG and GIF readers put it
-                            self.info["comment"] = comment
+                        text_section.attach(self, text_section.unpack(data))
                     except NicodecError:
                         pass  # load() names the damage
                 elif len(data) == length:
@@ -243,13 +240,12 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         # Upright by the image's own orientation first, which the replacements must not change;
         # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from
         # info (a turned image holds the EXIF it was turned by).
-        chunks = getattr(im, "text", None)
+        source = im
         try:
             im = upright(im).copy()
         except NicodecError as exc:
             raise OSError(str(exc)) from exc
-        if isinstance(chunks, dict) and chunks:
-            im.text = dict(chunks)  # type: ignore[attr-defined]  # which copy() leaves behind
+        text_section.carry(source, im)
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills

@@ -55,6 +55,23 @@ def comment(entries: dict[str, str]) -> bytes | None:
     return raw if 0 < len(raw) <= COMMENT_LIMIT else None
 
 
+def attach(image, entries: dict[str, str] | None) -> None:
+    """Give a decoded PIL image its text as Pillow's readers give theirs: ``image.text`` (a dict,
+    empty for none, as PNG's), and a ``Comment`` as ``info["comment"]`` (JPEG's and GIF's)."""
+    image.text = dict(entries or {})
+    raw = comment(image.text)
+    if raw is not None:
+        image.info["comment"] = raw
+
+
+def carry(source, target) -> None:
+    """Give ``target``, a copy of the PIL image ``source``, the text Pillow's copies leave behind
+    (``source.text``)."""
+    chunks = getattr(source, "text", None)
+    if isinstance(chunks, dict) and chunks:
+        target.text = dict(chunks)
+
+
 def usable_keyword(keyword: str) -> bool:
     """Whether ``keyword`` can head an entry: 1 to 79 Latin-1 characters, none of them NUL."""
     try:
