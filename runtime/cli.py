@@ -531,7 +531,8 @@ def encode(
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: TileOpt = 1024,
-    strip: Annotated[bool, typer.Option("--strip", help="Leave out the ICC profile, EXIF data, XMP packet and text.")] = False,
+    strip: Annotated[bool, typer.Option(
+        "--strip", help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
     exact: Annotated[bool, typer.Option(
         "--exact", help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
         "from the visible pixels, which costs fewer bits.")] = False,

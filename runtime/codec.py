@@ -31,6 +31,7 @@ from . import alpha as alpha_section
 from . import exactness
 from . import format as nicformat
 from . import rans
+from . import resolution as resolution_section
 from . import text as text_section
 from .errors import FormatError, LimitError, ModelError, NicodecError, OutOfMemoryError, QualityError
 from .files import read_binary_file, read_file
@@ -262,7 +263,7 @@ class Codec:
             quality: from 1 (smallest file) to 100 (best picture), any number between;
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).
-            strip: leave out the ICC profile, EXIF data, XMP packet and text.
+            strip: leave out the ICC profile, EXIF data, XMP packet, text and resolution.
             exact: keep the colour under fully transparent pixels (alpha 0) as it is. By
                 default it is replaced by a smooth fill from the visible pixels, which costs
                 fewer bits (as ``cwebp`` does without ``-exact``); the visible pixels are
@@ -273,8 +274,9 @@ class Codec:
         Transparency is kept losslessly (an ``ALPH`` or ``ALPL`` section); the ICC profile, EXIF
         data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
         ``XMP ``), with the EXIF orientation applied to the pixels and removed (from the XMP too),
-        and so is their text (``TEXT``: PNG's text chunks, a JPEG's or GIF's comment as
-        ``Comment``).
+        and so are their text (``TEXT``: PNG's text chunks, a JPEG's or GIF's comment as
+        ``Comment``) and resolution (``PHYS``: the density Pillow reads as ``info["dpi"]``,
+        its axes swapped by a quarter turn).
 
         Returns:
             The ``.nic`` file's bytes.
@@ -355,6 +357,8 @@ class Codec:
             sections[b"XMP "] = picture.xmp
         if picture.text:
             sections[text_section.TAG] = text_section.pack(picture.text)
+        if picture.resolution is not None:
+            sections[resolution_section.TAG] = resolution_section.pack(picture.resolution)
         return nicformat.pack(header, sections)
 
     # -- decoding ---------------------------------------------------------------------
@@ -382,12 +386,14 @@ class Codec:
         Returns:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
             (H, W) or (H, W, 2)), with ``info["icc_profile"]``, ``info["exif"]`` and
-            ``info["xmp"]`` when the file keeps them, and its text as ``image.text`` (a dict,
+            ``info["xmp"]`` and its resolution as ``info["dpi"]`` (dots per inch, two floats)
+            when the file keeps them, and its text as ``image.text`` (a dict,
             keyword to text, empty for none, as Pillow's PNG images have it; a ``Comment`` is
             also in ``info["comment"]``, in UTF-8, as Pillow's JPEG reader gives one, when a
             JPEG segment holds it). Pillow's ``save()`` writes the ICC profile along, but EXIF
             and XMP only when given: ``image.save(f, exif=image.info.get("exif", b""))``, and
-            ``xmp=`` for JPEG, WebP and AVIF; text goes into PNG through ``pnginfo=``
+            ``xmp=`` for JPEG, WebP and AVIF, and the resolution only as ``dpi=``; text goes
+            into PNG through ``pnginfo=``
             (``nicodec decode`` writes them all into the formats that hold them).
 
         Raises:
@@ -398,7 +404,7 @@ class Codec:
         """
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
-        header, sections, alpha, text, _, symbols, mean_q = self._entropy_decode(data)
+        header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(data)
         image = self._synthesize(self._y_hat(header, symbols, mean_q))
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
@@ -420,6 +426,7 @@ class Codec:
         if b"XMP " in sections:
             picture.info["xmp"] = sections[b"XMP "]
         text_section.attach(picture, text)
+        resolution_section.attach(picture, density)
         return picture
 
     @_memory_named
@@ -437,7 +444,7 @@ class Codec:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
-        header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha and text checked too
+        header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
         return header, z_hat, symbols, mean_q
 
     def _entropy_decode(self, data):
@@ -447,16 +454,19 @@ class Codec:
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
-        # Before the costly part: a damaged alpha plane or text found after the synthesis wasted it all.
+        # Before the costly part: a damaged alpha plane, text or resolution found after the
+        # synthesis wasted it all.
         tag = alpha_section.find(sections)
         alpha = alpha_section.decompress(tag, sections[tag], header.width, header.height) if tag else None
         text = text_section.unpack(sections[text_section.TAG]) if text_section.TAG in sections else None
+        density = sections.get(resolution_section.TAG)
+        density = resolution_section.unpack(density) if density is not None else None
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
         scale_index, mean_q = self._entropy_parameters(z_hat)
         symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
-        return header, sections, alpha, text, z_hat, symbols.reshape(mean_q.shape), mean_q
+        return header, sections, alpha, (text, density), z_hat, symbols.reshape(mean_q.shape), mean_q
 
     # -- helpers ----------------------------------------------------------------------
 

@@ -20,7 +20,8 @@ describes it byte by byte. All integers are little-endian::
 
 Version 1 files start with two sections, ``ZSYM`` (the hyper-latent's rANS
 stream) then ``YSYM`` (the latent's), optionally followed by the alpha plane (``ALPH`` or
-``ALPL``), ``ICCP``, ``EXIF``, ``XMP `` and ``TEXT`` (each at most once, in that order).
+``ALPL``), ``ICCP``, ``EXIF``, ``XMP ``, ``TEXT`` and ``PHYS`` (each at most once, in that
+order).
 """
 
 from __future__ import annotations
@@ -44,11 +45,12 @@ to encode and 1.07 GiB to decode at the default tiles, 0.72 and 0.50 GiB at tile
 (``benchmarks/large_image.py``)."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
-OPTIONAL_SECTIONS = ((b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",))
+OPTIONAL_SECTIONS = ((b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",), (b"PHYS",))
 """Sections that may follow, in this order and at most one from each group: the alpha plane
 (lossless; zlib- or LZMA2-compressed, ``nicodec.alpha``), the ICC colour profile, the EXIF
-data, the XMP packet (the tag ends in a space, as WebP's chunk does) and text metadata
-(keyword and text pairs, zlib-compressed, ``nicodec.text``)."""
+data, the XMP packet (the tag ends in a space, as WebP's chunk does), text metadata
+(keyword and text pairs, zlib-compressed, ``nicodec.text``) and the resolution (the pixel
+density, ``nicodec.resolution``)."""
 
 # The header's pieces (public: the Pillow plugin reads a header piece by piece).
 PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
@@ -276,5 +278,5 @@ def _check_tags(tags: list[bytes]) -> None:
         shown = ", ".join(repr(t) for t in tags) or "none"
         raise FormatError(
             f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM, then optionally ALPH or ALPL, "
-            f"ICCP, EXIF, 'XMP ' and TEXT in that order; found {shown}"
+            f"ICCP, EXIF, 'XMP ', TEXT and PHYS in that order; found {shown}"
         )

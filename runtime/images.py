@@ -17,6 +17,7 @@ from PIL import ExifTags, Image, ImageOps, PngImagePlugin, UnidentifiedImageErro
 
 from .errors import LimitError, NicodecError, UnsupportedImageError
 from . import files
+from . import resolution as resolution_section
 from . import text as text_section
 from .files import read_file
 
@@ -322,6 +323,8 @@ class Picture:
         xmp: the XMP packet's bytes (its ``tiff:Orientation`` removed, as the EXIF tag is), or None.
         text: text metadata, keyword to text (PNG's text chunks, a JPEG's or GIF's comment as
             ``Comment``; :mod:`nicodec.text`), or None.
+        resolution: the pixel density (Pillow's ``info["dpi"]``; :mod:`nicodec.resolution`),
+            or None.
     """
 
     rgb: np.ndarray
@@ -331,6 +334,7 @@ class Picture:
     grayscale: bool = False
     xmp: bytes | None = None
     text: dict[str, str] | None = None
+    resolution: resolution_section.Resolution | None = None
 
 
 _TIFF_LAYOUT = frozenset({
@@ -356,6 +360,7 @@ _XMP_ORIENTATION = re.compile(
     rb"|<tiff:Orientation\s*>[^<]*</tiff:Orientation\s*>|<tiff:Orientation\s*/>"
 )
 _TURNS = frozenset(range(2, 9))  # the EXIF orientations that turn or mirror the pixels
+_QUARTER_TURNS = frozenset(range(5, 9))  # those that swap the picture's width and height
 
 
 def read_xmp(info: dict) -> bytes | None:
@@ -486,15 +491,41 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
                       "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=3)
 
 
+def _density(img: Image.Image) -> resolution_section.Resolution | None:
+    """The image's density: ``info["dpi"]``, but for a JPEG whose JFIF segment gives none, its
+    EXIF's ``XResolution`` and ``YResolution`` in the EXIF's ``ResolutionUnit`` (inches when it
+    is absent, as the EXIF standard says). Pillow reads that density for one axis and only with
+    the unit given, and puts 72 dpi where it finds none: a default, not the image's."""
+    if img.format not in ("JPEG", "MPO") or img.info.get("jfif_unit") in (1, 2):
+        return resolution_section.from_dpi(img.info.get("dpi"))
+    tags = img.getexif()
+    x = tags.get(ExifTags.Base.XResolution)
+    y = tags.get(ExifTags.Base.YResolution, x)
+    scale = {2: 1.0, 3: 2.54}.get(tags.get(ExifTags.Base.ResolutionUnit, 2))  # inches, centimetres
+    if x is None or scale is None:
+        return None
+    try:
+        return resolution_section.from_dpi((float(x) * scale, float(y) * scale))
+    except (TypeError, ValueError, ZeroDivisionError, OverflowError):  # not a number
+        return None
+
+
 def _turn(img: Image.Image) -> Image.Image:
     """The image turned upright by the orientation Pillow reads (the EXIF's, or without one the
     XMP's, in its two forms) with Pillow's ``exif_transpose``; the copy's EXIF and XMP lose it,
     in every form, so that turning it again does nothing. The copy keeps the image's text
-    chunks (``text``, which Pillow's copies leave behind)."""
-    if img.getexif().get(ExifTags.Base.Orientation) not in _TURNS:
+    chunks (``text``, which Pillow's copies leave behind), and its density (``info["dpi"]``)
+    follows a quarter turn, which Pillow's leaves as it was."""
+    orientation = img.getexif().get(ExifTags.Base.Orientation)
+    if orientation not in _TURNS:
         return img
     turned = ImageOps.exif_transpose(img)
     text_section.carry(img, turned)
+    density = _density(img)
+    if density is None:
+        turned.info.pop("dpi", None)
+    else:
+        turned.info["dpi"] = (density.turned() if orientation in _QUARTER_TURNS else density).dpi
     xmp = read_xmp(turned.info)
     if xmp is not None:
         turned.info.pop(text_section.XMP_KEYWORD, None)
@@ -509,13 +540,14 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
     channel is kept when it is not fully opaque. EXIF orientation is applied to the
     pixels (of files and of PIL images; the caller's image is not changed) and removed
-    from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF, XMP and text. ``check_size`` is called
-    with the width and height before any pixel is decoded or converted.
+    from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF, XMP, text and
+    resolution. ``check_size`` is called with the width and height before any pixel is decoded
+    or converted.
 
     Raises:
         UnsupportedImageError: anything that cannot be read as a photo.
     """
-    icc = exif = xmp = text = None
+    icc = exif = xmp = text = density = None
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -566,6 +598,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 exif = tags.tobytes()
             xmp = _xmp(image.info, orientation)
             text = read_text(image, name)
+            density = _density(image)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:
@@ -589,7 +622,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text, density)
 
 
 def to_rgb(image) -> np.ndarray:

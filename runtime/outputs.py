@@ -17,6 +17,7 @@ import io
 
 from . import alpha as alpha_section
 from . import format as nicformat
+from . import resolution as resolution_section
 from . import text as text_section
 from .errors import NicodecError, UnsupportedImageError
 
@@ -223,8 +224,9 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
 
 
 def save(image, f, fmt: str) -> None:
-    """``image.save`` in ``fmt`` with decode's options and the decoded ICC profile, EXIF and XMP; what
-    Pillow refuses (a mode the format lacks, EXIF too long for JPEG) becomes a clear error.
+    """``image.save`` in ``fmt`` with decode's options and the decoded ICC profile, EXIF, XMP, text
+    and resolution; what Pillow refuses (a mode the format lacks, EXIF too long for JPEG) becomes
+    a clear error.
 
     Raises:
         UnsupportedImageError: Pillow cannot write the image in ``fmt``.
@@ -260,18 +262,22 @@ def _xmp_text(packet: bytes) -> str | None:
 
 
 def _metadata(image, fmt: str) -> dict:
-    """Pillow save options that carry the decoded ICC profile, EXIF data, XMP packet and text into
-    the output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
+    """Pillow save options that carry the decoded ICC profile, EXIF data, XMP packet, text and
+    resolution into the output. Pillow's writers take the XMP packet as ``xmp=`` (JPEG, WebP, AVIF), and PNG's and
     TIFF's in their own places: an iTXt chunk named ``XML:com.adobe.xmp`` (UTF-8 text, which
     the XMP standard's packets are, or are turned into) and the XMLPacket tag, 700, beside the
     EXIF's. Text (``image.text``) goes into PNG as text chunks (``tEXt`` for Latin-1, ``iTXt``
     for the rest, compressed from 1 kB up to what Pillow's reader inflates), but for the keywords
     whose data other sections keep (``nicodec.text.RESERVED``), and its ``Comment`` into JPEG as
     a comment. EXIF, XMP or a comment too long for a JPEG segment, or XMP that is not Unicode
-    text for PNG, is left out."""
+    text for PNG, is left out. The resolution (``info["dpi"]``) goes to every writer as ``dpi=``:
+    PNG's, JPEG's, TIFF's and BMP's keep it, the others have no place for it and pass it by."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
+    density = resolution_section.from_dpi(image.info.get("dpi"))
+    if density is not None:
+        options["dpi"] = density.dpi
     entries = getattr(image, "text", None)
     entries = entries if isinstance(entries, dict) else {}
     if fmt in ("JPEG", "MPO"):

@@ -25,6 +25,7 @@ from PIL import Image, ImageFile, UnidentifiedImageError
 
 from . import alpha as alpha_section
 from . import format as nicformat
+from . import resolution as resolution_section
 from . import text as text_section
 from .errors import LimitError, NicodecError, QualityError
 
@@ -139,13 +140,17 @@ class NicImageFile(ImageFile.ImageFile):
         offset = payload_at
         text_section.attach(self, None)
         for tag, length in table:
-            key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp", text_section.TAG: "text"}.get(tag)
+            key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp", text_section.TAG: "text",
+                   resolution_section.TAG: "dpi"}.get(tag)
             if key is not None:
                 self.fp.seek(offset)
                 data = _read_at_most(self.fp, length)
-                if len(data) == length and key == "text":
+                if len(data) == length and key in ("text", "dpi"):
                     try:
-                        text_section.attach(self, text_section.unpack(data))
+                        if key == "text":
+                            text_section.attach(self, text_section.unpack(data))
+                        else:
+                            resolution_section.attach(self, resolution_section.unpack(data))
                     except NicodecError:
                         pass  # load() names the damage
                 elif len(data) == length:
@@ -213,12 +218,14 @@ class NicDecoder(ImageFile.PyDecoder):
 
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
-    """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=..., xmp=...)``: Q
-    from 1 to 100 (default: the model's); ``strip`` and ``exact`` as for ``Codec.encode``
-    (``exact`` as for Pillow's WebP: keep the colour under fully transparent pixels); ``exif``
-    (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), as for Pillow's own
-    formats, replace the image's, and an explicit None or empty value leaves it out; another
-    type is a ValueError. An EXIF orientation is applied to the pixels, as ``encode`` does."""
+    """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=..., xmp=...,
+    dpi=...)``: Q from 1 to 100 (default: the model's); ``strip`` and ``exact`` as for
+    ``Codec.encode`` (``exact`` as for Pillow's WebP: keep the colour under fully transparent
+    pixels); ``exif`` (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), and
+    ``dpi`` (two positive numbers), as for Pillow's own formats, replace the image's, and an
+    explicit None (or empty bytes) leaves it out; another type or value is a ValueError. An EXIF
+    orientation is applied to the pixels, as ``encode`` does (the replacements describe the
+    picture turned upright)."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
@@ -229,11 +236,14 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         check_flags(strip=strip, exact=exact)
     except NicodecError as exc:
         raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
-    metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp") if key in im.encoderinfo}
+    metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp", "dpi") if key in im.encoderinfo}
     if isinstance(metadata.get("exif"), Image.Exif):
         metadata["exif"] = metadata["exif"].tobytes()
     for key, value in metadata.items():
-        if value is not None and not isinstance(value, (bytes, bytearray)):
+        if key == "dpi":
+            if value is not None and resolution_section.from_dpi(value) is None:
+                raise ValueError(f"dpi must be two positive numbers (dots per inch), not {value!r}")
+        elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
     if metadata:

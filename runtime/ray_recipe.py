@@ -136,7 +136,7 @@ def compress_collection(
         providers: onnxruntime providers of each actor's ``Codec`` (``"cuda"`` with ``num_gpus``).
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
-        strip: leave out ICC profiles, EXIF data, XMP packets and text.
+        strip: leave out ICC profiles, EXIF data, XMP packets, text and resolutions.
         exact: keep the colour under fully transparent pixels (``Codec.encode``'s ``exact``).
         quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
             default. A single-rate model refuses it: every image then fails, with the reason.
@@ -405,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--model", default=None, help="model folder, the same path on every node (default: shipped)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing .nic files instead of skipping them")
-    parser.add_argument("--strip", action="store_true", help="leave out ICC profiles, EXIF data, XMP packets and text")
+    parser.add_argument("--strip", action="store_true",
+                        help="leave out ICC profiles, EXIF data, XMP packets, text and resolutions")
     parser.add_argument("--exact", action="store_true", help="keep the colour under fully transparent pixels")
     parser.add_argument(
         "--quality", type=_quality_argument, default=None,

@@ -270,7 +270,7 @@ def test_text_comes_after_xmp_in_the_section_table(codec, photo):
     assert list(sections)[-2:] == [b"XMP ", b"TEXT"]
     swapped = {k: v for k, v in sections.items() if k not in (b"XMP ", b"TEXT")}
     swapped.update({b"TEXT": sections[b"TEXT"], b"XMP ": sections[b"XMP "]})
-    with pytest.raises(FormatError, match="TEXT in that order"):
+    with pytest.raises(FormatError, match="TEXT and PHYS in that order"):
         nicformat.unpack(nicformat.pack(header, swapped))
 
 

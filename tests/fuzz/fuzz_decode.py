@@ -145,9 +145,10 @@ def make_seeds(codec: Codec) -> list[bytes]:
     image = Image.fromarray(synthetic_photo(40, 56, seed=7))
     image.info["xmp"] = b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
     image.text = {"Author": "Ren\u00e9e", "Comment": "\u4e2d" * 20, "parameters": "steps: 30\n" * 50}
+    image.info["dpi"] = (300, 150)
     data = codec.encode(image)
-    assert text_section.TAG in nicformat.unpack(data)[1]
-    seeds.append(data)  # XMP and TEXT sections
+    assert {text_section.TAG, b"PHYS"} <= set(nicformat.unpack(data)[1])
+    seeds.append(data)  # XMP, TEXT and PHYS sections
     return seeds
 
 

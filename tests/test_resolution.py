@@ -1,0 +1,186 @@
+"""The resolution (the ``PHYS`` section): the pixel density Pillow reads as ``info["dpi"]``
+from PNG, JPEG, TIFF and BMP, kept exactly in the unit it came in, turned with the pixels,
+written back by ``nicodec decode`` where the output holds it, read and written by the Pillow
+plugin, left out with ``strip``; and the section's rules, each refused with a named error."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from nicodec import format as nicformat
+from nicodec import resolution
+from nicodec.cli import app
+from nicodec.errors import FormatError
+from nicodec.resolution import PER_INCH, PER_METRE, Resolution
+
+
+def saved(photo, fmt: str, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+def density(data: bytes) -> Resolution | None:
+    payload = nicformat.unpack(data)[1].get(resolution.TAG)
+    return None if payload is None else resolution.unpack(payload)
+
+
+@pytest.mark.parametrize("dpi, kept", [
+    ((300, 150), Resolution(PER_INCH, 300, 150)),  # JPEG's JFIF, as Pillow reads it
+    ((300.0, 72.0), Resolution(PER_INCH, 300, 72)),  # TIFF's
+    ((11811 * 0.0254, 5669 * 0.0254), Resolution(PER_METRE, 11811, 5669)),  # PNG's pHYs (300, 144 dpi)
+    ((11811 / 39.3701, 3780 / 39.3701), Resolution(PER_METRE, 11811, 3780)),  # BMP's
+    ((118 * 2.54, 118 * 2.54), Resolution(PER_METRE, 11800, 11800)),  # JPEG's per centimetre
+    ((72.5, 144), Resolution(PER_METRE, 2854, 5669)),  # to the nearest per metre
+    ((5000 * 0.0254, 5000 * 0.0254), Resolution(PER_INCH, 127, 127)),  # a PNG density that is whole per inch
+])
+def test_a_density_is_kept_in_the_unit_that_holds_it(dpi, kept):
+    assert resolution.from_dpi(dpi) == kept
+    assert resolution.unpack(resolution.pack(kept)) == kept
+    back = kept.dpi
+    assert all(math.isclose(a, b, abs_tol=0.0127) for a, b in zip(back, map(float, dpi)))
+
+
+@pytest.mark.parametrize("dpi", [None, (0, 0), (300, 0), (-72, 72), (math.nan, 72), (math.inf, 72), (300,),
+                                 (1, 2, 3), "72", (True, True), (2.0**40, 72), (1e-9, 1e-9), ("a", "b")])
+def test_densities_that_mean_nothing_are_not_kept(dpi):
+    assert resolution.from_dpi(dpi) is None
+
+
+def test_the_section_is_nine_bytes():
+    assert resolution.pack(Resolution(PER_METRE, 11811, 5669)) == struct.pack("<BII", 2, 11811, 5669)
+    with pytest.raises(ValueError, match="unit"):
+        resolution.pack(Resolution(3, 1, 1))
+    with pytest.raises(ValueError, match="densities"):
+        resolution.pack(Resolution(PER_INCH, 0, 1))
+
+
+@pytest.mark.parametrize("payload, said", [
+    (b"", "holds 0 bytes, not 9"),
+    (struct.pack("<BII", 1, 300, 300) + b"\0", "holds 10 bytes"),
+    (struct.pack("<BII", 0, 300, 300), "unit is 0"),
+    (struct.pack("<BII", 3, 300, 300), "unit is 3"),
+    (struct.pack("<BII", 1, 0, 300), "density of 0"),
+    (struct.pack("<BII", 2, 300, 0), "density of 0"),
+])
+def test_broken_sections_are_refused(payload, said):
+    with pytest.raises(FormatError, match=said):
+        resolution.unpack(payload)
+
+
+@pytest.mark.parametrize("fmt, dpi", [("PNG", (300, 144)), ("JPEG", (300, 150)), ("TIFF", (600, 600)),
+                                      ("BMP", (96, 96))])
+def test_files_keep_their_density(codec, photo, fmt, dpi):
+    source = saved(photo, fmt, dpi=dpi)
+    with Image.open(io.BytesIO(source)) as image:
+        read = image.info["dpi"]
+    data = codec.encode(source)
+    decoded = codec.decode(data)
+    # What Pillow read from the source (BMP's reader divides by 39.3701, not 1 / 0.0254: 1e-6 apart).
+    assert decoded.info["dpi"] == pytest.approx(read, rel=1e-6)
+    assert codec.decode(codec.encode(decoded)).info["dpi"] == decoded.info["dpi"]  # and kept again
+    assert resolution.TAG not in nicformat.unpack(codec.encode(source, strip=True))[1]
+    assert resolution.TAG not in nicformat.unpack(codec.encode(saved(photo, "PNG")))[1]
+    assert "dpi" not in codec.decode(codec.encode(photo)).info
+
+
+def test_a_quarter_turn_swaps_the_axes(codec, photo):
+    for orientation, expected in ((6, (150, 300)), (3, (300, 150))):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        data = codec.encode(saved(photo, "JPEG", dpi=(300, 150), exif=exif.tobytes(), quality=95))
+        header = nicformat.unpack(data)[0]
+        turned = orientation == 6
+        assert (header.height, header.width) == (photo.shape[1::-1] if turned else photo.shape[:2])
+        assert codec.decode(data).info["dpi"] == expected
+
+
+def test_the_section_comes_last(codec, photo):
+    image = Image.fromarray(photo)
+    image.text = {"a": "b"}  # type: ignore[attr-defined]
+    image.info["dpi"] = (300, 300)
+    header, sections = nicformat.unpack(codec.encode(image))
+    assert list(sections)[-2:] == [b"TEXT", resolution.TAG]
+    swapped = {k: v for k, v in sections.items() if k not in (b"TEXT", resolution.TAG)}
+    swapped.update({resolution.TAG: sections[resolution.TAG], b"TEXT": sections[b"TEXT"]})
+    with pytest.raises(FormatError, match="TEXT and PHYS in that order"):
+        nicformat.unpack(nicformat.pack(header, swapped))
+
+
+def test_a_damaged_section_is_found_before_decoding(codec, photo, tmp_path):
+    header, sections = nicformat.unpack(codec.encode(saved(photo, "PNG", dpi=(300, 300))))
+    sections[resolution.TAG] = struct.pack("<BII", 7, 300, 300)
+    data = nicformat.pack(header, sections)  # a valid CRC: an encoder's fault, not the disk's
+    with pytest.raises(FormatError, match="unit is 7"):
+        codec.decode_symbols(data)  # what nicodec verify runs
+    with pytest.raises(FormatError, match="unit is 7"):
+        codec.decode(data)
+    (tmp_path / "bad.nic").write_bytes(data)
+    result = CliRunner().invoke(app, ["verify", str(tmp_path / "bad.nic")])
+    assert result.exit_code != 0 and "unit is 7" in result.output + result.stderr
+
+
+@pytest.mark.parametrize("suffix, expected", [(".png", (300, 144)), (".jpg", (300, 144)), (".tif", (300, 144)),
+                                              (".bmp", (300, 144)), (".webp", None)])
+def test_decode_writes_the_density_where_the_format_holds_it(codec, photo, tmp_path, suffix, expected):
+    (tmp_path / "x.png").write_bytes(saved(photo, "PNG", dpi=(300, 144)))
+    runner = CliRunner()
+    assert runner.invoke(app, ["encode", str(tmp_path / "x.png"), "-o", str(tmp_path / "x.nic")]).exit_code == 0
+    result = runner.invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / f"back{suffix}")])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    with Image.open(tmp_path / f"back{suffix}") as back:
+        got = back.info.get("dpi")
+    if expected is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(expected, abs=0.013)  # PNG keeps whole pixels per metre
+    if suffix == ".png":  # PNG's own unit: the very pixels per metre
+        with Image.open(tmp_path / f"back{suffix}") as back, Image.open(tmp_path / "x.png") as source:
+            assert back.info["dpi"] == source.info["dpi"]
+    result = runner.invoke(app, ["encode", str(tmp_path / "x.png"), "-o", str(tmp_path / "s.nic"), "--strip"])
+    assert result.exit_code == 0 and density((tmp_path / "s.nic").read_bytes()) is None
+
+
+def test_the_pillow_plugin_reads_and_writes_the_density(codec, photo, tmp_path):
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(codec)
+    with Image.open(io.BytesIO(saved(photo, "PNG", dpi=(300, 144)))) as source:
+        source.save(tmp_path / "x.nic")
+    with Image.open(tmp_path / "x.nic") as opened:
+        assert opened.info["dpi"] == pytest.approx((300, 144), abs=0.013)  # from the header, before decoding
+        opened.load()
+        buffer = io.BytesIO()
+        opened.save(buffer, "NIC")
+    assert density(buffer.getvalue()) == Resolution(PER_METRE, 11811, 5669)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "NIC", dpi=(600, 600))
+    assert density(buffer.getvalue()) == Resolution(PER_INCH, 600, 600)
+    with Image.open(tmp_path / "x.nic") as opened:
+        buffer = io.BytesIO()
+        opened.save(buffer, "NIC", dpi=None)  # given as None: left out
+    assert density(buffer.getvalue()) is None
+    for bad in ((0, 72), "300", (300,)):
+        with pytest.raises(ValueError, match="dpi must be two positive numbers"):
+            Image.fromarray(photo).save(io.BytesIO(), "NIC", dpi=bad)
+
+
+def test_a_jpeg_without_a_jfif_density_keeps_its_exif_one(codec, photo):
+    def kept(tags: dict[int, object]) -> Resolution | None:
+        exif = Image.Exif()
+        exif[0x010F] = "a camera"  # Make
+        for tag, value in tags.items():
+            exif[tag] = value
+        return density(codec.encode(saved(photo, "JPEG", exif=exif.tobytes(), quality=95)))
+
+    assert kept({}) is None  # not the 72 dpi Pillow's reader puts in
+    assert kept({0x011A: 300.0, 0x011B: 150.0}) == Resolution(PER_INCH, 300, 150)  # inches by default
+    assert kept({0x011A: 300.0, 0x011B: 150.0, 0x0128: 2}) == Resolution(PER_INCH, 300, 150)
+    assert kept({0x011A: 118.0, 0x0128: 3}) == Resolution(PER_METRE, 11800, 11800)  # per centimetre
+    assert kept({0x011A: 300.0, 0x0128: 1}) is None  # no absolute unit
