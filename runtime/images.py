@@ -475,11 +475,17 @@ _IPTC_TAG = 33723
 """A TIFF's IPTC-IIM tag."""
 
 
+_SRGB_CHROMATICITY = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
+"""sRGB's white point (D65) and red, green and blue primaries, as CIE x, y (IEC 61966-2-1), in
+the order of PNG's cHRM chunk."""
+
+
 def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> None:
     """Warn of metadata a ``.nic`` file does not keep and a user may miss: IPTC data (captions,
-    keywords, credits; most editors write the same fields into the XMP, which is kept) and a PNG's
-    gamma without a colour profile or sRGB chunk (decoders show the picture as sRGB, which only a
-    gamma near 1/2.2 matches). ``iptc``: a TIFF's own directory holds an IPTC tag."""
+    keywords, credits; most editors write the same fields into the XMP, which is kept), and a PNG's
+    gamma and chromaticities without a colour profile or sRGB chunk (decoders show the picture as
+    sRGB, which only a gamma near 1/2.2 and sRGB's primaries and white match). ``iptc``: a TIFF's
+    own directory holds an IPTC tag."""
     resources = img.info.get("photoshop")
     if iptc or (isinstance(resources, dict) and _iptc_has_data(resources.get(_IPTC_RESOURCE))):
         warnings.warn(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
@@ -489,6 +495,12 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
             and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
         warnings.warn(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
                       "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=3)
+    chromaticity = img.info.get("chromaticity")  # white x, y, then red, green and blue x, y
+    if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and not has_profile and "srgb" not in img.info
+            and all(isinstance(v, (int, float)) for v in chromaticity)
+            and max(abs(a - b) for a, b in zip(chromaticity, _SRGB_CHROMATICITY)) > 0.01):
+        warnings.warn(f"{name}: its primaries and white point (PNG cHRM) are not kept; the decoded picture is "
+                      "shown with sRGB's", UserWarning, stacklevel=3)
 
 
 def _density(img: Image.Image) -> resolution_section.Resolution | None:

@@ -302,7 +302,7 @@ def jpeg_with_iptc(photo, iptc: bytes = CAPTION) -> bytes:
     return data[:2] + b"\xff\xed" + struct.pack(">H", len(body) + 2) + body + data[2:]
 
 
-def test_iptc_data_and_a_png_gamma_are_warned_of(codec, photo):
+def test_iptc_data_and_a_png_gamma_and_chromaticities_are_warned_of(codec, photo):
     with pytest.warns(UserWarning, match="its IPTC data is not kept"):
         codec.encode(jpeg_with_iptc(photo))
     buffer = io.BytesIO()
@@ -315,6 +315,12 @@ def test_iptc_data_and_a_png_gamma_are_warned_of(codec, photo):
     Image.fromarray(photo).save(buffer, "PNG", pnginfo=linear)
     with pytest.warns(UserWarning, match=r"its gamma \(PNG gAMA 1\) is not kept"):
         codec.encode(buffer.getvalue())
+    wide = PngImagePlugin.PngInfo()  # Adobe RGB (1998)'s primaries, sRGB's white
+    wide.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 21000, 71000, 15000, 6000))
+    chromaticities = io.BytesIO()
+    Image.fromarray(photo).save(chromaticities, "PNG", pnginfo=wide)
+    with pytest.warns(UserWarning, match=r"its primaries and white point \(PNG cHRM\) are not kept"):
+        codec.encode(chromaticities.getvalue())
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # none for the rest: nothing is lost
         codec.encode(jpeg_with_iptc(photo, ENVELOPE))  # what Photoshop writes on every save
@@ -322,6 +328,7 @@ def test_iptc_data_and_a_png_gamma_are_warned_of(codec, photo):
         codec.encode(buffer.getvalue(), strip=True)
         srgb = PngImagePlugin.PngInfo()
         srgb.add(b"gAMA", struct.pack(">I", 45455))
+        srgb.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))  # libpng's
         buffer = io.BytesIO()
         Image.fromarray(photo).save(buffer, "PNG", pnginfo=srgb)
         codec.encode(buffer.getvalue())
