@@ -63,10 +63,10 @@ def main() -> None:
         coded += len(data)
         if i in marks:
             rows.append({"images": i, "peak_rss_mb": round(peak_rss_mb(), 1), "seconds": round(time.perf_counter() - start, 1)})
-            print(f"{i:>6} images: peak RSS {rows[-1]['peak_rss_mb']:8.1f} MB, {rows[-1]['seconds']:7.1f} s", flush=True)
+            print(f"{i:>6} images: peak RSS {rows[-1]['peak_rss_mb']:8.1f} MiB, {rows[-1]['seconds']:7.1f} s", flush=True)
     after_sizes = [r["peak_rss_mb"] for r in rows if r["images"] >= 100]
     growth = after_sizes[-1] - after_sizes[0] if len(after_sizes) > 1 else 0.0
-    print(f"peak RSS growth from image 100 to image {args.images}: {growth:+.1f} MB "
+    print(f"peak RSS growth from image 100 to image {args.images}: {growth:+.1f} MiB "
           f"({pixels / 1e6:.1f} Mpixels, {coded / 1e6:.2f} MB coded)")
     write_report(args.json, {
         "model_id": codec.model_id, "threads": args.threads, "images": args.images,

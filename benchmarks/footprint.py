@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> dict:
             for op in ("encode", "decode"):
                 peaks[f"{name}_{op}"] = float(run_python(python, PEAK, op, str(folder / f"{name}.npy"),
                                                          str(folder / f"{name}.nic"), str(args.threads)))
-                print(f"peak RSS {name} {op}: {peaks[f'{name}_{op}']:.0f} MB", flush=True)
+                print(f"peak RSS {name} {op}: {peaks[f'{name}_{op}']:.0f} MiB", flush=True)
         footprint["peak_rss_mb"] = peaks
         footprint["large_image"] = [width, height]
         footprint["threads"] = args.threads
@@ -268,10 +268,10 @@ def markdown(f: dict) -> str:
         f"| first image after load ({f['kodak_image']}): encode + decode | "
         f"{t['first_encode_ms']['median']:.0f} + {t['first_decode_ms']['median']:.0f} ms |",
         f"| same image again | {t['second_encode_ms']['median']:.0f} + {t['second_decode_ms']['median']:.0f} ms |",
-        f"| peak RSS, model loaded only | {p['model_only']:.0f} MB |",
-        f"| peak RSS, Kodak image: encode / decode | {p['kodak_encode']:.0f} / {p['kodak_decode']:.0f} MB |",
+        f"| peak RSS, model loaded only | {p['model_only']:.0f} MiB |",
+        f"| peak RSS, Kodak image: encode / decode | {p['kodak_encode']:.0f} / {p['kodak_decode']:.0f} MiB |",
         f"| peak RSS, {w}x{h} synthetic ({w * h / 1e6:.1f} MP): encode / decode | "
-        f"{p['large_encode']:.0f} / {p['large_decode']:.0f} MB |",
+        f"{p['large_encode']:.0f} / {p['large_decode']:.0f} MiB |",
     ]
     return "\n".join(lines)
 
