@@ -6,6 +6,7 @@ import io
 import os
 import re
 import stat
+import struct
 import threading
 import warnings
 from collections.abc import Callable
@@ -179,10 +180,16 @@ def _load(img: Image.Image, name) -> Image.Image:
             f"{name} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
         )
     raw = _png_rawmode(img)
+    quarter = _tiff_quarter_turn(img)
     img.load()
+    if quarter:  # turned by Pillow as it loaded: the density and EXIF follow here (our own image)
+        density = density_of(img)
+        if density is not None:
+            img.info["dpi"] = density.turned().dpi
+        _swap_resolution_tags(img.getexif())
     if raw is not None and "transparency" in img.info:
         _fit_png_colour_key(img, raw, name)
-    return _turn(img)
+    return _turn(img, name)
 
 
 def _png_rawmode(img: Image.Image) -> str | None:
@@ -216,11 +223,7 @@ def upright(img: Image.Image) -> Image.Image:
     """A PIL image from the caller with its EXIF (or XMP) orientation applied (a copy when one is
     needed; the tag is removed from the copy's EXIF), as files opened by nicodec are."""
     try:
-        img.getexif()
-    except (OSError, SyntaxError, ValueError, TypeError):
-        return img  # EXIF that cannot be read has no orientation to apply
-    try:
-        return _turn(img)
+        return _turn(img, getattr(img, "filename", "") or "the image")
     except (OSError, SyntaxError, ValueError) as exc:
         raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
 
@@ -361,6 +364,14 @@ _XMP_ORIENTATION = re.compile(
 )
 _TURNS = frozenset(range(2, 9))  # the EXIF orientations that turn or mirror the pixels
 _QUARTER_TURNS = frozenset(range(5, 9))  # those that swap the picture's width and height
+_TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+               5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+               8: Image.Transpose.ROTATE_90}
+"""What each orientation asks of the stored picture to show it upright (as ``exif_transpose``)."""
+_EXIF_ERRORS = (OSError, SyntaxError, ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError,
+                ZeroDivisionError, struct.error)
+"""What Pillow raises reading or writing damaged EXIF (a value of the wrong type or size, an
+offset past the end, a count that does not fit)."""
 
 
 def read_xmp(info: dict) -> bytes | None:
@@ -503,14 +514,24 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
                       "shown with sRGB's", UserWarning, stacklevel=3)
 
 
-def _density(img: Image.Image) -> resolution_section.Resolution | None:
+def density_of(img: Image.Image) -> resolution_section.Resolution | None:
     """The image's density: ``info["dpi"]``, but for a JPEG whose JFIF segment gives none, its
     EXIF's ``XResolution`` and ``YResolution`` in the EXIF's ``ResolutionUnit`` (inches when it
     is absent, as the EXIF standard says). Pillow reads that density for one axis and only with
-    the unit given, and puts 72 dpi where it finds none: a default, not the image's."""
+    the unit given, and puts 72 dpi where it finds none, as it puts 1 dpi for a TIFF without
+    one: defaults, not the image's. A BMP's pixels per metre are taken as Pillow's reader had
+    them (it divides by 39.3701)."""
+    dpi = img.info.get("dpi")
+    if img.format == "TIFF" and ExifTags.Base.XResolution not in getattr(img, "tag_v2", {}):
+        return None
+    if img.format in ("BMP", "DIB") and resolution_section.from_dpi(dpi) is not None:
+        return resolution_section.from_pixels_per_metre(*(round(float(v) * 39.3701) for v in dpi))
     if img.format not in ("JPEG", "MPO") or img.info.get("jfif_unit") in (1, 2):
-        return resolution_section.from_dpi(img.info.get("dpi"))
-    tags = img.getexif()
+        return resolution_section.from_dpi(dpi)
+    try:
+        tags = img.getexif()
+    except _EXIF_ERRORS:
+        return None
     x = tags.get(ExifTags.Base.XResolution)
     y = tags.get(ExifTags.Base.YResolution, x)
     scale = {2: 1.0, 3: 2.54}.get(tags.get(ExifTags.Base.ResolutionUnit, 2))  # inches, centimetres
@@ -522,18 +543,65 @@ def _density(img: Image.Image) -> resolution_section.Resolution | None:
         return None
 
 
-def _turn(img: Image.Image) -> Image.Image:
+def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
+    """A copy of the image's EXIF (the caller's image keeps its own); empty, with a warning, when
+    it is damaged: when Pillow cannot read it or cannot write it back. The raw EXIF is parsed
+    afresh, since Pillow keeps its own parse, a failed one too."""
+    raw = img.info.get("exif")
+    try:
+        if isinstance(raw, (bytes, bytearray)) and raw:
+            Image.Exif().load(bytes(raw))
+        tags = Image.Exif()
+        tags.load(img.getexif().tobytes())
+        return tags
+    except _EXIF_ERRORS:
+        warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=3)
+        return Image.Exif()
+
+
+def _tiff_quarter_turn(img: Image.Image) -> bool:
+    """Whether Pillow will turn this TIFF a quarter as it loads it (its orientation tag is 5 to
+    8; Pillow's TIFF reader applies the tag and removes it, so no later step sees it)."""
+    return img.format == "TIFF" and getattr(img, "tag_v2", {}).get(ExifTags.Base.Orientation) in _QUARTER_TURNS
+
+
+def _swap_resolution_tags(tags: Image.Exif) -> None:
+    """Swap an EXIF's ``XResolution`` and ``YResolution``, in place, for a picture turned a quarter."""
+    x, y = tags.get(ExifTags.Base.XResolution), tags.get(ExifTags.Base.YResolution)
+    for tag, value in ((ExifTags.Base.XResolution, y), (ExifTags.Base.YResolution, x)):
+        if value is None:
+            tags.pop(tag, None)
+        else:
+            tags[tag] = value
+
+
+def _turn(img: Image.Image, name: str = "the image") -> Image.Image:
     """The image turned upright by the orientation Pillow reads (the EXIF's, or without one the
     XMP's, in its two forms) with Pillow's ``exif_transpose``; the copy's EXIF and XMP lose it,
     in every form, so that turning it again does nothing. The copy keeps the image's text
-    chunks (``text``, which Pillow's copies leave behind), and its density (``info["dpi"]``)
-    follows a quarter turn, which Pillow's leaves as it was."""
-    orientation = img.getexif().get(ExifTags.Base.Orientation)
+    chunks (``text``, which Pillow's copies leave behind), and its density (``info["dpi"]``
+    and the EXIF's) follows a quarter turn, which Pillow's leaves as it was. EXIF that cannot
+    be read turns nothing; EXIF whose orientation can be read but which Pillow cannot write
+    back is left out, with a warning, and the picture turned all the same."""
+    try:
+        orientation = img.getexif().get(ExifTags.Base.Orientation)
+    except _EXIF_ERRORS:
+        return img  # EXIF that cannot be read has no orientation to apply (read_picture warns of it)
     if orientation not in _TURNS:
         return img
-    turned = ImageOps.exif_transpose(img)
+    try:
+        turned = ImageOps.exif_transpose(img)
+        tags = turned.getexif()
+        if orientation in _QUARTER_TURNS and (ExifTags.Base.XResolution in tags or ExifTags.Base.YResolution in tags):
+            _swap_resolution_tags(tags)
+            turned.info["exif"] = tags.tobytes()
+    except _EXIF_ERRORS:
+        turned = img.transpose(_TRANSPOSES[orientation])
+        turned.info = {key: value for key, value in img.info.items() if key != "exif"}
+        warnings.warn(f"{name}: its EXIF data is damaged and is not kept (its orientation is applied)",
+                      UserWarning, stacklevel=4)
     text_section.carry(img, turned)
-    density = _density(img)
+    density = density_of(img)
     if density is None:
         turned.info.pop("dpi", None)
     else:
@@ -560,6 +628,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = xmp = text = density = None
+    quarter = False
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -571,6 +640,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         name = getattr(image, "filename", "") or name
         if check_size is not None:
             check_size(*image.size)
+        quarter = _tiff_quarter_turn(image)  # before Pillow's load turns it and forgets the tag
         _load_pixels(image)
         image = upright(image)
     elif isinstance(image, np.ndarray):
@@ -591,11 +661,9 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 # A CMYK (or Lab, ...) profile describes pixels that are RGB now: written back
                 # onto the decoded image, it would be rejected or misapplied by colour-managed viewers.
                 icc = None
-            try:  # a copy: the caller's image keeps its own EXIF
-                tags = Image.Exif()
-                tags.load(image.getexif().tobytes())
-            except (OSError, SyntaxError, ValueError, TypeError):
-                tags = Image.Exif()  # unreadable EXIF is not kept
+            tags = _exif_copy(image, name)
+            if quarter:  # a caller's TIFF, turned by Pillow as it loaded: its density follows
+                _swap_resolution_tags(tags)
             orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one _turn could not apply
             own = 273 in tags or 324 in tags  # strips or tiles: a TIFF's own directory, not a camera's EXIF
             iptc = own and _IPTC_TAG in tags and _iptc_has_data(_raw_tag(tags[_IPTC_TAG]))
@@ -607,10 +675,15 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 tags.pop(tag, None)
             if len(tags):
                 tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
-                exif = tags.tobytes()
+                try:
+                    exif = tags.tobytes()
+                except _EXIF_ERRORS:
+                    warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=2)
             xmp = _xmp(image.info, orientation)
             text = read_text(image, name)
-            density = _density(image)
+            density = density_of(image)
+            if quarter and density is not None:
+                density = density.turned()
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

@@ -145,7 +145,50 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
                 dropped.append((what, "PNG holds it as Unicode text, and this packet is not"))
     if b"TEXT" in lengths:
         dropped += _dropped_text(data, fmt, kept)
+    if resolution_section.TAG in lengths:
+        try:
+            density = resolution_section.unpack(nicformat.unpack(data)[1][resolution_section.TAG])
+        except NicodecError:
+            return dropped  # decoding names the damage
+        why = _written_dpi(density, fmt)[1]
+        if why is not None:
+            dropped.append(("resolution", why))
     return dropped
+
+
+_MAX_PIXELS_PER_METRE = 2**31 - 1
+"""The densest pHYs PNG allows (its four-byte integers stop at 2^31 - 1) and BMP holds (a signed
+32-bit count)."""
+_MAX_JFIF = 65_535
+"""The densest JFIF segment: two bytes a side."""
+
+
+def _written_dpi(density: resolution_section.Resolution, fmt: str) -> tuple[tuple[float, float] | None, str | None]:
+    """The ``dpi=`` that makes ``fmt``'s writer store ``density`` as exactly as it can, and None
+    with why where the density is outside what the format holds; None and None for formats that
+    keep no density (WebP, AVIF, GIF, ...), and for which no warning is given. PNG and BMP
+    store whole pixels per metre, computed by their writers from ``dpi=`` (``dpi / 0.0254`` and
+    ``dpi * 39.3701``, rounded), JPEG whole dots per inch, TIFF a fraction."""
+    if fmt in ("JPEG", "MPO"):
+        x, y = (round(value) for value in density.dpi)
+        if not (1 <= x <= _MAX_JFIF and 1 <= y <= _MAX_JFIF):
+            return None, f"its {_shown(density)} is outside what {fmt} holds (1 to {_MAX_JFIF:,} dpi)"
+        return density.dpi, None
+    if fmt in ("PNG", "BMP", "DIB"):
+        x, y = resolution_section.pixels_per_metre(density)
+        if max(x, y) > _MAX_PIXELS_PER_METRE or min(x, y) < 1:
+            return None, (f"its {_shown(density)} is outside what {fmt} holds "
+                          f"(1 to {_MAX_PIXELS_PER_METRE:,} pixels per metre)")
+        factor = 1 / 39.3701 if fmt in ("BMP", "DIB") else resolution_section.INCH
+        return (x * factor, y * factor), None
+    if fmt == "TIFF":
+        return density.dpi, None
+    return None, None
+
+
+def _shown(density: resolution_section.Resolution) -> str:
+    """``300 x 150 dpi``: a density for a warning."""
+    return " x ".join(f"{value:,.6g}" for value in density.dpi) + " dpi"
 
 
 def _dropped_text(data: bytes, fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
@@ -270,14 +313,15 @@ def _metadata(image, fmt: str) -> dict:
     for the rest, compressed from 1 kB up to what Pillow's reader inflates), but for the keywords
     whose data other sections keep (``nicodec.text.RESERVED``), and its ``Comment`` into JPEG as
     a comment. EXIF, XMP or a comment too long for a JPEG segment, or XMP that is not Unicode
-    text for PNG, is left out. The resolution (``info["dpi"]``) goes to every writer as ``dpi=``:
-    PNG's, JPEG's, TIFF's and BMP's keep it, the others have no place for it and pass it by."""
+    text for PNG, is left out. The resolution (``info["dpi"]``) goes to the writers that keep
+    it as ``dpi=`` (:func:`_written_dpi`), unless it is outside what the format holds."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
     density = resolution_section.from_dpi(image.info.get("dpi"))
-    if density is not None:
-        options["dpi"] = density.dpi
+    dpi = _written_dpi(density, fmt)[0] if density is not None else None
+    if dpi is not None:
+        options["dpi"] = dpi
     entries = getattr(image, "text", None)
     entries = entries if isinstance(entries, dict) else {}
     if fmt in ("JPEG", "MPO"):

@@ -230,7 +230,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
-    from .images import upright
+    from .images import density_of, upright
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -242,7 +242,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     for key, value in metadata.items():
         if key == "dpi":
             if value is not None and resolution_section.from_dpi(value) is None:
-                raise ValueError(f"dpi must be two positive numbers (dots per inch), not {value!r}")
+                raise ValueError(f"dpi must be two numbers of dots per inch, from 0.0127 to 100,000,000, not {value!r}")
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
@@ -252,10 +252,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         # info (a turned image holds the EXIF it was turned by).
         source = im
         try:
-            im = upright(im).copy()
+            turned = upright(im)
         except NicodecError as exc:
             raise OSError(str(exc)) from exc
+        density = density_of(turned)  # while the format that tells a reader's defaults is known
+        im = turned.copy()
         text_section.carry(source, im)
+        im.info.pop("dpi", None)
+        if density is not None:
+            im.info["dpi"] = density.dpi
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills

@@ -6,7 +6,9 @@ image means. PNG keeps it in pixels per metre (``pHYs``), JPEG in dots per inch 
 centimetre (JFIF), TIFF in either, BMP in pixels per metre; Pillow reads them all as
 ``info["dpi"]``, a pair of numbers. This section keeps the density in the unit that gives it
 exactly: whole dots per inch as they are, anything else in whole pixels per metre (exact for
-PNG's, BMP's and per-centimetre densities, and within 0.013 dpi of any other).
+PNG's, BMP's and per-centimetre densities, and within 0.013 dpi of any other). Pillow's readers
+put a default where a file gives no density (72 dpi for a JPEG, 1 for a TIFF), and the reading
+of images (``nicodec.images``) leaves those out.
 
 The payload is nine bytes: the unit (1: per inch, 2: per metre), then the horizontal and the
 vertical density, each a u32 (little-endian, as the container's integers are) from 1 up.
@@ -74,6 +76,19 @@ def from_dpi(dpi) -> Resolution | None:
     else:
         unit, x, y = PER_METRE, round(x / INCH), round(y / INCH)
     return Resolution(unit, x, y) if 0 < x <= _MAX and 0 < y <= _MAX else None
+
+
+def from_pixels_per_metre(x: int, y: int) -> Resolution | None:
+    """The :class:`Resolution` of a density given in pixels per metre (BMP's unit), or None
+    when one is outside 1..2^32 - 1."""
+    return Resolution(PER_METRE, x, y) if 0 < x <= _MAX and 0 < y <= _MAX else None
+
+
+def pixels_per_metre(resolution: Resolution) -> tuple[int, int]:
+    """The density in whole pixels per metre, as PNG's and BMP's writers store it."""
+    if resolution.unit == PER_METRE:
+        return (resolution.x, resolution.y)
+    return (round(resolution.x / INCH), round(resolution.y / INCH))
 
 
 def pack(resolution: Resolution) -> bytes:

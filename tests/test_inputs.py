@@ -79,6 +79,36 @@ def test_exif_orientation_is_applied(codec, tmp_path):
     assert out.shape == (160, 96, 3) and psnr(out, upright) > 24
 
 
+def damaged_exif(*entries: tuple[int, int, int, bytes], count: int | None = None) -> bytes:
+    """EXIF with these IFD entries (tag, type, count, four value bytes), little-endian; ``count``
+    claims another number of them."""
+    import struct
+
+    body = b"".join(struct.pack("<HHI", *entry[:3]) + entry[3] for entry in entries)
+    ifd = struct.pack("<H", len(entries) if count is None else count) + body + struct.pack("<I", 0)
+    return b"Exif\0\0II*\0" + struct.pack("<I", 8) + ifd
+
+
+ORIENTATION_6 = (0x0112, 3, 1, b"\6\0\0\0")  # a SHORT, 6: turn a quarter to show
+
+
+@pytest.mark.parametrize("exif, turned", [
+    (damaged_exif(ORIENTATION_6, (0x011A, 2, 4, b"abc\0")), True),  # XResolution as text: Pillow cannot write it back
+    (damaged_exif(ORIENTATION_6, (0x0128, 2, 2, b"x\0\0\0")), True),  # ResolutionUnit as text: a struct.error
+    (b"Exif\0\0MM\0*\0\0\0", False),  # a TIFF header cut short: nothing to read
+], ids=["unwritable rational", "unwritable short", "unreadable"])
+def test_damaged_exif_is_left_out_with_a_warning_and_the_picture_still_turned(codec, tmp_path, exif, turned):
+    photo = synthetic_photo(48, 80)
+    path = save(Image.fromarray(photo), tmp_path / "damaged.jpg", quality=95, exif=exif)
+    for source in (path, path.read_bytes(), Image.open(path)):
+        with pytest.warns(UserWarning, match="its EXIF data is damaged and is not kept"):
+            data = codec.encode(source)
+        decoded = codec.decode(data)
+        assert decoded.size == ((48, 80) if turned else (80, 48)) and "exif" not in decoded.info
+    result = runner.invoke(app, ["encode", str(path), "-o", str(tmp_path / "damaged.nic")])
+    assert result.exit_code == 0 and "its EXIF data is damaged" in result.stderr, result.output
+
+
 @pytest.mark.parametrize("source", ["path", "bytes", "truncated bytes", "pil", "array"])
 def test_pixel_limit_is_checked_before_the_pixels_are_decoded(tmp_path, source):
     """A huge image is refused from its header's size: a truncated file gives the size error,

@@ -166,8 +166,8 @@ def test_the_pillow_plugin_reads_and_writes_the_density(codec, photo, tmp_path):
         buffer = io.BytesIO()
         opened.save(buffer, "NIC", dpi=None)  # given as None: left out
     assert density(buffer.getvalue()) is None
-    for bad in ((0, 72), "300", (300,)):
-        with pytest.raises(ValueError, match="dpi must be two positive numbers"):
+    for bad in ((0, 72), "300", (300,), (1e-9, 1e-9)):
+        with pytest.raises(ValueError, match="dpi must be two numbers of dots per inch, from 0.0127"):
             Image.fromarray(photo).save(io.BytesIO(), "NIC", dpi=bad)
 
 
@@ -184,3 +184,81 @@ def test_a_jpeg_without_a_jfif_density_keeps_its_exif_one(codec, photo):
     assert kept({0x011A: 300.0, 0x011B: 150.0, 0x0128: 2}) == Resolution(PER_INCH, 300, 150)
     assert kept({0x011A: 118.0, 0x0128: 3}) == Resolution(PER_METRE, 11800, 11800)  # per centimetre
     assert kept({0x011A: 300.0, 0x0128: 1}) is None  # no absolute unit
+
+
+def test_a_tiff_without_a_density_has_none(codec, photo):
+    with Image.open(io.BytesIO(saved(photo, "TIFF"))) as image:
+        assert image.info["dpi"] == (1, 1)  # Pillow's stand-in for no resolution tags
+    assert density(codec.encode(saved(photo, "TIFF"))) is None
+    assert density(codec.encode(saved(photo, "TIFF", dpi=(1, 1)))) == Resolution(PER_INCH, 1, 1)  # written, kept
+
+
+def test_the_density_and_the_exif_resolution_follow_a_quarter_turn(codec, photo):
+    exif = Image.Exif()
+    exif[0x0112], exif[0x011A], exif[0x011B], exif[0x0128] = 6, 300.0, 150.0, 2
+    jpeg = saved(photo, "JPEG", exif=exif.tobytes(), quality=95)  # an EXIF density only
+    tiff = saved(photo, "TIFF", dpi=(300, 150), tiffinfo={0x0112: 6})  # turned by Pillow as it loads
+    for source in (jpeg, tiff, Image.open(io.BytesIO(tiff))):
+        decoded = codec.decode(codec.encode(source))
+        assert decoded.size == photo.shape[:2]  # turned
+        assert decoded.info["dpi"] == (150, 300)
+        tags = Image.Exif()
+        tags.load(decoded.info["exif"])
+        assert (tags[0x011A], tags[0x011B]) == (150, 300)
+
+
+def test_a_bmp_density_is_kept_exactly_however_dense(codec, photo):
+    from nicodec import outputs
+
+    source = saved(photo, "BMP", dpi=(1_000_000 / 39.3701, 3780 / 39.3701))
+    kept = density(codec.encode(source))
+    assert kept == Resolution(PER_METRE, 1_000_000, 3780)
+    decoded = codec.decode(codec.encode(source))
+    for fmt, expected in (("BMP", source), ("PNG", None)):
+        buffer = io.BytesIO()
+        outputs.save(decoded, buffer, fmt)
+        if expected is not None:
+            assert buffer.getvalue()[38:46] == expected[38:46]  # the header's pixels per metre, as they were
+        assert density(codec.encode(buffer.getvalue())) == kept
+
+
+def test_a_density_more_than_the_output_holds_is_left_out_with_a_warning(codec, photo, tmp_path):
+    image = Image.fromarray(photo)
+    image.info["dpi"] = (101_600, 101_600)  # 0.25 micrometre pixels: more than JFIF's 65,535
+    (tmp_path / "x.nic").write_bytes(codec.encode(image))
+    image.info["dpi"] = (2.54e8, 2.54e8)  # 0.1 micrometre: more than PNG's and BMP's 2^31 - 1 per metre
+    (tmp_path / "y.nic").write_bytes(codec.encode(image))
+    runner = CliRunner()
+    for name, suffix, said in (("x", ".jpg", "outside what JPEG holds (1 to 65,535 dpi)"),
+                               ("y", ".png", "outside what PNG holds (1 to 2,147,483,647 pixels per metre)"),
+                               ("y", ".bmp", "outside what BMP holds")):
+        result = runner.invoke(app, ["decode", str(tmp_path / f"{name}.nic"), "-o", str(tmp_path / f"{name}{suffix}")])
+        assert result.exit_code == 0 and "will have no resolution: its " in result.stderr, result.stderr
+        assert said in result.stderr, result.stderr
+        with Image.open(tmp_path / f"{name}{suffix}") as back:
+            got = back.info.get("dpi")
+        assert got is None or max(got) < 100  # none, or the writer's default (BMP's 96 dpi)
+    result = runner.invoke(app, ["decode", str(tmp_path / "y.nic"), "-o", str(tmp_path / "y.tif")])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    with Image.open(tmp_path / "y.tif") as back:
+        assert back.info["dpi"] == pytest.approx((2.54e8, 2.54e8))
+    result = runner.invoke(app, ["decode", str(tmp_path / "x.nic"), "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+
+
+def test_the_plugin_keeps_no_stand_in_density_when_it_copies(codec, photo):
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(codec)
+    exif = Image.Exif()
+    exif[0x010F] = "a camera"
+    with Image.open(io.BytesIO(saved(photo, "JPEG", exif=exif.tobytes()))) as source:
+        assert source.info["dpi"] == (72, 72)  # Pillow's stand-in
+        buffer = io.BytesIO()
+        source.save(buffer, "NIC", icc_profile=None)  # a replacement: the image is copied
+    assert density(buffer.getvalue()) is None
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 150.0, 3  # per centimetre, two axes
+    with Image.open(io.BytesIO(saved(photo, "JPEG", exif=exif.tobytes()))) as source:
+        buffer = io.BytesIO()
+        source.save(buffer, "NIC", xmp=None)
+    assert density(buffer.getvalue()) == Resolution(PER_INCH, 762, 381)  # 2.54 times: whole dots per inch
