@@ -26,7 +26,8 @@ import typer
 from rich.console import Console
 
 from . import stdio
-from .errors import ModelMismatchError, NicodecError, OutOfMemoryError, PixelLimitError, UnsupportedImageError
+from .errors import (ModelMismatchError, NicodecError, OutOfMemoryError, OutputExistsError, PixelLimitError,
+                     UnsupportedImageError)
 from .format import DEFAULT_MAX_PIXELS
 from .sessions import MAX_THREADS
 
@@ -111,7 +112,7 @@ TileOpt = Annotated[
     int,
     typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a multiple "
                  "of 64): the same file; smaller tiles take more time and less memory (a 24-megapixel image: "
-                 "1.3 GB to encode and 1.2 GB to decode at 1024, 0.9 and 0.7 GB at 512)."),
+                 "1.3 GB to encode and 1.1 GB to decode at 1024, 0.9 and 0.7 GB at 512)."),
 ]
 _RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
 
@@ -501,6 +502,12 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
         if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
             raise NicodecError(f"the output {output} is the input; choose another name")
         check_target(output, force)  # what write_atomic will check, checked before the work
+    except OutputExistsError as exc:
+        if output.suffix.lower() == ".nic":
+            raise
+        # Decoding beside the photos: that image may be the original, which --force would replace.
+        raise OutputExistsError(f"{exc} (if it is an original rather than an earlier output, write elsewhere "
+                                "with -o)") from None
     except (OSError, ValueError) as exc:  # INPUT's name with .nic added is too long for the file system
         raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
     return output

@@ -559,6 +559,24 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
         return Image.Exif()
 
 
+def without_orientation(key: str, value: bytes) -> bytes | None:
+    """An ``exif`` or ``xmp`` value given for an image already turned upright, without the
+    orientation it may hold (so that it does not turn the picture a second time); as given when
+    it holds none, and None, with a warning, for EXIF too damaged to rewrite."""
+    if key == "xmp":
+        return _XMP_ORIENTATION.sub(b"", bytes(value))
+    try:
+        tags = Image.Exif()
+        tags.load(bytes(value))
+        if ExifTags.Base.Orientation not in tags:
+            return bytes(value)
+        del tags[ExifTags.Base.Orientation]
+        return tags.tobytes()
+    except _EXIF_ERRORS:
+        warnings.warn("the EXIF data given to save is damaged and is not kept", UserWarning, stacklevel=4)
+        return None
+
+
 def _tiff_quarter_turn(img: Image.Image) -> bool:
     """Whether Pillow will turn this TIFF a quarter as it loads it (its orientation tag is 5 to
     8; Pillow's TIFF reader applies the tag and removes it, so no later step sees it)."""

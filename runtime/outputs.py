@@ -268,8 +268,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
 
 def save(image, f, fmt: str) -> None:
     """``image.save`` in ``fmt`` with decode's options and the decoded ICC profile, EXIF, XMP, text
-    and resolution; what Pillow refuses (a mode the format lacks, EXIF too long for JPEG) becomes
-    a clear error.
+    and resolution; what Pillow refuses (a mode the format lacks) becomes a clear error.
 
     Raises:
         UnsupportedImageError: Pillow cannot write the image in ``fmt``.

@@ -223,14 +223,15 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     ``Codec.encode`` (``exact`` as for Pillow's WebP: keep the colour under fully transparent
     pixels); ``exif`` (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), and
     ``dpi`` (two positive numbers), as for Pillow's own formats, replace the image's, and an
-    explicit None (or empty bytes) leaves it out; another type or value is a ValueError. An EXIF
-    orientation is applied to the pixels, as ``encode`` does (the replacements describe the
-    picture turned upright)."""
+    explicit None (or empty bytes) leaves it out; another type or value is a ValueError. The
+    image's EXIF orientation is applied to the pixels, as ``encode`` does, and the replacements
+    describe the picture turned upright: an orientation in ``exif`` or ``xmp`` is left out
+    (``save(f, exif=im.info["exif"])`` turns the picture once, not twice)."""
     codec = codec_source.get()
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
-    from .images import density_of, upright
+    from .images import density_of, upright, without_orientation
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -264,6 +265,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills
+            if value and key in ("exif", "xmp"):
+                value = without_orientation(key, value)
             if value:
                 im.info[key] = value
             else:

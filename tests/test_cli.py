@@ -566,6 +566,17 @@ def test_huge_images_are_refused_from_the_header_with_one_clear_line(tmp_path):
     assert not list(tmp_path.glob("*.nic"))
 
 
+def test_decoding_beside_the_original_says_it_may_be_the_original(png, tmp_path):
+    original = png.read_bytes()
+    assert run("encode", png).exit_code == 0
+    for args in (["decode", tmp_path / "photo.nic"], ["decode", tmp_path / "photo.nic", "-o", png]):
+        result = run(*args)
+        assert result.exit_code == 1, result.output
+        assert (f"{png} exists; use --force to overwrite it (if it is an original rather than an earlier output, "
+                "write elsewhere with -o)") in result.stderr
+    assert png.read_bytes() == original
+
+
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
 def test_outputs_that_cannot_be_files_are_refused_before_any_work(png, tmp_path):
     import os

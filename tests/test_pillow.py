@@ -438,6 +438,22 @@ def test_saving_an_image_with_an_exif_orientation_stores_it_upright(tmp_path):
     with Image.open(tmp_path / "rotated.nic") as im:
         assert im.size == (48, 80) and 0x0112 not in im.getexif()
         assert psnr(np.asarray(im.convert("RGB")), upright) > 24
+    # The image's own EXIF, or an edited copy of it, given back as exif=: turned once, not twice.
+    with Image.open(tmp_path / "rotated.jpg") as im:
+        edited = im.getexif()
+        edited[0x010E] = "edited"  # ImageDescription
+        for given in (im.info["exif"], edited, edited.tobytes()):
+            buffer = io.BytesIO()
+            im.save(buffer, "NIC", exif=given)
+            with Image.open(buffer) as back:
+                assert back.size == (48, 80) and 0x0112 not in back.getexif()
+                assert psnr(np.asarray(back.convert("RGB")), upright) > 24
+        buffer = io.BytesIO()
+        im.save(buffer, "NIC", xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:Description tiff:Orientation="8"/>'
+                                   b'</x:xmpmeta>')
+        with Image.open(buffer) as back:
+            assert back.size == (48, 80) and b"Orientation" not in back.info["xmp"]
+            assert psnr(np.asarray(back.convert("RGB")), upright) > 24
 
 
 
