@@ -9,6 +9,7 @@ import stat
 import struct
 import threading
 import warnings
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,8 +130,12 @@ def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.
                           check_size)
 
 
-def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None) -> Image.Image:
-    """Pillow's open and load, with every failure turned into one named UnsupportedImageError."""
+def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None,
+                   retry: bool = True) -> Image.Image:
+    """Pillow's open and load, with every failure turned into one named UnsupportedImageError. A
+    PNG whose text Pillow refuses to read (a chunk that inflates past 1 MiB, or more than 64 MiB
+    in all: its guards against decompression bombs) is opened again without that text, with a
+    warning, rather than refused whole."""
     try:
         if check_size is None:
             img = Image.open(source)
@@ -153,7 +158,85 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     except Image.DecompressionBombError as exc:
         raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
     except (OSError, SyntaxError, ValueError) as exc:
+        if retry and isinstance(exc, ValueError) and _PILLOW_TEXT_LIMITS.search(str(exc)):
+            image = _open_without_text(source, name, unidentified, check_size)
+            if image is not None:
+                return image
         raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
+
+
+_PILLOW_TEXT_LIMITS = re.compile(r"MAX_TEXT_CHUNK|MAX_TEXT_MEMORY")
+"""Pillow's errors for PNG text beyond its limits (its iCCP chunk shares the first)."""
+_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
+
+
+def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | None) -> Image.Image | None:
+    """:func:`_open_and_load` for a PNG without the text chunks Pillow refuses: first those that
+    inflate past ``PngImagePlugin.MAX_TEXT_CHUNK``, then, if the rest is still too much, every
+    text chunk but the XMP packet's; None when that does not help (the refusal was not the
+    text's)."""
+    try:
+        data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
+    except OSError:
+        return None
+    for everything in (False, True):
+        stripped, dropped = _png_without_text(data, everything)
+        if not dropped:
+            continue
+        try:
+            image = _open_and_load(io.BytesIO(stripped), name, unidentified, check_size, retry=False)
+        except UnsupportedImageError as exc:
+            if _PILLOW_TEXT_LIMITS.search(str(exc)):
+                continue
+            raise
+        why = ("Pillow reads no text chunk that inflates past 1 MiB" if not everything
+               else "Pillow reads at most 64 MiB of text in all")
+        warnings.warn(f"{name}: its text {_listed(dropped)} is not kept: {why}", UserWarning, stacklevel=5)
+        return image
+    return None
+
+
+def _png_without_text(data: bytes, everything: bool) -> tuple[bytes, list[str]]:
+    """A PNG's bytes without its text chunks that inflate past Pillow's ``MAX_TEXT_CHUNK`` (with
+    ``everything``, without any but the XMP packet's), and the keywords of those left out;
+    the bytes as they are and no keyword for anything that is not a PNG's chunk list."""
+    signature = b"\x89PNG\r\n\x1a\n"
+    if not data.startswith(signature):
+        return data, []
+    kept, dropped, at = [signature], [], len(signature)
+    while at + 12 <= len(data):
+        length = int.from_bytes(data[at : at + 4], "big")
+        kind, end = data[at + 4 : at + 8], at + 12 + length
+        if end > len(data):
+            break
+        if kind in _PNG_TEXT_CHUNKS:
+            keyword, _, body = data[at + 8 : end - 4].partition(b"\0")
+            name = keyword.decode("latin-1")
+            if _inflates_past(kind, body, PngImagePlugin.MAX_TEXT_CHUNK) or (
+                    everything and name != text_section.XMP_KEYWORD):
+                dropped.append(name)
+                at = end
+                continue
+        kept.append(data[at:end])
+        at = end
+    kept.append(data[at:])
+    return b"".join(kept), dropped
+
+
+def _inflates_past(kind: bytes, body: bytes, limit: int) -> bool:
+    """Whether a text chunk's text (after its keyword) inflates past ``limit`` bytes."""
+    if kind == b"zTXt":
+        compressed = body[1:]  # after the compression method
+    elif kind == b"iTXt" and body[:1] == b"\1":  # compressed
+        compressed = body[2:].split(b"\0", 2)[-1]  # after the flag, the method, the language and translated keyword
+    else:
+        return False
+    inflater = zlib.decompressobj()
+    try:
+        inflater.decompress(compressed, limit)
+    except zlib.error:
+        return False
+    return bool(inflater.unconsumed_tail)
 
 
 _ALREADY_NIC = "{name} is a .nic file already: decode it first to code its pixels again (each generation loses quality)"

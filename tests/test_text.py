@@ -333,3 +333,32 @@ def test_iptc_data_and_a_png_gamma_and_chromaticities_are_warned_of(codec, photo
         Image.fromarray(photo).save(buffer, "PNG", pnginfo=srgb)
         codec.encode(buffer.getvalue())
         codec.encode(png(photo, ENTRIES))
+
+
+def test_text_pillow_refuses_to_read_is_left_out_and_the_image_kept(codec, photo, tmp_path):
+    """Pillow reads no PNG text chunk that inflates past 1 MiB, nor more than 64 MiB of text in
+    all (its guards against decompression bombs), and refused the whole image; it is opened
+    again without that text, with a warning."""
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Author", "me")
+    chunks.add_text("workflow", "a node graph\n" * 200_000, zip=True)  # 2.6 MB
+    chunks.add_itxt(text_section.XMP_KEYWORD, '<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=chunks)
+    (tmp_path / "big.png").write_bytes(buffer.getvalue())
+    for source in (tmp_path / "big.png", buffer.getvalue()):
+        with pytest.warns(UserWarning, match=r"its text under 'workflow' is not kept: Pillow reads no text chunk "
+                                             r"that inflates past 1 MiB"):
+            decoded = codec.decode(codec.encode(source))
+        assert decoded.text == {"Author": "me"} and decoded.info["xmp"] == b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>'
+    many = PngImagePlugin.PngInfo()
+    many.add_text("Author", "me")
+    for number in range(70):  # 70 MB in all (more than 64 MiB), each under 1 MiB
+        many.add_text(f"part {number}", "x" * 1_000_000, zip=True)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=many)
+    with pytest.warns(UserWarning, match=r"its text .* is not kept: Pillow reads at most 64 MiB of text in all"):
+        decoded = codec.decode(codec.encode(buffer.getvalue()))
+    assert decoded.text == {}
+    result = CliRunner().invoke(app, ["encode", str(tmp_path / "big.png"), "-o", str(tmp_path / "big.nic")])
+    assert result.exit_code == 0 and "is not kept: Pillow reads no text chunk" in result.stderr, result.stderr
