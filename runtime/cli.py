@@ -1035,11 +1035,40 @@ def main(args: Optional[list[str]] = None) -> None:
 
     previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP: the clean-up and message of Ctrl-C, exit code 143, 129
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
+    # Not standalone: a usage error comes back here, to be one line as every other message is,
+    # rather than Click's usage, hint and boxed error.
     try:
-        app(prog_name="nicodec") if args is None else app(args=given, prog_name="nicodec")
+        code = (app(prog_name="nicodec", standalone_mode=False) if args is None
+                else app(args=given, prog_name="nicodec", standalone_mode=False))
     except OSError as exc:  # Click's own writes (--help, usage) to a full disk
         err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
         raise SystemExit(1) from None
+    except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
+        code = _click_error(exc, given if args is not None else None)
     finally:
         for signum, handler in previous.items():  # main() called from a program: its handlers back
             signal.signal(signum, handler)
+    raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
+
+
+def _click_error(exc: Exception, args: Optional[list[str]]) -> int:
+    """What :func:`main` makes of an exception from a run of the app that is not standalone,
+    which Click (Typer's copy of it, or Click itself) raises rather than shows: a usage error as
+    one ``error:`` line and its exit code (2), an end of input at a prompt as Click's "Aborted!"
+    (1), a missing command or argument as the help Click gives; anything else is raised again."""
+    name = type(exc).__name__
+    if name == "NoArgsIsHelpError":  # nicodec, or a command, with nothing after it: the help, as before
+        app(prog_name="nicodec") if args is None else app(args=args, prog_name="nicodec")  # standalone: exits
+    if name == "Abort":
+        err.print("Aborted!", markup=False)
+        return 1
+    code, message = getattr(exc, "exit_code", None), getattr(exc, "format_message", None)
+    if not isinstance(code, int) or not callable(message):
+        raise exc
+    text = " ".join(str(message()).split())
+    context = getattr(exc, "ctx", None)
+    if context is not None and code == 2:
+        help = f"{context.command_path} --help"
+        text = f"{text} See {help}." if text.endswith("?") else f"{text.rstrip('.')}; see {help}"
+    err.print(f"error: {text}", markup=False)
+    return code

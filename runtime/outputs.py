@@ -41,12 +41,18 @@ def save_options(fmt: str) -> dict:
     return LOSSY_OUTPUTS.get(fmt) or LOSSLESS_SETTINGS.get(fmt, {})
 
 
-@functools.lru_cache(maxsize=None)
 def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
     """Whether Pillow writes ``fmt`` (with decode's options) and reads it back with a
     photo-like probe of ``mode`` intact: every alpha level, and with ``colour`` every visible
     colour value too (1,024 random values, so a palette format fails on RGB, and a lossy
     setting fails). Probed, so the answer follows the installed Pillow and plugins."""
+    return _probe(fmt, mode, colour) == "kept"
+
+
+@functools.lru_cache(maxsize=None)
+def _probe(fmt: str, mode: str, colour: bool) -> str:
+    """:func:`keeps`'s probe: ``"kept"``, ``"unwritable"`` (Pillow cannot write ``fmt`` here),
+    ``"unreadable"`` (it cannot read it back) or ``"changed"``."""
     import numpy as np
     from PIL import Image
 
@@ -54,19 +60,24 @@ def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
     if "A" in mode:
         values[0, :6, -1] = (0, 1, 77, 128, 254, 255)
     probe = Image.fromarray(values[:, :, 0] if len(mode) == 1 else values, mode)
+    buffer = io.BytesIO()
     try:
-        buffer = io.BytesIO()
         probe.save(buffer, format=fmt, **save_options(fmt))
+    except Exception:  # noqa: BLE001 - a format that cannot store the image does not keep it
+        return "unwritable"
+    try:
         buffer.seek(0)
         with Image.open(buffer) as back:
             got = np.asarray(back.convert(mode)).reshape(values.shape)
-    except Exception:  # noqa: BLE001 - a format that cannot store or read the image does not keep it
-        return False
+    except Exception:  # noqa: BLE001 - nor one whose file Pillow cannot read back
+        return "unreadable"
     if "A" in mode:
         visible = values[:, :, -1] > 0
         same_colour = np.array_equal(got[visible][:, :-1], values[visible][:, :-1])
-        return np.array_equal(got[:, :, -1], values[:, :, -1]) and (same_colour or not colour)
-    return np.array_equal(got, values) or not colour
+        kept = np.array_equal(got[:, :, -1], values[:, :, -1]) and (same_colour or not colour)
+    else:
+        kept = np.array_equal(got, values) or not colour
+    return "kept" if kept else "changed"
 
 
 @functools.lru_cache(maxsize=None)
@@ -249,10 +260,12 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
             f"the image has transparency, which {fmt} does not keep ({name}); use .png or .webp"
         )
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
+        why = {"unwritable": f"Pillow cannot write {fmt} here",
+               "unreadable": f"Pillow cannot read {fmt} back here, so whether it keeps every pixel is unknown",
+               }.get(_probe(fmt, mode, True), f"{fmt}, as Pillow writes it here, does not give back every pixel "
+                                              "of the picture")
         raise UnsupportedImageError(
-            f"{fmt}, as Pillow writes it here, does not give back every pixel of the picture (tried on a test "
-            f"image) ({name}); use .png, .webp or .tiff, or .jpg for a lossy copy"
-        )
+            f"{why} (tried on a test image) ({name}); use .png, .webp or .tiff, or .jpg for a lossy copy")
     size = (header.width, header.height)
     if fmt in MAX_SIDES and max(size) > MAX_SIDES[fmt]:
         raise UnsupportedImageError(

@@ -671,9 +671,10 @@ def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, t
     expected = io.BytesIO()
     decoded.save(expected, format="JPEG", quality=95, subsampling=0)
     assert (tmp_path / "a.jpg").read_bytes() == expected.getvalue()
-    for name in ("a.gif", "a.pdf"):
+    for name, said in (("a.gif", "GIF, as Pillow writes it here, does not give back every pixel"),
+                       ("a.pdf", "Pillow cannot read PDF back here"), ("a.h5", "Pillow cannot write HDF5 here")):
         result = run("decode", tmp_path / "a.nic", "-o", tmp_path / name)
-        assert result.exit_code == 1 and "does not give back every pixel" in result.stderr, name
+        assert result.exit_code == 1 and said in result.stderr, (name, result.stderr)
         assert not (tmp_path / name).exists()
 
 
@@ -998,9 +999,12 @@ def test_the_console_script_lets_typer_read_the_command_line(monkeypatch):
     calls = []
     monkeypatch.setattr(cli, "app", lambda **kwargs: calls.append(kwargs))
     monkeypatch.setattr(sys, "argv", ["nicodec", "encode", "*.jpg"])
-    cli.main()
-    cli.main(["info", "x.nic"])
-    assert calls == [{"prog_name": "nicodec"}, {"args": ["info", "x.nic"], "prog_name": "nicodec"}]
+    for args in (None, ["info", "x.nic"]):
+        with pytest.raises(SystemExit):
+            cli.main(args)
+    # Not standalone: Click's usage errors come back to main(), which gives them as one line.
+    assert calls == [{"prog_name": "nicodec", "standalone_mode": False},
+                     {"args": ["info", "x.nic"], "prog_name": "nicodec", "standalone_mode": False}]
 
 
 def test_names_the_output_encoding_lacks_are_escaped_not_a_crash(tmp_path):
@@ -1183,3 +1187,28 @@ def test_main_runs_off_the_main_thread_and_gives_a_program_its_signal_handlers_b
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     finally:
         signal.signal(signal.SIGTERM, before)
+
+
+def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
+    """Click's usage, hint and boxed error become one ``error:`` line (exit code 2), as every
+    other message is; help still comes as help."""
+    import subprocess
+    import sys
+
+    def nicodec(*args):
+        return subprocess.run([sys.executable, "-m", "nicodec", *args], capture_output=True, text=True,
+                              cwd=tmp_path, env={**__import__("os").environ, "COLUMNS": "60"})
+
+    for args, said in ((["encode", "x.png", "--quality", "50", "--target-bpp", "1"],
+                        "error: Invalid value for '--quality' / '--target-bpp': these options exclude each other: "
+                        "give one of them; see nicodec encode --help"),
+                       (["encode", "x.png", "--qualty", "50"],
+                        "error: No such option: --qualty (Possible options: --quality); see nicodec encode --help"),
+                       (["verify"], "error: Missing argument 'INPUT'; see nicodec verify --help")):
+        result = nicodec(*args)
+        assert result.returncode == 2 and result.stderr.splitlines() == [said], result.stderr
+        assert result.stdout == ""
+    result = nicodec()
+    assert result.returncode == 2 and "Usage: nicodec [OPTIONS] COMMAND" in result.stdout + result.stderr
+    result = nicodec("encode", "--help")
+    assert result.returncode == 0 and "--quality" in result.stdout
