@@ -1031,8 +1031,13 @@ def main(args: Optional[list[str]] = None) -> None:
         err.print(f"error: argument {given.index('') + 1} is empty (a shell variable that was not set?); "
                   "see nicodec --help", markup=False)
         raise SystemExit(2)
+    import logging
+
     from .batch import stop_like_ctrl_c
 
+    # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
+    # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
+    logging.getLogger("PIL").addHandler(logging.NullHandler())
     previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP: the clean-up and message of Ctrl-C, exit code 143, 129
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     # Not standalone: a usage error comes back here, to be one line as every other message is,

@@ -28,6 +28,10 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _WARNING_FILTERS = threading.Lock()
 """Held while warning filters change: they are one for the whole process, and threads take turns."""
 
+_DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, struct.error)
+"""What Pillow raises for a damaged file: OSError, SyntaxError and ValueError by design, the rest
+from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted)."""
+
 SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
 
@@ -157,7 +161,7 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
         raise UnsupportedImageError(_ALREADY_NIC.format(name=name) if _starts_like_nic(source) else unidentified) from None
     except Image.DecompressionBombError as exc:
         raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
-    except (OSError, SyntaxError, ValueError) as exc:
+    except _DAMAGED as exc:
         if retry and isinstance(exc, ValueError) and _PILLOW_TEXT_LIMITS.search(str(exc)):
             image = _open_without_text(source, name, unidentified, check_size)
             if image is not None:
@@ -307,7 +311,7 @@ def upright(img: Image.Image) -> Image.Image:
     needed; the tag is removed from the copy's EXIF), as files opened by nicodec are."""
     try:
         return _turn(img, getattr(img, "filename", "") or "the image")
-    except (OSError, SyntaxError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
 
 
@@ -316,7 +320,7 @@ def _load_pixels(img: Image.Image) -> None:
     one named error rather than Pillow's own from somewhere inside the conversion."""
     try:
         img.load()
-    except (OSError, SyntaxError, ValueError) as exc:
+    except _DAMAGED as exc:
         raise UnsupportedImageError(f"the PIL image could not be decoded ({exc})") from None
     except AssertionError:  # Pillow's check that the image still has its file
         raise UnsupportedImageError("the PIL image could not be decoded: its file was closed before it was loaded") from None
@@ -451,8 +455,7 @@ _TRANSPOSES = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180
                5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
                8: Image.Transpose.ROTATE_90}
 """What each orientation asks of the stored picture to show it upright (as ``exif_transpose``)."""
-_EXIF_ERRORS = (OSError, SyntaxError, ValueError, TypeError, AttributeError, KeyError, IndexError, OverflowError,
-                ZeroDivisionError, struct.error)
+_EXIF_ERRORS = (*_DAMAGED, AttributeError, OverflowError)
 """What Pillow raises reading or writing damaged EXIF (a value of the wrong type or size, an
 offset past the end, a count that does not fit)."""
 

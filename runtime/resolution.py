@@ -33,8 +33,8 @@ _MAX = 2**32 - 1
 _WHOLE = 1e-6
 """How near a whole number of dots per inch a density must be to be kept per inch. A PNG's
 density read as dots per inch (pixels per metre times 0.0254) is either whole or at least
-1/5000 away from whole, and a BMP's (divided by 39.3701) at least 2.5e-6 away, so this keeps
-their densities per metre, exactly."""
+1/5000 away from whole, so this keeps its densities per metre, exactly (a BMP's are taken per
+metre as they are: ``nicodec.images.density_of``)."""
 
 
 @dataclass(frozen=True)

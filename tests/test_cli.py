@@ -1210,5 +1210,15 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
         assert result.stdout == ""
     result = nicodec()
     assert result.returncode == 2 and "Usage: nicodec [OPTIONS] COMMAND" in result.stdout + result.stderr
+    buffer = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buffer, "TIFF")
+    tiff = bytearray(buffer.getvalue())  # little-endian: II, then the first directory's offset
+    at = int.from_bytes(tiff[4:8], "little")
+    for entry in range(int.from_bytes(tiff[at : at + 2], "little")):
+        if tiff[at + 2 + 12 * entry : at + 4 + 12 * entry] == (277).to_bytes(2, "little"):  # SamplesPerPixel
+            tiff[at + 10 + 12 * entry : at + 12 + 12 * entry] = (100).to_bytes(2, "little")
+    (tmp_path / "many.tif").write_bytes(tiff)
+    result = nicodec("encode", "many.tif")  # Pillow logs an error of its own before it raises it
+    assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     result = nicodec("encode", "--help")
     assert result.returncode == 0 and "--quality" in result.stdout

@@ -109,6 +109,25 @@ def test_damaged_exif_is_left_out_with_a_warning_and_the_picture_still_turned(co
     assert result.exit_code == 0 and "its EXIF data is damaged" in result.stderr, result.output
 
 
+def test_a_tiff_with_a_damaged_second_directory_is_refused_with_a_message(codec, tmp_path):
+    """Pillow counts a TIFF's frames by reading each directory, and raises a TypeError for one
+    without the image's dimensions: an error naming the file, not an internal error."""
+    import struct
+
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_photo(24, 32)).save(buffer, "TIFF")
+    tiff = bytearray(buffer.getvalue())  # little-endian: II, then the first directory's offset
+    first = struct.unpack_from("<I", tiff, 4)[0]
+    entries = struct.unpack_from("<H", tiff, first)[0]
+    struct.pack_into("<I", tiff, first + 2 + 12 * entries, len(tiff))  # the next directory: at the end
+    tiff += struct.pack("<HHHII", 1, 262, 3, 1, 2) + struct.pack("<I", 0)  # one entry, no dimensions
+    (tmp_path / "two.tif").write_bytes(tiff)
+    with pytest.raises(nicodec.UnsupportedImageError, match="Missing dimensions"):
+        codec.encode(tmp_path / "two.tif")
+    result = runner.invoke(app, ["encode", str(tmp_path / "two.tif")])
+    assert result.exit_code == 1 and "internal error" not in result.stderr and "two.tif" in result.stderr
+
+
 @pytest.mark.parametrize("source", ["path", "bytes", "truncated bytes", "pil", "array"])
 def test_pixel_limit_is_checked_before_the_pixels_are_decoded(tmp_path, source):
     """A huge image is refused from its header's size: a truncated file gives the size error,
