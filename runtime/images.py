@@ -28,9 +28,11 @@ _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 _WARNING_FILTERS = threading.Lock()
 """Held while warning filters change: they are one for the whole process, and threads take turns."""
 
-_DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, struct.error)
+_DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, RuntimeError,
+            struct.error)
 """What Pillow raises for a damaged file: OSError, SyntaxError and ValueError by design, the rest
-from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted)."""
+from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted)
+and from its AVIF decoder (a RuntimeError)."""
 
 SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""

@@ -128,6 +128,31 @@ def test_a_tiff_with_a_damaged_second_directory_is_refused_with_a_message(codec,
     assert result.exit_code == 1 and "internal error" not in result.stderr and "two.tif" in result.stderr
 
 
+def test_an_avif_pillow_fails_on_with_a_runtime_error_is_refused_with_a_message(codec):
+    """Pillow's AVIF decoder raises RuntimeError for some damage (where its other readers raise
+    OSError or SyntaxError): a named error, not an internal one."""
+    from PIL import features
+
+    if not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF")
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_photo(24, 32)).save(buffer, "AVIF", quality=90)
+    for at in range(len(buffer.getvalue())):  # the first byte whose zeroing Pillow fails on so
+        damaged = bytearray(buffer.getvalue())
+        damaged[at] = 0
+        try:
+            with Image.open(io.BytesIO(damaged)) as image:
+                image.load()
+        except RuntimeError:
+            break
+        except Exception:  # noqa: BLE001 - damage Pillow reports otherwise
+            continue
+    else:
+        pytest.skip("no single zeroed byte makes this Pillow's AVIF decoder raise RuntimeError")
+    with pytest.raises(nicodec.UnsupportedImageError, match="could not be decoded|not an image"):
+        codec.encode(bytes(damaged))
+
+
 @pytest.mark.parametrize("source", ["path", "bytes", "truncated bytes", "pil", "array"])
 def test_pixel_limit_is_checked_before_the_pixels_are_decoded(tmp_path, source):
     """A huge image is refused from its header's size: a truncated file gives the size error,
@@ -455,3 +480,18 @@ def test_a_malformed_transparency_key_of_an_application_is_ignored(codec, photo,
     image.info["transparency"] = key
     out = codec.decode(codec.encode(image), as_array=True)
     assert out.shape[:2] == photo.shape[:2] and out.ndim == (3 if mode == "RGB" else 2)
+
+
+def test_damaged_files_of_every_kind_are_read_or_refused_by_name():
+    """A short run of ``tests/fuzz/fuzz_inputs.py``: damaged PNG, JPEG, TIFF, WebP, AVIF, GIF,
+    BMP, ... files give a picture or a NicodecError, never another exception."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent / "fuzz" / "fuzz_inputs.py"
+    spec = importlib.util.spec_from_file_location("fuzz_inputs", path)
+    fuzz = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fuzz)
+    result = fuzz.run(2000, seed=1)
+    assert not result["findings"], result["findings"]
+    assert result["outcomes"].get("read", 0) > 50 and result["outcomes"].get("UnsupportedImageError", 0) > 50
