@@ -478,6 +478,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
     """The output path, refused early (before any work) when it cannot or must not be written."""
     from .files import check_target
 
+    beside = output is None and suffix != ".nic"  # decoding beside the input: an image there may be the original
     if output == "":
         raise NicodecError("the output name is empty")
     if output is None and stdio.is_stdio(input):
@@ -503,9 +504,9 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
             raise NicodecError(f"the output {output} is the input; choose another name")
         check_target(output, force)  # what write_atomic will check, checked before the work
     except OutputExistsError as exc:
-        if output.suffix.lower() == ".nic":
+        if not beside:
             raise
-        # Decoding beside the photos: that image may be the original, which --force would replace.
+        # That image may be the original photo, which --force would replace.
         raise OutputExistsError(f"{exc} (if it is an original rather than an earlier output, write elsewhere "
                                 "with -o)") from None
     except (OSError, ValueError) as exc:  # INPUT's name with .nic added is too long for the file system
@@ -1062,8 +1063,11 @@ def _click_error(exc: Exception, args: Optional[list[str]]) -> int:
     one ``error:`` line and its exit code (2), an end of input at a prompt as Click's "Aborted!"
     (1), a missing command or argument as the help Click gives; anything else is raised again."""
     name = type(exc).__name__
-    if name == "NoArgsIsHelpError":  # nicodec, or a command, with nothing after it: the help, as before
-        app(prog_name="nicodec") if args is None else app(args=args, prog_name="nicodec")  # standalone: exits
+    if name == "NoArgsIsHelpError":  # nicodec with nothing after it: the help (Typer's printed it already)
+        help = exc.format_message() if callable(getattr(exc, "format_message", None)) else ""
+        if help.strip():
+            out.print(help, markup=False, highlight=False)
+        return getattr(exc, "exit_code", 2)
     if name == "Abort":
         err.print("Aborted!", markup=False)
         return 1
@@ -1071,9 +1075,9 @@ def _click_error(exc: Exception, args: Optional[list[str]]) -> int:
     if not isinstance(code, int) or not callable(message):
         raise exc
     text = " ".join(str(message()).split())
-    context = getattr(exc, "ctx", None)
-    if context is not None and code == 2:
-        help = f"{context.command_path} --help"
+    if code == 2:  # a usage error (one missing an option's value has no context: nicodec's help then)
+        context = getattr(exc, "ctx", None)
+        help = f"{context.command_path if context is not None else 'nicodec'} --help"
         text = f"{text} See {help}." if text.endswith("?") else f"{text.rstrip('.')}; see {help}"
     err.print(f"error: {text}", markup=False)
     return code

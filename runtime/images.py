@@ -269,13 +269,7 @@ def _load(img: Image.Image, name) -> Image.Image:
             f"{name} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
         )
     raw = _png_rawmode(img)
-    quarter = _tiff_quarter_turn(img)
     img.load()
-    if quarter:  # turned by Pillow as it loaded: the density and EXIF follow here (our own image)
-        density = density_of(img)
-        if density is not None:
-            img.info["dpi"] = density.turned().dpi
-        _swap_resolution_tags(img.getexif())
     if raw is not None and "transparency" in img.info:
         _fit_png_colour_key(img, raw, name)
     return _turn(img, name)
@@ -607,11 +601,21 @@ def density_of(img: Image.Image) -> resolution_section.Resolution | None:
     EXIF's ``XResolution`` and ``YResolution`` in the EXIF's ``ResolutionUnit`` (inches when it
     is absent, as the EXIF standard says). Pillow reads that density for one axis and only with
     the unit given, and puts 72 dpi where it finds none, as it puts 1 dpi for a TIFF without
-    one: defaults, not the image's. A BMP's pixels per metre are taken as Pillow's reader had
-    them (it divides by 39.3701)."""
+    one (and for a missing axis): defaults, not the image's (1 dpi is taken for one in copies,
+    which no longer say their format; a JPEG's 72 cannot be told from a real one there). A
+    TIFF Pillow turned a quarter as it loaded has its axes swapped. A BMP's pixels per metre are
+    taken as Pillow's reader had them (it divides by 39.3701)."""
     dpi = img.info.get("dpi")
-    if img.format == "TIFF" and ExifTags.Base.XResolution not in getattr(img, "tag_v2", {}):
-        return None
+    if img.format == "TIFF":
+        tags = getattr(img, "tag_v2", {})
+        if ExifTags.Base.XResolution not in tags:
+            return None
+        if ExifTags.Base.YResolution not in tags and resolution_section.from_dpi(dpi) is not None:
+            dpi = (dpi[0], dpi[0])  # Pillow puts 1 for the missing one
+        density = resolution_section.from_dpi(dpi)
+        return density.turned() if density is not None and _tiff_turned(img) else density
+    if img.format is None and dpi in ((1, 1), (1.0, 1.0)):
+        return None  # a copy (convert, crop) of a TIFF without a density: Pillow's stand-in
     if img.format in ("BMP", "DIB") and resolution_section.from_dpi(dpi) is not None:
         return resolution_section.from_pixels_per_metre(*(round(float(v) * 39.3701) for v in dpi))
     if img.format not in ("JPEG", "MPO") or img.info.get("jfif_unit") in (1, 2):
@@ -665,10 +669,15 @@ def without_orientation(key: str, value: bytes) -> bytes | None:
         return None
 
 
-def _tiff_quarter_turn(img: Image.Image) -> bool:
-    """Whether Pillow will turn this TIFF a quarter as it loads it (its orientation tag is 5 to
-    8; Pillow's TIFF reader applies the tag and removes it, so no later step sees it)."""
-    return img.format == "TIFF" and getattr(img, "tag_v2", {}).get(ExifTags.Base.Orientation) in _QUARTER_TURNS
+def _tiff_turned(img: Image.Image) -> bool:
+    """Whether Pillow turned (or, not loaded yet, will turn) this TIFF a quarter: its reader
+    applies an orientation of 5 to 8 as it loads and removes the tag, so only the size, the
+    directory's width and height swapped, tells it afterwards."""
+    tags = getattr(img, "tag_v2", None) if img.format == "TIFF" else None
+    if tags is None:
+        return False
+    width, height = tags.get(256), tags.get(257)
+    return width != height and img.size == (height, width)
 
 
 def _swap_resolution_tags(tags: Image.Exif) -> None:
@@ -703,7 +712,8 @@ def _turn(img: Image.Image, name: str = "the image") -> Image.Image:
             turned.info["exif"] = tags.tobytes()
     except _EXIF_ERRORS:
         turned = img.transpose(_TRANSPOSES[orientation])
-        turned.info = {key: value for key, value in img.info.items() if key != "exif"}
+        turned.info = {key: value for key, value in img.info.items()
+                       if key not in ("exif", "Raw profile type exif")}  # PNG's two forms of it
         warnings.warn(f"{name}: its EXIF data is damaged and is not kept (its orientation is applied)",
                       UserWarning, stacklevel=4)
     text_section.carry(img, turned)
@@ -734,7 +744,6 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = xmp = text = density = None
-    quarter = False
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -746,7 +755,6 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         name = getattr(image, "filename", "") or name
         if check_size is not None:
             check_size(*image.size)
-        quarter = _tiff_quarter_turn(image)  # before Pillow's load turns it and forgets the tag
         _load_pixels(image)
         image = upright(image)
     elif isinstance(image, np.ndarray):
@@ -768,7 +776,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 # onto the decoded image, it would be rejected or misapplied by colour-managed viewers.
                 icc = None
             tags = _exif_copy(image, name)
-            if quarter:  # a caller's TIFF, turned by Pillow as it loaded: its density follows
+            if _tiff_turned(image):  # turned by Pillow as it loaded: its density follows
                 _swap_resolution_tags(tags)
             orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one _turn could not apply
             own = 273 in tags or 324 in tags  # strips or tiles: a TIFF's own directory, not a camera's EXIF
@@ -788,8 +796,6 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
             xmp = _xmp(image.info, orientation)
             text = read_text(image, name)
             density = density_of(image)
-            if quarter and density is not None:
-                density = density.turned()
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

@@ -260,7 +260,9 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
             f"the image has transparency, which {fmt} does not keep ({name}); use .png or .webp"
         )
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
-        why = {"unwritable": f"Pillow cannot write {fmt} here",
+        other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
+        why = {"unwritable": (f"Pillow cannot write a mode {mode} image as {fmt} here" if other_modes
+                              else f"Pillow cannot write {fmt} here"),
                "unreadable": f"Pillow cannot read {fmt} back here, so whether it keeps every pixel is unknown",
                }.get(_probe(fmt, mode, True), f"{fmt}, as Pillow writes it here, does not give back every pixel "
                                               "of the picture")

@@ -239,7 +239,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
     metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp", "dpi") if key in im.encoderinfo}
     if isinstance(metadata.get("exif"), Image.Exif):
-        metadata["exif"] = metadata["exif"].tobytes()
+        try:
+            metadata["exif"] = metadata["exif"].tobytes()
+        except Exception as exc:  # noqa: BLE001 - what Pillow raises for a tag it cannot write (a struct.error, ...)
+            raise ValueError(f"the exif given cannot be written: {type(exc).__name__}: {exc}") from None
     for key, value in metadata.items():
         if key == "dpi":
             if value is not None and resolution_section.from_dpi(value) is None:

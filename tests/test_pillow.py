@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, UnidentifiedImageError
+from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
 
 import nicodec
 from nicodec import FormatError, ModelMismatchError
@@ -514,3 +514,29 @@ def test_strip_must_be_a_bool_and_the_parser_is_refused_by_name(photo_image, nic
     parser.feed(nic)
     with pytest.raises(OSError, match="decoded whole: open it from a file or io.BytesIO"):
         parser.close()
+
+
+def test_an_exif_pillow_cannot_write_given_to_save_is_a_value_error(photo_image):
+    exif = Image.Exif()
+    exif[0x011A] = "not a number"  # XResolution: Pillow's writer fails on it
+    with pytest.raises(ValueError, match="the exif given cannot be written"):
+        photo_image.save(io.BytesIO(), format="NIC", exif=exif)
+
+
+def test_damaged_exif_in_a_png_raw_profile_turns_the_picture_once_through_the_plugin(tmp_path):
+    """ImageMagick's PNG keeps EXIF as hexadecimal text (Raw profile type exif), which Pillow reads
+    as the image's EXIF: when it cannot be written back, the picture is turned by its
+    orientation once, through the plugin's copy too."""
+    import struct
+
+    body = struct.pack("<HHI", 0x0112, 3, 1) + b"\6\0\0\0" + struct.pack("<HHI", 0x011A, 2, 4) + b"abc\0"
+    raw = b"Exif\0\0II*\0" + struct.pack("<I", 8) + struct.pack("<H", 2) + body + struct.pack("<I", 0)
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Raw profile type exif", f"\nexif\n{len(raw):8d}\n{raw.hex()}\n")
+    Image.fromarray(synthetic_photo(24, 40)).save(tmp_path / "magick.png", pnginfo=chunks)
+    for options in ({}, {"icc_profile": None}):
+        buffer = io.BytesIO()
+        with Image.open(tmp_path / "magick.png") as image, pytest.warns(UserWarning, match="EXIF data is damaged"):
+            image.save(buffer, "NIC", **options)
+        with Image.open(buffer) as back:
+            assert back.size == (24, 40), options  # turned a quarter, once

@@ -262,3 +262,27 @@ def test_the_plugin_keeps_no_stand_in_density_when_it_copies(codec, photo):
         buffer = io.BytesIO()
         source.save(buffer, "NIC", xmp=None)
     assert density(buffer.getvalue()) == Resolution(PER_INCH, 762, 381)  # 2.54 times: whole dots per inch
+
+
+def test_a_tiff_turned_by_pillow_is_turned_however_it_comes(codec, photo):
+    """Pillow turns a TIFF with an orientation of 5 to 8 as it loads it and drops the tag: the
+    density follows whether the image comes as a file, loaded or not, or through the plugin
+    (whose save loads it first)."""
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(codec)
+    tiff = saved(photo, "TIFF", dpi=(300, 150), tiffinfo={0x0112: 6})
+    loaded = Image.open(io.BytesIO(tiff))
+    loaded.load()
+    through_plugin = io.BytesIO()
+    Image.open(io.BytesIO(tiff)).save(through_plugin, "NIC")
+    for data in (codec.encode(loaded), through_plugin.getvalue()):
+        assert codec.decode(data).info["dpi"] == (150, 300)
+
+
+def test_pillows_stand_ins_for_a_missing_tiff_density_are_not_kept(codec, photo):
+    one_axis = saved(photo, "TIFF", tiffinfo={0x011A: 300.0, 0x0128: 2})  # no YResolution: Pillow reads it as 1
+    assert density(codec.encode(one_axis)) == Resolution(PER_INCH, 300, 300)
+    with Image.open(io.BytesIO(saved(photo, "TIFF"))) as image:
+        copy = image.convert("RGB")  # a copy says no format, but keeps Pillow's 1 dpi
+    assert copy.info["dpi"] == (1, 1) and density(codec.encode(copy)) is None
