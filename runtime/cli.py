@@ -1050,18 +1050,19 @@ def main(args: Optional[list[str]] = None) -> None:
         err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
         raise SystemExit(1) from None
     except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
-        code = _click_error(exc, given if args is not None else None)
+        code = _click_error(exc)
     finally:
         for signum, handler in previous.items():  # main() called from a program: its handlers back
             signal.signal(signum, handler)
     raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
 
 
-def _click_error(exc: Exception, args: Optional[list[str]]) -> int:
+def _click_error(exc: Exception) -> int:
     """What :func:`main` makes of an exception from a run of the app that is not standalone,
     which Click (Typer's copy of it, or Click itself) raises rather than shows: a usage error as
     one ``error:`` line and its exit code (2), an end of input at a prompt as Click's "Aborted!"
-    (1), a missing command or argument as the help Click gives; anything else is raised again."""
+    (1), nothing after ``nicodec`` as its help (printed once, by Typer as it raised); anything
+    else is raised again."""
     name = type(exc).__name__
     if name == "NoArgsIsHelpError":  # nicodec with nothing after it: the help (Typer's printed it already)
         help = exc.format_message() if callable(getattr(exc, "format_message", None)) else ""
