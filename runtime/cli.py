@@ -478,7 +478,8 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
     """The output path, refused early (before any work) when it cannot or must not be written."""
     from .files import check_target
 
-    beside = output is None and suffix != ".nic"  # decoding beside the input: an image there may be the original
+    # Decoding beside the input, or into a folder under its name: an image there may be the original.
+    beside = suffix != ".nic" and output is None
     if output == "":
         raise NicodecError("the output name is empty")
     if output is None and stdio.is_stdio(input):
@@ -498,6 +499,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
                 raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
             _make_folder(Path(output))
             output = Path(output) / input.with_suffix(suffix).name
+            beside = suffix != ".nic"
     output = Path(output)
     try:
         if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
@@ -1044,30 +1046,33 @@ def main(args: Optional[list[str]] = None) -> None:
     # Not standalone: a usage error comes back here, to be one line as every other message is,
     # rather than Click's usage, hint and boxed error.
     try:
-        code = (app(prog_name="nicodec", standalone_mode=False) if args is None
-                else app(args=given, prog_name="nicodec", standalone_mode=False))
+        try:
+            code = (app(prog_name="nicodec", standalone_mode=False) if args is None
+                    else app(args=given, prog_name="nicodec", standalone_mode=False))
+        except OSError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
+            code = _click_error(exc, given)
     except OSError as exc:  # Click's own writes (--help, usage) to a full disk
         err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
         raise SystemExit(1) from None
-    except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
-        code = _click_error(exc)
     finally:
         for signum, handler in previous.items():  # main() called from a program: its handlers back
             signal.signal(signum, handler)
     raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
 
 
-def _click_error(exc: Exception) -> int:
+def _click_error(exc: Exception, args: list[str]) -> int:
     """What :func:`main` makes of an exception from a run of the app that is not standalone,
     which Click (Typer's copy of it, or Click itself) raises rather than shows: a usage error as
     one ``error:`` line and its exit code (2), an end of input at a prompt as Click's "Aborted!"
-    (1), nothing after ``nicodec`` as its help (printed once, by Typer as it raised); anything
-    else is raised again."""
+    (1), nothing after ``nicodec`` as its help (printed by Typer as it raised, when it lays help
+    out with Rich; else by Click's own ``show``); anything else is raised again. ``args``: the
+    command line, whose command a usage error without Click's context names for its help."""
     name = type(exc).__name__
-    if name == "NoArgsIsHelpError":  # nicodec with nothing after it: the help (Typer's printed it already)
-        help = exc.format_message() if callable(getattr(exc, "format_message", None)) else ""
-        if help.strip():
-            out.print(help, markup=False, highlight=False)
+    if name == "NoArgsIsHelpError":  # nicodec with nothing after it: the help
+        if str(exc.format_message()).strip() and callable(getattr(exc, "show", None)):
+            exc.show()
         return getattr(exc, "exit_code", 2)
     if name == "Abort":
         err.print("Aborted!", markup=False)
@@ -1076,9 +1081,12 @@ def _click_error(exc: Exception) -> int:
     if not isinstance(code, int) or not callable(message):
         raise exc
     text = " ".join(str(message()).split())
-    if code == 2:  # a usage error (one missing an option's value has no context: nicodec's help then)
+    if code == 2:  # a usage error (one missing an option's value has no context: the command's from args)
         context = getattr(exc, "ctx", None)
-        help = f"{context.command_path if context is not None else 'nicodec'} --help"
+        command = next((arg for arg in args if not arg.startswith("-")), None)
+        known = typer.main.get_command(app).commands if context is None else {}
+        path = context.command_path if context is not None else "nicodec" + (f" {command}" if command in known else "")
+        help = f"{path} --help"
         text = f"{text} See {help}." if text.endswith("?") else f"{text.rstrip('.')}; see {help}"
     err.print(f"error: {text}", markup=False)
     return code

@@ -269,6 +269,8 @@ def _load(img: Image.Image, name) -> Image.Image:
             f"{name} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
         )
     raw = _png_rawmode(img)
+    if _tiff_turned(img):  # told by its tag before Pillow's load applies and drops it (a square one by nothing after)
+        img._nicodec_turned = True  # type: ignore[attr-defined] - our own image, opened here
     img.load()
     if raw is not None and "transparency" in img.info:
         _fit_png_colour_key(img, raw, name)
@@ -596,25 +598,28 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
                       "shown with sRGB's", UserWarning, stacklevel=3)
 
 
-def density_of(img: Image.Image) -> resolution_section.Resolution | None:
+def density_of(img: Image.Image, turned: bool = False) -> resolution_section.Resolution | None:
     """The image's density: ``info["dpi"]``, but for a JPEG whose JFIF segment gives none, its
     EXIF's ``XResolution`` and ``YResolution`` in the EXIF's ``ResolutionUnit`` (inches when it
     is absent, as the EXIF standard says). Pillow reads that density for one axis and only with
     the unit given, and puts 72 dpi where it finds none, as it puts 1 dpi for a TIFF without
-    one (and for a missing axis): defaults, not the image's (1 dpi is taken for one in copies,
-    which no longer say their format; a JPEG's 72 cannot be told from a real one there). A
-    TIFF Pillow turned a quarter as it loaded has its axes swapped. A BMP's pixels per metre are
-    taken as Pillow's reader had them (it divides by 39.3701)."""
+    one (and for a missing axis): defaults, not the image's (1 dpi is taken for one in copies of
+    a TIFF, which no longer say their format, by the compression Pillow's TIFF reader puts in
+    their info; a JPEG's 72 cannot be told from a real one there). A
+    TIFF Pillow turned a quarter as it loaded (``turned``, or told by :func:`_tiff_turned`) has
+    its axes swapped. A BMP's pixels per metre are taken as Pillow's reader had them (it divides
+    by 39.3701)."""
     dpi = img.info.get("dpi")
     if img.format == "TIFF":
         tags = getattr(img, "tag_v2", {})
-        if ExifTags.Base.XResolution not in tags:
+        given = [axis for axis, tag in enumerate((ExifTags.Base.XResolution, ExifTags.Base.YResolution)) if tag in tags]
+        if not given or resolution_section.from_dpi(dpi) is None:
             return None
-        if ExifTags.Base.YResolution not in tags and resolution_section.from_dpi(dpi) is not None:
-            dpi = (dpi[0], dpi[0])  # Pillow puts 1 for the missing one
+        if len(given) == 1:  # Pillow puts 1 for the missing one
+            dpi = (dpi[given[0]], dpi[given[0]])
         density = resolution_section.from_dpi(dpi)
-        return density.turned() if density is not None and _tiff_turned(img) else density
-    if img.format is None and dpi in ((1, 1), (1.0, 1.0)):
+        return density.turned() if density is not None and (turned or _tiff_turned(img)) else density
+    if img.format is None and dpi in ((1, 1), (1.0, 1.0)) and "compression" in img.info:
         return None  # a copy (convert, crop) of a TIFF without a density: Pillow's stand-in
     if img.format in ("BMP", "DIB") and resolution_section.from_dpi(dpi) is not None:
         return resolution_section.from_pixels_per_metre(*(round(float(v) * 39.3701) for v in dpi))
@@ -671,11 +676,15 @@ def without_orientation(key: str, value: bytes) -> bytes | None:
 
 def _tiff_turned(img: Image.Image) -> bool:
     """Whether Pillow turned (or, not loaded yet, will turn) this TIFF a quarter: its reader
-    applies an orientation of 5 to 8 as it loads and removes the tag, so only the size, the
-    directory's width and height swapped, tells it afterwards."""
+    applies an orientation of 5 to 8 as it loads and removes the tag, so afterwards only the
+    size tells it, the directory's width and height swapped (not for a square image, which
+    nicodec's own opening marks before the load; a caller's square TIFF loaded already is
+    taken as it is)."""
     tags = getattr(img, "tag_v2", None) if img.format == "TIFF" else None
     if tags is None:
         return False
+    if getattr(img, "_nicodec_turned", False) or tags.get(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+        return True
     width, height = tags.get(256), tags.get(257)
     return width != height and img.size == (height, width)
 
@@ -744,6 +753,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = xmp = text = density = None
+    turned = False
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -755,6 +765,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         name = getattr(image, "filename", "") or name
         if check_size is not None:
             check_size(*image.size)
+        turned = _tiff_turned(image)  # before a load turns it and drops the tag
         _load_pixels(image)
         image = upright(image)
     elif isinstance(image, np.ndarray):
@@ -776,7 +787,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 # onto the decoded image, it would be rejected or misapplied by colour-managed viewers.
                 icc = None
             tags = _exif_copy(image, name)
-            if _tiff_turned(image):  # turned by Pillow as it loaded: its density follows
+            turned = turned or _tiff_turned(image)  # turned by Pillow as it loaded: its density follows
+            if turned:
                 _swap_resolution_tags(tags)
             orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one _turn could not apply
             own = 273 in tags or 324 in tags  # strips or tiles: a TIFF's own directory, not a camera's EXIF
@@ -795,7 +807,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                     warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=2)
             xmp = _xmp(image.info, orientation)
             text = read_text(image, name)
-            density = density_of(image)
+            density = density_of(image, turned)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

@@ -256,6 +256,8 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     # reads back the largest.
     mode = ("L" if header.flags & nicformat.FLAG_GRAYSCALE else "RGB") + ("A" if alpha_section.find(sections) else "")
     if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
+        if _probe(fmt, mode, False) == "unwritable" and keeps(fmt, "RGBA", colour=False):  # QOI has no LA
+            raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")
         raise UnsupportedImageError(
             f"the image has transparency, which {fmt} does not keep ({name}); use .png or .webp"
         )

@@ -242,7 +242,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         try:
             metadata["exif"] = metadata["exif"].tobytes()
         except Exception as exc:  # noqa: BLE001 - what Pillow raises for a tag it cannot write (a struct.error, ...)
-            raise ValueError(f"the exif given cannot be written: {type(exc).__name__}: {exc}") from None
+            kind = type(exc).__qualname__
+            kind = kind if type(exc).__module__ == "builtins" else f"{type(exc).__module__}.{kind}"  # struct.error
+            raise ValueError(f"the exif given cannot be written: {kind}: {exc}") from None
     for key, value in metadata.items():
         if key == "dpi":
             if value is not None and resolution_section.from_dpi(value) is None:

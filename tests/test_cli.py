@@ -573,6 +573,8 @@ def test_decoding_beside_the_original_says_it_may_be_the_original(png, tmp_path)
     assert result.exit_code == 1, result.output
     assert (f"{png} exists; use --force to overwrite it (if it is an original rather than an earlier output, "
             "write elsewhere with -o)") in result.stderr
+    result = run("decode", tmp_path / "photo.nic", "-o", f"{tmp_path}/")  # into a folder, under the input's name
+    assert result.exit_code == 1 and "if it is an original rather than an earlier output" in result.stderr
     for args in (["decode", tmp_path / "photo.nic", "-o", png], ["encode", png, "-o", png.with_suffix(".nic")]):
         result = run(*args)  # an output named: no word of originals
         assert result.exit_code == 1 and "exists; use --force to overwrite it" in result.stderr, result.output
@@ -675,10 +677,13 @@ def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, t
     decoded.save(expected, format="JPEG", quality=95, subsampling=0)
     assert (tmp_path / "a.jpg").read_bytes() == expected.getvalue()
     (tmp_path / "g.nic").write_bytes(codec.encode(np.full((16, 16), 100, np.uint8)))  # grayscale
+    gray_alpha = np.dstack([np.full((16, 16), 100, np.uint8), np.tile(np.arange(0, 256, 16, dtype=np.uint8), (16, 1))])
+    (tmp_path / "la.nic").write_bytes(codec.encode(gray_alpha))  # QOI keeps alpha, but Pillow writes no LA as QOI
     for nic, name, said in (("a.nic", "a.gif", "GIF, as Pillow writes it here, does not give back every pixel"),
                             ("a.nic", "a.pdf", "Pillow cannot read PDF back here"),
                             ("a.nic", "a.h5", "Pillow cannot write HDF5 here"),
-                            ("g.nic", "g.qoi", "Pillow cannot write a mode L image as QOI here")):
+                            ("g.nic", "g.qoi", "Pillow cannot write a mode L image as QOI here"),
+                            ("la.nic", "la.qoi", "Pillow cannot write a mode LA image as QOI here")):
         result = run("decode", tmp_path / nic, "-o", tmp_path / name)
         assert result.exit_code == 1 and said in result.stderr, (name, result.stderr)
         assert not (tmp_path / name).exists()
@@ -1212,12 +1217,16 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
                         "error: No such option: --qualty (Possible options: --quality); see nicodec encode --help"),
                        (["verify"], "error: Missing argument 'INPUT'; see nicodec verify --help"),
                        (["encode", "x.png", "--quality"],
-                        "error: Option '--quality' requires an argument; see nicodec --help")):
+                        "error: Option '--quality' requires an argument; see nicodec encode --help")):
         result = nicodec(*args)
         assert result.returncode == 2 and result.stderr.splitlines() == [said], result.stderr
         assert result.stdout == ""
     result = nicodec()
     assert result.returncode == 2 and (result.stdout + result.stderr).count("Usage: nicodec [OPTIONS] COMMAND") == 1
+    plain = subprocess.run([sys.executable, "-m", "nicodec"], capture_output=True, text=True, cwd=tmp_path,
+                           env={**__import__("os").environ, "TYPER_USE_RICH": "0"})  # Click's own help
+    assert plain.returncode == 2 and plain.stderr.count("Usage: nicodec [OPTIONS] COMMAND") == 1
+    assert "\\n" not in plain.stderr and len(plain.stderr.splitlines()) > 5
     buffer = io.BytesIO()
     Image.new("RGB", (8, 8)).save(buffer, "TIFF")
     tiff = bytearray(buffer.getvalue())  # little-endian: II, then the first directory's offset

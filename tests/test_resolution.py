@@ -19,6 +19,8 @@ from nicodec.cli import app
 from nicodec.errors import FormatError
 from nicodec.resolution import PER_INCH, PER_METRE, Resolution
 
+from conftest import synthetic_photo
+
 
 def saved(photo, fmt: str, **options) -> bytes:
     buffer = io.BytesIO()
@@ -280,9 +282,23 @@ def test_a_tiff_turned_by_pillow_is_turned_however_it_comes(codec, photo):
         assert codec.decode(data).info["dpi"] == (150, 300)
 
 
+def test_a_square_tiff_turned_by_pillow_is_turned_too(codec):
+    square = synthetic_photo(32, 32)
+    tiff = saved(square, "TIFF", dpi=(300, 150), tiffinfo={0x0112: 6})
+    for source in (tiff, Image.open(io.BytesIO(tiff))):  # told by the tag before the load drops it
+        assert codec.decode(codec.encode(source)).info["dpi"] == (150, 300)
+
+
 def test_pillows_stand_ins_for_a_missing_tiff_density_are_not_kept(codec, photo):
-    one_axis = saved(photo, "TIFF", tiffinfo={0x011A: 300.0, 0x0128: 2})  # no YResolution: Pillow reads it as 1
-    assert density(codec.encode(one_axis)) == Resolution(PER_INCH, 300, 300)
+    from nicodec import pillow_plugin
+
+    for tag in (0x011A, 0x011B):  # one axis only: Pillow reads the other as 1
+        one_axis = saved(photo, "TIFF", tiffinfo={tag: 300.0, 0x0128: 2})
+        assert density(codec.encode(one_axis)) == Resolution(PER_INCH, 300, 300)
+    pillow_plugin.register(codec)
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "NIC", dpi=(1, 1))  # asked for: kept
+    assert density(buffer.getvalue()) == Resolution(PER_INCH, 1, 1)
     with Image.open(io.BytesIO(saved(photo, "TIFF"))) as image:
         copy = image.convert("RGB")  # a copy says no format, but keeps Pillow's 1 dpi
     assert copy.info["dpi"] == (1, 1) and density(codec.encode(copy)) is None
