@@ -689,6 +689,23 @@ def _tiff_turned(img: Image.Image) -> bool:
     return width != height and img.size == (height, width)
 
 
+def tiff_exif(img: Image.Image) -> bytes | None:
+    """A TIFF's EXIF, which Pillow holds in its own tags and a copy loses, as bytes for the
+    copy's ``info["exif"]`` (its resolution swapped where Pillow turned the TIFF as it loaded;
+    :func:`read_picture` keeps of it what a camera's EXIF has); None for other images, and for
+    tags Pillow cannot write."""
+    if img.format != "TIFF":
+        return None
+    try:
+        tags = Image.Exif()
+        tags.load(img.getexif().tobytes())
+        if _tiff_turned(img):
+            _swap_resolution_tags(tags)
+        return tags.tobytes()
+    except _EXIF_ERRORS:
+        return None
+
+
 def _swap_resolution_tags(tags: Image.Exif) -> None:
     """Swap an EXIF's ``XResolution`` and ``YResolution``, in place, for a picture turned a quarter."""
     x, y = tags.get(ExifTags.Base.XResolution), tags.get(ExifTags.Base.YResolution)

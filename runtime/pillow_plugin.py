@@ -231,7 +231,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
-    from .images import density_of, upright, without_orientation
+    from .images import density_of, tiff_exif, upright, without_orientation
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -264,6 +264,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         density = density_of(turned)  # while the format that tells a reader's defaults is known
         im = turned.copy()
         text_section.carry(source, im)
+        own = tiff_exif(turned)
+        if own is not None and "exif" not in im.info:  # a TIFF's EXIF is its own tags, which the copy lost
+            im.info["exif"] = own
         im.info.pop("dpi", None)
         if density is not None:
             im.info["dpi"] = density.dpi

@@ -540,3 +540,18 @@ def test_damaged_exif_in_a_png_raw_profile_turns_the_picture_once_through_the_pl
             image.save(buffer, "NIC", **options)
         with Image.open(buffer) as back:
             assert back.size == (24, 40), options  # turned a quarter, once
+
+
+def test_a_tiffs_exif_is_kept_when_save_copies_it(photo_image):
+    """A TIFF's EXIF is its own tags, which a copy loses: saving with a replacement (which
+    copies the image) keeps the camera's tags, as saving without one does."""
+    buffer = io.BytesIO()
+    photo_image.save(buffer, "TIFF", tiffinfo={271: "a camera maker", 272: "a camera"})  # Make, Model
+    for options in ({}, {"icc_profile": None}, {"xmp": b"<x:xmpmeta/>"}):
+        saved = io.BytesIO()
+        with Image.open(io.BytesIO(buffer.getvalue())) as image:
+            image.save(saved, "NIC", **options)
+        with Image.open(saved) as back:
+            tags = back.getexif()
+            assert (tags.get(271), tags.get(272)) == ("a camera maker", "a camera"), options
+            assert 273 not in tags and 256 not in tags  # the TIFF's own layout is not kept

@@ -276,10 +276,15 @@ def test_a_tiff_turned_by_pillow_is_turned_however_it_comes(codec, photo):
     tiff = saved(photo, "TIFF", dpi=(300, 150), tiffinfo={0x0112: 6})
     loaded = Image.open(io.BytesIO(tiff))
     loaded.load()
-    through_plugin = io.BytesIO()
+    through_plugin, copied = io.BytesIO(), io.BytesIO()
     Image.open(io.BytesIO(tiff)).save(through_plugin, "NIC")
-    for data in (codec.encode(loaded), through_plugin.getvalue()):
-        assert codec.decode(data).info["dpi"] == (150, 300)
+    Image.open(io.BytesIO(tiff)).save(copied, "NIC", icc_profile=None)  # a replacement: the plugin copies it
+    for data in (codec.encode(loaded), through_plugin.getvalue(), copied.getvalue()):
+        decoded = codec.decode(data)
+        assert decoded.info["dpi"] == (150, 300)
+        tags = Image.Exif()
+        tags.load(decoded.info["exif"])
+        assert (tags[0x011A], tags[0x011B]) == (150, 300)
 
 
 def test_a_square_tiff_turned_by_pillow_is_turned_too(codec):
