@@ -598,7 +598,7 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
                       "shown with sRGB's", UserWarning, stacklevel=3)
 
 
-def density_of(img: Image.Image, turned: bool = False) -> resolution_section.Resolution | None:
+def _density_of(img: Image.Image, turned: bool = False) -> resolution_section.Resolution | None:
     """The image's density: ``info["dpi"]``, but for a JPEG whose JFIF segment gives none, its
     EXIF's ``XResolution`` and ``YResolution`` in the EXIF's ``ResolutionUnit`` (inches when it
     is absent, as the EXIF standard says). Pillow reads that density for one axis and only with
@@ -638,6 +638,24 @@ def density_of(img: Image.Image, turned: bool = False) -> resolution_section.Res
         return resolution_section.from_dpi((float(x) * scale, float(y) * scale))
     except (TypeError, ValueError, ZeroDivisionError, OverflowError):  # not a number
         return None
+
+
+def detached_copy(img: Image.Image) -> Image.Image:
+    """A copy of a caller's image (turned upright) that :func:`read_picture` reads as it reads
+    the image: Pillow's ``copy()`` keeps the pixels and ``info`` but leaves behind the text
+    (``text``), a TIFF's EXIF (its own tags) and the format that tells Pillow's stand-in
+    densities from real ones, so the text, that EXIF (as ``info["exif"]``) and the density as
+    read (as ``info["dpi"]``) go with it."""
+    density = _density_of(img)  # while the format is known
+    copy = img.copy()
+    text_section.carry(img, copy)
+    own = _tiff_exif(img)
+    if own is not None and "exif" not in copy.info:
+        copy.info["exif"] = own
+    copy.info.pop("dpi", None)
+    if density is not None:
+        copy.info["dpi"] = density.dpi
+    return copy
 
 
 def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
@@ -689,7 +707,7 @@ def _tiff_turned(img: Image.Image) -> bool:
     return width != height and img.size == (height, width)
 
 
-def tiff_exif(img: Image.Image) -> bytes | None:
+def _tiff_exif(img: Image.Image) -> bytes | None:
     """A TIFF's EXIF, which Pillow holds in its own tags and a copy loses, as bytes for the
     copy's ``info["exif"]`` (its resolution swapped where Pillow turned the TIFF as it loaded;
     :func:`read_picture` keeps of it what a camera's EXIF has); None for other images, and for
@@ -743,7 +761,7 @@ def _turn(img: Image.Image, name: str = "the image") -> Image.Image:
         warnings.warn(f"{name}: its EXIF data is damaged and is not kept (its orientation is applied)",
                       UserWarning, stacklevel=4)
     text_section.carry(img, turned)
-    density = density_of(img)
+    density = _density_of(img)
     if density is None:
         turned.info.pop("dpi", None)
     else:
@@ -824,7 +842,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                     warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=2)
             xmp = _xmp(image.info, orientation)
             text = read_text(image, name)
-            density = density_of(image, turned)
+            density = _density_of(image, turned)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

@@ -231,7 +231,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
-    from .images import density_of, tiff_exif, upright, without_orientation
+    from .images import detached_copy, upright, without_orientation
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -255,21 +255,12 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     if metadata:
         # Upright by the image's own orientation first, which the replacements must not change;
         # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from
-        # info (a turned image holds the EXIF it was turned by).
-        source = im
+        # info (a turned image holds the EXIF it was turned by), and keeps what Pillow's copies
+        # leave behind (text, a TIFF's EXIF, the density).
         try:
-            turned = upright(im)
+            im = detached_copy(upright(im))
         except NicodecError as exc:
             raise OSError(str(exc)) from exc
-        density = density_of(turned)  # while the format that tells a reader's defaults is known
-        im = turned.copy()
-        text_section.carry(source, im)
-        own = tiff_exif(turned)
-        if own is not None and "exif" not in im.info:  # a TIFF's EXIF is its own tags, which the copy lost
-            im.info["exif"] = own
-        im.info.pop("dpi", None)
-        if density is not None:
-            im.info["dpi"] = density.dpi
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills
