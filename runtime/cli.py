@@ -777,7 +777,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files).")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show .nic files' headers: model, size, quality and sections (no decoding).
+    """Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
 
     A file that cannot be read is reported on stderr and the others are shown.
     Exit code 1 if any failed.
@@ -791,6 +791,7 @@ def info(
         try:
             data = stdio.read_input(input)
             header, sections = nicformat.unpack(data)
+            density = _resolution_of(sections)
         except NicodecError as exc:
             if len(inputs) == 1:
                 with _reporting(debug), _naming(input):
@@ -809,6 +810,7 @@ def info(
             "quality": nicformat.quality_value(header.quality),
             "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
             "bpp": round(8 * len(data) / (header.width * header.height), 6),
+            "resolution": density,
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
         })
     with _writing_report():
@@ -821,9 +823,38 @@ def info(
                 for key, value in facts.items():
                     if key == "quality":
                         value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
+                    elif key == "resolution":
+                        value = _resolution_text(value)
                     out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _resolution_of(sections: dict) -> dict | None:
+    """What a file's ``PHYS`` section holds: its unit (``"inch"`` or ``"metre"``), the two
+    densities in it, and the same in dots per inch (Pillow's ``info["dpi"]``); None without one.
+
+    Raises:
+        FormatError: the section is damaged (``decode`` refuses such a file too).
+    """
+    from . import resolution
+
+    payload = sections.get(resolution.TAG)
+    if payload is None:
+        return None
+    density = resolution.unpack(payload)
+    return {"unit": "inch" if density.unit == resolution.PER_INCH else "metre", "x": density.x, "y": density.y,
+            "dpi": [round(value, 4) for value in density.dpi]}
+
+
+def _resolution_text(density: dict | None) -> str:
+    """A resolution for people: "300 x 300 per inch", "2835 x 2835 per metre (72.009 x 72.009 dpi)"."""
+    if density is None:
+        return "none"
+    text = f"{density['x']} x {density['y']} per {density['unit']}"
+    if density["unit"] != "inch":
+        text += " ({:.10g} x {:.10g} dpi)".format(*density["dpi"])
+    return text
 
 
 def _header(data: bytes):

@@ -6,6 +6,7 @@ plugin, left out with ``strip``; and the section's rules, each refused with a na
 from __future__ import annotations
 
 import io
+import json
 import math
 import struct
 
@@ -126,6 +127,27 @@ def test_a_damaged_section_is_found_before_decoding(codec, photo, tmp_path):
     (tmp_path / "bad.nic").write_bytes(data)
     result = CliRunner().invoke(app, ["verify", str(tmp_path / "bad.nic")])
     assert result.exit_code != 0 and "unit is 7" in result.output + result.stderr
+
+
+def test_info_shows_the_density(codec, photo, tmp_path):
+    (tmp_path / "metre.nic").write_bytes(codec.encode(saved(photo, "PNG", dpi=(300, 144))))
+    (tmp_path / "inch.nic").write_bytes(codec.encode(saved(photo, "JPEG", dpi=(300, 150))))
+    (tmp_path / "none.nic").write_bytes(codec.encode(saved(photo, "PNG")))
+    runner = CliRunner()
+    result = runner.invoke(app, ["info", "--json", *(str(tmp_path / f"{n}.nic") for n in ("metre", "inch", "none"))])
+    assert result.exit_code == 0, result.output
+    shown = [facts["resolution"] for facts in json.loads(result.stdout)]
+    assert shown == [{"unit": "metre", "x": 11811, "y": 5669, "dpi": [299.9994, 143.9926]},
+                     {"unit": "inch", "x": 300, "y": 150, "dpi": [300.0, 150.0]}, None]
+    result = runner.invoke(app, ["info", str(tmp_path / "metre.nic"), str(tmp_path / "inch.nic")])
+    assert "resolution: 11811 x 5669 per metre (299.9994 x 143.9926 dpi)" in result.stdout
+    assert "resolution: 300 x 150 per inch\n" in result.stdout
+
+    header, sections = nicformat.unpack((tmp_path / "inch.nic").read_bytes())
+    sections[resolution.TAG] = struct.pack("<BII", 1, 0, 300)
+    (tmp_path / "bad.nic").write_bytes(nicformat.pack(header, sections))
+    result = runner.invoke(app, ["info", str(tmp_path / "bad.nic")])
+    assert result.exit_code == 1 and "density of 0" in result.stderr
 
 
 @pytest.mark.parametrize("suffix, expected", [(".png", (300, 144)), (".jpg", (300, 144)), (".tif", (300, 144)),
