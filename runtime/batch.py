@@ -34,7 +34,13 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+TERMINATIONS: list[int] = []
+"""The signals raised as :class:`Terminated` in this process, in order: the command line reads
+it for a stop that reached Typer, which keeps nothing of it but exit code 130."""
+
+
 def _raise_terminated(signum, frame):
+    TERMINATIONS.append(signum)
     raise Terminated(signum)
 
 

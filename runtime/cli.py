@@ -348,6 +348,18 @@ def _stop_code(exc: KeyboardInterrupt) -> int:
     return 128 + getattr(exc, "signum", signal.SIGINT)
 
 
+_STOP_SHOWN = [False]
+"""Whether this command line's stop has been shown (:func:`_stop`); :func:`main` shows one that
+Typer caught first."""
+
+
+def _stop(exc: KeyboardInterrupt, detail: str = "") -> typer.Exit:
+    """Show how the command was stopped, ``detail`` after it, and give the exit to raise."""
+    err.print(_stopped(exc) + detail, markup=False)
+    _STOP_SHOWN[0] = True
+    return typer.Exit(_stop_code(exc))
+
+
 def _fail(exc: BaseException, debug: bool) -> None:
     if debug:
         for chunk in traceback.format_exception(exc):
@@ -356,8 +368,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
             for line in chunk.split("\n") if chunk.startswith(("  File ", "Traceback ")) else [chunk]:
                 err.print(line, markup=False)
     if isinstance(exc, KeyboardInterrupt):
-        err.print(f"{_stopped(exc)}; nothing was written", markup=False)
-        raise typer.Exit(_stop_code(exc))
+        raise _stop(exc, "; nothing was written")
     if isinstance(exc, NicodecError):
         message = str(exc)
         for kind, option, hint in HINTS:
@@ -1030,8 +1041,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
         except KeyboardInterrupt as exc:
             progress.stop()
-            err.print(f"{_stopped(exc)} after {_files(written[0])} {verb}d; no file was left half-written", markup=False)
-            raise typer.Exit(_stop_code(exc)) from None
+            raise _stop(exc, f" after {_files(written[0])} {verb}d; no file was left half-written") from None
     for failure in summary.failures:
         err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
     for kept in (o for o in summary.outcomes if o.status == "kept"):
@@ -1067,7 +1077,7 @@ def main(args: Optional[list[str]] = None) -> None:
         raise SystemExit(2)
     import logging
 
-    from .batch import stop_like_ctrl_c
+    from .batch import TERMINATIONS, Terminated, stop_like_ctrl_c
 
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
@@ -1076,12 +1086,21 @@ def main(args: Optional[list[str]] = None) -> None:
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     # Not standalone: a usage error comes back here, to be one line as every other message is,
     # rather than Click's usage, hint and boxed error.
+    _STOP_SHOWN[0] = False
+    TERMINATIONS.clear()
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None
                     else app(args=given, prog_name="nicodec", standalone_mode=False))
+            if code == 130 and not _STOP_SHOWN[0]:
+                # Typer (0.16 to 0.29 at least) turns a stop outside a command's own reporting (while
+                # it reads the command line, while a command's modules load) into exit code 130 and
+                # nothing else; a SIGTERM or SIGHUP then is the last one its handler saw.
+                code = _stop(Terminated(TERMINATIONS[-1]) if TERMINATIONS else KeyboardInterrupt()).exit_code
         except OSError:
             raise
+        except KeyboardInterrupt as exc:  # while Typer makes its commands of nicodec's functions
+            code = _stop(exc).exit_code
         except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
             code = _click_error(exc, given)
     except OSError as exc:  # Click's own writes (--help, usage) to a full disk

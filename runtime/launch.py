@@ -1,8 +1,10 @@
-"""Console entry points for nicodec-train and nicodec-export.
+"""Console entry points: nicodec, nicodec-train and nicodec-export.
 
-Every install gets these two commands, but they need torch and onnx (the ``train`` extra),
+Every install gets the last two commands, but they need torch and onnx (the ``train`` extra),
 which a runtime-only install lacks. Loaded there directly, they would end in a traceback; these
-launchers say in one line which extra is missing instead. They import nothing heavy themselves.
+launchers say in one line which extra is missing instead. ``nicodec``'s launcher gives a Ctrl-C
+that comes while the command line's modules load (a tenth of a second or two) the line and
+exit code of any other Ctrl-C, not a traceback. They import nothing heavy themselves.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ def _launch(command: str, module: str) -> None:
               file=sys.stderr)
         raise SystemExit(1) from None
     app(prog_name=command)
+
+
+def nicodec() -> None:
+    """Run ``nicodec`` (:func:`nicodec.cli.main`)."""
+    try:
+        from .cli import main
+    except KeyboardInterrupt:  # SIGTERM before main() sets its handler ends the process as it always does
+        print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
+    main()
 
 
 def train() -> None:

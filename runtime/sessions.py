@@ -37,8 +37,13 @@ def _ort():
     if "onnxruntime" not in sys.modules:
         for name in TELEMETRY_OPT_OUTS:
             os.environ.setdefault(name, "1")
+    from .batch import signals_held
+
     try:
-        import onnxruntime
+        # A Ctrl-C inside onnxruntime's extension, as it loads, comes out as an ImportError
+        # ("initialization failed"): held back, it is raised after the import, as itself.
+        with signals_held():
+            import onnxruntime
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         if exc.name != "onnxruntime":
             raise _broken(exc) from exc

@@ -1171,6 +1171,79 @@ def test_an_output_name_too_long_for_the_file_system_is_one_error_line(tmp_path)
 
 
 
+def _stopped_run(script: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("name, code, shown", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")])
+def test_a_stop_while_the_command_line_is_read_is_shown_with_its_exit_code(png, name, code, shown):
+    """Typer turns a stop that comes before a command runs (while it reads the command line)
+    into exit code 130 and nothing else; main() says what stopped it, with the signal's code."""
+    script = (
+        "import os, signal, sys\n"
+        "from typer.core import TyperGroup\n"
+        "from nicodec.cli import main\n"
+        "real = TyperGroup.parse_args\n"
+        "def parse_args(self, ctx, args):\n"
+        f"    os.kill(os.getpid(), signal.{name})\n"
+        "    return real(self, ctx, args)\n"
+        "TyperGroup.parse_args = parse_args\n"
+        "main(['encode', sys.argv[1]])\n"
+    )
+    done = _stopped_run(script, str(png))
+    assert (done.returncode, done.stderr, done.stdout) == (code, shown + "\n", "")
+    assert not png.with_suffix(".nic").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_while_the_command_lines_modules_load_is_one_line():
+    """The console script's launcher: a Ctrl-C while nicodec.cli is imported (typer, rich: a
+    tenth of a second) is "interrupted" and 130, not a traceback."""
+    script = (
+        "import importlib.abc, sys\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'nicodec.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from nicodec.launch import nicodec\n"
+        "nicodec()\n"
+    )
+    done = _stopped_run(script)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_while_onnxruntime_loads_is_a_stop_not_a_broken_install():
+    """A Ctrl-C inside an extension module's initialisation comes out of the import as an
+    ImportError ("initialization failed"), which nicodec would call a broken onnxruntime; it is
+    held back while onnxruntime loads and raised after, as itself. The finder below stands in
+    for onnxruntime's extension, turning the interrupt into that ImportError."""
+    script = (
+        "import importlib.abc, importlib.util, os, signal, sys, time, types\n"
+        "class Extension(importlib.abc.MetaPathFinder, importlib.abc.Loader):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        return importlib.util.spec_from_loader(name, self) if name == 'onnxruntime' else None\n"
+        "    def create_module(self, spec):\n"
+        "        return types.ModuleType(spec.name)\n"
+        "    def exec_module(self, module):\n"
+        "        try:\n"
+        "            os.kill(os.getpid(), signal.SIGINT)\n"
+        "            time.sleep(0.5)\n"
+        "        except KeyboardInterrupt:\n"
+        "            raise ImportError('initialization failed') from None\n"
+        "sys.meta_path.insert(0, Extension())\n"
+        "from nicodec import sessions\n"
+        "try:\n"
+        "    sessions._ort()\n"
+        "except KeyboardInterrupt:\n"
+        "    print('stopped', 'onnxruntime' in sys.modules)\n"
+    )
+    done = _stopped_run(script)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "stopped True\n", "")
+
+
 def test_main_runs_off_the_main_thread_and_gives_a_program_its_signal_handlers_back():
     """nicodec.cli.main called from a program: no handler can be set off the main thread, so
     none is, and on the main thread the SIGTERM handler it sets is taken down again."""

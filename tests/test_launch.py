@@ -65,7 +65,7 @@ def test_the_installed_commands_are_the_launchers():
     scripts = {e.name: e.value for e in importlib.metadata.entry_points(group="console_scripts")
                if e.name.startswith("nicodec")}
     assert scripts == {
-        "nicodec": "nicodec.cli:main",
+        "nicodec": "nicodec.launch:nicodec",
         "nicodec-train": "nicodec.launch:train",
         "nicodec-export": "nicodec.launch:export",
     }
