@@ -1,0 +1,147 @@
+"""FORMAT.md against the code: files nicodec writes, read by a decoder written from FORMAT.md
+alone (``spec_reader``), give nicodec's own pixels and metadata, and what one of them refuses
+the other refuses too."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms, PngImagePlugin
+
+from nicodec import Codec
+from nicodec.model import default_model_dir
+
+import spec_reader
+from conftest import synthetic_photo
+
+
+@pytest.fixture(scope="module")
+def model():
+    return spec_reader.Model(str(default_model_dir()))
+
+
+def png(image: Image.Image, **options) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **options)
+    return buffer.getvalue()
+
+
+def everything() -> bytes:
+    """A picture that fills every section but the alpha: ICC profile, EXIF, XMP, text, density."""
+    image = Image.fromarray(synthetic_photo(80, 112, seed=3))
+    exif = Image.Exif()
+    exif[0x010F] = "Maker"
+    text = PngImagePlugin.PngInfo()
+    text.add_text("Author", "Someone")
+    text.add_itxt("Description", "caf\u00e9 \u2603")
+    text.add_itxt("XML:com.adobe.xmp", '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF/></x:xmpmeta>')
+    profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return png(image, pnginfo=text, icc_profile=profile, exif=exif.tobytes(), dpi=(300, 144))
+
+
+def gray_alpha() -> bytes:
+    photo = synthetic_photo(48, 72, seed=4)
+    alpha = np.zeros(photo.shape[:2], np.uint8)
+    alpha[8:40, 10:60] = 255
+    alpha[20:30, 30:40] = 128
+    return png(Image.fromarray(np.dstack([photo[..., 0], alpha]), "LA"))
+
+
+def rgba() -> bytes:
+    photo = synthetic_photo(64, 96, seed=5)
+    alpha = np.full(photo.shape[:2], 255, np.uint8)
+    alpha[:, :20] = 0
+    alpha[30:, 40:] = np.arange(56, dtype=np.uint8) * 4
+    return png(Image.fromarray(np.dstack([photo, alpha]), "RGBA"))
+
+
+CASES = {
+    "rgb": (lambda: png(Image.fromarray(synthetic_photo(64, 96))), {}),
+    "quality 1": (lambda: png(Image.fromarray(synthetic_photo(64, 96))), {"quality": 1}),
+    "quality 37.3": (lambda: png(Image.fromarray(synthetic_photo(64, 96))), {"quality": 37.3}),
+    "quality 100": (lambda: png(Image.fromarray(synthetic_photo(64, 96))), {"quality": 100}),
+    "gray": (lambda: png(Image.fromarray(synthetic_photo(64, 96)[..., 1])), {}),
+    "gray and alpha": (gray_alpha, {}),
+    "rgba": (rgba, {}),
+    "rgba, exact": (rgba, {"exact": True}),
+    "every section": (everything, {}),
+    "1x1": (lambda: png(Image.new("RGB", (1, 1), (200, 40, 90))), {}),
+    "130x3": (lambda: png(Image.fromarray(synthetic_photo(3, 130))), {}),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_a_reader_written_from_format_md_decodes_nicodecs_files(codec, model, case):
+    source, options = CASES[case]
+    data = codec.encode(source(), **options)
+    read = spec_reader.read_nic(data, model, check_reference=False)
+    decoded = codec.decode(data)
+    np.testing.assert_array_equal(read["pixels"], np.asarray(decoded))
+    assert read.get("text") == (getattr(decoded, "text", None) or None)
+    assert read.get("ICCP") == decoded.info.get("icc_profile")
+    assert read.get("EXIF") == decoded.info.get("exif")
+    assert read.get("XMP") == decoded.info.get("xmp")
+    if "phys" in read:
+        unit, x, y = read["phys"]
+        scale = 1.0 if unit == 1 else 0.0254
+        assert decoded.info["dpi"] == (x * scale, y * scale)
+    else:
+        assert "dpi" not in decoded.info
+    if case == "every section":
+        assert [tag for tag, _ in read["info"]["sections"]] == ["ZSYM", "YSYM", "ICCP", "EXIF", "XMP ", "TEXT", "PHYS"]
+
+
+def test_a_tiled_encode_reads_as_the_whole_one(model):
+    """Tiles are the encoder's business: the file of a tiled run is read without knowing them."""
+    data = Codec(providers="cpu", tile=64).encode(png(Image.fromarray(synthetic_photo(150, 200, seed=6))))
+    read = spec_reader.read_nic(data, model, check_reference=False)
+    assert read["pixels"].shape == (150, 200, 3)
+    assert data == Codec(providers="cpu").encode(png(Image.fromarray(synthetic_photo(150, 200, seed=6))))
+
+
+def test_the_integer_graph_as_format_md_describes_it_gives_the_models_probe(model):
+    pytest.importorskip("onnx")
+    expected = model.m["entropy_check"]["sha256"]
+    assert spec_reader.probe_digest(model) == expected
+    assert spec_reader.probe_digest(model, use_reference=True) == expected
+
+
+def recrc(data: bytes) -> bytes:
+    """The file with its CRC made right again (a writer's fault, not the disk's)."""
+    length = data[6]
+    count = data[27 + length]
+    table_end = 28 + length + 8 * count
+    crc = zlib.crc32(data[:table_end] + data[table_end + 4:])
+    return data[:table_end] + struct.pack("<I", crc) + data[table_end + 4:]
+
+
+def test_what_one_refuses_the_other_refuses(codec, model):
+    """Damage anywhere after the header, its CRC made right: nicodec and the reader from
+    FORMAT.md both refuse the file, or both decode it to the same pixels."""
+    data = codec.encode(everything(), quality=20)
+    body = 32 + data[6] + 8 * data[27 + data[6]]
+    rng = np.random.default_rng(0)
+    refused = 0
+    for _ in range(60):
+        damaged = bytearray(data)
+        at = int(rng.integers(body, len(data)))
+        damaged[at] ^= 1 << int(rng.integers(0, 8))
+        damaged = recrc(bytes(damaged))
+        try:
+            ours = np.asarray(codec.decode(damaged))
+        except Exception as exc:  # noqa: BLE001 - any refusal, named or not, is compared below
+            ours = exc
+        try:
+            theirs = spec_reader.read_nic(damaged, model, check_reference=False)["pixels"]
+        except spec_reader.Refused as exc:
+            theirs = exc
+        assert isinstance(ours, Exception) == isinstance(theirs, Exception), (at, ours, theirs)
+        if isinstance(ours, Exception):
+            refused += 1
+        else:
+            np.testing.assert_array_equal(ours, theirs)
+    assert 0 < refused < 60  # both kinds of outcome were compared
