@@ -286,7 +286,8 @@ def run(
     differs: Callable[[Item], str | None] | None = None,
     on_stop: Callable[[], None] = lambda: None,
 ) -> Summary:
-    """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes.
+    """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes,
+    and the summary's outcomes are in the order of ``items``.
 
     ``on_outcome`` is called from the calling thread as each item finishes (for progress), and
     ``on_stop`` once when an interrupt starts the wait for the items in flight;
@@ -356,6 +357,10 @@ def run(
         raise stop
     finally:
         pool.shutdown(wait=True)
+    # In the order of the items, not the order their threads ended: the report's lines are the
+    # same from run to run whatever --jobs.
+    position = {id(item): number for number, item in enumerate(items)}
+    summary.outcomes.sort(key=lambda outcome: position[id(outcome.item)])
     summary.seconds = time.perf_counter() - start
     return summary
 

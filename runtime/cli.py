@@ -13,6 +13,7 @@ import json
 import math
 import os
 import signal
+import sys
 import time
 import warnings
 import traceback
@@ -46,9 +47,12 @@ class _Console(Console):
     escape sequence, a carriage return, a newline) are shown escaped rather than sent to the terminal,
     characters the stream's encoding lacks (``PYTHONIOENCODING=ascii``, a name that is not
     UTF-8) as backslash escapes rather than a UnicodeEncodeError, and a reader gone (``| head
-    -1``) is a BrokenPipeError for :func:`_writing_report` rather than Rich's silent exit."""
+    -1``) is a BrokenPipeError for :func:`_writing_report` rather than Rich's silent exit, as
+    is a standard output that is closed (``>&-``), which Rich would write to nowhere."""
 
     def print(self, *objects, **kwargs) -> None:
+        if not self.stderr and self._file is None and sys.stdout is None:
+            raise OSError(errno.EBADF, "standard output is closed")
         stream = self.file
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
@@ -58,9 +62,10 @@ class _Console(Console):
         raise BrokenPipeError(errno.EPIPE, "Broken pipe (the reader stopped)")
 
 
-# soft_wrap: one message is one line, however narrow the terminal or pipe.
-err = _Console(stderr=True, highlight=False, soft_wrap=True)
-out = _Console(highlight=False, soft_wrap=True)
+# soft_wrap: one message is one line, however narrow the terminal or pipe. emoji off: a name
+# such as x:cat:.png is shown as it is, not with Rich's emoji for :cat:.
+err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = _Console(highlight=False, soft_wrap=True, emoji=False)
 
 _SHOWN_WARNINGS: set[str] = set()
 """Warnings printed by this command line: a rate search reads its image more than once, and
@@ -826,7 +831,10 @@ def info(
         })
     with _writing_report():
         if as_json:
-            out.print_json(json.dumps(shown[0] if len(inputs) == 1 else shown))
+            # ASCII, every other character escaped: valid JSON in any locale, a name that is not
+            # UTF-8 included (its bytes as Python's surrogate escapes, \udcff for 0xff).
+            for line in json.dumps(shown[0] if len(inputs) == 1 else shown, indent=2).split("\n"):
+                out.print(line, markup=False)
         else:
             for number, facts in enumerate(shown):
                 if number:
@@ -1068,7 +1076,6 @@ def main(args: Optional[list[str]] = None) -> None:
     one, and the path ``""`` would be read as ``.``, so ``nicodec encode "$f"`` with ``$f``
     unset would code every image under the current folder.
     """
-    import sys
 
     given = sys.argv[1:] if args is None else list(args)
     if "" in given:

@@ -48,10 +48,15 @@ def nicodec() -> None:
     """Run ``nicodec`` (:func:`nicodec.cli.main`)."""
     try:
         from .cli import main
-    except KeyboardInterrupt:  # SIGTERM before main() sets its handler ends the process as it always does
-        print("interrupted", file=sys.stderr)
-        raise SystemExit(130) from None
-    main()
+
+        main()
+    except KeyboardInterrupt as exc:  # before main() runs the app (SIGTERM then ends the process, as always)
+        import signal
+
+        signum = getattr(exc, "signum", signal.SIGINT)  # a Terminated (SIGTERM, SIGHUP) as main() ends
+        print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
+              file=sys.stderr)
+        raise SystemExit(128 + signum) from None
 
 
 def train() -> None:

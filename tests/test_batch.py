@@ -605,3 +605,25 @@ def test_an_output_made_meanwhile_by_another_run_is_judged_not_failed(tmp_path, 
     assert "6 files: 4 encoded, 1 up to date, 1 kept, 0 failed" in result.stdout
     assert (out / "2.nic").read_bytes() == b"their notes"
     assert f"kept: {out / '2.nic'} cannot be read as a nicodec file" in result.stderr
+
+
+def test_outcomes_come_in_the_order_of_the_items_whatever_the_jobs(tmp_path):
+    """With several jobs the files end in any order; the summary (and so the report's failed:,
+    kept: and warning: lines) keeps the order of the items, the same from run to run."""
+    import threading
+
+    from nicodec.batch import Item, Outcome
+    from nicodec.batch import run as run_batch
+
+    items = [Item(tmp_path / f"{n}.png", tmp_path / "out" / f"{n}.nic") for n in range(4)]
+    second_done = threading.Event()
+
+    def work(item):
+        if item is items[0]:
+            assert second_done.wait(30)  # the first item ends after the second
+        if item is items[1]:
+            second_done.set()
+        return Outcome(item, "failed", f"bad {item.source.name}")
+
+    summary = run_batch(items, work, force=False, jobs=2)
+    assert [outcome.item for outcome in summary.failures] == items

@@ -1197,21 +1197,65 @@ def test_a_stop_while_the_command_line_is_read_is_shown_with_its_exit_code(png, 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_while_the_command_lines_modules_load_is_one_line():
+@pytest.mark.parametrize("module", ["nicodec.cli", "nicodec.batch"])
+def test_ctrl_c_while_the_command_lines_modules_load_is_one_line(module):
     """The console script's launcher: a Ctrl-C while nicodec.cli is imported (typer, rich: a
-    tenth of a second) is "interrupted" and 130, not a traceback."""
+    tenth of a second), or the module main() imports before it sets its handlers, is
+    "interrupted" and 130, not a traceback."""
     script = (
         "import importlib.abc, sys\n"
         "class Stop(importlib.abc.MetaPathFinder):\n"
         "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'nicodec.cli':\n"
+        f"        if name == {module!r}:\n"
         "            raise KeyboardInterrupt\n"
         "sys.meta_path.insert(0, Stop())\n"
         "from nicodec.launch import nicodec\n"
+        "sys.argv = ['nicodec', '--version']\n"
         "nicodec()\n"
     )
     done = _stopped_run(script)
-    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+    assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
+@pytest.mark.parametrize("command", ["info", "verify", "decode"])
+def test_a_report_to_a_closed_standard_output_is_an_error(png, tmp_path, command):
+    """nicodec ... >&-: Rich would write the report to nowhere and exit 0; for info and verify
+    the report is the whole of the work."""
+    import os
+
+    assert run("encode", png).exit_code == 0
+    args = [str(png.with_suffix(".nic"))] + (["-o", str(tmp_path / "back.png")] if command == "decode" else [])
+    done = subprocess.run([sys.executable, "-m", "nicodec", command, *args], capture_output=False,
+                          stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
+    assert (done.returncode, done.stderr) == (1, "error: cannot write the report: standard output is closed\n")
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not UTF-8")
+def test_info_json_is_ascii_whatever_the_names(png, tmp_path):
+    """A name that is not UTF-8 (bytes 0xff 0xfe) and one that is not ASCII: valid JSON in any
+    locale, the undecodable bytes as Python's surrogate escapes."""
+    import os
+
+    assert run("encode", png).exit_code == 0
+    data = png.with_suffix(".nic").read_bytes()
+    odd, accented = os.fsencode(tmp_path) + b"/bad\xff\xfe.nic", tmp_path / "caf\u00e9.nic"
+    with open(odd, "wb") as f:
+        f.write(data)
+    accented.write_bytes(data)
+    done = subprocess.run([sys.executable, "-m", "nicodec", "info", "--json", odd, accented],
+                          capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
+    assert done.returncode == 0, done.stderr
+    files = [facts["file"] for facts in json.loads(done.stdout.decode("ascii"))]
+    assert files == [os.fsdecode(odd), str(accented)]
+
+
+def test_a_name_with_colons_is_shown_as_it_is(photo, tmp_path):
+    """Rich would show x:cat:.png with its emoji for :cat:."""
+    source = tmp_path / "x:cat:.png"
+    Image.fromarray(photo).save(source)
+    result = run("encode", source)
+    assert result.exit_code == 0 and "x:cat:.png -> " in result.stdout and "x:cat:.nic" in result.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
