@@ -490,6 +490,16 @@ def _make_folder(folder: Path) -> None:
     check_writable(folder)
 
 
+def _writable_before(target: Path) -> None:
+    """Refuse a batch's file before coding it when the folder it goes to exists and cannot be
+    written (made read-only while the batch runs): the coding would be lost at the write. A
+    folder still to be made is made after the coding, so an input that fails leaves none."""
+    from .files import check_writable
+
+    if target.parent.is_dir():
+        check_writable(target.parent)
+
+
 def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
     """The output path, refused early (before any work) when it cannot or must not be written."""
     from .files import check_target
@@ -896,6 +906,7 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
     def work(item) -> Outcome:
         _check_input(item.source, "image")
+        _writable_before(item.target)
         data, result = rate.encode(codec, item.source, options)
         _make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted)) as late:
@@ -987,6 +998,7 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
     def work(item) -> Outcome:
         _check_input(item.source, ".nic")
+        _writable_before(item.target)
         data = stdio.read_input(item.source)
         image = codec.decode(data)
         _make_folder(item.target.parent)

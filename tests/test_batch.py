@@ -627,3 +627,36 @@ def test_outcomes_come_in_the_order_of_the_items_whatever_the_jobs(tmp_path):
 
     summary = run_batch(items, work, force=False, jobs=2)
     assert [outcome.item for outcome in summary.failures] == items
+
+
+@pytest.mark.parametrize("verb", ["encode", "decode"])
+def test_a_folder_made_read_only_during_a_batch_costs_no_coding(tmp_path, monkeypatch, verb):
+    """The output folder turns read-only after the first file: the others fail before they are
+    coded, not at the write after it (as root, whom permissions do not stop, the check is faked)."""
+    import os as os_module
+
+    from nicodec.codec import Codec
+
+    src = _six_images(tmp_path / "src")
+    if verb == "decode":
+        assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+        src = tmp_path / "nic"
+    out = tmp_path / "out"
+    coded = []
+    real_code, real_access = getattr(Codec, verb), os_module.access
+
+    def code(self, *args, **kwargs):
+        coded.append(1)
+        return real_code(self, *args, **kwargs)
+
+    def access(path, mode, **kwargs):
+        if Path(path) == out and mode & os_module.W_OK and any(out.iterdir()):  # after the first file
+            return False
+        return real_access(path, mode, **kwargs)
+
+    monkeypatch.setattr(Codec, verb, code)
+    monkeypatch.setattr(os_module, "access", access)
+    result = run(verb, src, "-o", out)
+    assert result.exit_code == 1
+    assert len(coded) == 1 and len(list(out.iterdir())) == 1
+    assert result.stderr.count(f"cannot write in the folder {out}: it is not writable") == 5
