@@ -233,6 +233,19 @@ def _text_named(keywords) -> str:
     return f"text ({', '.join(shown)}{f' and {more} more' if more > 0 else ''})"
 
 
+@functools.lru_cache(maxsize=None)
+def _bilevel_only(fmt: str) -> bool:
+    """Whether Pillow writes ``fmt`` for a mode 1 image (XBM, MSP, PALM), as it does for no
+    image nicodec decodes (RGB, L)."""
+    from PIL import Image
+
+    try:
+        Image.new("1", (8, 8)).save(io.BytesIO(), format=fmt, **save_options(fmt))
+    except Exception:  # noqa: BLE001 - nor for this one
+        return False
+    return True
+
+
 def check_format(data: bytes, fmt: str, name: str) -> None:
     """Refuse, from a ``.nic`` file's header and before decoding, an output format that would
     lose part of the picture (its transparency, pixel values, or size); a damaged file is left
@@ -264,6 +277,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
         why = {"unwritable": (f"Pillow cannot write a mode {mode} image as {fmt} here" if other_modes
+                              else f"{fmt} holds black and white (1-bit) images only" if _bilevel_only(fmt)
                               else f"Pillow cannot write {fmt} here"),
                "unreadable": f"Pillow cannot read {fmt} back here, so whether it keeps every pixel is unknown",
                }.get(_probe(fmt, mode, True), f"{fmt}, as Pillow writes it here, does not give back every pixel "

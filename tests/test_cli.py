@@ -682,6 +682,8 @@ def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, t
     for nic, name, said in (("a.nic", "a.gif", "GIF, as Pillow writes it here, does not give back every pixel"),
                             ("a.nic", "a.pdf", "Pillow cannot read PDF back here"),
                             ("a.nic", "a.h5", "Pillow cannot write HDF5 here"),
+                            ("a.nic", "a.xbm", "XBM holds black and white (1-bit) images only"),
+                            ("g.nic", "g.msp", "MSP holds black and white (1-bit) images only"),
                             ("g.nic", "g.qoi", "Pillow cannot write a mode L image as QOI here"),
                             ("la.nic", "la.qoi", "Pillow cannot write a mode LA image as QOI here")):
         result = run("decode", tmp_path / nic, "-o", tmp_path / name)
