@@ -137,8 +137,9 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
     """Every file under ``root`` (recursively, hidden ones excepted) whose suffix is in
     ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``.
 
-    A folder or file that cannot be looked at (no permission) is an item with a ``problem``,
-    so that it fails in the batch rather than being passed over in silence. An output folder
+    A folder or file that cannot be looked at (no permission), and a link to nothing, is an
+    item with a ``problem``, so that it fails in the batch rather than being passed over in
+    silence. An output folder
     inside ``root`` (``encode photos -o photos/archive``) is not searched: a second run would
     code the first run's outputs. Links to folders are not followed (a link loop would never end)."""
     wanted = {s.lower() for s in suffixes}
@@ -163,7 +164,11 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
             try:
                 regular = stat.S_ISREG(os.stat(path).st_mode)  # Path.is_file() hides errors from Python 3.13 on
             except FileNotFoundError:
-                continue  # a broken link, or a file gone since the listing
+                try:  # a file gone since the listing is passed over; a link to nothing is not
+                    items.append(Item(path, target, f"it is a link to {os.readlink(path)}, which does not exist"))
+                except OSError:
+                    pass
+                continue
             except OSError as exc:  # a folder that can be listed but not entered
                 items.append(Item(path, target, f"cannot read it: {exc.strerror or exc}"))
                 continue

@@ -660,3 +660,20 @@ def test_a_folder_made_read_only_during_a_batch_costs_no_coding(tmp_path, monkey
     assert result.exit_code == 1
     assert len(coded) == 1 and len(list(out.iterdir())) == 1
     assert result.stderr.count(f"cannot write in the folder {out}: it is not writable") == 5
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
+def test_a_link_to_nothing_fails_rather_than_being_passed_over(tmp_path):
+    """A photo that was moved away leaves its link behind: encoding the folder says so, and so
+    does verifying one whose .nic link points nowhere; a link to a folder is still not followed."""
+    src = _six_images(tmp_path / "src")
+    (src / "gone.png").symlink_to("moved-away.png")
+    (src / "folder.png").symlink_to(tmp_path, target_is_directory=True)
+    result = run("encode", src, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    assert f"failed: {src / 'gone.png'}: it is a link to moved-away.png, which does not exist" in result.stderr
+    assert "folder.png" not in result.stderr and result.stdout.startswith("7 files: 6 encoded, 0 up to date, 0 kept, 1 failed")
+    (tmp_path / "out" / "z.nic").symlink_to(tmp_path / "nothing.nic")
+    result = run("verify", tmp_path / "out")
+    assert result.exit_code == 1 and "FAILED" in result.stderr and "z.nic: it is a link to" in result.stderr
+    assert "7 files: 6 ok, 1 failed" in result.stdout
