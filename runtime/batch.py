@@ -34,14 +34,20 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
-TERMINATIONS: list[int] = []
-"""The signals raised as :class:`Terminated` in this process, in order: the command line reads
-it for a stop that reached Typer, which keeps nothing of it but exit code 130."""
+STOPS: list[int] = []
+"""The signals that stopped work in this process while :func:`stop_like_ctrl_c`'s handlers were
+in place, in order (SIGINT, SIGTERM, SIGHUP): the command line reads the last for a stop that
+reached Typer, which keeps nothing of it but exit code 130."""
 
 
 def _raise_terminated(signum, frame):
-    TERMINATIONS.append(signum)
+    STOPS.append(signum)
     raise Terminated(signum)
+
+
+def _raise_interrupted(signum, frame):
+    STOPS.append(signum)
+    raise KeyboardInterrupt
 
 
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
@@ -49,20 +55,23 @@ TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if h
 
 def stop_like_ctrl_c() -> dict:
     """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the command line
-    does this; a library leaves its host's signals alone). Ones set to anything but the
-    default, such as ignored by ``nohup``, are left as they are, and so is everything off the
-    main thread, where no handler can be set. Returns the handlers replaced, to put back."""
+    does this; a library leaves its host's signals alone), and note each stop, Ctrl-C's too,
+    in :data:`STOPS`. Ones set to anything but the default, such as ignored by ``nohup``, are
+    left as they are, and so is everything off the main thread, where no handler can be set.
+    Returns the handlers replaced, to put back."""
     if threading.current_thread() is not threading.main_thread():
         return {}
     replaced = {}
     for signum in TERMINATING:
         if signal.getsignal(signum) == signal.SIG_DFL:
             replaced[signum] = signal.signal(signum, _raise_terminated)
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        replaced[signal.SIGINT] = signal.signal(signal.SIGINT, _raise_interrupted)
     return replaced
 
 
 def _interrupting(handler) -> bool:
-    return handler is signal.default_int_handler or handler is _raise_terminated
+    return handler in (signal.default_int_handler, _raise_terminated, _raise_interrupted)
 
 
 @contextmanager
@@ -364,8 +373,10 @@ def run(
         pool.shutdown(wait=True)
     # In the order of the items, not the order their threads ended: the report's lines are the
     # same from run to run whatever --jobs.
-    position = {id(item): number for number, item in enumerate(items)}
-    summary.outcomes.sort(key=lambda outcome: position[id(outcome.item)])
+    position: dict[Item, int] = {}
+    for number, item in enumerate(items):
+        position.setdefault(item, number)
+    summary.outcomes.sort(key=lambda outcome: position.get(outcome.item, len(items)))
     summary.seconds = time.perf_counter() - start
     return summary
 

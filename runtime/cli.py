@@ -256,12 +256,31 @@ def _version_callback(value: bool) -> None:
 
 @app.callback()
 def _root(
+    ctx: typer.Context,
     version: Annotated[
         bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """nicodec: a learned image codec."""
     _SHOWN_WARNINGS.clear()  # a new command line (tests run many in one process)
+    if ctx.invoked_subcommand in ("encode", "decode", "verify"):
+        _load_extensions()
+
+
+def _load_extensions() -> None:
+    """Import numpy, Pillow with its format plugins, and the codec, with Ctrl-C, SIGTERM and
+    SIGHUP held back until they are in (a few tenths of a second): a stop inside a C
+    extension's initialisation comes out of the import as an ImportError (numpy's "failed to
+    import"), or is swallowed with the format plugin Pillow was loading. onnxruntime is held
+    the same way where it is imported (``nicodec.sessions``)."""
+    from .batch import signals_held
+
+    with signals_held():
+        from PIL import Image
+
+        from . import codec  # noqa: F401 - numpy, and the rest of the work's modules
+
+        Image.init()
 
 
 @contextmanager
@@ -1096,7 +1115,7 @@ def main(args: Optional[list[str]] = None) -> None:
         raise SystemExit(2)
     import logging
 
-    from .batch import TERMINATIONS, Terminated, stop_like_ctrl_c
+    from .batch import STOPS, Terminated, stop_like_ctrl_c
 
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
@@ -1106,7 +1125,7 @@ def main(args: Optional[list[str]] = None) -> None:
     # Not standalone: a usage error comes back here, to be one line as every other message is,
     # rather than Click's usage, hint and boxed error.
     _STOP_SHOWN[0] = False
-    TERMINATIONS.clear()
+    STOPS.clear()
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None
@@ -1114,8 +1133,9 @@ def main(args: Optional[list[str]] = None) -> None:
             if code == 130 and not _STOP_SHOWN[0]:
                 # Typer (0.16 to 0.29 at least) turns a stop outside a command's own reporting (while
                 # it reads the command line, while a command's modules load) into exit code 130 and
-                # nothing else; a SIGTERM or SIGHUP then is the last one its handler saw.
-                code = _stop(Terminated(TERMINATIONS[-1]) if TERMINATIONS else KeyboardInterrupt()).exit_code
+                # nothing else; the stop is the last signal the handlers saw.
+                last = STOPS[-1] if STOPS else signal.SIGINT
+                code = _stop(KeyboardInterrupt() if last == signal.SIGINT else Terminated(last)).exit_code
         except OSError:
             raise
         except KeyboardInterrupt as exc:  # while Typer makes its commands of nicodec's functions

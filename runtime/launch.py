@@ -54,8 +54,9 @@ def nicodec() -> None:
         import signal
 
         signum = getattr(exc, "signum", signal.SIGINT)  # a Terminated (SIGTERM, SIGHUP) as main() ends
-        print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
-              file=sys.stderr)
+        if sys.stderr is not None:  # closed (2>&-): print() would write to stdout, perhaps a -o - pipe
+            print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
+                  file=sys.stderr)
         raise SystemExit(128 + signum) from None
 
 

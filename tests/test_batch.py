@@ -498,9 +498,9 @@ def sigterm_raises():
     from nicodec.batch import TERMINATING, stop_like_ctrl_c
 
     previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in TERMINATING}
-    stop_like_ctrl_c()
+    replaced = stop_like_ctrl_c()
     yield
-    for signum, handler in previous.items():
+    for signum, handler in [*replaced.items(), *previous.items()]:
         signal.signal(signum, handler)
 
 
@@ -623,7 +623,7 @@ def test_outcomes_come_in_the_order_of_the_items_whatever_the_jobs(tmp_path):
             assert second_done.wait(30)  # the first item ends after the second
         if item is items[1]:
             second_done.set()
-        return Outcome(item, "failed", f"bad {item.source.name}")
+        return Outcome(Item(item.source, item.target), "failed", f"bad {item.source.name}")  # an equal item
 
     summary = run_batch(items, work, force=False, jobs=2)
     assert [outcome.item for outcome in summary.failures] == items

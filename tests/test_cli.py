@@ -1219,6 +1219,82 @@ def test_ctrl_c_while_the_command_lines_modules_load_is_one_line(module):
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_stop_swallowed_earlier_does_not_name_a_later_one():
+    """A SIGTERM whose exception something swallowed (an "Exception ignored" in a destructor),
+    then a Ctrl-C while Typer reads the command line: the Ctrl-C is the stop shown."""
+    script = (
+        "import os, signal, time\n"
+        "from typer.core import TyperGroup\n"
+        "from nicodec.cli import main\n"
+        "real = TyperGroup.parse_args\n"
+        "def parse_args(self, ctx, args):\n"
+        "    try:\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(1)\n"
+        "    except KeyboardInterrupt:\n"
+        "        pass\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    return real(self, ctx, args)\n"
+        "TyperGroup.parse_args = parse_args\n"
+        "main(['--version'])\n"
+    )
+    done = _stopped_run(script)
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_while_numpy_loads_is_a_stop_not_an_import_error(png):
+    """As for onnxruntime: a Ctrl-C inside numpy's extensions as they load would come out as
+    numpy's ImportError ("failed to import"); the work's modules load with it held. The loader
+    below stands in for the extension, turning an interrupt that reaches it into that error."""
+    script = (
+        "import importlib.abc, importlib.machinery, os, signal, sys, time\n"
+        "class Extension(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name != 'numpy':\n"
+        "            return None\n"
+        "        spec = importlib.machinery.PathFinder.find_spec(name, path)\n"
+        "        real = spec.loader.exec_module\n"
+        "        def exec_module(module):\n"
+        "            try:\n"
+        "                os.kill(os.getpid(), signal.SIGINT)\n"
+        "                time.sleep(0.5)\n"
+        "            except KeyboardInterrupt:\n"
+        "                raise ImportError('numpy.core.multiarray failed to import') from None\n"
+        "            real(module)\n"
+        "        spec.loader.exec_module = exec_module\n"
+        "        return spec\n"
+        "sys.meta_path.insert(0, Extension())\n"
+        "from nicodec.cli import main\n"
+        "assert 'numpy' not in sys.modules\n"
+        "main(['encode', sys.argv[1]])\n"
+    )
+    done = _stopped_run(script, str(png))
+    assert (done.returncode, done.stderr) == (130, "interrupted\n")
+    assert not png.with_suffix(".nic").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
+def test_a_stop_at_start_with_stderr_closed_writes_nothing_to_stdout():
+    """print(file=sys.stderr) writes to stdout when stderr is closed: not into a -o - pipe."""
+    import os
+
+    script = (
+        "import importlib.abc, sys\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        "        if name == 'nicodec.cli':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from nicodec.launch import nicodec\n"
+        "nicodec()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, timeout=120,
+                          preexec_fn=lambda: os.close(2))
+    assert (done.returncode, done.stdout) == (130, b"")
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
 @pytest.mark.parametrize("command", ["info", "verify", "decode"])
 def test_a_report_to_a_closed_standard_output_is_an_error(png, tmp_path, command):
