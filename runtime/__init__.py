@@ -10,7 +10,7 @@
 ``Codec`` and the rate control are imported on first use, so ``import nicodec`` stays cheap.
 """
 
-from typing import TYPE_CHECKING as _TYPE_CHECKING
+import typing as _typing
 
 from .errors import (
     ExactnessError,
@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 
-if _TYPE_CHECKING:  # imported lazily below; named here for type checkers and editors
+if _typing.TYPE_CHECKING:  # imported lazily below; named here for type checkers and editors
     from .codec import Codec
     from .ratecontrol import RateResult, encode_to_target
 
@@ -53,13 +53,15 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
 
 
-def __getattr__(name: str):
-    if name == "Codec":
-        from .codec import Codec
+if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would take any nicodec.X as Any through it
 
-        return Codec
-    if name in ("encode_to_target", "RateResult"):
-        from . import ratecontrol
+    def __getattr__(name: str):
+        if name == "Codec":
+            from .codec import Codec
 
-        return getattr(ratecontrol, name)
-    raise AttributeError(f"module 'nicodec' has no attribute {name!r}")
+            return Codec
+        if name in ("encode_to_target", "RateResult"):
+            from . import ratecontrol
+
+            return getattr(ratecontrol, name)
+        raise AttributeError(f"module 'nicodec' has no attribute {name!r}")

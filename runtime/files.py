@@ -97,6 +97,25 @@ def nearest_existing(path: str | os.PathLike) -> Path:
     return next((p for p in [path, *path.parents] if p.exists()), Path("."))
 
 
+MAX_PATH = 32_767 if os.name == "nt" else 4_096
+"""The longest path the system takes, in characters (Windows' long paths) or bytes (Linux's
+PATH_MAX; macOS takes 1,024)."""
+
+
+def data_as_path(path: str | os.PathLike, what: str) -> str | None:
+    """Why ``path``, a str, cannot be a path (longer than any the system takes, or holding a NUL
+    character): most likely the file's data, read as text by mistake, given where its path or
+    bytes go. The message shows its start, not the whole (a photo's worth of characters in a
+    log). None for a str that may be a path, and for anything else."""
+    if not isinstance(path, str):
+        return None
+    size = len(path) if os.name == "nt" else len(os.fsencode(path))
+    if size <= MAX_PATH and "\0" not in path:
+        return None
+    return (f"a str is taken as the path of the {what}, and this one ({len(path):,} characters, starting "
+            f"{path[:24]!r}) cannot be one: give the {what}'s bytes (bytes, not str) or its path")
+
+
 MAX_STREAM_BYTES = 1 << 30
 """The most bytes read from an input that is not a regular file (a pipe, a device):
 its size is unknown beforehand, and /dev/zero never ends."""
@@ -116,6 +135,9 @@ def read_file(path: str | os.PathLike, what: str = "file",
     """
     if not os.fspath(path):  # Path("") is the current folder
         raise NicodecError(f"the path of the {what} is empty")
+    problem = data_as_path(path, what)
+    if problem:
+        raise NicodecError(problem)
     path = Path(path)
     try:
         if path.exists() and not path.is_file() and not path.is_dir():

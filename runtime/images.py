@@ -21,7 +21,7 @@ from .errors import LimitError, NicodecError, UnsupportedImageError
 from . import files
 from . import resolution as resolution_section
 from . import text as text_section
-from .files import read_file
+from .files import data_as_path, read_file
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -55,6 +55,9 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
     """
     if not os.fspath(path):  # Path("") is the current folder
         raise UnsupportedImageError("the path of the image is empty")
+    problem = data_as_path(path, "image")
+    if problem:
+        raise UnsupportedImageError(problem)
     p = Path(path)
     try:
         status = p.stat()

@@ -147,6 +147,7 @@ def encode_to_target(
         raise QualityError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")
     [(name, target)] = given.items()
     _check_target(name, target)
+    target = int(target) if name == "max_bytes" else float(target)  # numpy's scalars too: met is then a bool
     if not codec.model.variable_rate:
         raise QualityError(
             f"the model {codec.model_id} is single-rate: it codes every image at the one rate it was "

@@ -468,6 +468,21 @@ def test_decode_takes_a_path_and_refuses_other_types(codec, photo, tmp_path):
         with pytest.raises(nicodec.UnsupportedImageError):
             codec.encode(bad)
 
+def test_a_files_data_given_as_a_str_is_named_as_such_not_repeated(codec, photo):
+    """request.text for request.data: the str is taken as a path, and the message says what it
+    is likely to be, in a line that shows its start, not the whole upload."""
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG")
+    image = buffer.getvalue().decode("latin-1")
+    nic = codec.encode(buffer.getvalue()).decode("latin-1")
+    for call, data, what in ((codec.encode, image, "image"), (codec.decode, nic, ".nic file"),
+                             (codec.encode, "x" * 50_000, "image")):
+        with pytest.raises(nicodec.NicodecError) as caught:
+            call(data)
+        message = str(caught.value)
+        assert len(message) < 250 and f"{len(data):,} characters" in message and "(bytes, not str)" in message
+        assert f"the path of the {what}" in message
+
 
 @pytest.mark.parametrize(
     "arguments",

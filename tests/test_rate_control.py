@@ -95,6 +95,17 @@ def test_max_bytes_gives_the_highest_quality_that_fits(codec, image):
     assert everything.quality == 100 and everything.met
 
 
+@pytest.mark.parametrize("target", [{"bpp": np.float64(1.0)}, {"bpp": np.float32(0.02)}, {"psnr": np.float32(30)},
+                                    {"max_bytes": np.int64(3000)}])
+def test_numpy_targets_give_python_numbers(codec, image, target):
+    """A target from numpy or pandas: the result holds Python's bool and numbers, as its
+    annotations say (json.dumps takes them; numpy's bool it does not)."""
+    result = encode_to_target(codec, image, **target)
+    facts = {"met": result.met, "quality": result.quality, "bpp": result.bpp, "psnr": result.psnr}
+    assert type(result.met) is bool and type(result.quality) is float and type(result.bpp) is float
+    assert json.loads(json.dumps(facts)) == facts
+
+
 def test_targets_out_of_reach_give_the_nearest_file_or_an_error(codec, image):
     low = encode_to_target(codec, image, bpp=0.001)
     assert (low.met, low.quality, low.data) == (False, 1, at(codec, image, 1))
