@@ -215,8 +215,8 @@ class _Rate:
 
         ``options``: ``Codec.encode``'s ``strip`` and ``exact``.
 
-        ``progress`` is called after each refinement step with ``(steps done, steps, encode)``,
-        the encode of the search counted from 1 (always 1 without a target).
+        ``progress`` is called as each encode goes with ``(done, total, encode)`` (``Codec.encode``'s
+        ``progress``), the encode of the search counted from 1 (always 1 without a target).
         """
         if not self.searching:
             step = None if progress is None else lambda done, total: progress(done, total, 1)
@@ -405,16 +405,33 @@ def _fail(exc: BaseException, debug: bool) -> None:
 
 
 @contextmanager
-def _busy(doing: str, name: str):
-    """A spinner on stderr while one file is coded (a large image or a rate search takes
-    seconds to minutes); nothing when stderr is not a terminal."""
+def _bar(doing: str, name: str, searching: bool = False):
+    """A progress bar on stderr while one file is coded (a large image takes a minute, a rate
+    search several encodes), with the time left; nothing when stderr is not a terminal.
+    Yields the function to give the work's progress, ``(done, total, encode)`` as
+    ``encode_to_target`` gives it, or None off a terminal."""
     if not err.is_terminal:
-        yield
+        yield None
         return
-    from rich.text import Text
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 
-    with err.status(Text(f"{doing} {name}".translate(_CONTROLS)), spinner="dots"):  # Text: a path is not markup
-        yield
+    name = Path(name).name or name  # the file's name: a long path would push the rest out of the line
+    # markup off: a path is not markup.
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{doing} {name}".translate(_CONTROLS), total=None)
+        shown = [0]
+
+        def step(done: int, total: int, encode: int = 1) -> None:
+            if encode != shown[0]:  # a new encode of the search: a bar of its own, shown at once
+                shown[0] = encode
+                description = f"{doing} {name}" + (f", encode {encode} of the search" if searching else "")
+                bar.reset(task, total=total, completed=done, description=description.translate(_CONTROLS))
+                bar.refresh()
+            else:
+                bar.update(task, completed=done, total=total)
+
+        yield step
 
 
 def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
@@ -631,23 +648,9 @@ def encode(
         codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile)
         rate.check_model(codec)
         start = time.perf_counter()
-        if refine and err.is_terminal:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-            columns = (TextColumn("refining{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-            with Progress(*columns, console=err, transient=True) as bar:
-                task = bar.add_task("", total=refine)
-
-                def step(done, total, encode):
-                    # A new encode of the search is shown at once, not at the next timed refresh.
-                    description = f", encode {encode} of the search" if rate.searching else ""
-                    bar.update(task, completed=done, description=description, refresh=done == 1)
-
-                with _naming(input):
-                    data, result = rate.encode(codec, source, options, step)
-        else:
-            with _busy("searching the quality of" if rate.searching else "encoding", stdio.display_name(input)), _naming(input):
-                data, result = rate.encode(codec, source, options)
+        doing = "searching the quality of" if rate.searching else "encoding"
+        with _bar(doing, stdio.display_name(input), rate.searching) as step, _naming(input):
+            data, result = rate.encode(codec, source, options, step)
         seconds = time.perf_counter() - start
         if to_stdout:
             stdio.write_stdout(data)
@@ -739,8 +742,8 @@ def decode(
                       markup=False)
         codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
         start = time.perf_counter()
-        with _busy("decoding", stdio.display_name(input)), _naming(input):
-            image = codec.decode(data)
+        with _bar("decoding", stdio.display_name(input)) as step, _naming(input):
+            image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
         seconds = time.perf_counter() - start
         if to_stdout:
             buffer = io.BytesIO()

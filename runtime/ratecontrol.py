@@ -116,9 +116,9 @@ def encode_to_target(
         max_encodes: the most encodes (and, for ``psnr``, decodes) the search makes; 8 by
             default. A target is usually met in 2 to 6; the search also stops when the
             target lies beyond quality 1 or 100, or the quality is pinned down to 0.02.
-        progress: with a refining codec (``Codec(refine=N)``), whose every encode is
-            refined, called after each refinement step with ``(steps done, steps, encode)``,
-            ``Codec.encode``'s arguments and the encode of the search, counted from 1.
+        progress: called as each encode of the search goes with ``(done, total, encode)``:
+            ``Codec.encode``'s ``progress`` (``done`` starts again with each encode) and the
+            encode of the search, counted from 1.
 
     Returns:
         The file and what it reached.
@@ -140,7 +140,7 @@ def encode_to_target(
             "encode_to_target(codec, image, bpp=...)"
         )
     if progress is not None and not callable(progress):
-        raise NicodecError(f"progress must be a function of (steps done, steps, encode), not {progress!r}")
+        raise NicodecError(f"progress must be a function of (done, total, encode), not {progress!r}")
     check_flags(strip=strip, exact=exact)
     given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
     if len(given) != 1:

@@ -710,8 +710,9 @@ def test_verify_checks_the_alpha_section_and_reports_each_path(tmp_path, photo, 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="needs a pseudo-terminal")
-def test_a_terminal_sees_a_spinner_while_one_file_is_coded(png, tmp_path):
-    """Work on one file without --refine (a large image, a rate search) shows what it is doing."""
+def test_a_terminal_sees_a_progress_bar_while_one_file_is_coded(png, tmp_path):
+    """Work on one file (a large image, a rate search) shows what it is doing and how far it is,
+    tile by tile."""
     import os
     import pty
 
@@ -736,8 +737,10 @@ def test_a_terminal_sees_a_spinner_while_one_file_is_coded(png, tmp_path):
     assert "searching the quality of" in text and "encodes" in text
     odd = tmp_path / "x[red] [b].png"  # a name that is rich markup is shown as it is
     odd.write_bytes(png.read_bytes())
-    text = on_terminal("encode", odd, "-o", tmp_path / "b.nic", "--provider", "cpu")
-    assert "x[red] [b].png" in text
+    text = on_terminal("encode", odd, "-o", tmp_path / "b.nic", "--provider", "cpu", "--tile", "64")
+    assert "encoding x[red] [b].png" in text and "%" in text  # 12 tiles: the bar moves
+    text = on_terminal("decode", tmp_path / "b.nic", "-o", tmp_path / "b.png", "--provider", "cpu", "--tile", "64")
+    assert "decoding b.nic" in text and "%" in text
     text = on_terminal("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png", "--provider", "cpu")
     assert "decoding" in text and "a.png" in text
 

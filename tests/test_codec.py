@@ -663,6 +663,28 @@ def test_what_decode_gives_back_encodes_again_and_file_objects_are_read(codec, p
         assert encode_to_target(codec, f, bpp=1.0).data
 
 
+@pytest.mark.parametrize("tile", [1024, 64])
+def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
+    """encode and decode tell their progress after each tile of the networks and after the
+    entropy coding, done growing to a total that stays the same; the bytes and pixels are
+    those made without it."""
+    codec = Codec(providers="cpu", tile=tile)
+    tiles = 1 if tile == 1024 else (-(-photo.shape[0] // 64)) * (-(-photo.shape[1] // 64))
+    for run in ("encode", "decode"):
+        calls = []
+        if run == "encode":
+            made = codec.encode(photo, progress=lambda *a: calls.append(a))
+            assert made == codec.encode(photo)
+        else:
+            back = codec.decode(made, progress=lambda *a: calls.append(a), as_array=True)
+            assert np.array_equal(back, codec.decode(made, as_array=True))
+        total = calls[-1][1]
+        assert calls[-1] == (total, total) and {t for _, t in calls} == {total} and len(calls) == tiles + 1
+        assert all(a[0] < b[0] for a, b in zip(calls, calls[1:])) and calls[0][0] > 0
+    with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
+        codec.decode(made, progress="no")
+
+
 def test_encode_checks_its_switches(codec, photo):
     with pytest.raises(nicodec.NicodecError, match="strip must be True or False"):
         codec.encode(photo, strip="no")
