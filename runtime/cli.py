@@ -1110,7 +1110,6 @@ def main(args: Optional[list[str]] = None) -> None:
     one, and the path ``""`` would be read as ``.``, so ``nicodec encode "$f"`` with ``$f``
     unset would code every image under the current folder.
     """
-
     given = sys.argv[1:] if args is None else list(args)
     if "" in given:
         err.print(f"error: argument {given.index('') + 1} is empty (a shell variable that was not set?); "

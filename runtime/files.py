@@ -109,7 +109,7 @@ def data_as_path(path: str | os.PathLike, what: str) -> str | None:
     log). None for a str that may be a path, and for anything else."""
     if not isinstance(path, str):
         return None
-    size = len(path) if os.name == "nt" else len(os.fsencode(path))
+    size = len(path) if os.name == "nt" else len(path.encode("utf-8", "surrogatepass"))  # a lone surrogate too
     if size <= MAX_PATH and "\0" not in path:
         return None
     return (f"a str is taken as the path of the {what}, and this one ({len(path):,} characters, starting "

@@ -1180,6 +1180,22 @@ def _stopped_run(script: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
 
 
+def _launch_stopped_at(module: str) -> str:
+    """A program that runs the console script's launcher (``nicodec --version``) with a Ctrl-C
+    as ``module`` is imported."""
+    return (
+        "import importlib.abc, sys\n"
+        "class Stop(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path, target=None):\n"
+        f"        if name == {module!r}:\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Stop())\n"
+        "from nicodec.launch import nicodec\n"
+        "sys.argv = ['nicodec', '--version']\n"
+        "nicodec()\n"
+    )
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("name, code, shown", [("SIGINT", 130, "interrupted"), ("SIGTERM", 143, "stopped by SIGTERM")])
 def test_a_stop_while_the_command_line_is_read_is_shown_with_its_exit_code(png, name, code, shown):
@@ -1207,18 +1223,7 @@ def test_ctrl_c_while_the_command_lines_modules_load_is_one_line(module):
     """The console script's launcher: a Ctrl-C while nicodec.cli is imported (typer, rich: a
     tenth of a second), or the module main() imports before it sets its handlers, is
     "interrupted" and 130, not a traceback."""
-    script = (
-        "import importlib.abc, sys\n"
-        "class Stop(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        f"        if name == {module!r}:\n"
-        "            raise KeyboardInterrupt\n"
-        "sys.meta_path.insert(0, Stop())\n"
-        "from nicodec.launch import nicodec\n"
-        "sys.argv = ['nicodec', '--version']\n"
-        "nicodec()\n"
-    )
-    done = _stopped_run(script)
+    done = _stopped_run(_launch_stopped_at(module))
     assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
 
 
@@ -1283,17 +1288,7 @@ def test_a_stop_at_start_with_stderr_closed_writes_nothing_to_stdout():
     """print(file=sys.stderr) writes to stdout when stderr is closed: not into a -o - pipe."""
     import os
 
-    script = (
-        "import importlib.abc, sys\n"
-        "class Stop(importlib.abc.MetaPathFinder):\n"
-        "    def find_spec(self, name, path, target=None):\n"
-        "        if name == 'nicodec.cli':\n"
-        "            raise KeyboardInterrupt\n"
-        "sys.meta_path.insert(0, Stop())\n"
-        "from nicodec.launch import nicodec\n"
-        "nicodec()\n"
-    )
-    done = subprocess.run([sys.executable, "-c", script], stdout=subprocess.PIPE, timeout=120,
+    done = subprocess.run([sys.executable, "-c", _launch_stopped_at("nicodec.cli")], stdout=subprocess.PIPE, timeout=120,
                           preexec_fn=lambda: os.close(2))
     assert (done.returncode, done.stdout) == (130, b"")
 
