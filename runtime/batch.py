@@ -174,7 +174,7 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
                 regular = stat.S_ISREG(os.stat(path).st_mode)  # Path.is_file() hides errors from Python 3.13 on
             except FileNotFoundError:
                 try:  # a file gone since the listing is passed over; a link to nothing is not
-                    items.append(Item(path, target, f"it is a link to {os.readlink(path)}, which does not exist"))
+                    items.append(Item(path, target, f"it is a link to {os.readlink(path)}, which leads to no file"))
                 except OSError:
                     pass
                 continue

@@ -414,19 +414,24 @@ def _bar(doing: str, name: str, searching: bool = False):
         yield None
         return
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.table import Column
 
     name = Path(name).name or name  # the file's name: a long path would push the rest out of the line
-    # markup off: a path is not markup.
-    columns = (TextColumn("{task.description}", markup=False), BarColumn(), TaskProgressColumn(), TimeRemainingColumn())
+    # markup off: a path is not markup. The description gives way (an ellipsis) to the bar, the
+    # percentage and the time left, which is that of the encode under way in a search.
+    room = Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width - (46 if searching else 36)))
+    columns = [TextColumn("{task.description}", markup=False, table_column=room)]
+    if searching:
+        columns.append(TextColumn("encode {task.fields[encode]}"))
+    columns += [BarColumn(bar_width=20), TaskProgressColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(f"{doing} {name}".translate(_CONTROLS), total=None)
+        task = bar.add_task(f"{doing} {name}".translate(_CONTROLS), total=None, encode=1)
         shown = [0]
 
         def step(done: int, total: int, encode: int = 1) -> None:
             if encode != shown[0]:  # a new encode of the search: a bar of its own, shown at once
                 shown[0] = encode
-                description = f"{doing} {name}" + (f", encode {encode} of the search" if searching else "")
-                bar.reset(task, total=total, completed=done, description=description.translate(_CONTROLS))
+                bar.reset(task, total=total, completed=done, encode=encode)
                 bar.refresh()
             else:
                 bar.update(task, completed=done, total=total)
@@ -648,7 +653,7 @@ def encode(
         codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile)
         rate.check_model(codec)
         start = time.perf_counter()
-        doing = "searching the quality of" if rate.searching else "encoding"
+        doing = "searching a quality for" if rate.searching else "encoding"
         with _bar(doing, stdio.display_name(input), rate.searching) as step, _naming(input):
             data, result = rate.encode(codec, source, options, step)
         seconds = time.perf_counter() - start

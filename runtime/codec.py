@@ -270,9 +270,10 @@ class Codec:
                 coded as they are, and the alpha plane losslessly, either way.
             progress: called from the calling thread as the work goes, with ``(done,
                 total)`` in whole units of work (about a pixel through the analysis each; the
-                entropy coding and each refinement step count for their share of the time):
-                after each tile of the analysis, after the entropy coding and after each
-                refinement step, ``done`` growing to ``total``, which stays the same.
+                entropy coding, each refinement step and the alpha plane count for their share
+                of the time): ``(0, total)`` as it starts, then after each tile of the
+                analysis, the entropy coding, each refinement step and the alpha plane,
+                ``done`` growing to ``total``, which stays the same.
 
         Transparency is kept losslessly (an ``ALPH`` or ``ALPL`` section); the ICC profile, EXIF
         data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
@@ -307,7 +308,8 @@ class Codec:
         fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
         area = padded.shape[0] * padded.shape[1]
         refining = REFINEMENT_STEP_SHARE * self.refine + REFINEMENT_CHOICE_SHARE if self.refine else 0.0
-        work = _Work(progress, area * (1 + ENTROPY_ENCODING_SHARE + refining))
+        alpha = ALPHA_SHARE if picture.alpha is not None else 0.0
+        work = _Work(progress, area * (1 + ENTROPY_ENCODING_SHARE + refining + alpha))
         y, z = self._run_tiled(self._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
                                done=lambda part: work.advance(part * area))
         if z.shape != self._z_shape(height, width):
@@ -357,6 +359,7 @@ class Codec:
         if picture.alpha is not None:
             tag, payload = alpha_section.compress(picture.alpha)
             sections[tag] = payload
+            work.advance(ALPHA_SHARE * area)
         if picture.icc_profile:
             sections[b"ICCP"] = picture.icc_profile
         if picture.exif:
@@ -398,8 +401,9 @@ class Codec:
                 of a PIL image.
             progress: called from the calling thread as the work goes, with ``(done,
                 total)`` in whole units of work (about a pixel through the synthesis each; the
-                entropy decoding counts for its share of the time): after the entropy
-                decoding and after each tile of the synthesis, ``done`` growing to ``total``.
+                entropy decoding counts for its share of the time): ``(0, total)`` after the
+                header is read, then after the entropy decoding and after each tile of the
+                synthesis, ``done`` growing to ``total``.
 
         Returns:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
@@ -423,10 +427,12 @@ class Codec:
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
         _check_progress(progress)
-        header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(data)
+        works: list[_Work] = []  # made once the header tells the size: (0, total) before the entropy decoding
         d = self.model.downsampling
-        area = -(-header.height // d) * d * -(-header.width // d) * d
-        work = _Work(progress, area * (1 + ENTROPY_DECODING_SHARE))
+        padded_area = lambda header: -(-header.height // d) * d * -(-header.width // d) * d  # noqa: E731
+        header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
+            data, lambda header: works.append(_Work(progress, padded_area(header) * (1 + ENTROPY_DECODING_SHARE))))
+        [work], area = works, padded_area(header)
         work.advance(ENTROPY_DECODING_SHARE * area)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), done=lambda part: work.advance(part * area))
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
@@ -472,13 +478,17 @@ class Codec:
         header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
         return header, z_hat, symbols, mean_q
 
-    def _entropy_decode(self, data):
+    def _entropy_decode(self, data, started: Callable[[nicformat.Header], None] | None = None):
+        """The file's parts, entropy-decoded and checked; ``started`` is called with the header
+        once it is checked, before the costly part."""
         header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
+        if started is not None:
+            started(header)
         # Before the costly part: a damaged alpha plane, text or resolution found after the
         # synthesis wasted it all.
         tag = alpha_section.find(sections)
@@ -681,23 +691,27 @@ ENTROPY_ENCODING_SHARE = 0.2
 ENTROPY_DECODING_SHARE = 0.15
 REFINEMENT_STEP_SHARE = 2.6
 REFINEMENT_CHOICE_SHARE = 2.0
-"""The time the entropy coding, the entropy decoding, one refinement step and the choice
-between the refined latent and the analysis's (both coded and decoded) take, each against the
-analysis's (or the synthesis's) on the same image, for the units of ``progress``: measured on 2
-cores in tiles of 1024 (the images a bar is for), 1.2 s against 6.0 to encode a 3072x2048
-image and 0.95 against 6.7 to decode it; a refinement step of a 2048x1024 one 5.5 to 6.3 s
-against 2.1, its choice 4 s."""
+ALPHA_SHARE = 0.3
+"""The time the entropy coding, the entropy decoding, one refinement step, the choice between
+the refined latent and the analysis's (both coded and decoded) and the alpha plane's compression
+take, each against the analysis's (or the synthesis's) on the same image, for the units of
+``progress``: measured on 2 cores in tiles of 1024 (the images a bar is for), 1.2 s against 6.0
+to encode a 3072x2048 image and 0.95 against 6.7 to decode it; a refinement step of a 2048x1024
+one 5.5 to 6.3 s against 2.1, its choice 4 s; a soft mask's LZMA2 at 3072x2048 2.8 s (a
+cut-out's far less)."""
 
 
 class _Work:
     """An encode's or a decode's progress, told to ``progress`` as ``(done, total)`` whole units
-    of work, only when ``done`` grows: ``(total, total)`` last, once."""
+    of work, only when ``done`` grows: ``(0, total)`` first, as the work starts (a search's bar
+    turns to its next encode at once), and ``(total, total)`` last, once."""
 
     def __init__(self, progress: Callable[[int, int], None] | None, total: float):
         self._progress = progress
         self._total = max(int(total), 1)
         self._done = 0.0
         self._told = -1
+        self._tell(0)
 
     def advance(self, amount: float) -> None:
         self._done += amount

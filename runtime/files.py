@@ -83,7 +83,12 @@ def check_output_folder(path: str | os.PathLike) -> None:
 def check_writable(folder: Path) -> None:
     """Raise :class:`NicodecError` unless files may be made in the existing ``folder``."""
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise NicodecError(f"cannot write in the folder {folder}: it is not writable (permission denied)")
+        try:
+            read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+        except (AttributeError, OSError):  # no statvfs (Windows)
+            read_only = False
+        why = "it is on a read-only file system" if read_only else "it is not writable (permission denied)"
+        raise NicodecError(f"cannot write in the folder {folder}: {why}")
 
 
 def nearest_existing(path: str | os.PathLike) -> Path:
@@ -109,7 +114,13 @@ def data_as_path(path: str | os.PathLike, what: str) -> str | None:
     log). None for a str that may be a path, and for anything else."""
     if not isinstance(path, str):
         return None
-    size = len(path) if os.name == "nt" else len(path.encode("utf-8", "surrogatepass"))  # a lone surrogate too
+    if os.name == "nt":
+        size = len(path)
+    else:
+        try:
+            size = len(os.fsencode(path))  # a name's undecodable bytes (\udcXX) count one each
+        except UnicodeEncodeError:  # a lone surrogate no file system name holds: about its length
+            size = len(path.encode("utf-8", "surrogatepass"))
     if size <= MAX_PATH and "\0" not in path:
         return None
     return (f"a str is taken as the path of the {what}, and this one ({len(path):,} characters, starting "

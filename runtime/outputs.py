@@ -277,7 +277,8 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
         why = {"unwritable": (f"Pillow cannot write a mode {mode} image as {fmt} here" if other_modes
-                              else f"{fmt} holds black and white (1-bit) images only" if _bilevel_only(fmt)
+                              else f"Pillow writes {fmt} for black and white (1-bit) images, not a mode {mode} one"
+                              if _bilevel_only(fmt)
                               else f"Pillow cannot write {fmt} here"),
                "unreadable": f"Pillow cannot read {fmt} back here, so whether it keeps every pixel is unknown",
                }.get(_probe(fmt, mode, True), f"{fmt}, as Pillow writes it here, does not give back every pixel "

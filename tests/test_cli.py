@@ -682,8 +682,8 @@ def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, t
     for nic, name, said in (("a.nic", "a.gif", "GIF, as Pillow writes it here, does not give back every pixel"),
                             ("a.nic", "a.pdf", "Pillow cannot read PDF back here"),
                             ("a.nic", "a.h5", "Pillow cannot write HDF5 here"),
-                            ("a.nic", "a.xbm", "XBM holds black and white (1-bit) images only"),
-                            ("g.nic", "g.msp", "MSP holds black and white (1-bit) images only"),
+                            ("a.nic", "a.xbm", "Pillow writes XBM for black and white (1-bit) images, not a mode RGB one"),
+                            ("g.nic", "g.msp", "Pillow writes MSP for black and white (1-bit) images, not a mode L one"),
                             ("g.nic", "g.qoi", "Pillow cannot write a mode L image as QOI here"),
                             ("la.nic", "la.qoi", "Pillow cannot write a mode LA image as QOI here")):
         result = run("decode", tmp_path / nic, "-o", tmp_path / name)
@@ -734,7 +734,7 @@ def test_a_terminal_sees_a_progress_bar_while_one_file_is_coded(png, tmp_path):
         return b"".join(chunks).decode(errors="replace")
 
     text = on_terminal("encode", png, "-o", tmp_path / "a.nic", "--provider", "cpu", "--target-bpp", "1")
-    assert "searching the quality of" in text and "encodes" in text
+    assert "searching a quality for photo.png" in text and "encode 1" in text and "encodes" in text
     odd = tmp_path / "x[red] [b].png"  # a name that is rich markup is shown as it is
     odd.write_bytes(png.read_bytes())
     text = on_terminal("encode", odd, "-o", tmp_path / "b.nic", "--provider", "cpu", "--tile", "64")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import array
 import io
+import os
 import mmap
 import re
 import threading
@@ -483,6 +484,12 @@ def test_a_files_data_given_as_a_str_is_named_as_such_not_repeated(codec, photo)
         assert len(message) < 250 and f"{len(data):,} characters" in message and "(bytes, not str)" in message
         assert f"the path of the {what}" in message
 
+    from nicodec.files import MAX_PATH, data_as_path
+
+    if os.name != "nt":  # a name's undecodable bytes, as os.listdir gives them, count one byte each
+        assert data_as_path(os.fsdecode(b"/" + b"\xe9" * (MAX_PATH - 100)), "image") is None
+        assert data_as_path("\ud800x.png", "image") is None  # no path, but no data either: named later
+
 
 @pytest.mark.parametrize(
     "arguments",
@@ -665,9 +672,9 @@ def test_what_decode_gives_back_encodes_again_and_file_objects_are_read(codec, p
 
 @pytest.mark.parametrize("tile", [1024, 64])
 def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
-    """encode and decode tell their progress after each tile of the networks and after the
-    entropy coding, done growing to a total that stays the same; the bytes and pixels are
-    those made without it."""
+    """encode and decode tell their progress as they start, after each tile of the networks
+    and after the entropy coding, done growing to a total that stays the same; the bytes and
+    pixels are those made without it."""
     codec = Codec(providers="cpu", tile=tile)
     tiles = 1 if tile == 1024 else (-(-photo.shape[0] // 64)) * (-(-photo.shape[1] // 64))
     for run in ("encode", "decode"):
@@ -679,8 +686,8 @@ def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
             back = codec.decode(made, progress=lambda *a: calls.append(a), as_array=True)
             assert np.array_equal(back, codec.decode(made, as_array=True))
         total = calls[-1][1]
-        assert calls[-1] == (total, total) and {t for _, t in calls} == {total} and len(calls) == tiles + 1
-        assert all(a[0] < b[0] for a, b in zip(calls, calls[1:])) and calls[0][0] > 0
+        assert calls[0] == (0, total) and calls[-1] == (total, total) and {t for _, t in calls} == {total}
+        assert len(calls) == tiles + 2 and all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         codec.decode(made, progress="no")
 
