@@ -413,7 +413,7 @@ def _bar(doing: str, name: str, searching: bool = False):
     if not err.is_terminal:
         yield None
         return
-    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
     from rich.table import Column
 
     name = Path(name).name or name  # the file's name: a long path would push the rest out of the line
@@ -423,9 +423,10 @@ def _bar(doing: str, name: str, searching: bool = False):
     columns = [TextColumn("{task.description}", markup=False, table_column=room)]
     if searching:
         columns.append(TextColumn("encode {task.fields[encode]}"))
-    columns += [BarColumn(bar_width=20), TaskProgressColumn(), TimeRemainingColumn()]
+    # Columns that Rich 10.11, the oldest Typer 0.16 takes, has too; the first progress comes at once.
+    columns += [BarColumn(bar_width=20), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn()]
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(f"{doing} {name}".translate(_CONTROLS), total=None, encode=1)
+        task = bar.add_task(f"{doing} {name}".translate(_CONTROLS), total=1, encode=1)
         shown = [0]
 
         def step(done: int, total: int, encode: int = 1) -> None:
