@@ -1177,7 +1177,10 @@ def test_an_output_name_too_long_for_the_file_system_is_one_error_line(tmp_path)
 
 
 def _stopped_run(script: str, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120)
+    """Run ``script`` in a fresh interpreter with Ctrl-C's default handler: one started in the
+    background by a shell (``nohup ... &``, as CI may run the tests) inherits SIGINT ignored."""
+    prelude = "import signal\nsignal.signal(signal.SIGINT, signal.default_int_handler)\n"
+    return subprocess.run([sys.executable, "-c", prelude + script, *args], capture_output=True, text=True, timeout=120)
 
 
 def _launch_stopped_at(module: str) -> str:
