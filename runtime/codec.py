@@ -306,12 +306,12 @@ class Codec:
         d = self.model.downsampling
         padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
         fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
-        area = padded.shape[0] * padded.shape[1]
         refining = REFINEMENT_STEP_SHARE * self.refine + REFINEMENT_CHOICE_SHARE if self.refine else 0.0
         alpha = ALPHA_SHARE if picture.alpha is not None else 0.0
-        work = _Work(progress, area * (1 + ENTROPY_ENCODING_SHARE + refining + alpha))
+        work = _Work(progress)
+        work.start(padded.shape[0] * padded.shape[1], 1 + ENTROPY_ENCODING_SHARE + refining + alpha)
         y, z = self._run_tiled(self._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
-                               done=lambda part: work.advance(part * area))
+                               done=work.advance)
         if z.shape != self._z_shape(height, width):
             # The decoder rebuilds this shape from the header and the manifest.
             raise ModelError(
@@ -330,12 +330,12 @@ class Codec:
         if not self.refine:
             del y, means, mean_q, padded  # the refinement alone needs them: memory for the entropy coding
         y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), tables)
-        work.advance(ENTROPY_ENCODING_SHARE * area)
+        work.advance(ENTROPY_ENCODING_SHARE)
         if self.refine:
             # The refinement descends a proxy, so it can end a little worse than the analysis's
             # latent: the refined file is kept only if it costs no more.
             seen = picture.alpha > 0 if chosen else None
-            step = lambda done, steps: work.advance(REFINEMENT_STEP_SHARE * area)  # noqa: E731
+            step = lambda done, steps: work.advance(REFINEMENT_STEP_SHARE)  # noqa: E731
             latent = self._refine(y, mean_q, scale_index, padded, height, width, quality, step, seen)
             refined = rdo_round(latent - means, scale_index, tables, slope=self.rdo_slope)
             if not np.array_equal(refined, symbols):
@@ -359,7 +359,7 @@ class Codec:
         if picture.alpha is not None:
             tag, payload = alpha_section.compress(picture.alpha)
             sections[tag] = payload
-            work.advance(ALPHA_SHARE * area)
+            work.advance(ALPHA_SHARE)
         if picture.icc_profile:
             sections[b"ICCP"] = picture.icc_profile
         if picture.exif:
@@ -427,14 +427,13 @@ class Codec:
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
         _check_progress(progress)
-        works: list[_Work] = []  # made once the header tells the size: (0, total) before the entropy decoding
+        work = _Work(progress)  # started once the header tells the size: (0, total) before the entropy decoding
         d = self.model.downsampling
-        padded_area = lambda header: -(-header.height // d) * d * -(-header.width // d) * d  # noqa: E731
         header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
-            data, lambda header: works.append(_Work(progress, padded_area(header) * (1 + ENTROPY_DECODING_SHARE))))
-        [work], area = works, padded_area(header)
-        work.advance(ENTROPY_DECODING_SHARE * area)
-        image = self._synthesize(self._y_hat(header, symbols, mean_q), done=lambda part: work.advance(part * area))
+            data, lambda header: work.start(-(-header.height // d) * d * -(-header.width // d) * d,
+                                            1 + ENTROPY_DECODING_SHARE))
+        work.advance(ENTROPY_DECODING_SHARE)
+        image = self._synthesize(self._y_hat(header, symbols, mean_q), done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
@@ -703,18 +702,26 @@ cut-out's far less)."""
 
 class _Work:
     """An encode's or a decode's progress, told to ``progress`` as ``(done, total)`` whole units
-    of work, only when ``done`` grows: ``(0, total)`` first, as the work starts (a search's bar
-    turns to its next encode at once), and ``(total, total)`` last, once."""
+    of work, a pixel of the padded image through the networks each, only when ``done`` grows:
+    ``(0, total)`` first, as the work starts (a search's bar turns to its next encode at once),
+    and ``(total, total)`` last, once."""
 
-    def __init__(self, progress: Callable[[int, int], None] | None, total: float):
+    def __init__(self, progress: Callable[[int, int], None] | None):
         self._progress = progress
-        self._total = max(int(total), 1)
+        self._area = 0
+        self._total = 1
         self._done = 0.0
         self._told = -1
+
+    def start(self, area: int, shares: float) -> None:
+        """The work is ``shares`` times the networks' on ``area`` pixels."""
+        self._area, self._total = area, max(int(area * shares), 1)
         self._tell(0)
 
-    def advance(self, amount: float) -> None:
-        self._done += amount
+    def advance(self, share: float) -> None:
+        """``share`` of the networks' work on the whole image is done (a tile's part of it,
+        or a stage's share from the table above)."""
+        self._done += share * self._area
         self._tell(min(round(self._done), self._total))
 
     def finish(self) -> None:
