@@ -75,7 +75,7 @@ def make_venv(venv: Path, version: str) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"onnxruntime=={version}", "numpy<2", "pillow>=11", "typer"],
+        subprocess.run([str(python), "-m", "pip", "install", "-q", f"onnxruntime=={version}", "numpy<2", "pillow>=12", "typer"],
                        check=True)
     subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(HERE.parent)], check=True)
     return python

@@ -1062,13 +1062,15 @@ def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import run
 
     start = time.perf_counter()
     done_bytes, written = [0], [0]
-    columns = [TextColumn(verb), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[rate]}"),
+    # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.
+    count = TextColumn(f"{{task.completed:>{len(str(len(items)))}.0f}}/{len(items)}")
+    columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
     with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")

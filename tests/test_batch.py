@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -31,6 +32,25 @@ def make_tree(root):
     (root / "a" / "b" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     (root / "notes.txt").write_text("not an image")
     return root
+
+
+def test_a_terminal_sees_how_many_files_are_done(tmp_path, monkeypatch):
+    """The folder's bar counts files ("4/4") with a text column that Rich 10.11, the oldest
+    Rich Typer 0.16 takes, has: MofNCompleteColumn (Rich 12) failed to import there, and every
+    folder failed with it."""
+    import io
+
+    from rich.console import Console
+
+    from nicodec import cli
+
+    screen = io.StringIO()
+    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=200))
+    src = make_tree(tmp_path / "src")
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert result.exit_code == 1  # the broken file
+    assert "4 files: 3 encoded" in result.stdout
+    assert re.search(r"encode .* 4/4 .*files/s", screen.getvalue())
 
 
 def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):

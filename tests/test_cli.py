@@ -1409,13 +1409,16 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
     for args, said in ((["encode", "x.png", "--quality", "50", "--target-bpp", "1"],
                         "error: Invalid value for '--quality' / '--target-bpp': these options exclude each other: "
                         "give one of them; see nicodec encode --help"),
-                       (["encode", "x.png", "--qualty", "50"],
-                        "error: No such option: --qualty (Possible options: --quality); see nicodec encode --help"),
+                       (["encode", "x.png", "--qualty", "50"],  # Typer's own copy of Click, or Click 8.2 and later
+                        ("error: No such option: --qualty (Possible options: --quality); see nicodec encode --help",
+                         "error: No such option '--qualty'. Did you mean '--quality'? See nicodec encode --help.")),
                        (["verify"], "error: Missing argument 'INPUT'; see nicodec verify --help"),
                        (["encode", "x.png", "--quality"],
                         "error: Option '--quality' requires an argument; see nicodec encode --help")):
         result = nicodec(*args)
-        assert result.returncode == 2 and result.stderr.splitlines() == [said], result.stderr
+        wanted = [said] if isinstance(said, str) else list(said)
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
+        assert result.stderr.splitlines()[0] in wanted, result.stderr
         assert result.stdout == ""
     result = nicodec()
     assert result.returncode == 2 and (result.stdout + result.stderr).count("Usage: nicodec [OPTIONS] COMMAND") == 1
