@@ -13,6 +13,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin, UnidentifiedImageError
@@ -33,6 +34,9 @@ _DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, Z
 """What Pillow raises for a damaged file: OSError, SyntaxError and ValueError by design, the rest
 from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted)
 and from its AVIF decoder (a RuntimeError)."""
+
+_INFO: Any = object()
+"""As a colour key: the image's own, ``info["transparency"]``."""
 
 SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
@@ -276,7 +280,11 @@ def _load(img: Image.Image, name) -> Image.Image:
         img._nicodec_turned = True  # type: ignore[attr-defined] - our own image, opened here
     img.load()
     if raw is not None and "transparency" in img.info:
-        _fit_png_colour_key(img, raw, name)
+        key = _fitted_png_colour_key(img.info["transparency"], raw, name)
+        if key is None:
+            del img.info["transparency"]
+        else:
+            img.info["transparency"] = key
     return _turn(img, name)
 
 
@@ -288,19 +296,20 @@ def _png_rawmode(img: Image.Image) -> str | None:
     return args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else None)
 
 
-def _fit_png_colour_key(img: Image.Image, raw: str, name) -> None:
-    """Put a PNG's colour key (tRNS) on the scale of the pixels Pillow gives: Pillow scales 2- and
-    4-bit gray samples to 0..255 but not the key (a 1-bit one it does scale), and reads 16-bit RGB as 8-bit while the
-    key stays 16-bit, which cannot be matched any more (the transparency is then left out, with
-    a warning: matching its top bytes would hide other pixels)."""
-    key = img.info["transparency"]
-    if raw in ("L;2", "L;4") and isinstance(key, int) and key < 1 << int(raw[-1]):  # 1-bit keys come scaled
-        img.info["transparency"] = key * 255 // ((1 << int(raw[-1])) - 1)
-    elif raw.startswith("RGB;16") and isinstance(key, tuple):
-        del img.info["transparency"]
+def _fitted_png_colour_key(key, raw: str, name):
+    """A PNG's colour key (tRNS) on the scale of the pixels Pillow gives, or None where it cannot
+    be kept: Pillow scales 2- and 4-bit gray samples to 0..255 but not the key (a 1-bit one
+    Pillow 13 scales, older ones not: see :func:`_colour_key`), and reads 16-bit RGB as 8-bit
+    while the key stays 16-bit, which cannot be matched any more (the transparency is then left
+    out, with a warning: matching its top bytes would hide other pixels)."""
+    if raw in ("L;2", "L;4") and isinstance(key, int) and key < 1 << int(raw[-1]):
+        return key * 255 // ((1 << int(raw[-1])) - 1)
+    if raw.startswith("RGB;16") and isinstance(key, tuple):
         warnings.warn(f"{name}: its colour key (PNG tRNS) names a 16-bit colour, and Pillow reads the pixels as "
                       "8-bit, so the transparency it marks cannot be kept; it is coded opaque", UserWarning,
-                      stacklevel=2)
+                      stacklevel=3)
+        return None
+    return key
 
 
 _GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
@@ -323,11 +332,15 @@ def _load_pixels(img: Image.Image) -> None:
         img.load()
     except _DAMAGED as exc:
         raise UnsupportedImageError(f"the PIL image could not be decoded ({exc})") from None
-    except AssertionError:  # Pillow's check that the image still has its file
+    except (AssertionError, AttributeError) as exc:  # Pillow 13's check that the image still has its file
+        if isinstance(exc, AttributeError) and getattr(img, "fp", True) is not None:
+            raise  # not the closed file that Pillow before 13 fails on (its fp is None)
         raise UnsupportedImageError("the PIL image could not be decoded: its file was closed before it was loaded") from None
 
 
-def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np.ndarray | None]:
+def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tuple[np.ndarray, np.ndarray | None]:
+    """The RGB pixels and alpha (None if opaque) of a PIL image; ``key``: its colour key where
+    it is not ``info["transparency"]`` (:func:`_fitted_png_colour_key`; None for none)."""
     mode = img.mode
     if mode in _SIXTEEN_BIT:
         # 16-bit grayscale: keep the top 8 bits rather than Pillow's clipping convert().
@@ -352,7 +365,7 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
                 stacklevel=2,
             )
         alpha = None
-        key = img.info.get("transparency")
+        key = img.info.get("transparency") if key is _INFO else key
         if isinstance(key, int) and not isinstance(key, bool) and (arr == key).any():
             alpha = np.where(arr == key, 0, 255).astype(np.uint8)  # a PNG colour key (tRNS), which convert() drops
         arr = (arr >> 8).astype(np.uint8)
@@ -361,7 +374,7 @@ def _from_pil(img: Image.Image, name: str = "the image") -> tuple[np.ndarray, np
         raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
     if mode in _PREMULTIPLIED:
         img = img.convert(_PREMULTIPLIED[mode])  # Pillow converts these to straight alpha only
-    key = _colour_key(img)
+    key = _colour_key(img, img.info.get("transparency") if key is _INFO else key)
     if key is not None:  # computed here: Pillow's convert() ignores a key in some modes ("1")
         rgb = np.asarray(img.convert("RGB"))
         hidden = (np.asarray(img.convert("L")) == key) if mode in ("1", "L") else (rgb == np.array(key)).all(axis=-1)
@@ -388,11 +401,12 @@ def _icc_space(icc: bytes) -> bytes | None:
     return bytes(icc[16:20]) if len(icc) >= 128 else None
 
 
-def _colour_key(img: Image.Image) -> int | tuple[int, int, int] | None:
-    """An L, 1 or RGB image's colour key (a PNG's tRNS: one gray value, or one RGB triple, that
-    stands for transparent), on the 0..255 scale of its pixels; None if it has none."""
-    key = img.info.get("transparency")
+def _colour_key(img: Image.Image, key) -> int | tuple[int, int, int] | None:
+    """An L, 1 or RGB image's colour key ``key`` (a PNG's tRNS: one gray value, or one RGB triple,
+    that stands for transparent), on the 0..255 scale of its pixels; None if it has none."""
     if img.mode in ("L", "1"):
+        if img.mode == "1" and key == 1 and not isinstance(key, bool):
+            return 255  # a 1-bit PNG's white as Pillow before 13 gives it (13 scales it to 255)
         if isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 255:
             return key
     elif img.mode == "RGB":
@@ -791,6 +805,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = xmp = text = density = None
+    key: Any = _INFO
     turned = False
     grayscale = False
     name = "the image"
@@ -804,7 +819,10 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         if check_size is not None:
             check_size(*image.size)
         turned = _tiff_turned(image)  # before a load turns it and drops the tag
+        raw = _png_rawmode(image)  # before a load drops the tiles that tell it
         _load_pixels(image)
+        if raw is not None and "transparency" in image.info:  # fitted as a file's is, the caller's image unchanged
+            key = _fitted_png_colour_key(image.info["transparency"], raw, name)
         image = upright(image)
     elif isinstance(image, np.ndarray):
         image = np.asarray(image)  # a subclass (np.matrix) as a plain array
@@ -815,7 +833,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         image = open_image_bytes(read_binary_file(image), check_size)
     if isinstance(image, Image.Image):
         grayscale = image.mode in _GRAY_MODES
-        arr, alpha = _from_pil(image, name)
+        arr, alpha = _from_pil(image, name, key)
         if not strip:
             icc = image.info.get("icc_profile") or None
             if not isinstance(icc, (bytes, bytearray)):

@@ -403,6 +403,11 @@ def test_colour_keys_of_low_bit_gray_pngs_are_scaled_like_their_pixels(codec, tm
         out = np.asarray(codec.decode(codec.encode(path)))
         assert out.shape == (48, 64, 2), bits  # LA
         assert np.array_equal(out[:, :, 1] == 0, values == key), bits
+        # A PIL image opened by the caller (not loaded yet) is coded the same, and left as it was.
+        with Image.open(path) as opened:
+            given = opened.info["transparency"]
+            assert codec.encode(opened) == codec.encode(path), bits
+            assert opened.info["transparency"] == given, bits
 
 
 def test_a_16_bit_rgb_colour_key_is_left_out_with_a_warning(codec, tmp_path):
@@ -417,6 +422,8 @@ def test_a_16_bit_rgb_colour_key_is_left_out_with_a_warning(codec, tmp_path):
     with pytest.warns(UserWarning, match="rgb16.png: its colour key .* 16-bit"):
         data = codec.encode(path)
     assert np.asarray(codec.decode(data)).shape == (8, 8, 3)  # opaque, nothing hidden
+    with Image.open(path) as opened, pytest.warns(UserWarning, match="rgb16.png: its colour key .* 16-bit"):
+        assert codec.encode(opened) == data  # a PIL image the caller opened: the same warning
 
 
 def test_write_atomic_syncs_before_the_rename_and_keeps_a_newcomer_without_hard_links(tmp_path, monkeypatch):
