@@ -248,7 +248,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     for key, value in metadata.items():
         if key == "dpi":
             if value is not None and resolution_section.from_dpi(value) is None:
-                raise ValueError(f"dpi must be two numbers of dots per inch, from 0.0127 to 100,000,000, not {value!r}")
+                raise ValueError("dpi must be two numbers of dots per inch: whole ones from 1 to 4,294,967,295, others "
+                                 "above 0.0127 and below 109,000,000 (1 to 2^32 - 1 pixels per metre), "
+                                 f"not {value!r}")
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
@@ -301,6 +303,9 @@ def register(codec=None) -> None:
     Raises:
         NicodecError: ``codec`` has no ``encode`` and ``decode`` methods.
     """
+    if isinstance(codec, type):  # nicodec.Codec itself: its methods are there, unbound
+        raise NicodecError(f"register takes a nicodec.Codec or None, not the class {codec.__name__}: "
+                           f"give an instance, such as {codec.__name__}()")
     if codec is not None and not all(callable(getattr(codec, m, None)) for m in ("encode", "decode")):
         raise NicodecError(f"register takes a nicodec.Codec or None, not {codec!r}")
     source = _DEFAULT if codec is None else _CodecSource(codec)

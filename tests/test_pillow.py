@@ -184,6 +184,9 @@ def test_register_uses_the_codec_it_is_given(codec, photo_image):
 def test_register_refuses_what_is_not_a_codec():
     with pytest.raises(nicodec.NicodecError, match="Codec"):
         pillow_plugin.register("models/other")
+    # The class has encode and decode too (unbound): it failed only at the first save, as a TypeError.
+    with pytest.raises(nicodec.NicodecError, match=r"not the class Codec: give an instance, such as Codec\(\)"):
+        pillow_plugin.register(nicodec.Codec)
 
 
 LAZY_SCRIPT = textwrap.dedent(
