@@ -50,6 +50,28 @@ class _Console(Console):
     -1``) is a BrokenPipeError for :func:`_writing_report` rather than Rich's silent exit, as
     is a standard output that is closed (``>&-``), which Rich would write to nowhere."""
 
+    def __init__(self, **kwargs) -> None:
+        # COLUMNS=0 (or LINES=0) is taken by Rich as a console 0 wide, into which it prints nothing at
+        # all, errors included: such a setting is ignored, as other settings that are not sizes are.
+        for name, size in (("COLUMNS", "width"), ("LINES", "height")):
+            value = os.environ.get(name, "")
+            if value.isdigit() and int(value) == 0:
+                kwargs.setdefault(size, 80 if size == "width" else 25)
+        self._told_terminal = kwargs.get("force_terminal")
+        super().__init__(**kwargs)
+
+    @property
+    def on_terminal(self) -> bool:
+        """Whether the stream is a terminal (or the console was made with ``force_terminal``),
+        whatever FORCE_COLOR or TTY_COMPATIBLE say (Rich's is_terminal follows them): progress
+        is drawn for a person, not into a CI job's log."""
+        if self._told_terminal is not None:
+            return bool(self._told_terminal)
+        try:
+            return self.file.isatty()
+        except (AttributeError, ValueError, OSError):  # no stream, or a closed one
+            return False
+
     def print(self, *objects, **kwargs) -> None:
         if not self.stderr and self._file is None and sys.stdout is None:
             raise OSError(errno.EBADF, "standard output is closed")
@@ -410,7 +432,7 @@ def _bar(doing: str, name: str, searching: bool = False):
     search several encodes), with the time left; nothing when stderr is not a terminal.
     Yields the function to give the work's progress, ``(done, total, encode)`` as
     ``encode_to_target`` gives it, or None off a terminal."""
-    if not err.is_terminal:
+    if not err.on_terminal:
         yield None
         return
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
@@ -1072,7 +1094,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     count = TextColumn(f"{{task.completed:>{len(str(len(items)))}.0f}}/{len(items)}")
     columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
-    with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.is_terminal) as progress:
+    with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.on_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:

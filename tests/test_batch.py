@@ -40,12 +40,10 @@ def test_a_terminal_sees_how_many_files_are_done(tmp_path, monkeypatch):
     folder failed with it."""
     import io
 
-    from rich.console import Console
-
     from nicodec import cli
 
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=200))
+    monkeypatch.setattr(cli, "err", cli._Console(file=screen, force_terminal=True, width=200))
     src = make_tree(tmp_path / "src")
     result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
     assert result.exit_code == 1  # the broken file

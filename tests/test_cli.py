@@ -745,6 +745,30 @@ def test_a_terminal_sees_a_progress_bar_while_one_file_is_coded(png, tmp_path):
     assert "decoding" in text and "a.png" in text
 
 
+def test_settings_that_fool_rich_neither_hide_messages_nor_draw_a_bar_into_a_log(png, tmp_path):
+    """COLUMNS=0 made Rich's consoles 0 wide, and nothing was printed, errors and reports
+    included; FORCE_COLOR and TTY_COMPATIBLE made Rich call a log file a terminal, and the
+    progress bar was drawn into it (and a stderr that could not be written lost the batch)."""
+    import os
+    import subprocess
+
+    def nicodec(*args, **env):
+        return subprocess.run([sys.executable, "-m", "nicodec", *map(str, args)], capture_output=True, text=True,
+                              env={**os.environ, **env})
+
+    gone = nicodec("encode", tmp_path / "missing.png", COLUMNS="0", LINES="0")
+    assert gone.returncode == 1 and gone.stderr.startswith("error: ") and "missing.png" in gone.stderr
+    made = nicodec("encode", png, "-o", tmp_path / "a.nic", COLUMNS="0")
+    assert made.returncode == 0 and "a.nic: " in made.stdout and " bpp, " in made.stdout, made
+    shown = nicodec("info", "--json", tmp_path / "a.nic", COLUMNS="0")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["width"] > 0
+    for env in ({"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}):
+        coded = nicodec("encode", png, "-o", tmp_path / "b.nic", "--force", "--tile", "64", **env)
+        assert coded.returncode == 0 and coded.stderr == "", (env, coded.stderr)  # no bar, no escape codes
+        folder = nicodec("encode", tmp_path, "-o", tmp_path / "out", "--force", **env)
+        assert "\x1b" not in folder.stderr and "files/s" not in folder.stderr, (env, folder.stderr)
+
+
 def test_standard_input_and_output(png, tmp_path):
     """``-`` as INPUT reads standard input and ``-o -`` writes standard output, for pipelines;
     the report then goes to stderr, so stdout holds only the file."""

@@ -10,7 +10,6 @@ import re
 import numpy as np
 import pytest
 from PIL import Image
-from rich.console import Console
 from typer.testing import CliRunner
 
 import nicodec
@@ -284,7 +283,7 @@ def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatc
 
     # The command line shows it on a terminal, each encode of the search as it starts.
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "err", Console(file=screen, force_terminal=True, width=400))
+    monkeypatch.setattr(cli, "err", cli._Console(file=screen, force_terminal=True, width=400))
     png = tmp_path / "photo.png"
     Image.fromarray(image).save(png)
     outcome = run("encode", png, "--provider", "cpu", "--refine", 2, "--target-bpp", 1.0)
