@@ -22,7 +22,7 @@ from .errors import NicodecError
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM or SIGHUP (``timeout``, systemd, a closed terminal), raised where Ctrl-C's
+    """SIGTERM, SIGHUP or SIGXCPU (``timeout``, systemd, a closed terminal, a CPU-time limit), raised where Ctrl-C's
     KeyboardInterrupt would be, so that a file being written is cleaned up the same way.
 
     Attributes:
@@ -50,11 +50,13 @@ def _raise_interrupted(signum, frame):
     raise KeyboardInterrupt
 
 
-TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+# SIGXCPU: a soft CPU-time limit reached (ulimit -S -t, a batch scheduler's s_cpu), whose default
+# action ends the process at once, leaving its temporary files.
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGXCPU") if hasattr(signal, name))
 
 
 def stop_like_ctrl_c() -> dict:
-    """Make SIGTERM and SIGHUP raise :class:`Terminated` in the main thread (the command line
+    """Make SIGTERM, SIGHUP and SIGXCPU raise :class:`Terminated` in the main thread (the command line
     does this; a library leaves its host's signals alone), and note each stop, Ctrl-C's too,
     in :data:`STOPS`. Ones set to anything but the default, such as ignored by ``nohup``, are
     left as they are, and so is everything off the main thread, where no handler can be set.

@@ -2,7 +2,8 @@
 
 Exit codes: 0 success, 1 an error nicodec could name (one line on stderr),
 2 a usage error (a quality or rate target out of range, several of them, or one given to a
-single-rate model included), 130 interrupted (Ctrl-C), 143 and 129 stopped by SIGTERM and SIGHUP.
+single-rate model included), 130 interrupted (Ctrl-C), 143, 129 and 152 stopped by SIGTERM, SIGHUP and
+SIGXCPU.
 """
 
 from __future__ import annotations

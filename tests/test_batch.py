@@ -524,8 +524,10 @@ def sigterm_raises():
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("jobs", [1, 2])
-def test_sigterm_in_a_batch_stops_it_as_ctrl_c_does(tmp_path, monkeypatch, jobs, sigterm_raises):
-    """`timeout`, systemd and a closed terminal stop with SIGTERM or SIGHUP: the files being
+@pytest.mark.parametrize("name, code", [("SIGTERM", 143), ("SIGXCPU", 152)])
+def test_sigterm_in_a_batch_stops_it_as_ctrl_c_does(tmp_path, monkeypatch, jobs, name, code, sigterm_raises):
+    """`timeout`, systemd and a closed terminal stop with SIGTERM or SIGHUP, a soft CPU-time
+    limit with SIGXCPU (which ended the process at once, leaving temporaries): the files being
     written are finished or removed, never left as hidden temporaries, the count is the true
     one, and the exit code is 128 plus the signal's number."""
     import re
@@ -534,10 +536,10 @@ def test_sigterm_in_a_batch_stops_it_as_ctrl_c_does(tmp_path, monkeypatch, jobs,
 
     main = threading.main_thread().ident
     src = _six_images(tmp_path / "src")
-    _encode_failing_on_the_second_call(monkeypatch, lambda: signal.pthread_kill(main, signal.SIGTERM))
+    _encode_failing_on_the_second_call(monkeypatch, lambda: signal.pthread_kill(main, getattr(signal, name)))
     result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
-    assert result.exit_code == 143, result.output
-    said = re.search(r"stopped by SIGTERM after (\d+) files? encoded; no file was left half-written", result.stderr)
+    assert result.exit_code == code, result.output
+    said = re.search(rf"stopped by {name} after (\d+) files? encoded; no file was left half-written", result.stderr)
     assert said, result.stderr
     assert int(said.group(1)) == len(list((tmp_path / "out").rglob("*.nic")))
     assert _temporaries(tmp_path / "out") == []
