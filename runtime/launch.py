@@ -44,8 +44,30 @@ def _launch(command: str, module: str) -> None:
     app(prog_name=command)
 
 
+def standard_descriptors() -> None:
+    """Open the null device on whichever of file descriptors 0, 1 and 2 are closed (``2>&-``),
+    as daemons do: else the next file opened, perhaps an output being written, would get the
+    number, and what C libraries write to "stderr" (libtiff's warnings, onnxruntime's log)
+    would land inside it. Python's ``sys.stderr`` stays None, so nicodec still knows it was
+    closed."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            try:
+                null = os.open(os.devnull, os.O_RDWR)
+            except OSError:  # no null device (a bare chroot): as before
+                return
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+
+
 def nicodec() -> None:
     """Run ``nicodec`` (:func:`nicodec.cli.main`)."""
+    standard_descriptors()
     try:
         from .cli import main
 

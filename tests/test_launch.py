@@ -96,3 +96,33 @@ def test_onnxruntime_writes_nothing_in_the_home_folder(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert list(home.rglob("*")) == [] and "telemetry" not in done.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
+def test_closed_standard_descriptors_are_not_given_to_outputs(tmp_path):
+    """Started with stderr closed (``2>&-``), the next file opened got descriptor 2, and what C
+    libraries write to stderr (libtiff's warnings) landed inside an output being written. The
+    launcher opens the null device there first; Python's own ``sys.stderr`` stays None."""
+    import os
+
+    code = (
+        "import os, sys\n"
+        "from nicodec import launch\n"
+        "sys.argv = ['nicodec', 'decode', 'nothing.nic']\n"
+        "try:\n"
+        "    launch.nicodec()\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "with open('made', 'wb') as f:\n"
+        "    os.write(2, b'from C')  # a library's complaint\n"
+        "    f.write(b'data')\n"
+        "    print(f.fileno(), sys.stderr is None, file=open('seen', 'w'))\n"
+    )
+    script = tmp_path / "probe.py"
+    script.write_text(code)
+    done = subprocess.run(["sh", "-c", f'exec 2>&-; exec "{sys.executable}" probe.py'], cwd=tmp_path, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)})
+    assert done.returncode == 0
+    fileno, closed = (tmp_path / "seen").read_text().split()
+    assert int(fileno) > 2 and closed == "True"
+    assert (tmp_path / "made").read_bytes() == b"data"
