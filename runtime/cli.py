@@ -14,6 +14,7 @@ import json
 import math
 import os
 import signal
+import stat
 import sys
 import time
 import warnings
@@ -555,6 +556,27 @@ def _make_folder(folder: Path) -> None:
     check_writable(folder)
 
 
+def _as_read(source: Path):
+    """What identifies the file at ``source`` now (device, inode, size, modification time), or
+    None where it cannot be read: :func:`_unchanged_since` compares it after the coding."""
+    try:
+        st = source.stat()
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a pipe's times change as it is read
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _unchanged_since(source: Path, before) -> None:
+    """Refuse to write what was coded from ``source`` when the file was replaced or changed
+    while it was coded (a folder that rsync or a camera fills as the batch runs): the output,
+    newer than the new file, would be taken as up to date by every later run."""
+    if before is not None and _as_read(source) != before:
+        raise NicodecError("it changed while it was being coded; nothing was written for it: run again to code it "
+                           "as it is now")
+
+
 def _writable_before(target: Path) -> None:
     """Refuse a batch's file before coding it when the folder it goes to exists and cannot be
     written (made read-only while the batch runs): the coding would be lost at the write. A
@@ -958,14 +980,17 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
     def work(item) -> Outcome:
         _check_input(item.source, "image")
         _writable_before(item.target)
+        before = _as_read(item.source)
         data, result = rate.encode(codec, item.source, options)
+        _unchanged_since(item.source, before)
         _make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted)) as late:
             write_atomic(item.target, lambda f: f.write(data), force=force)
         if late:
             return late[0]
         header = _header(data)
-        return Outcome(item, "done", rate.miss(result) or "", bytes_in=item.source.stat().st_size, bytes_out=len(data),
+        return Outcome(item, "done", rate.miss(result) or "", bytes_in=before[2] if before else item.source.stat().st_size,
+                       bytes_out=len(data),
                        pixels=header.width * header.height)
 
     with _reporting(debug):
@@ -1050,8 +1075,10 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
     def work(item) -> Outcome:
         _check_input(item.source, ".nic")
         _writable_before(item.target)
+        before = _as_read(item.source)
         data = stdio.read_input(item.source)
         image = codec.decode(data)
+        _unchanged_since(item.source, before)
         _make_folder(item.target.parent)
         with _made_meanwhile(item) as late:
             write_atomic(item.target, lambda f: outputs.save(image, f, "PNG"), force=force)

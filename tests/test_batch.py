@@ -388,6 +388,38 @@ def _six_images(root):
     return root
 
 
+def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_path, monkeypatch):
+    """A folder filled as the batch runs (rsync, a camera): the file replaced while it was coded
+    got an output of its old content, newer than the new file, which every later run then took
+    as up to date; the report counted the new file's size. It fails now, and the next run codes it."""
+    import os
+
+    src = _six_images(tmp_path / "src")
+    sizes = {path.name: path.stat().st_size for path in src.iterdir()}
+
+    def replace():  # the second file is replaced by a larger image as it is coded
+        path = Path(calls[1])
+        Image.fromarray(synthetic_photo(96, 128, seed=9)).save(path.with_suffix(".new.png"))
+        os.replace(path.with_suffix(".new.png"), path)
+
+    calls = _encode_failing_on_the_second_call(monkeypatch, replace)
+    result = run("encode", src, "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    changed = Path(calls[1])
+    assert f"failed: {changed}: it changed while it was being coded; nothing was written for it" in result.stderr
+    assert not (tmp_path / "out" / changed.with_suffix(".nic").name).exists()
+    assert _temporaries(tmp_path / "out") == []
+    done = [c for c in map(Path, calls) if c != changed]
+    assert "6 files: 5 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout
+    kb = sum(sizes[c.name] for c in done) / 1e3
+    assert f"{kb:.1f} kB in" in result.stdout  # what was read, not the file that replaced it
+
+    monkeypatch.undo()
+    again = run("encode", src, "-o", tmp_path / "out")
+    assert again.exit_code == 0 and "6 files: 1 encoded, 5 up to date" in again.stdout
+    assert nicformat.read_header((tmp_path / "out" / changed.with_suffix(".nic").name).read_bytes())[0].width == 128
+
+
 def _interrupted_count(stderr) -> int:
     import re
 
