@@ -423,6 +423,10 @@ def _fail(exc: BaseException, debug: bool) -> None:
             if isinstance(exc, kind) and option not in message:
                 message += f" ({hint})"
         err.print(f"error: {message}", markup=False)
+    elif isinstance(exc, MemoryError):  # outside the codec's own naming of it (Python's, while a file is read)
+        detail = f" ({exc})" if str(exc).strip() else ""
+        err.print(f"error: out of memory{detail}; free some memory, or raise this process's limit (ulimit -v)",
+                  markup=False)
     else:
         err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", markup=False)
     raise typer.Exit(1)

@@ -39,14 +39,13 @@ from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
-from .sessions import CPU, MAX_THREADS, create_session, resolve_providers, shrinking_run_options
+from .sessions import (CPU, MAX_THREADS, create_session, loading_failed, out_of_memory, resolve_providers,
+                       shrinking_run_options)
 from .transparency import fill_transparent
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
 
-_ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "bad allocation")
-"""What onnxruntime's own (untyped) errors say when its allocator fails."""
 
 
 _P = ParamSpec("_P")
@@ -65,7 +64,7 @@ def _memory_named(method: Callable[_P, _R]) -> Callable[_P, _R]:
         except NicodecError:
             raise
         except Exception as exc:
-            if not isinstance(exc, MemoryError) and not any(text in str(exc) for text in _ALLOCATION_FAILURES):
+            if not out_of_memory(exc):
                 raise
             wanted = re.search(r"buffer of size (\d+)", str(exc))
             detail = (f"onnxruntime could not allocate {int(wanted.group(1)):,} bytes" if wanted
@@ -77,6 +76,26 @@ def _memory_named(method: Callable[_P, _R]) -> Callable[_P, _R]:
             ) from exc
 
     return named
+
+
+def _loading_named(init: Callable[_P, None]) -> Callable[_P, None]:
+    """Running out of memory while a :class:`Codec` loads (its tables, its graphs, the check
+    of its entropy parameters) is an :class:`OutOfMemoryError` saying so, not an internal
+    error or onnxruntime's arena failure."""
+
+    @functools.wraps(init)
+    def named(*args: _P.args, **kwargs: _P.kwargs) -> None:
+        try:
+            init(*args, **kwargs)
+        except NicodecError:
+            raise
+        except Exception as exc:
+            if not out_of_memory(exc):
+                raise
+            raise loading_failed("the model", exc) from exc
+
+    return named
+
 
 FLOAT_ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
 """Fixed settings for a model whose entropy-parameter graph computes in float (models
@@ -143,6 +162,7 @@ class Codec:
             wrong type or out of its range.
     """
 
+    @_loading_named
     def __init__(
         self,
         model: str | os.PathLike | None = None,

@@ -80,6 +80,11 @@ def nicodec() -> None:
             print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
                   file=sys.stderr)
         raise SystemExit(128 + signum) from None
+    except MemoryError:  # while the command line's modules load (numpy, Pillow), under a memory limit
+        if sys.stderr is not None:
+            print("error: out of memory while nicodec starts; free some memory, or raise this process's limit "
+                  "(ulimit -v)", file=sys.stderr)
+        raise SystemExit(1) from None
 
 
 def train() -> None:

@@ -9,7 +9,7 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ModelError, NicodecError
+from .errors import ModelError, NicodecError, OutOfMemoryError
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -32,6 +32,26 @@ to leave onnxruntime's default. They are read when onnxruntime is imported: a pr
 imports it before nicodec does sets them itself."""
 
 
+ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "bad allocation", "Cannot allocate memory",
+                       "failed to map segment")
+"""What onnxruntime's own (untyped) errors, and the loader's for its library, say when memory
+runs out: its allocator, a thread it could not start, a library it could not map."""
+
+
+def out_of_memory(exc: BaseException) -> bool:
+    """Whether ``exc`` is memory running out (a ``MemoryError``, or onnxruntime's or the
+    library loader's error that says so)."""
+    return isinstance(exc, MemoryError) or any(text in str(exc) for text in ALLOCATION_FAILURES)
+
+
+def loading_failed(what: str, exc: BaseException) -> OutOfMemoryError:
+    """The error for memory running out while ``what`` loads: it is not a broken install, and
+    smaller tiles do not help."""
+    detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return OutOfMemoryError(f"out of memory while loading {what} ({detail}); free some memory, or raise this "
+                            "process's limit (ulimit -v): the tile size (--tile, tile=) does not change what loading needs")
+
+
 def _ort():
     _warn_if_both_installed()
     if "onnxruntime" not in sys.modules:
@@ -52,6 +72,8 @@ def _ort():
             "(from a checkout: pip install '.[cpu]')"
         ) from exc
     except Exception as exc:  # installed, but it does not import (say, built for another numpy)
+        if out_of_memory(exc):  # its library could not be mapped: a limit (ulimit -v), not a broken install
+            raise loading_failed("onnxruntime's library", exc) from exc
         raise _broken(exc) from exc
     return onnxruntime
 
@@ -196,6 +218,8 @@ def create_session(
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
+        if out_of_memory(exc):
+            raise loading_failed(path.name, exc) from exc
         raise ModelError(f"cannot load {path.name}: {exc}") from exc
     in_use = session.get_providers()
     if providers[0] not in in_use:

@@ -1188,6 +1188,20 @@ def test_running_out_of_memory_is_one_line_that_names_the_tile_option(png, tmp_p
     assert run("encode", png, "-o", tmp_path / "y.nic", "--tile", "96").exit_code == 2  # not a multiple of 64
     assert run("encode", png, "-o", tmp_path / "y.nic", "--tile", "0").exit_code == 2
 
+    # Python's own MemoryError outside the codec (a large file read) was an "internal error".
+    from nicodec import stdio
+
+    monkeypatch.undo()
+    assert run("encode", png, "-o", tmp_path / "z.nic").exit_code == 0
+
+    def hungry(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(stdio, "read_input", hungry)
+    result = run("decode", tmp_path / "z.nic", "-o", tmp_path / "z.png")
+    assert result.exit_code == 1
+    assert result.stderr == "error: out of memory; free some memory, or raise this process's limit (ulimit -v)\n"
+
 
 @pytest.mark.skipif(sys.platform == "win32", reason="a 255-byte name limit")
 def test_an_output_name_too_long_for_the_file_system_is_one_error_line(tmp_path):

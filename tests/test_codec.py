@@ -785,6 +785,73 @@ def test_running_out_of_memory_is_a_named_error(codec, photo, monkeypatch):
         codec.encode(photo)
 
 
+def test_running_out_of_memory_while_loading_is_named_as_such(monkeypatch, capsys):
+    """Under a memory limit (ulimit -v on an edge board) loading failed as "onnxruntime is
+    installed but does not import ...; reinstall it", "cannot load encoder.onnx: ...
+    std::bad_alloc", an internal error for the entropy check's arena failure, or a traceback
+    while numpy loaded: each is now an OutOfMemoryError (or one line) saying memory ran out."""
+    import builtins
+    import sys
+    import types
+
+    import onnxruntime
+
+    from nicodec import launch, sessions
+
+    class Fail(Exception):  # stands in for onnxruntime's own error classes
+        pass
+
+    loading = r"^out of memory while loading {}.*free some memory, or raise this process's limit \(ulimit -v\)"
+    monkeypatch.delitem(sys.modules, "onnxruntime")
+    real_import = builtins.__import__
+
+    def unmappable(name, *args, **kwargs):
+        if name == "onnxruntime":
+            raise ImportError("/x/onnxruntime_pybind11_state.so: failed to map segment from shared object")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", unmappable)
+    with pytest.raises(nicodec.OutOfMemoryError, match=loading.format("onnxruntime's library")):
+        sessions._ort()
+    monkeypatch.setattr(builtins, "__import__", real_import)
+    monkeypatch.setitem(sys.modules, "onnxruntime", onnxruntime)
+
+    def starved(*args, **kwargs):
+        raise Fail("[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: std::bad_alloc")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(onnxruntime, "InferenceSession", starved)
+        with pytest.raises(nicodec.OutOfMemoryError, match=loading.format("entropy_parameters.onnx")):
+            Codec(providers="cpu")
+
+    def arena(*args, **kwargs):
+        raise Fail("[ONNXRuntimeError] : 1 : FAIL : BFCArena::AllocateRawInternal Failed to allocate memory for "
+                   "requested buffer of size 4096")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(nicodec.exactness, "check", arena)
+        with pytest.raises(nicodec.OutOfMemoryError, match=loading.format("the model")):
+            Codec(providers="cpu")
+
+    def broken(*args, **kwargs):  # not memory: still the error it was
+        raise Fail("some other failure")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(onnxruntime, "InferenceSession", broken)
+        with pytest.raises(nicodec.ModelError, match="cannot load entropy_parameters.onnx: some other failure"):
+            Codec(providers="cpu")
+
+    def hungry():
+        raise MemoryError
+
+    monkeypatch.setitem(sys.modules, "nicodec.cli", types.SimpleNamespace(main=hungry))
+    with pytest.raises(SystemExit) as stopped:
+        launch.nicodec()
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == ("error: out of memory while nicodec starts; free some memory, or raise this "
+                                       "process's limit (ulimit -v)\n")
+
+
 def test_default_threads_follow_the_cores_the_process_may_use(monkeypatch):
     """Under taskset or a container's cpuset onnxruntime would start a thread per core of the
     machine, running outside the set; the default is then the number of cores allowed."""
