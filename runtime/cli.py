@@ -1139,7 +1139,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         def stopping() -> None:
             progress.stop()
             doing = "the file being coded is" if jobs == 1 else f"the files being coded (at most {jobs}) are"
-            err.print(f"stopping: {doing} finished and written first; Ctrl-C again changes nothing", markup=False)
+            err.print(f"stopping: {doing} finished and written first; stopping again (Ctrl-C, SIGTERM) changes nothing", markup=False)
 
         try:
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)

@@ -601,7 +601,7 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_does_not_cut_it_short(tmp_pa
     written = sorted((tmp_path / "out").rglob("*.nic"))
     assert _interrupted_count(result.stderr) == len(written) >= 2, (result.stderr, written)
     assert _temporaries(tmp_path / "out") == []
-    assert result.stderr.count("stopping: ") == 1 and "Ctrl-C again changes nothing" in result.stderr
+    assert result.stderr.count("stopping: ") == 1 and "stopping again (Ctrl-C, SIGTERM) changes nothing" in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
