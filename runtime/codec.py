@@ -87,7 +87,7 @@ def _loading_named(init: Callable[_P, None]) -> Callable[_P, None]:
     def named(*args: _P.args, **kwargs: _P.kwargs) -> None:
         try:
             init(*args, **kwargs)
-        except NicodecError:
+        except (NicodecError, TypeError, ValueError):  # ours, and a call's own mistakes (an unknown keyword)
             raise
         except Exception as exc:
             if not out_of_memory(exc):

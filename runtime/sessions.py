@@ -32,10 +32,9 @@ to leave onnxruntime's default. They are read when onnxruntime is imported: a pr
 imports it before nicodec does sets them itself."""
 
 
-ALLOCATION_FAILURES = ("Failed to allocate memory", "bad_alloc", "bad allocation", "Cannot allocate memory",
-                       "failed to map segment")
-"""What onnxruntime's own (untyped) errors, and the loader's for its library, say when memory
-runs out: its allocator, a thread it could not start, a library it could not map."""
+ALLOCATION_FAILURES = ("Failed to allocate memory", "std::bad_alloc", "bad allocation", "Cannot allocate memory")
+"""What onnxruntime's own (untyped) errors say when memory runs out: its allocator (the arena's
+words; C++'s std::bad_alloc, "bad allocation" on Windows), a thread it could not start (ENOMEM)."""
 
 
 def out_of_memory(exc: BaseException) -> bool:
@@ -72,8 +71,12 @@ def _ort():
             "(from a checkout: pip install '.[cpu]')"
         ) from exc
     except Exception as exc:  # installed, but it does not import (say, built for another numpy)
-        if out_of_memory(exc):  # its library could not be mapped: a limit (ulimit -v), not a broken install
+        if isinstance(exc, MemoryError) or (isinstance(exc, ImportError) and "Cannot allocate memory" in str(exc)):
             raise loading_failed("onnxruntime's library", exc) from exc
+        if isinstance(exc, ImportError) and "failed to map segment from shared object" in str(exc):
+            # glibc's words for a library it cannot map: an address-space limit, or a noexec mount.
+            raise NicodecError(f"cannot load onnxruntime's library ({exc}): the process's memory limit (ulimit -v) "
+                               "is too low, or its folder is on a file system mounted noexec") from exc
         raise _broken(exc) from exc
     return onnxruntime
 

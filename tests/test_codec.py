@@ -805,13 +805,25 @@ def test_running_out_of_memory_while_loading_is_named_as_such(monkeypatch, capsy
     monkeypatch.delitem(sys.modules, "onnxruntime")
     real_import = builtins.__import__
 
-    def unmappable(name, *args, **kwargs):
+    said = []
+
+    def unimportable(name, *args, **kwargs):
         if name == "onnxruntime":
-            raise ImportError("/x/onnxruntime_pybind11_state.so: failed to map segment from shared object")
+            raise ImportError(said[-1])
         return real_import(name, *args, **kwargs)
 
-    monkeypatch.setattr(builtins, "__import__", unmappable)
+    monkeypatch.setattr(builtins, "__import__", unimportable)
+    said.append("/x/onnxruntime_pybind11_state.so: cannot map zero-fill pages: Cannot allocate memory")
     with pytest.raises(nicodec.OutOfMemoryError, match=loading.format("onnxruntime's library")):
+        sessions._ort()
+    # glibc says this for an address-space limit and for a noexec mount alike: both are named.
+    said.append("/x/onnxruntime_pybind11_state.so: failed to map segment from shared object")
+    with pytest.raises(nicodec.NicodecError, match=r"the process's memory limit \(ulimit -v\) is too low, or its "
+                                                   "folder is on a file system mounted noexec") as caught:
+        sessions._ort()
+    assert not isinstance(caught.value, nicodec.OutOfMemoryError)
+    said.append("/tmp/bad_alloc_site/onnxruntime_pybind11_state.so: invalid ELF header")  # a name is not the error
+    with pytest.raises(nicodec.NicodecError, match="installed but does not import .*invalid ELF header"):
         sessions._ort()
     monkeypatch.setattr(builtins, "__import__", real_import)
     monkeypatch.setitem(sys.modules, "onnxruntime", onnxruntime)
@@ -834,12 +846,14 @@ def test_running_out_of_memory_while_loading_is_named_as_such(monkeypatch, capsy
             Codec(providers="cpu")
 
     def broken(*args, **kwargs):  # not memory: still the error it was
-        raise Fail("some other failure")
+        raise Fail("some other failure in /models/bad_alloc/entropy_parameters.onnx")
 
     with monkeypatch.context() as patched:
         patched.setattr(onnxruntime, "InferenceSession", broken)
         with pytest.raises(nicodec.ModelError, match="cannot load entropy_parameters.onnx: some other failure"):
             Codec(providers="cpu")
+    with pytest.raises(TypeError, match="bogus_bad_alloc"):  # a call's own mistake stays one
+        Codec(bogus_bad_alloc=1)
 
     def hungry():
         raise MemoryError
