@@ -36,12 +36,17 @@ class Terminated(KeyboardInterrupt):
 
 STOPS: list[int] = []
 """The signals that stopped work in this process while :func:`stop_like_ctrl_c`'s handlers were
-in place, in order (SIGINT, SIGTERM, SIGHUP): the command line reads the last for a stop that
+in place, in order (SIGINT, SIGTERM, SIGHUP, SIGXCPU): the command line reads the last for a stop that
 reached Typer, which keeps nothing of it but exit code 130."""
 
 
 def _raise_terminated(signum, frame):
     STOPS.append(signum)
+    if signum == XCPU:
+        # Sent again every CPU second past the soft limit: once stops the work, and the next ones,
+        # through the clean-up and the interpreter's exit, must neither stop it again nor (by the
+        # default action) end the process with a core dump.
+        signal.signal(signum, signal.SIG_IGN)
     raise Terminated(signum)
 
 
@@ -52,6 +57,7 @@ def _raise_interrupted(signum, frame):
 
 # SIGXCPU: a soft CPU-time limit reached (ulimit -S -t, a batch scheduler's s_cpu), whose default
 # action ends the process at once, leaving its temporary files.
+XCPU = getattr(signal, "SIGXCPU", None)
 TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGXCPU") if hasattr(signal, name))
 
 
@@ -78,7 +84,7 @@ def _interrupting(handler) -> bool:
 
 @contextmanager
 def signals_held(raise_after: bool = True):
-    """Hold Ctrl-C, SIGTERM and SIGHUP back inside the block (on the main thread, where they
+    """Hold Ctrl-C, SIGTERM, SIGHUP and SIGXCPU back inside the block (on the main thread, where they
     are delivered, and only where they would raise), then raise the first one held: the
     block's work is not cut short and still ends, and the stop is not lost.
 
@@ -384,7 +390,7 @@ def run(
 
 
 def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list) -> list:
-    """``pool.submit(fn, item)`` for every item, with Ctrl-C (and SIGTERM, SIGHUP) held back
+    """``pool.submit(fn, item)`` for every item, with Ctrl-C (and SIGTERM, SIGHUP, SIGXCPU) held back
     until all are in: an interrupt while the pool starts a thread leaves that thread out of the
     pool's books, so shutting down would not wait for it, and it would go on writing files
     after the batch reported its count."""

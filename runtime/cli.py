@@ -44,6 +44,14 @@ _CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if ch
              | {ord("\n"): "\\n", 0x2028: "\\u2028", 0x2029: "\\u2029"})  # the last two: line breaks to Python
 
 
+class _Nowhere(io.TextIOBase):
+    """Where a console writes when its stream is closed (``2>&-``: ``sys.stderr`` is None), as
+    newer Rich does by itself; Rich 10.11 wrote to None, an AttributeError."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
 class _Console(Console):
     """Rich's console, for text that may hold file names: control characters in them (an
     escape sequence, a carriage return, a newline) are shown escaped rather than sent to the terminal,
@@ -61,6 +69,15 @@ class _Console(Console):
                 kwargs.setdefault(size, 80 if size == "width" else 25)
         self._told_terminal = kwargs.get("force_terminal")
         super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def file(self):
+        stream = Console.file.fget(self)  # type: ignore[attr-defined]
+        return _Nowhere() if stream is None else stream
+
+    @file.setter
+    def file(self, new_file) -> None:
+        Console.file.fset(self, new_file)  # type: ignore[attr-defined]
 
     @property
     def on_terminal(self) -> bool:
@@ -1179,17 +1196,20 @@ def main(args: Optional[list[str]] = None) -> None:
         raise SystemExit(2)
     import logging
 
-    from .batch import STOPS, Terminated, stop_like_ctrl_c
+    from .batch import STOPS, XCPU, Terminated, stop_like_ctrl_c
 
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
     logging.getLogger("PIL").addHandler(logging.NullHandler())
-    previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP: the clean-up and message of Ctrl-C, exit code 143, 129
+    previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP, SIGXCPU: the clean-up and message of Ctrl-C, exit code 143, 129, 152
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     # Not standalone: a usage error comes back here, to be one line as every other message is,
     # rather than Click's usage, hint and boxed error.
     _STOP_SHOWN[0] = False
     STOPS.clear()
+    # Typer's own consoles (help, usage) would be 0 wide too, and print nothing (see _Console).
+    zero = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES")
+            if os.environ.get(name, "").isdigit() and int(os.environ[name]) == 0}
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None
@@ -1210,7 +1230,10 @@ def main(args: Optional[list[str]] = None) -> None:
         err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
         raise SystemExit(1) from None
     finally:
+        os.environ.update(zero)
         for signum, handler in previous.items():  # main() called from a program: its handlers back
+            if signum == XCPU and signum in STOPS:
+                continue  # past its CPU limit: ignored to the end (batch._raise_terminated), not the core dump
             signal.signal(signum, handler)
     raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
 

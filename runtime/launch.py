@@ -75,7 +75,7 @@ def nicodec() -> None:
     except KeyboardInterrupt as exc:  # before main() runs the app (SIGTERM then ends the process, as always)
         import signal
 
-        signum = getattr(exc, "signum", signal.SIGINT)  # a Terminated (SIGTERM, SIGHUP) as main() ends
+        signum = getattr(exc, "signum", signal.SIGINT)  # a Terminated (SIGTERM, SIGHUP, SIGXCPU) as main() ends
         if sys.stderr is not None:  # closed (2>&-): print() would write to stdout, perhaps a -o - pipe
             print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
                   file=sys.stderr)

@@ -394,15 +394,26 @@ def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_pa
     as up to date; the report counted the new file's size. It fails now, and the next run codes it."""
     import os
 
+    import threading
+
+    from nicodec.codec import Codec
+
     src = _six_images(tmp_path / "src")
     sizes = {path.name: path.stat().st_size for path in src.iterdir()}
+    real, calls, lock = Codec.encode, [], threading.Lock()
 
-    def replace():  # the second file is replaced by a larger image as it is coded
-        path = Path(calls[1])
-        Image.fromarray(synthetic_photo(96, 128, seed=9)).save(path.with_suffix(".new.png"))
-        os.replace(path.with_suffix(".new.png"), path)
+    def encode(self, image, **options):  # the second file is replaced by a larger image once it is read
+        with lock:
+            calls.append(image)
+            second = len(calls) == 2
+        data = real(self, image, **options)
+        if second:
+            path = Path(image)
+            Image.fromarray(synthetic_photo(96, 128, seed=9)).save(path.with_suffix(".new.png"))
+            os.replace(path.with_suffix(".new.png"), path)
+        return data
 
-    calls = _encode_failing_on_the_second_call(monkeypatch, replace)
+    monkeypatch.setattr(Codec, "encode", encode)
     result = run("encode", src, "-o", tmp_path / "out")
     assert result.exit_code == 1
     changed = Path(calls[1])
@@ -412,7 +423,7 @@ def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_pa
     done = [c for c in map(Path, calls) if c != changed]
     assert "6 files: 5 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout
     kb = sum(sizes[c.name] for c in done) / 1e3
-    assert f"{kb:.1f} kB in" in result.stdout  # what was read, not the file that replaced it
+    assert f"{kb:.1f} kB in" in result.stdout  # the five files coded
 
     monkeypatch.undo()
     again = run("encode", src, "-o", tmp_path / "out")
@@ -574,6 +585,41 @@ def test_sigterm_in_a_batch_stops_it_as_ctrl_c_does(tmp_path, monkeypatch, jobs,
     said = re.search(rf"stopped by {name} after (\d+) files? encoded; no file was left half-written", result.stderr)
     assert said, result.stderr
     assert int(said.group(1)) == len(list((tmp_path / "out").rglob("*.nic")))
+    assert _temporaries(tmp_path / "out") == []
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXCPU"), reason="POSIX signals")
+def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp_path):
+    """Past a soft CPU-time limit the kernel sends SIGXCPU again every CPU second: the first
+    stops the batch, and the later ones, after main() put the handlers back, killed the process
+    by the default action (a core dump, exit -24) or printed a second stop."""
+    import subprocess
+
+    src = _six_images(tmp_path / "src")
+    code = (
+        "import os, signal, sys, threading, time\n"
+        "from nicodec.cli import main\n"
+        "def limit():\n"
+        "    time.sleep(0.3)\n"
+        "    while True:\n"
+        "        os.kill(os.getpid(), signal.SIGXCPU)\n"
+        "        time.sleep(0.05)\n"
+        "from nicodec import codec\n"
+        "real = codec.Codec.encode\n"
+        "def slow(self, *args, **kwargs):\n"
+        "    time.sleep(0.5)\n"
+        "    return real(self, *args, **kwargs)\n"
+        "codec.Codec.encode = slow\n"
+        "threading.Thread(target=limit, daemon=True).start()\n"
+        "try:\n"
+        f"    main(['encode', {str(src)!r}, '-o', {str(tmp_path / 'out')!r}])\n"
+        "except SystemExit as stopped:\n"
+        "    time.sleep(0.5)  # the limit still signals\n"
+        "    print('survived', stopped.code)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.split() == ["survived", "152"], (done.returncode, done.stderr)
+    assert done.stderr.count("stopped by SIGXCPU") == 1, done.stderr
     assert _temporaries(tmp_path / "out") == []
 
 

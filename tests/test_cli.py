@@ -762,6 +762,8 @@ def test_settings_that_fool_rich_neither_hide_messages_nor_draw_a_bar_into_a_log
     assert made.returncode == 0 and "a.nic: " in made.stdout and " bpp, " in made.stdout, made
     shown = nicodec("info", "--json", tmp_path / "a.nic", COLUMNS="0")
     assert shown.returncode == 0 and json.loads(shown.stdout)["width"] > 0
+    helped = nicodec("encode", "--help", COLUMNS="0")  # Typer's own console
+    assert helped.returncode == 0 and "Usage: nicodec encode" in helped.stdout and "--quality" in helped.stdout
     for env in ({"FORCE_COLOR": "1"}, {"TTY_COMPATIBLE": "1"}):
         coded = nicodec("encode", png, "-o", tmp_path / "b.nic", "--force", "--tile", "64", **env)
         assert coded.returncode == 0 and coded.stderr == "", (env, coded.stderr)  # no bar, no escape codes
