@@ -249,7 +249,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         if key == "dpi":
             if value is not None and resolution_section.from_dpi(value) is None:
                 raise ValueError("dpi must be two numbers of dots per inch: whole ones from 1 to 4,294,967,295, others "
-                                 "above 0.0127 and below 109,000,000 (1 to 2^32 - 1 pixels per metre), "
+                                 "above 0.0127 and up to about 109 million (1 to 2^32 - 1 pixels per metre), "
                                  f"not {value!r}")
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")

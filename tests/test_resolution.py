@@ -192,9 +192,9 @@ def test_the_pillow_plugin_reads_and_writes_the_density(codec, photo, tmp_path):
     assert density(buffer.getvalue()) is None
     for bad in ((0, 72), "300", (300,), (1e-9, 1e-9), (0.0127, 0.0127), (2**32, 1), (1.1e8 + 0.5, 1)):
         with pytest.raises(ValueError, match="dpi must be two numbers of dots per inch: whole ones from 1 to "
-                                             "4,294,967,295, others above 0.0127 and below 109,000,000"):
+                                             "4,294,967,295, others above 0.0127 and up to about 109 million"):
             Image.fromarray(photo).save(io.BytesIO(), "NIC", dpi=bad)
-    for good in ((2**32 - 1, 1), (0.0128, 1.09e8 + 0.5)):  # the limits the message gives
+    for good in ((2**32 - 1, 1), (0.0128, 1.0909e8 + 0.5)):  # the limits the message gives
         buffer = io.BytesIO()
         Image.fromarray(photo).save(buffer, "NIC", dpi=good)
         assert density(buffer.getvalue()) is not None
