@@ -44,6 +44,14 @@ _CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if ch
              | {ord("\n"): "\\n", 0x2028: "\\u2028", 0x2029: "\\u2029"})  # the last two: line breaks to Python
 
 
+def _zero_size(name: str) -> bool:
+    """Whether the environment variable ``name`` (COLUMNS, LINES) is 0, which Rich takes for a
+    console 0 wide (or high) and prints nothing into, errors included; it is ignored, as other
+    settings that are not sizes are."""
+    value = os.environ.get(name, "")
+    return value.isdigit() and int(value) == 0
+
+
 class _Nowhere(io.TextIOBase):
     """Where a console writes when its stream is closed (``2>&-``: ``sys.stderr`` is None), as
     newer Rich does by itself; Rich 10.11 wrote to None, an AttributeError."""
@@ -61,12 +69,9 @@ class _Console(Console):
     is a standard output that is closed (``>&-``), which Rich would write to nowhere."""
 
     def __init__(self, **kwargs) -> None:
-        # COLUMNS=0 (or LINES=0) is taken by Rich as a console 0 wide, into which it prints nothing at
-        # all, errors included: such a setting is ignored, as other settings that are not sizes are.
-        for name, size in (("COLUMNS", "width"), ("LINES", "height")):
-            value = os.environ.get(name, "")
-            if value.isdigit() and int(value) == 0:
-                kwargs.setdefault(size, 80 if size == "width" else 25)
+        for name, size, default in (("COLUMNS", "width", 80), ("LINES", "height", 25)):
+            if _zero_size(name):
+                kwargs.setdefault(size, default)
         self._told_terminal = kwargs.get("force_terminal")
         super().__init__(**kwargs)
 
@@ -579,7 +584,8 @@ def _make_folder(folder: Path) -> None:
 
 def _as_read(source: Path):
     """What identifies the file at ``source`` now (device, inode, size, modification time), or
-    None where it cannot be read: :func:`_unchanged_since` compares it after the coding."""
+    None where it is no regular file or cannot be looked at: :func:`_unchanged_since` compares
+    it after the coding."""
     try:
         st = source.stat()
     except (OSError, ValueError):
@@ -1010,8 +1016,8 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         if late:
             return late[0]
         header = _header(data)
-        return Outcome(item, "done", rate.miss(result) or "", bytes_in=before[2] if before else item.source.stat().st_size,
-                       bytes_out=len(data),
+        read = before[2] if before else item.source.stat().st_size  # a pipe's size, as before
+        return Outcome(item, "done", rate.miss(result) or "", bytes_in=read, bytes_out=len(data),
                        pixels=header.width * header.height)
 
     with _reporting(debug):
@@ -1156,7 +1162,8 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         def stopping() -> None:
             progress.stop()
             doing = "the file being coded is" if jobs == 1 else f"the files being coded (at most {jobs}) are"
-            err.print(f"stopping: {doing} finished and written first; stopping again (Ctrl-C, SIGTERM) changes nothing", markup=False)
+            err.print(f"stopping: {doing} finished and written first; stopping again (Ctrl-C, SIGTERM) changes nothing",
+                      markup=False)
 
         try:
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
@@ -1201,15 +1208,14 @@ def main(args: Optional[list[str]] = None) -> None:
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
     logging.getLogger("PIL").addHandler(logging.NullHandler())
-    previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP, SIGXCPU: the clean-up and message of Ctrl-C, exit code 143, 129, 152
+    previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP, SIGXCPU: Ctrl-C's clean-up and message, exit code 143, 129, 152
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     # Not standalone: a usage error comes back here, to be one line as every other message is,
     # rather than Click's usage, hint and boxed error.
     _STOP_SHOWN[0] = False
     STOPS.clear()
-    # Typer's own consoles (help, usage) would be 0 wide too, and print nothing (see _Console).
-    zero = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES")
-            if os.environ.get(name, "").isdigit() and int(os.environ[name]) == 0}
+    # Typer's own consoles (help, usage), made later, read them too.
+    zero = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if _zero_size(name)}
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None

@@ -46,8 +46,6 @@ from .transparency import fill_transparent
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
 
-
-
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 

@@ -38,8 +38,8 @@ words; C++'s std::bad_alloc, "bad allocation" on Windows), a thread it could not
 
 
 def out_of_memory(exc: BaseException) -> bool:
-    """Whether ``exc`` is memory running out (a ``MemoryError``, or onnxruntime's or the
-    library loader's error that says so)."""
+    """Whether ``exc`` is memory running out (a ``MemoryError``, or onnxruntime's error that
+    says so in its own words)."""
     return isinstance(exc, MemoryError) or any(text in str(exc) for text in ALLOCATION_FAILURES)
 
 
@@ -48,7 +48,8 @@ def loading_failed(what: str, exc: BaseException) -> OutOfMemoryError:
     smaller tiles do not help."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     return OutOfMemoryError(f"out of memory while loading {what} ({detail}); free some memory, or raise this "
-                            "process's limit (ulimit -v): the tile size (--tile, tile=) does not change what loading needs")
+                            "process's limit (ulimit -v): the tile size (--tile, tile=) does not change what "
+                            "loading needs")
 
 
 def _ort():
