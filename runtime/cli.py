@@ -1194,8 +1194,17 @@ def main(args: Optional[list[str]] = None) -> None:
 
     An empty argument is refused before anything else: no option or name of nicodec's takes
     one, and the path ``""`` would be read as ``.``, so ``nicodec encode "$f"`` with ``$f``
-    unset would code every image under the current folder.
+    unset would code every image under the current folder. Called from a program, it puts the
+    signal handlers it sets back as it returns, but SIGXCPU's when a CPU-time limit stopped
+    the run: that one stays ignored (the kernel sends it again every CPU second), for the
+    program and the processes it starts.
     """
+    _main(args, command=False)
+
+
+def _main(args: Optional[list[str]], command: bool) -> None:
+    """:func:`main`; ``command``: run as the ``nicodec`` process itself (``nicodec.launch``),
+    which ends with it: the environment may be changed, and SIGXCPU stays ignored as it ends."""
     given = sys.argv[1:] if args is None else list(args)
     if "" in given:
         err.print(f"error: argument {given.index('') + 1} is empty (a shell variable that was not set?); "
@@ -1214,8 +1223,10 @@ def main(args: Optional[list[str]] = None) -> None:
     # rather than Click's usage, hint and boxed error.
     _STOP_SHOWN[0] = False
     STOPS.clear()
-    # Typer's own consoles (help, usage), made later, read them too.
-    zero = {name: os.environ.pop(name) for name in ("COLUMNS", "LINES") if _zero_size(name)}
+    if command:  # Typer's own consoles (help, usage), made later, read them too
+        for name in ("COLUMNS", "LINES"):
+            if _zero_size(name):
+                del os.environ[name]
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None
@@ -1236,10 +1247,12 @@ def main(args: Optional[list[str]] = None) -> None:
         err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
         raise SystemExit(1) from None
     finally:
-        os.environ.update(zero)
         for signum, handler in previous.items():  # main() called from a program: its handlers back
-            if signum == XCPU and signum in STOPS:
-                continue  # past its CPU limit: ignored to the end (batch._raise_terminated), not the core dump
+            if signum == XCPU and (signum in STOPS or command):
+                # Past (or near) its CPU limit, a SIGXCPU as the process ends would dump core by
+                # the default action: ignored (batch._raise_terminated did so at the first).
+                signal.signal(signum, signal.SIG_IGN)
+                continue
             signal.signal(signum, handler)
     raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
 

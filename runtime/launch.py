@@ -66,12 +66,12 @@ def standard_descriptors() -> None:
 
 
 def nicodec() -> None:
-    """Run ``nicodec`` (:func:`nicodec.cli.main`)."""
+    """Run ``nicodec`` (:func:`nicodec.cli.main`, as the process itself)."""
     standard_descriptors()
     try:
-        from .cli import main
+        from .cli import _main
 
-        main()
+        _main(None, command=True)
     except KeyboardInterrupt as exc:  # before main() runs the app (SIGTERM then ends the process, as always)
         import signal
 

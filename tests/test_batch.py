@@ -599,14 +599,16 @@ def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp
     code = (
         "import os, signal, sys, threading, time\n"
         "from nicodec.cli import main\n"
+        "started = threading.Event()\n"
         "def limit():\n"
-        "    time.sleep(0.3)\n"
+        "    started.wait()  # the batch is coding its first file\n"
         "    while True:\n"
         "        os.kill(os.getpid(), signal.SIGXCPU)\n"
         "        time.sleep(0.05)\n"
         "from nicodec import codec\n"
         "real = codec.Codec.encode\n"
         "def slow(self, *args, **kwargs):\n"
+        "    started.set()\n"
         "    time.sleep(0.5)\n"
         "    return real(self, *args, **kwargs)\n"
         "codec.Codec.encode = slow\n"
@@ -619,7 +621,9 @@ def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.split() == ["survived", "152"], (done.returncode, done.stderr)
-    assert done.stderr.count("stopped by SIGXCPU") == 1, done.stderr
+    said = re.search(r"stopped by SIGXCPU after (\d+) files? encoded; no file was left half-written", done.stderr)
+    assert said and done.stderr.count("stopped by SIGXCPU") == 1, done.stderr
+    assert int(said.group(1)) == len(list((tmp_path / "out").rglob("*.nic")))
     assert _temporaries(tmp_path / "out") == []
 
 

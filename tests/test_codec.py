@@ -858,7 +858,7 @@ def test_running_out_of_memory_while_loading_is_named_as_such(monkeypatch, capsy
     def hungry():
         raise MemoryError
 
-    monkeypatch.setitem(sys.modules, "nicodec.cli", types.SimpleNamespace(main=hungry))
+    monkeypatch.setitem(sys.modules, "nicodec.cli", types.SimpleNamespace(_main=lambda args, command: hungry()))
     with pytest.raises(SystemExit) as stopped:
         launch.nicodec()
     assert stopped.value.code == 1

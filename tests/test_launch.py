@@ -126,3 +126,33 @@ def test_closed_standard_descriptors_are_not_given_to_outputs(tmp_path):
     fileno, closed = (tmp_path / "seen").read_text().split()
     assert int(fileno) > 2 and closed == "True"
     assert (tmp_path / "made").read_bytes() == b"data"
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
+def test_a_usage_error_with_stderr_closed_keeps_its_exit_code():
+    """With stderr closed Rich 10.11 (the oldest Typer 0.16 takes) wrote to None: an
+    AttributeError, exit code 1 for a usage error (CI runs this under Rich 10.11)."""
+    done = subprocess.run(["sh", "-c", f'exec 2>&-; exec "{sys.executable}" -m nicodec encode --bogus'],
+                          capture_output=False, stdout=subprocess.PIPE, timeout=120)
+    assert done.returncode == 2 and done.stdout == b""
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXCPU"), reason="POSIX signals")
+def test_the_command_ends_with_sigxcpu_ignored():
+    """A CPU-time limit's SIGXCPU that comes as the finished command ends would dump core by
+    its default action: the nicodec process leaves it ignored (main() from a program puts the
+    default back when it was not stopped by it)."""
+    code = (
+        "import signal, sys\n"
+        "from nicodec import launch\n"
+        "from nicodec.cli import main\n"
+        "for run in (lambda: main(['--version']), launch.nicodec):\n"
+        "    sys.argv = ['nicodec', '--version']\n"
+        "    try:\n"
+        "        run()\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "    print(signal.getsignal(signal.SIGXCPU) == signal.SIG_IGN, file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr.split() == ["False", "True"], done.stderr
