@@ -50,49 +50,47 @@ _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
 
-def _memory_named(method: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Running out of memory inside a coding method is an :class:`OutOfMemoryError` (a
-    ``NicodecError``) saying what needs less, not onnxruntime's untyped error or a bare
-    ``MemoryError`` that an application catching ``NicodecError`` would miss."""
+def _memory_error(exc: BaseException) -> OutOfMemoryError:
+    """What running out of memory inside a coding method is: an error that says what needs less."""
+    wanted = re.search(r"buffer of size (\d+)", str(exc))
+    detail = (f"onnxruntime could not allocate {int(wanted.group(1)):,} bytes" if wanted
+              else "onnxruntime could not allocate memory" if not isinstance(exc, MemoryError)
+              else "a numpy array could not be allocated")
+    return OutOfMemoryError(
+        f"out of memory: {detail}; smaller tiles (tile=256) cut the memory of decoding a large image, "
+        "and less that of encoding one"
+    )
 
-    @functools.wraps(method)
-    def named(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        try:
-            return method(*args, **kwargs)
-        except NicodecError:
-            raise
-        except Exception as exc:
-            if not out_of_memory(exc):
+
+def _naming_memory(error: Callable[[BaseException], OutOfMemoryError],
+                   passed: tuple[type[BaseException], ...] = (NicodecError,)):
+    """A decorator: memory running out inside the function (onnxruntime's untyped error, or a
+    bare ``MemoryError`` that an application catching ``NicodecError`` would miss) is raised
+    as ``error(exc)``, an :class:`OutOfMemoryError`; the ``passed`` errors go through as they are."""
+
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def named(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            try:
+                return function(*args, **kwargs)
+            except passed:
                 raise
-            wanted = re.search(r"buffer of size (\d+)", str(exc))
-            detail = (f"onnxruntime could not allocate {int(wanted.group(1)):,} bytes" if wanted
-                      else "onnxruntime could not allocate memory" if not isinstance(exc, MemoryError)
-                      else "a numpy array could not be allocated")
-            raise OutOfMemoryError(
-                f"out of memory: {detail}; smaller tiles (tile=256) cut the memory of decoding a large image, "
-                "and less that of encoding one"
-            ) from exc
+            except Exception as exc:
+                if not out_of_memory(exc):
+                    raise
+                raise error(exc) from exc
 
-    return named
+        return named
+
+    return decorate
 
 
-def _loading_named(init: Callable[_P, None]) -> Callable[_P, None]:
-    """Running out of memory while a :class:`Codec` loads (its tables, its graphs, the check
-    of its entropy parameters) is an :class:`OutOfMemoryError` saying so, not an internal
-    error or onnxruntime's arena failure."""
+_memory_named = _naming_memory(_memory_error)
+"""For the coding methods."""
 
-    @functools.wraps(init)
-    def named(*args: _P.args, **kwargs: _P.kwargs) -> None:
-        try:
-            init(*args, **kwargs)
-        except (NicodecError, TypeError, ValueError):  # ours, and a call's own mistakes (an unknown keyword)
-            raise
-        except Exception as exc:
-            if not out_of_memory(exc):
-                raise
-            raise loading_failed("the model", exc) from exc
-
-    return named
+_loading_named = _naming_memory(lambda exc: loading_failed("the model", exc),
+                                (NicodecError, TypeError, ValueError))  # and a call's own mistakes (an unknown keyword)
+"""For :class:`Codec`'s loading (its tables, its graphs, the check of its entropy parameters)."""
 
 
 FLOAT_ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
