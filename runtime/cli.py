@@ -491,11 +491,15 @@ def _bar(doing: str, name: str, searching: bool = False):
 
 
 def _codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
-           precision: Precision = Precision.fp32, refine: int = 0, tile: int = 1024):
+           precision: Precision = Precision.fp32, refine: int = 0, tile: int = 1024, *, encode: bool = False,
+           decode: bool = False):
+    """The Codec, with the graphs the command runs loaded (so that a model that cannot encode, or a
+    graph that does not load, stops the command before any work); the others are never loaded."""
     from .codec import Codec
 
-    return Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value,
-                 refine=refine, tile=tile)
+    codec = Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value,
+                  refine=refine, tile=tile)
+    return codec.prepare(encode=encode, decode=decode)
 
 
 def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: bool):
@@ -723,7 +727,8 @@ def encode(
             target = _target(input, output, ".nic", force)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
-        codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile)
+        codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
+                       decode=rate.psnr is not None)
         rate.check_model(codec)
         start = time.perf_counter()
         doing = "searching a quality for" if rate.searching else "encoding"
@@ -818,7 +823,7 @@ def decode(
         for warning in _dropped_warnings(data, fmt):
             err.print(f"warning: {target.name if target is not None else 'the output'} will have no {warning}",
                       markup=False)
-        codec = _codec(model, provider, threads, max_pixels, precision, tile=tile)
+        codec = _codec(model, provider, threads, max_pixels, precision, tile=tile, decode=True)
         start = time.perf_counter()
         with _bar("decoding", stdio.display_name(input)) as step, _naming(input):
             image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
@@ -1021,7 +1026,8 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
                        pixels=header.width * header.height)
 
     with _reporting(debug):
-        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile)
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
+                       encode=True, decode=rate.psnr is not None)
         rate.check_model(codec)
         if root is not None:
             _make_folder(root)  # after the checks of the options, before any work
@@ -1115,7 +1121,8 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
                        bytes_in=len(data), bytes_out=item.target.stat().st_size, pixels=image.width * image.height)
 
     with _reporting(debug):
-        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision, tile=tile)
+        codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision, tile=tile,
+                       decode=True)
         if root is not None:
             _make_folder(root)
     _run_tree("decode", items, work, force, jobs, debug)

@@ -21,6 +21,7 @@ import dataclasses
 import functools
 import os
 import re
+import threading
 from collections.abc import Callable, Sequence
 from typing import Literal, ParamSpec, TypeVar, overload
 
@@ -111,6 +112,10 @@ MAX_REFINE = 1000
 class Codec:
     """Encodes and decodes images with one model; safe to share between threads.
 
+    The analysis, synthesis and gradient graphs are loaded at their first use (or by
+    :meth:`prepare`), so a codec that only decodes never holds the encoder's, and one that only
+    verifies holds neither; the entropy-parameter graph is loaded, and checked, at once.
+
     Args:
         model: a model folder; ``None`` for the default model shipped in the package.
         providers: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
@@ -150,8 +155,9 @@ class Codec:
             is the same.
 
     Raises:
-        ModelError: the model folder is missing or damaged, or has no fp16 synthesis; with
-            ``refine``, it has no usable synthesis_gradient graph or lambda.
+        ModelError: the model folder is missing or damaged (what decoding needs), or has no
+            usable fp16 synthesis for ``precision="fp16"``; with ``refine``, it has no usable
+            encoder, synthesis_gradient graph or lambda.
         ExactnessError: the installed onnxruntime computes the model's entropy parameters
             wrongly (see :mod:`nicodec.exactness`).
         NicodecError: an unavailable provider, an unknown precision, or an argument of the
@@ -196,7 +202,8 @@ class Codec:
             raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         decoder = PRECISIONS[precision]
         if not self.model.has_graph(decoder):
-            raise ModelError(f"the model {self.model.model_id} has no {precision} synthesis ({decoder}.onnx)")
+            problem = self.model.unavailable.get(f"{decoder}.onnx", f"it has no {decoder}.onnx")
+            raise ModelError(f"the model {self.model.model_id} has no usable {precision} synthesis: {problem}")
         self.precision = precision
         self.refine = _whole("refine", refine, 0, MAX_REFINE)
         chosen_rdo = rdo
@@ -219,9 +226,13 @@ class Codec:
         if self.model.entropy_check is not None:
             exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id,
                             self.model.entropy_probe)
-        self._gradient, self._gradient_weighted = None, False
+        self._graphs = {"encoder": "encoder", "decoder": decoder, "synthesis_gradient": "synthesis_gradient"}
+        self._settings = (chosen, threads, optimization, strict)
+        self._sessions: dict = {}
+        self._loading = threading.Lock()
         if self.refine:
-            problem = self.model.encoder_problems.get("synthesis_gradient.onnx")
+            self._check_available("encoder")
+            problem = self.model.unavailable.get("synthesis_gradient.onnx")
             if problem is None and not self.model.has_graph("synthesis_gradient"):
                 problem = "it has no synthesis_gradient graph (nicodec-export --add-encoder-graphs adds it)"
             if problem is None and self.model.scale_table is None:
@@ -229,12 +240,56 @@ class Codec:
             if problem is not None:
                 raise ModelError(f"the model {self.model.model_id} cannot refine its latent: {problem}")
             self.model.lmbda()  # a ModelError now rather than after the analysis
-            self._gradient = create_session(self.model.graph("synthesis_gradient"), chosen, threads, optimization,
-                                            strict=strict)
-            # Graphs exported before the pixel weight count the padding too.
-            self._gradient_weighted = any(i.name == "weight" for i in self._gradient.get_inputs())
-        self._encoder = create_session(self.model.graph("encoder"), chosen, threads, optimization, strict=strict)
-        self._decoder = create_session(self.model.graph(decoder), chosen, threads, optimization, strict=strict)
+
+    def _check_available(self, graph: str) -> None:
+        """A ModelError if the model's file for ``graph`` (a key of ``_graphs``) is missing or damaged."""
+        problem = self.model.unavailable.get(f"{self._graphs[graph]}.onnx")
+        if problem is not None:
+            doing = "encode" if graph == "encoder" else "refine its latent"
+            raise ModelError(f"the model {self.model.model_id} cannot {doing}: {problem}")
+
+    def _session(self, graph: str):
+        """The onnxruntime session of ``graph`` (``"encoder"``, ``"decoder"`` or
+        ``"synthesis_gradient"``), loaded at its first use, once, whichever thread asks."""
+        session = self._sessions.get(graph)
+        if session is not None:
+            return session
+        with self._loading:
+            if graph not in self._sessions:
+                self._check_available(graph)
+                providers, threads, optimization, strict = self._settings
+                self._sessions[graph] = create_session(self.model.graph(self._graphs[graph]), providers, threads,
+                                                       optimization, strict=strict)
+            return self._sessions[graph]
+
+    @property
+    def _gradient_weighted(self) -> bool:
+        """Whether the synthesis gradient graph takes a pixel weight (graphs exported before it
+        count the padding too)."""
+        return any(i.name == "weight" for i in self._session("synthesis_gradient").get_inputs())
+
+    @_loading_named
+    def prepare(self, *, encode: bool = True, decode: bool = True) -> "Codec":
+        """Load now the graphs that encoding (with ``refine``, its gradient and synthesis too)
+        and decoding run, rather than at their first use: for a first image as fast as the
+        next, or a model's or provider's problem raised here rather than by the first image.
+
+        Returns:
+            The codec itself.
+
+        Raises:
+            ModelError: ``encode`` and the model cannot encode (its ``encoder.onnx`` is missing,
+                as in a copy made to decode only, or damaged), or a graph does not load.
+            OutOfMemoryError: memory ran out while a graph loaded.
+            NicodecError: an explicitly chosen provider could not run a graph.
+        """
+        for name, value in (("encode", encode), ("decode", decode)):
+            if not isinstance(value, (bool, np.bool_)):
+                raise NicodecError(f"{name} must be True or False, not {value!r}")
+        graphs = (["encoder"] + (["synthesis_gradient", "decoder"] if self.refine else [])) if encode else []
+        for graph in graphs + (["decoder"] if decode else []):
+            self._session(graph)
+        return self
 
     def __reduce__(self):
         # Without this, pickle fails deep inside onnxruntime ("cannot pickle InferenceSession").
@@ -250,15 +305,12 @@ class Codec:
     @property
     def providers(self) -> dict[str, list[str]]:
         """The providers each graph actually runs on, as onnxruntime reports them (with
-        ``refine``, the synthesis gradient's too)."""
-        providers = {
-            "encoder": self._encoder.get_providers(),
-            "entropy_parameters": self._entropy.get_providers(),
-            "decoder": self._decoder.get_providers(),
-        }
-        if self._gradient is not None:
-            providers["synthesis_gradient"] = self._gradient.get_providers()
-        return providers
+        ``refine``, the synthesis gradient's too; without ``encoder`` for a model that cannot
+        encode). Asking loads the graphs not loaded yet."""
+        graphs = ["encoder"] * self.model.has_graph("encoder") + ["entropy_parameters", "decoder"]
+        graphs += ["synthesis_gradient"] * bool(self.refine)
+        return {graph: (self._entropy if graph == "entropy_parameters" else self._session(graph)).get_providers()
+                for graph in graphs}
 
     # -- encoding ---------------------------------------------------------------------
 
@@ -310,6 +362,7 @@ class Codec:
         check_flags(strip=strip, exact=exact)
         _check_progress(progress)
         quality, gain = self._encoder_gain(quality)
+        encoder = self._session("encoder")
         picture = read_picture(image, strip=strip, check_size=self._check_size)
         # Under pixels of alpha 0 the colour is ours to choose (unless exact): a smooth fill,
         # which the refinement leaves out of its distortion too. One copy of the pixels is kept.
@@ -326,7 +379,7 @@ class Codec:
         alpha = ALPHA_SHARE if picture.alpha is not None else 0.0
         work = _Work(progress)
         work.start(padded.shape[0] * padded.shape[1], 1 + ENTROPY_ENCODING_SHARE + refining + alpha)
-        y, z = self._run_tiled(self._encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
+        y, z = self._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
                                done=work.advance)
         if z.shape != self._z_shape(height, width):
             # The decoder rebuilds this shape from the header and the manifest.
@@ -603,7 +656,8 @@ class Codec:
             spatial["weight"] = (weight, d)
         elif weight is not None:
             raise ValueError("this synthesis gradient graph takes no pixel weight")
-        (gradient,) = self._run_tiled(self._gradient, "y_hat", y_hat, 4, (4,), margin, spatial=spatial)
+        graph = self._session("synthesis_gradient")
+        (gradient,) = self._run_tiled(graph, "y_hat", y_hat, 4, (4,), margin, spatial=spatial)
         return gradient
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
@@ -689,7 +743,7 @@ class Codec:
         # The synthesis needs less context than the analysis: its receptive field reaches 30
         # pixels (three 3x3 convolutions at 1/16, 1/8 and 1/4 of the size, then a 5x5
         # transposed one at 1/2), so 64, half the default analysis margin, covers it twice.
-        (image,) = self._run_tiled(self._decoder, "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d), done=done)
+        (image,) = self._run_tiled(self._session("decoder"), "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d), done=done)
         return image
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""A model folder: three ONNX graphs, frozen integer tables and a manifest that ties them.
+"""A model folder: ONNX graphs, frozen integer tables and a manifest that ties them.
 
 Layout (written by ``nicodec-export``)::
 
@@ -11,6 +11,10 @@ Layout (written by ``nicodec-export``)::
                                error, for refining the latent (``nicodec.refine``)
     tables.npz                 integer CDFs for z (per channel) and y (per scale); for a
                                variable-rate model also the gain vectors of its trained levels
+
+Decoding needs only the manifest, the tables, ``entropy_parameters.onnx`` and ``decoder.onnx``
+(``DECODING_FILES``): a copy of a model folder without the other graphs decodes every file the
+whole folder does, and says what it cannot do when asked to encode (or to decode in fp16).
 
 A variable-rate model codes at any quality from ``QUALITY_MIN`` to ``QUALITY_MAX``: the
 quality picks a position between its trained levels (lowest rate at ``QUALITY_MIN``), and
@@ -39,12 +43,17 @@ MODEL_FORMAT_VERSION = 2
 """The manifest version ``nicodec-export`` writes; ``load`` also reads version 1 (below)."""
 MODEL_FORMAT_VERSIONS = (1, 2)
 GRAPHS = ("encoder", "entropy_parameters", "decoder")
+"""The graphs every manifest lists (and its model hash covers)."""
 OPTIONAL_GRAPHS = ("decoder_fp16",)
 ENCODER_GRAPHS = ("synthesis_gradient",)
 """Optional graphs only the encoder runs (``Codec(refine=...)``). They cannot change what a
 file decodes to, so the manifest lists them apart, under ``encoder_files``, outside the
 model hash: a model folder may gain them without making its files unreadable."""
 TABLES = "tables.npz"
+DECODING_FILES = ("entropy_parameters.onnx", "decoder.onnx", TABLES)
+"""The files a model folder cannot load without: everything decoding needs. The other graphs
+may be missing (left out of a copy that only decodes) or damaged; they are then unavailable
+(``ModelFiles.unavailable``), and what would run one says why it cannot."""
 DECODES_FILES_OF = "decodes_files_of"
 """Manifest key: the earlier models whose files this model also decodes, each as its
 ``model_id``, ``model_hash``, manifest ``version``, ``files`` (name: SHA-256) and ``decoding``
@@ -150,8 +159,9 @@ class ModelFiles:
             a variable-rate model; ``None`` for a single-rate model.
         scale_table: (scale levels,) float32, the Gaussian scale of each y table (``None``
             if the tables file lacks it); the encoder's refinement uses it.
-        encoder_problems: encoder-only graphs the manifest lists but that are missing or
-            damaged (file name: what is wrong); they are unavailable, the model still codes.
+        unavailable: the graphs the manifest lists, outside ``DECODING_FILES``, that are
+            missing or damaged (file name: what is wrong): what needs one cannot run, the
+            model still decodes (and encodes, if ``encoder.onnx`` is not among them).
         decodes_files_of: ``(model_id, 8-byte model hash)`` of the earlier models whose files
             this model also decodes (:data:`DECODES_FILES_OF`).
     """
@@ -165,7 +175,7 @@ class ModelFiles:
     log_gain: np.ndarray | None = None
     log_inverse_gain: np.ndarray | None = None
     scale_table: np.ndarray | None = None
-    encoder_problems: dict[str, str] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
     decodes_files_of: tuple[tuple[str, bytes], ...] = ()
 
     @property
@@ -247,9 +257,9 @@ class ModelFiles:
         return self.path / f"{name}.onnx"
 
     def has_graph(self, name: str) -> bool:
-        """Whether the folder has this graph, usable (a damaged encoder-only graph is not)."""
+        """Whether the folder has this graph, usable (a missing or damaged one is not)."""
         file = f"{name}.onnx"
-        if file in self.encoder_problems:
+        if file in self.unavailable:
             return False
         return file in self.manifest["files"] or file in self.manifest.get("encoder_files", {})
 
@@ -281,25 +291,27 @@ class ModelFiles:
         _check_manifest(manifest, manifest_path)
         files = manifest.get("files", {})
         optional = [f"{g}.onnx" for g in OPTIONAL_GRAPHS if f"{g}.onnx" in files]
-        for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES] + optional:
+        for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES]:
             if name not in files:
                 raise ModelError(f"the manifest of {folder} does not list {name}")
-            if not (folder / name).is_file():
-                raise ModelError(f"model file missing: {folder / name}")
-            if verify and sha256_file(folder / name) != files[name]:
-                raise ModelError(f"model file {folder / name} does not match its SHA-256 in the manifest")
         encoder_files = manifest.get("encoder_files", {})
         if not isinstance(encoder_files, dict) or not set(encoder_files) <= {f"{g}.onnx" for g in ENCODER_GRAPHS}:
             raise ModelError(f"bad manifest {manifest_path}: encoder_files may list only "
                              + ", ".join(f"{g}.onnx" for g in ENCODER_GRAPHS))
-        # Encoder-only graphs are optional: one missing or damaged is unavailable, not fatal,
-        # since decoding never needs it (Codec(refine=...) says why it cannot refine).
-        encoder_problems = {}
-        for name, digest in encoder_files.items():
+        # Only what decoding needs must be there and whole: a graph for anything else that is
+        # missing or damaged is unavailable, not fatal (the Codec says why when it is needed).
+        unavailable = {}
+        listed = [(name, files[name]) for name in [f"{g}.onnx" for g in GRAPHS] + [TABLES] + optional]
+        for name, digest in listed + list(encoder_files.items()):
             if not (folder / name).is_file():
-                encoder_problems[name] = f"{folder / name} is missing"
+                problem = f"{folder / name} is missing"
             elif verify and sha256_file(folder / name) != digest:
-                encoder_problems[name] = f"{folder / name} does not match its SHA-256 in the manifest"
+                problem = f"{folder / name} does not match its SHA-256 in the manifest"
+            else:
+                continue
+            if name in DECODING_FILES:
+                raise ModelError(f"model file {problem}")
+            unavailable[name] = problem
         if manifest_hash(manifest) != manifest.get("model_hash"):
             what = "file list" if manifest["version"] == 1 else "file list and decoding fields"
             raise ModelError(f"the model hash in {manifest_path} does not match its {what}")
@@ -335,7 +347,7 @@ class ModelFiles:
             log_gain=gains[0] if gains else None,
             log_inverse_gain=gains[1] if gains else None,
             scale_table=scales if scales is not None and scales.shape == (y_tables.n_tables,) else None,
-            encoder_problems=encoder_problems,
+            unavailable=unavailable,
             decodes_files_of=tuple((e["model_id"], bytes.fromhex(e["model_hash"])[:8])
                                    for e in manifest.get(DECODES_FILES_OF, [])),
         )

@@ -722,12 +722,12 @@ def test_session_options_reach_onnxruntime_and_a_float_entropy_graph_is_pinned(m
 
     monkeypatch.setattr(sessions, "_ort", Recording)
     basic, every = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
-    Codec(providers="cpu", threads=2, optimization="basic")
+    Codec(providers="cpu", threads=2, optimization="basic").prepare()
     assert {name for name, _, _ in made} >= {"encoder", "entropy_parameters", "decoder"}
     assert all(options == [2, basic] for _, *options in made), made
     made.clear()
     monkeypatch.setattr(ModelFiles, "integer_entropy", property(lambda self: False))
-    Codec(providers="cpu", threads=2, optimization="all")
+    Codec(providers="cpu", threads=2, optimization="all").prepare()
     assert [options for name, *options in made if name == "entropy_parameters"] == [[1, basic]], made
     assert all(options == [2, every] for name, *options in made if name != "entropy_parameters"), made
 
@@ -748,13 +748,15 @@ def test_images_run_in_tiles_hand_the_memory_arena_back_after_each_tile(photo):
     whole = Codec(providers="cpu", threads=1)
     tiled = Codec(providers="cpu", threads=1, tile=64)  # the default margins, 192 and 64 pixels
     for codec in (whole, tiled):
-        codec._encoder, codec._decoder = Recording(codec._encoder), Recording(codec._decoder)
+        for graph in ("encoder", "decoder"):
+            codec._sessions[graph] = Recording(codec._session(graph))
     assert photo.shape[0] > 64
     data = whole.encode(photo)
     assert tiled.encode(photo) == data
     assert np.array_equal(whole.decode(data, as_array=True), tiled.decode(data, as_array=True))
-    assert whole._encoder.asked == whole._decoder.asked == [None]
-    assert len(tiled._encoder.asked) > 1 and set(tiled._encoder.asked) == set(tiled._decoder.asked) == {"cpu:0"}
+    assert whole._sessions["encoder"].asked == whole._sessions["decoder"].asked == [None]
+    encoder, decoder = tiled._sessions["encoder"], tiled._sessions["decoder"]
+    assert len(encoder.asked) > 1 and set(encoder.asked) == set(decoder.asked) == {"cpu:0"}
 
 
 def test_running_out_of_memory_is_a_named_error(codec, photo, monkeypatch):
@@ -774,13 +776,13 @@ def test_running_out_of_memory_is_a_named_error(codec, photo, monkeypatch):
     data = codec.encode(photo)
     for error in (Fail("[ONNXRuntimeError] : 1 : FAIL : BFCArena::AllocateRawInternal Failed to allocate memory "
                        "for requested buffer of size 301989888"), MemoryError()):
-        monkeypatch.setattr(codec, "_decoder", Starved(codec._decoder, error))
+        monkeypatch.setitem(codec._sessions, "decoder", Starved(codec._session("decoder"), error))
         expected = ("onnxruntime could not allocate 301,989,888 bytes" if isinstance(error, Fail)
                     else "a numpy array could not be allocated")
         with pytest.raises(nicodec.OutOfMemoryError, match=f"^out of memory: {expected}; smaller tiles") as caught:
             codec.decode(data)
         assert isinstance(caught.value, nicodec.NicodecError) and isinstance(caught.value, MemoryError)
-    monkeypatch.setattr(codec, "_encoder", Starved(codec._encoder, Fail("some other failure")))
+    monkeypatch.setitem(codec._sessions, "encoder", Starved(codec._session("encoder"), Fail("some other failure")))
     with pytest.raises(Fail):  # not every onnxruntime error is about memory
         codec.encode(photo)
 
@@ -876,8 +878,8 @@ def test_default_threads_follow_the_cores_the_process_may_use(monkeypatch):
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert sessions._allowed_cores() == 1
-    assert Codec(providers="cpu")._encoder.get_session_options().intra_op_num_threads == 1
-    assert Codec(providers="cpu", threads=2)._encoder.get_session_options().intra_op_num_threads == 2
+    assert Codec(providers="cpu")._session("encoder").get_session_options().intra_op_num_threads == 1
+    assert Codec(providers="cpu", threads=2)._session("encoder").get_session_options().intra_op_num_threads == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert sessions._allowed_cores() is None  # every core: onnxruntime's own default
 
