@@ -738,6 +738,7 @@ def encode(
         if to_stdout:
             stdio.write_stdout(data)
         else:
+            _remove_stale([target])
             write_atomic(target, lambda f: f.write(data), force=force)
     header = _header(data)
     facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
@@ -833,6 +834,7 @@ def decode(
             outputs.save(image, buffer, fmt)
             stdio.write_stdout(buffer.getvalue())
         else:
+            _remove_stale([target])
             write_atomic(target, lambda f: outputs.save(image, f, fmt), force=force)
     with _writing_report():
         (err if to_stdout else out).print(
@@ -1145,11 +1147,27 @@ def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
     return min(MAX_THREADS, max(1, usable_cores() // jobs))
 
 
+def _remove_stale(targets) -> None:
+    """Remove the temporary files that killed runs left beside these outputs
+    (:func:`nicodec.files.remove_stale_temporaries`), with a note on stderr."""
+    from .files import remove_stale_temporaries
+
+    names: dict[Path, set[str]] = {}
+    for target in targets:
+        names.setdefault(target.parent, set()).add(target.name)
+    removed = [folder / name for folder, wanted in names.items() for name in remove_stale_temporaries(folder, wanted)]
+    if removed:
+        shown = ", ".join(str(path).translate(_CONTROLS) for path in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        count = f"{len(removed):,} temporary file" + ("" if len(removed) == 1 else "s")
+        err.print(f"note: removed {count} that a killed run left unfinished: {shown}", markup=False)
+
+
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import run
 
+    _remove_stale(item.target for item in items)
     start = time.perf_counter()
     done_bytes, written = [0], [0]
     # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
-from collections.abc import Callable
+import stat
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .errors import NicodecError, OutputExistsError
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+STALE_AFTER = 60.0
+"""Seconds since its last write after which an unlocked temporary file is a killed run's."""
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, force: bool = False) -> None:
@@ -23,7 +34,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         NicodecError: the folder does not exist or cannot be written.
 
     On any failure, including KeyboardInterrupt, the temporary file is removed
-    and ``path`` is left as it was.
+    and ``path`` is left as it was. A kill (SIGKILL, the kernel's out-of-memory killer) leaves
+    it behind: the temporary file, ``.NAME.TOKEN.part``, is locked (``flock``) until it is
+    renamed, so that a later run can tell it from one being written
+    (:func:`remove_stale_temporaries`).
     """
     path = Path(path)
     check_target(path, force)
@@ -35,7 +49,10 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
-            _commit(tmp, path, force)
+                if fcntl is not None:  # renamed while open, so still locked (Windows cannot rename an open file)
+                    _commit(tmp, path, force)
+            if fcntl is None:
+                _commit(tmp, path, force)
         except OSError as exc:
             raise NicodecError(f"cannot write {path}: {exc.strerror or exc}") from None
     except BaseException:
@@ -251,9 +268,61 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
             tmp_name = f".nicodec.{token}.part"
         tmp = str(folder / tmp_name)
         try:
-            return os.open(tmp, flags, 0o666), tmp
+            fd = os.open(tmp, flags, 0o666)
         except FileExistsError:
             continue
         except OSError as exc:
             raise NicodecError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:  # a file system without locks: such files are never removed as stale
+                pass
+        return fd, tmp
     raise NicodecError(f"cannot create a temporary file in {folder}")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike, names: Iterable[str]) -> list[str]:
+    """Remove the temporary files that runs killed while writing one of ``names`` (outputs in
+    ``folder``) left there, and return their names.
+
+    Only ``.NAME.TOKEN.part`` files (``write_atomic``'s, TOKEN 8 hexadecimal digits) for a NAME
+    among ``names`` count, and only when no process holds their lock (the writer holds it from
+    creation to rename) and nothing wrote them for ``STALE_AFTER`` seconds. Nothing is removed
+    on Windows or on a file system without ``flock``, where that cannot be told; nor the
+    ``.nicodec.TOKEN.part`` files of outputs with names too long to prefix, whose output is unknown.
+    One listing of the folder; any error reading it or a file leaves things as they are.
+    """
+    if fcntl is None:
+        return []
+    wanted = set(names)
+    removed = []
+    try:
+        with os.scandir(folder) as entries:
+            found = [(entry.name, entry.path) for entry in entries if entry.name.endswith(".part")]
+    except OSError:
+        return []
+    for name, path in found:
+        match = _TEMPORARY.fullmatch(name)
+        if match is None or match.group(1) not in wanted:
+            continue
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # released as fd closes
+            held = os.fstat(fd)
+            now = os.lstat(path)
+            if (stat.S_ISREG(held.st_mode) and (held.st_dev, held.st_ino) == (now.st_dev, now.st_ino)
+                    and time.time() - held.st_mtime > STALE_AFTER):
+                os.unlink(path)
+                removed.append(name)
+        except OSError:  # locked: being written; or gone meanwhile
+            pass
+        finally:
+            os.close(fd)
+    return removed
+
+
+_TEMPORARY = re.compile(r"\.(.+)\.[0-9a-f]{8}\.part", re.DOTALL)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import numpy as np
 import pytest
@@ -454,6 +455,73 @@ def test_write_atomic_syncs_before_the_rename_and_keeps_a_newcomer_without_hard_
         write_atomic(newcomer, lambda f: (f.write(b"ours"), newcomer.write_bytes(b"theirs")))
     assert newcomer.read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nic", "b.nic", "c.nic"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: nothing is removed on Windows")
+def test_what_a_killed_writer_left_is_removed_later_and_what_a_live_one_writes_is_not(tmp_path):
+    """A SIGKILL (the out-of-memory killer) while an output is written left its
+    ``.NAME.TOKEN.part`` for good. The writer locks it until the rename, so a later run removes
+    it once nothing holds it, and never a file still being written, however old."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from nicodec.files import remove_stale_temporaries
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time\nfrom nicodec.files import write_atomic\n"
+         "def write(f):\n    f.write(b'half'); f.flush(); print('ready', flush=True); time.sleep(120)\n"
+         f"write_atomic({str(tmp_path / 'big.png')!r}, write)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline() == "ready\n"
+        [part] = [p for p in tmp_path.iterdir() if p.name.startswith(".big.png.")]
+        old = time.time() - 3600
+        os.utime(part, (old, old))
+        assert remove_stale_temporaries(tmp_path, ["big.png"]) == [] and part.exists()  # still being written
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    others = {".other.png.0123abcd.part": old, ".big.png.0123abcd.part": time.time(),  # another output; fresh
+              ".big.png.0123abcg.part": old, "big.png.0123abcd.part": old}  # not a token; not hidden
+    for name, when in others.items():
+        (tmp_path / name).write_bytes(b"x")
+        os.utime(tmp_path / name, (when, when))
+    (tmp_path / "kept").write_bytes(b"someone's")
+    os.symlink(tmp_path / "kept", tmp_path / ".big.png.0123abce.part")
+    (tmp_path / ".big.png.0123abcf.part").mkdir()
+    assert remove_stale_temporaries(tmp_path, ["big.png", "a.png"]) == [part.name]
+    assert not part.exists() and not (tmp_path / "big.png").exists()
+    assert all((tmp_path / name).exists() for name in others) and (tmp_path / "kept").read_bytes() == b"someone's"
+    assert remove_stale_temporaries(tmp_path / "missing", ["big.png"]) == []
+
+
+def test_the_command_line_removes_what_a_killed_run_left_beside_its_outputs(tmp_path, photo):
+    import os
+    import time
+
+    runner = CliRunner()
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    old = time.time() - 3600
+    for name in (".a.nic.0123abcd.part", ".a.png.0123abcd.part"):
+        (tmp_path / name).write_bytes(b"half")
+        os.utime(tmp_path / name, (old, old))
+    result = runner.invoke(app, ["encode", str(tmp_path / "a.png")])
+    assert result.exit_code == 0, result.output
+    assert "note: removed 1 temporary file that a killed run left unfinished: " in result.stderr
+    assert not (tmp_path / ".a.nic.0123abcd.part").exists() and (tmp_path / ".a.png.0123abcd.part").exists()
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in (".a.png.0123abcd.part", ".a.png.0123abce.part"):
+        (out / name).write_bytes(b"half")
+        os.utime(out / name, (old, old))
+    (tmp_path / "a.png").rename(tmp_path / "b.png")
+    result = runner.invoke(app, ["decode", str(tmp_path), "-o", str(out)])  # a folder: the batch
+    assert result.exit_code == 0, result.output
+    assert "note: removed 2 temporary files" in result.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["a.png"]
+    assert (tmp_path / ".a.png.0123abcd.part").exists()  # not beside an output of this run
 
 
 def test_a_nic_file_given_to_encode_is_named_whether_or_not_the_pillow_plugin_is_registered(codec, photo, tmp_path):
