@@ -573,8 +573,13 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _make_folder(folder: Path) -> None:
-    """Create an output folder (and its parents) before any work, or name why it cannot be."""
+def _make_folder(folder: Path) -> list[Path]:
+    """Create an output folder (and its parents) before any work, or name why it cannot be; the
+    folders it created, outermost first."""
+    created, probe = [], folder
+    while not os.path.lexists(probe) and probe != probe.parent:
+        created.append(probe)
+        probe = probe.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -584,6 +589,22 @@ def _make_folder(folder: Path) -> None:
     from .files import check_writable
 
     check_writable(folder)
+    return created[::-1]
+
+
+@contextmanager
+def _unmade_on_failure(made: list[Path]):
+    """Remove the output folders in ``made`` (outermost first) again, those still empty, if the
+    command fails: it made them for an output it did not write."""
+    try:
+        yield
+    except BaseException:
+        for folder in reversed(made):
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (something else is in it now), or gone
+                break
+        raise
 
 
 def _as_read(source: Path):
@@ -618,8 +639,9 @@ def _writable_before(target: Path) -> None:
         check_writable(target.parent)
 
 
-def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
-    """The output path, refused early (before any work) when it cannot or must not be written."""
+def _target(input: Path, output: Optional[str], suffix: str, force: bool, made: list[Path]) -> Path:
+    """The output path, refused early (before any work) when it cannot or must not be written
+    (``made``: gets the folders made for it, as ``-o NEW/`` asks)."""
     from .files import check_target
 
     # Decoding beside the input, or into a folder under its name: an image there may be the original.
@@ -641,7 +663,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
             # Into that folder, under the input's name, as cp does (a shell glob may match one file).
             if stdio.is_stdio(input):
                 raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
-            _make_folder(Path(output))
+            made += _make_folder(Path(output))
             output = Path(output) / input.with_suffix(suffix).name
             beside = suffix != ".nic"
     output = Path(output)
@@ -719,12 +741,13 @@ def encode(
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
-    with _reporting(debug):
+    made: list[Path] = []
+    with _reporting(debug), _unmade_on_failure(made):
         _check_input(input, "image")
         if to_stdout:
             stdio.check_stdout(input)
         else:
-            target = _target(input, output, ".nic", force)
+            target = _target(input, output, ".nic", force, made)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
@@ -805,13 +828,14 @@ def decode(
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
-    with _reporting(debug):
+    made: list[Path] = []
+    with _reporting(debug), _unmade_on_failure(made):
         _check_input(input, ".nic")
         if to_stdout:
             stdio.check_stdout(input)
             target, fmt = None, "PNG"
         else:
-            target = _target(input, output, ".png", force)
+            target = _target(input, output, ".png", force, made)
             fmt = Image.registered_extensions().get(target.suffix.lower())
             if fmt is None or fmt not in Image.SAVE:
                 raise UnsupportedImageError(
@@ -876,7 +900,7 @@ def verify(
         for item in found:  # a file named twice (or found again under a folder) is verified once
             unique.setdefault(stdio.STDIO if stdio.is_stdio(item.source) else real_path(item.source), item)
         items = list(unique.values())
-        codec = _codec(model, Provider.cpu, None, max_pixels)
+        codec = _codec(model, Provider.cpu, None, max_pixels, decode=True)  # loaded, not run: it decodes here
     failed = 0
     with _reporting(debug), _writing_report():  # Ctrl-C: "interrupted", exit code 130
         for item in items:

@@ -161,7 +161,10 @@ class Codec:
         ExactnessError: the installed onnxruntime computes the model's entropy parameters
             wrongly (see :mod:`nicodec.exactness`).
         NicodecError: an unavailable provider, an unknown precision, or an argument of the
-            wrong type or out of its range.
+            wrong type or out of its range. A provider asked for by name (``"cuda"``, a list)
+            that onnxruntime cannot use for a graph is refused as that graph loads: at its
+            first use, or by :meth:`prepare` (which the command line calls); with ``"auto"``,
+            a warning then.
     """
 
     @_loading_named
@@ -358,6 +361,10 @@ class Codec:
             LimitError: the image has more than ``max_pixels`` pixels (``PixelLimitError``) or a
                 side longer than the format holds.
             QualityError: ``quality`` is outside 1..100, or given to a single-rate model.
+            ModelError: the model cannot encode (its ``encoder.onnx`` is missing, as in a copy
+                made to decode only, or damaged), or a graph does not load (the first use
+                loads it; :meth:`prepare` does so before any image).
+            OutOfMemoryError: memory ran out (while a graph loaded, or for the image).
         """
         check_flags(strip=strip, exact=exact)
         _check_progress(progress)
@@ -492,6 +499,8 @@ class Codec:
             ModelMismatchError: the file was made by another model, and not by one whose files
                 this model also decodes (``ModelFiles.decodes_files_of``).
             PixelLimitError: the header claims more than ``max_pixels`` pixels (a ``LimitError``).
+            ModelError: the synthesis graph does not load (the first decode loads it).
+            OutOfMemoryError: memory ran out (while the synthesis loaded, or for the image).
         """
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")

@@ -272,7 +272,9 @@ class ModelFiles:
             verify: check every file's SHA-256 against the manifest.
 
         Raises:
-            ModelError: a missing folder or file, a bad manifest or a hash mismatch.
+            ModelError: a missing folder, a bad manifest, a file of ``DECODING_FILES`` missing or
+                not matching its hash, or a hash mismatch. Other graphs missing or damaged are
+                only ``unavailable``.
         """
         folder = Path(path) if path is not None else default_model_dir()
         manifest_path = folder / MANIFEST

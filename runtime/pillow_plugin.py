@@ -200,7 +200,10 @@ class NicDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer) -> tuple[int, int]:
         (source,) = self.args
-        codec = source.get()  # a missing model or runtime is not the file's fault: not wrapped
+        # A missing model or runtime, or a graph that does not load, is not the file's fault: not wrapped.
+        codec = source.get()
+        if hasattr(codec, "prepare"):  # not a duck-typed codec (encode and decode only)
+            codec.prepare(encode=False)
         if self.fd is None:  # ImageFile.Parser feeds the data in pieces
             raise OSError("a .nic file is decoded whole: open it from a file or io.BytesIO, not ImageFile.Parser")
         try:
@@ -228,6 +231,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     describe the picture turned upright: an orientation in ``exif`` or ``xmp`` is left out
     (``save(f, exif=im.info["exif"])`` turns the picture once, not twice)."""
     codec = codec_source.get()
+    if hasattr(codec, "prepare"):  # a model that cannot encode, or a graph that does not load: not wrapped
+        codec.prepare(decode=False)
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already

@@ -215,7 +215,9 @@ class Encoder:
     ):
         from .codec import Codec
 
-        self.codec = Codec(model, providers=providers, threads=threads)
+        # Loaded now: a model that cannot encode, or a provider the worker lacks, stops the actor
+        # as it starts rather than failing each image.
+        self.codec = Codec(model, providers=providers, threads=threads).prepare(decode=False)
         self.source_root = source_root
         self.filesystem, self.target_root = _filesystem(target)
         self.overwrite = overwrite

@@ -117,8 +117,19 @@ def _warn_if_both_installed() -> None:
             "installed last replaced parts of the other. Run pip uninstall -y onnxruntime onnxruntime-gpu, then "
             "install nicodec with one extra, [cpu] or [gpu]",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=caller_outside(),
         )
+
+
+def caller_outside() -> int:
+    """The ``stacklevel`` at which ``warnings.warn``, called by the function calling this,
+    names the nearest caller outside the nicodec package (the user's line, however deep
+    inside nicodec the warning arose)."""
+    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
@@ -235,6 +246,6 @@ def create_session(
         warnings.warn(
             f"onnxruntime could not use {providers[0]} for {path.name}; running on {', '.join(in_use)}",
             RuntimeWarning,
-            stacklevel=4,
+            stacklevel=caller_outside(),
         )
     return session

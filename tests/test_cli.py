@@ -382,6 +382,31 @@ def test_missing_output_folder_is_one_line(png, tmp_path):
     assert "does not exist" in result.stderr
 
 
+def test_a_folder_made_for_an_output_that_was_not_written_is_removed_again(png, tmp_path):
+    """``-o NEW/`` makes NEW (and its parents) before the work; a failure after that left them
+    behind, empty. Those still empty go; one that got something else meanwhile stays."""
+    import shutil
+
+    from nicodec.model import default_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    (model / "encoder.onnx").unlink()
+    result = run("encode", png, "-o", f"{tmp_path / 'new' / 'deeper'}/", "--model", model)
+    assert result.exit_code == 1 and "cannot encode" in result.stderr
+    assert not (tmp_path / "new").exists()
+    assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
+    (tmp_path / "cut.nic").write_bytes((tmp_path / "a.nic").read_bytes()[:-40])
+    (tmp_path / "kept").mkdir()
+    for output in (tmp_path / "kept" / "new", tmp_path / "new"):
+        result = run("decode", tmp_path / "cut.nic", "-o", f"{output}/")
+        assert result.exit_code == 1 and result.stderr.startswith("error: ")
+        assert not output.exists()
+    assert (tmp_path / "kept").is_dir()
+    assert run("decode", tmp_path / "a.nic", "-o", f"{tmp_path / 'new'}/").exit_code == 0
+    assert [p.name for p in (tmp_path / "new").iterdir()] == ["a.png"]
+
+
 def test_threads_one_and_two_decode_to_the_same_png(png, tmp_path):
     assert run("encode", png).exit_code == 0
     nic = tmp_path / "photo.nic"

@@ -109,7 +109,7 @@ def test_prepare_loads_what_it_is_asked_for_and_checks_its_arguments(loaded):
 
 def test_a_copy_without_the_other_graphs_decodes_the_same_and_says_why_it_cannot_encode(tmp_path, photo):
     """An edge board that only shows images needs the manifest, the tables and two graphs
-    (6.8 of the shipped model's 19.3 MB): the same model, so the same files and pixels."""
+    (6.8 of the shipped model's 19.4 MB): the same model, so the same files and pixels."""
     folder = _copy(tmp_path)
     full = Codec(providers="cpu")
     data = full.encode(photo, quality=40)
@@ -159,7 +159,8 @@ def test_the_command_line_loads_what_each_command_runs(tmp_path, photo, loaded):
     assert loaded == ["decoder"]
     loaded.clear()
     assert runner.invoke(app, ["verify", str(tmp_path / "photo.nic")]).exit_code == 0
-    assert loaded == []
+    assert loaded == ["decoder"]  # not run, but loaded: a file that verifies here decodes here
+    loaded.clear()
     result = runner.invoke(app, ["encode", str(png), "-o", str(tmp_path / "psnr.nic"), "--target-psnr", "30"])
     assert result.exit_code == 0, result.output
     assert loaded == ["encoder", "decoder"]  # the search decodes each try
@@ -184,3 +185,36 @@ def test_the_command_line_with_a_copy_that_only_decodes(tmp_path, photo):
         result = runner.invoke(app, [*args, "--model", str(folder)])
         assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "back.png").size == (photo.shape[1], photo.shape[0])
+
+
+def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_asked_for(photo, monkeypatch):
+    """Loading at first use put onnxruntime's fallback warning two or three frames deeper, and
+    the fixed stacklevel then named nicodec's own code, not the line that made or used the codec."""
+    import onnxruntime
+
+    from nicodec import sessions
+
+    class NoGpu:  # says it has CUDA, but runs every session on the CPU, as with no GPU visible
+        def __getattr__(self, name):
+            return getattr(onnxruntime, name)
+
+        @staticmethod
+        def get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        @staticmethod
+        def InferenceSession(path, sess_options, providers):
+            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+
+    data = Codec(providers="cpu").encode(photo)
+    monkeypatch.setattr(sessions, "_ort", NoGpu)
+    codec = Codec(providers="auto")
+    with pytest.warns(RuntimeWarning, match="could not use CUDAExecutionProvider for decoder.onnx") as caught:
+        codec.decode(data)
+    assert [w.filename for w in caught] == [__file__]
+    with pytest.warns(RuntimeWarning, match="for encoder.onnx") as caught:
+        codec.prepare()
+    assert [w.filename for w in caught] == [__file__]
+    strict = Codec(providers="cuda")
+    with pytest.raises(nicodec.NicodecError, match="could not use CUDAExecutionProvider for encoder.onnx"):
+        strict.encode(photo)

@@ -181,6 +181,34 @@ def test_register_uses_the_codec_it_is_given(codec, photo_image):
     assert calls == ["encode", "decode"]
 
 
+def test_a_codec_that_cannot_load_what_it_runs_is_not_the_files_fault(tmp_path, nic, photo_image, monkeypatch):
+    """Graphs load at first use, inside the decode that the plugin wraps in OSError (as Pillow's
+    callers expect of a damaged file): a copy of the model without the encoder, or a decoder graph
+    that does not load (out of memory), came out as OSError. They are raised as themselves."""
+    import shutil
+
+    from nicodec import codec as codec_module
+    from nicodec.model import default_model_dir
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    (model / "encoder.onnx").unlink()
+    pillow_plugin.register(nicodec.Codec(model, providers="cpu"))
+    with pytest.raises(nicodec.ModelError, match="cannot encode"):
+        photo_image.save(io.BytesIO(), format="NIC")
+    with Image.open(io.BytesIO(nic)) as im:
+        assert im.load() is not None  # it decodes
+
+    def starved(path, *args, **kwargs):
+        raise nicodec.OutOfMemoryError(f"out of memory while loading {path.name}")
+
+    fresh = nicodec.Codec(model, providers="cpu")  # its entropy graph loads now, the decoder at first use
+    monkeypatch.setattr(codec_module, "create_session", starved)
+    pillow_plugin.register(fresh)
+    with Image.open(io.BytesIO(nic)) as im, pytest.raises(nicodec.OutOfMemoryError, match="decoder.onnx"):
+        im.load()
+
+
 def test_register_refuses_what_is_not_a_codec():
     with pytest.raises(nicodec.NicodecError, match="Codec"):
         pillow_plugin.register("models/other")

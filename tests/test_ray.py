@@ -149,3 +149,20 @@ def test_exact_reaches_the_encoder(tmp_path):
         rows = Encoder(str(png.parent), str(tmp_path / "out"), exact=exact)(batch)
         assert list(rows["status"]) == ["done"] and rows["nic"][0] == codec.encode(png, exact=exact)
     assert codec.encode(png, exact=True) != codec.encode(png)
+
+
+def test_an_encoder_actor_whose_model_cannot_encode_stops_as_it_starts(tmp_path):
+    """With graphs loaded at first use, an actor on a decode-only copy of the model started and
+    then failed each image alone, loading the graph again each time: it is loaded as the actor starts."""
+    pytest.importorskip("ray.data")
+    import shutil
+
+    import nicodec
+    from nicodec.model import default_model_dir
+    from nicodec.ray_recipe import Encoder
+
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    (model / "encoder.onnx").unlink()
+    with pytest.raises(nicodec.ModelError, match="cannot encode: .*encoder.onnx is missing"):
+        Encoder(str(tmp_path), str(tmp_path / "out"), model=str(model))

@@ -374,6 +374,20 @@ def test_decoder_finetune_names_a_model_of_another_checkpoint(tmp_path, checkpoi
     assert not (tmp_path / "gs.pt").exists()
 
 
+@pytest.mark.skipif(not (REPO / "runtime" / "models" / "default" / "manifest.json").exists(), reason="no shipped model")
+def test_decoder_finetune_refuses_a_copy_of_the_model_that_cannot_encode(tmp_path, checkpoint, images,
+                                                                        no_image_loading):
+    """Such a copy loads (it decodes), and the first encode of the fine-tune was a traceback."""
+    import shutil
+
+    model = tmp_path / "model"
+    shutil.copytree(REPO / "runtime" / "models" / "default", model)
+    (model / "encoder.onnx").unlink()
+    code, said = decoder(checkpoint, "--out", tmp_path / "gs.pt", "--model", model, "--data", images)
+    assert code == 2 and "Invalid value for --model: the model" in said and "cannot encode" in said, said
+    assert not (tmp_path / "gs.pt").exists()
+
+
 def _shipped_checkpoint() -> Path:
     """The checkpoint the shipped model was exported from: training/checkpoints/MODEL_ID.pt."""
     manifest = REPO / "runtime" / "models" / "default" / "manifest.json"

@@ -210,7 +210,7 @@ def main(
     net, ckpt = start_finetune(checkpoint, out, cache, force, threads, seed)
     net.eval()
     try:
-        codec = Codec(model)
+        codec = Codec(model).prepare()  # it encodes and decodes: a copy that cannot encode is refused here
     except NicodecError as exc:  # ModelError, ExactnessError
         raise typer.BadParameter(str(exc), param_hint="--model") from None
     exported = (codec.model.latent_channels, codec.model.hyper_channels, codec.model.variable_rate)
