@@ -573,13 +573,8 @@ def _is_dir(path: Path) -> bool:
         return False
 
 
-def _make_folder(folder: Path) -> list[Path]:
-    """Create an output folder (and its parents) before any work, or name why it cannot be; the
-    folders it created, outermost first."""
-    created, probe = [], folder
-    while not os.path.lexists(probe) and probe != probe.parent:
-        created.append(probe)
-        probe = probe.parent
+def _make_folder(folder: Path) -> None:
+    """Create an output folder (and its parents), or name why it cannot be."""
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
@@ -589,22 +584,25 @@ def _make_folder(folder: Path) -> list[Path]:
     from .files import check_writable
 
     check_writable(folder)
-    return created[::-1]
 
 
-@contextmanager
-def _unmade_on_failure(made: list[Path]):
-    """Remove the output folders in ``made`` (outermost first) again, those still empty, if the
-    command fails: it made them for an output it did not write."""
-    try:
-        yield
-    except BaseException:
-        for folder in reversed(made):
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (something else is in it now), or gone
-                break
-        raise
+def _write(target: Path, write, force: bool) -> None:
+    """A single file's output, written atomically, its folder made first if ``-o NEW/`` asked for one."""
+    from .files import write_atomic
+
+    _make_folder(target.parent)
+    write_atomic(target, write, force=force)
+
+
+def _check_can_make(folder: Path) -> None:
+    """Refuse, before any work, an output folder still to be made that could not be: a file is
+    in the way, or the nearest folder that exists cannot be written in."""
+    from .files import check_writable, nearest_existing
+
+    above = nearest_existing(folder)
+    if not above.is_dir():
+        raise NicodecError(f"cannot create the output folder {folder}: {above} is a file, not a folder")
+    check_writable(above)
 
 
 def _as_read(source: Path):
@@ -639,9 +637,11 @@ def _writable_before(target: Path) -> None:
         check_writable(target.parent)
 
 
-def _target(input: Path, output: Optional[str], suffix: str, force: bool, made: list[Path]) -> Path:
-    """The output path, refused early (before any work) when it cannot or must not be written
-    (``made``: gets the folders made for it, as ``-o NEW/`` asks)."""
+def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
+    """The output path, refused early (before any work) when it cannot or must not be written.
+    A folder ``-o NEW/`` asks for is checked here and made when the output is written (by
+    :func:`_write`), so a run that fails first leaves none. What a killed run left of an
+    earlier write of it is removed first (:func:`_remove_stale`)."""
     from .files import check_target
 
     # Decoding beside the input, or into a folder under its name: an image there may be the original.
@@ -663,10 +663,14 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool, made: 
             # Into that folder, under the input's name, as cp does (a shell glob may match one file).
             if stdio.is_stdio(input):
                 raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
-            made += _make_folder(Path(output))
+            if not folder:
+                _check_can_make(Path(output))
+                return Path(output) / input.with_suffix(suffix).name  # nothing there yet to clash with
             output = Path(output) / input.with_suffix(suffix).name
             beside = suffix != ".nic"
     output = Path(output)
+    if not stdio.is_stdio(output) and output.parent.is_dir():
+        _remove_stale([output])  # even when the output exists and is refused: nothing else would
     try:
         if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
             raise NicodecError(f"the output {output} is the input; choose another name")
@@ -730,8 +734,6 @@ def encode(
     reports what it reached. A bpp or PSNR target out of reach gives the
     closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
     """
-    from .files import write_atomic
-
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     options = {"strip": strip, "exact": exact}
@@ -741,13 +743,12 @@ def encode(
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
-    made: list[Path] = []
-    with _reporting(debug), _unmade_on_failure(made):
+    with _reporting(debug):
         _check_input(input, "image")
         if to_stdout:
             stdio.check_stdout(input)
         else:
-            target = _target(input, output, ".nic", force, made)
+            target = _target(input, output, ".nic", force)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
@@ -761,8 +762,7 @@ def encode(
         if to_stdout:
             stdio.write_stdout(data)
         else:
-            _remove_stale([target])
-            write_atomic(target, lambda f: f.write(data), force=force)
+            _write(target, lambda f: f.write(data), force)
     header = _header(data)
     facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
              f"{8 * len(data) / (header.width * header.height):.4f} bpp"]
@@ -820,7 +820,6 @@ def decode(
     from PIL import Image
 
     from . import outputs
-    from .files import write_atomic
 
     if len(inputs) > 1 or _is_dir(inputs[0]):
         items, root = _batch_items(inputs, output, ".png", debug)
@@ -828,14 +827,13 @@ def decode(
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
-    made: list[Path] = []
-    with _reporting(debug), _unmade_on_failure(made):
+    with _reporting(debug):
         _check_input(input, ".nic")
         if to_stdout:
             stdio.check_stdout(input)
             target, fmt = None, "PNG"
         else:
-            target = _target(input, output, ".png", force, made)
+            target = _target(input, output, ".png", force)
             fmt = Image.registered_extensions().get(target.suffix.lower())
             if fmt is None or fmt not in Image.SAVE:
                 raise UnsupportedImageError(
@@ -858,8 +856,7 @@ def decode(
             outputs.save(image, buffer, fmt)
             stdio.write_stdout(buffer.getvalue())
         else:
-            _remove_stale([target])
-            write_atomic(target, lambda f: outputs.save(image, f, fmt), force=force)
+            _write(target, lambda f: outputs.save(image, f, fmt), force)
     with _writing_report():
         (err if to_stdout else out).print(
             f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
@@ -1183,7 +1180,10 @@ def _remove_stale(targets) -> None:
     if removed:
         shown = ", ".join(str(path).translate(_CONTROLS) for path in removed[:3]) + (", ..." if len(removed) > 3 else "")
         count = f"{len(removed):,} temporary file" + ("" if len(removed) == 1 else "s")
-        err.print(f"note: removed {count} that a killed run left unfinished: {shown}", markup=False)
+        try:  # a note: a stderr that cannot be written must not stop the work
+            err.print(f"note: removed {count} that a killed run left unfinished: {shown}", markup=False)
+        except (OSError, ValueError):
+            pass
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:

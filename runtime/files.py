@@ -276,6 +276,8 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:  # another run looking at it, for a moment (its age keeps it)
+                fcntl.flock(fd, fcntl.LOCK_EX)
             except OSError:  # a file system without locks: such files are never removed as stale
                 pass
         return fd, tmp

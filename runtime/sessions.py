@@ -123,11 +123,14 @@ def _warn_if_both_installed() -> None:
 
 def caller_outside() -> int:
     """The ``stacklevel`` at which ``warnings.warn``, called by the function calling this,
-    names the nearest caller outside the nicodec package (the user's line, however deep
-    inside nicodec the warning arose)."""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+    names the nearest caller outside nicodec and Pillow (the user's line, however deep inside
+    nicodec the warning arose, and through Pillow's ``open``, ``load`` and ``save`` for the plugin)."""
+    packages = [os.path.dirname(os.path.abspath(__file__)) + os.sep]
+    pil = sys.modules.get("PIL")
+    if pil is not None and getattr(pil, "__file__", None):
+        packages.append(os.path.dirname(os.path.abspath(pil.__file__)) + os.sep)
     frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(tuple(packages)):
         frame, level = frame.f_back, level + 1
     return level
 

@@ -382,9 +382,9 @@ def test_missing_output_folder_is_one_line(png, tmp_path):
     assert "does not exist" in result.stderr
 
 
-def test_a_folder_made_for_an_output_that_was_not_written_is_removed_again(png, tmp_path):
-    """``-o NEW/`` makes NEW (and its parents) before the work; a failure after that left them
-    behind, empty. Those still empty go; one that got something else meanwhile stays."""
+def test_a_folder_for_an_output_is_made_only_when_the_output_is_written(png, tmp_path):
+    """``-o NEW/`` made NEW (and its parents) before the work, and a failure after that left them
+    behind, empty; removing them then removed a folder another run had just found there too."""
     import shutil
 
     from nicodec.model import default_model_dir
@@ -403,8 +403,14 @@ def test_a_folder_made_for_an_output_that_was_not_written_is_removed_again(png, 
         assert result.exit_code == 1 and result.stderr.startswith("error: ")
         assert not output.exists()
     assert (tmp_path / "kept").is_dir()
-    assert run("decode", tmp_path / "a.nic", "-o", f"{tmp_path / 'new'}/").exit_code == 0
-    assert [p.name for p in (tmp_path / "new").iterdir()] == ["a.png"]
+    (tmp_path / "theirs").mkdir()  # as another run into the same folder would make it
+    assert run("decode", tmp_path / "cut.nic", "-o", f"{tmp_path / 'theirs'}/").exit_code == 1
+    assert (tmp_path / "theirs").is_dir()
+    (tmp_path / "file").write_bytes(b"in the way")
+    result = run("decode", tmp_path / "a.nic", "-o", f"{tmp_path / 'file' / 'new'}/")
+    assert result.exit_code == 1 and "is a file, not a folder" in result.stderr
+    assert run("decode", tmp_path / "a.nic", "-o", f"{tmp_path / 'new' / 'deeper'}/").exit_code == 0
+    assert [p.name for p in (tmp_path / "new" / "deeper").iterdir()] == ["a.png"]
 
 
 def test_threads_one_and_two_decode_to_the_same_png(png, tmp_path):

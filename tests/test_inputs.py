@@ -522,6 +522,62 @@ def test_the_command_line_removes_what_a_killed_run_left_beside_its_outputs(tmp_
     assert "note: removed 2 temporary files" in result.stderr
     assert sorted(p.name for p in out.iterdir()) == ["a.png"]
     assert (tmp_path / ".a.png.0123abcd.part").exists()  # not beside an output of this run
+    # A run refused because its output exists removes it too (nothing else would, without --force).
+    (tmp_path / "b.png").rename(tmp_path / "a.png")
+    (tmp_path / ".a.nic.0123abcd.part").write_bytes(b"half")
+    os.utime(tmp_path / ".a.nic.0123abcd.part", (old, old))
+    result = runner.invoke(app, ["encode", str(tmp_path / "a.png")])
+    assert result.exit_code == 1 and "exists" in result.stderr and "note: removed 1 temporary file" in result.stderr
+    assert not (tmp_path / ".a.nic.0123abcd.part").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock: nothing is removed on Windows")
+def test_a_note_that_cannot_be_printed_does_not_stop_the_write(tmp_path, photo):
+    import os
+    import subprocess
+    import time
+
+    Image.fromarray(photo).save(tmp_path / "a.png")
+    old = time.time() - 3600
+    (tmp_path / ".a.nic.0123abcd.part").write_bytes(b"half")
+    os.utime(tmp_path / ".a.nic.0123abcd.part", (old, old))
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(tmp_path / "a.png")], stderr=full,
+                              stdout=subprocess.PIPE)
+    assert done.returncode == 0 and (tmp_path / "a.nic").exists()
+    assert not (tmp_path / ".a.nic.0123abcd.part").exists()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_writer_that_finds_its_new_file_looked_at_waits_for_the_lock(tmp_path, monkeypatch):
+    """Another run's cleanup holds a new temporary file's lock for a moment: the writer went on
+    without one, so a later cleanup could remove the file under it."""
+    import fcntl
+    import os
+
+    from nicodec import files
+
+    real, calls = fcntl.flock, []
+
+    def busy_once(fd, operation):
+        calls.append(operation)
+        if len(calls) == 1:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        return real(fd, operation)
+
+    monkeypatch.setattr(files.fcntl, "flock", busy_once)
+    fd, tmp = files._create_temporary(tmp_path, "a.nic")
+    monkeypatch.setattr(files.fcntl, "flock", real)
+    try:
+        assert calls == [fcntl.LOCK_EX | fcntl.LOCK_NB, fcntl.LOCK_EX]
+        other = os.open(tmp, os.O_RDONLY)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(other, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the writer
+        finally:
+            os.close(other)
+    finally:
+        os.close(fd)
 
 
 def test_a_nic_file_given_to_encode_is_named_whether_or_not_the_pillow_plugin_is_registered(codec, photo, tmp_path):
