@@ -586,23 +586,42 @@ def _make_folder(folder: Path) -> None:
     check_writable(folder)
 
 
-def _write(target: Path, write, force: bool) -> None:
-    """A single file's output, written atomically, its folder made first if ``-o NEW/`` asked for one."""
+def _write(target: Path, write, force: bool, make_folder: bool) -> None:
+    """A single file's output, written atomically; ``make_folder``: into the folder ``-o NEW/``
+    asked for, made now (:func:`_target` only checked it). Any other missing folder is an error,
+    not made again (a mount that went away must not become a folder on the disk beneath)."""
     from .files import write_atomic
 
-    _make_folder(target.parent)
+    if make_folder:
+        _make_folder(target.parent)
     write_atomic(target, write, force=force)
 
 
-def _check_can_make(folder: Path) -> None:
-    """Refuse, before any work, an output folder still to be made that could not be: a file is
-    in the way, or the nearest folder that exists cannot be written in."""
-    from .files import check_writable, nearest_existing
+def _check_can_make(folder: Path, name: str) -> None:
+    """Refuse, before any work, an output folder still to be made, or the name ``name`` in it,
+    that could not be: something not a folder in the way (a file, a dangling or looping link),
+    the nearest folder that exists not writable, or a name too long for its file system."""
+    from .files import check_writable
 
-    above = nearest_existing(folder)
-    if not above.is_dir():
-        raise NicodecError(f"cannot create the output folder {folder}: {above} is a file, not a folder")
-    check_writable(above)
+    probe, missing = folder, [name]
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe.name)
+        probe = probe.parent
+    try:
+        is_folder = stat.S_ISDIR(probe.stat().st_mode)
+    except OSError as exc:  # a link to nowhere, a loop
+        raise NicodecError(f"cannot create the output folder {folder}: {probe}: {exc.strerror or exc}") from None
+    if not is_folder:
+        raise NicodecError(f"cannot create the output folder {folder}: {probe} is a file, not a folder")
+    check_writable(probe)
+    try:
+        longest = os.pathconf(probe, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # Windows; a file system that does not say
+        longest = 255
+    for part in missing:
+        if len(os.fsencode(part)) > longest:
+            raise NicodecError(f"cannot use the output {folder / name}: the name {part[:40]}... is longer than "
+                               f"the {longest} bytes its file system takes")
 
 
 def _as_read(source: Path):
@@ -637,10 +656,10 @@ def _writable_before(target: Path) -> None:
         check_writable(target.parent)
 
 
-def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Path:
-    """The output path, refused early (before any work) when it cannot or must not be written.
-    A folder ``-o NEW/`` asks for is checked here and made when the output is written (by
-    :func:`_write`), so a run that fails first leaves none. What a killed run left of an
+def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> tuple[Path, bool]:
+    """The output path, refused early (before any work) when it cannot or must not be written,
+    and whether its folder is still to be made: one ``-o NEW/`` asks for is checked here and
+    made when the output is written (by :func:`_write`), so a run that fails first leaves none. What a killed run left of an
     earlier write of it is removed first (:func:`_remove_stale`)."""
     from .files import check_target
 
@@ -664,8 +683,9 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
             if stdio.is_stdio(input):
                 raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
             if not folder:
-                _check_can_make(Path(output))
-                return Path(output) / input.with_suffix(suffix).name  # nothing there yet to clash with
+                target = Path(output) / input.with_suffix(suffix).name
+                _check_can_make(Path(output), target.name)
+                return target, True  # nothing there yet to clash with
             output = Path(output) / input.with_suffix(suffix).name
             beside = suffix != ".nic"
     output = Path(output)
@@ -683,7 +703,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> Pat
                                 "with -o)") from None
     except (OSError, ValueError) as exc:  # INPUT's name with .nic added is too long for the file system
         raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
-    return output
+    return output, False
 
 
 @app.command()
@@ -748,7 +768,7 @@ def encode(
         if to_stdout:
             stdio.check_stdout(input)
         else:
-            target = _target(input, output, ".nic", force)
+            target, make_folder = _target(input, output, ".nic", force)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
@@ -762,7 +782,7 @@ def encode(
         if to_stdout:
             stdio.write_stdout(data)
         else:
-            _write(target, lambda f: f.write(data), force)
+            _write(target, lambda f: f.write(data), force, make_folder)
     header = _header(data)
     facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
              f"{8 * len(data) / (header.width * header.height):.4f} bpp"]
@@ -833,7 +853,7 @@ def decode(
             stdio.check_stdout(input)
             target, fmt = None, "PNG"
         else:
-            target = _target(input, output, ".png", force)
+            target, make_folder = _target(input, output, ".png", force)
             fmt = Image.registered_extensions().get(target.suffix.lower())
             if fmt is None or fmt not in Image.SAVE:
                 raise UnsupportedImageError(
@@ -856,7 +876,7 @@ def decode(
             outputs.save(image, buffer, fmt)
             stdio.write_stdout(buffer.getvalue())
         else:
-            _write(target, lambda f: outputs.save(image, f, fmt), force)
+            _write(target, lambda f: outputs.save(image, f, fmt), force, make_folder)
     with _writing_report():
         (err if to_stdout else out).print(
             f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "

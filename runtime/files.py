@@ -73,13 +73,16 @@ def check_target(path: str | os.PathLike, force: bool) -> None:
         NicodecError: any of the others.
     """
     path = Path(path)
-    if path.is_dir():
-        raise NicodecError(f"{path} is a directory")
-    if path.exists() and not path.is_file():
-        raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
-    if path.exists() and not force:
-        raise OutputExistsError(f"{path} exists; use --force to overwrite it")
-    check_output_folder(path)
+    try:
+        if path.is_dir():
+            raise NicodecError(f"{path} is a directory")
+        if path.exists() and not path.is_file():
+            raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
+        if path.exists() and not force:
+            raise OutputExistsError(f"{path} exists; use --force to overwrite it")
+        check_output_folder(path)
+    except OSError as exc:  # a name too long for the file system, a link loop
+        raise NicodecError(f"cannot use the output {path}: {exc.strerror or exc}") from None
 
 
 def check_output_folder(path: str | os.PathLike) -> None:

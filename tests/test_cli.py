@@ -411,6 +411,31 @@ def test_a_folder_for_an_output_is_made_only_when_the_output_is_written(png, tmp
     assert result.exit_code == 1 and "is a file, not a folder" in result.stderr
     assert run("decode", tmp_path / "a.nic", "-o", f"{tmp_path / 'new' / 'deeper'}/").exit_code == 0
     assert [p.name for p in (tmp_path / "new" / "deeper").iterdir()] == ["a.png"]
+    # Checked before any work, as the output itself is (found by a review: after the encode, a
+    # traceback for the long name, with the folder made).
+    long = tmp_path / ("b" * 253 + ".x")  # 255 bytes, and its .nic 257
+    shutil.copy(png, long)
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for args, said in (([long, "-o", f"{tmp_path / 'n1'}/"], "is longer than the 255 bytes"),
+                       ([png, "-o", f"{tmp_path / 'dangling'}/"], "No such file or directory"),
+                       ([png, "-o", f"{tmp_path / 'loop' / 'x'}/"], "Too many levels of symbolic links")):
+        result = run("encode", *args, "--model", model)  # a model that cannot encode: the -o check comes first
+        assert result.exit_code == 1 and said in result.stderr and "cannot encode" not in result.stderr, result.stderr
+    assert not (tmp_path / "n1").exists() and not (tmp_path / "nowhere").exists()
+
+
+def test_a_single_files_folder_that_went_away_is_not_made_again(tmp_path):
+    """Only the folder -o NEW/ asked for is made at the write: one that disappeared meanwhile (a
+    mount gone) is an error, not a new folder on the disk beneath."""
+    from nicodec.cli import _write
+
+    gone = tmp_path / "mount" / "x.nic"
+    with pytest.raises(NicodecError, match="does not exist"):
+        _write(gone, lambda f: f.write(b"x"), False, False)
+    assert not gone.parent.exists()
+    _write(gone, lambda f: f.write(b"x"), False, True)
+    assert gone.read_bytes() == b"x"
 
 
 def test_threads_one_and_two_decode_to_the_same_png(png, tmp_path):

@@ -457,6 +457,16 @@ def test_write_atomic_syncs_before_the_rename_and_keeps_a_newcomer_without_hard_
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nic", "b.nic", "c.nic"]
 
 
+def test_write_atomic_names_an_output_the_file_system_cannot_hold(tmp_path):
+    """Its name too long was a bare OSError from a Path check, not the NicodecError documented."""
+    from nicodec.errors import NicodecError
+    from nicodec.files import write_atomic
+
+    with pytest.raises(NicodecError, match="cannot use the output .*: File name too long"):
+        write_atomic(tmp_path / ("c" * 300 + ".nic"), lambda f: f.write(b"x"))
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock: nothing is removed on Windows")
 def test_what_a_killed_writer_left_is_removed_later_and_what_a_live_one_writes_is_not(tmp_path):
     """A SIGKILL (the out-of-memory killer) while an output is written left its
