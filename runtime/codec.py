@@ -395,7 +395,8 @@ class Codec:
                 f"not the {self._z_shape(height, width)} its manifest implies"
             )
         z_hat = round_symbols(z)
-        scale_index, mean_q = self._entropy_parameters(z_hat)
+        scale_index, mean_q = self._entropy_parameters(
+            z_hat, done=lambda part: work.advance(part * ENTROPY_PARAMETERS_PART * ENTROPY_ENCODING_SHARE))
         means = self._means(mean_q)
         tables = self.model.y_tables
         # The rdo slope itself without refine; with it, what the default encoder codes (a fallback).
@@ -406,7 +407,7 @@ class Codec:
         if not self.refine:
             del y, means, mean_q, padded  # the refinement alone needs them: memory for the entropy coding
         y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), tables)
-        work.advance(ENTROPY_ENCODING_SHARE)
+        work.advance((1 - ENTROPY_PARAMETERS_PART) * ENTROPY_ENCODING_SHARE)
         if self.refine:
             # The refinement descends a proxy, so it can end a little worse than the analysis's
             # latent: the refined file is kept only if it costs no more.
@@ -509,8 +510,8 @@ class Codec:
         d = self.model.downsampling
         header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
             data, lambda header: work.start(-(-header.height // d) * d * -(-header.width // d) * d,
-                                            1 + ENTROPY_DECODING_SHARE))
-        work.advance(ENTROPY_DECODING_SHARE)
+                                            1 + ENTROPY_DECODING_SHARE),
+            done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         image = self._synthesize(self._y_hat(header, symbols, mean_q), done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
@@ -555,9 +556,12 @@ class Codec:
         header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
         return header, z_hat, symbols, mean_q
 
-    def _entropy_decode(self, data, started: Callable[[nicformat.Header], None] | None = None):
+    def _entropy_decode(self, data, started: Callable[[nicformat.Header], None] | None = None,
+                        done: Callable[[float], None] | None = None):
         """The file's parts, entropy-decoded and checked; ``started`` is called with the header
-        once it is checked, before the costly part."""
+        once it is checked, before the costly part, and ``done`` with the part of the entropy
+        decoding done since it was last called (after each tile of the entropy parameters, then
+        after the latent's symbols), adding up to 1."""
         header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
@@ -576,8 +580,11 @@ class Codec:
         z_shape = self._z_shape(header.height, header.width)
         z_hat = rans.decode(sections[b"ZSYM"], self._z_table_ids(z_shape), self.model.z_tables)
         z_hat = z_hat.reshape(z_shape)
-        scale_index, mean_q = self._entropy_parameters(z_hat)
+        scale_index, mean_q = self._entropy_parameters(
+            z_hat, done=None if done is None else lambda part: done(part * ENTROPY_PARAMETERS_PART))
         symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), self.model.y_tables)
+        if done is not None:
+            done(1 - ENTROPY_PARAMETERS_PART)
         return header, sections, alpha, (text, density), z_hat, symbols.reshape(mean_q.shape), mean_q
 
     # -- helpers ----------------------------------------------------------------------
@@ -716,8 +723,10 @@ class Codec:
                     done((r1 - r0) * (c1 - c0) / (rows * cols))
         return outputs
 
-    def _entropy_parameters(self, z_hat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """``scale_index`` and ``mean_q`` for ``z_hat``, on tiles like the transforms.
+    def _entropy_parameters(self, z_hat: np.ndarray,
+                            done: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``scale_index`` and ``mean_q`` for ``z_hat``, on tiles like the transforms (``done``:
+        as :meth:`_run_tiled`'s).
 
         Tiled, the integers are exactly those of a whole-image run: h_s sees at most 1.75
         z positions either side (a 3x3 convolution at each of z's, twice z's and four times
@@ -725,9 +734,12 @@ class Codec:
         has no rounding that could depend on the tile.
         """
         if not self.model.integer_entropy:
-            return self._entropy.run(None, {"z_hat": z_hat})
+            results = self._entropy.run(None, {"z_hat": z_hat})
+            if done is not None:
+                done(1.0)
+            return results
         margin = ENTROPY_MARGIN * self.model.downsampling
-        return self._run_tiled(self._entropy, "z_hat", z_hat, 1, (4, 4), margin)
+        return self._run_tiled(self._entropy, "z_hat", z_hat, 1, (4, 4), margin, done=done)
 
     def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         d = self.model.downsampling
@@ -765,6 +777,9 @@ class Codec:
         return np.repeat(np.arange(channels, dtype=np.int32), h * w)
 
 
+ENTROPY_PARAMETERS_PART = 0.5
+"""The entropy-parameter graph's part of the entropy coding's and decoding's time (43 of 72 ms
+encoding a Kodak image, 35 of 70 decoding it, ``benchmarks/speed.py``): told tile by tile."""
 ENTROPY_ENCODING_SHARE = 0.2
 ENTROPY_DECODING_SHARE = 0.15
 REFINEMENT_STEP_SHARE = 2.6

@@ -673,8 +673,8 @@ def test_what_decode_gives_back_encodes_again_and_file_objects_are_read(codec, p
 @pytest.mark.parametrize("tile", [1024, 64])
 def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
     """encode and decode tell their progress as they start, after each tile of the networks
-    and after the entropy coding, done growing to a total that stays the same; the bytes and
-    pixels are those made without it."""
+    and of the entropy parameters, and after the entropy coding, done growing to a total that
+    stays the same; the bytes and pixels are those made without it."""
     codec = Codec(providers="cpu", tile=tile)
     tiles = 1 if tile == 1024 else (-(-photo.shape[0] // 64)) * (-(-photo.shape[1] // 64))
     for run in ("encode", "decode"):
@@ -687,7 +687,7 @@ def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
             assert np.array_equal(back, codec.decode(made, as_array=True))
         total = calls[-1][1]
         assert calls[0] == (0, total) and calls[-1] == (total, total) and {t for _, t in calls} == {total}
-        assert len(calls) == tiles + 2 and all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
+        assert len(calls) == 2 * tiles + 2 and all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         codec.decode(made, progress="no")
 

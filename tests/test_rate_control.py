@@ -273,11 +273,12 @@ def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatc
     codec = nicodec.Codec(providers="cpu", refine=2)
     calls = []
     result = encode_to_target(codec, image, bpp=1.0, max_encodes=3, progress=lambda *a: calls.append(a))
-    # Each encode's own progress: the start, the analysis, the entropy coding, 2 steps, perhaps the choice.
+    # Each encode's own progress: the start, the analysis, the entropy parameters, the entropy
+    # coding, 2 steps, perhaps the choice.
     assert [encode for _, _, encode in calls] == sorted(encode for _, _, encode in calls)
     for encode in range(1, result.encodes + 1):
         own = [(done, total) for done, total, e in calls if e == encode]
-        assert 5 <= len(own) <= 6 and own[0][0] == 0 and own[-1][0] == own[-1][1]
+        assert 6 <= len(own) <= 7 and own[0][0] == 0 and own[-1][0] == own[-1][1]
         assert all(a[0] < b[0] for a, b in zip(own, own[1:]))
     assert result.data == codec.encode(image, quality=result.quality)
 

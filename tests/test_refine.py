@@ -70,10 +70,11 @@ def test_refined_files_decode_with_any_codec_and_cost_less(image, quality):
         assert after != before
     steps = []
     assert refined.encode(image, quality=quality, progress=lambda *a: steps.append(a)) == after  # the same file every time
-    # The start, the analysis, the entropy coding, then each of the 20 steps, then (perhaps) the choice.
+    # The start, the analysis, the entropy parameters, the entropy coding, then each of the 20
+    # steps, then (perhaps) the choice.
     total = steps[-1][1]
     assert steps[0] == (0, total) and steps[-1] == (total, total) and {t for _, t in steps} == {total}
-    assert 23 <= len(steps) <= 24
+    assert 24 <= len(steps) <= 25
     assert all(a[0] < b[0] for a, b in zip(steps, steps[1:]))
 
 
