@@ -343,8 +343,8 @@ class Codec:
                 total)`` in whole units of work (about a pixel through the analysis each; the
                 entropy coding, each refinement step and the alpha plane count for their share
                 of the time): ``(0, total)`` as it starts, then after each tile of the
-                analysis, the entropy coding, each refinement step and the alpha plane,
-                ``done`` growing to ``total``, which stays the same.
+                analysis and of the entropy parameters, the entropy coding, each refinement
+                step and the alpha plane, ``done`` growing to ``total``, which stays the same.
 
         Transparency is kept losslessly (an ``ALPH`` or ``ALPL`` section); the ICC profile, EXIF
         data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
@@ -479,8 +479,8 @@ class Codec:
             progress: called from the calling thread as the work goes, with ``(done,
                 total)`` in whole units of work (about a pixel through the synthesis each; the
                 entropy decoding counts for its share of the time): ``(0, total)`` after the
-                header is read, then after the entropy decoding and after each tile of the
-                synthesis, ``done`` growing to ``total``.
+                header is read, then after each tile of the entropy parameters, the latent's
+                decoding and each tile of the synthesis, ``done`` growing to ``total``.
 
         Returns:
             An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
