@@ -659,8 +659,8 @@ def _writable_before(target: Path) -> None:
 def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> tuple[Path, bool]:
     """The output path, refused early (before any work) when it cannot or must not be written,
     and whether its folder is still to be made: one ``-o NEW/`` asks for is checked here and
-    made when the output is written (by :func:`_write`), so a run that fails first leaves none. What a killed run left of an
-    earlier write of it is removed first (:func:`_remove_stale`)."""
+    made when the output is written (by :func:`_write`), so a run that fails first leaves none.
+    What a killed run left of an earlier write of it is removed first (:func:`_remove_stale`)."""
     from .files import check_target
 
     # Decoding beside the input, or into a folder under its name: an image there may be the original.
@@ -689,9 +689,9 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> tup
             output = Path(output) / input.with_suffix(suffix).name
             beside = suffix != ".nic"
     output = Path(output)
-    if not stdio.is_stdio(output) and output.parent.is_dir():
-        _remove_stale([output])  # even when the output exists and is refused: nothing else would
     try:
+        if output.parent.is_dir():
+            _remove_stale([output])  # even when the output exists and is refused: nothing else would
         if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
             raise NicodecError(f"the output {output} is the input; choose another name")
         check_target(output, force)  # what write_atomic will check, checked before the work

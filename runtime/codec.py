@@ -114,7 +114,8 @@ class Codec:
 
     The analysis, synthesis and gradient graphs are loaded at their first use (or by
     :meth:`prepare`), so a codec that only decodes never holds the encoder's, and one that only
-    verifies holds neither; the entropy-parameter graph is loaded, and checked, at once.
+    entropy-decodes (``decode_symbols``) holds neither; the entropy-parameter graph is loaded,
+    and checked, at once.
 
     Args:
         model: a model folder; ``None`` for the default model shipped in the package.
@@ -248,7 +249,7 @@ class Codec:
         """A ModelError if the model's file for ``graph`` (a key of ``_graphs``) is missing or damaged."""
         problem = self.model.unavailable.get(f"{self._graphs[graph]}.onnx")
         if problem is not None:
-            doing = "encode" if graph == "encoder" else "refine its latent"
+            doing = {"encoder": "encode", "decoder": "decode", "synthesis_gradient": "refine its latent"}[graph]
             raise ModelError(f"the model {self.model.model_id} cannot {doing}: {problem}")
 
     def _session(self, graph: str):
@@ -764,7 +765,8 @@ class Codec:
         # The synthesis needs less context than the analysis: its receptive field reaches 30
         # pixels (three 3x3 convolutions at 1/16, 1/8 and 1/4 of the size, then a 5x5
         # transposed one at 1/2), so 64, half the default analysis margin, covers it twice.
-        (image,) = self._run_tiled(self._session("decoder"), "y_hat", y_hat, 4, (d,), max(d, self.margin // 2 // d * d), done=done)
+        margin = max(d, self.margin // 2 // d * d)
+        (image,) = self._run_tiled(self._session("decoder"), "y_hat", y_hat, 4, (d,), margin, done=done)
         return image
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:

@@ -423,6 +423,8 @@ def test_a_folder_for_an_output_is_made_only_when_the_output_is_written(png, tmp
         result = run("encode", *args, "--model", model)  # a model that cannot encode: the -o check comes first
         assert result.exit_code == 1 and said in result.stderr and "cannot encode" not in result.stderr, result.stderr
     assert not (tmp_path / "n1").exists() and not (tmp_path / "nowhere").exists()
+    result = run("encode", png, "-o", tmp_path / ("d" * 300) / "x.nic")  # an existing folder's name could not be
+    assert result.exit_code == 1 and "cannot use the output" in result.stderr and "File name too long" in result.stderr
 
 
 def test_a_single_files_folder_that_went_away_is_not_made_again(tmp_path):

@@ -187,27 +187,10 @@ def test_the_command_line_with_a_copy_that_only_decodes(tmp_path, photo):
     assert Image.open(tmp_path / "back.png").size == (photo.shape[1], photo.shape[0])
 
 
-def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_asked_for(photo, monkeypatch):
+def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_asked_for(photo, no_gpu):
     """Loading at first use put onnxruntime's fallback warning two or three frames deeper, and
     the fixed stacklevel then named nicodec's own code, not the line that made or used the codec."""
-    import onnxruntime
-
-    from nicodec import sessions
-
-    class NoGpu:  # says it has CUDA, but runs every session on the CPU, as with no GPU visible
-        def __getattr__(self, name):
-            return getattr(onnxruntime, name)
-
-        @staticmethod
-        def get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-        @staticmethod
-        def InferenceSession(path, sess_options, providers):
-            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
-
-    data = Codec(providers="cpu").encode(photo)
-    monkeypatch.setattr(sessions, "_ort", NoGpu)
+    data = Codec(providers="cpu").encode(photo)  # "cpu" asks no fallback
     codec = Codec(providers="auto")
     with pytest.warns(RuntimeWarning, match="could not use CUDAExecutionProvider for decoder.onnx") as caught:
         codec.decode(data)

@@ -588,25 +588,8 @@ def test_a_tiffs_exif_is_kept_when_save_copies_it(photo_image):
             assert 273 not in tags and 256 not in tags  # the TIFF's own layout is not kept
 
 
-def test_onnxruntime_falling_back_is_named_at_the_line_that_called_pillow(nic, photo_image, monkeypatch):
+def test_onnxruntime_falling_back_is_named_at_the_line_that_called_pillow(nic, photo_image, no_gpu):
     """The warning named Pillow's own ImageFile.py or Image.py, inside which the plugin loads the graphs."""
-    import onnxruntime
-
-    from nicodec import sessions
-
-    class NoGpu:  # says it has CUDA, but runs every session on the CPU, as with no GPU visible
-        def __getattr__(self, name):
-            return getattr(onnxruntime, name)
-
-        @staticmethod
-        def get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-        @staticmethod
-        def InferenceSession(path, sess_options, providers):
-            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
-
-    monkeypatch.setattr(sessions, "_ort", NoGpu)
     pillow_plugin.register(nicodec.Codec(providers="auto"))
     with Image.open(io.BytesIO(nic)) as im, pytest.warns(RuntimeWarning, match="decoder.onnx") as caught:
         im.load()
