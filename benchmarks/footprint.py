@@ -21,8 +21,9 @@ Every time and memory figure comes from a fresh process of that environment's Py
   (first-image latency) against the same image again;
 - peak resident memory for encoding and for decoding a Kodak image and a 24-megapixel
   synthetic image (6000x4000), each operation in its own process (which loads only the
-  graphs it runs), beside the peak after loading the whole model alone: ``VmHWM`` on Linux (a child's ``ru_maxrss`` starts
-  from its parent's, through fork and exec), ``ru_maxrss`` on macOS.
+  graphs it runs), beside the peak after loading the whole model alone: ``VmHWM`` on Linux
+  (a child's ``ru_maxrss`` starts from its parent's, through fork and exec), ``ru_maxrss``
+  on macOS.
 """
 
 from __future__ import annotations

@@ -235,7 +235,8 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     marks.append(time.perf_counter())
     _, gain = codec._encoder_gain(quality)
     fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
-    y, z = codec._run_tiled(codec._session("encoder"), "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin, fixed)
+    encoder = codec._session("encoder")
+    y, z = codec._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin, fixed)
     marks.append(time.perf_counter())
     z_hat = round_symbols(z)
     scale_index, mean_q = codec._entropy_parameters(z_hat)

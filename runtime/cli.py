@@ -1198,7 +1198,8 @@ def _remove_stale(targets) -> None:
         names.setdefault(target.parent, set()).add(target.name)
     removed = [folder / name for folder, wanted in names.items() for name in remove_stale_temporaries(folder, wanted)]
     if removed:
-        shown = ", ".join(str(path).translate(_CONTROLS) for path in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        shown = ", ".join(str(path).translate(_CONTROLS) for path in removed[:3])
+        shown += ", ..." if len(removed) > 3 else ""
         count = f"{len(removed):,} temporary file" + ("" if len(removed) == 1 else "s")
         try:  # a note: a stderr that cannot be written must not stop the work
             err.print(f"note: removed {count} that a killed run left unfinished: {shown}", markup=False)
