@@ -118,7 +118,10 @@ def encode_to_target(
             target lies beyond quality 1 or 100, or the quality is pinned down to 0.02.
         progress: called as each encode of the search goes with ``(done, total, encode)``:
             ``Codec.encode``'s ``progress`` (``done`` starts again with each encode) and the
-            encode of the search, counted from 1.
+            encode of the search, counted from 1. For ``psnr`` each encode's decode is counted
+            too, after it: ``done`` runs on through the decode and ``total`` counts both (at the
+            first encode it counts the decode as long as the encode until the decode starts and
+            tells its own length).
 
     Returns:
         The file and what it reached.
@@ -166,15 +169,34 @@ def encode_to_target(
     seen = None if name != "psnr" or picture.alpha is None or exact else picture.alpha > 0
 
     encodes = 0
+    decoding = [0]  # a decode's units of work, once the first has told them: the same image each time
 
     def evaluate(quality: float) -> _Trial:
         nonlocal encodes
         encodes += 1
-        step = None if progress is None else lambda done, total, encode=encodes: progress(done, total, encode)
-        data = codec.encode(source, quality=quality, strip=strip, exact=exact, progress=step)
+        encode_step = decode_step = None
+        if progress is not None and name != "psnr":
+            def encode_step(done: int, total: int, encode: int = encodes) -> None:
+                progress(done, total, encode)
+        elif progress is not None:
+            # The decode that measures the PSNR is the trial's second part, as long as the encode
+            # or longer: done runs on through it. Until a decode has told its units, the encode's
+            # stand in for them.
+            encoding = [0]
+
+            def encode_step(done: int, total: int, encode: int = encodes) -> None:
+                encoding[0] = total
+                progress(done, total + (decoding[0] or total), encode)
+
+            def decode_step(done: int, total: int, encode: int = encodes) -> None:
+                if done or total != decoding[0]:  # the decode's start is the encode's end, told already
+                    decoding[0] = total
+                    progress(encoding[0] + done, encoding[0] + total, encode)
+        data = codec.encode(source, quality=quality, strip=strip, exact=exact, progress=encode_step)
         measured = None
         if name == "psnr":
-            measured = _psnr(reference, _rgb(codec.decode(data, as_array=True), picture.grayscale), seen)
+            decoded = codec.decode(data, as_array=True, progress=decode_step)
+            measured = _psnr(reference, _rgb(decoded, picture.grayscale), seen)
         return _Trial(quality, data, 8 * len(data) / pixels, measured)
 
     start = codec.default_quality

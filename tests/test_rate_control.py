@@ -295,6 +295,32 @@ def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatc
         assert re.search(rf"searching a quality for photo.png +encode {encode} ", screen.getvalue())
 
 
+def test_a_psnr_search_counts_each_decode_in_its_progress(codec, image):
+    """The decode that measures each file's PSNR took as long as the encode, or longer, with the
+    bar at 100%: a large image's search seemed to hang after each encode."""
+    calls = []
+    result = encode_to_target(codec, image, psnr=31.0, max_encodes=3, progress=lambda *a: calls.append(a))
+    assert result.encodes > 1
+    for encode in range(1, result.encodes + 1):
+        own = [(done, total) for done, total, e in calls if e == encode]
+        # The encode's steps, then the decode's, done running on: only the last call is complete.
+        assert len(own) >= 6 and own[0][0] == 0 and own[-1][0] == own[-1][1]
+        assert all(done < total for done, total in own[:-1])
+        if encode == 1:  # the decode's start corrects the total, at the encode's end
+            assert all(a[0] <= b[0] for a, b in zip(own, own[1:]))
+            assert len({total for _, total in own}) <= 2
+        else:  # the decode's length known: one total throughout
+            assert all(a[0] < b[0] for a, b in zip(own, own[1:]))
+            assert len({total for _, total in own}) == 1
+    # The total is the encode's and the decode's, as each alone tells them, and the encode's end is told.
+    encoded, decoded = [], []
+    codec.decode(codec.encode(image, quality=result.quality, progress=lambda *a: encoded.append(a)), as_array=True,
+                 progress=lambda *a: decoded.append(a))
+    last = [(done, total) for done, total, e in calls if e == result.encodes]
+    assert last[-1][1] == encoded[-1][1] + decoded[-1][1]
+    assert (encoded[-1][1], last[-1][1]) in last
+
+
 def test_a_byte_limit_missed_for_want_of_encodes_says_so(codec, photo):
     """With max_encodes=1 the search stops at the default quality: the error said the image takes
     that many bytes, as if quality 1 had been tried."""
