@@ -19,6 +19,7 @@ import sys
 import time
 import warnings
 import traceback
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -656,11 +657,13 @@ def _writable_before(target: Path) -> None:
         check_writable(target.parent)
 
 
-def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> tuple[Path, bool]:
+def _target(input: Path, output: Optional[str], suffix: str, force: bool,
+            check: Callable[[Path], None] = lambda target: None) -> tuple[Path, bool]:
     """The output path, refused early (before any work) when it cannot or must not be written,
     and whether its folder is still to be made: one ``-o NEW/`` asks for is checked here and
     made when the output is written (by :func:`_write`), so a run that fails first leaves none.
-    What a killed run left of an earlier write of it is removed first (:func:`_remove_stale`)."""
+    ``check`` refuses a target by its name alone (an extension no image format has), first.
+    What a killed run left of an earlier write of it is removed then (:func:`_remove_stale`)."""
     from .files import check_target
 
     # Decoding beside the input, or into a folder under its name: an image there may be the original.
@@ -684,11 +687,13 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool) -> tup
                 raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
             if not folder:
                 target = Path(output) / input.with_suffix(suffix).name
+                check(target)
                 _check_can_make(Path(output), target.name)
                 return target, True  # nothing there yet to clash with
             output = Path(output) / input.with_suffix(suffix).name
             beside = suffix != ".nic"
     output = Path(output)
+    check(output)
     try:
         if output.parent.is_dir():
             _remove_stale([output])  # even when the output exists and is refused: nothing else would
@@ -853,12 +858,15 @@ def decode(
             stdio.check_stdout(input)
             target, fmt = None, "PNG"
         else:
-            target, make_folder = _target(input, output, ".png", force)
-            fmt = Image.registered_extensions().get(target.suffix.lower())
-            if fmt is None or fmt not in Image.SAVE:
-                raise UnsupportedImageError(
-                    f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
-                )
+            def writable(target: Path) -> None:
+                fmt = Image.registered_extensions().get(target.suffix.lower())
+                if fmt is None or fmt not in Image.SAVE:
+                    raise UnsupportedImageError(
+                        f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
+                    )
+
+            target, make_folder = _target(input, output, ".png", force, writable)
+            fmt = Image.registered_extensions()[target.suffix.lower()]
         with _naming(input):
             data = stdio.read_input(input)
         if target is not None:

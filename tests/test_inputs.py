@@ -539,6 +539,13 @@ def test_the_command_line_removes_what_a_killed_run_left_beside_its_outputs(tmp_
     result = runner.invoke(app, ["encode", str(tmp_path / "a.png")])
     assert result.exit_code == 1 and "exists" in result.stderr and "note: removed 1 temporary file" in result.stderr
     assert not (tmp_path / ".a.nic.0123abcd.part").exists()
+    # An output no image format is named by is refused first, on its own: the note came before it.
+    (tmp_path / ".a.xyz.0123abcd.part").write_bytes(b"half")
+    os.utime(tmp_path / ".a.xyz.0123abcd.part", (old, old))
+    for output in (tmp_path / "a.xyz", out / "new" / "a.xyz"):
+        result = runner.invoke(app, ["decode", str(tmp_path / "a.nic"), "-o", str(output)])
+        assert result.exit_code == 1 and result.stderr.startswith("error: cannot write images with the extension")
+        assert "note" not in result.stderr and not (out / "new").exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock: nothing is removed on Windows")
