@@ -102,8 +102,9 @@ def encode_to_target(
         codec: a :class:`nicodec.Codec` with a variable-rate model.
         image: as for ``Codec.encode``; a path or bytes is read once.
         bpp: the bits per pixel to come closest to (the whole file, as ``8 * bytes /
-            pixels``). Outside the model's reach for this image, the file at quality 1 or
-            100 is returned, with ``met`` false.
+            pixels``). Outside the model's reach for this image, the closest file found is
+            returned, with ``met`` false: that of quality 1 or 100, unless the image is so
+            small or flat that its size hardly changes with the quality.
         psnr: the PSNR in dB to reach with the smallest file: the lowest quality whose
             decoded picture has at least this PSNR against the source's RGB pixels (for a
             grayscale source, its one channel against the decoded luma; alpha is lossless
@@ -217,15 +218,19 @@ def encode_to_target(
                          max_encodes, lambda t: (1 - BYTES_TOLERANCE) * target <= len(t.data) <= target)
         fitting = [t for t in trials if len(t.data) <= target]
         if not fitting:
-            smallest = min(trials, key=lambda t: len(t.data))
-            if smallest.quality > QUALITY_MIN:  # the search stopped at max_encodes before the lowest quality
+            smallest = min(trials, key=lambda t: (len(t.data), t.quality))
+            lowest = next((t for t in trials if t.quality == QUALITY_MIN), None)
+            if lowest is None:  # the search stopped at max_encodes before the lowest quality
                 raise QualityError(
                     f"no file of at most {target:,} bytes within {len(trials)} encodes (max_encodes): the smallest, "
                     f"at quality {smallest.quality:g}, takes {len(smallest.data):,} bytes; allow more encodes"
                 )
+            # A tiny or flat image's size hardly falls with the quality: another may be a byte or two smaller.
+            other = "" if smallest is lowest else (
+                f" (the smallest file found, at quality {smallest.quality:g}, {len(smallest.data):,})")
             raise QualityError(
-                f"no file of at most {target:,} bytes: at quality {smallest.quality:g} this image takes "
-                f"{len(smallest.data):,} bytes"
+                f"no file of at most {target:,} bytes: at quality {QUALITY_MIN:g} this image takes "
+                f"{len(lowest.data):,} bytes{other}"
             )
         best = max(fitting, key=lambda t: t.quality)
         met = True

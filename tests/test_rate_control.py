@@ -332,6 +332,18 @@ def test_a_byte_limit_missed_for_want_of_encodes_says_so(codec, photo):
     assert len(encode_to_target(codec, photo, max_bytes=smallest + 10).data) <= smallest + 10
 
 
+@pytest.mark.parametrize("shape", [(8, 8), (64, 64)])
+def test_a_byte_limit_no_quality_meets_on_a_flat_image_says_so(codec, shape):
+    """A flat image's file is as large at quality 1 as higher up, or a byte or two larger: the
+    search tried quality 1, yet the error said it had stopped for want of encodes."""
+    flat = np.full((*shape, 3), 0 if shape == (8, 8) else 128, np.uint8)
+    lowest = len(at(codec, flat, 1))
+    with pytest.raises(nicodec.QualityError) as info:
+        encode_to_target(codec, flat, max_bytes=lowest - 10)
+    assert f"no file of at most {lowest - 10:,} bytes: at quality 1 this image takes {lowest:,} bytes" in str(info.value)
+    assert "encodes" not in str(info.value)
+
+
 def test_a_file_of_exactly_max_bytes_fits(codec, image):
     """max_bytes is a limit the file may reach: quality 1's own size is met, not refused."""
     limit = len(at(codec, image, 1))
