@@ -202,7 +202,7 @@ class Codec:
         if tile < d or tile % d or margin < 0 or margin % d:
             raise NicodecError(f"tile must be a positive multiple of {d} pixels and margin a multiple of {d}")
         self.tile, self.margin = tile, margin
-        if precision not in PRECISIONS:
+        if not isinstance(precision, str) or precision not in PRECISIONS:  # a list: unhashable
             raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         decoder = PRECISIONS[precision]
         if not self.model.has_graph(decoder):
@@ -215,9 +215,13 @@ class Codec:
             rdo = not self.refine
         if isinstance(rdo, (bool, np.bool_)):
             rdo = RDO_SLOPE if rdo else 0.0
-        if not isinstance(rdo, (int, float, np.integer, np.floating)) or not 0 <= rdo < float("inf"):
+        try:  # float() of a whole number past the float range: an OverflowError
+            slope = float(rdo) if isinstance(rdo, (int, float, np.integer, np.floating)) else None
+        except OverflowError:
+            slope = None
+        if slope is None or not 0 <= slope < float("inf"):
             raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")
-        self.rdo_slope = float(rdo)
+        self.rdo_slope = slope
         # With refine, the analysis's own latent is coded too, as a fallback: as the default
         # encoder codes it (rate-distortion rounding) unless rdo was chosen.
         self._unrefined_slope = RDO_SLOPE if chosen_rdo is None else self.rdo_slope

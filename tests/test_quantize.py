@@ -97,10 +97,16 @@ def test_the_codec_files_are_smaller_and_decode_like_any_file(photo):
     assert psnr(pixels, photo) > psnr(plain_codec.decode(plain, as_array=True), photo) - 0.5
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", [0.02]])
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", [0.02], pytest.param(10**400, id="10**400")])
 def test_a_bad_rdo_setting_is_refused(bad):
-    with pytest.raises(NicodecError, match="rdo must be"):
+    with pytest.raises(NicodecError, match="rdo must be"):  # 10**400: an OverflowError in float()
         Codec(providers="cpu", rdo=bad)
+
+
+@pytest.mark.parametrize("bad", ["fp64", None, ["fp16"], {}, b"fp16"])
+def test_a_bad_precision_is_refused(bad):
+    with pytest.raises(NicodecError, match="precision must be one of fp32, fp16"):  # a list: unhashable, a TypeError
+        Codec(providers="cpu", precision=bad)
 
 
 def test_the_default_rounding_steps_toward_zero_unless_the_latent_is_refined():
