@@ -389,9 +389,11 @@ def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tu
             raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
         alpha = rgba[:, :, 3]
         return np.ascontiguousarray(rgba[:, :, :3]), (np.ascontiguousarray(alpha) if (alpha != 255).any() else None)
+    if mode == "L":  # as convert("RGB") makes it, without reading a key _colour_key refused (a tuple: a TypeError)
+        return np.repeat(np.asarray(img)[:, :, None], 3, axis=2), None
     try:
         return np.asarray(img.convert("RGB")), None
-    except ValueError as exc:  # modes Pillow opens but cannot convert, such as "La"
+    except (ValueError, TypeError) as exc:  # modes Pillow opens but cannot convert, such as "La"; a malformed key
         raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
 
 
@@ -694,7 +696,9 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
 def without_orientation(key: str, value: bytes) -> bytes | None:
     """An ``exif`` or ``xmp`` value given for an image already turned upright, without the
     orientation it may hold (so that it does not turn the picture a second time); as given when
-    it holds none, and None, with a warning, for EXIF too damaged to rewrite."""
+    it holds none, and None, with a warning, for EXIF too damaged to rewrite. An EXIF whose
+    orientation turns a quarter describes the picture before the turn: its resolution is
+    swapped with it, as the image's own EXIF is when the image is turned."""
     if key == "xmp":
         return _XMP_ORIENTATION.sub(b"", bytes(value))
     try:
@@ -702,7 +706,8 @@ def without_orientation(key: str, value: bytes) -> bytes | None:
         tags.load(bytes(value))
         if ExifTags.Base.Orientation not in tags:
             return bytes(value)
-        del tags[ExifTags.Base.Orientation]
+        if tags.pop(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+            _swap_resolution_tags(tags)
         return tags.tobytes()
     except _EXIF_ERRORS:
         warnings.warn("the EXIF data given to save is damaged and is not kept", UserWarning, stacklevel=4)

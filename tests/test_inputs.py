@@ -620,13 +620,19 @@ def test_a_nic_file_given_to_encode_is_named_whether_or_not_the_pillow_plugin_is
     assert len(codec.encode(Image.fromarray(codec.decode(data, as_array=True)))) > 0
 
 
-@pytest.mark.parametrize("mode, key", [("RGB", (1, 2)), ("RGB", "x"), ("RGB", b"\0"), ("L", b"\0\0"), ("L", 300)])
+@pytest.mark.parametrize("mode, key", [("RGB", (1, 2)), ("RGB", "x"), ("RGB", b"\0"), ("L", b"\0\0"), ("L", 300),
+                                       ("L", (255, 255, 255)), ("L", "x")])
 def test_a_malformed_transparency_key_of_an_application_is_ignored(codec, photo, mode, key):
     """A key that is no colour of the image (the wrong length or type) was ignored before
-    transparency was read through has_transparency_data; then convert("RGBA") raised a TypeError."""
+    transparency was read through has_transparency_data; then convert("RGBA") raised a TypeError.
+    An L image with an RGB key (Pillow leaves one there: convert("1").convert("L") of a keyed
+    RGB PNG) raised it from convert("RGB")."""
     image = Image.fromarray(photo).convert(mode)
+    plain = codec.encode(image)
     image.info["transparency"] = key
-    out = codec.decode(codec.encode(image), as_array=True)
+    data = codec.encode(image)
+    assert data == plain and image.info["transparency"] == key
+    out = codec.decode(data, as_array=True)
     assert out.shape[:2] == photo.shape[:2] and out.ndim == (3 if mode == "RGB" else 2)
 
 

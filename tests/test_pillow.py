@@ -487,6 +487,24 @@ def test_saving_an_image_with_an_exif_orientation_stores_it_upright(tmp_path):
             assert psnr(np.asarray(back.convert("RGB")), upright) > 24
 
 
+def test_an_exif_given_to_save_with_a_quarter_turn_has_its_resolution_turned_too(tmp_path):
+    """The orientation was left out of exif=, its X and Y resolution kept as they were: the
+    file's EXIF then said 300 x 72 dpi where its density (and a plain save's EXIF) said 72 x 300."""
+    tags = Image.Exif()
+    tags[0x0112], tags[0x011A], tags[0x011B], tags[0x0128] = 6, 300.0, 72.0, 2
+    Image.fromarray(synthetic_photo(48, 80, seed=4)).save(tmp_path / "r.jpg", exif=tags, dpi=(300, 72))
+    with Image.open(tmp_path / "r.jpg") as im:
+        saved = []
+        for given in ({}, {"exif": im.info["exif"]}):
+            buffer = io.BytesIO()
+            im.save(buffer, "NIC", **given)
+            with Image.open(buffer) as back:
+                exif = back.getexif()
+                saved.append((back.info["dpi"], exif[0x011A], exif[0x011B]))
+                assert 0x0112 not in exif
+    assert saved[0] == saved[1] == ((72, 300), 72, 300)
+
+
 
 def test_save_metadata_arguments_are_checked_and_none_leaves_the_images_own_out(photo_image):
     """exif=123 or icc_profile="abc" used to be dropped in silence; icc_profile=None (as Pillow's PNG
