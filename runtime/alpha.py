@@ -77,9 +77,12 @@ def decompress(tag: bytes, payload: bytes, width: int, height: int) -> np.ndarra
         inflater = zlib.decompressobj()
         try:
             raw = inflater.decompress(payload, size)
+            if not inflater.eof and len(raw) == size:
+                # The image's bytes are out; the stream must end here, with nothing more in it.
+                raw += inflater.decompress(inflater.unconsumed_tail, 1)
         except zlib.error as exc:
             raise FormatError(f"the alpha section is corrupt ({exc})") from None
-        whole = inflater.eof and not inflater.unconsumed_tail and not inflater.unused_data
+        ended, after = inflater.eof, inflater.unused_data
     elif tag == LZMA2:
         if lzma is None:
             raise FormatError(
@@ -103,9 +106,17 @@ def decompress(tag: bytes, payload: bytes, width: int, height: int) -> np.ndarra
                 raw += unpacker.decompress(b"", 1)
         except lzma.LZMAError as exc:
             raise FormatError(f"the alpha section is corrupt ({exc})") from None
-        whole = unpacker.eof and not unpacker.unused_data
+        ended, after = unpacker.eof, unpacker.unused_data
     else:
         raise FormatError(f"{tag!r} is no alpha section")
-    if len(raw) != size or not whole:
-        raise FormatError(f"the alpha section does not hold exactly {width}x{height} bytes")
+    if len(raw) > size:
+        raise FormatError(f"the alpha section holds more than the image's {width}x{height} bytes")
+    if not ended:
+        raise FormatError(f"the alpha section's stream is cut short: it has no end ({len(raw):,} of the image's "
+                          f"{width}x{height} bytes out)")
+    if len(raw) < size:
+        raise FormatError(f"the alpha section holds {len(raw):,} bytes, not the image's {width}x{height}")
+    if after:
+        raise FormatError(f"the alpha section has {len(after):,} byte{'' if len(after) == 1 else 's'} after the end "
+                          "of its stream")
     return np.frombuffer(raw, dtype=np.uint8).reshape(height, width)

@@ -86,8 +86,32 @@ def test_the_dictionary_byte_bounds_the_memory_a_decoder_needs():
 
 def test_an_lzma2_bomb_is_cut_off_at_the_plane_size():
     bomb = lzma2(bytes(200_000_000))  # 200 MB of zeros in about 30 KB
-    with pytest.raises(nicodec.FormatError, match="exactly 100x100 bytes"):
+    with pytest.raises(nicodec.FormatError, match="holds more than the image's 100x100 bytes"):
         alpha_section.decompress(b"ALPL", bomb, 100, 100)
+
+
+@pytest.mark.parametrize("kind", ["zlib", "lzma2"])
+def test_an_alpha_section_that_is_not_the_plane_names_its_fault(kind):
+    """One message covered a stream with too few bytes, too many, no end (a zlib stream without
+    its Adler-32 trailer) and bytes after its end; FORMAT.md lists them apart."""
+    pack = zlib.compress if kind == "zlib" else lzma2
+    tag = alpha_section.ZLIB if kind == "zlib" else alpha_section.LZMA2
+    whole = pack(bytes(100))
+    faults = {
+        "holds 99 bytes, not the image's 10x10": pack(bytes(99)),
+        "holds more than the image's 10x10 bytes": pack(bytes(101)),
+        "cut short: it has no end": whole[:-4] if kind == "zlib" else whole[:-1],
+        "has 1 byte after the end of its stream": whole + b"\0",
+    }
+    for said, payload in faults.items():
+        with pytest.raises(nicodec.FormatError, match=f"alpha section.*{said}"):
+            alpha_section.decompress(tag, payload, 10, 10)
+    assert alpha_section.decompress(tag, whole, 10, 10).shape == (10, 10)
+    # A stream whose end (the final block, the trailer) comes in bytes after the plane's: whole.
+    spread = zlib.compressobj()
+    late = spread.compress(bytes(100)) + spread.flush(zlib.Z_FULL_FLUSH) + spread.flush()
+    if kind == "zlib":
+        assert alpha_section.decompress(tag, late, 10, 10).shape == (10, 10)
 
 
 def test_a_codec_reads_and_writes_both_kinds(codec, photo):
