@@ -147,6 +147,13 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
             dropped.append((what, None))
         elif limit is not None and lengths[tag] > limit:
             dropped.append((what, f"its {lengths[tag]:,} bytes are more than one {fmt} segment holds ({limit:,})"))
+        elif key == "exif" and fmt in _EXIF_READERS:
+            try:
+                packet = nicformat.unpack(data)[1][tag]
+            except NicodecError:
+                continue
+            if not _tiff_structure(packet):
+                dropped.append((what, f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one"))
         elif key == "xmp" and fmt == "PNG":
             try:
                 packet = nicformat.unpack(data)[1][tag]
@@ -321,6 +328,32 @@ namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by P
 ones are left out, with a warning, rather than failing the whole decode."""
 
 
+_EXIF_READERS = frozenset({"TIFF", "AVIF"})
+"""The formats whose writers read the EXIF they are given rather than copy its bytes (Pillow's
+TIFF writer takes its tags, libavif checks its TIFF header): an EXIF section that is not a TIFF
+structure, which a ``.nic`` file may carry as its source had it, fails them. It is left out of
+these, with a warning, and kept as it is by the others."""
+
+
+def _tiff_structure(exif: bytes) -> bool:
+    """Whether an EXIF packet is a TIFF structure, after ``Exif\\0\\0`` when it starts so, that
+    Pillow reads (damaged entries inside it are its own warnings, not a failure)."""
+    import warnings
+
+    from PIL import Image
+
+    body = exif[6:] if exif.startswith(b"Exif\0\0") else exif
+    if not body.startswith((b"II*\0", b"MM\0*")):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            Image.Exif().load(bytes(exif))
+    except Exception:  # noqa: BLE001 - whatever Pillow's TIFF reader raises on it, it is not one
+        return False
+    return True
+
+
 def _xmp_text(packet: bytes) -> str | None:
     """An XMP packet as text for PNG's iTXt (UTF-8 there): the XMP standard allows UTF-8, 16 and
     32, told apart by a byte-order mark or, as XML's are, by the first ``<``'s bytes; None for
@@ -343,12 +376,14 @@ def _metadata(image, fmt: str) -> dict:
     EXIF's. Text (``image.text``) goes into PNG as text chunks (``tEXt`` for Latin-1, ``iTXt``
     for the rest, compressed from 1 kB up to what Pillow's reader inflates), but for the keywords
     whose data other sections keep (``nicodec.text.RESERVED``), and its ``Comment`` into JPEG as
-    a comment. EXIF, XMP or a comment too long for a JPEG segment, or XMP that is not Unicode
-    text for PNG, is left out. The resolution (``info["dpi"]``) goes to the writers that keep
+    a comment. EXIF, XMP or a comment too long for a JPEG segment, XMP that is not Unicode
+    text for PNG, or EXIF that is not a TIFF structure for TIFF and AVIF, is left out. The resolution (``info["dpi"]``) goes to the writers that keep
     it as ``dpi=`` (:func:`_written_dpi`), unless it is outside what the format holds."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
+    if "exif" in options and fmt in _EXIF_READERS and not _tiff_structure(bytes(options["exif"])):
+        del options["exif"]  # dropped_metadata warns
     density = resolution_section.from_dpi(image.info.get("dpi"))
     dpi = _written_dpi(density, fmt)[0] if density is not None else None
     if dpi is not None:

@@ -248,3 +248,29 @@ def test_folder_and_stdout_decodes_warn_of_what_png_leaves_out(codec, photo, tmp
     assert "plain" not in result.stderr
     result = CliRunner().invoke(app, ["decode", str(tmp_path / "in" / "odd.nic"), "-o", "-"])
     assert result.exit_code == 0 and "warning: the output will have no XMP data: PNG holds it" in result.stderr
+
+
+@pytest.mark.parametrize("exif", [b"garbage exif", b"Exif\0\0", b"Exif\0\0garbage"])
+def test_exif_that_is_no_tiff_structure_is_left_out_of_formats_that_read_it(codec, photo, tmp_path, exif):
+    """Another encoder's .nic file may carry EXIF that is not the TIFF structure FORMAT.md names
+    (nicodec's own encoder leaves such EXIF out): it verified and decoded to PNG, but decoding to
+    TIFF or AVIF failed after the whole decode. It is left out of those, with a warning first,
+    and kept as it is by PNG."""
+    header, sections = nicformat.unpack(codec.encode(photo))
+    (tmp_path / "odd.nic").write_bytes(nicformat.pack(header, {**sections, b"EXIF": exif}))
+    Image.init()
+    runner = CliRunner()
+    for suffix in (".tiff", ".avif", ".png"):
+        if suffix == ".avif" and "AVIF" not in Image.SAVE:
+            continue
+        target = tmp_path / f"odd{suffix}"
+        result = runner.invoke(app, ["decode", str(tmp_path / "odd.nic"), "-o", str(target)])
+        assert result.exit_code == 0, result.output
+        with Image.open(target) as back:
+            if suffix == ".png":
+                assert "warning" not in result.stderr
+                assert back.info["exif"].removeprefix(b"Exif\0\0") == exif.removeprefix(b"Exif\0\0")
+            else:
+                assert result.stderr.startswith(f"warning: odd{suffix} will have no EXIF data: {back.format} reads it "
+                                                "as a TIFF structure (after Exif\\0\\0), and it is not one")
+                assert not back.info.get("exif")
