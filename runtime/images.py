@@ -169,6 +169,8 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     except UnidentifiedImageError:
         raise UnsupportedImageError(_ALREADY_NIC.format(name=name) if _starts_like_nic(source) else unidentified) from None
     except Image.DecompressionBombError as exc:
+        if _starts_like_nic(source):  # the Pillow plugin's own limit, at its open
+            raise UnsupportedImageError(_ALREADY_NIC.format(name=name)) from None
         raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
     except _DAMAGED as exc:
         if retry and isinstance(exc, ValueError) and _PILLOW_TEXT_LIMITS.search(str(exc)):
