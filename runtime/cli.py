@@ -699,6 +699,8 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool,
             _remove_stale([output])  # even when the output exists and is refused: nothing else would
         if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
             raise NicodecError(f"the output {output} is the input; choose another name")
+        if stdio.is_stdio(input) and stdio.stdin_is(output):  # < photo.png: --force would replace the photo
+            raise NicodecError(f"the output {output} is the input, read from standard input; choose another name")
         check_target(output, force)  # what write_atomic will check, checked before the work
     except OutputExistsError as exc:
         if not beside:

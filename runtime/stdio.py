@@ -96,6 +96,15 @@ def check_stdout(input: Optional[Path] = None) -> None:
             raise NicodecError(f"standard output is the input file {input}; choose another output")
 
 
+def stdin_is(path: Path) -> bool:
+    """Whether standard input reads the file ``path`` (``< photo.png``): as an output, it is the
+    input, whatever its name."""
+    try:
+        return os.path.samestat(os.fstat(0), os.stat(path))
+    except (OSError, ValueError):  # no stdin (closed), no such file, a name too long or with a NUL
+        return False
+
+
 def drop_stdout() -> None:
     """After a broken pipe: nobody reads the rest, so point stdout at /dev/null, keeping Python
     from reporting the pipe again when it flushes at exit."""

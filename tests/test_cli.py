@@ -938,6 +938,26 @@ def test_standard_output_cannot_be_the_input(png, tmp_path):
     assert nic.read_bytes() == before
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
+def test_the_output_cannot_be_the_file_standard_input_reads(png, tmp_path):
+    """encode - -o photo.png --force < photo.png replaced the photo with its own .nic file; with
+    the photo named as INPUT, that is refused."""
+    assert run("encode", png).exit_code == 0
+    disguised = tmp_path / "nic.png"  # a .nic file by another name: decode writes no .nic
+    disguised.write_bytes((tmp_path / "photo.nic").read_bytes())
+    before = {path: path.read_bytes() for path in (png, disguised)}
+    for command, source, output in (("encode", png, png), ("decode", disguised, disguised)):
+        with open(source, "rb") as stdin:
+            result = subprocess.run([sys.executable, "-m", "nicodec", command, "-", "-o", str(output), "--force"],
+                                    stdin=stdin, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == f"error: the output {output} is the input, read from standard input; choose another name\n"
+    assert all(path.read_bytes() == data for path, data in before.items())
+    with open(png, "rb") as stdin:  # another output: as before
+        assert subprocess.run([sys.executable, "-m", "nicodec", "encode", "-", "-o", str(tmp_path / "other.nic")],
+                              stdin=stdin, capture_output=True, timeout=300).returncode == 0
+
+
 def test_standard_input_is_read_once_and_in_pieces(png, tmp_path, monkeypatch):
     import nicodec.files as files
 
