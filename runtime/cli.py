@@ -1272,9 +1272,10 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
 def main(args: Optional[list[str]] = None) -> None:
     """Entry point of the ``nicodec`` console script (``args``: the command line, default ``sys.argv[1:]``).
 
-    An empty argument is refused before anything else: no option or name of nicodec's takes
-    one, and the path ``""`` would be read as ``.``, so ``nicodec encode "$f"`` with ``$f``
-    unset would code every image under the current folder. Called from a program, it puts the
+    An empty argument, or an empty value written ``--name=`` (before ``--``), is refused before
+    anything else: no option or name of nicodec's takes one, and the path ``""`` would be read
+    as ``.``, so ``nicodec encode "$f"`` with ``$f`` unset would code every image under the
+    current folder. Called from a program, it puts the
     signal handlers it sets back as it returns, but SIGXCPU's when a CPU-time limit stopped
     the run: that one stays ignored (the kernel sends it again every CPU second), for the
     program and the processes it starts.
@@ -1286,9 +1287,15 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     """:func:`main`; ``command``: run as the ``nicodec`` process itself (``nicodec.launch``),
     which ends with it: the environment may be changed, and SIGXCPU stays ignored as it ends."""
     given = sys.argv[1:] if args is None else list(args)
-    if "" in given:
-        err.print(f"error: argument {given.index('') + 1} is empty (a shell variable that was not set?); "
-                  "see nicodec --help", markup=False)
+    options = given[:given.index("--")] if "--" in given else given  # after --, names only
+    empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
+    # --model="$dir" with $dir unset: the same empty value, which --model would read as "."
+    valued = next((number for number, arg in enumerate(options, 1) if arg.startswith("--") and arg.endswith("=")
+                   and arg.count("=") == 1), None)
+    if empty is not None or valued is not None:
+        what = (f"argument {empty} is empty" if valued is None or (empty is not None and empty < valued)
+                else f"argument {valued} ({given[valued - 1]}) has an empty value")
+        err.print(f"error: {what} (a shell variable that was not set?); see nicodec --help", markup=False)
         raise SystemExit(2)
     import logging
 

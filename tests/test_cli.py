@@ -1003,6 +1003,12 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert result.returncode == 2, (args, result.stderr)
         assert f"argument {args.index('') + 1} is empty" in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+    # Written as --name= with the variable unset: --model= read the current folder as the model.
+    for args in (["encode", str(png), "--output="], ["decode", "x.nic", "--model="], ["encode", str(png), "--model="]):
+        result = subprocess.run([sys.executable, "-m", "nicodec", *args], cwd=tmp_path, capture_output=True, text=True)
+        assert result.returncode == 2, (args, result.stderr)
+        assert f"argument 3 ({args[2]}) has an empty value" in result.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
