@@ -1226,18 +1226,26 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     start = time.perf_counter()
     done_bytes, written = [0], [0]
     # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.
-    count = TextColumn(f"{{task.completed:>{len(str(len(items)))}.0f}}/{len(items)}")
+    # The bar, its count, the rate and the time left are the files to code: those up to date or
+    # kept leave it as they are found (counted, they made a rerun's rate thousands of files/s
+    # and its time left a second for the whole run).
+    width = len(str(len(items)))
+    count = TextColumn(f"{{task.completed:>{width}.0f}}/{{task.total:.0f}}")
     columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
     with _reporting(debug), Progress(*columns, console=err, transient=True, disable=not err.on_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:
+            if outcome.status in ("skipped", "kept"):  # nothing coded
+                progress.update(task, total=progress.tasks[0].total - 1)
+                return
             written[0] += outcome.status == "done"
             done_bytes[0] += outcome.bytes_in
             elapsed = max(time.perf_counter() - start, 1e-9)
+            coded = progress.tasks[0].completed + 1
             progress.update(task, advance=1,
-                            rate=f"{progress.tasks[0].completed / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
+                            rate=f"{coded / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
 
         def stopping() -> None:
             progress.stop()

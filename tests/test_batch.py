@@ -49,6 +49,14 @@ def test_a_terminal_sees_how_many_files_are_done(tmp_path, monkeypatch):
     assert result.exit_code == 1  # the broken file
     assert "4 files: 3 encoded" in result.stdout
     assert re.search(r"encode .* 4/4 .*files/s", screen.getvalue())
+    # A rerun: the files up to date leave the bar, which counts, and times, the files to code.
+    Image.fromarray(synthetic_photo(64, 64, seed=9)).save(src / "new.png")
+    screen.seek(0)
+    screen.truncate()
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert "5 files: 1 encoded, 3 up to date, 0 kept, 1 failed" in result.stdout
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert re.search(r"encode .* 2/2 ", shown) and not re.search(r" [1-9]/5 ", shown), shown
 
 
 def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):
