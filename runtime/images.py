@@ -43,8 +43,31 @@ SizeCheck = Callable[[int, int], None]
 
 
 def readable_suffixes() -> list[str]:
-    """The file suffixes Pillow opens (``.png``, ``.jpg``, ...), ``.nic`` excepted: the images nicodec codes."""
-    return sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN and ext != ".nic")
+    """The file suffixes of the images Pillow opens and loads (``.png``, ``.jpg``, ...), ``.nic``
+    excepted: the images nicodec codes. Formats Pillow only identifies are left out, so that a
+    folder's videos and data files are passed over rather than failed: MPEG video, the stubs of
+    HDF5, GRIB, BUFR and WMF without a handler registered, and EPS without Ghostscript."""
+    return sorted(ext for ext, fmt in Image.registered_extensions().items()
+                  if fmt in Image.OPEN and ext != ".nic" and _loads(fmt))
+
+
+def _loads(fmt: str) -> bool:
+    """Whether Pillow can load the pixels of an image in ``fmt`` it opens, as far as can be told
+    before trying."""
+    import sys
+
+    from PIL import ImageFile
+
+    if fmt == "MPEG":  # a video's first header is read for its size; nothing is ever decoded
+        return False
+    if fmt == "EPS":
+        from PIL import EpsImagePlugin
+
+        return bool(getattr(EpsImagePlugin, "has_ghostscript", lambda: True)())
+    opener = Image.OPEN[fmt][0]
+    if isinstance(opener, type) and issubclass(opener, ImageFile.StubImageFile):
+        return getattr(sys.modules.get(opener.__module__), "_handler", None) is not None
+    return True
 
 
 def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> Image.Image:

@@ -787,3 +787,21 @@ def test_a_link_to_nothing_fails_rather_than_being_passed_over(tmp_path):
     result = run("verify", tmp_path / "out")
     assert result.exit_code == 1 and "FAILED" in result.stderr and "z.nic: it is a link to" in result.stderr
     assert "7 files: 6 ok, 1 failed" in result.stdout
+
+
+def test_a_folders_videos_and_data_files_are_passed_over(tmp_path):
+    """Pillow identifies MPEG video and HDF5, GRIB and BUFR data without loading them: a camera
+    folder's .MPG clips failed one by one and the whole run ended with exit code 1."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(64, 64, seed=1)).save(src / "photo.png")
+    (src / "clip.MPG").write_bytes(b"\0\0\1\xb3\x14\0\xf0\x13\xff\xff\xe0\x18" + bytes(3000))
+    (src / "data.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + bytes(100))
+    (src / "field.grib").write_bytes(b"GRIB" + bytes(100))
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert result.exit_code == 0, result.output
+    assert "1 file: 1 encoded" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.nic"]
+    # Named on the command line, such a file is tried, and refused by name.
+    named = run("encode", src / "clip.MPG", "-o", tmp_path / "clip.nic")
+    assert named.exit_code == 1 and "clip.MPG" in named.stderr and not (tmp_path / "clip.nic").exists()
