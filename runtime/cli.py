@@ -1218,6 +1218,9 @@ def _remove_stale(targets) -> None:
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
+    """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
+    a note that an image there newer than its file, taken as an earlier output, may be an
+    original)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import run
@@ -1264,6 +1267,12 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         err.print(f"kept: {kept.message}", markup=False)
     for noted in (o for o in summary.outcomes if o.status == "done" and o.message):
         err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
+    skipped = sum(o.status == "skipped" and o.item.target.parent == o.item.source.parent for o in summary.outcomes)
+    if verb == "decode" and skipped:
+        err.print(f"note: {_files(skipped)} up to date: {'an image' if skipped == 1 else 'images'} beside "
+                  f"{'its .nic file' if skipped == 1 else 'their .nic files'} and newer, taken as earlier output; "
+                  "an original edited since it was encoded is one too: to decode every file, write elsewhere with -o",
+                  markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with _writing_report():

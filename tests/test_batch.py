@@ -805,3 +805,23 @@ def test_a_folders_videos_and_data_files_are_passed_over(tmp_path):
     # Named on the command line, such a file is tried, and refused by name.
     named = run("encode", src / "clip.MPG", "-o", tmp_path / "clip.nic")
     assert named.exit_code == 1 and "clip.MPG" in named.stderr and not (tmp_path / "clip.nic").exists()
+
+
+def test_decoding_a_folder_beside_its_originals_says_an_image_up_to_date_may_be_one(tmp_path):
+    """A photo edited after it was encoded is newer than its .nic file: decoding the folder
+    beside it called it up to date, and decoded nothing, without a word of what it might be."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(48, 48, seed=1)).save(src / "a.png")
+    assert run("encode", src).exit_code == 0
+    os.utime(src / "a.nic", (1, 1))  # the photo, edited since
+    before = (src / "a.png").read_bytes()
+    result = run("decode", src)
+    assert result.exit_code == 0 and "1 file: 0 decoded, 1 up to date" in result.stdout
+    assert "note: 1 file up to date: an image beside its .nic file and newer, taken as earlier output; an original " \
+           "edited since it was encoded is one too: to decode every file, write elsewhere with -o" in result.stderr
+    assert (src / "a.png").read_bytes() == before
+    elsewhere = run("decode", src, "-o", tmp_path / "out")  # decoded there; a rerun is up to date, no note
+    again = run("decode", src, "-o", tmp_path / "out")
+    assert elsewhere.exit_code == again.exit_code == 0 and "1 up to date" in again.stdout
+    assert "note" not in elsewhere.stderr + again.stderr
