@@ -549,8 +549,25 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         unique: dict[str, Path] = {}
         for path in inputs:
             unique.setdefault(real_path(path), path)  # a file named twice is coded once
+            if root is None:
+                _check_beside(path)
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
         return items, root
+
+
+def _check_beside(input: Path) -> None:
+    """Refuse, before any work, an output beside an input that lies in no folder to write in: a
+    process substitution's ``/dev/fd/63`` (its folder is the process's open files, which
+    ``os.access`` calls writable for root, so the write failed only after the work)."""
+    import re
+
+    try:
+        folder = os.path.realpath(input.parent)
+    except (OSError, ValueError):
+        return  # the output's own check names it
+    if folder == "/dev/fd" or re.fullmatch(r"/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd", folder):
+        raise NicodecError(f"{input} names an open file descriptor (a process substitution, <(...)), in no folder "
+                           "to write an output beside; give -o FILE")
 
 
 def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None:
@@ -675,6 +692,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool,
     if output is None:
         if not input.name or _is_dir(input):
             raise NicodecError(f"{input} is a directory, not a file")
+        _check_beside(input)
         output = input.with_suffix(suffix)
     else:
         try:

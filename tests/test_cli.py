@@ -958,6 +958,30 @@ def test_the_output_cannot_be_the_file_standard_input_reads(png, tmp_path):
                               stdin=stdin, capture_output=True, timeout=300).returncode == 0
 
 
+@pytest.mark.skipif(not __import__("os").path.isdir("/dev/fd"), reason="needs /dev/fd")
+@pytest.mark.parametrize("several", [False, True])
+def test_an_input_from_a_process_substitution_needs_an_output_named(png, tmp_path, several):
+    """encode <(cat photo.png) wrote beside /dev/fd/63: as root, the folder passed the check and
+    the write failed after the whole encode, saying /dev/fd did not exist."""
+    import os
+
+    read_end, write_end = os.pipe()
+    buffer = io.BytesIO()
+    Image.open(png).crop((0, 0, 64, 48)).save(buffer, "PNG")
+    assert len(buffer.getvalue()) < 60_000  # all of it in the pipe's buffer
+    os.write(write_end, buffer.getvalue())
+    os.close(write_end)
+    try:
+        name = f"/dev/fd/{read_end}"
+        result = subprocess.run([sys.executable, "-m", "nicodec", "encode", name, *([name] if several else [])],
+                                pass_fds=(read_end,), capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    finally:
+        os.close(read_end)
+    assert result.returncode == 1
+    assert result.stderr == (f"error: {name} names an open file descriptor (a process substitution, <(...)), in no "
+                             "folder to write an output beside; give -o FILE\n")
+
+
 def test_standard_input_is_read_once_and_in_pieces(png, tmp_path, monkeypatch):
     import nicodec.files as files
 
