@@ -279,7 +279,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
         if _probe(fmt, mode, False) == "unwritable" and keeps(fmt, "RGBA", colour=False):  # QOI has no LA
             raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")
         raise UnsupportedImageError(
-            f"the image has transparency, which {fmt} does not keep ({name}); use .png or .webp"
+            f"the image has transparency, whose every level {fmt} does not keep ({name}); use .png or .webp"
         )
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
