@@ -66,7 +66,10 @@ def _loads(fmt: str) -> bool:
         return bool(getattr(EpsImagePlugin, "has_ghostscript", lambda: True)())
     opener = Image.OPEN[fmt][0]
     if isinstance(opener, type) and issubclass(opener, ImageFile.StubImageFile):
-        return getattr(sys.modules.get(opener.__module__), "_handler", None) is not None
+        # The handler an application registered (Pillow has WMF's on Windows): on the class
+        # since Pillow 13, in the plugin's module before.
+        handler = getattr(opener, "_handler", None) or getattr(sys.modules.get(opener.__module__), "_handler", None)
+        return handler is not None
     return True
 
 
@@ -718,12 +721,22 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
         return Image.Exif()
 
 
-def without_orientation(key: str, value: bytes) -> bytes | None:
+def quarter_turned(img: Image.Image) -> bool:
+    """Whether :func:`upright` turns this image a quarter, by its own EXIF orientation (5 to 8)."""
+    try:
+        return img.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS
+    except _EXIF_ERRORS:
+        return False
+
+
+def without_orientation(key: str, value: bytes, turned: bool = False) -> bytes | None:
     """An ``exif`` or ``xmp`` value given for an image already turned upright, without the
     orientation it may hold (so that it does not turn the picture a second time); as given when
-    it holds none, and None, with a warning, for EXIF too damaged to rewrite. An EXIF whose
-    orientation turns a quarter describes the picture before the turn: its resolution is
-    swapped with it, as the image's own EXIF is when the image is turned."""
+    it holds none, and None, with a warning, for EXIF too damaged to rewrite. ``turned``: the
+    image was turned a quarter by its own orientation; an EXIF whose orientation turns a quarter
+    too is then the image's own, or a copy of it, which describes the picture before the turn:
+    its resolution is swapped, as the image's own EXIF is (else it describes the upright
+    picture, as given)."""
     if key == "xmp":
         return _XMP_ORIENTATION.sub(b"", bytes(value))
     try:
@@ -731,7 +744,7 @@ def without_orientation(key: str, value: bytes) -> bytes | None:
         tags.load(bytes(value))
         if ExifTags.Base.Orientation not in tags:
             return bytes(value)
-        if tags.pop(ExifTags.Base.Orientation) in _QUARTER_TURNS:
+        if tags.pop(ExifTags.Base.Orientation) in _QUARTER_TURNS and turned:
             _swap_resolution_tags(tags)
         return tags.tobytes()
     except _EXIF_ERRORS:

@@ -236,7 +236,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
-    from .images import detached_copy, upright, without_orientation
+    from .images import detached_copy, quarter_turned, upright, without_orientation
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -264,6 +264,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from
         # info (a turned image holds the EXIF it was turned by), and keeps what Pillow's copies
         # leave behind (text, a TIFF's EXIF, the density).
+        turned = quarter_turned(im)
         try:
             im = detached_copy(upright(im))
         except NicodecError as exc:
@@ -272,7 +273,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills
             if value and key in ("exif", "xmp"):
-                value = without_orientation(key, value)
+                value = without_orientation(key, value, turned)
             if value:
                 im.info[key] = value
             else:

@@ -802,6 +802,25 @@ def test_a_folders_videos_and_data_files_are_passed_over(tmp_path):
     assert result.exit_code == 0, result.output
     assert "1 file: 1 encoded" in result.stdout
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["photo.nic"]
+    # A stub with a handler an application registered is loaded (the handler was looked for in
+    # the plugin's module, where Pillow 13 no longer keeps it).
+    from PIL import Hdf5StubImagePlugin, ImageFile
+
+    from nicodec.images import readable_suffixes
+
+    class Handler(ImageFile.StubHandler):
+        def open(self, im):
+            pass
+
+        def load(self, im):
+            return Image.new("L", im.size)
+
+    assert ".h5" not in readable_suffixes()
+    Hdf5StubImagePlugin.register_handler(Handler())
+    try:
+        assert ".h5" in readable_suffixes()
+    finally:
+        Hdf5StubImagePlugin.register_handler(None)
     # Named on the command line, such a file is tried, and refused by name.
     named = run("encode", src / "clip.MPG", "-o", tmp_path / "clip.nic")
     assert named.exit_code == 1 and "clip.MPG" in named.stderr and not (tmp_path / "clip.nic").exists()

@@ -11,7 +11,7 @@ import textwrap
 
 import numpy as np
 import pytest
-from PIL import Image, ImageFile, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 import nicodec
 from nicodec import FormatError, ModelMismatchError
@@ -503,6 +503,19 @@ def test_an_exif_given_to_save_with_a_quarter_turn_has_its_resolution_turned_too
                 saved.append((back.info["dpi"], exif[0x011A], exif[0x011B]))
                 assert 0x0112 not in exif
     assert saved[0] == saved[1] == ((72, 300), 72, 300)
+    # An image nicodec does not turn (turned already, or without an orientation): exif= describes
+    # it as it is, its quarter turn's orientation notwithstanding (the swap made the file's EXIF
+    # say 72 x 300 where its density said 300 x 72).
+    with Image.open(tmp_path / "r.jpg") as im:
+        given = im.info["exif"]
+        for image, dpi in ((ImageOps.exif_transpose(im), None), (Image.fromarray(synthetic_photo(48, 80)), (300, 72))):
+            buffer = io.BytesIO()
+            image.save(buffer, "NIC", exif=given, **({"dpi": dpi} if dpi else {}))
+            with Image.open(buffer) as back:
+                exif = back.getexif()
+                assert (exif[0x011A], exif[0x011B]) == (300, 72) and 0x0112 not in exif
+                if dpi:
+                    assert back.info["dpi"] == (300, 72)
 
 
 
