@@ -13,6 +13,7 @@ import io
 import json
 import math
 import os
+import re
 import signal
 import stat
 import sys
@@ -1318,15 +1319,32 @@ def main(args: Optional[list[str]] = None) -> None:
     _main(args, command=False)
 
 
+VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
+                           "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision"})
+"""The options that take a value (the next argument, unless given as ``--name=value``)."""
+
+
+def _empty_value(given: list[str]) -> int | None:
+    """The number of the first argument that gives an option an empty value, written ``--name=``
+    or ``-o=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would read the current folder
+    as the model, ``-o=`` a file named ``=``), or None. An option's own value (``-o --x=``) is
+    not one, nor is anything after ``--``."""
+    after_value = False
+    for number, arg in enumerate(given, 1):
+        if arg == "--" and not after_value:
+            return None
+        if not after_value and re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*=|-[A-Za-z]=", arg):
+            return number
+        after_value = not after_value and arg in VALUE_OPTIONS
+    return None
+
+
 def _main(args: Optional[list[str]], command: bool) -> None:
     """:func:`main`; ``command``: run as the ``nicodec`` process itself (``nicodec.launch``),
     which ends with it: the environment may be changed, and SIGXCPU stays ignored as it ends."""
     given = sys.argv[1:] if args is None else list(args)
-    options = given[:given.index("--")] if "--" in given else given  # after --, names only
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
-    # --model="$dir" with $dir unset: the same empty value, which --model would read as "."
-    valued = next((number for number, arg in enumerate(options, 1) if arg.startswith("--") and arg.endswith("=")
-                   and arg.count("=") == 1), None)
+    valued = _empty_value(given)
     if empty is not None or valued is not None:
         what = (f"argument {empty} is empty" if valued is None or (empty is not None and empty < valued)
                 else f"argument {valued} ({given[valued - 1]}) has an empty value")

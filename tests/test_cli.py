@@ -1031,12 +1031,35 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert result.returncode == 2, (args, result.stderr)
         assert f"argument {args.index('') + 1} is empty" in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
-    # Written as --name= with the variable unset: --model= read the current folder as the model.
-    for args in (["encode", str(png), "--output="], ["decode", "x.nic", "--model="], ["encode", str(png), "--model="]):
+    # Written as --name= with the variable unset: --model= read the current folder as the model,
+    # and -o= wrote a file named "=".
+    for args in (["encode", str(png), "--output="], ["decode", "x.nic", "--model="], ["encode", str(png), "--model="],
+                 ["encode", str(png), "-o="]):
         result = subprocess.run([sys.executable, "-m", "nicodec", *args], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 2, (args, result.stderr)
         assert f"argument 3 ({args[2]}) has an empty value" in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_an_empty_value():
+    """-o --x= names an output "--x=": the check for --name= refused it as an empty value."""
+    from nicodec.cli import _empty_value
+
+    assert _empty_value(["encode", "a.png", "-o", "--x=", "-f"]) is None
+    assert _empty_value(["encode", "a.png", "--model", "--m=", "--quality="]) == 5
+    assert _empty_value(["encode", "--", "--x="]) is None and _empty_value(["encode", "-o", "--", "--x="]) == 4
+
+
+def test_the_options_that_take_a_value_are_the_commands_own():
+    """The empty-value check skips the values of these options: it must know each of them."""
+    import typer.main
+
+    from nicodec.cli import VALUE_OPTIONS, app
+
+    group = typer.main.get_command(app)  # Click's classes, or Typer's own copy of them
+    taking = {name for command in group.commands.values() for param in command.params
+              if param.param_type_name == "option" and not param.is_flag and not param.count for name in param.opts}
+    assert taking == VALUE_OPTIONS
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
