@@ -556,19 +556,25 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         return items, root
 
 
+def _in_devices(path: Path) -> bool:
+    """Whether ``path`` lies in ``/dev`` itself (``/dev/stdin``, whose link resolves to the file
+    it reads) or in a folder of open file descriptors (``/dev/fd/63``, ``/proc/self/fd/1``):
+    no folder to write a file in, though ``os.access`` calls them writable for root."""
+    try:
+        folders = {os.path.dirname(os.path.abspath(path)), os.path.realpath(path.parent)}
+    except (OSError, ValueError):
+        return False  # the output's own check names it
+    return any(folder == "/dev" or folder == "/dev/fd"
+               or re.fullmatch(r"/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd", folder) for folder in folders)
+
+
 def _check_beside(input: Path) -> None:
     """Refuse, before any work, an output beside an input that lies in no folder to write in: a
-    process substitution's ``/dev/fd/63`` (its folder is the process's open files, which
-    ``os.access`` calls writable for root, so the write failed only after the work)."""
-    import re
-
-    try:
-        folder = os.path.realpath(input.parent)
-    except (OSError, ValueError):
-        return  # the output's own check names it
-    if folder == "/dev/fd" or re.fullmatch(r"/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd", folder):
-        raise NicodecError(f"{input} names an open file descriptor (a process substitution, <(...)), in no folder "
-                           "to write an output beside; give -o FILE")
+    process substitution's ``/dev/fd/63``, or ``/dev/stdin`` (the write failed only after the
+    work, as root saying that /dev/fd did not exist, or wrote into /dev)."""
+    if _in_devices(input):
+        raise NicodecError(f"{input} names an open file descriptor or a device (a process substitution, <(...), or "
+                           "/dev/stdin), in no folder to write an output beside; give -o FILE")
 
 
 def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None:
@@ -713,6 +719,9 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool,
             beside = suffix != ".nic"
     output = Path(output)
     check(output)
+    if _in_devices(output):  # as root, --force replaced the link /dev/stdout with a file
+        raise NicodecError(f"the output {output} names an open file descriptor or a device, not a file to write; "
+                           "-o - writes to standard output")
     try:
         if output.parent.is_dir():
             _remove_stale([output])  # even when the output exists and is refused: nothing else would

@@ -982,8 +982,28 @@ def test_an_input_from_a_process_substitution_needs_an_output_named(png, tmp_pat
     finally:
         os.close(read_end)
     assert result.returncode == 1
-    assert result.stderr == (f"error: {name} names an open file descriptor (a process substitution, <(...)), in no "
-                             "folder to write an output beside; give -o FILE\n")
+    assert result.stderr == (f"error: {name} names an open file descriptor or a device (a process substitution, "
+                             "<(...), or /dev/stdin), in no folder to write an output beside; give -o FILE\n")
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/stdout"), reason="needs /dev/stdin and /dev/stdout")
+def test_dev_stdin_and_dev_stdout_are_no_folder_to_write_in(png, tmp_path):
+    """As root, encode /dev/stdin < photo.png wrote /dev/stdin.nic, and -o /dev/stdout --force
+    replaced the link /dev/stdout with a file."""
+    import os
+
+    before = sorted(os.listdir("/dev"))
+    with open(png, "rb") as stdin:
+        beside = subprocess.run([sys.executable, "-m", "nicodec", "encode", "/dev/stdin"], stdin=stdin,
+                                capture_output=True, text=True, timeout=300)
+    assert beside.returncode == 1 and "/dev/stdin names an open file descriptor or a device" in beside.stderr
+    for output in ("/dev/stdout", "/dev/fd/1"):
+        result = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), "-o", output, "--force"],
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 1 and result.stdout == ""
+        assert result.stderr == (f"error: the output {output} names an open file descriptor or a device, not a file "
+                                 "to write; -o - writes to standard output\n")
+    assert sorted(os.listdir("/dev")) == before and os.path.islink("/dev/stdout")
 
 
 def test_standard_input_is_read_once_and_in_pieces(png, tmp_path, monkeypatch):
