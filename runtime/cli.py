@@ -1297,10 +1297,10 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
     skipped = sum(o.status == "skipped" and o.item.target.parent == o.item.source.parent for o in summary.outcomes)
     if verb == "decode" and skipped:
-        err.print(f"note: {_files(skipped)} up to date: {'an image' if skipped == 1 else 'images'} beside "
-                  f"{'its .nic file' if skipped == 1 else 'their .nic files'} and newer, taken as earlier output; "
-                  "an original edited since it was encoded is one too: to decode every file, write elsewhere with -o",
-                  markup=False)
+        err.print(f"note: {_files(skipped)} up to date: {'an image' if skipped == 1 else 'images'} newer than "
+                  f"{'its .nic file' if skipped == 1 else 'their .nic files'} beside {'it' if skipped == 1 else 'them'}, "
+                  "taken for earlier output (an original edited since it was encoded would be too; -o DIR decodes "
+                  "into another folder)", markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with _writing_report():

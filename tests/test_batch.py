@@ -837,8 +837,8 @@ def test_decoding_a_folder_beside_its_originals_says_an_image_up_to_date_may_be_
     before = (src / "a.png").read_bytes()
     result = run("decode", src)
     assert result.exit_code == 0 and "1 file: 0 decoded, 1 up to date" in result.stdout
-    assert "note: 1 file up to date: an image beside its .nic file and newer, taken as earlier output; an original " \
-           "edited since it was encoded is one too: to decode every file, write elsewhere with -o" in result.stderr
+    assert "note: 1 file up to date: an image newer than its .nic file beside it, taken for earlier output (an " \
+           "original edited since it was encoded would be too; -o DIR decodes into another folder)" in result.stderr
     assert (src / "a.png").read_bytes() == before
     elsewhere = run("decode", src, "-o", tmp_path / "out")  # decoded there; a rerun is up to date, no note
     again = run("decode", src, "-o", tmp_path / "out")
