@@ -527,6 +527,11 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
             raise NicodecError("give one folder, or several files; not folders among several inputs")
         root = (inputs[0] if folder else None) if output is None else Path(output)
         if root is not None:
+            devices = _in_devices(root / "x")
+            if devices:  # as root, -o /dev/ wrote files into /dev
+                named = "" if os.path.abspath(root) == devices else f" ({devices})"
+                raise NicodecError(f"the output folder {root}{named} holds devices or open file descriptors, not files "
+                                   "to write")
             try:
                 above = nearest_existing(root)
             except (OSError, ValueError) as exc:
@@ -551,30 +556,40 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         for path in inputs:
             unique.setdefault(real_path(path), path)  # a file named twice is coded once
             if root is None:
-                _check_beside(path)
+                _check_beside(path, several=True)
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
         return items, root
 
 
-def _in_devices(path: Path) -> bool:
-    """Whether ``path`` lies in ``/dev`` itself (``/dev/stdin``, whose link resolves to the file
-    it reads) or in a folder of open file descriptors (``/dev/fd/63``, ``/proc/self/fd/1``):
-    no folder to write a file in, though ``os.access`` calls them writable for root."""
+def _in_devices(path: Path) -> Optional[str]:
+    """The folder ``path`` lies in when it is ``/dev`` itself (``/dev/stdin``, whose link resolves
+    to the file it reads) or a folder of open file descriptors (``/dev/fd/63``,
+    ``/proc/self/fd/1``): no folder to write a file in, though ``os.access`` calls them writable
+    for root; else None."""
     try:
-        folders = {os.path.dirname(os.path.abspath(path)), os.path.realpath(path.parent)}
+        folders = (os.path.dirname(os.path.abspath(path)), os.path.realpath(path.parent))
     except (OSError, ValueError):
-        return False  # the output's own check names it
-    return any(folder == "/dev" or folder == "/dev/fd"
-               or re.fullmatch(r"/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd", folder) for folder in folders)
+        return None  # the output's own check names it
+    return next((folder for folder in folders if folder in ("/dev", "/dev/fd")
+                 or re.fullmatch(r"/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd", folder)), None)
 
 
-def _check_beside(input: Path) -> None:
+def _check_beside(input: Path, several: bool = False) -> None:
     """Refuse, before any work, an output beside an input that lies in no folder to write in: a
     process substitution's ``/dev/fd/63``, or ``/dev/stdin`` (the write failed only after the
     work, as root saying that /dev/fd did not exist, or wrote into /dev)."""
     if _in_devices(input):
         raise NicodecError(f"{input} names an open file descriptor or a device (a process substitution, <(...), or "
-                           "/dev/stdin), in no folder to write an output beside; give -o FILE")
+                           f"/dev/stdin), in no folder to write an output beside; give -o {'DIR' if several else 'FILE'}")
+
+
+def _check_not_devices(output: Path, stdout: bool = True) -> None:
+    """Refuse an output in ``/dev`` or a folder of open file descriptors (as root, ``-o /dev/stdout
+    --force`` replaced the link with a file, and ``-o /dev/`` wrote files into /dev)."""
+    folder = _in_devices(output)
+    if folder:
+        raise NicodecError(f"the output {output} lies in {folder}, a folder of devices or open file descriptors, not "
+                           f"of files to write" + ("; -o - writes to standard output" if stdout else ""))
 
 
 def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None:
@@ -719,9 +734,7 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool,
             beside = suffix != ".nic"
     output = Path(output)
     check(output)
-    if _in_devices(output):  # as root, --force replaced the link /dev/stdout with a file
-        raise NicodecError(f"the output {output} names an open file descriptor or a device, not a file to write; "
-                           "-o - writes to standard output")
+    _check_not_devices(output)
     try:
         if output.parent.is_dir():
             _remove_stale([output])  # even when the output exists and is refused: nothing else would
@@ -1333,18 +1346,34 @@ VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs"
 """The options that take a value (the next argument, unless given as ``--name=value``)."""
 
 
-def _empty_value(given: list[str]) -> int | None:
-    """The number of the first argument that gives an option an empty value, written ``--name=``
-    or ``-o=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would read the current folder
-    as the model, ``-o=`` a file named ``=``), or None. An option's own value (``-o --x=``) is
-    not one, nor is anything after ``--``."""
+def _empty_value(given: list[str]) -> Optional[tuple[int, str]]:
+    """The first argument that gives an option an empty or mistyped value, with what is wrong
+    with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
+    read the current folder as the model), and ``-o=`` or ``-o=x.nic`` (Click gives ``-o`` the
+    value ``=`` or ``=x.nic``: a file of that name), alone or ending a cluster of short flags
+    (``-fo=``). An option's own value (``-o --x=``) is not one, nor is anything after ``--``."""
     after_value = False
     for number, arg in enumerate(given, 1):
-        if arg == "--" and not after_value:
+        if after_value:
+            after_value = False
+            continue
+        if arg == "--":
             return None
-        if not after_value and re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*=|-[A-Za-z]=", arg):
-            return number
-        after_value = not after_value and arg in VALUE_OPTIONS
+        if re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*=", arg):
+            return number, f"argument {number} ({arg}) has an empty value"
+        cluster = re.fullmatch(r"-([A-Za-z]+)(.*)", arg, re.DOTALL)
+        if cluster:  # -f, -o, -fo, -fo=, -ox.nic: the first letter that takes a value takes the rest
+            letters, tail = cluster.groups()
+            for at, letter in enumerate(letters):
+                if f"-{letter}" in VALUE_OPTIONS:
+                    rest = letters[at + 1:] + tail
+                    if rest.startswith("="):
+                        return number, (f"argument {number} ({arg}) gives -{letter} the value {rest!r}; a short "
+                                        f"option takes its value without = (-{letter} {rest[1:] or 'VALUE'})")
+                    after_value = rest == ""
+                    break
+            continue
+        after_value = arg in VALUE_OPTIONS
     return None
 
 
@@ -1355,8 +1384,8 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
     valued = _empty_value(given)
     if empty is not None or valued is not None:
-        what = (f"argument {empty} is empty" if valued is None or (empty is not None and empty < valued)
-                else f"argument {valued} ({given[valued - 1]}) has an empty value")
+        what = (f"argument {empty} is empty" if valued is None or (empty is not None and empty < valued[0])
+                else valued[1])
         err.print(f"error: {what} (a shell variable that was not set?); see nicodec --help", markup=False)
         raise SystemExit(2)
     import logging

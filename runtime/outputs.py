@@ -29,8 +29,9 @@ LOSSY_OUTPUTS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 9
                  "AVIF": {"quality": 95, "subsampling": "4:4:4"}}
 """Formats that are lossy by design, written when asked for, at these settings (Pillow's own
 defaults are quality 75 with 4:2:0 chroma)."""
-_LOSSY_ALPHA = frozenset({"AVIF"})
-"""The formats of ``LOSSY_OUTPUTS`` with an alpha plane, coded as lossily as the colour."""
+_ALPHA_IN_PART = {"AVIF": "keeps only approximately", "GIF": "keeps only where a pixel is fully transparent or opaque"}
+"""How the formats that keep some of an alpha plane, but not every level, keep it: AVIF codes
+it as lossily as the colour, GIF has one transparent palette entry."""
 LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossless": True}}
 """Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
 default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""
@@ -280,7 +281,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
         if _probe(fmt, mode, False) == "unwritable" and keeps(fmt, "RGBA", colour=False):  # QOI has no LA
             raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")
-        kept = "keeps only approximately" if fmt in _LOSSY_ALPHA else "does not keep"
+        kept = _ALPHA_IN_PART.get(fmt, "does not keep")
         raise UnsupportedImageError(f"the image has transparency, which {fmt} {kept} ({name}); use .png or .webp")
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)

@@ -514,6 +514,9 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
     if "AVIF" in Image.SAVE:  # AVIF keeps an alpha plane, not every level of it: it said "does not keep" it
         result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.avif")
         assert result.exit_code == 1 and "transparency, which AVIF keeps only approximately" in result.stderr
+    result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.gif")  # one transparent palette entry
+    assert result.exit_code == 1
+    assert "transparency, which GIF keeps only where a pixel is fully transparent or opaque" in result.stderr
     assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
     assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
     assert "icc_profile" not in Image.open(tmp_path / "bare.png").info
@@ -983,7 +986,8 @@ def test_an_input_from_a_process_substitution_needs_an_output_named(png, tmp_pat
         os.close(read_end)
     assert result.returncode == 1
     assert result.stderr == (f"error: {name} names an open file descriptor or a device (a process substitution, "
-                             "<(...), or /dev/stdin), in no folder to write an output beside; give -o FILE\n")
+                             f"<(...), or /dev/stdin), in no folder to write an output beside; give -o "
+                             f"{'DIR' if several else 'FILE'}\n")
 
 
 @pytest.mark.skipif(not __import__("os").path.exists("/dev/stdout"), reason="needs /dev/stdin and /dev/stdout")
@@ -997,12 +1001,24 @@ def test_dev_stdin_and_dev_stdout_are_no_folder_to_write_in(png, tmp_path):
         beside = subprocess.run([sys.executable, "-m", "nicodec", "encode", "/dev/stdin"], stdin=stdin,
                                 capture_output=True, text=True, timeout=300)
     assert beside.returncode == 1 and "/dev/stdin names an open file descriptor or a device" in beside.stderr
-    for output in ("/dev/stdout", "/dev/fd/1"):
-        result = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), "-o", output, "--force"],
+    # Standard output a regular file, as > out.png makes it (a pipe was refused already, as no regular file).
+    for output, folder in (("/dev/stdout", "/dev"), ("/dev/fd/1", "/dev/fd"), ("/dev/", "/dev")):
+        with open(tmp_path / "redirected", "wb") as stdout:
+            result = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), "-o", output, "--force"],
+                                    stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+        target = "/dev/photo.nic" if output == "/dev/" else output
+        assert result.returncode == 1 and (tmp_path / "redirected").read_bytes() == b""
+        assert result.stderr == (f"error: the output {target} lies in {folder}, a folder of devices or open file "
+                                 "descriptors, not of files to write; -o - writes to standard output\n")
+    # A batch's output folder (-o /dev/ wrote files into /dev).
+    second = tmp_path / "second.png"
+    second.write_bytes(png.read_bytes())
+    for output in ("/dev/", "/dev/fd/"):
+        result = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), str(second), "-o", output],
                                 capture_output=True, text=True, timeout=300)
-        assert result.returncode == 1 and result.stdout == ""
-        assert result.stderr == (f"error: the output {output} names an open file descriptor or a device, not a file "
-                                 "to write; -o - writes to standard output\n")
+        assert result.returncode == 1
+        assert result.stderr == (f"error: the output folder {output.rstrip('/')} holds devices or open file "
+                                 "descriptors, not files to write\n")
     assert sorted(os.listdir("/dev")) == before and os.path.islink("/dev/stdout")
 
 
@@ -1052,12 +1068,13 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert f"argument {args.index('') + 1} is empty" in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
     # Written as --name= with the variable unset: --model= read the current folder as the model,
-    # and -o= wrote a file named "=".
+    # and -o= (or -fo=) wrote a file named "=".
     for args in (["encode", str(png), "--output="], ["decode", "x.nic", "--model="], ["encode", str(png), "--model="],
-                 ["encode", str(png), "-o="]):
+                 ["encode", str(png), "-o="], ["encode", str(png), "-fo="]):
         result = subprocess.run([sys.executable, "-m", "nicodec", *args], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 2, (args, result.stderr)
-        assert f"argument 3 ({args[2]}) has an empty value" in result.stderr
+        assert (f"argument 3 ({args[2]}) has an empty value" if args[2].startswith("--") else
+                f"argument 3 ({args[2]}) gives -o the value '='") in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
@@ -1066,8 +1083,16 @@ def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_an_empty_value(
     from nicodec.cli import _empty_value
 
     assert _empty_value(["encode", "a.png", "-o", "--x=", "-f"]) is None
-    assert _empty_value(["encode", "a.png", "--model", "--m=", "--quality="]) == 5
-    assert _empty_value(["encode", "--", "--x="]) is None and _empty_value(["encode", "-o", "--", "--x="]) == 4
+    assert _empty_value(["encode", "a.png", "--model", "--m=", "--quality="])[0] == 5
+    assert _empty_value(["encode", "--", "--x="]) is None and _empty_value(["encode", "-o", "--", "--x="])[0] == 4
+    # Clusters of short options, as Click reads them: -fo takes the next argument, -fox.nic the rest.
+    assert _empty_value(["encode", "a.png", "-fo", "--x="]) is None
+    assert _empty_value(["encode", "a.png", "-fo", "--", "--model="])[0] == 5
+    assert _empty_value(["encode", "a.png", "-fox.nic", "--model="])[0] == 4
+    assert _empty_value(["encode", "a.png", "-fo="]) == (
+        3, "argument 3 (-fo=) gives -o the value '='; a short option takes its value without = (-o VALUE)")
+    assert _empty_value(["encode", "a.png", "-o=x.nic"]) == (
+        3, "argument 3 (-o=x.nic) gives -o the value '=x.nic'; a short option takes its value without = (-o x.nic)")
 
 
 def test_the_options_that_take_a_value_are_the_commands_own():
