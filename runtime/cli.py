@@ -561,7 +561,7 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         return items, root
 
 
-def _in_devices(path: Path) -> Optional[str]:
+def _in_devices(path: Path) -> str | None:
     """The folder ``path`` lies in when it is ``/dev`` itself (``/dev/stdin``, whose link resolves
     to the file it reads) or a folder of open file descriptors (``/dev/fd/63``,
     ``/proc/self/fd/1``): no folder to write a file in, though ``os.access`` calls them writable
@@ -1346,7 +1346,7 @@ VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs"
 """The options that take a value (the next argument, unless given as ``--name=value``)."""
 
 
-def _empty_value(given: list[str]) -> Optional[tuple[int, str]]:
+def _empty_value(given: list[str]) -> tuple[int, str] | None:
     """The first argument that gives an option an empty or mistyped value, with what is wrong
     with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
     read the current folder as the model), and ``-o=`` or ``-o=x.nic`` (Click gives ``-o`` the
