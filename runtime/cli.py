@@ -529,7 +529,7 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         if root is not None:
             devices = _in_devices(root / "x")
             if devices:  # as root, -o /dev/ wrote files into /dev
-                named = "" if os.path.abspath(root) == devices else f" ({devices})"
+                named = "" if os.fspath(root).rstrip("/") == devices else f" ({devices})"
                 raise NicodecError(f"the output folder {root}{named} holds devices or open file descriptors, not files "
                                    "to write")
             try:
@@ -583,13 +583,13 @@ def _check_beside(input: Path, several: bool = False) -> None:
                            f"/dev/stdin), in no folder to write an output beside; give -o {'DIR' if several else 'FILE'}")
 
 
-def _check_not_devices(output: Path, stdout: bool = True) -> None:
+def _check_not_devices(output: Path) -> None:
     """Refuse an output in ``/dev`` or a folder of open file descriptors (as root, ``-o /dev/stdout
     --force`` replaced the link with a file, and ``-o /dev/`` wrote files into /dev)."""
     folder = _in_devices(output)
     if folder:
         raise NicodecError(f"the output {output} lies in {folder}, a folder of devices or open file descriptors, not "
-                           f"of files to write" + ("; -o - writes to standard output" if stdout else ""))
+                           "of files to write; -o - writes to standard output")
 
 
 def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None:
@@ -1346,12 +1346,23 @@ VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs"
 """The options that take a value (the next argument, unless given as ``--name=value``)."""
 
 
+SHORT_OPTIONS = {"encode": ("-f", "-o"), "decode": ("-f", "-o")}
+"""The commands with short options, and those options (``-o`` takes a value, ``-f`` none)."""
+UNSET = " (a shell variable that was not set?)"
+
+
 def _empty_value(given: list[str]) -> tuple[int, str] | None:
     """The first argument that gives an option an empty or mistyped value, with what is wrong
     with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
-    read the current folder as the model), and ``-o=`` or ``-o=x.nic`` (Click gives ``-o`` the
-    value ``=`` or ``=x.nic``: a file of that name), alone or ending a cluster of short flags
-    (``-fo=``). An option's own value (``-o --x=``) is not one, nor is anything after ``--``."""
+    read the current folder as the model), and for the commands with ``-o``, ``-o=`` or
+    ``-o=x.nic`` (Click gives ``-o`` the value ``=`` or ``=x.nic``: a file of that name), alone
+    or ending a cluster of short flags (``-fo=``). An option's own value (``-o --x=``) is not
+    one, nor is anything after ``--``; a cluster with a letter the command lacks is Click's to
+    name, and a command line asking for ``--help`` gets it."""
+    if "--help" in given[:given.index("--") if "--" in given else len(given)]:
+        return None
+    command = next((arg for arg in given if not arg.startswith("-")), None)
+    short = SHORT_OPTIONS.get(command, ())
     after_value = False
     for number, arg in enumerate(given, 1):
         if after_value:
@@ -1360,11 +1371,13 @@ def _empty_value(given: list[str]) -> tuple[int, str] | None:
         if arg == "--":
             return None
         if re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*=", arg):
-            return number, f"argument {number} ({arg}) has an empty value"
+            return number, f"argument {number} ({arg}) has an empty value{UNSET}"
         cluster = re.fullmatch(r"-([A-Za-z]+)(.*)", arg, re.DOTALL)
         if cluster:  # -f, -o, -fo, -fo=, -ox.nic: the first letter that takes a value takes the rest
             letters, tail = cluster.groups()
             for at, letter in enumerate(letters):
+                if f"-{letter}" not in short:
+                    break  # an option this command lacks: Click says so
                 if f"-{letter}" in VALUE_OPTIONS:
                     rest = letters[at + 1:] + tail
                     if rest.startswith("="):
@@ -1384,9 +1397,9 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
     valued = _empty_value(given)
     if empty is not None or valued is not None:
-        what = (f"argument {empty} is empty" if valued is None or (empty is not None and empty < valued[0])
+        what = (f"argument {empty} is empty{UNSET}" if valued is None or (empty is not None and empty < valued[0])
                 else valued[1])
-        err.print(f"error: {what} (a shell variable that was not set?); see nicodec --help", markup=False)
+        err.print(f"error: {what}; see nicodec --help", markup=False)
         raise SystemExit(2)
     import logging
 

@@ -29,9 +29,12 @@ LOSSY_OUTPUTS = {"JPEG": {"quality": 95, "subsampling": 0}, "MPO": {"quality": 9
                  "AVIF": {"quality": 95, "subsampling": "4:4:4"}}
 """Formats that are lossy by design, written when asked for, at these settings (Pillow's own
 defaults are quality 75 with 4:2:0 chroma)."""
-_ALPHA_IN_PART = {"AVIF": "keeps only approximately", "GIF": "keeps only where a pixel is fully transparent or opaque"}
+_ALPHA_IN_PART = {"AVIF": "keeps only approximately",
+                  "GIF": "keeps only for pixels fully transparent or opaque (the file's header cannot tell whether "
+                         "those are all it has)"}
 """How the formats that keep some of an alpha plane, but not every level, keep it: AVIF codes
-it as lossily as the colour, GIF has one transparent palette entry."""
+it as lossily as the colour, GIF has one transparent palette entry. The refusal comes from the
+header, before the plane is decoded."""
 LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossless": True}}
 """Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
 default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""

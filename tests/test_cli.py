@@ -516,7 +516,8 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
         assert result.exit_code == 1 and "transparency, which AVIF keeps only approximately" in result.stderr
     result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.gif")  # one transparent palette entry
     assert result.exit_code == 1
-    assert "transparency, which GIF keeps only where a pixel is fully transparent or opaque" in result.stderr
+    assert "transparency, which GIF keeps only for pixels fully transparent or opaque (the file's header cannot tell " \
+           "whether those are all it has)" in result.stderr
     assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
     assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
     assert "icc_profile" not in Image.open(tmp_path / "bare.png").info
@@ -1093,6 +1094,10 @@ def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_an_empty_value(
         3, "argument 3 (-fo=) gives -o the value '='; a short option takes its value without = (-o VALUE)")
     assert _empty_value(["encode", "a.png", "-o=x.nic"]) == (
         3, "argument 3 (-o=x.nic) gives -o the value '=x.nic'; a short option takes its value without = (-o x.nic)")
+    # Letters a command lacks, and a command without -o, are Click's to name; --help is shown.
+    assert _empty_value(["encode", "a.png", "-xo=x.nic"]) is None and _empty_value(["info", "-o=x", "a.nic"]) is None
+    assert _empty_value(["encode", "a.png", "-o=x", "--help"]) is None
+    assert _empty_value(["verify", "--model=", "a.nic"])[0] == 2
 
 
 def test_the_options_that_take_a_value_are_the_commands_own():
@@ -1101,10 +1106,16 @@ def test_the_options_that_take_a_value_are_the_commands_own():
 
     from nicodec.cli import VALUE_OPTIONS, app
 
+    from nicodec.cli import SHORT_OPTIONS
+
     group = typer.main.get_command(app)  # Click's classes, or Typer's own copy of them
     taking = {name for command in group.commands.values() for param in command.params
               if param.param_type_name == "option" and not param.is_flag and not param.count for name in param.opts}
     assert taking == VALUE_OPTIONS
+    short = {name: tuple(sorted(opt for param in command.params for opt in param.opts + param.secondary_opts
+                                if param.param_type_name == "option" and len(opt) == 2))
+             for name, command in group.commands.items()}
+    assert {name: opts for name, opts in short.items() if opts} == SHORT_OPTIONS
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "mkfifo"), reason="needs named pipes")
