@@ -344,8 +344,10 @@ def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(fold
     train([str(folder)], tmp_path / "first", TINY, cfg)
     slim_checkpoint(tmp_path / "first" / "last.pt", tmp_path / "slim.pt")
     cfg = TrainConfig(steps=3, batch=2, crop=64, val_every=100, val_images=2, warmup=2)
-    carried = train([str(folder)], tmp_path / "carried", TINY, cfg, init=tmp_path / "slim.pt")
-    assert carried["run_steps"] == 0  # step 4 is already past the old schedule's 3 steps
+    # Step 4 is already past the old schedule's 3 steps: refused (it trained none and said "done").
+    with pytest.raises(typer.BadParameter, match="schedule is complete .step 4, 4 of the 3 --steps"):
+        train([str(folder)], tmp_path / "carried", TINY, cfg, init=tmp_path / "slim.pt")
+    assert not (tmp_path / "carried" / "last.pt").exists()
     fresh = train([str(folder)], tmp_path / "fresh", TINY, cfg, init=tmp_path / "slim.pt", new_schedule=True)
     assert fresh["steps"] == 7 and fresh["run_steps"] == 3
     ckpt = torch.load(tmp_path / "fresh" / "last.pt", weights_only=True)

@@ -579,3 +579,46 @@ def test_a_folder_given_twice_is_counted_once_and_held_out_images_trained_on_are
                         "--steps", "1", "--batch", "2")
     assert code == 0, said
     assert "warning: 10 of the 10 held-out images are training images too" in said
+
+
+def test_resuming_a_copied_run_writes_its_own_slim_copy_not_the_originals(tmp_path, images, monkeypatch):
+    """The slim path was kept absolute: resuming a copy of a run folder (a branch, or a run
+    fetched from another machine) replaced the original run's weights-only file."""
+    import shutil
+
+    monkeypatch.chdir(tmp_path)
+    args = ("--data", "images", *TINY, "--batch", "2", "--val-every", "1")
+    code, said = invoke(train_module.app, *args, "--out", "run", "--slim", "run/weights.pt", "--steps", "2")
+    assert code == 0, said
+    shutil.copytree("run", "copy")
+    code, said = invoke(train_module.app, "--out", "copy", "--resume", "--steps", "4")
+    assert code == 0, said
+    step = {name: torch.load(tmp_path / name / "weights.pt", map_location="cpu", weights_only=False)["step"]
+            for name in ("run", "copy")}
+    assert step == {"run": 2, "copy": 4} and str(tmp_path / "copy" / "weights.pt") in said
+    # A slim file outside the run's folder is the original's: refused, unless --force or --slim says.
+    code, said = invoke(train_module.app, *args, "--out", "outside", "--slim", "outside.pt", "--steps", "2")
+    assert code == 0, said
+    shutil.copytree("outside", "outside-copy")
+    code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "4")
+    assert code == 2 and "its weights-only copy" in error_line(said) and "give --slim PATH" in error_line(said)
+    assert torch.load("outside.pt", map_location="cpu", weights_only=False)["step"] == 2
+    code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "4", "--slim", "mine.pt")
+    assert code == 0, said
+    assert torch.load("mine.pt", map_location="cpu", weights_only=False)["step"] == 4
+
+
+def test_init_from_a_checkpoint_whose_schedule_is_complete_is_refused(tmp_path, images):
+    """It trained no step, said "done" and wrote the checkpoint's weights under the new settings
+    (a single-rate model relabelled with another lmbda)."""
+    code, said = invoke(train_module.app, "--data", images, *TINY, "--batch", "2", "--out", tmp_path / "a", "--steps", "2",
+                        "--val-every", "1")
+    assert code == 0, said
+    for extra in ((), ("--lmbda", "0.05")):
+        code, said = invoke(train_module.app, "--data", images, *TINY, "--batch", "2", "--out", tmp_path / "b",
+                            "--init", tmp_path / "a" / "last.pt", "--steps", "2", *extra)
+        assert code == 2 and "the checkpoint's schedule is complete (step 2, 2 of the 2 --steps" in error_line(said)
+        assert not (tmp_path / "b" / "last.pt").exists()
+    code, said = invoke(train_module.app, "--data", images, *TINY, "--batch", "2", "--out", tmp_path / "b",
+                        "--init", tmp_path / "a" / "last.pt", "--steps", "2", "--new-schedule", "--lmbda", "0.05")
+    assert code == 0 and "2 steps in" in said, said

@@ -458,12 +458,33 @@ CHECKPOINT_SECONDS = 600
 
 
 def run_options(folders: list[str], val_folders: Optional[list[str]], max_images: int,
-                slim: Optional[Path]) -> dict:
+                slim: Optional[Path], out: Optional[Path] = None) -> dict:
     """The :data:`RUN_OPTIONS` as a checkpoint keeps them: paths made absolute, so a run resumed
-    from another folder reads the same images."""
+    from another folder reads the same images; and the run's folder, ``out``, so that a resumed
+    copy of it is told from the run itself (:func:`resumed_slim`)."""
     return {"data": [os.path.abspath(f) for f in folders],
             "val_data": [os.path.abspath(f) for f in val_folders] if val_folders else None,
-            "max_images": max_images, "slim": os.path.abspath(slim) if slim is not None else None}
+            "max_images": max_images, "slim": os.path.abspath(slim) if slim is not None else None,
+            "out": os.path.abspath(out) if out is not None else None}
+
+
+def resumed_slim(slim: str, saved_out: Optional[str], out: Path, force: bool) -> str:
+    """The ``--slim`` path a resumed run writes: the saved one, unless the run folder was copied
+    or moved (``out`` is not the folder it was made in, ``saved_out``). A copy's slim file inside
+    the run's folder is the copy's own; one outside it is the original run's, which resuming the
+    copy would replace: refused unless ``force``. Checkpoints saved before the folder was kept
+    (no ``saved_out``) keep their path."""
+    here = os.path.abspath(out)
+    if saved_out is None or saved_out == here:
+        return slim
+    inside = os.path.relpath(slim, saved_out)
+    if not inside.startswith(os.pardir + os.sep) and inside != os.pardir:
+        return os.path.join(here, inside)
+    if force:
+        return slim
+    raise typer.BadParameter(
+        f"the run was made in {saved_out}, and its weights-only copy {slim} lies outside it: resuming {out} would "
+        "replace that file, the original run's; give --slim PATH, or --force to replace it", param_hint="--slim")
 
 
 def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = None) -> None:
@@ -647,6 +668,7 @@ def train(
         val_folders = restored.get("val_data", val_folders)
         max_images = restored.get("max_images", max_images)
         if "slim" in restored and rank == 0:
+            restored["slim"] = resumed_slim(restored["slim"], saved_options.get("out"), out, force)
             slim = Path(restored["slim"])
             check_creatable(slim.parent, "--slim")
         cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
@@ -711,12 +733,20 @@ def train(
         val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
     if max_images:
         train_paths = train_paths[:max_images]
-    options = run_options(folders, val_folders, max_images, slim)
+    options = run_options(folders, val_folders, max_images, slim, out)
 
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
         origin = (step, seconds_before) if new_schedule and not resume else tuple(ckpt.get("schedule_origin", (0, 0.0)))
+        box = cfg.total_minutes * 60 or cfg.minutes * 60
+        if not resume and (step - origin[0] >= cfg.steps or (box and seconds_before - origin[1] >= box)):
+            # It trained no step, and wrote the weights as they were under the new settings' name, as "done".
+            raise typer.BadParameter(
+                f"the checkpoint's schedule is complete (step {step}, {step - origin[0]} of the {cfg.steps} "
+                "--steps" + (f", {(seconds_before - origin[1]) / 60:.2f} of {box / 60:.2f} minutes" if box else "")
+                + "): --new-schedule starts a fresh one from its weights, and --steps or --total-minutes lengthens it",
+                param_hint="--init")
     model.to(device)
     if device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
