@@ -2,9 +2,10 @@
 
 Every install gets the last two commands, but they need torch and onnx (the ``train`` extra),
 which a runtime-only install lacks. Loaded there directly, they would end in a traceback; these
-launchers say in one line which extra is missing instead. ``nicodec``'s launcher gives a Ctrl-C
-that comes while the command line's modules load (a tenth of a second or two) the line and
-exit code of any other Ctrl-C, not a traceback. They import nothing heavy themselves.
+launchers say in one line which extra is missing instead. Each launcher gives a Ctrl-C that
+comes while the command's modules load (a tenth of a second or two for ``nicodec``, a second
+or two while torch imports for the others) the line and exit code of any other Ctrl-C, not a
+traceback. They import nothing heavy themselves.
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def is_missing_extra(error: ModuleNotFoundError) -> bool:
 def _launch(command: str, module: str) -> None:
     try:
         app = importlib.import_module(module).app
+    except KeyboardInterrupt:  # while torch imports (a second or two): the line and exit code of any other Ctrl-C
+        if sys.stderr is not None:
+            print("interrupted", file=sys.stderr)
+        raise SystemExit(130) from None
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
             raise

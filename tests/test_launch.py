@@ -156,3 +156,21 @@ def test_the_command_ends_with_sigxcpu_ignored():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stderr.split() == ["False", "True"], done.stderr
+
+
+@pytest.mark.parametrize("command", ["nicodec-train", "nicodec-export"])
+def test_ctrl_c_while_the_command_loads_is_one_line(command):
+    """Ctrl-C in the second or two torch takes to import gave a traceback through torch's modules."""
+    code = (
+        "import sys\n"
+        "class Interrupting:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'torch':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupting())\n"
+        f"sys.argv = [{command!r}, '--help']\n"
+        "from nicodec import launch\n"
+        f"launch.{command.removeprefix('nicodec-')}()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
