@@ -622,3 +622,12 @@ def test_init_from_a_checkpoint_whose_schedule_is_complete_is_refused(tmp_path, 
     code, said = invoke(train_module.app, "--data", images, *TINY, "--batch", "2", "--out", tmp_path / "b",
                         "--init", tmp_path / "a" / "last.pt", "--steps", "2", "--new-schedule", "--lmbda", "0.05")
     assert code == 0 and "2 steps in" in said, said
+
+
+def test_held_out_files_that_cannot_be_read_are_named_as_such(tmp_path, images):
+    """The last files found are held out before any is read: when none of them could be read,
+    the error said none was large enough."""
+    for i in range(8):
+        (images / f"zz{i}.jpg").write_text("not an image")
+    code, said = invoke(train_module.app, "--data", images, *TINY, "--batch", "2", "--out", tmp_path / "a", "--steps", "1")
+    assert code == 2 and "(8 of them could not be read: the last 8 files found are held out)" in error_line(said)

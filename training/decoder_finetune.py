@@ -192,7 +192,8 @@ def main(
     per_image: Annotated[int, typer.Option(min=1, help="Random crops per training image.")] = DecoderTuneConfig.per_image,
     val_crop: Annotated[int, typer.Option(
         parser=crop_side, help="Side of the held-out centre crops (a multiple of 64).")] = DecoderTuneConfig.val_crop,
-    minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper.")] = DecoderTuneConfig.minutes,
+    minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper (at least one step is taken: "
+                                                      "0 is one step, not nicodec-train's no limit).")] = DecoderTuneConfig.minutes,
     batch: Annotated[int, typer.Option(min=1)] = DecoderTuneConfig.batch,
     lr: Annotated[float, typer.Option(parser=positive_float)] = DecoderTuneConfig.lr,
     cache: Annotated[Path | None, typer.Option(dir_okay=False, help="Keep the encoded latents in this file and reuse them "

@@ -768,8 +768,11 @@ def train(
         raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
                                  "on its shorter side", param_hint="--crop")
     if not val:  # validating on training crops instead would report a figure that means nothing
+        unread = (f" ({len(val_problems)} of them could not be read"
+                  + ("" if val_folders else f": the last {cfg.val_images} files found are held out") + ")"
+                  if val_problems else "")
         raise typer.BadParameter(f"none of the {len(val_paths)} held-out images is at least {VAL_MIN_CROP} pixels on "
-                                 "its shorter side (validation uses their centre crops)",
+                                 f"its shorter side (validation uses their centre crops){unread}",
                                  param_hint="--val-data" if val_folders else "--data")
     full = [im for im in val if min(im.shape[1:]) >= VAL_CROP]
     if full:  # the usual crop, comparable with every run before; smaller images are left out
