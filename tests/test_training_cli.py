@@ -408,6 +408,21 @@ def test_decoder_finetune_names_held_out_images_too_small_before_encoding(tmp_pa
     assert not (tmp_path / "gs.pt").exists()
 
 
+@pytest.mark.skipif(not SHIPPED.exists() or not (REPO / "runtime" / "models" / "default").is_dir(),
+                    reason="needs the shipped checkpoint and model")
+def test_decoder_finetune_names_a_model_whose_gains_are_not_the_checkpoints(tmp_path, images, no_image_loading):
+    """The synthesis's agreement, on one quality, passed an export of other gain vectors (the
+    same g_s after --tune-gains), and g_s was tuned on latents of other rates."""
+    ckpt = torch.load(SHIPPED, map_location="cpu", weights_only=False)
+    ckpt["model"]["log_gain"] = ckpt["model"]["log_gain"] + 0.1
+    tuned = tmp_path / "tuned.pt"
+    torch.save(ckpt, tuned)
+    code, said = decoder(tuned, "--out", tmp_path / "gs.pt", "--model", REPO / "runtime" / "models" / "default",
+                         "--data", images)
+    assert code == 2 and f"--model is not the export of {tuned}: its 10 levels' gain vectors differ" in said, said
+    assert not (tmp_path / "gs.pt").exists()
+
+
 # training/prepare_gpu_data.py and training/gpu_run.sh -----------------------------------------------------------------
 
 

@@ -219,6 +219,14 @@ def main(
         raise typer.BadParameter(f"--model is not the export of {checkpoint}: its latent channels, hyper-latent "
                                  f"channels and variable rate are {exported}, the checkpoint's "
                                  f"{(net.config.M, net.config.Nh, bool(net.config.levels))}")
+    if codec.model.variable_rate:
+        # The synthesis's agreement below is on one quality: another export's levels or gains
+        # (the same g_s, say, after --tune-gains) pass it and give latents of other rates.
+        mine = [getattr(net, name).detach().float().numpy() for name in ("log_gain", "log_inverse_gain")]
+        theirs = [codec.model.log_gain, codec.model.log_inverse_gain]
+        if any(a.shape != b.shape or not np.allclose(a, b, rtol=1e-3, atol=1e-3) for a, b in zip(mine, theirs)):
+            raise typer.BadParameter(f"--model is not the export of {checkpoint}: its {len(theirs[0])} levels' gain "
+                                     f"vectors differ from the checkpoint's {len(mine[0])}")
     try:
         paths = list_images(cfg.data)
         val_paths = list_images(cfg.val_data) if cfg.val_data else paths[-8:]
