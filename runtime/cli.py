@@ -733,8 +733,8 @@ def _target(input: Path, output: Optional[str], suffix: str, force: bool,
             output = Path(output) / input.with_suffix(suffix).name
             beside = suffix != ".nic"
     output = Path(output)
+    _check_not_devices(output)  # before check: -o /dev/stdout has no extension, and -o - is what it means
     check(output)
-    _check_not_devices(output)
     try:
         if output.parent.is_dir():
             _remove_stale([output])  # even when the output exists and is refused: nothing else would

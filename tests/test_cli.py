@@ -1011,6 +1011,12 @@ def test_dev_stdin_and_dev_stdout_are_no_folder_to_write_in(png, tmp_path):
         assert result.returncode == 1 and (tmp_path / "redirected").read_bytes() == b""
         assert result.stderr == (f"error: the output {target} lies in {folder}, a folder of devices or open file "
                                  "descriptors, not of files to write; -o - writes to standard output\n")
+    nic = tmp_path / "photo.nic"
+    assert run("encode", png, "-o", nic).exit_code == 0
+    with open(tmp_path / "redirected", "wb") as stdout:  # not "cannot write images with the extension ''"
+        result = subprocess.run([sys.executable, "-m", "nicodec", "decode", str(nic), "-o", "/dev/stdout"],
+                                stdout=stdout, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert result.returncode == 1 and "-o - writes to standard output" in result.stderr
     # A batch's output folder (-o /dev/ wrote files into /dev).
     second = tmp_path / "second.png"
     second.write_bytes(png.read_bytes())
