@@ -1333,7 +1333,8 @@ def main(args: Optional[list[str]] = None) -> None:
     An empty argument, or an empty value written ``--name=`` (before ``--``), is refused before
     anything else: no option or name of nicodec's takes one, and the path ``""`` would be read
     as ``.``, so ``nicodec encode "$f"`` with ``$f`` unset would code every image under the
-    current folder. Called from a program, it puts the
+    current folder; so is ``-o=x.nic``, which Click reads as ``-o`` with the value ``=x.nic``
+    (:func:`_empty_value`). Called from a program, it puts the
     signal handlers it sets back as it returns, but SIGXCPU's when a CPU-time limit stopped
     the run: that one stays ignored (the kernel sends it again every CPU second), for the
     program and the processes it starts.

@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import functools
 import io
+from collections.abc import Callable
 
 from . import alpha as alpha_section
 from . import format as nicformat
@@ -143,6 +144,14 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
         return []
     lengths = {tag: length for tag, length in table if length}
     kept = kept_metadata(fmt)
+    unpacked: list[dict[bytes, bytes]] = []
+
+    def payload(tag: bytes) -> bytes:
+        """A section's bytes, the file unpacked (its checksum computed) once at most."""
+        if not unpacked:
+            unpacked.append(nicformat.unpack(data)[1])
+        return unpacked[0][tag]
+
     known = ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"), (b"XMP ", "xmp", "XMP data"))
     dropped: list[tuple[str, str | None]] = []
     for tag, key, what in known:
@@ -155,23 +164,23 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
             dropped.append((what, f"its {lengths[tag]:,} bytes are more than one {fmt} segment holds ({limit:,})"))
         elif key == "exif" and fmt in _EXIF_READERS:
             try:
-                packet = nicformat.unpack(data)[1][tag]
+                packet = payload(tag)
             except NicodecError:
                 continue
             if not _tiff_structure(packet):
                 dropped.append((what, f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one"))
         elif key == "xmp" and fmt == "PNG":
             try:
-                packet = nicformat.unpack(data)[1][tag]
+                packet = payload(tag)
             except NicodecError:
                 continue
             if _xmp_text(packet) is None:
                 dropped.append((what, "PNG holds it as Unicode text, and this packet is not"))
     if b"TEXT" in lengths:
-        dropped += _dropped_text(data, fmt, kept)
+        dropped += _dropped_text(payload, fmt, kept)
     if resolution_section.TAG in lengths:
         try:
-            density = resolution_section.unpack(nicformat.unpack(data)[1][resolution_section.TAG])
+            density = resolution_section.unpack(payload(resolution_section.TAG))
         except NicodecError:
             return dropped  # decoding names the damage
         why = _written_dpi(density, fmt)[1]
@@ -215,12 +224,12 @@ def _shown(density: resolution_section.Resolution) -> str:
     return " x ".join(f"{value:,.6g}" for value in density.dpi) + " dpi"
 
 
-def _dropped_text(data: bytes, fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
-    """:func:`dropped_metadata`'s entries for a file's text."""
+def _dropped_text(payload: Callable[[bytes], bytes], fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
+    """:func:`dropped_metadata`'s entries for a file's text (``payload``: a section's bytes by tag)."""
     if "text" in kept:
         return []
     try:
-        entries = text_section.unpack(nicformat.unpack(data)[1][text_section.TAG])
+        entries = text_section.unpack(payload(text_section.TAG))
     except NicodecError:
         return []  # decoding names the damage
     entries = {k: v for k, v in entries.items() if k not in text_section.RESERVED}  # never written
@@ -382,8 +391,9 @@ def _metadata(image, fmt: str) -> dict:
     for the rest, compressed from 1 kB up to what Pillow's reader inflates), but for the keywords
     whose data other sections keep (``nicodec.text.RESERVED``), and its ``Comment`` into JPEG as
     a comment. EXIF, XMP or a comment too long for a JPEG segment, XMP that is not Unicode
-    text for PNG, or EXIF that is not a TIFF structure for TIFF and AVIF, is left out. The resolution (``info["dpi"]``) goes to the writers that keep
-    it as ``dpi=`` (:func:`_written_dpi`), unless it is outside what the format holds."""
+    text for PNG, or EXIF that is not a TIFF structure for TIFF and AVIF, is left out. The
+    resolution (``info["dpi"]``) goes to the writers that keep it as ``dpi=``
+    (:func:`_written_dpi`), unless it is outside what the format holds."""
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
