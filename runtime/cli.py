@@ -527,7 +527,7 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
             raise NicodecError("give one folder, or several files; not folders among several inputs")
         root = (inputs[0] if folder else None) if output is None else Path(output)
         if root is not None:
-            devices = _in_devices(root / "x")
+            devices = _device_folder(root)
             if devices:  # as root, -o /dev/ wrote files into /dev
                 named = "" if os.fspath(root).rstrip("/") == devices else f" ({devices})"
                 raise NicodecError(f"the output folder {root}{named} holds devices or open file descriptors, not files "
@@ -566,12 +566,20 @@ def _in_devices(path: Path) -> str | None:
     to the file it reads) or a folder of open file descriptors (``/dev/fd/63``,
     ``/proc/self/fd/1``): no folder to write a file in, though ``os.access`` calls them writable
     for root; else None."""
+    return _device_folder(path.parent)
+
+
+_DEVICE_FOLDER = re.compile(r"/dev|/dev/fd|/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd")
+
+
+def _device_folder(folder: Path) -> str | None:
+    """``folder``, as named or with its links resolved, when that is ``/dev`` or a folder of open
+    file descriptors; else None."""
     try:
-        folders = (os.path.dirname(os.path.abspath(path)), os.path.realpath(path.parent))
+        names = (os.path.abspath(folder), os.path.realpath(folder))
     except (OSError, ValueError):
         return None  # the output's own check names it
-    return next((folder for folder in folders if folder in ("/dev", "/dev/fd")
-                 or re.fullmatch(r"/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd", folder)), None)
+    return next((name for name in names if _DEVICE_FOLDER.fullmatch(name)), None)
 
 
 def _check_beside(input: Path, several: bool = False) -> None:

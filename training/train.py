@@ -734,17 +734,20 @@ def train(
     if max_images:
         train_paths = train_paths[:max_images]
     options = run_options(folders, val_folders, max_images, slim, out)
+    budget = cfg.minutes * 60
+    schedule_seconds = cfg.total_minutes * 60 or budget  # a time-boxed schedule anneals over this
 
     if ckpt:
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
         origin = (step, seconds_before) if new_schedule and not resume else tuple(ckpt.get("schedule_origin", (0, 0.0)))
-        box = cfg.total_minutes * 60 or cfg.minutes * 60
-        if not resume and (step - origin[0] >= cfg.steps or (box and seconds_before - origin[1] >= box)):
+        if not resume and (step - origin[0] >= cfg.steps
+                           or (schedule_seconds and seconds_before - origin[1] >= schedule_seconds)):
             # It trained no step, and wrote the weights as they were under the new settings' name, as "done".
             raise typer.BadParameter(
                 f"the checkpoint's schedule is complete (step {step}, {step - origin[0]} of the {cfg.steps} "
-                "--steps" + (f", {(seconds_before - origin[1]) / 60:.2f} of {box / 60:.2f} minutes" if box else "")
+                "--steps" + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} minutes"
+                             if schedule_seconds else "")
                 + "): --new-schedule starts a fresh one from its weights, and --steps or --total-minutes lengthens it",
                 param_hint="--init")
     model.to(device)
@@ -806,8 +809,6 @@ def train(
         probe_throughput(model, sampler, probe, autocast, compile_mode)
 
     start_step, t0 = step, time.monotonic()
-    budget = cfg.minutes * 60
-    schedule_seconds = cfg.total_minutes * 60 or budget
     metrics: dict = {}
 
     def schedule_progress() -> float:
