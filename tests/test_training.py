@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -475,7 +476,7 @@ def test_a_run_keeps_its_weights_when_stopped_and_survives_a_failed_compilation(
     assert metrics["run_steps"] == 4 and np.isfinite(metrics["loss"])
 
 
-def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path):
+def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path, signal_once_training):
     """decoder_finetune changes g_s alone; exported with --decodes-files-of, the new model reads
     the earlier model's files into the same latents, while a changed entropy side is refused."""
     from nicodec.codec import Codec
@@ -497,6 +498,13 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     report = after["metrics"]["decoder_finetune"]
     assert report["steps"] >= 1 and report["training_crops"] == 4 and len(report["held_out_gain_db_per_quality"]) == 8
     assert report["config"]["per_image"] == 1 and list(report["config"]["data"]) == [str(folder)]
+
+    # SIGTERM or Ctrl-C mid-training (it lost the whole run) writes the weights reached and says so.
+    signal_once_training(decoder_finetune, "per_crop_mse")
+    with pytest.raises(typer.Exit) as stopped:
+        decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "stopped.pt", **{**settings, "minutes": 60.0})
+    assert stopped.value.exit_code == 128 + signal.SIGTERM
+    assert torch.load(tmp_path / "stopped.pt", weights_only=True)["metrics"]["decoder_finetune"]["stopped_by"] == "SIGTERM"
 
     manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
     a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")

@@ -342,6 +342,23 @@ def test_entropy_finetune_keeps_its_settings_with_its_cache(tmp_path, checkpoint
     assert code == 2 and "delete it or give another --cache" in said and not (tmp_path / "other.pt").exists()
 
 
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_entropy_finetune_stopped_by_a_signal_writes_the_step_reached(tmp_path, checkpoint, signal_once_training):
+    """SIGTERM or Ctrl-C lost the whole fine-tune, silently."""
+    import signal
+
+    signal_once_training(entropy_finetune, "gaussian_likelihood")
+    images = write_images(tmp_path / "images", 10, side=64)
+    out = tmp_path / "int.pt"
+    code, said = entropy(checkpoint, "--out", out, "--data", images, "--crop", "64", "64", "--per-image", "1",
+                         "--mode", "float", "--steps", "100000", "--batch", "2")
+    assert code == 128 + signal.SIGTERM, said
+    assert "SIGTERM: stopping after this step" in said and "stopped by SIGTERM at step 1 of 100000; wrote" in said
+    report = torch.load(out, weights_only=True)["metrics"]["entropy_finetune"]
+    assert report["stopped_by"] == "SIGTERM" and report["history"][-1]["step"] == 1
+    assert not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), train_module.Stop)  # put back
+
+
 # nicodec.training.decoder_finetune -------------------------------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from rich.console import Console
 from .data import UnreadableImageError, list_images, load_rgb, shorter_side
 from .train import (
     DEFAULT_DATA,
+    Stop,
     crop_side,
     non_negative_int,
     partly_retrained,
@@ -129,7 +130,7 @@ def held_out_psnr(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor
 
 def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
              minutes: float, batch: int, lr: float, seed: int = 0, report_every: int = 100,
-             base: torch.Tensor | None = None) -> list[dict]:
+             base: torch.Tensor | None = None, stop: Stop | None = None) -> list[dict]:
     """Adam on ``g_s`` for ``minutes``: a 50-step warm-up, then a cosine fall to zero over the time box.
 
     Args:
@@ -139,6 +140,7 @@ def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor],
         batch, lr, seed: crops per step, peak learning rate, seed of the crop draws.
         report_every: steps between held-out measurements.
         base: the held-out PSNR of each crop before training (:func:`held_out_psnr`), if known.
+        stop: ends the training after the step in hand once it has caught a signal.
 
     Returns:
         The held-out figures at the start, every ``report_every`` steps and at the last step.
@@ -160,12 +162,16 @@ def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor],
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        if step % report_every == 0 or time.monotonic() - start >= budget:
+        stopping = stop is not None and stop.signal
+        if step % report_every == 0 or time.monotonic() - start >= budget or stopping:
             psnr = held_out_psnr(g_s, *val)
             history.append({"step": step, "seconds": round(time.monotonic() - start, 1), "train_psnr": -float(loss.detach()),
                             "held_out_psnr": float(psnr.mean()), "held_out_gain_db": float((psnr - base).mean())})
             console.print(f"step {step}: train {-float(loss.detach()):.3f} dB, held-out {float(psnr.mean()):.4f} dB "
                           f"({float((psnr - base).mean()):+.4f}) at {history[-1]['seconds']:.0f} s")
+        if stopping:
+            history[-1]["stopped_by"] = stop.name  # (a signal during the last step's report stops nothing)
+            break
     return history
 
 
@@ -280,7 +286,9 @@ def main(
         p.requires_grad_(True)
     before = held_out_psnr(net.g_s, *val)
     net.g_s.train()
-    history = finetune(net.g_s, (y_hat, crops), val, minutes, batch, lr, seed, base=before)
+    stop = Stop()
+    with stop.on_signals():
+        history = finetune(net.g_s, (y_hat, crops), val, minutes, batch, lr, seed, base=before, stop=stop)
     # Only g_s is stored anew: the export's entropy side stays the same files.
     state, stored = partly_retrained(checkpoint, ckpt, net, ("g_s.",))
     after = held_out_psnr(stored.g_s, *val)  # measured again as stored
@@ -296,9 +304,15 @@ def main(
         "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality],
         "total_minutes": round((time.monotonic() - started) / 60, 1),
     }
+    stopped_by = history[-1].get("stopped_by")
+    if stopped_by:
+        metrics["decoder_finetune"]["stopped_by"] = stopped_by
     save_weights(out, ckpt, metrics, state)
-    console.print(f"wrote {out}: held-out PSNR {float(before.mean()):.4f} -> {float(after.mean()):.4f} dB "
+    stopped = f"stopped by {stopped_by} at step {history[-1]['step']}, before the learning rate fell to zero; " if stopped_by else ""
+    console.print(f"{stopped}wrote {out}: held-out PSNR {float(before.mean()):.4f} -> {float(after.mean()):.4f} dB "
                   f"(per held-out quality: {', '.join(f'{v:+.3f}' for v in per_quality)})")
+    if stopped_by:
+        raise typer.Exit(128 + stop.signal)
 
 
 if __name__ == "__main__":

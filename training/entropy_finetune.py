@@ -38,6 +38,7 @@ from .integer import MEAN_BITS, calibrate
 from .model import MeanScaleHyperprior, float_scale_index, gaussian_likelihood, scale_table, ste_round
 from .train import (
     DEFAULT_DATA,
+    Stop,
     non_negative_int,
     positive_float,
     positive_int,
@@ -125,12 +126,13 @@ def coded_bpp(model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor |
 
 def finetune(
     model: MeanScaleHyperprior, y: torch.Tensor, z_hat: torch.Tensor, val: tuple[torch.Tensor, torch.Tensor],
-    steps: int, batch: int, lr: float, seed: int = 0, hyper: bool = False,
+    steps: int, batch: int, lr: float, seed: int = 0, hyper: bool = False, stop: Stop | None = None,
 ) -> list[dict]:
     """Adam on h_s alone, minimizing y's rate; cosine learning-rate decay to zero.
 
     With ``hyper``, ``h_a`` and the prior of z learn too, and the rate of z joins the
-    objective (y, hence the distortion, still does not move).
+    objective (y, hence the distortion, still does not move). ``stop`` ends the training
+    after the step in hand once it has caught a signal.
     """
     for p in model.parameters():
         p.requires_grad_(False)
@@ -166,9 +168,13 @@ def finetune(
         opt.zero_grad(set_to_none=True)
         bpp.backward()
         opt.step()
-        if step % max(1, steps // 10) == 0 or step == steps:
+        stopping = stop is not None and stop.signal
+        if step % max(1, steps // 10) == 0 or step == steps or stopping:
             history.append({"step": step, "train_bpp": float(bpp.detach()), "val_bpp": coded_bpp(model, *val), "seconds": round(time.monotonic() - start, 1)})
             console.print(f"step {step}: train {float(bpp.detach()):.4f}, held-out coded bpp {history[-1]['val_bpp']:.4f} ({history[-1]['seconds']} s)")
+        if stopping:
+            history[-1]["stopped_by"] = stop.name  # (a signal during the last step's report stops nothing)
+            break
     for p in model.parameters():
         p.requires_grad_(True)
     return history
@@ -267,13 +273,16 @@ def main(
     if mode == "integer" and not model.config.integer_entropy:
         model = to_integer(model, z_hat)
         console.print(f"activation scales: {model.hs_act_scale.tolist()}")
-    history = finetune(model, y, z_hat, val, steps, batch, lr, seed, hyper=hyper)
+    stop = Stop()
+    with stop.on_signals():
+        history = finetune(model, y, z_hat, val, steps, batch, lr, seed, hyper=hyper, stop=stop)
     metrics = {
         **ckpt.get("metrics", {}),
         "entropy_finetune": {
             "mode": mode, "hyper": hyper, "steps": steps, "batch": batch, "lr": lr, "crop": list(crop),
             "start_val_y_bpp": base_bpp, "history": history,
             "minutes": round((time.monotonic() - started) / 60, 1),
+            **({"stopped_by": history[-1]["stopped_by"]} if "stopped_by" in history[-1] else {}),
         },
     }
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -283,7 +292,10 @@ def main(
          "metrics": metrics, "model": state},
         out,
     )
-    console.print(f"wrote {out}: held-out coded y bpp {base_bpp:.4f} (start, float) -> {history[-1]['val_bpp']:.4f}")
+    stopped = f"stopped by {stop.name} at step {history[-1]['step']} of {steps}; " if "stopped_by" in history[-1] else ""
+    console.print(f"{stopped}wrote {out}: held-out coded y bpp {base_bpp:.4f} (start, float) -> {history[-1]['val_bpp']:.4f}")
+    if stopped:
+        raise typer.Exit(128 + stop.signal)
 
 
 if __name__ == "__main__":

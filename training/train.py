@@ -860,7 +860,7 @@ def train(
 
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    stop = _Stop()
+    stop = Stop()
     with stop.on_signals(enabled=not distributed), Progress(*columns, console=console, disable=not main) as bar:
         last_step = origin[0] + cfg.steps
         task = bar.add_task("train", total=last_step, completed=step, stats="")
@@ -951,9 +951,10 @@ def _diverged(step: int, last: Path, saved_step: Optional[int] = None) -> None:
     raise typer.Exit(1)
 
 
-class _Stop:
-    """Ctrl-C and SIGTERM (``timeout``, a scheduler) end the training loop after the step in hand,
-    so that the run writes its checkpoint; ``signal`` is the number of the one received (0: none)."""
+class Stop:
+    """Ctrl-C and SIGTERM (``timeout``, a scheduler) end a training loop after the step in hand,
+    so that the program writes its checkpoint; ``signal`` is the number of the one received (0: none).
+    The fine-tuning programs (``decoder_finetune``, ``entropy_finetune``) stop the same way."""
 
     def __init__(self):
         self.signal = 0
