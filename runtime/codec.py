@@ -37,7 +37,7 @@ from . import text as text_section
 from .errors import FormatError, LimitError, ModelError, NicodecError, OutOfMemoryError, QualityError
 from .files import read_binary_file, read_file
 from .images import read_picture
-from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
+from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
 from .sessions import (CPU, MAX_THREADS, create_session, loading_failed, out_of_memory, resolve_providers,
@@ -216,8 +216,8 @@ class Codec:
         if isinstance(rdo, (bool, np.bool_)):
             rdo = RDO_SLOPE if rdo else 0.0
         try:  # float() of a whole number past the float range: an OverflowError
-            slope = float(rdo) if isinstance(rdo, (int, float, np.integer, np.floating)) else None
-        except OverflowError:
+            slope = float(rdo) if is_real_number(rdo) else None
+        except (OverflowError, ValueError):  # ValueError: Decimal("sNaN")
             slope = None
         if slope is None or not 0 <= slope < float("inf"):
             raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")

@@ -25,8 +25,10 @@ computes the same inverse gain.
 
 from __future__ import annotations
 
+import decimal
 import hashlib
 import json
+import numbers
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -67,17 +69,25 @@ QUALITY_MIN = 1.0
 QUALITY_MAX = 100.0
 
 
+def is_real_number(value) -> bool:
+    """Whether ``value`` is a real number to take as a setting: Python's and numpy's ints and
+    floats, ``Fraction`` and ``Decimal``; not a bool, a string or a complex number."""
+    return not isinstance(value, (bool, np.bool_)) and isinstance(value, (numbers.Real, decimal.Decimal))
+
+
 def check_quality(quality) -> float:
     """``quality`` as the float32 value a header records, or :class:`QualityError` if it is
     not a number from ``QUALITY_MIN`` to ``QUALITY_MAX``."""
     from .errors import QualityError
 
-    if isinstance(quality, bool) or not isinstance(quality, (int, float, np.integer, np.floating)):
+    if not is_real_number(quality):
         raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}")
     try:
         value = float(quality)
-    except OverflowError:  # an int beyond any float
+    except OverflowError:  # an int (or a Fraction) beyond any float
         raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not a number that large") from None
+    except ValueError:  # Decimal("sNaN")
+        raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}") from None
     if not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
         shown = f"{value:g}" if float(f"{value:g}") == value or value != value else repr(value)  # 0, not 0.0; 100.00000001
         raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {shown}")

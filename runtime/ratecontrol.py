@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import NicodecError, QualityError
 from .images import is_binary_file, open_image, open_image_bytes, read_binary_file, read_picture
-from .model import QUALITY_MAX, QUALITY_MIN
+from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
 
 MAX_ENCODES = 8
 """Default bound on the encodes of one search (a PSNR target decodes each file too)."""
@@ -307,9 +307,13 @@ def _check_target(name: str, value) -> None:
             raise QualityError(f"max_bytes must be a positive whole number of bytes, not {value!r}")
         return
     unit = "bits per pixel" if name == "bpp" else "dB"
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_real_number(value):
         raise QualityError(f"the {name} target must be a number of {unit}, not {value!r}")
-    if not math.isfinite(value) or value <= 0:
+    try:
+        number = float(value)
+    except (OverflowError, ValueError):  # a whole number past the float range, Decimal("sNaN")
+        number = math.nan
+    if not math.isfinite(number) or number <= 0:
         raise QualityError(f"the {name} target must be a positive finite number of {unit}, not {value!r}")
 
 

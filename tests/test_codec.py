@@ -358,6 +358,19 @@ def test_a_refused_quality_is_named_as_given(codec, photo, quality, shown):
     with pytest.raises(nicodec.QualityError, match=f"from 1 to 100, not {re.escape(shown)}$"):
         codec.encode(photo, quality=quality)
 
+def test_fractions_and_decimals_are_qualities_too(codec, photo):
+    """A quality from a config file read with Decimal, or a Fraction, was refused as "not a number"."""
+    from decimal import Decimal
+    from fractions import Fraction
+
+    data = codec.encode(photo, quality=50.5)
+    assert codec.encode(photo, quality=Decimal("50.5")) == data == codec.encode(photo, quality=Fraction(101, 2))
+    for bad, shown in ((Decimal("sNaN"), "Decimal('sNaN')"), (Decimal("NaN"), "nan"), (Decimal("-1"), "-1"),
+                       (1 + 0j, "(1+0j)"), (np.bool_(True), "True")):  # float() of an sNaN: a ValueError
+        with pytest.raises(nicodec.QualityError, match=f"from 1 to 100, not {re.escape(shown)}$"):
+            codec.encode(photo, quality=bad)
+
+
 def test_a_header_quality_outside_the_range_is_a_format_error(codec, photo):
     header, sections = nicformat.unpack(codec.encode(photo))
     bad = nicformat.pack(nicformat.Header(**{**header.__dict__, "quality": 150.0}), sections)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
+from fractions import Fraction
+
 import numpy as np
 import pytest
 
@@ -97,7 +100,12 @@ def test_the_codec_files_are_smaller_and_decode_like_any_file(photo):
     assert psnr(pixels, photo) > psnr(plain_codec.decode(plain, as_array=True), photo) - 0.5
 
 
-@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", [0.02], pytest.param(10**400, id="10**400")])
+def test_an_rdo_slope_may_be_a_fraction_or_a_decimal():
+    assert Codec(providers="cpu", rdo=Fraction(1, 50)).rdo_slope == Codec(providers="cpu", rdo=Decimal("0.02")).rdo_slope == 0.02
+
+
+@pytest.mark.parametrize("bad", [-0.1, float("nan"), float("inf"), "yes", [0.02], pytest.param(10**400, id="10**400"),
+                                 Decimal("sNaN")])  # float() of it: a ValueError
 def test_a_bad_rdo_setting_is_refused(bad):
     with pytest.raises(NicodecError, match="rdo must be"):  # 10**400: an OverflowError in float()
         Codec(providers="cpu", rdo=bad)

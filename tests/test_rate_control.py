@@ -6,6 +6,8 @@ import io
 import json
 import math
 import re
+from decimal import Decimal
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -95,7 +97,7 @@ def test_max_bytes_gives_the_highest_quality_that_fits(codec, image):
 
 
 @pytest.mark.parametrize("target", [{"bpp": np.float64(1.0)}, {"bpp": np.float32(0.02)}, {"psnr": np.float32(30)},
-                                    {"max_bytes": np.int64(3000)}])
+                                    {"max_bytes": np.int64(3000)}, {"bpp": Decimal("0.5")}, {"psnr": Fraction(61, 2)}])
 def test_numpy_targets_give_python_numbers(codec, image, target):
     """A target from numpy or pandas: the result holds Python's bool and numbers, as its
     annotations say (json.dumps takes them; numpy's bool it does not)."""
@@ -171,6 +173,8 @@ def test_psnr_leaves_alpha_out_and_measures_gray_in_its_one_channel(codec, image
         ({"max_bytes": 0}, nicodec.QualityError),
         ({"max_bytes": 100.5}, nicodec.QualityError),
         ({"max_bytes": True}, nicodec.QualityError),
+        ({"bpp": Decimal("sNaN")}, nicodec.QualityError),  # float() of it: a ValueError
+        ({"psnr": Decimal("-30")}, nicodec.QualityError),
     ],
 )
 def test_bad_targets_are_refused_before_any_work(codec, image, targets, error, monkeypatch):
