@@ -105,15 +105,15 @@ def signals_held(raise_after: bool = True):
     finally:
         # Blocked while the handlers go back: one arriving between two of them would raise
         # there, leaving the others holding for good.
-        blocking = hasattr(signal, "pthread_sigmask")
-        if blocking:
-            signal.pthread_sigmask(signal.SIG_BLOCK, saved)
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, saved) if hasattr(signal, "pthread_sigmask") else None
         try:
             for signum, handler in saved.items():
                 signal.signal(signum, handler)
         finally:
-            if blocking:
-                signal.pthread_sigmask(signal.SIG_UNBLOCK, saved)  # one that came meanwhile is raised now
+            if before is not None:
+                # The mask as it was: signals the host program had blocked stay blocked; one
+                # that came meanwhile, and was not blocked before, is raised now.
+                signal.pthread_sigmask(signal.SIG_SETMASK, before)
         if held and raise_after:
             signal.raise_signal(held[0])  # its exception, now
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import sys
@@ -62,7 +63,8 @@ def _ort():
     try:
         # A Ctrl-C inside onnxruntime's extension, as it loads, comes out as an ImportError
         # ("initialization failed"): held back, it is raised after the import, as itself.
-        with signals_held():
+        # Once imported, the host program's signal handlers are not touched again.
+        with signals_held() if "onnxruntime" not in sys.modules else contextlib.nullcontext():
             import onnxruntime
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         if exc.name != "onnxruntime":

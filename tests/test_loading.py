@@ -201,3 +201,29 @@ def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_a
     strict = Codec(providers="cuda")
     with pytest.raises(nicodec.NicodecError, match="could not use CUDAExecutionProvider for encoder.onnx"):
         strict.encode(photo)
+
+
+@pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
+def test_the_host_programs_signal_mask_and_handlers_are_left_alone():
+    """Each tiled run unblocked the SIGINT its host program had blocked (for a thread that waits on
+    it with sigwait) and swapped its handler back and forth; so did each new Codec."""
+    import subprocess
+    import sys
+
+    script = (
+        "import signal\n"
+        "import numpy as np\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})\n"
+        "import nicodec\n"
+        "codec = nicodec.Codec(providers='cpu', threads=1, tile=64).prepare()  # onnxruntime imported\n"
+        "assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == {signal.SIGINT}\n"
+        "real, calls = signal.signal, []\n"
+        "signal.signal = lambda *args: calls.append(args) or real(*args)\n"
+        "data = codec.encode(np.zeros((200, 200, 3), np.uint8))  # in tiles\n"
+        "codec.decode(data)\n"
+        "nicodec.Codec(providers='cpu', threads=1).prepare()\n"
+        "assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == {signal.SIGINT}\n"
+        "assert not calls, calls\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
