@@ -195,6 +195,20 @@ def _allowed_cores() -> int | None:
     return allowed if allowed < (os.cpu_count() or allowed) else None
 
 
+def _model_source(path: Path) -> str | bytes:
+    """What onnxruntime is given for a graph: its path, or its bytes where onnxruntime would not
+    find the file by that name. It takes the name as UTF-8, so a folder with bytes the locale
+    cannot decode (a Latin-1 name on a memory stick, held as surrogate escapes), or a name the
+    locale encodes otherwise, would be a file that "doesn't exist". (The graphs keep no data
+    in other files, which a graph given as bytes could not find.)"""
+    name = str(path)
+    try:
+        as_named = name.encode("utf-8") == os.fsencode(name)
+    except UnicodeEncodeError:
+        as_named = False
+    return name if as_named else path.read_bytes()
+
+
 def create_session(
     path: Path,
     providers: list[str],
@@ -236,7 +250,7 @@ def create_session(
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     try:
-        session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        session = ort.InferenceSession(_model_source(path), sess_options=options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if out_of_memory(exc):
             raise loading_failed(path.name, exc) from exc

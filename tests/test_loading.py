@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -227,3 +230,14 @@ def test_the_host_programs_signal_mask_and_handlers_are_left_alone():
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="file names that are not UTF-8")
+def test_a_model_folder_whose_name_is_not_utf8_loads(tmp_path, photo):
+    """A folder name in Latin-1 (a memory stick): onnxruntime takes paths as UTF-8, and refused
+    it with a dump of its constructor's signatures."""
+    folder = Path(os.fsdecode(os.fsencode(tmp_path) + b"/mod\xe8le"))
+    _copy(tmp_path).rename(folder)
+    data = nicodec.Codec(providers="cpu", threads=1).encode(photo)
+    assert np.array_equal(Codec(folder, providers="cpu", threads=1).decode(data, as_array=True),
+                          nicodec.Codec(providers="cpu", threads=1).decode(data, as_array=True))
