@@ -337,6 +337,9 @@ def _reporting(debug: bool):
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            # Pillow's warning of an image above its own pixel limit: --max-pixels judges it here
+            # (the library leaves it to its host program's filters).
+            warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
             yield
     except (typer.Exit, SystemExit, typer.BadParameter):
         raise

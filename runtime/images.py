@@ -7,7 +7,6 @@ import os
 import re
 import stat
 import struct
-import threading
 import warnings
 import zlib
 from collections.abc import Callable
@@ -23,11 +22,9 @@ from . import files
 from . import resolution as resolution_section
 from . import text as text_section
 from .files import data_as_path, read_file
+from .sessions import caller_outside
 
 _SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-_WARNING_FILTERS = threading.Lock()
-"""Held while warning filters change: they are one for the whole process, and threads take turns."""
 
 _DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, RuntimeError,
             struct.error)
@@ -130,9 +127,7 @@ def check_image_start(head: bytes, message: str) -> None:
     if any(accept is not None and accept(head) for _, accept in Image.OPEN.values()):
         return
     try:
-        with _WARNING_FILTERS, warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            Image.open(io.BytesIO(head)).close()  # reads a header only
+        Image.open(io.BytesIO(head)).close()  # reads a header only
     except UnidentifiedImageError:
         raise UnsupportedImageError(message) from None
     except Exception:  # noqa: BLE001 - identified, and then too large or cut short: the full read decides
@@ -176,14 +171,10 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     in all: its guards against decompression bombs) is opened again without that text, with a
     warning, rather than refused whole."""
     try:
-        if check_size is None:
-            img = Image.open(source)
-        else:
-            # The caller's pixel limit governs, checked below; Pillow's warning would repeat it.
-            # The warning filters are one for the whole process: threads take turns changing them.
-            with _WARNING_FILTERS, warnings.catch_warnings():
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(source)
+        # Pillow warns of an image above its own limit (DecompressionBombWarning), which the
+        # caller's pixel limit below then judges: the warning is left to the host program's
+        # filters, which are one for the whole process and not nicodec's to change.
+        img = Image.open(source)
         with img:
             if img.format == "NIC":  # with the Pillow plugin registered, else unidentified below
                 raise UnsupportedImageError(_ALREADY_NIC.format(name=name))
@@ -232,7 +223,7 @@ def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | 
             raise
         why = ("Pillow reads no text chunk that inflates past 1 MiB" if not everything
                else "Pillow reads at most 64 MiB of text in all")
-        warnings.warn(f"{name}: its text {_listed(dropped)} is not kept: {why}", UserWarning, stacklevel=5)
+        warnings.warn(f"{name}: its text {_listed(dropped)} is not kept: {why}", UserWarning, stacklevel=caller_outside())
         return image
     return None
 
@@ -335,7 +326,7 @@ def _fitted_png_colour_key(key, raw: str, name):
     if raw.startswith("RGB;16") and isinstance(key, tuple):
         warnings.warn(f"{name}: its colour key (PNG tRNS) names a 16-bit colour, and Pillow reads the pixels as "
                       "8-bit, so the transparency it marks cannot be kept; it is coded opaque", UserWarning,
-                      stacklevel=3)
+                      stacklevel=caller_outside())
         return None
     return key
 
@@ -379,7 +370,7 @@ def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tu
                 f"{name}: {outside:,} of its 32-bit samples lie outside 0 to 65,535 (from {int(raw.min()):,} "
                 f"to {int(raw.max()):,}) and were clipped to that range, which is read as 16-bit",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=caller_outside(),
             )
         arr = np.clip(raw, 0, 65535)
         brightest = int(arr.max())
@@ -390,7 +381,7 @@ def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tu
                 f"{name}: every 16-bit sample is below 256 (the brightest is {brightest} of 65,535), so it codes "
                 "as black; if these are 8-bit values, convert the image to mode L first",
                 UserWarning,
-                stacklevel=2,
+                stacklevel=caller_outside(),
             )
         alpha = None
         key = img.info.get("transparency") if key is _INFO else key
@@ -553,12 +544,12 @@ def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -
         del entries[keyword]
     if unusable and warn:
         warnings.warn(f"{name}: its text {_listed(unusable)} cannot be kept (a keyword is 1 to 79 Latin-1 "
-                      "characters, the text Unicode)", UserWarning, stacklevel=3)
+                      "characters, the text Unicode)", UserWarning, stacklevel=caller_outside())
     size = sum(5 + len(k) + len(v.encode("utf-8")) for k, v in entries.items())
     if size > text_section.MAX_BYTES:
         if warn:
             warnings.warn(f"{name}: its text takes {size:,} bytes, more than a .nic file holds "
-                          f"({text_section.MAX_BYTES:,}); none of it is kept", UserWarning, stacklevel=3)
+                          f"({text_section.MAX_BYTES:,}); none of it is kept", UserWarning, stacklevel=caller_outside())
         return None
     return entries or None
 
@@ -631,18 +622,18 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
     resources = img.info.get("photoshop")
     if iptc or (isinstance(resources, dict) and _iptc_has_data(resources.get(_IPTC_RESOURCE))):
         warnings.warn(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
-                      "which is)", UserWarning, stacklevel=3)
+                      "which is)", UserWarning, stacklevel=caller_outside())
     gamma = img.info.get("gamma")
     if (isinstance(gamma, (int, float)) and not has_profile and "srgb" not in img.info  # PNG's reader sets them
             and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
         warnings.warn(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
-                      "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=3)
+                      "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=caller_outside())
     chromaticity = img.info.get("chromaticity")  # white x, y, then red, green and blue x, y
     if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and not has_profile and "srgb" not in img.info
             and all(isinstance(v, (int, float)) for v in chromaticity)
             and max(abs(a - b) for a, b in zip(chromaticity, _SRGB_CHROMATICITY)) > 0.01):
         warnings.warn(f"{name}: its primaries and white point (PNG cHRM) are not kept; the decoded picture is "
-                      "shown with sRGB's", UserWarning, stacklevel=3)
+                      "shown with sRGB's", UserWarning, stacklevel=caller_outside())
 
 
 def _density_of(img: Image.Image, turned: bool = False) -> resolution_section.Resolution | None:
@@ -717,7 +708,7 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
         tags.load(img.getexif().tobytes())
         return tags
     except _EXIF_ERRORS:
-        warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=3)
+        warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=caller_outside())
         return Image.Exif()
 
 
@@ -748,7 +739,7 @@ def without_orientation(key: str, value: bytes, turned: bool = False) -> bytes |
             _swap_resolution_tags(tags)
         return tags.tobytes()
     except _EXIF_ERRORS:
-        warnings.warn("the EXIF data given to save is damaged and is not kept", UserWarning, stacklevel=4)
+        warnings.warn("the EXIF data given to save is damaged and is not kept", UserWarning, stacklevel=caller_outside())
         return None
 
 
@@ -819,7 +810,7 @@ def _turn(img: Image.Image, name: str = "the image") -> Image.Image:
         turned.info = {key: value for key, value in img.info.items()
                        if key not in ("exif", "Raw profile type exif")}  # PNG's two forms of it
         warnings.warn(f"{name}: its EXIF data is damaged and is not kept (its orientation is applied)",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=caller_outside())
     text_section.carry(img, turned)
     density = _density_of(img)
     if density is None:
@@ -903,7 +894,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                 try:
                     exif = tags.tobytes()
                 except _EXIF_ERRORS:
-                    warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=2)
+                    warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=caller_outside())
             xmp = _xmp(image.info, orientation)
             text = read_text(image, name)
             density = _density_of(image, turned)

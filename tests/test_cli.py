@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
+import nicodec
 from nicodec import encode_to_target
 from nicodec.cli import app
 from nicodec.errors import NicodecError
@@ -352,6 +353,16 @@ def test_max_pixels_option(png):
     result = run("encode", png, "--max-pixels", "1000")
     assert result.exit_code == 1
     assert "limit of 1,000" in result.stderr
+
+
+def test_an_image_above_pillows_limit_but_within_max_pixels_is_not_warned_of(png, photo, monkeypatch):
+    """--max-pixels judges the size on the command line. In the library Pillow's warning reaches
+    the host program's filters: nicodec does not change them while it reads an image."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", photo.shape[0] * photo.shape[1] - 1)  # Pillow warns, no more
+    result = run("encode", png, "--max-pixels", "100000000")
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    with pytest.warns(Image.DecompressionBombWarning):
+        nicodec.Codec(providers="cpu", max_pixels=10**8).encode(png)
 
 
 def test_decode_honours_max_pixels_and_writes_nothing(png, tmp_path):

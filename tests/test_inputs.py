@@ -651,3 +651,24 @@ def test_damaged_files_of_every_kind_are_read_or_refused_by_name():
     result = fuzz.run(2000, seed=1)
     assert not result["findings"], result["findings"]
     assert result["outcomes"].get("read", 0) > 50 and result["outcomes"].get("UnsupportedImageError", 0) > 50
+
+
+def test_reading_an_image_leaves_the_host_programs_warning_filters_alone(codec, photo, monkeypatch):
+    """Each encode of bytes, a path or a file object saved the process's warning filters and put
+    the saved list back after Pillow's open: a filter another thread of the application added
+    meanwhile was lost (one in about 250, in a review's service loop)."""
+    import warnings
+
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG")
+    real_open = Image.open
+
+    def open_while_the_app_adds_a_filter(*args, **kwargs):
+        warnings.filterwarnings("ignore", message="the application's own filter")  # another thread, meanwhile
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(Image, "open", open_while_the_app_adds_a_filter)
+    with warnings.catch_warnings():  # (the test's own, put back after it)
+        codec.encode(buffer.getvalue())
+        assert any(f[1] is not None and f[1].pattern == "the application's own filter" for f in warnings.filters)
+

@@ -9,6 +9,7 @@ import struct
 import warnings
 import zlib
 
+import numpy as np
 import pytest
 from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
@@ -333,6 +334,23 @@ def test_iptc_data_and_a_png_gamma_and_chromaticities_are_warned_of(codec, photo
         Image.fromarray(photo).save(buffer, "PNG", pnginfo=srgb)
         codec.encode(buffer.getvalue())
         codec.encode(png(photo, ENTRIES))
+
+
+def test_warnings_of_what_is_not_kept_name_the_callers_line(codec, photo):
+    """They named lines of nicodec's images.py and codec.py: an application could neither filter
+    them by its own module nor find in its logs where they came from."""
+    linear = PngImagePlugin.PngInfo()
+    linear.add(b"gAMA", struct.pack(">I", 100000))
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG", pnginfo=linear)
+    low = Image.fromarray(np.full((32, 48), 200, np.uint16))  # 16-bit, every sample below 256
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        codec.encode(buffer.getvalue())
+        codec.encode(jpeg_with_iptc(photo))
+        codec.encode(low)
+    assert len(caught) >= 3 and [w.filename for w in caught] == [__file__] * len(caught), \
+        [(w.filename, w.lineno, str(w.message)[:40]) for w in caught]
 
 
 def test_text_pillow_refuses_to_read_is_left_out_and_the_image_kept(codec, photo, tmp_path):
