@@ -479,8 +479,8 @@ class Codec:
             data: the file's bytes (``bytes`` or any buffer of bytes: ``bytearray``,
                 ``memoryview``, ``mmap``, a uint8 array), a binary file object (read to its
                 end), or its path.
-            as_array: return an (H, W, 3) uint8 array, or (H, W, 4) with alpha, instead
-                of a PIL image.
+            as_array: return a uint8 array instead of a PIL image: (H, W, 3), or (H, W, 4)
+                with alpha; (H, W) or (H, W, 2) for a grayscale source.
             progress: called from the calling thread as the work goes, with ``(done,
                 total)`` in whole units of work (about a pixel through the synthesis each; the
                 entropy decoding counts for its share of the time): ``(0, total)`` after the

@@ -672,3 +672,11 @@ def test_reading_an_image_leaves_the_host_programs_warning_filters_alone(codec, 
         codec.encode(buffer.getvalue())
         assert any(f[1] is not None and f[1].pattern == "the application's own filter" for f in warnings.filters)
 
+
+
+def test_a_float_array_is_refused_with_the_conversion_to_make(codec):
+    with pytest.raises(nicodec.UnsupportedImageError, match=r"must be uint8, not float32 \(floats from 0 to 1: "
+                                                            r"np\.round\(image \* 255\)\.astype\(np\.uint8\)\)"):
+        codec.encode(np.full((16, 16, 3), 0.5, np.float32))
+    with pytest.raises(nicodec.UnsupportedImageError, match="must be uint8, not int16$"):
+        codec.encode(np.zeros((16, 16, 3), np.int16))
