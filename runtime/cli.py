@@ -1446,8 +1446,9 @@ def _main(args: Optional[list[str]], command: bool) -> None:
             code = _stop(exc).exit_code
         except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
             code = _click_error(exc, given)
-    except OSError as exc:  # Click's own writes (--help, usage) to a full disk
-        err.print(f"error: cannot write the output: {exc.strerror or exc}", markup=False)
+    except OSError as exc:  # Click's own writes (--help, usage) to a full disk; --install-completion's file
+        what = exc.filename if exc.filename is not None else "the output"
+        err.print(f"error: cannot write {what}: {exc.strerror or exc}", markup=False)
         raise SystemExit(1) from None
     finally:
         for signum, handler in previous.items():  # main() called from a program: its handlers back

@@ -504,6 +504,19 @@ def test_shell_completion_is_offered():
     assert "--install-completion" in result.stdout
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="bash's start-up file")
+def test_a_completion_that_cannot_be_installed_names_the_file(tmp_path, monkeypatch, capsys):
+    """A read-only home folder was "cannot write the output"."""
+    from nicodec.cli import main
+
+    (tmp_path / ".bashrc").mkdir()  # (root writes read-only files: a folder in its place fails for anyone)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    with pytest.raises(SystemExit) as ended:
+        main(["--install-completion", "bash"])
+    assert ended.value.code == 1
+    assert capsys.readouterr().err == f"error: cannot write {tmp_path / '.bashrc'}: Is a directory\n"
+
+
 def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
     from PIL import ImageCms
 
