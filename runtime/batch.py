@@ -271,12 +271,19 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
 
 
 def _collision_text(item: Item, others: list[Item]) -> str:
-    sources = ", ".join(str(other.source) for other in others)
-    if all(other.target == item.target for other in others):
-        return f"{sources} would be written to {item.target} too; rename one of them"
-    targets = ", ".join(str(other.target) for other in others if other.target != item.target)
-    return (f"{sources} would be written to {targets}, the same file as {item.target} on file systems that "
-            "ignore case or Unicode normal form (macOS, Windows, FAT drives), or by another path; rename one of them")
+    """What ``item`` shares its target with: the same name, then names that are the same file
+    only where case or Unicode normal form is ignored."""
+    same = [other for other in others if other.target == item.target]
+    folded = [other for other in others if other.target != item.target]
+    parts = []
+    if same:
+        parts.append(f"{', '.join(str(other.source) for other in same)} would be written to {item.target} too")
+    if folded:
+        targets = ", ".join(dict.fromkeys(str(other.target) for other in folded))
+        parts.append(f"{', '.join(str(other.source) for other in folded)} would be written to {targets}, the same "
+                     f"file as {item.target} on file systems that ignore case or Unicode normal form (macOS, "
+                     "Windows, FAT drives), or by another path")
+    return "; ".join(parts) + "; rename one of them"
 
 
 @dataclass

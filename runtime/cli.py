@@ -1269,6 +1269,16 @@ def _remove_stale(targets) -> None:
             pass
 
 
+def _list_outcomes(outcomes) -> None:
+    """A batch's failures, the outputs it kept, and the warnings of the files it coded, on stderr."""
+    for failure in (o for o in outcomes if o.status == "failed"):
+        err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
+    for kept in (o for o in outcomes if o.status == "kept"):
+        err.print(f"kept: {kept.message}", markup=False)
+    for noted in (o for o in outcomes if o.status == "done" and o.message):
+        err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
+
+
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
     """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
     a note that an image there newer than its file, taken as an earlier output, may be an
@@ -1284,6 +1294,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     # The bar, its count, the rate and the time left are the files to code: those up to date or
     # kept leave it as they are found (counted, they made a rerun's rate thousands of files/s
     # and its time left a second for the whole run).
+    seen = []  # the outcomes as they come: an interrupted batch still lists its failures
     width = len(str(len(items)))
     count = TextColumn(f"{{task.completed:>{width}.0f}}/{{task.total:.0f}}")
     columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
@@ -1292,6 +1303,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:
+            seen.append(outcome)
             if outcome.status in ("skipped", "kept"):  # nothing coded
                 progress.update(task, total=progress.tasks[0].total - 1)
                 return
@@ -1312,13 +1324,9 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
         except KeyboardInterrupt as exc:
             progress.stop()
+            _list_outcomes(seen)
             raise _stop(exc, f" after {_files(written[0])} {verb}d; no file was left half-written") from None
-    for failure in summary.failures:
-        err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
-    for kept in (o for o in summary.outcomes if o.status == "kept"):
-        err.print(f"kept: {kept.message}", markup=False)
-    for noted in (o for o in summary.outcomes if o.status == "done" and o.message):
-        err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
+    _list_outcomes(summary.outcomes)
     skipped = sum(o.status == "skipped" and o.item.target.parent == o.item.source.parent for o in summary.outcomes)
     if verb == "decode" and skipped:
         err.print(f"note: {_files(skipped)} up to date: {'an image' if skipped == 1 else 'images'} newer than "
@@ -1329,8 +1337,8 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with _writing_report():
         out.print(
-            f"{_files(len(items))}: {summary.count('done')} {verb}d, {summary.count('skipped')} up to date, "
-            f"{summary.count('kept')} kept, {summary.count('failed')} failed; "
+            f"{_files(len(items))}: {summary.count('done'):,} {verb}d, {summary.count('skipped'):,} up to date, "
+            f"{summary.count('kept'):,} kept, {summary.count('failed'):,} failed; "
             f"{_size(bytes_in)} in, {_size(bytes_out)} out, {bpp}{summary.seconds:.1f} s",
             markup=False,
         )

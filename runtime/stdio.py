@@ -5,6 +5,7 @@ itself, a reader that stops early)."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -27,7 +28,9 @@ def about(path, message: str) -> str:
     """``path: message``, or the message alone when it names the path already (for ``-``, when
     it speaks of standard input)."""
     shown = display_name(path)
-    named = shown in message or (is_stdio(path) and ("standard input" in message or message.startswith("'-'")))
+    # The path as a whole name, not a part of another (a.png in sub/a.png, a.png.bak).
+    whole = re.search(rf"(?<![^\s'\"(]){re.escape(shown)}(?=$|[\s'\",:;)]|\.(?:\s|$))", message)
+    named = whole is not None or (is_stdio(path) and ("standard input" in message or message.startswith("'-'")))
     return message if named else f"{shown}: {message}"
 
 

@@ -439,6 +439,45 @@ def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_pa
     assert nicformat.read_header((tmp_path / "out" / changed.with_suffix(".nic").name).read_bytes())[0].width == 128
 
 
+def test_an_interrupted_batch_lists_the_failures_before_it(tmp_path, monkeypatch):
+    """They were listed only at a batch's end, which an interrupted batch never reaches."""
+    from nicodec.codec import Codec
+
+    src = _six_images(tmp_path / "src")
+    (src / "0b.png").write_text("notes, not an image")  # coded second, in name order
+    real = Codec.encode
+
+    def encode(self, image, **options):
+        if Path(image).name == "2.png":
+            raise KeyboardInterrupt
+        return real(self, image, **options)
+
+    monkeypatch.setattr(Codec, "encode", encode)
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", "1")
+    assert result.exit_code == 130, result.output
+    failed = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert len(failed) == 1 and str(src / "0b.png") in failed[0], result.stderr
+    assert result.stderr.index("failed: ") < result.stderr.index("interrupted after ")
+
+
+def test_a_failure_line_names_its_own_file_not_another_whose_name_holds_it(tmp_path):
+    """a.png's collision with sub/a.png was "failed: sub/a.png would be written ..." (its own name
+    was taken as said already, being part of sub/a.png); a three-way clash listed a target twice."""
+    (tmp_path / "sub").mkdir()
+    for name in ("a.png", "sub/a.png", "sub/A.jpg"):
+        Image.fromarray(synthetic_photo(16, 16)).save(tmp_path / name)
+    result = run("encode", tmp_path / "a.png", tmp_path / "sub" / "a.png", tmp_path / "sub" / "A.jpg",
+                 "-o", tmp_path / "out")
+    assert result.exit_code == 1
+    failed = sorted(line for line in result.stderr.splitlines() if line.startswith("failed: "))
+    out = tmp_path / "out"
+    assert failed[0] == (f"failed: {tmp_path / 'a.png'}: {tmp_path / 'sub' / 'a.png'} would be written to {out / 'a.nic'} "
+                         f"too; {tmp_path / 'sub' / 'A.jpg'} would be written to {out / 'A.nic'}, the same file as "
+                         f"{out / 'a.nic'} on file systems that ignore case or Unicode normal form (macOS, Windows, "
+                         "FAT drives), or by another path; rename one of them")
+    assert f"{tmp_path / 'a.png'}, {tmp_path / 'sub' / 'a.png'} would be written to {out / 'a.nic'}, the same" in failed[1]
+
+
 def _interrupted_count(stderr) -> int:
     import re
 
