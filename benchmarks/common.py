@@ -68,6 +68,11 @@ def msssim_db(value: float | None) -> float | None:
     return float("inf") if value >= 1 else float(-10 * np.log10(1 - value))
 
 
+def percent(value: float | None) -> str:
+    """A BD-rate for a table: ``n/a`` where the curves share no range (:func:`bd_rate` gave None)."""
+    return "n/a" if value is None else f"{value:+.2f}%"
+
+
 def image_paths(folder: Path, limit: int = 0) -> list[Path]:
     """The images of a folder (PNG, JPEG, PPM) in name order; the first ``limit`` when it is set."""
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm"))

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nicodec
 
-from common import publish
+from common import percent, publish
 from rd import NICODEC_QUALITIES, SHARED
 from rdo import compare, read_images, span_text
 
@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = [f"| model | BD-rate vs {results[0]['model']} | encode time ratio | "
             "bpp / PSNR at the lowest, middle and highest quality |", "|---|---|---|---|"]
     for r in results:
-        rows.append(f"| {r['model']} | {r['bd_rate_percent']:+.2f}% | {r['encode_time_ratio']:.3f} | "
+        rows.append(f"| {r['model']} | {percent(r['bd_rate_percent'])} | {r['encode_time_ratio']:.3f} | "
                     f"{span_text(r['points'])} |")
     table = f"nicodec models on {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)

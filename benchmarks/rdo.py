@@ -24,7 +24,7 @@ from PIL import Image
 import nicodec
 from nicodec.quantize import RDO_SLOPE
 
-from common import add_image_arguments, image_paths, publish, psnr
+from common import add_image_arguments, image_paths, percent, publish, psnr
 from rd import NICODEC_QUALITIES, SHARED, bd_rate
 
 
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> dict:
     rows = ["| slope | BD-rate vs plain rounding | encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
             "|---|---|---|---|"]
     for r in results:
-        rows.append(f"| {r['slope']:g}{' (plain)' if r['slope'] == 0 else ''} | {r['bd_rate_percent']:+.2f}% | "
+        rows.append(f"| {r['slope']:g}{' (plain)' if r['slope'] == 0 else ''} | {percent(r['bd_rate_percent'])} | "
                     f"{r['encode_time_ratio']:.3f} | {span_text(r['points'])} |")
     table = f"rate-distortion optimised rounding, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)

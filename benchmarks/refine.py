@@ -28,7 +28,7 @@ import argparse
 
 import nicodec
 
-from common import add_image_arguments, publish
+from common import add_image_arguments, percent, publish
 from rd import NICODEC_QUALITIES, QUALITIES, SHARED, available, bd_rate, classic_point
 from rdo import compare, read_images, span_text
 
@@ -73,9 +73,9 @@ def main(argv: list[str] | None = None) -> dict:
             + "encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
             "|---|---|---|" + "---|" * len(classic) + "---|---|"]
     for r in results:
-        versus = "".join("n/a | " if v is None else f"{v:+.2f}% | " for v in r["bd_rate_vs_percent"].values())
+        versus = "".join(f"{percent(v)} | " for v in r["bd_rate_vs_percent"].values())
         rows.append(f"| {r['steps']}{' (default)' if r['steps'] == 0 else ''} | {r['rdo_slope']:g} | "
-                    f"{r['bd_rate_percent']:+.2f}% | {versus}{r['encode_time_ratio']:.1f} | {span_text(r['points'])} |")
+                    f"{percent(r['bd_rate_percent'])} | {versus}{r['encode_time_ratio']:.1f} | {span_text(r['points'])} |")
     table = f"latent refinement, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)
     return report

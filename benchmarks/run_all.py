@@ -21,10 +21,10 @@ default 1, 15, 29, 43, 57, 72, 86 and 100) and gives its BD-rate against every c
 ``--quick`` runs each part's quick mode (two images, two qualities, one run each;
 footprint without installing). The parts are ``rd.py``, ``speed.py`` and
 ``footprint.py``, which also run alone; their ``--help`` says what they measure.
-The full run takes about 16 to 21 minutes on two cores (the committed run of 2026-11-30,
-"Seconds per part" in benchmarks/results/benchmarks.md: 7 minutes for rd.py, the nicodec sweep
-of 24 images x 8 qualities with MS-SSIM and the classic codecs' sweeps, 7.5 for speed.py and
-1.5 for footprint.py, on an AMD EPYC; the same on a Xeon earlier that day took 20 minutes).
+The full run takes about 16 to 21 minutes on two cores (the committed run of 2026-12-02,
+"Seconds per part" in benchmarks/results/benchmarks.md: 11.2 minutes for rd.py, the nicodec
+sweep of 24 images x 8 qualities with MS-SSIM and the classic codecs' sweeps, 8.0 for speed.py
+and 1.6 for footprint.py, on an Intel Xeon; on an AMD EPYC on 2026-11-30: 7, 7.5 and 1.5).
 """
 
 from __future__ import annotations

@@ -380,6 +380,16 @@ def test_rdo_compares_the_rounding_with_plain_rounding_in_one_run(images_folder,
     assert json.loads((tmp_path / "rdo.json").read_text())["results"][1]["slope"] == 0.02
 
 
+def test_a_bd_rate_the_curves_cannot_give_is_na_and_the_results_are_still_written(images_folder, tmp_path, capsys):
+    """rdo.py, refine.py and models.py ended their whole run in a TypeError, writing nothing, when a
+    BD-rate was None (one quality, or curves that share no range: a retrained model judged)."""
+    report = load("rdo").main(["--images", str(images_folder), "--limit", "1", "--qualities", "50",
+                               "--json", str(tmp_path / "rdo.json")])
+    assert [r["bd_rate_percent"] for r in report["results"]] == [None, None]
+    assert json.loads((tmp_path / "rdo.json").read_text())["results"][1]["bd_rate_percent"] is None
+    assert "| n/a |" in capsys.readouterr().out
+
+
 def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(images_folder, tmp_path):
     refine = load("refine")
     report = refine.main(["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80",
