@@ -1121,7 +1121,7 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         data, result = rate.encode(codec, item.source, options)
         _unchanged_since(item.source, before)
         _make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted)) as late:
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
             write_atomic(item.target, lambda f: f.write(data), force=force)
         if late:
             return late[0]
@@ -1141,7 +1141,8 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         from .model import check_quality
 
         wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
-    _run_tree("encode", items, work, force, jobs, debug, differs=lambda item: _made_otherwise(item.target, codec, wanted))
+    _run_tree("encode", items, work, force, jobs, debug,
+              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes))
 
 
 @contextmanager
@@ -1162,11 +1163,12 @@ def _made_meanwhile(item, differs=None):
         late.append(outcome)
 
 
-def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str]:
+def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Optional[int] = None) -> Optional[str]:
     """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
     any), from its header and size alone: not a nicodec file, cut short, another model, another
-    quality; None if none of these (a file made with a rate target, ``--refine``, ``--strip`` or
-    ``--exact`` is not told apart, nor a damaged payload of the right length: ``verify`` checks that)."""
+    quality, more bytes than ``max_bytes``; None if none of these (a file made with another rate
+    target, ``--refine``, ``--strip`` or ``--exact`` is not told apart, nor a damaged payload of
+    the right length: ``verify`` checks that)."""
     from . import format as nicformat
 
     try:
@@ -1187,6 +1189,8 @@ def _made_otherwise(path: Path, codec, quality: Optional[float]) -> Optional[str
                 f"not {codec.model.model_hash.hex()})")
     if quality is not None and nicformat.quality_value(header.quality) != nicformat.quality_value(quality):
         return f"was made at quality {_quality_text(header.quality)}, not {_quality_text(quality)}"
+    if max_bytes is not None and size > max_bytes:
+        return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
     return None
 
 

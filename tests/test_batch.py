@@ -439,6 +439,21 @@ def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_pa
     assert nicformat.read_header((tmp_path / "out" / changed.with_suffix(".nic").name).read_bytes())[0].width == 128
 
 
+def test_a_rerun_with_a_smaller_max_bytes_keeps_the_files_above_it(tmp_path):
+    """They were "up to date": a size limit the file provably breaks, from its size alone."""
+    src = _six_images(tmp_path / "src")
+    assert run("encode", src, "-o", tmp_path / "out", "--quality", "90").exit_code == 0
+    sizes = {p.name: p.stat().st_size for p in (tmp_path / "out").iterdir()}
+    limit = sorted(sizes.values())[2]  # three files are above it
+    result = run("encode", src, "-o", tmp_path / "out", "--max-bytes", limit)
+    assert result.exit_code == 0, result.output
+    assert "6 files: 0 encoded, 3 up to date, 3 kept, 0 failed" in result.stdout
+    kept = sorted(line for line in result.stderr.splitlines() if line.startswith("kept: "))
+    big = sorted(name for name, size in sizes.items() if size > limit)
+    assert kept == [f"kept: {tmp_path / 'out' / name} is {sizes[name]:,} bytes, more than --max-bytes {limit:,}; "
+                    "--force replaces it" for name in big]
+
+
 def test_an_interrupted_batch_lists_the_failures_before_it(tmp_path, monkeypatch):
     """They were listed only at a batch's end, which an interrupted batch never reaches."""
     from nicodec.codec import Codec
