@@ -1234,7 +1234,27 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
                        decode=True)
         if root is not None:
             _make_folder(root)
-    _run_tree("decode", items, work, force, jobs, debug)
+    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
+
+
+def _unreadable_image(path: Path) -> Optional[str]:
+    """Why the existing image ``path`` is no decoded output to keep as up to date (empty, not an
+    image, or cut short where its format can tell: a PNG's chunks are checked to their end), or
+    None. Its pixels are not decoded."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            return "is empty"
+        with Image.open(path) as image:
+            image.verify()
+    except Image.DecompressionBombError:  # an image, larger than Pillow opens: for --max-pixels to judge
+        return None
+    except OSError as exc:
+        return f"cannot be read as an image ({exc.strerror or exc})"
+    except Exception as exc:  # noqa: BLE001 - what Pillow raises for a damaged file (SyntaxError, ValueError, ...)
+        return f"cannot be read as an image ({exc})"
+    return None
 
 
 def _files(n: int) -> str:

@@ -454,6 +454,28 @@ def test_a_rerun_with_a_smaller_max_bytes_keeps_the_files_above_it(tmp_path):
                     "--force replaces it" for name in big]
 
 
+def test_a_decode_rerun_keeps_outputs_that_are_empty_or_damaged(tmp_path):
+    """They were up to date, being newer than their .nic files; encoding's rerun keeps a cut-short .nic."""
+    src = _six_images(tmp_path / "src")
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    assert run("decode", tmp_path / "nic", "-o", tmp_path / "back").exit_code == 0
+    back = tmp_path / "back"
+    (back / "0.png").write_bytes(b"")
+    (back / "1.png").write_text("notes")
+    whole = (back / "2.png").read_bytes()
+    (back / "2.png").write_bytes(whole[: len(whole) // 2])
+    result = run("decode", tmp_path / "nic", "-o", back)
+    assert result.exit_code == 0, result.output
+    assert "6 files: 0 decoded, 3 up to date, 3 kept, 0 failed" in result.stdout
+    kept = sorted(line for line in result.stderr.splitlines() if line.startswith("kept: "))
+    assert kept[0] == f"kept: {back / '0.png'} is empty; --force replaces it"
+    assert kept[1].startswith(f"kept: {back / '1.png'} cannot be read as an image (")
+    assert kept[2].startswith(f"kept: {back / '2.png'} cannot be read as an image (")
+    assert (back / "1.png").read_text() == "notes"  # kept as it was
+    assert run("decode", tmp_path / "nic", "-o", back, "--force").exit_code == 0
+    assert (back / "2.png").read_bytes() == whole
+
+
 def test_an_interrupted_batch_lists_the_failures_before_it(tmp_path, monkeypatch):
     """They were listed only at a batch's end, which an interrupted batch never reaches."""
     from nicodec.codec import Codec
