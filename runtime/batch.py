@@ -34,6 +34,25 @@ class Terminated(KeyboardInterrupt):
         self.signum = signum
 
 
+class Abandoned(KeyboardInterrupt):
+    """A second stop while a batch's files in flight finish: those still being coded are left
+    unfinished. Their threads cannot be stopped, so the process is to end at once, as the
+    ``nicodec`` command does (:func:`nicodec.launch.nicodec`), rather than wait for them at exit.
+
+    Attributes:
+        signum: the second stop's signal (the exit code is 128 plus it).
+        unfinished: how many files were still being coded.
+    """
+
+    def __init__(self, signum: int, unfinished: int):
+        super().__init__(signum, unfinished)
+        self.signum, self.unfinished = signum, unfinished
+
+
+ABANDONED: list[int] = []
+"""The count of files a batch left unfinished (:class:`Abandoned`), once one has: their threads
+may still run, and only ending the process at once ends them."""
+
 STOPS: list[int] = []
 """The signals that stopped work in this process while :func:`stop_like_ctrl_c`'s handlers were
 in place, in order (SIGINT, SIGTERM, SIGHUP, SIGXCPU): the command line reads the last for a stop that
@@ -80,6 +99,36 @@ def stop_like_ctrl_c() -> dict:
 
 def _interrupting(handler) -> bool:
     return handler in (signal.default_int_handler, _raise_terminated, _raise_interrupted)
+
+
+@contextmanager
+def _abandoning():
+    """Inside the block, Ctrl-C, SIGTERM, SIGHUP and SIGXCPU raise :class:`Abandoned` (on the main
+    thread, and only where they would raise), so that a stop while a batch waits for its files in
+    flight (a file on a pipe that nothing writes, a slow refinement) ends the wait."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def again(signum, frame):
+        raise Abandoned(signum, 0)
+
+    saved = {}
+    for signum in (signal.SIGINT, *TERMINATING):
+        handler = signal.getsignal(signum)
+        if _interrupting(handler):
+            saved[signum] = handler
+            signal.signal(signum, again)
+    try:
+        yield
+    finally:
+        before = signal.pthread_sigmask(signal.SIG_BLOCK, saved) if hasattr(signal, "pthread_sigmask") else None
+        try:
+            for signum, handler in saved.items():
+                signal.signal(signum, handler)
+        finally:
+            if before is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextmanager
@@ -323,15 +372,20 @@ def run(
     ``differs`` tells an existing newer output made with other settings (see :func:`triage`).
     KeyboardInterrupt stops the batch: items not started are dropped; those being coded (at
     most ``jobs``) finish, are written and reported through ``on_outcome``, and then the
-    interrupt is raised again. A file interrupted while written is removed by
+    interrupt is raised again. A second stop during that wait raises :class:`Abandoned` at once
+    instead, after reporting the items finished by then (on the main thread; elsewhere the
+    wait is not cut short). A file interrupted while written is removed by
     :func:`nicodec.files.write_atomic`.
     """
     summary = Summary()
     start = time.perf_counter()
+    ABANDONED.clear()
 
     finished: list[Outcome] = []  # every item coded, in the order they ended (list.append is atomic)
+    started: list[Item] = []
 
     def guarded(item: Item) -> Outcome:
+        started.append(item)
         try:
             outcome = work(item)
         except NicodecError as exc:
@@ -374,15 +428,30 @@ def run(
         # Ctrl-C (or SIGTERM) meanwhile would cut the wait short and leave threads writing
         # after the count, and temporary files behind at exit: it is held back, and dropped,
         # as this one is already stopping the batch.
+        # A second stop during the wait gives up on the items still being coded: the process
+        # is to end at once (Abandoned), their threads with it, leaving no output half-written
+        # (an output is renamed into place whole) but perhaps a temporary file, which the next
+        # run over that folder removes.
+        abandoned = None
         try:
-            with signals_held():
+            with _abandoning():
                 on_stop()
                 pool.shutdown(wait=True, cancel_futures=True)
-                for outcome in finished:
+        except Abandoned as again:
+            pool.shutdown(wait=False, cancel_futures=True)
+            abandoned = again
+        try:
+            with signals_held():
+                for outcome in list(finished):
                     if id(outcome) not in reported:
                         on_outcome(outcome)
         except KeyboardInterrupt:
             pass
+        if abandoned is not None:
+            done = {id(outcome.item) for outcome in finished}
+            unfinished = sum(id(item) not in done for item in started)
+            ABANDONED.append(unfinished)
+            raise Abandoned(abandoned.signum, unfinished) from stop
         raise stop
     finally:
         pool.shutdown(wait=True)

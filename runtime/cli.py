@@ -415,7 +415,7 @@ HINTS = (
 def _stopped(exc: KeyboardInterrupt) -> str:
     """How a command was stopped: Ctrl-C, or the signal of a ``Terminated``."""
     signum = getattr(exc, "signum", None)
-    return "interrupted" if signum is None else f"stopped by {signal.Signals(signum).name}"
+    return "interrupted" if signum in (None, signal.SIGINT) else f"stopped by {signal.Signals(signum).name}"
 
 
 def _stop_code(exc: KeyboardInterrupt) -> int:
@@ -1309,7 +1309,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     original)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .batch import run
+    from .batch import Abandoned, run
 
     _remove_stale(item.target for item in items)
     start = time.perf_counter()
@@ -1341,15 +1341,19 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         def stopping() -> None:
             progress.stop()
             doing = "the file being coded is" if jobs == 1 else f"the files being coded (at most {jobs}) are"
-            err.print(f"stopping: {doing} finished and written first; stopping again (Ctrl-C, SIGTERM) changes nothing",
-                      markup=False)
+            err.print(f"stopping: {doing} finished and written first (Ctrl-C again stops at once, leaving "
+                      f"{'it' if jobs == 1 else 'them'} unfinished)", markup=False)
 
         try:
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
         except KeyboardInterrupt as exc:
             progress.stop()
             _list_outcomes(seen)
-            raise _stop(exc, f" after {_files(written[0])} {verb}d; no file was left half-written") from None
+            detail = f" after {_files(written[0])} {verb}d; no file was left half-written"
+            if isinstance(exc, Abandoned) and exc.unfinished:
+                detail += (f" ({_files(exc.unfinished)} being coded {'was' if exc.unfinished == 1 else 'were'} "
+                           "left unfinished)")
+            raise _stop(exc, detail) from None
     _list_outcomes(summary.outcomes)
     skipped = sum(o.status == "skipped" and o.item.target.parent == o.item.source.parent for o in summary.outcomes)
     if verb == "decode" and skipped:

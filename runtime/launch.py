@@ -11,6 +11,7 @@ traceback. They import nothing heavy themselves.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 # Only these missing modules mean "the train extra is not installed"; any other ImportError
@@ -77,6 +78,18 @@ def nicodec() -> None:
         from .cli import _main
 
         _main(None, command=True)
+    except SystemExit as ended:
+        batch = sys.modules.get("nicodec.batch")
+        if batch is not None and batch.ABANDONED:
+            # A batch stopped twice left files being coded on threads that cannot be stopped
+            # (one may wait for a pipe that nothing writes): end now, not when they end.
+            for stream in (sys.stdout, sys.stderr):
+                try:
+                    stream.flush()
+                except (AttributeError, OSError, ValueError):
+                    pass
+            os._exit(ended.code if isinstance(ended.code, int) else 1)
+        raise
     except KeyboardInterrupt as exc:  # before main() runs the app (SIGTERM then ends the process, as always)
         import signal
 
