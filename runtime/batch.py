@@ -101,6 +101,19 @@ def _interrupting(handler) -> bool:
     return handler in (signal.default_int_handler, _raise_terminated, _raise_interrupted)
 
 
+def unless_abandoned(write: Callable) -> Callable:
+    """``write`` (a writer for :func:`nicodec.files.write_atomic`), which raises
+    :class:`Abandoned` once it has written if the batch was given up meanwhile: the file being
+    written is then removed, not renamed into place after the batch said it was left unfinished."""
+
+    def writing(f) -> None:
+        write(f)
+        if ABANDONED:
+            raise Abandoned(signal.SIGINT, 0)
+
+    return writing
+
+
 @contextmanager
 def _abandoning():
     """Inside the block, Ctrl-C, SIGTERM, SIGHUP and SIGXCPU raise :class:`Abandoned` (on the main
@@ -424,22 +437,23 @@ def run(
     except BaseException as stop:
         # Items not started are dropped. Threads cannot be stopped: the items being coded
         # finish and are written, so wait for them and report them too (the count of files
-        # written is then the true one), and only then let the interrupt go on. A second
-        # Ctrl-C (or SIGTERM) meanwhile would cut the wait short and leave threads writing
-        # after the count, and temporary files behind at exit: it is held back, and dropped,
-        # as this one is already stopping the batch.
-        # A second stop during the wait gives up on the items still being coded: the process
-        # is to end at once (Abandoned), their threads with it, leaving no output half-written
-        # (an output is renamed into place whole) but perhaps a temporary file, which the next
-        # run over that folder removes.
+        # written is then the true one), and only then let the interrupt go on. A second stop
+        # during the wait gives up on the items still being coded (a file on a pipe that nothing
+        # writes, a slow refinement): Abandoned, at once. Their threads write nothing after
+        # that (:func:`unless_abandoned`), and the nicodec command ends its process rather
+        # than wait for them at exit.
         abandoned = None
         try:
             with _abandoning():
                 on_stop()
                 pool.shutdown(wait=True, cancel_futures=True)
         except Abandoned as again:
+            done = {id(outcome.item) for outcome in finished}
+            ABANDONED.append(sum(id(item) not in done for item in started))
             pool.shutdown(wait=False, cancel_futures=True)
             abandoned = again
+        except KeyboardInterrupt:  # one more, as the handlers were put back: the wait had ended
+            pass
         try:
             with signals_held():
                 for outcome in list(finished):
@@ -448,13 +462,11 @@ def run(
         except KeyboardInterrupt:
             pass
         if abandoned is not None:
-            done = {id(outcome.item) for outcome in finished}
-            unfinished = sum(id(item) not in done for item in started)
-            ABANDONED.append(unfinished)
-            raise Abandoned(abandoned.signum, unfinished) from stop
+            raise Abandoned(abandoned.signum, ABANDONED[-1]) from stop
         raise stop
     finally:
-        pool.shutdown(wait=True)
+        if not ABANDONED:
+            pool.shutdown(wait=True)
     # In the order of the items, not the order their threads ended: the report's lines are the
     # same from run to run whatever --jobs.
     position: dict[Item, int] = {}

@@ -1111,7 +1111,7 @@ def _quality_text(quality: float) -> str:
 
 def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: _Rate,
                   refine: int = 0, tile: int = 1024) -> None:
-    from .batch import Outcome
+    from .batch import Outcome, unless_abandoned
     from .files import write_atomic
 
     def work(item) -> Outcome:
@@ -1122,7 +1122,7 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         _unchanged_since(item.source, before)
         _make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
-            write_atomic(item.target, lambda f: f.write(data), force=force)
+            write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force)
         if late:
             return late[0]
         header = _header(data)
@@ -1211,7 +1211,7 @@ def _dropped_warnings(data: bytes, fmt: str) -> list[str]:
 
 def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024) -> None:
     from . import outputs
-    from .batch import Outcome
+    from .batch import Outcome, unless_abandoned
     from .files import write_atomic
 
     def work(item) -> Outcome:
@@ -1222,8 +1222,8 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         image = codec.decode(data)
         _unchanged_since(item.source, before)
         _make_folder(item.target.parent)
-        with _made_meanwhile(item) as late:
-            write_atomic(item.target, lambda f: outputs.save(image, f, "PNG"), force=force)
+        with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
+            write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, "PNG")), force=force)
         if late:
             return late[0]
         return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in _dropped_warnings(data, "PNG")),
@@ -1384,7 +1384,9 @@ def main(args: Optional[list[str]] = None) -> None:
     (:func:`_empty_value`). Called from a program, it puts the
     signal handlers it sets back as it returns, but SIGXCPU's when a CPU-time limit stopped
     the run: that one stays ignored (the kernel sends it again every CPU second), for the
-    program and the processes it starts.
+    program and the processes it starts. A batch stopped twice returns at once, leaving the
+    threads of the files it was coding to end by themselves (they write nothing more); the
+    ``nicodec`` command ends its process instead.
     """
     _main(args, command=False)
 

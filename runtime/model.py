@@ -88,6 +88,9 @@ def check_quality(quality) -> float:
         raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not a number that large") from None
     except ValueError:  # Decimal("sNaN")
         raise QualityError(f"quality must be a number from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {quality!r}") from None
+    if isinstance(quality, decimal.Decimal) and quality.is_finite() and value in (float("inf"), float("-inf")):
+        # float() of a Decimal beyond the float range is infinite rather than an OverflowError
+        raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not a number that large")
     if not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
         shown = f"{value:g}" if float(f"{value:g}") == value or value != value else repr(value)  # 0, not 0.0; 100.00000001
         raise QualityError(f"quality must be from {QUALITY_MIN:g} to {QUALITY_MAX:g}, not {shown}")

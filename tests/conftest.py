@@ -58,20 +58,20 @@ def kodak() -> Path:
 
 @pytest.fixture()
 def signal_once_training(monkeypatch):
-    """``signal_once_training(module, name)``: ``module.name`` sends this process SIGTERM the first
-    time it is called with a training loop's handler of the signals in place (a scheduler's or
-    ``timeout``'s signal arriving mid-training), and fails the test if it is called 200 times
-    without one (the default handler would end pytest itself)."""
+    """``signal_once_training(module, name, times=1)``: ``module.name`` sends this process SIGTERM
+    the first time (the first ``times`` times) it is called with a training loop's handler of the
+    signals in place (a scheduler's or ``timeout``'s signal arriving mid-training), and fails the
+    test if it is called 200 times without one (the default handler would end pytest itself)."""
     import signal
 
     from nicodec.training.train import Stop
 
-    def install(module, name: str) -> None:
+    def install(module, name: str, times: int = 1) -> None:
         wrapped, calls = getattr(module, name), []
 
         def sending(*args, **kwargs):
             calls.append(isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), Stop))
-            if calls[-1] and sum(calls) == 1:
+            if calls[-1] and sum(calls) <= times:
                 os.kill(os.getpid(), signal.SIGTERM)
             elif not any(calls) and len(calls) > 200:
                 raise AssertionError(f"{name} ran 200 times with no handler of the signals in place")

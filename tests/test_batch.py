@@ -712,47 +712,73 @@ def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, monkeypatch, ctrl_c_raises):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, monkeypatch, jobs, ctrl_c_raises):
     """The second stop was held back until the files in flight were written: a file on a pipe
     that nothing writes, or a slow refinement, kept the batch waiting, and only SIGKILL ended it.
-    Now it leaves them unfinished and says so; the count is of the files written."""
+    Now it leaves them unfinished, says so, and they are not written later (a program calling
+    the command line in-process goes on; the nicodec command ends its process)."""
     import signal
     import threading
     import time
 
     from nicodec import batch
+    from nicodec.codec import Codec
 
     monkeypatch.setattr(batch, "ABANDONED", [])
     main = threading.main_thread().ident
-    release, ended = threading.Event(), threading.Event()
+    started, release, ended = threading.Barrier(jobs), threading.Event(), threading.Semaphore(0)
+    real, calls, lock = Codec.encode, [], threading.Lock()
 
-    def twice():
-        try:
+    def encode(self, image, **options):  # every file is stuck until the test lets it go
+        with lock:
+            calls.append(image)
+            first = len(calls) == 1
+        started.wait(60)  # each worker has its file
+        if first:
             signal.pthread_kill(main, signal.SIGINT)
-            time.sleep(0.3)  # the main thread now waits for this worker
+            time.sleep(0.3)  # the main thread now waits for the workers
             signal.pthread_kill(main, signal.SIGINT)
-            release.wait(60)  # stuck, until the test is done with the batch
-            raise RuntimeError("left unfinished")
-        finally:
-            ended.set()
+        release.wait(60)
+        return real(self, image, **options)  # then finished, too late to be written
 
+    given_up = batch.unless_abandoned
+
+    def writer(write):  # released once each file's writer has run (and refused to be renamed into place)
+        inner = given_up(write)
+
+        def writing(f):
+            try:
+                inner(f)
+            finally:
+                ended.release()
+
+        return writing
+
+    monkeypatch.setattr(Codec, "encode", encode)
+    monkeypatch.setattr(batch, "unless_abandoned", writer)
     src = _six_images(tmp_path / "src")
-    _encode_failing_on_the_second_call(monkeypatch, twice)
-    result = run("encode", src, "-o", tmp_path / "out", "--jobs", "1")
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
     try:
         assert result.exit_code == 130, result.output
-        assert ("interrupted after 1 file encoded; no file was left half-written (1 file being coded was left "
-                "unfinished)") in result.stderr
-        assert "stopping: the file being coded is finished and written first (Ctrl-C again stops at once" in result.stderr
-        assert [p.name for p in (tmp_path / "out").rglob("*.nic")] == ["0.nic"] and batch.ABANDONED == [1]
-        assert _temporaries(tmp_path / "out") == []
+        left = "1 file being coded was" if jobs == 1 else f"{jobs} files being coded were"
+        assert f"interrupted after 0 files encoded; no file was left half-written ({left} left unfinished)" in result.stderr
+        assert "finished and written first (Ctrl-C again stops at once" in result.stderr
     finally:
         release.set()
-        ended.wait(60)
+        for _ in range(jobs):
+            ended.acquire(timeout=60)
+    assert list((tmp_path / "out").rglob("*.nic")) == [] and batch.ABANDONED == [jobs]
+    for _ in range(100):  # write_atomic removes the temporary file just after the writer raised
+        if not _temporaries(tmp_path / "out"):
+            break
+        time.sleep(0.05)
+    assert _temporaries(tmp_path / "out") == []
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_path):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_path, jobs):
     """The process itself ends: the abandoned thread, which cannot be stopped, would keep it
     alive at exit. (SIGTERM: a test run in the background may have SIGINT ignored.)"""
     import signal
@@ -765,19 +791,19 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
         "from nicodec.codec import Codec\n"
         "real = Codec.encode\n"
         "def encode(self, image, **options):\n"
-        "    if str(image).endswith('1.png'):\n"
+        "    if not str(image).endswith('0.png'):\n"
         "        print('stuck', file=sys.stderr, flush=True)\n"
         "        threading.Event().wait()  # a pipe that nothing writes\n"
         "    return real(self, image, **options)\n"
         "Codec.encode = encode\n"
-        "sys.argv = ['nicodec', 'encode', sys.argv[1], '-o', sys.argv[2], '--jobs', '1']\n"
+        "sys.argv = ['nicodec', 'encode', sys.argv[1], '-o', sys.argv[2], '--jobs', sys.argv[3]]\n"
         "from nicodec.launch import nicodec\n"
         "nicodec()\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", script, str(src), str(tmp_path / "out")],
+    process = subprocess.Popen([sys.executable, "-c", script, str(src), str(tmp_path / "out"), str(jobs)],
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
-        assert process.stderr.readline() == "stuck\n"
+        assert [process.stderr.readline() for _ in range(jobs)] == ["stuck\n"] * jobs  # 1.png (and 2.png)
         process.send_signal(signal.SIGTERM)
         assert process.stderr.readline().startswith("stopping: ")
         process.send_signal(signal.SIGTERM)
@@ -786,7 +812,8 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
     finally:
         process.kill()
     assert code == 128 + signal.SIGTERM, rest
-    assert "stopped by SIGTERM after 1 file encoded; no file was left half-written (1 file being coded" in rest
+    left = "1 file being coded was" if jobs == 1 else "2 files being coded were"
+    assert f"stopped by SIGTERM after 1 file encoded; no file was left half-written ({left} left unfinished)" in rest
     assert [p.name for p in (tmp_path / "out").rglob("*.nic")] == ["0.nic"]
 
 

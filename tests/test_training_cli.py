@@ -358,6 +358,13 @@ def test_entropy_finetune_stopped_by_a_signal_writes_the_step_reached(tmp_path, 
     assert report["stopped_by"] == "SIGTERM" and report["history"][-1]["step"] == 1
     assert not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), train_module.Stop)  # put back
 
+    # A second one stops at once, writing nothing, with SIGTERM's exit code (it was Ctrl-C's 130).
+    signal_once_training(entropy_finetune, "gaussian_likelihood", times=2)
+    code, said = entropy(checkpoint, "--out", tmp_path / "again.pt", "--data", images, "--crop", "64", "64",
+                         "--per-image", "1", "--mode", "float", "--steps", "100000", "--batch", "2")
+    assert code == 128 + signal.SIGTERM and "SIGTERM again: stopped at once, writing nothing more" in said, said
+    assert not (tmp_path / "again.pt").exists()
+
 
 # nicodec.training.decoder_finetune -------------------------------------------------------------------------------------
 

@@ -961,8 +961,9 @@ class Stop:
         self.name = ""
 
     def _handle(self, number, frame) -> None:
-        if self.signal:  # a second one: stop now, without the checkpoint
-            raise KeyboardInterrupt
+        if self.signal:  # a second one: stop now, without the checkpoint, with its own exit code
+            console.print(f"{signal.Signals(number).name} again: stopped at once, writing nothing more")
+            raise SystemExit(128 + number)
         self.signal, self.name = number, signal.Signals(number).name
         console.print(f"{self.name}: stopping after this step and writing a checkpoint (again to stop at once)")
 
