@@ -1019,6 +1019,7 @@ def info(
     Exit code 1 if any failed.
     """
     from . import format as nicformat
+    from .model import QUALITY_MAX, QUALITY_MIN
 
     with _reporting(debug):
         stdio.stdin_once(inputs)
@@ -1045,7 +1046,7 @@ def info(
             "height": header.height,
             "quality": nicformat.quality_value(header.quality),
             "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
-            "bpp": round(8 * len(data) / (header.width * header.height), 6),
+            "bpp": float(f"{8 * len(data) / (header.width * header.height):.6g}"),  # a huge header's too
             "resolution": density,
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
         })
@@ -1061,7 +1062,12 @@ def info(
                     out.print()
                 for key, value in facts.items():
                     if key == "quality":
-                        value = _quality_text(value) + (" (single-rate model)" if value == 0 else "")
+                        value = _quality_text(value) + (" (single-rate model)" if value == 0 else "" if
+                                                        QUALITY_MIN <= value <= QUALITY_MAX else
+                                                        " (outside 1 to 100: no model decodes it)")
+                    elif key in ("grayscale", "sections"):
+                        value = {True: "yes", False: "no"}[value] if key == "grayscale" else ", ".join(
+                            f"{tag} {size:,} bytes" for tag, size in value.items())
                     elif key == "resolution":
                         value = _resolution_text(value)
                     out.print(f"{key:>15}: {value}", markup=False)

@@ -304,7 +304,16 @@ def _load(img: Image.Image, name) -> Image.Image:
             del img.info["transparency"]
         else:
             img.info["transparency"] = key
-    return _turn(img, name)
+    upright_img = _turn(img, name)
+    if _gray_in_colour(img.mode, raw):
+        upright_img._nicodec_gray = True  # type: ignore[attr-defined] - our own image, opened here
+    return upright_img
+
+
+def _gray_in_colour(mode: str, raw: str | None) -> bool:
+    """A gray image that Pillow gives in a colour mode: a 16-bit gray and alpha PNG (raw
+    ``LA;16B``) is RGBA, its samples cut to 8 bits."""
+    return mode == "RGBA" and raw is not None and raw.startswith("LA;16")
 
 
 def _png_rawmode(img: Image.Image) -> str | None:
@@ -840,7 +849,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     """
     icc = exif = xmp = text = density = None
     key: Any = _INFO
-    turned = False
+    turned = gray = False
     grayscale = False
     name = "the image"
     if isinstance(image, (str, os.PathLike)):
@@ -854,6 +863,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
             check_size(*image.size)
         turned = _tiff_turned(image)  # before a load turns it and drops the tag
         raw = _png_rawmode(image)  # before a load drops the tiles that tell it
+        gray = _gray_in_colour(image.mode, raw)
         _load_pixels(image)
         if raw is not None and "transparency" in image.info:  # fitted as a file's is, the caller's image unchanged
             key = _fitted_png_colour_key(image.info["transparency"], raw, name)
@@ -866,7 +876,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         name = image.name if isinstance(getattr(image, "name", None), str) else name
         image = open_image_bytes(read_binary_file(image), check_size)
     if isinstance(image, Image.Image):
-        grayscale = image.mode in _GRAY_MODES
+        grayscale = image.mode in _GRAY_MODES or gray or getattr(image, "_nicodec_gray", False)
         arr, alpha = _from_pil(image, name, key)
         if not strip:
             icc = image.info.get("icc_profile") or None
@@ -889,8 +899,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
                     del tags[tag]
             for tag in _TIFF_LAYOUT:
                 tags.pop(tag, None)
-            if len(tags):
-                tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
+            tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
+            if len(tags):  # an EXIF of its orientation alone leaves none
                 try:
                     exif = tags.tobytes()
                 except _EXIF_ERRORS:

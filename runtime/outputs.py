@@ -305,7 +305,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
                }.get(_probe(fmt, mode, True), f"{fmt}, as Pillow writes it here, does not give back every pixel "
                                               "of the picture")
         raise UnsupportedImageError(
-            f"{why} (tried on a test image) ({name}); use .png, .webp or .tiff, or .jpg for a lossy copy")
+            f"{why} (tried on a test image; {name}); use .png, .webp or .tiff, or .jpg for a lossy copy")
     size = (header.width, header.height)
     if fmt in MAX_SIDES and max(size) > MAX_SIDES[fmt]:
         raise UnsupportedImageError(

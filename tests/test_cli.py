@@ -616,6 +616,26 @@ def test_info_names_a_file_from_a_single_rate_model(png, tmp_path):
     assert json.loads(run("info", tmp_path / "old.nic", "--json").stdout)["quality"] == 0
 
 
+def test_info_speaks_plainly_and_flags_what_no_model_decodes(png, tmp_path):
+    """It printed Python's reprs (False, a dict of sections), gave a 1,048,576-pixel-square header
+    0.0 bpp, and a quality of 1.6e-37 as if it were one."""
+    import dataclasses
+
+    from nicodec import format as nicformat
+
+    assert run("encode", png).exit_code == 0
+    header, sections = nicformat.unpack((tmp_path / "photo.nic").read_bytes())
+    said = run("info", tmp_path / "photo.nic").stdout
+    assert "grayscale: no\n" in said
+    assert f"sections: ZSYM {len(sections[b'ZSYM']):,} bytes, YSYM {len(sections[b'YSYM']):,} bytes\n" in said
+    (tmp_path / "odd.nic").write_bytes(nicformat.pack(dataclasses.replace(header, quality=1.6e-37), sections))
+    assert "(outside 1 to 100: no model decodes it)\n" in run("info", tmp_path / "odd.nic").stdout
+    (tmp_path / "huge.nic").write_bytes(
+        nicformat.pack(dataclasses.replace(header, width=1 << 20, height=1 << 20), sections))
+    shown = json.loads(run("info", tmp_path / "huge.nic", "--json").stdout)
+    assert shown["bpp"] == float(f"{8 * shown['bytes'] / 2**40:.6g}") > 0
+
+
 def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):
     plain, refined = tmp_path / "plain.nic", tmp_path / "refined.nic"
     assert run("encode", png, "-o", plain, "--provider", "cpu").exit_code == 0

@@ -680,3 +680,39 @@ def test_a_float_array_is_refused_with_the_conversion_to_make(codec):
         codec.encode(np.full((16, 16, 3), 0.5, np.float32))
     with pytest.raises(nicodec.UnsupportedImageError, match="must be uint8, not int16$"):
         codec.encode(np.zeros((16, 16, 3), np.int16))
+
+
+def _gray_alpha_png(width: int, height: int, depth: int, colour_type: int, rows: bytes) -> bytes:
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, depth, colour_type, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
+
+
+def test_a_sixteen_bit_gray_and_alpha_png_comes_back_gray(codec):
+    """Pillow reads it as RGBA (LA;16B cut to 8 bits): it came back in colour, where 8-bit LA and
+    16-bit L come back gray."""
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 1 << 16, (30, 40)).astype(">u2")
+    alpha = np.where(rng.random((30, 40)) > 0.5, 65535, 0).astype(">u2")
+    data = _gray_alpha_png(40, 30, 16, 4, b"".join(b"\0" + np.stack([gray[y], alpha[y]], -1).tobytes() for y in range(30)))
+    for source in (data, io.BytesIO(data), Image.open(io.BytesIO(data))):
+        back = codec.decode(codec.encode(source))
+        assert back.mode == "LA" and np.array_equal(np.asarray(back)[:, :, 1], (alpha >> 8).astype(np.uint8))
+
+
+def test_an_exif_of_its_orientation_alone_leaves_no_section(codec):
+    """Orientation 1 left an empty EXIF section (FORMAT.md: a section is left out, not written empty),
+    and the decoded PNG an empty eXIf chunk; orientations 2 to 8 left none."""
+    from nicodec import format as nicformat
+
+    exif = Image.Exif()
+    exif[274] = 1
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (100, 50, 20)).save(buffer, "JPEG", exif=exif.tobytes())
+    _, sections = nicformat.unpack(codec.encode(buffer.getvalue()))
+    assert list(sections) == [b"ZSYM", b"YSYM"]
