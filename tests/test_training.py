@@ -499,6 +499,11 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     assert report["steps"] >= 1 and report["training_crops"] == 4 and len(report["held_out_gain_db_per_quality"]) == 8
     assert report["config"]["per_image"] == 1 and list(report["config"]["data"]) == [str(folder)]
 
+    # A fine-tune that diverges writes nothing (it wrote weights that were not finite, exit code 0).
+    with pytest.raises(typer.Exit) as diverged:
+        decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "nan.pt", **{**settings, "lr": 1e30})
+    assert diverged.value.exit_code == 1 and not (tmp_path / "nan.pt").exists()
+
     # SIGTERM or Ctrl-C mid-training (it lost the whole run) writes the weights reached and says so.
     signal_once_training(decoder_finetune, "per_crop_mse")
     with pytest.raises(typer.Exit) as stopped:

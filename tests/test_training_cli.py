@@ -106,6 +106,8 @@ def test_an_existing_run_is_neither_overwritten_nor_resumed_by_mistake(tmp_path,
     assert code == 2 and "holds a run (last.pt): --resume continues it, --force replaces it" in error_line(said)
     code, said = invoke(train_module.app, "--out", run, "--resume", "--force", *TINY)
     assert code == 2 and "give one of them" in said
+    code, said = invoke(train_module.app, "--out", run, "--resume", "--init", run / "last.pt", *TINY)
+    assert code == 2 and "--resume continues the run in --out from its own last.pt and --init starts one" in said
     assert (run / "last.pt").read_bytes() == b"weeks of training"
 
     # --force gets past the guard (and fails here on the data, before any image is read).
@@ -229,10 +231,12 @@ def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading)
 
 @pytest.mark.parametrize("args, option, message", [
     (["--val-every", "0"], "--val-every", "must be a positive integer, not 0"),
-    (["--batch", "0"], "--batch", "must be a positive integer"),
+    (["--batch", "0"], "--batch", "must be a whole number from 1 to 65,536, not 0"),
+    (["--batch", "100000000000000000000"], "--batch", "must be a whole number from 1 to 65,536"),  # torch overflowed
     (["--crop", "0"], "--crop", "must be a positive multiple of 64, not 0"),
     (["--crop", "100"], "--crop", "must be a positive multiple of 64"),
-    (["--lr", "-1"], "--lr", "must be a positive number, not -1"),
+    (["--lr", "-1"], "--lr", "must be a positive number (at most 3.4e38, float32's largest), not -1"),
+    (["--lr", "1e300"], "--lr", "must be a positive number (at most 3.4e38, float32's largest), not 1e300"),
     (["--lr", "nan"], "--lr", "must be a positive number"),
     (["--steps", "-5"], "--steps", "must be a positive integer"),
     (["--minutes", "-1"], "--minutes", "must be a non-negative number"),
@@ -298,8 +302,8 @@ def test_entropy_finetune_needs_images_and_sound_settings(tmp_path, checkpoint, 
     for args, message in (
         (["--out", tmp_path / "file.txt" / "int.pt"], f"{tmp_path / 'file.txt'} is not a folder"),
         (["--crop", "100", "100"], "crop sides must be positive multiples of 64, not 100 100"),
-        (["--batch", "0"], "Invalid value for '--batch': must be a positive integer"),
-        (["--lr", "-1"], "Invalid value for '--lr': must be a positive number"),
+        (["--batch", "0"], "Invalid value for '--batch': must be a whole number from 1 to 65,536"),
+        (["--lr", "1e300"], "Invalid value for '--lr': must be a positive number (at most 3.4e38"),
         (["--threads", "-1"], "Invalid value for '--threads': must be a non-negative integer"),
         (["--data", tmp_path / "empty-*"], "no folder matches"),
         (["--data", write_images(tmp_path / "few", 8)], "8 images found"),
@@ -340,6 +344,15 @@ def test_entropy_finetune_keeps_its_settings_with_its_cache(tmp_path, checkpoint
     torch.save([torch.zeros(1)] * 4, cache)  # a cache of the version that recorded no settings
     code, said = entropy(checkpoint, "--out", tmp_path / "other.pt", "--data", images, *settings)
     assert code == 2 and "delete it or give another --cache" in said and not (tmp_path / "other.pt").exists()
+
+
+def test_entropy_finetune_that_diverges_writes_nothing(tmp_path, checkpoint):
+    """It wrote weights that were not finite, and exited 0 (nicodec-export refused them later)."""
+    images = write_images(tmp_path / "images", 10, side=64)
+    code, said = entropy(checkpoint, "--out", tmp_path / "int.pt", "--data", images, "--crop", "64", "64",
+                         "--per-image", "1", "--mode", "float", "--steps", "3", "--batch", "2", "--lr", "1e30")
+    assert code == 1 and "training diverged" in said and "was not written" in said, said
+    assert not (tmp_path / "int.pt").exists()
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
@@ -609,6 +622,52 @@ def test_sigterm_writes_a_checkpoint_at_the_step_reached(tmp_path, images):
     assert saved["step"] >= 1
 
 
+def test_an_unreadable_held_out_image_is_not_counted_as_a_small_one(tmp_path, images):
+    (images / "zz.png").write_text("notes, not an image")  # the last file found: held out
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--steps", "1",
+                        "--batch", "2")
+    assert code == 0, said
+    assert "warning: 1 image could not be read" in said and "7 held out (centre" in said and "smaller than" not in said
+
+
+def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_what_is_kept(tmp_path, images, monkeypatch):
+    """A full disk, or a folder made read-only, at a mid-run checkpoint ended in a traceback."""
+    real, calls = train_module.save_checkpoint, []
+
+    def save_checkpoint(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    run = tmp_path / "run"
+    code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "3", "--batch", "2",
+                        "--val-every", "1")
+    assert code == 1, said
+    assert (f"error: cannot write the checkpoint of step 2: No space left on device ({run / 'last.pt'} keeps step 1; "
+            "--resume continues from there)") in said
+    assert torch.load(run / "last.pt", map_location="cpu", weights_only=False)["step"] == 1
+
+
+def test_a_stop_during_the_final_validation_waits_for_the_checkpoint(tmp_path, images, monkeypatch):
+    """The handlers covered the loop only: SIGTERM during the final validation (a `timeout` as a
+    time-boxed run ends) killed the run with nothing written."""
+    import signal
+
+    handlers, real = [], train_module.validate
+
+    def validate(*args, **kwargs):
+        handlers.append(type(getattr(signal.getsignal(signal.SIGTERM), "__self__", None)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "validate", validate)
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--steps", "2",
+                        "--batch", "2")
+    assert code == 0, said
+    assert handlers[-1] is train_module.Stop and (tmp_path / "run" / "last.pt").exists()
+
+
 def test_a_folder_given_twice_is_counted_once_and_held_out_images_trained_on_are_warned_about(tmp_path, images):
     code, said = invoke(train_module.app, "--data", images, "--data", images, "--out", tmp_path / "run", *TINY,
                         "--steps", "1", "--batch", "2")
@@ -635,7 +694,7 @@ def test_resuming_a_copied_run_writes_its_own_slim_copy_not_the_originals(tmp_pa
     step = {name: torch.load(tmp_path / name / "weights.pt", map_location="cpu", weights_only=False)["step"]
             for name in ("run", "copy")}
     assert step == {"run": 2, "copy": 4} and str(tmp_path / "copy" / "weights.pt") in said
-    # A slim file outside the run's folder is the original's: refused, unless --force or --slim says.
+    # A slim file outside the run's folder is the original's: refused, unless --slim says.
     code, said = invoke(train_module.app, *args, "--out", "outside", "--slim", "outside.pt", "--steps", "2")
     assert code == 0, said
     shutil.copytree("outside", "outside-copy")
@@ -645,6 +704,14 @@ def test_resuming_a_copied_run_writes_its_own_slim_copy_not_the_originals(tmp_pa
     code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "4", "--slim", "mine.pt")
     assert code == 0, said
     assert torch.load("mine.pt", map_location="cpu", weights_only=False)["step"] == 4
+    # A --slim given anew that names an existing file other than the run's own copy: refused (it
+    # replaced a photo). The run's own copy may be named.
+    Path("photo.png").write_bytes(b"a photo")
+    code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "5", "--slim", "photo.png")
+    assert code == 2 and "photo.png exists and is not the run's weights-only copy" in error_line(said), said
+    assert Path("photo.png").read_bytes() == b"a photo"
+    code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "5", "--slim", "mine.pt")
+    assert code == 0, said
 
 
 def test_init_from_a_checkpoint_whose_schedule_is_complete_is_refused(tmp_path, images):

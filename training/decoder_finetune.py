@@ -38,10 +38,11 @@ from .data import UnreadableImageError, list_images, load_rgb, shorter_side
 from .train import (
     DEFAULT_DATA,
     Stop,
+    adam_lr,
+    batch_size,
     crop_side,
     non_negative_int,
     partly_retrained,
-    positive_float,
     save_atomically,
     save_weights,
     seed_value,
@@ -200,8 +201,8 @@ def main(
         parser=crop_side, help="Side of the held-out centre crops (a multiple of 64).")] = DecoderTuneConfig.val_crop,
     minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper (at least one step is taken: "
                                                       "0 is one step, not nicodec-train's no limit).")] = DecoderTuneConfig.minutes,
-    batch: Annotated[int, typer.Option(min=1)] = DecoderTuneConfig.batch,
-    lr: Annotated[float, typer.Option(parser=positive_float)] = DecoderTuneConfig.lr,
+    batch: Annotated[int, typer.Option(parser=batch_size)] = DecoderTuneConfig.batch,
+    lr: Annotated[float, typer.Option(parser=adam_lr)] = DecoderTuneConfig.lr,
     cache: Annotated[Path | None, typer.Option(dir_okay=False, help="Keep the encoded latents in this file and reuse them "
                                                "(refused when it was made with other settings or another model).")] = None,
     threads: Annotated[int, typer.Option(
@@ -292,6 +293,11 @@ def main(
     # Only g_s is stored anew: the export's entropy side stays the same files.
     state, stored = partly_retrained(checkpoint, ckpt, net, ("g_s.",))
     after = held_out_psnr(stored.g_s, *val)  # measured again as stored
+    finite = all(bool(torch.isfinite(v).all()) for v in state.values() if v.is_floating_point())
+    if not (finite and bool(torch.isfinite(after).all())):
+        console.print(f"error: the {'held-out PSNR' if finite else 'weights'} as stored (fp16) are not finite at step "
+                      f"{history[-1]['step']}: training diverged ({out} was not written); a lower --lr usually helps")
+        raise typer.Exit(1)
     per_quality = (after - before).reshape(-1, len(val_qualities)).mean(0).tolist()
     metrics = dict(ckpt.get("metrics", {}))
     if "decoder_finetune" in metrics:

@@ -35,12 +35,19 @@ from rich.console import Console
 
 from .data import UnreadableImageError, list_images, load_rgb
 from .integer import MEAN_BITS, calibrate
-from .model import MeanScaleHyperprior, float_scale_index, gaussian_likelihood, scale_table, ste_round
+from .model import (
+    MeanScaleHyperprior,
+    float_scale_index,
+    gaussian_likelihood,
+    scale_table,
+    ste_round,
+)
 from .train import (
     DEFAULT_DATA,
     Stop,
+    adam_lr,
+    batch_size,
     non_negative_int,
-    positive_float,
     positive_int,
     save_atomically,
     seed_value,
@@ -100,6 +107,8 @@ def coded_parameters(model: MeanScaleHyperprior, z_hat: torch.Tensor) -> tuple[t
     means, scales = model.entropy_parameters(z_hat)
     if model.config.integer_entropy:
         return means, scales  # already exactly the codec's values
+    if not bool(torch.isfinite(scales).all()):  # a run that diverged: no table index to take
+        return means, torch.full_like(scales, float("nan"))
     table = scale_table().to(scales.device)
     return torch.round(means * 2**MEAN_BITS) / 2**MEAN_BITS, table[float_scale_index(scales).long()].float()
 
@@ -169,6 +178,9 @@ def finetune(
         bpp.backward()
         opt.step()
         stopping = stop is not None and stop.signal
+        if not (torch.isfinite(bpp.detach()) and all(bool(torch.isfinite(p).all()) for p in params)):
+            history.append({"step": step, "diverged": True})  # (the held-out measure cannot index its tables)
+            break
         if step % max(1, steps // 10) == 0 or step == steps or stopping:
             history.append({"step": step, "train_bpp": float(bpp.detach()), "val_bpp": coded_bpp(model, *val), "seconds": round(time.monotonic() - start, 1)})
             console.print(f"step {step}: train {float(bpp.detach()):.4f}, held-out coded bpp {history[-1]['val_bpp']:.4f} ({history[-1]['seconds']} s)")
@@ -226,8 +238,8 @@ def main(
                                                "them (refused when made with other settings or another model).")] = None,
     per_image: Annotated[int, typer.Option(parser=positive_int, help="Crops per training image.")] = 2,
     steps: Annotated[int, typer.Option(parser=positive_int)] = 3000,
-    batch: Annotated[int, typer.Option(parser=positive_int)] = 16,
-    lr: Annotated[float, typer.Option(parser=positive_float)] = 5e-5,
+    batch: Annotated[int, typer.Option(parser=batch_size)] = 16,
+    lr: Annotated[float, typer.Option(parser=adam_lr)] = 5e-5,
     threads: Annotated[int, typer.Option(parser=non_negative_int, help="torch CPU threads (0: torch's default).")] = 0,
     hyper: Annotated[bool, typer.Option(help="Train h_a and the prior of z too (rate of y and z).")] = False,
     force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
@@ -276,6 +288,11 @@ def main(
     stop = Stop()
     with stop.on_signals():
         history = finetune(model, y, z_hat, val, steps, batch, lr, seed, hyper=hyper, stop=stop)
+    if history[-1].get("diverged") or not math.isfinite(history[-1].get("val_bpp", math.nan)) or not all(
+            bool(torch.isfinite(p.half() if p.dtype == torch.float32 else p).all()) for p in model.parameters()):
+        console.print(f"error: the weights are not finite at step {history[-1]['step']}: training diverged "
+                      f"({out} was not written); a lower --lr usually helps")
+        raise typer.Exit(1)
     metrics = {
         **ckpt.get("metrics", {}),
         "entropy_finetune": {

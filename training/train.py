@@ -52,7 +52,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from nicodec.errors import ModelError
+from nicodec.errors import ModelError, NicodecError
 from nicodec.files import nearest_existing, write_atomic
 
 from .data import CropSampler, center_crops, list_images, load_images
@@ -484,7 +484,8 @@ def resumed_slim(slim: str, saved_out: Optional[str], out: Path, force: bool) ->
         return slim
     raise typer.BadParameter(
         f"the run was made in {saved_out}, and its weights-only copy {slim} lies outside it: resuming {out} would "
-        "replace that file, the original run's; give --slim PATH, or --force to replace it", param_hint="--slim")
+        "replace that file, the original run's; give --slim PATH (another file, or that one to replace it)",
+        param_hint="--slim")
 
 
 def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = None) -> None:
@@ -514,7 +515,8 @@ def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = N
             raise typer.BadParameter(f"{slim} is the run's own checkpoint (with the optimizer state that --resume "
                                      "needs): give the weights-only copy another name", param_hint="--slim")
         if slim.exists() and not (resume or force):
-            raise typer.BadParameter(f"{slim} exists: --force replaces it (so does --resume)", param_hint="--slim")
+            raise typer.BadParameter(f"{slim} exists: --force replaces it (so does --resume, the run's own copy)",
+                                     param_hint="--slim")
         check_creatable(slim.parent, "--slim")
 
 
@@ -671,6 +673,15 @@ def train(
             restored["slim"] = resumed_slim(restored["slim"], saved_options.get("out"), out, force)
             slim = Path(restored["slim"])
             check_creatable(slim.parent, "--slim")
+        elif slim is not None and slim.exists() and "slim" not in inherit_options:
+            # A --slim given anew replaces the run's own copy, not any file that happens to be there.
+            own = saved_options.get("slim")
+            if own is not None:
+                own = resumed_slim(own, saved_options.get("out"), out, force=True)
+            if own is None or os.path.abspath(slim) != os.path.abspath(own):
+                raise typer.BadParameter(
+                    f"{slim} exists and is not the run's weights-only copy ({own or 'it kept none'}): give another "
+                    "file, or remove that one first", param_hint="--slim")
         cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
         # The checks and the seeding above saw the command line's settings: again with the run's.
         if distributed and cfg.integer_from:
@@ -787,7 +798,7 @@ def train(
     if ckpt:
         sampler.reseed(seed + step)  # other crops than the run before
     if main:
-        dropped = len(val_paths) - len(val)
+        dropped = len(val_paths) - len(val_problems) - len(val)  # the unreadable ones are warned of above
         console.print(f"{len(images)} training images"
                       + (f" ({small} smaller than the {cfg.crop}-pixel crop left out)" if small else "")
                       + f", {len(val)} held out"
@@ -825,10 +836,16 @@ def train(
         # step, computed before it, can still be finite).
         if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
             _diverged(step, last, saved_at[1])
-        save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics, seconds_before + time.monotonic() - t0,
-                        origin, options)
-        if slim is not None:
-            slim_checkpoint(last, slim)
+        try:
+            save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics,
+                            seconds_before + time.monotonic() - t0, origin, options)
+            if slim is not None:
+                slim_checkpoint(last, slim)
+        except (OSError, NicodecError) as exc:  # a full disk, a folder made read-only meanwhile
+            kept = f"{last} keeps step {saved_at[1]}" if saved_at[1] is not None else f"{last} is left as it was"
+            console.print(f"error: cannot write the checkpoint of step {step}: {getattr(exc, 'strerror', None) or exc} "
+                          f"({kept}; --resume continues from there)")
+            raise typer.Exit(1) from None
         saved_at[:] = time.monotonic(), step
 
     def written() -> str:
@@ -861,76 +878,79 @@ def train(
     columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     stop = Stop()
-    with stop.on_signals(enabled=not distributed), Progress(*columns, console=console, disable=not main) as bar:
-        last_step = origin[0] + cfg.steps
-        task = bar.add_task("train", total=last_step, completed=step, stats="")
-        while step < last_step:
-            if stop.signal:
-                break
-            if budget and time.monotonic() - t0 >= budget:
-                break
-            if deadline and time.time() >= deadline:
-                bar.console.print(f"step {step}: stopping at the deadline")
-                break
-            progress = schedule_progress()
-            if progress >= 1.0:
-                break
-            if cfg.integer_from and progress >= cfg.integer_from and not model_cfg.integer_entropy:
-                scales = switch_to_integer(model, sampler, cfg.batch)
-                model_cfg = model.config
-                metrics = validate(model, val_batch, autocast)
-                bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
-            for group in optimizer.param_groups:
-                group["lr"] = learning_rate(cfg, progress, step - origin[0])
-            if step == start_step:
-                losses = first_step()
-            else:
-                losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
-            step += 1
-            if main and (step % 25 == 0 or step == last_step):
-                # One read of the three numbers: each read waits for the GPU to finish the step.
-                loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
-                if not math.isfinite(loss):
-                    _diverged(step, last, saved_at[1])
-                stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
-                bar.update(task, completed=step, stats=stats)
-                if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
+    # The handlers stay in place through the final validation and checkpoint: a stop there (the
+    # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
+    with stop.on_signals(enabled=not distributed):
+        with Progress(*columns, console=console, disable=not main) as bar:
+            last_step = origin[0] + cfg.steps
+            task = bar.add_task("train", total=last_step, completed=step, stats="")
+            while step < last_step:
+                if stop.signal:
+                    break
+                if budget and time.monotonic() - t0 >= budget:
+                    break
+                if deadline and time.time() >= deadline:
+                    bar.console.print(f"step {step}: stopping at the deadline")
+                    break
+                progress = schedule_progress()
+                if progress >= 1.0:
+                    break
+                if cfg.integer_from and progress >= cfg.integer_from and not model_cfg.integer_entropy:
+                    scales = switch_to_integer(model, sampler, cfg.batch)
+                    model_cfg = model.config
+                    metrics = validate(model, val_batch, autocast)
+                    bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(cfg, progress, step - origin[0])
+                if step == start_step:
+                    losses = first_step()
+                else:
+                    losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
+                step += 1
+                if main and (step % 25 == 0 or step == last_step):
+                    # One read of the three numbers: each read waits for the GPU to finish the step.
+                    loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
+                    if not math.isfinite(loss):
+                        _diverged(step, last, saved_at[1])
+                    stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
+                    bar.update(task, completed=step, stats=stats)
+                    if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
+                        elapsed = time.monotonic() - t0
+                        bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
+                if main and (step % cfg.val_every == 0):
+                    metrics = validate(model, val_batch, autocast)
+                    if not math.isfinite(metrics["loss"]):
+                        _diverged(step, last, saved_at[1])
                     elapsed = time.monotonic() - t0
-                    bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
-            if main and (step % cfg.val_every == 0):
-                metrics = validate(model, val_batch, autocast)
-                if not math.isfinite(metrics["loss"]):
-                    _diverged(step, last, saved_at[1])
-                elapsed = time.monotonic() - t0
-                bar.console.print(
-                    f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s, "
-                    f"lr {optimizer.param_groups[0]['lr']:.2e}): {describe(metrics)}")
-                checkpoint()
-            elif main and time.monotonic() - saved_at[0] >= CHECKPOINT_SECONDS:
-                checkpoint()  # with the last validation's figures: a slow run loses little to a crash
-    wall = time.monotonic() - t0
-    if main and resume and step == start_step:
-        # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
-        if step >= last_step or schedule_progress() >= 1.0:
-            console.print(f"nothing to train: the run's schedule is complete (step {step}"
-                          + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} schedule minutes"
-                             if schedule_seconds else f" of {last_step}")
-                          + "); --steps, or --total-minutes for a time-boxed schedule, lengthens it")
-        else:
-            console.print(f"no step trained (stopped before the first one); {last} is left as it was")
-        metrics = dict(ckpt.get("metrics") or {})
-    elif main:
-        metrics = validate(model, val_batch, autocast)
-        if not math.isfinite(metrics["loss"]):
-            _diverged(step, last, saved_at[1])
-        metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
-                       it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
-                       train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
-        checkpoint()
-        stopped = stop.signal and step < last_step
-        console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(metrics)}; "
-                      f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
-                      f"in all; wrote {written()}" + ("; --resume continues" if stopped else ""))
+                    bar.console.print(
+                        f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s, "
+                        f"lr {optimizer.param_groups[0]['lr']:.2e}): {describe(metrics)}")
+                    checkpoint()
+                elif main and time.monotonic() - saved_at[0] >= CHECKPOINT_SECONDS:
+                    checkpoint()  # with the last validation's figures: a slow run loses little to a crash
+        wall = time.monotonic() - t0
+        if main and resume and step == start_step:
+            # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
+            if step >= last_step or schedule_progress() >= 1.0:
+                console.print(f"nothing to train: the run's schedule is complete (step {step}"
+                              + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} schedule minutes"
+                                 if schedule_seconds else f" of {last_step}")
+                              + "); --steps, or --total-minutes for a time-boxed schedule, lengthens it")
+            else:
+                console.print(f"no step trained (stopped before the first one); {last} is left as it was")
+            metrics = dict(ckpt.get("metrics") or {})
+        elif main:
+            metrics = validate(model, val_batch, autocast)
+            if not math.isfinite(metrics["loss"]):
+                _diverged(step, last, saved_at[1])
+            metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
+                           it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
+                           train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
+            checkpoint()
+            stopped = stop.signal and step < last_step
+            console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(metrics)}; "
+                          f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
+                          f"in all; wrote {written()}" + ("; --resume continues" if stopped else ""))
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -1009,6 +1029,25 @@ def positive_float(value) -> float:
     return _bounded(float, "a positive number", value, lambda v: v > 0)
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
+def adam_lr(value) -> float:
+    """A learning rate for Adam: above 0 and within float32's range (a typer ``parser``; a larger
+    one failed in torch's float32 arithmetic with a traceback)."""
+    return _bounded(float, "a positive number (at most 3.4e38, float32's largest)", value,
+                    lambda v: 0 < v <= FLOAT32_MAX)
+
+
+MAX_BATCH = 1 << 16
+"""The most crops a step takes (a larger batch overflowed in torch with a traceback)."""
+
+
+def batch_size(value) -> int:
+    """Crops per step: 1 to :data:`MAX_BATCH` (a typer ``parser``)."""
+    return _bounded(int, f"a whole number from 1 to {MAX_BATCH:,}", value, lambda v: 1 <= v <= MAX_BATCH)
+
+
 def non_negative_float(value) -> float:
     """A finite number of at least 0 (a typer ``parser``)."""
     return _bounded(float, "a non-negative number", value, lambda v: v >= 0)
@@ -1050,9 +1089,9 @@ def main(
     out: Annotated[Path, typer.Option(help="Run folder for checkpoints.")] = Path("runs/default"),
     steps: Annotated[int, typer.Option(parser=positive_int, help="Optimizer steps of the whole schedule (over all runs).")] = TrainConfig.steps,
     minutes: Annotated[float, typer.Option(parser=non_negative_float, help="Stop after this many minutes (0: no limit).")] = 0.0,
-    batch: Annotated[int, typer.Option(parser=positive_int, help="Crops per step (on each process).")] = TrainConfig.batch,
+    batch: Annotated[int, typer.Option(parser=batch_size, help="Crops per step (on each process).")] = TrainConfig.batch,
     crop: Annotated[int, typer.Option(parser=crop_side, help="Crop side (a multiple of 64).")] = TrainConfig.crop,
-    lr: Annotated[float, typer.Option(parser=positive_float, help="Peak learning rate of Adam.")] = TrainConfig.lr,
+    lr: Annotated[float, typer.Option(parser=adam_lr, help="Peak learning rate of Adam.")] = TrainConfig.lr,
     val_every: Annotated[int, typer.Option(parser=positive_int, help="Steps between validations (and checkpoints).")] = TrainConfig.val_every,
     seed: Annotated[int, typer.Option(parser=seed_value, help="Random seed (each process adds 1000 times its rank).")] = TrainConfig.seed,
     # Long names on purpose: torchrun parses abbreviations, and --n or --m would be ambiguous there.
@@ -1096,6 +1135,9 @@ def main(
     if deadline is not None and not (math.isfinite(deadline) and deadline > time.time()):
         raise typer.BadParameter(f"{deadline} is past (it is a Unix time: seconds since 1970; now is {time.time():.0f})",
                                  param_hint="--deadline")
+    if resume and init is not None:
+        raise typer.BadParameter("--resume continues the run in --out from its own last.pt and --init starts one "
+                                 "from other weights: give one of them")
     if new_schedule and init is None:
         raise typer.BadParameter("--new-schedule needs --init")
     if tune_gains and init is None and not resume:
