@@ -476,7 +476,7 @@ def test_a_run_keeps_its_weights_when_stopped_and_survives_a_failed_compilation(
     assert metrics["run_steps"] == 4 and np.isfinite(metrics["loss"])
 
 
-def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path, signal_once_training):
+def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path, signal_once_training, capsys):
     """decoder_finetune changes g_s alone; exported with --decodes-files-of, the new model reads
     the earlier model's files into the same latents, while a changed entropy side is refused."""
     from nicodec.codec import Codec
@@ -490,6 +490,7 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
     settings = dict(model=tmp_path / "a", data=[str(folder)], val_data=[], crop=64, per_image=1, val_crop=64, minutes=0.0,
                     batch=2, lr=1e-3, cache=tmp_path / "latents.pt", threads=0, seed=0)
     decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "b.pt", **settings)
+    assert "encoding crops: " in capsys.readouterr().err  # it said nothing for minutes (5,000 crops: 17)
     with pytest.raises(typer.BadParameter, match="other settings"):  # the cache knows what it was made from
         decoder_finetune.main(tmp_path / "a.pt", out=tmp_path / "x.pt", **{**settings, "per_image": 2})
     before, after = (torch.load(tmp_path / f"{n}.pt", weights_only=True) for n in "ab")

@@ -85,32 +85,47 @@ def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: in
         ``(y_hat, crops, qualities)``: float32 (n, M, crop/16, crop/16), uint8 (n, 3, crop, crop)
         and float32 (n,) (NaN for a single-rate model).
     """
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
     rng = np.random.default_rng(seed)
     y_hats, crops, used = [], [], []
-    for path in paths:
-        try:
-            im = load_rgb(path, crop)
-        except UnreadableImageError as exc:
-            console.print(f"warning: {exc} (left out)")
-            continue
-        if im is None:
-            continue
-        pixels = im.permute(1, 2, 0).numpy()
-        h, w = pixels.shape[:2]
-        if qualities is None:
-            spots = [(int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1)), float(rng.uniform(1, 100)))
-                     for _ in range(per_image)]
-        else:
-            spots = [((h - crop) // 2, (w - crop) // 2, float(q)) for q in qualities]
-        for top, left, quality in spots:
-            part = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
-            if not codec.model.variable_rate:
-                quality = math.nan
-            _, y_hat = codec.decode_latents(codec.encode(part, quality=None if math.isnan(quality) else quality))
-            y_hats.append(torch.from_numpy(y_hat[0]))
-            crops.append(torch.from_numpy(part).permute(2, 0, 1).contiguous())
-            used.append(quality)
+    columns = [TextColumn("encoding crops"), BarColumn(), TextColumn("{task.completed}/{task.total} images"),
+               TimeElapsedColumn(), TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True) as bar:  # minutes, for thousands of crops
+        task = bar.add_task("encode", total=len(paths))
+        for number, path in enumerate(paths, 1):
+            _encode_crops(codec, path, crop, per_image, rng, qualities, y_hats, crops, used)
+            bar.update(task, completed=number)
+            if not console.is_terminal and number % max(1, len(paths) // 10) == 0:  # a log file gets no bar
+                console.print(f"encoding crops: {number}/{len(paths)} images")
     return torch.stack(y_hats), torch.stack(crops), torch.tensor(used, dtype=torch.float32)
+
+
+def _encode_crops(codec, path: str, crop: int, per_image: int, rng, qualities, y_hats: list, crops: list,
+                  used: list) -> None:
+    """:func:`encoded_latents` for one image, appending to its lists."""
+    try:
+        im = load_rgb(path, crop)
+    except UnreadableImageError as exc:
+        console.print(f"warning: {exc} (left out)")
+        return
+    if im is None:
+        return
+    pixels = im.permute(1, 2, 0).numpy()
+    h, w = pixels.shape[:2]
+    if qualities is None:
+        spots = [(int(rng.integers(0, h - crop + 1)), int(rng.integers(0, w - crop + 1)), float(rng.uniform(1, 100)))
+                 for _ in range(per_image)]
+    else:
+        spots = [((h - crop) // 2, (w - crop) // 2, float(q)) for q in qualities]
+    for top, left, quality in spots:
+        part = np.ascontiguousarray(pixels[top : top + crop, left : left + crop])
+        if not codec.model.variable_rate:
+            quality = math.nan
+        _, y_hat = codec.decode_latents(codec.encode(part, quality=None if math.isnan(quality) else quality))
+        y_hats.append(torch.from_numpy(y_hat[0]))
+        crops.append(torch.from_numpy(part).permute(2, 0, 1).contiguous())
+        used.append(quality)
 
 
 def per_crop_mse(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, coded: bool = False) -> torch.Tensor:
