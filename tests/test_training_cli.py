@@ -393,6 +393,7 @@ def test_decoder_finetune_refuses_bad_settings_and_an_existing_out(tmp_path, che
         (["--threads", "-1"], "Invalid value for '--threads': must be a non-negative integer"),
         (["--lr", "-1"], "Invalid value for '--lr': must be a positive number"),
         (["--crop", "100"], "Invalid value for '--crop': must be a positive multiple of 64"),
+        (["--minutes", "inf"], "Invalid value for '--minutes': must be a non-negative number"),  # it was taken
         ([], "Invalid value for --model: not a nicodec model folder"),
     ):
         code, said = decoder(checkpoint, "--out", out, "--model", tmp_path / "emptydir", "--data", images, *args)

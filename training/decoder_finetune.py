@@ -41,6 +41,7 @@ from .train import (
     adam_lr,
     batch_size,
     crop_side,
+    non_negative_float,
     non_negative_int,
     partly_retrained,
     save_atomically,
@@ -214,7 +215,7 @@ def main(
     per_image: Annotated[int, typer.Option(min=1, help="Random crops per training image.")] = DecoderTuneConfig.per_image,
     val_crop: Annotated[int, typer.Option(
         parser=crop_side, help="Side of the held-out centre crops (a multiple of 64).")] = DecoderTuneConfig.val_crop,
-    minutes: Annotated[float, typer.Option(min=0, help="Time box of the training proper (at least one step is taken: "
+    minutes: Annotated[float, typer.Option(parser=non_negative_float, help="Time box of the training proper (at least one step is taken: "
                                                       "0 is one step, not nicodec-train's no limit).")] = DecoderTuneConfig.minutes,
     batch: Annotated[int, typer.Option(parser=batch_size)] = DecoderTuneConfig.batch,
     lr: Annotated[float, typer.Option(parser=adam_lr)] = DecoderTuneConfig.lr,

@@ -296,7 +296,8 @@ def main(
     metrics = {
         **ckpt.get("metrics", {}),
         "entropy_finetune": {
-            "mode": mode, "hyper": hyper, "steps": steps, "batch": batch, "lr": lr, "crop": list(crop),
+            "mode": mode, "hyper": hyper, "steps": steps, "steps_trained": history[-1]["step"], "batch": batch,
+            "lr": lr, "crop": list(crop),
             "start_val_y_bpp": base_bpp, "history": history,
             "minutes": round((time.monotonic() - started) / 60, 1),
             **({"stopped_by": history[-1]["stopped_by"]} if "stopped_by" in history[-1] else {}),

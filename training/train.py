@@ -928,6 +928,7 @@ def train(
                     checkpoint()
                 elif main and time.monotonic() - saved_at[0] >= CHECKPOINT_SECONDS:
                     checkpoint()  # with the last validation's figures: a slow run loses little to a crash
+            bar.update(task, completed=step)  # a stop between the bar's updates, every 25 steps
         wall = time.monotonic() - t0
         if main and resume and step == start_step:
             # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
