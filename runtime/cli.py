@@ -1046,7 +1046,7 @@ def info(
             "height": header.height,
             "quality": nicformat.quality_value(header.quality),
             "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
-            "bpp": float(f"{8 * len(data) / (header.width * header.height):.6g}"),  # a huge header's too
+            "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
             "resolution": density,
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
         })
@@ -1064,7 +1064,7 @@ def info(
                     if key == "quality":
                         value = _quality_text(value) + (" (single-rate model)" if value == 0 else "" if
                                                         QUALITY_MIN <= value <= QUALITY_MAX else
-                                                        " (outside 1 to 100: no model decodes it)")
+                                                        " (outside 1 to 100: a variable-rate model refuses it)")
                     elif key in ("grayscale", "sections"):
                         value = {True: "yes", False: "no"}[value] if key == "grayscale" else ", ".join(
                             f"{tag} {size:,} bytes" for tag, size in value.items())
@@ -1073,6 +1073,12 @@ def info(
                     out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _bpp_shown(bpp: float) -> float:
+    """Bits per pixel to 6 decimals, or to 6 significant digits where that would be 0 (a header
+    that claims a huge image)."""
+    return round(bpp, 6) or float(f"{bpp:.6g}")
 
 
 def _resolution_of(sections: dict) -> dict | None:

@@ -863,7 +863,9 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
             check_size(*image.size)
         turned = _tiff_turned(image)  # before a load turns it and drops the tag
         raw = _png_rawmode(image)  # before a load drops the tiles that tell it
-        gray = _gray_in_colour(image.mode, raw)
+        gray = _gray_in_colour(image.mode, raw) or getattr(image, "_nicodec_gray", False)
+        if gray:  # noted on the caller's image, whose tiles the load below drops: its next encode is the same
+            image._nicodec_gray = True  # type: ignore[attr-defined]
         _load_pixels(image)
         if raw is not None and "transparency" in image.info:  # fitted as a file's is, the caller's image unchanged
             key = _fitted_png_colour_key(image.info["transparency"], raw, name)

@@ -629,11 +629,13 @@ def test_info_speaks_plainly_and_flags_what_no_model_decodes(png, tmp_path):
     assert "grayscale: no\n" in said
     assert f"sections: ZSYM {len(sections[b'ZSYM']):,} bytes, YSYM {len(sections[b'YSYM']):,} bytes\n" in said
     (tmp_path / "odd.nic").write_bytes(nicformat.pack(dataclasses.replace(header, quality=1.6e-37), sections))
-    assert "(outside 1 to 100: no model decodes it)\n" in run("info", tmp_path / "odd.nic").stdout
+    assert "(outside 1 to 100: a variable-rate model refuses it)\n" in run("info", tmp_path / "odd.nic").stdout
     (tmp_path / "huge.nic").write_bytes(
         nicformat.pack(dataclasses.replace(header, width=1 << 20, height=1 << 20), sections))
     shown = json.loads(run("info", tmp_path / "huge.nic", "--json").stdout)
     assert shown["bpp"] == float(f"{8 * shown['bytes'] / 2**40:.6g}") > 0
+    plain = json.loads(run("info", tmp_path / "photo.nic", "--json").stdout)  # 6 decimals, as before
+    assert plain["bpp"] == round(8 * plain["bytes"] / (header.width * header.height), 6)
 
 
 def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):

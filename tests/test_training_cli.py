@@ -235,8 +235,8 @@ def test_resuming_a_damaged_run_is_one_error(tmp_path, images, no_image_loading)
     (["--batch", "100000000000000000000"], "--batch", "must be a whole number from 1 to 65,536"),  # torch overflowed
     (["--crop", "0"], "--crop", "must be a positive multiple of 64, not 0"),
     (["--crop", "100"], "--crop", "must be a positive multiple of 64"),
-    (["--lr", "-1"], "--lr", "must be a positive number (at most 3.4e38, float32's largest), not -1"),
-    (["--lr", "1e300"], "--lr", "must be a positive number (at most 3.4e38, float32's largest), not 1e300"),
+    (["--lr", "-1"], "--lr", "must be a positive number (at most 1e36), not -1"),
+    (["--lr", "1e38"], "--lr", "must be a positive number (at most 1e36), not 1e38"),
     (["--lr", "nan"], "--lr", "must be a positive number"),
     (["--steps", "-5"], "--steps", "must be a positive integer"),
     (["--minutes", "-1"], "--minutes", "must be a non-negative number"),
@@ -303,7 +303,7 @@ def test_entropy_finetune_needs_images_and_sound_settings(tmp_path, checkpoint, 
         (["--out", tmp_path / "file.txt" / "int.pt"], f"{tmp_path / 'file.txt'} is not a folder"),
         (["--crop", "100", "100"], "crop sides must be positive multiples of 64, not 100 100"),
         (["--batch", "0"], "Invalid value for '--batch': must be a whole number from 1 to 65,536"),
-        (["--lr", "1e300"], "Invalid value for '--lr': must be a positive number (at most 3.4e38"),
+        (["--lr", "1e38"], "Invalid value for '--lr': must be a positive number (at most 1e36)"),
         (["--threads", "-1"], "Invalid value for '--threads': must be a non-negative integer"),
         (["--data", tmp_path / "empty-*"], "no folder matches"),
         (["--data", write_images(tmp_path / "few", 8)], "8 images found"),
@@ -394,6 +394,7 @@ def test_decoder_finetune_refuses_bad_settings_and_an_existing_out(tmp_path, che
         (["--lr", "-1"], "Invalid value for '--lr': must be a positive number"),
         (["--crop", "100"], "Invalid value for '--crop': must be a positive multiple of 64"),
         (["--minutes", "inf"], "Invalid value for '--minutes': must be a non-negative number"),  # it was taken
+        (["--minutes", "1e308"], "Invalid value for --minutes: must be a number of minutes a clock can count to"),
         ([], "Invalid value for --model: not a nicodec model folder"),
     ):
         code, said = decoder(checkpoint, "--out", out, "--model", tmp_path / "emptydir", "--data", images, *args)
@@ -646,9 +647,21 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_what_is_kept(tmp
     code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "3", "--batch", "2",
                         "--val-every", "1")
     assert code == 1, said
-    assert (f"error: cannot write the checkpoint of step 2: No space left on device ({run / 'last.pt'} keeps step 1; "
-            "--resume continues from there)") in said
+    assert (f"error: cannot write {run / 'last.pt'} at step 2: No space left on device ({run / 'last.pt'} keeps "
+            "step 1; --resume continues from there)") in said
     assert torch.load(run / "last.pt", map_location="cpu", weights_only=False)["step"] == 1
+
+    # The weights-only copy alone: last.pt is written, and the message says so and names the copy.
+    def slim_checkpoint(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(train_module, "save_checkpoint", real)
+    monkeypatch.setattr(train_module, "slim_checkpoint", slim_checkpoint)
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run2", *TINY, "--steps", "1",
+                        "--batch", "2", "--slim", tmp_path / "w.pt")
+    assert code == 1, said
+    assert (f"error: cannot write {tmp_path / 'w.pt'} at step 1: No space left on device "
+            f"({tmp_path / 'run2' / 'last.pt'} has step 1; --resume continues from there)") in said
 
 
 def test_a_stop_during_the_final_validation_waits_for_the_checkpoint(tmp_path, images, monkeypatch):
@@ -712,6 +725,9 @@ def test_resuming_a_copied_run_writes_its_own_slim_copy_not_the_originals(tmp_pa
     assert code == 2 and "photo.png exists and is not the run's weights-only copy" in error_line(said), said
     assert Path("photo.png").read_bytes() == b"a photo"
     code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "5", "--slim", "mine.pt")
+    assert code == 0, said
+    os.symlink(".", "here")  # the run's own copy by another path
+    code, said = invoke(train_module.app, "--out", "outside-copy", "--resume", "--steps", "6", "--slim", "here/mine.pt")
     assert code == 0, said
 
 

@@ -229,6 +229,10 @@ def main(
     """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
     from nicodec import Codec, NicodecError
 
+    if not math.isfinite(minutes * 60):  # 1e308 minutes: a time box that never ends
+        raise typer.BadParameter(f"must be a number of minutes a clock can count to, not {minutes:g}",
+                                 param_hint="--minutes")
+
     cfg = DecoderTuneConfig(data=tuple(data), val_data=tuple(val_data), crop=crop, per_image=per_image, val_crop=val_crop,
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
     net, ckpt = start_finetune(checkpoint, out, cache, force, threads, seed)

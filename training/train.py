@@ -678,7 +678,8 @@ def train(
             own = saved_options.get("slim")
             if own is not None:
                 own = resumed_slim(own, saved_options.get("out"), out, force=True)
-            if own is None or os.path.abspath(slim) != os.path.abspath(own):
+            if own is None or not (os.path.abspath(slim) == os.path.abspath(own)
+                                   or (os.path.exists(own) and os.path.samefile(slim, own))):
                 raise typer.BadParameter(
                     f"{slim} exists and is not the run's weights-only copy ({own or 'it kept none'}): give another "
                     "file, or remove that one first", param_hint="--slim")
@@ -836,17 +837,23 @@ def train(
         # step, computed before it, can still be finite).
         if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
             _diverged(step, last, saved_at[1])
+        def unwritten(path: Path, exc: Exception, kept: str) -> None:  # a full disk, a folder made read-only
+            console.print(f"error: cannot write {path} at step {step}: {getattr(exc, 'strerror', None) or exc} "
+                          f"({kept}; --resume continues from there)")
+            raise typer.Exit(1) from None
+
         try:
             save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics,
                             seconds_before + time.monotonic() - t0, origin, options)
-            if slim is not None:
-                slim_checkpoint(last, slim)
-        except (OSError, NicodecError) as exc:  # a full disk, a folder made read-only meanwhile
-            kept = f"{last} keeps step {saved_at[1]}" if saved_at[1] is not None else f"{last} is left as it was"
-            console.print(f"error: cannot write the checkpoint of step {step}: {getattr(exc, 'strerror', None) or exc} "
-                          f"({kept}; --resume continues from there)")
-            raise typer.Exit(1) from None
+        except (OSError, NicodecError) as exc:
+            unwritten(last, exc, f"{last} keeps step {saved_at[1]}" if saved_at[1] is not None
+                      else f"{last} is left as it was")
         saved_at[:] = time.monotonic(), step
+        if slim is not None:
+            try:
+                slim_checkpoint(last, slim)
+            except (OSError, NicodecError) as exc:
+                unwritten(slim, exc, f"{last} has step {step}")
 
     def written() -> str:
         return f"{last}" + (f" and {slim}" if slim is not None else "")
@@ -1030,14 +1037,14 @@ def positive_float(value) -> float:
     return _bounded(float, "a positive number", value, lambda v: v > 0)
 
 
-FLOAT32_MAX = 3.4028234663852886e38
+MAX_LR = 1e36
+"""The largest learning rate taken: Adam's first step is ten times it (its bias correction), in
+float32, whose largest is 3.4e38; a larger one failed in torch with a traceback."""
 
 
 def adam_lr(value) -> float:
-    """A learning rate for Adam: above 0 and within float32's range (a typer ``parser``; a larger
-    one failed in torch's float32 arithmetic with a traceback)."""
-    return _bounded(float, "a positive number (at most 3.4e38, float32's largest)", value,
-                    lambda v: 0 < v <= FLOAT32_MAX)
+    """A learning rate for Adam: above 0, at most :data:`MAX_LR` (a typer ``parser``)."""
+    return _bounded(float, "a positive number (at most 1e36)", value, lambda v: 0 < v <= MAX_LR)
 
 
 MAX_BATCH = 1 << 16
