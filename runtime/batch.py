@@ -14,7 +14,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,13 +135,21 @@ def _abandoning():
     try:
         yield
     finally:
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, saved) if hasattr(signal, "pthread_sigmask") else None
-        try:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
-        finally:
-            if before is not None:
-                signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        _put_back(saved)
+
+
+def _put_back(handlers: dict) -> None:
+    """Set the signals' handlers back, with the signals blocked meanwhile: one arriving between two
+    of them would raise there, leaving the others in place for good. The mask is then the one
+    found (signals the host program had blocked stay blocked); one that came meanwhile, and was
+    not blocked before, is raised now."""
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, handlers) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    finally:
+        if before is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 @contextmanager
@@ -165,17 +173,7 @@ def signals_held(raise_after: bool = True):
     try:
         yield held
     finally:
-        # Blocked while the handlers go back: one arriving between two of them would raise
-        # there, leaving the others holding for good.
-        before = signal.pthread_sigmask(signal.SIG_BLOCK, saved) if hasattr(signal, "pthread_sigmask") else None
-        try:
-            for signum, handler in saved.items():
-                signal.signal(signum, handler)
-        finally:
-            if before is not None:
-                # The mask as it was: signals the host program had blocked stay blocked; one
-                # that came meanwhile, and was not blocked before, is raised now.
-                signal.pthread_sigmask(signal.SIG_SETMASK, before)
+        _put_back(saved)
         if held and raise_after:
             signal.raise_signal(held[0])  # its exception, now
 
@@ -427,9 +425,10 @@ def run(
             on_outcome(early)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     reported: set[int] = set()
+    futures: list = []
     try:
-        futures = _submit_all(pool, guarded, pending)
-        for future in as_completed(futures):
+        _submit_all(pool, guarded, pending, futures)
+        for future in _completed(futures):
             outcome = future.result()
             summary.outcomes.append(outcome)
             on_outcome(outcome)
@@ -446,7 +445,9 @@ def run(
         try:
             with _abandoning():
                 on_stop()
-                pool.shutdown(wait=True, cancel_futures=True)
+                pool.shutdown(wait=False, cancel_futures=True)
+                for _ in _completed(futures):  # the items being coded end (the others were cancelled)
+                    pass
         except Abandoned as again:
             done = {id(outcome.item) for outcome in finished}
             ABANDONED.append(sum(id(item) not in done for item in started))
@@ -477,10 +478,28 @@ def run(
     return summary
 
 
-def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list) -> list:
-    """``pool.submit(fn, item)`` for every item, with Ctrl-C (and SIGTERM, SIGHUP, SIGXCPU) held back
-    until all are in: an interrupt while the pool starts a thread leaves that thread out of the
-    pool's books, so shutting down would not wait for it, and it would go on writing files
-    after the batch reported its count."""
+def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list, futures: list) -> None:
+    """``pool.submit(fn, item)`` for every item, into ``futures``, with Ctrl-C (and SIGTERM, SIGHUP,
+    SIGXCPU) held back until all are in: an interrupt while the pool starts a thread leaves that
+    thread out of the pool's books, so shutting down would not wait for it, and it would go on
+    writing files after the batch reported its count."""
     with signals_held():
-        return [pool.submit(fn, item) for item in items]
+        futures.extend(pool.submit(fn, item) for item in items)
+
+
+POLL_SECONDS = 0.1
+"""The longest the main thread blocks at a time while it waits for a batch's workers. The kernel
+may hand a signal to any thread that does not block it (a worker, one of onnxruntime's), and
+Python runs its handler only in the main thread, once that thread wakes: blocked without a
+timeout, it would miss a Ctrl-C or SIGTERM until the files in flight end, or for ever."""
+
+
+def _completed(futures: list):
+    """The futures as they complete (those that end together in no set order), the main thread
+    waking every :data:`POLL_SECONDS` meanwhile. One cancelled by the pool's shutdown counts as
+    ended: ``wait`` would wait for it for ever (no worker takes it up to mark it so)."""
+    waiting = {future for future in futures if not future.cancelled()}
+    while waiting:
+        done, waiting = wait(waiting, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+        waiting = {future for future in waiting if not future.cancelled()}
+        yield from done

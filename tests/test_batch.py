@@ -712,6 +712,31 @@ def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_stop_the_kernel_hands_to_a_worker_thread_still_stops_the_batch(ctrl_c_raises):
+    """The kernel may deliver a signal to any thread (a worker, one of onnxruntime's); Python runs
+    its handler in the main thread once that wakes, and the main thread waited for the workers
+    without a timeout: the stop waited for the files in flight, or for ever (a batch's second
+    stop hung so about one time in eight)."""
+    import signal
+    import threading
+
+    from nicodec import batch
+
+    stopped, seen = threading.Event(), []
+
+    def work(item):
+        if item.source.name == "1":
+            signal.pthread_kill(threading.get_ident(), signal.SIGINT)  # to this thread, not the main one
+            seen.append(stopped.wait(60))  # the stop is seen while this file is still being coded
+        return batch.Outcome(item, "done")
+
+    items = [batch.Item(Path(f"/nonexistent/{i}"), Path(f"/nonexistent/out/{i}")) for i in range(3)]
+    with pytest.raises(KeyboardInterrupt):
+        batch.run(items, work, force=True, jobs=1, on_stop=stopped.set)
+    assert seen == [True]
+
+
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, monkeypatch, jobs, ctrl_c_raises):
     """The second stop was held back until the files in flight were written: a file on a pipe
