@@ -366,7 +366,7 @@ def test_fractions_and_decimals_are_qualities_too(codec, photo):
     data = codec.encode(photo, quality=50.5)
     assert codec.encode(photo, quality=Decimal("50.5")) == data == codec.encode(photo, quality=Fraction(101, 2))
     for bad, shown in ((Decimal("sNaN"), "Decimal('sNaN')"), (Decimal("NaN"), "nan"), (Decimal("-1"), "-1"),
-                       (1 + 0j, "(1+0j)"), (np.bool_(True), "True"),  # float() of an sNaN: a ValueError
+                       (1 + 0j, "(1+0j)"), (np.bool_(True), repr(np.bool_(True))),  # np.True_ in numpy 2
                        (Decimal("1e1000"), "a number that large")):  # float() of it: inf, not an OverflowError
         with pytest.raises(nicodec.QualityError, match=f"from 1 to 100, not {re.escape(shown)}$"):
             codec.encode(photo, quality=bad)
