@@ -79,7 +79,7 @@ def no_image_loading(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("images were loaded before the check")
 
-    for module in (data_module, entropy_finetune, decoder_finetune):
+    for module in (data_module, decoder_finetune):  # (the fine-tunes' crops are read through data's load_rgb_or_warn)
         monkeypatch.setattr(module, "load_rgb", refuse)
 
 

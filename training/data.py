@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -82,6 +82,16 @@ def load_rgb(path: str, min_side: int) -> torch.Tensor | None:
     except NicodecError as exc:
         raise UnreadableImageError(str(exc) if str(path) in str(exc) else f"{path}: {exc}") from None
     return torch.from_numpy(np.array(picture.rgb)).permute(2, 0, 1).contiguous()  # a copy: the array is read-only
+
+
+def load_rgb_or_warn(path: str, min_side: int, warn: Callable[[str], None]) -> torch.Tensor | None:
+    """:func:`load_rgb`, an image that cannot be read being left out too (None), with a warning
+    through ``warn``."""
+    try:
+        return load_rgb(path, min_side)
+    except UnreadableImageError as exc:
+        warn(f"warning: {exc} (left out)")
+        return None
 
 
 def load_images(paths: Sequence[str], min_side: int) -> tuple[list[torch.Tensor], int, list[str]]:

@@ -34,7 +34,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .data import UnreadableImageError, list_images, load_rgb, shorter_side
+from .data import list_images, load_rgb, load_rgb_or_warn, shorter_side
 from .train import (
     DEFAULT_DATA,
     Stop,
@@ -105,11 +105,7 @@ def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: in
 def _encode_crops(codec, path: str, crop: int, per_image: int, rng, qualities, y_hats: list, crops: list,
                   used: list) -> None:
     """:func:`encoded_latents` for one image, appending to its lists."""
-    try:
-        im = load_rgb(path, crop)
-    except UnreadableImageError as exc:
-        console.print(f"warning: {exc} (left out)")
-        return
+    im = load_rgb_or_warn(path, crop, console.print)
     if im is None:
         return
     pixels = im.permute(1, 2, 0).numpy()

@@ -33,7 +33,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .data import UnreadableImageError, list_images, load_rgb
+from .data import list_images, load_rgb_or_warn
 from .integer import MEAN_BITS, calibrate
 from .model import (
     MeanScaleHyperprior,
@@ -78,11 +78,7 @@ def latents(model: MeanScaleHyperprior, paths: list[str], crop: tuple[int, int],
         batch.clear()
 
     for path in paths:
-        try:
-            im = load_rgb(path, ch)
-        except UnreadableImageError as exc:
-            console.print(f"warning: {exc} (left out)")
-            continue
+        im = load_rgb_or_warn(path, ch, console.print)
         if im is None:
             continue
         if im.shape[1] > im.shape[2]:
