@@ -373,13 +373,14 @@ def run(
     jobs: int = 1,
     on_outcome: Callable[[Outcome], None] = lambda outcome: None,
     differs: Callable[[Item], str | None] | None = None,
-    on_stop: Callable[[], None] = lambda: None,
+    on_stop: Callable[[BaseException], None] = lambda stop: None,
 ) -> Summary:
     """Code every item with ``work`` on ``jobs`` threads; errors become ``failed`` outcomes,
     and the summary's outcomes are in the order of ``items``.
 
     ``on_outcome`` is called from the calling thread as each item finishes (for progress), and
-    ``on_stop`` once when an interrupt starts the wait for the items in flight;
+    ``on_stop`` once, with the interrupt (a :class:`Terminated` for SIGTERM and the like), when it
+    starts the wait for the items in flight;
     ``differs`` tells an existing newer output made with other settings (see :func:`triage`).
     KeyboardInterrupt stops the batch: items not started are dropped; those being coded (at
     most ``jobs``) finish, are written and reported through ``on_outcome``, and then the
@@ -444,7 +445,7 @@ def run(
         abandoned = None
         try:
             with _abandoning():
-                on_stop()
+                on_stop(stop)
                 pool.shutdown(wait=False, cancel_futures=True)
                 for _ in _completed(futures):  # the items being coded end (the others were cancelled)
                     pass

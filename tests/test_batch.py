@@ -733,7 +733,7 @@ def test_a_stop_the_kernel_hands_to_a_worker_thread_still_stops_the_batch(ctrl_c
 
     items = [batch.Item(Path(f"/nonexistent/{i}"), Path(f"/nonexistent/out/{i}")) for i in range(3)]
     with pytest.raises(KeyboardInterrupt):
-        batch.run(items, work, force=True, jobs=1, on_stop=stopped.set)
+        batch.run(items, work, force=True, jobs=1, on_stop=lambda stop: stopped.set())
     assert seen == [True]
 
 
@@ -830,7 +830,8 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
     try:
         assert [process.stderr.readline() for _ in range(jobs)] == ["stuck\n"] * jobs  # 1.png (and 2.png)
         process.send_signal(signal.SIGTERM)
-        assert process.stderr.readline().startswith("stopping: ")
+        stopping = process.stderr.readline()
+        assert stopping.startswith("stopping: ") and "(SIGTERM or Ctrl-C again stops at once" in stopping, stopping
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)
         rest = process.stderr.read()
