@@ -73,14 +73,18 @@ def checkpoint(tmp_path) -> Path:
     return path
 
 
-@pytest.fixture()
-def no_image_loading(monkeypatch):
+def refuse_image_loading(monkeypatch):
     """Reading pixels fails the test: what is checked must be checked before."""
     def refuse(*args, **kwargs):
         raise AssertionError("images were loaded before the check")
 
     for module in (data_module, decoder_finetune):  # (the fine-tunes' crops are read through data's load_rgb_or_warn)
         monkeypatch.setattr(module, "load_rgb", refuse)
+
+
+@pytest.fixture()
+def no_image_loading(monkeypatch):
+    refuse_image_loading(monkeypatch)
 
 
 def bad_checkpoints(folder: Path) -> dict[str, Path]:
@@ -564,14 +568,21 @@ def test_unreadable_training_images_are_named_and_left_out_and_16_bit_ones_keep_
     np.testing.assert_array_equal(loaded[0].numpy(), (ramp >> 8).astype(np.uint8))
 
 
-def test_resuming_a_finished_run_trains_nothing_and_leaves_its_checkpoint(tmp_path, images):
+@pytest.mark.parametrize("timed", [False, True])
+def test_resuming_a_finished_run_trains_nothing_and_leaves_its_checkpoint(tmp_path, images, monkeypatch, timed):
+    """Said before the images are read (it read them all first). timed: a schedule of --minutes."""
     run = tmp_path / "run"
-    code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "2", "--batch", "2")
+    length = ["--steps", "100000", "--minutes", "0.02"] if timed else ["--steps", "2"]
+    code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, *length, "--batch", "2")
     assert code == 0, said
     before = (run / "last.pt").read_bytes()
+    refuse_image_loading(monkeypatch)
     code, said = invoke(train_module.app, "--out", run, "--resume")
     assert code == 0, said
-    assert "nothing to train: the run's schedule is complete (step 2 of 2)" in said
+    if timed:
+        assert re.search(r"nothing to train: the run's schedule is complete \(step \d+, [\d.]+ of 0.02 schedule minutes\)", said)
+    else:
+        assert "nothing to train: the run's schedule is complete (step 2 of 2)" in said
     assert (run / "last.pt").read_bytes() == before
 
 

@@ -753,8 +753,16 @@ def train(
         model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
         origin = (step, seconds_before) if new_schedule and not resume else tuple(ckpt.get("schedule_origin", (0, 0.0)))
-        if not resume and (step - origin[0] >= cfg.steps
-                           or (schedule_seconds and seconds_before - origin[1] >= schedule_seconds)):
+        complete = step - origin[0] >= cfg.steps or (schedule_seconds and seconds_before - origin[1] >= schedule_seconds)
+        if resume and complete:
+            # Said before the images are read (a large set takes minutes); the checkpoint is left as it is.
+            if main:
+                console.print(_nothing_to_train(step, origin, cfg.steps, seconds_before, schedule_seconds))
+            if distributed:
+                dist.barrier()
+                dist.destroy_process_group()
+            return dict(ckpt.get("metrics") or {})
+        if not resume and complete:
             # It trained no step, and wrote the weights as they were under the new settings' name, as "done".
             raise typer.BadParameter(
                 f"the checkpoint's schedule is complete (step {step}, {step - origin[0]} of the {cfg.steps} "
@@ -940,10 +948,7 @@ def train(
         if main and resume and step == start_step:
             # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
             if step >= last_step or schedule_progress() >= 1.0:
-                console.print(f"nothing to train: the run's schedule is complete (step {step}"
-                              + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} schedule minutes"
-                                 if schedule_seconds else f" of {last_step}")
-                              + "); --steps, or --total-minutes for a time-boxed schedule, lengthens it")
+                console.print(_nothing_to_train(step, origin, cfg.steps, seconds_before, schedule_seconds))
             else:
                 console.print(f"no step trained (stopped before the first one); {last} is left as it was")
             metrics = dict(ckpt.get("metrics") or {})
@@ -965,6 +970,13 @@ def train(
     if stop.signal and step < last_step:
         raise typer.Exit(128 + stop.signal)
     return metrics
+
+
+def _nothing_to_train(step: int, origin: tuple, steps: int, seconds_before: float, schedule_seconds: float) -> str:
+    return (f"nothing to train: the run's schedule is complete (step {step}"
+            + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} schedule minutes"
+               if schedule_seconds else f" of {origin[0] + steps}")
+            + "); --steps, or --total-minutes for a time-boxed schedule, lengthens it")
 
 
 def _diverged(step: int, last: Path, saved_step: Optional[int] = None) -> None:
