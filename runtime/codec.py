@@ -108,6 +108,61 @@ ENTROPY_MARGIN = 2
 MAX_REFINE = 1000
 """The most refinement steps ``Codec`` accepts."""
 
+GRAPH_SIGNATURES = {
+    # graph: (inputs: name -> (channels, element type, required), outputs in order: name -> channels);
+    # channels "M" and "Nh" are the manifest's latent and hyper-latent channels.
+    "encoder": ({"image": (3, "tensor(uint8)", True), "gain": ("M", "tensor(float)", False)}, {"y": "M", "z": "Nh"}),
+    "decoder": ({"y_hat": ("M", "tensor(float)", True)}, {"image": 3}),
+    "entropy_parameters": ({"z_hat": ("Nh", "tensor(int32)", True)}, {"scale_index": "M", "mean_q": "M"}),
+    "synthesis_gradient": ({"y_hat": ("M", "tensor(float)", True), "image": (3, "tensor(float)", True),
+                            "weight": (1, "tensor(float)", False)}, {"gradient": "M"}),
+}
+"""What nicodec gives each graph and takes from it (``decoder_fp16``: as ``decoder``)."""
+
+
+def check_graph(session, graph: str, model: ModelFiles) -> None:
+    """Refuse a graph whose inputs and outputs are not those nicodec runs it with, under the
+    model's manifest: a graph copied in from another model (its hash written anew) loaded and
+    verified, and failed at its first image as an internal error of onnxruntime's.
+
+    Raises:
+        ModelError: naming the file and what differs.
+    """
+    inputs, outputs = GRAPH_SIGNATURES["decoder" if graph == "decoder_fp16" else graph]
+    channels = {"M": model.latent_channels, "Nh": model.hyper_channels}
+    problems = []
+
+    def compare(kind: str, node, wanted) -> None:
+        shape = node.shape if isinstance(node.shape, (list, tuple)) else []
+        size = channels.get(wanted, wanted)
+        if len(shape) != 4:
+            problems.append(f"its {kind} {node.name} has {len(shape)} dimensions, not 4")
+        elif isinstance(shape[1], int) and shape[1] != size:
+            says = f"the manifest says {wanted}={size}" if wanted in channels else f"nicodec gives {size}"
+            problems.append(f"its {kind} {node.name} has {shape[1]} channels where {says}")
+
+    given = {node.name: node for node in session.get_inputs()}
+    for name, (wanted, element, required) in inputs.items():
+        node = given.pop(name, None)
+        if node is None:
+            if required or (name == "gain" and model.variable_rate):
+                problems.append(f"it has no input {name}")
+            continue
+        compare("input", node, wanted)
+        if node.type != element:
+            problems.append(f"its input {name} is a {node.type}, not a {element}")
+    problems += [f"it takes an input {name} that nicodec does not give" for name in given]
+    names = [node.name for node in session.get_outputs()]
+    if names[: len(outputs)] != list(outputs):
+        problems.append(f"its outputs are {', '.join(names) or 'none'}, not {', '.join(outputs)}")
+    else:
+        for node in session.get_outputs()[: len(outputs)]:
+            compare("output", node, outputs[node.name])
+    if problems:
+        raise ModelError(f"{graph}.onnx does not fit the model {model.model_id}: {'; '.join(problems)} "
+                         "(a graph of another model?)")
+
+
 
 class Codec:
     """Encodes and decodes images with one model; safe to share between threads.
@@ -231,6 +286,7 @@ class Codec:
         # ConvInteger exists on the CPU provider only; the graph is small. First, so that a
         # runtime that computes it wrongly is refused before the other graphs are loaded.
         self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
+        check_graph(self._entropy, "entropy_parameters", self.model)
         if self.model.entropy_check is not None:
             exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id,
                             self.model.entropy_probe)
@@ -266,8 +322,10 @@ class Codec:
             if graph not in self._sessions:
                 self._check_available(graph)
                 providers, threads, optimization, strict = self._settings
-                self._sessions[graph] = create_session(self.model.graph(self._graphs[graph]), providers, threads,
-                                                       optimization, strict=strict)
+                session = create_session(self.model.graph(self._graphs[graph]), providers, threads, optimization,
+                                         strict=strict)
+                check_graph(session, self._graphs[graph], self.model)
+                self._sessions[graph] = session
             return self._sessions[graph]
 
     @property

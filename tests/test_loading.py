@@ -241,3 +241,43 @@ def test_a_model_folder_whose_name_is_not_utf8_loads(tmp_path, photo):
     data = nicodec.Codec(providers="cpu", threads=1).encode(photo)
     assert np.array_equal(Codec(folder, providers="cpu", threads=1).decode(data, as_array=True),
                           nicodec.Codec(providers="cpu", threads=1).decode(data, as_array=True))
+
+
+def _rehashed(folder: Path) -> Path:
+    """The manifest's SHA-256s and model hash written anew, as a developer who swapped a graph
+    in would."""
+    import json
+
+    from nicodec.model import manifest_hash, sha256_file
+
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for key in ("files", "encoder_files"):
+        for name in manifest.get(key, {}):
+            manifest[key][name] = sha256_file(folder / name)
+    manifest["model_hash"] = manifest_hash(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
+def test_a_graph_that_does_not_fit_the_manifest_is_refused_as_it_loads(tmp_path, photo):
+    """A graph of another model, its hashes written anew, loaded and verified, and failed at the
+    first image as onnxruntime's internal error ("Got invalid dimensions for input: y_hat")."""
+    folder = _copy(tmp_path, leaving_out=())
+    shutil.copyfile(folder / "synthesis_gradient.onnx", folder / "decoder.onnx")  # another graph's inputs and outputs
+    codec = Codec(_rehashed(folder), providers="cpu")
+    data = codec.encode(photo)
+    with pytest.raises(ModelError, match="^decoder.onnx does not fit the model nicodec-mshp-vr-3d: it takes an input "
+                                         "image that nicodec does not give; .*its outputs are gradient, not image"):
+        codec.decode(data)
+    nic = tmp_path / "photo.nic"
+    nic.write_bytes(data)
+    for command in ("verify", "decode"):  # verify loads the decoder: a file that verifies decodes
+        result = runner.invoke(app, [command, str(nic), "--model", str(folder)])
+        assert result.exit_code == 1, result.output
+        assert "decoder.onnx does not fit the model" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "photo.png").exists()
+    other = _copy(tmp_path / "other", leaving_out=())
+    shutil.copyfile(other / "decoder.onnx", other / "encoder.onnx")
+    with pytest.raises(ModelError, match="^encoder.onnx does not fit .*: it has no input image; it has no input gain"):
+        Codec(_rehashed(other), providers="cpu").encode(photo)
+
