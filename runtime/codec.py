@@ -947,6 +947,8 @@ def _read_bytes(data) -> bytes:
         view = memoryview(data)  # bytearray, memoryview, mmap, array.array("B"), a uint8 numpy array
     except TypeError:
         view = None
+    except ValueError as exc:  # a released memoryview
+        raise NicodecError(f"cannot read the .nic file's bytes from the {type(data).__name__}: {exc}") from None
     if view is not None:
         if view.itemsize != 1:
             raise NicodecError(
@@ -954,7 +956,7 @@ def _read_bytes(data) -> bytes:
             )
         return view.tobytes()  # a copy: the caller's buffer may change while it decodes
     if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
-        return read_binary_file(data, ".nic file")
+        return read_binary_file(data, ".nic file", check_start=nicformat.read_header)  # an endless stream refused early
     raise NicodecError(
         f"decode takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
     )

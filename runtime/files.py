@@ -192,26 +192,56 @@ def read_file(path: str | os.PathLike, what: str = "file",
         raise NicodecError(f"cannot use the path {str(path)!r}: {exc}") from None
 
 
-def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError) -> bytes:
-    """The rest of a file object's bytes (a file opened with ``"rb"``, a BytesIO), with errors
-    that say what is wrong: ``what`` names the content (``".nic file"``), ``error`` is raised.
+def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
+                     check_start: Callable[[bytes], None] | None = None) -> bytes:
+    """The rest of a file object's bytes (a file opened with ``"rb"``, a BytesIO, a request's
+    stream), with errors that say what is wrong: ``what`` names the content (``".nic file"``),
+    ``error`` is raised. It is read in pieces, up to :data:`MAX_STREAM_BYTES`, as a pipe is,
+    and ``check_start`` (as :func:`read_stream`'s) refuses one of another kind before the
+    rest is read: an endless stream filled the memory. An ``OSError`` of the stream's own (a
+    connection reset, a timeout) is the raised error's ``__cause__``.
 
     Raises:
-        error: opened as text, closed, not readable, or not giving bytes.
+        error: opened as text, closed, not readable, not giving bytes, or too long.
     """
     import io
 
     if isinstance(obj, io.TextIOBase):
         raise error(f"the {what} was opened as text: open it in binary mode ('rb')")
-    try:
-        content = obj.read()
-    except io.UnsupportedOperation:  # opened with "wb" or "ab"
-        raise error(f"the {what}'s file object is not open for reading: open it with 'rb'") from None
-    except (OSError, ValueError) as exc:  # closed, not readable
-        raise error(f"cannot read the {what} from {type(obj).__name__}: {exc}") from None
-    if isinstance(content, (bytes, bytearray, memoryview)):
-        return bytes(content)
-    raise error(f"the file object gave {type(content).__name__}, not bytes: open the file in binary mode ('rb')")
+    source = type(obj).__name__
+    pieces, size, sized = [], 0, True
+    while True:
+        try:
+            try:
+                piece = obj.read(1 << 20)
+            except TypeError:  # a read() that takes no size: the whole rest at once
+                if pieces:
+                    raise
+                piece, sized = obj.read(), False
+        except io.UnsupportedOperation:  # opened with "wb" or "ab"
+            raise error(f"the {what}'s file object is not open for reading: open it with 'rb'") from None
+        except ValueError as exc:  # closed
+            raise error(f"cannot read the {what} from {source}: {exc}") from None
+        except OSError as exc:  # the stream's own failure, kept for a caller that tells it from bad data
+            raise error(f"cannot read the {what} from {source}: {exc}") from exc
+        if piece is None:  # a non-blocking stream with nothing to give yet
+            raise error(f"the {what}'s file object gave no bytes (None): it is non-blocking and had none ready; "
+                        "give a blocking stream or the bytes")
+        if isinstance(piece, str):
+            raise error("the file object gave str, not bytes: open the file in binary mode ('rb')")
+        if not isinstance(piece, (bytes, bytearray, memoryview)):
+            raise error(f"the file object gave {type(piece).__name__}, not bytes")
+        if not piece:
+            return b"".join(pieces)
+        piece = bytes(piece)
+        if check_start is not None and size < START_BYTES <= size + len(piece):
+            check_start((b"".join(pieces) + piece)[:START_BYTES])
+        size += len(piece)
+        if size > MAX_STREAM_BYTES:
+            raise error(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes")
+        if not sized:
+            return piece
+        pieces.append(piece)
 
 
 START_BYTES = 1 << 16

@@ -140,13 +140,44 @@ def is_binary_file(obj) -> bool:
     return callable(getattr(obj, "read", None)) and not isinstance(obj, Image.Image)
 
 
+def is_buffer(obj) -> bool:
+    try:
+        memoryview(obj)
+    except TypeError:
+        return False
+    except ValueError:  # a released memoryview: image_bytes says so
+        return True
+    return True
+
+
+def image_bytes(data) -> bytes:
+    """An encoded image's bytes from bytes or another buffer of bytes (bytearray, memoryview,
+    ``array.array("B")``), copied: the caller's buffer may change while it is coded.
+
+    Raises:
+        UnsupportedImageError: a released memoryview, or a buffer of wider items.
+    """
+    if isinstance(data, bytes):
+        return data
+    try:
+        view = memoryview(data)
+    except ValueError as exc:  # a released memoryview
+        raise UnsupportedImageError(f"cannot read the image bytes from the {type(data).__name__}: {exc}") from None
+    if view.itemsize != 1:
+        raise UnsupportedImageError(f"encode takes the bytes of an image file, not a buffer of {view.itemsize}-byte "
+                                    f"items ({type(data).__name__})")
+    return view.tobytes()
+
+
 def read_binary_file(obj) -> bytes:
     """The rest of a file object's bytes (:func:`nicodec.files.read_binary_file`).
 
     Raises:
         UnsupportedImageError: opened as text, closed, not readable, or not giving bytes.
     """
-    return files.read_binary_file(obj, "image file", UnsupportedImageError)
+    unknown = "the image data is not in a format Pillow can read"  # as open_image_bytes says of it
+    return files.read_binary_file(obj, "image file", UnsupportedImageError,
+                                  check_start=lambda head: check_image_start(head, unknown))
 
 
 def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:
@@ -171,9 +202,15 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     in all: its guards against decompression bombs) is opened again without that text, with a
     warning, rather than refused whole."""
     try:
-        # Pillow warns of an image above its own limit (DecompressionBombWarning), which the
-        # caller's pixel limit below then judges: the warning is left to the host program's
-        # filters, which are one for the whole process and not nicodec's to change.
+        # Pillow warns of an image above its own limit (DecompressionBombWarning) as it opens
+        # it, and refuses one above twice that: the caller's pixel limit judges the size first,
+        # from the header, so that only an image the limit lets through meets Pillow's (the
+        # warning is then left to the host program's filters, which are one for the whole
+        # process and not nicodec's to change).
+        if check_size is not None:
+            size = _header_size(source)
+            if size is not None:
+                check_size(*size)
         img = Image.open(source)
         with img:
             if img.format == "NIC":  # with the Pillow plugin registered, else unidentified below
@@ -189,12 +226,46 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
         if _starts_like_nic(source):  # the Pillow plugin's own limit, at its open
             raise UnsupportedImageError(_ALREADY_NIC.format(name=name)) from None
         raise LimitError(f"{name}: {exc} (Pillow opens no larger image, whatever the pixel limit)") from None
+    except Image.DecompressionBombWarning as exc:  # the host program's filters make Pillow's warning an error
+        raise LimitError(f"{name}: {exc} (Pillow's warning, which this program's warning filters make an "
+                         "error)") from exc
     except _DAMAGED as exc:
         if retry and isinstance(exc, ValueError) and _PILLOW_TEXT_LIMITS.search(str(exc)):
             image = _open_without_text(source, name, unidentified, check_size)
             if image is not None:
                 return image
         raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
+
+
+def _header_size(source) -> tuple[int, int] | None:
+    """The size the format plugin that Pillow's ``Image.open`` would pick reads from the header
+    (the same plugins tried in the same order), without Pillow's decompression-bomb check; None
+    when no plugin identifies it (``Image.open`` then says why)."""
+    Image.init()
+    try:
+        fp = source if hasattr(source, "read") else open(source, "rb")
+    except OSError:
+        return None
+    try:
+        prefix = fp.read(16)
+        for format_id in list(Image.ID):
+            factory, accept = Image.OPEN[format_id]
+            result = accept is None or accept(prefix)
+            if not result or isinstance(result, str):  # a str: identified, and refused with that message
+                continue
+            fp.seek(0)
+            try:
+                return factory(fp, "").size
+            except (SyntaxError, IndexError, TypeError, struct.error):  # not this format: as Image.open, the next
+                continue
+        return None
+    except Exception:  # noqa: BLE001 - damaged or unreadable: Image.open says what is wrong
+        return None
+    finally:
+        if fp is not source:
+            fp.close()
+        else:
+            fp.seek(0)
 
 
 _PILLOW_TEXT_LIMITS = re.compile(r"MAX_TEXT_CHUNK|MAX_TEXT_MEMORY")
@@ -856,7 +927,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         name = str(image)
         image = open_image(image, check_size)
     elif isinstance(image, (bytes, bytearray, memoryview)):
-        image = open_image_bytes(bytes(image), check_size)
+        image = open_image_bytes(image_bytes(image), check_size)
     elif isinstance(image, Image.Image):
         name = getattr(image, "filename", "") or name
         if check_size is not None:
@@ -877,6 +948,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     elif is_binary_file(image):
         name = image.name if isinstance(getattr(image, "name", None), str) else name
         image = open_image_bytes(read_binary_file(image), check_size)
+    elif is_buffer(image):  # array.array("B"), another object holding the file's bytes
+        image = open_image_bytes(image_bytes(image), check_size)
     if isinstance(image, Image.Image):
         grayscale = image.mode in _GRAY_MODES or gray or getattr(image, "_nicodec_gray", False)
         arr, alpha = _from_pil(image, name, key)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .errors import NicodecError, QualityError
-from .images import is_binary_file, open_image, open_image_bytes, read_binary_file, read_picture
+from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
 
 MAX_ENCODES = 8
@@ -323,9 +323,11 @@ def _load(image, check_size):
     if isinstance(image, (str, os.PathLike)):
         return open_image(image, check_size)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return open_image_bytes(bytes(image), check_size)
+        return open_image_bytes(image_bytes(image), check_size)
     if is_binary_file(image):  # read once: every encode of the search would find it at its end
         return open_image_bytes(read_binary_file(image), check_size)
+    if not isinstance(image, np.ndarray) and is_buffer(image):  # array.array("B")
+        return open_image_bytes(image_bytes(image), check_size)
     return image
 
 

@@ -717,3 +717,133 @@ def test_an_exif_of_its_orientation_alone_leaves_no_section(codec):
     Image.new("RGB", (32, 32), (100, 50, 20)).save(buffer, "JPEG", exif=exif.tobytes())
     _, sections = nicformat.unpack(codec.encode(buffer.getvalue()))
     assert list(sections) == [b"ZSYM", b"YSYM"]
+
+
+def _header_only_png(width: int, height: int) -> bytes:
+    """A PNG whose header says width x height, with a few bytes of pixels: a decompression bomb's size."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(10))) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("size", [(12000, 9000), (100000, 100000)])  # above Pillow's warning; above its refusal
+@pytest.mark.parametrize("as_error", [False, True])
+def test_an_image_the_pixel_limit_refuses_meets_no_pillow_warning(codec, tmp_path, size, as_error):
+    """Pillow's DecompressionBombWarning was raised for an image the default limit then refused
+    (escaping encode as Pillow's own exception where the host makes warnings errors), and a
+    larger one was a LimitError of Pillow's, not the PixelLimitError of the limit."""
+    import warnings
+
+    data = _header_only_png(*size)
+    (tmp_path / "big.png").write_bytes(data)
+    pixels = f"{size[0] * size[1]:,} pixels \\({size[0]}x{size[1]}\\), more than the limit of 89,478,485"
+    for source in (data, io.BytesIO(data), tmp_path / "big.png"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("error" if as_error else "always")
+            with pytest.raises(nicodec.PixelLimitError, match=pixels):
+                codec.encode(source)
+        assert not caught, [str(w.message) for w in caught]
+
+
+def test_pillows_warning_made_an_error_by_the_host_is_a_limit_error(tmp_path):
+    """Within a raised max_pixels Pillow warns (the host's filters decide); made an error there, it is named."""
+    import warnings
+
+    raised = nicodec.Codec(providers="cpu", max_pixels=200_000_000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(nicodec.LimitError, match="exceeds limit of 89478485 pixels.*Pillow's warning, which this "
+                                                     "program's warning filters make an error"):
+            raised.encode(_header_only_png(12000, 9000))
+
+
+class _Endless:
+    """A stream that never ends (a socket fed by /dev/zero), counting what was read of it."""
+
+    def __init__(self, start: bytes = b""):
+        self.start, self.given = start, 0
+
+    def read(self, size: int = -1) -> bytes:
+        assert size > 0, "an endless stream read whole"
+        piece = (self.start[self.given:] + bytes(size))[:size]
+        self.given += len(piece)
+        return piece
+
+
+def test_a_file_object_is_read_with_the_limits_of_a_pipe(codec, photo, monkeypatch):
+    """A file object was read whole: an endless one filled the memory, and a 400 MB one of
+    another kind was read before it was refused. It is now refused from its first 64 KiB, and
+    read to at most MAX_STREAM_BYTES."""
+    from nicodec import files
+
+    for encode, message in ((codec.encode, "the image data is not in a format Pillow can read"),
+                            (codec.decode, "not a nicodec file")):
+        stream = _Endless()
+        with pytest.raises(nicodec.NicodecError, match=message):
+            encode(stream)
+        assert stream.given <= files.START_BYTES + (1 << 20)
+    monkeypatch.setattr(files, "MAX_STREAM_BYTES", 3 << 20)
+    png = io.BytesIO()
+    Image.fromarray(photo).save(png, "PNG")
+    nic = codec.encode(photo)
+    for encode, start, what in ((codec.encode, png.getvalue(), "image file"), (codec.decode, nic, ".nic file")):
+        stream = _Endless(start)
+        with pytest.raises(nicodec.NicodecError, match=f"the {what} from _Endless holds more than 3,145,728 bytes"):
+            encode(stream)
+        assert stream.given <= (4 << 20)
+
+
+def test_a_file_objects_own_failure_is_kept_as_the_cause(codec):
+    """A service tells a client that hung up from a bad image by the cause (it was dropped)."""
+
+    class Reset:
+        def read(self, size=-1):
+            raise ConnectionResetError(104, "Connection reset by peer")
+
+    class NonBlocking:
+        def read(self, size=-1):
+            return None
+
+    for coding, what in ((codec.encode, "image file"), (codec.decode, ".nic file")):
+        with pytest.raises(nicodec.NicodecError, match=f"cannot read the {what} from Reset: .*reset by peer") as info:
+            coding(Reset())
+        assert isinstance(info.value.__cause__, ConnectionResetError)
+        with pytest.raises(nicodec.NicodecError, match="gave no bytes \\(None\\): it is non-blocking"):
+            coding(NonBlocking())
+
+
+def test_byte_buffers_of_every_kind_and_a_released_one(codec, photo):
+    """encode refused an array.array of bytes that decode took; a released memoryview was a bare ValueError."""
+    import array
+
+    from nicodec.ratecontrol import encode_to_target
+
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "PNG")
+    png = buffer.getvalue()
+    nic = codec.encode(png)
+    assert codec.encode(array.array("B", png)) == nic
+    assert encode_to_target(codec, array.array("B", png), max_bytes=len(nic)) == encode_to_target(codec, png, max_bytes=len(nic))
+
+    class Whole:  # a read() that takes no size
+        def __init__(self, data):
+            self.data = data
+
+        def read(self):
+            data, self.data = self.data, b""
+            return data
+
+    assert codec.encode(Whole(png)) == nic
+    assert np.array_equal(codec.decode(Whole(nic), as_array=True), codec.decode(nic, as_array=True))
+    with pytest.raises(nicodec.UnsupportedImageError, match="not a buffer of 4-byte items \\(array\\)"):
+        codec.encode(array.array("i", [1, 2, 3]))
+    for data, coding, kind in ((png, codec.encode, nicodec.UnsupportedImageError), (nic, codec.decode, nicodec.NicodecError)):
+        view = memoryview(data)
+        view.release()
+        with pytest.raises(kind, match="from the memoryview: operation forbidden on released memoryview"):
+            coding(view)
