@@ -83,6 +83,26 @@ def test_symbols_differ_from_rounding_by_at_most_one_step_toward_zero_and_cost_f
     assert error(chosen) - error(plain) < RDO_SLOPE * (bits(plain) - bits(chosen))
 
 
+@pytest.mark.parametrize("chunk", [1, 7, 1000, 2047, 2048])
+def test_rounding_in_blocks_changes_no_symbol(monkeypatch, chunk):
+    """rdo_round works through blocks of _CHUNK symbols (2**20, more than the latents here): blocks
+    of one symbol, a few, a last partial block and exactly the whole give plain rdo_round's result."""
+    from nicodec import quantize
+    from nicodec.model import ModelFiles
+
+    rng = np.random.default_rng(7)
+    tables = ModelFiles.load().y_tables
+    ids = rng.integers(0, 30, size=(1, 8, 16, 16))
+    residual = (rng.standard_normal(ids.shape) * 2.0).astype(np.float32)
+    residual.flat[::97] = 300.25  # escaped, left alone
+    residual.flat[1000:1100] = 0.1  # zeros: whole blocks of 1 and 7 with nothing to move
+    whole = rdo_round(residual, ids, tables)
+    moved = np.flatnonzero(whole != round_symbols(residual))
+    assert moved.min() < 1000 and moved.max() >= 2000  # steps in the first block of 1000 and in the last
+    monkeypatch.setattr(quantize, "_CHUNK", chunk)
+    np.testing.assert_array_equal(rdo_round(residual, ids, tables), whole)
+
+
 def test_the_codec_files_are_smaller_and_decode_like_any_file(photo):
     plain_codec, rdo_codec = Codec(providers="cpu", rdo=False), Codec(providers="cpu")
     assert rdo_codec.rdo_slope == RDO_SLOPE and plain_codec.rdo_slope == 0
