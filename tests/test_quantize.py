@@ -48,11 +48,17 @@ def test_a_step_toward_zero_is_taken_exactly_when_the_bits_saved_pay_for_the_err
 
 
 def test_escaped_values_and_their_neighbours_are_left_alone():
-    tables = peaked_tables()
-    # 3 lies outside the table (escaped); 2 is the table's last symbol but its step lands on 1.
-    residual = np.array([3.2, -3.4, 40.0, 2.4])
-    out = rdo_round(residual, np.zeros(4, dtype=np.int32), tables, slope=100.0)
-    assert out.tolist() == [3, -3, 40, 2]  # 2 -> 1 saves nothing: both cost 16 bits
+    """A table over -2..2 where 0 and 2 cost 1 bit each, -2, -1, 1 and the escape symbol 16: the
+    escape's code alone is 15 bits dearer than 2's, so a step from 3 (escaped) to 2 would pay, as
+    1 to 0 does, but an escaped value is never moved (the step is taken only inside the table)."""
+    frequencies = np.array([1, 1, 32766, 1, 32766, 1])
+    tables = rans.Tables(np.concatenate([[0], np.cumsum(frequencies)])[None], np.array([6]), np.array([-2]))
+    lengths = tables.code_lengths[0]
+    assert lengths[5] - lengths[4] > 14  # the escape symbol (3 and beyond) against 2
+    residual = np.array([3.2, -3.4, 40.0, 2.4, 1.4])
+    out = rdo_round(residual, np.zeros(5, dtype=np.int32), tables, slope=100.0)
+    # 3 and beyond stay escaped (-3 too); 2 -> 1 would cost 15 more bits; 1 -> 0 is taken.
+    assert out.tolist() == [3, -3, 40, 2, 0]
 
 
 def test_symbols_differ_from_rounding_by_at_most_one_step_toward_zero_and_cost_fewer_bits():
