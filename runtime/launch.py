@@ -33,7 +33,15 @@ def is_missing_extra(error: ModuleNotFoundError) -> bool:
     return any(name == module or name.startswith(module + ".") for module in EXTRA_MODULES)
 
 
-def _launch(command: str, module: str) -> None:
+def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
+    import importlib.util
+
+    if needs_onnxruntime and importlib.util.find_spec("onnxruntime") is None:
+        # Found missing only once the graphs were written (to check them), as a traceback.
+        print(f'error: {command} needs onnxruntime (the cpu or gpu extra) beside torch and onnx, to check the graphs '
+              'it writes: pip install "nicodec[cpu,train]" (from a checkout, pip install ".[cpu,train]")',
+              file=sys.stderr)
+        raise SystemExit(1)
     try:
         app = importlib.import_module(module).app
     except KeyboardInterrupt:  # while torch imports (a second or two): the line and exit code of any other Ctrl-C
@@ -43,8 +51,8 @@ def _launch(command: str, module: str) -> None:
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
             raise
-        print(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: from a checkout, '
-              f'pip install ".[cpu,train]" ({error})',
+        print(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: pip install "nicodec[cpu,train]" '
+              f'(from a checkout, pip install ".[cpu,train]") ({error})',
               file=sys.stderr)
         raise SystemExit(1) from None
     app(prog_name=command)
@@ -112,4 +120,4 @@ def train() -> None:
 
 def export() -> None:
     """Run ``nicodec-export`` (``nicodec.export.export``'s Typer app)."""
-    _launch("nicodec-export", "nicodec.export.export")
+    _launch("nicodec-export", "nicodec.export.export", needs_onnxruntime=True)

@@ -70,8 +70,8 @@ def _ort():
         if exc.name != "onnxruntime":
             raise _broken(exc) from exc
         raise NicodecError(
-            "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra "
-            "(from a checkout: pip install '.[cpu]')"
+            "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra, "
+            "pip install 'nicodec[cpu]' (from a checkout: pip install '.[cpu]')"
         ) from exc
     except Exception as exc:  # installed, but it does not import (say, built for another numpy)
         if isinstance(exc, MemoryError) or (isinstance(exc, ImportError) and "Cannot allocate memory" in str(exc)):
@@ -249,21 +249,34 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    source = _model_source(path)
+    failure = ""
     try:
-        session = ort.InferenceSession(_model_source(path), sess_options=options, providers=providers)
+        # onnxruntime's own fallback to the CPU provider, when another fails as the session is
+        # made or as it runs, prints to standard output (the stream of `-o -`) and tells a
+        # program nothing: it is turned off (enable_fallback, from onnxruntime 1.18, and
+        # disable_fallback for the runs) and done here, with the warning or error below.
+        try:
+            session = ort.InferenceSession(source, sess_options=options, providers=providers, enable_fallback=0)
+        except Exception as exc:
+            if providers[0] == CPU or out_of_memory(exc):
+                raise
+            failure = f" ({exc})"
+            session = ort.InferenceSession(source, sess_options=options, providers=[CPU], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if out_of_memory(exc):
             raise loading_failed(path.name, exc) from exc
         raise ModelError(f"cannot load {path.name}: {exc}") from exc
+    session.disable_fallback()
     in_use = session.get_providers()
     if providers[0] not in in_use:
         if strict:
             raise NicodecError(
-                f"onnxruntime could not use {providers[0]} for {path.name} (is CUDA installed and a GPU "
+                f"onnxruntime could not use {providers[0]} for {path.name}{failure} (is CUDA installed and a GPU "
                 f"visible?); use --provider cpu or auto (providers='cpu' or 'auto' in Python) to run on {', '.join(in_use)}"
             )
         warnings.warn(
-            f"onnxruntime could not use {providers[0]} for {path.name}; running on {', '.join(in_use)}",
+            f"onnxruntime could not use {providers[0]} for {path.name}{failure}; running on {', '.join(in_use)}",
             RuntimeWarning,
             stacklevel=caller_outside(),
         )

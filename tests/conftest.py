@@ -43,8 +43,9 @@ def no_gpu(monkeypatch):
             return ["CUDAExecutionProvider", "CPUExecutionProvider"]
 
         @staticmethod
-        def InferenceSession(path, sess_options, providers):
-            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"])
+        def InferenceSession(path, sess_options, providers, **kwargs):
+            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=["CPUExecutionProvider"],
+                                                **kwargs)
 
     monkeypatch.setattr(sessions, "_ort", NoGpu)
 

@@ -7,6 +7,7 @@ unimportable as on a machine without it.
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import re
 import subprocess
 import sys
@@ -38,11 +39,24 @@ def test_without_the_train_extra_one_line_says_what_to_install(command, blocked)
     assert result.stdout == ""
     lines = result.stderr.splitlines()
     assert len(lines) == 1, result.stderr
-    prefix = f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: from a checkout, pip install ".[cpu,train]" '
+    prefix = (f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: pip install "nicodec[cpu,train]" '
+              '(from a checkout, pip install ".[cpu,train]") ')
     assert lines[0].startswith(prefix)
     # The blocked module, or the other one where it is not installed at all (a runtime-only install).
     reason = r"\((import of (torch|onnx) halted; None in sys.modules|No module named '(torch|onnx)')\)"
     assert re.fullmatch(reason, lines[0].removeprefix(prefix)), lines[0]
+
+
+def test_nicodec_export_without_onnxruntime_says_so_before_any_work(tmp_path):
+    """It wrote the graphs, then ended in a traceback where it imported onnxruntime to check them."""
+    result = launch("nicodec-export", ["onnxruntime"], str(tmp_path / "weights.pt"), "--out", str(tmp_path / "model"))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr == ('error: nicodec-export needs onnxruntime (the cpu or gpu extra) beside torch and onnx, to '
+                             'check the graphs it writes: pip install "nicodec[cpu,train]" (from a checkout, pip install '
+                             '".[cpu,train]")\n')
+    assert not (tmp_path / "model").exists()
+    if all(importlib.util.find_spec(name) for name in ("torch", "onnx")):  # training itself runs without it
+        assert launch("nicodec-train", ["onnxruntime"], "--help").returncode == 0
 
 
 def test_any_other_missing_module_keeps_its_traceback():

@@ -206,6 +206,46 @@ def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_a
         strict.encode(photo)
 
 
+def test_onnxruntimes_own_fallback_which_prints_to_stdout_is_replaced(photo, monkeypatch, capfd):
+    """A provider that fails as its session is made, or as it runs, made onnxruntime print "EP
+    Error ... Falling back" to standard output (into the .nic stream of `-o -`) and go on on the
+    CPU without nicodec's warning. nicodec now falls back itself, with its warning or error."""
+    import onnxruntime
+
+    from nicodec import sessions
+
+    made = []
+
+    class FailingCuda:
+        def __getattr__(self, name):
+            return getattr(onnxruntime, name)
+
+        @staticmethod
+        def get_available_providers():
+            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+
+        @staticmethod
+        def InferenceSession(path, sess_options, providers, **kwargs):
+            if providers[0] == "CUDAExecutionProvider":  # as onnxruntime does, printing, unless told not to
+                if int(kwargs.get("enable_fallback", 1)):
+                    print("EP Error: CUDA failure 100: no CUDA-capable device is detected")
+                    providers = ["CPUExecutionProvider"]
+                else:
+                    raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+            made.append(onnxruntime.InferenceSession(path, sess_options=sess_options, providers=providers, **kwargs))
+            return made[-1]
+
+    monkeypatch.setattr(sessions, "_ort", FailingCuda)
+    data = Codec(providers="cpu").encode(photo)
+    with pytest.warns(RuntimeWarning, match="could not use CUDAExecutionProvider for decoder.onnx "
+                                            r"\(CUDA failure 100: no CUDA-capable device is detected\); running on CPU"):
+        assert Codec(providers="auto").decode(data, as_array=True).shape == photo.shape
+    with pytest.raises(nicodec.NicodecError, match="could not use CUDAExecutionProvider for encoder.onnx .CUDA failure 100"):
+        Codec(providers="cuda").encode(photo)
+    assert capfd.readouterr().out == ""
+    assert made and not any(session._enable_fallback for session in made)  # nor as they run
+
+
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
 def test_the_host_programs_signal_mask_and_handlers_are_left_alone():
     """Each tiled run unblocked the SIGINT its host program had blocked (for a thread that waits on
