@@ -119,14 +119,36 @@ def default_model() -> dict:
     return {"model_id": manifest["model_id"], "model_hash": manifest["model_hash"]}
 
 
+def write_file(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` whole or not at all: through a temporary file in the same folder,
+    renamed into place (``nicodec.files.write_atomic``), so that a write that fails midway (a full
+    disk) leaves the previous results as they were, not a truncated file.
+
+    Raises:
+        SystemExit: the file cannot be written (one line naming it and why).
+    """
+    from nicodec import NicodecError
+    from nicodec.files import write_atomic
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, lambda f: f.write(data), force=True)
+    except (OSError, NicodecError) as exc:
+        raise SystemExit(f"cannot write {path}: {exc}" if isinstance(exc, OSError) else str(exc)) from None
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` whole or not at all (:func:`write_file`)."""
+    write_file(path, text.encode())
+
+
 def write_report(path: Path | None, report: dict) -> None:
     """Write ``report`` as JSON to ``path`` (if given), after the date, the machine and the default model."""
     if path is None:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
     stamped = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": machine(),
                "default_model": default_model(), **report}
-    path.write_text(json.dumps(stamped, indent=1) + "\n")
+    write_text(path, json.dumps(stamped, indent=1) + "\n")
 
 
 def publish(report: dict, table: str, json_path: Path | None, markdown_path: Path | None = None) -> None:
@@ -134,8 +156,7 @@ def publish(report: dict, table: str, json_path: Path | None, markdown_path: Pat
     print("\n" + table)
     write_report(json_path, report)
     if markdown_path:
-        markdown_path.parent.mkdir(parents=True, exist_ok=True)
-        markdown_path.write_text(table + "\n")
+        write_text(markdown_path, table + "\n")
 
 
 def add_quality_argument(parser) -> None:

@@ -55,6 +55,7 @@ import numpy as np
 from PIL import Image, features
 
 from common import MSSSIM_MIN_SIDE, coding_quality, image_paths, msssim, msssim_db, msssim_unavailable, psnr, publish
+from common import write_file
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -304,9 +305,10 @@ def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
         ax.legend(fontsize=7, ncol=2, loc="lower right")
     fig.suptitle(f"Rate-distortion on {len(result['images'])} images (means of per-image bpp and quality)")
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
     plt.close(fig)
+    write_file(path, buffer.getvalue())
 
 
 def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str, dict[str, str]]:

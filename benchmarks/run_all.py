@@ -34,7 +34,7 @@ import json
 import time
 from pathlib import Path
 
-from common import load_average, machine, write_report
+from common import load_average, machine, write_report, write_text
 
 HERE = Path(__file__).resolve().parent
 
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"no plot: matplotlib is not installed ({exc})")
         # Every file at the end, so that a part that fails leaves the last complete set as it was.
         write_report(out / "rd.json", report["rd"])
-        (out / "rd.md").write_text(rd.markdown(report["rd"]) + "\n")
+        write_text(out / "rd.md", rd.markdown(report["rd"]) + "\n")
         write_report(out / "benchmarks.json", report)
-        (out / "benchmarks.md").write_text(markdown(report) + "\n")
+        write_text(out / "benchmarks.md", markdown(report) + "\n")
         print(f"\nwrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'}" + (f", {out / 'rd.png'}" if report["plot"] else ""))
     return report
 

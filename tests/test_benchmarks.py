@@ -459,3 +459,46 @@ def test_large_image_benchmark_passes_a_margin_to_the_codec(tmp_path):
     assert report["margin"] == 256 and report["results"]["tiled"]["decode"]["seconds"] > 0
     with pytest.raises(subprocess.CalledProcessError):  # the child's Codec refuses a margin off the 64 grid
         large_image.main(["--size", "200x136", "--tiled-only", "--margin", "100"])
+
+
+# -- Results written whole or not at all --------------------------------------------------------
+
+
+WRITES = {
+    "write_report": "common.write_report(out / 'rd.json', {'rows': ['x' * 100] * 1000})",
+    "publish": "common.publish({}, 'x' * 40000, None, out / 'rd.md')",
+    "run_all": "rd.markdown = lambda result: 'x' * 40000\n"
+               "run_all.main(['--out', str(out), '--images', str(out)])",
+}
+
+
+@pytest.mark.parametrize("writer", sorted(WRITES))
+def test_a_result_that_cannot_be_written_whole_leaves_the_previous_file(tmp_path, writer):
+    """A write that failed midway (a full disk; here a file size limit of 16 KiB, which Python
+    meets as EFBIG) left a truncated file in place of the last good one: now the file is
+    written beside it and renamed, and the program ends in one line naming it."""
+    load("run_all" if writer == "run_all" else "common")
+    out = tmp_path / "results"
+    out.mkdir()
+    previous = {name: f'{{"previous": "{name}"}}\n' for name in ("rd.json", "rd.md")}
+    for name, text in previous.items():
+        (out / name).write_text(text)
+    script = "\n".join([
+        "import resource, sys",
+        f"sys.path.insert(0, {str(REPO / 'benchmarks')!r})",
+        "from pathlib import Path",
+        "import common, footprint, rd, run_all, speed",
+        "out = Path(sys.argv[1])",
+        "for module in (rd, speed, footprint):",
+        "    module.main = lambda argv: {}",
+        "    module.markdown = lambda result: 'table'",
+        "rd.plot = lambda result, path: None",
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))",
+        WRITES[writer],
+    ])
+    run = subprocess.run([sys.executable, "-c", script, str(out)], capture_output=True, text=True, timeout=120, check=False)
+    written = "rd.json" if writer == "write_report" else "rd.md"
+    assert run.returncode != 0 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip() == f"cannot write {out / written}: File too large"
+    assert (out / written).read_text() == previous[written]
+    assert sorted(p.name for p in out.iterdir()) == sorted(previous)  # no temporary file left
