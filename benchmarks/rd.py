@@ -59,6 +59,8 @@ from common import write_file
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
+ANCHORS = SHARED / "anchors" / "kodak_published.json"
+"""The published Kodak curves (``--anchors``'s default)."""
 
 QUALITIES = {
     "jpeg444": [5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
@@ -415,7 +417,7 @@ def main(argv: list[str] | None = None) -> dict:
                         help="qualities of a variable-rate model, 1 to 100 (default: "
                              f"{' '.join(f'{q:g}' for q in NICODEC_QUALITIES)}; with --quick, "
                              f"{' '.join(f'{q:g}' for q in QUICK_NICODEC_QUALITIES)})")
-    parser.add_argument("--anchors", type=Path, default=SHARED / "anchors" / "kodak_published.json")
+    parser.add_argument("--anchors", type=Path, default=ANCHORS)
     parser.add_argument("--quick", action="store_true", help="two images, two qualities per codec")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)

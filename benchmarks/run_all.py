@@ -2,10 +2,16 @@
 
     python benchmarks/run_all.py                 # Kodak, full sweeps: writes benchmarks/results/
     python benchmarks/run_all.py --quick --out DIR
-    python benchmarks/run_all.py --qualities 1 25 50 75 100 --quality 75   # other nicodec qualities
+    python benchmarks/run_all.py --qualities 1 25 50 75 100 --quality 75 --out DIR   # other nicodec qualities
 
-Writes into ``--out`` (``benchmarks/results`` by default; with ``--quick``, nothing
-unless ``--out`` is given):
+Writes into ``--out``, by default ``benchmarks/results``, the committed results, but only
+for the standard run: without ``--out``, a run whose settings differ from it (another
+``--images``, ``--qualities``, ``--quality``, ``--repeats`` or ``--threads``, ``--no-compressai``,
+``--venv``, ``--no-install``, or the published anchors or a classic codec missing here) is
+refused before it starts, naming what differs (``--out benchmarks/results`` replaces the
+committed results all the same); ``--quick`` writes nothing unless ``--out`` is given.
+Every file is written whole or not at all (a temporary file renamed into place), and the
+last line lists them:
 
 - ``benchmarks.json``: every number, stamped with the date and the machine (CPU
   model, cores, memory, load average), under ``rd``, ``speed`` and ``footprint``;
@@ -37,6 +43,10 @@ from pathlib import Path
 from common import load_average, machine, write_report, write_text
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+"""The committed results: the standard run's, which a run with other settings does not replace unasked."""
+STANDARD_THREADS = [1, 2]
+STANDARD_REPEATS = 3
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -46,10 +56,11 @@ def main(argv: list[str] | None = None) -> dict:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=rd.SHARED / "data" / "kodak")
-    parser.add_argument("--out", type=Path, default=None, help="results folder (default: benchmarks/results)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="results folder (default: benchmarks/results, for the standard run only)")
     parser.add_argument("--quick", action="store_true", help="every part's quick mode")
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per image for speed.py")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeats", type=int, default=STANDARD_REPEATS, help="timed runs per image for speed.py")
+    parser.add_argument("--threads", type=int, nargs="+", default=STANDARD_THREADS)
     parser.add_argument("--qualities", type=float, nargs="+", default=None,
                         help="nicodec's qualities for rd.py (default: rd.py's own)")
     parser.add_argument("--quality", type=float, default=None,
@@ -59,7 +70,12 @@ def main(argv: list[str] | None = None) -> dict:
     where.add_argument("--venv", type=Path, default=None, help="footprint of this venv instead of a fresh install")
     where.add_argument("--no-install", action="store_true", help="footprint of this environment (no network)")
     args = parser.parse_args(argv)
-    out = args.out if args.out or args.quick else HERE / "results"
+    if args.out is None and not args.quick:
+        differs = nonstandard(args)
+        if differs:
+            parser.error(f"not the standard run ({'; '.join(differs)}), so it does not replace the committed "
+                         f"results in {RESULTS}: give --out DIR (--out {RESULTS} to replace them all the same)")
+    out = args.out if args.out or args.quick else RESULTS
 
     quick = ["--quick"] if args.quick else []
     images = ["--images", str(args.images)]
@@ -86,18 +102,55 @@ def main(argv: list[str] | None = None) -> dict:
 
     report["plot"] = None
     if out is not None:
-        try:
-            rd.plot(report["rd"], out / "rd.png")
-            report["plot"] = "rd.png"
-        except ImportError as exc:
-            print(f"no plot: matplotlib is not installed ({exc})")
-        # Every file at the end, so that a part that fails leaves the last complete set as it was.
-        write_report(out / "rd.json", report["rd"])
-        write_text(out / "rd.md", rd.markdown(report["rd"]) + "\n")
-        write_report(out / "benchmarks.json", report)
-        write_text(out / "benchmarks.md", markdown(report) + "\n")
-        print(f"\nwrote {out / 'benchmarks.json'}, {out / 'benchmarks.md'}" + (f", {out / 'rd.png'}" if report["plot"] else ""))
+        written = write_results(out, report)
+        print(f"\nwrote {', '.join(map(str, written))}")
     return report
+
+
+def nonstandard(args: argparse.Namespace) -> list[str]:
+    """How this run differs from the standard one, whose figures README quotes and ``benchmarks/results``
+    holds: each option given another value, and each part missing here; empty for the standard run."""
+    import rd
+
+    differs = []
+    if args.images.resolve() != (rd.SHARED / "data" / "kodak").resolve():
+        differs.append(f"--images {args.images}")
+    if args.qualities and sorted(set(args.qualities)) != rd.NICODEC_QUALITIES:
+        differs.append("--qualities " + " ".join(f"{q:g}" for q in args.qualities))
+    if args.quality is not None:
+        differs.append(f"--quality {args.quality:g}")
+    if args.repeats != STANDARD_REPEATS:
+        differs.append(f"--repeats {args.repeats}")
+    if sorted(set(args.threads)) != STANDARD_THREADS:
+        differs.append("--threads " + " ".join(map(str, args.threads)))
+    differs += [option for option, given in (("--no-compressai", args.no_compressai), ("--venv", args.venv),
+                                              ("--no-install", args.no_install)) if given]
+    if not rd.ANCHORS.is_file():
+        differs.append(f"no published anchors ({rd.ANCHORS} not found)")
+    missing = [c for c in rd.QUALITIES if not rd.available(c)]
+    if missing:
+        differs.append(f"codecs not installed: {', '.join(missing)}")
+    return differs
+
+
+def write_results(out: Path, report: dict) -> list[Path]:
+    """Write the plot, ``rd.json``, ``rd.md``, ``benchmarks.json`` and ``benchmarks.md`` into ``out``, each
+    whole or not at all; return the files written."""
+    import rd
+
+    written = []
+    try:
+        rd.plot(report["rd"], out / "rd.png")
+        report["plot"] = "rd.png"
+        written.append(out / "rd.png")
+    except ImportError as exc:
+        print(f"no plot: matplotlib is not installed ({exc})")
+    # Every file at the end, so that a part that fails leaves the last complete set as it was.
+    write_report(out / "rd.json", report["rd"])
+    write_text(out / "rd.md", rd.markdown(report["rd"]) + "\n")
+    write_report(out / "benchmarks.json", report)
+    write_text(out / "benchmarks.md", markdown(report) + "\n")
+    return written + [out / name for name in ("rd.json", "rd.md", "benchmarks.json", "benchmarks.md")]
 
 
 def markdown(report: dict) -> str:

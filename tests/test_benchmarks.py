@@ -461,7 +461,67 @@ def test_large_image_benchmark_passes_a_margin_to_the_codec(tmp_path):
         large_image.main(["--size", "200x136", "--tiled-only", "--margin", "100"])
 
 
-# -- Results written whole or not at all --------------------------------------------------------
+# -- Refusals before the work, and results written whole or not at all ------------------------
+
+
+def never(*args, **kwargs):
+    raise AssertionError("the work started before the check that refuses it")
+
+
+def stub_parts(monkeypatch) -> None:
+    """run_all's three parts, each a canned result at once (the modules run_all imports by name)."""
+    import common
+    import footprint
+    import rd
+    import speed
+
+    for module, result in ((rd, {"nicodec": []}), (speed, {"rows": []}), (footprint, {"disk": {}})):
+        monkeypatch.setattr(module, "main", lambda argv, result=result: result)
+        monkeypatch.setattr(module, "markdown", lambda result, name=module.__name__: f"{name} table")
+    monkeypatch.setattr(rd, "plot", lambda result, path: common.write_file(path, b"\x89PNG"))
+
+
+def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_path, monkeypatch, capsys):
+    """A run with other settings (here: one image, two qualities, fewer repeats, parts skipped)
+    replaced benchmarks/results unasked; now it is refused before any part runs, naming what
+    differs, unless --out says where; and the last line lists every file written (rd.json and
+    rd.md were left out)."""
+    run_all = load("run_all")
+    import footprint
+    import rd
+    import speed
+
+    for module in (rd, speed, footprint):
+        monkeypatch.setattr(module, "main", never)
+    monkeypatch.setattr(run_all, "RESULTS", tmp_path / "results")
+    monkeypatch.setattr(rd, "SHARED", tmp_path / "shared")
+    monkeypatch.setattr(rd, "ANCHORS", tmp_path / "shared" / "anchors" / "kodak_published.json")
+    monkeypatch.setattr(rd, "available", lambda codec: True)
+    folder = photo_folder(tmp_path, 1)
+    with pytest.raises(SystemExit) as exit:
+        run_all.main(["--images", str(folder), "--repeats", "1", "--threads", "1", "--no-compressai", "--no-install",
+                      "--qualities", "15", "86"])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and f"--images {folder}; --qualities 15 86; --repeats 1; --threads 1" in err
+    assert "--no-compressai; --no-install; no published anchors" in err and "give --out DIR" in err
+    monkeypatch.setattr(rd, "available", lambda codec: codec != "jxl")
+    with pytest.raises(SystemExit) as exit:  # the standard options, but parts missing here
+        run_all.main([])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "no published anchors" in err and "codecs not installed: jxl" in err
+    assert not (tmp_path / "results").exists()
+
+    stub_parts(monkeypatch)
+    run_all.main(["--images", str(folder), "--repeats", "1", "--out", str(tmp_path / "mine")])  # said so: written
+    wrote = capsys.readouterr().out.splitlines()[-1]
+    names = ["rd.png", "rd.json", "rd.md", "benchmarks.json", "benchmarks.md"]
+    assert wrote == "wrote " + ", ".join(str(tmp_path / "mine" / name) for name in names)
+    rd.ANCHORS.parent.mkdir(parents=True)
+    rd.ANCHORS.write_text('{"codecs": {}}')
+    monkeypatch.setattr(rd, "available", lambda codec: True)
+    run_all.main(["--qualities", *map(str, rd.NICODEC_QUALITIES), "--threads", "2", "1"])  # the standard run
+    assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(names)
+    assert "## Rate-distortion" in (tmp_path / "results" / "benchmarks.md").read_text()
 
 
 WRITES = {
