@@ -221,6 +221,16 @@ def bd_rate(test: list[dict], reference: list[dict], metric: str = "psnr") -> fl
     return float(value)
 
 
+def bd_rate_unavailable() -> str | None:
+    """Why :func:`bd_rate` cannot run here (the bjontegaard package missing), or None when it can:
+    checked before the sweeps, which it would otherwise end in an ImportError."""
+    try:
+        importlib.import_module("bjontegaard")
+    except ImportError as exc:
+        return f"BD-rates need the bjontegaard package (the bench and dev extras: pip install -e \".[bench]\"): {exc}"
+    return None
+
+
 def _increasing(curve: list[dict], metric: str) -> list[dict]:
     """The points with ``metric``, sorted by it, each value once, the cheapest of equals (an
     interpolant needs x to rise)."""
@@ -314,16 +324,26 @@ def plot(result: dict, path: Path, max_bpp: float = 2.0) -> None:
 
 
 def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str, dict[str, str]]:
-    """The published curves (``published:NAME``), the file's source, and each curve's description."""
+    """The published curves (``published:NAME``), the file's source, and each curve's description
+    (none when there is no file).
+
+    Raises:
+        ValueError: the file is not JSON of that shape (``{"codecs": {NAME: {"bpp": [...],
+            "psnr_rgb": [...]}}}``), in one line naming it.
+    """
     if not path.is_file():
         return {}, "", {}
-    data = json.loads(path.read_text())
-    curves = {
-        f"published:{name}": [{"bpp": b, "psnr": q} for b, q in zip(entry["bpp"], entry["psnr_rgb"])]
-        for name, entry in data["codecs"].items()
-    }
-    descriptions = {f"published:{name}": entry.get("description", "") for name, entry in data["codecs"].items()}
-    return curves, data.get("source", ""), descriptions
+    try:
+        data = json.loads(path.read_text())
+        curves = {
+            f"published:{name}": [{"bpp": float(b), "psnr": float(q)} for b, q in zip(entry["bpp"], entry["psnr_rgb"])]
+            for name, entry in data["codecs"].items()
+        }
+        descriptions = {f"published:{name}": entry.get("description", "") for name, entry in data["codecs"].items()}
+        return curves, data.get("source", ""), descriptions
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        why = f"no {exc} entry" if isinstance(exc, KeyError) else str(exc)
+        raise ValueError(f"{path} is not a file of published curves ({why})") from None
 
 
 def available(codec: str) -> bool:
@@ -436,6 +456,14 @@ def main(argv: list[str] | None = None) -> dict:
         settings = [(c, coding_quality(c, q)) for c in variable for q in qualities] or [(c, None) for c in models]
     except QualityError as exc:
         parser.error(f"--qualities: {exc}")
+    # What the end needs, before the sweeps (11 minutes on Kodak) that it would otherwise end.
+    no_bd_rate = bd_rate_unavailable() if len(settings) > 1 else None  # one point: rates at equal PSNR
+    if no_bd_rate:
+        raise SystemExit(no_bd_rate)
+    try:
+        anchors, anchor_source, anchor_descriptions = ({}, "", {}) if args.quick else load_anchors(args.anchors)
+    except ValueError as exc:
+        parser.error(f"--anchors: {exc}")
 
     paths = image_paths(args.images, 2 if args.quick else 0)
     if not paths:
@@ -461,7 +489,6 @@ def main(argv: list[str] | None = None) -> dict:
         p = ours[-1]
         ms = "" if p["msssim"] is None else f", MS-SSIM {p['msssim']:.4f} ({p['msssim_db']:.2f} dB)"
         print(f" nicodec: {p['setting']} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB{ms}", flush=True)
-    anchors, anchor_source, anchor_descriptions = ({}, "", {}) if args.quick else load_anchors(args.anchors)
     anchors_missing = None if args.quick or anchors else f"{args.anchors} not found"
     if anchors_missing:
         print(f"warning: no published anchors: {anchors_missing}")

@@ -25,7 +25,7 @@ import nicodec
 from nicodec.quantize import RDO_SLOPE
 
 from common import add_image_arguments, image_paths, percent, publish, psnr
-from rd import NICODEC_QUALITIES, SHARED, bd_rate
+from rd import NICODEC_QUALITIES, SHARED, bd_rate, bd_rate_unavailable
 
 
 def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list[dict], float]:
@@ -50,7 +50,14 @@ def span_text(points: list[dict]) -> str:
 
 
 def read_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[np.ndarray]:
-    """The RGB pixels of ``--images`` (the first ``--limit``), or a usage error if there are none."""
+    """The RGB pixels of ``--images`` (the first ``--limit``), or a usage error if there are none.
+
+    Also checked here, before the sweeps that would otherwise end in it: the BD-rates'
+    package (one line: :func:`rd.bd_rate_unavailable`).
+    """
+    no_bd_rate = bd_rate_unavailable()
+    if no_bd_rate:
+        raise SystemExit(no_bd_rate)
     paths = image_paths(args.images, args.limit)
     if not paths:
         parser.error(f"no images in {args.images}")

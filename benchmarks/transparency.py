@@ -37,7 +37,7 @@ from nicodec import alpha as alpha_section
 from nicodec import format as nicformat
 
 from common import add_image_arguments, psnr, write_report
-from rd import bd_rate
+from rd import bd_rate, bd_rate_unavailable
 
 HERE = Path(__file__).resolve().parent
 QUALITIES = [1, 20, 56, 80, 100]
@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> dict:
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
     codec = Codec(args.model, providers="cpu", threads=args.threads)
+    no_bd_rate = bd_rate_unavailable()
+    if no_bd_rate:  # before the sweeps, which the BD-rates end
+        raise SystemExit(no_bd_rate)
     # curves[background][coder] = one list per image of (bpp, visible PSNR) per quality
     curves: dict = {b: {"nicodec": [], "nicodec exact": [], "WebP": [], "WebP exact": []} for b in BACKGROUNDS}
     for path in paths:

@@ -562,3 +562,45 @@ def test_a_result_that_cannot_be_written_whole_leaves_the_previous_file(tmp_path
     assert run.stderr.strip() == f"cannot write {out / written}: File too large"
     assert (out / written).read_text() == previous[written]
     assert sorted(p.name for p in out.iterdir()) == sorted(previous)  # no temporary file left
+
+
+@pytest.mark.parametrize("problem", ["anchors", "bjontegaard"])
+def test_rd_checks_the_anchors_and_the_bd_rate_package_before_the_sweeps(tmp_path, monkeypatch, capsys, problem):
+    """A broken --anchors file and a missing bjontegaard package ended the whole sweep (11
+    minutes on Kodak) in a traceback, writing nothing."""
+    rd = load("rd")
+    monkeypatch.setattr(rd, "classic_point", never)
+    monkeypatch.setattr(rd, "nicodec_point", never)
+    folder = photo_folder(tmp_path, 1)
+    args = ["--images", str(folder), "--qualities", "20", "80", "--json", str(tmp_path / "rd.json")]
+    if problem == "anchors":
+        (tmp_path / "anchors.json").write_text("{")
+        args += ["--anchors", str(tmp_path / "anchors.json")]
+    else:
+        monkeypatch.setitem(sys.modules, "bjontegaard", None)  # its import fails, as where it is not installed
+    with pytest.raises(SystemExit) as exit:
+        rd.main(args)
+    if problem == "anchors":
+        assert exit.value.code == 2
+        err = capsys.readouterr().err
+        assert f"--anchors: {tmp_path / 'anchors.json'} is not a file of published curves (Expecting" in err
+    else:
+        assert exit.value.code.startswith("BD-rates need the bjontegaard package")
+    assert not (tmp_path / "rd.json").exists()
+    (tmp_path / "anchors.json").write_text('{"codecs": {"vtm": {"bpp": [0.1]}}}')
+    with pytest.raises(ValueError, match="not a file of published curves \\(no 'psnr_rgb' entry\\)"):
+        rd.load_anchors(tmp_path / "anchors.json")
+
+
+@pytest.mark.parametrize("program", ["rdo", "refine", "models", "transparency"])
+def test_the_other_bd_rate_programs_check_the_package_before_coding(images_folder, monkeypatch, program):
+    module = load(program)
+    import nicodec
+
+    monkeypatch.setitem(sys.modules, "bjontegaard", None)
+    monkeypatch.setattr(nicodec.Codec, "encode", never)
+    shipped = str(ModelFiles.load(None).path)
+    args = [shipped, shipped] if program == "models" else []
+    with pytest.raises(SystemExit) as exit:
+        module.main(args + ["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80"])
+    assert str(exit.value.code).startswith("BD-rates need the bjontegaard package")
