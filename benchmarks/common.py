@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -77,6 +78,31 @@ def image_paths(folder: Path, limit: int = 0) -> list[Path]:
     """The images of a folder (PNG, JPEG, PPM) in name order; the first ``limit`` when it is set."""
     paths = sorted(p for p in folder.glob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg", ".ppm"))
     return paths[: limit or None]
+
+
+def read_rgb(path: Path) -> np.ndarray:
+    """The RGB pixels of an image file.
+
+    Raises:
+        SystemExit: the file is no image Pillow reads (not one, cut short, too large): one line
+            naming it, where Pillow's own error was a traceback from the middle of a program.
+    """
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+        raise SystemExit(f"cannot read the image {path}: {exc}") from None
+
+
+def open_codec(parser, model: Path | None, **options):
+    """``nicodec.Codec(model, providers="cpu", **options)``, or a usage error naming what is wrong
+    (``--model`` a folder that is no model: one line, not the ModelError's traceback)."""
+    from nicodec import Codec, NicodecError
+
+    try:
+        return Codec(model, providers="cpu", **options)
+    except NicodecError as exc:
+        parser.error(str(exc))
 
 
 def cpu_model() -> str:

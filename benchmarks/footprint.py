@@ -40,9 +40,8 @@ import venv
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
-from common import image_paths, publish
+from common import image_paths, publish, read_rgb
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -220,7 +219,7 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"disk: {d['site_packages_bytes'] / 2**20:.1f} MiB ({d['method']})", flush=True)
 
         paths = image_paths(args.images, 1)
-        kodak = np.asarray(Image.open(paths[0]).convert("RGB")) if paths else synthetic(512, 768)
+        kodak = read_rgb(paths[0]) if paths else synthetic(512, 768)
         np.save(folder / "kodak.npy", kodak)
         runs = [json.loads(run_python(python, TIMES, str(folder / "kodak.npy"), str(args.threads)))
                 for _ in range(args.repeats)]

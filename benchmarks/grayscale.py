@@ -30,7 +30,7 @@ from PIL import Image
 
 from nicodec import Codec
 
-from common import add_image_arguments, psnr, write_report
+from common import add_image_arguments, open_codec, psnr, read_rgb, write_report
 
 HERE = Path(__file__).resolve().parent
 
@@ -73,9 +73,8 @@ def jpeg_reaching(image: np.ndarray, target_psnr: float) -> dict | None:
     return found
 
 
-def measure(codec: Codec, path: Path) -> dict:
-    """Every figure of one image (see the module's docstring)."""
-    rgb = np.asarray(Image.open(path).convert("RGB"))
+def measure(codec: Codec, name: str, rgb: np.ndarray) -> dict:
+    """Every figure of one image, ``name`` (see the module's docstring)."""
     gray = np.asarray(Image.fromarray(rgb).convert("L"))
     pixels = gray.size
 
@@ -93,7 +92,7 @@ def measure(codec: Codec, path: Path) -> dict:
     equal_gray = jpeg_reaching(gray, gray_psnr)
     equal_rgb = jpeg_reaching(rgb, rgb_psnr)
     return {
-        "image": path.name,
+        "image": name,
         "rgb_bpp": 8 * len(rgb_data) / pixels,
         "rgb_psnr": rgb_psnr,
         "gray_bpp": 8 * len(gray_data) / pixels,
@@ -149,12 +148,13 @@ def main(argv: list[str] | None = None) -> dict:
     paths = sorted(args.images.glob("*.png"))[: args.limit or None]
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
-    codec = Codec(args.model, providers="cpu", threads=args.threads)
+    codec = open_codec(parser, args.model, threads=args.threads)
+    images = [read_rgb(p) for p in paths]  # every one before the first is coded
     print(f"{'image':<10} {'RGB bpp':>8} {'RGB dB':>7} {'L bpp':>7} {'L dB':>6} {'spread':>6} "
           f"{'JPEG-L dB':>9} {'JPEG-L bpp @=dB':>15}")
     rows = []
-    for path in paths:
-        row = measure(codec, path)
+    for path, rgb in zip(paths, images):
+        row = measure(codec, path.name, rgb)
         rows.append(row)
         print(f"{path.stem:<10} {row['rgb_bpp']:8.3f} {row['rgb_psnr']:7.2f} {row['gray_bpp']:7.3f} "
               f"{row['gray_psnr']:6.2f} {row['gray_decoded_channel_spread_mean']:6.2f} "

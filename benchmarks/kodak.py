@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from nicodec import Codec, QualityError
+from nicodec import QualityError
 
 from common import add_image_arguments, add_quality_argument, coding_quality, psnr, write_report
+from common import open_codec, read_rgb
 
 HERE = Path(__file__).resolve().parent
 
@@ -49,24 +50,24 @@ def jpeg_at_most(image: np.ndarray, budget: int) -> tuple[int, float, int]:
     return len(data), psnr(decoded, image), q
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_arguments(parser, HERE.parent.parent / "shared" / "data" / "kodak")
     add_quality_argument(parser)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     paths = sorted(args.images.glob("*.png"))[: args.limit or None]
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
-    codec = Codec(args.model, providers="cpu", threads=args.threads)
+    codec = open_codec(parser, args.model, threads=args.threads)
     try:
         quality = coding_quality(codec, args.quality)
     except QualityError as exc:
         parser.error(str(exc))
+    images = [read_rgb(p) for p in paths]  # every one before the first is coded
     rows = []
     print(f"{'image':<12} {'bpp':>7} {'PSNR':>7} {'enc ms':>7} {'dec ms':>7} {'JPEG PSNR':>10} {'JPEG q':>6}")
-    for path in paths:
-        image = np.asarray(Image.open(path).convert("RGB"))
+    for path, image in zip(paths, images):
         pixels = image.shape[0] * image.shape[1]
         t0 = time.perf_counter()
         data = codec.encode(image, quality=quality)

@@ -55,7 +55,7 @@ import numpy as np
 from PIL import Image, features
 
 from common import MSSSIM_MIN_SIDE, coding_quality, image_paths, msssim, msssim_db, msssim_unavailable, psnr, publish
-from common import write_file
+from common import read_rgb, write_file
 
 HERE = Path(__file__).resolve().parent
 SHARED = HERE.parent.parent / "shared"
@@ -427,7 +427,7 @@ def markdown(result: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    from nicodec import Codec, QualityError
+    from nicodec import Codec, NicodecError, QualityError
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=SHARED / "data" / "kodak")
@@ -445,7 +445,10 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
 
     # The models first, so that a wrong --model or --qualities fails before the sweeps.
-    models = [Codec(m, providers="cpu") for m in (args.model or [None])]
+    try:
+        models = [Codec(m, providers="cpu") for m in (args.model or [None])]
+    except NicodecError as exc:  # a folder that is no model
+        parser.error(str(exc))
     variable = [c for c in models if c.model.variable_rate]
     if variable and len(models) > 1:
         parser.error(f"{variable[0].model_id} is variable-rate: its qualities make the curve, so give it as the only --model")
@@ -468,7 +471,7 @@ def main(argv: list[str] | None = None) -> dict:
     paths = image_paths(args.images, 2 if args.quick else 0)
     if not paths:
         raise SystemExit(f"no images in {args.images}")
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    images = [read_rgb(p) for p in paths]
     codecs = [c for c in QUALITIES if available(c)]
     missing = [c for c in QUALITIES if c not in codecs]
     if missing:

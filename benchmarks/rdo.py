@@ -19,12 +19,12 @@ import argparse
 import time
 
 import numpy as np
-from PIL import Image
 
 import nicodec
 from nicodec.quantize import RDO_SLOPE
 
 from common import add_image_arguments, image_paths, percent, publish, psnr
+from common import open_codec, read_rgb
 from rd import NICODEC_QUALITIES, SHARED, bd_rate, bd_rate_unavailable
 
 
@@ -52,8 +52,8 @@ def span_text(points: list[dict]) -> str:
 def read_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[np.ndarray]:
     """The RGB pixels of ``--images`` (the first ``--limit``), or a usage error if there are none.
 
-    Also checked here, before the sweeps that would otherwise end in it: the BD-rates'
-    package (one line: :func:`rd.bd_rate_unavailable`).
+    Also checked here, before the sweeps that would otherwise end in them: the BD-rates'
+    package (one line: :func:`rd.bd_rate_unavailable`) and every image (:func:`common.read_rgb`).
     """
     no_bd_rate = bd_rate_unavailable()
     if no_bd_rate:
@@ -61,7 +61,7 @@ def read_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
     paths = image_paths(args.images, args.limit)
     if not paths:
         parser.error(f"no images in {args.images}")
-    return [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    return [read_rgb(p) for p in paths]
 
 
 def compare(entries: list[tuple[dict, str, nicodec.Codec]], images: list[np.ndarray], qualities: list[float]) -> list[dict]:
@@ -91,10 +91,9 @@ def main(argv: list[str] | None = None) -> dict:
                         help=f"slopes to compare with plain rounding (default: the codec's {RDO_SLOPE})")
     parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
     args = parser.parse_args(argv)
-    images = read_images(parser, args)
-    entries = [({"slope": slope}, f"slope {slope:g}",
-                nicodec.Codec(args.model, providers="cpu", threads=args.threads, rdo=slope))
+    entries = [({"slope": slope}, f"slope {slope:g}", open_codec(parser, args.model, threads=args.threads, rdo=slope))
                for slope in [0.0] + [s for s in args.slopes if s > 0]]
+    images = read_images(parser, args)
     results = compare(entries, images, args.qualities)
     codec = entries[0][2]
     report = {"model": codec.model_id, "images": f"{args.images.name} ({len(images)})", "threads": args.threads,

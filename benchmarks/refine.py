@@ -26,9 +26,7 @@ from __future__ import annotations
 
 import argparse
 
-import nicodec
-
-from common import add_image_arguments, percent, publish
+from common import add_image_arguments, open_codec, percent, publish
 from rd import NICODEC_QUALITIES, QUALITIES, SHARED, available, bd_rate, classic_point
 from rdo import compare, read_images, span_text
 
@@ -47,14 +45,14 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--classic", nargs="*", default=CLASSIC, choices=sorted(QUALITIES),
                         help="classic codecs to sweep on the same images (default: %(default)s; none: no codec)")
     args = parser.parse_args(argv)
-    images = read_images(parser, args)
     entries = []
     for steps in [0] + [n for n in args.steps if n > 0]:
         options = {"refine": steps} if steps else {}
         if steps and args.rdo is not None:
             options["rdo"] = args.rdo
-        codec = nicodec.Codec(args.model, providers="cpu", threads=args.threads, **options)
+        codec = open_codec(parser, args.model, threads=args.threads, **options)
         entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope}, f"refine {steps}", codec))
+    images = read_images(parser, args)
     results = compare(entries, images, args.qualities)
     classic = {}
     for name in args.classic:

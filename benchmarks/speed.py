@@ -69,6 +69,7 @@ from PIL import Image
 from nicodec import QualityError
 
 from common import add_quality_argument, coding_quality, image_paths, load_average, publish
+from common import open_codec, read_rgb
 from rd import QUALITIES, SHARED, available, save_options
 
 CLASSIC_QUALITY = 75
@@ -503,10 +504,11 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.limit, args.repeats = 2, 1
 
+    open_codec(parser, args.model)  # a --model that is no model: one line, before any image is read
     paths = image_paths(args.images, args.limit)
     if not paths:
         raise SystemExit(f"no images in {args.images}")
-    images = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    images = [read_rgb(p) for p in paths]
     load, start = {"before": one_minute_load()}, cpu_seconds()
     try:
         stages = nicodec_stages(images, args.repeats, max(args.threads), args.model, args.quality)

@@ -32,11 +32,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 
-from nicodec import Codec
 from nicodec import alpha as alpha_section
 from nicodec import format as nicformat
 
-from common import add_image_arguments, psnr, write_report
+from common import add_image_arguments, open_codec, psnr, read_rgb, write_report
 from rd import bd_rate, bd_rate_unavailable
 
 HERE = Path(__file__).resolve().parent
@@ -101,14 +100,14 @@ def main(argv: list[str] | None = None) -> dict:
     paths = sorted(args.images.glob("*.png"))[: args.limit or None]
     if not paths:
         raise SystemExit(f"no PNG images in {args.images}")
-    codec = Codec(args.model, providers="cpu", threads=args.threads)
+    codec = open_codec(parser, args.model, threads=args.threads)
     no_bd_rate = bd_rate_unavailable()
     if no_bd_rate:  # before the sweeps, which the BD-rates end
         raise SystemExit(no_bd_rate)
+    photos = [read_rgb(p) for p in paths]  # every one before the first is coded
     # curves[background][coder] = one list per image of (bpp, visible PSNR) per quality
     curves: dict = {b: {"nicodec": [], "nicodec exact": [], "WebP": [], "WebP exact": []} for b in BACKGROUNDS}
-    for path in paths:
-        photo = np.asarray(Image.open(path).convert("RGB"))
+    for path, photo in zip(paths, photos):
         pixels = photo.shape[0] * photo.shape[1]
         for background in BACKGROUNDS:
             rgb, alpha = cut_out(photo, background, args.shape)

@@ -604,3 +604,34 @@ def test_the_other_bd_rate_programs_check_the_package_before_coding(images_folde
     with pytest.raises(SystemExit) as exit:
         module.main(args + ["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80"])
     assert str(exit.value.code).startswith("BD-rates need the bjontegaard package")
+
+
+IMAGE_PROGRAMS = ["rd", "kodak", "speed", "grayscale", "transparency", "rdo", "refine"]
+
+
+@pytest.mark.parametrize("program", IMAGE_PROGRAMS)
+def test_a_folder_that_is_no_model_is_one_line(tmp_path, capsys, program):
+    """``--model /tmp/nonexistent`` ended in ModelError's traceback (models.py alone said it in one line)."""
+    module = load(program)
+    folder = photo_folder(tmp_path, 1)
+    with pytest.raises(SystemExit) as exit:
+        module.main(["--images", str(folder), "--model", str(tmp_path / "no such model")])
+    assert exit.value.code == 2
+    assert f"not a nicodec model folder (no manifest.json): {tmp_path / 'no such model'}" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("program", [*IMAGE_PROGRAMS, "footprint"])
+def test_an_unreadable_image_is_one_line_before_any_coding(tmp_path, monkeypatch, program):
+    """An image Pillow cannot read ended rd.py in PIL.UnidentifiedImageError's traceback (the
+    per-image programs met it only when its turn came, after coding the others)."""
+    if program == "footprint":
+        pytest.importorskip("packaging")
+    module = load(program)
+    import nicodec
+
+    monkeypatch.setattr(nicodec.Codec, "encode", never)
+    folder = photo_folder(tmp_path, 1)
+    (folder / "broken.png").write_bytes(b"not an image")
+    with pytest.raises(SystemExit) as exit:
+        module.main(["--images", str(folder), *(["--quick", "--no-install"] if program == "footprint" else [])])
+    assert str(exit.value.code).startswith(f"cannot read the image {folder / 'broken.png'}: cannot identify image file")
