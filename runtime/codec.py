@@ -109,13 +109,15 @@ MAX_REFINE = 1000
 """The most refinement steps ``Codec`` accepts."""
 
 GRAPH_SIGNATURES = {
-    # graph: (inputs: name -> (channels, element type, required), outputs in order: name -> channels);
-    # channels "M" and "Nh" are the manifest's latent and hyper-latent channels.
-    "encoder": ({"image": (3, "tensor(uint8)", True), "gain": ("M", "tensor(float)", False)}, {"y": "M", "z": "Nh"}),
-    "decoder": ({"y_hat": ("M", "tensor(float)", True)}, {"image": 3}),
-    "entropy_parameters": ({"z_hat": ("Nh", "tensor(int32)", True)}, {"scale_index": "M", "mean_q": "M"}),
+    # graph: (inputs: name -> (channels, element type, required), outputs in order: name -> (channels,
+    # element type)); channels "M" and "Nh" are the manifest's latent and hyper-latent channels.
+    "encoder": ({"image": (3, "tensor(uint8)", True), "gain": ("M", "tensor(float)", False)},
+                {"y": ("M", "tensor(float)"), "z": ("Nh", "tensor(float)")}),
+    "decoder": ({"y_hat": ("M", "tensor(float)", True)}, {"image": (3, "tensor(uint8)")}),
+    "entropy_parameters": ({"z_hat": ("Nh", "tensor(int32)", True)},
+                           {"scale_index": ("M", "tensor(int32)"), "mean_q": ("M", "tensor(int32)")}),
     "synthesis_gradient": ({"y_hat": ("M", "tensor(float)", True), "image": (3, "tensor(float)", True),
-                            "weight": (1, "tensor(float)", False)}, {"gradient": "M"}),
+                            "weight": (1, "tensor(float)", False)}, {"gradient": ("M", "tensor(float)")}),
 }
 """What nicodec gives each graph and takes from it (``decoder_fp16``: as ``decoder``)."""
 
@@ -157,7 +159,10 @@ def check_graph(session, graph: str, model: ModelFiles) -> None:
         problems.append(f"its outputs are {', '.join(names) or 'none'}, not {', '.join(outputs)}")
     else:
         for node in session.get_outputs()[: len(outputs)]:
-            compare("output", node, outputs[node.name])
+            wanted, element = outputs[node.name]
+            compare("output", node, wanted)
+            if node.type != element:
+                problems.append(f"its output {node.name} is a {node.type}, not a {element}")
     if problems:
         raise ModelError(f"{graph}.onnx does not fit the model {model.model_id}: {'; '.join(problems)} "
                          "(a graph of another model?)")

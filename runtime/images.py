@@ -123,6 +123,10 @@ def check_image_start(head: bytes, message: str) -> None:
     Raises:
         UnsupportedImageError: with ``message``.
     """
+    from .format import MAGIC
+
+    if head.startswith(MAGIC):  # a .nic file: read whole, to be named as one
+        return
     Image.init()
     if any(accept is not None and accept(head) for _, accept in Image.OPEN.values()):
         return
@@ -240,7 +244,8 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
 def _header_size(source) -> tuple[int, int] | None:
     """The size the format plugin that Pillow's ``Image.open`` would pick reads from the header
     (the same plugins tried in the same order), without Pillow's decompression-bomb check; None
-    when no plugin identifies it (``Image.open`` then says why)."""
+    when no plugin identifies it (``Image.open`` then says why) or when the one that does is not
+    Pillow's own (the check after ``Image.open`` then judges it)."""
     Image.init()
     try:
         fp = source if hasattr(source, "read") else open(source, "rb")
@@ -253,6 +258,8 @@ def _header_size(source) -> tuple[int, int] | None:
             result = accept is None or accept(prefix)
             if not result or isinstance(result, str):  # a str: identified, and refused with that message
                 continue
+            if not getattr(factory, "__module__", "").startswith("PIL."):
+                return None  # another package's plugin may decode the pixels as it opens (pillow-jxl-plugin does)
             fp.seek(0)
             try:
                 return factory(fp, "").size

@@ -209,6 +209,24 @@ def _model_source(path: Path) -> str | bytes:
     return name if as_named else path.read_bytes()
 
 
+def _without_fallback(ort):
+    """onnxruntime's InferenceSession with its own fallback off: the keyword ``enable_fallback=0``
+    does that from onnxruntime 1.18, and 1.17 ignores it and sets ``_enable_fallback`` itself as
+    it makes the session, so a subclass holds that flag at False."""
+    base = ort.InferenceSession
+    if not isinstance(base, type):  # a stand-in's function (tests)
+        return base
+    made = _QUIET.get(base)
+    if made is None:
+        made = _QUIET[base] = type("QuietInferenceSession", (base,), {"_enable_fallback": property(
+            lambda self: False, lambda self, value: None)})
+    return made
+
+
+_QUIET: dict = {}
+"""The subclass of :func:`_without_fallback`, by the InferenceSession class it derives from."""
+
+
 def create_session(
     path: Path,
     providers: list[str],
@@ -256,13 +274,14 @@ def create_session(
         # made or as it runs, prints to standard output (the stream of `-o -`) and tells a
         # program nothing: it is turned off (enable_fallback, from onnxruntime 1.18, and
         # disable_fallback for the runs) and done here, with the warning or error below.
+        making = _without_fallback(ort)
         try:
-            session = ort.InferenceSession(source, sess_options=options, providers=providers, enable_fallback=0)
+            session = making(source, sess_options=options, providers=providers, enable_fallback=0)
         except Exception as exc:
             if providers[0] == CPU or out_of_memory(exc):
                 raise
             failure = f" ({exc})"
-            session = ort.InferenceSession(source, sess_options=options, providers=[CPU], enable_fallback=0)
+            session = making(source, sess_options=options, providers=[CPU], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if out_of_memory(exc):
             raise loading_failed(path.name, exc) from exc

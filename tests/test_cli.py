@@ -283,7 +283,7 @@ def test_threads_takes_1_to_256(png, monkeypatch):
             return getattr(onnxruntime, name)
 
         @staticmethod
-        def InferenceSession(path, sess_options, providers):
+        def InferenceSession(path, sess_options, providers, **kwargs):
             asked.append(sess_options.intra_op_num_threads)
             raise RuntimeError("not started in this test")
 

@@ -730,9 +730,9 @@ def test_session_options_reach_onnxruntime_and_a_float_entropy_graph_is_pinned(m
             return getattr(onnxruntime, name)
 
         @staticmethod
-        def InferenceSession(path, sess_options, providers):
+        def InferenceSession(path, sess_options, providers, **kwargs):
             made.append((Path(path).stem, sess_options.intra_op_num_threads, sess_options.graph_optimization_level))
-            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=providers)
+            return onnxruntime.InferenceSession(path, sess_options=sess_options, providers=providers, **kwargs)
 
     monkeypatch.setattr(sessions, "_ort", Recording)
     basic, every = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_BASIC, onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -847,3 +847,38 @@ def test_byte_buffers_of_every_kind_and_a_released_one(codec, photo):
         view.release()
         with pytest.raises(kind, match="from the memoryview: operation forbidden on released memoryview"):
             coding(view)
+
+
+def test_the_size_is_read_ahead_from_pillows_own_plugins_only(monkeypatch):
+    """pillow-jxl-plugin decodes the whole image as it opens one: reading its size ahead
+    decoded a JPEG XL twice. Another package's plugin is left to the check after Image.open."""
+    from PIL import ImageFile
+
+    from nicodec.images import _header_size
+
+    opened = []
+
+    class ThirdParty(ImageFile.ImageFile):
+        format = "THIRD"
+
+        def _open(self):
+            opened.append(True)
+            self._size, self._mode = (7, 5), "RGB"
+
+    ThirdParty.__module__ = "some_pillow_plugin"
+    Image.init()
+    monkeypatch.setitem(Image.OPEN, "THIRD", (ThirdParty, lambda prefix: prefix.startswith(b"THIRD")))
+    monkeypatch.setattr(Image, "ID", [*Image.ID, "THIRD"])
+    assert _header_size(io.BytesIO(b"THIRD" + bytes(100))) is None and not opened
+    monkeypatch.setattr(ThirdParty, "__module__", "PIL.ThirdPartyImagePlugin")
+    assert _header_size(io.BytesIO(b"THIRD" + bytes(100))) == (7, 5) and opened
+    assert _header_size(io.BytesIO(_header_only_png(12000, 9000))) == (12000, 9000)
+
+
+def test_a_nic_file_given_as_a_file_object_is_named_as_one(codec, photo):
+    """The first 64 KiB of a file object are checked to be an image: a .nic file larger than
+    that was "not in a format Pillow can read" (as bytes or a path, it was named)."""
+    nic = codec.encode(np.tile(photo, (8, 8, 1)), quality=100)
+    assert len(nic) > (1 << 16)
+    with pytest.raises(nicodec.UnsupportedImageError, match="is a .nic file already: decode it first"):
+        codec.encode(io.BytesIO(nic))

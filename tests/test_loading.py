@@ -209,41 +209,41 @@ def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_a
 def test_onnxruntimes_own_fallback_which_prints_to_stdout_is_replaced(photo, monkeypatch, capfd):
     """A provider that fails as its session is made, or as it runs, made onnxruntime print "EP
     Error ... Falling back" to standard output (into the .nic stream of `-o -`) and go on on the
-    CPU without nicodec's warning. nicodec now falls back itself, with its warning or error."""
+    CPU without nicodec's warning. nicodec now falls back itself, with its warning or error. Here
+    onnxruntime's own library, told CUDA is there, fails to start it, as on a machine without a
+    GPU (its Python side, whose fallback this is, is the real one: 1.17 ignored the keyword
+    that turns it off)."""
     import onnxruntime
+    from onnxruntime.capi import onnxruntime_inference_collection as collection
 
-    from nicodec import sessions
+    real = collection.C.InferenceSession
 
-    made = []
+    class NoCuda:
+        def __init__(self, *args):
+            self.session = real(*args)
 
-    class FailingCuda:
+        def initialize_session(self, providers, *args):
+            if "CUDAExecutionProvider" in providers:
+                raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
+            return self.session.initialize_session(providers, *args)
+
         def __getattr__(self, name):
-            return getattr(onnxruntime, name)
+            return getattr(self.session, name)
 
-        @staticmethod
-        def get_available_providers():
-            return ["CUDAExecutionProvider", "CPUExecutionProvider"]
-
-        @staticmethod
-        def InferenceSession(path, sess_options, providers, **kwargs):
-            if providers[0] == "CUDAExecutionProvider":  # as onnxruntime does, printing, unless told not to
-                if int(kwargs.get("enable_fallback", 1)):
-                    print("EP Error: CUDA failure 100: no CUDA-capable device is detected")
-                    providers = ["CPUExecutionProvider"]
-                else:
-                    raise RuntimeError("CUDA failure 100: no CUDA-capable device is detected")
-            made.append(onnxruntime.InferenceSession(path, sess_options=sess_options, providers=providers, **kwargs))
-            return made[-1]
-
-    monkeypatch.setattr(sessions, "_ort", FailingCuda)
     data = Codec(providers="cpu").encode(photo)
+    monkeypatch.setattr(collection.C, "InferenceSession", NoCuda)
+    for module in (onnxruntime, collection.C):
+        monkeypatch.setattr(module, "get_available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     with pytest.warns(RuntimeWarning, match="could not use CUDAExecutionProvider for decoder.onnx "
                                             r"\(CUDA failure 100: no CUDA-capable device is detected\); running on CPU"):
-        assert Codec(providers="auto").decode(data, as_array=True).shape == photo.shape
+        codec = Codec(providers="auto")
+        assert codec.decode(data, as_array=True).shape == photo.shape
     with pytest.raises(nicodec.NicodecError, match="could not use CUDAExecutionProvider for encoder.onnx .CUDA failure 100"):
         Codec(providers="cuda").encode(photo)
     assert capfd.readouterr().out == ""
-    assert made and not any(session._enable_fallback for session in made)  # nor as they run
+    assert not codec._sessions["decoder"]._enable_fallback  # nor as it runs
+    codec._sessions["decoder"]._enable_fallback = True  # as onnxruntime sets it while it makes a session
+    assert not codec._sessions["decoder"]._enable_fallback
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "pthread_sigmask"), reason="POSIX signal masks")
@@ -321,3 +321,20 @@ def test_a_graph_that_does_not_fit_the_manifest_is_refused_as_it_loads(tmp_path,
     with pytest.raises(ModelError, match="^encoder.onnx does not fit .*: it has no input image; it has no input gain"):
         Codec(_rehashed(other), providers="cpu").encode(photo)
 
+
+
+def test_a_graph_whose_output_is_of_another_type_is_refused(tmp_path, photo):
+    """A decoder giving float pixels loaded, and decode returned a float array (as_array) or
+    failed as an internal error (a PIL image)."""
+    onnx = pytest.importorskip("onnx")
+    folder = _copy(tmp_path, leaving_out=())
+    graph = onnx.load(folder / "decoder.onnx")
+    output = graph.graph.output[0]
+    graph.graph.node[-1].output[0] = "image_uint8"
+    graph.graph.node.append(onnx.helper.make_node("Cast", ["image_uint8"], [output.name], to=onnx.TensorProto.FLOAT))
+    output.type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    onnx.save(graph, folder / "decoder.onnx")
+    codec = Codec(_rehashed(folder), providers="cpu")
+    with pytest.raises(ModelError, match="^decoder.onnx does not fit .*: its output image is a tensor.float., not a "
+                                         "tensor.uint8."):
+        codec.decode(codec.encode(photo), as_array=True)
