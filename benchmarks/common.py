@@ -6,6 +6,7 @@ import path and they import this module as ``common``.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import json
 import os
@@ -90,8 +91,39 @@ def read_rgb(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as image:
             return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, Image.DecompressionBombError) as exc:
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:  # SyntaxError: a broken PNG chunk
         raise SystemExit(f"cannot read the image {path}: {exc}") from None
+
+
+def whole_number(low: int, high: int | None = None):
+    """An argparse type: a whole number from ``low`` (to ``high``), refused at the command line
+    rather than as a traceback after the images are read (``--threads 0``, ``--repeats 0``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of {low} or more"
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}, not {value}")
+        return value
+
+    return parse
+
+
+THREADS = whole_number(1, 256)
+"""``--threads``: what ``nicodec.Codec`` takes."""
+
+
+def image_size(text: str) -> tuple[int, int]:
+    """An argparse type: ``WIDTHxHEIGHT`` of positive whole numbers."""
+    try:
+        width, height = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not WIDTHxHEIGHT: {text!r}") from None
+    if width < 1 or height < 1:
+        raise argparse.ArgumentTypeError(f"WIDTH and HEIGHT must be positive, not {text!r}")
+    return width, height
 
 
 def open_codec(parser, model: Path | None, **options):

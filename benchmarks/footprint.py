@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import image_paths, publish, read_rgb
+from common import THREADS, image_size, image_paths, publish, read_rgb, whole_number
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -194,16 +194,18 @@ def main(argv: list[str] | None = None) -> dict:
     where.add_argument("--venv", type=Path, default=None, help="measure this existing venv instead of a fresh one")
     where.add_argument("--no-install", action="store_true", help="measure this environment (no network)")
     parser.add_argument("--images", type=Path, default=KODAK)
-    parser.add_argument("--large", default="6000x4000", help="WIDTHxHEIGHT of the synthetic large image")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5, help="fresh processes for the import and load times")
+    parser.add_argument("--large", type=image_size, default=(6000, 4000), help="WIDTHxHEIGHT of the synthetic large image")
+    parser.add_argument("--threads", type=THREADS, default=2)
+    parser.add_argument("--repeats", type=whole_number(1), default=5, help="fresh processes for the import and load times")
     parser.add_argument("--quick", action="store_true", help="--no-install, a 1024x768 large image, one run")
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args(argv)
     if args.quick:
-        args.no_install, args.large, args.repeats = True, "1024x768", 1
-    width, height = map(int, args.large.lower().split("x"))
+        args.no_install, args.large, args.repeats = True, (1024, 768), 1
+    width, height = args.large
+    paths = image_paths(args.images, 1)
+    kodak = read_rgb(paths[0]) if paths else synthetic(512, 768)  # before a fresh install: an unreadable one is said first
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -218,8 +220,6 @@ def main(argv: list[str] | None = None) -> dict:
         d = footprint["disk"]
         print(f"disk: {d['site_packages_bytes'] / 2**20:.1f} MiB ({d['method']})", flush=True)
 
-        paths = image_paths(args.images, 1)
-        kodak = read_rgb(paths[0]) if paths else synthetic(512, 768)
         np.save(folder / "kodak.npy", kodak)
         runs = [json.loads(run_python(python, TIMES, str(folder / "kodak.npy"), str(args.threads)))
                 for _ in range(args.repeats)]

@@ -48,6 +48,7 @@ import argparse
 import importlib
 import io
 import json
+import math
 import warnings
 from pathlib import Path
 
@@ -335,10 +336,15 @@ def load_anchors(path: Path) -> tuple[dict[str, list[dict]], str, dict[str, str]
         return {}, "", {}
     try:
         data = json.loads(path.read_text())
-        curves = {
-            f"published:{name}": [{"bpp": float(b), "psnr": float(q)} for b, q in zip(entry["bpp"], entry["psnr_rgb"])]
-            for name, entry in data["codecs"].items()
-        }
+        curves = {}
+        for name, entry in data["codecs"].items():
+            bpp, psnr = entry["bpp"], entry["psnr_rgb"]
+            if len(bpp) != len(psnr):  # zip cut the longer short, in silence
+                raise ValueError(f"{name} has {len(bpp)} bpp values and {len(psnr)} PSNRs")
+            points = [{"bpp": float(b), "psnr": float(q)} for b, q in zip(bpp, psnr)]
+            if not all(0 < p["bpp"] < math.inf and math.isfinite(p["psnr"]) for p in points):
+                raise ValueError(f"{name} has a bpp that is not a positive number or a PSNR that is not finite")
+            curves[f"published:{name}"] = points
         descriptions = {f"published:{name}": entry.get("description", "") for name, entry in data["codecs"].items()}
         return curves, data.get("source", ""), descriptions
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -40,7 +40,7 @@ import json
 import time
 from pathlib import Path
 
-from common import load_average, machine, write_report, write_text
+from common import THREADS, load_average, machine, msssim_unavailable, whole_number, write_report, write_text
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -59,8 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: benchmarks/results, for the standard run only)")
     parser.add_argument("--quick", action="store_true", help="every part's quick mode")
-    parser.add_argument("--repeats", type=int, default=STANDARD_REPEATS, help="timed runs per image for speed.py")
-    parser.add_argument("--threads", type=int, nargs="+", default=STANDARD_THREADS)
+    parser.add_argument("--repeats", type=whole_number(1), default=STANDARD_REPEATS, help="timed runs per image for speed.py")
+    parser.add_argument("--threads", type=THREADS, nargs="+", default=STANDARD_THREADS)
     parser.add_argument("--qualities", type=float, nargs="+", default=None,
                         help="nicodec's qualities for rd.py (default: rd.py's own)")
     parser.add_argument("--quality", type=float, default=None,
@@ -130,7 +130,23 @@ def nonstandard(args: argparse.Namespace) -> list[str]:
     missing = [c for c in rd.QUALITIES if not rd.available(c)]
     if missing:
         differs.append(f"codecs not installed: {', '.join(missing)}")
-    return differs
+    return differs + missing_parts(args.no_compressai)
+
+
+def missing_parts(no_compressai: bool) -> list[str]:
+    """What else the committed results hold that this environment cannot measure: CompressAI's
+    rows in the speed table (optional, and not in the bench extra), the plot, the MS-SSIM columns."""
+    import importlib.util
+
+    missing = []
+    if not no_compressai and importlib.util.find_spec("compressai") is None:
+        missing.append("CompressAI not installed (the speed table's rival)")
+    if importlib.util.find_spec("matplotlib") is None:
+        missing.append("matplotlib not installed (the plot)")
+    unmeasured = msssim_unavailable()
+    if unmeasured:
+        missing.append(f"no MS-SSIM: {unmeasured}")
+    return missing
 
 
 def write_results(out: Path, report: dict) -> list[Path]:

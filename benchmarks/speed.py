@@ -69,7 +69,7 @@ from PIL import Image
 from nicodec import QualityError
 
 from common import add_quality_argument, coding_quality, image_paths, load_average, publish
-from common import open_codec, read_rgb
+from common import THREADS, open_codec, read_rgb, whole_number
 from rd import QUALITIES, SHARED, available, save_options
 
 CLASSIC_QUALITY = 75
@@ -493,9 +493,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--images", type=Path, default=SHARED / "data" / "kodak")
     parser.add_argument("--model", type=Path, default=None, help="nicodec model folder (default: the shipped one)")
     add_quality_argument(parser)
-    parser.add_argument("--repeats", type=int, default=3, help="timed runs per image, after one warm-up")
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    parser.add_argument("--repeats", type=whole_number(1), default=3, help="timed runs per image, after one warm-up")
+    parser.add_argument("--threads", type=THREADS, nargs="+", default=[1, 2])
+    parser.add_argument("--limit", type=whole_number(0), default=0, help="use only the first N images")
     parser.add_argument("--no-compressai", action="store_true", help="leave CompressAI out")
     parser.add_argument("--quick", action="store_true", help="two images, one run each")
     parser.add_argument("--json", type=Path, default=None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
 import subprocess
 import sys
@@ -497,6 +498,7 @@ def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_p
     monkeypatch.setattr(rd, "SHARED", tmp_path / "shared")
     monkeypatch.setattr(rd, "ANCHORS", tmp_path / "shared" / "anchors" / "kodak_published.json")
     monkeypatch.setattr(rd, "available", lambda codec: True)
+    monkeypatch.setattr(run_all, "missing_parts", lambda no_compressai: [])  # CompressAI, matplotlib, pytorch-msssim
     folder = photo_folder(tmp_path, 1)
     with pytest.raises(SystemExit) as exit:
         run_all.main(["--images", str(folder), "--repeats", "1", "--threads", "1", "--no-compressai", "--no-install",
@@ -522,6 +524,49 @@ def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_p
     run_all.main(["--qualities", *map(str, rd.NICODEC_QUALITIES), "--threads", "2", "1"])  # the standard run
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(names)
     assert "## Rate-distortion" in (tmp_path / "results" / "benchmarks.md").read_text()
+
+
+def test_a_run_without_compressai_matplotlib_or_pytorch_msssim_is_not_the_standard_run(monkeypatch):
+    """The committed results have CompressAI's rows, the plot and MS-SSIM: a run without them
+    (README's recipe does not install CompressAI) replaced them with results that lacked them."""
+    run_all = load("run_all")
+    for name in ("compressai", "matplotlib", "pytorch_msssim"):
+        monkeypatch.setitem(sys.modules, name, None)  # as where it is not installed
+    assert run_all.missing_parts(no_compressai=False) == [
+        "CompressAI not installed (the speed table's rival)", "matplotlib not installed (the plot)",
+        "no MS-SSIM: pytorch-msssim is not installed (import of pytorch_msssim halted; None in sys.modules)"]
+    assert "CompressAI" not in " ".join(run_all.missing_parts(no_compressai=True))  # said once, as --no-compressai
+
+
+@pytest.mark.parametrize(("program", "args", "said"), [
+    ("run_all", ["--threads", "0"], "argument --threads: must be a whole number from 1 to 256, not 0"),
+    ("run_all", ["--repeats", "0"], "argument --repeats: must be a whole number of 1 or more, not 0"),
+    ("speed", ["--threads", "300"], "argument --threads: must be a whole number from 1 to 256, not 300"),
+    ("speed", ["--repeats", "0"], "argument --repeats: must be a whole number of 1 or more, not 0"),
+    ("speed", ["--limit", "x"], "argument --limit: not a whole number: 'x'"),
+    ("footprint", ["--large", "abc"], "argument --large: not WIDTHxHEIGHT: 'abc'"),
+    ("footprint", ["--large", "0x10"], "argument --large: WIDTH and HEIGHT must be positive, not '0x10'"),
+])
+def test_bad_numbers_are_usage_errors_before_any_work(monkeypatch, capsys, program, args, said):
+    """run_all --threads 0 ran the whole rd sweep, then ended in nicodec's traceback; speed.py
+    --repeats 0 was an IndexError; footprint --large abc a ValueError."""
+    module = load(program)
+    with pytest.raises(SystemExit) as exit:
+        module.main(args + ["--out", "/nonexistent/never"] if program == "run_all" else args)
+    assert exit.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_published_curves_with_points_that_are_no_points_are_refused_before_the_sweeps(tmp_path):
+    """A NaN or a bpp of 0 ended the sweep in the BD-rate's ValueError; lists of two lengths were cut short in silence."""
+    rd = load("rd")
+    anchors = tmp_path / "anchors.json"
+    for curve, said in (({"bpp": [1, 2], "psnr_rgb": [30]}, "vtm has 2 bpp values and 1 PSNRs"),
+                        ({"bpp": [1, float("nan")], "psnr_rgb": [30, 32]}, "vtm has a bpp that is not a positive number"),
+                        ({"bpp": [0, 1], "psnr_rgb": [30, 32]}, "vtm has a bpp that is not a positive number"),
+                        ({"bpp": [1, 2], "psnr_rgb": [30, float("inf")]}, "vtm has a bpp .* or a PSNR that is not finite")):
+        anchors.write_text(json.dumps({"codecs": {"vtm": curve}}))
+        with pytest.raises(ValueError, match=f"not a file of published curves \\({said}"):
+            rd.load_anchors(anchors)
 
 
 WRITES = {
@@ -635,3 +680,16 @@ def test_an_unreadable_image_is_one_line_before_any_coding(tmp_path, monkeypatch
     with pytest.raises(SystemExit) as exit:
         module.main(["--images", str(folder), *(["--quick", "--no-install"] if program == "footprint" else [])])
     assert str(exit.value.code).startswith(f"cannot read the image {folder / 'broken.png'}: cannot identify image file")
+
+
+def test_a_png_with_a_broken_chunk_is_one_line(tmp_path):
+    """Pillow says so with a SyntaxError, which read_rgb let through as a traceback."""
+    common = load("common")
+    png = io.BytesIO()
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (256, 256, 3), dtype=np.uint8)).save(png, "PNG")
+    data = png.getvalue()
+    second = data.index(b"IDAT", data.index(b"IDAT") + 4)  # met as the pixels are read, not as the file opens
+    (tmp_path / "broken.png").write_bytes(data[:second] + b"\0ID\0" + data[second + 4:])
+    with pytest.raises(SystemExit) as exit:
+        common.read_rgb(tmp_path / "broken.png")
+    assert str(exit.value.code).startswith(f"cannot read the image {tmp_path / 'broken.png'}: broken PNG file")
