@@ -552,7 +552,8 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
                           f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
             if not items:  # not an error: an inbox folder that is empty today is not a mistake
                 err.print(f"warning: no files to {'encode' if suffix == '.nic' else 'decode'} in {inputs[0]} (looked for "
-                          + ("images Pillow reads" if suffix == ".nic" else ".nic files") + ", hidden ones excepted)",
+                          + ("files with the extension of an image Pillow reads" if suffix == ".nic" else ".nic files")
+                          + ", hidden ones excepted)",
                           markup=False)
             return items, root
         unique: dict[str, Path] = {}

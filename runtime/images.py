@@ -99,7 +99,7 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
     if not stat.S_ISREG(status.st_mode):  # a pipe (/dev/stdin) or a device: its size is known only once read
         unknown = f"{p} is not an image Pillow can read"
         try:
-            data = read_file(p, "image", check_start=lambda head: check_image_start(head, unknown))
+            data = read_file(p, "image", check_start=lambda head: check_image_start(head, unknown, str(p)))
         except NicodecError as exc:
             raise UnsupportedImageError(str(exc)) from None
         if not data:
@@ -115,18 +115,19 @@ def _named(image: Image.Image, path: Path) -> Image.Image:
     return image
 
 
-def check_image_start(head: bytes, message: str) -> None:
+def check_image_start(head: bytes, message: str, name: str) -> None:
     """Refuse a stream whose first bytes no format Pillow reads starts with, before the rest is
     read (``/dev/zero``, a log file): no registered format accepts the prefix, and the formats
-    that have no magic bytes to accept (TGA, IM, ...) cannot open it either.
+    that have no magic bytes to accept (TGA, IM, ...) cannot open it either. A ``.nic`` file is
+    refused there too, as one (``name``: the stream's, in that message).
 
     Raises:
-        UnsupportedImageError: with ``message``.
+        UnsupportedImageError: with ``message``, or saying the stream is a ``.nic`` file.
     """
     from .format import MAGIC
 
-    if head.startswith(MAGIC):  # a .nic file: read whole, to be named as one
-        return
+    if head.startswith(MAGIC):  # named as what it is, before the rest is read
+        raise UnsupportedImageError(_ALREADY_NIC.format(name=name))
     Image.init()
     if any(accept is not None and accept(head) for _, accept in Image.OPEN.values()):
         return
@@ -181,7 +182,7 @@ def read_binary_file(obj) -> bytes:
     """
     unknown = "the image data is not in a format Pillow can read"  # as open_image_bytes says of it
     return files.read_binary_file(obj, "image file", UnsupportedImageError,
-                                  check_start=lambda head: check_image_start(head, unknown))
+                                  check_start=lambda head: check_image_start(head, unknown, "the image data"))
 
 
 def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.Image:

@@ -51,7 +51,7 @@ def start_check(what: str, name: str):
     if what == "image":
         from .images import check_image_start
 
-        return lambda head: check_image_start(head, f"{name} is not an image Pillow can read")
+        return lambda head: check_image_start(head, f"{name} is not an image Pillow can read", name)
     from . import format as nicformat
 
     return nicformat.read_header  # the header lies within the first bytes; a FormatError names the fault

@@ -882,3 +882,10 @@ def test_a_nic_file_given_as_a_file_object_is_named_as_one(codec, photo):
     assert len(nic) > (1 << 16)
     with pytest.raises(nicodec.UnsupportedImageError, match="is a .nic file already: decode it first"):
         codec.encode(io.BytesIO(nic))
+    from nicodec import files
+    from nicodec.format import MAGIC
+
+    stream = _Endless(MAGIC)  # refused as one from its start, not read to the cap (1 GiB)
+    with pytest.raises(nicodec.UnsupportedImageError, match="the image data is a .nic file already"):
+        codec.encode(stream)
+    assert stream.given <= files.START_BYTES + (1 << 20)
