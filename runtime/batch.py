@@ -501,7 +501,7 @@ def _completed(futures: list):
     waking every :data:`POLL_SECONDS` meanwhile; one the pool's shutdown cancelled counts as
     ended. Each future says it ended through its done-callback, which wakes the main thread by a
     plain lock: ``concurrent.futures.wait`` took every pending future's lock in turn, each time
-    the main thread woke, so a batch of n files cost n² (5,000 tiny files: 12.5 s of 2.5), and
+    the main thread woke, so a batch of n files cost n² (5,000 tiny files: 12.5 s, now 1.6 s), and
     a stop raised while it held some of those locks left a worker waiting for one for ever (a
     single Ctrl-C or SIGTERM hung a large batch). A stop raised while the main thread waits on
     the plain lock leaves nothing held."""

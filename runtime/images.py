@@ -146,6 +146,7 @@ def is_binary_file(obj) -> bool:
 
 
 def is_buffer(obj) -> bool:
+    """Whether ``obj`` exposes a buffer (a released memoryview too, which :func:`image_bytes` names)."""
     try:
         memoryview(obj)
     except TypeError:
