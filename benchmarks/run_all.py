@@ -7,7 +7,8 @@
 Writes into ``--out``, by default ``benchmarks/results``, the committed results, but only
 for the standard run: without ``--out``, a run whose settings differ from it (another
 ``--images``, ``--qualities``, ``--quality``, ``--repeats`` or ``--threads``, ``--no-compressai``,
-``--venv``, ``--no-install``, or the published anchors or a classic codec missing here) is
+``--venv``, ``--no-install``, or the published anchors, a classic codec, CompressAI, matplotlib or
+pytorch-msssim missing here) is
 refused before it starts, naming what differs (``--out benchmarks/results`` replaces the
 committed results all the same); ``--quick`` writes nothing unless ``--out`` is given.
 Every file is written whole or not at all (a temporary file renamed into place), and the
