@@ -13,14 +13,11 @@ import io
 import json
 import math
 import os
-import re
 import signal
-import stat
 import sys
 import time
 import warnings
 import traceback
-from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -30,7 +27,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 
-from . import stdio
+from . import arguments, stdio, targets
 from .errors import (ModelMismatchError, NicodecError, OutOfMemoryError, OutputExistsError, PixelLimitError,
                      UnsupportedImageError)
 from .format import DEFAULT_MAX_PIXELS
@@ -526,11 +523,11 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
             raise NicodecError(f"-o - writes one file to standard output; {what} an output folder")
         if output == "":
             raise NicodecError("the output name is empty")
-        if not folder and any(_is_dir(path) for path in inputs):
+        if not folder and any(targets.is_dir(path) for path in inputs):
             raise NicodecError("give one folder, or several files; not folders among several inputs")
         root = (inputs[0] if folder else None) if output is None else Path(output)
         if root is not None:
-            devices = _device_folder(root)
+            devices = targets.device_folder(root)
             if devices:  # as root, -o /dev/ wrote files into /dev
                 named = "" if os.fspath(root).rstrip("/") == devices else f" ({devices})"
                 raise NicodecError(f"the output folder {root}{named} holds devices or open file descriptors, not files "
@@ -560,48 +557,9 @@ def _batch_items(inputs: list[Path], output: Optional[str], suffix: str, debug: 
         for path in inputs:
             unique.setdefault(real_path(path), path)  # a file named twice is coded once
             if root is None:
-                _check_beside(path, several=True)
+                targets.check_beside(path, several=True)
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
         return items, root
-
-
-def _in_devices(path: Path) -> str | None:
-    """The folder ``path`` lies in when it is ``/dev`` itself (``/dev/stdin``, whose link resolves
-    to the file it reads) or a folder of open file descriptors (``/dev/fd/63``,
-    ``/proc/self/fd/1``): no folder to write a file in, though ``os.access`` calls them writable
-    for root; else None."""
-    return _device_folder(path.parent)
-
-
-_DEVICE_FOLDER = re.compile(r"/dev|/dev/fd|/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd")
-
-
-def _device_folder(folder: Path) -> str | None:
-    """``folder``, as named or with its links resolved, when that is ``/dev`` or a folder of open
-    file descriptors; else None."""
-    try:
-        names = (os.path.abspath(folder), os.path.realpath(folder))
-    except (OSError, ValueError):
-        return None  # the output's own check names it
-    return next((name for name in names if _DEVICE_FOLDER.fullmatch(name)), None)
-
-
-def _check_beside(input: Path, several: bool = False) -> None:
-    """Refuse, before any work, an output beside an input that lies in no folder to write in: a
-    process substitution's ``/dev/fd/63``, or ``/dev/stdin`` (the write failed only after the
-    work, as root saying that /dev/fd did not exist, or wrote into /dev)."""
-    if _in_devices(input):
-        raise NicodecError(f"{input} names an open file descriptor or a device (a process substitution, <(...), or "
-                           f"/dev/stdin), in no folder to write an output beside; give -o {'DIR' if several else 'FILE'}")
-
-
-def _check_not_devices(output: Path) -> None:
-    """Refuse an output in ``/dev`` or a folder of open file descriptors (as root, ``-o /dev/stdout
-    --force`` replaced the link with a file, and ``-o /dev/`` wrote files into /dev)."""
-    folder = _in_devices(output)
-    if folder:
-        raise NicodecError(f"the output {output} lies in {folder}, a folder of devices or open file descriptors, not "
-                           "of files to write; -o - writes to standard output")
 
 
 def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None:
@@ -615,155 +573,6 @@ def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None
         # two files, would find a file there.
         err.print(f"warning: {target} will be a .nic file, not a folder (end the name with / to write into a "
                   "folder)", markup=False)
-
-
-def _is_dir(path: Path) -> bool:
-    """Whether ``path`` is a folder; ``-`` and names the system refuses (too long, a NUL) are not."""
-    try:
-        return not stdio.is_stdio(path) and path.is_dir()
-    except (OSError, ValueError):
-        return False
-
-
-def _make_folder(folder: Path) -> None:
-    """Create an output folder (and its parents), or name why it cannot be."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except FileExistsError:
-        raise NicodecError(f"cannot create the output folder {folder}: a file is in the way") from None
-    except OSError as exc:
-        raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
-    from .files import check_writable
-
-    check_writable(folder)
-
-
-def _write(target: Path, write, force: bool, make_folder: bool) -> None:
-    """A single file's output, written atomically; ``make_folder``: into the folder ``-o NEW/``
-    asked for, made now (:func:`_target` only checked it). Any other missing folder is an error,
-    not made again (a mount that went away must not become a folder on the disk beneath)."""
-    from .files import write_atomic
-
-    if make_folder:
-        _make_folder(target.parent)
-    write_atomic(target, write, force=force)
-
-
-def _check_can_make(folder: Path, name: str) -> None:
-    """Refuse, before any work, an output folder still to be made, or the name ``name`` in it,
-    that could not be: something not a folder in the way (a file, a dangling or looping link),
-    the nearest folder that exists not writable, or a name too long for its file system."""
-    from .files import check_writable
-
-    probe, missing = folder, [name]
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe.name)
-        probe = probe.parent
-    try:
-        is_folder = stat.S_ISDIR(probe.stat().st_mode)
-    except OSError as exc:  # a link to nowhere, a loop
-        raise NicodecError(f"cannot create the output folder {folder}: {probe}: {exc.strerror or exc}") from None
-    if not is_folder:
-        raise NicodecError(f"cannot create the output folder {folder}: {probe} is a file, not a folder")
-    check_writable(probe)
-    try:
-        longest = os.pathconf(probe, "PC_NAME_MAX")
-    except (AttributeError, OSError, ValueError):  # Windows; a file system that does not say
-        longest = 255
-    for part in missing:
-        if len(os.fsencode(part)) > longest:
-            raise NicodecError(f"cannot use the output {folder / name}: the name {part[:40]}... is longer than "
-                               f"the {longest} bytes its file system takes")
-
-
-def _as_read(source: Path):
-    """What identifies the file at ``source`` now (device, inode, size, modification time), or
-    None where it is no regular file or cannot be looked at: :func:`_unchanged_since` compares
-    it after the coding."""
-    try:
-        st = source.stat()
-    except (OSError, ValueError):
-        return None
-    if not stat.S_ISREG(st.st_mode):  # a pipe's times change as it is read
-        return None
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
-def _unchanged_since(source: Path, before) -> None:
-    """Refuse to write what was coded from ``source`` when the file was replaced or changed
-    while it was coded (a folder that rsync or a camera fills as the batch runs): the output,
-    newer than the new file, would be taken as up to date by every later run."""
-    if before is not None and _as_read(source) != before:
-        raise NicodecError("it changed while it was being coded; nothing was written for it: run again to code it "
-                           "as it is now")
-
-
-def _writable_before(target: Path) -> None:
-    """Refuse a batch's file before coding it when the folder it goes to exists and cannot be
-    written (made read-only while the batch runs): the coding would be lost at the write. A
-    folder still to be made is made after the coding, so an input that fails leaves none."""
-    from .files import check_writable
-
-    if target.parent.is_dir():
-        check_writable(target.parent)
-
-
-def _target(input: Path, output: Optional[str], suffix: str, force: bool,
-            check: Callable[[Path], None] = lambda target: None) -> tuple[Path, bool]:
-    """The output path, refused early (before any work) when it cannot or must not be written,
-    and whether its folder is still to be made: one ``-o NEW/`` asks for is checked here and
-    made when the output is written (by :func:`_write`), so a run that fails first leaves none.
-    ``check`` refuses a target by its name alone (an extension no image format has), first.
-    What a killed run left of an earlier write of it is removed then (:func:`_remove_stale`)."""
-    from .files import check_target
-
-    # Decoding beside the input, or into a folder under its name: an image there may be the original.
-    beside = suffix != ".nic" and output is None
-    if output == "":
-        raise NicodecError("the output name is empty")
-    if output is None and stdio.is_stdio(input):
-        raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
-    if output is None:
-        if not input.name or _is_dir(input):
-            raise NicodecError(f"{input} is a directory, not a file")
-        _check_beside(input)
-        output = input.with_suffix(suffix)
-    else:
-        try:
-            folder = Path(output).is_dir()
-        except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL
-            raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
-        if output.endswith(("/", os.sep)) or folder:
-            # Into that folder, under the input's name, as cp does (a shell glob may match one file).
-            if stdio.is_stdio(input):
-                raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
-            if not folder:
-                target = Path(output) / input.with_suffix(suffix).name
-                check(target)
-                _check_can_make(Path(output), target.name)
-                return target, True  # nothing there yet to clash with
-            output = Path(output) / input.with_suffix(suffix).name
-            beside = suffix != ".nic"
-    output = Path(output)
-    _check_not_devices(output)  # before check: -o /dev/stdout has no extension, and -o - is what it means
-    check(output)
-    try:
-        if output.parent.is_dir():
-            _remove_stale([output])  # even when the output exists and is refused: nothing else would
-        if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
-            raise NicodecError(f"the output {output} is the input; choose another name")
-        if stdio.is_stdio(input) and stdio.stdin_is(output):  # < photo.png: --force would replace the photo
-            raise NicodecError(f"the output {output} is the input, read from standard input; choose another name")
-        check_target(output, force)  # what write_atomic will check, checked before the work
-    except OutputExistsError as exc:
-        if not beside:
-            raise
-        # That image may be the original photo, which --force would replace.
-        raise OutputExistsError(f"{exc} (if it is an original rather than an earlier output, write elsewhere "
-                                "with -o)") from None
-    except (OSError, ValueError) as exc:  # INPUT's name with .nic added is too long for the file system
-        raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
-    return output, False
 
 
 @app.command()
@@ -817,7 +626,7 @@ def encode(
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     options = {"strip": strip, "exact": exact}
-    if len(inputs) > 1 or _is_dir(inputs[0]):
+    if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = _batch_items(inputs, output, ".nic", debug)
         _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile)
         return
@@ -828,7 +637,7 @@ def encode(
         if to_stdout:
             stdio.check_stdout(input)
         else:
-            target, make_folder = _target(input, output, ".nic", force)
+            target, new_folder = targets.output_for(input, output, ".nic", force, _note)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = _codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
@@ -842,7 +651,7 @@ def encode(
         if to_stdout:
             stdio.write_stdout(data)
         else:
-            _write(target, lambda f: f.write(data), force, make_folder)
+            targets.write(target, lambda f: f.write(data), force, new_folder)
     header = _header(data)
     facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
              f"{8 * len(data) / (header.width * header.height):.4f} bpp"]
@@ -901,7 +710,7 @@ def decode(
 
     from . import outputs
 
-    if len(inputs) > 1 or _is_dir(inputs[0]):
+    if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = _batch_items(inputs, output, ".png", debug)
         _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile)
         return
@@ -920,7 +729,7 @@ def decode(
                         f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
                     )
 
-            target, make_folder = _target(input, output, ".png", force, writable)
+            target, new_folder = targets.output_for(input, output, ".png", force, _note, writable)
             fmt = Image.registered_extensions()[target.suffix.lower()]
         with _naming(input):
             data = stdio.read_input(input)
@@ -939,7 +748,7 @@ def decode(
             outputs.save(image, buffer, fmt)
             stdio.write_stdout(buffer.getvalue())
         else:
-            _write(target, lambda f: outputs.save(image, f, fmt), force, make_folder)
+            targets.write(target, lambda f: outputs.save(image, f, fmt), force, new_folder)
     with _writing_report():
         (err if to_stdout else out).print(
             f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
@@ -968,7 +777,7 @@ def verify(
         found: list[Item] = []
         empty = []
         for path in inputs:
-            under = plan(path, path, [".nic"], ".nic") if _is_dir(path) else [Item(path, path)]
+            under = plan(path, path, [".nic"], ".nic") if targets.is_dir(path) else [Item(path, path)]
             if not under:
                 empty.append(path)
             found += under
@@ -1129,11 +938,11 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
     def work(item) -> Outcome:
         _check_input(item.source, "image")
-        _writable_before(item.target)
-        before = _as_read(item.source)
+        targets.writable_before(item.target)
+        before = targets.as_read(item.source)
         data, result = rate.encode(codec, item.source, options)
-        _unchanged_since(item.source, before)
-        _make_folder(item.target.parent)
+        targets.unchanged_since(item.source, before)
+        targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force)
         if late:
@@ -1148,7 +957,7 @@ def _encode_batch(items, root, force, provider, threads, jobs, model, max_pixels
                        encode=True, decode=rate.psnr is not None)
         rate.check_model(codec)
         if root is not None:
-            _make_folder(root)  # after the checks of the options, before any work
+            targets.make_folder(root)  # after the checks of the options, before any work
     wanted = None  # the quality every file is coded at, when no rate target searches for one
     if codec.model.variable_rate and not rate.searching:
         from .model import check_quality
@@ -1164,7 +973,6 @@ def _made_meanwhile(item, differs=None):
     cron): judged as it would have been had it been there at the start, up to date or kept,
     rather than a failure. The outcome, if so, is put in the list yielded."""
     from .batch import triage
-    from .errors import OutputExistsError
 
     late: list = []
     try:
@@ -1229,12 +1037,12 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
 
     def work(item) -> Outcome:
         _check_input(item.source, ".nic")
-        _writable_before(item.target)
-        before = _as_read(item.source)
+        targets.writable_before(item.target)
+        before = targets.as_read(item.source)
         data = stdio.read_input(item.source)
         image = codec.decode(data)
-        _unchanged_since(item.source, before)
-        _make_folder(item.target.parent)
+        targets.unchanged_since(item.source, before)
+        targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, "PNG")), force=force)
         if late:
@@ -1246,7 +1054,7 @@ def _decode_batch(items, root, force, provider, threads, jobs, model, max_pixels
         codec = _codec(model, provider, _batch_threads(threads, jobs), max_pixels, precision, tile=tile,
                        decode=True)
         if root is not None:
-            _make_folder(root)
+            targets.make_folder(root)
     _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
 
 
@@ -1287,23 +1095,12 @@ def _batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
     return min(MAX_THREADS, max(1, usable_cores() // jobs))
 
 
-def _remove_stale(targets) -> None:
-    """Remove the temporary files that killed runs left beside these outputs
-    (:func:`nicodec.files.remove_stale_temporaries`), with a note on stderr."""
-    from .files import remove_stale_temporaries
-
-    names: dict[Path, set[str]] = {}
-    for target in targets:
-        names.setdefault(target.parent, set()).add(target.name)
-    removed = [folder / name for folder, wanted in names.items() for name in remove_stale_temporaries(folder, wanted)]
-    if removed:
-        shown = ", ".join(str(path).translate(_CONTROLS) for path in removed[:3])
-        shown += ", ..." if len(removed) > 3 else ""
-        count = f"{len(removed):,} temporary file" + ("" if len(removed) == 1 else "s")
-        try:  # a note: a stderr that cannot be written must not stop the work
-            err.print(f"note: removed {count} that a killed run left unfinished: {shown}", markup=False)
-        except (OSError, ValueError):
-            pass
+def _note(text: str) -> None:
+    """A note on stderr that does not stop the work when stderr cannot be written."""
+    try:
+        err.print(text, markup=False)
+    except (OSError, ValueError):
+        pass
 
 
 def _list_outcomes(outcomes) -> None:
@@ -1324,7 +1121,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
 
     from .batch import Abandoned, run
 
-    _remove_stale(item.target for item in items)
+    targets.remove_stale((item.target for item in items), _note)
     start = time.perf_counter()
     done_bytes, written = [0], [0]
     # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.
@@ -1396,7 +1193,7 @@ def main(args: Optional[list[str]] = None) -> None:
     anything else: no option or name of nicodec's takes one, and the path ``""`` would be read
     as ``.``, so ``nicodec encode "$f"`` with ``$f`` unset would code every image under the
     current folder; so is ``-o=x.nic``, which Click reads as ``-o`` with the value ``=x.nic``
-    (:func:`_empty_value`). Called from a program, it puts the
+    (:func:`nicodec.arguments.empty_value`). Called from a program, it puts the
     signal handlers it sets back as it returns, but SIGXCPU's when a CPU-time limit stopped
     the run: that one stays ignored (the kernel sends it again every CPU second), for the
     program and the processes it starts. A batch stopped twice returns at once, leaving the
@@ -1406,63 +1203,14 @@ def main(args: Optional[list[str]] = None) -> None:
     _main(args, command=False)
 
 
-VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
-                           "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision"})
-"""The options that take a value (the next argument, unless given as ``--name=value``)."""
-
-
-SHORT_OPTIONS = {"encode": ("-f", "-o"), "decode": ("-f", "-o")}
-"""The commands with short options, and those options (``-o`` takes a value, ``-f`` none)."""
-UNSET = " (a shell variable that was not set?)"
-
-
-def _empty_value(given: list[str]) -> tuple[int, str] | None:
-    """The first argument that gives an option an empty or mistyped value, with what is wrong
-    with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
-    read the current folder as the model), and for the commands with ``-o``, ``-o=`` or
-    ``-o=x.nic`` (Click gives ``-o`` the value ``=`` or ``=x.nic``: a file of that name), alone
-    or ending a cluster of short flags (``-fo=``). An option's own value (``-o --x=``) is not
-    one, nor is anything after ``--``; a cluster with a letter the command lacks is Click's to
-    name, and a command line asking for ``--help`` gets it."""
-    if "--help" in given[:given.index("--") if "--" in given else len(given)]:
-        return None
-    command = next((arg for arg in given if not arg.startswith("-")), None)
-    short = SHORT_OPTIONS.get(command, ())
-    after_value = False
-    for number, arg in enumerate(given, 1):
-        if after_value:
-            after_value = False
-            continue
-        if arg == "--":
-            return None
-        if re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*=", arg):
-            return number, f"argument {number} ({arg}) has an empty value{UNSET}"
-        cluster = re.fullmatch(r"-([A-Za-z]+)(.*)", arg, re.DOTALL)
-        if cluster:  # -f, -o, -fo, -fo=, -ox.nic: the first letter that takes a value takes the rest
-            letters, tail = cluster.groups()
-            for at, letter in enumerate(letters):
-                if f"-{letter}" not in short:
-                    break  # an option this command lacks: Click says so
-                if f"-{letter}" in VALUE_OPTIONS:
-                    rest = letters[at + 1:] + tail
-                    if rest.startswith("="):
-                        return number, (f"argument {number} ({arg}) gives -{letter} the value {rest!r}; a short "
-                                        f"option takes its value without = (-{letter} {rest[1:] or 'VALUE'})")
-                    after_value = rest == ""
-                    break
-            continue
-        after_value = arg in VALUE_OPTIONS
-    return None
-
-
 def _main(args: Optional[list[str]], command: bool) -> None:
     """:func:`main`; ``command``: run as the ``nicodec`` process itself (``nicodec.launch``),
     which ends with it: the environment may be changed, and SIGXCPU stays ignored as it ends."""
     given = sys.argv[1:] if args is None else list(args)
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
-    valued = _empty_value(given)
+    valued = arguments.empty_value(given)
     if empty is not None or valued is not None:
-        what = (f"argument {empty} is empty{UNSET}" if valued is None or (empty is not None and empty < valued[0])
+        what = (f"argument {empty} is empty{arguments.UNSET}" if valued is None or (empty is not None and empty < valued[0])
                 else valued[1])
         err.print(f"error: {what}; see nicodec --help", markup=False)
         raise SystemExit(2)

@@ -10,7 +10,6 @@ traceback. They import nothing heavy themselves.
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 

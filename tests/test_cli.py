@@ -441,13 +441,13 @@ def test_a_folder_for_an_output_is_made_only_when_the_output_is_written(png, tmp
 def test_a_single_files_folder_that_went_away_is_not_made_again(tmp_path):
     """Only the folder -o NEW/ asked for is made at the write: one that disappeared meanwhile (a
     mount gone) is an error, not a new folder on the disk beneath."""
-    from nicodec.cli import _write
+    from nicodec.targets import write
 
     gone = tmp_path / "mount" / "x.nic"
     with pytest.raises(NicodecError, match="does not exist"):
-        _write(gone, lambda f: f.write(b"x"), False, False)
+        write(gone, lambda f: f.write(b"x"), False, False)
     assert not gone.parent.exists()
-    _write(gone, lambda f: f.write(b"x"), False, True)
+    write(gone, lambda f: f.write(b"x"), False, True)
     assert gone.read_bytes() == b"x"
 
 
@@ -1131,34 +1131,35 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_an_empty_value():
+def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_anempty_value():
     """-o --x= names an output "--x=": the check for --name= refused it as an empty value."""
-    from nicodec.cli import _empty_value
+    from nicodec.arguments import empty_value
 
-    assert _empty_value(["encode", "a.png", "-o", "--x=", "-f"]) is None
-    assert _empty_value(["encode", "a.png", "--model", "--m=", "--quality="])[0] == 5
-    assert _empty_value(["encode", "--", "--x="]) is None and _empty_value(["encode", "-o", "--", "--x="])[0] == 4
+    assert empty_value(["encode", "a.png", "-o", "--x=", "-f"]) is None
+    assert empty_value(["encode", "a.png", "--model", "--m=", "--quality="])[0] == 5
+    assert empty_value(["encode", "--", "--x="]) is None and empty_value(["encode", "-o", "--", "--x="])[0] == 4
     # Clusters of short options, as Click reads them: -fo takes the next argument, -fox.nic the rest.
-    assert _empty_value(["encode", "a.png", "-fo", "--x="]) is None
-    assert _empty_value(["encode", "a.png", "-fo", "--", "--model="])[0] == 5
-    assert _empty_value(["encode", "a.png", "-fox.nic", "--model="])[0] == 4
-    assert _empty_value(["encode", "a.png", "-fo="]) == (
+    assert empty_value(["encode", "a.png", "-fo", "--x="]) is None
+    assert empty_value(["encode", "a.png", "-fo", "--", "--model="])[0] == 5
+    assert empty_value(["encode", "a.png", "-fox.nic", "--model="])[0] == 4
+    assert empty_value(["encode", "a.png", "-fo="]) == (
         3, "argument 3 (-fo=) gives -o the value '='; a short option takes its value without = (-o VALUE)")
-    assert _empty_value(["encode", "a.png", "-o=x.nic"]) == (
+    assert empty_value(["encode", "a.png", "-o=x.nic"]) == (
         3, "argument 3 (-o=x.nic) gives -o the value '=x.nic'; a short option takes its value without = (-o x.nic)")
     # Letters a command lacks, and a command without -o, are Click's to name; --help is shown.
-    assert _empty_value(["encode", "a.png", "-xo=x.nic"]) is None and _empty_value(["info", "-o=x", "a.nic"]) is None
-    assert _empty_value(["encode", "a.png", "-o=x", "--help"]) is None
-    assert _empty_value(["verify", "--model=", "a.nic"])[0] == 2
+    assert empty_value(["encode", "a.png", "-xo=x.nic"]) is None and empty_value(["info", "-o=x", "a.nic"]) is None
+    assert empty_value(["encode", "a.png", "-o=x", "--help"]) is None
+    assert empty_value(["verify", "--model=", "a.nic"])[0] == 2
 
 
 def test_the_options_that_take_a_value_are_the_commands_own():
     """The empty-value check skips the values of these options: it must know each of them."""
     import typer.main
 
-    from nicodec.cli import VALUE_OPTIONS, app
+    from nicodec.arguments import VALUE_OPTIONS
+    from nicodec.cli import app
 
-    from nicodec.cli import SHORT_OPTIONS
+    from nicodec.arguments import SHORT_OPTIONS
 
     group = typer.main.get_command(app)  # Click's classes, or Typer's own copy of them
     taking = {name for command in group.commands.values() for param in command.params

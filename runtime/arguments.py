@@ -1,0 +1,59 @@
+"""Arguments the command line refuses before Typer reads them.
+
+An empty argument or an empty ``--name=`` value (a shell variable that was not set) and
+``-o=x.nic`` (which Click reads as ``-o`` with the value ``=x.nic``) would otherwise name the
+current folder or a file called ``=x.nic``: :func:`empty_value` finds them first.
+"""
+
+from __future__ import annotations
+
+import re
+
+
+VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
+                           "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision"})
+"""The options that take a value (the next argument, unless given as ``--name=value``)."""
+
+
+SHORT_OPTIONS = {"encode": ("-f", "-o"), "decode": ("-f", "-o")}
+"""The commands with short options, and those options (``-o`` takes a value, ``-f`` none)."""
+UNSET = " (a shell variable that was not set?)"
+
+
+def empty_value(given: list[str]) -> tuple[int, str] | None:
+    """The first argument that gives an option an empty or mistyped value, with what is wrong
+    with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
+    read the current folder as the model), and for the commands with ``-o``, ``-o=`` or
+    ``-o=x.nic`` (Click gives ``-o`` the value ``=`` or ``=x.nic``: a file of that name), alone
+    or ending a cluster of short flags (``-fo=``). An option's own value (``-o --x=``) is not
+    one, nor is anything after ``--``; a cluster with a letter the command lacks is Click's to
+    name, and a command line asking for ``--help`` gets it."""
+    if "--help" in given[:given.index("--") if "--" in given else len(given)]:
+        return None
+    command = next((arg for arg in given if not arg.startswith("-")), None)
+    short = SHORT_OPTIONS.get(command, ())
+    after_value = False
+    for number, arg in enumerate(given, 1):
+        if after_value:
+            after_value = False
+            continue
+        if arg == "--":
+            return None
+        if re.fullmatch(r"--[A-Za-z][A-Za-z0-9-]*=", arg):
+            return number, f"argument {number} ({arg}) has an empty value{UNSET}"
+        cluster = re.fullmatch(r"-([A-Za-z]+)(.*)", arg, re.DOTALL)
+        if cluster:  # -f, -o, -fo, -fo=, -ox.nic: the first letter that takes a value takes the rest
+            letters, tail = cluster.groups()
+            for at, letter in enumerate(letters):
+                if f"-{letter}" not in short:
+                    break  # an option this command lacks: Click says so
+                if f"-{letter}" in VALUE_OPTIONS:
+                    rest = letters[at + 1:] + tail
+                    if rest.startswith("="):
+                        return number, (f"argument {number} ({arg}) gives -{letter} the value {rest!r}; a short "
+                                        f"option takes its value without = (-{letter} {rest[1:] or 'VALUE'})")
+                    after_value = rest == ""
+                    break
+            continue
+        after_value = arg in VALUE_OPTIONS
+    return None

@@ -1,0 +1,224 @@
+"""Where the command line's outputs go: each checked before any work, written atomically.
+
+A name is refused before an image is read or coded when its file could not or must not be
+written: a folder of devices or descriptors (``/dev``, ``/dev/fd``), the input itself, an
+existing file without ``--force``, a folder that cannot be made. What a killed run left beside
+an output is removed first, and a file that changes while it is coded is not written.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Optional
+
+from . import stdio
+from .errors import NicodecError, OutputExistsError
+
+
+def _in_devices(path: Path) -> str | None:
+    """The folder ``path`` lies in when it is ``/dev`` itself (``/dev/stdin``, whose link resolves
+    to the file it reads) or a folder of open file descriptors (``/dev/fd/63``,
+    ``/proc/self/fd/1``): no folder to write a file in, though ``os.access`` calls them writable
+    for root; else None."""
+    return device_folder(path.parent)
+
+
+_DEVICE_FOLDER = re.compile(r"/dev|/dev/fd|/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd")
+
+
+def device_folder(folder: Path) -> str | None:
+    """``folder``, as named or with its links resolved, when that is ``/dev`` or a folder of open
+    file descriptors; else None."""
+    try:
+        names = (os.path.abspath(folder), os.path.realpath(folder))
+    except (OSError, ValueError):
+        return None  # the output's own check names it
+    return next((name for name in names if _DEVICE_FOLDER.fullmatch(name)), None)
+
+
+def check_beside(input: Path, several: bool = False) -> None:
+    """Refuse, before any work, an output beside an input that lies in no folder to write in: a
+    process substitution's ``/dev/fd/63``, or ``/dev/stdin`` (the write failed only after the
+    work, as root saying that /dev/fd did not exist, or wrote into /dev)."""
+    if _in_devices(input):
+        raise NicodecError(f"{input} names an open file descriptor or a device (a process substitution, <(...), or "
+                           f"/dev/stdin), in no folder to write an output beside; give -o {'DIR' if several else 'FILE'}")
+
+
+def _check_not_devices(output: Path) -> None:
+    """Refuse an output in ``/dev`` or a folder of open file descriptors (as root, ``-o /dev/stdout
+    --force`` replaced the link with a file, and ``-o /dev/`` wrote files into /dev)."""
+    folder = _in_devices(output)
+    if folder:
+        raise NicodecError(f"the output {output} lies in {folder}, a folder of devices or open file descriptors, not "
+                           "of files to write; -o - writes to standard output")
+
+
+def is_dir(path: Path) -> bool:
+    """Whether ``path`` is a folder; ``-`` and names the system refuses (too long, a NUL) are not."""
+    try:
+        return not stdio.is_stdio(path) and path.is_dir()
+    except (OSError, ValueError):
+        return False
+
+
+def make_folder(folder: Path) -> None:
+    """Create an output folder (and its parents), or name why it cannot be."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NicodecError(f"cannot create the output folder {folder}: a file is in the way") from None
+    except OSError as exc:
+        raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
+    from .files import check_writable
+
+    check_writable(folder)
+
+
+def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:
+    """A single file's output, written atomically by ``writer`` (given the open file);
+    ``new_folder``: into the folder ``-o NEW/`` asked for, made now (:func:`output_for` only
+    checked it). Any other missing folder is an error, not made again (a mount that went away
+    must not become a folder on the disk beneath)."""
+    from .files import write_atomic
+
+    if new_folder:
+        make_folder(path.parent)
+    write_atomic(path, writer, force=force)
+
+
+def _check_can_make(folder: Path, name: str) -> None:
+    """Refuse, before any work, an output folder still to be made, or the name ``name`` in it,
+    that could not be: something not a folder in the way (a file, a dangling or looping link),
+    the nearest folder that exists not writable, or a name too long for its file system."""
+    from .files import check_writable
+
+    probe, missing = folder, [name]
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe.name)
+        probe = probe.parent
+    try:
+        is_folder = stat.S_ISDIR(probe.stat().st_mode)
+    except OSError as exc:  # a link to nowhere, a loop
+        raise NicodecError(f"cannot create the output folder {folder}: {probe}: {exc.strerror or exc}") from None
+    if not is_folder:
+        raise NicodecError(f"cannot create the output folder {folder}: {probe} is a file, not a folder")
+    check_writable(probe)
+    try:
+        longest = os.pathconf(probe, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # Windows; a file system that does not say
+        longest = 255
+    for part in missing:
+        if len(os.fsencode(part)) > longest:
+            raise NicodecError(f"cannot use the output {folder / name}: the name {part[:40]}... is longer than "
+                               f"the {longest} bytes its file system takes")
+
+
+def as_read(source: Path):
+    """What identifies the file at ``source`` now (device, inode, size, modification time), or
+    None where it is no regular file or cannot be looked at: :func:`unchanged_since` compares
+    it after the coding."""
+    try:
+        st = source.stat()
+    except (OSError, ValueError):
+        return None
+    if not stat.S_ISREG(st.st_mode):  # a pipe's times change as it is read
+        return None
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def unchanged_since(source: Path, before) -> None:
+    """Refuse to write what was coded from ``source`` when the file was replaced or changed
+    while it was coded (a folder that rsync or a camera fills as the batch runs): the output,
+    newer than the new file, would be taken as up to date by every later run."""
+    if before is not None and as_read(source) != before:
+        raise NicodecError("it changed while it was being coded; nothing was written for it: run again to code it "
+                           "as it is now")
+
+
+def writable_before(target: Path) -> None:
+    """Refuse a batch's file before coding it when the folder it goes to exists and cannot be
+    written (made read-only while the batch runs): the coding would be lost at the write. A
+    folder still to be made is made after the coding, so an input that fails leaves none."""
+    from .files import check_writable
+
+    if target.parent.is_dir():
+        check_writable(target.parent)
+
+
+def output_for(input: Path, output: Optional[str], suffix: str, force: bool, note: Callable[[str], None],
+               check: Callable[[Path], None] = lambda target: None) -> tuple[Path, bool]:
+    """The output path, refused early (before any work) when it cannot or must not be written,
+    and whether its folder is still to be made: one ``-o NEW/`` asks for is checked here and
+    made when the output is written (by :func:`write`), so a run that fails first leaves none.
+    ``check`` refuses a target by its name alone (an extension no image format has), first.
+    What a killed run left of an earlier write of it is removed then (:func:`remove_stale`,
+    which tells ``note``)."""
+    from .files import check_target
+
+    # Decoding beside the input, or into a folder under its name: an image there may be the original.
+    beside = suffix != ".nic" and output is None
+    if output == "":
+        raise NicodecError("the output name is empty")
+    if output is None and stdio.is_stdio(input):
+        raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
+    if output is None:
+        if not input.name or is_dir(input):
+            raise NicodecError(f"{input} is a directory, not a file")
+        check_beside(input)
+        output = input.with_suffix(suffix)
+    else:
+        try:
+            folder = Path(output).is_dir()
+        except (OSError, ValueError) as exc:  # a name too long for the file system, a NUL
+            raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
+        if output.endswith(("/", os.sep)) or folder:
+            # Into that folder, under the input's name, as cp does (a shell glob may match one file).
+            if stdio.is_stdio(input):
+                raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
+            if not folder:
+                target = Path(output) / input.with_suffix(suffix).name
+                check(target)
+                _check_can_make(Path(output), target.name)
+                return target, True  # nothing there yet to clash with
+            output = Path(output) / input.with_suffix(suffix).name
+            beside = suffix != ".nic"
+    output = Path(output)
+    _check_not_devices(output)  # before check: -o /dev/stdout has no extension, and -o - is what it means
+    check(output)
+    try:
+        if output.parent.is_dir():
+            remove_stale([output], note)  # even when the output exists and is refused: nothing else would
+        if output.is_file() and not stdio.is_stdio(input) and input.exists() and os.path.samefile(input, output):
+            raise NicodecError(f"the output {output} is the input; choose another name")
+        if stdio.is_stdio(input) and stdio.stdin_is(output):  # < photo.png: --force would replace the photo
+            raise NicodecError(f"the output {output} is the input, read from standard input; choose another name")
+        check_target(output, force)  # what write_atomic will check, checked before the work
+    except OutputExistsError as exc:
+        if not beside:
+            raise
+        # That image may be the original photo, which --force would replace.
+        raise OutputExistsError(f"{exc} (if it is an original rather than an earlier output, write elsewhere "
+                                "with -o)") from None
+    except (OSError, ValueError) as exc:  # INPUT's name with .nic added is too long for the file system
+        raise NicodecError(f"cannot use the output {output}: {getattr(exc, 'strerror', None) or exc}") from None
+    return output, False
+
+
+def remove_stale(outputs: Iterable[Path], note: Callable[[str], None]) -> None:
+    """Remove the temporary files that killed runs left beside these outputs
+    (:func:`nicodec.files.remove_stale_temporaries`), and tell ``note`` what was removed."""
+    from .files import remove_stale_temporaries
+
+    names: dict[Path, set[str]] = {}
+    for output in outputs:
+        names.setdefault(output.parent, set()).add(output.name)
+    removed = [folder / name for folder, wanted in names.items() for name in remove_stale_temporaries(folder, wanted)]
+    if removed:
+        shown = ", ".join(str(path) for path in removed[:3]) + (", ..." if len(removed) > 3 else "")
+        count = f"{len(removed):,} temporary file" + ("" if len(removed) == 1 else "s")
+        note(f"note: removed {count} that a killed run left unfinished: {shown}")
