@@ -79,7 +79,7 @@ def measure(model, image: np.ndarray, level: float) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n").splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/nicodec-mshp-vr-3d.pt")
     parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/kodak")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")

@@ -50,7 +50,7 @@ if _typing.TYPE_CHECKING:  # imported lazily below; named here for type checkers
 
 
 def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+    return sorted({*globals(), *__all__, "__version__"})
 
 
 if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would take any nicodec.X as Any through it
@@ -60,6 +60,13 @@ if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would take any
             from .codec import Codec
 
             return Codec
+        if name == "__version__":  # the installed distribution's, read when asked
+            from importlib.metadata import PackageNotFoundError, version
+
+            try:
+                return version("nicodec")
+            except PackageNotFoundError:  # a source tree that was never installed
+                return "0+unknown"
         if name in ("encode_to_target", "RateResult"):
             from . import ratecontrol
 

@@ -283,19 +283,12 @@ class _Rate:
                 f"(quality {_quality_text(result.quality)})")
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("nicodec")
-    except PackageNotFoundError:  # pragma: no cover - running from a source tree
-        return "0+unknown"
-
-
 def _version_callback(value: bool) -> None:
     if value:
         with _writing_report():
-            out.print(f"nicodec {_version()}", markup=False)
+            from . import __version__
+
+            out.print(f"nicodec {__version__}", markup=False)
         raise typer.Exit()
 
 
@@ -575,7 +568,20 @@ def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None
                   "folder)", markup=False)
 
 
-@app.command()
+_ENCODE_HELP = """Compress an image into a .nic file and report its size, bits per pixel, quality and time.
+
+Given a folder, compress every image under it into the same tree under OUTPUT
+(default: beside each image), skipping outputs that are up to date.
+
+Given several images, compress them the same way, into OUTPUT or beside each.
+
+A rate target searches the quality, with a few encodes per image, and
+reports what it reached. A bpp or PSNR target out of reach gives the
+closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
+"""
+
+
+@app.command(help=_ENCODE_HELP)
 def encode(
     inputs: Annotated[
         list[Path],
@@ -612,17 +618,6 @@ def encode(
     refine: RefineOpt = 0,
     debug: DebugOpt = False,
 ) -> None:
-    """Compress an image into a .nic file and report its size, bits per pixel, quality and time.
-
-    Given a folder, compress every image under it into the same tree under OUTPUT
-    (default: beside each image), skipping outputs that are up to date.
-
-    Given several images, compress them the same way, into OUTPUT or beside each.
-
-    A rate target searches the quality, with a few encodes per image, and
-    reports what it reached. A bpp or PSNR target out of reach gives the
-    closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
-    """
     rate = _Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     options = {"strip": strip, "exact": exact}
@@ -672,7 +667,16 @@ def encode(
         err.print(f"warning: {miss}", markup=False)
 
 
-@app.command()
+_DECODE_HELP = """Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
+
+Given a folder, decompress every .nic file under it into PNGs in the same tree
+under OUTPUT (default: beside each file), skipping outputs that are up to date.
+
+Given several .nic files, decompress them the same way, into OUTPUT or beside each.
+"""
+
+
+@app.command(help=_DECODE_HELP)
 def decode(
     inputs: Annotated[
         list[Path],
@@ -699,13 +703,6 @@ def decode(
     precision: PrecisionOpt = Precision.fp32,
     debug: DebugOpt = False,
 ) -> None:
-    """Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
-
-    Given a folder, decompress every .nic file under it into PNGs in the same tree
-    under OUTPUT (default: beside each file), skipping outputs that are up to date.
-
-    Given several .nic files, decompress them the same way, into OUTPUT or beside each.
-    """
     from PIL import Image
 
     from . import outputs
@@ -757,7 +754,14 @@ def decode(
         )
 
 
-@app.command()
+_VERIFY_HELP = """Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
+
+For files moved between machines: a file that verifies here decodes here.
+Exit code 1 if any file fails.
+"""
+
+
+@app.command(help=_VERIFY_HELP)
 def verify(
     inputs: Annotated[list[Path], typer.Argument(readable=False, metavar="INPUT",
                                                  help=".nic files, folders searched for them recursively, or - for standard input.")],
@@ -765,11 +769,6 @@ def verify(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
-    """Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
-
-    For files moved between machines: a file that verifies here decodes here.
-    Exit code 1 if any file fails.
-    """
     from .batch import Item, plan, real_path
 
     with _reporting(debug):
@@ -815,7 +814,14 @@ def verify(
         raise typer.Exit(1)
 
 
-@app.command()
+_INFO_HELP = """Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
+
+A file that cannot be read is reported on stderr and the others are shown.
+Exit code 1 if any failed.
+"""
+
+
+@app.command(help=_INFO_HELP)
 def info(
     inputs: Annotated[
         list[Path], typer.Argument(readable=False, metavar="INPUT", help=".nic files, or - for standard input.")
@@ -823,11 +829,6 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files).")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
-
-    A file that cannot be read is reported on stderr and the others are shown.
-    Exit code 1 if any failed.
-    """
     from . import format as nicformat
     from .model import QUALITY_MAX, QUALITY_MIN
 

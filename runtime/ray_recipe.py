@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(
-        prog="python -m nicodec.ray_recipe", description=compress_collection.__doc__.split("\n")[0]
+        prog="python -m nicodec.ray_recipe", description="Compress every image under SOURCE into .nic files under TARGET, with Ray Data."
     )
     parser.add_argument("source", help="folder, file or URI (s3://..., gs://...) of the images")
     parser.add_argument("target", help="folder or URI for the .nic files")

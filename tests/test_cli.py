@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import os
 import subprocess
 import sys
 
@@ -317,9 +318,26 @@ def test_names_that_begin_with_a_dash(png, tmp_path, monkeypatch):
 
 
 def test_version_and_module_entry_point():
+    import importlib.metadata
+
     result = subprocess.run([sys.executable, "-m", "nicodec", "--version"], capture_output=True, text=True)
     assert result.returncode == 0
-    assert result.stdout.startswith("nicodec ")
+    assert result.stdout == f"nicodec {importlib.metadata.version('nicodec')}\n"
+    assert nicodec.__version__ == importlib.metadata.version("nicodec") and "__version__" in dir(nicodec)
+
+
+def test_the_commands_help_survives_python_without_docstrings():
+    """Under ``python -OO`` (PYTHONOPTIMIZE=2 in some images) docstrings are gone: each command's
+    help comes from its own text, not its function's docstring."""
+    listing = subprocess.run([sys.executable, "-OO", "-m", "nicodec", "--help"], capture_output=True, text=True,
+                             env={**os.environ, "COLUMNS": "200"})
+    assert listing.returncode == 0, listing.stderr
+    for line in ("Compress an image into a .nic file", "Decompress a .nic file into an image",
+                 "Check .nic files without writing anything", "Show .nic files' headers"):
+        assert line in listing.stdout, listing.stdout
+    encode = subprocess.run([sys.executable, "-OO", "-m", "nicodec", "encode", "--help"], capture_output=True,
+                            text=True, env={**os.environ, "COLUMNS": "200"})
+    assert encode.returncode == 0 and "Given a folder, compress every image under it" in encode.stdout
 
 
 def test_output_equal_to_input_is_refused_even_with_force(png):

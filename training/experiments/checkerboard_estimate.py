@@ -108,7 +108,7 @@ def context_rate(net: Context, lat: dict[str, torch.Tensor], noisy: bool) -> tup
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "\n").splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/nicodec-mshp-vr-1.pt")
     parser.add_argument("--data", default=str(ROOT.parent / "shared/data/train/shard-1"))
     parser.add_argument("--kodak", type=Path, default=ROOT.parent / "shared/data/kodak")

@@ -83,7 +83,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--calibration", default="../shared/data/train/shard-5/*.jpg")
     parser.add_argument("--kodak", type=Path, default=KODAK)
     args = parser.parse_args()
