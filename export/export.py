@@ -332,7 +332,7 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, qu
     y, z = Encoder(model)(x, gain)
     torch_z_hat = torch.round(z).to(torch.int32)
     index, torch_mean_q = EntropyParameters(model)(torch.from_numpy(z_hat))
-    onnx_index = codec._entropy.run(None, {"z_hat": z_hat})[0]
+    onnx_index = codec._session("entropy_parameters").run(None, {"z_hat": z_hat})[0]
     torch_symbols = torch.round(y - torch.from_numpy(mean_q).float() / 2**MEAN_BITS).to(torch.int32)
     # Against the trained synthesis itself, not Decoder's rewritten form (SubpixelConvTranspose).
     y_hat = (torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS) * inverse_gain

@@ -22,6 +22,7 @@ import functools
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal, ParamSpec, TypeVar, overload
 
@@ -169,6 +170,45 @@ def check_graph(session, graph: str, model: ModelFiles) -> None:
 
 
 
+_LIVE: "weakref.WeakSet[Codec]" = weakref.WeakSet()
+"""Every Codec of this process, for :func:`_forget_sessions_after_fork`."""
+
+
+def _forget_sessions_after_fork() -> None:
+    """In a child process made by fork, set aside the onnxruntime sessions every Codec
+    inherited: they load again at their first use there. A session holds its thread pool's
+    state, and the child has none of the parent's threads: one that another thread of the
+    parent was running as it forked could wait for ever in the child (a review saw 3 of 300
+    forks hang while a thread coded; a Codec made in the child, none of 250). Nor are the
+    inherited sessions ever freed there: freeing one waits for those threads too, so a child
+    that ended normally (``sys.exit``, not ``os._exit``) hung as it ended. The lock a loading
+    thread may have held is made anew."""
+    for codec in list(_LIVE):
+        for session in codec._sessions.values():
+            _never_freed(session)
+        codec._sessions = {}
+        codec._loading = threading.Lock()
+
+
+def _never_freed(obj) -> None:
+    """Hold one more reference to ``obj`` that nothing lets go of, not even the interpreter
+    as it ends (a child's copy of a parent's session: its memory is the parent's pages)."""
+    try:
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
+    except (ImportError, AttributeError):  # an interpreter without CPython's API
+        _KEPT.append(obj)
+
+
+_KEPT: list = []
+"""Where :func:`_never_freed` keeps what it cannot pin through CPython's API."""
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_sessions_after_fork)
+
+
 class Codec:
     """Encodes and decodes images with one model; safe to share between threads.
 
@@ -288,17 +328,15 @@ class Codec:
         entropy_settings = (
             {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
         )
-        # ConvInteger exists on the CPU provider only; the graph is small. First, so that a
-        # runtime that computes it wrongly is refused before the other graphs are loaded.
-        self._entropy = create_session(self.model.graph("entropy_parameters"), [CPU], **entropy_settings)
-        check_graph(self._entropy, "entropy_parameters", self.model)
-        if self.model.entropy_check is not None:
-            exactness.check(self._entropy, self.model.entropy_check, self.model.hyper_channels, self.model.model_id,
-                            self.model.entropy_probe)
-        self._graphs = {"encoder": "encoder", "decoder": decoder, "synthesis_gradient": "synthesis_gradient"}
+        self._graphs = {"entropy_parameters": "entropy_parameters", "encoder": "encoder", "decoder": decoder,
+                        "synthesis_gradient": "synthesis_gradient"}
         self._settings = (chosen, threads, optimization, strict)
+        self._entropy_settings = entropy_settings
         self._sessions: dict = {}
         self._loading = threading.Lock()
+        # First, so that a runtime that computes it wrongly is refused before the other graphs load.
+        self._session("entropy_parameters")
+        _LIVE.add(self)
         if self.refine:
             self._check_available("encoder")
             problem = self.model.unavailable.get("synthesis_gradient.onnx")
@@ -318,18 +356,27 @@ class Codec:
             raise ModelError(f"the model {self.model.model_id} cannot {doing}: {problem}")
 
     def _session(self, graph: str):
-        """The onnxruntime session of ``graph`` (``"encoder"``, ``"decoder"`` or
-        ``"synthesis_gradient"``), loaded at its first use, once, whichever thread asks."""
+        """The onnxruntime session of ``graph`` (a key of ``_graphs``), loaded at its first use,
+        once, whichever thread asks (the entropy parameters' as the codec is made, and again
+        in a child process that fork made: :func:`_forget_sessions_after_fork`)."""
         session = self._sessions.get(graph)
         if session is not None:
             return session
         with self._loading:
             if graph not in self._sessions:
-                self._check_available(graph)
-                providers, threads, optimization, strict = self._settings
-                session = create_session(self.model.graph(self._graphs[graph]), providers, threads, optimization,
-                                         strict=strict)
-                check_graph(session, self._graphs[graph], self.model)
+                if graph == "entropy_parameters":
+                    # ConvInteger exists on the CPU provider only; the graph is small.
+                    session = create_session(self.model.graph(graph), [CPU], **self._entropy_settings)
+                    check_graph(session, graph, self.model)
+                    if self.model.entropy_check is not None:
+                        exactness.check(session, self.model.entropy_check, self.model.hyper_channels,
+                                        self.model.model_id, self.model.entropy_probe)
+                else:
+                    self._check_available(graph)
+                    providers, threads, optimization, strict = self._settings
+                    session = create_session(self.model.graph(self._graphs[graph]), providers, threads,
+                                             optimization, strict=strict)
+                    check_graph(session, self._graphs[graph], self.model)
                 self._sessions[graph] = session
             return self._sessions[graph]
 
@@ -380,8 +427,7 @@ class Codec:
         encode). Asking loads the graphs not loaded yet."""
         graphs = ["encoder"] * self.model.has_graph("encoder") + ["entropy_parameters", "decoder"]
         graphs += ["synthesis_gradient"] * bool(self.refine)
-        return {graph: (self._entropy if graph == "entropy_parameters" else self._session(graph)).get_providers()
-                for graph in graphs}
+        return {graph: self._session(graph).get_providers() for graph in graphs}
 
     # -- encoding ---------------------------------------------------------------------
 
@@ -801,12 +847,12 @@ class Codec:
         has no rounding that could depend on the tile.
         """
         if not self.model.integer_entropy:
-            results = self._entropy.run(None, {"z_hat": z_hat})
+            results = self._session("entropy_parameters").run(None, {"z_hat": z_hat})
             if done is not None:
                 done(1.0)
             return results
         margin = ENTROPY_MARGIN * self.model.downsampling
-        return self._run_tiled(self._entropy, "z_hat", z_hat, 1, (4, 4), margin, done=done)
+        return self._run_tiled(self._session("entropy_parameters"), "z_hat", z_hat, 1, (4, 4), margin, done=done)
 
     def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         d = self.model.downsampling

@@ -33,8 +33,9 @@ from __future__ import annotations
 
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -134,19 +135,34 @@ class Tables:
     def n_tables(self) -> int:
         return self.cdf.shape[0]
 
-    @cached_property
+    @property
     def code_lengths(self) -> np.ndarray:
         """(n_tables, max_size) float64: the ideal code length in bits of each symbol
         (``-log2(frequency / 2**16)``; ``inf`` in the padding after a table's size)."""
-        freq = np.diff(self.cdf.astype(np.int64), axis=1)
-        with np.errstate(divide="ignore"):
-            lengths = PRECISION - np.log2(freq)
-        lengths.setflags(write=False)
-        return lengths
 
-    @cached_property
+        def lengths() -> np.ndarray:
+            freq = np.diff(self.cdf.astype(np.int64), axis=1)
+            with np.errstate(divide="ignore"):
+                result = PRECISION - np.log2(freq)
+            result.setflags(write=False)
+            return result
+
+        return self._derived("code_lengths", lengths)
+
+    @property
     def _coding(self) -> _Coding:
-        return _Coding(self)
+        return self._derived("coding", lambda: _Coding(self))
+
+    def _derived(self, name: str, make: Callable[[], Any]) -> Any:
+        """What ``make`` derives from the tables, made at its first use and kept on the object.
+        Without a lock, unlike ``functools.cached_property`` before Python 3.12: a child process
+        that fork made while another thread held that lock (one lock for every instance) would
+        wait for it for ever. Two threads that ask at once both make it, the same, and one is kept."""
+        cache = self.__dict__.setdefault("_cache", {})
+        value = cache.get(name)
+        if value is None:
+            value = cache.setdefault(name, make())
+        return value
 
 
 class _Coding:

@@ -64,7 +64,8 @@ def normal_cdf(x: np.ndarray) -> np.ndarray:
     t = 1.0 / (1.0 + 0.5 * z)
     poly = -1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (-0.18628806 + t * (
         0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
-    tail = 0.5 * t * np.exp(-z * z + poly)  # P(N > |x|)
+    with np.errstate(under="ignore"):  # far in the tail the mass is 0 (a caller's seterr(all="raise") aside)
+        tail = 0.5 * t * np.exp(-z * z + poly)  # P(N > |x|)
     return np.where(x < 0, tail, 1.0 - tail)
 
 
@@ -77,8 +78,9 @@ def rate_gradient(value: np.ndarray, means: np.ndarray, scales: np.ndarray) -> n
     upper = (0.5 - magnitude) / scales
     lower = (-0.5 - magnitude) / scales
     probability = normal_cdf(upper) - normal_cdf(lower)
-    density = (np.exp(-0.5 * upper * upper) - np.exp(-0.5 * lower * lower)) / math.sqrt(2 * math.pi)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(under="ignore"):
+        density = (np.exp(-0.5 * upper * upper) - np.exp(-0.5 * lower * lower)) / math.sqrt(2 * math.pi)
+    with np.errstate(divide="ignore", invalid="ignore", under="ignore"):
         slope = density / (scales * np.maximum(probability, _PROBABILITY_FLOOR) * _LN2)
     return np.where(probability > _PROBABILITY_FLOOR, np.sign(offset) * slope, 0.0)
 

@@ -922,6 +922,55 @@ def test_a_codec_cannot_be_pickled_and_says_what_to_do_instead(codec):
         copy.copy(codec)
 
 
+_FORKED_CHILD = """
+import os, sys, warnings
+import numpy as np
+from nicodec import Codec
+
+photo = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+codec = Codec(providers="cpu", threads=2)
+data = codec.encode(photo)
+inherited = {graph: id(session) for graph, session in codec._sessions.items()}
+assert set(inherited) == {"entropy_parameters", "encoder"}, inherited
+warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "this process is multi-threaded" (the point here)
+pid = os.fork()
+if pid == 0:
+    forgotten = codec._sessions == {}
+    same = codec.encode(photo) == data
+    fresh = all(id(codec._sessions[graph]) != inherited[graph] for graph in inherited)
+    sys.exit(0 if forgotten and same and fresh else 3)  # a normal end: the interpreter's own clean-up runs
+_, status = os.waitpid(pid, 0)
+kept = {graph: id(session) for graph, session in codec._sessions.items()} == inherited
+with open(sys.argv[1], "w") as f:
+    f.write(f"{os.waitstatus_to_exitcode(status)} {kept}")
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_made_by_fork_loads_its_own_sessions_and_ends(tmp_path):
+    """A Codec inherited through fork (a process pool's default on Linux, a preforking server)
+    runs sessions of its own in the child: an inherited one that another thread of the parent
+    was running as it forked could wait for ever there (its thread pool's workers are not in
+    the child), and so did freeing one, as a child that ended with sys.exit did."""
+    import contextlib
+    import signal
+    import subprocess
+    import sys
+
+    told = tmp_path / "told"
+    process = subprocess.Popen([sys.executable, "-c", _FORKED_CHILD, str(told)], stdout=subprocess.DEVNULL,
+                               start_new_session=True)
+    try:
+        process.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        pass
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)  # a child still waiting, if any
+        process.wait()
+    assert process.returncode == 0 and told.read_text() == "0 True"
+
+
 def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_path):
     """Path("") is the current folder: ". is a directory" named the wrong thing."""
     with pytest.raises(nicodec.UnsupportedImageError, match="the path of the image is empty"):

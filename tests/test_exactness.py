@@ -72,7 +72,7 @@ def test_entropy_parameters_ignore_session_settings(codecs):
     channels = next(iter(codecs.values())).model.hyper_channels
     z_hat = rng.integers(-12, 13, size=(1, channels, 5, 9)).astype(np.int32)
     z_hat.flat[:2] = [-(2**24), 2**24]
-    results = [codec._entropy.run(None, {"z_hat": z_hat}) for codec in codecs.values()]
+    results = [codec._session("entropy_parameters").run(None, {"z_hat": z_hat}) for codec in codecs.values()]
     for other in results[1:]:
         for got, want in zip(other, results[0]):
             np.testing.assert_array_equal(got, want)
@@ -253,7 +253,7 @@ def test_tiled_entropy_parameters_equal_the_whole_run(tile):
     rng = np.random.default_rng(tile)
     z_hat = rng.integers(-15, 16, size=(1, whole.model.hyper_channels, 7, 9)).astype(np.int32)
     z_hat.flat[:2] = [-(2**24), 2**24]
-    expected = whole._entropy.run(None, {"z_hat": z_hat})
+    expected = whole._session("entropy_parameters").run(None, {"z_hat": z_hat})
     for got, want in zip(tiled._entropy_parameters(z_hat), expected):
         np.testing.assert_array_equal(got, want)
 

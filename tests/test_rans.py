@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import struct
 import warnings
 
@@ -507,3 +508,51 @@ def test_kodak_size_latent_is_within_one_percent_of_its_information(record_prope
     print(f"{len(data)} bytes: {100 * over_q:+.3f}% vs quantized, {100 * over_f:+.3f}% vs float pmfs")
     assert 0 < over_q < 0.01
     assert 0 < over_f < 0.01
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_tables_derive_their_lookups_without_a_lock_a_forked_child_would_inherit(monkeypatch):
+    """A child process made by fork while another thread derived some tables' lookups must
+    derive its own: functools.cached_property (before Python 3.12) held one lock for every
+    instance while it derived, and the child, which has that lock but not the thread, waited
+    for it for ever."""
+    import threading
+    import time
+
+    rng = np.random.default_rng(3)
+    tables, other = random_tables(rng), random_tables(rng)
+    started, release = threading.Event(), threading.Event()
+    derive = rans._Coding.__init__
+
+    def slowly(self, of):
+        if of is other:
+            started.set()
+            release.wait(30)
+        derive(self, of)
+
+    monkeypatch.setattr(rans._Coding, "__init__", slowly)
+    thread = threading.Thread(target=lambda: other._coding)
+    thread.start()
+    try:
+        assert started.wait(30)
+        with warnings.catch_warnings():  # Python 3.12+: "this process is multi-threaded" (the point here)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            os._exit(0 if decode(encode(np.array([1, 2]), np.array([0, 1]), tables), np.array([0, 1]), tables)
+                     .tolist() == [1, 2] else 3)
+        for _ in range(600):  # a minute
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            status = None
+    finally:
+        release.set()
+        thread.join()
+    assert status is not None and os.waitstatus_to_exitcode(status) == 0
+    assert tables._coding is tables._coding and other._coding is other._coding
+    assert tables.code_lengths is tables.code_lengths

@@ -250,7 +250,7 @@ def test_extreme_escaped_values_decode_and_codable_ones_are_refused(codec, real)
     An escape of a value its table can code directly is refused.
     """
     _, z_hat, symbols, _ = codec.decode_symbols(real.data)
-    scale_index = codec._entropy.run(None, {"z_hat": z_hat})[0].ravel()
+    scale_index = codec._session("entropy_parameters").run(None, {"z_hat": z_hat})[0].ravel()
     for value in (2**31 - 1, -(2**31), 10**6):
         values = symbols.ravel().copy()
         values[::97] = value
