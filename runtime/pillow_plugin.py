@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import threading
 from typing import IO
 
@@ -80,6 +81,17 @@ def _default_downsampling() -> int:
 
 _DEFAULT = _CodecSource()
 """Shared by every ``register()`` without a codec, so the default model is loaded at most once."""
+
+
+def _lock_anew_after_fork() -> None:
+    """In a child process made by fork, a new lock for the default codec: another thread of the
+    parent may have held the old one, making the codec, as it forked, and the child, without
+    that thread, would have waited for it for ever at its first ``.nic`` file."""
+    _DEFAULT._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_lock_anew_after_fork)
 
 
 def _accept(prefix: bytes) -> bool:

@@ -351,6 +351,19 @@ def _quality_argument(text: str) -> float:
     return float(text)
 
 
+def _gpus_argument(text: str) -> float:
+    """argparse type of ``--num-gpus``: a number of GPUs, 0 or more."""
+    import argparse
+
+    try:
+        gpus = float(text)
+    except ValueError:
+        gpus = float("nan")
+    if not 0 <= gpus < float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs (0 or more)")
+    return gpus
+
+
 def _uri(path: str | os.PathLike) -> str:
     """A URI stays as it is; a local path becomes absolute (Ray and pyarrow want that)."""
     text = os.fspath(path)
@@ -395,7 +408,8 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     parser = argparse.ArgumentParser(
-        prog="python -m nicodec.ray_recipe", description="Compress every image under SOURCE into .nic files under TARGET, with Ray Data."
+        prog="python -m nicodec.ray_recipe",
+        description="Compress every image under SOURCE into .nic files under TARGET, with Ray Data.",
     )
     parser.add_argument("source", help="folder, file or URI (s3://..., gs://...) of the images")
     parser.add_argument("target", help="folder or URI for the .nic files")
@@ -414,6 +428,10 @@ def main(argv: list[str] | None = None) -> int:
         "--quality", type=_quality_argument, default=None,
         help="from 1 (smallest files) to 100 (best pictures); default: the model's (56 for the shipped one)",
     )
+    parser.add_argument("--providers", default="cpu", choices=("cpu", "cuda", "auto"),
+                        help="onnxruntime providers of each actor (default cpu)")
+    parser.add_argument("--num-gpus", type=_gpus_argument, default=0,
+                        help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
 
     ray.init(address=args.address)
@@ -421,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = compress_collection(
             args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
             model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
-            quality=args.quality,
+            quality=args.quality, providers=args.providers, num_gpus=args.num_gpus,
         )
     finally:
         ray.shutdown()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -628,3 +629,22 @@ def test_onnxruntime_falling_back_is_named_at_the_line_that_called_pillow(nic, p
     with pytest.warns(RuntimeWarning, match="encoder.onnx") as caught:
         photo_image.save(io.BytesIO(), format="NIC")
     assert [w.filename for w in caught] == [__file__]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork is POSIX")
+def test_a_child_made_by_fork_while_the_default_codec_was_being_made_can_make_it():
+    """The default codec is made under a lock: a child process that fork made while another
+    thread held it (making the codec) has a lock of its own, not one no thread will release."""
+    import warnings
+
+    assert pillow_plugin._DEFAULT._lock.acquire(timeout=30)  # as a thread making the codec holds it
+    try:
+        with warnings.catch_warnings():  # Python 3.12+: "this process is multi-threaded"
+            warnings.simplefilter("ignore", DeprecationWarning)
+            pid = os.fork()
+        if pid == 0:
+            os._exit(0 if pillow_plugin._DEFAULT._lock.acquire(timeout=5) else 3)
+        _, status = os.waitpid(pid, 0)
+    finally:
+        pillow_plugin._DEFAULT._lock.release()
+    assert os.waitstatus_to_exitcode(status) == 0

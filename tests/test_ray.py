@@ -125,10 +125,27 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
     for flags in ({"strip": "no"}, {"exact": 1}):
         with pytest.raises(nicodec.NicodecError, match="must be True or False"):
             compress_collection(png.parent, tmp_path / "out", **flags)
-    with pytest.raises(SystemExit) as info:
-        main([str(png.parent), str(tmp_path / "out"), "--quality", "101"])
-    assert info.value.code == 2
+    for bad in (["--quality", "101"], ["--num-gpus", "-1"], ["--num-gpus", "nan"], ["--providers", "gpu"]):
+        with pytest.raises(SystemExit) as info:
+            main([str(png.parent), str(tmp_path / "out"), *bad])
+        assert info.value.code == 2, bad
     assert not (tmp_path / "out").exists()
+
+
+def test_the_shell_form_passes_providers_and_gpus_on(tmp_path, monkeypatch):
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    from nicodec import ray_recipe
+
+    asked = {}
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_recipe, "compress_collection",
+                        lambda source, target, **kwargs: asked.update(kwargs) or ray_recipe.Summary())
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--providers", "cuda", "--num-gpus", "0.5"]) == 0
+    assert asked["providers"] == "cuda" and asked["num_gpus"] == 0.5
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out")]) == 0
+    assert asked["providers"] == "cpu" and asked["num_gpus"] == 0
 
 
 def test_exact_reaches_the_encoder(tmp_path):
