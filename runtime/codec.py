@@ -366,7 +366,8 @@ class Codec:
             if graph not in self._sessions:
                 if graph == "entropy_parameters":
                     # ConvInteger exists on the CPU provider only; the graph is small.
-                    session = create_session(self.model.graph(graph), [CPU], **self._entropy_settings)
+                    session = create_session(self.model.graph(graph), [CPU], **self._entropy_settings,
+                                             data=self.model.graph_bytes(graph))
                     check_graph(session, graph, self.model)
                     if self.model.entropy_check is not None:
                         exactness.check(session, self.model.entropy_check, self.model.hyper_channels,
@@ -374,8 +375,9 @@ class Codec:
                 else:
                     self._check_available(graph)
                     providers, threads, optimization, strict = self._settings
-                    session = create_session(self.model.graph(self._graphs[graph]), providers, threads,
-                                             optimization, strict=strict)
+                    name = self._graphs[graph]
+                    session = create_session(self.model.graph(name), providers, threads, optimization,
+                                             strict=strict, data=self.model.graph_bytes(name))
                     check_graph(session, self._graphs[graph], self.model)
                 self._sessions[graph] = session
             return self._sessions[graph]

@@ -269,6 +269,26 @@ class ModelFiles:
     def graph(self, name: str) -> Path:
         return self.path / f"{name}.onnx"
 
+    def graph_bytes(self, name: str) -> bytes:
+        """The graph's file as it is now, checked again against its SHA-256 in the manifest: a
+        graph loads at its first use (in a child process that fork made, again), and the
+        folder may have changed since :meth:`load` checked it (a package upgraded under a
+        running server): another decoder's graph would decode this model's files to other pixels.
+
+        Raises:
+            ModelError: the file cannot be read, or it is no longer the file the manifest lists.
+        """
+        file = f"{name}.onnx"
+        digest = self.manifest["files"].get(file) or self.manifest.get("encoder_files", {}).get(file)
+        try:
+            data = (self.path / file).read_bytes()
+        except OSError as exc:
+            raise ModelError(f"cannot read {self.path / file}: {exc.strerror or exc}") from None
+        if digest is not None and hashlib.sha256(data).hexdigest() != digest:
+            raise ModelError(f"{self.path / file} changed after the model was loaded: it no longer matches its "
+                             "SHA-256 in the manifest (was the model folder replaced while in use?)")
+        return data
+
     def has_graph(self, name: str) -> bool:
         """Whether the folder has this graph, usable (a missing or damaged one is not)."""
         file = f"{name}.onnx"

@@ -234,17 +234,19 @@ def create_session(
     optimization: str = "all",
     *,
     strict: bool = False,
+    data: bytes | None = None,
 ):
     """An InferenceSession for one graph.
 
     Args:
-        path: the ``.onnx`` file.
+        path: the ``.onnx`` file (its name is used in messages only, where ``data`` is given).
         providers: from :func:`resolve_providers`.
         threads: intra-op threads (``None``: onnxruntime's default, one per core, or the
             cores this process may run on when it is restricted to fewer).
         optimization: graph optimisation level, one of ``OPTIMIZATION_LEVELS``.
         strict: the first provider was asked for explicitly: failing to use it is an
             error rather than a warning.
+        data: the file's bytes, already read (and checked) by the caller.
 
     Raises:
         ModelError: the graph cannot be loaded.
@@ -267,7 +269,7 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    source = _model_source(path)
+    source = data if data is not None else _model_source(path)
     failure = ""
     try:
         # onnxruntime's own fallback to the CPU provider, when another fails as the session is

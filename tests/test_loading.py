@@ -338,3 +338,21 @@ def test_a_graph_whose_output_is_of_another_type_is_refused(tmp_path, photo):
     with pytest.raises(ModelError, match="^decoder.onnx does not fit .*: its output image is a tensor.float., not a "
                                          "tensor.uint8."):
         codec.decode(codec.encode(photo), as_array=True)
+
+
+def test_a_graph_replaced_after_the_model_was_loaded_is_refused_at_its_first_use(tmp_path, photo):
+    """Graphs load at their first use (and again in a child process fork made), so each is
+    checked against its SHA-256 then too: a package upgraded under a running server put another
+    synthesis beside this model's tables, and files decoded to its pixels in silence."""
+    model = tmp_path / "model"
+    shutil.copytree(default_model_dir(), model)
+    codec = Codec(model, providers="cpu", threads=1)  # the entropy parameters' graph loads now
+    data = codec.encode(photo)
+    (model / "decoder.onnx").write_bytes((model / "decoder_fp16.onnx").read_bytes())  # it fits the decoder's place
+    with pytest.raises(ModelError, match="decoder.onnx changed after the model was loaded"):
+        codec.decode(data)
+    (model / "decoder.onnx").unlink()
+    with pytest.raises(ModelError, match="cannot read .*decoder.onnx"):
+        codec.decode(data)
+    shutil.copy(default_model_dir() / "decoder.onnx", model / "decoder.onnx")
+    assert codec.decode(data, as_array=True).shape == photo.shape  # the file it was: no error held over
