@@ -282,7 +282,7 @@ def code_all(work: Path, side: str, codec) -> dict:
     from nicodec.sessions import CPU, create_session
 
     other = "aarch64" if side == "x86_64" else "x86_64"
-    encoder = create_session(codec.model.graph("encoder"), [CPU])
+    encoder = create_session(codec.model.graph("encoder"), [CPU], data=codec.model.graph_bytes("encoder"))
     report = {"info": side_info(codec), "images": {}}
     for source in sorted((work / "src").glob("*.png")):
         name, row = source.stem, {}

@@ -378,7 +378,7 @@ class Codec:
                     name = self._graphs[graph]
                     session = create_session(self.model.graph(name), providers, threads, optimization,
                                              strict=strict, data=self.model.graph_bytes(name))
-                    check_graph(session, self._graphs[graph], self.model)
+                    check_graph(session, name, self.model)
                 self._sessions[graph] = session
             return self._sessions[graph]
 

@@ -195,20 +195,6 @@ def _allowed_cores() -> int | None:
     return allowed if allowed < (os.cpu_count() or allowed) else None
 
 
-def _model_source(path: Path) -> str | bytes:
-    """What onnxruntime is given for a graph: its path, or its bytes where onnxruntime would not
-    find the file by that name. It takes the name as UTF-8, so a folder with bytes the locale
-    cannot decode (a Latin-1 name on a memory stick, held as surrogate escapes), or a name the
-    locale encodes otherwise, would be a file that "doesn't exist". (The graphs keep no data
-    in other files, which a graph given as bytes could not find.)"""
-    name = str(path)
-    try:
-        as_named = name.encode("utf-8") == os.fsencode(name)
-    except UnicodeEncodeError:
-        as_named = False
-    return name if as_named else path.read_bytes()
-
-
 def _without_fallback(ort):
     """onnxruntime's InferenceSession with its own fallback off: the keyword ``enable_fallback=0``
     does that from onnxruntime 1.18, and 1.17 ignores it and sets ``_enable_fallback`` itself as
@@ -234,19 +220,21 @@ def create_session(
     optimization: str = "all",
     *,
     strict: bool = False,
-    data: bytes | None = None,
+    data: bytes,
 ):
     """An InferenceSession for one graph.
 
     Args:
-        path: the ``.onnx`` file (its name is used in messages only, where ``data`` is given).
+        path: the ``.onnx`` file, named in messages.
         providers: from :func:`resolve_providers`.
         threads: intra-op threads (``None``: onnxruntime's default, one per core, or the
             cores this process may run on when it is restricted to fewer).
         optimization: graph optimisation level, one of ``OPTIMIZATION_LEVELS``.
         strict: the first provider was asked for explicitly: failing to use it is an
             error rather than a warning.
-        data: the file's bytes, already read (and checked) by the caller.
+        data: the file's bytes, read (and checked: :meth:`nicodec.model.ModelFiles.graph_bytes`)
+            by the caller. onnxruntime is given them, not the path, which it would take as
+            UTF-8 whatever the locale (a folder named in Latin-1 would be a file that "doesn't exist").
 
     Raises:
         ModelError: the graph cannot be loaded.
@@ -269,7 +257,6 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    source = data if data is not None else _model_source(path)
     failure = ""
     try:
         # onnxruntime's own fallback to the CPU provider, when another fails as the session is
@@ -278,12 +265,12 @@ def create_session(
         # disable_fallback for the runs) and done here, with the warning or error below.
         making = _without_fallback(ort)
         try:
-            session = making(source, sess_options=options, providers=providers, enable_fallback=0)
+            session = making(data, sess_options=options, providers=providers, enable_fallback=0)
         except Exception as exc:
             if providers[0] == CPU or out_of_memory(exc):
                 raise
             failure = f" ({exc})"
-            session = making(source, sess_options=options, providers=[CPU], enable_fallback=0)
+            session = making(data, sess_options=options, providers=[CPU], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if out_of_memory(exc):
             raise loading_failed(path.name, exc) from exc
