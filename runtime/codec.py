@@ -193,16 +193,9 @@ def _forget_sessions_after_fork() -> None:
 def _never_freed(obj) -> None:
     """Hold one more reference to ``obj`` that nothing lets go of, not even the interpreter
     as it ends (a child's copy of a parent's session: its memory is the parent's pages)."""
-    try:
-        import ctypes
+    import ctypes
 
-        ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
-    except (ImportError, AttributeError):  # an interpreter without CPython's API
-        _KEPT.append(obj)
-
-
-_KEPT: list = []
-"""Where :func:`_never_freed` keeps what it cannot pin through CPython's API."""
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(obj))
 
 
 if hasattr(os, "register_at_fork"):  # POSIX
@@ -364,21 +357,19 @@ class Codec:
             return session
         with self._loading:
             if graph not in self._sessions:
-                if graph == "entropy_parameters":
-                    # ConvInteger exists on the CPU provider only; the graph is small.
-                    session = create_session(self.model.graph(graph), [CPU], **self._entropy_settings,
-                                             data=self.model.graph_bytes(graph))
-                    check_graph(session, graph, self.model)
-                    if self.model.entropy_check is not None:
-                        exactness.check(session, self.model.entropy_check, self.model.hyper_channels,
-                                        self.model.model_id, self.model.entropy_probe)
+                name = self._graphs[graph]
+                if graph == "entropy_parameters":  # ConvInteger exists on the CPU provider only; the graph is small
+                    providers, settings = [CPU], self._entropy_settings
                 else:
                     self._check_available(graph)
                     providers, threads, optimization, strict = self._settings
-                    name = self._graphs[graph]
-                    session = create_session(self.model.graph(name), providers, threads, optimization,
-                                             strict=strict, data=self.model.graph_bytes(name))
-                    check_graph(session, name, self.model)
+                    settings = {"threads": threads, "optimization": optimization, "strict": strict}
+                session = create_session(self.model.graph(name), providers, **settings,
+                                         data=self.model.graph_bytes(name))
+                check_graph(session, name, self.model)
+                if graph == "entropy_parameters" and self.model.entropy_check is not None:
+                    exactness.check(session, self.model.entropy_check, self.model.hyper_channels, self.model.model_id,
+                                    self.model.entropy_probe)
                 self._sessions[graph] = session
             return self._sessions[graph]
 
