@@ -4,6 +4,8 @@ Everything the runtime refuses on purpose is a :class:`NicodecError`, so an
 application can catch one family and show its message to a person.
 """
 
+import struct
+
 
 class NicodecError(Exception):
     """Base class of every error nicodec raises on purpose."""
@@ -50,3 +52,11 @@ class OutputExistsError(NicodecError):
 
 class QualityError(NicodecError, ValueError):
     """A quality or rate target that the model cannot code at (out of range, or a single-rate model)."""
+
+
+DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, RuntimeError,
+           struct.error)
+"""What Pillow raises for a damaged file: OSError, SyntaxError and ValueError by design, the rest
+from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted)
+and from its AVIF decoder (a RuntimeError). Caught where an image is read, and told as an
+:class:`UnsupportedImageError` or a warning."""

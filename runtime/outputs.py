@@ -93,7 +93,7 @@ def kept_metadata(fmt: str) -> frozenset[str]:
     ``"comment"`` (the ``Comment`` entry alone, as JPEG's comment) Pillow writes into ``fmt`` (as
     :func:`save` asks it to) and reads back (BMP, TGA, QOI and PPM keep none); probed, as
     :func:`keeps` is."""
-    from .images import read_text, read_xmp
+    from .metadata import read_text, read_xmp
 
     import numpy as np
     from PIL import Image

@@ -248,7 +248,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
-    from .images import detached_copy, quarter_turned, upright, without_orientation
+    from .images import upright
+    from .metadata import detached_copy, quarter_turned, without_orientation
 
     try:
         check_flags(strip=strip, exact=exact)

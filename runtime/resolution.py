@@ -34,7 +34,7 @@ _WHOLE = 1e-6
 """How near a whole number of dots per inch a density must be to be kept per inch. A PNG's
 density read as dots per inch (pixels per metre times 0.0254) is either whole or at least
 1/5000 away from whole, so this keeps its densities per metre, exactly (a BMP's are taken per
-metre as they are: ``nicodec.images._density_of``)."""
+metre as they are: ``nicodec.metadata.density_of``)."""
 
 
 @dataclass(frozen=True)
