@@ -358,6 +358,74 @@ def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(fold
     assert resumed["steps"] == 9 and resumed["run_steps"] == 2
 
 
+def test_a_schedule_that_ends_in_this_run_is_fitted_to_its_deadline():
+    """A deadline only stops the loop: a time-boxed run whose loading or compilation took longer
+    than planned was cut before it annealed (gpu_run.sh's MINUTES=8.8 under a 600 s limit). A
+    schedule that goes on in later runs is cut there, not shortened."""
+    import time
+
+    from nicodec.training.train import fitted_to_deadline
+
+    cfg = TrainConfig(minutes=8.8, total_minutes=8.8)
+    seconds, budget, fitted = fitted_to_deadline(cfg, 528.0, 528.0, 0.0, time.time() + 300)
+    assert 299 <= seconds <= 300 and budget == seconds
+    assert fitted.minutes == fitted.total_minutes == seconds / 60 and cfg.minutes == 8.8  # saved with the checkpoint
+    # Its end in this run, after 4 minutes trained in an earlier one: the remaining 4.8 become 5 - 0.
+    seconds, budget, _ = fitted_to_deadline(TrainConfig(minutes=8.8, total_minutes=12.8), 768.0, 528.0, 240.0,
+                                            time.time() + 200)
+    assert 439 <= seconds <= 440 and 199 <= budget <= 200
+    for args in ((768.0, 528.0, 0.0, time.time() + 300),  # a schedule that goes on in a later run
+                 (528.0, 528.0, 0.0, time.time() + 900),  # a deadline after the schedule's end
+                 (528.0, 528.0, 0.0, None),
+                 (528.0, 528.0, 0.0, time.time() - 1)):  # past: the loop stops at once
+        assert fitted_to_deadline(cfg, *args, say=False) == (args[0], args[1], cfg)
+
+
+def test_a_run_fitted_to_its_deadline_anneals_before_it(folder, tmp_path):
+    import time
+
+    cfg = TrainConfig(steps=10**6, minutes=2.0, batch=2, crop=64, val_every=10**6, val_images=2, lr=1e-4, anneal=0.5)
+    metrics = train([str(folder)], tmp_path / "run", TINY, cfg, deadline=time.time() + 10)
+    # Cut at 10 of its 120 s it would end at the peak rate; fitted, its second half anneals to a
+    # tenth (half the peak is passed halfway through the fall: steps shorter than a quarter of the run).
+    assert metrics["run_steps"] > 0 and metrics["final_lr"] <= 0.5e-4, metrics
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["train_config"]["minutes"] < 0.2
+
+
+def test_a_carried_schedule_warms_up_again_with_a_fresh_optimizer(folder, tmp_path):
+    """A checkpoint of weights only (an --init without --new-schedule) carries its schedule on,
+    but Adam's state starts afresh: the warm-up counts from the run's first step, not the
+    schedule's (which had passed it, so the fresh optimizer started at the peak rate)."""
+    cfg = TrainConfig(steps=4, batch=2, crop=64, val_every=100, val_images=2, anneal=0.0, warmup=2)
+    first = train([str(folder)], tmp_path / "first", TINY, cfg)
+    assert first["final_lr"] == pytest.approx(1e-4)
+    slim_checkpoint(tmp_path / "first" / "last.pt", tmp_path / "slim.pt")
+    cfg.steps = 5  # one more step of the same schedule
+    carried = train([str(folder)], tmp_path / "carried", TINY, cfg, init=tmp_path / "slim.pt")
+    assert carried["run_steps"] == 1 and carried["final_lr"] == pytest.approx(0.5e-4)
+
+
+def test_the_final_checkpoint_counts_the_training_time_not_the_final_validation(folder, tmp_path, monkeypatch):
+    """The next run of a schedule carries on from the saved seconds: the final validation (slow
+    on a CPU) counted in them moved it on by as much."""
+    import time
+
+    import nicodec.training.train as train_module
+
+    validate = train_module.validate
+
+    def slow(*args, **kwargs):
+        time.sleep(1.5)
+        return validate(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "validate", slow)
+    cfg = TrainConfig(steps=2, batch=2, crop=64, val_every=100, val_images=2)
+    metrics = train([str(folder)], tmp_path / "run", TINY, cfg)
+    ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
+    assert ckpt["train_seconds"] == pytest.approx(metrics["seconds"], abs=0.1)
+
+
 def test_remapped_levels_keep_trained_gains_and_extend_them_in_log_lambda(folder, tmp_path):
     model = MeanScaleHyperprior(TINY_VR)  # lambdas 0.003, 0.01, 0.03
     with torch.no_grad():

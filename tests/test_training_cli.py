@@ -693,15 +693,44 @@ def test_a_stop_during_the_final_validation_waits_for_the_checkpoint(tmp_path, i
     assert handlers[-1] is train_module.Stop and (tmp_path / "run" / "last.pt").exists()
 
 
-def test_a_folder_given_twice_is_counted_once_and_held_out_images_trained_on_are_warned_about(tmp_path, images):
+def test_a_folder_given_twice_is_counted_once_and_held_out_images_are_not_trained_on(tmp_path, images):
+    """Held-out images among the training ones are left out of training, copies of them too
+    (data/gpu/val holds copies of shard 5's last files, which comparing paths missed)."""
+    import shutil
+
     code, said = invoke(train_module.app, "--data", images, "--data", images, "--out", tmp_path / "run", *TINY,
                         "--steps", "1", "--batch", "2")
     assert code == 0, said
     assert "warning: 10 training images listed twice" in said and "2 training images, 8 held out" in said
     code, said = invoke(train_module.app, "--data", images, "--val-data", images, "--out", tmp_path / "run2", *TINY,
                         "--steps", "1", "--batch", "2")
+    assert code == 2 and "every one of the 10 training images is held out too" in said, said
+    held_out = tmp_path / "held-out"
+    held_out.mkdir()
+    for path in sorted(images.iterdir())[-3:]:
+        shutil.copy(path, held_out / f"copy-{path.name}")
+    code, said = invoke(train_module.app, "--data", images, "--val-data", held_out, "--out", tmp_path / "run3", *TINY,
+                        "--steps", "1", "--batch", "2")
     assert code == 0, said
-    assert "warning: 10 of the 10 held-out images are training images too" in said
+    assert "warning: 3 training images are held out too (or a copy of one): left out of training" in said
+    assert "7 training images, 3 held out" in said
+
+
+def test_held_out_copies_are_found_by_their_bytes_not_their_names(tmp_path):
+    """What train and decoder_finetune leave out of training for a held-out folder."""
+    from nicodec.training.data import held_out_copies
+
+    (tmp_path / "train").mkdir()
+    (tmp_path / "val").mkdir()
+    for name, data in (("a.jpg", b"A" * 100), ("b.jpg", b"B" * 100), ("c.jpg", b"C" * 50)):
+        (tmp_path / "train" / name).write_bytes(data)
+    (tmp_path / "val" / "renamed.jpg").write_bytes(b"A" * 100)  # a copy under another name
+    (tmp_path / "val" / "same-size.jpg").write_bytes(b"D" * 100)  # the size of a and b, other bytes
+    (tmp_path / "val" / "c.jpg").symlink_to(tmp_path / "train" / "c.jpg")  # the same file
+    train = sorted(str(p) for p in (tmp_path / "train").iterdir())
+    val = sorted(str(p) for p in (tmp_path / "val").iterdir()) + [str(tmp_path / "val" / "gone.jpg")]
+    assert held_out_copies(train, val) == {str(tmp_path / "train" / "a.jpg"), str(tmp_path / "train" / "c.jpg")}
+    assert held_out_copies(train, []) == set()
 
 
 def test_resuming_a_copied_run_writes_its_own_slim_copy_not_the_originals(tmp_path, images, monkeypatch):

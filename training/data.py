@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -34,6 +35,31 @@ def list_images(folders: Sequence[str]) -> list[str]:
                 if name.lower().endswith(IMAGE_SUFFIXES)
             ]
     return paths
+
+
+def held_out_copies(paths: Sequence[str], held_out: Sequence[str]) -> set[str]:
+    """The paths among ``paths`` that are held-out files, or copies of one (the same bytes): a
+    folder of held-out images is often copies of a set's last files (``data/gpu/val`` holds
+    those of shard 5), which comparing paths, even resolved, does not catch. Only files of a
+    held-out file's size are read; a file that cannot be read is no copy (loading names it)."""
+    def digest(path: str) -> bytes | None:
+        try:
+            with open(path, "rb") as f:
+                return hashlib.sha256(f.read()).digest()
+        except OSError:
+            return None
+
+    def size(path: str) -> int | None:
+        try:
+            return os.path.getsize(path)
+        except OSError:
+            return None
+
+    real = {os.path.realpath(p) for p in held_out}
+    sizes = {size(p) for p in held_out} - {None}
+    candidates = [p for p in paths if os.path.realpath(p) not in real and size(p) in sizes]
+    digests = {digest(p) for p in held_out if size(p) in {size(c) for c in candidates}} - {None}
+    return {p for p in paths if os.path.realpath(p) in real} | {p for p in candidates if digest(p) in digests}
 
 
 def shorter_side(path: str) -> int:

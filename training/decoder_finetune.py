@@ -34,7 +34,7 @@ import torch
 import typer
 from rich.console import Console
 
-from .data import list_images, load_rgb, load_rgb_or_warn, shorter_side
+from .data import held_out_copies, list_images, load_rgb, load_rgb_or_warn, shorter_side
 from .train import (
     DEFAULT_DATA,
     Stop,
@@ -255,7 +255,11 @@ def main(
         val_paths = list_images(cfg.val_data) if cfg.val_data else paths[-8:]
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc)) from None
-    train_paths = [p for p in paths if p not in set(val_paths)]
+    shared = held_out_copies(paths, val_paths)  # copies too: data/gpu/val holds those of shard 5's last files
+    train_paths = [p for p in paths if p not in shared]
+    if shared and cfg.val_data:
+        console.print(f"note: {len(shared)} training image{'s are' if len(shared) > 1 else ' is'} held out too (or "
+                      "a copy of one): left out of training")
     if not train_paths or not val_paths:
         raise typer.BadParameter(
             f"{len(train_paths)} training and {len(val_paths)} held-out images found; both are needed "

@@ -37,29 +37,36 @@
 # minutes of device time each: vr-3's run 1 held the machine 563 s for 480 s of training,
 # run 2 205 s for 168 s, and 2 minutes went unused; MINUTES=8.8 in run 1 and MINUTES=3.5
 # LIMIT=280 with a timeout of 285 s in run 2 would use most of them, if the copy between the
-# two is quick). Then decoder_finetune on the CPU (45 minutes with encoding the crops; README
+# two is quick; while the machine is warm, run 1's runs/gpu/last.pt, fp32 and git-ignored, is
+# still in its checkout, and INIT=runs/gpu/last.pt skips the copy and the move: tried on a CPU
+# only, and a machine that went back meanwhile has none, so the copy stays the sure way). Then decoder_finetune on the CPU (45 minutes with encoding the crops; README
 # "Train and export") gained another 1.4% (vr-2 -> vr-2d), 1.2% (vr-3 -> vr-3d).
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
 #   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-3d.pt]
 #   MINUTES   training minutes of this run, compilation included [8]
-#   SCHEDULE  "new": a fresh learning-rate schedule MINUTES long from INIT (warm-up, constant,
-#             anneal); "carry": INIT's own schedule goes on (set TOTAL) [new]
-#   TOTAL     with SCHEDULE=carry, the schedule's length in training minutes over all runs
+#   SCHEDULE  "new": a fresh learning-rate schedule from INIT (warm-up, constant, anneal),
+#             MINUTES long, or TOTAL when given; "carry": INIT's own schedule goes on (set TOTAL;
+#             INIT then is the slim.pt of a run started with SCHEDULE=new and the same TOTAL; the
+#             warm-up is done again, since the slim checkpoint has no optimizer state) [new]
+#   TOTAL     the schedule's length in training minutes over all runs (needed with carry)
 #   LMBDAS    the levels to train; INIT's gains are carried over to new ones in log lambda
 #             (nicodec.training.model.remap_levels) [vr-1w's ten, 0.0005 to 0.15: Kodak from
 #             0.10 to 1.54 bpp; the same list as INIT's, so nothing is remapped]
 #   BATCH [64]  LR [1e-4]  WARMUP [200]  COMPILE [default]
-#   PROBE     batch sizes to time before training (e.g. "32e,32,64"; e: eager) [64e: the eager
-#             baseline on this machine, a few seconds; the run's own it/s is the compiled figure]
+#   PROBE     batch sizes to time before training (e.g. "32e,32,64"; e: eager) [none: the eager
+#             rate at batch 64 is known, 30.75 and 30.9 steps/s on the H200 (vr-2, vr-3), and
+#             measuring it again took about 13 s of the run; the run's own it/s is the compiled figure]
 #   DATA [data/gpu/train]  VAL [data/gpu/val]  EXTRA (more arguments for nicodec.training,
 #             separated by spaces)
 #   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU, in about a
-#             minute on 2 cores: OUT=/tmp/o DEVICE=cpu MINUTES=0.3 BATCH=2 COMPILE= PROBE=
-#             bash training/gpu_run.sh (PROBE= skips the probe)
+#             minute on 2 cores: OUT=/tmp/o DEVICE=cpu MINUTES=0.3 BATCH=2 COMPILE=
+#             bash training/gpu_run.sh
 #   LIMIT     the command's time limit in seconds: training stops 45 s before it, whatever
-#             MINUTES says, so the final validation and checkpoint are written [600]
+#             MINUTES says, so the final validation and checkpoint are written; a schedule that
+#             would end after that is fitted into the time left when training starts, so that the
+#             run still anneals (nicodec.training.train.fitted_to_deadline) [600]
 #   PY        the Python that has torch [python3]
 #
 # $OUT/slim.pt is rewritten at every validation (every 1,000 steps), so a run that is cut
@@ -111,13 +118,14 @@ args=(--data "$DATA" --val-data "$VAL" --out runs/gpu --force --init "$INIT" --l
       --warmup "$WARMUP" --device "$DEVICE" --crop 256 --minutes "$MINUTES" --steps 10000000 --val-every 1000
       --slim "$OUT/slim.pt" --deadline $((start + LIMIT - 45)))
 if [ "$SCHEDULE" = new ]; then
-    args+=(--new-schedule --total-minutes "$MINUTES")
+    # TOTAL: a schedule that later runs carry on (SCHEDULE=carry with the same TOTAL); else this run's own.
+    args+=(--new-schedule --total-minutes "${TOTAL:-$MINUTES}")
 else
     : "${TOTAL:?SCHEDULE=carry needs TOTAL}"
     args+=(--total-minutes "$TOTAL")
 fi
 [ -n "$COMPILE" ] && args+=(--compile "$COMPILE")
-PROBE=${PROBE-64e}
+PROBE=${PROBE-}
 [ -n "$PROBE" ] && args+=(--probe "$PROBE")
 # EXTRA is split on whitespace, without glob expansion (an argument cannot hold a space).
 if [ -n "${EXTRA:-}" ]; then

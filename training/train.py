@@ -55,7 +55,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 from nicodec.errors import ModelError, NicodecError
 from nicodec.files import nearest_existing, write_atomic
 
-from .data import CropSampler, center_crops, list_images, load_images
+from .data import CropSampler, center_crops, held_out_copies, list_images, load_images
 from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
 
@@ -98,6 +98,29 @@ def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> flo
         return cfg.lr
     t = min(1.0, (progress - start) / max(cfg.anneal, 1e-9))
     return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+
+def fitted_to_deadline(cfg: TrainConfig, schedule_seconds: float, budget: float, done_seconds: float,
+                       deadline: Optional[float], say: bool = True) -> tuple[float, float, TrainConfig]:
+    """A time-boxed schedule that is to end in this run, shortened to end at ``deadline`` where
+    that comes first, so that the run still anneals (a deadline only stops the loop: a run cut
+    there ended at the learning rate it had reached). ``done_seconds``: the schedule's seconds
+    trained before this run. A schedule that goes on in later runs is left as it is: the
+    deadline cuts it, and the next run carries it on. Returns the schedule's seconds, this run's
+    budget, and the config with them (saved in its checkpoints)."""
+    if not deadline or not schedule_seconds:
+        return schedule_seconds, budget, cfg
+    remaining, left = schedule_seconds - done_seconds, deadline - time.time()
+    if (budget and remaining > budget + 1e-6) or not 0 < left < remaining:
+        return schedule_seconds, budget, cfg
+    if say:
+        console.print(f"the deadline leaves {left / 60:.2f} minutes: the schedule's last "
+                      f"{remaining / 60:.2f} are fitted into them, so that the run still anneals")
+    schedule_seconds -= remaining - left
+    budget = min(budget, left) if budget else budget
+    fitted = dataclasses.replace(cfg, minutes=budget / 60 if budget else cfg.minutes,
+                                 total_minutes=schedule_seconds / 60 if cfg.total_minutes else 0.0)
+    return schedule_seconds, budget, fitted
 
 
 def save_atomically(obj, path: str | Path) -> None:
@@ -732,11 +755,14 @@ def train(
         console.print(f"warning: {twice} training image{'s' if twice > 1 else ''} listed twice (the same "
                       "folder given twice?) counted once")
     if val_folders:
-        train_paths = paths
-        shared = {os.path.realpath(p) for p in paths} & {os.path.realpath(p) for p in val_paths}
-        if shared and main:
-            console.print(f"warning: {len(shared)} of the {len(val_paths)} held-out images are training images "
-                          "too: validation then measures what the model trained on")
+        shared = held_out_copies(paths, val_paths)
+        train_paths = [p for p in paths if p not in shared]
+        if not train_paths:
+            raise typer.BadParameter(f"every one of the {len(paths)} training images is held out too (or a copy of "
+                                     "one): --data and --val-data need other images", param_hint="--val-data")
+        if shared and main:  # validation would measure what the model trained on
+            console.print(f"warning: {len(shared)} training image{'s are' if len(shared) > 1 else ' is'} held out "
+                          "too (or a copy of one): left out of training")
     elif len(paths) <= cfg.val_images:
         raise typer.BadParameter(f"{len(paths)} images found in {', '.join(folders)}: without --val-data the last "
                                  f"{cfg.val_images} are held out, so at least {cfg.val_images + 1} are needed",
@@ -830,6 +856,11 @@ def train(
 
     start_step, t0 = step, time.monotonic()
     metrics: dict = {}
+    schedule_seconds, budget, cfg = fitted_to_deadline(cfg, schedule_seconds, budget, seconds_before - origin[1],
+                                                       deadline, main)
+    # Warm-up from this run's first step when its optimizer starts afresh (a checkpoint of
+    # weights only, an --init that carries its schedule on), else from the schedule's.
+    warm_from = origin[0] if resume and ckpt and ckpt.get("optimizer") else start_step
 
     def schedule_progress() -> float:
         progress = (step - origin[0]) / cfg.steps
@@ -840,8 +871,9 @@ def train(
 
     saved_at = [time.monotonic(), None]  # when and at which step this run last wrote its checkpoint
 
-    def checkpoint():
-        # Never over a good checkpoint with weights a step has made NaN or inf (the loss of that
+    def checkpoint(wall: Optional[float] = None):
+        # ``wall``: the run's training time (the final checkpoint's, before the final validation,
+        # which a schedule carried on by the next run must not count). Never over a good checkpoint with weights a step has made NaN or inf (the loss of that
         # step, computed before it, can still be finite).
         if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
             _diverged(step, last, saved_at[1])
@@ -852,7 +884,7 @@ def train(
 
         try:
             save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics,
-                            seconds_before + time.monotonic() - t0, origin, options)
+                            seconds_before + (time.monotonic() - t0 if wall is None else wall), origin, options)
         except (OSError, NicodecError) as exc:
             unwritten(last, exc, f"{last} keeps step {saved_at[1]}" if saved_at[1] is not None
                       else f"{last} is left as it was")
@@ -916,7 +948,7 @@ def train(
                     metrics = validate(model, val_batch, autocast)
                     bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
                 for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, progress, step - origin[0])
+                    group["lr"] = learning_rate(cfg, progress, step - warm_from)
                 if step == start_step:
                     losses = first_step()
                 else:
@@ -959,7 +991,7 @@ def train(
             metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
                            it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
                            train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
-            checkpoint()
+            checkpoint(wall)
             stopped = stop.signal and step < last_step
             console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(metrics)}; "
                           f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
