@@ -40,10 +40,10 @@ def test_a_terminal_sees_how_many_files_are_done(tmp_path, monkeypatch):
     folder failed with it."""
     import io
 
-    from nicodec import cli
+    from nicodec import console
 
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "err", cli._Console(file=screen, force_terminal=True, width=200))
+    monkeypatch.setattr(console, "err", console._Console(file=screen, force_terminal=True, width=200))
     src = make_tree(tmp_path / "src")
     result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
     assert result.exit_code == 1  # the broken file

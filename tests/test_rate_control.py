@@ -15,7 +15,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import nicodec
-from nicodec import cli
+from nicodec import console
 from nicodec import format as nicformat
 from nicodec.cli import app
 from nicodec.ratecontrol import BPP_TOLERANCE, MAX_ENCODES, encode_to_target
@@ -288,7 +288,7 @@ def test_a_refined_search_reports_each_encodes_steps(image, tmp_path, monkeypatc
 
     # The command line shows it on a terminal, each encode of the search as it starts.
     screen = io.StringIO()
-    monkeypatch.setattr(cli, "err", cli._Console(file=screen, force_terminal=True, width=400))
+    monkeypatch.setattr(console, "err", console._Console(file=screen, force_terminal=True, width=400))
     png = tmp_path / "photo.png"
     Image.fromarray(image).save(png)
     outcome = run("encode", png, "--provider", "cpu", "--refine", 2, "--target-bpp", 1.0)

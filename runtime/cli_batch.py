@@ -1,0 +1,343 @@
+"""The ``nicodec`` command line's batches: a folder's tree, or several files named on the
+command line, coded with a progress bar into outputs planned and checked
+before any work (:func:`items_of`), then a summary line and the failures listed.
+
+Which outputs are up to date, kept or replaced is :mod:`nicodec.batch`'s; this module adds what
+the command line says about them, and how each file is read, coded and written.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import console, stdio, targets
+from .console import counted_files, note, reporting, size_text, stop, writing_report
+from .errors import NicodecError, OutputExistsError
+from .options import Rate, batch_threads, make_codec, quality_text
+
+
+def check_input(input: Path, wanted: str) -> None:
+    """Refuse a missing input, or one of the other kind (``wanted``: ``"image"`` or ``".nic"``),
+    before the output is looked at: its message would point at the wrong file."""
+    from .files import read_file
+    from .format import MAGIC
+
+    if stdio.is_stdio(input):
+        return  # read later, where its errors are named
+    try:
+        if not input.is_file():
+            if not input.exists():
+                read_file(input)  # a missing file (or a broken link) named as read_file names it
+            return  # a pipe or a device: read later
+        with open(input, "rb") as f:
+            head = f.read(len(MAGIC))
+    except (OSError, ValueError):  # a folder that cannot be entered, a NUL in the name
+        return  # left to the read that follows, which names the error
+    if not head:
+        raise NicodecError(f"{input} is empty")
+    nic = head == MAGIC
+    if wanted == "image" and nic:
+        raise NicodecError(f"{input} is a nicodec file already; `nicodec decode` turns it back into an image")
+    if wanted == ".nic" and not nic:
+        raise NicodecError(f"{input} is not a nicodec file (wrong magic bytes); `nicodec encode` compresses an image")
+
+
+def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool):
+    """The files of a batch and their outputs, and the output folder to make before any work
+    (None for outputs beside the inputs): a folder's tree (under ``output``, or beside each
+    file), or several files named on the command line (into ``output``, or beside each)."""
+    from PIL import Image
+
+    from .batch import Item, plan, real_path
+    from .files import nearest_existing
+    from .images import readable_suffixes
+
+    with reporting(debug):
+        folder = len(inputs) == 1
+        what = "a folder input needs" if folder else "several inputs need"
+        if any(stdio.is_stdio(path) for path in inputs):
+            raise NicodecError("- (standard input) is an input on its own, not one of several")
+        if stdio.is_stdio(output):
+            raise NicodecError(f"-o - writes one file to standard output; {what} an output folder")
+        if output == "":
+            raise NicodecError("the output name is empty")
+        if not folder and any(targets.is_dir(path) for path in inputs):
+            raise NicodecError("give one folder, or several files; not folders among several inputs")
+        root = (inputs[0] if folder else None) if output is None else Path(output)
+        if root is not None:
+            devices = targets.device_folder(root)
+            if devices:  # as root, -o /dev/ wrote files into /dev
+                named = "" if os.fspath(root).rstrip("/") == devices else f" ({devices})"
+                raise NicodecError(f"the output folder {root}{named} holds devices or open file descriptors, not files "
+                                   "to write")
+            try:
+                above = nearest_existing(root)
+            except (OSError, ValueError) as exc:
+                raise NicodecError(f"cannot use the output {root}: {getattr(exc, 'strerror', None) or exc}") from None
+            if not above.is_dir():
+                where = "is a file" if above == root else f"lies under a file ({above})"
+                raise NicodecError(f"the output {root} {where}; {what} an output folder")
+            if not root.exists() and (root.suffix.lower() == ".nic" or root.suffix.lower() in Image.registered_extensions()):
+                raise NicodecError(f"{what} an output folder, and {root} is named like a file")
+        if folder:
+            kinds = readable_suffixes() if suffix == ".nic" else [".nic"]
+            items = plan(inputs[0], root, kinds, suffix)
+            if real_path(root).startswith(os.path.join(real_path(inputs[0]), "")):
+                console.err.print(f"warning: the output folder {root} lies inside {inputs[0]}; it is not searched for "
+                          f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
+            if not items:  # not an error: an inbox folder that is empty today is not a mistake
+                console.err.print(f"warning: no files to {'encode' if suffix == '.nic' else 'decode'} in {inputs[0]} (looked for "
+                          + ("files with the extension of an image Pillow reads" if suffix == ".nic" else ".nic files")
+                          + ", hidden ones excepted)",
+                          markup=False)
+            return items, root
+        unique: dict[str, Path] = {}
+        for path in inputs:
+            unique.setdefault(real_path(path), path)  # a file named twice is coded once
+            if root is None:
+                targets.check_beside(path, several=True)
+        items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
+        return items, root
+
+
+def header_of(data: bytes):
+    from . import format as nicformat
+
+    return nicformat.read_header(data)[0]
+
+
+def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
+                  refine: int = 0, tile: int = 1024) -> None:
+    from .batch import Outcome, unless_abandoned
+    from .files import write_atomic
+
+    def work(item) -> Outcome:
+        check_input(item.source, "image")
+        targets.writable_before(item.target)
+        before = targets.as_read(item.source)
+        data, result = rate.encode(codec, item.source, options)
+        targets.unchanged_since(item.source, before)
+        targets.make_folder(item.target.parent)
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
+            write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force)
+        if late:
+            return late[0]
+        header = header_of(data)
+        read = before[2] if before else item.source.stat().st_size  # a pipe's size, as before
+        return Outcome(item, "done", rate.miss(result) or "", bytes_in=read, bytes_out=len(data),
+                       pixels=header.width * header.height)
+
+    with reporting(debug):
+        codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
+                       encode=True, decode=rate.psnr is not None)
+        rate.check_model(codec)
+        if root is not None:
+            targets.make_folder(root)  # after the checks of the options, before any work
+    wanted = None  # the quality every file is coded at, when no rate target searches for one
+    if codec.model.variable_rate and not rate.searching:
+        from .model import check_quality
+
+        wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
+    _run_tree("encode", items, work, force, jobs, debug,
+              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes))
+
+
+@contextmanager
+def _made_meanwhile(item, differs=None):
+    """An output another process made while this one coded (two runs over one folder, from
+    cron): judged as it would have been had it been there at the start, up to date or kept,
+    rather than a failure. The outcome, if so, is put in the list yielded."""
+    from .batch import triage
+
+    late: list = []
+    try:
+        yield late
+    except OutputExistsError:
+        outcome = triage(item, False, differs)
+        if outcome is None or outcome.status == "failed":
+            raise
+        late.append(outcome)
+
+
+def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Optional[int] = None) -> Optional[str]:
+    """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
+    any), from its header and size alone: not a nicodec file, cut short, another model, another
+    quality, more bytes than ``max_bytes``; None if none of these (a file made with another rate
+    target, ``--refine``, ``--strip`` or ``--exact`` is not told apart, nor a damaged payload of
+    the right length: ``verify`` checks that)."""
+    from . import format as nicformat
+
+    try:
+        with open(path, "rb") as f:
+            header, table, payload_offset = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))
+            size = os.fstat(f.fileno()).st_size
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+    except NicodecError as exc:
+        return f"cannot be read as a nicodec file: {exc}"
+    expected = payload_offset + sum(length for _, length in table)
+    if size != expected:  # a copy cut short (a full disk, an interrupted transfer): not up to date
+        return f"is {size:,} bytes where its header gives {expected:,} (truncated or damaged)"
+    if header.model_id != codec.model_id:
+        return f"was made by another model ({header.model_id}, not {codec.model_id})"
+    if header.model_hash != codec.model.model_hash:
+        return (f"was made by another export of {header.model_id} (model hash {header.model_hash.hex()}, "
+                f"not {codec.model.model_hash.hex()})")
+    if quality is not None and nicformat.quality_value(header.quality) != nicformat.quality_value(quality):
+        return f"was made at quality {quality_text(header.quality)}, not {quality_text(quality)}"
+    if max_bytes is not None and size > max_bytes:
+        return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
+    return None
+
+
+def dropped_warnings(data: bytes, fmt: str) -> list[str]:
+    """What decoding ``data`` into ``fmt`` will leave out of its metadata, and why, as the ends of
+    warnings (``"XMP data: ..."``), from the file's header before anything is decoded."""
+    from . import outputs
+
+    dropped = outputs.dropped_metadata(data, fmt)
+    unkept = [what for what, why in dropped if why is None]
+    warnings = []
+    if unkept:
+        named = " or ".join([", ".join(unkept[:-1]), unkept[-1]] if len(unkept) > 2 else unkept)
+        warnings.append(f"{named}: {fmt} does not keep {'them' if len(unkept) > 1 else 'it'} "
+                        "(.png, .jpg, .webp, .tiff and .avif do)")
+    return warnings + [f"{what}: {why}" for what, why in dropped if why is not None]
+
+
+def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024) -> None:
+    from . import outputs
+    from .batch import Outcome, unless_abandoned
+    from .files import write_atomic
+
+    def work(item) -> Outcome:
+        check_input(item.source, ".nic")
+        targets.writable_before(item.target)
+        before = targets.as_read(item.source)
+        data = stdio.read_input(item.source)
+        image = codec.decode(data)
+        targets.unchanged_since(item.source, before)
+        targets.make_folder(item.target.parent)
+        with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
+            write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, "PNG")), force=force)
+        if late:
+            return late[0]
+        return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in dropped_warnings(data, "PNG")),
+                       bytes_in=len(data), bytes_out=item.target.stat().st_size, pixels=image.width * image.height)
+
+    with reporting(debug):
+        codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, precision, tile=tile,
+                       decode=True)
+        if root is not None:
+            targets.make_folder(root)
+    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
+
+
+def _unreadable_image(path: Path) -> Optional[str]:
+    """Why the existing image ``path`` is no decoded output to keep as up to date (empty, not an
+    image, or cut short where its format can tell: a PNG's chunks are checked to their end), or
+    None. Its pixels are not decoded."""
+    from PIL import Image
+
+    try:
+        if path.stat().st_size == 0:
+            return "is empty"
+        with Image.open(path) as image:
+            image.verify()
+    except Image.DecompressionBombError:  # an image, larger than Pillow opens: for --max-pixels to judge
+        return None
+    except OSError as exc:
+        return f"cannot be read as an image ({exc.strerror or exc})"
+    except Exception as exc:  # noqa: BLE001 - what Pillow raises for a damaged file (SyntaxError, ValueError, ...)
+        return f"cannot be read as an image ({exc})"
+    return None
+
+
+def _list_outcomes(outcomes) -> None:
+    """A batch's failures, the outputs it kept, and the warnings of the files it coded, on stderr."""
+    for failure in (o for o in outcomes if o.status == "failed"):
+        console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
+    for kept in (o for o in outcomes if o.status == "kept"):
+        console.err.print(f"kept: {kept.message}", markup=False)
+    for noted in (o for o in outcomes if o.status == "done" and o.message):
+        console.err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
+
+
+def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
+    """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
+    a note that an image there newer than its file, taken as an earlier output, may be an
+    original)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from .batch import Abandoned, run
+
+    targets.remove_stale((item.target for item in items), note)
+    start = time.perf_counter()
+    done_bytes, written = [0], [0]
+    # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.
+    # The bar, its count, the rate and the time left are the files to code: those up to date or
+    # kept leave it as they are found (counted, they made a rerun's rate thousands of files/s
+    # and its time left a second for the whole run).
+    seen = []  # the outcomes as they come: an interrupted batch still lists its failures
+    width = len(str(len(items)))
+    count = TextColumn(f"{{task.completed:>{width}.0f}}/{{task.total:.0f}}")
+    columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
+               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
+    with reporting(debug), Progress(*columns, console=console.err, transient=True, disable=not console.err.on_terminal) as progress:
+        task = progress.add_task(verb, total=len(items), rate="")
+
+        def advance(outcome) -> None:
+            seen.append(outcome)
+            if outcome.status in ("skipped", "kept"):  # nothing coded
+                progress.update(task, total=progress.tasks[0].total - 1)
+                return
+            written[0] += outcome.status == "done"
+            done_bytes[0] += outcome.bytes_in
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            coded = progress.tasks[0].completed + 1
+            progress.update(task, advance=1,
+                            rate=f"{coded / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
+
+        def stopping(stop: BaseException) -> None:
+            progress.stop()
+            doing = "the file being coded is" if jobs == 1 else f"the files being coded (at most {jobs}) are"
+            signum = getattr(stop, "signum", signal.SIGINT)  # a Terminated's, or Ctrl-C's
+            again = "Ctrl-C" if signum == signal.SIGINT else f"{signal.Signals(signum).name} or Ctrl-C"
+            console.err.print(f"stopping: {doing} finished and written first ({again} again stops at once, leaving "
+                      f"{'it' if jobs == 1 else 'them'} unfinished)", markup=False)
+
+        try:
+            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
+        except KeyboardInterrupt as exc:
+            progress.stop()
+            _list_outcomes(seen)
+            detail = f" after {counted_files(written[0])} {verb}d; no file was left half-written"
+            if isinstance(exc, Abandoned) and exc.unfinished:
+                detail += (f" ({counted_files(exc.unfinished)} being coded {'was' if exc.unfinished == 1 else 'were'} "
+                           "left unfinished)")
+            raise stop(exc, detail) from None
+    _list_outcomes(summary.outcomes)
+    skipped = sum(o.status == "skipped" and o.item.target.parent == o.item.source.parent for o in summary.outcomes)
+    if verb == "decode" and skipped:
+        console.err.print(f"note: {counted_files(skipped)} up to date: {'an image' if skipped == 1 else 'images'} newer than "
+                  f"{'its .nic file' if skipped == 1 else 'their .nic files'} beside {'it' if skipped == 1 else 'them'}, "
+                  "taken for earlier output (an original edited since it was encoded would be too; -o DIR decodes "
+                  "into another folder)", markup=False)
+    bytes_in, bytes_out, pixels = summary.totals()
+    bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
+    with writing_report():
+        console.out.print(
+            f"{counted_files(len(items))}: {summary.count('done'):,} {verb}d, {summary.count('skipped'):,} up to date, "
+            f"{summary.count('kept'):,} kept, {summary.count('failed'):,} failed; "
+            f"{size_text(bytes_in)} in, {size_text(bytes_out)} out, {bpp}{summary.seconds:.1f} s",
+            markup=False,
+        )
+    if summary.failures:
+        raise typer.Exit(1)

@@ -1,0 +1,258 @@
+"""How the ``nicodec`` command line speaks: its consoles on stdout and stderr, one line per
+error or warning (never a traceback unless ``--debug``), how a stop is told, and the progress
+bar of one file.
+
+Every message may hold a file name, so the consoles show control characters escaped and
+characters the stream cannot encode as backslash escapes (:class:`_Console`).
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import os
+import signal
+import sys
+import traceback
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+from . import stdio
+from .errors import ModelMismatchError, NicodecError, OutOfMemoryError, PixelLimitError
+
+
+# One message is one line: a newline in a file name is shown as \n (a tab is left as it is).
+CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) != "\t"}
+             | {ord("\n"): "\\n", 0x2028: "\\u2028", 0x2029: "\\u2029"})  # the last two: line breaks to Python
+
+
+def zero_size(name: str) -> bool:
+    """Whether the environment variable ``name`` (COLUMNS, LINES) is 0, which Rich takes for a
+    console 0 wide (or high) and prints nothing into, errors included; it is ignored, as other
+    settings that are not sizes are."""
+    value = os.environ.get(name, "")
+    return value.isdigit() and int(value) == 0
+
+
+class _Nowhere(io.TextIOBase):
+    """Where a console writes when its stream is closed (``2>&-``: ``sys.stderr`` is None), as
+    newer Rich does by itself; Rich 10.11 wrote to None, an AttributeError."""
+
+    def write(self, text: str) -> int:
+        return len(text)
+
+
+class _Console(Console):
+    """Rich's console, for text that may hold file names: control characters in them (an
+    escape sequence, a carriage return, a newline) are shown escaped rather than sent to the terminal,
+    characters the stream's encoding lacks (``PYTHONIOENCODING=ascii``, a name that is not
+    UTF-8) as backslash escapes rather than a UnicodeEncodeError, and a reader gone (``| head
+    -1``) is a BrokenPipeError for :func:`writing_report` rather than Rich's silent exit, as
+    is a standard output that is closed (``>&-``), which Rich would write to nowhere."""
+
+    def __init__(self, **kwargs) -> None:
+        for name, size, default in (("COLUMNS", "width", 80), ("LINES", "height", 25)):
+            if zero_size(name):
+                kwargs.setdefault(size, default)
+        self._told_terminal = kwargs.get("force_terminal")
+        super().__init__(**kwargs)
+
+    @property  # type: ignore[override]
+    def file(self):
+        stream = Console.file.fget(self)  # type: ignore[attr-defined]
+        return _Nowhere() if stream is None else stream
+
+    @file.setter
+    def file(self, new_file) -> None:
+        Console.file.fset(self, new_file)  # type: ignore[attr-defined]
+
+    @property
+    def on_terminal(self) -> bool:
+        """Whether the stream is a terminal (or the console was made with ``force_terminal``),
+        whatever FORCE_COLOR or TTY_COMPATIBLE say (Rich's is_terminal follows them): progress
+        is drawn for a person, not into a CI job's log."""
+        if self._told_terminal is not None:
+            return bool(self._told_terminal)
+        try:
+            return self.file.isatty()
+        except (AttributeError, ValueError, OSError):  # no stream, or a closed one
+            return False
+
+    def print(self, *objects, **kwargs) -> None:
+        if not self.stderr and self._file is None and sys.stdout is None:
+            raise OSError(errno.EBADF, "standard output is closed")
+        stream = self.file
+        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+            stream.reconfigure(errors="backslashreplace")
+        super().print(*(o.translate(CONTROLS) if isinstance(o, str) else o for o in objects), **kwargs)
+
+    def on_broken_pipe(self) -> None:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe (the reader stopped)")
+
+
+# soft_wrap: one message is one line, however narrow the terminal or pipe. emoji off: a name
+# such as x:cat:.png is shown as it is, not with Rich's emoji for :cat:.
+err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = _Console(highlight=False, soft_wrap=True, emoji=False)
+
+SHOWN_WARNINGS: set[str] = set()
+"""Warnings printed by this command line: a rate search reads its image more than once, and
+says what it has to say about it once."""
+
+
+@contextmanager
+def reporting(debug: bool):
+    """Turn every failure inside the block into one line on stderr and an exit code."""
+    try:
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            # Pillow's warning of an image above its own pixel limit: --max-pixels judges it here
+            # (the library leaves it to its host program's filters).
+            warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
+            yield
+    except (typer.Exit, SystemExit, typer.BadParameter):
+        raise
+    except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt included, on purpose
+        _fail(exc, debug)
+
+
+@contextmanager
+def writing_report():
+    """Report lines that cannot be written (stdout on a full disk, a reader gone) are one error
+    line on stderr and exit code 1, not a traceback."""
+    try:
+        yield
+    except OSError as exc:
+        if isinstance(exc, BrokenPipeError):
+            stdio.drop_stdout()
+        err.print(f"error: cannot write the report: {exc.strerror or exc}", markup=False)
+        raise typer.Exit(1) from None
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    text = str(message)
+    if text not in SHOWN_WARNINGS:
+        SHOWN_WARNINGS.add(text)
+        err.print(f"warning: {text}", markup=False)
+
+
+@contextmanager
+def naming(path):
+    """Errors about one input (a damaged file, an image nicodec cannot code) name it, as a
+    batch's messages do."""
+    try:
+        yield
+    except NicodecError as exc:
+        exc.args = (stdio.about(path, str(exc)),)
+        raise
+
+
+HINTS = (
+    (PixelLimitError, "--max-pixels", "--max-pixels sets the limit"),
+    (ModelMismatchError, "--model", "--model DIR loads another model folder"),
+    (OutOfMemoryError, "--tile", "--tile 256 sets the tile size"),
+)
+"""What an error of these classes adds on the command line, unless its message names the option."""
+
+
+def _stopped(exc: KeyboardInterrupt) -> str:
+    """How a command was stopped: Ctrl-C, or the signal of a ``Terminated``."""
+    signum = getattr(exc, "signum", None)
+    return "interrupted" if signum in (None, signal.SIGINT) else f"stopped by {signal.Signals(signum).name}"
+
+
+def _stop_code(exc: KeyboardInterrupt) -> int:
+    """The shell's convention: 128 plus the signal's number (130 for Ctrl-C, 143 for SIGTERM)."""
+    return 128 + getattr(exc, "signum", signal.SIGINT)
+
+
+STOP_SHOWN = [False]
+"""Whether this command line's stop has been shown (:func:`stop`); :func:`nicodec.cli.main` shows one that
+Typer caught first."""
+
+
+def stop(exc: KeyboardInterrupt, detail: str = "") -> typer.Exit:
+    """Show how the command was stopped, ``detail`` after it, and give the exit to raise."""
+    err.print(_stopped(exc) + detail, markup=False)
+    STOP_SHOWN[0] = True
+    return typer.Exit(_stop_code(exc))
+
+
+def _fail(exc: BaseException, debug: bool) -> None:
+    if debug:
+        for chunk in traceback.format_exception(exc):
+            # A frame's lines are lines; the exception's message (which may hold a file name) is one.
+            chunk = chunk.strip("\n")
+            for line in chunk.split("\n") if chunk.startswith(("  File ", "Traceback ")) else [chunk]:
+                err.print(line, markup=False)
+    if isinstance(exc, KeyboardInterrupt):
+        raise stop(exc, "; nothing was written")
+    if isinstance(exc, NicodecError):
+        message = str(exc)
+        for kind, option, hint in HINTS:
+            if isinstance(exc, kind) and option not in message:
+                message += f" ({hint})"
+        err.print(f"error: {message}", markup=False)
+    elif isinstance(exc, MemoryError):  # outside the codec's own naming of it (Python's, while a file is read)
+        detail = f" ({exc})" if str(exc).strip() else ""
+        err.print(f"error: out of memory{detail}; free some memory, or raise this process's limit (ulimit -v)",
+                  markup=False)
+    else:
+        err.print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)", markup=False)
+    raise typer.Exit(1)
+
+
+@contextmanager
+def bar(doing: str, name: str, searching: bool = False):
+    """A progress bar on stderr while one file is coded (a large image takes a minute, a rate
+    search several encodes), with the time left; nothing when stderr is not a terminal.
+    Yields the function to give the work's progress, ``(done, total, encode)`` as
+    ``encode_to_target`` gives it, or None off a terminal."""
+    if not err.on_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.table import Column
+
+    name = Path(name).name or name  # the file's name: a long path would push the rest out of the line
+    # markup off: a path is not markup. The description gives way (an ellipsis) to the bar, the
+    # percentage and the time left, which is that of the encode under way in a search.
+    room = Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width - (46 if searching else 36)))
+    columns = [TextColumn("{task.description}", markup=False, table_column=room)]
+    if searching:
+        columns.append(TextColumn("encode {task.fields[encode]}"))
+    # Columns that Rich 10.11, the oldest Typer 0.16 takes, has too; the first progress comes at once.
+    columns += [BarColumn(bar_width=20), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn()]
+    with Progress(*columns, console=err, transient=True) as bar:
+        task = bar.add_task(f"{doing} {name}".translate(CONTROLS), total=1, encode=1)
+        shown = [0]
+
+        def step(done: int, total: int, encode: int = 1) -> None:
+            if encode != shown[0]:  # a new encode of the search: a bar of its own, shown at once
+                shown[0] = encode
+                bar.reset(task, total=total, completed=done, encode=encode)
+                bar.refresh()
+            else:
+                bar.update(task, completed=done, total=total)
+
+        yield step
+
+
+def counted_files(n: int) -> str:
+    return f"{n:,} file" + ("" if n == 1 else "s")
+
+
+def size_text(n: int) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+
+
+def note(text: str) -> None:
+    """A note on stderr that does not stop the work when stderr cannot be written."""
+    try:
+        err.print(text, markup=False)
+    except (OSError, ValueError):
+        pass

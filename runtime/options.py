@@ -1,0 +1,209 @@
+"""The ``nicodec`` command line's options shared by its commands, the rate options of
+``encode`` (:class:`Rate`), and the :class:`nicodec.Codec` the options make.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .sessions import MAX_THREADS
+
+
+class Provider(str, Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Precision(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+
+
+ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
+MAX_JOBS = 64
+"""The most files a batch codes at once: beyond a machine's cores more only adds memory."""
+ThreadsOpt = Annotated[
+    Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads (default: one per core).")
+]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(help="Synthesis precision: fp16 is faster on CPUs with fp16 arithmetic; pixels may differ slightly."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
+ModelOpt = Annotated[
+    Optional[Path],
+    typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
+]
+DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
+JobsOpt = Annotated[int, typer.Option(min=1, max=MAX_JOBS, help="Files coded at once, for a folder or several files "
+                                      "(each holds its image in memory: up to 1.4 GB for a 24-megapixel photo; --tile 512 needs less).")]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
+]
+
+
+def _tile_size(value: int) -> int:
+    if value % 64:
+        raise typer.BadParameter(f"{value} is not a multiple of 64")
+    return value
+
+
+TileOpt = Annotated[
+    int,
+    typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a multiple "
+                 "of 64): the same file; smaller tiles take more time and less memory (a 24-megapixel image: "
+                 "1.3 GB to encode and 1.1 GB to decode at 1024, 0.9 and 0.7 GB at 512)."),
+]
+_RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
+
+
+def _quality_range(value: Optional[float]) -> Optional[float]:
+    from .model import QUALITY_MAX, QUALITY_MIN
+
+    if value is not None and not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
+        raise typer.BadParameter(f"{value} is not a quality from {QUALITY_MIN:g} to {QUALITY_MAX:g}")
+    return value
+
+
+def _positive(value: Optional[float]) -> Optional[float]:
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"{value} is not a positive number")
+    return value
+
+
+QualityOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        callback=_quality_range, rich_help_panel=_RATE_PANEL,
+        help="From 1 (smallest file) to 100 (best picture), any number between (default: the model's, 56 for the shipped one).",
+    ),
+]
+RefineOpt = Annotated[
+    int,
+    typer.Option(
+        min=0, max=1000, rich_help_panel=_RATE_PANEL,
+        help="Gradient steps on the latent before coding: much slower (each about 1.2 decodes' work), about 2% "
+        "fewer bits for the same PSNR at 60 steps (first 6 Kodak images); 0 codes the network's first guess.",
+    ),
+]
+TargetBppOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        callback=_positive, rich_help_panel=_RATE_PANEL,
+        help="Search the quality for the file closest to this many bits per pixel (the closest reachable if out of reach).",
+    ),
+]
+TargetPsnrOpt = Annotated[
+    Optional[float],
+    typer.Option(
+        callback=_positive, rich_help_panel=_RATE_PANEL,
+        help="Search the lowest quality whose decoded picture reaches this PSNR in dB (the best reachable if out of "
+        "reach); over the visible pixels of a transparent image, unless --exact.",
+    ),
+]
+MaxBytesOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1, rich_help_panel=_RATE_PANEL,
+        help="Search the highest quality whose file has at most this many bytes (an error if even quality 1 is larger).",
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Rate:
+    """The encode command's rate options: a quality, one target, or none (the model's default quality)."""
+
+    quality: Optional[float] = None
+    bpp: Optional[float] = None
+    psnr: Optional[float] = None
+    max_bytes: Optional[int] = None
+
+    def given(self) -> list[str]:
+        options = ("--quality", "--target-bpp", "--target-psnr", "--max-bytes")
+        values = (self.quality, self.bpp, self.psnr, self.max_bytes)
+        return [option for option, value in zip(options, values) if value is not None]
+
+    def check_options(self) -> None:
+        """A usage error (exit 2) for more than one of the options."""
+        given = self.given()
+        if len(given) > 1:
+            raise typer.BadParameter("these options exclude each other: give one of them", param_hint=given)
+
+    def check_model(self, codec) -> None:
+        """A usage error (exit 2) for a quality or target given to a single-rate model."""
+        given = self.given()
+        if given and not codec.model.variable_rate:
+            raise typer.BadParameter(
+                f"the model {codec.model_id} is single-rate: it codes every image at the one rate it was "
+                "trained for and takes no quality or rate target",
+                param_hint=given,
+            )
+
+    @property
+    def searching(self) -> bool:
+        """Whether a target is given, so the quality is searched."""
+        return self.bpp is not None or self.psnr is not None or self.max_bytes is not None
+
+    def encode(self, codec, source, options: dict, progress=None):
+        """``(file bytes, RateResult or None)``: a search for a target, else one encode at the quality.
+
+        ``options``: ``Codec.encode``'s ``strip`` and ``exact``.
+
+        ``progress`` is called as each encode goes with ``(done, total, encode)`` (``Codec.encode``'s
+        ``progress``), the encode of the search counted from 1 (always 1 without a target).
+        """
+        if not self.searching:
+            step = None if progress is None else lambda done, total: progress(done, total, 1)
+            return codec.encode(source, quality=self.quality, progress=step, **options), None
+        from .ratecontrol import encode_to_target
+
+        result = encode_to_target(codec, source, bpp=self.bpp, psnr=self.psnr, max_bytes=self.max_bytes, **options,
+                                  progress=progress)
+        return result.data, result
+
+    def miss(self, result) -> Optional[str]:
+        """What a search that did not meet its target reached, or None."""
+        if result is None or result.met:
+            return None
+        if self.bpp is not None:
+            return (f"the target of {self.bpp:g} bpp was not met: the closest file found is {result.bpp:.4f} bpp "
+                    f"(quality {quality_text(result.quality)})")
+        return (f"the target of {self.psnr:g} dB was not met: the best file found is {result.psnr:.2f} dB "
+                f"(quality {quality_text(result.quality)})")
+
+
+def make_codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
+               precision: Precision = Precision.fp32, refine: int = 0, tile: int = 1024, *, encode: bool = False,
+               decode: bool = False):
+    """The Codec, with the graphs the command runs loaded (so that a model that cannot encode, or a
+    graph that does not load, stops the command before any work); the others are never loaded."""
+    from .codec import Codec
+
+    codec = Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value,
+                  refine=refine, tile=tile)
+    return codec.prepare(encode=encode, decode=decode)
+
+
+def quality_text(quality: float) -> str:
+    """A quality for people: 50, 37.24."""
+    from . import format as nicformat
+
+    return f"{nicformat.quality_value(quality):.10g}"
+
+
+def batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
+    """onnxruntime threads per file, so that jobs x threads does not oversubscribe the cores."""
+    if threads is not None or jobs == 1:
+        return threads
+    from .sessions import usable_cores
+
+    return min(MAX_THREADS, max(1, usable_cores() // jobs))
