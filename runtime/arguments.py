@@ -20,6 +20,15 @@ SHORT_OPTIONS = {"encode": ("-f", "-o"), "decode": ("-f", "-o")}
 UNSET = " (a shell variable that was not set?)"
 
 
+def empty_argument(given: list[str], number: int) -> str:
+    """What is wrong with the empty argument ``number`` (counted from 1): the value of the option
+    before it (``--quality ""``), named as such, or an argument in its place (a file's name)."""
+    before = given[number - 2] if number > 1 else None
+    if before in VALUE_OPTIONS:
+        return f"the value of {before} (argument {number}) is empty{UNSET}"
+    return f"argument {number} is empty{UNSET}"
+
+
 def empty_value(given: list[str]) -> tuple[int, str] | None:
     """The first argument that gives an option an empty or mistyped value, with what is wrong
     with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would

@@ -25,9 +25,9 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (DebugOpt, ForceOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision, PrecisionOpt,
-                      Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt, ThreadsOpt,
-                      TileOpt, make_codec, quality_text)
+from .options import (DebugOpt, DecodeTileOpt, ForceOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+                      PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
+                      ThreadsOpt, TileOpt, make_codec, quality_text)
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -84,7 +84,7 @@ def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None
         # A shell glob that matched one file, with -o meant as a folder: the next run, with
         # two files, would find a file there.
         console.err.print(f"warning: {target} will be a .nic file, not a folder (end the name with / to write into a "
-                  "folder)", markup=False)
+                          "folder)", markup=False)
 
 
 _ENCODE_HELP = """Compress an image into a .nic file and report its size, bits per pixel, quality and time.
@@ -155,17 +155,17 @@ def encode(
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = make_codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
-                       decode=rate.psnr is not None)
+                           decode=rate.psnr is not None)
         rate.check_model(codec)
         start = time.perf_counter()
         doing = "searching a quality for" if rate.searching else "encoding"
         with bar(doing, stdio.display_name(input), rate.searching) as step, naming(input):
             data, result = rate.encode(codec, source, options, step)
-        seconds = time.perf_counter() - start
         if to_stdout:
             stdio.write_stdout(data)
         else:
             targets.write(target, lambda f: f.write(data), force, new_folder)
+        seconds = time.perf_counter() - start
     header = header_of(data)
     facts = [f"{header.width}x{header.height}", f"{len(data):,} bytes",
              f"{8 * len(data) / (header.width * header.height):.4f} bpp"]
@@ -218,7 +218,7 @@ def decode(
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-    tile: TileOpt = 1024,
+    tile: DecodeTileOpt = 1024,
     precision: PrecisionOpt = Precision.fp32,
     debug: DebugOpt = False,
 ) -> None:
@@ -240,6 +240,9 @@ def decode(
         else:
             def writable(target: Path) -> None:
                 fmt = Image.registered_extensions().get(target.suffix.lower())
+                if not target.suffix:
+                    raise UnsupportedImageError(f"{target} has no extension to tell the image format: add .png, "
+                                                ".jpg, .webp, ...")
                 if fmt is None or fmt not in Image.SAVE:
                     raise UnsupportedImageError(
                         f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
@@ -253,18 +256,21 @@ def decode(
             outputs.check_format(data, fmt, target.name)
         for warning in dropped_warnings(data, fmt):
             console.err.print(f"warning: {target.name if target is not None else 'the output'} will have no {warning}",
-                      markup=False)
+                              markup=False)
         codec = make_codec(model, provider, threads, max_pixels, precision, tile=tile, decode=True)
         start = time.perf_counter()
-        with bar("decoding", stdio.display_name(input)) as step, naming(input):
-            image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
-        seconds = time.perf_counter() - start
-        if to_stdout:
-            buffer = io.BytesIO()
-            outputs.save(image, buffer, fmt)
-            stdio.write_stdout(buffer.getvalue())
-        else:
-            targets.write(target, lambda f: outputs.save(image, f, fmt), force, new_folder)
+        with bar("decoding", stdio.display_name(input)) as step:
+            with naming(input):
+                image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
+            if step is not None:
+                step.writing("stdout" if target is None else str(target))
+            if to_stdout:
+                buffer = io.BytesIO()
+                outputs.save(image, buffer, fmt)
+                stdio.write_stdout(buffer.getvalue())
+            else:
+                targets.write(target, lambda f: outputs.save(image, f, fmt), force, new_folder)
+        seconds = time.perf_counter() - start  # the output's writing too: a large PNG takes seconds
     with writing_report():
         (console.err if to_stdout else console.out).print(
             f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
@@ -327,7 +333,7 @@ def verify(
                 console.err.print(f"FAILED {stdio.display_name(path)}: internal error: {type(exc).__name__}: {exc}", markup=False)
                 continue
             console.out.print(f"ok {stdio.display_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
-                      markup=False)
+                              markup=False)
         console.out.print(f"{counted_files(len(items))}: {len(items) - failed} ok, {failed} failed", markup=False)
     if failed:
         raise typer.Exit(1)
@@ -462,9 +468,11 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
     valued = arguments.empty_value(given)
     if empty is not None or valued is not None:
-        what = (f"argument {empty} is empty{arguments.UNSET}" if valued is None or (empty is not None and empty < valued[0])
+        what = (arguments.empty_argument(given, empty) if valued is None or (empty is not None and empty < valued[0])
                 else valued[1])
-        console.err.print(f"error: {what}; see nicodec --help", markup=False)
+        command = next((arg for arg in given if arg and not arg.startswith("-")), None)
+        where = f"nicodec {command}" if command in typer.main.get_command(app).commands else "nicodec"
+        console.err.print(f"error: {what}; see {where} --help", markup=False)
         raise SystemExit(2)
     import logging
 

@@ -91,12 +91,12 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
             items = plan(inputs[0], root, kinds, suffix)
             if real_path(root).startswith(os.path.join(real_path(inputs[0]), "")):
                 console.err.print(f"warning: the output folder {root} lies inside {inputs[0]}; it is not searched for "
-                          f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
+                                  f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
             if not items:  # not an error: an inbox folder that is empty today is not a mistake
                 console.err.print(f"warning: no files to {'encode' if suffix == '.nic' else 'decode'} in {inputs[0]} (looked for "
-                          + ("files with the extension of an image Pillow reads" if suffix == ".nic" else ".nic files")
-                          + ", hidden ones excepted)",
-                          markup=False)
+                                  + ("files with the extension of an image Pillow reads" if suffix == ".nic" else ".nic files")
+                                  + ", hidden ones excepted)",
+                                  markup=False)
             return items, root
         unique: dict[str, Path] = {}
         for path in inputs:
@@ -114,7 +114,7 @@ def header_of(data: bytes):
 
 
 def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
-                  refine: int = 0, tile: int = 1024) -> None:
+               refine: int = 0, tile: int = 1024) -> None:
     from .batch import Outcome, unless_abandoned
     from .files import write_atomic
 
@@ -125,7 +125,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         data, result = rate.encode(codec, item.source, options)
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force)
         if late:
             return late[0]
@@ -136,7 +136,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
-                       encode=True, decode=rate.psnr is not None)
+                           encode=True, decode=rate.psnr is not None)
         rate.check_model(codec)
         if root is not None:
             targets.make_folder(root)  # after the checks of the options, before any work
@@ -145,8 +145,11 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         from .model import check_quality
 
         wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
+    unchecked = [option for option, given in (("--target-psnr", rate.psnr is not None), ("--refine", refine > 0),
+                                              ("--strip", options.get("strip")), ("--exact", options.get("exact")))
+                 if given]
     _run_tree("encode", items, work, force, jobs, debug,
-              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes))
+              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate), unchecked=unchecked)
 
 
 @contextmanager
@@ -166,12 +169,21 @@ def _made_meanwhile(item, differs=None):
         late.append(outcome)
 
 
-def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Optional[int] = None) -> Optional[str]:
+RERUN_TOLERANCE = 0.1
+"""How far from ``--target-bpp`` (a fraction of it), or how far under ``--max-bytes``, an
+existing file may be and still count as made for that target: the search meets a bpp target
+within 1% and comes within 1% under a byte budget, but may stop short of it."""
+
+
+def _made_otherwise(path: Path, codec, quality: Optional[float], rate: Optional[Rate] = None) -> Optional[str]:
     """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
     any), from its header and size alone: not a nicodec file, cut short, another model, another
-    quality, more bytes than ``max_bytes``; None if none of these (a file made with another rate
-    target, ``--refine``, ``--strip`` or ``--exact`` is not told apart, nor a damaged payload of
-    the right length: ``verify`` checks that)."""
+    quality; for ``rate``'s targets, more bytes than ``--max-bytes`` or well under it below the
+    top quality, bits per pixel far from ``--target-bpp`` where that was within reach (quality 1
+    and 100 are the ends of it). None if none of these (a file made for another
+    ``--target-psnr``, or with ``--refine``, ``--strip`` or ``--exact``, is not told apart, nor
+    a damaged payload of the right length: ``verify`` checks that)."""
+    from .model import QUALITY_MAX, QUALITY_MIN
     from . import format as nicformat
 
     try:
@@ -192,8 +204,18 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Opti
                 f"not {codec.model.model_hash.hex()})")
     if quality is not None and nicformat.quality_value(header.quality) != nicformat.quality_value(quality):
         return f"was made at quality {quality_text(header.quality)}, not {quality_text(quality)}"
+    made = f"quality {quality_text(header.quality)}"
+    max_bytes = None if rate is None else rate.max_bytes
     if max_bytes is not None and size > max_bytes:
         return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
+    if max_bytes is not None and size < (1 - RERUN_TOLERANCE) * max_bytes and header.quality < QUALITY_MAX:
+        return f"is {size:,} bytes at {made}, well under --max-bytes {max_bytes:,} (a higher quality may fit)"
+    bpp = None if rate is None else rate.bpp
+    if bpp is not None:
+        got = 8 * size / (header.width * header.height)
+        out_of_reach = (got < bpp and header.quality >= QUALITY_MAX) or (got > bpp and header.quality <= QUALITY_MIN)
+        if abs(got / bpp - 1) > RERUN_TOLERANCE and not out_of_reach:
+            return f"is {got:.4f} bpp at {made}, not near --target-bpp {bpp:g}"
     return None
 
 
@@ -234,7 +256,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, precision, tile=tile,
-                       decode=True)
+                           decode=True)
         if root is not None:
             targets.make_folder(root)
     _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
@@ -270,10 +292,11 @@ def _list_outcomes(outcomes) -> None:
         console.err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
 
 
-def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None) -> None:
+def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,
+              unchecked: tuple[str, ...] | list[str] = ()) -> None:
     """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
     a note that an image there newer than its file, taken as an earlier output, may be an
-    original)."""
+    original; with ``unchecked``, the options an output up to date was not compared with)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import Abandoned, run
@@ -311,7 +334,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             signum = getattr(stop, "signum", signal.SIGINT)  # a Terminated's, or Ctrl-C's
             again = "Ctrl-C" if signum == signal.SIGINT else f"{signal.Signals(signum).name} or Ctrl-C"
             console.err.print(f"stopping: {doing} finished and written first ({again} again stops at once, leaving "
-                      f"{'it' if jobs == 1 else 'them'} unfinished)", markup=False)
+                              f"{'it' if jobs == 1 else 'them'} unfinished)", markup=False)
 
         try:
             summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
@@ -327,9 +350,15 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     skipped = sum(o.status == "skipped" and o.item.target.parent == o.item.source.parent for o in summary.outcomes)
     if verb == "decode" and skipped:
         console.err.print(f"note: {counted_files(skipped)} up to date: {'an image' if skipped == 1 else 'images'} newer than "
-                  f"{'its .nic file' if skipped == 1 else 'their .nic files'} beside {'it' if skipped == 1 else 'them'}, "
-                  "taken for earlier output (an original edited since it was encoded would be too; -o DIR decodes "
-                  "into another folder)", markup=False)
+                          f"{'its .nic file' if skipped == 1 else 'their .nic files'} beside {'it' if skipped == 1 else 'them'}, "
+                          "taken for earlier output (an original edited since it was encoded would be too; -o DIR decodes "
+                          "into another folder)", markup=False)
+    up_to_date = summary.count("skipped")
+    if unchecked and up_to_date:
+        options = " or ".join([", ".join(unchecked[:-1]), unchecked[-1]] if len(unchecked) > 2 else unchecked)
+        its = "its date and header" if up_to_date == 1 else "their dates and headers"
+        console.err.print(f"note: {counted_files(up_to_date)} up to date by {its}, which do not record {options} "
+                          "(--force codes every file anew)", markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with writing_report():

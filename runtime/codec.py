@@ -292,8 +292,10 @@ class Codec:
         strict = not isinstance(providers, str) or providers == "cuda"
         self.max_pixels = max_pixels
         d = self.model.downsampling
-        if tile < d or tile % d or margin < 0 or margin % d:
-            raise NicodecError(f"tile must be a positive multiple of {d} pixels and margin a multiple of {d}")
+        if tile < d or tile % d:
+            raise NicodecError(f"tile must be a positive multiple of {d} pixels, not {tile}")
+        if margin < 0 or margin % d:
+            raise NicodecError(f"margin must be a multiple of {d} pixels, 0 or more, not {margin}")
         self.tile, self.margin = tile, margin
         if not isinstance(precision, str) or precision not in PRECISIONS:  # a list: unhashable
             raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -986,7 +988,10 @@ def _read_bytes(data) -> bytes:
     if isinstance(data, bytes):
         return data
     if isinstance(data, (str, os.PathLike)):
-        return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
+        try:
+            return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
+        except FormatError as exc:  # named as encode's errors are (decode("photo.png"))
+            raise FormatError(f"{os.fsdecode(data)}: {exc}") from None
     try:
         view = memoryview(data)  # bytearray, memoryview, mmap, array.array("B"), a uint8 numpy array
     except TypeError:

@@ -211,7 +211,8 @@ def bar(doing: str, name: str, searching: bool = False):
     """A progress bar on stderr while one file is coded (a large image takes a minute, a rate
     search several encodes), with the time left; nothing when stderr is not a terminal.
     Yields the function to give the work's progress, ``(done, total, encode)`` as
-    ``encode_to_target`` gives it, or None off a terminal."""
+    ``encode_to_target`` gives it, or None off a terminal; ``step.writing(name)`` says the output
+    is being written (a large PNG takes seconds, after the bar has reached its end)."""
     if not err.on_terminal:
         yield None
         return
@@ -221,7 +222,8 @@ def bar(doing: str, name: str, searching: bool = False):
     name = Path(name).name or name  # the file's name: a long path would push the rest out of the line
     # markup off: a path is not markup. The description gives way (an ellipsis) to the bar, the
     # percentage and the time left, which is that of the encode under way in a search.
-    room = Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width - (46 if searching else 36)))
+    # The other columns: " encode 12" (searching), " " and a bar of 20, " 100%", " 0:00:00".
+    room = Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width - (44 if searching else 34)))
     columns = [TextColumn("{task.description}", markup=False, table_column=room)]
     if searching:
         columns.append(TextColumn("encode {task.fields[encode]}"))
@@ -239,6 +241,12 @@ def bar(doing: str, name: str, searching: bool = False):
             else:
                 bar.update(task, completed=done, total=total)
 
+        def writing(target: str) -> None:
+            target = Path(target).name or target
+            bar.update(task, description=f"writing {target}".translate(CONTROLS), completed=0, total=1)
+            bar.refresh()
+
+        step.writing = writing  # type: ignore[attr-defined]
         yield step
 
 

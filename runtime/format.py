@@ -156,6 +156,11 @@ def pack(header: Header, sections: Mapping[bytes, bytes] | Iterable[tuple[bytes,
     return bytes(head) + CRC.pack(crc) + b"".join(bytes(p) for _, p in items)
 
 
+def _pixels(count: int) -> str:
+    """``1 pixel``, ``1,024 pixels``."""
+    return f"{count:,} pixel" + ("" if count == 1 else "s")
+
+
 def check_pixels(width: int, height: int, max_pixels: int, downsampling: int = 1) -> None:
     """Refuse an image whose pixels, or pixels once padded to multiples of ``downsampling`` (what
     the networks work on, up to 64 times as many for a thin image), exceed ``max_pixels``.
@@ -166,13 +171,13 @@ def check_pixels(width: int, height: int, max_pixels: int, downsampling: int = 1
     padded_width, padded_height = -(-width // downsampling) * downsampling, -(-height // downsampling) * downsampling
     if width * height > max_pixels:
         raise PixelLimitError(
-            f"the image has {width * height:,} pixels ({width}x{height}), more than the limit of {max_pixels:,}"
+            f"the image has {_pixels(width * height)} ({width}x{height}), more than the limit of {max_pixels:,}"
         )
     if padded_width * padded_height > max_pixels:
         raise PixelLimitError(
-            f"the image has {width * height:,} pixels ({width}x{height}), but the networks work on it padded to "
+            f"the image has {_pixels(width * height)} ({width}x{height}), but the networks work on it padded to "
             f"multiples of {downsampling}, {padded_width}x{padded_height} = {padded_width * padded_height:,} pixels, "
-            f"more than the limit of {max_pixels:,} (the limit counts the padded size)"
+            f"more than the limit of {max_pixels:,}, which counts the padded size"
         )
 
 
@@ -212,7 +217,7 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     header.validate()
     if max_pixels is not None and width * height > max_pixels:
         raise PixelLimitError(
-            f"the file claims {width * height:,} pixels ({width}x{height}), more than the limit of {max_pixels:,}"
+            f"the file claims {_pixels(width * height)} ({width}x{height}), more than the limit of {max_pixels:,}"
         )
     _need(data, pos + count * SECTION_ENTRY.size + CRC.size, "section table")
     table = [SECTION_ENTRY.unpack_from(data, pos + i * SECTION_ENTRY.size) for i in range(count)]

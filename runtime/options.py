@@ -43,7 +43,7 @@ ModelOpt = Annotated[
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
 JobsOpt = Annotated[int, typer.Option(min=1, max=MAX_JOBS, help="Files coded at once, for a folder or several files "
-                                      "(each holds its image in memory: up to 1.4 GB for a 24-megapixel photo; --tile 512 needs less).")]
+                                      "(each holds its image in memory: up to 1.3 GB for a 24-megapixel photo; --tile 512 needs less).")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
@@ -56,12 +56,14 @@ def _tile_size(value: int) -> int:
     return value
 
 
-TileOpt = Annotated[
-    int,
-    typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a multiple "
-                 "of 64): the same file; smaller tiles take more time and less memory (a 24-megapixel image: "
-                 "1.3 GB to encode and 1.1 GB to decode at 1024, 0.9 and 0.7 GB at 512)."),
-]
+def _tile_option(same: str) -> typer.models.OptionInfo:
+    return typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a "
+                        f"multiple of 64): {same}; smaller tiles take more time and less memory (a 24-megapixel "
+                        "image: 1.3 GB to encode and 1.1 GB to decode at 1024, 0.9 and 0.7 GB at 512).")
+
+
+TileOpt = Annotated[int, _tile_option("the same file")]
+DecodeTileOpt = Annotated[int, _tile_option("the same pixels")]
 _RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
 
 

@@ -243,16 +243,18 @@ def _dropped_text(payload: Callable[[bytes], bytes], fmt: str, kept: frozenset[s
         dropped.append((_text_named(others), f"{fmt} keeps a Comment alone"))
     size = len(entries.get("Comment", "").encode("utf-8"))
     if size > text_section.COMMENT_LIMIT:
-        dropped.append(("text (Comment)", f"its {size:,} bytes are more than nicodec writes as a comment "
+        dropped.append(('text "Comment"', f"its {size:,} bytes are more than nicodec writes as a comment "
                                            f"({text_section.COMMENT_LIMIT:,}, one JPEG segment)"))
     return dropped
 
 
 def _text_named(keywords) -> str:
-    """``text (Author, Comment)``: the keywords of text entries, for a warning."""
-    shown = [k if len(k) <= 40 else k[:40] + "..." for k in list(keywords)[:6]]
+    """``text "Author" and "Comment"``: the keywords of text entries, for a warning."""
+    shown = [f'"{k if len(k) <= 40 else k[:40] + "..."}"' for k in list(keywords)[:6]]
     more = len(list(keywords)) - len(shown)
-    return f"text ({', '.join(shown)}{f' and {more} more' if more > 0 else ''})"
+    if more > 0:
+        return f"text {', '.join(shown)} and {more} more"
+    return "text " + (shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1])
 
 
 @functools.lru_cache(maxsize=None)

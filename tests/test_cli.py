@@ -57,8 +57,36 @@ def test_decode_defaults_to_png_and_honours_the_extension(png, tmp_path):
     assert Image.open(tmp_path / "a.jpg").format == "JPEG"
     result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.unknownext")
     assert result.exit_code == 1
-    assert "extension" in result.stderr
+    assert "cannot write images with the extension '.unknownext'" in result.stderr
     assert not (tmp_path / "a.unknownext").exists()
+    result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "noext")  # was "the extension ''"
+    assert result.exit_code == 1
+    assert f"error: {tmp_path / 'noext'} has no extension to tell the image format: add .png" in result.stderr
+    assert not (tmp_path / "noext").exists()
+
+
+def test_decode_shows_and_times_the_writing_of_its_output(png, tmp_path, monkeypatch):
+    """A large PNG takes seconds to write after the decode: the bar sat at 100% meanwhile, and
+    the time reported left the writing out."""
+    import re
+
+    from nicodec import cli, console, outputs
+
+    assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
+    save, clock = outputs.save, [0.0]
+
+    def slow_save(*args, **kwargs):
+        clock[0] += 100.0  # the command's clock, not the wall's
+        return save(*args, **kwargs)
+
+    monkeypatch.setattr(outputs, "save", slow_save)
+    monkeypatch.setattr(cli.time, "perf_counter", lambda: clock[0])
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "err", console._Console(file=screen, force_terminal=True, width=200))
+    result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png")
+    assert result.exit_code == 0, result.output
+    assert "writing a.png" in screen.getvalue()
+    assert re.search(r"a.png: [0-9]+x[0-9]+, 100.00 s$", result.stdout.strip()), result.stdout
 
 
 def test_existing_output_is_kept_without_force(png, tmp_path):
@@ -1136,7 +1164,10 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
     for args in (["encode", ""], ["decode", "", "-o", "out"], ["verify", ""], ["encode", str(png), "--model", ""]):
         result = subprocess.run([sys.executable, "-m", "nicodec", *args], cwd=tmp_path, capture_output=True, text=True)
         assert result.returncode == 2, (args, result.stderr)
-        assert f"argument {args.index('') + 1} is empty" in result.stderr
+        number = args.index("") + 1
+        # An option's value is named as such, and the command's help is pointed to.
+        said = f"the value of --model (argument {number}) is empty" if "--model" in args else f"argument {number} is empty"
+        assert f"error: {said} (a shell variable that was not set?); see nicodec {args[0]} --help" in result.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before
     # Written as --name= with the variable unset: --model= read the current folder as the model,
     # and -o= (or -fo=) wrote a file named "=".

@@ -515,6 +515,29 @@ def test_bad_constructor_arguments_are_named_at_once(arguments):
         Codec(**arguments)
 
 
+def test_a_tile_or_margin_out_of_range_is_named_alone_with_its_value():
+    """Codec(tile=100) said "tile must be ... and margin a multiple of 64", naming a margin never given."""
+    with pytest.raises(nicodec.NicodecError) as tile:
+        Codec(providers="cpu", tile=100)
+    assert str(tile.value) == "tile must be a positive multiple of 64 pixels, not 100"
+    with pytest.raises(nicodec.NicodecError) as margin:
+        Codec(providers="cpu", margin=10)
+    assert str(margin.value) == "margin must be a multiple of 64 pixels, 0 or more, not 10"
+
+
+@pytest.fixture()
+def png_path(tmp_path, photo):
+    path = tmp_path / "photo.png"
+    Image.fromarray(photo).save(path)
+    return path
+
+
+def test_a_path_that_is_no_nicodec_file_is_named_by_decode(codec, png_path):
+    with pytest.raises(nicodec.FormatError) as refused:
+        codec.decode(str(png_path))
+    assert str(refused.value) == f"{png_path}: not a nicodec file (wrong magic bytes)"
+
+
 def test_numpy_integers_are_whole_numbers_for_the_constructor():
     codec = Codec(providers="cpu", threads=np.int64(1), max_pixels=np.int32(10**6), tile=np.int64(512))
     assert codec.max_pixels == 10**6 and codec.tile == 512
@@ -524,6 +547,10 @@ def test_padding_counts_towards_the_pixel_limit():
     narrow = Codec(providers="cpu", max_pixels=10_000)
     with pytest.raises(nicodec.LimitError, match="padded"):
         narrow.encode(np.zeros((1, 5000, 3), np.uint8))
+    with pytest.raises(nicodec.LimitError) as one:
+        Codec(providers="cpu", max_pixels=100).encode(np.zeros((1, 1, 3), np.uint8))
+    assert str(one.value) == ("the image has 1 pixel (1x1), but the networks work on it padded to multiples of 64, "
+                              "64x64 = 4,096 pixels, more than the limit of 100, which counts the padded size")
 
 
 @pytest.mark.parametrize("mode, decoded", [

@@ -260,7 +260,7 @@ def test_the_pixel_limit_takes_an_image_of_exactly_the_limit():
 def test_the_pixel_limit_takes_an_image_whose_padded_size_is_exactly_the_limit():
     """100 x 30 pixels are padded to 128 x 64 = 8,192 for a model that downsamples by 64."""
     nicformat.check_pixels(100, 30, 8192, 64)
-    with pytest.raises(LimitError, match=r"padded to multiples of 64, 128x64 = 8,192 pixels, more than the limit of 8,191 "):
+    with pytest.raises(LimitError, match=r"padded to multiples of 64, 128x64 = 8,192 pixels, more than the limit of 8,191, which counts the padded size$"):
         nicformat.check_pixels(100, 30, 8191, 64)
     nicformat.check_pixels(128, 64, 8192, 64)  # no padding: the one count is the limit
     with pytest.raises(LimitError, match=r"has 8,192 pixels \(128x64\), more than the limit of 8,191$"):
