@@ -37,8 +37,11 @@ from . import resolution as resolution_section
 from . import text as text_section
 from .errors import FormatError, LimitError, ModelError, NicodecError, OutOfMemoryError, QualityError
 from .files import read_binary_file, read_file
+from .graphs import check_graph
 from .images import read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number
+from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
+                       REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
 from .sessions import (CPU, MAX_THREADS, create_session, loading_failed, out_of_memory, resolve_providers,
@@ -108,66 +111,6 @@ ENTROPY_MARGIN = 2
 
 MAX_REFINE = 1000
 """The most refinement steps ``Codec`` accepts."""
-
-GRAPH_SIGNATURES = {
-    # graph: (inputs: name -> (channels, element type, required), outputs in order: name -> (channels,
-    # element type)); channels "M" and "Nh" are the manifest's latent and hyper-latent channels.
-    "encoder": ({"image": (3, "tensor(uint8)", True), "gain": ("M", "tensor(float)", False)},
-                {"y": ("M", "tensor(float)"), "z": ("Nh", "tensor(float)")}),
-    "decoder": ({"y_hat": ("M", "tensor(float)", True)}, {"image": (3, "tensor(uint8)")}),
-    "entropy_parameters": ({"z_hat": ("Nh", "tensor(int32)", True)},
-                           {"scale_index": ("M", "tensor(int32)"), "mean_q": ("M", "tensor(int32)")}),
-    "synthesis_gradient": ({"y_hat": ("M", "tensor(float)", True), "image": (3, "tensor(float)", True),
-                            "weight": (1, "tensor(float)", False)}, {"gradient": ("M", "tensor(float)")}),
-}
-"""What nicodec gives each graph and takes from it (``decoder_fp16``: as ``decoder``)."""
-
-
-def check_graph(session, graph: str, model: ModelFiles) -> None:
-    """Refuse a graph whose inputs and outputs are not those nicodec runs it with, under the
-    model's manifest: a graph copied in from another model (its hash written anew) loaded and
-    verified, and failed at its first image as an internal error of onnxruntime's.
-
-    Raises:
-        ModelError: naming the file and what differs.
-    """
-    inputs, outputs = GRAPH_SIGNATURES["decoder" if graph == "decoder_fp16" else graph]
-    channels = {"M": model.latent_channels, "Nh": model.hyper_channels}
-    problems = []
-
-    def compare(kind: str, node, wanted) -> None:
-        shape = node.shape if isinstance(node.shape, (list, tuple)) else []
-        size = channels.get(wanted, wanted)
-        if len(shape) != 4:
-            problems.append(f"its {kind} {node.name} has {len(shape)} dimensions, not 4")
-        elif isinstance(shape[1], int) and shape[1] != size:
-            says = f"the manifest says {wanted}={size}" if wanted in channels else f"nicodec gives {size}"
-            problems.append(f"its {kind} {node.name} has {shape[1]} channels where {says}")
-
-    given = {node.name: node for node in session.get_inputs()}
-    for name, (wanted, element, required) in inputs.items():
-        node = given.pop(name, None)
-        if node is None:
-            if required or (name == "gain" and model.variable_rate):
-                problems.append(f"it has no input {name}")
-            continue
-        compare("input", node, wanted)
-        if node.type != element:
-            problems.append(f"its input {name} is a {node.type}, not a {element}")
-    problems += [f"it takes an input {name} that nicodec does not give" for name in given]
-    names = [node.name for node in session.get_outputs()]
-    if names[: len(outputs)] != list(outputs):
-        problems.append(f"its outputs are {', '.join(names) or 'none'}, not {', '.join(outputs)}")
-    else:
-        for node in session.get_outputs()[: len(outputs)]:
-            wanted, element = outputs[node.name]
-            compare("output", node, wanted)
-            if node.type != element:
-                problems.append(f"its output {node.name} is a {node.type}, not a {element}")
-    if problems:
-        raise ModelError(f"{graph}.onnx does not fit the model {model.model_id}: {'; '.join(problems)} "
-                         "(a graph of another model?)")
-
 
 
 _LIVE: "weakref.WeakSet[Codec]" = weakref.WeakSet()
@@ -476,7 +419,7 @@ class Codec:
             OutOfMemoryError: memory ran out (while a graph loaded, or for the image).
         """
         check_flags(strip=strip, exact=exact)
-        _check_progress(progress)
+        check_progress(progress)
         quality, gain = self._encoder_gain(quality)
         encoder = self._session("encoder")
         picture = read_picture(image, strip=strip, check_size=self._check_size)
@@ -493,7 +436,7 @@ class Codec:
         fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
         refining = REFINEMENT_STEP_SHARE * self.refine + REFINEMENT_CHOICE_SHARE if self.refine else 0.0
         alpha = ALPHA_SHARE if picture.alpha is not None else 0.0
-        work = _Work(progress)
+        work = Work(progress)
         work.start(padded.shape[0] * padded.shape[1], 1 + ENTROPY_ENCODING_SHARE + refining + alpha)
         y, z = self._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
                                done=work.advance)
@@ -614,8 +557,8 @@ class Codec:
         """
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
-        _check_progress(progress)
-        work = _Work(progress)  # started once the header tells the size: (0, total) before the entropy decoding
+        check_progress(progress)
+        work = Work(progress)  # started once the header tells the size: (0, total) before the entropy decoding
         d = self.model.downsampling
         header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
             data, lambda header: work.start(-(-header.height // d) * d * -(-header.width // d) * d,
@@ -886,23 +829,6 @@ class Codec:
         return np.repeat(np.arange(channels, dtype=np.int32), h * w)
 
 
-ENTROPY_PARAMETERS_PART = 0.5
-"""The entropy-parameter graph's part of the entropy coding's and decoding's time (43 of 72 ms
-encoding a Kodak image, 35 of 70 decoding it, ``benchmarks/speed.py``): told tile by tile."""
-ENTROPY_ENCODING_SHARE = 0.2
-ENTROPY_DECODING_SHARE = 0.15
-REFINEMENT_STEP_SHARE = 2.6
-REFINEMENT_CHOICE_SHARE = 2.0
-ALPHA_SHARE = 0.3
-"""The time the entropy coding, the entropy decoding, one refinement step, the choice between
-the refined latent and the analysis's (both coded and decoded) and the alpha plane's compression
-take, each against the analysis's (or the synthesis's) on the same image, for the units of
-``progress``: measured on 2 cores in tiles of 1024 (the images a bar is for), 1.2 s against 6.0
-to encode a 3072x2048 image and 0.95 against 6.7 to decode it; a refinement step of a 2048x1024
-one 5.5 to 6.3 s against 2.1, its choice 4 s; a soft mask's LZMA2 at 3072x2048 2.8 s (a
-cut-out's far less)."""
-
-
 _STREAMS = {b"ZSYM": "the hyperlatent's", b"YSYM": "the latent's"}
 
 
@@ -912,44 +838,6 @@ def _symbols(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, ta
         return rans.decode(sections[tag], table_ids, tables)
     except FormatError as exc:
         raise FormatError(f"{exc} (the {tag.decode('ascii')} section, {_STREAMS[tag]} symbols)") from None
-
-
-class _Work:
-    """An encode's or a decode's progress, told to ``progress`` as ``(done, total)`` whole units
-    of work, a pixel of the padded image through the networks each, only when ``done`` grows:
-    ``(0, total)`` first, as the work starts (a search's bar turns to its next encode at once),
-    and ``(total, total)`` last, once."""
-
-    def __init__(self, progress: Callable[[int, int], None] | None):
-        self._progress = progress
-        self._area = 0
-        self._total = 1
-        self._done = 0.0
-        self._told = -1
-
-    def start(self, area: int, shares: float) -> None:
-        """The work is ``shares`` times the networks' on ``area`` pixels."""
-        self._area, self._total = area, max(int(area * shares), 1)
-        self._tell(0)
-
-    def advance(self, share: float) -> None:
-        """``share`` of the networks' work on the whole image is done (a tile's part of it,
-        or a stage's share from the table above)."""
-        self._done += share * self._area
-        self._tell(min(round(self._done), self._total))
-
-    def finish(self) -> None:
-        self._tell(self._total)
-
-    def _tell(self, done: int) -> None:
-        if self._progress is not None and done > self._told:
-            self._told = done
-            self._progress(done, self._total)
-
-
-def _check_progress(progress) -> None:
-    if progress is not None and not callable(progress):
-        raise NicodecError(f"progress must be a function of (done, total), not {progress!r}")
 
 
 def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
