@@ -56,10 +56,12 @@ def held_out_copies(paths: Sequence[str], held_out: Sequence[str]) -> set[str]:
             return None
 
     real = {os.path.realpath(p) for p in held_out}
-    sizes = {size(p) for p in held_out} - {None}
-    candidates = [p for p in paths if os.path.realpath(p) not in real and size(p) in sizes]
-    digests = {digest(p) for p in held_out if size(p) in {size(c) for c in candidates}} - {None}
-    return {p for p in paths if os.path.realpath(p) in real} | {p for p in candidates if digest(p) in digests}
+    held_sizes = {p: size(p) for p in held_out}
+    same_file = {p for p in paths if os.path.realpath(p) in real}
+    candidates = {p: size(p) for p in paths if p not in same_file}
+    candidates = {p: n for p, n in candidates.items() if n is not None and n in held_sizes.values()}
+    digests = {digest(p) for p, n in held_sizes.items() if n in candidates.values()} - {None}
+    return same_file | {p for p in candidates if digest(p) in digests}
 
 
 def shorter_side(path: str) -> int:

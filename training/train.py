@@ -872,9 +872,10 @@ def train(
     saved_at = [time.monotonic(), None]  # when and at which step this run last wrote its checkpoint
 
     def checkpoint(wall: Optional[float] = None):
-        # ``wall``: the run's training time (the final checkpoint's, before the final validation,
-        # which a schedule carried on by the next run must not count). Never over a good checkpoint with weights a step has made NaN or inf (the loss of that
-        # step, computed before it, can still be finite).
+        # ``wall``: the run's training time, for the final checkpoint: taken before the final
+        # validation, which the next run of a carried schedule must not count as training.
+        # Never over a good checkpoint with weights a step has made NaN or inf (the loss of
+        # that step, computed before it, can still be finite).
         if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
             _diverged(step, last, saved_at[1])
         def unwritten(path: Path, exc: Exception, kept: str) -> None:  # a full disk, a folder made read-only
