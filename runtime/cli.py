@@ -406,6 +406,8 @@ def info(
                             f"{tag} {size:,} bytes" for tag, size in value.items())
                     elif key == "resolution":
                         value = _resolution_text(value)
+                    elif key == "bytes":
+                        value = f"{value:,}"  # as encode and the sections give sizes
                     console.out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)

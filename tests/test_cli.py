@@ -672,7 +672,7 @@ def test_info_speaks_plainly_and_flags_what_no_model_decodes(png, tmp_path):
     assert run("encode", png).exit_code == 0
     header, sections = nicformat.unpack((tmp_path / "photo.nic").read_bytes())
     said = run("info", tmp_path / "photo.nic").stdout
-    assert "grayscale: no\n" in said
+    assert "grayscale: no\n" in said and f"bytes: {(tmp_path / 'photo.nic').stat().st_size:,}\n" in said
     assert f"sections: ZSYM {len(sections[b'ZSYM']):,} bytes, YSYM {len(sections[b'YSYM']):,} bytes\n" in said
     (tmp_path / "odd.nic").write_bytes(nicformat.pack(dataclasses.replace(header, quality=1.6e-37), sections))
     assert "(outside 1 to 100: a variable-rate model refuses it)\n" in run("info", tmp_path / "odd.nic").stdout
