@@ -356,3 +356,12 @@ def test_a_graph_replaced_after_the_model_was_loaded_is_refused_at_its_first_use
         codec.decode(data)
     shutil.copy(default_model_dir() / "decoder.onnx", model / "decoder.onnx")
     assert codec.decode(data, as_array=True).shape == photo.shape  # the file it was: no error held over
+
+
+def test_the_shipped_model_stays_within_the_size_a_shipped_model_may_take():
+    """Issue 4: the shipped model's files take at most 25 MB (weights in fp16 where the graphs
+    compute in fp32); the README gives the figure."""
+    from nicodec.model import default_model_dir
+
+    files = [p for p in default_model_dir().rglob("*") if p.is_file()]
+    assert files and sum(p.stat().st_size for p in files) <= 25_000_000
