@@ -18,8 +18,8 @@ On the same images, in the same run, it also sweeps the classic codecs named by
 ``--classic`` (by default AVIF 4:4:4, JPEG XL and WebP, those Pillow can write here, at
 rd.py's settings) and gives every nicodec curve's BD-rate against each, so that a refined
 encoder can be set beside the codecs the default is measured against on all of Kodak.
-A step costs about 1.2 decodes of the image: the whole of Kodak at 60 steps takes
-about 2 hours on 2 cores, so ``--limit`` picks the first N images.
+A step costs about 1.5 to 2 decodes of the image: the whole of Kodak at 60 steps takes
+about 2 hours on 2 cores (36 s an encode in results/refine.json, 8 qualities an image), so ``--limit`` picks the first N images.
 """
 
 from __future__ import annotations

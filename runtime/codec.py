@@ -182,7 +182,7 @@ class Codec:
             the slope, lost 4 to 8% on two Kodak images).
         refine: gradient steps on the latent before it is coded (see ``nicodec.refine``):
             0 (the default) codes the analysis's latent as it is; about 60 make files a few
-            percent smaller at the same PSNR, each step costing about 1.2 decodes of the
+            percent smaller at the same PSNR, each step costing about 1.5 to 2 decodes of the
             image. The analysis's latent is coded too (with ``rdo`` as the default encoder
             uses it, unless ``rdo`` is given) and the refined one is kept only if its file
             costs no more (y's bits per pixel plus lambda times the decoded image's MSE on the

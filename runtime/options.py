@@ -92,7 +92,7 @@ RefineOpt = Annotated[
     int,
     typer.Option(
         min=0, max=1000, rich_help_panel=_RATE_PANEL,
-        help="Gradient steps on the latent before coding: much slower (each about 1.2 decodes' work), about 2% "
+        help="Gradient steps on the latent before coding: much slower (each about 1.5 to 2 decodes' work), about 2% "
         "fewer bits for the same PSNR at 60 steps (first 6 Kodak images); 0 codes the network's first guess.",
     ),
 ]

@@ -382,6 +382,9 @@ def fallback(argv: list[str]) -> int:
 def main() -> int:
     global CODEC
     argv = list(sys.argv)
+    if "-h" in argv[1:] or "--help" in argv[1:]:  # not a run of 100,000 inputs
+        print(__doc__)
+        return 0
     use_fallback = "--fallback" in argv or atheris is None
     argv = [a for a in argv if a != "--fallback"]
     max_pixels = 1 << 20
