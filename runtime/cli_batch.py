@@ -125,7 +125,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         data, result = rate.encode(codec, item.source, options)
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate)) as late:
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force)
         if late:
             return late[0]
@@ -149,7 +149,8 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                                               ("--strip", options.get("strip")), ("--exact", options.get("exact")))
                  if given]
     _run_tree("encode", items, work, force, jobs, debug,
-              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate), unchecked=unchecked)
+              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes), unchecked=unchecked,
+              doubtful=lambda item: _far_from_target(item.target, rate))
 
 
 @contextmanager
@@ -171,19 +172,18 @@ def _made_meanwhile(item, differs=None):
 
 RERUN_TOLERANCE = 0.1
 """How far from ``--target-bpp`` (a fraction of it), or how far under ``--max-bytes``, an
-existing file may be and still count as made for that target: the search meets a bpp target
-within 1% and comes within 1% under a byte budget, but may stop short of it."""
+existing file may be before a rerun notes that it may have been made for another target: the
+search meets a bpp target within 1% and comes within 1% under a byte budget, but a small or
+flat image may end farther (its size moves in steps, or little with the quality)."""
 
 
-def _made_otherwise(path: Path, codec, quality: Optional[float], rate: Optional[Rate] = None) -> Optional[str]:
+def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Optional[int] = None) -> Optional[str]:
     """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
     any), from its header and size alone: not a nicodec file, cut short, another model, another
-    quality; for ``rate``'s targets, more bytes than ``--max-bytes`` or well under it below the
-    top quality, bits per pixel far from ``--target-bpp`` where that was within reach (quality 1
-    and 100 are the ends of it). None if none of these (a file made for another
-    ``--target-psnr``, or with ``--refine``, ``--strip`` or ``--exact``, is not told apart, nor
-    a damaged payload of the right length: ``verify`` checks that)."""
-    from .model import QUALITY_MAX, QUALITY_MIN
+    quality, more bytes than ``max_bytes``; None if none of these (a file made for another rate
+    target, or with ``--refine``, ``--strip`` or ``--exact``, is not told apart, nor a damaged
+    payload of the right length: ``verify`` checks that; :func:`_far_from_target` notes what
+    a file's size suggests)."""
     from . import format as nicformat
 
     try:
@@ -204,18 +204,36 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], rate: Optional[
                 f"not {codec.model.model_hash.hex()})")
     if quality is not None and nicformat.quality_value(header.quality) != nicformat.quality_value(quality):
         return f"was made at quality {quality_text(header.quality)}, not {quality_text(quality)}"
-    made = f"quality {quality_text(header.quality)}"
-    max_bytes = None if rate is None else rate.max_bytes
     if max_bytes is not None and size > max_bytes:
         return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
-    if max_bytes is not None and size < (1 - RERUN_TOLERANCE) * max_bytes and header.quality < QUALITY_MAX:
-        return f"is {size:,} bytes at {made}, well under --max-bytes {max_bytes:,} (a higher quality may fit)"
-    bpp = None if rate is None else rate.bpp
-    if bpp is not None:
+    return None
+
+
+def _far_from_target(path: Path, rate: Rate) -> Optional[str]:
+    """What suggests that the up-to-date ``path`` was made for another rate target than
+    ``rate``'s (the header does not record one): bits per pixel more than ``RERUN_TOLERANCE``
+    from ``--target-bpp`` where quality 1 or 100 would not explain it, or a size that far
+    under ``--max-bytes`` below quality 100; None if nothing does. A note, not a judgement: a
+    small or flat image may end that far from a target it was made for."""
+    from . import format as nicformat
+    from .model import QUALITY_MAX, QUALITY_MIN
+
+    if rate.bpp is None and rate.max_bytes is None:
+        return None
+    try:
+        with open(path, "rb") as f:
+            header = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))[0]
+            size = os.fstat(f.fileno()).st_size
+    except (OSError, NicodecError):
+        return None  # judged by _made_otherwise already
+    made = f"quality {quality_text(header.quality)}"
+    if rate.max_bytes is not None and size < (1 - RERUN_TOLERANCE) * rate.max_bytes and header.quality < QUALITY_MAX:
+        return f"is {size:,} bytes at {made}, well under --max-bytes {rate.max_bytes:,}"
+    if rate.bpp is not None:
         got = 8 * size / (header.width * header.height)
-        out_of_reach = (got < bpp and header.quality >= QUALITY_MAX) or (got > bpp and header.quality <= QUALITY_MIN)
-        if abs(got / bpp - 1) > RERUN_TOLERANCE and not out_of_reach:
-            return f"is {got:.4f} bpp at {made}, not near --target-bpp {bpp:g}"
+        ends = (got < rate.bpp and header.quality >= QUALITY_MAX) or (got > rate.bpp and header.quality <= QUALITY_MIN)
+        if abs(got / rate.bpp - 1) > RERUN_TOLERANCE and not ends:
+            return f"is {got:.4f} bpp at {made}, far from --target-bpp {rate.bpp:g}"
     return None
 
 
@@ -293,10 +311,12 @@ def _list_outcomes(outcomes) -> None:
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,
-              unchecked: tuple[str, ...] | list[str] = ()) -> None:
+              unchecked: tuple[str, ...] | list[str] = (), doubtful=None) -> None:
     """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
     a note that an image there newer than its file, taken as an earlier output, may be an
-    original; with ``unchecked``, the options an output up to date was not compared with)."""
+    original; with ``unchecked``, the options an output up to date was not compared with; with
+    ``doubtful``, a note for each of the first few outputs up to date of which it says why
+    they may have been made otherwise)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import Abandoned, run
@@ -359,6 +379,13 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         its = "its date and header" if up_to_date == 1 else "their dates and headers"
         console.err.print(f"note: {counted_files(up_to_date)} up to date by {its}, which do not record {options} "
                           "(--force codes every file anew)", markup=False)
+    doubts = [(o.item, why) for o in summary.outcomes if o.status == "skipped" and doubtful is not None
+              and (why := doubtful(o.item))]
+    for item, why in doubts[:5]:
+        console.err.print(f"note: {item.target} {why}: counted up to date, but perhaps made for another target "
+                          "(--force codes it anew)", markup=False)
+    if len(doubts) > 5:
+        console.err.print(f"note: and {counted_files(len(doubts) - 5)} more like them", markup=False)
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with writing_report():

@@ -35,7 +35,8 @@ from . import format as nicformat
 from . import rans
 from . import resolution as resolution_section
 from . import text as text_section
-from .errors import FormatError, LimitError, ModelError, NicodecError, OutOfMemoryError, QualityError
+from .errors import (FormatError, LimitError, ModelError, ModelMismatchError, NicodecError, OutOfMemoryError,
+                     QualityError)
 from .files import read_binary_file, read_file
 from .graphs import check_graph
 from .images import read_picture
@@ -613,7 +614,16 @@ class Codec:
         """The file's parts, entropy-decoded and checked; ``started`` is called with the header
         once it is checked, before the costly part, and ``done`` with the part of the entropy
         decoding done since it was last called (after each tile of the entropy parameters, then
-        after the latent's symbols), adding up to 1."""
+        after the latent's symbols), adding up to 1. A file given by its path is named in the
+        errors about it (``decode("photo.png")``), as encode names its images."""
+        try:
+            return self._entropy_decode_data(data, started, done)
+        except (FormatError, ModelMismatchError) as exc:
+            if not isinstance(data, (str, os.PathLike)):
+                raise
+            raise type(exc)(f"{os.fsdecode(data)}: {exc}") from None
+
+    def _entropy_decode_data(self, data, started, done):
         header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
@@ -876,10 +886,7 @@ def _read_bytes(data) -> bytes:
     if isinstance(data, bytes):
         return data
     if isinstance(data, (str, os.PathLike)):
-        try:
-            return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
-        except FormatError as exc:  # named as encode's errors are (decode("photo.png"))
-            raise FormatError(f"{os.fsdecode(data)}: {exc}") from None
+        return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
     try:
         view = memoryview(data)  # bytearray, memoryview, mmap, array.array("B"), a uint8 numpy array
     except TypeError:

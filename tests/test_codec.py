@@ -532,10 +532,22 @@ def png_path(tmp_path, photo):
     return path
 
 
-def test_a_path_that_is_no_nicodec_file_is_named_by_decode(codec, png_path):
-    with pytest.raises(nicodec.FormatError) as refused:
-        codec.decode(str(png_path))
-    assert str(refused.value) == f"{png_path}: not a nicodec file (wrong magic bytes)"
+def test_a_path_that_is_no_nicodec_file_is_named_by_decode(codec, png_path, photo, tmp_path):
+    """As encode names its images; small files too (the check of a file's start takes 64 KiB)."""
+    small = tmp_path / "small.png"
+    Image.fromarray(photo[:8, :8]).save(small)
+    half = tmp_path / "half.nic"
+    data = codec.encode(photo)
+    half.write_bytes(data[: len(data) // 2])
+    for path, said in ((png_path, "not a nicodec file (wrong magic bytes)"),
+                       (small, "not a nicodec file (wrong magic bytes)"), (half, "")):
+        for decode in (codec.decode, codec.decode_symbols):
+            with pytest.raises(nicodec.FormatError) as refused:
+                decode(str(path))
+            assert str(refused.value).startswith(f"{path}: {said}"), refused.value
+    with pytest.raises(nicodec.FormatError) as in_memory:
+        codec.decode(data[: len(data) // 2])
+    assert not str(in_memory.value).startswith(str(tmp_path))
 
 
 def test_numpy_integers_are_whole_numbers_for_the_constructor():

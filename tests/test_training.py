@@ -374,6 +374,10 @@ def test_a_schedule_that_ends_in_this_run_is_fitted_to_its_deadline():
     seconds, budget, _ = fitted_to_deadline(TrainConfig(minutes=8.8, total_minutes=12.8), 768.0, 528.0, 240.0,
                                             time.time() + 200)
     assert 439 <= seconds <= 440 and 199 <= budget <= 200
+    # A schedule as long as its run's --minutes (no --total-minutes), resumed with 4 minutes done:
+    # its fitted length is saved as such, so that a --resume after a stop carries that one on.
+    seconds, budget, fitted = fitted_to_deadline(TrainConfig(minutes=10.0), 600.0, 600.0, 240.0, time.time() + 180)
+    assert 419 <= seconds <= 420 and fitted.total_minutes == seconds / 60 and fitted.minutes == budget / 60
     for args in ((768.0, 528.0, 0.0, time.time() + 300),  # a schedule that goes on in a later run
                  (528.0, 528.0, 0.0, time.time() + 900),  # a deadline after the schedule's end
                  (528.0, 528.0, 0.0, None),
@@ -391,6 +395,18 @@ def test_a_run_fitted_to_its_deadline_anneals_before_it(folder, tmp_path):
     assert metrics["run_steps"] > 0 and metrics["final_lr"] <= 0.5e-4, metrics
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
     assert ckpt["train_config"]["minutes"] < 0.2
+
+
+def test_the_warm_up_scales_the_scheduled_rate_not_the_peak():
+    """A carried schedule that warms up again inside its anneal climbed to the peak rate, then fell."""
+    from nicodec.training.train import learning_rate
+
+    cfg = TrainConfig(lr=1e-4, anneal=0.5, warmup=200)
+    scheduled = learning_rate(cfg, 0.95, 10**6)
+    assert scheduled == pytest.approx(1.22e-5, rel=0.01)
+    assert learning_rate(cfg, 0.95, 199) == pytest.approx(scheduled)
+    assert learning_rate(cfg, 0.95, 99) == pytest.approx(scheduled / 2)
+    assert learning_rate(cfg, 0.0, 99) == pytest.approx(0.5e-4)  # a fresh schedule's warm-up, as before
 
 
 def test_a_carried_schedule_warms_up_again_with_a_fresh_optimizer(folder, tmp_path):

@@ -90,14 +90,15 @@ VAL_MIN_CROP = 64
 
 
 def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> float:
-    """Linear warm-up, constant, then a cosine fall to a tenth over the final ``anneal`` fraction."""
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
+    """Constant, then a cosine fall to a tenth over the final ``anneal`` fraction; a linear
+    warm-up over the first ``warmup`` steps scales that rate (a carried schedule warms up again
+    where it stands, already falling perhaps, not up to the peak)."""
     start = 1.0 - cfg.anneal
-    if progress <= start:
-        return cfg.lr
-    t = min(1.0, (progress - start) / max(cfg.anneal, 1e-9))
-    return cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    rate = cfg.lr
+    if progress > start:
+        t = min(1.0, (progress - start) / max(cfg.anneal, 1e-9))
+        rate = cfg.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+    return rate * (step + 1) / cfg.warmup if step < cfg.warmup else rate
 
 
 def fitted_to_deadline(cfg: TrainConfig, schedule_seconds: float, budget: float, done_seconds: float,
@@ -118,8 +119,10 @@ def fitted_to_deadline(cfg: TrainConfig, schedule_seconds: float, budget: float,
                       f"{remaining / 60:.2f} are fitted into them, so that the run still anneals")
     schedule_seconds -= remaining - left
     budget = min(budget, left) if budget else budget
+    # The schedule's length saved as such: a --resume (which takes this run's minutes as its
+    # own budget) carries on the schedule that was fitted, not one as long as its budget.
     fitted = dataclasses.replace(cfg, minutes=budget / 60 if budget else cfg.minutes,
-                                 total_minutes=schedule_seconds / 60 if cfg.total_minutes else 0.0)
+                                 total_minutes=schedule_seconds / 60)
     return schedule_seconds, budget, fitted
 
 
