@@ -187,9 +187,7 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Opti
     from . import format as nicformat
 
     try:
-        with open(path, "rb") as f:
-            header, table, payload_offset = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))
-            size = os.fstat(f.fileno()).st_size
+        header, table, payload_offset, size = _header_and_size(path)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
     except NicodecError as exc:
@@ -209,21 +207,27 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Opti
     return None
 
 
+def _header_and_size(path: Path):
+    """An existing ``.nic`` file's header, section table and payload offset
+    (``nicodec.format.read_header``), and its size, without reading the rest of it."""
+    from . import format as nicformat
+
+    with open(path, "rb") as f:
+        return (*nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES)), os.fstat(f.fileno()).st_size)
+
+
 def _far_from_target(path: Path, rate: Rate) -> Optional[str]:
     """What suggests that the up-to-date ``path`` was made for another rate target than
     ``rate``'s (the header does not record one): bits per pixel more than ``RERUN_TOLERANCE``
     from ``--target-bpp`` where quality 1 or 100 would not explain it, or a size that far
     under ``--max-bytes`` below quality 100; None if nothing does. A note, not a judgement: a
     small or flat image may end that far from a target it was made for."""
-    from . import format as nicformat
     from .model import QUALITY_MAX, QUALITY_MIN
 
     if rate.bpp is None and rate.max_bytes is None:
         return None
     try:
-        with open(path, "rb") as f:
-            header = nicformat.read_header(f.read(nicformat.MAX_HEADER_BYTES))[0]
-            size = os.fstat(f.fileno()).st_size
+        header, _, _, size = _header_and_size(path)
     except (OSError, NicodecError):
         return None  # judged by _made_otherwise already
     made = f"quality {quality_text(header.quality)}"
