@@ -406,7 +406,9 @@ def test_the_warm_up_scales_the_scheduled_rate_not_the_peak():
     assert scheduled == pytest.approx(1.22e-5, rel=0.01)
     assert learning_rate(cfg, 0.95, 199) == pytest.approx(scheduled)
     assert learning_rate(cfg, 0.95, 99) == pytest.approx(scheduled / 2)
-    assert learning_rate(cfg, 0.0, 99) == pytest.approx(0.5e-4)  # a fresh schedule's warm-up, as before
+    # A fresh schedule's warm-up, as before where it ends before the anneal starts (one that runs
+    # into the anneal, --anneal 1.0 say, now follows the falling rate instead of the peak).
+    assert learning_rate(cfg, 0.0, 99) == pytest.approx(0.5e-4)
 
 
 def test_a_carried_schedule_warms_up_again_with_a_fresh_optimizer(folder, tmp_path):

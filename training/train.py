@@ -91,8 +91,9 @@ VAL_MIN_CROP = 64
 
 def learning_rate(cfg: TrainConfig, progress: float, step: int = 1 << 62) -> float:
     """Constant, then a cosine fall to a tenth over the final ``anneal`` fraction; a linear
-    warm-up over the first ``warmup`` steps scales that rate (a carried schedule warms up again
-    where it stands, already falling perhaps, not up to the peak)."""
+    warm-up over the first ``warmup`` steps always scales that rate, not the peak (a carried
+    schedule warms up again where it stands, already falling perhaps; a warm-up that runs into
+    the anneal follows the falling rate)."""
     start = 1.0 - cfg.anneal
     rate = cfg.lr
     if progress > start:
