@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -42,10 +42,11 @@ def held_out_copies(paths: Sequence[str], held_out: Sequence[str]) -> set[str]:
     folder of held-out images is often copies of a set's last files (``data/gpu/val`` holds
     those of shard 5), which comparing paths, even resolved, does not catch. Only files of a
     held-out file's size are read; a file that cannot be read is no copy (loading names it)."""
-    def digest(path: str) -> bytes | None:
+    from nicodec.model import sha256_file
+
+    def digest(path: str) -> str | None:
         try:
-            with open(path, "rb") as f:
-                return hashlib.sha256(f.read()).digest()
+            return sha256_file(Path(path))
         except OSError:
             return None
 
