@@ -60,7 +60,7 @@ def test_a_terminal_sees_how_many_files_are_done(tmp_path, monkeypatch):
 
 
 def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):
-    """The tree is kept, the bad file named; hidden files and folders (README: skipped) are
+    """The tree is kept, the bad file named; hidden files and folders (docs/cli.md: skipped) are
     neither coded nor counted."""
     src = make_tree(tmp_path / "src")
     (src / ".d").mkdir()
@@ -590,7 +590,7 @@ def ctrl_c_raises():
 
 @pytest.mark.parametrize("jobs", [1, 2])
 def test_ctrl_c_in_a_batch_counts_every_file_it_wrote(tmp_path, monkeypatch, jobs, ctrl_c_raises):
-    """README: "Ctrl-C says how many files were written". Ctrl-C reaches the main thread while a
+    """docs/cli.md: "Ctrl-C says how many files were written". Ctrl-C reaches the main thread while a
     worker encodes the second file; that file (and, with two jobs, the other one in flight) is
     finished and written before the command exits, so it must be in the count."""
     import signal

@@ -298,7 +298,7 @@ def test_usage_errors_exit_2(png):
 
 
 def test_threads_takes_1_to_256(png, monkeypatch):
-    """README: --threads takes 1 to 256. onnxruntime starts every thread with the session (256 of
+    """docs/cli.md: --threads takes 1 to 256. onnxruntime starts every thread with the session (256 of
     them in three sessions take about 20 s on 2 cores), so its sessions are not started here: the
     number is checked to reach them."""
     import onnxruntime
@@ -328,7 +328,7 @@ def test_threads_takes_1_to_256(png, monkeypatch):
 
 
 def test_names_that_begin_with_a_dash(png, tmp_path, monkeypatch):
-    """README: a name that begins with - is given after -- or as ./-x.png (alone it is an option)."""
+    """docs/cli.md: a name that begins with - is given after -- or as ./-x.png (alone it is an option)."""
     monkeypatch.chdir(tmp_path)
     png.rename("-x.png")
     result = run("encode", "--", "-x.png")
@@ -1272,7 +1272,7 @@ def test_an_endless_pipe_that_is_no_image_or_nic_file_is_refused_from_its_first_
 
 
 def test_decoding_to_a_format_that_keeps_no_metadata_says_so(photo, tmp_path):
-    """README: decode writes the ICC profile and EXIF back; BMP (TGA, QOI, PPM) keeps neither,
+    """docs/cli.md: decode writes the ICC profile and EXIF back; BMP (TGA, QOI, PPM) keeps neither,
     and the user is told before the file is written without them."""
     from PIL import ImageCms
 

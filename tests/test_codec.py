@@ -570,7 +570,7 @@ def test_padding_counts_towards_the_pixel_limit():
     ("P", "RGB"), ("PA", "RGBA"), ("RGBA", "RGBA"), ("RGBa", "RGBA"), ("CMYK", "RGB"), ("YCbCr", "RGB"), ("HSV", "RGB"),
 ])
 def test_every_pillow_mode_but_float_encodes_and_decodes_to_the_documented_mode(codec, photo, mode, decoded):
-    """README: single images Pillow reads are accepted; grayscale ones (16-bit included) come back
+    """docs/cli.md: single images Pillow reads are accepted; grayscale ones (16-bit included) come back
     L or LA, the others RGB, and transparency comes back losslessly as alpha."""
     alpha = np.full(photo.shape[:2], 255, np.uint8)
     alpha[:20, :30] = 100
@@ -588,7 +588,7 @@ def test_every_pillow_mode_but_float_encodes_and_decodes_to_the_documented_mode(
 
 
 def test_mode_i_and_16_bit_images_are_read_as_16_bit_samples(codec, photo):
-    """README: 16-bit samples keep their top 8 bits, and Pillow's 32-bit mode I is read as 16-bit
+    """docs/cli.md: 16-bit samples keep their top 8 bits, and Pillow's 32-bit mode I is read as 16-bit
     samples too: v * 256 (+ 255 below the top byte) codes exactly as the 8-bit value v."""
     gray = np.asarray(Image.fromarray(photo).convert("L"))
     eight_bit = codec.encode(Image.fromarray(gray))
@@ -649,7 +649,7 @@ def test_an_icc_profile_of_another_colour_space_than_the_output_is_dropped(codec
 
 
 def test_floating_point_images_are_refused_by_name(codec, photo, tmp_path):
-    """README: mode F images are refused with a message saying so (not clipped to 8 bits)."""
+    """docs/cli.md: mode F images are refused with a message saying so (not clipped to 8 bits)."""
     image = Image.fromarray(photo).convert("F")
     image.save(tmp_path / "float.tiff")
     for source in (image, tmp_path / "float.tiff"):
@@ -814,7 +814,7 @@ def test_images_run_in_tiles_hand_the_memory_arena_back_after_each_tile(photo):
 
 def test_running_out_of_memory_is_a_named_error(codec, photo, monkeypatch):
     """onnxruntime's allocator failing (its own untyped error) or numpy's MemoryError: an
-    OutOfMemoryError, which is a NicodecError (the README's service code catches it) and a
+    OutOfMemoryError, which is a NicodecError (docs/python-api.md's service code catches it) and a
     MemoryError, saying what needs less."""
     class Fail(Exception):  # stands in for onnxruntime.capi.onnxruntime_pybind11_state.Fail
         pass

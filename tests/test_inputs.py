@@ -358,7 +358,7 @@ def test_a_file_made_by_someone_else_while_writing_is_not_replaced(tmp_path):
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "I;16"])
 def test_a_png_colour_key_is_kept_as_transparency(codec, mode, tmp_path):
-    """README: transparency is kept losslessly; a PNG's tRNS colour key (one value or RGB triple
+    """docs/cli.md: transparency is kept losslessly; a PNG's tRNS colour key (one value or RGB triple
     meaning transparent, in an RGB, L or 16-bit image) is transparency too."""
     photo = synthetic_photo(48, 64)
     pixels = {"RGB": photo, "L": photo[:, :, 0], "I;16": photo[:, :, 0].astype(np.uint16) * 257}[mode]

@@ -62,7 +62,7 @@ def test_a_folder_becomes_nic_files_in_the_same_tree(ray_instance, tmp_path):
 
 
 def test_sources_that_would_make_the_same_file_both_fail_even_with_overwrite(ray_instance, tmp_path):
-    """README: each file is coded as nicodec encode codes it; the CLI refuses a.png and a.JPG
+    """docs/ray.md: each file is coded as nicodec encode codes it; the CLI refuses a.png and a.JPG
     (both a.nic) rather than let one replace the other, and so does the recipe."""
     from nicodec.ray_recipe import clashing_sources, compress_collection, image_extensions
 

@@ -27,7 +27,7 @@
 #   tests: the files of replaced models in tests/data no longer decode (test_codec.py): make
 #       a fixture of the new model and turn the old ones into refusal tests (test_refine.py and
 #       test_training_cli.py find training/checkpoints/MODEL_ID.pt by the shipped model's id);
-#       then the model's name in README, LOG.md and the defaults of this script and
+#       then the model's name in README, docs/model.md, LOG.md and the defaults of this script and
 #       benchmarks/integer_cost.py.
 # With 15 minutes of device time (2026-11-30): the 600 s run took 557 s of device time with
 # the machine's start; while it was still warm, a second run of 200 s continued from the
@@ -39,8 +39,8 @@
 # LIMIT=280 with a timeout of 285 s in run 2 would use most of them, if the copy between the
 # two is quick; while the machine is warm, run 1's runs/gpu/last.pt, fp32 and git-ignored, is
 # still in its checkout, and INIT=runs/gpu/last.pt skips the copy and the move: tried on a CPU
-# only, and a machine that went back meanwhile has none, so the copy stays the sure way). Then decoder_finetune on the CPU (45 minutes with encoding the crops; README
-# "Train and export") gained another 1.4% (vr-2 -> vr-2d), 1.2% (vr-3 -> vr-3d).
+# only, and a machine that went back meanwhile has none, so the copy stays the sure way). Then decoder_finetune on the CPU (45 minutes with encoding the crops;
+# docs/training.md) gained another 1.4% (vr-2 -> vr-2d), 1.2% (vr-3 -> vr-3d).
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
