@@ -48,6 +48,8 @@ if _typing.TYPE_CHECKING:  # imported lazily below; named here for type checkers
     from .codec import Codec
     from .ratecontrol import RateResult, encode_to_target
 
+    __version__: str
+
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__, "__version__"})

@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import mmap
 import os
 import re
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Literal, ParamSpec, TypeVar, overload
+from typing import IO, Literal, ParamSpec, TypeAlias, TypeVar, overload
 
 import numpy as np
+import numpy.typing as npt
 from PIL import Image
 
 from . import alpha as alpha_section
@@ -55,6 +57,18 @@ DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
+ImageSource: TypeAlias = (str | os.PathLike[str] | bytes | bytearray | memoryview | mmap.mmap | IO[bytes]
+                          | Image.Image | np.ndarray)
+"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or a buffer of them), a binary
+file object, a PIL image or a uint8 array."""
+
+NicSource: TypeAlias = bytes | bytearray | memoryview | mmap.mmap | np.ndarray | IO[bytes] | str | os.PathLike[str]
+"""What :meth:`Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
+included), a binary file object or a path."""
+
+Pixels: TypeAlias = npt.NDArray[np.uint8]
+"""A decoded image as an array: (H, W, 3), (H, W, 4) with alpha, (H, W) or (H, W, 2) for gray."""
+
 
 def _memory_error(exc: BaseException) -> OutOfMemoryError:
     """What running out of memory inside a coding method is: an error that says what needs less."""
@@ -69,7 +83,8 @@ def _memory_error(exc: BaseException) -> OutOfMemoryError:
 
 
 def _naming_memory(error: Callable[[BaseException], OutOfMemoryError],
-                   passed: tuple[type[BaseException], ...] = (NicodecError,)):
+                   passed: tuple[type[BaseException], ...] = (NicodecError,)
+                   ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     """A decorator: memory running out inside the function (onnxruntime's untyped error, or a
     bare ``MemoryError`` that an application catching ``NicodecError`` would miss) is raised
     as ``error(exc)``, an :class:`OutOfMemoryError`; the ``passed`` errors go through as they are."""
@@ -331,6 +346,11 @@ class Codec:
         and decoding run, rather than at their first use: for a first image as fast as the
         next, or a model's or provider's problem raised here rather than by the first image.
 
+        Args:
+            encode: load the graphs that encoding runs.
+            decode: load the synthesis graph that decoding runs (the entropy parameters'
+                graph, which both run, is loaded when the codec is made).
+
         Returns:
             The codec itself.
 
@@ -357,6 +377,7 @@ class Codec:
 
     @property
     def model_id(self) -> str:
+        """The model's id, as every file it makes records it (``nicodec info`` shows it)."""
         return self.model.model_id
 
     @property
@@ -376,8 +397,8 @@ class Codec:
         return self.model.default_quality
 
     @_memory_named
-    def encode(self, image, *, quality: float | None = None, strip: bool = False, exact: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> bytes:
+    def encode(self, image: ImageSource, *, quality: float | None = None, strip: bool = False, exact: bool = False,
+               progress: Callable[[int, int], object] | None = None) -> bytes:
         """Compress an image.
 
         Args:
@@ -418,6 +439,7 @@ class Codec:
                 made to decode only, or damaged), or a graph does not load (the first use
                 loads it; :meth:`prepare` does so before any image).
             OutOfMemoryError: memory ran out (while a graph loaded, or for the image).
+            NicodecError: ``strip`` or ``exact`` is not a bool, or ``progress`` is not callable.
         """
         check_flags(strip=strip, exact=exact)
         check_progress(progress)
@@ -507,20 +529,20 @@ class Codec:
     # -- decoding ---------------------------------------------------------------------
 
     @overload
-    def decode(self, data, *, as_array: Literal[False] = False,
-               progress: Callable[[int, int], None] | None = None) -> Image.Image: ...
+    def decode(self, data: NicSource, *, as_array: Literal[False] = False,
+               progress: Callable[[int, int], object] | None = None) -> Image.Image: ...
 
     @overload
-    def decode(self, data, *, as_array: Literal[True],
-               progress: Callable[[int, int], None] | None = None) -> np.ndarray: ...
+    def decode(self, data: NicSource, *, as_array: Literal[True],
+               progress: Callable[[int, int], object] | None = None) -> Pixels: ...
 
     @overload
-    def decode(self, data, *, as_array: bool,
-               progress: Callable[[int, int], None] | None = None) -> Image.Image | np.ndarray: ...
+    def decode(self, data: NicSource, *, as_array: bool,
+               progress: Callable[[int, int], object] | None = None) -> Image.Image | Pixels: ...
 
     @_memory_named
-    def decode(self, data, *, as_array: bool = False,
-               progress: Callable[[int, int], None] | None = None) -> Image.Image | np.ndarray:
+    def decode(self, data: NicSource, *, as_array: bool = False,
+               progress: Callable[[int, int], object] | None = None) -> Image.Image | Pixels:
         """Decompress a ``.nic`` file.
 
         Args:
@@ -555,6 +577,9 @@ class Codec:
             PixelLimitError: the header claims more than ``max_pixels`` pixels (a ``LimitError``).
             ModelError: the synthesis graph does not load (the first decode loads it).
             OutOfMemoryError: memory ran out (while the synthesis loaded, or for the image).
+            NicodecError: a path that cannot be read (no such file, no permission; not a
+                ``FormatError``: the file was never read), data of another type, ``as_array``
+                not a bool or ``progress`` not callable.
         """
         if not isinstance(as_array, (bool, np.bool_)):
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
@@ -592,13 +617,13 @@ class Codec:
         return picture
 
     @_memory_named
-    def decode_latents(self, data: bytes) -> tuple[nicformat.Header, np.ndarray]:
+    def decode_latents(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
         header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
         return header, self._y_hat(header, symbols, mean_q)
 
     @_memory_named
-    def decode_symbols(self, data: bytes):
+    def decode_symbols(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray, np.ndarray, np.ndarray]:
         """Entropy-decode a file into its integers, and check its alpha section, so that a
         file this accepts is one ``decode`` decodes (``nicodec verify`` relies on it).
 

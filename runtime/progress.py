@@ -33,7 +33,7 @@ class Work:
     ``(0, total)`` first, as the work starts (a search's bar turns to its next encode at once),
     and ``(total, total)`` last, once."""
 
-    def __init__(self, progress: Callable[[int, int], None] | None):
+    def __init__(self, progress: Callable[[int, int], object] | None):
         self._progress = progress
         self._area = 0
         self._total = 1

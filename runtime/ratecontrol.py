@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .codec import Codec, ImageSource, check_flags
 from .errors import NicodecError, QualityError
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
@@ -85,8 +86,8 @@ class _Trial:
 
 
 def encode_to_target(
-    codec,
-    image,
+    codec: Codec,
+    image: ImageSource,
     *,
     bpp: float | None = None,
     psnr: float | None = None,
@@ -94,7 +95,7 @@ def encode_to_target(
     strip: bool = False,
     exact: bool = False,
     max_encodes: int = MAX_ENCODES,
-    progress: Callable[[int, int, int], None] | None = None,
+    progress: Callable[[int, int, int], object] | None = None,
 ) -> RateResult:
     """Encode an image at the quality that meets one target; give exactly one of them.
 
@@ -136,8 +137,6 @@ def encode_to_target(
         NicodecError: ``codec`` is not a ``Codec`` (the arguments swapped), ``progress`` is
             not callable, or ``strip`` or ``exact`` is not a bool.
     """
-    from .codec import Codec, check_flags
-
     if not isinstance(codec, Codec):
         raise NicodecError(
             f"encode_to_target takes a nicodec.Codec first and the image second, not {type(codec).__name__}: "

@@ -96,7 +96,7 @@ def refine(
     iterations: int,
     lr: float | None = None,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], object] | None = None,
 ) -> np.ndarray:
     """Adam steps on the latent ``y`` against the rate-distortion objective.
 

@@ -1,0 +1,99 @@
+"""The public API as a type checker sees it: the package ships ``py.typed``, so an application
+that embeds nicodec gets its mistakes named by mypy, and the documented code type-checks.
+
+A decorator without a return annotation once made the whole ``Codec`` class ``Any`` under mypy:
+every misuse passed and ``codec.encode(...)`` returned ``Any`` (``--strict``'s no-any-return
+in the service example of docs/python-api.md). Runs where mypy is installed (``pip install
+mypy``); it reads the package from its source folder, so an editable install works too.
+"""
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+
+mypy_api = pytest.importorskip("mypy.api")
+
+# docs/python-api.md's examples, with the types a program relies on written out.
+RIGHT = '''
+import io
+
+from PIL import Image
+
+import nicodec
+import nicodec.pillow_plugin
+
+codec: nicodec.Codec = nicodec.Codec(providers="cpu", threads=2).prepare()
+version: str = nicodec.__version__
+quality: float | None = codec.default_quality
+data: bytes = codec.encode("photo.png", quality=80)
+data = codec.encode(b"...", progress=lambda done, total: print(done / total))
+image: Image.Image = codec.decode(data)
+pixels = codec.decode(data, as_array=True)
+width: int = pixels.shape[1]
+result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000,
+                                  progress=lambda done, total, encode: done < total)  # a bar's update returns a bool
+best: bytes = result.data
+nicodec.pillow_plugin.register(codec)
+
+
+def compress(upload: bytes) -> bytes:
+    try:
+        return codec.encode(upload)
+    except nicodec.NicodecError as exc:
+        raise ValueError(str(exc)) from exc
+
+
+def restore_png(blob: bytes) -> bytes:
+    image = codec.decode(blob)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", exif=image.info.get("exif", b""))
+    return buffer.getvalue()
+'''
+
+# Each line marked "# wrong" is a mistake a type checker should name.
+WRONG = '''
+import nicodec
+import nicodec.pillow_plugin
+
+codec = nicodec.Codec()
+codec_typo = nicodec.Codec(thread=2)  # wrong
+encode_typo = codec.encode("photo.png", qualty=80)  # wrong
+quality_text = codec.encode("photo.png", quality="high")  # wrong
+prepare_typo = codec.prepare(encoder=False)  # wrong
+decode_typo = codec.decode(b"", as_arr=True)  # wrong
+swapped = nicodec.encode_to_target("photo.png", codec, bpp=0.5)  # wrong
+nicodec.pillow_plugin.register(3)  # wrong
+not_bytes: str = codec.encode("photo.png")  # wrong
+'''
+
+
+def _mypy(tmp_path: Path, program: str) -> list[str]:
+    """mypy --strict's errors in ``program``, with nicodec read from its source folder."""
+    import nicodec
+
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "nicodec").symlink_to(Path(nicodec.__file__).parent, target_is_directory=True)
+    config = tmp_path / "mypy.ini"
+    config.write_text(f"[mypy]\nmypy_path = {source}\n", encoding="utf-8")
+    user = tmp_path / "user.py"
+    user.write_text(textwrap.dedent(program), encoding="utf-8")
+    # --follow-imports=silent: nicodec is checked for its types, but its own findings are not the user's
+    out, err, _ = mypy_api.run(["--config-file", str(config), "--strict", "--follow-imports=silent",
+                                "--ignore-missing-imports", "--no-error-summary",
+                                "--cache-dir", str(tmp_path / "cache"), str(user)])
+    assert not err, err
+    return [line for line in out.splitlines() if line.strip()]
+
+
+def test_the_documented_api_type_checks_under_mypy_strict(tmp_path):
+    assert _mypy(tmp_path, RIGHT) == []
+
+
+def test_mypy_names_each_misuse_of_the_api(tmp_path):
+    said = _mypy(tmp_path, WRONG)
+    flagged = {int(m.group(1)) for line in said if (m := re.match(r".*user\.py:(\d+): error", line))}
+    wrong = {number for number, line in enumerate(textwrap.dedent(WRONG).splitlines(), 1) if line.endswith("# wrong")}
+    assert flagged == wrong, said
