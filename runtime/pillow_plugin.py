@@ -20,7 +20,7 @@ import functools
 import json
 import os
 import threading
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -29,6 +29,9 @@ from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
 from .errors import LimitError, NicodecError, QualityError
+
+if TYPE_CHECKING:  # imported when first used: registering does not load the codec's modules
+    from .codec import Codec
 
 FORMAT = "NIC"
 EXTENSION = ".nic"
@@ -234,11 +237,14 @@ class NicDecoder(ImageFile.PyDecoder):
 
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=..., xmp=...,
-    dpi=...)``: Q from 1 to 100 (default: the model's); ``strip`` and ``exact`` as for
-    ``Codec.encode`` (``exact`` as for Pillow's WebP: keep the colour under fully transparent
-    pixels); ``exif`` (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), and
-    ``dpi`` (two positive numbers), as for Pillow's own formats, replace the image's, and an
-    explicit None (or empty bytes) leaves it out; another type or value is a ValueError. The
+    dpi=..., comment=...)``: Q from 1 to 100 (default: the model's); ``strip`` and ``exact`` as
+    for ``Codec.encode`` (``exact`` as for Pillow's WebP: keep the colour under fully transparent
+    pixels); ``exif`` (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), ``dpi``
+    (two positive numbers) and ``comment`` (str or bytes, as for Pillow's JPEG), as for Pillow's
+    own formats, replace the image's, and an explicit None (or empty bytes) leaves it out;
+    another type or value is a ValueError. Unlike Pillow's own formats, a plain ``save`` keeps
+    the image's EXIF (a location included), XMP, text and resolution, as ``nicodec encode``
+    does: ``strip=True`` leaves them out (the orientation is applied either way). The
     image's EXIF orientation is applied to the pixels, as ``encode`` does, and the replacements
     describe the picture turned upright: an orientation in ``exif`` or ``xmp`` is left out
     (``save(f, exif=im.info["exif"])`` turns the picture once, not twice)."""
@@ -255,7 +261,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         check_flags(strip=strip, exact=exact)
     except NicodecError as exc:
         raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
-    metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp", "dpi") if key in im.encoderinfo}
+    metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp", "dpi", "comment")
+                if key in im.encoderinfo}
     if isinstance(metadata.get("exif"), Image.Exif):
         try:
             metadata["exif"] = metadata["exif"].tobytes()
@@ -269,6 +276,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
                 raise ValueError("dpi must be two numbers of dots per inch: whole ones from 1 to 4,294,967,295, others "
                                  "above 0.0127 and up to about 109 million (1 to 2^32 - 1 pixels per metre), "
                                  f"not {value!r}")
+        elif key == "comment":
+            if value is not None and not isinstance(value, (str, bytes, bytearray)):
+                raise ValueError(f"comment must be str or bytes, not {type(value).__name__}")
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
@@ -285,6 +295,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills
+            if key == "comment":
+                _replace_comment(im, value)
+                continue
             if value and key in ("exif", "xmp"):
                 value = without_orientation(key, value, turned)
             if value:
@@ -300,6 +313,26 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     fp.write(data)
 
 
+def _replace_comment(im: Image.Image, value: str | bytes | bytearray | None) -> None:
+    """Give the copy ``im`` the comment ``value`` (none for None or empty) where encoding reads
+    it: its text's ``Comment`` where it has text (a PNG's, a decoded ``.nic``'s), which rules,
+    and ``info["comment"]`` (a JPEG's, a GIF's)."""
+    if isinstance(value, (bytes, bytearray)):
+        raw = bytes(value)
+        try:
+            value = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            value = raw.decode("latin-1")  # as a JPEG's comment is read
+    chunks = getattr(im, "text", None)
+    if isinstance(chunks, dict):
+        im.text = {keyword: text for keyword, text in chunks.items() if keyword != "Comment"}  # type: ignore[attr-defined]
+        if value:
+            im.text["Comment"] = value  # type: ignore[attr-defined]
+    im.info.pop("comment", None)
+    if value:
+        im.info["comment"] = value.encode("utf-8")
+
+
 def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., save_all=True)``: a ``.nic`` file holds one picture, so this is ``save`` for
     an image of one frame, and an error for more (frames of its own or ``append_images``)."""
@@ -309,7 +342,7 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecS
     _save(im, fp, filename, codec_source=codec_source)
 
 
-def register(codec=None) -> None:
+def register(codec: Codec | None = None) -> None:
     """Register the ``NIC`` format with Pillow: open, save, ``.nic`` and ``image/x-nicodec``.
 
     Calling it again replaces the earlier registration, so it is safe to call more than once.

@@ -255,6 +255,27 @@ def test_the_pillow_plugin_reads_and_keeps_text(codec, photo, tmp_path):
         assert opened.info["comment"] == b"hi"  # as Pillow's JPEG reader has it
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_the_pillow_plugin_takes_a_comment_as_pillows_jpeg_writer_does(codec, photo, fmt):
+    """save(..., comment=...) was ignored, where Pillow's JPEG writer takes it (a reviewer of the
+    plugin against Pillow's conventions): it replaces the image's comment, None removes it, and
+    the rest of the text stays."""
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(codec)
+    source = png(photo, {"Author": "me", "Comment": "old"}) if fmt == "PNG" else with_comment(photo, fmt, b"old")
+    kept = {"Author": "me"} if fmt == "PNG" else {}
+    for given, comment in (("new", "new"), ("caf\u00e9".encode(), "caf\u00e9"), (b"caf\xe9", "caf\u00e9"), (None, None)):
+        buffer = io.BytesIO()
+        with Image.open(io.BytesIO(source)) as image:
+            image.save(buffer, "NIC", comment=given)
+        decoded = codec.decode(buffer.getvalue())
+        assert decoded.text == {**kept, **({"Comment": comment} if comment else {})}, given
+        assert decoded.info.get("comment") == (comment.encode() if comment else None)
+    with Image.open(io.BytesIO(source)) as image, pytest.raises(ValueError, match="comment must be str or bytes"):
+        image.save(io.BytesIO(), "NIC", comment=3)
+
+
 def test_a_damaged_text_section_is_found_before_decoding(codec, photo, tmp_path):
     header, sections = nicformat.unpack(codec.encode(png(photo, {"a": "b"})))
     sections[b"TEXT"] = zlib.compress(entry(b"a", b"x") + entry(b"a", b"y"))
