@@ -11,7 +11,8 @@ import re
 
 
 VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
-                           "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision"})
+                           "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision",
+                           "--format"})
 """The options that take a value (the next argument, unless given as ``--name=value``)."""
 
 

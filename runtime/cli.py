@@ -25,7 +25,7 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (DebugOpt, DecodeTileOpt, ForceOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+from .options import (DebugOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
@@ -188,8 +188,8 @@ def encode(
 
 _DECODE_HELP = """Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
 
-Given a folder, decompress every .nic file under it into PNGs in the same tree
-under OUTPUT (default: beside each file), skipping outputs that are up to date.
+Given a folder, decompress every .nic file under it into PNGs (or --format's) in the
+same tree under OUTPUT (default: beside each file), skipping outputs that are up to date.
 
 Given several .nic files, decompress them the same way, into OUTPUT or beside each.
 """
@@ -208,8 +208,8 @@ def decode(
         Optional[str],
         typer.Option(
             "--output", "-o",
-            help="Output image; its extension picks the format (default: INPUT with .png); - writes a PNG to "
-            "standard output; for a folder or several files, the output folder.",
+            help="Output image; its extension picks the format (default: INPUT with .png, or --format's); - writes "
+            "a PNG (or --format's) to standard output; for a folder or several files, the output folder.",
         ),
     ] = None,
     force: ForceOpt = False,
@@ -220,15 +220,17 @@ def decode(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: DecodeTileOpt = 1024,
     precision: PrecisionOpt = Precision.fp32,
+    image_format: FormatOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from PIL import Image
 
     from . import outputs
 
+    suffix = image_format or ".png"
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
-        items, root = items_of(inputs, output, ".png", debug)
-        decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile)
+        items, root = items_of(inputs, output, suffix, debug)
+        decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile, suffix)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -236,7 +238,7 @@ def decode(
         check_input(input, ".nic")
         if to_stdout:
             stdio.check_stdout(input)
-            target, fmt = None, "PNG"
+            target, fmt = None, Image.registered_extensions()[suffix]
         else:
             def writable(target: Path) -> None:
                 fmt = Image.registered_extensions().get(target.suffix.lower())
@@ -248,12 +250,15 @@ def decode(
                         f"cannot write images with the extension {target.suffix!r}; use .png, .jpg, .webp, ..."
                     )
 
-            target, new_folder = targets.output_for(input, output, ".png", force, note, writable)
+            target, new_folder = targets.output_for(input, output, suffix, force, note, writable)
             fmt = Image.registered_extensions()[target.suffix.lower()]
+            if image_format is not None and fmt != Image.registered_extensions()[image_format]:
+                raise typer.BadParameter(f"the output {target.name} is {fmt} by its extension, and --format asks for "
+                                         f"{Image.registered_extensions()[image_format]}: give one of them",
+                                         param_hint="'--format'")
         with naming(input):
             data = stdio.read_input(input)
-        if target is not None:
-            outputs.check_format(data, fmt, target.name)
+        outputs.check_format(data, fmt, target.name if target is not None else "standard output")
         for warning in dropped_warnings(data, fmt):
             console.err.print(f"warning: {target.name if target is not None else 'the output'} will have no {warning}",
                               markup=False)

@@ -256,24 +256,30 @@ def dropped_warnings(data: bytes, fmt: str) -> list[str]:
     return warnings + [f"{what}: {why}" for what, why in dropped if why is not None]
 
 
-def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024) -> None:
+def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024,
+               suffix=".png") -> None:
+    from PIL import Image
+
     from . import outputs
     from .batch import Outcome, unless_abandoned
     from .files import write_atomic
+
+    fmt = Image.registered_extensions()[suffix]
 
     def work(item) -> Outcome:
         check_input(item.source, ".nic")
         targets.writable_before(item.target)
         before = targets.as_read(item.source)
         data = stdio.read_input(item.source)
+        outputs.check_format(data, fmt, item.target.name)  # from the header, before decoding
         image = codec.decode(data)
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
-            write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, "PNG")), force=force)
+            write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, fmt)), force=force)
         if late:
             return late[0]
-        return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in dropped_warnings(data, "PNG")),
+        return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in dropped_warnings(data, fmt)),
                        bytes_in=len(data), bytes_out=item.target.stat().st_size, pixels=image.width * image.height)
 
     with reporting(debug):

@@ -50,6 +50,32 @@ MaxPixelsOpt = Annotated[
 ]
 
 
+def _image_format(value: Optional[str]) -> Optional[str]:
+    """``--format``'s value as the outputs' extension (``.jpg``), one Pillow writes here."""
+    if value is None:
+        return None
+    from PIL import Image
+
+    suffix = "." + value.strip().lower().lstrip(".")
+    fmt = Image.registered_extensions().get(suffix)
+    if suffix == ".nic":
+        raise typer.BadParameter("decode writes images; .nic files are what it reads")
+    if fmt is None or fmt not in Image.SAVE:
+        raise typer.BadParameter(f"{value!r} is no image format Pillow writes here: give an extension such as png, "
+                                 "jpg, webp, tiff or avif")
+    return suffix
+
+
+FormatOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--format", metavar="EXT", callback=_image_format,
+        help="The decoded images' format, by extension (png, jpg, webp, tiff, avif, ...), for a folder, several "
+        "files or standard output (default: png); -o FILE's extension says it for one file.",
+    ),
+]
+
+
 def _tile_size(value: int) -> int:
     if value % 64:
         raise typer.BadParameter(f"{value} is not a multiple of 64")

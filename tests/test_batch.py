@@ -117,6 +117,39 @@ def test_decode_tree(tmp_path):
     assert not (tmp_path / "png" / "a" / "corrupt.png").exists()
 
 
+def test_decode_writes_the_format_asked_for(tmp_path):
+    """A folder, several files and standard output decoded only to PNG: --format picks another
+    (by extension, with or without the dot); its files are what later runs find up to date; a
+    format that would lose part of the picture fails each file, from its header; a single -o
+    FILE that names another format than --format is a usage error, before any work."""
+    src = make_tree(tmp_path / "src")
+    (src / "a" / "b" / "broken.png").unlink()
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "web", "--format", ".WebP")
+    assert result.exit_code == 0 and "3 files: 3 decoded" in result.stdout, result.output
+    with Image.open(tmp_path / "web" / "a" / "one.webp") as back:
+        assert back.format == "WEBP" and back.size == (128, 96)
+    assert not list((tmp_path / "web").rglob("*.png"))
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "web", "--format", "webp")
+    assert "3 files: 0 decoded, 3 up to date" in result.stdout
+    one = tmp_path / "nic" / "a" / "one.nic"
+    result = run("decode", one, tmp_path / "nic" / "top.nic", "-o", tmp_path / "jpg", "--format", "jpg")
+    assert result.exit_code == 0 and Image.open(tmp_path / "jpg" / "one.jpg").format == "JPEG"
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "gif", "--format", "gif")  # colour: GIF loses some
+    assert result.exit_code == 1 and "3 failed" in result.stdout and "GIF" in result.stderr
+    assert not list((tmp_path / "gif").rglob("*.gif"))
+    result = run("decode", one, "-o", "-", "--format", "tiff")
+    assert result.exit_code == 0 and result.stdout_bytes[:4] in (b"II*\0", b"MM\0*")
+    result = run("decode", one, "--format", "bmp")
+    assert result.exit_code == 0 and Image.open(one.with_suffix(".bmp")).format == "BMP"
+    result = run("decode", one, "-o", tmp_path / "x.png", "--format", "jpg")
+    assert result.exit_code == 2 and "x.png is PNG" in result.stderr and not (tmp_path / "x.png").exists()
+    assert run("decode", one, "-o", tmp_path / "x.jpeg", "--format", "jpg").exit_code == 0  # the same format
+    for wrong in ("nic", "foo", ""):
+        result = run("decode", tmp_path / "nic", "-o", tmp_path / "none", "--format", wrong)
+        assert result.exit_code == 2 and "--format" in result.stderr and not (tmp_path / "none").exists(), wrong
+
+
 def test_encode_tree_beside_the_images_by_default(tmp_path):
     src = make_tree(tmp_path / "src")
     result = run("encode", src)
