@@ -38,14 +38,11 @@ from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
     ModelFiles, decoding_fields, default_model_dir, earlier_model_problem, manifest_hash, quality_position, sha256_file,
 )
-from nicodec.training.model import MeanScaleHyperprior
+from nicodec.training.integer import MEAN_BITS, integer_parameters
+from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, scale_table
 from nicodec.training.train import load_model
 
-from nicodec.training.integer import integer_parameters
-
-from .graphs import (
-    MEAN_BITS, SCALE_LEVELS, SCALE_MAX, Decoder, EntropyParameters, Encoder, HalfDecoder, SynthesisGradient, scale_table,
-)
+from .graphs import Decoder, EntropyParameters, Encoder, HalfDecoder, SynthesisGradient
 from .integer import build_graph, parameters_from_graph, reference
 from .tables import factorized_tables, gaussian_tables
 

@@ -30,12 +30,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from nicodec.training.integer import MEAN_BITS, MEAN_LIMIT, integer_entropy_parameters
-from nicodec.training.model import (
-    GDN, SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, float_scale_index, scale_table,
-)
+from nicodec.training.model import GDN, MeanScaleHyperprior, float_scale_index
 
-__all__ = ["MEAN_BITS", "MEAN_LIMIT", "SCALE_LEVELS", "SCALE_MAX", "scale_table", "Encoder", "EntropyParameters", "Decoder",
-           "HalfDecoder", "SynthesisGradient"]
+__all__ = ["Encoder", "EntropyParameters", "Decoder", "HalfDecoder", "SynthesisGradient", "SubpixelConvTranspose",
+           "fast_synthesis_layers"]
 
 
 class Encoder(nn.Module):

@@ -331,7 +331,8 @@ def verify(
                 header, z_hat, symbols, _ = codec.decode_symbols(stdio.read_input(path))
             except NicodecError as exc:
                 failed += 1
-                console.err.print(f"FAILED {stdio.about(path, str(exc))}", markup=False)
+                hint = console.hinted(exc, ("--max-pixels", "--model"))  # verify has no --tile
+                console.err.print(f"FAILED {stdio.about(path, hint)}", markup=False)
                 continue
             except Exception as exc:  # noqa: BLE001 - report and go on with the other files
                 failed += 1

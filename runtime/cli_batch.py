@@ -366,8 +366,16 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             console.err.print(f"stopping: {doing} finished and written first ({again} again stops at once, leaving "
                               f"{'it' if jobs == 1 else 'them'} unfinished)", markup=False)
 
+        def hinted_work(item):
+            try:
+                return work(item)
+            except NicodecError as exc:  # listed as the file's failure: with its option, as a single file's is
+                exc.args = (console.hinted(exc),)
+                raise
+
         try:
-            summary = run(items, work, force=force, jobs=jobs, on_outcome=advance, differs=differs, on_stop=stopping)
+            summary = run(items, hinted_work, force=force, jobs=jobs, on_outcome=advance, differs=differs,
+                          on_stop=stopping)
         except KeyboardInterrupt as exc:
             progress.stop()
             _list_outcomes(seen)

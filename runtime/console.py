@@ -159,6 +159,16 @@ HINTS = (
 """What an error of these classes adds on the command line, unless its message names the option."""
 
 
+def hinted(exc: NicodecError, options: tuple[str, ...] = tuple(option for _, option, _ in HINTS)) -> str:
+    """The message of ``exc`` with the hint (:data:`HINTS`) of the option that helps, where the
+    command has that option (``options``) and the message does not name it."""
+    message = str(exc)
+    for kind, option, hint in HINTS:
+        if isinstance(exc, kind) and option in options and option not in message:
+            message += f" ({hint})"
+    return message
+
+
 def _stopped(exc: KeyboardInterrupt) -> str:
     """How a command was stopped: Ctrl-C, or the signal of a ``Terminated``."""
     signum = getattr(exc, "signum", None)
@@ -192,11 +202,7 @@ def _fail(exc: BaseException, debug: bool) -> None:
     if isinstance(exc, KeyboardInterrupt):
         raise stop(exc, "; nothing was written")
     if isinstance(exc, NicodecError):
-        message = str(exc)
-        for kind, option, hint in HINTS:
-            if isinstance(exc, kind) and option not in message:
-                message += f" ({hint})"
-        err.print(f"error: {message}", markup=False)
+        err.print(f"error: {hinted(exc)}", markup=False)
     elif isinstance(exc, MemoryError):  # outside the codec's own naming of it (Python's, while a file is read)
         detail = f" ({exc})" if str(exc).strip() else ""
         err.print(f"error: out of memory{detail}; free some memory, or raise this process's limit (ulimit -v)",

@@ -621,7 +621,3 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
     return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text, density)
 
-
-def to_rgb(image) -> np.ndarray:
-    """Only the (H, W, 3) uint8 pixels of :func:`read_picture` (alpha and metadata dropped)."""
-    return read_picture(image, strip=True).rgb

@@ -292,7 +292,7 @@ def density_of(img: Image.Image, turned: bool = False) -> resolution_section.Res
 
 
 def detached_copy(img: Image.Image) -> Image.Image:
-    """A copy of a caller's image (turned upright) that :func:`read_picture` reads as it reads
+    """A copy of a caller's image (turned upright) that :func:`nicodec.images.read_picture` reads as it reads
     the image: Pillow's ``copy()`` keeps the pixels and ``info`` but leaves behind the text
     (``text``), a TIFF's EXIF (its own tags) and the format that tells Pillow's stand-in
     densities from real ones, so the text, that EXIF (as ``info["exif"]``) and the density as
@@ -326,7 +326,7 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
 
 
 def quarter_turned(img: Image.Image) -> bool:
-    """Whether :func:`upright` turns this image a quarter, by its own EXIF orientation (5 to 8)."""
+    """Whether :func:`nicodec.images.upright` turns this image a quarter, by its own EXIF orientation (5 to 8)."""
     try:
         return img.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS
     except _EXIF_ERRORS:
@@ -374,7 +374,7 @@ def tiff_turned(img: Image.Image) -> bool:
 def _tiff_exif(img: Image.Image) -> bytes | None:
     """A TIFF's EXIF, which Pillow holds in its own tags and a copy loses, as bytes for the
     copy's ``info["exif"]`` (its resolution swapped where Pillow turned the TIFF as it loaded;
-    :func:`read_picture` keeps of it what a camera's EXIF has); None for other images, and for
+    :func:`nicodec.images.read_picture` keeps of it what a camera's EXIF has); None for other images, and for
     tags Pillow cannot write."""
     if img.format != "TIFF":
         return None

@@ -297,12 +297,12 @@ class ModelFiles:
         return file in self.manifest["files"] or file in self.manifest.get("encoder_files", {})
 
     @classmethod
-    def load(cls, path: str | Path | None = None, verify: bool = True) -> "ModelFiles":
+    def load(cls, path: str | Path | None = None) -> "ModelFiles":
         """Read and check a model folder.
 
         Args:
-            path: the folder; ``None`` for the shipped default model.
-            verify: check every file's SHA-256 against the manifest.
+            path: the folder; ``None`` for the shipped default model. Every file's SHA-256 is
+                checked against the manifest.
 
         Raises:
             ModelError: a missing folder, a bad manifest, a file of ``DECODING_FILES`` missing or
@@ -340,7 +340,7 @@ class ModelFiles:
         for name, digest in listed + list(encoder_files.items()):
             if not (folder / name).is_file():
                 problem = f"{folder / name} is missing"
-            elif verify and sha256_file(folder / name) != digest:
+            elif sha256_file(folder / name) != digest:
                 problem = f"{folder / name} does not match its SHA-256 in the manifest"
             else:
                 continue

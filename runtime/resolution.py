@@ -8,7 +8,7 @@ centimetre (JFIF), TIFF in either, BMP in pixels per metre; Pillow reads them al
 exactly: whole dots per inch as they are, anything else in whole pixels per metre (exact for
 PNG's, BMP's and per-centimetre densities, and within 0.013 dpi of any other). Pillow's readers
 put a default where a file gives no density (72 dpi for a JPEG, 1 for a TIFF), and the reading
-of images (``nicodec.images``) leaves those out.
+of images (``nicodec.metadata.density_of``) leaves those out.
 
 The payload is nine bytes: the unit (1: per inch, 2: per metre), then the horizontal and the
 vertical density, each a u32 (little-endian, as the container's integers are) from 1 up.

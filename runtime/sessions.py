@@ -281,7 +281,8 @@ def create_session(
         if strict:
             raise NicodecError(
                 f"onnxruntime could not use {providers[0]} for {path.name}{failure} (is CUDA installed and a GPU "
-                f"visible?); use --provider cpu or auto (providers='cpu' or 'auto' in Python) to run on {', '.join(in_use)}"
+                f"visible?); choose the cpu or auto provider (--provider of nicodec's commands, --providers of the Ray "
+                f"recipe's, providers= in Python) to run on {', '.join(in_use)}"
             )
         warnings.warn(
             f"onnxruntime could not use {providers[0]} for {path.name}{failure}; running on {', '.join(in_use)}",

@@ -130,6 +130,10 @@ def test_the_input_is_checked_before_the_output_and_named_in_errors(png, tmp_pat
         assert result.exit_code == 1 and f"error: {tmp_path / 'cut.nic'}: " in result.stderr, command
     result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "small.png", "--max-pixels", "100")
     assert result.exit_code == 1 and "(--max-pixels sets the limit)" in result.stderr
+    # A batch's failures and verify's carry the hint too (a single file's alone did).
+    for args in (("decode", tmp_path / "a.nic", tmp_path / "a.nic", "-o", tmp_path / "out"), ("verify", tmp_path / "a.nic")):
+        result = run(*args, "--max-pixels", "100")
+        assert result.exit_code == 1 and "more than the limit of 100 (--max-pixels sets the limit)" in result.stderr, args
     header, sections = nicformat.unpack(data)
     other = nicformat.Header(header.version, "another-model", b"\x01" * 8, header.width, header.height,
                              header.quality, header.flags)

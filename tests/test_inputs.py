@@ -38,9 +38,9 @@ def test_sixteen_bit_png_keeps_the_top_eight_bits(codec, tmp_path):
     path = save(Image.fromarray(gray16), tmp_path / "deep.png")
     with Image.open(path) as im:
         assert im.mode.startswith("I")
-    from nicodec.images import to_rgb
+    from nicodec.images import read_picture
 
-    pixels = to_rgb(path)
+    pixels = read_picture(path, strip=True).rgb
     assert np.array_equal(pixels[:, :, 0], (gray16 >> 8).astype(np.uint8))
     assert codec.decode(codec.encode(path), as_array=True).shape == pixels.shape[:2]  # grayscale comes back gray
 
