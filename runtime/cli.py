@@ -240,8 +240,13 @@ def decode(
             stdio.check_stdout(input)
             target, fmt = None, Image.registered_extensions()[suffix]
         else:
-            def writable(target: Path) -> None:
+            def writable(target: Path) -> None:  # by the name alone, before any other check of the output
                 fmt = Image.registered_extensions().get(target.suffix.lower())
+                asked = Image.registered_extensions()[image_format] if image_format is not None else None
+                if asked is not None and fmt != asked:
+                    what = f"is {fmt} by its extension" if fmt is not None else "has no image format's extension"
+                    raise typer.BadParameter(f"the output {target.name} {what}, and --format asks for {asked}: "
+                                             "give one of them", param_hint="'--format'")
                 if not target.suffix:
                     raise UnsupportedImageError(f"{target} has no extension to tell the image format: add .png, "
                                                 ".jpg, .webp, ...")
@@ -252,10 +257,6 @@ def decode(
 
             target, new_folder = targets.output_for(input, output, suffix, force, note, writable)
             fmt = Image.registered_extensions()[target.suffix.lower()]
-            if image_format is not None and fmt != Image.registered_extensions()[image_format]:
-                raise typer.BadParameter(f"the output {target.name} is {fmt} by its extension, and --format asks for "
-                                         f"{Image.registered_extensions()[image_format]}: give one of them",
-                                         param_hint="'--format'")
         with naming(input):
             data = stdio.read_input(input)
         outputs.check_format(data, fmt, target.name if target is not None else "standard output")

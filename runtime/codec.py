@@ -21,11 +21,12 @@ import dataclasses
 import functools
 import mmap
 import os
+import sys
 import re
 import threading
 import weakref
 from collections.abc import Callable, Sequence
-from typing import IO, Literal, ParamSpec, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -57,12 +58,25 @@ DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
 
-ImageSource: TypeAlias = (str | os.PathLike[str] | bytes | bytearray | memoryview | mmap.mmap | IO[bytes]
-                          | Image.Image | np.ndarray)
-"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or a buffer of them), a binary
+if sys.version_info >= (3, 12):
+    from collections.abc import Buffer
+elif TYPE_CHECKING:
+    from typing_extensions import Buffer  # type checkers ship it
+else:  # what typing.get_type_hints finds where the ABC is missing
+    Buffer = bytes | bytearray | memoryview | mmap.mmap
+
+
+class BinaryReader(Protocol):
+    """A binary file object, or anything with its ``read`` (a socket's, a gzip file's)."""
+
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+ImageSource: TypeAlias = str | os.PathLike[str] | Buffer | BinaryReader | Image.Image | np.ndarray
+"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or any buffer of them), a binary
 file object, a PIL image or a uint8 array."""
 
-NicSource: TypeAlias = bytes | bytearray | memoryview | mmap.mmap | np.ndarray | IO[bytes] | str | os.PathLike[str]
+NicSource: TypeAlias = Buffer | np.ndarray | BinaryReader | str | os.PathLike[str]
 """What :meth:`Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
 included), a binary file object or a path."""
 

@@ -63,6 +63,12 @@ def _image_format(value: Optional[str]) -> Optional[str]:
     if fmt is None or fmt not in Image.SAVE:
         raise typer.BadParameter(f"{value!r} is no image format Pillow writes here: give an extension such as png, "
                                  "jpg, webp, tiff or avif")
+    from .outputs import usable_output
+
+    if not usable_output(fmt):  # each file would fail the same way
+        raise typer.BadParameter(f"{value!r}: Pillow cannot write {fmt} here, or read it back, for any picture decode "
+                                 "makes (colour or gray, with or without transparency); give png, jpg, webp, tiff "
+                                 "or avif")
     return suffix
 
 

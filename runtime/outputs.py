@@ -56,6 +56,15 @@ def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
     return _probe(fmt, mode, colour) == "kept"
 
 
+def usable_output(fmt: str) -> bool:
+    """Whether decode can write some picture as ``fmt`` here (probed as :func:`keeps` is): one of
+    the modes a decoded image has kept, or for a format lossy by design, written and read back."""
+    modes = ("RGB", "L", "RGBA", "LA")
+    if fmt in LOSSY_OUTPUTS:
+        return any(_probe(fmt, mode, True) in ("kept", "changed") for mode in modes)
+    return any(_probe(fmt, mode, True) == "kept" for mode in modes)
+
+
 @functools.lru_cache(maxsize=None)
 def _probe(fmt: str, mode: str, colour: bool) -> str:
     """:func:`keeps`'s probe: ``"kept"``, ``"unwritable"`` (Pillow cannot write ``fmt`` here),

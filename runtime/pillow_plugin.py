@@ -20,7 +20,7 @@ import functools
 import json
 import os
 import threading
-from typing import IO, TYPE_CHECKING
+from typing import IO, Any, Protocol
 
 from PIL import Image, ImageFile, UnidentifiedImageError
 
@@ -30,8 +30,14 @@ from . import resolution as resolution_section
 from . import text as text_section
 from .errors import LimitError, NicodecError, QualityError
 
-if TYPE_CHECKING:  # imported when first used: registering does not load the codec's modules
-    from .codec import Codec
+
+class CodecLike(Protocol):
+    """What :func:`register` codes with: a :class:`nicodec.Codec`, or an object with its
+    ``encode`` and ``decode`` (a wrapper that counts or logs the calls)."""
+
+    def encode(self, *args: Any, **kwargs: Any) -> bytes: ...
+
+    def decode(self, *args: Any, **kwargs: Any) -> Any: ...
 
 FORMAT = "NIC"
 EXTENSION = ".nic"
@@ -279,6 +285,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         elif key == "comment":
             if value is not None and not isinstance(value, (str, bytes, bytearray)):
                 raise ValueError(f"comment must be str or bytes, not {type(value).__name__}")
+            if isinstance(value, str) and not _unicode(value):
+                raise ValueError("comment must be text UTF-8 can hold (it has a lone surrogate)")
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
@@ -333,6 +341,14 @@ def _replace_comment(im: Image.Image, value: str | bytes | bytearray | None) -> 
         im.info["comment"] = value.encode("utf-8")
 
 
+def _unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., save_all=True)``: a ``.nic`` file holds one picture, so this is ``save`` for
     an image of one frame, and an error for more (frames of its own or ``append_images``)."""
@@ -342,7 +358,7 @@ def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecS
     _save(im, fp, filename, codec_source=codec_source)
 
 
-def register(codec: Codec | None = None) -> None:
+def register(codec: CodecLike | None = None) -> None:
     """Register the ``NIC`` format with Pillow: open, save, ``.nic`` and ``image/x-nicodec``.
 
     Calling it again replaces the earlier registration, so it is safe to call more than once.

@@ -144,8 +144,13 @@ def test_decode_writes_the_format_asked_for(tmp_path):
     assert result.exit_code == 0 and Image.open(one.with_suffix(".bmp")).format == "BMP"
     result = run("decode", one, "-o", tmp_path / "x.png", "--format", "jpg")
     assert result.exit_code == 2 and "x.png is PNG" in result.stderr and not (tmp_path / "x.png").exists()
+    (tmp_path / "x.png").write_bytes(b"")  # the conflict is named first, not the existing file
+    result = run("decode", one, "-o", tmp_path / "x.png", "--format", "jpg")
+    assert result.exit_code == 2 and "x.png is PNG" in result.stderr
+    result = run("decode", one, "-o", tmp_path / "noext", "--format", "jpg")
+    assert result.exit_code == 2 and "the output noext has no" in result.stderr
     assert run("decode", one, "-o", tmp_path / "x.jpeg", "--format", "jpg").exit_code == 0  # the same format
-    for wrong in ("nic", "foo", ""):
+    for wrong in ("nic", "foo", "", "pdf", "xbm"):  # PDF: not read back; XBM: 1-bit pictures only
         result = run("decode", tmp_path / "nic", "-o", tmp_path / "none", "--format", wrong)
         assert result.exit_code == 2 and "--format" in result.stderr and not (tmp_path / "none").exists(), wrong
 

@@ -274,6 +274,8 @@ def test_the_pillow_plugin_takes_a_comment_as_pillows_jpeg_writer_does(codec, ph
         assert decoded.info.get("comment") == (comment.encode() if comment else None)
     with Image.open(io.BytesIO(source)) as image, pytest.raises(ValueError, match="comment must be str or bytes"):
         image.save(io.BytesIO(), "NIC", comment=3)
+    with Image.open(io.BytesIO(source)) as image, pytest.raises(ValueError, match="comment must be text UTF-8"):
+        image.save(io.BytesIO(), "NIC", comment="\udcff")
 
 
 def test_a_damaged_text_section_is_found_before_decoding(codec, photo, tmp_path):

@@ -17,6 +17,8 @@ mypy_api = pytest.importorskip("mypy.api")
 
 # docs/python-api.md's examples, with the types a program relies on written out.
 RIGHT = '''
+import array
+import gzip
 import io
 
 from PIL import Image
@@ -36,6 +38,30 @@ result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000,
                                   progress=lambda done, total, encode: done < total)  # a bar's update returns a bool
 best: bytes = result.data
 nicodec.pillow_plugin.register(codec)
+
+# Any buffer and any binary reader, as the docs say (not only bytes and IO[bytes]).
+data = codec.encode(array.array("B", b"..."))
+data = codec.encode(gzip.open("photo.png.gz"))
+image = codec.decode(array.array("B", data))
+
+
+def from_stream(stream: io.BufferedIOBase) -> bytes:
+    return codec.encode(stream)
+
+
+class Counting:  # a duck-typed codec, which register takes
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def encode(self, image: object, **options: object) -> bytes:
+        self.calls += 1
+        return codec.encode(b"...")
+
+    def decode(self, data: bytes, **options: object) -> Image.Image:
+        return codec.decode(data)
+
+
+nicodec.pillow_plugin.register(Counting())
 
 
 def compress(upload: bytes) -> bytes:
@@ -97,3 +123,16 @@ def test_mypy_names_each_misuse_of_the_api(tmp_path):
     flagged = {int(m.group(1)) for line in said if (m := re.match(r".*user\.py:(\d+): error", line))}
     wrong = {number for number, line in enumerate(textwrap.dedent(WRONG).splitlines(), 1) if line.endswith("# wrong")}
     assert flagged == wrong, said
+
+
+def test_the_public_annotations_resolve_at_run_time():
+    """Tools that evaluate annotations (Sphinx, pydantic, inspect.signature(eval_str=True)) read
+    them with typing.get_type_hints; a name imported for type checkers alone broke it."""
+    import typing
+
+    import nicodec
+    from nicodec import pillow_plugin
+
+    for function in (nicodec.Codec.__init__, nicodec.Codec.encode, nicodec.Codec.decode, nicodec.Codec.prepare,
+                     nicodec.Codec.decode_symbols, nicodec.encode_to_target, pillow_plugin.register):
+        assert typing.get_type_hints(function), function
