@@ -144,15 +144,11 @@ def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -
     # decoded images have both, and their text, which the caller may have edited, rules.
     comment = img.info.get("comment") if not isinstance(chunks, dict) else None
     if isinstance(comment, (bytes, bytearray)):
-        comment = bytes(comment).rstrip(b"\0")  # some writers end the comment with a NUL
-        try:
-            comment = comment.decode("utf-8")
-        except UnicodeDecodeError:
-            comment = comment.decode("latin-1")
+        comment = comment_text(comment)
     if isinstance(comment, str) and comment and "Comment" not in entries:
         entries["Comment"] = comment
     unusable = [keyword for keyword, value in entries.items()
-                if not (isinstance(keyword, str) and text_section.usable_keyword(keyword) and _unicode(value))]
+                if not (isinstance(keyword, str) and text_section.usable_keyword(keyword) and is_unicode(value))]
     for keyword in unusable:
         del entries[keyword]
     if unusable and warn:
@@ -167,7 +163,16 @@ def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -
     return entries or None
 
 
-def _unicode(value) -> bool:
+def comment_text(raw: bytes | bytearray) -> str:
+    """A JPEG's or GIF's comment as text: UTF-8, or else Latin-1, without a closing NUL."""
+    raw = bytes(raw).rstrip(b"\0")  # some writers end the comment with a NUL
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def is_unicode(value) -> bool:
     """Whether ``value`` is a string UTF-8 can hold (no lone surrogate)."""
     if not isinstance(value, str):
         return False

@@ -261,7 +261,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     exact = im.encoderinfo.get("exact", False)
     from .codec import check_flags  # loaded with the codec already
     from .images import upright
-    from .metadata import detached_copy, quarter_turned, without_orientation
+    from .metadata import detached_copy, is_unicode, quarter_turned, without_orientation
 
     try:
         check_flags(strip=strip, exact=exact)
@@ -285,7 +285,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         elif key == "comment":
             if value is not None and not isinstance(value, (str, bytes, bytearray)):
                 raise ValueError(f"comment must be str or bytes, not {type(value).__name__}")
-            if isinstance(value, str) and not _unicode(value):
+            if isinstance(value, str) and not is_unicode(value):
                 raise ValueError("comment must be text UTF-8 can hold (it has a lone surrogate)")
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
@@ -326,11 +326,9 @@ def _replace_comment(im: Image.Image, value: str | bytes | bytearray | None) -> 
     it: its text's ``Comment`` where it has text (a PNG's, a decoded ``.nic``'s), which rules,
     and ``info["comment"]`` (a JPEG's, a GIF's)."""
     if isinstance(value, (bytes, bytearray)):
-        raw = bytes(value)
-        try:
-            value = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            value = raw.decode("latin-1")  # as a JPEG's comment is read
+        from .metadata import comment_text
+
+        value = comment_text(value)  # as a JPEG's comment is read
     chunks = getattr(im, "text", None)
     if isinstance(chunks, dict):
         im.text = {keyword: text for keyword, text in chunks.items() if keyword != "Comment"}  # type: ignore[attr-defined]
@@ -339,14 +337,6 @@ def _replace_comment(im: Image.Image, value: str | bytes | bytearray | None) -> 
     im.info.pop("comment", None)
     if value:
         im.info["comment"] = value.encode("utf-8")
-
-
-def _unicode(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _save_all(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
