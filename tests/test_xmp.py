@@ -274,3 +274,27 @@ def test_exif_that_is_no_tiff_structure_is_left_out_of_formats_that_read_it(code
                 assert result.stderr.startswith(f"warning: odd{suffix} will have no EXIF data: {back.format} reads it "
                                                 "as a TIFF structure (after Exif\\0\\0), and it is not one")
                 assert not back.info.get("exif")
+
+
+def test_a_packet_of_white_space_costs_time_in_proportion_to_its_length(photo, tmp_path):
+    """The orientation's pattern was tried from each character of a run of white space, which
+    took time as the square of its length: a 1 KB PNG (an EXIF orientation and a megabyte of
+    spaces in a compressed XMP chunk) kept an encode busy for about a quarter of an hour. Run in
+    a process of its own with a generous limit, so that a regression fails instead of hanging:
+    the encode takes about a second."""
+    import subprocess
+    import sys
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("XML:com.adobe.xmp", "<x:xmpmeta>" + " " * 1_000_000 + "</x:xmpmeta>", zip=True)
+    source = tmp_path / "spaces.png"
+    Image.fromarray(photo[:8, :16]).save(source, pnginfo=chunks, exif=exif.tobytes())
+    assert source.stat().st_size < 3000
+    done = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(source)], capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr
+    header, sections = nicformat.unpack((tmp_path / "spaces.nic").read_bytes())
+    assert (header.width, header.height) == (8, 16)  # turned by the orientation
+    assert len(sections[b"XMP "]) == 1_000_000 + len("<x:xmpmeta></x:xmpmeta>")
