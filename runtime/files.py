@@ -45,6 +45,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     fd, tmp = _create_temporary(folder, path.name)
     try:
         try:
+            if force:
+                _keep_permissions(fd, path)
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
@@ -61,6 +63,21 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         except FileNotFoundError:
             pass
         raise
+
+
+def _keep_permissions(fd: int, path: Path) -> None:
+    """Give the temporary file ``fd`` the permissions of the file ``path`` it is to replace, as
+    ``cp`` onto an existing file keeps them: the umask's were the replacement's, so a private
+    (0600) file became readable by everyone. Nothing where ``path`` is no regular file, or on
+    Windows, whose permissions are a read-only flag (which the write then could not pass)."""
+    if os.name == "nt":
+        return
+    try:
+        old = os.lstat(path)
+        if stat.S_ISREG(old.st_mode):
+            os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
+    except OSError:  # gone meanwhile, or a file system without permissions: the umask's stay
+        pass
 
 
 def check_target(path: str | os.PathLike, force: bool) -> None:
@@ -292,7 +309,8 @@ def _commit(tmp: str, path: Path, force: bool) -> None:
 
 
 def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
-    """A new hidden file beside the output, with the permissions the umask gives any new file."""
+    """A new hidden file beside the output, with the permissions the umask gives any new file
+    (``write_atomic`` gives a replacement those of the file it replaces)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         token = secrets.token_hex(4)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import sys
 
 import numpy as np
@@ -455,6 +456,41 @@ def test_write_atomic_syncs_before_the_rename_and_keeps_a_newcomer_without_hard_
         write_atomic(newcomer, lambda f: (f.write(b"ours"), newcomer.write_bytes(b"theirs")))
     assert newcomer.read_bytes() == b"theirs"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nic", "b.nic", "c.nic"]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="Windows' permissions are a read-only flag")
+def test_a_replaced_file_keeps_its_permissions(photo, tmp_path):
+    """--force gave the replacement the umask's permissions: a private (0600) file became
+    readable by everyone, and its temporary file was so while it was written. It keeps the
+    file's own, as cp onto an existing file does; a new file still has the umask's."""
+    import stat
+
+    from nicodec.files import write_atomic
+
+    def mode(path):
+        return stat.S_IMODE(os.stat(path).st_mode)
+
+    private, seen = tmp_path / "private.nic", []
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    write_atomic(private, lambda f: (seen.append(stat.S_IMODE(os.fstat(f.fileno()).st_mode)), f.write(b"new")),
+                 force=True)
+    assert private.read_bytes() == b"new" and mode(private) == 0o600 and seen == [0o600]
+    shared = tmp_path / "shared.nic"
+    shared.write_bytes(b"old")
+    shared.chmod(0o664)
+    write_atomic(shared, lambda f: f.write(b"new"), force=True)
+    assert mode(shared) == 0o664
+    umask = os.umask(0o022)
+    try:
+        write_atomic(tmp_path / "new.nic", lambda f: f.write(b"new"))
+    finally:
+        os.umask(umask)
+    assert mode(tmp_path / "new.nic") == 0o644
+    # The command line goes through it: an encode with --force over a private file.
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    assert CliRunner().invoke(app, ["encode", str(tmp_path / "photo.png"), "-o", str(private), "--force"]).exit_code == 0
+    assert mode(private) == 0o600 and private.read_bytes()[:4] != b"new"
 
 
 def test_write_atomic_names_an_output_the_file_system_cannot_hold(tmp_path):
