@@ -33,6 +33,11 @@ to leave onnxruntime's default. They are read when onnxruntime is imported: a pr
 imports it before nicodec does sets them itself."""
 
 
+NO_FOLDER = os.path.join(os.devnull, "nicodec-no-external-data")
+"""Where onnxruntime is told a graph's external data lies: a folder that cannot exist (under
+the null device), so that a graph with any is refused (see :func:`create_session`)."""
+
+
 ALLOCATION_FAILURES = ("Failed to allocate memory", "std::bad_alloc", "bad allocation", "Cannot allocate memory")
 """What onnxruntime's own (untyped) errors say when memory runs out: its allocator (the arena's
 words; C++'s std::bad_alloc, "bad allocation" on Windows), a thread it could not start (ENOMEM)."""
@@ -257,6 +262,12 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # A graph's tensors with their data in another file ("external data") would be read from the
+    # current folder (a graph given as bytes has no folder of its own): a model folder could copy
+    # any file there into the pixels decoded. ModelFiles.graph_bytes refuses such graphs; should
+    # one pass it, its data is looked for in a folder that cannot exist (onnxruntime 1.21 and
+    # later; earlier ones ignore the entry).
+    options.add_session_config_entry("session.model_external_initializers_file_folder_path", NO_FOLDER)
     failure = ""
     try:
         # onnxruntime's own fallback to the CPU provider, when another fails as the session is

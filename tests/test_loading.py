@@ -365,3 +365,144 @@ def test_the_shipped_model_stays_within_the_size_a_shipped_model_may_take():
 
     files = [p for p in default_model_dir().rglob("*") if p.is_file()]
     assert files and sum(p.stat().st_size for p in files) <= 25_000_000
+
+
+def _field(number: int, payload: bytes | int) -> bytes:
+    """One protobuf field: a varint, or bytes (length-delimited)."""
+    def varint(value: int) -> bytes:
+        out = b""
+        while value >= 0x80:
+            out, value = out + bytes([value & 0x7F | 0x80]), value >> 7
+        return out + bytes([value])
+    if isinstance(payload, int):
+        return varint(number << 3) + varint(payload)
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def test_a_graph_with_data_in_another_file_is_refused(tmp_path, photo, monkeypatch):
+    """onnxruntime reads a tensor's "external data" for a graph given as bytes from the current
+    folder (before 1.21, whatever the session options say): a model folder could put any file
+    there into the decoded pixels (a security review did), and what decodes depended on a file
+    the model's hash does not cover. The graph is refused as it loads, on every onnxruntime.
+    The tensor is appended the way protobuf merges messages (no onnx package needed): the
+    decoder's graph gains an initializer whose data is in secret.txt."""
+    tensor = (_field(1, 26) + _field(2, 2) + _field(8, b"S") + _field(14, 1)
+              + _field(13, _field(1, b"location") + _field(2, b"secret.txt")))
+    folder = _copy(tmp_path, leaving_out=())
+    with open(folder / "decoder.onnx", "ab") as graph:
+        graph.write(_field(7, _field(5, tensor)))
+    codec = Codec(_rehashed(folder), providers="cpu")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.txt").write_bytes(b"TOPSECRET-0123456789abcdef")
+    data = codec.encode(photo)  # the analysis is the shipped one
+    with pytest.raises(ModelError, match=r"decoder.onnx keeps the data of its tensor 'S' in another file"):
+        codec.decode(data)
+    result = runner.invoke(app, ["decode", "-", "-o", str(tmp_path / "out.png"), "--model", str(folder)], input=data)
+    assert result.exit_code == 1 and "keeps the data of its tensor 'S' in another file" in result.stderr
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_external_data_is_found_wherever_onnx_keeps_a_tensor():
+    """The walk follows every path from a model to a tensor in onnx.proto: initializers, sparse
+    ones, node attributes (one tensor or several), subgraphs of If and Loop, functions and
+    training information; a model without external data is left alone."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    from nicodec.model import _TENSOR_FIELDS, external_tensor
+
+    # The field numbers are onnx's own.
+    messages = {"model": onnx.ModelProto, "training": onnx.TrainingInfoProto, "graph": onnx.GraphProto,
+                "function": onnx.FunctionProto, "node": onnx.NodeProto, "attribute": onnx.AttributeProto,
+                "sparse": onnx.SparseTensorProto}
+    names = {message.DESCRIPTOR.full_name: kind for kind, message in messages.items()}
+    names["onnx.TensorProto"] = "tensor"
+    for kind, message in messages.items():
+        leading = {field.number: names[field.message_type.full_name] for field in message.DESCRIPTOR.fields
+                   if field.message_type is not None and field.message_type.full_name in names}
+        assert _TENSOR_FIELDS[kind] == leading, kind
+    fields = {field.name: field.number for field in onnx.TensorProto.DESCRIPTOR.fields}
+    assert (fields["name"], fields["external_data"], fields["data_location"]) == (8, 13, 14)
+
+    def tensor(name, outside):
+        made = numpy_helper.from_array(np.arange(4, dtype=np.float32), name)
+        if outside:
+            made.ClearField("raw_data")
+            made.data_location = TensorProto.EXTERNAL
+            made.external_data.add(key="location", value="elsewhere.bin")
+        return made
+
+    def graph(name, outside, where):
+        const = helper.make_node("Constant", [], ["c"], value=tensor("in_constant", outside and where == "attribute"))
+        nodes = [const, helper.make_node("Add", ["x", "c"], ["y"])]
+        initializers = [tensor("in_initializer", outside and where == "initializer")]
+        sparse = []
+        if where == "sparse":
+            sparse = [helper.make_sparse_tensor(tensor("in_sparse", outside), numpy_helper.from_array(
+                np.arange(4, dtype=np.int64), "indices"), [4])]
+        if where == "tensors":
+            nodes.append(helper.make_node("Identity", ["y"], ["z"], extra=[tensor("in_tensors", outside)]))
+        return helper.make_graph(nodes, name, [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
+                                 [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])], initializers,
+                                 sparse_initializer=sparse)
+
+    def model(outside, where):
+        if where == "subgraph":  # an If's branch, within a Loop's body
+            inner = helper.make_node("If", ["cond"], ["y"], then_branch=graph("then", outside, "attribute"),
+                                     else_branch=graph("else", False, "attribute"))
+            body = helper.make_graph([inner], "body", [], [])
+            main = graph("main", False, "")
+            main.node.append(helper.make_node("Loop", ["", "cond"], [], body=body))
+            return helper.make_model(main)
+        made = helper.make_model(graph("main", outside, where))
+        if where == "function":
+            made.functions.append(helper.make_function("local", "f", ["x"], ["c"], [
+                helper.make_node("Constant", [], ["c"], value=tensor("in_function", outside))],
+                [helper.make_opsetid("", 17)]))
+        if where == "training":
+            made.training_info.add().initialization.CopyFrom(graph("init", outside, "initializer"))
+        return made
+
+    expected = {"initializer": "'in_initializer'", "attribute": "'in_constant'", "sparse": "'in_sparse'",
+                "tensors": "'in_tensors'", "subgraph": "'in_constant'", "function": "'in_function'",
+                "training": "'in_initializer'"}
+    for where, name in expected.items():
+        assert external_tensor(model(True, where).SerializeToString()) == name, where
+        assert external_tensor(model(False, where).SerializeToString()) is None, where
+    # data_location alone, or external_data alone, is enough; bytes that are no protobuf are onnxruntime's to refuse.
+    only_location = model(True, "initializer")
+    del only_location.graph.initializer[0].external_data[:]
+    assert external_tensor(only_location.SerializeToString()) == "'in_initializer'"
+    only_entries = model(True, "initializer")
+    only_entries.graph.initializer[0].data_location = TensorProto.DEFAULT
+    assert external_tensor(only_entries.SerializeToString()) == "'in_initializer'"
+    for junk in (b"\xff" * 20, b"\x0a\x80", b"\x0b\x00", b"not a model"):
+        assert external_tensor(junk) is None
+
+
+def test_onnxruntime_is_told_no_folder_holds_external_data(tmp_path, monkeypatch):
+    """The session options point external data at a folder that cannot exist, so that where the
+    walk above missed a tensor, onnxruntime 1.21 and later refuse the graph instead of reading
+    the current folder (its default for a graph given as bytes)."""
+    onnx = pytest.importorskip("onnx")
+    import onnxruntime
+    from onnx import TensorProto, helper
+
+    from nicodec.sessions import create_session
+
+    if tuple(int(part) for part in onnxruntime.__version__.split(".")[:2]) < (1, 21):
+        pytest.skip("onnxruntime before 1.21 ignores the option: the walk alone refuses such graphs there")
+    secret = helper.make_tensor("S", TensorProto.UINT8, [4], bytes(4), raw=True)
+    secret.ClearField("raw_data")
+    secret.data_location = TensorProto.EXTERNAL
+    secret.external_data.add(key="location", value="secret.bin")
+    graph = helper.make_graph([helper.make_node("Add", ["x", "S"], ["y"])], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [4])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, [4])], [secret])
+    data = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "secret.bin").write_bytes(b"\x01\x02\x03\x04")
+    session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])  # onnxruntime's default
+    assert session.run(None, {"x": np.zeros(4, np.uint8)})[0].tolist() == [1, 2, 3, 4]
+    with pytest.raises(ModelError, match="cannot load g.onnx: .*(External data|file size)"):
+        create_session(Path("g.onnx"), ["CPUExecutionProvider"], data=data)
