@@ -32,13 +32,18 @@ import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from .errors import FormatError, ModelMismatchError, PixelLimitError
+from .errors import FormatError, LimitError, ModelMismatchError, PixelLimitError
 
 MAGIC = b"\x89NIC"
 FORMAT_VERSION = 1
 MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
+MAX_FILE_BYTES = 1 << 30
+"""The largest file nicodec reads (1 GiB, as from a stream: ``nicodec.files.MAX_STREAM_BYTES``),
+judged from the lengths its header declares before the rest is read. No image within the pixel
+limit makes one near it; a crafted header (a sparse file with a 1.5 GiB "profile") cost twice
+its length in memory to ``nicodec info``, which reads no pixels."""
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
 (``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 1.21 GiB
 to encode and 1.07 GiB to decode at the default tiles, 0.72 and 0.50 GiB at tiles of 256
@@ -190,6 +195,7 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     Raises:
         FormatError: the bytes are not a version-1 nicodec header.
         PixelLimitError: the image is larger than ``max_pixels`` (a ``LimitError``).
+        LimitError: the header declares a file of more than :data:`MAX_FILE_BYTES`.
     """
     data = memoryview(data)
     if not len(data):
@@ -223,6 +229,9 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     table = [SECTION_ENTRY.unpack_from(data, pos + i * SECTION_ENTRY.size) for i in range(count)]
     _check_tags([tag for tag, _ in table])
     pos += count * SECTION_ENTRY.size + CRC.size
+    size = pos + sum(length for _, length in table)
+    if size > MAX_FILE_BYTES:
+        raise LimitError(f"the file's header declares {size:,} bytes, more than the {MAX_FILE_BYTES:,} nicodec reads")
     return header, table, pos
 
 

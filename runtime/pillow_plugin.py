@@ -28,7 +28,7 @@ from . import alpha as alpha_section
 from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
-from .errors import LimitError, NicodecError, QualityError
+from .errors import LimitError, NicodecError, PixelLimitError, QualityError
 
 
 class CodecLike(Protocol):
@@ -141,11 +141,11 @@ class NicImageFile(ImageFile.ImageFile):
             # The count the codec's own check in load() uses, padded size included.
             nicformat.check_pixels(header.width, header.height, self._codec_source.max_pixels(),
                                    self._codec_source.downsampling())
-        except LimitError as exc:
+        except PixelLimitError as exc:
             raise Image.DecompressionBombError(
                 f"{exc} (register a Codec with a larger max_pixels to open it; beyond twice "
                 "Image.MAX_IMAGE_PIXELS, Pillow's own limit must be raised too)") from exc
-        except NicodecError as exc:
+        except NicodecError as exc:  # a file larger than nicodec reads (a LimitError) among them
             # The magic bytes are ours, so no other plugin will read this file: say what is
             # wrong instead of letting Pillow report only "cannot identify image file".
             name = f" {self.filename!r}" if self.filename else ""

@@ -125,8 +125,12 @@ def test_checksum_failure_is_named():
 def test_inconsistent_lengths_are_named_before_slicing():
     data = bytearray(packed())
     pos = 7 + len("test-model") + 8 + 13 + 4  # the ZSYM length
-    struct.pack_into("<I", data, pos, 0xFFFFFFF0)
+    struct.pack_into("<I", data, pos, 0x0FFFFFF0)
     with pytest.raises(FormatError, match="lengths add up"):
+        nicformat.unpack(bytes(data))
+    # Lengths that make the file larger than nicodec reads (1 GiB): that is named instead.
+    struct.pack_into("<I", data, pos, 0xFFFFFFF0)
+    with pytest.raises(LimitError, match="declares 4,294,967,.* bytes, more than the 1,073,741,824 nicodec reads"):
         nicformat.unpack(bytes(data))
 
 

@@ -319,14 +319,15 @@ def test_a_truncated_file_keeps_no_partial_profile(codec, photo_image):
 
 
 def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_image, monkeypatch):
-    """A damaged header's 4 GiB ICC length must not make Image.open reserve 4 GiB (a MemoryError
-    under an address-space limit): only sections the file holds in full are read."""
+    """A damaged header's 768 MiB ICC length must not make Image.open reserve 768 MiB (a
+    MemoryError under an address-space limit): only sections the file holds in full are read.
+    (One of 4 GiB is refused at once: more than nicodec reads.)"""
     image = photo_image.copy()
     image.info["icc_profile"] = b"profile"
     data = bytearray(codec.encode(image))
     _, table, payload_at = nicformat.read_header(bytes(data))
     entry = payload_at - nicformat.CRC.size - nicformat.SECTION_ENTRY.size * (len(table) - [t for t, _ in table].index(b"ICCP"))
-    data[entry + 4: entry + 8] = (0xFFFFFFF0).to_bytes(4, "little")
+    data[entry + 4: entry + 8] = (0x30000000).to_bytes(4, "little")
     reads = []
     real_read = io.BytesIO.read
 
@@ -336,9 +337,15 @@ def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_imag
             return real_read(self, size)
 
     im = Image.open(Watched(bytes(data)), formats=["NIC"])  # other plugins' reads are theirs
-    assert "icc_profile" not in im.info and max(reads) <= 1 << 20  # read a block at a time, not 4 GiB at once
+    assert "icc_profile" not in im.info and max(reads) <= 1 << 20  # read a block at a time, not 768 MiB at once
     with pytest.raises(OSError):
         im.load()
+    # A length that makes the file larger than nicodec reads (1 GiB): refused at once, as damage.
+    data[entry + 4: entry + 8] = (0xFFFFFFF0).to_bytes(4, "little")
+    reads.clear()
+    with pytest.raises(UnidentifiedImageError, match="damaged nicodec file: .*declares 4,294,967,"):
+        Image.open(Watched(bytes(data)), formats=["NIC"])
+    assert max(reads) <= 1 << 20
 
 
 def test_the_codecs_pixel_limit_applies_at_open_before_pillow_allocates(codec, nic, monkeypatch):

@@ -568,3 +568,36 @@ def test_a_large_file_that_is_no_nic_file_is_refused_from_its_first_bytes(codec,
     (tmp_path / "cut.nic").write_bytes(real[:-1])
     with pytest.raises(FormatError):
         codec.decode(tmp_path / "cut.nic")
+
+
+def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real, tmp_path):
+    """A path was read whole, however large, where a stream stops at 1 GiB: a sparse file of a
+    few KB on disk whose header declares a 1.5 GiB ICC profile (a security review's) cost
+    `nicodec info`, which decodes nothing, 12 s and 3.2 GB, and opening it with Pillow as much.
+    The lengths the header declares are judged before the rest is read."""
+    from PIL import Image, UnidentifiedImageError
+    from typer.testing import CliRunner
+
+    import nicodec.pillow_register  # noqa: F401
+    from nicodec.cli import app
+
+    claimed = 3 << 29  # 1.5 GiB
+    data = bytearray(repack(real, ICCP=b"x"))
+    entry = data.index(b"ICCP" + struct.pack("<I", 1))
+    struct.pack_into("<I", data, entry + 4, claimed)
+    sparse = tmp_path / "sparse.nic"
+    with open(sparse, "wb") as f:
+        f.write(data[:-1])
+        f.truncate(len(data) - 1 + claimed)  # a hole: nothing written
+    said = f"declares {len(data) - 1 + claimed:,} bytes, more than the 1,073,741,824 nicodec reads"
+    with pytest.raises(LimitError, match=said):
+        nicformat.read_header(bytes(data))
+    with pytest.raises(LimitError, match=said):
+        codec.decode(sparse)
+    for command in ("info", "verify", "decode"):
+        result = CliRunner().invoke(app, [command, str(sparse)] + (["-o", str(tmp_path / "x.png")] if command == "decode" else []))
+        assert result.exit_code == 1 and said in result.stderr, (command, result.stderr)
+    with pytest.raises(UnidentifiedImageError, match=f"damaged nicodec file .*{said}"):  # as Pillow's formats say
+        Image.open(sparse)
+    # Within the limit, a file is read as before.
+    assert nicformat.read_header(bytes(repack(real, ICCP=b"x")))[1][-1] == (b"ICCP", 1)
