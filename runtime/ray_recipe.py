@@ -32,6 +32,7 @@ on GPU workers; tested with Ray 2.60, while 2.40 hands ``on_write_complete`` ano
 
 from __future__ import annotations
 
+import numbers
 import os
 import posixpath
 import time
@@ -120,6 +121,7 @@ def compress_collection(
     exact: bool = False,
     quality: float | None = None,
     extensions: list[str] | None = None,
+    max_pixels: int | None = None,
 ) -> Summary:
     """Compress every image under ``source`` into ``.nic`` files under ``target`` with Ray Data.
 
@@ -141,6 +143,8 @@ def compress_collection(
         quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
             default. A single-rate model refuses it: every image then fails, with the reason.
         extensions: which files to read (default: every extension Pillow opens).
+        max_pixels: the largest image coded, as ``Codec``'s (``None``: its default, 89,478,485);
+            a collection from untrusted sources is better served by a lower one.
 
     Returns:
         The counts and failures of the run.
@@ -153,6 +157,9 @@ def compress_collection(
 
     _check_quality(quality)
     check_flags(strip=strip, exact=exact)
+    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral)
+                                   or max_pixels < 1):
+        raise NicodecError(f"max_pixels must be a whole number of 1 or more, not {max_pixels!r}")  # as Codec says
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
     _, source_root = _filesystem(source)
@@ -167,7 +174,7 @@ def compress_collection(
         fn_constructor_kwargs={
             "source_root": source_root, "target": target, "model": model, "providers": providers,
             "threads": threads, "overwrite": overwrite, "strip": strip, "exact": exact,
-            "quality": quality, "clashes": clashes,
+            "quality": quality, "clashes": clashes, "max_pixels": max_pixels,
         },
         batch_size=batch_size,
         batch_format="numpy",
@@ -193,7 +200,8 @@ class Encoder:
     Args:
         source_root: the source folder as Ray resolves it (no scheme), to make paths relative.
         target: the target folder or URI, to skip outputs that exist.
-        model, providers, threads, strip, exact, quality: as for ``Codec`` and ``Codec.encode``.
+        model, providers, threads, max_pixels, strip, exact, quality: as for ``Codec`` and
+            ``Codec.encode``.
         overwrite: code images whose output exists instead of skipping them.
         clashes: source paths whose output another source would write too
             (:func:`clashing_sources`), each with the others: failed, not coded.
@@ -212,12 +220,14 @@ class Encoder:
         exact: bool = False,
         quality: float | None = None,
         clashes: dict[str, list[str]] | None = None,
+        max_pixels: int | None = None,
     ):
         from .codec import Codec
 
         # Loaded now: a model that cannot encode, or a provider the worker lacks, stops the actor
         # as it starts rather than failing each image.
-        self.codec = Codec(model, providers=providers, threads=threads).prepare(decode=False)
+        limit = {} if max_pixels is None else {"max_pixels": max_pixels}
+        self.codec = Codec(model, providers=providers, threads=threads, **limit).prepare(decode=False)
         self.source_root = source_root
         self.filesystem, self.target_root = _filesystem(target)
         self.overwrite = overwrite
@@ -236,6 +246,9 @@ class Encoder:
 
     def _encode(self, data: bytes, path: str) -> tuple:
         relative = output_name(path, self.source_root)
+        problem = unsafe_output_name(relative)
+        if problem:
+            return path, relative, "failed", problem, b"", 0, 0
         if path in self.clashes:
             others = ", ".join(self.clashes[path])
             return (path, relative, "failed", f"{others} would be written to {relative} too (or to a name that differs "
@@ -332,6 +345,17 @@ def output_name(path: str, source_root: str) -> str:
     return posixpath.splitext(relative)[0] + NIC_SUFFIX
 
 
+def unsafe_output_name(relative: str) -> str | None:
+    """Why the output path ``relative`` (from :func:`output_name`) would leave the target
+    folder, or None: an object store's key may hold ``..`` or ``//`` (``photos/../x.png``,
+    ``photos//etc/x.png``), which a local target's join took as a step up or an absolute path."""
+    parts = relative.split("/")
+    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
+        return (f"its path under the source names the output {relative!r}, which has an empty, '.' or '..' part: "
+                "it would be written outside the target or under another name; rename it")
+    return None
+
+
 def _check_quality(quality) -> None:
     """Refuse a quality no model takes on the driver, rather than failing every image on the workers."""
     from .model import check_quality
@@ -349,6 +373,19 @@ def _quality_argument(text: str) -> float:
     except ValueError:  # float() or _check_quality (a QualityError is a ValueError)
         raise argparse.ArgumentTypeError(f"{text!r} is not a quality from 1 to 100") from None
     return float(text)
+
+
+def _max_pixels_argument(text: str) -> int:
+    """argparse type of ``--max-pixels``: a whole number, 1 or more."""
+    import argparse
+
+    try:
+        pixels = int(text)
+    except ValueError:
+        pixels = 0
+    if pixels < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of pixels (a whole number, 1 or more)")
+    return pixels
 
 
 def _gpus_argument(text: str) -> float:
@@ -430,6 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--providers", default="cpu", choices=("cpu", "cuda", "auto"),
                         help="onnxruntime providers of each actor (default cpu)")
+    parser.add_argument("--max-pixels", type=_max_pixels_argument, default=None,
+                        help="the largest image coded (default 89,478,485, Pillow's decompression-bomb threshold)")
     parser.add_argument("--num-gpus", type=_gpus_argument, default=0,
                         help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
@@ -439,7 +478,7 @@ def main(argv: list[str] | None = None) -> int:
         summary = compress_collection(
             args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
             model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
-            quality=args.quality, providers=args.providers, num_gpus=args.num_gpus,
+            quality=args.quality, providers=args.providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
         )
     finally:
         ray.shutdown()

@@ -183,3 +183,59 @@ def test_an_encoder_actor_whose_model_cannot_encode_stops_as_it_starts(tmp_path)
     (model / "encoder.onnx").unlink()
     with pytest.raises(nicodec.ModelError, match="cannot encode: .*encoder.onnx is missing"):
         Encoder(str(tmp_path), str(tmp_path / "out"), model=str(model))
+
+
+def test_an_object_key_with_dot_dot_or_an_empty_part_is_not_written_outside_the_target(tmp_path):
+    """An object store's key may hold ``..`` or ``//``: bucket/photos/../x.png was written to
+    x.nic beside the target folder, and bucket/photos//tmp/abs.png to /tmp/abs.nic (a security
+    review's, with Ray stubbed). Such an image fails, with the reason; the others are coded."""
+    pytest.importorskip("ray.data")
+    import numpy as np
+
+    from nicodec.ray_recipe import Encoder, unsafe_output_name
+
+    png = Image.fromarray(synthetic_photo(32, 48, seed=3))
+    buffer = __import__("io").BytesIO()
+    png.save(buffer, "PNG")
+    root = "bucket/photos"
+    paths = [f"{root}/../x.png", f"{root}//tmp/abs.png", f"{root}/a/./b.png", f"{root}/a/ok.png"]
+    batch = {"bytes": np.array([buffer.getvalue()] * len(paths), dtype=object), "path": np.array(paths, dtype=object)}
+    rows = Encoder(root, str(tmp_path / "out"))(batch)
+    assert list(rows["target"]) == ["../x.nic", "/tmp/abs.nic", "a/./b.nic", "a/ok.nic"]
+    assert list(rows["status"]) == ["failed", "failed", "failed", "done"]
+    assert all("would be written outside the target" in message for message in rows["message"][:3])
+    assert unsafe_output_name("a/b/c.nic") is None and unsafe_output_name("..nic") is None
+
+
+def test_max_pixels_reaches_the_encoder_and_a_bad_one_is_refused_before_any_work(tmp_path, monkeypatch):
+    """docs/robustness.md tells services with untrusted inputs to lower the pixel limit; the
+    recipe had no way to (its Codec took the default)."""
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    import numpy as np
+
+    import nicodec
+    from nicodec import ray_recipe
+
+    png = tmp_path / "photos" / "im.png"
+    png.parent.mkdir()
+    Image.fromarray(synthetic_photo(64, 96, seed=7)).save(png)
+    batch = {"bytes": np.array([png.read_bytes()], dtype=object), "path": np.array([str(png)], dtype=object)}
+    rows = ray_recipe.Encoder(str(png.parent), str(tmp_path / "out"), max_pixels=64 * 96 - 1)(batch)
+    assert list(rows["status"]) == ["failed"] and "more than the limit of 6,143" in rows["message"][0]
+    assert list(ray_recipe.Encoder(str(png.parent), str(tmp_path / "out"), max_pixels=10**6)(batch)["status"]) == ["done"]
+    for bad in (0, 2.5, True, "many"):
+        with pytest.raises(nicodec.NicodecError, match="max_pixels must be a whole number of 1 or more"):
+            ray_recipe.compress_collection(png.parent, tmp_path / "out", max_pixels=bad)  # no Ray instance needed
+    asked = {}
+    monkeypatch.setattr(ray, "init", lambda **kwargs: None)
+    monkeypatch.setattr(ray, "shutdown", lambda: None)
+    monkeypatch.setattr(ray_recipe, "compress_collection",
+                        lambda source, target, **kwargs: asked.update(kwargs) or ray_recipe.Summary())
+    assert ray_recipe.main([str(png.parent), str(tmp_path / "out"), "--max-pixels", "1000000"]) == 0
+    assert asked["max_pixels"] == 1_000_000
+    for bad in ("0", "1e6", "x"):
+        with pytest.raises(SystemExit) as info:
+            ray_recipe.main([str(png.parent), str(tmp_path / "out"), "--max-pixels", bad])
+        assert info.value.code == 2
+    assert not (tmp_path / "out").exists()
