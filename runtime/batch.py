@@ -212,7 +212,7 @@ class Outcome:
 
 
 def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -> list[Item]:
-    """Every file under ``root`` (recursively, hidden ones excepted) whose suffix is in
+    """Every file under ``root`` (recursively, hidden ones excepted: :func:`_hidden`) whose suffix is in
     ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``.
 
     A folder or file that cannot be looked at (no permission), and a link to nothing, is an
@@ -233,11 +233,12 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
         items.append(Item(folder, target, f"cannot read the folder: {exc.strerror or exc}"))
 
     for folder, dirs, files in os.walk(root, onerror=unreadable):
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (skip is None or _identity(Path(folder) / d) != skip))
+        dirs[:] = sorted(d for d in dirs if not _hidden(Path(folder) / d, folder=True)
+                         and (skip is None or _identity(Path(folder) / d) != skip))
         for name in sorted(files):
             path = Path(folder) / name
-            if name.startswith(".") or path.suffix.lower() not in wanted:
-                continue  # hidden, or another kind
+            if path.suffix.lower() not in wanted or _hidden(path):
+                continue  # another kind, or hidden
             target = (out_root / path.relative_to(root)).with_suffix(new_suffix)
             try:
                 regular = stat.S_ISREG(os.stat(path).st_mode)  # Path.is_file() hides errors from Python 3.13 on
@@ -254,6 +255,34 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
                 continue  # a pipe or device (which could block the batch), or a link to a folder
             items.append(Item(path, target))
     return items
+
+
+def _hidden(path: Path, folder: bool = False) -> bool:
+    """Whether a batch passes ``path`` over: a name that begins with ``.``; on Windows also the
+    hidden and system attributes (``$RECYCLE.BIN`` and its deleted photos, ``System Volume
+    Information``, which no one may list) and, for a folder, a junction (Windows' older kind of
+    folder link, which ``os.walk`` follows: ``Documents\\My Pictures``, which no one may list
+    either, or a loop)."""
+    if path.name.startswith("."):
+        return True
+    attributes, reparse_tag = _windows_attributes(path)
+    return bool(attributes & _HIDDEN_OR_SYSTEM) or (folder and reparse_tag == _JUNCTION)
+
+
+_HIDDEN_OR_SYSTEM = stat.FILE_ATTRIBUTE_HIDDEN | stat.FILE_ATTRIBUTE_SYSTEM
+_JUNCTION = getattr(stat, "IO_REPARSE_TAG_MOUNT_POINT", 0xA0000003)  # the constant exists on Windows only
+
+
+def _windows_attributes(path: Path) -> tuple[int, int]:
+    """A path's Windows file attributes and reparse tag, not following a link; (0, 0) elsewhere
+    or when they cannot be read (the walk then names the problem)."""
+    if os.name != "nt":
+        return 0, 0
+    try:
+        info = os.lstat(path)
+    except OSError:
+        return 0, 0
+    return getattr(info, "st_file_attributes", 0), getattr(info, "st_reparse_tag", 0)
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

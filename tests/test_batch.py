@@ -1148,3 +1148,31 @@ def test_waiting_for_the_workers_costs_the_same_for_every_file(monkeypatch):
     summary = batch.run(items, work, force=True, jobs=2)
     assert [o.status for o in summary.outcomes] == ["done"] * len(items)
     assert taken[0] <= 5 * len(items), taken[0]
+
+
+def test_windows_hidden_and_system_entries_and_junctions_are_passed_over(tmp_path, monkeypatch):
+    """On Windows a leading dot hides nothing: a drive's $RECYCLE.BIN (its deleted photos),
+    System Volume Information (which no one may list: the batch failed) and junctions (folder
+    links os.walk follows: Documents' My Pictures, which no one may list either, or a loop) were
+    walked. They are passed over by their attributes, as dot-names are elsewhere. Simulated
+    here (a portability review's finding): the attributes Windows would report are given."""
+    from nicodec import batch
+
+    photos = tmp_path / "drive"
+    for relative in ("DCIM/IMG_0001.png", "$RECYCLE.BIN/S-1-5-21/$R4QX2L1.png", "System Volume Information/x.png",
+                     "My Pictures/y.png", "DCIM/desktop.png", "DCIM/.thumb.png"):
+        (photos / relative).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(synthetic_photo(16, 16, seed=1)).save(photos / relative)
+    attributes = {"$RECYCLE.BIN": (0x2 | 0x4, 0), "System Volume Information": (0x2 | 0x4, 0),
+                  "My Pictures": (0x10 | 0x400, 0xA0000003), "desktop.png": (0x2, 0)}
+    monkeypatch.setattr(batch, "_windows_attributes", lambda path: attributes.get(path.name, (0x20, 0)))
+    planned = batch.plan(photos, tmp_path / "archive", [".png"], ".nic")
+    assert [item.source.relative_to(photos).as_posix() for item in planned] == ["DCIM/IMG_0001.png"]
+    # A junction is passed over as a folder only (the attribute alone hides a file).
+    attributes["IMG_0001.png"] = (0x20, 0xA0000003)
+    assert len(batch.plan(photos, tmp_path / "archive", [".png"], ".nic")) == 1
+    # Elsewhere no attributes are read: dot-names alone are hidden.
+    monkeypatch.undo()
+    if os.name != "nt":
+        assert batch._windows_attributes(photos / "$RECYCLE.BIN") == (0, 0)
+        assert len(batch.plan(photos, tmp_path / "archive", [".png"], ".nic")) == 5
