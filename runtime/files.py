@@ -117,8 +117,23 @@ def check_output_folder(path: str | os.PathLike) -> None:
     raise NicodecError(f"output folder {folder} does not exist")
 
 
+ACCESS_KNOWS_FOLDERS = os.name != "nt"
+"""Whether ``os.access`` tells a folder files cannot be made in: on Windows it says yes to every
+folder (CPython reads only the read-only attribute, which Windows ignores on folders), so a
+read-only share or ``C:\\Program Files`` was found only once the work was done. There a file is
+made and removed instead."""
+
+
 def check_writable(folder: Path) -> None:
     """Raise :class:`NicodecError` unless files may be made in the existing ``folder``."""
+    if not ACCESS_KNOWS_FOLDERS:
+        fd, probe = _create_temporary(folder, "nicodec-check")  # or "cannot write in FOLDER: the reason"
+        os.close(fd)
+        try:
+            os.unlink(probe)
+        except OSError:
+            pass
+        return
     if not os.access(folder, os.W_OK | os.X_OK):
         try:
             read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)

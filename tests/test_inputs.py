@@ -925,3 +925,32 @@ def test_a_nic_file_given_as_a_file_object_is_named_as_one(codec, photo):
     with pytest.raises(nicodec.UnsupportedImageError, match="the image data is a .nic file already"):
         codec.encode(stream)
     assert stream.given <= files.START_BYTES + (1 << 20)
+
+
+def test_where_os_access_cannot_tell_a_folder_is_read_only_a_file_is_made_to_know(photo, tmp_path, monkeypatch):
+    """On Windows os.access says yes to every folder: an output in a read-only share was found
+    only once the work was done (a target-PSNR search: every encode). There the folder is tried
+    by making a file, before any work. Simulated (a portability review's finding): as root, or
+    on Linux, a folder's permissions would not stop the file."""
+    from nicodec import files
+
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    (tmp_path / "ro").mkdir()
+    monkeypatch.setattr(files, "ACCESS_KNOWS_FOLDERS", False)
+    files.check_writable(tmp_path / "ro")
+    assert list((tmp_path / "ro").iterdir()) == []  # the probe is gone
+    real_open, opened = os.open, []
+
+    def refusing(path, *args, **kwargs):
+        if os.path.dirname(os.fspath(path)) == str(tmp_path / "ro"):
+            opened.append(path)
+            raise PermissionError(13, "Permission denied")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refusing)
+    encodes = []
+    monkeypatch.setattr(nicodec.Codec, "encode", lambda *args, **kwargs: encodes.append(1))
+    result = CliRunner().invoke(app, ["encode", str(tmp_path / "photo.png"), "-o", str(tmp_path / "ro" / "x.nic"),
+                                      "--target-psnr", "33"])
+    assert result.exit_code == 1 and f"cannot write in {tmp_path / 'ro'}: Permission denied" in result.stderr
+    assert opened and encodes == []
