@@ -76,13 +76,15 @@ def _raise_interrupted(signum, frame):
 
 
 # SIGXCPU: a soft CPU-time limit reached (ulimit -S -t, a batch scheduler's s_cpu), whose default
-# action ends the process at once, leaving its temporary files.
+# action ends the process at once, leaving its temporary files; SIGBREAK: Ctrl-Break in a
+# Windows console, likewise (and there no later run removes what it left).
 XCPU = getattr(signal, "SIGXCPU", None)
-TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGXCPU") if hasattr(signal, name))
+TERMINATING = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP", "SIGXCPU", "SIGBREAK")
+                    if hasattr(signal, name))
 
 
 def stop_like_ctrl_c() -> dict:
-    """Make SIGTERM, SIGHUP and SIGXCPU raise :class:`Terminated` in the main thread (the command line
+    """Make SIGTERM, SIGHUP, SIGXCPU and (Windows) SIGBREAK raise :class:`Terminated` in the main thread (the command line
     does this; a library leaves its host's signals alone), and note each stop, Ctrl-C's too,
     in :data:`STOPS`. Ones set to anything but the default, such as ignored by ``nohup``, are
     left as they are, and so is everything off the main thread, where no handler can be set.

@@ -27,6 +27,9 @@ def _in_devices(path: Path) -> str | None:
     return device_folder(path.parent)
 
 
+NAMES_IN_UTF16 = os.name == "nt"
+"""Whether names are measured in UTF-16 units (Windows: NTFS and exFAT take 255 of them, 94
+Japanese characters being 282 bytes of UTF-8) rather than the bytes of the file system's encoding."""
 _DEVICE_FOLDER = re.compile(r"/dev|/dev/fd|/proc/(self|thread-self|[0-9]+)(/task/[0-9]+)?/fd")
 
 
@@ -112,10 +115,12 @@ def _check_can_make(folder: Path, name: str) -> None:
         longest = os.pathconf(probe, "PC_NAME_MAX")
     except (AttributeError, OSError, ValueError):  # Windows; a file system that does not say
         longest = 255
+    unit = "UTF-16 units" if NAMES_IN_UTF16 else "bytes"
     for part in missing:
-        if len(os.fsencode(part)) > longest:
+        size = len(part.encode("utf-16-le", "surrogatepass")) // 2 if NAMES_IN_UTF16 else len(os.fsencode(part))
+        if size > longest:
             raise NicodecError(f"cannot use the output {folder / name}: the name {part[:40]}... is longer than "
-                               f"the {longest} bytes its file system takes")
+                               f"the {longest} {unit} its file system takes")
 
 
 def as_read(source: Path):

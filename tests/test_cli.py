@@ -1785,3 +1785,20 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
     assert result.returncode == 1 and len(result.stderr.splitlines()) == 1, result.stderr
     result = nicodec("encode", "--help")
     assert result.returncode == 0 and "--quality" in result.stdout
+
+
+def test_names_are_measured_in_utf16_units_where_windows_measures_them(tmp_path, monkeypatch):
+    """NTFS takes 255 UTF-16 units a name: a photo named with 94 Japanese characters (282 bytes
+    of UTF-8) exists there, but its output in a folder still to be made was refused as longer
+    than 255 bytes. Simulated (a portability review's finding): Windows has no os.pathconf."""
+    from nicodec import targets
+    from nicodec.errors import NicodecError
+
+    monkeypatch.setattr(targets, "NAMES_IN_UTF16", True)
+    monkeypatch.delattr(os, "pathconf")
+    targets._check_can_make(tmp_path / "new", "写真" * 47 + ".nic")  # 98 units, 286 bytes of UTF-8
+    with pytest.raises(NicodecError, match="is longer than the 255 UTF-16 units its file system takes"):
+        targets._check_can_make(tmp_path / "new", "写" * 252 + ".nic")
+    monkeypatch.setattr(targets, "NAMES_IN_UTF16", False)
+    with pytest.raises(NicodecError, match="is longer than the 255 bytes its file system takes"):
+        targets._check_can_make(tmp_path / "new", "写真" * 47 + ".nic")
