@@ -28,7 +28,7 @@ from . import alpha as alpha_section
 from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
-from .errors import LimitError, NicodecError, PixelLimitError, QualityError
+from .errors import NicodecError, PixelLimitError, QualityError
 
 
 class CodecLike(Protocol):

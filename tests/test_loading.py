@@ -484,7 +484,7 @@ def test_onnxruntime_is_told_no_folder_holds_external_data(tmp_path, monkeypatch
     """The session options point external data at a folder that cannot exist, so that where the
     walk above missed a tensor, onnxruntime 1.21 and later refuse the graph instead of reading
     the current folder (its default for a graph given as bytes)."""
-    onnx = pytest.importorskip("onnx")
+    pytest.importorskip("onnx")
     import onnxruntime
     from onnx import TensorProto, helper
 
