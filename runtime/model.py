@@ -287,7 +287,10 @@ class ModelFiles:
         if digest is not None and hashlib.sha256(data).hexdigest() != digest:
             raise ModelError(f"{self.path / file} changed after the model was loaded: it no longer matches its "
                              "SHA-256 in the manifest (was the model folder replaced while in use?)")
-        outside = external_tensor(data)
+        try:
+            outside = external_tensor(data)
+        except ValueError as exc:
+            raise ModelError(f"{self.path / file} is no ONNX model nicodec can check: {exc}") from None
         if outside is not None:
             raise ModelError(f"{self.path / file} keeps the data of its tensor {outside} in another file: nicodec "
                              "runs graphs that hold all their weights (the model's hash covers its own files only)")
@@ -414,42 +417,46 @@ def external_tensor(data: bytes) -> str | None:
     pixels would show it, and depend on a file the model's hash does not cover.
 
     A walk of the protobuf wire format along the fields that lead to tensors (the onnx package
-    is no dependency of the runtime); the bytes of weights are skipped, not read. Bytes that
-    are no protobuf are left for onnxruntime to refuse.
+    is no dependency of the runtime); the bytes of weights are skipped, not read. It reads as
+    protobuf does (a tag's bits above 32 and an enum's are dropped there): what it cannot walk
+    is refused, not passed on, since onnxruntime's protobuf may read more (a group, which ONNX
+    never writes, skipped there, hid a tensor behind it).
+
+    Raises:
+        ValueError: ``data`` is no protobuf this walk reads to its end (the reason).
     """
     view = memoryview(data)
     pending = [("model", 0, len(view))]
-    try:
-        while pending:
-            kind, at, end = pending.pop()
-            fields = _TENSOR_FIELDS.get(kind, {})
-            name, external = b"", False
-            while at < end:
-                key, at = _varint(view, at, end)
-                number, wire = key >> 3, key & 7
-                if wire == 0:
-                    value, at = _varint(view, at, end)
-                    external |= kind == "tensor" and number == _DATA_LOCATION and value == _EXTERNAL
-                elif wire == 2:
-                    length, at = _varint(view, at, end)
-                    if length > end - at:
-                        raise ValueError("a field longer than its message")
-                    if kind == "tensor" and number == _TENSOR_NAME:
-                        name = bytes(view[at:at + length])
-                    external |= kind == "tensor" and number == _EXTERNAL_DATA
-                    if number in fields:
-                        pending.append((fields[number], at, at + length))
-                    at += length
-                elif wire in (1, 5):
-                    at += 8 if wire == 1 else 4
-                else:
-                    raise ValueError("a group, which ONNX does not use, or no protobuf")
-            if at > end:
-                raise ValueError("a fixed-size field past the end of its message")
-            if external:
-                return repr(name.decode("utf-8", "replace"))
-    except ValueError:  # no protobuf: onnxruntime refuses it, with its own words
-        return None
+    while pending:
+        kind, at, end = pending.pop()
+        fields = _TENSOR_FIELDS.get(kind, {})
+        name, external = b"", False
+        while at < end:
+            key, at = _varint(view, at, end)
+            number, wire = key >> 3, key & 7
+            if key > 0xFFFFFFFF or number == 0:
+                raise ValueError(f"a field tag of {key:#x}, which protobuf reads otherwise or refuses")
+            if wire == 0:
+                value, at = _varint(view, at, end)
+                external |= kind == "tensor" and number == _DATA_LOCATION and value & 0xFFFFFFFF == _EXTERNAL
+            elif wire == 2:
+                length, at = _varint(view, at, end)
+                if length > end - at:
+                    raise ValueError("a field longer than its message")
+                if kind == "tensor" and number == _TENSOR_NAME:
+                    name = bytes(view[at:at + length])
+                external |= kind == "tensor" and number == _EXTERNAL_DATA
+                if number in fields:
+                    pending.append((fields[number], at, at + length))
+                at += length
+            elif wire in (1, 5):
+                at += 8 if wire == 1 else 4
+            else:
+                raise ValueError(f"field {number} is a group (wire type {wire}), which ONNX does not use")
+        if at > end:
+            raise ValueError("a fixed-size field runs past the end of its message")
+        if external:
+            return repr(name.decode("utf-8", "replace"))
     return None
 
 

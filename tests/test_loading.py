@@ -400,6 +400,14 @@ def test_a_graph_with_data_in_another_file_is_refused(tmp_path, photo, monkeypat
     result = runner.invoke(app, ["decode", "-", "-o", str(tmp_path / "out.png"), "--model", str(folder)], input=data)
     assert result.exit_code == 1 and "keeps the data of its tensor 'S' in another file" in result.stderr
     assert not (tmp_path / "out.png").exists()
+    # The same behind an empty group, which protobuf skips (a review's way past the walk; onnxruntime
+    # before 1.21 then read the file): a graph the walk cannot read to its end is refused.
+    shutil.copyfile(default_model_dir() / "decoder.onnx", folder / "decoder.onnx")
+    with open(folder / "decoder.onnx", "ab") as graph:
+        graph.write(bytes([0x9B, 0x06, 0x9C, 0x06]) + _field(7, _field(5, tensor)))  # field 99, start and end
+    grouped = Codec(_rehashed(folder), providers="cpu")
+    with pytest.raises(ModelError, match=r"decoder.onnx is no ONNX model nicodec can check: field 99 is a group"):
+        grouped.decode(grouped.encode(photo))
 
 
 def test_external_data_is_found_wherever_onnx_keeps_a_tensor():
@@ -469,15 +477,23 @@ def test_external_data_is_found_wherever_onnx_keeps_a_tensor():
     for where, name in expected.items():
         assert external_tensor(model(True, where).SerializeToString()) == name, where
         assert external_tensor(model(False, where).SerializeToString()) is None, where
-    # data_location alone, or external_data alone, is enough; bytes that are no protobuf are onnxruntime's to refuse.
+    # data_location alone, or external_data alone, is enough (the enum read as protobuf reads it: its low 32 bits).
     only_location = model(True, "initializer")
     del only_location.graph.initializer[0].external_data[:]
     assert external_tensor(only_location.SerializeToString()) == "'in_initializer'"
     only_entries = model(True, "initializer")
     only_entries.graph.initializer[0].data_location = TensorProto.DEFAULT
     assert external_tensor(only_entries.SerializeToString()) == "'in_initializer'"
-    for junk in (b"\xff" * 20, b"\x0a\x80", b"\x0b\x00", b"not a model"):
-        assert external_tensor(junk) is None
+    only_location.graph.initializer[0].data_location = TensorProto.DEFAULT
+    assert external_tensor(only_location.SerializeToString()) is None
+    hidden = only_location.SerializeToString() + _field(7, _field(5, _field(8, b"late") + _field(14, (1 << 32) + 1)))
+    assert external_tensor(hidden) == "'late'"
+    # What the walk cannot read to its end is refused, not passed on: protobuf skips a group and
+    # drops a tag's bits above 32, and could find a tensor there that the walk did not.
+    for junk in (b"\xff" * 20, b"\x0a\x80", b"\x0b\x00", b"not a model", bytes([0x9B, 0x06, 0x9C, 0x06]) + hidden,
+                 bytes([0xBA, 0x80, 0x80, 0x80, 0x10]) + hidden[1:], b"\x00\x00", b"\x0d\x00"):
+        with pytest.raises(ValueError):
+            external_tensor(junk)
 
 
 def test_onnxruntime_is_told_no_folder_holds_external_data(tmp_path, monkeypatch):
