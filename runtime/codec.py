@@ -925,7 +925,8 @@ def _read_bytes(data) -> bytes:
     if isinstance(data, bytes):
         return data
     if isinstance(data, (str, os.PathLike)):
-        return read_file(data, ".nic file", nicformat.read_header)  # a device that is no .nic refused early
+        # A device that is no .nic refused from its first bytes; a file longer than nicodec reads, unread.
+        return read_file(data, ".nic file", nicformat.read_header, limit=nicformat.MAX_FILE_BYTES)
     try:
         view = memoryview(data)  # bytearray, memoryview, mmap, array.array("B"), a uint8 numpy array
     except TypeError:

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .errors import NicodecError, OutputExistsError
+from .errors import LimitError, NicodecError, OutputExistsError
 
 try:
     import fcntl
@@ -185,15 +185,17 @@ its size is unknown beforehand, and /dev/zero never ends."""
 
 
 def read_file(path: str | os.PathLike, what: str = "file",
-              check_start: Callable[[bytes], None] | None = None) -> bytes:
+              check_start: Callable[[bytes], None] | None = None, limit: int | None = None) -> bytes:
     """A whole input file, with errors that name the problem.
 
     A pipe or another file that is not a regular one (``/dev/stdin``) is read to its end,
     up to :data:`MAX_STREAM_BYTES`. ``check_start``, if given, sees the first
     :data:`START_BYTES` of any input that long and raises to stop reading what is not the
     kind of file expected (a large file of another kind is then refused without being read).
+    A regular file larger than ``limit`` bytes, if given, is refused before it is read.
 
     Raises:
+        LimitError: a regular file larger than ``limit``.
         NicodecError: a missing file, a directory, a read error, or an endless stream.
     """
     if not os.fspath(path):  # Path("") is the current folder
@@ -206,9 +208,14 @@ def read_file(path: str | os.PathLike, what: str = "file",
         if path.exists() and not path.is_file() and not path.is_dir():
             with open(path, "rb") as f:
                 return read_stream(f, f"{path} is not a regular file and", check_start)
-        if check_start is None:
+        if check_start is None and limit is None:
             return path.read_bytes()
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if limit is not None and size > limit:
+                raise LimitError(f"{path} holds {size:,} bytes, more than the {limit:,} nicodec reads")
+            if check_start is None:
+                return f.read()
             head = f.read(START_BYTES)
             if len(head) == START_BYTES:
                 check_start(head)

@@ -28,7 +28,7 @@ from . import alpha as alpha_section
 from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
-from .errors import NicodecError, PixelLimitError, QualityError
+from .errors import LimitError, NicodecError, PixelLimitError, QualityError
 
 
 class CodecLike(Protocol):
@@ -194,11 +194,30 @@ class NicImageFile(ImageFile.ImageFile):
             raise RuntimeError("verify must be called directly after open")
         self.fp.seek(0)
         try:
-            nicformat.unpack(self.fp.read())
+            nicformat.unpack(_whole_file(self.fp))
         except NicodecError as exc:
             raise SyntaxError(f"damaged nicodec file: {exc}") from exc
         finally:
             super().verify()  # closes the file, as Pillow's verify does
+
+
+def _whole_file(fp) -> bytes:
+    """The rest of ``fp``, a ``.nic`` file, up to the 1 GiB nicodec reads (bytes past the end its
+    header declares, a sparse file's hole, are not read without end).
+
+    Raises:
+        LimitError: more than :data:`nicodec.format.MAX_FILE_BYTES`.
+    """
+    try:  # judged from its size where it has one, before it is read
+        at = fp.tell()
+        left = fp.seek(0, os.SEEK_END) - at
+        fp.seek(at)
+    except (AttributeError, OSError, TypeError, ValueError):  # no seek, or one that returns nothing
+        left = 0
+    data = b"" if left > nicformat.MAX_FILE_BYTES else _read_at_most(fp, nicformat.MAX_FILE_BYTES + 1)
+    if left > nicformat.MAX_FILE_BYTES or len(data) > nicformat.MAX_FILE_BYTES:
+        raise LimitError(f"the file holds more than the {nicformat.MAX_FILE_BYTES:,} bytes nicodec reads")
+    return data
 
 
 def _read_at_most(fp, length: int, block: int = 1 << 20) -> bytes:
@@ -228,7 +247,7 @@ class NicDecoder(ImageFile.PyDecoder):
         if self.fd is None:  # ImageFile.Parser feeds the data in pieces
             raise OSError("a .nic file is decoded whole: open it from a file or io.BytesIO, not ImageFile.Parser")
         try:
-            pixels = codec.decode(self.fd.read(), as_array=True)
+            pixels = codec.decode(_whole_file(self.fd), as_array=True)
         except NicodecError as exc:
             # Pillow's callers expect OSError from load(); the nicodec error stays as __cause__.
             raise OSError(str(exc)) from exc

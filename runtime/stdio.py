@@ -39,11 +39,12 @@ def read_input(path: Path, what: str = ".nic file") -> bytes:
     a device) that does not start like ``what`` (``"image"`` or ``".nic file"``) is refused
     from its first bytes."""
     from .files import read_file
+    from .format import MAX_FILE_BYTES
 
     check = start_check(what, "standard input" if is_stdio(path) else str(path))
     if is_stdio(path):
         return read_stdin(f"an {what}" if what[0] in "aeiou" else f"a {what}", check)
-    return read_file(path, what, check)
+    return read_file(path, what, check, limit=MAX_FILE_BYTES if what == ".nic file" else None)
 
 
 def start_check(what: str, name: str):

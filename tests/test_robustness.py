@@ -592,12 +592,33 @@ def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real
     said = f"declares {len(data) - 1 + claimed:,} bytes, more than the 1,073,741,824 nicodec reads"
     with pytest.raises(LimitError, match=said):
         nicformat.read_header(bytes(data))
-    with pytest.raises(LimitError, match=said):
+    # Readers of a path judge the file's size first (below), the same number here.
+    with pytest.raises(LimitError, match=said.replace("declares", "holds")):
         codec.decode(sparse)
     for command in ("info", "verify", "decode"):
         result = CliRunner().invoke(app, [command, str(sparse)] + (["-o", str(tmp_path / "x.png")] if command == "decode" else []))
-        assert result.exit_code == 1 and said in result.stderr, (command, result.stderr)
+        assert result.exit_code == 1 and said.replace("declares", "holds") in result.stderr, (command, result.stderr)
+    with open(sparse, "rb") as stream:  # a stream: its header, from the first 64 KiB
+        with pytest.raises(LimitError, match=said):
+            codec.decode(stream)
     with pytest.raises(UnidentifiedImageError, match=f"damaged nicodec file .*{said}"):  # as Pillow's formats say
         Image.open(sparse)
     # Within the limit, a file is read as before.
     assert nicformat.read_header(bytes(repack(real, ICCP=b"x")))[1][-1] == (b"ICCP", 1)
+    # A true header with a hole after the end it declares (a review of the fix): the file's own
+    # size is judged before it is read, by every reader.
+    padded = tmp_path / "padded.nic"
+    with open(padded, "wb") as f:
+        f.write(real.data)
+        f.truncate(len(real.data) + claimed)
+    said = f"holds {len(real.data) + claimed:,} bytes, more than the 1,073,741,824 nicodec reads"
+    with pytest.raises(LimitError, match=said):
+        codec.decode(padded)
+    for command in ("info", "verify", "decode"):
+        result = CliRunner().invoke(app, [command, str(padded)] + (["-o", str(tmp_path / "x.png")] if command == "decode" else []))
+        assert result.exit_code == 1 and said in result.stderr, (command, result.stderr)
+    with Image.open(padded) as opened:  # the header is whole: the pixels are refused
+        with pytest.raises(OSError, match="the file holds more than the 1,073,741,824 bytes nicodec reads"):
+            opened.load()
+    with Image.open(padded) as opened, pytest.raises(SyntaxError, match="more than the 1,073,741,824 bytes"):
+        opened.verify()
