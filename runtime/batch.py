@@ -23,7 +23,7 @@ from .errors import NicodecError
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM, SIGHUP or SIGXCPU (``timeout``, systemd, a closed terminal, a CPU-time limit), raised where Ctrl-C's
+    """SIGTERM, SIGHUP, SIGXCPU or (Windows) SIGBREAK (``timeout``, systemd, a closed terminal, a CPU-time limit), raised where Ctrl-C's
     KeyboardInterrupt would be, so that a file being written is cleaned up the same way.
 
     Attributes:
@@ -119,7 +119,7 @@ def unless_abandoned(write: Callable) -> Callable:
 
 @contextmanager
 def _abandoning():
-    """Inside the block, Ctrl-C, SIGTERM, SIGHUP and SIGXCPU raise :class:`Abandoned` (on the main
+    """Inside the block, Ctrl-C, SIGTERM, SIGHUP, SIGXCPU and SIGBREAK raise :class:`Abandoned` (on the main
     thread, and only where they would raise), so that a stop while a batch waits for its files in
     flight (a file on a pipe that nothing writes, a slow refinement) ends the wait."""
     if threading.current_thread() is not threading.main_thread():
@@ -157,7 +157,7 @@ def _put_back(handlers: dict) -> None:
 
 @contextmanager
 def signals_held(raise_after: bool = True):
-    """Hold Ctrl-C, SIGTERM, SIGHUP and SIGXCPU back inside the block (on the main thread, where they
+    """Hold Ctrl-C, SIGTERM, SIGHUP, SIGXCPU and SIGBREAK back inside the block (on the main thread, where they
     are delivered, and only where they would raise), then raise the first one held: the
     block's work is not cut short and still ends, and the stop is not lost.
 

@@ -3,7 +3,7 @@
 Exit codes: 0 success, 1 an error nicodec could name (one line on stderr),
 2 a usage error (a quality or rate target out of range, several of them, or one given to a
 single-rate model included), 130 interrupted (Ctrl-C), 143, 129 and 152 stopped by SIGTERM, SIGHUP and
-SIGXCPU.
+SIGXCPU, 149 by Ctrl-Break (SIGBREAK, Windows).
 """
 
 from __future__ import annotations
@@ -490,7 +490,7 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
     logging.getLogger("PIL").addHandler(logging.NullHandler())
-    previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP, SIGXCPU: Ctrl-C's clean-up and message, exit code 143, 129, 152
+    previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP, SIGXCPU, SIGBREAK: Ctrl-C's clean-up and message, exit code 143, 129, 152, 149
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     # Not standalone: a usage error comes back here, to be one line as every other message is,
     # rather than Click's usage, hint and boxed error.

@@ -42,15 +42,19 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     path = Path(path)
     check_target(path, force)
     folder = path.parent
-    fd, tmp = _create_temporary(folder, path.name)
+    mode = _mode_to_keep(path) if force else None
+    fd, tmp = _create_temporary(folder, path.name, private=mode is not None)
     try:
         try:
-            if force:
-                _keep_permissions(fd, path)
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
+                if mode is not None:
+                    try:
+                        os.fchmod(f.fileno(), mode)
+                    except OSError:  # a file system without permissions (FAT): its own stay
+                        pass
                 if fcntl is not None:  # renamed while open, so still locked (Windows cannot rename an open file)
                     _commit(tmp, path, force)
             if fcntl is None:
@@ -65,19 +69,19 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         raise
 
 
-def _keep_permissions(fd: int, path: Path) -> None:
-    """Give the temporary file ``fd`` the permissions of the file ``path`` it is to replace, as
-    ``cp`` onto an existing file keeps them: the umask's were the replacement's, so a private
-    (0600) file became readable by everyone. Nothing where ``path`` is no regular file, or on
-    Windows, whose permissions are a read-only flag (which the write then could not pass)."""
+def _mode_to_keep(path: Path) -> int | None:
+    """The permissions of the file ``path`` that a replacement keeps, as ``cp`` onto an existing
+    file keeps them: the umask's were the replacement's, so a private (0600) file became readable
+    by everyone. None where ``path`` is no regular file (a link is replaced by a new file), or on
+    Windows, whose permissions are a read-only flag. The replacement is private (0600) while it
+    is written, so no one opens it in the meantime, and has these just before its rename."""
     if os.name == "nt":
-        return
+        return None
     try:
         old = os.lstat(path)
-        if stat.S_ISREG(old.st_mode):
-            os.fchmod(fd, stat.S_IMODE(old.st_mode) & 0o777)
-    except OSError:  # gone meanwhile, or a file system without permissions: the umask's stay
-        pass
+    except OSError:  # gone meanwhile: a new file
+        return None
+    return stat.S_IMODE(old.st_mode) & 0o777 if stat.S_ISREG(old.st_mode) else None
 
 
 def check_target(path: str | os.PathLike, force: bool) -> None:
@@ -330,9 +334,9 @@ def _commit(tmp: str, path: Path, force: bool) -> None:
     os.unlink(tmp)
 
 
-def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
-    """A new hidden file beside the output, with the permissions the umask gives any new file
-    (``write_atomic`` gives a replacement those of the file it replaces)."""
+def _create_temporary(folder: Path, name: str, private: bool = False) -> tuple[int, str]:
+    """A new hidden file beside the output, with the permissions the umask gives any new file,
+    or 0600 if ``private`` (``write_atomic`` then gives it those of the file it replaces)."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         token = secrets.token_hex(4)
@@ -341,7 +345,7 @@ def _create_temporary(folder: Path, name: str) -> tuple[int, str]:
             tmp_name = f".nicodec.{token}.part"
         tmp = str(folder / tmp_name)
         try:
-            fd = os.open(tmp, flags, 0o666)
+            fd = os.open(tmp, flags, 0o600 if private else 0o666)
         except FileExistsError:
             continue
         except OSError as exc:

@@ -39,15 +39,15 @@ FORMAT_VERSION = 1
 MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
-MAX_FILE_BYTES = 1 << 30
-"""The largest file nicodec reads (1 GiB, as from a stream: ``nicodec.files.MAX_STREAM_BYTES``),
-judged from the lengths its header declares before the rest is read. No image within the pixel
-limit makes one near it; a crafted header (a sparse file with a 1.5 GiB "profile") cost twice
-its length in memory to ``nicodec info``, which reads no pixels."""
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
 (``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 1.21 GiB
 to encode and 1.07 GiB to decode at the default tiles, 0.72 and 0.50 GiB at tiles of 256
 (``benchmarks/large_image.py``)."""
+MAX_FILE_BYTES = 1 << 30
+"""The largest file nicodec reads (1 GiB, as from a stream: ``nicodec.files.MAX_STREAM_BYTES``),
+judged from the lengths its header declares, and a path's from its size, before the rest is read. No image within the pixel
+limit makes one near it; a crafted header (a sparse file with a 1.5 GiB "profile") cost twice
+its length in memory to ``nicodec info``, which reads no pixels."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
 OPTIONAL_SECTIONS = ((b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",), (b"PHYS",))
@@ -245,6 +245,7 @@ def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[
         FormatError: wrong magic, unknown version, inconsistent lengths or a failed
             CRC; the message names which.
         PixelLimitError: the image is larger than ``max_pixels`` (a ``LimitError``).
+        LimitError: the header declares a file of more than :data:`MAX_FILE_BYTES`.
     """
     data = bytes(data)
     header, table, pos = read_header(data, max_pixels=max_pixels)

@@ -462,7 +462,9 @@ def test_write_atomic_syncs_before_the_rename_and_keeps_a_newcomer_without_hard_
 def test_a_replaced_file_keeps_its_permissions(photo, tmp_path):
     """--force gave the replacement the umask's permissions: a private (0600) file became
     readable by everyone, and its temporary file was so while it was written. It keeps the
-    file's own, as cp onto an existing file does; a new file still has the umask's."""
+    file's own, as cp onto an existing file does, and is private (0600) while written, so that
+    no one opens it meanwhile, even where the file it replaces is not; a new file still has the
+    umask's."""
     import stat
 
     from nicodec.files import write_atomic
@@ -476,11 +478,14 @@ def test_a_replaced_file_keeps_its_permissions(photo, tmp_path):
     write_atomic(private, lambda f: (seen.append(stat.S_IMODE(os.fstat(f.fileno()).st_mode)), f.write(b"new")),
                  force=True)
     assert private.read_bytes() == b"new" and mode(private) == 0o600 and seen == [0o600]
-    shared = tmp_path / "shared.nic"
-    shared.write_bytes(b"old")
-    shared.chmod(0o664)
-    write_atomic(shared, lambda f: f.write(b"new"), force=True)
-    assert mode(shared) == 0o664
+    for kept in (0o664, 0o000, 0o444):  # no one's: a killed run's 0600 .part is still removable
+        shared = tmp_path / f"shared-{kept:o}.nic"
+        shared.write_bytes(b"old")
+        shared.chmod(kept)
+        seen.clear()
+        write_atomic(shared, lambda f: (seen.append(stat.S_IMODE(os.fstat(f.fileno()).st_mode)), f.write(b"new")),
+                     force=True)
+        assert mode(shared) == kept and seen == [0o600]
     umask = os.umask(0o022)
     try:
         write_atomic(tmp_path / "new.nic", lambda f: f.write(b"new"))
