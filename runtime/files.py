@@ -42,19 +42,16 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     path = Path(path)
     check_target(path, force)
     folder = path.parent
-    mode = _mode_to_keep(path) if force else None
-    fd, tmp = _create_temporary(folder, path.name, private=mode is not None)
+    kept = _mode_to_keep(path) if force else None
+    fd, tmp = _create_temporary(folder, path.name, private=kept is not None)
     try:
         try:
             with os.fdopen(fd, "wb") as f:
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())
-                if mode is not None:
-                    try:
-                        os.fchmod(f.fileno(), mode)
-                    except OSError:  # a file system without permissions (FAT): its own stay
-                        pass
+                if kept is not None:
+                    _keep(f.fileno(), *kept)
                 if fcntl is not None:  # renamed while open, so still locked (Windows cannot rename an open file)
                     _commit(tmp, path, force)
             if fcntl is None:
@@ -69,19 +66,36 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
         raise
 
 
-def _mode_to_keep(path: Path) -> int | None:
-    """The permissions of the file ``path`` that a replacement keeps, as ``cp`` onto an existing
-    file keeps them: the umask's were the replacement's, so a private (0600) file became readable
-    by everyone. None where ``path`` is no regular file (a link is replaced by a new file), or on
-    Windows, whose permissions are a read-only flag. The replacement is private (0600) while it
-    is written, so no one opens it in the meantime, and has these just before its rename."""
+def _mode_to_keep(path: Path) -> tuple[int, int, int] | None:
+    """The permissions, owner and group of the file ``path`` that a replacement keeps, as ``cp``
+    onto an existing file keeps them: the umask's were the replacement's, so a private (0600)
+    file became readable by everyone. None where ``path`` is no regular file (a link is replaced
+    by a new file), or on Windows, whose permissions are a read-only flag. The replacement is
+    private (0600) while it is written, so no one opens it in the meantime, and has these just
+    before its rename (:func:`_keep`)."""
     if os.name == "nt":
         return None
     try:
         old = os.lstat(path)
     except OSError:  # gone meanwhile: a new file
         return None
-    return stat.S_IMODE(old.st_mode) & 0o777 if stat.S_ISREG(old.st_mode) else None
+    return (stat.S_IMODE(old.st_mode) & 0o777, old.st_uid, old.st_gid) if stat.S_ISREG(old.st_mode) else None
+
+
+def _keep(fd: int, mode: int, uid: int, gid: int) -> None:
+    """Give the file ``fd`` the owner and group (where this process may: root, or a group it is
+    in) and then the permissions of the file it replaces. What the file system refuses (FAT has
+    no permissions) stays as it is: private."""
+    for owner in ((uid, gid), (-1, gid)):
+        try:
+            os.fchown(fd, *owner)
+            break
+        except OSError:
+            continue
+    try:
+        os.fchmod(fd, mode)
+    except OSError:
+        pass
 
 
 def check_target(path: str | os.PathLike, force: bool) -> None:
@@ -252,6 +266,9 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
     if isinstance(obj, io.TextIOBase):
         raise error(f"the {what} was opened as text: open it in binary mode ('rb')")
     source = type(obj).__name__
+    left = _regular_file_left(obj)
+    if left is not None and left > MAX_STREAM_BYTES:
+        raise error(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
     pieces, size, sized = [], 0, True
     while True:
         try:
@@ -287,6 +304,19 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
         pieces.append(piece)
 
 
+def _regular_file_left(stream) -> int | None:
+    """The bytes left to read in ``stream`` where it is a regular file (standard input redirected
+    from one, a file object), judged by its size so that a long one is refused unread; None
+    for a pipe, a socket, a BytesIO or anything that cannot tell."""
+    try:
+        info = os.fstat(stream.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            return None
+        return info.st_size - stream.tell()
+    except (AttributeError, OSError, TypeError, ValueError):  # no fileno or tell (io.UnsupportedOperation)
+        return None
+
+
 START_BYTES = 1 << 16
 """How much of a stream ``check_start`` sees: every header Pillow identifies a format from fits."""
 
@@ -302,6 +332,9 @@ def read_stream(stream, name: str, check_start: Callable[[bytes], None] | None =
     Raises:
         NicodecError: more than :data:`MAX_STREAM_BYTES` (``name`` begins the message).
     """
+    left = _regular_file_left(stream)
+    if left is not None and left > MAX_STREAM_BYTES:
+        raise NicodecError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
     pieces, size = [], 0
     while True:
         piece = stream.read(1 << 20)

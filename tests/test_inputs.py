@@ -486,6 +486,13 @@ def test_a_replaced_file_keeps_its_permissions(photo, tmp_path):
         write_atomic(shared, lambda f: (seen.append(stat.S_IMODE(os.fstat(f.fileno()).st_mode)), f.write(b"new")),
                      force=True)
         assert mode(shared) == kept and seen == [0o600]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:  # root replacing another user's file keeps it theirs
+        theirs = tmp_path / "theirs.nic"
+        theirs.write_bytes(b"old")
+        os.chown(theirs, 65534, 65534)
+        theirs.chmod(0o640)
+        write_atomic(theirs, lambda f: f.write(b"new"), force=True)
+        assert (theirs.stat().st_uid, theirs.stat().st_gid, mode(theirs)) == (65534, 65534, 0o640)
     umask = os.umask(0o022)
     try:
         write_atomic(tmp_path / "new.nic", lambda f: f.write(b"new"))

@@ -598,9 +598,14 @@ def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real
     for command in ("info", "verify", "decode"):
         result = CliRunner().invoke(app, [command, str(sparse)] + (["-o", str(tmp_path / "x.png")] if command == "decode" else []))
         assert result.exit_code == 1 and said.replace("declares", "holds") in result.stderr, (command, result.stderr)
-    with open(sparse, "rb") as stream:  # a stream: its header, from the first 64 KiB
+    class Unsized:  # a stream that cannot tell its size (a request's): its header, from the first 64 KiB
+        def __init__(self, f):
+            self.read = f.read
+
+    with open(sparse, "rb") as stream:
         with pytest.raises(LimitError, match=said):
-            codec.decode(stream)
+            codec.decode(Unsized(stream))
+        assert stream.tell() == 1 << 20  # one piece read, not the 1.5 GiB
     with pytest.raises(UnidentifiedImageError, match=f"damaged nicodec file .*{said}"):  # as Pillow's formats say
         Image.open(sparse)
     # Within the limit, a file is read as before.
@@ -622,3 +627,15 @@ def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real
             opened.load()
     with Image.open(padded) as opened, pytest.raises(SyntaxError, match="more than the 1,073,741,824 bytes"):
         opened.verify()
+    # A file object of a regular file, and standard input redirected from one, are judged by
+    # their size too (they were read up to the 1 GiB cap first).
+    with open(padded, "rb") as stream:
+        with pytest.raises(NicodecError, match=f"holds more than 1,073,741,824 bytes .{len(real.data) + claimed:,}."):
+            codec.decode(stream)
+        assert stream.tell() == 0  # nothing read
+    import subprocess
+    import sys
+    with open(padded, "rb") as stdin:
+        done = subprocess.run([sys.executable, "-m", "nicodec", "info", "-"], stdin=stdin, capture_output=True,
+                              text=True, check=False)
+    assert done.returncode == 1 and "standard input holds more than 1,073,741,824 bytes" in done.stderr, done.stderr
