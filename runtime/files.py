@@ -266,7 +266,7 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
     if isinstance(obj, io.TextIOBase):
         raise error(f"the {what} was opened as text: open it in binary mode ('rb')")
     source = type(obj).__name__
-    left = _regular_file_left(obj)
+    left = bytes_left(obj)
     if left is not None and left > MAX_STREAM_BYTES:
         raise error(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
     pieces, size, sized = [], 0, True
@@ -304,16 +304,22 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
         pieces.append(piece)
 
 
-def _regular_file_left(stream) -> int | None:
-    """The bytes left to read in ``stream`` where it is a regular file (standard input redirected
-    from one, a file object), judged by its size so that a long one is refused unread; None
-    for a pipe, a socket, a BytesIO or anything that cannot tell."""
+def bytes_left(stream) -> int | None:
+    """The bytes left to read in ``stream`` where its size is known: a regular file (standard
+    input redirected from one, a file object), judged by ``fstat``, or another seekable stream
+    (a BytesIO), by seeking to its end and back; None for a pipe, a socket or anything that
+    cannot tell. A long input is then refused unread."""
     try:
         info = os.fstat(stream.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return None
-        return info.st_size - stream.tell()
-    except (AttributeError, OSError, TypeError, ValueError):  # no fileno or tell (io.UnsupportedOperation)
+        return info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else None
+    except (AttributeError, OSError, TypeError, ValueError):  # no fileno (io.UnsupportedOperation is both)
+        pass
+    try:
+        at = stream.tell()
+        left = stream.seek(0, os.SEEK_END) - at
+        stream.seek(at)
+        return left
+    except (AttributeError, OSError, TypeError, ValueError):  # no seek, or one that returns nothing
         return None
 
 
@@ -332,7 +338,7 @@ def read_stream(stream, name: str, check_start: Callable[[bytes], None] | None =
     Raises:
         NicodecError: more than :data:`MAX_STREAM_BYTES` (``name`` begins the message).
     """
-    left = _regular_file_left(stream)
+    left = bytes_left(stream)
     if left is not None and left > MAX_STREAM_BYTES:
         raise NicodecError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
     pieces, size = [], 0

@@ -45,9 +45,9 @@ to encode and 1.07 GiB to decode at the default tiles, 0.72 and 0.50 GiB at tile
 (``benchmarks/large_image.py``)."""
 MAX_FILE_BYTES = 1 << 30
 """The largest file nicodec reads (1 GiB, as from a stream: ``nicodec.files.MAX_STREAM_BYTES``),
-judged from the lengths its header declares, and a path's from its size, before the rest is read. No image within the pixel
-limit makes one near it; a crafted header (a sparse file with a 1.5 GiB "profile") cost twice
-its length in memory to ``nicodec info``, which reads no pixels."""
+judged from the lengths its header declares, and a path's from its size, before the rest is
+read. No image within the pixel limit makes one near it; a crafted header (a sparse file with a
+1.5 GiB "profile") cost twice its length in memory to ``nicodec info``, which reads no pixels."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
 OPTIONAL_SECTIONS = ((b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",), (b"PHYS",))

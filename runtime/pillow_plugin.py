@@ -29,6 +29,7 @@ from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
 from .errors import LimitError, NicodecError, PixelLimitError, QualityError
+from .files import bytes_left
 
 
 class CodecLike(Protocol):
@@ -208,12 +209,7 @@ def _whole_file(fp) -> bytes:
     Raises:
         LimitError: more than :data:`nicodec.format.MAX_FILE_BYTES`.
     """
-    try:  # judged from its size where it has one, before it is read
-        at = fp.tell()
-        left = fp.seek(0, os.SEEK_END) - at
-        fp.seek(at)
-    except (AttributeError, OSError, TypeError, ValueError):  # no seek, or one that returns nothing
-        left = 0
+    left = bytes_left(fp) or 0  # judged from its size where it has one, before it is read
     data = b"" if left > nicformat.MAX_FILE_BYTES else _read_at_most(fp, nicformat.MAX_FILE_BYTES + 1)
     if left > nicformat.MAX_FILE_BYTES or len(data) > nicformat.MAX_FILE_BYTES:
         raise LimitError(f"the file holds more than the {nicformat.MAX_FILE_BYTES:,} bytes nicodec reads")
