@@ -229,8 +229,8 @@ def read_file(path: str | os.PathLike, what: str = "file",
         if check_start is None and limit is None:
             return path.read_bytes()
         with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            if limit is not None and size > limit:
+            size = bytes_left(f)
+            if limit is not None and size is not None and size > limit:
                 raise LimitError(f"{path} holds {size:,} bytes, more than the {limit:,} nicodec reads")
             if check_start is None:
                 return f.read()

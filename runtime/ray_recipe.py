@@ -32,7 +32,6 @@ on GPU workers; tested with Ray 2.60, while 2.40 hands ``on_write_complete`` ano
 
 from __future__ import annotations
 
-import numbers
 import os
 import posixpath
 import time
@@ -153,13 +152,12 @@ def compress_collection(
         QualityError: ``quality`` is not a number from 1 to 100 (checked before any work).
         NicodecError: ``strip`` or ``exact`` is not a bool (likewise).
     """
-    from .codec import check_flags
+    from .codec import _whole, check_flags
 
     _check_quality(quality)
     check_flags(strip=strip, exact=exact)
-    if max_pixels is not None and (isinstance(max_pixels, bool) or not isinstance(max_pixels, numbers.Integral)
-                                   or max_pixels < 1):
-        raise NicodecError(f"max_pixels must be a whole number of 1 or more, not {max_pixels!r}")  # as Codec says
+    if max_pixels is not None:
+        _whole("max_pixels", max_pixels, 1)  # Codec's own check, on the driver before any work
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
     _, source_root = _filesystem(source)
