@@ -138,8 +138,8 @@ def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -
     XMP, EXIF), and a JPEG's or GIF's comment (``info["comment"]``, UTF-8 or else Latin-1, read
     only from images without ``text``) as ``Comment``; None for none. Entries that a ``TEXT``
     section cannot hold (a keyword that is not 1 to 79 Latin-1 characters, text that is not a
-    string of Unicode, more than 16 MiB in all) are left out, with a warning unless ``warn`` is
-    false."""
+    string of Unicode) are left out, and none is kept where there are more than 1,000 entries or
+    16 MiB in all, with a warning unless ``warn`` is false."""
     chunks = getattr(img, "text", None)
     entries = {k: v for k, v in chunks.items() if k not in text_section.RESERVED} if isinstance(chunks, dict) else {}
     # A comment in info only where the image has no text of its own (JPEG, GIF): nicodec's
@@ -156,6 +156,11 @@ def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -
     if unusable and warn:
         warnings.warn(f"{name}: its text {listed(unusable)} cannot be kept (a keyword is 1 to 79 Latin-1 "
                       "characters, the text Unicode)", UserWarning, stacklevel=caller_outside())
+    if len(entries) > text_section.MAX_ENTRIES:
+        if warn:
+            warnings.warn(f"{name}: its text has {len(entries):,} entries, more than a .nic file holds "
+                          f"({text_section.MAX_ENTRIES:,}); none of it is kept", UserWarning, stacklevel=caller_outside())
+        return None
     size = sum(5 + len(k) + len(v.encode("utf-8")) for k, v in entries.items())
     if size > text_section.MAX_BYTES:
         if warn:

@@ -19,7 +19,7 @@ The payload is a zlib stream (RFC 1950) and nothing after it; the stream holds a
 - the text's length in four bytes (u32, little-endian, as the container's integers are) and the
   text, in UTF-8.
 
-A section has at least one entry, and no keyword twice.
+A section has at least one entry and at most :data:`MAX_ENTRIES`, and no keyword twice.
 """
 
 from __future__ import annotations
@@ -36,6 +36,11 @@ MAX_KEYWORD = 79
 MAX_BYTES = 16 << 20
 """The most the section's zlib stream may inflate to: 16 MiB, which bounds a decoder's memory
 (a few bytes of zlib could otherwise ask for gigabytes)."""
+MAX_ENTRIES = 1000
+"""The most entries a section holds: libpng's default for the ancillary chunks it keeps of one
+PNG (``PNG_USER_CHUNK_CACHE_MAX``), so no image that libpng reads whole is refused; without it,
+16 MiB of entries of a few bytes each would hold millions, each costing a decoder a dictionary
+entry and, written back as PNG, a chunk."""
 _LENGTH = struct.Struct("<I")
 XMP_KEYWORD = "XML:com.adobe.xmp"
 """The keyword of the PNG text chunk that holds an XMP packet."""
@@ -85,12 +90,14 @@ def pack(entries: Mapping[str, str]) -> bytes:
     """The section's payload for ``entries`` (keyword to text, in their order).
 
     Raises:
-        ValueError: no entries, a keyword :func:`usable_keyword` refuses, a text that is not
-            valid Unicode, or more than :data:`MAX_BYTES` in all.
+        ValueError: no entries or more than :data:`MAX_ENTRIES`, a keyword :func:`usable_keyword`
+            refuses, a text that is not valid Unicode, or more than :data:`MAX_BYTES` in all.
         TypeError: a text that is not a string.
     """
     if not entries:
         raise ValueError("a TEXT section holds at least one entry")
+    if len(entries) > MAX_ENTRIES:
+        raise ValueError(f"{len(entries):,} text entries are more than a TEXT section holds ({MAX_ENTRIES:,})")
     parts = []
     for keyword, text in entries.items():
         if not usable_keyword(keyword):
@@ -142,6 +149,8 @@ def unpack(payload: bytes) -> dict[str, str]:
         if at + length > len(raw):
             raise FormatError(f"the TEXT section's entry {len(entries) + 1} is cut short")
         name = keyword.decode("latin-1")
+        if len(entries) == MAX_ENTRIES:
+            raise FormatError(f"the TEXT section holds more than {MAX_ENTRIES:,} entries")
         if name in entries:
             raise FormatError(f"the TEXT section holds the keyword {name!r} twice")
         try:

@@ -336,6 +336,8 @@ def decode_text(payload):
         if k in out:
             raise Refused(f"TEXT: keyword {k!r} twice")
         out[k] = txt
+        if len(out) > 1000:
+            raise Refused("TEXT: more than 1000 entries")
     return out
 
 

@@ -13,6 +13,8 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from nicodec import Codec
+from nicodec import text as text_section
+from nicodec.errors import FormatError
 from nicodec.model import default_model_dir
 
 import spec_reader
@@ -112,6 +114,16 @@ def test_the_integer_graph_as_format_md_describes_it_gives_the_models_probe(mode
     expected = model.m["entropy_check"]["sha256"]
     assert spec_reader.probe_digest(model) == expected
     assert spec_reader.probe_digest(model, use_reference=True) == expected
+
+
+def test_a_text_section_of_more_than_a_thousand_entries_is_refused_by_both():
+    entries = b"".join(bytes([len(b"k%d" % i)]) + b"k%d" % i + struct.pack("<I", 0) for i in range(1001))
+    with pytest.raises(FormatError, match="more than 1,000 entries"):
+        text_section.unpack(zlib.compress(entries))
+    with pytest.raises(spec_reader.Refused, match="more than 1000 entries"):
+        spec_reader.decode_text(zlib.compress(entries))
+    last = entries.rindex(b"\x05k1000")
+    assert len(spec_reader.decode_text(zlib.compress(entries[:last]))) == 1000
 
 
 def recrc(data: bytes) -> bytes:

@@ -71,10 +71,21 @@ def entry(keyword: bytes, text: bytes) -> bytes:
     (zlib.compress(entry(b"a", b"xyz")[:-1]), "cut short"),
     (zlib.compress(b"\x03abc\x01"), "cut short"),
     (zlib.compress(entry(b"a", b"x" * text_section.MAX_BYTES)), "more than"),
+    (zlib.compress(b"".join(entry(b"k%d" % i, b"") for i in range(1001))), "more than 1,000 entries"),
 ])
 def test_broken_sections_are_refused(payload, said):
     with pytest.raises(FormatError, match=said):
         text_section.unpack(payload)
+
+
+def test_a_section_holds_at_most_a_thousand_entries():
+    """libpng's default keeps 1,000 of a PNG's text chunks; more, a few bytes each, would cost a
+    decoder millions of entries from 16 MiB."""
+    entries = {f"k{i}": "" for i in range(text_section.MAX_ENTRIES)}
+    assert text_section.unpack(text_section.pack(entries)) == entries
+    entries["one more"] = ""
+    with pytest.raises(ValueError, match="1,001 text entries are more than a TEXT section holds"):
+        text_section.pack(entries)
 
 
 def test_pack_refuses_what_the_section_cannot_hold():
@@ -199,6 +210,12 @@ def test_entries_the_section_cannot_hold_are_left_out_with_a_warning(codec, phot
     with pytest.warns(UserWarning, match="none of it is kept"):
         data = codec.encode(image)
     assert b"TEXT" not in nicformat.unpack(data)[1]
+    image.text = {f"k{i}": "x" for i in range(1001)}  # type: ignore[attr-defined]
+    with pytest.warns(UserWarning, match="has 1,001 entries, more than a .nic file holds \\(1,000\\); none of it"):
+        data = codec.encode(image)
+    assert b"TEXT" not in nicformat.unpack(data)[1]
+    del image.text["k0"]  # type: ignore[attr-defined]
+    assert len(codec.decode(codec.encode(image)).text) == 1000
 
 
 def test_decode_writes_text_into_png_and_the_comment_into_jpeg(codec, photo, tmp_path):
