@@ -88,7 +88,15 @@ class _Console(Console):
         stream = self.file
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
-        super().print(*(o.translate(CONTROLS) if isinstance(o, str) else o for o in objects), **kwargs)
+        try:
+            super().print(*(o.translate(CONTROLS) if isinstance(o, str) else o for o in objects), **kwargs)
+        except BaseException:
+            # Rich 12 and later empty their buffer only once its text is written and flushed: a
+            # stop (a second Ctrl-C or SIGTERM, raised as the flush returns) or a failed write left
+            # the text there, and the next line printed wrote it again.
+            if getattr(self, "_buffer_index", None) == 0:
+                del self._buffer[:]
+            raise
 
     def on_broken_pipe(self) -> None:
         raise BrokenPipeError(errno.EPIPE, "Broken pipe (the reader stopped)")

@@ -1339,6 +1339,29 @@ def test_an_onnxruntime_built_for_numpy_1_says_what_to_install(monkeypatch):
     assert "reinstall it with the [cpu] or [gpu] extra" in str(sessions._broken(ImportError("x")))
 
 
+def test_a_line_cut_short_by_a_stop_is_not_written_again():
+    """A batch's second stop, raised as its "stopping: ..." line was flushed, left the line in
+    Rich's buffer (Rich 12 and later), and the "stopped by SIGTERM" line after it wrote it again."""
+    import io
+
+    from nicodec import console
+
+    class Stream(io.StringIO):
+        stops = 1
+
+        def flush(self):
+            if self.stops:
+                self.stops -= 1
+                raise KeyboardInterrupt
+
+    stream = Stream()
+    err = console._Console(file=stream, highlight=False, soft_wrap=True)
+    with pytest.raises(KeyboardInterrupt):
+        err.print("stopping", markup=False)
+    err.print("stopped", markup=False)
+    assert stream.getvalue() == "stopping\nstopped\n"
+
+
 def test_the_console_script_lets_typer_read_the_command_line(monkeypatch):
     """main() hands Typer no args of its own when called as the console script: Typer then reads
     sys.argv itself, which is where it expands wildcards on Windows (whose shells do not)."""
