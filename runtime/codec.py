@@ -190,7 +190,8 @@ class Codec:
             ``"CPUExecutionProvider"``). The entropy-parameter graph
             always runs on the CPU provider.
         threads: onnxruntime intra-op threads, 1 to 256 (``None``: onnxruntime's default, one
-            per core, or the cores the process may use under ``taskset`` or a cpuset).
+            per core, or the cores the process may use under ``taskset``, a cpuset or a
+            cgroup's CPU quota).
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
             accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).

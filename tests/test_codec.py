@@ -928,6 +928,7 @@ def test_default_threads_follow_the_cores_the_process_may_use(monkeypatch):
 
     from nicodec import sessions
 
+    monkeypatch.setattr(sessions, "cpu_quota", lambda: None)  # whatever this machine's cgroup says
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 8)
     assert sessions._allowed_cores() == 1
@@ -935,6 +936,43 @@ def test_default_threads_follow_the_cores_the_process_may_use(monkeypatch):
     assert Codec(providers="cpu", threads=2)._session("encoder").get_session_options().intra_op_num_threads == 2
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
     assert sessions._allowed_cores() is None  # every core: onnxruntime's own default
+    monkeypatch.setattr(sessions, "cpu_quota", lambda: 3)  # docker run --cpus=2.5
+    assert sessions._allowed_cores() == 3
+    assert Codec(providers="cpu")._session("encoder").get_session_options().intra_op_num_threads == 3
+
+
+def test_a_cgroup_cpu_quota_is_read_as_containers_write_it(tmp_path):
+    """docker run --cpus and a Kubernetes CPU limit leave every core in the affinity mask and
+    limit the time instead: onnxruntime's default then ran a thread per core of the host."""
+    from nicodec import sessions
+
+    def tree(membership: str, files: dict[str, str]):
+        root = tmp_path / f"tree{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        (root / "cgroup").write_text(membership)
+        return sessions.cpu_quota(root / "fs", str(root / "cgroup"))
+
+    # cgroup v2 in a container's own namespace: the container's cgroup is the mount's root
+    assert tree("0::/\n", {"fs/cpu.max": "200000 100000\n"}) == 2
+    assert tree("0::/\n", {"fs/cpu.max": "150000 100000\n"}) == 2  # 1.5 CPUs: rounded up
+    assert tree("0::/\n", {"fs/cpu.max": "20000 100000\n"}) == 1
+    assert tree("0::/\n", {"fs/cpu.max": "max 100000\n"}) is None
+    # the least along the path: a pod's limit above a container without one
+    assert tree("0::/kubepods/pod1/c1\n", {"fs/kubepods/cpu.max": "max 100000", "fs/kubepods/pod1/cpu.max":
+                                          "400000 100000", "fs/kubepods/pod1/c1/cpu.max": "max 100000"}) == 4
+    # cgroup v1, the host's name for the cgroup, which the container has mounted as the root
+    v1 = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n"
+    assert tree(v1, {"fs/cpu,cpuacct/cpu.cfs_quota_us": "300000\n", "fs/cpu,cpuacct/cpu.cfs_period_us": "100000\n"}) == 3
+    assert tree(v1, {"fs/cpu,cpuacct/cpu.cfs_quota_us": "-1\n", "fs/cpu,cpuacct/cpu.cfs_period_us": "100000\n"}) is None
+    assert tree("3:cpu:/a\n", {"fs/cpu/a/cpu.cfs_quota_us": "50000", "fs/cpu/a/cpu.cfs_period_us": "100000"}) == 1
+    # nothing to read, or nothing readable: no quota
+    assert tree("0::/\n", {}) is None
+    assert tree("0::/\n", {"fs/cpu.max": "garbage"}) is None
+    assert tree("not a cgroup line\n", {"fs/cpu.max": "100000 100000"}) is None
+    assert sessions.cpu_quota(tmp_path, str(tmp_path / "missing")) is None
 
 
 def test_argument_types_are_checked_alike(codec, photo):
