@@ -411,14 +411,16 @@ def run(
     and the summary's outcomes are in the order of ``items``.
 
     ``on_outcome`` is called from the calling thread as each item finishes (for progress), and
-    ``on_stop`` once, with the interrupt (a :class:`Terminated` for SIGTERM and the like), when it
-    starts the wait for the items in flight;
+    ``on_stop`` once, with the interrupt, when it starts the wait for the items in flight;
     ``differs`` tells an existing newer output made with other settings (see :func:`triage`).
-    KeyboardInterrupt stops the batch: items not started are dropped; those being coded (at
-    most ``jobs``) finish, are written and reported through ``on_outcome``, and then the
-    interrupt is raised again. A second stop during that wait raises :class:`Abandoned` at once
-    instead, after reporting the items finished by then (on the main thread; elsewhere the
-    wait is not cut short). A file interrupted while written is removed by
+    KeyboardInterrupt (Ctrl-C: a person, who may press it again) stops the batch: items not
+    started are dropped; those being coded (at most ``jobs``) finish, are written and reported
+    through ``on_outcome``, and then the interrupt is raised again. A second stop during that
+    wait raises :class:`Abandoned` at once instead, after reporting the items finished by then
+    (on the main thread; elsewhere the wait is not cut short). A :class:`Terminated` (SIGTERM
+    and the like: a supervisor, which kills the process after a grace period, Docker's 10 s,
+    that a file being coded can outlast) is such a second stop from the first: no wait, and no
+    ``on_stop``. A file interrupted while written is removed by
     :func:`nicodec.files.write_atomic`.
     """
     summary = Summary()
@@ -474,20 +476,23 @@ def run(
         # writes, a slow refinement): Abandoned, at once. Their threads write nothing after
         # that (:func:`unless_abandoned`), and the nicodec command ends its process rather
         # than wait for them at exit.
-        abandoned = None
-        try:
-            with _abandoning():
-                on_stop(stop)
-                pool.shutdown(wait=False, cancel_futures=True)
-                for _ in _completed(futures):  # the items being coded end (the others were cancelled)
-                    pass
-        except Abandoned as again:
-            done = {id(outcome.item) for outcome in finished}
-            ABANDONED.append(sum(id(item) not in done for item in started))
+        abandoned = stop if isinstance(stop, Terminated) else None
+        if abandoned is None:
+            try:
+                with _abandoning():
+                    on_stop(stop)
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    for _ in _completed(futures):  # the items being coded end (the others were cancelled)
+                        pass
+            except Abandoned as again:
+                abandoned = again
+            except KeyboardInterrupt:  # one more, as the handlers were put back: the wait had ended
+                pass
+        if abandoned is not None:
+            with signals_held(raise_after=False):  # counted and marked as one, before another stop
+                done = {id(outcome.item) for outcome in finished}
+                ABANDONED.append(sum(id(item) not in done for item in started))
             pool.shutdown(wait=False, cancel_futures=True)
-            abandoned = again
-        except KeyboardInterrupt:  # one more, as the handlers were put back: the wait had ended
-            pass
         try:
             with signals_held():
                 for outcome in list(finished):

@@ -9,7 +9,6 @@ the command line says about them, and how each file is read, coded and written.
 from __future__ import annotations
 
 import os
-import signal
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -358,12 +357,10 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             progress.update(task, advance=1,
                             rate=f"{coded / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
 
-        def stopping(stop: BaseException) -> None:
+        def stopping(stop: BaseException) -> None:  # Ctrl-C's (SIGTERM and the like stop at once)
             progress.stop()
             doing = "the file being coded is" if jobs == 1 else f"the files being coded (at most {jobs}) are"
-            signum = getattr(stop, "signum", signal.SIGINT)  # a Terminated's, or Ctrl-C's
-            again = "Ctrl-C" if signum == signal.SIGINT else f"{signal.Signals(signum).name} or Ctrl-C"
-            console.err.print(f"stopping: {doing} finished and written first ({again} again stops at once, leaving "
+            console.err.print(f"stopping: {doing} finished and written first (Ctrl-C again stops at once, leaving "
                               f"{'it' if jobs == 1 else 'them'} unfinished)", markup=False)
 
         def hinted_work(item):
