@@ -426,10 +426,20 @@ def turn(img: Image.Image, name: str = "the image") -> Image.Image:
         return img
     try:
         turned = ImageOps.exif_transpose(img)
-        tags = turned.getexif()
-        if orientation in _QUARTER_TURNS and (ExifTags.Base.XResolution in tags or ExifTags.Base.YResolution in tags):
+        # exif_transpose reads the EXIF again from the image's bytes, so the copy's is the file's:
+        # the caller's edits of img.getexif() (its GPS location deleted) were lost. The copy gets
+        # the caller's EXIF instead, without its orientation.
+        tags = Image.Exif()
+        tags.load(img.getexif().tobytes())
+        tags.pop(ExifTags.Base.Orientation, None)
+        if orientation in _QUARTER_TURNS:
             _swap_resolution_tags(tags)
-            turned.info["exif"] = tags.tobytes()
+        data = tags.tobytes() if len(tags) else b""
+        turned.getexif().load(data)
+        turned.info.pop("Raw profile type exif", None)  # PNG's other form of it, the file's
+        turned.info.pop("exif", None)
+        if data:
+            turned.info["exif"] = data
     except _EXIF_ERRORS:
         turned = img.transpose(_TRANSPOSES[orientation])
         turned.info = {key: value for key, value in img.info.items()

@@ -466,6 +466,30 @@ def test_bad_qualities_are_refused_and_nothing_is_written(photo_image, tmp_path,
     assert buf.getvalue() == b""
 
 
+@pytest.mark.parametrize("orientation", [None, 1, 3, 6])
+def test_exif_edited_through_getexif_is_what_is_kept_whatever_the_orientation(codec, orientation):
+    """Pillow's way to drop a photo's GPS location and keep the rest (``del im.getexif()[0x8825]``)
+    was undone for a photo with an orientation to apply (most phones'): exif_transpose read the
+    EXIF again from the file's bytes, and the location was kept, in the .nic file and the plugin's."""
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    if orientation is not None:
+        exif[0x0112] = orientation
+    exif.get_ifd(0x8825)[1] = "N"  # GPSLatitudeRef
+    buffer = io.BytesIO()
+    Image.fromarray(synthetic_photo(40, 56)).save(buffer, "JPEG", exif=exif.tobytes())
+    with Image.open(buffer) as im:
+        edited = im.getexif()
+        del edited[0x8825]
+        edited[0x010F] = "Edited"
+        saved = io.BytesIO()
+        im.save(saved, "NIC")
+        for data in (codec.encode(im), saved.getvalue()):
+            kept = codec.decode(data).getexif()
+            assert kept.get(0x010F) == "Edited" and 0x8825 not in kept and kept.get(0x0112) is None
+        assert im.getexif().get(0x0112) == orientation and im.getexif().get(0x010F) == "Edited"  # the caller's, as it was
+
+
 def test_saving_an_image_with_an_exif_orientation_stores_it_upright(tmp_path):
     photo = synthetic_photo(48, 80, seed=4)
     exif = Image.Exif()
