@@ -249,6 +249,14 @@ def read_file(path: str | os.PathLike, what: str = "file",
         raise NicodecError(f"cannot use the path {str(path)!r}: {exc}") from None
 
 
+def _position(obj) -> int | None:
+    """A seekable file object's position, or None."""
+    try:
+        return obj.tell() if obj.seekable() else None
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
                      check_start: Callable[[bytes], None] | None = None) -> bytes:
     """The rest of a file object's bytes (a file opened with ``"rb"``, a BytesIO, a request's
@@ -292,6 +300,9 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
         if not isinstance(piece, (bytes, bytearray, memoryview)):
             raise error(f"the file object gave {type(piece).__name__}, not bytes")
         if not piece:
+            if not pieces and _position(obj):
+                raise error(f"the {what}'s file object is at its end (position {_position(obj):,}) and gave no "
+                            "bytes: seek(0) first (a file object just written is left at its end)")
             return b"".join(pieces)
         piece = bytes(piece)
         if check_start is not None and size < START_BYTES <= size + len(piece):

@@ -155,9 +155,14 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
     """
     available = _ort().get_available_providers()
     if not isinstance(choice, str):
+        short = [p for p in choice if isinstance(p, str) and p.lower() in PROVIDER_CHOICES]
+        if short:  # ["cpu"], ["cuda", "cpu"]: nicodec's names, which a list does not take
+            raise NicodecError(f"{short[0]!r} in a list is no onnxruntime provider name: pass providers={short[0].lower()!r} "
+                               f"alone, or a list of onnxruntime's names ({', '.join(available)} here)")
         unknown = [p for p in choice if p not in available]
         if unknown:
-            raise NicodecError(f"providers not available in this onnxruntime: {', '.join(unknown)}")
+            raise NicodecError(f"providers not available in this onnxruntime: {', '.join(map(str, unknown))} "
+                               f"(it has {', '.join(available)})")
         return list(choice) + ([CPU] if CPU not in choice else [])
     if choice == "cpu":
         return [CPU]

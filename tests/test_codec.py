@@ -298,8 +298,17 @@ def test_providers_are_reported(codec):
 
 def test_one_onnxruntime_provider_name_is_taken_as_a_list_of_one():
     assert Codec(providers="CPUExecutionProvider").providers["decoder"] == ["CPUExecutionProvider"]
-    with pytest.raises(nicodec.NicodecError, match="not available in this onnxruntime: NoSuchExecutionProvider"):
+    with pytest.raises(nicodec.NicodecError, match="not available in this onnxruntime: NoSuchExecutionProvider "
+                                                   r"\(it has .*CPUExecutionProvider"):
         Codec(providers="NoSuchExecutionProvider")
+
+
+@pytest.mark.parametrize("providers", [["cpu"], ["cuda", "cpu"], ["CPU"]])
+def test_nicodecs_short_names_in_a_list_are_named_as_such(providers):
+    """["cuda", "cpu"], a likely try at a fallback, said that the CPU was not available."""
+    with pytest.raises(nicodec.NicodecError, match=f"'{providers[0]}' in a list is no onnxruntime provider name: "
+                                                   f"pass providers='{providers[0].lower()}' alone"):
+        Codec(providers=providers)
 
 def test_one_codec_shared_by_threads_gives_serial_results(codec):
     images = [synthetic_photo(96 + 16 * i, 128, seed=i) for i in range(8)]
@@ -1058,3 +1067,26 @@ def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_p
         codec.decode(f)
     with open(tmp_path / "w.png", "wb") as f, pytest.raises(nicodec.UnsupportedImageError, match="not open for reading"):
         codec.encode(f)
+
+
+def test_a_file_object_left_at_its_end_is_named_so(codec, photo):
+    """A BytesIO (or a web framework's SpooledTemporaryFile upload) written and not rewound was
+    "the image data is empty", and to decode "empty (0 bytes), not a nicodec file": a service
+    would call the upload damaged."""
+    import tempfile
+
+    data = codec.encode(photo)
+    png = io.BytesIO()
+    Image.fromarray(photo).save(png, "PNG")
+    for content, code, error in ((png.getvalue(), codec.encode, nicodec.UnsupportedImageError),
+                                 (data, codec.decode, nicodec.NicodecError)):
+        for kind in (io.BytesIO, tempfile.SpooledTemporaryFile):
+            with kind() as stream:
+                stream.write(content)
+                with pytest.raises(error, match=f"file object is at its end \\(position {len(content):,}\\) and "
+                                                "gave no bytes: seek\\(0\\) first"):
+                    code(stream)
+                stream.seek(0)
+                code(stream)
+    with pytest.raises(nicodec.FormatError, match="empty"):  # empty from its start: no position to name
+        codec.decode(io.BytesIO())
