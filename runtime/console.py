@@ -88,14 +88,20 @@ class _Console(Console):
         stream = self.file
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
+        depth = getattr(self, "_buffer_index", None)
         try:
             super().print(*(o.translate(CONTROLS) if isinstance(o, str) else o for o in objects), **kwargs)
         except BaseException:
-            # Rich 12 and later empty their buffer only once its text is written and flushed: a
-            # stop (a second Ctrl-C or SIGTERM, raised as the flush returns) or a failed write left
-            # the text there, and the next line printed wrote it again.
-            if getattr(self, "_buffer_index", None) == 0:
-                del self._buffer[:]
+            # A stop (Ctrl-C, SIGTERM) raised inside Rich's print, or a failed write, can leave
+            # its buffer as it was mid-line. Raised as Rich entered the buffer (after counting
+            # one level more, before its exit could count it back), every later line of this
+            # thread was held back for good (the "interrupted" line after it never came); raised
+            # as the flush returned (Rich 12 and later empty the buffer only after it), the line
+            # written stayed there, and the next one wrote it again.
+            if depth is not None:
+                self._buffer_index = depth
+                if depth == 0:
+                    del self._buffer[:]
             raise
 
     def on_broken_pipe(self) -> None:

@@ -1362,6 +1362,29 @@ def test_a_line_cut_short_by_a_stop_is_not_written_again():
     assert stream.getvalue() == "stopping\nstopped\n"
 
 
+def test_a_stop_as_rich_enters_its_buffer_does_not_hold_back_every_later_line():
+    """Rich counts a level into its buffer as a print starts, and back as it ends: a stop raised
+    between the two left the count one high, and nothing printed after it was ever written."""
+    import io
+
+    from nicodec import console
+
+    stream = io.StringIO()
+    err = console._Console(file=stream, highlight=False, soft_wrap=True)
+    enter = err._enter_buffer
+
+    def stopped_there() -> None:
+        enter()
+        raise KeyboardInterrupt
+
+    err._enter_buffer = stopped_there  # type: ignore[method-assign]
+    with pytest.raises(KeyboardInterrupt):
+        err.print("cut short", markup=False)
+    del err._enter_buffer
+    err.print("interrupted", markup=False)
+    assert stream.getvalue() == "interrupted\n"
+
+
 def test_the_console_script_lets_typer_read_the_command_line(monkeypatch):
     """main() hands Typer no args of its own when called as the console script: Typer then reads
     sys.argv itself, which is where it expands wildcards on Windows (whose shells do not)."""
