@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import wait as wait_for
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,15 +105,29 @@ def _interrupting(handler) -> bool:
     return handler in (signal.default_int_handler, _raise_terminated, _raise_interrupted)
 
 
+_COMMIT = threading.Lock()
+"""Taken for :func:`unless_abandoned`'s check, and by :func:`run` as it gives a batch up: a file
+is either renamed into place before the batch is given up (and waited for, to be counted as
+written) or never renamed."""
+_RENAMING: dict[int, object] = {}
+"""The items past :func:`unless_abandoned`'s check, by the thread that codes them."""
+_CODING = threading.local()
+
+
 def unless_abandoned(write: Callable) -> Callable:
-    """``write`` (a writer for :func:`nicodec.files.write_atomic`), which raises
-    :class:`Abandoned` once it has written if the batch was given up meanwhile: the file being
-    written is then removed, not renamed into place after the batch said it was left unfinished."""
+    """``write`` (a writer for :func:`nicodec.files.write_atomic`, in a work function that
+    :func:`run` calls), which raises :class:`Abandoned` once it has written if the batch was
+    given up meanwhile: the file being written is then removed, not renamed into place after
+    the batch said it was left unfinished."""
 
     def writing(f) -> None:
         write(f)
-        if ABANDONED:
-            raise Abandoned(signal.SIGINT, 0)
+        with _COMMIT:
+            if ABANDONED:
+                raise Abandoned(signal.SIGINT, 0)
+            item = getattr(_CODING, "item", None)
+            if item is not None:
+                _RENAMING[threading.get_ident()] = item
 
     return writing
 
@@ -432,13 +447,19 @@ def run(
 
     def guarded(item: Item) -> Outcome:
         started.append(item)
+        _CODING.item = item
         try:
-            outcome = work(item)
-        except NicodecError as exc:
-            outcome = Outcome(item, "failed", str(exc))
-        except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
-            outcome = Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
-        finished.append(outcome)
+            try:
+                outcome = work(item)
+            except NicodecError as exc:
+                outcome = Outcome(item, "failed", str(exc))
+            except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
+                outcome = Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
+            finished.append(outcome)
+        finally:
+            _CODING.item = None
+            with _COMMIT:
+                _RENAMING.pop(threading.get_ident(), None)
         return outcome
 
     pending = []
@@ -489,9 +510,14 @@ def run(
             except KeyboardInterrupt:  # one more, as the handlers were put back: the wait had ended
                 pass
         if abandoned is not None:
-            with signals_held(raise_after=False):  # counted and marked as one, before another stop
+            with signals_held(raise_after=False):  # marked, waited for and counted, before another stop
+                with _COMMIT:
+                    ABANDONED.append(0)  # no file is renamed into place after this
+                    renaming = [future for item, future in zip(pending, futures) if item in _RENAMING.values()]
+                # Those past the check are renaming their files: counted as written, once they are
+                wait_for(renaming, timeout=RENAMING_SECONDS)
                 done = {id(outcome.item) for outcome in finished}
-                ABANDONED.append(sum(id(item) not in done for item in started))
+                ABANDONED[-1] = sum(id(item) not in done for item in started)
             pool.shutdown(wait=False, cancel_futures=True)
         try:
             with signals_held():
@@ -524,6 +550,10 @@ def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list, futures: li
     with signals_held():
         futures.extend(pool.submit(fn, item) for item in items)
 
+
+RENAMING_SECONDS = 10.0
+"""The longest a batch given up waits for the files its workers are renaming into place (a
+rename, and the outcome's few details), to count them as written."""
 
 POLL_SECONDS = 0.1
 """The longest the main thread blocks at a time while it waits for a batch's workers. The kernel

@@ -750,6 +750,33 @@ def test_sigterm_in_a_batch_stops_it_at_once(tmp_path, monkeypatch, jobs, name, 
     assert _temporaries(tmp_path / "out") == []
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_file_renamed_into_place_as_the_batch_is_given_up_is_counted_as_written(tmp_path, sigterm_raises):
+    """A stop between a file's rename and its outcome's count said the file was left
+    unfinished (and counted one written file fewer) while it lay there, whole."""
+    import signal
+    import threading
+    import time
+
+    from nicodec import batch
+    from nicodec.files import write_atomic
+
+    main = threading.main_thread().ident
+    (tmp_path / "a.png").write_bytes(b"source")
+    reported = []
+
+    def work(item):
+        write_atomic(item.target, batch.unless_abandoned(lambda f: f.write(b"coded")))
+        signal.pthread_kill(main, signal.SIGTERM)  # renamed into place, not yet counted
+        time.sleep(0.5)
+        return batch.Outcome(item, "done", bytes_out=5)
+
+    with pytest.raises(batch.Abandoned) as stopped:
+        batch.run([batch.Item(tmp_path / "a.png", tmp_path / "a.nic")], work, force=False, on_outcome=reported.append)
+    assert stopped.value.unfinished == 0
+    assert [outcome.status for outcome in reported] == ["done"] and (tmp_path / "a.nic").read_bytes() == b"coded"
+
+
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXCPU"), reason="POSIX signals")
 def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp_path):
     """Past a soft CPU-time limit the kernel sends SIGXCPU again every CPU second: the first
