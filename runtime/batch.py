@@ -486,9 +486,10 @@ def run(
         _submit_all(pool, guarded, pending, futures)
         for future in _completed(futures):
             outcome = future.result()
-            summary.outcomes.append(outcome)
-            on_outcome(outcome)
-            reported.add(id(outcome))
+            with signals_held():  # reported once: a stop amid it reported it again after (2 files counted for 1)
+                summary.outcomes.append(outcome)
+                on_outcome(outcome)
+                reported.add(id(outcome))
     except BaseException as stop:
         # Items not started are dropped. Threads cannot be stopped: the items being coded
         # finish and are written, so wait for them and report them too (the count of files
@@ -513,7 +514,8 @@ def run(
             with signals_held(raise_after=False):  # marked, waited for and counted, before another stop
                 with _COMMIT:
                     ABANDONED.append(0)  # no file is renamed into place after this
-                    renaming = [future for item, future in zip(pending, futures) if item in _RENAMING.values()]
+                    past = {id(item) for item in _RENAMING.values()}  # this batch's items (an earlier one's threads may run)
+                    renaming = [future for item, future in zip(pending, futures) if id(item) in past]
                 # Those past the check are renaming their files: counted as written, once they are
                 wait_for(renaming, timeout=RENAMING_SECONDS)
                 done = {id(outcome.item) for outcome in finished}
