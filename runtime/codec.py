@@ -24,6 +24,7 @@ import os
 import sys
 import re
 import threading
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
@@ -48,8 +49,8 @@ from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHA
                        REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
-from .sessions import (CPU, MAX_THREADS, create_session, loading_failed, out_of_memory, resolve_providers,
-                       shrinking_run_options)
+from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, loading_failed, out_of_memory,
+                       resolve_providers, shrinking_run_options)
 from .transparency import fill_transparent
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -676,7 +677,12 @@ class Codec:
         # synthesis wasted it all.
         tag = alpha_section.find(sections)
         alpha = alpha_section.decompress(tag, sections[tag], header.width, header.height) if tag else None
-        text = text_section.unpack(sections[text_section.TAG]) if text_section.TAG in sections else None
+        try:
+            text = text_section.unpack(sections[text_section.TAG]) if text_section.TAG in sections else None
+        except text_section.TooManyEntries as exc:
+            warnings.warn(f"{exc} (as nicodec builds before 2026-12-03 wrote); its text is left out",
+                          UserWarning, stacklevel=caller_outside())
+            text = None
         density = sections.get(resolution_section.TAG)
         density = resolution_section.unpack(density) if density is not None else None
         z_shape = self._z_shape(header.height, header.width)

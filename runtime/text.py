@@ -116,11 +116,18 @@ def pack(entries: Mapping[str, str]) -> bytes:
     return zlib.compress(raw, 9)
 
 
+class TooManyEntries(FormatError):
+    """A ``TEXT`` section of more than :data:`MAX_ENTRIES` entries, which nicodec builds before
+    2026-12-03 wrote: its text is left out, with a warning, and the picture decoded."""
+
+
 def unpack(payload: bytes) -> dict[str, str]:
     """The entries of a ``TEXT`` section, in their order.
 
     Raises:
-        FormatError: the section breaks a rule of the module's docstring.
+        TooManyEntries: more than :data:`MAX_ENTRIES` entries (found at the first too many,
+            before the rest is read).
+        FormatError: the section breaks another rule of the module's docstring.
     """
     inflater = zlib.decompressobj()
     try:
@@ -150,7 +157,7 @@ def unpack(payload: bytes) -> dict[str, str]:
             raise FormatError(f"the TEXT section's entry {len(entries) + 1} is cut short")
         name = keyword.decode("latin-1")
         if len(entries) == MAX_ENTRIES:
-            raise FormatError(f"the TEXT section holds more than {MAX_ENTRIES:,} entries")
+            raise TooManyEntries(f"the TEXT section holds more than {MAX_ENTRIES:,} entries")
         if name in entries:
             raise FormatError(f"the TEXT section holds the keyword {name!r} twice")
         try:

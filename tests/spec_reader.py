@@ -337,7 +337,7 @@ def decode_text(payload):
             raise Refused(f"TEXT: keyword {k!r} twice")
         out[k] = txt
         if len(out) > 1000:
-            raise Refused("TEXT: more than 1000 entries")
+            return None  # older writers' files: the text is left out, the picture decoded
     return out
 
 

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageCms, PngImagePlugin
 
 from nicodec import Codec
+from nicodec import format as nicformat
 from nicodec import text as text_section
 from nicodec.errors import FormatError
 from nicodec.model import default_model_dir
@@ -116,14 +117,22 @@ def test_the_integer_graph_as_format_md_describes_it_gives_the_models_probe(mode
     assert spec_reader.probe_digest(model, use_reference=True) == expected
 
 
-def test_a_text_section_of_more_than_a_thousand_entries_is_refused_by_both():
+def test_a_text_section_of_more_than_a_thousand_entries_is_left_out_by_both(codec, model):
+    """Builds before 2026-12-03 wrote such sections: their pictures still decode, without the text."""
     entries = b"".join(bytes([len(b"k%d" % i)]) + b"k%d" % i + struct.pack("<I", 0) for i in range(1001))
     with pytest.raises(FormatError, match="more than 1,000 entries"):
         text_section.unpack(zlib.compress(entries))
-    with pytest.raises(spec_reader.Refused, match="more than 1000 entries"):
-        spec_reader.decode_text(zlib.compress(entries))
+    assert spec_reader.decode_text(zlib.compress(entries)) is None
     last = entries.rindex(b"\x05k1000")
     assert len(spec_reader.decode_text(zlib.compress(entries[:last]))) == 1000
+    data = codec.encode(Image.fromarray(synthetic_photo(32, 48, seed=2)))
+    header, sections = nicformat.unpack(data)
+    older = nicformat.pack(header, {**sections, b"TEXT": zlib.compress(entries)})
+    with pytest.warns(UserWarning, match="more than 1,000 entries .*; its text is left out"):
+        decoded = codec.decode(older)
+    assert decoded.text == {} and decoded.tobytes() == codec.decode(data).tobytes()
+    read = spec_reader.read_nic(older, model, check_reference=False)
+    assert not read.get("text") and np.array_equal(read["pixels"], np.asarray(decoded))
 
 
 def recrc(data: bytes) -> bytes:
