@@ -514,12 +514,14 @@ def run(
             with signals_held(raise_after=False):  # marked, waited for and counted, before another stop
                 with _COMMIT:
                     ABANDONED.append(0)  # no file is renamed into place after this
+                    pool.shutdown(wait=False, cancel_futures=True)  # and none started (as a worker ends its file)
+                    begun = list(started)
                     past = {id(item) for item in _RENAMING.values()}  # this batch's items (an earlier one's threads may run)
                     renaming = [future for item, future in zip(pending, futures) if id(item) in past]
                 # Those past the check are renaming their files: counted as written, once they are
                 wait_for(renaming, timeout=RENAMING_SECONDS)
                 done = {id(outcome.item) for outcome in finished}
-                ABANDONED[-1] = sum(id(item) not in done for item in started)
+                ABANDONED[-1] = sum(id(item) not in done for item in begun)
             pool.shutdown(wait=False, cancel_futures=True)
         try:
             with signals_held():
@@ -553,9 +555,10 @@ def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list, futures: li
         futures.extend(pool.submit(fn, item) for item in items)
 
 
-RENAMING_SECONDS = 10.0
-"""The longest a batch given up waits for the files its workers are renaming into place (a
-rename, and the outcome's few details), to count them as written."""
+RENAMING_SECONDS = 2.0
+"""The longest a batch given up waits for the files its workers are putting into place (the
+temporary file's sync and rename, and the outcome's few details), to count them as written:
+short beside a supervisor's grace period (Docker's 10 s); one slower is counted unfinished."""
 
 POLL_SECONDS = 0.1
 """The longest the main thread blocks at a time while it waits for a batch's workers. The kernel

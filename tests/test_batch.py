@@ -762,19 +762,27 @@ def test_a_file_renamed_into_place_as_the_batch_is_given_up_is_counted_as_writte
     from nicodec.files import write_atomic
 
     main = threading.main_thread().ident
-    (tmp_path / "a.png").write_bytes(b"source")
-    reported = []
+    items = []
+    for name in "abc":
+        (tmp_path / f"{name}.png").write_bytes(b"source")
+        items.append(batch.Item(tmp_path / f"{name}.png", tmp_path / f"{name}.nic"))
+    reported, coded = [], []
 
     def work(item):
+        coded.append(item.source.name)
+        if item.source.name != "a.png":
+            time.sleep(3)
         write_atomic(item.target, batch.unless_abandoned(lambda f: f.write(b"coded")))
         signal.pthread_kill(main, signal.SIGTERM)  # renamed into place, not yet counted
         time.sleep(0.5)
         return batch.Outcome(item, "done", bytes_out=5)
 
     with pytest.raises(batch.Abandoned) as stopped:
-        batch.run([batch.Item(tmp_path / "a.png", tmp_path / "a.nic")], work, force=False, on_outcome=reported.append)
+        batch.run(items, work, force=False, on_outcome=reported.append)
     assert stopped.value.unfinished == 0
     assert [outcome.status for outcome in reported] == ["done"] and (tmp_path / "a.nic").read_bytes() == b"coded"
+    time.sleep(0.5)
+    assert coded == ["a.png"]  # the next file was not started as the worker ended its own (and counted unfinished)
 
 
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXCPU"), reason="POSIX signals")
