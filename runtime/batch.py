@@ -522,7 +522,6 @@ def run(
                 wait_for(renaming, timeout=RENAMING_SECONDS)
                 done = {id(outcome.item) for outcome in finished}
                 ABANDONED[-1] = sum(id(item) not in done for item in begun)
-            pool.shutdown(wait=False, cancel_futures=True)
         try:
             with signals_held():
                 for outcome in list(finished):

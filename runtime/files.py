@@ -300,8 +300,8 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
         if not isinstance(piece, (bytes, bytearray, memoryview)):
             raise error(f"the file object gave {type(piece).__name__}, not bytes")
         if not piece:
-            if not pieces and _position(obj):
-                raise error(f"the {what}'s file object is at its end (position {_position(obj):,}) and gave no "
+            if not pieces and (position := _position(obj)):
+                raise error(f"the {what}'s file object is at its end (position {position:,}) and gave no "
                             "bytes: seek(0) first (a file object just written is left at its end)")
             return b"".join(pieces)
         piece = bytes(piece)
