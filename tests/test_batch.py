@@ -926,8 +926,9 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
     """The process itself ends: the abandoned thread, which cannot be stopped, would keep it
     alive at exit. Ctrl-C waits for the files being coded, and a second stop ends the wait;
     SIGTERM and SIGHUP do not wait (a supervisor's grace period, Docker's 10 s, ended in SIGKILL
-    while a large file was finished). (SIGINT is set to raise: a test run in the background has
-    it ignored.)"""
+    while a large file was finished). (SIGINT is set to raise, and SIGHUP to its default: a test
+    run in the background, or under nohup, has them ignored, and nicodec leaves an ignored stop
+    ignored.)"""
     import signal
     import subprocess
     import sys
@@ -936,6 +937,7 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
     script = (
         "import signal, sys, threading\n"
         "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
         "from nicodec.codec import Codec\n"
         "real = Codec.encode\n"
         "def encode(self, image, **options):\n"
