@@ -18,7 +18,7 @@ import typer
 
 from . import console, stdio, targets
 from .console import counted_files, note, reporting, size_text, stop, writing_report
-from .errors import NicodecError, OutputExistsError
+from .errors import NicodecError, OutOfMemoryError, OutputExistsError
 from .options import Rate, batch_threads, make_codec, quality_text
 
 
@@ -367,7 +367,10 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             try:
                 return work(item)
             except NicodecError as exc:  # listed as the file's failure: with its option, as a single file's is
-                exc.args = (console.hinted(exc),)
+                message = console.hinted(exc)
+                if jobs > 1 and isinstance(exc, OutOfMemoryError):
+                    message += f" ({jobs} files are coded at once, each with its image in memory: fewer --jobs need less)"
+                exc.args = (message,)
                 raise
 
         try:

@@ -422,6 +422,24 @@ def _raise(error):
     return fail
 
 
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_memory_running_out_in_a_batch_names_the_options_that_need_less(tmp_path, monkeypatch, jobs):
+    """A file's out-of-memory failure names --tile, as a single file's does, and with several
+    jobs the jobs too: each file coded at once holds its image in memory."""
+    from nicodec.errors import OutOfMemoryError
+
+    src = _six_images(tmp_path / "src")
+    _encode_failing_on_the_second_call(monkeypatch, _raise(OutOfMemoryError("out of memory: onnxruntime could not "
+                                                                            "allocate 8 bytes")))
+    result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
+    assert result.exit_code == 1, result.output
+    [failed] = [line for line in result.stderr.splitlines() if line.startswith("failed: ")]
+    assert failed.endswith("could not allocate 8 bytes (--tile 256 sets the tile size)"
+                           + (" (3 files are coded at once, each with its image in memory: fewer --jobs need less)"
+                              if jobs > 1 else "")), failed
+    assert len(list((tmp_path / "out").rglob("*.nic"))) == 5
+
+
 def _temporaries(folder):
     """What write_atomic writes before its rename: hidden ``.NAME.TOKEN.part`` files."""
     return [p for p in folder.rglob("*") if p.name.startswith(".") or p.name.endswith(".part")]
