@@ -74,8 +74,8 @@ class BinaryReader(Protocol):
 
 
 ImageSource: TypeAlias = str | os.PathLike[str] | Buffer | BinaryReader | Image.Image | np.ndarray
-"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or any buffer of them), a binary
-file object, a PIL image or a uint8 array."""
+"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or any buffer of them, a
+one-dimensional uint8 array too), a binary file object, a PIL image or a uint8 array of pixels."""
 
 NicSource: TypeAlias = Buffer | np.ndarray | BinaryReader | str | os.PathLike[str]
 """What :meth:`Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
@@ -418,9 +418,10 @@ class Codec:
         """Compress an image.
 
         Args:
-            image: a path, the bytes of an image file (PNG, JPEG, ...), a file object opened
-                in binary mode (read to its end), a PIL image or a uint8 numpy array (H, W),
-                (H, W, 1), (H, W, 2) (gray and alpha), (H, W, 3) or (H, W, 4).
+            image: a path, the bytes of an image file (PNG, JPEG, ...; or a one-dimensional
+                uint8 array of them, as ``decode`` takes a file's), a file object opened in
+                binary mode (read to its end), a PIL image or a uint8 numpy array of pixels
+                (H, W), (H, W, 1), (H, W, 2) (gray and alpha), (H, W, 3) or (H, W, 4).
             quality: from 1 (smallest file) to 100 (best picture), any number between;
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).

@@ -544,8 +544,9 @@ class Picture:
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
-    """Pixels, alpha and metadata from a path, encoded image bytes, a binary file object (read
-    from where it stands to its end), a PIL image or a numpy array.
+    """Pixels, alpha and metadata from a path, encoded image bytes (a one-dimensional uint8
+    array too), a binary file object (read from where it stands to its end), a PIL image or a
+    numpy array of pixels.
 
     Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
     channel is kept when it is not fully opaque. EXIF orientation is applied to the
@@ -582,7 +583,14 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         image = upright(image)
     elif isinstance(image, np.ndarray):
         image = np.asarray(image)  # a subclass (np.matrix) as a plain array
-        if check_size is not None and image.ndim in (2, 3):
+        if image.ndim == 1 and image.dtype == np.uint8:  # a file's bytes (np.fromfile), as decode takes them: never pixels
+            try:
+                image = open_image_bytes(image.tobytes(), check_size)
+            except UnsupportedImageError as exc:  # pixels flattened, perhaps
+                raise UnsupportedImageError(
+                    f"{exc} (a one-dimensional uint8 array is read as an image file's bytes; numpy images of pixels "
+                    "are (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4))") from None
+        elif check_size is not None and image.ndim in (2, 3):
             check_size(image.shape[1], image.shape[0])
     elif is_binary_file(image):
         name = image.name if isinstance(getattr(image, "name", None), str) else name

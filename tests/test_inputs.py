@@ -866,7 +866,8 @@ def test_a_file_objects_own_failure_is_kept_as_the_cause(codec):
 
 
 def test_byte_buffers_of_every_kind_and_a_released_one(codec, photo):
-    """encode refused an array.array of bytes that decode took; a released memoryview was a bare ValueError."""
+    """encode refused an array.array of bytes that decode took, and took a one-dimensional uint8
+    array of a file's bytes (np.fromfile's) for pixels; a released memoryview was a bare ValueError."""
     import array
 
     from nicodec.ratecontrol import encode_to_target
@@ -877,6 +878,15 @@ def test_byte_buffers_of_every_kind_and_a_released_one(codec, photo):
     nic = codec.encode(png)
     assert codec.encode(array.array("B", png)) == nic
     assert encode_to_target(codec, array.array("B", png), max_bytes=len(nic)) == encode_to_target(codec, png, max_bytes=len(nic))
+    assert codec.encode(np.frombuffer(png, np.uint8)) == nic
+    assert encode_to_target(codec, np.frombuffer(png, np.uint8), max_bytes=len(nic)) == encode_to_target(codec, png, max_bytes=len(nic))
+    with pytest.raises(nicodec.PixelLimitError, match=r"\(256x192\), more than the limit of 100$"):
+        nicodec.Codec(providers="cpu", max_pixels=100).encode(np.frombuffer(png, np.uint8))
+    with pytest.raises(nicodec.UnsupportedImageError, match=r"^the image data is not in a format Pillow can read \(a "
+                       r"one-dimensional uint8 array is read as an image file's bytes; numpy images of pixels are \(H, W\)"):
+        codec.encode(photo.ravel())  # pixels flattened: told what a 1-D array is read as, and what pixels are
+    with pytest.raises(nicodec.UnsupportedImageError, match="numpy images must be uint8, not int32"):
+        codec.encode(np.frombuffer(png[:len(png) // 4 * 4], np.int32))
 
     class Whole:  # a read() that takes no size
         def __init__(self, data):
