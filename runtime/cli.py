@@ -489,7 +489,10 @@ def _main(args: Optional[list[str]], command: bool) -> None:
 
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
-    logging.getLogger("PIL").addHandler(logging.NullHandler())
+    # One, however often a program calls main(): each call added another.
+    pil_log = logging.getLogger("PIL")
+    if not any(isinstance(handler, logging.NullHandler) for handler in pil_log.handlers):
+        pil_log.addHandler(logging.NullHandler())
     previous = stop_like_ctrl_c()  # SIGTERM, SIGHUP, SIGXCPU, SIGBREAK: Ctrl-C's clean-up and message, exit code 143, 129, 152, 149
     # Without args Typer reads sys.argv itself, expanding wildcards (*.jpg) on Windows, whose shells do not.
     # Not standalone: a usage error comes back here, to be one line as every other message is,

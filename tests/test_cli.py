@@ -1762,7 +1762,9 @@ def test_ctrl_c_while_onnxruntime_loads_is_a_stop_not_a_broken_install():
 
 def test_main_runs_off_the_main_thread_and_gives_a_program_its_signal_handlers_back():
     """nicodec.cli.main called from a program: no handler can be set off the main thread, so
-    none is, and on the main thread the SIGTERM handler it sets is taken down again."""
+    none is, and on the main thread the SIGTERM handler it sets is taken down again; nor does
+    each call add a handler to Pillow's logger (one more every call, a review found)."""
+    import logging
     import signal
     import threading
 
@@ -1785,6 +1787,11 @@ def test_main_runs_off_the_main_thread_and_gives_a_program_its_signal_handlers_b
         with pytest.raises(SystemExit):
             main(["--version"])
         assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
+        handlers = len(logging.getLogger("PIL").handlers)
+        for _ in range(3):
+            with pytest.raises(SystemExit):
+                main(["--version"])
+        assert len(logging.getLogger("PIL").handlers) == handlers
     finally:
         signal.signal(signal.SIGTERM, before)
 
