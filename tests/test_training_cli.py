@@ -528,6 +528,36 @@ def test_a_bare_resume_takes_the_runs_data_held_out_images_and_slim_copy_from_an
     assert "2 training images" in said and "max_images" not in said.split("training images")[0]
 
 
+def test_resume_with_tune_gains_continues_only_a_run_that_tuned_those_gains(tmp_path, images, monkeypatch):
+    """--resume --tune-gains on a run that trained the whole network was refused for an
+    --integer-from the user had not given, and with --integer-from 0 it ended in a traceback
+    (the run's optimizer state, of every weight, loaded into one of the gains). It is refused
+    before any image is read, naming the run of its own that tunes them."""
+    run, tuned = tmp_path / "run", tmp_path / "tuned"
+    common = [*TINY, "--lmbdas", "0.01,0.04", "--batch", "2", "--val-every", "2"]
+    code, said = invoke(train_module.app, "--data", images, "--out", run, *common, "--steps", "2",
+                        "--integer-from", "0.5")
+    assert code == 0, said
+    with monkeypatch.context() as patched:
+        refuse_image_loading(patched)
+        for extra in ([], ["--integer-from", "0"]):
+            code, said = invoke(train_module.app, "--out", run, "--resume", "--steps", "4", "--tune-gains", "1", *extra)
+            assert code == 2 and "Traceback" not in said, said
+            assert ("--resume continues a run as it trained, and this one trained the whole network: tune gains from "
+                    f"its weights in a run of their own (--init {run / 'last.pt'} --tune-gains 1 --out ANOTHER") in said
+    # As it says: a run of their own, which --resume then continues, with those levels only.
+    code, said = invoke(train_module.app, "--data", images, "--out", tuned, "--init", run / "last.pt", *common,
+                        "--tune-gains", "1", "--new-schedule", "--steps", "2")
+    assert code == 0, said
+    before = torch.load(tuned / "last.pt", map_location="cpu", weights_only=False)["step"]
+    code, said = invoke(train_module.app, "--out", tuned, "--resume", "--steps", "3", "--tune-gains", "1")
+    assert code == 0, said
+    resumed = torch.load(tuned / "last.pt", map_location="cpu", weights_only=False)
+    assert tuple(resumed["train_config"]["tune_levels"]) == (1,) and resumed["step"] == before + 1
+    code, said = invoke(train_module.app, "--out", tuned, "--resume", "--steps", "4", "--tune-gains", "0")
+    assert code == 2 and "this one tuned the gains of levels 1: tune gains from its weights" in said, said
+
+
 def test_architecture_options_that_differ_from_the_checkpoint_are_refused_and_lmbda_fine_tunes(tmp_path, checkpoint,
                                                                                               images):
     """With --init or --resume the checkpoint's architecture and lmbda were used in silence, whatever

@@ -710,6 +710,15 @@ def train(
                 raise typer.BadParameter(
                     f"{slim} exists and is not the run's weights-only copy ({own or 'it kept none'}): give another "
                     "file, or remove that one first", param_hint="--slim")
+        saved_levels = tuple((ckpt.get("train_config") or {}).get("tune_levels") or ())
+        if "tune_levels" not in inherit and cfg.tune_levels != saved_levels:
+            # Its optimizer's state is of the weights that run trained: a whole network, or those gains.
+            trained = (f"tuned the gains of levels {','.join(map(str, saved_levels))}" if saved_levels
+                       else "trained the whole network")
+            raise typer.BadParameter(
+                f"--resume continues a run as it trained, and this one {trained}: tune gains from its weights in a "
+                f"run of their own (--init {last} --tune-gains {','.join(map(str, cfg.tune_levels))} --out ANOTHER "
+                "--new-schedule --steps N)", param_hint="--tune-gains")
         cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
         # The checks and the seeding above saw the command line's settings: again with the run's.
         if distributed and cfg.integer_from:
@@ -1184,7 +1193,7 @@ def main(
         parser=non_negative_int, help="torch's CPU threads (0: its default, one per core).")] = 0,
     tune_gains: Annotated[str, typer.Option(
         help="Comma-separated levels (0-based, after --lmbdas): train only their gain vectors, drawing crops at "
-             "them only; every other weight stays as it is (needs --init or --resume).")] = "",
+             "them only; every other weight stays as it is (needs --init, or --resume of a run that did so).")] = "",
 ):
     """Train from image folders, with checkpoints, resume and validation."""
     if not 0 <= integer_from < 1:
@@ -1198,7 +1207,7 @@ def main(
     if new_schedule and init is None:
         raise typer.BadParameter("--new-schedule needs --init")
     if tune_gains and init is None and not resume:
-        raise typer.BadParameter("--tune-gains needs --init (or --resume)")
+        raise typer.BadParameter("--tune-gains needs --init (or --resume of a run that tuned those gains)")
     if tune_gains and integer_from:
         raise typer.BadParameter("--tune-gains keeps h_s as it is: it takes no --integer-from")
     if compile_mode not in COMPILE_MODES:
