@@ -197,3 +197,25 @@ def test_sigterm_during_an_export_is_a_stop_like_ctrl_c(tmp_path, checkpoint, mo
     assert result.exit_code == 143 and "stopped by SIGTERM" in result.output and not made
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
     assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_float_checkpoint_of_a_run_stopped_before_its_integer_point_says_to_finish_the_run(tmp_path):
+    """weights.pt is written at every validation, and a stopped run's too: one exported before
+    the run reached its --integer-from was told to train again with --integer-from, which the
+    run had; it is told to resume the run."""
+    import torch
+
+    from nicodec.training.model import MeanScaleHyperprior, ModelConfig
+
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8, lmbdas=(0.01, 0.04)))
+    saved = {"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 414}
+    torch.save({**saved, "train_config": {"integer_from": 0.9, "steps": 5000}}, tmp_path / "stopped.pt")
+    torch.save(saved, tmp_path / "float.pt")
+    result = export(tmp_path / "stopped.pt", "--out", tmp_path / "a")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0, result.output
+    assert ("files may not decode on other machines; its run stopped at step 414, before it reached its "
+            "--integer-from 0.9 (90% of its schedule): nicodec-train --out RUN --resume finishes it") in said
+    result = export(tmp_path / "float.pt", "--out", tmp_path / "b")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and "train it with nicodec-train --integer-from (or --init this checkpoint" in said
