@@ -545,9 +545,11 @@ def main(
         where = f" ({exc.filename})" if exc.filename else ""
         console.print(f"[red]error:[/red] the export failed: {exc.strerror or exc}{where}; {out} was not written")
         raise typer.Exit(1) from None
-    except Terminated as exc:
-        console.print(f"stopped by {signal.Signals(exc.signum).name}: {out} was not written")
-        raise typer.Exit(128 + exc.signum) from None
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a Terminated (SIGTERM, SIGHUP): Typer ended both without a word
+        signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+        stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+        console.print(f"{stopped}: {out} was not written")
+        raise typer.Exit(128 + signum) from None
     finally:
         for signum, handler in replaced.items():
             signal.signal(signum, handler)

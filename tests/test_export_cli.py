@@ -219,3 +219,15 @@ def test_a_float_checkpoint_of_a_run_stopped_before_its_integer_point_says_to_fi
     result = export(tmp_path / "float.pt", "--out", tmp_path / "b")
     said = " ".join(result.output.split())
     assert result.exit_code == 0 and "train it with nicodec-train --integer-from (or --init this checkpoint" in said
+
+
+def test_ctrl_c_during_an_export_is_one_line(tmp_path, checkpoint, monkeypatch):
+    """Ctrl-C ended an export with exit code 130 and not a word (Typer's way), where SIGTERM said what it left."""
+    from nicodec.export import export as export_module
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "export_model", interrupted)
+    result = export(checkpoint, "--out", tmp_path / "model")
+    assert result.exit_code == 130 and result.output == f"interrupted: {tmp_path / 'model'} was not written\n"

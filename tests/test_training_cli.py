@@ -287,6 +287,18 @@ def test_data_problems_are_named(tmp_path, no_image_loading):
     assert not out.exists()
 
 
+def test_ctrl_c_before_the_training_loop_is_one_line(tmp_path, images, monkeypatch):
+    """Ctrl-C while the options were checked or the images read (minutes, for a large set)
+    ended with exit code 130 and not a word; the loop's own handler says what it wrote."""
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "list_images", interrupted)
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY)
+    assert code == 130 and said == "interrupted before training began: no checkpoint was written", said
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_a_crop_larger_than_every_image_is_named(tmp_path, images):
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--crop", "128")
     assert code == 2 and "none of the 2 training images is at least 128 pixels on its shorter side" in said

@@ -1243,7 +1243,11 @@ def main(
     inherit = frozenset(f.name for f in fields(TrainConfig) if OPTION_OF_FIELD.get(f.name, f.name) not in given)
     inherit_options = frozenset(name for name in RUN_OPTIONS if name not in given)
     given_model = frozenset(field for field, name in MODEL_OPTIONS.items() if name in given)
-    train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
-          val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
-          slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force,
-          inherit=inherit, inherit_options=inherit_options, given_model=given_model)
+    try:
+        train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
+              val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
+              slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force,
+              inherit=inherit, inherit_options=inherit_options, given_model=given_model)
+    except KeyboardInterrupt:  # before the training loop's own handler (options, images, set-up): Typer said nothing
+        console.print("interrupted before training began: no checkpoint was written")
+        raise typer.Exit(130) from None
