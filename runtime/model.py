@@ -158,6 +158,21 @@ def manifest_hash(manifest: dict) -> str:
     return content_hash(files) if manifest.get("version") == 1 else content_hash(files, decoding_fields(manifest))
 
 
+def _what_folder_is(folder: Path) -> str:
+    """What a folder without a manifest is, where that tells the way on: missing, or a training
+    run's (its checkpoints are exported into a model folder)."""
+    try:
+        if not folder.exists():
+            return " (no such folder)"
+        checkpoints = sorted(path.name for path in folder.glob("*.pt"))
+    except OSError:
+        return ""
+    if not checkpoints:
+        return ""
+    return (f" (it holds a training checkpoint, {checkpoints[0]}: nicodec-export CHECKPOINT --out DIR makes a "
+            "model folder from one)")
+
+
 @dataclass(frozen=True)
 class ModelFiles:
     """A verified model folder, with its tables loaded.
@@ -319,7 +334,7 @@ class ModelFiles:
         folder = Path(path) if path is not None else default_model_dir()
         manifest_path = folder / MANIFEST
         if not manifest_path.is_file():
-            raise ModelError(f"not a nicodec model folder (no {MANIFEST}): {folder}")
+            raise ModelError(f"not a nicodec model folder (no {MANIFEST}): {folder}{_what_folder_is(folder)}")
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
         except (OSError, ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep

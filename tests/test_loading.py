@@ -151,6 +151,26 @@ def test_a_folder_without_what_decoding_needs_does_not_load(tmp_path, name):
         Codec(folder, providers="cpu")
 
 
+def test_a_folder_without_a_manifest_says_what_it_is_where_that_helps(tmp_path):
+    """A training run's folder given as a model, or a folder that is not there, said only "no
+    manifest.json"; the first is told to export a checkpoint, the second that it is missing."""
+    import re
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "weights.pt").write_bytes(b"weights")
+    (run / "last.pt").write_bytes(b"weights and optimizer")
+    with pytest.raises(ModelError, match=re.escape(f"not a nicodec model folder (no manifest.json): {run} (it holds a "
+                                                   "training checkpoint, last.pt: nicodec-export CHECKPOINT --out DIR "
+                                                   "makes a model folder from one)")):
+        Codec(run, providers="cpu")
+    with pytest.raises(ModelError, match=re.escape(f"(no manifest.json): {tmp_path / 'gone'} (no such folder)") + "$"):
+        Codec(tmp_path / "gone", providers="cpu")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ModelError, match=re.escape(f"(no manifest.json): {tmp_path / 'empty'}") + "$"):
+        Codec(tmp_path / "empty", providers="cpu")
+
+
 def test_the_command_line_loads_what_each_command_runs(tmp_path, photo, loaded):
     png = tmp_path / "photo.png"
     Image.fromarray(photo).save(png)
