@@ -50,7 +50,7 @@ import torch
 import torch.distributed as dist
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nicodec.errors import ModelError, NicodecError
 from nicodec.files import nearest_existing, write_atomic
@@ -936,15 +936,34 @@ def train(
             bar.console.print(f"first step: {time.monotonic() - t0:.1f} s{note}")
         return losses
 
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}")]
+
+    def shown(step: int) -> dict:
+        """The bar's place, count and time left: by the steps, or by the time limit where that ends
+        the run first (a --minutes run's default 20,000 steps said hours were left)."""
+        elapsed = time.monotonic() - t0
+        limits = [budget - elapsed] if budget else []
+        if schedule_seconds:
+            limits.append(schedule_seconds - (seconds_before - origin[1] + elapsed))
+        ran = step - start_step
+        by_steps = (last_step - step) * elapsed / ran if ran else None
+        if limits and (by_steps is None or min(limits) < by_steps):
+            left: Optional[float] = max(min(limits), 0.0)
+            fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
+            count = f"step {step}, {elapsed / 60:.1f} of {(elapsed + left) / 60:.1f} min"
+        else:
+            left, fraction, count = by_steps, step / max(last_step, 1), f"{step}/{last_step}"
+        clock = "-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}"
+        return {"completed": round(1000 * min(fraction, 1.0)), "count": count, "left": clock}
+
     stop = Stop()
     # The handlers stay in place through the final validation and checkpoint: a stop there (the
     # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
     with stop.on_signals(enabled=not distributed):
         with Progress(*columns, console=console, disable=not main) as bar:
             last_step = origin[0] + cfg.steps
-            task = bar.add_task("train", total=last_step, completed=step, stats="")
+            task = bar.add_task("train", total=1000, stats="", **shown(step))
             while step < last_step:
                 if stop.signal:
                     break
@@ -974,7 +993,7 @@ def train(
                     if not math.isfinite(loss):
                         _diverged(step, last, saved_at[1])
                     stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
-                    bar.update(task, completed=step, stats=stats)
+                    bar.update(task, stats=stats, **shown(step))
                     if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
                         elapsed = time.monotonic() - t0
                         bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
@@ -989,7 +1008,7 @@ def train(
                     checkpoint()
                 elif main and time.monotonic() - saved_at[0] >= CHECKPOINT_SECONDS:
                     checkpoint()  # with the last validation's figures: a slow run loses little to a crash
-            bar.update(task, completed=step)  # a stop between the bar's updates, every 25 steps
+            bar.update(task, **shown(step))  # a stop between the bar's updates, every 25 steps
         wall = time.monotonic() - t0
         if main and resume and step == start_step:
             # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
