@@ -946,6 +946,8 @@ def train(
         limits = [budget - elapsed] if budget else []
         if schedule_seconds:
             limits.append(schedule_seconds - (seconds_before - origin[1] + elapsed))
+        if deadline:
+            limits.append(deadline - time.time())
         ran = step - start_step
         by_steps = (last_step - step) * elapsed / ran if ran else None
         if limits and (by_steps is None or min(limits) < by_steps):
