@@ -325,6 +325,23 @@ def test_the_progress_bar_counts_by_the_limit_that_ends_the_run(tmp_path, images
         assert final["left"] == "0:00:00" and final["completed"] == 1000  # the time limit, not 20,000 steps, ended it
 
 
+def test_folder_layout_mistakes_are_named_with_the_way_out(tmp_path, no_image_loading):
+    """A pattern that also matched a README refused the run; a parent folder of image folders
+    said only "no images found"; a file given as --data said "not a folder"."""
+    sets = tmp_path / "sets"
+    write_images(sets / "a", 6)
+    write_images(sets / "b", 6)
+    (sets / "README.txt").write_text("where the photos come from")
+    out = tmp_path / "run"
+    assert len(data_module.list_images([f"{sets}/*"])) == 12  # the two folders, the README passed over
+    code, said = invoke(train_module.app, "--data", sets, "--out", out, *TINY)
+    assert code == 2 and f"no images found in {sets} (images in subfolders are not read: --data '{sets}/*' reads each" in said
+    code, said = invoke(train_module.app, "--data", sets / "README.txt", "--out", out, *TINY)
+    assert code == 2 and f"not a folder: {sets / 'README.txt'} (give the folder that holds it)" in said
+    code, said = invoke(train_module.app, "--data", f"{sets}/*.txt", "--out", out, *TINY)
+    assert code == 2 and f"no folder matches {sets}/*.txt (it matches 1 file: give the folder that holds them)" in said
+
+
 def test_a_crop_larger_than_every_image_is_named(tmp_path, images):
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--crop", "128")
     assert code == 2 and "none of the 2 training images is at least 128 pixels on its shorter side" in said

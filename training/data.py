@@ -24,17 +24,35 @@ def list_images(folders: Sequence[str]) -> list[str]:
     paths: list[str] = []
     for pattern in folders:
         matches = sorted(glob.glob(pattern))
-        if not matches and any(c in pattern for c in "*?["):
-            raise FileNotFoundError(f"no folder matches {pattern}")
+        if any(c in pattern for c in "*?["):  # a pattern picks folders: files beside them (a README) are passed over
+            files = [match for match in matches if not os.path.isdir(match)]
+            matches = [match for match in matches if os.path.isdir(match)]
+            if not matches:
+                raise FileNotFoundError(f"no folder matches {pattern}" + (
+                    f" (it matches {len(files)} file{'s' if len(files) > 1 else ''}: give the folder that holds them)"
+                    if files else ""))
         for folder in matches or [pattern]:
             if not os.path.isdir(folder):
-                raise FileNotFoundError(f"{'not a folder' if os.path.exists(folder) else 'folder not found'}: {folder}")
+                raise FileNotFoundError(f"not a folder: {folder} (give the folder that holds it)" if os.path.exists(folder)
+                                        else f"folder not found: {folder}")
             paths += [
                 os.path.join(folder, name)
                 for name in sorted(os.listdir(folder))
                 if name.lower().endswith(IMAGE_SUFFIXES)
             ]
     return paths
+
+
+def subfolder_hint(folders: Sequence[str]) -> str:
+    """For folders with no image directly inside: how to read their subfolders', if they have any."""
+    for pattern in folders:
+        for folder in sorted(glob.glob(pattern)) or [pattern]:
+            try:
+                if any(entry.is_dir() for entry in os.scandir(folder)):
+                    return f" (images in subfolders are not read: --data '{os.path.join(folder, '*')}' reads each subfolder)"
+            except OSError:
+                continue
+    return ""
 
 
 def held_out_copies(paths: Sequence[str], held_out: Sequence[str]) -> set[str]:

@@ -55,7 +55,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from nicodec.errors import ModelError, NicodecError
 from nicodec.files import nearest_existing, write_atomic
 
-from .data import CropSampler, center_crops, held_out_copies, list_images, load_images
+from .data import CropSampler, center_crops, held_out_copies, list_images, load_images, subfolder_hint
 from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
 
@@ -757,9 +757,10 @@ def train(
     except FileNotFoundError as exc:
         raise typer.BadParameter(str(exc), param_hint="--val-data") from None
     if not paths:
-        raise typer.BadParameter(f"no images found in {', '.join(folders)}", param_hint="--data")
+        raise typer.BadParameter(f"no images found in {', '.join(folders)}{subfolder_hint(folders)}", param_hint="--data")
     if val_folders and not val_paths:
-        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}", param_hint="--val-data")
+        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}{subfolder_hint(val_folders)}",
+                                 param_hint="--val-data")
     unique: dict[str, str] = {}
     for path in paths:
         unique.setdefault(os.path.realpath(path), path)
