@@ -952,7 +952,7 @@ def train(
         ran = step - start_step
         by_steps = (last_step - step) * elapsed / ran if ran else None
         if limits and (by_steps is None or min(limits) < by_steps):
-            left: Optional[float] = max(min(limits), 0.0)
+            left: float | None = max(min(limits), 0.0)
             fraction = elapsed / (elapsed + left) if elapsed + left > 0 else 1.0
             count = f"step {step}, {elapsed / 60:.1f} of {(elapsed + left) / 60:.1f} min"
         else:
