@@ -84,8 +84,11 @@ def measure(codec: Codec, name: str, rgb: np.ndarray) -> dict:
     decoded_gray = codec.decode(gray_data, as_array=True)  # flagged grayscale: (H, W)
     assert decoded_gray.shape == gray.shape
     gray_psnr = psnr(decoded_gray, gray)
-    # The colour pixels behind that luma: the same symbols, decoded without the flag.
-    decoded = codec.decode(codec.encode(Image.fromarray(gray).convert("RGB")), as_array=True)
+    # The colour pixels behind that luma, before the decoder takes it (the synthesis's output):
+    # what the file would show without the flag. (A colour image of three equal channels is
+    # flagged too since 2026-12-03, so decoding it no longer shows them.)
+    header, y_hat = codec.decode_latents(gray_data)
+    decoded = codec._synthesize(y_hat)[0, :, : header.height, : header.width].transpose(1, 2, 0)
     spread = decoded.max(axis=2).astype(np.int16) - decoded.min(axis=2)
 
     same_size = jpeg_at_most(gray, len(gray_data))

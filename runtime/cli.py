@@ -389,6 +389,7 @@ def info(
             "height": header.height,
             "quality": nicformat.quality_value(header.quality),
             "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
+            "gray_as_rgb": bool(header.flags & nicformat.FLAG_GRAY_AS_RGB),
             "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
             "resolution": density,
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
@@ -404,13 +405,17 @@ def info(
                 if number:
                     console.out.print()
                 for key, value in facts.items():
+                    if key == "gray_as_rgb":  # said with grayscale's line
+                        continue
                     if key == "quality":
                         value = quality_text(value) + (" (single-rate model)" if value == 0 else "" if
                                                         QUALITY_MIN <= value <= QUALITY_MAX else
                                                         " (outside 1 to 100: a variable-rate model refuses it)")
-                    elif key in ("grayscale", "sections"):
-                        value = {True: "yes", False: "no"}[value] if key == "grayscale" else ", ".join(
-                            f"{tag} {size:,} bytes" for tag, size in value.items())
+                    elif key == "grayscale":
+                        value = ("yes (a colour image of equal channels: decoded as RGB)" if facts["gray_as_rgb"]
+                                 else {True: "yes", False: "no"}[value])
+                    elif key == "sections":
+                        value = ", ".join(f"{tag} {size:,} bytes" for tag, size in value.items())
                     elif key == "resolution":
                         value = _resolution_text(value)
                     elif key == "bytes":

@@ -519,7 +519,8 @@ class Codec:
             width=width,
             height=height,
             quality=quality,
-            flags=nicformat.FLAG_GRAYSCALE if picture.grayscale else 0,
+            flags=(nicformat.FLAG_GRAYSCALE if picture.grayscale else 0)
+            | (nicformat.FLAG_GRAY_AS_RGB if picture.gray_as_rgb else 0),
         )
         sections = {
             b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
@@ -612,6 +613,8 @@ class Codec:
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
             pixels = _luma(pixels)[:, :, None]
+            if header.flags & nicformat.FLAG_GRAY_AS_RGB:  # a colour source of equal channels: as it came
+                pixels = np.repeat(pixels, 3, axis=2)
         if alpha is not None:
             pixels = np.dstack([pixels, alpha])
         pixels = np.ascontiguousarray(pixels)

@@ -6,7 +6,7 @@ describes it byte by byte. All integers are little-endian::
     offset  size  field
     0       4     magic  89 4E 49 43  ("\\x89NIC")
     4       1     u8   format version (1)
-    5       1     u8   flags (bit 0: grayscale source; any other bit is refused)
+    5       1     u8   flags (bit 0: grayscale source; bit 1, with bit 0: returned as RGB; any other bit is refused)
     6       1     u8   L, length of the model id in bytes (1..64)
     7       L     model id, UTF-8
     7+L     8     model hash (first 8 bytes of the model's content hash)
@@ -62,7 +62,25 @@ PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length
 
 FLAG_GRAYSCALE = 0x01
 """The source image was grayscale: decoders return one channel (the luma of the decoded RGB)."""
-KNOWN_FLAGS = FLAG_GRAYSCALE
+FLAG_GRAY_AS_RGB = 0x02
+"""Beside ``FLAG_GRAYSCALE`` only: the source was a colour image whose three channels were equal
+everywhere (a black-and-white photo kept as RGB); decoders return the luma in three equal channels."""
+KNOWN_FLAGS = FLAG_GRAYSCALE | FLAG_GRAY_AS_RGB
+
+
+def flags_problem(flags: int) -> str | None:
+    """What is wrong with a header's flags byte, or None."""
+    if flags & ~KNOWN_FLAGS:
+        return f"unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines 0x{KNOWN_FLAGS:02x})"
+    if flags & FLAG_GRAY_AS_RGB and not flags & FLAG_GRAYSCALE:
+        return f"flags 0x{flags:02x}: gray as RGB (0x02) without grayscale (0x01)"
+    return None
+
+
+def decoded_mode(flags: int, alpha: bool) -> str:
+    """The Pillow mode a file of these flags decodes to: L or LA for a grayscale source, else RGB or RGBA."""
+    gray = flags & FLAG_GRAYSCALE and not flags & FLAG_GRAY_AS_RGB
+    return ("L" if gray else "RGB") + ("A" if alpha else "")
 FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
 SECTION_ENTRY = struct.Struct("<4sI")
 CRC = struct.Struct("<I")
@@ -80,7 +98,7 @@ class Header:
         model_hash: 8 bytes of that model's content hash.
         width, height: the image size in pixels.
         quality: the quality the encoder used (1..100), or 0 from a single-rate model.
-        flags: ``FLAG_GRAYSCALE`` or 0; other bits are reserved.
+        flags: ``FLAG_GRAYSCALE`` (with ``FLAG_GRAY_AS_RGB`` or not) or 0; other bits are reserved.
     """
 
     version: int
@@ -97,8 +115,8 @@ class Header:
             raise FormatError(
                 f"unsupported format version {self.version} (this nicodec reads version {FORMAT_VERSION})"
             )
-        if self.flags & ~KNOWN_FLAGS:
-            raise FormatError(f"unknown flags 0x{self.flags:02x} (version {FORMAT_VERSION} defines 0x{KNOWN_FLAGS:02x})")
+        if flags_problem(self.flags):
+            raise FormatError(flags_problem(self.flags))
         problem = model_id_problem(self.model_id)
         if problem:
             raise FormatError(problem)
@@ -207,8 +225,8 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
-    if flags & ~KNOWN_FLAGS:
-        raise FormatError(f"unknown flags 0x{flags:02x} (version {FORMAT_VERSION} defines 0x{KNOWN_FLAGS:02x})")
+    if flags_problem(flags):
+        raise FormatError(flags_problem(flags))
     if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID_BYTES}")
     _need(data, need + id_len + FIELDS.size, "header")

@@ -531,6 +531,8 @@ class Picture:
             ``Comment``; :mod:`nicodec.text`), or None.
         resolution: the pixel density (Pillow's ``info["dpi"]``; :mod:`nicodec.resolution`),
             or None.
+        gray_as_rgb: the source was a colour image whose three channels are equal everywhere
+            (``grayscale`` is then true too): coded as gray, and decoded back to three channels.
     """
 
     rgb: np.ndarray
@@ -541,6 +543,7 @@ class Picture:
     xmp: bytes | None = None
     text: dict[str, str] | None = None
     resolution: resolution_section.Resolution | None = None
+    gray_as_rgb: bool = False
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
@@ -627,5 +630,19 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text, density)
+    # A black-and-white photo kept as RGB (a scan, a desaturated export): coded as colour, it
+    # came back with colour noise; coded as gray (its profile, an RGB one, kept), it comes back
+    # as three equal channels.
+    gray_as_rgb = not grayscale and _equal_channels(arr)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale or gray_as_rgb, xmp, text, density,
+                   gray_as_rgb)
+
+
+def _equal_channels(rgb: np.ndarray) -> bool:
+    """Whether an (H, W, 3) image's three channels are equal everywhere (a sparse sample first:
+    a colour photo differs there, and is not compared whole)."""
+    for rows in (rgb[::61, ::59], rgb):
+        if not (np.array_equal(rows[:, :, 0], rows[:, :, 1]) and np.array_equal(rows[:, :, 1], rows[:, :, 2])):
+            return False
+    return True
 

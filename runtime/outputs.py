@@ -300,7 +300,7 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     # The mode the decoded image will have; ICNS is left to its own check below: Pillow writes
     # the picture at its size (as PNG) beside copies resampled to the other icon sizes, and
     # reads back the largest.
-    mode = ("L" if header.flags & nicformat.FLAG_GRAYSCALE else "RGB") + ("A" if alpha_section.find(sections) else "")
+    mode = nicformat.decoded_mode(header.flags, alpha_section.find(sections) is not None)
     if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
         if _probe(fmt, mode, False) == "unwritable" and keeps(fmt, "RGBA", colour=False):  # QOI has no LA
             raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")

@@ -153,8 +153,7 @@ class NicImageFile(ImageFile.ImageFile):
             raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]
-        gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
-        self._mode = ("LA" if gray else "RGBA") if alpha_section.find(tags) else ("L" if gray else "RGB")
+        self._mode = nicformat.decoded_mode(header.flags, alpha_section.find(tags) is not None)
         # The metadata sections are small: read them now, so info has them before load().
         # Only those the file holds in full: a length from a damaged header is not read (a
         # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;

@@ -188,9 +188,12 @@ def parse_container(data: bytes):
     if data[4] != 1:
         raise Refused(f"unknown version {data[4]}")
     flags = data[5]
-    if flags & ~1:
+    if flags & ~3:
         raise Refused(f"reserved flag bits set: {flags:#x}")
+    if flags == 2:
+        raise Refused("gray as RGB without grayscale")
     info["grayscale"] = bool(flags & 1)
+    info["gray_as_rgb"] = bool(flags & 2)
     L = data[6]
     if not 1 <= L <= 64:
         raise Refused(f"model id length {L} outside 1..64")
@@ -475,7 +478,11 @@ def read_nic(data: bytes, model: Model, synthesis=True, check_reference=True, th
         if info["grayscale"]:
             r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
             pix = ((19595 * r + 38470 * g + 7471 * b + 32768) >> 16).astype(np.uint8)
-            if "alpha" in res:
+            if info["gray_as_rgb"]:
+                pix = np.stack([pix, pix, pix], -1)
+                if "alpha" in res:
+                    pix = np.concatenate([pix, res["alpha"][..., None]], -1)
+            elif "alpha" in res:
                 pix = np.stack([pix, res["alpha"]], -1)
         else:
             pix = rgb

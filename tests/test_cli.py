@@ -268,6 +268,25 @@ def test_info_json(png, tmp_path):
     assert (facts["width"], facts["height"]) == (256, 192)
     assert set(facts["sections"]) == {"ZSYM", "YSYM"}
     assert facts["bytes"] == (tmp_path / "photo.nic").stat().st_size
+    assert facts["grayscale"] is facts["gray_as_rgb"] is False
+
+
+def test_info_says_how_a_gray_file_decodes(tmp_path):
+    """A colour image of equal channels is coded as gray and decodes to RGB: info says which."""
+    from conftest import synthetic_photo
+
+    gray = synthetic_photo(64, 96)[..., 1]
+    Image.fromarray(gray).save(tmp_path / "l.png")
+    Image.fromarray(gray).convert("RGB").save(tmp_path / "rgb.png")
+    assert run("encode", tmp_path / "l.png", tmp_path / "rgb.png").exit_code == 0
+    assert "grayscale: yes\n" in run("info", tmp_path / "l.nic").stdout
+    said = run("info", tmp_path / "rgb.nic").stdout
+    assert "grayscale: yes (a colour image of equal channels: decoded as RGB)\n" in said and "gray_as_rgb" not in said
+    facts = json.loads(run("info", tmp_path / "rgb.nic", "--json").stdout)
+    assert facts["grayscale"] is facts["gray_as_rgb"] is True
+    assert run("decode", tmp_path / "rgb.nic", "-o", tmp_path / "back.png").exit_code == 0
+    with Image.open(tmp_path / "back.png") as back:
+        assert back.mode == "RGB"
 
 
 def test_info_never_prints_control_characters_from_a_file(png, tmp_path):

@@ -80,6 +80,32 @@ def test_grayscale_comes_back_grayscale(codec, photo):
     assert codec.decode(codec.encode(with_alpha), as_array=True).shape == photo.shape[:2] + (2,)
 
 
+def test_a_colour_image_of_equal_channels_comes_back_gray_in_colour(codec, photo, tmp_path):
+    """A black-and-white photo kept as RGB (a scan, a desaturated export) was coded as colour and
+    came back with colour noise (channels up to 13 to 27 levels apart, a review measured); it is
+    coded as the gray image is, and comes back in the mode it came in, its channels equal."""
+    gray = np.asarray(Image.fromarray(photo).convert("L"))
+    as_gray = codec.encode(gray)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2)
+    data = codec.encode(rgb)
+    assert nicformat.read_header(data)[0].flags == nicformat.FLAG_GRAYSCALE | nicformat.FLAG_GRAY_AS_RGB
+    assert len(data) == len(as_gray)  # the same symbols
+    out = codec.decode(data, as_array=True)
+    assert out.shape == rgb.shape and np.array_equal(out, np.repeat(codec.decode(as_gray, as_array=True)[:, :, None], 3, 2))
+    image = codec.decode(data)
+    assert image.mode == "RGB" and np.array_equal(np.asarray(image), out)
+    Image.fromarray(rgb).save(tmp_path / "bw.png")  # a file, a PIL image: the same
+    assert codec.encode(tmp_path / "bw.png") == codec.encode(Image.fromarray(rgb)) == data
+    rgba = np.dstack([rgb, np.full(gray.shape, 255, np.uint8)])
+    rgba[0, 0, 3] = 0
+    with_alpha = codec.decode(codec.encode(rgba), as_array=True)
+    assert with_alpha.shape == rgba.shape and with_alpha[0, 0, 3] == 0
+    assert np.array_equal(with_alpha[:, :, 0], with_alpha[:, :, 2])
+    colour = rgb.copy()
+    colour[5, 7, 1] ^= 1  # one sample off: a colour image, coded as one
+    assert nicformat.read_header(codec.encode(colour))[0].flags == 0
+
+
 def test_palette_is_coded_as_rgb(codec, photo):
     palette = Image.fromarray(photo).convert("P")
     assert codec.decode(codec.encode(palette), as_array=True).shape == photo.shape

@@ -87,11 +87,15 @@ def test_unknown_flags_are_refused(flags):
         nicformat.read_header(bytes(data))
 
 
-def test_the_grayscale_flag_is_read():
-    data = bytearray(packed())
-    data[5] = nicformat.FLAG_GRAYSCALE
-    header, _, _ = nicformat.read_header(bytes(data))
-    assert header.flags == nicformat.FLAG_GRAYSCALE
+def test_the_grayscale_flags_are_read():
+    for flags in (nicformat.FLAG_GRAYSCALE, nicformat.FLAG_GRAYSCALE | nicformat.FLAG_GRAY_AS_RGB):
+        data = bytearray(packed())
+        data[5] = flags
+        header, _, _ = nicformat.read_header(bytes(data))
+        assert header.flags == flags
+    data[5] = nicformat.FLAG_GRAY_AS_RGB  # alone: the flag says how a gray picture is returned
+    with pytest.raises(FormatError, match=r"flags 0x02: gray as RGB \(0x02\) without grayscale \(0x01\)"):
+        nicformat.read_header(bytes(data))
 
 
 def test_every_truncation_is_a_format_error():
@@ -178,7 +182,7 @@ def test_unknown_tag_in_a_file_is_refused():
 @pytest.mark.parametrize(
     "field, value",
     [("width", 0), ("height", 0), ("width", (1 << 20) + 1), ("model_id", ""), ("model_id", "x" * 65),
-     ("model_hash", b"short"), ("flags", 3), ("version", 9), ("quality", float("nan"))],
+     ("model_hash", b"short"), ("flags", 2), ("flags", 4), ("version", 9), ("quality", float("nan"))],
 )
 def test_pack_refuses_bad_headers(field, value):
     fields = dict(HEADER.__dict__, **{field: value})

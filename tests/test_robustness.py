@@ -79,7 +79,7 @@ def decode_or_refuse(codec: Codec, data: bytes, *, symbols: bool = False):
         return exc
     header, sections = nicformat.unpack(data, max_pixels=codec.max_pixels)
     assert pixels.dtype == np.uint8
-    channels = (1 if header.flags & nicformat.FLAG_GRAYSCALE else 3) + (1 if alpha_section.find(sections) else 0)
+    channels = len(nicformat.decoded_mode(header.flags, alpha_section.find(sections) is not None))
     assert pixels.shape == (header.height, header.width) + ((channels,) if channels > 1 else ())
     if symbols:
         header2, z_hat, ys, mean_q = codec.decode_symbols(data)

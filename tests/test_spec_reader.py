@@ -69,6 +69,8 @@ CASES = {
     "quality 100": (lambda: png(Image.fromarray(synthetic_photo(64, 96))), {"quality": 100}),
     "gray": (lambda: png(Image.fromarray(synthetic_photo(64, 96)[..., 1])), {}),
     "gray and alpha": (gray_alpha, {}),
+    "gray kept as RGB": (lambda: png(Image.fromarray(synthetic_photo(64, 96)[..., 1]).convert("RGB")), {}),
+    "gray kept as RGBA": (lambda: png(Image.open(io.BytesIO(gray_alpha())).convert("RGBA")), {}),
     "rgba": (rgba, {}),
     "rgba, exact": (rgba, {"exact": True}),
     "every section": (everything, {}),
@@ -170,3 +172,23 @@ def test_what_one_refuses_the_other_refuses(codec, model):
         else:
             assert_same(theirs, ours)
     assert 0 < refused < 60  # both kinds of outcome were compared
+
+
+def test_the_flags_mean_the_same_to_both(codec, model):
+    """Bit 1 (gray returned as RGB) beside bit 0 gives three equal channels, bit 0 alone one,
+    bit 1 alone and any other bit a refusal, to nicodec and to the reader from FORMAT.md alike."""
+    data = codec.encode(np.repeat(synthetic_photo(64, 96)[..., 1:2], 3, axis=2))
+    assert data[5] == 3
+    for flags, mode in ((3, "RGB"), (1, "L"), (0, "RGB"), (2, None), (4, None), (7, None)):
+        changed = bytearray(data)
+        changed[5] = flags
+        changed = recrc(bytes(changed))
+        if mode is None:
+            with pytest.raises(FormatError, match="flags"):
+                codec.decode(changed)
+            with pytest.raises(spec_reader.Refused):
+                spec_reader.read_nic(changed, model, check_reference=False)
+        else:
+            decoded = codec.decode(changed)
+            assert decoded.mode == mode
+            assert_same(spec_reader.read_nic(changed, model, check_reference=False), decoded)
