@@ -639,3 +639,21 @@ def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real
         done = subprocess.run([sys.executable, "-m", "nicodec", "info", "-"], stdin=stdin, capture_output=True,
                               text=True, check=False)
     assert done.returncode == 1 and "standard input holds more than 1,073,741,824 bytes" in done.stderr, done.stderr
+
+
+def test_the_fuzz_harness_takes_every_kind_of_file_nicodec_writes(codec, monkeypatch):
+    """tests/fuzz/fuzz_decode.py works out the decoded shape from the header: a file of a colour
+    image of equal channels (flags 0x03, three channels back) was a finding to it."""
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).parent / "fuzz"))
+    import fuzz_decode
+
+    monkeypatch.setattr(fuzz_decode, "CODEC", codec)
+    photo = synthetic_photo(40, 48)
+    alpha = np.full((40, 48, 1), 255, np.uint8)
+    alpha[0, 0] = 0
+    gray = photo[..., 1:2]
+    for image in (photo, gray[..., 0], np.repeat(gray, 3, axis=2), np.dstack([photo, alpha]),
+                  np.dstack([np.repeat(gray, 3, axis=2), alpha])):
+        assert fuzz_decode.TestOneInput(codec.encode(image)) == "decoded"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Fuzz target: any bytes into ``Codec.decode``; only a ``NicodecError`` may come out.
 
-A decode must end with an RGB image of the size the header states, or with a
+A decode must end with an image of the size and mode the header states, or with a
 subclass of :class:`nicodec.NicodecError`. Any other exception is a finding:
 atheris (libFuzzer) reports it and writes the input to ``crash-<sha1>``; hangs
 and huge allocations are caught by libFuzzer's ``-timeout`` and ``-rss_limit_mb``.
@@ -101,7 +101,7 @@ def TestOneInput(data: bytes) -> str:
         key = outcome_key(exc)
     else:
         header, sections = nicformat.unpack(data, max_pixels=CODEC.max_pixels)
-        channels = (1 if header.flags & nicformat.FLAG_GRAYSCALE else 3) + (1 if alpha_section.find(sections) else 0)
+        channels = len(nicformat.decoded_mode(header.flags, alpha_section.find(sections) is not None))
         shape = (header.height, header.width) + ((channels,) if channels > 1 else ())
         if pixels.dtype != np.uint8 or pixels.shape != shape:
             raise AssertionError(
