@@ -43,7 +43,7 @@ from .errors import (FormatError, LimitError, ModelError, ModelMismatchError, Ni
                      QualityError)
 from .files import read_binary_file, read_file
 from .graphs import check_graph
-from .images import read_picture
+from .images import equal_channels, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
                        REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
@@ -469,7 +469,12 @@ class Codec:
         # which the refinement leaves out of its distortion too. One copy of the pixels is kept.
         chosen = picture.alpha is not None and not exact
         if chosen:
-            picture = dataclasses.replace(picture, rgb=fill_transparent(picture.rgb, picture.alpha))
+            filled = fill_transparent(picture.rgb, picture.alpha)
+            # Gray wherever it shows, whatever colour hid under alpha 0: the fill, made of what
+            # shows, is gray too, so the picture is coded as gray (and decodes so).
+            gray = not picture.grayscale and equal_channels(filled)
+            picture = dataclasses.replace(picture, rgb=filled, grayscale=picture.grayscale or gray,
+                                          gray_as_rgb=picture.gray_as_rgb or gray)
         pixels = picture.rgb
         height, width = pixels.shape[:2]
         self._check_size(width, height)

@@ -633,12 +633,12 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     # A black-and-white photo kept as RGB (a scan, a desaturated export): coded as colour, it
     # came back with colour noise; coded as gray (its profile, an RGB one, kept), it comes back
     # as three equal channels.
-    gray_as_rgb = not grayscale and _equal_channels(arr)
+    gray_as_rgb = not grayscale and equal_channels(arr)
     return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale or gray_as_rgb, xmp, text, density,
                    gray_as_rgb)
 
 
-def _equal_channels(rgb: np.ndarray) -> bool:
+def equal_channels(rgb: np.ndarray) -> bool:
     """Whether an (H, W, 3) image's three channels are equal everywhere (a sparse sample first:
     a colour photo differs there, and is not compared whole)."""
     for rows in (rgb[::61, ::59], rgb):

@@ -104,6 +104,16 @@ def test_a_colour_image_of_equal_channels_comes_back_gray_in_colour(codec, photo
     colour = rgb.copy()
     colour[5, 7, 1] ^= 1  # one sample off: a colour image, coded as one
     assert nicformat.read_header(codec.encode(colour))[0].flags == 0
+    # Colour hidden under alpha 0 (a cut-out) is replaced by a fill of what shows, gray: coded as gray,
+    # unless it is to be kept (exact).
+    rgba = np.dstack([colour, np.full(gray.shape, 255, np.uint8)])
+    rgba[:, :20] = (255, 0, 0, 0)
+    both = nicformat.FLAG_GRAYSCALE | nicformat.FLAG_GRAY_AS_RGB
+    rgba[5, 7, :3] = rgb[5, 7]
+    assert nicformat.read_header(codec.encode(rgba))[0].flags == both
+    shown = codec.decode(codec.encode(rgba), as_array=True)
+    assert np.array_equal(shown[:, :, 0], shown[:, :, 1]) and np.array_equal(shown[:, :, 3], rgba[:, :, 3])
+    assert nicformat.read_header(codec.encode(rgba, exact=True))[0].flags == 0
 
 
 def test_palette_is_coded_as_rgb(codec, photo):
