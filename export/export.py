@@ -395,9 +395,12 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         route = ("train it with nicodec-train --integer-from (or --init this checkpoint with --integer-from and "
                  "--new-schedule)" if model.config.levels else "run nicodec.training.entropy_finetune --mode integer first")
         planned = (ckpt.get("train_config") or {}).get("integer_from")
-        if planned:  # a run stopped (or a checkpoint written) before the point it was to switch at
+        complete = (ckpt.get("metrics") or {}).get("schedule_complete")
+        if planned and not complete:  # a run stopped (or a checkpoint written) before the point it was to switch at
             route = (f"its run stopped at step {ckpt.get('step')}, before it reached its --integer-from {planned:g} "
-                     f"({planned:.0%} of its schedule): nicodec-train --out RUN --resume finishes it")
+                     f"({planned:.0%} of its schedule): nicodec-train --out RUN --resume finishes it"
+                     + ("" if complete is False else " (a run of a build before 2026-12-03 whose schedule is complete: "
+                        "--init this checkpoint with --integer-from and --new-schedule)"))
         console.print(
             "[yellow]warning:[/yellow] this model's entropy parameters are computed in float, so files "
             f"may not decode on other machines; {route}"

@@ -209,13 +209,23 @@ def test_a_float_checkpoint_of_a_run_stopped_before_its_integer_point_says_to_fi
 
     model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8, lmbdas=(0.01, 0.04)))
     saved = {"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 414}
-    torch.save({**saved, "train_config": {"integer_from": 0.9, "steps": 5000}}, tmp_path / "stopped.pt")
+    stopped = {**saved, "train_config": {"integer_from": 0.9, "steps": 5000}, "metrics": {"schedule_complete": False}}
+    torch.save(stopped, tmp_path / "stopped.pt")
     torch.save(saved, tmp_path / "float.pt")
     result = export(tmp_path / "stopped.pt", "--out", tmp_path / "a")
     said = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert ("files may not decode on other machines; its run stopped at step 414, before it reached its "
             "--integer-from 0.9 (90% of its schedule): nicodec-train --out RUN --resume finishes it") in said
+    assert "a build before" not in said
+    # A checkpoint of an older build does not say whether its schedule was complete: both ways are named.
+    torch.save({**stopped, "metrics": {}}, tmp_path / "older.pt")
+    said = " ".join(export(tmp_path / "older.pt", "--out", tmp_path / "d").output.split())
+    assert "--resume finishes it (a run of a build before 2026-12-03 whose schedule is complete: --init" in said
+    # A run whose schedule ended before its switch (few steps): --resume has nothing to train.
+    torch.save({**stopped, "metrics": {"schedule_complete": True}}, tmp_path / "ended.pt")
+    said = " ".join(export(tmp_path / "ended.pt", "--out", tmp_path / "c").output.split())
+    assert "--resume" not in said and "train it with nicodec-train --integer-from (or --init this checkpoint" in said
     result = export(tmp_path / "float.pt", "--out", tmp_path / "b")
     said = " ".join(result.output.split())
     assert result.exit_code == 0 and "train it with nicodec-train --integer-from (or --init this checkpoint" in said

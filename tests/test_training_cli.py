@@ -293,10 +293,29 @@ def test_ctrl_c_before_the_training_loop_is_one_line(tmp_path, images, monkeypat
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "list_images", interrupted)
-    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY)
+    with monkeypatch.context() as patched:
+        patched.setattr(train_module, "list_images", interrupted)
+        code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY)
     assert code == 130 and said == "interrupted before training began: no checkpoint was written", said
     assert not (tmp_path / "run" / "last.pt").exists()
+
+    # Under torchrun the loop sets no handler: a Ctrl-C in it comes here too, after checkpoints.
+    import contextlib
+
+    real_step, steps = train_module.training_step, []
+
+    def step_then_stop(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 4:
+            raise KeyboardInterrupt
+        return real_step(*args, **kwargs)
+
+    monkeypatch.setattr(train_module.Stop, "on_signals", lambda self, enabled=True: contextlib.nullcontext())
+    monkeypatch.setattr(train_module, "training_step", step_then_stop)
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--steps", "10",
+                        "--batch", "2", "--val-every", "2")
+    assert code == 130 and said.endswith("interrupted: --resume continues from the last checkpoint written"), said
+    assert (tmp_path / "run" / "last.pt").exists()
 
 
 @pytest.mark.parametrize("limit", ["steps", "minutes", "deadline"])
@@ -611,6 +630,24 @@ def test_resume_with_tune_gains_continues_only_a_run_that_tuned_those_gains(tmp_
     assert tuple(resumed["train_config"]["tune_levels"]) == (1,) and resumed["step"] == before + 1
     code, said = invoke(train_module.app, "--out", tuned, "--resume", "--steps", "4", "--tune-gains", "0")
     assert code == 2 and "this one tuned the gains of levels 1: tune gains from its weights" in said, said
+
+
+def test_a_schedule_that_ends_before_its_integer_point_says_so(tmp_path, images):
+    """The switch to the integer hyper-synthesis comes at a step's start: 2 steps never reach 90%.
+    The run ended "done" with float entropy parameters, and nicodec-export then said to resume
+    it, which had nothing to train; it says so and how to switch, and its checkpoint says it is complete."""
+    run = tmp_path / "run"
+    code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--lmbdas", "0.01,0.04", "--steps", "2",
+                        "--batch", "2", "--integer-from", "0.9")
+    assert code == 0, said
+    assert (f"warning: the schedule ended before its --integer-from 0.9 point, so the entropy parameters are still "
+            f"float (files may not decode on other machines): nicodec-train --init {run / 'last.pt'} --integer-from 0.9 "
+            "--new-schedule --out ANOTHER --steps N switches them") in said
+    saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
+    assert saved["metrics"]["schedule_complete"] is True and not saved["model_config"]["integer_entropy"]
+    code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "switched", *TINY, "--lmbdas",
+                        "0.01,0.04", "--steps", "2", "--batch", "2", "--integer-from", "0.5")
+    assert code == 0 and "warning" not in said, said
 
 
 def test_architecture_options_that_differ_from_the_checkpoint_are_refused_and_lmbda_fine_tunes(tmp_path, checkpoint,

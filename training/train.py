@@ -898,7 +898,8 @@ def train(
             raise typer.Exit(1) from None
 
         try:
-            save_checkpoint(last, model, optimizer, step, model_cfg, cfg, metrics,
+            # Complete only when the final checkpoint says so (nicodec-export's advice reads it).
+            save_checkpoint(last, model, optimizer, step, model_cfg, cfg, {"schedule_complete": False, **metrics},
                             seconds_before + (time.monotonic() - t0 if wall is None else wall), origin, options)
         except (OSError, NicodecError) as exc:
             unwritten(last, exc, f"{last} keeps step {saved_at[1]}" if saved_at[1] is not None
@@ -963,6 +964,7 @@ def train(
     stop = Stop()
     # The handlers stay in place through the final validation and checkpoint: a stop there (the
     # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
+    TRAINING_BEGAN.set()
     with stop.on_signals(enabled=not distributed):
         with Progress(*columns, console=console, disable=not main) as bar:
             last_step = origin[0] + cfg.steps
@@ -1013,6 +1015,7 @@ def train(
                     checkpoint()  # with the last validation's figures: a slow run loses little to a crash
             bar.update(task, **shown(step))  # a stop between the bar's updates, every 25 steps
         wall = time.monotonic() - t0
+        complete = step >= last_step or schedule_progress() >= 1.0  # not stopped, nor cut by --minutes or a deadline
         if main and resume and step == start_step:
             # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
             if step >= last_step or schedule_progress() >= 1.0:
@@ -1026,12 +1029,19 @@ def train(
                 _diverged(step, last, saved_at[1])
             metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
                            it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
-                           train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"])
+                           train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"],
+                           schedule_complete=complete)
             checkpoint(wall)
             stopped = stop.signal and step < last_step
             console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(metrics)}; "
                           f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
                           f"in all; wrote {written()}" + ("; --resume continues" if stopped else ""))
+            if complete and cfg.integer_from and not model_cfg.integer_entropy:
+                # The switch is made at a step's start: a schedule of few (or long) steps can end before it.
+                console.print(f"warning: the schedule ended before its --integer-from {cfg.integer_from:g} point, so "
+                              "the entropy parameters are still float (files may not decode on other machines): "
+                              f"nicodec-train --init {last} --integer-from {cfg.integer_from:g} --new-schedule "
+                              "--out ANOTHER --steps N switches them")
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
@@ -1057,6 +1067,11 @@ def _diverged(step: int, last: Path, saved_step: Optional[int] = None) -> None:
     console.print(f"error: the loss is not finite at step {step}: training diverged ({where}); "
                   "a lower --lr usually helps")
     raise typer.Exit(1)
+
+
+TRAINING_BEGAN = threading.Event()
+"""Set as :func:`train` starts its loop: a Ctrl-C the command catches before then wrote nothing
+(under ``torchrun`` the loop has no handler of its own, and one may come later)."""
 
 
 class Stop:
@@ -1265,11 +1280,13 @@ def main(
     inherit = frozenset(f.name for f in fields(TrainConfig) if OPTION_OF_FIELD.get(f.name, f.name) not in given)
     inherit_options = frozenset(name for name in RUN_OPTIONS if name not in given)
     given_model = frozenset(field for field, name in MODEL_OPTIONS.items() if name in given)
+    TRAINING_BEGAN.clear()
     try:
         train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
               val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
               slim=slim if int(os.environ.get("RANK", "0")) == 0 else None, deadline=deadline, force=force,
               inherit=inherit, inherit_options=inherit_options, given_model=given_model)
     except KeyboardInterrupt:  # before the training loop's own handler (options, images, set-up): Typer said nothing
-        console.print("interrupted before training began: no checkpoint was written")
+        console.print("interrupted: --resume continues from the last checkpoint written" if TRAINING_BEGAN.is_set()
+                      else "interrupted before training began: no checkpoint was written")
         raise typer.Exit(130) from None
