@@ -359,6 +359,14 @@ def test_folder_layout_mistakes_are_named_with_the_way_out(tmp_path, no_image_lo
     assert code == 2 and f"not a folder: {sets / 'README.txt'} (give the folder that holds it)" in said
     code, said = invoke(train_module.app, "--data", f"{sets}/*.txt", "--out", out, *TINY)
     assert code == 2 and f"no folder matches {sets}/*.txt (it matches 1 file: give the folder that holds them)" in said
+    nested = tmp_path / "nested"
+    write_images(nested / "x" / "deep", 6)
+    write_images(nested / "y" / "deep", 6)
+    code, said = invoke(train_module.app, "--data", f"{nested}/*", "--out", out, *TINY)  # one level too high
+    assert code == 2 and f"no images found in {nested}/* (images in subfolders are not read: --data '{nested}/*/*'" in said
+    write_images(sets, 2)  # photos of their own beside the folders: named, not passed over
+    code, said = invoke(train_module.app, "--data", f"{sets}/*", "--out", out, *TINY)
+    assert code == 2 and f"{sets}/* matches images ({sets / 'im00.png'} and 1 more) beside folders" in said, said
 
 
 def test_a_crop_larger_than_every_image_is_named(tmp_path, images):

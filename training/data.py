@@ -27,6 +27,11 @@ def list_images(folders: Sequence[str]) -> list[str]:
         if any(c in pattern for c in "*?["):  # a pattern picks folders: files beside them (a README) are passed over
             files = [match for match in matches if not os.path.isdir(match)]
             matches = [match for match in matches if os.path.isdir(match)]
+            images = [name for name in files if name.lower().endswith(IMAGE_SUFFIXES)]
+            if matches and images:  # photos of their own beside the folders: not passed over in silence
+                raise FileNotFoundError(
+                    f"{pattern} matches images ({images[0]}{f' and {len(images) - 1} more' if len(images) > 1 else ''}) "
+                    "beside folders: --data takes folders; give the folder that holds them as well")
             if not matches:
                 raise FileNotFoundError(f"no folder matches {pattern}" + (
                     f" (it matches {len(files)} file{'s' if len(files) > 1 else ''}: give the folder that holds them)"
@@ -49,7 +54,7 @@ def subfolder_hint(folders: Sequence[str]) -> str:
         for folder in sorted(glob.glob(pattern)) or [pattern]:
             try:
                 if any(entry.is_dir() for entry in os.scandir(folder)):
-                    return f" (images in subfolders are not read: --data '{os.path.join(folder, '*')}' reads each subfolder)"
+                    return f" (images in subfolders are not read: --data '{os.path.join(pattern, '*')}' reads each subfolder)"
             except OSError:
                 continue
     return ""
