@@ -583,8 +583,9 @@ class Codec:
                 decoding and each tile of the synthesis, ``done`` growing to ``total``.
 
         Returns:
-            An RGB or RGBA PIL image (L or LA for a grayscale source; arrays are then
-            (H, W) or (H, W, 2)), with ``info["icc_profile"]``, ``info["exif"]`` and
+            An RGB or RGBA PIL image (L or LA for a grayscale source, whose arrays are
+            (H, W) or (H, W, 2); a colour source of three equal channels comes back as RGB or
+            RGBA, its channels equal), with ``info["icc_profile"]``, ``info["exif"]`` and
             ``info["xmp"]`` and its resolution as ``info["dpi"]`` (dots per inch, two floats)
             when the file keeps them, and its text as ``image.text`` (a dict,
             keyword to text, empty for none, as Pillow's PNG images have it; a ``Comment`` is

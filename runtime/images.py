@@ -608,7 +608,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:
-            hint = (" (floats from 0 to 1: np.round(image * 255).astype(np.uint8))"
+            hint = (" (a one-dimensional array is read as an image file's bytes: np.fromfile(path, dtype=np.uint8))"
+                    if arr.ndim == 1 else " (floats from 0 to 1: np.round(image * 255).astype(np.uint8))"
                     if arr.dtype.kind == "f" else "")
             raise UnsupportedImageError(f"numpy images must be uint8, not {arr.dtype}{hint}")
         if arr.ndim == 3 and arr.shape[2] == 1:

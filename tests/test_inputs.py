@@ -885,8 +885,11 @@ def test_byte_buffers_of_every_kind_and_a_released_one(codec, photo):
     with pytest.raises(nicodec.UnsupportedImageError, match=r"^the image data is not in a format Pillow can read \(a "
                        r"one-dimensional uint8 array is read as an image file's bytes; numpy images of pixels are \(H, W\)"):
         codec.encode(photo.ravel())  # pixels flattened: told what a 1-D array is read as, and what pixels are
-    with pytest.raises(nicodec.UnsupportedImageError, match="numpy images must be uint8, not int32"):
+    with pytest.raises(nicodec.UnsupportedImageError, match=r"numpy images must be uint8, not int32 \(a one-dimensional "
+                       r"array is read as an image file's bytes: np.fromfile\(path, dtype=np.uint8\)\)"):
         codec.encode(np.frombuffer(png[:len(png) // 4 * 4], np.int32))
+    with pytest.raises(nicodec.UnsupportedImageError, match=r"not float64 \(a one-dimensional"):
+        codec.encode(np.zeros(100))  # np.fromfile's default dtype
 
     class Whole:  # a read() that takes no size
         def __init__(self, data):
