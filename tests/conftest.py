@@ -9,6 +9,13 @@ import pytest
 
 from photos import psnr, synthetic_photo  # noqa: F401 - the tests import them from here
 
+# The tests read the plain text a log gets, at Rich's default width: settings of the shell
+# they run from (a CI workflow's FORCE_COLOR, an exported COLUMNS) coloured or wrapped it, and
+# failed 73 tests (one hung). Taken out before any module makes a console; a test that needs one
+# sets it itself.
+for _name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NICODEC_SHARED", REPO.parent / "shared"))
 KODAK = SHARED / "data" / "kodak"

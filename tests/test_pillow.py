@@ -28,7 +28,7 @@ def unregistered_afterwards():
     yield
     if "NIC" in Image.ID:
         Image.ID.remove("NIC")
-    for registry in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
+    for registry in (Image.OPEN, Image.SAVE, Image.SAVE_ALL, Image.MIME, Image.DECODERS):
         registry.pop("NIC", None)
     Image.EXTENSION.pop(".nic", None)
 

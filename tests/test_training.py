@@ -73,7 +73,7 @@ def free_port() -> int:
 
 
 def test_two_process_distributed_training(folder, tmp_path):
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(tmp_path))  # torchrun leaves its log folders there
     cmd = [
         sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(free_port()),
         "-m", "nicodec.training", "--data", str(folder), "--out", str(tmp_path / "ddp"), "--steps", "4",

@@ -744,12 +744,15 @@ def test_sigterm_writes_a_checkpoint_at_the_step_reached(tmp_path, images):
     README's sizes, a whole 60-minute run)."""
     import signal
     import sys
+    import threading
 
     run = tmp_path / "run"
     process = subprocess.Popen(
         [sys.executable, "-m", "nicodec.training", "--data", str(images), "--out", str(run), *TINY, "--steps",
          "1000000", "--val-every", "1000000", "--batch", "2"],
         stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True, cwd=tmp_path)
+    watchdog = threading.Timer(240, process.kill)  # a line never found: the test fails, it does not hang
+    watchdog.start()
     try:
         for line in process.stderr:
             if line.startswith("first step"):
@@ -758,11 +761,26 @@ def test_sigterm_writes_a_checkpoint_at_the_step_reached(tmp_path, images):
         rest = process.stderr.read()
         code = process.wait(timeout=120)
     finally:
+        watchdog.cancel()
         process.kill()
     assert code == 128 + signal.SIGTERM, rest
     assert "SIGTERM: stopping after this step" in rest and "stopped by SIGTERM" in rest and "--resume continues" in rest
     saved = torch.load(run / "last.pt", map_location="cpu", weights_only=False)
     assert saved["step"] >= 1
+
+
+def test_a_log_gets_no_progress_bar_whatever_force_color_says(tmp_path, images):
+    """FORCE_COLOR (set by many CI workflows) made Rich draw the bar into a piped stderr: a dozen
+    redraws before each line, which also hid "first step" from a reader of the log."""
+    import sys
+
+    env = {**os.environ, "FORCE_COLOR": "1", "TTY_COMPATIBLE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "nicodec.training", "--data", str(images), "--out", str(tmp_path / "run"), *TINY,
+         "--steps", "3", "--batch", "2"], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stderr and "\x1b[2K" not in done.stderr and "━" not in done.stderr, done.stderr
+    assert any(line.startswith("first step") for line in done.stderr.splitlines()), done.stderr
 
 
 def test_an_unreadable_held_out_image_is_not_counted_as_a_small_one(tmp_path, images):

@@ -231,7 +231,7 @@ def test_the_plugins_xmp_option_does_not_change_how_the_picture_is_turned(codec,
     finally:  # Pillow has no unregister (as in test_pillow.py)
         if "NIC" in Image.ID:
             Image.ID.remove("NIC")
-        for registry in (Image.OPEN, Image.SAVE, Image.MIME, Image.DECODERS):
+        for registry in (Image.OPEN, Image.SAVE, Image.SAVE_ALL, Image.MIME, Image.DECODERS):
             registry.pop("NIC", None)
         Image.EXTENSION.pop(".nic", None)
 

@@ -43,6 +43,7 @@ from .train import (
     crop_side,
     non_negative_float,
     non_negative_int,
+    on_terminal,
     partly_retrained,
     save_atomically,
     save_weights,
@@ -92,12 +93,12 @@ def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: in
     y_hats, crops, used = [], [], []
     columns = [TextColumn("encoding crops"), BarColumn(), TextColumn("{task.completed}/{task.total} images"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=True) as bar:  # minutes, for thousands of crops
+    with Progress(*columns, console=console, transient=True, disable=not on_terminal(console)) as bar:  # minutes
         task = bar.add_task("encode", total=len(paths))
         for number, path in enumerate(paths, 1):
             _encode_crops(codec, path, crop, per_image, rng, qualities, y_hats, crops, used)
             bar.update(task, completed=number)
-            if not console.is_terminal and number % max(1, len(paths) // 10) == 0:  # a log file gets no bar
+            if not on_terminal(console) and number % max(1, len(paths) // 10) == 0:  # a log file gets no bar
                 console.print(f"encoding crops: {number}/{len(paths)} images")
     return torch.stack(y_hats), torch.stack(crops), torch.tensor(used, dtype=torch.float32)
 

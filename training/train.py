@@ -63,6 +63,15 @@ DEFAULT_DATA = "../shared/data/train/shard-*"
 console = Console(stderr=True, soft_wrap=True)  # one line per line in a log file, whatever its width
 
 
+def on_terminal(stream: Console) -> bool:
+    """Whether a console writes to a terminal, whatever FORCE_COLOR or TTY_COMPATIBLE say (Rich's
+    ``is_terminal`` follows them): a progress bar is drawn for a person, never into a log."""
+    try:
+        return stream.file.isatty()
+    except (AttributeError, ValueError, OSError):  # no stream, or a closed one
+        return False
+
+
 @dataclass
 class TrainConfig:
     """How one run trains; saved in its checkpoints next to the model config."""
@@ -966,7 +975,7 @@ def train(
     # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
     TRAINING_BEGAN.set()
     with stop.on_signals(enabled=not distributed):
-        with Progress(*columns, console=console, disable=not main) as bar:
+        with Progress(*columns, console=console, disable=not main or not on_terminal(console)) as bar:
             last_step = origin[0] + cfg.steps
             task = bar.add_task("train", total=1000, stats="", **shown(step))
             while step < last_step:
@@ -999,7 +1008,7 @@ def train(
                         _diverged(step, last, saved_at[1])
                     stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
                     bar.update(task, stats=stats, **shown(step))
-                    if not console.is_terminal and step % 250 == 0:  # a log file gets no progress bar
+                    if not on_terminal(console) and step % 250 == 0:  # a log file gets no progress bar
                         elapsed = time.monotonic() - t0
                         bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
                 if main and (step % cfg.val_every == 0):
