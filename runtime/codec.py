@@ -469,12 +469,13 @@ class Codec:
         # which the refinement leaves out of its distortion too. One copy of the pixels is kept.
         chosen = picture.alpha is not None and not exact
         if chosen:
-            filled = fill_transparent(picture.rgb, picture.alpha)
-            # Gray wherever it shows, whatever colour hid under alpha 0: the fill, made of what
-            # shows, is gray too, so the picture is coded as gray (and decodes so).
-            gray = not picture.grayscale and equal_channels(filled)
-            picture = dataclasses.replace(picture, rgb=filled, grayscale=picture.grayscale or gray,
-                                          gray_as_rgb=picture.gray_as_rgb or gray)
+            picture = dataclasses.replace(picture, rgb=fill_transparent(picture.rgb, picture.alpha))
+        if not picture.grayscale and equal_channels(picture.rgb):
+            # A black-and-white photo kept as RGB (a scan, a desaturated export), whatever colour
+            # hid under alpha 0 (the fill, made of what shows, is gray too): coded as colour, it came
+            # back tinted; coded as gray (its profile, an RGB one, kept), it comes back as three
+            # equal channels.
+            picture = dataclasses.replace(picture, grayscale=True, gray_as_rgb=True)
         pixels = picture.rgb
         height, width = pixels.shape[:2]
         self._check_size(width, height)

@@ -77,10 +77,15 @@ class _Console(Console):
         is drawn for a person, not into a CI job's log."""
         if self._told_terminal is not None:
             return bool(self._told_terminal)
-        try:
-            return self.file.isatty()
-        except (AttributeError, ValueError, OSError):  # no stream, or a closed one
-            return False
+        return writes_to_terminal(self)
+
+
+def writes_to_terminal(console: Console) -> bool:
+    """Whether a console's stream is a terminal, whatever FORCE_COLOR or TTY_COMPATIBLE say."""
+    try:
+        return console.file.isatty()
+    except (AttributeError, ValueError, OSError):  # no stream, or a closed one
+        return False
 
     def print(self, *objects, **kwargs) -> None:
         if not self.stderr and self._file is None and sys.stdout is None:

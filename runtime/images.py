@@ -532,7 +532,8 @@ class Picture:
         resolution: the pixel density (Pillow's ``info["dpi"]``; :mod:`nicodec.resolution`),
             or None.
         gray_as_rgb: the source was a colour image whose three channels are equal everywhere
-            (``grayscale`` is then true too): coded as gray, and decoded back to three channels.
+            (``grayscale`` is then true too): coded as gray, and decoded back to three channels
+            (:meth:`nicodec.Codec.encode` finds it, after the fill under transparent pixels).
     """
 
     rgb: np.ndarray
@@ -631,12 +632,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
-    # A black-and-white photo kept as RGB (a scan, a desaturated export): coded as colour, it
-    # came back with colour noise; coded as gray (its profile, an RGB one, kept), it comes back
-    # as three equal channels.
-    gray_as_rgb = not grayscale and equal_channels(arr)
-    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale or gray_as_rgb, xmp, text, density,
-                   gray_as_rgb)
+    return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text, density)
 
 
 def equal_channels(rgb: np.ndarray) -> bool:

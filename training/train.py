@@ -52,6 +52,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from nicodec.console import writes_to_terminal
 from nicodec.errors import ModelError, NicodecError
 from nicodec.files import nearest_existing, write_atomic
 
@@ -61,15 +62,7 @@ from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
 console = Console(stderr=True, soft_wrap=True)  # one line per line in a log file, whatever its width
-
-
-def on_terminal(stream: Console) -> bool:
-    """Whether a console writes to a terminal, whatever FORCE_COLOR or TTY_COMPATIBLE say (Rich's
-    ``is_terminal`` follows them): a progress bar is drawn for a person, never into a log."""
-    try:
-        return stream.file.isatty()
-    except (AttributeError, ValueError, OSError):  # no stream, or a closed one
-        return False
+on_terminal = writes_to_terminal  # a bar is drawn for a person, never into a log (FORCE_COLOR or not)
 
 
 @dataclass
