@@ -38,6 +38,14 @@ def zero_size(name: str) -> bool:
     return value.isdigit() and int(value) == 0
 
 
+def writes_to_terminal(console: Console) -> bool:
+    """Whether a console's stream is a terminal, whatever FORCE_COLOR or TTY_COMPATIBLE say."""
+    try:
+        return console.file.isatty()
+    except (AttributeError, ValueError, OSError):  # no stream, or a closed one
+        return False
+
+
 class _Nowhere(io.TextIOBase):
     """Where a console writes when its stream is closed (``2>&-``: ``sys.stderr`` is None), as
     newer Rich does by itself; Rich 10.11 wrote to None, an AttributeError."""
@@ -78,14 +86,6 @@ class _Console(Console):
         if self._told_terminal is not None:
             return bool(self._told_terminal)
         return writes_to_terminal(self)
-
-
-def writes_to_terminal(console: Console) -> bool:
-    """Whether a console's stream is a terminal, whatever FORCE_COLOR or TTY_COMPATIBLE say."""
-    try:
-        return console.file.isatty()
-    except (AttributeError, ValueError, OSError):  # no stream, or a closed one
-        return False
 
     def print(self, *objects, **kwargs) -> None:
         if not self.stderr and self._file is None and sys.stdout is None:
