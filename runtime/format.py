@@ -115,8 +115,9 @@ class Header:
             raise FormatError(
                 f"unsupported format version {self.version} (this nicodec reads version {FORMAT_VERSION})"
             )
-        if flags_problem(self.flags):
-            raise FormatError(flags_problem(self.flags))
+        problem = flags_problem(self.flags)
+        if problem:
+            raise FormatError(problem)
         problem = model_id_problem(self.model_id)
         if problem:
             raise FormatError(problem)
@@ -225,8 +226,9 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
-    if flags_problem(flags):
-        raise FormatError(flags_problem(flags))
+    problem = flags_problem(flags)
+    if problem:
+        raise FormatError(problem)
     if not 1 <= id_len <= MAX_MODEL_ID_BYTES:
         raise FormatError(f"model id length {id_len} is outside 1..{MAX_MODEL_ID_BYTES}")
     _need(data, need + id_len + FIELDS.size, "header")

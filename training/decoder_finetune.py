@@ -34,6 +34,8 @@ import torch
 import typer
 from rich.console import Console
 
+from nicodec.console import writes_to_terminal
+
 from .data import held_out_copies, list_images, load_rgb, load_rgb_or_warn, shorter_side
 from .train import (
     DEFAULT_DATA,
@@ -43,7 +45,6 @@ from .train import (
     crop_side,
     non_negative_float,
     non_negative_int,
-    on_terminal,
     partly_retrained,
     save_atomically,
     save_weights,
@@ -93,12 +94,12 @@ def encoded_latents(codec, paths: list[str], crop: int, per_image: int, seed: in
     y_hats, crops, used = [], [], []
     columns = [TextColumn("encoding crops"), BarColumn(), TextColumn("{task.completed}/{task.total} images"),
                TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*columns, console=console, transient=True, disable=not on_terminal(console)) as bar:  # minutes
+    with Progress(*columns, console=console, transient=True, disable=not writes_to_terminal(console)) as bar:  # minutes
         task = bar.add_task("encode", total=len(paths))
         for number, path in enumerate(paths, 1):
             _encode_crops(codec, path, crop, per_image, rng, qualities, y_hats, crops, used)
             bar.update(task, completed=number)
-            if not on_terminal(console) and number % max(1, len(paths) // 10) == 0:  # a log file gets no bar
+            if not writes_to_terminal(console) and number % max(1, len(paths) // 10) == 0:  # a log file gets no bar
                 console.print(f"encoding crops: {number}/{len(paths)} images")
     return torch.stack(y_hats), torch.stack(crops), torch.tensor(used, dtype=torch.float32)
 

@@ -62,7 +62,6 @@ from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
 console = Console(stderr=True, soft_wrap=True)  # one line per line in a log file, whatever its width
-on_terminal = writes_to_terminal  # a bar is drawn for a person, never into a log (FORCE_COLOR or not)
 
 
 @dataclass
@@ -968,7 +967,7 @@ def train(
     # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
     TRAINING_BEGAN.set()
     with stop.on_signals(enabled=not distributed):
-        with Progress(*columns, console=console, disable=not main or not on_terminal(console)) as bar:
+        with Progress(*columns, console=console, disable=not main or not writes_to_terminal(console)) as bar:
             last_step = origin[0] + cfg.steps
             task = bar.add_task("train", total=1000, stats="", **shown(step))
             while step < last_step:
@@ -1001,7 +1000,7 @@ def train(
                         _diverged(step, last, saved_at[1])
                     stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
                     bar.update(task, stats=stats, **shown(step))
-                    if not on_terminal(console) and step % 250 == 0:  # a log file gets no progress bar
+                    if not writes_to_terminal(console) and step % 250 == 0:  # a log file gets no progress bar
                         elapsed = time.monotonic() - t0
                         bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
                 if main and (step % cfg.val_every == 0):
@@ -1020,7 +1019,7 @@ def train(
         complete = step >= last_step or schedule_progress() >= 1.0  # not stopped, nor cut by --minutes or a deadline
         if main and resume and step == start_step:
             # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
-            if step >= last_step or schedule_progress() >= 1.0:
+            if complete:
                 console.print(_nothing_to_train(step, origin, cfg.steps, seconds_before, schedule_seconds))
             else:
                 console.print(f"no step trained (stopped before the first one); {last} is left as it was")
