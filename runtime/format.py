@@ -81,6 +81,8 @@ def decoded_mode(flags: int, alpha: bool) -> str:
     """The Pillow mode a file of these flags decodes to: L or LA for a grayscale source, else RGB or RGBA."""
     gray = flags & FLAG_GRAYSCALE and not flags & FLAG_GRAY_AS_RGB
     return ("L" if gray else "RGB") + ("A" if alpha else "")
+
+
 FIELDS = struct.Struct("<8sIIfB")  # hash, width, height, quality, section count
 SECTION_ENTRY = struct.Struct("<4sI")
 CRC = struct.Struct("<I")

@@ -48,12 +48,14 @@ def save_options(fmt: str) -> dict:
     return LOSSY_OUTPUTS.get(fmt) or LOSSLESS_SETTINGS.get(fmt, {})
 
 
-def keeps(fmt: str, mode: str, colour: bool = True) -> bool:
+def keeps(fmt: str, mode: str, colour: bool = True, gray: bool = False) -> bool:
     """Whether Pillow writes ``fmt`` (with decode's options) and reads it back with a
     photo-like probe of ``mode`` intact: every alpha level, and with ``colour`` every visible
     colour value too (1,024 random values, so a palette format fails on RGB, and a lossy
-    setting fails). Probed, so the answer follows the installed Pillow and plugins."""
-    return _probe(fmt, mode, colour) == "kept"
+    setting fails). With ``gray`` the probe's colour channels are equal, as in a gray picture
+    kept as RGB (which a palette of 256 entries holds). Probed, so the answer follows the
+    installed Pillow and plugins."""
+    return _probe(fmt, mode, colour, gray) == "kept"
 
 
 def usable_output(fmt: str) -> bool:
@@ -66,13 +68,15 @@ def usable_output(fmt: str) -> bool:
 
 
 @functools.lru_cache(maxsize=None)
-def _probe(fmt: str, mode: str, colour: bool) -> str:
+def _probe(fmt: str, mode: str, colour: bool, gray: bool = False) -> str:
     """:func:`keeps`'s probe: ``"kept"``, ``"unwritable"`` (Pillow cannot write ``fmt`` here),
     ``"unreadable"`` (it cannot read it back) or ``"changed"``."""
     import numpy as np
     from PIL import Image
 
     values = np.random.default_rng(0).integers(0, 256, (32, 32, len(mode)), dtype=np.uint8)
+    if gray and len(mode) >= 3:
+        values[:, :, 1:3] = values[:, :, :1]
     if "A" in mode:
         values[0, :6, -1] = (0, 1, 77, 128, 254, 255)
     probe = Image.fromarray(values[:, :, 0] if len(mode) == 1 else values, mode)
@@ -301,19 +305,20 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     # the picture at its size (as PNG) beside copies resampled to the other icon sizes, and
     # reads back the largest.
     mode = nicformat.decoded_mode(header.flags, alpha_section.find(sections) is not None)
+    gray = bool(header.flags & nicformat.FLAG_GRAY_AS_RGB)  # RGB of equal channels: a palette holds it
     if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
         if _probe(fmt, mode, False) == "unwritable" and keeps(fmt, "RGBA", colour=False):  # QOI has no LA
             raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")
         kept = _ALPHA_IN_PART.get(fmt, "does not keep")
         raise UnsupportedImageError(f"the image has transparency, which {fmt} {kept} ({name}); use .png or .webp")
-    if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode):
+    if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode, gray=gray):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
         why = {"unwritable": (f"Pillow cannot write a mode {mode} image as {fmt} here" if other_modes
                               else f"Pillow writes {fmt} for black and white (1-bit) images, not a mode {mode} one"
                               if _bilevel_only(fmt)
                               else f"Pillow cannot write {fmt} here"),
                "unreadable": f"Pillow cannot read {fmt} back here, so whether it keeps every pixel is unknown",
-               }.get(_probe(fmt, mode, True), f"{fmt}, as Pillow writes it here, does not give back every pixel "
+               }.get(_probe(fmt, mode, True, gray), f"{fmt}, as Pillow writes it here, does not give back every pixel "
                                               "of the picture")
         raise UnsupportedImageError(
             f"{why} (tried on a test image; {name}); use .png, .webp or .tiff, or .jpg for a lossy copy")
