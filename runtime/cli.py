@@ -523,7 +523,7 @@ def _main(args: Optional[list[str]], command: bool) -> None:
         except KeyboardInterrupt as exc:  # while Typer makes its commands of nicodec's functions
             code = stop(exc).exit_code
         except Exception as exc:  # noqa: BLE001 - Click's exceptions (Typer's own copy of Click, or Click's)
-            code = _click_error(exc, given)
+            code = console.click_error(exc, given, typer.main.get_command(app), "nicodec")
     except OSError as exc:  # Click's own writes (--help, usage) to a full disk; --install-completion's file
         what = exc.filename if exc.filename is not None else "the output"
         console.err.print(f"error: cannot write {what}: {exc.strerror or exc}", markup=False)
@@ -539,31 +539,3 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
 
 
-def _click_error(exc: Exception, args: list[str]) -> int:
-    """What :func:`main` makes of an exception from a run of the app that is not standalone,
-    which Click (Typer's copy of it, or Click itself) raises rather than shows: a usage error as
-    one ``error:`` line and its exit code (2), an end of input at a prompt as Click's "Aborted!"
-    (1), nothing after ``nicodec`` as its help (printed by Typer as it raised, when it lays help
-    out with Rich; else by Click's own ``show``); anything else is raised again. ``args``: the
-    command line, whose command a usage error without Click's context names for its help."""
-    name = type(exc).__name__
-    if name == "NoArgsIsHelpError":  # nicodec with nothing after it: the help
-        if str(exc.format_message()).strip() and callable(getattr(exc, "show", None)):
-            exc.show()
-        return getattr(exc, "exit_code", 2)
-    if name == "Abort":
-        console.err.print("Aborted!", markup=False)
-        return 1
-    code, message = getattr(exc, "exit_code", None), getattr(exc, "format_message", None)
-    if not isinstance(code, int) or not callable(message):
-        raise exc
-    text = " ".join(str(message()).split())
-    if code == 2:  # a usage error (one missing an option's value has no context: the command's from args)
-        context = getattr(exc, "ctx", None)
-        command = next((arg for arg in args if not arg.startswith("-")), None)
-        known = typer.main.get_command(app).commands if context is None else {}
-        path = context.command_path if context is not None else "nicodec" + (f" {command}" if command in known else "")
-        help = f"{path} --help"
-        text = f"{text} See {help}." if text.endswith("?") else f"{text.rstrip('.')}; see {help}"
-    console.err.print(f"error: {text}", markup=False)
-    return code

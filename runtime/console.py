@@ -123,6 +123,46 @@ SHOWN_WARNINGS: set[str] = set()
 says what it has to say about it once."""
 
 
+def click_error(exc: Exception, args: list[str], command, prog: str) -> int:
+    """What a command line run by Click (Typer's copy of it, or Click itself) without its
+    standalone mode makes of an exception Click raises rather than shows: a usage error as one
+    ``error:`` line and its exit code (2), an end of input at a prompt as Click's "Aborted!"
+    (1), nothing after a group's name as its help (printed by Typer as it raised, when it lays
+    help out with Rich; else by Click's own ``show``); anything else is raised again.
+
+    Args:
+        exc: the exception.
+        args: the command line, whose subcommand a usage error without Click's context names
+            for its help.
+        command: the Click command run (a group's subcommands are the names looked for in ``args``).
+        prog: the program's name (``nicodec``, ``nicodec-train``).
+
+    Returns:
+        The exit code.
+    """
+    name = type(exc).__name__
+    if name == "NoArgsIsHelpError":  # a group with nothing after it: the help
+        if str(exc.format_message()).strip() and callable(getattr(exc, "show", None)):
+            exc.show()
+        return getattr(exc, "exit_code", 2)
+    if name == "Abort":
+        err.print("Aborted!", markup=False)
+        return 1
+    code, message = getattr(exc, "exit_code", None), getattr(exc, "format_message", None)
+    if not isinstance(code, int) or not callable(message):
+        raise exc
+    text = " ".join(str(message()).split())
+    if code == 2:  # a usage error (one missing an option's value has no context: the subcommand's from args)
+        context = getattr(exc, "ctx", None)
+        subcommand = next((arg for arg in args if not arg.startswith("-")), None)
+        known = getattr(command, "commands", {}) if context is None else {}
+        path = context.command_path if context is not None else prog + (f" {subcommand}" if subcommand in known else "")
+        help = f"{path} --help"
+        text = f"{text} See {help}." if text.endswith("?") else f"{text.rstrip('.')}; see {help}"
+    err.print(f"error: {text}", markup=False)
+    return code
+
+
 @contextmanager
 def reporting(debug: bool):
     """Turn every failure inside the block into one line on stderr and an exit code."""

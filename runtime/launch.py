@@ -54,7 +54,16 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
               f'(from a checkout, pip install ".[cpu,train]") ({error})',
               file=sys.stderr)
         raise SystemExit(1) from None
-    app(prog_name=command)
+    import typer
+
+    from .console import click_error
+
+    # Not standalone, as nicodec's own: a usage error is one line, not Click's usage, hint and box.
+    try:
+        code = app(prog_name=command, standalone_mode=False)
+    except Exception as exc:  # noqa: BLE001 - Click's exceptions; click_error raises anything else again
+        code = click_error(exc, sys.argv[1:], typer.main.get_command(app), command)
+    raise SystemExit(code if isinstance(code, int) else 0)
 
 
 def standard_descriptors() -> None:

@@ -95,6 +95,22 @@ def test_with_the_train_extra_the_command_runs(command):
     assert f"Usage: {command}" in result.stdout
 
 
+@pytest.mark.train
+@pytest.mark.parametrize(("command", "args", "said"), [
+    ("nicodec-train", ["--bogus"], "error: No such option: --bogus"),
+    ("nicodec-train", ["--lr", "-1"], "error: Invalid value for '--lr': must be a positive number (at most 1e36), not -1"),
+    ("nicodec-export", [], "error: Missing argument 'checkpoint'"),
+])
+def test_a_usage_error_of_the_training_commands_is_one_line(command, args, said):
+    """As nicodec's own: the error and where help is, not Click's usage, hint and boxed error."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    result = launch(command, [], *args)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith(said) and result.stderr.endswith(f"; see {command} --help\n"), result.stderr
+    assert result.stderr.count("\n") == 1 and "Usage" not in result.stderr
+
+
 def test_onnxruntime_writes_nothing_in_the_home_folder(tmp_path):
     """onnxruntime 1.31 and later keep telemetry (a database, a device id) under ~/.cache; nicodec
     opts out before importing it, unless the switch is set already (0 leaves onnxruntime's way)."""
