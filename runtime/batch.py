@@ -13,7 +13,7 @@ import threading
 import time
 import unicodedata
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import wait as wait_for
@@ -481,15 +481,21 @@ def run(
             on_outcome(early)
     pool = ThreadPoolExecutor(max_workers=max(1, jobs))
     reported: set[int] = set()
-    futures: list = []
+    # Submitted a few at a time as others end, not all at once: a future and the pool's work
+    # item for every file of a large batch held about 1.8 kB each until the batch ended.
+    ahead = iter(pending)
+    in_flight: dict = {}  # future -> item: submitted, and not reported yet
+    ended = _Ended()
     try:
-        _submit_all(pool, guarded, pending, futures)
-        for future in _completed(futures):
+        _submit_more(pool, guarded, ahead, in_flight, ended, WINDOW_PER_JOB * max(1, jobs))
+        for future in ended:
             outcome = future.result()
             with signals_held():  # reported once: a stop amid it reported it again after (2 files counted for 1)
                 summary.outcomes.append(outcome)
                 on_outcome(outcome)
                 reported.add(id(outcome))
+                del in_flight[future]
+            _submit_more(pool, guarded, ahead, in_flight, ended, WINDOW_PER_JOB * max(1, jobs))
     except BaseException as stop:
         # Items not started are dropped. Threads cannot be stopped: the items being coded
         # finish and are written, so wait for them and report them too (the count of files
@@ -504,7 +510,7 @@ def run(
                 with _abandoning():
                     on_stop(stop)
                     pool.shutdown(wait=False, cancel_futures=True)
-                    for _ in _completed(futures):  # the items being coded end (the others were cancelled)
+                    for _ in _completed(list(in_flight)):  # the items being coded end (the others were cancelled)
                         pass
             except Abandoned as again:
                 abandoned = again
@@ -517,7 +523,7 @@ def run(
                     pool.shutdown(wait=False, cancel_futures=True)  # and none started (as a worker ends its file)
                     begun = list(started)
                     past = {id(item) for item in _RENAMING.values()}  # this batch's items (an earlier one's threads may run)
-                    renaming = [future for item, future in zip(pending, futures) if id(item) in past]
+                    renaming = [future for future, item in in_flight.items() if id(item) in past]
                 # Those past the check are renaming their files: counted as written, once they are
                 wait_for(renaming, timeout=RENAMING_SECONDS)
                 done = {id(outcome.item) for outcome in finished}
@@ -545,13 +551,26 @@ def run(
     return summary
 
 
-def _submit_all(pool: ThreadPoolExecutor, fn: Callable, items: list, futures: list) -> None:
-    """``pool.submit(fn, item)`` for every item, into ``futures``, with Ctrl-C (and SIGTERM, SIGHUP,
-    SIGXCPU) held back until all are in: an interrupt while the pool starts a thread leaves that
+WINDOW_PER_JOB = 4
+"""How many items a batch keeps submitted to its pool per thread: enough that a thread ending a
+file finds the next one waiting, few enough that the books of a batch of millions stay small."""
+
+
+def _submit_more(pool: ThreadPoolExecutor, fn: Callable, ahead: Iterator, in_flight: dict, ended: _Ended,
+                 window: int) -> None:
+    """``pool.submit(fn, item)`` for the next items of ``ahead`` until ``window`` are in flight
+    (``in_flight``: future to item), each watched by ``ended``, with Ctrl-C (and SIGTERM, SIGHUP,
+    SIGXCPU) held back until they are in: an interrupt while the pool starts a thread leaves that
     thread out of the pool's books, so shutting down would not wait for it, and it would go on
     writing files after the batch reported its count."""
     with signals_held():
-        futures.extend(pool.submit(fn, item) for item in items)
+        while len(in_flight) < window:
+            item = next(ahead, None)
+            if item is None:
+                return
+            future = pool.submit(fn, item)
+            in_flight[future] = item
+            ended.watch(future)
 
 
 RENAMING_SECONDS = 2.0
@@ -566,32 +585,48 @@ Python runs its handler only in the main thread, once that thread wakes: blocked
 timeout, it would miss a Ctrl-C or SIGTERM until the files in flight end, or for ever."""
 
 
-def _completed(futures: list):
-    """The futures as they complete (those that end together in no set order), the main thread
-    waking every :data:`POLL_SECONDS` meanwhile; one the pool's shutdown cancelled counts as
-    ended. Each future says it ended through its done-callback, which wakes the main thread by a
-    plain lock: ``concurrent.futures.wait`` took every pending future's lock in turn, each time
-    the main thread woke, so a batch of n files cost n² (5,000 tiny files: 12.5 s, now 1.6 s), and
-    a stop raised while it held some of those locks left a worker waiting for one for ever (a
-    single Ctrl-C or SIGTERM hung a large batch). A stop raised while the main thread waits on
-    the plain lock leaves nothing held."""
-    ended: deque = deque()
-    wake = threading.Lock()
-    wake.acquire()
+class _Ended:
+    """Futures as they complete (those that end together in no set order), iterated until every
+    future watched has ended, the main thread waking every :data:`POLL_SECONDS` meanwhile;
+    futures watched during the iteration are waited for too, and one the pool's shutdown
+    cancelled counts as ended. Each future says it ended through its done-callback, which wakes
+    the main thread by a plain lock: ``concurrent.futures.wait`` took every pending future's
+    lock in turn, each time the main thread woke, so a batch of n files cost n² (5,000 tiny
+    files: 12.5 s, now 1.6 s), and a stop raised while it held some of those locks left a
+    worker waiting for one for ever (a single Ctrl-C or SIGTERM hung a large batch). A stop
+    raised while the main thread waits on the plain lock leaves nothing held."""
 
-    def note(future) -> None:
-        ended.append(future)
+    def __init__(self) -> None:
+        self._ended: deque = deque()
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        self._left = 0
+
+    def watch(self, future) -> None:
+        """Wait for ``future`` too (a future's lock is taken to add the callback: call it with
+        stops held, :func:`signals_held`)."""
+        self._left += 1
+        future.add_done_callback(self._note)
+
+    def _note(self, future) -> None:
+        self._ended.append(future)
         try:
-            wake.release()
+            self._wake.release()
         except RuntimeError:  # released already: the main thread has not looked since
             pass
 
-    with signals_held():  # a future's lock is taken to add the callback
+    def __iter__(self):
+        while self._left:
+            self._wake.acquire(timeout=POLL_SECONDS)
+            while self._ended:
+                self._left -= 1
+                yield self._ended.popleft()
+
+
+def _completed(futures: list):
+    """``futures`` as they complete (:class:`_Ended`)."""
+    ended = _Ended()
+    with signals_held():
         for future in futures:
-            future.add_done_callback(note)
-    left = len(futures)
-    while left:
-        wake.acquire(timeout=POLL_SECONDS)
-        while ended:
-            left -= 1
-            yield ended.popleft()
+            ended.watch(future)
+    return iter(ended)
