@@ -56,6 +56,16 @@ OPTIONAL_SECTIONS = ((b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"
 data, the XMP packet (the tag ends in a space, as WebP's chunk does), text metadata
 (keyword and text pairs, zlib-compressed, ``nicodec.text``) and the resolution (the pixel
 density, ``nicodec.resolution``)."""
+METADATA_SECTIONS = (b"ICCP", b"EXIF", b"XMP ", b"TEXT", b"PHYS")
+"""The optional sections that hold the source's metadata, which ``strip`` leaves out."""
+
+
+def metadata_bytes(data: bytes) -> int:
+    """How many bytes of a ``.nic`` file its metadata sections (:data:`METADATA_SECTIONS`) take,
+    their section-table entries included: what ``strip`` would save."""
+    _, sections = unpack(data)
+    return sum(len(payload) + SECTION_ENTRY.size for tag, payload in sections.items() if tag in METADATA_SECTIONS)
+
 
 # The header's pieces (public: the Pillow plugin reads a header piece by piece).
 PREFIX = struct.Struct("<4sBBB")  # magic, version, flags, id length

@@ -209,8 +209,15 @@ class Rate:
         if result is None or result.met:
             return None
         if self.bpp is not None:
-            return (f"the target of {self.bpp:g} bpp was not met: the closest file found is {result.bpp:.4f} bpp "
+            said = (f"the target of {self.bpp:g} bpp was not met: the closest file found is {result.bpp:.4f} bpp "
                     f"(quality {quality_text(result.quality)})")
+            if result.bpp > self.bpp:  # too large even so: its metadata may be what makes it so
+                from .format import metadata_bytes
+
+                meta = metadata_bytes(result.data)
+                if meta * 10 >= len(result.data):
+                    said += f"; {meta:,} of its {len(result.data):,} bytes are metadata, which --strip leaves out"
+            return said
         return (f"the target of {self.psnr:g} dB was not met: the best file found is {result.psnr:.2f} dB "
                 f"(quality {quality_text(result.quality)})")
 

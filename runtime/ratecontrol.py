@@ -5,8 +5,8 @@
     >>> result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000)
     >>> result.data, result.quality, result.bpp, result.met
 
-A variable-rate model's file grows monotonically with its quality (1 to 100, continuous),
-and so does the decoded PSNR, so each target is met by a one-dimensional search on the
+A variable-rate model's file grows with its quality (1 to 100, continuous; monotonically at
+whole-number steps, within a few bytes between them), and so does the decoded PSNR, so each target is met by a one-dimensional search on the
 quality: secant steps on log(file size) (or on PSNR), which is close to linear in the
 quality, inside a bracket that shrinks by at least a tenth per step, with a bounded number
 of encodes. The file returned is one of the files made during the search, so its header
@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import format as nicformat
 from .codec import Codec, ImageSource, check_flags
 from .errors import NicodecError, QualityError
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
@@ -39,6 +40,11 @@ BYTES_TOLERANCE = 0.01
 
 PSNR_TOLERANCE = 0.05
 """A PSNR search stops early at a file this many dB above the target."""
+
+MAX_BYTES_TARGET = 1 << 62
+"""A ``max_bytes`` limit above this is taken as this one: no file comes near it (the format
+reads at most ``nicodec.format.MAX_FILE_BYTES``), and the search's logarithms and tolerances
+of a larger whole number would leave a float's range (``2**1024`` overflowed)."""
 
 QUALITY_DECIMALS = 2
 """Searched qualities are rounded to this many decimals, so the reported value reproduces the file."""
@@ -150,7 +156,8 @@ def encode_to_target(
         raise QualityError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")
     [(name, target)] = given.items()
     _check_target(name, target)
-    target = int(target) if name == "max_bytes" else float(target)  # numpy's scalars too: met is then a bool
+    # numpy's scalars too, so that met is a bool
+    target = min(int(target), MAX_BYTES_TARGET) if name == "max_bytes" else float(target)
     if not codec.model.variable_rate:
         raise QualityError(
             f"the model {codec.model_id} is single-rate: it codes every image at the one rate it was "
@@ -203,7 +210,9 @@ def encode_to_target(
     if name == "bpp":
         trials = _search(evaluate, lambda t: math.log(t.bpp), math.log(target), _LOG_RATE_SLOPE, start, max_encodes,
                          lambda t: abs(t.bpp / target - 1) <= BPP_TOLERANCE)
-        best = min(trials, key=lambda t: (abs(t.bpp - target), t.quality))
+        # Closest on the log scale the search works on: differences of a huge target's size were
+        # equal floats, and the tie gave the start's file rather than quality 100's.
+        best = min(trials, key=lambda t: (abs(math.log(t.bpp) - math.log(target)), t.quality))
         met = abs(best.bpp / target - 1) <= BPP_TOLERANCE
     elif name == "psnr":
         trials = _search(evaluate, lambda t: t.psnr, target, _PSNR_SLOPE, start, max_encodes,
@@ -229,11 +238,21 @@ def encode_to_target(
                 f" (the smallest file found, at quality {smallest.quality:g}, {len(smallest.data):,})")
             raise QualityError(
                 f"no file of at most {target:,} bytes: at quality {QUALITY_MIN:g} this image takes "
-                f"{len(lowest.data):,} bytes{other}"
+                f"{len(lowest.data):,} bytes{other}{_metadata_note(lowest.data, target)}"
             )
         best = max(fitting, key=lambda t: t.quality)
         met = True
     return RateResult(best.data, best.quality, best.bpp, best.psnr, met, len(trials))
+
+
+def _metadata_note(data: bytes, target: float) -> str:
+    """What a file too large for a target would say of its metadata, when leaving that out
+    (``strip``) would bring it within the target: camera JPEGs carry 10 to 60 kB of EXIF."""
+    meta = nicformat.metadata_bytes(data)
+    if not meta or len(data) - meta > target:
+        return ""
+    return (f"; {meta:,} of them are its metadata (ICC profile, EXIF, XMP, text, resolution), which strip "
+            "(--strip) leaves out")
 
 
 def _search(

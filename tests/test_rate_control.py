@@ -121,6 +121,38 @@ def test_targets_out_of_reach_give_the_nearest_file_or_an_error(codec, image):
     assert isinstance(info.value, ValueError)
 
 
+def test_targets_past_any_file_give_the_best_one(codec, image):
+    """A limit of 2**1024 bytes overflowed the search's float logarithm (an internal error), and
+    a bpp target of 1e16 or more tied quality 56's file with quality 100's and gave the first."""
+    best = at(codec, image, 100)
+    for result in (encode_to_target(codec, image, max_bytes=2**1024), encode_to_target(codec, image, max_bytes=10**400)):
+        assert (result.met, result.quality, result.data) == (True, 100, best)
+    for bpp in (1e16, 1e300):
+        result = encode_to_target(codec, image, bpp=bpp)
+        assert (result.met, result.quality, result.data) == (False, 100, best)
+
+
+def test_a_target_that_metadata_puts_out_of_reach_says_that_strip_leaves_it_out(codec, image, tmp_path):
+    """Camera JPEGs carry tens of kilobytes of EXIF, which the whole file's size counts."""
+    exif = Image.Exif()
+    exif[0x927C] = bytes(20_000)  # a maker note
+    path = tmp_path / "camera.png"
+    Image.fromarray(image).save(path, exif=exif.tobytes())
+    stripped = encode_to_target(codec, path, max_bytes=2_000, strip=True)
+    assert stripped.met and len(stripped.data) <= 2_000
+    with pytest.raises(nicodec.QualityError, match=r"at most 2,000 bytes.*; 20,0\d\d of them are its metadata "
+                                                  r"\(.*\), which strip \(--strip\) leaves out$"):
+        encode_to_target(codec, path, max_bytes=2_000)
+    with pytest.raises(nicodec.QualityError) as far:  # out of reach without it too: nothing said of it
+        encode_to_target(codec, path, max_bytes=20)
+    assert "metadata" not in str(far.value)
+    result = run("encode", path, "-o", tmp_path / "camera.nic", "--target-bpp", "0.5")
+    assert result.exit_code == 0 and result.stderr.startswith("warning: the target of 0.5 bpp was not met")
+    assert re.search(r"; 20,0\d\d of its 2\d,\d{3} bytes are metadata, which --strip leaves out\n$", result.stderr)
+    result = run("encode", path, "-o", tmp_path / "low.nic", "--target-bpp", "0.001", "--strip")
+    assert result.exit_code == 0 and "metadata" not in result.stderr
+
+
 def test_the_number_of_encodes_is_bounded(codec, image, monkeypatch):
     calls = []
     real = codec.encode
