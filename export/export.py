@@ -28,6 +28,7 @@ import onnx.numpy_helper
 import torch
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from nicodec import exactness
 from nicodec.batch import Terminated, signals_held, stop_like_ctrl_c
@@ -54,7 +55,9 @@ PIXEL_TOLERANCE_DB = 45.0
 SYMBOL_MISMATCH_TOLERANCE = 1e-4
 """Fraction of latent symbols that may round the other way between torch and onnxruntime."""
 
-console = Console(stderr=True, soft_wrap=True)  # one message, one line, however narrow the terminal
+# One message, one line, however narrow the terminal; markup off: a folder or model id of
+# "[x]" would be taken for a style (and "[/x]" ends in a MarkupError after the export is done).
+console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
@@ -397,14 +400,15 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         planned = (ckpt.get("train_config") or {}).get("integer_from")
         complete = (ckpt.get("metrics") or {}).get("schedule_complete")
         if planned and not complete:  # a run stopped (or a checkpoint written) before the point it was to switch at
+            # Named when the checkpoint lies in its run's folder (beside the run's last.pt).
+            run = checkpoint.parent if (checkpoint.parent / "last.pt").is_file() else "RUN"
             route = (f"its run stopped at step {ckpt.get('step')}, before it reached its --integer-from {planned:g} "
-                     f"({planned:.0%} of its schedule): nicodec-train --out RUN --resume finishes it"
+                     f"({planned:.0%} of its schedule): nicodec-train --out {run} --resume continues it (a run "
+                     "stopped by its --minutes, again until one passes that point)"
                      + ("" if complete is False else " (a run of a build before 2026-12-03 whose schedule is complete: "
                         "--init this checkpoint with --integer-from and --new-schedule)"))
-        console.print(
-            "[yellow]warning:[/yellow] this model's entropy parameters are computed in float, so files "
-            f"may not decode on other machines; {route}"
-        )
+        console.print(Text.assemble(("warning:", "yellow"), " this model's entropy parameters are computed in float, "
+                                    f"so files may not decode on other machines; {route}"))
     training = {"checkpoint_step": ckpt.get("step"), "metrics": ckpt.get("metrics", {})}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
@@ -452,7 +456,7 @@ def check_output(out: Path, checkpoint: Path, force: bool, replace_shipped: bool
         raise RuntimeError(
             f"{out} is the model that ships inside the installed nicodec package: replacing it changes what "
             "`nicodec` and `import nicodec` use by default, and the files made with it decode only if the new "
-            "model lists it with --decodes-files-of; give --replace-shipped-model (with --force) to mean it, or "
+            "model lists it with --decodes-files-of; give --replace-shipped-model (with --force and --model-id NEW-ID) to mean it, or "
             "write elsewhere and use --model DIR"
         )
     above = nearest_existing(out.parent)
@@ -529,7 +533,7 @@ def main(
         try:
             add_encoder_graphs(checkpoint, out)
         except (RuntimeError, NicodecError) as exc:  # NicodecError: ModelError, ExactnessError
-            console.print(f"[red]error:[/red] {exc}")
+            console.print(Text.assemble(("error:", "red"), f" {exc}"))
             raise typer.Exit(1) from None
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
         return
@@ -542,11 +546,12 @@ def main(
                                 default_quality=default_quality, decodes_files_of=decodes_files_of or (),
                                 replace_shipped=replace_shipped_model)
     except (FileExistsError, RuntimeError, NicodecError) as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(Text.assemble(("error:", "red"), f" {exc}"))
         raise typer.Exit(1) from None
     except OSError as exc:  # a full disk, a folder made read-only meanwhile, a file that cannot be read
         where = f" ({exc.filename})" if exc.filename else ""
-        console.print(f"[red]error:[/red] the export failed: {exc.strerror or exc}{where}; {out} was not written")
+        console.print(Text.assemble(("error:", "red"),
+                                    f" the export failed: {exc.strerror or exc}{where}; {out} was not written"))
         raise typer.Exit(1) from None
     except KeyboardInterrupt as exc:  # Ctrl-C, or a Terminated (SIGTERM, SIGHUP): Typer ended both without a word
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT

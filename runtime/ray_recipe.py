@@ -46,9 +46,14 @@ try:
     from ray.data.block import BlockAccessor
     from ray.data.datasource import Datasink
 except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
-    raise ImportError(
-        f"nicodec.ray_recipe needs Ray Data ({exc}); from a checkout, install it with: pip install \".[cpu,ray]\""
-    ) from exc
+    _NEEDS_RAY = (f"nicodec.ray_recipe needs Ray Data ({exc}): pip install \"nicodec[cpu,ray]\" (from a checkout, "
+                  "pip install \".[cpu,ray]\")")
+    if __name__ == "__main__":  # python -m nicodec.ray_recipe: one line, not two chained tracebacks
+        import sys
+
+        print(f"error: {_NEEDS_RAY}", file=sys.stderr)
+        raise SystemExit(1) from None
+    raise ImportError(_NEEDS_RAY) from exc
 
 from . import format as nicformat
 from .errors import NicodecError

@@ -168,9 +168,11 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
         return [CPU]
     if choice == "cuda":
         if CUDA not in available:
+            # The CPU wheel left in place beside onnxruntime-gpu would overwrite parts of it (or be overwritten).
+            first = "pip uninstall -y onnxruntime, then " if _version("onnxruntime") and not _version("onnxruntime-gpu") else ""
             raise NicodecError(
-                "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider "
-                "(install nicodec with the [gpu] extra instead of [cpu] on a machine with CUDA)"
+                "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
+                f'{first}pip install "nicodec[gpu]"; docs/install.md says which release suits CUDA 12)'
             )
         return [CUDA, CPU]
     if choice == "auto":

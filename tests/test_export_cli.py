@@ -216,12 +216,22 @@ def test_a_float_checkpoint_of_a_run_stopped_before_its_integer_point_says_to_fi
     said = " ".join(result.output.split())
     assert result.exit_code == 0, result.output
     assert ("files may not decode on other machines; its run stopped at step 414, before it reached its "
-            "--integer-from 0.9 (90% of its schedule): nicodec-train --out RUN --resume finishes it") in said
+            "--integer-from 0.9 (90% of its schedule): nicodec-train --out RUN --resume continues it (a run "
+            "stopped by its --minutes, again until one passes that point)") in said
     assert "a build before" not in said
+    # In its run's folder, beside the run's last.pt, the folder is named; and named as it is, brackets and all
+    # (the console took "[/x]" for markup: a MarkupError, exit code 1, after the model folder was written).
+    run = tmp_path / "run[x]"
+    run.mkdir()
+    torch.save(stopped, run / "last.pt")
+    result = export(run / "last.pt", "--out", tmp_path / "m[bold]", "--model-id", "a[/b]c")
+    said = " ".join(result.output.split())
+    assert result.exit_code == 0 and f"nicodec-train --out {run} --resume continues it" in said, result.output
+    assert f"wrote {tmp_path / 'm[bold]'} (model a[/b]c, hash " in said
     # A checkpoint of an older build does not say whether its schedule was complete: both ways are named.
     torch.save({**stopped, "metrics": {}}, tmp_path / "older.pt")
     said = " ".join(export(tmp_path / "older.pt", "--out", tmp_path / "d").output.split())
-    assert "--resume finishes it (a run of a build before 2026-12-03 whose schedule is complete: --init" in said
+    assert "point) (a run of a build before 2026-12-03 whose schedule is complete: --init" in said
     # A run whose schedule ended before its switch (few steps): --resume has nothing to train.
     torch.save({**stopped, "metrics": {"schedule_complete": True}}, tmp_path / "ended.pt")
     said = " ".join(export(tmp_path / "ended.pt", "--out", tmp_path / "c").output.split())

@@ -542,3 +542,18 @@ def test_onnxruntime_is_told_no_folder_holds_external_data(tmp_path, monkeypatch
     assert session.run(None, {"x": np.zeros(4, np.uint8)})[0].tolist() == [1, 2, 3, 4]
     with pytest.raises(ModelError, match="cannot load g.onnx: .*(External data|file size)"):
         create_session(Path("g.onnx"), ["CPUExecutionProvider"], data=data)
+
+
+def test_asking_for_cuda_from_the_cpu_wheel_says_to_take_it_out_first(monkeypatch):
+    """Told only to install the [gpu] extra, a user left onnxruntime beside onnxruntime-gpu, the
+    state nicodec warns about (they share one package folder)."""
+    import onnxruntime
+    from nicodec import sessions
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    for installed, first in ((("onnxruntime",), True), (("onnxruntime", "onnxruntime-gpu"), False), ((), False)):
+        monkeypatch.setattr(sessions, "_version", lambda *names, there=installed: (1, 20) if names[0] in there else ())
+        with pytest.raises(nicodec.NicodecError, match="no CUDAExecutionProvider") as refused:
+            nicodec.Codec(providers="cuda")
+        said = str(refused.value)
+        assert ("pip uninstall -y onnxruntime, then pip install" in said) is first and 'pip install "nicodec[gpu]"' in said

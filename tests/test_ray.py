@@ -98,6 +98,12 @@ def test_without_ray_the_import_says_what_to_install():
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith("ImportError: nicodec.ray_recipe needs Ray Data") and 'pip install ".[cpu,ray]"' in last
+    # Run as a command, one line (it was two chained tracebacks).
+    code = "import runpy, sys; sys.modules['ray'] = None; runpy.run_module('nicodec.ray_recipe', run_name='__main__')"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.startswith("error: nicodec.ray_recipe needs Ray Data") and result.stderr.count("\n") == 1
+    assert 'pip install "nicodec[cpu,ray]" (from a checkout, pip install ".[cpu,ray]")' in result.stderr
 
 
 def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(tmp_path):

@@ -942,3 +942,12 @@ def test_held_out_files_that_cannot_be_read_are_named_as_such(tmp_path, images):
         (images / f"zz{i}.jpg").write_text("not an image")
     code, said = invoke(train_module.app, "--data", images, *TINY, "--batch", "2", "--out", tmp_path / "a", "--steps", "1")
     assert code == 2 and "(8 of them could not be read: the last 8 files found are held out)" in error_line(said)
+
+
+def test_a_run_folder_with_brackets_is_named_as_it_is(tmp_path, images):
+    """The console read its messages as Rich markup: "[x]" in a path vanished from them, and
+    "x[/b]/last.pt" (a folder "x[" holding "b]") ended a finished run in a MarkupError, exit 1."""
+    out = tmp_path / "x[" / "b]"
+    code, said = invoke(train_module.app, "--data", images, "--out", out, *TINY, "--steps", "2", "--batch", "2")
+    assert code == 0, said
+    assert f"wrote {out / 'last.pt'}" in said and (out / "last.pt").is_file()

@@ -52,7 +52,9 @@ from .train import (
     start_finetune,
 )
 
-console = Console(stderr=True)
+# Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
+# MarkupError); soft wrap: one line per message in a log, whatever its width.
+console = Console(stderr=True, soft_wrap=True, markup=False)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
 """The qualities of the held-out crops (a variable-rate model): the benchmark's eight."""
 

@@ -54,7 +54,9 @@ from .train import (
     start_finetune,
 )
 
-console = Console(stderr=True)
+# Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
+# MarkupError); soft wrap: one line per message in a log, whatever its width.
+console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 @torch.no_grad()

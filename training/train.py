@@ -61,7 +61,9 @@ from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
-console = Console(stderr=True, soft_wrap=True)  # one line per line in a log file, whatever its width
+# One line per line in a log file, whatever its width; markup off: a path of "[x]" would be
+# taken for a style (and "[/x]" ends in a MarkupError after the run's work is done).
+console = Console(stderr=True, soft_wrap=True, markup=False)
 
 
 @dataclass
@@ -1042,7 +1044,8 @@ def train(
                 console.print(f"warning: the schedule ended before its --integer-from {cfg.integer_from:g} point, so "
                               "the entropy parameters are still float (files may not decode on other machines): "
                               f"nicodec-train --init {last} --integer-from {cfg.integer_from:g} --new-schedule "
-                              "--out ANOTHER --steps N switches them")
+                              "--out ANOTHER --steps N switches them (with this run's --data and other training "
+                              "options given again: --init takes the weights only)")
     if distributed:
         dist.barrier()
         dist.destroy_process_group()
