@@ -951,3 +951,16 @@ def test_a_run_folder_with_brackets_is_named_as_it_is(tmp_path, images):
     code, said = invoke(train_module.app, "--data", images, "--out", out, *TINY, "--steps", "2", "--batch", "2")
     assert code == 0, said
     assert f"wrote {out / 'last.pt'}" in said and (out / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("module", ["nicodec.training.train", "nicodec.training.decoder_finetune",
+                                    "nicodec.training.entropy_finetune", "nicodec.export.export"])
+def test_the_training_consoles_print_a_message_as_one_line_as_it_is(module):
+    """Names with [x] or [/x] (markup) and lines past 80 columns (the fine-tunes wrapped theirs in logs)."""
+    import importlib
+
+    console = importlib.import_module(module).console
+    text = "wrote runs/x[/b]/a[bold]/" + "long_name_" * 20 + "last.pt: held-out 0.1234 -> 0.1200"
+    with console.capture() as captured:
+        console.print(text)
+    assert captured.get() == text + "\n"
