@@ -332,6 +332,10 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    # Fatal messages only: a node that fails (out of memory, under a ulimit) was also logged on
+    # stderr, in colour, before nicodec's own message; the exception carries the same text, and
+    # nicodec reports it (--debug in full).
+    options.log_severity_level = 4
     # A graph's tensors with their data in another file ("external data") would be read from the
     # current folder (a graph given as bytes has no folder of its own): a model folder could copy
     # any file there into the pixels decoded. ModelFiles.graph_bytes refuses such graphs; should

@@ -7,6 +7,7 @@ import io
 import os
 import mmap
 import re
+import sys
 import threading
 import warnings
 import zlib
@@ -1126,3 +1127,29 @@ def test_a_file_object_left_at_its_end_is_named_so(codec, photo):
                 code(stream)
     with pytest.raises(nicodec.FormatError, match="empty"):  # empty from its start: no position to name
         codec.decode(io.BytesIO())
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_AS and /proc/self/status: Linux")
+def test_a_node_that_runs_out_of_memory_leaves_no_log_of_onnxruntime_on_stderr(tmp_path):
+    """onnxruntime logged the failed node in colour on stderr before nicodec's own message; the
+    exception carries the same text. Under a real memory limit, in a process of its own."""
+    import subprocess
+
+    big = tmp_path / "big.nic"
+    big.write_bytes(Codec(providers="cpu").encode(synthetic_photo(1024, 1024, seed=3), quality=20))
+    script = f"""
+import resource, sys
+import numpy as np
+import nicodec
+codec = nicodec.Codec(providers="cpu", tile=1024)
+codec.decode(codec.encode(np.zeros((64, 64, 3), np.uint8)))  # the graphs loaded before the limit
+size = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmSize:"))
+resource.setrlimit(resource.RLIMIT_AS, ((size + 150_000) * 1024,) * 2)  # 150 MB more: not the decoder's tensors
+try:
+    codec.decode(open({str(big)!r}, "rb").read())
+except nicodec.OutOfMemoryError as exc:
+    print("out of memory:", exc)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.startswith("out of memory:"), (done.stdout, done.stderr)
+    assert "onnxruntime" not in done.stderr and "\x1b[" not in done.stderr, done.stderr
