@@ -376,12 +376,50 @@ def _commit(tmp: str, path: Path, force: bool) -> None:
     except FileExistsError:
         raise OutputExistsError(f"{path} exists; use --force to overwrite it") from None
     except OSError:
-        # File systems without hard links (some FAT and network mounts).
-        if path.exists():
-            raise OutputExistsError(f"{path} exists; use --force to overwrite it") from None
-        os.replace(tmp, path)
+        # File systems without hard links (FAT and exFAT on SD cards and USB sticks, some
+        # network mounts): a rename that refuses to replace, where the system has one; else
+        # check, then rename, with a window in which a file made by another process is replaced.
+        if not _rename_without_replacing(tmp, path):
+            if path.exists():
+                raise OutputExistsError(f"{path} exists; use --force to overwrite it") from None
+            os.replace(tmp, path)
         return
     os.unlink(tmp)
+
+
+def _rename_without_replacing(tmp: str, path: Path) -> bool:
+    """Rename ``tmp`` to ``path`` unless ``path`` exists, in one step: Linux's ``renameat2`` with
+    ``RENAME_NOREPLACE`` (glibc 2.28 and later; vfat, exFAT, ext4, tmpfs and most others take it),
+    macOS's ``renamex_np`` with ``RENAME_EXCL``. False where neither is at hand, or the file
+    system refuses the flag.
+
+    Raises:
+        OutputExistsError: ``path`` exists.
+    """
+    import ctypes
+    import errno
+    import sys
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if sys.platform.startswith("linux"):
+            rename = libc.renameat2
+            args = (-100, os.fsencode(tmp), -100, os.fsencode(path), 1)  # AT_FDCWD, RENAME_NOREPLACE
+        elif sys.platform == "darwin":
+            rename = libc.renamex_np
+            args = (os.fsencode(tmp), os.fsencode(path), 0x4)  # RENAME_EXCL
+        else:
+            return False
+    except (AttributeError, OSError):  # an older C library (or none to load)
+        return False
+    if rename(*args) == 0:
+        return True
+    code = ctypes.get_errno()
+    if code == errno.EEXIST:
+        raise OutputExistsError(f"{path} exists; use --force to overwrite it")
+    if code in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EPERM):
+        return False  # the flag (or the call) not supported here: the check, then the rename
+    raise OSError(code, os.strerror(code), str(path))
 
 
 def _create_temporary(folder: Path, name: str, private: bool = False) -> tuple[int, str]:

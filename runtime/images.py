@@ -103,7 +103,28 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         return _named(_open_and_load(io.BytesIO(data), p, unknown, check_size), p)
     if status.st_size == 0:
         raise UnsupportedImageError(f"{p} is empty")
-    return _named(_open_and_load(p, p, f"{p} is not an image Pillow can read", check_size), p)
+    # Read through a file object of our own, not the path: given a path, Pillow maps raw
+    # formats (PGM, PPM, BMP, ...) into memory, and a file cut short meanwhile ended the
+    # process with SIGBUS; and the file is looked at before and after, as a batch does, so
+    # that rows read before and after another program rewrote it are never one picture.
+    try:
+        f = open(p, "rb")  # noqa: SIM115 - closed below, once the pixels are loaded
+    except PermissionError:
+        raise UnsupportedImageError(f"cannot read {p}: permission denied") from None
+    except OSError as exc:
+        raise UnsupportedImageError(f"cannot read {p}: {exc.strerror or exc}") from None
+    with f:
+        before = _identity(os.fstat(f.fileno()))
+        image = _open_and_load(p, p, f"{p} is not an image Pillow can read", check_size, fp=f)
+        if _identity(os.fstat(f.fileno())) != before:
+            raise UnsupportedImageError(f"{p} changed while it was read (another program writing it?); "
+                                        "read it again once it is written")
+    return _named(image, p)
+
+
+def _identity(status: os.stat_result) -> tuple[int, int]:
+    """A file's size and modification time: either changes as it is written."""
+    return status.st_size, status.st_mtime_ns
 
 
 def _named(image: Image.Image, path: Path) -> Image.Image:
@@ -198,11 +219,12 @@ def open_image_bytes(data: bytes, check_size: SizeCheck | None = None) -> Image.
 
 
 def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None = None,
-                   retry: bool = True) -> Image.Image:
+                   retry: bool = True, fp=None) -> Image.Image:
     """Pillow's open and load, with every failure turned into one named UnsupportedImageError. A
     PNG whose text Pillow refuses to read (a chunk that inflates past 1 MiB, or more than 64 MiB
     in all: its guards against decompression bombs) is opened again without that text, with a
-    warning, rather than refused whole."""
+    warning, rather than refused whole. ``fp``: the file ``source`` names, opened, for Pillow to
+    read the image from (the header checks read ``source`` itself)."""
     try:
         # Pillow warns of an image above its own limit (DecompressionBombWarning) as it opens
         # it, and refuses one above twice that: the caller's pixel limit judges the size first,
@@ -213,7 +235,7 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
             size = _header_size(source)
             if size is not None:
                 check_size(*size)
-        img = Image.open(source)
+        img = Image.open(source if fp is None else fp)
         with img:
             if img.format == "NIC":  # with the Pillow plugin registered, else unidentified below
                 raise UnsupportedImageError(_ALREADY_NIC.format(name=name))
