@@ -240,7 +240,8 @@ def coding_quality(codec, quality: float | None) -> float | None:
 
 def add_image_arguments(parser, default_images: Path) -> None:
     """The options of the per-image Kodak programs: --images, --model, --threads, --limit, --json."""
-    parser.add_argument("--images", type=Path, default=default_images)
+    parser.add_argument("--images", type=Path, default=default_images,
+                        help=f"the folder of the Kodak PNGs (default: {default_images})")
     parser.add_argument("--model", type=Path, default=None, help="model folder (default: the shipped one)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")

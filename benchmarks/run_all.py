@@ -56,7 +56,8 @@ def main(argv: list[str] | None = None) -> dict:
     import speed
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=Path, default=rd.SHARED / "data" / "kodak")
+    parser.add_argument("--images", type=Path, default=rd.SHARED / "data" / "kodak",
+                        help="the folder of the 24 Kodak PNGs (default: ../shared/data/kodak beside the checkout)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: benchmarks/results, for the standard run only)")
     parser.add_argument("--quick", action="store_true", help="every part's quick mode")
@@ -76,6 +77,9 @@ def main(argv: list[str] | None = None) -> dict:
         if differs:
             parser.error(f"not the standard run ({'; '.join(differs)}), so it does not replace the committed "
                          f"results in {RESULTS}: give --out DIR (--out {RESULTS} to replace them all the same)")
+    if not args.images.is_dir():
+        parser.error(f"no folder {args.images}: the Kodak images are looked for in ../shared/data/kodak beside the "
+                     "checkout; give their folder with --images DIR")
     out = args.out if args.out or args.quick else RESULTS
 
     quick = ["--quick"] if args.quick else []

@@ -512,6 +512,11 @@ def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_p
     err = capsys.readouterr().err
     assert exit.value.code == 2 and "no published anchors" in err and "codecs not installed: jxl" in err
     assert not (tmp_path / "results").exists()
+    with pytest.raises(SystemExit) as exit:  # a checkout without ../shared beside it: the folder is named
+        run_all.main(["--quick", "--out", str(tmp_path / "quick")])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and f"no folder {tmp_path / 'shared' / 'data' / 'kodak'}: the Kodak images" in err
+    assert "give their folder with --images DIR" in err and not (tmp_path / "quick").exists()
 
     stub_parts(monkeypatch)
     run_all.main(["--images", str(folder), "--repeats", "1", "--out", str(tmp_path / "mine")])  # said so: written
@@ -520,6 +525,7 @@ def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_p
     assert wrote == "wrote " + ", ".join(str(tmp_path / "mine" / name) for name in names)
     rd.ANCHORS.parent.mkdir(parents=True)
     rd.ANCHORS.write_text('{"codecs": {}}')
+    (rd.SHARED / "data" / "kodak").mkdir(parents=True)  # the stand-in parts read no image
     monkeypatch.setattr(rd, "available", lambda codec: True)
     run_all.main(["--qualities", *map(str, rd.NICODEC_QUALITIES), "--threads", "2", "1"])  # the standard run
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(names)

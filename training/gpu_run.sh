@@ -105,7 +105,9 @@ ln -s "$PWD/export" "$pkg/nicodec/export"
 export PYTHONPATH="$pkg${PYTHONPATH:+:$PYTHONPATH}"
 
 {
-    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    if command -v nvidia-smi > /dev/null; then
+        nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+    fi
     "$PY" -c 'import sys, torch; print("python", sys.version.split()[0], "torch", torch.__version__, "cuda", torch.version.cuda, "available", torch.cuda.is_available())'
     "$PY" -c 'import onnxruntime as ort; print("onnxruntime", ort.__version__, ort.get_available_providers())' || true
 } 2>&1 | tee "$OUT/env.txt"
