@@ -578,8 +578,12 @@ def _check_manifest(manifest, path: Path) -> None:
         and isinstance(e["decoding"], dict)
         for e in others
     ):
+        legacy = isinstance(others, list) and others and all(isinstance(e, dict) and set(e) == {"model_id", "model_hash"}
+                                                             for e in others)
         problems.append(f"{DECODES_FILES_OF} must list objects of a model_id, a SHA-256 hex model_hash, "
-                        "a manifest version, the model's files and its decoding fields")
+                        "a manifest version, the model's files and its decoding fields"
+                        + (" (this folder lists an id and a hash alone, the form of the first exports of 2026-11-30, "
+                           "which later builds do not read: use a later export of this model)" if legacy else ""))
     elif others and manifest.get("version") == 1:
         problems.append(f"{DECODES_FILES_OF} needs manifest version 2, whose hash covers it")
     if problems:

@@ -295,8 +295,10 @@ def test_manifest_versions_and_the_list_of_earlier_models_are_checked(tmp_path):
     with pytest.raises(nicodec.ModelError, match="needs manifest version 2"):
         load({**v1, "decodes_files_of": entries})
     for bad in ({"model_id": "x", "model_hash": "0" * 64}, "vr-1w", [1]):
-        with pytest.raises(nicodec.ModelError, match="must list objects"):
+        with pytest.raises(nicodec.ModelError, match="must list objects") as refused:
             load({**listed, "decodes_files_of": [bad]})
+        # The first exports' form (an id and a hash alone) is named as such.
+        assert ("the form of the first exports of 2026-11-30" in str(refused.value)) is isinstance(bad, dict)
     # Malformed manifests are ModelErrors, not AttributeError or RecursionError.
     with pytest.raises(nicodec.ModelError, match="rate must be an object"):
         load({**base, "rate": [1]})
