@@ -390,8 +390,8 @@ def _commit(tmp: str, path: Path, force: bool) -> None:
 def _rename_without_replacing(tmp: str, path: Path) -> bool:
     """Rename ``tmp`` to ``path`` unless ``path`` exists, in one step: Linux's ``renameat2`` with
     ``RENAME_NOREPLACE`` (glibc 2.28 and later; vfat, exFAT, ext4, tmpfs and most others take it),
-    macOS's ``renamex_np`` with ``RENAME_EXCL``. False where neither is at hand, or the file
-    system refuses the flag.
+    macOS's ``renamex_np`` with ``RENAME_EXCL``, Windows' own rename (which never replaces).
+    False where none is at hand, or the file system refuses the flag.
 
     Raises:
         OutputExistsError: ``path`` exists.
@@ -400,16 +400,22 @@ def _rename_without_replacing(tmp: str, path: Path) -> bool:
     import errno
     import sys
 
+    if os.name == "nt":
+        try:
+            os.rename(tmp, path)
+        except FileExistsError:
+            raise OutputExistsError(f"{path} exists; use --force to overwrite it") from None
+        return True
+    if not sys.platform.startswith("linux") and sys.platform != "darwin":
+        return False
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         if sys.platform.startswith("linux"):
             rename = libc.renameat2
             args = (-100, os.fsencode(tmp), -100, os.fsencode(path), 1)  # AT_FDCWD, RENAME_NOREPLACE
-        elif sys.platform == "darwin":
+        else:
             rename = libc.renamex_np
             args = (os.fsencode(tmp), os.fsencode(path), 0x4)  # RENAME_EXCL
-        else:
-            return False
     except (AttributeError, OSError):  # an older C library (or none to load)
         return False
     if rename(*args) == 0:

@@ -54,11 +54,20 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
               f'(from a checkout, pip install ".[cpu,train]") ({error})',
               file=sys.stderr)
         raise SystemExit(1) from None
+    run_app(app, command)
+
+
+def run_app(app, command: str) -> None:
+    """Run a Typer ``app`` (or a function, as ``typer.run`` takes one) as the program
+    ``command``, and end the process with its exit code. Not in Click's standalone mode, as
+    nicodec's own command line: a usage error is one line, not Click's usage, hint and box."""
     import typer
 
     from .console import click_error
 
-    # Not standalone, as nicodec's own: a usage error is one line, not Click's usage, hint and box.
+    if not isinstance(app, typer.Typer):
+        function, app = app, typer.Typer(add_completion=False)
+        app.command()(function)
     try:
         code = app(prog_name=command, standalone_mode=False)
     except Exception as exc:  # noqa: BLE001 - Click's exceptions; click_error raises anything else again

@@ -213,9 +213,11 @@ class Rate:
                     f"(quality {quality_text(result.quality)})")
             if result.bpp > self.bpp:  # too large even so: its metadata may be what makes it so
                 from .format import metadata_bytes
+                from .ratecontrol import BPP_TOLERANCE
 
                 meta = metadata_bytes(result.data)
-                if meta * 10 >= len(result.data):
+                # Said when the file without it would reach the target, as the API's max_bytes error says it.
+                if meta and result.bpp * (len(result.data) - meta) / len(result.data) <= self.bpp * (1 + BPP_TOLERANCE):
                     said += f"; {meta:,} of its {len(result.data):,} bytes are metadata, which --strip leaves out"
             return said
         return (f"the target of {self.psnr:g} dB was not met: the best file found is {result.psnr:.2f} dB "

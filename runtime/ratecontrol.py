@@ -212,7 +212,9 @@ def encode_to_target(
                          lambda t: abs(t.bpp / target - 1) <= BPP_TOLERANCE)
         # Closest on the log scale the search works on: differences of a huge target's size were
         # equal floats, and the tie gave the start's file rather than quality 100's.
-        best = min(trials, key=lambda t: (abs(math.log(t.bpp) - math.log(target)), t.quality))
+        # A file within the tolerance first (the search stops at one), however the log scale ranks it.
+        best = min(trials, key=lambda t: (abs(t.bpp / target - 1) > BPP_TOLERANCE,
+                                          abs(math.log(t.bpp) - math.log(target)), t.quality))
         met = abs(best.bpp / target - 1) <= BPP_TOLERANCE
     elif name == "psnr":
         trials = _search(evaluate, lambda t: t.psnr, target, _PSNR_SLOPE, start, max_encodes,

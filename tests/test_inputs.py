@@ -476,6 +476,27 @@ def _has_renameat2() -> bool:
         return False
 
 
+def test_windows_takes_the_name_by_its_own_rename_which_never_replaces(tmp_path, monkeypatch):
+    """Loading the C library by None is a TypeError on Windows (an internal error on a FAT drive);
+    its own rename refuses an existing name."""
+    from nicodec import files
+    from nicodec.errors import OutputExistsError
+
+    def windows_rename(source, target):
+        if os.path.exists(target):
+            raise FileExistsError(183, "Cannot create a file when that file already exists", str(target))
+        os.replace(source, target)
+
+    monkeypatch.setattr(os, "name", "nt")
+    monkeypatch.setattr(os, "rename", windows_rename)
+    (tmp_path / "a.part").write_bytes(b"ours")
+    assert files._rename_without_replacing(str(tmp_path / "a.part"), tmp_path / "a.nic")
+    (tmp_path / "b.part").write_bytes(b"ours")
+    with pytest.raises(OutputExistsError, match="a.nic exists"):
+        files._rename_without_replacing(str(tmp_path / "b.part"), tmp_path / "a.nic")
+    assert (tmp_path / "a.nic").read_bytes() == b"ours" and (tmp_path / "b.part").exists()
+
+
 @pytest.mark.skipif(not _has_renameat2(), reason="Linux's renameat2 (glibc 2.28 and later)")
 def test_without_hard_links_a_file_made_after_the_check_is_not_replaced(tmp_path, monkeypatch):
     """Without hard links the output was checked, then renamed over: a file another process made

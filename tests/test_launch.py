@@ -111,6 +111,18 @@ def test_a_usage_error_of_the_training_commands_is_one_line(command, args, said)
     assert result.stderr.count("\n") == 1 and "Usage" not in result.stderr
 
 
+@pytest.mark.train
+@pytest.mark.parametrize("module", ["decoder_finetune", "entropy_finetune"])
+def test_a_usage_error_of_the_fine_tunes_is_one_line(module):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    result = subprocess.run([sys.executable, "-m", f"nicodec.training.{module}", "--bogus"], capture_output=True,
+                            text=True, timeout=120, check=False)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == (f"error: No such option: --bogus (Possible options: --out); "
+                             f"see python -m nicodec.training.{module} --help\n")
+
+
 def test_onnxruntime_writes_nothing_in_the_home_folder(tmp_path):
     """onnxruntime 1.31 and later keep telemetry (a database, a device id) under ~/.cache; nicodec
     opts out before importing it, unless the switch is set already (0 leaves onnxruntime's way)."""

@@ -151,6 +151,19 @@ def test_a_target_that_metadata_puts_out_of_reach_says_that_strip_leaves_it_out(
     assert re.search(r"; 20,0\d\d of its 2\d,\d{3} bytes are metadata, which --strip leaves out\n$", result.stderr)
     result = run("encode", path, "-o", tmp_path / "low.nic", "--target-bpp", "0.001", "--strip")
     assert result.exit_code == 0 and "metadata" not in result.stderr
+    result = run("encode", path, "-o", tmp_path / "lower.nic", "--target-bpp", "0.001")  # out of reach without it too
+    assert result.exit_code == 0 and "was not met" in result.stderr and "metadata" not in result.stderr
+
+
+def test_a_bpp_file_within_the_tolerance_is_chosen_over_a_closer_one_on_the_log_scale(codec, tmp_path, monkeypatch):
+    """The closest file is judged on the log scale, the tolerance as a ratio: one just past the
+    target (1.01004) beat one that met it (0.990008), and the search reported a miss."""
+    Image.fromarray(np.zeros((1000, 1000, 3), np.uint8)).save(tmp_path / "flat.png")
+    start = codec.default_quality
+    monkeypatch.setattr(codec, "encode", lambda source, quality, **options: b"x" * (126_255 if quality == start
+                                                                                    else 123_751))
+    result = encode_to_target(codec, tmp_path / "flat.png", bpp=1.0)
+    assert result.met and result.bpp == pytest.approx(0.990008) and result.quality != start
 
 
 def test_the_number_of_encodes_is_bounded(codec, image, monkeypatch):

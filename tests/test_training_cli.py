@@ -956,11 +956,12 @@ def test_a_run_folder_with_brackets_is_named_as_it_is(tmp_path, images):
 @pytest.mark.parametrize("module", ["nicodec.training.train", "nicodec.training.decoder_finetune",
                                     "nicodec.training.entropy_finetune", "nicodec.export.export"])
 def test_the_training_consoles_print_a_message_as_one_line_as_it_is(module):
-    """Names with [x] or [/x] (markup) and lines past 80 columns (the fine-tunes wrapped theirs in logs)."""
+    """Names with [x] or [/x] (markup) or :cat: (an emoji code) and lines past 80 columns (the
+    fine-tunes wrapped theirs in logs)."""
     import importlib
 
     console = importlib.import_module(module).console
-    text = "wrote runs/x[/b]/a[bold]/" + "long_name_" * 20 + "last.pt: held-out 0.1234 -> 0.1200"
+    text = "wrote runs/x[/b]/a[bold]/:cat:/" + "long_name_" * 20 + "last.pt: held-out 0.1234 -> 0.1200"
     with console.capture() as captured:
         console.print(text)
     assert captured.get() == text + "\n"

@@ -54,7 +54,7 @@ from .train import (
 
 # Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
 # MarkupError); soft wrap: one line per message in a log, whatever its width.
-console = Console(stderr=True, soft_wrap=True, markup=False)
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)
 """The qualities of the held-out crops (a variable-rate model): the benchmark's eight."""
 
@@ -346,4 +346,6 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    from nicodec.launch import run_app
+
+    run_app(main, "python -m nicodec.training.decoder_finetune")

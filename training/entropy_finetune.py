@@ -56,7 +56,7 @@ from .train import (
 
 # Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
 # MarkupError); soft wrap: one line per message in a log, whatever its width.
-console = Console(stderr=True, soft_wrap=True, markup=False)
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 @torch.no_grad()
@@ -315,4 +315,6 @@ def main(
 
 
 if __name__ == "__main__":
-    typer.run(main)
+    from nicodec.launch import run_app
+
+    run_app(main, "python -m nicodec.training.entropy_finetune")

@@ -63,7 +63,7 @@ from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap
 DEFAULT_DATA = "../shared/data/train/shard-*"
 # One line per line in a log file, whatever its width; markup off: a path of "[x]" would be
 # taken for a style (and "[/x]" ends in a MarkupError after the run's work is done).
-console = Console(stderr=True, soft_wrap=True, markup=False)
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 
 @dataclass
