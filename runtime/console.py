@@ -25,9 +25,10 @@ from . import stdio
 from .errors import ModelMismatchError, NicodecError, OutOfMemoryError, PixelLimitError
 
 
-# One message is one line: a newline in a file name is shown as \n (a tab is left as it is).
-CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)] if chr(c) != "\t"}
-             | {ord("\n"): "\\n", 0x2028: "\\u2028", 0x2029: "\\u2029"})  # the last two: line breaks to Python
+# One message is one line: a newline in a file name is shown as \n, and a tab as \t (Rich would
+# print it as spaces, a name that does not exist).
+CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
+            | {ord("\n"): "\\n", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"})  # the last two: line breaks to Python
 
 
 def zero_size(name: str) -> bool:

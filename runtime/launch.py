@@ -46,6 +46,7 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
     except KeyboardInterrupt:  # while torch imports (a second or two): the line and exit code of any other Ctrl-C
         if sys.stderr is not None:
             print("interrupted", file=sys.stderr)
+        end_by_the_signal(130)
         raise SystemExit(130) from None
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
@@ -72,7 +73,38 @@ def run_app(app, command: str) -> None:
         code = app(prog_name=command, standalone_mode=False)
     except Exception as exc:  # noqa: BLE001 - Click's exceptions; click_error raises anything else again
         code = click_error(exc, sys.argv[1:], typer.main.get_command(app), command)
+    except SystemExit as ended:  # a stop's own exit (the training loop's handlers)
+        code = ended.code
+    end_by_the_signal(code)
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def end_by_the_signal(code: object) -> None:
+    """End the process by the signal that stopped it, once its clean-up is done, when ``code`` is
+    the exit code of a stop by SIGINT, SIGTERM or SIGHUP (130, 143, 129), on POSIX systems: a
+    shell running nicodec in a loop, or xargs, goes on after a child that merely exited with
+    130, and stops after one that the signal ended (bash's "wait and cooperative exit"; Python
+    ends so after an uncaught KeyboardInterrupt). The shell's ``$?`` reads the same 130, 143 or
+    129; a program that waits for the process sees the signal. SIGXCPU's 152 stays an exit code
+    (its default action dumps core). Returns where the signal cannot be sent."""
+    import signal
+
+    if os.name != "posix" or not isinstance(code, int) or isinstance(code, bool):
+        return
+    signum = {130: signal.SIGINT, 143: signal.SIGTERM, 129: signal.SIGHUP}.get(code)
+    if signum is None:
+        return
+    for stream in (sys.stdout, sys.stderr):  # nothing written after this
+        try:
+            stream.flush()
+        except (AttributeError, OSError, ValueError):
+            pass
+    try:
+        signal.signal(signum, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signum})
+        os.kill(os.getpid(), signum)
+    except (OSError, ValueError):  # not the main thread, or no such call here: the exit code then
+        return
 
 
 def standard_descriptors() -> None:
@@ -104,6 +136,7 @@ def nicodec() -> None:
 
         _main(None, command=True)
     except SystemExit as ended:
+        end_by_the_signal(ended.code)
         batch = sys.modules.get("nicodec.batch")
         if batch is not None and batch.ABANDONED:
             # A batch stopped twice left files being coded on threads that cannot be stopped
@@ -122,6 +155,7 @@ def nicodec() -> None:
         if sys.stderr is not None:  # closed (2>&-): print() would write to stdout, perhaps a -o - pipe
             print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
                   file=sys.stderr)
+        end_by_the_signal(128 + signum)
         raise SystemExit(128 + signum) from None
     except MemoryError:  # while the command line's modules load (numpy, Pillow), under a memory limit
         if sys.stderr is not None:

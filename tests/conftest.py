@@ -9,6 +9,14 @@ import pytest
 
 from photos import psnr, synthetic_photo  # noqa: F401 - the tests import them from here
 
+
+def ended_by(signum: int) -> int:
+    """The return code of a process of the nicodec commands (their launchers) that a stop by
+    ``signum`` (SIGINT, SIGTERM, SIGHUP) ended: on POSIX the signal itself, sent again once the
+    clean-up is done, so that a shell loop or xargs stops too (a shell's ``$?`` reads
+    128 + ``signum``); elsewhere the exit code 128 + ``signum``."""
+    return -signum if os.name == "posix" else 128 + signum
+
 # The tests read the plain text a log gets, at Rich's default width: settings of the shell
 # they run from (a CI workflow's FORCE_COLOR, an exported COLUMNS) coloured or wrapped it, and
 # failed 73 tests (one hung). Taken out before any module makes a console; a test that needs one

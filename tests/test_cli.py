@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import signal
 import os
 import subprocess
 import sys
@@ -19,7 +20,7 @@ from nicodec import encode_to_target
 from nicodec.cli import app
 from nicodec.errors import NicodecError
 
-from conftest import psnr
+from conftest import ended_by, psnr, synthetic_photo
 
 runner = CliRunner()
 
@@ -1461,6 +1462,10 @@ def test_control_characters_in_names_are_shown_escaped(tmp_path):
     result = run("encode", tmp_path / name, "-o", tmp_path / "e.nic")
     assert result.exit_code == 0
     assert "\x1b" not in result.stdout and "e\\x1b]0;title\\x07.png" in result.stdout
+    if sys.platform != "win32":  # a tab was printed as spaces: a name that does not exist
+        Image.fromarray(synthetic_photo_small()).save(tmp_path / "t\tab.png")
+        result = run("encode", tmp_path / "t\tab.png", "-o", tmp_path / "t.nic")
+        assert result.exit_code == 0 and "t\\tab.png -> " in result.stdout and "\t" not in result.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="newlines in file names are POSIX")
@@ -1646,7 +1651,7 @@ def test_ctrl_c_while_the_command_lines_modules_load_is_one_line(module):
     tenth of a second), or the module main() imports before it sets its handlers, is
     "interrupted" and 130, not a traceback."""
     done = _stopped_run(_launch_stopped_at(module))
-    assert (done.returncode, done.stderr, done.stdout) == (130, "interrupted\n", "")
+    assert (done.returncode, done.stderr, done.stdout) == (ended_by(signal.SIGINT), "interrupted\n", "")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
@@ -1712,7 +1717,7 @@ def test_a_stop_at_start_with_stderr_closed_writes_nothing_to_stdout():
 
     done = subprocess.run([sys.executable, "-c", _launch_stopped_at("nicodec.cli")], stdout=subprocess.PIPE, timeout=120,
                           preexec_fn=lambda: os.close(2))
-    assert (done.returncode, done.stdout) == (130, b"")
+    assert (done.returncode, done.stdout) == (ended_by(signal.SIGINT), b"")
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
@@ -1882,3 +1887,27 @@ def test_names_are_measured_in_utf16_units_where_windows_measures_them(tmp_path,
     monkeypatch.setattr(targets, "NAMES_IN_UTF16", False)
     with pytest.raises(NicodecError, match="is longer than the 255 bytes its file system takes"):
         targets._check_can_make(tmp_path / "new", "写真" * 47 + ".nic")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and shells")
+def test_ctrl_c_stops_a_shell_loop_that_runs_nicodec(tmp_path):
+    """nicodec cleaned up after Ctrl-C and exited 130, and bash (and xargs) went on with the next
+    command: they stop only after a child that the signal itself ended."""
+    import shutil
+    import time
+
+    if shutil.which("bash") is None:
+        pytest.skip("no bash")
+    Image.fromarray(synthetic_photo(256, 256, seed=4)).save(tmp_path / "a.png")
+    loop = (f'for i in 1 2; do "{sys.executable}" -m nicodec encode a.png -o "$i.nic" --refine 1000; '
+            'echo "after $i: $?"; done; echo "loop finished"')
+    process = subprocess.Popen(["bash", "-c", loop], cwd=tmp_path, start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(4)  # past the start: nicodec's own handler has the stop
+        os.killpg(process.pid, signal.SIGINT)
+        out, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert (process.returncode, out) == (-signal.SIGINT, ""), (out, err)
+    assert err == "interrupted; nothing was written\n" and not list(tmp_path.glob("*.nic"))

@@ -9,12 +9,15 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import re
+import signal
 import subprocess
 import sys
 
 import pytest
 
 from nicodec.launch import is_missing_extra
+
+from conftest import ended_by
 
 
 def launch(command: str, blocked: list[str], *args: str) -> subprocess.CompletedProcess:
@@ -215,4 +218,4 @@ def test_ctrl_c_while_the_command_loads_is_one_line(command):
         f"launch.{command.removeprefix('nicodec-')}()\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert (result.returncode, result.stdout, result.stderr) == (130, "", "interrupted\n")
+    assert (result.returncode, result.stdout, result.stderr) == (ended_by(signal.SIGINT), "", "interrupted\n")
