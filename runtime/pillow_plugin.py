@@ -155,12 +155,15 @@ class NicImageFile(ImageFile.ImageFile):
         tags = [tag for tag, _ in table]
         self._mode = nicformat.decoded_mode(header.flags, alpha_section.find(tags) is not None)
         # The metadata sections are small: read them now, so info has them before load().
-        # Only those the file holds in full: a length from a damaged header is not read (a
-        # claimed 4 GiB would be reserved), and a truncated file keeps no partial profile;
-        # load() names the damage.
+        # Only where the section lengths add up to the bytes the file holds after its header:
+        # one damaged length shifts every later section, whose bytes would be published as a
+        # wrong profile or EXIF (and a claimed 4 GiB would be reserved); a truncated or padded
+        # file publishes none. load() names the damage.
+        left = bytes_left(self.fp)
+        whole = left is None or left == sum(length for _, length in table)
         offset = payload_at
         text_section.attach(self, None)
-        for tag, length in table:
+        for tag, length in table if whole else ():
             key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp", text_section.TAG: "text",
                    resolution_section.TAG: "dpi"}.get(tag)
             if key is not None:

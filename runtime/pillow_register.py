@@ -5,9 +5,14 @@
     >>> Image.open("photo.nic")
 
 The model is loaded on first use, not on import. To use another model or other
-providers, call :func:`nicodec.pillow_plugin.register` with a ``Codec`` instead.
+providers, call :func:`nicodec.pillow_plugin.register` with a ``Codec`` instead. A
+registration made before this module is first imported (an application's own ``Codec``)
+stays: a library that imports it to add ``.nic`` support does not replace it.
 """
 
-from .pillow_plugin import register
+from PIL import Image
 
-register()
+from .pillow_plugin import FORMAT, register
+
+if FORMAT not in Image.OPEN:
+    register()

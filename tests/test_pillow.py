@@ -218,6 +218,25 @@ def test_register_refuses_what_is_not_a_codec():
         pillow_plugin.register(nicodec.Codec)
 
 
+def test_importing_pillow_register_keeps_a_codec_the_application_registered(monkeypatch):
+    """A library that imports nicodec.pillow_register to add .nic support replaced the
+    application's own Codec (its pixel limit, providers, model) without a word."""
+    import importlib
+
+    from nicodec import pillow_register
+
+    mine = nicodec.Codec(max_pixels=1000)
+    for table in ("OPEN", "SAVE", "SAVE_ALL", "EXTENSION", "MIME", "DECODERS"):  # the registration is put back after
+        monkeypatch.setattr(Image, table, dict(getattr(Image, table)))
+    monkeypatch.setattr(Image, "ID", list(Image.ID))
+    pillow_plugin.register(mine)
+    importlib.reload(pillow_register)  # as its first import, after the application's register()
+    assert Image.OPEN[pillow_plugin.FORMAT][0].keywords["codec_source"]._codec is mine
+    del Image.OPEN[pillow_plugin.FORMAT]
+    importlib.reload(pillow_register)  # nothing registered yet: the default codec
+    assert Image.OPEN[pillow_plugin.FORMAT][0].keywords["codec_source"] is pillow_plugin._DEFAULT
+
+
 LAZY_SCRIPT = textwrap.dedent(
     """
     import io, json, sys
@@ -346,6 +365,30 @@ def test_a_claimed_metadata_length_beyond_the_file_is_not_read(codec, photo_imag
     with pytest.raises(UnidentifiedImageError, match="damaged nicodec file: .*declares 4,294,967,"):
         Image.open(Watched(bytes(data)), formats=["NIC"])
     assert max(reads) <= 1 << 20
+
+
+def test_a_damaged_section_length_publishes_no_metadata_read_from_the_wrong_place(codec, photo_image):
+    """One damaged length in the section table shifts every later section: Image.open published
+    the bytes found there as the ICC profile and EXIF (getexif then raised SyntaxError), which
+    code that reads metadata without decoding took for the file's own."""
+    from PIL import ImageCms
+
+    image = photo_image.copy()
+    image.info["icc_profile"] = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    image.info["exif"] = exif.tobytes()
+    data = bytearray(codec.encode(image))
+    _, table, payload_at = nicformat.read_header(bytes(data))
+    first = payload_at - nicformat.CRC.size - nicformat.SECTION_ENTRY.size * len(table)  # ZSYM's entry
+    length = int.from_bytes(data[first + 4: first + 8], "little")
+    data[first + 4: first + 8] = (length + 2).to_bytes(4, "little")
+    im = Image.open(io.BytesIO(bytes(data)))
+    assert "icc_profile" not in im.info and "exif" not in im.info
+    with pytest.raises(OSError, match="section lengths add up to"):
+        im.load()
+    whole = Image.open(io.BytesIO(codec.encode(image)))
+    assert whole.info["icc_profile"] == image.info["icc_profile"] and whole.getexif()[0x010F] == "Camera"
 
 
 def test_the_codecs_pixel_limit_applies_at_open_before_pillow_allocates(codec, nic, monkeypatch):
