@@ -71,10 +71,11 @@ def run_app(app, command: str) -> None:
         app.command()(function)
     try:
         code = app(prog_name=command, standalone_mode=False)
+    except SystemExit as ended:  # the command's own exit (a stop's, from the training loop's handlers), as it is
+        end_by_the_signal(ended.code)
+        raise
     except Exception as exc:  # noqa: BLE001 - Click's exceptions; click_error raises anything else again
         code = click_error(exc, sys.argv[1:], typer.main.get_command(app), command)
-    except SystemExit as ended:  # a stop's own exit (the training loop's handlers)
-        code = ended.code
     end_by_the_signal(code)
     raise SystemExit(code if isinstance(code, int) else 0)
 

@@ -148,20 +148,14 @@ def test_decode_formats_are_probed_in_the_mode_the_picture_decodes_to(photo, tmp
     """A grayscale picture keeps every value in GIF (256 levels), and so does a gray one kept as
     RGB; a square transparent icon in ICNS (PNG inside); a colour one does not fit GIF."""
     gray = Image.fromarray(photo).convert("L")
-    gray.save(tmp_path / "gray.png")
-    assert run("encode", tmp_path / "gray.png").exit_code == 0
-    assert run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray-back.png").exit_code == 0
-    result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.gif")
-    assert result.exit_code == 0, result.output
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "gray.gif").convert("L")),
-                          np.asarray(Image.open(tmp_path / "gray-back.png")))
-    gray.convert("RGB").save(tmp_path / "gray-rgb.png")  # decodes to RGB of equal channels, which GIF holds
-    assert run("encode", tmp_path / "gray-rgb.png").exit_code == 0
-    assert run("decode", tmp_path / "gray-rgb.nic", "-o", tmp_path / "gray-rgb-back.png").exit_code == 0
-    result = run("decode", tmp_path / "gray-rgb.nic", "-o", tmp_path / "gray-rgb.gif")
-    assert result.exit_code == 0, result.output
-    assert np.array_equal(np.asarray(Image.open(tmp_path / "gray-rgb.gif").convert("RGB")),
-                          np.asarray(Image.open(tmp_path / "gray-rgb-back.png")))
+    for name, image in (("gray", gray), ("gray-rgb", gray.convert("RGB"))):  # RGB of equal channels: GIF holds it
+        image.save(tmp_path / f"{name}.png")
+        assert run("encode", tmp_path / f"{name}.png").exit_code == 0
+        assert run("decode", tmp_path / f"{name}.nic", "-o", tmp_path / f"{name}-back.png").exit_code == 0
+        result = run("decode", tmp_path / f"{name}.nic", "-o", tmp_path / f"{name}.gif")
+        assert result.exit_code == 0, result.output
+        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}.gif").convert(image.mode)),
+                              np.asarray(Image.open(tmp_path / f"{name}-back.png")))
     icon = np.dstack([photo[:64, :64], np.full((64, 64), 255, np.uint8)])
     icon[:8, :8, 3] = 0
     Image.fromarray(icon, "RGBA").save(tmp_path / "icon.png")

@@ -219,3 +219,20 @@ def test_ctrl_c_while_the_command_loads_is_one_line(command):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == (ended_by(signal.SIGINT), "", "interrupted\n")
+
+
+def test_run_app_keeps_a_commands_own_exit(monkeypatch):
+    """A SystemExit of the command's own (a message, a code) ends the program as it says; a
+    command that returns ends it with 0."""
+    from nicodec.launch import run_app
+
+    def failing():
+        raise SystemExit("error: the command's own message")
+
+    monkeypatch.setattr(sys, "argv", ["prog"])
+    with pytest.raises(SystemExit) as ended:
+        run_app(failing, "prog")
+    assert ended.value.code == "error: the command's own message"
+    with pytest.raises(SystemExit) as ended:
+        run_app(lambda: None, "prog")
+    assert ended.value.code == 0
