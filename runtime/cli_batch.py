@@ -61,10 +61,13 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
     with reporting(debug):
         folder = len(inputs) == 1
         what = "a folder input needs" if folder else "several inputs need"
+        # Arguments that cannot go together, whatever the files: usage errors (exit code 2).
         if any(stdio.is_stdio(path) for path in inputs):
-            raise NicodecError("- (standard input) is an input on its own, not one of several")
+            raise typer.BadParameter("- (standard input) is an input on its own, not one of several",
+                                     param_hint="'INPUT...'")
         if stdio.is_stdio(output):
-            raise NicodecError(f"-o - writes one file to standard output; {what} an output folder")
+            raise typer.BadParameter(f"-o - writes one file to standard output; {what} an output folder",
+                                     param_hint="'-o'")
         if output == "":
             raise NicodecError("the output name is empty")
         if not folder and any(targets.is_dir(path) for path in inputs):

@@ -15,6 +15,8 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Optional
 
+import typer
+
 from . import stdio
 from .errors import NicodecError, OutputExistsError
 
@@ -170,7 +172,9 @@ def output_for(input: Path, output: Optional[str], suffix: str, force: bool, not
     if output == "":
         raise NicodecError("the output name is empty")
     if output is None and stdio.is_stdio(input):
-        raise NicodecError("with standard input as INPUT, give -o FILE (or -o - for standard output)")
+        # Arguments that cannot go together, whatever the files: a usage error (exit code 2).
+        raise typer.BadParameter("with standard input as INPUT, give -o FILE (or -o - for standard output)",
+                                 param_hint="'-o'")
     if output is None:
         if not input.name or is_dir(input):
             raise NicodecError(f"{input} is a directory, not a file")
@@ -184,7 +188,8 @@ def output_for(input: Path, output: Optional[str], suffix: str, force: bool, not
         if output.endswith(("/", os.sep)) or folder:
             # Into that folder, under the input's name, as cp does (a shell glob may match one file).
             if stdio.is_stdio(input):
-                raise NicodecError(f"with standard input as INPUT, -o names the file, not a folder ({output})")
+                raise typer.BadParameter(f"with standard input as INPUT, -o names the file, not a folder ({output})",
+                                         param_hint="'-o'")
             if not folder:
                 target = Path(output) / input.with_suffix(suffix).name
                 check(target)
