@@ -62,9 +62,10 @@ METADATA_SECTIONS = (b"ICCP", b"EXIF", b"XMP ", b"TEXT", b"PHYS")
 
 def metadata_bytes(data: bytes) -> int:
     """How many bytes of a ``.nic`` file its metadata sections (:data:`METADATA_SECTIONS`) take,
-    their section-table entries included: what ``strip`` would save."""
-    _, sections = unpack(data)
-    return sum(len(payload) + SECTION_ENTRY.size for tag, payload in sections.items() if tag in METADATA_SECTIONS)
+    their section-table entries included: what ``strip`` would save. From the section table
+    alone (a file the encoder just made: no CRC to check)."""
+    _, table, _ = read_header(data)
+    return sum(length + SECTION_ENTRY.size for tag, length in table if tag in METADATA_SECTIONS)
 
 
 # The header's pieces (public: the Pillow plugin reads a header piece by piece).

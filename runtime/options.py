@@ -211,13 +211,13 @@ class Rate:
         if self.bpp is not None:
             said = (f"the target of {self.bpp:g} bpp was not met: the closest file found is {result.bpp:.4f} bpp "
                     f"(quality {quality_text(result.quality)})")
-            if result.bpp > self.bpp:  # too large even so: its metadata may be what makes it so
-                from .format import metadata_bytes
-                from .ratecontrol import BPP_TOLERANCE
+            if result.bpp > self.bpp:  # too large even so: its metadata may be what puts the target out of reach
+                from .ratecontrol import BPP_TOLERANCE, metadata_out_of_reach
 
-                meta = metadata_bytes(result.data)
-                # Said when the file without it would reach the target, as the API's max_bytes error says it.
-                if meta and result.bpp * (len(result.data) - meta) / len(result.data) <= self.bpp * (1 + BPP_TOLERANCE):
+                # The target in bytes, with the tolerance within which it is met.
+                limit = len(result.data) * self.bpp * (1 + BPP_TOLERANCE) / result.bpp
+                meta = metadata_out_of_reach(result.data, limit)
+                if meta:
                     said += f"; {meta:,} of its {len(result.data):,} bytes are metadata, which --strip leaves out"
             return said
         return (f"the target of {self.psnr:g} dB was not met: the best file found is {result.psnr:.2f} dB "

@@ -208,14 +208,16 @@ def encode_to_target(
 
     start = codec.default_quality
     if name == "bpp":
+        def within(t: _Trial) -> bool:
+            return abs(t.bpp / target - 1) <= BPP_TOLERANCE
+
         trials = _search(evaluate, lambda t: math.log(t.bpp), math.log(target), _LOG_RATE_SLOPE, start, max_encodes,
-                         lambda t: abs(t.bpp / target - 1) <= BPP_TOLERANCE)
+                         within)
         # Closest on the log scale the search works on: differences of a huge target's size were
         # equal floats, and the tie gave the start's file rather than quality 100's.
         # A file within the tolerance first (the search stops at one), however the log scale ranks it.
-        best = min(trials, key=lambda t: (abs(t.bpp / target - 1) > BPP_TOLERANCE,
-                                          abs(math.log(t.bpp) - math.log(target)), t.quality))
-        met = abs(best.bpp / target - 1) <= BPP_TOLERANCE
+        best = min(trials, key=lambda t: (not within(t), abs(math.log(t.bpp) - math.log(target)), t.quality))
+        met = within(best)
     elif name == "psnr":
         trials = _search(evaluate, lambda t: t.psnr, target, _PSNR_SLOPE, start, max_encodes,
                          lambda t: target <= t.psnr <= target + PSNR_TOLERANCE)
@@ -238,23 +240,24 @@ def encode_to_target(
             # A tiny or flat image's size hardly falls with the quality: another may be a byte or two smaller.
             other = "" if smallest is lowest else (
                 f" (the smallest file found, at quality {smallest.quality:g}, {len(smallest.data):,})")
+            meta = metadata_out_of_reach(lowest.data, target)
+            stripped = (f"; {meta:,} of them are its metadata (ICC profile, EXIF, XMP, text, resolution), which "
+                        "strip (--strip) leaves out") if meta else ""
             raise QualityError(
                 f"no file of at most {target:,} bytes: at quality {QUALITY_MIN:g} this image takes "
-                f"{len(lowest.data):,} bytes{other}{_metadata_note(lowest.data, target)}"
+                f"{len(lowest.data):,} bytes{other}{stripped}"
             )
         best = max(fitting, key=lambda t: t.quality)
         met = True
     return RateResult(best.data, best.quality, best.bpp, best.psnr, met, len(trials))
 
 
-def _metadata_note(data: bytes, target: float) -> str:
-    """What a file too large for a target would say of its metadata, when leaving that out
-    (``strip``) would bring it within the target: camera JPEGs carry 10 to 60 kB of EXIF."""
+def metadata_out_of_reach(data: bytes, limit: float) -> int:
+    """The bytes of metadata in a file larger than ``limit`` bytes, when leaving them out
+    (``strip``) would bring it within the limit, else 0: what a missed target says of them
+    (camera JPEGs carry 10 to 60 kB of EXIF)."""
     meta = nicformat.metadata_bytes(data)
-    if not meta or len(data) - meta > target:
-        return ""
-    return (f"; {meta:,} of them are its metadata (ICC profile, EXIF, XMP, text, resolution), which strip "
-            "(--strip) leaves out")
+    return meta if meta and len(data) - meta <= limit else 0
 
 
 def _search(
