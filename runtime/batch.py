@@ -12,7 +12,7 @@ import stat
 import threading
 import time
 import unicodedata
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
@@ -228,9 +228,12 @@ class Outcome:
     pixels: int = 0
 
 
-def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -> list[Item]:
+def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str,
+         passed_over: Counter[str] | None = None) -> list[Item]:
     """Every file under ``root`` (recursively, hidden ones excepted: :func:`_hidden`) whose suffix is in
     ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``.
+    ``passed_over``, when given, counts the other files by their suffix (lower case; ``""``
+    for none), hidden ones excepted.
 
     A folder or file that cannot be looked at (no permission), and a link to nothing, is an
     item with a ``problem``, so that it fails in the batch rather than being passed over in
@@ -254,8 +257,13 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str) -
                          and (skip is None or _identity(Path(folder) / d) != skip))
         for name in sorted(files):
             path = Path(folder) / name
-            if path.suffix.lower() not in wanted or _hidden(path):
-                continue  # another kind, or hidden
+            suffix = path.suffix.lower()
+            if suffix not in wanted:  # another kind
+                if passed_over is not None and not _hidden(path):
+                    passed_over[suffix] += 1
+                continue
+            if _hidden(path):
+                continue
             target = (out_root / path.relative_to(root)).with_suffix(new_suffix)
             try:
                 regular = stat.S_ISREG(os.stat(path).st_mode)  # Path.is_file() hides errors from Python 3.13 on

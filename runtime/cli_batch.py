@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -90,7 +91,15 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
                 raise NicodecError(f"{what} an output folder, and {root} is named like a file")
         if folder:
             kinds = readable_suffixes() if suffix == ".nic" else [".nic"]
-            items = plan(inputs[0], root, kinds, suffix)
+            # Encoding, the files of other kinds are named by their count: a phone's HEIC photos
+            # or a camera's raw files, which Pillow does not read, are not passed over in silence.
+            # Decoding, a folder of .nic files beside their images is the rule, not a surprise.
+            passed_over: Counter[str] | None = Counter() if suffix == ".nic" else None
+            items = plan(inputs[0], root, kinds, suffix, passed_over)
+            if passed_over:
+                passed_over.pop(".nic", None)  # nicodec's own files, made beside their images
+                if passed_over:
+                    note(f"note: passed over {_kinds_text(passed_over)}; hidden files are passed over uncounted")
             if real_path(root).startswith(os.path.join(real_path(inputs[0]), "")):
                 console.err.print(f"warning: the output folder {root} lies inside {inputs[0]}; it is not searched for "
                                   f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
@@ -107,6 +116,17 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
                 targets.check_beside(path, several=True)
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
         return items, root
+
+
+def _kinds_text(counts: Counter[str], shown: int = 5) -> str:
+    """``"1,193 files whose extension is no image's that Pillow reads (1,100 .heic, 90 .mov and 3
+    without an extension)"``: the commonest kinds first (alphabetical among equals), ``shown`` of them."""
+    kinds = sorted(counts.items(), key=lambda kind: (-kind[1], kind[0]))
+    parts = [f"{n:,} {ext.translate(console.CONTROLS) if ext else 'without an extension'}" for ext, n in kinds[:shown]]
+    if len(kinds) > shown:
+        parts.append(f"{sum(n for _, n in kinds[shown:]):,} more")
+    listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"{counted_files(sum(counts.values()))} whose extension is no image's that Pillow reads ({listed})"
 
 
 def header_of(data: bytes):

@@ -75,6 +75,32 @@ def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):
     assert all(p.read_bytes()[:4] == b"\x89NIC" for p in (tmp_path / "out").rglob("*.nic"))
 
 
+def test_files_of_other_kinds_are_counted_by_extension_not_passed_over_in_silence(tmp_path):
+    """A phone's HEIC photos or a camera's raw files, which Pillow does not read, were left out
+    with nothing said: "3 files: 3 encoded" over a folder of 300 photos. Encoding names them by
+    their count; hidden files and .nic files (nicodec's own, beside their images) are not
+    counted, and decoding, where images beside the .nic files are the rule, says nothing."""
+    src = make_tree(tmp_path / "src")  # and notes.txt
+    for name in ("IMG_1.HEIC", "IMG_2.heic", "IMG_3.heic", "clip.mov", "raw.CR2", "README", "a/c.json",
+                 ".hidden.heic", "top.nic"):
+        (src / name).write_bytes(b"x")
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert "4 files: 3 encoded" in result.stdout
+    assert ("note: passed over 8 files whose extension is no image's that Pillow reads (3 .heic, 1 without an "
+            "extension, 1 .cr2, 1 .json, 1 .mov and 1 more); hidden files are passed over uncounted") in result.stderr, result.stderr
+    (src / "a" / "c.json").unlink()
+    for name in ("IMG_1.HEIC", "IMG_2.heic", "IMG_3.heic", "clip.mov", "raw.CR2"):
+        (src / name).unlink()
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert "passed over 2 files whose extension is no image's that Pillow reads (1 without an extension and 1 .txt)" \
+        in result.stderr, result.stderr
+    (src / "README").unlink()
+    (src / "notes.txt").unlink()
+    assert "passed over" not in run("encode", src, "-o", tmp_path / "out", "--provider", "cpu").stderr
+    result = run("decode", tmp_path / "out", "-o", tmp_path / "back")
+    assert "3 files: 3 decoded" in result.stdout and "passed over" not in result.stderr
+
+
 def test_up_to_date_outputs_are_skipped_and_stale_ones_kept_without_force(tmp_path):
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()
@@ -669,6 +695,7 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_batch(tmp_path, monke
     that file's failure, named with its reason, and the others are still written."""
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()
+    (src / "notes.txt").unlink()  # which a note would count
     calls = _encode_failing_on_the_second_call(monkeypatch, _raise(RuntimeError("boom")))
     result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
     assert result.exit_code == 1, result.output
