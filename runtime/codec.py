@@ -44,7 +44,7 @@ from .errors import (FormatError, LimitError, ModelError, ModelMismatchError, Ni
 from .files import read_binary_file, read_file
 from .graphs import check_graph
 from .images import equal_channels, read_picture
-from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number
+from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number, shipped_earlier_models
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
                        REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
@@ -185,7 +185,9 @@ class Codec:
     and checked, at once.
 
     Args:
-        model: a model folder; ``None`` for the default model shipped in the package.
+        model: a model folder; ``None`` for the default model shipped in the package, which
+            also decodes the files of the models that earlier releases shipped, where the
+            package keeps them (``nicodec/models/earlier``; each loaded at its first file).
         providers: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
             or onnxruntime provider names (a list, or one name such as
             ``"CPUExecutionProvider"``). The entropy-parameter graph
@@ -265,6 +267,12 @@ class Codec:
         max_pixels = _whole("max_pixels", max_pixels, 1)
         tile, margin = _whole("tile", tile), _whole("margin", margin)  # their range is checked with the model
         self.model = ModelFiles.load(model)
+        # The shipped default model decodes the files of the earlier shipped ones, each by a
+        # codec of its own made at its first file, with these settings.
+        self._earlier_settings = None if model is not None else {
+            "providers": providers, "threads": threads, "max_pixels": max_pixels, "optimization": optimization,
+            "tile": tile, "margin": margin, "precision": precision}
+        self._earlier: dict[tuple[str, bytes], Codec] = {}
         chosen = resolve_providers(providers)
         strict = not isinstance(providers, str) or providers == "cuda"
         self.max_pixels = max_pixels
@@ -306,6 +314,7 @@ class Codec:
         self._entropy_settings = entropy_settings
         self._sessions: dict = {}
         self._loading = threading.Lock()
+        self._earlier_lock = threading.Lock()
         # First, so that a runtime that computes it wrongly is refused before the other graphs load.
         self._session("entropy_parameters")
         _LIVE.add(self)
@@ -600,7 +609,8 @@ class Codec:
         Raises:
             FormatError: the data is not a valid nicodec file.
             ModelMismatchError: the file was made by another model, and not by one whose files
-                this model also decodes (``ModelFiles.decodes_files_of``).
+                this model also decodes (``ModelFiles.decodes_files_of``), nor, for the default
+                model's codec, by an earlier model the package ships.
             PixelLimitError: the header claims more than ``max_pixels`` pixels (a ``LimitError``).
             ModelError: the synthesis graph does not load (the first decode loads it).
             OutOfMemoryError: memory ran out (while the synthesis loaded, or for the image).
@@ -613,10 +623,13 @@ class Codec:
         check_progress(progress)
         work = Work(progress)  # started once the header tells the size: (0, total) before the entropy decoding
         d = self.model.downsampling
-        header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
-            data, lambda header: work.start(-(-header.height // d) * d * -(-header.width // d) * d,
-                                            1 + ENTROPY_DECODING_SHARE),
-            done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
+        try:
+            header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
+                data, lambda header: work.start(-(-header.height // d) * d * -(-header.width // d) * d,
+                                                1 + ENTROPY_DECODING_SHARE),
+                done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
+        except _MadeByEarlier as made:
+            return made.codec.decode(made.data, as_array=as_array, progress=progress)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
@@ -648,7 +661,10 @@ class Codec:
     @_memory_named
     def decode_latents(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
-        header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
+        try:
+            header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
+        except _MadeByEarlier as made:
+            return made.codec.decode_latents(made.data)
         return header, self._y_hat(header, symbols, mean_q)
 
     @_memory_named
@@ -660,8 +676,34 @@ class Codec:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
         """
-        header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
+        try:
+            header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
+        except _MadeByEarlier as made:
+            return made.codec.decode_symbols(made.data)
         return header, z_hat, symbols, mean_q
+
+    def _earlier_codec(self, header: nicformat.Header) -> "Codec | None":
+        """For the default model's codec, the codec of the earlier shipped model that made the
+        file (:func:`nicodec.model.shipped_earlier_models`), made at its first file with this
+        codec's settings; ``None`` otherwise."""
+        key = (header.model_id, header.model_hash)
+        if self._earlier_settings is None or key == (self.model.model_id, self.model.model_hash) \
+                or key in self.model.decodes_files_of:
+            return None
+        made = self._earlier.get(key)
+        if made is not None:
+            return made
+        folder = shipped_earlier_models().get(key)
+        if folder is None:
+            return None
+        with self._earlier_lock:
+            if key not in self._earlier:
+                settings = dict(self._earlier_settings)
+                decoders = ModelFiles.load(folder)
+                if not decoders.has_graph(PRECISIONS[settings["precision"]]):
+                    settings["precision"] = "fp32"  # the reference synthesis, where the model kept no other
+                self._earlier[key] = Codec(folder, **settings)
+            return self._earlier[key]
 
     def _entropy_decode(self, data, started: Callable[[nicformat.Header], None] | None = None,
                         done: Callable[[float], None] | None = None):
@@ -678,7 +720,11 @@ class Codec:
             raise type(exc)(f"{os.fsdecode(data)}: {exc}") from None
 
     def _entropy_decode_data(self, data, started, done):
-        header, sections = nicformat.unpack(_read_bytes(data), max_pixels=self.max_pixels)
+        whole = _read_bytes(data)
+        header, sections = nicformat.unpack(whole, max_pixels=self.max_pixels)
+        earlier = self._earlier_codec(header)
+        if earlier is not None:  # a path goes on as it is, read again, for the errors to name it
+            raise _MadeByEarlier(earlier, data if isinstance(data, (str, os.PathLike)) else whole)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
@@ -899,6 +945,15 @@ class Codec:
 
 
 _STREAMS = {b"ZSYM": "the hyperlatent's", b"YSYM": "the latent's"}
+
+
+class _MadeByEarlier(Exception):
+    """Raised inside a decode when the file is one for :meth:`Codec._earlier_codec`'s codec:
+    the decode starts again there, with ``data`` (the path given, or the bytes read)."""
+
+    def __init__(self, codec: Codec, data) -> None:
+        super().__init__(codec.model_id)
+        self.codec, self.data = codec, data
 
 
 def _symbols(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:

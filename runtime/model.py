@@ -109,6 +109,32 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("nicodec") / "models" / "default"))
 
 
+def earlier_models_dir() -> Path:
+    """Where the package keeps the models that earlier releases shipped, one folder each
+    (named by model id), for their files to decode after an upgrade: their decoding files
+    (``DECODING_FILES`` and the manifest) at least."""
+    return Path(str(resources.files("nicodec") / "models" / "earlier"))
+
+
+def shipped_earlier_models() -> dict[tuple[str, bytes], Path]:
+    """The earlier models the package ships (:func:`earlier_models_dir`), by the ``(model id,
+    8-byte model hash)`` their files record, read from their manifests: a folder is checked
+    in full (:meth:`ModelFiles.load`) when a file needs it. A folder without a readable
+    manifest is left out, and the files of its model are refused as any other model's."""
+    found: dict[tuple[str, bytes], Path] = {}
+    try:
+        folders = sorted(earlier_models_dir().iterdir())
+    except OSError:  # none shipped
+        return found
+    for folder in folders:
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            found[(manifest["model_id"], bytes.fromhex(manifest["model_hash"])[:8])] = folder
+        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            continue
+    return found
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -15,6 +15,11 @@
 # Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3); 5 (its last 8
 # files are held out and never copied to train/) and 0 come next.
 # Back here (rehearsed on a CPU-trained checkpoint, 2026-11-30; about 10 minutes of work):
+#   first keep the model being replaced, for its users' files to decode (runtime/models/earlier,
+#   docs/how-it-works.md; about 7 MB; before the export below replaces runtime/models/default):
+#   old=runtime/models/earlier/$(python -c "import json; print(json.load(open('runtime/models/default/manifest.json'))['model_id'])")
+#   mkdir -p $old && cp runtime/models/default/{manifest.json,entropy_parameters.onnx,decoder.onnx,tables.npz} $old/
+#       (and git add it; tests/test_earlier_models.py shows what it does)
 #   git rm -q training/checkpoints/nicodec-mshp-vr-3d.pt  # one checkpoint in the tree, so the
 #   cp $OUT/slim.pt training/checkpoints/nicodec-mshp-vr-4.pt  # next run's data still fits
 #       (the history keeps the old one); then INIT below names the new one

@@ -1,0 +1,141 @@
+"""Files of the models that earlier releases shipped decode after an upgrade: the package keeps
+those models under ``nicodec/models/earlier`` and the default model's codec hands their files on."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+import nicodec
+from nicodec import model as nicmodel
+from nicodec.cli import app
+
+from conftest import synthetic_photo
+
+EARLIER_ID = "nicodec-test-earlier"
+
+
+def make_earlier_model(folder: Path, decode_only: bool) -> Path:
+    """A model that differs from the shipped one where a test can see it: its synthesis is the
+    shipped fp16 graph (other pixels, the same symbols); with ``decode_only``, only the files
+    that decoding needs, as a release keeps an earlier model."""
+    source = nicmodel.default_model_dir()
+    manifest = json.loads((source / nicmodel.MANIFEST).read_text(encoding="utf-8"))
+    folder.mkdir(parents=True)
+    for name in [*manifest["files"], *manifest.get("encoder_files", {})]:
+        if not decode_only or name in nicmodel.DECODING_FILES:
+            shutil.copyfile(source / ("decoder_fp16.onnx" if name == "decoder.onnx" else name), folder / name)
+    manifest["files"]["decoder.onnx"] = nicmodel.sha256_file(folder / "decoder.onnx")
+    manifest["model_id"] = EARLIER_ID
+    manifest.pop("decodes_files_of", None)
+    manifest["model_hash"] = nicmodel.manifest_hash(manifest)
+    (folder / nicmodel.MANIFEST).write_text(json.dumps(manifest), encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def earlier(tmp_path_factory):
+    """(the full earlier model's folder, the package's folder of earlier models, a file it made)."""
+    root = tmp_path_factory.mktemp("earlier")
+    full = make_earlier_model(root / "full", decode_only=False)
+    shipped = root / "package-earlier"
+    make_earlier_model(shipped / EARLIER_ID, decode_only=True)
+    (shipped / "not-a-model").mkdir()  # no manifest: left out
+    data = nicodec.Codec(full).encode(Image.fromarray(synthetic_photo(96, 128, seed=4)), quality=30)
+    return full, shipped, data
+
+
+@pytest.fixture
+def shipped(earlier, monkeypatch):
+    monkeypatch.setattr(nicmodel, "earlier_models_dir", lambda: earlier[1])
+    return earlier
+
+
+def test_without_the_earlier_model_in_the_package_its_files_are_refused(earlier, monkeypatch):
+    full, _, data = earlier
+    monkeypatch.setattr(nicmodel, "earlier_models_dir", lambda: full.parent / "none")
+    with pytest.raises(nicodec.ModelMismatchError, match=f"made by model '{EARLIER_ID}'"):
+        nicodec.Codec().decode(data)
+
+
+def test_the_default_codec_decodes_an_earlier_shipped_models_files_with_that_model(shipped, tmp_path):
+    full, folder, data = shipped
+    assert nicmodel.shipped_earlier_models() == {
+        (EARLIER_ID, nicodec.Codec(full).model.model_hash): folder / EARLIER_ID}
+    expected = nicodec.Codec(full).decode(data, as_array=True)
+    codec = nicodec.Codec()
+    (tmp_path / "old.nic").write_bytes(data)
+    for given in (data, bytearray(data), io.BytesIO(data), tmp_path / "old.nic", str(tmp_path / "old.nic")):
+        assert np.array_equal(codec.decode(given, as_array=True), expected), type(given)
+    # With the earlier model's own synthesis (here its fp16 graph), not the default's.
+    _, y_hat = codec.decode_latents(data)
+    assert not np.array_equal(codec._synthesize(y_hat)[0, :, :96, :128].transpose(1, 2, 0), expected)
+    header, _, symbols, _ = codec.decode_symbols(data)
+    assert header.model_id == EARLIER_ID and symbols.size
+    assert list(codec._earlier) == [(EARLIER_ID, header.model_hash)]  # made once, at the first file
+    # The decode-only folder keeps no fp16 synthesis: fp16 asked for decodes with its fp32 one.
+    assert np.array_equal(nicodec.Codec(precision="fp16").decode(data, as_array=True), expected)
+
+
+def test_a_codec_of_a_named_model_folder_decodes_its_own_files_only(shipped):
+    _, _, data = shipped
+    with pytest.raises(nicodec.ModelMismatchError, match=f"made by model '{EARLIER_ID}'"):
+        nicodec.Codec(nicmodel.default_model_dir()).decode(data)
+
+
+def test_threads_sharing_the_default_codec_make_one_codec_of_the_earlier_model(shipped):
+    full, _, data = shipped
+    codec, results = nicodec.Codec(), []
+    threads = [threading.Thread(target=lambda: results.append(codec.decode(data, as_array=True))) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(results) == 4 and len(codec._earlier) == 1
+    assert all(np.array_equal(r, results[0]) for r in results)
+
+
+def test_the_command_line_and_the_pillow_plugin_decode_an_earlier_models_files(shipped, tmp_path):
+    full, _, data = shipped
+    (tmp_path / "old.nic").write_bytes(data)
+    expected = nicodec.Codec(full).decode(data, as_array=True)
+    runner = CliRunner()
+    result = runner.invoke(app, ["decode", str(tmp_path / "old.nic"), "-o", str(tmp_path / "old.png")])
+    assert result.exit_code == 0, result.output
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "old.png")), expected)
+    result = runner.invoke(app, ["verify", str(tmp_path / "old.nic")])
+    assert result.exit_code == 0 and "ok" in result.stdout.lower(), result.output
+    result = runner.invoke(app, ["decode", "-", "-o", str(tmp_path / "stdin.png")], input=data)
+    assert result.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), expected)
+    from nicodec import pillow_plugin
+
+    pillow_plugin.register(nicodec.Codec())
+    try:
+        with Image.open(tmp_path / "old.nic") as im:
+            assert im.info["model_id"] == EARLIER_ID and np.array_equal(np.asarray(im), expected)
+    finally:
+        pillow_plugin.register()
+
+
+def test_the_wheel_takes_every_file_an_earlier_model_folder_decodes_with():
+    """pyproject's package data must cover the folder that ``earlier_models_dir`` names, or a
+    release's earlier models stay in the repository and out of the installed package."""
+    import fnmatch
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11 on
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if not pyproject.is_file():
+        pytest.skip("needs the checkout's pyproject.toml beside the tests")
+    patterns = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["nicodec"]
+    package = Path(nicodec.__file__).parent
+    folder = nicmodel.earlier_models_dir().relative_to(package) / "nicodec-mshp-vr-3d"
+    for name in [nicmodel.MANIFEST, *nicmodel.DECODING_FILES, "decoder_fp16.onnx"]:
+        assert any(fnmatch.fnmatch((folder / name).as_posix(), p) for p in patterns), name
