@@ -682,7 +682,7 @@ class Codec:
             return made.codec.decode_symbols(made.data)
         return header, z_hat, symbols, mean_q
 
-    def _earlier_codec(self, header: nicformat.Header) -> "Codec | None":
+    def _earlier_codec(self, header: nicformat.Header) -> Codec | None:
         """For the default model's codec, the codec of the earlier shipped model that made the
         file (:func:`nicodec.model.shipped_earlier_models`), made at its first file with this
         codec's settings; ``None`` otherwise."""

@@ -92,7 +92,7 @@ def test_a_codec_of_a_named_model_folder_decodes_its_own_files_only(shipped):
 
 
 def test_threads_sharing_the_default_codec_make_one_codec_of_the_earlier_model(shipped):
-    full, _, data = shipped
+    _, _, data = shipped
     codec, results = nicodec.Codec(), []
     threads = [threading.Thread(target=lambda: results.append(codec.decode(data, as_array=True))) for _ in range(4)]
     for thread in threads:
