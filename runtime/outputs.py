@@ -152,10 +152,11 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
     why, where the format keeps such data but not this one (too long for a JPEG segment, not
     Unicode text for PNG, text but a comment), else None."""
     try:
-        _, table, _ = nicformat.read_header(data)
+        header, table, _ = nicformat.read_header(data)
     except NicodecError:
         return []
     lengths = {tag: length for tag, length in table if length}
+    gray = bool(header.flags & nicformat.FLAG_GRAYSCALE) and not header.flags & nicformat.FLAG_GRAY_AS_RGB
     kept = kept_metadata(fmt)
     unpacked: list[dict[bytes, bytes]] = []
 
@@ -175,6 +176,13 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
             dropped.append((what, None))
         elif limit is not None and lengths[tag] > limit:
             dropped.append((what, f"its {lengths[tag]:,} bytes are more than one {fmt} segment holds ({limit:,})"))
+        elif key == "icc_profile" and gray and fmt in _GRAY_AS_COLOUR:
+            try:
+                packet = payload(tag)
+            except NicodecError:
+                continue
+            if _gray_profile(packet):
+                dropped.append((what, f"{fmt} stores a gray picture as colour, which a gray profile does not describe"))
         elif key == "exif" and fmt in _EXIF_READERS:
             try:
                 packet = payload(tag)
@@ -358,6 +366,18 @@ namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by P
 ones are left out, with a warning, rather than failing the whole decode."""
 
 
+_GRAY_AS_COLOUR = frozenset({"WEBP"})
+"""The formats whose writers turn a gray picture into colour (WebP has no gray images): a gray
+ICC profile (one for a single channel) would describe the file wrongly, and colour-managed
+readers (LittleCMS: "cannot build transform") refuse it. It is left out, with a warning."""
+
+
+def _gray_profile(profile: bytes) -> bool:
+    """Whether an ICC profile is one for gray data: its colour space signature (bytes 16 to 19
+    of the header) says ``GRAY``."""
+    return profile[16:20] == b"GRAY"
+
+
 _EXIF_READERS = frozenset({"TIFF", "AVIF"})
 """The formats whose writers read the EXIF they are given rather than copy its bytes (Pillow's
 TIFF writer takes its tags, libavif checks its TIFF header): an EXIF section that is not a TIFF
@@ -415,6 +435,9 @@ def _metadata(image, fmt: str) -> dict:
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
     if "exif" in options and fmt in _EXIF_READERS and not _tiff_structure(bytes(options["exif"])):
         del options["exif"]  # dropped_metadata warns
+    if "icc_profile" in options and image.mode in ("L", "LA") and fmt in _GRAY_AS_COLOUR \
+            and _gray_profile(bytes(options["icc_profile"])):
+        del options["icc_profile"]  # dropped_metadata warns
     density = resolution_section.from_dpi(image.info.get("dpi"))
     dpi = _written_dpi(density, fmt)[0] if density is not None else None
     if dpi is not None:

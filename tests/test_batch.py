@@ -101,6 +101,26 @@ def test_files_of_other_kinds_are_counted_by_extension_not_passed_over_in_silenc
     assert "3 files: 3 decoded" in result.stdout and "passed over" not in result.stderr
 
 
+def test_a_folders_mpo_photos_are_coded_from_their_first_frame(tmp_path):
+    """MPO files (3D cameras, some phones: a JPEG with previews or a second view as more frames)
+    were passed over in a folder, where the same file given alone was coded: Pillow opens them
+    through JPEG's opener, so MPO has none of its own in Image.OPEN."""
+    from nicodec import Codec
+
+    src = tmp_path / "src"
+    src.mkdir()
+    first, second = (Image.fromarray(synthetic_photo(64, 96, seed=s)) for s in (1, 2))
+    first.save(src / "stereo.mpo", save_all=True, append_images=[second])
+    with Image.open(src / "stereo.mpo") as im:
+        assert im.format == "MPO" and im.n_frames == 2
+    result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
+    assert result.exit_code == 0 and "1 file: 1 encoded" in result.stdout, result.output
+    assert "passed over" not in result.stderr
+    codec = Codec()
+    with Image.open(src / "stereo.mpo") as im:
+        assert (tmp_path / "out" / "stereo.nic").read_bytes() == codec.encode(im.convert("RGB"))
+
+
 def test_up_to_date_outputs_are_skipped_and_stale_ones_kept_without_force(tmp_path):
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()

@@ -1333,6 +1333,32 @@ def test_decoding_to_a_format_that_keeps_no_metadata_says_so(photo, tmp_path):
         assert back.info["icc_profile"] == icc and back.getexif()[0x010F] == "nicodec test camera"
 
 
+def test_a_gray_picture_decoded_to_webp_leaves_its_gray_profile_out(photo, tmp_path):
+    """WebP has no gray images: Pillow's writer turns L into RGB, and a gray ICC profile written
+    along described an RGB file that colour-managed readers refuse (LittleCMS: "cannot build
+    transform"). It is left out, with a warning; formats that keep the picture gray keep it, and
+    an RGB profile goes into WebP as before."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    gray_profile = srgb[:16] + b"GRAY" + srgb[20:]
+    Image.fromarray(photo[:, :, 1]).save(tmp_path / "gray.png", icc_profile=gray_profile)
+    Image.fromarray(photo).save(tmp_path / "colour.png", icc_profile=srgb)
+    for name in ("gray", "colour"):
+        assert run("encode", tmp_path / f"{name}.png").exit_code == 0
+    result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.webp")
+    assert result.exit_code == 0, result.output
+    assert ("warning: gray.webp will have no ICC profile: WEBP stores a gray picture as colour, which a gray "
+            "profile does not describe") in result.stderr, result.stderr
+    with Image.open(tmp_path / "gray.webp") as back:
+        assert back.mode == "RGB" and "icc_profile" not in back.info
+    for name, target, profile in (("gray", "gray.tiff", gray_profile), ("colour", "colour.webp", srgb)):
+        result = run("decode", tmp_path / f"{name}.nic", "-o", tmp_path / target)
+        assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+        with Image.open(tmp_path / target) as back:
+            assert back.info["icc_profile"] == profile
+
+
 def test_both_onnxruntime_wheels_installed_is_a_warning(monkeypatch, recwarn):
     """[cpu] and [gpu] together: pip installs both, and the one installed last overwrites the
     other's files (they are one Python package); nicodec says so once."""
