@@ -1,6 +1,6 @@
 """What the exact integer entropy parameters cost in rate: a checkpoint's integer h_s beside its float twin.
 
-    python benchmarks/integer_cost.py [--checkpoint training/checkpoints/nicodec-mshp-vr-3d.pt]
+    python benchmarks/integer_cost.py [--checkpoint training/checkpoints/SHIPPED_MODEL_ID.pt]
         [--images ../shared/data/kodak] [--limit N] [--json results/integer_cost.json]
 
 The shipped model computes the means and scales of y with the integer hyper-synthesis
@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import statistics
 from pathlib import Path
 
@@ -37,6 +38,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from nicodec.model import MANIFEST, default_model_dir
 from nicodec.training.model import SCALE_LEVELS, float_scale_index, gaussian_likelihood, scale_table
 from nicodec.training.train import load_model
 
@@ -80,7 +82,9 @@ def measure(model, image: np.ndarray, level: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "\n").splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/nicodec-mshp-vr-3d.pt")
+    shipped = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
+    parser.add_argument("--checkpoint", type=Path, default=ROOT / f"training/checkpoints/{shipped}.pt",
+                        help="default: the shipped model's checkpoint")
     parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/kodak")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
     parser.add_argument("--threads", type=int, default=2)

@@ -37,11 +37,19 @@ app = typer.Typer(
 
 
 def _version_callback(value: bool) -> None:
+    """The version, and the shipped model's id, which every file records: the version alone does
+    not tell which model's files a release makes (``nicodec info`` names a file's)."""
     if value:
         with writing_report():
             from . import __version__
+            from .model import MANIFEST, default_model_dir
 
-            console.out.print(f"nicodec {__version__}", markup=False)
+            try:
+                model = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
+            except (OSError, ValueError, TypeError, KeyError, RecursionError):
+                model = None  # a damaged install: the commands that load the model say why
+            console.out.print(f"nicodec {__version__}" + (f", model {model}" if isinstance(model, str) else ""),
+                              markup=False)
         raise typer.Exit()
 
 

@@ -118,9 +118,10 @@ def earlier_models_dir() -> Path:
 
 def shipped_earlier_models() -> dict[tuple[str, bytes], Path]:
     """The earlier models the package ships (:func:`earlier_models_dir`), by the ``(model id,
-    8-byte model hash)`` their files record, read from their manifests: a folder is checked
-    in full (:meth:`ModelFiles.load`) when a file needs it. A folder without a readable
-    manifest is left out, and the files of its model are refused as any other model's."""
+    8-byte model hash)`` their files record, read from their manifests, with the models whose
+    files each of them decodes (its ``decodes_files_of``): a folder is checked in full
+    (:meth:`ModelFiles.load`) when a file needs it. A folder without a readable manifest is left
+    out, and the files of its model are refused as any other model's."""
     found: dict[tuple[str, bytes], Path] = {}
     try:
         folders = sorted(earlier_models_dir().iterdir())
@@ -129,9 +130,12 @@ def shipped_earlier_models() -> dict[tuple[str, bytes], Path]:
     for folder in folders:
         try:
             manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            found[(manifest["model_id"], bytes.fromhex(manifest["model_hash"])[:8])] = folder
-        except (OSError, ValueError, TypeError, KeyError, RecursionError):
+            keys = [(entry["model_id"], bytes.fromhex(entry["model_hash"])[:8])
+                    for entry in [manifest, *manifest.get("decodes_files_of", [])]]
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             continue
+        for key in keys:
+            found.setdefault(key, folder)
     return found
 
 

@@ -375,7 +375,8 @@ def test_version_and_module_entry_point():
 
     result = subprocess.run([sys.executable, "-m", "nicodec", "--version"], capture_output=True, text=True)
     assert result.returncode == 0
-    assert result.stdout == f"nicodec {importlib.metadata.version('nicodec')}\n"
+    shipped = nicodec.Codec().model_id
+    assert result.stdout == f"nicodec {importlib.metadata.version('nicodec')}, model {shipped}\n"
     assert nicodec.__version__ == importlib.metadata.version("nicodec") and "__version__" in dir(nicodec)
 
 

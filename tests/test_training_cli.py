@@ -590,6 +590,25 @@ def test_gpu_run_replaces_its_own_scratch_run(tmp_path, checkpoint, images):
     assert "--out runs/gpu --force " in command and "--resume" not in command
 
 
+def test_gpu_run_starts_from_the_checkpoint_of_the_shipped_model_unless_told(tmp_path, images):
+    """Without INIT the script takes the one checkpoint the tree keeps, and that is the shipped
+    model's, named by its id (as test_refine and these tests find it): a model swap that left the
+    old default in the script, or a second checkpoint, failed only on the GPU machine, after its
+    start had cost minutes of device time."""
+    if not (REPO / ".git").exists():
+        pytest.skip("needs a git checkout (an sdist keeps no training/checkpoints)")
+    from nicodec.model import ModelFiles
+
+    kept = sorted((REPO / "training" / "checkpoints").glob("*.pt"))
+    assert [p.name for p in kept] == [f"{ModelFiles.load().model_id}.pt"]
+    out = tmp_path / "out"
+    env = dict(os.environ, OUT=str(out), PY="echo", DEVICE="cpu", DATA=str(images), VAL=str(images))
+    env.pop("INIT", None)
+    subprocess.run(["bash", str(REPO / "training" / "gpu_run.sh")], cwd=REPO, env=env, check=True, capture_output=True,
+                   timeout=60)
+    assert f"--init training/checkpoints/{kept[0].name} " in (out / "command.txt").read_text()
+
+
 def test_a_bare_resume_takes_the_runs_data_held_out_images_and_slim_copy_from_anywhere(tmp_path, images, monkeypatch):
     """--resume alone used to drop --data, --val-data, --max-images and --slim: it trained on the
     default data set (relative to wherever it ran) and left the slim copy at the first run's step."""

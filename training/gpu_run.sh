@@ -14,26 +14,44 @@
 # stays), then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
 # Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3); 5 (its last 8
 # files are held out and never copied to train/) and 0 come next.
-# Back here (rehearsed on a CPU-trained checkpoint, 2026-11-30; about 10 minutes of work):
-#   first keep the model being replaced, for its users' files to decode (runtime/models/earlier,
-#   docs/how-it-works.md; about 7 MB; before the export below replaces runtime/models/default):
-#   old=runtime/models/earlier/$(python -c "import json; print(json.load(open('runtime/models/default/manifest.json'))['model_id'])")
-#   mkdir -p $old && cp runtime/models/default/{manifest.json,entropy_parameters.onnx,decoder.onnx,tables.npz} $old/
-#       (and git add it; tests/test_earlier_models.py shows what it does)
-#   git rm -q training/checkpoints/nicodec-mshp-vr-3d.pt  # one checkpoint in the tree, so the
-#   cp $OUT/slim.pt training/checkpoints/nicodec-mshp-vr-4.pt  # next run's data still fits
-#       (the history keeps the old one); then INIT below names the new one
-#   nicodec-export training/checkpoints/nicodec-mshp-vr-4.pt --out runtime/models/default \
-#       --model-id nicodec-mshp-vr-4 --default-quality 56 --force --replace-shipped-model
-#       (without --default-quality the default is 75; no --decodes-files-of: the entropy side
-#       changed, so the new model cannot read the old files, and the export says so if asked)
-#   python benchmarks/models.py OLD_MODEL_FOLDER runtime/models/default --json /tmp/models.json
-#       (side-by-side BD-rate, about 7 minutes; then benchmarks/run_all.py, about 21)
-#   tests: the files of replaced models in tests/data no longer decode (test_codec.py): make
-#       a fixture of the new model and turn the old ones into refusal tests (test_refine.py and
-#       test_training_cli.py find training/checkpoints/MODEL_ID.pt by the shipped model's id);
-#       then the model's name in README, docs/model.md, LOG.md and the defaults of this script and
-#       benchmarks/integer_cost.py.
+# Back here: about 30 minutes of work and 40 of waiting (rehearsed on a CPU-made stand-in,
+# 2026-12-03, by a review that found the earlier list wrong in places; NEW is the new model's
+# id, e.g. nicodec-mshp-vr-4, OLD the shipped one's; FILES_AT is where the run's files came back):
+#   1. keep the model being replaced, for its users' files to decode (docs/how-it-works.md;
+#      about 7 MB; the folder moved aside by --without runtime/models is it, once moved back):
+#        mkdir -p runtime/models/earlier/OLD && cp runtime/models/default/{manifest.json,\
+#          entropy_parameters.onnx,decoder.onnx,tables.npz} runtime/models/earlier/OLD/
+#        cp -r runtime/models/default /tmp/old-model   # for the side-by-side benchmark below
+#   2. the checkpoint, one in the tree (cp before git rm: git removes the folder it empties):
+#        cp FILES_AT/slim.pt training/checkpoints/NEW.pt && git rm -q training/checkpoints/OLD.pt
+#        cp FILES_AT/train.log training/logs/NEW-run1.txt   (and run 2's; a header line each)
+#      INIT's default here is the one checkpoint in training/checkpoints (a test checks it is
+#      the shipped model's); the shards seen, above, get this run's.
+#   3. export (20 s): nicodec-export training/checkpoints/NEW.pt --out runtime/models/default \
+#        --model-id NEW --default-quality 56 --force --replace-shipped-model
+#      (without --default-quality the default is 75; no --decodes-files-of: the entropy side
+#      changed, so the new model cannot read the old files, and the export says so if asked)
+#   4. a smoke check (1 min): nicodec encode kodim23.png and decode it (the bytes, bpp and
+#      sha256 for the notes); python benchmarks/models.py /tmp/old-model runtime/models/default
+#      --images /work/shared/data/kodak --limit 2 (then without --limit and with --json
+#      /tmp/models.json: about 10 minutes), then benchmarks/run_all.py (about 21)
+#   5. tests (10 minutes of editing, 3 of running):
+#      - tests/data/made-by-NEW.nic: Codec().encode(synthetic_photo(96, 128, seed=7), quality=56),
+#        its decode_symbols digest pinned in test_codec.py (the test's docstring has the recipe);
+#        OLD's files (made-by-vr-3.nic, made-by-7d8ff08-rgba.nic, made-by-335e46f-gray.nic)
+#        still decode with Codec(), through runtime/models/earlier/OLD: keep what their tests
+#        check (a test that asks the shipped manifest to list vr-3 now asks the earlier one's);
+#      - tests/test_gains.py: MODEL_ID and PINNED (ModelFiles.load().gains(check_quality(q))
+#        at its qualities, components 0, 100 and 191);
+#      - tests/test_loading.py ("does not fit the model OLD"), FORMAT.md's paragraph on the
+#        shipped model (test_format.py checks it);
+#      - run test_codec, test_gains, test_loading, test_format, test_earlier_models, test_refine,
+#        test_training_cli (no new skips), test_exactness, test_integer; then the whole suite.
+#   6. docs (15 minutes): git grep OLD and its hash; README (the model, its figures at the
+#      quick start, the BD-rate table and speed after run_all), docs/model.md (its entry and
+#      "What the model does poorly"), docs/training.md, docs/install.md, docs/cli.md,
+#      docs/benchmarks.md (the speed table), benchmarks/rd.py's docstring, a line in
+#      training/LOG.md; "files made by vr-1 to vr-2d" stays (OLD's files still decode).
 # With 15 minutes of device time (2026-11-30): the 600 s run took 557 s of device time with
 # the machine's start; while it was still warm, a second run of 200 s continued from the
 # first's weights: cp $OUT/slim.pt data/gpu/init.pt, move the checkpoint out of the checkout
@@ -49,7 +67,7 @@
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
-#   INIT      checkpoint to start from [training/checkpoints/nicodec-mshp-vr-3d.pt]
+#   INIT      checkpoint to start from [the one in training/checkpoints, the shipped model's]
 #   MINUTES   training minutes of this run, compilation included [8]
 #   SCHEDULE  "new": a fresh learning-rate schedule from INIT (warm-up, constant, anneal),
 #             MINUTES long, or TOTAL when given; "carry": INIT's own schedule goes on (set TOTAL;
@@ -80,7 +98,14 @@ set -euo pipefail
 start=$(date +%s)
 : "${OUT:?OUT (the folder whose files come back) is not set}"
 mkdir -p "$OUT"
-INIT=${INIT:-training/checkpoints/nicodec-mshp-vr-3d.pt}
+if [ -z "${INIT:-}" ]; then  # the one checkpoint the tree keeps: the shipped model's
+    shopt -s nullglob
+    kept=(training/checkpoints/*.pt)
+    shopt -u nullglob
+    [ ${#kept[@]} -eq 1 ] || {
+        echo "gpu_run: INIT is not set, and training/checkpoints holds ${#kept[@]} checkpoints, not one" >&2; exit 2; }
+    INIT=${kept[0]}
+fi
 MINUTES=${MINUTES:-8}
 SCHEDULE=${SCHEDULE:-new}
 LMBDAS=${LMBDAS:-0.0005,0.0009,0.0018,0.0035,0.0067,0.013,0.025,0.0483,0.0932,0.15}
