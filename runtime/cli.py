@@ -370,7 +370,7 @@ def info(
     debug: DebugOpt = False,
 ) -> None:
     from . import format as nicformat
-    from .model import QUALITY_MAX, QUALITY_MIN
+    from .model import QUALITY_MAX, QUALITY_MIN, default_model_dir, package_model_for
 
     with reporting(debug):
         stdio.stdin_once(inputs)
@@ -401,6 +401,7 @@ def info(
             "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
             "resolution": density,
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
+            "decoded_by": (package_model_for(header.model_id, header.model_hash) or (None,))[0],
         })
     with writing_report():
         if as_json:
@@ -428,6 +429,11 @@ def info(
                         value = _resolution_text(value)
                     elif key == "bytes":
                         value = f"{value:,}"  # as encode and the sections give sizes
+                    elif key == "decoded_by":
+                        found = package_model_for(facts["model_id"], bytes.fromhex(facts["model_hash"]))
+                        value = ("no model of this nicodec: decode with --model and that model's folder" if found is None
+                                 else f"{value} (the shipped model)" if found[1] == default_model_dir()
+                                 else f"{value} (an earlier model this nicodec keeps)")
                     console.out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)

@@ -116,6 +116,29 @@ def earlier_models_dir() -> Path:
     return Path(str(resources.files("nicodec") / "models" / "earlier"))
 
 
+def package_model_for(model_id: str, model_hash: bytes) -> tuple[str, Path] | None:
+    """The package's model that decodes the files of ``(model_id, model_hash)``, as ``(its id,
+    its folder)``: the shipped default (its own files and those of its ``decodes_files_of``), or
+    an earlier one the package keeps (:func:`shipped_earlier_models`); None for none. Read from
+    the manifests, not checked (``nicodec info`` tells it without loading a model)."""
+    folder = default_model_dir()
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        keys = [(entry["model_id"], bytes.fromhex(entry["model_hash"])[:8])
+                for entry in [manifest, *manifest.get("decodes_files_of", [])]]
+        if (model_id, model_hash) in keys:
+            return manifest["model_id"], folder
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+        pass  # a damaged install: the commands that load the model say why
+    earlier = shipped_earlier_models().get((model_id, model_hash))
+    if earlier is None:
+        return None
+    try:
+        return json.loads((earlier / MANIFEST).read_text(encoding="utf-8"))["model_id"], earlier
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+
+
 def shipped_earlier_models() -> dict[tuple[str, bytes], Path]:
     """The earlier models the package ships (:func:`earlier_models_dir`), by the ``(model id,
     8-byte model hash)`` their files record, read from their manifests, with the models whose

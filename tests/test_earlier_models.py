@@ -3,6 +3,7 @@ those models under ``nicodec/models/earlier`` and the default model's codec hand
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -15,6 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import nicodec
+from nicodec import format as nicformat
 from nicodec import model as nicmodel
 from nicodec.cli import app
 
@@ -139,3 +141,22 @@ def test_the_wheel_takes_every_file_an_earlier_model_folder_decodes_with():
     folder = nicmodel.earlier_models_dir().relative_to(package) / "nicodec-mshp-vr-3d"
     for name in [nicmodel.MANIFEST, *nicmodel.DECODING_FILES, "decoder_fp16.onnx"]:
         assert any(fnmatch.fnmatch((folder / name).as_posix(), p) for p in patterns), name
+
+
+def test_info_says_which_model_of_this_nicodec_decodes_a_file(shipped, tmp_path):
+    """A file of another model gave no hint in `nicodec info` that this nicodec cannot decode it
+    (found by a rehearsal of a model swap)."""
+    _, _, data = shipped
+    shipped_id = nicodec.Codec().model_id
+    (tmp_path / "old.nic").write_bytes(data)
+    (tmp_path / "new.nic").write_bytes(nicodec.Codec().encode(Image.fromarray(synthetic_photo(64, 64, seed=2))))
+    header, sections = nicformat.unpack(data)
+    (tmp_path / "other.nic").write_bytes(nicformat.pack(dataclasses.replace(header, model_id="gone"), sections))
+    runner = CliRunner()
+    said = runner.invoke(app, ["info", *(str(tmp_path / f"{n}.nic") for n in ("new", "old", "other"))]).stdout
+    assert f"decoded_by: {shipped_id} (the shipped model)\n" in said
+    assert f"decoded_by: {EARLIER_ID} (an earlier model this nicodec keeps)\n" in said
+    assert "decoded_by: no model of this nicodec: decode with --model and that model's folder\n" in said
+    facts = json.loads(runner.invoke(app, ["info", "--json", *(str(tmp_path / f"{n}.nic") for n in
+                                                               ("new", "old", "other"))]).stdout)
+    assert [f["decoded_by"] for f in facts] == [shipped_id, EARLIER_ID, None]
