@@ -578,6 +578,21 @@ class Picture:
 
 
 def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
+    """:func:`_read_picture`, whose errors name the image given by its path (some named it,
+    others, such as a mode it cannot code or the pixel limit, did not), as ``decode`` names a
+    ``.nic`` file and the command line every input."""
+    if not isinstance(image, (str, os.PathLike)):
+        return _read_picture(image, strip=strip, check_size=check_size)
+    try:
+        return _read_picture(image, strip=strip, check_size=check_size)
+    except NicodecError as exc:
+        from .stdio import about
+
+        exc.args = (about(os.fsdecode(image), str(exc)),)
+        raise
+
+
+def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
     """Pixels, alpha and metadata from a path, encoded image bytes (a one-dimensional uint8
     array too), a binary file object (read from where it stands to its end), a PIL image or a
     numpy array of pixels.

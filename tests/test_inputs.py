@@ -1084,3 +1084,21 @@ def test_an_image_rewritten_while_it_is_read_is_refused(tmp_path, monkeypatch):
     result = CliRunner().invoke(app, ["encode", str(path), "-o", str(tmp_path / "photo.nic")])
     assert result.exit_code == 1 and "changed while it was read" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "photo.nic").exists() and path.read_bytes() == before
+
+
+def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, tmp_path):
+    """Some errors of ``Codec.encode(path)`` named the file (a cut-off file, several frames) and
+    others did not (mode F, the pixel limit), as the command line's did: a service coding many
+    files could not tell which one failed (found by a review of real-world photo inputs)."""
+    Image.fromarray(np.zeros((8, 8), np.float32)).save(tmp_path / "float.tif")
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    (tmp_path / "cut.png").write_bytes((tmp_path / "photo.png").read_bytes()[:200])
+    cases = [(codec, tmp_path / "float.tif", "mode F"), (codec, str(tmp_path / "cut.png"), "truncated|could not"),
+             (nicodec.Codec(max_pixels=100), tmp_path / "photo.png", "more than the limit of 100")]
+    for coder, path, match in cases:
+        with pytest.raises(nicodec.NicodecError, match=match) as caught:
+            coder.encode(path)
+        assert str(caught.value).count(os.fspath(path)) == 1, caught.value
+    with pytest.raises(nicodec.UnsupportedImageError) as caught:  # a PIL image of the same file: no path to name
+        codec.encode(Image.open(tmp_path / "float.tif"))
+    assert str(caught.value).startswith("floating-point images (mode F)")
