@@ -51,7 +51,9 @@
 #      quick start, the BD-rate table and speed after run_all), docs/model.md (its entry and
 #      "What the model does poorly"), docs/training.md, docs/install.md, docs/cli.md,
 #      docs/benchmarks.md (the speed table), benchmarks/rd.py's docstring, a line in
-#      training/LOG.md; "files made by vr-1 to vr-2d" stays (OLD's files still decode).
+#      training/LOG.md; "files made by vr-1 to vr-2d" stays (OLD's files still decode); and
+#      pyproject's version, to the next minor (0.1.0 since the first model; a new model makes
+#      files that older releases refuse, and the version is what a user can name).
 # With 15 minutes of device time (2026-11-30): the 600 s run took 557 s of device time with
 # the machine's start; while it was still warm, a second run of 200 s continued from the
 # first's weights: cp $OUT/slim.pt data/gpu/init.pt, move the checkpoint out of the checkout
