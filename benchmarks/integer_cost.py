@@ -82,14 +82,15 @@ def measure(model, image: np.ndarray, level: float) -> dict[str, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "\n").splitlines()[0])
-    shipped = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / f"training/checkpoints/{shipped}.pt",
-                        help="default: the shipped model's checkpoint")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model's checkpoint")
     parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/kodak")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
+    if args.checkpoint is None:  # read only then: the model folder may be moved aside (prepare_gpu_data --without)
+        shipped = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
+        args.checkpoint = ROOT / f"training/checkpoints/{shipped}.pt"
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.checkpoint)
     model.eval()

@@ -155,13 +155,14 @@ def _forget_sessions_after_fork() -> None:
     parent was running as it forked could wait for ever in the child (a review saw 3 of 300
     forks hang while a thread coded; a Codec made in the child, none of 250). Nor are the
     inherited sessions ever freed there: freeing one waits for those threads too, so a child
-    that ended normally (``sys.exit``, not ``os._exit``) hung as it ended. The lock a loading
-    thread may have held is made anew."""
+    that ended normally (``sys.exit``, not ``os._exit``) hung as it ended. The locks a loading
+    thread may have held (a graph's, or an earlier model's codec being made) are made anew."""
     for codec in list(_LIVE):
         for session in codec._sessions.values():
             _never_freed(session)
         codec._sessions = {}
         codec._loading = threading.Lock()
+        codec._earlier_lock = threading.Lock()
 
 
 def _never_freed(obj) -> None:
@@ -629,7 +630,7 @@ class Codec:
                                                 1 + ENTROPY_DECODING_SHARE),
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
-            return made.codec.decode(made.data, as_array=as_array, progress=progress)
+            return made.hand_on(lambda codec, whole: codec.decode(whole, as_array=as_array, progress=progress))
         image = self._synthesize(self._y_hat(header, symbols, mean_q), done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
@@ -664,7 +665,7 @@ class Codec:
         try:
             header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
         except _MadeByEarlier as made:
-            return made.codec.decode_latents(made.data)
+            return made.hand_on(lambda codec, whole: codec.decode_latents(whole))
         return header, self._y_hat(header, symbols, mean_q)
 
     @_memory_named
@@ -679,7 +680,7 @@ class Codec:
         try:
             header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
         except _MadeByEarlier as made:
-            return made.codec.decode_symbols(made.data)
+            return made.hand_on(lambda codec, whole: codec.decode_symbols(whole))
         return header, z_hat, symbols, mean_q
 
     def _earlier_codec(self, header: nicformat.Header) -> Codec | None:
@@ -723,8 +724,8 @@ class Codec:
         whole = _read_bytes(data)
         header, sections = nicformat.unpack(whole, max_pixels=self.max_pixels)
         earlier = self._earlier_codec(header)
-        if earlier is not None:  # a path goes on as it is, read again, for the errors to name it
-            raise _MadeByEarlier(earlier, data if isinstance(data, (str, os.PathLike)) else whole)
+        if earlier is not None:
+            raise _MadeByEarlier(earlier, whole, data if isinstance(data, (str, os.PathLike)) else None)
         # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
         self._check_size(header.width, header.height)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
@@ -949,11 +950,21 @@ _STREAMS = {b"ZSYM": "the hyperlatent's", b"YSYM": "the latent's"}
 
 class _MadeByEarlier(Exception):
     """Raised inside a decode when the file is one for :meth:`Codec._earlier_codec`'s codec:
-    the decode starts again there, with ``data`` (the path given, or the bytes read)."""
+    the decode starts again there, with the bytes already read (a path is not read twice: a
+    pipe has nothing left the second time, and a file may have changed), and its errors name
+    the path the file was given by, as :meth:`Codec._entropy_decode` names them."""
 
-    def __init__(self, codec: Codec, data) -> None:
+    def __init__(self, codec: Codec, whole: bytes, path) -> None:
         super().__init__(codec.model_id)
-        self.codec, self.data = codec, data
+        self.codec, self.whole, self.path = codec, whole, path
+
+    def hand_on(self, call: Callable[[Codec, bytes], _R]) -> _R:
+        try:
+            return call(self.codec, self.whole)
+        except (FormatError, ModelMismatchError) as exc:
+            if self.path is None:
+                raise
+            raise type(exc)(f"{os.fsdecode(self.path)}: {exc}") from None
 
 
 def _symbols(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:

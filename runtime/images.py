@@ -586,9 +586,11 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     try:
         return _read_picture(image, strip=strip, check_size=check_size)
     except NicodecError as exc:
-        from .stdio import about
+        from .stdio import names
 
-        exc.args = (about(os.fsdecode(image), str(exc)),)
+        shown = os.fsdecode(image)  # "-" too: the API reads a file of that name, not standard input
+        if not names(str(exc), shown):
+            exc.args = (f"{shown}: {exc}",)
         raise
 
 

@@ -122,21 +122,16 @@ def package_model_for(model_id: str, model_hash: bytes) -> tuple[str, Path] | No
     an earlier one the package keeps (:func:`shipped_earlier_models`); None for none. Read from
     the manifests, not checked (``nicodec info`` tells it without loading a model)."""
     folder = default_model_dir()
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-        keys = [(entry["model_id"], bytes.fromhex(entry["model_hash"])[:8])
-                for entry in [manifest, *manifest.get("decodes_files_of", [])]]
+    for folder in [folder, shipped_earlier_models().get((model_id, model_hash))]:
+        if folder is None:
+            continue
+        try:
+            keys = _model_keys(json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            continue  # a damaged install: the commands that load the model say why
         if (model_id, model_hash) in keys:
-            return manifest["model_id"], folder
-    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
-        pass  # a damaged install: the commands that load the model say why
-    earlier = shipped_earlier_models().get((model_id, model_hash))
-    if earlier is None:
-        return None
-    try:
-        return json.loads((earlier / MANIFEST).read_text(encoding="utf-8"))["model_id"], earlier
-    except (OSError, ValueError, TypeError, KeyError, RecursionError):
-        return None
+            return keys[0][0], folder
+    return None
 
 
 def shipped_earlier_models() -> dict[tuple[str, bytes], Path]:
@@ -152,14 +147,28 @@ def shipped_earlier_models() -> dict[tuple[str, bytes], Path]:
         return found
     for folder in folders:
         try:
-            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-            keys = [(entry["model_id"], bytes.fromhex(entry["model_hash"])[:8])
-                    for entry in [manifest, *manifest.get("decodes_files_of", [])]]
+            keys = _model_keys(json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             continue
         for key in keys:
             found.setdefault(key, folder)
     return found
+
+
+def _model_keys(manifest) -> list[tuple[str, bytes]]:
+    """The ``(model id, 8-byte hash)`` of a manifest's model and of those whose files it
+    decodes, as files record them.
+
+    Raises:
+        ValueError, TypeError, KeyError, AttributeError: not a manifest of that shape.
+    """
+    keys = []
+    for entry in [manifest, *manifest.get("decodes_files_of", [])]:
+        model_id, model_hash = entry["model_id"], entry["model_hash"]
+        if not isinstance(model_id, str) or not isinstance(model_hash, str):
+            raise TypeError("a model id and hash are strings")
+        keys.append((model_id, bytes.fromhex(model_hash)[:8]))
+    return keys
 
 
 def sha256_file(path: Path) -> str:

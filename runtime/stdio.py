@@ -28,10 +28,14 @@ def about(path, message: str) -> str:
     """``path: message``, or the message alone when it names the path already (for ``-``, when
     it speaks of standard input)."""
     shown = display_name(path)
-    # The path as a whole name, not a part of another (a.png in sub/a.png, a.png.bak).
-    whole = re.search(rf"(?<![^\s'\"(]){re.escape(shown)}(?=$|[\s'\",:;)]|\.(?:\s|$))", message)
-    named = whole is not None or (is_stdio(path) and ("standard input" in message or message.startswith("'-'")))
+    named = names(message, shown) or (is_stdio(path) and ("standard input" in message or message.startswith("'-'")))
     return message if named else f"{shown}: {message}"
+
+
+def names(message: str, name: str) -> bool:
+    """Whether ``message`` names ``name`` as a whole, not as a part of another name (a.png in
+    sub/a.png, a.png.bak)."""
+    return re.search(rf"(?<![^\s'\"(]){re.escape(name)}(?=$|[\s'\",:;)]|\.(?:\s|$))", message) is not None
 
 
 def read_input(path: Path, what: str = ".nic file") -> bytes:

@@ -1086,7 +1086,7 @@ def test_an_image_rewritten_while_it_is_read_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "photo.nic").exists() and path.read_bytes() == before
 
 
-def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, tmp_path):
+def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, tmp_path, monkeypatch):
     """Some errors of ``Codec.encode(path)`` named the file (a cut-off file, several frames) and
     others did not (mode F, the pixel limit), as the command line's did: a service coding many
     files could not tell which one failed (found by a review of real-world photo inputs)."""
@@ -1102,3 +1102,7 @@ def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, t
     with pytest.raises(nicodec.UnsupportedImageError) as caught:  # a PIL image of the same file: no path to name
         codec.encode(Image.open(tmp_path / "float.tif"))
     assert str(caught.value).startswith("floating-point images (mode F)")
+    (tmp_path / "-").write_bytes((tmp_path / "float.tif").read_bytes())  # a file named -, not standard input
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(nicodec.UnsupportedImageError, match=r"^-: floating-point images \(mode F\)"):
+        codec.encode("-")

@@ -19,9 +19,10 @@
 # id, e.g. nicodec-mshp-vr-4, OLD the shipped one's; FILES_AT is where the run's files came back):
 #   1. keep the model being replaced, for its users' files to decode (docs/how-it-works.md;
 #      about 7 MB; the folder moved aside by --without runtime/models is it, once moved back):
-#        mkdir -p runtime/models/earlier/OLD && cp runtime/models/default/{manifest.json,\
-#          entropy_parameters.onnx,decoder.onnx,tables.npz} runtime/models/earlier/OLD/
-#        cp -r runtime/models/default /tmp/old-model   # for the side-by-side benchmark below
+#        mkdir -p runtime/models/earlier/OLD
+#        for f in manifest.json entropy_parameters.onnx decoder.onnx tables.npz; do
+#          cp runtime/models/default/$f runtime/models/earlier/OLD/; done
+#        rm -rf /tmp/old-model && cp -r runtime/models/default /tmp/old-model  # for step 4
 #   2. the checkpoint, one in the tree (cp before git rm: git removes the folder it empties):
 #        cp FILES_AT/slim.pt training/checkpoints/NEW.pt && git rm -q training/checkpoints/OLD.pt
 #        cp FILES_AT/train.log training/logs/NEW-run1.txt   (and run 2's; a header line each)
@@ -31,8 +32,8 @@
 #        --model-id NEW --default-quality 56 --force --replace-shipped-model
 #      (without --default-quality the default is 75; no --decodes-files-of: the entropy side
 #      changed, so the new model cannot read the old files, and the export says so if asked)
-#   4. a smoke check (1 min): nicodec encode kodim23.png and decode it (the bytes, bpp and
-#      sha256 for the notes); python benchmarks/models.py /tmp/old-model runtime/models/default
+#   4. a smoke check (1 min): nicodec encode /work/shared/data/kodak/kodim23.png -o /tmp/k.nic
+#      and nicodec decode /tmp/k.nic -o /tmp/k.png (the bytes, bpp and sha256 for the notes); python benchmarks/models.py /tmp/old-model runtime/models/default
 #      --images /work/shared/data/kodak --limit 2 (then without --limit and with --json
 #      /tmp/models.json: about 10 minutes), then benchmarks/run_all.py (about 21)
 #   5. tests (10 minutes of editing, 3 of running):
