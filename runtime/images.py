@@ -581,8 +581,8 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
     """:func:`_read_picture`, whose errors name the image given by its path (some named it,
     others, such as a mode it cannot code or the pixel limit, did not), as ``decode`` names a
     ``.nic`` file and the command line every input."""
-    if not isinstance(image, (str, os.PathLike)):
-        return _read_picture(image, strip=strip, check_size=check_size)
+    if not isinstance(image, (str, os.PathLike)) or data_as_path(image, "image") is not None:
+        return _read_picture(image, strip=strip, check_size=check_size)  # no path to name (a str of data: its own error)
     try:
         return _read_picture(image, strip=strip, check_size=check_size)
     except NicodecError as exc:

@@ -121,16 +121,15 @@ def package_model_for(model_id: str, model_hash: bytes) -> tuple[str, Path] | No
     its folder)``: the shipped default (its own files and those of its ``decodes_files_of``), or
     an earlier one the package keeps (:func:`shipped_earlier_models`); None for none. Read from
     the manifests, not checked (``nicodec info`` tells it without loading a model)."""
-    folder = default_model_dir()
-    for folder in [folder, shipped_earlier_models().get((model_id, model_hash))]:
-        if folder is None:
+    for candidate in [default_model_dir(), shipped_earlier_models().get((model_id, model_hash))]:
+        if candidate is None:
             continue
         try:
-            keys = _model_keys(json.loads((folder / MANIFEST).read_text(encoding="utf-8")))
+            keys = _model_keys(json.loads((candidate / MANIFEST).read_text(encoding="utf-8")))
         except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError):
             continue  # a damaged install: the commands that load the model say why
         if (model_id, model_hash) in keys:
-            return keys[0][0], folder
+            return keys[0][0], candidate
     return None
 
 
