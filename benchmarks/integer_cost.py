@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import statistics
 from pathlib import Path
 
@@ -38,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from nicodec.model import MANIFEST, default_model_dir
+from nicodec.model import shipped_model_id
 from nicodec.training.model import SCALE_LEVELS, float_scale_index, gaussian_likelihood, scale_table
 from nicodec.training.train import load_model
 
@@ -89,8 +88,7 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     if args.checkpoint is None:  # read only then: the model folder may be moved aside (prepare_gpu_data --without)
-        shipped = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
-        args.checkpoint = ROOT / f"training/checkpoints/{shipped}.pt"
+        args.checkpoint = ROOT / f"training/checkpoints/{shipped_model_id()}.pt"
     torch.set_num_threads(args.threads)
     model, _ = load_model(args.checkpoint)
     model.eval()

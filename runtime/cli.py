@@ -42,14 +42,10 @@ def _version_callback(value: bool) -> None:
     if value:
         with writing_report():
             from . import __version__
-            from .model import MANIFEST, default_model_dir
+            from .model import shipped_model_id
 
-            try:
-                model = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
-            except (OSError, ValueError, TypeError, KeyError, RecursionError):
-                model = None  # a damaged install: the commands that load the model say why
-            console.out.print(f"nicodec {__version__}" + (f", model {model}" if isinstance(model, str) else ""),
-                              markup=False)
+            model = shipped_model_id()
+            console.out.print(f"nicodec {__version__}" + (f", model {model}" if model else ""), markup=False)
         raise typer.Exit()
 
 
@@ -374,7 +370,7 @@ def info(
 
     with reporting(debug):
         stdio.stdin_once(inputs)
-    shown, failed = [], 0
+    shown, decoders, failed = [], [], 0
     for input in inputs:
         try:
             data = stdio.read_input(input)
@@ -387,6 +383,7 @@ def info(
             failed += 1
             console.err.print(f"error: {stdio.about(input, str(exc))}", markup=False)
             continue
+        decoders.append(package_model_for(header.model_id, header.model_hash))
         shown.append({
             "file": stdio.display_name(input),
             "bytes": len(data),
@@ -401,7 +398,7 @@ def info(
             "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
             "resolution": density,
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
-            "decoded_by": (package_model_for(header.model_id, header.model_hash) or (None,))[0],
+            "decoded_by": (decoders[-1] or (None,))[0],
         })
     with writing_report():
         if as_json:
@@ -410,7 +407,7 @@ def info(
             for line in json.dumps(shown[0] if len(inputs) == 1 else shown, indent=2).split("\n"):
                 console.out.print(line, markup=False)
         else:
-            for number, facts in enumerate(shown):
+            for number, (facts, decoder) in enumerate(zip(shown, decoders)):
                 if number:
                     console.out.print()
                 for key, value in facts.items():
@@ -430,10 +427,9 @@ def info(
                     elif key == "bytes":
                         value = f"{value:,}"  # as encode and the sections give sizes
                     elif key == "decoded_by":
-                        found = package_model_for(facts["model_id"], bytes.fromhex(facts["model_hash"]))
-                        value = ("no model of this nicodec: decode with --model and that model's folder" if found is None
-                                 else f"{value} (the shipped model)" if found[1] == default_model_dir()
-                                 else f"{value} (an earlier model this nicodec keeps)")
+                        value = ("no model of this nicodec: decode with --model and that model's folder"
+                                 if decoder is None else f"{value} (the shipped model)"
+                                 if decoder[1] == default_model_dir() else f"{value} (an earlier model this nicodec keeps)")
                     console.out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)

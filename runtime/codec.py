@@ -700,8 +700,7 @@ class Codec:
         with self._earlier_lock:
             if key not in self._earlier:
                 settings = dict(self._earlier_settings)
-                decoders = ModelFiles.load(folder)
-                if not decoders.has_graph(PRECISIONS[settings["precision"]]):
+                if not (folder / f"{PRECISIONS[settings['precision']]}.onnx").is_file():
                     settings["precision"] = "fp32"  # the reference synthesis, where the model kept no other
                 self._earlier[key] = Codec(folder, **settings)
             return self._earlier[key]

@@ -109,6 +109,16 @@ def default_model_dir() -> Path:
     return Path(str(resources.files("nicodec") / "models" / "default"))
 
 
+def shipped_model_id() -> str | None:
+    """The shipped default model's id, from its manifest alone (no file is hashed); None for a
+    manifest that cannot be read (the commands that load the model say why)."""
+    try:
+        model_id = json.loads((default_model_dir() / MANIFEST).read_text(encoding="utf-8"))["model_id"]
+    except (OSError, ValueError, TypeError, KeyError, RecursionError):
+        return None
+    return model_id if isinstance(model_id, str) else None
+
+
 def earlier_models_dir() -> Path:
     """Where the package keeps the models that earlier releases shipped, one folder each
     (named by model id), for their files to decode after an upgrade: their decoding files

@@ -33,9 +33,10 @@
 #      (without --default-quality the default is 75; no --decodes-files-of: the entropy side
 #      changed, so the new model cannot read the old files, and the export says so if asked)
 #   4. a smoke check (1 min): nicodec encode /work/shared/data/kodak/kodim23.png -o /tmp/k.nic
-#      and nicodec decode /tmp/k.nic -o /tmp/k.png (the bytes, bpp and sha256 for the notes); python benchmarks/models.py /tmp/old-model runtime/models/default
-#      --images /work/shared/data/kodak --limit 2 (then without --limit and with --json
-#      /tmp/models.json: about 10 minutes), then benchmarks/run_all.py (about 21)
+#      and nicodec decode /tmp/k.nic -o /tmp/k.png (the bytes, bpp and sha256 for the notes);
+#      python benchmarks/models.py /tmp/old-model runtime/models/default --images
+#      /work/shared/data/kodak --limit 2 (then without --limit and with --json /tmp/models.json:
+#      about 10 minutes), then benchmarks/run_all.py (about 21)
 #   5. tests (10 minutes of editing, 3 of running):
 #      - tests/data/made-by-NEW.nic: Codec().encode(synthetic_photo(96, 128, seed=7), quality=56),
 #        its decode_symbols digest pinned in test_codec.py (the test's docstring has the recipe);
