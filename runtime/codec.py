@@ -717,7 +717,7 @@ class Codec:
         except (FormatError, ModelMismatchError) as exc:
             if not isinstance(data, (str, os.PathLike)):
                 raise
-            raise type(exc)(f"{os.fsdecode(data)}: {exc}") from None
+            raise _named(exc, data) from None
 
     def _entropy_decode_data(self, data, started, done):
         whole = _read_bytes(data)
@@ -963,7 +963,12 @@ class _MadeByEarlier(Exception):
         except (FormatError, ModelMismatchError) as exc:
             if self.path is None:
                 raise
-            raise type(exc)(f"{os.fsdecode(self.path)}: {exc}") from None
+            raise _named(exc, self.path) from None
+
+
+def _named(exc: NicodecError, path) -> NicodecError:
+    """``exc`` again, its message led by the path of the file it is about."""
+    return type(exc)(f"{os.fsdecode(path)}: {exc}")
 
 
 def _symbols(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:

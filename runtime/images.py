@@ -41,13 +41,13 @@ def readable_suffixes() -> list[str]:
     folder's videos and data files are passed over rather than failed: MPEG video, the stubs of
     HDF5, GRIB, BUFR and WMF without a handler registered, and EPS without Ghostscript."""
     return sorted(ext for ext, fmt in Image.registered_extensions().items()
-                  if _opened(fmt) and ext != ".nic" and _loads(fmt))
+                  if ext != ".nic" and _opener(fmt) in Image.OPEN and _loads(_opener(fmt)))
 
 
-def _opened(fmt: str) -> bool:
-    """Whether Pillow opens images of ``fmt``: by its own opener, or, for MPO (a phone's or
-    camera's JPEG with previews or a second view as more frames), by JPEG's, which makes them."""
-    return fmt in Image.OPEN or (fmt == "MPO" and "JPEG" in Image.OPEN)
+def _opener(fmt: str) -> str:
+    """The format whose opener Pillow opens ``fmt`` with: its own, but JPEG's for MPO (a phone's
+    or camera's JPEG with previews or a second view as more frames), which has none."""
+    return "JPEG" if fmt == "MPO" else fmt
 
 
 def _loads(fmt: str) -> bool:
@@ -57,8 +57,6 @@ def _loads(fmt: str) -> bool:
 
     from PIL import ImageFile
 
-    if fmt == "MPO":
-        fmt = "JPEG"
     if fmt == "MPEG":  # a video's first header is read for its size; nothing is ever decoded
         return False
     if fmt == "EPS":
