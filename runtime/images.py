@@ -523,11 +523,39 @@ def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tu
         return np.ascontiguousarray(rgba[:, :, :3]), (np.ascontiguousarray(alpha) if (alpha != 255).any() else None)
     if mode == "L":  # as convert("RGB") makes it, without reading a key _colour_key refused (a tuple: a TypeError)
         return np.repeat(np.asarray(img)[:, :, None], 3, axis=2), None
+    if mode == "CMYK":
+        managed = _cmyk_through_profile(img, name)
+        if managed is not None:
+            return managed, None
     try:
         return np.asarray(img.convert("RGB")), None
     except (ValueError, TypeError) as exc:  # modes Pillow opens but cannot convert, such as "La"; a malformed key
         raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
 
+
+def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
+    """The sRGB pixels of a CMYK image through the CMYK colour profile it carries, by LittleCMS
+    (Pillow's ImageCms), in the rendering intent the profile's header names, as colour-managed
+    viewers show it; None when it carries none, or one that cannot be applied (warned): Pillow's
+    formula then converts it. The formula takes the inks for ideal ones (255 - C, 255 - M and
+    255 - Y, darkened by K), which makes a press's CMYK (a stock photo's, a print job's) garish."""
+    icc = img.info.get("icc_profile")
+    if not isinstance(icc, (bytes, bytearray)) or metadata.icc_space(icc) != b"CMYK":
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))
+        intent = profile.profile.rendering_intent
+        rgb = ImageCms.profileToProfile(img, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
+                                        renderingIntent=intent if intent in (0, 1, 2, 3) else 0)
+    except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError) as exc:  # ImportError: Pillow built
+        # without LittleCMS; OSError, ValueError: a damaged profile
+        warnings.warn(f"{name}: its CMYK colour profile cannot be applied ({str(exc).rstrip('.') or type(exc).__name__}), "
+                      "so its colours are converted by Pillow's plain formula", UserWarning,
+                      stacklevel=caller_outside())
+        return None
+    return np.asarray(rgb)
 
 
 def _colour_key(img: Image.Image, key) -> int | tuple[int, int, int] | None:
@@ -597,12 +625,12 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
     array too), a binary file object (read from where it stands to its end), a PIL image or a
     numpy array of pixels.
 
-    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB; an alpha
-    channel is kept when it is not fully opaque. EXIF orientation is applied to the
-    pixels (of files and of PIL images; the caller's image is not changed) and removed
-    from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF, XMP, text and
-    resolution. ``check_size`` is called with the width and height before any pixel is decoded
-    or converted.
+    Grayscale, palette, CMYK and 16-bit images are converted to 8-bit RGB (CMYK through its
+    CMYK profile where it carries one); an alpha channel is kept when it is not fully opaque.
+    EXIF orientation is applied to the pixels (of files and of PIL images; the caller's image is
+    not changed) and removed from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF,
+    XMP, text and resolution. ``check_size`` is called with the width and height before any
+    pixel is decoded or converted.
 
     Raises:
         UnsupportedImageError: anything that cannot be read as a photo.

@@ -44,7 +44,7 @@ def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool) -> Met
     icc = image.info.get("icc_profile") or None
     if not isinstance(icc, (bytes, bytearray)):
         icc = None  # not a profile (an application's own value in info)
-    elif _icc_space(icc) not in (None, b"GRAY" if grayscale else b"RGB "):
+    elif icc_space(icc) not in (None, b"GRAY" if grayscale else b"RGB "):
         # A CMYK (or Lab, ...) profile describes pixels that are RGB now: written back
         # onto the decoded image, it would be rejected or misapplied by colour-managed viewers.
         icc = None
@@ -71,7 +71,7 @@ def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool) -> Met
     return Metadata(icc, exif, _xmp(image.info, orientation), read_text(image, name), density_of(image, turned))
 
 
-def _icc_space(icc: bytes) -> bytes | None:
+def icc_space(icc: bytes) -> bytes | None:
     """An ICC profile's data colour space (``b"RGB "``, ``b"GRAY"``, ``b"CMYK"``, ...), from
     bytes 16 to 19 of its 128-byte header; None when it is too short to have one."""
     return bytes(icc[16:20]) if len(icc) >= 128 else None

@@ -23,6 +23,7 @@ from nicodec import format as nicformat
 from nicodec.codec import Codec
 
 from conftest import psnr, synthetic_photo
+from profiles import cmyk_profile
 
 
 def test_round_trip_keeps_size_and_quality(codec, photo):
@@ -710,7 +711,7 @@ def test_an_icc_profile_of_another_colour_space_than_the_output_is_dropped(codec
 
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     assert srgb[16:20] == b"RGB "
-    cmyk, gray = (srgb[:16] + space + srgb[20:] for space in (b"CMYK", b"GRAY"))
+    gray, cmyk = srgb[:16] + b"GRAY" + srgb[20:], cmyk_profile()  # a real CMYK one: it converts the pixels
     for image, icc, kept in (
         (Image.fromarray(photo).convert("CMYK"), cmyk, False),
         (Image.fromarray(photo).convert("L"), srgb, False),

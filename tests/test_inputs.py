@@ -15,6 +15,7 @@ from nicodec.cli import app
 from typer.testing import CliRunner
 
 from conftest import psnr, synthetic_photo
+from profiles import cmyk_profile
 
 runner = CliRunner()
 
@@ -33,6 +34,53 @@ def test_cmyk_jpeg(codec, photo, tmp_path):
     assert out.shape == photo.shape
     assert psnr(out, expected) > 24
 
+
+
+def _through_profile(image: Image.Image, profile: bytes) -> np.ndarray:
+    from PIL import ImageCms
+
+    return np.asarray(ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                                ImageCms.createProfile("sRGB"), outputMode="RGB"))
+
+
+@pytest.mark.parametrize("source", ["jpg", "tif", "pil"])
+def test_a_cmyk_image_is_coloured_through_the_profile_it_carries(codec, photo, tmp_path, source):
+    """docs/cli.md: a CMYK image with a CMYK profile (a stock photo, a print job) is converted to
+    sRGB through it, as colour-managed viewers show it, not by Pillow's formula, which takes the
+    inks for ideal ones; the CMYK profile itself is not kept."""
+    from nicodec.images import read_picture
+
+    profile = cmyk_profile()
+    image = Image.fromarray(photo).convert("CMYK")
+    if source == "pil":
+        image.info["icc_profile"] = profile
+    else:
+        image = Image.open(save(image, tmp_path / f"press.{source}", icc_profile=profile))
+        assert image.info["icc_profile"] == profile
+    expected, formula = _through_profile(image, profile), np.asarray(image.convert("RGB"))
+    assert np.abs(expected.astype(int) - formula).mean() > 10  # the profile's inks are far duller
+    picture = read_picture(image if source == "pil" else image.filename)
+    assert np.array_equal(picture.rgb, expected)
+    assert picture.icc_profile is None
+    out = codec.decode(codec.encode(image if source == "pil" else image.filename), as_array=True)
+    assert psnr(out, expected) > psnr(out, formula) + 6
+    image.close()
+
+
+def test_a_cmyk_profile_that_cannot_be_applied_leaves_the_formula_with_a_warning(photo, tmp_path):
+    image = Image.fromarray(photo[:48, :64]).convert("CMYK")
+    whole = cmyk_profile()
+    for damaged in (whole[:200], whole[:128] + b"\xff" * (len(whole) - 128)):
+        path = save(image, tmp_path / "press.jpg", icc_profile=damaged)
+        result = runner.invoke(app, ["encode", str(path), "-o", str(tmp_path / "press.nic"), "--force"])
+        assert result.exit_code == 0, result.output
+        assert f"warning: {path}: its CMYK colour profile cannot be applied (" in result.stderr
+        assert "converted by Pillow's plain formula" in result.stderr
+        result = runner.invoke(app, ["decode", str(tmp_path / "press.nic"), "-o", str(tmp_path / "back.png"),
+                                     "--force"])
+        assert result.exit_code == 0, result.output
+        with Image.open(path) as im, Image.open(tmp_path / "back.png") as back:
+            assert psnr(np.asarray(back), np.asarray(im.convert("RGB"))) > 24
 
 def test_sixteen_bit_png_keeps_the_top_eight_bits(codec, tmp_path):
     gray16 = (synthetic_photo()[:, :, 0].astype(np.uint16) * 257) + 3
