@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
 import math
 import os
 import sys
+import threading
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -279,13 +282,93 @@ def _without_fallback(ort):
         return base
     made = _QUIET.get(base)
     if made is None:
-        made = _QUIET[base] = type("QuietInferenceSession", (base,), {"_enable_fallback": property(
-            lambda self: False, lambda self, value: None)})
+        made = _QUIET[base] = type("QuietInferenceSession", (base,), {
+            "_enable_fallback": property(lambda self: False, lambda self, value: None),
+            "run": _run_until_exit(ort, base.run)})
     return made
 
 
 _QUIET: dict = {}
 """The subclass of :func:`_without_fallback`, by the InferenceSession class it derives from."""
+
+
+def _run_until_exit(ort, run):
+    """``InferenceSession.run`` that lets the program exit while a daemon thread runs a graph.
+
+    The interpreter does not wait for daemon threads: it exits while one is inside onnxruntime,
+    whose objects are then destroyed under the running graph, and the process ends in
+    "terminate called without an active exception" and SIGABRT (exit status 134, a core dump)
+    rather than its own exit status, one time in two in a service that encodes on a daemon
+    thread. At exit (:func:`_stop_runs_at_exit`), the graphs running are told to stop where they
+    stand (``RunOptions.terminate``) and are waited for; a daemon thread whose run stops so, or
+    that starts one after, is parked there until the process ends, as a daemon thread's work is
+    cut off at exit anyway. Other threads' runs are untouched: the interpreter waits for them
+    before it exits."""
+
+    @functools.wraps(run)
+    def run_until_exit(self, output_names, input_feed, run_options=None):
+        daemon = threading.current_thread().daemon
+        if daemon and _EXITING.is_set():
+            _park()
+        options = ort.RunOptions() if run_options is None else run_options
+        with _RUNNING_LOCK:
+            _RUNNING.append(options)
+        try:
+            return run(self, output_names, input_feed, options)
+        except Exception:
+            if daemon and _EXITING.is_set():
+                _ended(options)
+                _park()
+            raise
+        finally:
+            _ended(options)
+
+    return run_until_exit
+
+
+_RUNNING: list = []
+"""The ``RunOptions`` of the graphs running now, one entry per run."""
+_RUNNING_LOCK = threading.Lock()
+_EXITING = threading.Event()
+
+EXIT_WAIT = 10.0
+"""The most seconds the exit waits for the running graphs to stop (each stops at the end of the
+operator it is in)."""
+
+
+def _ended(options) -> None:
+    with _RUNNING_LOCK, contextlib.suppress(ValueError):  # taken out already (a daemon thread parked)
+        _RUNNING.remove(options)
+
+
+def _park() -> None:
+    """Hold a daemon thread until the process ends, outside onnxruntime."""
+    threading.Event().wait()
+
+
+def _stop_runs_at_exit() -> None:
+    _EXITING.set()
+    with _RUNNING_LOCK:
+        for options in _RUNNING:
+            options.terminate = True
+    deadline = time.monotonic() + EXIT_WAIT
+    while time.monotonic() < deadline:
+        with _RUNNING_LOCK:
+            if not _RUNNING:
+                return
+        time.sleep(0.002)
+
+
+def _forget_runs_after_fork() -> None:
+    """A child that fork made has the parent's list but none of its threads."""
+    global _RUNNING_LOCK
+    _RUNNING.clear()
+    _RUNNING_LOCK = threading.Lock()
+
+
+atexit.register(_stop_runs_at_exit)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_forget_runs_after_fork)
 
 
 def create_session(

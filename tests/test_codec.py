@@ -1123,6 +1123,44 @@ def test_a_child_made_by_fork_loads_its_own_sessions_and_ends(tmp_path):
     assert process.returncode == 0 and told.read_text() == "0 True"
 
 
+
+_EXITING_WITH_A_DAEMON_THREAD = """
+import sys, threading, time
+import numpy as np
+from nicodec import Codec
+
+codec = Codec(providers="cpu", threads=2)
+photo = np.random.default_rng(0).integers(0, 256, (512, 768, 3), dtype=np.uint8)
+timed = threading.Event()
+took = []
+
+def serve():
+    while True:
+        start = time.perf_counter()
+        codec.encode(photo)
+        took.append(time.perf_counter() - start)
+        if len(took) == 2:  # the first loaded the encoder too
+            timed.set()
+
+threading.Thread(target=serve, daemon=True).start()
+timed.wait()
+time.sleep(took[1] * float(sys.argv[1]))  # into the next encode's graphs
+"""
+
+
+@pytest.mark.parametrize("into", [0.5, 0.8])
+def test_a_program_exits_cleanly_while_a_daemon_thread_runs_a_graph(into):
+    """A service that encodes on a daemon thread ended, one time in two, in onnxruntime's
+    "terminate called without an active exception" and SIGABRT (exit status 134 and a core
+    dump) where it exited while the thread was inside a graph: the interpreter does not wait
+    for daemon threads, and tore onnxruntime down under it."""
+    import subprocess
+    import sys
+
+    process = subprocess.run([sys.executable, "-c", _EXITING_WITH_A_DAEMON_THREAD, str(into)], capture_output=True,
+                             text=True, timeout=300, check=False)
+    assert process.returncode == 0 and process.stderr == "", (process.returncode, process.stderr)
+
 def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_path):
     """Path("") is the current folder: ". is a directory" named the wrong thing."""
     with pytest.raises(nicodec.UnsupportedImageError, match="the path of the image is empty"):
