@@ -43,8 +43,12 @@ MAX_SIDES = {"JPEG": 65_500, "MPO": 65_500, "WEBP": 16_383}
 """The longest side these formats hold (Pillow finds out only after decoding)."""
 
 
-def save_options(fmt: str) -> dict:
-    """The Pillow save options decode writes ``fmt`` with."""
+def save_options(fmt: str, mode: str | None = None) -> dict:
+    """The Pillow save options decode writes ``fmt`` with, for an image of ``mode``: AVIF codes a
+    gray (L) picture as gray, 4:0:0 (in 4:4:4 Pillow's writer makes it colour, which the gray
+    profile it carries would then describe wrongly)."""
+    if fmt == "AVIF" and mode == "L":
+        return {**LOSSY_OUTPUTS[fmt], "subsampling": "4:0:0"}
     return LOSSY_OUTPUTS.get(fmt) or LOSSLESS_SETTINGS.get(fmt, {})
 
 
@@ -82,7 +86,7 @@ def _probe(fmt: str, mode: str, colour: bool, gray: bool = False) -> str:
     probe = Image.fromarray(values[:, :, 0] if len(mode) == 1 else values, mode)
     buffer = io.BytesIO()
     try:
-        probe.save(buffer, format=fmt, **save_options(fmt))
+        probe.save(buffer, format=fmt, **save_options(fmt, mode))
     except Exception:  # noqa: BLE001 - a format that cannot store the image does not keep it
         return "unwritable"
     try:
@@ -353,7 +357,7 @@ def save(image, f, fmt: str) -> None:
     """
     sizes = {"sizes": [image.size]} if fmt == "ICO" else {}  # ICO's default set would shrink the picture
     try:
-        image.save(f, format=fmt, **_metadata(image, fmt), **sizes, **save_options(fmt))
+        image.save(f, format=fmt, **_metadata(image, fmt), **sizes, **save_options(fmt, image.mode))
     except OSError:
         raise  # the write itself failed: write_atomic names the file
     except (ValueError, SyntaxError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: AVIF's encoder

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, features
 from typer.testing import CliRunner
 
 import nicodec
@@ -1358,6 +1358,24 @@ def test_a_gray_picture_decoded_to_webp_leaves_its_gray_profile_out(photo, tmp_p
         assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
         with Image.open(tmp_path / target) as back:
             assert back.info["icc_profile"] == profile
+
+
+@pytest.mark.skipif(not features.check("avif"), reason="this Pillow has no AVIF")
+def test_a_gray_picture_decoded_to_avif_stays_gray_with_its_gray_profile(photo, tmp_path):
+    """decode wrote AVIF in 4:4:4, in which Pillow's writer turns a gray picture into colour,
+    and the gray ICC profile written along described an RGB file that colour-managed readers
+    refuse (as WebP's did); it is written in 4:0:0 now, gray like the picture."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    gray_profile = srgb[:16] + b"GRAY" + srgb[20:]
+    Image.fromarray(photo[:, :, 1]).save(tmp_path / "gray.png", icc_profile=gray_profile)
+    assert run("encode", tmp_path / "gray.png").exit_code == 0
+    result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.avif")
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
+    with Image.open(tmp_path / "gray.avif") as back:
+        assert back.mode == "L" and back.info["icc_profile"] == gray_profile
+        assert psnr(np.asarray(back), photo[:, :, 1]) > 28
 
 
 def test_both_onnxruntime_wheels_installed_is_a_warning(monkeypatch, recwarn):
