@@ -451,7 +451,9 @@ class Codec:
 
         Transparency is kept losslessly (an ``ALPH`` or ``ALPL`` section); the ICC profile, EXIF
         data and XMP packet of files and PIL images are kept as they are (``ICCP``, ``EXIF``,
-        ``XMP ``), with the EXIF orientation applied to the pixels and removed (from the XMP too),
+        ``XMP ``), but a profile of another colour space than the coded pixels' (a CMYK image's
+        converts its pixels to sRGB instead), with the EXIF orientation applied to the pixels and
+        removed (from the XMP too),
         and so are their text (``TEXT``: PNG's text chunks, a JPEG's or GIF's comment as
         ``Comment``) and resolution (``PHYS``: the density Pillow reads as ``info["dpi"]``,
         its axes swapped by a quarter turn).

@@ -533,13 +533,22 @@ def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tu
         raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
 
 
+_INTENT_SHOWN = {0: 0, 1: 1, 2: 2, 3: 1}
+"""The rendering intent a CMYK image is converted in, by the one its profile's header names
+(perceptual, relative colorimetric, saturation, absolute colorimetric; another value:
+perceptual). Absolute colorimetric would tint the whole picture with the paper's white (a
+proof's simulation, which viewers do not show): relative colorimetric instead."""
+
+
 def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
     """The sRGB pixels of a CMYK image through the CMYK colour profile it carries, by LittleCMS
-    (Pillow's ImageCms), in the rendering intent the profile's header names, as colour-managed
-    viewers show it; None when it carries none, or one that cannot be applied (warned): Pillow's
-    formula then converts it. The formula takes the inks for ideal ones (255 - C, 255 - M and
-    255 - Y, darkened by K), which makes a press's CMYK (a stock photo's, a print job's) garish."""
-    icc = img.info.get("icc_profile")
+    (Pillow's ImageCms), in the rendering intent the profile's header names (``_INTENT_SHOWN``),
+    as colour-managed viewers show it; None when it carries none, or one that cannot be applied
+    (warned): Pillow's formula then converts it. The formula takes the inks for ideal ones (255 -
+    C, 255 - M and 255 - Y, darkened by K), which makes a press's CMYK (a stock photo's, a print
+    job's) garish."""
+    icc = getattr(img, "_nicodec_cmyk_profile", None) or img.info.get("icc_profile")  # the first: the Pillow
+    # plugin's, where save(icc_profile=...) replaced the profile kept
     if not isinstance(icc, (bytes, bytearray)) or metadata.icc_space(icc) != b"CMYK":
         return None
     from PIL import ImageCms
@@ -548,7 +557,7 @@ def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
         profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))
         intent = profile.profile.rendering_intent
         rgb = ImageCms.profileToProfile(img, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
-                                        renderingIntent=intent if intent in (0, 1, 2, 3) else 0)
+                                        renderingIntent=_INTENT_SHOWN.get(intent, 0))
     except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError) as exc:  # ImportError: Pillow built
         # without LittleCMS; OSError, ValueError: a damaged profile
         warnings.warn(f"{name}: its CMYK colour profile cannot be applied ({str(exc).rstrip('.') or type(exc).__name__}), "

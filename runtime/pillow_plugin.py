@@ -317,6 +317,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
             im = detached_copy(upright(im))
         except NicodecError as exc:
             raise OSError(str(exc)) from exc
+        if im.mode == "CMYK" and "icc_profile" in metadata:  # its own profile still gives its colours
+            im._nicodec_cmyk_profile = im.info.get("icc_profile")  # type: ignore[attr-defined]
         for key, value in metadata.items():  # given, as None or b"" too: that, not the image's own
             if key == "xmp":
                 im.info.pop(text_section.XMP_KEYWORD, None)  # the key PNG's reader also fills

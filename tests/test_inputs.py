@@ -67,6 +67,24 @@ def test_a_cmyk_image_is_coloured_through_the_profile_it_carries(codec, photo, t
     image.close()
 
 
+
+def test_a_cmyk_profile_asking_for_absolute_colorimetry_is_shown_relative(photo):
+    """A profile whose header names absolute colorimetric (a proof's simulation of the paper)
+    tinted the whole picture with its paper's white, which no viewer shows: the blank paper
+    comes out white, as in relative colorimetric, which it is converted in instead."""
+    from nicodec.images import read_picture
+    from PIL import ImageCms
+
+    profile = cmyk_profile(intent=3, paper=(0.87, 0.9, 0.68))  # a yellowish newsprint
+    image = Image.fromarray(photo).convert("CMYK")
+    image.paste((0, 0, 0, 0), (0, 0, 16, 16))  # no ink at all
+    image.info["icc_profile"] = profile
+    rgb = read_picture(image).rgb
+    assert (rgb[:16, :16] == 255).all()
+    relative = ImageCms.profileToProfile(image, ImageCms.ImageCmsProfile(io.BytesIO(profile)),
+                                         ImageCms.createProfile("sRGB"), outputMode="RGB", renderingIntent=1)
+    assert np.array_equal(rgb, np.asarray(relative))
+
 def test_a_cmyk_profile_that_cannot_be_applied_leaves_the_formula_with_a_warning(photo, tmp_path):
     image = Image.fromarray(photo[:48, :64]).convert("CMYK")
     whole = cmyk_profile()

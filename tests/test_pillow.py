@@ -20,6 +20,7 @@ from nicodec import format as nicformat
 from nicodec import pillow_plugin
 
 from conftest import psnr, synthetic_photo
+from profiles import cmyk_profile
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -119,6 +120,29 @@ def test_other_modes_are_converted_like_the_codec_does(codec, photo_image, mode)
         out = np.asarray(im)
     assert psnr(out, np.asarray(other.convert(im.mode))) > 18  # dithered palettes code worse
 
+
+
+@pytest.mark.parametrize("profile", [None, b"", "srgb"])
+def test_a_cmyk_image_saved_with_another_profile_keeps_the_colours_of_its_own(photo_image, profile):
+    """save(icc_profile=...) replaces the profile the file keeps; a CMYK image's own CMYK profile
+    still converts its pixels, as a plain save and strip=True do (it was left out first, and
+    Pillow's formula converted them). The caller's image is not changed."""
+    from PIL import ImageCms
+
+    own = cmyk_profile()
+    cmyk = photo_image.convert("CMYK")
+    cmyk.info["icc_profile"] = own
+    expected = np.asarray(ImageCms.profileToProfile(cmyk, ImageCms.ImageCmsProfile(io.BytesIO(own)),
+                                                    ImageCms.createProfile("sRGB"), outputMode="RGB"))
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    given = srgb if profile == "srgb" else profile
+    buf = io.BytesIO()
+    cmyk.save(buf, format="NIC", icc_profile=given)
+    with Image.open(buf) as im:
+        out = np.asarray(im)
+        assert im.info.get("icc_profile") == (given or None)
+    assert psnr(out, expected) > psnr(out, np.asarray(cmyk.convert("RGB"))) + 6
+    assert cmyk.info["icc_profile"] == own and not hasattr(cmyk, "_nicodec_cmyk_profile")
 
 def test_transparency_and_metadata_round_trip(photo_image, tmp_path):
     rgba = photo_image.convert("RGBA")
