@@ -307,17 +307,17 @@ _PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
 
 def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | None) -> Image.Image | None:
-    """:func:`_open_and_load` for a PNG without the text chunks Pillow refuses: first those that
-    inflate past ``PngImagePlugin.MAX_TEXT_CHUNK``, then, if the rest is still too much, every
-    text chunk but the XMP packet's; None when that does not help (the refusal was not the
-    text's)."""
+    """:func:`_open_and_load` for a PNG without the chunks Pillow refuses: first the text chunks
+    that inflate past ``PngImagePlugin.MAX_TEXT_CHUNK`` and an ICC profile that does (read here
+    instead, and kept), then, if the rest is still too much, every text chunk but the XMP
+    packet's; None when that does not help (the refusal was not the text's)."""
     try:
         data = source.getvalue() if isinstance(source, io.BytesIO) else Path(source).read_bytes()
     except OSError:
         return None
     for everything in (False, True):
-        stripped, dropped = _png_without_text(data, everything)
-        if not dropped:
+        stripped, dropped, profile = _png_without_text(data, everything)
+        if not dropped and profile is None:
             continue
         try:
             image = _open_and_load(io.BytesIO(stripped), name, unidentified, check_size, retry=False)
@@ -325,21 +325,37 @@ def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | 
             if _PILLOW_TEXT_LIMITS.search(str(exc)):
                 continue
             raise
-        why = ("Pillow reads no text chunk that inflates past 1 MiB" if not everything
-               else "Pillow reads at most 64 MiB of text in all")
-        warnings.warn(f"{name}: its text {metadata.listed(dropped)} is not kept: {why}", UserWarning, stacklevel=caller_outside())
+        if dropped:
+            why = ("Pillow reads no text chunk that inflates past 1 MiB" if not everything
+                   else "Pillow reads at most 64 MiB of text in all")
+            warnings.warn(f"{name}: its text {metadata.listed(dropped)} is not kept: {why}", UserWarning,
+                          stacklevel=caller_outside())
+        if profile:
+            image.info["icc_profile"] = profile
+        elif profile is not None:
+            warnings.warn(f"{name}: its ICC colour profile is not kept: it is damaged, or inflates past "
+                          f"{LARGEST_PNG_PROFILE // 2**20} MiB", UserWarning, stacklevel=caller_outside())
         return image
     return None
 
 
-def _png_without_text(data: bytes, everything: bool) -> tuple[bytes, list[str]]:
+LARGEST_PNG_PROFILE = 64 * 2**20
+"""The most bytes a PNG's ICC profile (``iCCP``) is inflated to where Pillow reads none past
+``PngImagePlugin.MAX_TEXT_CHUNK`` (1 MiB; the profiles of printers and scanners that hold
+large lookup tables take a few)."""
+
+
+def _png_without_text(data: bytes, everything: bool) -> tuple[bytes, list[str], bytes | None]:
     """A PNG's bytes without its text chunks that inflate past Pillow's ``MAX_TEXT_CHUNK`` (with
-    ``everything``, without any but the XMP packet's), and the keywords of those left out;
-    the bytes as they are and no keyword for anything that is not a PNG's chunk list."""
+    ``everything``, without any but the XMP packet's) and without an ICC profile that does; the
+    keywords of the text left out, and that profile, inflated (``b""`` where it is damaged or
+    inflates past ``LARGEST_PNG_PROFILE``; None for none taken out). The bytes as they are, no
+    keyword and no profile for anything that is not a PNG's chunk list."""
     signature = b"\x89PNG\r\n\x1a\n"
     if not data.startswith(signature):
-        return data, []
+        return data, [], None
     kept, dropped, at = [signature], [], len(signature)
+    profile = None
     while at + 12 <= len(data):
         length = int.from_bytes(data[at : at + 4], "big")
         kind, end = data[at + 4 : at + 8], at + 12 + length
@@ -353,10 +369,29 @@ def _png_without_text(data: bytes, everything: bool) -> tuple[bytes, list[str]]:
                 dropped.append(name)
                 at = end
                 continue
+        elif kind == b"iCCP" and profile is None:
+            compressed = data[at + 8 : end - 4].partition(b"\0")[2][1:]  # after the name and the method
+            if _inflated(compressed, PngImagePlugin.MAX_TEXT_CHUNK) is None:
+                profile = _inflated(compressed, LARGEST_PNG_PROFILE) or b""
+                at = end
+                continue
         kept.append(data[at:end])
         at = end
     kept.append(data[at:])
-    return b"".join(kept), dropped
+    return b"".join(kept), dropped, profile
+
+
+def _inflated(compressed: bytes, limit: int) -> bytes | None:
+    """zlib data inflated, if it inflates to at most ``limit`` bytes; None past that, and
+    ``b""`` for data that is not zlib's."""
+    inflater = zlib.decompressobj()
+    try:
+        out = inflater.decompress(compressed, limit)
+        if inflater.unconsumed_tail or (len(out) == limit and inflater.decompress(b"", 1)):
+            return None
+        return out if inflater.eof else b""
+    except zlib.error:
+        return b""
 
 
 def _inflates_past(kind: bytes, body: bytes, limit: int) -> bool:

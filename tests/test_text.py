@@ -420,3 +420,25 @@ def test_text_pillow_refuses_to_read_is_left_out_and_the_image_kept(codec, photo
     assert decoded.text == {}
     result = CliRunner().invoke(app, ["encode", str(tmp_path / "big.png"), "-o", str(tmp_path / "big.nic")])
     assert result.exit_code == 0 and "is not kept: Pillow reads no text chunk" in result.stderr, result.stderr
+
+
+def test_a_png_profile_pillow_refuses_to_inflate_is_read_and_kept(codec, photo, tmp_path):
+    """Pillow inflates no iCCP chunk past 1 MiB either (its text limit), and refused the whole
+    image with a message about text, though the profiles of printers and scanners with large
+    lookup tables take a few: nicodec reads it itself, and keeps it, as JPEG's, TIFF's and
+    WebP's are kept. A PNG nicodec writes with it reads back too."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    large = srgb + np.random.default_rng(0).integers(0, 256, 1_500_000, dtype=np.uint8).tobytes()  # a private tag's
+    path = tmp_path / "large-profile.png"
+    Image.fromarray(photo).save(path, icc_profile=large)
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"), Image.open(path) as refused:
+        refused.load()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        data = codec.encode(path)
+    assert nicformat.unpack(data)[1][b"ICCP"] == large
+    result = CliRunner().invoke(app, ["decode", "-", "-o", str(tmp_path / "back.png")], input=data)
+    assert result.exit_code == 0, result.output
+    assert nicformat.unpack(codec.encode(tmp_path / "back.png"))[1][b"ICCP"] == large
