@@ -247,7 +247,10 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
                 raise UnsupportedImageError(_ALREADY_NIC.format(name=name))
             if check_size is not None:
                 check_size(*img.size)  # read from the header: nothing decoded yet
-            return _load(img, name)
+            loaded = _load(img, name)
+            if img.format in ("PNG", "AVIF"):
+                loaded._nicodec_cicp = metadata.signalled_colour(_prefix(source, fp))  # type: ignore[attr-defined]
+            return loaded
     except PermissionError:
         raise UnsupportedImageError(f"cannot read {name}: permission denied") from None
     except UnidentifiedImageError:
@@ -265,6 +268,24 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
             if image is not None:
                 return image
         raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
+
+
+def _prefix(source, fp=None, size: int = 1 << 16) -> bytes:
+    """The first ``size`` bytes of an image file (a path, or a file object, left where it
+    stood); nothing where it cannot be read again."""
+    stream = fp if fp is not None else source if hasattr(source, "read") else None
+    try:
+        if stream is None:
+            with open(source, "rb") as f:
+                return f.read(size)
+        at = stream.tell()
+        try:
+            stream.seek(0)
+            return stream.read(size)
+        finally:
+            stream.seek(at)
+    except (OSError, ValueError):  # ValueError: closed
+        return b""
 
 
 def _header_size(source) -> tuple[int, int] | None:

@@ -253,12 +253,60 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
             and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
         warnings.warn(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
                       "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=caller_outside())
+    cicp = getattr(img, "_nicodec_cicp", None)
+    if cicp is not None and not has_profile:  # (cICP rules over PNG's sRGB chunk)
+        source, primaries, transfer = cicp
+        warnings.warn(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
+                      "picture is shown as sRGB", UserWarning, stacklevel=caller_outside())
     chromaticity = img.info.get("chromaticity")  # white x, y, then red, green and blue x, y
     if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and not has_profile and "srgb" not in img.info
             and all(isinstance(v, (int, float)) for v in chromaticity)
             and max(abs(a - b) for a, b in zip(chromaticity, _SRGB_CHROMATICITY)) > 0.01):
         warnings.warn(f"{name}: its primaries and white point (PNG cHRM) are not kept; the decoded picture is "
                       "shown with sRGB's", UserWarning, stacklevel=caller_outside())
+
+
+_PRIMARIES = {4: "BT.470 M primaries", 5: "BT.601 625-line primaries", 6: "BT.601 525-line primaries",
+              7: "SMPTE 240M primaries", 8: "generic film primaries", 9: "BT.2020 primaries",
+              10: "CIE XYZ", 11: "DCI-P3 primaries", 12: "Display P3 primaries", 22: "EBU 3213 primaries"}
+"""Colour primaries of ITU-T H.273 other than sRGB's (1, BT.709) and "unspecified" (2)."""
+_TRANSFERS = {4: "gamma 2.2", 5: "gamma 2.8", 7: "SMPTE 240M transfer", 8: "linear light",
+              9: "log transfer", 10: "log transfer", 11: "IEC 61966-2-4 transfer", 12: "BT.1361 transfer",
+              14: "BT.2020 transfer", 15: "BT.2020 transfer", 16: "PQ (HDR) transfer",
+              17: "SMPTE 428 transfer", 18: "HLG (HDR) transfer"}
+"""Transfer characteristics of ITU-T H.273 other than sRGB's (13) and those close to it (1 and
+6, BT.709's and BT.601's; 2, "unspecified")."""
+
+
+def signalled_colour(head: bytes) -> tuple[str, str, str] | None:
+    """The colour space a PNG's ``cICP`` chunk or an AVIF's ``nclx`` colour box signals, from the
+    file's first bytes (both come before the pixels), where it is not sRGB: where it is found
+    (``"PNG cICP"``, ``"AVIF nclx"``), its primaries and its transfer, in words; None for
+    sRGB, for none, and for other files. Pillow reads neither: the pixels are decoded as they
+    are, in that space, and a file written without it is shown as sRGB."""
+    found = None
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        at = 8
+        while at + 12 <= len(head):
+            length, kind = int.from_bytes(head[at : at + 4], "big"), head[at + 4 : at + 8]
+            if kind in (b"IDAT", b"IEND"):
+                break
+            if kind == b"cICP" and length == 4 and at + 12 <= len(head):
+                found = ("PNG cICP", head[at + 8], head[at + 9])
+                break
+            at += 12 + length
+    elif head[4:8] == b"ftyp":
+        at = head.find(b"colrnclx")
+        if at >= 0 and at + 12 <= len(head):
+            found = ("AVIF nclx", int.from_bytes(head[at + 8 : at + 10], "big"),
+                     int.from_bytes(head[at + 10 : at + 12], "big"))
+    if found is None:
+        return None
+    source, primaries, transfer = found
+    if primaries not in _PRIMARIES and transfer not in _TRANSFERS:
+        return None
+    return (source, _PRIMARIES.get(primaries, "sRGB primaries" if primaries in (1, 2) else f"primaries {primaries}"),
+            _TRANSFERS.get(transfer, "sRGB transfer" if transfer in (1, 2, 6, 13) else f"transfer {transfer}"))
 
 
 def density_of(img: Image.Image, turned: bool = False) -> resolution_section.Resolution | None:

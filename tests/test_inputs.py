@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import warnings
 
 import numpy as np
 import pytest
@@ -1172,3 +1173,60 @@ def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, t
     monkeypatch.chdir(tmp_path)
     with pytest.raises(nicodec.UnsupportedImageError, match=r"^-: floating-point images \(mode F\)"):
         codec.encode("-")
+
+
+def _png_with_cicp(image: Image.Image, primaries: int, transfer: int, **params) -> bytes:
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **params)
+    data, after_ihdr = buffer.getvalue(), 8 + 12 + 13
+    body = b"cICP" + bytes([primaries, transfer, 0, 1])
+    return data[:after_ihdr] + struct.pack(">I", 4) + body + struct.pack(">I", zlib.crc32(body)) + data[after_ihdr:]
+
+
+def _avif_with_nclx(image: Image.Image, primaries: int, transfer: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "AVIF", quality=90)
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"colrnclx")
+    assert at > 0, "Pillow's AVIF writer wrote no nclx colour box"
+    data[at + 8 : at + 12] = primaries.to_bytes(2, "big") + transfer.to_bytes(2, "big")
+    return bytes(data)
+
+
+@pytest.mark.parametrize("kind", ["png", "avif"])
+def test_a_colour_space_signalled_without_a_profile_is_warned_of(codec, photo, tmp_path, kind):
+    """A PNG's cICP chunk and an AVIF's nclx box can say the pixels are Display P3, BT.2020 or
+    HDR without an ICC profile (phones', browsers' and HDR tools' files). Pillow reads neither,
+    and nicodec kept nothing of it, without a word: the decoded picture was shown as sRGB, its
+    colours duller (or an HDR picture's all wrong). It is warned of, as a PNG's gAMA and cHRM
+    are; sRGB signalled so is not, nor anything with a profile or under --strip."""
+    from PIL import ImageCms, features
+
+    if kind == "avif" and not features.check("avif"):
+        pytest.skip("this Pillow has no AVIF")
+    made = _png_with_cicp if kind == "png" else _avif_with_nclx
+    image = Image.fromarray(photo)
+    where = "PNG cICP" if kind == "png" else "AVIF nclx"
+    path = tmp_path / f"p3.{kind}"
+    path.write_bytes(made(image, 12, 16))
+    for source in (path, path.read_bytes()):
+        shown = str(path) if source is path else "the image"
+        with pytest.warns(UserWarning, match=rf"{shown}: its colour space \({where}: Display P3 primaries, PQ \(HDR\) "
+                                             r"transfer\) is not kept; the decoded picture is shown as sRGB"):
+            codec.encode(source)
+    result = runner.invoke(app, ["encode", str(path), "-o", str(tmp_path / "p3.nic")])
+    assert result.exit_code == 0 and f"warning: {path}: its colour space ({where}: " in result.stderr, result.stderr
+    quiet = [made(image, 1, 13), made(image, 2, 2)]
+    if kind == "png":
+        srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+        quiet.append(_png_with_cicp(image, 9, 18, icc_profile=srgb))
+    for data in quiet:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            codec.encode(data)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec.encode(path, strip=True)
