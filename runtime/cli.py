@@ -63,7 +63,7 @@ def _root(
 
 
 def _load_extensions() -> None:
-    """Import numpy, Pillow with its format plugins, and the codec, with Ctrl-C, SIGTERM and
+    """Import numpy, Pillow with its format plugins (and pillow-heif's), and the codec, with Ctrl-C, SIGTERM and
     SIGHUP held back until they are in (a few tenths of a second): a stop inside a C
     extension's initialisation comes out of the import as an ImportError (numpy's "failed to
     import"), or is swallowed with the format plugin Pillow was loading. onnxruntime is held
@@ -74,7 +74,9 @@ def _load_extensions() -> None:
         from PIL import Image
 
         from . import codec  # noqa: F401 - numpy, and the rest of the work's modules
+        from .images import register_plugins
 
+        register_plugins()  # pillow-heif's, where it is installed
         Image.init()
 
 

@@ -99,7 +99,9 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
             if passed_over:
                 passed_over.pop(".nic", None)  # nicodec's own files, made beside their images
                 if passed_over:
-                    note(f"note: passed over {_kinds_text(passed_over)}; hidden files are passed over uncounted")
+                    heif = any(ext in HEIF_SUFFIXES for ext in passed_over)
+                    note(f"note: passed over {_kinds_text(passed_over)}; hidden files are passed over uncounted"
+                         + ('; pip install "nicodec[heif]" adds pillow-heif, which reads HEIF/HEIC' if heif else ""))
             if real_path(root).startswith(os.path.join(real_path(inputs[0]), "")):
                 console.err.print(f"warning: the output folder {root} lies inside {inputs[0]}; it is not searched for "
                                   f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)
@@ -116,6 +118,10 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
                 targets.check_beside(path, several=True)
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
         return items, root
+
+
+HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+"""The extensions of HEIF files (a phone's photos: HEIC), which Pillow reads with pillow-heif."""
 
 
 def _kinds_text(counts: Counter[str], shown: int = 5) -> str:

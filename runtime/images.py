@@ -3,6 +3,7 @@ beside them is read by :mod:`nicodec.metadata`)."""
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import re
@@ -35,11 +36,38 @@ SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
 
 
+HEIF_HINT = ' (a HEIF/HEIC image: pip install "nicodec[heif]" adds pillow-heif, which reads them)'
+
+
+@functools.cache
+def register_plugins() -> None:
+    """Register with Pillow the plugins nicodec reads more formats with, where they are installed:
+    pillow-heif's opener of HEIF (HEIC, the photos of phones), unless the program registered one
+    already (with its own options). Once per process; an install that cannot be used is warned of."""
+    if "HEIF" in Image.OPEN:
+        return
+    try:
+        import pillow_heif
+    except ImportError:
+        return
+    try:
+        pillow_heif.register_heif_opener()
+    except Exception as exc:  # noqa: BLE001 - a broken install of another package: HEIF is not read
+        warnings.warn(f"pillow-heif is installed but cannot be used ({exc}); HEIF/HEIC images are not read",
+                      RuntimeWarning, stacklevel=caller_outside())
+
+
+def heif_hint(head: bytes) -> str:
+    """:data:`HEIF_HINT` for the first bytes of a HEIF file where no plugin reads HEIF, else ``""``."""
+    return HEIF_HINT if head[4:8] == b"ftyp" and head[8:12] in metadata.HEIF_BRANDS and "HEIF" not in Image.OPEN else ""
+
+
 def readable_suffixes() -> list[str]:
     """The file suffixes of the images Pillow opens and loads (``.png``, ``.jpg``, ...), ``.nic``
     excepted: the images nicodec codes. Formats Pillow only identifies are left out, so that a
     folder's videos and data files are passed over rather than failed: MPEG video, the stubs of
     HDF5, GRIB, BUFR and WMF without a handler registered, and EPS without Ghostscript."""
+    register_plugins()
     return sorted(ext for ext, fmt in Image.registered_extensions().items()
                   if ext != ".nic" and _opener(fmt) in Image.OPEN and _loads(_opener(fmt)))
 
@@ -151,13 +179,14 @@ def check_image_start(head: bytes, message: str, name: str) -> None:
 
     if head.startswith(MAGIC):  # named as what it is, before the rest is read
         raise UnsupportedImageError(_ALREADY_NIC.format(name=name))
+    register_plugins()
     Image.init()
     if any(accept is not None and accept(head) for _, accept in Image.OPEN.values()):
         return
     try:
         Image.open(io.BytesIO(head)).close()  # reads a header only
     except UnidentifiedImageError:
-        raise UnsupportedImageError(message) from None
+        raise UnsupportedImageError(message + heif_hint(head)) from None
     except Exception:  # noqa: BLE001 - identified, and then too large or cut short: the full read decides
         return
 
@@ -231,6 +260,7 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
     in all: its guards against decompression bombs) is opened again without that text, with a
     warning, rather than refused whole. ``fp``: the file ``source`` names, opened, for Pillow to
     read the image from (the header checks read ``source`` itself)."""
+    register_plugins()
     try:
         # Pillow warns of an image above its own limit (DecompressionBombWarning) as it opens
         # it, and refuses one above twice that: the caller's pixel limit judges the size first,
@@ -248,13 +278,14 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
             if check_size is not None:
                 check_size(*img.size)  # read from the header: nothing decoded yet
             loaded = _load(img, name)
-            if img.format in ("PNG", "AVIF"):
+            if img.format in ("PNG", "AVIF", "HEIF"):
                 loaded._nicodec_cicp = metadata.signalled_colour(_prefix(source, fp))  # type: ignore[attr-defined]
             return loaded
     except PermissionError:
         raise UnsupportedImageError(f"cannot read {name}: permission denied") from None
     except UnidentifiedImageError:
-        raise UnsupportedImageError(_ALREADY_NIC.format(name=name) if _starts_like_nic(source) else unidentified) from None
+        raise UnsupportedImageError(_ALREADY_NIC.format(name=name) if _starts_like_nic(source)
+                                    else unidentified + heif_hint(_prefix(source, fp, 16))) from None
     except Image.DecompressionBombError as exc:
         if _starts_like_nic(source):  # the Pillow plugin's own limit, at its open
             raise UnsupportedImageError(_ALREADY_NIC.format(name=name)) from None

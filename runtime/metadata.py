@@ -278,10 +278,14 @@ _TRANSFERS = {4: "gamma 2.2", 5: "gamma 2.8", 7: "SMPTE 240M transfer", 8: "line
 6, BT.709's and BT.601's; 2, "unspecified")."""
 
 
+HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"})
+"""The major brands of HEIF files (HEIC: a phone's photos), in their ``ftyp`` box."""
+
+
 def signalled_colour(head: bytes) -> tuple[str, str, str] | None:
-    """The colour space a PNG's ``cICP`` chunk or an AVIF's ``nclx`` colour box signals, from the
-    file's first bytes (both come before the pixels), where it is not sRGB: where it is found
-    (``"PNG cICP"``, ``"AVIF nclx"``), its primaries and its transfer, in words; None for
+    """The colour space a PNG's ``cICP`` chunk or an AVIF's or HEIF's ``nclx`` colour box signals,
+    from the file's first bytes (both come before the pixels), where it is not sRGB: where it is
+    found (``"PNG cICP"``, ``"AVIF nclx"``, ``"HEIF nclx"``), its primaries and its transfer, in words; None for
     sRGB, for none, and for other files. Pillow reads neither: the pixels are decoded as they
     are, in that space, and a file written without it is shown as sRGB."""
     found = None
@@ -298,7 +302,8 @@ def signalled_colour(head: bytes) -> tuple[str, str, str] | None:
     elif head[4:8] == b"ftyp":
         at = head.find(b"colrnclx")
         if at >= 0 and at + 12 <= len(head):
-            found = ("AVIF nclx", int.from_bytes(head[at + 8 : at + 10], "big"),
+            found = ("HEIF nclx" if head[8:12] in HEIF_BRANDS else "AVIF nclx",
+                     int.from_bytes(head[at + 8 : at + 10], "big"),
                      int.from_bytes(head[at + 10 : at + 12], "big"))
     if found is None:
         return None

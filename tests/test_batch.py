@@ -76,20 +76,21 @@ def test_encode_tree_keeps_structure_and_reports_the_bad_file(tmp_path):
 
 
 def test_files_of_other_kinds_are_counted_by_extension_not_passed_over_in_silence(tmp_path):
-    """A phone's HEIC photos or a camera's raw files, which Pillow does not read, were left out
-    with nothing said: "3 files: 3 encoded" over a folder of 300 photos. Encoding names them by
-    their count; hidden files and .nic files (nicodec's own, beside their images) are not
-    counted, and decoding, where images beside the .nic files are the rule, says nothing."""
+    """A camera's raw files or a phone's HEIC photos (without pillow-heif), which Pillow does not
+    read, were left out with nothing said: "3 files: 3 encoded" over a folder of 300 photos.
+    Encoding names them by their count; hidden files and .nic files (nicodec's own, beside their
+    images) are not counted, and decoding, where images beside the .nic files are the rule, says
+    nothing."""
     src = make_tree(tmp_path / "src")  # and notes.txt
-    for name in ("IMG_1.HEIC", "IMG_2.heic", "IMG_3.heic", "clip.mov", "raw.CR2", "README", "a/c.json",
-                 ".hidden.heic", "top.nic"):
+    for name in ("DSC_1.ARW", "DSC_2.arw", "DSC_3.arw", "clip.mov", "raw.CR2", "README", "a/c.json",
+                 ".hidden.arw", "top.nic"):
         (src / name).write_bytes(b"x")
     result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
     assert "4 files: 3 encoded" in result.stdout
-    assert ("note: passed over 8 files whose extension is no image's that Pillow reads (3 .heic, 1 without an "
-            "extension, 1 .cr2, 1 .json, 1 .mov and 1 more); hidden files are passed over uncounted") in result.stderr, result.stderr
+    assert ("note: passed over 8 files whose extension is no image's that Pillow reads (3 .arw, 1 without an "
+            "extension, 1 .cr2, 1 .json, 1 .mov and 1 more); hidden files are passed over uncounted\n") in result.stderr, result.stderr
     (src / "a" / "c.json").unlink()
-    for name in ("IMG_1.HEIC", "IMG_2.heic", "IMG_3.heic", "clip.mov", "raw.CR2"):
+    for name in ("DSC_1.ARW", "DSC_2.arw", "DSC_3.arw", "clip.mov", "raw.CR2"):
         (src / name).unlink()
     result = run("encode", src, "-o", tmp_path / "out", "--provider", "cpu")
     assert "passed over 2 files whose extension is no image's that Pillow reads (1 without an extension and 1 .txt)" \

@@ -1230,3 +1230,58 @@ def test_a_colour_space_signalled_without_a_profile_is_warned_of(codec, photo, t
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         codec.encode(path, strip=True)
+
+
+def test_heif_photos_are_read_where_pillow_heif_is_installed(codec, tmp_path):
+    """A phone's photos are HEIC: with pillow-heif installed (the [heif] extra) they are read,
+    turned upright once (libheif applies the file's rotation and pillow-heif resets the EXIF
+    orientation), their profile kept, in a folder too."""
+    pillow_heif = pytest.importorskip("pillow_heif")
+    from nicodec import format as nicformat
+    from PIL import ImageCms
+
+    pillow_heif.register_heif_opener()
+    photo = synthetic_photo(96, 160)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # turned a quarter clockwise to be seen upright
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    Image.fromarray(photo).save(folder / "IMG_0001.HEIC", quality=95, exif=exif.tobytes(), icc_profile=srgb)
+    upright = np.rot90(photo, -1)
+    data = codec.encode(folder / "IMG_0001.HEIC")
+    assert nicformat.unpack(data)[1][b"ICCP"] == srgb
+    out = codec.decode(data, as_array=True)
+    assert out.shape == upright.shape and psnr(out, upright) > 28
+    result = runner.invoke(app, ["encode", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0 and "1 file: 1 encoded" in result.stdout, result.output
+    assert "passed over" not in result.stderr and (tmp_path / "out" / "IMG_0001.nic").exists()
+
+
+def test_without_pillow_heif_a_heif_photo_is_named_with_the_way_to_read_it(codec, tmp_path, monkeypatch):
+    """Without pillow-heif, Pillow does not know HEIF: a phone's photo was "not an image Pillow
+    can read", with nothing to say what would read it."""
+    from nicodec import images
+
+    Image.init()  # before the registry is changed: what it registers would go into the stand-ins
+    monkeypatch.setattr(images, "register_plugins", lambda: None)
+    monkeypatch.delitem(Image.OPEN, "HEIF", raising=False)
+    monkeypatch.setattr(Image, "ID", [format_id for format_id in Image.ID if format_id != "HEIF"])
+    monkeypatch.setattr(Image, "EXTENSION", {ext: fmt for ext, fmt in Image.EXTENSION.items() if fmt != "HEIF"})
+    heic = b"\0\0\0\x18ftypheic\0\0\0\0mif1heic" + bytes(200)
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    (folder / "IMG_0001.HEIC").write_bytes(heic)
+    hint = '(a HEIF/HEIC image: pip install "nicodec[heif]" adds pillow-heif, which reads them)'
+    for source, said in ((folder / "IMG_0001.HEIC", f"{folder / 'IMG_0001.HEIC'} is not an image Pillow can read"),
+                         (heic, "the image data is not in a format Pillow can read")):
+        with pytest.raises(nicodec.UnsupportedImageError) as caught:
+            codec.encode(source)
+        assert str(caught.value) == f"{said} {hint}"
+    result = runner.invoke(app, ["encode", str(folder / "IMG_0001.HEIC")])
+    assert result.exit_code == 1 and hint in result.stderr, result.output
+    Image.fromarray(synthetic_photo(32, 32)).save(folder / "other.png")
+    result = runner.invoke(app, ["encode", str(folder), "-o", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert ("(1 .heic); hidden files are passed over uncounted; pip install \"nicodec[heif]\" adds pillow-heif, which "
+            "reads HEIF/HEIC") in result.stderr, result.stderr
