@@ -55,8 +55,9 @@ class QualityError(NicodecError, ValueError):
 
 
 DAMAGED = (OSError, SyntaxError, ValueError, TypeError, IndexError, KeyError, ZeroDivisionError, RuntimeError,
-           struct.error)
+           struct.error, EOFError)
 """What Pillow raises for a damaged file: OSError, SyntaxError and ValueError by design, the rest
-from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted)
-and from its AVIF decoder (a RuntimeError). Caught where an image is read, and told as an
-:class:`UnsupportedImageError` or a warning."""
+from checks it lacks (a TIFF without its dimensions is a TypeError when its frames are counted),
+from its AVIF decoder (a RuntimeError) and from pillow-heif's (an EOFError for a file cut
+short). Caught where an image is read, and told as an :class:`UnsupportedImageError` or a
+warning."""

@@ -6,6 +6,7 @@ import io
 import os
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -1256,6 +1257,9 @@ def test_heif_photos_are_read_where_pillow_heif_is_installed(codec, tmp_path):
     result = runner.invoke(app, ["encode", str(folder), "-o", str(tmp_path / "out")])
     assert result.exit_code == 0 and "1 file: 1 encoded" in result.stdout, result.output
     assert "passed over" not in result.stderr and (tmp_path / "out" / "IMG_0001.nic").exists()
+    damaged = Path(__file__).parent / "data" / "damaged-eof.heic"  # found by tests/fuzz/fuzz_inputs.py
+    with pytest.raises(nicodec.UnsupportedImageError, match="could not be decoded .*Unexpected end of file"):
+        codec.encode(damaged)  # pillow-heif's EOFError, not a traceback
 
 
 def test_without_pillow_heif_a_heif_photo_is_named_with_the_way_to_read_it(codec, tmp_path, monkeypatch):

@@ -29,6 +29,7 @@ import struct
 import sys
 import traceback
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,9 @@ from PIL import Image, PngImagePlugin, features
 
 from nicodec.errors import NicodecError
 from nicodec.images import read_picture
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # tests/, for profiles.py
+from profiles import cmyk_profile
 
 
 def seeds() -> list[bytes]:
@@ -72,15 +76,31 @@ def seeds() -> list[bytes]:
         (image, "TGA", {}),
         (image, "ICO", {}),
     ]
+    press = cmyk_profile()  # converts the pixels (tests/profiles.py)
+    made += [
+        (image.convert("CMYK"), "JPEG", {"icc_profile": press, "exif": exif.tobytes()}),
+        (image.convert("CMYK"), "TIFF", {"icc_profile": press}),
+        (image, "PNG", {"icc_profile": press[:128] + bytes(1_200_000)}),  # inflates past Pillow's 1 MiB
+    ]
     if features.check("avif"):
         made.append((image, "AVIF", {"exif": exif.tobytes(), "quality": 90}))
     if features.check("jpg_2000"):
         made.append((image, "JPEG2000", {}))
+    try:
+        import pillow_heif
+    except ImportError:
+        pass
+    else:
+        pillow_heif.register_heif_opener()
+        made.append((image, "HEIF", {"exif": exif.tobytes(), "quality": 90}))
     out = []
     for picture, fmt, options in made:
         buffer = io.BytesIO()
         picture.save(buffer, fmt, **options)
         out.append(buffer.getvalue())
+    png = out[0]  # with a cICP chunk (Display P3, PQ) after its header
+    body = b"cICP" + bytes([12, 16, 0, 1])
+    out.append(png[:33] + struct.pack(">I", 4) + body + struct.pack(">I", zlib.crc32(body)) + png[33:])
     return out
 
 
