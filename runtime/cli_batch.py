@@ -120,7 +120,7 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
         return items, root
 
 
-HEIF_SUFFIXES = (".heic", ".heif", ".hif")
+HEIF_SUFFIXES = (".heic", ".heics", ".heif", ".heifs", ".hif")
 """The extensions of HEIF files (a phone's photos: HEIC), which Pillow reads with pillow-heif."""
 
 

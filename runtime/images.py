@@ -53,13 +53,23 @@ def register_plugins() -> None:
     try:
         pillow_heif.register_heif_opener()
     except Exception as exc:  # noqa: BLE001 - a broken install of another package: HEIF is not read
-        warnings.warn(f"pillow-heif is installed but cannot be used ({exc}); HEIF/HEIC images are not read",
-                      RuntimeWarning, stacklevel=caller_outside())
+        _HEIF_PROBLEM.append(str(exc) or type(exc).__name__)
+        warnings.warn(f"pillow-heif is installed but cannot be used ({_HEIF_PROBLEM[0]}); HEIF/HEIC images are not "
+                      "read", RuntimeWarning, stacklevel=caller_outside())
+
+
+_HEIF_PROBLEM: list[str] = []
+"""Why pillow-heif, installed, could not be registered (:func:`register_plugins`), if it could not."""
 
 
 def heif_hint(head: bytes) -> str:
-    """:data:`HEIF_HINT` for the first bytes of a HEIF file where no plugin reads HEIF, else ``""``."""
-    return HEIF_HINT if head[4:8] == b"ftyp" and head[8:12] in metadata.HEIF_BRANDS and "HEIF" not in Image.OPEN else ""
+    """What would read a HEIF file whose first bytes are ``head``, where no plugin reads HEIF
+    (:data:`HEIF_HINT`, or that pillow-heif cannot be used here); else ``""``."""
+    if head[4:8] != b"ftyp" or head[8:12] not in metadata.HEIF_BRANDS or "HEIF" in Image.OPEN:
+        return ""
+    if _HEIF_PROBLEM:
+        return f" (a HEIF/HEIC image: pillow-heif is installed but cannot be used: {_HEIF_PROBLEM[0]})"
+    return HEIF_HINT
 
 
 def readable_suffixes() -> list[str]:

@@ -179,7 +179,8 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
         if key not in kept:
             dropped.append((what, None))
         elif limit is not None and lengths[tag] > limit:
-            dropped.append((what, f"its {lengths[tag]:,} bytes are more than one {fmt} segment holds ({limit:,})"))
+            too_long = _TOO_LONG.get((fmt, key), "its {n:,} bytes are more than one " + fmt + " segment holds ({limit:,})")
+            dropped.append((what, too_long.format(n=lengths[tag], limit=limit)))
         elif key == "icc_profile" and gray and fmt in _GRAY_AS_COLOUR:
             try:
                 packet = payload(tag)
@@ -364,10 +365,18 @@ def save(image, f, fmt: str) -> None:
         raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
-_SEGMENT_LIMITS = {fmt: {"exif": 65_533, "xmp": 65_504} for fmt in ("JPEG", "MPO")}
-"""The longest EXIF and XMP a format's writer takes: one JPEG APP1 segment, less the XMP's
-namespace (Adobe's ExtendedXMP, which splits longer packets, is not written by Pillow). Longer
-ones are left out, with a warning, rather than failing the whole decode."""
+_SEGMENT_LIMITS = {**{fmt: {"exif": 65_533, "xmp": 65_504, "icc_profile": 255 * 65_519} for fmt in ("JPEG", "MPO")},
+                   "PNG": {"icc_profile": 1 << 20}}
+"""The longest EXIF, XMP and ICC profile a format holds as Pillow writes and reads it: one JPEG
+APP1 segment, less the XMP's namespace (Adobe's ExtendedXMP, which splits longer packets, is not
+written by Pillow); 255 APP2 segments of a profile's parts (a one-byte count); and the 1 MiB a
+PNG's profile may inflate to for Pillow's reader, which refuses the whole file past that
+(``PngImagePlugin.MAX_TEXT_CHUNK``). Longer ones are left out, with a warning
+(``_TOO_LONG``), rather than failing the whole decode or making a file Pillow cannot open."""
+_TOO_LONG = {("JPEG", "icc_profile"): "its {n:,} bytes are more than a JPEG's 255 profile segments hold ({limit:,})",
+             ("MPO", "icc_profile"): "its {n:,} bytes are more than a JPEG's 255 profile segments hold ({limit:,})",
+             ("PNG", "icc_profile"): "its {n:,} bytes are more than the {limit:,} Pillow reads in a PNG (it refuses "
+                                     "the whole file); .tiff and .webp keep it"}
 
 
 _GRAY_AS_COLOUR = frozenset({"WEBP"})
@@ -442,6 +451,8 @@ def _metadata(image, fmt: str) -> dict:
     if "icc_profile" in options and image.mode in ("L", "LA") and fmt in _GRAY_AS_COLOUR \
             and _gray_profile(bytes(options["icc_profile"])):
         del options["icc_profile"]  # dropped_metadata warns
+    if image.info.get("icc_profile") and "icc_profile" not in options:
+        options["icc_profile"] = None  # left out: PNG's, TIFF's and AVIF's writers would take info's
     density = resolution_section.from_dpi(image.info.get("dpi"))
     dpi = _written_dpi(density, fmt)[0] if density is not None else None
     if dpi is not None:

@@ -303,37 +303,50 @@ def _run_until_exit(ort, run):
     stand (``RunOptions.terminate``) and are waited for; a daemon thread whose run stops so, or
     that starts one after, is parked there until the process ends, as a daemon thread's work is
     cut off at exit anyway. Other threads' runs are untouched: the interpreter waits for them
-    before it exits."""
+    before it exits. Sessions being made are waited for the same way (:func:`inside_onnxruntime`)."""
 
     @functools.wraps(run)
     def run_until_exit(self, output_names, input_feed, run_options=None):
-        daemon = threading.current_thread().daemon
-        if daemon and _EXITING.is_set():
-            _park()
         options = ort.RunOptions() if run_options is None else run_options
-        with _RUNNING_LOCK:
-            _RUNNING.append(options)
-        try:
+        with inside_onnxruntime(options):
             return run(self, output_names, input_feed, options)
-        except Exception:
-            if daemon and _EXITING.is_set():
-                _ended(options)
-                _park()
-            raise
-        finally:
-            _ended(options)
 
     return run_until_exit
 
 
+@contextlib.contextmanager
+def inside_onnxruntime(options=None):
+    """Mark the calling thread as inside onnxruntime, for the exit to wait for it: running a graph
+    with ``options`` (its ``RunOptions``, which the exit tells to stop), or making a session
+    (None: it cannot be stopped, and is waited for). A daemon thread that gets here once the exit
+    began, or whose run the exit stopped, is parked (:func:`_park`)."""
+    daemon = threading.current_thread().daemon
+    entry = options if options is not None else object()
+    with _RUNNING_LOCK:
+        _RUNNING.append(entry)
+    if daemon and _EXITING.is_set():  # after the entry is in: either the exit saw it, or this sees the exit
+        _ended(entry)
+        _park()
+    try:
+        yield
+    except Exception:
+        if daemon and _EXITING.is_set():
+            _ended(entry)
+            _park()
+        raise
+    finally:
+        _ended(entry)
+
+
 _RUNNING: list = []
-"""The ``RunOptions`` of the graphs running now, one entry per run."""
+"""What daemon and other threads are doing inside onnxruntime now, one entry each: the
+``RunOptions`` of a graph running, a plain object for a session being made."""
 _RUNNING_LOCK = threading.Lock()
 _EXITING = threading.Event()
 
 EXIT_WAIT = 10.0
 """The most seconds the exit waits for the running graphs to stop (each stops at the end of the
-operator it is in)."""
+operator it is in) and the sessions being made to be made."""
 
 
 def _ended(options) -> None:
@@ -349,8 +362,9 @@ def _park() -> None:
 def _stop_runs_at_exit() -> None:
     _EXITING.set()
     with _RUNNING_LOCK:
-        for options in _RUNNING:
-            options.terminate = True
+        for entry in _RUNNING:
+            if hasattr(entry, "terminate"):  # a graph running, not a session being made
+                entry.terminate = True
     deadline = time.monotonic() + EXIT_WAIT
     while time.monotonic() < deadline:
         with _RUNNING_LOCK:
@@ -432,13 +446,14 @@ def create_session(
         # program nothing: it is turned off (enable_fallback, from onnxruntime 1.18, and
         # disable_fallback for the runs) and done here, with the warning or error below.
         making = _without_fallback(ort)
-        try:
-            session = making(data, sess_options=options, providers=providers, enable_fallback=0)
-        except Exception as exc:
-            if providers[0] == CPU or out_of_memory(exc):
-                raise
-            failure = f" ({exc})"
-            session = making(data, sess_options=options, providers=[CPU], enable_fallback=0)
+        with inside_onnxruntime():  # a program's exit waits for it (a daemon thread's first image)
+            try:
+                session = making(data, sess_options=options, providers=providers, enable_fallback=0)
+            except Exception as exc:
+                if providers[0] == CPU or out_of_memory(exc):
+                    raise
+                failure = f" ({exc})"
+                session = making(data, sess_options=options, providers=[CPU], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if out_of_memory(exc):
             raise loading_failed(path.name, exc) from exc

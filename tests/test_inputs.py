@@ -1241,7 +1241,7 @@ def test_heif_photos_are_read_where_pillow_heif_is_installed(codec, tmp_path):
     from nicodec import format as nicformat
     from PIL import ImageCms
 
-    pillow_heif.register_heif_opener()
+    pillow_heif.register_heif_opener()  # to write one here; nicodec's own registration: the test below
     photo = synthetic_photo(96, 160)
     exif = Image.Exif()
     exif[0x0112] = 6  # turned a quarter clockwise to be seen upright
@@ -1289,3 +1289,45 @@ def test_without_pillow_heif_a_heif_photo_is_named_with_the_way_to_read_it(codec
     assert result.exit_code == 0, result.output
     assert ("(1 .heic); hidden files are passed over uncounted; pip install \"nicodec[heif]\" adds pillow-heif, which "
             "reads HEIF/HEIC") in result.stderr, result.stderr
+
+
+_HEIF_IN_A_FRESH_PROCESS = """
+import sys, warnings
+import pillow_heif
+if sys.argv[2] == "registered":  # by the program, with its own options: nicodec leaves them
+    pillow_heif.register_heif_opener(thumbnails=False)
+    pillow_heif.register_heif_opener = lambda **options: sys.exit("registered again")
+elif sys.argv[2] == "broken":
+    def broken(**options):
+        raise RuntimeError("libheif is missing")
+    pillow_heif.register_heif_opener = broken
+from nicodec import Codec, UnsupportedImageError
+warnings.simplefilter("always")
+try:
+    print(len(Codec(providers="cpu").encode(sys.argv[1])))
+except UnsupportedImageError as exc:
+    print(exc)
+"""
+
+
+@pytest.mark.parametrize("program", ["plain", "registered", "broken"])
+def test_nicodec_registers_pillow_heif_itself_unless_the_program_did(tmp_path, program):
+    """In a program that never registered pillow-heif, Codec.encode reads a HEIC (the test above
+    registers it to write one); one that registered it with its own options keeps them; an
+    install that cannot register is warned of, and the HEIC refused by name."""
+    import subprocess
+
+    pillow_heif = pytest.importorskip("pillow_heif")
+    pillow_heif.register_heif_opener()
+    path = tmp_path / "IMG_0002.heic"
+    Image.fromarray(synthetic_photo(64, 96)).save(path, quality=90)
+    process = subprocess.run([sys.executable, "-c", _HEIF_IN_A_FRESH_PROCESS, str(path), program],
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert process.returncode == 0, process.stderr
+    if program == "broken":
+        assert "pillow-heif is installed but cannot be used (libheif is missing); HEIF/HEIC images are not read" \
+            in process.stderr
+        assert process.stdout == (f"{path} is not an image Pillow can read (a HEIF/HEIC image: pillow-heif is "
+                                  "installed but cannot be used: libheif is missing)\n"), process.stdout
+    else:
+        assert int(process.stdout) > 100 and process.stderr == "", (process.stdout, process.stderr)

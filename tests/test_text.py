@@ -426,7 +426,8 @@ def test_a_png_profile_pillow_refuses_to_inflate_is_read_and_kept(codec, photo, 
     """Pillow inflates no iCCP chunk past 1 MiB either (its text limit), and refused the whole
     image with a message about text, though the profiles of printers and scanners with large
     lookup tables take a few: nicodec reads it itself, and keeps it, as JPEG's, TIFF's and
-    WebP's are kept. A PNG nicodec writes with it reads back too."""
+    WebP's are kept. Decoded to TIFF it is written back; to PNG it is left out, with a warning,
+    since Pillow would refuse the PNG (and so do programs built on it)."""
     from PIL import ImageCms
 
     srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
@@ -439,6 +440,31 @@ def test_a_png_profile_pillow_refuses_to_inflate_is_read_and_kept(codec, photo, 
         warnings.simplefilter("error")
         data = codec.encode(path)
     assert nicformat.unpack(data)[1][b"ICCP"] == large
+    result = CliRunner().invoke(app, ["decode", "-", "-o", str(tmp_path / "back.tiff")], input=data)
+    assert result.exit_code == 0 and "warning" not in result.stderr, result.output
+    with Image.open(tmp_path / "back.tiff") as back:
+        assert back.info["icc_profile"] == large
     result = CliRunner().invoke(app, ["decode", "-", "-o", str(tmp_path / "back.png")], input=data)
     assert result.exit_code == 0, result.output
-    assert nicformat.unpack(codec.encode(tmp_path / "back.png"))[1][b"ICCP"] == large
+    assert (f"warning: back.png will have no ICC profile: its {len(large):,} bytes are more than the 1,048,576 "
+            "Pillow reads in a PNG (it refuses the whole file); .tiff and .webp keep it") in result.stderr
+    with Image.open(tmp_path / "back.png") as back:
+        assert "icc_profile" not in back.info
+
+
+def test_a_profile_longer_than_a_jpeg_holds_is_left_out_with_a_warning(codec, photo, tmp_path):
+    """A JPEG holds a profile in at most 255 segments (a one-byte count) of 65,519 bytes: Pillow
+    wrote a longer one with its count wrapped, and no reader took it. It is left out, with a
+    warning, as a too long EXIF or XMP is."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image = Image.fromarray(photo)
+    image.info["icc_profile"] = srgb + bytes(255 * 65_519 + 1 - len(srgb))  # an RGB profile's header
+    data = codec.encode(image)
+    result = CliRunner().invoke(app, ["decode", "-", "-o", str(tmp_path / "back.jpg")], input=data)
+    assert result.exit_code == 0, result.output
+    assert ("warning: back.jpg will have no ICC profile: its 16,707,346 bytes are more than a JPEG's 255 profile "
+            "segments hold (16,707,345)") in result.stderr, result.stderr
+    with Image.open(tmp_path / "back.jpg") as back:
+        assert "icc_profile" not in back.info
