@@ -63,11 +63,11 @@ def _root(
 
 
 def _load_extensions() -> None:
-    """Import numpy, Pillow with its format plugins (and pillow-heif's), and the codec, with Ctrl-C, SIGTERM and
-    SIGHUP held back until they are in (a few tenths of a second): a stop inside a C
-    extension's initialisation comes out of the import as an ImportError (numpy's "failed to
-    import"), or is swallowed with the format plugin Pillow was loading. onnxruntime is held
-    the same way where it is imported (``nicodec.sessions``)."""
+    """Import numpy, Pillow with its format plugins (and pillow-heif's), and the codec, with
+    Ctrl-C, SIGTERM and SIGHUP held back until they are in (a few tenths of a second): a stop
+    inside a C extension's initialisation comes out of the import as an ImportError (numpy's
+    "failed to import"), or is swallowed with the format plugin Pillow was loading. onnxruntime
+    is held the same way where it is imported (``nicodec.sessions``)."""
     from .batch import signals_held
 
     with signals_held():

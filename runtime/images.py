@@ -644,8 +644,8 @@ def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
     (warned): Pillow's formula then converts it. The formula takes the inks for ideal ones (255 -
     C, 255 - M and 255 - Y, darkened by K), which makes a press's CMYK (a stock photo's, a print
     job's) garish."""
-    icc = getattr(img, "_nicodec_cmyk_profile", None) or img.info.get("icc_profile")  # the first: the Pillow
-    # plugin's, where save(icc_profile=...) replaced the profile kept
+    # The Pillow plugin's first, where save(icc_profile=...) replaced the profile kept:
+    icc = getattr(img, "_nicodec_cmyk_profile", None) or img.info.get("icc_profile")
     if not isinstance(icc, (bytes, bytearray)) or metadata.icc_space(icc) != b"CMYK":
         return None
     from PIL import ImageCms
@@ -657,9 +657,9 @@ def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
                                         renderingIntent=_INTENT_SHOWN.get(intent, 0))
     except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError) as exc:  # ImportError: Pillow built
         # without LittleCMS; OSError, ValueError: a damaged profile
-        warnings.warn(f"{name}: its CMYK colour profile cannot be applied ({str(exc).rstrip('.') or type(exc).__name__}), "
-                      "so its colours are converted by Pillow's plain formula", UserWarning,
-                      stacklevel=caller_outside())
+        why = str(exc).rstrip(".") or type(exc).__name__
+        warnings.warn(f"{name}: its CMYK colour profile cannot be applied ({why}), so its colours are converted by "
+                      "Pillow's plain formula", UserWarning, stacklevel=caller_outside())
         return None
     return np.asarray(rgb)
 

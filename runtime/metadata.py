@@ -285,9 +285,9 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b
 def signalled_colour(head: bytes) -> tuple[str, str, str] | None:
     """The colour space a PNG's ``cICP`` chunk or an AVIF's or HEIF's ``nclx`` colour box signals,
     from the file's first bytes (both come before the pixels), where it is not sRGB: where it is
-    found (``"PNG cICP"``, ``"AVIF nclx"``, ``"HEIF nclx"``), its primaries and its transfer, in words; None for
-    sRGB, for none, and for other files. Pillow reads neither: the pixels are decoded as they
-    are, in that space, and a file written without it is shown as sRGB."""
+    found (``"PNG cICP"``, ``"AVIF nclx"``, ``"HEIF nclx"``), its primaries and its transfer, in
+    words; None for sRGB, for none, and for other files. Pillow reads neither: the pixels are
+    decoded as they are, in that space, and a file written without it is shown as sRGB."""
     found = None
     if head.startswith(b"\x89PNG\r\n\x1a\n"):
         at = 8

@@ -179,8 +179,8 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
         if key not in kept:
             dropped.append((what, None))
         elif limit is not None and lengths[tag] > limit:
-            too_long = _TOO_LONG.get((fmt, key), "its {n:,} bytes are more than one " + fmt + " segment holds ({limit:,})")
-            dropped.append((what, too_long.format(n=lengths[tag], limit=limit)))
+            too_long = _TOO_LONG.get((fmt, key), "its {n:,} bytes are more than one {fmt} segment holds ({limit:,})")
+            dropped.append((what, too_long.format(n=lengths[tag], limit=limit, fmt=fmt)))
         elif key == "icc_profile" and gray and fmt in _GRAY_AS_COLOUR:
             try:
                 packet = payload(tag)
@@ -373,8 +373,8 @@ written by Pillow); 255 APP2 segments of a profile's parts (a one-byte count); a
 PNG's profile may inflate to for Pillow's reader, which refuses the whole file past that
 (``PngImagePlugin.MAX_TEXT_CHUNK``). Longer ones are left out, with a warning
 (``_TOO_LONG``), rather than failing the whole decode or making a file Pillow cannot open."""
-_TOO_LONG = {("JPEG", "icc_profile"): "its {n:,} bytes are more than a JPEG's 255 profile segments hold ({limit:,})",
-             ("MPO", "icc_profile"): "its {n:,} bytes are more than a JPEG's 255 profile segments hold ({limit:,})",
+_TOO_LONG = {**{(fmt, "icc_profile"): "its {n:,} bytes are more than a JPEG's 255 profile segments hold ({limit:,})"
+                for fmt in ("JPEG", "MPO")},
              ("PNG", "icc_profile"): "its {n:,} bytes are more than the {limit:,} Pillow reads in a PNG (it refuses "
                                      "the whole file); .tiff and .webp keep it"}
 

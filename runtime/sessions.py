@@ -349,9 +349,9 @@ EXIT_WAIT = 10.0
 operator it is in) and the sessions being made to be made."""
 
 
-def _ended(options) -> None:
+def _ended(entry) -> None:
     with _RUNNING_LOCK, contextlib.suppress(ValueError):  # taken out already (a daemon thread parked)
-        _RUNNING.remove(options)
+        _RUNNING.remove(entry)
 
 
 def _park() -> None:
