@@ -399,6 +399,7 @@ def info(
             "gray_as_rgb": bool(header.flags & nicformat.FLAG_GRAY_AS_RGB),
             "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
             "resolution": density,
+            "colour_profile": _profile_named(sections.get(b"ICCP")),
             "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
             "decoded_by": (decoders[-1] or (None,))[0],
         })
@@ -426,6 +427,8 @@ def info(
                         value = ", ".join(f"{tag} {size:,} bytes" for tag, size in value.items())
                     elif key == "resolution":
                         value = _resolution_text(value)
+                    elif key == "colour_profile":
+                        value = "none" if value is None else value
                     elif key == "bytes":
                         value = f"{value:,}"  # as encode and the sections give sizes
                     elif key == "decoded_by":
@@ -435,6 +438,20 @@ def info(
                     console.out.print(f"{key:>15}: {value}", markup=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _profile_named(icc: bytes | None) -> str | None:
+    """An ICC profile's description and colour space, as LittleCMS (Pillow's ImageCms) reads
+    them (``"Display P3 (RGB)"``); None for none."""
+    if not icc:
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile
+        return f"{(profile.profile_description or '').strip() or 'unnamed'} ({profile.xcolor_space.strip()})"
+    except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError):  # damaged, or no LittleCMS here
+        return f"{len(icc):,} bytes that LittleCMS cannot read"
 
 
 def _bpp_shown(bpp: float) -> float:

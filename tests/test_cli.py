@@ -273,6 +273,24 @@ def test_info_json(png, tmp_path):
     assert facts["grayscale"] is facts["gray_as_rgb"] is False
 
 
+
+def test_info_names_the_colour_profile_kept(png, tmp_path):
+    """info showed a profile's size only (ICCP 588 bytes): which one a file keeps (a phone's
+    Display P3, a camera's Adobe RGB, or sRGB) is what decides how its colours are shown."""
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    with Image.open(png) as image:
+        image.save(tmp_path / "tagged.png", icc_profile=srgb)
+        image.save(tmp_path / "odd.png", icc_profile=srgb[:128] + b"not the rest of a profile")
+    assert run("encode", png, tmp_path / "tagged.png", tmp_path / "odd.png").exit_code == 0
+    said = run("info", tmp_path / "tagged.nic", tmp_path / "photo.nic", tmp_path / "odd.nic").stdout
+    assert said.count(" colour_profile: ") == 3
+    assert " colour_profile: sRGB built-in (RGB)\n" in said and " colour_profile: none\n" in said
+    assert " colour_profile: 153 bytes that LittleCMS cannot read\n" in said
+    facts = json.loads(run("info", tmp_path / "tagged.nic", tmp_path / "photo.nic", "--json").stdout)
+    assert [f["colour_profile"] for f in facts] == ["sRGB built-in (RGB)", None]
+
 def test_info_says_how_a_gray_file_decodes(tmp_path):
     """A colour image of equal channels is coded as gray and decodes to RGB: info says which."""
     from conftest import synthetic_photo
