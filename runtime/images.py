@@ -36,7 +36,9 @@ SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
 
 
-HEIF_HINT = ' (a HEIF/HEIC image: pip install "nicodec[heif]" adds pillow-heif, which reads them)'
+HEIF_INSTALL = 'pip install "nicodec[heif]" adds pillow-heif, which reads'
+"""How to read HEIF: the start of what a refusal (:data:`HEIF_HINT`) and a folder's note say."""
+HEIF_HINT = f" (a HEIF/HEIC image: {HEIF_INSTALL} them)"
 
 
 @functools.cache
