@@ -24,6 +24,24 @@ def ended_by(signum: int) -> int:
 for _name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES"):
     os.environ.pop(_name, None)
 
+
+def _share_the_cores_among_workers() -> None:
+    """Under pytest-xdist (``-n auto``), each worker keeps its own share of the cores, for the
+    processes it starts too: onnxruntime and PyTorch start a thread per core they may use, and
+    with every core in every worker those threads outnumbered the cores (onnxruntime's threads
+    wait by spinning, which then costs the most). Nothing changes where the workers outnumber
+    the cores, or off Linux."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
+    workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")
+    if not (worker.isdigit() and workers.isdigit() and hasattr(os, "sched_setaffinity")):
+        return
+    cores = sorted(os.sched_getaffinity(0))
+    if 1 < int(workers) <= len(cores) and int(worker) < int(workers):
+        os.sched_setaffinity(0, cores[int(worker)::int(workers)])
+
+
+_share_the_cores_among_workers()
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NICODEC_SHARED", REPO.parent / "shared"))
 KODAK = SHARED / "data" / "kodak"
