@@ -111,6 +111,8 @@ is either renamed into place before the batch is given up (and waited for, to be
 written) or never renamed."""
 _RENAMING: dict[int, object] = {}
 """The items past :func:`unless_abandoned`'s check, by the thread that codes them."""
+_WRITING: dict[int, str] = {}
+"""The temporary file each thread coding an item writes (:func:`writing_to`), until its item ends."""
 _CODING = threading.local()
 
 
@@ -130,6 +132,32 @@ def unless_abandoned(write: Callable) -> Callable:
                 _RENAMING[threading.get_ident()] = item
 
     return writing
+
+
+def writing_to(temporary: str) -> None:
+    """``created`` for :func:`nicodec.files.write_atomic` beside :func:`unless_abandoned`: notes
+    the temporary file an item is written to, so that a batch given up removes it, since the
+    nicodec command then ends its process while the file may still be written (a large PNG
+    takes seconds); raises :class:`Abandoned` if the batch was given up already."""
+    with _COMMIT:
+        if ABANDONED:
+            raise Abandoned(signal.SIGINT, 0)
+        if getattr(_CODING, "item", None) is not None:
+            _WRITING[threading.get_ident()] = temporary
+
+
+def _remove_unrenamed() -> None:
+    """Remove the temporary files of the items being written and not past
+    :func:`unless_abandoned`'s check (with ``_COMMIT`` held, as a batch is given up): they are
+    never renamed into place, and their threads may be cut short before they remove them.
+    Where an open file cannot be removed (Windows), its thread removes it as its writer raises."""
+    for ident, temporary in list(_WRITING.items()):
+        if ident not in _RENAMING:
+            try:
+                os.unlink(temporary)
+            except OSError:
+                pass
+            del _WRITING[ident]
 
 
 @contextmanager
@@ -468,6 +496,7 @@ def run(
             _CODING.item = None
             with _COMMIT:
                 _RENAMING.pop(threading.get_ident(), None)
+                _WRITING.pop(threading.get_ident(), None)
         return outcome
 
     pending = []
@@ -531,6 +560,7 @@ def run(
                     pool.shutdown(wait=False, cancel_futures=True)  # and none started (as a worker ends its file)
                     begun = list(started)
                     past = {id(item) for item in _RENAMING.values()}  # this batch's items (an earlier one's threads may run)
+                    _remove_unrenamed()
                     renaming = [future for future, item in in_flight.items() if id(item) in past]
                 # Those past the check are renaming their files: counted as written, once they are
                 wait_for(renaming, timeout=RENAMING_SECONDS)

@@ -143,7 +143,7 @@ def header_of(data: bytes):
 
 def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
                refine: int = 0, tile: int = 1024) -> None:
-    from .batch import Outcome, unless_abandoned
+    from .batch import Outcome, unless_abandoned, writing_to
     from .files import write_atomic
 
     def work(item) -> Outcome:
@@ -154,7 +154,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
-            write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force)
+            write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force, created=writing_to)
         if late:
             return late[0]
         header = header_of(data)
@@ -289,7 +289,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     from PIL import Image
 
     from . import outputs
-    from .batch import Outcome, unless_abandoned
+    from .batch import Outcome, unless_abandoned, writing_to
     from .files import write_atomic
 
     fmt = Image.registered_extensions()[suffix]
@@ -304,7 +304,8 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
-            write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, fmt)), force=force)
+            write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, fmt)), force=force,
+                         created=writing_to)
         if late:
             return late[0]
         return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in dropped_warnings(data, fmt)),

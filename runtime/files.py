@@ -21,13 +21,17 @@ STALE_AFTER = 60.0
 """Seconds since its last write after which an unlocked temporary file is a killed run's."""
 
 
-def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, force: bool = False) -> None:
+def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, force: bool = False,
+                 created: Callable[[str], None] | None = None) -> None:
     """Create ``path`` through a temporary file in the same folder, renamed into place.
 
     Args:
         path: the output file.
         write: called with the open binary temporary file; writes the content.
         force: replace an existing file.
+        created: called with the temporary file's path once it exists, before ``write`` (a
+            batch notes it, to remove it if the batch is given up while it is written); what
+            it raises ends the write as ``write``'s would.
 
     Raises:
         OutputExistsError: ``path`` exists and ``force`` is false.
@@ -47,6 +51,8 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
     try:
         try:
             with os.fdopen(fd, "wb") as f:
+                if created is not None:
+                    created(tmp)
                 write(f)
                 f.flush()
                 os.fsync(f.fileno())

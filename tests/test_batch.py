@@ -1037,6 +1037,54 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+@pytest.mark.parametrize("jobs, stops, shown", [
+    (2, ["SIGTERM"], "stopped by SIGTERM"),
+    (1, ["SIGINT", "SIGINT"], "interrupted"),
+])
+def test_a_decode_given_up_while_it_writes_an_image_leaves_no_temporary_file(tmp_path, jobs, stops, shown):
+    """A batch given up while a worker was writing its image (a large PNG takes seconds) ended
+    the process with the worker's hidden temporary file left in the output folder, under "no
+    file was left half-written": only the worker removed it, once its write ended."""
+    import signal
+    import subprocess
+
+    src = _six_images(tmp_path / "src")
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    script = (
+        "import os, signal, sys, threading\n"
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+        "from nicodec import outputs\n"
+        "def save(image, f, fmt):\n"
+        "    f.write(b'part of an image')\n"
+        "    f.flush()\n"
+        "    os.write(2, b'writing\\n')  # one write: the two threads' lines never mix\n"
+        "    threading.Event().wait()  # a write that takes long\n"
+        "outputs.save = save\n"
+        "sys.argv = ['nicodec', 'decode', sys.argv[1], '-o', sys.argv[2], '--jobs', sys.argv[3]]\n"
+        "from nicodec.launch import nicodec\n"
+        "nicodec()\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "nic"), str(tmp_path / "out"), str(jobs)],
+                               stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        assert [process.stderr.readline() for _ in range(jobs)] == ["writing\n"] * jobs
+        assert len(_temporaries(tmp_path / "out")) == jobs  # the images being written
+        if len(stops) == 2:
+            process.send_signal(signal.SIGINT)
+            stopping = process.stderr.readline()
+            assert stopping.startswith("stopping: "), stopping
+        process.send_signal(getattr(signal, stops[-1]))
+        code = process.wait(timeout=60)
+        rest = process.stderr.read()
+    finally:
+        process.kill()
+    assert code == ended_by(getattr(signal, stops[-1])), rest
+    left = "1 file being coded was" if jobs == 1 else f"{jobs} files being coded were"
+    assert rest == f"{shown} after 0 files decoded; no file was left half-written ({left} left unfinished)\n"
+    assert list((tmp_path / "out").rglob("*")) == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_the_console_script_stops_on_sigterm_like_ctrl_c(tmp_path):
     """main() itself installs the SIGTERM handler (a library import does not)."""
     import subprocess
