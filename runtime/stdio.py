@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from pathlib import Path
 from typing import Optional
 
@@ -95,13 +96,22 @@ def check_stdout(input: Optional[Path] = None) -> None:
     if sys.stdout.isatty():
         raise NicodecError("standard output is a terminal; redirect it (> file or | program) or give -o FILE")
     fd = stdout_fd()
-    if fd is not None and input is not None and not is_stdio(input):
+    if fd is None or input is None:
+        return
+    if is_stdio(input):  # < photo.png 1<>photo.png, or >> x.nic reading x.nic: a file read and written at once
         try:
-            same = os.path.samestat(os.fstat(fd), os.stat(input))
+            read, written = os.fstat(0), os.fstat(fd)
         except (OSError, ValueError):
-            same = False
-        if same:
-            raise NicodecError(f"standard output is the input file {input}; choose another output")
+            return
+        if stat.S_ISREG(read.st_mode) and os.path.samestat(read, written):  # (a socket may be both, rightly)
+            raise NicodecError("standard output is the file standard input reads; choose another output")
+        return
+    try:
+        same = os.path.samestat(os.fstat(fd), os.stat(input))
+    except (OSError, ValueError):
+        same = False
+    if same:
+        raise NicodecError(f"standard output is the input file {input}; choose another output")
 
 
 def stdin_is(path: Path) -> bool:

@@ -1107,6 +1107,27 @@ def test_standard_output_cannot_be_the_input(png, tmp_path):
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
+def test_standard_output_cannot_be_the_file_standard_input_reads(png, tmp_path):
+    """``encode - -o - < photo.png 1<>photo.png`` wrote the .nic file over the photo, and
+    ``decode - -o - < x.nic >> x.nic`` left x.nic undecodable: the check of standard output
+    against the input left ``-`` out. A pipe in and out still works."""
+    assert run("encode", png).exit_code == 0
+    nic = tmp_path / "photo.nic"
+    before = {path: path.read_bytes() for path in (png, nic)}
+    for command, source, mode in (("encode", png, "r+b"), ("decode", nic, "ab")):
+        with open(source, "rb") as stdin, open(source, mode) as same:
+            result = subprocess.run([sys.executable, "-m", "nicodec", command, "-", "-o", "-"], stdin=stdin,
+                                    stdout=same, stderr=subprocess.PIPE, text=True, timeout=300, check=False)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr == "error: standard output is the file standard input reads; choose another output\n"
+    assert all(path.read_bytes() == data for path, data in before.items())
+    with open(nic, "rb") as stdin:
+        piped = subprocess.run([sys.executable, "-m", "nicodec", "decode", "-", "-o", "-"], stdin=stdin,
+                               capture_output=True, timeout=300, check=False)
+    assert piped.returncode == 0 and piped.stdout.startswith(b"\x89PNG"), piped.stderr
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
 def test_the_output_cannot_be_the_file_standard_input_reads(png, tmp_path):
     """encode - -o photo.png --force < photo.png replaced the photo with its own .nic file; with
     the photo named as INPUT, that is refused."""
