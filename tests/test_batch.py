@@ -981,6 +981,20 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, m
     assert _temporaries(tmp_path / "out") == []
 
 
+def _stop_the_script(process, stops):
+    """Sends ``stops`` (signal names) to a running nicodec script; a first of two is Ctrl-C,
+    whose "stopping:" line must come before the second is sent. Returns the exit code and the
+    rest of standard error."""
+    import signal
+
+    if len(stops) == 2:
+        process.send_signal(signal.SIGINT)
+        stopping = process.stderr.readline()
+        assert stopping.startswith("stopping: ") and "(Ctrl-C again stops at once" in stopping, stopping
+    process.send_signal(getattr(signal, stops[-1]))
+    return process.wait(timeout=60), process.stderr.read()
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("jobs", [1, 2])
 @pytest.mark.parametrize("stops, shown", [
@@ -1021,13 +1035,7 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
                                stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         assert [process.stderr.readline() for _ in range(jobs)] == ["stuck\n"] * jobs  # 1.png (and 2.png)
-        if len(stops) == 2:
-            process.send_signal(signal.SIGINT)
-            stopping = process.stderr.readline()
-            assert stopping.startswith("stopping: ") and "(Ctrl-C again stops at once" in stopping, stopping
-        process.send_signal(getattr(signal, stops[-1]))
-        code = process.wait(timeout=60)
-        rest = process.stderr.read()
+        code, rest = _stop_the_script(process, stops)
     finally:
         process.kill()
     assert code == ended_by(getattr(signal, stops[-1])), rest
@@ -1069,13 +1077,7 @@ def test_a_decode_given_up_while_it_writes_an_image_leaves_no_temporary_file(tmp
     try:
         assert [process.stderr.readline() for _ in range(jobs)] == ["writing\n"] * jobs
         assert len(_temporaries(tmp_path / "out")) == jobs  # the images being written
-        if len(stops) == 2:
-            process.send_signal(signal.SIGINT)
-            stopping = process.stderr.readline()
-            assert stopping.startswith("stopping: "), stopping
-        process.send_signal(getattr(signal, stops[-1]))
-        code = process.wait(timeout=60)
-        rest = process.stderr.read()
+        code, rest = _stop_the_script(process, stops)
     finally:
         process.kill()
     assert code == ended_by(getattr(signal, stops[-1])), rest
