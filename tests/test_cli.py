@@ -596,15 +596,18 @@ def test_shell_completion_is_offered():
 
 @pytest.mark.skipif(sys.platform == "win32", reason="bash's start-up file")
 def test_a_completion_that_cannot_be_installed_names_the_file(tmp_path):
-    """A read-only home folder was "cannot write the output". (In a process of its own: in this
-    one, about one full test run in two on a loaded machine ended it with exit code 1 and nothing
-    on stderr, a cause not found; alone, and as the command, it never did.)"""
+    """A read-only home folder was "cannot write the output". Typer looks for the shell among
+    the process's parents, and takes ``bash`` for a stray argument: a test run with no shell
+    among its parents (one started in the background by a shell that has ended) got "Shell None
+    is not supported." and exit code 1. Typer's switch for tests makes the option take the
+    shell it is given."""
     import subprocess
 
     (tmp_path / ".bashrc").mkdir()  # (root writes read-only files: a folder in its place fails for anyone)
+    env = {**os.environ, "HOME": str(tmp_path), "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
     done = subprocess.run([sys.executable, "-c", "from nicodec.cli import main; main()", "--install-completion", "bash"],
-                          env={**os.environ, "HOME": str(tmp_path)}, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 1, done.stderr
+                          env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1, (done.stdout, done.stderr)
     assert done.stderr == f"error: cannot write {tmp_path / '.bashrc'}: Is a directory\n"
 
 
