@@ -55,6 +55,31 @@ class _Nowhere(io.TextIOBase):
         return len(text)
 
 
+class _Forgiving:
+    """Standard error as the ``err`` console writes it: a write that fails (a full disk, a
+    terminal closed under a running batch, a reader gone) drops the text, and the work goes on
+    to the end its exit code tells; there is nowhere left to say more. The stream's other
+    attributes (``isatty``, ``fileno``, ``encoding``) are its own."""
+
+    def __init__(self, stream) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):  # ValueError: a stream closed meanwhile
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            pass
+
+    def __getattr__(self, name: str):
+        return getattr(self.stream, name)
+
+
 class _Console(Console):
     """Rich's console, for text that may hold file names: control characters in them (an
     escape sequence, a carriage return, a newline) are shown escaped rather than sent to the terminal,
@@ -73,7 +98,9 @@ class _Console(Console):
     @property  # type: ignore[override]
     def file(self):
         stream = Console.file.fget(self)  # type: ignore[attr-defined]
-        return _Nowhere() if stream is None else stream
+        if stream is None:
+            return _Nowhere()
+        return _Forgiving(stream) if self.stderr else stream
 
     @file.setter
     def file(self, new_file) -> None:
@@ -92,6 +119,8 @@ class _Console(Console):
         if not self.stderr and self._file is None and sys.stdout is None:
             raise OSError(errno.EBADF, "standard output is closed")
         stream = self.file
+        if isinstance(stream, _Forgiving):
+            stream = stream.stream
         if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
             stream.reconfigure(errors="backslashreplace")
         depth = getattr(self, "_buffer_index", None)

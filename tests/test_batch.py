@@ -1044,6 +1044,43 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
     assert [p.name for p in (tmp_path / "out").rglob("*.nic")] == ["0.nic"]
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_stop_whose_line_cannot_be_written_still_ends_by_its_signal(tmp_path):
+    """SIGHUP to a batch whose standard error is gone (a closed terminal, a full disk): the
+    stop's line could not be written, and that error made the exit code 1, which a shell loop
+    or xargs reads as a failed file rather than a hang-up."""
+    import signal
+    import subprocess
+
+    src = _six_images(tmp_path / "src")
+    script = (
+        "import os, signal, sys, threading\n"
+        "signal.signal(signal.SIGHUP, signal.SIG_DFL)\n"
+        "from nicodec.codec import Codec\n"
+        "real = Codec.encode\n"
+        "def encode(self, image, **options):\n"
+        "    if not str(image).endswith('0.png'):\n"
+        "        os.write(1, b'stuck\\n')\n"
+        "        threading.Event().wait()\n"
+        "    return real(self, image, **options)\n"
+        "Codec.encode = encode\n"
+        "sys.argv = ['nicodec', 'encode', sys.argv[1], '-o', sys.argv[2], '--jobs', '1']\n"
+        "from nicodec.launch import nicodec\n"
+        "nicodec()\n"
+    )
+    with open("/dev/full", "w") as full:
+        process = subprocess.Popen([sys.executable, "-c", script, str(src), str(tmp_path / "out")],
+                                   stdout=subprocess.PIPE, stderr=full)
+    try:
+        assert process.stdout.readline() == b"stuck\n"
+        process.send_signal(signal.SIGHUP)
+        code = process.wait(timeout=60)
+    finally:
+        process.kill()
+    assert code == ended_by(signal.SIGHUP)
+    assert [p.name for p in (tmp_path / "out").rglob("*")] == ["0.nic"]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 @pytest.mark.parametrize("jobs, stops, shown", [
     (2, ["SIGTERM"], "stopped by SIGTERM"),

@@ -1098,6 +1098,63 @@ def test_a_report_that_cannot_be_written_is_one_error_line(png, tmp_path):
     assert result.returncode == 1 and "cannot write the report" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_standard_error_that_cannot_be_written_does_not_stop_the_work(png, tmp_path):
+    """`decode x.nic -o x.bmp 2>/dev/full`: the warning that BMP keeps no colour profile could
+    not be written, and that write's error ended the decode with no image (exit code 1). A
+    usage error is still exit code 2."""
+    assert run("encode", png).exit_code == 0
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "nicodec", "decode", str(tmp_path / "photo.nic"), "-o",
+                               str(tmp_path / "photo.bmp")], stdout=subprocess.PIPE, stderr=full, text=True,
+                              timeout=300, check=False)
+        usage = subprocess.run([sys.executable, "-m", "nicodec", "decode", "--no-such-option"],
+                               stdout=subprocess.PIPE, stderr=full, text=True, timeout=120, check=False)
+    assert done.returncode == 0 and "photo.nic -> " in done.stdout and "photo.bmp: " in done.stdout, done.stdout
+    with Image.open(tmp_path / "photo.bmp") as image:
+        assert image.size == Image.open(png).size
+    assert usage.returncode == 2
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pseudo-terminal")
+def test_a_terminal_closed_under_a_batch_does_not_turn_it_into_an_error(tmp_path):
+    """A batch run under setsid or nohup whose terminal closes: every file was written, but the
+    progress bar's last write to the gone terminal (EIO) made it an internal error, exit code 1,
+    and the summary on standard output was lost."""
+    pty = pytest.importorskip("pty")
+    import os
+
+    (tmp_path / "src").mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_photo_small()).save(tmp_path / "src" / f"{i}.png")
+    script = (
+        "import sys\n"
+        "from nicodec.codec import Codec\n"
+        "real = Codec.encode\n"
+        "def encode(self, image, **options):\n"
+        "    sys.stdin.readline()  # until the terminal is gone\n"
+        "    return real(self, image, **options)\n"
+        "Codec.encode = encode\n"
+        "sys.argv = ['nicodec', 'encode', sys.argv[1], '-o', sys.argv[2], '--jobs', '1']\n"
+        "from nicodec.launch import nicodec\n"
+        "nicodec()\n"
+    )
+    leader, follower = pty.openpty()
+    try:
+        process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "src"), str(tmp_path / "out")],
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=follower, text=True)
+        os.close(follower)
+        assert os.read(leader, 100)  # the bar has begun
+    finally:
+        os.close(leader)
+    try:
+        out, _ = process.communicate("\n" * 3, timeout=300)
+    finally:
+        process.kill()
+    assert process.returncode == 0 and out.startswith("3 files: 3 encoded, "), out
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.nic", "1.nic", "2.nic"]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
 def test_standard_output_cannot_be_the_input(png, tmp_path):
     assert run("encode", png).exit_code == 0
