@@ -7,7 +7,9 @@ current folder or a file called ``=x.nic``: :func:`empty_value` finds them first
 
 from __future__ import annotations
 
+import os
 import re
+from pathlib import PurePath
 
 
 VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
@@ -67,3 +69,20 @@ def empty_value(given: list[str]) -> tuple[int, str] | None:
             continue
         after_value = arg in VALUE_OPTIONS
     return None
+
+
+def dash_files(given: list[str]) -> list[str]:
+    """``given`` with each argument that names the file called ``-`` by a path (``./-``) made
+    absolute. Paths make ``./-`` into ``-``, which the commands read as standard input or
+    output: ``nicodec encode ./*`` in a folder holding a file named ``-`` was refused as ``-``
+    among several inputs, and ``encode ./- -o x.nic < other.png`` coded the other image. An
+    argument that begins with ``-`` (``-`` itself, an option) is left as it is."""
+    named = []
+    for arg in given:
+        if not arg.startswith("-") and PurePath(arg) == PurePath("-"):
+            try:
+                arg = os.path.abspath(arg)
+            except OSError:  # the current folder is gone: no file named - is there to read
+                pass
+        named.append(arg)
+    return named

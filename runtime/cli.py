@@ -508,6 +508,9 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     """:func:`main`; ``command``: run as the ``nicodec`` process itself (``nicodec.launch``),
     which ends with it: the environment may be changed, and SIGXCPU stays ignored as it ends."""
     given = sys.argv[1:] if args is None else list(args)
+    named = arguments.dash_files(given)  # ./- is the file named -, not standard input
+    if named != given:
+        args = given = named
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
     valued = arguments.empty_value(given)
     if empty is not None or valued is not None:

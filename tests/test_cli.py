@@ -1155,6 +1155,26 @@ def test_a_terminal_closed_under_a_batch_does_not_turn_it_into_an_error(tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["0.nic", "1.nic", "2.nic"]
 
 
+def test_a_file_named_dash_given_as_a_path_is_that_file_not_standard_input(tmp_path, photo):
+    """Paths make ./- into -: `nicodec encode ./*` in a folder holding a file named - refused
+    the batch (- among several inputs), and `encode ./- -o one.nic < other.png` coded the other
+    image."""
+    Image.fromarray(photo).save(tmp_path / "-", format="PNG")
+    Image.fromarray(photo[::2, ::2]).save(tmp_path / "other.png")
+
+    def nicodec(*args, stdin=None):
+        return subprocess.run([sys.executable, "-m", "nicodec", *args], cwd=tmp_path, stdin=stdin,
+                              capture_output=True, timeout=300, check=False)
+
+    with open(tmp_path / "other.png", "rb") as other:
+        one = nicodec("encode", "./-", "-o", "one.nic", stdin=other)
+    assert one.returncode == 0, one.stderr
+    assert json.loads(run("info", "--json", tmp_path / "one.nic").stdout)["width"] == photo.shape[1]
+    both = nicodec("encode", "./-", "other.png", "-o", "out")
+    assert both.returncode == 0, both.stderr
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["-.nic", "other.nic"]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
 def test_standard_output_cannot_be_the_input(png, tmp_path):
     assert run("encode", png).exit_code == 0
