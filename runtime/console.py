@@ -318,14 +318,29 @@ def bar(doing: str, name: str, searching: bool = False):
     # markup off: a path is not markup. The description gives way (an ellipsis) to the bar, the
     # percentage and the time left, which is that of the encode under way in a search.
     # The other columns: " encode 12" (searching), " " and a bar of 20, " 100%", " 0:00:00".
-    room = Column(no_wrap=True, overflow="ellipsis", max_width=max(12, err.width - (44 if searching else 34)))
+    width = max(12, err.width - (44 if searching else 34))
+    # A stream that is not UTF-8 (PYTHONIOENCODING=ascii, a Latin-1 locale) writes what it lacks
+    # as backslash escapes, 6 columns where Rich counted 1 or 2 (its ellipsis, a CJK name): the
+    # line overflowed the terminal and each refresh left a row. The description is escaped for
+    # the stream first, and cut with "..." there.
+    encoding = err.encoding
+    plain = not encoding.startswith("utf")
+    room = Column(no_wrap=True, overflow="crop" if plain else "ellipsis", max_width=width)
+
+    def described(text: str) -> str:
+        text = text.translate(CONTROLS)
+        if not plain:
+            return text
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+        return text if len(text) <= width else text[:width - 3] + "..."
+
     columns = [TextColumn("{task.description}", markup=False, table_column=room)]
     if searching:
         columns.append(TextColumn("encode {task.fields[encode]}"))
     # Columns that Rich 10.11, the oldest Typer 0.16 takes, has too; the first progress comes at once.
     columns += [BarColumn(bar_width=20), TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn()]
     with Progress(*columns, console=err, transient=True) as bar:
-        task = bar.add_task(f"{doing} {name}".translate(CONTROLS), total=1, encode=1)
+        task = bar.add_task(described(f"{doing} {name}"), total=1, encode=1)
         shown = [0]
 
         def step(done: int, total: int, encode: int = 1) -> None:
@@ -338,7 +353,7 @@ def bar(doing: str, name: str, searching: bool = False):
 
         def writing(target: str) -> None:
             target = Path(target).name or target
-            bar.update(task, description=f"writing {target}".translate(CONTROLS), completed=0, total=1)
+            bar.update(task, description=described(f"writing {target}"), completed=0, total=1)
             bar.refresh()
 
         step.writing = writing  # type: ignore[attr-defined]

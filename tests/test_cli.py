@@ -90,6 +90,27 @@ def test_decode_shows_and_times_the_writing_of_its_output(png, tmp_path, monkeyp
     assert re.search(r"a.png: [0-9]+x[0-9]+, 100.00 s$", result.stdout.strip()), result.stdout
 
 
+def test_the_progress_bar_fits_its_line_on_a_stream_that_is_not_utf8(monkeypatch):
+    """PYTHONIOENCODING=ascii, a Latin-1 locale: Rich laid the bar out with its ellipsis (one
+    column) and a CJK name's two columns a character, and the stream wrote them as backslash
+    escapes (six columns): the line overflowed the terminal, and each refresh left a row."""
+    import re
+
+    from nicodec import console
+
+    for encoding in ("ascii", "latin-1"):
+        raw = io.BytesIO()
+        stream = io.TextIOWrapper(raw, encoding=encoding, errors="backslashreplace", write_through=True)
+        monkeypatch.setattr(console, "err", console._Console(file=stream, force_terminal=True, width=60))
+        with console.bar("encoding", "/photos/" + "\u5199\u771f" * 20 + "caf\u00e9.png") as step:
+            step(1, 2)
+            step.writing("\u5199\u771f" * 20 + ".nic")
+        text = raw.getvalue().decode(encoding)
+        lines = re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text))
+        assert "encoding \\u5199" in text and "writing \\u5199" in text and "..." in text, text
+        assert max(map(len, lines)) <= 60, [line for line in lines if len(line) > 60]
+
+
 def test_existing_output_is_kept_without_force(png, tmp_path):
     target = tmp_path / "photo.nic"
     target.write_bytes(b"precious")
