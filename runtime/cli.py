@@ -387,7 +387,7 @@ def info(
             continue
         decoders.append(package_model_for(header.model_id, header.model_hash))
         shown.append({
-            "file": stdio.display_name(input),
+            "file": _json_name(input),
             "bytes": len(data),
             "format_version": header.version,
             "model_id": header.model_id,
@@ -452,6 +452,15 @@ def _profile_named(icc: bytes | None) -> str | None:
         return f"{(profile.profile_description or '').strip() or 'unnamed'} ({profile.xcolor_space.strip()})"
     except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError):  # damaged, or no LittleCMS here
         return f"{len(icc):,} bytes that LittleCMS cannot read"
+
+
+def _json_name(path) -> str:
+    """A file's name for ``info --json``: its bytes read as UTF-8, whatever the locale, those
+    that are not UTF-8 as Python's surrogate escapes. Python reads a command line in the
+    locale's encoding: in a Latin-1 or C locale ``café`` was ``caf\u00c3\u00a9`` or
+    ``caf\udcc3\udca9``."""
+    name = stdio.display_name(path)
+    return os.fsencode(name).decode("utf-8", "surrogateescape") if os.name == "posix" else name
 
 
 def _bpp_shown(bpp: float) -> float:

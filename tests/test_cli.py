@@ -1933,20 +1933,23 @@ def test_a_report_to_a_closed_standard_output_is_an_error(png, tmp_path, command
 @pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not UTF-8")
 def test_info_json_is_ascii_whatever_the_names(png, tmp_path):
     """A name that is not UTF-8 (bytes 0xff 0xfe) and one that is not ASCII: valid JSON in any
-    locale, the undecodable bytes as Python's surrogate escapes."""
+    locale, the names read as UTF-8 and the undecodable bytes as Python's surrogate escapes. In
+    a locale Python reads as ASCII (C, without its coercion to C.UTF-8) or Latin-1, café was
+    caf\udcc3\udca9 or caf\u00c3\u00a9."""
     import os
 
     assert run("encode", png).exit_code == 0
     data = png.with_suffix(".nic").read_bytes()
-    odd, accented = os.fsencode(tmp_path) + b"/bad\xff\xfe.nic", tmp_path / "caf\u00e9.nic"
-    with open(odd, "wb") as f:
-        f.write(data)
-    accented.write_bytes(data)
-    done = subprocess.run([sys.executable, "-m", "nicodec", "info", "--json", odd, accented],
-                          capture_output=True, timeout=120, env={**os.environ, "LC_ALL": "C.UTF-8"})
-    assert done.returncode == 0, done.stderr
-    files = [facts["file"] for facts in json.loads(done.stdout.decode("ascii"))]
-    assert files == [os.fsdecode(odd), str(accented)]
+    odd, accented = os.fsencode(tmp_path) + b"/bad\xff\xfe.nic", os.fsencode(tmp_path / "caf\u00e9.nic")
+    for name in (odd, accented):
+        with open(name, "wb") as f:
+            f.write(data)
+    for env in ({"LC_ALL": "C.UTF-8"}, {"LC_ALL": "C", "PYTHONCOERCECLOCALE": "0", "PYTHONUTF8": "0"}):
+        done = subprocess.run([sys.executable, "-m", "nicodec", "info", "--json", odd, accented],
+                              capture_output=True, timeout=120, env={**os.environ, **env})
+        assert done.returncode == 0, done.stderr
+        files = [facts["file"] for facts in json.loads(done.stdout.decode("ascii"))]
+        assert files == [name.decode("utf-8", "surrogateescape") for name in (odd, accented)], env
 
 
 def test_a_name_with_colons_is_shown_as_it_is(photo, tmp_path):
