@@ -109,11 +109,13 @@ class _Console(Console):
     @property
     def on_terminal(self) -> bool:
         """Whether the stream is a terminal (or the console was made with ``force_terminal``),
-        whatever FORCE_COLOR or TTY_COMPATIBLE say (Rich's is_terminal follows them): progress
-        is drawn for a person, not into a CI job's log."""
+        whatever FORCE_COLOR says (Rich's is_terminal follows it): progress is drawn for a
+        person, not into a CI job's log. Nor on a terminal Rich does not redraw (``TERM=dumb``,
+        an Emacs shell; ``TTY_COMPATIBLE=0`` or ``TTY_INTERACTIVE=0``), where its bar left a
+        blank line before the report."""
         if self._told_terminal is not None:
             return bool(self._told_terminal)
-        return writes_to_terminal(self)
+        return writes_to_terminal(self) and self.is_interactive
 
     def print(self, *objects, **kwargs) -> None:
         if not self.stderr and self._file is None and sys.stdout is None:

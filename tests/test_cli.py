@@ -1089,6 +1089,36 @@ def test_binary_output_to_a_terminal_is_refused_before_any_work(png, tmp_path):
     assert "standard output is a terminal" in process.stderr
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX pseudo-terminal")
+@pytest.mark.parametrize("setting", ["TERM=dumb", "TTY_COMPATIBLE=0", "TTY_INTERACTIVE=0"])
+def test_a_terminal_rich_does_not_redraw_gets_no_progress_bar(png, setting):
+    """An Emacs shell (TERM=dumb), TTY_COMPATIBLE=0, TTY_INTERACTIVE=0: Rich does not redraw
+    there, and the bar it would have drawn was a blank line before every report."""
+    pty = pytest.importorskip("pty")
+    import os
+    from importlib.metadata import version
+
+    if setting.startswith("TTY_") and int(version("rich").split(".")[0]) < 14:
+        pytest.skip("Rich reads TTY_COMPATIBLE and TTY_INTERACTIVE from 14.0")
+    name, value = setting.split("=")
+    leader, follower = pty.openpty()
+    try:
+        done = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png)], stdout=subprocess.PIPE,
+                              stderr=follower, env={**os.environ, name: value}, timeout=120, check=False)
+    finally:
+        os.close(follower)
+    try:
+        os.set_blocking(leader, False)
+        try:
+            shown = os.read(leader, 10_000)
+        except (BlockingIOError, OSError):  # nothing written (EIO: the terminal's other end is closed)
+            shown = b""
+    finally:
+        os.close(leader)
+    assert done.returncode == 0 and b"photo.png -> " in done.stdout
+    assert shown == b""
+
+
 def _nicodec(*args, stdout=subprocess.PIPE):
     return subprocess.run([sys.executable, "-m", "nicodec", *map(str, args)], stdout=stdout, stderr=subprocess.PIPE,
                           text=True, timeout=300)
