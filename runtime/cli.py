@@ -309,7 +309,7 @@ def verify(
     from .batch import Item, plan, real_path
 
     with reporting(debug):
-        stdio.stdin_once(inputs)
+        _stdin_once(inputs)
         found: list[Item] = []
         empty = []
         for path in inputs:
@@ -371,7 +371,7 @@ def info(
     from .model import QUALITY_MAX, QUALITY_MIN, default_model_dir, package_model_for
 
     with reporting(debug):
-        stdio.stdin_once(inputs)
+        _stdin_once(inputs)
     shown, decoders, failed = [], [], 0
     for input in inputs:
         try:
@@ -452,6 +452,13 @@ def _profile_named(icc: bytes | None) -> str | None:
         return f"{(profile.profile_description or '').strip() or 'unnamed'} ({profile.xcolor_space.strip()})"
     except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError):  # damaged, or no LittleCMS here
         return f"{len(icc):,} bytes that LittleCMS cannot read"
+
+
+def _stdin_once(inputs: list[Path]) -> None:
+    """``verify - -``, ``info - -``: a usage error (exit code 2), as ``-`` among several inputs
+    to encode or decode is."""
+    if sum(stdio.is_stdio(path) for path in inputs) > 1:
+        raise typer.BadParameter("- (standard input) can be read once", param_hint="'INPUT...'")
 
 
 def _json_name(path) -> str:

@@ -131,11 +131,6 @@ def drop_stdout() -> None:
         os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
 
 
-def stdin_once(inputs: list[Path]) -> None:
-    if sum(is_stdio(path) for path in inputs) > 1:
-        raise NicodecError("- (standard input) can be read once")
-
-
 def write_stdout(data: bytes) -> None:
     """The whole output on standard output, once it is complete (``-o -``); a reader that
     stops early is an error, not a file cut short in silence."""
