@@ -69,7 +69,9 @@ def read_stdin(what: str, check_start=None) -> bytes:
 
     from .files import read_stream
 
-    if sys.stdin is None or sys.stdin.isatty():
+    if sys.stdin is None:  # <&-
+        raise NicodecError(f"'-' reads {what} from standard input, which is closed")
+    if sys.stdin.isatty():
         raise NicodecError(f"'-' reads {what} from standard input, and nothing is piped in")
     data = read_stream(sys.stdin.buffer, "standard input", check_start)
     if not data:

@@ -1343,6 +1343,21 @@ def test_dev_stdin_and_dev_stdout_are_no_folder_to_write_in(png, tmp_path):
     assert sorted(os.listdir("/dev")) == before and os.path.islink("/dev/stdout")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="a closed descriptor")
+def test_a_closed_standard_input_is_named_so(png, tmp_path):
+    """`encode - -o x.nic <&-` said that nothing is piped in, as for a terminal."""
+    import os
+
+    assert run("encode", png).exit_code == 0
+    for args, what in ((["encode", "-", "-o", tmp_path / "x.nic"], "an image"),
+                       (["decode", "-", "-o", tmp_path / "x.png"], "a .nic file")):
+        done = subprocess.run([sys.executable, "-m", "nicodec", *map(str, args)], capture_output=True, text=True,
+                              timeout=120, check=False, preexec_fn=lambda: os.close(0))
+        assert done.returncode == 1
+        assert done.stderr == f"error: '-' reads {what} from standard input, which is closed\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["photo.nic", "photo.png"]
+
+
 def test_standard_input_is_read_once_and_in_pieces(png, tmp_path, monkeypatch):
     import nicodec.files as files
 
