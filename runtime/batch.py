@@ -410,6 +410,8 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
     message = f"{item.target} exists and is older than {item.source}; --force replaces it"
     if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
         message += " (if it is an original rather than an earlier output, write elsewhere with -o)"
+    else:  # encoding beside images decoded from the .nic files: coding them again loses more
+        message += " (if the image was decoded from it, --force codes that copy again, losing more; use -o)"
     return Outcome(item, "kept", message)
 
 

@@ -420,11 +420,12 @@ def test_batch_messages_name_each_file_once_and_say_what_a_kept_file_may_be(tmp_
     result = run("decode", src / "a.nic", src / "a.nic")
     assert "kept" in result.stdout and "if it is an original rather than an earlier output" in result.stderr
     assert f"older than {src / 'a.nic'}" in result.stderr  # the input with its folder
-    # Encoding: a .nic is never an original, so no such hint.
+    # Encoding: the image may have been decoded from the .nic, and --force would code that copy.
     os.utime(src / "a.nic", (1, 1))
     os.utime(src / "a.png", None)
     result = run("encode", src / "a.png", src / "a.png")
-    assert f"kept: {src / 'a.nic'} exists and is older than {src / 'a.png'}; --force replaces it\n" in result.stderr
+    assert (f"kept: {src / 'a.nic'} exists and is older than {src / 'a.png'}; --force replaces it (if the image "
+            "was decoded from it, --force codes that copy again, losing more; use -o)\n") in result.stderr
 
 
 def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch):
