@@ -32,6 +32,12 @@ def empty_argument(given: list[str], number: int) -> str:
     return f"argument {number} is empty{UNSET}"
 
 
+def asks_for_help(given: list[str]) -> bool:
+    """Whether the command line asks for help: ``--help`` before any ``--``, or no argument at
+    all (``nicodec`` alone prints its help)."""
+    return not given or "--help" in given[:given.index("--") if "--" in given else len(given)]
+
+
 def empty_value(given: list[str]) -> tuple[int, str] | None:
     """The first argument that gives an option an empty or mistyped value, with what is wrong
     with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
@@ -40,7 +46,7 @@ def empty_value(given: list[str]) -> tuple[int, str] | None:
     or ending a cluster of short flags (``-fo=``). An option's own value (``-o --x=``) is not
     one, nor is anything after ``--``; a cluster with a letter the command lacks is Click's to
     name, and a command line asking for ``--help`` gets it."""
-    if "--help" in given[:given.index("--") if "--" in given else len(given)]:
+    if asks_for_help(given):
         return None
     command = next((arg for arg in given if not arg.startswith("-")), None)
     short = SHORT_OPTIONS.get(command, ())

@@ -536,6 +536,9 @@ def _main(args: Optional[list[str]], command: bool) -> None:
         where = f"nicodec {command}" if command in typer.main.get_command(app).commands else "nicodec"
         console.err.print(f"error: {what}; see {where} --help", markup=False)
         raise SystemExit(2)
+    if sys.stdout is None and arguments.asks_for_help(given):  # >&-: Typer's console would write it to nowhere
+        console.err.print("error: cannot write the help: standard output is closed", markup=False)
+        raise SystemExit(1)
     import logging
 
     from .batch import STOPS, XCPU, Terminated, stop_like_ctrl_c

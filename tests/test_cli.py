@@ -1977,6 +1977,20 @@ def test_a_report_to_a_closed_standard_output_is_an_error(png, tmp_path, command
     assert (done.returncode, done.stderr) == (1, "error: cannot write the report: standard output is closed\n")
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
+def test_help_to_a_closed_standard_output_is_an_error():
+    """`nicodec --help >&-` exited 0, its help written nowhere by Typer's console, where
+    `nicodec --version >&-` is an error."""
+    import os
+    import re
+
+    for args in ([], ["--help"], ["encode", "--help"], ["--version"]):
+        done = subprocess.run([sys.executable, "-m", "nicodec", *args], stderr=subprocess.PIPE, text=True,
+                              timeout=120, check=False, preexec_fn=lambda: os.close(1))
+        assert done.returncode == 1, (args, done.stderr)
+        assert re.fullmatch(r"error: cannot write the (help|report): standard output is closed\n", done.stderr), args
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not UTF-8")
 def test_info_json_is_ascii_whatever_the_names(png, tmp_path):
     """A name that is not UTF-8 (bytes 0xff 0xfe) and one that is not ASCII: valid JSON in any
