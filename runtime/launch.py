@@ -32,28 +32,37 @@ def is_missing_extra(error: ModuleNotFoundError) -> bool:
     return any(name == module or name.startswith(module + ".") for module in EXTRA_MODULES)
 
 
+def _say(line: str) -> None:
+    """A line on stderr where it can be written: a closed stderr (``2>&-``) would make print()
+    write to stdout, perhaps a ``-o -`` pipe, and one that cannot be written (``2>/dev/full``)
+    must not change how the process ends (a Ctrl-C's signal)."""
+    if sys.stderr is None:
+        return
+    try:
+        print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
 def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
     import importlib.util
 
     if needs_onnxruntime and importlib.util.find_spec("onnxruntime") is None:
         # Found missing only once the graphs were written (to check them), as a traceback.
-        print(f'error: {command} needs onnxruntime (the cpu or gpu extra) beside torch and onnx, to check the graphs '
-              'it writes: pip install "nicodec[cpu,train]" (from a checkout, pip install ".[cpu,train]")',
-              file=sys.stderr)
+        _say(f'error: {command} needs onnxruntime (the cpu or gpu extra) beside torch and onnx, to check the graphs '
+             'it writes: pip install "nicodec[cpu,train]" (from a checkout, pip install ".[cpu,train]")')
         raise SystemExit(1)
     try:
         app = importlib.import_module(module).app
     except KeyboardInterrupt:  # while torch imports (a second or two): the line and exit code of any other Ctrl-C
-        if sys.stderr is not None:
-            print("interrupted", file=sys.stderr)
+        _say("interrupted")
         end_by_the_signal(130)
         raise SystemExit(130) from None
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
             raise
-        print(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: pip install "nicodec[cpu,train]" '
-              f'(from a checkout, pip install ".[cpu,train]") ({error})',
-              file=sys.stderr)
+        _say(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: pip install "nicodec[cpu,train]" '
+             f'(from a checkout, pip install ".[cpu,train]") ({error})')
         raise SystemExit(1) from None
     run_app(app, command)
 
@@ -153,15 +162,11 @@ def nicodec() -> None:
         import signal
 
         signum = getattr(exc, "signum", signal.SIGINT)  # a Terminated (SIGTERM, SIGHUP, SIGXCPU) as main() ends
-        if sys.stderr is not None:  # closed (2>&-): print() would write to stdout, perhaps a -o - pipe
-            print("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}",
-                  file=sys.stderr)
+        _say("interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}")
         end_by_the_signal(128 + signum)
         raise SystemExit(128 + signum) from None
     except MemoryError:  # while the command line's modules load (numpy, Pillow), under a memory limit
-        if sys.stderr is not None:
-            print("error: out of memory while nicodec starts; free some memory, or raise this process's limit "
-                  "(ulimit -v)", file=sys.stderr)
+        _say("error: out of memory while nicodec starts; free some memory, or raise this process's limit (ulimit -v)")
         raise SystemExit(1) from None
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import os
 import re
 import signal
 import subprocess
@@ -219,6 +220,26 @@ def test_ctrl_c_while_the_command_loads_is_one_line(command):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert (result.returncode, result.stdout, result.stderr) == (ended_by(signal.SIGINT), "", "interrupted\n")
+    if os.path.exists("/dev/full"):  # a line that cannot be written leaves the stop's own end (it was exit code 1)
+        with open("/dev/full", "w") as full:
+            result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=full, text=True,
+                                    timeout=120, check=False)
+        assert (result.returncode, result.stdout) == (ended_by(signal.SIGINT), "")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a closed descriptor")
+def test_without_the_train_extra_and_with_stderr_closed_nothing_goes_to_stdout():
+    """2>&-: print() with sys.stderr None wrote the missing extra's line to standard output."""
+    code = (
+        "import sys\n"
+        "sys.modules['torch'] = None\n"
+        "sys.argv = ['nicodec-train', '--help']\n"
+        "from nicodec import launch\n"
+        "launch.train()\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, timeout=120,
+                            check=False, preexec_fn=lambda: os.close(2))
+    assert (result.returncode, result.stdout) == (1, "")
 
 
 def test_run_app_keeps_a_commands_own_exit(monkeypatch):
