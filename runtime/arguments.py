@@ -78,17 +78,20 @@ def empty_value(given: list[str]) -> tuple[int, str] | None:
 
 
 def dash_files(given: list[str]) -> list[str]:
-    """``given`` with each argument that names the file called ``-`` by a path (``./-``) made
-    absolute. Paths make ``./-`` into ``-``, which the commands read as standard input or
+    """``given`` with each argument that names the file called ``-`` by a path (``./-``,
+    ``./-/``) put under the current folder's absolute path, as typed (a final ``/`` kept: an
+    output folder). Paths make ``./-`` into ``-``, which the commands read as standard input or
     output: ``nicodec encode ./*`` in a folder holding a file named ``-`` was refused as ``-``
     among several inputs, and ``encode ./- -o x.nic < other.png`` coded the other image. An
-    argument that begins with ``-`` (``-`` itself, an option) is left as it is."""
+    argument that begins with ``-`` (``-`` itself, an option) is left as it is. Raises
+    ValueError, naming the argument, when the current folder is gone."""
     named = []
     for arg in given:
         if not arg.startswith("-") and PurePath(arg) == PurePath("-"):
             try:
-                arg = os.path.abspath(arg)
-            except OSError:  # the current folder is gone: no file named - is there to read
-                pass
+                arg = os.path.join(os.getcwd(), arg)
+            except OSError as exc:  # left as it is, it would be standard input
+                raise ValueError(f"{arg} names a file in the current folder, which is gone "
+                                 f"({exc.strerror or exc})") from None
         named.append(arg)
     return named

@@ -524,9 +524,16 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     """:func:`main`; ``command``: run as the ``nicodec`` process itself (``nicodec.launch``),
     which ends with it: the environment may be changed, and SIGXCPU stays ignored as it ends."""
     given = sys.argv[1:] if args is None else list(args)
-    named = arguments.dash_files(given)  # ./- is the file named -, not standard input
-    if named != given:
-        args = given = named
+    # ./- is the file named -, not standard input. (On Windows Click expands wildcards only in
+    # the arguments it reads itself: a command line with any is left to it.)
+    if args is not None or os.name != "nt" or not any(set(arg) & set("*?[") for arg in given):
+        try:
+            named = arguments.dash_files(given)
+        except ValueError as exc:
+            console.err.print(f"error: {exc}", markup=False)
+            raise SystemExit(1) from None
+        if named != given:
+            args = given = named
     empty = next((number for number, arg in enumerate(given, 1) if arg == ""), None)
     valued = arguments.empty_value(given)
     if empty is not None or valued is not None:

@@ -1226,6 +1226,18 @@ def test_a_file_named_dash_given_as_a_path_is_that_file_not_standard_input(tmp_p
     both = nicodec("encode", "./-", "other.png", "-o", "out")
     assert both.returncode == 0, both.stderr
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["-.nic", "other.nic"]
+    (tmp_path / "-").unlink()
+    into = nicodec("encode", "other.png", "-o", "./-/")  # a folder named -, as the final / says
+    assert into.returncode == 0 and b"warning" not in into.stderr, into.stderr
+    assert [p.name for p in (tmp_path / "-").iterdir()] == ["other.nic"]
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    script = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); from nicodec.cli import main; main()"
+    with open(tmp_path / "other.png", "rb") as other:
+        lost = subprocess.run([sys.executable, "-c", script, "encode", "./-", "-o", str(tmp_path / "lost.nic")],
+                              stdin=other, capture_output=True, text=True, timeout=300, check=False)
+    assert lost.returncode == 1 and lost.stderr.startswith("error: ./- names a file in the current folder, which is gone")
+    assert not (tmp_path / "lost.nic").exists()
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="shell redirection")
