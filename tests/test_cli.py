@@ -1156,7 +1156,12 @@ def test_a_standard_error_that_cannot_be_written_does_not_stop_the_work(png, tmp
     """`decode x.nic -o x.bmp 2>/dev/full`: the warning that BMP keeps no colour profile could
     not be written, and that write's error ended the decode with no image (exit code 1). A
     usage error is still exit code 2."""
+    from PIL import ImageCms
+
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.open(png).save(png, icc_profile=icc)  # BMP keeps no profile: a warning
     assert run("encode", png).exit_code == 0
+    assert "BMP" in run("decode", tmp_path / "photo.nic", "-o", tmp_path / "shown.bmp").stderr
     with open("/dev/full", "w") as full:
         done = subprocess.run([sys.executable, "-m", "nicodec", "decode", str(tmp_path / "photo.nic"), "-o",
                                str(tmp_path / "photo.bmp")], stdout=subprocess.PIPE, stderr=full, text=True,
@@ -1192,12 +1197,16 @@ def test_a_terminal_closed_under_a_batch_does_not_turn_it_into_an_error(tmp_path
         "from nicodec.launch import nicodec\n"
         "nicodec()\n"
     )
+    import select
+
     leader, follower = pty.openpty()
     try:
+        # A terminal Rich redraws (the test run's may be an Emacs shell's, TERM=dumb: no bar).
         process = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "src"), str(tmp_path / "out")],
-                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=follower, text=True)
+                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=follower, text=True,
+                                   env={**os.environ, "TERM": "xterm"})
         os.close(follower)
-        assert os.read(leader, 100)  # the bar has begun
+        assert select.select([leader], [], [], 120)[0] and os.read(leader, 100)  # the bar has begun
     finally:
         os.close(leader)
     try:
