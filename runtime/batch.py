@@ -392,12 +392,17 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
     differs from what would be written now (another model, another quality): it is then
     ``kept``, as an older one is."""
     try:
-        if force or not item.target.exists():
+        if force or not os.path.lexists(item.target):
             return None
+        if item.target.is_dir():
+            return Outcome(item, "failed", f"the output {item.target} is a directory")
+        if not item.target.exists():  # found only as the finished file was moved in, after the work
+            return Outcome(item, "kept", f"{item.target} is a link to a file that does not exist; --force replaces "
+                                         "the link")
+        if not item.target.is_file():  # a pipe: reading its header to compare waited for a writer, for ever
+            return Outcome(item, "failed", f"{item.target} is not a regular file; nicodec writes regular files only")
     except (OSError, ValueError) as exc:  # a name longer than the file system takes
         return Outcome(item, "failed", f"cannot use the output {item.target}: {getattr(exc, 'strerror', None) or exc}")
-    if item.target.is_dir():
-        return Outcome(item, "failed", f"the output {item.target} is a directory")
     try:
         newer = item.target.stat().st_mtime >= item.source.stat().st_mtime
     except OSError as exc:  # an input named on the command line that is not there

@@ -121,6 +121,8 @@ def check_target(path: str | os.PathLike, force: bool) -> None:
             raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
         if path.exists() and not force:
             raise OutputExistsError(f"{path} exists; use --force to overwrite it")
+        if os.path.lexists(path) and not force:  # found only as the finished file was moved in, after the work
+            raise OutputExistsError(f"{path} is a link to a file that does not exist; use --force to replace the link")
         check_output_folder(path)
     except OSError as exc:  # a name too long for the file system, a link loop
         raise NicodecError(f"cannot use the output {path}: {exc.strerror or exc}") from None

@@ -428,6 +428,32 @@ def test_batch_messages_name_each_file_once_and_say_what_a_kept_file_may_be(tmp_
             "was decoded from it, --force codes that copy again, losing more; use -o)\n") in result.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_an_output_that_is_a_pipe_or_a_link_to_nothing_is_found_before_the_work(tmp_path):
+    """A named pipe where an output goes hung the batch for good, before any file was coded
+    (what an existing output holds was read to compare it, and opening a pipe waits for a
+    writer); a link to nothing was found only as the finished file was moved in, after the
+    work, and so again on every run."""
+    import subprocess
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in "abc":
+        Image.fromarray(synthetic_photo(48, 48, seed=1)).save(src / f"{name}.png")
+    os.mkfifo(src / "a.nic")
+    os.symlink("nowhere.nic", src / "b.nic")
+    done = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(src)], capture_output=True, text=True,
+                          timeout=120, check=False)
+    assert done.returncode == 1, done.stderr
+    assert "3 files: 1 encoded, 0 up to date, 1 kept, 1 failed" in done.stdout, done.stdout
+    assert f"{src / 'a.nic'} is not a regular file; nicodec writes regular files only" in done.stderr
+    assert f"kept: {src / 'b.nic'} is a link to a file that does not exist; --force replaces the link" in done.stderr
+    assert (src / "c.nic").is_file() and os.path.islink(src / "b.nic")
+    single = run("encode", src / "b.png")
+    assert single.exit_code == 1
+    assert f"{src / 'b.nic'} is a link to a file that does not exist; use --force to replace the link" in single.stderr
+
+
 def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch):
     import nicodec.batch as batch
 
