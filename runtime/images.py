@@ -138,7 +138,9 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         raise UnsupportedImageError(f"cannot read {p}: {exc.strerror or exc}") from None
     if stat.S_ISDIR(status.st_mode):
         raise UnsupportedImageError(f"{p} is a directory, not an image")
-    if not stat.S_ISREG(status.st_mode):  # a pipe (/dev/stdin) or a device: its size is known only once read
+    if not stat.S_ISREG(status.st_mode) or status.st_size == 0:
+        # A pipe (/dev/stdin) or a device, or a file of /proc, whose size is 0 whatever it holds:
+        # its size is known only once read.
         unknown = f"{p} is not an image Pillow can read"
         try:
             data = read_file(p, "image", check_start=lambda head: check_image_start(head, unknown, str(p)))
@@ -147,8 +149,6 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         if not data:
             raise UnsupportedImageError(f"{p} is empty")
         return _named(_open_and_load(io.BytesIO(data), p, unknown, check_size), p)
-    if status.st_size == 0:
-        raise UnsupportedImageError(f"{p} is empty")
     # Read through a file object of our own, not the path: given a path, Pillow maps raw
     # formats (PGM, PPM, BMP, ...) into memory, and a file cut short meanwhile ended the
     # process with SIGBUS; and the file is looked at before and after, as a batch does, so
@@ -723,7 +723,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         from .stdio import names
 
         shown = os.fsdecode(image)  # "-" too: the API reads a file of that name, not standard input
-        if not names(str(exc), shown):
+        if shown and not names(str(exc), shown):  # (an empty path is named so by the error)
             exc.args = (f"{shown}: {exc}",)
         raise
 

@@ -1169,9 +1169,17 @@ def test_a_program_exits_cleanly_while_a_daemon_thread_runs_a_graph(phase, into)
     assert process.returncode == 0 and process.stderr == "", (process.returncode, process.stderr)
 
 def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_path):
-    """Path("") is the current folder: ". is a directory" named the wrong thing."""
-    with pytest.raises(nicodec.UnsupportedImageError, match="the path of the image is empty"):
+    """Path("") is the current folder: ". is a directory" named the wrong thing. (The message
+    was ": the path of the image is empty", the empty path put before it as a name.) A file of
+    /proc is 0 bytes long by its size, whatever it holds: not "empty"."""
+    with pytest.raises(nicodec.UnsupportedImageError, match="^the path of the image is empty$"):
         codec.encode("")
+    if os.path.exists("/proc/self/status"):
+        with pytest.raises(nicodec.UnsupportedImageError, match="^/proc/self/status is not an image Pillow can read"):
+            codec.encode("/proc/self/status")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(nicodec.UnsupportedImageError, match="empty.png is empty$"):
+        codec.encode(tmp_path / "empty.png")
     with pytest.raises(nicodec.NicodecError, match="the path of the .nic file is empty"):
         codec.decode("")
     with open(tmp_path / "w.nic", "wb") as f, pytest.raises(nicodec.NicodecError, match="not open for reading"):
