@@ -275,7 +275,9 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
     connection reset, a timeout) is the raised error's ``__cause__``.
 
     Raises:
-        error: opened as text, closed, not readable, not giving bytes, or too long.
+        LimitError: more than :data:`MAX_STREAM_BYTES`, as a ``.nic`` file too large given by its
+            path is (a service tells "too large" by it).
+        error: opened as text, closed, not readable, or not giving bytes.
     """
     import io
 
@@ -284,7 +286,7 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
     source = type(obj).__name__
     left = bytes_left(obj)
     if left is not None and left > MAX_STREAM_BYTES:
-        raise error(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
+        raise LimitError(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
     pieces, size, sized = [], 0, True
     while True:
         try:
@@ -317,7 +319,7 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
             check_start((b"".join(pieces) + piece)[:START_BYTES])
         size += len(piece)
         if size > MAX_STREAM_BYTES:
-            raise error(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes")
+            raise LimitError(f"the {what} from {source} holds more than {MAX_STREAM_BYTES:,} bytes")
         if not sized:
             return piece
         pieces.append(piece)
@@ -355,11 +357,12 @@ def read_stream(stream, name: str, check_start: Callable[[bytes], None] | None =
             fill :data:`MAX_STREAM_BYTES` of memory before the cap refused it).
 
     Raises:
-        NicodecError: more than :data:`MAX_STREAM_BYTES` (``name`` begins the message).
+        LimitError: more than :data:`MAX_STREAM_BYTES` (``name`` begins the message), as a
+            file too large given by its path is.
     """
     left = bytes_left(stream)
     if left is not None and left > MAX_STREAM_BYTES:
-        raise NicodecError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
+        raise LimitError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes ({left:,})")
     pieces, size = [], 0
     while True:
         piece = stream.read(1 << 20)
@@ -369,7 +372,7 @@ def read_stream(stream, name: str, check_start: Callable[[bytes], None] | None =
             check_start((b"".join(pieces) + piece)[:START_BYTES])
         size += len(piece)
         if size > MAX_STREAM_BYTES:
-            raise NicodecError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes")
+            raise LimitError(f"{name} holds more than {MAX_STREAM_BYTES:,} bytes")
         pieces.append(piece)
 
 
