@@ -1241,7 +1241,8 @@ def test_a_file_named_dash_given_as_a_path_is_that_file_not_standard_input(tmp_p
     assert [p.name for p in (tmp_path / "-").iterdir()] == ["other.nic"]
     gone = tmp_path / "gone"
     gone.mkdir()
-    script = f"import os, sys; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); from nicodec.cli import main; main()"
+    # (nicodec imported first: Rich 10.11, the oldest Typer 0.16 takes, reads the current folder as it loads.)
+    script = f"import os; from nicodec.cli import main; os.chdir({str(gone)!r}); os.rmdir({str(gone)!r}); main()"
     with open(tmp_path / "other.png", "rb") as other:
         lost = subprocess.run([sys.executable, "-c", script, "encode", "./-", "-o", str(tmp_path / "lost.nic")],
                               stdin=other, capture_output=True, text=True, timeout=300, check=False)
