@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import NicodecError
+from .files import not_regular
 
 
 class Terminated(KeyboardInterrupt):
@@ -400,7 +401,7 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
             return Outcome(item, "kept", f"{item.target} is a link to a file that does not exist; --force replaces "
                                          "the link")
         if not item.target.is_file():  # a pipe: reading its header to compare waited for a writer, for ever
-            return Outcome(item, "failed", f"{item.target} is not a regular file; nicodec writes regular files only")
+            return Outcome(item, "failed", not_regular(item.target))
     except (OSError, ValueError) as exc:  # a name longer than the file system takes
         return Outcome(item, "failed", f"cannot use the output {item.target}: {getattr(exc, 'strerror', None) or exc}")
     try:

@@ -104,6 +104,12 @@ def _keep(fd: int, mode: int, uid: int, gid: int) -> None:
         pass
 
 
+def not_regular(path: str | os.PathLike) -> str:
+    """Why an output that is a device or a pipe is never written (``--force`` would replace
+    ``/dev/null`` by a PNG)."""
+    return f"{path} is not a regular file; nicodec writes regular files only"
+
+
 def check_target(path: str | os.PathLike, force: bool) -> None:
     """Raise unless ``path`` may be written: not a folder, not a device or pipe (``--force``
     would replace ``/dev/null`` by a PNG), not an existing file without ``force``, and in a
@@ -118,7 +124,7 @@ def check_target(path: str | os.PathLike, force: bool) -> None:
         if path.is_dir():
             raise NicodecError(f"{path} is a directory")
         if path.exists() and not path.is_file():
-            raise NicodecError(f"{path} is not a regular file; nicodec writes regular files only")
+            raise NicodecError(not_regular(path))
         if path.exists() and not force:
             raise OutputExistsError(f"{path} exists; use --force to overwrite it")
         if os.path.lexists(path) and not force:  # found only as the finished file was moved in, after the work
