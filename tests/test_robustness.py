@@ -578,8 +578,12 @@ def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real
     from PIL import Image, UnidentifiedImageError
     from typer.testing import CliRunner
 
-    import nicodec.pillow_register  # noqa: F401
+    from nicodec import pillow_plugin
     from nicodec.cli import app
+
+    # Registered here, not by importing nicodec.pillow_register: that registers once per process,
+    # and a test before this one in the same worker may have taken the plugin out again.
+    pillow_plugin.register(codec)
 
     claimed = 3 << 29  # 1.5 GiB
     data = bytearray(repack(real, ICCP=b"x"))
