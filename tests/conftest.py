@@ -47,6 +47,35 @@ SHARED = Path(os.environ.get("NICODEC_SHARED", REPO.parent / "shared"))
 KODAK = SHARED / "data" / "kodak"
 
 
+@pytest.fixture(autouse=True)
+def _pillow_plugin_as_it_was():
+    """Pillow has no unregister: a test that registered the .nic plugin (or took it out) left it so
+    for the tests after it in the same process, which then passed or failed by the order
+    pytest-xdist gave them (a CI run failed so). Its entries are put back as they were."""
+    from nicodec.pillow_plugin import EXTENSION, FORMAT
+    from PIL import Image
+
+    registries = (Image.OPEN, Image.SAVE, Image.SAVE_ALL, Image.DECODERS, Image.MIME)
+    entries = [registry.get(FORMAT) for registry in registries]
+    extension = Image.EXTENSION.get(EXTENSION)
+    listed = FORMAT in Image.ID
+    yield
+    for registry, entry in zip(registries, entries):
+        if entry is None:
+            registry.pop(FORMAT, None)
+        else:
+            registry[FORMAT] = entry
+    if extension is None:
+        Image.EXTENSION.pop(EXTENSION, None)
+    else:
+        Image.EXTENSION[EXTENSION] = extension
+    if listed and FORMAT not in Image.ID:
+        Image.ID.append(FORMAT)
+    elif not listed:
+        while FORMAT in Image.ID:
+            Image.ID.remove(FORMAT)
+
+
 @pytest.fixture(scope="session")
 def codec():
     from nicodec import Codec

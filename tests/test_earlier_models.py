@@ -120,12 +120,9 @@ def test_the_command_line_and_the_pillow_plugin_decode_an_earlier_models_files(s
     assert result.exit_code == 0 and np.array_equal(np.asarray(Image.open(tmp_path / "stdin.png")), expected)
     from nicodec import pillow_plugin
 
-    pillow_plugin.register(nicodec.Codec())
-    try:
-        with Image.open(tmp_path / "old.nic") as im:
-            assert im.info["model_id"] == EARLIER_ID and np.array_equal(np.asarray(im), expected)
-    finally:
-        pillow_plugin.register()
+    pillow_plugin.register(nicodec.Codec())  # taken out again by conftest's _pillow_plugin_as_it_was
+    with Image.open(tmp_path / "old.nic") as im:
+        assert im.info["model_id"] == EARLIER_ID and np.array_equal(np.asarray(im), expected)
 
 
 def test_the_wheel_takes_every_file_an_earlier_model_folder_decodes_with():

@@ -23,20 +23,10 @@ from conftest import psnr, synthetic_photo
 from profiles import cmyk_profile
 
 
-@pytest.fixture(scope="module", autouse=True)
-def unregistered_afterwards():
-    """Pillow has no unregister: take the plugin out by hand so later test files don't see it."""
-    yield
-    if "NIC" in Image.ID:
-        Image.ID.remove("NIC")
-    for registry in (Image.OPEN, Image.SAVE, Image.SAVE_ALL, Image.MIME, Image.DECODERS):
-        registry.pop("NIC", None)
-    Image.EXTENSION.pop(".nic", None)
-
-
 @pytest.fixture(autouse=True)
-def registered(codec, unregistered_afterwards):
-    """Every test starts with the plugin registered on the shared CPU codec."""
+def registered(codec):
+    """Every test starts with the plugin registered on the shared CPU codec (conftest's
+    _pillow_plugin_as_it_was takes it out again afterwards)."""
     pillow_plugin.register(codec)
 
 

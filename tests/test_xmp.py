@@ -203,37 +203,31 @@ def test_the_plugins_xmp_option_does_not_change_how_the_picture_is_turned(codec,
     metadata it came from."""
     from nicodec import pillow_plugin
 
-    pillow_plugin.register(codec)
-    try:
-        def saved_size(source: bytes, **options) -> tuple[int, int]:
-            saved = io.BytesIO()
-            Image.open(io.BytesIO(source)).save(saved, format="NIC", **options)
-            header = nicformat.unpack(saved.getvalue())[0]
-            return header.width, header.height
+    pillow_plugin.register(codec)  # conftest's _pillow_plugin_as_it_was takes it out afterwards
 
-        for options in ({}, {"xmp": None}, {"xmp": PLAIN}, {"exif": b""}):
-            assert saved_size(jpeg(photo, ROTATED), **options) == (photo.shape[0], photo.shape[1]), options
-        # An orientation Pillow does not read turns nothing, whatever option is given; an EXIF
-        # given replaces the image's own, which it was turned by.
-        unread = jpeg(photo, XMP.format(orientation=" tiff:Orientation='6'").encode())
-        for options in ({}, {"exif": Image.Exif()}, {"icc_profile": None}):
-            assert saved_size(unread, **options) == (photo.shape[1], photo.shape[0]), options
-        exif, replaced = Image.Exif(), Image.Exif()
-        exif[0x0112], exif[0x010F], replaced[0x010F] = 6, "camera", "replaced"
-        source = io.BytesIO()
-        Image.fromarray(photo).save(source, "JPEG", quality=95, exif=exif.tobytes())
+    def saved_size(source: bytes, **options) -> tuple[int, int]:
         saved = io.BytesIO()
-        Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", exif=replaced)
-        header, sections = nicformat.unpack(saved.getvalue())
-        kept = Image.Exif()
-        kept.load(sections[b"EXIF"])
-        assert (header.width, header.height) == (photo.shape[0], photo.shape[1]) and dict(kept) == {0x010F: "replaced"}
-    finally:  # Pillow has no unregister (as in test_pillow.py)
-        if "NIC" in Image.ID:
-            Image.ID.remove("NIC")
-        for registry in (Image.OPEN, Image.SAVE, Image.SAVE_ALL, Image.MIME, Image.DECODERS):
-            registry.pop("NIC", None)
-        Image.EXTENSION.pop(".nic", None)
+        Image.open(io.BytesIO(source)).save(saved, format="NIC", **options)
+        header = nicformat.unpack(saved.getvalue())[0]
+        return header.width, header.height
+
+    for options in ({}, {"xmp": None}, {"xmp": PLAIN}, {"exif": b""}):
+        assert saved_size(jpeg(photo, ROTATED), **options) == (photo.shape[0], photo.shape[1]), options
+    # An orientation Pillow does not read turns nothing, whatever option is given; an EXIF
+    # given replaces the image's own, which it was turned by.
+    unread = jpeg(photo, XMP.format(orientation=" tiff:Orientation='6'").encode())
+    for options in ({}, {"exif": Image.Exif()}, {"icc_profile": None}):
+        assert saved_size(unread, **options) == (photo.shape[1], photo.shape[0]), options
+    exif, replaced = Image.Exif(), Image.Exif()
+    exif[0x0112], exif[0x010F], replaced[0x010F] = 6, "camera", "replaced"
+    source = io.BytesIO()
+    Image.fromarray(photo).save(source, "JPEG", quality=95, exif=exif.tobytes())
+    saved = io.BytesIO()
+    Image.open(io.BytesIO(source.getvalue())).save(saved, format="NIC", exif=replaced)
+    header, sections = nicformat.unpack(saved.getvalue())
+    kept = Image.Exif()
+    kept.load(sections[b"EXIF"])
+    assert (header.width, header.height) == (photo.shape[0], photo.shape[1]) and dict(kept) == {0x010F: "replaced"}
 
 
 def test_folder_and_stdout_decodes_warn_of_what_png_leaves_out(codec, photo, tmp_path):
