@@ -121,6 +121,7 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
 
     Raises:
         UnsupportedImageError: missing file, a directory, an empty, truncated or unknown file.
+        LimitError: a named pipe or a device that gives more than the 1 GiB nicodec reads.
     """
     if not os.fspath(path):  # Path("") is the current folder
         raise UnsupportedImageError("the path of the image is empty")
@@ -144,6 +145,8 @@ def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> 
         unknown = f"{p} is not an image Pillow can read"
         try:
             data = read_file(p, "image", check_start=lambda head: check_image_start(head, unknown, str(p)))
+        except LimitError:  # longer than nicodec reads: "too large", as from a stream or a .nic path
+            raise
         except NicodecError as exc:
             raise UnsupportedImageError(str(exc)) from None
         if not data:

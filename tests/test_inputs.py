@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 import warnings
 from pathlib import Path
 
@@ -946,10 +947,11 @@ class _Endless:
         return piece
 
 
-def test_a_file_object_is_read_with_the_limits_of_a_pipe(codec, photo, monkeypatch):
+def test_a_file_object_is_read_with_the_limits_of_a_pipe(codec, photo, monkeypatch, tmp_path):
     """A file object was read whole: an endless one filled the memory, and a 400 MB one of
     another kind was read before it was refused. It is now refused from its first 64 KiB, and
-    read to at most MAX_STREAM_BYTES."""
+    read to at most MAX_STREAM_BYTES; past that, a LimitError, from a named pipe's path too (an
+    image's was an UnsupportedImageError)."""
     from nicodec import files
 
     for encode, message in ((codec.encode, "the image data is not in a format Pillow can read"),
@@ -968,6 +970,24 @@ def test_a_file_object_is_read_with_the_limits_of_a_pipe(codec, photo, monkeypat
         with pytest.raises(nicodec.LimitError, match=f"the {what} from _Endless holds more than 3,145,728 bytes"):
             encode(stream)
         assert stream.given <= (4 << 20)
+        if hasattr(os, "mkfifo"):  # a named pipe given by its path (<(cat huge.ppm)): a LimitError too
+            fifo = tmp_path / f"pipe{len(start)}"
+            os.mkfifo(fifo)
+            writer = threading.Thread(target=_write_ignoring_the_close, args=(fifo, start + bytes(5 << 20)))
+            writer.start()
+            with pytest.raises(nicodec.LimitError, match=f"{fifo} is not a regular file and holds more than 3,145,728"):
+                encode(fifo)
+            writer.join(timeout=60)
+            assert not writer.is_alive()
+
+
+def _write_ignoring_the_close(path, data: bytes) -> None:
+    """Write ``data`` into the named pipe ``path`` until its reader closes it."""
+    try:
+        with open(path, "wb") as f:
+            f.write(data)
+    except BrokenPipeError:
+        pass
 
 
 def test_a_file_objects_own_failure_is_kept_as_the_cause(codec):
