@@ -110,6 +110,28 @@ def not_regular(path: str | os.PathLike) -> str:
     return f"{path} is not a regular file; nicodec writes regular files only"
 
 
+def not_a_folder(path: str | os.PathLike) -> str | None:
+    """Why ``path``, a name that is there, is no folder to write in (a file, a link to nothing or
+    a looping one, one that cannot be looked at), or None if it is one."""
+    import errno
+
+    try:
+        if stat.S_ISDIR(os.stat(path).st_mode):
+            return None
+    except OSError as exc:
+        if os.path.islink(path) and exc.errno in (errno.ENOENT, errno.ELOOP):
+            try:
+                target = os.readlink(path)
+            except OSError:
+                target = "?"
+            return f"{path} is a link to {target}, which " + (
+                "leads to nothing" if exc.errno == errno.ENOENT else "leads back to itself")
+        return f"{path}: {exc.strerror or exc}"
+    except ValueError as exc:  # a NUL in the name
+        return f"{path}: {exc}"
+    return f"{path} is a file, not a folder"
+
+
 def check_target(path: str | os.PathLike, force: bool) -> None:
     """Raise unless ``path`` may be written: not a folder, not a device or pipe (``--force``
     would replace ``/dev/null`` by a PNG), not an existing file without ``force``, and in a
@@ -143,9 +165,10 @@ def check_output_folder(path: str | os.PathLike) -> None:
     if folder.is_dir():
         check_writable(folder)
         return
-    above = nearest_existing(folder)
-    if not above.is_dir():
-        raise NicodecError(f"cannot write {path}: {above} is a file, not a folder")
+    above = next((p for p in [folder, *folder.parents] if os.path.lexists(p)), Path("."))
+    problem = not_a_folder(above)
+    if problem:  # a file, or a link to nothing (-o dl/x.nic)
+        raise NicodecError(f"cannot write {path}: {problem}")
     raise NicodecError(f"output folder {folder} does not exist")
 
 

@@ -73,10 +73,14 @@ def is_dir(path: Path) -> bool:
 
 def make_folder(folder: Path) -> None:
     """Create an output folder (and its parents), or name why it cannot be."""
+    from .files import not_a_folder
+
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        raise NicodecError(f"cannot create the output folder {folder}: a file is in the way") from None
+        there = next((p for p in [folder, *folder.parents] if os.path.lexists(p)), folder)
+        problem = not_a_folder(there) or "a file is in the way"
+        raise NicodecError(f"cannot create the output folder {folder}: {problem}") from None
     except OSError as exc:
         raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
     from .files import check_writable
@@ -100,18 +104,15 @@ def _check_can_make(folder: Path, name: str) -> None:
     """Refuse, before any work, an output folder still to be made, or the name ``name`` in it,
     that could not be: something not a folder in the way (a file, a dangling or looping link),
     the nearest folder that exists not writable, or a name too long for its file system."""
-    from .files import check_writable
+    from .files import check_writable, not_a_folder
 
     probe, missing = folder, [name]
     while not os.path.lexists(probe) and probe != probe.parent:
         missing.append(probe.name)
         probe = probe.parent
-    try:
-        is_folder = stat.S_ISDIR(probe.stat().st_mode)
-    except OSError as exc:  # a link to nowhere, a loop
-        raise NicodecError(f"cannot create the output folder {folder}: {probe}: {exc.strerror or exc}") from None
-    if not is_folder:
-        raise NicodecError(f"cannot create the output folder {folder}: {probe} is a file, not a folder")
+    problem = not_a_folder(probe)  # a file, a link to nowhere, a loop
+    if problem:
+        raise NicodecError(f"cannot create the output folder {folder}: {problem}")
     check_writable(probe)
     try:
         longest = os.pathconf(probe, "PC_NAME_MAX")

@@ -539,11 +539,22 @@ def test_a_folder_for_an_output_is_made_only_when_the_output_is_written(png, tmp
     shutil.copy(png, long)
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    # A link to nothing is named so, whichever way it is reached: it was "No such file or
+    # directory" after the name, "a file is in the way" for a folder's output, and "output folder
+    # dangling does not exist" for a file in it.
+    dangling = f"{tmp_path / 'dangling'} is a link to {tmp_path / 'nowhere'}, which leads to nothing"
+    (tmp_path / "photos").mkdir()
+    shutil.copy(png, tmp_path / "photos")
     for args, said in (([long, "-o", f"{tmp_path / 'n1'}/"], "is longer than the 255 bytes"),
-                       ([png, "-o", f"{tmp_path / 'dangling'}/"], "No such file or directory"),
-                       ([png, "-o", f"{tmp_path / 'loop' / 'x'}/"], "Too many levels of symbolic links")):
+                       ([png, "-o", f"{tmp_path / 'dangling'}/"], dangling),
+                       ([png, "-o", tmp_path / "dangling" / "x.nic"], dangling),
+                       ([png, "-o", f"{tmp_path / 'loop' / 'x'}/"],
+                        f"{tmp_path / 'loop'} is a link to {tmp_path / 'loop'}, which leads back to itself")):
         result = run("encode", *args, "--model", model)  # a model that cannot encode: the -o check comes first
         assert result.exit_code == 1 and said in result.stderr and "cannot encode" not in result.stderr, result.stderr
+    for output in (tmp_path / "dangling", tmp_path / "dangling" / "deeper"):  # a folder's output folder
+        result = run("encode", tmp_path / "photos", "-o", output)
+        assert result.exit_code == 1 and dangling in result.stderr, result.stderr
     assert not (tmp_path / "n1").exists() and not (tmp_path / "nowhere").exists()
     result = run("encode", png, "-o", tmp_path / ("d" * 300) / "x.nic")  # an existing folder's name could not be
     assert result.exit_code == 1 and "cannot use the output" in result.stderr and "File name too long" in result.stderr
