@@ -2130,19 +2130,22 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
         return subprocess.run([sys.executable, "-m", "nicodec", *args], capture_output=True, text=True,
                               cwd=tmp_path, env={**__import__("os").environ, "COLUMNS": "60"})
 
-    for args, said in ((["encode", "x.png", "--quality", "50", "--target-bpp", "1"],
-                        "error: Invalid value for '--quality' / '--target-bpp': these options exclude each other: "
-                        "give one of them; see nicodec encode --help"),
-                       (["encode", "x.png", "--qualty", "50"],  # Typer's own copy of Click, or Click 8.2 and later
-                        ("error: No such option: --qualty (Possible options: --quality); see nicodec encode --help",
-                         "error: No such option '--qualty'. Did you mean '--quality'? See nicodec encode --help.")),
-                       (["verify"], "error: Missing argument 'INPUT'; see nicodec verify --help"),
-                       (["encode", "x.png", "--quality"],
-                        "error: Option '--quality' requires an argument; see nicodec encode --help")):
+    # Click writes the sentence (Typer's own copy of it rewords it between versions: "No such
+    # option: --qualty (Possible options: --quality)", then "No such option '--qualty'. Did you
+    # mean '--quality'?"): the line names what it is about, and where help is; nicodec's own
+    # reason, where it gives one, is there word for word.
+    for args, command, named, own in (
+            (["encode", "x.png", "--quality", "50", "--target-bpp", "1"], "encode", "--target-bpp",
+             ": these options exclude each other: give one of them; see nicodec encode --help"),
+            (["encode", "x.png", "--qualty", "50"], "encode", "--qualty", None),
+            (["verify"], "verify", "INPUT", None),
+            (["encode", "x.png", "--quality"], "encode", "--quality", None)):
         result = nicodec(*args)
-        wanted = [said] if isinstance(said, str) else list(said)
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
-        assert result.stderr.splitlines()[0] in wanted, result.stderr
+        line = result.stderr.splitlines()[0]
+        assert line.startswith("error: ") and named in line and "Usage" not in line, line
+        assert line.endswith((f"; see nicodec {command} --help", f" See nicodec {command} --help.")), line
+        assert own is None or line.endswith(own), line
         assert result.stdout == ""
     result = nicodec()
     assert result.returncode == 2 and (result.stdout + result.stderr).count("Usage: nicodec [OPTIONS] COMMAND") == 1

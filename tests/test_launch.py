@@ -100,19 +100,24 @@ def test_with_the_train_extra_the_command_runs(command):
 
 
 @pytest.mark.train
-@pytest.mark.parametrize(("command", "args", "said"), [
-    ("nicodec-train", ["--bogus"], "error: No such option: --bogus"),
-    ("nicodec-train", ["--lr", "-1"], "error: Invalid value for '--lr': must be a positive number (at most 1e36), not -1"),
-    ("nicodec-export", [], "error: Missing argument 'checkpoint'"),
+@pytest.mark.parametrize(("command", "args", "named", "own"), [
+    ("nicodec-train", ["--bogus"], "--bogus", None),
+    ("nicodec-train", ["--lr", "-1"], "--lr", ": must be a positive number (at most 1e36), not -1"),
+    ("nicodec-export", [], "checkpoint", None),
 ])
-def test_a_usage_error_of_the_training_commands_is_one_line(command, args, said):
-    """As nicodec's own: the error and where help is, not Click's usage, hint and boxed error."""
+def test_a_usage_error_of_the_training_commands_is_one_line(command, args, named, own):
+    """As nicodec's own: the error and where help is, not Click's usage, hint and boxed error.
+    Click's sentence (Typer's copy rewords it between versions) is judged by the name it is
+    about; nicodec's own reason, where it gives one, word for word."""
     pytest.importorskip("torch")
     pytest.importorskip("onnx")
     result = launch(command, [], *args)
     assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr.startswith(said) and result.stderr.endswith(f"; see {command} --help\n"), result.stderr
-    assert result.stderr.count("\n") == 1 and "Usage" not in result.stderr
+    assert result.stderr.count("\n") == 1 and "Usage" not in result.stderr, result.stderr
+    line = result.stderr.rstrip("\n")
+    assert line.startswith("error: ") and named in line, line
+    assert line.endswith((f"; see {command} --help", f" See {command} --help.")), line
+    assert own is None or line.endswith(f"{own}; see {command} --help"), line
 
 
 @pytest.mark.train
@@ -122,9 +127,11 @@ def test_a_usage_error_of_the_fine_tunes_is_one_line(module):
     pytest.importorskip("onnx")
     result = subprocess.run([sys.executable, "-m", f"nicodec.training.{module}", "--bogus"], capture_output=True,
                             text=True, timeout=120, check=False)
-    assert result.returncode == 2 and result.stdout == ""
-    assert result.stderr == (f"error: No such option: --bogus (Possible options: --out); "
-                             f"see python -m nicodec.training.{module} --help\n")
+    assert result.returncode == 2 and result.stdout == "" and result.stderr.count("\n") == 1, result.stderr
+    line = result.stderr.rstrip("\n")  # Click's sentence: what it is about, and where help is (as above)
+    assert line.startswith("error: ") and "--bogus" in line, line
+    assert line.endswith((f"; see python -m nicodec.training.{module} --help",
+                          f" See python -m nicodec.training.{module} --help.")), line
 
 
 def test_onnxruntime_writes_nothing_in_the_home_folder(tmp_path):

@@ -540,7 +540,8 @@ def test_onnxruntime_is_told_no_folder_holds_external_data(tmp_path, monkeypatch
     (tmp_path / "secret.bin").write_bytes(b"\x01\x02\x03\x04")
     session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])  # onnxruntime's default
     assert session.run(None, {"x": np.zeros(4, np.uint8)})[0].tolist() == [1, 2, 3, 4]
-    with pytest.raises(ModelError, match="cannot load g.onnx: .*(External data|file size)"):
+    # nicodec's words only: onnxruntime's own reason after them has changed between its versions.
+    with pytest.raises(ModelError, match=r"^cannot load g\.onnx: "):
         create_session(Path("g.onnx"), ["CPUExecutionProvider"], data=data)
 
 
