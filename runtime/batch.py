@@ -391,7 +391,11 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
 
     A target newer than its source is up to date (``skipped``) unless ``differs`` names how it
     differs from what would be written now (another model, another quality): it is then
-    ``kept``, as an older one is."""
+    ``kept``, as an older one is, and as one of the same time is (which may be the older: a file
+    system that keeps times to 2 s, FAT's, or a copy that kept them). Times are compared in
+    nanoseconds (as floats, a source up to about 200 ns newer compared equal), and a source that
+    is a link counts the later of its own time and its file's (a link pointed at an older file
+    is a change)."""
     try:
         if force or not os.path.lexists(item.target):
             return None
@@ -405,15 +409,20 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
     except (OSError, ValueError) as exc:  # a name longer than the file system takes
         return Outcome(item, "failed", f"cannot use the output {item.target}: {getattr(exc, 'strerror', None) or exc}")
     try:
-        newer = item.target.stat().st_mtime >= item.source.stat().st_mtime
+        made = item.target.stat().st_mtime_ns
+        changed = max(item.source.stat().st_mtime_ns, os.lstat(item.source).st_mtime_ns)
     except OSError as exc:  # an input named on the command line that is not there
         return Outcome(item, "failed", f"cannot read {item.source}: {exc.strerror or exc}")
-    if newer:
+    if made > changed:
         reason = differs(item) if differs is not None else None
         if reason is None:
             return Outcome(item, "skipped")
         return Outcome(item, "kept", f"{item.target} {reason}; --force replaces it")
-    message = f"{item.target} exists and is older than {item.source}; --force replaces it"
+    if made == changed:
+        message = (f"{item.target} has the same time as {item.source}, so may be the older (a file system that "
+                   "keeps times to 2 s, or a copy that kept them); --force replaces it")
+    else:
+        message = f"{item.target} exists and is older than {item.source}; --force replaces it"
     if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
         message += " (if it is an original rather than an earlier output, write elsewhere with -o)"
     else:  # encoding beside images decoded from the .nic files: coding them again loses more

@@ -141,6 +141,44 @@ def test_up_to_date_outputs_are_skipped_and_stale_ones_kept_without_force(tmp_pa
     assert stale.stat().st_mtime > 0
 
 
+def test_an_output_no_later_than_its_input_is_kept_whatever_hides_the_change(tmp_path):
+    """Found by a review of reruns: an output of the same time as its input was up to date (a
+    photo edited in the 2 s a FAT drive's times keep, or one given the output's time by
+    ``touch -r``), and so was one a few hundred nanoseconds older (the times were compared as
+    floats), and one whose input is a link pointed since at another, older file. Each is kept
+    now, and says why."""
+    photos, out = tmp_path / "photos", tmp_path / "out"
+    photos.mkdir()
+    Image.fromarray(synthetic_photo(32, 48, seed=1)).save(photos / "a.png")
+    Image.fromarray(synthetic_photo(32, 48, seed=2)).save(tmp_path / "older.png")
+    os.utime(tmp_path / "older.png", ns=(10**18, 10**18))  # 2001
+    (photos / "b.png").symlink_to(photos / "a.png")
+    assert run("encode", photos, "-o", out).exit_code == 0
+    made = (out / "a.nic").stat().st_mtime_ns
+    assert run("encode", photos, "-o", out).stdout.count("2 up to date") == 1  # at first, as it should be
+
+    os.utime(photos / "a.png", ns=(made, made))  # the same time
+    result = run("encode", photos, "-o", out)
+    assert "1 up to date, 1 kept" in result.stdout, result.stdout
+    assert (f"kept: {out / 'a.nic'} has the same time as {photos / 'a.png'}, so may be the older (a file system "
+            "that keeps times to 2 s, or a copy that kept them); --force replaces it") in result.stderr, result.stderr
+    for later in range(1, 1000):  # a few hundred nanoseconds later: the same float
+        os.utime(photos / "a.png", ns=(made + later, made + later))
+        if (photos / "a.png").stat().st_mtime == (out / "a.nic").stat().st_mtime:
+            break
+    assert (photos / "a.png").stat().st_mtime == (out / "a.nic").stat().st_mtime
+    result = run("encode", photos, "-o", out)
+    assert "1 kept" in result.stdout and f"{out / 'a.nic'} exists and is older than" in result.stderr, result.stderr
+    os.utime(photos / "a.png", ns=(made - 10**9, made - 10**9))  # as before: up to date again
+    assert "2 up to date" in run("encode", photos, "-o", out).stdout
+
+    (photos / "b.png").unlink()  # the link pointed at an older file: a new picture, not an old one
+    (photos / "b.png").symlink_to(tmp_path / "older.png")
+    result = run("encode", photos, "-o", out)
+    assert "1 up to date, 1 kept" in result.stdout and f"{out / 'b.nic'} exists and is older than" in result.stderr
+    assert "2 encoded" in run("encode", photos, "-o", out, "--force").stdout
+
+
 def test_parallel_jobs_give_the_same_files(tmp_path):
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()
