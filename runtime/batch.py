@@ -391,11 +391,11 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
 
     A target newer than its source is up to date (``skipped``) unless ``differs`` names how it
     differs from what would be written now (another model, another quality): it is then
-    ``kept``, as an older one is, and as one of the same time is (which may be the older: a file
-    system that keeps times to 2 s, FAT's, or a copy that kept them). Times are compared in
-    nanoseconds (as floats, a source up to about 200 ns newer compared equal), and a source that
-    is a link counts the later of its own time and its file's (a link pointed at an older file
-    is a change)."""
+    ``kept``, as an older one is. One of the same time counts as newer: times kept to the second
+    or to 2 s (FAT, HFS+, a tar or zip copy) make an output coded within that tick equal to its
+    input. Times are compared in nanoseconds (compared as floats, a source up to about 200 ns
+    newer was equal), and a source that is a link counts the later of its own time and its
+    file's (a link pointed at an older file is a change)."""
     try:
         if force or not os.path.lexists(item.target):
             return None
@@ -410,17 +410,18 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
         return Outcome(item, "failed", f"cannot use the output {item.target}: {getattr(exc, 'strerror', None) or exc}")
     try:
         made = item.target.stat().st_mtime_ns
-        changed = max(item.source.stat().st_mtime_ns, os.lstat(item.source).st_mtime_ns)
+        link = os.lstat(item.source)
+        picture = item.source.stat() if stat.S_ISLNK(link.st_mode) else link
     except OSError as exc:  # an input named on the command line that is not there
         return Outcome(item, "failed", f"cannot read {item.source}: {exc.strerror or exc}")
-    if made > changed:
+    if made >= max(picture.st_mtime_ns, link.st_mtime_ns):
         reason = differs(item) if differs is not None else None
         if reason is None:
             return Outcome(item, "skipped")
         return Outcome(item, "kept", f"{item.target} {reason}; --force replaces it")
-    if made == changed:
-        message = (f"{item.target} has the same time as {item.source}, so may be the older (a file system that "
-                   "keeps times to 2 s, or a copy that kept them); --force replaces it")
+    if made >= picture.st_mtime_ns:  # the link's own time
+        message = (f"{item.target} exists and is older than the link {item.source}, made or pointed at another file "
+                   "since; --force replaces it")
     else:
         message = f"{item.target} exists and is older than {item.source}; --force replaces it"
     if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original

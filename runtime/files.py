@@ -120,12 +120,13 @@ def not_a_folder(path: str | os.PathLike) -> str | None:
             return None
     except OSError as exc:
         if os.path.islink(path) and exc.errno in (errno.ENOENT, errno.ELOOP):
-            try:
-                target = os.readlink(path)
+            try:  # a relative target is relative to the link's folder: shown from here
+                target = os.path.join(os.path.dirname(path), os.readlink(path))
             except OSError:
                 target = "?"
-            return f"{path} is a link to {target}, which " + (
-                "leads to nothing" if exc.errno == errno.ENOENT else "leads back to itself")
+            if exc.errno == errno.ELOOP:
+                return f"{path} is a link in a loop of links (to {target})"
+            return f"{path} is a link to {target}, which does not exist"
         return f"{path}: {exc.strerror or exc}"
     except ValueError as exc:  # a NUL in the name
         return f"{path}: {exc}"
@@ -165,8 +166,7 @@ def check_output_folder(path: str | os.PathLike) -> None:
     if folder.is_dir():
         check_writable(folder)
         return
-    above = next((p for p in [folder, *folder.parents] if os.path.lexists(p)), Path("."))
-    problem = not_a_folder(above)
+    problem = not_a_folder(nearest_existing(folder, follow=False))
     if problem:  # a file, or a link to nothing (-o dl/x.nic)
         raise NicodecError(f"cannot write {path}: {problem}")
     raise NicodecError(f"output folder {folder} does not exist")
@@ -198,15 +198,16 @@ def check_writable(folder: Path) -> None:
         raise NicodecError(f"cannot write in the folder {folder}: {why}")
 
 
-def nearest_existing(path: str | os.PathLike) -> Path:
+def nearest_existing(path: str | os.PathLike, follow: bool = True) -> Path:
     """``path`` if it exists, else the closest of its ancestors that does (for a relative
-    path, at worst the current folder).
+    path, at worst the current folder); with ``follow`` false, a link to nothing counts as
+    there (to name it as what is in the way).
 
     Raises:
         OSError, ValueError: a name the system refuses (too long, a NUL byte).
     """
     path = Path(path)
-    return next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    return next((p for p in [path, *path.parents] if (p.exists() if follow else os.path.lexists(p))), Path("."))
 
 
 MAX_PATH = 32_767 if os.name == "nt" else 4_096

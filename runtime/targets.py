@@ -73,13 +73,12 @@ def is_dir(path: Path) -> bool:
 
 def make_folder(folder: Path) -> None:
     """Create an output folder (and its parents), or name why it cannot be."""
-    from .files import not_a_folder
+    from .files import nearest_existing, not_a_folder
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except FileExistsError:
-        there = next((p for p in [folder, *folder.parents] if os.path.lexists(p)), folder)
-        problem = not_a_folder(there) or "a file is in the way"
+        problem = not_a_folder(nearest_existing(folder, follow=False)) or "a file is in the way"
         raise NicodecError(f"cannot create the output folder {folder}: {problem}") from None
     except OSError as exc:
         raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None

@@ -538,18 +538,20 @@ def test_a_folder_for_an_output_is_made_only_when_the_output_is_written(png, tmp
     long = tmp_path / ("b" * 253 + ".x")  # 255 bytes, and its .nic 257
     shutil.copy(png, long)
     (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "relative").symlink_to("nowhere")  # relative to the link's folder: shown from here
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     # A link to nothing is named so, whichever way it is reached: it was "No such file or
     # directory" after the name, "a file is in the way" for a folder's output, and "output folder
     # dangling does not exist" for a file in it.
-    dangling = f"{tmp_path / 'dangling'} is a link to {tmp_path / 'nowhere'}, which leads to nothing"
+    dangling = f"{tmp_path / 'dangling'} is a link to {tmp_path / 'nowhere'}, which does not exist"
     (tmp_path / "photos").mkdir()
     shutil.copy(png, tmp_path / "photos")
     for args, said in (([long, "-o", f"{tmp_path / 'n1'}/"], "is longer than the 255 bytes"),
                        ([png, "-o", f"{tmp_path / 'dangling'}/"], dangling),
                        ([png, "-o", tmp_path / "dangling" / "x.nic"], dangling),
+                       ([png, "-o", f"{tmp_path / 'relative'}/"], dangling.replace("dangling", "relative")),
                        ([png, "-o", f"{tmp_path / 'loop' / 'x'}/"],
-                        f"{tmp_path / 'loop'} is a link to {tmp_path / 'loop'}, which leads back to itself")):
+                        f"{tmp_path / 'loop'} is a link in a loop of links (to {tmp_path / 'loop'})")):
         result = run("encode", *args, "--model", model)  # a model that cannot encode: the -o check comes first
         assert result.exit_code == 1 and said in result.stderr and "cannot encode" not in result.stderr, result.stderr
     for output in (tmp_path / "dangling", tmp_path / "dangling" / "deeper"):  # a folder's output folder

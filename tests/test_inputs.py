@@ -974,7 +974,8 @@ def test_a_file_object_is_read_with_the_limits_of_a_pipe(codec, photo, monkeypat
         if hasattr(os, "mkfifo"):  # a named pipe given by its path (<(cat huge.ppm)): a LimitError too
             fifo = tmp_path / f"pipe{len(start)}"
             os.mkfifo(fifo)
-            writer = threading.Thread(target=_write_ignoring_the_close, args=(fifo, start + bytes(5 << 20)))
+            writer = threading.Thread(target=_write_ignoring_the_close, args=(fifo, start + bytes(5 << 20)),
+                                      daemon=True)  # never opened by a failing encode: the worker still ends
             writer.start()
             with pytest.raises(nicodec.LimitError, match=f"{fifo} is not a regular file and holds more than 3,145,728"):
                 encode(fifo)
