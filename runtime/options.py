@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -26,11 +27,24 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+def _whole_number(low: int, high: int | None = None) -> Callable[[int | None], int | None]:
+    """A callback that refuses a number outside ``low`` to ``high`` saying which number it was
+    (Typer 0.29's own range check says "Input should be greater than or equal to 1", without it)."""
+    def check(value: int | None) -> int | None:
+        if value is not None and not (low <= value and (high is None or value <= high)):
+            span = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
+            raise typer.BadParameter(f"{value} is not a whole number {span}")
+        return value
+    return check
+
+
 ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
 MAX_JOBS = 64
 """The most files a batch codes at once: beyond a machine's cores more only adds memory."""
 ThreadsOpt = Annotated[
-    Optional[int], typer.Option(min=1, max=MAX_THREADS, help="onnxruntime threads (default: one per core).")
+    Optional[int],
+    typer.Option(callback=_whole_number(1, MAX_THREADS),
+                 help=f"onnxruntime threads, 1 to {MAX_THREADS} (default: one per core)."),
 ]
 PrecisionOpt = Annotated[
     Precision,
@@ -42,11 +56,13 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
-JobsOpt = Annotated[int, typer.Option(min=1, max=MAX_JOBS, help="Files coded at once, for a folder or several files "
-                                      "(each holds its image in memory: up to 1.3 GB for a 24-megapixel photo; --tile 512 needs less).")]
+JobsOpt = Annotated[int, typer.Option(callback=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
+                                      "a folder or several files (each holds its image in memory: up to 1.3 GB for a "
+                                      "24-megapixel photo; --tile 512 needs less).")]
 MaxPixelsOpt = Annotated[
     int,
-    typer.Option(min=1, help="Refuse images with more pixels (default: Pillow's decompression-bomb threshold)."),
+    typer.Option(callback=_whole_number(1), help="Refuse images with more pixels (default: Pillow's decompression-bomb "
+                 "threshold)."),
 ]
 
 
@@ -83,13 +99,15 @@ FormatOpt = Annotated[
 
 
 def _tile_size(value: int) -> int:
+    if value < 64:
+        raise typer.BadParameter(f"{value} is less than 64, the smallest tile")
     if value % 64:
         raise typer.BadParameter(f"{value} is not a multiple of 64")
     return value
 
 
 def _tile_option(same: str) -> typer.models.OptionInfo:
-    return typer.Option(min=64, callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a "
+    return typer.Option(callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a "
                         f"multiple of 64): {same}; smaller tiles take more time and less memory (a 24-megapixel "
                         "image: 1.3 GB to encode and 1.1 GB to decode at 1024, 0.9 and 0.7 GB at 512).")
 
@@ -123,8 +141,8 @@ QualityOpt = Annotated[
 RefineOpt = Annotated[
     int,
     typer.Option(
-        min=0, max=1000, rich_help_panel=_RATE_PANEL,
-        help="Gradient steps on the latent before coding: much slower (each about 1.5 to 2 decodes' work), about 2% "
+        callback=_whole_number(0, 1000), rich_help_panel=_RATE_PANEL,
+        help="Gradient steps on the latent before coding, 0 to 1,000: much slower (each about 1.5 to 2 decodes' work), about 2% "
         "fewer bits for the same PSNR at 60 steps (first 6 Kodak images); 0 codes the network's first guess.",
     ),
 ]
@@ -146,7 +164,7 @@ TargetPsnrOpt = Annotated[
 MaxBytesOpt = Annotated[
     Optional[int],
     typer.Option(
-        min=1, rich_help_panel=_RATE_PANEL,
+        callback=_whole_number(1), rich_help_panel=_RATE_PANEL,
         help="Search the highest quality whose file has at most this many bytes (an error if even quality 1 is larger).",
     ),
 ]

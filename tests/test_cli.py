@@ -355,6 +355,22 @@ def test_info_on_several_files(png, tmp_path):
     assert result.exit_code == 0 and result.stdout.count("model_id: ") == 2
 
 
+@pytest.mark.parametrize(("command", "option", "value", "said"), [
+    ("encode", "--threads", "0", "0 is not a whole number from 1 to 256"),
+    ("decode", "--threads", "300", "300 is not a whole number from 1 to 256"),
+    ("encode", "--jobs", "65", "65 is not a whole number from 1 to 64"),
+    ("encode", "--max-pixels", "0", "0 is not a whole number of at least 1"),
+    ("encode", "--max-bytes", "-5", "-5 is not a whole number of at least 1"),
+    ("encode", "--refine", "1001", "1001 is not a whole number from 0 to 1,000"),
+    ("encode", "--tile", "0", "0 is less than 64, the smallest tile"),
+    ("decode", "--tile", "100", "100 is not a multiple of 64"),
+])
+def test_a_number_out_of_its_range_is_named(png, command, option, value, said):
+    """Typer 0.29 said "Input should be greater than or equal to 1", without the number given."""
+    result = run(command, png if command == "encode" else "x.nic", option, value)
+    assert result.exit_code == 2 and f"'{option}': {said}" in result.stderr, result.stderr
+
+
 def test_usage_errors_exit_2(png):
     assert run("encode", png, "--threads", "0").exit_code == 2
     assert run("encode", png, "--provider", "tpu").exit_code == 2
