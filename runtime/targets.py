@@ -73,7 +73,7 @@ def is_dir(path: Path) -> bool:
 
 def make_folder(folder: Path) -> None:
     """Create an output folder (and its parents), or name why it cannot be."""
-    from .files import nearest_existing, not_a_folder
+    from .files import check_writable, nearest_existing, not_a_folder
 
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -82,8 +82,6 @@ def make_folder(folder: Path) -> None:
         raise NicodecError(f"cannot create the output folder {folder}: {problem}") from None
     except OSError as exc:
         raise NicodecError(f"cannot create the output folder {folder}: {exc.strerror or exc}") from None
-    from .files import check_writable
-
     check_writable(folder)
 
 
