@@ -616,12 +616,13 @@ def test_a_rerun_with_a_smaller_max_bytes_keeps_the_files_above_it(tmp_path):
     src = _six_images(tmp_path / "src")
     assert run("encode", src, "-o", tmp_path / "out", "--quality", "90").exit_code == 0
     sizes = {p.name: p.stat().st_size for p in (tmp_path / "out").iterdir()}
-    limit = sorted(sizes.values())[2]  # three files are above it
+    limit = sorted(sizes.values())[2]  # the files above it break it; one of its size does not
+    big = sorted(name for name, size in sizes.items() if size > limit)
+    assert 0 < len(big) < 6, sizes  # up to three (the model's sizes may tie)
     result = run("encode", src, "-o", tmp_path / "out", "--max-bytes", limit)
     assert result.exit_code == 0, result.output
-    assert "6 files: 0 encoded, 3 up to date, 3 kept, 0 failed" in result.stdout
+    assert f"6 files: 0 encoded, {6 - len(big)} up to date, {len(big)} kept, 0 failed" in result.stdout
     kept = sorted(line for line in result.stderr.splitlines() if line.startswith("kept: "))
-    big = sorted(name for name, size in sizes.items() if size > limit)
     assert kept == [f"kept: {tmp_path / 'out' / name} is {sizes[name]:,} bytes, more than --max-bytes {limit:,}; "
                     "--force replaces it" for name in big]
     small = sorted(name for name, size in sizes.items() if size < 0.9 * limit)

@@ -794,9 +794,10 @@ def test_info_gives_sizes_as_encode_does(tmp_path):
 def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):
     plain, refined = tmp_path / "plain.nic", tmp_path / "refined.nic"
     assert run("encode", png, "-o", plain, "--provider", "cpu").exit_code == 0
-    # 10 steps: fewer lose to the default encoder's rounding on this image, and the encoder
-    # then keeps the unrefined file (tests/test_refine.py).
-    result = run("encode", png, "-o", refined, "--provider", "cpu", "--refine", 10)
+    # 20 steps: fewer can lose to the default encoder's rounding on this image (10 do with
+    # nicodec-mshp-vr-4d, 15 do not), and the encoder then keeps the unrefined file
+    # (tests/test_refine.py).
+    result = run("encode", png, "-o", refined, "--provider", "cpu", "--refine", 20)
     assert result.exit_code == 0, result.output
     assert refined.read_bytes() != plain.read_bytes()
     out = tmp_path / "back.png"

@@ -203,21 +203,35 @@ def test_pixel_limit_is_checked_before_work(photo):
         small.encode(photo)
 
 
-def test_a_file_of_the_shipped_model_decodes_to_the_integers_it_was_made_of(codec):
-    """tests/data/made-by-vr-3.nic: synthetic_photo(96, 128, seed=7) at quality 56, made by
-    nicodec-mshp-vr-3 (the shipped model, or one that lists it under decodes_files_of)."""
+@pytest.mark.parametrize("name, made_by, made_hash, decoded_by, digest", [
+    # The shipped model's own file.
+    ("made-by-vr-4d.nic", "nicodec-mshp-vr-4d", "ab8c5bb889abe006", "default",
+     "bdf6612e06d0a613c30084a84f897718a84923b9cd3e98e011c117106365338c"),
+    # A file of nicodec-mshp-vr-3 (the network vr-3d fine-tuned), which the model shipped before,
+    # nicodec-mshp-vr-3d, decodes (its decodes_files_of): the package keeps vr-3d under
+    # models/earlier, and Codec() hands the file on to it.
+    ("made-by-vr-3.nic", "nicodec-mshp-vr-3", "7e111a2ca9349805", "nicodec-mshp-vr-3d",
+     "a5f9fa17317cd110295b90db6d828dab989b5df64e527179d8c8042f1700fea0"),
+])
+def test_a_file_of_a_model_this_nicodec_keeps_decodes_to_the_integers_it_was_made_of(
+        codec, name, made_by, made_hash, decoded_by, digest):
+    """tests/data/made-by-*.nic: synthetic_photo(96, 128, seed=7) coded at quality 56 by the model
+    named (``Codec().encode(Image.fromarray(synthetic_photo(96, 128, seed=7)), quality=56)`` with
+    that model shipped); the digest is of the integers it decoded then (z_hat, symbols, mean_q as
+    little-endian int32), so the entropy side of the model that reads it now is that model's."""
     import hashlib
 
-    data = (Path(__file__).parent / "data" / "made-by-vr-3.nic").read_bytes()
+    from nicodec.model import default_model_dir, earlier_models_dir, package_model_for
+
+    data = (Path(__file__).parent / "data" / name).read_bytes()
     header = nicformat.unpack(data)[0]
-    assert (header.model_id, header.model_hash.hex()) == ("nicodec-mshp-vr-3", "7e111a2ca9349805")
-    made_by = ("nicodec-mshp-vr-3", header.model_hash)
-    assert header.model_hash == codec.model.model_hash or made_by in codec.model.decodes_files_of
-    # The integers nicodec-mshp-vr-3 decoded from this file when it was made (z_hat, symbols,
-    # mean_q as little-endian int32).
+    assert (header.model_id, header.model_hash.hex()) == (made_by, made_hash)
+    folder = default_model_dir() if decoded_by == "default" else earlier_models_dir() / decoded_by
+    assert package_model_for(made_by, header.model_hash) == (
+        codec.model_id if decoded_by == "default" else decoded_by, folder)
     _, z_hat, symbols, mean_q = codec.decode_symbols(data)
     integers = b"".join(np.ascontiguousarray(a, dtype="<i4").tobytes() for a in (z_hat, symbols, mean_q))
-    assert hashlib.sha256(integers).hexdigest() == "a5f9fa17317cd110295b90db6d828dab989b5df64e527179d8c8042f1700fea0"
+    assert hashlib.sha256(integers).hexdigest() == digest
     assert psnr(codec.decode(data, as_array=True), synthetic_photo(96, 128, seed=7)) > 33
 
 
@@ -254,8 +268,8 @@ def test_a_file_of_an_earlier_build_decodes_as_that_build_decoded_it(codec, name
 ])
 def test_files_of_models_with_another_entropy_model_are_refused_by_name(codec, name, made_by):
     """Files of models whose entropy model was retrained since (vr-2 after vr-1wd, vr-3 after
-    vr-2d): their tables are not this model's, so they are refused, naming the model that made
-    them."""
+    vr-2d, vr-4 after vr-3d) and that no earlier model the package keeps decodes: their tables
+    are not this model's, so they are refused, naming the model that made them."""
     data = (Path(__file__).parent / "data" / name).read_bytes()
     assert nicformat.unpack(data)[0].model_id == made_by
     with pytest.raises(nicodec.ModelMismatchError, match=made_by):

@@ -12,8 +12,9 @@
 # shards up to the limit (about 330 to 370 with the shipped model folder, 18.5 MiB, moved out
 # of the checkout for the run as it prints; about 230 without --without, and the folder
 # stays), then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
-# Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3); 5 (its last 8
-# files are held out and never copied to train/) and 0 come next.
+# Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3), 5 (its last 8
+# files are held out and never copied to train/) and 0 (vr-4); every shard has been seen
+# once or twice, so 1 and 2 come next.
 # Back here: about 30 minutes of work and 40 of waiting (rehearsed on a CPU-made stand-in,
 # 2026-12-03, by a review that found the earlier list wrong in places; NEW is the new model's
 # id, e.g. nicodec-mshp-vr-4, OLD the shipped one's; FILES_AT is where the run's files came back):
@@ -54,20 +55,22 @@
 #      "What the model does poorly"), docs/training.md, docs/install.md, docs/cli.md,
 #      docs/benchmarks.md (the speed table), benchmarks/rd.py's docstring, a line in
 #      training/LOG.md; "files made by vr-1 to vr-2d" stays (OLD's files still decode); and
-#      pyproject's version, to the next minor (0.1.0 since the first model; a new model makes
+#      pyproject's version, to the next minor (0.1.0 from vr-1 to vr-3d, 0.2.0 from vr-4d; a new model makes
 #      files that older releases refuse, and the version is what a user can name).
-# With 15 minutes of device time (2026-11-30): the 600 s run took 557 s of device time with
-# the machine's start; while it was still warm, a second run of 200 s continued from the
-# first's weights: cp $OUT/slim.pt data/gpu/init.pt, move the checkpoint out of the checkout
-# (so the data still fits), then INIT=data/gpu/init.pt MINUTES=2.8 LIMIT=255 LR=3e-5
-# WARMUP=50 PROBE= with a timeout of 265 s (the same twice so far: vr-2 and vr-3, about 12.8
-# minutes of device time each: vr-3's run 1 held the machine 563 s for 480 s of training,
-# run 2 205 s for 168 s, and 2 minutes went unused; MINUTES=8.8 in run 1 and MINUTES=3.5
-# LIMIT=280 with a timeout of 285 s in run 2 would use most of them, if the copy between the
-# two is quick; while the machine is warm, run 1's runs/gpu/last.pt, fp32 and git-ignored, is
-# still in its checkout, and INIT=runs/gpu/last.pt skips the copy and the move: tried on a CPU
-# only, and a machine that went back meanwhile has none, so the copy stays the sure way). Then decoder_finetune on the CPU (45 minutes with encoding the crops;
-# docs/training.md) gained another 1.4% (vr-2 -> vr-2d), 1.2% (vr-3 -> vr-3d).
+# With 15 minutes of device time: run 1 as above with MINUTES=8.8 (vr-4, 2026-12-04: 527 s of
+# training, 558 s of wall time, the machine held 593 s with its start); then at once, while
+# the machine is warm (it goes back 30 s after a command), run 2 from run 1's last weights,
+# which are still in that machine's checkout (runs/gpu is git-ignored, so kept between calls):
+#   cp runs/gpu/last.pt /tmp/init.pt && INIT=/tmp/init.pt MINUTES=3.2 LIMIT=265 LR=3e-5 \
+#     WARMUP=50 bash training/gpu_run.sh     (carry ["data/gpu"], timeout 275 s)
+# (192 s of training, 221 s of wall time; 827 s of the 900 held in all, 72 s left). The copy
+# to /tmp keeps --force from facing its own init. Have that call ready before run 1 returns:
+# a machine that went back has no runs/gpu, and too little time is left to start another.
+# vr-2 and vr-3 did run 2 from a copy of $OUT/slim.pt brought back here into data/gpu (the
+# checkpoint moved out of the checkout to make room): 8.0 + 2.8 minutes of training in 12.8
+# device minutes. Then decoder_finetune on the CPU (30 to 45 minutes with encoding the crops;
+# docs/training.md) gained another 1.4% (vr-2 -> vr-2d), 1.2% (vr-3 -> vr-3d), about 1.1%
+# (vr-4 -> vr-4d).
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
