@@ -319,17 +319,32 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
 
 
+FORMATS_READ_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",
+                                      "DDS", "PCX", "JPEG2000"})
+"""Formats whose cut-short files ``Image.verify`` lets through (it checks a PNG's chunks, a
+WebP's, AVIF's or ICO's structure, and nothing of these): an existing output in one of them is
+decoded in full to count as up to date. Most store their pixels raw or nearly (TIFF, BMP and
+PPM as Pillow writes them: a copy of the bytes); a JPEG is decoded at an eighth of its size
+(``draft``), which still reads every byte of its scans."""
+
+
 def _unreadable_image(path: Path) -> Optional[str]:
     """Why the existing image ``path`` is no decoded output to keep as up to date (empty, not an
-    image, or cut short where its format can tell: a PNG's chunks are checked to their end), or
-    None. Its pixels are not decoded."""
+    image, or cut short: a PNG's chunks are checked to their end, and the formats of
+    ``FORMATS_READ_TO_THE_END`` are decoded), or None."""
     from PIL import Image
 
     try:
         if path.stat().st_size == 0:
             return "is empty"
         with Image.open(path) as image:
+            fmt = image.format
             image.verify()
+        if fmt in FORMATS_READ_TO_THE_END:  # verify leaves the image unusable: opened again
+            with Image.open(path) as image:
+                if fmt in ("JPEG", "MPO"):
+                    image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+                image.load()
     except Image.DecompressionBombError:  # an image, larger than Pillow opens: for --max-pixels to judge
         return None
     except OSError as exc:

@@ -682,6 +682,28 @@ def test_a_decode_rerun_keeps_outputs_that_are_empty_or_damaged(tmp_path):
     assert (back / "2.png").read_bytes() == whole
 
 
+@pytest.mark.parametrize("suffix", [".jpg", ".tiff", ".bmp"])
+def test_a_decode_rerun_keeps_outputs_cut_short_in_formats_verify_does_not_check(tmp_path, suffix):
+    """Pillow's verify checks a PNG's chunks and nothing of these: a JPEG, TIFF or BMP output
+    cut short (a copy that stopped) was up to date, its missing rows never written again."""
+    src = _six_images(tmp_path / "src")
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    back = tmp_path / "back"
+    assert run("decode", tmp_path / "nic", "-o", back, "--format", suffix).exit_code == 0
+    whole = (back / f"0{suffix}").read_bytes()
+    (back / f"0{suffix}").write_bytes(whole[:-10])
+    result = run("decode", tmp_path / "nic", "-o", back, "--format", suffix)
+    assert result.exit_code == 0, result.output
+    assert "6 files: 0 decoded, 5 up to date, 1 kept, 0 failed" in result.stdout, result.stdout
+    kept = [line for line in result.stderr.splitlines() if line.startswith("kept: ")]
+    assert len(kept) == 1, result.stderr
+    assert kept[0].startswith(f"kept: {back / f'0{suffix}'} cannot be read as an image (image file is truncated")
+    assert kept[0].endswith("; --force replaces it")
+    assert (back / f"0{suffix}").read_bytes() == whole[:-10]  # kept as it was
+    assert run("decode", tmp_path / "nic", "-o", back, "--format", suffix, "--force").exit_code == 0
+    assert (back / f"0{suffix}").read_bytes() == whole
+
+
 def test_an_interrupted_batch_lists_the_failures_before_it(tmp_path, monkeypatch):
     """They were listed only at a batch's end, which an interrupted batch never reaches."""
     from nicodec.codec import Codec
