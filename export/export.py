@@ -33,6 +33,7 @@ from rich.text import Text
 from nicodec import exactness
 from nicodec.batch import Terminated, signals_held, stop_like_ctrl_c
 from nicodec.errors import NicodecError
+from nicodec.options import quality_parser
 from nicodec.files import nearest_existing
 from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
@@ -510,7 +511,7 @@ def main(
     model_id: Annotated[Optional[str], typer.Option(help="Identity written into every file (default: from the folder name).")] = None,
     force: Annotated[bool, typer.Option(help="Replace OUT if it is a model folder (the old one stays whole until the new one is in place).")] = False,
     default_quality: Annotated[Optional[float], typer.Option(
-        min=1, max=100, help="Variable-rate models: the quality used when none is asked for (default: the first "
+        parser=quality_parser(), help="Variable-rate models: the quality used when none is asked for (default: the first "
         f"--decodes-files-of model's, else {DEFAULT_QUALITY:g}).")] = None,
     decodes_files_of: Annotated[Optional[list[Path]], typer.Option(
         exists=True, file_okay=False, help="An earlier model folder whose files the new model is to decode too: "

@@ -27,15 +27,36 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
-def _whole_number(low: int, high: int | None = None) -> Callable[[int | None], int | None]:
-    """A callback that refuses a number outside ``low`` to ``high`` saying which number it was
-    (Typer 0.29's own range check says "Input should be greater than or equal to 1", without it)."""
-    def check(value: int | None) -> int | None:
-        if value is not None and not (low <= value and (high is None or value <= high)):
-            span = f"from {low:,} to {high:,}" if high is not None else f"of at least {low:,}"
-            raise typer.BadParameter(f"{value} is not a whole number {span}")
+def _whole_number(low: int, high: int | None = None) -> Callable[[str | int], int]:
+    """A ``parser`` that reads a whole number from ``low`` to ``high`` and refuses anything else
+    saying which value it was. Typer's own type and range checks (0.29) said "Input should be a
+    valid integer, unable to parse string as an integer" or "Input should be greater than or
+    equal to 1", without it. Click gives it the text, or the default as it is."""
+    span = f"from {low:,} to {high:,}" if high is not None else f"of {low:,} or more"
+
+    def integer(text: str | int) -> int:  # the name: Click's metavar for it (INTEGER)
+        try:
+            value = text if isinstance(text, int) else int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not (low <= value and (high is None or value <= high)):
+            raise typer.BadParameter(f"{text} is not a whole number {span}")
         return value
-    return check
+    return integer
+
+
+def _number(what: str, ok: Callable[[float], bool]) -> Callable[[str | float], float]:
+    """A ``parser`` that reads a number ``ok`` accepts and refuses anything else as not ``what``
+    (``nan`` and ``inf`` read as numbers, for ``ok`` to judge)."""
+    def number(text: str | float) -> float:  # Click's metavar: NUMBER
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not ok(value):
+            raise typer.BadParameter(f"{text} is not {what}")
+        return value
+    return number
 
 
 ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
@@ -43,7 +64,7 @@ MAX_JOBS = 64
 """The most files a batch codes at once: beyond a machine's cores more only adds memory."""
 ThreadsOpt = Annotated[
     Optional[int],
-    typer.Option(callback=_whole_number(1, MAX_THREADS),
+    typer.Option(parser=_whole_number(1, MAX_THREADS),
                  help=f"onnxruntime threads, 1 to {MAX_THREADS} (default: one per core)."),
 ]
 PrecisionOpt = Annotated[
@@ -56,12 +77,12 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option(help="Show the full traceback on errors.")]
-JobsOpt = Annotated[int, typer.Option(callback=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
+JobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
                                       "a folder or several files (each holds its image in memory: up to 1.3 GB for a "
                                       "24-megapixel photo; --tile 512 needs less).")]
 MaxPixelsOpt = Annotated[
     int,
-    typer.Option(callback=_whole_number(1), help="Refuse images with more pixels (default: Pillow's decompression-bomb "
+    typer.Option(parser=_whole_number(1), help="Refuse images with more pixels (default: Pillow's decompression-bomb "
                  "threshold)."),
 ]
 
@@ -98,16 +119,23 @@ FormatOpt = Annotated[
 ]
 
 
-def _tile_size(value: int) -> int:
-    if value < 64:
-        raise typer.BadParameter(f"{value} is less than 64, the smallest tile")
-    if value % 64:
-        raise typer.BadParameter(f"{value} is not a multiple of 64")
-    return value
+def _tile_size() -> Callable[[str | int], int]:
+    """``--tile``'s parser: a whole number of pixels, 64 or more, a multiple of 64."""
+    def integer(text: str | int) -> int:
+        try:
+            value = text if isinstance(text, int) else int(text, 10)
+        except ValueError:
+            raise typer.BadParameter(f"{text} is not a whole number") from None
+        if value < 64:
+            raise typer.BadParameter(f"{value} is less than 64, the smallest tile")
+        if value % 64:
+            raise typer.BadParameter(f"{value} is not a multiple of 64")
+        return value
+    return integer
 
 
 def _tile_option(same: str) -> typer.models.OptionInfo:
-    return typer.Option(callback=_tile_size, help="Run the networks on tiles of this many pixels a side (a "
+    return typer.Option(parser=_tile_size(), help="Run the networks on tiles of this many pixels a side (a "
                         f"multiple of 64): {same}; smaller tiles take more time and less memory (a 24-megapixel "
                         "image: 1.3 GB to encode and 1.1 GB to decode at 1024, 0.9 and 0.7 GB at 512).")
 
@@ -117,31 +145,30 @@ DecodeTileOpt = Annotated[int, _tile_option("the same pixels")]
 _RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
 
 
-def _quality_range(value: Optional[float]) -> Optional[float]:
-    from .model import QUALITY_MAX, QUALITY_MIN
+def quality_parser() -> Callable[[str | float], float]:
+    """``--quality``'s parser, and ``nicodec-export --default-quality``'s (the model module, which
+    loads numpy, imported at its first use)."""
+    def number(text: str | float) -> float:
+        from .model import QUALITY_MAX, QUALITY_MIN
 
-    if value is not None and not QUALITY_MIN <= value <= QUALITY_MAX:  # NaN fails too
-        raise typer.BadParameter(f"{value} is not a quality from {QUALITY_MIN:g} to {QUALITY_MAX:g}")
-    return value
+        return _number(f"a quality from {QUALITY_MIN:g} to {QUALITY_MAX:g}", lambda v: QUALITY_MIN <= v <= QUALITY_MAX)(text)
+    return number
 
 
-def _positive(value: Optional[float]) -> Optional[float]:
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"{value} is not a positive number")
-    return value
+_positive = _number("a positive number", lambda v: math.isfinite(v) and v > 0)
 
 
 QualityOpt = Annotated[
     Optional[float],
     typer.Option(
-        callback=_quality_range, rich_help_panel=_RATE_PANEL,
+        parser=quality_parser(), rich_help_panel=_RATE_PANEL,
         help="From 1 (smallest file) to 100 (best picture), any number between (default: the model's, 56 for the shipped one).",
     ),
 ]
 RefineOpt = Annotated[
     int,
     typer.Option(
-        callback=_whole_number(0, 1000), rich_help_panel=_RATE_PANEL,
+        parser=_whole_number(0, 1000), rich_help_panel=_RATE_PANEL,
         help="Gradient steps on the latent before coding, 0 to 1,000: much slower (each about 1.5 to 2 decodes' work), about 2% "
         "fewer bits for the same PSNR at 60 steps (first 6 Kodak images); 0 codes the network's first guess.",
     ),
@@ -149,14 +176,14 @@ RefineOpt = Annotated[
 TargetBppOpt = Annotated[
     Optional[float],
     typer.Option(
-        callback=_positive, rich_help_panel=_RATE_PANEL,
+        parser=_positive, rich_help_panel=_RATE_PANEL,
         help="Search the quality for the file closest to this many bits per pixel (the closest reachable if out of reach).",
     ),
 ]
 TargetPsnrOpt = Annotated[
     Optional[float],
     typer.Option(
-        callback=_positive, rich_help_panel=_RATE_PANEL,
+        parser=_positive, rich_help_panel=_RATE_PANEL,
         help="Search the lowest quality whose decoded picture reaches this PSNR in dB (the best reachable if out of "
         "reach); over the visible pixels of a transparent image, unless --exact.",
     ),
@@ -164,7 +191,7 @@ TargetPsnrOpt = Annotated[
 MaxBytesOpt = Annotated[
     Optional[int],
     typer.Option(
-        callback=_whole_number(1), rich_help_panel=_RATE_PANEL,
+        parser=_whole_number(1), rich_help_panel=_RATE_PANEL,
         help="Search the highest quality whose file has at most this many bytes (an error if even quality 1 is larger).",
     ),
 ]

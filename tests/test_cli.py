@@ -359,14 +359,22 @@ def test_info_on_several_files(png, tmp_path):
     ("encode", "--threads", "0", "0 is not a whole number from 1 to 256"),
     ("decode", "--threads", "300", "300 is not a whole number from 1 to 256"),
     ("encode", "--jobs", "65", "65 is not a whole number from 1 to 64"),
-    ("encode", "--max-pixels", "0", "0 is not a whole number of at least 1"),
-    ("encode", "--max-bytes", "-5", "-5 is not a whole number of at least 1"),
+    ("encode", "--max-pixels", "0", "0 is not a whole number of 1 or more"),
+    ("encode", "--max-bytes", "-5", "-5 is not a whole number of 1 or more"),
     ("encode", "--refine", "1001", "1001 is not a whole number from 0 to 1,000"),
     ("encode", "--tile", "0", "0 is less than 64, the smallest tile"),
     ("decode", "--tile", "100", "100 is not a multiple of 64"),
+    ("encode", "--threads", "x", "x is not a whole number from 1 to 256"),
+    ("encode", "--max-bytes", "1.5", "1.5 is not a whole number of 1 or more"),
+    ("decode", "--tile", "big", "big is not a whole number"),
+    ("encode", "--quality", "high", "high is not a quality from 1 to 100"),
+    ("encode", "--quality", "nan", "nan is not a quality from 1 to 100"),
+    ("encode", "--target-bpp", "0.5bpp", "0.5bpp is not a positive number"),
+    ("encode", "--target-psnr", "-3", "-3 is not a positive number"),
 ])
 def test_a_number_out_of_its_range_is_named(png, command, option, value, said):
-    """Typer 0.29 said "Input should be greater than or equal to 1", without the number given."""
+    """Typer 0.29 said "Input should be greater than or equal to 1", without the number given,
+    and "Input should be a valid integer, unable to parse string as an integer" for a word."""
     result = run(command, png if command == "encode" else "x.nic", option, value)
     assert result.exit_code == 2 and f"'{option}': {said}" in result.stderr, result.stderr
 
