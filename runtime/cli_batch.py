@@ -153,7 +153,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         data, result = rate.encode(codec, item.source, options)
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes)) as late:
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force, created=writing_to)
         if late:
             return late[0]
@@ -177,7 +177,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                                               ("--strip", options.get("strip")), ("--exact", options.get("exact")))
                  if given]
     _run_tree("encode", items, work, force, jobs, debug,
-              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes), unchecked=unchecked,
+              differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source), unchecked=unchecked,
               doubtful=lambda item: _far_from_target(item.target, rate))
 
 
@@ -205,13 +205,15 @@ search meets a bpp target within 1% and comes within 1% under a byte budget, but
 flat image may end farther (its size moves in steps, or little with the quality)."""
 
 
-def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Optional[int] = None) -> Optional[str]:
+def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Optional[int] = None,
+                    source: Optional[Path] = None) -> Optional[str]:
     """How the existing ``path`` differs from the file this run would write at ``quality`` (None:
     any), from its header and size alone: not a nicodec file, cut short, another model, another
-    quality, more bytes than ``max_bytes``; None if none of these (a file made for another rate
-    target, or with ``--refine``, ``--strip`` or ``--exact``, is not told apart, nor a damaged
-    payload of the right length: ``verify`` checks that; :func:`_far_from_target` notes what
-    a file's size suggests)."""
+    quality, more bytes than ``max_bytes``, or a picture of another size than ``source``'s
+    (its header's, either way round: an EXIF orientation may turn it); None if none of these (a
+    file made for another rate target, or with ``--refine``, ``--strip`` or ``--exact``, is not
+    told apart, nor a damaged payload of the right length: ``verify`` checks that;
+    :func:`_far_from_target` notes what a file's size suggests)."""
     from . import format as nicformat
 
     try:
@@ -232,6 +234,13 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Opti
         return f"was made at quality {quality_text(header.quality)}, not {quality_text(quality)}"
     if max_bytes is not None and size > max_bytes:
         return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
+    if source is not None:
+        from .images import _header_size
+
+        now = _header_size(source)  # None: not Pillow's own plugin, or damaged (coding it would say so)
+        if now is not None and sorted(now) != sorted((header.width, header.height)):
+            return (f"was made from a {header.width}x{header.height} picture, and {source} is {now[0]}x{now[1]} "
+                    "(replaced by a copy with an older date?)")
     return None
 
 

@@ -273,6 +273,34 @@ def test_encode_tree_at_a_quality(tmp_path):
     assert result.exit_code == 2 and not (tmp_path / "bad").exists()
 
 
+def test_a_photo_replaced_by_an_older_dated_copy_of_another_size_is_not_up_to_date(tmp_path):
+    """cp -p, rsync -t or a tool that dates files by their EXIF gave the new photo an older date
+    than its .nic, which counted up to date; the header's size tells a photo of another size.
+    An EXIF orientation that turns the picture is no change."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(64, 96, seed=1)).save(src / "x.png")
+    turned = Image.fromarray(synthetic_photo(64, 96, seed=2))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored 96 wide, shown 64 wide
+    turned.save(src / "y.jpg", exif=exif, quality=95)
+    out = tmp_path / "out"
+    assert run("encode", src, "-o", out).exit_code == 0
+    assert nicformat.read_header((out / "y.nic").read_bytes())[0].width == 64
+    made = (out / "x.nic").read_bytes()
+    assert "0 encoded, 2 up to date, 0 kept" in run("encode", src, "-o", out).stdout
+    Image.fromarray(synthetic_photo(80, 96, seed=3)).save(src / "x.png")
+    before = (out / "x.nic").stat().st_mtime_ns - 10**10
+    os.utime(src / "x.png", ns=(before, before))
+    result = run("encode", src, "-o", out)
+    assert result.exit_code == 0 and "0 encoded, 1 up to date, 1 kept" in result.stdout, result.output
+    assert (f"kept: {out / 'x.nic'} was made from a 96x64 picture, and {src / 'x.png'} is 96x80 (replaced by a copy "
+            "with an older date?); --force replaces it") in result.stderr
+    assert (out / "x.nic").read_bytes() == made
+    assert run("encode", src / "x.png", "-o", out / "x.nic", "--force").exit_code == 0
+    assert nicformat.read_header((out / "x.nic").read_bytes())[0].height == 80
+
+
 def test_a_newer_output_made_otherwise_is_kept_not_counted_up_to_date(tmp_path):
     """Another quality, another model or a file that is no .nic: listed as kept (not skipped
     as up to date), left as it is; --force re-encodes it at the settings asked for."""
