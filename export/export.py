@@ -33,13 +33,13 @@ from rich.text import Text
 from nicodec import exactness
 from nicodec.batch import Terminated, signals_held, stop_like_ctrl_c
 from nicodec.errors import NicodecError
-from nicodec.options import quality_parser
 from nicodec.files import nearest_existing
 from nicodec.format import FORMAT_VERSION, model_id_problem
 from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
     ModelFiles, decoding_fields, default_model_dir, earlier_model_problem, manifest_hash, quality_position, sha256_file,
 )
+from nicodec.options import quality_parser
 from nicodec.training.integer import MEAN_BITS, integer_parameters
 from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, scale_table
 from nicodec.training.train import load_model

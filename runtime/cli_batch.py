@@ -236,8 +236,10 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Opti
         return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
     if source is not None:
         from .images import _header_size
+        from .outputs import quietly
 
-        now = _header_size(source)  # None: not Pillow's own plugin, or damaged (coding it would say so)
+        with quietly():  # a plugin's own (an ICO's "not the expected size"): coding it says them
+            now = _header_size(source)  # None: not Pillow's own plugin, or damaged (coding it would say so)
         if now is not None and sorted(now) != sorted((header.width, header.height)):
             return (f"was made from a {header.width}x{header.height} picture, and {source} is {now[0]}x{now[1]} "
                     "(replaced by a copy with an older date?)")
@@ -328,32 +330,64 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
 
 
-FORMATS_READ_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",
-                                      "DDS", "PCX", "JPEG2000"})
-"""Formats whose cut-short files ``Image.verify`` lets through (it checks a PNG's chunks, a
-WebP's, AVIF's or ICO's structure, and nothing of these): an existing output in one of them is
-decoded in full to count as up to date. Most store their pixels raw or nearly (TIFF, BMP and
-PPM as Pillow writes them: a copy of the bytes); a JPEG is decoded at an eighth of its size
-(``draft``), which still reads every byte of its scans."""
+DECODED_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "AVIF", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",
+                                "DDS", "PCX", "JPEG2000"})
+"""Formats of which Pillow's ``verify`` checks nothing, or not to the end (AVIF: its boxes,
+not the last of the picture's bytes): an existing output in one of them is decoded to its end,
+unless :func:`_ends_short` tells from its header and size where its data ends. ``verify`` reads
+the others, a PNG's chunks and their CRCs, WebP's RIFF sizes, an ICO's images (a file that
+lacks only its last bytes, a PNG's IEND chunk, has its pixels whole)."""
+
+
+def _ends_short(image, path: Path, size: int) -> Optional[str]:
+    """Why an image whose header places its pixels beyond the file's ``size`` bytes is cut
+    short, "" if it is not, or None where that is not told this cheaply (it is decoded then):
+    a JPEG that does not end with its end-of-image marker (Pillow writes it last), an
+    uncompressed TIFF's strips or tiles, an uncompressed BMP's rows."""
+    fmt = image.format
+    if fmt in ("JPEG", "MPO"):
+        with open(path, "rb") as f:
+            f.seek(max(0, size - 2))
+            return "" if f.read(2) == b"\xff\xd9" else "is cut short (it does not end with JPEG's end-of-image marker)"
+    if fmt == "TIFF":
+        tags = image.tag_v2
+        if tags.get(259, 1) != 1:  # compressed (as Pillow writes TIFF, it is not): JPEG's tables may follow the strips
+            return None
+        offsets, counts = (tags.get(273), tags.get(279)) if 273 in tags else (tags.get(324), tags.get(325))
+        if not offsets or not counts or len(offsets) != len(counts):
+            return None
+        end = max(offset + count for offset, count in zip(offsets, counts))
+    elif fmt in ("BMP", "DIB") and len(image.tile) == 1 and image.tile[0][0] == "raw":
+        _, extents, offset, args = image.tile[0]
+        if not (isinstance(args, tuple) and len(args) >= 2 and isinstance(args[1], int) and args[1] > 0):
+            return None
+        end = offset + args[1] * (extents[3] - extents[1])
+    else:
+        return None
+    return "" if end <= size else f"is cut short ({size:,} bytes where its header places pixels up to {end:,})"
 
 
 def _unreadable_image(path: Path) -> Optional[str]:
     """Why the existing image ``path`` is no decoded output to keep as up to date (empty, not an
-    image, or cut short: a PNG's chunks are checked to their end, and the formats of
-    ``FORMATS_READ_TO_THE_END`` are decoded), or None."""
+    image, or cut short: ``DECODED_TO_THE_END``'s formats checked by :func:`_ends_short` or
+    decoded, the others verified as far as Pillow does), or None."""
     from PIL import Image
 
+    from .outputs import quietly
+
     try:
-        if path.stat().st_size == 0:
+        size = path.stat().st_size
+        if size == 0:
             return "is empty"
-        with Image.open(path) as image:
-            fmt = image.format
-            image.verify()
-        if fmt in FORMATS_READ_TO_THE_END:  # verify leaves the image unusable: opened again
-            with Image.open(path) as image:
-                if fmt in ("JPEG", "MPO"):
-                    image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
+        with quietly(), Image.open(path) as image:  # a plugin's own ("Truncated File Read"): the outcome says it
+            if image.format not in DECODED_TO_THE_END:
+                image.verify()
+                return None
+            short = _ends_short(image, path, size)
+            if short is None:
                 image.load()
+            elif short:
+                return short
     except Image.DecompressionBombError:  # an image, larger than Pillow opens: for --max-pixels to judge
         return None
     except OSError as exc:

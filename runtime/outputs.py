@@ -14,7 +14,10 @@ from __future__ import annotations
 import codecs
 import functools
 import io
-from collections.abc import Callable
+import threading
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 from . import alpha as alpha_section
 from . import format as nicformat
@@ -398,19 +401,30 @@ structure, which a ``.nic`` file may carry as its source had it, fails them. It 
 these, with a warning, and kept as it is by the others."""
 
 
+@contextmanager
+def quietly() -> Iterator[None]:
+    """Pillow's warnings inside the block ignored, on the main thread: ``catch_warnings`` swaps
+    the process's filters and puts them back after, so two threads' blocks that overlap could
+    leave them ignoring every warning for good. On another thread (a batch's workers) the
+    block's warnings go through, to nicodec's one-line ``warning:`` where the CLI reports."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def _tiff_structure(exif: bytes) -> bool:
     """Whether an EXIF packet is a TIFF structure, after ``Exif\\0\\0`` when it starts so, that
     Pillow reads (damaged entries inside it are its own warnings, not a failure)."""
-    import warnings
-
     from PIL import Image
 
     body = exif[6:] if exif.startswith(b"Exif\0\0") else exif
     if not body.startswith((b"II*\0", b"MM\0*")):
         return False
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        with quietly():
             Image.Exif().load(bytes(exif))
     except Exception:  # noqa: BLE001 - whatever Pillow's TIFF reader raises on it, it is not one
         return False

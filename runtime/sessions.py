@@ -432,9 +432,9 @@ def create_session(
     if providers[0] == CPU:
         # onnxruntime's memory pattern plans, after a first run, one block for all of a run's
         # tensors of that shape, and takes it from the arena at the next run besides the blocks the
-        # first run left there: on 2 cores, the second Kodak image of a process took 480 + 600 ms
-        # to encode and decode, the later ones 215 + 260, and over Kodak's 24 images the process
-        # peaked at 877 MiB against 560 without it, and took 5.5 + 6.5 s against 5.2 + 6.2.
+        # first run left there: over Kodak's 24 images a process peaked at 877 MiB against 560
+        # without it, and in some runs took twice as long for its second image (480 + 600 ms to
+        # encode and decode, against 215 + 260; docs/benchmarks.md).
         options.enable_mem_pattern = False
     # Fatal messages only: a node that fails (out of memory, under a ulimit) was also logged on
     # stderr, in colour, before nicodec's own message; the exception carries the same text, and

@@ -710,10 +710,16 @@ def test_a_decode_rerun_keeps_outputs_that_are_empty_or_damaged(tmp_path):
     assert (back / "2.png").read_bytes() == whole
 
 
-@pytest.mark.parametrize("suffix", [".jpg", ".tiff", ".bmp"])
-def test_a_decode_rerun_keeps_outputs_cut_short_in_formats_verify_does_not_check(tmp_path, suffix):
-    """Pillow's verify checks a PNG's chunks and nothing of these: a JPEG, TIFF or BMP output
-    cut short (a copy that stopped) was up to date, its missing rows never written again."""
+@pytest.mark.parametrize(("suffix", "said"), [
+    (".jpg", "is cut short (it does not end with JPEG's end-of-image marker)"),
+    (".tiff", "is cut short ({size:,} bytes where its header places pixels up to {whole:,})"),
+    (".bmp", "is cut short ({size:,} bytes where its header places pixels up to {whole:,})"),
+    (".avif", "cannot be read as an image ("),
+])
+def test_a_decode_rerun_keeps_outputs_cut_short_in_formats_verify_does_not_check(tmp_path, suffix, said):
+    """Pillow's verify checks a PNG's chunks and nothing of these (of an AVIF, its boxes): a
+    JPEG, TIFF, BMP or AVIF output cut short (a copy that stopped) was up to date, its missing
+    rows never written again. JPEG, TIFF and BMP are told from their headers and last bytes."""
     src = _six_images(tmp_path / "src")
     assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
     back = tmp_path / "back"
@@ -725,7 +731,7 @@ def test_a_decode_rerun_keeps_outputs_cut_short_in_formats_verify_does_not_check
     assert "6 files: 0 decoded, 5 up to date, 1 kept, 0 failed" in result.stdout, result.stdout
     kept = [line for line in result.stderr.splitlines() if line.startswith("kept: ")]
     assert len(kept) == 1, result.stderr
-    assert kept[0].startswith(f"kept: {back / f'0{suffix}'} cannot be read as an image (image file is truncated")
+    assert kept[0].startswith(f"kept: {back / f'0{suffix}'} {said.format(size=len(whole) - 10, whole=len(whole))}")
     assert kept[0].endswith("; --force replaces it")
     assert (back / f"0{suffix}").read_bytes() == whole[:-10]  # kept as it was
     assert run("decode", tmp_path / "nic", "-o", back, "--format", suffix, "--force").exit_code == 0
@@ -1528,3 +1534,31 @@ def test_a_batch_keeps_a_few_items_submitted_at_a_time(monkeypatch, jobs):
     summary = batch.run(items, work, force=True, jobs=jobs)
     assert len(submitted) == len(coded) == 200
     assert [outcome.item for outcome in summary.outcomes] == items and summary.count("done") == 200
+
+
+def test_quietly_leaves_the_warning_filters_alone_off_the_main_thread():
+    """catch_warnings swaps the process's filters and restores them after: two workers' blocks
+    that overlapped could restore each other's "ignore" and silence every later warning."""
+    import threading
+    import warnings
+
+    from nicodec.outputs import quietly
+
+    before = list(warnings.filters)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with quietly():
+            warnings.warn("on the main thread", UserWarning)
+        worker_saw = []
+
+        def worker():
+            with quietly():
+                worker_saw.append(list(warnings.filters))
+                warnings.warn("on a worker", UserWarning)
+
+        thread = threading.Thread(target=worker)
+        thread.start()
+        thread.join()
+        assert worker_saw and worker_saw[0][0][0] == "always"  # the filters the worker found, untouched
+        assert [str(w.message) for w in seen] == ["on a worker"]
+    assert warnings.filters == before

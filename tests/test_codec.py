@@ -1254,7 +1254,7 @@ except nicodec.OutOfMemoryError as exc:
 def test_cpu_sessions_plan_no_memory_pattern():
     """onnxruntime's memory pattern takes one block per shape from the arena at a shape's second
     run, beside what the first run left there: a process coding many images held about 1.6
-    times the memory (877 against 560 MiB over Kodak) and coded the second image at half speed.
+    times the memory (877 against 560 MiB over Kodak), and in some runs coded the second image at half speed.
     Every graph the codec runs on the CPU provider has it off."""
     codec = Codec(providers="cpu", threads=1).prepare()
     names = ("encoder", "entropy_parameters", "decoder")
