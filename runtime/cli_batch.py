@@ -332,23 +332,25 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
 DECODED_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "AVIF", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",
                                 "DDS", "PCX", "JPEG2000"})
-"""Formats of which Pillow's ``verify`` checks nothing, or not to the end (AVIF: its boxes,
-not the last of the picture's bytes): an existing output in one of them is decoded to its end,
-unless :func:`_ends_short` tells from its header and size where its data ends. ``verify`` reads
-the others, a PNG's chunks and their CRCs, WebP's RIFF sizes, an ICO's images (a file that
-lacks only its last bytes, a PNG's IEND chunk, has its pixels whole)."""
+"""Formats of which opening and Pillow's ``verify`` find nothing cut short, or not to the end
+(AVIF: its boxes, not the last of the picture's bytes): an existing output in one of them is
+decoded to its end, unless :func:`_ends_short` tells from its header and size where its data
+ends. Of the others, ``verify`` checks a PNG's chunks and their CRCs, and opening a WebP or an
+ICO reads it whole (a file that lacks only its last bytes, a PNG's IEND chunk, has its pixels
+whole)."""
 
 
 def _ends_short(image, path: Path, size: int) -> Optional[str]:
     """Why an image whose header places its pixels beyond the file's ``size`` bytes is cut
     short, "" if it is not, or None where that is not told this cheaply (it is decoded then):
-    a JPEG that does not end with its end-of-image marker (Pillow writes it last), an
-    uncompressed TIFF's strips or tiles, an uncompressed BMP's rows."""
+    a JPEG that ends with its end-of-image marker (Pillow writes it last) is whole; an
+    uncompressed TIFF's strips or tiles, an uncompressed BMP's rows must end within the file."""
     fmt = image.format
     if fmt in ("JPEG", "MPO"):
         with open(path, "rb") as f:
             f.seek(max(0, size - 2))
-            return "" if f.read(2) == b"\xff\xd9" else "is cut short (it does not end with JPEG's end-of-image marker)"
+            # Else decoded: a camera's trailer, a motion photo's video or padding may follow the marker.
+            return "" if f.read(2) == b"\xff\xd9" else None
     if fmt == "TIFF":
         tags = image.tag_v2
         if tags.get(259, 1) != 1:  # compressed (as Pillow writes TIFF, it is not): JPEG's tables may follow the strips
@@ -385,6 +387,8 @@ def _unreadable_image(path: Path) -> Optional[str]:
                 return None
             short = _ends_short(image, path, size)
             if short is None:
+                if image.format in ("JPEG", "MPO"):  # at an eighth of its size: every byte of its scans is read
+                    image.draft(image.mode, (max(1, image.width // 8), max(1, image.height // 8)))
                 image.load()
             elif short:
                 return short

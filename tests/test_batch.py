@@ -711,7 +711,7 @@ def test_a_decode_rerun_keeps_outputs_that_are_empty_or_damaged(tmp_path):
 
 
 @pytest.mark.parametrize(("suffix", "said"), [
-    (".jpg", "is cut short (it does not end with JPEG's end-of-image marker)"),
+    (".jpg", "cannot be read as an image (image file is truncated"),
     (".tiff", "is cut short ({size:,} bytes where its header places pixels up to {whole:,})"),
     (".bmp", "is cut short ({size:,} bytes where its header places pixels up to {whole:,})"),
     (".avif", "cannot be read as an image ("),
@@ -719,7 +719,8 @@ def test_a_decode_rerun_keeps_outputs_that_are_empty_or_damaged(tmp_path):
 def test_a_decode_rerun_keeps_outputs_cut_short_in_formats_verify_does_not_check(tmp_path, suffix, said):
     """Pillow's verify checks a PNG's chunks and nothing of these (of an AVIF, its boxes): a
     JPEG, TIFF, BMP or AVIF output cut short (a copy that stopped) was up to date, its missing
-    rows never written again. JPEG, TIFF and BMP are told from their headers and last bytes."""
+    rows never written again. TIFF and BMP are told from their headers and size, JPEG decoded
+    when it does not end with its end-of-image marker."""
     src = _six_images(tmp_path / "src")
     assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
     back = tmp_path / "back"
@@ -1562,3 +1563,17 @@ def test_quietly_leaves_the_warning_filters_alone_off_the_main_thread():
         assert worker_saw and worker_saw[0][0][0] == "always"  # the filters the worker found, untouched
         assert [str(w.message) for w in seen] == ["on a worker"]
     assert warnings.filters == before
+
+
+def test_a_whole_jpeg_with_bytes_after_its_end_marker_counts_as_readable(tmp_path):
+    """A camera's trailer, a motion photo's video or padding after the end-of-image marker: such
+    a JPEG is decoded (at an eighth of its size) rather than called cut short by its last bytes."""
+    from nicodec.cli_batch import _unreadable_image
+
+    path = tmp_path / "x.jpg"
+    Image.fromarray(synthetic_photo(64, 96, seed=4)).save(path, quality=90)
+    whole = path.read_bytes()
+    path.write_bytes(whole + b"\0\0trailer")
+    assert _unreadable_image(path) is None
+    path.write_bytes(whole[:-40])
+    assert _unreadable_image(path).startswith("cannot be read as an image (image file is truncated")
