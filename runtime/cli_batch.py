@@ -335,9 +335,8 @@ DECODED_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "AVIF", "GI
 """Formats of which opening and Pillow's ``verify`` find nothing cut short, or not to the end
 (AVIF: its boxes, not the last of the picture's bytes): an existing output in one of them is
 decoded to its end, unless :func:`_ends_short` tells from its header and size where its data
-ends. Of the others, ``verify`` checks a PNG's chunks and their CRCs, and opening a WebP or an
-ICO reads it whole (a file that lacks only its last bytes, a PNG's IEND chunk, has its pixels
-whole)."""
+ends. Of the others, ``verify`` checks a PNG's chunks and their CRCs (a PNG that lacks only
+its IEND chunk's CRC passes, its pixels whole), and opening a WebP or an ICO reads it whole."""
 
 
 def _ends_short(image, path: Path, size: int) -> Optional[str]:
