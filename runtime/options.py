@@ -27,6 +27,14 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+def _as_int(text: str | int) -> int | None:
+    """An option's text (or its default, given as it is) as a whole number, or None."""
+    try:
+        return text if isinstance(text, int) else int(text, 10)
+    except ValueError:
+        return None
+
+
 def _whole_number(low: int, high: int | None = None) -> Callable[[str | int], int]:
     """A ``parser`` that reads a whole number from ``low`` to ``high`` and refuses anything else
     saying which value it was. Typer's own type and range checks (0.29) said "Input should be a
@@ -35,10 +43,7 @@ def _whole_number(low: int, high: int | None = None) -> Callable[[str | int], in
     span = f"from {low:,} to {high:,}" if high is not None else f"of {low:,} or more"
 
     def integer(text: str | int) -> int:  # the name: Click's metavar for it (INTEGER)
-        try:
-            value = text if isinstance(text, int) else int(text, 10)
-        except ValueError:
-            value = None
+        value = _as_int(text)
         if value is None or not (low <= value and (high is None or value <= high)):
             raise typer.BadParameter(f"{text} is not a whole number {span}")
         return value
@@ -122,10 +127,9 @@ FormatOpt = Annotated[
 def _tile_size() -> Callable[[str | int], int]:
     """``--tile``'s parser: a whole number of pixels, 64 or more, a multiple of 64."""
     def integer(text: str | int) -> int:
-        try:
-            value = text if isinstance(text, int) else int(text, 10)
-        except ValueError:
-            raise typer.BadParameter(f"{text} is not a whole number") from None
+        value = _as_int(text)
+        if value is None:
+            raise typer.BadParameter(f"{text} is not a whole number")
         if value < 64:
             raise typer.BadParameter(f"{value} is less than 64, the smallest tile")
         if value % 64:
