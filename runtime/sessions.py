@@ -436,6 +436,12 @@ def create_session(
         # without it, and in some runs took twice as long for its second image (480 + 600 ms to
         # encode and decode, against 215 + 260; docs/benchmarks.md).
         options.enable_mem_pattern = False
+        # Nor do the pools' threads spin waiting for work after a run (onnxruntime's default): a
+        # codec's three or four sessions each keep a pool, and one that spins takes the cores from
+        # the next graph and from the rANS coder. On 2 cores, 2 threads: a Kodak image encoded in
+        # 182 to 189 ms against 218 to 222 (the entropy parameters' run 19 ms against 34, just
+        # after the encoder's), a 256x256 one in 37 + 50 ms against 68 + 72 (docs/benchmarks.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # Fatal messages only: a node that fails (out of memory, under a ulimit) was also logged on
     # stderr, in colour, before nicodec's own message; the exception carries the same text, and
     # nicodec reports it (--debug in full).

@@ -1259,3 +1259,12 @@ def test_cpu_sessions_plan_no_memory_pattern():
     codec = Codec(providers="cpu", threads=1).prepare()
     names = ("encoder", "entropy_parameters", "decoder")
     assert all(not codec._session(name).get_session_options().enable_mem_pattern for name in names)
+
+
+def test_cpu_sessions_threads_do_not_spin_after_a_run():
+    """A pool that spins waiting for work took the cores from the next session's run and from
+    the rANS coder: on 2 cores a Kodak image encoded 15% slower, a 256x256 image half as fast."""
+    codec = Codec(providers="cpu", threads=2).prepare()
+    for name in ("encoder", "entropy_parameters", "decoder"):
+        options = codec._session(name).get_session_options()
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
