@@ -524,8 +524,9 @@ def main(argv: list[str] | None = None) -> dict:
         if reason:
             skipped["compressai"] = reason
     # Last, so that torch's thread pool is not yet started while Pillow's codecs run. With
-    # nicodec and torch interleaved, each runtime's idle worker threads may spin for a moment
-    # after its call and slow the next (both default to spinning); that cost is not cancelled.
+    # nicodec and torch interleaved, torch's idle worker threads may spin for a moment after its
+    # call and slow nicodec's next (nicodec's sessions stop spinning when a run returns:
+    # nicodec.sessions._for_the_cpu); that cost is not cancelled.
     rows = nicodec_rows(images, args.repeats, args.threads, args.model, args.quality, models) + classic
     load["after"], load["cpus"] = one_minute_load(), os.cpu_count()
     others = others_share(start, cpu_seconds(), load["cpus"] or 1)

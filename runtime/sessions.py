@@ -385,6 +385,25 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_forget_runs_after_fork)
 
 
+def _for_the_cpu(options) -> None:
+    """Settings of a session on the CPU provider, which onnxruntime's defaults get wrong for a
+    codec's few graphs run one after another (measured in docs/benchmarks.md, 2 cores, 2 threads).
+
+    - No memory pattern: it plans, after a shape's first run, one block for all of that run's
+      tensors and takes it from the arena at the next run, beside the blocks the first run left
+      there. Over Kodak's 24 images a process peaked at 877 MiB against 560 without it, and in
+      some runs took twice as long for its second image (480 + 600 ms to encode and decode,
+      against 215 + 260).
+    - A pool's threads stop spinning when its run returns (they still spin between a run's
+      operators): a codec keeps a session, and so a pool, per graph, and one that went on
+      spinning took the cores from the next graph and from the rANS coder. A Kodak image encoded
+      in 179 to 189 ms against 215 to 222 (the entropy parameters' graph, run just after the
+      encoder's, 19 ms against 34), a 256x256 one in 36 + 47 ms against 67 + 70.
+    """
+    options.enable_mem_pattern = False
+    options.add_session_config_entry("session.force_spinning_stop", "1")
+
+
 def create_session(
     path: Path,
     providers: list[str],
@@ -430,18 +449,7 @@ def create_session(
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     if providers[0] == CPU:
-        # onnxruntime's memory pattern plans, after a first run, one block for all of a run's
-        # tensors of that shape, and takes it from the arena at the next run besides the blocks the
-        # first run left there: over Kodak's 24 images a process peaked at 877 MiB against 560
-        # without it, and in some runs took twice as long for its second image (480 + 600 ms to
-        # encode and decode, against 215 + 260; docs/benchmarks.md).
-        options.enable_mem_pattern = False
-        # Nor do the pools' threads spin waiting for work after a run (onnxruntime's default): a
-        # codec's three or four sessions each keep a pool, and one that spins takes the cores from
-        # the next graph and from the rANS coder. On 2 cores, 2 threads: a Kodak image encoded in
-        # 182 to 189 ms against 218 to 222 (the entropy parameters' run 19 ms against 34, just
-        # after the encoder's), a 256x256 one in 37 + 50 ms against 68 + 72 (docs/benchmarks.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        _for_the_cpu(options)
     # Fatal messages only: a node that fails (out of memory, under a ulimit) was also logged on
     # stderr, in colour, before nicodec's own message; the exception carries the same text, and
     # nicodec reports it (--debug in full).
@@ -466,6 +474,7 @@ def create_session(
                 if providers[0] == CPU or out_of_memory(exc):
                     raise
                 failure = f" ({exc})"
+                _for_the_cpu(options)
                 session = making(data, sess_options=options, providers=[CPU], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if out_of_memory(exc):

@@ -28,8 +28,8 @@ for _name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORC
 def _share_the_cores_among_workers() -> None:
     """Under pytest-xdist (``-n auto``), each worker keeps its own share of the cores, for the
     processes it starts too: onnxruntime and PyTorch start a thread per core they may use, and
-    with every core in every worker those threads outnumbered the cores (onnxruntime's threads
-    wait by spinning, which then costs the most). Nothing changes where the workers outnumber
+    with every core in every worker those threads outnumbered the cores (threads that wait by
+    spinning, PyTorch's and those of the sessions the tests make themselves, then cost the most). Nothing changes where the workers outnumber
     the cores, or off Linux."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "").removeprefix("gw")
     workers = os.environ.get("PYTEST_XDIST_WORKER_COUNT", "")

@@ -262,6 +262,8 @@ def test_onnxruntimes_own_fallback_which_prints_to_stdout_is_replaced(photo, mon
     with pytest.raises(nicodec.NicodecError, match="could not use CUDAExecutionProvider for encoder.onnx .CUDA failure 100"):
         Codec(providers="cuda").encode(photo)
     assert capfd.readouterr().out == ""
+    fallen = codec._sessions["decoder"].get_session_options()  # the CPU's settings (sessions._for_the_cpu)
+    assert fallen.get_session_config_entry("session.force_spinning_stop") == "1" and not fallen.enable_mem_pattern
     assert not codec._sessions["decoder"]._enable_fallback  # nor as it runs
     codec._sessions["decoder"]._enable_fallback = True  # as onnxruntime sets it while it makes a session
     assert not codec._sessions["decoder"]._enable_fallback
