@@ -205,11 +205,15 @@ def test_pixel_limit_is_checked_before_work(photo):
 
 @pytest.mark.parametrize("name, made_by, made_hash, decoded_by, digest", [
     # The shipped model's own file.
-    ("made-by-vr-4d.nic", "nicodec-mshp-vr-4d", "ab8c5bb889abe006", "default",
+    ("made-by-vr-5d.nic", "nicodec-mshp-vr-5d", "341dcd5015adbce9", "default",
+     "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
+    # A file of nicodec-mshp-vr-4d, the model shipped before: the package keeps it under
+    # models/earlier (it lists no earlier model of its own), and Codec() hands the file on to it.
+    ("made-by-vr-4d.nic", "nicodec-mshp-vr-4d", "ab8c5bb889abe006", "nicodec-mshp-vr-4d",
      "bdf6612e06d0a613c30084a84f897718a84923b9cd3e98e011c117106365338c"),
-    # A file of nicodec-mshp-vr-3 (the network vr-3d fine-tuned), which the model shipped before,
-    # nicodec-mshp-vr-3d, decodes (its decodes_files_of): the package keeps vr-3d under
-    # models/earlier, and Codec() hands the file on to it.
+    # A file of nicodec-mshp-vr-3 (the network vr-3d fine-tuned), which nicodec-mshp-vr-3d, the
+    # model shipped before vr-4d, decodes (its decodes_files_of): the package keeps vr-3d under
+    # models/earlier too, and Codec() hands the file on to it.
     ("made-by-vr-3.nic", "nicodec-mshp-vr-3", "7e111a2ca9349805", "nicodec-mshp-vr-3d",
      "a5f9fa17317cd110295b90db6d828dab989b5df64e527179d8c8042f1700fea0"),
 ])

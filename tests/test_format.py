@@ -237,13 +237,14 @@ def test_invalid_utf8_model_id_is_refused():
 
 
 def test_format_md_names_the_shipped_model_and_the_files_it_decodes():
-    """FORMAT.md's paragraph on the shipped model names its id and hash, and each model whose
-    files it decodes, as the packaged manifest has them (it went stale once when a model changed)."""
+    """FORMAT.md's paragraph on the shipped model names its id and hash, each model whose files it
+    decodes, as the packaged manifest has them (it went stale once when a model changed), and each
+    earlier model the package keeps, with the models whose files that one decodes."""
     import json
     import re
     from pathlib import Path
 
-    from nicodec.model import default_model_dir
+    from nicodec.model import default_model_dir, shipped_earlier_models
 
     spec = Path(__file__).resolve().parents[1] / "FORMAT.md"
     if not spec.exists():
@@ -257,6 +258,9 @@ def test_format_md_names_the_shipped_model_and_the_files_it_decodes():
     assert manifest["model_hash"].startswith(shipped.group(3)) and len(shipped.group(3)) >= 8
     for entry in manifest.get("decodes_files_of", []):
         assert f"`{entry['model_id']}` (hash `{entry['model_hash'][:8]}…`" in text
+    # and the models the package keeps for their files (models/earlier), with theirs
+    for (model_id, model_hash), _ in shipped_earlier_models().items():
+        assert f"`{model_id}` (hash `{model_hash.hex()[:8]}…`" in text, model_id
 
 
 def test_the_pixel_limit_takes_an_image_of_exactly_the_limit():

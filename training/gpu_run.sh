@@ -13,8 +13,8 @@
 # of the checkout for the run as it prints; about 230 without --without, and the folder
 # stays), then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
 # Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3), 5 (its last 8
-# files are held out and never copied to train/) and 0 (vr-4); every shard has been seen
-# once or twice, so 1 and 2 come next.
+# files are held out and never copied to train/) and 0 (vr-4), 1 and 2 (vr-5); every shard
+# has been seen twice but 3, 4 and 5, so 3 and 4 come next.
 # Back here: about 30 minutes of work and 40 of waiting (rehearsed on a CPU-made stand-in,
 # 2026-12-03, by a review that found the earlier list wrong in places; NEW is the new model's
 # id, e.g. nicodec-mshp-vr-5, OLD the shipped one's; FILES_AT is where the run's files came back):
