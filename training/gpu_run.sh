@@ -24,7 +24,7 @@
 #        for f in manifest.json entropy_parameters.onnx decoder.onnx tables.npz; do
 #          cp runtime/models/default/$f runtime/models/earlier/OLD/; done
 #        rm -rf /tmp/old-model && cp -r runtime/models/default /tmp/old-model  # for step 4
-#      (the folders already under earlier/ stay: vr-3d's since vr-4d, 6.8 MB each; no rule yet
+#      (the folders already under earlier/ stay: vr-3d's since vr-4d, vr-4d's since vr-5d, 6.8 MB each; no rule yet
 #      says when a release may drop one, which would leave its files to --model DIR)
 #   2. the checkpoint, one in the tree (cp before git rm: git removes the folder it empties):
 #        cp FILES_AT/slim.pt training/checkpoints/NEW.pt && git rm -q training/checkpoints/OLD.pt
@@ -60,7 +60,7 @@
 #      "What the model does poorly"), docs/training.md, docs/install.md, docs/cli.md,
 #      docs/benchmarks.md (the speed table), benchmarks/rd.py's docstring, a line in
 #      training/LOG.md; "files made by vr-1 to vr-2d" stays (OLD's files still decode); and
-#      pyproject's version, to the next minor (0.1.0 from vr-1 to vr-3d, 0.2.0 from vr-4d; a new model makes
+#      pyproject's version, to the next minor (0.1.0 from vr-1 to vr-3d, 0.2.0 from vr-4d, 0.3.0 from vr-5d; a new model makes
 #      files that older releases refuse, and the version is what a user can name).
 # With 15 minutes of device time: run 1 as above with MINUTES=8.8 (vr-4, 2026-12-04: 527 s of
 # training, 558 s of wall time, the machine held 593 s with its start); then at once, while
