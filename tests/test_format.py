@@ -259,7 +259,7 @@ def test_format_md_names_the_shipped_model_and_the_files_it_decodes():
     for entry in manifest.get("decodes_files_of", []):
         assert f"`{entry['model_id']}` (hash `{entry['model_hash'][:8]}…`" in text
     # and the models the package keeps for their files (models/earlier), with theirs
-    for (model_id, model_hash), _ in shipped_earlier_models().items():
+    for model_id, model_hash in shipped_earlier_models():
         assert f"`{model_id}` (hash `{model_hash.hex()[:8]}…`" in text, model_id
 
 
