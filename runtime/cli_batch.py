@@ -235,11 +235,11 @@ def _made_otherwise(path: Path, codec, quality: Optional[float], max_bytes: Opti
     if max_bytes is not None and size > max_bytes:
         return f"is {size:,} bytes, more than --max-bytes {max_bytes:,}"
     if source is not None:
-        from .images import _header_size
+        from .images import header_size
         from .outputs import quietly
 
         with quietly():  # a plugin's own (an ICO's "not the expected size"): coding it says them
-            now = _header_size(source)  # None: not Pillow's own plugin, or damaged (coding it would say so)
+            now = header_size(source)  # None: not Pillow's own plugin, or damaged (coding it would say so)
         if now is not None and sorted(now) != sorted((header.width, header.height)):
             return (f"was made from a {header.width}x{header.height} picture, and {source} is {now[0]}x{now[1]} "
                     "(replaced by a copy with an older date?)")

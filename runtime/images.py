@@ -283,7 +283,7 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
         # warning is then left to the host program's filters, which are one for the whole
         # process and not nicodec's to change).
         if check_size is not None:
-            size = _header_size(source)
+            size = header_size(source)
             if size is not None:
                 check_size(*size)
         img = Image.open(source if fp is None else fp)
@@ -334,7 +334,7 @@ def _prefix(source, fp=None, size: int = 1 << 16) -> bytes:
         return b""
 
 
-def _header_size(source) -> tuple[int, int] | None:
+def header_size(source) -> tuple[int, int] | None:
     """The size the format plugin that Pillow's ``Image.open`` would pick reads from the header
     (the same plugins tried in the same order), without Pillow's decompression-bomb check; None
     when no plugin identifies it (``Image.open`` then says why) or when the one that does is not

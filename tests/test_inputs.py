@@ -1061,7 +1061,7 @@ def test_the_size_is_read_ahead_from_pillows_own_plugins_only(monkeypatch):
     decoded a JPEG XL twice. Another package's plugin is left to the check after Image.open."""
     from PIL import ImageFile
 
-    from nicodec.images import _header_size
+    from nicodec.images import header_size
 
     opened = []
 
@@ -1076,10 +1076,10 @@ def test_the_size_is_read_ahead_from_pillows_own_plugins_only(monkeypatch):
     Image.init()
     monkeypatch.setitem(Image.OPEN, "THIRD", (ThirdParty, lambda prefix: prefix.startswith(b"THIRD")))
     monkeypatch.setattr(Image, "ID", [*Image.ID, "THIRD"])
-    assert _header_size(io.BytesIO(b"THIRD" + bytes(100))) is None and not opened
+    assert header_size(io.BytesIO(b"THIRD" + bytes(100))) is None and not opened
     monkeypatch.setattr(ThirdParty, "__module__", "PIL.ThirdPartyImagePlugin")
-    assert _header_size(io.BytesIO(b"THIRD" + bytes(100))) == (7, 5) and opened
-    assert _header_size(io.BytesIO(_header_only_png(12000, 9000))) == (12000, 9000)
+    assert header_size(io.BytesIO(b"THIRD" + bytes(100))) == (7, 5) and opened
+    assert header_size(io.BytesIO(_header_only_png(12000, 9000))) == (12000, 9000)
 
 
 def test_a_nic_file_given_as_a_file_object_is_named_as_one(codec, photo):
