@@ -2,7 +2,8 @@
 
 An empty argument or an empty ``--name=`` value (a shell variable that was not set) and
 ``-o=x.nic`` (which Click reads as ``-o`` with the value ``=x.nic``) would otherwise name the
-current folder or a file called ``=x.nic``: :func:`empty_value` finds them first.
+current folder or a file called ``=x.nic``: :func:`empty_value` finds them first. The numbers
+options take are read here too, in ASCII digits only (:func:`whole_number_text`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,28 @@ VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs"
 SHORT_OPTIONS = {"encode": ("-f", "-o"), "decode": ("-f", "-o")}
 """The commands with short options, and those options (``-o`` takes a value, ``-f`` none)."""
 UNSET = " (a shell variable that was not set?)"
+
+
+_WHOLE = re.compile(r"\s*[+-]?[0-9]+\s*", re.ASCII)
+_REAL = re.compile(r"\s*[+-]?(?:(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|nan|inf|infinity)\s*",
+                   re.ASCII | re.IGNORECASE)
+"""Numbers as a command line writes them: ASCII digits, without the underscores and the other
+scripts' digits (``4_0``, ``٤٠``) that Python's ``int`` and ``float`` also read."""
+
+
+def whole_number_text(text: str) -> int | None:
+    """``text`` as a whole number in ASCII digits (a sign and spaces around allowed), or None."""
+    if not _WHOLE.fullmatch(text):
+        return None
+    try:
+        return int(text)
+    except ValueError:  # more digits than Python converts (4,300 by default)
+        return None
+
+
+def real_number_text(text: str) -> float | None:
+    """``text`` as a decimal number in ASCII (``nan`` and ``inf`` included), or None."""
+    return float(text) if _REAL.fullmatch(text) else None
 
 
 def empty_argument(given: list[str], number: int) -> str:

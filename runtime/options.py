@@ -13,6 +13,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from .arguments import real_number_text, whole_number_text
 from .sessions import MAX_THREADS
 
 
@@ -29,10 +30,7 @@ class Precision(str, Enum):
 
 def _as_int(text: str | int) -> int | None:
     """An option's text (or its default, given as it is) as a whole number, or None."""
-    try:
-        return text if isinstance(text, int) else int(text, 10)
-    except ValueError:
-        return None
+    return text if isinstance(text, int) else whole_number_text(text)
 
 
 def _whole_number(low: int, high: int | None = None) -> Callable[[str | int], int]:
@@ -54,10 +52,7 @@ def _number(what: str, ok: Callable[[float], bool]) -> Callable[[str | float], f
     """A ``parser`` that reads a number ``ok`` accepts and refuses anything else as not ``what``
     (``nan`` and ``inf`` read as numbers, for ``ok`` to judge)."""
     def number(text: str | float) -> float:  # Click's metavar: NUMBER
-        try:
-            value = float(text)
-        except ValueError:
-            value = None
+        value = float(text) if isinstance(text, (int, float)) else real_number_text(text)
         if value is None or not ok(value):
             raise typer.BadParameter(f"{text} is not {what}")
         return value

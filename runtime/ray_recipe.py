@@ -371,22 +371,26 @@ def _quality_argument(text: str) -> float:
     """argparse type of ``--quality``: a number from 1 to 100."""
     import argparse
 
+    from .arguments import real_number_text
+
+    quality = real_number_text(text)
     try:
-        _check_quality(float(text))
-    except ValueError:  # float() or _check_quality (a QualityError is a ValueError)
+        if quality is None:
+            raise ValueError(text)
+        _check_quality(quality)
+    except ValueError:  # not a number, or _check_quality's (a QualityError is a ValueError)
         raise argparse.ArgumentTypeError(f"{text!r} is not a quality from 1 to 100") from None
-    return float(text)
+    return quality
 
 
 def _max_pixels_argument(text: str) -> int:
     """argparse type of ``--max-pixels``: a whole number, 1 or more."""
     import argparse
 
-    try:
-        pixels = int(text)
-    except ValueError:
-        pixels = 0
-    if pixels < 1:
+    from .arguments import whole_number_text
+
+    pixels = whole_number_text(text)
+    if pixels is None or pixels < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of pixels (a whole number, 1 or more)")
     return pixels
 
@@ -395,11 +399,10 @@ def _gpus_argument(text: str) -> float:
     """argparse type of ``--num-gpus``: a number of GPUs, 0 or more."""
     import argparse
 
-    try:
-        gpus = float(text)
-    except ValueError:
-        gpus = float("nan")
-    if not 0 <= gpus < float("inf"):
+    from .arguments import real_number_text
+
+    gpus = real_number_text(text)
+    if gpus is None or not 0 <= gpus < float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of GPUs (0 or more)")
     return gpus
 

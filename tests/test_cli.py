@@ -371,6 +371,12 @@ def test_info_on_several_files(png, tmp_path):
     ("encode", "--quality", "nan", "nan is not a quality from 1 to 100"),
     ("encode", "--target-bpp", "0.5bpp", "0.5bpp is not a positive number"),
     ("encode", "--target-psnr", "-3", "-3 is not a positive number"),
+    # Python's int() and float() read these; a command line's numbers are ASCII digits
+    ("encode", "--quality", "4_0", "4_0 is not a quality from 1 to 100"),
+    ("encode", "--quality", "\u0664\u0660", "\u0664\u0660 is not a quality from 1 to 100"),
+    ("encode", "--threads", "1_6", "1_6 is not a whole number from 1 to 256"),
+    ("encode", "--max-bytes", "\uff11\uff10\uff10\uff10", "\uff11\uff10\uff10\uff10 is not a whole number of 1 or more"),
+    ("encode", "--target-bpp", "0_5", "0_5 is not a positive number"),
 ])
 def test_a_number_out_of_its_range_is_named(png, command, option, value, said):
     """Typer 0.29 said "Input should be greater than or equal to 1", without the number given,
@@ -803,7 +809,7 @@ def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):
     plain, refined = tmp_path / "plain.nic", tmp_path / "refined.nic"
     assert run("encode", png, "-o", plain, "--provider", "cpu").exit_code == 0
     # 20 steps: fewer can lose to the default encoder's rounding on this image (10 do with
-    # nicodec-mshp-vr-4d, 15 do not), and the encoder then keeps the unrefined file
+    # nicodec-mshp-vr-4d and with vr-5d, 15 do not), and the encoder then keeps the unrefined file
     # (tests/test_refine.py).
     result = run("encode", png, "-o", refined, "--provider", "cpu", "--refine", 20)
     assert result.exit_code == 0, result.output

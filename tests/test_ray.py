@@ -131,7 +131,8 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
     for flags in ({"strip": "no"}, {"exact": 1}):
         with pytest.raises(nicodec.NicodecError, match="must be True or False"):
             compress_collection(png.parent, tmp_path / "out", **flags)
-    for bad in (["--quality", "101"], ["--num-gpus", "-1"], ["--num-gpus", "nan"], ["--providers", "gpu"]):
+    for bad in (["--quality", "101"], ["--quality", "5_0"], ["--num-gpus", "-1"], ["--num-gpus", "nan"],
+                ["--num-gpus", "1_0"], ["--providers", "gpu"]):
         with pytest.raises(SystemExit) as info:
             main([str(png.parent), str(tmp_path / "out"), *bad])
         assert info.value.code == 2, bad
@@ -240,7 +241,7 @@ def test_max_pixels_reaches_the_encoder_and_a_bad_one_is_refused_before_any_work
                         lambda source, target, **kwargs: asked.update(kwargs) or ray_recipe.Summary())
     assert ray_recipe.main([str(png.parent), str(tmp_path / "out"), "--max-pixels", "1000000"]) == 0
     assert asked["max_pixels"] == 1_000_000
-    for bad in ("0", "1e6", "x"):
+    for bad in ("0", "1e6", "x", "1_000_000", "\u0661\u0660\u0660"):
         with pytest.raises(SystemExit) as info:
             ray_recipe.main([str(png.parent), str(tmp_path / "out"), "--max-pixels", bad])
         assert info.value.code == 2
