@@ -455,8 +455,10 @@ class Codec:
         converts its pixels to sRGB instead), with the EXIF orientation applied to the pixels and
         removed (from the XMP too),
         and so are their text (``TEXT``: PNG's text chunks, a JPEG's or GIF's comment as
-        ``Comment``) and resolution (``PHYS``: the density Pillow reads as ``info["dpi"]``,
-        its axes swapped by a quarter turn).
+        ``Comment``) and resolution (``PHYS``: the density Pillow reads as ``info["dpi"]``, but
+        for a JPEG file without a JFIF density its EXIF's resolution, each axis its own, which
+        Pillow reads for one axis only and a copy of the image no longer has; its axes swapped by
+        a quarter turn).
 
         Returns:
             The ``.nic`` file's bytes.

@@ -267,7 +267,8 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     own formats, replace the image's, and an explicit None (or empty bytes) leaves it out;
     another type or value is a ValueError. Unlike Pillow's own formats, a plain ``save`` keeps
     the image's EXIF (a location included), XMP, text and resolution, as ``nicodec encode``
-    does: ``strip=True`` leaves them out (the orientation is applied either way). The
+    does: ``strip=True`` leaves them out (the orientation is applied either way), and with a
+    replacement given too (not None or empty) is a ValueError. The
     image's EXIF orientation is applied to the pixels, as ``encode`` does, and the replacements
     describe the picture turned upright: an orientation in ``exif`` or ``xmp`` is left out
     (``save(f, exif=im.info["exif"])`` turns the picture once, not twice)."""
@@ -307,6 +308,10 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
+    given = [key for key, value in metadata.items() if value]
+    if strip and given:  # which would win is no clearer to a reader than to us: neither does, silently
+        raise ValueError(f"strip=True leaves out the metadata, and {'=, '.join(given)}= would add it back: "
+                         "give one or the other (None, or empty bytes, leaves a key out with or without strip)")
     if metadata:
         # Upright by the image's own orientation first, which the replacements must not change;
         # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from

@@ -234,7 +234,7 @@ def encode_to_target(
             lowest = next((t for t in trials if t.quality == QUALITY_MIN), None)
             if lowest is None:  # the search stopped at max_encodes before the lowest quality
                 raise QualityError(
-                    f"no file of at most {target:,} bytes within {len(trials)} encodes (max_encodes): the smallest, "
+                    f"no file of at most {target:,} bytes within {len(trials)} encode{'s' * (len(trials) != 1)} (max_encodes): the smallest, "
                     f"at quality {smallest.quality:g}, takes {len(smallest.data):,} bytes; allow more encodes"
                 )
             # A tiny or flat image's size hardly falls with the quality: another may be a byte or two smaller.

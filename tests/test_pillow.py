@@ -154,6 +154,16 @@ def test_transparency_and_metadata_round_trip(photo_image, tmp_path):
     with Image.open(path) as im:
         assert im.info["icc_profile"] == b"another profile" and dict(im.getexif()) == {0x0110: "Model X"}
     assert rgba.info["icc_profile"] == b"not really an ICC profile"  # the caller's image is unchanged
+    # strip=True and a replacement contradict each other: neither wins silently, and nothing is
+    # written (to a buffer: Pillow empties a path before the plugin runs, docs/pillow.md).
+    for given in ({"dpi": (300, 300)}, {"comment": "c", "exif": exif}, {"icc_profile": b"p"}):
+        buffer = io.BytesIO()
+        with pytest.raises(ValueError, match=r"strip=True leaves out the metadata, and .*= would add it back"):
+            rgba.save(buffer, format="NIC", strip=True, **given)
+        assert buffer.getvalue() == b""
+    rgba.save(path, strip=True, exif=None, comment=None, icc_profile=b"")  # leaving out is what strip does
+    with Image.open(path) as im:
+        assert "icc_profile" not in im.info and "exif" not in im.info
 
 
 # -- registration -------------------------------------------------------------------------

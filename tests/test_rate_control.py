@@ -376,7 +376,7 @@ def test_a_byte_limit_missed_for_want_of_encodes_says_so(codec, photo):
     from nicodec.ratecontrol import encode_to_target
 
     smallest = len(codec.encode(photo, quality=1))
-    with pytest.raises(nicodec.QualityError, match=r"within 1 encodes \(max_encodes\).*allow more encodes"):
+    with pytest.raises(nicodec.QualityError, match=r"within 1 encode \(max_encodes\).*allow more encodes"):
         encode_to_target(codec, photo, max_bytes=smallest + 10, max_encodes=1)
     assert len(encode_to_target(codec, photo, max_bytes=smallest + 10).data) <= smallest + 10
 
