@@ -509,7 +509,7 @@ def main(
     checkpoint: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="A training checkpoint (.pt).")],
     out: Annotated[Path, typer.Option(help="Model folder to write.")] = Path("model"),
     model_id: Annotated[Optional[str], typer.Option(help="Identity written into every file (default: from the folder name).")] = None,
-    force: Annotated[bool, typer.Option(help="Replace OUT if it is a model folder (the old one stays whole until the new one is in place).")] = False,
+    force: Annotated[bool, typer.Option(metavar="", help="Replace OUT if it is a model folder (the old one stays whole until the new one is in place).")] = False,
     default_quality: Annotated[Optional[float], typer.Option(
         parser=quality_parser(), help="Variable-rate models: the quality used when none is asked for (default: the first "
         f"--decodes-files-of model's, else {DEFAULT_QUALITY:g}).")] = None,
@@ -518,9 +518,9 @@ def main(
         "its entropy side (entropy_parameters.onnx, tables.npz, decoding fields) must be the new model's, byte "
         "for byte, as when only the synthesis was retrained. Repeat for several.")] = None,
     add_encoder_graphs_only: Annotated[bool, typer.Option(
-        "--add-encoder-graphs", help="Only add the encoder-only graphs (synthesis_gradient.onnx) to the existing "
+        "--add-encoder-graphs", metavar="", help="Only add the encoder-only graphs (synthesis_gradient.onnx) to the existing "
         "model folder OUT made from CHECKPOINT; its model hash and files stay as they are.")] = False,
-    replace_shipped_model: Annotated[bool, typer.Option(
+    replace_shipped_model: Annotated[bool, typer.Option(metavar="",
         help="OUT may be the model that ships inside the installed package (with --force, and a --model-id), "
         "as a release does.")] = False,
 ):

@@ -519,12 +519,20 @@ def run(
 
     pending = []
     itself = {item for item in items if not item.problem and _is_source(item)}
-    shared = collisions([item for item in items if item not in itself and not item.problem])
+    inputs = {_fold(item.source): item for item in items}
+    # An output that is another input of the batch (an image named x.nic beside x.png): --force
+    # would replace an input, which nothing may.
+    other_input = {item: inputs[_fold(item.target)] for item in items
+                   if not item.problem and item not in itself and _fold(item.target) in inputs}
+    shared = collisions([item for item in items if item not in itself and item not in other_input and not item.problem])
     for item in items:
         if item.problem:
             early = Outcome(item, "failed", item.problem)
         elif item in itself:
             early = Outcome(item, "failed", f"the output {item.target} would be the input; write elsewhere with -o")
+        elif item in other_input:
+            early = Outcome(item, "failed", f"the output {item.target} would replace {other_input[item].source}, an "
+                                            "input of this run; write elsewhere with -o")
         elif item in shared:
             early = Outcome(item, "failed", _collision_text(item, shared[item]))
         else:

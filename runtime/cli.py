@@ -25,7 +25,7 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (DebugOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+from .options import (FLAG, DebugOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
@@ -53,7 +53,7 @@ def _version_callback(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", metavar=FLAG, callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """nicodec: a learned image codec."""
@@ -132,9 +132,9 @@ def encode(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: TileOpt = 1024,
     strip: Annotated[bool, typer.Option(
-        "--strip", help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
+        "--strip", metavar=FLAG, help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
     exact: Annotated[bool, typer.Option(
-        "--exact", help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
+        "--exact", metavar=FLAG, help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
         "from the visible pixels, which costs fewer bits.")] = False,
     quality: QualityOpt = None,
     target_bpp: TargetBppOpt = None,
@@ -364,7 +364,7 @@ def info(
     inputs: Annotated[
         list[Path], typer.Argument(readable=False, metavar="INPUT", help=".nic files, or - for standard input.")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON (a list for several files).")] = False,
     debug: DebugOpt = False,
 ) -> None:
     from . import format as nicformat

@@ -71,8 +71,11 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
                                      param_hint="'-o'")
         if output == "":
             raise NicodecError("the output name is empty")
-        if not folder and any(targets.is_dir(path) for path in inputs):
-            raise NicodecError("give one folder, or several files; not folders among several inputs")
+        folders = [path for path in inputs if not folder and targets.is_dir(path)]
+        if folders:  # named: a wildcard's matches may be hundreds
+            more = f" and {len(folders) - 1:,} more" if len(folders) > 1 else ""
+            raise NicodecError(f"give one folder, or several files; not folders among several inputs ({folders[0]} is "
+                               f"a folder{more})")
         root = (inputs[0] if folder else None) if output is None else Path(output)
         if root is not None:
             devices = targets.device_folder(root)

@@ -445,7 +445,10 @@ def test_several_inputs_mistakes_are_refused_before_any_work(tmp_path, extra, me
     (tmp_path / "file").write_text("x")
     swap = {"FOLDER": str(src / "a"), "OUT/x.nic": str(tmp_path / "x.nic"), "FILE": str(tmp_path / "file")}
     result = run("encode", src / "a" / "one.png", src / "top.webp", *[swap.get(e, e) for e in extra])
-    assert result.exit_code == code and message in " ".join(result.stderr.replace("│", " ").split())
+    said = " ".join(result.stderr.replace("│", " ").split())
+    assert result.exit_code == code and message in said
+    if extra == ["FOLDER"]:  # named: a wildcard's matches may be hundreds
+        assert f"({src / 'a'} is a folder)" in said
     assert not list(tmp_path.rglob("*.nic")) and not (tmp_path / "x.nic").exists()
 
 
@@ -460,6 +463,28 @@ def test_one_file_however_it_is_named(tmp_path, monkeypatch):
     assert result.exit_code == 1 and "2 failed" in result.stdout and "rename one" in result.stderr
     result = run("encode", "a.nic", "a.png", "--force")  # a.nic would be written over itself
     assert "the output a.nic would be the input" in result.stderr
+
+
+def test_an_output_that_is_another_input_is_never_written(tmp_path, monkeypatch):
+    """An image named x.nic is refused as its own output; x.png's output is that input too, and
+    --force replaced it (a review, 2026-12-04). Now both fail, with or without --force."""
+    monkeypatch.chdir(tmp_path)
+    Image.fromarray(synthetic_photo(48, 48, seed=1)).save("x.png")
+    Image.fromarray(synthetic_photo(48, 48, seed=2)).save("x.nic", format="JPEG")
+    os.utime("x.nic", (1, 1))  # older than x.png: without the check, kept without --force, replaced with it
+    before = Path("x.nic").read_bytes()
+    for force in ([], ["--force"], ["-f", "--jobs", "2"]):
+        result = run("encode", "x.png", "./x.nic", *force)
+        assert result.exit_code == 1 and "0 encoded" in result.stdout and "2 failed" in result.stdout
+        assert "x.png: the output x.nic would replace x.nic, an input of this run" in result.stderr
+        assert Path("x.nic").read_bytes() == before and sorted(os.listdir()) == ["x.nic", "x.png"]
+    # Decoding: p.png, a .nic file of another name, is an input, and p.nic's output.
+    assert run("encode", "x.png", "-o", "p.nic").exit_code == 0
+    Path("p.png").write_bytes(Path("p.nic").read_bytes())
+    os.utime("p.png", (1, 1))
+    result = run("decode", "p.nic", "p.png", "--force")
+    assert "p.nic: the output p.png would replace p.png, an input of this run" in result.stderr
+    assert Path("p.png").read_bytes() == Path("p.nic").read_bytes()
 
 
 def test_unicode_forms_collide_but_distinct_letters_do_not():

@@ -224,7 +224,7 @@ def main(
     threads: Annotated[int, typer.Option(
         parser=non_negative_int, help="torch CPU threads (0: torch's default).")] = DecoderTuneConfig.threads,
     seed: Annotated[int, typer.Option(parser=seed_value)] = DecoderTuneConfig.seed,
-    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option(metavar="", help="Replace OUT if it exists.")] = False,
 ):
     """Fine-tune g_s on the codec's own latents and write a weights-only checkpoint."""
     from nicodec import Codec, NicodecError

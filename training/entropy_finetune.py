@@ -239,8 +239,8 @@ def main(
     batch: Annotated[int, typer.Option(parser=batch_size)] = 16,
     lr: Annotated[float, typer.Option(parser=adam_lr)] = 5e-5,
     threads: Annotated[int, typer.Option(parser=non_negative_int, help="torch CPU threads (0: torch's default).")] = 0,
-    hyper: Annotated[bool, typer.Option(help="Train h_a and the prior of z too (rate of y and z).")] = False,
-    force: Annotated[bool, typer.Option(help="Replace OUT if it exists.")] = False,
+    hyper: Annotated[bool, typer.Option(metavar="", help="Train h_a and the prior of z too (rate of y and z).")] = False,
+    force: Annotated[bool, typer.Option(metavar="", help="Replace OUT if it exists.")] = False,
     seed: Annotated[int, typer.Option(parser=seed_value)] = 0,
 ):
     """Fine-tune h_s on frozen latents and write a weights-only checkpoint."""

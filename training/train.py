@@ -1220,11 +1220,11 @@ def main(
     compile_mode: Annotated[str, typer.Option(
         "--compile", help="torch.compile the training forward pass with this mode (default, reduce-overhead, "
              "max-autotune or max-autotune-no-cudagraphs); empty: eager.")] = "",
-    resume: Annotated[bool, typer.Option(help="Continue the run in OUT (its last.pt, which must exist).")] = False,
-    force: Annotated[bool, typer.Option(
+    resume: Annotated[bool, typer.Option(metavar="", help="Continue the run in OUT (its last.pt, which must exist).")] = False,
+    force: Annotated[bool, typer.Option(metavar="",
         help="Replace the run in OUT (its last.pt) and an existing --slim file; without it they are refused.")] = False,
     init: Annotated[Optional[Path], typer.Option(help="Start from this checkpoint's weights.")] = None,
-    new_schedule: Annotated[bool, typer.Option(
+    new_schedule: Annotated[bool, typer.Option(metavar="",
         help="With --init: a fresh learning-rate schedule (--warmup, --steps, --total-minutes) from its step and time.")] = False,
     device: Annotated[str, typer.Option(parser=device_option, help="auto, cpu or cuda.")] = "auto",
     max_images: Annotated[int, typer.Option(
