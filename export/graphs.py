@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nicodec.training.integer import MEAN_BITS, MEAN_LIMIT, integer_entropy_parameters
-from nicodec.training.model import GDN, MeanScaleHyperprior, float_scale_index
+from nicodec.training.model import GDN, MeanScaleHyperprior, PostFilter, float_scale_index
 
 __all__ = ["Encoder", "EntropyParameters", "Decoder", "HalfDecoder", "SynthesisGradient", "SubpixelConvTranspose",
            "fast_synthesis_layers"]
@@ -169,7 +169,10 @@ class SynthesisGradient(nn.Module):
     g_s alternates transposed convolutions and inverse GDNs. The transposed convolution's
     adjoint is the convolution with the same weight tensor and stride; for the inverse GDN
     ``y_i = x_i * n_i`` with ``n_i = sqrt(beta_i + sum_j gamma_ij x_j**2)``, the
-    vector-Jacobian product is ``g_j * n_j + x_j * sum_i gamma_ij g_i x_i / n_i``. The
+    vector-Jacobian product is ``g_j * n_j + x_j * sum_i gamma_ij g_i x_i / n_i``. A
+    :class:`PostFilter` (``x + shuffle(f(unshuffle(x)))``) passes the gradient on plus its
+    body's: back through depth-to-space (space-to-depth, its adjoint), each 3x3 convolution (the
+    convolution with the weights flipped and their channels swapped) and ReLU (its mask). The
     encoder uses it to refine its latent (``nicodec.refine``); decoding never runs it.
 
     The squared error is ``sum(weight * (255 * g_s(y_hat) - image)**2)``: ``weight`` (1, 1,
@@ -183,8 +186,11 @@ class SynthesisGradient(nn.Module):
             _FixedGDN(m) if isinstance(m, GDN) else copy.deepcopy(m) for m in model.g_s
         )
         for layer in self.layers:
-            if not isinstance(layer, (_FixedGDN, nn.ConvTranspose2d)):
+            if not isinstance(layer, (_FixedGDN, nn.ConvTranspose2d, PostFilter)):
                 raise TypeError(f"SynthesisGradient cannot differentiate a {type(layer).__name__} layer")
+            if isinstance(layer, PostFilter):  # its convolutions' adjoints, last first, as constants of the graph
+                layer.adjoints = [m.weight.detach().transpose(0, 1).flip(2, 3).contiguous() for m in layer.body[::-1]
+                                  if isinstance(m, nn.Conv2d)]
 
     def forward(self, y_hat: torch.Tensor, image: torch.Tensor, weight: torch.Tensor):
         inputs, norms = [], []
@@ -195,6 +201,12 @@ class SynthesisGradient(nn.Module):
                 norm = torch.sqrt(F.conv2d(x * x, layer.gamma, layer.beta))
                 norms.append(norm)
                 x = x * norm if layer.inverse else x / norm
+            elif isinstance(layer, PostFilter):
+                first, _, second, _, third = layer.body
+                before_relu = [first(F.pixel_unshuffle(x, 2))]
+                before_relu.append(second(F.relu(before_relu[0])))
+                norms.append(before_relu)  # what its backward pass needs
+                x = x + F.pixel_shuffle(third(F.relu(before_relu[1])), 2)
             else:
                 norms.append(None)
                 x = layer(x)
@@ -204,6 +216,13 @@ class SynthesisGradient(nn.Module):
                 if not layer.inverse:
                     raise TypeError("SynthesisGradient differentiates the inverse GDN only")
                 grad = grad * norm + x * F.conv2d(grad * x / norm, layer.gamma.transpose(0, 1))
+            elif isinstance(layer, PostFilter):
+                inner = F.pixel_unshuffle(grad, 2)
+                for adjoint, before_relu in zip(layer.adjoints, (norm[1], norm[0], None)):
+                    inner = F.conv2d(inner, adjoint, padding=1)
+                    if before_relu is not None:
+                        inner = inner * (before_relu > 0).to(inner.dtype)
+                grad = grad + F.pixel_shuffle(inner, 2)
             else:
                 grad = F.conv2d(grad, layer.weight, stride=layer.stride, padding=layer.padding)
         return grad

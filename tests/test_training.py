@@ -639,6 +639,51 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
         Codec(tmp_path / "b", providers="cpu")
 
 
+def test_a_post_filter_added_to_a_model_exports_decodes_its_files_and_refines(folder, tmp_path):
+    """A PostFilter ending g_s (ModelConfig.postfilter): added to a trained model it starts from
+    its pixels; with weights it changes them, and its export passes the parity and gradient
+    checks, decodes the earlier model's files (--decodes-files-of: the entropy side is the same
+    files), tiles as the whole picture does, and refines."""
+    from nicodec.codec import Codec
+    from nicodec.export.export import export_model
+    from nicodec.training.model import PostFilter
+    from nicodec.training.train import with_postfilter
+
+    train([str(folder)], tmp_path / "run", TINY_VR, TrainConfig(steps=2, batch=2, crop=64, val_images=2, integer_from=0.5))
+    slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "a.pt")
+    export_model(tmp_path / "a.pt", tmp_path / "a", "tiny-a", default_quality=50)
+    ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
+    fresh = with_postfilter(ckpt, 6)
+    torch.save(fresh, tmp_path / "fresh.pt")
+    plain, _ = load_model(tmp_path / "a.pt")
+    filtered, _ = load_model(tmp_path / "fresh.pt")
+    assert isinstance(filtered.g_s[-1], PostFilter) and filtered.config.postfilter == 6
+    y_hat = torch.randn(1, TINY_VR.M, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(plain.g_s(y_hat), filtered.g_s(y_hat))  # a fresh filter leaves the pixels as they were
+    weights = {k: torch.randn_like(v) * 0.2 for k, v in PostFilter(6).state_dict().items()}
+    torch.save(with_postfilter(ckpt, 6, weights), tmp_path / "b.pt")
+    with pytest.raises(ValueError, match="post-filter already"):
+        with_postfilter(torch.load(tmp_path / "b.pt", weights_only=True), 6)
+    with pytest.raises(ValueError, match="not those of a 8-channel"):
+        with_postfilter(ckpt, 8, weights)
+
+    manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
+    assert manifest["config"]["postfilter"] == 6 and [e["model_id"] for e in manifest["decodes_files_of"]] == ["tiny-a"]
+    a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")
+    image = synthetic_photo(150, 200, seed=3)
+    old_file = a.encode(image, quality=30)
+    mine, theirs = b.decode_symbols(b.encode(image, quality=30))[1:], a.decode_symbols(old_file)[1:]
+    assert all(np.array_equal(x, y) for x, y in zip(mine, theirs))  # the encoder and entropy side are a's
+    before, after = a.decode(old_file, as_array=True), b.decode(old_file, as_array=True)
+    assert after.shape == image.shape and not np.array_equal(before, after)
+    tiled = Codec(tmp_path / "b", providers="cpu", tile=64).decode(old_file, as_array=True)
+    assert np.array_equal(tiled, after)
+    half = Codec(tmp_path / "b", providers="cpu", precision="fp16").decode(old_file, as_array=True)
+    assert np.abs(half.astype(int) - after).max() <= 2
+    assert Codec(tmp_path / "b", providers="cpu", refine=2).encode(image, quality=30)
+
+
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 def test_subpixel_form_of_a_transposed_convolution_computes_the_same(kernel):
     """The decoder graphs write g_s's transposed convolutions as convolutions and depth-to-space."""

@@ -261,6 +261,28 @@ def partly_retrained(checkpoint: str | Path, ckpt: dict, model: MeanScaleHyperpr
     return state, stored
 
 
+def with_postfilter(ckpt: dict, channels: int, weights: dict | None = None) -> dict:
+    """A checkpoint dict: ``ckpt`` with a :class:`~nicodec.training.model.PostFilter` of
+    ``channels`` ending g_s, every other tensor its own bit for bit (so an export's other graphs
+    stay the same files); the filter's ``weights`` (its state dict) or, without them, a fresh
+    filter, which leaves the pixels as they were. Stored in fp16, as committed weights are."""
+    if ckpt["model_config"].get("postfilter"):
+        raise ValueError("the checkpoint's g_s ends in a post-filter already")
+    known = {f.name for f in fields(ModelConfig)}
+    config = ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known and k != "postfilter"},
+                         postfilter=channels)
+    fresh = MeanScaleHyperprior(config).state_dict()
+    added = [k for k in fresh if k not in ckpt["model"]]
+    prefix = added[0][: added[0].index("body.")]  # "g_s.7."
+    if weights is not None:
+        if sorted(prefix + k for k in weights) != sorted(added) or any(
+                tuple(v.shape) != tuple(fresh[prefix + k].shape) for k, v in weights.items()):
+            raise ValueError(f"the filter's weights are not those of a {channels}-channel post-filter")
+        fresh.update({prefix + k: v for k, v in weights.items()})
+    model = {**ckpt["model"], **{k: fresh[k].half() for k in added}}
+    return {**ckpt, "model_config": config.to_dict(), "model": model}
+
+
 def save_weights(path: Path, ckpt: dict, metrics: dict, state: dict) -> None:
     """A weights-only checkpoint: ``ckpt``'s fields without its optimizer, with ``metrics`` and the
     weights ``state`` (written atomically)."""
