@@ -861,7 +861,7 @@ class Codec:
         pixels is run with ``margin`` pixels of context on each side, and only its
         centre is kept, so memory is bounded by the tile. With the default margins the
         files and pixels are those of a whole-image run: the margins cover the receptive
-        fields (192 and 64 pixels against the shipped model's 142 and 30), and the floating
+        fields (192 and 64 pixels against the shipped model's 142 and 37), and the floating
         point came out identical too where measured (``tests/test_codec.py``,
         ``benchmarks/large_image.py``). Images that fit in one tile run whole.
         """
@@ -933,7 +933,8 @@ class Codec:
         d = self.model.downsampling
         # The synthesis needs less context than the analysis: its receptive field reaches 30
         # pixels (three 3x3 convolutions at 1/16, 1/8 and 1/4 of the size, then a 5x5
-        # transposed one at 1/2), so 64, half the default analysis margin, covers it twice.
+        # transposed one at 1/2), 37 with vr-5e's post-filter (three 3x3 ones at 1/2 on 2x2 blocks), so 64,
+        # half the default analysis margin, covers it.
         margin = max(d, self.margin // 2 // d * d)
         (image,) = self._run_tiled(self._session("decoder"), "y_hat", y_hat, 4, (d,), margin, done=done)
         return image

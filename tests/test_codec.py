@@ -205,9 +205,14 @@ def test_pixel_limit_is_checked_before_work(photo):
 
 @pytest.mark.parametrize("name, made_by, made_hash, decoded_by, digest", [
     # The shipped model's own file.
+    ("made-by-vr-5e.nic", "nicodec-mshp-vr-5e", "0a52e4ca728b575a", "default",
+     "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
+    # A file of nicodec-mshp-vr-5d, the model shipped before: vr-5e is vr-5d with a post-filter
+    # ending its synthesis, the same encoder and entropy side, and lists it (its decodes_files_of),
+    # so the shipped model decodes the file itself: the same integers (the digest above), its pixels.
     ("made-by-vr-5d.nic", "nicodec-mshp-vr-5d", "341dcd5015adbce9", "default",
      "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
-    # A file of nicodec-mshp-vr-4d, the model shipped before: the package keeps it under
+    # A file of nicodec-mshp-vr-4d, the model shipped before vr-5d: the package keeps it under
     # models/earlier (it lists no earlier model of its own), and Codec() hands the file on to it.
     ("made-by-vr-4d.nic", "nicodec-mshp-vr-4d", "ab8c5bb889abe006", "nicodec-mshp-vr-4d",
      "bdf6612e06d0a613c30084a84f897718a84923b9cd3e98e011c117106365338c"),

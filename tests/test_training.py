@@ -682,6 +682,11 @@ def test_a_post_filter_added_to_a_model_exports_decodes_its_files_and_refines(fo
     half = Codec(tmp_path / "b", providers="cpu", precision="fp16").decode(old_file, as_array=True)
     assert np.abs(half.astype(int) - after).max() <= 2
     assert Codec(tmp_path / "b", providers="cpu", refine=2).encode(image, quality=30)
+    # A model with a filter trains as any other (the GPU recipe continues from the committed one).
+    config = ModelConfig(**{**TINY_VR.to_dict(), "postfilter": 4})
+    metrics = train([str(folder)], tmp_path / "pf", config, TrainConfig(steps=2, batch=2, crop=64, val_images=2,
+                                                                         integer_from=0.5))
+    assert metrics["run_steps"] == 2 and np.isfinite(metrics["loss"])
 
 
 @pytest.mark.parametrize("kernel", [3, 5, 7])

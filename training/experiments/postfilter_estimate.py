@@ -1,15 +1,20 @@
 """Estimate what a small learned post-filter after the synthesis would add, on frozen latents.
 
-    python training/experiments/postfilter_estimate.py training/checkpoints/nicodec-mshp-vr-5d.pt \\
-        --cache CACHE --minutes 25 --channels 32 --json OUT.json
+    python training/experiments/postfilter_estimate.py CHECKPOINT --cache CACHE --minutes 25 \\
+        --channels 32 --json OUT.json [--out NEW_CHECKPOINT]
+    python training/experiments/postfilter_estimate.py CHECKPOINT --weights OUT.pt --kodak KODAK
 
-An experiment, not a shipped step. ``decoder_finetune`` retrains ``g_s`` on the codec's own
-latents and gains a few hundredths of a dB; this asks whether capacity at full resolution, which
-``g_s`` lacks (its last layer is linear), would give more: a residual filter after ``g_s``,
-``x + f(x)``, where ``f`` is three 3x3 convolutions (ReLU between) on the picture folded to half
-resolution (space to depth, 12 channels), the last one zero-initialised so training starts from
-the shipped pixels. Only the filter trains; every file keeps its symbols, as with
-``decoder_finetune``, so a shipped filter would be a synthesis change (``decodes_files_of``).
+Written as an experiment; the filter of ``nicodec-mshp-vr-5e`` is its first run (training/LOG.md).
+``decoder_finetune`` retrains ``g_s`` on the codec's own latents and gains a few hundredths of a
+dB; this asks whether capacity at full resolution, which ``g_s`` lacks (its last layer is
+linear), gives more: a residual filter after ``g_s``, ``x + f(x)``
+(:class:`nicodec.training.model.PostFilter`, rebuilt here with an optional quality input), where
+``f`` is three 3x3 convolutions (ReLU between) on the picture folded to half resolution (space to
+depth, 12 channels), the last one zero-initialised so training starts from the model's pixels.
+Only the filter trains; every file keeps its symbols, as with ``decoder_finetune``, so a model
+with it is a synthesis change (``nicodec-export --decodes-files-of``). ``--out`` writes the
+checkpoint with the filter (``ModelConfig.postfilter``); ``--conditioned`` (the quality as a
+13th input plane) is an experiment only, since the decoder graphs take ``y_hat`` alone.
 
 The latents come from ``decoder_finetune``'s ``--cache`` (random 256x256 crops of the training
 shards at random qualities, and 320x320 centre crops of the held-out files at the benchmark's 8
@@ -141,12 +146,15 @@ def main() -> None:
     parser.add_argument("checkpoint")
     parser.add_argument("--cache", required=True, help="decoder_finetune's --cache of this model's encoder")
     parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--steps", type=int, default=0,
+                        help="train this many steps instead, the schedule over them (a busy machine then takes longer)")
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--part", type=int, default=128)
     parser.add_argument("--lr", type=float, default=5e-4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
+    parser.add_argument("--out", help="also write CHECKPOINT with the trained filter ending its g_s (with_postfilter)")
     parser.add_argument("--weights", help="a filter this program wrote (its .pt): no training, only --kodak")
     parser.add_argument("--kodak", help="also measure the filter on the images of this folder (evaluation only)")
     parser.add_argument("--conditioned", action="store_true", help="give the filter the quality (a 13th input plane)")
@@ -182,10 +190,11 @@ def main() -> None:
     side, part = x_hat.shape[-1], args.part
     history = []
     start, step, budget = time.monotonic(), 0, args.minutes * 60
-    while (elapsed := time.monotonic() - start) < budget:
+    while (step < args.steps) if args.steps else ((elapsed := time.monotonic() - start) < budget):
         step += 1
+        progress = (step - 1) / args.steps if args.steps else min(elapsed / budget, 1.0)
         for group in opt.param_groups:
-            group["lr"] = args.lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * min(elapsed / budget, 1.0)))
+            group["lr"] = args.lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * progress))
         pick = torch.randint(0, len(x_hat), (args.batch,), generator=gen)
         top, left = (int(v) for v in torch.randint(0, side - part + 1, (2,), generator=gen))
         x = x_hat[pick, :, top : top + part, left : left + part].float()
@@ -209,6 +218,19 @@ def main() -> None:
                        "held_out_qualities": list(HELD_OUT_QUALITIES), "per_quality_gain_db": per_quality,
                        "history": history}, f, indent=1)
         torch.save(filt.state_dict(), args.json.removesuffix(".json") + ".pt")
+    if args.out:
+        if args.conditioned:
+            raise SystemExit("a conditioned filter has no place in a checkpoint yet (its graph would need the quality)")
+        from nicodec.training.train import save_atomically, with_postfilter
+
+        ckpt = torch.load(args.checkpoint, weights_only=True)
+        new = with_postfilter(ckpt, args.channels, filt.state_dict())
+        new["metrics"] = {**ckpt.get("metrics", {}), "postfilter": {
+            "program": "training/experiments/postfilter_estimate.py", "args": vars(args), "steps": step,
+            "training_crops": len(x_hat), "held_out_psnr_before": float(base.mean()),
+            "held_out_gain_db": float(gain.mean()), "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality]}}
+        save_atomically(new, args.out)
+        print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":
