@@ -113,7 +113,7 @@ def test_prepare_loads_what_it_is_asked_for_and_checks_its_arguments(loaded):
 
 def test_a_copy_without_the_other_graphs_decodes_the_same_and_says_why_it_cannot_encode(tmp_path, photo):
     """An edge board that only shows images needs the manifest, the tables and two graphs
-    (6.8 of the shipped model's 19.4 MB): the same model, so the same files and pixels."""
+    (6.8 of the shipped model's 19.5 MB): the same model, so the same files and pixels."""
     folder = _copy(tmp_path)
     full = Codec(providers="cpu")
     data = full.encode(photo, quality=40)

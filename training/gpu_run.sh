@@ -9,7 +9,7 @@
 #   python3 training/prepare_gpu_data.py --shards 3 4 --without runtime/models
 #
 # fills data/gpu/val with the 8 held-out files and data/gpu/train with photos of the chosen
-# shards up to the limit (about 330 to 410 with the shipped model folder, 18.5 MiB, moved out
+# shards up to the limit (about 330 to 410 with the shipped model folder, 18.6 MiB, moved out
 # of the checkout for the run as it prints; about 230 without --without, and the folder
 # stays), then run `bash training/gpu_run.sh` with carry ["data/gpu"] and a timeout of 600 s.
 # Shards the GPU runs have seen: 0 (vr-1), 1 and 2 (vr-2), 3 and 4 (vr-3), 5 (its last 8

@@ -15,7 +15,7 @@ Data flow (training path; coding replaces the noise by rounding)::
     y ──Q(y - means) + means──> y_hat <── Gaussian p(y_hat | means, scales)
     y_hat ──g_s──> x_hat
 
-Optionally (``postfilter``, channels; 0 in every model shipped so far) g_s ends in a small
+Optionally (``postfilter``, channels; 32 in vr-5e, 0 in the models before it) g_s ends in a small
 residual filter at the output's resolution, :class:`PostFilter`.
 
 Loss: ``lmbda * 255**2 * MSE(x, x_hat) + bpp(y_hat) + bpp(z_hat)``.
@@ -160,8 +160,8 @@ class PostFilter(nn.Module):
     3x3 convolutions with ReLUs between, on the picture folded to half its resolution (space to
     depth, 12 planes), the last one zero-initialised, so a filter added to a trained model starts
     from its pixels. It adds the full-resolution capacity g_s's linear last layer lacks: on
-    frozen vr-5d latents, 32 channels (4,032 multiply-adds a pixel, g_s some 34,000) trained 25
-    minutes on 2 CPU cores gained 1.5% BD-rate on Kodak (training/LOG.md, "Experiments")."""
+    frozen vr-5d latents, 32 channels (4,032 multiply-adds a pixel, g_s some 42,000) trained 25
+    minutes on 2 CPU cores gained 1.5% BD-rate on Kodak (training/LOG.md, the notes on vr-5e)."""
 
     def __init__(self, channels: int):
         super().__init__()
