@@ -161,20 +161,32 @@ class PostFilter(nn.Module):
     depth, 12 planes), the last one zero-initialised, so a filter added to a trained model starts
     from its pixels. It adds the full-resolution capacity g_s's linear last layer lacks: on
     frozen vr-5d latents, 32 channels (4,032 multiply-adds a pixel, g_s some 42,000) trained 25
-    minutes on 2 CPU cores gained 1.5% BD-rate on Kodak (training/LOG.md, the notes on vr-5e)."""
+    minutes on 2 CPU cores gained 1.5% BD-rate on Kodak (training/LOG.md, the notes on vr-5e).
 
-    def __init__(self, channels: int):
+    ``quality_plane`` (no shipped model yet; training/LOG.md, "Experiments") adds a 13th input
+    plane, the quality over 100, which ``forward`` then needs."""
+
+    def __init__(self, channels: int, quality_plane: bool = False):
         super().__init__()
+        self.quality_plane = quality_plane
         self.body = nn.Sequential(
-            nn.Conv2d(12, channels, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(12 + quality_plane, channels, 3, padding=1), nn.ReLU(),
             nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
             nn.Conv2d(channels, 12, 3, padding=1),
         )
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + F.pixel_shuffle(self.body(F.pixel_unshuffle(x, 2)), 2)
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> torch.Tensor:
+        folded = F.pixel_unshuffle(x, 2)
+        if self.quality_plane:  # quality: (B,), each picture's
+            plane = (quality.to(x.dtype) / 100).reshape(-1, 1, 1, 1).expand(-1, 1, *folded.shape[2:])
+            folded = torch.cat([folded, plane], dim=1)
+        return x + F.pixel_shuffle(self.body(folded), 2)
+
+    def macs_per_pixel(self) -> float:
+        """Multiply-adds per pixel of the picture (the convolutions run at a quarter of its pixels)."""
+        return sum(m.in_channels * m.out_channels * 9 for m in self.body if isinstance(m, nn.Conv2d)) / 4
 
 
 class FactorizedPrior(nn.Module):

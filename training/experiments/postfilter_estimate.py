@@ -8,7 +8,7 @@ Written as an experiment; the filter of ``nicodec-mshp-vr-5e`` is its first run 
 ``decoder_finetune`` retrains ``g_s`` on the codec's own latents and gains a few hundredths of a
 dB; this asks whether capacity at full resolution, which ``g_s`` lacks (its last layer is
 linear), gives more: a residual filter after ``g_s``, ``x + f(x)``
-(:class:`nicodec.training.model.PostFilter`, rebuilt here with an optional quality input), where
+(:class:`nicodec.training.model.PostFilter`, here with its optional quality plane too), where
 ``f`` is three 3x3 convolutions (ReLU between) on the picture folded to half resolution (space to
 depth, 12 channels), the last one zero-initialised so training starts from the model's pixels.
 Only the filter trains; every file keeps its symbols, as with ``decoder_finetune``, so a model
@@ -34,35 +34,9 @@ import time
 
 import torch
 from nicodec.training.decoder_finetune import HELD_OUT_QUALITIES
+from nicodec.training.model import PostFilter
 from nicodec.training.train import load_model
 from torch import nn
-from torch.nn import functional as F
-
-
-class PostFilter(nn.Module):
-    """``x + f(x)``: three 3x3 convolutions at half resolution (space to depth), the last zero-initialised."""
-
-    def __init__(self, channels: int = 32, conditioned: bool = False):
-        super().__init__()
-        self.conditioned = conditioned  # a 13th input plane: the quality over 100
-        self.body = nn.Sequential(
-            nn.Conv2d(12 + conditioned, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(channels, 12, 3, padding=1),
-        )
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
-
-    def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> torch.Tensor:
-        folded = F.pixel_unshuffle(x, 2)
-        if self.conditioned:
-            plane = (quality.to(x.dtype) / 100).reshape(-1, 1, 1, 1).expand(-1, 1, *folded.shape[2:])
-            folded = torch.cat([folded, plane], dim=1)
-        return x + F.pixel_shuffle(self.body(folded), 2)
-
-    def macs_per_pixel(self) -> float:
-        convs = [m for m in self.body if isinstance(m, nn.Conv2d)]
-        return sum(m.in_channels * m.out_channels * 9 for m in convs) / 4
 
 
 @torch.no_grad()
