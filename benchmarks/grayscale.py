@@ -88,7 +88,7 @@ def measure(codec: Codec, name: str, rgb: np.ndarray) -> dict:
     # what the file would show without the flag. (A colour image of three equal channels is
     # flagged too since 2026-12-03, so decoding it no longer shows them.)
     header, y_hat = codec.decode_latents(gray_data)
-    decoded = codec._synthesize(y_hat)[0, :, : header.height, : header.width].transpose(1, 2, 0)
+    decoded = codec._synthesize(y_hat, header.quality)[0, :, : header.height, : header.width].transpose(1, 2, 0)
     spread = decoded.max(axis=2).astype(np.int16) - decoded.min(axis=2)
 
     same_size = jpeg_at_most(gray, len(gray_data))

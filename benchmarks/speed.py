@@ -268,7 +268,7 @@ def split_decode(codec, data: bytes) -> tuple[dict[str, float], np.ndarray]:
     symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), codec.model.y_tables).reshape(mean_q.shape)
     y_hat = codec._y_hat(header, symbols, mean_q)
     marks.append(time.perf_counter())
-    image = codec._synthesize(y_hat)
+    image = codec._synthesize(y_hat, header.quality)
     pixels = np.ascontiguousarray(image[0, :, : header.height, : header.width].transpose(1, 2, 0))
     marks.append(time.perf_counter())
     stages = ("other", "entropy_decoding_z", "entropy_parameters", "entropy_decoding_y", "synthesis")

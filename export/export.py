@@ -71,11 +71,14 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
         encoder = (Encoder(model), (image, torch.ones(1, cfg.M, 1, 1)), ["image", "gain"], ["y", "z"])
     else:
         encoder = (Encoder(model), (image,), ["image"], ["y", "z"])
+    # A post-filter that sees the quality makes it the decoders' second input.
+    synthesis_args, synthesis_inputs = ((y_hat, torch.full((1, 1, 1, 1), 60.0)), ["y_hat", "quality"]) \
+        if model.g_s.takes_quality else ((y_hat,), ["y_hat"])
     specs = {
         "encoder": encoder,
         "entropy_parameters": (EntropyParameters(model), (z_hat,), ["z_hat"], ["scale_index", "mean_q"]),
-        "decoder": (Decoder(model), (y_hat,), ["y_hat"], ["image"]),
-        "decoder_fp16": (HalfDecoder(model), (y_hat,), ["y_hat"], ["image"]),
+        "decoder": (Decoder(model), synthesis_args, synthesis_inputs, ["image"]),
+        "decoder_fp16": (HalfDecoder(model), synthesis_args, synthesis_inputs, ["image"]),
     }
     if cfg.integer_entropy:
         params = integer_parameters(model.h_s, model.hs_act_scale)
@@ -84,7 +87,7 @@ def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:
         del specs["entropy_parameters"]
     for name, (module, args, inputs, outputs) in specs.items():
         path = folder / f"{name}.onnx"
-        axes = {n: {2: "height", 3: "width"} for n in inputs + outputs if n != "gain"}
+        axes = {n: {2: "height", 3: "width"} for n in inputs + outputs if n not in ("gain", "quality")}
         with warnings.catch_warnings():
             # The TorchScript exporter is deprecated but still the one that writes plain
             # opset-17 graphs with named dynamic axes from these small modules.
@@ -112,10 +115,15 @@ def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     image = torch.rand(1, 3, 64, 96) * 255
     weight = (torch.rand(1, 1, 64, 96) < 0.8).float()
+    args, names = (y_hat, image, weight), ["y_hat", "image", "weight"]
+    quality = None
+    if model.g_s.takes_quality:
+        quality = torch.full((1, 1, 1, 1), 60.0)
+        args, names = (*args, quality), [*names, "quality"]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         torch.onnx.export(
-            SynthesisGradient(model).eval(), (y_hat, image, weight), str(path), input_names=["y_hat", "image", "weight"],
+            SynthesisGradient(model).eval(), args, str(path), input_names=names,
             output_names=["gradient"],
             dynamic_axes={n: {2: "height", 3: "width"} for n in ("y_hat", "image", "weight", "gradient")},
             opset_version=OPSET, dynamo=False,
@@ -123,9 +131,9 @@ def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[
     store_weights_in_half(path)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     y = y_hat.clone().requires_grad_(True)
-    (weight * (255 * model.g_s(y) - image) ** 2).sum().backward()
+    (weight * (255 * model.g_s(y, quality) - image) ** 2).sum().backward()
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"y_hat": y_hat.numpy(), "image": image.numpy(), "weight": weight.numpy()})
+    (got,) = session.run(None, {name: value.numpy() for name, value in zip(names, args)})
     error = float(np.abs(got - y.grad.numpy()).max() / np.abs(y.grad.numpy()).max())
     if not error < GRADIENT_TOLERANCE:
         path.unlink()
@@ -150,9 +158,13 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
 
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     session = ort.InferenceSession(str(files.graph("decoder")), providers=["CPUExecutionProvider"])
-    (theirs,) = session.run(None, {"y_hat": y_hat.numpy()})
+    quality = torch.full((1, 1, 1, 1), 60.0) if model.g_s.takes_quality else None
+    if (quality is not None) != any(i.name == "quality" for i in session.get_inputs()):
+        raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (one synthesis takes the "
+                           "quality, the other not)")
+    (theirs,) = session.run(None, {"y_hat": y_hat.numpy(), **({} if quality is None else {"quality": quality.numpy()})})
     with torch.no_grad():
-        ours = Decoder(model)(y_hat).numpy()
+        ours = Decoder(model)(y_hat, quality).numpy()
     if np.abs(theirs.astype(np.int16) - ours.astype(np.int16)).max() > 1:
         raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (the syntheses differ)")
     manifest = dict(files.manifest)
@@ -337,7 +349,7 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, qu
     torch_symbols = torch.round(y - torch.from_numpy(mean_q).float() / 2**MEAN_BITS).to(torch.int32)
     # Against the trained synthesis itself, not Decoder's rewritten form (SubpixelConvTranspose).
     y_hat = (torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS) * inverse_gain
-    torch_pixels = torch.round(model.g_s(y_hat).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
+    torch_pixels = torch.round(model.g_s(y_hat, header.quality).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
     torch_pixels = torch_pixels[0, :, :h, :w].permute(1, 2, 0).numpy()
 
     half = Codec(folder, providers="cpu", precision="fp16").decode(data, as_array=True)

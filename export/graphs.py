@@ -11,11 +11,14 @@ Their signatures are the contract with the runtime (``nicodec.model``):
   ``mean_q`` int32 (1, M, 4h, 4w): which Gaussian table codes each latent, and its
   mean in fixed point (``mean = mean_q / 2**MEAN_BITS``).
 - ``decoder``: ``y_hat`` float32 (1, M, h, w) -> ``image`` uint8 (1, 3, 16h, 16w);
-  ``decoder_fp16`` is the same computed in fp16.
+  ``decoder_fp16`` is the same computed in fp16. A model whose post-filter sees the quality
+  (``ModelConfig.postfilter_quality``) has decoders that take a second input, ``quality``
+  float32 (1, 1, 1, 1): the file header's quality, 1 to 100.
 - ``synthesis_gradient`` (encoder side only): ``y_hat`` float32 (1, M, h, w) and ``image``
   float32 (1, 3, 16h, 16w, values 0..255) -> ``gradient`` float32 (1, M, h, w), the
   gradient with respect to ``y_hat`` of the synthesis's squared error
-  ``sum((255 * g_s(y_hat) - image)**2)`` (before the clamp and rounding).
+  ``sum((255 * g_s(y_hat) - image)**2)`` (before the clamp and rounding); the
+  ``quality`` too, after ``weight``, where the decoder takes it.
 
 As in tensorflow/compression, scaling to [0, 1], clipping and rounding to uint8 are
 inside the graphs, so the runtime never guesses a convention.
@@ -30,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nicodec.training.integer import MEAN_BITS, MEAN_LIMIT, integer_entropy_parameters
-from nicodec.training.model import GDN, MeanScaleHyperprior, PostFilter, float_scale_index
+from nicodec.training.model import GDN, MeanScaleHyperprior, PostFilter, Synthesis, float_scale_index
 
 __all__ = ["Encoder", "EntropyParameters", "Decoder", "HalfDecoder", "SynthesisGradient", "SubpixelConvTranspose",
            "fast_synthesis_layers"]
@@ -121,10 +124,10 @@ def fast_synthesis_layers(g_s: nn.Sequential) -> list[nn.Module]:
 class Decoder(nn.Module):
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
-        self.g_s = nn.Sequential(*fast_synthesis_layers(model.g_s))
+        self.g_s = Synthesis(*fast_synthesis_layers(model.g_s))
 
-    def forward(self, y_hat: torch.Tensor):
-        x = self.g_s(y_hat).clamp(0.0, 1.0)
+    def forward(self, y_hat: torch.Tensor, quality: torch.Tensor | None = None):
+        x = self.g_s(y_hat, quality).clamp(0.0, 1.0)
         return torch.round(x * 255.0).to(torch.uint8)
 
 
@@ -139,10 +142,10 @@ class HalfDecoder(nn.Module):
     def __init__(self, model: MeanScaleHyperprior):
         super().__init__()
         layers = [_FixedGDN(m) if isinstance(m, GDN) else copy.deepcopy(m) for m in fast_synthesis_layers(model.g_s)]
-        self.g_s = nn.Sequential(*layers).half()
+        self.g_s = Synthesis(*layers).half()
 
-    def forward(self, y_hat: torch.Tensor):
-        x = self.g_s(y_hat.half()).float().clamp(0.0, 1.0)
+    def forward(self, y_hat: torch.Tensor, quality: torch.Tensor | None = None):
+        x = self.g_s(y_hat.half(), quality).float().clamp(0.0, 1.0)
         return torch.round(x * 255.0).to(torch.uint8)
 
 
@@ -172,7 +175,8 @@ class SynthesisGradient(nn.Module):
     vector-Jacobian product is ``g_j * n_j + x_j * sum_i gamma_ij g_i x_i / n_i``. A
     :class:`PostFilter` (``x + shuffle(f(unshuffle(x)))``) passes the gradient on plus its
     body's: back through depth-to-space (space-to-depth, its adjoint), each 3x3 convolution (the
-    convolution with the weights flipped and their channels swapped) and ReLU (its mask). The
+    convolution with the weights flipped and their channels swapped) and ReLU (its mask); a
+    quality plane, an input and not a function of ``y_hat``, gets none of it. The
     encoder uses it to refine its latent (``nicodec.refine``); decoding never runs it.
 
     The squared error is ``sum(weight * (255 * g_s(y_hat) - image)**2)``: ``weight`` (1, 1,
@@ -191,8 +195,10 @@ class SynthesisGradient(nn.Module):
             if isinstance(layer, PostFilter):  # its convolutions' adjoints, last first, as constants of the graph
                 layer.adjoints = [m.weight.detach().transpose(0, 1).flip(2, 3).contiguous() for m in layer.body[::-1]
                                   if isinstance(m, nn.Conv2d)]
+                layer.adjoints[-1] = layer.adjoints[-1][:12]  # not towards the quality plane
 
-    def forward(self, y_hat: torch.Tensor, image: torch.Tensor, weight: torch.Tensor):
+    def forward(self, y_hat: torch.Tensor, image: torch.Tensor, weight: torch.Tensor,
+                quality: torch.Tensor | None = None):
         inputs, norms = [], []
         x = y_hat
         for layer in self.layers:
@@ -203,7 +209,7 @@ class SynthesisGradient(nn.Module):
                 x = x * norm if layer.inverse else x / norm
             elif isinstance(layer, PostFilter):
                 first, _, second, _, third = layer.body
-                before_relu = [first(F.pixel_unshuffle(x, 2))]
+                before_relu = [first(layer.folded(x, quality))]
                 before_relu.append(second(F.relu(before_relu[0])))
                 norms.append(before_relu)  # what its backward pass needs
                 x = x + F.pixel_shuffle(third(F.relu(before_relu[1])), 2)

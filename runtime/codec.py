@@ -635,7 +635,7 @@ class Codec:
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
             return made.hand_on(lambda codec, whole: codec.decode(whole, as_array=as_array, progress=progress))
-        image = self._synthesize(self._y_hat(header, symbols, mean_q), done=work.advance)
+        image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
@@ -789,7 +789,7 @@ class Codec:
         candidates share it. The synthesis is the codec's own (fp16 with ``precision="fp16"``).
         ``seen`` (H, W) bool: the pixels whose error counts (None: all)."""
         height, width = pixels.shape[:2]
-        decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q))[0, :, :height, :width]
+        decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q), quality)[0, :, :height, :width]
         if gray:
             planes = [(_luma(decoded.transpose(1, 2, 0)), pixels[:, :, 0])]
         else:
@@ -824,15 +824,17 @@ class Codec:
         inverse = self.model.gains(quality)[1].reshape(1, -1, 1, 1) if self.model.variable_rate else 1.0
         return refine(
             y, self._means(mean_q), self.model.scale_table[scale_index],
-            lambda y_hat: self._synthesis_gradient(y_hat, image, weight),
+            lambda y_hat: self._synthesis_gradient(y_hat, image, weight, quality),
             inverse, self._lmbda(quality), pixels,
             self.refine, progress=progress,
         )
 
-    def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray, weight: np.ndarray | None = None) -> np.ndarray:
+    def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray, weight: np.ndarray | None = None,
+                            quality: float | None = None) -> np.ndarray:
         """The synthesis gradient graph on tiles like the transforms, with twice the synthesis's
         context (the gradient reaches as far back as the synthesis reaches forward).
-        ``weight`` (1, 1, H, W) weighs each pixel's squared error (``None``: all 1)."""
+        ``weight`` (1, 1, H, W) weighs each pixel's squared error (``None``: all 1); ``quality``
+        is the file's, for a synthesis that takes it (:meth:`_quality_input`)."""
         d = self.model.downsampling
         margin = 2 * max(d, self.margin // 2 // d * d)
         spatial = {"image": (image, d)}
@@ -843,15 +845,27 @@ class Codec:
         elif weight is not None:
             raise ValueError("this synthesis gradient graph takes no pixel weight")
         graph = self._session("synthesis_gradient")
-        (gradient,) = self._run_tiled(graph, "y_hat", y_hat, 4, (4,), margin, spatial=spatial)
+        (gradient,) = self._run_tiled(graph, "y_hat", y_hat, 4, (4,), margin, self._quality_input(graph, quality),
+                                      spatial=spatial)
         return gradient
+
+    @staticmethod
+    def _quality_input(session, quality: float | None) -> dict[str, np.ndarray]:
+        """The ``quality`` input of a synthesis graph that takes one (a post-filter that sees the
+        quality, vr-5f's): the file header's, float32 (1, 1, 1, 1); none for one that does not."""
+        if not any(i.name == "quality" for i in session.get_inputs()):
+            return {}
+        if quality is None:
+            raise ValueError("this synthesis takes the quality")
+        return {"quality": np.full((1, 1, 1, 1), quality, dtype=np.float32)}
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
                    fixed: dict[str, np.ndarray] | None = None, spatial: dict[str, tuple[np.ndarray, int]] | None = None,
                    done: Callable[[float], None] | None = None):
         """Run a convolutional graph on overlapping tiles of ``array`` (1, C, H, W).
 
-        ``fixed`` holds further inputs given whole to every tile (the encoder's gain);
+        ``fixed`` holds further inputs given whole to every tile (the encoder's gain, the
+        synthesis's quality);
         ``spatial`` further inputs cut into the same tiles, each ``(array, elements per unit)``
         (the image beside the latent, for the synthesis gradient). ``done``, if given, is
         called after each tile with the part of the image it covered (1.0 for a whole run).
@@ -927,16 +941,17 @@ class Codec:
             y_hat *= self.model.gains(quality)[1].reshape(1, -1, 1, 1)
         return y_hat
 
-    def _synthesize(self, y_hat: np.ndarray, done: Callable[[float], None] | None = None) -> np.ndarray:
+    def _synthesize(self, y_hat: np.ndarray, quality: float, done: Callable[[float], None] | None = None) -> np.ndarray:
         """The decoder graph on ``y_hat``, in tiles: (1, 3, H, W) uint8 of the padded size
-        (``done``: as :meth:`_run_tiled`'s)."""
+        (``quality``: the file's, given to a graph that takes it; ``done``: as :meth:`_run_tiled`'s)."""
         d = self.model.downsampling
         # The synthesis needs less context than the analysis: its receptive field reaches 30
         # pixels (three 3x3 convolutions at 1/16, 1/8 and 1/4 of the size, then a 5x5
-        # transposed one at 1/2), 37 with vr-5e's post-filter (three 3x3 ones at 1/2 on 2x2 blocks), so 64,
+        # transposed one at 1/2), 37 with a post-filter (vr-5e's, vr-5f's: three 3x3 ones at 1/2 on 2x2 blocks), so 64,
         # half the default analysis margin, covers it.
         margin = max(d, self.margin // 2 // d * d)
-        (image,) = self._run_tiled(self._session("decoder"), "y_hat", y_hat, 4, (d,), margin, done=done)
+        graph = self._session("decoder")
+        (image,) = self._run_tiled(graph, "y_hat", y_hat, 4, (d,), margin, self._quality_input(graph, quality), done=done)
         return image
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:

@@ -15,11 +15,13 @@ GRAPH_SIGNATURES = {
     # element type)); channels "M" and "Nh" are the manifest's latent and hyper-latent channels.
     "encoder": ({"image": (3, "tensor(uint8)", True), "gain": ("M", "tensor(float)", False)},
                 {"y": ("M", "tensor(float)"), "z": ("Nh", "tensor(float)")}),
-    "decoder": ({"y_hat": ("M", "tensor(float)", True)}, {"image": (3, "tensor(uint8)")}),
+    "decoder": ({"y_hat": ("M", "tensor(float)", True), "quality": (1, "tensor(float)", False)},
+                {"image": (3, "tensor(uint8)")}),
     "entropy_parameters": ({"z_hat": ("Nh", "tensor(int32)", True)},
                            {"scale_index": ("M", "tensor(int32)"), "mean_q": ("M", "tensor(int32)")}),
     "synthesis_gradient": ({"y_hat": ("M", "tensor(float)", True), "image": (3, "tensor(float)", True),
-                            "weight": (1, "tensor(float)", False)}, {"gradient": ("M", "tensor(float)")}),
+                            "weight": (1, "tensor(float)", False), "quality": (1, "tensor(float)", False)},
+                           {"gradient": ("M", "tensor(float)")}),
 }
 """What nicodec gives each graph and takes from it (``decoder_fp16``: as ``decoder``)."""
 
@@ -52,6 +54,8 @@ def check_graph(session, graph: str, model: ModelFiles) -> None:
             if required or (name == "gain" and model.variable_rate):
                 problems.append(f"it has no input {name}")
             continue
+        if name == "quality" and not model.variable_rate:
+            problems.append("it takes a quality, and the model is single-rate")
         compare("input", node, wanted)
         if node.type != element:
             problems.append(f"its input {name} is a {node.type}, not a {element}")

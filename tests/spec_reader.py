@@ -472,7 +472,11 @@ def read_nic(data: bytes, model: Model, synthesis=True, check_reference=True, th
         y_hat = (y_hat * ig.reshape(1, -1, 1, 1)).astype(np.float32)
     res["y_hat"] = y_hat
     if synthesis:
-        img = model.dec_session(threads).run(None, {"y_hat": y_hat})[0]
+        session = model.dec_session(threads)
+        feeds = {"y_hat": y_hat}
+        if any(i.name == "quality" for i in session.get_inputs()):  # FORMAT.md: the header's quality, float32
+            feeds["quality"] = np.full((1, 1, 1, 1), q, dtype=np.float32)
+        img = session.run(None, feeds)[0]
         rgb = img[0, :, :H, :W].transpose(1, 2, 0)
         res["rgb"] = rgb
         if info["grayscale"]:

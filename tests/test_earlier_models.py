@@ -79,8 +79,8 @@ def test_the_default_codec_decodes_an_earlier_shipped_models_files_with_that_mod
     for given in (data, bytearray(data), io.BytesIO(data), tmp_path / "old.nic", str(tmp_path / "old.nic")):
         assert np.array_equal(codec.decode(given, as_array=True), expected), type(given)
     # With the earlier model's own synthesis (here its fp16 graph), not the default's.
-    _, y_hat = codec.decode_latents(data)
-    assert not np.array_equal(codec._synthesize(y_hat)[0, :, :96, :128].transpose(1, 2, 0), expected)
+    header, y_hat = codec.decode_latents(data)
+    assert not np.array_equal(codec._synthesize(y_hat, header.quality)[0, :, :96, :128].transpose(1, 2, 0), expected)
     header, _, symbols, _ = codec.decode_symbols(data)
     assert header.model_id == EARLIER_ID and symbols.size
     assert list(codec._earlier) == [(EARLIER_ID, header.model_hash)]  # made once, at the first file

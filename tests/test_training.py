@@ -689,6 +689,73 @@ def test_a_post_filter_added_to_a_model_exports_decodes_its_files_and_refines(fo
     assert metrics["run_steps"] == 2 and np.isfinite(metrics["loss"])
 
 
+def test_a_post_filter_given_the_quality_exports_decodes_its_files_and_refines(folder, tmp_path):
+    """A PostFilter that also sees the quality (ModelConfig.postfilter_quality, vr-5f's): its
+    decoder and synthesis-gradient graphs take the header's quality as a second input, so the
+    same latent decodes to other pixels at another quality; the export passes the parity checks
+    at four qualities and the gradient check, decodes the earlier model's files, tiles as the
+    whole picture does, refines, and the model trains with each crop's quality."""
+    from nicodec.codec import Codec
+    from nicodec.export.export import export_model
+    from nicodec.training.model import PostFilter
+    from nicodec.training.train import with_postfilter
+
+    train([str(folder)], tmp_path / "run", TINY_VR, TrainConfig(steps=2, batch=2, crop=64, val_images=2, integer_from=0.5))
+    slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "a.pt")
+    export_model(tmp_path / "a.pt", tmp_path / "a", "tiny-a", default_quality=50)
+    ckpt = torch.load(tmp_path / "a.pt", weights_only=True)
+    torch.manual_seed(5)
+    weights = {k: torch.randn_like(v) * 0.2 for k, v in PostFilter(6, quality_plane=True).state_dict().items()}
+    with pytest.raises(ValueError, match="not those of a 6-channel"):  # a plain filter's weights lack the plane
+        with_postfilter(ckpt, 6, {k: torch.randn_like(v) for k, v in PostFilter(6).state_dict().items()},
+                        quality_plane=True)
+    torch.save(with_postfilter(ckpt, 6, weights, quality_plane=True), tmp_path / "b.pt")
+    model, _ = load_model(tmp_path / "b.pt")
+    assert model.config.postfilter_quality and model.g_s.takes_quality
+    y_hat = torch.randn(1, TINY_VR.M, 4, 4)
+    with torch.no_grad(), pytest.raises(ValueError, match="takes the quality"):
+        model.g_s(y_hat)
+    with pytest.raises(ValueError, match="variable-rate"):
+        ModelConfig(**{**TINY.to_dict(), "postfilter": 4, "postfilter_quality": True})
+
+    manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
+    assert manifest["config"]["postfilter_quality"] is True and len(manifest["parity"]) == 4
+    a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")
+    for graph in ("decoder", "synthesis_gradient"):
+        assert [i.name for i in b._session(graph).get_inputs()][-1] == "quality"
+    assert [i.name for i in a._session("decoder").get_inputs()] == ["y_hat"]
+    image = synthetic_photo(150, 200, seed=3)
+    old_file = a.encode(image, quality=30)
+    mine, theirs = b.decode_symbols(b.encode(image, quality=30))[1:], a.decode_symbols(old_file)[1:]
+    assert all(np.array_equal(x, y) for x, y in zip(mine, theirs))  # the encoder and entropy side are a's
+    before, after = a.decode(old_file, as_array=True), b.decode(old_file, as_array=True)
+    assert after.shape == image.shape and not np.array_equal(before, after)
+    header, latent = b.decode_latents(old_file)
+    assert header.quality == 30
+    at_30 = b._synthesize(latent, 30.0)
+    assert np.array_equal(at_30[0, :, :150, :200].transpose(1, 2, 0), after)
+    assert not np.array_equal(b._synthesize(latent, 90.0), at_30)  # the filter sees the quality it is given
+    with torch.no_grad():  # the graph is the torch synthesis given the header's quality
+        expected = torch.round(model.g_s(torch.from_numpy(latent), 30.0).clamp(0, 1) * 255).to(torch.uint8).numpy()
+    assert np.abs(expected.astype(int) - at_30).max() <= 1
+    with pytest.raises(ValueError, match="takes the quality"):
+        b._synthesize(latent, None)
+    tiled = Codec(tmp_path / "b", providers="cpu", tile=64).decode(old_file, as_array=True)
+    assert np.array_equal(tiled, after)
+    half = Codec(tmp_path / "b", providers="cpu", precision="fp16").decode(old_file, as_array=True)
+    assert np.abs(half.astype(int) - after).max() <= 2
+    assert Codec(tmp_path / "b", providers="cpu", refine=2).encode(image, quality=30)
+    # The gradient graph is given the quality too: another quality, another gradient.
+    pixels = np.ascontiguousarray(np.pad(image, ((0, 42), (0, 56), (0, 0)), mode="edge").transpose(2, 0, 1)[None],
+                                  dtype=np.float32)
+    assert not np.allclose(b._synthesis_gradient(latent, pixels, quality=30.0),
+                           b._synthesis_gradient(latent, pixels, quality=90.0))
+    config = ModelConfig(**{**TINY_VR.to_dict(), "postfilter": 4, "postfilter_quality": True})
+    metrics = train([str(folder)], tmp_path / "pf", config, TrainConfig(steps=2, batch=2, crop=64, val_images=2,
+                                                                         integer_from=0.5))
+    assert metrics["run_steps"] == 2 and np.isfinite(metrics["loss"])
+
+
 @pytest.mark.parametrize("kernel", [3, 5, 7])
 def test_subpixel_form_of_a_transposed_convolution_computes_the_same(kernel):
     """The decoder graphs write g_s's transposed convolutions as convolutions and depth-to-space."""

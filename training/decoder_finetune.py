@@ -237,6 +237,9 @@ def main(
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
     net, ckpt = start_finetune(checkpoint, out, cache, force, threads, seed)
     net.eval()
+    if net.g_s.takes_quality:  # its crops' qualities would have to travel beside their latents (and in the cache)
+        raise typer.BadParameter(f"{checkpoint}'s post-filter takes the quality, which this program does not give "
+                                 "the synthesis yet (training/LOG.md, the notes on vr-5f)")
     try:
         codec = Codec(model).prepare()  # it encodes and decodes: a copy that cannot encode is refused here
     except NicodecError as exc:  # ModelError, ExactnessError

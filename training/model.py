@@ -15,8 +15,9 @@ Data flow (training path; coding replaces the noise by rounding)::
     y ──Q(y - means) + means──> y_hat <── Gaussian p(y_hat | means, scales)
     y_hat ──g_s──> x_hat
 
-Optionally (``postfilter``, channels; 32 in vr-5e, 0 in the models before it) g_s ends in a small
-residual filter at the output's resolution, :class:`PostFilter`.
+Optionally (``postfilter``, channels; 32 in vr-5e and vr-5f, 0 in the models before them) g_s
+ends in a small residual filter at the output's resolution, :class:`PostFilter`, which in a
+variable-rate model may also see the quality (``postfilter_quality``; vr-5f).
 
 Loss: ``lmbda * 255**2 * MSE(x, x_hat) + bpp(y_hat) + bpp(z_hat)``.
 
@@ -43,6 +44,8 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..model import QUALITY_MAX, QUALITY_MIN
 
 SCALE_MIN = 0.11
 """Lower bound of the Gaussian scales, as in CompressAI's scale table."""
@@ -77,6 +80,7 @@ class ModelConfig:
     integer_entropy: bool = False  # h_s computed in integer arithmetic (nicodec.training.integer)
     lmbdas: tuple[float, ...] = ()  # variable rate: one gain pair per lambda, lowest rate first
     postfilter: int = 0  # channels of a residual filter ending g_s (PostFilter); 0: none
+    postfilter_quality: bool = False  # the post-filter also sees the quality (a 13th input plane)
 
     def __post_init__(self):
         self.lmbdas = tuple(float(v) for v in self.lmbdas)
@@ -86,6 +90,8 @@ class ModelConfig:
             raise ValueError("a variable-rate model needs at least two lmbdas")
         if isinstance(self.postfilter, bool) or not isinstance(self.postfilter, int) or self.postfilter < 0:
             raise ValueError(f"postfilter must be a whole number of channels, 0 or more, not {self.postfilter!r}")
+        if self.postfilter_quality and not (self.postfilter and self.lmbdas):
+            raise ValueError("postfilter_quality needs a post-filter (postfilter) in a variable-rate model (lmbdas)")
 
     @property
     def levels(self) -> int:
@@ -163,8 +169,10 @@ class PostFilter(nn.Module):
     frozen vr-5d latents, 32 channels (4,032 multiply-adds a pixel, g_s some 42,000) trained 25
     minutes on 2 CPU cores gained 1.5% BD-rate on Kodak (training/LOG.md, the notes on vr-5e).
 
-    ``quality_plane`` (no shipped model yet; training/LOG.md, "Experiments") adds a 13th input
-    plane, the quality over 100, which ``forward`` then needs."""
+    ``quality_plane`` (``ModelConfig.postfilter_quality``) adds a 13th input plane, the quality
+    over 100, which ``forward`` then needs: the filter then knows how much the synthesis's
+    picture lost, so it no longer smooths the top qualities as it does the bottom ones (on
+    vr-5d's latents: Kodak -4.0% BD-rate against -1.5% without it; training/LOG.md)."""
 
     def __init__(self, channels: int, quality_plane: bool = False):
         super().__init__()
@@ -177,16 +185,38 @@ class PostFilter(nn.Module):
         nn.init.zeros_(self.body[-1].weight)
         nn.init.zeros_(self.body[-1].bias)
 
-    def forward(self, x: torch.Tensor, quality: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> torch.Tensor:
+        return x + F.pixel_shuffle(self.body(self.folded(x, quality)), 2)
+
+    def folded(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> torch.Tensor:
+        """The body's input: ``x`` space to depth, and the quality plane if the filter takes it
+        (``quality``: each picture's, (B,) or (B, 1, 1, 1), or one for all)."""
         folded = F.pixel_unshuffle(x, 2)
-        if self.quality_plane:  # quality: (B,), each picture's
-            plane = (quality.to(x.dtype) / 100).reshape(-1, 1, 1, 1).expand(-1, 1, *folded.shape[2:])
+        if self.quality_plane:
+            if quality is None:
+                raise ValueError("this post-filter takes the quality too")
+            quality = quality if isinstance(quality, torch.Tensor) else torch.tensor(quality)  # a graph's input stays one
+            plane = torch.zeros_like(folded[:, :1]) + (quality.to(x) / 100).reshape(-1, 1, 1, 1)
             folded = torch.cat([folded, plane], dim=1)
-        return x + F.pixel_shuffle(self.body(folded), 2)
+        return folded
 
     def macs_per_pixel(self) -> float:
         """Multiply-adds per pixel of the picture (the convolutions run at a quarter of its pixels)."""
         return sum(m.in_channels * m.out_channels * 9 for m in self.body if isinstance(m, nn.Conv2d)) / 4
+
+
+class Synthesis(nn.Sequential):
+    """g_s: its layers in turn, the quality (1 to 100, as the file header records it) passed to a
+    :class:`PostFilter` that takes it; a model without one ignores it."""
+
+    def forward(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> torch.Tensor:
+        for layer in self:
+            x = layer(x, quality) if isinstance(layer, PostFilter) and layer.quality_plane else layer(x)
+        return x
+
+    @property
+    def takes_quality(self) -> bool:
+        return any(isinstance(layer, PostFilter) and layer.quality_plane for layer in self)
 
 
 class FactorizedPrior(nn.Module):
@@ -259,10 +289,10 @@ class MeanScaleHyperprior(nn.Module):
         self.g_a = nn.Sequential(
             conv(3, N), GDN(N), conv(N, N), GDN(N), conv(N, N), GDN(N), conv(N, M),
         )
-        self.g_s = nn.Sequential(
+        self.g_s = Synthesis(
             deconv(M, N), GDN(N, inverse=True), deconv(N, N), GDN(N, inverse=True),
             deconv(N, N), GDN(N, inverse=True), deconv(N, 3),
-            *([PostFilter(config.postfilter)] if config.postfilter else []),
+            *([PostFilter(config.postfilter, config.postfilter_quality)] if config.postfilter else []),
         )
         self.h_a = nn.Sequential(
             conv(M, Nh, 3, stride=1), nn.ReLU(), conv(Nh, Nh), nn.ReLU(), conv(Nh, Nh),
@@ -318,6 +348,12 @@ class MeanScaleHyperprior(nn.Module):
         inverse = torch.exp(self.log_inverse_gain[low] * (1 - frac) + self.log_inverse_gain[low + 1] * frac)
         return gain, inverse
 
+    def level_quality(self, position: torch.Tensor | float) -> torch.Tensor:
+        """The quality (1 to 100) of level positions in [0, levels - 1]: the runtime's
+        ``quality_position`` inverted (``nicodec.model``)."""
+        position = torch.as_tensor(position, dtype=torch.float32, device=self.log_gain.device)
+        return QUALITY_MIN + (QUALITY_MAX - QUALITY_MIN) * position / (self.config.levels - 1)
+
     def forward(self, x: torch.Tensor, level: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training pass on images in [0, 1].
 
@@ -355,7 +391,7 @@ class MeanScaleHyperprior(nn.Module):
             y_hat = ste_round(y - means) + means
             if self.config.levels:
                 y_hat = y_hat * inverse_gain[:, :, None, None]
-        x_hat = self.g_s(y_hat)
+        x_hat = self.g_s(y_hat, self.level_quality(level) if self.g_s.takes_quality else None)
         return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
 
 

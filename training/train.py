@@ -261,16 +261,18 @@ def partly_retrained(checkpoint: str | Path, ckpt: dict, model: MeanScaleHyperpr
     return state, stored
 
 
-def with_postfilter(ckpt: dict, channels: int, weights: dict | None = None) -> dict:
+def with_postfilter(ckpt: dict, channels: int, weights: dict | None = None, quality_plane: bool = False) -> dict:
     """A checkpoint dict: ``ckpt`` with a :class:`~nicodec.training.model.PostFilter` of
-    ``channels`` ending g_s, every other tensor its own bit for bit (so an export's other graphs
-    stay the same files); the filter's ``weights`` (its state dict) or, without them, a fresh
-    filter, which leaves the pixels as they were. Stored in fp16, as committed weights are."""
+    ``channels`` ending g_s (given the quality too with ``quality_plane``), every other tensor
+    its own bit for bit (so an export's other graphs stay the same files); the filter's
+    ``weights`` (its state dict) or, without them, a fresh filter, which leaves the pixels as
+    they were. Stored in fp16, as committed weights are."""
     if ckpt["model_config"].get("postfilter"):
         raise ValueError("the checkpoint's g_s ends in a post-filter already")
     known = {f.name for f in fields(ModelConfig)}
-    config = ModelConfig(**{k: v for k, v in ckpt["model_config"].items() if k in known and k != "postfilter"},
-                         postfilter=channels)
+    config = ModelConfig(**{k: v for k, v in ckpt["model_config"].items()
+                            if k in known and k not in ("postfilter", "postfilter_quality")},
+                         postfilter=channels, postfilter_quality=quality_plane)
     fresh = MeanScaleHyperprior(config).state_dict()
     added = [k for k in fresh if k not in ckpt["model"]]
     prefix = added[0][: added[0].index("body.")]  # "g_s.7."

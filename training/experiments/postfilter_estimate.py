@@ -2,9 +2,10 @@
 
     python training/experiments/postfilter_estimate.py CHECKPOINT --cache CACHE --minutes 25 \\
         --channels 32 --json OUT.json [--out NEW_CHECKPOINT]
-    python training/experiments/postfilter_estimate.py CHECKPOINT --weights OUT.pt --kodak KODAK
+    python training/experiments/postfilter_estimate.py CHECKPOINT --weights OUT.pt [--kodak KODAK] [--out NEW]
 
-Written as an experiment; the filter of ``nicodec-mshp-vr-5e`` is its first run (training/LOG.md).
+Written as an experiment; the filter of ``nicodec-mshp-vr-5e`` is its first run, vr-5f's (given the
+quality) its second (training/LOG.md).
 ``decoder_finetune`` retrains ``g_s`` on the codec's own latents and gains a few hundredths of a
 dB; this asks whether capacity at full resolution, which ``g_s`` lacks (its last layer is
 linear), gives more: a residual filter after ``g_s``, ``x + f(x)``
@@ -13,8 +14,10 @@ linear), gives more: a residual filter after ``g_s``, ``x + f(x)``
 depth, 12 channels), the last one zero-initialised so training starts from the model's pixels.
 Only the filter trains; every file keeps its symbols, as with ``decoder_finetune``, so a model
 with it is a synthesis change (``nicodec-export --decodes-files-of``). ``--out`` writes the
-checkpoint with the filter (``ModelConfig.postfilter``); ``--conditioned`` (the quality as a
-13th input plane) is an experiment only, since the decoder graphs take ``y_hat`` alone.
+checkpoint with the filter (``ModelConfig.postfilter``); ``--conditioned`` gives the filter the
+quality as a 13th input plane (``ModelConfig.postfilter_quality``; its decoder graphs then take the
+header's quality too). With ``--weights`` nothing trains: a filter this program saved is measured
+(``--kodak``) or written into the checkpoint (``--out``).
 
 The latents come from ``decoder_finetune``'s ``--cache`` (random 256x256 crops of the training
 shards at random qualities, and 320x320 centre crops of the held-out files at the benchmark's 8
@@ -129,7 +132,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json")
     parser.add_argument("--out", help="also write CHECKPOINT with the trained filter ending its g_s (with_postfilter)")
-    parser.add_argument("--weights", help="a filter this program wrote (its .pt): no training, only --kodak")
+    parser.add_argument("--weights", help="a filter this program wrote (its .pt): no training, only --kodak and --out")
     parser.add_argument("--kodak", help="also measure the filter on the images of this folder (evaluation only)")
     parser.add_argument("--conditioned", action="store_true", help="give the filter the quality (a 13th input plane)")
     args = parser.parse_args()
@@ -137,17 +140,19 @@ def main() -> None:
 
     net, ckpt = load_model(args.checkpoint)
     net.eval()
-    if args.out and (args.conditioned or ckpt["model_config"].get("postfilter")):  # said before the training, not after
-        raise SystemExit("--out: a conditioned filter has no place in a checkpoint yet (its graph would need the "
-                         "quality)" if args.conditioned else f"--out: {args.checkpoint}'s g_s ends in a post-filter already")
+    if args.out and ckpt["model_config"].get("postfilter"):  # said before the training, not after
+        raise SystemExit(f"--out: {args.checkpoint}'s g_s ends in a post-filter already")
     if args.weights:
         filt = PostFilter(args.channels, args.conditioned)
         filt.load_state_dict(torch.load(args.weights, weights_only=True))
-        result = kodak_effect(net, filt.eval(), args.kodak)
-        print(json.dumps(result, indent=1))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"args": vars(args), "kodak": result}, f, indent=1)
+        if args.kodak:
+            result = kodak_effect(net, filt.eval(), args.kodak)
+            print(json.dumps(result, indent=1))
+            if args.json:
+                with open(args.json, "w") as f:
+                    json.dump({"args": vars(args), "kodak": result}, f, indent=1)
+        if args.out:
+            write_checkpoint(args, filt, {"weights": args.weights})
         return
     y_hat, crops, val_y, val_crops, key = torch.load(args.cache, weights_only=True)
     started = time.monotonic()
@@ -196,16 +201,21 @@ def main() -> None:
                        "history": history}, f, indent=1)
         torch.save(filt.state_dict(), args.json.removesuffix(".json") + ".pt")
     if args.out:
-        from nicodec.training.train import save_atomically, with_postfilter
+        write_checkpoint(args, filt, {
+            "steps": step, "training_crops": len(x_hat), "held_out_psnr_before": float(base.mean()),
+            "held_out_gain_db": float(gain.mean()), "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality]})
 
-        ckpt = torch.load(args.checkpoint, weights_only=True)
-        new = with_postfilter(ckpt, args.channels, filt.state_dict())
-        new["metrics"] = {**ckpt.get("metrics", {}), "postfilter": {
-            "program": "training/experiments/postfilter_estimate.py", "args": vars(args), "steps": step,
-            "training_crops": len(x_hat), "held_out_psnr_before": float(base.mean()),
-            "held_out_gain_db": float(gain.mean()), "held_out_gain_db_per_quality": [round(v, 4) for v in per_quality]}}
-        save_atomically(new, args.out)
-        print(f"wrote {args.out}", flush=True)
+
+def write_checkpoint(args, filt: nn.Module, figures: dict) -> None:
+    """``args.out``: ``args.checkpoint`` with ``filt`` ending its g_s, ``figures`` in its metrics."""
+    from nicodec.training.train import save_atomically, with_postfilter
+
+    ckpt = torch.load(args.checkpoint, weights_only=True)
+    new = with_postfilter(ckpt, args.channels, filt.state_dict(), quality_plane=args.conditioned)
+    new["metrics"] = {**ckpt.get("metrics", {}), "postfilter": {
+        "program": "training/experiments/postfilter_estimate.py", "args": vars(args), **figures}}
+    save_atomically(new, args.out)
+    print(f"wrote {args.out}", flush=True)
 
 
 if __name__ == "__main__":
