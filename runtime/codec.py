@@ -314,6 +314,7 @@ class Codec:
         self._settings = (chosen, threads, optimization, strict)
         self._entropy_settings = entropy_settings
         self._sessions: dict = {}
+        self._input_names: dict[str, frozenset[str]] = {}  # each loaded graph's, as check_graph passed them
         self._loading = threading.Lock()
         self._earlier_lock = threading.Lock()
         # First, so that a runtime that computes it wrongly is refused before the other graphs load.
@@ -356,6 +357,7 @@ class Codec:
                 session = create_session(self.model.graph(name), providers, **settings,
                                          data=self.model.graph_bytes(name))
                 check_graph(session, name, self.model)
+                self._input_names[graph] = frozenset(i.name for i in session.get_inputs())
                 if graph == "entropy_parameters" and self.model.entropy_check is not None:
                     exactness.check(session, self.model.entropy_check, self.model.hyper_channels, self.model.model_id,
                                     self.model.entropy_probe)
@@ -366,7 +368,8 @@ class Codec:
     def _gradient_weighted(self) -> bool:
         """Whether the synthesis gradient graph takes a pixel weight (graphs exported before it
         count the padding too)."""
-        return any(i.name == "weight" for i in self._session("synthesis_gradient").get_inputs())
+        self._session("synthesis_gradient")
+        return "weight" in self._input_names["synthesis_gradient"]
 
     @_loading_named
     def prepare(self, *, encode: bool = True, decode: bool = True) -> "Codec":
@@ -845,15 +848,14 @@ class Codec:
         elif weight is not None:
             raise ValueError("this synthesis gradient graph takes no pixel weight")
         graph = self._session("synthesis_gradient")
-        (gradient,) = self._run_tiled(graph, "y_hat", y_hat, 4, (4,), margin, self._quality_input(graph, quality),
-                                      spatial=spatial)
+        (gradient,) = self._run_tiled(graph, "y_hat", y_hat, 4, (4,), margin,
+                                      self._quality_input("synthesis_gradient", quality), spatial=spatial)
         return gradient
 
-    @staticmethod
-    def _quality_input(session, quality: float | None) -> dict[str, np.ndarray]:
-        """The ``quality`` input of a synthesis graph that takes one (a post-filter that sees the
-        quality, vr-5f's): the file header's, float32 (1, 1, 1, 1); none for one that does not."""
-        if not any(i.name == "quality" for i in session.get_inputs()):
+    def _quality_input(self, graph: str, quality: float | None) -> dict[str, np.ndarray]:
+        """The ``quality`` input of a synthesis graph (loaded) that takes one (a post-filter that
+        sees the quality, vr-5f's): the file header's, float32 (1, 1, 1, 1); none for one that does not."""
+        if "quality" not in self._input_names[graph]:
             return {}
         if quality is None:
             raise ValueError("this synthesis takes the quality")
@@ -951,7 +953,8 @@ class Codec:
         # half the default analysis margin, covers it.
         margin = max(d, self.margin // 2 // d * d)
         graph = self._session("decoder")
-        (image,) = self._run_tiled(graph, "y_hat", y_hat, 4, (d,), margin, self._quality_input(graph, quality), done=done)
+        (image,) = self._run_tiled(graph, "y_hat", y_hat, 4, (d,), margin, self._quality_input("decoder", quality),
+                                   done=done)
         return image
 
     def _means(self, mean_q: np.ndarray) -> np.ndarray:

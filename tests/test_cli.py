@@ -809,7 +809,7 @@ def test_encode_refine_makes_another_file_that_decodes(png, photo, tmp_path):
     plain, refined = tmp_path / "plain.nic", tmp_path / "refined.nic"
     assert run("encode", png, "-o", plain, "--provider", "cpu").exit_code == 0
     # 20 steps: fewer can lose to the default encoder's rounding on this image (10 do with
-    # nicodec-mshp-vr-4d, vr-5d and vr-5e, 15 do not), and the encoder then keeps the unrefined file
+    # nicodec-mshp-vr-4d, vr-5d, vr-5e and vr-5f, 15 do not), and the encoder then keeps the unrefined file
     # (tests/test_refine.py).
     result = run("encode", png, "-o", refined, "--provider", "cpu", "--refine", 20)
     assert result.exit_code == 0, result.output

@@ -205,11 +205,14 @@ def test_pixel_limit_is_checked_before_work(photo):
 
 @pytest.mark.parametrize("name, made_by, made_hash, decoded_by, digest", [
     # The shipped model's own file.
+    ("made-by-vr-5f.nic", "nicodec-mshp-vr-5f", "c8af2a3152f0a2d6", "default",
+     "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
+    # Files of nicodec-mshp-vr-5e and vr-5d, the two models shipped before: vr-5f is vr-5d with
+    # a post-filter that sees the quality ending its synthesis (vr-5e's did not see it), the same
+    # encoder and entropy side, and lists both (its decodes_files_of), so the shipped model
+    # decodes their files itself: the same integers (the digest above), its pixels.
     ("made-by-vr-5e.nic", "nicodec-mshp-vr-5e", "0a52e4ca728b575a", "default",
      "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
-    # A file of nicodec-mshp-vr-5d, the model shipped before: vr-5e is vr-5d with a post-filter
-    # ending its synthesis, the same encoder and entropy side, and lists it (its decodes_files_of),
-    # so the shipped model decodes the file itself: the same integers (the digest above), its pixels.
     ("made-by-vr-5d.nic", "nicodec-mshp-vr-5d", "341dcd5015adbce9", "default",
      "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
     # A file of nicodec-mshp-vr-4d, the model shipped before vr-5d: the package keeps it under

@@ -14,7 +14,7 @@ import pytest
 
 from nicodec.model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality
 
-MODEL_ID = "nicodec-mshp-vr-5e"
+MODEL_ID = "nicodec-mshp-vr-5f"
 COMPONENTS = [0, 100, 191]
 PINNED = {
     # quality: (gain[COMPONENTS], sum of gain, inverse_gain[COMPONENTS], sum of inverse_gain)

@@ -144,8 +144,8 @@ def test_the_gradient_on_tiles_matches_the_whole_image():
     weight = np.ones((1, 1, 512, 640), dtype=np.float32)
     weight[:, :, 450:, :] = weight[:, :, :, 600:] = 0.0  # an image of 600x450 pixels, padded
     for mask in (None, weight):
-        expected = whole._synthesis_gradient(y_hat, image, mask)
-        got = tiled._synthesis_gradient(y_hat, image, mask)
+        expected = whole._synthesis_gradient(y_hat, image, mask, 60.0)
+        got = tiled._synthesis_gradient(y_hat, image, mask, 60.0)
         assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max()
 
 
@@ -263,10 +263,11 @@ def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
     image = rng.uniform(0, 255, (1, 3, 96, 80)).astype(np.float32)
     weight = np.zeros((1, 1, 96, 80), dtype=np.float32)
     weight[:, :, :70, :77] = 1.0  # an image of 70x77 pixels, padded to 96x80
-    y = torch.from_numpy(y_hat).requires_grad_(True)
-    (torch.from_numpy(weight) * (255 * model.g_s(y) - torch.from_numpy(image)) ** 2).sum().backward()
-    got = codec._synthesis_gradient(y_hat, image, weight)
-    assert np.abs(got - y.grad.numpy()).max() <= 1e-4 * np.abs(y.grad.numpy()).max()
+    for quality in (1.0, 60.0, 100.0):  # the quality a post-filter may see (vr-5f's)
+        y = torch.from_numpy(y_hat).requires_grad_(True)
+        (torch.from_numpy(weight) * (255 * model.g_s(y, quality) - torch.from_numpy(image)) ** 2).sum().backward()
+        got = codec._synthesis_gradient(y_hat, image, weight, quality)
+        assert np.abs(got - y.grad.numpy()).max() <= 1e-4 * np.abs(y.grad.numpy()).max()
 
 
 def test_the_padding_beyond_the_image_does_not_count():
@@ -279,9 +280,9 @@ def test_the_padding_beyond_the_image_does_not_count():
     other = image.copy()
     other[:, :, 50:, :] = 0.0
     other[:, :, :, 70:] = 255.0
-    masked = codec._synthesis_gradient(y_hat, image, weight)
-    assert np.array_equal(codec._synthesis_gradient(y_hat, other, weight), masked)
-    assert not np.allclose(codec._synthesis_gradient(y_hat, image), masked)
+    masked = codec._synthesis_gradient(y_hat, image, weight, 60.0)
+    assert np.array_equal(codec._synthesis_gradient(y_hat, other, weight, 60.0), masked)
+    assert not np.allclose(codec._synthesis_gradient(y_hat, image, None, 60.0), masked)
 
 
 def test_a_gradient_graph_without_a_pixel_weight_still_refines(tmp_path):

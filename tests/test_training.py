@@ -750,6 +750,22 @@ def test_a_post_filter_given_the_quality_exports_decodes_its_files_and_refines(f
                                   dtype=np.float32)
     assert not np.allclose(b._synthesis_gradient(latent, pixels, quality=30.0),
                            b._synthesis_gradient(latent, pixels, quality=90.0))
+    # decoder_finetune retrains g_s, the filter with it, giving each crop the quality it was coded at.
+    from nicodec.training import decoder_finetune
+
+    settings = dict(model=tmp_path / "b", data=[str(folder)], val_data=[], crop=64, per_image=1, val_crop=64, minutes=0.0,
+                    batch=2, lr=1e-3, cache=tmp_path / "latents.pt", threads=0, seed=0)
+    decoder_finetune.main(tmp_path / "b.pt", out=tmp_path / "c.pt", **settings)
+    y, crops, qualities, val_y, val_crops, val_qualities, _ = torch.load(tmp_path / "latents.pt", weights_only=True)
+    assert len(qualities) == len(y) and ((qualities >= 1) & (qualities <= 100)).all()
+    assert sorted(set(val_qualities.tolist())) == [1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0]
+    changed = {k for k, v in torch.load(tmp_path / "c.pt", weights_only=True)["model"].items()
+               if not torch.equal(v, torch.load(tmp_path / "b.pt", weights_only=True)["model"][k])}
+    assert any(k.startswith("g_s.7.body.0.") for k in changed) and all(k.startswith("g_s.") for k in changed)
+    torch.save([y, crops, val_y, val_crops, "{}"], tmp_path / "old.pt")  # a cache of 0.4.0: no qualities
+    with pytest.raises(typer.BadParameter, match="before 0.5.0"):
+        decoder_finetune.main(tmp_path / "b.pt", out=tmp_path / "x.pt", **{**settings, "cache": tmp_path / "old.pt"})
+
     config = ModelConfig(**{**TINY_VR.to_dict(), "postfilter": 4, "postfilter_quality": True})
     metrics = train([str(folder)], tmp_path / "pf", config, TrainConfig(steps=2, batch=2, crop=64, val_images=2,
                                                                          integer_from=0.5))

@@ -144,7 +144,8 @@ def test_the_refinement_leaves_the_transparent_pixels_out_unless_exact(photo, mo
     weights = []
     real = refining._synthesis_gradient
     monkeypatch.setattr(refining, "_synthesis_gradient",
-                        lambda y_hat, image, weight=None: weights.append(weight) or real(y_hat, image, weight))
+                        lambda y_hat, image, weight=None, quality=None: weights.append(weight)
+                        or real(y_hat, image, weight, quality))
     refining.encode(np.dstack([rgb, alpha]))
     height, width = alpha.shape
     assert np.array_equal(weights[-1][0, 0, :height, :width], (alpha > 0).astype(np.float32))
@@ -153,7 +154,7 @@ def test_the_refinement_leaves_the_transparent_pixels_out_unless_exact(photo, mo
     # The check that keeps the refined file only if it costs no more counts the same pixels.
     symbols, stream, mean_q = np.zeros((1, 1, 1, 1), np.int32), b"", None
     costs = []
-    monkeypatch.setattr(refining, "_synthesize", lambda y_hat: np.zeros((1, 3, height, width), np.uint8))
+    monkeypatch.setattr(refining, "_synthesize", lambda y_hat, quality: np.zeros((1, 3, height, width), np.uint8))
     monkeypatch.setattr(refining, "_synthesis_input", lambda quality, symbols, mean_q: None)
     for seen in (None, alpha > 0):
         costs.append(refining._cost(symbols, stream, mean_q, 56.0, rgb, False, seen))

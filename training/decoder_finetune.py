@@ -129,30 +129,33 @@ def _encode_crops(codec, path: str, crop: int, per_image: int, rng, qualities, y
         used.append(quality)
 
 
-def per_crop_mse(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, coded: bool = False) -> torch.Tensor:
-    """Mean squared error of each crop on the [0, 1] scale; ``coded``: of the uint8 pixels the decoder writes."""
-    x_hat = g_s(y_hat)
+def per_crop_mse(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, qualities: torch.Tensor,
+                 coded: bool = False) -> torch.Tensor:
+    """Mean squared error of each crop on the [0, 1] scale; ``coded``: of the uint8 pixels the decoder writes.
+    ``qualities``: each crop's, for a post-filter that sees it (``nicodec.training.model.Synthesis``)."""
+    x_hat = g_s(y_hat, qualities)
     if coded:
         x_hat = torch.round(x_hat.clamp(0, 1) * 255) / 255
     return (x_hat - crops.float() / 255).pow(2).mean(dim=(1, 2, 3))
 
 
 @torch.no_grad()
-def held_out_psnr(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, batch: int = 8) -> torch.Tensor:
+def held_out_psnr(g_s: torch.nn.Module, y_hat: torch.Tensor, crops: torch.Tensor, qualities: torch.Tensor,
+                  batch: int = 8) -> torch.Tensor:
     """PSNR (dB) of each held-out crop as the exported decoder would write it."""
-    mse = torch.cat([per_crop_mse(g_s, y_hat[i : i + batch], crops[i : i + batch], coded=True)
+    mse = torch.cat([per_crop_mse(g_s, y_hat[i : i + batch], crops[i : i + batch], qualities[i : i + batch], coded=True)
                      for i in range(0, len(y_hat), batch)])
     return 10 * torch.log10(1 / mse.clamp_min(1e-10))
 
 
-def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor], val: tuple[torch.Tensor, torch.Tensor],
+def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, ...], val: tuple[torch.Tensor, ...],
              minutes: float, batch: int, lr: float, seed: int = 0, report_every: int = 100,
              base: torch.Tensor | None = None, stop: Stop | None = None) -> list[dict]:
     """Adam on ``g_s`` for ``minutes``: a 50-step warm-up, then a cosine fall to zero over the time box.
 
     Args:
         g_s: the synthesis, trained in place.
-        train_set, val: ``(y_hat, crops)`` as :func:`encoded_latents` returns them.
+        train_set, val: ``(y_hat, crops, qualities)`` as :func:`encoded_latents` returns them.
         minutes: the time box; at least one step is taken.
         batch, lr, seed: crops per step, peak learning rate, seed of the crop draws.
         report_every: steps between held-out measurements.
@@ -162,7 +165,7 @@ def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor],
     Returns:
         The held-out figures at the start, every ``report_every`` steps and at the last step.
     """
-    y_hat, crops = train_set
+    y_hat, crops, qualities = train_set
     opt = torch.optim.Adam(g_s.parameters(), lr=lr)
     gen = torch.Generator().manual_seed(seed)
     base = held_out_psnr(g_s, *val) if base is None else base
@@ -175,7 +178,7 @@ def finetune(g_s: torch.nn.Module, train_set: tuple[torch.Tensor, torch.Tensor],
         for group in opt.param_groups:
             group["lr"] = lr * min(1.0, step / 50) * 0.5 * (1 + math.cos(math.pi * progress))
         pick = torch.randint(0, len(y_hat), (batch,), generator=gen)
-        loss = 10 * torch.log10(per_crop_mse(g_s, y_hat[pick], crops[pick]).clamp_min(1e-10)).mean()
+        loss = 10 * torch.log10(per_crop_mse(g_s, y_hat[pick], crops[pick], qualities[pick]).clamp_min(1e-10)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -201,7 +204,8 @@ def export_agreement(net, codec, path: str) -> float:
     pixels = np.ascontiguousarray(image[:, :side, :side].permute(1, 2, 0).numpy())
     encoded = codec.encode(pixels)
     exported = torch.from_numpy(codec.decode(encoded, as_array=True)).permute(2, 0, 1).float()
-    mine = torch.round(net.g_s(torch.from_numpy(codec.decode_latents(encoded)[1])).clamp(0, 1) * 255)[0]
+    header, latent = codec.decode_latents(encoded)
+    mine = torch.round(net.g_s(torch.from_numpy(latent), header.quality).clamp(0, 1) * 255)[0]
     return 10 * math.log10(255**2 / max(float((mine - exported).pow(2).mean()), 1e-10))
 
 
@@ -237,9 +241,6 @@ def main(
                             minutes=minutes, batch=batch, lr=lr, threads=threads, seed=seed)
     net, ckpt = start_finetune(checkpoint, out, cache, force, threads, seed)
     net.eval()
-    if net.g_s.takes_quality:  # its crops' qualities would have to travel beside their latents (and in the cache)
-        raise typer.BadParameter(f"{checkpoint}'s post-filter takes the quality, which this program does not give "
-                                 "the synthesis yet (training/LOG.md, the notes on vr-5f)")
     try:
         codec = Codec(model).prepare()  # it encodes and decodes: a copy that cannot encode is refused here
     except NicodecError as exc:  # ModelError, ExactnessError
@@ -290,8 +291,14 @@ def main(
     started = time.monotonic()
     if cache is not None and cache.exists():
         try:
-            y_hat, crops, *val, cached_key = torch.load(cache, weights_only=True)
+            items = torch.load(cache, weights_only=True)
+            if len(items) == 5:  # y_hat, crops, the held-out pair, the key: no qualities
+                raise typer.BadParameter(f"{cache} is a latent cache of a nicodec before 0.5.0, which kept no "
+                                         "qualities; delete it or give another --cache", param_hint="--cache")
+            y_hat, crops, qualities, *val, cached_key = items
             cached_key = json.loads(cached_key)
+        except typer.BadParameter:
+            raise
         except Exception:  # noqa: BLE001 - a file of anything else
             raise typer.BadParameter(f"{cache} is not a latent cache of this program; delete it or give another --cache",
                                      param_hint="--cache") from None
@@ -299,11 +306,11 @@ def main(
             raise typer.BadParameter(f"{cache} holds latents made with other settings, images or model; "
                                      "delete it or give another --cache")
     else:
-        y_hat, crops, _ = encoded_latents(codec, train_paths, crop, per_image, seed)
-        val = list(encoded_latents(codec, val_paths, val_crop, 1, seed + 1, qualities=val_qualities)[:2])
-        if cache is not None:
+        y_hat, crops, qualities = encoded_latents(codec, train_paths, crop, per_image, seed)
+        val = list(encoded_latents(codec, val_paths, val_crop, 1, seed + 1, qualities=val_qualities))
+        if cache is not None:  # since 0.5.0 with each crop's quality, which a post-filter may see
             cache.parent.mkdir(parents=True, exist_ok=True)
-            save_atomically([y_hat, crops, *val, json.dumps(key)], cache)
+            save_atomically([y_hat, crops, qualities, *val, json.dumps(key)], cache)
     if not len(y_hat) or not len(val[0]):
         raise typer.BadParameter(f"no training image is at least {crop} pixels on both sides, "
                                  f"or no held-out image at least {val_crop}")
@@ -316,7 +323,7 @@ def main(
     net.g_s.train()
     stop = Stop()
     with stop.on_signals():
-        history = finetune(net.g_s, (y_hat, crops), val, minutes, batch, lr, seed, base=before, stop=stop)
+        history = finetune(net.g_s, (y_hat, crops, qualities), val, minutes, batch, lr, seed, base=before, stop=stop)
     # Only g_s is stored anew: the export's entropy side stays the same files.
     state, stored = partly_retrained(checkpoint, ckpt, net, ("g_s.",))
     after = held_out_psnr(stored.g_s, *val)  # measured again as stored

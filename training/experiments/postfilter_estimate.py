@@ -95,8 +95,8 @@ def kodak_effect(net, filt: nn.Module, folder: str, qualities: tuple[float, ...]
 
 
 def crop_qualities(key: dict, crops: torch.Tensor) -> torch.Tensor:
-    """The quality of each training crop of a ``decoder_finetune`` cache, which keeps its crops and
-    latents but not their qualities: its random draws replayed (its ``_encode_crops``), each crop
+    """The quality of each training crop of a ``decoder_finetune`` cache made before nicodec 0.5.0,
+    which keeps its crops and latents but not their qualities: its random draws replayed (its ``_encode_crops``), each crop
     checked against the cache's pixels."""
     import numpy as np
     from nicodec.training.data import load_rgb
@@ -154,10 +154,14 @@ def main() -> None:
         if args.out:
             write_checkpoint(args, filt, {"weights": args.weights})
         return
-    y_hat, crops, val_y, val_crops, key = torch.load(args.cache, weights_only=True)
+    items = torch.load(args.cache, weights_only=True)
     started = time.monotonic()
-    qualities = crop_qualities(json.loads(key), crops)
-    val_q = torch.tensor(HELD_OUT_QUALITIES).repeat(len(val_y) // len(HELD_OUT_QUALITIES))
+    if len(items) == 7:  # a cache of nicodec 0.5.0 on keeps each crop's quality
+        y_hat, crops, qualities, val_y, val_crops, val_q, key = items
+    else:
+        y_hat, crops, val_y, val_crops, key = items
+        qualities = crop_qualities(json.loads(key), crops)
+        val_q = torch.tensor(HELD_OUT_QUALITIES).repeat(len(val_y) // len(HELD_OUT_QUALITIES))
     x_hat = synthesized(net.g_s, y_hat)
     val_x = synthesized(net.g_s, val_y)
     print(f"{len(x_hat)} training and {len(val_x)} held-out crops synthesised in {time.monotonic() - started:.0f} s",
