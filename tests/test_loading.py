@@ -561,3 +561,30 @@ def test_asking_for_cuda_from_the_cpu_wheel_says_to_take_it_out_first(monkeypatc
             nicodec.Codec(providers="cuda")
         said = str(refused.value)
         assert ("pip uninstall -y onnxruntime, then pip install" in said) is first and 'pip install "nicodec[gpu]"' in said
+
+
+def test_a_synthesis_that_takes_the_quality_is_checked_as_it_loads():
+    """A decoder (or synthesis gradient) graph may take the header's quality (vr-5f's post-filter
+    sees it): one float (1, 1, 1, 1), and only in a variable-rate model, whose files hold one."""
+    from types import SimpleNamespace
+
+    from nicodec.graphs import check_graph
+
+    def node(name, shape, kind="tensor(float)"):
+        return SimpleNamespace(name=name, shape=shape, type=kind)
+
+    def session(quality):
+        return SimpleNamespace(get_inputs=lambda: [node("y_hat", [1, 8, "h", "w"]), quality],
+                               get_outputs=lambda: [node("image", [1, 3, "H", "W"], "tensor(uint8)")])
+
+    model = SimpleNamespace(latent_channels=8, hyper_channels=4, variable_rate=True, model_id="tiny")
+    check_graph(session(node("quality", [1, 1, 1, 1])), "decoder", model)
+    check_graph(session(node("quality", [1, 1, 1, 1])), "decoder_fp16", model)
+    with pytest.raises(ModelError, match="its input quality has 3 channels where nicodec gives 1"):
+        check_graph(session(node("quality", [1, 3, 1, 1])), "decoder", model)
+    with pytest.raises(ModelError, match="its input quality is a tensor.int32., not a tensor.float."):
+        check_graph(session(node("quality", [1, 1, 1, 1], "tensor(int32)")), "decoder", model)
+    single = SimpleNamespace(**{**vars(model), "variable_rate": False})
+    with pytest.raises(ModelError, match="^decoder.onnx does not fit the model tiny: it takes a quality, and the model "
+                                         "is single-rate"):
+        check_graph(session(node("quality", [1, 1, 1, 1])), "decoder", single)
