@@ -72,7 +72,7 @@ QUALITIES = {
     "avif420": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90],
     "jxl": [0, 5, 10, 20, 30, 40, 50, 60, 70, 80, 90, 95],
 }
-"""Each codec's sweep, reaching below nicodec's lowest PSNR (25.9 to 26.0 dB on Kodak at quality 1 with vr-3d to vr-5e)
+"""Each codec's sweep, reaching below nicodec's lowest PSNR (25.9 to 26.2 dB on Kodak at quality 1 with vr-3d to vr-5f)
 where the codec can: a sweep that stops above it leaves nicodec's cheapest points out of the
 BD-rate. ``jpeg444opt`` is ``jpeg444`` with optimised Huffman tables (the same pixels in files 40%
 smaller at quality 5 on Kodak, 2% at 95), what a careful JPEG user gets; Pillow's default is off."""

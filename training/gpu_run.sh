@@ -44,15 +44,15 @@
 #      - tests/data/made-by-NEW.nic: Codec().encode(synthetic_photo(96, 128, seed=7), quality=56),
 #        a new row of test_a_file_of_a_model_this_nicodec_keeps_decodes_to_the_integers_it_was_
 #        made_of (test_codec.py; its docstring has the recipe) with its decode_symbols digest;
-#        OLD's row (made-by-vr-5e.nic) then names OLD as the earlier model that decodes it, its
-#        digest unchanged, and so does made-by-vr-5d.nic's (vr-5e reads vr-5d's files: its
-#        decodes_files_of, which the kept copy keeps); the files of the earlier models (made-by-vr-4d.nic: vr-4d's;
+#        OLD's row (made-by-vr-5f.nic) then names OLD as the earlier model that decodes it, its
+#        digest unchanged, and so do made-by-vr-5e.nic's and made-by-vr-5d.nic's (vr-5f reads their
+#        files: its decodes_files_of, which the kept copy keeps); the files of the earlier models (made-by-vr-4d.nic: vr-4d's;
 #        made-by-vr-3.nic, -7d8ff08-rgba, -335e46f-gray: vr-3d's) keep their tests as they are;
 #        .ci/run selects that test by name;
 #      - tests/test_gains.py: MODEL_ID and PINNED (ModelFiles.load().gains(check_quality(q))
 #        at its qualities, components 0, 100 and 191);
 #      - FORMAT.md's paragraph on the shipped model (test_format.py checks it);
-#      - tests that met the model's own numbers at vr-4d (they passed unchanged with vr-5d and vr-5e): test_batch's --max-bytes rerun (tied
+#      - tests that met the model's own numbers at vr-4d (they passed unchanged with vr-5d, vr-5e and vr-5f): test_batch's --max-bytes rerun (tied
 #        file sizes), test_cli's --refine (the steps needed to beat the default rounding),
 #        test_refine's "after != before" from quality 60;
 #      - run test_codec, test_gains, test_loading, test_format, test_earlier_models, test_refine,
@@ -62,7 +62,7 @@
 #      "What the model does poorly"), docs/training.md, docs/install.md, docs/cli.md,
 #      docs/benchmarks.md (the speed table), benchmarks/rd.py's docstring, a line in
 #      training/LOG.md; "files made by vr-1 to vr-2d" stays (OLD's files still decode); and
-#      pyproject's version, to the next minor (0.1.0 from vr-1 to vr-3d, 0.2.0 from vr-4d, 0.3.0 from vr-5d, 0.4.0 from vr-5e; a new model makes
+#      pyproject's version, to the next minor (0.1.0 from vr-1 to vr-3d, 0.2.0 from vr-4d, 0.3.0 from vr-5d, 0.4.0 from vr-5e, 0.5.0 from vr-5f; a new model makes
 #      files that older releases refuse, and the version is what a user can name).
 # With 15 minutes of device time: run 1 as above with MINUTES=8.8 (vr-4, 2026-12-04: 527 s of
 # training, 558 s of wall time, the machine held 593 s with its start); then at once, while
@@ -78,8 +78,11 @@
 # device minutes. Then decoder_finetune on the CPU (20 to 45 minutes with encoding the crops;
 # docs/training.md; --minutes 18 for vr-5d, 21.3 minutes in all) gained another 1.4% (vr-2 ->
 # vr-2d), 1.2% (vr-3 -> vr-3d), about 1.1% (vr-4 -> vr-4d), about 1.2% (vr-5 -> vr-5d).
-# vr-5e added a post-filter to the synthesis on the CPU (1.5%; docs/training.md); from it on,
-# the GPU runs train the filter with every other weight, and decoder_finetune retrains it with g_s.
+# vr-5e added a post-filter to the synthesis on the CPU (1.5%; docs/training.md), vr-5f gave it
+# the quality (2.6% more); from them on, the GPU runs train the filter with every other weight
+# (each crop's level gives it its quality), and decoder_finetune retrains it with g_s (+0.004 dB
+# held-out on vr-5f itself, not shipped: after a GPU run it should pay as it did before).
+# OLD's kept copy (step 1) has a decoder.onnx that takes the quality: the runtime feeds it.
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).
 #
 # Settings (environment variables, defaults in brackets):
