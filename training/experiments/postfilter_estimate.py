@@ -135,6 +135,8 @@ def main() -> None:
     parser.add_argument("--weights", help="a filter this program wrote (its .pt): no training, only --kodak and --out")
     parser.add_argument("--kodak", help="also measure the filter on the images of this folder (evaluation only)")
     parser.add_argument("--conditioned", action="store_true", help="give the filter the quality (a 13th input plane)")
+    parser.add_argument("--trained-json", help="with --weights and --out: the --json this program wrote as it trained "
+                                               "them, whose figures go into the checkpoint's metrics")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
 
@@ -152,7 +154,13 @@ def main() -> None:
                 with open(args.json, "w") as f:
                     json.dump({"args": vars(args), "kodak": result}, f, indent=1)
         if args.out:
-            write_checkpoint(args, filt, {"weights": args.weights})
+            figures = {"weights": args.weights}
+            if args.trained_json:
+                with open(args.trained_json) as f:
+                    trained = json.load(f)
+                figures.update({"trained_with": trained["args"],
+                                **{k: v for k, v in trained.items() if k not in ("args", "history")}})
+            write_checkpoint(args, filt, figures)
         return
     items = torch.load(args.cache, weights_only=True)
     started = time.monotonic()
