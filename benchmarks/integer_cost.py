@@ -71,7 +71,7 @@ def measure(model, image: np.ndarray, level: float) -> dict[str, float]:
         if name == "float-table":
             scales = table[float_scale_index(scales).long()].float()
         y_hat = torch.round(y - means) + means
-        x_hat = model.g_s(y_hat * inverse[:, :, None, None]).clamp(0, 1)
+        x_hat = model.g_s(y_hat * inverse[:, :, None, None], model.level_quality(level)).clamp(0, 1)
         decoded = (x_hat[0].permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
         results[name] = {"bpp": (bits(gaussian_likelihood(y_hat, means, scales)) + z_bits) / (h * w),
                          "psnr": psnr(image, decoded)}

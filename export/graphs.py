@@ -195,7 +195,8 @@ class SynthesisGradient(nn.Module):
             if isinstance(layer, PostFilter):  # its convolutions' adjoints, last first, as constants of the graph
                 layer.adjoints = [m.weight.detach().transpose(0, 1).flip(2, 3).contiguous() for m in layer.body[::-1]
                                   if isinstance(m, nn.Conv2d)]
-                layer.adjoints[-1] = layer.adjoints[-1][:12]  # not towards the quality plane
+                # Not towards the quality plane: the picture's planes only.
+                layer.adjoints[-1] = layer.adjoints[-1][: layer.body[0].in_channels - layer.quality_plane]
 
     def forward(self, y_hat: torch.Tensor, image: torch.Tensor, weight: torch.Tensor,
                 quality: torch.Tensor | None = None):

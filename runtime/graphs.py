@@ -47,16 +47,24 @@ def check_graph(session, graph: str, model: ModelFiles) -> None:
             says = f"the manifest says {wanted}={size}" if wanted in channels else f"nicodec gives {size}"
             problems.append(f"its {kind} {node.name} has {shape[1]} channels where {says}")
 
+    # The manifest's config says whether the synthesis's post-filter sees the quality (vr-5f's).
+    sees_quality = bool(((getattr(model, "manifest", None) or {}).get("config") or {}).get("postfilter_quality"))
     given = {node.name: node for node in session.get_inputs()}
     for name, (wanted, element, required) in inputs.items():
         node = given.pop(name, None)
         if node is None:
-            if required or (name == "gain" and model.variable_rate):
+            if required or (name == "gain" and model.variable_rate) or (name == "quality" and sees_quality):
                 problems.append(f"it has no input {name}")
             continue
         if name == "quality" and not model.variable_rate:
             problems.append("it takes a quality, and the model is single-rate")
+        elif name == "quality" and not sees_quality:
+            problems.append("it takes a quality, and the manifest's synthesis does not see one")
         compare("input", node, wanted)
+        shape = node.shape if isinstance(node.shape, (list, tuple)) else []
+        if name in ("gain", "quality") and len(shape) == 4 and any(
+                isinstance(d, int) and d != 1 for d in (shape[0], *shape[2:])):
+            problems.append(f"its input {name} has the shape {list(shape)}, not one value per channel")
         if node.type != element:
             problems.append(f"its input {name} is a {node.type}, not a {element}")
     problems += [f"it takes an input {name} that nicodec does not give" for name in given]

@@ -5,7 +5,8 @@ Layout (written by ``nicodec-export``)::
     manifest.json              identity, configuration, SHA-256 of every file below
     encoder.onnx               image uint8 -> y, z
     entropy_parameters.onnx    z_hat int32 -> scale_index int32, mean_q int32
-    decoder.onnx               y_hat float32 -> image uint8
+    decoder.onnx               y_hat float32 (and, where the post-filter sees it, the
+                               header's quality float32) -> image uint8
     decoder_fp16.onnx          (optional) the same synthesis with fp16 weights and arithmetic
     synthesis_gradient.onnx    (optional, encoder only) the gradient of the synthesis's squared
                                error, for refining the latent (``nicodec.refine``)

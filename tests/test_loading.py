@@ -577,13 +577,24 @@ def test_a_synthesis_that_takes_the_quality_is_checked_as_it_loads():
         return SimpleNamespace(get_inputs=lambda: [node("y_hat", [1, 8, "h", "w"]), quality],
                                get_outputs=lambda: [node("image", [1, 3, "H", "W"], "tensor(uint8)")])
 
-    model = SimpleNamespace(latent_channels=8, hyper_channels=4, variable_rate=True, model_id="tiny")
+    model = SimpleNamespace(latent_channels=8, hyper_channels=4, variable_rate=True, model_id="tiny",
+                            manifest={"config": {"postfilter": 4, "postfilter_quality": True}})
     check_graph(session(node("quality", [1, 1, 1, 1])), "decoder", model)
     check_graph(session(node("quality", [1, 1, 1, 1])), "decoder_fp16", model)
     with pytest.raises(ModelError, match="its input quality has 3 channels where nicodec gives 1"):
         check_graph(session(node("quality", [1, 3, 1, 1])), "decoder", model)
+    with pytest.raises(ModelError, match=r"its input quality has the shape \[1, 1, 2, 2\], not one value per channel"):
+        check_graph(session(node("quality", [1, 1, 2, 2])), "decoder", model)
     with pytest.raises(ModelError, match="its input quality is a tensor.int32., not a tensor.float."):
         check_graph(session(node("quality", [1, 1, 1, 1], "tensor(int32)")), "decoder", model)
+    lacking = SimpleNamespace(get_inputs=lambda: [node("y_hat", [1, 8, "h", "w"])],
+                              get_outputs=lambda: [node("image", [1, 3, "H", "W"], "tensor(uint8)")])
+    with pytest.raises(ModelError, match="it has no input quality"):  # a graph of the filter that does not see it
+        check_graph(lacking, "decoder", model)
+    plain = SimpleNamespace(**{**vars(model), "manifest": {"config": {"postfilter": 4}}})
+    check_graph(lacking, "decoder", plain)
+    with pytest.raises(ModelError, match="it takes a quality, and the manifest's synthesis does not see one"):
+        check_graph(session(node("quality", [1, 1, 1, 1])), "decoder", plain)
     single = SimpleNamespace(**{**vars(model), "variable_rate": False})
     with pytest.raises(ModelError, match="^decoder.onnx does not fit the model tiny: it takes a quality, and the model "
                                          "is single-rate"):

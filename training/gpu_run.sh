@@ -80,7 +80,9 @@
 # vr-2d), 1.2% (vr-3 -> vr-3d), about 1.1% (vr-4 -> vr-4d), about 1.2% (vr-5 -> vr-5d).
 # vr-5e added a post-filter to the synthesis on the CPU (1.5%; docs/training.md), vr-5f gave it
 # the quality (2.6% more); from them on, the GPU runs train the filter with every other weight
-# (each crop's level gives it its quality), and decoder_finetune retrains it with g_s (+0.004 dB
+# (each crop's level gives it its quality: whole levels only, so the 10 qualities 1, 12, 23, ...,
+# 100, where vr-5f's filter learnt from crops at random qualities; fractional levels would need
+# their lambda mixed as the gains are: not done), and decoder_finetune retrains it with g_s (+0.004 dB
 # held-out on vr-5f itself, not shipped: after a GPU run it should pay as it did before).
 # OLD's kept copy (step 1) has a decoder.onnx that takes the quality: the runtime feeds it.
 #   A line in training/LOG.md (train.log has steps, it/s and the held-out figures).

@@ -195,7 +195,7 @@ def main() -> None:
                 _, inverse = model.gains_at(torch.tensor([float(level)]))
                 psnr = []
                 for y_hat in (base_y_hat, ctx_y_hat):
-                    x_hat = model.g_s(y_hat * inverse[:, :, None, None]).clamp(0, 1)
+                    x_hat = model.g_s(y_hat * inverse[:, :, None, None], model.level_quality(float(level))).clamp(0, 1)
                     mse = float(((x_hat * 255).round() - x * 255).pow(2).mean())
                     psnr.append(10 * np.log10(255**2 / mse))
             n = image.shape[0] * image.shape[1]

@@ -104,7 +104,7 @@ def hard_objective(model: MeanScaleHyperprior, x: torch.Tensor, quality: torch.T
     y_hat = ste_round(y - means) + means
     bits = -torch.log2(gaussian_likelihood(y_hat, means, scales).clamp_min(1e-9)).sum(dim=(1, 2, 3))
     bits = bits - torch.log2(model.z_prior.likelihood(z_hat).clamp_min(1e-9)).sum(dim=(1, 2, 3))
-    x_hat = model.g_s(y_hat * inverse_gain[:, :, None, None])
+    x_hat = model.g_s(y_hat * inverse_gain[:, :, None, None], model.level_quality(position))
     bpp = bits / (x.shape[2] * x.shape[3])
     mse = (x_hat - x).pow(2).mean(dim=(1, 2, 3))
     return {"bpp": bpp, "mse": mse, "loss": lmbda * 255**2 * mse + bpp, "x_hat": x_hat}

@@ -142,8 +142,8 @@ def main() -> None:
 
     net, ckpt = load_model(args.checkpoint)
     net.eval()
-    if args.out and ckpt["model_config"].get("postfilter"):  # said before the training, not after
-        raise SystemExit(f"--out: {args.checkpoint}'s g_s ends in a post-filter already")
+    if ckpt["model_config"].get("postfilter"):  # said before the training, not after
+        raise SystemExit(f"{args.checkpoint}'s g_s ends in a post-filter already: give the checkpoint it was added to")
     if args.weights:
         filt = PostFilter(args.channels, args.conditioned)
         filt.load_state_dict(torch.load(args.weights, weights_only=True))
