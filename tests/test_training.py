@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -639,6 +640,22 @@ def test_a_retrained_synthesis_decodes_the_earlier_models_files(folder, tmp_path
         Codec(tmp_path / "b", providers="cpu")
 
 
+def _reads_the_earlier_models_file(earlier: Path, later: Path) -> tuple[np.ndarray, bytes, np.ndarray]:
+    """A file of the model in ``earlier``, at quality 30, decoded by the model in ``later``, whose
+    synthesis alone differs: the same symbols as its own file's, other pixels. Returns the image,
+    the file and ``later``'s pixels."""
+    from nicodec.codec import Codec
+
+    a, b = Codec(earlier, providers="cpu"), Codec(later, providers="cpu")
+    image = synthetic_photo(150, 200, seed=3)
+    old_file = a.encode(image, quality=30)
+    mine, theirs = b.decode_symbols(b.encode(image, quality=30))[1:], a.decode_symbols(old_file)[1:]
+    assert all(np.array_equal(x, y) for x, y in zip(mine, theirs))  # the encoder and entropy side are a's
+    before, after = a.decode(old_file, as_array=True), b.decode(old_file, as_array=True)
+    assert after.shape == image.shape and not np.array_equal(before, after)
+    return image, old_file, after
+
+
 def test_a_post_filter_added_to_a_model_exports_decodes_its_files_and_refines(folder, tmp_path):
     """A PostFilter ending g_s (ModelConfig.postfilter): added to a trained model it starts from
     its pixels; with weights it changes them, and its export passes the parity and gradient
@@ -670,13 +687,7 @@ def test_a_post_filter_added_to_a_model_exports_decodes_its_files_and_refines(fo
 
     manifest = export_model(tmp_path / "b.pt", tmp_path / "b", "tiny-b", default_quality=50, decodes_files_of=[tmp_path / "a"])
     assert manifest["config"]["postfilter"] == 6 and [e["model_id"] for e in manifest["decodes_files_of"]] == ["tiny-a"]
-    a, b = Codec(tmp_path / "a", providers="cpu"), Codec(tmp_path / "b", providers="cpu")
-    image = synthetic_photo(150, 200, seed=3)
-    old_file = a.encode(image, quality=30)
-    mine, theirs = b.decode_symbols(b.encode(image, quality=30))[1:], a.decode_symbols(old_file)[1:]
-    assert all(np.array_equal(x, y) for x, y in zip(mine, theirs))  # the encoder and entropy side are a's
-    before, after = a.decode(old_file, as_array=True), b.decode(old_file, as_array=True)
-    assert after.shape == image.shape and not np.array_equal(before, after)
+    image, old_file, after = _reads_the_earlier_models_file(tmp_path / "a", tmp_path / "b")
     tiled = Codec(tmp_path / "b", providers="cpu", tile=64).decode(old_file, as_array=True)
     assert np.array_equal(tiled, after)
     half = Codec(tmp_path / "b", providers="cpu", precision="fp16").decode(old_file, as_array=True)
@@ -724,12 +735,7 @@ def test_a_post_filter_given_the_quality_exports_decodes_its_files_and_refines(f
     for graph in ("decoder", "synthesis_gradient"):
         assert [i.name for i in b._session(graph).get_inputs()][-1] == "quality"
     assert [i.name for i in a._session("decoder").get_inputs()] == ["y_hat"]
-    image = synthetic_photo(150, 200, seed=3)
-    old_file = a.encode(image, quality=30)
-    mine, theirs = b.decode_symbols(b.encode(image, quality=30))[1:], a.decode_symbols(old_file)[1:]
-    assert all(np.array_equal(x, y) for x, y in zip(mine, theirs))  # the encoder and entropy side are a's
-    before, after = a.decode(old_file, as_array=True), b.decode(old_file, as_array=True)
-    assert after.shape == image.shape and not np.array_equal(before, after)
+    image, old_file, after = _reads_the_earlier_models_file(tmp_path / "a", tmp_path / "b")
     header, latent = b.decode_latents(old_file)
     assert header.quality == 30
     at_30 = b._synthesize(latent, 30.0)
