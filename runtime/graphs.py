@@ -48,7 +48,7 @@ def check_graph(session, graph: str, model: ModelFiles) -> None:
             problems.append(f"its {kind} {node.name} has {shape[1]} channels where {says}")
 
     # The manifest's config says whether the synthesis's post-filter sees the quality (vr-5f's).
-    sees_quality = bool(((getattr(model, "manifest", None) or {}).get("config") or {}).get("postfilter_quality"))
+    sees_quality = bool(model.manifest["config"].get("postfilter_quality"))
     given = {node.name: node for node in session.get_inputs()}
     for name, (wanted, element, required) in inputs.items():
         node = given.pop(name, None)

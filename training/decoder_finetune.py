@@ -292,16 +292,16 @@ def main(
     if cache is not None and cache.exists():
         try:
             items = torch.load(cache, weights_only=True)
-            if len(items) == 5:  # y_hat, crops, the held-out pair, the key: no qualities
-                raise typer.BadParameter(f"{cache} is a latent cache of a nicodec before 0.5.0, which kept no "
-                                         "qualities; delete it or give another --cache", param_hint="--cache")
-            y_hat, crops, qualities, *val, cached_key = items
-            cached_key = json.loads(cached_key)
-        except typer.BadParameter:
-            raise
+            cached_key = json.loads(items[-1])
         except Exception:  # noqa: BLE001 - a file of anything else
+            items = None
+        if items is not None and len(items) == 5:  # y_hat, crops, the held-out pair, the key: no qualities
+            raise typer.BadParameter(f"{cache} is a latent cache of a nicodec before 0.5.0, which kept no qualities; "
+                                     "delete it or give another --cache", param_hint="--cache")
+        if items is None or len(items) != 7:
             raise typer.BadParameter(f"{cache} is not a latent cache of this program; delete it or give another --cache",
-                                     param_hint="--cache") from None
+                                     param_hint="--cache")
+        y_hat, crops, qualities, *val, _ = items
         if cached_key != json.loads(json.dumps(key)):
             raise typer.BadParameter(f"{cache} holds latents made with other settings, images or model; "
                                      "delete it or give another --cache")

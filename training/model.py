@@ -211,7 +211,7 @@ class Synthesis(nn.Sequential):
 
     def forward(self, x: torch.Tensor, quality: torch.Tensor | float | None = None) -> torch.Tensor:
         for layer in self:
-            x = layer(x, quality) if isinstance(layer, PostFilter) and layer.quality_plane else layer(x)
+            x = layer(x, quality) if isinstance(layer, PostFilter) else layer(x)
         return x
 
     @property
@@ -391,7 +391,7 @@ class MeanScaleHyperprior(nn.Module):
             y_hat = ste_round(y - means) + means
             if self.config.levels:
                 y_hat = y_hat * inverse_gain[:, :, None, None]
-        x_hat = self.g_s(y_hat, self.level_quality(level) if self.g_s.takes_quality else None)
+        x_hat = self.g_s(y_hat, self.level_quality(level) if self.config.postfilter_quality else None)
         return {"x_hat": x_hat, "y_likelihood": y_likelihood, "z_likelihood": z_likelihood}
 
 
