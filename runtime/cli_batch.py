@@ -153,7 +153,10 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         check_input(item.source, "image")
         targets.writable_before(item.target)
         before = targets.as_read(item.source)
-        data, result = rate.encode(codec, item.source, options)
+        # A pipe or a device (``<(cat a.png)``) is read here, so that its bytes count as read;
+        # its size on disk is 0.
+        source = item.source if before is not None else stdio.read_input(item.source, "image")
+        data, result = rate.encode(codec, source, options)
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source)) as late:
@@ -161,7 +164,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         if late:
             return late[0]
         header = header_of(data)
-        read = before[2] if before else item.source.stat().st_size  # a pipe's size, as before
+        read = before[2] if before is not None else len(source)
         return Outcome(item, "done", rate.miss(result) or "", bytes_in=read, bytes_out=len(data),
                        pixels=header.width * header.height)
 

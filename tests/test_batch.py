@@ -546,6 +546,33 @@ def test_an_output_that_is_a_pipe_or_a_link_to_nothing_is_found_before_the_work(
     assert f"{src / 'b.nic'} is a link to a file that does not exist; use --force to replace the link" in single.stderr
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_an_input_that_is_a_pipe_counts_the_bytes_read_from_it(tmp_path):
+    """A pipe among a batch's inputs (``<(cat a.png)``) counted its size on disk, 0, in the
+    summary's "kB in"; it counts what was read from it now, and codes as the file would."""
+    import threading
+
+    Image.fromarray(synthetic_photo(48, 64, seed=2)).save(tmp_path / "a.png")
+    Image.fromarray(synthetic_photo(48, 64, seed=3)).save(tmp_path / "b.png")
+    os.mkfifo(tmp_path / "piped")
+    content = (tmp_path / "a.png").read_bytes()
+
+    def feed():
+        with open(tmp_path / "piped", "wb") as pipe:
+            pipe.write(content)
+
+    writer = threading.Thread(target=feed, daemon=True)
+    writer.start()
+    result = run("encode", tmp_path / "piped", tmp_path / "b.png", "-o", tmp_path / "out", "--jobs", "1")
+    writer.join(timeout=60)
+    assert result.exit_code == 0, result.output
+    kb = (len(content) + (tmp_path / "b.png").stat().st_size) / 1e3
+    assert f"2 files: 2 encoded, 0 up to date, 0 kept, 0 failed; {kb:.1f} kB in" in result.stdout
+    from_file = run("encode", tmp_path / "a.png", "-o", tmp_path / "a.nic")
+    assert from_file.exit_code == 0
+    assert (tmp_path / "out" / "piped.nic").read_bytes() == (tmp_path / "a.nic").read_bytes()
+
+
 def test_an_interrupted_batch_says_how_many_files_it_wrote(tmp_path, monkeypatch):
     import nicodec.batch as batch
 

@@ -43,9 +43,10 @@ from torch import nn
 
 
 @torch.no_grad()
-def synthesized(g_s: nn.Module, y_hat: torch.Tensor, batch: int = 16) -> torch.Tensor:
-    """The synthesis's pictures of ``y_hat``, in float16 to hold thousands of crops."""
-    return torch.cat([g_s(y_hat[i : i + batch]).half() for i in range(0, len(y_hat), batch)])
+def synthesized(g_s: nn.Module, y_hat: torch.Tensor, qualities: torch.Tensor, batch: int = 16) -> torch.Tensor:
+    """The synthesis's pictures of ``y_hat``, in float16 to hold thousands of crops (``qualities``,
+    each crop's, reach a post-filter of ``g_s`` that takes them)."""
+    return torch.cat([g_s(y_hat[i : i + batch], qualities[i : i + batch]).half() for i in range(0, len(y_hat), batch)])
 
 
 @torch.no_grad()
@@ -135,6 +136,8 @@ def main() -> None:
     parser.add_argument("--weights", help="a filter this program wrote (its .pt): no training, only --kodak and --out")
     parser.add_argument("--kodak", help="also measure the filter on the images of this folder (evaluation only)")
     parser.add_argument("--conditioned", action="store_true", help="give the filter the quality (a 13th input plane)")
+    parser.add_argument("--second", action="store_true",
+                        help="CHECKPOINT ends in a filter already: train a second one after it (measured only)")
     parser.add_argument("--trained-json", help="with --weights and --out: the --json this program wrote as it trained "
                                                "them, whose figures go into the checkpoint's metrics")
     args = parser.parse_args()
@@ -142,7 +145,12 @@ def main() -> None:
 
     net, ckpt = load_model(args.checkpoint)
     net.eval()
-    if ckpt["model_config"].get("postfilter"):  # said before the training, not after
+    if args.second:
+        if not ckpt["model_config"].get("postfilter"):
+            raise SystemExit(f"--second: {args.checkpoint}'s g_s ends in no post-filter")
+        if args.out or args.weights:
+            raise SystemExit("--second measures a second filter only: no --out, no --weights")
+    elif ckpt["model_config"].get("postfilter"):  # said before the training, not after
         raise SystemExit(f"{args.checkpoint}'s g_s ends in a post-filter already: give the checkpoint it was added to")
     if args.weights:
         filt = PostFilter(args.channels, args.conditioned)
@@ -170,8 +178,8 @@ def main() -> None:
         y_hat, crops, val_y, val_crops, key = items
         qualities = crop_qualities(json.loads(key), crops)
         val_q = torch.tensor(HELD_OUT_QUALITIES).repeat(len(val_y) // len(HELD_OUT_QUALITIES))
-    x_hat = synthesized(net.g_s, y_hat)
-    val_x = synthesized(net.g_s, val_y)
+    x_hat = synthesized(net.g_s, y_hat, qualities)
+    val_x = synthesized(net.g_s, val_y, val_q)
     print(f"{len(x_hat)} training and {len(val_x)} held-out crops synthesised in {time.monotonic() - started:.0f} s",
           flush=True)
     base = coded_psnr(None, val_x, val_crops, val_q)
