@@ -141,6 +141,10 @@ def encode(
     target_psnr: TargetPsnrOpt = None,
     max_bytes: MaxBytesOpt = None,
     refine: RefineOpt = 0,
+    restoration: Annotated[bool, typer.Option(
+        "--restoration", metavar=FLAG, help="Also decode each image and write a linear filter fitted to it where it "
+        "pays: about 2% fewer bits at the same PSNR, for an encode about three times as long; such files need "
+        "nicodec 0.6.0 or later to decode.")] = False,
     debug: DebugOpt = False,
 ) -> None:
     rate = Rate(quality, target_bpp, target_psnr, max_bytes)
@@ -148,7 +152,8 @@ def encode(
     options = {"strip": strip, "exact": exact}
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)
-        encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile)
+        encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile,
+                   restoration=restoration)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -161,7 +166,7 @@ def encode(
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = make_codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
-                           decode=rate.psnr is not None)
+                           decode=rate.psnr is not None, restoration=restoration)
         rate.check_model(codec)
         start = time.perf_counter()
         doing = "searching a quality for" if rate.searching else "encoding"

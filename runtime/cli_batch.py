@@ -145,7 +145,7 @@ def header_of(data: bytes):
 
 
 def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
-               refine: int = 0, tile: int = 1024) -> None:
+               refine: int = 0, tile: int = 1024, restoration: bool = False) -> None:
     from .batch import Outcome, unless_abandoned, writing_to
     from .files import write_atomic
 
@@ -170,7 +170,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
-                           encode=True, decode=rate.psnr is not None)
+                           encode=True, decode=rate.psnr is not None, restoration=restoration)
         rate.check_model(codec)
         if root is not None:
             targets.make_folder(root)  # after the checks of the options, before any work

@@ -19,8 +19,8 @@ describes it byte by byte. All integers are little-endian::
     32+L+8S ...   the payloads, in table order, filling the rest of the file exactly
 
 Version 1 files start with two sections, ``ZSYM`` (the hyper-latent's rANS
-stream) then ``YSYM`` (the latent's), optionally followed by the alpha plane (``ALPH`` or
-``ALPL``), ``ICCP``, ``EXIF``, ``XMP ``, ``TEXT`` and ``PHYS`` (each at most once, in that
+stream) then ``YSYM`` (the latent's), optionally followed by the restoration filter
+(``REST``), the alpha plane (``ALPH`` or ``ALPL``), ``ICCP``, ``EXIF``, ``XMP ``, ``TEXT`` and ``PHYS`` (each at most once, in that
 order).
 """
 
@@ -50,8 +50,9 @@ read. No image within the pixel limit makes one near it; a crafted header (a spa
 1.5 GiB "profile") cost twice its length in memory to ``nicodec info``, which reads no pixels."""
 SECTIONS_V1 = (b"ZSYM", b"YSYM")
 """The sections every version-1 file starts with, in this order."""
-OPTIONAL_SECTIONS = ((b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",), (b"PHYS",))
-"""Sections that may follow, in this order and at most one from each group: the alpha plane
+OPTIONAL_SECTIONS = ((b"REST",), (b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",), (b"PHYS",))
+"""Sections that may follow, in this order and at most one from each group: the restoration
+filter the encoder fitted to the picture (``nicodec.restoration``), the alpha plane
 (lossless; zlib- or LZMA2-compressed, ``nicodec.alpha``), the ICC colour profile, the EXIF
 data, the XMP packet (the tag ends in a space, as WebP's chunk does), text metadata
 (keyword and text pairs, zlib-compressed, ``nicodec.text``) and the resolution (the pixel
@@ -325,6 +326,6 @@ def _check_tags(tags: list[bytes]) -> None:
     if head != SECTIONS_V1 or -1 in order or order != sorted(set(order)):
         shown = ", ".join(repr(t) for t in tags) or "none"
         raise FormatError(
-            f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM, then optionally ALPH or ALPL, "
+            f"version {FORMAT_VERSION} files hold sections ZSYM then YSYM, then optionally REST, ALPH or ALPL, "
             f"ICCP, EXIF, 'XMP ', TEXT and PHYS in that order; found {shown}"
         )

@@ -272,13 +272,13 @@ class Rate:
 
 def make_codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
                precision: Precision = Precision.fp32, refine: int = 0, tile: int = 1024, *, encode: bool = False,
-               decode: bool = False):
+               decode: bool = False, restoration: bool = False):
     """The Codec, with the graphs the command runs loaded (so that a model that cannot encode, or a
     graph that does not load, stops the command before any work); the others are never loaded."""
     from .codec import Codec
 
     codec = Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value,
-                  refine=refine, tile=tile)
+                  refine=refine, tile=tile, restoration=restoration)
     return codec.prepare(encode=encode, decode=decode)
 
 

@@ -22,7 +22,7 @@ import zlib
 import numpy as np
 
 MAGIC = b"\x89NIC"
-ORDER = ["ZSYM", "YSYM", "ALPH", "ALPL", "ICCP", "EXIF", "XMP ", "TEXT", "PHYS"]
+ORDER = ["ZSYM", "YSYM", "REST", "ALPH", "ALPL", "ICCP", "EXIF", "XMP ", "TEXT", "PHYS"]
 
 
 class Refused(Exception):
@@ -219,7 +219,7 @@ def parse_container(data: bytes):
         raise Refused("quality not finite")
     info["quality"] = q
     S = data[27 + L]
-    if not 2 <= S <= 8:
+    if not 2 <= S <= 9:
         raise Refused(f"section count {S}")
     info["S"] = S
     table_end = 28 + L + 8 * S
@@ -355,6 +355,60 @@ def decode_phys(payload):
 
 # ----------------------------------------------------------------------------- rANS
 
+def decode_rest(payload):
+    """FORMAT.md's "The restoration filter": (shift, 3 rows of 36 ints)."""
+    if len(payload) < 1:
+        raise Refused("REST empty")
+    shift = payload[0]
+    if not 2 <= shift <= 14:
+        raise Refused(f"REST shift {shift}")
+    bits = "".join(f"{b:08b}" for b in payload[1:])
+    i, values = 0, []
+    for _ in range(108):
+        n = 0
+        while i + n < len(bits) and bits[i + n] == "0":
+            n += 1
+        if n > 16:
+            raise Refused("REST code too long")
+        if i + 2 * n + 1 > len(bits):
+            raise Refused("REST ends inside a code")
+        u = int(bits[i + n: i + 2 * n + 1], 2) - 1
+        v = (u + 1) // 2 if u % 2 == 1 else -(u // 2)
+        if abs(v) > 32767:
+            raise Refused(f"REST value {v}")
+        values.append(v)
+        i += 2 * n + 1
+    rest = bits[i:]
+    if len(rest) >= 8 or "1" in rest:
+        raise Refused("REST has more after its codes")
+    return shift, [values[36 * c: 36 * c + 36] for c in range(3)]
+
+
+def apply_rest(rgb, shift, rows):
+    """The filter, term by term as FORMAT.md lists them, on int64 planes with clamped coordinates."""
+    H, W, _ = rgb.shape
+    P = rgb.astype(np.int64)
+    ys, xs = np.arange(H)[:, None], np.arange(W)[None, :]
+
+    def at(k, dy, dx):
+        return P[np.clip(ys + dy, 0, H - 1), np.clip(xs + dx, 0, W - 1), k]
+
+    out = np.empty_like(rgb)
+    own = [(dy, dx) for dy in range(4) for dx in range(-3, 4) if dy > 0 or dx > 0]
+    cross = [(0, 1), (1, -1), (1, 0), (1, 1)]
+    for c in range(3):
+        a = rows[c]
+        C = P[:, :, c]
+        terms = [at(c, dy, dx) + at(c, -dy, -dx) - 2 * C for dy, dx in own]
+        for o in (k for k in range(3) if k != c):
+            terms += [at(o, dy, dx) + at(o, -dy, -dx) - 2 * P[:, :, o] for dy, dx in cross]
+            terms.append(P[:, :, o] - C)
+        terms.append(C - 128)
+        total = sum(w * t for w, t in zip(a[:35], terms)) + a[35] * 2 ** (shift - 2) + 2 ** (shift - 1)
+        out[:, :, c] = np.clip(C + np.floor_divide(total, 2 ** shift), 0, 255)
+    return out
+
+
 def rans_decode(stream: bytes, table_of: np.ndarray, cdf, sizes, offsets):
     """table_of[i]: table of symbol i. Returns int32 values (escape values resolved)."""
     n = len(table_of)
@@ -454,6 +508,8 @@ def read_nic(data: bytes, model: Model, synthesis=True, check_reference=True, th
         res["text"] = decode_text(pl["TEXT"])
     if "PHYS" in pl:
         res["phys"] = decode_phys(pl["PHYS"])
+    if "REST" in pl:
+        res["rest"] = decode_rest(pl["REST"])
     # z
     t = model.t
     ztab = np.repeat(np.arange(model.Nh), h * w)
@@ -478,6 +534,8 @@ def read_nic(data: bytes, model: Model, synthesis=True, check_reference=True, th
             feeds["quality"] = np.full((1, 1, 1, 1), q, dtype=np.float32)
         img = session.run(None, feeds)[0]
         rgb = img[0, :, :H, :W].transpose(1, 2, 0)
+        if "rest" in res:
+            rgb = apply_rest(rgb, *res["rest"])
         res["rgb"] = rgb
         if info["grayscale"]:
             r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))

@@ -1,0 +1,191 @@
+"""The restoration filter: a linear filter that the encoder fits to each image, knowing its
+source, and the decoder applies to the synthesis's picture, in integers (the ``REST`` section of
+FORMAT.md).
+
+The synthesis is the same network for every picture; what it gets wrong in one picture (a
+little blur, a tint in the shadows) is partly linear and particular to that picture, which a
+filter fitted by least squares on the picture itself undoes, for the bits of its
+coefficients. It is AV1's Wiener "loop restoration" in kind (Mukherjee et al., "A switchable
+loop restoration with side-information framework for the emerging AV1 video codec", ICIP 2017),
+one filter per picture and colour channel, in the difference form of adaptive loop filters
+(each tap weighs a neighbour's difference from the centre, so that rounding the coefficients
+costs in proportion to the picture's local differences, not to its values). Each output
+channel sees a 7x7 window of its own channel and a 3x3 window of each other channel, both
+point-symmetric (a tap and its mirror share a coefficient), the other channels' centre
+difference, its own centre less 128 (a gain) and an offset: 36 integers a channel, in steps of
+2^-``shift``. The encoder keeps the filter only where it lowers the file's rate-distortion cost,
+bits per pixel plus lambda times the MSE, its section's bits counted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import FormatError
+
+OWN_RADIUS = 3
+CROSS_RADIUS = 1
+
+
+def _half_window(radius: int) -> tuple[tuple[int, int], ...]:
+    """One offset of each point-symmetric pair of a (2r+1)^2 window, centre excluded, row by row."""
+    return tuple((dy, dx) for dy in range(radius + 1) for dx in range(-radius, radius + 1)
+                 if dy > 0 or dx > 0)
+
+
+OWN_TAPS = _half_window(OWN_RADIUS)  # 24
+CROSS_TAPS = _half_window(CROSS_RADIUS)  # 4
+PER_CHANNEL = len(OWN_TAPS) + 2 * (len(CROSS_TAPS) + 1) + 2  # 36
+COEFFICIENTS = 3 * PER_CHANNEL  # 108
+MAX_COEFFICIENT = 2**15 - 1
+SHIFTS = range(2, 15)
+"""Allowed shifts: the offset is in steps of 2^(shift - 2), a quarter of a level."""
+FIT_SHIFT = 9
+"""The shift nicodec's encoder writes (tried 7 to 10 on 6 Kodak images: 9 and 10 cost the least)."""
+_STRIP = 128
+"""Rows filtered at a time: the temporaries are a strip's, not the picture's."""
+_BAND = 16
+FIT_PIXELS = 2_097_152
+"""A picture of twice this many pixels or more is fitted on bands of 16 rows, one in
+``pixels // FIT_PIXELS``, spread evenly (a fit costs about 0.5 microseconds a pixel on 2 cores).
+Smaller ones are fitted on every pixel: on Kodak, one band in three lost 0.004 to 0.016 dB on
+5 images and turned kodim23's gain into a loss (which the encoder's check would then refuse)."""
+
+
+def _features(padded: np.ndarray, top: int, rows: int, c: int) -> list[np.ndarray]:
+    """Channel ``c``'s features for ``rows`` rows from ``top`` of the picture, in coefficient
+    order (int32, each ``(rows, width)``); ``padded`` is the picture as int32 with
+    ``OWN_RADIUS`` rows and columns repeated at each edge."""
+    r = OWN_RADIUS
+    width = padded.shape[1] - 2 * r
+
+    def at(channel: int, dy: int, dx: int) -> np.ndarray:
+        return padded[r + top + dy : r + top + dy + rows, r + dx : r + dx + width, channel]
+
+    centre = at(c, 0, 0)
+    out = [at(c, dy, dx) + at(c, -dy, -dx) - 2 * centre for dy, dx in OWN_TAPS]
+    for o in range(3):
+        if o == c:
+            continue
+        other = at(o, 0, 0)
+        out += [at(o, dy, dx) + at(o, -dy, -dx) - 2 * other for dy, dx in CROSS_TAPS]
+        out.append(other - centre)
+    out.append(centre - 128)
+    return out
+
+
+def _padded(rgb: np.ndarray) -> np.ndarray:
+    return np.pad(rgb.astype(np.int32), ((OWN_RADIUS, OWN_RADIUS), (OWN_RADIUS, OWN_RADIUS), (0, 0)), mode="edge")
+
+
+def apply(rgb: np.ndarray, coefficients: np.ndarray, shift: int) -> np.ndarray:
+    """The filtered picture: ``rgb`` (H, W, 3) uint8, ``coefficients`` (3, 36) integers, as
+    FORMAT.md's ``REST`` section defines it (every sum fits in 32 bits)."""
+    coefficients = np.asarray(coefficients, dtype=np.int32).reshape(3, PER_CHANNEL)
+    padded = _padded(rgb)
+    height = rgb.shape[0]
+    out = np.empty_like(rgb)
+    half = np.int32(1 << (shift - 1))
+    for top in range(0, height, _STRIP):
+        rows = min(_STRIP, height - top)
+        for c in range(3):
+            a = coefficients[c]
+            acc = np.full((rows, rgb.shape[1]), half + (int(a[-1]) << (shift - 2)), dtype=np.int32)
+            for weight, feature in zip(a[:-1], _features(padded, top, rows, c)):
+                if weight:
+                    acc += np.int32(weight) * feature
+            centre = padded[OWN_RADIUS + top : OWN_RADIUS + top + rows, OWN_RADIUS:-OWN_RADIUS, c]
+            out[top : top + rows, :, c] = np.clip(centre + (acc >> shift), 0, 255)
+    return out
+
+
+def fit(decoded: np.ndarray, source: np.ndarray, shift: int = FIT_SHIFT,
+        seen: np.ndarray | None = None) -> np.ndarray:
+    """The least-squares coefficients, rounded to steps of 2^-``shift``, that bring
+    ``decoded`` closest to ``source`` (both (H, W, 3) uint8; ``seen``: (H, W) bool, the pixels
+    that count, None for all): (3, 36) int32."""
+    padded = _padded(decoded)
+    height = decoded.shape[0]
+    gram = np.zeros((3, PER_CHANNEL, PER_CHANNEL))
+    moment = np.zeros((3, PER_CHANNEL))
+    stride = max(1, decoded.shape[0] * decoded.shape[1] // FIT_PIXELS)
+    for top in range(0, height, _BAND * stride):
+        rows = min(_BAND, height - top)
+        mask = None if seen is None else seen[top : top + rows].ravel()
+        for c in range(3):
+            features = _features(padded, top, rows, c)
+            x = np.empty((rows * decoded.shape[1], PER_CHANNEL), order="F")  # columns written whole
+            for i, feature in enumerate(features):
+                x[:, i] = feature.ravel()
+            x[:, -1] = 1.0
+            target = source[top : top + rows, :, c].astype(np.float64) - decoded[top : top + rows, :, c]
+            target = target.ravel()
+            if mask is not None:
+                x, target = x[mask], target[mask]
+            gram[c] += x.T @ x
+            moment[c] += x.T @ target
+    out = np.zeros((3, PER_CHANNEL), dtype=np.int32)
+    for c in range(3):
+        # A little ridge: a flat picture gives features that are all 0 (a singular system).
+        scale = max(float(np.trace(gram[c])) / PER_CHANNEL, 1.0)
+        solved = np.linalg.solve(gram[c] + 1e-9 * scale * np.eye(PER_CHANNEL), moment[c])
+        steps = np.append(solved[:-1] * 2.0**shift, solved[-1] * 4.0)  # the offset in quarter levels
+        out[c] = np.clip(np.round(steps), -MAX_COEFFICIENT, MAX_COEFFICIENT)
+    return out
+
+
+# -- the section's payload: the shift, then the coefficients as signed exp-Golomb codes --------
+
+
+def pack(coefficients: np.ndarray, shift: int) -> bytes:
+    """The ``REST`` payload of ``coefficients`` (3, 36) at ``shift``."""
+    if shift not in SHIFTS:
+        raise ValueError(f"shift {shift} outside {SHIFTS.start}..{SHIFTS.stop - 1}")
+    bits = []
+    for value in np.asarray(coefficients, dtype=np.int64).ravel():
+        value = int(value)
+        if abs(value) > MAX_COEFFICIENT:
+            raise ValueError(f"coefficient {value} outside +-{MAX_COEFFICIENT}")
+        code = 2 * value - 1 if value > 0 else -2 * value  # 0, 1, -1, 2, -2 ... -> 0, 1, 2, 3, 4 ...
+        length = (code + 1).bit_length()
+        bits.append("0" * (length - 1) + format(code + 1, "b"))
+    stream = "".join(bits)
+    stream += "0" * (-len(stream) % 8)
+    return bytes([shift]) + int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else bytes([shift])
+
+
+def unpack(payload: bytes) -> tuple[np.ndarray, int]:
+    """``(coefficients (3, 36) int32, shift)`` of a ``REST`` payload; a payload that breaks
+    FORMAT.md's rules is refused (FormatError)."""
+    if not payload:
+        raise FormatError("the REST section is empty")
+    shift = payload[0]
+    if shift not in SHIFTS:
+        raise FormatError(f"the REST section's shift is {shift}, not {SHIFTS.start} to {SHIFTS.stop - 1}")
+    total = 8 * (len(payload) - 1)
+    number = int.from_bytes(payload[1:], "big")
+    pos, values = 0, []
+
+    def bit(i: int) -> int:
+        return (number >> (total - 1 - i)) & 1
+
+    for _ in range(COEFFICIENTS):
+        zeros = 0
+        while pos + zeros < total and bit(pos + zeros) == 0:
+            zeros += 1
+            if zeros > 16:
+                raise FormatError("the REST section holds a coefficient beyond the allowed range")
+        if pos + 2 * zeros + 1 > total:
+            raise FormatError("the REST section ends inside its coefficients")
+        code = 0
+        for i in range(pos + zeros, pos + 2 * zeros + 1):
+            code = 2 * code + bit(i)
+        code -= 1
+        value = (code + 1) // 2 if code % 2 else -(code // 2)
+        if abs(value) > MAX_COEFFICIENT:
+            raise FormatError(f"the REST section holds the coefficient {value}, beyond +-{MAX_COEFFICIENT}")
+        values.append(value)
+        pos += 2 * zeros + 1
+    if total - pos >= 8 or (total > pos and number & ((1 << (total - pos)) - 1)):
+        raise FormatError("the REST section has bytes or bits after its coefficients")
+    return np.array(values, dtype=np.int32).reshape(3, PER_CHANNEL), shift

@@ -1,0 +1,158 @@
+"""The restoration filter (``nicodec.restoration``, FORMAT.md's ``REST`` section): its payload,
+its integer filter against the reader written from FORMAT.md, the encoder's choice, and what
+a file with one decodes to."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import spec_reader
+from conftest import synthetic_photo
+from nicodec import Codec, restoration
+from nicodec import format as nicformat
+from nicodec.errors import FormatError
+from nicodec.model import default_model_dir
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def test_the_payload_reads_back_and_is_as_short_as_its_codes():
+    rng = np.random.default_rng(0)
+    coefficients = rng.integers(-40, 41, (3, restoration.PER_CHANNEL)).astype(np.int32)
+    coefficients[0, 0], coefficients[2, -1] = restoration.MAX_COEFFICIENT, -restoration.MAX_COEFFICIENT
+    payload = restoration.pack(coefficients, 9)
+    back, shift = restoration.unpack(payload)
+    np.testing.assert_array_equal(back, coefficients)
+    assert shift == 9
+    # exp-Golomb: 0 takes one bit, +-1 three, +-32767 (code 65533 or 65534) 31
+    zeros = restoration.pack(np.zeros((3, restoration.PER_CHANNEL), np.int32), 9)
+    assert zeros == bytes([9]) + b"\xff" * 13 + b"\xf0"  # 108 one-bit codes, then four zero bits
+    ones = np.zeros((3, restoration.PER_CHANNEL), np.int32)
+    ones[0, 0] = -1
+    assert restoration.pack(ones, 9)[1] == 0b01111111  # "011" then ones
+    assert spec_reader.decode_rest(payload) == (9, coefficients.tolist())
+
+
+@pytest.mark.parametrize("payload, problem", [
+    (b"", "empty"),
+    (bytes([1]) + b"\xff" * 14, "shift is 1"),
+    (bytes([15]) + b"\xff" * 14, "shift is 15"),
+    (bytes([9]) + b"\xff" * 13, "ends inside"),
+    (bytes([9]) + b"\xff" * 13 + b"\xf8", "after its coefficients"),
+    (bytes([9]) + b"\xff" * 13 + b"\xf0\x00", "after its coefficients"),
+    (bytes([9]) + b"\x00" * 3 + b"\xff" * 14, "beyond"),
+])
+def test_a_damaged_payload_is_refused_by_both_readers(payload, problem):
+    with pytest.raises(FormatError, match=problem):
+        restoration.unpack(payload)
+    with pytest.raises(spec_reader.Refused):
+        spec_reader.decode_rest(payload)
+
+
+def test_coefficients_out_of_range_or_a_wrong_shift_are_not_written():
+    too_big = np.zeros((3, restoration.PER_CHANNEL), np.int32)
+    too_big[1, 3] = restoration.MAX_COEFFICIENT + 1
+    with pytest.raises(ValueError, match="outside"):
+        restoration.pack(too_big, 9)
+    with pytest.raises(ValueError, match="shift"):
+        restoration.pack(np.zeros((3, restoration.PER_CHANNEL), np.int32), 15)
+
+
+def test_the_filter_is_the_one_format_md_defines_to_the_last_integer():
+    """Random pictures and coefficients, the largest allowed among them (every partial sum
+    still within 32 bits), on pictures of fewer rows and columns than the window and of more
+    rows than a strip: nicodec's filter equals the reader's, written term by term from FORMAT.md."""
+    rng = np.random.default_rng(1)
+    for height, width, shift, bound in ((1, 1, 2, 40), (2, 5, 9, 300), (7, 3, 14, restoration.MAX_COEFFICIENT),
+                                        (300, 41, 9, 2000), (129, 64, 5, restoration.MAX_COEFFICIENT)):
+        rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
+        coefficients = rng.integers(-bound, bound + 1, (3, restoration.PER_CHANNEL)).astype(np.int32)
+        ours = restoration.apply(rgb, coefficients, shift)
+        theirs = spec_reader.apply_rest(rgb, shift, coefficients.tolist())
+        np.testing.assert_array_equal(ours, theirs)
+    flat = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(restoration.apply(flat, np.zeros((3, restoration.PER_CHANNEL), np.int32), 9), flat)
+
+
+def test_a_fit_undoes_a_blur_and_a_tint():
+    """A picture blurred and tinted: the fitted, rounded filter brings it back most of the way,
+    and a fit on the pixels that show ignores the others."""
+    sharp = synthetic_photo(96, 128, seed=6)
+    x = sharp.astype(np.float64)
+    blurred = (x + np.roll(x, 1, 0) + np.roll(x, -1, 0) + np.roll(x, 1, 1) + np.roll(x, -1, 1)) / 5
+    blurred[..., 0] = blurred[..., 0] * 0.9 + 10
+    blurred = np.clip(np.round(blurred), 0, 255).astype(np.uint8)
+    coefficients = restoration.fit(blurred, sharp)
+    restored = restoration.apply(blurred, coefficients, restoration.FIT_SHIFT)
+    assert psnr(restored, sharp) > psnr(blurred, sharp) + 3
+    seen = np.zeros(sharp.shape[:2], bool)
+    seen[:, :64] = True
+    garbage = sharp.copy()
+    garbage[:, 64:] = 255 - garbage[:, 64:]  # what the fit must not see
+    np.testing.assert_array_equal(restoration.fit(blurred, garbage, seen=seen), restoration.fit(blurred, sharp, seen=seen))
+    assert not np.array_equal(restoration.fit(blurred, garbage), coefficients)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return spec_reader.Model(str(default_model_dir()))
+
+
+@pytest.fixture(scope="module")
+def restoring():
+    return Codec(providers="cpu", threads=2, restoration=True)
+
+
+def test_an_encoder_writes_the_filter_where_it_pays_and_a_decoder_applies_it(codec, restoring, model):
+    photo = synthetic_photo(256, 384, seed=1)
+    with_filter = restoring.encode(photo, quality=90)
+    without = codec.encode(photo, quality=90)
+    assert b"REST" not in nicformat.unpack(without)[1]  # off by default
+    _, sections = nicformat.unpack(with_filter)
+    assert list(sections) == [b"ZSYM", b"YSYM", b"REST"]
+    assert list(nicformat.unpack(without)[1]) == [b"ZSYM", b"YSYM"]
+    assert sections[b"YSYM"] == nicformat.unpack(without)[1][b"YSYM"]  # the same symbols
+    decoded, unfiltered = codec.decode(with_filter, as_array=True), codec.decode(without, as_array=True)
+    np.testing.assert_array_equal(decoded, restoration.apply(unfiltered, *restoration.unpack(sections[b"REST"])))
+    # It paid: the cost the encoder weighs is lower with it.
+    lmbda = codec.model.lmbda(90)
+    cost = lambda data, pixels: 8 * len(data) / photo[..., 0].size + lmbda * np.mean(
+        (pixels.astype(np.float64) - photo) ** 2)
+    assert cost(with_filter, decoded) < cost(without, unfiltered)
+    assert psnr(decoded, photo) > psnr(unfiltered, photo)
+    read = spec_reader.read_nic(with_filter, model, check_reference=False)
+    np.testing.assert_array_equal(read["pixels"], decoded)
+    # A tiny picture cannot pay for the section: none is written.
+    assert b"REST" not in nicformat.unpack(restoring.encode(synthetic_photo(16, 16, seed=2), quality=90))[1]
+
+
+def test_damage_to_the_filter_is_refused_or_read_alike_by_both(codec, restoring, model):
+    data = restoring.encode(synthetic_photo(256, 384, seed=1), quality=90)
+    _, sections = nicformat.unpack(data)
+    start = len(data) - len(sections[b"REST"])
+    rng = np.random.default_rng(3)
+    outcomes = set()
+    for _ in range(12):
+        damaged = bytearray(data)
+        damaged[int(rng.integers(start, len(data)))] ^= 1 << int(rng.integers(0, 8))
+        table_end = 28 + damaged[6] + 8 * damaged[27 + damaged[6]]
+        crc = zlib.crc32(bytes(damaged[:table_end]) + bytes(damaged[table_end + 4 :]))
+        damaged[table_end : table_end + 4] = crc.to_bytes(4, "little")
+        damaged = bytes(damaged)
+        try:
+            ours = codec.decode(damaged, as_array=True)
+        except FormatError as exc:
+            ours = exc
+        try:
+            theirs = spec_reader.read_nic(damaged, model, check_reference=False)["pixels"]
+        except spec_reader.Refused as exc:
+            theirs = exc
+        assert isinstance(ours, Exception) == isinstance(theirs, Exception), (ours, theirs)
+        if not isinstance(ours, Exception):
+            np.testing.assert_array_equal(ours, theirs)
+        outcomes.add(isinstance(ours, Exception))
+    assert outcomes == {True, False}  # both a refusal and a changed filter were compared
