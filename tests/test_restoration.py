@@ -156,3 +156,27 @@ def test_damage_to_the_filter_is_refused_or_read_alike_by_both(codec, restoring,
             np.testing.assert_array_equal(ours, theirs)
         outcomes.add(isinstance(ours, Exception))
     assert outcomes == {True, False}  # both a refusal and a changed filter were compared
+
+
+def test_the_command_line_writes_the_filter_when_asked(tmp_path):
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from nicodec.cli import app
+
+    Image.fromarray(synthetic_photo(256, 384, seed=1)).save(tmp_path / "a.png")
+    runner = CliRunner()
+    plain = runner.invoke(app, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "plain.nic"), "--quality", "90"])
+    asked = runner.invoke(app, ["encode", str(tmp_path / "a.png"), "-o", str(tmp_path / "asked.nic"), "--quality", "90",
+                                "--restoration"])
+    assert plain.exit_code == 0 and asked.exit_code == 0, (plain.output, asked.output)
+    assert list(nicformat.unpack((tmp_path / "plain.nic").read_bytes())[1]) == [b"ZSYM", b"YSYM"]
+    assert list(nicformat.unpack((tmp_path / "asked.nic").read_bytes())[1]) == [b"ZSYM", b"YSYM", b"REST"]
+    info = runner.invoke(app, ["info", str(tmp_path / "asked.nic")])
+    assert info.exit_code == 0 and "REST" in info.output
+    (tmp_path / "folder").mkdir()
+    Image.fromarray(synthetic_photo(256, 384, seed=1)).save(tmp_path / "folder" / "b.png")
+    batch = runner.invoke(app, ["encode", str(tmp_path / "folder"), "-o", str(tmp_path / "out"), "--quality", "90",
+                                "--restoration"])
+    assert batch.exit_code == 0, batch.output
+    assert list(nicformat.unpack((tmp_path / "out" / "b.nic").read_bytes())[1]) == [b"ZSYM", b"YSYM", b"REST"]
