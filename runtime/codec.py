@@ -232,8 +232,8 @@ class Codec:
         restoration: when encoding, also decode the picture, fit a linear filter that brings it
             closer to the source (``nicodec.restoration``) and write it into the file where it
             lowers the cost (bits per pixel plus lambda times the MSE, its own bits counted):
-            about 2% fewer bits for the same PSNR on Kodak (6 images, a one-off measurement),
-            for an encode that also runs the synthesis and the fit (about three times as long).
+            1.4% fewer bits for the same PSNR on Kodak (``benchmarks/restoration.py``), for an
+            encode that also runs the synthesis and the fit (3.4 times as long there).
             Off by default for now (files with the filter need nicodec 0.6.0 or later to
             decode; decoders of today apply the filter of any file that has one). A model whose
             manifest gives no lambda writes none.
@@ -540,6 +540,8 @@ class Codec:
         del residual
         if not self.refine:
             del y, means, padded  # the refinement alone needs them: memory for the entropy coding
+        if not self.refine and not self.restoration:
+            del mean_q  # the restoration's synthesis needs it too
         y_stream = rans.encode(symbols.ravel(), scale_index.ravel(), tables)
         work.advance((1 - ENTROPY_PARAMETERS_PART) * ENTROPY_ENCODING_SHARE)
         if self.refine:

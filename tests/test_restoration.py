@@ -180,3 +180,15 @@ def test_the_command_line_writes_the_filter_when_asked(tmp_path):
                                 "--restoration"])
     assert batch.exit_code == 0, batch.output
     assert list(nicformat.unpack((tmp_path / "out" / "b.nic").read_bytes())[1]) == [b"ZSYM", b"YSYM", b"REST"]
+
+
+def test_a_refined_file_gets_its_filter_fitted_to_the_latent_it_keeps():
+    photo = synthetic_photo(256, 384, seed=1)
+    refined = Codec(providers="cpu", threads=2, refine=3)
+    both = Codec(providers="cpu", threads=2, refine=3, restoration=True)
+    plain, filtered = refined.encode(photo, quality=90), both.encode(photo, quality=90)
+    sections = nicformat.unpack(filtered)[1]
+    assert sections[b"YSYM"] == nicformat.unpack(plain)[1][b"YSYM"]  # the same choice of latent
+    np.testing.assert_array_equal(both.decode(filtered, as_array=True),
+                                  restoration.apply(refined.decode(plain, as_array=True),
+                                                    *restoration.unpack(sections[b"REST"])))
