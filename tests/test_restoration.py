@@ -159,10 +159,9 @@ def test_damage_to_the_filter_is_refused_or_read_alike_by_both(codec, restoring,
 
 
 def test_the_command_line_writes_the_filter_when_asked(tmp_path):
+    from nicodec.cli import app
     from PIL import Image
     from typer.testing import CliRunner
-
-    from nicodec.cli import app
 
     Image.fromarray(synthetic_photo(256, 384, seed=1)).save(tmp_path / "a.png")
     runner = CliRunner()
