@@ -126,8 +126,9 @@ def test_an_encoder_writes_the_filter_where_it_pays_and_a_decoder_applies_it(cod
     assert psnr(decoded, photo) > psnr(unfiltered, photo)
     read = spec_reader.read_nic(with_filter, model, check_reference=False)
     np.testing.assert_array_equal(read["pixels"], decoded)
-    # A tiny picture cannot pay for the section: none is written.
+    # A tiny picture cannot pay for the section, nor this one at a low quality: none is written.
     assert b"REST" not in nicformat.unpack(restoring.encode(synthetic_photo(16, 16, seed=2), quality=90))[1]
+    assert b"REST" not in nicformat.unpack(restoring.encode(photo, quality=10))[1]
 
 
 def test_damage_to_the_filter_is_refused_or_read_alike_by_both(codec, restoring, model):
