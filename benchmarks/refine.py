@@ -35,6 +35,21 @@ LABELS = {"avif444": "AVIF 4:4:4", "avif420": "AVIF 4:2:0", "jxl": "JPEG XL", "w
           "jpeg444opt": "JPEG 4:4:4 (optimised Huffman)", "jpeg420": "JPEG 4:2:0"}
 
 
+def against_classic(results: list[dict], names: list[str], images: list) -> dict:
+    """Sweep the classic codecs ``names`` on ``images`` at rd.py's settings (those Pillow can
+    write here) and give each nicodec result its BD-rates against them
+    (``bd_rate_vs_percent``); returns the codecs' curves."""
+    classic = {}
+    for name in names:
+        if available(name):
+            classic[name] = [classic_point(name, q, images) for q in QUALITIES[name]]
+        else:
+            print(f"{name}: not measured (Pillow cannot write it here)", flush=True)
+    for result in results:
+        result["bd_rate_vs_percent"] = {name: bd_rate(result["points"], curve) for name, curve in classic.items()}
+    return classic
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_image_arguments(parser, SHARED / "data" / "kodak")
@@ -54,14 +69,7 @@ def main(argv: list[str] | None = None) -> dict:
         entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope}, f"refine {steps}", codec))
     images = read_images(parser, args)
     results = compare(entries, images, args.qualities)
-    classic = {}
-    for name in args.classic:
-        if available(name):
-            classic[name] = [classic_point(name, q, images) for q in QUALITIES[name]]
-        else:
-            print(f"{name}: not measured (Pillow cannot write it here)", flush=True)
-    for result in results:
-        result["bd_rate_vs_percent"] = {name: bd_rate(result["points"], curve) for name, curve in classic.items()}
+    classic = against_classic(results, args.classic, images)
     report = {"model": codec.model_id, "images": f"{args.images.name} ({len(images)})", "threads": args.threads,
               "qualities": args.qualities, "results": results,
               "classic": {name: [{k: p[k] for k in ("setting", "bpp", "psnr")} for p in curve]

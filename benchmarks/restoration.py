@@ -19,9 +19,9 @@ from __future__ import annotations
 import argparse
 
 from common import add_image_arguments, open_codec, percent, publish
-from rd import NICODEC_QUALITIES, QUALITIES, SHARED, available, bd_rate, classic_point
+from rd import NICODEC_QUALITIES, QUALITIES, SHARED
 from rdo import compare, read_images, span_text
-from refine import CLASSIC, LABELS
+from refine import CLASSIC, LABELS, against_classic
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -35,14 +35,7 @@ def main(argv: list[str] | None = None) -> dict:
                 open_codec(parser, args.model, threads=args.threads, restoration=on)) for on in (False, True)]
     images = read_images(parser, args)
     results = compare(entries, images, args.qualities)
-    classic = {}
-    for name in args.classic:
-        if available(name):
-            classic[name] = [classic_point(name, q, images) for q in QUALITIES[name]]
-        else:
-            print(f"{name}: not measured (Pillow cannot write it here)", flush=True)
-    for result in results:
-        result["bd_rate_vs_percent"] = {name: bd_rate(result["points"], curve) for name, curve in classic.items()}
+    classic = against_classic(results, args.classic, images)
     report = {"model": entries[0][2].model.model_id, "images": f"{args.images.name} ({len(images)})",
               "threads": args.threads, "qualities": args.qualities, "results": results,
               "classic": {name: [{k: p[k] for k in ("setting", "bpp", "psnr")} for p in curve]

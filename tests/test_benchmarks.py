@@ -17,7 +17,7 @@ from nicodec.model import ModelFiles
 from conftest import REPO, synthetic_photo
 
 
-BD_RATE_PROGRAMS = {"rd", "rdo", "refine", "models", "run_all", "transparency"}
+BD_RATE_PROGRAMS = {"rd", "rdo", "refine", "restoration", "models", "run_all", "transparency"}
 """The programs that compute BD-rates, with the bjontegaard package (the dev and bench extras)."""
 
 
@@ -389,6 +389,17 @@ def test_a_bd_rate_the_curves_cannot_give_is_na_and_the_results_are_still_writte
     assert [r["bd_rate_percent"] for r in report["results"]] == [None, None]
     assert json.loads((tmp_path / "rdo.json").read_text())["results"][1]["bd_rate_percent"] is None
     assert "| n/a |" in capsys.readouterr().out
+
+
+def test_restoration_compares_files_with_the_filter_with_the_default_encoders_in_one_run(images_folder, tmp_path):
+    report = load("restoration").main(["--images", str(images_folder), "--limit", "1", "--qualities", "60", "95",
+                                       "--classic", "jpeg444", "--json", str(tmp_path / "restoration.json")])
+    default, restored = report["results"]
+    assert not default["restoration"] and restored["restoration"]
+    assert default["bd_rate_percent"] == 0 and restored["encode_time_ratio"] > 0
+    assert default["bd_rate_vs_percent"]["jpeg444"] < -20 and restored["bd_rate_vs_percent"]["jpeg444"] < -20
+    assert [p["quality"] for p in restored["points"]] == [60, 95]
+    assert json.loads((tmp_path / "restoration.json").read_text())["results"][1]["restoration"] is True
 
 
 def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(images_folder, tmp_path):
