@@ -232,8 +232,8 @@ class Codec:
         restoration: when encoding, also decode the picture, fit a linear filter that brings it
             closer to the source (``nicodec.restoration``) and write it into the file where it
             lowers the cost (bits per pixel plus lambda times the MSE, its own bits counted):
-            1.4% fewer bits for the same PSNR on Kodak (``benchmarks/restoration.py``), for an
-            encode that also runs the synthesis and the fit (3.4 times as long there).
+            1.7% fewer bits for the same PSNR on Kodak (``benchmarks/restoration.py``), for an
+            encode that also runs the synthesis and the fit (3.6 times as long there).
             Off by default for now (files with the filter need nicodec 0.6.0 or later to
             decode; decoders of today apply the filter of any file that has one). A model whose
             manifest gives no lambda writes none.
@@ -855,11 +855,13 @@ class Codec:
         seen = picture.alpha > 0 if chosen else None
         if seen is not None and not seen.any():
             return None
-        coefficients = restoration.fit(decoded, source, restoration.FIT_SHIFT, seen)
+        counted = height * width if seen is None else int(np.count_nonzero(seen))
+        lmbda = self._lmbda(quality)
+        coefficients, shift = restoration.fit_cheapest(decoded, source, lmbda * height * width / (3 * counted), seen)
         if not coefficients.any():
             return None
-        filtered = restoration.apply(decoded, coefficients, restoration.FIT_SHIFT)
-        payload = restoration.pack(coefficients, restoration.FIT_SHIFT)
+        filtered = restoration.apply(decoded, coefficients, shift)
+        payload = restoration.pack(coefficients, shift)
 
         def squares(rgb: np.ndarray) -> int:
             planes = [(_luma(rgb), source[:, :, 0])] if picture.grayscale else [(rgb[:, :, c], source[:, :, c]) for c in range(3)]
@@ -871,8 +873,8 @@ class Codec:
                 total += int(np.einsum("ij,ij->", difference, difference, dtype=np.int64))
             return total
 
-        values = (1 if picture.grayscale else 3) * (height * width if seen is None else int(np.count_nonzero(seen)))
-        saved = self._lmbda(quality) * (squares(decoded) - squares(filtered)) / values
+        values = (1 if picture.grayscale else 3) * counted
+        saved = lmbda * (squares(decoded) - squares(filtered)) / values
         spent = 8 * (len(payload) + nicformat.SECTION_ENTRY.size) / (height * width)
         return payload if saved > spent else None
 

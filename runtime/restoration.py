@@ -13,8 +13,10 @@ costs in proportion to the picture's local differences, not to its values). Each
 channel sees a 7x7 window of its own channel and a 3x3 window of each other channel, both
 point-symmetric (a tap and its mirror share a coefficient), the other channels' centre
 difference, its own centre less 128 (a gain) and an offset: 36 integers a channel, in steps of
-2^-``shift``. The encoder keeps the filter only where it lowers the file's rate-distortion cost,
-bits per pixel plus lambda times the MSE, its section's bits counted.
+2^-``shift``. The encoder chooses the shift for each picture and rounds each coefficient to
+whichever integer near it costs least, its code's bits against the squares it leaves
+(:func:`fit_cheapest`), and keeps the filter only where it lowers the file's rate-distortion
+cost, bits per pixel plus lambda times the MSE, its section's bits counted.
 """
 
 from __future__ import annotations
@@ -41,13 +43,15 @@ MAX_COEFFICIENT = 2**15 - 1
 SHIFTS = range(2, 15)
 """Allowed shifts: the offset is in steps of 2^(shift - 2), a quarter of a level."""
 FIT_SHIFT = 9
-"""The shift nicodec's encoder writes (tried 7 to 10 on 6 Kodak images: 9 and 10 cost the least)."""
+"""The shift :func:`fit` rounds at by default (of 7 to 10 on 6 Kodak images, 9 and 10 cost the least)."""
+CHOSEN_SHIFTS = range(3, 12)
+"""The shifts the encoder chooses among, image by image (:func:`fit_cheapest`)."""
 _STRIP = 128
 """Rows filtered at a time: the temporaries are a strip's, not the picture's."""
 _BAND = 16
 FIT_PIXELS = 2_097_152
 """A picture of twice this many pixels or more is fitted on bands of 16 rows, one in
-``pixels // FIT_PIXELS``, spread evenly (a fit costs about 0.5 microseconds a pixel on 2 cores).
+``pixels // FIT_PIXELS``, spread evenly (a fit costs about 0.35 microseconds a pixel on 2 cores).
 Smaller ones are fitted on every pixel: on Kodak, one band in three lost 0.004 to 0.016 dB on
 5 images and turned kodim23's gain into a loss (which the encoder's check would then refuse)."""
 
@@ -99,39 +103,120 @@ def apply(rgb: np.ndarray, coefficients: np.ndarray, shift: int) -> np.ndarray:
     return out
 
 
+def normal_equations(decoded: np.ndarray, source: np.ndarray, seen: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The least-squares problem of bringing ``decoded`` closest to ``source`` (both (H, W, 3)
+    uint8; ``seen``: (H, W) bool, the pixels that count, None for all), per channel: the
+    features' Gram matrix (3, 36, 36), their moments with the error to undo (3, 36) and that
+    error's sum of squares (3,), all float64. A filter with real coefficients ``w`` (a
+    channel's, the offset in levels) leaves ``energy - 2 w.moment + w.gram.w`` of squares."""
+    padded = _padded(decoded)
+    height, width = decoded.shape[:2]
+    gram = np.zeros((3, PER_CHANNEL, PER_CHANNEL))
+    moment = np.zeros((3, PER_CHANNEL))
+    energy = np.zeros(3)
+    stride = max(1, height * width // FIT_PIXELS)
+    x = np.empty((PER_CHANNEL, _BAND * width), dtype=np.float32)  # exact: features are integers under 2^11
+    for top in range(0, height, _BAND * stride):
+        rows = min(_BAND, height - top)
+        mask = None if seen is None else seen[top : top + rows].ravel()
+        for c in range(3):
+            band = x[:, : rows * width]
+            for i, feature in enumerate(_features(padded, top, rows, c)):
+                band[i] = feature.ravel()
+            band[-1] = 1.0
+            target = (source[top : top + rows, :, c].astype(np.int32) - decoded[top : top + rows, :, c]).ravel()
+            if mask is not None:
+                band, target = band[:, mask], target[mask]
+            # A band's sums in float32 (relative error about 1e-7, measured), the picture's in float64.
+            gram[c] += band @ band.T
+            moment[c] += band @ target.astype(np.float32)
+            energy[c] += float(np.dot(target.astype(np.float64), target))
+    return gram, moment, energy
+
+
+def solve(gram: np.ndarray, moment: np.ndarray) -> np.ndarray:
+    """The real coefficients (3, 36) of the least-squares filter (the offset in levels)."""
+    out = np.zeros((3, PER_CHANNEL))
+    for c in range(3):
+        # A little ridge: a flat picture gives features that are all 0 (a singular system).
+        scale = max(float(np.trace(gram[c])) / PER_CHANNEL, 1.0)
+        out[c] = np.linalg.solve(gram[c] + 1e-9 * scale * np.eye(PER_CHANNEL), moment[c])
+    return out
+
+
+def quantise(solution: np.ndarray, shift: int) -> np.ndarray:
+    """``solution``'s integers at ``shift``: the taps in steps of 2^-shift, the offset in quarter levels."""
+    steps = np.concatenate([solution[:, :-1] * 2.0**shift, solution[:, -1:] * 4.0], axis=1)
+    return np.clip(np.round(steps), -MAX_COEFFICIENT, MAX_COEFFICIENT).astype(np.int32)
+
+
+def real(coefficients: np.ndarray, shift: int) -> np.ndarray:
+    """What ``coefficients`` at ``shift`` weigh each feature by (the offset in levels)."""
+    coefficients = np.asarray(coefficients, dtype=np.float64)
+    return np.concatenate([coefficients[:, :-1] / 2.0**shift, coefficients[:, -1:] / 4.0], axis=1)
+
+
 def fit(decoded: np.ndarray, source: np.ndarray, shift: int = FIT_SHIFT,
         seen: np.ndarray | None = None) -> np.ndarray:
     """The least-squares coefficients, rounded to steps of 2^-``shift``, that bring
     ``decoded`` closest to ``source`` (both (H, W, 3) uint8; ``seen``: (H, W) bool, the pixels
     that count, None for all): (3, 36) int32."""
-    padded = _padded(decoded)
-    height = decoded.shape[0]
-    gram = np.zeros((3, PER_CHANNEL, PER_CHANNEL))
-    moment = np.zeros((3, PER_CHANNEL))
-    stride = max(1, decoded.shape[0] * decoded.shape[1] // FIT_PIXELS)
-    for top in range(0, height, _BAND * stride):
-        rows = min(_BAND, height - top)
-        mask = None if seen is None else seen[top : top + rows].ravel()
-        for c in range(3):
-            features = _features(padded, top, rows, c)
-            x = np.empty((rows * decoded.shape[1], PER_CHANNEL), order="F")  # columns written whole
-            for i, feature in enumerate(features):
-                x[:, i] = feature.ravel()
-            x[:, -1] = 1.0
-            target = source[top : top + rows, :, c].astype(np.float64) - decoded[top : top + rows, :, c]
-            target = target.ravel()
-            if mask is not None:
-                x, target = x[mask], target[mask]
-            gram[c] += x.T @ x
-            moment[c] += x.T @ target
-    out = np.zeros((3, PER_CHANNEL), dtype=np.int32)
+    return quantise(solve(*normal_equations(decoded, source, seen)[:2]), shift)
+
+
+def fit_cheapest(decoded: np.ndarray, source: np.ndarray, bits_per_square: float,
+                 seen: np.ndarray | None = None, shifts=CHOSEN_SHIFTS) -> tuple[np.ndarray, int]:
+    """``(coefficients, shift)``: the least-squares filter at whichever of ``shifts`` gives
+    the lowest cost, its payload's bits plus ``bits_per_square`` times the squares it leaves,
+    each coefficient rounded to the integer (its nearest two or 0) that costs least. The
+    squares are read from the normal equations, without the rounding of the filtered pixels to
+    integers, which is about the same at every shift."""
+    gram, moment, energy = normal_equations(decoded, source, seen)
+    solution = solve(gram, moment)
+    chosen = [_rounded(solution, shift, gram, moment, energy, bits_per_square) for shift in shifts]
+    _, coefficients, shift = min(chosen, key=lambda c: c[0])
+    return coefficients, shift
+
+
+def _code_bits(value: int) -> int:
+    """The bits of ``value``'s signed exp-Golomb code."""
+    code = 2 * value - 1 if value > 0 else -2 * value
+    return 2 * (code + 1).bit_length() - 1
+
+
+def _rounded(solution: np.ndarray, shift: int, gram: np.ndarray, moment: np.ndarray, energy: np.ndarray,
+             bits_per_square: float) -> tuple[float, np.ndarray, int]:
+    """``(cost, coefficients, shift)``: ``solution`` at ``shift``, each coefficient in turn (two
+    passes, the others held) set to whichever of the two integers nearest it, 0, or its value
+    so far costs least: its code's bits plus ``bits_per_square`` times the squares left."""
+    coefficients = quantise(solution, shift)
+    unit = real(np.ones((1, PER_CHANNEL)), shift)[0]
+    cost = 8.0  # the shift byte
     for c in range(3):
-        # A little ridge: a flat picture gives features that are all 0 (a singular system).
-        scale = max(float(np.trace(gram[c])) / PER_CHANNEL, 1.0)
-        solved = np.linalg.solve(gram[c] + 1e-9 * scale * np.eye(PER_CHANNEL), moment[c])
-        steps = np.append(solved[:-1] * 2.0**shift, solved[-1] * 4.0)  # the offset in quarter levels
-        out[c] = np.clip(np.round(steps), -MAX_COEFFICIENT, MAX_COEFFICIENT)
-    return out
+        w = coefficients[c] * unit
+        leaning = gram[c] @ w - moment[c]  # half the gradient of the squares in w
+        for _ in range(2):
+            for k in range(PER_CHANNEL):
+                now = int(coefficients[c, k])
+                near = int(np.floor(solution[c, k] / unit[k]))
+                best, best_change = now, 0.0
+                for value in {near, near + 1, 0}:
+                    if value == now or abs(value) > MAX_COEFFICIENT:
+                        continue
+                    delta = (value - now) * unit[k]
+                    squares = 2 * delta * leaning[k] + delta * delta * gram[c, k, k]
+                    change = _code_bits(value) - _code_bits(now) + bits_per_square * squares
+                    if change < best_change:
+                        best, best_change = value, change
+                if best != now:
+                    delta = (best - now) * unit[k]
+                    leaning += delta * gram[c, :, k]
+                    w[k] += delta
+                    coefficients[c, k] = best
+        cost += sum(_code_bits(int(v)) for v in coefficients[c])
+        cost += bits_per_square * (energy[c] - 2 * w @ moment[c] + w @ gram[c] @ w)
+    return cost, coefficients, shift
 
 
 # -- the section's payload: the shift, then the coefficients as signed exp-Golomb codes --------

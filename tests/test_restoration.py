@@ -97,6 +97,66 @@ def test_a_fit_undoes_a_blur_and_a_tint():
     assert not np.array_equal(restoration.fit(blurred, garbage), coefficients)
 
 
+def _blurred_and_sharp() -> tuple[np.ndarray, np.ndarray]:
+    sharp = synthetic_photo(96, 128, seed=7)
+    x = sharp.astype(np.float64)
+    blurred = (2 * x + np.roll(x, 1, 0) + np.roll(x, 1, 1)) / 4
+    return np.clip(np.round(blurred), 0, 255).astype(np.uint8), sharp
+
+
+def test_the_normal_equations_give_the_squares_a_filter_leaves():
+    """``energy - 2 w.moment + w.gram.w`` is the sum of squares that real coefficients leave
+    (computed here from the features directly; the encoder reads its choice of shift from it)."""
+    blurred, sharp = _blurred_and_sharp()
+    seen = np.zeros(sharp.shape[:2], bool)
+    seen[10:70, 5:100] = True
+    gram, moment, energy = restoration.normal_equations(blurred, sharp, seen)
+    w = restoration.solve(gram, moment) * 0.7  # not the optimum: every term counts
+    padded = np.pad(blurred.astype(np.int32), ((3, 3), (3, 3), (0, 0)), mode="edge")
+    for c in range(3):
+        features = restoration._features(padded, 0, sharp.shape[0], c) + [np.ones(sharp.shape[:2], np.int32)]
+        correction = sum(weight * feature for weight, feature in zip(w[c], features))
+        left = (sharp[..., c] - (blurred[..., c] + correction))[seen]
+        want = float(np.sum(left**2))
+        assert energy[c] - 2 * w[c] @ moment[c] + w[c] @ gram[c] @ w[c] == pytest.approx(want, rel=1e-6)
+
+
+def test_the_cheapest_shift_follows_the_price_of_bits():
+    """Where bits are dear the encoder rounds coarsely (fewer, shorter codes); where squares
+    are, finely, and the filter it writes then leaves fewer squares."""
+    blurred, sharp = _blurred_and_sharp()
+    cheap, coarse = restoration.fit_cheapest(blurred, sharp, 1e-3)
+    fine_coefficients, fine = restoration.fit_cheapest(blurred, sharp, 1e2)
+    assert coarse < fine
+    assert len(restoration.pack(cheap, coarse)) < len(restoration.pack(fine_coefficients, fine))
+
+    def squares(coefficients, shift):
+        return np.sum((restoration.apply(blurred, coefficients, shift).astype(np.int64) - sharp) ** 2)
+
+    assert squares(fine_coefficients, fine) < squares(cheap, coarse) < np.sum((blurred.astype(np.int64) - sharp) ** 2)
+
+
+@pytest.mark.parametrize("bits_per_square", [1e-3, 1e-1, 10.0])
+def test_rounding_each_coefficient_for_its_cost_never_costs_more(bits_per_square):
+    """The encoder's rounding (each coefficient to the integer that costs least, bits and
+    squares) costs no more than plain rounding at any shift, and at some shift less."""
+    blurred, sharp = _blurred_and_sharp()
+    gram, moment, energy = restoration.normal_equations(blurred, sharp)
+    solution = restoration.solve(gram, moment)
+
+    def cost(coefficients, shift):
+        w = restoration.real(coefficients, shift)
+        squares = sum(energy[c] - 2 * w[c] @ moment[c] + w[c] @ gram[c] @ w[c] for c in range(3))
+        return 8 * len(restoration.pack(coefficients, shift)) + bits_per_square * squares
+
+    savings = []
+    for shift in restoration.CHOSEN_SHIFTS:
+        _, chosen, _ = restoration._rounded(solution, shift, gram, moment, energy, bits_per_square)
+        savings.append(cost(restoration.quantise(solution, shift), shift) - cost(chosen, shift))
+    assert min(savings) >= -8  # the payload's last byte: the choice counts bits, not whole bytes
+    assert max(savings) > 8
+
+
 @pytest.fixture(scope="module")
 def model():
     return spec_reader.Model(str(default_model_dir()))
@@ -126,9 +186,10 @@ def test_an_encoder_writes_the_filter_where_it_pays_and_a_decoder_applies_it(cod
     assert psnr(decoded, photo) > psnr(unfiltered, photo)
     read = spec_reader.read_nic(with_filter, model, check_reference=False)
     np.testing.assert_array_equal(read["pixels"], decoded)
-    # A tiny picture cannot pay for the section, nor this one at a low quality: none is written.
-    assert b"REST" not in nicformat.unpack(restoring.encode(synthetic_photo(16, 16, seed=2), quality=90))[1]
-    assert b"REST" not in nicformat.unpack(restoring.encode(photo, quality=10))[1]
+    # Where nothing linear is left to undo, noise at the lowest quality or a flat grey, none is written.
+    noise = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+    assert b"REST" not in nicformat.unpack(restoring.encode(noise, quality=1))[1]
+    assert b"REST" not in nicformat.unpack(restoring.encode(np.full((64, 64, 3), 128, np.uint8), quality=50))[1]
 
 
 def test_damage_to_the_filter_is_refused_or_read_alike_by_both(codec, restoring, model):
