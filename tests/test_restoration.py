@@ -114,7 +114,7 @@ def test_the_normal_equations_give_the_squares_a_filter_leaves():
     w = restoration.solve(gram, moment) * 0.7  # not the optimum: every term counts
     padded = np.pad(blurred.astype(np.int32), ((3, 3), (3, 3), (0, 0)), mode="edge")
     for c in range(3):
-        features = restoration._features(padded, 0, sharp.shape[0], c) + [np.ones(sharp.shape[:2], np.int32)]
+        features = restoration._features(padded, c) + [np.ones(sharp.shape[:2], np.int32)]
         correction = sum(weight * feature for weight, feature in zip(w[c], features))
         left = (sharp[..., c] - (blurred[..., c] + correction))[seen]
         want = float(np.sum(left**2))
@@ -145,14 +145,14 @@ def test_rounding_each_coefficient_for_its_cost_never_costs_more(bits_per_square
     solution = restoration.solve(gram, moment)
 
     def cost(coefficients, shift):
-        w = restoration.real(coefficients, shift)
+        w = restoration.dequantize(coefficients, shift)
         squares = sum(energy[c] - 2 * w[c] @ moment[c] + w[c] @ gram[c] @ w[c] for c in range(3))
         return 8 * len(restoration.pack(coefficients, shift)) + bits_per_square * squares
 
     savings = []
     for shift in restoration.CHOSEN_SHIFTS:
-        _, chosen, _ = restoration._rounded(solution, shift, gram, moment, energy, bits_per_square)
-        savings.append(cost(restoration.quantise(solution, shift), shift) - cost(chosen, shift))
+        _, chosen = restoration._rounded(solution, shift, gram, moment, energy, bits_per_square)
+        savings.append(cost(restoration.quantize(solution, shift), shift) - cost(chosen, shift))
     assert min(savings) >= -8  # the payload's last byte: the choice counts bits, not whole bytes
     assert max(savings) > 8
 
