@@ -21,7 +21,7 @@ cost, bits per pixel plus lambda times the MSE, its section's bits counted.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -49,7 +49,9 @@ FIT_SHIFT = 9
 CHOSEN_SHIFTS = range(3, 12)
 """The shifts the encoder chooses among, image by image (:func:`fit_cheapest`)."""
 _STRIP = 128
-"""Rows filtered at a time: the temporaries are a strip's, not the picture's."""
+_COLUMNS = 2048
+"""Windows of up to ``_STRIP`` rows (16 for the fit) by ``_COLUMNS`` columns are filtered or
+fitted at a time: the temporaries are a window's, not the picture's, however wide it is."""
 _BAND = 16
 FIT_PIXELS = 2_097_152
 """A picture of twice this many pixels or more is fitted on bands of 16 rows, one in
@@ -58,54 +60,65 @@ Smaller ones are fitted on every pixel: on Kodak, one band in three lost 0.004 t
 5 images and turned kodim23's gain into a loss (which the encoder's check would then refuse)."""
 
 
-def _features(padded: np.ndarray, c: int) -> list[np.ndarray]:
-    """Channel ``c``'s features for a strip of rows, in coefficient order (int32, each
-    ``(rows, width)``); ``padded`` is the strip as :func:`_rows` gives it."""
+def _features(padded: np.ndarray, c: int) -> Iterator[np.ndarray]:
+    """Channel ``c``'s features for a window of the picture, one at a time in coefficient order
+    (int32, each ``(rows, columns)``); ``padded`` is the window as :func:`_window` gives it."""
     r = OWN_RADIUS
-    rows, width = padded.shape[0] - 2 * r, padded.shape[1] - 2 * r
+    rows, columns = padded.shape[0] - 2 * r, padded.shape[1] - 2 * r
 
     def at(channel: int, dy: int, dx: int) -> np.ndarray:
-        return padded[r + dy : r + dy + rows, r + dx : r + dx + width, channel]
+        return padded[r + dy : r + dy + rows, r + dx : r + dx + columns, channel]
 
     centre = at(c, 0, 0)
-    out = [at(c, dy, dx) + at(c, -dy, -dx) - 2 * centre for dy, dx in OWN_TAPS]
+    for dy, dx in OWN_TAPS:
+        yield at(c, dy, dx) + at(c, -dy, -dx) - 2 * centre
     for o in range(3):
         if o == c:
             continue
         other = at(o, 0, 0)
-        out += [at(o, dy, dx) + at(o, -dy, -dx) - 2 * other for dy, dx in CROSS_TAPS]
-        out.append(other - centre)
-    out.append(centre - 128)
-    return out
+        for dy, dx in CROSS_TAPS:
+            yield at(o, dy, dx) + at(o, -dy, -dx) - 2 * other
+        yield other - centre
+    yield centre - 128
 
 
-def _rows(rgb: np.ndarray, top: int, rows: int) -> np.ndarray:
-    """``rows`` rows of the picture from ``top`` as int32, with ``OWN_RADIUS`` rows and columns
-    more on each side, those beyond the picture's edges repeating its nearest (FORMAT.md's
-    clamping): the memory of a strip, not of the whole picture (a strip is as wide as it)."""
+def _window(rgb: np.ndarray, top: int, rows: int, left: int, columns: int) -> np.ndarray:
+    """``rows`` x ``columns`` of the picture from ``(top, left)`` as int32, with ``OWN_RADIUS``
+    rows and columns more on each side, those beyond the picture's edges repeating its nearest
+    (FORMAT.md's clamping)."""
     r = OWN_RADIUS
-    index = np.clip(np.arange(top - r, top + rows + r), 0, rgb.shape[0] - 1)
-    return np.pad(rgb[index].astype(np.int32), ((0, 0), (r, r), (0, 0)), mode="edge")
+    height, width = rgb.shape[:2]
+    row_index = np.clip(np.arange(top - r, top + rows + r), 0, height - 1)
+    column_index = np.clip(np.arange(left - r, left + columns + r), 0, width - 1)
+    return np.take(rgb[row_index], column_index, axis=1).astype(np.int32)  # rows outermost, as rgb
+
+
+def _windows(height: int, width: int, rows: int, row_stride: int = 1) -> Iterator[tuple[int, int, int, int]]:
+    """``(top, rows, left, columns)`` of windows of at most ``rows`` x ``_COLUMNS`` covering the
+    picture (every ``row_stride``-th band of rows only), so that a very wide picture's
+    temporaries stay a window's."""
+    for top in range(0, height, rows * row_stride):
+        for left in range(0, width, _COLUMNS):
+            yield top, min(rows, height - top), left, min(_COLUMNS, width - left)
 
 
 def apply(rgb: np.ndarray, coefficients: np.ndarray, shift: int) -> np.ndarray:
     """The filtered picture: ``rgb`` (H, W, 3) uint8, ``coefficients`` (3, 36) integers, as
     FORMAT.md's ``REST`` section defines it (every sum fits in 32 bits)."""
     coefficients = np.asarray(coefficients, dtype=np.int32).reshape(3, PER_CHANNEL)
-    height = rgb.shape[0]
     out = np.empty_like(rgb)
     half = np.int32(1 << (shift - 1))
-    for top in range(0, height, _STRIP):
-        rows = min(_STRIP, height - top)
-        padded = _rows(rgb, top, rows)
+    r = OWN_RADIUS
+    for top, rows, left, columns in _windows(*rgb.shape[:2], _STRIP):
+        padded = _window(rgb, top, rows, left, columns)
         for c in range(3):
             a = coefficients[c]
-            acc = np.full((rows, rgb.shape[1]), half + (int(a[-1]) << (shift - 2)), dtype=np.int32)
+            acc = np.full((rows, columns), half + (int(a[-1]) << (shift - 2)), dtype=np.int32)
             for weight, feature in zip(a[:-1], _features(padded, c)):
                 if weight:
                     acc += np.int32(weight) * feature
-            centre = padded[OWN_RADIUS : OWN_RADIUS + rows, OWN_RADIUS:-OWN_RADIUS, c]
-            out[top : top + rows, :, c] = np.clip(centre + (acc >> shift), 0, 255)
+            centre = padded[r : r + rows, r : r + columns, c]
+            out[top : top + rows, left : left + columns, c] = np.clip(centre + (acc >> shift), 0, 255)
     return out
 
 
@@ -121,21 +134,20 @@ def normal_equations(decoded: np.ndarray, source: np.ndarray, seen: np.ndarray |
     moment = np.zeros((3, PER_CHANNEL))
     energy = np.zeros(3)
     stride = max(1, height * width // FIT_PIXELS)
-    x = np.empty((PER_CHANNEL, _BAND * width), dtype=np.float32)  # exact: features are integers within +-510
-    for top in range(0, height, _BAND * stride):
-        rows = min(_BAND, height - top)
-        mask = None if seen is None else seen[top : top + rows].ravel()
-        padded = _rows(decoded, top, rows)
+    x = np.empty((PER_CHANNEL, _BAND * min(width, _COLUMNS)), dtype=np.float32)  # exact: integers within +-510
+    for top, rows, left, columns in _windows(height, width, _BAND, stride):
+        part = (slice(top, top + rows), slice(left, left + columns))
+        mask = None if seen is None else seen[part].ravel()
+        padded = _window(decoded, top, rows, left, columns)
         for c in range(3):
-            band = x[:, : rows * width]
+            band = x[:, : rows * columns]
             for i, feature in enumerate(_features(padded, c)):
-                band[i].reshape(rows, width)[...] = feature
+                band[i].reshape(rows, columns)[...] = feature
             band[-1] = 1.0
-            target = (source[top : top + rows, :, c].astype(np.int32) - decoded[top : top + rows, :, c]).ravel()
+            target = (source[part][:, :, c].astype(np.int32) - decoded[part][:, :, c]).ravel()
             if mask is not None:
                 band, target = band[:, mask], target[mask]
-            # A band's sums in float32, the picture's in float64: relative errors of about 1e-7 at
-            # Kodak's width, 3e-5 at 2^20 pixels wide (the fit's gain then within 1e-6 of float64's).
+            # A window's sums in float32 (relative errors of about 1e-7 on Kodak), the picture's in float64.
             gram[c] += band @ band.T
             moment[c] += band @ target.astype(np.float32)
             energy[c] += float(np.dot(target.astype(np.float64), target))

@@ -68,7 +68,8 @@ def test_the_filter_is_the_one_format_md_defines_to_the_last_integer():
     rows than a strip: nicodec's filter equals the reader's, written term by term from FORMAT.md."""
     rng = np.random.default_rng(1)
     for height, width, shift, bound in ((1, 1, 2, 40), (2, 5, 9, 300), (7, 3, 14, restoration.MAX_COEFFICIENT),
-                                        (300, 41, 9, 2000), (129, 64, 5, restoration.MAX_COEFFICIENT)):
+                                        (300, 41, 9, 2000), (129, 64, 5, restoration.MAX_COEFFICIENT),
+                                        (130, 2100, 7, restoration.MAX_COEFFICIENT)):
         rgb = rng.integers(0, 256, (height, width, 3), dtype=np.uint8)
         coefficients = rng.integers(-bound, bound + 1, (3, restoration.PER_CHANNEL)).astype(np.int32)
         ours = restoration.apply(rgb, coefficients, shift)
@@ -97,6 +98,20 @@ def test_a_fit_undoes_a_blur_and_a_tint():
     assert not np.array_equal(restoration.fit(blurred, garbage), coefficients)
 
 
+def test_small_windows_change_nothing(monkeypatch):
+    """The filter and the fit work window by window (rows and columns); windows of 8 x 16
+    give the reader's pixels and the same normal equations as the picture whole."""
+    blurred, sharp = _blurred_and_sharp()
+    gram, moment, energy = restoration.normal_equations(blurred, sharp)
+    coefficients = np.random.default_rng(4).integers(-3000, 3001, (3, restoration.PER_CHANNEL)).astype(np.int32)
+    monkeypatch.setattr(restoration, "_STRIP", 8)
+    monkeypatch.setattr(restoration, "_COLUMNS", 16)
+    np.testing.assert_array_equal(restoration.apply(blurred, coefficients, 11),
+                                  spec_reader.apply_rest(blurred, 11, coefficients.tolist()))
+    for ours, whole in zip(restoration.normal_equations(blurred, sharp), (gram, moment, energy)):
+        np.testing.assert_allclose(ours, whole, rtol=1e-6, atol=1e-3)
+
+
 def _blurred_and_sharp() -> tuple[np.ndarray, np.ndarray]:
     sharp = synthetic_photo(96, 128, seed=7)
     x = sharp.astype(np.float64)
@@ -114,7 +129,7 @@ def test_the_normal_equations_give_the_squares_a_filter_leaves():
     w = restoration.solve(gram, moment) * 0.7  # not the optimum: every term counts
     padded = np.pad(blurred.astype(np.int32), ((3, 3), (3, 3), (0, 0)), mode="edge")
     for c in range(3):
-        features = restoration._features(padded, c) + [np.ones(sharp.shape[:2], np.int32)]
+        features = [*restoration._features(padded, c), np.ones(sharp.shape[:2], np.int32)]
         correction = sum(weight * feature for weight, feature in zip(w[c], features))
         left = (sharp[..., c] - (blurred[..., c] + correction))[seen]
         want = float(np.sum(left**2))
