@@ -28,19 +28,22 @@ from common import open_codec, read_rgb
 from rd import NICODEC_QUALITIES, SHARED, bd_rate, bd_rate_unavailable
 
 
-def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list[dict], float]:
-    """Mean bpp and PSNR of ``codec`` at each quality, and the seconds spent encoding."""
-    points, seconds = [], 0.0
+def sweep(codec, images: list[np.ndarray], qualities: list[float]) -> tuple[list[dict], float, float]:
+    """Mean bpp and PSNR of ``codec`` at each quality, and the seconds spent encoding and decoding."""
+    points, encoding, decoding = [], 0.0, 0.0
     for quality in qualities:
         bpp, db = [], []
         for image in images:
             start = time.perf_counter()
             data = codec.encode(image, quality=quality)
-            seconds += time.perf_counter() - start
+            encoding += time.perf_counter() - start
             bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
-            db.append(psnr(codec.decode(data, as_array=True), image))
+            start = time.perf_counter()
+            decoded = codec.decode(data, as_array=True)
+            decoding += time.perf_counter() - start
+            db.append(psnr(decoded, image))
         points.append({"quality": quality, "bpp": float(np.mean(bpp)), "psnr": float(np.mean(db))})
-    return points, seconds
+    return points, encoding, decoding
 
 
 def span_text(points: list[dict]) -> str:
@@ -67,20 +70,22 @@ def read_images(parser: argparse.ArgumentParser, args: argparse.Namespace) -> li
 def compare(entries: list[tuple[dict, str, nicodec.Codec]], images: list[np.ndarray], qualities: list[float]) -> list[dict]:
     """Sweep each ``(fields, label, codec)`` over the images and qualities, one after the other.
 
-    Returns one result per entry: its ``fields``, the points, the encoding seconds, and the
-    BD-rate and encoding-time ratio against the first entry (the reference).
+    Returns one result per entry: its ``fields``, the points, the encoding and decoding seconds,
+    and the BD-rate and the time ratios against the first entry (the reference).
     """
     results = []
     for fields, label, codec in entries:
         codec.encode(images[0][:64, :64], quality=qualities[0])  # warm-up, untimed
-        points, seconds = sweep(codec, images, qualities)
-        results.append({**fields, "points": points, "encode_seconds": round(seconds, 2)})
+        points, encoding, decoding = sweep(codec, images, qualities)
+        results.append({**fields, "points": points, "encode_seconds": round(encoding, 2),
+                        "decode_seconds": round(decoding, 2)})
         print(f"{label}: " + ", ".join(f"q{p['quality']:g} {p['bpp']:.4f} bpp {p['psnr']:.2f} dB" for p in points),
               flush=True)
     reference = results[0]
     for result in results:
         result["bd_rate_percent"] = bd_rate(result["points"], reference["points"])
         result["encode_time_ratio"] = round(result["encode_seconds"] / reference["encode_seconds"], 3)
+        result["decode_time_ratio"] = round(result["decode_seconds"] / reference["decode_seconds"], 3)
     return results
 
 

@@ -9,7 +9,8 @@ file (FORMAT.md's ``REST`` section) where it lowers the cost the model was train
 decoder applies it (``nicodec.restoration``). For the default encoder (the reference) and the
 restoring one, this program codes every image at rd.py's qualities into real files, decodes
 them, and reports the mean bpp and PSNR per quality, the BD-rate (PSNR over RGB) against the
-default, and the total encoding time as a ratio to the default's (the same run, CPU provider).
+default, and the total encoding and decoding times as ratios to the default's (the same run,
+CPU provider; a decode applies the filter where a file has one).
 On the same images it sweeps the classic codecs named by ``--classic`` (by default AVIF 4:4:4,
 JPEG XL and WebP, at rd.py's settings) and gives both nicodec curves' BD-rates against each.
 """
@@ -41,12 +42,12 @@ def main(argv: list[str] | None = None) -> dict:
               "classic": {name: [{k: p[k] for k in ("setting", "bpp", "psnr")} for p in curve]
                           for name, curve in classic.items()}}
     rows = ["| encoder | BD-rate vs the default encoder | " + "".join(f"vs {LABELS[name]} | " for name in classic)
-            + "encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
-            "|---|---|" + "---|" * len(classic) + "---|---|"]
+            + "encode time ratio | decode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
+            "|---|---|" + "---|" * len(classic) + "---|---|---|"]
     for r in results:
         versus = "".join(f"{percent(v)} | " for v in r["bd_rate_vs_percent"].values())
         rows.append(f"| {'restoration filter' if r['restoration'] else 'default'} | {percent(r['bd_rate_percent'])} | "
-                    f"{versus}{r['encode_time_ratio']:.1f} | {span_text(r['points'])} |")
+                    f"{versus}{r['encode_time_ratio']:.1f} | {r['decode_time_ratio']:.2f} | {span_text(r['points'])} |")
     table = f"restoration filter, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)
     return report

@@ -104,21 +104,51 @@ def _windows(height: int, width: int, rows: int, row_stride: int = 1) -> Iterato
 
 def apply(rgb: np.ndarray, coefficients: np.ndarray, shift: int) -> np.ndarray:
     """The filtered picture: ``rgb`` (H, W, 3) uint8, ``coefficients`` (3, 36) integers, as
-    FORMAT.md's ``REST`` section defines it (every sum fits in 32 bits)."""
-    coefficients = np.asarray(coefficients, dtype=np.int32).reshape(3, PER_CHANNEL)
+    FORMAT.md's ``REST`` section defines it (every sum fits in 32 bits).
+
+    Each tap's pair of neighbours is weighed as it comes, and what the terms take of each
+    channel's centre (``-2C``, ``P[o](y, x) - C``, ``C - 128``) is gathered into one weight a
+    plane: fewer passes over the picture than the terms one by one (:func:`_features`), the
+    same integers (int32 arithmetic wraps, so the order of the additions cannot change a
+    total that fits)."""
+    coefficients = np.asarray(coefficients, dtype=np.int64).reshape(3, PER_CHANNEL)
     out = np.empty_like(rgb)
-    half = np.int32(1 << (shift - 1))
     r = OWN_RADIUS
     for top, rows, left, columns in _windows(*rgb.shape[:2], _STRIP):
         padded = _window(rgb, top, rows, left, columns)
+        acc = np.empty((rows, columns), dtype=np.int32)
+        pair = np.empty((rows, columns), dtype=np.int32)
+
+        def at(channel: int, dy: int, dx: int) -> np.ndarray:
+            return padded[r + dy : r + dy + rows, r + dx : r + dx + columns, channel]  # noqa: B023
+
         for c in range(3):
-            a = coefficients[c]
-            acc = np.full((rows, columns), half + (int(a[-1]) << (shift - 2)), dtype=np.int32)
-            for weight, feature in zip(a[:-1], _features(padded, c)):
+            a = [int(v) for v in coefficients[c]]
+            centres = [0, 0, 0]  # the weight of each channel's own value at (y, x)
+            taps = [(c, dy, dx) for dy, dx in OWN_TAPS]
+            for o in range(3):
+                if o != c:
+                    taps += [(o, dy, dx) for dy, dx in CROSS_TAPS] + [(o, None, None)]
+            acc.fill((1 << (shift - 1)) + (a[-1] << (shift - 2)) - 128 * a[-2])
+            for weight, (o, dy, dx) in zip(a, taps):
+                if not weight:
+                    continue
+                if dy is None:  # P[o](y, x) - C
+                    centres[o] += weight
+                    centres[c] -= weight
+                    continue
+                np.add(at(o, dy, dx), at(o, -dy, -dx), out=pair)
+                pair *= np.int32(weight)
+                acc += pair
+                centres[o] -= 2 * weight
+            centres[c] += a[-2]  # C - 128
+            for o, weight in enumerate(centres):
                 if weight:
-                    acc += np.int32(weight) * feature
-            centre = padded[r : r + rows, r : r + columns, c]
-            out[top : top + rows, left : left + columns, c] = np.clip(centre + (acc >> shift), 0, 255)
+                    np.multiply(at(o, 0, 0), np.int32(weight), out=pair)
+                    acc += pair
+            acc >>= shift
+            acc += at(c, 0, 0)
+            out[top : top + rows, left : left + columns, c] = np.clip(acc, 0, 255)
     return out
 
 

@@ -397,6 +397,7 @@ def test_restoration_compares_files_with_the_filter_with_the_default_encoders_in
     default, restored = report["results"]
     assert not default["restoration"] and restored["restoration"]
     assert default["bd_rate_percent"] == 0 and restored["encode_time_ratio"] > 0
+    assert default["decode_time_ratio"] == 1 and restored["decode_time_ratio"] > 0
     assert default["bd_rate_vs_percent"]["jpeg444"] < -20 and restored["bd_rate_vs_percent"]["jpeg444"] < -20
     assert [p["quality"] for p in restored["points"]] == [60, 95]
     assert json.loads((tmp_path / "restoration.json").read_text())["results"][1]["restoration"] is True
