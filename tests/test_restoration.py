@@ -123,6 +123,21 @@ def _blurred_and_sharp() -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.round(blurred), 0, 255).astype(np.uint8), sharp
 
 
+def test_the_fits_products_are_small_enough_for_one_thread_and_add_up():
+    """The fit multiplies its features in pieces that OpenBLAS computes on the calling thread
+    (m x n x k up to 262,144: a larger product it shares among threads, and beside another busy
+    process each took up to 300 times as long); the pieces add up to the whole product, the
+    last one padded."""
+    assert restoration.PER_CHANNEL * (restoration.PER_CHANNEL + 1) * restoration._PIECE <= 262_144
+    rng = np.random.default_rng(5)
+    for n in (1, restoration._PIECE, 1000):
+        band = rng.integers(-510, 511, (restoration.PER_CHANNEL, n)).astype(np.float32)
+        target = rng.integers(-255, 256, n).astype(np.float32)
+        whole = band.astype(np.float64)
+        want = np.concatenate([whole @ whole.T, (whole @ target)[:, None]], axis=1)
+        np.testing.assert_allclose(restoration._products(band, target), want, rtol=1e-6)
+
+
 def test_the_normal_equations_give_the_squares_a_filter_leaves():
     """``energy - 2 w.moment + w.gram.w`` is the sum of squares that real coefficients leave
     (computed here from the features directly; the encoder reads its choice of shift from it)."""
