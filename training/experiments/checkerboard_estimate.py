@@ -1,7 +1,9 @@
 """How much would a checkerboard context model save? An estimate on a trained model's frozen latents.
 
-    python training/experiments/checkerboard_estimate.py [--checkpoint training/checkpoints/nicodec-mshp-vr-1.pt]
-        [--data ../shared/data/train/shard-1] [--crops 1200] [--minutes 15] [--kodak ../shared/data/kodak]
+    python training/experiments/checkerboard_estimate.py [--checkpoint CHECKPOINT] [--data FOLDER ...]
+        [--val-data FOLDER] [--crops 1200] [--minutes 15] [--widths 640,512] [--kodak ../shared/data/kodak]
+
+(the checkpoint defaults to the one in training/checkpoints, the shipped model's).
 
 The checkerboard context model (He, Zheng, Sun, Wang and Qin, "Checkerboard context model for
 efficient learned image compression", CVPR 2021) splits y into two halves of a checkerboard:
@@ -20,6 +22,12 @@ gain, at the cost of one more network pass on each side. Float arithmetic throug
 integer path costs nothing measurable, ``benchmarks/integer_cost.py``); rates are ideal
 code lengths of y and z on Kodak, and the distortion is unchanged up to the shift of y_hat
 with its mean (reported).
+
+Each crop's latent is computed once at its own random level position (fractional, as the
+codec's qualities are); the hyper-synthesis is run again on each batch from the stored z_hat,
+which keeps the cache at y's size. With ``--val-data``, the rounded rate of crops of those
+images (never trained on) is reported as training goes, to see the context learn the training
+crops rather than images.
 """
 
 from __future__ import annotations
@@ -55,13 +63,15 @@ class Context(nn.Module):
     """Corrections to the hyperprior's (mean, log scale) of the non-anchors, from the
     hyper-synthesis' last hidden features and a 5x5 convolution over the decoded anchors."""
 
-    def __init__(self, M: int, hidden: int):
+    def __init__(self, M: int, hidden: int, widths: tuple[int, ...] = (640, 512)):
         super().__init__()
         self.context = nn.Conv2d(M, 2 * M, 5, padding=2)
-        self.parameters_net = nn.Sequential(
-            nn.Conv2d(hidden + 2 * M, 640, 1), nn.LeakyReLU(), nn.Conv2d(640, 512, 1), nn.LeakyReLU(),
-            nn.Conv2d(512, 2 * M, 1),
-        )
+        layers: list[nn.Module] = []
+        width = hidden + 2 * M
+        for w in widths:
+            layers += [nn.Conv2d(width, w, 1), nn.LeakyReLU()]
+            width = w
+        self.parameters_net = nn.Sequential(*layers, nn.Conv2d(width, 2 * M, 1))
         nn.init.zeros_(self.parameters_net[-1].weight)
         nn.init.zeros_(self.parameters_net[-1].bias)
 
@@ -72,15 +82,26 @@ class Context(nn.Module):
 
 
 @torch.no_grad()
-def frozen_latents(model, image: torch.Tensor, level: float) -> dict[str, torch.Tensor]:
-    """y, z_hat, the float hyperprior's means and scales, and h_s's last hidden features."""
-    gain, _ = model.gains_at(torch.full((len(image),), level))
+def analysed(model, image: torch.Tensor, level: torch.Tensor | float) -> dict[str, torch.Tensor]:
+    """y (gain applied) and z_hat of images at level positions (one each, or one for all)."""
+    gain, _ = model.gains_at(torch.as_tensor(level, dtype=torch.float32).expand(len(image)))
     y = model.g_a(image) * gain[:, :, None, None]
-    z_hat = torch.round(model.h_a(y))
+    return {"y": y, "z_hat": torch.round(model.h_a(y))}
+
+
+@torch.no_grad()
+def hyper(model, lat: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``lat`` with the float hyperprior's means and scales, h_s's last hidden features and z's bits."""
+    z_hat = lat["z_hat"]
     features = model.h_s[:4](z_hat)
     means, scales = model.h_s[4](features).chunk(2, dim=1)
     z_bits = -torch.log2(model.z_prior.likelihood(z_hat).clamp_min(1e-12)).sum(dim=(1, 2, 3))
-    return {"y": y, "means": means, "scales": scales, "features": features, "z_bits": z_bits}
+    return {**lat, "means": means, "scales": scales, "features": features, "z_bits": z_bits}
+
+
+def frozen_latents(model, image: torch.Tensor, level: float) -> dict[str, torch.Tensor]:
+    """y, z_hat, the float hyperprior's means and scales, and h_s's last hidden features."""
+    return hyper(model, analysed(model, image, level))
 
 
 def bits(y_hat: torch.Tensor, means: torch.Tensor, scales: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
@@ -109,8 +130,12 @@ def context_rate(net: Context, lat: dict[str, torch.Tensor], noisy: bool) -> tup
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "\n").splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path, default=ROOT / "training/checkpoints/nicodec-mshp-vr-1.pt")
-    parser.add_argument("--data", default=str(ROOT.parent / "shared/data/train/shard-1"))
+    parser.add_argument("--checkpoint", type=Path, default=None)
+    parser.add_argument("--data", nargs="+", default=[str(ROOT.parent / "shared/data/train/shard-1")])
+    parser.add_argument("--val-data", default=None, help="held-out images: the rounded rate of their crops as training goes")
+    parser.add_argument("--val-crops", type=int, default=64)
+    parser.add_argument("--widths", default="640,512", help="the parameter network's hidden 1x1 layers")
+    parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--kodak", type=Path, default=ROOT.parent / "shared/data/kodak")
     parser.add_argument("--crops", type=int, default=1200)
     parser.add_argument("--crop", type=int, default=256)
@@ -126,37 +151,52 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
 
+    if args.checkpoint is None:
+        kept = sorted((ROOT / "training/checkpoints").glob("*.pt"))
+        if len(kept) != 1:
+            parser.error(f"training/checkpoints holds {len(kept)} checkpoints; name one with --checkpoint")
+        args.checkpoint = kept[0]
     model, _ = load_model(args.checkpoint)
     model.eval()
     model.config = dataclasses.replace(model.config, integer_entropy=False)  # the float twin
     levels = model.config.levels
     M, hidden = model.config.M, model.h_s[4].in_channels
 
-    t0 = time.monotonic()
-    images = [im for im in (load_rgb(p, args.crop) for p in list_images([args.data])) if im is not None]
-    cache: dict[str, list[torch.Tensor]] = {}
     c = args.crop
-    for start in range(0, args.crops, args.batch):
-        crops = []
-        for _ in range(min(args.batch, args.crops - start)):
-            im = images[rng.integers(len(images))]
-            top, left = rng.integers(im.shape[1] - c + 1), rng.integers(im.shape[2] - c + 1)
-            crops.append(im[:, top : top + c, left : left + c])
-        x = torch.stack(crops).float() / 255
-        lat = frozen_latents(model, x, float(rng.integers(levels)))
-        for k, v in lat.items():
-            cache.setdefault(k, []).append(v)
-    data = {k: torch.cat(v) for k, v in cache.items()}
-    print(f"{len(data['y'])} crops of {len(images)} images, latents in {time.monotonic() - t0:.0f} s", flush=True)
 
-    net = Context(M, hidden)
-    optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
+    def latents(folders: list[str], count: int) -> tuple[dict[str, torch.Tensor], int]:
+        """Random crops of the images in ``folders``, each analysed at a random level position."""
+        images = [im for im in (load_rgb(p, c) for p in list_images(folders)) if im is not None]
+        cache: dict[str, list[torch.Tensor]] = {}
+        for start in range(0, count, args.batch):
+            crops = []
+            for _ in range(min(args.batch, count - start)):
+                im = images[rng.integers(len(images))]
+                top, left = rng.integers(im.shape[1] - c + 1), rng.integers(im.shape[2] - c + 1)
+                crops.append(im[:, top : top + c, left : left + c])
+            x = torch.stack(crops).float() / 255
+            lat = analysed(model, x, torch.from_numpy(rng.uniform(0, levels - 1, len(crops))).float())
+            for k, v in lat.items():
+                cache.setdefault(k, []).append(v)
+        return {k: torch.cat(v) for k, v in cache.items()}, len(images)
+
+    t0 = time.monotonic()
+    data, count = latents(args.data, args.crops)
+    print(f"{len(data['y'])} crops of {count} images, latents in {time.monotonic() - t0:.0f} s", flush=True)
+    held_out = None
+    if args.val_data:
+        held_out, count = latents([args.val_data], args.val_crops)
+        held_out = hyper(model, held_out)
+        print(f"{args.val_crops} held-out crops of {count} images", flush=True)
+
+    net = Context(M, hidden, tuple(int(w) for w in args.widths.split(",")))
+    optimizer = torch.optim.AdamW(net.parameters(), lr=args.lr, weight_decay=args.weight_decay)
     t0, step, history = time.monotonic(), 0, []
     budget = args.minutes * 60
     pixels = c * c
     while time.monotonic() - t0 < budget:
         idx = torch.from_numpy(rng.integers(0, len(data["y"]), args.batch))
-        lat = {k: v[idx] for k, v in data.items()}
+        lat = hyper(model, {k: v[idx] for k, v in data.items()})
         progress = (time.monotonic() - t0) / budget
         for group in optimizer.param_groups:
             group["lr"] = args.lr * (1.0 if progress < 0.8 else 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * (progress - 0.8) / 0.2)))
@@ -175,6 +215,12 @@ def main() -> None:
             history.append({"step": step, "seconds": round(time.monotonic() - t0), "y_bpp_noisy": float(loss.detach()),
                             "y_bpp_hyperprior_rounded": float(base),
                             "y_bpp_checkerboard_rounded": float((anchor_bits + other_bits).mean() / pixels)})
+            if held_out is not None and step % 500 == 0:
+                with torch.no_grad():
+                    base = bits(torch.round(held_out["y"] - held_out["means"]) + held_out["means"], held_out["means"],
+                                held_out["scales"], torch.ones_like(held_out["y"][:1, :1])).sum()
+                    anchor_bits, other_bits, _ = context_rate(net, held_out, noisy=False)
+                history[-1]["held_out_rate_change_pct"] = float(100 * ((anchor_bits + other_bits).sum() / base - 1))
             print(history[-1], flush=True)
     print(f"{step} steps in {time.monotonic() - t0:.0f} s", flush=True)
 
@@ -213,7 +259,9 @@ def main() -> None:
         def shown(path) -> str:  # relative to the repository's root, as the defaults are given
             return os.path.relpath(Path(path).resolve(), ROOT)
 
-        args.json.write_text(json.dumps({"checkpoint": shown(args.checkpoint), "data": shown(args.data), "crops": args.crops,
+        args.json.write_text(json.dumps({"checkpoint": shown(args.checkpoint), "data": [shown(d) for d in args.data],
+                                         "val_data": args.val_data and shown(args.val_data), "val_crops": args.val_crops, "crops": args.crops,
+                                         "widths": args.widths, "weight_decay": args.weight_decay, "lr": args.lr,
                                          "steps": step, "minutes": args.minutes, "history": history,
                                          "kodak": results}, indent=1) + "\n")
 
