@@ -143,7 +143,7 @@ def encode(
     refine: RefineOpt = 0,
     restoration: Annotated[bool, typer.Option(
         "--restoration", metavar=FLAG, help="Also decode each image and write a linear filter fitted to it where it "
-        "pays: about 1.7% fewer bits at the same PSNR on Kodak, for an encode about 3.6 times as long; such files "
+        "pays: about 1.7% fewer bits at the same PSNR on Kodak, for an encode about 3 times as long; such files "
         "need nicodec 0.6.0 or later to decode.")] = False,
     debug: DebugOpt = False,
 ) -> None:

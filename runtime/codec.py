@@ -233,7 +233,7 @@ class Codec:
             closer to the source (``nicodec.restoration``) and write it into the file where it
             lowers the cost (bits per pixel plus lambda times the MSE, its own bits counted):
             1.7% fewer bits for the same PSNR on Kodak (``benchmarks/restoration.py``), for an
-            encode that also runs the synthesis and the fit (3.6 times as long there).
+            encode that also runs the synthesis and the fit (3.2 times as long there).
             Off by default for now (files with the filter need nicodec 0.6.0 or later to
             decode; decoders of today apply the filter of any file that has one). A model whose
             manifest gives no lambda writes none.

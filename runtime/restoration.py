@@ -58,7 +58,7 @@ _PIECE = 128
 product of m x n x k up to 262,144 multiply-adds on the calling thread (36 x 37 x 128 is 170,496)."""
 FIT_PIXELS = 2_097_152
 """A picture of twice this many pixels or more is fitted on bands of 16 rows, one in
-``pixels // FIT_PIXELS``, spread evenly (a fit costs about 0.35 microseconds a pixel on 2 cores).
+``pixels // FIT_PIXELS``, spread evenly (a fit costs about 0.38 microseconds a pixel on 2 cores).
 Smaller ones are fitted on every pixel: on Kodak, one band in three lost 0.004 to 0.016 dB on
 5 images and turned kodim23's gain into a loss (which the encoder's check would then refuse)."""
 
@@ -191,8 +191,8 @@ def _products(band: np.ndarray, target: np.ndarray) -> np.ndarray:
     """``band @ band.T`` beside ``band @ target`` ((36, n) and (n,) float32) as (36, 37) float64:
     sums over pieces of ``_PIECE`` columns in float32 (relative errors of about 1e-7), of the
     pieces in float64. A product that small OpenBLAS computes on the calling thread; a larger
-    one it shares among its threads, which beside other busy processes made each take up to 300
-    times as long (a Kodak fit 0.14 s -> 13 s on 2 cores, a training job beside it)."""
+    one it shares among its threads, which beside a PyTorch training job on the same 2 cores
+    made each take up to 300 times as long (a Kodak fit 0.14 s -> 22 s)."""
     n = band.shape[1]
     pieces = -(-n // _PIECE)
     both = np.zeros((PER_CHANNEL + 1, pieces * _PIECE), dtype=np.float32)

@@ -125,8 +125,8 @@ def _blurred_and_sharp() -> tuple[np.ndarray, np.ndarray]:
 
 def test_the_fits_products_are_small_enough_for_one_thread_and_add_up():
     """The fit multiplies its features in pieces that OpenBLAS computes on the calling thread
-    (m x n x k up to 262,144: a larger product it shares among threads, and beside another busy
-    process each took up to 300 times as long); the pieces add up to the whole product, the
+    (m x n x k up to 262,144: a larger product it shares among threads, and beside a PyTorch
+    training job each took up to 300 times as long); the pieces add up to the whole product, the
     last one padded."""
     assert restoration.PER_CHANNEL * (restoration.PER_CHANNEL + 1) * restoration._PIECE <= 262_144
     rng = np.random.default_rng(5)
