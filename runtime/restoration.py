@@ -63,26 +63,38 @@ Smaller ones are fitted on every pixel: on Kodak, one band in three lost 0.004 t
 5 images and turned kodim23's gain into a loss (which the encoder's check would then refuse)."""
 
 
+def _terms(c: int) -> list[tuple[int, int, int] | None]:
+    """Channel ``c``'s terms in coefficient order (FORMAT.md): ``(o, dy, dx)``, a tap of
+    channel ``o``, ``P[o](y + dy, x + dx) + P[o](y - dy, x - dx) - 2P[o](y, x)``; ``(o, 0, 0)``,
+    ``P[o](y, x) - C``; ``None``, ``C - 128``."""
+    terms: list[tuple[int, int, int] | None] = [(c, dy, dx) for dy, dx in OWN_TAPS]
+    for o in range(3):
+        if o != c:
+            terms += [(o, dy, dx) for dy, dx in CROSS_TAPS] + [(o, 0, 0)]
+    return terms + [None]
+
+
+def _at(padded: np.ndarray, channel: int, dy: int, dx: int) -> np.ndarray:
+    """Channel ``channel`` of the window ``padded`` (as :func:`_window` gives it) moved by
+    ``(dy, dx)``: the value at ``(y + dy, x + dx)`` for each pixel ``(y, x)`` of the window."""
+    r = OWN_RADIUS
+    rows, columns = padded.shape[0] - 2 * r, padded.shape[1] - 2 * r
+    return padded[r + dy : r + dy + rows, r + dx : r + dx + columns, channel]
+
+
 def _features(padded: np.ndarray, c: int) -> Iterator[np.ndarray]:
     """Channel ``c``'s features for a window of the picture, one at a time in coefficient order
     (int32, each ``(rows, columns)``); ``padded`` is the window as :func:`_window` gives it."""
-    r = OWN_RADIUS
-    rows, columns = padded.shape[0] - 2 * r, padded.shape[1] - 2 * r
-
-    def at(channel: int, dy: int, dx: int) -> np.ndarray:
-        return padded[r + dy : r + dy + rows, r + dx : r + dx + columns, channel]
-
-    centre = at(c, 0, 0)
-    for dy, dx in OWN_TAPS:
-        yield at(c, dy, dx) + at(c, -dy, -dx) - 2 * centre
-    for o in range(3):
-        if o == c:
+    centre = _at(padded, c, 0, 0)
+    for term in _terms(c):
+        if term is None:
+            yield centre - 128
             continue
-        other = at(o, 0, 0)
-        for dy, dx in CROSS_TAPS:
-            yield at(o, dy, dx) + at(o, -dy, -dx) - 2 * other
-        yield other - centre
-    yield centre - 128
+        o, dy, dx = term
+        if dy == dx == 0:
+            yield _at(padded, o, 0, 0) - centre
+        else:
+            yield _at(padded, o, dy, dx) + _at(padded, o, -dy, -dx) - 2 * _at(padded, o, 0, 0)
 
 
 def _window(rgb: np.ndarray, top: int, rows: int, left: int, columns: int) -> np.ndarray:
@@ -116,41 +128,35 @@ def apply(rgb: np.ndarray, coefficients: np.ndarray, shift: int) -> np.ndarray:
     total that fits)."""
     coefficients = np.asarray(coefficients, dtype=np.int64).reshape(3, PER_CHANNEL)
     out = np.empty_like(rgb)
-    r = OWN_RADIUS
     for top, rows, left, columns in _windows(*rgb.shape[:2], _STRIP):
         padded = _window(rgb, top, rows, left, columns)
         acc = np.empty((rows, columns), dtype=np.int32)
         pair = np.empty((rows, columns), dtype=np.int32)
-
-        def at(channel: int, dy: int, dx: int) -> np.ndarray:
-            return padded[r + dy : r + dy + rows, r + dx : r + dx + columns, channel]  # noqa: B023
-
         for c in range(3):
             a = [int(v) for v in coefficients[c]]
+            acc.fill((1 << (shift - 1)) + (a[-1] << (shift - 2)) - 128 * a[-2])  # the offset, -128 of C - 128
             centres = [0, 0, 0]  # the weight of each channel's own value at (y, x)
-            taps = [(c, dy, dx) for dy, dx in OWN_TAPS]
-            for o in range(3):
-                if o != c:
-                    taps += [(o, dy, dx) for dy, dx in CROSS_TAPS] + [(o, None, None)]
-            acc.fill((1 << (shift - 1)) + (a[-1] << (shift - 2)) - 128 * a[-2])
-            for weight, (o, dy, dx) in zip(a, taps):
+            for weight, term in zip(a, _terms(c)):
                 if not weight:
                     continue
-                if dy is None:  # P[o](y, x) - C
+                if term is None:  # C - 128
+                    centres[c] += weight
+                    continue
+                o, dy, dx = term
+                if dy == dx == 0:  # P[o](y, x) - C
                     centres[o] += weight
                     centres[c] -= weight
                     continue
-                np.add(at(o, dy, dx), at(o, -dy, -dx), out=pair)
+                np.add(_at(padded, o, dy, dx), _at(padded, o, -dy, -dx), out=pair)
                 pair *= np.int32(weight)
                 acc += pair
                 centres[o] -= 2 * weight
-            centres[c] += a[-2]  # C - 128
             for o, weight in enumerate(centres):
                 if weight:
-                    np.multiply(at(o, 0, 0), np.int32(weight), out=pair)
+                    np.multiply(_at(padded, o, 0, 0), np.int32(weight), out=pair)
                     acc += pair
             acc >>= shift
-            acc += at(c, 0, 0)
+            acc += _at(padded, c, 0, 0)
             out[top : top + rows, left : left + columns, c] = np.clip(acc, 0, 255)
     return out
 

@@ -130,7 +130,7 @@ def test_the_fits_products_are_small_enough_for_one_thread_and_add_up():
     last one padded."""
     assert restoration.PER_CHANNEL * (restoration.PER_CHANNEL + 1) * restoration._PIECE <= 262_144
     rng = np.random.default_rng(5)
-    for n in (1, restoration._PIECE, 1000):
+    for n in (0, 1, restoration._PIECE, 1000):
         band = rng.integers(-510, 511, (restoration.PER_CHANNEL, n)).astype(np.float32)
         target = rng.integers(-255, 256, n).astype(np.float32)
         whole = band.astype(np.float64)
