@@ -25,11 +25,33 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (FLAG, DebugOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+from .options import (DebugOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
+
+class _PlainFlags:
+    """A command whose flags show no metavar in its help: Typer 0.29 shows ``<bool>`` beside
+    each flag (``--help``, ``--force``, the completion flags), as if it took a value."""
+
+    def get_params(self, ctx):
+        params = super().get_params(ctx)
+        for param in params:
+            if getattr(param, "is_flag", False) and param.metavar is None:
+                param.metavar = ""
+        return params
+
+
+class _Group(_PlainFlags, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_PlainFlags, typer.core.TyperCommand):
+    pass
+
+
 app = typer.Typer(
+    cls=_Group,
     no_args_is_help=True,
     help="nicodec: a learned image codec. Encode photos to .nic files and back.",
     pretty_exceptions_enable=False,
@@ -53,7 +75,7 @@ def _version_callback(value: bool) -> None:
 def _root(
     ctx: typer.Context,
     version: Annotated[
-        bool, typer.Option("--version", metavar=FLAG, callback=_version_callback, is_eager=True, help="Print the version and exit.")
+        bool, typer.Option("--version", callback=_version_callback, is_eager=True, help="Print the version and exit.")
     ] = False,
 ) -> None:
     """nicodec: a learned image codec."""
@@ -106,7 +128,7 @@ closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
 """
 
 
-@app.command(help=_ENCODE_HELP)
+@app.command(cls=_Command, help=_ENCODE_HELP)
 def encode(
     inputs: Annotated[
         list[Path],
@@ -132,9 +154,9 @@ def encode(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: TileOpt = 1024,
     strip: Annotated[bool, typer.Option(
-        "--strip", metavar=FLAG, help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
+        "--strip", help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
     exact: Annotated[bool, typer.Option(
-        "--exact", metavar=FLAG, help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
+        "--exact", help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
         "from the visible pixels, which costs fewer bits.")] = False,
     quality: QualityOpt = None,
     target_bpp: TargetBppOpt = None,
@@ -142,7 +164,7 @@ def encode(
     max_bytes: MaxBytesOpt = None,
     refine: RefineOpt = 0,
     restoration: Annotated[bool, typer.Option(
-        "--restoration", metavar=FLAG, help="Also decode each image and write a linear filter fitted to it where it "
+        "--restoration", help="Also decode each image and write a linear filter fitted to it where it "
         "pays: about 1.7% fewer bits at the same PSNR on Kodak, for an encode about 3 times as long; such files "
         "need nicodec 0.6.0 or later to decode.")] = False,
     debug: DebugOpt = False,
@@ -206,7 +228,7 @@ Given several .nic files, decompress them the same way, into OUTPUT or beside ea
 """
 
 
-@app.command(help=_DECODE_HELP)
+@app.command(cls=_Command, help=_DECODE_HELP)
 def decode(
     inputs: Annotated[
         list[Path],
@@ -303,7 +325,7 @@ Exit code 1 if any file fails.
 """
 
 
-@app.command(help=_VERIFY_HELP)
+@app.command(cls=_Command, help=_VERIFY_HELP)
 def verify(
     inputs: Annotated[list[Path], typer.Argument(readable=False, metavar="INPUT",
                                                  help=".nic files, folders searched for them recursively, or - for standard input.")],
@@ -364,12 +386,12 @@ Exit code 1 if any failed.
 """
 
 
-@app.command(help=_INFO_HELP)
+@app.command(cls=_Command, help=_INFO_HELP)
 def info(
     inputs: Annotated[
         list[Path], typer.Argument(readable=False, metavar="INPUT", help=".nic files, or - for standard input.")
     ],
-    as_json: Annotated[bool, typer.Option("--json", metavar=FLAG, help="Print JSON (a list for several files).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files).")] = False,
     debug: DebugOpt = False,
 ) -> None:
     from . import format as nicformat

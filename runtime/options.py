@@ -71,14 +71,12 @@ PrecisionOpt = Annotated[
     Precision,
     typer.Option(help="Synthesis precision: fp16 is faster on CPUs with fp16 arithmetic; pixels may differ slightly."),
 ]
-FLAG = ""
-"""The metavar of a flag: none. Typer 0.29 shows ``<bool>`` for a flag without one, as if it took a value."""
-ForceOpt = Annotated[bool, typer.Option("--force", "-f", metavar=FLAG, help="Overwrite the output if it exists.")]
+ForceOpt = Annotated[bool, typer.Option("--force", "-f", help="Overwrite the output if it exists.")]
 ModelOpt = Annotated[
     Optional[Path],
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
-DebugOpt = Annotated[bool, typer.Option("--debug", metavar=FLAG, help="Show the full traceback on errors.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 JobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
                                       "a folder or several files (each holds its image in memory: up to 1.3 GB for a "
                                       "24-megapixel photo; --tile 512 needs less).")]

@@ -463,6 +463,16 @@ def test_the_commands_help_survives_python_without_docstrings():
     assert encode.returncode == 0 and "Given a folder, compress every image under it" in encode.stdout
 
 
+@pytest.mark.parametrize("command", [[], ["encode"], ["decode"], ["verify"], ["info"]])
+def test_help_shows_no_value_beside_a_flag(command):
+    """A flag takes no value, so its help row shows no type: Typer 0.29 shows ``<bool>`` beside
+    ``--help`` and every other flag unless told otherwise."""
+    result = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    rows = [line for line in result.output.splitlines() if "--help" in line or "--force" in line]
+    assert rows and "<bool>" not in result.output, result.output
+
+
 def test_output_equal_to_input_is_refused_even_with_force(png):
     before = png.read_bytes()
     result = run("encode", png, "-o", png, "--force")
