@@ -1,7 +1,8 @@
 """What refining the latent gains: the default encoder beside ``Codec(refine=N)``, side by side.
 
     python benchmarks/refine.py [--images ../shared/data/kodak] [--limit N] [--steps 20 60]
-        [--rdo SLOPE] [--qualities 1 15 ...] [--classic avif444 jxl webp] [--json results/refine.json]
+        [--rdo SLOPE] [--restoration] [--qualities 1 15 ...] [--classic avif444 jxl webp]
+        [--json results/refine.json]
 
 ``Codec(refine=N)`` takes N gradient steps on the latent before coding it (see
 ``nicodec.refine``); the decoder is the same. For the default encoder (the reference)
@@ -13,6 +14,9 @@ over RGB) against the default, and the total encoding time as a ratio to the def
 (the refinement already weighs the rate), and kept only where it costs no more than the
 default encoder's file (``nicodec.Codec``); ``--rdo SLOPE`` rounds the refined latent, and the
 fallback coded beside it, with that slope instead (the reference, step count 0, keeps the default).
+``--restoration`` measures every step count, 0 included, a second time with the restoration
+filter (``nicodec encode --refine N --restoration``: the filter fitted to the picture the kept
+latent decodes to), still against the default encoder without it.
 
 On the same images, in the same run, it also sweeps the classic codecs named by
 ``--classic`` (by default AVIF 4:4:4, JPEG XL and WebP, those Pillow can write here, at
@@ -57,16 +61,20 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--rdo", type=float, default=None,
                         help="the refined codecs' rounding slope (default: the codec's own choice, as the CLI's)")
     parser.add_argument("--qualities", type=float, nargs="+", default=NICODEC_QUALITIES)
+    parser.add_argument("--restoration", action="store_true",
+                        help="also measure each step count with the restoration filter")
     parser.add_argument("--classic", nargs="*", default=CLASSIC, choices=sorted(QUALITIES),
                         help="classic codecs to sweep on the same images (default: %(default)s; none: no codec)")
     args = parser.parse_args(argv)
     entries = []
-    for steps in [0] + [n for n in args.steps if n > 0]:
-        options = {"refine": steps} if steps else {}
-        if steps and args.rdo is not None:
-            options["rdo"] = args.rdo
-        codec = open_codec(parser, args.model, threads=args.threads, **options)
-        entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope}, f"refine {steps}", codec))
+    for restoration in [False, True] if args.restoration else [False]:
+        for steps in [0] + [n for n in args.steps if n > 0]:
+            options = {"refine": steps} if steps else {}
+            if steps and args.rdo is not None:
+                options["rdo"] = args.rdo
+            codec = open_codec(parser, args.model, threads=args.threads, restoration=restoration, **options)
+            entries.append(({"steps": steps, "rdo_slope": codec.rdo_slope, "restoration": restoration},
+                            f"refine {steps}{' with restoration' if restoration else ''}", codec))
     images = read_images(parser, args)
     results = compare(entries, images, args.qualities)
     classic = against_classic(results, args.classic, images)
@@ -74,13 +82,15 @@ def main(argv: list[str] | None = None) -> dict:
               "qualities": args.qualities, "results": results,
               "classic": {name: [{k: p[k] for k in ("setting", "bpp", "psnr")} for p in curve]
                           for name, curve in classic.items()}}
-    rows = ["| refinement steps | rounding slope | BD-rate vs the default encoder | "
+    rows = ["| refinement steps | restoration filter | rounding slope | BD-rate vs the default encoder | "
             + "".join(f"vs {LABELS[name]} | " for name in classic)
             + "encode time ratio | bpp / PSNR at the lowest, middle and highest quality |",
-            "|---|---|---|" + "---|" * len(classic) + "---|---|"]
+            "|---|---|---|---|" + "---|" * len(classic) + "---|---|"]
     for r in results:
         versus = "".join(f"{percent(v)} | " for v in r["bd_rate_vs_percent"].values())
-        rows.append(f"| {r['steps']}{' (default)' if r['steps'] == 0 else ''} | {r['rdo_slope']:g} | "
+        default = r["steps"] == 0 and not r["restoration"]
+        rows.append(f"| {r['steps']}{' (default)' if default else ''} | {'on' if r['restoration'] else 'off'} | "
+                    f"{r['rdo_slope']:g} | "
                     f"{percent(r['bd_rate_percent'])} | {versus}{r['encode_time_ratio']:.1f} | {span_text(r['points'])} |")
     table = f"latent refinement, {report['model']}, {report['images']}, PSNR over RGB\n\n" + "\n".join(rows)
     publish(report, table, args.json)

@@ -436,6 +436,26 @@ def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(image
     assert json.loads((tmp_path / "refine.json").read_text())["results"][1]["steps"] == 10
 
 
+def test_refine_with_restoration_measures_each_step_count_with_the_filter_too(images_folder):
+    report = load("refine").main(["--images", str(images_folder), "--limit", "1", "--qualities", "60", "95",
+                                  "--steps", "4", "--restoration", "--classic"])
+    results = report["results"]
+    assert [(r["steps"], r["restoration"]) for r in results] == [(0, False), (4, False), (0, True), (4, True)]
+    assert results[0]["bd_rate_percent"] == 0 and all(np.isfinite(r["bd_rate_percent"]) for r in results)
+    # The filter is written only where it lowers bits per pixel plus lambda times the MSE of the
+    # picture the kept latent decodes to: with it, no point costs more than its twin without it,
+    # and on this image it is written at least once (a point moves).
+    model = ModelFiles.load(None)
+
+    def cost(point):
+        return point["bpp"] + model.lmbda(point["quality"]) * 255**2 / 10 ** (point["psnr"] / 10)
+
+    for without, with_filter in ((results[0], results[2]), (results[1], results[3])):
+        pairs = list(zip(without["points"], with_filter["points"]))
+        assert all(cost(b) <= cost(a) * (1 + 1e-9) for a, b in pairs)
+        assert any((a["bpp"], a["psnr"]) != (b["bpp"], b["psnr"]) for a, b in pairs)
+
+
 def test_models_compares_models_at_the_same_qualities_in_one_run(images_folder, tmp_path, capsys):
     models = load("models")
     shipped = ModelFiles.load(None).path
