@@ -23,7 +23,7 @@ On the same images, in the same run, it also sweeps the classic codecs named by
 rd.py's settings) and gives every nicodec curve's BD-rate against each, so that a refined
 encoder can be set beside the codecs the default is measured against on all of Kodak.
 A step costs about 1.5 to 2 decodes of the image: the whole of Kodak at 60 steps takes
-about 2 hours on 2 cores (36 s an encode in results/refine.json, 8 qualities an image), so ``--limit`` picks the first N images.
+about 2 hours on 2 cores (35 s an encode in results/refine.json, 8 qualities an image), so ``--limit`` picks the first N images.
 """
 
 from __future__ import annotations
