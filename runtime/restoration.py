@@ -63,7 +63,7 @@ Smaller ones are fitted on every pixel: on Kodak, one band in three lost 0.004 t
 5 images and turned kodim23's gain into a loss (which the encoder's check would then refuse)."""
 
 
-def _terms(c: int) -> list[tuple[int, int, int] | None]:
+def _channel_terms(c: int) -> tuple[tuple[int, int, int] | None, ...]:
     """Channel ``c``'s terms in coefficient order (FORMAT.md): ``(o, dy, dx)``, a tap of
     channel ``o``, ``P[o](y + dy, x + dx) + P[o](y - dy, x - dx) - 2P[o](y, x)``; ``(o, 0, 0)``,
     ``P[o](y, x) - C``; ``None``, ``C - 128``."""
@@ -71,7 +71,11 @@ def _terms(c: int) -> list[tuple[int, int, int] | None]:
     for o in range(3):
         if o != c:
             terms += [(o, dy, dx) for dy, dx in CROSS_TAPS] + [(o, 0, 0)]
-    return terms + [None]
+    return tuple(terms + [None])
+
+
+_TERMS = tuple(_channel_terms(c) for c in range(3))
+"""Each channel's terms (:func:`_channel_terms`), built once."""
 
 
 def _at(padded: np.ndarray, channel: int, dy: int, dx: int) -> np.ndarray:
@@ -86,7 +90,7 @@ def _features(padded: np.ndarray, c: int) -> Iterator[np.ndarray]:
     """Channel ``c``'s features for a window of the picture, one at a time in coefficient order
     (int32, each ``(rows, columns)``); ``padded`` is the window as :func:`_window` gives it."""
     centre = _at(padded, c, 0, 0)
-    for term in _terms(c):
+    for term in _TERMS[c]:
         if term is None:
             yield centre - 128
             continue
@@ -136,7 +140,7 @@ def apply(rgb: np.ndarray, coefficients: np.ndarray, shift: int) -> np.ndarray:
             a = [int(v) for v in coefficients[c]]
             acc.fill((1 << (shift - 1)) + (a[-1] << (shift - 2)) - 128 * a[-2])  # the offset, -128 of C - 128
             centres = [0, 0, 0]  # the weight of each channel's own value at (y, x)
-            for weight, term in zip(a, _terms(c)):
+            for weight, term in zip(a, _TERMS[c]):
                 if not weight:
                     continue
                 if term is None:  # C - 128

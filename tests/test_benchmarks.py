@@ -403,6 +403,12 @@ def test_restoration_compares_files_with_the_filter_with_the_default_encoders_in
     assert json.loads((tmp_path / "restoration.json").read_text())["results"][1]["restoration"] is True
 
 
+def _cost(point: dict, model: ModelFiles) -> float:
+    """A sweep point's bits per pixel plus ``model``'s lambda at its quality times its MSE (from
+    the PSNR): what the encoder's choices (refined latent, restoration filter) minimise."""
+    return point["bpp"] + model.lmbda(point["quality"]) * 255**2 / 10 ** (point["psnr"] / 10)
+
+
 def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(images_folder, tmp_path):
     refine = load("refine")
     report = refine.main(["--images", str(images_folder), "--limit", "1", "--qualities", "20", "80",
@@ -419,12 +425,8 @@ def test_refine_compares_refined_files_with_the_default_encoder_in_one_run(image
     # default encoder's (bits per pixel plus lambda times the MSE; both share z and the header),
     # so no point costs more, and the refinement changed at least one of them.
     model = ModelFiles.load(None)
-
-    def cost(point):
-        return point["bpp"] + model.lmbda(point["quality"]) * 255**2 / 10 ** (point["psnr"] / 10)
-
     for a, b in zip(default["points"], refined["points"]):
-        assert cost(b) <= cost(a) * (1 + 1e-9) and abs(a["psnr"] - b["psnr"]) < 1
+        assert _cost(b, model) <= _cost(a, model) * (1 + 1e-9) and abs(a["psnr"] - b["psnr"]) < 1
     # With --rdo 0 the refined latent's fallback is plainly rounded too, which the refinement
     # beats here: the points move (on this small image the default's RDO rounding is not beaten
     # in 10 steps, so the run above kept the default files).
@@ -446,13 +448,9 @@ def test_refine_with_restoration_measures_each_step_count_with_the_filter_too(im
     # picture the kept latent decodes to: with it, no point costs more than its twin without it,
     # and on this image it is written at least once (a point moves).
     model = ModelFiles.load(None)
-
-    def cost(point):
-        return point["bpp"] + model.lmbda(point["quality"]) * 255**2 / 10 ** (point["psnr"] / 10)
-
     for without, with_filter in ((results[0], results[2]), (results[1], results[3])):
         pairs = list(zip(without["points"], with_filter["points"]))
-        assert all(cost(b) <= cost(a) * (1 + 1e-9) for a, b in pairs)
+        assert all(_cost(b, model) <= _cost(a, model) * (1 + 1e-9) for a, b in pairs)
         assert any((a["bpp"], a["psnr"]) != (b["bpp"], b["psnr"]) for a, b in pairs)
 
 
