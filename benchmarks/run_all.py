@@ -28,10 +28,10 @@ default 1, 15, 29, 43, 57, 72, 86 and 100) and gives its BD-rate against every c
 ``--quick`` runs each part's quick mode (two images, two qualities, one run each;
 footprint without installing). The parts are ``rd.py``, ``speed.py`` and
 ``footprint.py``, which also run alone; their ``--help`` says what they measure.
-The full run takes about 16 to 21 minutes on two cores (the committed run of 2026-12-04 at 18:59,
+The full run takes about 16 to 21 minutes on two cores (the committed run, of 2026-12-05 at 00:29,
 "Seconds per part" in benchmarks/results/benchmarks.md: 8.3 minutes for rd.py, the nicodec
-sweep of 24 images x 8 qualities with MS-SSIM and the classic codecs' sweeps, 6.1 for speed.py
-and 1.3 for footprint.py, on an Intel Xeon; the run of 2026-12-02 on another Xeon: 11.2, 8.0
+sweep of 24 images x 8 qualities with MS-SSIM and the classic codecs' sweeps, 6.3 for speed.py
+and 1.6 for footprint.py, on an Intel Xeon; the run of 2026-12-02 on another Xeon: 11.2, 8.0
 and 1.6; on an AMD EPYC on 2026-11-30: 7, 7.5 and 1.5).
 """
 
