@@ -686,6 +686,8 @@ class Codec:
             work.finish()
             return pixels
         picture = Image.fromarray(pixels, mode)
+        if picture.readonly:  # L and RGBA share the array, read-only; a decoded image is the caller's to draw on
+            picture = picture.copy()
         if b"ICCP" in sections:
             picture.info["icc_profile"] = sections[b"ICCP"]
         if b"EXIF" in sections:

@@ -588,7 +588,7 @@ def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tu
                 stacklevel=caller_outside(),
             )
         arr = np.clip(raw, 0, 65535)
-        brightest = int(arr.max())
+        brightest = int(arr.max(initial=0))  # initial: an empty image is refused below, not here
         if 0 < brightest < 256:
             # Most likely 8-bit values in a 16- or 32-bit container (a numpy int array made
             # into a PIL image): nothing of them survives the top 8 bits.

@@ -5,6 +5,7 @@ weighed against the networks' work by the shares measured below.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from .errors import NicodecError
@@ -67,6 +68,20 @@ class Work:
             self._progress(done, self._total)
 
 
-def check_progress(progress) -> None:
-    if progress is not None and not callable(progress):
-        raise NicodecError(f"progress must be a function of (done, total), not {progress!r}")
+def check_progress(progress, arguments: tuple[str, ...] = ("done", "total")) -> None:
+    """Refuse, before any work, a ``progress`` that is not a function or cannot take these
+    arguments (a call with the wrong count would fail only when the work first reports)."""
+    shape = f"a function of ({', '.join(arguments)})"
+    if progress is None:
+        return
+    if not callable(progress):
+        raise NicodecError(f"progress must be {shape}, not {progress!r}")
+    try:
+        signature = inspect.signature(progress)
+    except (TypeError, ValueError):  # some builtins and extension callables have none to read
+        return
+    try:
+        signature.bind(*range(len(arguments)))
+    except TypeError:
+        raise NicodecError(f"progress must be {shape}, called with {len(arguments)} arguments; "
+                           f"{progress!r} takes {signature}") from None

@@ -28,6 +28,7 @@ from .codec import Codec, ImageSource, check_flags
 from .errors import NicodecError, QualityError
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
+from .progress import check_progress
 
 MAX_ENCODES = 8
 """Default bound on the encodes of one search (a PSNR target decodes each file too)."""
@@ -148,8 +149,7 @@ def encode_to_target(
             f"encode_to_target takes a nicodec.Codec first and the image second, not {type(codec).__name__}: "
             "encode_to_target(codec, image, bpp=...)"
         )
-    if progress is not None and not callable(progress):
-        raise NicodecError(f"progress must be a function of (done, total, encode), not {progress!r}")
+    check_progress(progress, ("done", "total", "encode"))
     check_flags(strip=strip, exact=exact)
     given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
     if len(given) != 1:

@@ -40,6 +40,19 @@ def test_decode_gives_a_pil_image_by_default(codec, photo):
     assert image.mode == "RGB" and image.size == (photo.shape[1], photo.shape[0])
 
 
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+def test_a_decoded_image_can_be_drawn_on(codec, photo, channels):
+    """As one from Image.open: for L and RGBA, Image.fromarray shares the decoded array and
+    makes the image read-only, where writing through load() raised "image is readonly"."""
+    source = {1: photo[:, :, 0], 2: np.dstack([photo[:, :, 0], photo[:, :, 1]]), 3: photo,
+              4: np.dstack([photo, photo[:, :, :1]])}[channels]
+    image = codec.decode(codec.encode(source))
+    assert image.mode == {1: "L", 2: "LA", 3: "RGB", 4: "RGBA"}[channels] and not image.readonly
+    white = (255,) * channels if channels > 1 else 255
+    image.load()[0, 0] = white
+    assert image.getpixel((0, 0)) == white
+
+
 def test_inputs_path_pil_and_array_give_the_same_bytes(codec, photo, tmp_path):
     path = tmp_path / "in.png"
     Image.fromarray(photo).save(path)
@@ -195,6 +208,14 @@ def test_bad_arrays_are_refused(codec):
         codec.encode(np.zeros((0, 8, 3), np.uint8))
     with pytest.raises(nicodec.UnsupportedImageError):
         codec.encode(12)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "I;16", "I;16B", "I"])
+def test_an_empty_pil_image_is_refused_in_every_mode(codec, mode):
+    """The 16- and 32-bit modes took the brightest sample before the emptiness check: a bare
+    numpy ValueError (zero-size array to reduction operation) rather than this."""
+    with pytest.raises(nicodec.UnsupportedImageError, match=r"the image is empty \(0x3\)"):
+        codec.encode(Image.new(mode, (0, 3)))
 
 
 def test_pixel_limit_is_checked_before_work(photo):
@@ -849,6 +870,21 @@ def test_encode_checks_its_switches(codec, photo):
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         codec.encode(photo, progress=5)
     assert codec.encode(photo, strip=np.bool_(True)) == codec.encode(photo, strip=True)
+
+
+def test_a_progress_that_cannot_take_done_and_total_is_refused_before_any_work(codec, photo):
+    """Before: refused only when the first tile reported (a TypeError from inside the codec)."""
+    for wrong in (lambda done: None, lambda done, total, encode: None):
+        with pytest.raises(nicodec.NicodecError, match=r"progress must be a function of \(done, total\), called "
+                                                       r"with 2 arguments; .* takes \(done"):
+            codec.decode(b"not even a file", progress=wrong)  # refused before the bytes are read
+        with pytest.raises(nicodec.NicodecError, match=r"progress must be a function of \(done, total\)"):
+            codec.encode(photo, progress=wrong)
+    seen = []
+    codec.encode(photo, progress=lambda *told: seen.append(told))  # any callable that takes two is fine
+    codec.encode(photo, progress=lambda done, total, extra=None: None)
+    codec.encode(photo, progress=max)  # a builtin: no signature to read, taken as it is
+    assert seen and all(len(told) == 2 for told in seen)
 
 
 def test_session_options_reach_onnxruntime_and_a_float_entropy_graph_is_pinned(monkeypatch):

@@ -407,3 +407,7 @@ def test_swapped_arguments_and_a_progress_that_is_no_function_are_named(codec, i
         nicodec.encode_to_target("photo.png", codec, bpp=0.5)
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         nicodec.encode_to_target(codec, image, bpp=0.5, progress=3)
+    # Codec.encode's (done, total) shape failed only once the search had begun
+    with pytest.raises(nicodec.NicodecError, match=r"progress must be a function of \(done, total, encode\), called "
+                                                   r"with 3 arguments"):
+        nicodec.encode_to_target(codec, image, bpp=0.5, progress=lambda done, total: None)
