@@ -14,6 +14,7 @@ from __future__ import annotations
 import codecs
 import functools
 import io
+import struct
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -42,8 +43,11 @@ header, before the plane is decoded."""
 LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossless": True}}
 """Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
 default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""
-MAX_SIDES = {"JPEG": 65_500, "MPO": 65_500, "WEBP": 16_383}
-"""The longest side these formats hold (Pillow finds out only after decoding)."""
+MAX_SIDES = {"JPEG": 65_500, "MPO": 65_500, "WEBP": 16_383, "GIF": 65_535, "TGA": 65_535, "SGI": 65_535,
+             "PCX": 65_534, "AVIF": 65_536}
+"""The longest side these formats hold, as Pillow 13 writes them (it finds out only after
+decoding): 16-bit fields for GIF's, TGA's and SGI's sides and PCX's bytes per line (even,
+so 65,534 pixels of width), libavif's limit for AVIF."""
 
 
 def save_options(fmt: str, mode: str | None = None) -> dict:
@@ -196,8 +200,9 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
                 packet = payload(tag)
             except NicodecError:
                 continue
-            if not _tiff_structure(packet):
-                dropped.append((what, f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one"))
+            if not _tiff_structure(packet, fmt):
+                dropped.append((what, f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one "
+                                      "Pillow can write"))
         elif key == "xmp" and fmt == "PNG":
             try:
                 packet = payload(tag)
@@ -364,7 +369,8 @@ def save(image, f, fmt: str) -> None:
         image.save(f, format=fmt, **_metadata(image, fmt), **sizes, **save_options(fmt, image.mode))
     except OSError:
         raise  # the write itself failed: write_atomic names the file
-    except (ValueError, SyntaxError, KeyError, TypeError, RuntimeError) as exc:  # RuntimeError: AVIF's encoder
+    except (ValueError, SyntaxError, KeyError, TypeError, RuntimeError, OverflowError, struct.error) as exc:
+        # RuntimeError: AVIF's encoder; OverflowError and struct.error: a value a writer packs into too few bytes
         raise UnsupportedImageError(f"Pillow cannot write this image as {fmt} ({exc}); try .png") from None
 
 
@@ -415,9 +421,11 @@ def quietly() -> Iterator[None]:
         yield
 
 
-def _tiff_structure(exif: bytes) -> bool:
+def _tiff_structure(exif: bytes, fmt: str) -> bool:
     """Whether an EXIF packet is a TIFF structure, after ``Exif\\0\\0`` when it starts so, that
-    Pillow reads (damaged entries inside it are its own warnings, not a failure)."""
+    Pillow reads (damaged entries inside it are its own warnings, not a failure) and that its
+    ``fmt`` writer takes: a tag whose value the reader keeps but the TIFF writer cannot pack
+    (a damaged entry's) failed the whole decode, so a 1x1 image is written with it first."""
     from PIL import Image
 
     body = exif[6:] if exif.startswith(b"Exif\0\0") else exif
@@ -426,7 +434,8 @@ def _tiff_structure(exif: bytes) -> bool:
     try:
         with quietly():
             Image.Exif().load(bytes(exif))
-    except Exception:  # noqa: BLE001 - whatever Pillow's TIFF reader raises on it, it is not one
+            Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt, exif=bytes(exif))
+    except Exception:  # noqa: BLE001 - whatever Pillow raises on it, it is not one the writer takes
         return False
     return True
 
@@ -460,7 +469,7 @@ def _metadata(image, fmt: str) -> dict:
     limits = _SEGMENT_LIMITS.get(fmt, {})
     options = {key: image.info[key] for key in ("icc_profile", "exif")
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
-    if "exif" in options and fmt in _EXIF_READERS and not _tiff_structure(bytes(options["exif"])):
+    if "exif" in options and fmt in _EXIF_READERS and not _tiff_structure(bytes(options["exif"]), fmt):
         del options["exif"]  # dropped_metadata warns
     if "icc_profile" in options and image.mode in ("L", "LA") and fmt in _GRAY_AS_COLOUR \
             and _gray_profile(bytes(options["icc_profile"])):

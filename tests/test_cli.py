@@ -954,6 +954,31 @@ def test_decode_refuses_formats_that_would_lose_part_of_the_image(tmp_path, phot
     assert result.exit_code == 1 and "internal error" not in result.stderr and "BLP" in result.stderr
 
 
+@pytest.mark.parametrize("fmt", ["JPEG", "WEBP", "GIF", "TGA", "SGI", "PCX", "AVIF"])
+def test_a_side_longer_than_the_output_format_holds_is_refused_from_the_header(codec, photo, fmt):
+    """TGA, SGI and PCX (and GIF) keep their sides in 16-bit fields: a 66,000-pixel-wide picture
+    failed as an "internal error" (OverflowError, struct.error) after the whole decode."""
+    import dataclasses
+    from nicodec import format as nicformat, outputs
+
+    header, sections = nicformat.unpack(codec.encode(photo[:8, :8, 0]))  # gray: GIF keeps it (refuses colour)
+    limit = outputs.MAX_SIDES[fmt]
+    for width, height in ((limit + 1, 1), (1, limit + 1)):
+        data = nicformat.pack(dataclasses.replace(header, width=width, height=height), sections)
+        with pytest.raises(nicodec.UnsupportedImageError, match=f"{fmt} holds images of at most {limit:,} pixels a side"):
+            outputs.check_format(data, fmt, "out")
+    Image.init()
+    if fmt in Image.SAVE:  # and Pillow does write the longest side the table gives, which is no tighter than it must be
+        outputs.save(Image.new("RGB", (limit, 1)), io.BytesIO(), fmt)
+
+
+def test_what_a_writer_cannot_pack_is_an_error_naming_the_format(tmp_path):
+    from nicodec import outputs
+
+    with pytest.raises(nicodec.UnsupportedImageError, match="Pillow cannot write this image as TGA"):
+        outputs.save(Image.new("RGB", (70_000, 1)), io.BytesIO(), "TGA")  # OverflowError inside Pillow
+
+
 def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, tmp_path, codec):
     """Pillow's defaults would write WebP lossy (quality 80), JPEG at quality 75 with 4:2:0 chroma,
     and GIF cut to 256 colours, all without a word."""

@@ -294,3 +294,27 @@ def test_a_packet_of_white_space_costs_time_in_proportion_to_its_length(photo, t
     header, sections = nicformat.unpack((tmp_path / "spaces.nic").read_bytes())
     assert (header.width, header.height) == (8, 16)  # turned by the orientation
     assert len(sections[b"XMP "]) == 1_000_000 + len("<x:xmpmeta></x:xmpmeta>")
+
+
+def test_exif_the_tiff_writer_cannot_pack_is_left_out_of_tiff(codec, photo, tmp_path):
+    """A TIFF structure Pillow reads, with an entry whose value its TIFF writer cannot pack
+    (CellLength, a number, given as text): the file verified, decoded to PNG, and failed as an
+    "internal error" (struct.error) decoding to TIFF. It is left out of TIFF with a warning."""
+    import struct
+
+    exif = (b"Exif\0\0MM\0*" + struct.pack(">IH", 8, 1) + struct.pack(">HHI4s", 0x0109, 2, 3, b"sw\0\0")
+            + struct.pack(">I", 0))
+    header, sections = nicformat.unpack(codec.encode(photo))
+    (tmp_path / "odd.nic").write_bytes(nicformat.pack(header, {**sections, b"EXIF": exif}))
+    runner = CliRunner()
+    assert runner.invoke(app, ["verify", str(tmp_path / "odd.nic")]).exit_code == 0
+    result = runner.invoke(app, ["decode", str(tmp_path / "odd.nic"), "-o", str(tmp_path / "odd.tiff")])
+    assert result.exit_code == 0, result.output
+    assert result.stderr.startswith("warning: odd.tiff will have no EXIF data: TIFF reads it as a TIFF structure "
+                                    "(after Exif\\0\\0), and it is not one Pillow can write")
+    with Image.open(tmp_path / "odd.tiff") as back:
+        assert not back.info.get("exif") and back.size == (photo.shape[1], photo.shape[0])
+    result = runner.invoke(app, ["decode", str(tmp_path / "odd.nic"), "-o", str(tmp_path / "odd.png")])
+    assert result.exit_code == 0 and "warning" not in result.stderr
+    with Image.open(tmp_path / "odd.png") as back:
+        assert back.info["exif"].removeprefix(b"Exif\0\0") == exif.removeprefix(b"Exif\0\0")
