@@ -201,8 +201,8 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
             except NicodecError:
                 continue
             if not _tiff_structure(packet, fmt):
-                dropped.append((what, f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one "
-                                      "Pillow can write"))
+                dropped.append((what, (f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one "
+                                       "Pillow can write")))
         elif key == "xmp" and fmt == "PNG":
             try:
                 packet = payload(tag)

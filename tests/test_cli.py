@@ -959,7 +959,8 @@ def test_a_side_longer_than_the_output_format_holds_is_refused_from_the_header(c
     """TGA, SGI and PCX (and GIF) keep their sides in 16-bit fields: a 66,000-pixel-wide picture
     failed as an "internal error" (OverflowError, struct.error) after the whole decode."""
     import dataclasses
-    from nicodec import format as nicformat, outputs
+    from nicodec import format as nicformat
+    from nicodec import outputs
 
     header, sections = nicformat.unpack(codec.encode(photo[:8, :8, 0]))  # gray: GIF keeps it (refuses colour)
     limit = outputs.MAX_SIDES[fmt]
