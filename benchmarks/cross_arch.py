@@ -205,7 +205,7 @@ def install_nicodec(root: Path) -> None:
         ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "checkpoints")
         for folder in ("runtime", "training", "export"):
             shutil.copytree(REPO / folder, source / folder, ignore=ignore)
-        for name in ("pyproject.toml", "README.md"):
+        for name in ("pyproject.toml", "README.md", "LICENSE"):  # the wheel's license-files
             shutil.copy2(REPO / name, source / name)
         isolation = ["--no-build-isolation"] if _setuptools_here() else []
         _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", *isolation,
