@@ -66,17 +66,23 @@ def empty_value(given: list[str]) -> tuple[int, str] | None:
     with it, or None: ``--name=`` (``--model="$dir"`` with ``$dir`` unset: ``--model`` would
     read the current folder as the model), and for the commands with ``-o``, ``-o=`` or
     ``-o=x.nic`` (Click gives ``-o`` the value ``=`` or ``=x.nic``: a file of that name), alone
-    or ending a cluster of short flags (``-fo=``). An option's own value (``-o --x=``) is not
-    one, nor is anything after ``--``; a cluster with a letter the command lacks is Click's to
-    name, and a command line asking for ``--help`` gets it."""
+    or ending a cluster of short flags (``-fo=``); and an output named like an option (``-o -f``,
+    ``-o --force``: ``-o $OUT -f`` with ``$OUT`` unset wrote a file called ``-f``, and did not
+    force). An option's own value (``-o --x=``) is not one, nor is anything after ``--``; a
+    cluster with a letter the command lacks is Click's to name, and a command line asking for
+    ``--help`` gets it."""
     if asks_for_help(given):
         return None
     command = next((arg for arg in given if not arg.startswith("-")), None)
     short = SHORT_OPTIONS.get(command, ())
     after_value = False
+    valued = ""  # the option the next argument is the value of
     for number, arg in enumerate(given, 1):
         if after_value:
             after_value = False
+            if valued in ("-o", "--output") and re.fullmatch(r"-[A-Za-z]|--[A-Za-z][A-Za-z0-9-]*", arg):
+                return number, (f"argument {number} ({arg}) is the value of {valued}, and it is an option: name the "
+                                f"output after {valued}{UNSET}, or write ./{arg} for a file of that name")
             continue
         if arg == "--":
             return None
@@ -93,10 +99,10 @@ def empty_value(given: list[str]) -> tuple[int, str] | None:
                     if rest.startswith("="):
                         return number, (f"argument {number} ({arg}) gives -{letter} the value {rest!r}; a short "
                                         f"option takes its value without = (-{letter} {rest[1:] or 'VALUE'})")
-                    after_value = rest == ""
+                    after_value, valued = rest == "", f"-{letter}"
                     break
             continue
-        after_value = arg in VALUE_OPTIONS
+        after_value, valued = arg in VALUE_OPTIONS, arg
     return None
 
 

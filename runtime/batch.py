@@ -519,7 +519,8 @@ def run(
 
     pending = []
     itself = {item for item in items if not item.problem and _is_source(item)}
-    inputs = {_fold(item.source): item for item in items}
+    # A file named that does not exist is no input an output could replace (it fails on its own).
+    inputs = {_fold(item.source): item for item in items if not item.problem or os.path.lexists(item.source)}
     # An output that is another input of the batch (an image named x.nic beside x.png): --force
     # would replace an input, which nothing may.
     other_input = {item: inputs[_fold(item.target)] for item in items

@@ -115,11 +115,18 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
                                   markup=False)
             return items, root
         unique: dict[str, Path] = {}
+        problems: dict[Path, str] = {}
         for path in inputs:
             unique.setdefault(real_path(path), path)  # a file named twice is coded once
+            try:  # a missing file (or an empty one, or one of the other kind) fails on its own, found now:
+                check_input(path, "image" if suffix == ".nic" else ".nic")  # as an input, it blocked others' outputs
+            except NicodecError as exc:
+                problems[path] = str(exc)
+                continue
             if root is None:
                 targets.check_beside(path, several=True)
-        items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix)) for path in unique.values()]
+        items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix), problems.get(path, ""))
+                 for path in unique.values()]
         return items, root
 
 

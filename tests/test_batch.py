@@ -434,6 +434,21 @@ def test_several_files_named_on_the_command_line(tmp_path):
     assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["one.png", "top.png"]
 
 
+def test_a_missing_file_named_blocks_no_other_files_output(tmp_path):
+    """``nicodec encode a/x.png a/x.jpg`` with no a/x.jpg: both failed, as outputs colliding in
+    a/x.nic (and with a/x.nic named, as an output replacing an input), hiding "no such file"."""
+    (tmp_path / "a").mkdir()
+    Image.fromarray(synthetic_photo(48, 48, seed=2)).save(tmp_path / "a" / "x.png")
+    for other in ("x.jpg", "x.nic"):
+        (tmp_path / "a" / "x.nic").unlink(missing_ok=True)
+        result = run("encode", tmp_path / "a" / "x.png", tmp_path / "a" / other)
+        assert result.exit_code == 1 and "2 files: 1 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout
+        assert result.stderr == f"failed: {tmp_path / 'a' / other}: no such file\n", result.stderr
+        assert (tmp_path / "a" / "x.nic").is_file()
+    # One that is there is an input all the same: no output may replace it, --force or not.
+    result = run("encode", tmp_path / "a" / "x.png", tmp_path / "a" / "x.nic", "--force")
+    assert result.exit_code == 1 and "would replace" in result.stderr and "0 encoded" in result.stdout
+
 @pytest.mark.parametrize(
     "extra, message, code",
     [(["-"], "an input on its own", 2), (["FOLDER"], "give one folder, or several files", 1),
@@ -462,7 +477,11 @@ def test_one_file_however_it_is_named(tmp_path, monkeypatch):
     result = run("encode", "a.png", tmp_path / "a.jpg", "--force")  # both would make a.nic
     assert result.exit_code == 1 and "2 failed" in result.stdout and "rename one" in result.stderr
     result = run("encode", "a.nic", "a.png", "--force")  # a.nic would be written over itself
-    assert "the output a.nic would be the input" in result.stderr
+    assert "failed: a.nic is a nicodec file already" in result.stderr  # what it is, found first, as for one file
+    assert "a.png: the output a.nic would replace a.nic, an input of this run" in result.stderr
+    Path("b.nic").write_bytes(Path("a.png").read_bytes())  # an image named .nic: its own output
+    result = run("encode", "b.nic", "a.png", "--force")
+    assert "the output b.nic would be the input" in result.stderr
 
 
 def test_an_output_that_is_another_input_is_never_written(tmp_path, monkeypatch):

@@ -1519,6 +1519,19 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
+@pytest.mark.parametrize("args", [["-o", "-f"], ["--output", "--force"], ["-fo", "--quality"], ["-o", "--strip", "-f"]])
+def test_an_output_named_like_an_option_is_refused(tmp_path, png, args):
+    """``-o $OUT -f`` with ``$OUT`` unset wrote a file called ``-f``, unforced; ./-f names one."""
+    result = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), *args], cwd=tmp_path,
+                            capture_output=True, text=True, check=False)
+    assert result.returncode == 2 and os.listdir(tmp_path) == [png.name]  # nothing written
+    assert f"is the value of {args[0] if args[0] != '-fo' else '-o'}, and it is an option" in result.stderr
+    assert f"or write ./{args[1]} for a file of that name" in result.stderr
+    written = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), "-o", "./-f"], cwd=tmp_path,
+                             capture_output=True, text=True, check=False)
+    assert written.returncode == 0 and (tmp_path / "-f").is_file()
+
+
 def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_anempty_value():
     """-o --x= names an output "--x=": the check for --name= refused it as an empty value."""
     from nicodec.arguments import empty_value
