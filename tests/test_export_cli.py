@@ -251,3 +251,26 @@ def test_ctrl_c_during_an_export_is_one_line(tmp_path, checkpoint, monkeypatch):
     monkeypatch.setattr(export_module, "export_model", interrupted)
     result = export(checkpoint, "--out", tmp_path / "model")
     assert result.exit_code == 130 and result.output == f"interrupted: {tmp_path / 'model'} was not written\n"
+
+
+def test_the_shipped_checkpoint_exports_to_the_shipped_entropy_side_and_may_claim_its_files(tmp_path):
+    """``nicodec-export CKPT --decodes-files-of runtime/models/default`` (the documented step after a
+    decoder fine-tune) refused the checkpoint the shipped model came from, on an AMD EPYC: torch's
+    exp gave the scale table other last bits there, so tables.npz differed. The entropy side,
+    which decides every file's integers, must come out the same wherever the export runs."""
+    import json
+    from pathlib import Path
+
+    from nicodec.model import ENTROPY_SIDE, default_model_dir
+
+    shipped = default_model_dir()
+    model_id = json.loads((shipped / "manifest.json").read_text())["model_id"]
+    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / f"{model_id}.pt"
+    if not checkpoint.is_file():
+        pytest.skip("needs the checkpoint the shipped model was exported from (a checkout's training/checkpoints)")
+    result = export(checkpoint, "--out", tmp_path / "again", "--model-id", "again-1", "--decodes-files-of", shipped)
+    assert result.exit_code == 0, result.output
+    for name in ENTROPY_SIDE:
+        assert (tmp_path / "again" / name).read_bytes() == (shipped / name).read_bytes(), name
+    claimed = json.loads((tmp_path / "again" / "manifest.json").read_text())["decodes_files_of"]
+    assert model_id in [entry["model_id"] for entry in claimed]

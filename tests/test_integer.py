@@ -66,6 +66,22 @@ def random_z(rng: np.random.Generator, shape) -> np.ndarray:
     return z
 
 
+def test_the_scale_table_is_the_formula_and_the_shipped_models_own_bits():
+    """Kept as numbers (``SCALE_TABLE_HEX``): torch's exp and linspace differ in the last bit
+    between processors, which made an export on an AMD EPYC differ from the shipped one."""
+    import math
+
+    from nicodec.model import default_model_dir, earlier_models_dir
+    from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, SCALE_MIN
+
+    formula = np.exp(np.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS))
+    assert TABLE.dtype == np.float64 and TABLE.shape == (SCALE_LEVELS,) and np.all(np.diff(TABLE) > 0)
+    np.testing.assert_array_max_ulp(TABLE, formula, maxulp=4)
+    for tables in [default_model_dir() / "tables.npz", *sorted(earlier_models_dir().glob("*/tables.npz"))]:
+        with np.load(tables) as npz:
+            assert npz["scale_table"].tobytes() == TABLE.tobytes(), tables
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_graph_equals_numpy_reference_on_random_parameters(seed):
     rng = np.random.default_rng(seed)

@@ -54,9 +54,35 @@ SCALE_LEVELS = 64
 """The scales that have probability tables: SCALE_LEVELS log-spaced from SCALE_MIN to SCALE_MAX."""
 
 
+SCALE_TABLE_HEX = (
+    "0x1.c28f5c28f5c2ap-4", "0x1.f2780fb7492c2p-4", "0x1.13bc727545601p-3", "0x1.310e43c5a8913p-3",
+    "0x1.517e311334418p-3", "0x1.756117b6e6e95p-3", "0x1.9d14db23cd4cfp-3", "0x1.c9015a8a5453bp-3",
+    "0x1.f999809a1ec93p-3", "0x1.17ae3814ae625p-2", "0x1.356b686a1e305p-2", "0x1.56521f7d579e6p-2",
+    "0x1.7ab8716fa473ap-2", "0x1.a2fd99882ce0fp-2", "0x1.cf8af35ad60dep-2", "0x1.006a8736a59bep-1",
+    "0x1.1bae6f95ad6bep-1", "0x1.39d8882440057p-1", "0x1.5b37bc00a34c2p-1", "0x1.80235a8689b81p-1",
+    "0x1.a8fbfbbc58ec8p-1", "0x1.d62c7d0a7337ep-1", "0x1.04158c68d84b1p+0", "0x1.1fbd4dde40d0bp+0",
+    "0x1.3e55dd79ff39cp+0", "0x1.602f475c1826cp+0", "0x1.85a21a9d0c050p+0", "0x1.af1050ffa300bp+0",
+    "0x1.dce64f45aed48p+0", "0x1.07ce0063322b5p+1", "0x1.23db08961ef6fp+1", "0x1.42e3a3c79e437p+1",
+    "0x1.6539033bd2486p+1", "0x1.8b34fa5af22e1p+1", "0x1.b53ae9b392c70p+1", "0x1.e3b8c2fa1dd7dp+1",
+    "0x1.0b941456d8db8p+2", "0x1.2807d6297bc1dp+2", "0x1.47821742c1bf7p+2", "0x1.6a55323c6d578p+2",
+    "0x1.90dc4372152e8p+2", "0x1.bb7c17600cc96p+2", "0x1.eaa4325afef09p+2", "0x1.0f67fa291748ap+3",
+    "0x1.2c43edcbd8226p+3", "0x1.4c3174fd8c856p+3", "0x1.6f8417ee75412p+3", "0x1.969840a22e8a0p+3",
+    "0x1.c1d42cb7886e3p+3", "0x1.f1a8f8e5e3255p+3", "0x1.1349e475f1637p+4", "0x1.308f877adbf3ap+4",
+    "0x1.50f1fae9c71fap+4", "0x1.74c5f8d9e38d1p+4", "0x1.9c693dbcb49d8p+4", "0x1.c8437d9b555f6p+4",
+    "0x1.f8c77367677e3p+4", "0x1.173a0692c1471p+5", "0x1.34eadc013a479p+5", "0x1.55c3e7dc12cf1p+5",
+    "0x1.7a1b1a81a977ap+5", "0x1.a24f87a8c512cp+5", "0x1.ceca5f1ff097dp+5", "0x1.ffffffffffffdp+5",
+)
+"""The scales of :func:`scale_table` as float64 numbers: ``exp(linspace(log SCALE_MIN, log SCALE_MAX,
+SCALE_LEVELS))`` as torch computed it for every model shipped so far (on Xeons with AVX-512).
+Kept as numbers because torch's vectorised ``exp`` and ``linspace`` differ in the last bit
+between processors (an AMD EPYC gave other values at indices 9 and 22, 2026-12-05): the
+tables of a model exported there differed from the same checkpoint's exported on a Xeon, and ``nicodec-export --decodes-files-of`` refused the model a
+checkpoint came from. ``tests/test_integer.py`` checks them against the formula."""
+
+
 def scale_table() -> torch.Tensor:
-    """The Gaussian scales that have tables (float64), smallest first."""
-    return torch.exp(torch.linspace(math.log(SCALE_MIN), math.log(SCALE_MAX), SCALE_LEVELS, dtype=torch.float64))
+    """The Gaussian scales that have tables (float64), smallest first: the same bits on every machine."""
+    return torch.tensor([float.fromhex(h) for h in SCALE_TABLE_HEX], dtype=torch.float64)
 
 
 def float_scale_index(scales: torch.Tensor) -> torch.Tensor:
