@@ -13,6 +13,7 @@ are compared. The export fails when parity fails.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -109,9 +110,17 @@ the gradient's largest magnitude."""
 def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[str, str]:
     """Write synthesis_gradient.onnx, check it against torch's autograd, and return its
     ``encoder_files`` entry (name: SHA-256)."""
+    path = folder / ".synthesis_gradient.onnx.tmp"  # renamed once checked
+    try:
+        return _synthesis_gradient(model, folder, path)
+    except BaseException:  # a failed check, Ctrl-C, SIGTERM: no half-made graph is left in the folder
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _synthesis_gradient(model: MeanScaleHyperprior, folder: Path, path: Path) -> dict[str, str]:
     import onnxruntime as ort
 
-    path = folder / ".synthesis_gradient.onnx.tmp"  # renamed once checked
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     image = torch.rand(1, 3, 64, 96) * 255
     weight = (torch.rand(1, 1, 64, 96) < 0.8).float()
@@ -136,7 +145,6 @@ def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[
     (got,) = session.run(None, {name: value.numpy() for name, value in zip(names, args)})
     error = float(np.abs(got - y.grad.numpy()).max() / np.abs(y.grad.numpy()).max())
     if not error < GRADIENT_TOLERANCE:
-        path.unlink()
         raise RuntimeError(f"the exported synthesis gradient is off by {error:.2e} of its magnitude")
     final = path.replace(folder / "synthesis_gradient.onnx")
     return {final.name: sha256_file(final)}
@@ -170,10 +178,35 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     manifest = dict(files.manifest)
     manifest["encoder_files"] = export_synthesis_gradient(model, folder)
     tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    tmp.replace(folder / MANIFEST)
+    try:
+        tmp.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+        tmp.replace(folder / MANIFEST)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     ModelFiles.load(folder)
     return manifest
+
+
+def _as_json(value):
+    """A checkpoint's record for the manifest, which is strict JSON: a number that is not finite
+    becomes None, a tensor or numpy scalar its number, anything else of no JSON type its text
+    (a checkpoint's metrics of NaN, or holding a tensor, failed the export with a traceback)."""
+    if isinstance(value, dict):
+        return {str(key): _as_json(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_json(item) for item in value]
+    if isinstance(value, torch.Tensor):
+        value = value.item() if value.numel() == 1 else value.tolist()
+    elif isinstance(value, (np.ndarray, np.generic)):
+        value = value.item() if value.size == 1 else value.tolist()
+    if isinstance(value, list):
+        return [_as_json(item) for item in value]
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        return value if math.isfinite(value) else None
+    return str(value)
 
 
 def store_weights_in_half(path: Path, min_size: int = 1024) -> int:
@@ -422,7 +455,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
                         "--init this checkpoint with --integer-from and --new-schedule)"))
         console.print(Text.assemble(("warning:", "yellow"), " this model's entropy parameters are computed in float, "
                                     f"so files may not decode on other machines; {route}"))
-    training = {"checkpoint_step": ckpt.get("step"), "metrics": ckpt.get("metrics", {})}
+    training = {"checkpoint_step": _as_json(ckpt.get("step")), "metrics": _as_json(ckpt.get("metrics", {}))}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
@@ -481,13 +514,17 @@ def check_output(out: Path, checkpoint: Path, force: bool, replace_shipped: bool
         return
     if not out.is_dir():
         raise RuntimeError(f"{out} exists and is not a folder")
-    if not force:
+    empty = not any(out.iterdir())  # a folder made for the model: nothing in it to lose, no --force needed
+    if not force and not empty:
         raise FileExistsError(f"{out} exists (use --force to replace it)")
     here, target = Path.cwd().resolve(), out.resolve()
+    replacing = "--force would replace" if force else "the export would replace"
     if target == here or target in here.parents:
-        raise RuntimeError(f"--force would replace {out}, which holds the current folder")
+        raise RuntimeError(f"{replacing} {out}, which holds the current folder")
     if target in checkpoint.resolve().parents:
-        raise RuntimeError(f"--force would replace {out}, which holds the checkpoint {checkpoint}")
+        raise RuntimeError(f"{replacing} {out}, which holds the checkpoint {checkpoint}")
+    if empty:
+        return
     if not (out / MANIFEST).is_file():
         raise RuntimeError(f"{out} is not a model folder (it has no {MANIFEST}); --force replaces model folders only")
 
@@ -543,16 +580,30 @@ def main(
         if given:
             raise typer.BadParameter("--add-encoder-graphs leaves the model's files, id and hash as they are",
                                      param_hint=given)
+        replaced = stop_like_ctrl_c()
         try:
             add_encoder_graphs(checkpoint, out)
         except (RuntimeError, NicodecError) as exc:  # NicodecError: ModelError, ExactnessError
             console.print(Text.assemble(("error:", "red"), f" {exc}"))
             raise typer.Exit(1) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: it ended without a word
+            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
+            stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
+            console.print(f"{stopped}: {out} is as it was, without the encoder graphs")
+            raise typer.Exit(128 + signum) from None
+        finally:
+            for signum, handler in replaced.items():
+                signal.signal(signum, handler)
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
         return
     if replace_shipped_model and model_id is None:
         raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "
                                  "folder's name", param_hint="--model-id")
+    if model_id is None:  # made from the folder's name, which the user may not have thought of as an id
+        problem = model_id_problem(f"nicodec-{out.resolve().name}")
+        if problem:
+            raise typer.BadParameter(f"the model id made from its name, nicodec-{out.resolve().name}, cannot be one: "
+                                     f"{problem}; give --model-id", param_hint="--out")
     replaced = stop_like_ctrl_c()  # SIGTERM and SIGHUP stop it as Ctrl-C does: the half-made folder is removed
     try:
         manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
@@ -578,3 +629,9 @@ def main(
     if DEFERRED:
         names = ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))
         console.print(f"({names} came while the finished folder was being put in place: the export is complete)")
+
+
+if __name__ == "__main__":  # python -m nicodec.export.export: as nicodec-export (python -m nicodec.export too)
+    from nicodec.launch import export as _run
+
+    _run()

@@ -274,3 +274,83 @@ def test_the_shipped_checkpoint_exports_to_the_shipped_entropy_side_and_may_clai
         assert (tmp_path / "again" / name).read_bytes() == (shipped / name).read_bytes(), name
     claimed = json.loads((tmp_path / "again" / "manifest.json").read_text())["decodes_files_of"]
     assert model_id in [entry["model_id"] for entry in claimed]
+
+
+def test_ctrl_c_while_adding_the_encoder_graphs_leaves_the_folder_as_it_was(tmp_path, monkeypatch):
+    """It ended with exit code 130 and not a word, and at times left a 3 MB
+    .synthesis_gradient.onnx.tmp in the model folder."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from nicodec.export import export as export_module
+    from nicodec.model import default_model_dir
+
+    shipped = default_model_dir()
+    model_id = json.loads((shipped / "manifest.json").read_text())["model_id"]
+    checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / f"{model_id}.pt"
+    if not checkpoint.is_file():
+        pytest.skip("needs the checkpoint the shipped model was exported from (a checkout's training/checkpoints)")
+    folder = tmp_path / "model"
+    shutil.copytree(shipped, folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    def interrupted(path, *args, **kwargs):
+        assert Path(path).is_file()  # the graph is written: the interrupt comes with it in the folder
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(export_module, "store_weights_in_half", interrupted)
+    result = export(checkpoint, "--out", folder, "--add-encoder-graphs")
+    assert result.exit_code == 130, result.output
+    assert result.output == f"interrupted: {folder} is as it was, without the encoder graphs\n"
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_metrics_of_no_json_type_are_written_as_json_can_hold_them(tmp_path):
+    """A checkpoint whose metrics held NaN or a tensor failed the export with a 120-line
+    traceback (the manifest is strict JSON)."""
+    import json
+
+    import torch
+
+    from nicodec.training.model import MeanScaleHyperprior, ModelConfig
+
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8, lmbdas=(0.01, 0.04)))
+    metrics = {"loss": float("nan"), "bpp": torch.tensor(0.5), "psnr": [28.5, float("inf")], "shape": torch.Size([2])}
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": torch.tensor(7),
+                "metrics": metrics}, tmp_path / "odd.pt")
+    result = export(tmp_path / "odd.pt", "--out", tmp_path / "m")
+    assert result.exit_code == 0, result.output
+    training = json.loads((tmp_path / "m" / "manifest.json").read_text())["training"]
+    assert training["checkpoint_step"] == 7 and training["metrics"]["loss"] is None
+    assert training["metrics"]["bpp"] == 0.5 and training["metrics"]["psnr"] == [28.5, None]
+    assert training["metrics"]["shape"] == [2]
+
+
+def test_an_empty_folder_made_for_the_model_is_written_without_force(tmp_path, monkeypatch):
+    """It was refused as existing, and with --force as "not a model folder": no way to use it."""
+    import torch
+
+    from nicodec.model import ModelFiles
+    from nicodec.training.model import MeanScaleHyperprior, ModelConfig
+
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8, lmbdas=(0.01, 0.04)))
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 1}, tmp_path / "m.pt")
+    (tmp_path / "made").mkdir()
+    result = export(tmp_path / "m.pt", "--out", tmp_path / "made", "--model-id", "made-1")
+    assert result.exit_code == 0, result.output
+    assert ModelFiles.load(tmp_path / "made").model_id == "made-1"
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    result = export(tmp_path / "m.pt", "--out", ".", "--model-id", "here-1")
+    assert result.exit_code == 1 and "the export would replace ., which holds the current folder" in result.output
+    assert list((tmp_path / "here").iterdir()) == []
+
+
+def test_an_id_made_from_a_long_folder_name_names_the_folder_not_model_id(tmp_path, checkpoint):
+    """It said "... not 70 (--model-id)", an option the command line did not have."""
+    out = tmp_path / ("m_" + "x" * 60)
+    result = runner.invoke(app, [str(checkpoint), "--out", str(out)], env={"COLUMNS": "1000"})
+    said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
+    assert result.exit_code == 2 and f"the model id made from its name, nicodec-{out.name}, cannot be one" in said
+    assert "give --model-id" in said and not out.exists()

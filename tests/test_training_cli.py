@@ -289,6 +289,23 @@ def test_data_problems_are_named(tmp_path, no_image_loading):
     assert not out.exists()
 
 
+def test_running_out_of_memory_is_one_line(tmp_path, images, monkeypatch):
+    """--batch 65536 (accepted) ended in a 70-line traceback from torch's CPU allocator."""
+    def too_big(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 51539607552 bytes. Error code 12 (Cannot allocate memory)")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(train_module, "list_images", too_big)
+        code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY)
+    assert code == 1 and said == ("error: out of memory: a smaller --batch or --crop (or fewer channels) needs less; "
+                                  "no checkpoint was written"), said
+    with monkeypatch.context() as patched:  # any other RuntimeError is a bug to show whole
+        patched.setattr(train_module, "list_images", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+        result = runner.invoke(train_module.app, ["--data", str(images), "--out", str(tmp_path / "run"), *TINY])
+    assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"
+
+
 def test_ctrl_c_before_the_training_loop_is_one_line(tmp_path, images, monkeypatch):
     """Ctrl-C while the options were checked or the images read (minutes, for a large set)
     ended with exit code 130 and not a word; the loop's own handler says what it wrote."""
@@ -344,6 +361,29 @@ def test_the_progress_bar_counts_by_the_limit_that_ends_the_run(tmp_path, images
     else:
         assert re.fullmatch(r"step \d+, 0\.\d of 0\.\d min", final["count"]), final
         assert final["left"] == "0:00:00" and final["completed"] == 1000  # the time limit, not 20,000 steps, ended it
+
+
+def test_training_images_none_of_which_reads_are_named_so_not_too_small(tmp_path):
+    """It said none was at least --crop pixels, of files that were no images at all."""
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    for i in range(12):
+        (folder / f"f{i:02d}.png").write_text("not an image")
+    code, said = invoke(train_module.app, "--data", folder, "--out", tmp_path / "run", *TINY, "--steps", "2")
+    assert code == 2 and "none of the 4 training images could be read (the warning above names them)" in said, said
+    assert "pixels on its shorter side" not in said and not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_a_named_pipe_among_the_images_is_passed_over_not_read(tmp_path):
+    """A FIFO named like an image hung nicodec-train for ever: the loader read it to its end."""
+    folder = tmp_path / "photos"
+    write_images(folder, 3)
+    os.mkfifo(folder / "pipe.png")
+    (folder / "dir.png").mkdir()
+    os.symlink(folder / "gone.png", folder / "broken.png")  # kept: the loader names it
+    listed = [os.path.basename(p) for p in data_module.list_images([str(folder)])]
+    assert "pipe.png" not in listed and "dir.png" not in listed and "broken.png" in listed and len(listed) == 4
 
 
 def test_folder_layout_mistakes_are_named_with_the_way_out(tmp_path, no_image_loading):

@@ -41,9 +41,11 @@ def list_images(folders: Sequence[str]) -> list[str]:
                 raise FileNotFoundError(f"not a folder: {folder} (give the folder that holds it)" if os.path.exists(folder)
                                         else f"folder not found: {folder}")
             paths += [
-                os.path.join(folder, name)
-                for name in sorted(os.listdir(folder))
-                if name.lower().endswith(IMAGE_SUFFIXES)
+                path
+                for path in (os.path.join(folder, name) for name in sorted(os.listdir(folder)))
+                # A named pipe or a device is passed over: read to its end, a pipe no one writes to
+                # would hang the loader (a missing file, a broken link, is kept, to be named).
+                if path.lower().endswith(IMAGE_SUFFIXES) and (os.path.isfile(path) or not os.path.exists(path))
             ]
     return paths
 

@@ -854,9 +854,13 @@ def train(
         console.print(f"warning: {len(unread)} image{'s' if len(unread) > 1 else ''} could not be read and "
                       f"{'are' if len(unread) > 1 else 'is'} left out: " + "; ".join(unread[:5])
                       + (f"; and {len(unread) - 5} more" if len(unread) > 5 else ""))
+    if not images and len(problems) == len(train_paths):  # none read at all: their size is not the matter
+        raise typer.BadParameter(f"none of the {len(train_paths)} training images could be read (the warning above "
+                                 "names them)", param_hint="--data")
     if not images:
         raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
-                                 "on its shorter side", param_hint="--crop")
+                                 "on its shorter side" + (f" ({len(problems)} of them could not be read)" if problems
+                                                          else ""), param_hint="--crop")
     if not val:  # validating on training crops instead would report a figure that means nothing
         unread = (f" ({len(val_problems)} of them could not be read"
                   + ("" if val_folders else f": the last {cfg.val_images} files found are held out") + ")"
@@ -1083,6 +1087,13 @@ def _nothing_to_train(step: int, origin: tuple, steps: int, seconds_before: floa
             + (f", {(seconds_before - origin[1]) / 60:.2f} of {schedule_seconds / 60:.2f} schedule minutes"
                if schedule_seconds else f" of {origin[0] + steps}")
             + "); --steps, or --total-minutes for a time-boxed schedule, lengthens it")
+
+
+def _out_of_memory(exc: RuntimeError) -> bool:
+    """Whether torch raised ``exc`` for want of memory: its CPU allocator's "can't allocate
+    memory" is a plain RuntimeError, CUDA's a ``torch.OutOfMemoryError``."""
+    return isinstance(exc, getattr(torch, "OutOfMemoryError", ())) or any(
+        text in str(exc) for text in ("can't allocate memory", "out of memory"))
 
 
 def _diverged(step: int, last: Path, saved_step: Optional[int] = None) -> None:
@@ -1318,3 +1329,16 @@ def main(
         console.print("interrupted: --resume continues from the last checkpoint written" if TRAINING_BEGAN.is_set()
                       else "interrupted before training began: no checkpoint was written")
         raise typer.Exit(130) from None
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError (CUDA's) is a RuntimeError
+        if not isinstance(exc, MemoryError) and not _out_of_memory(exc):
+            raise
+        where = "the GPU" if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) else "memory"
+        left = f"--resume continues from {out / 'last.pt'}" if (out / "last.pt").is_file() else "no checkpoint was written"
+        console.print(f"error: out of {where}: a smaller --batch or --crop (or fewer channels) needs less; {left}")
+        raise typer.Exit(1) from None
+
+
+if __name__ == "__main__":  # python -m nicodec.training.train: as nicodec-train (python -m nicodec.training too)
+    from nicodec.launch import train as _run
+
+    _run()
