@@ -12,6 +12,7 @@ are compared. The export fails when parity fails.
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -107,18 +108,27 @@ GRADIENT_TOLERANCE = 1e-3
 the gradient's largest magnitude."""
 
 
-def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path) -> dict[str, str]:
+def export_synthesis_gradient(model: MeanScaleHyperprior, folder: Path, put_in_place: bool = True) -> dict[str, str]:
     """Write synthesis_gradient.onnx, check it against torch's autograd, and return its
-    ``encoder_files`` entry (name: SHA-256)."""
-    path = folder / ".synthesis_gradient.onnx.tmp"  # renamed once checked
+    ``encoder_files`` entry (name: SHA-256). ``put_in_place`` false leaves it checked under
+    its temporary name (:data:`GRADIENT_TMP`), for the caller to rename with the manifest."""
+    path = folder / GRADIENT_TMP
     try:
-        return _synthesis_gradient(model, folder, path)
+        _synthesis_gradient(model, path)
+        if not put_in_place:
+            return {"synthesis_gradient.onnx": sha256_file(path)}
+        final = path.replace(folder / "synthesis_gradient.onnx")
+        return {final.name: sha256_file(final)}
     except BaseException:  # a failed check, Ctrl-C, SIGTERM: no half-made graph is left in the folder
         path.unlink(missing_ok=True)
         raise
 
 
-def _synthesis_gradient(model: MeanScaleHyperprior, folder: Path, path: Path) -> dict[str, str]:
+GRADIENT_TMP = ".synthesis_gradient.onnx.tmp"
+"""The name the synthesis gradient is written and checked under, in the model folder."""
+
+
+def _synthesis_gradient(model: MeanScaleHyperprior, path: Path) -> None:
     import onnxruntime as ort
 
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
@@ -146,8 +156,6 @@ def _synthesis_gradient(model: MeanScaleHyperprior, folder: Path, path: Path) ->
     error = float(np.abs(got - y.grad.numpy()).max() / np.abs(y.grad.numpy()).max())
     if not error < GRADIENT_TOLERANCE:
         raise RuntimeError(f"the exported synthesis gradient is off by {error:.2e} of its magnitude")
-    final = path.replace(folder / "synthesis_gradient.onnx")
-    return {final.name: sha256_file(final)}
 
 
 def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
@@ -176,12 +184,18 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     if np.abs(theirs.astype(np.int16) - ours.astype(np.int16)).max() > 1:
         raise RuntimeError(f"{checkpoint} is not the checkpoint {folder} was exported from (the syntheses differ)")
     manifest = dict(files.manifest)
-    manifest["encoder_files"] = export_synthesis_gradient(model, folder)
-    tmp = folder / f".{MANIFEST}.tmp"
+    manifest["encoder_files"] = export_synthesis_gradient(model, folder, put_in_place=False)
+    graph, tmp = folder / GRADIENT_TMP, folder / f".{MANIFEST}.tmp"
     try:
         tmp.write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-        tmp.replace(folder / MANIFEST)
+        # The graph and the manifest that names its hash go in together: a stop between the two
+        # renames would leave a graph the manifest's hash refuses.
+        with signals_held(raise_after=False) as held:
+            graph.replace(folder / "synthesis_gradient.onnx")
+            tmp.replace(folder / MANIFEST)
+        DEFERRED.extend(held)
     except BaseException:
+        graph.unlink(missing_ok=True)
         tmp.unlink(missing_ok=True)
         raise
     ModelFiles.load(folder)
@@ -476,7 +490,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
         # Stopped half-way, the swap would leave OUT missing or the old folder half removed.
         with signals_held(raise_after=False) as held:
-            _swap_in(tmp, out)
+            _swap_in(tmp, out, force)
         DEFERRED.extend(held)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -533,11 +547,23 @@ DEFERRED: list[int] = []
 """Signals that came while a finished folder was being put in place, and waited for it."""
 
 
-def _swap_in(new: Path, out: Path) -> None:
+def _swap_in(new: Path, out: Path, force: bool = True) -> None:
     """Put the finished folder ``new`` at ``out``: the old folder is renamed aside first and
-    removed only once the new one is in place, so a failure leaves the old model whole."""
+    removed only once the new one is in place, so a failure leaves the old model whole.
+    Without ``force`` ``out`` may only be an empty folder (made for the model), which the
+    rename replaces as one step, and only while it is still empty: what was put into it
+    during the export is not removed."""
     if not out.exists():
         new.rename(out)
+        return
+    if not force:
+        try:
+            os.rename(new, out)
+        except OSError as exc:
+            if exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+                raise FileExistsError(f"{out} is no longer empty (something was put into it during the export): "
+                                      "nothing was replaced; --force replaces a model folder") from None
+            raise
         return
     old = Path(tempfile.mkdtemp(prefix=f".{out.name}-old-", dir=out.parent))
     old.rmdir()  # a free name beside out, for the rename
@@ -574,6 +600,7 @@ def main(
         "as a release does.")] = False,
 ):
     """Write ONNX graphs, integer tables and a manifest, then check parity with torch."""
+    DEFERRED.clear()  # a program calling the command again: the last call's signals are told
     if add_encoder_graphs_only:
         given = [name for name, value in (("--decodes-files-of", decodes_files_of), ("--model-id", model_id),
                                           ("--force", force), ("--default-quality", default_quality)) if value]
@@ -595,6 +622,9 @@ def main(
             for signum, handler in replaced.items():
                 signal.signal(signum, handler)
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
+        if DEFERRED:
+            names = ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))
+            console.print(f"({names} came while they were being put in place: they were added)")
         return
     if replace_shipped_model and model_id is None:
         raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "

@@ -44,10 +44,11 @@ LOSSLESS_SETTINGS = {"WEBP": {"lossless": True, "exact": True}, "JXL": {"lossles
 """Settings that make a format that can be either lossy or lossless keep every pixel (WebP's
 default is lossy, quality 80; ``exact`` keeps the colour under transparent pixels)."""
 MAX_SIDES = {"JPEG": 65_500, "MPO": 65_500, "WEBP": 16_383, "GIF": 65_535, "TGA": 65_535, "SGI": 65_535,
-             "PCX": 65_534, "AVIF": 65_536}
+             "PCX": 65_534, "AVIF": 32_768}
 """The longest side these formats hold, as Pillow 13 writes them (it finds out only after
 decoding): 16-bit fields for GIF's, TGA's and SGI's sides and PCX's bytes per line (even,
-so 65,534 pixels of width), libavif's limit for AVIF."""
+so 65,534 pixels of width); for AVIF the longest Pillow reads back (libavif 1.4's decoder
+refuses more by default, though its encoder writes up to 65,536)."""
 
 
 def save_options(fmt: str, mode: str | None = None) -> dict:
@@ -434,10 +435,36 @@ def _tiff_structure(exif: bytes, fmt: str) -> bool:
     try:
         with quietly():
             Image.Exif().load(bytes(exif))
-            Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt, exif=bytes(exif))
+            Image.new("RGB", (1, 1)).save(io.BytesIO(), format=fmt, exif=_written_exif(exif, fmt))
     except Exception:  # noqa: BLE001 - whatever Pillow raises on it, it is not one the writer takes
         return False
     return True
+
+
+_TIFF_LAYOUT_TAGS = (254, 255, 256, 257, 258, 259, 262, 273, 277, 278, 279, 284, 317, 320, 322, 323, 324, 325, 338,
+                     339, 530, 532)
+"""TIFF tags that describe how an image's own data is laid out (its size, samples, strips,
+tiles, compression): Pillow's TIFF writer takes the EXIF's into the file's IFD, where an
+ImageWidth or SamplesPerPixel of another image made a corrupt TIFF or failed the write. The
+writer sets them for the picture it writes."""
+
+
+def _written_exif(exif: bytes, fmt: str) -> bytes:
+    """The EXIF given to ``fmt``'s writer: for TIFF, without the layout tags of whatever image
+    it came from (written again by Pillow, whose TIFF writer reads the packet into tags anyway);
+    for the others as it is."""
+    if fmt != "TIFF":
+        return bytes(exif)
+    from PIL import Image
+
+    tags = Image.Exif()
+    with quietly():
+        tags.load(bytes(exif))
+    if not any(tag in tags for tag in _TIFF_LAYOUT_TAGS):
+        return bytes(exif)
+    for tag in _TIFF_LAYOUT_TAGS:
+        tags.pop(tag, None)
+    return tags.tobytes()
 
 
 def _xmp_text(packet: bytes) -> str | None:
@@ -471,6 +498,8 @@ def _metadata(image, fmt: str) -> dict:
                if image.info.get(key) and len(image.info[key]) <= limits.get(key, len(image.info[key]))}
     if "exif" in options and fmt in _EXIF_READERS and not _tiff_structure(bytes(options["exif"]), fmt):
         del options["exif"]  # dropped_metadata warns
+    elif "exif" in options:
+        options["exif"] = _written_exif(options["exif"], fmt)
     if "icc_profile" in options and image.mode in ("L", "LA") and fmt in _GRAY_AS_COLOUR \
             and _gray_profile(bytes(options["icc_profile"])):
         del options["icc_profile"]  # dropped_metadata warns

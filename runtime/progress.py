@@ -77,7 +77,7 @@ def check_progress(progress, arguments: tuple[str, ...] = ("done", "total")) -> 
     if not callable(progress):
         raise NicodecError(f"progress must be {shape}, not {progress!r}")
     try:
-        signature = inspect.signature(progress)
+        signature = inspect.signature(progress, follow_wrapped=False)  # a wrapper takes what it declares
     except (TypeError, ValueError):  # some builtins and extension callables have none to read
         return
     try:

@@ -449,6 +449,7 @@ def test_a_missing_file_named_blocks_no_other_files_output(tmp_path):
     result = run("encode", tmp_path / "a" / "x.png", tmp_path / "a" / "x.nic", "--force")
     assert result.exit_code == 1 and "would replace" in result.stderr and "0 encoded" in result.stdout
 
+
 @pytest.mark.parametrize(
     "extra, message, code",
     [(["-"], "an input on its own", 2), (["FOLDER"], "give one folder, or several files", 1),

@@ -969,8 +969,11 @@ def test_a_side_longer_than_the_output_format_holds_is_refused_from_the_header(c
         with pytest.raises(nicodec.UnsupportedImageError, match=f"{fmt} holds images of at most {limit:,} pixels a side"):
             outputs.check_format(data, fmt, "out")
     Image.init()
-    if fmt in Image.SAVE:  # and Pillow does write the longest side the table gives, which is no tighter than it must be
-        outputs.save(Image.new("RGB", (limit, 1)), io.BytesIO(), fmt)
+    if fmt in Image.SAVE:  # and Pillow writes, and reads back, the longest side the table gives
+        written = io.BytesIO()
+        outputs.save(Image.new("L", (limit, 1)), written, fmt)
+        with Image.open(io.BytesIO(written.getvalue())) as back:
+            assert back.size == (limit, 1)
 
 
 def test_what_a_writer_cannot_pack_is_an_error_naming_the_format(tmp_path):

@@ -885,6 +885,15 @@ def test_a_progress_that_cannot_take_done_and_total_is_refused_before_any_work(c
     codec.encode(photo, progress=lambda done, total, extra=None: None)
     codec.encode(photo, progress=max)  # a builtin: no signature to read, taken as it is
     assert seen and all(len(told) == 2 for told in seen)
+    import functools
+
+    def logged(function):
+        @functools.wraps(function)
+        def wrapper(*args, **kwargs):
+            return None  # takes any arguments, whatever the function it wraps declares
+        return wrapper
+
+    codec.encode(photo, progress=logged(lambda done: None))  # judged by the wrapper, not by what it wraps
 
 
 def test_session_options_reach_onnxruntime_and_a_float_entropy_graph_is_pinned(monkeypatch):

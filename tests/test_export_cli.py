@@ -157,9 +157,9 @@ def test_signals_wait_while_the_finished_folder_is_put_in_place(tmp_path, monkey
     monkeypatch.setattr(export_module, "DEFERRED", [])
     real_swap = export_module._swap_in
 
-    def interrupted_swap(new, out):
+    def interrupted_swap(new, out, force):
         os.kill(os.getpid(), signal.SIGTERM)  # as if it came during the swap
-        real_swap(new, out)
+        real_swap(new, out, force)
 
     monkeypatch.setattr(export_module, "_swap_in", interrupted_swap)
     before = signal.getsignal(signal.SIGTERM)
@@ -354,3 +354,19 @@ def test_an_id_made_from_a_long_folder_name_names_the_folder_not_model_id(tmp_pa
     said = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.output).split())
     assert result.exit_code == 2 and f"the model id made from its name, nicodec-{out.name}, cannot be one" in said
     assert "give --model-id" in said and not out.exists()
+
+
+def test_an_empty_folder_that_filled_during_the_export_is_not_replaced(tmp_path):
+    """Accepted as empty without --force, it was renamed aside and removed at the end with
+    whatever had come into it (a second export's model, a file of the user's)."""
+    out, new = tmp_path / "model", tmp_path / ".model-new"
+    out.mkdir()
+    new.mkdir()
+    (new / "manifest.json").write_text("new")
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="is no longer empty"):
+        _swap_in(new, out, force=False)
+    assert [p.name for p in out.iterdir()] == ["notes.txt"] and (new / "manifest.json").is_file()
+    (out / "notes.txt").unlink()
+    _swap_in(new, out, force=False)  # still empty: the rename replaces it
+    assert (out / "manifest.json").read_text() == "new" and not new.exists()

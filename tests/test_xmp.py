@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 from PIL import Image, ImageOps, PngImagePlugin, features
 from typer.testing import CliRunner
@@ -318,3 +319,28 @@ def test_exif_the_tiff_writer_cannot_pack_is_left_out_of_tiff(codec, photo, tmp_
     assert result.exit_code == 0 and "warning" not in result.stderr
     with Image.open(tmp_path / "odd.png") as back:
         assert back.info["exif"].removeprefix(b"Exif\0\0") == exif.removeprefix(b"Exif\0\0")
+
+
+@pytest.mark.parametrize("gray", [False, True])
+def test_exif_layout_tags_of_another_image_do_not_reach_the_tiff(codec, photo, tmp_path, gray):
+    """An EXIF ImageWidth (256) of 5 failed the write ("codec configuration error"), a larger
+    one wrote a truncated TIFF, a SamplesPerPixel (277) given as text failed a gray decode; the
+    writer takes such tags from the EXIF into the TIFF's own IFD. They are left out of it."""
+    import struct
+
+    def ifd(entries):
+        body = struct.pack(">H", len(entries)) + b"".join(struct.pack(">HHI4s", *entry) for entry in entries)
+        return b"Exif\0\0MM\0*" + struct.pack(">I", 8) + body + struct.pack(">I", 0)
+
+    exif = ifd([(256, 3, 1, struct.pack(">HH", 5, 0)), (257, 4, 1, struct.pack(">I", 3000)),
+                (271, 2, 4, b"Cam\0"), (277, 2, 2, b"x\0\0\0")])
+    source = photo[:, :, 0] if gray else photo
+    header, sections = nicformat.unpack(codec.encode(source))
+    (tmp_path / "odd.nic").write_bytes(nicformat.pack(header, {**sections, b"EXIF": exif}))
+    result = CliRunner().invoke(app, ["decode", str(tmp_path / "odd.nic"), "-o", str(tmp_path / "odd.tiff")])
+    assert result.exit_code == 0 and result.stderr == "", result.output
+    with Image.open(tmp_path / "odd.tiff") as back:
+        back.load()
+        assert back.size == (photo.shape[1], photo.shape[0]) and back.mode == ("L" if gray else "RGB")
+        assert back.getexif().get(271) == "Cam"
+        assert np.array_equal(np.asarray(back), codec.decode(tmp_path / "odd.nic", as_array=True))

@@ -1320,6 +1320,7 @@ def main(
     inherit_options = frozenset(name for name in RUN_OPTIONS if name not in given)
     given_model = frozenset(field for field, name in MODEL_OPTIONS.items() if name in given)
     TRAINING_BEGAN.clear()
+    started = time.time()
     try:
         train(data, out, model_cfg, cfg, resume=resume, init=init, device_name=device, max_images=max_images,
               val_folders=val_data, probe=batches, compile_mode=compile_mode, new_schedule=new_schedule,
@@ -1333,7 +1334,9 @@ def main(
         if not isinstance(exc, MemoryError) and not _out_of_memory(exc):
             raise
         where = "the GPU" if isinstance(exc, getattr(torch, "OutOfMemoryError", ())) else "memory"
-        left = f"--resume continues from {out / 'last.pt'}" if (out / "last.pt").is_file() else "no checkpoint was written"
+        last = out / "last.pt"  # this run's, not one that --force was to replace
+        left = (f"--resume continues from {last}" if last.is_file() and last.stat().st_mtime >= started
+                else "no checkpoint was written")
         console.print(f"error: out of {where}: a smaller --batch or --crop (or fewer channels) needs less; {left}")
         raise typer.Exit(1) from None
 
