@@ -218,7 +218,9 @@ def _as_json(value):
         return [_as_json(item) for item in value]
     if isinstance(value, bool) or value is None or isinstance(value, str):
         return value
-    if isinstance(value, (int, float)):
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
         return value if math.isfinite(value) else None
     return str(value)
 
