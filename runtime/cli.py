@@ -25,20 +25,25 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (DebugOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+from .options import (DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
 
 class _PlainFlags:
     """A command whose flags show no metavar in its help: Typer 0.29 shows ``<bool>`` beside
-    each flag (``--help``, ``--force``, the completion flags), as if it took a value."""
+    each flag (``--help``, ``--force``, the completion flags), as if it took a value; and
+    whose file arguments show ``<path>...`` rather than Python's ``<list[Path]>``."""
 
     def get_params(self, ctx):
         params = super().get_params(ctx)
         for param in params:
             if getattr(param, "is_flag", False) and param.metavar is None:
                 param.metavar = ""
+            elif getattr(param, "param_type_name", "") == "argument" and hasattr(param, "display_type_rich"):
+                shown = param.display_type_rich(ctx)
+                if shown and shown.startswith("<list[Path]"):  # the one hook Typer reads for the type column
+                    param.display_type_rich = lambda ctx: "<path>..."
         return params
 
 
@@ -248,7 +253,7 @@ def decode(
     force: ForceOpt = False,
     provider: ProviderOpt = Provider.auto,
     threads: ThreadsOpt = None,
-    jobs: JobsOpt = 1,
+    jobs: DecodeJobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     tile: DecodeTileOpt = 1024,

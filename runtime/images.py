@@ -313,7 +313,7 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
             image = _open_without_text(source, name, unidentified, check_size)
             if image is not None:
                 return image
-        raise UnsupportedImageError(f"{name} could not be decoded ({exc})") from None
+        raise UnsupportedImageError(f"Pillow could not read the pixels of {name} ({exc})") from None
 
 
 def _prefix(source, fp=None, size: int = 1 << 16) -> bytes:
@@ -556,7 +556,7 @@ def upright(img: Image.Image) -> Image.Image:
     try:
         return metadata.turn(img, getattr(img, "filename", "") or "the image")
     except DAMAGED as exc:
-        raise UnsupportedImageError(f"the image could not be decoded ({exc})") from None
+        raise UnsupportedImageError(f"Pillow could not read the pixels of the image ({exc})") from None
 
 
 def _load_pixels(img: Image.Image) -> None:
@@ -565,11 +565,11 @@ def _load_pixels(img: Image.Image) -> None:
     try:
         img.load()
     except DAMAGED as exc:
-        raise UnsupportedImageError(f"the PIL image could not be decoded ({exc})") from None
+        raise UnsupportedImageError(f"Pillow could not read the pixels of the PIL image ({exc})") from None
     except (AssertionError, AttributeError) as exc:  # Pillow 13's check that the image still has its file
         if isinstance(exc, AttributeError) and getattr(img, "fp", True) is not None:
             raise  # not the closed file that Pillow before 13 fails on (its fp is None)
-        raise UnsupportedImageError("the PIL image could not be decoded: its file was closed before it was loaded") from None
+        raise UnsupportedImageError("Pillow could not read the pixels of the PIL image: its file was closed before it was loaded") from None
 
 
 def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tuple[np.ndarray, np.ndarray | None]:

@@ -79,8 +79,10 @@ ModelOpt = Annotated[
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
 JobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
                                       "a folder or several files (each holds its image in memory: up to 1.3 GB for a "
-                                      "24-megapixel photo, 1.5 GB to encode it with --restoration; --tile 512 needs "
-                                      "less).")]
+                                      "24-megapixel photo, 1.5 GB with --restoration; --tile 512 needs less).")]
+DecodeJobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files decoded at once, 1 to "
+                                            f"{MAX_JOBS}, for a folder or several files (each holds its image in "
+                                            "memory: up to 1.3 GB for a 24-megapixel photo; --tile 512 needs less).")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(parser=_whole_number(1), help="Refuse images with more pixels (default: Pillow's decompression-bomb "
