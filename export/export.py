@@ -20,7 +20,8 @@ import shutil
 import signal
 import tempfile
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -609,24 +610,15 @@ def main(
         if given:
             raise typer.BadParameter("--add-encoder-graphs leaves the model's files, id and hash as they are",
                                      param_hint=given)
-        replaced = stop_like_ctrl_c()
-        try:
-            add_encoder_graphs(checkpoint, out)
-        except (RuntimeError, NicodecError) as exc:  # NicodecError: ModelError, ExactnessError
-            console.print(Text.assemble(("error:", "red"), f" {exc}"))
-            raise typer.Exit(1) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP: it ended without a word
-            signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
-            stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-            console.print(f"{stopped}: {out} is as it was, without the encoder graphs")
-            raise typer.Exit(128 + signum) from None
-        finally:
-            for signum, handler in replaced.items():
-                signal.signal(signum, handler)
+        with _stops_told(f"{out} is as it was, without the encoder graphs"):
+            try:
+                add_encoder_graphs(checkpoint, out)
+            except (RuntimeError, NicodecError) as exc:  # NicodecError: ModelError, ExactnessError
+                console.print(Text.assemble(("error:", "red"), f" {exc}"))
+                raise typer.Exit(1) from None
         console.print(f"added {', '.join(f'{g}.onnx' for g in ENCODER_GRAPHS)} to {out}")
         if DEFERRED:
-            names = ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))
-            console.print(f"({names} came while they were being put in place: they were added)")
+            console.print(f"({_deferred_names()} came while they were being put in place: they were added)")
         return
     if replace_shipped_model and model_id is None:
         raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "
@@ -636,31 +628,46 @@ def main(
         if problem:
             raise typer.BadParameter(f"the model id made from its name, nicodec-{out.resolve().name}, cannot be one: "
                                      f"{problem}; give --model-id", param_hint="--out")
-    replaced = stop_like_ctrl_c()  # SIGTERM and SIGHUP stop it as Ctrl-C does: the half-made folder is removed
+    with _stops_told(f"{out} was not written"):  # the half-made folder is removed
+        try:
+            manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id,
+                                    force=force, default_quality=default_quality,
+                                    decodes_files_of=decodes_files_of or (), replace_shipped=replace_shipped_model)
+        except (FileExistsError, RuntimeError, NicodecError) as exc:
+            console.print(Text.assemble(("error:", "red"), f" {exc}"))
+            raise typer.Exit(1) from None
+        except OSError as exc:  # a full disk, a folder made read-only meanwhile, a file that cannot be read
+            where = f" ({exc.filename})" if exc.filename else ""
+            console.print(Text.assemble(("error:", "red"),
+                                        f" the export failed: {exc.strerror or exc}{where}; {out} was not written"))
+            raise typer.Exit(1) from None
+    console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")
+    if DEFERRED:
+        console.print(f"({_deferred_names()} came while the finished folder was being put in place: the export is "
+                      "complete)")
+
+
+@contextmanager
+def _stops_told(left: str) -> Iterator[None]:
+    """SIGTERM and SIGHUP stop the work inside as Ctrl-C does (``stop_like_ctrl_c``), and a stop
+    is one line, ``left`` saying what it left, with exit code 128 + the signal's number: Typer
+    ended a KeyboardInterrupt without a word."""
+    replaced = stop_like_ctrl_c()
     try:
-        manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id, force=force,
-                                default_quality=default_quality, decodes_files_of=decodes_files_of or (),
-                                replace_shipped=replace_shipped_model)
-    except (FileExistsError, RuntimeError, NicodecError) as exc:
-        console.print(Text.assemble(("error:", "red"), f" {exc}"))
-        raise typer.Exit(1) from None
-    except OSError as exc:  # a full disk, a folder made read-only meanwhile, a file that cannot be read
-        where = f" ({exc.filename})" if exc.filename else ""
-        console.print(Text.assemble(("error:", "red"),
-                                    f" the export failed: {exc.strerror or exc}{where}; {out} was not written"))
-        raise typer.Exit(1) from None
-    except KeyboardInterrupt as exc:  # Ctrl-C, or a Terminated (SIGTERM, SIGHUP): Typer ended both without a word
+        yield
+    except KeyboardInterrupt as exc:  # Ctrl-C, or a Terminated (SIGTERM, SIGHUP)
         signum = exc.signum if isinstance(exc, Terminated) else signal.SIGINT
         stopped = "interrupted" if signum == signal.SIGINT else f"stopped by {signal.Signals(signum).name}"
-        console.print(f"{stopped}: {out} was not written")
+        console.print(f"{stopped}: {left}")
         raise typer.Exit(128 + signum) from None
     finally:
         for signum, handler in replaced.items():
             signal.signal(signum, handler)
-    console.print(f"wrote {out} (model {manifest['model_id']}, hash {manifest['model_hash'][:16]})")
-    if DEFERRED:
-        names = ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))
-        console.print(f"({names} came while the finished folder was being put in place: the export is complete)")
+
+
+def _deferred_names() -> str:
+    """The signals that came while a finished result was put in place (:data:`DEFERRED`)."""
+    return ", ".join(sorted({signal.Signals(n).name for n in DEFERRED}))
 
 
 if __name__ == "__main__":  # python -m nicodec.export.export: as nicodec-export (python -m nicodec.export too)

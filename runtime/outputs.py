@@ -422,6 +422,7 @@ def quietly() -> Iterator[None]:
         yield
 
 
+@functools.lru_cache(maxsize=4)  # asked twice a decode: what is dropped, then what is written
 def _tiff_structure(exif: bytes, fmt: str) -> bool:
     """Whether an EXIF packet is a TIFF structure, after ``Exif\\0\\0`` when it starts so, that
     Pillow reads (damaged entries inside it are its own warnings, not a failure) and that its
