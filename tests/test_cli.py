@@ -471,8 +471,8 @@ def test_help_shows_no_value_beside_a_flag(command):
     assert result.exit_code == 0
     rows = [line for line in result.output.splitlines() if "--help" in line or "--force" in line]
     assert rows and "<bool>" not in result.output, result.output
-    # nor Python's type of the file arguments (<list[Path]>)
-    assert "list[" not in result.output and ("INPUT" not in result.output or "<path>..." in result.output)
+    # nor Python's type of the file arguments (Typer 0.29's <list[Path]>; 0.16 shows none)
+    assert "list[" not in result.output
 
 
 def test_output_equal_to_input_is_refused_even_with_force(png):
