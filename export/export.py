@@ -207,23 +207,15 @@ def _as_json(value):
     """A checkpoint's record for the manifest, which is strict JSON: a number that is not finite
     becomes None, a tensor or numpy scalar its number, anything else of no JSON type its text
     (a checkpoint's metrics of NaN, or holding a tensor, failed the export with a traceback)."""
+    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
+        value = value.item() if np.prod(value.shape) == 1 else value.tolist()
     if isinstance(value, dict):
         return {str(key): _as_json(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
         return [_as_json(item) for item in value]
-    if isinstance(value, torch.Tensor):
-        value = value.item() if value.numel() == 1 else value.tolist()
-    elif isinstance(value, (np.ndarray, np.generic)):
-        value = value.item() if value.size == 1 else value.tolist()
-    if isinstance(value, list):
-        return [_as_json(item) for item in value]
-    if isinstance(value, bool) or value is None or isinstance(value, str):
-        return value
-    if isinstance(value, int):
-        return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    return str(value)
+    return value if value is None or isinstance(value, (bool, int, str)) else str(value)
 
 
 def store_weights_in_half(path: Path, min_size: int = 1024) -> int:
@@ -624,14 +616,14 @@ def main(
         raise typer.BadParameter("a model that replaces the shipped one needs its own id, not one made from the "
                                  "folder's name", param_hint="--model-id")
     if model_id is None:  # made from the folder's name, which the user may not have thought of as an id
-        problem = model_id_problem(f"nicodec-{out.resolve().name}")
+        model_id = f"nicodec-{out.resolve().name}"
+        problem = model_id_problem(model_id)
         if problem:
-            raise typer.BadParameter(f"the model id made from its name, nicodec-{out.resolve().name}, cannot be one: "
-                                     f"{problem}; give --model-id", param_hint="--out")
+            raise typer.BadParameter(f"the model id made from its name, {model_id}, cannot be one: {problem}; give "
+                                     "--model-id", param_hint="--out")
     with _stops_told(f"{out} was not written"):  # the half-made folder is removed
         try:
-            manifest = export_model(checkpoint, out, f"nicodec-{out.resolve().name}" if model_id is None else model_id,
-                                    force=force, default_quality=default_quality,
+            manifest = export_model(checkpoint, out, model_id, force=force, default_quality=default_quality,
                                     decodes_files_of=decodes_files_of or (), replace_shipped=replace_shipped_model)
         except (FileExistsError, RuntimeError, NicodecError) as exc:
             console.print(Text.assemble(("error:", "red"), f" {exc}"))

@@ -76,8 +76,8 @@ SCALE_TABLE_HEX = (
 SCALE_LEVELS))`` as torch computed it for every model shipped so far (on Xeons with AVX-512).
 Kept as numbers because torch's vectorised ``exp`` and ``linspace`` differ in the last bit
 between processors (an AMD EPYC gave other values at indices 9 and 22, 2026-12-05): the
-tables of a model exported there differed from the same checkpoint's exported on a Xeon, and ``nicodec-export --decodes-files-of`` refused the model a
-checkpoint came from. ``tests/test_integer.py`` checks them against the formula."""
+tables of a model exported there differed from the same checkpoint's exported on a Xeon, and
+``nicodec-export --decodes-files-of`` refused the model a checkpoint came from. ``tests/test_integer.py`` checks them against the formula."""
 
 
 def scale_table() -> torch.Tensor:
