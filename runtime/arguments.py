@@ -15,7 +15,7 @@ from pathlib import PurePath
 
 VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
                            "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision",
-                           "--format"})
+                           "--format", "--background"})
 """The options that take a value (the next argument, unless given as ``--name=value``)."""
 
 

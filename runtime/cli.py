@@ -25,7 +25,7 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
@@ -259,6 +259,7 @@ def decode(
     tile: DecodeTileOpt = 1024,
     precision: PrecisionOpt = Precision.fp32,
     image_format: FormatOpt = None,
+    background: BackgroundOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     from PIL import Image
@@ -268,7 +269,8 @@ def decode(
     suffix = image_format or ".png"
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, suffix, debug)
-        decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile, suffix)
+        decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile, suffix,
+                   background)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -297,7 +299,7 @@ def decode(
             fmt = Image.registered_extensions()[target.suffix.lower()]
         with naming(input):
             data = stdio.read_input(input)
-        outputs.check_format(data, fmt, target.name if target is not None else "standard output")
+        outputs.check_format(data, fmt, target.name if target is not None else "standard output", background)
         for warning in dropped_warnings(data, fmt):
             console.err.print(f"warning: {target.name if target is not None else 'the output'} will have no {warning}",
                               markup=False)
@@ -306,6 +308,8 @@ def decode(
         with bar("decoding", stdio.display_name(input)) as step:
             with naming(input):
                 image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
+            if background is not None:
+                image = outputs.flatten(image, background)
             if step is not None:
                 step.writing("stdout" if target is None else str(target))
             if to_stdout:

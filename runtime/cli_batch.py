@@ -309,7 +309,7 @@ def dropped_warnings(data: bytes, fmt: str) -> list[str]:
 
 
 def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024,
-               suffix=".png") -> None:
+               suffix=".png", background=None) -> None:
     from PIL import Image
 
     from . import outputs
@@ -323,8 +323,10 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         targets.writable_before(item.target)
         before = targets.as_read(item.source)
         data = stdio.read_input(item.source)
-        outputs.check_format(data, fmt, item.target.name)  # from the header, before decoding
+        outputs.check_format(data, fmt, item.target.name, background)  # from the header, before decoding
         image = codec.decode(data)
+        if background is not None:
+            image = outputs.flatten(image, background)
         targets.unchanged_since(item.source, before)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:

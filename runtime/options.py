@@ -122,6 +122,29 @@ FormatOpt = Annotated[
 ]
 
 
+def _background(value: Optional[str]) -> Optional[str]:
+    """``--background``'s value, checked to be an opaque colour."""
+    if value is None:
+        return None
+    from .outputs import check_background
+
+    try:
+        return check_background(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+BackgroundOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--background", metavar="COLOR", callback=_background,
+        help="Flatten transparent images onto this colour (white, black, #rrggbb, ...), for a format "
+        "without transparency such as JPEG; a grayscale image onto its gray level. Default: keep "
+        "the transparency.",
+    ),
+]
+
+
 def _tile_size() -> Callable[[str | int], int]:
     """``--tile``'s parser: a whole number of pixels, 64 or more, a multiple of 64."""
     def integer(text: str | int) -> int:

@@ -305,7 +305,7 @@ def _bilevel_only(fmt: str) -> bool:
     return True
 
 
-def check_format(data: bytes, fmt: str, name: str) -> None:
+def check_format(data: bytes, fmt: str, name: str, background: str | None = None) -> None:
     """Refuse, from a ``.nic`` file's header and before decoding, an output format that would
     lose part of the picture (its transparency, pixel values, or size); a damaged file is left
     for decoding to report. The formats lossy by design (``LOSSY_OUTPUTS``: JPEG, AVIF) are
@@ -315,6 +315,8 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
         data: the ``.nic`` file's bytes.
         fmt: the Pillow format name (``"PNG"``, ``"WEBP"``, ...).
         name: the output's name, for the messages.
+        background: the colour the picture will be flattened onto (:func:`flatten`), if any: the
+            picture then has no transparency to lose.
 
     Raises:
         UnsupportedImageError: the format would lose part of the picture.
@@ -328,11 +330,15 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
     # reads back the largest.
     mode = nicformat.decoded_mode(header.flags, alpha_section.find(sections) is not None)
     gray = bool(header.flags & nicformat.FLAG_GRAY_AS_RGB)  # RGB of equal channels: a palette holds it
+    if background is not None and "A" in mode:
+        mode = mode[:-1]
+        gray = gray and len(set(_opaque(background))) == 1
     if fmt != "ICNS" and "A" in mode and not keeps(fmt, mode, colour=False):
         if _probe(fmt, mode, False) == "unwritable" and keeps(fmt, "RGBA", colour=False):  # QOI has no LA
             raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")
         kept = _ALPHA_IN_PART.get(fmt, "does not keep")
-        raise UnsupportedImageError(f"the image has transparency, which {fmt} {kept} ({name}); use .png or .webp")
+        raise UnsupportedImageError(f"the image has transparency, which {fmt} {kept} ({name}); use .png or .webp, "
+                                    "or --background COLOR to flatten it onto a colour")
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode, gray=gray):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
         why = {"unwritable": (f"Pillow cannot write a mode {mode} image as {fmt} here" if other_modes
@@ -355,6 +361,61 @@ def check_format(data: bytes, fmt: str, name: str) -> None:
         raise UnsupportedImageError(
             f"ICNS holds square icons of {', '.join(map(str, ICNS_SIDES))} pixels; the image is {size[0]}x{size[1]}"
         )
+
+
+def _opaque(colour: str) -> tuple[int, int, int]:
+    """``colour`` (a name or a notation :func:`PIL.ImageColor.getrgb` reads) as red, green and
+    blue, if it is opaque.
+
+    Raises:
+        ValueError: not a colour, or one not opaque, saying so.
+    """
+    from PIL import ImageColor
+
+    try:
+        rgb = ImageColor.getrgb(colour.strip())
+    except ValueError:
+        raise ValueError(f"{colour!r} is not a colour: give a name such as white or black, or #rrggbb") from None
+    if len(rgb) == 4 and rgb[3] != 255:
+        raise ValueError(f"{colour!r} is not opaque: a background has no transparency; give #rrggbb")
+    return rgb[0], rgb[1], rgb[2]
+
+
+def check_background(colour: str) -> str:
+    """``--background``'s value, refused (:class:`ValueError`) unless an opaque colour."""
+    _opaque(colour)
+    return colour
+
+
+FLATTEN_ROWS = 512
+"""Rows composited at a time by :func:`flatten`: a 24-megapixel picture's whole arrays would
+add about 300 MB to a decode's peak, these a few MB."""
+
+
+def flatten(image, colour: str):
+    """The decoded ``image`` composited onto an opaque ``colour`` (``--background``), for an
+    output without transparency: each value becomes (value x alpha + background x (255 - alpha))
+    / 255, rounded to the nearest. A grayscale image stays grayscale, on the colour's gray level
+    (Pillow's conversion of it to mode L), so that its ICC profile, one for gray data, still
+    describes it. An image without transparency is returned as it is; the metadata and text go
+    with the flattened one."""
+    if image.mode not in ("RGBA", "LA"):
+        return image
+    import numpy as np
+    from PIL import Image, ImageColor
+
+    rgb = _opaque(colour)
+    back = np.array(ImageColor.getcolor(colour.strip(), "L") if image.mode == "LA" else rgb, np.uint16)
+    pixels = np.asarray(image)
+    flat = np.empty(pixels.shape[:2] + (pixels.shape[2] - 1,), np.uint8)
+    for top in range(0, pixels.shape[0], FLATTEN_ROWS):
+        part = pixels[top:top + FLATTEN_ROWS].astype(np.uint16)  # at most 255 x 255 + 127: fits
+        alpha = part[..., -1:]
+        flat[top:top + FLATTEN_ROWS] = (part[..., :-1] * alpha + back * (255 - alpha) + 127) // 255
+    result = Image.fromarray(flat[..., 0] if image.mode == "LA" else flat)
+    result.info = dict(image.info)
+    text_section.carry(image, result)
+    return result
 
 
 def save(image, f, fmt: str) -> None:

@@ -203,6 +203,25 @@ def test_decode_tree(tmp_path):
     assert not (tmp_path / "png" / "a" / "corrupt.png").exists()
 
 
+def test_a_folder_of_transparent_pictures_decodes_to_jpeg_with_a_background(tmp_path):
+    """Each transparent picture of a folder failed to decode to JPEG, and no option helped:
+    --background flattens them, and the opaque ones are written as they were."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rgba = np.dstack([synthetic_photo(64, 96, seed=4), np.full((64, 96), 255, np.uint8)])
+    rgba[:, :40, 3] = 0
+    Image.fromarray(rgba, "RGBA").save(src / "clear.png")
+    Image.fromarray(synthetic_photo(64, 96, seed=5)).save(src / "opaque.png")
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "refused", "--format", "jpg")
+    assert result.exit_code == 1 and "1 failed" in result.stdout and "--background COLOR" in result.stderr
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "jpg", "--format", "jpg", "--background", "black")
+    assert result.exit_code == 0 and "2 files: 2 decoded" in result.stdout, result.output
+    with Image.open(tmp_path / "jpg" / "clear.jpg") as flat:
+        assert flat.mode == "RGB" and np.asarray(flat)[:, :32].max() <= 10  # alpha 0: the black alone
+    assert Image.open(tmp_path / "jpg" / "opaque.jpg").mode == "RGB"
+
+
 def test_decode_writes_the_format_asked_for(tmp_path):
     """A folder, several files and standard output decoded only to PNG: --format picks another
     (by extension, with or without the dot); its files are what later runs find up to date; a

@@ -731,6 +731,67 @@ def test_exact_keeps_the_colour_under_transparency_from_the_command_line(tmp_pat
     assert (tmp_path / "many" / "a.nic").read_bytes() == encode_to_target(codec, rgba, bpp=2, exact=True).data
 
 
+def test_background_flattens_transparency_onto_a_colour(tmp_path, photo):
+    """A transparent picture was refused for JPEG with no way to get one: --background
+    composites it onto an opaque colour, each value rounded from value x alpha + colour x
+    (255 - alpha) over 255, and keeps its metadata."""
+    rgba = np.dstack([photo, np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))])
+    exif = Image.Exif()
+    exif[0x010F] = "camera"
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", exif=exif)
+    assert run("encode", tmp_path / "in.png").exit_code == 0
+    assert run("decode", tmp_path / "in.nic", "-o", tmp_path / "kept.png").exit_code == 0
+    kept = np.asarray(Image.open(tmp_path / "kept.png")).astype(np.int64)
+    expected = (kept[..., :3] * kept[..., 3:] + np.array([10, 200, 30]) * (255 - kept[..., 3:]) + 127) // 255
+    result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "flat.png", "--background", "#0ac81e")
+    assert result.exit_code == 0, result.output
+    flat = Image.open(tmp_path / "flat.png")
+    assert flat.mode == "RGB" and np.array_equal(np.asarray(flat), expected)
+    assert flat.getexif()[0x010F] == "camera"
+    result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "flat.jpg", "--background", "white")
+    assert result.exit_code == 0, result.output
+    jpeg = Image.open(tmp_path / "flat.jpg")
+    assert jpeg.mode == "RGB" and jpeg.getexif()[0x010F] == "camera"
+    assert np.asarray(jpeg)[:, 0].min() >= 245  # alpha 0 there: the white alone
+    refused = run("decode", tmp_path / "in.nic", "-o", tmp_path / "refused.jpg")
+    assert refused.exit_code == 1 and "or --background COLOR to flatten it onto a colour" in refused.stderr
+    for colour, said in (("#ff000080", "'#ff000080' is not opaque"), ("nocolour", "'nocolour' is not a colour")):
+        result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "bad.jpg", "--background", colour)
+        assert result.exit_code == 2 and said in result.stderr and not (tmp_path / "bad.jpg").exists()
+
+
+def test_background_keeps_a_gray_picture_gray_and_leaves_opaque_ones_alone(tmp_path, photo):
+    """A gray picture goes onto the colour's gray level (Pillow's own conversion to L), so that
+    it stays gray and its profile for gray data still describes it; an image without
+    transparency is written as it would be without --background."""
+    from PIL import ImageColor
+
+    from nicodec import outputs
+
+    gray = photo[..., 1]
+    alpha = np.tile(np.linspace(0, 255, photo.shape[1]).astype(np.uint8), (photo.shape[0], 1))
+    image = Image.fromarray(np.dstack([gray, alpha]), "LA")
+    image.info["dpi"] = (300, 300)
+    image.text = {"Author": "me"}
+    flat = outputs.flatten(image, "red")
+    level = ImageColor.getcolor("red", "L")
+    expected = (gray.astype(np.int64) * alpha + level * (255 - alpha.astype(np.int64)) + 127) // 255
+    assert flat.mode == "L" and np.array_equal(np.asarray(flat), expected)
+    assert flat.info["dpi"] == (300, 300) and flat.text == {"Author": "me"}
+    opaque = Image.fromarray(photo)
+    assert outputs.flatten(opaque, "red") is opaque
+    image.save(tmp_path / "gray.png")
+    assert run("encode", tmp_path / "gray.png").exit_code == 0
+    result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.jpg", "--background", "red")
+    assert result.exit_code == 0, result.output
+    assert Image.open(tmp_path / "gray.jpg").mode == "L"
+    Image.fromarray(photo).save(tmp_path / "opaque.png")
+    assert run("encode", tmp_path / "opaque.png").exit_code == 0
+    assert run("decode", tmp_path / "opaque.nic", "-o", tmp_path / "plain.png").exit_code == 0
+    assert run("decode", tmp_path / "opaque.nic", "-o", tmp_path / "flat.png", "--background", "red").exit_code == 0
+    assert (tmp_path / "plain.png").read_bytes() == (tmp_path / "flat.png").read_bytes()
+
+
 def test_decode_with_the_fp16_synthesis(png, photo, tmp_path):
     assert run("encode", png, "--provider", "cpu").exit_code == 0
     nic = tmp_path / "photo.nic"
