@@ -415,14 +415,28 @@ def _unreadable_image(path: Path) -> Optional[str]:
     return None
 
 
+SAME_WARNINGS_SHOWN = 3
+"""How many files' warnings of one kind a batch lists, before it counts the rest."""
+
+
 def _list_outcomes(outcomes) -> None:
-    """A batch's failures, the outputs it kept, and the warnings of the files it coded, on stderr."""
+    """A batch's failures, the outputs it kept, and the warnings of the files it coded, on
+    stderr. A warning that only the file's name tells apart from another's (a thousand PNGs
+    with text chunks decoded to JPEG) is listed for the first few files, then counted."""
     for failure in (o for o in outcomes if o.status == "failed"):
         console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
     for kept in (o for o in outcomes if o.status == "kept"):
         console.err.print(f"kept: {kept.message}", markup=False)
+    kinds: dict[str, list] = {}  # in the order of their first files
     for noted in (o for o in outcomes if o.status == "done" and o.message):
-        console.err.print(f"warning: {noted.item.source}: {noted.message}", markup=False)
+        kinds.setdefault(noted.message.replace(noted.item.target.name, "\0"), []).append(noted)
+    for noted in kinds.values():
+        for one in noted[:SAME_WARNINGS_SHOWN]:
+            console.err.print(f"warning: {one.item.source}: {one.message}", markup=False)
+        more = len(noted) - SAME_WARNINGS_SHOWN
+        if more > 0:
+            console.err.print(f"warning: and {more:,} more file{'s' if more > 1 else ''} with the same warning",
+                              markup=False)
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 from typer.testing import CliRunner
 
 from nicodec import format as nicformat
@@ -220,6 +220,28 @@ def test_a_folder_of_transparent_pictures_decodes_to_jpeg_with_a_background(tmp_
     with Image.open(tmp_path / "jpg" / "clear.jpg") as flat:
         assert flat.mode == "RGB" and np.asarray(flat)[:, :32].max() <= 10  # alpha 0: the black alone
     assert Image.open(tmp_path / "jpg" / "opaque.jpg").mode == "RGB"
+
+
+def test_a_warning_many_files_share_is_listed_for_the_first_few_then_counted(tmp_path):
+    """Decoding a folder of PNGs with text to JPEG warned once per file, a thousand lines for a
+    thousand files; a warning that differs only by the file's name is now listed for the first
+    three, then counted, and a different one is still listed."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(5):
+        info = PngImagePlugin.PngInfo()
+        info.add_text("source", "scanner")
+        Image.fromarray(synthetic_photo(32, 48, seed=n)).save(src / f"p{n}.png", pnginfo=info)
+    info = PngImagePlugin.PngInfo()
+    info.add_text("Author", "me")
+    Image.fromarray(synthetic_photo(32, 48, seed=9)).save(src / "other.png", pnginfo=info)
+    assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "jpg", "--format", "jpg")
+    assert result.exit_code == 0 and "6 files: 6 decoded" in result.stdout, result.output
+    assert result.stderr.count('has no text "source": JPEG keeps a Comment alone') == 3
+    assert "warning: and 2 more files with the same warning" in result.stderr
+    assert 'other.jpg has no text "Author"' in result.stderr
+    assert result.stderr.count("warning: ") == 5
 
 
 def test_decode_writes_the_format_asked_for(tmp_path):
