@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import sys
 import time
@@ -120,7 +121,14 @@ def _warn_if_named_like_an_image(target: Path, from_stdin: bool = False) -> None
                           "folder)", markup=False)
 
 
-_ENCODE_HELP = """Compress an image into a .nic file and report its size, bits per pixel, quality and time.
+def _paragraphs(text: str) -> str:
+    """A command's help with each paragraph on one line, for Rich to wrap to the terminal: Typer
+    0.29 keeps the single line breaks of the paragraphs after the first, which broke lines
+    mid-sentence in a terminal narrower than the source's."""
+    return re.sub(r"(?<!\n)\n(?!\n)", " ", text.strip())
+
+
+_ENCODE_HELP = _paragraphs("""Compress an image into a .nic file and report its size, bits per pixel, quality and time.
 
 Given a folder, compress every image under it into the same tree under OUTPUT
 (default: beside each image), skipping outputs that are up to date.
@@ -130,7 +138,7 @@ Given several images, compress them the same way, into OUTPUT or beside each.
 A rate target searches the quality, with a few encodes per image, and
 reports what it reached. A bpp or PSNR target out of reach gives the
 closest file and a warning; a --max-bytes even quality 1 exceeds, an error.
-"""
+""")
 
 
 @app.command(cls=_Command, help=_ENCODE_HELP)
@@ -224,13 +232,13 @@ def encode(
         console.err.print(f"warning: {miss}", markup=False)
 
 
-_DECODE_HELP = """Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
+_DECODE_HELP = _paragraphs("""Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
 
 Given a folder, decompress every .nic file under it into PNGs (or --format's) in the
 same tree under OUTPUT (default: beside each file), skipping outputs that are up to date.
 
 Given several .nic files, decompress them the same way, into OUTPUT or beside each.
-"""
+""")
 
 
 @app.command(cls=_Command, help=_DECODE_HELP)
@@ -327,11 +335,11 @@ def decode(
         )
 
 
-_VERIFY_HELP = """Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
+_VERIFY_HELP = _paragraphs("""Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
 
 For files moved between machines: a file that verifies here decodes here.
 Exit code 1 if any file fails.
-"""
+""")
 
 
 @app.command(cls=_Command, help=_VERIFY_HELP)
@@ -388,11 +396,11 @@ def verify(
         raise typer.Exit(1)
 
 
-_INFO_HELP = """Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
+_INFO_HELP = _paragraphs("""Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
 
 A file that cannot be read is reported on stderr and the others are shown.
 Exit code 1 if any failed.
-"""
+""")
 
 
 @app.command(cls=_Command, help=_INFO_HELP)

@@ -475,6 +475,21 @@ def test_help_shows_no_value_beside_a_flag(command):
     assert "list[" not in result.output
 
 
+@pytest.mark.parametrize("command", ["encode", "decode", "verify", "info"])
+def test_the_commands_description_is_wrapped_to_the_terminal(command):
+    """Typer 0.29 kept the line breaks of the description's later paragraphs as written, so in
+    80 columns a sentence broke after "in the" and went on, on a line of its own."""
+    from nicodec import cli
+
+    described = {"encode": cli._ENCODE_HELP, "decode": cli._DECODE_HELP, "verify": cli._VERIFY_HELP,
+                 "info": cli._INFO_HELP}[command]
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0
+    for paragraph in described.split("\n\n"):
+        assert paragraph.strip() and "\n" not in paragraph.strip()
+        assert any(line.strip() == paragraph.strip() for line in result.output.splitlines()), paragraph
+
+
 def test_output_equal_to_input_is_refused_even_with_force(png):
     before = png.read_bytes()
     result = run("encode", png, "-o", png, "--force")
