@@ -350,25 +350,9 @@ def verify(
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
     debug: DebugOpt = False,
 ) -> None:
-    from .batch import Item, plan, real_path
-
     with reporting(debug):
         _stdin_once(inputs)
-        found: list[Item] = []
-        empty = []
-        for path in inputs:
-            under = plan(path, path, [".nic"], ".nic") if targets.is_dir(path) else [Item(path, path)]
-            if not under:
-                empty.append(path)
-            found += under
-        if not found:  # unlike a folder to code, verifying nothing is no pass: a wrong path?
-            raise NicodecError(f"no .nic files under {', '.join(map(str, empty))}: nothing to verify")
-        for path in empty:
-            console.err.print(f"warning: no .nic files under {path}", markup=False)
-        unique: dict[str, Item] = {}
-        for item in found:  # a file named twice (or found again under a folder) is verified once
-            unique.setdefault(stdio.STDIO if stdio.is_stdio(item.source) else real_path(item.source), item)
-        items = list(unique.values())
+        items = _nic_files(inputs, "verify")
         codec = make_codec(model, Provider.cpu, None, max_pixels, decode=True)  # loaded, not run: it decodes here
     failed = 0
     with reporting(debug), writing_report():  # Ctrl-C: "interrupted", exit code 130
@@ -396,6 +380,33 @@ def verify(
         raise typer.Exit(1)
 
 
+def _nic_files(inputs: list[Path], doing: str) -> list:
+    """The ``.nic`` files that ``verify`` or ``info`` (``doing``) reads: the files named, and those
+    under the folders named (recursively), each once however it was found, as
+    :class:`nicodec.batch.Item` (a folder or file that cannot be read has its ``problem``).
+
+    Raises:
+        NicodecError: no file at all (a wrong path?); a folder without any only warns.
+    """
+    from .batch import Item, plan, real_path
+
+    found: list[Item] = []
+    empty = []
+    for path in inputs:
+        under = plan(path, path, [".nic"], ".nic") if targets.is_dir(path) else [Item(path, path)]
+        if not under:
+            empty.append(path)
+        found += under
+    if not found:  # unlike a folder to code, nothing to read is no pass: a wrong path?
+        raise NicodecError(f"no .nic files under {', '.join(map(str, empty))}: nothing to {doing}")
+    for path in empty:
+        console.err.print(f"warning: no .nic files under {path}", markup=False)
+    unique: dict[str, Item] = {}
+    for item in found:  # a file named twice (or found again under a folder) is read once
+        unique.setdefault(stdio.STDIO if stdio.is_stdio(item.source) else real_path(item.source), item)
+    return list(unique.values())
+
+
 _INFO_HELP = _paragraphs("""Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
 
 A file that cannot be read is reported on stderr and the others are shown.
@@ -406,9 +417,10 @@ Exit code 1 if any failed.
 @app.command(cls=_Command, help=_INFO_HELP)
 def info(
     inputs: Annotated[
-        list[Path], typer.Argument(readable=False, metavar="INPUT", help=".nic files, or - for standard input.")
+        list[Path], typer.Argument(readable=False, metavar="INPUT",
+                                   help=".nic files, folders searched for them recursively, or - for standard input.")
     ],
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files or a folder).")] = False,
     debug: DebugOpt = False,
 ) -> None:
     from . import format as nicformat
@@ -416,14 +428,19 @@ def info(
 
     with reporting(debug):
         _stdin_once(inputs)
+        items = _nic_files(inputs, "show")
+    one = len(inputs) == 1 and not targets.is_dir(inputs[0])  # a folder's files are a list, however many
     shown, decoders, failed = [], [], 0
-    for input in inputs:
+    for item in items:
+        input = item.source
         try:
+            if item.problem:  # a folder or file that cannot be read
+                raise NicodecError(item.problem)
             data = stdio.read_input(input)
             header, sections = nicformat.unpack(data)
             density = _resolution_of(sections)
         except NicodecError as exc:
-            if len(inputs) == 1:
+            if one:
                 with reporting(debug), naming(input):
                     raise
             failed += 1
@@ -451,7 +468,7 @@ def info(
         if as_json:
             # ASCII, every other character escaped: valid JSON in any locale, a name that is not
             # UTF-8 included (its bytes as Python's surrogate escapes, \udcff for 0xff).
-            for line in json.dumps(shown[0] if len(inputs) == 1 else shown, indent=2).split("\n"):
+            for line in json.dumps(shown[0] if one else shown, indent=2).split("\n"):
                 console.out.print(line, markup=False)
         else:
             for number, (facts, decoder) in enumerate(zip(shown, decoders)):

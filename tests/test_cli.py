@@ -355,6 +355,28 @@ def test_info_on_several_files(png, tmp_path):
     assert result.exit_code == 0 and result.stdout.count("model_id: ") == 2
 
 
+def test_info_takes_folders_as_verify_does(png, tmp_path):
+    """``info`` refused a folder ("is a directory, not a .nic file") where ``verify`` searched
+    it: it now shows every .nic file under it, each once, as a JSON list even for one file."""
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "empty").mkdir()
+    assert run("encode", png, "-o", tree / "a.nic").exit_code == 0
+    assert run("encode", png, "-o", tree / "sub" / "b.nic", "--quality", "5").exit_code == 0
+    (tree / "sub" / "notes.txt").write_text("not a .nic file")
+    result = run("info", tree, tree / "a.nic", "--json")
+    assert result.exit_code == 0, result.output
+    assert sorted(f["file"] for f in json.loads(result.stdout)) == [str(tree / "a.nic"), str(tree / "sub" / "b.nic")]
+    result = run("info", tree / "sub", "--json")
+    assert result.exit_code == 0 and [f["quality"] for f in json.loads(result.stdout)] == [5]
+    result = run("info", tree / "sub")
+    assert result.exit_code == 0 and "quality: 5\n" in result.stdout
+    result = run("info", tree / "empty")
+    assert result.exit_code == 1 and f"no .nic files under {tree / 'empty'}: nothing to show" in result.stderr
+    result = run("info", tree / "empty", tree / "a.nic")
+    assert result.exit_code == 0 and f"warning: no .nic files under {tree / 'empty'}" in result.stderr
+
+
 @pytest.mark.parametrize(("command", "option", "value", "said"), [
     ("encode", "--threads", "0", "0 is not a whole number from 1 to 256"),
     ("decode", "--threads", "300", "300 is not a whole number from 1 to 256"),
