@@ -822,6 +822,15 @@ def test_background_keeps_a_gray_picture_gray_and_leaves_opaque_ones_alone(tmp_p
     result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.jpg", "--background", "red")
     assert result.exit_code == 0, result.output
     assert Image.open(tmp_path / "gray.jpg").mode == "L"
+    # A colour picture of equal channels with transparency, flattened: onto white it is still
+    # gray, which GIF's palette holds; onto red it is colour, which GIF loses
+    rgba = np.dstack([gray, gray, gray, alpha])
+    data = nicodec.Codec(providers="cpu").encode(rgba)
+    outputs.check_format(data, "GIF", "out.gif", "white")
+    with pytest.raises(NicodecError, match="GIF, as Pillow writes it here, does not give back every pixel"):
+        outputs.check_format(data, "GIF", "out.gif", "red")
+    with pytest.raises(NicodecError, match="transparency, which GIF keeps only"):
+        outputs.check_format(data, "GIF", "out.gif")
     Image.fromarray(photo).save(tmp_path / "opaque.png")
     assert run("encode", tmp_path / "opaque.png").exit_code == 0
     assert run("decode", tmp_path / "opaque.nic", "-o", tmp_path / "plain.png").exit_code == 0
