@@ -1921,6 +1921,23 @@ def test_names_the_output_encoding_lacks_are_escaped_not_a_crash(tmp_path):
             assert done.stdout.count(b"ok ") == len(names), done.stdout
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a file name that is not UTF-8")
+def test_a_name_that_is_not_utf8_is_shown_alike_on_both_streams(tmp_path):
+    """The byte 0xff of a name went to stdout as it was and to stderr as Python's \\udcff: both
+    now show \\xff, as the other bytes nicodec escapes."""
+    import os
+
+    name = os.fsdecode(os.fsencode(tmp_path) + b"/x\xff.png")
+    Image.fromarray(synthetic_photo_small()).save(name)
+    env = {key: value for key, value in os.environ.items() if key != "PYTHONIOENCODING"}
+    for expected_code, stream in ((0, "stdout"), (1, "stderr")):  # the second run: the output exists
+        done = subprocess.run([sys.executable, "-m", "nicodec", "encode", name], capture_output=True, env=env,
+                              timeout=300)
+        assert done.returncode == expected_code, done.stderr
+        shown = getattr(done, stream)
+        assert b"x\\xff.nic" in shown and b"\xff" not in shown and b"udcff" not in shown, shown
+
+
 def synthetic_photo_small():
     return np.random.default_rng(5).integers(0, 256, (32, 48, 3), dtype=np.uint8)
 
