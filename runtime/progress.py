@@ -65,7 +65,30 @@ class Work:
     def _tell(self, done: int) -> None:
         if self._progress is not None and done > self._told:
             self._told = done
-            self._progress(done, self._total)
+            try:
+                self._progress(done, self._total)
+            except BaseException as exc:
+                mark_as_callers(exc)
+                raise
+
+
+CALLERS = "_nicodec_raised_by_progress"
+"""The attribute that marks an exception raised by the caller's ``progress`` (:func:`mark_as_callers`)."""
+
+
+def mark_as_callers(exc: BaseException) -> None:
+    """Mark ``exc`` as raised by the caller's ``progress``: it goes through nicodec as it is
+    (``raise Cancelled`` from a callback stops the call), never taken for nicodec's own (a
+    ``MemoryError``, or a message that reads like onnxruntime's out of memory, had been turned
+    into an :class:`OutOfMemoryError` that advised smaller tiles)."""
+    try:
+        setattr(exc, CALLERS, True)
+    except (AttributeError, TypeError):  # an exception type that takes no attributes: not marked
+        pass
+
+
+def raised_by_callers(exc: BaseException) -> bool:
+    return getattr(exc, CALLERS, False) is True
 
 
 def check_progress(progress, arguments: tuple[str, ...] = ("done", "total")) -> None:

@@ -1326,3 +1326,57 @@ def test_cpu_sessions_threads_do_not_spin_after_a_run():
     for name in ("encoder", "entropy_parameters", "decoder"):
         options = codec._session(name).get_session_options()
         assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+
+def test_release_memory_hands_the_arena_back_after_every_run(photo, monkeypatch):
+    """A service's Codec kept each one-tile image's run memory in onnxruntime's arena, once for
+    each call running at once (2.7 GB after three 1024x1024 images): ``release_memory=True``
+    runs every graph with the run options that shrink the arena, as the tiles of a large image
+    are run; the files and pixels are the same."""
+    from nicodec import sessions
+
+    made = []
+
+    def shrinking():
+        options = original()
+        made.append(options)
+        return options
+
+    original = sessions.shrinking_run_options
+    monkeypatch.setattr("nicodec.codec.shrinking_run_options", shrinking)
+    plain, released = Codec(providers="cpu"), Codec(providers="cpu", release_memory=True)
+    data = plain.encode(photo)
+    assert not made and np.array_equal(plain.decode(data, as_array=True), plain.decode(data, as_array=True))
+    assert not made  # the default keeps the arena
+    assert released.encode(photo) == data
+    assert len(made) >= 2  # the analysis's run and the entropy parameters'
+    assert np.array_equal(released.decode(data, as_array=True), plain.decode(data, as_array=True))
+    runs = len(made)
+    released.decode(data)
+    assert len(made) > runs
+    for options in made:
+        assert options.get_run_config_entry("memory.enable_memory_arena_shrinkage") == "cpu:0"
+    released.decode((Path(__file__).parent / "data" / "made-by-vr-4d.nic").read_bytes())  # an earlier model's
+    assert released._earlier and all(codec.release_memory for codec in released._earlier.values())
+    with pytest.raises(nicodec.NicodecError, match="release_memory must be True or False, not 'yes'"):
+        Codec(providers="cpu", release_memory="yes")
+    assert Codec(providers="cpu", release_memory=np.bool_(True)).release_memory is True
+
+
+def test_what_a_progress_callback_raises_goes_through_as_it_is(photo):
+    """A callback's ``MemoryError``, or an error whose message read like onnxruntime's out of
+    memory, came out as nicodec's OutOfMemoryError advising smaller tiles; a callback raises to
+    cancel a call, and its exception now comes out as it was raised, for encode, decode and
+    encode_to_target."""
+    codec = Codec(providers="cpu")
+    data = codec.encode(photo)
+    for raised in (MemoryError("the caller's"), RuntimeError("Failed to allocate memory for the upload quota")):
+        def stop(*args, raised=raised):
+            raise raised
+
+        calls = (lambda: codec.encode(photo, progress=stop), lambda: codec.decode(data, progress=stop),
+                 lambda: nicodec.encode_to_target(codec, photo, bpp=0.5, progress=stop))
+        for call in calls:
+            with pytest.raises(type(raised)) as caught:
+                call()
+            assert caught.value is raised and not isinstance(caught.value, nicodec.OutOfMemoryError)
+    assert codec.decode(data, as_array=True).shape == photo.shape  # the codec goes on working
