@@ -386,6 +386,21 @@ def _is_source(item: Item) -> bool:
     return real_path(item.source) == real_path(item.target)
 
 
+FUTURE_TOLERANCE = 2.0
+"""Seconds an input may be dated ahead of this machine's clock before an output older than it is
+said to be so because of the date (a copy from a machine whose clock runs fast, a network file
+system's server): FAT's and zip's 2-second times round up."""
+
+
+def _span(seconds: float) -> str:
+    """``seconds`` in the largest unit that leaves a whole number of at least 1: ``3 hours``."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
+        if seconds >= size:
+            count = int(seconds // size)
+            return f"{count:,} {unit}{'s' if count > 1 else ''}"
+    return f"{int(seconds)} seconds"
+
+
 def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None = None) -> Outcome | None:
     """An outcome without work when the target exists and ``force`` is not given.
 
@@ -424,6 +439,11 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
                    "since; --force replaces it")
     else:
         message = f"{item.target} exists and is older than {item.source}; --force replaces it"
+    ahead = (max(picture.st_mtime_ns, link.st_mtime_ns) - time.time_ns()) / 1e9
+    if ahead > FUTURE_TOLERANCE:  # every output made before that date is older: --force does not help for long
+        return Outcome(item, "kept", f"{item.target} exists and is older than {item.source}, which is dated "
+                                     f"{_span(ahead)} ahead of this machine's clock (a clock skew?): an output made "
+                                     "before then counts as older on every run, one --force replaces too")
     if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
         message += " (if it is an original rather than an earlier output, write elsewhere with -o)"
     else:  # encoding beside images decoded from the .nic files: coding them again loses more

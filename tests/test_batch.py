@@ -244,6 +244,25 @@ def test_a_warning_many_files_share_is_listed_for_the_first_few_then_counted(tmp
     assert result.stderr.count("warning: ") == 5
 
 
+def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
+    """An input dated ahead of the clock (a copy from a machine whose clock runs fast) made its
+    output "older" on every run, right after --force wrote it, with advice to use --force: the
+    message now says why."""
+    import time
+
+    for name in ("now.png", "ahead.png"):
+        Image.fromarray(synthetic_photo(32, 48, seed=1)).save(tmp_path / name)
+    later = time.time() + 3 * 3600
+    os.utime(tmp_path / "ahead.png", (later, later))
+    files = [tmp_path / "now.png", tmp_path / "ahead.png"]
+    assert run("encode", *files, "-f").exit_code == 0
+    result = run("encode", *files)
+    assert result.exit_code == 0 and "1 up to date, 1 kept" in result.stdout, result.output
+    assert (f"kept: {tmp_path / 'ahead.nic'} exists and is older than {tmp_path / 'ahead.png'}, which is dated 2 hours "
+            "ahead of this machine's clock (a clock skew?)") in result.stderr
+    assert "now.nic" not in result.stderr
+
+
 def test_decode_writes_the_format_asked_for(tmp_path):
     """A folder, several files and standard output decoded only to PNG: --format picks another
     (by extension, with or without the dot); its files are what later runs find up to date; a
