@@ -56,9 +56,21 @@ def empty_argument(given: list[str], number: int) -> str:
 
 
 def asks_for_help(given: list[str]) -> bool:
-    """Whether the command line asks for help: ``--help`` before any ``--``, or no argument at
-    all (``nicodec`` alone prints its help)."""
-    return not given or "--help" in given[:given.index("--") if "--" in given else len(given)]
+    """Whether the command line asks for help: ``--help`` or ``-h`` before any ``--``, and not as
+    an option's value (``-o --help`` names a file, which :func:`empty_value` refuses: it had been
+    taken for help, and Click wrote a file called ``--help``), or no argument at all (``nicodec``
+    alone prints its help)."""
+    value_next = False
+    for arg in given:
+        if value_next:
+            value_next = False
+            continue
+        if arg == "--":
+            return False
+        if arg in ("--help", "-h"):
+            return True
+        value_next = arg in VALUE_OPTIONS or re.fullmatch(r"-f*o", arg) is not None  # -fo: -o's value next
+    return not given
 
 
 def empty_value(given: list[str]) -> tuple[int, str] | None:

@@ -59,6 +59,7 @@ class _Command(_PlainFlags, typer.core.TyperCommand):
 app = typer.Typer(
     cls=_Group,
     no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     help="nicodec: a learned image codec. Encode photos to .nic files and back.",
     pretty_exceptions_enable=False,
 )

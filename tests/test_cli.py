@@ -1631,9 +1631,12 @@ def test_an_empty_argument_is_refused_not_read_as_the_current_folder(png, tmp_pa
         assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 
-@pytest.mark.parametrize("args", [["-o", "-f"], ["--output", "--force"], ["-fo", "--quality"], ["-o", "--strip", "-f"]])
+@pytest.mark.parametrize("args", [["-o", "-f"], ["--output", "--force"], ["-fo", "--quality"], ["-o", "--strip", "-f"],
+                                  ["-o", "--help"], ["-o", "-h"]])
 def test_an_output_named_like_an_option_is_refused(tmp_path, png, args):
-    """``-o $OUT -f`` with ``$OUT`` unset wrote a file called ``-f``, unforced; ./-f names one."""
+    """``-o $OUT -f`` with ``$OUT`` unset wrote a file called ``-f``, unforced; ./-f names one.
+    ``-o --help`` was taken for a request for help, so not checked, and Click wrote a file
+    called ``--help``."""
     result = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), *args], cwd=tmp_path,
                             capture_output=True, text=True, check=False)
     assert result.returncode == 2 and os.listdir(tmp_path) == [png.name]  # nothing written
@@ -1642,6 +1645,18 @@ def test_an_output_named_like_an_option_is_refused(tmp_path, png, args):
     written = subprocess.run([sys.executable, "-m", "nicodec", "encode", str(png), "-o", "./-f"], cwd=tmp_path,
                              capture_output=True, text=True, check=False)
     assert written.returncode == 0 and (tmp_path / "-f").is_file()
+
+
+@pytest.mark.parametrize("command", [[], ["encode"], ["decode"], ["verify"], ["info"]])
+def test_dash_h_is_help(command):
+    """``-h`` is the short form of ``--help``, as in most command lines (it was "No such option")."""
+    from nicodec.arguments import asks_for_help
+
+    short, long = (runner.invoke(app, [*command, flag], env={"COLUMNS": "200"}) for flag in ("-h", "--help"))
+    assert short.exit_code == long.exit_code == 0 and short.output == long.output
+    assert "Usage: " in short.output and "--help" in short.output
+    assert asks_for_help([*command, "a.nic", "-h"]) and not asks_for_help([*command, "-o", "-h"])
+    assert not asks_for_help([*command, "--", "-h"]) and not asks_for_help([*command, "-fo", "--help"])
 
 
 def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_anempty_value():
