@@ -67,7 +67,7 @@ def asks_for_help(given: list[str]) -> bool:
             continue
         if arg == "--":
             return False
-        if arg in ("--help", "-h"):
+        if arg == "--help" or re.fullmatch(r"-[fh]*h[fh]*(o.*)?", arg, re.DOTALL):  # -h, -fh, -hfo x: Click's help
             return True
         value_next = arg in VALUE_OPTIONS or re.fullmatch(r"-f*o", arg) is not None  # -fo: -o's value next
     return not given

@@ -393,12 +393,13 @@ system's server): FAT's and zip's 2-second times round up."""
 
 
 def _span(seconds: float) -> str:
-    """``seconds`` in the largest unit that leaves a whole number of at least 1: ``3 hours``."""
-    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60)):
-        if seconds >= size:
-            count = int(seconds // size)
-            return f"{count:,} {unit}{'s' if count > 1 else ''}"
-    return f"{int(seconds)} seconds"
+    """``seconds`` rounded to the nearest whole number of the largest unit it holds one of:
+    ``about 3 hours`` for 2 hours 59 minutes."""
+    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
+        if seconds >= size or unit == "second":
+            count = round(seconds / size)
+            return f"about {count:,} {unit}{'' if count == 1 else 's'}"
+    raise AssertionError("unreachable")
 
 
 def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None = None) -> Outcome | None:
@@ -443,7 +444,8 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
     if ahead > FUTURE_TOLERANCE:  # every output made before that date is older: --force does not help for long
         return Outcome(item, "kept", f"{item.target} exists and is older than {item.source}, which is dated "
                                      f"{_span(ahead)} ahead of this machine's clock (a clock skew?): an output made "
-                                     "before then counts as older on every run, one --force replaces too")
+                                     "before then counts as older on every run, one --force replaces too (touch "
+                                     "the input to date it now)")
     if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
         message += " (if it is an original rather than an earlier output, write elsewhere with -o)"
     else:  # encoding beside images decoded from the .nic files: coding them again loses more

@@ -16,7 +16,7 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
@@ -29,6 +29,9 @@ from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
+
+if TYPE_CHECKING:
+    from .batch import Item
 
 
 class _PlainFlags:
@@ -381,7 +384,7 @@ def verify(
         raise typer.Exit(1)
 
 
-def _nic_files(inputs: list[Path], doing: str) -> list:
+def _nic_files(inputs: list[Path], doing: str) -> list[Item]:
     """The ``.nic`` files that ``verify`` or ``info`` (``doing``) reads: the files named, and those
     under the folders named (recursively), each once however it was found, as
     :class:`nicodec.batch.Item` (a folder or file that cannot be read has its ``problem``).

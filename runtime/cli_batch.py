@@ -429,7 +429,10 @@ def _list_outcomes(outcomes) -> None:
         console.err.print(f"kept: {kept.message}", markup=False)
     kinds: dict[str, list] = {}  # in the order of their first files
     for noted in (o for o in outcomes if o.status == "done" and o.message):
-        kinds.setdefault(noted.message.replace(noted.item.target.name, "\0"), []).append(noted)
+        name = noted.item.target.name  # each of the file's warnings begins with it: the kind is the rest
+        kind = "; ".join("\0" + part[len(name):] if part.startswith(name + " ") else part
+                         for part in noted.message.split("; "))
+        kinds.setdefault(kind, []).append(noted)
     for noted in kinds.values():
         for one in noted[:SAME_WARNINGS_SHOWN]:
             console.err.print(f"warning: {one.item.source}: {one.message}", markup=False)

@@ -238,13 +238,14 @@ class Codec:
             Off by default for now (files with the filter need nicodec 0.6.0 or later to
             decode; decoders of today apply the filter of any file that has one). A model whose
             manifest gives no lambda writes none.
-        release_memory: hand onnxruntime's memory arena back after every run of a graph, as
-            it is after each tile of an image larger than one tile. By default an image of
+        release_memory: hand onnxruntime's CPU memory arena back after every run of a graph,
+            as it is after each tile of an image larger than one tile. By default an image of
             one tile leaves its run's memory in the arena for the next, once for each call
             running at the same time: a process holding 153 MiB once loaded held 535 after a
             Kodak image, 1,263 after a 1024x1024 one and 2,688 after three of those at once;
-            with True 222, 288 and 433 MiB, for encodes and decodes 20 to 35% longer (2
-            threads on 2 cores, 2026-12-05; ``docs/python-api.md``).
+            with True 222, 288 and 433 MiB, for encodes and decodes 5 to 35% longer (two runs,
+            2 threads on 2 cores, 2026-12-05; ``docs/python-api.md``). The CUDA provider's
+            memory on the GPU is not handed back.
 
     Raises:
         ModelError: the model folder is missing or damaged (what decoding needs), or has no
@@ -1006,7 +1007,8 @@ class Codec:
         has no rounding that could depend on the tile.
         """
         if not self.model.integer_entropy:
-            results = self._session("entropy_parameters").run(None, {"z_hat": z_hat})
+            results = self._session("entropy_parameters").run(
+                None, {"z_hat": z_hat}, shrinking_run_options() if self.release_memory else None)
             if done is not None:
                 done(1.0)
             return results

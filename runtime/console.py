@@ -28,10 +28,11 @@ from .errors import ModelMismatchError, NicodecError, OutOfMemoryError, PixelLim
 # One message is one line: a newline in a file name is shown as \n, and a tab as \t (Rich would
 # print it as spaces, a name that does not exist). A byte of a name that is not UTF-8, which
 # Python reads as a surrogate escape (U+DC80 to U+DCFF), is shown as that byte, \xff: stdout
-# had written the raw byte and stderr Python's \udcff.
+# had written the raw byte and stderr Python's \udcff. Not on Windows, whose names are UTF-16:
+# a lone surrogate there is one the name holds, which the streams show as \udcff.
 CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
             | {ord("\n"): "\\n", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}  # these two: line breaks to Python
-            | {c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)})
+            | ({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)} if os.name != "nt" else {}))
 
 
 def zero_size(name: str) -> bool:

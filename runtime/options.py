@@ -137,7 +137,7 @@ def _background(value: Optional[str]) -> Optional[str]:
 BackgroundOpt = Annotated[
     Optional[str],
     typer.Option(
-        "--background", metavar="COLOR", callback=_background,
+        "--background", metavar="COLOUR", callback=_background,
         help="Flatten transparent images onto this colour (white, black, #rrggbb, ...), for a format "
         "without transparency such as JPEG; a grayscale image onto its gray level. Default: keep "
         "the transparency.",

@@ -338,7 +338,7 @@ def check_format(data: bytes, fmt: str, name: str, background: str | None = None
             raise UnsupportedImageError(f"Pillow cannot write a mode {mode} image as {fmt} here ({name}); use .png or .webp")
         kept = _ALPHA_IN_PART.get(fmt, "does not keep")
         raise UnsupportedImageError(f"the image has transparency, which {fmt} {kept} ({name}); use .png or .webp, "
-                                    "or --background COLOR to flatten it onto a colour")
+                                    "or --background COLOUR to flatten it onto a colour")
     if fmt != "ICNS" and fmt not in LOSSY_OUTPUTS and not keeps(fmt, mode, gray=gray):
         other_modes = any(_probe(fmt, other, True) != "unwritable" for other in ("RGB", "L") if other != mode)
         why = {"unwritable": (f"Pillow cannot write a mode {mode} image as {fmt} here" if other_modes
@@ -387,32 +387,22 @@ def check_background(colour: str) -> str:
     return colour
 
 
-FLATTEN_ROWS = 512
-"""Rows composited at a time by :func:`flatten`: a 24-megapixel picture's whole arrays would
-add about 300 MB to a decode's peak, these a few MB."""
-
-
 def flatten(image, colour: str):
     """The decoded ``image`` composited onto an opaque ``colour`` (``--background``), for an
     output without transparency: each value becomes (value x alpha + background x (255 - alpha))
-    / 255, rounded to the nearest. A grayscale image stays grayscale, on the colour's gray level
-    (Pillow's conversion of it to mode L), so that its ICC profile, one for gray data, still
-    describes it. An image without transparency is returned as it is; the metadata and text go
-    with the flattened one."""
+    / 255, rounded to the nearest (Pillow's ``paste`` through the alpha as a mask, which rounds
+    so: checked for every value, alpha and background level). A grayscale image stays
+    grayscale, on the colour's gray level (Pillow's conversion of it to mode L), so that its
+    ICC profile, one for gray data, still describes it. An image without transparency is
+    returned as it is; the metadata and text go with the flattened one."""
     if image.mode not in ("RGBA", "LA"):
         return image
-    import numpy as np
     from PIL import Image, ImageColor
 
     rgb = _opaque(colour)
-    back = np.array(ImageColor.getcolor(colour.strip(), "L") if image.mode == "LA" else rgb, np.uint16)
-    pixels = np.asarray(image)
-    flat = np.empty(pixels.shape[:2] + (pixels.shape[2] - 1,), np.uint8)
-    for top in range(0, pixels.shape[0], FLATTEN_ROWS):
-        part = pixels[top:top + FLATTEN_ROWS].astype(np.uint16)  # at most 255 x 255 + 127: fits
-        alpha = part[..., -1:]
-        flat[top:top + FLATTEN_ROWS] = (part[..., :-1] * alpha + back * (255 - alpha) + 127) // 255
-    result = Image.fromarray(flat[..., 0] if image.mode == "LA" else flat)
+    base = image.mode[:-1]
+    result = Image.new(base, image.size, ImageColor.getcolor(colour.strip(), "L") if base == "L" else rgb)
+    result.paste(image.getchannel("L") if base == "L" else image, (0, 0), image.getchannel("A"))
     result.info = dict(image.info)
     text_section.carry(image, result)
     return result

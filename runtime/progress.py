@@ -83,11 +83,12 @@ def mark_as_callers(exc: BaseException) -> None:
     into an :class:`OutOfMemoryError` that advised smaller tiles)."""
     try:
         setattr(exc, CALLERS, True)
-    except (AttributeError, TypeError):  # an exception type that takes no attributes: not marked
+    except Exception:  # noqa: BLE001 - a type that takes no attributes (or refuses them its own way): not marked
         pass
 
 
 def raised_by_callers(exc: BaseException) -> bool:
+    """Whether ``exc`` was raised by the caller's ``progress`` (:func:`mark_as_callers`)."""
     return getattr(exc, CALLERS, False) is True
 
 

@@ -214,7 +214,7 @@ def test_a_folder_of_transparent_pictures_decodes_to_jpeg_with_a_background(tmp_
     Image.fromarray(synthetic_photo(64, 96, seed=5)).save(src / "opaque.png")
     assert run("encode", src, "-o", tmp_path / "nic").exit_code == 0
     result = run("decode", tmp_path / "nic", "-o", tmp_path / "refused", "--format", "jpg")
-    assert result.exit_code == 1 and "1 failed" in result.stdout and "--background COLOR" in result.stderr
+    assert result.exit_code == 1 and "1 failed" in result.stdout and "--background COLOUR" in result.stderr
     result = run("decode", tmp_path / "nic", "-o", tmp_path / "jpg", "--format", "jpg", "--background", "black")
     assert result.exit_code == 0 and "2 files: 2 decoded" in result.stdout, result.output
     with Image.open(tmp_path / "jpg" / "clear.jpg") as flat:
@@ -258,9 +258,35 @@ def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
     assert run("encode", *files, "-f").exit_code == 0
     result = run("encode", *files)
     assert result.exit_code == 0 and "1 up to date, 1 kept" in result.stdout, result.output
-    assert (f"kept: {tmp_path / 'ahead.nic'} exists and is older than {tmp_path / 'ahead.png'}, which is dated 2 hours "
-            "ahead of this machine's clock (a clock skew?)") in result.stderr
+    assert (f"kept: {tmp_path / 'ahead.nic'} exists and is older than {tmp_path / 'ahead.png'}, which is dated about 3 "
+            "hours ahead of this machine's clock (a clock skew?)") in result.stderr
     assert "now.nic" not in result.stderr
+    from nicodec.batch import _span
+
+    assert [_span(s) for s in (2.5, 119, 3 * 3600 - 1, 1.99 * 86_400, 1e7)] == [
+        "about 2 seconds", "about 2 minutes", "about 3 hours", "about 2 days", "about 116 days"]
+
+
+def test_warnings_are_grouped_by_what_follows_the_file_name_only(monkeypatch):
+    """The grouping took out every occurrence of the output's name, so two files whose texts were
+    keyed by their own names counted as one kind of warning and the second went unnamed."""
+    import io
+
+    from nicodec import console
+    from nicodec.batch import Item, Outcome
+    from nicodec.cli_batch import _list_outcomes
+
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "err", console._Console(file=screen, width=300))
+    outcomes = [Outcome(Item(Path(f"{n}.nic"), Path(f"{n}.jpg")), "done", f'{n}.jpg has no text "{n}.jpg": why')
+                for n in "abcd"]
+    outcomes += [Outcome(Item(Path(f"{n}.nic"), Path(f"{n}.jpg")), "done", f'{n}.jpg has no XMP data: why')
+                 for n in "efghi"]
+    _list_outcomes(outcomes)
+    lines = screen.getvalue().splitlines()
+    assert [line.split(":")[1].strip() for line in lines[:4]] == ["a.nic", "b.nic", "c.nic", "d.nic"]
+    assert lines[4:] == [f"warning: {n}.nic: {n}.jpg has no XMP data: why" for n in "efg"] + [
+        "warning: and 2 more files with the same warning"]
 
 
 def test_decode_writes_the_format_asked_for(tmp_path):

@@ -791,7 +791,7 @@ def test_background_flattens_transparency_onto_a_colour(tmp_path, photo):
     assert jpeg.mode == "RGB" and jpeg.getexif()[0x010F] == "camera"
     assert np.asarray(jpeg)[:, 0].min() >= 245  # alpha 0 there: the white alone
     refused = run("decode", tmp_path / "in.nic", "-o", tmp_path / "refused.jpg")
-    assert refused.exit_code == 1 and "or --background COLOR to flatten it onto a colour" in refused.stderr
+    assert refused.exit_code == 1 and "or --background COLOUR to flatten it onto a colour" in refused.stderr
     for colour, said in (("#ff000080", "'#ff000080' is not opaque"), ("nocolour", "'nocolour' is not a colour")):
         result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "bad.jpg", "--background", colour)
         assert result.exit_code == 2 and said in result.stderr and not (tmp_path / "bad.jpg").exists()
@@ -1657,6 +1657,7 @@ def test_dash_h_is_help(command):
     assert "Usage: " in short.output and "--help" in short.output
     assert asks_for_help([*command, "a.nic", "-h"]) and not asks_for_help([*command, "-o", "-h"])
     assert not asks_for_help([*command, "--", "-h"]) and not asks_for_help([*command, "-fo", "--help"])
+    assert asks_for_help([*command, "-fh"]) and asks_for_help([*command, "-hf"]) and not asks_for_help([*command, "-fo"])
 
 
 def test_an_options_own_value_that_ends_in_an_equals_sign_is_not_anempty_value():

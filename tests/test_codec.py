@@ -1327,6 +1327,7 @@ def test_cpu_sessions_threads_do_not_spin_after_a_run():
         options = codec._session(name).get_session_options()
         assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
+
 def test_release_memory_hands_the_arena_back_after_every_run(photo, monkeypatch):
     """A service's Codec kept each one-tile image's run memory in onnxruntime's arena, once for
     each call running at once (2.7 GB after three 1024x1024 images): ``release_memory=True``
