@@ -29,9 +29,13 @@ from .errors import ModelMismatchError, NicodecError, OutOfMemoryError, PixelLim
 # print it as spaces, a name that does not exist). A byte of a name that is not UTF-8, which
 # Python reads as a surrogate escape (U+DC80 to U+DCFF), is shown as that byte, \xff: stdout
 # had written the raw byte and stderr Python's \udcff. Not on Windows, whose names are UTF-16:
-# a lone surrogate there is one the name holds, which the streams show as \udcff.
+# a lone surrogate there is one the name holds, which the streams show as \udcff. The
+# bidirectional embeddings, overrides and isolates (U+202A to U+202E, U+2066 to U+2069) are
+# shown as \u202e: printed, they reorder the rest of the line on a terminal, so that a name
+# reads as another ("photo\u202egnp.exe" as "photoexe.png").
 CONTROLS = ({c: f"\\x{c:02x}" for c in [*range(0x20), *range(0x7F, 0xA0)]}
             | {ord("\n"): "\\n", ord("\t"): "\\t", 0x2028: "\\u2028", 0x2029: "\\u2029"}  # these two: line breaks to Python
+            | {c: f"\\u{c:04x}" for c in [*range(0x202A, 0x202F), *range(0x2066, 0x206A)]}
             | ({c: f"\\x{c - 0xDC00:02x}" for c in range(0xDC80, 0xDD00)} if os.name != "nt" else {}))
 
 

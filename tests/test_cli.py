@@ -1969,6 +1969,10 @@ def test_control_characters_in_names_are_shown_escaped(tmp_path):
         Image.fromarray(synthetic_photo_small()).save(tmp_path / "t\tab.png")
         result = run("encode", tmp_path / "t\tab.png", "-o", tmp_path / "t.nic")
         assert result.exit_code == 0 and "t\\tab.png -> " in result.stdout and "\t" not in result.stdout
+    # a right-to-left override in a name reordered the rest of the line on a terminal
+    Image.fromarray(synthetic_photo_small()).save(tmp_path / "photo\u202egnp.png")
+    result = run("encode", tmp_path / "photo\u202egnp.png", "-o", tmp_path / "p.nic")
+    assert result.exit_code == 0 and "photo\\u202egnp.png -> " in result.stdout and "\u202e" not in result.stdout
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="newlines in file names are POSIX")
