@@ -27,7 +27,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -83,6 +83,13 @@ one-dimensional uint8 array too), a binary file object, a PIL image or a uint8 a
 NicSource: TypeAlias = Buffer | np.ndarray | BinaryReader | str | os.PathLike[str]
 """What :meth:`Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
 included), a binary file object or a path."""
+
+Real: TypeAlias = float | np.floating[Any]
+"""A number the API takes for a quality or a rate target: a float (an int is one to type
+checkers) or a numpy float, which ``np.float32(50)`` is and Python's float is not."""
+
+Whole: TypeAlias = int | np.integer[Any]
+"""A whole number the API takes for a count or a size: an int or a numpy integer (``np.int64(2)``)."""
 
 Pixels: TypeAlias = npt.NDArray[np.uint8]
 """A decoded image as an array: (H, W, 3), (H, W, 4) with alpha, (H, W) or (H, W, 2) for gray."""
@@ -266,14 +273,14 @@ class Codec:
         model: str | os.PathLike | None = None,
         *,
         providers: str | Sequence[str] = "auto",
-        threads: int | None = None,
-        max_pixels: int = DEFAULT_MAX_PIXELS,
+        threads: Whole | None = None,
+        max_pixels: Whole = DEFAULT_MAX_PIXELS,
         optimization: str = "all",
-        tile: int = 1024,
-        margin: int = 192,
+        tile: Whole = 1024,
+        margin: Whole = 192,
         precision: str = "fp32",
         rdo: bool | float | None = None,
-        refine: int = 0,
+        refine: Whole = 0,
         restoration: bool = False,
         release_memory: bool = False,
     ):
@@ -457,7 +464,7 @@ class Codec:
         return self.model.default_quality
 
     @_memory_named
-    def encode(self, image: ImageSource, *, quality: float | None = None, strip: bool = False, exact: bool = False,
+    def encode(self, image: ImageSource, *, quality: Real | None = None, strip: bool = False, exact: bool = False,
                progress: Callable[[int, int], object] | None = None) -> bytes:
         """Compress an image.
 

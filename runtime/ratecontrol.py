@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import format as nicformat
-from .codec import Codec, ImageSource, check_flags
+from .codec import Codec, ImageSource, Real, Whole, check_flags
 from .errors import NicodecError, QualityError
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
@@ -96,12 +96,12 @@ def encode_to_target(
     codec: Codec,
     image: ImageSource,
     *,
-    bpp: float | None = None,
-    psnr: float | None = None,
-    max_bytes: int | None = None,
+    bpp: Real | None = None,
+    psnr: Real | None = None,
+    max_bytes: Whole | None = None,
     strip: bool = False,
     exact: bool = False,
-    max_encodes: int = MAX_ENCODES,
+    max_encodes: Whole = MAX_ENCODES,
     progress: Callable[[int, int, int], object] | None = None,
 ) -> RateResult:
     """Encode an image at the quality that meets one target; give exactly one of them.

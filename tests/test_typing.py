@@ -39,6 +39,13 @@ result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000,
 best: bytes = result.data
 nicodec.pillow_plugin.register(codec)
 
+# numpy's numbers, which the runtime takes (np.float32 is no float, np.int64 no int).
+import numpy as np
+
+data = codec.encode("photo.png", quality=np.float32(50))
+sized: nicodec.Codec = nicodec.Codec(threads=np.int64(2), tile=np.int64(512), max_pixels=np.int32(10**6))
+targeted = nicodec.encode_to_target(codec, "photo.png", bpp=np.float32(0.5), max_encodes=np.int64(4))
+
 # Any buffer and any binary reader, as the docs say (not only bytes and IO[bytes]).
 data = codec.encode(array.array("B", b"..."))
 data = codec.encode(gzip.open("photo.png.gz"))
