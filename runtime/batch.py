@@ -395,11 +395,10 @@ system's server): FAT's and zip's 2-second times round up."""
 def _span(seconds: float) -> str:
     """``seconds`` rounded to the nearest whole number of the largest unit it holds one of:
     ``about 3 hours`` for 2 hours 59 minutes."""
-    for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60), ("second", 1)):
-        if seconds >= size or unit == "second":
-            count = round(seconds / size)
-            return f"about {count:,} {unit}{'' if count == 1 else 's'}"
-    raise AssertionError("unreachable")
+    unit, size = next(((unit, size) for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60))
+                       if seconds >= size), ("second", 1))
+    count = round(seconds / size)
+    return f"about {count:,} {unit}{'' if count == 1 else 's'}"
 
 
 def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None = None) -> Outcome | None:
