@@ -258,11 +258,12 @@ class Outcome:
 
 
 def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str,
-         passed_over: Counter[str] | None = None) -> list[Item]:
+         passed_over: Counter[str] | None = None, not_files: list[Path] | None = None) -> list[Item]:
     """Every file under ``root`` (recursively, hidden ones excepted: :func:`_hidden`) whose suffix is in
     ``suffixes``, mapped to the same relative path under ``out_root`` with ``new_suffix``.
     ``passed_over``, when given, counts the other files by their suffix (lower case; ``""``
-    for none), hidden ones excepted.
+    for none), hidden ones excepted; ``not_files`` gets the pipes, devices and sockets of
+    those suffixes, which are passed over too (reading one could block the batch).
 
     A folder or file that cannot be looked at (no permission), and a link to nothing, is an
     item with a ``problem``, so that it fails in the batch rather than being passed over in
@@ -305,8 +306,10 @@ def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str,
             except OSError as exc:  # a folder that can be listed but not entered
                 items.append(Item(path, target, f"cannot read it: {exc.strerror or exc}"))
                 continue
-            if not regular:
-                continue  # a pipe or device (which could block the batch), or a link to a folder
+            if not regular:  # a pipe or device (which could block the batch), or a link to a folder
+                if not_files is not None and not path.is_dir():
+                    not_files.append(path)
+                continue
             items.append(Item(path, target))
     return items
 

@@ -98,7 +98,14 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
             # or a camera's raw files, which Pillow does not read, are not passed over in silence.
             # Decoding, a folder of .nic files beside their images is the rule, not a surprise.
             passed_over: Counter[str] | None = Counter() if suffix == ".nic" else None
-            items = plan(inputs[0], root, kinds, suffix, passed_over)
+            not_files: list[Path] = []
+            items = plan(inputs[0], root, kinds, suffix, passed_over, not_files)
+            if not_files:
+                what = ("1 file that is a pipe, device or socket" if len(not_files) == 1
+                        else f"{len(not_files):,} files that are pipes, devices or sockets")
+                note(f"note: passed over {what}, named like {'an image' if suffix == '.nic' else 'a .nic file'} "
+                     f"({stdio.display_name(not_files[0])}{', ...' if len(not_files) > 1 else ''}): reading one could "
+                     "block the batch; name it alone to read it")
             if passed_over:
                 passed_over.pop(".nic", None)  # nicodec's own files, made beside their images
                 if passed_over:

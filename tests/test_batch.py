@@ -289,6 +289,25 @@ def test_warnings_are_grouped_by_what_follows_the_file_name_only(monkeypatch):
         "warning: and 2 more files with the same warning"]
 
 
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
+def test_a_pipe_named_like_an_image_in_a_folder_is_passed_over_with_a_note(tmp_path):
+    """A named pipe called pipe.png in a folder was passed over in silence (reading it could
+    block the batch for ever); the note names it, for encoding and decoding alike."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(32, 48, seed=1)).save(src / "a.png")
+    os.mkfifo(src / "pipe.png")
+    result = run("encode", src, "-o", tmp_path / "nic")
+    assert result.exit_code == 0 and "1 file: 1 encoded" in result.stdout, result.output
+    assert (f"note: passed over 1 file that is a pipe, device or socket, named like an image ({src / 'pipe.png'}): "
+            "reading one could block the batch; name it alone to read it") in result.stderr
+    os.mkfifo(tmp_path / "nic" / "p.nic")
+    os.mkfifo(tmp_path / "nic" / "q.nic")
+    result = run("decode", tmp_path / "nic", "-o", tmp_path / "png")
+    assert result.exit_code == 0 and "1 file: 1 decoded" in result.stdout, result.output
+    assert "note: passed over 2 files that are pipes, devices or sockets, named like a .nic file (" in result.stderr
+
+
 def test_decode_writes_the_format_asked_for(tmp_path):
     """A folder, several files and standard output decoded only to PNG: --format picks another
     (by extension, with or without the dot); its files are what later runs find up to date; a
