@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from . import arguments, console, stdio, targets
-from .cli_batch import check_input, decode_all, dropped_warnings, encode_all, header_of, items_of
+from .cli_batch import check_input, decode_all, dropped_warnings, encode_all, header_of, items_of, note_not_files
 from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, note, reporting, stop, writing_report,
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
@@ -396,11 +396,13 @@ def _nic_files(inputs: list[Path], doing: str) -> list[Item]:
 
     found: list[Item] = []
     empty = []
+    not_files: list[Path] = []
     for path in inputs:
-        under = plan(path, path, [".nic"], ".nic") if targets.is_dir(path) else [Item(path, path)]
+        under = plan(path, path, [".nic"], ".nic", not_files=not_files) if targets.is_dir(path) else [Item(path, path)]
         if not under:
             empty.append(path)
         found += under
+    note_not_files(not_files, "a .nic file")
     if not found:  # unlike a folder to code, nothing to read is no pass: a wrong path?
         raise NicodecError(f"no .nic files under {', '.join(map(str, empty))}: nothing to {doing}")
     for path in empty:

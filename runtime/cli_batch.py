@@ -100,12 +100,7 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
             passed_over: Counter[str] | None = Counter() if suffix == ".nic" else None
             not_files: list[Path] = []
             items = plan(inputs[0], root, kinds, suffix, passed_over, not_files)
-            if not_files:
-                what = ("1 file that is a pipe, device or socket" if len(not_files) == 1
-                        else f"{len(not_files):,} files that are pipes, devices or sockets")
-                note(f"note: passed over {what}, named like {'an image' if suffix == '.nic' else 'a .nic file'} "
-                     f"({stdio.display_name(not_files[0])}{', ...' if len(not_files) > 1 else ''}): reading one could "
-                     "block the batch; name it alone to read it")
+            note_not_files(not_files, "an image" if suffix == ".nic" else "a .nic file")
             if passed_over:
                 passed_over.pop(".nic", None)  # nicodec's own files, made beside their images
                 if passed_over:
@@ -135,6 +130,16 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
         items = [Item(path, (path if root is None else root / path.name).with_suffix(suffix), problems.get(path, ""))
                  for path in unique.values()]
         return items, root
+
+
+def note_not_files(not_files: list[Path], named: str) -> None:
+    """The note of the pipes, devices and sockets a folder's listing passed over (named like
+    ``named``, ``"an image"``), which reading could block: counted, the first named."""
+    if not_files:
+        what = ("1 file that is a pipe, device or socket" if len(not_files) == 1
+                else f"{len(not_files):,} files that are pipes, devices or sockets")
+        note(f"note: passed over {what}, named like {named} ({stdio.display_name(not_files[0])}"
+             f"{', ...' if len(not_files) > 1 else ''}): reading one could block the batch; name it alone to read it")
 
 
 HEIF_SUFFIXES = (".heic", ".heics", ".heif", ".heifs", ".hif")

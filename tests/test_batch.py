@@ -306,6 +306,10 @@ def test_a_pipe_named_like_an_image_in_a_folder_is_passed_over_with_a_note(tmp_p
     result = run("decode", tmp_path / "nic", "-o", tmp_path / "png")
     assert result.exit_code == 0 and "1 file: 1 decoded" in result.stdout, result.output
     assert "note: passed over 2 files that are pipes, devices or sockets, named like a .nic file (" in result.stderr
+    for command in ("verify", "info"):  # which search folders too
+        result = run(command, tmp_path / "nic")
+        assert result.exit_code == 0, result.output
+        assert "note: passed over 2 files that are pipes, devices or sockets, named like a .nic file (" in result.stderr
 
 
 def test_decode_writes_the_format_asked_for(tmp_path):
