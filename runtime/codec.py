@@ -203,9 +203,9 @@ class Codec:
             or onnxruntime provider names (a list, or one name such as
             ``"CPUExecutionProvider"``). The entropy-parameter graph
             always runs on the CPU provider.
-        threads: onnxruntime intra-op threads, 1 to 256 (``None``: onnxruntime's default, one
-            per core, or the cores the process may use under ``taskset``, a cpuset or a
-            cgroup's CPU quota).
+        threads: onnxruntime intra-op threads, 1 to 256 (``None``: one per physical core the
+            process may use, under ``taskset``, a cpuset or a cgroup's CPU quota too; given to
+            onnxruntime explicitly, which then does not pin its threads to cores).
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
             accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).

@@ -65,7 +65,7 @@ MAX_JOBS = 64
 ThreadsOpt = Annotated[
     Optional[int],
     typer.Option(parser=_whole_number(1, MAX_THREADS),
-                 help=f"onnxruntime threads, 1 to {MAX_THREADS} (default: one per core)."),
+                 help=f"onnxruntime threads, 1 to {MAX_THREADS} (default: one per physical core)."),
 ]
 PrecisionOpt = Annotated[
     Precision,

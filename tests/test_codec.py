@@ -1067,24 +1067,61 @@ def test_running_out_of_memory_while_loading_is_named_as_such(monkeypatch, capsy
                                        "process's limit (ulimit -v)\n")
 
 
-def test_default_threads_follow_the_cores_the_process_may_use(monkeypatch):
-    """Under taskset or a container's cpuset onnxruntime would start a thread per core of the
-    machine, running outside the set; the default is then the number of cores allowed."""
+def _topology(root, cores: list[list[int]], old_kernel: bool = False):
+    """A sysfs CPU tree of ``cores``, each a list of its logical CPUs (hyperthreads)."""
+    name = "thread_siblings_list" if old_kernel else "core_cpus_list"
+    for siblings in cores:
+        for cpu in siblings:
+            folder = root / f"cpu{cpu}" / "topology"
+            folder.mkdir(parents=True)
+            (folder / name).write_text(",".join(map(str, siblings)) + "\n")
+    return root
+
+
+def test_physical_cores_count_a_cores_hyperthreads_once(tmp_path):
+    from nicodec import sessions
+
+    tree = _topology(tmp_path / "new", [[0, 4], [1, 5], [2, 6], [3, 7]])
+    assert sessions.physical_cores(range(8), tree) == 4
+    assert sessions.physical_cores([0, 4, 1], tree) == 2
+    assert sessions.physical_cores([0, 1, 2, 3], tree) == 4
+    assert sessions.physical_cores(range(2), _topology(tmp_path / "old", [[0, 1]], old_kernel=True)) == 1
+    assert sessions.physical_cores(range(9), tree) is None  # a CPU it cannot tell
+    assert sessions.physical_cores([], tree) is None
+
+
+def test_default_threads_are_given_explicitly_one_per_physical_core_the_process_may_use(monkeypatch, tmp_path):
+    """onnxruntime pins the threads of a count it picks itself to cores, and a calling thread
+    that the scheduler moved onto a pinned core shared it while another core stayed idle (a
+    command-line batch of small images took twice as long): the default count is onnxruntime's
+    own, one per physical core, but given, of the cores the process may use (taskset, a cpuset,
+    a cgroup's quota)."""
     import os
 
     from nicodec import sessions
 
+    def threads(**given) -> int:
+        return Codec(providers="cpu", **given)._session("encoder").get_session_options().intra_op_num_threads
+
+    monkeypatch.setattr(sessions, "CPU_TOPOLOGY", _topology(tmp_path, [[cpu, cpu + 8] for cpu in range(8)]))
     monkeypatch.setattr(sessions, "cpu_quota", lambda: None)  # whatever this machine's cgroup says
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
+    assert sessions.default_threads() == 8 == threads()  # 0, onnxruntime's own pinned default, before
+    assert threads(threads=2) == 2
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 8, 1, 9}, raising=False)  # taskset -c 0,1,8,9
+    assert sessions.default_threads() == 2 == threads()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    monkeypatch.setattr(os, "cpu_count", lambda: 8)
-    assert sessions._allowed_cores() == 1
-    assert Codec(providers="cpu")._session("encoder").get_session_options().intra_op_num_threads == 1
-    assert Codec(providers="cpu", threads=2)._session("encoder").get_session_options().intra_op_num_threads == 2
-    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
-    assert sessions._allowed_cores() is None  # every core: onnxruntime's own default
+    assert sessions.default_threads() == 1 == threads()
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     monkeypatch.setattr(sessions, "cpu_quota", lambda: 3)  # docker run --cpus=2.5
-    assert sessions._allowed_cores() == 3
-    assert Codec(providers="cpu")._session("encoder").get_session_options().intra_op_num_threads == 3
+    assert sessions.default_threads() == 3 == threads()
+    monkeypatch.setattr(sessions, "CPU_TOPOLOGY", tmp_path / "none")  # no sysfs: the CPUs allowed
+    monkeypatch.setattr(sessions, "cpu_quota", lambda: None)
+    assert sessions.default_threads() == 16
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows: onnxruntime's default
+    assert sessions.default_threads() is None
+    assert threads() == 0
 
 
 def test_a_cgroup_cpu_quota_is_read_as_containers_write_it(tmp_path):
