@@ -314,9 +314,10 @@ def quality_text(quality: float) -> str:
 
 
 def batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
-    """onnxruntime threads per file, so that jobs x threads does not oversubscribe the cores."""
+    """onnxruntime threads per file, so that jobs x threads does not oversubscribe the cores: the
+    default count (one per physical core the process may use) shared among the jobs."""
     if threads is not None or jobs == 1:
         return threads
-    from .sessions import usable_cores
+    from .sessions import default_threads, usable_cores
 
-    return min(MAX_THREADS, max(1, usable_cores() // jobs))
+    return min(MAX_THREADS, max(1, (default_threads() or usable_cores()) // jobs))

@@ -1109,6 +1109,10 @@ def test_default_threads_are_given_explicitly_one_per_physical_core_the_process_
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
     assert sessions.default_threads() == 8 == threads()  # 0, onnxruntime's own pinned default, before
     assert threads(threads=2) == 2
+    from nicodec.options import batch_threads
+
+    assert [batch_threads(None, jobs) for jobs in (1, 2, 3, 16)] == [None, 4, 2, 1]  # 8 physical cores shared
+    assert batch_threads(5, 2) == 5
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 8, 1, 9}, raising=False)  # taskset -c 0,1,8,9
     assert sessions.default_threads() == 2 == threads()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
