@@ -968,11 +968,13 @@ class Codec:
         The image is cut into a grid of units (one z position: ``unit_in`` elements of
         ``array``, ``unit_out[k]`` elements of output ``k``); each tile of ``self.tile``
         pixels is run with ``margin`` pixels of context on each side, and only its
-        centre is kept, so memory is bounded by the tile. With the default margins the
+        centre is kept, so memory is bounded by the tile (:func:`_spans`: a window is at most
+        ``tile + 2 * margin`` a side, a tile at the image's edge keeping more). With the default margins the
         files and pixels are those of a whole-image run: the margins cover the receptive
         fields (192 and 64 pixels against the shipped model's 142 and 37), and the floating
         point came out identical too where measured (``tests/test_codec.py``,
-        ``benchmarks/large_image.py``). Images that fit in one tile run whole.
+        ``benchmarks/large_image.py``). Images that fit in one tile run whole, those that fit in one
+        window as one tile (the memory handed back after the run).
         """
         d = self.model.downsampling
         tile, margin = self.tile // d, margin // d
@@ -1098,11 +1100,27 @@ def _symbols(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, ta
 
 
 def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
-    """Cut ``range(length)`` into tiles: ``(start, end, start - margin, end + margin)``, clipped."""
-    return [
-        (start, min(start + tile, length), max(start - margin, 0), min(start + tile + margin, length))
-        for start in range(0, length, tile)
-    ]
+    """Cut ``range(length)`` into tiles ``(start, end, low, high)``: each keeps ``start:end`` of
+    a run on ``low:high``, its core with ``margin`` of context on each side within the length.
+
+    No window is longer than ``tile + 2 * margin``, an inner tile's, and there are as few as
+    that allows, of about equal windows: a tile at an edge has no context to take on that side,
+    so it keeps up to ``tile + margin`` (a length up to ``tile + 2 * margin`` is one window).
+    Tiles of ``tile`` from 0 cut 1,088 pixels into 1,024 and a sliver of 64 that took 192 of
+    context, and ran the analysis on 1.53 times the image's area (a 1088x1088 image encoded in
+    1.19 s instead of 0.74; 1920x1080, 1.48 times the area, now 1.2).
+    """
+    if length <= tile + 2 * margin:
+        return [(0, length, 0, length)]
+    count = 2 + max(0, -(-(length - 2 * (tile + margin)) // tile))  # edges keep tile + margin
+    window = -(-(length + 2 * margin * (count - 1)) // count)  # the last one's may be shorter
+    cores, start = [], 0
+    for _ in range(count - 1):
+        end = max(start - margin, 0) + window - margin
+        cores.append((start, end))
+        start = end
+    cores.append((start, length))
+    return [(start, end, max(start - margin, 0), min(end + margin, length)) for start, end in cores]
 
 
 def _has_lambda(model: ModelFiles) -> bool:

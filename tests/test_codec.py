@@ -787,14 +787,43 @@ def test_multi_frame_files_are_refused(codec, photo, tmp_path):
 
 
 def test_tiled_transforms_match_the_whole_image():
-    """Tiles of 256 pixels with the default margins (192 pixels for the analysis, 64 for the
-    synthesis), which cover the receptive fields: the same file, the same pixels."""
-    image = np.concatenate([synthetic_photo(320, 448, seed=s) for s in (4, 5)], axis=0)  # 640 x 448
+    """Tiles of 64 pixels with the default margins (192 pixels for the analysis, 64 for the
+    synthesis), which cover the receptive fields: the same file, the same pixels. The analysis
+    runs on 4 x 2 windows, the synthesis on 8 x 6 (:func:`_spans`)."""
+    from nicodec.codec import _spans
+
+    image = np.concatenate([synthetic_photo(320, 512, seed=s) for s in (4, 5)], axis=0)  # 640 x 512
+    assert [len(_spans(units, 1, 3)) for units in (10, 8)] == [4, 2]
+    assert [len(_spans(units, 1, 1)) for units in (10, 8)] == [8, 6]
     whole = Codec(providers="cpu", tile=4096)
-    tiled = Codec(providers="cpu", tile=256)
+    tiled = Codec(providers="cpu", tile=64)
     data = whole.encode(image)
     assert tiled.encode(image) == data
     assert np.array_equal(tiled.decode(data, as_array=True), whole.decode(data, as_array=True))
+
+
+def test_tiles_cover_the_image_with_windows_no_longer_than_an_inner_tiles():
+    """Each window is at most tile + 2 x margin, each core has its margin of context but at the
+    edges, the cores cut the length without gap or overlap, and there are as few tiles as that
+    allows: a length just over a tile is one window (1,088 pixels were a tile of 1,024 and a
+    sliver of 64 with 192 pixels of context, the analysis run on 1.53 times the area)."""
+    import itertools
+
+    from nicodec.codec import _spans
+
+    for tile in range(1, 20):
+        for margin in range(5):
+            for length in range(1, 200):
+                spans = _spans(length, tile, margin)
+                assert spans[0][0] == 0 and spans[-1][1] == length
+                assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
+                for start, end, low, high in spans:
+                    assert start < end and (low, high) == (max(start - margin, 0), min(end + margin, length))
+                    assert high - low <= tile + 2 * margin
+                fewer = len(spans) - 1  # what fewer windows could cover: edges keep tile + margin, inner ones tile
+                assert fewer == 0 or length > (tile + 2 * margin if fewer == 1 else 2 * (tile + margin) + (fewer - 2) * tile)
+    assert _spans(17, 16, 3) == [(0, 17, 0, 17)]  # 1,088 pixels: 17 z positions, tile 1024, analysis margin 192
+    assert sum(high - low for *_, low, high in _spans(30, 16, 3)) == 36  # 1920: 1.2 times its length, not 1.5
 
 
 def test_tiles_with_little_margin_stay_close():
@@ -843,12 +872,21 @@ def test_what_decode_gives_back_encodes_again_and_file_objects_are_read(codec, p
 
 
 @pytest.mark.parametrize("tile", [1024, 64])
-def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
+def test_progress_goes_tile_by_tile_to_its_total(tile):
     """encode and decode tell their progress as they start, after each tile of the networks
     and of the entropy parameters, and after the entropy coding, done growing to a total that
     stays the same; the bytes and pixels are those made without it."""
+    from nicodec.codec import ENTROPY_MARGIN, _spans
+
+    photo = synthetic_photo(448, 576)  # 7 x 9 z positions: 1 x 3 windows of the analysis, 3 x 5 of the entropy
     codec = Codec(providers="cpu", tile=tile)
-    tiles = 1 if tile == 1024 else (-(-photo.shape[0] // 64)) * (-(-photo.shape[1] // 64))
+    rows, cols = -(-photo.shape[0] // 64), -(-photo.shape[1] // 64)
+
+    def windows(margin: int) -> int:  # of a graph whose context is margin z positions
+        return 1 if tile == 1024 else len(_spans(rows, 1, margin)) * len(_spans(cols, 1, margin))
+
+    runs = {"encode": windows(3) + windows(ENTROPY_MARGIN), "decode": windows(ENTROPY_MARGIN) + windows(1)}
+    assert tile == 1024 or runs == {"encode": 3 + 15, "decode": 15 + 35}
     for run in ("encode", "decode"):
         calls = []
         if run == "encode":
@@ -859,7 +897,7 @@ def test_progress_goes_tile_by_tile_to_its_total(photo, tile):
             assert np.array_equal(back, codec.decode(made, as_array=True))
         total = calls[-1][1]
         assert calls[0] == (0, total) and calls[-1] == (total, total) and {t for _, t in calls} == {total}
-        assert len(calls) == 2 * tiles + 2 and all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
+        assert len(calls) == runs[run] + 2 and all(a[0] < b[0] for a, b in zip(calls, calls[1:]))
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         codec.decode(made, progress="no")
 
@@ -933,8 +971,9 @@ def test_session_options_reach_onnxruntime_and_a_float_entropy_graph_is_pinned(m
 
 def test_images_run_in_tiles_hand_the_memory_arena_back_after_each_tile(photo):
     """onnxruntime's arena keeps each run's allocations to reuse, in doubling blocks: over the
-    tiles of a 4000x3000 encode it held 3.8 GB where one tile needs 1.3. Tiled runs ask it to
-    shrink after each tile (the same outputs); images of one tile keep it, as it saves time."""
+    tiles of a 4000x3000 encode it held 3.8 GB where one tile needs 1.3. Runs of images larger
+    than a tile ask it to shrink after each window (the same outputs), also where one window
+    holds the whole image; images of one tile keep it, as it saves time."""
     class Recording:
         def __init__(self, session):
             self.session, self.asked = session, []
@@ -955,7 +994,10 @@ def test_images_run_in_tiles_hand_the_memory_arena_back_after_each_tile(photo):
     assert np.array_equal(whole.decode(data, as_array=True), tiled.decode(data, as_array=True))
     assert whole._sessions["encoder"].asked == whole._sessions["decoder"].asked == [None]
     encoder, decoder = tiled._sessions["encoder"], tiled._sessions["decoder"]
-    assert len(encoder.asked) > 1 and set(encoder.asked) == set(decoder.asked) == {"cpu:0"}
+    # The analysis runs on one window (3 x 4 z positions are within 64 + 2 x 192 pixels a side),
+    # the synthesis on 1 x 2 (64 + 2 x 64 pixels).
+    assert len(encoder.asked) == 1 and len(decoder.asked) == 2
+    assert set(encoder.asked) == set(decoder.asked) == {"cpu:0"}
 
 
 def test_running_out_of_memory_is_a_named_error(codec, photo, monkeypatch):

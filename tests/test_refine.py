@@ -150,7 +150,7 @@ def test_the_gradient_on_tiles_matches_the_whole_image():
 
 
 def test_a_refined_image_in_tiles_gives_the_whole_images_file(monkeypatch):
-    """Tiles of 128 pixels (2 x 3 of them) with the default margins, so 128 pixels for the
+    """Tiles of 64 pixels (windows of 1 x 3 for the gradient) with the default margins, so 128 pixels for the
     synthesis gradient (twice the synthesis's): the same refined latent to the last bit, and
     so the same file, as for the whole image.
 
@@ -167,9 +167,9 @@ def test_a_refined_image_in_tiles_gives_the_whole_images_file(monkeypatch):
         return latents[-1]
 
     monkeypatch.setattr(nicodec.codec, "refine", keeping)
-    image = synthetic_photo(190, 300, seed=8)  # padded to 192 x 320: the pixel weight is cut into tiles too
+    image = synthetic_photo(318, 440, seed=8)  # padded to 320 x 448: the pixel weight is cut into tiles too
     whole = Codec(providers="cpu", refine=3, rdo=False, tile=4096)
-    tiled = Codec(providers="cpu", refine=3, rdo=False, tile=128)
+    tiled = Codec(providers="cpu", refine=3, rdo=False, tile=64)  # the gradient in 1 x 3 windows, the synthesis 3 x 5
     data = whole.encode(image, quality=75)
     assert tiled.encode(image, quality=75) == data
     assert len(latents) == 2 and np.array_equal(latents[1], latents[0])
