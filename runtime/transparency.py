@@ -44,17 +44,14 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
             del coarse
         colour = mean
         del mean, counts
-    # The full size, strip by strip: each strip of 2k rows comes from k coarse rows and one on either side.
+    # The full size at the holes alone, strip by strip (a few pixels of a large image cost an
+    # upsample of every strip they were in: 2 s of a 24-megapixel cut-out's encode).
     height = rgb.shape[0]
     for top in range(0, height, _STRIP_ROWS):
-        bottom = min(top + _STRIP_ROWS, height)
-        strip = holes[top:bottom]
-        if not strip.any():
-            continue
-        first = max(top // 2 - 1, 0)
-        rows = _upsample(colour[first : (bottom + 1) // 2 + 1])
-        estimate = rows[top - 2 * first : bottom - 2 * first, : rgb.shape[1]]
-        filled[top:bottom][strip] = np.clip(np.rint(estimate[strip]), 0, 255).astype(np.uint8)
+        ys, xs = np.nonzero(holes[top : top + _STRIP_ROWS])
+        if len(ys):
+            ys += top
+            filled[ys, xs] = np.clip(np.rint(_upsampled_at(colour, ys, xs)), 0, 255).astype(np.uint8)
     return filled
 
 
@@ -79,6 +76,25 @@ def _block_sums(a: np.ndarray) -> np.ndarray:
     if height % 2 or width % 2:
         a = np.pad(a, ((0, height % 2), (0, width % 2)) + ((0, 0),) * (a.ndim - 2))
     return a[0::2, 0::2] + a[1::2, 0::2] + a[0::2, 1::2] + a[1::2, 1::2]
+
+
+def _upsampled_at(a: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """``_upsample(a)[ys, xs]``, the same float32 arithmetic in the same order, computed at those
+    pixels only: rows first (3/4 of the pixel's coarse row, 1/4 of the nearer one's), then columns."""
+    def nearer(fine: np.ndarray, length: int) -> np.ndarray:  # the coarse neighbour a fine pixel leans to
+        coarse = fine // 2
+        return np.where(fine % 2 == 0, np.maximum(coarse - 1, 0), np.minimum(coarse + 1, length - 1))
+
+    rows, other_rows = ys // 2, nearer(ys, a.shape[0])
+    columns = xs // 2, nearer(xs, a.shape[1])
+    across = []
+    for column in columns:
+        value = a[rows, column] * np.float32(0.75)
+        value += a[other_rows, column] * np.float32(0.25)
+        across.append(value)
+    out = across[0] * np.float32(0.75)
+    out += across[1] * np.float32(0.25)
+    return out
 
 
 def _upsample(a: np.ndarray) -> np.ndarray:

@@ -65,6 +65,17 @@ def test_filling_the_full_size_in_strips_changes_nothing(shape, monkeypatch):
     assert np.array_equal(fill_transparent(rgb, band), wholes[1])
 
 
+@pytest.mark.parametrize("shape", [(1, 1), (1, 2), (2, 1), (3, 5), (8, 7), (17, 40)])
+def test_the_fill_at_the_holes_alone_is_the_full_upsample_there(shape):
+    """The full size is computed at the holes only (a few transparent pixels of a large image
+    cost an upsample of every strip they were in), with the same float32 arithmetic: equal to
+    the bit at every pixel, edges included, so the files are those made before."""
+    coarse = np.random.default_rng(sum(shape)).random((*shape, 3), dtype=np.float32) * 255
+    ys, xs = np.indices((2 * shape[0], 2 * shape[1])).reshape(2, -1)
+    full = transparency._upsample(coarse)
+    assert np.array_equal(transparency._upsampled_at(coarse, ys, xs), full[ys, xs])
+
+
 def test_no_hole_all_holes_and_gray():
     rgb = np.random.default_rng(3).integers(0, 256, (40, 50, 3), dtype=np.uint8)
     opaque = np.full((40, 50), 7, np.uint8)  # partly transparent everywhere: nothing to fill
