@@ -209,8 +209,9 @@ class Codec:
         max_pixels: largest image (width x height) that ``encode`` and ``decode``
             accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
-        tile: the transforms run on tiles of this many pixels a side (a multiple of 64),
-            so memory is bounded for large images; smaller images run whole.
+        tile: the transforms run on tiles of this many pixels a side (a multiple of 64; those
+            at the image's edges keep up to ``margin`` more), so memory is bounded for large
+            images; smaller images run whole.
         margin: pixels of context around each tile of the analysis (a multiple of 64;
             the synthesis uses half, at least 64). The default, 192, covers the analysis's
             receptive field (142 pixels for the shipped model's y and z) as 64 covers the

@@ -40,8 +40,8 @@ MAX_MODEL_ID_BYTES = 64
 MAX_SIDE = 1 << 20
 DEFAULT_MAX_PIXELS = 89_478_485
 """The pixel limit the runtime applies by default: Pillow's decompression-bomb threshold
-(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 1.16 GiB
-to encode and 1.20 GiB to decode at the default tiles, 0.70 and 0.49 GiB at tiles of 256
+(``Image.MAX_IMAGE_PIXELS``). With tiled transforms a 24-megapixel image peaks near 1.06 GiB
+to encode and 1.18 GiB to decode at the default tiles, 0.69 and 0.50 GiB at tiles of 256
 (``benchmarks/large_image.py``, the shipped vr-5f)."""
 MAX_FILE_BYTES = 1 << 30
 """The largest file nicodec reads (1 GiB, as from a stream: ``nicodec.files.MAX_STREAM_BYTES``),

@@ -162,7 +162,7 @@ def _tile_size() -> Callable[[str | int], int]:
 def _tile_option(same: str) -> typer.models.OptionInfo:
     return typer.Option(parser=_tile_size(), help="Run the networks on tiles of this many pixels a side (a "
                         f"multiple of 64): {same}; smaller tiles take more time and less memory (a 24-megapixel "
-                        "image: 1.2 GB to encode and 1.3 GB to decode at 1024, 0.8 and 0.7 GB at 512).")
+                        "image: 1.1 GB to encode and 1.3 GB to decode at 1024, 0.8 and 0.7 GB at 512).")
 
 
 TileOpt = Annotated[int, _tile_option("the same file")]
