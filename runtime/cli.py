@@ -437,6 +437,7 @@ def info(
         items = _nic_files(inputs, "show")
     one = len(inputs) == 1 and not targets.is_dir(inputs[0])  # a folder's files are a list, however many
     shown, decoders, failed = [], [], 0
+    known: dict[tuple[str, bytes], object] = {}  # the package's models read once, not once a file
     for item in items:
         input = item.source
         try:
@@ -452,7 +453,10 @@ def info(
             failed += 1
             console.err.print(f"error: {stdio.about(input, str(exc))}", markup=False)
             continue
-        decoders.append(package_model_for(header.model_id, header.model_hash))
+        key = (header.model_id, header.model_hash)
+        if key not in known:
+            known[key] = package_model_for(*key)
+        decoders.append(known[key])
         shown.append({
             "file": _json_name(input),
             "bytes": len(data),
@@ -474,12 +478,11 @@ def info(
         if as_json:
             # ASCII, every other character escaped: valid JSON in any locale, a name that is not
             # UTF-8 included (its bytes as Python's surrogate escapes, \udcff for 0xff).
-            for line in json.dumps(shown[0] if one else shown, indent=2).split("\n"):
-                console.out.print(line, markup=False)
+            console.out.print(*json.dumps(shown[0] if one else shown, indent=2).split("\n"), sep="\n", markup=False)
         else:
+            shipped = default_model_dir()
             for number, (facts, decoder) in enumerate(zip(shown, decoders)):
-                if number:
-                    console.out.print()
+                lines = [""] if number else []
                 for key, value in facts.items():
                     if key == "gray_as_rgb":  # said with grayscale's line
                         continue
@@ -501,8 +504,9 @@ def info(
                     elif key == "decoded_by":
                         value = ("no model of this nicodec: decode with --model and that model's folder"
                                  if decoder is None else f"{value} (the shipped model)"
-                                 if decoder[1] == default_model_dir() else f"{value} (an earlier model this nicodec keeps)")
-                    console.out.print(f"{key:>15}: {value}", markup=False)
+                                 if decoder[1] == shipped else f"{value} (an earlier model this nicodec keeps)")
+                    lines.append(f"{key:>15}: {value}")
+                console.out.print(*lines, sep="\n", markup=False)  # a file's block at once: 16 prints took most of the time
     if failed:
         raise typer.Exit(1)
 

@@ -353,6 +353,21 @@ def test_info_on_several_files(png, tmp_path):
     assert f"error: {files[1]}: not a nicodec file" in result.stderr
     result = run("info", files[0], files[2])
     assert result.exit_code == 0 and result.stdout.count("model_id: ") == 2
+    assert result.stdout.count("\n\n") == 1 and result.stdout.endswith("(the shipped model)\n")  # a blank line between
+
+
+def test_info_reads_the_package_models_once_not_once_a_file(png, tmp_path, monkeypatch):
+    """Each file re-read and parsed every manifest the package keeps: a quarter of the time of
+    ``info`` on a folder of small files (0.9 s for 576, 0.45 now, with a file's lines printed at once)."""
+    from nicodec import model
+
+    asked = []
+    looked_up = model.package_model_for
+    monkeypatch.setattr(model, "package_model_for", lambda *key: asked.append(key) or looked_up(*key))
+    for name in ("a", "b", "c"):
+        assert run("encode", png, "-o", tmp_path / f"{name}.nic").exit_code == 0
+    result = run("info", tmp_path)
+    assert result.exit_code == 0 and result.stdout.count("(the shipped model)") == 3 and len(asked) == 1
 
 
 def test_info_takes_folders_as_verify_does(png, tmp_path):
