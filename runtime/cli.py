@@ -478,7 +478,10 @@ def info(
         if as_json:
             # ASCII, every other character escaped: valid JSON in any locale, a name that is not
             # UTF-8 included (its bytes as Python's surrogate escapes, \udcff for 0xff).
-            console.out.print(*json.dumps(shown[0] if one else shown, indent=2).split("\n"), sep="\n", markup=False)
+            # Line by line: one write of the whole report, with an unbuffered standard output
+            # (PYTHONUNBUFFERED), could be cut short by a reader that stopped, without a word.
+            for line in json.dumps(shown[0] if one else shown, indent=2).split("\n"):
+                console.out.print(line, markup=False)
         else:
             shipped = default_model_dir()
             for number, (facts, decoder) in enumerate(zip(shown, decoders)):
@@ -506,7 +509,9 @@ def info(
                                  if decoder is None else f"{value} (the shipped model)"
                                  if decoder[1] == shipped else f"{value} (an earlier model this nicodec keeps)")
                     lines.append(f"{key:>15}: {value}")
-                console.out.print(*lines, sep="\n", markup=False)  # a file's block at once: 16 prints took most of the time
+                # A file's block at once (16 prints took most of the time): a few hundred bytes,
+                # a write a pipe takes whole.
+                console.out.print(*lines, sep="\n", markup=False)
     if failed:
         raise typer.Exit(1)
 

@@ -210,8 +210,8 @@ class Codec:
             accept, checked from the header (padding included) before any work.
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
         tile: the transforms run on tiles of this many pixels a side (a multiple of 64; those
-            at the image's edges keep up to ``margin`` more), so memory is bounded for large
-            images; smaller images run whole.
+            at the image's edges keep the margin of context they have no use for), so memory is
+            bounded for large images; smaller images run whole.
         margin: pixels of context around each tile of the analysis (a multiple of 64;
             the synthesis uses half, at least 64). The default, 192, covers the analysis's
             receptive field (142 pixels for the shipped model's y and z) as 64 covers the
@@ -1109,14 +1109,15 @@ def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int
     so it keeps up to ``tile + margin`` (a length up to ``tile + 2 * margin`` is one window).
     Tiles of ``tile`` from 0 cut 1,088 pixels into 1,024 and a sliver of 64 that took 192 of
     context, and ran the analysis on 1.53 times the image's area (a 1088x1088 image encoded in
-    1.19 s instead of 0.74; 1920x1080, 1.48 times the area, now 1.2).
+    1.18 s, now 0.81; 1920x1080, 1.48 times the area, now 1.2).
     """
     if length <= tile + 2 * margin:
         return [(0, length, 0, length)]
-    count = 2 + max(0, -(-(length - 2 * (tile + margin)) // tile))  # edges keep tile + margin
-    window = -(-(length + 2 * margin * (count - 1)) // count)  # the last one's may be shorter
+    count = -(-(length - 2 * margin) // tile)  # edges keep tile + margin, inner tiles tile
+    total = length + 2 * margin * (count - 1)  # the windows' lengths together
     cores, start = [], 0
-    for _ in range(count - 1):
+    for number in range(count - 1):
+        window = total // count + (number < total % count)  # windows within one of each other
         end = max(start - margin, 0) + window - margin
         cores.append((start, end))
         start = end

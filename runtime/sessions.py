@@ -299,8 +299,9 @@ def default_threads() -> int | None:
     (``Codec.encode`` after such a write: 23 ms an image against 14; Kodak's images, whose
     runs are long, the same). A count given is not pinned.
 
-    None (onnxruntime's default, pinned) where the cores cannot be told: off Linux, unless the
-    process may use fewer cores than the machine has (then that number).
+    Without Linux's topology files (a sandbox without /sys), the CPUs the process may use. Off
+    Linux None (onnxruntime's default, pinned), unless the process may use fewer cores than the
+    machine has (then that number).
     """
     allowed = usable_cores()
     try:

@@ -17,6 +17,11 @@ import numpy as np
 _STRIP_ROWS = 256
 """Rows of the full-size image filled at a time, so its float temporaries stay small."""
 
+_SPARSE = 3
+"""A strip whose holes are fewer than 1 pixel in this many is filled at the holes alone (about
+100 bytes a hole), the others upsampled whole: 24 megapixels with 10% holes took 0.9 s at the
+holes against 1.4 s whole, with 90% 2.8 s against 2.3 (a review's measures, under load)."""
+
 
 def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
     """``rgb`` with the colour of every pixel whose ``alpha`` is 0 replaced by a smooth fill
@@ -44,14 +49,25 @@ def fill_transparent(rgb: np.ndarray, alpha: np.ndarray) -> np.ndarray:
             del coarse
         colour = mean
         del mean, counts
-    # The full size at the holes alone, strip by strip (a few pixels of a large image cost an
-    # upsample of every strip they were in: 2 s of a 24-megapixel cut-out's encode).
+    # The full size, strip by strip: a strip of few holes at those pixels alone (an upsample of
+    # the whole strip for a few of them took 1.4 s of a 24-megapixel cut-out's encode, 0.7 s
+    # so), one of many upsampled whole (faster then, and without an index a hole).
     height = rgb.shape[0]
     for top in range(0, height, _STRIP_ROWS):
-        ys, xs = np.nonzero(holes[top : top + _STRIP_ROWS])
-        if len(ys):
+        bottom = min(top + _STRIP_ROWS, height)
+        strip = holes[top:bottom]
+        found = np.count_nonzero(strip)
+        if not found:
+            continue
+        if found < strip.size // _SPARSE:
+            ys, xs = np.nonzero(strip)
             ys += top
             filled[ys, xs] = np.clip(np.rint(_upsampled_at(colour, ys, xs)), 0, 255).astype(np.uint8)
+            continue
+        first = max(top // 2 - 1, 0)  # a strip of 2k rows comes from k coarse rows and one on either side
+        rows = _upsample(colour[first : (bottom + 1) // 2 + 1])
+        estimate = rows[top - 2 * first : bottom - 2 * first, : rgb.shape[1]]
+        filled[top:bottom][strip] = np.clip(np.rint(estimate[strip]), 0, 255).astype(np.uint8)
     return filled
 
 

@@ -729,3 +729,15 @@ def test_a_png_with_a_broken_chunk_is_one_line(tmp_path):
     with pytest.raises(SystemExit) as exit:
         common.read_rgb(tmp_path / "broken.png")
     assert str(exit.value.code).startswith(f"cannot read the image {tmp_path / 'broken.png'}: broken PNG file")
+
+
+def test_batch_speed_benchmark_reports_the_command_lines_cost_per_file_beside_the_apis(tmp_path):
+    batch_speed = load("batch_speed")
+    report = batch_speed.main(["--files", "3", "--side", "64", "--images", str(tmp_path / "none"),
+                               "--json", str(tmp_path / "b.json")])
+    assert report["files"] == 3 and report["images"] == "synthetic"
+    assert all(report["api_seconds_per_file"][step] > 0 for step in ("encode", "decode"))
+    assert set(report["ratio_command_to_api"]) == {"encode", "decode"}
+    assert json.loads((tmp_path / "b.json").read_text())["command_seconds"]["encode_one"] > 0
+    crops = batch_speed.crops(None, 5, 64)
+    assert len(crops) == 5 and all(c.shape == (64, 64, 3) for c in crops)

@@ -1181,7 +1181,7 @@ def test_a_terminal_sees_a_progress_bar_while_one_file_is_coded(png, tmp_path):
     odd = tmp_path / "x[red] [b].png"  # a name that is rich markup is shown as it is
     odd.write_bytes(png.read_bytes())
     text = on_terminal("encode", odd, "-o", tmp_path / "b.nic", "--provider", "cpu", "--tile", "64")
-    assert "encoding x[red] [b].png" in text and "%" in text  # 12 tiles: the bar moves
+    assert "encoding x[red] [b].png" in text and "%" in text  # window by window: the bar moves
     text = on_terminal("decode", tmp_path / "b.nic", "-o", tmp_path / "b.png", "--provider", "cpu", "--tile", "64")
     assert "decoding b.nic" in text and "%" in text
     text = on_terminal("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png", "--provider", "cpu")

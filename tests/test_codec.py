@@ -804,8 +804,8 @@ def test_tiled_transforms_match_the_whole_image():
 
 def test_tiles_cover_the_image_with_windows_no_longer_than_an_inner_tiles():
     """Each window is at most tile + 2 x margin, each core has its margin of context but at the
-    edges, the cores cut the length without gap or overlap, and there are as few tiles as that
-    allows: a length just over a tile is one window (1,088 pixels were a tile of 1,024 and a
+    edges, the cores cut the length without gap or overlap, there are as few tiles as that
+    allows, and their windows are within one of each other: a length just over a tile is one window (1,088 pixels were a tile of 1,024 and a
     sliver of 64 with 192 pixels of context, the analysis run on 1.53 times the area)."""
     import itertools
 
@@ -822,8 +822,13 @@ def test_tiles_cover_the_image_with_windows_no_longer_than_an_inner_tiles():
                     assert high - low <= tile + 2 * margin
                 fewer = len(spans) - 1  # what fewer windows could cover: edges keep tile + margin, inner ones tile
                 assert fewer == 0 or length > (tile + 2 * margin if fewer == 1 else 2 * (tile + margin) + (fewer - 2) * tile)
+                if len(spans) > 1:  # about equal: no sliver at the end
+                    assert max(high - low for *_, low, high in spans) - min(high - low for *_, low, high in spans) <= 1
     assert _spans(17, 16, 3) == [(0, 17, 0, 17)]  # 1,088 pixels: 17 z positions, tile 1024, analysis margin 192
-    assert sum(high - low for *_, low, high in _spans(30, 16, 3)) == 36  # 1920: 1.2 times its length, not 1.5
+    # 1920x1080: windows of 18 and 18 across, one of 17 down, 1.2 times the area (0.6.5: 19 and 17
+    # across, 17 and 4 down, 1.48 times)
+    assert [high - low for *_, low, high in _spans(30, 16, 3)] == [18, 18] and len(_spans(17, 16, 3)) == 1
+    assert [high - low for *_, low, high in _spans(52, 8, 1)] == [10] + [9] * 6  # --tile 512, the synthesis
 
 
 def test_tiles_with_little_margin_stay_close():

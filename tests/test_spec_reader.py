@@ -106,10 +106,11 @@ def test_a_reader_written_from_format_md_decodes_nicodecs_files(codec, model, ca
 
 def test_a_tiled_encode_reads_as_the_whole_one(model):
     """Tiles are the encoder's business: the file of a tiled run is read without knowing them."""
-    data = Codec(providers="cpu", tile=64).encode(png(Image.fromarray(synthetic_photo(150, 200, seed=6))))
+    image = png(Image.fromarray(synthetic_photo(150, 520, seed=6)))  # the analysis in 1 x 3 windows
+    data = Codec(providers="cpu", tile=64).encode(image)
     read = spec_reader.read_nic(data, model, check_reference=False)
-    assert read["pixels"].shape == (150, 200, 3)
-    assert data == Codec(providers="cpu").encode(png(Image.fromarray(synthetic_photo(150, 200, seed=6))))
+    assert read["pixels"].shape == (150, 520, 3)
+    assert data == Codec(providers="cpu").encode(image)
 
 
 def test_the_integer_graph_as_format_md_describes_it_gives_the_models_probe(model):
