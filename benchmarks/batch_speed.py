@@ -3,8 +3,8 @@ what a batch costs a file beyond the coding itself.
 
     python benchmarks/batch_speed.py [--files 300] [--side 128] [--images ../shared/data/kodak] [--json FILE]
 
-The images are crops of ``--side`` pixels cut from the Kodak photos (synthetic photo-like
-images where the folder is absent), written as PNG to a temporary folder. Measured, in this
+The images are crops of ``--side`` pixels cut from the Kodak photos (``batch_memory.py``'s
+synthetic photo-like images where the folder is absent), written as PNG to a temporary folder. Measured, in this
 order and each on the command line's default settings (threads and jobs, the CPU provider):
 
 - the API: one ``Codec``, each file encoded from its path and the bytes written to a file, then
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from batch_memory import photo
 from common import image_paths, whole_number, write_report
 
 HERE = Path(__file__).resolve().parent
@@ -42,12 +43,9 @@ KODAK = HERE.parent.parent / "shared" / "data" / "kodak"
 def crops(folder: Path | None, count: int, side: int) -> list[np.ndarray]:
     """``count`` crops of ``side`` pixels, row by row from each image in turn."""
     sources = [np.asarray(Image.open(p).convert("RGB")) for p in image_paths(folder)] if folder and folder.is_dir() else []
-    if not sources:
+    if not sources:  # batch_memory.py's photo-like images, Kodak's size
         rng = np.random.default_rng(0)
-        yy, xx = np.mgrid[0:512, 0:768].astype(np.float32)
-        sources = [np.clip(120 + 70 * np.sin(xx / rng.uniform(10, 40) + p) * np.cos(yy / 37.0)
-                           + rng.normal(0, 4, yy.shape), 0, 255).astype(np.uint8)[..., None].repeat(3, axis=2)
-                   for p in rng.uniform(0, 6.3, 4)]
+        sources = [photo(512, 768, rng) for _ in range(4)]
     made = []
     while len(made) < count:
         for image in sources:
