@@ -134,7 +134,11 @@ def test_the_wheel_takes_every_file_an_earlier_model_folder_decodes_with():
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
     if not pyproject.is_file():
         pytest.skip("needs the checkout's pyproject.toml beside the tests")
-    patterns = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["package-data"]["nicodec"]
+    setuptools = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]
+    # Each package's patterns, as paths under nicodec's folder: "nicodec.models.earlier" holds
+    # "*/*.onnx" as "models/earlier/*/*.onnx".
+    patterns = ["/".join([*name.split(".")[1:], pattern]) for name, listed in setuptools["package-data"].items()
+                if name in setuptools["packages"] for pattern in listed]
     package = Path(nicodec.__file__).parent
     folder = nicmodel.earlier_models_dir().relative_to(package) / "nicodec-mshp-vr-3d"
     for name in [nicmodel.MANIFEST, *nicmodel.DECODING_FILES, "decoder_fp16.onnx"]:
