@@ -203,6 +203,7 @@ def encode(
         else:
             target, new_folder = targets.output_for(input, output, ".nic", force, note)
             _warn_if_named_like_an_image(target, stdio.is_stdio(input))
+        before = None if stdio.is_stdio(input) else targets.as_read(input)
         source = stdio.read_input(input, "image") if stdio.is_stdio(input) else input
         codec = make_codec(model, provider, threads, max_pixels, refine=refine, tile=tile, encode=True,
                            decode=rate.psnr is not None, restoration=restoration)
@@ -211,6 +212,8 @@ def encode(
         doing = "searching a quality for" if rate.searching else "encoding"
         with bar(doing, stdio.display_name(input), rate.searching) as step, naming(input):
             data, result = rate.encode(codec, source, options, step)
+        with naming(input):  # a photo saved again as it was coded: not written as up to date
+            targets.unchanged_since(input, before)
         if to_stdout:
             stdio.write_stdout(data)
         else:
@@ -309,6 +312,7 @@ def decode(
 
             target, new_folder = targets.output_for(input, output, suffix, force, note, writable)
             fmt = Image.registered_extensions()[target.suffix.lower()]
+        before = None if stdio.is_stdio(input) else targets.as_read(input)
         with naming(input):
             data = stdio.read_input(input)
         outputs.check_format(data, fmt, target.name if target is not None else "standard output", background)
@@ -322,6 +326,8 @@ def decode(
                 image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
             if background is not None:
                 image = outputs.flatten(image, background)
+            with naming(input):
+                targets.unchanged_since(input, before)
             if step is not None:
                 step.writing("stdout" if target is None else str(target))
             if to_stdout:

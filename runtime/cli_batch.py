@@ -170,13 +170,14 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
     def work(item) -> Outcome:
         check_input(item.source, "image")
-        targets.writable_before(item.target)
+        targets.writable_before(item.target, root, root_was)
         before = targets.as_read(item.source)
         # A pipe or a device (``<(cat a.png)``) is read here, so that its bytes count as read;
         # its size on disk is 0.
         source = item.source if before is not None else stdio.read_input(item.source, "image")
         data, result = rate.encode(codec, source, options)
         targets.unchanged_since(item.source, before)
+        targets.still_there(root, root_was)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force, created=writing_to)
@@ -193,6 +194,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         rate.check_model(codec)
         if root is not None:
             targets.make_folder(root)  # after the checks of the options, before any work
+        root_was = targets.identity(root) if root is not None else None
     wanted = None  # the quality every file is coded at, when no rate target searches for one
     if codec.model.variable_rate and not rate.searching:
         from .model import check_quality
@@ -332,7 +334,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
     def work(item) -> Outcome:
         check_input(item.source, ".nic")
-        targets.writable_before(item.target)
+        targets.writable_before(item.target, root, root_was)
         before = targets.as_read(item.source)
         data = stdio.read_input(item.source)
         outputs.check_format(data, fmt, item.target.name, background)  # from the header, before decoding
@@ -340,6 +342,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         if background is not None:
             image = outputs.flatten(image, background)
         targets.unchanged_since(item.source, before)
+        targets.still_there(root, root_was)
         targets.make_folder(item.target.parent)
         with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
             write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, fmt)), force=force,
@@ -354,6 +357,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                            decode=True)
         if root is not None:
             targets.make_folder(root)
+        root_was = targets.identity(root) if root is not None else None
     _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
 
 

@@ -85,6 +85,24 @@ def make_folder(folder: Path) -> None:
     check_writable(folder)
 
 
+def identity(folder: Path) -> tuple[int, int] | None:
+    """The device and inode of ``folder``, or None where there is none to look at."""
+    try:
+        st = folder.stat()
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def still_there(root: Path | None, was: tuple[int, int] | None) -> None:
+    """Refuse a batch's file when its output folder ``root`` is no longer the folder the run
+    began with (``was``, its :func:`identity` then): removed, or its drive unmounted. Making it
+    again would put the rest of the batch on the disk beneath, reported as written."""
+    if root is not None and identity(root) != was:
+        raise NicodecError(f"the output folder {root} is gone since the run began (removed, or its drive unmounted); "
+                           "nothing was written for it")
+
+
 def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:
     """A single file's output, written atomically by ``writer`` (given the open file);
     ``new_folder``: into the folder ``-o NEW/`` asked for, made now (:func:`output_for` only
@@ -92,9 +110,22 @@ def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:
     must not become a folder on the disk beneath)."""
     from .files import write_atomic
 
+    made = []
     if new_folder:
+        missing = path.parent
+        while not os.path.lexists(missing) and missing != missing.parent:
+            made.append(missing)
+            missing = missing.parent
         make_folder(path.parent)
-    write_atomic(path, writer, force=force)
+    try:
+        write_atomic(path, writer, force=force)
+    except BaseException:
+        for folder in made:  # innermost first; one that another program has put a file in stays
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
 
 
 def _check_can_make(folder: Path, name: str) -> None:
@@ -140,17 +171,24 @@ def unchanged_since(source: Path, before) -> None:
     """Refuse to write what was coded from ``source`` when the file was replaced or changed
     while it was coded (a folder that rsync or a camera fills as the batch runs): the output,
     newer than the new file, would be taken as up to date by every later run."""
-    if before is not None and as_read(source) != before:
+    if before is None:
+        return
+    now = as_read(source)
+    if now is None and not os.path.lexists(source):
+        raise NicodecError("it was removed while it was being coded; nothing was written for it")
+    if now != before:
         raise NicodecError("it changed while it was being coded; nothing was written for it: run again to code it "
                            "as it is now")
 
 
-def writable_before(target: Path) -> None:
+def writable_before(target: Path, root: Path | None = None, was: tuple[int, int] | None = None) -> None:
     """Refuse a batch's file before coding it when the folder it goes to exists and cannot be
-    written (made read-only while the batch runs): the coding would be lost at the write. A
-    folder still to be made is made after the coding, so an input that fails leaves none."""
+    written (made read-only while the batch runs), or its output folder ``root`` is gone
+    (:func:`still_there`): the coding would be lost at the write. A folder still to be made is
+    made after the coding, so an input that fails leaves none."""
     from .files import check_writable
 
+    still_there(root, was)
     if target.parent.is_dir():
         check_writable(target.parent)
 

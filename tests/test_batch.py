@@ -775,6 +775,40 @@ def _six_images(root):
     return root
 
 
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_an_output_folder_gone_mid_batch_is_not_made_again(tmp_path, monkeypatch, command):
+    """A drive unmounted (or the output folder removed) while a batch ran: the folder was made
+    again on the disk beneath and the rest of the batch written there, reported as written."""
+    import shutil
+
+    from nicodec.codec import Codec
+
+    src = _six_images(tmp_path / "src")
+    if command == "decode":
+        for png in list(src.iterdir()):
+            png.with_suffix(".nic").write_bytes(Codec().encode(png))
+            png.unlink()
+    out = tmp_path / "drive" / "archive"
+    real, calls = getattr(Codec, command), []
+
+    def unmounted_after_the_second(self, source, **options):
+        done = real(self, source, **options)
+        calls.append(source)
+        if len(calls) == 2:
+            shutil.rmtree(tmp_path / "drive")
+        return done
+
+    monkeypatch.setattr(Codec, command, unmounted_after_the_second)
+    result = run(command, src, "-o", out)
+    assert result.exit_code == 1
+    assert f"6 files: 1 {command}d, 0 up to date, 0 kept, 5 failed" in result.stdout
+    gone = f"the output folder {out} is gone since the run began (removed, or its drive unmounted); nothing was " \
+           "written for it"
+    assert result.stderr.count(gone) == 5
+    assert len(calls) == 2  # the files after it are refused before they are coded
+    assert not (tmp_path / "drive").exists()
+
+
 def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_path, monkeypatch):
     """A folder filled as the batch runs (rsync, a camera): the file replaced while it was coded
     got an output of its old content, newer than the new file, which every later run then took

@@ -1170,6 +1170,72 @@ def test_an_image_rewritten_while_it_is_read_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "photo.nic").exists() and path.read_bytes() == before
 
 
+@pytest.mark.parametrize("command", ["encode", "decode"])
+def test_a_single_file_replaced_while_it_is_coded_gets_no_output(tmp_path, monkeypatch, command):
+    """An editor saves through a new file and a rename: a single file's encode (or decode) went
+    on coding the old picture from its open file and wrote it, newer than the new file, so every
+    later batch took it as up to date (a batch compared the file again before writing; one file
+    did not)."""
+    from nicodec.codec import Codec
+
+    path = tmp_path / ("photo.png" if command == "encode" else "photo.nic")
+    Image.fromarray(synthetic_photo(48, 64, seed=1)).save(tmp_path / "photo.png")
+    if command == "decode":
+        path.write_bytes(nicodec.Codec().encode(tmp_path / "photo.png"))
+    real = getattr(Codec, command)
+
+    def replaced_meanwhile(self, source, **options):
+        done = real(self, source, **options)
+        new = path.with_name("new" + path.suffix)
+        new.write_bytes(path.read_bytes() + (b"" if command == "decode" else b"\0"))  # another file, same picture
+        os.replace(new, path)
+        return done
+
+    monkeypatch.setattr(Codec, command, replaced_meanwhile)
+    result = CliRunner().invoke(app, [command, str(path), "-o", str(tmp_path / "out") + "/"])
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"error: {path}: it changed while it was being coded; nothing was written for it: run " \
+                            "again to code it as it is now\n"
+    assert not (tmp_path / "out").exists()  # nor the folder -o out/... was to make
+
+
+def test_a_single_file_removed_while_it_is_coded_is_said_to_be(tmp_path, monkeypatch):
+    from nicodec.codec import Codec
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(synthetic_photo(48, 64, seed=1)).save(path)
+    real = Codec.encode
+
+    def removed_meanwhile(self, source, **options):
+        done = real(self, source, **options)
+        path.unlink()
+        return done
+
+    monkeypatch.setattr(Codec, "encode", removed_meanwhile)
+    result = CliRunner().invoke(app, ["encode", str(path)])
+    assert result.exit_code == 1
+    assert result.stderr == f"error: {path}: it was removed while it was being coded; nothing was written for it\n"
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_failed_write_leaves_no_folder_that_o_dir_made(tmp_path, monkeypatch):
+    """cli.md: a new ``-o DIR/`` is made only when the output is written, so a run that fails
+    leaves none; a write that failed (a full disk, Ctrl-C) left the new folders empty."""
+    from nicodec import files
+
+    path = tmp_path / "photo.png"
+    Image.fromarray(synthetic_photo(48, 64, seed=1)).save(path)
+    (tmp_path / "kept").mkdir()
+
+    def full(target, writer, **options):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(files, "write_atomic", full)
+    result = CliRunner().invoke(app, ["encode", str(path), "-o", str(tmp_path / "kept" / "new" / "deeper") + "/"])
+    assert result.exit_code == 1 and "No space left on device" in result.stderr
+    assert os.listdir(tmp_path / "kept") == []
+
+
 def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, tmp_path, monkeypatch):
     """Some errors of ``Codec.encode(path)`` named the file (a cut-off file, several frames) and
     others did not (mode F, the pixel limit), as the command line's did: a service coding many
