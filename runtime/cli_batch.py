@@ -431,10 +431,6 @@ def _unreadable_image(path: Path) -> Optional[str]:
     return None
 
 
-SAME_WARNINGS_SHOWN = 3
-"""How many files' warnings of one kind a batch lists, before it counts the rest."""
-
-
 def _list_outcomes(outcomes) -> None:
     """A batch's failures, the outputs it kept, and the warnings of the files it coded, on
     stderr. A warning that only the file's name tells apart from another's (a thousand PNGs
@@ -450,12 +446,13 @@ def _list_outcomes(outcomes) -> None:
                          for part in noted.message.split("; "))
         kinds.setdefault(kind, []).append(noted)
     for noted in kinds.values():
-        for one in noted[:SAME_WARNINGS_SHOWN]:
+        for one in noted[:console.SAME_WARNINGS_SHOWN]:
             console.err.print(f"warning: {one.item.source}: {one.message}", markup=False)
-        more = len(noted) - SAME_WARNINGS_SHOWN
+        more = len(noted) - console.SAME_WARNINGS_SHOWN
         if more > 0:
             console.err.print(f"warning: and {more:,} more file{'s' if more > 1 else ''} with the same warning",
                               markup=False)
+    console.more_warnings()  # those that reading the inputs raised
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,
@@ -481,7 +478,8 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     count = TextColumn(f"{{task.completed:>{width}.0f}}/{{task.total:.0f}}")
     columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
-    with reporting(debug), Progress(*columns, console=console.err, transient=True, disable=not console.err.on_terminal) as progress:
+    with reporting(debug), console.batch_warnings(str(item.source) for item in items), \
+            Progress(*columns, console=console.err, transient=True, disable=not console.err.on_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:

@@ -13,8 +13,10 @@ import io
 import os
 import signal
 import sys
+import threading
 import traceback
 import warnings
+from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -162,6 +164,18 @@ SHOWN_WARNINGS: set[str] = set()
 """Warnings printed by this command line: a rate search reads its image more than once, and
 says what it has to say about it once."""
 
+SAME_WARNINGS_SHOWN = 3
+"""How many files' warnings of one kind a batch lists, before it counts the rest."""
+
+BATCH_INPUTS: set[str] = set()
+"""The names of a running batch's inputs: a warning that begins with one (``a.png: its gamma
+...``) is of the kind the rest of it says (:func:`batch_warnings`)."""
+
+WARNING_KINDS: dict[str, int] = {}
+"""How many files of the running batch warned of each kind, listed or not."""
+
+_WARNINGS_LOCK = threading.Lock()  # a batch's files are read on --jobs threads
+
 
 def click_error(exc: Exception, args: list[str], command, prog: str) -> int:
     """What a command line run by Click (Typer's copy of it, or Click itself) without its
@@ -234,9 +248,51 @@ def writing_report():
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     text = str(message)
-    if text not in SHOWN_WARNINGS:
+    with _WARNINGS_LOCK:
+        if text in SHOWN_WARNINGS:
+            return
         SHOWN_WARNINGS.add(text)
-        err.print(f"warning: {text}", markup=False)
+        kind = _kind(text)
+        if kind is not None:
+            WARNING_KINDS[kind] = WARNING_KINDS.get(kind, 0) + 1
+            if WARNING_KINDS[kind] > SAME_WARNINGS_SHOWN:
+                return
+    err.print(f"warning: {text}", markup=False)
+
+
+def _kind(text: str) -> str | None:
+    """What a warning says of a batch's input it begins by naming, or None."""
+    at = text.find(": ")
+    while at > 0 and BATCH_INPUTS:
+        if text[:at] in BATCH_INPUTS:
+            return text[at + 2:]
+        at = text.find(": ", at + 1)
+    return None
+
+
+@contextmanager
+def batch_warnings(names: Iterable[str]):
+    """While a batch codes the inputs of these names, the warnings that reading them raises (a
+    gamma, damaged EXIF: one a file, as they are read) are listed for the first few files of
+    each kind; :func:`more_warnings` then counts the rest."""
+    with _WARNINGS_LOCK:
+        BATCH_INPUTS.update(names)
+        WARNING_KINDS.clear()
+    try:
+        yield
+    finally:
+        with _WARNINGS_LOCK:
+            BATCH_INPUTS.clear()
+
+
+def more_warnings() -> None:
+    """The count of each kind of warning a batch listed for its first few files only."""
+    with _WARNINGS_LOCK:
+        counts = [(kind, n - SAME_WARNINGS_SHOWN) for kind, n in WARNING_KINDS.items() if n > SAME_WARNINGS_SHOWN]
+        WARNING_KINDS.clear()
+    for kind, more in counts:
+        err.print(f"warning: and {more:,} more file{'s' if more > 1 else ''} with the same warning: {kind}",
+                  markup=False)
 
 
 @contextmanager
@@ -375,7 +431,8 @@ def counted_files(n: int) -> str:
 
 
 def size_text(n: int) -> str:
-    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.1f} kB"
+    """``n`` bytes in kB to one decimal, or in MB where that would read 1000.0 kB or more."""
+    return f"{n / 1e3:.1f} kB" if f"{n / 1e3:.1f}" != "1000.0" and n < 1e6 else f"{n / 1e6:.2f} MB"
 
 
 def note(text: str) -> None:

@@ -244,6 +244,33 @@ def test_a_warning_many_files_share_is_listed_for_the_first_few_then_counted(tmp
     assert result.stderr.count("warning: ") == 5
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_warning_that_reading_many_inputs_raises_is_listed_for_the_first_few_then_counted(tmp_path, jobs):
+    """cli.md promised it of every warning that only the file's name tells apart; those raised
+    as each image was read (a PNG's gamma, damaged EXIF) were printed once a file."""
+    import struct
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(6):
+        linear = PngImagePlugin.PngInfo()
+        linear.add(b"gAMA", struct.pack(">I", 100000))  # gamma 1.0, not kept
+        Image.fromarray(synthetic_photo(32, 48, seed=n)).save(src / f"g{n}.png", pnginfo=linear)
+    other = PngImagePlugin.PngInfo()
+    other.add(b"gAMA", struct.pack(">I", 50000))
+    Image.fromarray(synthetic_photo(32, 48, seed=9)).save(src / "other.png", pnginfo=other)
+    result = run("encode", src, "-o", tmp_path / "nic", "--jobs", jobs)
+    assert result.exit_code == 0 and "7 files: 7 encoded" in result.stdout, result.output
+    lines = result.stderr.splitlines()
+    listed = [line for line in lines if re.fullmatch(r"warning: .*g[0-5]\.png: its gamma \(PNG gAMA 1\) is not kept; .*", line)]
+    assert len(listed) == 3, result.stderr
+    assert lines[-1] == f"warning: and 3 more files with the same warning: {listed[0].split(': ', 2)[2]}"
+    assert sum("other.png: its gamma (PNG gAMA 0.5) is not kept" in line for line in lines) == 1
+    assert len(lines) == 5
+    again = run("encode", src / "g0.png", "-o", tmp_path / "one.nic")  # a single file, after a batch in this process
+    assert again.exit_code == 0 and again.stderr.startswith(f"warning: {src / 'g0.png'}: its gamma")
+
+
 def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
     """An input dated ahead of the clock (a copy from a machine whose clock runs fast) made its
     output "older" on every run, right after --force wrote it, with advice to use --force: the
@@ -265,6 +292,13 @@ def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
 
     assert [_span(s) for s in (2.5, 119, 3 * 3600 - 1, 1.99 * 86_400, 1e7)] == [
         "about 2 seconds", "about 2 minutes", "about 3 hours", "about 2 days", "about 116 days"]
+
+
+def test_the_summary_never_shows_1000_kb():
+    from nicodec.console import size_text
+
+    assert [size_text(n) for n in (999, 999_949, 999_950, 999_999, 1_000_000, 12_345_678)] == \
+        ["1.0 kB", "999.9 kB", "1.00 MB", "1.00 MB", "1.00 MB", "12.35 MB"]
 
 
 def test_warnings_are_grouped_by_what_follows_the_file_name_only(monkeypatch):
