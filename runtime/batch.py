@@ -352,17 +352,18 @@ def _identity(path: Path) -> tuple[int, int] | None:
     return info.st_dev, info.st_ino
 
 
-def collisions(items: list[Item]) -> dict[Item, list[Item]]:
+def collisions(items: list[Item], fold: Callable[[Path], str] | None = None) -> dict[Item, list[Item]]:
     """Items whose target more than one item would write (``a.png`` and ``a.jpg`` both make
     ``a.nic``), each with the others: none is coded, or one would silently replace another.
 
     Names that differ only in case or in Unicode normal form (``Photo.nic`` and ``photo.nic``)
     count as one: they are one file on the usual file systems of macOS and Windows, and on
-    FAT and exFAT drives anywhere.
+    FAT and exFAT drives anywhere. ``fold``: how paths are made one (default :func:`_fold`).
     """
+    fold = fold or _fold
     groups: dict[str, list[Item]] = {}
     for item in items:
-        groups.setdefault(_fold(item.target), []).append(item)
+        groups.setdefault(fold(item.target), []).append(item)
     return {
         item: [other for other in group if other is not item]
         for group in groups.values() if len(group) > 1 for item in group
@@ -384,9 +385,26 @@ def _fold(path: Path) -> str:
     return unicodedata.normalize("NFC", real_path(path)).lower()
 
 
-def _is_source(item: Item) -> bool:
-    """Whether an item's output would replace its own input (``encode a.nic``)."""
-    return real_path(item.source) == real_path(item.target)
+class _Resolved:
+    """:func:`real_path` and :func:`_fold` over a batch's files, each folder resolved once: a
+    path's resolution looks at every folder above it, and a batch's setup resolves each file's
+    input and output several times (10,000 files 26 folders deep took 870,000 looks and 4 s
+    before the first file was coded; 100,000 of them, 42 s)."""
+
+    def __init__(self) -> None:
+        self._folders: dict[Path, str] = {}
+
+    def real(self, path: Path) -> str:
+        if path.name in ("", ".", ".."):
+            return real_path(path)
+        folder = self._folders.get(path.parent)
+        if folder is None:
+            folder = self._folders[path.parent] = real_path(path.parent)
+        joined = os.path.join(folder, path.name)
+        return real_path(Path(joined)) if os.path.islink(joined) else joined
+
+    def fold(self, path: Path) -> str:
+        return unicodedata.normalize("NFC", self.real(path)).lower()
 
 
 FUTURE_TOLERANCE = 2.0
@@ -448,7 +466,9 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
                                      f"{_span(ahead)} ahead of this machine's clock (a clock skew?): an output made "
                                      "before then counts as older on every run, one --force replaces too (touch "
                                      "the input to date it now)")
-    if item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
+    if item.target.parent != item.source.parent:  # -o DIR: the hints below are of outputs beside their inputs
+        pass
+    elif item.target.suffix.lower() != ".nic":  # decoding beside the photos: that image may be the original
         message += " (if it is an original rather than an earlier output, write elsewhere with -o)"
     else:  # encoding beside images decoded from the .nic files: coding them again loses more
         message += " (if the image was decoded from it, --force codes that copy again, losing more; use -o)"
@@ -542,14 +562,16 @@ def run(
         return outcome
 
     pending = []
-    itself = {item for item in items if not item.problem and _is_source(item)}
+    resolved = _Resolved()
+    itself = {item for item in items if not item.problem and resolved.real(item.source) == resolved.real(item.target)}
     # A file named that does not exist is no input an output could replace (it fails on its own).
-    inputs = {_fold(item.source): item for item in items if not item.problem or os.path.lexists(item.source)}
+    inputs = {resolved.fold(item.source): item for item in items if not item.problem or os.path.lexists(item.source)}
     # An output that is another input of the batch (an image named x.nic beside x.png): --force
     # would replace an input, which nothing may.
-    other_input = {item: inputs[_fold(item.target)] for item in items
-                   if not item.problem and item not in itself and _fold(item.target) in inputs}
-    shared = collisions([item for item in items if item not in itself and item not in other_input and not item.problem])
+    other_input = {item: inputs[folded] for item in items
+                   if not item.problem and item not in itself and (folded := resolved.fold(item.target)) in inputs}
+    shared = collisions([item for item in items if item not in itself and item not in other_input and not item.problem],
+                        resolved.fold)
     for item in items:
         if item.problem:
             early = Outcome(item, "failed", item.problem)

@@ -385,7 +385,7 @@ def verify(
                 continue
             console.out.print(f"ok {stdio.display_name(path)}: {header.width}x{header.height}, {z_hat.size + symbols.size:,} symbols",
                               markup=False)
-        console.out.print(f"{counted_files(len(items))}: {len(items) - failed} ok, {failed} failed", markup=False)
+        console.out.print(f"{counted_files(len(items))}: {len(items) - failed:,} ok, {failed:,} failed", markup=False)
     if failed:
         raise typer.Exit(1)
 

@@ -168,9 +168,12 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     from .batch import Outcome, unless_abandoned, writing_to
     from .files import write_atomic
 
+    full = targets.FullDisks()
+
     def work(item) -> Outcome:
         check_input(item.source, "image")
         targets.writable_before(item.target, root, root_was)
+        full.check(item.target)
         before = targets.as_read(item.source)
         # A pipe or a device (``<(cat a.png)``) is read here, so that its bytes count as read;
         # its size on disk is 0.
@@ -179,7 +182,8 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         targets.unchanged_since(item.source, before)
         targets.still_there(root, root_was)
         targets.make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source)) as late:
+        with _made_meanwhile(item, lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source)) as late, \
+                full.noting(item.target):
             write_atomic(item.target, unless_abandoned(lambda f: f.write(data)), force=force, created=writing_to)
         if late:
             return late[0]
@@ -331,10 +335,12 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     from .files import write_atomic
 
     fmt = Image.registered_extensions()[suffix]
+    full = targets.FullDisks()
 
     def work(item) -> Outcome:
         check_input(item.source, ".nic")
         targets.writable_before(item.target, root, root_was)
+        full.check(item.target)
         before = targets.as_read(item.source)
         data = stdio.read_input(item.source)
         outputs.check_format(data, fmt, item.target.name, background)  # from the header, before decoding
@@ -344,7 +350,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         targets.unchanged_since(item.source, before)
         targets.still_there(root, root_was)
         targets.make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late:
+        with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late, full.noting(item.target):
             write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, fmt)), force=force,
                          created=writing_to)
         if late:
@@ -435,10 +441,28 @@ def _list_outcomes(outcomes) -> None:
     """A batch's failures, the outputs it kept, and the warnings of the files it coded, on
     stderr. A warning that only the file's name tells apart from another's (a thousand PNGs
     with text chunks decoded to JPEG) is listed for the first few files, then counted."""
+    failed: Counter[str] = Counter()  # one cause of many files' (a full disk, a folder gone): the first few listed
     for failure in (o for o in outcomes if o.status == "failed"):
-        console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
+        failed[failure.message] += 1
+        if failed[failure.message] <= console.SAME_WARNINGS_SHOWN:
+            console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
+    for message, n in failed.items():
+        if n > console.SAME_WARNINGS_SHOWN:
+            more = n - console.SAME_WARNINGS_SHOWN
+            console.err.print(f"failed: and {more:,} more file{'s' if more > 1 else ''} for the same reason: {message}",
+                              markup=False)
+    reasons: dict[str, list] = {}  # what is said of an output but its own and its input's names
     for kept in (o for o in outcomes if o.status == "kept"):
-        console.err.print(f"kept: {kept.message}", markup=False)
+        reason = kept.message.replace(str(kept.item.target), "\0").replace(str(kept.item.source), "\1")
+        alike = reasons.setdefault(reason, [])
+        alike.append(kept)
+        if len(alike) <= console.SAME_WARNINGS_SHOWN:
+            console.err.print(f"kept: {kept.message}", markup=False)
+    for alike in reasons.values():
+        more = len(alike) - console.SAME_WARNINGS_SHOWN
+        if more > 0:
+            console.err.print(f"kept: and {more:,} more output{'s' if more > 1 else ''} for the same reason as "
+                              f"{alike[0].item.target}", markup=False)
     kinds: dict[str, list] = {}  # in the order of their first files
     for noted in (o for o in outcomes if o.status == "done" and o.message):
         name = noted.item.target.name  # each of the file's warnings begins with it: the kind is the rest

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import secrets
@@ -16,6 +17,18 @@ try:
     import fcntl
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
+
+FULL = frozenset(number for number in (errno.ENOSPC, getattr(errno, "EDQUOT", None)) if number is not None)
+"""The errors of a file system (or a quota) with no room left."""
+
+
+class DiskFullError(NicodecError):
+    """An output could not be written for want of room on its file system, or in a quota."""
+
+
+def _write_error(exc: OSError, text: str) -> NicodecError:
+    return (DiskFullError if exc.errno in FULL else NicodecError)(f"{text}: {exc.strerror or exc}")
+
 
 STALE_AFTER = 60.0
 """Seconds since its last write after which an unlocked temporary file is a killed run's."""
@@ -63,7 +76,7 @@ def write_atomic(path: str | os.PathLike, write: Callable[[object], None], *, fo
             if fcntl is None:
                 _commit(tmp, path, force)
         except OSError as exc:
-            raise NicodecError(f"cannot write {path}: {exc.strerror or exc}") from None
+            raise _write_error(exc, f"cannot write {path}") from None
     except BaseException:
         try:
             os.unlink(tmp)
@@ -484,7 +497,7 @@ def _create_temporary(folder: Path, name: str, private: bool = False) -> tuple[i
         except FileExistsError:
             continue
         except OSError as exc:
-            raise NicodecError(f"cannot write in {folder}: {exc.strerror or exc}") from None
+            raise _write_error(exc, f"cannot write in {folder}") from None
         if fcntl is not None:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

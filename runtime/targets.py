@@ -12,6 +12,7 @@ import os
 import re
 import stat
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -101,6 +102,46 @@ def still_there(root: Path | None, was: tuple[int, int] | None) -> None:
     if root is not None and identity(root) != was:
         raise NicodecError(f"the output folder {root} is gone since the run began (removed, or its drive unmounted); "
                            "nothing was written for it")
+
+
+class FullDisks:
+    """The file systems a batch found full: a file still to write on one fails before it is
+    coded (a disk full after the first 100 files of 1,000 had every other file coded, to fail
+    at its write)."""
+
+    def __init__(self) -> None:
+        self._full: dict[int, str] = {}
+
+    @staticmethod
+    def _device(folder: Path) -> int | None:
+        from .files import nearest_existing
+
+        try:
+            return nearest_existing(folder).stat().st_dev
+        except (OSError, ValueError):
+            return None
+
+    def check(self, target: Path) -> None:
+        """Refuse ``target`` when its file system was found full."""
+        if self._full:
+            device = self._device(target.parent)
+            why = self._full.get(device) if device is not None else None
+            if why is not None:
+                raise NicodecError(why)
+
+    @contextmanager
+    def noting(self, target: Path):
+        """Note the file system of ``target`` as full when writing it fails for want of room."""
+        from .files import DiskFullError
+
+        try:
+            yield
+        except DiskFullError as exc:
+            device = self._device(target.parent)
+            if device is not None:
+                self._full.setdefault(device, f"not coded: the disk of {target.parent} was full ({exc}); free some "
+                                              "space and run again to code the rest")
+            raise
 
 
 def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:

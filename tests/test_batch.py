@@ -681,6 +681,12 @@ def test_batch_messages_name_each_file_once_and_say_what_a_kept_file_may_be(tmp_
     result = run("encode", src / "a.png", src / "a.png")
     assert (f"kept: {src / 'a.nic'} exists and is older than {src / 'a.png'}; --force replaces it (if the image "
             "was decoded from it, --force codes that copy again, losing more; use -o)\n") in result.stderr
+    # Into another folder (-o given): no advice to use -o.
+    out = tmp_path / "out"
+    assert run("encode", src / "a.png", src / "a.png", "-o", out).exit_code == 0
+    os.utime(out / "a.nic", (1, 1))
+    result = run("encode", src / "a.png", src / "a.png", "-o", out)
+    assert f"kept: {out / 'a.nic'} exists and is older than {src / 'a.png'}; --force replaces it\n" in result.stderr
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs named pipes")
@@ -838,9 +844,72 @@ def test_an_output_folder_gone_mid_batch_is_not_made_again(tmp_path, monkeypatch
     assert f"6 files: 1 {command}d, 0 up to date, 0 kept, 5 failed" in result.stdout
     gone = f"the output folder {out} is gone since the run began (removed, or its drive unmounted); nothing was " \
            "written for it"
-    assert result.stderr.count(gone) == 5
+    assert result.stderr.count(gone) == 4  # 3 files named, then "and 2 more files for the same reason"
+    assert f"failed: and 2 more files for the same reason: {gone}" in result.stderr
     assert len(calls) == 2  # the files after it are refused before they are coded
     assert not (tmp_path / "drive").exists()
+
+
+def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_path, monkeypatch):
+    """A disk full after the first 100 files of 1,000 had every other file coded, to fail at
+    its write, each with its own line: the rest now fail before they are coded, and the lines
+    of one cause are listed for the first few files, then counted."""
+    import errno
+
+    from nicodec.codec import Codec
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(synthetic_photo(32, 48, seed=i)).save(src / f"{i}.png")
+    real_encode, real_fsync, coded, synced = Codec.encode, os.fsync, [], []
+
+    def encode(self, image, **options):
+        coded.append(image)
+        return real_encode(self, image, **options)
+
+    def fsync(fd):
+        synced.append(fd)
+        if len(synced) > 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_fsync(fd)
+
+    monkeypatch.setattr(Codec, "encode", encode)
+    monkeypatch.setattr(os, "fsync", fsync)
+    out = tmp_path / "out"
+    result = run("encode", src, "-o", out)
+    monkeypatch.undo()
+    assert result.exit_code == 1
+    assert "8 files: 2 encoded, 0 up to date, 0 kept, 6 failed" in result.stdout
+    assert len(coded) == 3 and sorted(path.name for path in out.iterdir()) == ["0.nic", "1.nic"]
+    lines = result.stderr.splitlines()
+    assert lines[0] == f"failed: {src / '2.png'}: cannot write {out / '2.nic'}: No space left on device"
+    why = f"not coded: the disk of {out} was full (cannot write {out / '2.nic'}: No space left on device); free " \
+          "some space and run again to code the rest"
+    assert lines[1:] == [f"failed: {src / f'{i}.png'}: {why}" for i in (3, 4, 5)] + \
+        [f"failed: and 2 more files for the same reason: {why}"]
+    assert run("encode", src, "-o", out).stdout.startswith("8 files: 6 encoded, 2 up to date")  # room again
+
+
+def test_outputs_kept_for_one_reason_are_listed_for_the_first_few_then_counted(tmp_path):
+    """A rerun after ``touch photos/*`` listed every output kept, 20,000 lines for 20,000 files."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(5):
+        Image.fromarray(synthetic_photo(32, 48, seed=i)).save(src / f"{i}.png")
+    Image.fromarray(synthetic_photo(32, 48, seed=9)).save(src / "x.png")
+    out = tmp_path / "out"
+    assert run("encode", src, "-o", out).exit_code == 0
+    for path in out.iterdir():
+        os.utime(path, (1, 1))
+    (out / "x.nic").write_bytes(b"not a nic file")
+    result = run("encode", src, "-o", out)
+    assert result.exit_code == 0 and "6 files: 0 encoded, 0 up to date, 6 kept" in result.stdout
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [f"kept: {out / f'{i}.nic'} exists and is older than {src / f'{i}.png'}; --force replaces it"
+                         for i in range(3)]
+    assert lines[3].startswith(f"kept: {out / 'x.nic'} ")
+    assert lines[4:] == [f"kept: and 2 more outputs for the same reason as {out / '0.nic'}"]
 
 
 def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_path, monkeypatch):
@@ -1603,7 +1672,8 @@ def test_a_folder_made_read_only_during_a_batch_costs_no_coding(tmp_path, monkey
     result = run(verb, src, "-o", out)
     assert result.exit_code == 1
     assert len(coded) == 1 and len(list(out.iterdir())) == 1
-    assert result.stderr.count(f"cannot write in the folder {out}: it is not writable") == 5
+    assert result.stderr.count(f"cannot write in the folder {out}: it is not writable") == 4  # 3, then counted
+    assert "failed: and 2 more files for the same reason: cannot write in the folder" in result.stderr
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
