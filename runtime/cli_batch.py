@@ -479,6 +479,11 @@ def _list_outcomes(outcomes) -> None:
     console.more_warnings()  # those that reading the inputs raised
 
 
+LOG_EVERY = 60.0
+"""Seconds between a batch's lines of progress on a stderr that is no terminal (a cron job's
+log, CI, nohup), where no bar is drawn: a long run is seen to be alive, and how far it got."""
+
+
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,
               unchecked: tuple[str, ...] | list[str] = (), doubtful=None) -> None:
     """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
@@ -488,7 +493,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     they may have been made otherwise)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .batch import Abandoned, run
+    from .batch import Abandoned, _span, run
 
     targets.remove_stale((item.target for item in items), note)
     start = time.perf_counter()
@@ -498,6 +503,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     # kept leave it as they are found (counted, they made a rerun's rate thousands of files/s
     # and its time left a second for the whole run).
     seen = []  # the outcomes as they come: an interrupted batch still lists its failures
+    logged = [0.0]  # when the last line of progress went to a stderr that is no terminal
     width = len(str(len(items)))
     count = TextColumn(f"{{task.completed:>{width}.0f}}/{{task.total:.0f}}")
     columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
@@ -517,6 +523,11 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             coded = progress.tasks[0].completed + 1
             progress.update(task, advance=1,
                             rate=f"{coded / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
+            if not console.err.on_terminal and elapsed - logged[0] >= LOG_EVERY:
+                logged[0] = elapsed
+                total = progress.tasks[0].total or coded
+                left = f", {_span((total - coded) * elapsed / coded)} left" if total > coded else ""
+                note(f"{verb}: {coded:,} of {counted_files(int(total))}, {coded / elapsed:.1f} files/s{left}")
 
         def stopping(stop: BaseException) -> None:  # Ctrl-C's (SIGTERM and the like stop at once)
             progress.stop()

@@ -850,6 +850,25 @@ def test_an_output_folder_gone_mid_batch_is_not_made_again(tmp_path, monkeypatch
     assert not (tmp_path / "drive").exists()
 
 
+def test_a_batch_logs_its_progress_where_stderr_is_no_terminal(tmp_path, monkeypatch):
+    """A cron job's log, CI or nohup saw nothing for the whole run (9 min 52 s for 20,000
+    files), a hang and progress alike: a line every LOG_EVERY seconds now."""
+    from nicodec import cli_batch
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):
+        Image.fromarray(synthetic_photo(32, 48, seed=i)).save(src / f"{i}.png")
+    assert run("encode", src, "-o", tmp_path / "quiet").stderr == ""  # quicker than a line
+    monkeypatch.setattr(cli_batch, "LOG_EVERY", 0.0)
+    result = run("encode", src, "-o", tmp_path / "out")
+    assert result.exit_code == 0
+    lines = result.stderr.splitlines()
+    assert [int(re.fullmatch(r"encode: (\d) of 4 files, [\d.]+ files/s(, about \d+ seconds? left)?", line)[1])
+            for line in lines] == [1, 2, 3, 4]
+    assert "left" not in lines[-1]
+
+
 def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_path, monkeypatch):
     """A disk full after the first 100 files of 1,000 had every other file coded, to fail at
     its write, each with its own line: the rest now fail before they are coded, and the lines
