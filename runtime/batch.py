@@ -247,6 +247,8 @@ class Outcome:
             warning (a rate target the file did not meet) or empty.
         bytes_in, bytes_out: file sizes, for ``done``.
         pixels: the image's pixel count, for ``done``.
+        shared: for ``failed``, a cause that is the output's place rather than the file's (a
+            full disk): the list names the first few files that failed of it, then counts them.
     """
 
     item: Item
@@ -255,6 +257,7 @@ class Outcome:
     bytes_in: int = 0
     bytes_out: int = 0
     pixels: int = 0
+    shared: bool = False
 
 
 def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str,
@@ -550,7 +553,7 @@ def run(
             try:
                 outcome = work(item)
             except NicodecError as exc:
-                outcome = Outcome(item, "failed", str(exc))
+                outcome = Outcome(item, "failed", str(exc), shared=getattr(exc, "shared", False))
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 outcome = Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
             finished.append(outcome)

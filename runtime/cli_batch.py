@@ -437,31 +437,36 @@ def _unreadable_image(path: Path) -> Optional[str]:
     return None
 
 
+KEPT_NAMED = 10
+"""How many outputs kept for one reason a batch names each of; more are named for the first few
+and counted."""
+
+
 def _list_outcomes(outcomes) -> None:
     """A batch's failures, the outputs it kept, and the warnings of the files it coded, on
     stderr. A warning that only the file's name tells apart from another's (a thousand PNGs
     with text chunks decoded to JPEG) is listed for the first few files, then counted."""
-    failed: Counter[str] = Counter()  # one cause of many files' (a full disk, a folder gone): the first few listed
+    shared: Counter[str] = Counter()  # a cause not the file's own (a full disk): the first few files named
     for failure in (o for o in outcomes if o.status == "failed"):
-        failed[failure.message] += 1
-        if failed[failure.message] <= console.SAME_WARNINGS_SHOWN:
+        shared[failure.message] += failure.shared
+        if shared[failure.message] <= console.SAME_WARNINGS_SHOWN:
             console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
-    for message, n in failed.items():
+    for message, n in shared.items():
         if n > console.SAME_WARNINGS_SHOWN:
-            more = n - console.SAME_WARNINGS_SHOWN
-            console.err.print(f"failed: and {more:,} more file{'s' if more > 1 else ''} for the same reason: {message}",
-                              markup=False)
+            console.err.print(f"failed: {console.more_files(n - console.SAME_WARNINGS_SHOWN)} for the same reason: "
+                              f"{message}", markup=False)
     reasons: dict[str, list] = {}  # what is said of an output but its own and its input's names
     for kept in (o for o in outcomes if o.status == "kept"):
         reason = kept.message.replace(str(kept.item.target), "\0").replace(str(kept.item.source), "\1")
-        alike = reasons.setdefault(reason, [])
-        alike.append(kept)
-        if len(alike) <= console.SAME_WARNINGS_SHOWN:
-            console.err.print(f"kept: {kept.message}", markup=False)
+        reasons.setdefault(reason, []).append(kept)
     for alike in reasons.values():
-        more = len(alike) - console.SAME_WARNINGS_SHOWN
-        if more > 0:
-            console.err.print(f"kept: and {more:,} more output{'s' if more > 1 else ''} for the same reason as "
+        # Each named, as a few photos edited since their outputs were made are; the thousands
+        # that a `touch` or a copy without its dates leaves, the first few and a count.
+        named = alike if len(alike) <= KEPT_NAMED else alike[:console.SAME_WARNINGS_SHOWN]
+        for kept in named:
+            console.err.print(f"kept: {kept.message}", markup=False)
+        if len(alike) > len(named):
+            console.err.print(f"kept: {console.more_files(len(alike) - len(named), 'output')} for the same reason as "
                               f"{alike[0].item.target}", markup=False)
     kinds: dict[str, list] = {}  # in the order of their first files
     for noted in (o for o in outcomes if o.status == "done" and o.message):
@@ -474,8 +479,7 @@ def _list_outcomes(outcomes) -> None:
             console.err.print(f"warning: {one.item.source}: {one.message}", markup=False)
         more = len(noted) - console.SAME_WARNINGS_SHOWN
         if more > 0:
-            console.err.print(f"warning: and {more:,} more file{'s' if more > 1 else ''} with the same warning",
-                              markup=False)
+            console.err.print(f"warning: {console.more_files(more)} with the same warning", markup=False)
     console.more_warnings()  # those that reading the inputs raised
 
 
@@ -526,7 +530,8 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
             if not console.err.on_terminal and elapsed - logged[0] >= LOG_EVERY:
                 logged[0] = elapsed
                 total = progress.tasks[0].total or coded
-                left = f", {_span((total - coded) * elapsed / coded)} left" if total > coded else ""
+                remaining = (total - coded) * elapsed / coded
+                left = f", {_span(remaining)} left" if remaining >= 1 else ""
                 note(f"{verb}: {coded:,} of {counted_files(int(total))}, {coded / elapsed:.1f} files/s{left}")
 
         def stopping(stop: BaseException) -> None:  # Ctrl-C's (SIGTERM and the like stop at once)

@@ -291,8 +291,12 @@ def more_warnings() -> None:
         counts = [(kind, n - SAME_WARNINGS_SHOWN) for kind, n in WARNING_KINDS.items() if n > SAME_WARNINGS_SHOWN]
         WARNING_KINDS.clear()
     for kind, more in counts:
-        err.print(f"warning: and {more:,} more file{'s' if more > 1 else ''} with the same warning: {kind}",
-                  markup=False)
+        err.print(f"warning: {more_files(more)} with the same warning: {kind}", markup=False)
+
+
+def more_files(n: int, what: str = "file") -> str:
+    """``and 997 more files``, where a list named the first few."""
+    return f"and {n:,} more {what}{'' if n == 1 else 's'}"
 
 
 @contextmanager
@@ -431,8 +435,11 @@ def counted_files(n: int) -> str:
 
 
 def size_text(n: int) -> str:
-    """``n`` bytes in kB to one decimal, or in MB where that would read 1000.0 kB or more."""
-    return f"{n / 1e3:.1f} kB" if f"{n / 1e3:.1f}" != "1000.0" and n < 1e6 else f"{n / 1e6:.2f} MB"
+    """``n`` bytes in kB to one decimal, MB or GB to two: the largest unit that does not read
+    1000 or more once rounded."""
+    if f"{n / 1e3:.1f}" != "1000.0" and n < 1e6:
+        return f"{n / 1e3:.1f} kB"
+    return f"{n / 1e6:.2f} MB" if f"{n / 1e6:.2f}" != "1000.00" and n < 1e9 else f"{n / 1e9:.2f} GB"
 
 
 def note(text: str) -> None:

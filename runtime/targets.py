@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
@@ -86,22 +87,32 @@ def make_folder(folder: Path) -> None:
     check_writable(folder)
 
 
-def identity(folder: Path) -> tuple[int, int] | None:
-    """The device and inode of ``folder``, or None where there is none to look at."""
+class SharedCauseError(NicodecError):
+    """A batch's file failed for a cause that is the output's place, not the file (a full disk,
+    the output folder gone or not writable): every file still to write there fails the same
+    way, and the list names the first few (``Outcome.shared``)."""
+
+    shared = True
+
+
+def identity(folder: Path) -> int | None:
+    """The device (file system) that the folder ``folder`` is on, or None where there is no
+    folder to look at. Not its inode: FAT and exFAT drives and some FUSE mounts give a folder
+    another inode number each time the system reads it again."""
     try:
         st = folder.stat()
     except (OSError, ValueError):
         return None
-    return st.st_dev, st.st_ino
+    return st.st_dev if stat.S_ISDIR(st.st_mode) else None
 
 
-def still_there(root: Path | None, was: tuple[int, int] | None) -> None:
-    """Refuse a batch's file when its output folder ``root`` is no longer the folder the run
-    began with (``was``, its :func:`identity` then): removed, or its drive unmounted. Making it
-    again would put the rest of the batch on the disk beneath, reported as written."""
+def still_there(root: Path | None, was: int | None) -> None:
+    """Refuse a batch's file when its output folder ``root`` is no longer on the file system
+    the run began with (``was``, its :func:`identity` then): removed, or its drive unmounted.
+    Making it again would put the rest of the batch on the disk beneath, reported as written."""
     if root is not None and identity(root) != was:
-        raise NicodecError(f"the output folder {root} is gone since the run began (removed, or its drive unmounted); "
-                           "nothing was written for it")
+        raise SharedCauseError(f"the output folder {root} is no longer there (removed, or its drive unmounted, since "
+                               "the run began); nothing was written for it")
 
 
 class FullDisks:
@@ -110,7 +121,7 @@ class FullDisks:
     at its write)."""
 
     def __init__(self) -> None:
-        self._full: dict[int, str] = {}
+        self._full: dict[int, tuple[int, str]] = {}  # device -> its free bytes after the failed write, why
 
     @staticmethod
     def _device(folder: Path) -> int | None:
@@ -121,13 +132,26 @@ class FullDisks:
         except (OSError, ValueError):
             return None
 
+    @staticmethod
+    def _free(folder: Path) -> int:
+        from .files import nearest_existing
+
+        try:
+            return shutil.disk_usage(nearest_existing(folder)).free
+        except (OSError, ValueError):
+            return 0
+
     def check(self, target: Path) -> None:
-        """Refuse ``target`` when its file system was found full."""
+        """Refuse ``target`` when its file system was found full and has no more room since (the
+        failed write's temporary file is gone, so the room it took is free again: a smaller
+        output might fit in it, but a folder's files are mostly alike)."""
         if self._full:
             device = self._device(target.parent)
-            why = self._full.get(device) if device is not None else None
-            if why is not None:
-                raise NicodecError(why)
+            full = self._full.get(device) if device is not None else None
+            if full is not None:
+                if self._free(target.parent) <= full[0]:
+                    raise SharedCauseError(full[1])
+                self._full.pop(device, None)  # room was made meanwhile
 
     @contextmanager
     def noting(self, target: Path):
@@ -139,8 +163,9 @@ class FullDisks:
         except DiskFullError as exc:
             device = self._device(target.parent)
             if device is not None:
-                self._full.setdefault(device, f"not coded: the disk of {target.parent} was full ({exc}); free some "
-                                              "space and run again to code the rest")
+                why = f"not coded: the disk of {target.parent} was full ({exc}); free some space and run again to code " \
+                      "the rest"
+                self._full[device] = (self._free(target.parent), why)
             raise
 
 
@@ -157,8 +182,9 @@ def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:
         while not os.path.lexists(missing) and missing != missing.parent:
             made.append(missing)
             missing = missing.parent
-        make_folder(path.parent)
     try:
+        if new_folder:
+            make_folder(path.parent)
         write_atomic(path, writer, force=force)
     except BaseException:
         for folder in made:  # innermost first; one that another program has put a file in stays
@@ -222,7 +248,7 @@ def unchanged_since(source: Path, before) -> None:
                            "as it is now")
 
 
-def writable_before(target: Path, root: Path | None = None, was: tuple[int, int] | None = None) -> None:
+def writable_before(target: Path, root: Path | None = None, was: int | None = None) -> None:
     """Refuse a batch's file before coding it when the folder it goes to exists and cannot be
     written (made read-only while the batch runs), or its output folder ``root`` is gone
     (:func:`still_there`): the coding would be lost at the write. A folder still to be made is
@@ -231,7 +257,10 @@ def writable_before(target: Path, root: Path | None = None, was: tuple[int, int]
 
     still_there(root, was)
     if target.parent.is_dir():
-        check_writable(target.parent)
+        try:
+            check_writable(target.parent)
+        except NicodecError as exc:
+            raise SharedCauseError(str(exc)) from None
 
 
 def output_for(input: Path, output: Optional[str], suffix: str, force: bool, note: Callable[[str], None],

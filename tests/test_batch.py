@@ -267,8 +267,11 @@ def test_a_warning_that_reading_many_inputs_raises_is_listed_for_the_first_few_t
     assert lines[-1] == f"warning: and 3 more files with the same warning: {listed[0].split(': ', 2)[2]}"
     assert sum("other.png: its gamma (PNG gAMA 0.5) is not kept" in line for line in lines) == 1
     assert len(lines) == 5
-    again = run("encode", src / "g0.png", "-o", tmp_path / "one.nic")  # a single file, after a batch in this process
-    assert again.exit_code == 0 and again.stderr.startswith(f"warning: {src / 'g0.png'}: its gamma")
+    from nicodec import console
+
+    assert console.BATCH_INPUTS == set()  # nothing of it left in the process for the next command line
+    again = run("encode", src, "-o", tmp_path / "again")
+    assert again.stderr.splitlines()[-1] == lines[-1] and len(again.stderr.splitlines()) == 5  # counted anew
 
 
 def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
@@ -842,8 +845,8 @@ def test_an_output_folder_gone_mid_batch_is_not_made_again(tmp_path, monkeypatch
     result = run(command, src, "-o", out)
     assert result.exit_code == 1
     assert f"6 files: 1 {command}d, 0 up to date, 0 kept, 5 failed" in result.stdout
-    gone = f"the output folder {out} is gone since the run began (removed, or its drive unmounted); nothing was " \
-           "written for it"
+    gone = f"the output folder {out} is no longer there (removed, or its drive unmounted, since the run began); " \
+           "nothing was written for it"
     assert result.stderr.count(gone) == 4  # 3 files named, then "and 2 more files for the same reason"
     assert f"failed: and 2 more files for the same reason: {gone}" in result.stderr
     assert len(calls) == 2  # the files after it are refused before they are coded
@@ -869,13 +872,40 @@ def test_a_batch_logs_its_progress_where_stderr_is_no_terminal(tmp_path, monkeyp
     assert "left" not in lines[-1]
 
 
-def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_path, monkeypatch):
+def test_the_progress_lines_of_a_batch_come_a_minute_apart(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from nicodec import cli_batch
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(8):
+        Image.fromarray(synthetic_photo(32, 48, seed=i)).save(src / f"{i}.png")
+    clock = iter(range(0, 10_000, 25))  # each file seen 25 s after the last
+    monkeypatch.setattr(cli_batch, "time", SimpleNamespace(perf_counter=lambda: float(next(clock))))
+    result = run("encode", src, "-o", tmp_path / "out")
+    assert result.exit_code == 0
+    assert result.stderr.splitlines() == ["encode: 3 of 8 files, 0.0 files/s, about 2 minutes left",
+                                          "encode: 6 of 8 files, 0.0 files/s, about 50 seconds left"]
+
+
+@pytest.mark.parametrize("freed", [False, True])
+def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_path, monkeypatch, freed):
     """A disk full after the first 100 files of 1,000 had every other file coded, to fail at
-    its write, each with its own line: the rest now fail before they are coded, and the lines
-    of one cause are listed for the first few files, then counted."""
+    its write, each with its own line: the rest now fail before they are coded, while no room
+    is made, and the lines of that cause are listed for the first few files, then counted."""
     import errno
 
+    from nicodec import targets
     from nicodec.codec import Codec
+
+    looked = []
+
+    def free(folder):  # the disk's free bytes as the batch sees them: at the failed write, then after
+        looked.append(folder)
+        return 5_000 if freed and len(looked) > 1 else 1_000  # another program's files removed: room again
+
+    monkeypatch.setattr(targets.FullDisks, "_free", staticmethod(free))
 
     src = tmp_path / "src"
     src.mkdir()
@@ -889,7 +919,7 @@ def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_pa
 
     def fsync(fd):
         synced.append(fd)
-        if len(synced) > 2:
+        if len(synced) == 3 or len(synced) > 2 and not freed:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_fsync(fd)
 
@@ -899,6 +929,9 @@ def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_pa
     result = run("encode", src, "-o", out)
     monkeypatch.undo()
     assert result.exit_code == 1
+    if freed:
+        assert "8 files: 7 encoded, 0 up to date, 0 kept, 1 failed" in result.stdout and len(coded) == 8
+        return
     assert "8 files: 2 encoded, 0 up to date, 0 kept, 6 failed" in result.stdout
     assert len(coded) == 3 and sorted(path.name for path in out.iterdir()) == ["0.nic", "1.nic"]
     lines = result.stderr.splitlines()
@@ -910,8 +943,43 @@ def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_pa
     assert run("encode", src, "-o", out).stdout.startswith("8 files: 6 encoded, 2 up to date")  # room again
 
 
-def test_outputs_kept_for_one_reason_are_listed_for_the_first_few_then_counted(tmp_path):
-    """A rerun after ``touch photos/*`` listed every output kept, 20,000 lines for 20,000 files."""
+def test_files_that_fail_alike_of_their_own_are_each_named(tmp_path):
+    """Only a cause that is the output's place (a full disk) is counted after a few files: five
+    damaged files with one message are five files to find."""
+    from nicodec.codec import Codec
+
+    src = tmp_path / "src"
+    src.mkdir()
+    data = Codec().encode(Image.fromarray(synthetic_photo(32, 48, seed=1)))
+    for i in range(5):
+        (src / f"cut{i}.nic").write_bytes(data[:-20])
+    result = run("decode", src, "-o", tmp_path / "out")
+    assert result.exit_code == 1 and "5 files: 0 decoded, 0 up to date, 0 kept, 5 failed" in result.stdout
+    assert [line.split(":")[0:2] for line in result.stderr.splitlines()] == \
+        [["failed", f" {src / f'cut{i}.nic'}"] for i in range(5)]
+
+
+def test_an_output_that_is_a_link_to_its_own_input_is_refused(tmp_path):
+    """The batch's setup resolves a link among the outputs (out/a.nic leading to the .nic file
+    being decoded... or here to the image being encoded) to the file it leads to."""
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(synthetic_photo(32, 48, seed=1)).save(src / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.nic").symlink_to(src / "a.png")
+    result = run("encode", src, "-o", out, "--force")
+    assert result.exit_code == 1
+    assert f"failed: {src / 'a.png'}: the output {out / 'a.nic'} would be the input; write elsewhere with -o" \
+        in result.stderr
+    assert (src / "a.png").stat().st_size > 0 and Image.open(src / "a.png").size == (48, 32)
+
+
+def test_outputs_kept_for_one_reason_are_listed_for_the_first_few_then_counted(tmp_path, monkeypatch):
+    """A rerun after ``touch photos/*`` listed every output kept, 20,000 lines for 20,000 files;
+    a few (photos edited since) are each named."""
+    from nicodec import cli_batch
+
     src = tmp_path / "src"
     src.mkdir()
     for i in range(5):
@@ -924,11 +992,15 @@ def test_outputs_kept_for_one_reason_are_listed_for_the_first_few_then_counted(t
     (out / "x.nic").write_bytes(b"not a nic file")
     result = run("encode", src, "-o", out)
     assert result.exit_code == 0 and "6 files: 0 encoded, 0 up to date, 6 kept" in result.stdout
+    older = [f"kept: {out / f'{i}.nic'} exists and is older than {src / f'{i}.png'}; --force replaces it"
+             for i in range(5)]
     lines = result.stderr.splitlines()
-    assert lines[:3] == [f"kept: {out / f'{i}.nic'} exists and is older than {src / f'{i}.png'}; --force replaces it"
-                         for i in range(3)]
-    assert lines[3].startswith(f"kept: {out / 'x.nic'} ")
-    assert lines[4:] == [f"kept: and 2 more outputs for the same reason as {out / '0.nic'}"]
+    assert lines[:5] == older and lines[5].startswith(f"kept: {out / 'x.nic'} ") and len(lines) == 6
+    monkeypatch.setattr(cli_batch, "KEPT_NAMED", 4)
+    lines = run("encode", src, "-o", out).stderr.splitlines()
+    assert lines[:3] == older[:3]
+    assert lines[3:] == [f"kept: and 2 more outputs for the same reason as {out / '0.nic'}",
+                         lines[4]] and lines[4].startswith(f"kept: {out / 'x.nic'} ")
 
 
 def test_an_input_replaced_while_it_is_coded_is_not_written_as_up_to_date(tmp_path, monkeypatch):
