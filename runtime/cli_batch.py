@@ -448,9 +448,11 @@ def _list_outcomes(outcomes) -> None:
     with text chunks decoded to JPEG) is listed for the first few files, then counted."""
     shared: Counter[str] = Counter()  # a cause not the file's own (a full disk): the first few files named
     for failure in (o for o in outcomes if o.status == "failed"):
-        shared[failure.message] += failure.shared
-        if shared[failure.message] <= console.SAME_WARNINGS_SHOWN:
-            console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
+        if failure.shared:
+            shared[failure.message] += 1
+            if shared[failure.message] > console.SAME_WARNINGS_SHOWN:
+                continue
+        console.err.print(f"failed: {stdio.about(failure.item.source, failure.message)}", markup=False)
     for message, n in shared.items():
         if n > console.SAME_WARNINGS_SHOWN:
             console.err.print(f"failed: {console.more_files(n - console.SAME_WARNINGS_SHOWN)} for the same reason: "

@@ -262,8 +262,8 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
 
 def _kind(text: str) -> str | None:
     """What a warning says of a batch's input it begins by naming, or None."""
-    at = text.find(": ")
-    while at > 0 and BATCH_INPUTS:
+    at = text.find(": ") if BATCH_INPUTS else -1
+    while at > 0:
         if text[:at] in BATCH_INPUTS:
             return text[at + 2:]
         at = text.find(": ", at + 1)

@@ -176,12 +176,7 @@ def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:
     must not become a folder on the disk beneath)."""
     from .files import write_atomic
 
-    made = []
-    if new_folder:
-        missing = path.parent
-        while not os.path.lexists(missing) and missing != missing.parent:
-            made.append(missing)
-            missing = missing.parent
+    made = _missing(path.parent)[0] if new_folder else []
     try:
         if new_folder:
             make_folder(path.parent)
@@ -195,16 +190,24 @@ def write(path: Path, writer: Callable, force: bool, new_folder: bool) -> None:
         raise
 
 
+def _missing(folder: Path) -> tuple[list[Path], Path]:
+    """The folders of ``folder``'s path that do not exist, innermost first, and the nearest that
+    does (or whatever is there in its place: a file, a link to nothing)."""
+    missing = []
+    while not os.path.lexists(folder) and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing, folder
+
+
 def _check_can_make(folder: Path, name: str) -> None:
     """Refuse, before any work, an output folder still to be made, or the name ``name`` in it,
     that could not be: something not a folder in the way (a file, a dangling or looping link),
     the nearest folder that exists not writable, or a name too long for its file system."""
     from .files import check_writable, not_a_folder
 
-    probe, missing = folder, [name]
-    while not os.path.lexists(probe) and probe != probe.parent:
-        missing.append(probe.name)
-        probe = probe.parent
+    to_make, probe = _missing(folder)
+    missing = [name, *(part.name for part in to_make)]
     problem = not_a_folder(probe)  # a file, a link to nowhere, a loop
     if problem:
         raise NicodecError(f"cannot create the output folder {folder}: {problem}")
