@@ -124,20 +124,25 @@ class FullDisks:
         self._full: dict[int, tuple[int, str]] = {}  # device -> its free bytes after the failed write, why
 
     @staticmethod
-    def _device(folder: Path) -> int | None:
+    def _nearest(folder: Path) -> Path | None:
         from .files import nearest_existing
 
         try:
-            return nearest_existing(folder).stat().st_dev
+            return nearest_existing(folder)
         except (OSError, ValueError):
             return None
 
     @staticmethod
-    def _free(folder: Path) -> int:
-        from .files import nearest_existing
-
+    def _device(place: Path | None) -> int | None:
         try:
-            return shutil.disk_usage(nearest_existing(folder)).free
+            return place.stat().st_dev if place is not None else None
+        except (OSError, ValueError):
+            return None
+
+    @staticmethod
+    def _free(place: Path | None) -> int:
+        try:
+            return shutil.disk_usage(place).free if place is not None else 0
         except (OSError, ValueError):
             return 0
 
@@ -146,10 +151,11 @@ class FullDisks:
         failed write's temporary file is gone, so the room it took is free again: a smaller
         output might fit in it, but a folder's files are mostly alike)."""
         if self._full:
-            device = self._device(target.parent)
+            place = self._nearest(target.parent)  # the folder, or the nearest above it still to make it in
+            device = self._device(place)
             full = self._full.get(device) if device is not None else None
             if full is not None:
-                if self._free(target.parent) <= full[0]:
+                if self._free(place) <= full[0]:
                     raise SharedCauseError(full[1])
                 self._full.pop(device, None)  # room was made meanwhile
 
@@ -161,11 +167,12 @@ class FullDisks:
         try:
             yield
         except DiskFullError as exc:
-            device = self._device(target.parent)
+            place = self._nearest(target.parent)
+            device = self._device(place)
             if device is not None:
                 why = f"not coded: the disk of {target.parent} was full ({exc}); free some space and run again to code " \
                       "the rest"
-                self._full[device] = (self._free(target.parent), why)
+                self._full[device] = (self._free(place), why)
             raise
 
 
