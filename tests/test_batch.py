@@ -903,7 +903,7 @@ def test_a_full_disk_fails_the_files_still_to_write_before_they_are_coded(tmp_pa
 
     def free(folder):  # the disk's free bytes as the batch sees them: at the failed write, then after
         looked.append(folder)
-        return 5_000 if freed and len(looked) > 1 else 1_000  # another program's files removed: room again
+        return 5_000_000 if freed and len(looked) > 1 else 1_000  # another program's files removed: room again
 
     monkeypatch.setattr(targets.FullDisks, "_free", staticmethod(free))
 
