@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from . import arguments, console, stdio, targets
-from .cli_batch import check_input, decode_all, dropped_warnings, encode_all, header_of, items_of, note_not_files
+from .cli_batch import (check_input, decode_all, dropped_warnings, encode_all, header_of, items_of, larger_than_source,
+                        note_not_files)
 from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, note, reporting, stop, writing_report,
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
@@ -234,9 +235,12 @@ def encode(
             f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
             markup=False,
         )
-    miss = rate.miss(result)
-    if miss:
-        console.err.print(f"warning: {miss}", markup=False)
+    read = len(source) if isinstance(source, (bytes, bytearray)) else before[2] if before is not None else None
+    larger = read is not None and larger_than_source(
+        "the output" if to_stdout else target.name, len(data), read, sizes=True)
+    for warning in (rate.miss(result), larger):
+        if warning:
+            console.err.print(f"warning: {warning}", markup=False)
 
 
 _DECODE_HELP = _paragraphs("""Decompress a .nic file into an image (PNG unless the output's extension says otherwise).

@@ -189,7 +189,8 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
             return late[0]
         header = header_of(data)
         read = before[2] if before is not None else len(source)
-        return Outcome(item, "done", rate.miss(result) or "", bytes_in=read, bytes_out=len(data),
+        notes = [rate.miss(result), larger_than_source(item.target.name, len(data), read)]
+        return Outcome(item, "done", "; ".join(note for note in notes if note), bytes_in=read, bytes_out=len(data),
                        pixels=header.width * header.height)
 
     with reporting(debug):
@@ -210,6 +211,19 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     _run_tree("encode", items, work, force, jobs, debug,
               differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source), unchecked=unchecked,
               doubtful=lambda item: _far_from_target(item.target, rate))
+
+
+def larger_than_source(name: str, size: int, source_size: int, sizes: bool = False) -> Optional[str]:
+    """A warning that the ``.nic`` file ``name`` of ``size`` bytes is larger than the image it was
+    coded from (``source_size`` bytes), or None. A network trained on photographs spends more
+    on text, line art and screenshots than a lossless PNG of them, and blurs them even so;
+    nothing else would tell the user. With ``sizes``, the two sizes are given (one file's
+    line); a batch leaves them out, so that its files' warnings are counted as one."""
+    if size <= source_size:
+        return None
+    given = f" ({size:,} bytes against {source_size:,})" if sizes else ""
+    return (f"{name} is larger than its source{given}: nicodec is made for photographs (text, drawings and "
+            "screenshots are often smaller and sharper kept as they are)")
 
 
 @contextmanager

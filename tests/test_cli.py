@@ -2457,3 +2457,48 @@ def test_ctrl_c_stops_a_shell_loop_that_runs_nicodec(tmp_path):
         process.kill()
     assert (process.returncode, out) == (-signal.SIGINT, ""), (out, err)
     assert err.startswith("interrupted") and err.count("\n") == 1 and not list(tmp_path.glob("*.nic")), err
+
+
+def _line_art(path):
+    """Black lines and text on white: a PNG of about a kilobyte that the photo-trained networks
+    code in more bytes than that."""
+    from PIL import ImageDraw
+
+    image = Image.new("RGB", (160, 120), "white")
+    draw = ImageDraw.Draw(image)
+    for x in range(0, 160, 12):
+        draw.line([(x, 0), (x, 119)], fill="black")
+    draw.text((10, 50), "Hello nicodec", fill="black")
+    image.save(path)
+    return path
+
+
+def test_a_file_larger_than_its_source_is_warned_of(png, tmp_path):
+    """Text, drawings and screenshots came out larger than their lossless PNGs (and blurred)
+    without a word: the user kept the worse file of the two. The output is still written."""
+    art = _line_art(tmp_path / "art.png")
+    result = run("encode", art, "--threads", "1")
+    assert result.exit_code == 0, result.output
+    size, source = (tmp_path / "art.nic").stat().st_size, art.stat().st_size
+    assert size > source
+    assert result.stderr == (f"warning: art.nic is larger than its source ({size:,} bytes against {source:,}): nicodec "
+                             "is made for photographs (text, drawings and screenshots are often smaller and sharper "
+                             "kept as they are)\n")
+    piped = runner.invoke(app, ["encode", "-", "-o", "-", "--threads", "1"], input=art.read_bytes())
+    assert piped.exit_code == 0 and "warning: the output is larger than its source" in piped.stderr, piped.output
+    photo = run("encode", png, "--threads", "1")
+    assert photo.exit_code == 0 and photo.stderr == "", photo.output  # a photo's PNG: several times the .nic
+
+
+def test_a_batch_counts_the_files_larger_than_their_sources_as_one_warning(tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    for n in range(5):
+        _line_art(src / f"art{n}.png")
+    result = run("encode", src, "-o", tmp_path / "out", "--threads", "1")
+    assert result.exit_code == 0 and "5 encoded" in result.stdout, result.output
+    lines = result.stderr.splitlines()
+    assert lines[:3] == [f"warning: {src / f'art{n}.png'}: art{n}.nic is larger than its source: nicodec is made for "
+                         "photographs (text, drawings and screenshots are often smaller and sharper kept as they are)"
+                         for n in range(3)]
+    assert lines[3:] == ["warning: and 2 more files with the same warning"]
