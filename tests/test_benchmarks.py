@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import statistics
 import subprocess
 import sys
 
@@ -342,6 +343,22 @@ def test_grayscale_benchmark_reports_gray_and_colour(tmp_path):
         assert row["gray_bpp"] > 0 and 20 < row["gray_psnr"] < 60
         assert row["jpeg_gray_same_size_bpp"] <= row["gray_bpp"]
     assert json.loads((tmp_path / "g.json").read_text())["summary"]["images"] == 2
+
+
+def test_edges_benchmark_compares_each_edge_alone_with_the_same_pixels_inside(tmp_path):
+    edges = load("edges")
+    folder = photo_folder(tmp_path, 2)  # 192x128: crops of 128x64 and 129x65 from (32, 32)
+    report = edges.main(["--images", str(folder), "--threads", "1", "--json", str(tmp_path / "e.json")])
+    for row in report["images"]:
+        assert (row["multiple"]["size"], row["one_more"]["size"]) == ("128x64", "129x65")
+        for label in ("multiple", "one_more"):
+            alone, inside = row[label]["alone"], row[label]["inside"]
+            assert set(alone) == set(inside) == set(edges.SIDES) and all(v > 0 for v in alone.values())
+            assert alone["inner"] != alone["right"]
+    summary = json.loads((tmp_path / "e.json").read_text())["summary"]
+    assert summary["images"] == 2 and summary["one_more"]["mean_bytes"] > summary["multiple"]["mean_bytes"]
+    assert summary["one_more_extra_bytes_percent"] == pytest.approx(100 * statistics.mean(
+        r["one_more"]["bytes"] / r["multiple"]["bytes"] - 1 for r in report["images"]))
 
 
 def test_transparency_benchmark_compares_the_fill_with_exact_and_webp(tmp_path):
