@@ -170,7 +170,7 @@ def encode(
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-    tile: TileOpt = 1024,
+    tile: TileOpt = None,
     strip: Annotated[bool, typer.Option(
         "--strip", help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
     exact: Annotated[bool, typer.Option(
@@ -275,7 +275,7 @@ def decode(
     jobs: DecodeJobsOpt = 1,
     model: ModelOpt = None,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-    tile: DecodeTileOpt = 1024,
+    tile: DecodeTileOpt = None,
     precision: PrecisionOpt = Precision.fp32,
     image_format: FormatOpt = None,
     background: BackgroundOpt = None,

@@ -164,7 +164,7 @@ def header_of(data: bytes):
 
 
 def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
-               refine: int = 0, tile: int = 1024, restoration: bool = False) -> None:
+               refine: int = 0, tile: Optional[int] = None, restoration: bool = False) -> None:
     from .batch import Outcome, unless_abandoned, writing_to
     from .files import write_atomic
 
@@ -340,7 +340,7 @@ def dropped_warnings(data: bytes, fmt: str) -> list[str]:
     return warnings + [f"{what}: {why}" for what, why in dropped if why is not None]
 
 
-def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=1024,
+def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=None,
                suffix=".png", background=None) -> None:
     from PIL import Image
 

@@ -52,8 +52,8 @@ from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHA
                        raised_by_callers)
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
-from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, loading_failed, out_of_memory,
-                       resolve_providers, shrinking_run_options)
+from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, loading_failed, memory_free, out_of_memory,
+                       resident_bytes, resolve_providers, shrinking_run_options)
 from .transparency import fill_transparent
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
@@ -134,6 +134,38 @@ def _naming_memory(error: Callable[[BaseException], OutOfMemoryError],
 _memory_named = _naming_memory(_memory_error)
 """For the coding methods."""
 
+
+_CALL = threading.local()
+"""``kind``: the coding call (``"encode"``, ``"decode"``) the thread is in, the outermost."""
+
+
+def _counted(kind: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """A decorator for ``encode`` and ``decode``: the calls of a codec in progress at once (the
+    threads of ``--jobs``), what the process held as the first of them began, and the kind of
+    call each thread is in, for :meth:`Codec._tile_for`."""
+
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def counted(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            codec = args[0]
+            with codec._calls_lock:  # type: ignore[attr-defined]
+                if codec._calls == 0:  # type: ignore[attr-defined]
+                    codec._idle_resident = resident_bytes()  # type: ignore[attr-defined]
+                codec._calls += 1  # type: ignore[attr-defined]
+            outer = getattr(_CALL, "kind", None)
+            _CALL.kind = outer or kind
+            try:
+                return function(*args, **kwargs)
+            finally:
+                _CALL.kind = outer
+                with codec._calls_lock:  # type: ignore[attr-defined]
+                    codec._calls -= 1  # type: ignore[attr-defined]
+
+        return counted
+
+    return decorate
+
+
 _loading_named = _naming_memory(lambda exc: loading_failed("the model", exc),
                                 (NicodecError, TypeError, ValueError))  # and a call's own mistakes (an unknown keyword)
 """For :class:`Codec`'s loading (its tables, its graphs, the check of its entropy parameters)."""
@@ -152,6 +184,27 @@ ENTROPY_MARGIN = 2
 
 MAX_REFINE = 1000
 """The most refinement steps ``Codec`` accepts."""
+
+
+AUTO_TILES = (1024, 512, 256)
+"""The tiles ``tile=None`` (the default) chooses among for each image: the largest whose
+estimated growth (:data:`GROWTH_MIB`) the memory free holds (``sessions.memory_free``); the
+smallest where none does, or 1024 where the memory free cannot be told (off Linux)."""
+
+GROWTH_MIB = {"encode": {1024: (650, 17), 512: (310, 13.5), 256: (160, 18.5)},
+              "decode": {1024: (680, 19), 512: (270, 12.5), 256: (112, 13)}}
+"""How much a process's resident memory grows to encode or decode an image with each tile, in
+MiB: a part fixed (one window's work) and a part per megapixel (the picture, its latent, the
+output). Drawn above the peaks at 4, 12 and 24 megapixels (``large_image.json``,
+``large_image_12mp.json`` and ``large_image_24mp.json`` of ``benchmarks/results``; 2 threads,
+vr-5f): to encode 775, 957 and 1,082 MiB at 1024, 470, 540 and 739 at 512, 344, 421 and 709
+at 256; to decode 846, 1,017 and 1,207, 424, 529 and 677, 255, 377 and 513; less the 110 MiB
+a process holds before it codes (Python, numpy, onnxruntime and the model's graphs: 114 MiB
+with the encoder's loaded, 139 with both)."""
+
+MEMORY_HEADROOM = 1.1
+"""How much more than the estimated growth (:data:`GROWTH_MIB`) the memory free must be for a
+tile to be chosen: the estimate's error, and other processes'."""
 
 
 _LIVE: "weakref.WeakSet[Codec]" = weakref.WeakSet()
@@ -173,6 +226,7 @@ def _forget_sessions_after_fork() -> None:
         codec._sessions = {}
         codec._loading = threading.Lock()
         codec._earlier_lock = threading.Lock()
+        codec._calls_lock, codec._calls = threading.Lock(), 0
 
 
 def _never_freed(obj) -> None:
@@ -211,7 +265,10 @@ class Codec:
         optimization: onnxruntime graph optimisation level (``"disable"`` to ``"all"``).
         tile: the transforms run on tiles of this many pixels a side (a multiple of 64; those
             at the image's edges keep the margin of context they have no use for), so memory is
-            bounded for large images; smaller images run whole.
+            bounded for large images; smaller images run whole. ``None`` (the default): 1024, or
+            512 or 256 for an image whose work at 1024 would need more memory than is free
+            (:data:`AUTO_TILES`; on Linux, where the memory free can be read: a machine or a
+            container's limit). The file and the pixels are the same whatever the tile.
         margin: pixels of context around each tile of the analysis (a multiple of 64;
             the synthesis uses half, at least 64). The default, 192, covers the analysis's
             receptive field (142 pixels for the shipped model's y and z) as 64 covers the
@@ -277,7 +334,7 @@ class Codec:
         threads: Whole | None = None,
         max_pixels: Whole = DEFAULT_MAX_PIXELS,
         optimization: str = "all",
-        tile: Whole = 1024,
+        tile: Whole | None = None,
         margin: Whole = 192,
         precision: str = "fp32",
         rdo: bool | float | None = None,
@@ -295,7 +352,8 @@ class Codec:
             providers = [providers]  # one onnxruntime name, as onnxruntime itself would take it in a list
         threads = None if threads is None else _whole("threads", threads, 1, MAX_THREADS)
         max_pixels = _whole("max_pixels", max_pixels, 1)
-        tile, margin = _whole("tile", tile), _whole("margin", margin)  # their range is checked with the model
+        # Their range is checked with the model.
+        tile, margin = None if tile is None else _whole("tile", tile), _whole("margin", margin)
         self.model = ModelFiles.load(model)
         # The shipped default model decodes the files of the earlier shipped ones, each by a
         # codec of its own made at its first file, with these settings.
@@ -307,11 +365,12 @@ class Codec:
         strict = not isinstance(providers, str) or providers == "cuda"
         self.max_pixels = max_pixels
         d = self.model.downsampling
-        if tile < d or tile % d:
+        if tile is not None and (tile < d or tile % d):
             raise NicodecError(f"tile must be a positive multiple of {d} pixels, not {tile}")
         if margin < 0 or margin % d:
             raise NicodecError(f"margin must be a multiple of {d} pixels, 0 or more, not {margin}")
-        self.tile, self.margin = tile, margin
+        self.auto_tile = tile is None
+        self.tile, self.margin = AUTO_TILES[0] if tile is None else tile, margin
         if not isinstance(precision, str) or precision not in PRECISIONS:  # a list: unhashable
             raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
         decoder = PRECISIONS[precision]
@@ -352,6 +411,7 @@ class Codec:
         self._input_names: dict[str, frozenset[str]] = {}  # each loaded graph's, as check_graph passed them
         self._loading = threading.Lock()
         self._earlier_lock = threading.Lock()
+        self._calls_lock, self._calls, self._idle_resident = threading.Lock(), 0, None
         # First, so that a runtime that computes it wrongly is refused before the other graphs load.
         self._session("entropy_parameters")
         _LIVE.add(self)
@@ -465,6 +525,7 @@ class Codec:
         return self.model.default_quality
 
     @_memory_named
+    @_counted("encode")
     def encode(self, image: ImageSource, *, quality: Real | None = None, strip: bool = False, exact: bool = False,
                progress: Callable[[int, int], object] | None = None) -> bytes:
         """Compress an image.
@@ -541,6 +602,7 @@ class Codec:
         restoring = RESTORATION_SHARE if self.restoration else 0.0
         work = Work(progress)
         work.start(padded.shape[0] * padded.shape[1], 1 + ENTROPY_ENCODING_SHARE + refining + alpha + restoring)
+        self._tile_for(padded.shape[0] * padded.shape[1], warn=True)
         y, z = self._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
                                done=work.advance)
         if z.shape != self._z_shape(height, width):
@@ -632,6 +694,7 @@ class Codec:
                progress: Callable[[int, int], object] | None = None) -> Image.Image | Pixels: ...
 
     @_memory_named
+    @_counted("decode")
     def decode(self, data: NicSource, *, as_array: bool = False,
                progress: Callable[[int, int], object] | None = None) -> Image.Image | Pixels:
         """Decompress a ``.nic`` file.
@@ -687,6 +750,7 @@ class Codec:
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
             return made.hand_on(lambda codec, whole: codec.decode(whole, as_array=as_array, progress=progress))
+        self._tile_for(-(-header.height // d) * d * -(-header.width // d) * d, warn=True)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         if b"REST" in sections:  # the restoration filter the encoder fitted (checked with the other sections)
@@ -978,8 +1042,8 @@ class Codec:
         window as one tile (the memory handed back after the run).
         """
         d = self.model.downsampling
-        tile, margin = self.tile // d, margin // d
         rows, cols = array.shape[2] // unit_in, array.shape[3] // unit_in
+        tile, margin = self._tile_for(rows * cols * d * d) // d, margin // d
         fixed = fixed or {}
         inputs = {name: (array, unit_in), **(spatial or {})}
         if rows <= tile and cols <= tile:
@@ -1005,6 +1069,33 @@ class Codec:
                 if done is not None:
                     done((r1 - r0) * (c1 - c0) / (rows * cols))
         return outputs
+
+    def _tile_for(self, pixels: int, warn: bool = False) -> int:
+        """The tile to run an image of ``pixels`` (padded) on: ``tile``'s, or with ``tile=None``
+        the largest of :data:`AUTO_TILES` whose estimated growth fits in the memory free now; with
+        ``warn``, a warning where none does (Linux then ends the process without a word)."""
+        if not self.auto_tile:
+            return self.tile
+        free, resident = memory_free(), resident_bytes()
+        if free is None or resident is None:
+            return self.tile
+        # Calls at once (--jobs) each need as much, less what they took already (theirs to use
+        # again): the process's growth since the first of them began.
+        calls = max(1, self._calls)
+        held = 0 if self._calls == 0 or self._idle_resident is None else max(0, resident - self._idle_resident)
+        for tile in AUTO_TILES:
+            fixed, per_megapixel = GROWTH_MIB[getattr(_CALL, "kind", None) or "encode"][tile]
+            growth = (fixed + per_megapixel * pixels / 1e6) * 2 ** 20
+            if MEMORY_HEADROOM * growth * calls <= free + held:
+                return tile
+        if warn:
+            what = "this image" if calls == 1 else f"the {calls} images coded at once"
+            warnings.warn(f"{what} may need about {(growth * calls - held) / 1e6:,.0f} MB more memory, "
+                          f"even on tiles of {tile} pixels, and {free / 1e6:,.0f} MB are free: the system may end "
+                          "the process (Linux prints 'Killed'); close other programs, or code a smaller image"
+                          + (" or fewer at once (--jobs)" if calls > 1 else ""), UserWarning,
+                          stacklevel=caller_outside())
+        return AUTO_TILES[-1]
 
     def _entropy_parameters(self, z_hat: np.ndarray,
                             done: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:

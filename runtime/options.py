@@ -160,13 +160,14 @@ def _tile_size() -> Callable[[str | int], int]:
 
 
 def _tile_option(same: str) -> typer.models.OptionInfo:
-    return typer.Option(parser=_tile_size(), help="Run the networks on tiles of this many pixels a side (a "
-                        f"multiple of 64): {same}; smaller tiles take more time and less memory (a 24-megapixel "
-                        "image: 1.1 GB to encode and 1.3 GB to decode at 1024, 0.8 and 0.7 GB at 512).")
+    return typer.Option(parser=_tile_size(), show_default=False, help="Run the networks on tiles of this many pixels "
+                        f"a side (a multiple of 64): {same}; smaller tiles take more time and less memory (a "
+                        "24-megapixel image: 1.1 GB to encode and 1.3 GB to decode at 1024, 0.8 and 0.7 GB at 512). "
+                        "Default: 1024, or 512 or 256 for an image that would need more memory than is free.")
 
 
-TileOpt = Annotated[int, _tile_option("the same file")]
-DecodeTileOpt = Annotated[int, _tile_option("the same pixels")]
+TileOpt = Annotated[Optional[int], _tile_option("the same file")]
+DecodeTileOpt = Annotated[Optional[int], _tile_option("the same pixels")]
 _RATE_PANEL = "Quality and rate control (one at most; variable-rate models)"
 
 
@@ -295,7 +296,7 @@ class Rate:
 
 
 def make_codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
-               precision: Precision = Precision.fp32, refine: int = 0, tile: int = 1024, *, encode: bool = False,
+               precision: Precision = Precision.fp32, refine: int = 0, tile: Optional[int] = None, *, encode: bool = False,
                decode: bool = False, restoration: bool = False):
     """The Codec, with the graphs the command runs loaded (so that a model that cannot encode, or a
     graph that does not load, stops the command before any work); the others are never loaded."""

@@ -221,31 +221,35 @@ def cpu_quota(root: Path = CGROUPS, membership: str = "/proc/self/cgroup") -> in
     in the folder of the cgroup that ``membership`` names under the hierarchy's mount and in
     each folder above it (a container without its own cgroup namespace names its cgroup as
     the host does, and has that cgroup mounted as the root)."""
+    limits = [limit for folder, v2 in _cgroup_folders("cpu", root, membership)
+              if (limit := (_v2_quota if v2 else _v1_quota)(folder)) is not None]
+    return max(1, math.ceil(min(limits))) if limits else None
+
+
+def _cgroup_folders(controller: str, root: Path, membership: str):
+    """The folders of this process's cgroups that may hold ``controller``'s limits, each with
+    whether it is cgroup v2's: the cgroup that ``membership`` names under the hierarchy's mount,
+    and each folder above it (a container without its own cgroup namespace names its cgroup as
+    the host does, and has that cgroup mounted as the root)."""
     try:
         with open(membership, encoding="ascii", errors="replace") as lines:
             groups = [line.rstrip("\n").split(":", 2) for line in lines]
     except (OSError, ValueError):
-        return None
-    limits = []
+        return
     for entry in groups:
         if len(entry) != 3:
             continue
         _, controllers, path = entry
         parts = [part for part in path.split("/") if part not in ("", ".", "..")]
         if controllers == "":  # cgroup v2
-            folders = [root]
-            read = _v2_quota
-        elif "cpu" in controllers.split(","):
-            folders = [root / controllers, root / "cpu"]
-            read = _v1_quota
+            folders, v2 = [root], True
+        elif controller in controllers.split(","):
+            folders, v2 = [root / controllers, root / controller], False
         else:
             continue
         for folder in folders:
             for depth in range(len(parts) + 1):
-                limit = read(folder.joinpath(*parts[:depth]))
-                if limit is not None:
-                    limits.append(limit)
-    return max(1, math.ceil(min(limits))) if limits else None
+                yield folder.joinpath(*parts[:depth]), v2
 
 
 def _v2_quota(folder: Path) -> float | None:
@@ -262,6 +266,59 @@ def _v1_quota(folder: Path) -> float | None:
         period = int((folder / "cpu.cfs_period_us").read_text(encoding="ascii"))
         return quota / period if quota > 0 and period > 0 else None
     except (OSError, ValueError):
+        return None
+
+
+def memory_free(root: Path = CGROUPS, membership: str = "/proc/self/cgroup",
+                meminfo: str = "/proc/meminfo") -> int | None:
+    """Bytes this process can still take before memory runs out, on Linux: the kernel's
+    estimate of what is available without swapping (``MemAvailable``), or less where a cgroup
+    (a container's ``--memory``, a systemd unit's ``MemoryMax``) leaves less under its limit
+    (cgroup v2's ``memory.max`` less ``memory.current``, v1's ``memory.limit_in_bytes`` less
+    ``memory.usage_in_bytes``, the least of the process's cgroup and those above it); None
+    where neither can be read (off Linux). On Linux an allocation beyond it rarely fails: the
+    kernel ends the process (``Killed``, no message of nicodec's can be given)."""
+    free = []
+    try:
+        with open(meminfo, encoding="ascii", errors="replace") as lines:
+            for line in lines:
+                if line.startswith("MemAvailable:"):
+                    free.append(int(line.split()[1]) * 1024)  # in kB
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    for folder, v2 in _cgroup_folders("memory", root, membership):
+        names = ("memory.max", "memory.current") if v2 else ("memory.limit_in_bytes", "memory.usage_in_bytes")
+        try:
+            limit, used = (int((folder / name).read_text(encoding="ascii")) for name in names)
+        except (OSError, ValueError):  # none here, "max", or not as the kernel writes it
+            continue
+        if limit < 2 ** 60:  # v1's "no limit" is a number near 2**63
+            # The usage counts the files' pages in the cache, which the kernel takes back before
+            # ending anything: the inactive ones are left out, as Kubernetes' working set does.
+            free.append(max(0, limit - used + _inactive_files(folder, v2)))
+    return min(free) if free else None
+
+
+def _inactive_files(folder: Path, v2: bool) -> int:
+    """The bytes of inactive file pages in a cgroup's ``memory.stat`` (0 if it cannot be read)."""
+    key = "inactive_file" if v2 else "total_inactive_file"
+    try:
+        for line in (folder / "memory.stat").read_text(encoding="ascii").splitlines():
+            name, _, value = line.partition(" ")
+            if name == key:
+                return int(value)
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
+def resident_bytes(statm: str = "/proc/self/statm") -> int | None:
+    """This process's resident memory now, on Linux; None elsewhere."""
+    try:
+        with open(statm, encoding="ascii") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError, AttributeError):
         return None
 
 

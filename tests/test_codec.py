@@ -626,7 +626,7 @@ def test_a_files_data_given_as_a_str_is_named_as_such_not_repeated(codec, photo)
 
 @pytest.mark.parametrize(
     "arguments",
-    [{"max_pixels": None}, {"max_pixels": 0}, {"tile": 1024.0}, {"tile": None}, {"margin": 256.0},
+    [{"max_pixels": None}, {"max_pixels": 0}, {"tile": 1024.0}, {"tile": "auto"}, {"margin": 256.0},
      {"threads": "2"}, {"threads": 2.5}, {"threads": True}, {"threads": 0}, {"providers": None}, {"providers": []},
      {"providers": [1]}, {"model": 123}, {"refine": 1.0}],
 )
@@ -1207,6 +1207,112 @@ def test_a_cgroup_cpu_quota_is_read_as_containers_write_it(tmp_path):
     assert tree("0::/\n", {"fs/cpu.max": "garbage"}) is None
     assert tree("not a cgroup line\n", {"fs/cpu.max": "100000 100000"}) is None
     assert sessions.cpu_quota(tmp_path, str(tmp_path / "missing")) is None
+
+
+def test_the_memory_free_is_read_as_linux_and_cgroups_give_it(tmp_path):
+    """A 1 GB board, or a container with --memory 1g, killed a decode of a phone's photo that
+    smaller tiles would have fitted: what is free is read to choose them."""
+    from nicodec import sessions
+
+    def tree(membership: str, files: dict[str, str], meminfo: str = "MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\n"):
+        root = tmp_path / f"tree{len(list(tmp_path.iterdir()))}"
+        root.mkdir()
+        for name, text in files.items():
+            (root / name).parent.mkdir(parents=True, exist_ok=True)
+            (root / name).write_text(text)
+        (root / "cgroup").write_text(membership)
+        (root / "meminfo").write_text(meminfo)
+        return sessions.memory_free(root / "fs", str(root / "cgroup"), str(root / "meminfo"))
+
+    assert tree("0::/\n", {}) == 3000000 * 1024  # no limit: the kernel's MemAvailable
+    assert tree("0::/\n", {"fs/memory.max": "max\n", "fs/memory.current": "5000\n"}) == 3000000 * 1024
+    assert tree("0::/\n", {"fs/memory.max": "1073741824\n", "fs/memory.current": "73741824\n"}) == 10 ** 9
+    assert tree("0::/\n", {"fs/memory.max": "1000\n", "fs/memory.current": "2000\n"}) == 0  # over: none left
+    # the files' pages in the cache that are inactive count as free, as the kernel takes them back first
+    assert tree("0::/\n", {"fs/memory.max": "1073741824\n", "fs/memory.current": "173741824\n",
+                           "fs/memory.stat": "anon 50000000\nfile 120000000\ninactive_file 100000000\n"}) == 10 ** 9
+    # the least along the path: a pod's limit above a container without one
+    assert tree("0::/kubepods/pod1/c1\n", {"fs/kubepods/pod1/memory.max": "600000000",
+                                           "fs/kubepods/pod1/memory.current": "100000000",
+                                           "fs/kubepods/pod1/c1/memory.max": "max"}) == 500000000
+    v1 = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n"
+    assert tree(v1, {"fs/memory/memory.limit_in_bytes": "536870912\n", "fs/memory/memory.usage_in_bytes": "36870912\n"}
+                ) == 500000000
+    assert tree(v1, {"fs/memory/memory.limit_in_bytes": "536870912\n", "fs/memory/memory.usage_in_bytes": "136870912\n",
+                     "fs/memory/memory.stat": "cache 100000000\ninactive_file 7\ntotal_inactive_file 100000000\n"}
+                ) == 500000000
+    assert tree(v1, {"fs/memory/memory.limit_in_bytes": "9223372036854771712\n",  # v1's "no limit"
+                     "fs/memory/memory.usage_in_bytes": "36870912\n"}) == 3000000 * 1024
+    assert tree("0::/\n", {}, meminfo="MemTotal: 4000000 kB\n") is None  # a kernel before 3.14
+    assert tree("0::/\n", {"fs/memory.max": "garbage", "fs/memory.current": "1"}, meminfo="") is None
+    assert sessions.memory_free(tmp_path, str(tmp_path / "missing"), str(tmp_path / "missing")) is None
+    assert sessions.resident_bytes(str(tmp_path / "missing")) is None
+    if sys.platform == "linux":
+        assert sessions.memory_free() > 0 and sessions.resident_bytes() > 10 * 2 ** 20
+
+
+def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
+    """By default an image whose estimated growth at tiles of 1024 the memory free does not hold
+    runs on smaller tiles, for the same file and pixels; a tile given is kept whatever is free."""
+    from nicodec import codec as codec_module
+    from nicodec.codec import AUTO_TILES, GROWTH_MIB, MEMORY_HEADROOM
+
+    auto, given = Codec(providers="cpu", threads=1), Codec(providers="cpu", threads=1, tile=1024)
+    assert auto.tile == 1024 and auto.auto_tile and not given.auto_tile
+    pixels = 24_000_000
+    needs = {kind: {tile: MEMORY_HEADROOM * (fixed + per * pixels / 1e6) * 2 ** 20 for tile, (fixed, per) in table.items()}
+             for kind, table in GROWTH_MIB.items()}
+    resident = 2 * 2 ** 30  # an application's own memory counts for nothing: only the growth
+    monkeypatch.setattr(codec_module, "resident_bytes", lambda: resident)
+    for kind, need in needs.items():  # outside a call (as here) an encode's, the larger
+        monkeypatch.setattr(codec_module._CALL, "kind", None if kind == "encode" else kind, raising=False)
+        assert need[1024] > need[512] > need[256]  # else choosing would gain nothing
+        for free, tile in ((need[1024], 1024), (need[1024] - 1, 512), (need[512], 512), (need[512] - 1, 256),
+                           (0, 256)):
+            monkeypatch.setattr(codec_module, "memory_free", lambda: free)
+            assert auto._tile_for(pixels) == tile, (kind, free)
+            assert given._tile_for(pixels) == 1024
+    monkeypatch.setattr(codec_module._CALL, "kind", None, raising=False)
+    assert needs["decode"][256] < needs["encode"][256]
+    need = needs["encode"]
+    # Two calls at once (--jobs 2): each needs room, less what they took already since the first began
+    held = 300 * 2 ** 20
+    monkeypatch.setattr(codec_module, "resident_bytes", lambda: resident + held)
+    auto._calls, auto._idle_resident = 2, resident
+    for free, tile in ((2 * need[512] - held, 512), (2 * need[512] - held - 1, 256)):
+        monkeypatch.setattr(codec_module, "memory_free", lambda: free)
+        assert auto._tile_for(pixels) == tile, free
+    monkeypatch.setattr(codec_module, "memory_free", lambda: 0)
+    with pytest.warns(UserWarning, match="the 2 images coded at once may need .* or fewer at once"):
+        auto._tile_for(pixels, warn=True)
+    auto._calls = 0
+    monkeypatch.setattr(codec_module, "memory_free", lambda: None)  # off Linux
+    assert auto._tile_for(pixels) == AUTO_TILES[0]
+    monkeypatch.undo()
+
+    # 320 x 704: wider than one window at tiles of 256 (256 + 2 x 192), one tile at 1024
+    image = np.ascontiguousarray(np.tile(photo, (4, 8, 1))[:320, :704])
+    runs = []
+
+    def counted(codec):
+        runs.clear()
+        return codec.encode(image, progress=lambda done, total: runs.append(done))
+
+    monkeypatch.setattr(codec_module, "memory_free", lambda: 2 ** 40)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # room enough: no word of it
+        whole = counted(Codec(providers="cpu", threads=1))
+    whole_runs = len(runs)
+    monkeypatch.setattr(codec_module, "memory_free", lambda: 0)  # nothing free: the smallest tiles, and a warning
+    killed = "may need about [0-9,]+ MB more memory, even on tiles of 256 pixels, and 0 MB are free: the system may end"
+    with pytest.warns(UserWarning, match=killed):
+        tiled = counted(Codec(providers="cpu", threads=1))
+    tiled_runs = len(runs)
+    assert tiled == whole and tiled_runs > whole_runs  # the same file, in more steps (one per tile)
+    assert counted(Codec(providers="cpu", threads=1, tile=256)) == whole and len(runs) == tiled_runs
+    with pytest.warns(UserWarning, match=killed):
+        on_small_tiles = Codec(providers="cpu", threads=1).decode(whole, as_array=True)
+    assert np.array_equal(on_small_tiles, Codec(providers="cpu", threads=1, tile=1024).decode(whole, as_array=True))
 
 
 def test_argument_types_are_checked_alike(codec, photo):
