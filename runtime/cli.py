@@ -236,8 +236,8 @@ def encode(
             markup=False,
         )
     read = len(source) if isinstance(source, (bytes, bytearray)) else before[2] if before is not None else None
-    larger = read is not None and larger_than_source(
-        "the output" if to_stdout else target.name, len(data), read, sizes=True)
+    larger = None if read is None else larger_than_source("the output" if to_stdout else target.name, len(data), read,
+                                                          rate, sizes=True)
     for warning in (rate.miss(result), larger):
         if warning:
             console.err.print(f"warning: {warning}", markup=False)

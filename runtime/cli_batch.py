@@ -189,7 +189,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
             return late[0]
         header = header_of(data)
         read = before[2] if before is not None else len(source)
-        notes = [rate.miss(result), larger_than_source(item.target.name, len(data), read)]
+        notes = [rate.miss(result), larger_than_source(item.target.name, len(data), read, rate)]
         return Outcome(item, "done", "; ".join(note for note in notes if note), bytes_in=read, bytes_out=len(data),
                        pixels=header.width * header.height)
 
@@ -213,17 +213,21 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
               doubtful=lambda item: _far_from_target(item.target, rate))
 
 
-def larger_than_source(name: str, size: int, source_size: int, sizes: bool = False) -> Optional[str]:
+def larger_than_source(name: str, size: int, source_size: int, rate: Rate, sizes: bool = False) -> Optional[str]:
     """A warning that the ``.nic`` file ``name`` of ``size`` bytes is larger than the image it was
-    coded from (``source_size`` bytes), or None. A network trained on photographs spends more
-    on text, line art and screenshots than a lossless PNG of them, and blurs them even so;
-    nothing else would tell the user. With ``sizes``, the two sizes are given (one file's
-    line); a batch leaves them out, so that its files' warnings are counted as one."""
+    coded from (``source_size`` bytes), or None. At the model's default quality that is the
+    picture's doing: a network trained on photographs spends more on text, line art and
+    screenshots than a lossless PNG of them, and blurs them even so; nothing else would tell
+    the user. A quality or target the user gave may be the cause instead, and the warning says
+    no more than the sizes. With ``sizes``, the two sizes are given (one file's line); a batch
+    leaves them out, so that its files' warnings are counted as one."""
     if size <= source_size:
         return None
-    given = f" ({size:,} bytes against {source_size:,})" if sizes else ""
-    return (f"{name} is larger than its source{given}: nicodec is made for photographs (text, drawings and "
-            "screenshots are often smaller and sharper kept as they are)")
+    said = f"{name} is larger than its source" + (f" ({size:,} bytes against {source_size:,})" if sizes else "")
+    if rate.given():
+        return said
+    return said + (": nicodec is made for photographs (text, drawings and screenshots are often smaller and sharper "
+                   "kept as they are)")
 
 
 @contextmanager

@@ -27,7 +27,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
 
 import numpy as np
 import numpy.typing as npt
@@ -147,19 +147,20 @@ def _counted(kind: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
         @functools.wraps(function)
         def counted(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            codec = args[0]
-            with codec._calls_lock:  # type: ignore[attr-defined]
-                if codec._calls == 0:  # type: ignore[attr-defined]
-                    codec._idle_resident = resident_bytes()  # type: ignore[attr-defined]
-                codec._calls += 1  # type: ignore[attr-defined]
+            codec = cast("Codec", args[0])
+            with codec._calls_lock:
+                if codec._calls == 0:  # the least the process held as a call began (its arena aside)
+                    now, least = resident_bytes(), codec._idle_resident
+                    codec._idle_resident = now if least is None or now is None else min(now, least)
+                codec._calls += 1
             outer = getattr(_CALL, "kind", None)
             _CALL.kind = outer or kind
             try:
                 return function(*args, **kwargs)
             finally:
                 _CALL.kind = outer
-                with codec._calls_lock:  # type: ignore[attr-defined]
-                    codec._calls -= 1  # type: ignore[attr-defined]
+                with codec._calls_lock:
+                    codec._calls = max(0, codec._calls - 1)  # a child forked meanwhile starts at 0
 
         return counted
 
@@ -191,16 +192,20 @@ AUTO_TILES = (1024, 512, 256)
 estimated growth (:data:`GROWTH_MIB`) the memory free holds (``sessions.memory_free``); the
 smallest where none does, or 1024 where the memory free cannot be told (off Linux)."""
 
-GROWTH_MIB = {"encode": {1024: (650, 17), 512: (310, 13.5), 256: (160, 18.5)},
-              "decode": {1024: (680, 19), 512: (270, 12.5), 256: (112, 13)}}
+GROWTH_MIB = {"encode": {1024: (580, 17), 512: (450, 13.5), 256: (390, 18.5)},
+              "decode": {1024: (590, 19), 512: (820, 12.5), 256: (760, 13)}}
 """How much a process's resident memory grows to encode or decode an image with each tile, in
-MiB: a part fixed (one window's work) and a part per megapixel (the picture, its latent, the
-output). Drawn above the peaks at 4, 12 and 24 megapixels (``large_image.json``,
-``large_image_12mp.json`` and ``large_image_24mp.json`` of ``benchmarks/results``; 2 threads,
-vr-5f): to encode 775, 957 and 1,082 MiB at 1024, 470, 540 and 739 at 512, 344, 421 and 709
-at 256; to decode 846, 1,017 and 1,207, 424, 529 and 677, 255, 377 and 513; less the 110 MiB
-a process holds before it codes (Python, numpy, onnxruntime and the model's graphs: 114 MiB
-with the encoder's loaded, 139 with both)."""
+MiB: per megapixel of the largest window a graph runs on (the analysis's, with its margin of
+192 pixels, to encode; the synthesis's, with 64, to decode), and per megapixel of the image
+(the picture, its latent, the output). Drawn above what was measured (2 threads, vr-5f,
+2026-12-05 and 06): the peaks of ``benchmarks/results/large_image.json``,
+``large_image_12mp.json`` and ``large_image_24mp.json`` (4, 12 and 24 megapixels) less the
+110 MiB a process holds before it codes (Python, numpy, onnxruntime and the model's graphs:
+114 MiB with the encoder's loaded, 139 with both), and the growth of fresh processes coding
+mosaics of 768x512, 1024x1024 and 1408x1408, images of one window (to encode 193, 617 and
+830 MiB at 1024; 156, 197 and 357 at 512; 111, 164 and 180 at 256; to decode 225, 581, 373;
+145, 228, 238; 91, 116, 129). onnxruntime's arena grows in blocks, so the growth is not
+proportional: the estimate is above every point, by up to half at 1408x1408."""
 
 MEMORY_HEADROOM = 1.1
 """How much more than the estimated growth (:data:`GROWTH_MIB`) the memory free must be for a
@@ -411,7 +416,8 @@ class Codec:
         self._input_names: dict[str, frozenset[str]] = {}  # each loaded graph's, as check_graph passed them
         self._loading = threading.Lock()
         self._earlier_lock = threading.Lock()
-        self._calls_lock, self._calls, self._idle_resident = threading.Lock(), 0, None
+        self._calls_lock, self._calls = threading.Lock(), 0
+        self._idle_resident: int | None = None
         # First, so that a runtime that computes it wrongly is refused before the other graphs load.
         self._session("entropy_parameters")
         _LIVE.add(self)
@@ -602,7 +608,7 @@ class Codec:
         restoring = RESTORATION_SHARE if self.restoration else 0.0
         work = Work(progress)
         work.start(padded.shape[0] * padded.shape[1], 1 + ENTROPY_ENCODING_SHARE + refining + alpha + restoring)
-        self._tile_for(padded.shape[0] * padded.shape[1], warn=True)
+        self._tile_for(padded.shape[0], padded.shape[1], warn=True)
         y, z = self._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
                                done=work.advance)
         if z.shape != self._z_shape(height, width):
@@ -750,7 +756,7 @@ class Codec:
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
             return made.hand_on(lambda codec, whole: codec.decode(whole, as_array=as_array, progress=progress))
-        self._tile_for(-(-header.height // d) * d * -(-header.width // d) * d, warn=True)
+        self._tile_for(-(-header.height // d) * d, -(-header.width // d) * d, warn=True)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         if b"REST" in sections:  # the restoration filter the encoder fitted (checked with the other sections)
@@ -1043,7 +1049,7 @@ class Codec:
         """
         d = self.model.downsampling
         rows, cols = array.shape[2] // unit_in, array.shape[3] // unit_in
-        tile, margin = self._tile_for(rows * cols * d * d) // d, margin // d
+        tile, margin = self._tile_for(rows * d, cols * d) // d, margin // d
         fixed = fixed or {}
         inputs = {name: (array, unit_in), **(spatial or {})}
         if rows <= tile and cols <= tile:
@@ -1070,30 +1076,35 @@ class Codec:
                     done((r1 - r0) * (c1 - c0) / (rows * cols))
         return outputs
 
-    def _tile_for(self, pixels: int, warn: bool = False) -> int:
-        """The tile to run an image of ``pixels`` (padded) on: ``tile``'s, or with ``tile=None``
-        the largest of :data:`AUTO_TILES` whose estimated growth fits in the memory free now; with
-        ``warn``, a warning where none does (Linux then ends the process without a word)."""
+    def _tile_for(self, height: int, width: int, warn: bool = False) -> int:
+        """The tile to run an image of ``height`` x ``width`` pixels (padded) on: ``tile``'s, or
+        with ``tile=None`` the largest of :data:`AUTO_TILES` whose estimated growth fits in the
+        memory free now; with ``warn``, a warning where none does (Linux then ends the process
+        without a word)."""
         if not self.auto_tile:
             return self.tile
         free, resident = memory_free(), resident_bytes()
         if free is None or resident is None:
             return self.tile
-        # Calls at once (--jobs) each need as much, less what they took already (theirs to use
-        # again): the process's growth since the first of them began.
+        # What the process grew by since it held least as a call began (the calls in progress,
+        # and the arena earlier calls left) is used again; calls at once (--jobs) each need room.
         calls = max(1, self._calls)
-        held = 0 if self._calls == 0 or self._idle_resident is None else max(0, resident - self._idle_resident)
+        held = 0 if self._idle_resident is None else max(0, resident - self._idle_resident)
+        kind = getattr(_CALL, "kind", None) or "encode"  # outside a call, the larger
+        d = self.model.downsampling
+        margin = self.margin if kind == "encode" else max(d, self.margin // 2 // d * d)
         for tile in AUTO_TILES:
-            fixed, per_megapixel = GROWTH_MIB[getattr(_CALL, "kind", None) or "encode"][tile]
-            growth = (fixed + per_megapixel * pixels / 1e6) * 2 ** 20
+            window = 1
+            for side in (height, width):
+                window *= max(high - low for _, _, low, high in _spans(-(-side // d), tile // d, margin // d)) * d
+            per_window, per_megapixel = GROWTH_MIB[kind][tile]
+            growth = (per_window * window + per_megapixel * height * width) / 1e6 * 2 ** 20
             if MEMORY_HEADROOM * growth * calls <= free + held:
                 return tile
         if warn:
-            what = "this image" if calls == 1 else f"the {calls} images coded at once"
-            warnings.warn(f"{what} may need about {(growth * calls - held) / 1e6:,.0f} MB more memory, "
-                          f"even on tiles of {tile} pixels, and {free / 1e6:,.0f} MB are free: the system may end "
-                          "the process (Linux prints 'Killed'); close other programs, or code a smaller image"
-                          + (" or fewer at once (--jobs)" if calls > 1 else ""), UserWarning,
+            warnings.warn("this image may need more memory than is free, even on tiles of 256 pixels: the system may "
+                          "end the process (Linux prints 'Killed'); close other programs, or code a smaller image"
+                          + (", or fewer at once (--jobs)" if calls > 1 else ""), UserWarning,
                           stacklevel=caller_outside())
         return AUTO_TILES[-1]
 

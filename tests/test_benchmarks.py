@@ -354,7 +354,8 @@ def test_edges_benchmark_compares_each_edge_alone_with_the_same_pixels_inside(tm
         for label in ("multiple", "one_more"):
             alone, inside = row[label]["alone"], row[label]["inside"]
             assert set(alone) == set(inside) == set(edges.SIDES) and all(v > 0 for v in alone.values())
-            assert alone["inner"] != alone["right"]
+            # the inner pixels are coded alike either way: far from the crop's edges, within the margins
+            assert alone["inner"] == pytest.approx(inside["inner"], rel=0.2)
     summary = json.loads((tmp_path / "e.json").read_text())["summary"]
     assert summary["images"] == 2 and summary["one_more"]["mean_bytes"] > summary["multiple"]["mean_bytes"]
     assert summary["one_more_extra_bytes_percent"] == pytest.approx(100 * statistics.mean(

@@ -2484,6 +2484,10 @@ def test_a_file_larger_than_its_source_is_warned_of(png, tmp_path):
     assert result.stderr == (f"warning: art.nic is larger than its source ({size:,} bytes against {source:,}): nicodec "
                              "is made for photographs (text, drawings and screenshots are often smaller and sharper "
                              "kept as they are)\n")
+    # A quality the user gave may be the cause: the sizes alone
+    asked = run("encode", art, "-o", tmp_path / "q.nic", "--quality", "90", "--threads", "1")
+    size = (tmp_path / "q.nic").stat().st_size
+    assert asked.exit_code == 0 and asked.stderr == f"warning: q.nic is larger than its source ({size:,} bytes against {source:,})\n"
     piped = runner.invoke(app, ["encode", "-", "-o", "-", "--threads", "1"], input=art.read_bytes())
     assert piped.exit_code == 0 and "warning: the output is larger than its source" in piped.stderr, piped.output
     photo = run("encode", png, "--threads", "1")

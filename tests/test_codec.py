@@ -1255,39 +1255,43 @@ def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
     """By default an image whose estimated growth at tiles of 1024 the memory free does not hold
     runs on smaller tiles, for the same file and pixels; a tile given is kept whatever is free."""
     from nicodec import codec as codec_module
-    from nicodec.codec import AUTO_TILES, GROWTH_MIB, MEMORY_HEADROOM
 
+    MiB = 2 ** 20
     auto, given = Codec(providers="cpu", threads=1), Codec(providers="cpu", threads=1, tile=1024)
     assert auto.tile == 1024 and auto.auto_tile and not given.auto_tile
-    pixels = 24_000_000
-    needs = {kind: {tile: MEMORY_HEADROOM * (fixed + per * pixels / 1e6) * 2 ** 20 for tile, (fixed, per) in table.items()}
-             for kind, table in GROWTH_MIB.items()}
     resident = 2 * 2 ** 30  # an application's own memory counts for nothing: only the growth
     monkeypatch.setattr(codec_module, "resident_bytes", lambda: resident)
-    for kind, need in needs.items():  # outside a call (as here) an encode's, the larger
-        monkeypatch.setattr(codec_module._CALL, "kind", None if kind == "encode" else kind, raising=False)
-        assert need[1024] > need[512] > need[256]  # else choosing would gain nothing
-        for free, tile in ((need[1024], 1024), (need[1024] - 1, 512), (need[512], 512), (need[512] - 1, 256),
-                           (0, 256)):
-            monkeypatch.setattr(codec_module, "memory_free", lambda: free)
-            assert auto._tile_for(pixels) == tile, (kind, free)
-            assert given._tile_for(pixels) == 1024
-    monkeypatch.setattr(codec_module._CALL, "kind", None, raising=False)
-    assert needs["decode"][256] < needs["encode"][256]
-    need = needs["encode"]
-    # Two calls at once (--jobs 2): each needs room, less what they took already since the first began
-    held = 300 * 2 ** 20
-    monkeypatch.setattr(codec_module, "resident_bytes", lambda: resident + held)
-    auto._calls, auto._idle_resident = 2, resident
-    for free, tile in ((2 * need[512] - held, 512), (2 * need[512] - held - 1, 256)):
+
+    def tile(height, width, free, kind=None, calls=0, idle=None):
         monkeypatch.setattr(codec_module, "memory_free", lambda: free)
-        assert auto._tile_for(pixels) == tile, free
+        monkeypatch.setattr(codec_module._CALL, "kind", kind, raising=False)
+        auto._calls, auto._idle_resident = calls, idle
+        assert given._tile_for(height, width) == 1024
+        return auto._tile_for(height, width)
+
+    # Less free, smaller tiles, never larger: a 24-megapixel photo goes through all three
+    for kind in ("encode", "decode"):
+        chosen = [tile(4032, 6016, free * 16 * MiB, kind) for free in range(256, -1, -1)]
+        assert chosen == sorted(chosen, reverse=True) and set(chosen) == {1024, 512, 256}, kind
+    # What was measured (growth of a fresh process; in cgroups): each estimate is above it
+    assert tile(1408, 1408, 859 * 10 ** 6, "encode") < 1024  # 830 MiB at 1024: killed where 1024 was chosen
+    assert tile(3008, 4032, 560 * MiB, "decode") == 512  # 4000x3000 in 700 MB: killed at 1024, 531 MiB at 512
+    # A small image is not split where a large one would be: the estimate goes by its window
+    assert tile(512, 768, 400 * MiB, "decode") == tile(512, 768, 400 * MiB, "encode") == 1024  # 225, 193 MiB
+    assert tile(4032, 6016, 400 * MiB, "decode") == 256
+    # The arena an earlier call left (the process above the least it held as a call began) is used again
+    assert tile(1024, 1024, 100 * MiB, "encode") == 256
+    assert tile(1024, 1024, 100 * MiB, "encode", idle=resident - 700 * MiB) == 1024
+    # Two calls at once (--jobs 2) each need room
+    free_for_one = next(free * MiB for free in range(4096) if tile(4032, 6016, free * MiB, "decode") == 1024)
+    assert tile(4032, 6016, free_for_one, "decode", calls=2, idle=resident) < 1024
     monkeypatch.setattr(codec_module, "memory_free", lambda: 0)
-    with pytest.warns(UserWarning, match="the 2 images coded at once may need .* or fewer at once"):
-        auto._tile_for(pixels, warn=True)
-    auto._calls = 0
+    with pytest.warns(UserWarning, match="may need more memory than is free, even on tiles of 256 pixels: the system "
+                                         "may end the process .*, or fewer at once"):
+        auto._tile_for(4032, 6016, warn=True)
+    auto._calls, auto._idle_resident = 0, None
     monkeypatch.setattr(codec_module, "memory_free", lambda: None)  # off Linux
-    assert auto._tile_for(pixels) == AUTO_TILES[0]
+    assert auto._tile_for(4032, 6016) == 1024
     monkeypatch.undo()
 
     # 320 x 704: wider than one window at tiles of 256 (256 + 2 x 192), one tile at 1024
@@ -1304,7 +1308,7 @@ def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
         whole = counted(Codec(providers="cpu", threads=1))
     whole_runs = len(runs)
     monkeypatch.setattr(codec_module, "memory_free", lambda: 0)  # nothing free: the smallest tiles, and a warning
-    killed = "may need about [0-9,]+ MB more memory, even on tiles of 256 pixels, and 0 MB are free: the system may end"
+    killed = "may need more memory than is free, even on tiles of 256 pixels: the system may end the process"
     with pytest.warns(UserWarning, match=killed):
         tiled = counted(Codec(providers="cpu", threads=1))
     tiled_runs = len(runs)
