@@ -243,8 +243,8 @@ def _cgroup_folders(controller: str, root: Path, membership: str):
         parts = [part for part in path.split("/") if part not in ("", ".", "..")]
         if controllers == "":  # cgroup v2
             folders, v2 = [root], True
-        elif controller in controllers.split(","):
-            folders, v2 = [root / controllers, root / controller], False
+        elif controller in controllers.split(","):  # mounted by its name, or by the list it shares (cpu,cpuacct)
+            folders, v2 = list(dict.fromkeys([root / controllers, root / controller])), False
         else:
             continue
         for folder in folders:

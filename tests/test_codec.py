@@ -1175,18 +1175,25 @@ def test_default_threads_are_given_explicitly_one_per_physical_core_the_process_
     assert threads() == 0
 
 
+def _cgroup_tree(tmp_path, membership: str, files: dict[str, str]):
+    """A new folder under ``tmp_path`` holding ``files`` (the cgroup mount under ``fs/``) and a
+    ``cgroup`` file of ``membership`` (as /proc/self/cgroup)."""
+    root = tmp_path / f"tree{len(list(tmp_path.iterdir()))}"
+    root.mkdir()
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    (root / "cgroup").write_text(membership)
+    return root
+
+
 def test_a_cgroup_cpu_quota_is_read_as_containers_write_it(tmp_path):
     """docker run --cpus and a Kubernetes CPU limit leave every core in the affinity mask and
     limit the time instead: onnxruntime's default then ran a thread per core of the host."""
     from nicodec import sessions
 
     def tree(membership: str, files: dict[str, str]):
-        root = tmp_path / f"tree{len(list(tmp_path.iterdir()))}"
-        root.mkdir()
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        (root / "cgroup").write_text(membership)
+        root = _cgroup_tree(tmp_path, membership, files)
         return sessions.cpu_quota(root / "fs", str(root / "cgroup"))
 
     # cgroup v2 in a container's own namespace: the container's cgroup is the mount's root
@@ -1215,12 +1222,7 @@ def test_the_memory_free_is_read_as_linux_and_cgroups_give_it(tmp_path):
     from nicodec import sessions
 
     def tree(membership: str, files: dict[str, str], meminfo: str = "MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\n"):
-        root = tmp_path / f"tree{len(list(tmp_path.iterdir()))}"
-        root.mkdir()
-        for name, text in files.items():
-            (root / name).parent.mkdir(parents=True, exist_ok=True)
-            (root / name).write_text(text)
-        (root / "cgroup").write_text(membership)
+        root = _cgroup_tree(tmp_path, membership, files)
         (root / "meminfo").write_text(meminfo)
         return sessions.memory_free(root / "fs", str(root / "cgroup"), str(root / "meminfo"))
 
