@@ -362,6 +362,32 @@ def test_edges_benchmark_compares_each_edge_alone_with_the_same_pixels_inside(tm
         r["one_more"]["bytes"] / r["multiple"]["bytes"] - 1 for r in report["images"]))
 
 
+def test_generations_codes_each_decoded_picture_again_beside_a_classic_codec_at_its_rate(tmp_path):
+    generations = load("generations")
+    folder = photo_folder(tmp_path, 2)
+    report = generations.main(["--images", str(folder), "--threads", "1", "--generations", "3",
+                               "--classic", "jpeg444", "--json", str(tmp_path / "g.json")])
+    assert set(report["codecs"]) == {"nicodec", "jpeg444"} and report["quality"] == 56
+    for entry in report["codecs"].values():
+        assert [s["generation"] for s in entry["summary"]] == [1, 2, 3] and entry["summary"][0]["drift_db"] == 0
+        for row in entry["images"]:
+            assert len(row["bytes"]) == len(row["psnr"]) == len(row["mse_previous"]) == 3
+            # generation 1's previous picture is the original itself
+            assert 10 * np.log10(255 ** 2 / row["mse_previous"][0]) == pytest.approx(row["psnr"][0], abs=1e-3)
+    ours, jpeg = (report["codecs"][name]["images"] for name in ("nicodec", "jpeg444"))
+    for mine, theirs in zip(ours, jpeg):
+        image = np.asarray(Image.open(folder / mine["image"]).convert("RGB"))
+        sizes = {q: len(generations.classic_coder("jpeg444", q)(image)[0]) for q in range(1, 101)}
+        nearest = min(abs(np.log(size / mine["bytes"][0])) for size in sizes.values())
+        assert abs(np.log(sizes[theirs["quality"]] / mine["bytes"][0])) == pytest.approx(nearest, abs=0.02)
+    assert json.loads((tmp_path / "g.json").read_text())["generations"] == 3
+
+
+def test_successive_coding_finds_a_fixed_point():
+    """A coder that gives back what it was given: the same file and pixels from generation 2."""
+    row = load("generations").successive(lambda image: (image.tobytes(), image), np.full((8, 8, 3), 7, np.uint8), 4)
+    assert row["same_file_from"] == row["same_pixels_from"] == 2 and row["mse_previous"] == [0.0] * 4
+
 def test_transparency_benchmark_compares_the_fill_with_exact_and_webp(tmp_path):
     transparency = load("transparency")
     if not features.check("webp"):
@@ -600,6 +626,7 @@ def test_a_run_without_compressai_matplotlib_or_pytorch_msssim_is_not_the_standa
     ("speed", ["--limit", "x"], "argument --limit: not a whole number: 'x'"),
     ("footprint", ["--large", "abc"], "argument --large: not WIDTHxHEIGHT: 'abc'"),
     ("footprint", ["--large", "0x10"], "argument --large: WIDTH and HEIGHT must be positive, not '0x10'"),
+    ("generations", ["--generations", "0"], "argument --generations: must be a whole number from 1 to 1000, not 0"),
 ])
 def test_bad_numbers_are_usage_errors_before_any_work(monkeypatch, capsys, program, args, said):
     """run_all --threads 0 ran the whole rd sweep, then ended in nicodec's traceback; speed.py
@@ -705,7 +732,7 @@ def test_the_other_bd_rate_programs_check_the_package_before_coding(images_folde
     assert str(exit.value.code).startswith("BD-rates need the bjontegaard package")
 
 
-IMAGE_PROGRAMS = ["rd", "kodak", "speed", "grayscale", "transparency", "rdo", "refine"]
+IMAGE_PROGRAMS = ["rd", "kodak", "speed", "grayscale", "transparency", "rdo", "refine", "edges", "generations"]
 
 
 @pytest.mark.parametrize("program", IMAGE_PROGRAMS)
