@@ -39,7 +39,10 @@
 #      and nicodec decode /tmp/k.nic -o /tmp/k.png (the bytes, bpp and sha256 for the notes);
 #      python benchmarks/models.py /tmp/old-model runtime/models/default --images
 #      /work/shared/data/kodak --limit 2 (then without --limit and with --json /tmp/models.json:
-#      about 10 minutes), then benchmarks/run_all.py (about 16 to 21)
+#      about 10 minutes), then benchmarks/run_all.py (about 16 to 21), and the collapse of a
+#      picture coded again and again (docs/model.md): python benchmarks/generations.py --limit 8
+#      --threads 1 --quality 90 --json benchmarks/results/generations_q90.json (6 minutes; vr-5f:
+#      37.32 -> 24.08 dB in 20 rounds), and at 56 into generations.json
 #   5. tests (10 minutes of editing, 3 of running):
 #      - tests/data/made-by-NEW.nic: Codec().encode(synthetic_photo(96, 128, seed=7), quality=56),
 #        a new row of test_a_file_of_a_model_this_nicodec_keeps_decodes_to_the_integers_it_was_
