@@ -6,7 +6,7 @@
 
 A picture that is edited and saved again, or passed through a pipeline that compresses what
 was already compressed, is coded many times. Learned codecs are known to be unstable under
-this (Kim, Lee et al., "Instability of Successive Deep Image Compression", ACM Multimedia
+this (Kim et al., "Instability of Successive Deep Image Compression", ACM Multimedia
 2020: some models' quality collapses within a few generations, with growing colour
 artifacts), where JPEG settles near a fixed point. For each image this program codes the
 picture with nicodec at ``--quality``, decodes it, codes the decoded picture at the same
@@ -21,13 +21,15 @@ image (nearest in log ratio), so that the curves start comparable. It is found b
 on the quality (bytes rising with it): the lowest quality whose file reaches nicodec's
 size, and the one below it, the nearer kept; a target below the codec's lowest quality or
 above its highest gives that end (``matched`` false in the JSON where the first
-generation's bpp is off by more than ``MATCH_TOLERANCE``).
+generation's bpp is off by more than ``MATCH_TOLERANCE``). Where a codec's sizes fall at a
+step (WebP's do at a few), the search still ends at a crossing and keeps the nearer of the two
+qualities around it, which may not be the nearest of all.
 
 Every generation records the file's bytes, the PSNR over RGB against the original, and the
 squared error against the previous generation's picture (the original for generation 1).
 The table gives per codec and generation the mean bpp, the mean PSNR against the original,
 the drift (the mean of each image's PSNR at that generation minus its PSNR at generation
-1), the PSNR against the previous generation (the squared errors pooled over the images;
+1), the PSNR against the previous generation (of the mean of the images' mean squared errors;
 "same" where every picture came back unchanged), the image that drifted most, and how many
 images gave the same file and the same pixels as the generation before (a fixed point:
 with a deterministic codec, the same pixels at generation g make the same file at g + 1).
@@ -144,8 +146,8 @@ def db(mse: float) -> float | None:
 
 
 def summarise(rows: list[dict], pixels: list[int], generations: int) -> list[dict]:
-    """Per generation, over the images: mean bpp and PSNR, drift, pooled PSNR to the previous
-    picture, the image that drifted most, and how many are at a fixed point."""
+    """Per generation, over the images: mean bpp and PSNR, drift, the PSNR of the mean squared
+    error to the previous picture, the image that drifted most, and how many are at a fixed point."""
     summary = []
     for g in range(generations):
         drift = [r["psnr"][g] - r["psnr"][0] for r in rows]
@@ -177,9 +179,10 @@ def table(report: dict) -> str:
         for g in shown:
             s = entry["summary"][g - 1]
             previous = "same" if s["psnr_previous"] is None else f"{s['psnr_previous']:.2f}"
+            worst = "-" if g == 1 else f"{s['worst_image']} ({s['worst_drift_db']:+.2f})"  # no drift yet
             lines.append(f"| {LABELS.get(name, name) if g == shown[0] else ''} | {setting if g == shown[0] else ''} "
                          f"| {g} | {s['bpp']:.4f} | {s['psnr']:.2f} | {s['drift_db']:+.2f} | {previous} "
-                         f"| {s['worst_image']} ({s['worst_drift_db']:+.2f}) | {s['same_file']} / {s['same_pixels']} |")
+                         f"| {worst} | {s['same_file']} / {s['same_pixels']} |")
     unmatched = [f"{LABELS.get(name, name)} on {r['image']} ({r['bpp_ratio']:.2f}x)"
                  for name, entry in report["codecs"].items() for r in entry["images"] if not r.get("matched", True)]
     lines.append("\nEach classic codec at the integer quality whose first generation is nearest nicodec's bpp on each "

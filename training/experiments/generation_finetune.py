@@ -16,9 +16,11 @@ through), decodes them (generation 1), rounds that picture to 8 bits, codes and 
 again (generation 2, the gradient flowing through the frozen encoder into generation 1), and
 minimises the mean over crops of 10 log10 MSE of generation 1 against the crop plus
 ``--weight`` times that of generation 2 against the crop. ``--weight 0`` is the control: the
-same fine-tune without the second generation. Writes g_s's weights; ``--evaluate`` runs
-``--generations`` generations of a few Kodak images through the torch model with the shipped
-synthesis and with the one written, at qualities 56 and 90, and prints each generation's PSNR.
+same fine-tune without the second generation (the same batches and levels; give both the same
+``--steps``, since a step of the control takes a third of the time). Writes g_s's weights;
+``--evaluate G_S`` runs ``--generations`` generations of a few Kodak images through the torch
+model with the synthesis written (``--evaluate`` alone: the shipped one), at qualities 56 and
+90, and prints each generation's PSNR against the original.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ KODAK = ROOT.parent / "shared" / "data" / "kodak"
 def generation(model, x: torch.Tensor, position: torch.Tensor, g_s=None) -> torch.Tensor:
     """One coding and decoding of pictures ``x`` in [0, 1] at level ``position`` (B,), the
     symbols rounded straight through; the gradient reaches ``x`` through the frozen encoder."""
-    g_s = g_s or model.g_s
+    g_s = model.g_s if g_s is None else g_s
     gain, inverse = model.gains_at(position)
     y = model.g_a(x) * gain[:, :, None, None]
     with torch.no_grad():
@@ -88,6 +90,7 @@ def main() -> None:
     parser.add_argument("--crop", type=int, default=128)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--minutes", type=float, default=25.0)
+    parser.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: on time alone)")
     parser.add_argument("--weight", type=float, default=1.0, help="of generation 2's term (0: the control)")
     parser.add_argument("--lr", type=float, default=3e-5)
     parser.add_argument("--out", type=Path, default=Path("/tmp/genft/g_s.pt"))
@@ -121,7 +124,7 @@ def main() -> None:
     optimizer = torch.optim.Adam(model.g_s.parameters(), lr=args.lr)
     levels = model.config.levels
     start, step, logged = time.monotonic(), 0, []
-    while time.monotonic() - start < 60 * args.minutes:
+    while time.monotonic() - start < 60 * args.minutes and not (args.steps and step >= args.steps):
         x = crops.batch(args.batch)
         position = torch.rand(args.batch) * (levels - 1)
         first = generation(model, x, position)
