@@ -26,7 +26,6 @@ model with the synthesis written (``--evaluate`` alone: the shipped one), at qua
 from __future__ import annotations
 
 import argparse
-import glob
 import time
 from pathlib import Path
 
@@ -35,7 +34,7 @@ import torch
 from PIL import Image
 
 from nicodec.model import quality_position
-from nicodec.training.data import CropSampler, load_images
+from nicodec.training.data import CropSampler, list_images, load_images
 from nicodec.training.model import ste_round
 from nicodec.training.train import load_model
 
@@ -114,7 +113,7 @@ def main() -> None:
         for key, row in evaluate(model, model.g_s, args.kodak.split(","), args.generations).items():
             print(key, " ".join(f"{p:.2f}" for p in row), flush=True)
         return
-    paths = sorted(p for folder in glob.glob(args.data) for p in glob.glob(f"{folder}/*"))
+    paths = list_images([args.data])
     rng = np.random.default_rng(0)
     images, _, _ = load_images([paths[i] for i in rng.permutation(len(paths))[:args.images]], args.crop)
     crops = CropSampler(images, args.crop, torch.device("cpu"))
