@@ -43,18 +43,16 @@ such runs at once), nicodec 70% of it, AVIF most of the rest.
 from __future__ import annotations
 
 import argparse
-import io
 import math
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from common import add_image_arguments, add_quality_argument, coding_quality, image_paths, open_codec, psnr
 from common import publish, read_rgb, whole_number
-from rd import available, save_options
+from rd import available, classic_code
 from refine import LABELS
 
 HERE = Path(__file__).resolve().parent
@@ -70,15 +68,7 @@ REPORTED = (1, 2, 5, 10, 20, 50, 100)
 
 def classic_coder(name: str, quality: int):
     """A function that codes an image with the classic codec ``name`` at ``quality`` and decodes it."""
-    fmt, options = save_options(name, quality)
-
-    def code(image: np.ndarray) -> tuple[bytes, np.ndarray]:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format=fmt, **options)
-        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
-            return buffer.getvalue(), np.asarray(decoded.convert("RGB"))
-
-    return code
+    return lambda image: classic_code(name, quality, image)
 
 
 def nicodec_coder(codec, quality: float | None):

@@ -109,14 +109,20 @@ def summarize(setting, bpp: list[float], quality_db: list[float], ms: list[float
     }
 
 
-def classic_point(codec: str, quality: int, images: list[np.ndarray]) -> dict:
+def classic_code(codec: str, quality: int, image: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """``image`` coded by Pillow as ``codec`` at ``quality`` (:func:`save_options`): the file and its decoded pixels."""
     fmt, options = save_options(codec, quality)
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format=fmt, **options)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return buffer.getvalue(), np.asarray(decoded.convert("RGB"))
+
+
+def classic_point(codec: str, quality: int, images: list[np.ndarray]) -> dict:
     bpp, quality_db, ms = [], [], []
     for image in images:
-        buffer = io.BytesIO()
-        Image.fromarray(image).save(buffer, format=fmt, **options)
-        decoded = np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
-        bpp.append(8 * buffer.tell() / (image.shape[0] * image.shape[1]))
+        data, decoded = classic_code(codec, quality, image)
+        bpp.append(8 * len(data) / (image.shape[0] * image.shape[1]))
         quality_db.append(psnr(decoded, image))
         ms.append(msssim(decoded, image))
     return summarize(quality, bpp, quality_db, ms)
