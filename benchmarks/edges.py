@@ -2,11 +2,12 @@
 
     python benchmarks/edges.py [--images ../shared/data/kodak] [--json results/edges.json]
 
-The networks work on the image padded to a multiple of 64 pixels a side (the last row and
-column repeated). For each image (portrait ones turned to landscape) this program codes
-the whole image, then two crops of it from (32, 32): the largest whose sides are multiples
-of 64 (704x448 of a Kodak image), and that crop with one more row and column (705x449),
-which the padding takes to the next multiple. The crops' edges are the image's edges when
+The networks work on the image padded to a multiple of 16 pixels a side (the last row and
+column repeated; 64 before nicodec 0.7.0). For each image (portrait ones turned to landscape)
+this program codes the whole image, then two crops of it from (32, 32): the largest whose sides
+are multiples of 64 (704x448 of a Kodak image), which the networks' borders meet unpadded, and
+that crop with one more row and column (705x449), which the padding takes to the next multiple
+of 16 (720x464). The crops' edges are the image's edges when
 coded alone, and inner pixels of the whole image: the difference in PSNR over the outer
 ``BAND`` pixels of each side is what being an edge costs those pixels, the same pixels in
 both codings. The bytes of the two crops give what one more row and column cost.

@@ -224,6 +224,7 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
 
     ``other`` is reading the input and padding it; the header and packing are left out (microseconds).
     """
+    from nicodec import format as nicformat
     from nicodec import rans
     from nicodec.quantize import round_symbols
     from nicodec.images import read_picture
@@ -232,7 +233,8 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     pixels = read_picture(image).rgb
     height, width = pixels.shape[:2]
     d = codec.model.downsampling
-    padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
+    multiple = nicformat.padding(codec._padding_flag(height, width), d)
+    padded = np.pad(pixels, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
     marks.append(time.perf_counter())
     _, gain = codec._encoder_gain(quality)
     fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
@@ -240,7 +242,7 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     y, z = codec._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), codec.margin, fixed)
     marks.append(time.perf_counter())
     z_hat = round_symbols(z)
-    scale_index, mean_q = codec._entropy_parameters(z_hat)
+    scale_index, mean_q = codec._entropy_parameters(z_hat, y.shape[2:])
     marks.append(time.perf_counter())
     symbols = codec._symbols(y - codec._means(mean_q), scale_index)
     streams = (
@@ -263,7 +265,8 @@ def split_decode(codec, data: bytes) -> tuple[dict[str, float], np.ndarray]:
     z_shape = codec._z_shape(header.height, header.width)
     z_hat = rans.decode(sections[b"ZSYM"], codec._z_table_ids(z_shape), codec.model.z_tables).reshape(z_shape)
     marks.append(time.perf_counter())
-    scale_index, mean_q = codec._entropy_parameters(z_hat)
+    multiple = nicformat.padding(header.flags, codec.model.downsampling)
+    scale_index, mean_q = codec._entropy_parameters(z_hat, codec._y_shape(header.height, header.width, multiple))
     marks.append(time.perf_counter())
     symbols = rans.decode(sections[b"YSYM"], scale_index.ravel(), codec.model.y_tables).reshape(mean_q.shape)
     y_hat = codec._y_hat(header, symbols, mean_q)

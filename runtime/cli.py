@@ -478,6 +478,7 @@ def info(
             "quality": nicformat.quality_value(header.quality),
             "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
             "gray_as_rgb": bool(header.flags & nicformat.FLAG_GRAY_AS_RGB),
+            "fine_padding": bool(header.flags & nicformat.FLAG_FINE_PADDING),
             "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
             "resolution": density,
             "colour_profile": _profile_named(sections.get(b"ICCP")),
@@ -506,6 +507,9 @@ def info(
                     elif key == "grayscale":
                         value = ("yes (a colour image of equal channels: decoded as RGB)" if facts["gray_as_rgb"]
                                  else {True: "yes", False: "no"}[value])
+                    elif key == "fine_padding":
+                        value = ("yes (padded to multiples of 16, not 64: nicodec 0.7.0 or later decodes it)"
+                                 if value else "no")
                     elif key == "sections":
                         value = ", ".join(f"{tag} {size:,} bytes" for tag, size in value.items())
                     elif key == "resolution":

@@ -330,6 +330,11 @@ class Codec:
             a warning then.
     """
 
+    _fine_padding = True
+    """Pad images to multiples of the latent's stride (16) where that differs from the
+    hyper-latent's (64), with ``FLAG_FINE_PADDING``; ``False`` (for comparisons, such as
+    ``benchmarks/padding.py``) pads to 64 as nicodec before 0.7.0 did."""
+
     @_loading_named
     def __init__(
         self,
@@ -599,9 +604,11 @@ class Codec:
             picture = dataclasses.replace(picture, grayscale=True, gray_as_rgb=True)
         pixels = picture.rgb
         height, width = pixels.shape[:2]
-        self._check_size(width, height)
         d = self.model.downsampling
-        padded = np.pad(pixels, ((0, -height % d), (0, -width % d), (0, 0)), mode="edge")
+        padding_flag = self._padding_flag(height, width)
+        multiple = nicformat.padding(padding_flag, d)
+        self._check_size(width, height, multiple)
+        padded = np.pad(pixels, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
         fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
         refining = REFINEMENT_STEP_SHARE * self.refine + REFINEMENT_CHOICE_SHARE if self.refine else 0.0
         alpha = ALPHA_SHARE if picture.alpha is not None else 0.0
@@ -611,15 +618,16 @@ class Codec:
         self._tile_for(padded.shape[0], padded.shape[1], warn=True)
         y, z = self._run_tiled(encoder, "image", padded.transpose(2, 0, 1)[None], d, (4, 1), self.margin, fixed,
                                done=work.advance)
-        if z.shape != self._z_shape(height, width):
-            # The decoder rebuilds this shape from the header and the manifest.
+        y_shape = self._y_shape(height, width, multiple)
+        if z.shape != self._z_shape(height, width) or y.shape[2:] != y_shape:
+            # The decoder rebuilds these shapes from the header and the manifest.
             raise ModelError(
-                f"the encoder made a hyper-latent of shape {z.shape}, "
-                f"not the {self._z_shape(height, width)} its manifest implies"
+                f"the encoder made a hyper-latent of shape {z.shape} and a latent of {y.shape}, "
+                f"not the {self._z_shape(height, width)} and (..., {y_shape[0]}, {y_shape[1]}) its manifest implies"
             )
         z_hat = round_symbols(z)
         scale_index, mean_q = self._entropy_parameters(
-            z_hat, done=lambda part: work.advance(part * ENTROPY_PARAMETERS_PART * ENTROPY_ENCODING_SHARE))
+            z_hat, y_shape, done=lambda part: work.advance(part * ENTROPY_PARAMETERS_PART * ENTROPY_ENCODING_SHARE))
         means = self._means(mean_q)
         tables = self.model.y_tables
         # The rdo slope itself without refine; with it, what the default encoder codes (a fallback).
@@ -659,7 +667,8 @@ class Codec:
             height=height,
             quality=quality,
             flags=(nicformat.FLAG_GRAYSCALE if picture.grayscale else 0)
-            | (nicformat.FLAG_GRAY_AS_RGB if picture.gray_as_rgb else 0),
+            | (nicformat.FLAG_GRAY_AS_RGB if picture.gray_as_rgb else 0)
+            | padding_flag,
         )
         sections = {
             b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
@@ -747,16 +756,15 @@ class Codec:
             raise NicodecError(f"as_array must be True or False, not {as_array!r}")
         check_progress(progress)
         work = Work(progress)  # started once the header tells the size: (0, total) before the entropy decoding
-        d = self.model.downsampling
         try:
             header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
                 data, lambda header, sections: work.start(
-                    -(-header.height // d) * d * -(-header.width // d) * d,
+                    int(np.prod(self._padded(header))),
                     1 + ENTROPY_DECODING_SHARE + (RESTORATION_APPLY_SHARE if b"REST" in sections else 0)),
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
             return made.hand_on(lambda codec, whole: codec.decode(whole, as_array=as_array, progress=progress))
-        self._tile_for(-(-header.height // d) * d, -(-header.width // d) * d, warn=True)
+        self._tile_for(*self._padded(header), warn=True)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
         if b"REST" in sections:  # the restoration filter the encoder fitted (checked with the other sections)
@@ -857,8 +865,9 @@ class Codec:
         earlier = self._earlier_codec(header)
         if earlier is not None:
             raise _MadeByEarlier(earlier, whole, data if isinstance(data, (str, os.PathLike)) else None)
-        # The same limit as encode: the graphs work on the padded size, up to 64 times the pixels.
-        self._check_size(header.width, header.height)
+        # The same limit as encode: the graphs work on the padded size, up to 16 (or 64) times the pixels.
+        multiple = nicformat.padding(header.flags, self.model.downsampling)
+        self._check_size(header.width, header.height, multiple)
         nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
@@ -881,7 +890,8 @@ class Codec:
         z_shape = self._z_shape(header.height, header.width)
         z_hat = _symbols(sections, b"ZSYM", self._z_table_ids(z_shape), self.model.z_tables).reshape(z_shape)
         scale_index, mean_q = self._entropy_parameters(
-            z_hat, done=None if done is None else lambda part: done(part * ENTROPY_PARAMETERS_PART))
+            z_hat, self._y_shape(header.height, header.width, multiple),
+            done=None if done is None else lambda part: done(part * ENTROPY_PARAMETERS_PART))
         symbols = _symbols(sections, b"YSYM", scale_index.ravel(), self.model.y_tables)
         if done is not None:
             done(1 - ENTROPY_PARAMETERS_PART)
@@ -889,10 +899,29 @@ class Codec:
 
     # -- helpers ----------------------------------------------------------------------
 
-    def _check_size(self, width: int, height: int) -> None:
+    def _check_size(self, width: int, height: int, multiple: int | None = None) -> None:
+        """Refuse an image too large to code, padded to multiples of ``multiple`` or not (by
+        default the encoder's finest, the latent's stride)."""
+        if multiple is None:
+            multiple = self.model.downsampling // 4
         if max(width, height) > nicformat.MAX_SIDE:
             raise LimitError(f"the image is {width}x{height}; nicodec codes sides of at most {nicformat.MAX_SIDE:,} pixels")
-        nicformat.check_pixels(width, height, self.max_pixels, self.model.downsampling)
+        nicformat.check_pixels(width, height, self.max_pixels, multiple)
+
+    def _padding_flag(self, height: int, width: int) -> int:
+        """The padding flag the encoder writes for an image of this size: ``FLAG_FINE_PADDING``
+        (padded to the latent's stride, 16, not the hyper-latent's, 64: the latent then codes
+        no rows or columns of padding alone) where the two paddings differ, else 0, a file
+        that nicodec builds from before the flag decode too."""
+        d = self.model.downsampling
+        if self._fine_padding and nicformat.padded_size(height, width, d // 4) != nicformat.padded_size(height, width, d):
+            return nicformat.FLAG_FINE_PADDING
+        return 0
+
+    def _padded(self, header: nicformat.Header) -> tuple[int, int]:
+        """The padded height and width the networks work on for this file."""
+        return nicformat.padded_size(header.height, header.width,
+                                     nicformat.padding(header.flags, self.model.downsampling))
 
     def _encoder_gain(self, quality) -> tuple[float, np.ndarray | None]:
         """The quality to record in the header and the encoder's gain vector (None: single-rate)."""
@@ -1048,7 +1077,9 @@ class Codec:
         window as one tile (the memory handed back after the run).
         """
         d = self.model.downsampling
-        rows, cols = array.shape[2] // unit_in, array.shape[3] // unit_in
+        # In units, the last one partial for a finely padded image (its outputs then cut to
+        # their elements: a tile reaching the image's end runs on that partial unit, as a whole-image run does).
+        rows, cols = -(-array.shape[2] // unit_in), -(-array.shape[3] // unit_in)
         tile, margin = self._tile_for(rows * d, cols * d) // d, margin // d
         fixed = fixed or {}
         inputs = {name: (array, unit_in), **(spatial or {})}
@@ -1066,7 +1097,8 @@ class Codec:
                 results = session.run(None, {**parts, **fixed}, shrinking)
                 if outputs is None:
                     outputs = [
-                        np.empty((1, r.shape[1], rows * u, cols * u), dtype=r.dtype) for r, u in zip(results, unit_out)
+                        np.empty((1, r.shape[1], -(-array.shape[2] * u // unit_in), -(-array.shape[3] * u // unit_in)),
+                                 dtype=r.dtype) for r, u in zip(results, unit_out)
                     ]
                 for out, result, u in zip(outputs, results, unit_out):
                     out[:, :, r0 * u : r1 * u, c0 * u : c1 * u] = result[
@@ -1108,10 +1140,11 @@ class Codec:
                           stacklevel=caller_outside())
         return AUTO_TILES[-1]
 
-    def _entropy_parameters(self, z_hat: np.ndarray,
+    def _entropy_parameters(self, z_hat: np.ndarray, shape: tuple[int, int] | None = None,
                             done: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``scale_index`` and ``mean_q`` for ``z_hat``, on tiles like the transforms (``done``:
-        as :meth:`_run_tiled`'s).
+        as :meth:`_run_tiled`'s), cut to the latent's ``shape`` where given (its height and
+        width: four times z's, less the rows and columns a finely padded image has not).
 
         Tiled, the integers are exactly those of a whole-image run: h_s sees at most 1.75
         z positions either side (a 3x3 convolution at each of z's, twice z's and four times
@@ -1123,13 +1156,24 @@ class Codec:
                 None, {"z_hat": z_hat}, shrinking_run_options() if self.release_memory else None)
             if done is not None:
                 done(1.0)
+        else:
+            margin = ENTROPY_MARGIN * self.model.downsampling
+            results = self._run_tiled(self._session("entropy_parameters"), "z_hat", z_hat, 1, (4, 4), margin, done=done)
+        if shape is None:
             return results
-        margin = ENTROPY_MARGIN * self.model.downsampling
-        return self._run_tiled(self._session("entropy_parameters"), "z_hat", z_hat, 1, (4, 4), margin, done=done)
+        rows, cols = shape
+        return tuple(r if r.shape[2:] == (rows, cols) else np.ascontiguousarray(r[:, :, :rows, :cols])
+                     for r in results)
 
     def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
         d = self.model.downsampling
         return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
+
+    def _y_shape(self, height: int, width: int, multiple: int) -> tuple[int, int]:
+        """The latent's height and width for an image padded to multiples of ``multiple``."""
+        stride = self.model.downsampling // 4
+        padded_height, padded_width = nicformat.padded_size(height, width, multiple)
+        return padded_height // stride, padded_width // stride
 
     def _y_hat(self, header: nicformat.Header, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
         """The synthesis input of a file (:meth:`_synthesis_input` at the header's quality)."""

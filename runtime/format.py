@@ -6,7 +6,8 @@ describes it byte by byte. All integers are little-endian::
     offset  size  field
     0       4     magic  89 4E 49 43  ("\\x89NIC")
     4       1     u8   format version (1)
-    5       1     u8   flags (bit 0: grayscale source; bit 1, with bit 0: returned as RGB; any other bit is refused)
+    5       1     u8   flags (bit 0: grayscale source; bit 1, with bit 0: returned as RGB; bit 2: padded to the
+                           latent's stride; any other bit is refused)
     6       1     u8   L, length of the model id in bytes (1..64)
     7       L     model id, UTF-8
     7+L     8     model hash (first 8 bytes of the model's content hash)
@@ -77,7 +78,22 @@ FLAG_GRAYSCALE = 0x01
 FLAG_GRAY_AS_RGB = 0x02
 """Beside ``FLAG_GRAYSCALE`` only: the source was a colour image whose three channels were equal
 everywhere (a black-and-white photo kept as RGB); decoders return the luma in three equal channels."""
-KNOWN_FLAGS = FLAG_GRAYSCALE | FLAG_GRAY_AS_RGB
+FLAG_FINE_PADDING = 0x04
+"""The image is padded to multiples of the latent's stride (a quarter of the model's
+``downsampling``: 16 pixels), not of the downsampling itself (64): the latent has no rows or
+columns that only code padding. Encoders set it only where it changes the padded size."""
+KNOWN_FLAGS = FLAG_GRAYSCALE | FLAG_GRAY_AS_RGB | FLAG_FINE_PADDING
+
+
+def padding(flags: int, downsampling: int) -> int:
+    """The multiple each side of a file's image is padded to: a quarter of ``downsampling``
+    (the latent's stride) with ``FLAG_FINE_PADDING``, ``downsampling`` without."""
+    return downsampling // 4 if flags & FLAG_FINE_PADDING else downsampling
+
+
+def padded_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    """``height`` and ``width`` each rounded up to a multiple of ``multiple``."""
+    return -(-height // multiple) * multiple, -(-width // multiple) * multiple
 
 
 def flags_problem(flags: int) -> str | None:
@@ -112,7 +128,8 @@ class Header:
         model_hash: 8 bytes of that model's content hash.
         width, height: the image size in pixels.
         quality: the quality the encoder used (1..100), or 0 from a single-rate model.
-        flags: ``FLAG_GRAYSCALE`` (with ``FLAG_GRAY_AS_RGB`` or not) or 0; other bits are reserved.
+        flags: ``FLAG_GRAYSCALE`` (with ``FLAG_GRAY_AS_RGB`` or not), ``FLAG_FINE_PADDING``, or 0;
+            other bits are reserved.
     """
 
     version: int
@@ -201,12 +218,12 @@ def _pixels(count: int) -> str:
 
 def check_pixels(width: int, height: int, max_pixels: int, downsampling: int = 1) -> None:
     """Refuse an image whose pixels, or pixels once padded to multiples of ``downsampling`` (what
-    the networks work on, up to 64 times as many for a thin image), exceed ``max_pixels``.
+    the networks work on, up to 16 or 64 times as many for a thin image), exceed ``max_pixels``.
 
     Raises:
         PixelLimitError: with both counts when the padding is what exceeds the limit.
     """
-    padded_width, padded_height = -(-width // downsampling) * downsampling, -(-height // downsampling) * downsampling
+    padded_height, padded_width = padded_size(height, width, downsampling)
     if width * height > max_pixels:
         raise PixelLimitError(
             f"the image has {_pixels(width * height)} ({width}x{height}), more than the limit of {max_pixels:,}"

@@ -141,7 +141,7 @@ class NicImageFile(ImageFile.ImageFile):
             header, table, payload_at = nicformat.read_header(head)
             # The count the codec's own check in load() uses, padded size included.
             nicformat.check_pixels(header.width, header.height, self._codec_source.max_pixels(),
-                                   self._codec_source.downsampling())
+                                   nicformat.padding(header.flags, self._codec_source.downsampling()))
         except PixelLimitError as exc:
             raise Image.DecompressionBombError(
                 f"{exc} (register a Codec with a larger max_pixels to open it; beyond twice "

@@ -188,12 +188,13 @@ def parse_container(data: bytes):
     if data[4] != 1:
         raise Refused(f"unknown version {data[4]}")
     flags = data[5]
-    if flags & ~3:
+    if flags & ~7:
         raise Refused(f"reserved flag bits set: {flags:#x}")
-    if flags == 2:
+    if flags & 2 and not flags & 1:
         raise Refused("gray as RGB without grayscale")
     info["grayscale"] = bool(flags & 1)
     info["gray_as_rgb"] = bool(flags & 2)
+    info["fine_padding"] = bool(flags & 4)
     L = data[6]
     if not 1 <= L <= 64:
         raise Refused(f"model id length {L} outside 1..64")
@@ -493,8 +494,10 @@ def read_nic(data: bytes, model: Model, synthesis=True, check_reference=True, th
         raise Refused(f"quality {float(q)} outside 1..100")
     W, H = info["width"], info["height"]
     d = model.d
-    Hp, Wp = -(-H // d) * d, -(-W // d) * d
-    h, w = Hp // d, Wp // d
+    s = d // 4  # the latent's stride
+    p = s if info["fine_padding"] else d
+    Hp, Wp = -(-H // p) * p, -(-W // p) * p
+    h, w = -(-Hp // d), -(-Wp // d)
     res = {"info": info}
     # metadata
     for tag in ("ALPH", "ALPL"):
@@ -519,6 +522,7 @@ def read_nic(data: bytes, model: Model, synthesis=True, check_reference=True, th
     if check_reference:
         rsi, rmq = model.reference_entropy_parameters(z_hat)
         res["reference_matches_graph"] = bool(np.array_equal(rsi, si) and np.array_equal(rmq, mq))
+    si, mq = si[:, :, :Hp // s, :Wp // s], mq[:, :, :Hp // s, :Wp // s]
     ysym, res["yK"], res["yE"] = rans_decode(pl["YSYM"], si.reshape(-1).astype(np.int64), t["y_cdf"], t["y_sizes"], t["y_offsets"])
     ysym = ysym.reshape(si.shape)
     res["z_hat"], res["y_sym"], res["scale_index"], res["mean_q"] = z_hat, ysym, si, mq

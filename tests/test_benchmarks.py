@@ -362,6 +362,38 @@ def test_edges_benchmark_compares_each_edge_alone_with_the_same_pixels_inside(tm
         r["one_more"]["bytes"] / r["multiple"]["bytes"] - 1 for r in report["images"]))
 
 
+def test_padding_codes_each_crop_padded_to_16_and_to_64_at_each_quality(tmp_path):
+    pytest.importorskip("bjontegaard")
+    padding = load("padding")
+    folder = photo_folder(tmp_path, 2)  # 192x128: crops 65..192 wide, 1..128 high
+    report = padding.main(["--images", str(folder), "--threads", "1", "--sizes", "3", "--qualities", "10", "80",
+                           "--json", str(tmp_path / "p.json")])
+    assert report["qualities"] == [10, 80] and len(report["crops"]) == 6
+    for row in report["crops"]:
+        width, height = map(int, row["size"].split("x"))
+        assert 65 <= width <= 192 and 1 <= height <= 128 and row["pixels"] == width * height
+        off_grid = (-(-height // 16) * 16, -(-width // 16) * 16) != (-(-height // 64) * 64, -(-width // 64) * 64)
+        for fine, coarse in zip(row["fine"], row["coarse"]):
+            assert fine["flags"] & 4 == (4 if off_grid else 0) and not coarse["flags"] & 4
+            assert (fine["bytes"] == coarse["bytes"]) or off_grid
+    summary = json.loads((tmp_path / "p.json").read_text())["summary"]
+    for way in ("fine", "coarse"):
+        for i, point in enumerate(summary["curves"][way]):
+            assert point["bpp"] == pytest.approx(statistics.mean(8 * r[way][i]["bytes"] / r["pixels"]
+                                                                 for r in report["crops"]))
+    assert summary["bytes_ratio"][0] == pytest.approx(statistics.mean(
+        r["fine"][0]["bytes"] / r["coarse"][0]["bytes"] for r in report["crops"]))
+    assert summary["bytes_ratio"][0] < 1 and summary["bd_rate_percent"] < 0  # the seed's crops are off the grid
+
+
+def test_padding_crop_sizes_keep_to_the_image():
+    padding = load("padding")
+    rng = np.random.default_rng(0)
+    sizes = padding.crop_sizes(5, 300, 200, rng)
+    assert {h for h, _ in sizes} == {1, 2, 3, 4, 5}
+    assert min(w for _, w in sizes) == 300 - padding.SPAN + 1 and max(w for _, w in sizes) == 300
+
+
 def test_generations_codes_each_decoded_picture_again_beside_a_classic_codec_at_its_rate(tmp_path):
     generations = load("generations")
     folder = photo_folder(tmp_path, 2)
@@ -748,7 +780,8 @@ def test_the_other_bd_rate_programs_check_the_package_before_coding(images_folde
     assert str(exit.value.code).startswith("BD-rates need the bjontegaard package")
 
 
-IMAGE_PROGRAMS = ["rd", "kodak", "speed", "grayscale", "transparency", "rdo", "refine", "edges", "generations"]
+IMAGE_PROGRAMS = ["rd", "kodak", "speed", "grayscale", "transparency", "rdo", "refine", "edges", "generations",
+                  "padding"]
 
 
 @pytest.mark.parametrize("program", IMAGE_PROGRAMS)

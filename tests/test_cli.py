@@ -292,6 +292,16 @@ def test_info_json(png, tmp_path):
     assert set(facts["sections"]) == {"ZSYM", "YSYM"}
     assert facts["bytes"] == (tmp_path / "photo.nic").stat().st_size
     assert facts["grayscale"] is facts["gray_as_rgb"] is False
+    assert facts["fine_padding"] is False  # 256x192: the same padded either way, so no flag
+
+
+def test_info_says_which_files_are_padded_to_16(tmp_path):
+    """Files of sides off the 64-pixel grid need nicodec 0.7.0 or later: info says which."""
+    Image.fromarray(synthetic_photo(70, 90)).save(tmp_path / "odd.png")
+    assert run("encode", tmp_path / "odd.png").exit_code == 0
+    assert json.loads(run("info", tmp_path / "odd.nic", "--json").stdout)["fine_padding"] is True
+    said = run("info", tmp_path / "odd.nic").stdout
+    assert "   fine_padding: yes (padded to multiples of 16, not 64: nicodec 0.7.0 or later decodes it)\n" in said
 
 
 
@@ -2004,7 +2014,7 @@ def test_a_newline_in_a_name_does_not_split_a_message(tmp_path):
     failed = [line for line in folder.stderr.splitlines() if line.startswith("failed: ")]
     assert folder.exit_code == 1 and len(failed) == 1 and "bad\\nc.png" in failed[0]
     checked = run("verify", tmp_path / "out")
-    assert checked.exit_code == 0 and checked.stdout.splitlines()[0].endswith("a\\nb.nic: 48x32, 3,200 symbols")
+    assert checked.exit_code == 0 and checked.stdout.splitlines()[0].endswith("a\\nb.nic: 48x32, 1,280 symbols")
     shown = run("info", tmp_path / "o\nut.nic")
     assert shown.stdout.splitlines()[0].strip() == "file: " + str(tmp_path / "o\\nut.nic")
     # --debug's traceback: its frames line by line, the exception's message (the name) as one line.

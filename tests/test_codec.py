@@ -228,6 +228,10 @@ def test_pixel_limit_is_checked_before_work(photo):
     # The shipped model's own file.
     ("made-by-vr-5f.nic", "nicodec-mshp-vr-5f", "c8af2a3152f0a2d6", "default",
      "486e8a7dd79a5c87f441dfd92d898aac9dfb13b43921178fc1829f88769ccfed"),
+    # The same model's file of the same picture made by nicodec 0.7.0, padded to 16 rows, not 64
+    # (FLAG_FINE_PADDING): a latent of 6 rows where the file above has 8, 418 bytes against 464.
+    ("made-by-0.7.0-fine-padding.nic", "nicodec-mshp-vr-5f", "c8af2a3152f0a2d6", "default",
+     "290e9ff3f2489924f5c9304426459b2e65cd9557b07027411d3159353059da4c"),
     # Files of nicodec-mshp-vr-5e and vr-5d, the two models shipped before: vr-5f is vr-5d with
     # a post-filter that sees the quality ending its synthesis (vr-5e's did not see it), the same
     # encoder and entropy side, and lists both (its decodes_files_of), so the shipped model
@@ -683,8 +687,8 @@ def test_padding_counts_towards_the_pixel_limit():
         narrow.encode(np.zeros((1, 5000, 3), np.uint8))
     with pytest.raises(nicodec.LimitError) as one:
         Codec(providers="cpu", max_pixels=100).encode(np.zeros((1, 1, 3), np.uint8))
-    assert str(one.value) == ("the image has 1 pixel (1x1), but the networks work on it padded to multiples of 64, "
-                              "64x64 = 4,096 pixels, more than the limit of 100, which counts the padded size")
+    assert str(one.value) == ("the image has 1 pixel (1x1), but the networks work on it padded to multiples of 16, "
+                              "16x16 = 256 pixels, more than the limit of 100, which counts the padded size")
 
 
 @pytest.mark.parametrize("mode, decoded", [

@@ -182,7 +182,7 @@ def test_unknown_tag_in_a_file_is_refused():
 @pytest.mark.parametrize(
     "field, value",
     [("width", 0), ("height", 0), ("width", (1 << 20) + 1), ("model_id", ""), ("model_id", "x" * 65),
-     ("model_hash", b"short"), ("flags", 2), ("flags", 4), ("version", 9), ("quality", float("nan"))],
+     ("model_hash", b"short"), ("flags", 2), ("flags", 8), ("version", 9), ("quality", float("nan"))],
 )
 def test_pack_refuses_bad_headers(field, value):
     fields = dict(HEADER.__dict__, **{field: value})

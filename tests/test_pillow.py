@@ -423,12 +423,19 @@ def test_the_codecs_pixel_limit_applies_at_open_before_pillow_allocates(codec, n
     pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=80 * 47))
     with pytest.raises(Image.DecompressionBombError, match="3,840 pixels .* limit of 3,760"):
         Image.open(io.BytesIO(nic))
-    # The codec counts the padding too (80x48 is coded as 128x64), and so does open, before load.
+    # The codec counts the padding too (70x41 is coded as 80x48), and so does open, before load.
+    padded = codec.encode(Image.fromarray(synthetic_photo(41, 70, seed=3)))
+    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=70 * 41))
+    with pytest.raises(Image.DecompressionBombError, match="2,870 pixels .*padded .* 80x48 = 3,840 pixels"):
+        Image.open(io.BytesIO(padded))
     pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=80 * 48))
-    with pytest.raises(Image.DecompressionBombError, match="3,840 pixels .*padded .* 128x64 = 8,192 pixels"):
-        Image.open(io.BytesIO(nic))
-    pillow_plugin.register(nicodec.Codec(providers="cpu", max_pixels=128 * 64))
-    assert Image.open(io.BytesIO(nic)).load() is not None
+    assert Image.open(io.BytesIO(padded)).load() is not None
+    # A file made before nicodec 0.7.0 was padded to multiples of 64: 70x41 as 128x64.
+    nicodec_codec = nicodec.Codec(providers="cpu")
+    nicodec_codec._fine_padding = False
+    older = nicodec_codec.encode(Image.fromarray(synthetic_photo(41, 70, seed=3)))
+    with pytest.raises(Image.DecompressionBombError, match="2,870 pixels .*padded .* 128x64 = 8,192 pixels"):
+        Image.open(io.BytesIO(older))
 
 
 def test_truncated_payload_opens_but_fails_on_load(nic, tmp_path):

@@ -86,7 +86,8 @@ def decode_or_refuse(codec: Codec, data: bytes, *, symbols: bool = False):
         assert header2 == header
         assert z_hat.dtype == ys.dtype == mean_q.dtype == np.int32
         assert z_hat.shape == codec._z_shape(header.height, header.width)
-        assert ys.shape == mean_q.shape == (1, codec.model.latent_channels, 4 * z_hat.shape[2], 4 * z_hat.shape[3])
+        latent = codec._y_shape(header.height, header.width, nicformat.padding(header.flags, codec.model.downsampling))
+        assert ys.shape == mean_q.shape == (1, codec.model.latent_channels, *latent)
     return pixels
 
 
@@ -102,9 +103,10 @@ def unpack_or_refuse(data: bytes, max_pixels: int | None = None):
 
 
 class Real:
-    """A real file and its parts: a 64x96 synthetic photo coded by the shipped model."""
+    """A real file and its parts: a 64x90 synthetic photo coded by the shipped model (padded to
+    64x96, its latent 4x6, its hyper-latent 1x2)."""
 
-    def __init__(self, codec: Codec, height: int = 64, width: int = 96, seed: int = 1):
+    def __init__(self, codec: Codec, height: int = 64, width: int = 90, seed: int = 1):
         self.data = codec.encode(synthetic_photo(height, width, seed=seed))
         self.header, self.sections = nicformat.unpack(self.data)
         self.at = layout(self.data)
@@ -113,14 +115,15 @@ class Real:
 @pytest.fixture(scope="module")
 def real(codec) -> Real:
     real = Real(codec)
-    assert codec.decode(real.data, as_array=True).shape == (64, 96, 3)
+    assert real.header.flags == nicformat.FLAG_FINE_PADDING
+    assert codec.decode(real.data, as_array=True).shape == (64, 90, 3)
     return real
 
 
 @pytest.fixture(scope="module")
 def other(codec) -> Real:
-    """A second file on the same 1x2 grid of 64x64 blocks (other pixels, other sizes)."""
-    return Real(codec, height=50, width=70, seed=7)
+    """A second file on the same 4x6 grid of 16x16 blocks (other pixels, other sizes)."""
+    return Real(codec, height=50, width=85, seed=7)
 
 
 def repack(real: Real, *, header=None, **sections) -> bytes:
@@ -218,8 +221,8 @@ def test_each_header_bit_flipped_with_a_valid_crc(codec, real):
         data = with_crc(flip(real.data, [bit]), real.at["crc"])
         outcomes[bit] = decode_or_refuse(codec, data)
     width_bit0 = 8 * real.at["width"]
-    # 96 -> 97 stays on the same 64-pixel grid: the streams still fit and the image is one column wider.
-    assert outcomes[width_bit0].shape == (64, 97, 3)
+    # 90 -> 91 stays on the same 16-pixel grid: the streams still fit and the image is one column wider.
+    assert outcomes[width_bit0].shape == (64, 91, 3)
     assert isinstance(outcomes[8 * 7], ModelMismatchError)  # first byte of the model id
     assert isinstance(outcomes[8 * real.at["table"]], FormatError)  # the ZSYM tag
 
@@ -250,7 +253,7 @@ def test_extreme_escaped_values_decode_and_codable_ones_are_refused(codec, real)
     An escape of a value its table can code directly is refused.
     """
     _, z_hat, symbols, _ = codec.decode_symbols(real.data)
-    scale_index = codec._session("entropy_parameters").run(None, {"z_hat": z_hat})[0].ravel()
+    scale_index = codec._entropy_parameters(z_hat, symbols.shape[2:])[0].ravel()
     for value in (2**31 - 1, -(2**31), 10**6):
         values = symbols.ravel().copy()
         values[::97] = value
@@ -348,7 +351,7 @@ def test_splices_of_two_files(codec, real, other):
     z2, y2 = other.sections[b"ZSYM"], other.sections[b"YSYM"]
     # Same grid: the other file's streams decode under this header, at this header's size.
     pixels = decode_or_refuse(codec, repack(real, ZSYM=z2, YSYM=y2), symbols=True)
-    assert pixels.shape == (64, 96, 3)
+    assert pixels.shape == (64, 90, 3)
     for z, y in ((z1, y2), (z2, y1)):
         assert isinstance(decode_or_refuse(codec, repack(real, ZSYM=z, YSYM=y)), FormatError)
     for cut in range(0, len(y1), 37):
@@ -364,12 +367,13 @@ def test_splices_of_two_files(codec, real, other):
 
 @pytest.mark.parametrize(
     "width, height",
-    [(96, 64), (97, 64), (128, 1), (1, 1), (1, 2), (2, 1), (2, 2), (65, 64), (192, 128), (1 << 20, 1), (1, 1 << 20)],
+    [(90, 64), (96, 64), (81, 49), (97, 64), (80, 64), (128, 1), (1, 1), (1, 2), (2, 1), (2, 2), (65, 64), (192, 128),
+     (1 << 20, 1), (1, 1 << 20)],
 )
 def test_sizes_within_the_limit_with_a_valid_crc(codec, real, width, height):
     outcome = decode_or_refuse(codec, resized(real, width, height), symbols=True)
-    if (-(-width // 64), -(-height // 64)) == (2, 1):
-        assert outcome.shape == (height, width, 3)  # same grid: the streams still fit
+    if (-(-width // 16), -(-height // 16)) == (6, 4):
+        assert outcome.shape == (height, width, 3)  # same latent grid: the streams still fit
     else:
         assert isinstance(outcome, NicodecError)
 
@@ -380,8 +384,8 @@ def test_sizes_within_the_limit_with_a_valid_crc(codec, real, width, height):
         (1 << 20, 1 << 20),
         (7072, 7072),  # 50,013,184 pixels
         (1 << 20, 48),
-        (1 << 20, 47),  # 49,283,072 pixels, but 67,108,864 once padded
-        (1, 1 << 20),  # 1,048,576 pixels, 67,108,864 once padded
+        (1 << 20, 47),  # 49,283,072 pixels, but 50,331,648 once padded (to 48 rows)
+        (40, 1 << 20),  # 41,943,040 pixels, 50,331,648 once padded (to 48 columns)
     ],
 )
 def test_sizes_beyond_the_limit_are_refused_from_the_header(limited, real, width, height):
@@ -420,7 +424,7 @@ def _header(real: Real, width: int, height: int) -> nicformat.Header:
 def test_decode_counts_the_padding_towards_the_pixel_limit(codec):
     """Regression: decode allowed 64 times the limit for a one-pixel-wide image (encode refused it)."""
     data = codec.encode(synthetic_photo(2000, 8)[:, :1])
-    narrow = Codec(providers="cpu", max_pixels=100_000)  # 2,000 pixels, 131,072 once padded
+    narrow = Codec(providers="cpu", max_pixels=20_000)  # 2,000 pixels, 32,000 once padded (to 2000x16)
     with pytest.raises(LimitError, match="padded"):
         narrow.encode(synthetic_photo(2000, 8)[:, :1])
     with pytest.raises(LimitError, match="padded"):

@@ -177,10 +177,12 @@ def test_what_one_refuses_the_other_refuses(codec, model):
 
 def test_the_flags_mean_the_same_to_both(codec, model):
     """Bit 1 (gray returned as RGB) beside bit 0 gives three equal channels, bit 0 alone one,
-    bit 1 alone and any other bit a refusal, to nicodec and to the reader from FORMAT.md alike."""
-    data = codec.encode(np.repeat(synthetic_photo(64, 96)[..., 1:2], 3, axis=2))
+    bit 1 alone and any unknown bit a refusal, to nicodec and to the reader from FORMAT.md alike;
+    bit 2 (padded to 16) on an image whose sides are multiples of 64 changes nothing."""
+    data = codec.encode(np.repeat(synthetic_photo(64, 128)[..., 1:2], 3, axis=2))
     assert data[5] == 3
-    for flags, mode in ((3, "RGB"), (1, "L"), (0, "RGB"), (2, None), (4, None), (7, None)):
+    for flags, mode in ((3, "RGB"), (1, "L"), (0, "RGB"), (7, "RGB"), (5, "L"), (4, "RGB"),
+                        (2, None), (6, None), (8, None), (11, None), (0x80, None)):
         changed = bytearray(data)
         changed[5] = flags
         changed = recrc(bytes(changed))
@@ -193,3 +195,21 @@ def test_the_flags_mean_the_same_to_both(codec, model):
             decoded = codec.decode(changed)
             assert decoded.mode == mode
             assert_same(spec_reader.read_nic(changed, model, check_reference=False), decoded)
+            if flags & 4:
+                assert decoded.tobytes() == codec.decode(recrc(bytes([*changed[:5], flags & 3, *changed[6:]]))).tobytes()
+
+
+def test_both_read_a_file_padded_to_64_and_one_padded_to_16(codec, model):
+    """The same image coded both ways (nicodec before 0.7.0 padded to 64): each reads alike in both."""
+    photo = synthetic_photo(70, 100, seed=8)
+    fine = codec.encode(photo)
+    codec._fine_padding = False
+    try:
+        coarse = codec.encode(photo)
+    finally:
+        del codec._fine_padding
+    assert fine[5] == 4 and coarse[5] == 0 and len(fine) < len(coarse)
+    for data, latent in ((fine, (5, 7)), (coarse, (8, 8))):
+        read = spec_reader.read_nic(data, model)
+        assert read["y_sym"].shape[2:] == latent and read["reference_matches_graph"]
+        assert_same(read, codec.decode(data))

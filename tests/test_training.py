@@ -752,8 +752,8 @@ def test_a_post_filter_given_the_quality_exports_decodes_its_files_and_refines(f
     assert np.abs(half.astype(int) - after).max() <= 2
     assert Codec(tmp_path / "b", providers="cpu", refine=2).encode(image, quality=30)
     # The gradient graph is given the quality too: another quality, another gradient.
-    pixels = np.ascontiguousarray(np.pad(image, ((0, 42), (0, 56), (0, 0)), mode="edge").transpose(2, 0, 1)[None],
-                                  dtype=np.float32)
+    padding = ((0, 16 * latent.shape[2] - image.shape[0]), (0, 16 * latent.shape[3] - image.shape[1]), (0, 0))
+    pixels = np.ascontiguousarray(np.pad(image, padding, mode="edge").transpose(2, 0, 1)[None], dtype=np.float32)
     assert not np.allclose(b._synthesis_gradient(latent, pixels, quality=30.0),
                            b._synthesis_gradient(latent, pixels, quality=90.0))
     # decoder_finetune retrains g_s, the filter with it, giving each crop the quality it was coded at.

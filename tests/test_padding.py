@@ -1,0 +1,107 @@
+"""Padding to the latent's stride: an image whose sides are not multiples of 64 is padded to
+multiples of 16 (``FLAG_FINE_PADDING``), so the latent codes no rows or columns of padding
+alone; files of before (padded to 64) still decode, and sides that are multiples of 64 give the
+files they gave before."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+
+from nicodec import Codec
+from nicodec import format as nicformat
+from nicodec.errors import FormatError, PixelLimitError
+
+from conftest import synthetic_photo
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def coarse(codec: Codec, image, **options) -> bytes:
+    """The file nicodec before 0.7.0 wrote: the image padded to multiples of 64."""
+    codec._fine_padding = False
+    try:
+        return codec.encode(image, **options)
+    finally:
+        del codec._fine_padding
+
+
+@pytest.mark.parametrize("height, width", [(65, 97), (130, 3), (1, 1), (150, 520)])
+def test_an_image_off_the_grid_is_padded_to_16_and_flagged(codec, height, width):
+    photo = synthetic_photo(height, width, seed=2)
+    data = codec.encode(photo)
+    assert data[5] & nicformat.FLAG_FINE_PADDING
+    header, z_hat, symbols, mean_q = codec.decode_symbols(data)
+    latent = (-(-height // 16), -(-width // 16))
+    assert symbols.shape[2:] == mean_q.shape[2:] == latent
+    assert z_hat.shape[2:] == (-(-height // 64), -(-width // 64))
+    decoded = codec.decode(data, as_array=True)
+    assert decoded.shape == photo.shape
+    old = coarse(codec, photo)
+    assert not old[5] & nicformat.FLAG_FINE_PADDING
+    assert codec.decode_symbols(old)[2].shape[2:] == (4 * -(-height // 64), 4 * -(-width // 64))
+    assert len(data) < len(old)  # (the 1x1 image is 16x16 against 64x64)
+    if height * width > 100:  # and about the same picture (one pixel's error says little)
+        assert psnr(decoded, photo) > psnr(codec.decode(old, as_array=True), photo) - 0.5
+
+
+def test_sides_that_are_multiples_of_64_give_the_files_of_before(codec):
+    photo = synthetic_photo(64, 192, seed=3)
+    data = codec.encode(photo, quality=30)
+    assert data == coarse(codec, photo, quality=30)
+    assert not data[5] & nicformat.FLAG_FINE_PADDING
+    # where the flag changes nothing, it decodes the same
+    header, sections = nicformat.unpack(data)
+    flagged = nicformat.pack(dataclasses.replace(header, flags=nicformat.FLAG_FINE_PADDING), sections)
+    assert flagged != data
+    np.testing.assert_array_equal(codec.decode(flagged, as_array=True), codec.decode(data, as_array=True))
+
+
+def test_a_file_padded_to_64_reads_as_one_padded_to_16_does_not(codec):
+    """The flag is what tells the two apart: taken away, a finely padded file's latent has
+    other dimensions, and its stream is refused or decodes to another picture."""
+    photo = synthetic_photo(70, 100, seed=4)
+    data = codec.encode(photo)
+    header, sections = nicformat.unpack(data)
+    unflagged = nicformat.pack(dataclasses.replace(header, flags=0), sections)
+    try:
+        wrong = codec.decode(unflagged, as_array=True)
+    except FormatError:
+        return
+    assert psnr(wrong, photo) < psnr(codec.decode(data, as_array=True), photo) - 3
+
+
+def test_tiles_give_the_whole_images_file_and_pixels_off_the_grid():
+    """A tile reaching the image's end runs on a partial 64-pixel unit, as the whole image does."""
+    photo = synthetic_photo(150, 275, seed=5)  # 160x288 padded: 3x5 units of 64, the last ones partial
+    whole, tiled = Codec(providers="cpu"), Codec(providers="cpu", tile=64)
+    data = whole.encode(photo)
+    assert tiled.encode(photo) == data
+    np.testing.assert_array_equal(tiled.decode(data, as_array=True), whole.decode(data, as_array=True))
+
+
+def test_refinement_and_restoration_code_an_image_off_the_grid():
+    photo = synthetic_photo(40, 90, seed=6)
+    for options in ({"refine": 2}, {"restoration": True}):
+        codec = Codec(providers="cpu", **options)
+        data = codec.encode(photo)
+        assert data[5] & nicformat.FLAG_FINE_PADDING
+        decoded = codec.decode(data, as_array=True)
+        assert decoded.shape == photo.shape and psnr(decoded, photo) > 25
+
+
+def test_the_pixel_limit_counts_the_padding_the_file_uses():
+    """A strip 1 pixel high is padded to 16 rows now (64 before): the limit counts those."""
+    codec = Codec(providers="cpu", max_pixels=16 * 160)
+    photo = synthetic_photo(1, 160, seed=7)
+    data = codec.encode(photo)  # 16 x 160 padded: at the limit
+    assert codec.decode(data, as_array=True).shape == photo.shape
+    with pytest.raises(PixelLimitError, match="padded to multiples of 16"):
+        codec.encode(synthetic_photo(1, 161, seed=7))  # 16 x 176
+    old = coarse(Codec(providers="cpu"), photo)  # 64 x 192 padded: over the limit
+    with pytest.raises(PixelLimitError, match="padded to multiples of 64"):
+        codec.decode(old)
