@@ -295,7 +295,7 @@ def code_all(work: Path, side: str, codec) -> dict:
         else:
             own.write_bytes(data)
         row["decode_ms"] = dump(codec, data, work / side / f"own-{name}.npz")
-        np.save(work / side / f"y-{name}.npy", encoder_floats(encoder, source, codec.model.downsampling))
+        np.save(work / side / f"y-{name}.npy", encoder_floats(encoder, source, codec))
         theirs = work / other / f"{name}.nic"
         if theirs.exists():
             try:
@@ -306,14 +306,18 @@ def code_all(work: Path, side: str, codec) -> dict:
     return report
 
 
-def encoder_floats(session, source: Path, multiple: int) -> np.ndarray:
-    """The encoder graph's float latent ``y`` of an image, before any rounding.
+def encoder_floats(session, source: Path, codec) -> np.ndarray:
+    """The encoder graph's float latent ``y`` of an image, before any rounding, padded as
+    ``codec`` pads it.
 
     The two machines' float arithmetic differs (other kernels, other instruction sets);
     how much shows how far a value must sit from a rounding boundary to round alike.
     """
     pixels = np.asarray(Image.open(source).convert("RGB"))
     h, w = pixels.shape[:2]
+    from nicodec import format as nicformat
+
+    multiple = nicformat.padding(codec._padding_flag(h, w), codec.model.downsampling)
     padded = np.pad(pixels, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
     feed = {"image": np.ascontiguousarray(padded.transpose(2, 0, 1)[None])}
     if "gain" in {i.name for i in session.get_inputs()}:

@@ -800,7 +800,8 @@ class Codec:
 
     @_memory_named
     def decode_latents(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray]:
-        """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, 1 x M x h x w)."""
+        """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, (1, M, H / 16, W / 16)
+        for an image padded to H x W)."""
         try:
             header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
         except _MadeByEarlier as made:
@@ -1162,6 +1163,9 @@ class Codec:
         if shape is None:
             return results
         rows, cols = shape
+        if any(r.shape[2] < rows or r.shape[3] < cols for r in results):
+            raise ModelError(f"the entropy-parameter graph gave outputs of shapes {[r.shape for r in results]}, "
+                             f"smaller than the latent's {rows}x{cols}")
         return tuple(r if r.shape[2:] == (rows, cols) else np.ascontiguousarray(r[:, :, :rows, :cols])
                      for r in results)
 

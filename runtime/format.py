@@ -81,7 +81,8 @@ everywhere (a black-and-white photo kept as RGB); decoders return the luma in th
 FLAG_FINE_PADDING = 0x04
 """The image is padded to multiples of the latent's stride (a quarter of the model's
 ``downsampling``: 16 pixels), not of the downsampling itself (64): the latent has no rows or
-columns that only code padding. Encoders set it only where it changes the padded size."""
+columns that only code padding. A decoder honours it whatever the size (where both paddings
+agree it changes nothing); nicodec's encoder sets it only where it changes the padded size."""
 KNOWN_FLAGS = FLAG_GRAYSCALE | FLAG_GRAY_AS_RGB | FLAG_FINE_PADDING
 
 

@@ -625,6 +625,8 @@ def _check_manifest(manifest, path: Path) -> None:
     for key in ("downsampling", "mean_bits", "scale_levels"):
         if not positive_int(manifest.get(key)):
             problems.append(f"{key} must be a positive integer")
+    if positive_int(manifest.get("downsampling")) and manifest["downsampling"] % 4:
+        problems.append("downsampling must be a multiple of 4 (the latent's stride is a quarter of it)")
     config = manifest.get("config")
     if not isinstance(config, dict) or not all(positive_int(config.get(k)) for k in ("M", "Nh")):
         problems.append("config must give the channel counts M and Nh")
