@@ -181,7 +181,8 @@ class SynthesisGradient(nn.Module):
 
     The squared error is ``sum(weight * (255 * g_s(y_hat) - image)**2)``: ``weight`` (1, 1,
     H, W) is 1 on the image's pixels and 0 on the padding the encoder adds to reach a
-    multiple of the downsampling, which the decoder crops away.
+    multiple of the latent's stride (of the downsampling before nicodec 0.7.0), which the
+    decoder crops away.
     """
 
     def __init__(self, model: MeanScaleHyperprior):
