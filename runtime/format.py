@@ -217,14 +217,14 @@ def _pixels(count: int) -> str:
     return f"{count:,} pixel" + ("" if count == 1 else "s")
 
 
-def check_pixels(width: int, height: int, max_pixels: int, downsampling: int = 1) -> None:
-    """Refuse an image whose pixels, or pixels once padded to multiples of ``downsampling`` (what
+def check_pixels(width: int, height: int, max_pixels: int, multiple: int = 1) -> None:
+    """Refuse an image whose pixels, or pixels once padded to multiples of ``multiple`` (what
     the networks work on, up to 16 or 64 times as many for a thin image), exceed ``max_pixels``.
 
     Raises:
         PixelLimitError: with both counts when the padding is what exceeds the limit.
     """
-    padded_height, padded_width = padded_size(height, width, downsampling)
+    padded_height, padded_width = padded_size(height, width, multiple)
     if width * height > max_pixels:
         raise PixelLimitError(
             f"the image has {_pixels(width * height)} ({width}x{height}), more than the limit of {max_pixels:,}"
@@ -232,7 +232,7 @@ def check_pixels(width: int, height: int, max_pixels: int, downsampling: int = 1
     if padded_width * padded_height > max_pixels:
         raise PixelLimitError(
             f"the image has {_pixels(width * height)} ({width}x{height}), but the networks work on it padded to "
-            f"multiples of {downsampling}, {padded_width}x{padded_height} = {padded_width * padded_height:,} pixels, "
+            f"multiples of {multiple}, {padded_width}x{padded_height} = {padded_width * padded_height:,} pixels, "
             f"more than the limit of {max_pixels:,}, which counts the padded size"
         )
 
