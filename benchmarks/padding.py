@@ -1,4 +1,4 @@
-"""What padding to 16 pixels instead of 64 saves on images of any size, side by side.
+"""What padding to 16 pixels instead of 64 saves on images whose sides are not multiples of 64, side by side.
 
     python benchmarks/padding.py [--images ../shared/data/kodak] [--sizes 3] [--json results/padding.json]
 
