@@ -313,12 +313,7 @@ def encoder_floats(session, source: Path, codec) -> np.ndarray:
     The two machines' float arithmetic differs (other kernels, other instruction sets);
     how much shows how far a value must sit from a rounding boundary to round alike.
     """
-    pixels = np.asarray(Image.open(source).convert("RGB"))
-    h, w = pixels.shape[:2]
-    from nicodec import format as nicformat
-
-    multiple = nicformat.padding(codec._padding_flag(h, w), codec.model.downsampling)
-    padded = np.pad(pixels, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
+    padded = codec._pad(np.asarray(Image.open(source).convert("RGB")))
     feed = {"image": np.ascontiguousarray(padded.transpose(2, 0, 1)[None])}
     if "gain" in {i.name for i in session.get_inputs()}:
         feed["gain"] = np.ones((1, session.get_inputs()[1].shape[1], 1, 1), dtype=np.float32)

@@ -224,17 +224,14 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
 
     ``other`` is reading the input and padding it; the header and packing are left out (microseconds).
     """
-    from nicodec import format as nicformat
     from nicodec import rans
     from nicodec.quantize import round_symbols
     from nicodec.images import read_picture
 
     marks = [time.perf_counter()]
     pixels = read_picture(image).rgb
-    height, width = pixels.shape[:2]
     d = codec.model.downsampling
-    multiple = nicformat.padding(codec._padding_flag(height, width), d)
-    padded = np.pad(pixels, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
+    padded = codec._pad(pixels)
     marks.append(time.perf_counter())
     _, gain = codec._encoder_gain(quality)
     fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}

@@ -377,12 +377,11 @@ def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, qu
     header, z_hat, symbols, mean_q = codec.decode_symbols(data)
     pixels = codec.decode(data, as_array=True)
 
-    # Padded as the codec pads (to 16 where that differs from 64: the parity image's sides are
+    # Padded as the file says (to 16 where that differs from 64: the parity image's sides are
     # off the 64-pixel grid, so z's last row and column see part of a block, and the entropy
     # parameters are cut to the latent's size, as in every such file).
     h, w = image.shape[:2]
-    multiple = nicformat.padding(header.flags, model.config.downsampling)
-    padded = np.pad(image, ((0, -h % multiple), (0, -w % multiple), (0, 0)), mode="edge")
+    padded = codec._pad(image, nicformat.padding(header.flags, model.config.downsampling))
     x = torch.from_numpy(padded).permute(2, 0, 1)[None]
     gain = inverse_gain = torch.ones(1, model.config.M, 1, 1)
     if quality is not None:

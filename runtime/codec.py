@@ -608,7 +608,7 @@ class Codec:
         padding_flag = self._padding_flag(height, width)
         multiple = nicformat.padding(padding_flag, d)
         self._check_size(width, height, multiple)
-        padded = np.pad(pixels, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
+        padded = self._pad(pixels, multiple)
         fixed = {} if gain is None else {"gain": gain.reshape(1, -1, 1, 1)}
         refining = REFINEMENT_STEP_SHARE * self.refine + REFINEMENT_CHOICE_SHARE if self.refine else 0.0
         alpha = ALPHA_SHARE if picture.alpha is not None else 0.0
@@ -918,6 +918,15 @@ class Codec:
         if self._fine_padding and nicformat.padded_size(height, width, d // 4) != nicformat.padded_size(height, width, d):
             return nicformat.FLAG_FINE_PADDING
         return 0
+
+    def _pad(self, pixels: np.ndarray, multiple: int | None = None) -> np.ndarray:
+        """``pixels`` (H, W, C) padded at the right and bottom edges, by repeating the last
+        column and row, to multiples of ``multiple`` (by default the encoder's, as
+        :meth:`_padding_flag` chooses it)."""
+        height, width = pixels.shape[:2]
+        if multiple is None:
+            multiple = nicformat.padding(self._padding_flag(height, width), self.model.downsampling)
+        return np.pad(pixels, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
 
     def _padded(self, header: nicformat.Header) -> tuple[int, int]:
         """The padded height and width the networks work on for this file."""
