@@ -76,6 +76,15 @@ def _pillow_plugin_as_it_was():
             Image.ID.remove(FORMAT)
 
 
+def padded_to_64(codec, image, **options) -> bytes:
+    """The file nicodec before 0.7.0 wrote of ``image``: padded to multiples of 64, not 16."""
+    codec._fine_padding = False
+    try:
+        return codec.encode(image, **options)
+    finally:
+        del codec._fine_padding  # back to the class's default
+
+
 @pytest.fixture(scope="session")
 def codec():
     from nicodec import Codec

@@ -14,20 +14,12 @@ from nicodec import Codec
 from nicodec import format as nicformat
 from nicodec.errors import FormatError, PixelLimitError
 
+from conftest import padded_to_64 as coarse
 from conftest import synthetic_photo
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float(10 * np.log10(255 ** 2 / np.mean((a.astype(np.float64) - b) ** 2)))
-
-
-def coarse(codec: Codec, image, **options) -> bytes:
-    """The file nicodec before 0.7.0 wrote: the image padded to multiples of 64."""
-    codec._fine_padding = False
-    try:
-        return codec.encode(image, **options)
-    finally:
-        del codec._fine_padding
 
 
 @pytest.mark.parametrize("height, width", [(65, 97), (64, 90), (128, 70), (130, 3), (1, 1), (150, 520)])
