@@ -1066,11 +1066,13 @@ class Codec:
 
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
                    fixed: dict[str, np.ndarray] | None = None, spatial: dict[str, tuple[np.ndarray, int]] | None = None,
-                   done: Callable[[float], None] | None = None):
+                   done: Callable[[float], None] | None = None, size: tuple[int, int] | None = None):
         """Run a convolutional graph on overlapping tiles of ``array`` (1, C, H, W).
 
         ``fixed`` holds further inputs given whole to every tile (the encoder's gain, the
-        synthesis's quality);
+        synthesis's quality); ``size``, the height and width every output is cut to (the
+        entropy parameters of a finely padded image: its latent's), written at that size rather
+        than cut after;
         ``spatial`` further inputs cut into the same tiles, each ``(array, elements per unit)``
         (the image beside the latent, for the synthesis gradient). ``done``, if given, is
         called after each tile with the part of the image it covered (1.0 for a whole run).
@@ -1107,13 +1109,18 @@ class Codec:
                 results = session.run(None, {**parts, **fixed}, shrinking)
                 if outputs is None:
                     outputs = [
-                        np.empty((1, r.shape[1], -(-array.shape[2] * u // unit_in), -(-array.shape[3] * u // unit_in)),
+                        np.empty((1, r.shape[1], *(size or (-(-array.shape[2] * u // unit_in),
+                                                            -(-array.shape[3] * u // unit_in)))),
                                  dtype=r.dtype) for r, u in zip(results, unit_out)
                     ]
                 for out, result, u in zip(outputs, results, unit_out):
-                    out[:, :, r0 * u : r1 * u, c0 * u : c1 * u] = result[
-                        :, :, (r0 - rlo) * u : (r1 - rlo) * u, (c0 - clo) * u : (c1 - clo) * u
-                    ]
+                    # The image's last unit may be partial, or cut (``size``): the slice ends there.
+                    into = out[:, :, r0 * u : r1 * u, c0 * u : c1 * u]
+                    part = result[:, :, (r0 - rlo) * u :, (c0 - clo) * u :][:, :, : into.shape[2], : into.shape[3]]
+                    if part.shape != into.shape:
+                        raise ModelError(f"the graph gave an output of shape {result.shape} for a window of "
+                                         f"{rhi - rlo}x{chi - clo} units, too small for its part {into.shape}")
+                    into[...] = part
                 if done is not None:
                     done((r1 - r0) * (c1 - c0) / (rows * cols))
         return outputs
@@ -1168,7 +1175,8 @@ class Codec:
                 done(1.0)
         else:
             margin = ENTROPY_MARGIN * self.model.downsampling
-            results = self._run_tiled(self._session("entropy_parameters"), "z_hat", z_hat, 1, (4, 4), margin, done=done)
+            results = self._run_tiled(self._session("entropy_parameters"), "z_hat", z_hat, 1, (4, 4), margin, done=done,
+                                      size=shape)
         if shape is None:
             return results
         rows, cols = shape

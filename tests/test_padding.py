@@ -78,6 +78,30 @@ def test_tiles_give_the_whole_images_file_and_pixels_off_the_grid():
     np.testing.assert_array_equal(tiled.decode(data, as_array=True), whole.decode(data, as_array=True))
 
 
+@pytest.mark.parametrize("tile", [1024, 64])
+def test_an_entropy_parameter_graph_giving_less_than_the_latent_is_a_model_error(monkeypatch, tile):
+    """The entropy parameters are cut to the latent (written at its size on tiles); a graph
+    that gives fewer rows than the latent has is the model's fault, said so, not numpy's
+    broadcast error or a latent read short."""
+    from nicodec.errors import ModelError
+
+    photo = synthetic_photo(150, 200, seed=6)  # 160x208 padded: y 10x13, the graph's outputs 12x16
+    codec = Codec(providers="cpu", tile=tile)
+    data = codec.encode(photo)
+    real = codec._session
+
+    class Short:
+        def __init__(self, session):
+            self.session = session
+
+        def run(self, names, feeds, options=None):
+            return [r[:, :, :-3] for r in self.session.run(names, feeds, options)]
+
+    monkeypatch.setattr(codec, "_session", lambda name: Short(real(name)) if name == "entropy_parameters" else real(name))
+    with pytest.raises(ModelError, match="entropy-parameter graph gave outputs|too small for its part"):
+        codec.decode(data)
+
+
 def test_refinement_and_restoration_code_an_image_off_the_grid():
     photo = synthetic_photo(40, 90, seed=6)
     for options in ({"refine": 2}, {"restoration": True}):
