@@ -228,7 +228,7 @@ def encode(
     if result is not None and result.psnr is not None:
         facts.append(f"{result.psnr:.2f} dB")
     if result is not None:
-        facts.append(f"{result.encodes} encodes")
+        facts.append(f"{result.encodes} encode{'s' * (result.encodes != 1)}")
     # With the file on standard output, the report goes to stderr.
     with writing_report():
         (console.err if to_stdout else console.out).print(

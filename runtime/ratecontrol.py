@@ -5,8 +5,9 @@
     >>> result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000)
     >>> result.data, result.quality, result.bpp, result.met
 
-A variable-rate model's file grows with its quality (1 to 100, continuous; monotonically at
-whole-number steps, within a few bytes between them), and so does the decoded PSNR, so each target is met by a one-dimensional search on the
+A variable-rate model's file grows with its quality (1 to 100, continuous; a photo's
+monotonically at whole-number steps, within a few bytes between them, while a small or flat
+image's can fall by a few bytes from one step to the next), and so does the decoded PSNR, so each target is met by a one-dimensional search on the
 quality: secant steps on log(file size) (or on PSNR), which is close to linear in the
 quality, inside a bracket that shrinks by at least a tenth per step, with a bounded number
 of encodes. The file returned is one of the files made during the search, so its header
@@ -46,6 +47,12 @@ MAX_BYTES_TARGET = 1 << 62
 """A ``max_bytes`` limit above this is taken as this one: no file comes near it (the format
 reads at most ``nicodec.format.MAX_FILE_BYTES``), and the search's logarithms and tolerances
 of a larger whole number would leave a float's range (``2**1024`` overflowed)."""
+
+LOW_PROBE_BYTES = 16
+"""A ``max_bytes`` limit that quality 1's file misses by at most this many bytes is tried at the
+qualities :data:`LOW_PROBES` too, while encodes are left (sizes that close are not monotonic)."""
+
+LOW_PROBES = (2.0, 3.0, 4.0, 6.0, 8.0)
 
 QUALITY_DECIMALS = 2
 """Searched qualities are rounded to this many decimals, so the reported value reproduces the file."""
@@ -169,11 +176,13 @@ def encode_to_target(
 
     source = _load(image, codec._check_size)
     picture = read_picture(source, strip=True, check_size=codec._check_size)
-    pixels = picture.rgb.shape[0] * picture.rgb.shape[1]
-    reference = picture.rgb[:, :, 0] if picture.grayscale else picture.rgb
+    pixels, grayscale = picture.rgb.shape[0] * picture.rgb.shape[1], picture.grayscale
+    # For a PSNR target alone (the others need the pixel count: the pixels are not held beside the encodes).
+    reference = None if name != "psnr" else picture.rgb[:, :, 0] if grayscale else picture.rgb
     # The colour under transparent pixels is replaced (not exact) or kept (exact): the PSNR is
     # taken over the pixels whose colour the encoder was asked to keep.
     seen = None if name != "psnr" or picture.alpha is None or exact else picture.alpha > 0
+    del picture
 
     encodes = 0
     decoding = [0]  # a decode's units of work, once the first has told them: the same image each time
@@ -203,7 +212,7 @@ def encode_to_target(
         measured = None
         if name == "psnr":
             decoded = codec.decode(data, as_array=True, progress=decode_step)
-            measured = _psnr(reference, _rgb(decoded, picture.grayscale), seen)
+            measured = _psnr(reference, _rgb(decoded, grayscale), seen)
         return _Trial(quality, data, 8 * len(data) / pixels, measured)
 
     start = codec.default_quality
@@ -229,17 +238,30 @@ def encode_to_target(
         trials = _search(evaluate, lambda t: math.log(len(t.data)), math.log(target + 0.5), _LOG_RATE_SLOPE, start,
                          max_encodes, lambda t: (1 - BYTES_TOLERANCE) * target <= len(t.data) <= target)
         fitting = [t for t in trials if len(t.data) <= target]
+        lowest = next((t for t in trials if t.quality == QUALITY_MIN), None)
+        if not fitting and lowest is not None and len(lowest.data) - target <= LOW_PROBE_BYTES:
+            # A small or flat image's size is not monotonic in the quality near its smallest
+            # (a 64x64 photo: 146 bytes at quality 1, 144 at 3.75): qualities a little above 1,
+            # while encodes are left, before saying that no file fits (those the search came near
+            # already passed over).
+            for quality in LOW_PROBES:
+                if len(trials) >= max_encodes:
+                    break
+                if all(abs(t.quality - quality) >= 0.5 for t in trials):
+                    trials.append(evaluate(quality))
+                    if len(trials[-1].data) <= target:
+                        break
+            fitting = [t for t in trials if len(t.data) <= target]
         if not fitting:
             smallest = min(trials, key=lambda t: (len(t.data), t.quality))
-            lowest = next((t for t in trials if t.quality == QUALITY_MIN), None)
             if lowest is None:  # the search stopped at max_encodes before the lowest quality
                 raise QualityError(
                     f"no file of at most {target:,} bytes within {len(trials)} encode{'s' * (len(trials) != 1)} (max_encodes): the smallest, "
                     f"at quality {smallest.quality:g}, takes {len(smallest.data):,} bytes; allow more encodes"
                 )
             # A tiny or flat image's size hardly falls with the quality: another may be a byte or two smaller.
-            other = "" if smallest is lowest else (
-                f" (the smallest file found, at quality {smallest.quality:g}, {len(smallest.data):,})")
+            other = "" if len(smallest.data) == len(lowest.data) else (
+                f" (the smallest file found, at quality {smallest.quality:g}, {len(smallest.data):,} bytes)")
             meta = metadata_out_of_reach(lowest.data, target)
             stripped = (f"; {meta:,} of them are its metadata (ICC profile, EXIF, XMP, text, resolution), which "
                         "strip (--strip) leaves out") if meta else ""
@@ -361,11 +383,21 @@ def _rgb(decoded: np.ndarray, grayscale: bool) -> np.ndarray:
     return decoded[:, :, :3]
 
 
+PSNR_ROWS = 256
+"""Rows of the images :func:`_psnr` takes at a time: its temporaries are of that many rows (the
+whole images in float64 took 1.1 GiB beside a 24-megapixel encode, at each encode of a search)."""
+
+
 def _psnr(a: np.ndarray, b: np.ndarray, where: np.ndarray | None = None) -> float:
-    """PSNR of ``b`` against ``a``, over the pixels ``where`` is true (all if None)."""
-    if where is not None:
-        if not where.any():
-            return math.inf  # nothing visible: any file is exact where it matters
-        a, b = a[where], b[where]
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return math.inf if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+    """PSNR of ``b`` against ``a`` (8-bit), over the pixels ``where`` is true (all if None);
+    the squared errors summed exactly, in integers, a band of rows at a time."""
+    squares = count = 0
+    for top in range(0, a.shape[0], PSNR_ROWS):
+        error = np.subtract(a[top : top + PSNR_ROWS], b[top : top + PSNR_ROWS], dtype=np.int64)
+        if where is not None:
+            error = error[where[top : top + PSNR_ROWS]]
+        squares += int(np.vdot(error, error))
+        count += error.size
+    if count == 0:
+        return math.inf  # nothing visible: any file is exact where it matters
+    return math.inf if squares == 0 else float(10 * np.log10(255.0**2 * count / squares))

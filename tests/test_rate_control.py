@@ -411,3 +411,63 @@ def test_swapped_arguments_and_a_progress_that_is_no_function_are_named(codec, i
     with pytest.raises(nicodec.NicodecError, match=r"progress must be a function of \(done, total, encode\), called "
                                                    r"with 3 arguments"):
         nicodec.encode_to_target(codec, image, bpp=0.5, progress=lambda done, total: None)
+
+
+def test_a_byte_limit_below_quality_1_but_met_a_little_higher_is_met(codec):
+    """Near its smallest a small image's file need not shrink with the quality (a 64x64 photo:
+    146 bytes at quality 1, 144 at 3.75): a limit quality 1 misses by a few bytes is tried at
+    a few qualities above it before the search says no file fits."""
+    from nicodec.ratecontrol import LOW_PROBE_BYTES, LOW_PROBES
+
+    cases = [synthetic_photo(64, 64, seed=seed) for seed in range(6)]
+    cases += [np.full((1, 1, 3), value, np.uint8) for value in (0, 128, 255)]
+    for small in cases:
+        lowest = len(at(codec, small, 1))
+        below = [size for size in (len(at(codec, small, q)) for q in LOW_PROBES) if lowest - LOW_PROBE_BYTES <= size < lowest]
+        if below:
+            break
+    else:
+        pytest.fail("no small image whose file is smaller a little above quality 1: the case is not tested")
+    limit = max(below)
+    result = encode_to_target(codec, small, max_bytes=limit, max_encodes=20)
+    assert result.met and len(result.data) <= limit and result.quality > 1
+
+
+def test_the_psnr_of_a_search_is_summed_by_bands_exactly():
+    """Over the whole images in float64 it took 1.1 GiB beside a 24-megapixel encode; by bands of
+    rows in integers, the same figure in a bounded few megabytes."""
+    import tracemalloc
+
+    from nicodec.ratecontrol import PSNR_ROWS, _psnr
+
+    rng = np.random.default_rng(3)
+    a, b = (rng.integers(0, 256, (3 * PSNR_ROWS + 5, 700, 3), dtype=np.uint8) for _ in range(2))
+    seen = rng.random(a.shape[:2]) > 0.4
+
+    def reference(a, b, where=None):
+        if where is not None:
+            a, b = a[where], b[where]
+        return 10 * math.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2))
+
+    assert _psnr(a, b) == pytest.approx(reference(a, b), rel=1e-12)
+    assert _psnr(a, b, seen) == pytest.approx(reference(a, b, seen), rel=1e-12)
+    assert _psnr(a[:, :, 0], b[:, :, 0]) == pytest.approx(reference(a[:, :, 0], b[:, :, 0]), rel=1e-12)
+    assert _psnr(a, a) == math.inf and _psnr(a, b, np.zeros_like(seen)) == math.inf
+    band = PSNR_ROWS * a.shape[1] * 3 * 8  # a band's errors in int64
+    for where in (None, seen):
+        tracemalloc.start()
+        try:
+            _psnr(a, b, where)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 4 * band, (peak, band)  # in float64 at once: 9 bands and more
+
+
+def test_a_search_of_one_encode_says_encode(tmp_path, codec, image):
+    png = tmp_path / "one.png"
+    Image.fromarray(image).save(png)
+    limit = len(codec.encode(png))  # the default quality's file, within the tolerance: the first is kept
+    result = run("encode", png, "-o", tmp_path / "one.nic", "--max-bytes", limit)
+    assert result.exit_code == 0, result.output
+    assert ", 1 encode, " in result.stdout
