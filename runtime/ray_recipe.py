@@ -3,7 +3,7 @@
     import ray
     from nicodec.ray_recipe import compress_collection
 
-    ray.init()                      # a local instance; ray.init(address="auto") joins a cluster
+    ray.init()                      # RAY_ADDRESS's cluster, this machine's, or a new local one
     summary = compress_collection("s3://bucket/photos", "s3://bucket/archive", workers=8)
     print(summary)
 
@@ -19,7 +19,8 @@ CLI sees: every mode Pillow opens, transparency, the ICC profile, EXIF (with its
 Outputs mirror the source tree under the target (``photos/a/b.jpg`` becomes
 ``archive/a/b.nic``); one that exists is skipped unless ``overwrite`` is given, so a run
 that stopped can be run again. One bad image never stops the run: it is counted and
-listed in the :class:`Summary`.
+listed in the :class:`Summary`, and so is one that kills its worker, once Ray has tried
+its task :data:`RETRIES` more times.
 
 Paths may be local folders or any URI pyarrow opens (``s3://``, ``gs://``, ...). On a
 cluster of several machines, both must be storage every node sees (an object store or a
@@ -36,6 +37,7 @@ import os
 import posixpath
 import time
 import unicodedata
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +63,10 @@ from .errors import NicodecError
 NIC_SUFFIX = ".nic"
 IO_CPUS = 0
 """CPUs reserved by each read and write task (they only move bytes)."""
+RETRIES = 2
+"""How many times Ray runs a batch again whose worker died (a crash, or the system ending it for
+memory), and makes its actor again: Ray Data's default, without end, ran a batch that killed
+its worker again and again, and the run never returned."""
 
 
 def image_extensions() -> list[str]:
@@ -155,41 +161,82 @@ def compress_collection(
 
     Raises:
         QualityError: ``quality`` is not a number from 1 to 100 (checked before any work).
-        NicodecError: ``strip`` or ``exact`` is not a bool (likewise).
+        NicodecError: ``strip`` or ``exact`` is not a bool, ``workers``, ``threads`` or
+            ``batch_size`` is not a whole number from 1, or ``source`` does not exist
+            (likewise). An image of a batch whose worker died :data:`RETRIES` + 1 times (a
+            crash, or the memory running out) is listed as failed (:data:`LOST`).
     """
-    from .codec import _whole, check_flags
+    from .codec import MAX_THREADS, _whole, check_flags
 
     _check_quality(quality)
     check_flags(strip=strip, exact=exact)
     if max_pixels is not None:
         _whole("max_pixels", max_pixels, 1)  # Codec's own check, on the driver before any work
+    _whole("workers", workers, 1)
+    _whole("threads", threads, 1, MAX_THREADS)
+    _whole("batch_size", batch_size, 1)
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
+    _check_source(source)
     _, source_root = _filesystem(source)
-    # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
-    # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
-    # CPU, or a quarter, waiting for ever.)
     extensions = extensions or image_extensions()
-    dataset = ray.data.read_binary_files(source, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS)
-    clashes = clashing_sources(source, extensions)
-    encoded = dataset.map_batches(
+    listed = listed_sources(source, extensions)
+    if listed == []:  # Ray's reader raises a ValueError for a folder of none
+        warnings.warn(f"no images in {source} (looked for files with the extensions {', '.join(extensions)}, "
+                      "names beginning with '.' or '_' excepted)", UserWarning, stacklevel=2)
+        return Summary(seconds=time.perf_counter() - start)
+    context = ray.data.DataContext.get_current()
+    errored_blocks = context.max_errored_blocks
+    # A batch whose worker died RETRIES + 1 times (a crash, or the memory running out) is
+    # dropped and the run goes on; its images are named below, as failed.
+    context.max_errored_blocks = -1
+    try:
+        # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
+        # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
+        # CPU, or a quarter, waiting for ever.)
+        dataset = ray.data.read_binary_files(source, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS)
+        clashes = clashing_sources(source, extensions)
+        with warnings.catch_warnings():
+            # Ray 2.60 has no named parameter for an actor's restarts yet, and warns of the keyword
+            # arguments it passes to ray.remote as it takes them (Ray's own comment names max_restarts).
+            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+            encoded = _encode_step(dataset, batch_size, workers, threads, num_gpus, {
+                "source_root": source_root, "target": target, "model": model, "providers": providers,
+                "threads": threads, "overwrite": overwrite, "strip": strip, "exact": exact,
+                "quality": quality, "clashes": clashes, "max_pixels": max_pixels,
+            })
+        sink = NicDatasink(target, overwrite=overwrite)
+        encoded.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS, "max_retries": RETRIES})
+    finally:
+        context.max_errored_blocks = errored_blocks
+    summary = sink.summary
+    for path in [source_root] if listed is None else listed:
+        if path not in sink.seen:
+            summary.failed.append((path, LOST))
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+LOST = (f"its worker died {RETRIES + 1} times on the images it was coding with it (a crash, or the system ending "
+        "it for want of memory), and Ray gave them up: each of them fails alike; one of them alone as the source tells "
+        "which it was, and a lower max_pixels refuses large images before they are decoded")
+"""The reason given for an image whose result never came back (:data:`RETRIES`)."""
+
+
+def _encode_step(dataset, batch_size: int, workers: int, threads: int, num_gpus: float, arguments: dict):
+    """``dataset.map_batches(Encoder, ...)`` on ``workers`` actors, a batch whose worker died run
+    again at most :data:`RETRIES` times."""
+    return dataset.map_batches(
         Encoder,
-        fn_constructor_kwargs={
-            "source_root": source_root, "target": target, "model": model, "providers": providers,
-            "threads": threads, "overwrite": overwrite, "strip": strip, "exact": exact,
-            "quality": quality, "clashes": clashes, "max_pixels": max_pixels,
-        },
+        fn_constructor_kwargs=arguments,
         batch_size=batch_size,
         batch_format="numpy",
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=threads,
         num_gpus=num_gpus,
+        max_restarts=-1,  # Ray Data's default, said here: an actor that died is made again (at most RETRIES times a batch)
+        max_task_retries=RETRIES,
     )
-    sink = NicDatasink(target, overwrite=overwrite)
-    encoded.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS})
-    summary = sink.summary
-    summary.seconds = time.perf_counter() - start
-    return summary
 
 
 class Encoder:
@@ -282,14 +329,17 @@ class NicDatasink(Datasink):
         self.target = target
         self.overwrite = overwrite
         self.summary = Summary()
+        self.seen: set[str] = set()
+        """The source of every row written, skipped or failed: those of a batch given up are not."""
 
-    def write(self, blocks, ctx) -> Summary:
+    def write(self, blocks, ctx) -> tuple[Summary, list[str]]:
         filesystem, root = _filesystem(self.target)
         local = filesystem.type_name == "local"
-        part = Summary()
+        part, seen = Summary(), []
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
             for row in table.to_pylist():
+                seen.append(row["source"])
                 if row["status"] == "skipped":
                     part.skipped += 1
                     continue
@@ -306,11 +356,12 @@ class NicDatasink(Datasink):
                 part.bytes_in += row["bytes_in"]
                 part.bytes_out += len(row["nic"])
                 part.pixels += row["pixels"]
-        return part
+        return part, seen
 
     def on_write_complete(self, write_result) -> None:
-        for part in write_result.write_returns:
+        for part, seen in write_result.write_returns:
             self.summary.add(part)
+            self.seen.update(seen)
 
 
 def clashing_sources(source: str, extensions: list[str]) -> dict[str, list[str]]:
@@ -320,22 +371,28 @@ def clashing_sources(source: str, extensions: list[str]) -> dict[str, list[str]]
     them is coded, rather than one replacing another in silence. The folder is listed on the
     driver with Ray's own rules (extensions in any case; paths whose first part begins with
     ``.`` or ``_`` left out), so the paths are those Ray reads. Empty for a single file."""
+    _, root = _filesystem(source)
+    groups: dict[str, list[str]] = {}
+    for path in listed_sources(source, extensions) or []:
+        key = unicodedata.normalize("NFC", output_name(path, root)).lower()
+        groups.setdefault(key, []).append(path)
+    return {path: [other for other in group if other != path] for group in groups.values() if len(group) > 1
+            for path in group}
+
+
+def listed_sources(source: str, extensions: list[str]) -> list[str] | None:
+    """The files under the folder ``source`` that Ray reads (extensions in any case; paths
+    whose first part begins with ``.`` or ``_`` left out, as Ray leaves them), listed on the
+    driver; ``None`` for a single file."""
     import pyarrow.fs
 
     filesystem, root = _filesystem(source)
     if filesystem.get_file_info(root).type != pyarrow.fs.FileType.Directory:
-        return {}
+        return None
     wanted = {"." + ext.lower().lstrip(".") for ext in extensions}
-    groups: dict[str, list[str]] = {}
-    for entry in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True)):
-        relative = entry.path[len(root):].lstrip("/")
-        if (entry.type != pyarrow.fs.FileType.File or relative.startswith((".", "_"))
-                or posixpath.splitext(entry.path)[1].lower() not in wanted):
-            continue
-        key = unicodedata.normalize("NFC", output_name(entry.path, root)).lower()
-        groups.setdefault(key, []).append(entry.path)
-    return {path: [other for other in group if other != path] for group in groups.values() if len(group) > 1
-            for path in group}
+    return [entry.path for entry in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True))
+            if entry.type == pyarrow.fs.FileType.File and not entry.path[len(root):].lstrip("/").startswith((".", "_"))
+            and posixpath.splitext(entry.path)[1].lower() in wanted]
 
 
 def output_name(path: str, source_root: str) -> str:
@@ -357,6 +414,15 @@ def unsafe_output_name(relative: str) -> str | None:
         return (f"its path under the source names the output {relative!r}, which has an empty, '.' or '..' part: "
                 "it would be written outside the target or under another name; rename it")
     return None
+
+
+def _check_source(source: str) -> None:
+    """Refuse a source that does not exist, on the driver (Ray's reader raised a traceback)."""
+    import pyarrow.fs
+
+    filesystem, path = _filesystem(source)
+    if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
+        raise NicodecError(f"{source}: no such file or folder")
 
 
 def _check_quality(quality) -> None:
@@ -395,6 +461,18 @@ def _max_pixels_argument(text: str) -> int:
     return pixels
 
 
+def _count_argument(text: str) -> int:
+    """argparse type of ``--workers``, ``--threads`` and ``--batch-size``: a whole number, 1 or more."""
+    import argparse
+
+    from .arguments import whole_number_text
+
+    count = whole_number_text(text)
+    if count is None or count < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 1 or more")
+    return count
+
+
 def _gpus_argument(text: str) -> float:
     """argparse type of ``--num-gpus``: a number of GPUs, 0 or more."""
     import argparse
@@ -430,16 +508,32 @@ def _exists(filesystem, path: str) -> bool:
 
 
 def _write(filesystem, local: bool, path: str, data: bytes, overwrite: bool) -> None:
+    """Write ``data`` to ``path``; an existing file is replaced only with ``overwrite``, and
+    one that holds ``data`` already counts as written (a write task run again after its worker
+    died finds the files it wrote: the same image makes the same file)."""
+    if not overwrite and _exists(filesystem, path):
+        if _holds(filesystem, path, data):
+            return
+        raise NicodecError(f"{path} exists (overwrite=True, --overwrite, replaces it)")
     if local:
         from .files import write_atomic
 
         os.makedirs(posixpath.dirname(path), exist_ok=True)
         write_atomic(path, lambda f: f.write(data), force=overwrite)
         return
-    if not overwrite and _exists(filesystem, path):
-        raise NicodecError(f"{path} exists")
     with filesystem.open_output_stream(path) as stream:
         stream.write(data)
+
+
+def _holds(filesystem, path: str, data: bytes) -> bool:
+    """Whether the file at ``path`` holds ``data`` (false if it cannot be read)."""
+    try:
+        if filesystem.get_file_info(path).size != len(data):
+            return False
+        with filesystem.open_input_stream(path) as stream:
+            return stream.read() == data
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -457,11 +551,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("source", help="folder, file or URI (s3://..., gs://...) of the images")
     parser.add_argument("target", help="folder or URI for the .nic files")
     parser.add_argument(
-        "--address", default=None, help="Ray cluster to join (auto: the one this node is in); default: a new local one"
+        "--address", default=None,
+        help="Ray cluster to join (auto: the one this node is in); default: Ray's own choice, RAY_ADDRESS if set, "
+             "else the cluster this machine started (ray start), else a new local one",
     )
-    parser.add_argument("--workers", type=int, default=2, help="encoder actors (default 2)")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (and CPUs) per actor (default 1)")
-    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--workers", type=_count_argument, default=2, help="encoder actors (default 2)")
+    parser.add_argument("--threads", type=_count_argument, default=1,
+                        help="onnxruntime threads (and CPUs) per actor (default 1)")
+    parser.add_argument("--batch-size", type=_count_argument, default=4, help="images handed to an actor at a time")
     parser.add_argument("--model", default=None, help="model folder, the same path on every node (default: shipped)")
     parser.add_argument("--overwrite", action="store_true", help="replace existing .nic files instead of skipping them")
     parser.add_argument("--strip", action="store_true",
@@ -478,6 +575,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-gpus", type=_gpus_argument, default=0,
                         help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
+    try:
+        _check_source(_uri(args.source))  # before Ray starts
+    except NicodecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
 
     ray.init(address=args.address)
     try:
@@ -486,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
             model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
             quality=args.quality, providers=args.providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
         )
+    except NicodecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     finally:
         ray.shutdown()
     for path, reason in summary.failed:

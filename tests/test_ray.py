@@ -131,8 +131,14 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
     for flags in ({"strip": "no"}, {"exact": 1}):
         with pytest.raises(nicodec.NicodecError, match="must be True or False"):
             compress_collection(png.parent, tmp_path / "out", **flags)
+    for counts in ({"workers": 0}, {"threads": 0}, {"threads": 257}, {"batch_size": -1}, {"workers": 1.5}):
+        with pytest.raises(nicodec.NicodecError, match=next(iter(counts))):
+            compress_collection(png.parent, tmp_path / "out", **counts)
+    with pytest.raises(nicodec.NicodecError, match="no such file or folder"):
+        compress_collection(tmp_path / "nothing", tmp_path / "out")
     for bad in (["--quality", "101"], ["--quality", "5_0"], ["--num-gpus", "-1"], ["--num-gpus", "nan"],
-                ["--num-gpus", "1_0"], ["--providers", "gpu"]):
+                ["--num-gpus", "1_0"], ["--providers", "gpu"], ["--workers", "0"], ["--threads", "-1"],
+                ["--batch-size", "0"], ["--workers", "1.5"]):
         with pytest.raises(SystemExit) as info:
             main([str(png.parent), str(tmp_path / "out"), *bad])
         assert info.value.code == 2, bad
@@ -153,6 +159,17 @@ def test_the_shell_form_passes_providers_and_gpus_on(tmp_path, monkeypatch):
     assert asked["providers"] == "cuda" and asked["num_gpus"] == 0.5
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out")]) == 0
     assert asked["providers"] == "cpu" and asked["num_gpus"] == 0
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--batch-size", "1"]) == 0
+    assert (asked["workers"], asked["batch_size"], asked["threads"]) == (3, 1, 1)
+
+
+def test_the_shell_form_says_an_error_in_one_line(tmp_path, capsys):
+    pytest.importorskip("ray.data")
+    from nicodec import ray_recipe
+
+    assert ray_recipe.main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 1  # before Ray starts
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {tmp_path / 'nothing'}: no such file or folder") and "Traceback" not in err
 
 
 def test_exact_reaches_the_encoder(tmp_path):
@@ -245,4 +262,110 @@ def test_max_pixels_reaches_the_encoder_and_a_bad_one_is_refused_before_any_work
         with pytest.raises(SystemExit) as info:
             ray_recipe.main([str(png.parent), str(tmp_path / "out"), "--max-pixels", bad])
         assert info.value.code == 2
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_image_that_kills_its_worker_fails_and_the_run_goes_on(ray_instance, tmp_path, monkeypatch):
+    """A crash (or the system ending a worker for memory) while one image is coded: Ray Data ran
+    the batch again without end, and the run never returned. Now it gives the images up after
+    RETRIES more tries, names them as failed, and codes the rest."""
+    import os
+    import signal
+
+    from nicodec import ray_recipe
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    for i in range(4):
+        Image.fromarray(synthetic_photo(48, 64, seed=i)).save(source / f"im{i}.png")
+    deaths = tmp_path / "deaths"
+    real = ray_recipe.Encoder
+
+    class Crashing(real):  # defined here: Ray sends it to the workers by value
+        def __call__(self, batch):
+            if any(str(path).endswith("im2.png") for path in batch["path"]):
+                with open(deaths, "a") as f:
+                    f.write("x")
+                os.kill(os.getpid(), signal.SIGSEGV)  # stands for an image whose decode crashes
+            return super().__call__(batch)
+
+    monkeypatch.setattr(ray_recipe, "Encoder", Crashing)
+    summary = ray_recipe.compress_collection(source, tmp_path / "out", workers=1, batch_size=1)
+    failed = dict(summary.failed)
+    assert failed[str(source / "im2.png")] == ray_recipe.LOST
+    assert deaths.read_text() == "x" * (ray_recipe.RETRIES + 1)
+    written = {p.stem for p in (tmp_path / "out").rglob("*.nic")}
+    assert summary.done == len(written) >= 1 and "im2" not in written
+    assert summary.done + len(summary.failed) == 4  # every image accounted for, the lost ones included
+
+
+def test_a_write_run_again_after_its_worker_died_counts_the_files_it_wrote(ray_instance, tmp_path, monkeypatch):
+    """Ray runs a write task again when its worker dies: the files it had written were then
+    "failed" ("exists; use --force", an option the recipe does not have) while they lay there,
+    whole, and the run exited 1."""
+    import os
+
+    from nicodec import ray_recipe
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_photo(48, 64, seed=i)).save(source / f"im{i}.png")
+    mark = tmp_path / "died"
+    real = ray_recipe.NicDatasink
+
+    class DyingOnce(real):
+        def write(self, blocks, ctx):
+            # The worker's own module: the class and _write as it imported them (the test's class
+            # was sent by value, with a copy of the module's names, as the driver's is patched).
+            from nicodec import ray_recipe as inner
+
+            write = inner._write
+
+            def once(*args):
+                write(*args)
+                if not mark.exists():  # the worker dies after its first file (preempted, killed)
+                    mark.touch()
+                    os._exit(1)
+
+            inner._write = once
+            try:
+                return inner.NicDatasink.write(self, blocks, ctx)
+            finally:
+                inner._write = write
+
+    monkeypatch.setattr(ray_recipe, "NicDatasink", DyingOnce)
+    summary = ray_recipe.compress_collection(source, tmp_path / "out", workers=1, batch_size=8)
+    assert mark.exists()
+    assert (summary.done, summary.failed) == (3, []), summary.failed
+    assert len(list((tmp_path / "out").rglob("*.nic"))) == 3
+
+
+def test_an_output_that_exists_is_written_only_if_it_holds_the_same_bytes(tmp_path):
+    pytest.importorskip("ray.data")
+    import pyarrow.fs
+
+    import nicodec
+    from nicodec.ray_recipe import _write
+
+    local = pyarrow.fs.LocalFileSystem()
+    path = str(tmp_path / "a.nic")
+    _write(local, True, path, b"same", False)
+    _write(local, True, path, b"same", False)  # the same file: written
+    with pytest.raises(nicodec.NicodecError, match=r"exists \(overwrite=True, --overwrite, replaces it\)"):
+        _write(local, True, path, b"other", False)
+    assert (tmp_path / "a.nic").read_bytes() == b"same"
+    _write(local, True, path, b"other", True)
+    assert (tmp_path / "a.nic").read_bytes() == b"other"
+
+
+def test_a_folder_without_images_gives_an_empty_summary_and_a_warning(ray_instance, tmp_path):
+    from nicodec.ray_recipe import compress_collection
+
+    (tmp_path / "empty" / "_drafts").mkdir(parents=True)
+    (tmp_path / "empty" / "notes.txt").write_text("no image")
+    (tmp_path / "empty" / "_drafts" / "x.png").write_bytes(b"left out by Ray's reader")
+    with pytest.warns(UserWarning, match="no images in"):
+        summary = compress_collection(tmp_path / "empty", tmp_path / "out")
+    assert (summary.done, summary.skipped, summary.failed) == (0, 0, [])
     assert not (tmp_path / "out").exists()
