@@ -304,7 +304,10 @@ class Encoder:
             return (path, relative, "failed", f"{others} would be written to {relative} too (or to a name that differs "
                     "only in case or Unicode normal form, one file on macOS, Windows and FAT drives); rename one of them",
                     b"", 0, 0)
-        if not self.overwrite and _exists(self.filesystem, posixpath.join(self.target_root, relative)):
+        kind = _kind(self.filesystem, posixpath.join(self.target_root, relative))
+        if kind == "directory":  # skipped as done, or (overwrite) failed as the write's error, once coded
+            return path, relative, "failed", f"the output {relative} is a folder", b"", 0, 0
+        if not self.overwrite and kind is not None:
             return path, relative, "skipped", "", b"", 0, 0
         try:
             nic = self.codec.encode(data, quality=self.quality, strip=self.strip, exact=self.exact)
@@ -338,7 +341,18 @@ class NicDatasink(Datasink):
         part, seen = Summary(), []
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
-            for row in table.to_pylist():
+            rows = table.to_pylist()
+            if local:  # what a run killed as it wrote these files left (the CLI's clean-up, once a folder)
+                from .files import remove_stale_temporaries
+
+                names: dict[str, list[str]] = {}
+                for row in rows:
+                    if row["status"] == "done":
+                        folder, name = posixpath.split(posixpath.join(root, row["target"]))
+                        names.setdefault(folder, []).append(name)
+                for folder, wanted in names.items():
+                    remove_stale_temporaries(folder, wanted)
+            for row in rows:
                 seen.append(row["source"])
                 if row["status"] == "skipped":
                     part.skipped += 1
@@ -502,9 +516,17 @@ def _filesystem(uri: str):
 
 
 def _exists(filesystem, path: str) -> bool:
+    return _kind(filesystem, path) is not None
+
+
+def _kind(filesystem, path: str) -> str | None:
+    """``"file"``, ``"directory"`` (a folder, or an object store's prefix) or ``None`` (nothing there)."""
     import pyarrow.fs
 
-    return filesystem.get_file_info(path).type != pyarrow.fs.FileType.NotFound
+    found = filesystem.get_file_info(path).type
+    if found == pyarrow.fs.FileType.NotFound:
+        return None
+    return "directory" if found == pyarrow.fs.FileType.Directory else "file"
 
 
 def _write(filesystem, local: bool, path: str, data: bytes, overwrite: bool) -> None:

@@ -369,3 +369,37 @@ def test_a_folder_without_images_gives_an_empty_summary_and_a_warning(ray_instan
         summary = compress_collection(tmp_path / "empty", tmp_path / "out")
     assert (summary.done, summary.skipped, summary.failed) == (0, 0, [])
     assert not (tmp_path / "out").exists()
+
+
+def test_an_output_that_is_a_folder_fails_and_a_killed_runs_temporary_goes(tmp_path):
+    pytest.importorskip("ray.data")
+    import os
+    import time
+
+    import numpy as np
+    import pyarrow as pa
+
+    from nicodec.ray_recipe import Encoder, NicDatasink
+
+    source, target = tmp_path / "photos", tmp_path / "out"
+    source.mkdir()
+    png = source / "im.png"
+    Image.fromarray(synthetic_photo(48, 64, seed=3)).save(png)
+    (target / "im.nic").mkdir(parents=True)
+    batch = {"bytes": np.array([png.read_bytes()], dtype=object), "path": np.array([str(png)], dtype=object)}
+    for overwrite in (False, True):
+        rows = Encoder(str(source), str(target), overwrite=overwrite)(batch)
+        assert (rows["status"][0], rows["message"][0]) == ("failed", "the output im.nic is a folder")
+    (target / "im.nic").rmdir()
+
+    rows = Encoder(str(source), str(target))(batch)
+    stale, fresh = target / ".im.nic.0123abcd.part", target / ".other.nic.89abcdef.part"
+    for part in (stale, fresh):
+        part.write_bytes(b"cut short")
+    os.utime(stale, (time.time() - 600, time.time() - 600))
+    sink = NicDatasink(str(target))
+    table = pa.table({name: list(rows[name]) for name in rows})
+    summary, seen = sink.write([table], None)
+    assert (summary.done, seen) == (1, [str(png)])
+    assert (target / "im.nic").read_bytes() == rows["nic"][0]
+    assert not stale.exists() and fresh.exists()  # another output's, and written a moment ago
