@@ -228,15 +228,17 @@ def encode_to_target(
         best = min(trials, key=lambda t: (not within(t), abs(math.log(t.bpp) - math.log(target)), t.quality))
         met = within(best)
     elif name == "psnr":
-        trials = _search(evaluate, lambda t: t.psnr, target, _PSNR_SLOPE, start, max_encodes,
+        # Aimed at the middle of the window a file is taken from (at its edge, half the steps
+        # near the end landed just outside it).
+        trials = _search(evaluate, lambda t: t.psnr, target + PSNR_TOLERANCE / 2, _PSNR_SLOPE, start, max_encodes,
                          lambda t: target <= t.psnr <= target + PSNR_TOLERANCE)
         reached = [t for t in trials if t.psnr >= target]
         best = min(reached, key=lambda t: t.quality) if reached else max(trials, key=lambda t: t.psnr)
         met = bool(reached)
     else:
-        # The target sits half a byte past the limit, so a file of exactly max_bytes scores below it: it fits.
-        trials = _search(evaluate, lambda t: math.log(len(t.data)), math.log(target + 0.5), _LOG_RATE_SLOPE, start,
-                         max_encodes, lambda t: (1 - BYTES_TOLERANCE) * target <= len(t.data) <= target)
+        # Aimed at the middle of the window a file is taken from, as for PSNR.
+        trials = _search(evaluate, lambda t: math.log(len(t.data)), math.log((1 - BYTES_TOLERANCE / 2) * target),
+                         _LOG_RATE_SLOPE, start, max_encodes, lambda t: (1 - BYTES_TOLERANCE) * target <= len(t.data) <= target)
         fitting = [t for t in trials if len(t.data) <= target]
         lowest = next((t for t in trials if t.quality == QUALITY_MIN), None)
         if not fitting and lowest is not None and len(lowest.data) - target <= LOW_PROBE_BYTES:
