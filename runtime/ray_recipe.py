@@ -212,8 +212,10 @@ def compress_collection(
                 "quality": quality, "clashes": clashes, "max_pixels": max_pixels,
             })
         sink = NicDatasink(target, overwrite=overwrite)
-        encoded.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS, "max_retries": RETRIES},
-                               concurrency=IO_TASKS_PER_WORKER * workers)
+        with warnings.catch_warnings():  # a bound above the blocks there are is no problem of the user's
+            warnings.filterwarnings("ignore", message="The maximum number of concurrent tasks for")
+            encoded.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS, "max_retries": RETRIES},
+                                   concurrency=IO_TASKS_PER_WORKER * workers)
     finally:
         context.max_errored_blocks = errored_blocks
     summary = sink.summary
