@@ -201,7 +201,7 @@ def compress_collection(
         # at once as encoders (:data:`IO_TASKS_PER_WORKER`).
         dataset = ray.data.read_binary_files(source, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS,
                                              concurrency=IO_TASKS_PER_WORKER * workers)
-        clashes = clashing_sources(source, extensions)
+        clashes = clashing_sources(source, extensions, listed)
         with warnings.catch_warnings():
             # Ray 2.60 has no named parameter for an actor's restarts yet, and warns of the keyword
             # arguments it passes to ray.remote as it takes them (Ray's own comment names max_restarts).
@@ -219,9 +219,12 @@ def compress_collection(
     finally:
         context.max_errored_blocks = errored_blocks
     summary = sink.summary
-    for path in [source_root] if listed is None else listed:
-        if path not in sink.seen:
-            summary.failed.append((path, LOST))
+    expected = [source_root] if listed is None else listed
+    missing = [path for path in expected if path not in sink.seen]
+    if len(missing) == len(expected) - len(sink.seen):
+        summary.failed.extend((path, UNREAD if "?" in path else LOST) for path in missing)
+    elif len(sink.seen) < len(expected):  # the listing's names and Ray's differ in form: counted, not named
+        summary.failed.append((source, f"{len(expected) - len(sink.seen):,} of its images never came back: {LOST}"))
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -230,6 +233,8 @@ LOST = (f"its worker died {RETRIES + 1} times on the images it was coding with i
         "it for want of memory), and Ray gave them up: each of them fails alike; one of them alone as the source tells "
         "which it was, and a lower max_pixels refuses large images before they are decoded")
 """The reason given for an image whose result never came back (:data:`RETRIES`)."""
+UNREAD = "Ray's reader passes over a name with '?' (a URI's query): rename it, or code it with nicodec encode"
+"""The reason given for an image Ray never read."""
 
 
 def _encode_step(dataset, batch_size: int, workers: int, threads: int, num_gpus: float, arguments: dict):
@@ -387,16 +392,17 @@ class NicDatasink(Datasink):
             self.seen.update(seen)
 
 
-def clashing_sources(source: str, extensions: list[str]) -> dict[str, list[str]]:
+def clashing_sources(source: str, extensions: list[str], listed: list[str] | None = None) -> dict[str, list[str]]:
     """Sources under the folder ``source`` whose output another would write too (``a.png`` and
     ``a.jpg`` both make ``a.nic``; names that differ only in case or Unicode normal form are
     one file on macOS, Windows and FAT drives), each with the others; as the CLI does, none of
     them is coded, rather than one replacing another in silence. The folder is listed on the
     driver with Ray's own rules (extensions in any case; paths whose first part begins with
-    ``.`` or ``_`` left out), so the paths are those Ray reads. Empty for a single file."""
+    ``.`` or ``_`` left out), so the paths are those Ray reads. Empty for a single file.
+    ``listed``: :func:`listed_sources`'s list, where the caller has it already."""
     _, root = _filesystem(source)
     groups: dict[str, list[str]] = {}
-    for path in listed_sources(source, extensions) or []:
+    for path in (listed_sources(source, extensions) if listed is None else listed) or []:
         key = unicodedata.normalize("NFC", output_name(path, root)).lower()
         groups.setdefault(key, []).append(path)
     return {path: [other for other in group if other != path] for group in groups.values() if len(group) > 1

@@ -403,3 +403,15 @@ def test_an_output_that_is_a_folder_fails_and_a_killed_runs_temporary_goes(tmp_p
     assert (summary.done, seen) == (1, [str(png)])
     assert (target / "im.nic").read_bytes() == rows["nic"][0]
     assert not stale.exists() and fresh.exists()  # another output's, and written a moment ago
+
+
+def test_a_name_rays_reader_passes_over_is_listed_as_failed(ray_instance, tmp_path):
+    """Ray's reader passes over 'q?.png' (a URI's query): it was neither coded nor counted."""
+    from nicodec.ray_recipe import UNREAD, compress_collection
+
+    source = tmp_path / "photos"
+    source.mkdir()
+    for name in ("a.png", "q?.png", "b[1].png"):
+        Image.fromarray(synthetic_photo(32, 32, seed=1)).save(source / name)
+    summary = compress_collection(source, tmp_path / "out")
+    assert summary.done == 2 and summary.failed == [(str(source / "q?.png"), UNREAD)]
