@@ -265,6 +265,14 @@ def test_max_pixels_reaches_the_encoder_and_a_bad_one_is_refused_before_any_work
     assert not (tmp_path / "out").exists()
 
 
+def _photos(folder, count):
+    """``count`` small photos, im0.png, im1.png, ..., in a new ``folder``."""
+    folder.mkdir()
+    for i in range(count):
+        Image.fromarray(synthetic_photo(48, 64, seed=i)).save(folder / f"im{i}.png")
+    return folder
+
+
 def test_an_image_that_kills_its_worker_fails_and_the_run_goes_on(ray_instance, tmp_path, monkeypatch):
     """A crash (or the system ending a worker for memory) while one image is coded: Ray Data ran
     the batch again without end, and the run never returned. Now it gives the images up after
@@ -274,10 +282,7 @@ def test_an_image_that_kills_its_worker_fails_and_the_run_goes_on(ray_instance, 
 
     from nicodec import ray_recipe
 
-    source = tmp_path / "photos"
-    source.mkdir()
-    for i in range(4):
-        Image.fromarray(synthetic_photo(48, 64, seed=i)).save(source / f"im{i}.png")
+    source = _photos(tmp_path / "photos", 4)
     deaths = tmp_path / "deaths"
     real = ray_recipe.Encoder
 
@@ -307,10 +312,7 @@ def test_a_write_run_again_after_its_worker_died_counts_the_files_it_wrote(ray_i
 
     from nicodec import ray_recipe
 
-    source = tmp_path / "photos"
-    source.mkdir()
-    for i in range(3):
-        Image.fromarray(synthetic_photo(48, 64, seed=i)).save(source / f"im{i}.png")
+    source = _photos(tmp_path / "photos", 3)
     mark = tmp_path / "died"
     real = ray_recipe.NicDatasink
 
