@@ -190,46 +190,51 @@ def compress_collection(
                       "names beginning with '.' or '_' excepted)", UserWarning, stacklevel=2)
         return Summary(seconds=time.perf_counter() - start)
     clashes = clashing_sources(source, extensions, listed)
-    reading, done_before = source, set()
-    if listed is not None and not overwrite and "://" not in target:
+    # Names Ray's reader passes over (a folder of nothing else made it raise), failed on the driver.
+    unread = [] if listed is None else [path for path in listed if "?" in path]
+    done_before: set[str] = set()
+    if listed is not None and not overwrite and "://" not in source and "://" not in target:
         # A run again: the outputs there already are found on the driver with one listing of
         # the target, and their sources not read at all (they were read, sent to an encoder
-        # and skipped there: 40 photos all done took 8 to 10 s, now none). Local targets only;
-        # on an object store the encoders skip them, as before.
+        # and skipped there: 40 photos all done took 8 to 10 s, now none). Local folders only
+        # (the listing's paths have no scheme); on an object store the encoders skip them.
         there = _files_under(target)
         done_before = {path for path in listed if path not in clashes and output_name(path, source_root) in there}
-        if done_before:
-            reading = [path for path in listed if path not in done_before]
-            if not reading:
-                return Summary(skipped=len(done_before), seconds=time.perf_counter() - start)
-    context = ray.data.DataContext.get_current()
-    errored_blocks = context.max_errored_blocks
-    # A batch whose worker died RETRIES + 1 times (a crash, or the memory running out) is
-    # dropped and the run goes on; its images are named below, as failed.
-    context.max_errored_blocks = -1
-    try:
-        # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
-        # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
-        # CPU, or a quarter, waiting for ever.) Nor, then, does a CPU bound their number: as many
-        # at once as encoders (:data:`IO_TASKS_PER_WORKER`).
-        dataset = ray.data.read_binary_files(reading, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS,
-                                             concurrency=IO_TASKS_PER_WORKER * workers)
-        with warnings.catch_warnings():
-            # Ray 2.60 has no named parameter for an actor's restarts yet, and warns of the keyword
-            # arguments it passes to ray.remote as it takes them (Ray's own comment names max_restarts).
-            warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
-            encoded = _encode_step(dataset, batch_size, workers, threads, num_gpus, {
-                "source_root": source_root, "target": target, "model": model, "providers": providers,
-                "threads": threads, "overwrite": overwrite, "strip": strip, "exact": exact,
-                "quality": quality, "clashes": clashes, "max_pixels": max_pixels,
-            })
-        sink = NicDatasink(target, overwrite=overwrite)
-        with warnings.catch_warnings():  # bounds above the blocks a small collection makes are no problem of the user's
-            warnings.filterwarnings("ignore", message="The (maximum|minimum) number of concurrent")
-            encoded.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS, "max_retries": RETRIES},
-                                   concurrency=IO_TASKS_PER_WORKER * workers)
-    finally:
-        context.max_errored_blocks = errored_blocks
+    left = None if listed is None else [path for path in listed if path not in done_before and "?" not in path]
+    if left == []:
+        return Summary(skipped=len(done_before), failed=[(path, UNREAD) for path in unread],
+                       seconds=time.perf_counter() - start)
+    # The folder itself for Ray to list (an object store's too), unless some are left out.
+    reading = left if left is not None and len(left) < len(listed) and "://" not in source else source
+    if left is not None and "://" not in target:
+        _remove_stale_temporaries(target, [output_name(path, source_root) for path in left])
+    elif listed is None and "://" not in target:
+        _remove_stale_temporaries(target, [output_name(source_root, source_root)])
+    # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
+    # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
+    # CPU, or a quarter, waiting for ever.) Nor, then, does a CPU bound their number: as many
+    # at once as encoders (:data:`IO_TASKS_PER_WORKER`).
+    dataset = ray.data.read_binary_files(reading, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS,
+                                         concurrency=IO_TASKS_PER_WORKER * workers)
+    # A task Ray gave up (its worker died RETRIES + 1 times, or it raised) drops its rows and
+    # the run goes on; its images are named below, as failed. The dataset's own context (Ray
+    # copies the global one as a dataset is made), so no other job of the process is touched.
+    dataset.context.max_errored_blocks = -1
+    with warnings.catch_warnings():
+        # Ray 2.60 has no named parameter for an actor's restarts yet, and warns of the keyword
+        # arguments it passes to ray.remote as it takes them (Ray's own comment names max_restarts).
+        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+        encoded = _encode_step(dataset, batch_size, workers, threads, num_gpus, {
+            "source_root": source_root, "target": target, "model": model, "providers": providers,
+            "threads": threads, "overwrite": overwrite, "strip": strip, "exact": exact,
+            "quality": quality, "clashes": clashes, "max_pixels": max_pixels,
+        })
+    encoded.context.max_errored_blocks = -1
+    sink = NicDatasink(target, overwrite=overwrite)
+    with warnings.catch_warnings():  # bounds above the blocks a small collection makes are no problem of the user's
+        warnings.filterwarnings("ignore", message="The (maximum|minimum) number of concurrent")
+        encoded.write_datasink(sink, ray_remote_args={"num_cpus": IO_CPUS, "max_retries": RETRIES},
+                               concurrency=IO_TASKS_PER_WORKER * workers)
     summary = sink.summary
     summary.skipped += len(done_before)
     expected = [source_root] if listed is None else [path for path in listed if path not in done_before]
@@ -242,9 +247,10 @@ def compress_collection(
     return summary
 
 
-LOST = (f"its worker died {RETRIES + 1} times on the images it was coding with it (a crash, or the system ending "
-        "it for want of memory), and Ray gave them up: each of them fails alike; one of them alone as the source tells "
-        "which it was, and a lower max_pixels refuses large images before they are decoded")
+LOST = (f"Ray gave up the task that held it, with the images read with it (each fails alike): its worker died "
+        f"{RETRIES + 1} times on them (a crash, or the system ending it for want of memory; one of them alone as the "
+        "source tells which it was, and a lower max_pixels refuses large images before they are decoded), or the "
+        "task raised an error, which Ray's log shows")
 """The reason given for an image whose result never came back (:data:`RETRIES`)."""
 UNREAD = "Ray's reader passes over a name with '?' (a URI's query): rename it, or code it with nicodec encode"
 """The reason given for an image Ray never read."""
@@ -331,7 +337,10 @@ class Encoder:
             return (path, relative, "failed", f"{others} would be written to {relative} too (or to a name that differs "
                     "only in case or Unicode normal form, one file on macOS, Windows and FAT drives); rename one of them",
                     b"", 0, 0)
-        kind = _kind(self.filesystem, posixpath.join(self.target_root, relative))
+        try:
+            kind = _kind(self.filesystem, posixpath.join(self.target_root, relative))
+        except OSError as exc:  # one image's failure, not the batch's (Ray would drop them all)
+            return path, relative, "failed", f"cannot tell whether the output {relative} exists: {exc}", b"", 0, 0
         if kind == "directory":  # skipped as done, or (overwrite) failed as the write's error, once coded
             return path, relative, "failed", f"the output {relative} is a folder", b"", 0, 0
         if not self.overwrite and kind is not None:
@@ -368,18 +377,7 @@ class NicDatasink(Datasink):
         part, seen = Summary(), []
         for block in blocks:
             table = BlockAccessor.for_block(block).to_arrow()
-            rows = table.to_pylist()
-            if local:  # what a run killed as it wrote these files left (the CLI's clean-up, once a folder)
-                from .files import remove_stale_temporaries
-
-                names: dict[str, list[str]] = {}
-                for row in rows:
-                    if row["status"] == "done":
-                        folder, name = posixpath.split(posixpath.join(root, row["target"]))
-                        names.setdefault(folder, []).append(name)
-                for folder, wanted in names.items():
-                    remove_stale_temporaries(folder, wanted)
-            for row in rows:
+            for row in table.to_pylist():
                 seen.append(row["source"])
                 if row["status"] == "skipped":
                     part.skipped += 1
@@ -392,6 +390,9 @@ class NicDatasink(Datasink):
                     _write(filesystem, local, path, row["nic"], self.overwrite)
                 except (NicodecError, OSError) as exc:
                     part.failed.append((row["source"], f"cannot write {path}: {exc}"))
+                    continue
+                except Exception as exc:  # noqa: BLE001 - one file's failure, not the task's (Ray would drop them all)
+                    part.failed.append((row["source"], f"cannot write {path}: internal error: {type(exc).__name__}: {exc}"))
                     continue
                 part.done += 1
                 part.bytes_in += row["bytes_in"]
@@ -460,13 +461,29 @@ def unsafe_output_name(relative: str) -> str | None:
 
 def _files_under(folder: str) -> set[str]:
     """The paths of the files under the local ``folder``, relative to it, with ``/``: empty if
-    it does not exist."""
+    it does not exist. A link that leads nowhere is no file (as pyarrow, which the encoders
+    ask, says)."""
     found = set()
     for parent, _, names in os.walk(folder):
         relative = os.path.relpath(parent, folder)
         for name in names:
-            found.add(name if relative == "." else posixpath.join(relative.replace(os.sep, "/"), name))
+            if os.path.exists(os.path.join(parent, name)):
+                found.add(name if relative == "." else posixpath.join(relative.replace(os.sep, "/"), name))
     return found
+
+
+def _remove_stale_temporaries(target: str, names: list[str]) -> None:
+    """Remove what runs killed as they wrote these outputs (paths relative to the local
+    ``target``) left beside them: the CLI's clean-up (:func:`nicodec.files.remove_stale_temporaries`),
+    one listing a folder, on the driver before the run."""
+    from .files import remove_stale_temporaries
+
+    folders: dict[str, list[str]] = {}
+    for name in names:
+        folder, base = posixpath.split(posixpath.join(target, name))
+        folders.setdefault(folder, []).append(base)
+    for folder, wanted in folders.items():
+        remove_stale_temporaries(folder, wanted)
 
 
 def _check_source(source: str) -> None:

@@ -295,7 +295,11 @@ def test_an_image_that_kills_its_worker_fails_and_the_run_goes_on(ray_instance, 
             return super().__call__(batch)
 
     monkeypatch.setattr(ray_recipe, "Encoder", Crashing)
+    import ray.data
+
+    errored_blocks = ray.data.DataContext.get_current().max_errored_blocks
     summary = ray_recipe.compress_collection(source, tmp_path / "out", workers=1, batch_size=1)
+    assert ray.data.DataContext.get_current().max_errored_blocks == errored_blocks  # the run's alone
     failed = dict(summary.failed)
     assert failed[str(source / "im2.png")] == ray_recipe.LOST
     assert deaths.read_text() == "x" * (ray_recipe.RETRIES + 1)
@@ -373,15 +377,11 @@ def test_a_folder_without_images_gives_an_empty_summary_and_a_warning(ray_instan
     assert not (tmp_path / "out").exists()
 
 
-def test_an_output_that_is_a_folder_fails_and_a_killed_runs_temporary_goes(tmp_path):
+def test_an_output_that_is_a_folder_fails(tmp_path):
     pytest.importorskip("ray.data")
-    import os
-    import time
-
     import numpy as np
-    import pyarrow as pa
 
-    from nicodec.ray_recipe import Encoder, NicDatasink
+    from nicodec.ray_recipe import Encoder
 
     source, target = tmp_path / "photos", tmp_path / "out"
     source.mkdir()
@@ -392,18 +392,22 @@ def test_an_output_that_is_a_folder_fails_and_a_killed_runs_temporary_goes(tmp_p
     for overwrite in (False, True):
         rows = Encoder(str(source), str(target), overwrite=overwrite)(batch)
         assert (rows["status"][0], rows["message"][0]) == ("failed", "the output im.nic is a folder")
-    (target / "im.nic").rmdir()
 
-    rows = Encoder(str(source), str(target))(batch)
-    stale, fresh = target / ".im.nic.0123abcd.part", target / ".other.nic.89abcdef.part"
+
+def test_a_killed_runs_temporary_beside_an_output_to_write_goes(ray_instance, tmp_path):
+    import os
+    import time
+
+    from nicodec.ray_recipe import compress_collection
+
+    source, target = _photos(tmp_path / "photos", 2), tmp_path / "out"
+    target.mkdir()
+    stale, fresh = target / ".im0.nic.0123abcd.part", target / ".other.nic.89abcdef.part"
     for part in (stale, fresh):
         part.write_bytes(b"cut short")
     os.utime(stale, (time.time() - 600, time.time() - 600))
-    sink = NicDatasink(str(target))
-    table = pa.table({name: list(rows[name]) for name in rows})
-    summary, seen = sink.write([table], None)
-    assert (summary.done, seen) == (1, [str(png)])
-    assert (target / "im.nic").read_bytes() == rows["nic"][0]
+    summary = compress_collection(source, target)
+    assert (summary.done, summary.failed) == (2, [])
     assert not stale.exists() and fresh.exists()  # another output's, and written a moment ago
 
 
@@ -417,6 +421,24 @@ def test_a_name_rays_reader_passes_over_is_listed_as_failed(ray_instance, tmp_pa
         Image.fromarray(synthetic_photo(32, 32, seed=1)).save(source / name)
     summary = compress_collection(source, tmp_path / "out")
     assert summary.done == 2 and summary.failed == [(str(source / "q?.png"), UNREAD)]
+    again = compress_collection(source, tmp_path / "out")  # only q?.png left to read: Ray's reader raised
+    assert (again.done, again.skipped, again.failed) == (0, 2, [(str(source / "q?.png"), UNREAD)])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (source / "q?.png").rename(alone / "q?.png")
+    assert compress_collection(alone, tmp_path / "out2").failed == [(str(alone / "q?.png"), UNREAD)]
+
+
+def test_a_uri_source_run_again_into_a_local_folder(ray_instance, tmp_path):
+    """The driver's listing of a URI has no scheme: its paths were handed to Ray's reader as
+    local files (an s3:// source into a local target failed on its second run)."""
+    from nicodec.ray_recipe import compress_collection
+
+    source = _photos(tmp_path / "photos", 3)
+    assert compress_collection(f"file://{source}", tmp_path / "out").done == 3
+    (tmp_path / "out" / "im1.nic").unlink()
+    again = compress_collection(f"file://{source}", tmp_path / "out")
+    assert (again.done, again.skipped, again.failed) == (1, 2, [])
 
 
 def test_a_run_again_reads_only_the_sources_whose_outputs_are_missing(ray_instance, tmp_path, monkeypatch):
