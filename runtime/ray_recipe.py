@@ -200,16 +200,16 @@ def compress_collection(
         # (the listing's paths have no scheme); on an object store the encoders skip them.
         there = _files_under(target)
         done_before = {path for path in listed if path not in clashes and output_name(path, source_root) in there}
-    left = None if listed is None else [path for path in listed if path not in done_before and "?" not in path]
-    if left == []:
+    # What this run is to code (a single file: itself), and of it what Ray's reader will read.
+    expected = [source_root] if listed is None else [path for path in listed if path not in done_before]
+    left = [path for path in expected if "?" not in path]
+    if listed is not None and not left:
         return Summary(skipped=len(done_before), failed=[(path, UNREAD) for path in unread],
                        seconds=time.perf_counter() - start)
     # The folder itself for Ray to list (an object store's too), unless some are left out.
-    reading = left if left is not None and len(left) < len(listed) and "://" not in source else source
-    if left is not None and "://" not in target:
+    reading = left if listed is not None and len(left) < len(listed) and "://" not in source else source
+    if "://" not in target:
         _remove_stale_temporaries(target, [output_name(path, source_root) for path in left])
-    elif listed is None and "://" not in target:
-        _remove_stale_temporaries(target, [output_name(source_root, source_root)])
     # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
     # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
     # CPU, or a quarter, waiting for ever.) Nor, then, does a CPU bound their number: as many
@@ -237,7 +237,6 @@ def compress_collection(
                                concurrency=IO_TASKS_PER_WORKER * workers)
     summary = sink.summary
     summary.skipped += len(done_before)
-    expected = [source_root] if listed is None else [path for path in listed if path not in done_before]
     missing = [path for path in expected if path not in sink.seen]
     if len(missing) == len(expected) - len(sink.seen):
         summary.failed.extend((path, UNREAD if "?" in path else LOST) for path in missing)
