@@ -147,15 +147,15 @@ def compress_collection(
         workers: how many encoder actors (each holds one ``Codec``) run at once.
         threads: onnxruntime threads per actor; each actor reserves this many CPUs.
         batch_size: images handed to an actor at a time.
-        model: a model folder, readable at the same path on every node; ``None`` for the
-            shipped model.
+        model: a model folder, readable at the same path on every node and on the driver
+            (which checks it before any work); ``None`` for the shipped model.
         providers: onnxruntime providers of each actor's ``Codec`` (``"cuda"`` with ``num_gpus``).
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
         strip: leave out ICC profiles, EXIF data, XMP packets, text and resolutions.
         exact: keep the colour under fully transparent pixels (``Codec.encode``'s ``exact``).
         quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
-            default. A single-rate model refuses it: every image then fails, with the reason.
+            default. A single-rate model refuses it, before any work.
         extensions: which files to read (default: every extension Pillow opens).
         max_pixels: the largest image coded, as ``Codec``'s (``None``: its default, 89,478,485);
             a collection from untrusted sources is better served by a lower one.
@@ -164,7 +164,10 @@ def compress_collection(
         The counts and failures of the run.
 
     Raises:
-        QualityError: ``quality`` is not a number from 1 to 100 (checked before any work).
+        QualityError: ``quality`` is not a number from 1 to 100, or is given to a single-rate
+            model (checked before any work).
+        ModelError: ``model`` cannot encode: no model folder at that path on the driver, a
+            file damaged, or no encoder graph (likewise).
         NicodecError: ``strip`` or ``exact`` is not a bool, ``workers``, ``threads`` or
             ``batch_size`` is not a whole number from 1, or ``source`` does not exist
             (likewise). An image of a batch whose worker died :data:`RETRIES` + 1 times (a
@@ -182,10 +185,14 @@ def compress_collection(
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
     _check_source(source)
+    _check_model(model, quality)
     _, source_root = _filesystem(source)
     extensions = extensions or image_extensions()
     listed = listed_sources(source, extensions)
-    if listed == []:  # Ray's reader raises a ValueError for a folder of none
+    # Links that lead nowhere, which neither pyarrow's listing nor Ray's reader shows: failed on
+    # the driver, as the CLI fails them (they were neither coded nor counted).
+    links = [] if listed is None else _links_to_nowhere(source, extensions)
+    if listed == [] and not links:  # Ray's reader raises a ValueError for a folder of none
         warnings.warn(f"no images in {source} (looked for files with the extensions {', '.join(extensions)}, "
                       "names beginning with '.' or '_' excepted)", UserWarning, stacklevel=2)
         return Summary(seconds=time.perf_counter() - start)
@@ -204,7 +211,7 @@ def compress_collection(
     expected = [source_root] if listed is None else [path for path in listed if path not in done_before]
     left = [path for path in expected if "?" not in path]
     if listed is not None and not left:
-        return Summary(skipped=len(done_before), failed=[(path, UNREAD) for path in unread],
+        return Summary(skipped=len(done_before), failed=links + [(path, UNREAD) for path in unread],
                        seconds=time.perf_counter() - start)
     # The folder itself for Ray to list (an object store's too), unless some are left out.
     reading = left if listed is not None and len(left) < len(listed) and "://" not in source else source
@@ -237,6 +244,7 @@ def compress_collection(
                                concurrency=IO_TASKS_PER_WORKER * workers)
     summary = sink.summary
     summary.skipped += len(done_before)
+    summary.failed.extend(links)
     missing = [path for path in expected if path not in sink.seen]
     if len(missing) == len(expected) - len(sink.seen):
         summary.failed.extend((path, UNREAD if "?" in path else LOST) for path in missing)
@@ -458,6 +466,27 @@ def unsafe_output_name(relative: str) -> str | None:
     return None
 
 
+def _links_to_nowhere(source: str, extensions: list[str]) -> list[tuple[str, str]]:
+    """``(path, reason)`` of the links under the local folder ``source`` that lead to no file,
+    among the names Ray would read (:func:`listed_sources`'s rules); none for a URI."""
+    if "://" in source:
+        return []
+    wanted = {"." + ext.lower().lstrip(".") for ext in extensions}
+    found = []
+    for parent, folders, names in os.walk(source):
+        if parent == source:
+            folders[:] = [name for name in folders if not name.startswith((".", "_"))]
+        for name in sorted(names):
+            path = os.path.join(parent, name)
+            if (parent != source or not name.startswith((".", "_"))) and posixpath.splitext(name)[1].lower() in wanted \
+                    and os.path.islink(path) and not os.path.exists(path):
+                try:
+                    found.append((path, f"it is a link to {os.readlink(path)}, which leads to no file"))
+                except OSError:  # gone since the listing
+                    pass
+    return found
+
+
 def _files_under(folder: str) -> set[str]:
     """The paths of the files under the local ``folder``, relative to it, with ``/``: empty if
     it does not exist. A link that leads nowhere is no file (as pyarrow, which the encoders
@@ -492,6 +521,17 @@ def _check_source(source: str) -> None:
     filesystem, path = _filesystem(source)
     if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         raise NicodecError(f"{source}: no such file or folder")
+
+
+def _check_model(model, quality) -> None:
+    """Refuse, on the driver, a model that cannot encode (no folder there, a damaged file, no
+    encoder graph) or a quality a single-rate model does not take: on the workers the first
+    made every encoder actor die, a traceback of Ray's, and the second failed every image."""
+    from .codec import Codec
+
+    codec = Codec(model, providers="cpu", threads=1)  # the model's files checked, the encoder not loaded
+    codec._check_available("encoder")
+    codec._encoder_gain(quality)
 
 
 def _check_quality(quality) -> None:
@@ -654,6 +694,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         _check_source(_uri(args.source))  # before Ray starts
+        _check_model(args.model, args.quality)
     except NicodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -76,6 +76,31 @@ def _pillow_plugin_as_it_was():
             Image.ID.remove(FORMAT)
 
 
+def single_rate_model(folder: Path) -> Path:
+    """The shipped model with its gain vectors taken out, made in the new ``folder``: a
+    single-rate model (its graphs linked, not copied)."""
+    import json
+
+    import numpy as np
+
+    from nicodec.model import default_model_dir, manifest_hash, sha256_file
+
+    folder.mkdir()
+    for path in default_model_dir().iterdir():
+        if path.suffix == ".onnx":
+            (folder / path.name).symlink_to(path)
+    with np.load(default_model_dir() / "tables.npz") as tables:
+        np.savez(folder / "tables.npz", **{k: tables[k] for k in tables.files if "gain" not in k})
+    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
+    del manifest["rate"]
+    manifest.pop("decodes_files_of", None)  # its tables differ: it decodes no earlier model's files
+    manifest["model_id"] = "test-single-rate"
+    manifest["files"]["tables.npz"] = sha256_file(folder / "tables.npz")
+    manifest["model_hash"] = manifest_hash(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return folder
+
+
 def padded_to_64(codec, image, **options) -> bytes:
     """The file nicodec before 0.7.0 wrote of ``image``: padded to multiples of 64, not 16."""
     codec._fine_padding = False

@@ -21,6 +21,7 @@ from nicodec.cli import app
 from nicodec.ratecontrol import BPP_TOLERANCE, MAX_ENCODES, encode_to_target
 
 from conftest import psnr, synthetic_photo
+from conftest import single_rate_model as make_single_rate_model  # the fixture below takes its name
 
 runner = CliRunner()
 
@@ -41,23 +42,8 @@ def image() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def single_rate_model(tmp_path_factory):
-    """The shipped model's folder with its gain vectors taken out: a single-rate model (refused before any coding)."""
-    from nicodec.model import default_model_dir, manifest_hash, sha256_file
-
-    folder = tmp_path_factory.mktemp("single-rate")
-    for path in default_model_dir().iterdir():
-        if path.suffix == ".onnx":
-            (folder / path.name).symlink_to(path)
-    with np.load(default_model_dir() / "tables.npz") as tables:
-        np.savez(folder / "tables.npz", **{k: tables[k] for k in tables.files if "gain" not in k})
-    manifest = json.loads((default_model_dir() / "manifest.json").read_text())
-    del manifest["rate"]
-    manifest.pop("decodes_files_of", None)  # its tables differ: it decodes no earlier model's files
-    manifest["model_id"] = "test-single-rate"
-    manifest["files"]["tables.npz"] = sha256_file(folder / "tables.npz")
-    manifest["model_hash"] = manifest_hash(manifest)
-    (folder / "manifest.json").write_text(json.dumps(manifest))
-    return folder
+    """A single-rate model (refused before any coding)."""
+    return make_single_rate_model(tmp_path_factory.mktemp("models") / "single-rate")
 
 
 def at(codec, image, quality) -> bytes:

@@ -11,7 +11,7 @@ import sys
 import pytest
 from PIL import Image
 
-from conftest import psnr, synthetic_photo
+from conftest import psnr, single_rate_model, synthetic_photo
 
 
 @pytest.fixture(scope="module")
@@ -207,6 +207,54 @@ def test_an_encoder_actor_whose_model_cannot_encode_stops_as_it_starts(tmp_path)
     (model / "encoder.onnx").unlink()
     with pytest.raises(nicodec.ModelError, match="cannot encode: .*encoder.onnx is missing"):
         Encoder(str(tmp_path), str(tmp_path / "out"), model=str(model))
+
+
+def test_a_model_that_cannot_encode_or_a_quality_it_does_not_take_is_refused_on_the_driver(tmp_path, capsys):
+    """A model folder that was not there made every encoder actor die (a traceback of Ray's), and
+    a quality given to a single-rate model failed every image: both are refused before Ray starts."""
+    pytest.importorskip("ray.data")
+    import shutil
+
+    import nicodec
+    from nicodec.model import default_model_dir
+    from nicodec.ray_recipe import compress_collection, main
+
+    source = _photos(tmp_path / "photos", 1)
+    decode_only = tmp_path / "decode-only"
+    shutil.copytree(default_model_dir(), decode_only)
+    (decode_only / "encoder.onnx").unlink()
+    single = single_rate_model(tmp_path / "single")
+    with pytest.raises(nicodec.ModelError, match="not a nicodec model folder"):
+        compress_collection(source, tmp_path / "out", model=tmp_path / "nothing")
+    with pytest.raises(nicodec.ModelError, match="cannot encode: .*encoder.onnx is missing"):
+        compress_collection(source, tmp_path / "out", model=decode_only)
+    with pytest.raises(nicodec.QualityError, match="single-rate"):
+        compress_collection(source, tmp_path / "out", model=single, quality=50)
+    assert main([str(source), str(tmp_path / "out"), "--model", str(tmp_path / "nothing")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: not a nicodec model folder") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_link_to_nowhere_is_listed_as_failed(ray_instance, tmp_path):
+    """Neither pyarrow's listing nor Ray's reader shows a link that leads nowhere: it was neither
+    coded nor counted (``nicodec encode FOLDER`` fails it, with the reason). A link under a
+    folder Ray leaves out is left out too."""
+    from nicodec.ray_recipe import compress_collection
+
+    source = _photos(tmp_path / "photos", 1)
+    (source / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    (source / "_drafts").mkdir()
+    (source / "_drafts" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    reason = f"it is a link to {tmp_path / 'nowhere.png'}, which leads to no file"
+    summary = compress_collection(source, tmp_path / "out")
+    assert (summary.done, summary.failed) == (1, [(str(source / "gone.png"), reason)])
+    again = compress_collection(source, tmp_path / "out")  # nothing left to read
+    assert (again.done, again.skipped, again.failed) == (0, 1, [(str(source / "gone.png"), reason)])
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    (alone / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    assert compress_collection(alone, tmp_path / "out2").failed == [(str(alone / "gone.png"), reason)]
 
 
 def test_an_object_key_with_dot_dot_or_an_empty_part_is_not_written_outside_the_target(tmp_path):
