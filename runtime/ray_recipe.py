@@ -200,11 +200,11 @@ def compress_collection(
     # Names Ray's reader passes over (a folder of nothing else made it raise), failed on the driver.
     unread = [] if listed is None else [path for path in listed if "?" in path]
     done_before: set[str] = set()
-    if listed is not None and not overwrite and "://" not in source and "://" not in target:
+    if listed is not None and not overwrite:
         # A run again: the outputs there already are found on the driver with one listing of
         # the target, and their sources not read at all (they were read, sent to an encoder
-        # and skipped there: 40 photos all done took 8 to 10 s, now none). Local folders only
-        # (the listing's paths have no scheme); on an object store the encoders skip them.
+        # and skipped there: 40 photos all done took 8 to 10 s, now none; from an object
+        # store, each was downloaded again).
         there = _files_under(target)
         done_before = {path for path in listed if path not in clashes and output_name(path, source_root) in there}
     # What this run is to code (a single file: itself), and of it what Ray's reader will read.
@@ -213,16 +213,19 @@ def compress_collection(
     if listed is not None and not left:
         return Summary(skipped=len(done_before), failed=links + [(path, UNREAD) for path in unread],
                        seconds=time.perf_counter() - start)
-    # The folder itself for Ray to list (an object store's too), unless some are left out.
-    reading = left if listed is not None and len(left) < len(listed) and "://" not in source else source
+    # The folder itself for Ray to list (an object store's too), unless some are left out:
+    # then the paths, in the source's file system's own form (an object store's have no scheme).
+    reading, filesystem = source, None
+    if listed is not None and len(left) < len(listed):
+        reading, filesystem = left, _filesystem(source)[0] if "://" in source else None
     if "://" not in target:
         _remove_stale_temporaries(target, [output_name(path, source_root) for path in left])
     # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
     # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
     # CPU, or a quarter, waiting for ever.) Nor, then, does a CPU bound their number: as many
     # at once as encoders (:data:`IO_TASKS_PER_WORKER`).
-    dataset = ray.data.read_binary_files(reading, include_paths=True, file_extensions=extensions, num_cpus=IO_CPUS,
-                                         concurrency=IO_TASKS_PER_WORKER * workers)
+    dataset = ray.data.read_binary_files(reading, filesystem=filesystem, include_paths=True, file_extensions=extensions,
+                                         num_cpus=IO_CPUS, concurrency=IO_TASKS_PER_WORKER * workers)
     # A task Ray gave up (its worker died RETRIES + 1 times, or it raised) drops its rows and
     # the run goes on; its images are named below, as failed. The dataset's own context (Ray
     # copies the global one as a dataset is made), so no other job of the process is touched.
@@ -488,9 +491,19 @@ def _links_to_nowhere(source: str, extensions: list[str]) -> list[tuple[str, str
 
 
 def _files_under(folder: str) -> set[str]:
-    """The paths of the files under the local ``folder``, relative to it, with ``/``: empty if
-    it does not exist. A link that leads nowhere is no file (as pyarrow, which the encoders
-    ask, says)."""
+    """The paths of the files under ``folder`` (local, or a URI), relative to it, with ``/``:
+    empty if it does not exist. A link that leads nowhere is no file (as pyarrow, which the
+    encoders ask, says)."""
+    if "://" in folder:
+        import pyarrow.fs
+
+        filesystem, root = _filesystem(folder)
+        try:
+            entries = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
+        except OSError:  # a file where the folder should be: each output's write says so
+            return set()
+        return {entry.path[len(root) + 1:] for entry in entries
+                if entry.type == pyarrow.fs.FileType.File and entry.path.startswith(root + "/")}
     found = set()
     for parent, _, names in os.walk(folder):
         relative = os.path.relpath(parent, folder)

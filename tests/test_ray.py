@@ -477,16 +477,27 @@ def test_a_name_rays_reader_passes_over_is_listed_as_failed(ray_instance, tmp_pa
     assert compress_collection(alone, tmp_path / "out2").failed == [(str(alone / "q?.png"), UNREAD)]
 
 
-def test_a_uri_source_run_again_into_a_local_folder(ray_instance, tmp_path):
+@pytest.mark.parametrize("target_uri", [False, True])
+def test_a_uri_source_run_again_reads_only_the_sources_whose_outputs_are_missing(ray_instance, tmp_path, monkeypatch,
+                                                                                  target_uri):
     """The driver's listing of a URI has no scheme: its paths were handed to Ray's reader as
-    local files (an s3:// source into a local target failed on its second run)."""
+    local files (an s3:// source into a local target failed on its second run). And a run
+    again from or to an object store read every source (downloaded the collection again)."""
+    import ray.data
+
     from nicodec.ray_recipe import compress_collection
 
     source = _photos(tmp_path / "photos", 3)
-    assert compress_collection(f"file://{source}", tmp_path / "out").done == 3
+    target = f"file://{tmp_path / 'out'}" if target_uri else tmp_path / "out"
+    assert compress_collection(f"file://{source}", target).done == 3
     (tmp_path / "out" / "im1.nic").unlink()
-    again = compress_collection(f"file://{source}", tmp_path / "out")
+    read, real = [], ray.data.read_binary_files
+    monkeypatch.setattr(ray.data, "read_binary_files", lambda paths, **kwargs: read.append(paths) or real(paths, **kwargs))
+    again = compress_collection(f"file://{source}", target)
     assert (again.done, again.skipped, again.failed) == (1, 2, [])
+    assert read == [[str(source / "im1.png")]]
+    done = compress_collection(f"file://{source}", target)
+    assert (done.done, done.skipped, done.failed) == (0, 3, []) and len(read) == 1
 
 
 def test_a_run_again_reads_only_the_sources_whose_outputs_are_missing(ray_instance, tmp_path, monkeypatch):
