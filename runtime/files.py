@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
 import secrets
@@ -373,11 +374,14 @@ def bytes_left(stream) -> int | None:
     input redirected from one, a file object), judged by ``fstat``, or another seekable stream
     (a BytesIO), by seeking to its end and back; None for a pipe, a socket or anything that
     cannot tell. A long input is then refused unread."""
-    try:
-        info = os.fstat(stream.fileno())
-        return info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else None
-    except (AttributeError, OSError, TypeError, ValueError):  # no fileno (io.UnsupportedOperation is both)
-        pass
+    # fstat only for Python's own file objects: a gzip, bz2 or lzma file (or another wrapper)
+    # gives the descriptor of the file under it, whose size is not that of its stream.
+    if isinstance(stream, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+        try:
+            info = os.fstat(stream.fileno())
+            return info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else None
+        except (AttributeError, OSError, TypeError, ValueError):  # no fileno (io.UnsupportedOperation is both)
+            pass
     try:
         at = stream.tell()
         left = stream.seek(0, os.SEEK_END) - at

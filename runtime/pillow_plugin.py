@@ -28,7 +28,7 @@ from . import alpha as alpha_section
 from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
-from .errors import LimitError, NicodecError, PixelLimitError, QualityError
+from .errors import LimitError, ModelError, NicodecError, PixelLimitError, QualityError
 from .files import bytes_left
 
 
@@ -83,10 +83,22 @@ class _CodecSource:
 
 @functools.lru_cache(maxsize=1)
 def _default_downsampling() -> int:
+    """The default model's padding multiple, from its manifest.
+
+    Raises:
+        ModelError: the manifest is missing or unreadable (a package whose data files were
+            left out, as a frozen application can be): not the file's fault, and no OSError,
+            which Pillow's callers take for an image they cannot read.
+    """
     from .model import default_model_dir
 
-    with open(default_model_dir() / "manifest.json", encoding="utf-8") as f:
-        return int(json.load(f)["downsampling"])
+    path = default_model_dir() / "manifest.json"
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["downsampling"])
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as exc:
+        raise ModelError(f"the default model's manifest {path} cannot be read ({type(exc).__name__}: {exc}): "
+                         "reinstall nicodec, with its package data") from None
 
 
 _DEFAULT = _CodecSource()
@@ -142,6 +154,8 @@ class NicImageFile(ImageFile.ImageFile):
             # The count the codec's own check in load() uses, padded size included.
             nicformat.check_pixels(header.width, header.height, self._codec_source.max_pixels(),
                                    nicformat.padding(header.flags, self._codec_source.downsampling()))
+        except ModelError:
+            raise  # the default model's manifest: no fault of the file
         except PixelLimitError as exc:
             raise Image.DecompressionBombError(
                 f"{exc} (register a Codec with a larger max_pixels to open it; beyond twice "
@@ -186,6 +200,12 @@ class NicImageFile(ImageFile.ImageFile):
         self.info["quality"] = nicformat.quality_value(header.quality)
         # One tile for the whole image; the decoder reads the complete file from offset 0.
         self.tile = [ImageFile._Tile(FORMAT, (0, 0) + self.size, 0, (self._codec_source,))]
+
+    def load_seek(self, pos: int) -> None:
+        """Seek for ``load()``. Its presence tells ``ImageFile.Parser`` to keep the data it is
+        fed and open it whole when it is closed (as for Pillow's AVIF and WebP), since a
+        ``.nic`` file is decoded whole."""
+        self.fp.seek(pos)
 
     def verify(self) -> None:
         """Check the container (lengths and CRC-32) without decoding the pixels.
@@ -238,12 +258,12 @@ class NicDecoder(ImageFile.PyDecoder):
 
     def decode(self, buffer) -> tuple[int, int]:
         (source,) = self.args
+        if self.fd is None:  # fed in pieces (ImageFile.Parser keeps them and opens them whole instead)
+            raise OSError("a .nic file is decoded whole: open it from a file or io.BytesIO")
         # A missing model or runtime, or a graph that does not load, is not the file's fault: not wrapped.
         codec = source.get()
         if hasattr(codec, "prepare"):  # not a duck-typed codec (encode and decode only)
             codec.prepare(encode=False)
-        if self.fd is None:  # ImageFile.Parser feeds the data in pieces
-            raise OSError("a .nic file is decoded whole: open it from a file or io.BytesIO, not ImageFile.Parser")
         try:
             pixels = codec.decode(_whole_file(self.fd), as_array=True)
         except NicodecError as exc:
@@ -272,19 +292,19 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     image's EXIF orientation is applied to the pixels, as ``encode`` does, and the replacements
     describe the picture turned upright: an orientation in ``exif`` or ``xmp`` is left out
     (``save(f, exif=im.info["exif"])`` turns the picture once, not twice)."""
-    codec = codec_source.get()
-    if hasattr(codec, "prepare"):  # a model that cannot encode, or a graph that does not load: not wrapped
-        codec.prepare(decode=False)
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
-    from .codec import check_flags  # loaded with the codec already
+    from .codec import check_flags  # imports no onnxruntime: the options are checked before the codec loads
     from .images import upright
     from .metadata import detached_copy, is_unicode, quarter_turned, without_orientation
+    from .model import check_quality
 
     try:
         check_flags(strip=strip, exact=exact)
     except NicodecError as exc:
         raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
+    if quality is not None:
+        check_quality(quality)  # a QualityError, a ValueError (a single-rate model's refusal comes at encode)
     metadata = {key: im.encoderinfo[key] for key in ("exif", "icc_profile", "xmp", "dpi", "comment")
                 if key in im.encoderinfo}
     if isinstance(metadata.get("exif"), Image.Exif):
@@ -312,6 +332,9 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     if strip and given:  # which would win is no clearer to a reader than to us: neither does, silently
         raise ValueError(f"strip=True leaves out the metadata, and {'=, '.join(given)}= would add it back: "
                          "give one or the other (None, or empty bytes, leaves a key out with or without strip)")
+    codec = codec_source.get()
+    if hasattr(codec, "prepare"):  # a model that cannot encode, or a graph that does not load: not wrapped
+        codec.prepare(decode=False)
     if metadata:
         # Upright by the image's own orientation first, which the replacements must not change;
         # then a copy, which keeps the caller's image as it is and reads its EXIF afresh from

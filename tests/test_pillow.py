@@ -668,7 +668,7 @@ def test_exact_keeps_the_colour_under_transparency_when_saving(codec, photo_imag
     assert codec.encode(rgba, exact=True) != codec.encode(rgba)
 
 
-def test_strip_must_be_a_bool_and_the_parser_is_refused_by_name(photo_image, nic):
+def test_strip_must_be_a_bool(photo_image):
     with pytest.raises(ValueError, match="strip must be True or False"):
         photo_image.save(io.BytesIO(), format="NIC", strip="yes")
     with pytest.raises(ValueError, match="exact must be True or False"):
@@ -676,10 +676,74 @@ def test_strip_must_be_a_bool_and_the_parser_is_refused_by_name(photo_image, nic
     stripped = io.BytesIO()
     photo_image.save(stripped, format="NIC", strip=np.bool_(True))
     assert stripped.getvalue()
+
+
+def test_bad_save_options_are_refused_before_the_codec_loads(photo_image, monkeypatch):
+    """The codec (onnxruntime, the model) loaded before the options were checked: without
+    onnxruntime, quality=0 was refused as "onnxruntime is not installed"."""
+    source = pillow_plugin._CodecSource()
+    monkeypatch.setattr(source, "get", lambda: pytest.fail("the codec was loaded"))
+    pillow_plugin.register()
+    monkeypatch.setattr(pillow_plugin, "_DEFAULT", source)
+    Image.register_save(pillow_plugin.FORMAT, lambda im, fp, filename: pillow_plugin._save(
+        im, fp, filename, codec_source=source))
+    for options, match in (({"quality": 0}, "quality"), ({"strip": "yes"}, "strip"), ({"dpi": (0, 0)}, "dpi"),
+                           ({"strip": True, "comment": "c"}, "strip=True")):
+        with pytest.raises(ValueError, match=match):
+            photo_image.save(io.BytesIO(), format="NIC", **options)
+
+
+@pytest.mark.parametrize("pieces", [1, 97])
+def test_imagefile_parser_decodes_a_file_fed_in_pieces(codec, photo_image, nic, pieces):
+    """Fed to ImageFile.Parser (web uploads), a .nic file failed even when given whole: the
+    parser now keeps the data and opens it whole, as it does for Pillow's AVIF and WebP."""
+    with_icc = photo_image.copy()
+    with_icc.info["icc_profile"] = b"a profile"
+    data = codec.encode(with_icc)
     parser = ImageFile.Parser()
-    parser.feed(nic)
-    with pytest.raises(OSError, match="decoded whole: open it from a file or io.BytesIO"):
-        parser.close()
+    step = -(-len(data) // pieces)
+    for start in range(0, len(data), step):
+        parser.feed(data[start:start + step])
+    with parser.close() as im, Image.open(io.BytesIO(data)) as opened:
+        assert im.format == "NIC" and im.info["icc_profile"] == b"a profile"
+        assert np.array_equal(np.asarray(im), np.asarray(opened))
+
+
+@pytest.mark.parametrize("module", ["gzip", "bz2", "lzma"])
+def test_a_file_opened_through_a_decompressing_reader_keeps_its_metadata(photo_image, module, tmp_path):
+    """A gzip, bz2 or lzma reader's fileno() is the compressed file's: its size, taken for the
+    stream's, made the plugin judge the file padded and publish no profile, EXIF or resolution."""
+    compression = __import__(module)
+    with_icc = photo_image.copy()
+    with_icc.info["icc_profile"] = b"a profile"
+    exif = Image.Exif()
+    exif[0x0110] = "Model X"
+    buffer = io.BytesIO()
+    with_icc.save(buffer, format="NIC", exif=exif, dpi=(300, 300))
+    path = tmp_path / f"photo.nic.{module}"
+    path.write_bytes(compression.compress(buffer.getvalue()))
+    with compression.open(path) as stream, Image.open(stream) as im:
+        assert im.info["icc_profile"] == b"a profile" and dict(im.getexif()) == {0x0110: "Model X"}
+        assert im.info["dpi"] == (300, 300)
+        im.load()
+
+
+def test_a_missing_default_manifest_is_a_model_error_at_open(nic, tmp_path, monkeypatch):
+    """A package whose data files were left out (a frozen application): Image.open raised
+    FileNotFoundError, an OSError, which callers take for an image they cannot read."""
+    from nicodec import model as model_module
+
+    pillow_plugin.register()
+    monkeypatch.setattr(model_module, "default_model_dir", lambda: tmp_path)
+    pillow_plugin._default_downsampling.cache_clear()
+    try:
+        for content in (None, "{"):
+            if content is not None:
+                (tmp_path / "manifest.json").write_text(content)
+            with pytest.raises(nicodec.ModelError, match="default model's manifest .* cannot be read"):
+                Image.open(io.BytesIO(nic))
+    finally:
+        pillow_plugin._default_downsampling.cache_clear()
 
 
 def test_an_exif_pillow_cannot_write_given_to_save_is_a_value_error(photo_image):
