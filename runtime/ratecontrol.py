@@ -175,14 +175,16 @@ def encode_to_target(
     max_encodes = int(max_encodes)
 
     source = _load(image, codec._check_size)
-    picture = read_picture(source, strip=True, check_size=codec._check_size)
-    pixels, grayscale = picture.rgb.shape[0] * picture.rgb.shape[1], picture.grayscale
-    # For a PSNR target alone (the others need the pixel count: the pixels are not held beside the encodes).
-    reference = None if name != "psnr" else picture.rgb[:, :, 0] if grayscale else picture.rgb
-    # The colour under transparent pixels is replaced (not exact) or kept (exact): the PSNR is
-    # taken over the pixels whose colour the encoder was asked to keep.
-    seen = None if name != "psnr" or picture.alpha is None or exact else picture.alpha > 0
-    del picture
+    reference = seen = None
+    grayscale = False
+    if name == "psnr":  # the pixels each decode is measured against (a size target needs none)
+        picture = read_picture(source, strip=True, check_size=codec._check_size)
+        grayscale = picture.grayscale
+        reference = picture.rgb[:, :, 0] if grayscale else picture.rgb
+        # The colour under transparent pixels is replaced (not exact) or kept (exact): the PSNR is
+        # taken over the pixels whose colour the encoder was asked to keep.
+        seen = None if picture.alpha is None or exact else picture.alpha > 0
+        del picture
 
     encodes = 0
     decoding = [0]  # a decode's units of work, once the first has told them: the same image each time
@@ -213,7 +215,8 @@ def encode_to_target(
         if name == "psnr":
             decoded = codec.decode(data, as_array=True, progress=decode_step)
             measured = _psnr(reference, _rgb(decoded, grayscale), seen)
-        return _Trial(quality, data, 8 * len(data) / pixels, measured)
+        header = nicformat.read_header(data)[0]  # the upright picture's size, as read_picture gives it
+        return _Trial(quality, data, 8 * len(data) / (header.width * header.height), measured)
 
     start = codec.default_quality
     if name == "bpp":

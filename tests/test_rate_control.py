@@ -146,8 +146,14 @@ def test_a_bpp_file_within_the_tolerance_is_chosen_over_a_closer_one_on_the_log_
     target (1.01004) beat one that met it (0.990008), and the search reported a miss."""
     Image.fromarray(np.zeros((1000, 1000, 3), np.uint8)).save(tmp_path / "flat.png")
     start = codec.default_quality
-    monkeypatch.setattr(codec, "encode", lambda source, quality, **options: b"x" * (126_255 if quality == start
-                                                                                    else 123_751))
+    header, sections = nicformat.unpack(codec.encode(tmp_path / "flat.png"))  # a real header: the search reads its size
+
+    def sized(length: int) -> bytes:
+        data = nicformat.pack(header, {**sections, b"YSYM": b""})
+        return nicformat.pack(header, {**sections, b"YSYM": b"x" * (length - len(data))})
+
+    monkeypatch.setattr(codec, "encode", lambda source, quality, **options: sized(126_255 if quality == start
+                                                                                  else 123_751))
     result = encode_to_target(codec, tmp_path / "flat.png", bpp=1.0)
     assert result.met and result.bpp == pytest.approx(0.990008) and result.quality != start
 
@@ -457,3 +463,26 @@ def test_a_search_of_one_encode_says_encode(tmp_path, codec, image):
     result = run("encode", png, "-o", tmp_path / "one.nic", "--max-bytes", limit)
     assert result.exit_code == 0, result.output
     assert ", 1 encode, " in result.stdout
+
+
+def test_a_size_target_does_not_decode_the_source_beside_the_encodes(codec, tmp_path, monkeypatch):
+    """Only a PSNR target needs the source's pixels; a size target decoded the source once more
+    than its encodes do, only to count them: the header of the first file counts them."""
+    from nicodec import ratecontrol
+
+    photo = np.dstack([synthetic_photo(64, 96, seed=5), np.full((64, 96), 255, np.uint8)])
+    path = tmp_path / "turned.png"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # a quarter turn: 96 rows of 64 pixels once upright
+    Image.fromarray(photo, "RGBA").save(path, exif=exif)
+    expected = encode_to_target(codec, path, max_bytes=600)
+    def decoded(*args, **kwargs):
+        raise RuntimeError("the source was decoded")
+
+    monkeypatch.setattr(ratecontrol, "read_picture", decoded)
+    for target in ({"max_bytes": 600}, {"bpp": 0.5}):
+        result = encode_to_target(codec, path, **target)
+        assert result.bpp == 8 * len(result.data) / (64 * 96)
+    assert encode_to_target(codec, path, max_bytes=600).data == expected.data
+    with pytest.raises(RuntimeError, match="decoded"):  # a PSNR target needs them
+        encode_to_target(codec, path, psnr=30)
