@@ -374,13 +374,20 @@ def bytes_left(stream) -> int | None:
     input redirected from one, a file object), judged by ``fstat``, or another seekable stream
     (a BytesIO), by seeking to its end and back; None for a pipe, a socket or anything that
     cannot tell. A long input is then refused unread."""
-    # fstat only for Python's own file objects: a gzip, bz2 or lzma file (or another wrapper)
-    # gives the descriptor of the file under it, whose size is not that of its stream.
-    if isinstance(stream, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+    try:
+        descriptor = stream.fileno()
+    except (AttributeError, OSError, TypeError, ValueError):  # none (io.UnsupportedOperation is both)
+        descriptor = None
+    if descriptor is not None:
+        if not isinstance(stream, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
+            # A gzip, bz2 or lzma reader (or another wrapper) gives the descriptor of the file
+            # under it, whose size is not its stream's; and seeking to its end would decompress
+            # all of it (a small file may inflate to gigabytes): not known.
+            return None
         try:
-            info = os.fstat(stream.fileno())
+            info = os.fstat(descriptor)
             return info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else None
-        except (AttributeError, OSError, TypeError, ValueError):  # no fileno (io.UnsupportedOperation is both)
+        except (OSError, TypeError, ValueError):
             pass
     try:
         at = stream.tell()

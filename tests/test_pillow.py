@@ -713,6 +713,8 @@ def test_imagefile_parser_decodes_a_file_fed_in_pieces(codec, photo_image, nic, 
 def test_a_file_opened_through_a_decompressing_reader_keeps_its_metadata(photo_image, module, tmp_path):
     """A gzip, bz2 or lzma reader's fileno() is the compressed file's: its size, taken for the
     stream's, made the plugin judge the file padded and publish no profile, EXIF or resolution."""
+    from nicodec.files import bytes_left
+
     compression = __import__(module)
     with_icc = photo_image.copy()
     with_icc.info["icc_profile"] = b"a profile"
@@ -722,6 +724,8 @@ def test_a_file_opened_through_a_decompressing_reader_keeps_its_metadata(photo_i
     with_icc.save(buffer, format="NIC", exif=exif, dpi=(300, 300))
     path = tmp_path / f"photo.nic.{module}"
     path.write_bytes(compression.compress(buffer.getvalue()))
+    with compression.open(path) as stream:
+        assert bytes_left(stream) is None  # not the compressed file's size, nor a decompression to the end
     with compression.open(path) as stream, Image.open(stream) as im:
         assert im.info["icc_profile"] == b"a profile" and dict(im.getexif()) == {0x0110: "Model X"}
         assert im.info["dpi"] == (300, 300)
