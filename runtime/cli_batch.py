@@ -206,7 +206,8 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
         wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
     unchecked = [option for option, given in (("--target-psnr", rate.psnr is not None), ("--refine", refine > 0),
-                                              ("--strip", options.get("strip")), ("--exact", options.get("exact")))
+                                              ("--restoration", restoration), ("--strip", options.get("strip")),
+                                              ("--exact", options.get("exact")))
                  if given]
     _run_tree("encode", items, work, force, jobs, debug,
               differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source), unchecked=unchecked,

@@ -1095,6 +1095,11 @@ def test_a_rerun_with_another_bpp_target_notes_the_files_made_for_the_first(tmp_
     assert "13 files: 0 encoded, 13 up to date, 0 kept" in top.stdout, top.stdout + top.stderr
     assert top.stderr.strip() == ("note: 13 files up to date by their dates and headers, which do not record --strip "
                                   "(--force codes every file anew)")
+    # --restoration is not recorded either (its section is written only where it pays): it was not named.
+    restored = run("encode", src, "-o", tmp_path / "top", "--quality", "100", "--restoration")
+    assert "13 files: 0 encoded, 13 up to date, 0 kept" in restored.stdout
+    assert restored.stderr.strip() == ("note: 13 files up to date by their dates and headers, which do not record "
+                                       "--restoration (--force codes every file anew)")
 
 
 def test_a_decode_rerun_keeps_outputs_that_are_empty_or_damaged(tmp_path):
