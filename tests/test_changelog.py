@@ -43,6 +43,10 @@ def test_the_newest_version_is_the_packages(changelog):
     assert dates == sorted(dates, reverse=True)
 
 
+def test_the_tables_last_column_is_this_version(table):
+    assert table.splitlines()[0].split("|")[3].strip() == f"{version('nicodec')} decodes them"
+
+
 def test_the_table_names_every_flag_and_optional_section(table):
     flags = {name: value for name, value in vars(nicformat).items() if name.startswith("FLAG_")}
     assert sum(flags.values()) == nicformat.KNOWN_FLAGS
