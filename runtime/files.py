@@ -370,25 +370,22 @@ def read_binary_file(obj, what: str, error: type[NicodecError] = NicodecError,
 
 
 def bytes_left(stream) -> int | None:
-    """The bytes left to read in ``stream`` where its size is known: a regular file (standard
-    input redirected from one, a file object), judged by ``fstat``, or another seekable stream
-    (a BytesIO), by seeking to its end and back; None for a pipe, a socket or anything that
-    cannot tell. A long input is then refused unread."""
-    try:
-        descriptor = stream.fileno()
-    except (AttributeError, OSError, TypeError, ValueError):  # none (io.UnsupportedOperation is both)
-        descriptor = None
-    if descriptor is not None:
-        if not isinstance(stream, (io.FileIO, io.BufferedReader, io.BufferedRandom)):
-            # A gzip, bz2 or lzma reader (or another wrapper) gives the descriptor of the file
-            # under it, whose size is not its stream's; and seeking to its end would decompress
-            # all of it (a small file may inflate to gigabytes): not known.
-            return None
+    """The bytes left to read in ``stream`` where its size is known: a regular file opened by
+    Python (standard input redirected from one, ``open(path, "rb")``), judged by ``fstat``, or
+    another seekable stream (a BytesIO, a temporary file's wrapper), by seeking to its end and
+    back; None for a pipe, a socket, a decompressing reader or anything that cannot tell. A
+    long input is then refused unread."""
+    raw = stream.raw if isinstance(stream, (io.BufferedReader, io.BufferedRandom)) else stream
+    if isinstance(raw, io.FileIO):  # the descriptor is the stream's own
         try:
-            info = os.fstat(descriptor)
+            info = os.fstat(raw.fileno())
             return info.st_size - stream.tell() if stat.S_ISREG(info.st_mode) else None
         except (OSError, TypeError, ValueError):
             pass
+    if _decompressing(stream) or _decompressing(raw):
+        # Its descriptor is the compressed file's (whose size is not the stream's), and seeking
+        # to its end would decompress all of it (a small file may inflate to gigabytes).
+        return None
     try:
         at = stream.tell()
         left = stream.seek(0, os.SEEK_END) - at
@@ -396,6 +393,12 @@ def bytes_left(stream) -> int | None:
         return left
     except (AttributeError, OSError, TypeError, ValueError):  # no seek, or one that returns nothing
         return None
+
+
+def _decompressing(stream) -> bool:
+    """Whether ``stream`` is a reader of the standard library's compressed files (gzip, bz2,
+    lzma, zip members)."""
+    return any(kind.__module__ in ("gzip", "bz2", "lzma", "zipfile") for kind in type(stream).__mro__)
 
 
 START_BYTES = 1 << 16

@@ -470,24 +470,37 @@ def unsafe_output_name(relative: str) -> str | None:
 
 
 def _links_to_nowhere(source: str, extensions: list[str]) -> list[tuple[str, str]]:
-    """``(path, reason)`` of the links under the local folder ``source`` that lead to no file,
-    among the names Ray would read (:func:`listed_sources`'s rules); none for a URI."""
-    if "://" in source:
+    """``(path, reason)`` of the links under the local (or ``file://``) folder ``source`` that
+    lead to no file, among the names Ray would read (:func:`listed_sources`'s rules; links to
+    folders followed, as pyarrow's listing follows them); none on an object store."""
+    if "://" in source and not source.startswith("file://"):
         return []
+    _, root = _filesystem(source)
     wanted = {"." + ext.lower().lstrip(".") for ext in extensions}
-    found = []
-    for parent, folders, names in os.walk(source):
-        if parent == source:
-            folders[:] = [name for name in folders if not name.startswith((".", "_"))]
-        for name in sorted(names):
-            path = os.path.join(parent, name)
-            if (parent != source or not name.startswith((".", "_"))) and posixpath.splitext(name)[1].lower() in wanted \
-                    and os.path.islink(path) and not os.path.exists(path):
+    found, seen, folders = [], set(), [root]
+    while folders:
+        folder = folders.pop()
+        try:
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in seen:  # a link back up the tree
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            with os.scandir(folder) as entries:
+                listed = sorted(entries, key=lambda entry: entry.name)
+        except OSError:  # unreadable: Ray's reader says so, or passes over it
+            continue
+        for entry in listed:
+            if folder == root and entry.name.startswith((".", "_")):
+                continue
+            if entry.is_dir():  # a link to a folder too
+                folders.append(entry.path)
+            elif entry.is_symlink() and posixpath.splitext(entry.name)[1].lower() in wanted \
+                    and not os.path.exists(entry.path):
                 try:
-                    found.append((path, f"it is a link to {os.readlink(path)}, which leads to no file"))
+                    found.append((entry.path, f"it is a link to {os.readlink(entry.path)}, which leads to no file"))
                 except OSError:  # gone since the listing
                     pass
-    return found
+    return sorted(found)
 
 
 def _files_under(folder: str) -> set[str]:
@@ -539,12 +552,18 @@ def _check_source(source: str) -> None:
 def _check_model(model, quality) -> None:
     """Refuse, on the driver, a model that cannot encode (no folder there, a damaged file, no
     encoder graph) or a quality a single-rate model does not take: on the workers the first
-    made every encoder actor die, a traceback of Ray's, and the second failed every image."""
-    from .codec import Codec
+    made every encoder actor die, a traceback of Ray's, and the second failed every image. Its
+    files are read and hashed, not run: the driver needs no onnxruntime."""
+    from .errors import ModelError, QualityError
+    from .model import ModelFiles
 
-    codec = Codec(model, providers="cpu", threads=1)  # the model's files checked, the encoder not loaded
-    codec._check_available("encoder")
-    codec._encoder_gain(quality)
+    files = ModelFiles.load(model)
+    problem = files.unavailable.get("encoder.onnx")
+    if problem is not None:
+        raise ModelError(f"the model {files.model_id} cannot encode: {problem}")
+    if quality is not None and not files.variable_rate:
+        raise QualityError(f"the model {files.model_id} is single-rate: it codes every image at the one rate it was "
+                           "trained for and takes no quality")
 
 
 def _check_quality(quality) -> None:

@@ -737,6 +737,7 @@ def test_a_missing_default_manifest_is_a_model_error_at_open(nic, tmp_path, monk
     FileNotFoundError, an OSError, which callers take for an image they cannot read."""
     from nicodec import model as model_module
 
+    monkeypatch.setattr(pillow_plugin, "_DEFAULT", pillow_plugin._CodecSource())  # no default codec loaded yet
     pillow_plugin.register()
     monkeypatch.setattr(model_module, "default_model_dir", lambda: tmp_path)
     pillow_plugin._default_downsampling.cache_clear()

@@ -234,6 +234,11 @@ def test_a_model_that_cannot_encode_or_a_quality_it_does_not_take_is_refused_on_
     err = capsys.readouterr().err
     assert err.startswith("error: not a nicodec model folder") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+    # The model's files are read, not run: a driver without onnxruntime checks it all the same.
+    code = ("import sys; sys.modules['onnxruntime'] = None; from nicodec.ray_recipe import _check_model; "
+            f"_check_model(None, 50); _check_model({str(decode_only)!r}, None)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 1 and done.stderr.strip().endswith("encoder.onnx is missing"), done.stderr
 
 
 def test_a_link_to_nowhere_is_listed_as_failed(ray_instance, tmp_path):
@@ -255,6 +260,12 @@ def test_a_link_to_nowhere_is_listed_as_failed(ray_instance, tmp_path):
     alone.mkdir()
     (alone / "gone.png").symlink_to(tmp_path / "nowhere.png")
     assert compress_collection(alone, tmp_path / "out2").failed == [(str(alone / "gone.png"), reason)]
+    # Under a linked folder (pyarrow's listing follows it, and Ray reads what is there), and from a file:// URI.
+    (source / "linked").symlink_to(alone)
+    (alone / "loop").symlink_to(source)  # a link back up the tree is not followed for ever
+    expected = [(str(source / "gone.png"), reason), (str(source / "linked" / "gone.png"), reason)]
+    assert sorted(compress_collection(source, tmp_path / "out").failed) == expected
+    assert sorted(compress_collection(f"file://{source}", tmp_path / "out").failed) == expected
 
 
 def test_an_object_key_with_dot_dot_or_an_empty_part_is_not_written_outside_the_target(tmp_path):

@@ -637,10 +637,23 @@ def test_a_file_larger_than_nicodec_reads_is_refused_from_its_header(codec, real
         opened.verify()
     # A file object of a regular file, and standard input redirected from one, are judged by
     # their size too (they were read up to the 1 GiB cap first).
-    with open(padded, "rb") as stream:
-        with pytest.raises(NicodecError, match=f"holds more than 1,073,741,824 bytes .{len(real.data) + claimed:,}."):
-            codec.decode(stream)
-        assert stream.tell() == 0  # nothing read
+    import tempfile
+
+    for opened in (lambda: open(padded, "rb"), lambda: open(padded, "rb", buffering=0)):
+        with opened() as stream:
+            with pytest.raises(NicodecError, match=f"holds more than 1,073,741,824 bytes .{len(real.data) + claimed:,}."):
+                codec.decode(stream)
+            assert stream.tell() == 0  # nothing read
+    # So are a temporary file's wrappers (an upload a web framework keeps on disk), by seeking
+    # (their descriptors are not theirs: a gzip reader's is the compressed file's).
+    for kept in (tempfile.NamedTemporaryFile(), tempfile.SpooledTemporaryFile(max_size=1 << 10)):
+        with kept as stream:
+            stream.write(real.data)
+            stream.truncate(len(real.data) + claimed)
+            stream.seek(0)
+            with pytest.raises(NicodecError, match="holds more than 1,073,741,824 bytes"):
+                codec.decode(stream)
+            assert stream.tell() == 0
     import subprocess
     import sys
     with open(padded, "rb") as stdin:
