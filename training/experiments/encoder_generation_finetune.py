@@ -36,6 +36,7 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from encoder_hard_finetune import HELD_OUT_QUALITIES, hard_objective, level_and_lambda  # noqa: E402
+from generation_finetune import eight_bits, shipped_checkpoint  # noqa: E402
 
 from nicodec.training.data import CropSampler, center_crops, list_images, load_images, load_rgb  # noqa: E402
 from nicodec.training.train import load_model  # noqa: E402
@@ -43,12 +44,6 @@ from nicodec.training.train import load_model  # noqa: E402
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"
 TRAINED = ("g_a.", "h_a.")
-
-
-def eight_bits(x: torch.Tensor) -> torch.Tensor:
-    """The picture as a PNG keeps it: clipped and rounded to 1/255, straight through."""
-    x = x.clamp(0, 1)
-    return x + (torch.round(x * 255) / 255 - x).detach()
 
 
 def two_generations(model, x: torch.Tensor, quality: torch.Tensor) -> tuple[dict, torch.Tensor]:
@@ -118,10 +113,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     if args.checkpoint is None:
-        kept = sorted((ROOT / "training" / "checkpoints").glob("*.pt"))
-        if len(kept) != 1:
-            parser.error(f"training/checkpoints holds {len(kept)} checkpoints; name one with --checkpoint")
-        args.checkpoint = kept[0]
+        args.checkpoint = shipped_checkpoint(parser)
     model, _ = load_model(args.checkpoint)
     model.eval().requires_grad_(False)
     if args.evaluate is not False:

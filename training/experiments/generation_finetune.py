@@ -61,6 +61,14 @@ def eight_bits(x: torch.Tensor) -> torch.Tensor:
     return x + (torch.round(x * 255) / 255 - x).detach()
 
 
+def shipped_checkpoint(parser: argparse.ArgumentParser) -> Path:
+    """The one checkpoint in training/checkpoints (the shipped model's), or the parser's error."""
+    kept = sorted((ROOT / "training" / "checkpoints").glob("*.pt"))
+    if len(kept) != 1:
+        parser.error(f"training/checkpoints holds {len(kept)} checkpoints; name one with --checkpoint")
+    return kept[0]
+
+
 def log_mse(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(((a - b) ** 2).mean(dim=(1, 2, 3)) + 1e-10).mean()
 
@@ -101,10 +109,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
     if args.checkpoint is None:
-        kept = sorted((ROOT / "training" / "checkpoints").glob("*.pt"))
-        if len(kept) != 1:
-            parser.error(f"training/checkpoints holds {len(kept)} checkpoints; name one with --checkpoint")
-        args.checkpoint = kept[0]
+        args.checkpoint = shipped_checkpoint(parser)
     model, _ = load_model(args.checkpoint)
     model.eval().requires_grad_(False)
     if args.evaluate is not False:
