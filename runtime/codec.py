@@ -40,8 +40,7 @@ from . import rans
 from . import resolution as resolution_section
 from . import restoration
 from . import text as text_section
-from .errors import (FormatError, LimitError, ModelError, ModelMismatchError, NicodecError, OutOfMemoryError,
-                     QualityError)
+from .errors import FormatError, LimitError, ModelError, ModelMismatchError, NicodecError, OutOfMemoryError
 from .files import read_binary_file, read_file
 from .graphs import check_graph
 from .images import equal_channels, read_picture
@@ -439,10 +438,8 @@ class Codec:
 
     def _check_available(self, graph: str) -> None:
         """A ModelError if the model's file for ``graph`` (a key of ``_graphs``) is missing or damaged."""
-        problem = self.model.unavailable.get(f"{self._graphs[graph]}.onnx")
-        if problem is not None:
-            doing = {"encoder": "encode", "decoder": "decode", "synthesis_gradient": "refine its latent"}[graph]
-            raise ModelError(f"the model {self.model.model_id} cannot {doing}: {problem}")
+        doing = {"encoder": "encode", "decoder": "decode", "synthesis_gradient": "refine its latent"}[graph]
+        self.model.check_available(f"{self._graphs[graph]}.onnx", doing)
 
     def _session(self, graph: str):
         """The onnxruntime session of ``graph`` (a key of ``_graphs``), loaded at its first use,
@@ -935,12 +932,8 @@ class Codec:
 
     def _encoder_gain(self, quality) -> tuple[float, np.ndarray | None]:
         """The quality to record in the header and the encoder's gain vector (None: single-rate)."""
+        self.model.check_takes(quality)
         if not self.model.variable_rate:
-            if quality is not None:
-                raise QualityError(
-                    f"the model {self.model.model_id} is single-rate: it codes every image at the one rate "
-                    "it was trained for and takes no quality"
-                )
             return 0.0, None
         quality = check_quality(self.model.default_quality if quality is None else quality)
         return quality, self.model.gains(quality)[0]

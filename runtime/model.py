@@ -288,6 +288,23 @@ class ModelFiles:
         """The quality ``encode`` uses when none is given (``None`` for a single-rate model)."""
         return float(self.manifest["rate"]["default_quality"]) if self.variable_rate else None
 
+    def check_takes(self, quality) -> None:
+        """Refuse a quality given to a single-rate model (:class:`QualityError`)."""
+        from .errors import QualityError
+
+        if quality is not None and not self.variable_rate:
+            raise QualityError(f"the model {self.model_id} is single-rate: it codes every image at the one rate "
+                               "it was trained for and takes no quality")
+
+    def check_available(self, name: str, doing: str) -> None:
+        """Refuse a graph file ``name`` that is missing or damaged: :class:`ModelError`, saying
+        what the model then cannot do (``doing``: "encode", "decode", ...)."""
+        from .errors import ModelError
+
+        problem = self.unavailable.get(name)
+        if problem is not None:
+            raise ModelError(f"the model {self.model_id} cannot {doing}: {problem}")
+
     def gains(self, quality: float) -> tuple[np.ndarray, np.ndarray]:
         """The gain and inverse gain vectors (float32, M) at ``quality``.
 

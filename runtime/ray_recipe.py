@@ -554,16 +554,11 @@ def _check_model(model, quality) -> None:
     encoder graph) or a quality a single-rate model does not take: on the workers the first
     made every encoder actor die, a traceback of Ray's, and the second failed every image. Its
     files are read and hashed, not run: the driver needs no onnxruntime."""
-    from .errors import ModelError, QualityError
     from .model import ModelFiles
 
     files = ModelFiles.load(model)
-    problem = files.unavailable.get("encoder.onnx")
-    if problem is not None:
-        raise ModelError(f"the model {files.model_id} cannot encode: {problem}")
-    if quality is not None and not files.variable_rate:
-        raise QualityError(f"the model {files.model_id} is single-rate: it codes every image at the one rate it was "
-                           "trained for and takes no quality")
+    files.check_available("encoder.onnx", "encode")
+    files.check_takes(quality)
 
 
 def _check_quality(quality) -> None:
