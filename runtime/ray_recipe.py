@@ -726,18 +726,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
-    ray.init(address=args.address)
     try:
-        summary = compress_collection(
-            args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
-            model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
-            quality=args.quality, providers=args.providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
-        )
+        ray.init(address=args.address)
+        try:
+            summary = compress_collection(
+                args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
+                model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
+                quality=args.quality, providers=args.providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
+            )
+        finally:
+            ray.shutdown()
     except NicodecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    finally:
-        ray.shutdown()
+    except KeyboardInterrupt:  # Ctrl-C, waiting for a cluster or a run: what was written stays, whole
+        print("interrupted", file=sys.stderr)
+        return 130
     for path, reason in summary.failed:
         print(f"failed: {path}: {reason}", file=sys.stderr)
     print(summary)

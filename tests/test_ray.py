@@ -163,13 +163,21 @@ def test_the_shell_form_passes_providers_and_gpus_on(tmp_path, monkeypatch):
     assert (asked["workers"], asked["batch_size"], asked["threads"]) == (3, 1, 1)
 
 
-def test_the_shell_form_says_an_error_in_one_line(tmp_path, capsys):
+def test_the_shell_form_says_an_error_in_one_line(tmp_path, capsys, monkeypatch):
+    ray = pytest.importorskip("ray")
     pytest.importorskip("ray.data")
     from nicodec import ray_recipe
 
     assert ray_recipe.main([str(tmp_path / "nothing"), str(tmp_path / "out")]) == 1  # before Ray starts
     err = capsys.readouterr().err
     assert err.startswith(f"error: {tmp_path / 'nothing'}: no such file or folder") and "Traceback" not in err
+
+    def waiting(**kwargs):  # Ctrl-C while Ray tries to reach a cluster (minutes, where none answers)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ray, "init", waiting)
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--address", "10.0.0.1:1"]) == 130
+    assert capsys.readouterr().err == "interrupted\n"
 
 
 def test_exact_reaches_the_encoder(tmp_path):
