@@ -225,7 +225,7 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     ``other`` is reading the input and padding it; the header and packing are left out (microseconds).
     """
     from nicodec import rans
-    from nicodec.quantize import round_symbols
+    from nicodec.quantize import rdo_round, round_symbols
     from nicodec.images import read_picture
 
     marks = [time.perf_counter()]
@@ -241,7 +241,7 @@ def split_encode(codec, image: np.ndarray, quality: float | None = None) -> tupl
     z_hat = round_symbols(z)
     scale_index, mean_q = codec._entropy_parameters(z_hat, y.shape[2:])
     marks.append(time.perf_counter())
-    symbols = codec._symbols(y - codec._means(mean_q), scale_index)
+    symbols = rdo_round(y - codec._means(mean_q), scale_index, codec.model.y_tables, slope=codec.rdo_slope)
     streams = (
         rans.encode(z_hat.ravel(), codec._z_table_ids(z_hat.shape), codec.model.z_tables),
         rans.encode(symbols.ravel(), scale_index.ravel(), codec.model.y_tables),

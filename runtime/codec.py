@@ -19,18 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import mmap
 import os
-import sys
-import re
 import threading
 import warnings
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeAlias, TypeVar, cast, overload
+from typing import Literal, ParamSpec, TypeVar, cast, overload
 
 import numpy as np
-import numpy.typing as npt
 from PIL import Image
 
 from . import alpha as alpha_section
@@ -40,99 +36,31 @@ from . import rans
 from . import resolution as resolution_section
 from . import restoration
 from . import text as text_section
-from .errors import FormatError, LimitError, ModelError, ModelMismatchError, NicodecError, OutOfMemoryError
-from .files import read_binary_file, read_file
+from .distortion import luma, squared_error
+from .errors import FormatError, LimitError, ModelError, ModelMismatchError, NicodecError
 from .graphs import check_graph
 from .images import equal_channels, read_picture
+from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags, nic_bytes, whole
+from .memory import coding_named, loading_named
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number, shipped_earlier_models
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
                        RESTORATION_APPLY_SHARE, RESTORATION_SHARE, RESTORATION_SYNTHESIS_PART,
-                       REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress,
-                       raised_by_callers)
+                       REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
 from .quantize import RDO_SLOPE, rdo_round, round_symbols
 from .refine import refine
-from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, loading_failed, memory_free, out_of_memory,
-                       resident_bytes, resolve_providers, shrinking_run_options)
+from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, memory_free, resident_bytes,
+                       resolve_providers, shrinking_run_options)
+from .tiling import AUTO_TILES, ENTROPY_MARGIN, MEMORY_HEADROOM, growth_bytes, run_tiled
 from .transparency import fill_transparent
+
+__all__ = ["AUTO_TILES", "DEFAULT_MAX_PIXELS", "MAX_THREADS", "Codec", "ImageSource", "NicSource", "Pixels", "Real",
+           "Whole", "check_flags"]
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-if sys.version_info >= (3, 12):
-    from collections.abc import Buffer
-elif TYPE_CHECKING:
-    from typing_extensions import Buffer  # type checkers ship it
-else:  # what typing.get_type_hints finds where the ABC is missing
-    Buffer = bytes | bytearray | memoryview | mmap.mmap
-
-
-class BinaryReader(Protocol):
-    """A binary file object, or anything with its ``read`` (a socket's, a gzip file's)."""
-
-    def read(self, size: int = ..., /) -> bytes: ...
-
-
-ImageSource: TypeAlias = str | os.PathLike[str] | Buffer | BinaryReader | Image.Image | np.ndarray
-"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or any buffer of them, a
-one-dimensional uint8 array too), a binary file object, a PIL image or a uint8 array of pixels."""
-
-NicSource: TypeAlias = Buffer | np.ndarray | BinaryReader | str | os.PathLike[str]
-"""What :meth:`Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
-included), a binary file object or a path."""
-
-Real: TypeAlias = float | np.floating[Any]
-"""A number the API takes for a quality or a rate target: a float (an int is one to type
-checkers) or a numpy float, which ``np.float32(50)`` is and Python's float is not."""
-
-Whole: TypeAlias = int | np.integer[Any]
-"""A whole number the API takes for a count or a size: an int or a numpy integer (``np.int64(2)``)."""
-
-Pixels: TypeAlias = npt.NDArray[np.uint8]
-"""A decoded image as an array: (H, W, 3), (H, W, 4) with alpha, (H, W) or (H, W, 2) for gray."""
-
-
-def _memory_error(exc: BaseException) -> OutOfMemoryError:
-    """What running out of memory inside a coding method is: an error that says what needs less."""
-    wanted = re.search(r"buffer of size (\d+)", str(exc))
-    detail = (f"onnxruntime could not allocate {int(wanted.group(1)):,} bytes" if wanted
-              else "onnxruntime could not allocate memory" if not isinstance(exc, MemoryError)
-              else "a numpy array could not be allocated")
-    return OutOfMemoryError(
-        f"out of memory: {detail}; smaller tiles (tile=256) cut the memory of decoding a large image, "
-        "and less that of encoding one"
-    )
-
-
-def _naming_memory(error: Callable[[BaseException], OutOfMemoryError],
-                   passed: tuple[type[BaseException], ...] = (NicodecError,)
-                   ) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
-    """A decorator: memory running out inside the function (onnxruntime's untyped error, or a
-    bare ``MemoryError`` that an application catching ``NicodecError`` would miss) is raised
-    as ``error(exc)``, an :class:`OutOfMemoryError`; the ``passed`` errors go through as they are."""
-
-    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
-        @functools.wraps(function)
-        def named(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-            try:
-                return function(*args, **kwargs)
-            except passed:
-                raise
-            except Exception as exc:
-                if not out_of_memory(exc) or raised_by_callers(exc):  # the caller's progress raised it
-                    raise
-                raise error(exc) from exc
-
-        return named
-
-    return decorate
-
-
-_memory_named = _naming_memory(_memory_error)
-"""For the coding methods."""
-
 
 _CALL = threading.local()
 """``kind``: the coding call (``"encode"``, ``"decode"``) the thread is in, the outermost."""
@@ -166,11 +94,6 @@ def _counted(kind: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
     return decorate
 
 
-_loading_named = _naming_memory(lambda exc: loading_failed("the model", exc),
-                                (NicodecError, TypeError, ValueError))  # and a call's own mistakes (an unknown keyword)
-"""For :class:`Codec`'s loading (its tables, its graphs, the check of its entropy parameters)."""
-
-
 FLOAT_ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
 """Fixed settings for a model whose entropy-parameter graph computes in float (models
 exported before the integer graph): pinned so its integers do not depend on options
@@ -179,36 +102,9 @@ exported before the integer graph): pinned so its integers do not depend on opti
 PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
 """Synthesis graphs by the precision they compute in."""
 
-ENTROPY_MARGIN = 2
-"""Hyper-latent positions of context around each tile of the entropy-parameter graph."""
-
 MAX_REFINE = 1000
 """The most refinement steps ``Codec`` accepts."""
 
-
-AUTO_TILES = (1024, 512, 256)
-"""The tiles ``tile=None`` (the default) chooses among for each image: the largest whose
-estimated growth (:data:`GROWTH_MIB`) the memory free holds (``sessions.memory_free``); the
-smallest where none does, or 1024 where the memory free cannot be told (off Linux)."""
-
-GROWTH_MIB = {"encode": {1024: (580, 17), 512: (450, 13.5), 256: (390, 18.5)},
-              "decode": {1024: (590, 19), 512: (820, 12.5), 256: (760, 13)}}
-"""How much a process's resident memory grows to encode or decode an image with each tile, in
-MiB: per megapixel of the largest window a graph runs on (the analysis's, with its margin of
-192 pixels, to encode; the synthesis's, with 64, to decode), and per megapixel of the image
-(the picture, its latent, the output). Drawn above what was measured (2 threads, vr-5f,
-2026-12-05 and 06): the peaks of ``benchmarks/results/large_image.json``,
-``large_image_12mp.json`` and ``large_image_24mp.json`` (4, 12 and 24 megapixels) less the
-110 MiB a process holds before it codes (Python, numpy, onnxruntime and the model's graphs:
-114 MiB with the encoder's loaded, 139 with both), and the growth of fresh processes coding
-mosaics of 768x512, 1024x1024 and 1408x1408, images of one window (to encode 193, 617 and
-830 MiB at 1024; 156, 197 and 357 at 512; 111, 164 and 180 at 256; to decode 225, 581, 373;
-145, 228, 238; 91, 116, 129). onnxruntime's arena grows in blocks, so the growth is not
-proportional: the estimate is above every point, by up to half at 1408x1408."""
-
-MEMORY_HEADROOM = 1.1
-"""How much more than the estimated growth (:data:`GROWTH_MIB`) the memory free must be for a
-tile to be chosen: the estimate's error, and other processes'."""
 
 
 _LIVE: "weakref.WeakSet[Codec]" = weakref.WeakSet()
@@ -334,7 +230,7 @@ class Codec:
     hyper-latent's (64), with ``FLAG_FINE_PADDING``; ``False`` (for comparisons, such as
     ``benchmarks/padding.py``) pads to 64 as nicodec before 0.7.0 did."""
 
-    @_loading_named
+    @loading_named
     def __init__(
         self,
         model: str | os.PathLike | None = None,
@@ -359,10 +255,10 @@ class Codec:
             raise NicodecError(f"providers must be a name or a list of onnxruntime provider names, not {providers!r}")
         if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
             providers = [providers]  # one onnxruntime name, as onnxruntime itself would take it in a list
-        threads = None if threads is None else _whole("threads", threads, 1, MAX_THREADS)
-        max_pixels = _whole("max_pixels", max_pixels, 1)
+        threads = None if threads is None else whole("threads", threads, 1, MAX_THREADS)
+        max_pixels = whole("max_pixels", max_pixels, 1)
         # Their range is checked with the model.
-        tile, margin = None if tile is None else _whole("tile", tile), _whole("margin", margin)
+        tile, margin = None if tile is None else whole("tile", tile), whole("margin", margin)
         self.model = ModelFiles.load(model)
         # The shipped default model decodes the files of the earlier shipped ones, each by a
         # codec of its own made at its first file, with these settings.
@@ -387,7 +283,7 @@ class Codec:
             problem = self.model.unavailable.get(f"{decoder}.onnx", f"it has no {decoder}.onnx")
             raise ModelError(f"the model {self.model.model_id} has no usable {precision} synthesis: {problem}")
         self.precision = precision
-        self.refine = _whole("refine", refine, 0, MAX_REFINE)
+        self.refine = whole("refine", refine, 0, MAX_REFINE)
         if not isinstance(restoration, (bool, np.bool_)):
             raise NicodecError(f"restoration must be True or False, not {restoration!r}")
         self.restoration = bool(restoration) and _has_lambda(self.model)
@@ -474,7 +370,7 @@ class Codec:
         self._session("synthesis_gradient")
         return "weight" in self._input_names["synthesis_gradient"]
 
-    @_loading_named
+    @loading_named
     def prepare(self, *, encode: bool = True, decode: bool = True) -> "Codec":
         """Load now the graphs that encoding (with ``refine``, its gradient and synthesis too; with
         ``restoration``, the synthesis)
@@ -532,7 +428,7 @@ class Codec:
         """The quality ``encode`` uses when none is given; ``None`` for a single-rate model."""
         return self.model.default_quality
 
-    @_memory_named
+    @coding_named
     @_counted("encode")
     def encode(self, image: ImageSource, *, quality: Real | None = None, strip: bool = False, exact: bool = False,
                progress: Callable[[int, int], object] | None = None) -> bytes:
@@ -705,7 +601,7 @@ class Codec:
     def decode(self, data: NicSource, *, as_array: bool,
                progress: Callable[[int, int], object] | None = None) -> Image.Image | Pixels: ...
 
-    @_memory_named
+    @coding_named
     @_counted("decode")
     def decode(self, data: NicSource, *, as_array: bool = False,
                progress: Callable[[int, int], object] | None = None) -> Image.Image | Pixels:
@@ -760,7 +656,7 @@ class Codec:
                     1 + ENTROPY_DECODING_SHARE + (RESTORATION_APPLY_SHARE if b"REST" in sections else 0)),
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
-            return made.hand_on(lambda codec, whole: codec.decode(whole, as_array=as_array, progress=progress))
+            return made.hand_on(lambda codec, data: codec.decode(data, as_array=as_array, progress=progress))
         self._tile_for(*self._padded(header), warn=True)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
@@ -769,7 +665,7 @@ class Codec:
             work.advance(RESTORATION_APPLY_SHARE)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
-            pixels = _luma(pixels)[:, :, None]
+            pixels = luma(pixels)[:, :, None]
             if header.flags & nicformat.FLAG_GRAY_AS_RGB:  # a colour source of equal channels: as it came
                 pixels = np.repeat(pixels, 3, axis=2)
         if alpha is not None:
@@ -795,17 +691,17 @@ class Codec:
         work.finish()
         return picture
 
-    @_memory_named
+    @coding_named
     def decode_latents(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray]:
         """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, (1, M, H / 16, W / 16)
         for an image padded to H x W)."""
         try:
             header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
         except _MadeByEarlier as made:
-            return made.hand_on(lambda codec, whole: codec.decode_latents(whole))
+            return made.hand_on(lambda codec, data: codec.decode_latents(data))
         return header, self._y_hat(header, symbols, mean_q)
 
-    @_memory_named
+    @coding_named
     def decode_symbols(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray, np.ndarray, np.ndarray]:
         """Entropy-decode a file into its integers, and check its alpha section, so that a
         file this accepts is one ``decode`` decodes (``nicodec verify`` relies on it).
@@ -817,7 +713,7 @@ class Codec:
         try:
             header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
         except _MadeByEarlier as made:
-            return made.hand_on(lambda codec, whole: codec.decode_symbols(whole))
+            return made.hand_on(lambda codec, data: codec.decode_symbols(data))
         return header, z_hat, symbols, mean_q
 
     def _earlier_codec(self, header: nicformat.Header) -> Codec | None:
@@ -858,11 +754,11 @@ class Codec:
             raise _named(exc, data) from None
 
     def _entropy_decode_data(self, data, started, done):
-        whole = _read_bytes(data)
-        header, sections = nicformat.unpack(whole, max_pixels=self.max_pixels)
+        content = nic_bytes(data)
+        header, sections = nicformat.unpack(content, max_pixels=self.max_pixels)
         earlier = self._earlier_codec(header)
         if earlier is not None:
-            raise _MadeByEarlier(earlier, whole, data if isinstance(data, (str, os.PathLike)) else None)
+            raise _MadeByEarlier(earlier, content, data if isinstance(data, (str, os.PathLike)) else None)
         # The same limit as encode: the graphs work on the padded size, up to 16 (or 64) times the pixels.
         multiple = nicformat.padding(header.flags, self.model.downsampling)
         self._check_size(header.width, header.height, multiple)
@@ -886,11 +782,11 @@ class Codec:
         if b"REST" in sections:
             restoration.unpack(sections[b"REST"])
         z_shape = self._z_shape(header.height, header.width)
-        z_hat = _symbols(sections, b"ZSYM", self._z_table_ids(z_shape), self.model.z_tables).reshape(z_shape)
+        z_hat = _decode_stream(sections, b"ZSYM", self._z_table_ids(z_shape), self.model.z_tables).reshape(z_shape)
         scale_index, mean_q = self._entropy_parameters(
             z_hat, self._y_shape(header.height, header.width, multiple),
             done=None if done is None else lambda part: done(part * ENTROPY_PARAMETERS_PART))
-        symbols = _symbols(sections, b"YSYM", scale_index.ravel(), self.model.y_tables)
+        symbols = _decode_stream(sections, b"YSYM", scale_index.ravel(), self.model.y_tables)
         if done is not None:
             done(1 - ENTROPY_PARAMETERS_PART)
         return header, sections, alpha, (text, density), z_hat, symbols.reshape(mean_q.shape), mean_q
@@ -938,10 +834,6 @@ class Codec:
         quality = check_quality(self.model.default_quality if quality is None else quality)
         return quality, self.model.gains(quality)[0]
 
-    def _symbols(self, residual: np.ndarray, scale_index: np.ndarray) -> np.ndarray:
-        """The y symbols of ``residual`` (y minus its means), coded with tables ``scale_index``."""
-        return rdo_round(residual, scale_index, self.model.y_tables, slope=self.rdo_slope)
-
     def _cost(self, symbols: np.ndarray, y_stream: bytes, mean_q: np.ndarray, quality: float,
               pixels: np.ndarray, gray: bool = False, seen: np.ndarray | None = None) -> float:
         """What a file of these y symbols really costs, by the objective the refinement lowers
@@ -952,56 +844,24 @@ class Codec:
         ``seen`` (H, W) bool: the pixels whose error counts (None: all)."""
         height, width = pixels.shape[:2]
         decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q), quality)[0, :, :height, :width]
-        if gray:
-            planes = [(_luma(decoded.transpose(1, 2, 0)), pixels[:, :, 0])]
-        else:
-            planes = [(decoded[c], pixels[:, :, c]) for c in range(3)]
-        squares = 0
-        for got, want in planes:  # exact integer sums, one plane at a time
-            difference = got.astype(np.int32) - want
-            if seen is not None:
-                difference[~seen] = 0
-            squares += int(np.einsum("ij,ij->", difference, difference, dtype=np.int64))
         counted = height * width if seen is None else int(np.count_nonzero(seen))
-        mse = squares / (len(planes) * max(counted, 1))
+        squares = squared_error(decoded.transpose(1, 2, 0), pixels, gray, seen)
+        mse = squares / ((1 if gray else 3) * max(counted, 1))
         return 8 * len(y_stream) / (height * width) + self._lmbda(quality) * mse
 
     def _restoration(self, symbols: np.ndarray, mean_q: np.ndarray, quality: float, pixels: np.ndarray,
                      picture, chosen: bool, done: Callable[[float], None] | None = None) -> bytes | None:
         """The ``REST`` payload of a restoration filter fitted to this file's picture, or None
-        where it would not lower the file's cost: bits per pixel (its section's, table entry
-        included) plus lambda times the MSE (0..255 scale) of what a decoder returns (for a
-        grayscale file, the luma), over the pixels that show (``chosen``: the colour under
-        alpha 0 was the encoder's fill). ``done``: as :meth:`_synthesize`'s."""
+        where it would not lower the file's cost (:func:`nicodec.restoration.payload_if_it_pays`),
+        over the pixels that show (``chosen``: the colour under alpha 0 was the encoder's fill).
+        ``done``: as :meth:`_synthesize`'s."""
         height, width = pixels.shape[:2]
         decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q), quality, done=done)
         decoded = np.ascontiguousarray(decoded[0, :, :height, :width].transpose(1, 2, 0))
         source = pixels if pixels.shape[2] == 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
         seen = picture.alpha > 0 if chosen else None
-        if seen is not None and not seen.any():
-            return None
-        counted = height * width if seen is None else int(np.count_nonzero(seen))
-        lmbda = self._lmbda(quality)
-        coefficients, shift = restoration.fit_cheapest(decoded, source, lmbda * height * width / (3 * counted), seen)
-        if not coefficients.any():
-            return None
-        filtered = restoration.apply(decoded, coefficients, shift)
-        payload = restoration.pack(coefficients, shift)
-
-        def squares(rgb: np.ndarray) -> int:
-            planes = [(_luma(rgb), source[:, :, 0])] if picture.grayscale else [(rgb[:, :, c], source[:, :, c]) for c in range(3)]
-            total = 0
-            for got, want in planes:
-                difference = got.astype(np.int32) - want
-                if seen is not None:
-                    difference[~seen] = 0
-                total += int(np.einsum("ij,ij->", difference, difference, dtype=np.int64))
-            return total
-
-        values = (1 if picture.grayscale else 3) * counted
-        saved = lmbda * (squares(decoded) - squares(filtered)) / values
-        spent = 8 * (len(payload) + nicformat.SECTION_ENTRY.size) / (height * width)
-        return payload if saved > spent else None
+        return restoration.payload_if_it_pays(decoded, source, self._lmbda(quality), picture.grayscale, seen,
+                                              nicformat.SECTION_ENTRY.size)
 
     def _lmbda(self, quality: float) -> float:
         """The rate-distortion trade-off at ``quality`` (a single-rate model has one)."""
@@ -1060,63 +920,13 @@ class Codec:
     def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
                    fixed: dict[str, np.ndarray] | None = None, spatial: dict[str, tuple[np.ndarray, int]] | None = None,
                    done: Callable[[float], None] | None = None, size: tuple[int, int] | None = None):
-        """Run a convolutional graph on overlapping tiles of ``array`` (1, C, H, W).
-
-        ``fixed`` holds further inputs given whole to every tile (the encoder's gain, the
-        synthesis's quality); ``size``, the height and width every output is cut to (the
-        entropy parameters of a finely padded image: its latent's), written at that size rather
-        than cut after;
-        ``spatial`` further inputs cut into the same tiles, each ``(array, elements per unit)``
-        (the image beside the latent, for the synthesis gradient). ``done``, if given, is
-        called after each tile with the part of the image it covered (1.0 for a whole run).
-
-        The image is cut into a grid of units (one z position: ``unit_in`` elements of
-        ``array``, ``unit_out[k]`` elements of output ``k``); each tile of ``self.tile``
-        pixels is run with ``margin`` pixels of context on each side, and only its
-        centre is kept, so memory is bounded by the tile (:func:`_spans`: a window is at most
-        ``tile + 2 * margin`` a side, a tile at the image's edge keeping more). With the default margins the
-        files and pixels are those of a whole-image run: the margins cover the receptive
-        fields (192 and 64 pixels against the shipped model's 142 and 37), and the floating
-        point came out identical too where measured (``tests/test_codec.py``,
-        ``benchmarks/large_image.py``). Images that fit in one tile run whole, those that fit in one
-        window as one tile (the memory handed back after the run).
-        """
-        d = self.model.downsampling
-        # In units, the last one partial for a finely padded image (its outputs then cut to
-        # their elements: a tile reaching the image's end runs on that partial unit, as a whole-image run does).
-        rows, cols = -(-array.shape[2] // unit_in), -(-array.shape[3] // unit_in)
-        tile, margin = self._tile_for(rows * d, cols * d) // d, margin // d
-        fixed = fixed or {}
-        inputs = {name: (array, unit_in), **(spatial or {})}
-        if rows <= tile and cols <= tile:
-            results = session.run(None, {**{k: a for k, (a, _) in inputs.items()}, **fixed},
-                                  shrinking_run_options() if self.release_memory else None)
-            if done is not None:
-                done(1.0)
-            return results
-        shrinking = shrinking_run_options()  # memory for one tile at a time, not the sum of their shapes
-        outputs = None
-        for r0, r1, rlo, rhi in _spans(rows, tile, margin):
-            for c0, c1, clo, chi in _spans(cols, tile, margin):
-                parts = {k: np.ascontiguousarray(a[:, :, rlo * u : rhi * u, clo * u : chi * u]) for k, (a, u) in inputs.items()}
-                results = session.run(None, {**parts, **fixed}, shrinking)
-                if outputs is None:
-                    outputs = [
-                        np.empty((1, r.shape[1], *(size or (-(-array.shape[2] * u // unit_in),
-                                                            -(-array.shape[3] * u // unit_in)))),
-                                 dtype=r.dtype) for r, u in zip(results, unit_out)
-                    ]
-                for out, result, u in zip(outputs, results, unit_out):
-                    # The image's last unit may be partial, or cut (``size``): the slice ends there.
-                    into = out[:, :, r0 * u : r1 * u, c0 * u : c1 * u]
-                    part = result[:, :, (r0 - rlo) * u :, (c0 - clo) * u :][:, :, : into.shape[2], : into.shape[3]]
-                    if part.shape != into.shape:
-                        raise ModelError(f"the graph gave an output of shape {result.shape} for a window of "
-                                         f"{rhi - rlo}x{chi - clo} units, too small for its part {into.shape}")
-                    into[...] = part
-                if done is not None:
-                    done((r1 - r0) * (c1 - c0) / (rows * cols))
-        return outputs
+        """:func:`nicodec.tiling.run_tiled` with this codec's tiles (:meth:`_tile_for`) and
+        its ``release_memory``. With the default margins the files and pixels are those of a
+        whole-image run: the margins cover the receptive fields (192 and 64 pixels against the
+        shipped model's 142 and 37), and the floating point came out identical too where
+        measured (``tests/test_codec.py``, ``benchmarks/large_image.py``)."""
+        return run_tiled(session, name, array, unit_in, unit_out, margin, self.model.downsampling, self._tile_for,
+                         fixed, spatial, done, size, self.release_memory)
 
     def _tile_for(self, height: int, width: int, warn: bool = False) -> int:
         """The tile to run an image of ``height`` x ``width`` pixels (padded) on: ``tile``'s, or
@@ -1136,12 +946,7 @@ class Codec:
         d = self.model.downsampling
         margin = self.margin if kind == "encode" else max(d, self.margin // 2 // d * d)
         for tile in AUTO_TILES:
-            window = 1
-            for side in (height, width):
-                window *= max(high - low for _, _, low, high in _spans(-(-side // d), tile // d, margin // d)) * d
-            per_window, per_megapixel = GROWTH_MIB[kind][tile]
-            growth = (per_window * window + per_megapixel * height * width) / 1e6 * 2 ** 20
-            if MEMORY_HEADROOM * growth * calls <= free + held:
+            if MEMORY_HEADROOM * growth_bytes(kind, tile, height, width, margin, d) * calls <= free + held:
                 return tile
         if warn:
             warnings.warn("this image may need more memory than is free, even on tiles of 256 pixels: the system may "
@@ -1234,13 +1039,13 @@ class _MadeByEarlier(Exception):
     pipe has nothing left the second time, and a file may have changed), and its errors name
     the path the file was given by, as :meth:`Codec._entropy_decode` names them."""
 
-    def __init__(self, codec: Codec, whole: bytes, path) -> None:
+    def __init__(self, codec: Codec, content: bytes, path) -> None:
         super().__init__(codec.model_id)
-        self.codec, self.whole, self.path = codec, whole, path
+        self.codec, self.content, self.path = codec, content, path
 
     def hand_on(self, call: Callable[[Codec, bytes], _R]) -> _R:
         try:
-            return call(self.codec, self.whole)
+            return call(self.codec, self.content)
         except (FormatError, ModelMismatchError) as exc:
             if self.path is None:
                 raise
@@ -1252,37 +1057,12 @@ def _named(exc: NicodecError, path) -> NicodecError:
     return type(exc)(f"{os.fsdecode(path)}: {exc}")
 
 
-def _symbols(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:
+def _decode_stream(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:
     """A section's rANS stream decoded; its damage named with the section."""
     try:
         return rans.decode(sections[tag], table_ids, tables)
     except FormatError as exc:
         raise FormatError(f"{exc} (the {tag.decode('ascii')} section, {_STREAMS[tag]} symbols)") from None
-
-
-def _spans(length: int, tile: int, margin: int) -> list[tuple[int, int, int, int]]:
-    """Cut ``range(length)`` into tiles ``(start, end, low, high)``: each keeps ``start:end`` of
-    a run on ``low:high``, its core with ``margin`` of context on each side within the length.
-
-    No window is longer than ``tile + 2 * margin``, an inner tile's, and there are as few as
-    that allows, of about equal windows: a tile at an edge has no context to take on that side,
-    so it keeps up to ``tile + margin`` (a length up to ``tile + 2 * margin`` is one window).
-    Tiles of ``tile`` from 0 cut 1,088 pixels into 1,024 and a sliver of 64 that took 192 of
-    context, and ran the analysis on 1.53 times the image's area (a 1088x1088 image encoded in
-    1.18 s, now 0.81; 1920x1080, 1.48 times the area, now 1.2).
-    """
-    if length <= tile + 2 * margin:
-        return [(0, length, 0, length)]
-    count = -(-(length - 2 * margin) // tile)  # edges keep tile + margin, inner tiles tile
-    total = length + 2 * margin * (count - 1)  # the windows' lengths together
-    cores, start = [], 0
-    for number in range(count - 1):
-        window = total // count + (number < total % count)  # windows within one of each other
-        end = max(start - margin, 0) + window - margin
-        cores.append((start, end))
-        start = end
-    cores.append((start, length))
-    return [(start, end, max(start - margin, 0), min(end + margin, length)) for start, end in cores]
 
 
 def _has_lambda(model: ModelFiles) -> bool:
@@ -1294,50 +1074,3 @@ def _has_lambda(model: ModelFiles) -> bool:
     return True
 
 
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    """ITU-R 601 luma in 16-bit fixed point, as FORMAT.md defines it (the same as Pillow's convert("L"))."""
-    r, g, b = (rgb[:, :, i].astype(np.uint32) for i in range(3))
-    return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
-
-
-def check_flags(**flags) -> None:
-    """Refuse an option meant as True or False that is neither (``strip="no"`` would be true)."""
-    for name, flag in flags.items():
-        if not isinstance(flag, (bool, np.bool_)):
-            raise NicodecError(f"{name} must be True or False, not {flag!r}")
-
-
-def _whole(name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """A constructor argument that must be a whole number, in a range if one is given (numpy
-    integers too, bools not)."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low) or (
-        high is not None and value > high
-    ):
-        span = f" from {low} to {high}" if high is not None else f" of {low} or more" if low is not None else ""
-        raise NicodecError(f"{name} must be a whole number{span}, not {value!r}")
-    return int(value)
-
-
-def _read_bytes(data) -> bytes:
-    if isinstance(data, bytes):
-        return data
-    if isinstance(data, (str, os.PathLike)):
-        # A device that is no .nic refused from its first bytes; a file longer than nicodec reads, unread.
-        return read_file(data, ".nic file", nicformat.read_header, limit=nicformat.MAX_FILE_BYTES)
-    try:
-        view = memoryview(data)  # bytearray, memoryview, mmap, array.array("B"), a uint8 numpy array
-    except TypeError:
-        view = None
-    except ValueError as exc:  # a released memoryview
-        raise NicodecError(f"cannot read the .nic file's bytes from the {type(data).__name__}: {exc}") from None
-    if view is not None:
-        if view.itemsize != 1:
-            raise NicodecError(
-                f"decode takes the bytes of a .nic file, not a buffer of {view.itemsize}-byte items ({type(data).__name__})"
-            )
-        return view.tobytes()  # a copy: the caller's buffer may change while it decodes
-    if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
-        return read_binary_file(data, ".nic file", check_start=nicformat.read_header)  # an endless stream refused early
-    raise NicodecError(
-        f"decode takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
-    )

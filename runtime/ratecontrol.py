@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import format as nicformat
-from .codec import Codec, ImageSource, Real, Whole, check_flags
+from .codec import Codec
 from .errors import NicodecError, QualityError
+from .inputs import ImageSource, Real, Whole, check_flags
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
 from .progress import check_progress

@@ -173,15 +173,16 @@ def compress_collection(
             (likewise). An image of a batch whose worker died :data:`RETRIES` + 1 times (a
             crash, or the memory running out) is listed as failed (:data:`LOST`).
     """
-    from .codec import MAX_THREADS, _whole, check_flags
+    from .inputs import check_flags, whole
+    from .sessions import MAX_THREADS
 
     _check_quality(quality)
     check_flags(strip=strip, exact=exact)
     if max_pixels is not None:
-        _whole("max_pixels", max_pixels, 1)  # Codec's own check, on the driver before any work
-    _whole("workers", workers, 1)
-    _whole("threads", threads, 1, MAX_THREADS)
-    _whole("batch_size", batch_size, 1)
+        whole("max_pixels", max_pixels, 1)  # Codec's own check, on the driver before any work
+    whole("workers", workers, 1)
+    whole("threads", threads, 1, MAX_THREADS)
+    whole("batch_size", batch_size, 1)
     start = time.perf_counter()
     source, target = _uri(source), _uri(target)
     _check_source(source)

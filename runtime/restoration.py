@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
+from .distortion import squared_error
 from .errors import FormatError
 
 OWN_RADIUS = 3
@@ -254,6 +255,28 @@ def fit_cheapest(decoded: np.ndarray, source: np.ndarray, bits_per_square: float
     costs = {shift: _rounded(solution, shift, gram, moment, energy, bits_per_square) for shift in shifts}
     shift = min(costs, key=lambda s: costs[s][0])
     return costs[shift][1], shift
+
+
+def payload_if_it_pays(decoded: np.ndarray, source: np.ndarray, lmbda: float, gray: bool = False,
+                       seen: np.ndarray | None = None, overhead: int = 0) -> bytes | None:
+    """The payload of the filter :func:`fit_cheapest` fits to bring ``decoded`` closer to
+    ``source`` (both (H, W, 3) uint8), or None where it would not lower the file's cost: bits
+    per pixel (its payload's and ``overhead`` bytes more, the section's entry in the file) plus
+    ``lmbda`` times the MSE (0..255 scale) of what a decoder returns (for a grayscale file,
+    ``gray``, the luma), over the pixels where ``seen`` ((H, W) bool) is true when given."""
+    height, width = decoded.shape[:2]
+    counted = height * width if seen is None else int(np.count_nonzero(seen))
+    if counted == 0:
+        return None
+    coefficients, shift = fit_cheapest(decoded, source, lmbda * height * width / (3 * counted), seen)
+    if not coefficients.any():
+        return None
+    payload = pack(coefficients, shift)
+    filtered = apply(decoded, coefficients, shift)
+    values = (1 if gray else 3) * counted
+    saved = lmbda * (squared_error(decoded, source, gray, seen) - squared_error(filtered, source, gray, seen)) / values
+    spent = 8 * (len(payload) + overhead) / (height * width)
+    return payload if saved > spent else None
 
 
 def _code_number(value: int) -> int:

@@ -793,12 +793,12 @@ def test_multi_frame_files_are_refused(codec, photo, tmp_path):
 def test_tiled_transforms_match_the_whole_image():
     """Tiles of 64 pixels with the default margins (192 pixels for the analysis, 64 for the
     synthesis), which cover the receptive fields: the same file, the same pixels. The analysis
-    runs on 4 x 2 windows, the synthesis on 8 x 6 (:func:`_spans`)."""
-    from nicodec.codec import _spans
+    runs on 4 x 2 windows, the synthesis on 8 x 6 (:func:`nicodec.tiling.spans`)."""
+    from nicodec.tiling import spans
 
     image = np.concatenate([synthetic_photo(320, 512, seed=s) for s in (4, 5)], axis=0)  # 640 x 512
-    assert [len(_spans(units, 1, 3)) for units in (10, 8)] == [4, 2]
-    assert [len(_spans(units, 1, 1)) for units in (10, 8)] == [8, 6]
+    assert [len(spans(units, 1, 3)) for units in (10, 8)] == [4, 2]
+    assert [len(spans(units, 1, 1)) for units in (10, 8)] == [8, 6]
     whole = Codec(providers="cpu", tile=4096)
     tiled = Codec(providers="cpu", tile=64)
     data = whole.encode(image)
@@ -813,26 +813,26 @@ def test_tiles_cover_the_image_with_windows_no_longer_than_an_inner_tiles():
     sliver of 64 with 192 pixels of context, the analysis run on 1.53 times the area)."""
     import itertools
 
-    from nicodec.codec import _spans
+    from nicodec.tiling import spans
 
     for tile in range(1, 20):
         for margin in range(5):
             for length in range(1, 200):
-                spans = _spans(length, tile, margin)
-                assert spans[0][0] == 0 and spans[-1][1] == length
-                assert all(a[1] == b[0] for a, b in itertools.pairwise(spans))
-                for start, end, low, high in spans:
+                cut = spans(length, tile, margin)
+                assert cut[0][0] == 0 and cut[-1][1] == length
+                assert all(a[1] == b[0] for a, b in itertools.pairwise(cut))
+                for start, end, low, high in cut:
                     assert start < end and (low, high) == (max(start - margin, 0), min(end + margin, length))
                     assert high - low <= tile + 2 * margin
-                fewer = len(spans) - 1  # what fewer windows could cover: edges keep tile + margin, inner ones tile
+                fewer = len(cut) - 1  # what fewer windows could cover: edges keep tile + margin, inner ones tile
                 assert fewer == 0 or length > (tile + 2 * margin if fewer == 1 else 2 * (tile + margin) + (fewer - 2) * tile)
-                if len(spans) > 1:  # about equal: no sliver at the end
-                    assert max(high - low for *_, low, high in spans) - min(high - low for *_, low, high in spans) <= 1
-    assert _spans(17, 16, 3) == [(0, 17, 0, 17)]  # 1,088 pixels: 17 z positions, tile 1024, analysis margin 192
+                if len(cut) > 1:  # about equal: no sliver at the end
+                    assert max(high - low for *_, low, high in cut) - min(high - low for *_, low, high in cut) <= 1
+    assert spans(17, 16, 3) == [(0, 17, 0, 17)]  # 1,088 pixels: 17 z positions, tile 1024, analysis margin 192
     # 1920x1080: windows of 18 and 18 across, one of 17 down, 1.2 times the area (0.6.5: 19 and 17
     # across, 17 and 4 down, 1.48 times)
-    assert [high - low for *_, low, high in _spans(30, 16, 3)] == [18, 18] and len(_spans(17, 16, 3)) == 1
-    assert [high - low for *_, low, high in _spans(52, 8, 1)] == [10] + [9] * 6  # --tile 512, the synthesis
+    assert [high - low for *_, low, high in spans(30, 16, 3)] == [18, 18] and len(spans(17, 16, 3)) == 1
+    assert [high - low for *_, low, high in spans(52, 8, 1)] == [10] + [9] * 6  # --tile 512, the synthesis
 
 
 def test_tiles_with_little_margin_stay_close():
@@ -885,14 +885,14 @@ def test_progress_goes_tile_by_tile_to_its_total(tile):
     """encode and decode tell their progress as they start, after each tile of the networks
     and of the entropy parameters, and after the entropy coding, done growing to a total that
     stays the same; the bytes and pixels are those made without it."""
-    from nicodec.codec import ENTROPY_MARGIN, _spans
+    from nicodec.tiling import ENTROPY_MARGIN, spans
 
     photo = synthetic_photo(448, 576)  # 7 x 9 z positions: 1 x 3 windows of the analysis, 3 x 5 of the entropy
     codec = Codec(providers="cpu", tile=tile)
     rows, cols = -(-photo.shape[0] // 64), -(-photo.shape[1] // 64)
 
     def windows(margin: int) -> int:  # of a graph whose context is margin z positions
-        return 1 if tile == 1024 else len(_spans(rows, 1, margin)) * len(_spans(cols, 1, margin))
+        return 1 if tile == 1024 else len(spans(rows, 1, margin)) * len(spans(cols, 1, margin))
 
     runs = {"encode": windows(3) + windows(ENTROPY_MARGIN), "decode": windows(ENTROPY_MARGIN) + windows(1)}
     assert tile == 1024 or runs == {"encode": 3 + 15, "decode": 15 + 35}
@@ -1547,7 +1547,8 @@ def test_release_memory_hands_the_arena_back_after_every_run(photo, monkeypatch)
         return options
 
     original = sessions.shrinking_run_options
-    monkeypatch.setattr("nicodec.codec.shrinking_run_options", shrinking)
+    monkeypatch.setattr("nicodec.tiling.shrinking_run_options", shrinking)
+    monkeypatch.setattr("nicodec.codec.shrinking_run_options", shrinking)  # a float entropy-parameter graph's
     plain, released = Codec(providers="cpu"), Codec(providers="cpu", release_memory=True)
     data = plain.encode(photo)
     assert not made and np.array_equal(plain.decode(data, as_array=True), plain.decode(data, as_array=True))
