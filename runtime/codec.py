@@ -40,16 +40,17 @@ from .distortion import luma, squared_error
 from .errors import FormatError, LimitError, ModelError, ModelMismatchError, NicodecError
 from .graphs import check_graph
 from .images import equal_channels, read_picture
-from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags, nic_bytes, whole
+from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags, nic_bytes
 from .memory import coding_named, loading_named
-from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, is_real_number, shipped_earlier_models
+from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, shipped_earlier_models
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
                        RESTORATION_APPLY_SHARE, RESTORATION_SHARE, RESTORATION_SYNTHESIS_PART,
                        REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
-from .quantize import RDO_SLOPE, rdo_round, round_symbols
+from .quantize import rdo_round, round_symbols
 from .refine import refine
 from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, memory_free, resident_bytes,
                        resolve_providers, shrinking_run_options)
+from .settings import PRECISIONS, CodecSettings
 from .tiling import AUTO_TILES, ENTROPY_MARGIN, MEMORY_HEADROOM, growth_bytes, run_tiled
 from .transparency import fill_transparent
 
@@ -98,13 +99,6 @@ FLOAT_ENTROPY_SESSION = {"threads": 1, "optimization": "basic"}
 """Fixed settings for a model whose entropy-parameter graph computes in float (models
 exported before the integer graph): pinned so its integers do not depend on options
 (``basic`` does no layout rewrites). An integer graph is exact under any settings."""
-
-PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
-"""Synthesis graphs by the precision they compute in."""
-
-MAX_REFINE = 1000
-"""The most refinement steps ``Codec`` accepts."""
-
 
 
 _LIVE: "weakref.WeakSet[Codec]" = weakref.WeakSet()
@@ -249,68 +243,39 @@ class Codec:
     ):
         if model is not None and not isinstance(model, (str, os.PathLike)):
             raise NicodecError(f"model must be a model folder's path or None, not {model!r}")
-        if not isinstance(providers, str) and not (
-            isinstance(providers, Sequence) and providers and all(isinstance(p, str) for p in providers)
-        ):
-            raise NicodecError(f"providers must be a name or a list of onnxruntime provider names, not {providers!r}")
-        if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
-            providers = [providers]  # one onnxruntime name, as onnxruntime itself would take it in a list
-        threads = None if threads is None else whole("threads", threads, 1, MAX_THREADS)
-        max_pixels = whole("max_pixels", max_pixels, 1)
-        # Their range is checked with the model.
-        tile, margin = None if tile is None else whole("tile", tile), whole("margin", margin)
+        settings = CodecSettings.checked(providers, threads, max_pixels, optimization, tile, margin, precision, rdo,
+                                         refine, restoration, release_memory)
         self.model = ModelFiles.load(model)
         # The shipped default model decodes the files of the earlier shipped ones, each by a
         # codec of its own made at its first file, with these settings.
-        self._earlier_settings = None if model is not None else {
-            "providers": providers, "threads": threads, "max_pixels": max_pixels, "optimization": optimization,
-            "tile": tile, "margin": margin, "precision": precision, "release_memory": release_memory}
+        self._earlier_settings = None if model is not None else settings.for_decoding()
         self._earlier: dict[tuple[str, bytes], Codec] = {}
-        chosen = resolve_providers(providers)
-        strict = not isinstance(providers, str) or providers == "cuda"
-        self.max_pixels = max_pixels
+        chosen = resolve_providers(settings.providers)
+        self.max_pixels = settings.max_pixels
         d = self.model.downsampling
-        if tile is not None and (tile < d or tile % d):
-            raise NicodecError(f"tile must be a positive multiple of {d} pixels, not {tile}")
-        if margin < 0 or margin % d:
-            raise NicodecError(f"margin must be a multiple of {d} pixels, 0 or more, not {margin}")
-        self.auto_tile = tile is None
-        self.tile, self.margin = AUTO_TILES[0] if tile is None else tile, margin
-        if not isinstance(precision, str) or precision not in PRECISIONS:  # a list: unhashable
-            raise NicodecError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-        decoder = PRECISIONS[precision]
+        if settings.tile is not None and (settings.tile < d or settings.tile % d):
+            raise NicodecError(f"tile must be a positive multiple of {d} pixels, not {settings.tile}")
+        if settings.margin < 0 or settings.margin % d:
+            raise NicodecError(f"margin must be a multiple of {d} pixels, 0 or more, not {settings.margin}")
+        self.auto_tile = settings.tile is None
+        self.tile, self.margin = settings.tile or AUTO_TILES[0], settings.margin
+        decoder = PRECISIONS[settings.precision]
         if not self.model.has_graph(decoder):
             problem = self.model.unavailable.get(f"{decoder}.onnx", f"it has no {decoder}.onnx")
-            raise ModelError(f"the model {self.model.model_id} has no usable {precision} synthesis: {problem}")
-        self.precision = precision
-        self.refine = whole("refine", refine, 0, MAX_REFINE)
-        if not isinstance(restoration, (bool, np.bool_)):
-            raise NicodecError(f"restoration must be True or False, not {restoration!r}")
-        self.restoration = bool(restoration) and _has_lambda(self.model)
-        if not isinstance(release_memory, (bool, np.bool_)):
-            raise NicodecError(f"release_memory must be True or False, not {release_memory!r}")
-        self.release_memory = bool(release_memory)
-        chosen_rdo = rdo
-        if rdo is None:
-            rdo = not self.refine
-        if isinstance(rdo, (bool, np.bool_)):
-            rdo = RDO_SLOPE if rdo else 0.0
-        try:  # float() of a whole number past the float range: an OverflowError
-            slope = float(rdo) if is_real_number(rdo) else None
-        except (OverflowError, ValueError):  # ValueError: Decimal("sNaN")
-            slope = None
-        if slope is None or not 0 <= slope < float("inf"):
-            raise NicodecError(f"rdo must be True, False, None or a slope of 0 or more, not {rdo!r}")
-        self.rdo_slope = slope
-        # With refine, the analysis's own latent is coded too, as a fallback: as the default
-        # encoder codes it (rate-distortion rounding) unless rdo was chosen.
-        self._unrefined_slope = RDO_SLOPE if chosen_rdo is None else self.rdo_slope
+            raise ModelError(f"the model {self.model.model_id} has no usable {settings.precision} synthesis: {problem}")
+        self.precision = settings.precision
+        self.refine = settings.refine
+        self.restoration = settings.restoration and _has_lambda(self.model)
+        self.release_memory = settings.release_memory
+        self.rdo_slope = settings.slope
+        self._unrefined_slope = settings.unrefined_slope
+        threads, optimization = settings.threads, settings.optimization
         entropy_settings = (
             {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
         )
         self._graphs = {"entropy_parameters": "entropy_parameters", "encoder": "encoder", "decoder": decoder,
                         "synthesis_gradient": "synthesis_gradient"}
-        self._settings = (chosen, threads, optimization, strict)
+        self._settings = (chosen, threads, optimization, settings.strict)
         self._entropy_settings = entropy_settings
         self._sessions: dict = {}
         self._input_names: dict[str, frozenset[str]] = {}  # each loaded graph's, as check_graph passed them
@@ -732,10 +697,10 @@ class Codec:
             return None
         with self._earlier_lock:
             if key not in self._earlier:
-                settings = dict(self._earlier_settings)
-                if not (folder / f"{PRECISIONS[settings['precision']]}.onnx").is_file():
-                    settings["precision"] = "fp32"  # the reference synthesis, where the model kept no other
-                self._earlier[key] = Codec(folder, **settings)
+                settings = self._earlier_settings
+                if not (folder / f"{PRECISIONS[settings.precision]}.onnx").is_file():
+                    settings = dataclasses.replace(settings, precision="fp32")  # the reference, where it kept no other
+                self._earlier[key] = Codec(folder, **dataclasses.asdict(settings))
             return self._earlier[key]
 
     def _entropy_decode(self, data, started: Callable[[nicformat.Header, dict], None] | None = None,
