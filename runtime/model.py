@@ -235,6 +235,9 @@ def _what_folder_is(folder: Path) -> str:
     run's (its checkpoints are exported into a model folder)."""
     try:
         if not folder.exists():
+            if not isinstance(resources.files("nicodec"), Path):  # a zipapp's, PEX's, a wheel on sys.path
+                return (" (nicodec is imported from a zip archive, and its models must be files on disk: install "
+                        "it with pip, or use a model folder on disk: --model, model=)")
             return " (no such folder)"
         checkpoints = sorted(path.name for path in folder.glob("*.pt"))
     except OSError:

@@ -172,6 +172,28 @@ def test_a_folder_without_a_manifest_says_what_it_is_where_that_helps(tmp_path):
         Codec(tmp_path / "empty", providers="cpu")
 
 
+def test_a_package_imported_from_a_zip_says_its_models_must_be_on_disk(tmp_path):
+    """A wheel or zipapp on sys.path (PEX, shiv) imports nicodec, but its models are no folder on
+    disk: that said only "no such folder" of a path inside the archive."""
+    import subprocess
+    import zipfile
+
+    package = Path(nicodec.__file__).parent
+    archive = tmp_path / "nicodec.zip"
+    with zipfile.ZipFile(archive, "w") as zipped:
+        for source in package.glob("*.py"):
+            zipped.write(source, f"nicodec/{source.name}")
+    code = ("import nicodec, nicodec.model as m\n"
+            "assert nicodec.__file__.startswith(%r), nicodec.__file__\n"
+            "try:\n    m.ModelFiles.load()\nexcept nicodec.ModelError as e:\n    print(e)\n") % str(archive)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": str(archive)}, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("not a nicodec model folder (no manifest.json): ")
+    assert done.stdout.rstrip().endswith("(nicodec is imported from a zip archive, and its models must be files on "
+                                         "disk: install it with pip, or use a model folder on disk: --model, model=)")
+
+
 def test_the_command_line_loads_what_each_command_runs(tmp_path, photo, loaded):
     png = tmp_path / "photo.png"
     Image.fromarray(photo).save(png)
