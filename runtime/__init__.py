@@ -6,8 +6,9 @@
     >>> image = codec.decode(data)         # a PIL image
     >>> data = codec.encode("photo.png", quality=80)  # 1 (smallest) to 100 (best); default 56
     >>> result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000)  # rate control
+    >>> nicodec.describe(data)["quality"]  # a file's header and sections, as nicodec info shows them
 
-``Codec`` and the rate control are imported on first use, so ``import nicodec`` stays cheap.
+``Codec``, the rate control and ``describe`` are imported on first use, so ``import nicodec`` stays cheap.
 """
 
 import typing as _typing
@@ -40,12 +41,14 @@ __all__ = [
     "QualityError",
     "RateResult",
     "UnsupportedImageError",
+    "describe",
     "encode_to_target",
 ]
 
 
 if _typing.TYPE_CHECKING:  # imported lazily below; named here for type checkers and editors
     from .codec import Codec
+    from .fileinfo import describe
     from .ratecontrol import RateResult, encode_to_target
 
     __version__: str
@@ -69,6 +72,10 @@ if not _typing.TYPE_CHECKING:  # hidden from type checkers, which would take any
                 return version("nicodec")
             except PackageNotFoundError:  # a source tree that was never installed
                 return "0+unknown"
+        if name == "describe":
+            from .fileinfo import describe
+
+            return describe
         if name in ("encode_to_target", "RateResult"):
             from . import ratecontrol
 

@@ -439,7 +439,7 @@ def info(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (a list for several files or a folder).")] = False,
     debug: DebugOpt = False,
 ) -> None:
-    from . import format as nicformat
+    from .fileinfo import Decoder, describe
     from .model import QUALITY_MAX, QUALITY_MIN, default_model_dir, package_model_for
 
     with reporting(debug):
@@ -447,15 +447,19 @@ def info(
         items = _nic_files(inputs, "show")
     one = len(inputs) == 1 and not targets.is_dir(inputs[0])  # a folder's files are a list, however many
     shown, decoders, failed = [], [], 0
-    known: dict[tuple[str, bytes], object] = {}  # the package's models read once, not once a file
+    known: dict[tuple[str, bytes], Decoder] = {}  # the package's models read once, not once a file
+
+    def decoder_of(model_id: str, model_hash: bytes) -> Decoder:
+        if (model_id, model_hash) not in known:
+            known[model_id, model_hash] = package_model_for(model_id, model_hash)
+        return known[model_id, model_hash]
+
     for item in items:
         input = item.source
         try:
             if item.problem:  # a folder or file that cannot be read
                 raise NicodecError(item.problem)
-            data = stdio.read_input(input)
-            header, sections = nicformat.unpack(data)
-            density = _resolution_of(sections)
+            facts = describe(stdio.read_input(input), decoder_of)
         except NicodecError as exc:
             if one:
                 with reporting(debug), naming(input):
@@ -463,28 +467,8 @@ def info(
             failed += 1
             console.err.print(f"error: {stdio.about(input, str(exc))}", markup=False)
             continue
-        key = (header.model_id, header.model_hash)
-        if key not in known:
-            known[key] = package_model_for(*key)
-        decoders.append(known[key])
-        shown.append({
-            "file": _json_name(input),
-            "bytes": len(data),
-            "format_version": header.version,
-            "model_id": header.model_id,
-            "model_hash": header.model_hash.hex(),
-            "width": header.width,
-            "height": header.height,
-            "quality": nicformat.quality_value(header.quality),
-            "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
-            "gray_as_rgb": bool(header.flags & nicformat.FLAG_GRAY_AS_RGB),
-            "fine_padding": bool(header.flags & nicformat.FLAG_FINE_PADDING),
-            "bpp": _bpp_shown(8 * len(data) / (header.width * header.height)),
-            "resolution": density,
-            "colour_profile": _profile_named(sections.get(b"ICCP")),
-            "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
-            "decoded_by": (decoders[-1] or (None,))[0],
-        })
+        decoders.append(decoder_of(facts["model_id"], bytes.fromhex(facts["model_hash"])))
+        shown.append({"file": _json_name(input), **facts})
     with writing_report():
         if as_json:
             # ASCII, every other character escaped: valid JSON in any locale, a name that is not
@@ -530,20 +514,6 @@ def info(
         raise typer.Exit(1)
 
 
-def _profile_named(icc: bytes | None) -> str | None:
-    """An ICC profile's description and colour space, as LittleCMS (Pillow's ImageCms) reads
-    them (``"Display P3 (RGB)"``); None for none."""
-    if not icc:
-        return None
-    from PIL import ImageCms
-
-    try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile
-        return f"{(profile.profile_description or '').strip() or 'unnamed'} ({profile.xcolor_space.strip()})"
-    except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError):  # damaged, or no LittleCMS here
-        return f"{len(icc):,} bytes that LittleCMS cannot read"
-
-
 def _stdin_once(inputs: list[Path]) -> None:
     """``verify - -``, ``info - -``: a usage error (exit code 2), as ``-`` among several inputs
     to encode or decode is."""
@@ -558,29 +528,6 @@ def _json_name(path) -> str:
     ``caf\udcc3\udca9``."""
     name = stdio.display_name(path)
     return os.fsencode(name).decode("utf-8", "surrogateescape") if os.name == "posix" else name
-
-
-def _bpp_shown(bpp: float) -> float:
-    """Bits per pixel to 6 decimals, or to 6 significant digits where that would be 0 (a header
-    that claims a huge image)."""
-    return round(bpp, 6) or float(f"{bpp:.6g}")
-
-
-def _resolution_of(sections: dict) -> dict | None:
-    """What a file's ``PHYS`` section holds: its unit (``"inch"`` or ``"metre"``), the two
-    densities in it, and the same in dots per inch (Pillow's ``info["dpi"]``); None without one.
-
-    Raises:
-        FormatError: the section is damaged (``decode`` refuses such a file too).
-    """
-    from . import resolution
-
-    payload = sections.get(resolution.TAG)
-    if payload is None:
-        return None
-    density = resolution.unpack(payload)
-    return {"unit": "inch" if density.unit == resolution.PER_INCH else "metre", "x": density.x, "y": density.y,
-            "dpi": [round(value, 4) for value in density.dpi]}
 
 
 def _resolution_text(density: dict | None) -> str:

@@ -621,7 +621,7 @@ class Codec:
                     1 + ENTROPY_DECODING_SHARE + (RESTORATION_APPLY_SHARE if b"REST" in sections else 0)),
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
-            return made.hand_on(lambda codec, data: codec.decode(data, as_array=as_array, progress=progress))
+            return made.hand_on(lambda codec, content: codec.decode(content, as_array=as_array, progress=progress))
         self._tile_for(*self._padded(header), warn=True)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
@@ -658,12 +658,24 @@ class Codec:
 
     @coding_named
     def decode_latents(self, data: NicSource) -> tuple[nicformat.Header, np.ndarray]:
-        """Entropy-decode a file up to the synthesis input ``y_hat`` (float32, (1, M, H / 16, W / 16)
-        for an image padded to H x W)."""
+        """Entropy-decode a file up to the synthesis input (for tools that study the latent).
+
+        Args:
+            data: the file, as :meth:`decode` takes it.
+
+        Returns:
+            ``(header, y_hat)``: the file's header and the synthesis input, float32
+            (1, M, H / 16, W / 16) for an image padded to H x W (the inverse gain at the
+            header's quality applied, for a variable-rate model).
+
+        Raises:
+            FormatError, ModelMismatchError, PixelLimitError, OutOfMemoryError, NicodecError: as
+                :meth:`decode`'s.
+        """
         try:
             header, _, _, _, _, symbols, mean_q = self._entropy_decode(data)
         except _MadeByEarlier as made:
-            return made.hand_on(lambda codec, data: codec.decode_latents(data))
+            return made.hand_on(lambda codec, content: codec.decode_latents(content))
         return header, self._y_hat(header, symbols, mean_q)
 
     @coding_named
@@ -671,14 +683,21 @@ class Codec:
         """Entropy-decode a file into its integers, and check its alpha section, so that a
         file this accepts is one ``decode`` decodes (``nicodec verify`` relies on it).
 
+        Args:
+            data: the file, as :meth:`decode` takes it.
+
         Returns:
             ``(header, z_hat, symbols, mean_q)``: the hyper-latent symbols, the
             latent's symbols and its fixed-point means, all int32.
+
+        Raises:
+            FormatError, ModelMismatchError, PixelLimitError, OutOfMemoryError, NicodecError: as
+                :meth:`decode`'s (the synthesis is not loaded).
         """
         try:
             header, _, _, _, z_hat, symbols, mean_q = self._entropy_decode(data)  # alpha, text, resolution checked too
         except _MadeByEarlier as made:
-            return made.hand_on(lambda codec, data: codec.decode_symbols(data))
+            return made.hand_on(lambda codec, content: codec.decode_symbols(content))
         return header, z_hat, symbols, mean_q
 
     def _earlier_codec(self, header: nicformat.Header) -> Codec | None:

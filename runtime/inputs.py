@@ -57,15 +57,23 @@ Pixels: TypeAlias = npt.NDArray[np.uint8]
 
 
 def check_flags(**flags) -> None:
-    """Refuse an option meant as True or False that is neither (``strip="no"`` would be true)."""
+    """Refuse an option meant as True or False that is neither (``strip="no"`` would be true).
+
+    Raises:
+        NicodecError: a value of ``flags`` (named by its keyword) that is not a bool or numpy bool.
+    """
     for name, flag in flags.items():
         if not isinstance(flag, (bool, np.bool_)):
             raise NicodecError(f"{name} must be True or False, not {flag!r}")
 
 
 def whole(name: str, value, low: int | None = None, high: int | None = None) -> int:
-    """An argument that must be a whole number, in a range if one is given (numpy
-    integers too, bools not)."""
+    """``value``, an argument called ``name`` that must be a whole number (numpy integers too,
+    bools not), as an int, from ``low`` to ``high`` where given.
+
+    Raises:
+        NicodecError: not a whole number, or outside the range.
+    """
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or (low is not None and value < low) or (
         high is not None and value > high
     ):

@@ -295,6 +295,24 @@ def test_info_json(png, tmp_path):
     assert facts["fine_padding"] is False  # 256x192: the same padded either way, so no flag
 
 
+def test_describe_gives_what_info_json_prints_from_a_path_bytes_or_a_file(png, tmp_path):
+    """``nicodec.describe``: the facts ``info --json`` prints, for an application (which had to
+    unpack the header itself); its errors are nicodec's."""
+    assert run("encode", png).exit_code == 0
+    nic = tmp_path / "photo.nic"
+    printed = json.loads(run("info", nic, "--json").stdout)
+    assert printed.pop("file") == str(nic)
+    with open(nic, "rb") as file:
+        assert nicodec.describe(nic) == nicodec.describe(nic.read_bytes()) == nicodec.describe(file) == printed
+    assert printed["decoded_by"] == nicodec.Codec(providers="cpu").model_id
+    damaged = bytearray(nic.read_bytes())
+    damaged[-1] ^= 1
+    with pytest.raises(nicodec.FormatError, match="checksum"):
+        nicodec.describe(bytes(damaged))
+    with pytest.raises(nicodec.NicodecError, match="not a int"):
+        nicodec.describe(3)
+
+
 def test_info_says_which_files_are_padded_to_16(tmp_path):
     """Files of sides off the 64-pixel grid need nicodec 0.7.0 or later: info says which."""
     Image.fromarray(synthetic_photo(70, 90)).save(tmp_path / "odd.png")

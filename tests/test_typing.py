@@ -38,6 +38,7 @@ result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000,
                                   progress=lambda done, total, encode: done < total)  # a bar's update returns a bool
 best: bytes = result.data
 nicodec.pillow_plugin.register(codec)
+model_id: str = nicodec.describe(data)["model_id"]
 
 # numpy's numbers, which the runtime takes (np.float32 is no float, np.int64 no int).
 import numpy as np
@@ -99,6 +100,7 @@ decode_typo = codec.decode(b"", as_arr=True)  # wrong
 swapped = nicodec.encode_to_target("photo.png", codec, bpp=0.5)  # wrong
 nicodec.pillow_plugin.register(3)  # wrong
 not_bytes: str = codec.encode("photo.png")  # wrong
+described = nicodec.describe(3)  # wrong
 '''
 
 
@@ -141,5 +143,5 @@ def test_the_public_annotations_resolve_at_run_time():
     from nicodec import pillow_plugin
 
     for function in (nicodec.Codec.__init__, nicodec.Codec.encode, nicodec.Codec.decode, nicodec.Codec.prepare,
-                     nicodec.Codec.decode_symbols, nicodec.encode_to_target, pillow_plugin.register):
+                     nicodec.Codec.decode_symbols, nicodec.encode_to_target, nicodec.describe, pillow_plugin.register):
         assert typing.get_type_hints(function), function

@@ -1,0 +1,98 @@
+"""What a ``.nic`` file says about itself, read from its header and sections without decoding:
+what ``nicodec info`` shows, as a dict (:func:`describe`, ``nicodec.describe``)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import format as nicformat
+from . import resolution
+from .inputs import NicSource, nic_bytes
+from .model import package_model_for
+
+Decoder = tuple[str, Path] | None
+"""The package's model that decodes a file, as ``(its id, its folder)``; None for none."""
+
+
+def describe(data: NicSource, decoder_of: Callable[[str, bytes], Decoder] = package_model_for) -> dict[str, Any]:
+    """A ``.nic`` file's facts, as ``nicodec info --json`` prints them (but the file's name).
+
+    Args:
+        data: the file, as :meth:`nicodec.Codec.decode` takes it (its bytes, a binary file
+            object or its path).
+        decoder_of: how the package's model that decodes the file is found, from its model id and
+            hash (the command line reads the package's models once, not once a file).
+
+    Returns:
+        ``bytes`` (the file's length), ``format_version``, ``model_id``, ``model_hash`` (hex),
+        ``width``, ``height``, ``quality`` (0 for a single-rate model's file), ``grayscale``,
+        ``gray_as_rgb`` (a colour image of equal channels, decoded as RGB), ``fine_padding``,
+        ``bpp`` (to 6 decimals), ``resolution`` (None, or its ``unit``, ``"inch"`` or ``"metre"``,
+        the densities ``x`` and ``y`` in it and ``dpi``), ``colour_profile`` (the ICC profile's
+        description and colour space, None for none), ``sections`` (tag to length, in file order)
+        and ``decoded_by`` (the id of the model of this nicodec that decodes it, None for none).
+
+    Raises:
+        FormatError: not a valid nicodec file (its header, its sections' table, its checksum or
+            its resolution section). The entropy-coded streams are not read: ``nicodec verify``
+            (``Codec.decode_symbols``) checks those.
+        NicodecError: a path or file object that cannot be read, or data of another type.
+    """
+    content = nic_bytes(data)
+    header, sections = nicformat.unpack(content)
+    decoder = decoder_of(header.model_id, header.model_hash)
+    return {
+        "bytes": len(content),
+        "format_version": header.version,
+        "model_id": header.model_id,
+        "model_hash": header.model_hash.hex(),
+        "width": header.width,
+        "height": header.height,
+        "quality": nicformat.quality_value(header.quality),
+        "grayscale": bool(header.flags & nicformat.FLAG_GRAYSCALE),
+        "gray_as_rgb": bool(header.flags & nicformat.FLAG_GRAY_AS_RGB),
+        "fine_padding": bool(header.flags & nicformat.FLAG_FINE_PADDING),
+        "bpp": bpp_shown(8 * len(content) / (header.width * header.height)),
+        "resolution": resolution_of(sections),
+        "colour_profile": profile_named(sections.get(b"ICCP")),
+        "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
+        "decoded_by": None if decoder is None else decoder[0],
+    }
+
+
+def profile_named(icc: bytes | None) -> str | None:
+    """An ICC profile's description and colour space, as LittleCMS (Pillow's ImageCms) reads
+    them (``"Display P3 (RGB)"``); None for none."""
+    if not icc:
+        return None
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc)).profile
+        return f"{(profile.profile_description or '').strip() or 'unnamed'} ({profile.xcolor_space.strip()})"
+    except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError):  # damaged, or no LittleCMS here
+        return f"{len(icc):,} bytes that LittleCMS cannot read"
+
+
+def bpp_shown(bpp: float) -> float:
+    """Bits per pixel to 6 decimals, or to 6 significant digits where that would be 0 (a header
+    that claims a huge image)."""
+    return round(bpp, 6) or float(f"{bpp:.6g}")
+
+
+def resolution_of(sections: dict) -> dict | None:
+    """What a file's ``PHYS`` section holds: its unit (``"inch"`` or ``"metre"``), the two
+    densities in it, and the same in dots per inch (Pillow's ``info["dpi"]``); None without one.
+
+    Raises:
+        FormatError: the section is damaged (``decode`` refuses such a file too).
+    """
+    payload = sections.get(resolution.TAG)
+    if payload is None:
+        return None
+    density = resolution.unpack(payload)
+    return {"unit": "inch" if density.unit == resolution.PER_INCH else "metre", "x": density.x, "y": density.y,
+            "dpi": [round(value, 4) for value in density.dpi]}
