@@ -34,7 +34,7 @@ from rich.console import Console
 from rich.text import Text
 
 from nicodec import exactness
-from nicodec.batch import Terminated, signals_held, stop_like_ctrl_c
+from nicodec.stops import Terminated, signals_held, stop_like_ctrl_c
 from nicodec.errors import NicodecError
 from nicodec.files import nearest_existing
 from nicodec.format import FORMAT_VERSION, model_id_problem

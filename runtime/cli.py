@@ -32,7 +32,7 @@ from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, For
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
 if TYPE_CHECKING:
-    from .batch import Item
+    from .batch_plan import Item
 
 
 class _PlainFlags:
@@ -101,7 +101,7 @@ def _load_extensions() -> None:
     inside a C extension's initialisation comes out of the import as an ImportError (numpy's
     "failed to import"), or is swallowed with the format plugin Pillow was loading. onnxruntime
     is held the same way where it is imported (``nicodec.sessions``)."""
-    from .batch import signals_held
+    from .stops import signals_held
 
     with signals_held():
         from PIL import Image
@@ -397,12 +397,12 @@ def verify(
 def _nic_files(inputs: list[Path], doing: str) -> list[Item]:
     """The ``.nic`` files that ``verify`` or ``info`` (``doing``) reads: the files named, and those
     under the folders named (recursively), each once however it was found, as
-    :class:`nicodec.batch.Item` (a folder or file that cannot be read has its ``problem``).
+    :class:`nicodec.batch_plan.Item` (a folder or file that cannot be read has its ``problem``).
 
     Raises:
         NicodecError: no file at all (a wrong path?); a folder without any only warns.
     """
-    from .batch import Item, plan, real_path
+    from .batch_plan import Item, plan, real_path
 
     found: list[Item] = []
     empty = []
@@ -585,7 +585,7 @@ def _main(args: Optional[list[str]], command: bool) -> None:
         raise SystemExit(1)
     import logging
 
-    from .batch import STOPS, XCPU, Terminated, stop_like_ctrl_c
+    from .stops import STOPS, XCPU, Terminated, stop_like_ctrl_c
 
     # Pillow logs one error (a TIFF with more samples per pixel than it decodes) before raising
     # it; with no handler anywhere, Python would print it as a stray line beside nicodec's own.
@@ -627,7 +627,7 @@ def _main(args: Optional[list[str]], command: bool) -> None:
         for signum, handler in previous.items():  # main() called from a program: its handlers back
             if signum == XCPU and (signum in STOPS or command):
                 # Past (or near) its CPU limit, a SIGXCPU as the process ends would dump core by
-                # the default action: ignored (batch._raise_terminated did so at the first).
+                # the default action: ignored (stops._raise_terminated did so at the first).
                 signal.signal(signum, signal.SIG_IGN)
                 continue
             signal.signal(signum, handler)

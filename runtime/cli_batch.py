@@ -55,7 +55,7 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
     file), or several files named on the command line (into ``output``, or beside each)."""
     from PIL import Image
 
-    from .batch import Item, plan, real_path
+    from .batch_plan import Item, plan, real_path
     from .files import nearest_existing
     from .images import HEIF_INSTALL, readable_suffixes
 
@@ -165,7 +165,8 @@ def header_of(data: bytes):
 
 def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
                refine: int = 0, tile: Optional[int] = None, restoration: bool = False) -> None:
-    from .batch import Outcome, unless_abandoned, writing_to
+    from .batch import unless_abandoned, writing_to
+    from .batch_plan import Outcome
     from .files import write_atomic
 
     full = targets.FullDisks()
@@ -236,7 +237,7 @@ def _made_meanwhile(item, differs=None):
     """An output another process made while this one coded (two runs over one folder, from
     cron): judged as it would have been had it been there at the start, up to date or kept,
     rather than a failure. The outcome, if so, is put in the list yielded."""
-    from .batch import triage
+    from .batch_plan import triage
 
     late: list = []
     try:
@@ -350,7 +351,8 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
     from PIL import Image
 
     from . import outputs
-    from .batch import Outcome, unless_abandoned, writing_to
+    from .batch import unless_abandoned, writing_to
+    from .batch_plan import Outcome
     from .files import write_atomic
 
     fmt = Image.registered_extensions()[suffix]
@@ -518,7 +520,8 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     they may have been made otherwise)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from .batch import Abandoned, _span, run
+    from .batch import Abandoned, run
+    from .batch_plan import _span
 
     targets.remove_stale((item.target for item in items), note)
     start = time.perf_counter()

@@ -67,7 +67,7 @@ def _ort():
     if "onnxruntime" not in sys.modules:
         for name in TELEMETRY_OPT_OUTS:
             os.environ.setdefault(name, "1")
-    from .batch import signals_held
+    from .stops import signals_held
 
     try:
         # A Ctrl-C inside onnxruntime's extension, as it loads, comes out as an ImportError

@@ -291,7 +291,7 @@ def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
     assert (f"kept: {tmp_path / 'ahead.nic'} exists and is older than {tmp_path / 'ahead.png'}, which is dated about 3 "
             "hours ahead of this machine's clock (a clock skew?)") in result.stderr
     assert "now.nic" not in result.stderr
-    from nicodec.batch import _span
+    from nicodec.batch_plan import _span
 
     assert [_span(s) for s in (2.5, 119, 3 * 3600 - 1, 1.99 * 86_400, 1e7)] == [
         "about 2 seconds", "about 2 minutes", "about 3 hours", "about 2 days", "about 116 days"]
@@ -654,7 +654,7 @@ def test_an_output_that_is_another_input_is_never_written(tmp_path, monkeypatch)
 
 
 def test_unicode_forms_collide_but_distinct_letters_do_not():
-    from nicodec.batch import Item, collisions
+    from nicodec.batch_plan import Item, collisions
 
     nfc, nfd = "caf\u00e9.nic", "cafe\u0301.nic"
     items = [Item(Path(f"src/{i}.png"), Path("out") / name)
@@ -1318,7 +1318,7 @@ def sigterm_raises():
     """SIGTERM and SIGHUP raising as ``nicodec.cli.main`` makes them, for the test's duration."""
     import signal
 
-    from nicodec.batch import TERMINATING, stop_like_ctrl_c
+    from nicodec.stops import TERMINATING, stop_like_ctrl_c
 
     previous = {signum: signal.signal(signum, signal.SIG_DFL) for signum in TERMINATING}
     replaced = stop_like_ctrl_c()
@@ -1915,7 +1915,7 @@ def test_windows_hidden_and_system_entries_and_junctions_are_passed_over(tmp_pat
     links os.walk follows: Documents' My Pictures, which no one may list either, or a loop) were
     walked. They are passed over by their attributes, as dot-names are elsewhere. Simulated
     here (a portability review's finding): the attributes Windows would report are given."""
-    from nicodec import batch
+    from nicodec import batch_plan
 
     photos = tmp_path / "drive"
     for relative in ("DCIM/IMG_0001.png", "$RECYCLE.BIN/S-1-5-21/$R4QX2L1.png", "System Volume Information/x.png",
@@ -1924,17 +1924,17 @@ def test_windows_hidden_and_system_entries_and_junctions_are_passed_over(tmp_pat
         Image.fromarray(synthetic_photo(16, 16, seed=1)).save(photos / relative)
     attributes = {"$RECYCLE.BIN": (0x2 | 0x4, 0), "System Volume Information": (0x2 | 0x4, 0),
                   "My Pictures": (0x10 | 0x400, 0xA0000003), "desktop.png": (0x2, 0)}
-    monkeypatch.setattr(batch, "_windows_attributes", lambda path: attributes.get(path.name, (0x20, 0)))
-    planned = batch.plan(photos, tmp_path / "archive", [".png"], ".nic")
+    monkeypatch.setattr(batch_plan, "_windows_attributes", lambda path: attributes.get(path.name, (0x20, 0)))
+    planned = batch_plan.plan(photos, tmp_path / "archive", [".png"], ".nic")
     assert [item.source.relative_to(photos).as_posix() for item in planned] == ["DCIM/IMG_0001.png"]
     # A junction is passed over as a folder only (the attribute alone hides a file).
     attributes["IMG_0001.png"] = (0x20, 0xA0000003)
-    assert len(batch.plan(photos, tmp_path / "archive", [".png"], ".nic")) == 1
+    assert len(batch_plan.plan(photos, tmp_path / "archive", [".png"], ".nic")) == 1
     # Elsewhere no attributes are read: dot-names alone are hidden.
     monkeypatch.undo()
     if os.name != "nt":
-        assert batch._windows_attributes(photos / "$RECYCLE.BIN") == (0, 0)
-        assert len(batch.plan(photos, tmp_path / "archive", [".png"], ".nic")) == 5
+        assert batch_plan._windows_attributes(photos / "$RECYCLE.BIN") == (0, 0)
+        assert len(batch_plan.plan(photos, tmp_path / "archive", [".png"], ".nic")) == 5
 
 
 @pytest.mark.parametrize("jobs", [1, 3])

@@ -2195,7 +2195,7 @@ def test_a_stop_while_the_command_line_is_read_is_shown_with_its_exit_code(png, 
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-@pytest.mark.parametrize("module", ["nicodec.cli", "nicodec.batch"])
+@pytest.mark.parametrize("module", ["nicodec.cli", "nicodec.stops"])
 def test_ctrl_c_while_the_command_lines_modules_load_is_one_line(module):
     """The console script's launcher: a Ctrl-C while nicodec.cli is imported (typer, rich: a
     tenth of a second), or the module main() imports before it sets its handlers, is
