@@ -1498,7 +1498,7 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, m
         release.wait(60)
         return real(self, image, **options)  # then finished, too late to be written
 
-    given_up = batch.unless_abandoned
+    given_up, noted = batch.unless_abandoned, batch.writing_to
 
     def writer(write):  # released once each file's writer has run (and refused to be renamed into place)
         inner = given_up(write)
@@ -1511,8 +1511,16 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, m
 
         return writing
 
+    def created(temporary):  # or once its temporary file was refused, the batch given up (its writer never runs)
+        try:
+            noted(temporary)
+        except batch.Abandoned:
+            ended.release()
+            raise
+
     monkeypatch.setattr(Codec, "encode", encode)
     monkeypatch.setattr(batch, "unless_abandoned", writer)
+    monkeypatch.setattr(batch, "writing_to", created)
     src = _six_images(tmp_path / "src")
     result = run("encode", src, "-o", tmp_path / "out", "--jobs", jobs)
     try:
@@ -1522,8 +1530,8 @@ def test_a_second_ctrl_c_while_the_batch_winds_down_stops_it_at_once(tmp_path, m
         assert "finished and written first (Ctrl-C again stops at once" in result.stderr
     finally:
         release.set()
-        for _ in range(jobs):
-            ended.acquire(timeout=60)
+        released = [ended.acquire(timeout=60) for _ in range(jobs)]
+    assert released == [True] * jobs  # each worker ended its file, refused
     assert list((tmp_path / "out").rglob("*.nic")) == [] and batch.ABANDONED == [jobs]
     for _ in range(100):  # write_atomic removes the temporary file just after the writer raised
         if not _temporaries(tmp_path / "out"):
