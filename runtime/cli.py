@@ -107,7 +107,7 @@ def _load_extensions() -> None:
         from PIL import Image
 
         from . import codec  # noqa: F401 - numpy, and the rest of the work's modules
-        from .images import register_plugins
+        from .plugins import register_plugins
 
         register_plugins()  # pillow-heif's, where it is installed
         Image.init()

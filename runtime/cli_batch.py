@@ -57,7 +57,7 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
 
     from .batch_plan import Item, plan, real_path
     from .files import nearest_existing
-    from .images import HEIF_INSTALL, readable_suffixes
+    from .plugins import HEIF_INSTALL, readable_suffixes
 
     with reporting(debug):
         folder = len(inputs) == 1

@@ -30,22 +30,21 @@ import numpy as np
 from PIL import Image
 
 from . import alpha as alpha_section
-from . import exactness
+from . import exactness, rans, restoration
 from . import format as nicformat
-from . import rans
 from . import resolution as resolution_section
-from . import restoration
 from . import text as text_section
 from .distortion import luma, squared_error
 from .errors import FormatError, LimitError, ModelError, ModelMismatchError, NicodecError
 from .graphs import check_graph
-from .images import equal_channels, read_picture
+from .images import read_picture
 from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags, nic_bytes
 from .memory import coding_named, loading_named
 from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, shipped_earlier_models
+from .pil_pixels import equal_channels
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
-                       RESTORATION_APPLY_SHARE, RESTORATION_SHARE, RESTORATION_SYNTHESIS_PART,
-                       REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, Work, check_progress)
+                       REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, RESTORATION_APPLY_SHARE, RESTORATION_SHARE,
+                       RESTORATION_SYNTHESIS_PART, Work, check_progress)
 from .quantize import rdo_round, round_symbols
 from .refine import refine
 from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, memory_free, resident_bytes,

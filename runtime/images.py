@@ -3,113 +3,31 @@ beside them is read by :mod:`nicodec.metadata`)."""
 
 from __future__ import annotations
 
-import functools
 import io
 import os
 import re
 import stat
 import struct
 import warnings
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
-from . import metadata
-from .errors import DAMAGED, LimitError, NicodecError, UnsupportedImageError
-from . import files
+from . import files, metadata, png_chunks
 from . import resolution as resolution_section
-from . import text as text_section
+from .errors import DAMAGED, LimitError, NicodecError, UnsupportedImageError
 from .files import data_as_path, read_file
+from .pil_pixels import (GRAY_MODES, INFO, fitted_png_colour_key, from_pil, gray_in_colour, load_pixels, png_rawmode,
+                         upright)
+from .plugins import heif_hint, register_plugins
 from .sessions import caller_outside
-
-_SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
-
-_INFO: Any = object()
-"""As a colour key: the image's own, ``info["transparency"]``."""
 
 SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
-
-
-HEIF_INSTALL = 'pip install "nicodec[heif]" adds pillow-heif, which reads'
-"""How to read HEIF: the start of what a refusal (:data:`HEIF_HINT`) and a folder's note say."""
-HEIF_HINT = f" (a HEIF/HEIC image: {HEIF_INSTALL} them)"
-
-
-@functools.cache
-def register_plugins() -> None:
-    """Register with Pillow the plugins nicodec reads more formats with, where they are installed:
-    pillow-heif's opener of HEIF (HEIC, the photos of phones), unless the program registered one
-    already (with its own options). Once per process; an install that cannot be used is warned of."""
-    if "HEIF" in Image.OPEN:
-        return
-    try:
-        import pillow_heif
-    except ImportError:
-        return
-    try:
-        pillow_heif.register_heif_opener()
-    except Exception as exc:  # noqa: BLE001 - a broken install of another package: HEIF is not read
-        _HEIF_PROBLEM.append(str(exc) or type(exc).__name__)
-        warnings.warn(f"pillow-heif is installed but cannot be used ({_HEIF_PROBLEM[0]}); HEIF/HEIC images are not "
-                      "read", RuntimeWarning, stacklevel=caller_outside())
-
-
-_HEIF_PROBLEM: list[str] = []
-"""Why pillow-heif, installed, could not be registered (:func:`register_plugins`), if it could not."""
-
-
-def heif_hint(head: bytes) -> str:
-    """What would read a HEIF file whose first bytes are ``head``, where no plugin reads HEIF
-    (:data:`HEIF_HINT`, or that pillow-heif cannot be used here); else ``""``."""
-    if head[4:8] != b"ftyp" or head[8:12] not in metadata.HEIF_BRANDS or "HEIF" in Image.OPEN:
-        return ""
-    if _HEIF_PROBLEM:
-        return f" (a HEIF/HEIC image: pillow-heif is installed but cannot be used: {_HEIF_PROBLEM[0]})"
-    return HEIF_HINT
-
-
-def readable_suffixes() -> list[str]:
-    """The file suffixes of the images Pillow opens and loads (``.png``, ``.jpg``, ...), ``.nic``
-    excepted: the images nicodec codes. Formats Pillow only identifies are left out, so that a
-    folder's videos and data files are passed over rather than failed: MPEG video, the stubs of
-    HDF5, GRIB, BUFR and WMF without a handler registered, and EPS without Ghostscript."""
-    register_plugins()
-    return sorted(ext for ext, fmt in Image.registered_extensions().items()
-                  if ext != ".nic" and _opener(fmt) in Image.OPEN and _loads(_opener(fmt)))
-
-
-def _opener(fmt: str) -> str:
-    """The format whose opener Pillow opens ``fmt`` with: its own, but JPEG's for MPO (a phone's
-    or camera's JPEG with previews or a second view as more frames), which has none."""
-    return "JPEG" if fmt == "MPO" else fmt
-
-
-def _loads(fmt: str) -> bool:
-    """Whether Pillow can load the pixels of an image in ``fmt`` it opens, as far as can be told
-    before trying."""
-    import sys
-
-    from PIL import ImageFile
-
-    if fmt == "MPEG":  # a video's first header is read for its size; nothing is ever decoded
-        return False
-    if fmt == "EPS":
-        from PIL import EpsImagePlugin
-
-        return bool(getattr(EpsImagePlugin, "has_ghostscript", lambda: True)())
-    opener = Image.OPEN[fmt][0]
-    if isinstance(opener, type) and issubclass(opener, ImageFile.StubImageFile):
-        # The handler an application registered (Pillow has WMF's on Windows): on the class
-        # since Pillow 13, in the plugin's module before.
-        handler = getattr(opener, "_handler", None) or getattr(sys.modules.get(opener.__module__), "_handler", None)
-        return handler is not None
-    return True
 
 
 def open_image(path: str | os.PathLike, check_size: SizeCheck | None = None) -> Image.Image:
@@ -370,7 +288,6 @@ def header_size(source) -> tuple[int, int] | None:
 
 _PILLOW_TEXT_LIMITS = re.compile(r"MAX_TEXT_CHUNK|MAX_TEXT_MEMORY")
 """Pillow's errors for PNG text beyond its limits (its iCCP chunk shares the first)."""
-_PNG_TEXT_CHUNKS = (b"tEXt", b"zTXt", b"iTXt")
 
 
 def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | None) -> Image.Image | None:
@@ -383,7 +300,7 @@ def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | 
     except OSError:
         return None
     for everything in (False, True):
-        stripped, dropped, profile = _png_without_text(data, everything)
+        stripped, dropped, profile = png_chunks.without_text(data, everything)
         if not dropped and profile is None:
             continue
         try:
@@ -401,80 +318,9 @@ def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | 
             image.info["icc_profile"] = profile
         elif profile is not None:
             warnings.warn(f"{name}: its ICC colour profile is not kept: it is damaged, or inflates past "
-                          f"{LARGEST_PNG_PROFILE // 2**20} MiB", UserWarning, stacklevel=caller_outside())
+                          f"{png_chunks.LARGEST_PNG_PROFILE // 2**20} MiB", UserWarning, stacklevel=caller_outside())
         return image
     return None
-
-
-LARGEST_PNG_PROFILE = 64 * 2**20
-"""The most bytes a PNG's ICC profile (``iCCP``) is inflated to where Pillow reads none past
-``PngImagePlugin.MAX_TEXT_CHUNK`` (1 MiB; the profiles of printers and scanners that hold
-large lookup tables take a few)."""
-
-
-def _png_without_text(data: bytes, everything: bool) -> tuple[bytes, list[str], bytes | None]:
-    """A PNG's bytes without its text chunks that inflate past Pillow's ``MAX_TEXT_CHUNK`` (with
-    ``everything``, without any but the XMP packet's) and without an ICC profile that does; the
-    keywords of the text left out, and that profile, inflated (``b""`` where it is damaged or
-    inflates past ``LARGEST_PNG_PROFILE``; None for none taken out). The bytes as they are, no
-    keyword and no profile for anything that is not a PNG's chunk list."""
-    signature = b"\x89PNG\r\n\x1a\n"
-    if not data.startswith(signature):
-        return data, [], None
-    kept, dropped, at = [signature], [], len(signature)
-    profile = None
-    while at + 12 <= len(data):
-        length = int.from_bytes(data[at : at + 4], "big")
-        kind, end = data[at + 4 : at + 8], at + 12 + length
-        if end > len(data):
-            break
-        if kind in _PNG_TEXT_CHUNKS:
-            keyword, _, body = data[at + 8 : end - 4].partition(b"\0")
-            name = keyword.decode("latin-1")
-            if _inflates_past(kind, body, PngImagePlugin.MAX_TEXT_CHUNK) or (
-                    everything and name != text_section.XMP_KEYWORD):
-                dropped.append(name)
-                at = end
-                continue
-        elif kind == b"iCCP" and profile is None:
-            compressed = data[at + 8 : end - 4].partition(b"\0")[2][1:]  # after the name and the method
-            if _inflated(compressed, PngImagePlugin.MAX_TEXT_CHUNK) is None:
-                profile = _inflated(compressed, LARGEST_PNG_PROFILE) or b""
-                at = end
-                continue
-        kept.append(data[at:end])
-        at = end
-    kept.append(data[at:])
-    return b"".join(kept), dropped, profile
-
-
-def _inflated(compressed: bytes, limit: int) -> bytes | None:
-    """zlib data inflated, if it inflates to at most ``limit`` bytes; None past that, and
-    ``b""`` for data that is not zlib's."""
-    inflater = zlib.decompressobj()
-    try:
-        out = inflater.decompress(compressed, limit)
-        if inflater.unconsumed_tail or (len(out) == limit and inflater.decompress(b"", 1)):
-            return None
-        return out if inflater.eof else b""
-    except zlib.error:
-        return b""
-
-
-def _inflates_past(kind: bytes, body: bytes, limit: int) -> bool:
-    """Whether a text chunk's text (after its keyword) inflates past ``limit`` bytes."""
-    if kind == b"zTXt":
-        compressed = body[1:]  # after the compression method
-    elif kind == b"iTXt" and body[:1] == b"\1":  # compressed
-        compressed = body[2:].split(b"\0", 2)[-1]  # after the flag, the method, the language and translated keyword
-    else:
-        return False
-    inflater = zlib.decompressobj()
-    try:
-        inflater.decompress(compressed, limit)
-    except zlib.error:
-        return False
-    return bool(inflater.unconsumed_tail)
 
 
 _ALREADY_NIC = "{name} is a .nic file already: decode it first to code its pixels again (each generation loses quality)"
@@ -500,187 +346,20 @@ def _load(img: Image.Image, name) -> Image.Image:
         raise UnsupportedImageError(
             f"{name} holds {frames} frames ({img.format}); nicodec codes single images: extract one frame first"
         )
-    raw = _png_rawmode(img)
+    raw = png_rawmode(img)
     if metadata.tiff_turned(img):  # told by its tag before Pillow's load applies and drops it (a square one by nothing after)
         img._nicodec_turned = True  # type: ignore[attr-defined] - our own image, opened here
     img.load()
     if raw is not None and "transparency" in img.info:
-        key = _fitted_png_colour_key(img.info["transparency"], raw, name)
+        key = fitted_png_colour_key(img.info["transparency"], raw, name)
         if key is None:
             del img.info["transparency"]
         else:
             img.info["transparency"] = key
     upright_img = metadata.turn(img, name)
-    if _gray_in_colour(img.mode, raw):
+    if gray_in_colour(img.mode, raw):
         upright_img._nicodec_gray = True  # type: ignore[attr-defined] - our own image, opened here
     return upright_img
-
-
-def _gray_in_colour(mode: str, raw: str | None) -> bool:
-    """A gray image that Pillow gives in a colour mode: a 16-bit gray and alpha PNG (raw
-    ``LA;16B``) is RGBA, its samples cut to 8 bits."""
-    return mode == "RGBA" and raw is not None and raw.startswith("LA;16")
-
-
-def _png_rawmode(img: Image.Image) -> str | None:
-    """A PNG's raw sample layout (``"L;2"``, ``"RGB;16B"``, ...), known before it is loaded."""
-    if img.format != "PNG" or not img.tile:
-        return None
-    args = img.tile[0].args
-    return args if isinstance(args, str) else (args[0] if args and isinstance(args[0], str) else None)
-
-
-def _fitted_png_colour_key(key, raw: str, name):
-    """A PNG's colour key (tRNS) on the scale of the pixels Pillow gives, or None where it cannot
-    be kept: Pillow scales 2- and 4-bit gray samples to 0..255 but not the key (a 1-bit one
-    Pillow 13 scales, older ones not: see :func:`_colour_key`), and reads 16-bit RGB as 8-bit
-    while the key stays 16-bit, which cannot be matched any more (the transparency is then left
-    out, with a warning: matching its top bytes would hide other pixels)."""
-    if raw in ("L;2", "L;4") and isinstance(key, int) and key < 1 << int(raw[-1]):
-        return key * 255 // ((1 << int(raw[-1])) - 1)
-    if raw.startswith("RGB;16") and isinstance(key, tuple):
-        warnings.warn(f"{name}: its colour key (PNG tRNS) names a 16-bit colour, and Pillow reads the pixels as "
-                      "8-bit, so the transparency it marks cannot be kept; it is coded opaque", UserWarning,
-                      stacklevel=caller_outside())
-        return None
-    return key
-
-
-_GRAY_MODES = {"1", "L", "LA", "La", "I"} | set(_SIXTEEN_BIT)
-_PREMULTIPLIED = {"RGBa": "RGBA", "La": "LA"}
-
-
-def upright(img: Image.Image) -> Image.Image:
-    """A PIL image from the caller with its EXIF (or XMP) orientation applied (a copy when one is
-    needed; the tag is removed from the copy's EXIF), as files opened by nicodec are."""
-    try:
-        return metadata.turn(img, getattr(img, "filename", "") or "the image")
-    except DAMAGED as exc:
-        raise UnsupportedImageError(f"Pillow could not read the pixels of the image ({exc})") from None
-
-
-def _load_pixels(img: Image.Image) -> None:
-    """Decode a caller's lazily opened PIL image now, so that a damaged or closed file is
-    one named error rather than Pillow's own from somewhere inside the conversion."""
-    try:
-        img.load()
-    except DAMAGED as exc:
-        raise UnsupportedImageError(f"Pillow could not read the pixels of the PIL image ({exc})") from None
-    except (AssertionError, AttributeError) as exc:  # Pillow 13's check that the image still has its file
-        if isinstance(exc, AttributeError) and getattr(img, "fp", True) is not None:
-            raise  # not the closed file that Pillow before 13 fails on (its fp is None)
-        raise UnsupportedImageError("Pillow could not read the pixels of the PIL image: its file was closed before it was loaded") from None
-
-
-def _from_pil(img: Image.Image, name: str = "the image", key: Any = _INFO) -> tuple[np.ndarray, np.ndarray | None]:
-    """The RGB pixels and alpha (None if opaque) of a PIL image; ``key``: its colour key where
-    it is not ``info["transparency"]`` (:func:`_fitted_png_colour_key`; None for none)."""
-    mode = img.mode
-    if mode in _SIXTEEN_BIT:
-        # 16-bit grayscale: keep the top 8 bits rather than Pillow's clipping convert().
-        raw = np.asarray(img).astype(np.int64)
-        outside = int(np.count_nonzero((raw < 0) | (raw > 65535)))
-        if outside:  # only mode I (32-bit signed) can hold them
-            warnings.warn(
-                f"{name}: {outside:,} of its 32-bit samples lie outside 0 to 65,535 (from {int(raw.min()):,} "
-                f"to {int(raw.max()):,}) and were clipped to that range, which is read as 16-bit",
-                UserWarning,
-                stacklevel=caller_outside(),
-            )
-        arr = np.clip(raw, 0, 65535)
-        brightest = int(arr.max(initial=0))  # initial: an empty image is refused below, not here
-        if 0 < brightest < 256:
-            # Most likely 8-bit values in a 16- or 32-bit container (a numpy int array made
-            # into a PIL image): nothing of them survives the top 8 bits.
-            warnings.warn(
-                f"{name}: every 16-bit sample is below 256 (the brightest is {brightest} of 65,535), so it codes "
-                "as black; if these are 8-bit values, convert the image to mode L first",
-                UserWarning,
-                stacklevel=caller_outside(),
-            )
-        alpha = None
-        key = img.info.get("transparency") if key is _INFO else key
-        if isinstance(key, int) and not isinstance(key, bool) and (arr == key).any():
-            alpha = np.where(arr == key, 0, 255).astype(np.uint8)  # a PNG colour key (tRNS), which convert() drops
-        arr = (arr >> 8).astype(np.uint8)
-        return np.repeat(arr[:, :, None], 3, axis=2), alpha
-    if mode == "F":
-        raise UnsupportedImageError("floating-point images (mode F) are not supported; convert to 8-bit first")
-    if mode in _PREMULTIPLIED:
-        img = img.convert(_PREMULTIPLIED[mode])  # Pillow converts these to straight alpha only
-    key = _colour_key(img, img.info.get("transparency") if key is _INFO else key)
-    if key is not None:  # computed here: Pillow's convert() ignores a key in some modes ("1")
-        rgb = np.asarray(img.convert("RGB"))
-        hidden = (np.asarray(img.convert("L")) == key) if mode in ("1", "L") else (rgb == np.array(key)).all(axis=-1)
-        return rgb, (np.where(hidden, 0, 255).astype(np.uint8) if hidden.any() else None)
-    # An alpha band, or a palette with alpha (Pillow's convert("P") and quantize() of RGBA) or a
-    # transparency key; not "A" in the mode's name, which LAB has too (its fourth byte is padding).
-    # Other modes' keys were read above (_colour_key): one it refused is not transparency.
-    if img.mode in ("LA", "PA", "RGBA") or (img.mode == "P" and img.has_transparency_data):
-        try:
-            rgba = np.asarray(img.convert("RGBA"))
-        except (ValueError, TypeError) as exc:  # TypeError: a malformed key in info
-            raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
-        alpha = rgba[:, :, 3]
-        return np.ascontiguousarray(rgba[:, :, :3]), (np.ascontiguousarray(alpha) if (alpha != 255).any() else None)
-    if mode == "L":  # as convert("RGB") makes it, without reading a key _colour_key refused (a tuple: a TypeError)
-        return np.repeat(np.asarray(img)[:, :, None], 3, axis=2), None
-    if mode == "CMYK":
-        managed = _cmyk_through_profile(img, name)
-        if managed is not None:
-            return managed, None
-    try:
-        return np.asarray(img.convert("RGB")), None
-    except (ValueError, TypeError) as exc:  # modes Pillow opens but cannot convert, such as "La"; a malformed key
-        raise UnsupportedImageError(f"cannot convert an image of mode {mode} to RGB ({exc})") from None
-
-
-_INTENT_SHOWN = {0: 0, 1: 1, 2: 2, 3: 1}
-"""The rendering intent a CMYK image is converted in, by the one its profile's header names
-(perceptual, relative colorimetric, saturation, absolute colorimetric; another value:
-perceptual). Absolute colorimetric would tint the whole picture with the paper's white (a
-proof's simulation, which viewers do not show): relative colorimetric instead."""
-
-
-def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
-    """The sRGB pixels of a CMYK image through the CMYK colour profile it carries, by LittleCMS
-    (Pillow's ImageCms), in the rendering intent the profile's header names (``_INTENT_SHOWN``),
-    as colour-managed viewers show it; None when it carries none, or one that cannot be applied
-    (warned): Pillow's formula then converts it. The formula takes the inks for ideal ones (255 -
-    C, 255 - M and 255 - Y, darkened by K), which makes a press's CMYK (a stock photo's, a print
-    job's) garish."""
-    # The Pillow plugin's first, where save(icc_profile=...) replaced the profile kept:
-    icc = getattr(img, "_nicodec_cmyk_profile", None) or img.info.get("icc_profile")
-    if not isinstance(icc, (bytes, bytearray)) or metadata.icc_space(icc) != b"CMYK":
-        return None
-    from PIL import ImageCms
-
-    try:
-        profile = ImageCms.ImageCmsProfile(io.BytesIO(bytes(icc)))
-        intent = profile.profile.rendering_intent
-        rgb = ImageCms.profileToProfile(img, profile, ImageCms.createProfile("sRGB"), outputMode="RGB",
-                                        renderingIntent=_INTENT_SHOWN.get(intent, 0))
-    except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError) as exc:  # ImportError: Pillow built
-        # without LittleCMS; OSError, ValueError: a damaged profile
-        why = str(exc).rstrip(".") or type(exc).__name__
-        warnings.warn(f"{name}: its CMYK colour profile cannot be applied ({why}), so its colours are converted by "
-                      "Pillow's plain formula", UserWarning, stacklevel=caller_outside())
-        return None
-    return np.asarray(rgb)
-
-
-def _colour_key(img: Image.Image, key) -> int | tuple[int, int, int] | None:
-    """An L, 1 or RGB image's colour key ``key`` (a PNG's tRNS: one gray value, or one RGB triple,
-    that stands for transparent), on the 0..255 scale of its pixels; None if it has none."""
-    if img.mode in ("L", "1"):
-        if img.mode == "1" and key == 1 and not isinstance(key, bool):
-            return 255  # a 1-bit PNG's white as Pillow before 13 gives it (13 scales it to 255)
-        if isinstance(key, int) and not isinstance(key, bool) and 0 <= key <= 255:
-            return key
-    elif img.mode == "RGB":
-        if isinstance(key, tuple) and len(key) == 3 and all(isinstance(v, int) and 0 <= v <= 255 for v in key):
-            return key
-    return None
 
 
 @dataclass(frozen=True)
@@ -747,7 +426,7 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = xmp = text = density = None
-    key: Any = _INFO
+    key: Any = INFO
     turned = gray = False
     grayscale = False
     name = "the image"
@@ -761,13 +440,13 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
         if check_size is not None:
             check_size(*image.size)
         turned = metadata.tiff_turned(image)  # before a load turns it and drops the tag
-        raw = _png_rawmode(image)  # before a load drops the tiles that tell it
-        gray = _gray_in_colour(image.mode, raw) or getattr(image, "_nicodec_gray", False)
+        raw = png_rawmode(image)  # before a load drops the tiles that tell it
+        gray = gray_in_colour(image.mode, raw) or getattr(image, "_nicodec_gray", False)
         if gray:  # noted on the caller's image, whose tiles the load below drops: its next encode is the same
             image._nicodec_gray = True  # type: ignore[attr-defined]
-        _load_pixels(image)
+        load_pixels(image)
         if raw is not None and "transparency" in image.info:  # fitted as a file's is, the caller's image unchanged
-            key = _fitted_png_colour_key(image.info["transparency"], raw, name)
+            key = fitted_png_colour_key(image.info["transparency"], raw, name)
         image = upright(image)
     elif isinstance(image, np.ndarray):
         image = np.asarray(image)  # a subclass (np.matrix) as a plain array
@@ -786,8 +465,8 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
     elif is_buffer(image):  # array.array("B"), another object holding the file's bytes
         image = open_image_bytes(image_bytes(image), check_size)
     if isinstance(image, Image.Image):
-        grayscale = image.mode in _GRAY_MODES or gray or getattr(image, "_nicodec_gray", False)
-        arr, alpha = _from_pil(image, name, key)
+        grayscale = image.mode in GRAY_MODES or gray or getattr(image, "_nicodec_gray", False)
+        arr, alpha = from_pil(image, name, key)
         if not strip:
             icc, exif, xmp, text, density = metadata.kept(image, name, grayscale=grayscale, turned=turned)
     elif isinstance(image, np.ndarray):
@@ -802,10 +481,10 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
         if arr.ndim == 2:
             arr, grayscale = np.repeat(arr[:, :, None], 3, axis=2), True
         elif arr.ndim == 3 and arr.shape[2] == 2:  # gray and alpha, as decode gives them back
-            arr, alpha = _from_pil(Image.fromarray(np.ascontiguousarray(arr), "LA"))
+            arr, alpha = from_pil(Image.fromarray(np.ascontiguousarray(arr), "LA"))
             grayscale = True
         elif arr.ndim == 3 and arr.shape[2] == 4:
-            arr, alpha = _from_pil(Image.fromarray(arr, "RGBA"))
+            arr, alpha = from_pil(Image.fromarray(arr, "RGBA"))
         elif arr.ndim != 3 or arr.shape[2] != 3:
             raise UnsupportedImageError(
                 f"numpy images must be (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4), not {arr.shape}")
@@ -817,13 +496,3 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")
     return Picture(np.ascontiguousarray(arr), alpha, icc, exif, grayscale, xmp, text, density)
-
-
-def equal_channels(rgb: np.ndarray) -> bool:
-    """Whether an (H, W, 3) image's three channels are equal everywhere (a sparse sample first:
-    a colour photo differs there, and is not compared whole)."""
-    for rows in (rgb[::61, ::59], rgb):
-        if not (np.array_equal(rows[:, :, 0], rows[:, :, 1]) and np.array_equal(rows[:, :, 1], rows[:, :, 2])):
-            return False
-    return True
-

@@ -391,7 +391,7 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
 
 
 def quarter_turned(img: Image.Image) -> bool:
-    """Whether :func:`nicodec.images.upright` turns this image a quarter, by its own EXIF orientation (5 to 8)."""
+    """Whether :func:`nicodec.pil_pixels.upright` turns this image a quarter, by its own EXIF orientation (5 to 8)."""
     try:
         return img.getexif().get(ExifTags.Base.Orientation) in _QUARTER_TURNS
     except _EXIF_ERRORS:

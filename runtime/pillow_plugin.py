@@ -295,7 +295,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
     from .inputs import check_flags  # imports no onnxruntime: the options are checked before the codec loads
-    from .images import upright
+    from .pil_pixels import upright
     from .metadata import detached_copy, is_unicode, quarter_turned, without_orientation
     from .model import check_quality
 

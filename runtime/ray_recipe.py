@@ -75,7 +75,7 @@ its worker again and again, and the run never returned."""
 
 def image_extensions() -> list[str]:
     """The file extensions Pillow can open (without the dot), ``nic`` excepted: what the CLI codes."""
-    from .images import readable_suffixes
+    from .plugins import readable_suffixes
 
     return [suffix[1:] for suffix in readable_suffixes()]
 

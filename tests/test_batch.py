@@ -1827,7 +1827,7 @@ def test_a_folders_videos_and_data_files_are_passed_over(tmp_path):
     # the plugin's module, where Pillow 13 no longer keeps it).
     from PIL import Hdf5StubImagePlugin, ImageFile
 
-    from nicodec.images import readable_suffixes
+    from nicodec.plugins import readable_suffixes
 
     class Handler(ImageFile.StubHandler):
         def open(self, im):

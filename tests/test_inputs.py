@@ -1351,10 +1351,11 @@ def test_heif_photos_are_read_where_pillow_heif_is_installed(codec, tmp_path):
 def test_without_pillow_heif_a_heif_photo_is_named_with_the_way_to_read_it(codec, tmp_path, monkeypatch):
     """Without pillow-heif, Pillow does not know HEIF: a phone's photo was "not an image Pillow
     can read", with nothing to say what would read it."""
-    from nicodec import images
+    from nicodec import images, plugins
 
     Image.init()  # before the registry is changed: what it registers would go into the stand-ins
     monkeypatch.setattr(images, "register_plugins", lambda: None)
+    monkeypatch.setattr(plugins, "register_plugins", lambda: None)
     monkeypatch.delitem(Image.OPEN, "HEIF", raising=False)
     monkeypatch.setattr(Image, "ID", [format_id for format_id in Image.ID if format_id != "HEIF"])
     monkeypatch.setattr(Image, "EXTENSION", {ext: fmt for ext, fmt in Image.EXTENSION.items() if fmt != "HEIF"})
