@@ -21,6 +21,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from . import format as nicformat
 from .errors import FormatError
 
 try:
@@ -28,8 +29,7 @@ try:
 except ImportError:  # a Python built without liblzma (pyenv without its headers, say)
     lzma = None  # type: ignore[assignment]
 
-ZLIB = b"ALPH"
-LZMA2 = b"ALPL"
+ZLIB, LZMA2 = nicformat.ALPHA_ZLIB, nicformat.ALPHA_LZMA2
 TAGS = (ZLIB, LZMA2)
 """The alpha sections; a file holds at most one of them."""
 

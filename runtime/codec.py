@@ -528,21 +528,21 @@ class Codec:
             | padding_flag,
         )
         sections = {
-            b"ZSYM": rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
-            b"YSYM": y_stream,
+            nicformat.HYPERLATENT: rans.encode(z_hat.ravel(), self._z_table_ids(z_hat.shape), self.model.z_tables),
+            nicformat.LATENT: y_stream,
         }
         if restoring is not None:
-            sections[b"REST"] = restoring
+            sections[nicformat.RESTORATION] = restoring
         if picture.alpha is not None:
             tag, payload = alpha_section.compress(picture.alpha)
             sections[tag] = payload
             work.advance(ALPHA_SHARE)
         if picture.icc_profile:
-            sections[b"ICCP"] = picture.icc_profile
+            sections[nicformat.ICC_PROFILE] = picture.icc_profile
         if picture.exif:
-            sections[b"EXIF"] = picture.exif
+            sections[nicformat.EXIF] = picture.exif
         if picture.xmp:
-            sections[b"XMP "] = picture.xmp
+            sections[nicformat.XMP] = picture.xmp
         if picture.text:
             sections[text_section.TAG] = text_section.pack(picture.text)
         if picture.resolution is not None:
@@ -617,15 +617,15 @@ class Codec:
             header, sections, alpha, (text, density), _, symbols, mean_q = self._entropy_decode(
                 data, lambda header, sections: work.start(
                     int(np.prod(self._padded(header))),
-                    1 + ENTROPY_DECODING_SHARE + (RESTORATION_APPLY_SHARE if b"REST" in sections else 0)),
+                    1 + ENTROPY_DECODING_SHARE + (RESTORATION_APPLY_SHARE if nicformat.RESTORATION in sections else 0)),
                 done=lambda part: work.advance(part * ENTROPY_DECODING_SHARE))
         except _MadeByEarlier as made:
             return made.hand_on(lambda codec, content: codec.decode(content, as_array=as_array, progress=progress))
         self._tile_for(*self._padded(header), warn=True)
         image = self._synthesize(self._y_hat(header, symbols, mean_q), header.quality, done=work.advance)
         pixels = image[0, :, : header.height, : header.width].transpose(1, 2, 0)
-        if b"REST" in sections:  # the restoration filter the encoder fitted (checked with the other sections)
-            pixels = restoration.apply(pixels, *restoration.unpack(sections[b"REST"]))
+        if nicformat.RESTORATION in sections:  # the filter the encoder fitted (checked with the other sections)
+            pixels = restoration.apply(pixels, *restoration.unpack(sections[nicformat.RESTORATION]))
             work.advance(RESTORATION_APPLY_SHARE)
         gray = bool(header.flags & nicformat.FLAG_GRAYSCALE)
         if gray:
@@ -644,12 +644,12 @@ class Codec:
         picture = Image.fromarray(pixels, mode)
         if picture.readonly:  # L and RGBA share the array, read-only; a decoded image is the caller's to draw on
             picture = picture.copy()
-        if b"ICCP" in sections:
-            picture.info["icc_profile"] = sections[b"ICCP"]
-        if b"EXIF" in sections:
-            picture.info["exif"] = sections[b"EXIF"]
-        if b"XMP " in sections:
-            picture.info["xmp"] = sections[b"XMP "]
+        if nicformat.ICC_PROFILE in sections:
+            picture.info["icc_profile"] = sections[nicformat.ICC_PROFILE]
+        if nicformat.EXIF in sections:
+            picture.info["exif"] = sections[nicformat.EXIF]
+        if nicformat.XMP in sections:
+            picture.info["xmp"] = sections[nicformat.XMP]
         text_section.attach(picture, text)
         resolution_section.attach(picture, density)
         work.finish()
@@ -762,14 +762,15 @@ class Codec:
             text = None
         density = sections.get(resolution_section.TAG)
         density = resolution_section.unpack(density) if density is not None else None
-        if b"REST" in sections:
-            restoration.unpack(sections[b"REST"])
+        if nicformat.RESTORATION in sections:
+            restoration.unpack(sections[nicformat.RESTORATION])
         z_shape = self._z_shape(header.height, header.width)
-        z_hat = _decode_stream(sections, b"ZSYM", self._z_table_ids(z_shape), self.model.z_tables).reshape(z_shape)
+        z_hat = _decode_stream(sections, nicformat.HYPERLATENT, self._z_table_ids(z_shape),
+                               self.model.z_tables).reshape(z_shape)
         scale_index, mean_q = self._entropy_parameters(
             z_hat, self._y_shape(header.height, header.width, multiple),
             done=None if done is None else lambda part: done(part * ENTROPY_PARAMETERS_PART))
-        symbols = _decode_stream(sections, b"YSYM", scale_index.ravel(), self.model.y_tables)
+        symbols = _decode_stream(sections, nicformat.LATENT, scale_index.ravel(), self.model.y_tables)
         if done is not None:
             done(1 - ENTROPY_PARAMETERS_PART)
         return header, sections, alpha, (text, density), z_hat, symbols.reshape(mean_q.shape), mean_q
@@ -1013,7 +1014,7 @@ class Codec:
         return np.repeat(np.arange(channels, dtype=np.int32), h * w)
 
 
-_STREAMS = {b"ZSYM": "the hyperlatent's", b"YSYM": "the latent's"}
+_STREAMS = {nicformat.HYPERLATENT: "the hyperlatent's", nicformat.LATENT: "the latent's"}
 
 
 class _MadeByEarlier(Exception):

@@ -57,7 +57,7 @@ def describe(data: NicSource, decoder_of: Callable[[str, bytes], Decoder] = pack
         "fine_padding": bool(header.flags & nicformat.FLAG_FINE_PADDING),
         "bpp": bpp_shown(8 * len(content) / (header.width * header.height)),
         "resolution": resolution_of(sections),
-        "colour_profile": profile_named(sections.get(b"ICCP")),
+        "colour_profile": profile_named(sections.get(nicformat.ICC_PROFILE)),
         "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
         "decoded_by": None if decoder is None else decoder[0],
     }

@@ -49,16 +49,26 @@ MAX_FILE_BYTES = 1 << 30
 judged from the lengths its header declares, and a path's from its size, before the rest is
 read. No image within the pixel limit makes one near it; a crafted header (a sparse file with a
 1.5 GiB "profile") cost twice its length in memory to ``nicodec info``, which reads no pixels."""
-SECTIONS_V1 = (b"ZSYM", b"YSYM")
+HYPERLATENT, LATENT = b"ZSYM", b"YSYM"
+"""The tags of the two rANS streams: the hyper-latent's symbols and the latent's."""
+RESTORATION = b"REST"
+"""The restoration filter's section (``nicodec.restoration``)."""
+ALPHA_ZLIB, ALPHA_LZMA2 = b"ALPH", b"ALPL"
+"""The alpha plane's sections, by compression (``nicodec.alpha``)."""
+ICC_PROFILE, EXIF, XMP, TEXT, RESOLUTION = b"ICCP", b"EXIF", b"XMP ", b"TEXT", b"PHYS"
+"""The metadata's sections: the ICC colour profile, the EXIF data, the XMP packet (the tag ends
+in a space, as WebP's chunk does), text metadata (``nicodec.text``) and the resolution
+(``nicodec.resolution``)."""
+SECTIONS_V1 = (HYPERLATENT, LATENT)
 """The sections every version-1 file starts with, in this order."""
-OPTIONAL_SECTIONS = ((b"REST",), (b"ALPH", b"ALPL"), (b"ICCP",), (b"EXIF",), (b"XMP ",), (b"TEXT",), (b"PHYS",))
+OPTIONAL_SECTIONS = ((RESTORATION,), (ALPHA_ZLIB, ALPHA_LZMA2), (ICC_PROFILE,), (EXIF,), (XMP,), (TEXT,), (RESOLUTION,))
 """Sections that may follow, in this order and at most one from each group: the restoration
 filter the encoder fitted to the picture (``nicodec.restoration``), the alpha plane
 (lossless; zlib- or LZMA2-compressed, ``nicodec.alpha``), the ICC colour profile, the EXIF
 data, the XMP packet (the tag ends in a space, as WebP's chunk does), text metadata
 (keyword and text pairs, zlib-compressed, ``nicodec.text``) and the resolution (the pixel
 density, ``nicodec.resolution``)."""
-METADATA_SECTIONS = (b"ICCP", b"EXIF", b"XMP ", b"TEXT", b"PHYS")
+METADATA_SECTIONS = (ICC_PROFILE, EXIF, XMP, TEXT, RESOLUTION)
 """The optional sections that hold the source's metadata, which ``strip`` leaves out."""
 
 

@@ -21,9 +21,10 @@ import numbers
 import struct
 from dataclasses import dataclass
 
+from . import format as nicformat
 from .errors import FormatError
 
-TAG = b"PHYS"
+TAG = nicformat.RESOLUTION
 PER_INCH = 1
 PER_METRE = 2
 INCH = 0.0254

@@ -28,9 +28,10 @@ import struct
 import zlib
 from collections.abc import Mapping
 
+from . import format as nicformat
 from .errors import FormatError
 
-TAG = b"TEXT"
+TAG = nicformat.TEXT
 MAX_KEYWORD = 79
 """The longest keyword, in bytes (PNG's limit)."""
 MAX_BYTES = 16 << 20
