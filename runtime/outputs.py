@@ -178,7 +178,8 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
             unpacked.append(nicformat.unpack(data)[1])
         return unpacked[0][tag]
 
-    known = ((b"ICCP", "icc_profile", "ICC profile"), (b"EXIF", "exif", "EXIF data"), (b"XMP ", "xmp", "XMP data"))
+    known = ((nicformat.ICC_PROFILE, "icc_profile", "ICC profile"), (nicformat.EXIF, "exif", "EXIF data"),
+             (nicformat.XMP, "xmp", "XMP data"))
     dropped: list[tuple[str, str | None]] = []
     for tag, key, what in known:
         if tag not in lengths:
@@ -211,7 +212,7 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
                 continue
             if _xmp_text(packet) is None:
                 dropped.append((what, "PNG holds it as Unicode text, and this packet is not"))
-    if b"TEXT" in lengths:
+    if text_section.TAG in lengths:
         dropped += _dropped_text(payload, fmt, kept)
     if resolution_section.TAG in lengths:
         try:

@@ -178,8 +178,8 @@ class NicImageFile(ImageFile.ImageFile):
         offset = payload_at
         text_section.attach(self, None)
         for tag, length in table if whole else ():
-            key = {b"ICCP": "icc_profile", b"EXIF": "exif", b"XMP ": "xmp", text_section.TAG: "text",
-                   resolution_section.TAG: "dpi"}.get(tag)
+            key = {nicformat.ICC_PROFILE: "icc_profile", nicformat.EXIF: "exif", nicformat.XMP: "xmp",
+                   text_section.TAG: "text", resolution_section.TAG: "dpi"}.get(tag)
             if key is not None:
                 self.fp.seek(offset)
                 data = _read_at_most(self.fp, length)
