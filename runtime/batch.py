@@ -17,7 +17,7 @@ from concurrent.futures import wait as wait_for
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .batch_plan import Item, Outcome, _collision_text, _Resolved, collisions, triage
+from .batch_plan import Item, Outcome, Resolved, collision_text, collisions, triage
 from .errors import NicodecError
 from .stops import TERMINATING, Terminated, interrupting, put_back, signals_held
 
@@ -191,7 +191,7 @@ def run(
         return outcome
 
     pending = []
-    resolved = _Resolved()
+    resolved = Resolved()
     itself = {item for item in items if not item.problem and resolved.real(item.source) == resolved.real(item.target)}
     # A file named that does not exist is no input an output could replace (it fails on its own).
     inputs = {resolved.fold(item.source): item for item in items if not item.problem or os.path.lexists(item.source)}
@@ -210,7 +210,7 @@ def run(
             early = Outcome(item, "failed", f"the output {item.target} would replace {other_input[item].source}, an "
                                             "input of this run; write elsewhere with -o")
         elif item in shared:
-            early = Outcome(item, "failed", _collision_text(item, shared[item]))
+            early = Outcome(item, "failed", collision_text(item, shared[item]))
         else:
             early = triage(item, force, differs)
         if early is None:

@@ -180,7 +180,7 @@ def _fold(path: Path) -> str:
     return unicodedata.normalize("NFC", real_path(path)).lower()
 
 
-class _Resolved:
+class Resolved:
     """:func:`real_path` and :func:`_fold` over a batch's files, each folder resolved once: a
     path's resolution looks at every folder above it, and a batch's setup resolves each file's
     input and output several times (10,000 files 26 folders deep took 870,000 looks and 4 s
@@ -208,7 +208,7 @@ said to be so because of the date (a copy from a machine whose clock runs fast, 
 system's server): FAT's and zip's 2-second times round up."""
 
 
-def _span(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
     """``seconds`` rounded to the nearest whole number of the largest unit it holds one of:
     ``about 3 hours`` for 2 hours 59 minutes."""
     unit, size = next(((unit, size) for unit, size in (("day", 86_400), ("hour", 3_600), ("minute", 60))
@@ -258,7 +258,7 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
     ahead = (max(picture.st_mtime_ns, link.st_mtime_ns) - time.time_ns()) / 1e9
     if ahead > FUTURE_TOLERANCE:  # every output made before that date is older: --force does not help for long
         return Outcome(item, "kept", f"{item.target} exists and is older than {item.source}, which is dated "
-                                     f"{_span(ahead)} ahead of this machine's clock (a clock skew?): an output made "
+                                     f"{duration_text(ahead)} ahead of this machine's clock (a clock skew?): an output made "
                                      "before then counts as older on every run, one --force replaces too (touch "
                                      "the input to date it now)")
     if item.target.parent != item.source.parent:  # -o DIR: the hints below are of outputs beside their inputs
@@ -270,7 +270,7 @@ def triage(item: Item, force: bool, differs: Callable[[Item], str | None] | None
     return Outcome(item, "kept", message)
 
 
-def _collision_text(item: Item, others: list[Item]) -> str:
+def collision_text(item: Item, others: list[Item]) -> str:
     """What ``item`` shares its target with: the same name, then names that are the same file
     only where case or Unicode normal form is ignored."""
     same = [other for other in others if other.target == item.target]

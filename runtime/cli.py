@@ -459,7 +459,7 @@ def info(
         try:
             if item.problem:  # a folder or file that cannot be read
                 raise NicodecError(item.problem)
-            facts = describe(stdio.read_input(input), decoder_of)
+            facts = describe(stdio.read_input(input), decoder_of=decoder_of)
         except NicodecError as exc:
             if one:
                 with reporting(debug), naming(input):

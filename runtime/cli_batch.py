@@ -521,7 +521,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import Abandoned, run
-    from .batch_plan import _span
+    from .batch_plan import duration_text
 
     targets.remove_stale((item.target for item in items), note)
     start = time.perf_counter()
@@ -555,7 +555,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
                 logged[0] = elapsed
                 total = progress.tasks[0].total or coded
                 remaining = (total - coded) * elapsed / coded
-                left = f", {_span(remaining)} left" if remaining >= 1 else ""
+                left = f", {duration_text(remaining)} left" if remaining >= 1 else ""
                 note(f"{verb}: {coded:,} of {counted_files(int(total))}, {coded / elapsed:.1f} files/s{left}")
 
         def stopping(stop: BaseException) -> None:  # Ctrl-C's (SIGTERM and the like stop at once)

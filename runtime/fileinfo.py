@@ -6,25 +6,35 @@ from __future__ import annotations
 import io
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TypedDict
 
 from . import format as nicformat
-from . import resolution
+from . import model, resolution
 from .inputs import NicSource, nic_bytes
-from .model import package_model_for
 
 Decoder = tuple[str, Path] | None
 """The package's model that decodes a file, as ``(its id, its folder)``; None for none."""
 
+Density = TypedDict("Density", {"unit": str, "x": int, "y": int, "dpi": list[float]})
+"""A file's resolution: its unit (``"inch"`` or ``"metre"``), the densities in it, and in dots per inch."""
 
-def describe(data: NicSource, decoder_of: Callable[[str, bytes], Decoder] = package_model_for) -> dict[str, Any]:
+FileFacts = TypedDict("FileFacts", {
+    "bytes": int, "format_version": int, "model_id": str, "model_hash": str, "width": int, "height": int,
+    "quality": float, "grayscale": bool, "gray_as_rgb": bool, "fine_padding": bool, "bpp": float,
+    "resolution": Density | None, "colour_profile": str | None, "sections": dict[str, int], "decoded_by": str | None,
+})
+"""What :func:`describe` returns (a TypedDict: a plain dict to the program)."""
+
+
+def describe(data: NicSource, *, decoder_of: Callable[[str, bytes], Decoder] | None = None) -> FileFacts:
     """A ``.nic`` file's facts, as ``nicodec info --json`` prints them (but the file's name).
 
     Args:
         data: the file, as :meth:`nicodec.Codec.decode` takes it (its bytes, a binary file
             object or its path).
         decoder_of: how the package's model that decodes the file is found, from its model id and
-            hash (the command line reads the package's models once, not once a file).
+            hash (``None``: ``nicodec.model.package_model_for``; the command line reads the
+            package's models once, not once a file).
 
     Returns:
         ``bytes`` (the file's length), ``format_version``, ``model_id``, ``model_hash`` (hex),
@@ -41,9 +51,9 @@ def describe(data: NicSource, decoder_of: Callable[[str, bytes], Decoder] = pack
             (``Codec.decode_symbols``) checks those.
         NicodecError: a path or file object that cannot be read, or data of another type.
     """
-    content = nic_bytes(data)
+    content = nic_bytes(data, "describe")
     header, sections = nicformat.unpack(content)
-    decoder = decoder_of(header.model_id, header.model_hash)
+    decoder = (decoder_of or model.package_model_for)(header.model_id, header.model_hash)
     return {
         "bytes": len(content),
         "format_version": header.version,
@@ -83,7 +93,7 @@ def bpp_shown(bpp: float) -> float:
     return round(bpp, 6) or float(f"{bpp:.6g}")
 
 
-def resolution_of(sections: dict) -> dict | None:
+def resolution_of(sections: dict) -> Density | None:
     """What a file's ``PHYS`` section holds: its unit (``"inch"`` or ``"metre"``), the two
     densities in it, and the same in dots per inch (Pillow's ``info["dpi"]``); None without one.
 

@@ -38,11 +38,11 @@ class BinaryReader(Protocol):
 
 
 ImageSource: TypeAlias = str | os.PathLike[str] | Buffer | BinaryReader | Image.Image | np.ndarray
-"""What :meth:`Codec.encode` codes: a path, an image file's bytes (or any buffer of them, a
+"""What :meth:`~nicodec.Codec.encode` codes: a path, an image file's bytes (or any buffer of them, a
 one-dimensional uint8 array too), a binary file object, a PIL image or a uint8 array of pixels."""
 
 NicSource: TypeAlias = Buffer | np.ndarray | BinaryReader | str | os.PathLike[str]
-"""What :meth:`Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
+"""What :meth:`~nicodec.Codec.decode` decodes: a ``.nic`` file's bytes (or a buffer of them, a uint8 array
 included), a binary file object or a path."""
 
 Real: TypeAlias = float | np.floating[Any]
@@ -82,9 +82,10 @@ def whole(name: str, value, low: int | None = None, high: int | None = None) -> 
     return int(value)
 
 
-def nic_bytes(data) -> bytes:
+def nic_bytes(data, taker: str = "decode") -> bytes:
     """The bytes of a ``.nic`` file given as :data:`NicSource` (a copy of a buffer, which may
-    change while it decodes), for :meth:`Codec.decode`.
+    change while it decodes), for :meth:`~nicodec.Codec.decode` (``taker``: the function named
+    in the errors).
 
     Raises:
         NicodecError: data of another type, a buffer of items wider than a byte, or a path or
@@ -106,11 +107,11 @@ def nic_bytes(data) -> bytes:
     if view is not None:
         if view.itemsize != 1:
             raise NicodecError(
-                f"decode takes the bytes of a .nic file, not a buffer of {view.itemsize}-byte items ({type(data).__name__})"
+                f"{taker} takes the bytes of a .nic file, not a buffer of {view.itemsize}-byte items ({type(data).__name__})"
             )
         return view.tobytes()  # a copy: the caller's buffer may change while it decodes
     if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
         return read_binary_file(data, ".nic file", check_start=nicformat.read_header)  # an endless stream refused early
     raise NicodecError(
-        f"decode takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
+        f"{taker} takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
     )

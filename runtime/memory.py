@@ -59,4 +59,4 @@ coding_named = naming_memory(coding_memory_error)
 
 loading_named = naming_memory(lambda exc: loading_failed("the model", exc),
                                (NicodecError, TypeError, ValueError))  # and a call's own mistakes (an unknown keyword)
-"""For :class:`Codec`'s loading (its tables, its graphs, the check of its entropy parameters)."""
+"""For :class:`~nicodec.Codec`'s loading (its tables, its graphs, the check of its entropy parameters)."""

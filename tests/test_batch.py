@@ -291,9 +291,9 @@ def test_an_input_dated_in_the_future_is_said_to_be(tmp_path):
     assert (f"kept: {tmp_path / 'ahead.nic'} exists and is older than {tmp_path / 'ahead.png'}, which is dated about 3 "
             "hours ahead of this machine's clock (a clock skew?)") in result.stderr
     assert "now.nic" not in result.stderr
-    from nicodec.batch_plan import _span
+    from nicodec.batch_plan import duration_text
 
-    assert [_span(s) for s in (2.5, 119, 3 * 3600 - 1, 1.99 * 86_400, 1e7)] == [
+    assert [duration_text(s) for s in (2.5, 119, 3 * 3600 - 1, 1.99 * 86_400, 1e7)] == [
         "about 2 seconds", "about 2 minutes", "about 3 hours", "about 2 days", "about 116 days"]
 
 

@@ -309,7 +309,8 @@ def test_describe_gives_what_info_json_prints_from_a_path_bytes_or_a_file(png, t
     damaged[-1] ^= 1
     with pytest.raises(nicodec.FormatError, match="checksum"):
         nicodec.describe(bytes(damaged))
-    with pytest.raises(nicodec.NicodecError, match="not a int"):
+    with pytest.raises(nicodec.NicodecError, match="^describe takes the bytes of a .nic file, a binary file object or "
+                                                    "the file's path, not a int$"):
         nicodec.describe(3)
 
 

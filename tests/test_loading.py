@@ -185,13 +185,17 @@ def test_a_package_imported_from_a_zip_says_its_models_must_be_on_disk(tmp_path)
             zipped.write(source, f"nicodec/{source.name}")
     code = ("import nicodec, nicodec.model as m\n"
             "assert nicodec.__file__.startswith(%r), nicodec.__file__\n"
-            "try:\n    m.ModelFiles.load()\nexcept nicodec.ModelError as e:\n    print(e)\n") % str(archive)
+            "for folder in (None, %r):\n"
+            "    try:\n        m.ModelFiles.load(folder)\n    except nicodec.ModelError as e:\n        print(e)\n"
+            ) % (str(archive), str(tmp_path / "typo"))
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={**os.environ, "PYTHONPATH": str(archive)}, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("not a nicodec model folder (no manifest.json): ")
-    assert done.stdout.rstrip().endswith("(nicodec is imported from a zip archive, and its models must be files on "
-                                         "disk: install it with pip, or use a model folder on disk: --model, model=)")
+    shipped, given = done.stdout.splitlines()
+    assert shipped.startswith("not a nicodec model folder (no manifest.json): ")
+    assert shipped.endswith("(nicodec is imported from a zip archive, and its models must be files on "
+                            "disk: install it with pip, or use a model folder on disk: --model, model=)")
+    assert given == f"not a nicodec model folder (no manifest.json): {tmp_path / 'typo'} (no such folder)"  # a user's own
 
 
 def test_the_command_line_loads_what_each_command_runs(tmp_path, photo, loaded):
@@ -462,7 +466,7 @@ def test_external_data_is_found_wherever_onnx_keeps_a_tensor():
     onnx = pytest.importorskip("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
-    from nicodec.model import _TENSOR_FIELDS, external_tensor
+    from nicodec.onnx_external import _TENSOR_FIELDS, external_tensor
 
     # The field numbers are onnx's own.
     messages = {"model": onnx.ModelProto, "training": onnx.TrainingInfoProto, "graph": onnx.GraphProto,

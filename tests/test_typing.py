@@ -101,6 +101,7 @@ swapped = nicodec.encode_to_target("photo.png", codec, bpp=0.5)  # wrong
 nicodec.pillow_plugin.register(3)  # wrong
 not_bytes: str = codec.encode("photo.png")  # wrong
 described = nicodec.describe(3)  # wrong
+misspelt = nicodec.describe(b"")["modelid"]  # wrong
 '''
 
 
