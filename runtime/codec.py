@@ -47,14 +47,13 @@ from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHA
                        RESTORATION_SYNTHESIS_PART, Work, check_progress)
 from .quantize import rdo_round, round_symbols
 from .refine import refine
-from .sessions import (CPU, MAX_THREADS, caller_outside, create_session, memory_free, resident_bytes,
+from .sessions import (CPU, caller_outside, create_session, memory_free, resident_bytes,
                        resolve_providers, shrinking_run_options)
 from .settings import PRECISIONS, CodecSettings
 from .tiling import AUTO_TILES, ENTROPY_MARGIN, MEMORY_HEADROOM, growth_bytes, run_tiled
 from .transparency import fill_transparent
 
-__all__ = ["AUTO_TILES", "DEFAULT_MAX_PIXELS", "MAX_THREADS", "Codec", "ImageSource", "NicSource", "Pixels", "Real",
-           "Whole", "check_flags"]
+__all__ = ["AUTO_TILES", "DEFAULT_MAX_PIXELS", "Codec", "ImageSource", "NicSource", "Pixels", "Real", "Whole"]
 
 DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
