@@ -39,7 +39,7 @@ from PIL import Image
 
 from nicodec.model import shipped_model_id
 from nicodec.training.model import SCALE_LEVELS, float_scale_index, gaussian_likelihood, scale_table
-from nicodec.training.train import load_model
+from nicodec.training.checkpoint import load_model
 
 from common import image_paths, psnr, write_report
 

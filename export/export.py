@@ -45,7 +45,7 @@ from nicodec.model import (
 from nicodec.options import quality_parser
 from nicodec.training.integer import MEAN_BITS, integer_parameters
 from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, scale_table
-from nicodec.training.train import load_model
+from nicodec.training.checkpoint import load_model
 
 from .graphs import Decoder, EntropyParameters, Encoder, HalfDecoder, SynthesisGradient
 from .integer import build_graph, parameters_from_graph, reference

@@ -250,7 +250,7 @@ def test_a_single_rate_model_refines_at_its_lambda_and_needs_one(tmp_path):
 
 def test_the_shipped_gradient_graph_is_the_checkpoints_gradient():
     torch = pytest.importorskip("torch")
-    from nicodec.training.train import load_model
+    from nicodec.training.checkpoint import load_model
 
     codec = Codec(providers="cpu", refine=1)
     checkpoint = Path(__file__).resolve().parents[1] / "training" / "checkpoints" / f"{codec.model_id}.pt"

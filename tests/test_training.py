@@ -21,7 +21,8 @@ pytest.importorskip("onnx")
 
 from nicodec.training.model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss  # noqa: E402
 from nicodec.training.model import remap_levels  # noqa: E402
-from nicodec.training.train import TrainConfig, load_model, slim_checkpoint, train  # noqa: E402
+from nicodec.training.checkpoint import load_model, slim_checkpoint  # noqa: E402
+from nicodec.training.train import TrainConfig, train  # noqa: E402
 
 from conftest import synthetic_photo  # noqa: E402
 
@@ -664,7 +665,7 @@ def test_a_post_filter_added_to_a_model_exports_decodes_its_files_and_refines(fo
     from nicodec.codec import Codec
     from nicodec.export.export import export_model
     from nicodec.training.model import PostFilter
-    from nicodec.training.train import with_postfilter
+    from nicodec.training.checkpoint import with_postfilter
 
     train([str(folder)], tmp_path / "run", TINY_VR, TrainConfig(steps=2, batch=2, crop=64, val_images=2, integer_from=0.5))
     slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "a.pt")
@@ -709,7 +710,7 @@ def test_a_post_filter_given_the_quality_exports_decodes_its_files_and_refines(f
     from nicodec.codec import Codec
     from nicodec.export.export import export_model
     from nicodec.training.model import PostFilter
-    from nicodec.training.train import with_postfilter
+    from nicodec.training.checkpoint import with_postfilter
 
     train([str(folder)], tmp_path / "run", TINY_VR, TrainConfig(steps=2, batch=2, crop=64, val_images=2, integer_from=0.5))
     slim_checkpoint(tmp_path / "run" / "last.pt", tmp_path / "a.pt")

@@ -26,7 +26,7 @@ from nicodec.training import data as data_module  # noqa: E402
 from nicodec.training import decoder_finetune, entropy_finetune  # noqa: E402
 from nicodec.training import train as train_module  # noqa: E402
 from nicodec.training.model import MeanScaleHyperprior, ModelConfig  # noqa: E402
-from nicodec.training.train import CheckpointError, load_model  # noqa: E402
+from nicodec.training.checkpoint import CheckpointError, load_model  # noqa: E402
 
 from conftest import ended_by
 

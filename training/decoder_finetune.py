@@ -37,6 +37,7 @@ from rich.console import Console
 from nicodec.console import writes_to_terminal
 
 from .data import held_out_copies, list_images, load_rgb, load_rgb_or_warn, shorter_side
+from .checkpoint import partly_retrained, save_atomically, save_weights
 from .train import (
     DEFAULT_DATA,
     Stop,
@@ -45,9 +46,6 @@ from .train import (
     crop_side,
     non_negative_float,
     non_negative_int,
-    partly_retrained,
-    save_atomically,
-    save_weights,
     seed_value,
     start_finetune,
 )

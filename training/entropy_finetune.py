@@ -42,6 +42,7 @@ from .model import (
     scale_table,
     ste_round,
 )
+from .checkpoint import save_atomically
 from .train import (
     DEFAULT_DATA,
     Stop,
@@ -49,7 +50,6 @@ from .train import (
     batch_size,
     non_negative_int,
     positive_int,
-    save_atomically,
     seed_value,
     start_finetune,
 )

@@ -47,7 +47,7 @@ from torch import nn
 
 from nicodec.training.data import list_images, load_rgb
 from nicodec.training.model import LowerBound, SCALE_MIN, gaussian_likelihood
-from nicodec.training.train import load_model
+from nicodec.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -39,7 +39,7 @@ from encoder_hard_finetune import HELD_OUT_QUALITIES, hard_objective, level_and_
 from generation_finetune import eight_bits, shipped_checkpoint  # noqa: E402
 
 from nicodec.training.data import CropSampler, center_crops, list_images, load_images, load_rgb  # noqa: E402
-from nicodec.training.train import load_model  # noqa: E402
+from nicodec.training.checkpoint import load_model  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT.parent / "shared" / "data"

@@ -45,7 +45,8 @@ from rich.console import Console
 
 from nicodec.training.data import CropSampler, center_crops, list_images, load_rgb
 from nicodec.training.model import MeanScaleHyperprior, gaussian_likelihood, ste_round
-from nicodec.training.train import DEFAULT_DATA, load_model, partly_retrained, save_weights
+from nicodec.training.checkpoint import load_model, partly_retrained, save_weights
+from nicodec.training.train import DEFAULT_DATA
 
 console = Console(stderr=True)
 HELD_OUT_QUALITIES = (1.0, 15.0, 29.0, 43.0, 57.0, 72.0, 86.0, 100.0)

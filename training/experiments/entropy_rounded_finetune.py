@@ -34,7 +34,7 @@ import torch
 from nicodec.training.data import list_images
 from nicodec.training.entropy_finetune import latents
 from nicodec.training.model import gaussian_likelihood, ste_round
-from nicodec.training.train import load_model
+from nicodec.training.checkpoint import load_model
 
 POSITIONS = 8
 

@@ -36,7 +36,7 @@ from PIL import Image
 from nicodec.model import quality_position
 from nicodec.training.data import CropSampler, list_images, load_images
 from nicodec.training.model import ste_round
-from nicodec.training.train import load_model
+from nicodec.training.checkpoint import load_model
 
 ROOT = Path(__file__).resolve().parents[2]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"

@@ -38,7 +38,7 @@ import time
 import torch
 from nicodec.training.decoder_finetune import HELD_OUT_QUALITIES
 from nicodec.training.model import PostFilter
-from nicodec.training.train import load_model
+from nicodec.training.checkpoint import load_model
 from torch import nn
 
 
@@ -228,7 +228,7 @@ def main() -> None:
 
 def write_checkpoint(args, filt: nn.Module, figures: dict) -> None:
     """``args.out``: ``args.checkpoint`` with ``filt`` ending its g_s, ``figures`` in its metrics."""
-    from nicodec.training.train import save_atomically, with_postfilter
+    from nicodec.training.checkpoint import save_atomically, with_postfilter
 
     ckpt = torch.load(args.checkpoint, weights_only=True)
     new = with_postfilter(ckpt, args.channels, filt.state_dict(), quality_plane=args.conditioned)
