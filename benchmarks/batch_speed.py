@@ -16,7 +16,7 @@ order and each on the command line's default settings (threads and jobs, the CPU
 The ratio command line / API is the batch's own cost (its checks, atomic writes, progress and
 report). 2026-12-05, AMD EPYC, 2 cores, 300 crops of 128x128 (``benchmarks/results/batch_speed.json``):
 nicodec 0.6.5 stood at 1.93 to encode and 1.41 to decode, its onnxruntime threads pinned to cores
-(:func:`nicodec.sessions.default_threads`; a calling thread moved onto a pinned core shared it),
+(:func:`nicodec.machine.default_threads`; a calling thread moved onto a pinned core shared it),
 0.6.6 at 1.12 to 1.29 and 1.03 to 1.08 in two runs. Linux and macOS.
 """
 

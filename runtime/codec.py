@@ -47,8 +47,8 @@ from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHA
                        RESTORATION_SYNTHESIS_PART, Work, check_progress)
 from .quantize import rdo_round, round_symbols
 from .refine import refine
-from .sessions import (CPU, caller_outside, create_session, memory_free, resident_bytes,
-                       resolve_providers, shrinking_run_options)
+from .machine import memory_free, resident_bytes
+from .sessions import CPU, caller_outside, create_session, resolve_providers, shrinking_run_options
 from .settings import PRECISIONS, CodecSettings
 from .tiling import AUTO_TILES, ENTROPY_MARGIN, MEMORY_HEADROOM, growth_bytes, run_tiled
 from .transparency import fill_transparent

@@ -319,6 +319,6 @@ def batch_threads(threads: Optional[int], jobs: int) -> Optional[int]:
     default count (one per physical core the process may use) shared among the jobs."""
     if threads is not None or jobs == 1:
         return threads
-    from .sessions import default_threads, usable_cores
+    from .machine import default_threads, usable_cores
 
     return min(MAX_THREADS, max(1, (default_threads() or usable_cores()) // jobs))

@@ -18,7 +18,7 @@ from .sessions import shrinking_run_options
 
 AUTO_TILES = (1024, 512, 256)
 """The tiles ``tile=None`` (the default) chooses among for each image: the largest whose
-estimated growth (:data:`GROWTH_MIB`) the memory free holds (``sessions.memory_free``); the
+estimated growth (:data:`GROWTH_MIB`) the memory free holds (``machine.memory_free``); the
 smallest where none does, or 1024 where the memory free cannot be told (off Linux)."""
 
 GROWTH_MIB = {"encode": {1024: (580, 17), 512: (450, 13.5), 256: (390, 18.5)},

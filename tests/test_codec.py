@@ -1130,15 +1130,15 @@ def _topology(root, cores: list[list[int]], old_kernel: bool = False):
 
 
 def test_physical_cores_count_a_cores_hyperthreads_once(tmp_path):
-    from nicodec import sessions
+    from nicodec import machine
 
     tree = _topology(tmp_path / "new", [[0, 4], [1, 5], [2, 6], [3, 7]])
-    assert sessions.physical_cores(range(8), tree) == 4
-    assert sessions.physical_cores([0, 4, 1], tree) == 2
-    assert sessions.physical_cores([0, 1, 2, 3], tree) == 4
-    assert sessions.physical_cores(range(2), _topology(tmp_path / "old", [[0, 1]], old_kernel=True)) == 1
-    assert sessions.physical_cores(range(9), tree) is None  # a CPU it cannot tell
-    assert sessions.physical_cores([], tree) is None
+    assert machine.physical_cores(range(8), tree) == 4
+    assert machine.physical_cores([0, 4, 1], tree) == 2
+    assert machine.physical_cores([0, 1, 2, 3], tree) == 4
+    assert machine.physical_cores(range(2), _topology(tmp_path / "old", [[0, 1]], old_kernel=True)) == 1
+    assert machine.physical_cores(range(9), tree) is None  # a CPU it cannot tell
+    assert machine.physical_cores([], tree) is None
 
 
 def test_default_threads_are_given_explicitly_one_per_physical_core_the_process_may_use(monkeypatch, tmp_path):
@@ -1149,33 +1149,33 @@ def test_default_threads_are_given_explicitly_one_per_physical_core_the_process_
     a cgroup's quota)."""
     import os
 
-    from nicodec import sessions
+    from nicodec import machine
 
     def threads(**given) -> int:
         return Codec(providers="cpu", **given)._session("encoder").get_session_options().intra_op_num_threads
 
-    monkeypatch.setattr(sessions, "CPU_TOPOLOGY", _topology(tmp_path, [[cpu, cpu + 8] for cpu in range(8)]))
-    monkeypatch.setattr(sessions, "cpu_quota", lambda: None)  # whatever this machine's cgroup says
+    monkeypatch.setattr(machine, "CPU_TOPOLOGY", _topology(tmp_path, [[cpu, cpu + 8] for cpu in range(8)]))
+    monkeypatch.setattr(machine, "cpu_quota", lambda: None)  # whatever this machine's cgroup says
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    assert sessions.default_threads() == 8 == threads()  # 0, onnxruntime's own pinned default, before
+    assert machine.default_threads() == 8 == threads()  # 0, onnxruntime's own pinned default, before
     assert threads(threads=2) == 2
     from nicodec.options import batch_threads
 
     assert [batch_threads(None, jobs) for jobs in (1, 2, 3, 16)] == [None, 4, 2, 1]  # 8 physical cores shared
     assert batch_threads(5, 2) == 5
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 8, 1, 9}, raising=False)  # taskset -c 0,1,8,9
-    assert sessions.default_threads() == 2 == threads()
+    assert machine.default_threads() == 2 == threads()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0}, raising=False)
-    assert sessions.default_threads() == 1 == threads()
+    assert machine.default_threads() == 1 == threads()
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(16)), raising=False)
-    monkeypatch.setattr(sessions, "cpu_quota", lambda: 3)  # docker run --cpus=2.5
-    assert sessions.default_threads() == 3 == threads()
-    monkeypatch.setattr(sessions, "CPU_TOPOLOGY", tmp_path / "none")  # no sysfs: the CPUs allowed
-    monkeypatch.setattr(sessions, "cpu_quota", lambda: None)
-    assert sessions.default_threads() == 16
+    monkeypatch.setattr(machine, "cpu_quota", lambda: 3)  # docker run --cpus=2.5
+    assert machine.default_threads() == 3 == threads()
+    monkeypatch.setattr(machine, "CPU_TOPOLOGY", tmp_path / "none")  # no sysfs: the CPUs allowed
+    monkeypatch.setattr(machine, "cpu_quota", lambda: None)
+    assert machine.default_threads() == 16
     monkeypatch.delattr(os, "sched_getaffinity", raising=False)  # macOS, Windows: onnxruntime's default
-    assert sessions.default_threads() is None
+    assert machine.default_threads() is None
     assert threads() == 0
 
 
@@ -1194,11 +1194,11 @@ def _cgroup_tree(tmp_path, membership: str, files: dict[str, str]):
 def test_a_cgroup_cpu_quota_is_read_as_containers_write_it(tmp_path):
     """docker run --cpus and a Kubernetes CPU limit leave every core in the affinity mask and
     limit the time instead: onnxruntime's default then ran a thread per core of the host."""
-    from nicodec import sessions
+    from nicodec import machine
 
     def tree(membership: str, files: dict[str, str]):
         root = _cgroup_tree(tmp_path, membership, files)
-        return sessions.cpu_quota(root / "fs", str(root / "cgroup"))
+        return machine.cpu_quota(root / "fs", str(root / "cgroup"))
 
     # cgroup v2 in a container's own namespace: the container's cgroup is the mount's root
     assert tree("0::/\n", {"fs/cpu.max": "200000 100000\n"}) == 2
@@ -1217,18 +1217,18 @@ def test_a_cgroup_cpu_quota_is_read_as_containers_write_it(tmp_path):
     assert tree("0::/\n", {}) is None
     assert tree("0::/\n", {"fs/cpu.max": "garbage"}) is None
     assert tree("not a cgroup line\n", {"fs/cpu.max": "100000 100000"}) is None
-    assert sessions.cpu_quota(tmp_path, str(tmp_path / "missing")) is None
+    assert machine.cpu_quota(tmp_path, str(tmp_path / "missing")) is None
 
 
 def test_the_memory_free_is_read_as_linux_and_cgroups_give_it(tmp_path):
     """A 1 GB board, or a container with --memory 1g, killed a decode of a phone's photo that
     smaller tiles would have fitted: what is free is read to choose them."""
-    from nicodec import sessions
+    from nicodec import machine
 
     def tree(membership: str, files: dict[str, str], meminfo: str = "MemTotal: 4000000 kB\nMemAvailable: 3000000 kB\n"):
         root = _cgroup_tree(tmp_path, membership, files)
         (root / "meminfo").write_text(meminfo)
-        return sessions.memory_free(root / "fs", str(root / "cgroup"), str(root / "meminfo"))
+        return machine.memory_free(root / "fs", str(root / "cgroup"), str(root / "meminfo"))
 
     assert tree("0::/\n", {}) == 3000000 * 1024  # no limit: the kernel's MemAvailable
     assert tree("0::/\n", {"fs/memory.max": "max\n", "fs/memory.current": "5000\n"}) == 3000000 * 1024
@@ -1251,10 +1251,10 @@ def test_the_memory_free_is_read_as_linux_and_cgroups_give_it(tmp_path):
                      "fs/memory/memory.usage_in_bytes": "36870912\n"}) == 3000000 * 1024
     assert tree("0::/\n", {}, meminfo="MemTotal: 4000000 kB\n") is None  # a kernel before 3.14
     assert tree("0::/\n", {"fs/memory.max": "garbage", "fs/memory.current": "1"}, meminfo="") is None
-    assert sessions.memory_free(tmp_path, str(tmp_path / "missing"), str(tmp_path / "missing")) is None
-    assert sessions.resident_bytes(str(tmp_path / "missing")) is None
+    assert machine.memory_free(tmp_path, str(tmp_path / "missing"), str(tmp_path / "missing")) is None
+    assert machine.resident_bytes(str(tmp_path / "missing")) is None
     if sys.platform == "linux":
-        assert sessions.memory_free() > 0 and sessions.resident_bytes() > 10 * 2 ** 20
+        assert machine.memory_free() > 0 and machine.resident_bytes() > 10 * 2 ** 20
 
 
 def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
