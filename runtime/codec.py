@@ -267,14 +267,9 @@ class Codec:
         self.release_memory = settings.release_memory
         self.rdo_slope = settings.slope
         self._unrefined_slope = settings.unrefined_slope
-        threads, optimization = settings.threads, settings.optimization
-        entropy_settings = (
-            {"threads": threads, "optimization": optimization} if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
-        )
         self._graphs = {"entropy_parameters": "entropy_parameters", "encoder": "encoder", "decoder": decoder,
                         "synthesis_gradient": "synthesis_gradient"}
-        self._settings = (chosen, threads, optimization, settings.strict)
-        self._entropy_settings = entropy_settings
+        self._settings, self._providers = settings, chosen
         self._sessions: dict = {}
         self._input_names: dict[str, frozenset[str]] = {}  # each loaded graph's, as check_graph passed them
         self._loading = threading.Lock()
@@ -310,13 +305,13 @@ class Codec:
         with self._loading:
             if graph not in self._sessions:
                 name = self._graphs[graph]
+                chosen = {"threads": self._settings.threads, "optimization": self._settings.optimization}
                 if graph == "entropy_parameters":  # ConvInteger exists on the CPU provider only; the graph is small
-                    providers, settings = [CPU], self._entropy_settings
+                    providers, options = [CPU], chosen if self.model.integer_entropy else FLOAT_ENTROPY_SESSION
                 else:
                     self._check_available(graph)
-                    providers, threads, optimization, strict = self._settings
-                    settings = {"threads": threads, "optimization": optimization, "strict": strict}
-                session = create_session(self.model.graph(name), providers, **settings,
+                    providers, options = self._providers, {**chosen, "strict": self._settings.strict}
+                session = create_session(self.model.graph(name), providers, **options,
                                          data=self.model.graph_bytes(name))
                 check_graph(session, name, self.model)
                 self._input_names[graph] = frozenset(i.name for i in session.get_inputs())
