@@ -305,7 +305,7 @@ def test_gaussian_likelihoods_of_all_integers_sum_to_one():
 
 
 def test_probe_sizes_parse_with_an_eager_suffix():
-    from nicodec.training.train import parse_probe
+    from nicodec.training.arguments import parse_probe
 
     assert parse_probe("16, 32e,64") == [(16, False), (32, True), (64, False)]
     assert parse_probe("") == []

@@ -38,17 +38,9 @@ from nicodec.console import writes_to_terminal
 
 from .data import held_out_copies, list_images, load_rgb, load_rgb_or_warn, shorter_side
 from .checkpoint import partly_retrained, save_atomically, save_weights
-from .train import (
-    DEFAULT_DATA,
-    Stop,
-    adam_lr,
-    batch_size,
-    crop_side,
-    non_negative_float,
-    non_negative_int,
-    seed_value,
-    start_finetune,
-)
+from .arguments import adam_lr, batch_size, crop_side, non_negative_float, non_negative_int, seed_value
+from .run_checks import start_finetune
+from .train import DEFAULT_DATA, Stop
 
 # Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
 # MarkupError); soft wrap: one line per message in a log, whatever its width.

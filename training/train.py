@@ -54,12 +54,33 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from nicodec.console import writes_to_terminal
 from nicodec.errors import NicodecError
-from nicodec.files import nearest_existing
 
-from .data import CropSampler, center_crops, held_out_copies, list_images, load_images, subfolder_hint
+from .arguments import (
+    adam_lr,
+    batch_size,
+    crop_side,
+    device_option,
+    non_negative_float,
+    non_negative_int,
+    parse_probe,
+    positive_float,
+    positive_int,
+    seed_value,
+)
 from .checkpoint import CheckpointError, load_model, save_checkpoint, slim_checkpoint
+from .data import CropSampler, center_crops, held_out_copies, list_images, load_images, subfolder_hint
 from .integer import calibrate
 from .model import MeanScaleHyperprior, ModelConfig, rate_distortion_loss, remap_levels
+from .run_checks import (
+    MODEL_OPTIONS,
+    RUN_OPTIONS,
+    check_architecture,
+    check_creatable,
+    check_outputs,
+    resumed_config,
+    resumed_slim,
+    run_options,
+)
 
 DEFAULT_DATA = "../shared/data/train/shard-*"
 # One line per line in a log file, whatever its width; markup off: a path of "[x]" would be
@@ -242,19 +263,9 @@ def training_step(net, model: MeanScaleHyperprior, optimizer, sampler: CropSampl
     return losses
 
 
-def parse_probe(text: str) -> list[tuple[int, bool]]:
-    """``--probe`` sizes: "16,32e,64" is batch 16, batch 32 eager (not compiled) and batch 64."""
-    entries = []
-    for item in filter(None, (v.strip() for v in text.split(","))):
-        eager = item.endswith("e")
-        try:
-            size = int(item[:-1] if eager else item)
-        except ValueError:
-            raise ValueError(f"{item!r} is not a batch size") from None
-        if size < 1:
-            raise ValueError(f"probe batch sizes must be positive, not {size}")
-        entries.append((size, eager))
-    return entries
+CHECKPOINT_SECONDS = 600
+"""Wall-clock seconds after which a checkpoint is written even between validations: a slow run
+(seconds a step on a CPU) loses at most this much to a crash."""
 
 
 COMPILE_MODES = ("", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -329,139 +340,248 @@ def probe_throughput(model, sampler: CropSampler, batches: list[tuple[int, bool]
     return rates
 
 
-def resumed_config(cfg: TrainConfig, saved: dict, inherit: frozenset[str]) -> tuple[TrainConfig, dict]:
-    """``cfg`` with the fields named in ``inherit`` taken from a run's saved ``train_config``
-    (those the command line left at their defaults: ``--resume`` alone continues the run as it
-    was, not with the defaults), and the values taken that differ from ``cfg``'s."""
-    names = {f.name for f in fields(TrainConfig)}
-    taken = {name: tuple(value) if isinstance(value, list) else value
-             for name, value in saved.items() if name in inherit and name in names}
-    kept = {name: value for name, value in taken.items() if value != getattr(cfg, name)}
-    return dataclasses.replace(cfg, **taken), kept
+@dataclass
+class Process:
+    """Where this process trains: its device and, under ``torchrun``, its rank among the processes."""
+
+    device: torch.device
+    rank: int = 0
+    distributed: bool = False
+
+    @property
+    def main(self) -> bool:
+        """Whether this process speaks, validates and writes the checkpoints (rank 0)."""
+        return self.rank == 0
+
+    def autocast(self):
+        """bf16 autocast on a GPU; on a CPU a context that changes nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def end(self) -> None:
+        """Wait for the other processes of a distributed run and leave their group."""
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
 
 
-RUN_OPTIONS = ("data", "val_data", "max_images", "slim")
-"""Options of a run, beside its ``TrainConfig``, that ``--resume`` takes from the run when the
-command line does not give them: what it trains on, and where its weights-only copy goes."""
-
-CHECKPOINT_SECONDS = 600
-"""Wall-clock seconds after which a checkpoint is written even between validations: a slow run
-(seconds a step on a CPU) loses at most this much to a crash."""
-
-
-def run_options(folders: list[str], val_folders: Optional[list[str]], max_images: int,
-                slim: Optional[Path], out: Optional[Path] = None) -> dict:
-    """The :data:`RUN_OPTIONS` as a checkpoint keeps them: paths made absolute, so a run resumed
-    from another folder reads the same images; and the run's folder, ``out``, so that a resumed
-    copy of it is told from the run itself (:func:`resumed_slim`)."""
-    return {"data": [os.path.abspath(f) for f in folders],
-            "val_data": [os.path.abspath(f) for f in val_folders] if val_folders else None,
-            "max_images": max_images, "slim": os.path.abspath(slim) if slim is not None else None,
-            "out": os.path.abspath(out) if out is not None else None}
-
-
-def resumed_slim(slim: str, saved_out: Optional[str], out: Path, force: bool) -> str:
-    """The ``--slim`` path a resumed run writes: the saved one, unless the run folder was copied
-    or moved (``out`` is not the folder it was made in, ``saved_out``). A copy's slim file inside
-    the run's folder is the copy's own; one outside it is the original run's, which resuming the
-    copy would replace: refused unless ``force``. Checkpoints saved before the folder was kept
-    (no ``saved_out``) keep their path."""
-    here = os.path.abspath(out)
-    if saved_out is None or saved_out == here:
-        return slim
-    inside = os.path.relpath(slim, saved_out)
-    if not inside.startswith(os.pardir + os.sep) and inside != os.pardir:
-        return os.path.join(here, inside)
-    if force:
-        return slim
-    raise typer.BadParameter(
-        f"the run was made in {saved_out}, and its weights-only copy {slim} lies outside it: resuming {out} would "
-        "replace that file, the original run's; give --slim PATH (another file, or that one to replace it)",
-        param_hint="--slim")
+def start_process(device_name: str, integer_from: float) -> Process:
+    """Join the process group of a ``torchrun`` launch (one process per device) and pick the device
+    (``device_name`` "auto": a GPU where there is one), set for speed on a GPU."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    rank = 0
+    if distributed:
+        if integer_from:
+            raise typer.BadParameter("--integer-from needs a single process")
+        backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
+        dist.init_process_group(backend)
+        rank = dist.get_rank()
+    if device_name == "auto":
+        device_name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device_name)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return Process(device, rank, distributed)
 
 
-def check_outputs(out: Path, resume: bool, force: bool, slim: Optional[Path] = None) -> None:
-    """Refuse, before anything is loaded, a run that would overwrite another without being asked,
-    or that could not write its first checkpoint.
-
-    Raises:
-        typer.BadParameter: ``--resume`` without a run in ``out`` or with ``--force``; a run in
-            ``out`` without either; an ``out`` or ``slim`` that cannot be written (or an existing
-            ``slim`` file without either).
-    """
-    last = out / "last.pt"
-    if resume and force:
-        raise typer.BadParameter("--resume continues the run in --out and --force replaces it: give one of them")
-    if out.exists() and not out.is_dir():
-        raise typer.BadParameter(f"{out} is not a folder", param_hint="--out")
-    if resume and not last.is_file():
-        raise typer.BadParameter(f"there is no run to continue: {last} does not exist", param_hint="--resume")
-    if last.exists() and not (resume or force):
-        raise typer.BadParameter(f"{out} holds a run ({last.name}): --resume continues it, --force replaces it",
-                                 param_hint="--out")
-    check_creatable(out, "--out")
-    if slim is not None:
-        if slim.is_dir():
-            raise typer.BadParameter(f"{slim} is a folder", param_hint="--slim")
-        if os.path.abspath(slim) == os.path.abspath(last) or (slim.exists() and last.exists() and slim.samefile(last)):
-            raise typer.BadParameter(f"{slim} is the run's own checkpoint (with the optimizer state that --resume "
-                                     "needs): give the weights-only copy another name", param_hint="--slim")
-        if slim.exists() and not (resume or force):
-            raise typer.BadParameter(f"{slim} exists: --force replaces it (so does --resume, the run's own copy)",
-                                     param_hint="--slim")
-        check_creatable(slim.parent, "--slim")
-
-
-MODEL_OPTIONS = {"N": "channels", "M": "latent_channels", "Nh": "hyper_channels", "lmbda": "lmbda"}
-"""ModelConfig fields and the parameters that give them (checked against a checkpoint's)."""
-
-
-def check_architecture(saved: ModelConfig, asked: ModelConfig, given: frozenset[str], source: str) -> None:
-    """Refuse architecture options given with a checkpoint (``source``: ``--init`` or ``--resume``)
-    that differ from its own, rather than train the checkpoint's in silence; ``--lmbda`` only for
-    a variable-rate checkpoint (whose rates ``--lmbdas`` sets) and, resuming, when it differs."""
-    for field in ("N", "M", "Nh"):
-        option = "--" + MODEL_OPTIONS[field].replace("_", "-")
-        if field in given and getattr(asked, field) != getattr(saved, field):
-            raise typer.BadParameter(f"{option} {getattr(asked, field)} differs from the checkpoint's "
-                                     f"{getattr(saved, field)}: a checkpoint keeps its architecture (leave {option} out)",
-                                     param_hint=source)
-    if "lmbda" in given and asked.lmbda != saved.lmbda:
-        if saved.levels:
-            raise typer.BadParameter("the checkpoint is variable-rate: --lmbdas sets its rates, not --lmbda",
-                                     param_hint=source)
-        if source == "--resume":
-            raise typer.BadParameter(f"--lmbda {asked.lmbda} differs from the run's {saved.lmbda} "
-                                     "(--init starts a run at another rate from its weights)", param_hint=source)
-
-
-def check_creatable(folder: Path, option: str) -> None:
-    """Refuse, as a usage error of ``option``, a ``folder`` that is neither writable nor can be made
-    (its nearest existing ancestor must be a writable folder)."""
-    existing = nearest_existing(folder)
-    if not existing.is_dir():
-        raise typer.BadParameter(f"cannot make {folder}: {existing} is not a folder", param_hint=option)
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise typer.BadParameter(f"cannot write in {existing}", param_hint=option)
-
-
-def start_finetune(checkpoint: Path, out: Path, cache: Optional[Path], force: bool, threads: int,
-                   seed: int) -> tuple[MeanScaleHyperprior, dict]:
-    """What the fine-tuning commands do first: refuse an ``out`` that exists without ``force`` and
-    folders that cannot be written, before any work; set torch's threads (0: its default) and
-    seed; load ``checkpoint``, a bad one being a usage error."""
-    if out.exists() and not force:
-        raise typer.BadParameter(f"{out} exists: --force replaces it", param_hint="--out")
-    check_creatable(out.parent, "--out")
-    if cache is not None:
-        check_creatable(cache.parent, "--cache")
-    if threads:
-        torch.set_num_threads(threads)
+def seed_everything(seed: int) -> None:
+    """Seed torch, Python's ``random`` and numpy alike."""
     torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+@dataclass
+class Start:
+    """What a run starts from (:func:`starting_point`)."""
+
+    model: MeanScaleHyperprior
+    ckpt: dict  # the checkpoint read (--resume or --init); empty for a new model
+    cfg: TrainConfig  # a resumed run's own settings where the command line gave none
+    folders: list[str]  # the images to train on, and the rest of RUN_OPTIONS: a resumed run's own
+    val_folders: Optional[list[str]]
+    max_images: int
+    slim: Optional[Path]
+    data_unsaved: bool  # a resumed run whose checkpoint did not keep its --data (an older one)
+
+
+def starting_point(process: Process, out: Path, model_cfg: ModelConfig, cfg: TrainConfig, resume: bool,
+                   init: Optional[Path], folders: list[str], val_folders: Optional[list[str]], max_images: int,
+                   slim: Optional[Path], force: bool, inherit: frozenset[str], inherit_options: frozenset[str],
+                   given_model: frozenset[str]) -> Start:
+    """The model a run trains, from its own ``last.pt`` (``resume``), from ``init``'s weights or new,
+    and the settings it trains with: a resumed run takes its own for those the command line did not
+    give (``inherit``, ``inherit_options``), an ``init`` run remaps the checkpoint's levels to
+    ``model_cfg.lmbdas`` or its single rate to ``model_cfg.lmbda``. See :func:`train`."""
+    last = out / "last.pt"
+    ckpt: dict = {}
     try:
-        return load_model(checkpoint)
+        if resume:
+            model, ckpt = load_model(last)
+        elif init is not None:
+            model, ckpt = load_model(init)
+        else:
+            model = MeanScaleHyperprior(model_cfg)
     except CheckpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="CHECKPOINT") from None
+        raise typer.BadParameter(str(exc), param_hint="--resume" if resume else "--init") from None
+    if ckpt:
+        check_architecture(model.config, model_cfg, given_model, "--resume" if resume else "--init")
+    restored: dict = {}
+    if ckpt and resume:
+        if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
+            raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
+        saved_options = ckpt.get("run_options") or {}
+        for name in RUN_OPTIONS:
+            if name in inherit_options and saved_options.get(name) is not None:
+                restored[name] = saved_options[name]
+        folders = restored.get("data", folders)
+        val_folders = restored.get("val_data", val_folders)
+        max_images = restored.get("max_images", max_images)
+        if "slim" in restored and process.main:
+            restored["slim"] = resumed_slim(restored["slim"], saved_options.get("out"), out, force)
+            slim = Path(restored["slim"])
+            check_creatable(slim.parent, "--slim")
+        elif slim is not None and slim.exists() and "slim" not in inherit_options:
+            # A --slim given anew replaces the run's own copy, not any file that happens to be there.
+            own = saved_options.get("slim")
+            if own is not None:
+                own = resumed_slim(own, saved_options.get("out"), out, force=True)
+            if own is None or not (os.path.abspath(slim) == os.path.abspath(own)
+                                   or (os.path.exists(own) and os.path.samefile(slim, own))):
+                raise typer.BadParameter(
+                    f"{slim} exists and is not the run's weights-only copy ({own or 'it kept none'}): give another "
+                    "file, or remove that one first", param_hint="--slim")
+        saved_levels = tuple((ckpt.get("train_config") or {}).get("tune_levels") or ())
+        if "tune_levels" not in inherit and cfg.tune_levels != saved_levels:
+            # Its optimizer's state is of the weights that run trained: a whole network, or those gains.
+            trained = (f"tuned the gains of levels {','.join(map(str, saved_levels))}" if saved_levels
+                       else "trained the whole network")
+            raise typer.BadParameter(
+                f"--resume continues a run as it trained, and this one {trained}: tune gains from its weights in a "
+                f"run of their own (--init {last} --tune-gains {','.join(map(str, cfg.tune_levels))} --out ANOTHER "
+                "--new-schedule --steps N)", param_hint="--tune-gains")
+        cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
+        # The checks and the seeding before saw the command line's settings: again with the run's.
+        if process.distributed and cfg.integer_from:
+            raise typer.BadParameter("--integer-from needs a single process (the run being resumed has it)")
+        if cfg.tune_levels and cfg.integer_from:
+            raise typer.BadParameter("--tune-gains keeps h_s as it is: it takes no --integer-from "
+                                     "(the run being resumed has one of them)")
+        seed_everything(cfg.seed + 1000 * process.rank)
+        kept.update(restored)
+        if process.main and kept:
+            console.print("the run's own settings: " + ", ".join(f"{name} {value}" for name, value in kept.items()))
+    elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
+        before = model.config.lmbdas
+        try:
+            model = remap_levels(model, model_cfg.lmbdas)
+        except ValueError as exc:
+            raise typer.BadParameter(f"--lmbdas with --init: {exc}") from None
+        if process.main:
+            console.print(f"levels remapped from {list(before)} to {list(model_cfg.lmbdas)}")
+    elif ckpt and "lmbda" in given_model and model_cfg.lmbda != model.config.lmbda:
+        if process.main:  # a single-rate model fine-tuned to another rate (check_architecture refused it for the others)
+            console.print(f"lmbda {model.config.lmbda} of the checkpoint replaced by {model_cfg.lmbda}")
+        model.config = dataclasses.replace(model.config, lmbda=model_cfg.lmbda)
+    data_unsaved = resume and "data" in inherit_options and "data" not in restored
+    return Start(model, ckpt, cfg, folders, val_folders, max_images, slim, data_unsaved)
+
+
+def image_lists(folders: list[str], val_folders: Optional[list[str]], cfg: TrainConfig, max_images: int,
+                main: bool, data_unsaved: bool = False) -> tuple[list[str], list[str]]:
+    """The training and held-out images' paths: each file once, none of the held-out ones (or
+    their copies) trained on; without ``val_folders`` the last ``cfg.val_images`` files are held
+    out. ``data_unsaved``: the run was resumed from a checkpoint that did not keep its --data."""
+    try:
+        paths = list_images(folders)
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc) + (" (the run was saved without its --data: give it)" if data_unsaved
+                                             else ""), param_hint="--data") from None
+    try:
+        val_paths = list_images(val_folders) if val_folders else []
+    except FileNotFoundError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--val-data") from None
+    if not paths:
+        raise typer.BadParameter(f"no images found in {', '.join(folders)}{subfolder_hint(folders)}", param_hint="--data")
+    if val_folders and not val_paths:
+        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}{subfolder_hint(val_folders)}",
+                                 param_hint="--val-data")
+    unique: dict[str, str] = {}
+    for path in paths:
+        unique.setdefault(os.path.realpath(path), path)
+    twice, paths = len(paths) - len(unique), list(unique.values())
+    if twice and main:
+        console.print(f"warning: {twice} training image{'s' if twice > 1 else ''} listed twice (the same "
+                      "folder given twice?) counted once")
+    if val_folders:
+        shared = held_out_copies(paths, val_paths)
+        train_paths = [p for p in paths if p not in shared]
+        if not train_paths:
+            raise typer.BadParameter(f"every one of the {len(paths)} training images is held out too (or a copy of "
+                                     "one): --data and --val-data need other images", param_hint="--val-data")
+        if shared and main:  # validation would measure what the model trained on
+            console.print(f"warning: {len(shared)} training image{'s are' if len(shared) > 1 else ' is'} held out "
+                          "too (or a copy of one): left out of training")
+    elif len(paths) <= cfg.val_images:
+        raise typer.BadParameter(f"{len(paths)} images found in {', '.join(folders)}: without --val-data the last "
+                                 f"{cfg.val_images} are held out, so at least {cfg.val_images + 1} are needed",
+                                 param_hint="--data")
+    else:
+        val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
+    if max_images:
+        train_paths = train_paths[:max_images]
+    return train_paths, val_paths
+
+
+def load_data(train_paths: list[str], val_paths: list[str], cfg: TrainConfig, val_folders: Optional[list[str]],
+              process: Process, seed: int, resumed_at: Optional[int]) -> tuple[CropSampler, torch.Tensor]:
+    """Read the images onto the device: a sampler of random training crops (seeded ``seed``, or
+    ``seed`` plus ``resumed_at``, the checkpoint's step, for other crops than the run before)
+    and the held-out batch of centre crops that validation measures."""
+    t_load = time.monotonic()
+    images, small, problems = load_images(train_paths, cfg.crop)
+    val, _, val_problems = load_images(val_paths, VAL_MIN_CROP)
+    if process.main and (problems or val_problems):
+        unread = problems + val_problems
+        console.print(f"warning: {len(unread)} image{'s' if len(unread) > 1 else ''} could not be read and "
+                      f"{'are' if len(unread) > 1 else 'is'} left out: " + "; ".join(unread[:5])
+                      + (f"; and {len(unread) - 5} more" if len(unread) > 5 else ""))
+    if not images and len(problems) == len(train_paths):  # none read at all: their size is not the matter
+        raise typer.BadParameter(f"none of the {len(train_paths)} training images could be read (the warning above "
+                                 "names them)", param_hint="--data")
+    if not images:
+        raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
+                                 "on its shorter side" + (f" ({len(problems)} of them could not be read)" if problems
+                                                          else ""), param_hint="--crop")
+    if not val:  # validating on training crops instead would report a figure that means nothing
+        unread = (f" ({len(val_problems)} of them could not be read"
+                  + ("" if val_folders else f": the last {cfg.val_images} files found are held out") + ")"
+                  if val_problems else "")
+        raise typer.BadParameter(f"none of the {len(val_paths)} held-out images is at least {VAL_MIN_CROP} pixels on "
+                                 f"its shorter side (validation uses their centre crops){unread}",
+                                 param_hint="--val-data" if val_folders else "--data")
+    full = [im for im in val if min(im.shape[1:]) >= VAL_CROP]
+    if full:  # the usual crop, comparable with every run before; smaller images are left out
+        val, val_side = full, VAL_CROP
+    else:  # none holds it: the largest multiple of 64 they all hold
+        val_side = min(min(im.shape[1:]) for im in val) // VAL_MIN_CROP * VAL_MIN_CROP
+    sampler = CropSampler(images, cfg.crop, process.device, generator_seed=seed)
+    val_batch = center_crops(val, val_side).to(process.device)
+    if resumed_at is not None:
+        sampler.reseed(seed + resumed_at)
+    if process.main:
+        dropped = len(val_paths) - len(val_problems) - len(val)  # the unreadable ones are warned of above
+        console.print(f"{len(images)} training images"
+                      + (f" ({small} smaller than the {cfg.crop}-pixel crop left out)" if small else "")
+                      + f", {len(val)} held out"
+                      + (f" ({dropped} smaller than {val_side if full else VAL_MIN_CROP} pixels left out)"
+                         if dropped else "")
+                      + (f" (centre crops of {val_side}, the smallest one's)" if val_side < VAL_CROP else "")
+                      + f", device {process.device} ({time.monotonic() - t_load:.1f} s to load)")
+    return sampler, val_batch
 
 
 def train(
@@ -512,160 +632,27 @@ def train(
             written, a checkpoint that is none (:class:`CheckpointError`), too few or too small images.
     """
     check_outputs(out, resume, force, slim)
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank = 0
-    if distributed:
-        if cfg.integer_from:
-            raise typer.BadParameter("--integer-from needs a single process")
-        backend = "nccl" if torch.cuda.is_available() and device_name != "cpu" else "gloo"
-        dist.init_process_group(backend)
-        rank = dist.get_rank()
-    if device_name == "auto":
-        device_name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(device_name)
-    if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-        torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-    main = rank == 0
-    seed = cfg.seed + 1000 * rank
-    torch.manual_seed(seed)
-    random.seed(seed)
-    np.random.seed(seed)
-
-    last = out / "last.pt"
-    step, seconds_before, origin = 0, 0.0, (0, 0.0)
-    ckpt: dict = {}
-    try:
-        if resume:
-            model, ckpt = load_model(last)
-        elif init is not None:
-            model, ckpt = load_model(init)
-        else:
-            model = MeanScaleHyperprior(model_cfg)
-    except CheckpointError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--resume" if resume else "--init") from None
-    if ckpt:
-        check_architecture(model.config, model_cfg, given_model, "--resume" if resume else "--init")
-    restored: dict = {}
-    if ckpt and resume:
-        if model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
-            raise typer.BadParameter("--lmbdas differ from the run being resumed (--init can change them)")
-        saved_options = ckpt.get("run_options") or {}
-        for name in RUN_OPTIONS:
-            if name in inherit_options and saved_options.get(name) is not None:
-                restored[name] = saved_options[name]
-        folders = restored.get("data", folders)
-        val_folders = restored.get("val_data", val_folders)
-        max_images = restored.get("max_images", max_images)
-        if "slim" in restored and rank == 0:
-            restored["slim"] = resumed_slim(restored["slim"], saved_options.get("out"), out, force)
-            slim = Path(restored["slim"])
-            check_creatable(slim.parent, "--slim")
-        elif slim is not None and slim.exists() and "slim" not in inherit_options:
-            # A --slim given anew replaces the run's own copy, not any file that happens to be there.
-            own = saved_options.get("slim")
-            if own is not None:
-                own = resumed_slim(own, saved_options.get("out"), out, force=True)
-            if own is None or not (os.path.abspath(slim) == os.path.abspath(own)
-                                   or (os.path.exists(own) and os.path.samefile(slim, own))):
-                raise typer.BadParameter(
-                    f"{slim} exists and is not the run's weights-only copy ({own or 'it kept none'}): give another "
-                    "file, or remove that one first", param_hint="--slim")
-        saved_levels = tuple((ckpt.get("train_config") or {}).get("tune_levels") or ())
-        if "tune_levels" not in inherit and cfg.tune_levels != saved_levels:
-            # Its optimizer's state is of the weights that run trained: a whole network, or those gains.
-            trained = (f"tuned the gains of levels {','.join(map(str, saved_levels))}" if saved_levels
-                       else "trained the whole network")
-            raise typer.BadParameter(
-                f"--resume continues a run as it trained, and this one {trained}: tune gains from its weights in a "
-                f"run of their own (--init {last} --tune-gains {','.join(map(str, cfg.tune_levels))} --out ANOTHER "
-                "--new-schedule --steps N)", param_hint="--tune-gains")
-        cfg, kept = resumed_config(cfg, ckpt.get("train_config") or {}, inherit)
-        # The checks and the seeding above saw the command line's settings: again with the run's.
-        if distributed and cfg.integer_from:
-            raise typer.BadParameter("--integer-from needs a single process (the run being resumed has it)")
-        if cfg.tune_levels and cfg.integer_from:
-            raise typer.BadParameter("--tune-gains keeps h_s as it is: it takes no --integer-from "
-                                     "(the run being resumed has one of them)")
-        seed = cfg.seed + 1000 * rank
-        torch.manual_seed(seed)
-        random.seed(seed)
-        np.random.seed(seed)
-        kept.update(restored)
-        if main and kept:
-            console.print("the run's own settings: " + ", ".join(f"{name} {value}" for name, value in kept.items()))
-    elif ckpt and model_cfg.lmbdas and model_cfg.lmbdas != model.config.lmbdas:
-        before = model.config.lmbdas
-        try:
-            model = remap_levels(model, model_cfg.lmbdas)
-        except ValueError as exc:
-            raise typer.BadParameter(f"--lmbdas with --init: {exc}") from None
-        if main:
-            console.print(f"levels remapped from {list(before)} to {list(model_cfg.lmbdas)}")
-    elif ckpt and "lmbda" in given_model and model_cfg.lmbda != model.config.lmbda:
-        if main:  # a single-rate model fine-tuned to another rate (check_architecture refused it for the others)
-            console.print(f"lmbda {model.config.lmbda} of the checkpoint replaced by {model_cfg.lmbda}")
-        model.config = dataclasses.replace(model.config, lmbda=model_cfg.lmbda)
-
-    try:
-        paths = list_images(folders)
-    except FileNotFoundError as exc:
-        older = resume and "data" in inherit_options and "data" not in restored
-        raise typer.BadParameter(str(exc) + (" (the run was saved without its --data: give it)" if older else ""),
-                                 param_hint="--data") from None
-    try:
-        val_paths = list_images(val_folders) if val_folders else []
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--val-data") from None
-    if not paths:
-        raise typer.BadParameter(f"no images found in {', '.join(folders)}{subfolder_hint(folders)}", param_hint="--data")
-    if val_folders and not val_paths:
-        raise typer.BadParameter(f"no images found in {', '.join(val_folders)}{subfolder_hint(val_folders)}",
-                                 param_hint="--val-data")
-    unique: dict[str, str] = {}
-    for path in paths:
-        unique.setdefault(os.path.realpath(path), path)
-    twice, paths = len(paths) - len(unique), list(unique.values())
-    if twice and main:
-        console.print(f"warning: {twice} training image{'s' if twice > 1 else ''} listed twice (the same "
-                      "folder given twice?) counted once")
-    if val_folders:
-        shared = held_out_copies(paths, val_paths)
-        train_paths = [p for p in paths if p not in shared]
-        if not train_paths:
-            raise typer.BadParameter(f"every one of the {len(paths)} training images is held out too (or a copy of "
-                                     "one): --data and --val-data need other images", param_hint="--val-data")
-        if shared and main:  # validation would measure what the model trained on
-            console.print(f"warning: {len(shared)} training image{'s are' if len(shared) > 1 else ' is'} held out "
-                          "too (or a copy of one): left out of training")
-    elif len(paths) <= cfg.val_images:
-        raise typer.BadParameter(f"{len(paths)} images found in {', '.join(folders)}: without --val-data the last "
-                                 f"{cfg.val_images} are held out, so at least {cfg.val_images + 1} are needed",
-                                 param_hint="--data")
-    else:
-        val_paths, train_paths = paths[-cfg.val_images :], paths[: -cfg.val_images]
-    if max_images:
-        train_paths = train_paths[:max_images]
-    options = run_options(folders, val_folders, max_images, slim, out)
+    process = start_process(device_name, cfg.integer_from)
+    seed_everything(cfg.seed + 1000 * process.rank)
+    start = starting_point(process, out, model_cfg, cfg, resume, init, folders, val_folders, max_images, slim, force,
+                           inherit, inherit_options, given_model)
+    model, ckpt, cfg = start.model, start.ckpt, start.cfg
+    train_paths, val_paths = image_lists(start.folders, start.val_folders, cfg, start.max_images, process.main,
+                                         start.data_unsaved)
+    options = run_options(start.folders, start.val_folders, start.max_images, start.slim, out)
     budget = cfg.minutes * 60
     schedule_seconds = cfg.total_minutes * 60 or budget  # a time-boxed schedule anneals over this
 
+    step, seconds_before, origin = 0, 0.0, (0, 0.0)
     if ckpt:
-        model_cfg = model.config
         step, seconds_before = ckpt.get("step") or 0, ckpt.get("train_seconds", 0.0)
         origin = (step, seconds_before) if new_schedule and not resume else tuple(ckpt.get("schedule_origin", (0, 0.0)))
         complete = step - origin[0] >= cfg.steps or (schedule_seconds and seconds_before - origin[1] >= schedule_seconds)
         if resume and complete:
             # Said before the images are read (a large set takes minutes); the checkpoint is left as it is.
-            if main:
+            if process.main:
                 console.print(_nothing_to_train(step, origin, cfg.steps, seconds_before, schedule_seconds))
-            if distributed:
-                dist.barrier()
-                dist.destroy_process_group()
+            process.end()
             return dict(ckpt.get("metrics") or {})
         if not resume and complete:
             # It trained no step, and wrote the weights as they were under the new settings' name, as "done".
@@ -675,92 +662,90 @@ def train(
                              if schedule_seconds else "")
                 + "): --new-schedule starts a fresh one from its weights, and --steps or --total-minutes lengthens it",
                 param_hint="--init")
-    model.to(device)
-    if device.type == "cuda":
+    model.to(process.device)
+    if process.device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
     if cfg.tune_levels:
         try:
             freeze_except_gains(model, cfg.tune_levels)
         except ValueError as exc:
             raise typer.BadParameter(f"--tune-gains: {exc}") from None
+    seed = cfg.seed + 1000 * process.rank
+    sampler, val_batch = load_data(train_paths, val_paths, cfg, start.val_folders, process, seed,
+                                   step if ckpt else None)
 
-    t_load = time.monotonic()
-    images, small, problems = load_images(train_paths, cfg.crop)
-    val, _, val_problems = load_images(val_paths, VAL_MIN_CROP)
-    if main and (problems or val_problems):
-        unread = problems + val_problems
-        console.print(f"warning: {len(unread)} image{'s' if len(unread) > 1 else ''} could not be read and "
-                      f"{'are' if len(unread) > 1 else 'is'} left out: " + "; ".join(unread[:5])
-                      + (f"; and {len(unread) - 5} more" if len(unread) > 5 else ""))
-    if not images and len(problems) == len(train_paths):  # none read at all: their size is not the matter
-        raise typer.BadParameter(f"none of the {len(train_paths)} training images could be read (the warning above "
-                                 "names them)", param_hint="--data")
-    if not images:
-        raise typer.BadParameter(f"none of the {len(train_paths)} training images is at least {cfg.crop} pixels "
-                                 "on its shorter side" + (f" ({len(problems)} of them could not be read)" if problems
-                                                          else ""), param_hint="--crop")
-    if not val:  # validating on training crops instead would report a figure that means nothing
-        unread = (f" ({len(val_problems)} of them could not be read"
-                  + ("" if val_folders else f": the last {cfg.val_images} files found are held out") + ")"
-                  if val_problems else "")
-        raise typer.BadParameter(f"none of the {len(val_paths)} held-out images is at least {VAL_MIN_CROP} pixels on "
-                                 f"its shorter side (validation uses their centre crops){unread}",
-                                 param_hint="--val-data" if val_folders else "--data")
-    full = [im for im in val if min(im.shape[1:]) >= VAL_CROP]
-    if full:  # the usual crop, comparable with every run before; smaller images are left out
-        val, val_side = full, VAL_CROP
-    else:  # none holds it: the largest multiple of 64 they all hold
-        val_side = min(min(im.shape[1:]) for im in val) // VAL_MIN_CROP * VAL_MIN_CROP
-    sampler = CropSampler(images, cfg.crop, device, generator_seed=seed)
-    val_batch = center_crops(val, val_side).to(device)
-    if ckpt:
-        sampler.reseed(seed + step)  # other crops than the run before
-    if main:
-        dropped = len(val_paths) - len(val_problems) - len(val)  # the unreadable ones are warned of above
-        console.print(f"{len(images)} training images"
-                      + (f" ({small} smaller than the {cfg.crop}-pixel crop left out)" if small else "")
-                      + f", {len(val)} held out"
-                      + (f" ({dropped} smaller than {val_side if full else VAL_MIN_CROP} pixels left out)"
-                         if dropped else "")
-                      + (f" (centre crops of {val_side}, the smallest one's)" if val_side < VAL_CROP else "")
-                      + f", device {device} ({time.monotonic() - t_load:.1f} s to load)")
-
-    optimizer = make_optimizer(model, cfg.lr, device)
+    optimizer = make_optimizer(model, cfg.lr, process.device)
     if resume and ckpt.get("optimizer"):
         optimizer.load_state_dict(ckpt["optimizer"])
-    eager = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    net = compiled(eager, compile_mode)
-
-    def autocast():
-        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-    if probe and main:
-        probe_throughput(model, sampler, probe, autocast, compile_mode)
-
-    start_step, t0 = step, time.monotonic()
-    metrics: dict = {}
+    eager = torch.nn.parallel.DistributedDataParallel(model) if process.distributed else model
+    if probe and process.main:
+        probe_throughput(model, sampler, probe, process.autocast, compile_mode)
     schedule_seconds, budget, cfg = fitted_to_deadline(cfg, schedule_seconds, budget, seconds_before - origin[1],
-                                                       deadline, main)
-    # Warm-up from this run's first step when its optimizer starts afresh (a checkpoint of
-    # weights only, an --init that carries its schedule on), else from the schedule's.
-    warm_from = origin[0] if resume and ckpt and ckpt.get("optimizer") else start_step
+                                                       deadline, process.main)
+    run = Run(process=process, model=model, cfg=cfg, optimizer=optimizer, eager=eager,
+              net=compiled(eager, compile_mode), compile_mode=compile_mode, sampler=sampler, val_batch=val_batch,
+              last=out / "last.pt", slim=start.slim, options=options, step=step, seconds_before=seconds_before,
+              origin=origin, schedule_seconds=schedule_seconds, budget=budget, deadline=deadline,
+              # Warm-up from this run's first step when its optimizer starts afresh (a checkpoint of
+              # weights only, an --init that carries its schedule on), else from the schedule's.
+              warm_from=origin[0] if resume and ckpt and ckpt.get("optimizer") else step,
+              resumed_metrics=dict(ckpt.get("metrics") or {}) if resume else None)
+    return run.train()
 
-    def schedule_progress() -> float:
-        progress = (step - origin[0]) / cfg.steps
-        if schedule_seconds:
+
+@dataclass
+class Run:
+    """One run of the training loop (:meth:`train`), and what it keeps from step to step: the
+    schedule's place, the last validation's figures, when it last wrote its checkpoint."""
+
+    process: Process
+    model: MeanScaleHyperprior
+    cfg: TrainConfig
+    optimizer: torch.optim.Optimizer
+    eager: torch.nn.Module  # the model, or its DistributedDataParallel wrapper
+    net: torch.nn.Module  # what the steps run: ``eager`` compiled, or ``eager`` itself
+    compile_mode: str
+    sampler: CropSampler
+    val_batch: torch.Tensor
+    last: Path  # the run's checkpoint, last.pt
+    slim: Optional[Path]  # its weights-only copy, written beside it
+    options: dict  # RUN_OPTIONS as the checkpoint keeps them (run_options)
+    step: int  # steps trained, by this run and the runs before it
+    seconds_before: float  # training time of the runs before
+    origin: tuple  # the step and training time at which the schedule began
+    schedule_seconds: float  # the schedule's length in training time (0: steps alone)
+    budget: float  # this run's time limit in seconds (0: none)
+    deadline: Optional[float]  # a Unix time by which the run stops
+    warm_from: int  # the step the learning-rate warm-up counts from
+    resumed_metrics: Optional[dict] = None  # a resumed run's figures, kept if it trains no step
+    metrics: dict = dataclasses.field(default_factory=dict)  # the last validation's
+
+    def __post_init__(self):
+        self.start_step, self.t0 = self.step, time.monotonic()
+        self.last_step = self.origin[0] + self.cfg.steps
+        self.saved_at: tuple[float, Optional[int]] = (time.monotonic(), None)  # when, and at which step
+
+    def progress(self) -> float:
+        """How far the schedule is, 0 to 1: by steps, or by training time where that is further."""
+        progress = (self.step - self.origin[0]) / self.cfg.steps
+        if self.schedule_seconds:
             # A time-boxed schedule anneals by whichever runs out first.
-            progress = max(progress, (seconds_before - origin[1] + time.monotonic() - t0) / schedule_seconds)
+            trained = self.seconds_before - self.origin[1] + time.monotonic() - self.t0
+            progress = max(progress, trained / self.schedule_seconds)
         return min(progress, 1.0)
 
-    saved_at = [time.monotonic(), None]  # when and at which step this run last wrote its checkpoint
+    def checkpoint(self, wall: Optional[float] = None) -> None:
+        """Write last.pt (and the slim copy): the weights, the optimizer and the schedule's place.
 
-    def checkpoint(wall: Optional[float] = None):
-        # ``wall``: the run's training time, for the final checkpoint: taken before the final
-        # validation, which the next run of a carried schedule must not count as training.
-        # Never over a good checkpoint with weights a step has made NaN or inf (the loss of
-        # that step, computed before it, can still be finite).
-        if not bool(torch.stack([p.detach().isfinite().all() for p in model.parameters()]).all()):
-            _diverged(step, last, saved_at[1])
+        ``wall``: the run's training time, for the final checkpoint: taken before the final
+        validation, which the next run of a carried schedule must not count as training. Never
+        written over a good checkpoint with weights a step has made NaN or inf (the loss of that
+        step, computed before it, can still be finite).
+        """
+        step, last = self.step, self.last
+        if not bool(torch.stack([p.detach().isfinite().all() for p in self.model.parameters()]).all()):
+            _diverged(step, last, self.saved_at[1])
+
         def unwritten(path: Path, exc: Exception, kept: str) -> None:  # a full disk, a folder made read-only
             console.print(f"error: cannot write {path} at step {step}: {getattr(exc, 'strerror', None) or exc} "
                           f"({kept}; --resume continues from there)")
@@ -768,58 +753,59 @@ def train(
 
         try:
             # Complete only when the final checkpoint says so (nicodec-export's advice reads it).
-            save_checkpoint(last, model, optimizer, step, model_cfg, cfg, {"schedule_complete": False, **metrics},
-                            seconds_before + (time.monotonic() - t0 if wall is None else wall), origin, options)
+            save_checkpoint(last, self.model, self.optimizer, step, self.model.config, self.cfg,
+                            {"schedule_complete": False, **self.metrics},
+                            self.seconds_before + (time.monotonic() - self.t0 if wall is None else wall), self.origin,
+                            self.options)
         except (OSError, NicodecError) as exc:
-            unwritten(last, exc, f"{last} keeps step {saved_at[1]}" if saved_at[1] is not None
+            unwritten(last, exc, f"{last} keeps step {self.saved_at[1]}" if self.saved_at[1] is not None
                       else f"{last} is left as it was")
-        saved_at[:] = time.monotonic(), step
-        if slim is not None:
+        self.saved_at = (time.monotonic(), step)
+        if self.slim is not None:
             try:
-                slim_checkpoint(last, slim)
+                slim_checkpoint(last, self.slim)
             except (OSError, NicodecError) as exc:
-                unwritten(slim, exc, f"{last} has step {step}")
+                unwritten(self.slim, exc, f"{last} has step {step}")
 
-    def written() -> str:
-        return f"{last}" + (f" and {slim}" if slim is not None else "")
+    def step_once(self) -> dict:
+        """One optimizer step on a fresh batch; returns its losses."""
+        return training_step(self.net, self.model, self.optimizer, self.sampler, self.cfg.batch,
+                             self.process.autocast, self.cfg.tune_levels)
 
-    def first_step() -> dict:
+    def first_step(self, bar: Progress) -> dict:
         """The first step, where compilation happens: a failure there falls back to eager."""
-        nonlocal net
         from torch._dynamo.utils import counters
 
         graphs = counters["stats"]["unique_graphs"]
         try:
-            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
-            if device.type == "cuda":
+            losses = self.step_once()
+            if self.process.device.type == "cuda":
                 torch.cuda.synchronize()
         except Exception as exc:  # noqa: BLE001 - any compiler failure; eager then runs the same step
-            if not compile_mode:
+            if not self.compile_mode:
                 raise
             bar.console.print(f"compilation failed ({type(exc).__name__}: {exc}); training eagerly")
-            net = eager
+            self.net = self.eager
             compiled_graphs = 0
-            losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
+            losses = self.step_once()
         else:
             compiled_graphs = counters["stats"]["unique_graphs"] - graphs
-        note = f" ({compiled_graphs} graphs compiled)" if compile_mode else ""
-        if main:
-            bar.console.print(f"first step: {time.monotonic() - t0:.1f} s{note}")
+        note = f" ({compiled_graphs} graphs compiled)" if self.compile_mode else ""
+        if self.process.main:
+            bar.console.print(f"first step: {time.monotonic() - self.t0:.1f} s{note}")
         return losses
 
-    columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
-               TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}")]
-
-    def shown(step: int) -> dict:
+    def shown(self) -> dict:
         """The bar's place, count and time left: by the steps, or by the time limit where that ends
         the run first (a --minutes run's default 20,000 steps said hours were left)."""
-        elapsed = time.monotonic() - t0
-        limits = [budget - elapsed] if budget else []
-        if schedule_seconds:
-            limits.append(schedule_seconds - (seconds_before - origin[1] + elapsed))
-        if deadline:
-            limits.append(deadline - time.time())
-        ran = step - start_step
+        step, last_step = self.step, self.last_step
+        elapsed = time.monotonic() - self.t0
+        limits = [self.budget - elapsed] if self.budget else []
+        if self.schedule_seconds:
+            limits.append(self.schedule_seconds - (self.seconds_before - self.origin[1] + elapsed))
+        if self.deadline:
+            limits.append(self.deadline - time.time())
+        ran = step - self.start_step
         by_steps = (last_step - step) * elapsed / ran if ran else None
         if limits and (by_steps is None or min(limits) < by_steps):
             left: float | None = max(min(limits), 0.0)
@@ -830,94 +816,114 @@ def train(
         clock = "-:--:--" if left is None else f"{int(left) // 3600}:{int(left) % 3600 // 60:02d}:{int(left) % 60:02d}"
         return {"completed": round(1000 * min(fraction, 1.0)), "count": count, "left": clock}
 
-    stop = Stop()
-    # The handlers stay in place through the final validation and checkpoint: a stop there (the
-    # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
-    TRAINING_BEGAN.set()
-    with stop.on_signals(enabled=not distributed):
-        with Progress(*columns, console=console, disable=not main or not writes_to_terminal(console)) as bar:
-            last_step = origin[0] + cfg.steps
-            task = bar.add_task("train", total=1000, stats="", **shown(step))
-            while step < last_step:
-                if stop.signal:
-                    break
-                if budget and time.monotonic() - t0 >= budget:
-                    break
-                if deadline and time.time() >= deadline:
-                    bar.console.print(f"step {step}: stopping at the deadline")
-                    break
-                progress = schedule_progress()
-                if progress >= 1.0:
-                    break
-                if cfg.integer_from and progress >= cfg.integer_from and not model_cfg.integer_entropy:
-                    scales = switch_to_integer(model, sampler, cfg.batch)
-                    model_cfg = model.config
-                    metrics = validate(model, val_batch, autocast)
-                    bar.console.print(f"step {step}: h_s now integer (activation scales {scales.tolist()}); {describe(metrics)}")
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(cfg, progress, step - warm_from)
-                if step == start_step:
-                    losses = first_step()
-                else:
-                    losses = training_step(net, model, optimizer, sampler, cfg.batch, autocast, cfg.tune_levels)
-                step += 1
-                if main and (step % 25 == 0 or step == last_step):
-                    # One read of the three numbers: each read waits for the GPU to finish the step.
-                    loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
-                    if not math.isfinite(loss):
-                        _diverged(step, last, saved_at[1])
-                    stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
-                    bar.update(task, stats=stats, **shown(step))
-                    if not writes_to_terminal(console) and step % 250 == 0:  # a log file gets no progress bar
-                        elapsed = time.monotonic() - t0
-                        bar.console.print(f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s): {stats}")
-                if main and (step % cfg.val_every == 0):
-                    metrics = validate(model, val_batch, autocast)
-                    if not math.isfinite(metrics["loss"]):
-                        _diverged(step, last, saved_at[1])
-                    elapsed = time.monotonic() - t0
-                    bar.console.print(
-                        f"step {step} ({elapsed:.0f} s, {(step - start_step) / elapsed:.2f} it/s, "
-                        f"lr {optimizer.param_groups[0]['lr']:.2e}): {describe(metrics)}")
-                    checkpoint()
-                elif main and time.monotonic() - saved_at[0] >= CHECKPOINT_SECONDS:
-                    checkpoint()  # with the last validation's figures: a slow run loses little to a crash
-            bar.update(task, **shown(step))  # a stop between the bar's updates, every 25 steps
-        wall = time.monotonic() - t0
-        complete = step >= last_step or schedule_progress() >= 1.0  # not stopped, nor cut by --minutes or a deadline
-        if main and resume and step == start_step:
+    def should_stop(self, stop: Stop, bar: Progress) -> bool:
+        """Whether the loop ends before the next step: a signal, the run's time or the deadline."""
+        if stop.signal or (self.budget and time.monotonic() - self.t0 >= self.budget):
+            return True
+        if self.deadline and time.time() >= self.deadline:
+            bar.console.print(f"step {self.step}: stopping at the deadline")
+            return True
+        return False
+
+    def validate_and_save(self, bar: Progress) -> None:
+        """Validate on the held-out batch, say the figures, write the checkpoint."""
+        self.metrics = validate(self.model, self.val_batch, self.process.autocast)
+        if not math.isfinite(self.metrics["loss"]):
+            _diverged(self.step, self.last, self.saved_at[1])
+        elapsed = time.monotonic() - self.t0
+        bar.console.print(
+            f"step {self.step} ({elapsed:.0f} s, {(self.step - self.start_step) / elapsed:.2f} it/s, "
+            f"lr {self.optimizer.param_groups[0]['lr']:.2e}): {describe(self.metrics)}")
+        self.checkpoint()
+
+    def loop(self, stop: Stop, bar: Progress) -> None:
+        """Train until the schedule ends, the run's time runs out, the deadline or a signal."""
+        main, cfg = self.process.main, self.cfg
+        task = bar.add_task("train", total=1000, stats="", **self.shown())
+        while self.step < self.last_step and not self.should_stop(stop, bar):
+            progress = self.progress()
+            if progress >= 1.0:
+                break
+            if cfg.integer_from and progress >= cfg.integer_from and not self.model.config.integer_entropy:
+                scales = switch_to_integer(self.model, self.sampler, cfg.batch)
+                self.metrics = validate(self.model, self.val_batch, self.process.autocast)
+                bar.console.print(f"step {self.step}: h_s now integer (activation scales {scales.tolist()}); "
+                                  f"{describe(self.metrics)}")
+            for group in self.optimizer.param_groups:
+                group["lr"] = learning_rate(cfg, progress, self.step - self.warm_from)
+            losses = self.first_step(bar) if self.step == self.start_step else self.step_once()
+            self.step += 1
+            if main and (self.step % 25 == 0 or self.step == self.last_step):
+                # One read of the three numbers: each read waits for the GPU to finish the step.
+                loss, bpp, psnr = torch.stack([losses["loss"].detach(), losses["bpp"], losses["psnr"]]).tolist()
+                if not math.isfinite(loss):
+                    _diverged(self.step, self.last, self.saved_at[1])
+                stats = f"loss {loss:.3f} bpp {bpp:.3f} PSNR {psnr:.2f}"
+                bar.update(task, stats=stats, **self.shown())
+                if not writes_to_terminal(console) and self.step % 250 == 0:  # a log file gets no progress bar
+                    elapsed = time.monotonic() - self.t0
+                    bar.console.print(f"step {self.step} ({elapsed:.0f} s, "
+                                      f"{(self.step - self.start_step) / elapsed:.2f} it/s): {stats}")
+            if main and (self.step % cfg.val_every == 0):
+                self.validate_and_save(bar)
+            elif main and time.monotonic() - self.saved_at[0] >= CHECKPOINT_SECONDS:
+                self.checkpoint()  # with the last validation's figures: a slow run loses little to a crash
+        bar.update(task, **self.shown())  # a stop between the bar's updates, every 25 steps
+
+    def finish(self, stop: Stop, wall: float) -> None:
+        """The final validation and checkpoint, and the run's last words (the main process's)."""
+        cfg, step = self.cfg, self.step
+        complete = step >= self.last_step or self.progress() >= 1.0  # not stopped, nor cut by --minutes or a deadline
+        if self.resumed_metrics is not None and step == self.start_step:
             # Nothing trained: the weights are the run's own, so its checkpoint is left as it is.
             if complete:
-                console.print(_nothing_to_train(step, origin, cfg.steps, seconds_before, schedule_seconds))
+                console.print(_nothing_to_train(step, self.origin, cfg.steps, self.seconds_before,
+                                                self.schedule_seconds))
             else:
-                console.print(f"no step trained (stopped before the first one); {last} is left as it was")
-            metrics = dict(ckpt.get("metrics") or {})
-        elif main:
-            metrics = validate(model, val_batch, autocast)
-            if not math.isfinite(metrics["loss"]):
-                _diverged(step, last, saved_at[1])
-            metrics.update(steps=step, run_steps=step - start_step, seconds=round(wall, 1),
-                           it_per_s=round((step - start_step) / max(wall, 1e-9), 3),
-                           train_minutes=round((seconds_before + wall) / 60, 2), final_lr=optimizer.param_groups[0]["lr"],
-                           schedule_complete=complete)
-            checkpoint(wall)
-            stopped = stop.signal and step < last_step
-            console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(metrics)}; "
-                          f"{metrics['run_steps']} steps in {wall:.0f} s ({metrics['it_per_s']} it/s), {metrics['steps']} "
-                          f"in all; wrote {written()}" + ("; --resume continues" if stopped else ""))
-            if complete and cfg.integer_from and not model_cfg.integer_entropy:
-                # The switch is made at a step's start: a schedule of few (or long) steps can end before it.
-                console.print(f"warning: the schedule ended before its --integer-from {cfg.integer_from:g} point, so "
-                              "the entropy parameters are still float (files may not decode on other machines): "
-                              f"nicodec-train --init {last} --integer-from {cfg.integer_from:g} --new-schedule "
-                              "--out ANOTHER --steps N switches them (with this run's --data and other training "
-                              "options given again: --init takes the weights only)")
-    if distributed:
-        dist.barrier()
-        dist.destroy_process_group()
-    if stop.signal and step < last_step:
-        raise typer.Exit(128 + stop.signal)
-    return metrics
+                console.print(f"no step trained (stopped before the first one); {self.last} is left as it was")
+            self.metrics = self.resumed_metrics
+            return
+        self.metrics = validate(self.model, self.val_batch, self.process.autocast)
+        if not math.isfinite(self.metrics["loss"]):
+            _diverged(step, self.last, self.saved_at[1])
+        run_steps = step - self.start_step
+        self.metrics.update(steps=step, run_steps=run_steps, seconds=round(wall, 1),
+                            it_per_s=round(run_steps / max(wall, 1e-9), 3),
+                            train_minutes=round((self.seconds_before + wall) / 60, 2),
+                            final_lr=self.optimizer.param_groups[0]["lr"], schedule_complete=complete)
+        self.checkpoint(wall)
+        stopped = stop.signal and step < self.last_step
+        written = f"{self.last}" + (f" and {self.slim}" if self.slim is not None else "")
+        console.print(f"{'stopped by ' + stop.name if stopped else 'done'}: {describe(self.metrics)}; "
+                      f"{run_steps} steps in {wall:.0f} s ({self.metrics['it_per_s']} it/s), {step} "
+                      f"in all; wrote {written}" + ("; --resume continues" if stopped else ""))
+        if complete and cfg.integer_from and not self.model.config.integer_entropy:
+            # The switch is made at a step's start: a schedule of few (or long) steps can end before it.
+            console.print(f"warning: the schedule ended before its --integer-from {cfg.integer_from:g} point, so "
+                          "the entropy parameters are still float (files may not decode on other machines): "
+                          f"nicodec-train --init {self.last} --integer-from {cfg.integer_from:g} --new-schedule "
+                          "--out ANOTHER --steps N switches them (with this run's --data and other training "
+                          "options given again: --init takes the weights only)")
+
+    def train(self) -> dict:
+        """Run the loop, then finish; returns the final validation metrics."""
+        main = self.process.main
+        columns = [TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[count]}"),
+                   TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("{task.fields[left]}")]
+        stop = Stop()
+        # The handlers stay in place through the final validation and checkpoint: a stop there (the
+        # signal of a `timeout` as a time-boxed run ends) waits for the checkpoint, as one in the loop does.
+        TRAINING_BEGAN.set()
+        with stop.on_signals(enabled=not self.process.distributed):
+            with Progress(*columns, console=console, disable=not main or not writes_to_terminal(console)) as bar:
+                self.loop(stop, bar)
+            wall = time.monotonic() - self.t0
+            if main:
+                self.finish(stop, wall)
+        self.process.end()
+        if stop.signal and self.step < self.last_step:
+            raise typer.Exit(128 + stop.signal)
+        return self.metrics
 
 
 def _nothing_to_train(step: int, origin: tuple, steps: int, seconds_before: float, schedule_seconds: float) -> str:
@@ -981,78 +987,6 @@ class Stop:
             for number, handler in previous.items():
                 if handler is not None:  # None: set outside Python (an embedding program), which cannot be put back
                     signal.signal(number, handler)
-
-
-def _bounded(kind: type, what: str, value, ok) -> int | float:
-    """``value`` as ``kind`` if it converts and ``ok`` says yes, else a usage error naming ``what``."""
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise typer.BadParameter(f"must be {what}, not {value}") from None
-    if not ((kind is not float or math.isfinite(number)) and ok(number)):
-        raise typer.BadParameter(f"must be {what}, not {value}")
-    return number
-
-
-def positive_int(value) -> int:
-    """A whole number of at least 1 (a typer ``parser``: a bad one is a usage error at once)."""
-    return _bounded(int, "a positive integer", value, lambda v: v >= 1)
-
-
-def non_negative_int(value) -> int:
-    """A whole number of at least 0 (a typer ``parser``)."""
-    return _bounded(int, "a non-negative integer", value, lambda v: v >= 0)
-
-
-def positive_float(value) -> float:
-    """A finite number above 0 (a typer ``parser``)."""
-    return _bounded(float, "a positive number", value, lambda v: v > 0)
-
-
-MAX_LR = 1e36
-"""The largest learning rate taken: Adam's first step is ten times it (its bias correction), in
-float32, whose largest is 3.4e38; a larger one failed in torch with a traceback."""
-
-
-def adam_lr(value) -> float:
-    """A learning rate for Adam: above 0, at most :data:`MAX_LR` (a typer ``parser``)."""
-    return _bounded(float, "a positive number (at most 1e36)", value, lambda v: 0 < v <= MAX_LR)
-
-
-MAX_BATCH = 1 << 16
-"""The most crops a step takes (a larger batch overflowed in torch with a traceback)."""
-
-
-def batch_size(value) -> int:
-    """Crops per step: 1 to :data:`MAX_BATCH` (a typer ``parser``)."""
-    return _bounded(int, f"a whole number from 1 to {MAX_BATCH:,}", value, lambda v: 1 <= v <= MAX_BATCH)
-
-
-def non_negative_float(value) -> float:
-    """A finite number of at least 0 (a typer ``parser``)."""
-    return _bounded(float, "a non-negative number", value, lambda v: v >= 0)
-
-
-def seed_value(value) -> int:
-    """A random seed: numpy takes 0 to 2**32 - 1, and each process of a run adds 1000 times its rank."""
-    return _bounded(int, "an integer from 0 to 2**31 - 1", value, lambda v: 0 <= v < 2**31)
-
-
-def crop_side(value) -> int:
-    """A crop side: a positive multiple of 64 (the model downsamples by 64 in all)."""
-    return _bounded(int, "a positive multiple of 64", value, lambda v: v >= 64 and v % 64 == 0)
-
-
-DEVICES = ("auto", "cpu", "cuda")
-
-
-def device_option(value: str) -> str:
-    """``auto``, ``cpu``, or ``cuda`` where torch finds a CUDA device (a run asked to use one fails at once)."""
-    if value not in DEVICES:
-        raise typer.BadParameter(f"must be {', '.join(DEVICES[:-1])} or {DEVICES[-1]}, not {value}")
-    if value == "cuda" and not torch.cuda.is_available():
-        raise typer.BadParameter(f"torch finds no CUDA device here (torch {torch.__version__}, CUDA {torch.version.cuda})")
-    return value
 
 
 app = typer.Typer(add_completion=False, help="Train nicodec's mean-scale hyperprior.")
