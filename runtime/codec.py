@@ -40,7 +40,7 @@ from .graphs import check_graph
 from .images import read_picture
 from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags, nic_bytes
 from .memory import coding_named, loading_named
-from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, shipped_earlier_models
+from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, package_model_for, shipped_earlier_models
 from .pil_pixels import equal_channels
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
                        REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, RESTORATION_APPLY_SHARE, RESTORATION_SHARE,
@@ -725,7 +725,7 @@ class Codec:
         errors about it (``decode("photo.png")``), as encode names its images."""
         try:
             return self._entropy_decode_data(data, started, done)
-        except (FormatError, ModelMismatchError) as exc:
+        except (FormatError, ModelMismatchError, LimitError) as exc:
             if not isinstance(data, (str, os.PathLike)):
                 raise
             raise _named(exc, data) from None
@@ -739,7 +739,14 @@ class Codec:
         # The same limit as encode: the graphs work on the padded size, up to 16 (or 64) times the pixels.
         multiple = nicformat.padding(header.flags, self.model.downsampling)
         self._check_size(header.width, header.height, multiple)
-        nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
+        try:
+            nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
+        except ModelMismatchError as exc:
+            if self._earlier_settings is not None or package_model_for(header.model_id, header.model_hash) is None:
+                raise
+            mismatch = ModelMismatchError(f"{exc}; the model nicodec ships decodes it")
+            mismatch.shipped_decodes = True
+            raise mismatch from None
         if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
             raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
         if started is not None:
@@ -1032,7 +1039,9 @@ class _MadeByEarlier(Exception):
 
 def _named(exc: NicodecError, path) -> NicodecError:
     """``exc`` again, its message led by the path of the file it is about."""
-    return type(exc)(f"{os.fsdecode(path)}: {exc}")
+    named = type(exc)(f"{os.fsdecode(path)}: {exc}")
+    named.__dict__.update(exc.__dict__)  # what it says beside its message (ModelMismatchError.shipped_decodes)
+    return named
 
 
 def _decode_stream(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:
@@ -1040,7 +1049,8 @@ def _decode_stream(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarr
     try:
         return rans.decode(sections[tag], table_ids, tables)
     except FormatError as exc:
-        raise FormatError(f"{exc} (the {tag.decode('ascii')} section, {_STREAMS[tag]} symbols)") from None
+        raise FormatError(f"the file is damaged: {exc} (the {tag.decode('ascii')} section, {_STREAMS[tag]} "
+                          "symbols)") from None
 
 
 def _has_lambda(model: ModelFiles) -> bool:

@@ -205,7 +205,8 @@ def click_error(exc: Exception, args: list[str], command, prog: str) -> int:
     code, message = getattr(exc, "exit_code", None), getattr(exc, "format_message", None)
     if not isinstance(code, int) or not callable(message):
         raise exc
-    text = " ".join(str(message()).split())
+    # Typer 0.29 checks an Enum option's value through pydantic, whose message begins "Value error, ".
+    text = " ".join(str(message()).split()).replace(": Value error, ", ": ")
     if code == 2:  # a usage error (one missing an option's value has no context: the subcommand's from args)
         context = getattr(exc, "ctx", None)
         subcommand = next((arg for arg in args if not arg.startswith("-")), None)
@@ -322,6 +323,10 @@ def hinted(exc: NicodecError, options: tuple[str, ...] = tuple(option for _, opt
     """The message of ``exc`` with the hint (:data:`HINTS`) of the option that helps, where the
     command has that option (``options``) and the message does not name it."""
     message = str(exc)
+    if isinstance(exc, ModelMismatchError) and exc.shipped_decodes and "--model" in options:
+        return message + " (leave out --model)"
+    if isinstance(exc, OutOfMemoryError) and not exc.tiles_help:
+        return message
     for kind, option, hint in HINTS:
         if isinstance(exc, kind) and option in options and option not in message:
             message += f" ({hint})"

@@ -16,7 +16,12 @@ class FormatError(NicodecError):
 
 
 class ModelMismatchError(NicodecError):
-    """A file was made by a model other than the one loaded."""
+    """A file was made by a model other than the one loaded.
+
+    ``shipped_decodes`` is true where the models nicodec ships decode the file (a model folder
+    was given, and it is not the one that made the file)."""
+
+    shipped_decodes = False
 
 
 class ModelError(NicodecError):
@@ -39,7 +44,12 @@ class PixelLimitError(LimitError):
 
 class OutOfMemoryError(LimitError, MemoryError):
     """Coding an image ran out of memory (onnxruntime's allocator or numpy's); smaller tiles
-    (``Codec(tile=256)``) need less, decoding especially. Also a ``MemoryError``."""
+    (``Codec(tile=256)``) need less, decoding especially. Also a ``MemoryError``.
+
+    ``tiles_help`` is false where smaller tiles would not need less: memory that ran out while
+    onnxruntime, a graph or the model's coding tables loaded."""
+
+    tiles_help = True
 
 
 class UnsupportedImageError(NicodecError):

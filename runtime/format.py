@@ -267,6 +267,9 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     _need(data, need, "header")
     _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
+        if version > FORMAT_VERSION:  # not damage, most likely: a later release's file
+            raise FormatError(f"format version {version}, newer than this nicodec reads (version {FORMAT_VERSION}): "
+                              "a later release of nicodec may decode it")
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
     problem = flags_problem(flags)
     if problem:

@@ -8,7 +8,6 @@ import os
 import re
 import stat
 import struct
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,6 @@ from .files import data_as_path, read_file
 from .pil_pixels import (GRAY_MODES, INFO, fitted_png_colour_key, from_pil, gray_in_colour, load_pixels, png_rawmode,
                          upright)
 from .plugins import heif_hint, register_plugins
-from .sessions import caller_outside
 
 SizeCheck = Callable[[int, int], None]
 """Called with an image's width and height before its pixels are decoded; raises to refuse it."""
@@ -312,13 +310,12 @@ def _open_without_text(source, name, unidentified: str, check_size: SizeCheck | 
         if dropped:
             why = ("Pillow reads no text chunk that inflates past 1 MiB" if not everything
                    else "Pillow reads at most 64 MiB of text in all")
-            warnings.warn(f"{name}: its text {metadata.listed(dropped)} is not kept: {why}", UserWarning,
-                          stacklevel=caller_outside())
+            metadata.image_warning(f"{name}: its text {metadata.listed(dropped)} is not kept: {why}")
         if profile:
             image.info["icc_profile"] = profile
         elif profile is not None:
-            warnings.warn(f"{name}: its ICC colour profile is not kept: it is damaged, or inflates past "
-                          f"{png_chunks.LARGEST_PNG_PROFILE // 2**20} MiB", UserWarning, stacklevel=caller_outside())
+            metadata.image_warning(f"{name}: its ICC colour profile is not kept: it is damaged, or inflates past "
+                                   f"{png_chunks.LARGEST_PNG_PROFILE // 2**20} MiB")
         return image
     return None
 
@@ -490,8 +487,8 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
                 f"numpy images must be (H, W), (H, W, 1), (H, W, 2), (H, W, 3) or (H, W, 4), not {arr.shape}")
     else:
         raise UnsupportedImageError(
-            f"cannot encode a {type(image).__name__}: give a path, image bytes, a binary file, a PIL image or a "
-            "numpy array"
+            f"cannot encode an object of type {type(image).__name__}: give a path, image bytes, a binary file, a PIL "
+            "image or a numpy array"
         )
     if arr.shape[0] < 1 or arr.shape[1] < 1:
         raise UnsupportedImageError(f"the image is empty ({arr.shape[1]}x{arr.shape[0]})")

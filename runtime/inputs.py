@@ -113,5 +113,5 @@ def nic_bytes(data, taker: str = "decode") -> bytes:
     if callable(getattr(data, "read", None)):  # a file opened in binary mode, a BytesIO
         return read_binary_file(data, ".nic file", check_start=nicformat.read_header)  # an endless stream refused early
     raise NicodecError(
-        f"{taker} takes the bytes of a .nic file, a binary file object or the file's path, not a {type(data).__name__}"
+        f"{taker} takes the bytes of a .nic file, a binary file object or the file's path, not {type(data).__name__}"
     )

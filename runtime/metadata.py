@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import re
 import warnings
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import NamedTuple
 
 from PIL import ExifTags, Image, ImageOps, PngImagePlugin
@@ -19,6 +21,33 @@ from . import resolution as resolution_section
 from . import text as text_section
 from .errors import DAMAGED
 from .sessions import caller_outside
+
+_SAID: ContextVar[set[str] | None] = ContextVar("nicodec_said", default=None)
+"""The warnings given within :func:`said_once` in this thread (or task); None outside it."""
+
+
+def image_warning(message: str) -> None:
+    """Warn (a ``UserWarning``, at the caller's line outside nicodec) of what an image loses, or
+    of what cannot be read as it is; within :func:`said_once`, a message already given is not
+    given again."""
+    said = _SAID.get()
+    if said is not None:
+        if message in said:
+            return
+        said.add(message)
+    warnings.warn(message, UserWarning, stacklevel=caller_outside())
+
+
+@contextmanager
+def said_once(said: set[str] | None = None):
+    """Each of :func:`image_warning`'s messages once within the block, or within every block given the same
+    ``said`` (a rate search reads its image at every encode: one warning, not one an encode). Per
+    thread, as contextvars are: a service's other threads warn as they would."""
+    token = _SAID.set(set() if said is None else said)
+    try:
+        yield
+    finally:
+        _SAID.reset(token)
 
 
 class Metadata(NamedTuple):
@@ -67,7 +96,7 @@ def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool) -> Met
         try:
             exif = tags.tobytes()
         except _EXIF_ERRORS:
-            warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=caller_outside())
+            image_warning(f"{name}: its EXIF data is damaged and is not kept")
     return Metadata(icc, exif, _xmp(image.info, orientation), read_text(image, name), density_of(image, turned))
 
 
@@ -154,18 +183,18 @@ def read_text(img: Image.Image, name: str = "the image", *, warn: bool = True) -
     for keyword in unusable:
         del entries[keyword]
     if unusable and warn:
-        warnings.warn(f"{name}: its text {listed(unusable)} cannot be kept (a keyword is 1 to 79 Latin-1 "
-                      "characters, the text Unicode)", UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its text {listed(unusable)} cannot be kept (a keyword is 1 to 79 Latin-1 "
+                      "characters, the text Unicode)")
     if len(entries) > text_section.MAX_ENTRIES:
         if warn:
-            warnings.warn(f"{name}: its text has {len(entries):,} entries, more than a .nic file holds "
-                          f"({text_section.MAX_ENTRIES:,}); none of it is kept", UserWarning, stacklevel=caller_outside())
+            image_warning(f"{name}: its text has {len(entries):,} entries, more than a .nic file holds "
+                          f"({text_section.MAX_ENTRIES:,}); none of it is kept")
         return None
     size = sum(5 + len(k) + len(v.encode("utf-8")) for k, v in entries.items())
     if size > text_section.MAX_BYTES:
         if warn:
-            warnings.warn(f"{name}: its text takes {size:,} bytes, more than a .nic file holds "
-                          f"({text_section.MAX_BYTES:,}); none of it is kept", UserWarning, stacklevel=caller_outside())
+            image_warning(f"{name}: its text takes {size:,} bytes, more than a .nic file holds "
+                          f"({text_section.MAX_BYTES:,}); none of it is kept")
         return None
     return entries or None
 
@@ -246,24 +275,24 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
     own directory holds an IPTC tag."""
     resources = img.info.get("photoshop")
     if iptc or (isinstance(resources, dict) and _iptc_has_data(resources.get(_IPTC_RESOURCE))):
-        warnings.warn(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
-                      "which is)", UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
+                      "which is)")
     gamma = img.info.get("gamma")
     if (isinstance(gamma, (int, float)) and not has_profile and "srgb" not in img.info  # PNG's reader sets them
             and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
-        warnings.warn(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
-                      "sRGB, whose gamma is about 1/2.2", UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
+                      "sRGB, whose gamma is about 1/2.2")
     cicp = getattr(img, "_nicodec_cicp", None)
     if cicp is not None and not has_profile:  # (cICP rules over PNG's sRGB chunk)
         source, primaries, transfer = cicp
-        warnings.warn(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
-                      "picture is shown as sRGB", UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
+                      "picture is shown as sRGB")
     chromaticity = img.info.get("chromaticity")  # white x, y, then red, green and blue x, y
     if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and not has_profile and "srgb" not in img.info
             and all(isinstance(v, (int, float)) for v in chromaticity)
             and max(abs(a - b) for a, b in zip(chromaticity, _SRGB_CHROMATICITY)) > 0.01):
-        warnings.warn(f"{name}: its primaries and white point (PNG cHRM) are not kept; the decoded picture is "
-                      "shown with sRGB's", UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its primaries and white point (PNG cHRM) are not kept; the decoded picture is "
+                      "shown with sRGB's")
 
 
 _PRIMARIES = {4: "BT.470 M primaries", 5: "BT.601 625-line primaries", 6: "BT.601 525-line primaries",
@@ -386,7 +415,7 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
         tags.load(img.getexif().tobytes())
         return tags
     except _EXIF_ERRORS:
-        warnings.warn(f"{name}: its EXIF data is damaged and is not kept", UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its EXIF data is damaged and is not kept")
         return Image.Exif()
 
 
@@ -417,7 +446,7 @@ def without_orientation(key: str, value: bytes, turned: bool = False) -> bytes |
             _swap_resolution_tags(tags)
         return tags.tobytes()
     except _EXIF_ERRORS:
-        warnings.warn("the EXIF data given to save is damaged and is not kept", UserWarning, stacklevel=caller_outside())
+        image_warning("the EXIF data given to save is damaged and is not kept")
         return None
 
 
@@ -497,8 +526,7 @@ def turn(img: Image.Image, name: str = "the image") -> Image.Image:
         turned = img.transpose(_TRANSPOSES[orientation])
         turned.info = {key: value for key, value in img.info.items()
                        if key not in ("exif", "Raw profile type exif")}  # PNG's two forms of it
-        warnings.warn(f"{name}: its EXIF data is damaged and is not kept (its orientation is applied)",
-                      UserWarning, stacklevel=caller_outside())
+        image_warning(f"{name}: its EXIF data is damaged and is not kept (its orientation is applied)")
     text_section.carry(img, turned)
     density = density_of(img)
     if density is None:

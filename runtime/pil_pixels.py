@@ -5,7 +5,6 @@ profile), with what cannot be kept warned of."""
 from __future__ import annotations
 
 import io
-import warnings
 from typing import Any
 
 import numpy as np
@@ -13,7 +12,6 @@ from PIL import Image
 
 from . import metadata
 from .errors import DAMAGED, UnsupportedImageError
-from .sessions import caller_outside
 
 SIXTEEN_BIT = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
@@ -43,9 +41,8 @@ def fitted_png_colour_key(key, raw: str, name):
     if raw in ("L;2", "L;4") and isinstance(key, int) and key < 1 << int(raw[-1]):
         return key * 255 // ((1 << int(raw[-1])) - 1)
     if raw.startswith("RGB;16") and isinstance(key, tuple):
-        warnings.warn(f"{name}: its colour key (PNG tRNS) names a 16-bit colour, and Pillow reads the pixels as "
-                      "8-bit, so the transparency it marks cannot be kept; it is coded opaque", UserWarning,
-                      stacklevel=caller_outside())
+        metadata.image_warning(f"{name}: its colour key (PNG tRNS) names a 16-bit colour, and Pillow reads the "
+                               "pixels as 8-bit, so the transparency it marks cannot be kept; it is coded opaque")
         return None
     return key
 
@@ -85,23 +82,17 @@ def from_pil(img: Image.Image, name: str = "the image", key: Any = INFO) -> tupl
         raw = np.asarray(img).astype(np.int64)
         outside = int(np.count_nonzero((raw < 0) | (raw > 65535)))
         if outside:  # only mode I (32-bit signed) can hold them
-            warnings.warn(
-                f"{name}: {outside:,} of its 32-bit samples lie outside 0 to 65,535 (from {int(raw.min()):,} "
-                f"to {int(raw.max()):,}) and were clipped to that range, which is read as 16-bit",
-                UserWarning,
-                stacklevel=caller_outside(),
-            )
+            metadata.image_warning(f"{name}: {outside:,} of its 32-bit samples lie outside 0 to 65,535 (from "
+                                   f"{int(raw.min()):,} to {int(raw.max()):,}) and were clipped to that range, "
+                                   "which is read as 16-bit")
         arr = np.clip(raw, 0, 65535)
         brightest = int(arr.max(initial=0))  # initial: an empty image is refused below, not here
         if 0 < brightest < 256:
             # Most likely 8-bit values in a 16- or 32-bit container (a numpy int array made
             # into a PIL image): nothing of them survives the top 8 bits.
-            warnings.warn(
-                f"{name}: every 16-bit sample is below 256 (the brightest is {brightest} of 65,535), so it codes "
-                "as black; if these are 8-bit values, convert the image to mode L first",
-                UserWarning,
-                stacklevel=caller_outside(),
-            )
+            metadata.image_warning(f"{name}: every 16-bit sample is below 256 (the brightest is {brightest} of "
+                                   "65,535), so it codes as black; if these are 8-bit values, convert the image "
+                                   "to mode L first")
         alpha = None
         key = img.info.get("transparency") if key is INFO else key
         if isinstance(key, int) and not isinstance(key, bool) and (arr == key).any():
@@ -167,8 +158,8 @@ def _cmyk_through_profile(img: Image.Image, name: str) -> np.ndarray | None:
     except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError) as exc:  # ImportError: Pillow built
         # without LittleCMS; OSError, ValueError: a damaged profile
         why = str(exc).rstrip(".") or type(exc).__name__
-        warnings.warn(f"{name}: its CMYK colour profile cannot be applied ({why}), so its colours are converted by "
-                      "Pillow's plain formula", UserWarning, stacklevel=caller_outside())
+        metadata.image_warning(f"{name}: its CMYK colour profile cannot be applied ({why}), so its colours are "
+                               "converted by Pillow's plain formula")
         return None
     return np.asarray(rgb)
 

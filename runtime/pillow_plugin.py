@@ -47,6 +47,7 @@ MIME_TYPE = "image/x-nicodec"
 # The header's pieces, in the order that decides how much to read next; the sizes come from
 # the format module, which owns the layout (see FORMAT.md).
 _PREFIX_SIZE = nicformat.PREFIX.size  # magic, version, flags, model id length L
+_VERSION_AT = len(nicformat.MAGIC)  # the format version's byte
 _FIELDS = nicformat.FIELDS  # after the L-byte model id: hash, width, height, quality, S
 _TABLE_ENTRY_SIZE = nicformat.SECTION_ENTRY.size
 _CRC_SIZE = nicformat.CRC.size
@@ -164,7 +165,8 @@ class NicImageFile(ImageFile.ImageFile):
             # The magic bytes are ours, so no other plugin will read this file: say what is
             # wrong instead of letting Pillow report only "cannot identify image file".
             name = f" {self.filename!r}" if self.filename else ""
-            raise UnidentifiedImageError(f"damaged nicodec file{name}: {exc}") from exc
+            newer = len(head) > _VERSION_AT and head[_VERSION_AT] > nicformat.FORMAT_VERSION  # a later release's
+            raise UnidentifiedImageError(f"{'unreadable' if newer else 'damaged'} nicodec file{name}: {exc}") from exc
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]
         self._mode = nicformat.decoded_mode(header.flags, alpha_section.find(tags) is not None)

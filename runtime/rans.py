@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import FormatError
+from .errors import FormatError, OutOfMemoryError
 
 PRECISION = 16
 """Bits of the frequencies: every table's frequencies sum to ``2**PRECISION``."""
@@ -161,7 +161,15 @@ class Tables:
         cache = self.__dict__.setdefault("_cache", {})
         value = cache.get(name)
         if value is None:
-            value = cache.setdefault(name, make())
+            try:
+                made = make()
+            except MemoryError as exc:  # part of loading the model, which smaller tiles do not change
+                error = OutOfMemoryError(f"out of memory while loading the model's coding tables ({exc}); free some "
+                                         "memory, or raise this process's limit (ulimit -v): smaller tiles do not "
+                                         "change what loading needs")
+                error.tiles_help = False
+                raise error from exc
+            value = cache.setdefault(name, made)
         return value
 
 

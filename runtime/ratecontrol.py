@@ -29,6 +29,7 @@ from .codec import Codec
 from .errors import NicodecError, QualityError
 from .inputs import ImageSource, Real, Whole, check_flags
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
+from .metadata import said_once
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
 from .progress import check_progress
 
@@ -188,6 +189,7 @@ def encode_to_target(
         del picture
 
     encodes = 0
+    said: set[str] = set()
     decoding = [0]  # a decode's units of work, once the first has told them: the same image each time
 
     def evaluate(quality: float) -> _Trial:
@@ -211,7 +213,8 @@ def encode_to_target(
                 if done or total != decoding[0]:  # the decode's start is the encode's end, told already
                     decoding[0] = total
                     progress(encoding[0] + done, encoding[0] + total, encode)
-        data = codec.encode(source, quality=quality, strip=strip, exact=exact, progress=encode_step)
+        with said_once(said):  # what the image loses, said at the first encode only
+            data = codec.encode(source, quality=quality, strip=strip, exact=exact, progress=encode_step)
         measured = None
         if name == "psnr":
             decoded = codec.decode(data, as_array=True, progress=decode_step)

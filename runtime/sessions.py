@@ -55,11 +55,15 @@ def out_of_memory(exc: BaseException) -> bool:
 
 def loading_failed(what: str, exc: BaseException) -> OutOfMemoryError:
     """The error for memory running out while ``what`` loads: it is not a broken install, and
-    smaller tiles do not help."""
+    smaller tiles do not help (``tiles_help`` false). onnxruntime's own text ("[ONNXRuntimeError]
+    : 6 : RUNTIME_EXCEPTION : ... std::bad_alloc") is left to the traceback (``--debug``)."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return OutOfMemoryError(f"out of memory while loading {what} ({detail}); free some memory, or raise this "
-                            "process's limit (ulimit -v): the tile size (--tile, tile=) does not change what "
-                            "loading needs")
+    if "ONNXRuntimeError" in detail or "bad_alloc" in detail:
+        detail = "onnxruntime could not allocate memory"
+    error = OutOfMemoryError(f"out of memory while loading {what} ({detail}); free some memory, or raise this "
+                             "process's limit (ulimit -v): smaller tiles do not change what loading needs")
+    error.tiles_help = False
+    return error
 
 
 def _ort():

@@ -104,7 +104,7 @@ def pack(entries: Mapping[str, str]) -> bytes:
         if not usable_keyword(keyword):
             raise ValueError(f"{keyword!r} is no keyword a TEXT section holds (1 to 79 Latin-1 characters, no NUL)")
         if not isinstance(text, str):
-            raise TypeError(f"the text under {keyword!r} is a {type(text).__name__}, not a string")
+            raise TypeError(f"the text under {keyword!r} is of type {type(text).__name__}, not a string")
         try:
             raw_text = text.encode("utf-8")
         except UnicodeEncodeError:  # a lone surrogate, which UTF-8 cannot hold

@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 import nicodec
 from nicodec import encode_to_target
 from nicodec.cli import app
+from nicodec import model as nicmodel
 from nicodec.errors import NicodecError
 
 from conftest import ended_by, psnr, synthetic_photo
@@ -163,6 +164,14 @@ def test_the_input_is_checked_before_the_output_and_named_in_errors(png, tmp_pat
     result = run("decode", tmp_path / "other.nic")
     assert result.exit_code == 1 and "another-model" in result.stderr
     assert "(--model DIR loads another model folder)" in result.stderr and not (tmp_path / "other.png").exists()
+    assert "nicodec ships" not in result.stderr  # no model of the package decodes it
+    # A file of the shipped model decoded with another model's folder: the way out is to leave --model out.
+    earlier = next(folder for folder in sorted(nicmodel.earlier_models_dir().iterdir()) if folder.is_dir())
+    for args in (("decode", tmp_path / "a.nic", "-o", tmp_path / "b.png"), ("verify", tmp_path / "a.nic")):
+        result = run(*args, "--model", earlier)
+        assert result.exit_code == 1 and result.stderr.rstrip().endswith(
+            "; the model nicodec ships decodes it (leave out --model)"), result.stderr
+        assert "loads another model folder" not in result.stderr
 
 
 def test_decode_formats_are_probed_in_the_mode_the_picture_decodes_to(photo, tmp_path):
@@ -310,7 +319,7 @@ def test_describe_gives_what_info_json_prints_from_a_path_bytes_or_a_file(png, t
     with pytest.raises(nicodec.FormatError, match="checksum"):
         nicodec.describe(bytes(damaged))
     with pytest.raises(nicodec.NicodecError, match="^describe takes the bytes of a .nic file, a binary file object or "
-                                                    "the file's path, not a int$"):
+                                                    "the file's path, not int$"):
         nicodec.describe(3)
 
 
@@ -2414,7 +2423,12 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
              ": these options exclude each other: give one of them; see nicodec encode --help"),
             (["encode", "x.png", "--qualty", "50"], "encode", "--qualty", None),
             (["verify"], "verify", "INPUT", None),
-            (["encode", "x.png", "--quality"], "encode", "--quality", None)):
+            (["encode", "x.png", "--quality"], "encode", "--quality", None),
+            # Typer checks these through pydantic, whose messages began "Value error, "
+            (["encode", "x.png", "--provider", "tpu"], "encode", "--provider",
+             ": 'tpu' is not one of 'auto', 'cpu', 'cuda'; see nicodec encode --help"),
+            (["decode", "x.nic", "--precision", "fp8"], "decode", "--precision",
+             ": 'fp8' is not one of 'fp32', 'fp16'; see nicodec decode --help")):
         result = nicodec(*args)
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
         line = result.stderr.splitlines()[0]

@@ -674,6 +674,14 @@ def test_a_path_that_is_no_nicodec_file_is_named_by_decode(codec, png_path, phot
     with pytest.raises(nicodec.FormatError) as in_memory:
         codec.decode(data[: len(data) // 2])
     assert not str(in_memory.value).startswith(str(tmp_path))
+    # A file over the decoder's pixel limit is named too (it was not: a LimitError went out as it was).
+    whole = tmp_path / "whole.nic"
+    whole.write_bytes(data)
+    small_limit = Codec(providers="cpu", max_pixels=100)
+    for decode in (small_limit.decode, small_limit.decode_symbols):
+        with pytest.raises(nicodec.PixelLimitError) as refused:
+            decode(whole)
+        assert str(refused.value).startswith(f"{whole}: the file claims "), refused.value
 
 
 def test_numpy_integers_are_whole_numbers_for_the_constructor():

@@ -90,8 +90,10 @@ def test_the_default_codec_decodes_an_earlier_shipped_models_files_with_that_mod
 
 def test_a_codec_of_a_named_model_folder_decodes_its_own_files_only(shipped):
     _, _, data = shipped
-    with pytest.raises(nicodec.ModelMismatchError, match=f"made by model '{EARLIER_ID}'"):
+    with pytest.raises(nicodec.ModelMismatchError, match=f"made by model '{EARLIER_ID}'") as info:
         nicodec.Codec(nicmodel.default_model_dir()).decode(data)
+    # The codec a model folder makes would not decode it, the one of no folder does: said so.
+    assert str(info.value).endswith("; the model nicodec ships decodes it") and info.value.shipped_decodes
 
 
 def test_threads_sharing_the_default_codec_make_one_codec_of_the_earlier_model(shipped):

@@ -180,6 +180,33 @@ def test_paths_and_bytes_are_read_once_and_coded_as_encode_codes_them(codec, ima
     assert encode_to_target(codec, path.read_bytes(), max_bytes=400).data == by_path.data
 
 
+def test_what_the_image_loses_is_said_once_a_search(codec, image, tmp_path):
+    """Each encode of the search reads the image again: its warnings came once an encode (3 for
+    one search under the "always" filter docs/python-api.md suggests to a service), where the
+    command line, which drops repeats itself, said it once."""
+    import warnings
+
+    from PIL import PngImagePlugin
+
+    path = tmp_path / "gamma.png"
+    info = PngImagePlugin.PngInfo()
+    info.add(b"gAMA", (100000).to_bytes(4, "big"))  # linear light (sRGB's 0.45455 is not warned of)
+    Image.fromarray(image).save(path, pnginfo=info)
+    for target in ({"bpp": 1.5}, {"psnr": 30.0}, {"max_bytes": 400}):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            result = encode_to_target(codec, path, **target)
+        assert result.encodes > 1 and [str(w.message) for w in caught] == [
+            f"{path}: its gamma (PNG gAMA 1) is not kept; the decoded picture is shown as sRGB, whose gamma "
+            "is about 1/2.2"], (target, [str(w.message) for w in caught])
+        assert caught[0].filename == __file__  # the caller's line, as encode's own warnings name it
+    with warnings.catch_warnings(record=True) as caught:  # encodes of their own each say it, as before
+        warnings.simplefilter("always")
+        codec.encode(path)
+        codec.encode(path)
+    assert len(caught) == 2
+
+
 def test_psnr_leaves_alpha_out_and_measures_gray_in_its_one_channel(codec, image):
     rgba = np.dstack([image, np.full(image.shape[:2], 255, np.uint8)])
     rgba[:8, :8, 3] = 0

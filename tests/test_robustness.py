@@ -238,7 +238,8 @@ def test_each_payload_byte_damaged_with_a_valid_crc(codec, real, tag):
         if isinstance(outcome, NicodecError):
             assert isinstance(outcome, FormatError), (i, outcome)
             assert "checksum" not in str(outcome)
-            if "rANS" in str(outcome):  # which of the two streams it is (it did not say)
+            if "rANS" in str(outcome):  # which of the two streams it is (it did not say), and what that means
+                assert str(outcome).startswith("the file is damaged: rANS stream "), outcome
                 assert str(outcome).endswith(f"(the {tag} section, the {'hyper' if tag == 'ZSYM' else ''}latent's "
                                              "symbols)"), outcome
             refused += 1
