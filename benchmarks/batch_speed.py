@@ -117,6 +117,9 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"  {step}: API {1e3 * report['api_seconds_per_file'][step]:.1f} ms a file, command line "
               f"{1e3 * report['command_seconds_per_file'][step]:.1f} ms a file beyond its start "
               f"({report['command_seconds'][step + '_one']:.2f} s): x{report['ratio_command_to_api'][step]:.2f}")
+    if min(cli_encode, cli_decode) <= 0:  # the start's own spread outweighed the files
+        print(f"warning: {len(paths)} files are too few for the command line's cost a file to show above the spread "
+              "of its start (a time a file of 0 or less): give --files 100 or more")
     write_report(args.json, report)
     return report
 

@@ -1,6 +1,6 @@
 """nicodec.rans on a Kodak-size latent: speed each way and size against the ideal, beside constriction.
 
-    python benchmarks/bench_rans.py [--repeats 7] [--lanes N] [--json results/rans.json]
+    python benchmarks/bench_rans.py [--repeats 7] [--lanes N] [--json benchmarks/results/rans.json]
 
 The latent has 48 x 32 x 192 symbols (a 768x512 image at 1/16 resolution with
 192 channels). Each symbol draws a scale log-uniformly from [0.11, 8], is coded

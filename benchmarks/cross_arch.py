@@ -383,7 +383,7 @@ def run(root: Path, quick: bool, kodak: Path, model: str | None, keep: Path | No
     from nicodec import Codec
 
     if not root_ready(root):
-        raise SystemExit(f"no arm64 root at {root}: run `python {Path(__file__).name} setup` first (as root)")
+        raise SystemExit(f"no arm64 root at {root}: run `python benchmarks/{Path(__file__).name} setup` first (as root)")
     timings = {}
     start = time.perf_counter()
     _deps(root)  # a no-op unless this machine's numpy, onnxruntime, pillow or typer changed

@@ -1,6 +1,6 @@
 """The picture at an image's edges, and the bits a size just past a multiple of 64 costs.
 
-    python benchmarks/edges.py [--images ../shared/data/kodak] [--json results/edges.json]
+    python benchmarks/edges.py [--images ../shared/data/kodak] [--json benchmarks/results/edges.json]
 
 The networks work on the image padded to a multiple of 16 pixels a side (the last row and
 column repeated; 64 before nicodec 0.7.0). For each image (portrait ones turned to landscape)
@@ -91,6 +91,8 @@ def main(argv: list[str] | None = None) -> dict:
     codec = open_codec(parser, args.model, threads=args.threads)
     quality = coding_quality(codec, args.quality)
     paths = image_paths(args.images, args.limit)
+    if not paths:
+        parser.error(f"no images in {args.images}")
     rows = []
     for path in paths:
         rows.append(measure(codec, quality, path.name, read_rgb(path)))

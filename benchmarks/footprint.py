@@ -136,6 +136,19 @@ def source_copy(target: Path) -> Path:
     return target
 
 
+def index_unreachable() -> str | None:
+    """Why pip cannot reach a package index (an offline machine, ``PIP_NO_INDEX``), or None."""
+    try:
+        found = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "onnxruntime",
+                                "--disable-pip-version-check"], capture_output=True, text=True, timeout=120, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if found.returncode == 0:
+        return None
+    lines = [line for line in found.stderr.splitlines() if line.strip() and not line.startswith("WARNING")]
+    return lines[-1].strip() if lines else f"pip exited with {found.returncode}"
+
+
 def install_fresh(folder: Path) -> tuple[Path, dict]:
     """Make a venv in ``folder``, install ``nicodec[cpu]`` into it; its prefix and the disk figures."""
     prefix = folder / "venv"
@@ -143,8 +156,11 @@ def install_fresh(folder: Path) -> tuple[Path, dict]:
     empty = folder_bytes(site_packages(prefix))
     source = source_copy(folder / "src")
     print(f"pip install '{REPO}[cpu]' into a fresh venv ...", flush=True)
-    subprocess.run([str(venv_python(prefix)), "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-                    f"{source}[cpu]"], check=True)
+    installed = subprocess.run([str(venv_python(prefix)), "-m", "pip", "install", "--quiet",
+                                "--disable-pip-version-check", f"{source}[cpu]"], check=False)
+    if installed.returncode:  # pip said why above
+        raise SystemExit(f"pip install '{REPO}[cpu]' into a fresh venv failed (exit code {installed.returncode}); "
+                         "offline, --no-install measures this environment and --venv PATH an existing one")
     return prefix, {"method": "fresh venv, pip install .[cpu]", "empty_venv_bytes": empty}
 
 
@@ -272,7 +288,7 @@ def markdown(f: dict) -> str:
         f"{t['first_encode_ms']['median']:.0f} + {t['first_decode_ms']['median']:.0f} ms |",
         f"| same image again | {t['second_encode_ms']['median']:.0f} + {t['second_decode_ms']['median']:.0f} ms |",
         f"| peak RSS, model loaded only | {p['model_only']:.0f} MiB |",
-        f"| peak RSS, Kodak image: encode / decode | {p['kodak_encode']:.0f} / {p['kodak_decode']:.0f} MiB |",
+        f"| peak RSS, {f['kodak_image']}: encode / decode | {p['kodak_encode']:.0f} / {p['kodak_decode']:.0f} MiB |",
         f"| peak RSS, {w}x{h} synthetic ({w * h / 1e6:.1f} MP): encode / decode | "
         f"{p['large_encode']:.0f} / {p['large_decode']:.0f} MiB |",
     ]

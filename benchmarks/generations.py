@@ -2,7 +2,7 @@
 
     python benchmarks/generations.py [--images ../shared/data/kodak] [--limit N] [--generations 20]
         [--quality Q] [--classic jpeg444 webp avif444] [--rdo SLOPE] [--restoration]
-        [--json results/generations.json]
+        [--json benchmarks/results/generations.json]
 
 A picture that is edited and saved again, or passed through a pipeline that compresses what
 was already compressed, is coded many times. Learned codecs are known to be unstable under

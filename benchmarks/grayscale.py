@@ -1,6 +1,6 @@
 """What a grayscale image costs: nicodec on Kodak in gray beside the colour originals and gray JPEG.
 
-    python benchmarks/grayscale.py [--images ../shared/data/kodak] [--json results/grayscale.json]
+    python benchmarks/grayscale.py [--images ../shared/data/kodak] [--json benchmarks/results/grayscale.json]
 
 nicodec's networks code three channels: an "L" image is coded as RGB with three equal
 channels and flagged grayscale, and decodes to one channel (the luma of the decoded

@@ -1,7 +1,7 @@
 """What the exact integer entropy parameters cost in rate: a checkpoint's integer h_s beside its float twin.
 
     python benchmarks/integer_cost.py [--checkpoint training/checkpoints/SHIPPED_MODEL_ID.pt]
-        [--images ../shared/data/kodak] [--limit N] [--json results/integer_cost.json]
+        [--images ../shared/data/kodak] [--limit N] [--json benchmarks/results/integer_cost.json]
 
 The shipped model computes the means and scales of y with the integer hyper-synthesis
 (``nicodec.training.integer``), so every machine picks the same probability tables. Its
@@ -23,7 +23,8 @@ path's weights were trained through it, so the float twin is evaluated with weig
 were not tuned for float: the figure is the cost of the integer arithmetic for these
 weights, not of a separately trained float model.
 
-Needs the training extras (torch).
+Needs the training extras (torch). Slow: about 100 s an image on 2 cores (10 levels, three
+sets of parameters), 40 minutes for the 24 Kodak images; ``--limit N`` takes the first N.
 """
 
 from __future__ import annotations
@@ -34,8 +35,13 @@ import statistics
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
+
+try:
+    import torch
+except ModuleNotFoundError as exc:  # the runtime's install has no torch
+    raise SystemExit(f"integer_cost.py needs torch, which is not installed ({exc}): install the training "
+                     "extras, pip install -e '.[cpu,dev]'") from None
 
 from nicodec.model import shipped_model_id
 from nicodec.training.model import SCALE_LEVELS, float_scale_index, gaussian_likelihood, scale_table
@@ -80,7 +86,7 @@ def measure(model, image: np.ndarray, level: float) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "\n").splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model's checkpoint")
     parser.add_argument("--images", type=Path, default=ROOT.parent / "shared/data/kodak")
     parser.add_argument("--limit", type=int, default=0, help="use only the first N images")

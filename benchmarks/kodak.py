@@ -1,6 +1,6 @@
 """The default model on Kodak: bits per pixel, PSNR and time per image, beside JPEG at the same size.
 
-    python benchmarks/kodak.py [--images ../shared/data/kodak] [--quality Q] [--json results/kodak.json]
+    python benchmarks/kodak.py [--images ../shared/data/kodak] [--quality Q] [--json benchmarks/results/kodak.json]
 
 nicodec codes at ``--quality`` (1 to 100; default: the model's default quality; a
 single-rate model, ``--model DIR``, takes none); the JSON records the quality used.

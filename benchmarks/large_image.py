@@ -102,8 +102,8 @@ def main(argv: list[str] | None = None) -> dict:
         for name, tile in modes:
             rows[name] = {"encode": measure("encode", tile, folder, name, args.margin),
                           "decode": measure("decode", tile, folder, name, args.margin)}
-            print(f"{name:>8}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MB; "
-                  f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MB", flush=True)
+            print(f"{name:>8}: encode {rows[name]['encode']['seconds']:6.2f} s, peak {rows[name]['encode']['peak_rss_mb']:7.0f} MiB; "
+                  f"decode {rows[name]['decode']['seconds']:6.2f} s, peak {rows[name]['decode']['peak_rss_mb']:7.0f} MiB", flush=True)
         size = (folder / "tiled.nic").stat().st_size
         alpha_bytes = None
         if args.alpha:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import nicodec
 
-from common import percent, publish
+from common import check_encodes, percent, publish
 from rd import NICODEC_QUALITIES, SHARED
 from rdo import compare, read_images, span_text
 
@@ -38,6 +38,8 @@ def main(argv: list[str] | None = None) -> dict:
         codecs = [nicodec.Codec(m, providers="cpu", threads=args.threads) for m in args.models]
     except nicodec.NicodecError as exc:
         parser.error(str(exc))
+    for codec in codecs:
+        check_encodes(parser, codec)
     single = [c.model_id for c in codecs if not c.model.variable_rate]
     if single:
         parser.error(f"single-rate models have no curve of their own: {', '.join(single)}")

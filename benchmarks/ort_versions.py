@@ -72,12 +72,26 @@ def worker(out: Path, image: Path | None, other_file: Path | None) -> None:
 
 
 def make_venv(venv: Path, version: str) -> Path:
-    python = venv / "bin" / "python"
+    """A venv with onnxruntime ``version`` and this checkout's nicodec (installed from a copy of
+    the tree, which an in-place build would leave ``build/`` and ``nicodec.egg-info/`` in). Its
+    dependencies are installed until a marker says they were: a venv an earlier run left half
+    made (pip offline) is completed, not used as it is."""
+    from footprint import source_copy
+
+    python, done = venv / "bin" / "python", venv / f".nicodec-dependencies-{version}"
+
+    def pip(*args: str) -> None:
+        if subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
+                          check=False).returncode:
+            raise SystemExit(f"pip install {' '.join(args)} into {venv} failed (pip said why above)")
+
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-        subprocess.run([str(python), "-m", "pip", "install", "-q", f"onnxruntime=={version}", "numpy<2", "pillow>=12", "typer"],
-                       check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", "--force-reinstall", str(HERE.parent)], check=True)
+    if not done.exists():
+        pip(f"onnxruntime=={version}", "numpy<2", "pillow>=12", "typer")
+        done.touch()
+    with tempfile.TemporaryDirectory() as tmp:
+        pip("--no-deps", "--force-reinstall", str(source_copy(Path(tmp) / "src")))
     return python
 
 

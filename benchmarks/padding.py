@@ -1,6 +1,8 @@
 """What padding to 16 pixels instead of 64 saves on images whose sides are not multiples of 64, side by side.
 
-    python benchmarks/padding.py [--images ../shared/data/kodak] [--sizes 3] [--json results/padding.json]
+    python benchmarks/padding.py [--images ../shared/data/kodak] [--sizes 3] [--json benchmarks/results/padding.json]
+
+About 14 minutes for Kodak on 2 cores with the default 3 sizes an image.
 
 The networks see an image padded at its right and bottom edges (the last row and column
 repeated). nicodec before 0.7.0 padded each side to a multiple of 64, the hyper-latent's
@@ -101,8 +103,11 @@ def main(argv: list[str] | None = None) -> dict:
     codec.prepare()  # the graphs load now, not inside the first coding's time
     qualities = [codec._encoder_gain(q)[0] for q in args.qualities]
     rng = np.random.default_rng(args.seed)
+    paths = image_paths(args.images, args.limit)
+    if not paths:
+        parser.error(f"no images in {args.images}")
     rows = []
-    for path in image_paths(args.images, args.limit):
+    for path in paths:
         rgb = read_rgb(path)
         if rgb.shape[0] > rgb.shape[1]:
             rgb = np.ascontiguousarray(rgb.transpose(1, 0, 2))

@@ -1,7 +1,7 @@
 """What rate-distortion optimised rounding gains: the same model with and without it, side by side.
 
     python benchmarks/rdo.py [--images ../shared/data/kodak] [--limit N] [--slopes 0.01 0.02 0.03]
-        [--qualities 1 15 ...] [--json results/rdo.json]
+        [--qualities 1 15 ...] [--json benchmarks/results/rdo.json]
 
 ``Codec(rdo=...)`` chooses how the encoder turns the latent into symbols (see
 ``nicodec.quantize``): plain rounding, as the networks were trained, or a step toward

@@ -2,7 +2,7 @@
 
     python benchmarks/refine.py [--images ../shared/data/kodak] [--limit N] [--steps 20 60]
         [--rdo SLOPE] [--restoration] [--qualities 1 15 ...] [--classic avif444 jxl webp]
-        [--json results/refine.json]
+        [--json benchmarks/results/refine.json]
 
 ``Codec(refine=N)`` takes N gradient steps on the latent before coding it (see
 ``nicodec.refine``); the decoder is the same. For the default encoder (the reference)

@@ -1,7 +1,7 @@
 """What the restoration filter gains: the default encoder beside ``Codec(restoration=True)``, side by side.
 
     python benchmarks/restoration.py [--images ../shared/data/kodak] [--limit N] [--qualities 1 15 ...]
-        [--classic avif444 jxl webp] [--json results/restoration.json]
+        [--classic avif444 jxl webp] [--json benchmarks/results/restoration.json]
 
 ``Codec(restoration=True)`` (``nicodec encode --restoration``) also decodes each image, fits a
 linear filter that brings the decoded picture closer to the source, and writes it into the

@@ -7,7 +7,7 @@
 Writes into ``--out``, by default ``benchmarks/results``, the committed results, but only
 for the standard run: without ``--out``, a run whose settings differ from it (another
 ``--images``, ``--qualities``, ``--quality``, ``--repeats`` or ``--threads``, ``--no-compressai``,
-``--venv``, ``--no-install``, or the published anchors, a classic codec, CompressAI, matplotlib or
+``--venv``, ``--no-install``, ``--anchors``, or the published anchors, a classic codec, CompressAI, matplotlib or
 pytorch-msssim missing here) is
 refused before it starts, naming what differs (``--out benchmarks/results`` replaces the
 committed results all the same); ``--quick`` writes nothing unless ``--out`` is given.
@@ -59,6 +59,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=Path, default=rd.SHARED / "data" / "kodak",
                         help="the folder of the 24 Kodak PNGs (default: ../shared/data/kodak beside the checkout)")
+    parser.add_argument("--anchors", type=Path, default=rd.ANCHORS,
+                        help="rd.py's published points (default: ../shared/anchors/kodak_published.json)")
     parser.add_argument("--out", type=Path, default=None,
                         help="results folder (default: benchmarks/results, for the standard run only)")
     parser.add_argument("--quick", action="store_true", help="every part's quick mode")
@@ -82,13 +84,19 @@ def main(argv: list[str] | None = None) -> dict:
         parser.error(f"no folder {args.images}: the Kodak images are looked for in ../shared/data/kodak beside the "
                      "checkout; give their folder with --images DIR")
     out = args.out if args.out or args.quick else RESULTS
+    if not (args.venv or args.no_install or args.quick):
+        problem = footprint.index_unreachable()
+        if problem:  # found now, not after rd and speed (15 minutes), whose figures would be lost
+            parser.error(f"the footprint's fresh install needs a package index, which pip cannot reach ({problem}): "
+                         "give --no-install to measure this environment, or --venv PATH")
 
     quick = ["--quick"] if args.quick else []
     images = ["--images", str(args.images)]
     report: dict = {"quick": args.quick, "seconds": {}, "load_average_before": {}}
     report["load_average_before"]["rd"] = load_average()
     start = time.perf_counter()
-    rd_args = images + quick + (["--qualities", *map(str, args.qualities)] if args.qualities else [])
+    rd_args = images + quick + ["--anchors", str(args.anchors)]
+    rd_args += ["--qualities", *map(str, args.qualities)] if args.qualities else []
     report["rd"] = rd.main(rd_args)
     report["seconds"]["rd"] = round(time.perf_counter() - start, 1)
 
@@ -131,8 +139,10 @@ def nonstandard(args: argparse.Namespace) -> list[str]:
         differs.append("--threads " + " ".join(map(str, args.threads)))
     differs += [option for option, given in (("--no-compressai", args.no_compressai), ("--venv", args.venv),
                                               ("--no-install", args.no_install)) if given]
-    if not rd.ANCHORS.is_file():
-        differs.append(f"no published anchors ({rd.ANCHORS} not found)")
+    if args.anchors.resolve() != rd.ANCHORS.resolve():
+        differs.append(f"--anchors {args.anchors}")
+    elif not args.anchors.is_file():
+        differs.append(f"no published anchors ({args.anchors} not found)")
     missing = [c for c in rd.QUALITIES if not rd.available(c)]
     if missing:
         differs.append(f"codecs not installed: {', '.join(missing)}")

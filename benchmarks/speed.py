@@ -4,6 +4,8 @@
                                [--json PATH] [--markdown PATH]
     python benchmarks/speed.py --quick      # two images, one run each: keeps the harness working
 
+The default run (24 images, 3 runs, 1 and 2 threads, CompressAI beside) took 6.3 minutes on 2 cores.
+
 Every codec encodes a uint8 RGB array to bytes and decodes the bytes back to one,
 so the times include the same conversions for all. Each configuration first codes
 the first image once (warm-up: sessions, caches, lazy initialisation), then codes

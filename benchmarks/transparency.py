@@ -1,6 +1,9 @@
 """What the colour under transparent pixels costs: nicodec's fill against ``exact``, beside WebP.
 
-    python benchmarks/transparency.py [--images ../shared/data/kodak] [--json results/transparency.json]
+    python benchmarks/transparency.py [--images ../shared/data/kodak] [--json benchmarks/results/transparency.json]
+
+Slow: about half a minute an image on 2 cores (a quarter of an hour for Kodak); ``--limit N`` takes
+the first N images.
 
 Each image is cut out (``--shape ellipse``, the default: by an ellipse 0.8 of its height and
 0.7 of its width across, with an anti-aliased rim about three pixels wide: alpha between 0

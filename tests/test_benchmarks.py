@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -602,6 +603,7 @@ def stub_parts(monkeypatch) -> None:
         monkeypatch.setattr(module, "main", lambda argv, result=result: result)
         monkeypatch.setattr(module, "markdown", lambda result, name=module.__name__: f"{name} table")
     monkeypatch.setattr(rd, "plot", lambda result, path: common.write_file(path, b"\x89PNG"))
+    monkeypatch.setattr(footprint, "index_unreachable", lambda: None)  # no fresh install made: no index asked
 
 
 def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_path, monkeypatch, capsys):
@@ -652,6 +654,53 @@ def test_run_all_replaces_the_committed_results_with_the_standard_run_only(tmp_p
     run_all.main(["--qualities", *map(str, rd.NICODEC_QUALITIES), "--threads", "2", "1"])  # the standard run
     assert sorted(p.name for p in (tmp_path / "results").iterdir()) == sorted(names)
     assert "## Rate-distortion" in (tmp_path / "results" / "benchmarks.md").read_text()
+
+
+@pytest.mark.parametrize("program", ["edges", "padding", "kodak", "rdo", "generations"])
+def test_a_folder_without_images_is_one_line(tmp_path, capsys, program):
+    """edges.py and padding.py ended in statistics' traceback ("mean requires at least one data
+    point") where the others said there were no images."""
+    module = load(program)
+    with pytest.raises(SystemExit) as exit:
+        module.main(["--images", str(tmp_path)])
+    said = capsys.readouterr().err + str(exit.value.code)
+    assert re.search(f"no (PNG )?images in {re.escape(str(tmp_path))}", said) and "Traceback" not in said
+
+
+def test_a_decode_only_model_folder_is_refused_before_any_image(capsys):
+    """A model folder without encoder.onnx (the earlier models the package keeps) was a ModelError
+    traceback at the first encode."""
+    from nicodec import model as nicmodel
+
+    earlier = next(folder for folder in sorted(nicmodel.earlier_models_dir().iterdir()) if folder.is_dir())
+    for program, args in (("kodak", ["--model", str(earlier)]), ("rd", ["--quick", "--model", str(earlier)]),
+                          ("models", [str(nicmodel.default_model_dir()), str(earlier)])):
+        with pytest.raises(SystemExit) as exit:
+            load(program).main(args)
+        assert exit.value.code == 2, program
+        assert "cannot encode (no usable encoder.onnx: a decode-only model folder)" in capsys.readouterr().err
+
+
+def test_run_all_asks_for_a_package_index_before_its_parts_when_footprint_installs(tmp_path, monkeypatch, capsys):
+    """Offline, footprint's fresh install failed at the end, after rd and speed (15 minutes), and
+    their figures were lost: the index is asked for first, and its absence is a usage error."""
+    run_all = load("run_all")
+    import footprint
+
+    stub_parts(monkeypatch)
+    import rd
+
+    monkeypatch.setattr(rd, "main", never)
+    monkeypatch.setattr(footprint, "index_unreachable", lambda: "ERROR: No matching distribution found for onnxruntime")
+    folder = photo_folder(tmp_path, 1)
+    with pytest.raises(SystemExit) as exit:
+        run_all.main(["--images", str(folder), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert exit.value.code == 2 and "the footprint's fresh install needs a package index, which pip cannot reach " \
+        "(ERROR: No matching distribution found for onnxruntime): give --no-install" in err
+    monkeypatch.setattr(footprint, "index_unreachable", never)  # not asked where no install is made
+    monkeypatch.setattr(rd, "main", lambda argv: {"nicodec": []})
+    run_all.main(["--images", str(folder), "--out", str(tmp_path / "out"), "--no-install"])
 
 
 def test_a_run_without_compressai_matplotlib_or_pytorch_msssim_is_not_the_standard_run(monkeypatch):
@@ -727,6 +776,7 @@ def test_a_result_that_cannot_be_written_whole_leaves_the_previous_file(tmp_path
         "    module.main = lambda argv: {}",
         "    module.markdown = lambda result: 'table'",
         "rd.plot = lambda result, path: None",
+        "footprint.index_unreachable = lambda: None",
         "resource.setrlimit(resource.RLIMIT_FSIZE, (16384, 16384))",
         WRITES[writer],
     ])
