@@ -21,7 +21,7 @@ import numpy as np
 
 from nicodec import Codec
 
-from common import write_report
+from common import whole_number, write_report
 
 SIDES = (64, 96, 128, 200, 256, 320, 384, 448, 512)
 
@@ -41,9 +41,10 @@ def photo(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=1000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument("--images", type=whole_number(1), default=1000,
+                        help="how many synthetic images the batch codes (a count: this program reads no folder)")
+    parser.add_argument("--threads", type=whole_number(1, 256), default=2, help="onnxruntime threads (default 2)")
+    parser.add_argument("--json", type=Path, default=None, help="write the figures here")
     args = parser.parse_args()
 
     rng = np.random.default_rng(0)
@@ -66,8 +67,11 @@ def main() -> None:
             print(f"{i:>6} images: peak RSS {rows[-1]['peak_rss_mb']:8.1f} MiB, {rows[-1]['seconds']:7.1f} s", flush=True)
     after_sizes = [r["peak_rss_mb"] for r in rows if r["images"] >= 100]
     growth = after_sizes[-1] - after_sizes[0] if len(after_sizes) > 1 else 0.0
-    print(f"peak RSS growth from image 100 to image {args.images}: {growth:+.1f} MiB "
-          f"({pixels / 1e6:.1f} Mpixels, {coded / 1e6:.2f} MB coded)")
+    if len(after_sizes) > 1:
+        print(f"peak RSS growth from image 100 to image {args.images}: {growth:+.1f} MiB "
+              f"({pixels / 1e6:.1f} Mpixels, {coded / 1e6:.2f} MB coded)")
+    else:  # the first 81 images are the working set: growth is measured from the 100th on
+        print(f"{args.images} images are too few to measure growth (it is measured from image 100 on)")
     write_report(args.json, {
         "model_id": codec.model_id, "threads": args.threads, "images": args.images,
         "checkpoints": rows, "growth_mb_after_100": round(growth, 1),
