@@ -137,7 +137,13 @@ def source_copy(target: Path) -> Path:
 
 
 def index_unreachable() -> str | None:
-    """Why pip cannot reach a package index (an offline machine, ``PIP_NO_INDEX``), or None."""
+    """Why pip cannot get onnxruntime from a package index (an offline machine, ``PIP_NO_INDEX``,
+    no wheel for this Python), or None; None too where this interpreter has no pip to ask (the
+    fresh venv has its own)."""
+    import importlib.util
+
+    if importlib.util.find_spec("pip") is None:
+        return None
     try:
         found = subprocess.run([sys.executable, "-m", "pip", "index", "versions", "onnxruntime",
                                 "--disable-pip-version-check"], capture_output=True, text=True, timeout=120, check=False)

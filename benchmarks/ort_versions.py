@@ -78,7 +78,7 @@ def make_venv(venv: Path, version: str) -> Path:
     made (pip offline) is completed, not used as it is."""
     from footprint import source_copy
 
-    python, done = venv / "bin" / "python", venv / f".nicodec-dependencies-{version}"
+    python, done = venv / "bin" / "python", venv / ".nicodec-dependencies"  # it holds the onnxruntime version
 
     def pip(*args: str) -> None:
         if subprocess.run([str(python), "-m", "pip", "install", "-q", "--disable-pip-version-check", *args],
@@ -87,9 +87,10 @@ def make_venv(venv: Path, version: str) -> Path:
 
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    if not done.exists():
+    if not done.is_file() or done.read_text().strip() != version:  # none yet, or another version's
+        done.unlink(missing_ok=True)
         pip(f"onnxruntime=={version}", "numpy<2", "pillow>=12", "typer")
-        done.touch()
+        done.write_text(version)
     with tempfile.TemporaryDirectory() as tmp:
         pip("--no-deps", "--force-reinstall", str(source_copy(Path(tmp) / "src")))
     return python

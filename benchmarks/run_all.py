@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not (args.venv or args.no_install or args.quick):
         problem = footprint.index_unreachable()
         if problem:  # found now, not after rd and speed (15 minutes), whose figures would be lost
-            parser.error(f"the footprint's fresh install needs a package index, which pip cannot reach ({problem}): "
-                         "give --no-install to measure this environment, or --venv PATH")
+            parser.error(f"the footprint's fresh install needs onnxruntime from a package index, which pip cannot get "
+                         f"({problem}): give --no-install to measure this environment, or --venv PATH")
 
     quick = ["--quick"] if args.quick else []
     images = ["--images", str(args.images)]

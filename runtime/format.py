@@ -267,7 +267,7 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     _need(data, need, "header")
     _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
-        if version > FORMAT_VERSION:  # not damage, most likely: a later release's file
+        if FORMAT_VERSION < version <= NEWER_VERSIONS:  # not damage, most likely: a later release's file
             raise FormatError(f"format version {version}, newer than this nicodec reads (version {FORMAT_VERSION}): "
                               "a later release of nicodec may decode it")
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
@@ -330,6 +330,10 @@ def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[
         sections[tag] = data[pos : pos + length]
         pos += length
     return header, sections
+
+
+NEWER_VERSIONS = FORMAT_VERSION + 8
+"""The highest format version taken for a later release's rather than for a damaged byte."""
 
 
 def check_model(header: Header, model_id: str, model_hash: bytes, also: Iterable[tuple[str, bytes]] = ()) -> None:

@@ -179,8 +179,10 @@ def encode_to_target(
     source = _load(image, codec._check_size)
     reference = seen = None
     grayscale = False
+    said: set[str] = set()  # what the image loses, said once a search (each encode reads it again)
     if name == "psnr":  # the pixels each decode is measured against (a size target needs none)
-        picture = read_picture(source, strip=True, check_size=codec._check_size)
+        with said_once(said):
+            picture = read_picture(source, strip=True, check_size=codec._check_size)
         grayscale = picture.grayscale
         reference = picture.rgb[:, :, 0] if grayscale else picture.rgb
         # The colour under transparent pixels is replaced (not exact) or kept (exact): the PSNR is
@@ -189,7 +191,6 @@ def encode_to_target(
         del picture
 
     encodes = 0
-    said: set[str] = set()
     decoding = [0]  # a decode's units of work, once the first has told them: the same image each time
 
     def evaluate(quality: float) -> _Trial:
@@ -213,7 +214,7 @@ def encode_to_target(
                 if done or total != decoding[0]:  # the decode's start is the encode's end, told already
                     decoding[0] = total
                     progress(encoding[0] + done, encoding[0] + total, encode)
-        with said_once(said):  # what the image loses, said at the first encode only
+        with said_once(said):
             data = codec.encode(source, quality=quality, strip=strip, exact=exact, progress=encode_step)
         measured = None
         if name == "psnr":

@@ -58,7 +58,7 @@ def loading_failed(what: str, exc: BaseException) -> OutOfMemoryError:
     smaller tiles do not help (``tiles_help`` false). onnxruntime's own text ("[ONNXRuntimeError]
     : 6 : RUNTIME_EXCEPTION : ... std::bad_alloc") is left to the traceback (``--debug``)."""
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    if "ONNXRuntimeError" in detail or "bad_alloc" in detail:
+    if detail.startswith("[ONNXRuntimeError]") or "std::bad_alloc" in detail:
         detail = "onnxruntime could not allocate memory"
     error = OutOfMemoryError(f"out of memory while loading {what} ({detail}); free some memory, or raise this "
                              "process's limit (ulimit -v): smaller tiles do not change what loading needs")

@@ -696,8 +696,8 @@ def test_run_all_asks_for_a_package_index_before_its_parts_when_footprint_instal
     with pytest.raises(SystemExit) as exit:
         run_all.main(["--images", str(folder), "--out", str(tmp_path / "out")])
     err = capsys.readouterr().err
-    assert exit.value.code == 2 and "the footprint's fresh install needs a package index, which pip cannot reach " \
-        "(ERROR: No matching distribution found for onnxruntime): give --no-install" in err
+    assert exit.value.code == 2 and "the footprint's fresh install needs onnxruntime from a package index, which " \
+        "pip cannot get (ERROR: No matching distribution found for onnxruntime): give --no-install" in err
     monkeypatch.setattr(footprint, "index_unreachable", never)  # not asked where no install is made
     monkeypatch.setattr(rd, "main", lambda argv: {"nicodec": []})
     run_all.main(["--images", str(folder), "--out", str(tmp_path / "out"), "--no-install"])

@@ -1594,3 +1594,31 @@ def test_what_a_progress_callback_raises_goes_through_as_it_is(photo):
                 call()
             assert caught.value is raised and not isinstance(caught.value, nicodec.OutOfMemoryError)
     assert codec.decode(data, as_array=True).shape == photo.shape  # the codec goes on working
+
+
+def test_memory_that_runs_out_as_the_coding_tables_are_made_is_named_as_loading(photo, monkeypatch):
+    """The coding tables are made at the first file coded: memory that ran out there was named as
+    coding, with advice to use smaller tiles, which do not change what the tables need."""
+    from nicodec import console, rans, sessions
+
+    codec = Codec(providers="cpu")
+    data = codec.encode(photo)
+    for tables in (codec.model.y_tables, codec.model.z_tables):
+        monkeypatch.setitem(tables.__dict__, "_cache", {})  # made anew at their next use
+
+    def no_memory(tables):
+        raise MemoryError("Unable to allocate 16.1 MiB for an array with shape (8454144,) and data type uint16")
+
+    monkeypatch.setattr(rans, "_Coding", no_memory)
+    for work in (lambda: codec.encode(photo), lambda: codec.decode(data)):
+        with pytest.raises(nicodec.OutOfMemoryError, match="^out of memory while loading the model's coding tables "
+                           r"\(Unable to allocate 16.1 MiB.*\); free some memory") as caught:
+            work()
+        assert not caught.value.tiles_help and "--tile" not in console.hinted(caught.value)
+    # onnxruntime's own text of a failed allocation is left to the traceback; no tile advice either.
+    failed = sessions.loading_failed("decoder.onnx", RuntimeError(
+        "[ONNXRuntimeError] : 6 : RUNTIME_EXCEPTION : Exception during initialization: std::bad_alloc"))
+    assert str(failed).startswith("out of memory while loading decoder.onnx (onnxruntime could not allocate memory);")
+    assert not failed.tiles_help and "--tile" not in console.hinted(failed)
+    # Memory that runs out while an image is coded keeps its advice.
+    assert "(--tile 256 sets the tile size)" in console.hinted(nicodec.OutOfMemoryError("out of memory: ..."))

@@ -1,6 +1,7 @@
-"""What a training run checks before it loads anything: the run folder and the weights-only copy
+"""What a training run checks before it loads its images: the run folder and the weights-only copy
 it writes, the checkpoint it starts from against the options given, and the settings a resumed
-run takes from its own checkpoint (so that a run on a lent GPU does not fail late)."""
+run takes from its own checkpoint (so that a run on a lent GPU does not fail late); and the
+fine-tuning programs' first steps (:func:`start_finetune`)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ def resumed_config(cfg: TrainConfig, saved: dict, inherit: frozenset[str]) -> tu
 RUN_OPTIONS = ("data", "val_data", "max_images", "slim")
 """Options of a run, beside its ``TrainConfig``, that ``--resume`` takes from the run when the
 command line does not give them: what it trains on, and where its weights-only copy goes."""
+
 
 def run_options(folders: list[str], val_folders: Optional[list[str]], max_images: int,
                 slim: Optional[Path], out: Optional[Path] = None) -> dict:
