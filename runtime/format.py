@@ -227,9 +227,11 @@ def _pixels(count: int) -> str:
     return f"{count:,} pixel" + ("" if count == 1 else "s")
 
 
-def check_pixels(width: int, height: int, max_pixels: int, multiple: int = 1) -> None:
+def check_pixels(width: int, height: int, max_pixels: int, multiple: int = 1, has: str = "the image has") -> None:
     """Refuse an image whose pixels, or pixels once padded to multiples of ``multiple`` (what
-    the networks work on, up to 16 or 64 times as many for a thin image), exceed ``max_pixels``.
+    the networks work on, up to 16 or 64 times as many for a thin image), exceed ``max_pixels``;
+    ``has`` leads the message ("the file claims" for a ``.nic`` file's header, as :func:`unpack`
+    words it).
 
     Raises:
         PixelLimitError: with both counts when the padding is what exceeds the limit.
@@ -237,11 +239,11 @@ def check_pixels(width: int, height: int, max_pixels: int, multiple: int = 1) ->
     padded_height, padded_width = padded_size(height, width, multiple)
     if width * height > max_pixels:
         raise PixelLimitError(
-            f"the image has {_pixels(width * height)} ({width}x{height}), more than the limit of {max_pixels:,}"
+            f"{has} {_pixels(width * height)} ({width}x{height}), more than the limit of {max_pixels:,}"
         )
     if padded_width * padded_height > max_pixels:
         raise PixelLimitError(
-            f"the image has {_pixels(width * height)} ({width}x{height}), but the networks work on it padded to "
+            f"{has} {_pixels(width * height)} ({width}x{height}), but the networks work on it padded to "
             f"multiples of {multiple}, {padded_width}x{padded_height} = {padded_width * padded_height:,} pixels, "
             f"more than the limit of {max_pixels:,}, which counts the padded size"
         )

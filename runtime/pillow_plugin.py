@@ -154,7 +154,8 @@ class NicImageFile(ImageFile.ImageFile):
             header, table, payload_at = nicformat.read_header(head)
             # The count the codec's own check in load() uses, padded size included.
             nicformat.check_pixels(header.width, header.height, self._codec_source.max_pixels(),
-                                   nicformat.padding(header.flags, self._codec_source.downsampling()))
+                                   nicformat.padding(header.flags, self._codec_source.downsampling()),
+                                   has="the file claims")
         except ModelError:
             raise  # the default model's manifest: no fault of the file
         except PixelLimitError as exc:
