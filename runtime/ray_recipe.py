@@ -36,7 +36,6 @@ from __future__ import annotations
 import os
 import posixpath
 import time
-import unicodedata
 import warnings
 from dataclasses import dataclass, field
 
@@ -59,8 +58,9 @@ except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
 
 from . import format as nicformat
 from .errors import NicodecError
+from .ray_files import (as_uri, clashing_sources, clear_stale_temporaries, files_under, filesystem_of,
+                        links_to_nowhere, listed_sources, output_name, path_kind, unsafe_output_name, write_output)
 
-NIC_SUFFIX = ".nic"
 IO_CPUS = 0
 """CPUs reserved by each read and write task (they only move bytes)."""
 IO_TASKS_PER_WORKER = 1
@@ -184,15 +184,15 @@ def compress_collection(
     whole("threads", threads, 1, MAX_THREADS)
     whole("batch_size", batch_size, 1)
     start = time.perf_counter()
-    source, target = _uri(source), _uri(target)
+    source, target = as_uri(source), as_uri(target)
     _check_source(source)
     _check_model(model, quality)
-    _, source_root = _filesystem(source)
+    _, source_root = filesystem_of(source)
     extensions = extensions or image_extensions()
     listed = listed_sources(source, extensions)
     # Links that lead nowhere, which neither pyarrow's listing nor Ray's reader shows: failed on
     # the driver, as the CLI fails them (they were neither coded nor counted).
-    links = [] if listed is None else _links_to_nowhere(source, extensions)
+    links = [] if listed is None else links_to_nowhere(source, extensions)
     if listed == [] and not links:  # Ray's reader raises a ValueError for a folder of none
         warnings.warn(f"no images in {source} (looked for files with the extensions {', '.join(extensions)}, "
                       "names beginning with '.' or '_' excepted)", UserWarning, stacklevel=2)
@@ -206,7 +206,7 @@ def compress_collection(
         # the target, and their sources not read at all (they were read, sent to an encoder
         # and skipped there: 40 photos all done took 8 to 10 s, now none; from an object
         # store, each was downloaded again).
-        there = _files_under(target)
+        there = files_under(target)
         done_before = {path for path in listed if path not in clashes and output_name(path, source_root) in there}
     # What this run is to code (a single file: itself), and of it what Ray's reader will read.
     expected = [source_root] if listed is None else [path for path in listed if path not in done_before]
@@ -218,9 +218,9 @@ def compress_collection(
     # then the paths, in the source's file system's own form (an object store's have no scheme).
     reading, filesystem = source, None
     if listed is not None and len(left) < len(listed):
-        reading, filesystem = left, _filesystem(source)[0] if "://" in source else None
+        reading, filesystem = left, filesystem_of(source)[0] if "://" in source else None
     if "://" not in target:
-        _remove_stale_temporaries(target, [output_name(path, source_root) for path in left])
+        clear_stale_temporaries(target, [output_name(path, source_root) for path in left])
     # Reading and writing only move bytes, so they reserve no CPU: the encoders may take
     # every CPU. (Two encoders on a two-CPU instance left a read task that asked for one
     # CPU, or a quarter, waiting for ever.) Nor, then, does a CPU bound their number: as many
@@ -323,7 +323,7 @@ class Encoder:
         limit = {} if max_pixels is None else {"max_pixels": max_pixels}
         self.codec = Codec(model, providers=providers, threads=threads, **limit).prepare(decode=False)
         self.source_root = source_root
-        self.filesystem, self.target_root = _filesystem(target)
+        self.filesystem, self.target_root = filesystem_of(target)
         self.overwrite = overwrite
         self.strip = strip
         self.exact = exact
@@ -349,7 +349,7 @@ class Encoder:
                     "only in case or Unicode normal form, one file on macOS, Windows and FAT drives); rename one of them",
                     b"", 0, 0)
         try:
-            kind = _kind(self.filesystem, posixpath.join(self.target_root, relative))
+            kind = path_kind(self.filesystem, posixpath.join(self.target_root, relative))
         except OSError as exc:  # one image's failure, not the batch's (Ray would drop them all)
             return path, relative, "failed", f"cannot tell whether the output {relative} exists: {exc}", b"", 0, 0
         if kind == "directory":  # skipped as done, or (overwrite) failed as the write's error, once coded
@@ -383,7 +383,7 @@ class NicDatasink(Datasink):
         """The source of every row written, skipped or failed: those of a batch given up are not."""
 
     def write(self, blocks, ctx) -> tuple[Summary, list[str]]:
-        filesystem, root = _filesystem(self.target)
+        filesystem, root = filesystem_of(self.target)
         local = filesystem.type_name == "local"
         part, seen = Summary(), []
         for block in blocks:
@@ -398,7 +398,7 @@ class NicDatasink(Datasink):
                     continue
                 path = posixpath.join(root, row["target"])
                 try:
-                    _write(filesystem, local, path, row["nic"], self.overwrite)
+                    write_output(filesystem, local, path, row["nic"], self.overwrite)
                 except (NicodecError, OSError) as exc:
                     part.failed.append((row["source"], f"cannot write {path}: {exc}"))
                     continue
@@ -417,135 +417,11 @@ class NicDatasink(Datasink):
             self.seen.update(seen)
 
 
-def clashing_sources(source: str, extensions: list[str], listed: list[str] | None = None) -> dict[str, list[str]]:
-    """Sources under the folder ``source`` whose output another would write too (``a.png`` and
-    ``a.jpg`` both make ``a.nic``; names that differ only in case or Unicode normal form are
-    one file on macOS, Windows and FAT drives), each with the others; as the CLI does, none of
-    them is coded, rather than one replacing another in silence. The folder is listed on the
-    driver with Ray's own rules (extensions in any case; paths whose first part begins with
-    ``.`` or ``_`` left out), so the paths are those Ray reads. Empty for a single file.
-    ``listed``: :func:`listed_sources`'s list, where the caller has it already."""
-    _, root = _filesystem(source)
-    groups: dict[str, list[str]] = {}
-    for path in (listed_sources(source, extensions) if listed is None else listed) or []:
-        key = unicodedata.normalize("NFC", output_name(path, root)).lower()
-        groups.setdefault(key, []).append(path)
-    return {path: [other for other in group if other != path] for group in groups.values() if len(group) > 1
-            for path in group}
-
-
-def listed_sources(source: str, extensions: list[str]) -> list[str] | None:
-    """The files under the folder ``source`` that Ray reads (extensions in any case; paths
-    whose first part begins with ``.`` or ``_`` left out, as Ray leaves them), listed on the
-    driver; ``None`` for a single file."""
-    import pyarrow.fs
-
-    filesystem, root = _filesystem(source)
-    if filesystem.get_file_info(root).type != pyarrow.fs.FileType.Directory:
-        return None
-    wanted = {"." + ext.lower().lstrip(".") for ext in extensions}
-    return [entry.path for entry in filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True))
-            if entry.type == pyarrow.fs.FileType.File and not entry.path[len(root):].lstrip("/").startswith((".", "_"))
-            and posixpath.splitext(entry.path)[1].lower() in wanted]
-
-
-def output_name(path: str, source_root: str) -> str:
-    """The output's path relative to the target: the source's path under ``source_root``, as ``.nic``.
-
-    A path outside ``source_root`` (a single file given as the source) keeps only its name.
-    """
-    root = source_root.rstrip("/")
-    relative = path[len(root) + 1 :] if path.startswith(root + "/") else posixpath.basename(path)
-    return posixpath.splitext(relative)[0] + NIC_SUFFIX
-
-
-def unsafe_output_name(relative: str) -> str | None:
-    """Why the output path ``relative`` (from :func:`output_name`) would leave the target
-    folder, or None: an object store's key may hold ``..`` or ``//`` (``photos/../x.png``,
-    ``photos//etc/x.png``), which a local target's join took as a step up or an absolute path."""
-    parts = relative.split("/")
-    if relative.startswith("/") or any(part in ("", ".", "..") for part in parts):
-        return (f"its path under the source names the output {relative!r}, which has an empty, '.' or '..' part: "
-                "it would be written outside the target or under another name; rename it")
-    return None
-
-
-def _links_to_nowhere(source: str, extensions: list[str]) -> list[tuple[str, str]]:
-    """``(path, reason)`` of the links under the local (or ``file://``) folder ``source`` that
-    lead to no file, among the names Ray would read (:func:`listed_sources`'s rules; links to
-    folders followed, as pyarrow's listing follows them); none on an object store."""
-    if "://" in source and not source.startswith("file://"):
-        return []
-    _, root = _filesystem(source)
-    wanted = {"." + ext.lower().lstrip(".") for ext in extensions}
-    found, seen, folders = [], set(), [root]
-    while folders:
-        folder = folders.pop()
-        try:
-            info = os.stat(folder)
-            if (info.st_dev, info.st_ino) in seen:  # a link back up the tree
-                continue
-            seen.add((info.st_dev, info.st_ino))
-            with os.scandir(folder) as entries:
-                listed = sorted(entries, key=lambda entry: entry.name)
-        except OSError:  # unreadable: Ray's reader says so, or passes over it
-            continue
-        for entry in listed:
-            if folder == root and entry.name.startswith((".", "_")):
-                continue
-            if entry.is_dir():  # a link to a folder too
-                folders.append(entry.path)
-            elif entry.is_symlink() and posixpath.splitext(entry.name)[1].lower() in wanted \
-                    and not os.path.exists(entry.path):
-                try:
-                    found.append((entry.path, f"it is a link to {os.readlink(entry.path)}, which leads to no file"))
-                except OSError:  # gone since the listing
-                    pass
-    return sorted(found)
-
-
-def _files_under(folder: str) -> set[str]:
-    """The paths of the files under ``folder`` (local, or a URI), relative to it, with ``/``:
-    empty if it does not exist. A link that leads nowhere is no file (as pyarrow, which the
-    encoders ask, says)."""
-    if "://" in folder:
-        import pyarrow.fs
-
-        filesystem, root = _filesystem(folder)
-        try:
-            entries = filesystem.get_file_info(pyarrow.fs.FileSelector(root, recursive=True, allow_not_found=True))
-        except OSError:  # a file where the folder should be: each output's write says so
-            return set()
-        return {entry.path[len(root) + 1:] for entry in entries
-                if entry.type == pyarrow.fs.FileType.File and entry.path.startswith(root + "/")}
-    found = set()
-    for parent, _, names in os.walk(folder):
-        relative = os.path.relpath(parent, folder)
-        for name in names:
-            if os.path.exists(os.path.join(parent, name)):
-                found.add(name if relative == "." else posixpath.join(relative.replace(os.sep, "/"), name))
-    return found
-
-
-def _remove_stale_temporaries(target: str, names: list[str]) -> None:
-    """Remove what runs killed as they wrote these outputs (paths relative to the local
-    ``target``) left beside them: the CLI's clean-up (:func:`nicodec.files.remove_stale_temporaries`),
-    one listing a folder, on the driver before the run."""
-    from .files import remove_stale_temporaries
-
-    folders: dict[str, list[str]] = {}
-    for name in names:
-        folder, base = posixpath.split(posixpath.join(target, name))
-        folders.setdefault(folder, []).append(base)
-    for folder, wanted in folders.items():
-        remove_stale_temporaries(folder, wanted)
-
-
 def _check_source(source: str) -> None:
     """Refuse a source that does not exist, on the driver (Ray's reader raised a traceback)."""
     import pyarrow.fs
 
-    filesystem, path = _filesystem(source)
+    filesystem, path = filesystem_of(source)
     if filesystem.get_file_info(path).type == pyarrow.fs.FileType.NotFound:
         raise NicodecError(f"{source}: no such file or folder")
 
@@ -622,65 +498,6 @@ def _gpus_argument(text: str) -> float:
     return gpus
 
 
-def _uri(path: str | os.PathLike) -> str:
-    """A URI stays as it is; a local path becomes absolute (Ray and pyarrow want that)."""
-    text = os.fspath(path)
-    return text if "://" in text else os.path.abspath(os.path.expanduser(text))
-
-
-def _filesystem(uri: str):
-    """``(pyarrow filesystem, path on it)`` for a local path or a URI, as Ray resolves them."""
-    import pyarrow.fs
-
-    if "://" not in uri:
-        return pyarrow.fs.LocalFileSystem(), uri.rstrip("/") or "/"
-    filesystem, path = pyarrow.fs.FileSystem.from_uri(uri)
-    return filesystem, path.rstrip("/")
-
-
-def _exists(filesystem, path: str) -> bool:
-    return _kind(filesystem, path) is not None
-
-
-def _kind(filesystem, path: str) -> str | None:
-    """``"file"``, ``"directory"`` (a folder, or an object store's prefix) or ``None`` (nothing there)."""
-    import pyarrow.fs
-
-    found = filesystem.get_file_info(path).type
-    if found == pyarrow.fs.FileType.NotFound:
-        return None
-    return "directory" if found == pyarrow.fs.FileType.Directory else "file"
-
-
-def _write(filesystem, local: bool, path: str, data: bytes, overwrite: bool) -> None:
-    """Write ``data`` to ``path``; an existing file is replaced only with ``overwrite``, and
-    one that holds ``data`` already counts as written (a write task run again after its worker
-    died finds the files it wrote: the same image makes the same file)."""
-    if not overwrite and _exists(filesystem, path):
-        if _holds(filesystem, path, data):
-            return
-        raise NicodecError(f"{path} exists (overwrite=True, --overwrite, replaces it)")
-    if local:
-        from .files import write_atomic
-
-        os.makedirs(posixpath.dirname(path), exist_ok=True)
-        write_atomic(path, lambda f: f.write(data), force=overwrite)
-        return
-    with filesystem.open_output_stream(path) as stream:
-        stream.write(data)
-
-
-def _holds(filesystem, path: str, data: bytes) -> bool:
-    """Whether the file at ``path`` holds ``data`` (false if it cannot be read)."""
-    try:
-        if filesystem.get_file_info(path).size != len(data):
-            return False
-        with filesystem.open_input_stream(path) as stream:
-            return stream.read() == data
-    except OSError:
-        return False
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m nicodec.ray_recipe SOURCE TARGET [--address auto] [--workers N] ...``
 
@@ -721,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
     try:
-        _check_source(_uri(args.source))  # before Ray starts
+        _check_source(as_uri(args.source))  # before Ray starts
         _check_model(args.model, args.quality)
     except NicodecError as exc:
         print(f"error: {exc}", file=sys.stderr)

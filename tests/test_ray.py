@@ -64,7 +64,8 @@ def test_a_folder_becomes_nic_files_in_the_same_tree(ray_instance, tmp_path):
 def test_sources_that_would_make_the_same_file_both_fail_even_with_overwrite(ray_instance, tmp_path):
     """docs/ray.md: each file is coded as nicodec encode codes it; the CLI refuses a.png and a.JPG
     (both a.nic) rather than let one replace the other, and so does the recipe."""
-    from nicodec.ray_recipe import clashing_sources, compress_collection, image_extensions
+    from nicodec.ray_files import clashing_sources
+    from nicodec.ray_recipe import compress_collection, image_extensions
 
     source, target = tmp_path / "photos", tmp_path / "archive"
     (source / "_drafts").mkdir(parents=True)
@@ -83,7 +84,7 @@ def test_sources_that_would_make_the_same_file_both_fail_even_with_overwrite(ray
 
 def test_output_names_keep_the_tree():
     pytest.importorskip("ray.data")
-    from nicodec.ray_recipe import output_name
+    from nicodec.ray_files import output_name
 
     assert output_name("/data/photos/a/b.jpeg", "/data/photos") == "a/b.nic"
     assert output_name("/data/photos/b.PNG", "/data/photos/") == "b.nic"
@@ -283,7 +284,8 @@ def test_an_object_key_with_dot_dot_or_an_empty_part_is_not_written_outside_the_
     pytest.importorskip("ray.data")
     import numpy as np
 
-    from nicodec.ray_recipe import Encoder, unsafe_output_name
+    from nicodec.ray_files import unsafe_output_name
+    from nicodec.ray_recipe import Encoder
 
     png = Image.fromarray(synthetic_photo(32, 48, seed=3))
     buffer = __import__("io").BytesIO()
@@ -389,11 +391,11 @@ def test_a_write_run_again_after_its_worker_died_counts_the_files_it_wrote(ray_i
 
     class DyingOnce(real):
         def write(self, blocks, ctx):
-            # The worker's own module: the class and _write as it imported them (the test's class
+            # The worker's own module: the class and write_output as it imported them (the test's class
             # was sent by value, with a copy of the module's names, as the driver's is patched).
             from nicodec import ray_recipe as inner
 
-            write = inner._write
+            write = inner.write_output
 
             def once(*args):
                 write(*args)
@@ -401,11 +403,11 @@ def test_a_write_run_again_after_its_worker_died_counts_the_files_it_wrote(ray_i
                     mark.touch()
                     os._exit(1)
 
-            inner._write = once
+            inner.write_output = once
             try:
                 return inner.NicDatasink.write(self, blocks, ctx)
             finally:
-                inner._write = write
+                inner.write_output = write
 
     monkeypatch.setattr(ray_recipe, "NicDatasink", DyingOnce)
     summary = ray_recipe.compress_collection(source, tmp_path / "out", workers=1, batch_size=8)
@@ -419,16 +421,16 @@ def test_an_output_that_exists_is_written_only_if_it_holds_the_same_bytes(tmp_pa
     import pyarrow.fs
 
     import nicodec
-    from nicodec.ray_recipe import _write
+    from nicodec.ray_files import write_output
 
     local = pyarrow.fs.LocalFileSystem()
     path = str(tmp_path / "a.nic")
-    _write(local, True, path, b"same", False)
-    _write(local, True, path, b"same", False)  # the same file: written
+    write_output(local, True, path, b"same", False)
+    write_output(local, True, path, b"same", False)  # the same file: written
     with pytest.raises(nicodec.NicodecError, match=r"exists \(overwrite=True, --overwrite, replaces it\)"):
-        _write(local, True, path, b"other", False)
+        write_output(local, True, path, b"other", False)
     assert (tmp_path / "a.nic").read_bytes() == b"same"
-    _write(local, True, path, b"other", True)
+    write_output(local, True, path, b"other", True)
     assert (tmp_path / "a.nic").read_bytes() == b"other"
 
 
