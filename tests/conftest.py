@@ -161,7 +161,7 @@ def signal_once_training(monkeypatch):
     test if it is called 200 times without one (the default handler would end pytest itself)."""
     import signal
 
-    from nicodec.training.train import Stop
+    from nicodec.training.stopping import Stop
 
     def install(module, name: str, times: int = 1) -> None:
         wrapped, calls = getattr(module, name), []

@@ -24,6 +24,7 @@ from typer.testing import CliRunner  # noqa: E402
 from nicodec.errors import ModelError  # noqa: E402
 from nicodec.training import data as data_module  # noqa: E402
 from nicodec.training import decoder_finetune, entropy_finetune  # noqa: E402
+from nicodec.training import run_start  # noqa: E402
 from nicodec.training import train as train_module  # noqa: E402
 from nicodec.training.model import MeanScaleHyperprior, ModelConfig  # noqa: E402
 from nicodec.training.checkpoint import CheckpointError, load_model  # noqa: E402
@@ -169,13 +170,13 @@ def test_a_bare_resume_continues_with_the_runs_own_settings(tmp_path, images, mo
     20,000 steps, no --total-minutes) and wrote them into last.pt; an option given still wins.
     The crops are drawn with the run's seed, not the default one."""
     seeds = []
-    real_sampler = train_module.CropSampler
+    real_sampler = run_start.CropSampler
 
     def recording(*args, generator_seed, **kwargs):
         seeds.append(generator_seed)
         return real_sampler(*args, generator_seed=generator_seed, **kwargs)
 
-    monkeypatch.setattr(train_module, "CropSampler", recording)
+    monkeypatch.setattr(run_start, "CropSampler", recording)
     run = tmp_path / "run"
     first = ["--data", images, "--out", run, *TINY, "--steps", "3", "--batch", "2", "--lr", "3e-4", "--val-every", "2",
              "--seed", "5"]
@@ -296,12 +297,12 @@ def test_running_out_of_memory_is_one_line(tmp_path, images, monkeypatch):
                            "you tried to allocate 51539607552 bytes. Error code 12 (Cannot allocate memory)")
 
     with monkeypatch.context() as patched:
-        patched.setattr(train_module, "list_images", too_big)
+        patched.setattr(run_start, "list_images", too_big)
         code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY)
     assert code == 1 and said == ("error: out of memory: a smaller --batch or --crop (or fewer channels) needs less; "
                                   "no checkpoint was written"), said
     with monkeypatch.context() as patched:  # any other RuntimeError is a bug to show whole
-        patched.setattr(train_module, "list_images", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
+        patched.setattr(run_start, "list_images", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("a bug")))
         result = runner.invoke(train_module.app, ["--data", str(images), "--out", str(tmp_path / "run"), *TINY])
     assert isinstance(result.exception, RuntimeError) and str(result.exception) == "a bug"
 
@@ -313,7 +314,7 @@ def test_ctrl_c_before_the_training_loop_is_one_line(tmp_path, images, monkeypat
         raise KeyboardInterrupt
 
     with monkeypatch.context() as patched:
-        patched.setattr(train_module, "list_images", interrupted)
+        patched.setattr(run_start, "list_images", interrupted)
         code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY)
     assert code == 130 and said == "interrupted before training began: no checkpoint was written", said
     assert not (tmp_path / "run" / "last.pt").exists()

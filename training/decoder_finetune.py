@@ -40,7 +40,8 @@ from .data import held_out_copies, list_images, load_rgb, load_rgb_or_warn, shor
 from .checkpoint import partly_retrained, save_atomically, save_weights
 from .arguments import adam_lr, batch_size, crop_side, non_negative_float, non_negative_int, seed_value
 from .run_checks import start_finetune
-from .train import DEFAULT_DATA, Stop
+from .stopping import Stop
+from .train import DEFAULT_DATA
 
 # Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
 # MarkupError); soft wrap: one line per message in a log, whatever its width.

@@ -45,7 +45,8 @@ from .model import (
 from .checkpoint import save_atomically
 from .arguments import adam_lr, batch_size, non_negative_int, positive_int, seed_value
 from .run_checks import start_finetune
-from .train import DEFAULT_DATA, Stop
+from .stopping import Stop
+from .train import DEFAULT_DATA
 
 # Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
 # MarkupError); soft wrap: one line per message in a log, whatever its width.
