@@ -64,6 +64,8 @@ def test_nicodec_export_without_onnxruntime_says_so_before_any_work(tmp_path):
 
 
 def test_any_other_missing_module_keeps_its_traceback():
+    if importlib.util.find_spec("torch") is None:  # train.py imports torch first: it is what is found missing
+        pytest.skip("torch is not installed (a runtime-only install), so the train extra is what is missing")
     result = launch("nicodec-train", ["numpy"], "--help")  # torch there, numpy not: no missing extra
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "ModuleNotFoundError" in result.stderr
