@@ -51,6 +51,15 @@ class OutOfMemoryError(LimitError, MemoryError):
 
     tiles_help = True
 
+    @classmethod
+    def while_loading(cls, what: str, detail: str) -> "OutOfMemoryError":
+        """The error for memory that ran out while ``what`` loaded (``detail``: what failed to
+        allocate): not a broken install, and not helped by smaller tiles (``tiles_help`` false)."""
+        error = cls(f"out of memory while loading {what} ({detail}); free some memory, or raise this process's "
+                    "limit (ulimit -v): smaller tiles do not change what loading needs")
+        error.tiles_help = False
+        return error
+
 
 class UnsupportedImageError(NicodecError):
     """An input image cannot be read or has a mode nicodec does not code."""

@@ -269,7 +269,7 @@ def read_header(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, 
     _need(data, need, "header")
     _, version, flags, id_len = PREFIX.unpack_from(data, 0)
     if version != FORMAT_VERSION:
-        if FORMAT_VERSION < version <= NEWER_VERSIONS:  # not damage, most likely: a later release's file
+        if is_newer_version(version):
             raise FormatError(f"format version {version}, newer than this nicodec reads (version {FORMAT_VERSION}): "
                               "a later release of nicodec may decode it")
         raise FormatError(f"unsupported format version {version} (this nicodec reads version {FORMAT_VERSION})")
@@ -336,6 +336,11 @@ def unpack(data: bytes, *, max_pixels: int | None = None) -> tuple[Header, dict[
 
 NEWER_VERSIONS = FORMAT_VERSION + 8
 """The highest format version taken for a later release's rather than for a damaged byte."""
+
+
+def is_newer_version(version: int) -> bool:
+    """Whether a file's format version is most likely a later release's (not damage)."""
+    return FORMAT_VERSION < version <= NEWER_VERSIONS
 
 
 def check_model(header: Header, model_id: str, model_hash: bytes, also: Iterable[tuple[str, bytes]] = ()) -> None:

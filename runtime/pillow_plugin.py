@@ -166,7 +166,7 @@ class NicImageFile(ImageFile.ImageFile):
             # The magic bytes are ours, so no other plugin will read this file: say what is
             # wrong instead of letting Pillow report only "cannot identify image file".
             name = f" {self.filename!r}" if self.filename else ""
-            newer = len(head) > _VERSION_AT and nicformat.FORMAT_VERSION < head[_VERSION_AT] <= nicformat.NEWER_VERSIONS
+            newer = len(head) > _VERSION_AT and nicformat.is_newer_version(head[_VERSION_AT])
             raise UnidentifiedImageError(f"{'unreadable' if newer else 'damaged'} nicodec file{name}: {exc}") from exc
         self._size = (header.width, header.height)
         tags = [tag for tag, _ in table]

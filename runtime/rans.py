@@ -164,11 +164,7 @@ class Tables:
             try:
                 made = make()
             except MemoryError as exc:  # part of loading the model, which smaller tiles do not change
-                error = OutOfMemoryError(f"out of memory while loading the model's coding tables ({exc}); free some "
-                                         "memory, or raise this process's limit (ulimit -v): smaller tiles do not "
-                                         "change what loading needs")
-                error.tiles_help = False
-                raise error from exc
+                raise OutOfMemoryError.while_loading("the model's coding tables", str(exc)) from exc
             value = cache.setdefault(name, made)
         return value
 

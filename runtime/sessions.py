@@ -60,10 +60,7 @@ def loading_failed(what: str, exc: BaseException) -> OutOfMemoryError:
     detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
     if detail.startswith("[ONNXRuntimeError]") or "std::bad_alloc" in detail:
         detail = "onnxruntime could not allocate memory"
-    error = OutOfMemoryError(f"out of memory while loading {what} ({detail}); free some memory, or raise this "
-                             "process's limit (ulimit -v): smaller tiles do not change what loading needs")
-    error.tiles_help = False
-    return error
+    return OutOfMemoryError.while_loading(what, detail)
 
 
 def _ort():
