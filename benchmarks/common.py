@@ -143,9 +143,12 @@ def check_encodes(parser, codec) -> None:
     """A usage error for a model folder that cannot encode (a decode-only copy, as the earlier
     models under ``nicodec/models/earlier`` are), before any image is read; its ModelError came
     as a traceback at the first encode."""
-    if not (codec.model.path / "encoder.onnx").is_file() or "encoder.onnx" in codec.model.unavailable:
-        parser.error(f"{codec.model.path} cannot encode (no usable encoder.onnx: a decode-only model folder), and "
-                     "this program encodes")
+    from nicodec import NicodecError
+
+    try:
+        codec.model.check_available("encoder.onnx", "encode")
+    except NicodecError as exc:
+        parser.error(f"{exc} (a decode-only model folder); this program encodes")
 
 
 def cpu_model() -> str:
