@@ -302,10 +302,12 @@ def read_file(path: str | os.PathLike, what: str = "file",
 
 
 def _position(obj) -> int | None:
-    """A seekable file object's position, or None."""
+    """A seekable file object's position, or None. An object with ``tell`` and no ``seekable``
+    (Python 3.10's SpooledTemporaryFile, a web framework's upload) is asked its position."""
     try:
-        return obj.tell() if obj.seekable() else None
-    except (AttributeError, OSError, ValueError):
+        seekable = getattr(obj, "seekable", None)
+        return obj.tell() if seekable is None or seekable() else None
+    except (AttributeError, OSError, TypeError, ValueError):
         return None
 
 

@@ -1474,15 +1474,28 @@ def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_p
 def test_a_file_object_left_at_its_end_is_named_so(codec, photo):
     """A BytesIO (or a web framework's SpooledTemporaryFile upload) written and not rewound was
     "the image data is empty", and to decode "empty (0 bytes), not a nicodec file": a service
-    would call the upload damaged."""
+    would call the upload damaged. Python 3.10's SpooledTemporaryFile has tell() but no
+    seekable(), as the upload below."""
     import tempfile
+
+    class Upload:  # read, write, tell and seek, but no seekable()
+        def __init__(self):
+            self._file = io.BytesIO()
+            self.read, self.write, self.tell, self.seek = (self._file.read, self._file.write,
+                                                           self._file.tell, self._file.seek)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self._file.close()
 
     data = codec.encode(photo)
     png = io.BytesIO()
     Image.fromarray(photo).save(png, "PNG")
     for content, code, error in ((png.getvalue(), codec.encode, nicodec.UnsupportedImageError),
                                  (data, codec.decode, nicodec.NicodecError)):
-        for kind in (io.BytesIO, tempfile.SpooledTemporaryFile):
+        for kind in (io.BytesIO, tempfile.SpooledTemporaryFile, Upload):
             with kind() as stream:
                 stream.write(content)
                 with pytest.raises(error, match=f"file object is at its end \\(position {len(content):,}\\) and "
