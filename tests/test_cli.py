@@ -1198,20 +1198,28 @@ def test_a_terminal_sees_a_progress_bar_while_one_file_is_coded(png, tmp_path):
     import pty
 
     def on_terminal(*args) -> str:
-        pid, fd = pty.fork()
-        if pid == 0:  # the child: the CLI with a terminal on stdout and stderr
-            os.execv(sys.executable, [sys.executable, "-m", "nicodec", *map(str, args)])
+        # The CLI with a terminal on stdin, stdout and stderr; started by subprocess, not
+        # pty.fork(), which forks this process and its onnxruntime threads (Python 3.12 warns:
+        # the child may deadlock).
+        leader, follower = pty.openpty()
+        try:
+            child = subprocess.Popen([sys.executable, "-m", "nicodec", *map(str, args)], stdin=follower,
+                                     stdout=follower, stderr=follower)
+        finally:
+            os.close(follower)
         chunks = []
-        while True:
-            try:
-                chunk = os.read(fd, 4096)
-            except OSError:  # the child has exited
-                break
-            if not chunk:
-                break
-            chunks.append(chunk)
-        _, status = os.waitpid(pid, 0)
-        assert os.waitstatus_to_exitcode(status) == 0
+        try:
+            while True:
+                try:
+                    chunk = os.read(leader, 4096)
+                except OSError:  # EIO: the child has exited, and the terminal's other end is closed
+                    break
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        finally:
+            os.close(leader)
+        assert child.wait(timeout=300) == 0
         return b"".join(chunks).decode(errors="replace")
 
     text = on_terminal("encode", png, "-o", tmp_path / "a.nic", "--provider", "cpu", "--target-bpp", "1")

@@ -715,7 +715,11 @@ def test_every_pillow_mode_but_float_encodes_and_decodes_to_the_documented_mode(
     else:
         image = Image.fromarray(photo).convert(mode)
     assert image.mode == mode
-    out = codec.decode(codec.encode(image))
+    if mode in ("I;16", "I"):  # 8-bit values in a 16-bit mode: said, as they code as black
+        with pytest.warns(UserWarning, match="so it codes as black"):
+            out = codec.decode(codec.encode(image))
+    else:
+        out = codec.decode(codec.encode(image))
     assert (out.mode, out.size) == (decoded, image.size)
     if decoded.endswith("A"):
         assert np.array_equal(np.asarray(out)[:, :, -1], alpha)

@@ -282,6 +282,7 @@ def test_a_pil_image_that_cannot_be_loaded_is_a_named_error(codec, photo, tmp_pa
         codec.encode(closed)
 
 
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")  # numpy's, of np.asmatrix
 def test_odd_inputs_from_applications(codec, photo):
     # A numpy matrix is coded as the plain array it holds (numpy's repeat crashed on a strided one).
     gray = np.ascontiguousarray(photo[:, :, 0])
