@@ -524,8 +524,8 @@ def _stdin_once(inputs: list[Path]) -> None:
 def _json_name(path) -> str:
     """A file's name for ``info --json``: its bytes read as UTF-8, whatever the locale, those
     that are not UTF-8 as Python's surrogate escapes. Python reads a command line in the
-    locale's encoding: in a Latin-1 or C locale ``café`` was ``caf\u00c3\u00a9`` or
-    ``caf\udcc3\udca9``."""
+    locale's encoding: in a Latin-1 or C locale ``café`` was ``caf\\u00c3\\u00a9`` or
+    ``caf\\udcc3\\udca9``."""
     name = stdio.display_name(path)
     return os.fsencode(name).decode("utf-8", "surrogateescape") if os.name == "posix" else name
 

@@ -2321,7 +2321,7 @@ def test_info_json_is_ascii_whatever_the_names(png, tmp_path):
     """A name that is not UTF-8 (bytes 0xff 0xfe) and one that is not ASCII: valid JSON in any
     locale, the names read as UTF-8 and the undecodable bytes as Python's surrogate escapes. In
     a locale Python reads as ASCII (C, without its coercion to C.UTF-8) or Latin-1, café was
-    caf\udcc3\udca9 or caf\u00c3\u00a9."""
+    caf\\udcc3\\udca9 or caf\\u00c3\\u00a9."""
     import os
 
     assert run("encode", png).exit_code == 0

@@ -266,3 +266,24 @@ def test_run_app_keeps_a_commands_own_exit(monkeypatch):
     with pytest.raises(SystemExit) as ended:
         run_app(lambda: None, "prog")
     assert ended.value.code == 0
+
+
+def test_no_docstring_holds_a_lone_surrogate():
+    r"""Python 3.13.0 cannot import a module whose docstring holds a lone surrogate (a
+    ``"\udcc3"`` written without its backslash doubled): it cleans docstrings as it compiles,
+    through UTF-8, and ``import nicodec.cli`` failed there with UnicodeEncodeError. The
+    escape a docstring shows is written ``\\udcc3``."""
+    import ast
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    found = []
+    for folder in ("runtime", "export", "training", "tests", "benchmarks"):
+        for path in sorted((root / folder).rglob("*.py")):
+            tree = ast.parse(path.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    text = ast.get_docstring(node, clean=False) or ""
+                    if any(0xD800 <= ord(c) <= 0xDFFF for c in text):
+                        found.append(f"{path.relative_to(root)}: {getattr(node, 'name', 'the module')}")
+    assert not found, found
