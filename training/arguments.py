@@ -1,5 +1,6 @@
 """The command-line values of the training programs (``nicodec-train``, ``decoder_finetune``,
-``entropy_finetune``): typer ``parser`` functions, each a usage error at once for a bad value."""
+``entropy_finetune``): typer ``parser`` functions, each a usage error at once for a bad value; ``parse_probe`` raises
+ValueError, which ``nicodec-train``'s main turns into one."""
 
 from __future__ import annotations
 
@@ -60,7 +61,8 @@ def non_negative_float(value) -> float:
 
 
 def seed_value(value) -> int:
-    """A random seed: numpy takes 0 to 2**32 - 1, and each process of a run adds 1000 times its rank."""
+    """A random seed from 0 to 2**31 - 1: numpy takes up to 2**32 - 1, and each process of a run
+    adds 1000 times its rank."""
     return _bounded(int, "an integer from 0 to 2**31 - 1", value, lambda v: 0 <= v < 2**31)
 
 

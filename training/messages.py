@@ -1,5 +1,6 @@
-"""What the training programs say: one console on stderr for their messages, and the lines
-that end a run early."""
+"""What the training programs say: nicodec-train's console on stderr (``Stop`` prints through it
+for the fine-tuning programs too, which keep consoles of their own), and the lines that end a
+run early."""
 
 from __future__ import annotations
 

@@ -107,8 +107,9 @@ MODEL_OPTIONS = {"N": "channels", "M": "latent_channels", "Nh": "hyper_channels"
 
 def check_architecture(saved: ModelConfig, asked: ModelConfig, given: frozenset[str], source: str) -> None:
     """Refuse architecture options given with a checkpoint (``source``: ``--init`` or ``--resume``)
-    that differ from its own, rather than train the checkpoint's in silence; ``--lmbda`` only for
-    a variable-rate checkpoint (whose rates ``--lmbdas`` sets) and, resuming, when it differs."""
+    that differ from its own, rather than train the checkpoint's in silence; a ``--lmbda`` that
+    differs is refused for a variable-rate checkpoint (whose rates ``--lmbdas`` sets) and when
+    resuming."""
     for field in ("N", "M", "Nh"):
         option = "--" + MODEL_OPTIONS[field].replace("_", "-")
         if field in given and getattr(asked, field) != getattr(saved, field):

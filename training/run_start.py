@@ -59,7 +59,8 @@ class Process:
 
 def start_process(device_name: str, integer_from: float) -> Process:
     """Join the process group of a ``torchrun`` launch (one process per device) and pick the device
-    (``device_name`` "auto": a GPU where there is one), set for speed on a GPU."""
+    (``device_name`` "auto": a GPU where there is one), set for speed on a GPU. ``--integer-from`` is refused under ``torchrun``: it needs a single
+    process."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     rank = 0
     if distributed:
@@ -108,7 +109,8 @@ def starting_point(process: Process, out: Path, model_cfg: ModelConfig, cfg: Tra
     """The model a run trains, from its own ``last.pt`` (``resume``), from ``init``'s weights or new,
     and the settings it trains with: a resumed run takes its own for those the command line did not
     give (``inherit``, ``inherit_options``), an ``init`` run remaps the checkpoint's levels to
-    ``model_cfg.lmbdas`` or its single rate to ``model_cfg.lmbda``. See :func:`train`."""
+    ``model_cfg.lmbdas`` or its single rate to ``model_cfg.lmbda``. See
+    :func:`nicodec.training.train.train`."""
     last = out / "last.pt"
     ckpt: dict = {}
     try:

@@ -10,7 +10,7 @@ import threading
 from .messages import console
 
 TRAINING_BEGAN = threading.Event()
-"""Set as :func:`train` starts its loop: a Ctrl-C the command catches before then wrote nothing
+"""Set as ``Run.train`` (nicodec.training.train) starts its loop: a Ctrl-C the command catches before then wrote nothing
 (under ``torchrun`` the loop has no handler of its own, and one may come later)."""
 
 
