@@ -332,7 +332,7 @@ def test_compiled_training_matches_eager_and_switches_to_integer(folder, tmp_pat
         optimizer = make_optimizer(model, 1e-4, torch.device("cpu"))
         net = compiled(model, mode)
         torch.manual_seed(1)  # the same levels and noise
-        losses[mode] = [float(training_step(net, model, optimizer, sampler, 2, autocast)["loss"]) for _ in range(3)]
+        losses[mode] = [float(training_step(net, model, optimizer, sampler, 2, autocast)["loss"].detach()) for _ in range(3)]
     assert np.allclose(losses[""], losses["default"], rtol=1e-3), losses
 
     cfg = TrainConfig(steps=4, batch=2, crop=64, val_every=100, val_images=2, integer_from=0.5)
