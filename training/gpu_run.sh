@@ -110,6 +110,10 @@
 #   DEVICE [cuda]; DEVICE=cpu tries the script out on a machine without a GPU, in about a
 #             minute on 2 cores: OUT=/tmp/o DEVICE=cpu MINUTES=0.3 BATCH=2 COMPILE=
 #             bash training/gpu_run.sh
+#             (2026-12-06: tried so with the lent machine's own software, as the device tool's
+#             page lists it: Python 3.12, torch 2.11.0, numpy 2.5.2, onnx 1.23.1, onnxruntime
+#             1.30.0, in a venv given as PY; run 1's form, run 2's form with COMPILE=default,
+#             whose step the CPU's inductor compiled in 212 s, then the export of its slim.pt)
 #   LIMIT     the command's time limit in seconds: training stops 45 s before it, whatever
 #             MINUTES says, so the final validation and checkpoint are written; a schedule that
 #             would end after that is fitted into the time left when training starts, so that the
