@@ -17,7 +17,7 @@ import io
 import struct
 import threading
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 from . import alpha as alpha_section
@@ -159,24 +159,18 @@ def kept_metadata(fmt: str) -> frozenset[str]:
 
 
 def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
-    """What a ``.nic`` file carries (from its header) that ``fmt`` would leave out, of ``"ICC
+    """What a ``.nic`` file carries that ``fmt`` would leave out, of ``"ICC
     profile"``, ``"EXIF data"``, ``"XMP data"`` and its text (``"text (Author, ...)"``): each with
     why, where the format keeps such data but not this one (too long for a JPEG segment, not
-    Unicode text for PNG, text but a comment), else None."""
+    Unicode text for PNG, text but a comment), else None. A damaged file has none: decoding
+    names the damage, and a warning about its metadata before that error would be noise."""
     try:
-        header, table, _ = nicformat.read_header(data)
+        header, sections = nicformat.unpack(data)  # the checksum too
     except NicodecError:
         return []
-    lengths = {tag: length for tag, length in table if length}
+    lengths = {tag: len(section) for tag, section in sections.items() if section}
     gray = bool(header.flags & nicformat.FLAG_GRAYSCALE) and not header.flags & nicformat.FLAG_GRAY_AS_RGB
     kept = kept_metadata(fmt)
-    unpacked: list[dict[bytes, bytes]] = []
-
-    def payload(tag: bytes) -> bytes:
-        """A section's bytes, the file unpacked (its checksum computed) once at most."""
-        if not unpacked:
-            unpacked.append(nicformat.unpack(data)[1])
-        return unpacked[0][tag]
 
     known = ((nicformat.ICC_PROFILE, "icc_profile", "ICC profile"), (nicformat.EXIF, "exif", "EXIF data"),
              (nicformat.XMP, "xmp", "XMP data"))
@@ -191,32 +185,20 @@ def dropped_metadata(data: bytes, fmt: str) -> list[tuple[str, str | None]]:
             too_long = _TOO_LONG.get((fmt, key), "its {n:,} bytes are more than one {fmt} segment holds ({limit:,})")
             dropped.append((what, too_long.format(n=lengths[tag], limit=limit, fmt=fmt)))
         elif key == "icc_profile" and gray and fmt in _GRAY_AS_COLOUR:
-            try:
-                packet = payload(tag)
-            except NicodecError:
-                continue
-            if _gray_profile(packet):
+            if _gray_profile(sections[tag]):
                 dropped.append((what, f"{fmt} stores a gray picture as colour, which a gray profile does not describe"))
         elif key == "exif" and fmt in _EXIF_READERS:
-            try:
-                packet = payload(tag)
-            except NicodecError:
-                continue
-            if not _tiff_structure(packet, fmt):
+            if not _tiff_structure(sections[tag], fmt):
                 dropped.append((what, (f"{fmt} reads it as a TIFF structure (after Exif\\0\\0), and it is not one "
                                        "Pillow can write")))
         elif key == "xmp" and fmt == "PNG":
-            try:
-                packet = payload(tag)
-            except NicodecError:
-                continue
-            if _xmp_text(packet) is None:
+            if _xmp_text(sections[tag]) is None:
                 dropped.append((what, "PNG holds it as Unicode text, and this packet is not"))
     if text_section.TAG in lengths:
-        dropped += _dropped_text(payload, fmt, kept)
+        dropped += _dropped_text(sections, fmt, kept)
     if resolution_section.TAG in lengths:
         try:
-            density = resolution_section.unpack(payload(resolution_section.TAG))
+            density = resolution_section.unpack(sections[resolution_section.TAG])
         except NicodecError:
             return dropped  # decoding names the damage
         why = _written_dpi(density, fmt)[1]
@@ -260,12 +242,12 @@ def _shown(density: resolution_section.Resolution) -> str:
     return " x ".join(f"{value:,.6g}" for value in density.dpi) + " dpi"
 
 
-def _dropped_text(payload: Callable[[bytes], bytes], fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
-    """:func:`dropped_metadata`'s entries for a file's text (``payload``: a section's bytes by tag)."""
+def _dropped_text(sections: Mapping[bytes, bytes], fmt: str, kept: frozenset[str]) -> list[tuple[str, str | None]]:
+    """:func:`dropped_metadata`'s entries for a file's text (``sections``: the file's, by tag)."""
     if "text" in kept:
         return []
     try:
-        entries = text_section.unpack(payload(text_section.TAG))
+        entries = text_section.unpack(sections[text_section.TAG])
     except NicodecError:
         return []  # decoding names the damage
     entries = {k: v for k, v in entries.items() if k not in text_section.RESERVED}  # never written

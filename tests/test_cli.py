@@ -1823,6 +1823,13 @@ def test_decoding_to_a_format_that_keeps_no_metadata_says_so(photo, tmp_path):
         assert result.exit_code == 0 and "warning" not in result.stderr
     with Image.open(tmp_path / "back.tiff") as back:
         assert back.info["icc_profile"] == icc and back.getexif()[0x010F] == "nicodec test camera"
+    # A damaged file is named damaged, with no warning first about metadata it will not write.
+    damaged = bytearray((tmp_path / "meta.nic").read_bytes())
+    damaged[-1] ^= 0xFF
+    (tmp_path / "damaged.nic").write_bytes(bytes(damaged))
+    result = run("decode", tmp_path / "damaged.nic", "-o", tmp_path / "damaged.bmp")
+    assert result.exit_code == 1 and "checksum mismatch" in result.stderr and "warning" not in result.stderr, result.stderr
+    assert not (tmp_path / "damaged.bmp").exists()
 
 
 def test_a_gray_picture_decoded_to_webp_leaves_its_gray_profile_out(photo, tmp_path):
