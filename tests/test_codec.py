@@ -1475,6 +1475,17 @@ def test_an_empty_path_and_a_file_open_for_writing_are_named(codec, photo, tmp_p
         codec.encode(f)
 
 
+def test_a_folder_or_a_closed_file_object_given_to_decode_is_named_so(codec, photo, tmp_path):
+    """Codec.decode of a folder's path and of a file object already closed: what is wrong, in
+    one line, not "not a nicodec file" or a ValueError of io's."""
+    with pytest.raises(nicodec.NicodecError, match=f"^{re.escape(str(tmp_path))} is a directory, not a .nic file"):
+        codec.decode(tmp_path)
+    stream = io.BytesIO(codec.encode(photo))
+    stream.close()
+    with pytest.raises(nicodec.NicodecError, match="^cannot read the .nic file from BytesIO: I/O operation on closed file"):
+        codec.decode(stream)
+
+
 def test_a_file_object_left_at_its_end_is_named_so(codec, photo):
     """A BytesIO (or a web framework's SpooledTemporaryFile upload) written and not rewound was
     "the image data is empty", and to decode "empty (0 bytes), not a nicodec file": a service

@@ -1419,3 +1419,27 @@ def test_nicodec_registers_pillow_heif_itself_unless_the_program_did(tmp_path, p
                                   "installed but cannot be used: libheif is missing)\n"), process.stdout
     else:
         assert int(process.stdout) > 100 and process.stderr == "", (process.stdout, process.stderr)
+
+
+def test_an_image_that_cannot_be_opened_is_named_with_the_reason(codec, tmp_path, monkeypatch):
+    """A file the user may not read (another user's, an ACL: root reads any, so the refusal is
+    made here) and a name too long for the file system: one line each, naming the file and why,
+    from the library and from the command line."""
+    from nicodec import images
+
+    path = tmp_path / "locked.png"
+    Image.fromarray(synthetic_photo(48, 64, seed=2)).save(path)
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(images, "open", refused, raising=False)  # the module's open(), not Pillow's
+    with pytest.raises(nicodec.UnsupportedImageError, match=f"^cannot read {re.escape(str(path))}: permission denied$"):
+        codec.encode(path)
+    result = CliRunner().invoke(app, ["encode", str(path), "-o", str(tmp_path / "locked.nic")])
+    assert result.exit_code == 1 and f"cannot read {path}: permission denied" in result.stderr, result.stderr
+    assert not (tmp_path / "locked.nic").exists()
+    monkeypatch.undo()
+    long = tmp_path / ("x" * 300 + ".png")  # most file systems take 255 bytes a name
+    with pytest.raises(nicodec.UnsupportedImageError, match=f"^cannot read {re.escape(str(long))}: File name too long$"):
+        codec.encode(long)

@@ -352,6 +352,29 @@ def test_corrupt_payload_opens_but_fails_on_load(nic):
     assert isinstance(info.value.__cause__, FormatError)
 
 
+def test_a_damaged_text_section_opens_without_its_text_and_fails_on_load(codec, photo_image):
+    """open() reads the header and the small sections; a TEXT section that does not unpack gives
+    the image no text (rather than text read from damaged bytes), and load() names the damage."""
+    from nicodec import text as text_section
+
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Author", "someone")
+    buffer = io.BytesIO()
+    photo_image.save(buffer, "PNG", pnginfo=chunks)
+    with Image.open(buffer) as source:
+        data = bytearray(codec.encode(source))
+    _, table, at = nicformat.read_header(bytes(data))
+    lengths = dict(table)
+    at += sum(length for tag, length in table[: [tag for tag, _ in table].index(text_section.TAG)])
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        assert im.text == {"Author": "someone"}
+    data[at + lengths[text_section.TAG] - 1] ^= 0xFF  # the zlib stream's own checksum
+    with Image.open(io.BytesIO(bytes(data))) as im:
+        assert im.size == photo_image.size and im.text == {}
+        with pytest.raises(OSError, match="checksum mismatch"):
+            im.load()
+
+
 def test_a_truncated_file_keeps_no_partial_profile(codec, photo_image):
     image = photo_image.copy()
     image.info["icc_profile"] = bytes(range(256)) * 4
