@@ -2013,3 +2013,24 @@ def test_a_whole_jpeg_with_bytes_after_its_end_marker_counts_as_readable(tmp_pat
     assert _unreadable_image(path) is None
     path.write_bytes(whole[:-40])
     assert _unreadable_image(path).startswith("cannot be read as an image (image file is truncated")
+
+
+def test_an_output_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path, monkeypatch):
+    """A folder's outputs under a folder the user may not create (a read-only mount, another
+    user's folder: root may make any, so the refusal is made here): one line, the folder and why,
+    and nothing coded."""
+    source = tmp_path / "photos"
+    source.mkdir()
+    Image.fromarray(synthetic_photo(48, 64, seed=4)).save(source / "a.png")
+    real = Path.mkdir
+
+    def refused(self, *args, **kwargs):
+        if self.name == "out":
+            raise PermissionError(13, "Permission denied")
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", refused)
+    result = run("encode", source, "-o", tmp_path / "out")
+    assert result.exit_code == 1, result.stderr
+    assert f"cannot create the output folder {tmp_path / 'out'}: Permission denied" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and sorted(os.listdir(tmp_path)) == ["photos"]

@@ -850,3 +850,12 @@ def test_a_child_made_by_fork_while_the_default_codec_was_being_made_can_make_it
     finally:
         pillow_plugin._DEFAULT._lock.release()
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_damaged_exif_given_to_save_is_left_out_with_a_warning(photo_image, tmp_path):
+    """``save(..., exif=...)`` with bytes that are not EXIF: the file is written without them,
+    and the warning says so (nicodec reads a given EXIF to take its orientation out)."""
+    with pytest.warns(UserWarning, match="the EXIF data given to save is damaged and is not kept"):
+        photo_image.save(tmp_path / "x.nic", exif=b"junk")
+    with Image.open(tmp_path / "x.nic") as im:
+        assert "exif" not in im.info and im.size == photo_image.size
