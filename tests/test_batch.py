@@ -1267,7 +1267,7 @@ def test_an_unexpected_error_on_one_file_does_not_stop_the_batch(tmp_path, monke
 
 def test_folders_that_cannot_be_read_fail_rather_than_pass_unseen(tmp_path, monkeypatch):
     """A folder that cannot be listed, or listed but not entered (no permission), is a failure
-    of encode, decode and verify, not a part of the tree passed over with exit code 0. (The
+    of encode, decode, verify and info, not a part of the tree passed over with exit code 0. (The
     permission errors are stood in for: this test may run as root.)"""
     src = make_tree(tmp_path / "src")
     (src / "a" / "b" / "broken.png").unlink()
@@ -1288,7 +1288,7 @@ def test_folders_that_cannot_be_read_fail_rather_than_pass_unseen(tmp_path, monk
     monkeypatch.setattr(os, "scandir", scandir)
     monkeypatch.setattr(os, "stat", stat)
     for args in (("encode", src, "-o", tmp_path / "again"), ("decode", tmp_path / "arch", "-o", tmp_path / "back"),
-                 ("verify", tmp_path / "arch")):
+                 ("verify", tmp_path / "arch"), ("info", tmp_path / "arch")):
         result = run(*args)
         assert result.exit_code == 1, args
         assert "internal error" not in result.stderr, args
