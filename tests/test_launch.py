@@ -269,8 +269,8 @@ def test_run_app_keeps_a_commands_own_exit(monkeypatch):
 
 
 def test_no_docstring_holds_a_lone_surrogate():
-    r"""Python 3.13.0 cannot import a module whose docstring holds a lone surrogate (a
-    ``"\udcc3"`` written without its backslash doubled): it cleans docstrings as it compiles,
+    r"""Python 3.13 and newer cannot import a module whose docstring holds a lone surrogate (a
+    ``"\udcc3"`` written without its backslash doubled): they clean docstrings as they compile,
     through UTF-8, and ``import nicodec.cli`` failed there with UnicodeEncodeError. The
     escape a docstring shows is written ``\\udcc3``."""
     import ast
