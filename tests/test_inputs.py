@@ -638,6 +638,33 @@ def test_a_replaced_file_keeps_its_permissions(photo, tmp_path):
     assert mode(private) == 0o600 and private.read_bytes()[:4] != b"new"
 
 
+def test_a_file_system_without_permissions_still_takes_the_replacement(tmp_path, monkeypatch):
+    """FAT and exFAT (SD cards) refuse fchown and fchmod (EPERM): the replacement is written all
+    the same, with the permissions its temporary file had (0600 where the file system keeps any),
+    and nothing is left beside it."""
+    import stat
+
+    from nicodec import files
+
+    asked = []
+
+    def refused(call):
+        def refuse(fd, *args):
+            asked.append(call)
+            raise PermissionError(1, "Operation not permitted")
+        return refuse
+
+    monkeypatch.setattr(os, "fchown", refused("fchown"))
+    monkeypatch.setattr(os, "fchmod", refused("fchmod"))
+    shared = tmp_path / "shared.nic"
+    shared.write_bytes(b"old")
+    shared.chmod(0o644)
+    files.write_atomic(shared, lambda f: f.write(b"new"), force=True)
+    assert shared.read_bytes() == b"new" and stat.S_IMODE(shared.stat().st_mode) == 0o600
+    assert asked == ["fchown", "fchown", "fchmod"]  # the owner with its group, the group alone, the mode
+    assert [p.name for p in tmp_path.iterdir()] == ["shared.nic"]
+
+
 def test_write_atomic_names_an_output_the_file_system_cannot_hold(tmp_path):
     """Its name too long was a bare OSError from a Path check, not the NicodecError documented."""
     from nicodec.errors import NicodecError
@@ -776,6 +803,33 @@ def test_a_writer_that_finds_its_new_file_looked_at_waits_for_the_lock(tmp_path,
             os.close(other)
     finally:
         os.close(fd)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no flock on Windows")
+def test_a_file_system_without_locks_is_written_and_its_temporaries_kept(tmp_path, monkeypatch):
+    """Where flock fails (ENOLCK: some network mounts), outputs are written as anywhere, and a
+    killed run's temporary file is left alone: without locks, one being written cannot be told
+    from one left behind."""
+    import errno
+    import os
+    import time
+
+    from nicodec import files
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(files.fcntl, "flock", no_locks)
+    left = tmp_path / ".a.nic.0123abcd.part"
+    left.write_bytes(b"half")
+    old = time.time() - 3600
+    os.utime(left, (old, old))
+    files.write_atomic(tmp_path / "a.nic", lambda f: f.write(b"new"))
+    assert (tmp_path / "a.nic").read_bytes() == b"new"
+    assert files.remove_stale_temporaries(tmp_path, ["a.nic"]) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a.nic.0123abcd.part", "a.nic"]
+    monkeypatch.undo()
+    assert files.remove_stale_temporaries(tmp_path, ["a.nic"]) == [".a.nic.0123abcd.part"]  # with locks, it goes
 
 
 def test_a_nic_file_given_to_encode_is_named_whether_or_not_the_pillow_plugin_is_registered(codec, photo, tmp_path):
