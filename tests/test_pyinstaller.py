@@ -61,7 +61,7 @@ def test_the_hook_collects_every_model_file_and_the_version(tmp_path):
     assert hooked.returncode == 0, hooked.stderr
     collected = {(Path(source).resolve(), Path(destination)) for source, destination in json.loads(hooked.stdout)}
     models = PACKAGE / "models"
-    shipped = [path for path in models.rglob("*") if path.is_file() and "__pycache__" not in path.parts]
+    shipped = [path for path in models.rglob("*") if path.is_file()]
     assert default_model_dir().is_relative_to(models) and len(shipped) >= 7
     expected = {(path.resolve(), Path("nicodec") / path.parent.relative_to(PACKAGE)) for path in shipped}
     assert expected <= collected
@@ -102,10 +102,11 @@ def test_a_frozen_application_codes_decodes_and_runs_the_command_line(tmp_path):
          "--workpath", str(tmp_path / "build"), "--specpath", str(tmp_path), str(script)],
         capture_output=True, text=True, timeout=900, cwd=tmp_path)
     assert built.returncode == 0, built.stderr[-3000:]
-    app = tmp_path / "dist" / "app" / ("app.exe" if sys.platform == "win32" else "app")
+    app = tmp_path / "dist" / "app" / "app"
     photo = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(5).integers(0, 256, (48, 80, 3), np.uint8)).save(photo)
-    expected = nicodec.Codec(providers="cpu").encode(photo)
+    codec = nicodec.Codec(providers="cpu")
+    expected = codec.encode(photo)
     env = {key: value for key, value in os.environ.items() if not key.startswith("NICODEC_")}
 
     def run(*args):
@@ -114,7 +115,7 @@ def test_a_frozen_application_codes_decodes_and_runs_the_command_line(tmp_path):
         return done.stdout
 
     version = importlib.metadata.version("nicodec")
-    assert run(str(photo), "api.nic") == f"(80, 48) {version} {nicodec.Codec().model_id}\n"
+    assert run(str(photo), "api.nic") == f"(80, 48) {version} {codec.model_id}\n"
     assert (tmp_path / "api.nic").read_bytes() == expected
     run("cli", "encode", str(photo), "-o", "cli.nic")
     assert (tmp_path / "cli.nic").read_bytes() == expected
