@@ -271,18 +271,19 @@ def dump(codec, data: bytes, path: Path) -> float:
     return ms
 
 
-def code_all(work: Path, side: str, codec) -> dict:
-    """One side's work: encode every source into ``side/``, and decode the other side's files too.
+def code_all(work: Path, side: str, codec, other: str | None = None, floats: bool = True) -> dict:
+    """One side's work: encode every source into ``side/``, and decode the ``other`` side's files
+    too (by default the other architecture's).
 
     Writes ``side/NAME.nic`` (unless the CLI already did), ``side/own-NAME.npz`` (this side's
     decode of its own file), ``side/other-NAME.npz`` (of the other side's file, if present)
-    and ``side/y-NAME.npy`` (the encoder's float latent).
+    and, with ``floats``, ``side/y-NAME.npy`` (the encoder's float latent).
     A file that fails to decode is recorded as an error, not raised.
     """
     from nicodec.sessions import CPU, create_session
 
-    other = "aarch64" if side == "x86_64" else "x86_64"
-    encoder = create_session(codec.model.graph("encoder"), [CPU], data=codec.model.graph_bytes("encoder"))
+    other = other or ("aarch64" if side == "x86_64" else "x86_64")
+    encoder = create_session(codec.model.graph("encoder"), [CPU], data=codec.model.graph_bytes("encoder")) if floats else None
     report = {"info": side_info(codec), "images": {}}
     for source in sorted((work / "src").glob("*.png")):
         name, row = source.stem, {}
@@ -295,7 +296,8 @@ def code_all(work: Path, side: str, codec) -> dict:
         else:
             own.write_bytes(data)
         row["decode_ms"] = dump(codec, data, work / side / f"own-{name}.npz")
-        np.save(work / side / f"y-{name}.npy", encoder_floats(encoder, source, codec))
+        if floats:
+            np.save(work / side / f"y-{name}.npy", encoder_floats(encoder, source, codec))
         theirs = work / other / f"{name}.nic"
         if theirs.exists():
             try:
