@@ -1,7 +1,7 @@
 """Across architectures: encode on x86-64, decode on aarch64 under qemu-user, and back.
 
     python benchmarks/cross_arch.py setup                 # once: the arm64 root (a few minutes)
-    python benchmarks/cross_arch.py run [--quick] [--json benchmarks/results/cross_arch.json]
+    python benchmarks/cross_arch.py run [--quick] [--cpu cortex-a72] [--json benchmarks/results/cross_arch.json]
 
 The entropy-parameter graph decides which CDF codes each symbol, so a file decodes
 only if the decoder's machine computes the same integers as the encoder's. This
@@ -29,8 +29,10 @@ Two details of running onnxruntime under qemu-user:
   from the x86 host. ``-L ROOT`` makes qemu open ``ROOT/PATH`` instead of ``PATH``
   whenever that file exists, so a plain file ``ROOT/proc/cpuinfo`` that describes
   Arm Neoverse-N1 cores is what the guest reads; no mount is needed.
-- ``QEMU_CPU=neoverse-n1`` makes the emulated processor the one that file describes
-  (the features onnxruntime's kernels pick come from it, through the auxiliary vector).
+- ``QEMU_CPU`` (``--cpu``: ``neoverse-n1`` by default, or ``cortex-a72``, a Raspberry Pi 4's
+  core) makes the emulated processor the one that file describes (the features onnxruntime's
+  kernels pick come from it, through the auxiliary vector, which the guest's report reads:
+  ``dot_product``).
 """
 
 from __future__ import annotations
@@ -57,18 +59,34 @@ REPO = HERE.parent
 KODAK = REPO.parent / "shared" / "data" / "kodak"
 DEFAULT_ROOT = Path(os.environ.get("NICODEC_ARM64_ROOT", "/var/tmp/nicodec-arm64-root"))
 SUITE, MIRROR = "bookworm", "http://deb.debian.org/debian"
-QEMU, QEMU_CPU = "qemu-aarch64-static", "neoverse-n1"
+QEMU, QEMU_CPU = "qemu-aarch64-static", "neoverse-n1"  # the default --cpu
 ROOT_MARK = ".nicodec-root.json"  # written once debootstrap has finished
 DEPS = "opt/nicodec/deps"  # numpy, onnxruntime, pillow, typer and theirs (aarch64 wheels)
 PKG = "opt/nicodec/pkg"  # nicodec, reinstalled at every run
 WHEEL_PLATFORMS = ["manylinux2014_aarch64"] + [f"manylinux_2_{n}_aarch64" for n in range(17, 37)]
 INTEGERS = ("z_hat", "symbols", "mean_q")
-# One Neoverse-N1 core (Arm, MIDR 0x413fd0c1), as Linux prints it; {n} is the processor number.
-CPUINFO_ENTRY = (
-    "processor\t: {n}\nBogoMIPS\t: 50.00\n"
-    "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp ssbs\n"
-    "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n"
-)
+# The emulated processors (--cpu, qemu's model): what each stands for, and one core of it as
+# Linux prints it in /proc/cpuinfo ({n}: the processor number), the features qemu's model has.
+# onnxruntime's kernels for uint8 products follow the features: with the dot product (asimddp)
+# its udot kernels, without it its plain NEON ones.
+CPUS = {
+    "neoverse-n1": (
+        "Arm Neoverse-N1 (MIDR 0x413fd0c1), with the dot product (onnxruntime's udot kernels), as "
+        "Graviton2 and Ampere Altra servers and, among boards, the Cortex-A76 of a Raspberry Pi 5",
+        "processor\t: {n}\nBogoMIPS\t: 50.00\n"
+        "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
+        " ssbs\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n",
+    ),
+    "cortex-a72": (
+        "Arm Cortex-A72 (MIDR 0x410fd083), without the dot product (onnxruntime's plain NEON kernels): the core of a "
+        "Raspberry Pi 4 (whose BCM2711 lacks the crypto extension qemu's model has)",
+        "processor\t: {n}\nBogoMIPS\t: 108.00\n"
+        "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n",
+    ),
+}
+HWCAP_ASIMDDP = 1 << 20  # Linux's arm64 AT_HWCAP bit for the dot product
 
 
 # -- the arm64 root ---------------------------------------------------------------------
@@ -176,8 +194,8 @@ def _deps(root: Path) -> None:
     stamp.write_text(json.dumps(versions) + "\n")
 
 
-def _cpuinfo(root: Path) -> None:
-    """``root/proc/cpuinfo``: Neoverse-N1 cores, as many as this machine's (see the module docstring)."""
+def _cpuinfo(root: Path, cpu: str = QEMU_CPU) -> None:
+    """``root/proc/cpuinfo``: ``cpu`` cores (:data:`CPUS`), as many as this machine's (see the module docstring)."""
     proc = root / "proc"
     if proc.is_symlink():  # debootstrap's first stage may leave /proc -> /proc (the host's)
         proc.unlink()
@@ -185,7 +203,7 @@ def _cpuinfo(root: Path) -> None:
         raise SystemExit(f"{proc} is mounted (a chroot in use?): unmount it, the fake cpuinfo goes there")
     proc.mkdir(exist_ok=True)
     cpus = _possible_cpus()
-    (proc / "cpuinfo").write_text("".join(CPUINFO_ENTRY.format(n=n) for n in range(cpus)))
+    (proc / "cpuinfo").write_text("".join(CPUS[cpu][1].format(n=n) for n in range(cpus)))
 
 
 def _possible_cpus() -> int:
@@ -224,13 +242,13 @@ def _setuptools_here() -> bool:
         return False
 
 
-def guest_run(root: Path, args: list[str], timeout: float = 3600) -> subprocess.CompletedProcess:
-    """Run the guest's Python with ``args`` under qemu-user, with a clean environment."""
+def guest_run(root: Path, args: list[str], timeout: float = 3600, cpu: str = QEMU_CPU) -> subprocess.CompletedProcess:
+    """Run the guest's Python with ``args`` under qemu-user as ``cpu``, with a clean environment."""
     env = {
         "PATH": "/usr/bin:/bin",
         "HOME": "/root",
         "LANG": "C.UTF-8",
-        "QEMU_CPU": QEMU_CPU,
+        "QEMU_CPU": cpu,
         "PYTHONPATH": f"{root / PKG}:{root / DEPS}",
         "PYTHONNOUSERSITE": "1",
     }
@@ -258,7 +276,20 @@ def side_info(codec) -> dict:
         "pillow": PIL.__version__,
         "model_id": codec.model_id,
         "model_hash": codec.model.model_hash.hex(),
+        **({"dot_product": _has_dot_product()} if os.uname().machine == "aarch64" else {}),
     }
+
+
+def _has_dot_product() -> bool | None:
+    """Whether the kernel (or qemu-user, which emulates the file) tells this aarch64 process it
+    has the dot product: ``AT_HWCAP`` of ``/proc/self/auxv``, which onnxruntime's choice of
+    kernels reads too (through ``getauxval``); None where the file cannot be read."""
+    try:
+        words = np.frombuffer(Path("/proc/self/auxv").read_bytes(), dtype=np.uint64).reshape(-1, 2)
+    except (OSError, ValueError):
+        return None
+    hwcap = [int(value) for key, value in words if key == 16]  # AT_HWCAP
+    return bool(hwcap[0] & HWCAP_ASIMDDP) if hwcap else None
 
 
 def dump(codec, data: bytes, path: Path) -> float:
@@ -380,8 +411,8 @@ def sources(quick: bool, kodak: Path) -> dict[str, np.ndarray]:
     return images
 
 
-def run(root: Path, quick: bool, kodak: Path, model: str | None, keep: Path | None) -> dict:
-    """Encode here, decode there, and the reverse; the comparison as a report."""
+def run(root: Path, quick: bool, kodak: Path, model: str | None, keep: Path | None, cpu: str = QEMU_CPU) -> dict:
+    """Encode here, decode there (on qemu's ``cpu``), and the reverse; the comparison as a report."""
     from nicodec import Codec
 
     if not root_ready(root):
@@ -389,7 +420,7 @@ def run(root: Path, quick: bool, kodak: Path, model: str | None, keep: Path | No
     timings = {}
     start = time.perf_counter()
     _deps(root)  # a no-op unless this machine's numpy, onnxruntime, pillow or typer changed
-    _cpuinfo(root)
+    _cpuinfo(root, cpu)
     install_nicodec(root)
     timings["install_s"] = time.perf_counter() - start
     with tempfile.TemporaryDirectory(prefix="nicodec-cross-arch-") as tmp:
@@ -409,10 +440,10 @@ def run(root: Path, quick: bool, kodak: Path, model: str | None, keep: Path | No
         timings["host_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
-        out = guest_run(root, [__file__, "guest", str(work), *([model] if model else [])]).stdout
+        out = guest_run(root, [__file__, "guest", str(work), *([model] if model else [])], cpu=cpu).stdout
         guest = json.loads(out.strip().splitlines()[-1])
         guest_run(root, ["-m", "nicodec", "decode", str(work / "x86_64"), "-o", str(work / "aarch64-cli"),
-                         "--provider", "cpu", *model_args])
+                         "--provider", "cpu", *model_args], cpu=cpu)
         timings["guest_s"] = time.perf_counter() - start
 
         start = time.perf_counter()
@@ -433,7 +464,7 @@ def run(root: Path, quick: bool, kodak: Path, model: str | None, keep: Path | No
 
     report = {
         "host": {**host["info"], "qemu": _qemu_version(), "checkout": _checkout()},
-        "guest": {**guest["info"], "qemu_cpu": QEMU_CPU, "cpuinfo": "Arm Neoverse-N1 (root/proc/cpuinfo)",
+        "guest": {**guest["info"], "qemu_cpu": cpu, "cpuinfo": CPUS[cpu][0] + " (root/proc/cpuinfo)",
                   "debian": SUITE, "root": str(root)},
         "images": rows,
         "summary": _summary(rows, host["info"], guest["info"]),
@@ -515,7 +546,7 @@ def _run(command: list[str], *, quiet: bool = False, env: dict | None = None) ->
 
 def print_table(report: dict) -> None:
     print(f"host {report['host']['machine']} (onnxruntime {report['host']['onnxruntime']}) -> "
-          f"guest {report['guest']['machine']} under {report['host']['qemu']}, -cpu {QEMU_CPU} "
+          f"guest {report['guest']['machine']} under {report['host']['qemu']}, -cpu {report['guest']['qemu_cpu']} "
           f"(onnxruntime {report['guest']['onnxruntime']})")
     print(f"{'image':<12} {'direction':<17} {'int diffs':>9} {'px diffs':>8} {'PSNR a/b':>9} "
           f"{'PSNR enc':>9} {'PSNR dec':>10} {'same file':>9} {'max |dy|':>9}")
@@ -546,6 +577,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     parser.add_argument("command", choices=("setup", "run"), help="setup: make the arm64 root; run: compare")
     parser.add_argument("--root", type=Path, default=DEFAULT_ROOT, help="the arm64 Debian root (made by setup)")
     parser.add_argument("--quick", action="store_true", help="one 256x256 synthetic photo only")
+    parser.add_argument("--cpu", choices=sorted(CPUS), default=QEMU_CPU,
+                        help="the emulated processor (qemu's model; its kernels in onnxruntime differ)")
     parser.add_argument("--images", type=Path, default=KODAK, help="the Kodak folder (kodim23.png is used)")
     parser.add_argument("--model", default=None, help="model folder (default: the one shipped in the wheel)")
     parser.add_argument("--keep", type=Path, default=None, help="keep the files and dumps in this folder")
@@ -555,7 +588,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         print(f"arm64 root ready at {args.root} in {setup(args.root):.0f} s")
         return None
     start = time.perf_counter()
-    report = run(args.root, args.quick, args.images, args.model, args.keep)
+    report = run(args.root, args.quick, args.images, args.model, args.keep, args.cpu)
     report["seconds"]["total_s"] = time.perf_counter() - start
     print_table(report)
     write_report(args.json, report)
