@@ -71,19 +71,19 @@ INTEGERS = ("z_hat", "symbols", "mean_q")
 # its udot kernels, without it its plain NEON ones.
 CPUS = {
     "neoverse-n1": (
-        "Arm Neoverse-N1 (MIDR 0x413fd0c1), with the dot product (onnxruntime's udot kernels), as "
-        "Graviton2 and Ampere Altra servers and, among boards, the Cortex-A76 of a Raspberry Pi 5",
-        "processor\t: {n}\nBogoMIPS\t: 50.00\n"
-        "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp"
-        " ssbs\n"
-        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n",
+        ("Arm Neoverse-N1 (MIDR 0x413fd0c1), with the dot product (onnxruntime's udot kernels), as "
+         "Graviton2 and Ampere Altra servers and, among boards, the Cortex-A76 of a Raspberry Pi 5"),
+        ("processor\t: {n}\nBogoMIPS\t: 50.00\n"
+         "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop"
+         " asimddp ssbs\n"
+         "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x3\nCPU part\t: 0xd0c\nCPU revision\t: 1\n\n"),
     ),
     "cortex-a72": (
-        "Arm Cortex-A72 (MIDR 0x410fd083), without the dot product (onnxruntime's plain NEON kernels): the core of a "
-        "Raspberry Pi 4 (whose BCM2711 lacks the crypto extension qemu's model has)",
-        "processor\t: {n}\nBogoMIPS\t: 108.00\n"
-        "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
-        "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n",
+        ("Arm Cortex-A72 (MIDR 0x410fd083), without the dot product (onnxruntime's plain NEON kernels): the core "
+         "of a Raspberry Pi 4 (whose BCM2711 lacks the crypto extension qemu's model has)"),
+        ("processor\t: {n}\nBogoMIPS\t: 108.00\n"
+         "Features\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 cpuid\n"
+         "CPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n"),
     ),
 }
 HWCAP_ASIMDDP = 1 << 20  # Linux's arm64 AT_HWCAP bit for the dot product
