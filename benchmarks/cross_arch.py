@@ -534,8 +534,9 @@ def _checkout() -> str:
     return (head or "unknown") + ("+dirty" if dirty.strip() else "")
 
 
-def _qemu_version() -> str:
-    out = subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
+def _qemu_version(qemu: str = QEMU) -> str:
+    """The first line ``qemu --version`` prints, or "unknown"."""
+    out = subprocess.run([qemu, "--version"], capture_output=True, text=True).stdout
     return out.splitlines()[0] if out else "unknown"
 
 

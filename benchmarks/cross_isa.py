@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image
 
 from common import write_report
-from cross_arch import INTEGERS, KODAK, _checkout, code_all, compare, dump, sources
+from cross_arch import INTEGERS, KODAK, _checkout, _qemu_version, code_all, compare, dump, sources
 
 QEMU = "qemu-x86_64-static"
 LEVELS = {
@@ -84,8 +84,6 @@ def features() -> list[str]:
 
 def side(work: Path, name: str, other: str, quick_sweep: bool) -> dict:
     """One side's work in ``work/name``: the sweep, and :func:`cross_arch.code_all`'s files and dumps."""
-    import onnxruntime
-
     from nicodec import Codec
 
     arrays = {}
@@ -99,8 +97,7 @@ def side(work: Path, name: str, other: str, quick_sweep: bool) -> dict:
             arrays[f"t{threads}-{h}x{w}-scale_index"], arrays[f"t{threads}-{h}x{w}-mean_q"] = scale_index, mean_q
     np.savez(work / name / "sweep.npz", **arrays)
     report = code_all(work, name, Codec(providers="cpu", threads=1), other=other, floats=False)
-    report["info"]["features"] = features()
-    report["info"]["onnxruntime"] = onnxruntime.__version__
+    report["info"]["features"] = features()  # side_info has the versions
     return report
 
 
@@ -272,8 +269,7 @@ def main(argv: list[str] | None = None) -> dict | None:
         parser.error(f"--levels: {', '.join(unknown) or 'none given'}; known: {', '.join(LEVELS)}")
     start = time.perf_counter()
     report = {"host": {"machine": platform.machine(), "features": features(), "checkout": _checkout(),
-                       "qemu": (subprocess.run([QEMU, "--version"], capture_output=True, text=True).stdout
-                                or "unknown").splitlines()[0]},
+                       "qemu": _qemu_version(QEMU)},
               "levels": []}
     for level in levels:
         with tempfile.TemporaryDirectory(prefix="nicodec-cross-isa-") as tmp:
