@@ -147,6 +147,26 @@ def not_a_folder(path: str | os.PathLike) -> str | None:
     return f"{path} is a file, not a folder"
 
 
+NOT_THERE = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+"""The errors of a name looked up that Python's ``Path.exists()`` took for "not there" up to 3.13
+(with Windows' 21, 123 and 1921 below): every other error it raised."""
+
+
+def refused_name(path: str | os.PathLike) -> None:
+    """Raise the OSError that looking ``path`` up meets, unless it says no more than that the
+    name is not there: a name too long for the file system, a folder that may not be searched.
+    ``Path.exists()`` and ``is_dir()`` raised those up to Python 3.13 and answer False from 3.14
+    on, which moved the refusal of ``-o`` with a name too long from before the work to the write
+    after it, and named a folder too long as one that does not exist."""
+    try:
+        os.lstat(path)
+    except OSError as exc:
+        if exc.errno not in NOT_THERE and getattr(exc, "winerror", None) not in (21, 123, 1921):
+            raise
+    except ValueError:  # a NUL in the name: the checks after this say so
+        pass
+
+
 def check_target(path: str | os.PathLike, force: bool) -> None:
     """Raise unless ``path`` may be written: not a folder, not a device or pipe (``--force``
     would replace ``/dev/null`` by a PNG), not an existing file without ``force``, and in a
@@ -158,6 +178,7 @@ def check_target(path: str | os.PathLike, force: bool) -> None:
     """
     path = Path(path)
     try:
+        refused_name(path)
         if path.is_dir():
             raise NicodecError(f"{path} is a directory")
         if path.exists() and not path.is_file():
@@ -218,7 +239,8 @@ def nearest_existing(path: str | os.PathLike, follow: bool = True) -> Path:
     there (to name it as what is in the way).
 
     Raises:
-        OSError, ValueError: a name the system refuses (too long, a NUL byte).
+        OSError, ValueError: a name the system refuses (too long, a NUL byte), where ``Path.exists()``
+            raises it (up to Python 3.13; :func:`refused_name` asks on every Python).
     """
     path = Path(path)
     return next((p for p in [path, *path.parents] if (p.exists() if follow else os.path.lexists(p))), Path("."))

@@ -675,6 +675,30 @@ def test_write_atomic_names_an_output_the_file_system_cannot_hold(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_name_too_long_is_refused_before_the_work_where_pathlib_says_false(tmp_path, monkeypatch):
+    """Python 3.14's Path.exists(), is_dir() and is_file() answer False to a name too long,
+    where 3.13's raised: the output was refused only at the write, after the work, and a folder
+    name too long was called a folder that does not exist. Here pathlib answers as 3.14's does."""
+    from nicodec.errors import NicodecError
+    from nicodec.files import check_target
+
+    def quiet(method):
+        def answer(self, *args, **kwargs):
+            try:
+                return method(self, *args, **kwargs)
+            except OSError:
+                return False
+        return answer
+
+    for name in ("exists", "is_dir", "is_file"):
+        monkeypatch.setattr(Path, name, quiet(getattr(Path, name)))
+    for target in (tmp_path / ("c" * 300 + ".nic"), tmp_path / ("d" * 300) / "x.nic"):
+        with pytest.raises(NicodecError, match="cannot use the output .*: File name too long"):
+            check_target(target, force=False)
+    check_target(tmp_path / "fine.nic", force=False)
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="no flock: nothing is removed on Windows")
 def test_what_a_killed_writer_left_is_removed_later_and_what_a_live_one_writes_is_not(tmp_path):
     """A SIGKILL (the out-of-memory killer) while an output is written left its
