@@ -622,6 +622,7 @@ def _main(args: Optional[list[str]], command: bool) -> None:
     except OSError as exc:  # Click's own writes (--help, usage) to a full disk; --install-completion's file
         what = exc.filename if exc.filename is not None else "the output"
         console.err.print(f"error: cannot write {what}: {exc.strerror or exc}", markup=False)
+        stdio.flush_or_drop(sys.stdout)
         raise SystemExit(1) from None
     finally:
         for signum, handler in previous.items():  # main() called from a program: its handlers back

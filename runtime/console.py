@@ -77,14 +77,21 @@ class _Forgiving:
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except (OSError, ValueError):  # ValueError: a stream closed meanwhile
+        except (OSError, ValueError) as exc:  # ValueError: a stream closed meanwhile
+            self._dropped(exc)
             return len(text)
 
     def flush(self) -> None:
         try:
             self.stream.flush()
-        except (OSError, ValueError):
-            pass
+        except (OSError, ValueError) as exc:
+            self._dropped(exc)
+
+    def _dropped(self, exc: Exception) -> None:
+        # The text stays in the stream's buffer, and Python's flush of it at exit would fail
+        # again (exit code 120): dropped, but for a pipe that was merely full (non-blocking).
+        if isinstance(exc, OSError) and not isinstance(exc, BlockingIOError):
+            stdio.drop(self.stream)
 
     def __getattr__(self, name: str):
         return getattr(self.stream, name)
@@ -241,8 +248,7 @@ def writing_report():
     try:
         yield
     except OSError as exc:
-        if isinstance(exc, BrokenPipeError):
-            stdio.drop_stdout()
+        stdio.flush_or_drop(sys.stdout)
         err.print(f"error: cannot write the report: {exc.strerror or exc}", markup=False)
         raise typer.Exit(1) from None
 

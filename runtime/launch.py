@@ -41,7 +41,9 @@ def _say(line: str) -> None:
     try:
         print(line, file=sys.stderr, flush=True)
     except (OSError, ValueError):
-        pass
+        from .stdio import drop
+
+        drop(sys.stderr)  # else the line left in its buffer fails again at exit (code 120)
 
 
 def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:

@@ -127,12 +127,42 @@ def stdin_is(path: Path) -> bool:
         return False
 
 
+def drop(stream) -> None:
+    """After a write to ``stream`` failed (a reader gone, a full disk, a terminal closed), point
+    its file descriptor at the null device. What could not be written stays in Python's buffer,
+    and its flush at exit would fail again: "Exception ignored while flushing sys.stdout" and
+    exit code 120, whatever the work did. (Hidden where PYTHONUNBUFFERED is set, as on many CI
+    machines: there is no buffer then.) A stream with no descriptor (in memory) is left alone."""
+    try:
+        fd = stream.fileno()
+        null = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):
+        return
+    try:
+        os.dup2(null, fd)
+    except OSError:
+        pass
+    finally:
+        os.close(null)
+
+
+def flush_or_drop(stream) -> None:
+    """Flush ``stream``, or :func:`drop` it where what it holds cannot be written (after a failed
+    write: the failure was perhaps this stream's); a stream that is merely slow (a non-blocking
+    pipe that is full) keeps its text."""
+    try:
+        stream.flush()
+    except BlockingIOError:
+        pass
+    except (AttributeError, OSError, ValueError):
+        drop(stream)
+
+
 def drop_stdout() -> None:
-    """After a broken pipe: nobody reads the rest, so point stdout at /dev/null, keeping Python
-    from reporting the pipe again when it flushes at exit."""
-    fd = stdout_fd()
-    if fd is not None:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), fd)
+    """:func:`drop` for standard output (nobody reads the rest, or there is no room for it)."""
+    import sys
+
+    drop(sys.stdout)
 
 
 def write_stdout(data: bytes) -> None:
@@ -154,4 +184,5 @@ def write_stdout(data: bytes) -> None:
         drop_stdout()
         raise NicodecError("the program reading standard output stopped before the end") from None
     except OSError as exc:
+        drop_stdout()
         raise NicodecError(f"cannot write to standard output: {exc.strerror or exc}") from None

@@ -20,8 +20,11 @@ def ended_by(signum: int) -> int:
 # The tests read the plain text a log gets, at Rich's default width: settings of the shell
 # they run from (a CI workflow's FORCE_COLOR, an exported COLUMNS) coloured or wrapped it, and
 # failed 73 tests (one hung). Taken out before any module makes a console; a test that needs one
-# sets it itself.
-for _name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES"):
+# sets it itself. PYTHONUNBUFFERED too, which CI machines set (this one does): the commands the
+# tests start then had no buffer for a failed write to leave behind, and exited 120 with
+# "Exception ignored while flushing sys.stdout" wherever it is not set, as in a user's shell.
+for _name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES",
+              "PYTHONUNBUFFERED"):
     os.environ.pop(_name, None)
 
 

@@ -2077,6 +2077,27 @@ def test_a_newline_in_a_name_does_not_split_a_message(tmp_path):
     assert paragraph.exit_code == 1 and "p\\u2028q.png" in paragraph.stderr and len(paragraph.stderr.splitlines()) == 1
 
 
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+@pytest.mark.parametrize("unbuffered", [False, True])
+def test_a_full_disk_under_the_output_or_the_report_ends_as_it_says_buffered_or_not(png, tmp_path, unbuffered):
+    """What a failed write left in Python's buffer failed again as the process ended ("Exception
+    ignored while flushing sys.stdout", exit code 120) wherever PYTHONUNBUFFERED is not set, as
+    in a user's shell; the tests ran where it was (CI machines set it), and did not see it."""
+    env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
+    if unbuffered:
+        env["PYTHONUNBUFFERED"] = "1"
+    nicodec_ = [sys.executable, "-m", "nicodec"]
+    with open("/dev/full", "w") as full:
+        for args, code in ((["--version"], 1), (["encode", "--help"], 1), (["encode", str(png), "-o", "-"], 1)):
+            ended = subprocess.run(nicodec_ + args, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+            assert ended.returncode == code and "No space left on device" in ended.stderr, (args, ended.stderr)
+            assert "Exception ignored" not in ended.stderr and "Traceback" not in ended.stderr, (args, ended.stderr)
+        # Both to a full disk: the file is written, its report is not (exit code 1), nothing fails at exit.
+        ended = subprocess.run(nicodec_ + ["encode", str(png), "-o", str(tmp_path / "x.nic")], stdout=full,
+                               stderr=full, env=env, timeout=120)
+    assert ended.returncode == 1 and (tmp_path / "x.nic").stat().st_size > 0
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX pipes and /dev/full")
 def test_a_report_reader_that_stops_or_a_full_disk_is_one_error_line(tmp_path):
     """`nicodec verify DIR | head -1`: the reader goes, and nicodec says it could not write its
