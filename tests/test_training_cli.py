@@ -800,6 +800,39 @@ def test_a_diverging_run_stops_without_writing_over_its_checkpoint(tmp_path, ima
         assert "last.pt is left as it was" in said and (run / "last.pt").read_bytes() == before
 
 
+def test_a_signal_while_the_loop_writes_its_progress_is_said_and_raises_nothing(monkeypatch):
+    """A SIGTERM that came while the loop wrote to standard error found the stream's buffer in use:
+    the handler's line raised "reentrant call inside BufferedWriter" into the loop (exit code 1,
+    no checkpoint). Here the signal comes from inside the write itself."""
+    import io
+    import signal
+
+    from rich.console import Console
+
+    from nicodec.training import stopping
+
+    stop = stopping.Stop()
+    read_end, write_end = os.pipe()
+
+    class SignalledMidWrite(io.FileIO):
+        signalled = False
+
+        def write(self, data):
+            if not self.signalled:
+                self.signalled = True
+                stop._handle(signal.SIGTERM, None)
+            return super().write(data)
+
+    stream = io.TextIOWrapper(io.BufferedWriter(SignalledMidWrite(write_end, "w")), encoding="utf-8")
+    monkeypatch.setattr(stopping, "console", Console(file=stream, soft_wrap=True, markup=False, highlight=False))
+    stopping.console.print("step 7/100")
+    stream.close()
+    with os.fdopen(read_end, "rb") as pipe:
+        said = pipe.read().decode()
+    assert stop.signal == signal.SIGTERM
+    assert "SIGTERM: stopping after this step" in said and "step 7/100" in said, said
+
+
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
 def test_sigterm_writes_a_checkpoint_at_the_step_reached(tmp_path, images):
     """Ctrl-C or SIGTERM ended a run with nothing saved since its last validation (on a CPU at the

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
 
@@ -25,10 +26,10 @@ class Stop:
 
     def _handle(self, number, frame) -> None:
         if self.signal:  # a second one: stop now, without the checkpoint, with its own exit code
-            console.print(f"{signal.Signals(number).name} again: stopped at once, writing nothing more")
+            _say(f"{signal.Signals(number).name} again: stopped at once, writing nothing more")
             raise SystemExit(128 + number)
         self.signal, self.name = number, signal.Signals(number).name
-        console.print(f"{self.name}: stopping after this step and writing a checkpoint (again to stop at once)")
+        _say(f"{self.name}: stopping after this step and writing a checkpoint (again to stop at once)")
 
     @contextlib.contextmanager
     def on_signals(self, enabled: bool = True):
@@ -44,3 +45,18 @@ class Stop:
             for number, handler in previous.items():
                 if handler is not None:  # None: set outside Python (an embedding program), which cannot be put back
                     signal.signal(number, handler)
+
+
+def _say(line: str) -> None:
+    """A line from a signal handler. A signal that came while the loop wrote to standard error
+    (the progress bar) found its buffer in use, and the handler's write raised "reentrant call
+    inside BufferedWriter" into the loop, which ended with exit code 1 and no checkpoint
+    (unseen where PYTHONUNBUFFERED is set: no buffer then). Then the line goes to the file
+    descriptor itself."""
+    try:
+        console.print(line)
+    except RuntimeError:
+        try:
+            os.write(console.file.fileno(), (line + "\n").encode(errors="backslashreplace"))
+        except (AttributeError, OSError, ValueError):  # no descriptor (a stream in memory), or none left
+            pass
