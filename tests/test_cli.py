@@ -2086,14 +2086,14 @@ def test_a_full_disk_under_the_output_or_the_report_ends_as_it_says_buffered_or_
     env = {name: value for name, value in os.environ.items() if name != "PYTHONUNBUFFERED"}
     if unbuffered:
         env["PYTHONUNBUFFERED"] = "1"
-    nicodec_ = [sys.executable, "-m", "nicodec"]
+    command = [sys.executable, "-m", "nicodec"]
     with open("/dev/full", "w") as full:
         for args, code in ((["--version"], 1), (["encode", "--help"], 1), (["encode", str(png), "-o", "-"], 1)):
-            ended = subprocess.run(nicodec_ + args, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+            ended = subprocess.run(command + args, stdout=full, stderr=subprocess.PIPE, text=True, env=env, timeout=120)
             assert ended.returncode == code and "No space left on device" in ended.stderr, (args, ended.stderr)
             assert "Exception ignored" not in ended.stderr and "Traceback" not in ended.stderr, (args, ended.stderr)
         # Both to a full disk: the file is written, its report is not (exit code 1), nothing fails at exit.
-        ended = subprocess.run(nicodec_ + ["encode", str(png), "-o", str(tmp_path / "x.nic")], stdout=full,
+        ended = subprocess.run(command + ["encode", str(png), "-o", str(tmp_path / "x.nic")], stdout=full,
                                stderr=full, env=env, timeout=120)
     assert ended.returncode == 1 and (tmp_path / "x.nic").stat().st_size > 0
 
