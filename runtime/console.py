@@ -77,21 +77,12 @@ class _Forgiving:
     def write(self, text: str) -> int:
         try:
             return self.stream.write(text)
-        except (OSError, ValueError) as exc:  # ValueError: a stream closed meanwhile
-            self._dropped(exc)
+        except (OSError, ValueError):  # ValueError: a stream closed meanwhile
+            stdio.flush_or_drop(self.stream)  # else what stays in its buffer fails again at exit
             return len(text)
 
     def flush(self) -> None:
-        try:
-            self.stream.flush()
-        except (OSError, ValueError) as exc:
-            self._dropped(exc)
-
-    def _dropped(self, exc: Exception) -> None:
-        # The text stays in the stream's buffer, and Python's flush of it at exit would fail
-        # again (exit code 120): dropped, but for a pipe that was merely full (non-blocking).
-        if isinstance(exc, OSError) and not isinstance(exc, BlockingIOError):
-            stdio.drop(self.stream)
+        stdio.flush_or_drop(self.stream)
 
     def __getattr__(self, name: str):
         return getattr(self.stream, name)
