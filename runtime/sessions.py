@@ -81,7 +81,7 @@ def _ort():
             raise _broken(exc) from exc
         raise NicodecError(
             "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra, "
-            "pip install 'nicodec[cpu]' (from a checkout: pip install '.[cpu]')"
+            "pip install 'nicodec[cpu]' (from a checkout: pip install '.[cpu]')" + _newer_python_than_checked()
         ) from exc
     except Exception as exc:  # installed, but it does not import (say, built for another numpy)
         if isinstance(exc, MemoryError) or (isinstance(exc, ImportError) and "Cannot allocate memory" in str(exc)):
@@ -92,6 +92,20 @@ def _ort():
                                "is too low, or its folder is on a file system mounted noexec") from exc
         raise _broken(exc) from exc
     return onnxruntime
+
+
+NEWEST_PYTHON_CHECKED = (3, 14)
+"""The newest Python this release was tested on; PyPI had no onnxruntime for the next one then."""
+
+
+def _newer_python_than_checked() -> str:
+    """What to add where onnxruntime is missing on a Python newer than this release knew: there
+    the extra's install may fail for want of an onnxruntime wheel (3.15 had none at 0.7.7)."""
+    if sys.version_info[:2] <= NEWEST_PYTHON_CHECKED:
+        return ""
+    running, newest = ".".join(map(str, sys.version_info[:2])), ".".join(map(str, NEWEST_PYTHON_CHECKED))
+    return (f"; if pip finds no onnxruntime for Python {running} (PyPI had none for Python versions newer "
+            f"than {newest} when this nicodec was released), use Python {newest} or older")
 
 
 def _broken(exc: BaseException) -> NicodecError:

@@ -265,7 +265,15 @@ def test_a_missing_or_broken_onnxruntime_is_one_clear_error(monkeypatch):
     from nicodec import sessions
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
-    with pytest.raises(NicodecError, match=r"onnxruntime is not installed: .*pip install '\.\[cpu\]'"):
+    with pytest.raises(NicodecError, match=r"onnxruntime is not installed: .*pip install '\.\[cpu\]'\)$"):
+        sessions._ort()
+    # On a Python newer than the release knew (3.15 had no onnxruntime wheel on PyPI), where the
+    # extra's install itself fails, the message says which Python to use instead.
+    major, minor = sys.version_info[:2]
+    with monkeypatch.context() as patch, pytest.raises(
+            NicodecError, match=rf"pip install '\.\[cpu\]'\); if pip finds no onnxruntime for Python {major}\.{minor} "
+                                rf"\(.*\), use Python {major}\.{minor - 1} or older$"):
+        patch.setattr(sessions, "NEWEST_PYTHON_CHECKED", (major, minor - 1))
         sessions._ort()
     monkeypatch.delitem(sys.modules, "onnxruntime")
     real_import = builtins.__import__
