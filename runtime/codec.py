@@ -13,6 +13,9 @@ on both machines: it is an integer network (ConvInteger and int64 arithmetic, se
 ``nicodec.export.integer``), exact on every machine, thread count and optimisation
 level, and it runs on the CPU provider, the one that has ConvInteger. A runtime can still
 be faulty: each Codec checks its own on a fixed input first (``nicodec.exactness``).
+
+This module holds the ``Codec``'s calls and the loading of its graphs; the steps behind them
+are in ``nicodec.transforms`` (the graphs on tiles), ``nicodec.encoding`` and ``nicodec.decoding``.
 """
 
 from __future__ import annotations
@@ -21,7 +24,6 @@ import dataclasses
 import functools
 import os
 import threading
-import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Literal, ParamSpec, TypeVar, cast, overload
@@ -34,23 +36,25 @@ from . import exactness, rans, restoration
 from . import format as nicformat
 from . import resolution as resolution_section
 from . import text as text_section
-from .distortion import luma, squared_error
-from .errors import FormatError, LimitError, ModelError, ModelMismatchError, NicodecError
+from .decoding import DecodingSteps, _MadeByEarlier
+from .distortion import luma
+from .encoding import EncodingSteps
+from .errors import ModelError, NicodecError
 from .graphs import check_graph
 from .images import read_picture
-from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags, nic_bytes
+from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags
 from .memory import coding_named, loading_named
-from .model import QUALITY_MAX, QUALITY_MIN, ModelFiles, check_quality, package_model_for, shipped_earlier_models
+from .model import ModelFiles
 from .pil_pixels import equal_channels
 from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHARE, ENTROPY_PARAMETERS_PART,
                        REFINEMENT_CHOICE_SHARE, REFINEMENT_STEP_SHARE, RESTORATION_APPLY_SHARE, RESTORATION_SHARE,
                        RESTORATION_SYNTHESIS_PART, Work, check_progress)
 from .quantize import rdo_round, round_symbols
-from .refine import refine
-from .machine import memory_free, resident_bytes
-from .sessions import CPU, caller_outside, create_session, resolve_providers, shrinking_run_options
+from .machine import resident_bytes
+from .sessions import CPU, create_session, resolve_providers
 from .settings import PRECISIONS, CodecSettings
-from .tiling import AUTO_TILES, ENTROPY_MARGIN, MEMORY_HEADROOM, growth_bytes, run_tiled
+from .tiling import AUTO_TILES
+from .transforms import _CALL
 from .transparency import fill_transparent
 
 __all__ = ["AUTO_TILES", "DEFAULT_MAX_PIXELS", "Codec", "ImageSource", "NicSource", "Pixels", "Real", "Whole"]
@@ -60,9 +64,6 @@ DEFAULT_MAX_PIXELS = nicformat.DEFAULT_MAX_PIXELS
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
-
-_CALL = threading.local()
-"""``kind``: the coding call (``"encode"``, ``"decode"``) the thread is in, the outermost."""
 
 
 def _counted(kind: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
@@ -133,7 +134,7 @@ if hasattr(os, "register_at_fork"):  # POSIX
     os.register_at_fork(after_in_child=_forget_sessions_after_fork)
 
 
-class Codec:
+class Codec(EncodingSteps, DecodingSteps):
     """Encodes and decodes images with one model; safe to share between threads.
 
     The analysis, synthesis and gradient graphs are loaded at their first use (or by
@@ -216,11 +217,6 @@ class Codec:
             first use, or by :meth:`prepare` (which the command line calls); with ``"auto"``,
             a warning then.
     """
-
-    _fine_padding = True
-    """Pad images to multiples of the latent's stride (16) where that differs from the
-    hyper-latent's (64), with ``FLAG_FINE_PADDING``; ``False`` (for comparisons, such as
-    ``benchmarks/padding.py``) pads to 64 as nicodec before 0.7.0 did."""
 
     @loading_named
     def __init__(
@@ -320,13 +316,6 @@ class Codec:
                                     self.model.entropy_probe)
                 self._sessions[graph] = session
             return self._sessions[graph]
-
-    @property
-    def _gradient_weighted(self) -> bool:
-        """Whether the synthesis gradient graph takes a pixel weight (graphs exported before it
-        count the padding too)."""
-        self._session("synthesis_gradient")
-        return "weight" in self._input_names["synthesis_gradient"]
 
     @loading_named
     def prepare(self, *, encode: bool = True, decode: bool = True) -> "Codec":
@@ -692,365 +681,6 @@ class Codec:
         except _MadeByEarlier as made:
             return made.hand_on(lambda codec, content: codec.decode_symbols(content))
         return header, z_hat, symbols, mean_q
-
-    def _earlier_codec(self, header: nicformat.Header) -> Codec | None:
-        """For the default model's codec, the codec of the earlier shipped model that made the
-        file (:func:`nicodec.model.shipped_earlier_models`), made at its first file with this
-        codec's settings; ``None`` otherwise."""
-        key = (header.model_id, header.model_hash)
-        if self._earlier_settings is None or key == (self.model.model_id, self.model.model_hash) \
-                or key in self.model.decodes_files_of:
-            return None
-        made = self._earlier.get(key)
-        if made is not None:
-            return made
-        folder = shipped_earlier_models().get(key)
-        if folder is None:
-            return None
-        with self._earlier_lock:
-            if key not in self._earlier:
-                settings = self._earlier_settings
-                if not (folder / f"{PRECISIONS[settings.precision]}.onnx").is_file():
-                    settings = dataclasses.replace(settings, precision="fp32")  # the reference, where it kept no other
-                self._earlier[key] = Codec(folder, **dataclasses.asdict(settings))
-            return self._earlier[key]
-
-    def _entropy_decode(self, data, started: Callable[[nicformat.Header, dict], None] | None = None,
-                        done: Callable[[float], None] | None = None):
-        """The file's parts, entropy-decoded and checked; ``started`` is called with the header
-        (and the sections)
-        once it is checked, before the costly part, and ``done`` with the part of the entropy
-        decoding done since it was last called (after each tile of the entropy parameters, then
-        after the latent's symbols), adding up to 1. A file given by its path is named in the
-        errors about it (``decode("photo.png")``), as encode names its images."""
-        try:
-            return self._entropy_decode_data(data, started, done)
-        except (FormatError, ModelMismatchError, LimitError) as exc:
-            if not isinstance(data, (str, os.PathLike)):
-                raise
-            raise _named(exc, data) from None
-
-    def _entropy_decode_data(self, data, started, done):
-        content = nic_bytes(data)
-        header, sections = nicformat.unpack(content, max_pixels=self.max_pixels)
-        earlier = self._earlier_codec(header)
-        if earlier is not None:
-            raise _MadeByEarlier(earlier, content, data if isinstance(data, (str, os.PathLike)) else None)
-        # The same limit as encode: the graphs work on the padded size, up to 16 (or 64) times the pixels.
-        multiple = nicformat.padding(header.flags, self.model.downsampling)
-        self._check_size(header.width, header.height, multiple)
-        try:
-            nicformat.check_model(header, self.model.model_id, self.model.model_hash, self.model.decodes_files_of)
-        except ModelMismatchError as exc:
-            if self._earlier_settings is not None or package_model_for(header.model_id, header.model_hash) is None:
-                raise
-            mismatch = ModelMismatchError(f"{exc}; the model nicodec ships decodes it")
-            mismatch.shipped_decodes = True
-            raise mismatch from None
-        if self.model.variable_rate and not QUALITY_MIN <= header.quality <= QUALITY_MAX:
-            raise FormatError(f"the header's quality {header.quality} is outside {QUALITY_MIN:g}..{QUALITY_MAX:g}")
-        if started is not None:
-            started(header, sections)
-        # Before the costly part: a damaged alpha plane, text or resolution found after the
-        # synthesis wasted it all.
-        tag = alpha_section.find(sections)
-        alpha = alpha_section.decompress(tag, sections[tag], header.width, header.height) if tag else None
-        try:
-            text = text_section.unpack(sections[text_section.TAG]) if text_section.TAG in sections else None
-        except text_section.TooManyEntries as exc:
-            warnings.warn(f"{exc} (as nicodec builds before 2026-12-03 wrote); its text is left out",
-                          UserWarning, stacklevel=caller_outside())
-            text = None
-        density = sections.get(resolution_section.TAG)
-        density = resolution_section.unpack(density) if density is not None else None
-        if nicformat.RESTORATION in sections:
-            restoration.unpack(sections[nicformat.RESTORATION])
-        z_shape = self._z_shape(header.height, header.width)
-        z_hat = _decode_stream(sections, nicformat.HYPERLATENT, self._z_table_ids(z_shape),
-                               self.model.z_tables).reshape(z_shape)
-        scale_index, mean_q = self._entropy_parameters(
-            z_hat, self._y_shape(header.height, header.width, multiple),
-            done=None if done is None else lambda part: done(part * ENTROPY_PARAMETERS_PART))
-        symbols = _decode_stream(sections, nicformat.LATENT, scale_index.ravel(), self.model.y_tables)
-        if done is not None:
-            done(1 - ENTROPY_PARAMETERS_PART)
-        return header, sections, alpha, (text, density), z_hat, symbols.reshape(mean_q.shape), mean_q
-
-    # -- helpers ----------------------------------------------------------------------
-
-    def _check_size(self, width: int, height: int, multiple: int | None = None) -> None:
-        """Refuse an image too large to code, padded to multiples of ``multiple`` or not (by
-        default the encoder's finest, the latent's stride)."""
-        if multiple is None:
-            multiple = self.model.downsampling // 4
-        if max(width, height) > nicformat.MAX_SIDE:
-            raise LimitError(f"the image is {width}x{height}; nicodec codes sides of at most {nicformat.MAX_SIDE:,} pixels")
-        nicformat.check_pixels(width, height, self.max_pixels, multiple)
-
-    def _padding_flag(self, height: int, width: int) -> int:
-        """The padding flag the encoder writes for an image of this size: ``FLAG_FINE_PADDING``
-        (padded to the latent's stride, 16, not the hyper-latent's, 64: the latent then codes
-        no rows or columns of padding alone) where the two paddings differ, else 0, a file
-        that nicodec builds from before the flag decode too."""
-        d = self.model.downsampling
-        if self._fine_padding and nicformat.padded_size(height, width, d // 4) != nicformat.padded_size(height, width, d):
-            return nicformat.FLAG_FINE_PADDING
-        return 0
-
-    def _pad(self, pixels: np.ndarray, multiple: int | None = None) -> np.ndarray:
-        """``pixels`` (H, W, C) padded at the right and bottom edges, by repeating the last
-        column and row, to multiples of ``multiple`` (by default the encoder's, as
-        :meth:`_padding_flag` chooses it)."""
-        height, width = pixels.shape[:2]
-        if multiple is None:
-            multiple = nicformat.padding(self._padding_flag(height, width), self.model.downsampling)
-        return np.pad(pixels, ((0, -height % multiple), (0, -width % multiple), (0, 0)), mode="edge")
-
-    def _padded(self, header: nicformat.Header) -> tuple[int, int]:
-        """The padded height and width the networks work on for this file."""
-        return nicformat.padded_size(header.height, header.width,
-                                     nicformat.padding(header.flags, self.model.downsampling))
-
-    def _encoder_gain(self, quality) -> tuple[float, np.ndarray | None]:
-        """The quality to record in the header and the encoder's gain vector (None: single-rate)."""
-        self.model.check_takes(quality)
-        if not self.model.variable_rate:
-            return 0.0, None
-        quality = check_quality(self.model.default_quality if quality is None else quality)
-        return quality, self.model.gains(quality)[0]
-
-    def _cost(self, symbols: np.ndarray, y_stream: bytes, mean_q: np.ndarray, quality: float,
-              pixels: np.ndarray, gray: bool = False, seen: np.ndarray | None = None) -> float:
-        """What a file of these y symbols really costs, by the objective the refinement lowers
-        on a proxy: the y stream's bits per pixel plus lambda times the mean squared error
-        (0..255 scale) of the decoded image against ``pixels`` (the source, unpadded; for a
-        grayscale file the decoded luma against the gray). The z stream is left out: both
-        candidates share it. The synthesis is the codec's own (fp16 with ``precision="fp16"``).
-        ``seen`` (H, W) bool: the pixels whose error counts (None: all)."""
-        height, width = pixels.shape[:2]
-        decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q), quality)[0, :, :height, :width]
-        counted = height * width if seen is None else int(np.count_nonzero(seen))
-        squares = squared_error(decoded.transpose(1, 2, 0), pixels, gray, seen)
-        mse = squares / ((1 if gray else 3) * max(counted, 1))
-        return 8 * len(y_stream) / (height * width) + self._lmbda(quality) * mse
-
-    def _restoration(self, symbols: np.ndarray, mean_q: np.ndarray, quality: float, pixels: np.ndarray,
-                     picture, chosen: bool, done: Callable[[float], None] | None = None) -> bytes | None:
-        """The ``REST`` payload of a restoration filter fitted to this file's picture, or None
-        where it would not lower the file's cost (:func:`nicodec.restoration.payload_if_it_pays`),
-        over the pixels that show (``chosen``: the colour under alpha 0 was the encoder's fill).
-        ``done``: as :meth:`_synthesize`'s."""
-        height, width = pixels.shape[:2]
-        decoded = self._synthesize(self._synthesis_input(quality, symbols, mean_q), quality, done=done)
-        decoded = np.ascontiguousarray(decoded[0, :, :height, :width].transpose(1, 2, 0))
-        source = pixels if pixels.shape[2] == 3 else np.repeat(pixels[:, :, :1], 3, axis=2)
-        seen = picture.alpha > 0 if chosen else None
-        return restoration.payload_if_it_pays(decoded, source, self._lmbda(quality), picture.grayscale, seen,
-                                              nicformat.SECTION_ENTRY.size)
-
-    def _lmbda(self, quality: float) -> float:
-        """The rate-distortion trade-off at ``quality`` (a single-rate model has one)."""
-        return self.model.lmbda(quality if self.model.variable_rate else None)
-
-    def _refine(self, y: np.ndarray, mean_q: np.ndarray, scale_index: np.ndarray, padded: np.ndarray,
-                height: int, width: int, quality: float, progress=None, seen: np.ndarray | None = None) -> np.ndarray:
-        """``y`` after ``self.refine`` gradient steps (``nicodec.refine``), the distortion
-        counted on the image's ``height`` x ``width`` pixels, not the padding beyond them
-        (which the decoder crops away), and only where ``seen`` (H, W) is true when given,
-        where the gradient graph takes a weight."""
-        image = np.ascontiguousarray(padded.transpose(2, 0, 1)[None], dtype=np.float32)
-        weight = None
-        pixels = image.shape[2] * image.shape[3]
-        if self._gradient_weighted:
-            weight = np.zeros((1, 1, *image.shape[2:]), dtype=np.float32)
-            weight[:, :, :height, :width] = 1.0 if seen is None else seen
-            pixels = height * width if seen is None else max(int(np.count_nonzero(seen)), 1)
-        inverse = self.model.gains(quality)[1].reshape(1, -1, 1, 1) if self.model.variable_rate else 1.0
-        return refine(
-            y, self._means(mean_q), self.model.scale_table[scale_index],
-            lambda y_hat: self._synthesis_gradient(y_hat, image, weight, quality),
-            inverse, self._lmbda(quality), pixels,
-            self.refine, progress=progress,
-        )
-
-    def _synthesis_gradient(self, y_hat: np.ndarray, image: np.ndarray, weight: np.ndarray | None = None,
-                            quality: float | None = None) -> np.ndarray:
-        """The synthesis gradient graph on tiles like the transforms, with twice the synthesis's
-        context (the gradient reaches as far back as the synthesis reaches forward).
-        ``weight`` (1, 1, H, W) weighs each pixel's squared error (``None``: all 1); ``quality``
-        is the file's, for a synthesis that takes it (:meth:`_quality_input`)."""
-        d = self.model.downsampling
-        margin = 2 * max(d, self.margin // 2 // d * d)
-        spatial = {"image": (image, d)}
-        if self._gradient_weighted:
-            if weight is None:
-                weight = np.ones((1, 1, *image.shape[2:]), dtype=np.float32)
-            spatial["weight"] = (weight, d)
-        elif weight is not None:
-            raise ValueError("this synthesis gradient graph takes no pixel weight")
-        graph = self._session("synthesis_gradient")
-        (gradient,) = self._run_tiled(graph, "y_hat", y_hat, 4, (4,), margin,
-                                      self._quality_input("synthesis_gradient", quality), spatial=spatial)
-        return gradient
-
-    def _quality_input(self, graph: str, quality: float | None) -> dict[str, np.ndarray]:
-        """The ``quality`` input of a synthesis graph (loaded) that takes one (a post-filter that
-        sees the quality, vr-5f's): the file header's, float32 (1, 1, 1, 1); none for one that does not."""
-        if "quality" not in self._input_names[graph]:
-            return {}
-        if quality is None:
-            raise ValueError("this synthesis takes the quality")
-        return {"quality": np.full((1, 1, 1, 1), quality, dtype=np.float32)}
-
-    def _run_tiled(self, session, name: str, array: np.ndarray, unit_in: int, unit_out: tuple[int, ...], margin: int,
-                   fixed: dict[str, np.ndarray] | None = None, spatial: dict[str, tuple[np.ndarray, int]] | None = None,
-                   done: Callable[[float], None] | None = None, size: tuple[int, int] | None = None):
-        """:func:`nicodec.tiling.run_tiled` with this codec's tiles (:meth:`_tile_for`) and
-        its ``release_memory``. With the default margins the files and pixels are those of a
-        whole-image run: the margins cover the receptive fields (192 and 64 pixels against the
-        shipped model's 142 and 37), and the floating point came out identical too where
-        measured (``tests/test_codec.py``, ``benchmarks/large_image.py``)."""
-        return run_tiled(session, name, array, unit_in, unit_out, margin, self.model.downsampling, self._tile_for,
-                         fixed, spatial, done, size, self.release_memory)
-
-    def _tile_for(self, height: int, width: int, warn: bool = False) -> int:
-        """The tile to run an image of ``height`` x ``width`` pixels (padded) on: ``tile``'s, or
-        with ``tile=None`` the largest of :data:`AUTO_TILES` whose estimated growth fits in the
-        memory free now; with ``warn``, a warning where none does (Linux then ends the process
-        without a word)."""
-        if not self.auto_tile:
-            return self.tile
-        free, resident = memory_free(), resident_bytes()
-        if free is None or resident is None:
-            return self.tile
-        # What the process grew by since it held least as a call began (the calls in progress,
-        # and the arena earlier calls left) is used again; calls at once (--jobs) each need room.
-        calls = max(1, self._calls)
-        held = 0 if self._idle_resident is None else max(0, resident - self._idle_resident)
-        kind = getattr(_CALL, "kind", None) or "encode"  # outside a call, the larger
-        d = self.model.downsampling
-        margin = self.margin if kind == "encode" else max(d, self.margin // 2 // d * d)
-        for tile in AUTO_TILES:
-            if MEMORY_HEADROOM * growth_bytes(kind, tile, height, width, margin, d) * calls <= free + held:
-                return tile
-        if warn:
-            warnings.warn("this image may need more memory than is free, even on tiles of 256 pixels: the system may "
-                          "end the process (Linux prints 'Killed'); close other programs, or code a smaller image"
-                          + (", or fewer at once (--jobs)" if calls > 1 else ""), UserWarning,
-                          stacklevel=caller_outside())
-        return AUTO_TILES[-1]
-
-    def _entropy_parameters(self, z_hat: np.ndarray, shape: tuple[int, int] | None = None,
-                            done: Callable[[float], None] | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """``scale_index`` and ``mean_q`` for ``z_hat``, on tiles like the transforms (``done``:
-        as :meth:`_run_tiled`'s), cut to the latent's ``shape`` where given (its height and
-        width: four times z's, less the rows and columns a finely padded image has not).
-
-        Tiled, the integers are exactly those of a whole-image run: h_s sees at most 1.75
-        z positions either side (a 3x3 convolution at each of z's, twice z's and four times
-        z's resolution), the margin is ``ENTROPY_MARGIN`` positions, and integer arithmetic
-        has no rounding that could depend on the tile.
-        """
-        if not self.model.integer_entropy:
-            results = self._session("entropy_parameters").run(
-                None, {"z_hat": z_hat}, shrinking_run_options() if self.release_memory else None)
-            if done is not None:
-                done(1.0)
-        else:
-            margin = ENTROPY_MARGIN * self.model.downsampling
-            results = self._run_tiled(self._session("entropy_parameters"), "z_hat", z_hat, 1, (4, 4), margin, done=done,
-                                      size=shape)
-        if shape is None:
-            return results
-        rows, cols = shape
-        if any(r.shape[2] < rows or r.shape[3] < cols for r in results):
-            raise ModelError(f"the entropy-parameter graph gave outputs of shapes {[r.shape for r in results]}, "
-                             f"smaller than the latent's {rows}x{cols}")
-        return tuple(r if r.shape[2:] == (rows, cols) else np.ascontiguousarray(r[:, :, :rows, :cols])
-                     for r in results)
-
-    def _z_shape(self, height: int, width: int) -> tuple[int, int, int, int]:
-        d = self.model.downsampling
-        return (1, self.model.hyper_channels, -(-height // d), -(-width // d))
-
-    def _y_shape(self, height: int, width: int, multiple: int) -> tuple[int, int]:
-        """The latent's height and width for an image padded to multiples of ``multiple``."""
-        stride = self.model.downsampling // 4
-        padded_height, padded_width = nicformat.padded_size(height, width, multiple)
-        return padded_height // stride, padded_width // stride
-
-    def _y_hat(self, header: nicformat.Header, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
-        """The synthesis input of a file (:meth:`_synthesis_input` at the header's quality)."""
-        return self._synthesis_input(header.quality, symbols, mean_q)
-
-    def _synthesis_input(self, quality: float, symbols: np.ndarray, mean_q: np.ndarray) -> np.ndarray:
-        """Each symbol plus its mean, in float32 (as FORMAT.md defines), times the inverse
-        gain at ``quality`` for a variable-rate model."""
-        y_hat = symbols.astype(np.float32) + self._means(mean_q)
-        if self.model.variable_rate:
-            y_hat *= self.model.gains(quality)[1].reshape(1, -1, 1, 1)
-        return y_hat
-
-    def _synthesize(self, y_hat: np.ndarray, quality: float, done: Callable[[float], None] | None = None) -> np.ndarray:
-        """The decoder graph on ``y_hat``, in tiles: (1, 3, H, W) uint8 of the padded size
-        (``quality``: the file's, given to a graph that takes it; ``done``: as :meth:`_run_tiled`'s)."""
-        d = self.model.downsampling
-        # The synthesis needs less context than the analysis: its receptive field reaches 30
-        # pixels (three 3x3 convolutions at 1/16, 1/8 and 1/4 of the size, then a 5x5
-        # transposed one at 1/2), 37 with a post-filter (vr-5e's, vr-5f's: three 3x3 ones at 1/2 on 2x2 blocks), so 64,
-        # half the default analysis margin, covers it.
-        margin = max(d, self.margin // 2 // d * d)
-        graph = self._session("decoder")
-        (image,) = self._run_tiled(graph, "y_hat", y_hat, 4, (d,), margin, self._quality_input("decoder", quality),
-                                   done=done)
-        return image
-
-    def _means(self, mean_q: np.ndarray) -> np.ndarray:
-        # Exact in float32: |mean_q| < 2**24 and the divisor is a power of two.
-        return mean_q.astype(np.float32) / np.float32(1 << self.model.mean_bits)
-
-    @staticmethod
-    def _z_table_ids(shape) -> np.ndarray:
-        _, channels, h, w = shape
-        return np.repeat(np.arange(channels, dtype=np.int32), h * w)
-
-
-_STREAMS = {nicformat.HYPERLATENT: "the hyperlatent's", nicformat.LATENT: "the latent's"}
-
-
-class _MadeByEarlier(Exception):
-    """Raised inside a decode when the file is one for :meth:`Codec._earlier_codec`'s codec:
-    the decode starts again there, with the bytes already read (a path is not read twice: a
-    pipe has nothing left the second time, and a file may have changed), and its errors name
-    the path the file was given by, as :meth:`Codec._entropy_decode` names them."""
-
-    def __init__(self, codec: Codec, content: bytes, path) -> None:
-        super().__init__(codec.model_id)
-        self.codec, self.content, self.path = codec, content, path
-
-    def hand_on(self, call: Callable[[Codec, bytes], _R]) -> _R:
-        try:
-            return call(self.codec, self.content)
-        except (FormatError, ModelMismatchError) as exc:
-            if self.path is None:
-                raise
-            raise _named(exc, self.path) from None
-
-
-def _named(exc: NicodecError, path) -> NicodecError:
-    """``exc`` again, its message led by the path of the file it is about."""
-    named = type(exc)(f"{os.fsdecode(path)}: {exc}")
-    named.__dict__.update(exc.__dict__)  # what it says beside its message (ModelMismatchError.shipped_decodes)
-    return named
-
-
-def _decode_stream(sections: dict[bytes, bytes], tag: bytes, table_ids: np.ndarray, tables) -> np.ndarray:
-    """A section's rANS stream decoded; its damage named with the section."""
-    try:
-        return rans.decode(sections[tag], table_ids, tables)
-    except FormatError as exc:
-        raise FormatError(f"the file is damaged: {exc} (the {tag.decode('ascii')} section, {_STREAMS[tag]} "
-                          "symbols)") from None
 
 
 def _has_lambda(model: ModelFiles) -> bool:

@@ -1272,17 +1272,17 @@ def test_the_memory_free_is_read_as_linux_and_cgroups_give_it(tmp_path):
 def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
     """By default an image whose estimated growth at tiles of 1024 the memory free does not hold
     runs on smaller tiles, for the same file and pixels; a tile given is kept whatever is free."""
-    from nicodec import codec as codec_module
+    from nicodec import transforms
 
     MiB = 2 ** 20
     auto, given = Codec(providers="cpu", threads=1), Codec(providers="cpu", threads=1, tile=1024)
     assert auto.tile == 1024 and auto.auto_tile and not given.auto_tile
     resident = 2 * 2 ** 30  # an application's own memory counts for nothing: only the growth
-    monkeypatch.setattr(codec_module, "resident_bytes", lambda: resident)
+    monkeypatch.setattr(transforms, "resident_bytes", lambda: resident)
 
     def tile(height, width, free, kind=None, calls=0, idle=None):
-        monkeypatch.setattr(codec_module, "memory_free", lambda: free)
-        monkeypatch.setattr(codec_module._CALL, "kind", kind, raising=False)
+        monkeypatch.setattr(transforms, "memory_free", lambda: free)
+        monkeypatch.setattr(transforms._CALL, "kind", kind, raising=False)
         auto._calls, auto._idle_resident = calls, idle
         assert given._tile_for(height, width) == 1024
         return auto._tile_for(height, width)
@@ -1303,12 +1303,12 @@ def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
     # Two calls at once (--jobs 2) each need room
     free_for_one = next(free * MiB for free in range(4096) if tile(4032, 6016, free * MiB, "decode") == 1024)
     assert tile(4032, 6016, free_for_one, "decode", calls=2, idle=resident) < 1024
-    monkeypatch.setattr(codec_module, "memory_free", lambda: 0)
+    monkeypatch.setattr(transforms, "memory_free", lambda: 0)
     with pytest.warns(UserWarning, match="may need more memory than is free, even on tiles of 256 pixels: the system "
                                          "may end the process .*, or fewer at once"):
         auto._tile_for(4032, 6016, warn=True)
     auto._calls, auto._idle_resident = 0, None
-    monkeypatch.setattr(codec_module, "memory_free", lambda: None)  # off Linux
+    monkeypatch.setattr(transforms, "memory_free", lambda: None)  # off Linux
     assert auto._tile_for(4032, 6016) == 1024
     monkeypatch.undo()
 
@@ -1320,12 +1320,12 @@ def test_tiles_are_chosen_by_the_memory_free_unless_given(monkeypatch, photo):
         runs.clear()
         return codec.encode(image, progress=lambda done, total: runs.append(done))
 
-    monkeypatch.setattr(codec_module, "memory_free", lambda: 2 ** 40)
+    monkeypatch.setattr(transforms, "memory_free", lambda: 2 ** 40)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # room enough: no word of it
         whole = counted(Codec(providers="cpu", threads=1))
     whole_runs = len(runs)
-    monkeypatch.setattr(codec_module, "memory_free", lambda: 0)  # nothing free: the smallest tiles, and a warning
+    monkeypatch.setattr(transforms, "memory_free", lambda: 0)  # nothing free: the smallest tiles, and a warning
     killed = "may need more memory than is free, even on tiles of 256 pixels: the system may end the process"
     with pytest.warns(UserWarning, match=killed):
         tiled = counted(Codec(providers="cpu", threads=1))
@@ -1584,7 +1584,7 @@ def test_release_memory_hands_the_arena_back_after_every_run(photo, monkeypatch)
 
     original = sessions.shrinking_run_options
     monkeypatch.setattr("nicodec.tiling.shrinking_run_options", shrinking)
-    monkeypatch.setattr("nicodec.codec.shrinking_run_options", shrinking)  # a float entropy-parameter graph's
+    monkeypatch.setattr("nicodec.transforms.shrinking_run_options", shrinking)  # a float entropy-parameter graph's
     plain, released = Codec(providers="cpu"), Codec(providers="cpu", release_memory=True)
     data = plain.encode(photo)
     assert not made and np.array_equal(plain.decode(data, as_array=True), plain.decode(data, as_array=True))

@@ -120,7 +120,7 @@ def test_a_refined_file_costs_no_more_than_the_default_encoders(image, quality):
 
 
 def test_a_refinement_that_costs_more_is_not_kept(image, monkeypatch):
-    import nicodec.codec
+    import nicodec.encoding
 
     plain = Codec(providers="cpu", rdo=False)
     refined = Codec(providers="cpu", rdo=False, refine=2)
@@ -130,7 +130,7 @@ def test_a_refinement_that_costs_more_is_not_kept(image, monkeypatch):
         calls.append(1)
         return y + np.float32(3.0)
 
-    monkeypatch.setattr(nicodec.codec, "refine", harmful)
+    monkeypatch.setattr(nicodec.encoding, "refine", harmful)
     assert refined.encode(image, quality=60) == plain.encode(image, quality=60)
     assert calls == [1]
 
@@ -158,15 +158,15 @@ def test_a_refined_image_in_tiles_gives_the_whole_images_file(monkeypatch):
     in their seventh digit and the files do not, so the latents are compared too. rdo=False:
     the fallback is then plain rounding, which 3 steps beat here, so the file holds the
     refined latent."""
-    import nicodec.codec
+    import nicodec.encoding
 
-    refine, latents = nicodec.codec.refine, []
+    refine, latents = nicodec.encoding.refine, []
 
     def keeping(*args, **kwargs):  # the refinement as it is, its latent kept for the comparison
         latents.append(refine(*args, **kwargs))
         return latents[-1]
 
-    monkeypatch.setattr(nicodec.codec, "refine", keeping)
+    monkeypatch.setattr(nicodec.encoding, "refine", keeping)
     image = synthetic_photo(318, 440, seed=8)  # padded to 320 x 448: the pixel weight is cut into tiles too
     whole = Codec(providers="cpu", refine=3, rdo=False, tile=4096)
     tiled = Codec(providers="cpu", refine=3, rdo=False, tile=64)  # the gradient in 1 x 3 windows, the synthesis 3 x 5
