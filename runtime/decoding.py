@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 import warnings
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
@@ -35,6 +36,7 @@ class DecodingSteps(Transforms):
 
     _earlier_settings: CodecSettings | None  # None but for the default model's codec
     _earlier: dict[tuple[str, bytes], Codec]
+    _earlier_lock: threading.Lock
 
     def _earlier_codec(self, header: nicformat.Header) -> Codec | None:
         """For the default model's codec, the codec of the earlier shipped model that made the

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -26,7 +27,7 @@ _CALL = threading.local()
 
 class Transforms:
     """The graphs of a codec's model on arrays, in tiles: the model, the settings and the
-    sessions (``_session``, each graph loaded at its first use) are the codec's."""
+    sessions are the codec's."""
 
     model: ModelFiles
     max_pixels: int
@@ -37,6 +38,10 @@ class Transforms:
     _calls: int
     _idle_resident: int | None
     _input_names: dict[str, frozenset[str]]
+
+    def _session(self, graph: str) -> Any:
+        """The onnxruntime session of ``graph``, loaded at its first use (:class:`nicodec.Codec`'s)."""
+        raise NotImplementedError
 
     def _check_size(self, width: int, height: int, multiple: int | None = None) -> None:
         """Refuse an image too large to code, padded to multiples of ``multiple`` or not (by
