@@ -94,18 +94,30 @@ def _ort():
     return onnxruntime
 
 
-NEWEST_PYTHON_CHECKED = (3, 14)
-"""The newest Python this release was tested on; PyPI had no onnxruntime for the next one then."""
+def _newest_python_listed() -> tuple[int, ...]:
+    """The newest Python version nicodec's classifiers list, the newest this release was tested
+    on (pyproject.toml's ``Programming Language :: Python :: 3.N``); () where its metadata is
+    not installed (an application frozen without it)."""
+    from importlib import metadata
+
+    try:
+        classifiers = metadata.metadata("nicodec").get_all("Classifier") or []
+    except metadata.PackageNotFoundError:
+        return ()
+    prefix = "Programming Language :: Python :: 3."
+    return max(((3, int(c[len(prefix):])) for c in classifiers if c.startswith(prefix) and c[len(prefix):].isdigit()),
+               default=())
 
 
 def _newer_python_than_checked() -> str:
-    """What to add where onnxruntime is missing on a Python newer than this release knew: there
-    the extra's install may fail for want of an onnxruntime wheel (3.15 had none at 0.7.7)."""
-    if sys.version_info[:2] <= NEWEST_PYTHON_CHECKED:
+    """What to add where onnxruntime is missing on a Python newer than this release was tested
+    on: there the extra's install may fail for want of an onnxruntime wheel (3.15 had none at 0.7.7)."""
+    newest = _newest_python_listed()
+    if not newest or sys.version_info[:2] <= newest:
         return ""
-    running, newest = ".".join(map(str, sys.version_info[:2])), ".".join(map(str, NEWEST_PYTHON_CHECKED))
+    running, newest_text = ".".join(map(str, sys.version_info[:2])), ".".join(map(str, newest))
     return (f"; if pip finds no onnxruntime for Python {running} (PyPI had none for Python versions newer "
-            f"than {newest} when this nicodec was released), use Python {newest} or older")
+            f"than {newest_text} when this nicodec was released), use Python {newest_text} or older")
 
 
 def _broken(exc: BaseException) -> NicodecError:

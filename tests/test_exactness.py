@@ -9,6 +9,8 @@ pixels may differ only by the synthesis's float rounding (within 0.01 dB).
 from __future__ import annotations
 
 import itertools
+import re
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -269,11 +271,15 @@ def test_a_missing_or_broken_onnxruntime_is_one_clear_error(monkeypatch):
         sessions._ort()
     # On a Python newer than the release knew (3.15 had no onnxruntime wheel on PyPI), where the
     # extra's install itself fails, the message says which Python to use instead.
+    # The newest Python this release was tested on is the newest its classifiers list.
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"  # CI copies it beside the tests
+    listed = re.findall(r'"Programming Language :: Python :: 3\.(\d+)"', pyproject.read_text("utf-8"))
+    assert listed and sessions._newest_python_listed() == (3, max(map(int, listed)))
     major, minor = sys.version_info[:2]
     with monkeypatch.context() as patch, pytest.raises(
             NicodecError, match=rf"pip install '\.\[cpu\]'\); if pip finds no onnxruntime for Python {major}\.{minor} "
                                 rf"\(.*\), use Python {major}\.{minor - 1} or older$"):
-        patch.setattr(sessions, "NEWEST_PYTHON_CHECKED", (major, minor - 1))
+        patch.setattr(sessions, "_newest_python_listed", lambda: (major, minor - 1))
         sessions._ort()
     monkeypatch.delitem(sys.modules, "onnxruntime")
     real_import = builtins.__import__
