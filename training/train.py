@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import gc
 import math
 import os
 import time
@@ -653,6 +654,13 @@ class Run:
             wall = time.monotonic() - self.t0
             if main:
                 self.finish(stop, wall)
+        if self.process.distributed:
+            # DistributedDataParallel's reducer holds the process group, and reference cycles kept
+            # it to the interpreter's end: gloo's threads were then torn down during finalisation,
+            # and a process ended in "terminate called without an active exception" (SIGABRT) after
+            # its run had finished (one CI run in about ten). Let go of it while the group is alive.
+            self.eager = self.net = self.model
+            gc.collect()
         self.process.end()
         if stop.signal and self.step < self.last_step:
             raise typer.Exit(128 + stop.signal)
