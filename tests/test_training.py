@@ -318,7 +318,7 @@ def test_compiled_training_matches_eager_and_switches_to_integer(folder, tmp_pat
     """``--compile``: the same first losses as eager (the same crops and levels), then the
     switch to the integer h_s recompiles and training carries on."""
     from nicodec.training.data import CropSampler
-    from nicodec.training.train import compiled, make_optimizer, training_step
+    from nicodec.training.steps import compiled, make_optimizer, training_step
 
     def autocast():
         return torch.autocast("cpu", enabled=False)
@@ -366,7 +366,7 @@ def test_a_schedule_that_ends_in_this_run_is_fitted_to_its_deadline():
     schedule that goes on in later runs is cut there, not shortened."""
     import time
 
-    from nicodec.training.train import fitted_to_deadline
+    from nicodec.training.schedule import fitted_to_deadline
 
     cfg = TrainConfig(minutes=8.8, total_minutes=8.8)
     seconds, budget, fitted = fitted_to_deadline(cfg, 528.0, 528.0, 0.0, time.time() + 300)
@@ -401,7 +401,7 @@ def test_a_run_fitted_to_its_deadline_anneals_before_it(folder, tmp_path):
 
 def test_the_warm_up_scales_the_scheduled_rate_not_the_peak():
     """A carried schedule that warms up again inside its anneal climbed to the peak rate, then fell."""
-    from nicodec.training.train import learning_rate
+    from nicodec.training.schedule import learning_rate
 
     cfg = TrainConfig(lr=1e-4, anneal=0.5, warmup=200)
     scheduled = learning_rate(cfg, 0.95, 10**6)
@@ -431,15 +431,15 @@ def test_the_final_checkpoint_counts_the_training_time_not_the_final_validation(
     on a CPU) counted in them moved it on by as much."""
     import time
 
-    import nicodec.training.train as train_module
+    import nicodec.training.loop as loop_module
 
-    validate = train_module.validate
+    validate = loop_module.validate
 
     def slow(*args, **kwargs):
         time.sleep(1.5)
         return validate(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "validate", slow)
+    monkeypatch.setattr(loop_module, "validate", slow)
     cfg = TrainConfig(steps=2, batch=2, crop=64, val_every=100, val_images=2)
     metrics = train([str(folder)], tmp_path / "run", TINY, cfg)
     ckpt = torch.load(tmp_path / "run" / "last.pt", weights_only=True)
@@ -510,7 +510,7 @@ def test_a_training_step_never_reads_a_tensor_back_to_the_host():
     from torch.utils._python_dispatch import TorchDispatchMode
 
     from nicodec.training.data import CropSampler
-    from nicodec.training.train import switch_to_integer, training_step
+    from nicodec.training.steps import switch_to_integer, training_step
 
     class Reads(TorchDispatchMode):
         def __init__(self):

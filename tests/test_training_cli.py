@@ -23,6 +23,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from nicodec.errors import ModelError  # noqa: E402
 from nicodec.training import data as data_module  # noqa: E402
+from nicodec.training import loop as loop_module  # noqa: E402
 from nicodec.training import decoder_finetune, entropy_finetune  # noqa: E402
 from nicodec.training import run_start  # noqa: E402
 from nicodec.training import train as train_module  # noqa: E402
@@ -322,7 +323,7 @@ def test_ctrl_c_before_the_training_loop_is_one_line(tmp_path, images, monkeypat
     # Under torchrun the loop sets no handler: a Ctrl-C in it comes here too, after checkpoints.
     import contextlib
 
-    real_step, steps = train_module.training_step, []
+    real_step, steps = loop_module.training_step, []
 
     def step_then_stop(*args, **kwargs):
         steps.append(1)
@@ -330,8 +331,8 @@ def test_ctrl_c_before_the_training_loop_is_one_line(tmp_path, images, monkeypat
             raise KeyboardInterrupt
         return real_step(*args, **kwargs)
 
-    monkeypatch.setattr(train_module.Stop, "on_signals", lambda self, enabled=True: contextlib.nullcontext())
-    monkeypatch.setattr(train_module, "training_step", step_then_stop)
+    monkeypatch.setattr(loop_module.Stop, "on_signals", lambda self, enabled=True: contextlib.nullcontext())
+    monkeypatch.setattr(loop_module, "training_step", step_then_stop)
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--steps", "10",
                         "--batch", "2", "--val-every", "2")
     assert code == 130 and said.endswith("interrupted: --resume continues from the last checkpoint written"), said
@@ -344,12 +345,12 @@ def test_the_progress_bar_counts_by_the_limit_that_ends_the_run(tmp_path, images
     the minutes, and the time left to the limit."""
     seen = []
 
-    class Recording(train_module.Progress):
+    class Recording(loop_module.Progress):
         def update(self, task, **fields):
             seen.append(fields)
             super().update(task, **fields)
 
-    monkeypatch.setattr(train_module, "Progress", Recording)
+    monkeypatch.setattr(loop_module, "Progress", Recording)
     import time
 
     length = {"steps": ["--steps", "3"], "minutes": ["--minutes", "0.03"], "deadline": ["--deadline", time.time() + 6]}[limit]
@@ -498,7 +499,7 @@ def test_entropy_finetune_stopped_by_a_signal_writes_the_step_reached(tmp_path, 
     assert "SIGTERM: stopping after this step" in said and "stopped by SIGTERM at step 1 of 100000; wrote" in said
     report = torch.load(out, weights_only=True)["metrics"]["entropy_finetune"]
     assert report["stopped_by"] == "SIGTERM" and report["history"][-1]["step"] == 1
-    assert not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), train_module.Stop)  # put back
+    assert not isinstance(getattr(signal.getsignal(signal.SIGTERM), "__self__", None), loop_module.Stop)  # put back
 
     # A second one stops at once, writing nothing, with SIGTERM's exit code (it was Ctrl-C's 130).
     signal_once_training(entropy_finetune, "gaussian_likelihood", times=2)
@@ -787,7 +788,7 @@ def test_a_diverging_run_stops_without_writing_over_its_checkpoint(tmp_path, ima
     assert code == 0, said
     before = (run / "last.pt").read_bytes()
     if timed:
-        monkeypatch.setattr(train_module, "CHECKPOINT_SECONDS", 0)
+        monkeypatch.setattr(loop_module, "CHECKPOINT_SECONDS", 0)
     code, said = invoke(train_module.app, "--out", run, "--resume", "--lr", "1e6", "--steps", "200", "--val-every", "30")
     assert code == 1
     assert "the loss is not finite at step" in said
@@ -888,7 +889,7 @@ def test_an_unreadable_held_out_image_is_not_counted_as_a_small_one(tmp_path, im
 
 def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_what_is_kept(tmp_path, images, monkeypatch):
     """A full disk, or a folder made read-only, at a mid-run checkpoint ended in a traceback."""
-    real, calls = train_module.save_checkpoint, []
+    real, calls = loop_module.save_checkpoint, []
 
     def save_checkpoint(*args, **kwargs):
         calls.append(1)
@@ -896,7 +897,7 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_what_is_kept(tmp
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "save_checkpoint", save_checkpoint)
+    monkeypatch.setattr(loop_module, "save_checkpoint", save_checkpoint)
     run = tmp_path / "run"
     code, said = invoke(train_module.app, "--data", images, "--out", run, *TINY, "--steps", "3", "--batch", "2",
                         "--val-every", "1")
@@ -909,8 +910,8 @@ def test_a_checkpoint_that_cannot_be_written_is_one_line_naming_what_is_kept(tmp
     def slim_checkpoint(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(train_module, "save_checkpoint", real)
-    monkeypatch.setattr(train_module, "slim_checkpoint", slim_checkpoint)
+    monkeypatch.setattr(loop_module, "save_checkpoint", real)
+    monkeypatch.setattr(loop_module, "slim_checkpoint", slim_checkpoint)
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run2", *TINY, "--steps", "1",
                         "--batch", "2", "--slim", tmp_path / "w.pt")
     assert code == 1, said
@@ -923,17 +924,17 @@ def test_a_stop_during_the_final_validation_waits_for_the_checkpoint(tmp_path, i
     time-boxed run ends) killed the run with nothing written."""
     import signal
 
-    handlers, real = [], train_module.validate
+    handlers, real = [], loop_module.validate
 
     def validate(*args, **kwargs):
         handlers.append(type(getattr(signal.getsignal(signal.SIGTERM), "__self__", None)))
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(train_module, "validate", validate)
+    monkeypatch.setattr(loop_module, "validate", validate)
     code, said = invoke(train_module.app, "--data", images, "--out", tmp_path / "run", *TINY, "--steps", "2",
                         "--batch", "2")
     assert code == 0, said
-    assert handlers[-1] is train_module.Stop and (tmp_path / "run" / "last.pt").exists()
+    assert handlers[-1] is loop_module.Stop and (tmp_path / "run" / "last.pt").exists()
 
 
 def test_a_folder_given_twice_is_counted_once_and_held_out_images_are_not_trained_on(tmp_path, images):

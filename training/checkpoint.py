@@ -20,7 +20,7 @@ from nicodec.files import write_atomic
 from .model import MeanScaleHyperprior, ModelConfig
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .schedule import TrainConfig
 
 
 def save_atomically(obj, path: str | Path) -> None:

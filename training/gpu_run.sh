@@ -117,7 +117,7 @@
 #   LIMIT     the command's time limit in seconds: training stops 45 s before it, whatever
 #             MINUTES says, so the final validation and checkpoint are written; a schedule that
 #             would end after that is fitted into the time left when training starts, so that the
-#             run still anneals (nicodec.training.train.fitted_to_deadline) [600]
+#             run still anneals (nicodec.training.schedule.fitted_to_deadline) [600]
 #   PY        the Python that has torch [python3]
 #
 # $OUT/slim.pt is rewritten at every validation (every 1,000 steps), so a run that is cut

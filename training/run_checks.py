@@ -19,7 +19,7 @@ from .checkpoint import CheckpointError, load_model
 from .model import MeanScaleHyperprior, ModelConfig
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .schedule import TrainConfig
 
 
 def resumed_config(cfg: TrainConfig, saved: dict, inherit: frozenset[str]) -> tuple[TrainConfig, dict]:

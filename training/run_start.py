@@ -24,7 +24,7 @@ from .model import MeanScaleHyperprior, ModelConfig, remap_levels
 from .run_checks import RUN_OPTIONS, check_architecture, check_creatable, resumed_config, resumed_slim
 
 if TYPE_CHECKING:
-    from .train import TrainConfig
+    from .schedule import TrainConfig
 
 VAL_CROP = 256
 """Side of the centre crop of each held-out image that validation measures; smaller held-out

@@ -11,7 +11,7 @@ import threading
 from .messages import console
 
 TRAINING_BEGAN = threading.Event()
-"""Set as ``Run.train`` (nicodec.training.train) starts its loop: a Ctrl-C the command catches before then wrote nothing
+"""Set as ``Run.train`` (nicodec.training.loop) starts its loop: a Ctrl-C the command catches before then wrote nothing
 (under ``torchrun`` the loop has no handler of its own, and one may come later)."""
 
 
