@@ -23,8 +23,8 @@ from typer.testing import CliRunner  # noqa: E402
 
 from nicodec.errors import ModelError  # noqa: E402
 from nicodec.training import data as data_module  # noqa: E402
-from nicodec.training import loop as loop_module  # noqa: E402
 from nicodec.training import decoder_finetune, entropy_finetune  # noqa: E402
+from nicodec.training import loop as loop_module  # noqa: E402
 from nicodec.training import run_start  # noqa: E402
 from nicodec.training import train as train_module  # noqa: E402
 from nicodec.training.model import MeanScaleHyperprior, ModelConfig  # noqa: E402

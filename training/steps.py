@@ -1,6 +1,7 @@
 """What one training step is made of: a batch of crops at random levels, the forward pass
-(compiled or eager), the loss and Adam's update; and the validation, the integer switch and the
-throughput probe built on them."""
+(compiled or eager: :func:`compiled`), the loss and Adam's update (:func:`make_optimizer`), with
+only some levels' gains left to train where asked (:func:`freeze_except_gains`); and the
+validation, the switch to the integer hyper-synthesis and the throughput probe built on them."""
 
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ def validate(model, batch: torch.Tensor, autocast) -> dict:
 
 
 def describe(metrics: dict) -> str:
+    """One line of :func:`validate`'s figures: the means, then bpp/PSNR at each level where there are levels."""
     text = f"val loss {metrics['loss']:.4f} bpp {metrics['bpp']:.4f} PSNR {metrics['psnr']:.2f}"
     if "levels" in metrics:
         text += " | " + " ".join(f"{m['bpp']:.3f}/{m['psnr']:.2f}" for m in metrics["levels"])
@@ -143,7 +145,8 @@ def compiled(module: torch.nn.Module, mode: str) -> torch.nn.Module:
     torch._dynamo.config.suppress_errors = True
     try:
         # Compile the backward with the forward, where suppress_errors covers it, not at the first
-        # backward() (a flag of recent torch versions; without it train() catches the failure).
+        # backward() (a flag of recent torch versions; without it the run's first step,
+        # Run.first_step in .loop, catches the failure).
         import torch._functorch.config
 
         torch._functorch.config.force_non_lazy_backward_lowering = True

@@ -107,7 +107,7 @@ def train(
     single-rate model's ``lmbda`` is replaced (fine-tuning it to another rate).
 
     Ctrl-C or SIGTERM writes a checkpoint at the step reached before it stops; so does every
-    :data:`CHECKPOINT_SECONDS` of training between validations. A loss that is no longer finite
+    :data:`.loop.CHECKPOINT_SECONDS` of training between validations. A loss that is no longer finite
     stops the run without writing over the last checkpoint.
 
     Whatever can be checked is checked before the images are loaded (:func:`check_outputs`,
