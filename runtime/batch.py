@@ -38,18 +38,31 @@ class Abandoned(KeyboardInterrupt):
 
 
 ABANDONED: list[int] = []
-"""The count of files a batch left unfinished (:class:`Abandoned`), once one has: their threads
-may still run, and only ending the process at once ends them."""
+"""The count of files the latest batch left unfinished (:class:`Abandoned`), once it has: their
+threads may still run, and only ending the process at once ends them (the nicodec command does)."""
 
 _COMMIT = threading.Lock()
 """Taken for :func:`unless_abandoned`'s check, and by :func:`run` as it gives a batch up: a file
 is either renamed into place before the batch is given up (and waited for, to be counted as
 written) or never renamed."""
-_RENAMING: dict[int, object] = {}
-"""The items past :func:`unless_abandoned`'s check, by the thread that codes them."""
-_WRITING: dict[int, str] = {}
-"""The temporary file each thread coding an item writes (:func:`writing_to`), until its item ends."""
+
+
+class _Books:
+    """One batch's record of its workers, for a stop that gives it up. Each batch keeps its own:
+    a program that runs the command line again in-process (a notebook's next cell) started a new
+    batch while the threads of one given up still coded, and the new one, clearing a flag they
+    shared, let them put their files in place afterwards (stale: made at the first run's
+    settings, then called up to date); a batch given up on the main thread also removed the
+    temporary files of another running on a thread of its own."""
+
+    def __init__(self) -> None:
+        self.given_up = False  # set (with _COMMIT held) as the batch is given up: nothing is renamed after
+        self.renaming: dict[int, object] = {}  # the items past unless_abandoned's check, by thread
+        self.writing: dict[int, str] = {}  # the temporary file each thread writes (writing_to), until its item ends
+
+
 _CODING = threading.local()
+"""A worker thread's item and its batch's :class:`_Books`, while it codes the item."""
 
 
 def unless_abandoned(write: Callable) -> Callable:
@@ -61,11 +74,12 @@ def unless_abandoned(write: Callable) -> Callable:
     def writing(f) -> None:
         write(f)
         with _COMMIT:
-            if ABANDONED:
+            books = getattr(_CODING, "books", None)
+            if books is None:  # not written by a batch's worker
+                return
+            if books.given_up:
                 raise Abandoned(signal.SIGINT, 0)
-            item = getattr(_CODING, "item", None)
-            if item is not None:
-                _RENAMING[threading.get_ident()] = item
+            books.renaming[threading.get_ident()] = _CODING.item
 
     return writing
 
@@ -76,24 +90,26 @@ def writing_to(temporary: str) -> None:
     nicodec command then ends its process while the file may still be written (a large PNG
     takes seconds); raises :class:`Abandoned` if the batch was given up already."""
     with _COMMIT:
-        if ABANDONED:
+        books = getattr(_CODING, "books", None)
+        if books is None:  # not written by a batch's worker
+            return
+        if books.given_up:
             raise Abandoned(signal.SIGINT, 0)
-        if getattr(_CODING, "item", None) is not None:
-            _WRITING[threading.get_ident()] = temporary
+        books.writing[threading.get_ident()] = temporary
 
 
-def _remove_unrenamed() -> None:
-    """Remove the temporary files of the items being written and not past
-    :func:`unless_abandoned`'s check (with ``_COMMIT`` held, as a batch is given up): they are
+def _remove_unrenamed(books: _Books) -> None:
+    """Remove the temporary files of the batch's items being written and not past
+    :func:`unless_abandoned`'s check (with ``_COMMIT`` held, as the batch is given up): they are
     never renamed into place, and their threads may be cut short before they remove them.
     Where an open file cannot be removed (Windows), its thread removes it as its writer raises."""
-    for ident, temporary in list(_WRITING.items()):
-        if ident not in _RENAMING:
+    for ident, temporary in list(books.writing.items()):
+        if ident not in books.renaming:
             try:
                 os.unlink(temporary)
             except OSError:
                 pass
-            del _WRITING[ident]
+            del books.writing[ident]
 
 
 @contextmanager
@@ -168,13 +184,14 @@ def run(
     summary = Summary()
     start = time.perf_counter()
     ABANDONED.clear()
+    books = _Books()
 
     finished: list[Outcome] = []  # every item coded, in the order they ended (list.append is atomic)
     started: list[Item] = []
 
     def guarded(item: Item) -> Outcome:
         started.append(item)
-        _CODING.item = item
+        _CODING.item, _CODING.books = item, books
         try:
             try:
                 outcome = work(item)
@@ -184,10 +201,10 @@ def run(
                 outcome = Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
             finished.append(outcome)
         finally:
-            _CODING.item = None
+            _CODING.item = _CODING.books = None
             with _COMMIT:
-                _RENAMING.pop(threading.get_ident(), None)
-                _WRITING.pop(threading.get_ident(), None)
+                books.renaming.pop(threading.get_ident(), None)
+                books.writing.pop(threading.get_ident(), None)
         return outcome
 
     pending = []
@@ -258,16 +275,18 @@ def run(
         if abandoned is not None:
             with signals_held(raise_after=False):  # marked, waited for and counted, before another stop
                 with _COMMIT:
-                    ABANDONED.append(0)  # no file is renamed into place after this
+                    books.given_up = True  # no file is renamed into place after this
+                    ABANDONED.append(0)
                     pool.shutdown(wait=False, cancel_futures=True)  # and none started (as a worker ends its file)
                     begun = list(started)
-                    past = {id(item) for item in _RENAMING.values()}  # this batch's items (an earlier one's threads may run)
-                    _remove_unrenamed()
+                    past = {id(item) for item in books.renaming.values()}
+                    _remove_unrenamed(books)
                     renaming = [future for future, item in in_flight.items() if id(item) in past]
                 # Those past the check are renaming their files: counted as written, once they are
                 wait_for(renaming, timeout=RENAMING_SECONDS)
                 done = {id(outcome.item) for outcome in finished}
-                ABANDONED[-1] = sum(id(item) not in done for item in begun)
+                unfinished = sum(id(item) not in done for item in begun)
+                ABANDONED[:] = [unfinished]
         try:
             with signals_held():
                 for outcome in list(finished):
@@ -276,10 +295,10 @@ def run(
         except KeyboardInterrupt:
             pass
         if abandoned is not None:
-            raise Abandoned(abandoned.signum, ABANDONED[-1]) from stop
+            raise Abandoned(abandoned.signum, unfinished) from stop
         raise stop
     finally:
-        if not ABANDONED:
+        if not books.given_up:
             pool.shutdown(wait=True)
     # In the order of the items, not the order their threads ended: the report's lines are the
     # same from run to run whatever --jobs.

@@ -1403,6 +1403,46 @@ def test_a_file_renamed_into_place_as_the_batch_is_given_up_is_counted_as_writte
     assert coded == ["a.png"]  # the next file was not started as the worker ended its own (and counted unfinished)
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_a_batch_given_up_writes_nothing_once_a_later_batch_has_begun(tmp_path, sigterm_raises):
+    """A program that runs the command line in-process again after a stop (a notebook's next
+    cell): the new batch cleared the flag that the first one's threads checked, and a file still
+    being coded when the first was given up was put in place afterwards (made at the first
+    run's settings, so the second called it up to date or kept it)."""
+    import signal
+    import threading
+
+    from nicodec import batch
+    from nicodec.files import write_atomic
+
+    main = threading.main_thread().ident
+    (tmp_path / "out").mkdir()
+    release, workers = threading.Event(), []
+
+    def stuck(item):  # the first batch: given up (SIGTERM) while this file is still being coded
+        workers.append(threading.current_thread())
+        signal.pthread_kill(main, signal.SIGTERM)
+        release.wait(60)
+        write_atomic(item.target, batch.unless_abandoned(lambda f: f.write(b"first")), created=batch.writing_to)
+        return batch.Outcome(item, "done", bytes_out=5)
+
+    def quick(item):
+        write_atomic(item.target, batch.unless_abandoned(lambda f: f.write(b"second")), created=batch.writing_to)
+        return batch.Outcome(item, "done", bytes_out=6)
+
+    first = [batch.Item(tmp_path / "a.png", tmp_path / "out" / "a.nic")]
+    with pytest.raises(batch.Abandoned) as stopped:
+        batch.run(first, stuck, force=True)
+    assert stopped.value.unfinished == 1
+    later = batch.run([batch.Item(tmp_path / "b.png", tmp_path / "out" / "b.nic")], quick, force=True)
+    assert [outcome.status for outcome in later.outcomes] == ["done"] and not batch.ABANDONED
+    release.set()  # the first batch's file ends now, while the later batch's books are clean
+    for worker in workers:
+        worker.join(timeout=60)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["b.nic"]
+    assert (tmp_path / "out" / "b.nic").read_bytes() == b"second"
+
+
 @pytest.mark.skipif(not hasattr(__import__("signal"), "SIGXCPU"), reason="POSIX signals")
 def test_a_cpu_limit_that_keeps_signalling_stops_once_and_is_not_a_core_dump(tmp_path):
     """Past a soft CPU-time limit the kernel sends SIGXCPU again every CPU second: the first
