@@ -61,7 +61,8 @@ SYMBOL_MISMATCH_TOLERANCE = 1e-4
 
 # One message, one line, however narrow the terminal; markup off: a folder or model id of
 # "[x]" would be taken for a style (and "[/x]" ends in a MarkupError after the export is done).
-console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+# force_jupyter off: in a notebook's kernel too, lines on stderr rather than HTML displays.
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False, force_jupyter=False)
 
 
 def export_graphs(model: MeanScaleHyperprior, folder: Path) -> None:

@@ -123,6 +123,8 @@ class _Console(Console):
         blank line before the report."""
         if self._told_terminal is not None:
             return bool(self._told_terminal)
+        if "0" in (os.environ.get("TTY_COMPATIBLE"), os.environ.get("TTY_INTERACTIVE")):
+            return False  # read here too: Rich reads them only from 14.0, and nicodec takes 10.11
         return writes_to_terminal(self) and self.is_interactive
 
     def print(self, *objects, **kwargs) -> None:
@@ -154,9 +156,12 @@ class _Console(Console):
 
 
 # soft_wrap: one message is one line, however narrow the terminal or pipe. emoji off: a name
-# such as x:cat:.png is shown as it is, not with Rich's emoji for :cat:.
-err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
-out = _Console(highlight=False, soft_wrap=True, emoji=False)
+# such as x:cat:.png is shown as it is, not with Rich's emoji for :cat:. force_jupyter off:
+# nicodec.cli.main() run in a notebook's kernel writes its report to stdout and its messages to
+# stderr, as anywhere else, rather than as HTML displays that neither stream holds (an error
+# then looked like output, and contextlib.redirect_stderr caught nothing).
+err = _Console(stderr=True, highlight=False, soft_wrap=True, emoji=False, force_jupyter=False)
+out = _Console(highlight=False, soft_wrap=True, emoji=False, force_jupyter=False)
 
 SHOWN_WARNINGS: set[str] = set()
 """Warnings printed by this command line: a rate search reads its image more than once, and

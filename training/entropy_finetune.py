@@ -50,7 +50,8 @@ from .train import DEFAULT_DATA
 
 # Markup off: a path or model id of "[x]" would be taken for a style (and "[/x]" ends in a
 # MarkupError); soft wrap: one line per message in a log, whatever its width.
-console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+# force_jupyter off: in a notebook's kernel too, lines on stderr rather than HTML displays.
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False, force_jupyter=False)
 
 
 @torch.no_grad()

@@ -12,7 +12,8 @@ from rich.console import Console
 
 # One line per line in a log file, whatever its width; markup off: a path of "[x]" would be
 # taken for a style (and "[/x]" ends in a MarkupError after the run's work is done).
-console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
+# force_jupyter off: in a notebook's kernel too, lines on stderr rather than HTML displays.
+console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False, force_jupyter=False)
 
 
 def nothing_to_train(step: int, origin: tuple, steps: int, seconds_before: float, schedule_seconds: float) -> str:
