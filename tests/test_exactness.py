@@ -146,7 +146,11 @@ def test_models_checked_on_probe_1_are_still_checked_on_it(tmp_path, monkeypatch
     manifest = json.loads((folder / "manifest.json").read_text())
     session = ort.InferenceSession(str(folder / "entropy_parameters.onnx"), providers=["CPUExecutionProvider"])
     right = exactness.digest(session.run(None, {"z_hat": exactness.probe(int(manifest["config"]["Nh"]))})[:2])
-    for sha, accepted in ((right, True), ("0" * 64, False)):
+    # Where the onnxruntime here is 1.21 to 1.24 (a distribution's build: Debian's
+    # python3-onnxruntime is 1.21 or 1.23), the right digest is refused too, by name (below).
+    release = tuple(int(part) for part in ort.__version__.split(".")[:2] if part.isdigit())
+    by_name = "ConvInteger" in exactness.KNOWN_FAULTY.get(release, "")
+    for sha, accepted in ((right, not by_name), ("0" * 64, False)):
         (folder / "manifest.json").write_text(json.dumps({**manifest, "entropy_check": {"probe": 1, "sha256": sha}}))
         if accepted:
             assert Codec(folder, providers="cpu").model.entropy_probe == 1
