@@ -74,12 +74,9 @@ def unless_abandoned(write: Callable) -> Callable:
     def writing(f) -> None:
         write(f)
         with _COMMIT:
-            books = getattr(_CODING, "books", None)
-            if books is None:  # not written by a batch's worker
-                return
-            if books.given_up:
-                raise Abandoned(signal.SIGINT, 0)
-            books.renaming[threading.get_ident()] = _CODING.item
+            books = _own_books()
+            if books is not None:
+                books.renaming[threading.get_ident()] = _CODING.item
 
     return writing
 
@@ -90,12 +87,18 @@ def writing_to(temporary: str) -> None:
     nicodec command then ends its process while the file may still be written (a large PNG
     takes seconds); raises :class:`Abandoned` if the batch was given up already."""
     with _COMMIT:
-        books = getattr(_CODING, "books", None)
-        if books is None:  # not written by a batch's worker
-            return
-        if books.given_up:
-            raise Abandoned(signal.SIGINT, 0)
-        books.writing[threading.get_ident()] = temporary
+        books = _own_books()
+        if books is not None:
+            books.writing[threading.get_ident()] = temporary
+
+
+def _own_books() -> _Books | None:
+    """The books of the batch whose worker this thread is (None: it is no batch's worker), with
+    ``_COMMIT`` held; raises :class:`Abandoned` if that batch was given up."""
+    books = getattr(_CODING, "books", None)
+    if books is not None and books.given_up:
+        raise Abandoned(signal.SIGINT, 0)
+    return books
 
 
 def _remove_unrenamed(books: _Books) -> None:
