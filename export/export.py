@@ -8,13 +8,15 @@ tables and the manifest (see ``nicodec.model``), runs ``onnx.checker`` on every
 graph, then checks parity with torch through the runtime itself: a test image is
 coded by the exported folder and by the torch model, and the integers and pixels
 are compared. The export fails when parity fails.
+
+This module holds the graphs' writing and the command; the tables and the manifest are
+written by ``nicodec.export.manifest``, the parity check is ``nicodec.export.parity``'s.
 """
 
 from __future__ import annotations
 
 import errno
 import json
-import math
 import os
 import shutil
 import signal
@@ -33,31 +35,24 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from nicodec import exactness
 from nicodec.stops import Terminated, signals_held, stop_like_ctrl_c
 from nicodec.errors import NicodecError
 from nicodec.files import nearest_existing
-from nicodec.format import FORMAT_VERSION, model_id_problem
+from nicodec.format import model_id_problem
 from nicodec.model import (
-    DECODES_FILES_OF, ENCODER_GRAPHS, GRAPHS, MANIFEST, MODEL_FORMAT, MODEL_FORMAT_VERSION, OPTIONAL_GRAPHS, TABLES,
-    ModelFiles, decoding_fields, default_model_dir, earlier_model_problem, manifest_hash, quality_position, sha256_file,
+    DECODES_FILES_OF, ENCODER_GRAPHS, MANIFEST, ModelFiles, default_model_dir, manifest_hash, sha256_file,
 )
 from nicodec.options import quality_parser
-from nicodec.training.integer import MEAN_BITS, integer_parameters
-from nicodec.training.model import SCALE_LEVELS, SCALE_MAX, MeanScaleHyperprior, scale_table
+from nicodec.training.integer import integer_parameters
+from nicodec.training.model import MeanScaleHyperprior, scale_table
 from nicodec.training.checkpoint import load_model
 
 from .graphs import Decoder, EntropyParameters, Encoder, HalfDecoder, SynthesisGradient
-from .integer import build_graph, parameters_from_graph, reference
-from .tables import factorized_tables, gaussian_tables
+from .integer import build_graph
+from .manifest import DEFAULT_QUALITY, as_json, files_decodable, write_manifest, write_tables
+from .parity import PARITY_QUALITIES, check_parity, parity_image
 
 OPSET = 17
-DEFAULT_QUALITY = 75.0
-"""The quality a variable-rate model codes at when none is asked for (``--default-quality``)."""
-PIXEL_TOLERANCE_DB = 45.0
-"""Decoded pixels from onnxruntime and from torch must agree to this PSNR at least."""
-SYMBOL_MISMATCH_TOLERANCE = 1e-4
-"""Fraction of latent symbols that may round the other way between torch and onnxruntime."""
 
 # One message, one line, however narrow the terminal; markup off: a folder or model id of
 # "[x]" would be taken for a style (and "[/x]" ends in a MarkupError after the export is done).
@@ -204,21 +199,6 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     return manifest
 
 
-def _as_json(value):
-    """A checkpoint's record for the manifest, which is strict JSON: a number that is not finite
-    becomes None, a tensor or numpy scalar its number, anything else of no JSON type its text
-    (a checkpoint's metrics of NaN, or holding a tensor, failed the export with a traceback)."""
-    if isinstance(value, (torch.Tensor, np.ndarray, np.generic)):
-        value = value.item() if np.prod(value.shape) == 1 else value.tolist()
-    if isinstance(value, dict):
-        return {str(key): _as_json(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_as_json(item) for item in value]
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    return value if value is None or isinstance(value, (bool, int, str)) else str(value)
-
-
 def store_weights_in_half(path: Path, min_size: int = 1024) -> int:
     """Store float32 weights that are exactly representable in fp16 as fp16, each followed by
     a Cast back to float32; returns how many were converted.
@@ -247,186 +227,6 @@ def store_weights_in_half(path: Path, min_size: int = 1024) -> int:
     graph.node.extend(nodes)
     onnx.save(model, str(path))
     return len(casts)
-
-
-def write_tables(model: MeanScaleHyperprior, folder: Path) -> None:
-    z = factorized_tables(model.z_prior)
-    y = gaussian_tables(scale_table())
-    gains = {}
-    if model.config.levels:
-        # The trained levels' gain vectors; the runtime interpolates between them (FORMAT.md).
-        gains = {
-            "log_gain": model.log_gain.detach().float().numpy(),
-            "log_inverse_gain": model.log_inverse_gain.detach().float().numpy(),
-        }
-    np.savez(
-        folder / TABLES,
-        z_cdf=z.cdf, z_sizes=z.sizes, z_offsets=z.offsets,
-        y_cdf=y.cdf, y_sizes=y.sizes, y_offsets=y.offsets,
-        scale_table=scale_table().numpy(), **gains,
-    )
-
-
-def write_manifest(folder: Path, model: MeanScaleHyperprior, model_id: str, training: dict,
-                   default_quality: float | None = None) -> dict:
-    files = {name: sha256_file(folder / name) for name in [f"{g}.onnx" for g in GRAPHS + OPTIONAL_GRAPHS] + [TABLES]}
-    manifest = {
-        "format": MODEL_FORMAT,
-        "version": MODEL_FORMAT_VERSION,
-        "model_id": model_id,
-        "bitstream_version": FORMAT_VERSION,
-        "architecture": "mean-scale-hyperprior",
-        "entropy_parameters": "integer" if model.config.integer_entropy else "float",
-        "config": model.config.to_dict(),
-        "downsampling": model.config.downsampling,
-        "mean_bits": MEAN_BITS,
-        "scale_levels": SCALE_LEVELS,
-        "scale_max": SCALE_MAX,
-        "training": training,
-        "rate": rate_section(model, default_quality),
-        "files": files,
-        "encoder_files": {f"{g}.onnx": sha256_file(folder / f"{g}.onnx") for g in ENCODER_GRAPHS},
-    }
-    if model.config.integer_entropy:
-        manifest["entropy_check"] = entropy_check(folder, model.config.Nh)
-    manifest["model_hash"] = manifest_hash(manifest)
-    (folder / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
-    return manifest
-
-
-def entropy_check(folder: Path, hyper_channels: int) -> dict:
-    """The manifest's ``entropy_check``: the digest of the integers the written integer graph
-    must give on :func:`nicodec.exactness.probes`, computed with the numpy int64 reference from
-    the parameters read back out of the graph (not with onnxruntime, which it is to check)."""
-    params = parameters_from_graph(onnx.load(str(folder / "entropy_parameters.onnx")))
-    table = scale_table().numpy()
-    outputs = [a for z_hat in exactness.probes(hyper_channels) for a in reference(params, z_hat, table)]
-    return {"probe": exactness.PROBE_VERSION, "sha256": exactness.digest(outputs)}
-
-
-def files_decodable(earlier: list[ModelFiles], manifest: dict) -> list[dict]:
-    """The ``decodes_files_of`` list of a new model that is to decode ``earlier`` models' files.
-
-    Args:
-        earlier: the earlier models' loaded folders.
-        manifest: the new model's manifest, without the list.
-
-    Returns:
-        One entry per earlier model (``nicodec.model.DECODES_FILES_OF``), followed by the entries
-        of the models those decoded, each once.
-
-    Raises:
-        RuntimeError: an earlier model's entropy side (entropy-parameter graph, tables, decoding
-            fields) is not the new model's, byte for byte (``earlier_model_problem``).
-    """
-    entries = []
-    for old in earlier:
-        entry = {"model_id": old.model_id, "model_hash": old.manifest["model_hash"], "version": old.manifest["version"],
-                 "files": old.manifest["files"], "decoding": decoding_fields(old.manifest)}
-        for item in [entry, *old.manifest.get(DECODES_FILES_OF, [])]:
-            problem = earlier_model_problem(item, manifest)
-            if problem:
-                raise RuntimeError(
-                    f"the new model cannot decode the files of {item['model_id']} (listed by {old.path}): {problem}; "
-                    "only a model whose synthesis alone was retrained decodes an earlier model's files"
-                )
-            if item not in entries:
-                entries.append(item)
-    return entries
-
-
-def rate_section(model: MeanScaleHyperprior, default_quality: float | None) -> dict:
-    """What the runtime needs to know about rates: fixed, or the trained lambdas and the default quality."""
-    cfg = model.config
-    if not cfg.levels:
-        return {"variable": False, "lmbda": cfg.lmbda}
-    return {
-        "variable": True,
-        "lmbdas": list(cfg.lmbdas),
-        "default_quality": float(DEFAULT_QUALITY if default_quality is None else default_quality),
-    }
-
-
-def parity_image(height: int = 230, width: int = 300, seed: int = 0) -> np.ndarray:
-    """A smooth, photo-like test image (gradients, edges and mild noise), uint8 (H, W, 3)."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float64)
-    img = np.stack([
-        128 + 90 * np.sin(xx / 23.0) * np.cos(yy / 31.0),
-        128 + 80 * np.cos((xx + yy) / 40.0),
-        100 + 100 * (xx > width / 2) + 20 * np.sin(yy / 9.0),
-    ], axis=2)
-    img += rng.normal(0, 6, img.shape)
-    return np.clip(img, 0, 255).astype(np.uint8)
-
-
-@torch.no_grad()
-def check_parity(model: MeanScaleHyperprior, folder: Path, image: np.ndarray, quality: float | None = None) -> dict:
-    """Code ``image`` with the exported folder (at ``quality`` for a variable-rate model) and compare with torch.
-
-    Returns:
-        Counts of differing integers and the PSNR between the two decodes.
-
-    Raises:
-        RuntimeError: when the integers or pixels disagree beyond the tolerances.
-    """
-    from nicodec import format as nicformat
-    from nicodec.codec import Codec
-
-    codec = Codec(folder, providers="cpu", rdo=False)  # torch rounds to nearest
-    data = codec.encode(image, quality=quality)
-    header, z_hat, symbols, mean_q = codec.decode_symbols(data)
-    pixels = codec.decode(data, as_array=True)
-
-    # Padded as the file says (to 16 where that differs from 64: the parity image's sides are
-    # off the 64-pixel grid, so z's last row and column see part of a block, and the entropy
-    # parameters are cut to the latent's size, as in every such file).
-    h, w = image.shape[:2]
-    padded = codec._pad(image, nicformat.padding(header.flags, model.config.downsampling))
-    x = torch.from_numpy(padded).permute(2, 0, 1)[None]
-    gain = inverse_gain = torch.ones(1, model.config.M, 1, 1)
-    if quality is not None:
-        position = quality_position(quality, model.config.levels)
-        gain, inverse_gain = (g.reshape(1, -1, 1, 1) for g in model.gains_at(position))
-    y, z = Encoder(model)(x, gain)
-    torch_z_hat = torch.round(z).to(torch.int32)
-    rows, cols = symbols.shape[2:]
-    index, torch_mean_q = (t[:, :, :rows, :cols] for t in EntropyParameters(model)(torch.from_numpy(z_hat)))
-    onnx_index = codec._session("entropy_parameters").run(None, {"z_hat": z_hat})[0][:, :, :rows, :cols]
-    torch_symbols = torch.round(y - torch.from_numpy(mean_q).float() / 2**MEAN_BITS).to(torch.int32)
-    # Against the trained synthesis itself, not Decoder's rewritten form (SubpixelConvTranspose).
-    y_hat = (torch.from_numpy(symbols).float() + torch.from_numpy(mean_q).float() / 2**MEAN_BITS) * inverse_gain
-    torch_pixels = torch.round(model.g_s(y_hat, header.quality).clamp(0.0, 1.0) * 255.0).to(torch.uint8)
-    torch_pixels = torch_pixels[0, :, :h, :w].permute(1, 2, 0).numpy()
-
-    half = Codec(folder, providers="cpu", precision="fp16").decode(data, as_array=True)
-    half_mse = np.mean((pixels.astype(np.float64) - half.astype(np.float64)) ** 2)
-    mse = np.mean((pixels.astype(np.float64) - torch_pixels.astype(np.float64)) ** 2)
-    report = {
-        "image": f"{w}x{h} synthetic",
-        "quality": quality,
-        "bytes": len(data),
-        "z_symbols_differ": int((torch_z_hat.numpy() != z_hat).sum()),
-        "scale_index_differ": int((index.numpy() != onnx_index).sum()),
-        "mean_q_differ": int((torch_mean_q.numpy() != mean_q).sum()),
-        "y_symbols_differ": int((torch_symbols.numpy() != symbols).sum()),
-        "y_symbols": int(symbols.size),
-        # null where the pixels are identical: JSON has no infinity (a manifest must parse anywhere).
-        "pixel_psnr_db": round(float(10 * np.log10(255**2 / mse)), 2) if mse > 0 else None,
-        "fp16_pixel_psnr_db": round(float(10 * np.log10(255**2 / half_mse)), 2) if half_mse > 0 else None,
-    }
-    console.print(f"parity: {report}")
-    if model.config.integer_entropy and (report["scale_index_differ"] or report["mean_q_differ"]):
-        raise RuntimeError(f"the integer entropy graph differs from its torch definition: {report}")
-    if report["y_symbols_differ"] > SYMBOL_MISMATCH_TOLERANCE * symbols.size or report["z_symbols_differ"]:
-        raise RuntimeError(f"symbols differ between torch and onnxruntime: {report}")
-    if any(report[key] is not None and report[key] < PIXEL_TOLERANCE_DB for key in ("pixel_psnr_db", "fp16_pixel_psnr_db")):
-        raise RuntimeError(f"pixels differ between torch and onnxruntime: {report}")
-    return report
-
-
-PARITY_QUALITIES = (1.0, 37.5, 75.0, 100.0)
-"""The qualities a variable-rate model's parity is checked at (the ends, and between levels)."""
 
 
 def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False,
@@ -469,7 +269,7 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
                         "--init this checkpoint with --integer-from and --new-schedule)"))
         console.print(Text.assemble(("warning:", "yellow"), " this model's entropy parameters are computed in float, "
                                     f"so files may not decode on other machines; {route}"))
-    training = {"checkpoint_step": _as_json(ckpt.get("step")), "metrics": _as_json(ckpt.get("metrics", {}))}
+    training = {"checkpoint_step": as_json(ckpt.get("step")), "metrics": as_json(ckpt.get("metrics", {}))}
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     tmp.chmod(0o755)  # mkdtemp makes it private; a model folder is meant to be shared
@@ -484,7 +284,10 @@ def export_model(checkpoint: Path, out: Path, model_id: str, force: bool = False
             manifest["model_hash"] = manifest_hash(manifest)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
         qualities = PARITY_QUALITIES if model.config.levels else (None,)
-        parity = [check_parity(model, tmp, parity_image(), q) for q in qualities]
+        parity = []
+        for quality in qualities:
+            parity.append(check_parity(model, tmp, parity_image(), quality))
+            console.print(f"parity: {parity[-1]}")
         manifest["parity"] = parity if model.config.levels else parity[0]
         # The manifest is not among the hashed files, so the parity report can join it.
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1, allow_nan=False) + "\n", encoding="utf-8")
