@@ -525,7 +525,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
 
     targets.remove_stale((item.target for item in items), note)
     start = time.perf_counter()
-    done_bytes, written = [0], [0]
+    done_bytes, written, failed = [0], [0], [0]
     # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.
     # The bar, its count, the rate and the time left are the files to code: those up to date or
     # kept leave it as they are found (counted, they made a rerun's rate thousands of files/s
@@ -546,17 +546,21 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
                 progress.update(task, total=progress.tasks[0].total - 1)
                 return
             written[0] += outcome.status == "done"
+            failed[0] += outcome.status == "failed"
             done_bytes[0] += outcome.bytes_in
             elapsed = max(time.perf_counter() - start, 1e-9)
             coded = progress.tasks[0].completed + 1
+            # Failures are listed at the end, in the order of the files; a long run counts them as
+            # they come, so that one failing file after file is seen (and stopped) early.
+            so_far = f", {failed[0]:,} failed" if failed[0] else ""
             progress.update(task, advance=1,
-                            rate=f"{coded / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s")
+                            rate=f"{coded / elapsed:.1f} files/s, {done_bytes[0] / elapsed / 1e6:.2f} MB/s{so_far}")
             if not console.err.on_terminal and elapsed - logged[0] >= LOG_EVERY:
                 logged[0] = elapsed
                 total = progress.tasks[0].total or coded
                 remaining = (total - coded) * elapsed / coded
                 left = f", {duration_text(remaining)} left" if remaining >= 1 else ""
-                note(f"{verb}: {coded:,} of {counted_files(int(total))}, {coded / elapsed:.1f} files/s{left}")
+                note(f"{verb}: {coded:,} of {counted_files(int(total))}, {coded / elapsed:.1f} files/s{so_far}{left}")
 
         def stopping(stop: BaseException) -> None:  # Ctrl-C's (SIGTERM and the like stop at once)
             progress.stop()

@@ -872,6 +872,31 @@ def test_a_batch_logs_its_progress_where_stderr_is_no_terminal(tmp_path, monkeyp
     assert "left" not in lines[-1]
 
 
+def test_a_batch_counts_its_failures_as_they_come(tmp_path, monkeypatch):
+    """Failures are listed at the end, so a long run in which file after file failed showed
+    nothing of it until then, on the bar or in a log: each now says how many have failed."""
+    import io
+
+    from nicodec import cli_batch, console
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_photo(32, 48, seed=i)).save(src / f"{i}.png")
+    (src / "1a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")  # the third of four
+    monkeypatch.setattr(cli_batch, "LOG_EVERY", 0.0)
+    result = run("encode", src, "-o", tmp_path / "log", "--jobs", "1")
+    assert result.exit_code == 1
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("failed: ")]
+    assert [re.fullmatch(r"encode: \d of 4 files, [\d.]+ files/s(, 1 failed)?(, about \d+ seconds? left)?", line)[1]
+            for line in lines] == [None, None, ", 1 failed", ", 1 failed"], result.stderr
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "err", console._Console(file=screen, force_terminal=True, width=200))
+    assert run("encode", src, "-o", tmp_path / "bar", "--jobs", "1").exit_code == 1
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue())
+    assert re.search(r" 4/4 [\d.]+ files/s, [\d.]+ MB/s, 1 failed ", shown), shown
+
+
 def test_the_progress_lines_of_a_batch_come_a_minute_apart(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
