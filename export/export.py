@@ -43,6 +43,7 @@ from nicodec.model import (
     DECODES_FILES_OF, ENCODER_GRAPHS, MANIFEST, ModelFiles, default_model_dir, manifest_hash, sha256_file,
 )
 from nicodec.options import quality_parser
+from nicodec.sessions import _ort  # onnxruntime imported with its telemetry turned off, as the runtime does
 from nicodec.training.integer import integer_parameters
 from nicodec.training.model import MeanScaleHyperprior, scale_table
 from nicodec.training.checkpoint import load_model
@@ -126,7 +127,7 @@ GRADIENT_TMP = ".synthesis_gradient.onnx.tmp"
 
 
 def _synthesis_gradient(model: MeanScaleHyperprior, path: Path) -> None:
-    import onnxruntime as ort
+    ort = _ort()
 
     y_hat = torch.randn(1, model.config.M, 4, 6) * 3
     image = torch.rand(1, 3, 64, 96) * 255
@@ -161,7 +162,7 @@ def add_encoder_graphs(checkpoint: Path, folder: Path) -> dict:
     The folder's synthesis must be the checkpoint's (checked on a random latent); the model
     hash, and so every file already made, is unchanged. The manifest is replaced atomically.
     """
-    import onnxruntime as ort
+    ort = _ort()
 
     files = ModelFiles.load(folder)
     model, _ = load_model(checkpoint)  # a CheckpointError (a ModelError) names a file that is not one
