@@ -370,3 +370,25 @@ def test_an_empty_folder_that_filled_during_the_export_is_not_replaced(tmp_path)
     (out / "notes.txt").unlink()
     _swap_in(new, out, force=False)  # still empty: the rename replaces it
     assert (out / "manifest.json").read_text() == "new" and not new.exists()
+
+
+def test_an_export_writes_nothing_in_the_home_folder(tmp_path):
+    """nicodec-export imported onnxruntime itself, before the runtime's opt-out from its telemetry,
+    so an export left a device id and a database under ~/.cache/Microsoft (docs/install.md says
+    nicodec turns that off)."""
+    import subprocess
+    import sys
+
+    import torch
+
+    from nicodec.training.model import MeanScaleHyperprior, ModelConfig
+
+    model = MeanScaleHyperprior(ModelConfig(N=8, M=8, Nh=8, lmbdas=(0.01, 0.04)))
+    torch.save({"model_config": model.config.to_dict(), "model": model.state_dict(), "step": 1}, tmp_path / "m.pt")
+    env = {k: v for k, v in os.environ.items() if k not in ("ORT_DISABLE_TELEMETRY", "ORT_TELEMETRY_DISABLED")}
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run([sys.executable, "-m", "nicodec.export", str(tmp_path / "m.pt"), "--out", str(tmp_path / "model"),
+                           "--model-id", "t-1"], env={**env, "HOME": str(home)}, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert list(home.rglob("*")) == [] and "telemetry" not in done.stderr
