@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import io
 import os
+import re
 import signal
 import sys
 import threading
@@ -227,6 +228,7 @@ def reporting(debug: bool):
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _show_warning
+            _warnings_never_fail()
             # Pillow's warning of an image above its own pixel limit: --max-pixels judges it here
             # (the library leaves it to its host program's filters).
             warnings.filterwarnings("ignore", message=r"Image size \(\d+ pixels\) exceeds limit")
@@ -235,6 +237,25 @@ def reporting(debug: bool):
         raise
     except BaseException as exc:  # noqa: BLE001 - KeyboardInterrupt included, on purpose
         _fail(exc, debug)
+
+
+def _warnings_never_fail() -> None:
+    """The host's warning filters, in their order, with "error" read as "default": a warning is
+    a note for the person at the command line, never a failure of the command, whatever
+    ``PYTHONWARNINGS`` or ``-W`` a Python developer's environment sets; "ignore" still hides it."""
+    filters = list(warnings.filters)
+    warnings.resetwarnings()
+    for action, message, category, module, lineno in filters:
+        warnings.filterwarnings("default" if action == "error" else action, _pattern(message), category,
+                                _pattern(module), lineno, append=True)
+
+
+def _pattern(match) -> str:
+    """A warning filter's message or module as ``filterwarnings`` takes it: a compiled pattern's
+    text, or a plain string (Python's own default filters name ``__main__`` so) matched whole."""
+    if match is None:
+        return ""
+    return match.pattern if hasattr(match, "pattern") else re.escape(match) + r"\Z"
 
 
 @contextmanager

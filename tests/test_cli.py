@@ -7,12 +7,14 @@ import json
 import shutil
 import signal
 import os
+import struct
 import subprocess
 import sys
+import warnings
 
 import numpy as np
 import pytest
-from PIL import Image, features
+from PIL import Image, PngImagePlugin, features
 from typer.testing import CliRunner
 
 import nicodec
@@ -606,6 +608,25 @@ def test_an_image_above_pillows_limit_but_within_max_pixels_is_not_warned_of(png
     assert result.exit_code == 0 and "warning" not in result.stderr, result.stderr
     with pytest.warns(Image.DecompressionBombWarning):
         nicodec.Codec(providers="cpu", max_pixels=10**8).encode(png)
+
+
+def test_warnings_turned_into_errors_by_the_host_are_still_warnings_on_the_command_line(photo, tmp_path):
+    """PYTHONWARNINGS=error (or -W error), set for a developer's tests, made nicodec's note of a
+    PNG gamma it does not keep an "internal error" that wrote nothing; "ignore" still hides it."""
+    linear = PngImagePlugin.PngInfo()
+    linear.add(b"gAMA", struct.pack(">I", 100000))  # gamma 1.0: a warning that it is not kept
+    Image.fromarray(photo).save(tmp_path / "linear.png", pnginfo=linear)
+    said = "warning: " + str(tmp_path / "linear.png") + ": its gamma (PNG gAMA 1) is not kept"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = run("encode", tmp_path / "linear.png", "-o", tmp_path / "a.nic")
+        assert result.exit_code == 0 and said in result.stderr, result.stderr
+        assert warnings.filters[0][0] == "error"  # the host's filters are given back
+        warnings.filterwarnings("ignore", message=".*: its gamma", category=UserWarning)
+        shutil.copy(tmp_path / "linear.png", tmp_path / "other.png")  # a warning not shown before
+        result = run("encode", tmp_path / "other.png", "-o", tmp_path / "b.nic")
+        assert result.exit_code == 0 and "gamma" not in result.stderr, result.stderr
+    assert (tmp_path / "a.nic").exists() and (tmp_path / "b.nic").exists()
 
 
 def test_decode_honours_max_pixels_and_writes_nothing(png, tmp_path):
