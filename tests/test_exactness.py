@@ -277,8 +277,9 @@ def test_a_missing_or_broken_onnxruntime_is_one_clear_error(monkeypatch):
     # extra's install itself fails, the message says which Python to use instead.
     # The newest Python this release was tested on is the newest its classifiers list.
     pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"  # CI copies it beside the tests
-    listed = re.findall(r'"Programming Language :: Python :: 3\.(\d+)"', pyproject.read_text("utf-8"))
-    assert listed and sessions._newest_python_listed() == (3, max(map(int, listed)))
+    if pyproject.is_file():  # a packager's copy of tests/ alone has none
+        listed = re.findall(r'"Programming Language :: Python :: 3\.(\d+)"', pyproject.read_text("utf-8"))
+        assert listed and sessions._newest_python_listed() == (3, max(map(int, listed)))
     major, minor = sys.version_info[:2]
     with monkeypatch.context() as patch, pytest.raises(
             NicodecError, match=rf"pip install '\.\[cpu\]'\); if pip finds no onnxruntime for Python {major}\.{minor} "
