@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
+from nicodec.sessions import TELEMETRY_OPT_OUTS
 from photos import psnr, synthetic_photo  # noqa: F401 - the tests import them from here
 
 
@@ -19,13 +21,16 @@ def ended_by(signum: int) -> int:
 
 # The tests read the plain text a log gets, at Rich's default width: settings of the shell
 # they run from (a CI workflow's FORCE_COLOR, an exported COLUMNS) coloured or wrapped it, and
-# failed 73 tests (one hung). Taken out before any module makes a console; a test that needs one
-# sets it itself. PYTHONUNBUFFERED too, which CI machines set (this one does): the commands the
-# tests start then had no buffer for a failed write to leave behind, and exited 120 with
-# "Exception ignored while flushing sys.stdout" wherever it is not set, as in a user's shell.
+# failed 73 tests (one hung). Taken out before any module makes a console, and COLUMNS set to
+# that width (Rich reads a terminal's own width where pytest -s leaves it the streams: 18 tests
+# failed in 60 columns); a test that needs another sets it itself. PYTHONUNBUFFERED too, which
+# CI machines set (this one does): the commands the tests start then had no buffer for a failed
+# write to leave behind, and exited 120 with "Exception ignored while flushing sys.stdout"
+# wherever it is not set, as in a user's shell.
 for _name in ("FORCE_COLOR", "TTY_COMPATIBLE", "TTY_INTERACTIVE", "CLICOLOR_FORCE", "COLUMNS", "LINES",
               "PYTHONUNBUFFERED"):
     os.environ.pop(_name, None)
+os.environ["COLUMNS"] = "80"
 
 
 def _share_the_cores_among_workers() -> None:
@@ -44,6 +49,21 @@ def _share_the_cores_among_workers() -> None:
 
 
 _share_the_cores_among_workers()
+
+# onnxruntime's telemetry (a device id and a queue of events under ~/.cache/Microsoft): nicodec
+# turns it off before its own first import of onnxruntime, but test files that import
+# onnxruntime themselves come first, and the suite wrote them into the home folder.
+for _name in TELEMETRY_OPT_OUTS:
+    os.environ.setdefault(_name, "1")
+
+
+def pytest_configure(config) -> None:
+    """The markers, here rather than in pyproject.toml: a packager runs a copy of tests/ alone,
+    where an unknown marker is a warning (an error under ``--strict-markers``)."""
+    for marker in ("slow: long-running tests (deselect with -m 'not slow')", "train: needs torch (the train extra)",
+                   "gpu: needs a CUDA GPU"):
+        config.addinivalue_line("markers", marker)
+
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("NICODEC_SHARED", REPO.parent / "shared"))
@@ -77,6 +97,24 @@ def _pillow_plugin_as_it_was():
     elif not listed:
         while FORMAT in Image.ID:
             Image.ID.remove(FORMAT)
+
+
+def ended(process) -> None:
+    """Wait for a killed process and close its pipes (left to the collector, each was a
+    ResourceWarning)."""
+    process.wait()
+    for pipe in (process.stdin, process.stdout, process.stderr):
+        if pipe is not None:
+            pipe.close()
+
+
+def opened(path) -> Image.Image:
+    """The image file at ``path``, its pixels read and the file closed: ``Image.open`` alone
+    leaves the file open until the object is collected (a ResourceWarning, an error under
+    ``-W error``)."""
+    with Image.open(path) as image:
+        image.load()
+    return image
 
 
 def single_rate_model(folder: Path) -> Path:

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from nicodec import format as nicformat
 from nicodec.cli import app
 
-from conftest import ended_by, synthetic_photo
+from conftest import ended, ended_by, opened, synthetic_photo
 
 runner = CliRunner()
 
@@ -198,7 +198,7 @@ def test_decode_tree(tmp_path):
     assert result.exit_code == 1
     assert "4 files: 3 decoded, 0 up to date, 0 kept, 1 failed" in result.stdout
     assert "corrupt.nic" in result.stderr
-    back = Image.open(tmp_path / "png" / "a" / "one.png")
+    back = opened(tmp_path / "png" / "a" / "one.png")
     assert back.size == (128, 96) and back.format == "PNG"
     assert not (tmp_path / "png" / "a" / "corrupt.png").exists()
 
@@ -219,7 +219,7 @@ def test_a_folder_of_transparent_pictures_decodes_to_jpeg_with_a_background(tmp_
     assert result.exit_code == 0 and "2 files: 2 decoded" in result.stdout, result.output
     with Image.open(tmp_path / "jpg" / "clear.jpg") as flat:
         assert flat.mode == "RGB" and np.asarray(flat)[:, :32].max() <= 10  # alpha 0: the black alone
-    assert Image.open(tmp_path / "jpg" / "opaque.jpg").mode == "RGB"
+    assert opened(tmp_path / "jpg" / "opaque.jpg").mode == "RGB"
 
 
 def test_a_warning_many_files_share_is_listed_for_the_first_few_then_counted(tmp_path):
@@ -366,14 +366,14 @@ def test_decode_writes_the_format_asked_for(tmp_path):
     assert "3 files: 0 decoded, 3 up to date" in result.stdout
     one = tmp_path / "nic" / "a" / "one.nic"
     result = run("decode", one, tmp_path / "nic" / "top.nic", "-o", tmp_path / "jpg", "--format", "jpg")
-    assert result.exit_code == 0 and Image.open(tmp_path / "jpg" / "one.jpg").format == "JPEG"
+    assert result.exit_code == 0 and opened(tmp_path / "jpg" / "one.jpg").format == "JPEG"
     result = run("decode", tmp_path / "nic", "-o", tmp_path / "gif", "--format", "gif")  # colour: GIF loses some
     assert result.exit_code == 1 and "3 failed" in result.stdout and "GIF" in result.stderr
     assert not list((tmp_path / "gif").rglob("*.gif"))
     result = run("decode", one, "-o", "-", "--format", "tiff")
     assert result.exit_code == 0 and result.stdout_bytes[:4] in (b"II*\0", b"MM\0*")
     result = run("decode", one, "--format", "bmp")
-    assert result.exit_code == 0 and Image.open(one.with_suffix(".bmp")).format == "BMP"
+    assert result.exit_code == 0 and opened(one.with_suffix(".bmp")).format == "BMP"
     result = run("decode", one, "-o", tmp_path / "x.png", "--format", "jpg")
     assert result.exit_code == 2 and "x.png is PNG" in result.stderr and not (tmp_path / "x.png").exists()
     (tmp_path / "x.png").write_bytes(b"")  # the conflict is named first, not the existing file
@@ -997,7 +997,7 @@ def test_an_output_that_is_a_link_to_its_own_input_is_refused(tmp_path):
     assert result.exit_code == 1
     assert f"failed: {src / 'a.png'}: the output {out / 'a.nic'} would be the input; write elsewhere with -o" \
         in result.stderr
-    assert (src / "a.png").stat().st_size > 0 and Image.open(src / "a.png").size == (48, 32)
+    assert (src / "a.png").stat().st_size > 0 and opened(src / "a.png").size == (48, 32)
 
 
 def test_outputs_kept_for_one_reason_are_listed_for_the_first_few_then_counted(tmp_path, monkeypatch):
@@ -1662,6 +1662,7 @@ def test_the_console_script_ends_at_the_second_stop_whatever_its_threads_do(tmp_
         code, rest = _stop_the_script(process, stops)
     finally:
         process.kill()
+        ended(process)
     assert code == ended_by(getattr(signal, stops[-1])), rest
     left = "1 file being coded was" if jobs == 1 else "2 files being coded were"
     assert rest == f"{shown} after 1 file encoded; no file was left half-written ({left} left unfinished)\n"
@@ -1701,6 +1702,7 @@ def test_a_stop_whose_line_cannot_be_written_still_ends_by_its_signal(tmp_path):
         code = process.wait(timeout=60)
     finally:
         process.kill()
+        ended(process)
     assert code == ended_by(signal.SIGHUP)
     assert [p.name for p in (tmp_path / "out").rglob("*")] == ["0.nic"]
 
@@ -1741,6 +1743,7 @@ def test_a_decode_given_up_while_it_writes_an_image_leaves_no_temporary_file(tmp
         code, rest = _stop_the_script(process, stops)
     finally:
         process.kill()
+        ended(process)
     assert code == ended_by(getattr(signal, stops[-1])), rest
     left = "1 file being coded was" if jobs == 1 else f"{jobs} files being coded were"
     assert rest == f"{shown} after 0 files decoded; no file was left half-written ({left} left unfinished)\n"

@@ -23,7 +23,7 @@ from nicodec.cli import app
 from nicodec import model as nicmodel
 from nicodec.errors import NicodecError
 
-from conftest import ended_by, psnr, synthetic_photo
+from conftest import ended_by, opened, psnr, synthetic_photo
 
 runner = CliRunner()
 
@@ -56,9 +56,9 @@ def test_encode_decode_round_trip(png, photo, tmp_path):
 def test_decode_defaults_to_png_and_honours_the_extension(png, tmp_path):
     assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
     assert run("decode", tmp_path / "a.nic").exit_code == 0
-    assert Image.open(tmp_path / "a.png").format == "PNG"
+    assert opened(tmp_path / "a.png").format == "PNG"
     assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.jpg").exit_code == 0
-    assert Image.open(tmp_path / "a.jpg").format == "JPEG"
+    assert opened(tmp_path / "a.jpg").format == "JPEG"
     result = run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.unknownext")
     assert result.exit_code == 1
     assert "cannot write images with the extension '.unknownext'" in result.stderr
@@ -511,7 +511,7 @@ def test_names_that_begin_with_a_dash(png, tmp_path, monkeypatch):
     assert (tmp_path / "-x.nic").read_bytes() == first
     result = run("decode", "-o", "back.png", "--", "-x.nic")
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "back.png").size == Image.open(tmp_path / "-x.png").size
+    assert opened(tmp_path / "back.png").size == opened(tmp_path / "-x.png").size
     result = run("encode", "-x.png")
     assert result.exit_code == 2 and result.stdout == "" and "-x" in result.stderr
 
@@ -809,7 +809,7 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
     Image.fromarray(rgba, "RGBA").save(tmp_path / "in.png", icc_profile=icc, exif=exif)
     assert run("encode", tmp_path / "in.png").exit_code == 0
     assert run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.png").exit_code == 0
-    out = Image.open(tmp_path / "out.png")
+    out = opened(tmp_path / "out.png")
     assert out.mode == "RGBA" and out.getpixel((0, 0))[3] == 0
     assert out.info.get("icc_profile") == icc and out.getexif()[0x010F] == "camera"
     result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "out.jpg")
@@ -825,7 +825,7 @@ def test_metadata_and_alpha_survive_the_command_line(tmp_path, photo):
            "whether those are all it has)" in result.stderr
     assert run("encode", tmp_path / "in.png", "-o", tmp_path / "bare.nic", "--strip").exit_code == 0
     assert run("decode", tmp_path / "bare.nic", "-o", tmp_path / "bare.png").exit_code == 0
-    assert "icc_profile" not in Image.open(tmp_path / "bare.png").info
+    assert "icc_profile" not in opened(tmp_path / "bare.png").info
 
 
 def test_exact_keeps_the_colour_under_transparency_from_the_command_line(tmp_path, photo, codec):
@@ -856,12 +856,12 @@ def test_background_flattens_transparency_onto_a_colour(tmp_path, photo):
     expected = (kept[..., :3] * kept[..., 3:] + np.array([10, 200, 30]) * (255 - kept[..., 3:]) + 127) // 255
     result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "flat.png", "--background", "#0ac81e")
     assert result.exit_code == 0, result.output
-    flat = Image.open(tmp_path / "flat.png")
+    flat = opened(tmp_path / "flat.png")
     assert flat.mode == "RGB" and np.array_equal(np.asarray(flat), expected)
     assert flat.getexif()[0x010F] == "camera"
     result = run("decode", tmp_path / "in.nic", "-o", tmp_path / "flat.jpg", "--background", "white")
     assert result.exit_code == 0, result.output
-    jpeg = Image.open(tmp_path / "flat.jpg")
+    jpeg = opened(tmp_path / "flat.jpg")
     assert jpeg.mode == "RGB" and jpeg.getexif()[0x010F] == "camera"
     assert np.asarray(jpeg)[:, 0].min() >= 245  # alpha 0 there: the white alone
     refused = run("decode", tmp_path / "in.nic", "-o", tmp_path / "refused.jpg")
@@ -895,7 +895,7 @@ def test_background_keeps_a_gray_picture_gray_and_leaves_opaque_ones_alone(tmp_p
     assert run("encode", tmp_path / "gray.png").exit_code == 0
     result = run("decode", tmp_path / "gray.nic", "-o", tmp_path / "gray.jpg", "--background", "red")
     assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "gray.jpg").mode == "L"
+    assert opened(tmp_path / "gray.jpg").mode == "L"
     # A colour picture of equal channels with transparency, flattened: onto white it is still
     # gray, which GIF's palette holds; onto red it is colour, which GIF loses
     rgba = np.dstack([gray, gray, gray, alpha])
@@ -1122,7 +1122,7 @@ def test_decode_refuses_formats_that_would_lose_part_of_the_image(tmp_path, phot
         keeping.append("a.qoi")  # Pillow writes QOI from 11.3 on; 11.0-11.2 only read it
     for name in keeping:
         assert run("decode", tmp_path / "alpha.nic", "-o", tmp_path / name).exit_code == 0, name
-        assert Image.open(tmp_path / name).convert("RGBA").getchannel("A").getextrema() == (128, 128)
+        assert opened(tmp_path / name).convert("RGBA").getchannel("A").getextrema() == (128, 128)
     Image.fromarray(photo).resize((300, 200)).save(tmp_path / "wide.png")
     assert run("encode", tmp_path / "wide.png").exit_code == 0
     result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.ico")
@@ -1132,7 +1132,7 @@ def test_decode_refuses_formats_that_would_lose_part_of_the_image(tmp_path, phot
     Image.fromarray(photo).resize((200, 100)).save(tmp_path / "small.png")
     assert run("encode", tmp_path / "small.png").exit_code == 0
     assert run("decode", tmp_path / "small.nic", "-o", tmp_path / "small.ico").exit_code == 0
-    assert Image.open(tmp_path / "small.ico").size == (200, 100)  # not Pillow's default 64x32
+    assert opened(tmp_path / "small.ico").size == (200, 100)  # not Pillow's default 64x32
     result = run("decode", tmp_path / "wide.nic", "-o", tmp_path / "wide.blp")  # Pillow's BLP takes palettes only
     assert result.exit_code == 1 and "internal error" not in result.stderr and "BLP" in result.stderr
 
@@ -1171,7 +1171,7 @@ def test_decode_writes_webp_losslessly_jpeg_at_quality_95_and_refuses_gif(png, t
     and GIF cut to 256 colours, all without a word."""
     assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
     assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.png").exit_code == 0
-    decoded = Image.open(tmp_path / "a.png")
+    decoded = opened(tmp_path / "a.png")
     assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.webp").exit_code == 0
     assert np.array_equal(np.asarray(Image.open(tmp_path / "a.webp").convert("RGB")), np.asarray(decoded))
     assert run("decode", tmp_path / "a.nic", "-o", tmp_path / "a.jpg").exit_code == 0
@@ -1481,7 +1481,7 @@ def test_a_standard_error_that_cannot_be_written_does_not_stop_the_work(png, tmp
                                stdout=subprocess.PIPE, stderr=full, text=True, timeout=120, check=False)
     assert done.returncode == 0 and "photo.nic -> " in done.stdout and "photo.bmp: " in done.stdout, done.stdout
     with Image.open(tmp_path / "photo.bmp") as image:
-        assert image.size == Image.open(png).size
+        assert image.size == opened(png).size
     assert usage.returncode == 2
 
 

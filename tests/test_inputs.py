@@ -18,7 +18,7 @@ import nicodec
 from nicodec.cli import app
 from typer.testing import CliRunner
 
-from conftest import psnr, synthetic_photo
+from conftest import ended, psnr, synthetic_photo
 from profiles import cmyk_profile
 
 runner = CliRunner()
@@ -275,7 +275,8 @@ def test_a_pil_image_that_cannot_be_loaded_is_a_named_error(codec, photo, tmp_pa
     data = (tmp_path / "a.png").read_bytes()
     (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
     with pytest.raises(nicodec.UnsupportedImageError, match=r"^Pillow could not read the pixels of the PIL image \(.+\)$"):
-        codec.encode(Image.open(tmp_path / "cut.png"))  # opened lazily: the pixels are read by encode
+        with Image.open(tmp_path / "cut.png") as cut:  # opened lazily: the pixels are read by encode
+            codec.encode(cut)
     with Image.open(tmp_path / "a.png") as closed:
         pass
     with pytest.raises(nicodec.UnsupportedImageError, match="closed"):
@@ -724,7 +725,7 @@ def test_what_a_killed_writer_left_is_removed_later_and_what_a_live_one_writes_i
         assert remove_stale_temporaries(tmp_path, ["big.png"]) == [] and part.exists()  # still being written
     finally:
         writer.send_signal(signal.SIGKILL)
-        writer.wait()
+        ended(writer)
     others = {".other.png.0123abcd.part": old, ".big.png.0123abcd.part": time.time(),  # another output; fresh
               ".big.png.0123abcg.part": old, "big.png.0123abcd.part": old}  # not a token; not hidden
     for name, when in others.items():

@@ -21,6 +21,8 @@ from nicodec import codec as codec_module
 from nicodec.cli import app
 from nicodec.model import default_model_dir
 
+from conftest import opened
+
 runner = CliRunner()
 
 
@@ -234,7 +236,7 @@ def test_the_command_line_with_a_copy_that_only_decodes(tmp_path, photo):
     for args in (["decode", str(nic), "-o", str(tmp_path / "back.png")], ["verify", str(nic)]):
         result = runner.invoke(app, [*args, "--model", str(folder)])
         assert result.exit_code == 0, result.output
-    assert Image.open(tmp_path / "back.png").size == (photo.shape[1], photo.shape[0])
+    assert opened(tmp_path / "back.png").size == (photo.shape[1], photo.shape[0])
 
 
 def test_a_provider_that_falls_back_is_named_at_the_users_line_or_refused_when_asked_for(photo, no_gpu):

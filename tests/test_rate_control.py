@@ -20,7 +20,7 @@ from nicodec import format as nicformat
 from nicodec.cli import app
 from nicodec.ratecontrol import BPP_TOLERANCE, MAX_ENCODES, encode_to_target
 
-from conftest import psnr, synthetic_photo
+from conftest import opened, psnr, synthetic_photo
 from conftest import single_rate_model as make_single_rate_model  # the fixture below takes its name
 
 runner = CliRunner()
@@ -209,7 +209,7 @@ def test_what_the_image_loses_is_said_once_a_search(codec, image, tmp_path):
     # for its reference, before the search, and said it twice.
     dark = tmp_path / "dark16.png"
     Image.fromarray((image[:, :, 0].astype(np.uint16) // 2).astype(np.uint16)).save(dark)
-    assert Image.open(dark).mode in ("I;16", "I")
+    assert opened(dark).mode in ("I;16", "I")
     for target in ({"bpp": 1.5}, {"psnr": 30.0}, {"max_bytes": 400}):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
