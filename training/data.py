@@ -55,8 +55,10 @@ def subfolder_hint(folders: Sequence[str]) -> str:
     for pattern in folders:
         for folder in sorted(glob.glob(pattern)) or [pattern]:
             try:
-                if any(entry.is_dir() for entry in os.scandir(folder)):
-                    return f" (images in subfolders are not read: --data '{os.path.join(pattern, '*')}' reads each subfolder)"
+                with os.scandir(folder) as entries:  # any() may stop early: closed here, not by the collector
+                    if any(entry.is_dir() for entry in entries):
+                        return (f" (images in subfolders are not read: --data '{os.path.join(pattern, '*')}' reads "
+                                "each subfolder)")
             except OSError:
                 continue
     return ""
