@@ -603,6 +603,8 @@ def _main(args: Optional[list[str]], command: bool) -> None:
         for name in ("COLUMNS", "LINES"):
             if zero_size(name):
                 del os.environ[name]
+    for stream in (sys.stdout, sys.stderr):  # Typer's help too: Rich's "…" in an ASCII locale was a traceback
+        console.escaping(stream)
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None

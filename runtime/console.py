@@ -132,10 +132,7 @@ class _Console(Console):
         if not self.stderr and self._file is None and sys.stdout is None:
             raise OSError(errno.EBADF, "standard output is closed")
         stream = self.file
-        if isinstance(stream, _Forgiving):
-            stream = stream.stream
-        if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
-            stream.reconfigure(errors="backslashreplace")
+        escaping(stream.stream if isinstance(stream, _Forgiving) else stream)
         depth = getattr(self, "_buffer_index", None)
         try:
             super().print(*(o.translate(CONTROLS) if isinstance(o, str) else o for o in objects), **kwargs)
@@ -220,6 +217,13 @@ def click_error(exc: Exception, args: list[str], command, prog: str) -> int:
         text = f"{text} See {help}." if text.endswith("?") else f"{text.rstrip('.')}; see {help}"
     err.print(f"error: {text}", markup=False)
     return code
+
+
+def escaping(stream) -> None:
+    """Characters the stream's encoding lacks written as backslash escapes from now on (``é``
+    as ``\\xe9`` under ``PYTHONIOENCODING=ascii``) rather than raising UnicodeEncodeError."""
+    if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+        stream.reconfigure(errors="backslashreplace")
 
 
 @contextmanager

@@ -75,11 +75,13 @@ def run_app(app, command: str) -> None:
     nicodec's own command line: a usage error is one line, not Click's usage, hint and box."""
     import typer
 
-    from .console import click_error
+    from .console import click_error, escaping
 
     if not isinstance(app, typer.Typer):
         function, app = app, typer.Typer(add_completion=False)
         app.command()(function)
+    for stream in (sys.stdout, sys.stderr):  # Typer's help too: Rich's "…" in an ASCII locale was a traceback
+        escaping(stream)
     try:
         code = app(prog_name=command, standalone_mode=False)
     except SystemExit as ended:  # the command's own exit (a stop's, from the training loop's handlers), as it is

@@ -540,6 +540,15 @@ def test_the_commands_help_survives_python_without_docstrings():
     assert encode.returncode == 0 and "Given a folder, compress every image under it" in encode.stdout
 
 
+def test_help_in_an_ascii_locale_escapes_what_the_encoding_lacks():
+    """PYTHONIOENCODING=ascii (or LC_ALL=C with PYTHONUTF8=0) in 60 columns: Typer's help, laid
+    out by Rich with its ellipsis, ended in a UnicodeEncodeError traceback, exit code 1."""
+    env = {**os.environ, "COLUMNS": "60", "PYTHONIOENCODING": "ascii"}
+    result = subprocess.run([sys.executable, "-m", "nicodec", "encode", "--help"], capture_output=True, env=env)
+    assert result.returncode == 0 and result.stderr == b"", result.stderr.decode(errors="replace")[-2000:]
+    assert b"--quality" in result.stdout and b"\\u2026" in result.stdout  # the ellipsis, escaped
+
+
 @pytest.mark.parametrize("command", [[], ["encode"], ["decode"], ["verify"], ["info"]])
 def test_help_shows_no_value_beside_a_flag(command):
     """A flag takes no value, so its help row shows no type: Typer 0.29 shows ``<bool>`` beside
