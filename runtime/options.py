@@ -162,7 +162,7 @@ def _tile_size() -> Callable[[str | int], int]:
 def _tile_option(same: str) -> typer.models.OptionInfo:
     return typer.Option(parser=_tile_size(), show_default=False, help="Run the networks on tiles of this many pixels "
                         f"a side (a multiple of 64): {same}; smaller tiles take more time and less memory (a "
-                        "24-megapixel image: 1.1 GB to encode and 1.3 GB to decode at 1024, 0.8 and 0.7 GB at 512). "
+                        "24-megapixel image: 1.05 GiB to encode and 1.11 GiB to decode at 1024, 0.69 and 0.64 GiB at 512). "
                         "Default: 1024, or 512 or 256 for an image that would need more memory than is free.")
 
 
