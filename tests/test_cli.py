@@ -186,7 +186,7 @@ def test_decode_formats_are_probed_in_the_mode_the_picture_decodes_to(photo, tmp
         assert run("decode", tmp_path / f"{name}.nic", "-o", tmp_path / f"{name}-back.png").exit_code == 0
         result = run("decode", tmp_path / f"{name}.nic", "-o", tmp_path / f"{name}.gif")
         assert result.exit_code == 0, result.output
-        assert np.array_equal(np.asarray(Image.open(tmp_path / f"{name}.gif").convert(image.mode)),
+        assert np.array_equal(np.asarray(opened(tmp_path / f"{name}.gif").convert(image.mode)),
                               np.asarray(Image.open(tmp_path / f"{name}-back.png")))
     icon = np.dstack([photo[:64, :64], np.full((64, 64), 255, np.uint8)])
     icon[:8, :8, 3] = 0
