@@ -23,6 +23,8 @@ from PIL import Image
 import nicodec
 from nicodec.model import default_model_dir
 
+from conftest import opened
+
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("PyInstaller") is None,
                                 reason="PyInstaller is not installed (the dev extra has it)")
 
@@ -120,5 +122,5 @@ def test_a_frozen_application_codes_decodes_and_runs_the_command_line(tmp_path):
     run("cli", "encode", str(photo), "-o", "cli.nic")
     assert (tmp_path / "cli.nic").read_bytes() == expected
     run("cli", "decode", "cli.nic", "-o", "back.png")
-    assert Image.open(tmp_path / "back.png").size == (80, 48)
+    assert opened(tmp_path / "back.png").size == (80, 48)
     assert run("cli", "--version").startswith(f"nicodec {version}, model ")
