@@ -221,8 +221,9 @@ def click_error(exc: Exception, args: list[str], command, prog: str) -> int:
 
 def escaping(stream) -> None:
     """Characters the stream's encoding lacks written as backslash escapes from now on (``é``
-    as ``\\xe9`` under ``PYTHONIOENCODING=ascii``) rather than raising UnicodeEncodeError."""
-    if isinstance(stream, io.TextIOWrapper) and stream.errors == "strict":
+    as ``\\xe9`` under ``PYTHONIOENCODING=ascii``) rather than raising UnicodeEncodeError;
+    Python's own choice in the C locale without UTF-8 mode, surrogateescape, raised it too."""
+    if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "surrogateescape"):
         stream.reconfigure(errors="backslashreplace")
 
 

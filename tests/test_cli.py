@@ -540,10 +540,14 @@ def test_the_commands_help_survives_python_without_docstrings():
     assert encode.returncode == 0 and "Given a folder, compress every image under it" in encode.stdout
 
 
-def test_help_in_an_ascii_locale_escapes_what_the_encoding_lacks():
-    """PYTHONIOENCODING=ascii (or LC_ALL=C with PYTHONUTF8=0) in 60 columns: Typer's help, laid
-    out by Rich with its ellipsis, ended in a UnicodeEncodeError traceback, exit code 1."""
-    env = {**os.environ, "COLUMNS": "60", "PYTHONIOENCODING": "ascii"}
+@pytest.mark.parametrize("setting", [{"PYTHONIOENCODING": "ascii"},
+                                     {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"}])
+def test_help_in_an_ascii_locale_escapes_what_the_encoding_lacks(setting):
+    """PYTHONIOENCODING=ascii, or the C locale without UTF-8 mode (whose streams Python sets to
+    surrogateescape), in 60 columns: Typer's help, laid out by Rich with its ellipsis, ended in a
+    UnicodeEncodeError traceback, exit code 1."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONIOENCODING", "LANG", "LC_CTYPE")}
+    env.update(setting, COLUMNS="60")
     result = subprocess.run([sys.executable, "-m", "nicodec", "encode", "--help"], capture_output=True, env=env)
     assert result.returncode == 0 and result.stderr == b"", result.stderr.decode(errors="replace")[-2000:]
     assert b"--quality" in result.stdout and b"\\u2026" in result.stdout  # the ellipsis, escaped
