@@ -99,6 +99,20 @@ def _pillow_plugin_as_it_was():
             Image.ID.remove(FORMAT)
 
 
+def _names_can_hold(text: str) -> bool:
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+unicode_names = pytest.mark.skipif(
+    not _names_can_hold("caf\u00e9 \u5199\u771f \u202e \u2028"),
+    reason="file names here are ASCII (the C locale without UTF-8 mode: PYTHONUTF8=0 PYTHONCOERCECLOCALE=0)")
+"""For a test that makes files whose names are not ASCII."""
+
+
 def ended(process) -> None:
     """Wait for a killed process and close its pipes (left to the collector, each was a
     ResourceWarning)."""

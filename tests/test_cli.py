@@ -23,7 +23,7 @@ from nicodec.cli import app
 from nicodec import model as nicmodel
 from nicodec.errors import NicodecError
 
-from conftest import ended_by, opened, psnr, synthetic_photo
+from conftest import ended_by, opened, psnr, synthetic_photo, unicode_names
 
 runner = CliRunner()
 
@@ -2054,6 +2054,7 @@ def test_the_console_script_lets_typer_read_the_command_line(monkeypatch):
                      {"args": ["info", "x.nic"], "prog_name": "nicodec", "standalone_mode": False}]
 
 
+@unicode_names
 def test_names_the_output_encoding_lacks_are_escaped_not_a_crash(tmp_path):
     """PYTHONIOENCODING=ascii (or latin-1), and names that are not UTF-8: the report shows
     backslash escapes, and verify goes on to its last file, where it used to stop with a
@@ -2097,6 +2098,7 @@ def synthetic_photo_small():
     return np.random.default_rng(5).integers(0, 256, (32, 48, 3), dtype=np.uint8)
 
 
+@unicode_names
 def test_control_characters_in_names_are_shown_escaped(tmp_path):
     """An escape sequence in a file name is shown as \\x1b, not sent to the terminal."""
     name = "e\x1b]0;title\x07.png"
@@ -2138,6 +2140,10 @@ def test_a_newline_in_a_name_does_not_split_a_message(tmp_path):
     assert any(line.startswith("  File ") for line in lines) and not any(line.startswith("c.png") for line in lines)
     assert lines[-2].startswith("nicodec.errors.UnsupportedImageError: ") and "bad\\nc.png" in lines[-2]
     assert lines[-1].startswith("error: ") and "bad\\nc.png" in lines[-1]
+
+
+@unicode_names
+def test_a_line_separator_in_a_name_does_not_split_a_message(tmp_path):
     paragraph = run("encode", tmp_path / "p\u2028q.png")
     assert paragraph.exit_code == 1 and "p\\u2028q.png" in paragraph.stderr and len(paragraph.stderr.splitlines()) == 1
 
@@ -2416,6 +2422,7 @@ def test_help_to_a_closed_standard_output_is_an_error():
 
 
 @pytest.mark.skipif(sys.platform != "linux", reason="a file name that is not UTF-8")
+@unicode_names
 def test_info_json_is_ascii_whatever_the_names(png, tmp_path):
     """A name that is not UTF-8 (bytes 0xff 0xfe) and one that is not ASCII: valid JSON in any
     locale, the names read as UTF-8 and the undecodable bytes as Python's surrogate escapes. In
@@ -2564,6 +2571,7 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
     assert result.returncode == 0 and "--quality" in result.stdout
 
 
+@unicode_names
 def test_names_are_measured_in_utf16_units_where_windows_measures_them(tmp_path, monkeypatch):
     """NTFS takes 255 UTF-16 units a name: a photo named with 94 Japanese characters (282 bytes
     of UTF-8) exists there, but its output in a folder still to be made was refused as longer
