@@ -57,7 +57,7 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
 
     from .batch_plan import Item, plan, real_path
     from .files import nearest_existing
-    from .plugins import HEIF_INSTALL, readable_suffixes
+    from .plugins import heif_install, readable_suffixes
 
     with reporting(debug):
         folder = len(inputs) == 1
@@ -106,7 +106,7 @@ def items_of(inputs: list[Path], output: Optional[str], suffix: str, debug: bool
                 if passed_over:
                     heif = any(ext in HEIF_SUFFIXES for ext in passed_over)
                     note(f"note: passed over {_kinds_text(passed_over)}; hidden files are passed over uncounted"
-                         + (f"; {HEIF_INSTALL} HEIF/HEIC" if heif else ""))
+                         + (f"; {heif_install()} HEIF/HEIC" if heif else ""))
             if real_path(root).startswith(os.path.join(real_path(inputs[0]), "")):
                 console.err.print(f"warning: the output folder {root} lies inside {inputs[0]}; it is not searched for "
                                   f"files to {'encode' if suffix == '.nic' else 'decode'}", markup=False)

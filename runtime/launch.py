@@ -32,6 +32,20 @@ def is_missing_extra(error: ModuleNotFoundError) -> bool:
     return any(name == module or name.startswith(module + ".") for module in EXTRA_MODULES)
 
 
+def install_tool() -> str:
+    """The command that installs nicodec again with an extra, where this one was installed: pip,
+    or pipx or uv for a command line tool they keep in an environment of its own (there
+    ``pip install`` would install into another Python, and the command would still lack it)."""
+    from pathlib import Path
+
+    prefix = Path(sys.prefix)
+    if (prefix / "pipx_metadata.json").is_file():
+        return "pipx install --force"
+    if (prefix / "uv-receipt.toml").is_file():
+        return "uv tool install"
+    return "pip install"
+
+
 def _say(line: str) -> None:
     """A line on stderr where it can be written: a closed stderr (``2>&-``) would make print()
     write to stdout, perhaps a ``-o -`` pipe, and one that cannot be written (``2>/dev/full``)
@@ -51,8 +65,9 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
 
     if needs_onnxruntime and importlib.util.find_spec("onnxruntime") is None:
         # Found missing only once the graphs were written (to check them), as a traceback.
+        tool = install_tool()
         _say(f'error: {command} needs onnxruntime (the cpu or gpu extra) beside torch and onnx, to check the graphs '
-             'it writes: pip install "nicodec[cpu,train]" (from a checkout, pip install ".[cpu,train]")')
+             f'it writes: {tool} "nicodec[cpu,train]" (from a checkout, {tool} ".[cpu,train]")')
         raise SystemExit(1)
     try:
         app = importlib.import_module(module).app
@@ -63,8 +78,9 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
             raise
-        _say(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: pip install "nicodec[cpu,train]" '
-             f'(from a checkout, pip install ".[cpu,train]") ({error})')
+        tool = install_tool()
+        _say(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: {tool} "nicodec[cpu,train]" '
+             f'(from a checkout, {tool} ".[cpu,train]") ({error})')
         raise SystemExit(1) from None
     run_app(app, command)
 

@@ -11,9 +11,14 @@ from PIL import Image
 from . import metadata
 from .sessions import caller_outside
 
-HEIF_INSTALL = 'pip install "nicodec[heif]" adds pillow-heif, which reads'
-"""How to read HEIF: the start of what a refusal (:data:`HEIF_HINT`) and a folder's note say."""
-HEIF_HINT = f" (a HEIF/HEIC image: {HEIF_INSTALL} them)"
+def heif_install() -> str:
+    """How to read HEIF: the start of what a refusal (:func:`heif_hint`) and a folder's note say.
+    pipx and uv install a tool anew with the extras named, so there the cpu extra is named too."""
+    from .launch import install_tool
+
+    tool = install_tool()
+    extras = "heif" if tool == "pip install" else "cpu,heif"
+    return f'{tool} "nicodec[{extras}]" adds pillow-heif, which reads'
 
 
 @functools.cache
@@ -41,12 +46,12 @@ _HEIF_PROBLEM: list[str] = []
 
 def heif_hint(head: bytes) -> str:
     """What would read a HEIF file whose first bytes are ``head``, where no plugin reads HEIF
-    (:data:`HEIF_HINT`, or that pillow-heif cannot be used here); else ``""``."""
+    (:func:`heif_install`, or that pillow-heif cannot be used here); else ``""``."""
     if head[4:8] != b"ftyp" or head[8:12] not in metadata.HEIF_BRANDS or "HEIF" in Image.OPEN:
         return ""
     if _HEIF_PROBLEM:
         return f" (a HEIF/HEIC image: pillow-heif is installed but cannot be used: {_HEIF_PROBLEM[0]})"
-    return HEIF_HINT
+    return f" (a HEIF/HEIC image: {heif_install()} them)"
 
 
 def readable_suffixes() -> list[str]:

@@ -79,9 +79,12 @@ def _ort():
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         if exc.name != "onnxruntime":
             raise _broken(exc) from exc
+        from .launch import install_tool
+
+        tool = install_tool()
         raise NicodecError(
             "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra, "
-            "pip install 'nicodec[cpu]' (from a checkout: pip install '.[cpu]')" + _newer_python_than_checked()
+            f"{tool} 'nicodec[cpu]' (from a checkout: {tool} '.[cpu]')" + _newer_python_than_checked()
         ) from exc
     except Exception as exc:  # installed, but it does not import (say, built for another numpy)
         if isinstance(exc, MemoryError) or (isinstance(exc, ImportError) and "Cannot allocate memory" in str(exc)):
@@ -199,10 +202,14 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
     if choice == "cuda":
         if CUDA not in available:
             # The CPU wheel left in place beside onnxruntime-gpu would overwrite parts of it (or be overwritten).
-            first = "pip uninstall -y onnxruntime, then " if _version("onnxruntime") and not _version("onnxruntime-gpu") else ""
+            from .launch import install_tool
+
+            tool = install_tool()  # pipx and uv make the tool's environment anew: nothing to uninstall
+            first = ("pip uninstall -y onnxruntime, then " if tool == "pip install" and _version("onnxruntime")
+                     and not _version("onnxruntime-gpu") else "")
             raise NicodecError(
                 "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
-                f'{first}pip install "nicodec[gpu]"; docs/install.md says which release suits CUDA 12)'
+                f'{first}{tool} "nicodec[gpu]"; docs/install.md says which release suits CUDA 12)'
             )
         return [CUDA, CPU]
     if choice == "auto":

@@ -63,6 +63,33 @@ def test_nicodec_export_without_onnxruntime_says_so_before_any_work(tmp_path):
         assert launch("nicodec-train", ["onnxruntime"], "--help").returncode == 0
 
 
+@pytest.mark.parametrize(("receipt", "tool"), [("pipx_metadata.json", "pipx install --force"),
+                                               ("uv-receipt.toml", "uv tool install")])
+def test_a_tool_installed_by_pipx_or_uv_is_told_their_command(tmp_path, monkeypatch, receipt, tool):
+    """`pipx install nicodec` (or `uv tool install`) without an extra was told `pip install
+    'nicodec[cpu]'`, which installs into another Python: the command still lacked onnxruntime."""
+    from nicodec import plugins, sessions
+    from nicodec.errors import NicodecError
+    from nicodec.launch import install_tool
+
+    assert install_tool() == "pip install"
+    (tmp_path / receipt).write_text("{}")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    assert install_tool() == tool
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # not installed
+    with pytest.raises(NicodecError, match=rf"not installed: install nicodec with the \[cpu\] or \[gpu\] extra, "
+                                           rf"{tool} 'nicodec\[cpu\]' \(from a checkout: {tool} '\.\[cpu\]'\)"):
+        sessions._ort()
+    # Installed anew with the extras named: HEIF's hint keeps the cpu extra.
+    assert plugins.heif_install() == f'{tool} "nicodec[cpu,heif]" adds pillow-heif, which reads'
+    code = (f"import sys\nsys.prefix = {str(tmp_path)!r}\nsys.modules['torch'] = None\n"
+            "sys.argv = ['nicodec-train', '--help']\nfrom nicodec import launch\nlaunch.train()\n")
+    blocked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert blocked.returncode == 1 and blocked.stderr.startswith(
+        f'error: nicodec-train needs the train extra (torch, onnx) beside onnxruntime: {tool} "nicodec[cpu,train]" '
+        f'(from a checkout, {tool} ".[cpu,train]") '), blocked.stderr
+
+
 def test_any_other_missing_module_keeps_its_traceback():
     if importlib.util.find_spec("torch") is None:  # train.py imports torch first: it is what is found missing
         pytest.skip("torch is not installed (a runtime-only install), so the train extra is what is missing")
