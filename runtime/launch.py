@@ -32,18 +32,46 @@ def is_missing_extra(error: ModuleNotFoundError) -> bool:
     return any(name == module or name.startswith(module + ".") for module in EXTRA_MODULES)
 
 
-def install_tool() -> str:
-    """The command that installs nicodec again with an extra, where this one was installed: pip,
-    or pipx or uv for a command line tool they keep in an environment of its own (there
-    ``pip install`` would install into another Python, and the command would still lack it)."""
+# The distributions each extra installs, by which an environment's extras are told.
+EXTRA_DISTRIBUTIONS = {"cpu": ("onnxruntime",), "gpu": ("onnxruntime-gpu",), "train": ("torch", "onnx"),
+                       "heif": ("pillow-heif",), "ray": ("ray",)}
+
+
+def install_command(extras: str) -> tuple[str, str]:
+    """The command that installs nicodec again with ``extras`` (``"cpu,train"``), and the extras
+    to name to it, where this nicodec was installed:
+
+    - by pip (or anything else): ``pip install`` and ``extras``;
+    - by pipx, a tool in an environment of its own (where ``pip install`` would install into
+      another Python): ``pipx install --force``, which installs into that environment and keeps
+      what it holds, and ``extras``;
+    - by ``uv tool install``: that command, and every extra the tool has now beside ``extras``,
+      since uv makes the environment hold what it names and nothing else (naming ``heif`` alone
+      would take a GPU's onnxruntime or torch out). ``gpu`` wins over ``cpu``: asked for, it
+      replaces the CPU's; installed, it stays where ``cpu`` is named only as the default.
+    """
     from pathlib import Path
 
     prefix = Path(sys.prefix)
     if (prefix / "pipx_metadata.json").is_file():
-        return "pipx install --force"
-    if (prefix / "uv-receipt.toml").is_file():
-        return "uv tool install"
-    return "pip install"
+        return "pipx install --force", extras
+    if not (prefix / "uv-receipt.toml").is_file():
+        return "pip install", extras
+    from importlib import metadata
+
+    def installed(name: str) -> bool:
+        try:
+            metadata.version(name)
+        except metadata.PackageNotFoundError:
+            return False
+        return True
+
+    asked = extras.split(",")
+    has = [extra for extra, names in EXTRA_DISTRIBUTIONS.items() if all(installed(name) for name in names)]
+    named = [extra for extra in EXTRA_DISTRIBUTIONS if extra in asked or extra in has]
+    if "gpu" in named and "cpu" in named:
+        named.remove("cpu")
+    return "uv tool install", ",".join(named)
 
 
 def _say(line: str) -> None:
@@ -65,9 +93,9 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
 
     if needs_onnxruntime and importlib.util.find_spec("onnxruntime") is None:
         # Found missing only once the graphs were written (to check them), as a traceback.
-        tool = install_tool()
+        tool, extras = install_command("cpu,train")
         _say(f'error: {command} needs onnxruntime (the cpu or gpu extra) beside torch and onnx, to check the graphs '
-             f'it writes: {tool} "nicodec[cpu,train]" (from a checkout, {tool} ".[cpu,train]")')
+             f'it writes: {tool} "nicodec[{extras}]" (from a checkout, {tool} ".[{extras}]")')
         raise SystemExit(1)
     try:
         app = importlib.import_module(module).app
@@ -78,9 +106,9 @@ def _launch(command: str, module: str, needs_onnxruntime: bool = False) -> None:
     except ModuleNotFoundError as error:
         if not is_missing_extra(error):
             raise
-        tool = install_tool()
-        _say(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: {tool} "nicodec[cpu,train]" '
-             f'(from a checkout, {tool} ".[cpu,train]") ({error})')
+        tool, extras = install_command("cpu,train")
+        _say(f'error: {command} needs the train extra (torch, onnx) beside onnxruntime: {tool} "nicodec[{extras}]" '
+             f'(from a checkout, {tool} ".[{extras}]") ({error})')
         raise SystemExit(1) from None
     run_app(app, command)
 

@@ -12,12 +12,11 @@ from . import metadata
 from .sessions import caller_outside
 
 def heif_install() -> str:
-    """How to read HEIF: the start of what a refusal (:func:`heif_hint`) and a folder's note say.
-    pipx and uv install a tool anew with the extras named, so there the cpu extra is named too."""
-    from .launch import install_tool
+    """How to read HEIF: the start of what a refusal (:func:`heif_hint`) and a folder's note say
+    (with pipx's or uv's command where one of them installed nicodec)."""
+    from .launch import install_command
 
-    tool = install_tool()
-    extras = "heif" if tool == "pip install" else "cpu,heif"
+    tool, extras = install_command("heif")
     return f'{tool} "nicodec[{extras}]" adds pillow-heif, which reads'
 
 

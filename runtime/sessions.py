@@ -79,12 +79,12 @@ def _ort():
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
         if exc.name != "onnxruntime":
             raise _broken(exc) from exc
-        from .launch import install_tool
+        from .launch import install_command
 
-        tool = install_tool()
+        tool, extras = install_command("cpu")
         raise NicodecError(
             "onnxruntime is not installed: install nicodec with the [cpu] or [gpu] extra, "
-            f"{tool} 'nicodec[cpu]' (from a checkout: {tool} '.[cpu]')" + _newer_python_than_checked()
+            f"{tool} 'nicodec[{extras}]' (from a checkout: {tool} '.[{extras}]')" + _newer_python_than_checked()
         ) from exc
     except Exception as exc:  # installed, but it does not import (say, built for another numpy)
         if isinstance(exc, MemoryError) or (isinstance(exc, ImportError) and "Cannot allocate memory" in str(exc)):
@@ -202,14 +202,16 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
     if choice == "cuda":
         if CUDA not in available:
             # The CPU wheel left in place beside onnxruntime-gpu would overwrite parts of it (or be overwritten).
-            from .launch import install_tool
+            from .launch import install_command
 
-            tool = install_tool()  # pipx and uv make the tool's environment anew: nothing to uninstall
-            first = ("pip uninstall -y onnxruntime, then " if tool == "pip install" and _version("onnxruntime")
+            tool, extras = install_command("gpu")
+            # uv takes the CPU's wheel out itself; pip, and pipx's pip, would leave it beside the GPU's.
+            uninstall = {"pip install": "pip uninstall", "pipx install --force": "pipx runpip nicodec uninstall"}.get(tool)
+            first = (f"{uninstall} -y onnxruntime, then " if uninstall and _version("onnxruntime")
                      and not _version("onnxruntime-gpu") else "")
             raise NicodecError(
                 "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
-                f'{first}{tool} "nicodec[gpu]"; docs/install.md says which release suits CUDA 12)'
+                f'{first}{tool} "nicodec[{extras}]"; docs/install.md says which release suits CUDA 12)'
             )
         return [CUDA, CPU]
     if choice == "auto":

@@ -591,6 +591,22 @@ def test_asking_for_cuda_from_the_cpu_wheel_says_to_take_it_out_first(monkeypatc
         assert ("pip uninstall -y onnxruntime, then pip install" in said) is first and 'pip install "nicodec[gpu]"' in said
 
 
+def test_asking_for_cuda_in_a_pipx_tool_says_pipx_s_commands(monkeypatch, tmp_path):
+    """pipx's install --force keeps what the tool's environment holds: the CPU's wheel is taken
+    out by pipx's own pip first."""
+    import onnxruntime
+    from nicodec import sessions
+
+    (tmp_path / "pipx_metadata.json").write_text("{}")
+    monkeypatch.setattr(sys, "prefix", str(tmp_path))
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    monkeypatch.setattr(sessions, "_version", lambda *names: (1, 20) if names[0] == "onnxruntime" else ())
+    with pytest.raises(nicodec.NicodecError, match="no CUDAExecutionProvider") as refused:
+        nicodec.Codec(providers="cuda")
+    assert ('pipx runpip nicodec uninstall -y onnxruntime, then pipx install --force "nicodec[gpu]"'
+            in str(refused.value)), str(refused.value)
+
+
 def test_a_synthesis_that_takes_the_quality_is_checked_as_it_loads():
     """A decoder (or synthesis gradient) graph may take the header's quality (vr-5f's post-filter
     sees it): one float (1, 1, 1, 1), and only in a variable-rate model, whose files hold one."""
