@@ -8,6 +8,7 @@ SIGXCPU, 149 by Ctrl-Break (SIGBREAK, Windows).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -603,8 +604,9 @@ def _main(args: Optional[list[str]], command: bool) -> None:
         for name in ("COLUMNS", "LINES"):
             if zero_size(name):
                 del os.environ[name]
-    for stream in (sys.stdout, sys.stderr):  # Typer's help too: Rich's "…" in an ASCII locale was a traceback
-        console.escaping(stream)
+    # Typer's help too: Rich's "…" in an ASCII locale was a traceback. Put back as main() returns
+    # to a program, whose own writes (of undecodable names, say) are its business.
+    escaped = [(stream, console.escaping(stream)) for stream in (sys.stdout, sys.stderr)]
     try:
         try:
             code = (app(prog_name="nicodec", standalone_mode=False) if args is None
@@ -634,6 +636,10 @@ def _main(args: Optional[list[str]], command: bool) -> None:
                 signal.signal(signum, signal.SIG_IGN)
                 continue
             signal.signal(signum, handler)
+        for stream, errors in escaped if not command else ():
+            if errors is not None:
+                with contextlib.suppress(OSError, ValueError):
+                    stream.reconfigure(errors=errors)
     raise SystemExit(code if isinstance(code, int) else 0)  # as a standalone Click app ends
 
 

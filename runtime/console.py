@@ -219,12 +219,24 @@ def click_error(exc: Exception, args: list[str], command, prog: str) -> int:
     return code
 
 
-def escaping(stream) -> None:
+def escaping(stream) -> str | None:
     """Characters the stream's encoding lacks written as backslash escapes from now on (``é``
     as ``\\xe9`` under ``PYTHONIOENCODING=ascii``) rather than raising UnicodeEncodeError;
-    Python's own choice in the C locale without UTF-8 mode, surrogateescape, raised it too."""
-    if isinstance(stream, io.TextIOWrapper) and stream.errors in ("strict", "surrogateescape"):
+    Python's own choice in the C locale without UTF-8 mode, surrogateescape, raised it too.
+
+    Returns:
+        The stream's error handler before, to put back; None where it was left as it was (not
+        a text file, escaping already, or one that cannot be reconfigured: its buffered text
+        fails to flush, on a full disk, or it is closed).
+    """
+    if not isinstance(stream, io.TextIOWrapper) or stream.errors not in ("strict", "surrogateescape"):
+        return None
+    before = stream.errors
+    try:
         stream.reconfigure(errors="backslashreplace")
+    except (OSError, ValueError):
+        return None
+    return before
 
 
 @contextmanager

@@ -553,6 +553,19 @@ def test_help_in_an_ascii_locale_escapes_what_the_encoding_lacks(setting):
     assert b"--quality" in result.stdout and b"\\u2026" in result.stdout  # the ellipsis, escaped
 
 
+def test_main_called_by_a_program_gives_its_streams_back_as_they_were():
+    """main() escapes what the encoding lacks while it runs; the program's own writes after it
+    (an undecodable name's surrogates, in the C locale) are written as they were before."""
+    env = {key: value for key, value in os.environ.items() if key not in ("PYTHONIOENCODING", "LANG", "LC_CTYPE")}
+    env.update(LC_ALL="C", PYTHONUTF8="0", PYTHONCOERCECLOCALE="0")
+    script = ("import sys\nfrom nicodec.cli import main\nbefore = sys.stdout.errors\n"
+              "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+              "print(before, sys.stdout.errors, sys.stderr.errors, 'caf\\udcc3\\udca9')\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, env=env)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == b"surrogateescape surrogateescape backslashreplace caf\xc3\xa9"
+
+
 @pytest.mark.parametrize("command", [[], ["encode"], ["decode"], ["verify"], ["info"]])
 def test_help_shows_no_value_beside_a_flag(command):
     """A flag takes no value, so its help row shows no type: Typer 0.29 shows ``<bool>`` beside
