@@ -259,8 +259,10 @@ def reporting(debug: bool):
 def _warnings_never_fail() -> None:
     """The host's warning filters, in their order, with "error" read as "default": a warning is
     a note for the person at the command line, never a failure of the command, whatever
-    ``PYTHONWARNINGS`` or ``-W`` a Python developer's environment sets; "ignore" still hides it."""
-    filters = list(warnings.filters)
+    ``PYTHONWARNINGS`` or ``-W`` a Python developer's environment sets; "ignore" still hides it.
+    With Python 3.14's context-aware warnings (the free-threaded build's default) the filters in
+    force are the context's, which ``warnings.filters`` (the global list) is not."""
+    filters = list(getattr(warnings, "_get_filters", lambda: warnings.filters)())
     warnings.resetwarnings()
     for action, message, category, module, lineno in filters:
         warnings.filterwarnings("default" if action == "error" else action, _pattern(message), category,

@@ -655,6 +655,22 @@ def test_warnings_turned_into_errors_by_the_host_are_still_warnings_on_the_comma
     assert (tmp_path / "a.nic").exists() and (tmp_path / "b.nic").exists()
 
 
+def test_the_warning_filters_read_are_those_in_force_where_warnings_follow_the_context():
+    """Python 3.14's -X context_aware_warnings (the free-threaded build's default): the filters a
+    program sets in catch_warnings are the context's, and warnings.filters, which the command
+    line read, is the global list: a warning the program had turned off was shown."""
+    flags = ["-X", "context_aware_warnings=1"] if sys.version_info >= (3, 14) else []
+    script = ("import io, warnings\nfrom nicodec import console\n"
+              "console.err = console._Console(file=io.StringIO(), stderr=True, width=200)\n"
+              "with warnings.catch_warnings():\n    warnings.simplefilter('ignore')\n    with console.reporting(False):\n"
+              "        warnings.warn('hidden by the program')\n"
+              "with warnings.catch_warnings():\n    warnings.simplefilter('error')\n    with console.reporting(False):\n"
+              "        warnings.warn('shown, not raised')\n"
+              "print(repr(console.err.file.getvalue()))\n")
+    done = subprocess.run([sys.executable, *flags, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout == repr("warning: shown, not raised\n") + "\n", done.stdout + done.stderr
+
+
 def test_decode_honours_max_pixels_and_writes_nothing(png, tmp_path):
     """The limit is read from the .nic header before any work, for a file and for a folder."""
     (tmp_path / "nic").mkdir()
