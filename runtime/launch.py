@@ -32,11 +32,6 @@ def is_missing_extra(error: ModuleNotFoundError) -> bool:
     return any(name == module or name.startswith(module + ".") for module in EXTRA_MODULES)
 
 
-# The distributions each extra installs, by which an environment's extras are told.
-EXTRA_DISTRIBUTIONS = {"cpu": ("onnxruntime",), "gpu": ("onnxruntime-gpu",), "train": ("torch", "onnx"),
-                       "heif": ("pillow-heif",), "ray": ("ray",)}
-
-
 def install_command(extras: str) -> tuple[str, str]:
     """The command that installs nicodec again with ``extras`` (``"cpu,train"``), and the extras
     to name to it, where this nicodec was installed:
@@ -57,7 +52,28 @@ def install_command(extras: str) -> tuple[str, str]:
         return "pipx install --force", extras
     if not (prefix / "uv-receipt.toml").is_file():
         return "pip install", extras
+    named = _extras_installed()
+    named += [extra for extra in extras.split(",") if extra not in named]
+    if "gpu" in named and "cpu" in named:
+        named.remove("cpu")
+    return "uv tool install", ",".join(named)
+
+
+def _extras_installed() -> list[str]:
+    """nicodec's extras whose every distribution is installed, as its metadata lists them
+    (``Requires-Dist: onnxruntime>=1.17,...; extra == "cpu"``); none where it has none."""
+    import re
     from importlib import metadata
+
+    try:
+        requirements = metadata.requires("nicodec") or []
+    except metadata.PackageNotFoundError:  # an application frozen without it
+        return []
+    needs: dict[str, list[str]] = {}
+    for requirement in requirements:
+        name, extra = re.match(r"[A-Za-z0-9._-]*", requirement), re.search(r"extra\s*==\s*['\"]([^'\"]+)", requirement)
+        if name and name.group(0) and extra:
+            needs.setdefault(extra.group(1), []).append(name.group(0))
 
     def installed(name: str) -> bool:
         try:
@@ -66,12 +82,7 @@ def install_command(extras: str) -> tuple[str, str]:
             return False
         return True
 
-    asked = extras.split(",")
-    has = [extra for extra, names in EXTRA_DISTRIBUTIONS.items() if all(installed(name) for name in names)]
-    named = [extra for extra in EXTRA_DISTRIBUTIONS if extra in asked or extra in has]
-    if "gpu" in named and "cpu" in named:
-        named.remove("cpu")
-    return "uv tool install", ",".join(named)
+    return [extra for extra, names in needs.items() if all(installed(name) for name in names)]
 
 
 def _say(line: str) -> None:
