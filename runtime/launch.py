@@ -43,7 +43,9 @@ def install_command(extras: str) -> tuple[str, str]:
     - by ``uv tool install``: that command, and every extra the tool has now beside ``extras``,
       since uv makes the environment hold what it names and nothing else (naming ``heif`` alone
       would take a GPU's onnxruntime or torch out). ``gpu`` wins over ``cpu``: asked for, it
-      replaces the CPU's; installed, it stays where ``cpu`` is named only as the default.
+      replaces the CPU's; installed, it stays where ``cpu`` is named only as the default;
+    - into an environment uv made (``uv venv``, a ``uv run`` project), which has no pip of its
+      own: ``uv pip install`` and ``extras``.
     """
     from pathlib import Path
 
@@ -51,12 +53,21 @@ def install_command(extras: str) -> tuple[str, str]:
     if (prefix / "pipx_metadata.json").is_file():
         return "pipx install --force", extras
     if not (prefix / "uv-receipt.toml").is_file():
-        return "pip install", extras
+        return ("uv pip install" if _made_by_uv(prefix) else "pip install"), extras
     named = _extras_installed()
     named += [extra for extra in extras.split(",") if extra not in named]
     if "gpu" in named and "cpu" in named:
         named.remove("cpu")
     return "uv tool install", ",".join(named)
+
+
+def _made_by_uv(prefix) -> bool:
+    """Whether the environment at ``prefix`` was made by uv (its pyvenv.cfg names uv's version)."""
+    try:
+        lines = (prefix / "pyvenv.cfg").read_text("utf-8", errors="replace").splitlines()
+    except OSError:  # not a virtual environment
+        return False
+    return any(line.split("=")[0].strip() == "uv" for line in lines)
 
 
 def _extras_installed() -> list[str]:

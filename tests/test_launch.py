@@ -101,6 +101,11 @@ def test_a_tool_installed_by_pipx_or_uv_is_told_their_command(tmp_path, monkeypa
         installed.add("onnxruntime")
         assert install_command("gpu") == (tool, "gpu")  # the GPU's replaces the CPU's
     monkeypatch.setattr(metadata, "version", real_version)
+    if tool == "uv tool install":  # an environment uv made, not a tool's: no pip of its own
+        (tmp_path / receipt).unlink()
+        (tmp_path / "pyvenv.cfg").write_text("home = /usr/bin\nuv = 0.13.10\nversion_info = 3.11.7\n")
+        assert install_command("heif") == ("uv pip install", "heif")
+        (tmp_path / receipt).write_text("{}")
     code = (f"import sys\nsys.prefix = {str(tmp_path)!r}\nsys.modules['torch'] = None\n"
             "sys.argv = ['nicodec-train', '--help']\nfrom nicodec import launch\nlaunch.train()\n")
     blocked = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
