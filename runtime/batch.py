@@ -195,6 +195,7 @@ def run(
     def guarded(item: Item) -> Outcome:
         started.append(item)
         _CODING.item, _CODING.books = item, books
+        begun = time.perf_counter()
         try:
             try:
                 outcome = work(item)
@@ -202,6 +203,7 @@ def run(
                 outcome = Outcome(item, "failed", str(exc), shared=getattr(exc, "shared", False))
             except Exception as exc:  # noqa: BLE001 - one bad file must not stop the batch
                 outcome = Outcome(item, "failed", f"internal error: {type(exc).__name__}: {exc}")
+            outcome.seconds = time.perf_counter() - begun
             finished.append(outcome)
         finally:
             _CODING.item = _CODING.books = None

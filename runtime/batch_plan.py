@@ -11,7 +11,7 @@ import time
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .files import not_regular
@@ -41,6 +41,8 @@ class Outcome:
         pixels: the image's pixel count, for ``done``.
         shared: for ``failed``, a cause that is the output's place rather than the file's (a
             full disk): the list names the first few files that failed of it, then counts them.
+        facts: for ``done``, what ``--json`` reports of the file (its size, quality, ...).
+        seconds: the time its work took (:func:`nicodec.batch.run` measures it).
     """
 
     item: Item
@@ -50,6 +52,8 @@ class Outcome:
     bytes_out: int = 0
     pixels: int = 0
     shared: bool = False
+    facts: dict = field(default_factory=dict)
+    seconds: float = 0.0
 
 
 def plan(root: Path, out_root: Path, suffixes: Iterable[str], new_suffix: str,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import os
 import re
 import signal
@@ -22,14 +21,14 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from . import arguments, console, stdio, targets
-from .cli_batch import (check_input, decode_all, dropped_warnings, encode_all, header_of, items_of, larger_than_source,
-                        note_not_files)
+from .cli_batch import (check_input, decode_all, decode_facts, dropped_warnings, encode_all, encode_facts, header_of,
+                        items_of, larger_than_source, note_not_files)
 from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, note, reporting, stop, writing_report,
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
-                      PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, TargetBppOpt, TargetPsnrOpt,
+                      PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
                       ThreadsOpt, TileOpt, make_codec, quality_text)
 
 if TYPE_CHECKING:
@@ -186,6 +185,7 @@ def encode(
         "--restoration", help="Also decode each image and write a linear filter fitted to it where it "
         "pays: about 1.7% fewer bits at the same PSNR on Kodak, for an encode about 3 times as long; such files "
         "need nicodec 0.6.0 or later to decode.")] = False,
+    as_json: ReportJsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     rate = Rate(quality, target_bpp, target_psnr, max_bytes)
@@ -194,10 +194,11 @@ def encode(
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)
         encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile,
-                   restoration=restoration)
+                   restoration=restoration, as_json=as_json)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
+    _json_beside_stdout(as_json, to_stdout)
     with reporting(debug):
         check_input(input, "image")
         if to_stdout:
@@ -230,18 +231,23 @@ def encode(
         facts.append(f"{result.psnr:.2f} dB")
     if result is not None:
         facts.append(f"{result.encodes} encode{'s' * (result.encodes != 1)}")
-    # With the file on standard output, the report goes to stderr.
-    with writing_report():
-        (console.err if to_stdout else console.out).print(
-            f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
-            markup=False,
-        )
     read = len(source) if isinstance(source, (bytes, bytearray)) else before[2] if before is not None else None
     larger = None if read is None else larger_than_source("the output" if to_stdout else target.name, len(data), read,
                                                           rate, sizes=True)
-    for warning in (rate.miss(result), larger):
-        if warning:
-            console.err.print(f"warning: {warning}", markup=False)
+    warnings = [warning for warning in (rate.miss(result), larger) if warning]
+    # With the file on standard output, the report goes to stderr.
+    with writing_report():
+        if as_json:
+            console.print_json({"input": stdio.json_name(input), "output": stdio.json_name(target), "status": "encoded",
+                                **encode_facts(data, result, codec.model.variable_rate, read, warnings),
+                                "seconds": round(seconds, 3)})
+        else:
+            (console.err if to_stdout else console.out).print(
+                f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {', '.join(facts)}, {seconds:.2f} s",
+                markup=False,
+            )
+    for warning in warnings:
+        console.err.print(f"warning: {warning}", markup=False)
 
 
 _DECODE_HELP = _paragraphs("""Decompress a .nic file into an image (PNG unless the output's extension says otherwise).
@@ -280,6 +286,7 @@ def decode(
     precision: PrecisionOpt = Precision.fp32,
     image_format: FormatOpt = None,
     background: BackgroundOpt = None,
+    as_json: ReportJsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
     from PIL import Image
@@ -290,10 +297,11 @@ def decode(
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, suffix, debug)
         decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile, suffix,
-                   background)
+                   background, as_json=as_json)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
+    _json_beside_stdout(as_json, to_stdout)
     with reporting(debug):
         check_input(input, ".nic")
         if to_stdout:
@@ -321,9 +329,10 @@ def decode(
         with naming(input):
             data = stdio.read_input(input)
         outputs.check_format(data, fmt, target.name if target is not None else "standard output", background)
-        for warning in dropped_warnings(data, fmt):
-            console.err.print(f"warning: {target.name if target is not None else 'the output'} will have no {warning}",
-                              markup=False)
+        warnings = [f"{target.name if target is not None else 'the output'} will have no {warning}"
+                    for warning in dropped_warnings(data, fmt)]
+        for warning in warnings:
+            console.err.print(f"warning: {warning}", markup=False)
         codec = make_codec(model, provider, threads, max_pixels, precision, tile=tile, decode=True)
         start = time.perf_counter()
         with bar("decoding", stdio.display_name(input)) as step:
@@ -343,11 +352,16 @@ def decode(
                 targets.write(target, lambda f: outputs.save(image, f, fmt), force, new_folder)
         seconds = time.perf_counter() - start  # the output's writing too: a large PNG takes seconds
     with writing_report():
-        (console.err if to_stdout else console.out).print(
-            f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
-            f"{seconds:.2f} s",
-            markup=False,
-        )
+        if as_json:
+            console.print_json({"input": stdio.json_name(input), "output": stdio.json_name(target), "status": "decoded",
+                                **decode_facts(image, fmt, target.stat().st_size, len(data), warnings),
+                                "seconds": round(seconds, 3)})
+        else:
+            (console.err if to_stdout else console.out).print(
+                f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
+                f"{seconds:.2f} s",
+                markup=False,
+            )
 
 
 _VERIFY_HELP = _paragraphs("""Check .nic files without writing anything: container, checksum, model and every entropy-coded symbol.
@@ -469,15 +483,10 @@ def info(
             console.err.print(f"error: {stdio.about(input, str(exc))}", markup=False)
             continue
         decoders.append(decoder_of(facts["model_id"], bytes.fromhex(facts["model_hash"])))
-        shown.append({"file": _json_name(input), **facts})
+        shown.append({"file": stdio.json_name(input), **facts})
     with writing_report():
         if as_json:
-            # ASCII, every other character escaped: valid JSON in any locale, a name that is not
-            # UTF-8 included (its bytes as Python's surrogate escapes, \udcff for 0xff).
-            # Line by line: one write of the whole report, with an unbuffered standard output
-            # (PYTHONUNBUFFERED), could be cut short by a reader that stopped, without a word.
-            for line in json.dumps(shown[0] if one else shown, indent=2).split("\n"):
-                console.out.print(line, markup=False)
+            console.print_json(shown[0] if one else shown)
         else:
             shipped = default_model_dir()
             for number, (facts, decoder) in enumerate(zip(shown, decoders)):
@@ -515,20 +524,18 @@ def info(
         raise typer.Exit(1)
 
 
+def _json_beside_stdout(as_json: bool, to_stdout: bool) -> None:
+    """``--json`` with ``-o -``: a usage error (exit code 2), the two wanting standard output."""
+    if as_json and to_stdout:
+        raise typer.BadParameter("the report and -o - would both be on standard output: give -o a file",
+                                 param_hint="'--json'")
+
+
 def _stdin_once(inputs: list[Path]) -> None:
     """``verify - -``, ``info - -``: a usage error (exit code 2), as ``-`` among several inputs
     to encode or decode is."""
     if sum(stdio.is_stdio(path) for path in inputs) > 1:
         raise typer.BadParameter("- (standard input) can be read once", param_hint="'INPUT...'")
-
-
-def _json_name(path) -> str:
-    """A file's name for ``info --json``: its bytes read as UTF-8, whatever the locale, those
-    that are not UTF-8 as Python's surrogate escapes. Python reads a command line in the
-    locale's encoding: in a Latin-1 or C locale ``café`` was ``caf\\u00c3\\u00a9`` or
-    ``caf\\udcc3\\udca9``."""
-    name = stdio.display_name(path)
-    return os.fsencode(name).decode("utf-8", "surrogateescape") if os.name == "posix" else name
 
 
 def _resolution_text(density: dict | None) -> str:

@@ -164,7 +164,7 @@ def header_of(data: bytes):
 
 
 def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options: dict, rate: Rate,
-               refine: int = 0, tile: Optional[int] = None, restoration: bool = False) -> None:
+               refine: int = 0, tile: Optional[int] = None, restoration: bool = False, as_json: bool = False) -> None:
     from .batch import unless_abandoned, writing_to
     from .batch_plan import Outcome
     from .files import write_atomic
@@ -190,9 +190,10 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
             return late[0]
         header = header_of(data)
         read = before[2] if before is not None else len(source)
-        notes = [rate.miss(result), larger_than_source(item.target.name, len(data), read, rate)]
-        return Outcome(item, "done", "; ".join(note for note in notes if note), bytes_in=read, bytes_out=len(data),
-                       pixels=header.width * header.height)
+        notes = [note for note in (rate.miss(result), larger_than_source(item.target.name, len(data), read, rate)) if note]
+        return Outcome(item, "done", "; ".join(notes), bytes_in=read, bytes_out=len(data),
+                       pixels=header.width * header.height,
+                       facts=encode_facts(data, result, codec.model.variable_rate, read, notes))
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
@@ -212,7 +213,49 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                  if given]
     _run_tree("encode", items, work, force, jobs, debug,
               differs=lambda item: _made_otherwise(item.target, codec, wanted, rate.max_bytes, item.source), unchecked=unchecked,
-              doubtful=lambda item: _far_from_target(item.target, rate))
+              doubtful=lambda item: _far_from_target(item.target, rate), as_json=as_json)
+
+
+def encode_facts(data: bytes, result, variable_rate: bool, read: Optional[int], warnings: list[str]) -> dict:
+    """What ``encode --json`` reports of a file it made, after its names and status and before
+    the seconds it took: the image's size, the file's bytes and bits per pixel, the quality (None
+    for a single-rate model), a search's PSNR (for ``--target-psnr``) and count of encodes, the
+    bytes read (None for a pipe named as a file) and its warnings."""
+    from .fileinfo import bpp_shown
+    from .format import quality_value
+
+    header = header_of(data)
+    facts = {"width": header.width, "height": header.height, "bytes": len(data),
+             "bpp": bpp_shown(8 * len(data) / (header.width * header.height)),  # as info --json gives it
+             "quality": quality_value(result.quality if result else header.quality) if variable_rate else None}
+    if result is not None:
+        if result.psnr is not None:
+            facts["psnr"] = result.psnr
+        facts["encodes"] = result.encodes
+    return facts | {"input_bytes": read, "warnings": warnings}
+
+
+def decode_facts(image, fmt: str, written: int, read: int, warnings: list[str]) -> dict:
+    """What ``decode --json`` reports of an image it wrote, after its names and status and before
+    the seconds it took: its size and format, the bytes written and read, and its warnings."""
+    return {"width": image.width, "height": image.height, "format": fmt, "bytes": written, "input_bytes": read,
+            "warnings": warnings}
+
+
+_JSON_STATUS = {"skipped": "up_to_date", "kept": "kept", "failed": "failed"}
+
+
+def json_record(outcome, verb: str) -> dict:
+    """One file of a batch's ``--json`` report: its input, output and status ("encoded" or
+    "decoded", "up_to_date", "kept" or "failed"), then why ("reason" of one kept, "error" of one
+    failed) or, for one coded, its facts (:func:`encode_facts`, :func:`decode_facts`)."""
+    record = {"input": stdio.json_name(outcome.item.source), "output": stdio.json_name(outcome.item.target),
+              "status": f"{verb}d" if outcome.status == "done" else _JSON_STATUS[outcome.status]}
+    if outcome.status in ("kept", "failed"):
+        record["reason" if outcome.status == "kept" else "error"] = outcome.message
+    if outcome.status == "done":
+        record |= outcome.facts | {"seconds": round(outcome.seconds, 3)}
+    return record
 
 
 def larger_than_source(name: str, size: int, source_size: int, rate: Rate, sizes: bool = False) -> Optional[str]:
@@ -347,7 +390,7 @@ def dropped_warnings(data: bytes, fmt: str) -> list[str]:
 
 
 def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=None,
-               suffix=".png", background=None) -> None:
+               suffix=".png", background=None, as_json: bool = False) -> None:
     from PIL import Image
 
     from . import outputs
@@ -376,8 +419,11 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                          created=writing_to)
         if late:
             return late[0]
-        return Outcome(item, "done", "; ".join(f"{item.target.name} has no {w}" for w in dropped_warnings(data, fmt)),
-                       bytes_in=len(data), bytes_out=item.target.stat().st_size, pixels=image.width * image.height)
+        warnings = [f"{item.target.name} has no {w}" for w in dropped_warnings(data, fmt)]
+        written = item.target.stat().st_size
+        return Outcome(item, "done", "; ".join(warnings), bytes_in=len(data), bytes_out=written,
+                       pixels=image.width * image.height,
+                       facts=decode_facts(image, fmt, written, len(data), warnings))
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, precision, tile=tile,
@@ -385,7 +431,8 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         if root is not None:
             targets.make_folder(root)
         root_was = targets.identity(root) if root is not None else None
-    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target))
+    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target),
+              as_json=as_json)
 
 
 DECODED_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "AVIF", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",
@@ -512,12 +559,14 @@ log, CI, nohup), where no bar is drawn: a long run is seen to be alive, and how 
 
 
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,
-              unchecked: tuple[str, ...] | list[str] = (), doubtful=None) -> None:
+              unchecked: tuple[str, ...] | list[str] = (), doubtful=None, as_json: bool = False) -> None:
     """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
     a note that an image there newer than its file, taken as an earlier output, may be an
     original; with ``unchecked``, the options an output up to date was not compared with; with
     ``doubtful``, a note for each of the first few outputs up to date of which it says why
-    they may have been made otherwise)."""
+    they may have been made otherwise). With ``as_json``, a JSON list of the files
+    (:func:`json_record`) takes the summary's place on stdout, that of the files coded so far
+    when the batch is stopped; stderr says what it says without."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from .batch import Abandoned, run
@@ -584,6 +633,11 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
         except KeyboardInterrupt as exc:
             progress.stop()
             _list_outcomes(seen)
+            if as_json:
+                order = {id(item): n for n, item in enumerate(items)}
+                with writing_report():
+                    console.print_json([json_record(o, verb) for o in
+                                        sorted(seen, key=lambda o: order.get(id(o.item), len(items)))])
             detail = f" after {counted_files(written[0])} {verb}d; no file was left half-written"
             if isinstance(exc, Abandoned) and exc.unfinished:
                 detail += (f" ({counted_files(exc.unfinished)} being coded {'was' if exc.unfinished == 1 else 'were'} "
@@ -612,11 +666,14 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     bytes_in, bytes_out, pixels = summary.totals()
     bpp = f"{8 * (bytes_out if verb == 'encode' else bytes_in) / pixels:.4f} bpp, " if pixels else ""
     with writing_report():
-        console.out.print(
-            f"{counted_files(len(items))}: {summary.count('done'):,} {verb}d, {summary.count('skipped'):,} up to date, "
-            f"{summary.count('kept'):,} kept, {summary.count('failed'):,} failed; "
-            f"{size_text(bytes_in)} in, {size_text(bytes_out)} out, {bpp}{summary.seconds:.1f} s",
-            markup=False,
-        )
+        if as_json:
+            console.print_json([json_record(outcome, verb) for outcome in summary.outcomes])
+        else:
+            console.out.print(
+                f"{counted_files(len(items))}: {summary.count('done'):,} {verb}d, {summary.count('skipped'):,} up to date, "
+                f"{summary.count('kept'):,} kept, {summary.count('failed'):,} failed; "
+                f"{size_text(bytes_in)} in, {size_text(bytes_out)} out, {bpp}{summary.seconds:.1f} s",
+                markup=False,
+            )
     if summary.failures:
         raise typer.Exit(1)

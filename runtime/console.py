@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import json
 import os
 import re
 import signal
@@ -287,6 +288,16 @@ def writing_report():
         stdio.flush_or_drop(sys.stdout)
         err.print(f"error: cannot write the report: {exc.strerror or exc}", markup=False)
         raise typer.Exit(1) from None
+
+
+def print_json(value) -> None:
+    """``value`` as indented JSON on stdout (``--json``), in ASCII, every other character
+    escaped: valid JSON in any locale, a name that is not UTF-8 included (its bytes as Python's
+    surrogate escapes, \\udcff for 0xff). Line by line: one write of the whole report, with an
+    unbuffered standard output (PYTHONUNBUFFERED), could be cut short by a reader that stopped,
+    without a word. Called within :func:`writing_report`."""
+    for line in json.dumps(value, indent=2).split("\n"):
+        out.print(line, markup=False)
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

@@ -77,6 +77,9 @@ ModelOpt = Annotated[
     typer.Option(exists=True, file_okay=False, help="Model folder (default: the model shipped with nicodec)."),
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show the full traceback on errors.")]
+ReportJsonOpt = Annotated[bool, typer.Option(
+    "--json", help="Print JSON on stdout in place of the report: an object for one file, a list for several or a "
+    "folder, each file with its status, size and time; errors and warnings stay on stderr.")]
 JobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
                                       "a folder or several files (each holds its image in memory: up to 1.3 GB for a "
                                       "24-megapixel photo, 1.5 GB with --restoration; --tile 512 needs less).")]

@@ -25,6 +25,15 @@ def display_name(path, stream: str = "stdin") -> str:
     return f"<{stream}>" if is_stdio(path) else str(path)
 
 
+def json_name(path) -> str:
+    """A file's name for ``--json``: its bytes read as UTF-8, whatever the locale, those that
+    are not UTF-8 as Python's surrogate escapes. Python reads a command line in the locale's
+    encoding: in a Latin-1 or C locale ``café`` was ``caf\\u00c3\\u00a9`` or
+    ``caf\\udcc3\\udca9``."""
+    name = display_name(path)
+    return os.fsencode(name).decode("utf-8", "surrogateescape") if os.name == "posix" else name
+
+
 def about(path, message: str) -> str:
     """``path: message``, or the message alone when it names the path already (for ``-``, when
     it speaks of standard input)."""

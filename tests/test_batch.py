@@ -2102,3 +2102,78 @@ def test_an_output_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path,
     assert result.exit_code == 1, result.stderr
     assert f"cannot create the output folder {tmp_path / 'out'}: Permission denied" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and sorted(os.listdir(tmp_path)) == ["photos"]
+
+
+def test_json_lists_each_file_of_a_batch_with_its_status(tmp_path, monkeypatch):
+    """``--json``: a list in the order of the files, in place of the summary line; what it says of
+    each file is what is on disk; stderr says what it says without it."""
+    import json
+
+    src = make_tree(tmp_path / "src")
+    out = tmp_path / "out"
+    result = run("encode", src, "-o", out, "--json")
+    assert result.exit_code == 1  # the broken file
+    records = json.loads(result.stdout)
+    assert [(r["input"], r["output"], r["status"]) for r in records] == [  # a folder's files before its subfolders'
+        (str(src / "top.webp"), str(out / "top.nic"), "encoded"),
+        (str(src / "a" / "one.png"), str(out / "a" / "one.nic"), "encoded"),
+        (str(src / "a" / "b" / "broken.png"), str(out / "a" / "b" / "broken.nic"), "failed"),
+        (str(src / "a" / "b" / "two.jpg"), str(out / "a" / "b" / "two.nic"), "encoded"),
+    ]
+    assert "broken.png" in records[2]["error"] and "failed: " in result.stderr
+    for record in records[:2] + records[3:]:
+        header = nicformat.read_header(Path(record["output"]).read_bytes())[0]
+        assert record["bytes"] == Path(record["output"]).stat().st_size
+        assert (record["width"], record["height"]) == (header.width, header.height)
+        assert record["bpp"] == round(8 * record["bytes"] / (header.width * header.height), 6)  # as info --json
+        assert record["quality"] == 56.0 and record["input_bytes"] == Path(record["input"]).stat().st_size
+        assert record["seconds"] >= 0 and record["warnings"] == []
+        assert "psnr" not in record and "encodes" not in record
+    # A rerun: up to date; at another quality, kept (with why).
+    again = json.loads(run("encode", src, "-o", out, "--json").stdout)
+    assert [r["status"] for r in again] == ["up_to_date", "up_to_date", "failed", "up_to_date"]
+    assert set(again[0]) == {"input", "output", "status"}
+    kept = run("encode", src, "-o", out, "--json", "--quality", "30")
+    assert [r["status"] for r in json.loads(kept.stdout)] == ["kept", "kept", "failed", "kept"]
+    assert json.loads(kept.stdout)[0]["reason"] == f"{out / 'top.nic'} was made at quality 56, not 30; --force replaces it"
+    assert "kept: " in kept.stderr and "files:" not in kept.stdout
+    decoded = run("decode", out, "-o", tmp_path / "back", "--format", ".webp", "--json")
+    assert decoded.exit_code == 0, decoded.output
+    records = json.loads(decoded.stdout)
+    assert [r["status"] for r in records] == ["decoded"] * 3
+    for record in records:
+        image = opened(record["output"])
+        assert (record["width"], record["height"], record["format"]) == (*image.size, "WEBP")
+        assert record["bytes"] == Path(record["output"]).stat().st_size
+        assert record["input_bytes"] == Path(record["input"]).stat().st_size
+
+    # Stopped: the files coded so far, then the stop's line on stderr.
+    import nicodec.batch as batch
+
+    def interrupted(items, work, *, force, jobs, on_outcome, differs=None, on_stop=None):
+        on_outcome(work(items[3]))
+        on_outcome(work(items[1]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "run", interrupted)
+    stopped = run("encode", src, "-o", tmp_path / "stopped", "--json")
+    assert stopped.exit_code == 130
+    assert [(r["status"], r["output"]) for r in json.loads(stopped.stdout)] == [  # in the files' order
+        ("encoded", str(tmp_path / "stopped" / "a" / "one.nic")), ("encoded", str(tmp_path / "stopped" / "a" / "b" / "two.nic"))]
+    assert "interrupted after 2 files encoded" in stopped.stderr
+
+
+def test_json_of_a_batch_names_files_that_are_not_utf8_by_their_bytes(tmp_path):
+    """As ``info --json`` does: ASCII, a byte that is not UTF-8 as Python's surrogate escape."""
+    import json
+
+    if sys.platform != "linux":
+        pytest.skip("a name's bytes that are not UTF-8: Linux file systems take them")
+    folder = tmp_path / "src"
+    folder.mkdir()
+    name = os.fsdecode(b"caf\xe9.png")
+    Image.fromarray(synthetic_photo(32, 32)).save(folder / name, format="PNG")
+    result = run("encode", folder, "-o", tmp_path / "out", "--json")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.isascii() and "caf\\udce9.png" in result.stdout
+    assert json.loads(result.stdout)[0]["input"] == str(folder) + "/caf\udce9.png"

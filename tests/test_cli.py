@@ -2693,3 +2693,34 @@ def test_a_batch_counts_the_files_larger_than_their_sources_as_one_warning(tmp_p
                          "photographs (text, drawings and screenshots are often smaller and sharper kept as they are)"
                          for n in range(3)]
     assert lines[3:] == ["warning: and 2 more files with the same warning"]
+
+
+def test_json_reports_one_file_encoded_or_decoded(png, tmp_path):
+    """``--json`` in place of the line: what it says is what ``info --json`` and the files say;
+    a warning is in it and on stderr; with ``-o -`` it is a usage error."""
+    result = run("encode", png, "--json", "--target-bpp", "0.01")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    nic = tmp_path / "photo.nic"
+    facts = json.loads(run("info", nic, "--json").stdout)
+    assert report["input"] == str(png) and report["output"] == str(nic) and report["status"] == "encoded"
+    assert {key: report[key] for key in ("width", "height", "bytes", "bpp", "quality")} == \
+        {key: facts[key] for key in ("width", "height", "bytes", "bpp", "quality")}
+    assert report["input_bytes"] == png.stat().st_size and report["encodes"] >= 2 and "psnr" not in report
+    [warning] = report["warnings"]
+    assert warning.startswith("the target of 0.01 bpp was not met") and f"warning: {warning}" in result.stderr
+    result = run("encode", png, "-o", tmp_path / "p.nic", "--json", "--target-psnr", "28")
+    report = json.loads(result.stdout)
+    assert report["psnr"] >= 28 and report["encodes"] >= 1 and report["warnings"] == []
+    result = run("decode", nic, "-o", tmp_path / "back.jpg", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report == {"input": str(nic), "output": str(tmp_path / "back.jpg"), "status": "decoded", "width": 256,
+                      "height": 192, "format": "JPEG", "bytes": (tmp_path / "back.jpg").stat().st_size,
+                      "input_bytes": nic.stat().st_size, "warnings": [], "seconds": report["seconds"]}
+    for command, source in (("encode", png), ("decode", nic)):
+        result = subprocess.run([sys.executable, "-m", "nicodec", command, source, "-o", "-", "--json"],
+                                capture_output=True, text=True)
+        assert result.returncode == 2 and result.stdout == ""
+        assert result.stderr == ("error: Invalid value for '--json': the report and -o - would both be on standard "
+                                 f"output: give -o a file; see nicodec {command} --help\n")
