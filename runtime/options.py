@@ -81,11 +81,11 @@ ReportJsonOpt = Annotated[bool, typer.Option(
     "--json", help="Print JSON on stdout in place of the report: an object for one file, a list for several or a "
     "folder, each file with its status, size and time; errors and warnings stay on stderr.")]
 JobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files coded at once, 1 to {MAX_JOBS}, for "
-                                      "a folder or several files (each holds its image in memory: up to 1.3 GB for a "
-                                      "24-megapixel photo, 1.5 GB with --restoration; --tile 512 needs less).")]
+                                      "a folder or several files (each holds its image in memory: up to 1.2 GiB for a "
+                                      "24-megapixel photo, 1.4 GiB with --restoration; --tile 512 needs less).")]
 DecodeJobsOpt = Annotated[int, typer.Option(parser=_whole_number(1, MAX_JOBS), help=f"Files decoded at once, 1 to "
                                             f"{MAX_JOBS}, for a folder or several files (each holds its image in "
-                                            "memory: up to 1.3 GB for a 24-megapixel photo; --tile 512 needs less).")]
+                                            "memory: up to 1.2 GiB for a 24-megapixel photo; --tile 512 needs less).")]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(parser=_whole_number(1), help="Refuse images with more pixels (default: Pillow's decompression-bomb "

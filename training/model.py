@@ -134,7 +134,9 @@ class ModelConfig:
 
 
 class LowerBound(torch.autograd.Function):
-    """max(x, bound) whose gradient still pushes values up from below the bound."""
+    """max(x, bound) whose gradient still pushes values up from below the bound (the rule of
+    tensorflow-compression's lower bound: a gradient passes where x is above the bound, or
+    where following it would raise x)."""
 
     @staticmethod
     def forward(ctx, x, bound):
@@ -251,7 +253,11 @@ class FactorizedPrior(nn.Module):
     The cumulative is a small monotone network per channel: softplus-positive
     matrices with tanh-shaped non-linearities. Likelihoods are differences of
     the cumulative at ``z +- 0.5``, evaluated on the side of the median where
-    the sigmoid is far from saturation.
+    the sigmoid is far from saturation. The initialisation (each matrix at the
+    softplus inverse of ``1 / (scale * width)``, so that the network starts near a
+    line of slope ``1 / init_scale``) and that choice of side are the conventions of
+    the paper's authors' library, tensorflow-compression (docs/how-it-works.md,
+    References).
     """
 
     def __init__(self, channels: int, filters: tuple[int, ...] = (3, 3, 3), init_scale: float = 10.0):
@@ -282,8 +288,11 @@ class FactorizedPrior(nn.Module):
         v = z.permute(1, 0, 2, 3).reshape(c, 1, -1).float()
         lower = self.logits_cdf(v - 0.5)
         upper = self.logits_cdf(v + 0.5)
-        sign = -torch.sign(lower + upper).detach()
-        p = torch.abs(torch.sigmoid(sign * upper) - torch.sigmoid(sign * lower))
+        # Above the median (the bin's logits summing above 0) the upper tail's difference,
+        # sigmoid(-lower) - sigmoid(-upper), is the accurate one; below it, the lower tail's.
+        above = (lower + upper) > 0
+        p = torch.where(above, torch.sigmoid(-lower) - torch.sigmoid(-upper),
+                        torch.sigmoid(upper) - torch.sigmoid(lower))
         return p.reshape(c, b, h, w).permute(1, 0, 2, 3)
 
     def cdf(self, v: torch.Tensor) -> torch.Tensor:
