@@ -326,8 +326,12 @@ class Codec(EncodingSteps, DecodingSteps):
 
         Args:
             encode: load the graphs that encoding runs.
-            decode: load the synthesis graph that decoding runs (the entropy parameters'
-                graph, which both run, is loaded when the codec is made).
+            decode: load the synthesis graph that decoding runs.
+
+        The entropy parameters' graph, which both run, is loaded when the codec is made, and
+        again here in a process forked from one that had it (a web server's worker started
+        with ``--preload``), which drops every graph: its exactness check runs here, not at the
+        first image.
 
         Returns:
             The codec itself.
@@ -343,7 +347,7 @@ class Codec(EncodingSteps, DecodingSteps):
                 raise NicodecError(f"{name} must be True or False, not {value!r}")
         graphs = (["encoder"] + (["synthesis_gradient"] if self.refine else [])
                   + (["decoder"] if self.refine or self.restoration else [])) if encode else []
-        for graph in graphs + (["decoder"] if decode else []):
+        for graph in ["entropy_parameters"] + graphs + (["decoder"] if decode else []):
             self._session(graph)
         return self
 

@@ -1375,9 +1375,12 @@ warnings.simplefilter("ignore", DeprecationWarning)  # 3.12+: "this process is m
 pid = os.fork()
 if pid == 0:
     forgotten = codec._sessions == {}
+    # prepare() in the child (a preforking server's worker) loads every graph the encode runs,
+    # the entropy parameters' too, which the codec loads when it is made (before: left to the first image)
+    prepared = set(codec.prepare(decode=False)._sessions) == {"entropy_parameters", "encoder"}
     same = codec.encode(photo) == data
     fresh = all(id(codec._sessions[graph]) != inherited[graph] for graph in inherited)
-    sys.exit(0 if forgotten and same and fresh else 3)  # a normal end: the interpreter's own clean-up runs
+    sys.exit(0 if forgotten and prepared and same and fresh else 3)  # a normal end: the interpreter's own clean-up runs
 _, status = os.waitpid(pid, 0)
 kept = {graph: id(session) for graph, session in codec._sessions.items()} == inherited
 with open(sys.argv[1], "w") as f:
