@@ -351,11 +351,12 @@ def decode(
             else:
                 targets.write(target, lambda f: outputs.save(image, f, fmt), force, new_folder)
         seconds = time.perf_counter() - start  # the output's writing too: a large PNG takes seconds
+        report = {"input": stdio.json_name(input), "output": stdio.json_name(target), "status": "decoded",
+                  **decode_facts(image, fmt, target.stat().st_size, len(data), warnings),
+                  "seconds": round(seconds, 3)} if as_json else None
     with writing_report():
-        if as_json:
-            console.print_json({"input": stdio.json_name(input), "output": stdio.json_name(target), "status": "decoded",
-                                **decode_facts(image, fmt, target.stat().st_size, len(data), warnings),
-                                "seconds": round(seconds, 3)})
+        if report is not None:
+            console.print_json(report)
         else:
             (console.err if to_stdout else console.out).print(
                 f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "

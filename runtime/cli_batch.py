@@ -8,6 +8,7 @@ the command line says about them, and how each file is read, coded and written.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections import Counter
@@ -193,7 +194,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         notes = [note for note in (rate.miss(result), larger_than_source(item.target.name, len(data), read, rate)) if note]
         return Outcome(item, "done", "; ".join(notes), bytes_in=read, bytes_out=len(data),
                        pixels=header.width * header.height,
-                       facts=encode_facts(data, result, codec.model.variable_rate, read, notes))
+                       facts=encode_facts(data, result, codec.model.variable_rate, read, notes) if as_json else {})
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
@@ -229,8 +230,8 @@ def encode_facts(data: bytes, result, variable_rate: bool, read: Optional[int], 
              "bpp": bpp_shown(8 * len(data) / (header.width * header.height)),  # as info --json gives it
              "quality": quality_value(result.quality if result else header.quality) if variable_rate else None}
     if result is not None:
-        if result.psnr is not None:
-            facts["psnr"] = result.psnr
+        if result.psnr is not None:  # infinite where the picture came back exactly (or has no visible pixel): null
+            facts["psnr"] = round(result.psnr, 4) if math.isfinite(result.psnr) else None
         facts["encodes"] = result.encodes
     return facts | {"input_bytes": read, "warnings": warnings}
 
@@ -423,7 +424,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         written = item.target.stat().st_size
         return Outcome(item, "done", "; ".join(warnings), bytes_in=len(data), bytes_out=written,
                        pixels=image.width * image.height,
-                       facts=decode_facts(image, fmt, written, len(data), warnings))
+                       facts=decode_facts(image, fmt, written, len(data), warnings) if as_json else {})
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, precision, tile=tile,
@@ -569,13 +570,21 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     when the batch is stopped; stderr says what it says without."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+    class Bar(Progress):
+        """Rich's progress, which says nothing at its end where it was off (no terminal): Rich
+        13.8 to 14 wrote an empty line there, a blank line in a log after every batch."""
+
+        def stop(self) -> None:
+            if not self.disable:
+                super().stop()
+
     from .batch import Abandoned, run
     from .batch_plan import duration_text
 
     targets.remove_stale((item.target for item in items), note)
     start = time.perf_counter()
     done_bytes, written, failed = [0], [0], [0]
-    # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and Typer 0.16 takes Rich 10.11.
+    # "3/24" as a text column: MofNCompleteColumn is Rich 12's, and nicodec took Rich 10.11 before 0.7.12.
     # The bar, its count, the rate and the time left are the files to code: those up to date or
     # kept leave it as they are found (counted, they made a rerun's rate thousands of files/s
     # and its time left a second for the whole run).
@@ -586,7 +595,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
                TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
     with reporting(debug), console.batch_warnings(str(item.source) for item in items), \
-            Progress(*columns, console=console.err, transient=True, disable=not console.err.on_terminal) as progress:
+            Bar(*columns, console=console.err, transient=True, disable=not console.err.on_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")
 
         def advance(outcome) -> None:

@@ -324,14 +324,14 @@ class Codec(EncodingSteps, DecodingSteps):
         and decoding run, rather than at their first use: for a first image as fast as the
         next, or a model's or provider's problem raised here rather than by the first image.
 
-        Args:
-            encode: load the graphs that encoding runs.
-            decode: load the synthesis graph that decoding runs.
-
         The entropy parameters' graph, which both run, is loaded when the codec is made, and
         again here in a process forked from one that had it (a web server's worker started
         with ``--preload``), which drops every graph: its exactness check runs here, not at the
         first image.
+
+        Args:
+            encode: load the graphs that encoding runs.
+            decode: load the synthesis graph that decoding runs.
 
         Returns:
             The codec itself.
@@ -340,6 +340,8 @@ class Codec(EncodingSteps, DecodingSteps):
             ModelError: ``encode`` and the model cannot encode (its ``encoder.onnx`` is missing,
                 as in a copy made to decode only, or damaged), or a graph does not load.
             OutOfMemoryError: memory ran out while a graph loaded.
+            ExactnessError: this onnxruntime computes the entropy parameters wrongly (in a
+                forked process, where the graph is loaded and checked anew).
             NicodecError: an explicitly chosen provider could not run a graph.
         """
         for name, value in (("encode", encode), ("decode", decode)):

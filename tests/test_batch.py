@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import sys
@@ -2107,8 +2108,6 @@ def test_an_output_folder_that_cannot_be_made_is_named_with_the_reason(tmp_path,
 def test_json_lists_each_file_of_a_batch_with_its_status(tmp_path, monkeypatch):
     """``--json``: a list in the order of the files, in place of the summary line; what it says of
     each file is what is on disk; stderr says what it says without it."""
-    import json
-
     src = make_tree(tmp_path / "src")
     out = tmp_path / "out"
     result = run("encode", src, "-o", out, "--json")
@@ -2165,8 +2164,6 @@ def test_json_lists_each_file_of_a_batch_with_its_status(tmp_path, monkeypatch):
 
 def test_json_of_a_batch_names_files_that_are_not_utf8_by_their_bytes(tmp_path):
     """As ``info --json`` does: ASCII, a byte that is not UTF-8 as Python's surrogate escape."""
-    import json
-
     if sys.platform != "linux":
         pytest.skip("a name's bytes that are not UTF-8: Linux file systems take them")
     folder = tmp_path / "src"

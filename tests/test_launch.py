@@ -235,7 +235,7 @@ def test_closed_standard_descriptors_are_not_given_to_outputs(tmp_path):
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
 def test_a_usage_error_with_stderr_closed_keeps_its_exit_code():
     """With stderr closed Rich 10.11 (the oldest Typer 0.16 takes) wrote to None: an
-    AttributeError, exit code 1 for a usage error (CI runs this under Rich 10.11)."""
+    AttributeError, exit code 1 for a usage error (CI ran this under Rich 10.11 until nicodec 0.7.12)."""
     done = subprocess.run(["sh", "-c", f'exec 2>&-; exec "{sys.executable}" -m nicodec encode --bogus'],
                           capture_output=False, stdout=subprocess.PIPE, timeout=120)
     assert done.returncode == 2 and done.stdout == b""
