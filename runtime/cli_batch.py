@@ -570,16 +570,16 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     when the batch is stopped; stderr says what it says without."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    class Bar(Progress):
+    from .batch import Abandoned, run
+    from .batch_plan import duration_text
+
+    class Bar(Progress):  # here, where Rich is imported: not at the command line's start
         """Rich's progress, which says nothing at its end where it was off (no terminal): Rich
         13.8 to 14 wrote an empty line there, a blank line in a log after every batch."""
 
         def stop(self) -> None:
             if not self.disable:
                 super().stop()
-
-    from .batch import Abandoned, run
-    from .batch_plan import duration_text
 
     targets.remove_stale((item.target for item in items), note)
     start = time.perf_counter()

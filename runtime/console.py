@@ -302,18 +302,24 @@ def print_json(value) -> None:
     surrogate escapes, \\udcff for 0xff). Whole lines, up to :data:`JSON_PIECE` characters a
     write, to the stream itself: through Rich, line by line, a million files' list took some
     nine minutes. Infinity and NaN, which are not JSON, are refused (a ValueError): the caller
-    gives null. Called within :func:`writing_report`."""
+    gives null. Called within :func:`writing_report`, to which a closed standard output
+    (``>&-``) is an error, as it is to the console's print."""
+    if out._file is None and sys.stdout is None:
+        raise OSError(errno.EBADF, "standard output is closed")
     stream = out.file
     piece: list[str] = []
     size = 0
-    for line in json.dumps(value, indent=2, allow_nan=False).split("\n"):
-        if piece and size + len(line) + 1 > JSON_PIECE:
-            stream.write("".join(piece))
-            piece, size = [], 0
-        piece.append(line + "\n")
-        size += len(line) + 1
-    stream.write("".join(piece))
-    stream.flush()
+    try:
+        for line in json.dumps(value, indent=2, allow_nan=False).split("\n"):
+            if piece and size + len(line) + 1 > JSON_PIECE:
+                stream.write("".join(piece))
+                piece, size = [], 0
+            piece.append(line + "\n")
+            size += len(line) + 1
+        stream.write("".join(piece))
+        stream.flush()
+    except BrokenPipeError:
+        out.on_broken_pipe()  # said as the console says it
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:

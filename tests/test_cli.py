@@ -2423,14 +2423,15 @@ def test_a_stop_at_start_with_stderr_closed_writes_nothing_to_stdout():
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file descriptors")
-@pytest.mark.parametrize("command", ["info", "verify", "decode"])
+@pytest.mark.parametrize("command", ["info", "verify", "decode", "info --json", "decode --json"])
 def test_a_report_to_a_closed_standard_output_is_an_error(png, tmp_path, command):
     """nicodec ... >&-: Rich would write the report to nowhere and exit 0; for info and verify
-    the report is the whole of the work."""
+    the report is the whole of the work. JSON too (its first writer wrote it nowhere)."""
     import os
 
     assert run("encode", png).exit_code == 0
-    args = [str(png.with_suffix(".nic"))] + (["-o", str(tmp_path / "back.png")] if command == "decode" else [])
+    command, *flags = command.split()
+    args = [str(png.with_suffix(".nic")), *flags] + (["-o", str(tmp_path / "back.png")] if command == "decode" else [])
     done = subprocess.run([sys.executable, "-m", "nicodec", command, *args], capture_output=False,
                           stderr=subprocess.PIPE, text=True, timeout=120, preexec_fn=lambda: os.close(1))
     assert (done.returncode, done.stderr) == (1, "error: cannot write the report: standard output is closed\n")
