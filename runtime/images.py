@@ -3,6 +3,7 @@ beside them is read by :mod:`nicodec.metadata`)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -210,7 +211,8 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
                 check_size(*img.size)  # read from the header: nothing decoded yet
             loaded = _load(img, name)
             if img.format in ("PNG", "AVIF", "HEIF"):
-                loaded._nicodec_cicp = metadata.signalled_colour(_prefix(source, fp))  # type: ignore[attr-defined]
+                head = _png_cicp_head(source, fp) if img.format == "PNG" else _prefix(source, fp)
+                loaded._nicodec_cicp = metadata.signalled_colour(head)  # type: ignore[attr-defined]
             return loaded
     except PermissionError:
         raise UnsupportedImageError(f"cannot read {name}: permission denied") from None
@@ -230,6 +232,37 @@ def _open_and_load(source, name, unidentified: str, check_size: SizeCheck | None
             if image is not None:
                 return image
         raise UnsupportedImageError(f"Pillow could not read the pixels of {name} ({exc})") from None
+
+
+PNG_CHUNKS_WALKED = 10_000
+"""The most chunks before a PNG's pixels :func:`_png_cicp_head` steps over."""
+
+
+def _png_cicp_head(source, fp=None) -> bytes:
+    """A PNG's signature and its ``cICP`` chunk, where one comes before the pixels, wherever it
+    is: what :func:`nicodec.metadata.signalled_colour` reads (the first 64 KiB missed one after a
+    large text or XMP chunk). The chunks are stepped over, not read; the file object is left
+    where it stood; nothing where it cannot be read again."""
+    stream = fp if fp is not None else source if hasattr(source, "read") else None
+    try:
+        with contextlib.ExitStack() as closing:
+            if stream is None:
+                stream = closing.enter_context(open(source, "rb"))
+            at = stream.tell()
+            closing.callback(stream.seek, at)
+            stream.seek(0)
+            signature = stream.read(8)
+            for _ in range(PNG_CHUNKS_WALKED):
+                header = stream.read(8)
+                if len(header) < 8 or header[4:] in (b"IDAT", b"IEND"):
+                    break
+                length = int.from_bytes(header[:4], "big")
+                if header[4:] == b"cICP" and length == 4:
+                    return signature + header + stream.read(8)  # its data and CRC
+                stream.seek(length + 4, os.SEEK_CUR)
+            return signature
+    except (OSError, ValueError):  # ValueError: closed
+        return b""
 
 
 def _prefix(source, fp=None, size: int = 1 << 16) -> bytes:

@@ -282,11 +282,20 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
             and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
         image_warning(f"{name}: its gamma (PNG gAMA {gamma:g}) is not kept; the decoded picture is shown as "
                       "sRGB, whose gamma is about 1/2.2")
-    cicp = getattr(img, "_nicodec_cicp", None)
-    if cicp is not None and not has_profile:  # (cICP rules over PNG's sRGB chunk)
+    cicp = getattr(img, "_nicodec_cicp", None) or _nclx_of(img.info)
+    if cicp is not None:  # (cICP rules over PNG's sRGB chunk, and over its colour profile)
         source, primaries, transfer = cicp
-        image_warning(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
-                      "picture is shown as sRGB")
+        shown = ("by its colour profile, which is kept" if has_profile and source == "PNG cICP" else
+                 "as sRGB" if not has_profile else None)  # an AVIF's or HEIF's profile describes the pixels
+        if shown is not None:
+            image_warning(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
+                          f"picture is shown {shown}")
+    xmp = img.info.get("xmp")
+    if isinstance(xmp, (bytes, str)) and (b"hdrgm:Version" if isinstance(xmp, bytes) else "hdrgm:Version") in xmp:
+        # An Ultra HDR JPEG (Adobe's gain map): Pillow opens it as a plain JPEG, the gain map in
+        # its MPF part left out.
+        image_warning(f"{name}: its HDR gain map (Ultra HDR) is not kept: the picture coded is its standard "
+                      "range rendition, whose XMP still names the gain map")
     chromaticity = img.info.get("chromaticity")  # white x, y, then red, green and blue x, y
     if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and not has_profile and "srgb" not in img.info
             and all(isinstance(v, (int, float)) for v in chromaticity)
@@ -311,9 +320,23 @@ HEIF_BRANDS = frozenset({b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b
 """The major brands of HEIF files (HEIC: a phone's photos), in their ``ftyp`` box."""
 
 
+def _nclx_of(info: dict) -> tuple[str, str, str] | None:
+    """The colour space pillow-heif read from a HEIF's ``nclx`` box (``info["nclx_profile"]``),
+    as :func:`signalled_colour` gives it; None for sRGB, for none. (A PIL image of a HEIF file,
+    handed to ``Codec.encode``, has no file bytes to read it from.)"""
+    nclx = info.get("nclx_profile")
+    if not isinstance(nclx, dict):
+        return None
+    primaries, transfer = nclx.get("color_primaries"), nclx.get("transfer_characteristics")
+    if not isinstance(primaries, int) or not isinstance(transfer, int):
+        return None
+    return _colour_words("HEIF nclx", primaries, transfer)
+
+
 def signalled_colour(head: bytes) -> tuple[str, str, str] | None:
     """The colour space a PNG's ``cICP`` chunk or an AVIF's or HEIF's ``nclx`` colour box signals,
-    from the file's first bytes (both come before the pixels), where it is not sRGB: where it is
+    from the file's first bytes (both come before the pixels; of a PNG, its signature and the
+    chunk, which :func:`nicodec.images._png_cicp_head` finds), where it is not sRGB: where it is
     found (``"PNG cICP"``, ``"AVIF nclx"``, ``"HEIF nclx"``), its primaries and its transfer, in
     words; None for sRGB, for none, and for other files. Pillow reads neither: the pixels are
     decoded as they are, in that space, and a file written without it is shown as sRGB."""
@@ -334,9 +357,11 @@ def signalled_colour(head: bytes) -> tuple[str, str, str] | None:
             found = ("HEIF nclx" if head[8:12] in HEIF_BRANDS else "AVIF nclx",
                      int.from_bytes(head[at + 8 : at + 10], "big"),
                      int.from_bytes(head[at + 10 : at + 12], "big"))
-    if found is None:
-        return None
-    source, primaries, transfer = found
+    return None if found is None else _colour_words(*found)
+
+
+def _colour_words(source: str, primaries: int, transfer: int) -> tuple[str, str, str] | None:
+    """``(source, primaries, transfer)`` in words, of H.273's codes; None where both are sRGB's."""
     if primaries not in _PRIMARIES and transfer not in _TRANSFERS:
         return None
     return (source, _PRIMARIES.get(primaries, "sRGB primaries" if primaries in (1, 2) else f"primaries {primaries}"),

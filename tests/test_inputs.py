@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, PngImagePlugin
 
 import nicodec
 from nicodec.cli import app
@@ -1338,15 +1338,18 @@ def test_every_error_of_an_image_given_by_its_path_names_it_once(codec, photo, t
         codec.encode("-")
 
 
-def _png_with_cicp(image: Image.Image, primaries: int, transfer: int, **params) -> bytes:
+def _png_with_cicp(image: Image.Image, primaries: int, transfer: int, before_pixels: bool = False, **params) -> bytes:
+    """The PNG of ``image`` with a cICP chunk after its header (``before_pixels``: just before its
+    first IDAT, after every chunk Pillow writes there)."""
     import struct
     import zlib
 
     buffer = io.BytesIO()
     image.save(buffer, "PNG", **params)
-    data, after_ihdr = buffer.getvalue(), 8 + 12 + 13
+    data = buffer.getvalue()
+    at = data.index(b"IDAT") - 4 if before_pixels else 8 + 12 + 13
     body = b"cICP" + bytes([primaries, transfer, 0, 1])
-    return data[:after_ihdr] + struct.pack(">I", 4) + body + struct.pack(">I", zlib.crc32(body)) + data[after_ihdr:]
+    return data[:at] + struct.pack(">I", 4) + body + struct.pack(">I", zlib.crc32(body)) + data[at:]
 
 
 def _avif_with_nclx(image: Image.Image, primaries: int, transfer: int) -> bytes:
@@ -1384,8 +1387,21 @@ def test_a_colour_space_signalled_without_a_profile_is_warned_of(codec, photo, t
     assert result.exit_code == 0 and f"warning: {path}: its colour space ({where}: " in result.stderr, result.stderr
     quiet = [made(image, 1, 13), made(image, 2, 2)]
     if kind == "png":
+        # cICP rules over a PNG's colour profile (PNG's third edition): the profile kept, the
+        # picture is shown by it, not as cICP said
         srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
-        quiet.append(_png_with_cicp(image, 9, 18, icc_profile=srgb))
+        with pytest.warns(UserWarning, match=r"the image: its colour space \(PNG cICP: BT.2020 primaries, HLG \(HDR\) "
+                                             r"transfer\) is not kept; the decoded picture is shown by its colour "
+                                             r"profile, which is kept"):
+            codec.encode(_png_with_cicp(image, 9, 18, icc_profile=srgb))
+        # after a large text chunk: past the first 64 KiB, which were all that was read of the file
+        text = PngImagePlugin.PngInfo()
+        text.add_text("Comment", "x" * 70_000)
+        late = tmp_path / "late.png"
+        late.write_bytes(_png_with_cicp(image, 9, 16, before_pixels=True, pnginfo=text))
+        assert late.read_bytes().index(b"cICP") > 1 << 16
+        with pytest.warns(UserWarning, match=rf"{late}: its colour space \(PNG cICP: BT.2020 primaries, PQ"):
+            codec.encode(late)
     for data in quiet:
         with warnings.catch_warnings():
             warnings.simplefilter("error")
@@ -1522,3 +1538,28 @@ def test_an_image_that_cannot_be_opened_is_named_with_the_reason(codec, tmp_path
     long = tmp_path / ("x" * 300 + ".png")  # most file systems take 255 bytes a name
     with pytest.raises(nicodec.UnsupportedImageError, match=f"^cannot read {re.escape(str(long))}: File name too long$"):
         codec.encode(long)
+
+
+def test_hdr_a_file_signals_outside_its_pixels_is_warned_of(codec, photo):
+    """An Ultra HDR JPEG (a phone's HDR photo: the gain map an MPF image after the picture, named
+    by hdrgm XMP), which Pillow opens as a plain JPEG, kept only its standard range picture
+    without a word; a PIL image of a HEIF photo, whose nclx colour space pillow-heif puts in
+    ``info``, was coded without the warning its file gets."""
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:hdrgm="http://ns.adobe.com/hdr-gain-map/1.0/" hdrgm:Version="1.0"/>'
+           b'</rdf:RDF></x:xmpmeta>')
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, "JPEG", quality=95, xmp=xmp)
+    with pytest.warns(UserWarning, match=r"^the image: its HDR gain map \(Ultra HDR\) is not kept: the picture coded "
+                                         r"is its standard range rendition, whose XMP still names the gain map$"):
+        codec.encode(buffer.getvalue())
+    image = Image.fromarray(photo)
+    image.info["nclx_profile"] = {"color_primaries": 9, "transfer_characteristics": 16, "matrix_coefficients": 9,
+                                  "full_range_flag": 1}
+    with pytest.warns(UserWarning, match=r"its colour space \(HEIF nclx: BT.2020 primaries, PQ \(HDR\) transfer\) is "
+                                         r"not kept; the decoded picture is shown as sRGB"):
+        codec.encode(image)
+    image.info["nclx_profile"] = {"color_primaries": 1, "transfer_characteristics": 13}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec.encode(image)
