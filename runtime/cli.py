@@ -239,7 +239,7 @@ def encode(
     with writing_report():
         if as_json:
             console.print_json({"input": stdio.json_name(input), "output": stdio.json_name(target), "status": "encoded",
-                                **encode_facts(data, result, codec.model.variable_rate, read, warnings),
+                                **encode_facts(header, len(data), result, codec.model.variable_rate, read, warnings),
                                 "seconds": round(seconds, 3)})
         else:
             (console.err if to_stdout else console.out).print(

@@ -194,7 +194,7 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         notes = [note for note in (rate.miss(result), larger_than_source(item.target.name, len(data), read, rate)) if note]
         return Outcome(item, "done", "; ".join(notes), bytes_in=read, bytes_out=len(data),
                        pixels=header.width * header.height,
-                       facts=encode_facts(data, result, codec.model.variable_rate, read, notes) if as_json else {})
+                       facts=encode_facts(header, len(data), result, codec.model.variable_rate, read, notes) if as_json else {})
 
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, refine=refine, tile=tile,
@@ -217,17 +217,17 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
               doubtful=lambda item: _far_from_target(item.target, rate), as_json=as_json)
 
 
-def encode_facts(data: bytes, result, variable_rate: bool, read: Optional[int], warnings: list[str]) -> dict:
+def encode_facts(header, size: int, result, variable_rate: bool, read: Optional[int], warnings: list[str]) -> dict:
     """What ``encode --json`` reports of a file it made, after its names and status and before
-    the seconds it took: the image's size, the file's bytes and bits per pixel, the quality (None
-    for a single-rate model), a search's PSNR (for ``--target-psnr``) and count of encodes, the
-    bytes read (None for a pipe named as a file) and its warnings."""
+    the seconds it took: the image's size (from the file's ``header``), the file's ``size`` in
+    bytes and bits per pixel, the quality (None for a single-rate model), a search's PSNR (for
+    ``--target-psnr``) and count of encodes, the bytes read (None for a pipe named as a file) and
+    its warnings."""
     from .fileinfo import bpp_shown
     from .format import quality_value
 
-    header = header_of(data)
-    facts = {"width": header.width, "height": header.height, "bytes": len(data),
-             "bpp": bpp_shown(8 * len(data) / (header.width * header.height)),  # as info --json gives it
+    facts = {"width": header.width, "height": header.height, "bytes": size,
+             "bpp": bpp_shown(8 * size / (header.width * header.height)),  # as info --json gives it
              "quality": quality_value(result.quality if result else header.quality) if variable_rate else None}
     if result is not None:
         if result.psnr is not None:  # infinite where the picture came back exactly (or has no visible pixel): null

@@ -243,14 +243,8 @@ def _png_cicp_head(source, fp=None) -> bytes:
     is: what :func:`nicodec.metadata.signalled_colour` reads (the first 64 KiB missed one after a
     large text or XMP chunk). The chunks are stepped over, not read; the file object is left
     where it stood; nothing where it cannot be read again."""
-    stream = fp if fp is not None else source if hasattr(source, "read") else None
     try:
-        with contextlib.ExitStack() as closing:
-            if stream is None:
-                stream = closing.enter_context(open(source, "rb"))
-            at = stream.tell()
-            closing.callback(stream.seek, at)
-            stream.seek(0)
+        with _from_the_start(source, fp) as stream:
             signature = stream.read(8)
             for _ in range(PNG_CHUNKS_WALKED):
                 header = stream.read(8)
@@ -268,19 +262,25 @@ def _png_cicp_head(source, fp=None) -> bytes:
 def _prefix(source, fp=None, size: int = 1 << 16) -> bytes:
     """The first ``size`` bytes of an image file (a path, or a file object, left where it
     stood); nothing where it cannot be read again."""
-    stream = fp if fp is not None else source if hasattr(source, "read") else None
     try:
-        if stream is None:
-            with open(source, "rb") as f:
-                return f.read(size)
-        at = stream.tell()
-        try:
-            stream.seek(0)
+        with _from_the_start(source, fp) as stream:
             return stream.read(size)
-        finally:
-            stream.seek(at)
     except (OSError, ValueError):  # ValueError: closed
         return b""
+
+
+@contextlib.contextmanager
+def _from_the_start(source, fp=None):
+    """An image file's stream at its start: ``fp``, or ``source`` if it is a file object, each left
+    where it stood afterwards; else ``source`` opened, and closed afterwards."""
+    stream = fp if fp is not None else source if hasattr(source, "read") else None
+    with contextlib.ExitStack() as closing:
+        if stream is None:
+            stream = closing.enter_context(open(source, "rb"))
+        else:
+            closing.callback(stream.seek, stream.tell())
+        stream.seek(0)
+        yield stream
 
 
 def header_size(source) -> tuple[int, int] | None:
