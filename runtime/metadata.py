@@ -290,8 +290,8 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
         if shown is not None:
             image_warning(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
                           f"picture is shown {shown}")
-    xmp = img.info.get("xmp")
-    if isinstance(xmp, (bytes, str)) and (b"hdrgm:Version" if isinstance(xmp, bytes) else "hdrgm:Version") in xmp:
+    xmp = read_xmp(img.info)
+    if xmp is not None and b"hdrgm:Version" in xmp:
         # An Ultra HDR JPEG (Adobe's gain map): Pillow opens it as a plain JPEG, the gain map in
         # its MPF part left out.
         image_warning(f"{name}: its HDR gain map (Ultra HDR) is not kept: the picture coded is its standard "
