@@ -13,7 +13,7 @@ import re
 from pathlib import PurePath
 
 
-VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
+VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--provider-option", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
                            "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision",
                            "--format", "--background"})
 """The options that take a value (the next argument, unless given as ``--name=value``)."""

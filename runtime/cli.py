@@ -28,8 +28,8 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
-                      PrecisionOpt, Provider, ProviderOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
-                      ThreadsOpt, TileOpt, make_codec, quality_text)
+                      PrecisionOpt, ProviderOpt, ProviderOptionOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
+                      ThreadsOpt, TileOpt, make_codec, providers_of, quality_text)
 
 if TYPE_CHECKING:
     from .batch_plan import Item
@@ -165,7 +165,8 @@ def encode(
         ),
     ] = None,
     force: ForceOpt = False,
-    provider: ProviderOpt = Provider.auto,
+    provider: ProviderOpt = "auto",
+    provider_option: ProviderOptionOpt = None,
     threads: ThreadsOpt = None,
     jobs: JobsOpt = 1,
     model: ModelOpt = None,
@@ -190,6 +191,7 @@ def encode(
 ) -> None:
     rate = Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
+    provider = providers_of(provider, provider_option)
     options = {"strip": strip, "exact": exact}
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)
@@ -277,7 +279,8 @@ def decode(
         ),
     ] = None,
     force: ForceOpt = False,
-    provider: ProviderOpt = Provider.auto,
+    provider: ProviderOpt = "auto",
+    provider_option: ProviderOptionOpt = None,
     threads: ThreadsOpt = None,
     jobs: DecodeJobsOpt = 1,
     model: ModelOpt = None,
@@ -294,6 +297,7 @@ def decode(
     from . import outputs
 
     suffix = image_format or ".png"
+    provider = providers_of(provider, provider_option)
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, suffix, debug)
         decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile, suffix,
@@ -383,7 +387,7 @@ def verify(
     with reporting(debug):
         _stdin_once(inputs)
         items = _nic_files(inputs, "verify")
-        codec = make_codec(model, Provider.cpu, None, max_pixels, decode=True)  # loaded, not run: it decodes here
+        codec = make_codec(model, "cpu", None, max_pixels, decode=True)  # loaded, not run: it decodes here
     failed = 0
     with reporting(debug), writing_report():  # Ctrl-C: "interrupted", exit code 130
         for item in items:

@@ -25,7 +25,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, ParamSpec, TypeVar, cast, overload
 
 import numpy as np
@@ -148,8 +148,9 @@ class Codec(EncodingSteps, DecodingSteps):
             package keeps them (``nicodec/models/earlier``; each loaded at its first file).
         providers: ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"``,
             or onnxruntime provider names (a list, or one name such as
-            ``"CPUExecutionProvider"``). The entropy-parameter graph
-            always runs on the CPU provider.
+            ``"OpenVINOExecutionProvider"``), each alone or, as onnxruntime takes them, paired
+            with a dict of its options (``[("OpenVINOExecutionProvider", {"device_type":
+            "GPU"})]``). The entropy-parameter graph always runs on the CPU provider.
         threads: onnxruntime intra-op threads, 1 to 256 (``None``: one per physical core the
             process may use, under ``taskset``, a cpuset or a cgroup's CPU quota too; given to
             onnxruntime explicitly, which then does not pin its threads to cores).
@@ -223,7 +224,7 @@ class Codec(EncodingSteps, DecodingSteps):
         self,
         model: str | os.PathLike | None = None,
         *,
-        providers: str | Sequence[str] = "auto",
+        providers: str | Sequence[str | tuple[str, Mapping[str, str | int | float]]] = "auto",
         threads: Whole | None = None,
         max_pixels: Whole = DEFAULT_MAX_PIXELS,
         optimization: str = "all",

@@ -83,7 +83,9 @@ def check(session, expected: str, channels: int, model_id: str, version: int = P
     convinteger = fault is not None and "ConvInteger" in fault
     if digest(outputs) != expected or (version == 1 and convinteger):
         if fault and (version == 1 or convinteger):
-            advice = (f"This release has a known fault ({fault}); install onnxruntime "
+            from .sessions import build_name
+
+            advice = (f"This release has a known fault ({fault}); install {build_name()} "
                       + ("1.32 or newer" if version == 1 else "1.25 or newer") + ", or 1.17 to 1.20")
         else:
             advice = "Install another onnxruntime version, or check that the model folder is intact"

@@ -14,13 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .arguments import real_number_text, whole_number_text
-from .sessions import MAX_THREADS
-
-
-class Provider(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
+from .sessions import MAX_THREADS, PROVIDER_CHOICES
 
 
 class Precision(str, Enum):
@@ -59,7 +53,47 @@ def _number(what: str, ok: Callable[[float], bool]) -> Callable[[str | float], f
     return number
 
 
-ProviderOpt = Annotated[Provider, typer.Option(help="onnxruntime provider for the transforms.")]
+def _provider(text: str) -> str:  # Click's metavar: PROVIDER
+    """``auto``, ``cpu``, ``cuda``, or the name of one of onnxruntime's providers
+    (``OpenVINOExecutionProvider``), which :class:`nicodec.Codec` takes as it is."""
+    if text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier()):
+        return text
+    raise typer.BadParameter(f"{text!r} is not one of {', '.join(map(repr, PROVIDER_CHOICES))}, nor the name of an "
+                             "onnxruntime provider (such as OpenVINOExecutionProvider)")
+
+
+ProviderOpt = Annotated[str, typer.Option(
+    parser=_provider, metavar="PROVIDER", autocompletion=lambda: list(PROVIDER_CHOICES),
+    help="Where the transforms run: auto (CUDA if there, else the CPU), cpu, cuda, or an onnxruntime provider's name "
+         "(OpenVINOExecutionProvider, with onnxruntime-openvino).")]
+
+
+def _provider_options(values: Optional[list[str]]) -> Optional[list[str]]:
+    """Checks ``--provider-option``'s values: each ``KEY=VALUE``."""
+    for text in values or ():
+        key, equals, _ = text.partition("=")
+        if not equals or not key or key != key.strip():
+            raise typer.BadParameter(f"{text!r} is not KEY=VALUE (such as device_type=GPU)")
+    return values
+
+
+ProviderOptionOpt = Annotated[Optional[list[str]], typer.Option(
+    "--provider-option", callback=_provider_options, metavar="KEY=VALUE",
+    help="An option of the provider that --provider names, for onnxruntime as it is (device_type=GPU for OpenVINO's, "
+         "device_id=1 for CUDA's); give it again for another.")]
+
+
+def providers_of(provider: str, options: Optional[list[str]]) -> str | list[tuple[str, dict[str, str]]]:
+    """:class:`nicodec.Codec`'s ``providers`` from ``--provider`` and ``--provider-option``."""
+    if not options:
+        return provider
+    if provider in ("auto", "cpu"):
+        raise typer.BadParameter(f"--provider is {provider}: name the provider the options are for (cuda, or an "
+                                 "onnxruntime provider's name)", param_hint="'--provider-option'")
+    name = "CUDAExecutionProvider" if provider == "cuda" else provider
+    return [(name, {key: value for key, _, value in (text.partition("=") for text in options)})]
+
+
 MAX_JOBS = 64
 """The most files a batch codes at once: beyond a machine's cores more only adds memory."""
 ThreadsOpt = Annotated[
@@ -298,14 +332,14 @@ class Rate:
                 f"(quality {quality_text(result.quality)})")
 
 
-def make_codec(model: Optional[Path], provider: Provider, threads: Optional[int], max_pixels: int,
+def make_codec(model: Optional[Path], provider: str | list, threads: Optional[int], max_pixels: int,
                precision: Precision = Precision.fp32, refine: int = 0, tile: Optional[int] = None, *, encode: bool = False,
                decode: bool = False, restoration: bool = False):
     """The Codec, with the graphs the command runs loaded (so that a model that cannot encode, or a
     graph that does not load, stops the command before any work); the others are never loaded."""
     from .codec import Codec
 
-    codec = Codec(model, providers=provider.value, threads=threads, max_pixels=max_pixels, precision=precision.value,
+    codec = Codec(model, providers=provider, threads=threads, max_pixels=max_pixels, precision=precision.value,
                   refine=refine, tile=tile, restoration=restoration)
     return codec.prepare(encode=encode, decode=decode)
 

@@ -486,6 +486,18 @@ def _count_argument(text: str) -> int:
     return count
 
 
+def _providers_argument(text: str) -> str:
+    """argparse type of ``--providers``: cpu, cuda, auto, or an onnxruntime provider's name."""
+    import argparse
+
+    from .sessions import PROVIDER_CHOICES
+
+    if text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier()):
+        return text
+    raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda, auto, nor an onnxruntime provider's name "
+                                     "(such as OpenVINOExecutionProvider)")
+
+
 def _gpus_argument(text: str) -> float:
     """argparse type of ``--num-gpus``: a number of GPUs, 0 or more."""
     import argparse
@@ -530,8 +542,9 @@ def main(argv: list[str] | None = None) -> int:
         "--quality", type=_quality_argument, default=None,
         help="from 1 (smallest files) to 100 (best pictures); default: the model's (56 for the shipped one)",
     )
-    parser.add_argument("--providers", default="cpu", choices=("cpu", "cuda", "auto"),
-                        help="onnxruntime providers of each actor (default cpu)")
+    parser.add_argument("--providers", default="cpu", type=_providers_argument,
+                        help="onnxruntime providers of each actor: cpu (the default), cuda, auto, or an onnxruntime "
+                             "provider's name")
     parser.add_argument("--max-pixels", type=_max_pixels_argument, default=None,
                         help="the largest image coded (default 89,478,485, Pillow's decompression-bomb threshold)")
     parser.add_argument("--num-gpus", type=_gpus_argument, default=0,

@@ -64,7 +64,7 @@ def loading_failed(what: str, exc: BaseException) -> OutOfMemoryError:
 
 
 def _ort():
-    _warn_if_both_installed()
+    _warn_if_several_builds()
     if "onnxruntime" not in sys.modules:
         for name in TELEMETRY_OPT_OUTS:
             os.environ.setdefault(name, "1")
@@ -126,37 +126,81 @@ def _newer_python_than_checked() -> str:
 def _broken(exc: BaseException) -> NicodecError:
     import numpy
 
-    advice = "reinstall it with the [cpu] or [gpu] extra"
-    found = _version("onnxruntime", "onnxruntime-gpu")  # () for other builds (directml, openvino, ...)
-    if int(numpy.__version__.split(".")[0]) >= 2 and found and found < (1, 18):
-        # onnxruntime before 1.18 was built against numpy 1 and fails to import under numpy 2.
-        advice = f"onnxruntime before 1.18 does not run with numpy {numpy.__version__}: install numpy<2 or a newer onnxruntime"
+    builds = installed_builds()
+    name, found = builds[0] if len(builds) == 1 else ("onnxruntime", ())
+    advice = ("reinstall it with the [cpu] or [gpu] extra" if name in ("onnxruntime", "onnxruntime-gpu")
+              else f"reinstall {name}, or install nicodec with the [cpu] or [gpu] extra in its place")
+    # A build made against numpy 1 fails to import under numpy 2 ("_ARRAY_API not found", or
+    # "import numpy failed" after it): onnxruntime before 1.18, onnxruntime-cann 1.24.4.
+    numpy_1_build = any(text in str(exc) for text in NUMPY_1_BUILD) or (found and found < (1, 18))
+    if int(numpy.__version__.split(".")[0]) >= 2 and numpy_1_build:
+        release = f"{name} {'.'.join(map(str, found))}" if found else name
+        advice = (f"{release} was built for numpy 1 and does not run with numpy {numpy.__version__}: install numpy<2 "
+                  f"or a newer {name}")
     return NicodecError(f"onnxruntime is installed but does not import ({type(exc).__name__}: {exc}); {advice}")
 
 
-def _version(*distributions: str) -> tuple[int, ...]:
-    """The release of the first of ``distributions`` that is installed, as numbers; () if none is."""
+NUMPY_1_BUILD = ("_ARRAY_API not found", "import numpy failed", "compiled using NumPy 1.x")
+"""What an extension module built against numpy 1 says as it fails to import under numpy 2."""
+
+
+BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml", "onnxruntime-rocm",
+          "onnxruntime-migraphx", "onnxruntime-cann", "onnxruntime-webgpu", "onnxruntime-qnn", "onnxruntime-training",
+          "onnxruntime-azure")
+"""The distributions on PyPI that install onnxruntime, one per set of execution providers it is
+built with. Each of them (but onnxruntime-qnn from 2.0, a plug-in of its own) holds the same
+Python package, ``onnxruntime``: two of them installed side by side share its folder."""
+
+
+PROVIDERS_BUILDS = {
+    "CUDAExecutionProvider": "onnxruntime-gpu", "TensorrtExecutionProvider": "onnxruntime-gpu",
+    "OpenVINOExecutionProvider": "onnxruntime-openvino", "DmlExecutionProvider": "onnxruntime-directml",
+    "ROCMExecutionProvider": "onnxruntime-rocm", "MIGraphXExecutionProvider": "onnxruntime-migraphx",
+    "CANNExecutionProvider": "onnxruntime-cann", "WebGpuExecutionProvider": "onnxruntime-webgpu",
+    "CoreMLExecutionProvider": "onnxruntime on macOS",
+}
+"""The build of :data:`BUILDS` (or the platform) that brings each provider, for a message that
+says where to find one that is missing."""
+
+
+def installed_builds() -> list[tuple[str, tuple[int, ...]]]:
+    """The builds of :data:`BUILDS` installed that hold the ``onnxruntime`` package, each with
+    its release as numbers, in the order of :data:`BUILDS`."""
     from importlib import metadata
 
-    for name in distributions:
+    found = []
+    for name in BUILDS:
         try:
-            text = metadata.version(name)
+            distribution = metadata.distribution(name)
         except metadata.PackageNotFoundError:
             continue
-        return tuple(int(part) for part in text.split(".")[:2] if part.isdigit())
-    return ()
+        top_level = (distribution.read_text("top_level.txt") or "onnxruntime").split()
+        if "onnxruntime" in top_level:
+            found.append((name, tuple(int(part) for part in distribution.version.split(".")[:2] if part.isdigit())))
+    return found
+
+
+def build_name() -> str:
+    """The name of the onnxruntime build installed (``onnxruntime-openvino``), for advice on
+    which release to install; ``onnxruntime`` where it cannot tell (none of :data:`BUILDS`, or
+    several)."""
+    builds = installed_builds()
+    return builds[0][0] if len(builds) == 1 else "onnxruntime"
 
 
 @functools.lru_cache(maxsize=1)
-def _warn_if_both_installed() -> None:
-    """Warn (once: the result is cached) when onnxruntime and onnxruntime-gpu are both installed:
-    they are one Python package, so the one installed last overwrote the other's files, and pip
-    cannot prevent it."""
-    if _version("onnxruntime") and _version("onnxruntime-gpu"):
+def _warn_if_several_builds() -> None:
+    """Warn (once: the result is cached) when two onnxruntime builds are installed (``[cpu]`` and
+    ``[gpu]``, or ``[cpu]`` and onnxruntime-openvino): they are one Python package, so the one
+    installed last overwrote the other's files, and pip cannot prevent it."""
+    names = [name for name, _ in installed_builds()]
+    if len(names) > 1:
+        listed = " and ".join(names) if len(names) == 2 else ", ".join(names[:-1]) + " and " + names[-1]
         warnings.warn(
-            "onnxruntime and onnxruntime-gpu are both installed; they share one package folder, so the one "
-            "installed last replaced parts of the other. Run pip uninstall -y onnxruntime onnxruntime-gpu, then "
-            "install nicodec with one extra, [cpu] or [gpu]",
+            f"{listed} are {'both' if len(names) == 2 else 'all'} installed; they share one package folder, so the "
+            f"one installed last replaced parts of the {'other' if len(names) == 2 else 'others'}. Run pip uninstall "
+            f"-y {' '.join(names)}, then install nicodec with one extra, [cpu] or [gpu] (or with none, and then the "
+            "one build you want)",
             RuntimeWarning,
             stacklevel=caller_outside(),
         )
@@ -176,39 +220,44 @@ def caller_outside() -> int:
     return level
 
 
-def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
+def resolve_providers(choice: str | Sequence[str | tuple[str, dict[str, str]]] = "auto") -> list:
     """The provider list to ask onnxruntime for, always ending with the CPU.
 
     Args:
         choice: ``"auto"`` (CUDA when the installed onnxruntime has it, then CPU),
-            ``"cpu"``, ``"cuda"``, or an explicit list of onnxruntime provider names.
+            ``"cpu"``, ``"cuda"``, or an explicit list of onnxruntime provider names, each
+            alone or paired with a dict of its options (as :class:`~nicodec.settings.CodecSettings`
+            made them: strings).
 
     Raises:
         NicodecError: an unknown choice, or CUDA asked for where it is not available.
     """
     available = _ort().get_available_providers()
     if not isinstance(choice, str):
-        short = [p for p in choice if isinstance(p, str) and p.lower() in PROVIDER_CHOICES]
+        names = [provider_name(p) for p in choice]
+        short = [p for p in names if p.lower() in PROVIDER_CHOICES]
         if short:  # ["cpu"], ["cuda", "cpu"]: nicodec's names, which a list does not take
             raise NicodecError(f"{short[0]!r} in a list is no onnxruntime provider name: pass providers={short[0].lower()!r} "
                                f"alone, or a list of onnxruntime's names ({', '.join(available)} here)")
-        unknown = [p for p in choice if p not in available]
+        unknown = [p for p in names if p not in available]
         if unknown:
-            raise NicodecError(f"providers not available in this onnxruntime: {', '.join(map(str, unknown))} "
-                               f"(it has {', '.join(available)})")
-        return list(choice) + ([CPU] if CPU not in choice else [])
+            brought = "".join(f"; {PROVIDERS_BUILDS[p]} brings {p}" for p in unknown if p in PROVIDERS_BUILDS)
+            raise NicodecError(f"this onnxruntime has no {', '.join(map(str, unknown))} (it has {', '.join(available)})"
+                               f"{brought}: see \"Other builds of onnxruntime\" in docs/install.md")
+        return list(choice) + ([CPU] if CPU not in names else [])
     if choice == "cpu":
         return [CPU]
     if choice == "cuda":
         if CUDA not in available:
-            # The CPU wheel left in place beside onnxruntime-gpu would overwrite parts of it (or be overwritten).
+            # A build left in place beside onnxruntime-gpu (the CPU's, OpenVINO's) would overwrite parts of it.
             from .launch import install_command
 
             tool, extras = install_command("gpu")
             # uv takes the CPU's wheel out itself; pip, and pipx's pip, would leave it beside the GPU's.
             uninstall = {"pip install": "pip uninstall", "pipx install --force": "pipx runpip nicodec uninstall"}.get(tool)
-            first = (f"{uninstall} -y onnxruntime, then " if uninstall and _version("onnxruntime")
-                     and not _version("onnxruntime-gpu") else "")
+            others = [name for name, _ in installed_builds()]
+            first = (f"{uninstall} -y {' '.join(others)}, then " if uninstall and others
+                     and "onnxruntime-gpu" not in others else "")
             raise NicodecError(
                 "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
                 f'{first}{tool} "nicodec[{extras}]"; docs/install.md says which release suits CUDA 12)'
@@ -217,6 +266,12 @@ def resolve_providers(choice: str | Sequence[str] = "auto") -> list[str]:
     if choice == "auto":
         return [CUDA, CPU] if CUDA in available else [CPU]
     raise NicodecError(f"unknown provider {choice!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
+
+
+def provider_name(entry) -> str:
+    """The name of an entry of a providers list: the entry itself, or a pair's first item (a
+    name and its options, as onnxruntime takes them)."""
+    return entry if isinstance(entry, str) else entry[0]
 
 
 def shrinking_run_options():
@@ -363,7 +418,7 @@ def _for_the_cpu(options) -> None:
 
 def create_session(
     path: Path,
-    providers: list[str],
+    providers: list,
     threads: int | None = None,
     optimization: str = "all",
     *,
@@ -374,7 +429,7 @@ def create_session(
 
     Args:
         path: the ``.onnx`` file, named in messages.
-        providers: from :func:`resolve_providers`.
+        providers: from :func:`resolve_providers` (names, or pairs of a name and its options).
         threads: intra-op threads (``None``: :func:`default_threads`, one per physical core this
             process may use).
         optimization: graph optimisation level, one of ``OPTIMIZATION_LEVELS``.
@@ -405,7 +460,8 @@ def create_session(
     if threads is not None:
         options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
-    if providers[0] == CPU:
+    first = provider_name(providers[0])
+    if first == CPU:
         _for_the_cpu(options)
     # Fatal messages only: a node that fails (out of memory, under a ulimit) was also logged on
     # stderr, in colour, before nicodec's own message; the exception carries the same text, and
@@ -428,7 +484,7 @@ def create_session(
             try:
                 session = making(data, sess_options=options, providers=providers, enable_fallback=0)
             except Exception as exc:
-                if providers[0] == CPU or out_of_memory(exc):
+                if first == CPU or out_of_memory(exc):
                     raise
                 failure = f" ({exc})"
                 _for_the_cpu(options)
@@ -439,15 +495,16 @@ def create_session(
         raise ModelError(f"cannot load {path.name}: {exc}") from exc
     session.disable_fallback()
     in_use = session.get_providers()
-    if providers[0] not in in_use:
+    if first not in in_use:
         if strict:
+            question = " (is CUDA installed and a GPU visible?)" if first == CUDA else ""
             raise NicodecError(
-                f"onnxruntime could not use {providers[0]} for {path.name}{failure} (is CUDA installed and a GPU "
-                f"visible?); choose the cpu or auto provider (--provider of nicodec's commands, --providers of the Ray "
+                f"onnxruntime could not use {first} for {path.name}{failure}{question}; choose the cpu or auto "
+                f"provider (--provider of nicodec's commands, --providers of the Ray "
                 f"recipe's, providers= in Python) to run on {', '.join(in_use)}"
             )
         warnings.warn(
-            f"onnxruntime could not use {providers[0]} for {path.name}{failure}; running on {', '.join(in_use)}",
+            f"onnxruntime could not use {first} for {path.name}{failure}; running on {', '.join(in_use)}",
             RuntimeWarning,
             stacklevel=caller_outside(),
         )

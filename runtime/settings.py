@@ -7,7 +7,7 @@ refinement runs) are the Codec's.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -30,7 +30,8 @@ class CodecSettings:
     """The settings of one codec, as :class:`~nicodec.Codec`'s arguments of the same names
     document them; made by :meth:`checked`, which refuses what they cannot be."""
 
-    providers: str | tuple[str, ...] = "auto"  # "auto", "cpu", "cuda", or onnxruntime's provider names
+    # "auto", "cpu", "cuda", or onnxruntime's provider names, each alone or paired with its options
+    providers: str | tuple[str | tuple[str, dict[str, str]], ...] = "auto"
     threads: int | None = None  # onnxruntime's intra-op threads; None: one per physical core usable
     max_pixels: int = DEFAULT_MAX_PIXELS  # the largest image encode and decode take
     optimization: str = "all"  # onnxruntime's graph optimisation level
@@ -43,20 +44,25 @@ class CodecSettings:
     release_memory: bool = False  # hand onnxruntime's arena back after every run of a graph
 
     @classmethod
-    def checked(cls, providers: str | Sequence[str] = "auto", threads=None, max_pixels=DEFAULT_MAX_PIXELS,
-                optimization: str = "all", tile=None, margin=192, precision: str = "fp32", rdo=None, refine=0,
-                restoration=False, release_memory=False) -> CodecSettings:
+    def checked(cls, providers: str | Sequence[str | tuple[str, Mapping[str, object]]] = "auto", threads=None,
+                max_pixels=DEFAULT_MAX_PIXELS, optimization: str = "all", tile=None, margin=192,
+                precision: str = "fp32", rdo=None, refine=0, restoration=False,
+                release_memory=False) -> CodecSettings:
         """Settings from a Codec's arguments, as the API takes them (numpy's numbers and bools too).
 
         Raises:
             NicodecError: an argument of the wrong type or out of its range.
         """
         if not isinstance(providers, str) and not (
-            isinstance(providers, Sequence) and providers and all(isinstance(p, str) for p in providers)
+            isinstance(providers, Sequence) and providers and all(map(_provider_entry, providers))
         ):
-            raise NicodecError(f"providers must be a name or a list of onnxruntime provider names, not {providers!r}")
+            raise NicodecError("providers must be a name or a list of onnxruntime provider names (each alone, or "
+                               f"paired with a dict of its options), not {providers!r}")
         if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
             providers = (providers,)  # one onnxruntime name, as onnxruntime itself would take it in a list
+        elif not isinstance(providers, str):  # the options copied, as strings (onnxruntime's own type for them)
+            providers = tuple(p if isinstance(p, str) else (p[0], {k: str(v) for k, v in p[1].items()})
+                              for p in providers)
         threads = None if threads is None else whole("threads", threads, 1, MAX_THREADS)
         max_pixels = whole("max_pixels", max_pixels, 1)
         tile, margin = None if tile is None else whole("tile", tile), whole("margin", margin)
@@ -101,3 +107,14 @@ class CodecSettings:
         """These settings without the encoder's (for the codecs of earlier shipped models, which
         only decode)."""
         return dataclasses.replace(self, rdo=None, refine=0, restoration=False)
+
+
+def _provider_entry(entry) -> bool:
+    """Whether ``entry`` of a providers list is one: a name, or a pair of a name and a mapping of
+    its options (``("OpenVINOExecutionProvider", {"device_type": "GPU"})``), keys as strings and
+    values as strings, numbers or flags, as onnxruntime's own ``providers=`` takes them."""
+    if isinstance(entry, str):
+        return True
+    return (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
+            and isinstance(entry[1], Mapping)
+            and all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in entry[1].items()))

@@ -53,6 +53,36 @@ def test_encode_decode_round_trip(png, photo, tmp_path):
     assert psnr(back, photo) > 26
 
 
+def test_an_onnxruntime_provider_and_its_options_are_given_to_onnxruntime(png, tmp_path, monkeypatch):
+    """--provider takes onnxruntime's names too (OpenVINOExecutionProvider, with onnxruntime-
+    openvino), and --provider-option that provider's options (device_type=GPU), as Codec's
+    providers= does; the CPU's provider stands in for the others here, each build has it."""
+    from nicodec import codec as nicodec_codec
+
+    made = []
+    real = nicodec_codec.create_session
+
+    def create_session(path, providers, *args, **kwargs):
+        made.append((os.path.basename(path), providers))
+        return real(path, providers, *args, **kwargs)
+
+    monkeypatch.setattr(nicodec_codec, "create_session", create_session)
+    assert run("encode", png, "-o", tmp_path / "plain.nic", "--provider", "cpu").exit_code == 0
+    result = run("encode", png, "-o", tmp_path / "named.nic", "--provider", "CPUExecutionProvider",
+                 "--provider-option", "a=b=c", "--provider-option", "d=")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "named.nic").read_bytes() == (tmp_path / "plain.nic").read_bytes()
+    asked = [("CPUExecutionProvider", {"a": "b=c", "d": ""})]
+    assert ("encoder.onnx", asked) in made and ("entropy_parameters.onnx", ["CPUExecutionProvider"]) in made
+    result = run("decode", tmp_path / "named.nic", "-o", tmp_path / "back.png", "--provider", "CPUExecutionProvider",
+                 "--provider-option", "x=1")
+    assert result.exit_code == 0 and ("decoder.onnx", [("CPUExecutionProvider", {"x": "1"})]) in made, result.output
+    # A provider this onnxruntime lacks: refused, saying which build has it (one line, exit 1).
+    result = run("decode", tmp_path / "named.nic", "-o", tmp_path / "gone.png", "--provider", "MIGraphXExecutionProvider")
+    assert result.exit_code == 1 and not (tmp_path / "gone.png").exists()
+    assert "has no MIGraphXExecutionProvider" in result.output and "onnxruntime-migraphx brings" in result.output
+
+
 def test_decode_defaults_to_png_and_honours_the_extension(png, tmp_path):
     assert run("encode", png, "-o", tmp_path / "a.nic").exit_code == 0
     assert run("decode", tmp_path / "a.nic").exit_code == 0
@@ -1979,46 +2009,72 @@ def test_a_gray_picture_decoded_to_avif_stays_gray_with_its_gray_profile(photo, 
         assert psnr(np.asarray(back.convert("L")), photo[:, :, 1]) > 28
 
 
-def test_both_onnxruntime_wheels_installed_is_a_warning(monkeypatch, recwarn):
-    """[cpu] and [gpu] together: pip installs both, and the one installed last overwrites the
-    other's files (they are one Python package); nicodec says so once."""
-    from importlib import metadata
+def _fake_build(folder, name, version, top_level="onnxruntime"):
+    """A distribution's record, as pip leaves it in site-packages, for ``importlib.metadata`` to find."""
+    record = folder / f"{name.replace('-', '_')}-{version}.dist-info"
+    record.mkdir()
+    (record / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    (record / "top_level.txt").write_text(f"{top_level}\n")
 
+
+def test_two_onnxruntime_builds_installed_is_a_warning(monkeypatch, recwarn, tmp_path):
+    """[cpu] and [gpu] together, or [cpu] and onnxruntime-openvino: pip installs both, and the one
+    installed last overwrites the other's files (they are one Python package); nicodec says so
+    once. onnxruntime-qnn from 2.0 is a package of its own (onnxruntime_qnn), and not counted."""
     from nicodec import sessions
 
-    real = metadata.version
-    monkeypatch.setattr(metadata, "version", lambda name: "1.31.1" if name == "onnxruntime-gpu" else real(name))
-    sessions._warn_if_both_installed.cache_clear()
+    here = [name for name, _ in sessions.installed_builds()]  # onnxruntime, or a distribution's own build
+    _fake_build(tmp_path, "onnxruntime-gpu", "1.31.1")
+    _fake_build(tmp_path, "onnxruntime-qnn", "2.7.0", top_level="onnxruntime_qnn")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    both = [name for name in sessions.BUILDS if name in {*here, "onnxruntime-gpu"}]
+    assert [name for name, _ in sessions.installed_builds()] == both
+    assert ("onnxruntime-gpu", (1, 31)) in sessions.installed_builds()
+    sessions._warn_if_several_builds.cache_clear()
     try:
         sessions._ort()
         sessions._ort()
     finally:
-        sessions._warn_if_both_installed.cache_clear()
-    said = [str(w.message) for w in recwarn if "both installed" in str(w.message)]
-    assert len(said) == 1 and "pip uninstall -y onnxruntime onnxruntime-gpu" in said[0]
+        sessions._warn_if_several_builds.cache_clear()
+    said = [str(w.message) for w in recwarn if "installed; they share one package folder" in str(w.message)]
+    assert len(said) == 1 and f"pip uninstall -y {' '.join(both)}, then" in said[0], said
+    assert "qnn" not in said[0]
+    assert sessions.build_name() == "onnxruntime"  # two: which one is in the folder cannot be told
+
+    _fake_build(tmp_path, "onnxruntime-openvino", "1.24.1")
+    three = [name for name in sessions.BUILDS if name in {*here, "onnxruntime-gpu", "onnxruntime-openvino"}]
+    sessions._warn_if_several_builds()
+    said = [str(w.message) for w in recwarn if "installed; they share one package folder" in str(w.message)]
+    assert len(said) == 2 and said[1].startswith(", ".join(three[:-1]) + f" and {three[-1]} are all installed"), said
+    sessions._warn_if_several_builds.cache_clear()
 
 
 def test_an_onnxruntime_built_for_numpy_1_says_what_to_install(monkeypatch):
     """onnxruntime 1.17 (allowed by [cpu]'s floor) fails to import under numpy 2 with
     'AttributeError: _ARRAY_API not found'; reinstalling with [cpu] would not change it."""
-    from importlib import metadata
-
     import numpy
 
     from nicodec import sessions
 
     monkeypatch.setattr(numpy, "__version__", "2.4.6")
-    monkeypatch.setattr(metadata, "version", lambda name: "1.17.3" if name == "onnxruntime" else "0")
+    monkeypatch.setattr(sessions, "installed_builds", lambda: [("onnxruntime", (1, 17))])
     message = str(sessions._broken(AttributeError("_ARRAY_API not found")))
-    assert "before 1.18 does not run with numpy 2.4.6: install numpy<2 or a newer onnxruntime" in message
-    monkeypatch.setattr(metadata, "version", lambda name: "1.32.0")
+    assert "onnxruntime 1.17 was built for numpy 1 and does not run with numpy 2.4.6: install numpy<2 or a newer " \
+           "onnxruntime" in message
+    assert "built for numpy 1" in str(sessions._broken(ImportError("some other failure")))  # by its release
+    # onnxruntime-cann 1.24.4 (PyPI, 2026-12-07) was built for numpy 1 too: "import numpy failed".
+    monkeypatch.setattr(sessions, "installed_builds", lambda: [("onnxruntime-cann", (1, 24))])
+    message = str(sessions._broken(ImportError("import numpy failed")))
+    assert "onnxruntime-cann 1.24 was built for numpy 1 and does not run with numpy 2.4.6: install numpy<2 or a " \
+           "newer onnxruntime-cann" in message
+    assert "reinstall onnxruntime-cann, or install nicodec with the [cpu] or [gpu] extra in its place" in str(
+        sessions._broken(ImportError("libascendcl.so: cannot open shared object file")))
+    monkeypatch.setattr(sessions, "installed_builds", lambda: [("onnxruntime", (1, 32))])
     assert "reinstall it with the [cpu] or [gpu] extra" in str(sessions._broken(ImportError("x")))
-
-    def not_installed(name):  # onnxruntime-directml, -openvino, ...: neither distribution name
-        raise metadata.PackageNotFoundError(name)
-
-    monkeypatch.setattr(metadata, "version", not_installed)
+    monkeypatch.setattr(sessions, "installed_builds", lambda: [])  # a build nicodec does not know of
     assert "reinstall it with the [cpu] or [gpu] extra" in str(sessions._broken(ImportError("x")))
+    monkeypatch.setattr(numpy, "__version__", "1.26.4")  # numpy 1: that is not it
+    assert "numpy<2" not in str(sessions._broken(AttributeError("_ARRAY_API not found")))
 
 
 def test_a_line_cut_short_by_a_stop_is_not_written_again():
@@ -2570,7 +2626,13 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
             (["encode", "x.png", "--quality"], "encode", "--quality", None),
             # Typer checks these through pydantic, whose messages began "Value error, "
             (["encode", "x.png", "--provider", "tpu"], "encode", "--provider",
-             ": 'tpu' is not one of 'auto', 'cpu', 'cuda'; see nicodec encode --help"),
+             ": 'tpu' is not one of 'auto', 'cpu', 'cuda', nor the name of an onnxruntime provider (such as "
+             "OpenVINOExecutionProvider); see nicodec encode --help"),
+            (["decode", "x.nic", "--provider-option", "device_id"], "decode", "--provider-option",
+             ": 'device_id' is not KEY=VALUE (such as device_type=GPU); see nicodec decode --help"),
+            (["decode", "x.nic", "--provider-option", "device_id=1"], "decode", "--provider-option",
+             ": --provider is auto: name the provider the options are for (cuda, or an onnxruntime provider's "
+             "name); see nicodec decode --help"),
             (["decode", "x.nic", "--precision", "fp8"], "decode", "--precision",
              ": 'fp8' is not one of 'fp32', 'fp16'; see nicodec decode --help")):
         result = nicodec(*args)

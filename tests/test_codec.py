@@ -415,9 +415,32 @@ def test_providers_are_reported(codec):
 
 def test_one_onnxruntime_provider_name_is_taken_as_a_list_of_one():
     assert Codec(providers="CPUExecutionProvider").providers["decoder"] == ["CPUExecutionProvider"]
-    with pytest.raises(nicodec.NicodecError, match="not available in this onnxruntime: NoSuchExecutionProvider "
-                                                   r"\(it has .*CPUExecutionProvider"):
+    with pytest.raises(nicodec.NicodecError, match="this onnxruntime has no NoSuchExecutionProvider "
+                                                   r"\(it has .*CPUExecutionProvider\): see"):
         Codec(providers="NoSuchExecutionProvider")
+    # A provider of another build of onnxruntime says which, where that build is not the one installed.
+    import onnxruntime
+
+    if "OpenVINOExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("onnxruntime-openvino is the build installed")
+    with pytest.raises(nicodec.NicodecError, match=r"has no OpenVINOExecutionProvider \(it has .*\); "
+                                                   r"onnxruntime-openvino brings OpenVINOExecutionProvider: see "):
+        Codec(providers=["OpenVINOExecutionProvider"])
+
+
+def test_a_provider_may_come_with_its_options_as_onnxruntime_takes_them():
+    """A pair of a name and a dict of options (OpenVINO's device_type, CUDA's device_id), in a
+    tuple or a list; the values are given to onnxruntime as strings, its own type for them."""
+    for entry in (("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"}),
+                  ["CPUExecutionProvider", {"use_arena": 1}]):
+        codec = Codec(providers=[entry])
+        assert codec._providers == [(entry[0], {k: str(v) for k, v in entry[1].items()})]
+        assert codec.providers["decoder"] == ["CPUExecutionProvider"]
+    for wrong in ([("CPUExecutionProvider",)], [("CPUExecutionProvider", {1: "a"})], [("CPUExecutionProvider", "a=b")],
+                  [("CPUExecutionProvider", {"a": None})], [{"CPUExecutionProvider": {}}]):
+        with pytest.raises(nicodec.NicodecError, match="providers must be a name or a list of onnxruntime provider "
+                                                       r"names \(each alone, or paired with a dict of its options\)"):
+            Codec(providers=wrong)
 
 
 @pytest.mark.parametrize("providers", [["cpu"], ["cuda", "cpu"], ["CPU"]])

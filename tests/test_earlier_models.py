@@ -88,6 +88,17 @@ def test_the_default_codec_decodes_an_earlier_shipped_models_files_with_that_mod
     assert np.array_equal(nicodec.Codec(precision="fp16").decode(data, as_array=True), expected)
 
 
+def test_an_earlier_models_codec_gets_the_providers_and_their_options(shipped):
+    """The codec made for an earlier model's file takes the default one's settings, a provider
+    paired with its options included."""
+    full, _, data = shipped
+    asked = [("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"})]
+    codec = nicodec.Codec(providers=asked)
+    assert np.array_equal(codec.decode(data, as_array=True), nicodec.Codec(full).decode(data, as_array=True))
+    [earlier_codec] = codec._earlier.values()
+    assert earlier_codec._providers == [*asked] and earlier_codec.providers["decoder"] == ["CPUExecutionProvider"]
+
+
 def test_a_codec_of_a_named_model_folder_decodes_its_own_files_only(shipped):
     _, _, data = shipped
     with pytest.raises(nicodec.ModelMismatchError, match=f"made by model '{EARLIER_ID}'") as info:

@@ -577,18 +577,21 @@ def test_onnxruntime_is_told_no_folder_holds_external_data(tmp_path, monkeypatch
 
 
 def test_asking_for_cuda_from_the_cpu_wheel_says_to_take_it_out_first(monkeypatch):
-    """Told only to install the [gpu] extra, a user left onnxruntime beside onnxruntime-gpu, the
-    state nicodec warns about (they share one package folder)."""
+    """Told only to install the [gpu] extra, a user left onnxruntime (or another build, such as
+    onnxruntime-openvino) beside onnxruntime-gpu, the state nicodec warns about (they share one
+    package folder)."""
     import onnxruntime
     from nicodec import sessions
 
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    for installed, first in ((("onnxruntime",), True), (("onnxruntime", "onnxruntime-gpu"), False), ((), False)):
-        monkeypatch.setattr(sessions, "_version", lambda *names, there=installed: (1, 20) if names[0] in there else ())
+    for installed, first in ((("onnxruntime",), "onnxruntime"), (("onnxruntime", "onnxruntime-gpu"), None), ((), None),
+                             (("onnxruntime-openvino",), "onnxruntime-openvino")):
+        monkeypatch.setattr(sessions, "installed_builds", lambda there=installed: [(name, (1, 20)) for name in there])
         with pytest.raises(nicodec.NicodecError, match="no CUDAExecutionProvider") as refused:
             nicodec.Codec(providers="cuda")
         said = str(refused.value)
-        assert ("pip uninstall -y onnxruntime, then pip install" in said) is first and 'pip install "nicodec[gpu]"' in said
+        assert ("uninstall" not in said if first is None else f"pip uninstall -y {first}, then pip install" in said), said
+        assert 'pip install "nicodec[gpu]"' in said
 
 
 def test_asking_for_cuda_in_a_pipx_tool_says_pipx_s_commands(monkeypatch, tmp_path):
@@ -600,7 +603,7 @@ def test_asking_for_cuda_in_a_pipx_tool_says_pipx_s_commands(monkeypatch, tmp_pa
     (tmp_path / "pipx_metadata.json").write_text("{}")
     monkeypatch.setattr(sys, "prefix", str(tmp_path))
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
-    monkeypatch.setattr(sessions, "_version", lambda *names: (1, 20) if names[0] == "onnxruntime" else ())
+    monkeypatch.setattr(sessions, "installed_builds", lambda: [("onnxruntime", (1, 20))])
     with pytest.raises(nicodec.NicodecError, match="no CUDAExecutionProvider") as refused:
         nicodec.Codec(providers="cuda")
     assert ('pipx runpip nicodec uninstall -y onnxruntime, then pipx install --force "nicodec[gpu]"'

@@ -158,6 +158,8 @@ def test_the_shell_form_passes_providers_and_gpus_on(tmp_path, monkeypatch):
                         lambda source, target, **kwargs: asked.update(kwargs) or ray_recipe.Summary())
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--providers", "cuda", "--num-gpus", "0.5"]) == 0
     assert asked["providers"] == "cuda" and asked["num_gpus"] == 0.5
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--providers", "OpenVINOExecutionProvider"]) == 0
+    assert asked["providers"] == "OpenVINOExecutionProvider"
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out")]) == 0
     assert asked["providers"] == "cpu" and asked["num_gpus"] == 0
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--batch-size", "1"]) == 0
