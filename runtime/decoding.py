@@ -59,7 +59,7 @@ class DecodingSteps(Transforms):
                     settings = dataclasses.replace(settings, precision="fp32")  # the reference, where it kept no other
                 from .codec import Codec  # the module that imports this one
 
-                self._earlier[key] = Codec(folder, **dataclasses.asdict(settings))
+                self._earlier[key] = Codec(folder, **settings.arguments())
             return self._earlier[key]
 
     def _entropy_decode(self, data, started: Callable[[nicformat.Header, dict], None] | None = None,

@@ -85,8 +85,12 @@ def check(session, expected: str, channels: int, model_id: str, version: int = P
         if fault and (version == 1 or convinteger):
             from .sessions import build_name
 
-            advice = (f"This release has a known fault ({fault}); install {build_name()} "
-                      + ("1.32 or newer" if version == 1 else "1.25 or newer") + ", or 1.17 to 1.20")
+            build, fixed = build_name(), "1.32" if version == 1 else "1.25"
+            if build in ("onnxruntime", "onnxruntime-gpu"):
+                advice = f"This release has a known fault ({fault}); install {build} {fixed} or newer, or 1.17 to 1.20"
+            else:  # another build (onnxruntime-openvino's newest was 1.24.1 on 2026-12-07)
+                advice = (f"This release has a known fault ({fault}); install {build} 1.17 to 1.20 (or {fixed} or "
+                          "newer, once it has one), or onnxruntime with nicodec's [cpu] extra in its place")
         else:
             advice = "Install another onnxruntime version, or check that the model folder is intact"
         raise ExactnessError(

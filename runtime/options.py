@@ -63,17 +63,33 @@ def _provider(text: str) -> str:  # Click's metavar: PROVIDER
 
 
 ProviderOpt = Annotated[str, typer.Option(
-    parser=_provider, metavar="PROVIDER", autocompletion=lambda: list(PROVIDER_CHOICES),
+    parser=_provider, metavar="PROVIDER", autocompletion=lambda: provider_choices(),
     help="Where the transforms run: auto (CUDA if there, else the CPU), cpu, cuda, or an onnxruntime provider's name "
          "(OpenVINOExecutionProvider, with onnxruntime-openvino).")]
 
 
+def provider_choices() -> list[str]:
+    """What ``--provider`` completes to: auto, cpu, cuda, and the providers of the onnxruntime
+    build installed, known by its name (onnxruntime itself, slow to import, is not asked)."""
+    from .sessions import PROVIDERS_BUILDS, installed_builds
+
+    builds = {name for name, _ in installed_builds()}
+    return [*PROVIDER_CHOICES, *(p for p, build in PROVIDERS_BUILDS.items() if build in builds and p != CUDA_NAME)]
+
+
+CUDA_NAME = "CUDAExecutionProvider"
+
+
 def _provider_options(values: Optional[list[str]]) -> Optional[list[str]]:
     """Checks ``--provider-option``'s values: each ``KEY=VALUE``."""
+    keys = set()
     for text in values or ():
         key, equals, _ = text.partition("=")
         if not equals or not key or key != key.strip():
             raise typer.BadParameter(f"{text!r} is not KEY=VALUE (such as device_type=GPU)")
+        if key in keys:
+            raise typer.BadParameter(f"{key} is given twice")
+        keys.add(key)
     return values
 
 
@@ -90,7 +106,7 @@ def providers_of(provider: str, options: Optional[list[str]]) -> str | list[tupl
     if provider in ("auto", "cpu"):
         raise typer.BadParameter(f"--provider is {provider}: name the provider the options are for (cuda, or an "
                                  "onnxruntime provider's name)", param_hint="'--provider-option'")
-    name = "CUDAExecutionProvider" if provider == "cuda" else provider
+    name = CUDA_NAME if provider == "cuda" else provider
     return [(name, {key: value for key, _, value in (text.partition("=") for text in options)})]
 
 

@@ -140,16 +140,9 @@ def _broken(exc: BaseException) -> NicodecError:
     return NicodecError(f"onnxruntime is installed but does not import ({type(exc).__name__}: {exc}); {advice}")
 
 
-NUMPY_1_BUILD = ("_ARRAY_API not found", "import numpy failed", "compiled using NumPy 1.x")
+NUMPY_1_BUILD = ("_ARRAY_API not found", "import numpy failed", "compiled using NumPy 1.x",
+                 "numpy.core.multiarray failed to import")
 """What an extension module built against numpy 1 says as it fails to import under numpy 2."""
-
-
-BUILDS = ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "onnxruntime-directml", "onnxruntime-rocm",
-          "onnxruntime-migraphx", "onnxruntime-cann", "onnxruntime-webgpu", "onnxruntime-qnn", "onnxruntime-training",
-          "onnxruntime-azure")
-"""The distributions on PyPI that install onnxruntime, one per set of execution providers it is
-built with. Each of them (but onnxruntime-qnn from 2.0, a plug-in of its own) holds the same
-Python package, ``onnxruntime``: two of them installed side by side share its folder."""
 
 
 PROVIDERS_BUILDS = {
@@ -159,31 +152,51 @@ PROVIDERS_BUILDS = {
     "CANNExecutionProvider": "onnxruntime-cann", "WebGpuExecutionProvider": "onnxruntime-webgpu",
     "CoreMLExecutionProvider": "onnxruntime on macOS",
 }
-"""The build of :data:`BUILDS` (or the platform) that brings each provider, for a message that
-says where to find one that is missing."""
+"""The build of onnxruntime (or the platform) that brings each provider, for a message that says
+where to find one that is missing."""
+
+BUILD_PREFIXES = ("onnxruntime", "ort_nightly", "ort-nightly")
+"""How the names of onnxruntime's builds begin: onnxruntime, onnxruntime-gpu, onnxruntime-openvino,
+onnxruntime-directml, onnxruntime-rocm, ..., ort-nightly. Each such distribution that holds the
+Python package ``onnxruntime`` is a build (onnxruntime-extensions, onnxruntime-qnn from 2.0 and
+the onnxruntime-ep-* plug-ins hold packages of their own, and are not)."""
 
 
 def installed_builds() -> list[tuple[str, tuple[int, ...]]]:
-    """The builds of :data:`BUILDS` installed that hold the ``onnxruntime`` package, each with
-    its release as numbers, in the order of :data:`BUILDS`."""
+    """The builds of onnxruntime installed in the first folder of ``sys.path`` that holds one (the
+    folder ``import onnxruntime`` takes it from), each with its release as numbers, by name.
+    Two there share the package's folder; one in a later folder is only hidden by the first.
+    Found from the distributions' folders (``*.dist-info``, ``*.egg-info``), whose names are read
+    before their metadata, so looking costs a folder listing (``importlib.metadata`` reads
+    every distribution's metadata: 20 to 130 ms in a virtual environment with torch)."""
     from importlib import metadata
 
-    found = []
-    for name in BUILDS:
+    for folder in sys.path:
         try:
-            distribution = metadata.distribution(name)
-        except metadata.PackageNotFoundError:
+            entries = os.listdir(folder or ".")
+        except OSError:  # a zip file, a folder gone or unreadable
             continue
-        top_level = (distribution.read_text("top_level.txt") or "onnxruntime").split()
-        if "onnxruntime" in top_level:
-            found.append((name, tuple(int(part) for part in distribution.version.split(".")[:2] if part.isdigit())))
-    return found
+        found = {}
+        for entry in entries:
+            stem, _, kind = entry.rpartition(".")
+            if kind not in ("dist-info", "egg-info") or not stem.lower().startswith(BUILD_PREFIXES):
+                continue
+            distribution = metadata.PathDistribution(Path(folder or ".") / entry)
+            name, version = distribution.metadata["Name"], distribution.version
+            top_level = (distribution.read_text("top_level.txt") or "").split()
+            holds = "onnxruntime" in top_level if top_level else any(
+                str(file).startswith("onnxruntime/") for file in distribution.files or ())
+            if name and version and holds:
+                found[name.lower().replace("_", "-")] = tuple(int(part) for part in version.split(".")[:2]
+                                                              if part.isdigit())
+        if found:
+            return sorted(found.items())
+    return []
 
 
 def build_name() -> str:
     """The name of the onnxruntime build installed (``onnxruntime-openvino``), for advice on
-    which release to install; ``onnxruntime`` where it cannot tell (none of :data:`BUILDS`, or
-    several)."""
+    which release to install; ``onnxruntime`` where it cannot tell (none found, or several)."""
     builds = installed_builds()
     return builds[0][0] if len(builds) == 1 else "onnxruntime"
 
@@ -240,32 +253,41 @@ def resolve_providers(choice: str | Sequence[str | tuple[str, dict[str, str]]] =
             raise NicodecError(f"{short[0]!r} in a list is no onnxruntime provider name: pass providers={short[0].lower()!r} "
                                f"alone, or a list of onnxruntime's names ({', '.join(available)} here)")
         unknown = [p for p in names if p not in available]
+        if unknown == [CUDA]:  # CUDA with its options (--provider cuda --provider-option device_id=1)
+            raise _no_cuda()
         if unknown:
-            brought = "".join(f"; {PROVIDERS_BUILDS[p]} brings {p}" for p in unknown if p in PROVIDERS_BUILDS)
+            here = " ".join(name for name, _ in installed_builds()) or "onnxruntime"
+            brought = "".join(f"; {PROVIDERS_BUILDS[p]} brings {p} (installed in place of {here}, not beside it)"
+                              for p in unknown if p in PROVIDERS_BUILDS)
             raise NicodecError(f"this onnxruntime has no {', '.join(map(str, unknown))} (it has {', '.join(available)})"
                                f"{brought}: see \"Other builds of onnxruntime\" in docs/install.md")
-        return list(choice) + ([CPU] if CPU not in names else [])
+        asked = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in choice]  # options as onnxruntime takes them
+        return asked + ([CPU] if CPU not in names else [])
     if choice == "cpu":
         return [CPU]
     if choice == "cuda":
         if CUDA not in available:
-            # A build left in place beside onnxruntime-gpu (the CPU's, OpenVINO's) would overwrite parts of it.
-            from .launch import install_command
-
-            tool, extras = install_command("gpu")
-            # uv takes the CPU's wheel out itself; pip, and pipx's pip, would leave it beside the GPU's.
-            uninstall = {"pip install": "pip uninstall", "pipx install --force": "pipx runpip nicodec uninstall"}.get(tool)
-            others = [name for name, _ in installed_builds()]
-            first = (f"{uninstall} -y {' '.join(others)}, then " if uninstall and others
-                     and "onnxruntime-gpu" not in others else "")
-            raise NicodecError(
-                "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
-                f'{first}{tool} "nicodec[{extras}]"; docs/install.md says which release suits CUDA 12)'
-            )
+            raise _no_cuda()
         return [CUDA, CPU]
     if choice == "auto":
         return [CUDA, CPU] if CUDA in available else [CPU]
     raise NicodecError(f"unknown provider {choice!r}: choose one of {', '.join(PROVIDER_CHOICES)}")
+
+
+def _no_cuda() -> NicodecError:
+    """The error for CUDA asked for where this onnxruntime has none, with the commands that install
+    the build that has it. A build left in place beside onnxruntime-gpu (the CPU's, OpenVINO's)
+    would overwrite parts of it, so pip's and pipx's commands take it out first (uv does that itself)."""
+    from .launch import install_command
+
+    tool, extras = install_command("gpu")
+    uninstall = {"pip install": "pip uninstall", "pipx install --force": "pipx runpip nicodec uninstall"}.get(tool)
+    others = [name for name, _ in installed_builds()]
+    first = f"{uninstall} -y {' '.join(others)}, then " if uninstall and others and "onnxruntime-gpu" not in others else ""
+    return NicodecError(
+        "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
+        f'{first}{tool} "nicodec[{extras}]"; docs/install.md says which release suits CUDA 12)'
+    )
 
 
 def provider_name(entry) -> str:
@@ -497,7 +519,8 @@ def create_session(
     in_use = session.get_providers()
     if first not in in_use:
         if strict:
-            question = " (is CUDA installed and a GPU visible?)" if first == CUDA else ""
+            question = (" (is CUDA installed and a GPU visible?)" if first == CUDA else
+                        " (onnxruntime's log above may say why: a device, library or option it does not have)")
             raise NicodecError(
                 f"onnxruntime could not use {first} for {path.name}{failure}{question}; choose the cpu or auto "
                 f"provider (--provider of nicodec's commands, --providers of the Ray "

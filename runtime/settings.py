@@ -7,6 +7,7 @@ refinement runs) are the Codec's.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -31,7 +32,8 @@ class CodecSettings:
     document them; made by :meth:`checked`, which refuses what they cannot be."""
 
     # "auto", "cpu", "cuda", or onnxruntime's provider names, each alone or paired with its options
-    providers: str | tuple[str | tuple[str, dict[str, str]], ...] = "auto"
+    # as (key, value) pairs of strings (a tuple, not a dict: the settings stay hashable and unchanged)
+    providers: str | tuple[str | tuple[str, tuple[tuple[str, str], ...]], ...] = "auto"
     threads: int | None = None  # onnxruntime's intra-op threads; None: one per physical core usable
     max_pixels: int = DEFAULT_MAX_PIXELS  # the largest image encode and decode take
     optimization: str = "all"  # onnxruntime's graph optimisation level
@@ -56,12 +58,14 @@ class CodecSettings:
         if not isinstance(providers, str) and not (
             isinstance(providers, Sequence) and providers and all(map(_provider_entry, providers))
         ):
+            bare = isinstance(providers, tuple) and len(providers) == 2 and isinstance(providers[1], Mapping)
             raise NicodecError("providers must be a name or a list of onnxruntime provider names (each alone, or "
-                               f"paired with a dict of its options), not {providers!r}")
+                               "paired with a dict of its options: strings, numbers or flags), not "
+                               f"{providers!r}" + ("; put the pair in a list: providers=[(name, options)]" if bare else ""))
         if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
             providers = (providers,)  # one onnxruntime name, as onnxruntime itself would take it in a list
-        elif not isinstance(providers, str):  # the options copied, as strings (onnxruntime's own type for them)
-            providers = tuple(p if isinstance(p, str) else (p[0], {k: str(v) for k, v in p[1].items()})
+        elif not isinstance(providers, str):  # the options as strings, onnxruntime's own type for them
+            providers = tuple(p if isinstance(p, str) else (p[0], tuple((k, _option_text(v)) for k, v in p[1].items()))
                               for p in providers)
         threads = None if threads is None else whole("threads", threads, 1, MAX_THREADS)
         max_pixels = whole("max_pixels", max_pixels, 1)
@@ -103,6 +107,13 @@ class CodecSettings:
         too, as a fallback: the default encoder's, unless ``rdo`` was chosen."""
         return RDO_SLOPE if self.rdo is None else self.rdo
 
+    def arguments(self) -> dict:
+        """These settings as :class:`~nicodec.Codec`'s keyword arguments (options as dicts again)."""
+        given = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+        if not isinstance(self.providers, str):
+            given["providers"] = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in self.providers]
+        return given
+
     def for_decoding(self) -> CodecSettings:
         """These settings without the encoder's (for the codecs of earlier shipped models, which
         only decode)."""
@@ -112,9 +123,14 @@ class CodecSettings:
 def _provider_entry(entry) -> bool:
     """Whether ``entry`` of a providers list is one: a name, or a pair of a name and a mapping of
     its options (``("OpenVINOExecutionProvider", {"device_type": "GPU"})``), keys as strings and
-    values as strings, numbers or flags, as onnxruntime's own ``providers=`` takes them."""
+    values as strings, numbers (numpy's too) or flags, as onnxruntime's own ``providers=`` takes them."""
     if isinstance(entry, str):
         return True
     return (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
             and isinstance(entry[1], Mapping)
-            and all(isinstance(k, str) and isinstance(v, (str, int, float)) for k, v in entry[1].items()))
+            and all(isinstance(k, str) and isinstance(v, (str, numbers.Number, np.bool_)) for k, v in entry[1].items()))
+
+
+def _option_text(value) -> str:
+    """A provider option's value as onnxruntime reads it: its text (numpy's numbers as Python's)."""
+    return str(value.item() if isinstance(value, np.generic) else value)

@@ -77,6 +77,12 @@ def test_an_onnxruntime_provider_and_its_options_are_given_to_onnxruntime(png, t
     result = run("decode", tmp_path / "named.nic", "-o", tmp_path / "back.png", "--provider", "CPUExecutionProvider",
                  "--provider-option", "x=1")
     assert result.exit_code == 0 and ("decoder.onnx", [("CPUExecutionProvider", {"x": "1"})]) in made, result.output
+    # CUDA with its options where there is none: the advice of --provider cuda alone.
+    if "CUDAExecutionProvider" not in __import__("onnxruntime").get_available_providers():
+        result = run("decode", tmp_path / "named.nic", "-o", tmp_path / "gone.png", "--provider", "cuda",
+                     "--provider-option", "device_id=1")
+        assert result.exit_code == 1 and not (tmp_path / "gone.png").exists()
+        assert "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider" in result.output
     # A provider this onnxruntime lacks: refused, saying which build has it (one line, exit 1).
     result = run("decode", tmp_path / "named.nic", "-o", tmp_path / "gone.png", "--provider", "MIGraphXExecutionProvider")
     assert result.exit_code == 1 and not (tmp_path / "gone.png").exists()
@@ -2020,16 +2026,22 @@ def _fake_build(folder, name, version, top_level="onnxruntime"):
 def test_two_onnxruntime_builds_installed_is_a_warning(monkeypatch, recwarn, tmp_path):
     """[cpu] and [gpu] together, or [cpu] and onnxruntime-openvino: pip installs both, and the one
     installed last overwrites the other's files (they are one Python package); nicodec says so
-    once. onnxruntime-qnn from 2.0 is a package of its own (onnxruntime_qnn), and not counted."""
+    once. Distributions named onnxruntime-* that hold a package of their own (onnxruntime-qnn
+    from 2.0, onnxruntime-extensions) are not builds; a build in a later folder of sys.path is
+    hidden, not overwritten."""
     from nicodec import sessions
 
-    here = [name for name, _ in sessions.installed_builds()]  # onnxruntime, or a distribution's own build
-    _fake_build(tmp_path, "onnxruntime-gpu", "1.31.1")
-    _fake_build(tmp_path, "onnxruntime-qnn", "2.7.0", top_level="onnxruntime_qnn")
-    monkeypatch.syspath_prepend(str(tmp_path))
-    both = [name for name in sessions.BUILDS if name in {*here, "onnxruntime-gpu"}]
-    assert [name for name, _ in sessions.installed_builds()] == both
-    assert ("onnxruntime-gpu", (1, 31)) in sessions.installed_builds()
+    later = tmp_path / "later"
+    folder = tmp_path / "site-packages"
+    later.mkdir(), folder.mkdir()
+    _fake_build(later, "onnxruntime-directml", "1.23.0")
+    monkeypatch.syspath_prepend(str(later))
+    monkeypatch.syspath_prepend(str(folder))  # first: it takes the place of the environment's folder
+    _fake_build(folder, "onnxruntime", "1.32.0")
+    _fake_build(folder, "onnxruntime-gpu", "1.31.1")
+    _fake_build(folder, "onnxruntime-qnn", "2.7.0", top_level="onnxruntime_qnn")
+    _fake_build(folder, "onnxruntime_extensions", "0.15.2", top_level="onnxruntime_extensions")
+    assert sessions.installed_builds() == [("onnxruntime", (1, 32)), ("onnxruntime-gpu", (1, 31))]
     sessions._warn_if_several_builds.cache_clear()
     try:
         sessions._ort()
@@ -2037,16 +2049,20 @@ def test_two_onnxruntime_builds_installed_is_a_warning(monkeypatch, recwarn, tmp
     finally:
         sessions._warn_if_several_builds.cache_clear()
     said = [str(w.message) for w in recwarn if "installed; they share one package folder" in str(w.message)]
-    assert len(said) == 1 and f"pip uninstall -y {' '.join(both)}, then" in said[0], said
-    assert "qnn" not in said[0]
+    assert len(said) == 1 and said[0].startswith("onnxruntime and onnxruntime-gpu are both installed"), said
+    assert "replaced parts of the other. Run pip uninstall -y onnxruntime onnxruntime-gpu, then" in said[0]
     assert sessions.build_name() == "onnxruntime"  # two: which one is in the folder cannot be told
 
-    _fake_build(tmp_path, "onnxruntime-openvino", "1.24.1")
-    three = [name for name in sessions.BUILDS if name in {*here, "onnxruntime-gpu", "onnxruntime-openvino"}]
+    _fake_build(folder, "onnxruntime-openvino", "1.24.1")
     sessions._warn_if_several_builds()
     said = [str(w.message) for w in recwarn if "installed; they share one package folder" in str(w.message)]
-    assert len(said) == 2 and said[1].startswith(", ".join(three[:-1]) + f" and {three[-1]} are all installed"), said
+    assert len(said) == 2 and said[1].startswith(
+        "onnxruntime, onnxruntime-gpu and onnxruntime-openvino are all installed"), said
     sessions._warn_if_several_builds.cache_clear()
+    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"):
+        shutil.rmtree(next(folder.glob(f"{name.replace('-', '_')}-*.dist-info")))
+    assert sessions.installed_builds() == [("onnxruntime-directml", (1, 23))] and sessions.build_name() == \
+        "onnxruntime-directml"
 
 
 def test_an_onnxruntime_built_for_numpy_1_says_what_to_install(monkeypatch):
@@ -2630,6 +2646,8 @@ def test_a_usage_error_is_one_line_from_the_console_script(tmp_path):
              "OpenVINOExecutionProvider); see nicodec encode --help"),
             (["decode", "x.nic", "--provider-option", "device_id"], "decode", "--provider-option",
              ": 'device_id' is not KEY=VALUE (such as device_type=GPU); see nicodec decode --help"),
+            (["decode", "x.nic", "--provider", "cuda", "--provider-option", "device_id=1", "--provider-option",
+              "device_id=0"], "decode", "--provider-option", ": device_id is given twice; see nicodec decode --help"),
             (["decode", "x.nic", "--provider-option", "device_id=1"], "decode", "--provider-option",
              ": --provider is auto: name the provider the options are for (cuda, or an onnxruntime provider's "
              "name); see nicodec decode --help"),

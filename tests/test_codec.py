@@ -424,23 +424,34 @@ def test_one_onnxruntime_provider_name_is_taken_as_a_list_of_one():
     if "OpenVINOExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("onnxruntime-openvino is the build installed")
     with pytest.raises(nicodec.NicodecError, match=r"has no OpenVINOExecutionProvider \(it has .*\); "
-                                                   r"onnxruntime-openvino brings OpenVINOExecutionProvider: see "):
+                                                   r"onnxruntime-openvino brings OpenVINOExecutionProvider \(installed "
+                                                   r"in place of .*, not beside it\): see "):
         Codec(providers=["OpenVINOExecutionProvider"])
 
 
 def test_a_provider_may_come_with_its_options_as_onnxruntime_takes_them():
     """A pair of a name and a dict of options (OpenVINO's device_type, CUDA's device_id), in a
     tuple or a list; the values are given to onnxruntime as strings, its own type for them."""
-    for entry in (("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"}),
-                  ["CPUExecutionProvider", {"use_arena": 1}]):
+    for entry, given in ((("CPUExecutionProvider", {"arena_extend_strategy": "kSameAsRequested"}),
+                          {"arena_extend_strategy": "kSameAsRequested"}),
+                         (["CPUExecutionProvider", {"use_arena": 1, "a": np.int64(3), "b": np.float32(0.5),
+                                                    "c": np.bool_(True)}],
+                          {"use_arena": "1", "a": "3", "b": "0.5", "c": "True"})):
         codec = Codec(providers=[entry])
-        assert codec._providers == [(entry[0], {k: str(v) for k, v in entry[1].items()})]
+        assert codec._providers == [(entry[0], given)]
         assert codec.providers["decoder"] == ["CPUExecutionProvider"]
+        hash(codec._settings)  # settings stay hashable and cannot be changed through the caller's dict
+        entry[1]["a"] = "changed"
+        assert codec._settings.arguments()["providers"] == [(entry[0], given)]
     for wrong in ([("CPUExecutionProvider",)], [("CPUExecutionProvider", {1: "a"})], [("CPUExecutionProvider", "a=b")],
-                  [("CPUExecutionProvider", {"a": None})], [{"CPUExecutionProvider": {}}]):
+                  [("CPUExecutionProvider", {"a": None})], [{"CPUExecutionProvider": {}}],
+                  ("CPUExecutionProvider", {"a": "b"})):
         with pytest.raises(nicodec.NicodecError, match="providers must be a name or a list of onnxruntime provider "
-                                                       r"names \(each alone, or paired with a dict of its options\)"):
+                                                       r"names \(each alone, or paired with a dict of its options: "
+                                                       r"strings, numbers or flags\)") as info:
             Codec(providers=wrong)
+        assert str(info.value).endswith("; put the pair in a list: providers=[(name, options)]") == (
+            wrong == ("CPUExecutionProvider", {"a": "b"}))
 
 
 @pytest.mark.parametrize("providers", [["cpu"], ["cuda", "cpu"], ["CPU"]])

@@ -206,6 +206,23 @@ def test_the_advice_names_the_fault_of_each_release_at_the_edges_of_the_faulty_r
         assert str(info.value).endswith(f"nor theirs here. {advice}"), (probe, str(info.value))
 
 
+def test_the_advice_for_another_build_names_its_releases(monkeypatch):
+    """onnxruntime-openvino's newest release (1.24.1 on 2026-12-07) has the ConvInteger fault and
+    none from 1.25 exists: its users are sent to its own 1.17 to 1.20, or to onnxruntime itself."""
+    from nicodec import exactness, sessions
+    from nicodec.model import ModelFiles
+
+    model = ModelFiles.load()
+    session = ort.InferenceSession(str(model.graph("entropy_parameters")), providers=["CPUExecutionProvider"])
+    monkeypatch.setattr(ort, "__version__", "1.24.1")
+    monkeypatch.setattr(sessions, "installed_builds", lambda: [("onnxruntime-openvino", (1, 24))])
+    with pytest.raises(ExactnessError) as info:
+        exactness.check(session, "0" * 64, model.hyper_channels, "a-model", 2)
+    assert str(info.value).endswith(
+        "This release has a known fault (ConvInteger and int64 Max); install onnxruntime-openvino 1.17 to 1.20 (or "
+        "1.25 or newer, once it has one), or onnxruntime with nicodec's [cpu] extra in its place"), str(info.value)
+
+
 def test_an_entropy_check_of_the_wrong_form_is_a_model_error(tmp_path):
     import json
     import shutil
