@@ -368,26 +368,31 @@ def test_new_schedule_restarts_the_learning_rate_schedule_at_the_checkpoint(fold
     assert resumed["steps"] == 9 and resumed["run_steps"] == 2
 
 
-def test_a_schedule_that_ends_in_this_run_is_fitted_to_its_deadline():
+def test_a_schedule_that_ends_in_this_run_is_fitted_to_its_deadline(monkeypatch):
     """A deadline only stops the loop: a time-boxed run whose loading or compilation took longer
     than planned was cut before it annealed (gpu_run.sh's MINUTES=8.8 under a 600 s limit). A
     schedule that goes on in later runs is cut there, not shortened."""
-    import time
+    import types
 
+    from nicodec.training import schedule
     from nicodec.training.schedule import fitted_to_deadline
+
+    now = 1_800_000_000.0  # the clock stands still: the figures are exact on a loaded machine too
+    monkeypatch.setattr(schedule, "time", types.SimpleNamespace(time=lambda: now))
+    time = schedule.time
 
     cfg = TrainConfig(minutes=8.8, total_minutes=8.8)
     seconds, budget, fitted = fitted_to_deadline(cfg, 528.0, 528.0, 0.0, time.time() + 300)
-    assert 299 <= seconds <= 300 and budget == seconds
+    assert seconds == 300 and budget == seconds
     assert fitted.minutes == fitted.total_minutes == seconds / 60 and cfg.minutes == 8.8  # saved with the checkpoint
     # Its end in this run, after 4 minutes trained in an earlier one: the remaining 4.8 become 5 - 0.
     seconds, budget, _ = fitted_to_deadline(TrainConfig(minutes=8.8, total_minutes=12.8), 768.0, 528.0, 240.0,
                                             time.time() + 200)
-    assert 439 <= seconds <= 440 and 199 <= budget <= 200
+    assert seconds == 440 and budget == 200
     # A schedule as long as its run's --minutes (no --total-minutes), resumed with 4 minutes done:
     # its fitted length is saved as such, so that a --resume after a stop carries that one on.
     seconds, budget, fitted = fitted_to_deadline(TrainConfig(minutes=10.0), 600.0, 600.0, 240.0, time.time() + 180)
-    assert 419 <= seconds <= 420 and fitted.total_minutes == seconds / 60 and fitted.minutes == budget / 60
+    assert seconds == 420 and fitted.total_minutes == seconds / 60 and fitted.minutes == budget / 60
     for args in ((768.0, 528.0, 0.0, time.time() + 300),  # a schedule that goes on in a later run
                  (528.0, 528.0, 0.0, time.time() + 900),  # a deadline after the schedule's end
                  (528.0, 528.0, 0.0, None),
