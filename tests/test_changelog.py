@@ -43,6 +43,20 @@ def test_the_newest_version_is_the_packages(changelog):
     assert dates == sorted(dates, reverse=True)
 
 
+def test_each_entry_from_0_7_0_says_first_whether_its_files_changed(changelog):
+    """A user deciding whether to upgrade encoders and decoders reads the **Files.** line first:
+    "The same files and pixels as X.Y.Z", or what changed (entries before 0.7.0 lack it)."""
+    entries = re.split(r"^## (?=\d+\.\d+\.\d+ \()", changelog, flags=re.MULTILINE)[1:]
+    checked = 0
+    for entry in entries:
+        number = tuple(int(part) for part in entry.split(" ", 1)[0].split("."))
+        if number >= (0, 7, 0):
+            body = entry.split("\n", 1)[1].lstrip("\n")
+            assert body.startswith("**Files.** "), f"{entry.splitlines()[0]}: no **Files.** line first"
+            checked += 1
+    assert checked >= 14
+
+
 def test_the_tables_last_column_is_this_version(table):
     assert table.splitlines()[0].split("|")[3].strip() == f"{version('nicodec')} decodes them"
 
