@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .arguments import real_number_text, whole_number_text
-from .sessions import MAX_THREADS, PROVIDER_CHOICES
+from .sessions import CUDA, MAX_THREADS, PROVIDER_CHOICES, is_provider_choice
 
 
 class Precision(str, Enum):
@@ -56,7 +56,7 @@ def _number(what: str, ok: Callable[[float], bool]) -> Callable[[str | float], f
 def _provider(text: str) -> str:  # Click's metavar: PROVIDER
     """``auto``, ``cpu``, ``cuda``, or the name of one of onnxruntime's providers
     (``OpenVINOExecutionProvider``), which :class:`nicodec.Codec` takes as it is."""
-    if text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier()):
+    if is_provider_choice(text):
         return text
     raise typer.BadParameter(f"{text!r} is not one of {', '.join(map(repr, PROVIDER_CHOICES))}, nor the name of an "
                              "onnxruntime provider (such as OpenVINOExecutionProvider)")
@@ -74,10 +74,7 @@ def provider_choices() -> list[str]:
     from .sessions import PROVIDERS_BUILDS, installed_builds
 
     builds = {name for name, _ in installed_builds()}
-    return [*PROVIDER_CHOICES, *(p for p, build in PROVIDERS_BUILDS.items() if build in builds and p != CUDA_NAME)]
-
-
-CUDA_NAME = "CUDAExecutionProvider"
+    return [*PROVIDER_CHOICES, *(p for p, build in PROVIDERS_BUILDS.items() if build in builds and p != CUDA)]
 
 
 def _provider_options(values: Optional[list[str]]) -> Optional[list[str]]:
@@ -106,7 +103,7 @@ def providers_of(provider: str, options: Optional[list[str]]) -> str | list[tupl
     if provider in ("auto", "cpu"):
         raise typer.BadParameter(f"--provider is {provider}: name the provider the options are for (cuda, or an "
                                  "onnxruntime provider's name)", param_hint="'--provider-option'")
-    name = CUDA_NAME if provider == "cuda" else provider
+    name = CUDA if provider == "cuda" else provider
     return [(name, {key: value for key, _, value in (text.partition("=") for text in options)})]
 
 

@@ -490,9 +490,9 @@ def _providers_argument(text: str) -> str:
     """argparse type of ``--providers``: cpu, cuda, auto, or an onnxruntime provider's name."""
     import argparse
 
-    from .sessions import PROVIDER_CHOICES
+    from .sessions import is_provider_choice
 
-    if text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier()):
+    if is_provider_choice(text):
         return text
     raise argparse.ArgumentTypeError(f"{text!r} is not cpu, cuda, auto, nor an onnxruntime provider's name "
                                      "(such as OpenVINOExecutionProvider)")

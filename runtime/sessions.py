@@ -290,6 +290,13 @@ def _no_cuda() -> NicodecError:
     )
 
 
+def is_provider_choice(text: str) -> bool:
+    """Whether ``text`` names providers as nicodec's options take them: ``auto``, ``cpu``, ``cuda``,
+    or one of onnxruntime's provider names (``OpenVINOExecutionProvider``), which onnxruntime
+    itself is asked about when a codec is made."""
+    return text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier())
+
+
 def provider_name(entry) -> str:
     """The name of an entry of a providers list: the entry itself, or a pair's first item (a
     name and its options, as onnxruntime takes them)."""
