@@ -27,6 +27,8 @@ import nicodec
 import nicodec.pillow_plugin
 
 codec: nicodec.Codec = nicodec.Codec(providers="cpu", threads=2).prepare()
+gpu = nicodec.Codec(providers=[("OpenVINOExecutionProvider", {"device_type": "GPU"})])  # a provider with its options
+named = nicodec.Codec(providers=["OpenVINOExecutionProvider", ("CUDAExecutionProvider", {"device_id": 1})])
 version: str = nicodec.__version__
 quality: float | None = codec.default_quality
 data: bytes = codec.encode("photo.png", quality=80)
@@ -101,6 +103,7 @@ swapped = nicodec.encode_to_target("photo.png", codec, bpp=0.5)  # wrong
 nicodec.pillow_plugin.register(3)  # wrong
 not_bytes: str = codec.encode("photo.png")  # wrong
 described = nicodec.describe(3)  # wrong
+options_as_text = nicodec.Codec(providers=[("OpenVINOExecutionProvider", "device_type=GPU")])  # wrong
 misspelt = nicodec.describe(b"")["modelid"]  # wrong
 '''
 
