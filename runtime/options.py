@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from .arguments import real_number_text, whole_number_text
-from .sessions import CUDA, MAX_THREADS, PROVIDER_CHOICES, is_provider_choice
+from .sessions import CUDA, MAX_THREADS, PROVIDER_CHOICES, is_provider_choice, provider_options, with_options
 
 
 class Precision(str, Enum):
@@ -78,15 +78,11 @@ def provider_choices() -> list[str]:
 
 
 def _provider_options(values: Optional[list[str]]) -> Optional[list[str]]:
-    """Checks ``--provider-option``'s values: each ``KEY=VALUE``."""
-    keys = set()
-    for text in values or ():
-        key, equals, _ = text.partition("=")
-        if not equals or not key or key != key.strip():
-            raise typer.BadParameter(f"{text!r} is not KEY=VALUE (such as device_type=GPU)")
-        if key in keys:
-            raise typer.BadParameter(f"{key} is given twice")
-        keys.add(key)
+    """Checks ``--provider-option``'s values: each ``KEY=VALUE``, no key twice."""
+    try:
+        provider_options(values or ())
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
     return values
 
 
@@ -98,13 +94,10 @@ ProviderOptionOpt = Annotated[Optional[list[str]], typer.Option(
 
 def providers_of(provider: str, options: Optional[list[str]]) -> str | list[tuple[str, dict[str, str]]]:
     """:class:`nicodec.Codec`'s ``providers`` from ``--provider`` and ``--provider-option``."""
-    if not options:
-        return provider
-    if provider in ("auto", "cpu"):
-        raise typer.BadParameter(f"--provider is {provider}: name the provider the options are for (cuda, or an "
-                                 "onnxruntime provider's name)", param_hint="'--provider-option'")
-    name = CUDA if provider == "cuda" else provider
-    return [(name, {key: value for key, _, value in (text.partition("=") for text in options)})]
+    try:
+        return with_options(provider, provider_options(options or ()))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--provider-option'") from None
 
 
 MAX_JOBS = 64

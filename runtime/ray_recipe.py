@@ -37,6 +37,7 @@ import os
 import posixpath
 import time
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -128,7 +129,7 @@ def compress_collection(
     threads: int = 1,
     batch_size: int = 4,
     model: str | os.PathLike | None = None,
-    providers: str = "cpu",
+    providers: str | Sequence[str | tuple[str, Mapping[str, str | int | float]]] = "cpu",
     num_gpus: float = 0,
     overwrite: bool = False,
     strip: bool = False,
@@ -149,7 +150,8 @@ def compress_collection(
         batch_size: images handed to an actor at a time.
         model: a model folder, readable at the same path on every node and on the driver
             (which checks it before any work); ``None`` for the shipped model.
-        providers: onnxruntime providers of each actor's ``Codec`` (``"cuda"`` with ``num_gpus``).
+        providers: onnxruntime providers of each actor's ``Codec``, as it takes them (``"cuda"``
+            with ``num_gpus``; a name paired with its options).
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
         strip: leave out ICC profiles, EXIF data, XMP packets, text and resolutions.
@@ -307,7 +309,7 @@ class Encoder:
         target: str,
         *,
         model: str | os.PathLike | None = None,
-        providers: str = "cpu",
+        providers: str | Sequence[str | tuple[str, Mapping[str, str | int | float]]] = "cpu",
         threads: int = 1,
         overwrite: bool = False,
         strip: bool = False,
@@ -545,11 +547,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--providers", default="cpu", type=_providers_argument,
                         help="onnxruntime providers of each actor: cpu (the default), cuda, auto, or an onnxruntime "
                              "provider's name")
+    parser.add_argument("--provider-option", action="append", default=[], metavar="KEY=VALUE",
+                        help="an option of the provider --providers names, for onnxruntime as it is (device_type=GPU "
+                             "for OpenVINO's); again for another")
     parser.add_argument("--max-pixels", type=_max_pixels_argument, default=None,
                         help="the largest image coded (default 89,478,485, Pillow's decompression-bomb threshold)")
     parser.add_argument("--num-gpus", type=_gpus_argument, default=0,
                         help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
+    from .sessions import provider_options, with_options
+
+    try:
+        providers = with_options(args.providers, provider_options(args.provider_option), "--providers")
+    except ValueError as exc:
+        parser.error(f"argument --provider-option: {exc}")
     try:
         _check_source(as_uri(args.source))  # before Ray starts
         _check_model(args.model, args.quality)
@@ -563,7 +574,7 @@ def main(argv: list[str] | None = None) -> int:
             summary = compress_collection(
                 args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
                 model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
-                quality=args.quality, providers=args.providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
+                quality=args.quality, providers=providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
             )
         finally:
             ray.shutdown()

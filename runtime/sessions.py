@@ -297,6 +297,38 @@ def is_provider_choice(text: str) -> bool:
     return text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier())
 
 
+def provider_options(texts: Sequence[str]) -> dict[str, str]:
+    """``--provider-option``'s ``KEY=VALUE`` texts as a provider's options.
+
+    Raises:
+        ValueError: a text that is not ``KEY=VALUE``, or a key given twice (saying which).
+    """
+    options: dict[str, str] = {}
+    for text in texts:
+        key, equals, value = text.partition("=")
+        if not equals or not key or key != key.strip():
+            raise ValueError(f"{text!r} is not KEY=VALUE (such as device_type=GPU)")
+        if key in options:
+            raise ValueError(f"{key} is given twice")
+        options[key] = value
+    return options
+
+
+def with_options(provider: str, options: dict[str, str], option: str = "--provider") -> str | list:
+    """A codec's ``providers`` from a command line's provider (``auto``, ``cpu``, ``cuda`` or a
+    name) and the options given for it: the provider alone, or a list of it paired with them.
+
+    Raises:
+        ValueError: options for ``auto`` or ``cpu``, which name no one provider to give them to.
+    """
+    if not options:
+        return provider
+    if provider in ("auto", "cpu"):
+        raise ValueError(f"{option} is {provider}: name the provider the options are for (cuda, or an onnxruntime "
+                         "provider's name)")
+    return [(CUDA if provider == "cuda" else provider, options)]
+
+
 def provider_name(entry) -> str:
     """The name of an entry of a providers list: the entry itself, or a pair's first item (a
     name and its options, as onnxruntime takes them)."""

@@ -139,7 +139,9 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
         compress_collection(tmp_path / "nothing", tmp_path / "out")
     for bad in (["--quality", "101"], ["--quality", "5_0"], ["--num-gpus", "-1"], ["--num-gpus", "nan"],
                 ["--num-gpus", "1_0"], ["--providers", "gpu"], ["--workers", "0"], ["--threads", "-1"],
-                ["--batch-size", "0"], ["--workers", "1.5"]):
+                ["--batch-size", "0"], ["--workers", "1.5"], ["--provider-option", "device_id=1"],
+                ["--providers", "cuda", "--provider-option", "device_id"],
+                ["--providers", "cuda", "--provider-option", "a=1", "--provider-option", "a=2"]):
         with pytest.raises(SystemExit) as info:
             main([str(png.parent), str(tmp_path / "out"), *bad])
         assert info.value.code == 2, bad
@@ -160,6 +162,9 @@ def test_the_shell_form_passes_providers_and_gpus_on(tmp_path, monkeypatch):
     assert asked["providers"] == "cuda" and asked["num_gpus"] == 0.5
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--providers", "OpenVINOExecutionProvider"]) == 0
     assert asked["providers"] == "OpenVINOExecutionProvider"
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--providers", "OpenVINOExecutionProvider",
+                            "--provider-option", "device_type=GPU", "--provider-option", "num_of_threads=2"]) == 0
+    assert asked["providers"] == [("OpenVINOExecutionProvider", {"device_type": "GPU", "num_of_threads": "2"})]
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out")]) == 0
     assert asked["providers"] == "cpu" and asked["num_gpus"] == 0
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--batch-size", "1"]) == 0
