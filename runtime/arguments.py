@@ -3,14 +3,18 @@
 An empty argument or an empty ``--name=`` value (a shell variable that was not set) and
 ``-o=x.nic`` (which Click reads as ``-o`` with the value ``=x.nic``) would otherwise name the
 current folder or a file called ``=x.nic``: :func:`empty_value` finds them first. The numbers
-options take are read here too, in ASCII digits only (:func:`whole_number_text`).
+options take are read here too, in ASCII digits only (:func:`whole_number_text`), and the
+providers and their options (:func:`provider_options`), for the command line and the Ray recipe.
 """
 
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import PurePath
+
+from .sessions import CUDA, PROVIDER_CHOICES
 
 
 VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--provider-option", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
@@ -136,3 +140,42 @@ def dash_files(given: list[str]) -> list[str]:
                                  f"({exc.strerror or exc})") from None
         named.append(arg)
     return named
+
+
+def is_provider_choice(text: str) -> bool:
+    """Whether ``text`` names providers as nicodec's options take them: ``auto``, ``cpu``, ``cuda``,
+    or one of onnxruntime's provider names (``OpenVINOExecutionProvider``), which onnxruntime
+    itself is asked about when a codec is made."""
+    return text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier())
+
+
+def provider_options(texts: Sequence[str]) -> dict[str, str]:
+    """``--provider-option``'s ``KEY=VALUE`` texts as a provider's options.
+
+    Raises:
+        ValueError: a text that is not ``KEY=VALUE``, or a key given twice (saying which).
+    """
+    options: dict[str, str] = {}
+    for text in texts:
+        key, equals, value = text.partition("=")
+        if not equals or not key or key != key.strip():
+            raise ValueError(f"{text!r} is not KEY=VALUE (such as device_type=GPU)")
+        if key in options:
+            raise ValueError(f"{key} is given twice")
+        options[key] = value
+    return options
+
+
+def with_options(provider: str, options: dict[str, str], option: str = "--provider") -> str | list:
+    """A codec's ``providers`` from a command line's provider (``auto``, ``cpu``, ``cuda`` or a
+    name) and the options given for it: the provider alone, or a list of it paired with them.
+
+    Raises:
+        ValueError: options for ``auto`` or ``cpu``, which name no one provider to give them to.
+    """
+    if not options:
+        return provider
+    if provider in ("auto", "cpu"):
+        raise ValueError(f"{option} is {provider}: name the provider the options are for (cuda, or an onnxruntime "
+                         "provider's name)")
+    return [(CUDA if provider == "cuda" else provider, options)]

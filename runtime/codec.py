@@ -25,7 +25,7 @@ import functools
 import os
 import threading
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from typing import Literal, ParamSpec, TypeVar, cast, overload
 
 import numpy as np
@@ -52,7 +52,7 @@ from .progress import (ALPHA_SHARE, ENTROPY_DECODING_SHARE, ENTROPY_ENCODING_SHA
 from .quantize import rdo_round, round_symbols
 from .machine import resident_bytes
 from .sessions import CPU, create_session, resolve_providers
-from .settings import PRECISIONS, CodecSettings
+from .settings import PRECISIONS, CodecSettings, Providers
 from .tiling import AUTO_TILES
 from .transforms import _CALL
 from .transparency import fill_transparent
@@ -224,7 +224,7 @@ class Codec(EncodingSteps, DecodingSteps):
         self,
         model: str | os.PathLike | None = None,
         *,
-        providers: str | Sequence[str | tuple[str, Mapping[str, str | int | float]]] = "auto",
+        providers: Providers = "auto",
         threads: Whole | None = None,
         max_pixels: Whole = DEFAULT_MAX_PIXELS,
         optimization: str = "all",

@@ -83,10 +83,10 @@ def check(session, expected: str, channels: int, model_id: str, version: int = P
     convinteger = fault is not None and "ConvInteger" in fault
     if digest(outputs) != expected or (version == 1 and convinteger):
         if fault and (version == 1 or convinteger):
-            from .sessions import build_name
+            from .sessions import OWN_BUILDS, installed_build
 
-            build, fixed = build_name(), "1.32" if version == 1 else "1.25"
-            if build in ("onnxruntime", "onnxruntime-gpu"):
+            build, fixed = installed_build()[0], "1.32" if version == 1 else "1.25"
+            if build in OWN_BUILDS:
                 advice = f"This release has a known fault ({fault}); install {build} {fixed} or newer, or 1.17 to 1.20"
             else:  # another build (onnxruntime-openvino's newest was 1.24.1 on 2026-12-07)
                 advice = (f"This release has a known fault ({fault}); install {build} 1.17 to 1.20 (or {fixed} or "

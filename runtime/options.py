@@ -13,8 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .arguments import real_number_text, whole_number_text
-from .sessions import CUDA, MAX_THREADS, PROVIDER_CHOICES, is_provider_choice, provider_options, with_options
+from .arguments import is_provider_choice, provider_options, real_number_text, whole_number_text, with_options
+from .sessions import CUDA, MAX_THREADS, PROVIDER_CHOICES
 
 
 class Precision(str, Enum):

@@ -37,7 +37,6 @@ import os
 import posixpath
 import time
 import warnings
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -59,6 +58,7 @@ except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
 
 from . import format as nicformat
 from .errors import NicodecError
+from .settings import Providers
 from .ray_files import (as_uri, clashing_sources, clear_stale_temporaries, files_under, filesystem_of,
                         links_to_nowhere, listed_sources, output_name, path_kind, unsafe_output_name, write_output)
 
@@ -129,7 +129,7 @@ def compress_collection(
     threads: int = 1,
     batch_size: int = 4,
     model: str | os.PathLike | None = None,
-    providers: str | Sequence[str | tuple[str, Mapping[str, str | int | float]]] = "cpu",
+    providers: Providers = "cpu",
     num_gpus: float = 0,
     overwrite: bool = False,
     strip: bool = False,
@@ -309,7 +309,7 @@ class Encoder:
         target: str,
         *,
         model: str | os.PathLike | None = None,
-        providers: str | Sequence[str | tuple[str, Mapping[str, str | int | float]]] = "cpu",
+        providers: Providers = "cpu",
         threads: int = 1,
         overwrite: bool = False,
         strip: bool = False,
@@ -492,7 +492,7 @@ def _providers_argument(text: str) -> str:
     """argparse type of ``--providers``: cpu, cuda, auto, or an onnxruntime provider's name."""
     import argparse
 
-    from .sessions import is_provider_choice
+    from .arguments import is_provider_choice
 
     if is_provider_choice(text):
         return text
@@ -555,7 +555,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-gpus", type=_gpus_argument, default=0,
                         help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
-    from .sessions import provider_options, with_options
+    from .arguments import provider_options, with_options
 
     try:
         providers = with_options(args.providers, provider_options(args.provider_option), "--providers")

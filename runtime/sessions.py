@@ -126,9 +126,8 @@ def _newer_python_than_checked() -> str:
 def _broken(exc: BaseException) -> NicodecError:
     import numpy
 
-    builds = installed_builds()
-    name, found = builds[0] if len(builds) == 1 else ("onnxruntime", ())
-    advice = ("reinstall it with the [cpu] or [gpu] extra" if name in ("onnxruntime", "onnxruntime-gpu")
+    name, found = installed_build()
+    advice = ("reinstall it with the [cpu] or [gpu] extra" if name in OWN_BUILDS
               else f"reinstall {name}, or install nicodec with the [cpu] or [gpu] extra in its place")
     # A build made against numpy 1 fails to import under numpy 2 ("_ARRAY_API not found", or
     # "import numpy failed" after it): onnxruntime before 1.18, onnxruntime-cann 1.24.4.
@@ -163,42 +162,59 @@ the onnxruntime-ep-* plug-ins hold packages of their own, and are not)."""
 
 
 def installed_builds() -> list[tuple[str, tuple[int, ...]]]:
-    """The builds of onnxruntime installed in the first folder of ``sys.path`` that holds one (the
-    folder ``import onnxruntime`` takes it from), each with its release as numbers, by name.
-    Two there share the package's folder; one in a later folder is only hidden by the first.
-    Found from the distributions' folders (``*.dist-info``, ``*.egg-info``), whose names are read
-    before their metadata, so looking costs a folder listing (``importlib.metadata`` reads
-    every distribution's metadata: 20 to 130 ms in a virtual environment with torch)."""
+    """The builds of onnxruntime installed in the folder that ``import onnxruntime`` takes it from
+    (:func:`onnxruntime_folder`), each with its release as numbers, by name: two there share
+    the package's folder. Read from the distributions' records beside it (``*.dist-info``,
+    ``*.egg-info``) whose names begin as a build's; none where the package has no such record
+    (a copy on ``PYTHONPATH``) or is not installed."""
     from importlib import metadata
 
-    for folder in sys.path:
-        try:
-            entries = os.listdir(folder or ".")
-        except OSError:  # a zip file, a folder gone or unreadable
+    folder = onnxruntime_folder()
+    try:
+        entries = os.listdir(folder) if folder is not None else []
+    except OSError:  # a folder gone or unreadable
+        return []
+    found = {}
+    for entry in entries:
+        stem, _, kind = entry.rpartition(".")
+        if kind not in ("dist-info", "egg-info") or not stem.lower().startswith(BUILD_PREFIXES):
             continue
-        found = {}
-        for entry in entries:
-            stem, _, kind = entry.rpartition(".")
-            if kind not in ("dist-info", "egg-info") or not stem.lower().startswith(BUILD_PREFIXES):
-                continue
-            distribution = metadata.PathDistribution(Path(folder or ".") / entry)
-            name, version = distribution.metadata["Name"], distribution.version
+        try:  # a record without its metadata is passed over (Python 3.12 warns of it, 3.15 raises)
+            distribution = metadata.PathDistribution(folder / entry)
+            fields = distribution.metadata
+            name, version = (fields.get("Name"), fields.get("Version")) if fields else (None, None)
             top_level = (distribution.read_text("top_level.txt") or "").split()
             holds = "onnxruntime" in top_level if top_level else any(
                 str(file).startswith("onnxruntime/") for file in distribution.files or ())
-            if name and version and holds:
-                found[name.lower().replace("_", "-")] = tuple(int(part) for part in version.split(".")[:2]
-                                                              if part.isdigit())
-        if found:
-            return sorted(found.items())
-    return []
+        except Exception:  # noqa: BLE001 - whatever a damaged record raises, it is no build to name
+            continue
+        if name and version and holds:
+            found[name.lower().replace("_", "-")] = tuple(int(part) for part in version.split(".")[:2] if part.isdigit())
+    return sorted(found.items())
 
 
-def build_name() -> str:
-    """The name of the onnxruntime build installed (``onnxruntime-openvino``), for advice on
-    which release to install; ``onnxruntime`` where it cannot tell (none found, or several)."""
+def onnxruntime_folder() -> Path | None:
+    """The folder holding the ``onnxruntime`` package that ``import onnxruntime`` takes (the one
+    imported, or found as the import would, without importing it); None where there is none."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("onnxruntime")
+    except (ImportError, ValueError):  # a broken spec
+        return None
+    return Path(spec.origin).parent.parent if spec is not None and spec.origin else None
+
+
+def installed_build() -> tuple[str, tuple[int, ...]]:
+    """The onnxruntime build installed and its release (``("onnxruntime-openvino", (1, 24))``),
+    for advice on which release to install; ``("onnxruntime", ())`` where it cannot tell (none
+    found, or several)."""
     builds = installed_builds()
-    return builds[0][0] if len(builds) == 1 else "onnxruntime"
+    return builds[0] if len(builds) == 1 else ("onnxruntime", ())
+
+
+OWN_BUILDS = ("onnxruntime", "onnxruntime-gpu")
+"""The builds that nicodec's ``[cpu]`` and ``[gpu]`` extras install."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -256,7 +272,7 @@ def resolve_providers(choice: str | Sequence[str | tuple[str, dict[str, str]]] =
         if unknown == [CUDA]:  # CUDA with its options (--provider cuda --provider-option device_id=1)
             raise _no_cuda()
         if unknown:
-            here = " ".join(name for name, _ in installed_builds()) or "onnxruntime"
+            here = " and ".join(name for name, _ in installed_builds()) or "onnxruntime"
             brought = "".join(f"; {PROVIDERS_BUILDS[p]} brings {p} (installed in place of {here}, not beside it)"
                               for p in unknown if p in PROVIDERS_BUILDS)
             raise NicodecError(f"this onnxruntime has no {', '.join(map(str, unknown))} (it has {', '.join(available)})"
@@ -288,45 +304,6 @@ def _no_cuda() -> NicodecError:
         "CUDA was asked for, but this onnxruntime has no CUDAExecutionProvider (on a machine with CUDA: "
         f'{first}{tool} "nicodec[{extras}]"; docs/install.md says which release suits CUDA 12)'
     )
-
-
-def is_provider_choice(text: str) -> bool:
-    """Whether ``text`` names providers as nicodec's options take them: ``auto``, ``cpu``, ``cuda``,
-    or one of onnxruntime's provider names (``OpenVINOExecutionProvider``), which onnxruntime
-    itself is asked about when a codec is made."""
-    return text in PROVIDER_CHOICES or (text.endswith("ExecutionProvider") and text.isidentifier())
-
-
-def provider_options(texts: Sequence[str]) -> dict[str, str]:
-    """``--provider-option``'s ``KEY=VALUE`` texts as a provider's options.
-
-    Raises:
-        ValueError: a text that is not ``KEY=VALUE``, or a key given twice (saying which).
-    """
-    options: dict[str, str] = {}
-    for text in texts:
-        key, equals, value = text.partition("=")
-        if not equals or not key or key != key.strip():
-            raise ValueError(f"{text!r} is not KEY=VALUE (such as device_type=GPU)")
-        if key in options:
-            raise ValueError(f"{key} is given twice")
-        options[key] = value
-    return options
-
-
-def with_options(provider: str, options: dict[str, str], option: str = "--provider") -> str | list:
-    """A codec's ``providers`` from a command line's provider (``auto``, ``cpu``, ``cuda`` or a
-    name) and the options given for it: the provider alone, or a list of it paired with them.
-
-    Raises:
-        ValueError: options for ``auto`` or ``cpu``, which name no one provider to give them to.
-    """
-    if not options:
-        return provider
-    if provider in ("auto", "cpu"):
-        raise ValueError(f"{option} is {provider}: name the provider the options are for (cuda, or an onnxruntime "
-                         "provider's name)")
-    return [(CUDA if provider == "cuda" else provider, options)]
 
 
 def provider_name(entry) -> str:
@@ -558,7 +535,7 @@ def create_session(
     in_use = session.get_providers()
     if first not in in_use:
         if strict:
-            question = (" (is CUDA installed and a GPU visible?)" if first == CUDA else
+            question = (" (is CUDA installed and a GPU visible?)" if first == CUDA else "" if failure else
                         " (onnxruntime's log above may say why: a device, library or option it does not have)")
             raise NicodecError(
                 f"onnxruntime could not use {first} for {path.name}{failure}{question}; choose the cpu or auto "

@@ -7,8 +7,8 @@ refinement runs) are the Codec's.
 from __future__ import annotations
 
 import dataclasses
-import numbers
 from collections.abc import Mapping, Sequence
+from typing import Union
 
 import numpy as np
 
@@ -24,6 +24,15 @@ PRECISIONS = {"fp32": "decoder", "fp16": "decoder_fp16"}
 
 MAX_REFINE = 1000
 """The most refinement steps ``Codec`` accepts."""
+
+
+OptionValue = Union[str, int, float, np.integer, np.floating, np.bool_]
+"""A provider option's value as :class:`~nicodec.Codec` takes it; onnxruntime is given its text."""
+Providers = Union[str, Sequence[Union[str, tuple[str, Mapping[str, OptionValue]]]]]
+"""``providers=`` of :class:`~nicodec.Codec` (and of the Ray recipe): ``"auto"``, ``"cpu"``,
+``"cuda"``, or onnxruntime's provider names, each alone or paired with a mapping of its options."""
+OPTION_TYPES = (str, int, float, np.integer, np.floating, np.bool_)
+"""The types of :data:`OptionValue`, as ``isinstance`` takes them."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +55,7 @@ class CodecSettings:
     release_memory: bool = False  # hand onnxruntime's arena back after every run of a graph
 
     @classmethod
-    def checked(cls, providers: str | Sequence[str | tuple[str, Mapping[str, object]]] = "auto", threads=None,
+    def checked(cls, providers: Providers = "auto", threads=None,
                 max_pixels=DEFAULT_MAX_PIXELS, optimization: str = "all", tile=None, margin=192,
                 precision: str = "fp32", rdo=None, refine=0, restoration=False,
                 release_memory=False) -> CodecSettings:
@@ -58,14 +67,14 @@ class CodecSettings:
         if not isinstance(providers, str) and not (
             isinstance(providers, Sequence) and providers and all(map(_provider_entry, providers))
         ):
-            bare = isinstance(providers, tuple) and len(providers) == 2 and isinstance(providers[1], Mapping)
+            bare = isinstance(providers, (tuple, list)) and len(providers) == 2 and isinstance(providers[1], Mapping)
             raise NicodecError("providers must be a name or a list of onnxruntime provider names (each alone, or "
                                "paired with a dict of its options: strings, numbers or flags), not "
                                f"{providers!r}" + ("; put the pair in a list: providers=[(name, options)]" if bare else ""))
         if isinstance(providers, str) and providers.endswith("ExecutionProvider"):
             providers = (providers,)  # one onnxruntime name, as onnxruntime itself would take it in a list
         elif not isinstance(providers, str):  # the options as strings, onnxruntime's own type for them
-            providers = tuple(p if isinstance(p, str) else (p[0], tuple((k, _option_text(v)) for k, v in p[1].items()))
+            providers = tuple(p if isinstance(p, str) else (p[0], tuple((k, str(v)) for k, v in p[1].items()))
                               for p in providers)
         threads = None if threads is None else whole("threads", threads, 1, MAX_THREADS)
         max_pixels = whole("max_pixels", max_pixels, 1)
@@ -123,14 +132,10 @@ class CodecSettings:
 def _provider_entry(entry) -> bool:
     """Whether ``entry`` of a providers list is one: a name, or a pair of a name and a mapping of
     its options (``("OpenVINOExecutionProvider", {"device_type": "GPU"})``), keys as strings and
-    values as strings, numbers (numpy's too) or flags, as onnxruntime's own ``providers=`` takes them."""
+    values as :data:`OptionValue` (numpy's numbers too), as onnxruntime's own ``providers=`` takes them."""
     if isinstance(entry, str):
         return True
     return (isinstance(entry, (tuple, list)) and len(entry) == 2 and isinstance(entry[0], str)
             and isinstance(entry[1], Mapping)
-            and all(isinstance(k, str) and isinstance(v, (str, numbers.Number, np.bool_)) for k, v in entry[1].items()))
+            and all(isinstance(k, str) and isinstance(v, OPTION_TYPES) for k, v in entry[1].items()))
 
-
-def _option_text(value) -> str:
-    """A provider option's value as onnxruntime reads it: its text (numpy's numbers as Python's)."""
-    return str(value.item() if isinstance(value, np.generic) else value)

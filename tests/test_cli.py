@@ -2027,21 +2027,24 @@ def test_two_onnxruntime_builds_installed_is_a_warning(monkeypatch, recwarn, tmp
     """[cpu] and [gpu] together, or [cpu] and onnxruntime-openvino: pip installs both, and the one
     installed last overwrites the other's files (they are one Python package); nicodec says so
     once. Distributions named onnxruntime-* that hold a package of their own (onnxruntime-qnn
-    from 2.0, onnxruntime-extensions) are not builds; a build in a later folder of sys.path is
-    hidden, not overwritten."""
+    from 2.0, onnxruntime-extensions) are not builds, nor is a damaged record."""
+    import warnings as warnings_module
+    from pathlib import Path
+
     from nicodec import sessions
 
-    later = tmp_path / "later"
+    assert sessions.onnxruntime_folder() == Path(onnxruntime_module().__file__).parent.parent
     folder = tmp_path / "site-packages"
-    later.mkdir(), folder.mkdir()
-    _fake_build(later, "onnxruntime-directml", "1.23.0")
-    monkeypatch.syspath_prepend(str(later))
-    monkeypatch.syspath_prepend(str(folder))  # first: it takes the place of the environment's folder
+    folder.mkdir()
+    monkeypatch.setattr(sessions, "onnxruntime_folder", lambda: folder)
     _fake_build(folder, "onnxruntime", "1.32.0")
     _fake_build(folder, "onnxruntime-gpu", "1.31.1")
     _fake_build(folder, "onnxruntime-qnn", "2.7.0", top_level="onnxruntime_qnn")
     _fake_build(folder, "onnxruntime_extensions", "0.15.2", top_level="onnxruntime_extensions")
-    assert sessions.installed_builds() == [("onnxruntime", (1, 32)), ("onnxruntime-gpu", (1, 31))]
+    (folder / "onnxruntime_rocm-1.22.2.dist-info").mkdir()  # no METADATA: Python 3.12 warns, 3.15 raises
+    with warnings_module.catch_warnings():
+        warnings_module.simplefilter("error")
+        assert sessions.installed_builds() == [("onnxruntime", (1, 32)), ("onnxruntime-gpu", (1, 31))]
     sessions._warn_if_several_builds.cache_clear()
     try:
         sessions._ort()
@@ -2051,7 +2054,7 @@ def test_two_onnxruntime_builds_installed_is_a_warning(monkeypatch, recwarn, tmp
     said = [str(w.message) for w in recwarn if "installed; they share one package folder" in str(w.message)]
     assert len(said) == 1 and said[0].startswith("onnxruntime and onnxruntime-gpu are both installed"), said
     assert "replaced parts of the other. Run pip uninstall -y onnxruntime onnxruntime-gpu, then" in said[0]
-    assert sessions.build_name() == "onnxruntime"  # two: which one is in the folder cannot be told
+    assert sessions.installed_build() == ("onnxruntime", ())  # two: which one is in the folder cannot be told
 
     _fake_build(folder, "onnxruntime-openvino", "1.24.1")
     sessions._warn_if_several_builds()
@@ -2059,10 +2062,27 @@ def test_two_onnxruntime_builds_installed_is_a_warning(monkeypatch, recwarn, tmp
     assert len(said) == 2 and said[1].startswith(
         "onnxruntime, onnxruntime-gpu and onnxruntime-openvino are all installed"), said
     sessions._warn_if_several_builds.cache_clear()
-    for name in ("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino"):
+    for name in ("onnxruntime", "onnxruntime-gpu"):
         shutil.rmtree(next(folder.glob(f"{name.replace('-', '_')}-*.dist-info")))
-    assert sessions.installed_builds() == [("onnxruntime-directml", (1, 23))] and sessions.build_name() == \
-        "onnxruntime-directml"
+    assert sessions.installed_build() == ("onnxruntime-openvino", (1, 24))
+
+
+def onnxruntime_module():
+    import onnxruntime
+
+    return onnxruntime
+
+
+def test_the_build_is_read_beside_the_onnxruntime_that_is_imported(tmp_path):
+    """A copy of the package on PYTHONPATH (vendored, or a build from source) is what Python
+    imports: the build installed in site-packages, hidden behind it, is not named."""
+    vendored = tmp_path / "vendored" / "onnxruntime"
+    vendored.mkdir(parents=True)
+    (vendored / "__init__.py").write_text("")
+    found = subprocess.run([sys.executable, "-c", "from nicodec import sessions; print(sessions.installed_builds(), "
+                            "sessions.onnxruntime_folder())"], capture_output=True, text=True,
+                           env={**os.environ, "PYTHONPATH": str(vendored.parent)}, check=True).stdout.split()
+    assert found == ["[]", str(vendored.parent)], found
 
 
 def test_an_onnxruntime_built_for_numpy_1_says_what_to_install(monkeypatch):

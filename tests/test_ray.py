@@ -107,7 +107,7 @@ def test_without_ray_the_import_says_what_to_install():
     assert 'pip install "nicodec[cpu,ray]" (from a checkout, pip install ".[cpu,ray]")' in result.stderr
 
 
-def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(tmp_path):
+def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(tmp_path, capsys):
     pytest.importorskip("ray.data")
     import numpy as np
 
@@ -139,12 +139,18 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
         compress_collection(tmp_path / "nothing", tmp_path / "out")
     for bad in (["--quality", "101"], ["--quality", "5_0"], ["--num-gpus", "-1"], ["--num-gpus", "nan"],
                 ["--num-gpus", "1_0"], ["--providers", "gpu"], ["--workers", "0"], ["--threads", "-1"],
-                ["--batch-size", "0"], ["--workers", "1.5"], ["--provider-option", "device_id=1"],
-                ["--providers", "cuda", "--provider-option", "device_id"],
-                ["--providers", "cuda", "--provider-option", "a=1", "--provider-option", "a=2"]):
+                ["--batch-size", "0"], ["--workers", "1.5"]):
         with pytest.raises(SystemExit) as info:
             main([str(png.parent), str(tmp_path / "out"), *bad])
         assert info.value.code == 2, bad
+    for bad, said in ((["--provider-option", "device_id=1"], "--providers is cpu: name the provider the options are for"),
+                      (["--providers", "cuda", "--provider-option", "device_id"], "'device_id' is not KEY=VALUE"),
+                      (["--providers", "cuda", "--provider-option", "a=1", "--provider-option", "a=2"],
+                       "a is given twice")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main([str(png.parent), str(tmp_path / "out"), *bad])
+        assert info.value.code == 2 and f"argument --provider-option: {said}" in capsys.readouterr().err, bad
     assert not (tmp_path / "out").exists()
 
 

@@ -48,6 +48,7 @@ import numpy as np
 data = codec.encode("photo.png", quality=np.float32(50))
 sized: nicodec.Codec = nicodec.Codec(threads=np.int64(2), tile=np.int64(512), max_pixels=np.int32(10**6))
 targeted = nicodec.encode_to_target(codec, "photo.png", bpp=np.float32(0.5), max_encodes=np.int64(4))
+numbered = nicodec.Codec(providers=[("CUDAExecutionProvider", {"device_id": np.int64(1), "use_tf32": np.True_})])
 
 # Any buffer and any binary reader, as the docs say (not only bytes and IO[bytes]).
 data = codec.encode(array.array("B", b"..."))
