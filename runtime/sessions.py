@@ -524,7 +524,7 @@ def create_session(
             except Exception as exc:
                 if first == CPU or out_of_memory(exc):
                     raise
-                failure = f" ({exc})"
+                failure = f" ({' '.join(str(exc).split())})"  # one line: onnxruntime's text may end in a newline
                 _for_the_cpu(options)
                 session = making(data, sess_options=options, providers=[CPU], enable_fallback=0)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
