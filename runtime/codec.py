@@ -245,7 +245,7 @@ class Codec(EncodingSteps, DecodingSteps):
         # codec of its own made at its first file, with these settings.
         self._earlier_settings = None if model is not None else settings.for_decoding()
         self._earlier: dict[tuple[str, bytes], Codec] = {}
-        chosen = resolve_providers(settings.providers)
+        chosen = resolve_providers(settings.given_providers())
         self.max_pixels = settings.max_pixels
         d = self.model.downsampling
         if settings.tile is not None and (settings.tile < d or settings.tile % d):

@@ -62,12 +62,6 @@ def _provider(text: str) -> str:  # Click's metavar: PROVIDER
                              "onnxruntime provider (such as OpenVINOExecutionProvider)")
 
 
-ProviderOpt = Annotated[str, typer.Option(
-    parser=_provider, metavar="PROVIDER", autocompletion=lambda: provider_choices(),
-    help="Where the transforms run: auto (CUDA if there, else the CPU), cpu, cuda, or an onnxruntime provider's name "
-         "(OpenVINOExecutionProvider, with onnxruntime-openvino).")]
-
-
 def provider_choices() -> list[str]:
     """What ``--provider`` completes to: auto, cpu, cuda, and the providers of the onnxruntime
     build installed, known by its name (onnxruntime itself, slow to import, is not asked)."""
@@ -75,6 +69,12 @@ def provider_choices() -> list[str]:
 
     builds = {name for name, _ in installed_builds()}
     return [*PROVIDER_CHOICES, *(p for p, build in PROVIDERS_BUILDS.items() if build in builds and p != CUDA)]
+
+
+ProviderOpt = Annotated[str, typer.Option(
+    parser=_provider, metavar="PROVIDER", autocompletion=provider_choices,
+    help="Where the transforms run: auto (CUDA if there, else the CPU), cpu, cuda, or an onnxruntime provider's name "
+         "(OpenVINOExecutionProvider, with onnxruntime-openvino).")]
 
 
 def _provider_options(values: Optional[list[str]]) -> Optional[list[str]]:

@@ -255,8 +255,8 @@ def resolve_providers(choice: str | Sequence[str | tuple[str, dict[str, str]]] =
     Args:
         choice: ``"auto"`` (CUDA when the installed onnxruntime has it, then CPU),
             ``"cpu"``, ``"cuda"``, or an explicit list of onnxruntime provider names, each
-            alone or paired with a dict of its options (as :class:`~nicodec.settings.CodecSettings`
-            made them: strings).
+            alone or paired with a dict of its options (strings, as
+            :meth:`~nicodec.settings.CodecSettings.given_providers` gives them).
 
     Raises:
         NicodecError: an unknown choice, or CUDA asked for where it is not available.
@@ -277,8 +277,7 @@ def resolve_providers(choice: str | Sequence[str | tuple[str, dict[str, str]]] =
                               for p in unknown if p in PROVIDERS_BUILDS)
             raise NicodecError(f"this onnxruntime has no {', '.join(map(str, unknown))} (it has {', '.join(available)})"
                                f"{brought}: see \"Other builds of onnxruntime\" in docs/install.md")
-        asked = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in choice]  # options as onnxruntime takes them
-        return asked + ([CPU] if CPU not in names else [])
+        return list(choice) + ([CPU] if CPU not in names else [])
     if choice == "cpu":
         return [CPU]
     if choice == "cuda":

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Union
+from typing import Union, get_args
 
 import numpy as np
 
@@ -31,7 +31,7 @@ OptionValue = Union[str, int, float, np.integer, np.floating, np.bool_]
 Providers = Union[str, Sequence[Union[str, tuple[str, Mapping[str, OptionValue]]]]]
 """``providers=`` of :class:`~nicodec.Codec` (and of the Ray recipe): ``"auto"``, ``"cpu"``,
 ``"cuda"``, or onnxruntime's provider names, each alone or paired with a mapping of its options."""
-OPTION_TYPES = (str, int, float, np.integer, np.floating, np.bool_)
+OPTION_TYPES = get_args(OptionValue)
 """The types of :data:`OptionValue`, as ``isinstance`` takes them."""
 
 
@@ -116,12 +116,16 @@ class CodecSettings:
         too, as a fallback: the default encoder's, unless ``rdo`` was chosen."""
         return RDO_SLOPE if self.rdo is None else self.rdo
 
+    def given_providers(self) -> str | list:
+        """``providers`` as :class:`~nicodec.Codec` and onnxruntime take them (options as dicts again)."""
+        if isinstance(self.providers, str):
+            return self.providers
+        return [p if isinstance(p, str) else (p[0], dict(p[1])) for p in self.providers]
+
     def arguments(self) -> dict:
-        """These settings as :class:`~nicodec.Codec`'s keyword arguments (options as dicts again)."""
+        """These settings as :class:`~nicodec.Codec`'s keyword arguments."""
         given = {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
-        if not isinstance(self.providers, str):
-            given["providers"] = [p if isinstance(p, str) else (p[0], dict(p[1])) for p in self.providers]
-        return given
+        return {**given, "providers": self.given_providers()}
 
     def for_decoding(self) -> CodecSettings:
         """These settings without the encoder's (for the codecs of earlier shipped models, which
