@@ -29,7 +29,7 @@ from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
                       PrecisionOpt, ProviderOpt, ProviderOptionOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
-                      ThreadsOpt, TileOpt, make_codec, providers_of, quality_text)
+                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text)
 
 if TYPE_CHECKING:
     from .batch_plan import Item
@@ -289,6 +289,7 @@ def decode(
     precision: PrecisionOpt = Precision.fp32,
     image_format: FormatOpt = None,
     background: BackgroundOpt = None,
+    thumbnail_side: ThumbnailOpt = None,
     as_json: ReportJsonOpt = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -301,7 +302,7 @@ def decode(
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, suffix, debug)
         decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile, suffix,
-                   background, as_json=as_json)
+                   background, as_json=as_json, thumbnail_side=thumbnail_side)
         return
     [input] = inputs
     to_stdout = stdio.is_stdio(output)
@@ -332,9 +333,10 @@ def decode(
         before = None if stdio.is_stdio(input) else targets.as_read(input)
         with naming(input):
             data = stdio.read_input(input)
-        outputs.check_format(data, fmt, target.name if target is not None else "standard output", background)
+        outputs.check_format(data, fmt, target.name if target is not None else "standard output", background,
+                             thumbnail_side)
         warnings = [f"{target.name if target is not None else 'the output'} will have no {warning}"
-                    for warning in dropped_warnings(data, fmt)]
+                    for warning in dropped_warnings(data, fmt, thumbnail_side is not None)]
         for warning in warnings:
             console.err.print(f"warning: {warning}", markup=False)
         codec = make_codec(model, provider, threads, max_pixels, precision, tile=tile, decode=True)
@@ -344,6 +346,9 @@ def decode(
                 image = codec.decode(data, progress=None if step is None else lambda done, total: step(done, total))
             if background is not None:
                 image = outputs.flatten(image, background)
+            full = image.size
+            if thumbnail_side is not None:
+                image = outputs.thumbnail(image, thumbnail_side)
             with naming(input):
                 targets.unchanged_since(input, before)
             if step is not None:
@@ -363,8 +368,8 @@ def decode(
             console.print_json(report)
         else:
             (console.err if to_stdout else console.out).print(
-                f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}, "
-                f"{seconds:.2f} s",
+                f"{stdio.display_name(input)} -> {stdio.display_name(output, 'stdout') if to_stdout else target}: {image.width}x{image.height}"
+                f"{f' (a thumbnail of {full[0]}x{full[1]})' if image.size != full else ''}, {seconds:.2f} s",
                 markup=False,
             )
 

@@ -375,12 +375,15 @@ def _far_from_target(path: Path, rate: Rate) -> Optional[str]:
     return None
 
 
-def dropped_warnings(data: bytes, fmt: str) -> list[str]:
+def dropped_warnings(data: bytes, fmt: str, thumbnail: bool = False) -> list[str]:
     """What decoding ``data`` into ``fmt`` will leave out of its metadata, and why, as the ends of
-    warnings (``"XMP data: ..."``), from the file's header before anything is decoded."""
+    warnings (``"XMP data: ..."``), from the file's header before anything is decoded; for a
+    ``thumbnail``, which keeps the ICC profile alone (:func:`nicodec.outputs.thumbnail`), of
+    the profile only."""
     from . import outputs
 
-    dropped = outputs.dropped_metadata(data, fmt)
+    dropped = [(what, why) for what, why in outputs.dropped_metadata(data, fmt)
+               if not thumbnail or what == "ICC profile"]
     unkept = [what for what, why in dropped if why is None]
     warnings = []
     if unkept:
@@ -391,7 +394,7 @@ def dropped_warnings(data: bytes, fmt: str) -> list[str]:
 
 
 def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, precision, tile=None,
-               suffix=".png", background=None, as_json: bool = False) -> None:
+               suffix=".png", background=None, as_json: bool = False, thumbnail_side: Optional[int] = None) -> None:
     from PIL import Image
 
     from . import outputs
@@ -408,10 +411,13 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         full.check(item.target)
         before = targets.as_read(item.source)
         data = stdio.read_input(item.source)
-        outputs.check_format(data, fmt, item.target.name, background)  # from the header, before decoding
+        outputs.check_format(data, fmt, item.target.name, background, thumbnail_side)  # from the header, before decoding
         image = codec.decode(data)
         if background is not None:
             image = outputs.flatten(image, background)
+        pixels = image.width * image.height  # the file's bits per pixel are of the picture, not of its thumbnail
+        if thumbnail_side is not None:
+            image = outputs.thumbnail(image, thumbnail_side)
         targets.unchanged_since(item.source, before)
         targets.still_there(root, root_was)
         targets.make_folder(item.target.parent)
@@ -420,10 +426,10 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                          created=writing_to)
         if late:
             return late[0]
-        warnings = [f"{item.target.name} has no {w}" for w in dropped_warnings(data, fmt)]
+        warnings = [f"{item.target.name} has no {w}" for w in dropped_warnings(data, fmt, thumbnail_side is not None)]
         written = item.target.stat().st_size
         return Outcome(item, "done", "; ".join(warnings), bytes_in=len(data), bytes_out=written,
-                       pixels=image.width * image.height,
+                       pixels=pixels,
                        facts=decode_facts(image, fmt, written, len(data), warnings) if as_json else {})
 
     with reporting(debug):
@@ -432,8 +438,36 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         if root is not None:
             targets.make_folder(root)
         root_was = targets.identity(root) if root is not None else None
-    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _unreadable_image(item.target),
+    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _not_decoded_so(item, thumbnail_side),
               as_json=as_json)
+
+
+def _not_decoded_so(item, thumbnail_side: Optional[int]) -> Optional[str]:
+    """Why the existing image ``item.target``, newer than its ``.nic`` file, is not what decoding
+    it now would write, or None: unreadable or cut short (:func:`_unreadable_image`), or a picture
+    of another size than the file's (either way round, as :func:`_made_otherwise` compares), or
+    than its thumbnail's with ``--thumbnail`` (``thumbnail_side``): a folder decoded in full is
+    not up to date for thumbnails, nor the other way round. A ``.nic`` file whose header cannot
+    be read is left for decoding it to report, with ``--force``."""
+    from . import outputs
+    from .images import header_size
+
+    why = _unreadable_image(item.target)
+    if why is not None:
+        return why
+    try:
+        header = _header_and_size(item.source)[0]
+    except (OSError, NicodecError):
+        return None
+    full = (header.width, header.height)
+    wanted = full if thumbnail_side is None else outputs.thumbnail_size(*full, thumbnail_side)
+    with outputs.quietly():
+        now = header_size(item.target)
+    if now is None or sorted(now) == sorted(wanted):
+        return None
+    if thumbnail_side is None:
+        return f"is {now[0]}x{now[1]}, and the picture decodes to {full[0]}x{full[1]} (a thumbnail?)"
+    return f"is {now[0]}x{now[1]}, and the picture's --thumbnail {thumbnail_side} is {wanted[0]}x{wanted[1]}"
 
 
 DECODED_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "AVIF", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",

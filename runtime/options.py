@@ -188,6 +188,16 @@ BackgroundOpt = Annotated[
 ]
 
 
+ThumbnailOpt = Annotated[
+    Optional[int],
+    typer.Option(
+        "--thumbnail", metavar="SIZE", parser=_whole_number(1),
+        help="Write a thumbnail: the picture scaled down to fit SIZE x SIZE pixels (never enlarged), with its "
+        "colour profile and no other metadata; for previews, galleries and a file manager's thumbnailer.",
+    ),
+]
+
+
 def _tile_size() -> Callable[[str | int], int]:
     """``--tile``'s parser: a whole number of pixels, 64 or more, a multiple of 64."""
     def integer(text: str | int) -> int:

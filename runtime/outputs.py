@@ -288,7 +288,8 @@ def _bilevel_only(fmt: str) -> bool:
     return True
 
 
-def check_format(data: bytes, fmt: str, name: str, background: str | None = None) -> None:
+def check_format(data: bytes, fmt: str, name: str, background: str | None = None,
+                 thumbnail_side: int | None = None) -> None:
     """Refuse, from a ``.nic`` file's header and before decoding, an output format that would
     lose part of the picture (its transparency, pixel values, or size); a damaged file is left
     for decoding to report. The formats lossy by design (``LOSSY_OUTPUTS``: JPEG, AVIF) are
@@ -300,6 +301,8 @@ def check_format(data: bytes, fmt: str, name: str, background: str | None = None
         name: the output's name, for the messages.
         background: the colour the picture will be flattened onto (:func:`flatten`), if any: the
             picture then has no transparency to lose.
+        thumbnail_side: the side of the square a thumbnail of the picture will fit (:func:`thumbnail`),
+            if any: the size that the formats' limits are checked against.
 
     Raises:
         UnsupportedImageError: the format would lose part of the picture.
@@ -333,7 +336,8 @@ def check_format(data: bytes, fmt: str, name: str, background: str | None = None
                                               "of the picture")
         raise UnsupportedImageError(
             f"{why} (tried on a test image; {name}); use .png, .webp or .tiff, or .jpg for a lossy copy")
-    size = (header.width, header.height)
+    size = (header.width, header.height) if thumbnail_side is None else \
+        thumbnail_size(header.width, header.height, thumbnail_side)
     if fmt in MAX_SIDES and max(size) > MAX_SIDES[fmt]:
         raise UnsupportedImageError(
             f"{fmt} holds images of at most {MAX_SIDES[fmt]:,} pixels a side; the image is {size[0]}x{size[1]}; use .png"
@@ -389,6 +393,34 @@ def flatten(image, colour: str):
     result.info = dict(image.info)
     text_section.carry(image, result)
     return result
+
+
+def thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
+    """The size of a ``width`` x ``height`` picture scaled down to fit ``side`` x ``side`` pixels
+    (``--thumbnail``): its longer side becomes ``side``, the other keeps the shape, rounded to the
+    nearest pixel (half up) and at least 1. A picture that fits already keeps its size: a
+    thumbnail is never enlarged."""
+    if width <= side and height <= side:
+        return width, height
+    if width >= height:
+        return side, max(1, (2 * height * side + width) // (2 * width))
+    return max(1, (2 * width * side + height) // (2 * height)), side
+
+
+def thumbnail(image, side: int):
+    """The decoded ``image`` scaled down to :func:`thumbnail_size` (``--thumbnail``) with Pillow's
+    Lanczos filter, after a box reduction where it shrinks more than three times (Pillow's
+    ``reducing_gap``: a 24-megapixel picture to 256 pixels in a fraction of a second, as sharp);
+    Pillow weighs the colour of transparent pixels by their alpha as it resizes. The thumbnail
+    keeps the ICC profile, which its colours need, and none of the other metadata: EXIF (a
+    camera's serial number, a location), XMP, text and a resolution (which would give the
+    small picture its large one's print size) stay with the full picture."""
+    from PIL import Image
+
+    size = thumbnail_size(image.width, image.height, side)
+    small = image.copy() if size == image.size else image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    small.info = {"icc_profile": image.info["icc_profile"]} if image.info.get("icc_profile") else {}
+    return small
 
 
 def save(image, f, fmt: str) -> None:
