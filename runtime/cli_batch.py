@@ -12,6 +12,7 @@ import math
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
@@ -593,6 +594,43 @@ LOG_EVERY = 60.0
 log, CI, nohup), where no bar is drawn: a long run is seen to be alive, and how far it got."""
 
 
+def progress_columns(verb: str, digits: int, width: Callable[[], int]) -> list:
+    """A batch bar's columns: the verb, the bar, the count (``digits`` wide), the rate, the time
+    taken and the time left, on a line ``width()`` columns wide (read at each refresh: a
+    terminal may be resized). On a narrow terminal (a phone's SSH app, a split pane) the bar
+    gives way first, down to ``MIN_BAR`` columns, then the rate, cut with an ellipsis; the
+    rest stays whole down to about 45 columns. Rich narrows the columns that may wrap, and its
+    time columns were such: at 60 columns both times were cut to "…"."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.table import Column
+    from rich.text import Text
+
+    # Besides the bar and the rate: the verb, the count, two times of up to 8 characters
+    # ("10:00:00"), "left", and a space between each two of the seven columns.
+    others = len(verb) + 2 * digits + 1 + 8 + 8 + len("left") + 6
+
+    class Rate(TextColumn):
+        def render(self, task):
+            text = super().render(task)
+            room = width() - others - MIN_BAR
+            if room <= 0:  # Rich's truncate leaves a text whole at 0
+                return Text("")
+            text.truncate(room, overflow="ellipsis")
+            return text
+
+    def whole() -> Column:
+        return Column(no_wrap=True)
+
+    return [TextColumn(verb, table_column=whole()), BarColumn(table_column=Column(no_wrap=False)),
+            TextColumn(f"{{task.completed:>{digits}.0f}}/{{task.total:.0f}}", table_column=whole()),
+            Rate("{task.fields[rate]}", table_column=whole()), TimeElapsedColumn(table_column=whole()),
+            TimeRemainingColumn(table_column=whole()), TextColumn("left", table_column=whole())]
+
+
+MIN_BAR = 10
+"""The narrowest a batch's bar gets before its rate is cut to make room."""
+
+
 def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, differs=None,
               unchecked: tuple[str, ...] | list[str] = (), doubtful=None, as_json: bool = False) -> None:
     """Code a batch's items with a bar and a summary (and, decoding beside the ``.nic`` files,
@@ -602,7 +640,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     they may have been made otherwise). With ``as_json``, a JSON list of the files
     (:func:`json_record`) takes the summary's place on stdout, that of the files coded so far
     when the batch is stopped; stderr says what it says without."""
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import Progress
 
     from .batch import Abandoned, run
     from .batch_plan import duration_text
@@ -624,10 +662,7 @@ def _run_tree(verb: str, items, work, force: bool, jobs: int, debug: bool, diffe
     # and its time left a second for the whole run).
     seen = []  # the outcomes as they come: an interrupted batch still lists its failures
     logged = [0.0]  # when the last line of progress went to a stderr that is no terminal
-    width = len(str(len(items)))
-    count = TextColumn(f"{{task.completed:>{width}.0f}}/{{task.total:.0f}}")
-    columns = [TextColumn(verb), BarColumn(), count, TextColumn("{task.fields[rate]}"),
-               TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("left")]
+    columns = progress_columns(verb, len(str(len(items))), lambda: console.err.width)
     with reporting(debug), console.batch_warnings(str(item.source) for item in items), \
             Bar(*columns, console=console.err, transient=True, disable=not console.err.on_terminal) as progress:
         task = progress.add_task(verb, total=len(items), rate="")

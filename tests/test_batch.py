@@ -2174,3 +2174,28 @@ def test_json_of_a_batch_names_files_that_are_not_utf8_by_their_bytes(tmp_path):
     assert result.exit_code == 0, result.output
     assert result.stdout.isascii() and "caf\\udce9.png" in result.stdout
     assert json.loads(result.stdout)[0]["input"] == str(folder) + "/caf\udce9.png"
+
+
+@pytest.mark.parametrize("width", [45, 60, 80, 120])
+def test_a_narrow_terminal_sees_the_count_and_times_whole(tmp_path, monkeypatch, width):
+    """A phone's SSH app or a split pane: the bar and then the rate give way, and the count, the
+    time taken and the time left stay whole (at 60 columns Rich had cut both times to "…")."""
+    import io
+
+    from nicodec import console
+
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(3):
+        Image.fromarray(synthetic_photo(32, 48, seed=i)).save(src / f"{i}.png")
+    (src / "1a.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "err", console._Console(file=screen, force_terminal=True, width=width))
+    assert run("encode", src, "-o", tmp_path / "out", "--jobs", "1").exit_code == 1
+    lines = re.split(r"[\r\n]", re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.getvalue()))
+    bars = [line for line in lines if line.startswith("encode ")]
+    assert bars and all(len(line) <= width for line in bars), bars
+    time = r"(\d+:\d\d:\d\d|-:--:--)"
+    assert all(re.search(rf" [ \d]\d?/4 .*{time} {time} left$", line.rstrip()) for line in bars), bars
+    if width >= 80:
+        assert any(re.search(r" [\d.]+ files/s, [\d.]+ MB/s, 1 failed ", line) for line in bars), bars
