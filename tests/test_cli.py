@@ -2856,3 +2856,13 @@ def test_json_never_holds_infinity_and_is_written_in_pieces(tmp_path, monkeypatc
     assert len(writes) > 10 and max(map(len, writes)) <= console.JSON_PIECE
     with pytest.raises(ValueError):
         console.print_json({"psnr": float("inf")})
+
+
+def test_help_in_plain_text():
+    """For a screen reader or a log: Typer's TYPER_USE_RICH=0 (read as Typer is imported, so in
+    a process of its own) prints help without Rich's boxes, nicodec's options in it."""
+    done = subprocess.run([sys.executable, "-m", "nicodec", "decode", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "TYPER_USE_RICH": "0"}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("Usage: nicodec decode [OPTIONS]") and "--thumbnail SIZE" in done.stdout
+    assert not any(box in done.stdout for box in "╭│╰─"), done.stdout
