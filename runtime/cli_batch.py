@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -422,7 +423,7 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
         targets.unchanged_since(item.source, before)
         targets.still_there(root, root_was)
         targets.make_folder(item.target.parent)
-        with _made_meanwhile(item, lambda item: _unreadable_image(item.target)) as late, full.noting(item.target):
+        with _made_meanwhile(item, differs) as late, full.noting(item.target):
             write_atomic(item.target, unless_abandoned(lambda f: outputs.save(image, f, fmt)), force=force,
                          created=writing_to)
         if late:
@@ -433,14 +434,16 @@ def decode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
                        pixels=pixels,
                        facts=decode_facts(image, fmt, written, len(data), warnings) if as_json else {})
 
+    def differs(item) -> Optional[str]:
+        return _not_decoded_so(item, thumbnail_side)
+
     with reporting(debug):
         codec = make_codec(model, provider, batch_threads(threads, jobs), max_pixels, precision, tile=tile,
                            decode=True)
         if root is not None:
             targets.make_folder(root)
         root_was = targets.identity(root) if root is not None else None
-    _run_tree("decode", items, work, force, jobs, debug, differs=lambda item: _not_decoded_so(item, thumbnail_side),
-              as_json=as_json)
+    _run_tree("decode", items, work, force, jobs, debug, differs=differs, as_json=as_json)
 
 
 def _not_decoded_so(item, thumbnail_side: Optional[int]) -> Optional[str]:
@@ -466,9 +469,13 @@ def _not_decoded_so(item, thumbnail_side: Optional[int]) -> Optional[str]:
         now = header_size(item.target)
     if now is None or sorted(now) == sorted(wanted):
         return None
-    if thumbnail_side is None:
-        return f"is {now[0]}x{now[1]}, and the picture decodes to {full[0]}x{full[1]} (a thumbnail?)"
-    return f"is {now[0]}x{now[1]}, and the picture's --thumbnail {thumbnail_side} is {wanted[0]}x{wanted[1]}"
+    sizes = (f"is {now[0]}x{now[1]}, and the picture decodes to {full[0]}x{full[1]}" if thumbnail_side is None
+             else f"is {now[0]}x{now[1]}, and the picture's --thumbnail {thumbnail_side} is {wanted[0]}x{wanted[1]}")
+    if item.target.parent == item.source.parent:  # beside the .nic file: perhaps the original photo
+        return f"{sizes} (the original, edited since it was encoded? -o DIR decodes into another folder)"
+    if thumbnail_side is None and tuple(now) == outputs.thumbnail_size(*full, max(now)):
+        return f"{sizes} (a thumbnail?)"
+    return sizes
 
 
 DECODED_TO_THE_END = frozenset({"JPEG", "MPO", "TIFF", "BMP", "DIB", "AVIF", "GIF", "QOI", "PPM", "TGA", "SGI", "IM",
@@ -546,6 +553,12 @@ KEPT_NAMED = 10
 and counted."""
 
 
+_SIZES = re.compile(r"\b[0-9]+x[0-9]+\b")
+"""A picture's width and height in a kept output's reason (``is 64x48, and the picture decodes
+to 256x192``): a folder of thumbnails asked for in full gives each file its own sizes, and one
+reason."""
+
+
 def _list_outcomes(outcomes) -> None:
     """A batch's failures, the outputs it kept, and the warnings of the files it coded, on
     stderr. A warning that only the file's name tells apart from another's (a thousand PNGs
@@ -561,10 +574,10 @@ def _list_outcomes(outcomes) -> None:
         if n > console.SAME_WARNINGS_SHOWN:
             console.err.print(f"failed: {console.more_files(n - console.SAME_WARNINGS_SHOWN)} for the same reason: "
                               f"{message}", markup=False)
-    reasons: dict[str, list] = {}  # what is said of an output but its own and its input's names
+    reasons: dict[str, list] = {}  # what is said of an output but its own and its input's names and sizes
     for kept in (o for o in outcomes if o.status == "kept"):
         reason = kept.message.replace(str(kept.item.target), "\0").replace(str(kept.item.source), "\1")
-        reasons.setdefault(reason, []).append(kept)
+        reasons.setdefault(_SIZES.sub("\2", reason), []).append(kept)
     for alike in reasons.values():
         # Each named, as a few photos edited since their outputs were made are; the thousands
         # that a `touch` or a copy without its dates leaves, the first few and a count.

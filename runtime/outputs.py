@@ -409,8 +409,9 @@ def thumbnail_size(width: int, height: int, side: int) -> tuple[int, int]:
 
 def thumbnail(image, side: int):
     """The decoded ``image`` scaled down to :func:`thumbnail_size` (``--thumbnail``) with Pillow's
-    Lanczos filter, after a box reduction where it shrinks more than three times (Pillow's
-    ``reducing_gap``: a 24-megapixel picture to 256 pixels in a fraction of a second, as sharp);
+    Lanczos filter, after a box reduction by a whole factor where it shrinks 6 times or more
+    (Pillow's ``reducing_gap`` of 3 leaves the filter at least 3 times: a 24-megapixel picture
+    to 256 pixels in a fraction of a second, as sharp);
     Pillow weighs the colour of transparent pixels by their alpha as it resizes. The thumbnail
     keeps the ICC profile, which its colours need, and none of the other metadata: EXIF (a
     camera's serial number, a location), XMP, text and a resolution (which would give the

@@ -48,10 +48,10 @@ def _environment(home: Path, **more: str) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory) -> Path:
     """A home folder with the page's files installed (its commands run twice, over a ~/.magic
-    that held an entry of its own)."""
+    that held an entry of its own, its last line without a newline)."""
     _needs("sh", "update-mime-database")
     home = tmp_path_factory.mktemp("home")
-    (home / ".magic").write_text("0\tstring\tMYFORMAT\tmy own format\n")
+    (home / ".magic").write_text("0\tstring\tMYFORMAT\tmy own format")
     for _ in range(2):
         done = subprocess.run(["sh", "-c", _install_block()], env=_environment(home), capture_output=True, text=True,
                               timeout=120)
@@ -73,7 +73,7 @@ def test_the_commands_install_three_files_and_once(home):
     assert (home / ".local/share/mime/mime.cache").is_file()
     assert (home / ".local/share/thumbnailers/nicodec.thumbnailer").is_file()
     magic = (home / ".magic").read_text()
-    assert magic.startswith("0\tstring\tMYFORMAT\tmy own format\n") and magic.count("nicodec image data") == 1
+    assert magic.startswith("0\tstring\tMYFORMAT\tmy own format\n# nicodec") and magic.count("nicodec image data") == 1
 
 
 def test_the_mime_type_is_known_by_the_name_and_by_the_first_bytes(home, nic, tmp_path):
@@ -112,6 +112,13 @@ def test_file_describes_a_nic_file_and_every_other_as_before(home, nic, tmp_path
     assert described(nic, "--extension") == "nic"
     for other in others:
         assert described(other) == described(other, home_folder=tmp_path)
+    (tmp_path / "mine").write_bytes(b"MYFORMAT and the rest")
+    assert described(tmp_path / "mine") == "my own format"  # the entry that was there before
+    single_rate = bytearray(nic.read_bytes())  # a single-rate model's file records quality 0.0
+    offset = 23 + single_rate[6]
+    single_rate[offset:offset + 4] = bytes(4)
+    (tmp_path / "single.nic").write_bytes(bytes(single_rate))
+    assert described(tmp_path / "single.nic") == f"nicodec image data, format version 1, 256 x 192, model {header.model_id}"
 
 
 def _thumbnailer(home: Path) -> configparser.SectionProxy:
@@ -146,20 +153,27 @@ def test_the_thumbnailer_is_for_the_mime_type_and_runs_nicodec(home):
     assert "image/x-nicodec" in entry["MimeType"].split(";")
 
 
+ODD_NAME = "-a b's \"c\" $(touch x) %s.nic"
+"""A name with a leading dash, spaces, quotes, a command substitution and a placeholder, which
+the Exec line must pass on as one argument, as it is."""
+
+
 def test_the_thumbnail_is_written_into_the_file_tumbler_holds_open(home, nic, tmp_path, on_path, codec):
     """Tumbler makes %o (tumbler-XXXXXXX.png), keeps it open, and reads the thumbnail through
     the file it opened: an output renamed over %o would leave it the empty one."""
     descriptor, output = tempfile.mkstemp(prefix="tumbler-", suffix=".png", dir=tmp_path)
+    source = tmp_path / ODD_NAME
+    source.write_bytes(nic.read_bytes())
     try:
-        done = subprocess.run(_exec_line(_thumbnailer(home), 128, nic, Path(output)),
-                              env=_environment(home, PATH=on_path), cwd=nic.parent, capture_output=True, timeout=300)
+        done = subprocess.run(_exec_line(_thumbnailer(home), 128, source, Path(output)),
+                              env=_environment(home, PATH=on_path), cwd=tmp_path, capture_output=True, timeout=300)
         assert done.returncode == 0, done.stderr
         with os.fdopen(os.dup(descriptor), "rb") as held:
             held.seek(0)
             data = held.read()
     finally:
         os.close(descriptor)
-    assert data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and not (tmp_path / "x").exists()
     with Image.open(Path(output)) as thumbnail:
         assert thumbnail.size == (128, 96)
         expected = codec.decode(nic.read_bytes()).resize((128, 96), Image.Resampling.LANCZOS, reducing_gap=3.0)
@@ -171,7 +185,7 @@ def test_the_thumbnail_is_made_as_gnome_asks_for_it(home, nic, tmp_path, on_path
     shows no home folder."""
     sandbox = tmp_path / "sandbox"
     sandbox.mkdir()
-    source = sandbox / "gnome-desktop-file-to-thumbnail.nic"
+    source = sandbox / ODD_NAME
     source.write_bytes(nic.read_bytes())
     output = sandbox / "gnome-desktop-thumbnailer.png"
     done = subprocess.run(_exec_line(_thumbnailer(home), 256, source, output),

@@ -97,13 +97,36 @@ def test_a_thumbnail_is_the_decoded_picture_scaled_with_its_colour_profile_alone
     result = run("decode", nic_file, "-o", out, "--thumbnail", 64)
     assert result.exit_code == 0, result.output
     assert "photo.nic -> " in result.stdout and ": 64x48 (a thumbnail of 256x192), " in result.stdout
-    assert "warning" not in result.output  # EXIF, XMP, text and dpi left out on purpose
     with Image.open(out) as small:
         assert small.size == (64, 48)
         assert small.info.get("icc_profile") == full.info["icc_profile"]
         assert not small.info.get("exif") and "dpi" not in small.info and not small.text and not small.info.get("xmp")
         expected = full.resize((64, 48), Image.Resampling.LANCZOS, reducing_gap=3.0)
         assert np.array_equal(np.asarray(small), np.asarray(expected))
+    # Shrunk 8 times: a box reduction by 2 first (reducing_gap), which changes the pixels.
+    result = run("decode", nic_file, "-o", tmp_path / "smaller.png", "--thumbnail", 32)
+    assert result.exit_code == 0, result.output
+    reduced = full.resize((32, 24), Image.Resampling.LANCZOS, reducing_gap=3.0)
+    assert not np.array_equal(np.asarray(reduced), np.asarray(full.resize((32, 24), Image.Resampling.LANCZOS)))
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "smaller.png")), np.asarray(reduced))
+
+
+def test_a_thumbnail_warns_of_its_colour_profile_alone(nic_file, tmp_path):
+    """BMP keeps no metadata: a full decode warns of the profile, EXIF and text it loses; a
+    thumbnail, which leaves the rest out on purpose, of the profile."""
+    result = run("decode", nic_file, "-o", tmp_path / "full.bmp")
+    assert result.exit_code == 0 and "no ICC profile or EXIF data" in result.output, result.output
+    assert 'no text "Author"' in result.output
+    result = run("decode", nic_file, "-o", tmp_path / "small.bmp", "--thumbnail", 64)
+    assert result.exit_code == 0, result.output
+    assert "warning: small.bmp will have no ICC profile: BMP does not keep it" in result.output, result.output
+    assert "EXIF" not in result.output and "text" not in result.output and "resolution" not in result.output
+    folder = tmp_path / "nic"
+    folder.mkdir()
+    (folder / "a.nic").write_bytes(nic_file.read_bytes())
+    result = run("decode", folder, "-o", tmp_path / "bmp", "--format", "bmp", "--thumbnail", 64)
+    assert result.exit_code == 0, result.output
+    assert "a.bmp has no ICC profile: BMP does not keep it" in result.output and "EXIF" not in result.output
 
 
 def test_a_picture_that_fits_is_written_at_its_size_without_the_other_metadata(nic_file, codec, tmp_path):
@@ -188,6 +211,87 @@ def test_a_folder_of_thumbnails_and_its_reruns(nic_file, tmp_path):
     assert "a.png is 256x192, and the picture's --thumbnail 64 is 64x48; --force replaces it" in result.output
     result = run("decode", folder, "-o", tmp_path / "thumbs")
     assert result.exit_code == 0 and "1 up to date" in result.stdout, result.output
+
+
+def test_a_full_decode_written_meanwhile_is_judged_as_one_there_at_the_start(nic_file, tmp_path, monkeypatch):
+    """Another run's full decode, written while this one made the thumbnail: kept, as it would
+    have been had it been there at the start, not counted up to date."""
+    from nicodec import codec as nicodec_codec
+
+    folder = tmp_path / "nic"
+    folder.mkdir()
+    (folder / "a.nic").write_bytes(nic_file.read_bytes())
+    (tmp_path / "out").mkdir()
+    real = nicodec_codec.Codec.decode
+
+    def decode(self, data, *args, **kwargs):
+        picture = real(self, data, *args, **kwargs)
+        picture.save(tmp_path / "out" / "a.png")
+        return picture
+
+    monkeypatch.setattr(nicodec_codec.Codec, "decode", decode)
+    result = run("decode", folder, "-o", tmp_path / "out", "--thumbnail", 32)
+    assert result.exit_code == 0 and "1 kept" in result.stdout, result.output
+    assert "a.png is 256x192, and the picture's --thumbnail 32 is 32x24; --force replaces it" in result.output
+
+
+def test_outputs_of_other_sizes_are_listed_as_one_reason(codec, tmp_path):
+    """Twelve pictures of twelve sizes, decoded in full, then asked for as thumbnails: three
+    named and a count, as other reasons are, not a line each."""
+    folder = tmp_path / "nic"
+    folder.mkdir()
+    for n in range(12):
+        Image.fromarray(synthetic_photo(32 + 4 * n, 48, seed=n)).save(tmp_path / f"{n:02}.png")
+        (folder / f"{n:02}.nic").write_bytes(codec.encode(tmp_path / f"{n:02}.png"))
+    assert run("decode", folder, "-o", tmp_path / "out").exit_code == 0
+    result = run("decode", folder, "-o", tmp_path / "out", "--thumbnail", 16)
+    assert result.exit_code == 0 and "12 kept" in result.stdout, result.output
+    kept = [line for line in result.output.splitlines() if line.startswith("kept: ")]
+    assert len(kept) == 4 and "9 more outputs for the same reason as " in kept[-1], kept
+    assert kept[0].endswith("00.png is 48x32, and the picture's --thumbnail 16 is 16x11; --force replaces it")
+
+
+def test_an_original_beside_its_file_cropped_since_is_kept_and_said_to_be_one(codec, tmp_path):
+    """Decoding beside the .nic files, an image of the output's name and another size is likely
+    the original photo, edited since it was encoded: so said, not taken for a thumbnail."""
+    Image.fromarray(synthetic_photo(64, 96)).save(tmp_path / "a.png")
+    (tmp_path / "a.nic").write_bytes(codec.encode(tmp_path / "a.png"))
+    Image.fromarray(synthetic_photo(64, 96)[:48, :64]).save(tmp_path / "a.png")  # cropped, later
+    later = time.time() + 5
+    os.utime(tmp_path / "a.png", (later, later))
+    result = run("decode", tmp_path)
+    assert result.exit_code == 0 and "1 kept" in result.stdout, result.output
+    assert ("a.png is 64x48, and the picture decodes to 96x64 (the original, edited since it was encoded? -o DIR "
+            "decodes into another folder); --force replaces it") in result.output
+    # Elsewhere, a thumbnail is guessed only where the image has a thumbnail's shape.
+    (tmp_path / "out").mkdir()
+    folder = tmp_path / "nic"
+    folder.mkdir()
+    (folder / "a.nic").write_bytes((tmp_path / "a.nic").read_bytes())
+    Image.new("RGB", (48, 32)).save(tmp_path / "out" / "a.png")
+    os.utime(tmp_path / "out" / "a.png", (later, later))
+    result = run("decode", folder, "-o", tmp_path / "out")
+    assert "a.png is 48x32, and the picture decodes to 96x64 (a thumbnail?); --force" in result.output, result.output
+    Image.new("RGB", (64, 48)).save(tmp_path / "out" / "a.png")
+    os.utime(tmp_path / "out" / "a.png", (later, later))
+    result = run("decode", folder, "-o", tmp_path / "out")
+    assert "a.png is 64x48, and the picture decodes to 96x64; --force replaces it" in result.output, result.output
+
+
+def test_a_file_whose_header_cannot_be_read_is_not_compared(nic_file, tmp_path):
+    """Its newer output counts as up to date, as before --thumbnail; --force decodes it and says
+    what is wrong."""
+    folder = tmp_path / "nic"
+    folder.mkdir()
+    (folder / "a.nic").write_bytes(b"\x89NIC\x01" + bytes(40))
+    (tmp_path / "out").mkdir()
+    Image.new("RGB", (5, 5)).save(tmp_path / "out" / "a.png")
+    later = time.time() + 5
+    os.utime(tmp_path / "out" / "a.png", (later, later))
+    result = run("decode", folder, "-o", tmp_path / "out", "--thumbnail", 64)
+    assert result.exit_code == 0 and "1 up to date" in result.stdout, result.output
+    result = run("decode", folder, "-o", tmp_path / "out", "--thumbnail", 64, "--force")
+    assert result.exit_code == 1 and "a.nic" in result.output, result.output
 
 
 def test_an_image_beside_its_file_of_the_same_size_turned_is_still_up_to_date(codec, tmp_path):
