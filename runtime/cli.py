@@ -520,6 +520,8 @@ def info(
                         value = _resolution_text(value)
                     elif key == "colour_profile":
                         value = "none" if value is None else value
+                    elif key == "exif":
+                        value = _exif_text(value, facts["sections"].get("EXIF", 0))
                     elif key == "bytes":
                         value = f"{value:,}"  # as encode and the sections give sizes
                     elif key == "decoded_by":
@@ -532,6 +534,18 @@ def info(
                 console.out.print(*lines, sep="\n", markup=False)
     if failed:
         raise typer.Exit(1)
+
+
+def _exif_text(exif, size: int) -> str:
+    """``info``'s line for a file's EXIF (:func:`nicodec.fileinfo.exif_of`): the camera, the
+    date taken, and whether it holds a GPS location."""
+    if exif is None:
+        return "none"
+    if not exif["readable"]:
+        return f"{size:,} bytes, of which Pillow reads no tag"
+    parts = [exif["camera"] or "no camera", f"taken {exif['taken']}" if exif["taken"] else "no date"]
+    parts.append("a GPS location (encode --strip leaves the EXIF out)" if exif["location"] else "no location")
+    return ", ".join(parts)
 
 
 def _json_beside_stdout(as_json: bool, to_stdout: bool) -> None:

@@ -4,6 +4,7 @@ what ``nicodec info`` shows, as a dict (:func:`describe`, ``nicodec.describe``).
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypedDict
@@ -18,10 +19,15 @@ Decoder = tuple[str, Path] | None
 Density = TypedDict("Density", {"unit": str, "x": int, "y": int, "dpi": list[float]})
 """A file's resolution: its unit (``"inch"`` or ``"metre"``), the densities in it, and in dots per inch."""
 
+ExifFacts = TypedDict("ExifFacts", {"readable": bool, "camera": str | None, "taken": str | None, "location": bool})
+"""What a file's EXIF says of the photo: the camera, when it was taken, and whether it holds a
+GPS location (:func:`exif_of`)."""
+
 FileFacts = TypedDict("FileFacts", {
     "bytes": int, "format_version": int, "model_id": str, "model_hash": str, "width": int, "height": int,
     "quality": float, "grayscale": bool, "gray_as_rgb": bool, "fine_padding": bool, "bpp": float,
-    "resolution": Density | None, "colour_profile": str | None, "sections": dict[str, int], "decoded_by": str | None,
+    "resolution": Density | None, "colour_profile": str | None, "exif": ExifFacts | None, "sections": dict[str, int],
+    "decoded_by": str | None,
 })
 """What :func:`describe` returns (a TypedDict: a plain dict to the program)."""
 
@@ -42,7 +48,9 @@ def describe(data: NicSource, *, decoder_of: Callable[[str, bytes], Decoder] | N
         ``gray_as_rgb`` (a colour image of equal channels, decoded as RGB), ``fine_padding``,
         ``bpp`` (to 6 decimals), ``resolution`` (None, or its ``unit``, ``"inch"`` or ``"metre"``,
         the densities ``x`` and ``y`` in it and ``dpi``), ``colour_profile`` (the ICC profile's
-        description and colour space, None for none), ``sections`` (tag to length, in file order)
+        description and colour space, None for none), ``exif`` (None for none, or what
+        :func:`exif_of` reads of it: the camera, the date taken, a GPS location), ``sections``
+        (tag to length, in file order)
         and ``decoded_by`` (the id of the model of this nicodec that decodes it, None for none).
 
     Raises:
@@ -68,6 +76,7 @@ def describe(data: NicSource, *, decoder_of: Callable[[str, bytes], Decoder] | N
         "bpp": bpp_shown(8 * len(content) / (header.width * header.height)),
         "resolution": resolution_of(sections),
         "colour_profile": profile_named(sections.get(nicformat.ICC_PROFILE)),
+        "exif": exif_of(sections.get(nicformat.EXIF)),
         "sections": {tag.decode("ascii"): len(payload) for tag, payload in sections.items()},
         "decoded_by": None if decoder is None else decoder[0],
     }
@@ -85,6 +94,62 @@ def profile_named(icc: bytes | None) -> str | None:
         return f"{(profile.profile_description or '').strip() or 'unnamed'} ({profile.xcolor_space.strip()})"
     except (ImageCms.PyCMSError, ImportError, OSError, ValueError, TypeError):  # damaged, or no LittleCMS here
         return f"{len(icc):,} bytes that LittleCMS cannot read"
+
+
+_EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
+_MAKE, _MODEL, _DATE_TIME = 0x010F, 0x0110, 0x0132
+_DATE_TIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
+_GPS_LATITUDE, _GPS_LONGITUDE = 2, 4
+_EXIF_DATE = re.compile(r"([0-9]{4}):([0-9]{2}):([0-9]{2})( .*)?", re.DOTALL)
+
+
+def exif_of(exif: bytes | None) -> ExifFacts | None:
+    """What a ``.nic`` file's EXIF says of the photo, as Pillow reads it, so that an archive can
+    be looked through without decoding (no other tool reads ``.nic`` files): ``camera`` (its
+    make and model, the make once where the model repeats it), ``taken`` (the original date and
+    time, ``2024-05-01 09:59:58``, with its offset from UTC where the EXIF gives one; else the
+    file's date and time), each None where the EXIF has none, and ``location``: whether it
+    holds a GPS position (latitude and longitude), which ``encode --strip`` leaves out. EXIF
+    of which Pillow reads no tag (damaged: Pillow warns and reads what it can) gives
+    ``readable`` False and nothing else; None for none."""
+    if not exif:
+        return None
+    from PIL import Image
+
+    from .outputs import quietly
+
+    try:
+        with quietly():  # Pillow's own warnings of a damaged IFD: "readable" says what there is to say
+            tags = Image.Exif()
+            tags.load(bytes(exif))
+            photo = tags.get_ifd(_EXIF_IFD)
+            gps = tags.get_ifd(_GPS_IFD)
+    except Exception:  # noqa: BLE001 - what Pillow raises for damaged EXIF (SyntaxError, struct.error, ...)
+        tags = None
+    if not tags:
+        return {"readable": False, "camera": None, "taken": None, "location": False}
+    make, model = (_exif_text(tags.get(tag)) for tag in (_MAKE, _MODEL))
+    camera = model if make and model and model.lower().startswith(make.lower()) else \
+        " ".join(part for part in (make, model) if part) or None
+    taken = _exif_text(photo.get(_DATE_TIME_ORIGINAL))
+    offset = _exif_text(photo.get(_OFFSET_TIME_ORIGINAL)) if taken else None
+    taken = taken or _exif_text(tags.get(_DATE_TIME))
+    if taken:
+        date = _EXIF_DATE.fullmatch(taken)
+        taken = f"{date[1]}-{date[2]}-{date[3]}{date[4] or ''}" if date else taken
+        taken = f"{taken} {offset}" if offset and date else taken
+    return {"readable": True, "camera": camera, "taken": taken,
+            "location": _GPS_LATITUDE in gps and _GPS_LONGITUDE in gps}
+
+
+def _exif_text(value) -> str | None:
+    """An EXIF ASCII value as text: NULs and the spaces around it dropped (cameras pad their
+    fields), None for none or a value that is not text."""
+    if isinstance(value, bytes):
+        value = value.decode("latin-1")
+    if not isinstance(value, str):
+        return None
+    return value.replace("\0", " ").strip() or None
 
 
 def bpp_shown(bpp: float) -> float:

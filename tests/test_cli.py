@@ -2866,3 +2866,70 @@ def test_help_in_plain_text():
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("Usage: nicodec decode [OPTIONS]") and "--thumbnail SIZE" in done.stdout
     assert not any(box in done.stdout for box in "╭│╰─"), done.stdout
+
+
+def _with_exif(codec, photo, make=None, model=None, taken=None, offset=None, dated=None, gps=False) -> bytes:
+    image = Image.fromarray(photo[:64, :96])
+    exif = Image.Exif()
+    if make:
+        exif[0x010F] = make
+    if model:
+        exif[0x0110] = model
+    if dated:
+        exif[0x0132] = dated
+    photo_ifd = exif.get_ifd(0x8769)
+    if taken:
+        photo_ifd[0x9003] = taken
+    if offset:
+        photo_ifd[0x9011] = offset
+    if gps:
+        location = exif.get_ifd(0x8825)
+        location.update({1: "N", 2: (48.0, 51.0, 29.0), 3: "E", 4: (2.0, 17.0, 40.0)})
+    image.info["exif"] = exif.tobytes()
+    return codec.encode(image)
+
+
+def test_info_says_what_the_exif_holds_without_decoding(codec, photo, tmp_path):
+    """No other tool reads a .nic file's EXIF: info gives the camera, the date taken and whether
+    it holds a GPS location (which encode --strip leaves out)."""
+    files = {
+        "phone.nic": _with_exif(codec, photo, "Apple", "iPhone 15 Pro", "2024:07:14 18:03:11", "+02:00", gps=True),
+        "camera.nic": _with_exif(codec, photo, "Canon", "Canon EOS R5\0\0", dated="2023:01:02 03:04:05"),
+        "bare.nic": _with_exif(codec, photo, make="  "),
+        "none.nic": codec.encode(Image.fromarray(photo[:64, :96])),
+    }
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    facts = {name: nicodec.describe(data)["exif"] for name, data in files.items()}
+    assert facts == {
+        "phone.nic": {"readable": True, "camera": "Apple iPhone 15 Pro", "taken": "2024-07-14 18:03:11 +02:00",
+                      "location": True},
+        "camera.nic": {"readable": True, "camera": "Canon EOS R5", "taken": "2023-01-02 03:04:05", "location": False},
+        "bare.nic": {"readable": True, "camera": None, "taken": None, "location": False},
+        "none.nic": None,
+    }
+    result = run("info", tmp_path)
+    assert result.exit_code == 0, result.output
+    lines = [line.strip() for line in result.stdout.splitlines() if line.strip().startswith(("file:", "exif:"))]
+    assert lines == [
+        "file: " + str(tmp_path / "bare.nic"), "exif: no camera, no date, no location",
+        "file: " + str(tmp_path / "camera.nic"), "exif: Canon EOS R5, taken 2023-01-02 03:04:05, no location",
+        "file: " + str(tmp_path / "none.nic"), "exif: none",
+        "file: " + str(tmp_path / "phone.nic"),
+        "exif: Apple iPhone 15 Pro, taken 2024-07-14 18:03:11 +02:00, a GPS location (encode --strip leaves the EXIF "
+        "out)",
+    ], result.stdout
+    assert json.loads(run("info", tmp_path / "phone.nic", "--json").stdout)["exif"] == facts["phone.nic"]
+
+
+def test_info_says_when_pillow_reads_no_tag_of_the_exif(codec, photo):
+    from nicodec import format as nicformat
+
+    header, sections = nicformat.unpack(_with_exif(codec, photo, "Canon"))
+    sections[nicformat.EXIF] = b"Exif\0\0II*\0\x08\0\0\0\xff\xff"
+    data = nicformat.pack(header, sections)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # Pillow's "Corrupt EXIF data" warnings are not let out
+        assert nicodec.describe(data)["exif"] == {"readable": False, "camera": None, "taken": None, "location": False}
+    result = runner.invoke(app, ["info", "-"], input=data)
+    assert result.exit_code == 0 and "exif: 16 bytes, of which Pillow reads no tag\n" in result.stdout, result.output
