@@ -19,7 +19,7 @@ from .sessions import CUDA, PROVIDER_CHOICES
 
 VALUE_OPTIONS = frozenset({"-o", "--output", "--provider", "--provider-option", "--threads", "--jobs", "--model", "--max-pixels", "--tile",
                            "--quality", "--target-bpp", "--target-psnr", "--max-bytes", "--refine", "--precision",
-                           "--format", "--background", "--thumbnail"})
+                           "--format", "--background", "--thumbnail", "--metadata"})
 """The options that take a value (the next argument, unless given as ``--name=value``)."""
 
 

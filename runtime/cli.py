@@ -27,9 +27,9 @@ from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, no
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
-from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, ModelOpt, Precision,
+from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, MetadataOpt, ModelOpt, Precision,
                       PrecisionOpt, ProviderOpt, ProviderOptionOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
-                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text)
+                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text, stripped_by)
 
 if TYPE_CHECKING:
     from .batch_plan import Item
@@ -174,6 +174,7 @@ def encode(
     tile: TileOpt = None,
     strip: Annotated[bool, typer.Option(
         "--strip", help="Leave out the ICC profile, EXIF data, XMP packet, text and resolution (dpi).")] = False,
+    keep: MetadataOpt = None,
     exact: Annotated[bool, typer.Option(
         "--exact", help="Keep the colour under fully transparent pixels; by default it is replaced by a smooth fill "
         "from the visible pixels, which costs fewer bits.")] = False,
@@ -192,7 +193,10 @@ def encode(
     rate = Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     provider = providers_of(provider, provider_option)
-    options = {"strip": strip, "exact": exact}
+    if strip and keep not in (None, "none"):
+        raise typer.BadParameter(f"--strip leaves out every kind of metadata, and --metadata {keep} keeps some: give "
+                                 "one of them", param_hint="'--metadata'")
+    options = {"strip": strip or stripped_by(keep), "exact": exact}
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)
         encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile,
@@ -544,7 +548,7 @@ def _exif_text(exif, size: int) -> str:
     if not exif["readable"]:
         return f"{size:,} bytes, of which Pillow reads no tag"
     parts = [exif["camera"] or "no camera", f"taken {exif['taken']}" if exif["taken"] else "no date"]
-    parts.append("a GPS location (encode --strip leaves the EXIF out)" if exif["location"] else "no location")
+    parts.append("a GPS location (encode --metadata icc leaves the EXIF out)" if exif["location"] else "no location")
     return ", ".join(parts)
 
 

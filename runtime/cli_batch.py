@@ -211,7 +211,8 @@ def encode_all(items, root, force, provider, threads, jobs, model, max_pixels, d
 
         wanted = check_quality(codec.default_quality if rate.quality is None else rate.quality)
     unchecked = [option for option, given in (("--target-psnr", rate.psnr is not None), ("--refine", refine > 0),
-                                              ("--restoration", restoration), ("--strip", options.get("strip")),
+                                              ("--restoration", restoration),
+                                              ("--strip" if options.get("strip") is True else "--metadata", options.get("strip")),
                                               ("--exact", options.get("exact")))
                  if given]
     _run_tree("encode", items, work, force, jobs, debug,

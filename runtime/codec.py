@@ -42,7 +42,7 @@ from .encoding import EncodingSteps
 from .errors import ModelError, NicodecError
 from .graphs import check_graph
 from .images import read_picture
-from .inputs import ImageSource, NicSource, Pixels, Real, Whole, check_flags
+from .inputs import ImageSource, NicSource, Pixels, Real, Strip, Whole, check_flags, stripped_kinds
 from .memory import coding_named, loading_named
 from .model import ModelFiles
 from .pil_pixels import equal_channels
@@ -384,7 +384,7 @@ class Codec(EncodingSteps, DecodingSteps):
 
     @coding_named
     @_counted("encode")
-    def encode(self, image: ImageSource, *, quality: Real | None = None, strip: bool = False, exact: bool = False,
+    def encode(self, image: ImageSource, *, quality: Real | None = None, strip: Strip = False, exact: bool = False,
                progress: Callable[[int, int], object] | None = None) -> bytes:
         """Compress an image.
 
@@ -396,7 +396,9 @@ class Codec(EncodingSteps, DecodingSteps):
             quality: from 1 (smallest file) to 100 (best picture), any number between;
                 ``None`` for the model's default (``default_quality``). The rate grows with
                 it. The header records the value used (as a float32).
-            strip: leave out the ICC profile, EXIF data, XMP packet, text and resolution.
+            strip: True leaves out the ICC profile, EXIF data, XMP packet, text and
+                resolution; the names of some of them (``{"exif", "xmp"}``; the kinds are
+                ``"icc"``, ``"exif"``, ``"xmp"``, ``"text"`` and ``"dpi"``) leave out those.
             exact: keep the colour under fully transparent pixels (alpha 0) as it is. By
                 default it is replaced by a smooth fill from the visible pixels, which costs
                 fewer bits (as ``cwebp`` does without ``-exact``); the visible pixels are
@@ -431,9 +433,11 @@ class Codec(EncodingSteps, DecodingSteps):
                 made to decode only, or damaged), or a graph does not load (the first use
                 loads it; :meth:`prepare` does so before any image).
             OutOfMemoryError: memory ran out (while a graph loaded, or for the image).
-            NicodecError: ``strip`` or ``exact`` is not a bool, or ``progress`` is not callable.
+            NicodecError: ``strip`` is neither a bool nor kinds of metadata, ``exact`` is not a
+                bool, or ``progress`` is not callable.
         """
-        check_flags(strip=strip, exact=exact)
+        check_flags(exact=exact)
+        stripped_kinds(strip)
         check_progress(progress)
         quality, gain = self._encoder_gain(quality)
         encoder = self._session("encoder")

@@ -109,7 +109,7 @@ def exif_of(exif: bytes | None) -> ExifFacts | None:
     make and model, the make once where the model repeats it), ``taken`` (the original date and
     time, ``2024-05-01 09:59:58``, with its offset from UTC where the EXIF gives one; else the
     file's date and time), each None where the EXIF has none, and ``location``: whether it
-    holds a GPS position (latitude and longitude), which ``encode --strip`` leaves out. EXIF
+    holds a GPS position (latitude and longitude), which ``encode --metadata icc`` leaves out. EXIF
     of which Pillow reads no tag (damaged: Pillow warns and reads what it can) gives
     ``readable`` False and nothing else; None for none."""
     if not exif:

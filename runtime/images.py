@@ -21,6 +21,7 @@ from . import files, metadata, png_chunks
 from . import resolution as resolution_section
 from .errors import DAMAGED, LimitError, NicodecError, UnsupportedImageError
 from .files import data_as_path, read_file
+from .inputs import METADATA_KINDS, Strip, stripped_kinds
 from .pil_pixels import (GRAY_MODES, INFO, fitted_png_colour_key, from_pil, gray_in_colour, load_pixels, png_rawmode,
                          upright)
 from .plugins import heif_hint, register_plugins
@@ -423,7 +424,7 @@ class Picture:
     gray_as_rgb: bool = False
 
 
-def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
+def read_picture(image, *, strip: Strip = False, check_size: SizeCheck | None = None) -> Picture:
     """:func:`_read_picture`, whose errors name the image given by its path (some named it,
     others, such as a mode it cannot code or the pixel limit, did not), as ``decode`` names a
     ``.nic`` file and the command line every input."""
@@ -440,7 +441,7 @@ def read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = N
         raise
 
 
-def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = None) -> Picture:
+def _read_picture(image, *, strip: Strip = False, check_size: SizeCheck | None = None) -> Picture:
     """Pixels, alpha and metadata from a path, encoded image bytes (a one-dimensional uint8
     array too), a binary file object (read from where it stands to its end), a PIL image or a
     numpy array of pixels.
@@ -449,13 +450,15 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
     CMYK profile where it carries one); an alpha channel is kept when it is not fully opaque.
     EXIF orientation is applied to the pixels (of files and of PIL images; the caller's image is
     not changed) and removed from the EXIF and XMP kept. ``strip`` drops the ICC profile, EXIF,
-    XMP, text and resolution. ``check_size`` is called with the width and height before any
-    pixel is decoded or converted.
+    XMP, text and resolution, or the kinds of them it names (``nicodec.inputs.Strip``).
+    ``check_size`` is called with the width and height before any pixel is decoded or
+    converted.
 
     Raises:
         UnsupportedImageError: anything that cannot be read as a photo.
     """
     icc = exif = xmp = text = density = None
+    stripped = stripped_kinds(strip)
     key: Any = INFO
     turned = gray = False
     grayscale = False
@@ -497,8 +500,10 @@ def _read_picture(image, *, strip: bool = False, check_size: SizeCheck | None = 
     if isinstance(image, Image.Image):
         grayscale = image.mode in GRAY_MODES or gray or getattr(image, "_nicodec_gray", False)
         arr, alpha = from_pil(image, name, key)
-        if not strip:
-            icc, exif, xmp, text, density = metadata.kept(image, name, grayscale=grayscale, turned=turned)
+        if stripped != frozenset(METADATA_KINDS):
+            kept = metadata.kept(image, name, grayscale=grayscale, turned=turned)
+            icc, exif, xmp, text, density = (None if kind in stripped else value
+                                             for kind, value in zip(METADATA_KINDS, kept))
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
+from collections.abc import Collection
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
@@ -54,6 +55,33 @@ Whole: TypeAlias = int | np.integer[Any]
 
 Pixels: TypeAlias = npt.NDArray[np.uint8]
 """A decoded image as an array: (H, W, 3), (H, W, 4) with alpha, (H, W) or (H, W, 2) for gray."""
+
+
+METADATA_KINDS = ("icc", "exif", "xmp", "text", "dpi")
+"""The kinds of metadata a ``.nic`` file keeps, as ``strip`` names them: the ICC profile, EXIF
+data, the XMP packet, text (PNG's text chunks, a comment) and the resolution."""
+
+Strip: TypeAlias = bool | np.bool_ | str | Collection[str]
+"""What ``strip`` takes: True (every kind of :data:`METADATA_KINDS`), False (none), or the kinds
+to leave out (``{"exif", "xmp"}``, or one kind's name)."""
+
+
+def stripped_kinds(strip: Strip) -> frozenset[str]:
+    """The kinds of metadata ``strip`` leaves out (:data:`Strip`).
+
+    Raises:
+        NicodecError: another type, or a name that is no kind of metadata.
+    """
+    if isinstance(strip, (bool, np.bool_)):
+        return frozenset(METADATA_KINDS) if strip else frozenset()
+    kinds = (strip,) if isinstance(strip, str) else strip
+    named = ", ".join(METADATA_KINDS)
+    if not isinstance(kinds, (set, frozenset, list, tuple)) or not all(isinstance(kind, str) for kind in kinds):
+        raise NicodecError(f"strip must be True, False or the kinds of metadata to leave out ({named}), not {strip!r}")
+    unknown = [kind for kind in kinds if kind not in METADATA_KINDS]
+    if unknown:
+        raise NicodecError(f"strip: {unknown[0]!r} is no kind of metadata; the kinds are {named}")
+    return frozenset(kinds)
 
 
 def check_flags(**flags) -> None:

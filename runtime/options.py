@@ -188,6 +188,43 @@ BackgroundOpt = Annotated[
 ]
 
 
+def _metadata_kinds(text: str) -> str:  # Click's metavar: KINDS
+    """``--metadata``'s value: ``all``, ``none``, or kinds of :data:`nicodec.inputs.METADATA_KINDS`
+    separated by commas (any case, spaces around them), given back as such a list, each kind
+    once, in that order."""
+    from .inputs import METADATA_KINDS
+
+    words = [word.strip().lower() for word in str(text).split(",")]
+    if words in (["all"], ["none"]):
+        return words[0]
+    unknown = next((word for word in words if word not in METADATA_KINDS), None)
+    if unknown is not None:
+        shown = repr(unknown) if unknown else "an empty name"
+        raise typer.BadParameter(f"{shown} is no kind of metadata: give {', '.join(METADATA_KINDS[:-1])} or "
+                                 f"{METADATA_KINDS[-1]} (several with commas: icc,exif), all or none")
+    return ",".join(kind for kind in METADATA_KINDS if kind in words)
+
+
+def stripped_by(keep: Optional[str]) -> frozenset[str]:
+    """The kinds of metadata that ``--metadata KEEP`` leaves out (None: it was not given)."""
+    from .inputs import METADATA_KINDS
+
+    if keep is None or keep == "all":
+        return frozenset()
+    return frozenset(METADATA_KINDS) - frozenset(() if keep == "none" else keep.split(","))
+
+
+MetadataOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--metadata", metavar="KINDS", parser=_metadata_kinds,
+        help="The metadata to keep: icc (the colour profile), exif, xmp, text and dpi (the resolution), with "
+        "commas between them; all (the default) or none (as --strip). --metadata icc keeps the colours right "
+        "and leaves out the rest: a camera's serial number, a GPS location, edits.",
+    ),
+]
+
+
 ThumbnailOpt = Annotated[
     Optional[int],
     typer.Option(

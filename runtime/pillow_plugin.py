@@ -281,29 +281,34 @@ class NicDecoder(ImageFile.PyDecoder):
         return -1, 0
 
 
+_KINDS = {"exif": "exif", "icc_profile": "icc", "xmp": "xmp", "dpi": "dpi", "comment": "text"}
+"""The kind of metadata (``strip``'s name for it) that each of ``save``'s keywords gives."""
+
+
 def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSource) -> None:
     """``save(..., quality=Q, strip=True, exact=True, exif=..., icc_profile=..., xmp=...,
     dpi=..., comment=...)``: Q from 1 to 100 (default: the model's); ``strip`` and ``exact`` as
-    for ``Codec.encode`` (``exact`` as for Pillow's WebP: keep the colour under fully transparent
-    pixels); ``exif`` (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), ``dpi``
+    for ``Codec.encode`` (``strip={"exif", "xmp"}`` leaves those out; ``exact`` as for Pillow's
+    WebP: keep the colour under fully transparent pixels); ``exif`` (bytes or an ``Image.Exif``), ``icc_profile`` and ``xmp`` (bytes), ``dpi``
     (two positive numbers) and ``comment`` (str or bytes, as for Pillow's JPEG), as for Pillow's
     own formats, replace the image's, and an explicit None (or empty bytes) leaves it out;
     another type or value is a ValueError. Unlike Pillow's own formats, a plain ``save`` keeps
     the image's EXIF (a location included), XMP, text and resolution, as ``nicodec encode``
     does: ``strip=True`` leaves them out (the orientation is applied either way), and with a
-    replacement given too (not None or empty) is a ValueError. The
+    replacement of a kind it leaves out given too (not None or empty) is a ValueError. The
     image's EXIF orientation is applied to the pixels, as ``encode`` does, and the replacements
     describe the picture turned upright: an orientation in ``exif`` or ``xmp`` is left out
     (``save(f, exif=im.info["exif"])`` turns the picture once, not twice)."""
     quality, strip = im.encoderinfo.get("quality"), im.encoderinfo.get("strip", False)
     exact = im.encoderinfo.get("exact", False)
-    from .inputs import check_flags  # imports no onnxruntime: the options are checked before the codec loads
+    from .inputs import check_flags, stripped_kinds  # imports no onnxruntime: the options are checked before the codec loads
     from .pil_pixels import upright
     from .metadata import detached_copy, is_unicode, quarter_turned, without_orientation
     from .model import check_quality
 
     try:
-        check_flags(strip=strip, exact=exact)
+        check_flags(exact=exact)
+        stripped = stripped_kinds(strip)
     except NicodecError as exc:
         raise ValueError(str(exc)) from None  # a ValueError, as Pillow's own plugins raise for bad options
     if quality is not None:
@@ -331,10 +336,12 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
         elif value is not None and not isinstance(value, (bytes, bytearray)):
             raise ValueError(f"{key} must be bytes" + (" or an Image.Exif" if key == "exif" else "")
                              + f", not {type(value).__name__}")
-    given = [key for key, value in metadata.items() if value]
-    if strip and given:  # which would win is no clearer to a reader than to us: neither does, silently
-        raise ValueError(f"strip=True leaves out the metadata, and {'=, '.join(given)}= would add it back: "
-                         "give one or the other (None, or empty bytes, leaves a key out with or without strip)")
+    given = [key for key, value in metadata.items() if value and _KINDS[key] in stripped]
+    if given:  # which would win is no clearer to a reader than to us: neither does, silently
+        said = "strip=True leaves out the metadata" if stripped == frozenset(_KINDS.values()) else \
+            f"strip={strip!r} leaves out {', '.join(sorted(_KINDS[key] for key in given))}"
+        raise ValueError(f"{said}, and {'=, '.join(given)}= would add it back: give one or the other (None, or empty "
+                         "bytes, leaves a key out with or without strip)")
     codec = codec_source.get()
     if hasattr(codec, "prepare"):  # a model that cannot encode, or a graph that does not load: not wrapped
         codec.prepare(decode=False)

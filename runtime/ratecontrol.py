@@ -27,7 +27,7 @@ import numpy as np
 from . import format as nicformat
 from .codec import Codec
 from .errors import NicodecError, QualityError
-from .inputs import ImageSource, Real, Whole, check_flags
+from .inputs import ImageSource, Real, Strip, Whole, check_flags, stripped_kinds
 from .images import image_bytes, is_binary_file, is_buffer, open_image, open_image_bytes, read_binary_file, read_picture
 from .metadata import said_once
 from .model import QUALITY_MAX, QUALITY_MIN, is_real_number
@@ -108,7 +108,7 @@ def encode_to_target(
     bpp: Real | None = None,
     psnr: Real | None = None,
     max_bytes: Whole | None = None,
-    strip: bool = False,
+    strip: Strip = False,
     exact: bool = False,
     max_encodes: Whole = MAX_ENCODES,
     progress: Callable[[int, int, int], object] | None = None,
@@ -151,7 +151,8 @@ def encode_to_target(
             of the ``max_encodes`` made fits in.
         UnsupportedImageError, LimitError: as ``Codec.encode`` raises them.
         NicodecError: ``codec`` is not a ``Codec`` (the arguments swapped), ``progress`` is
-            not callable, or ``strip`` or ``exact`` is not a bool.
+            not callable, ``strip`` is neither a bool nor kinds of metadata, or ``exact`` is not
+            a bool.
     """
     if not isinstance(codec, Codec):
         raise NicodecError(
@@ -159,7 +160,8 @@ def encode_to_target(
             "encode_to_target(codec, image, bpp=...)"
         )
     check_progress(progress, ("done", "total", "encode"))
-    check_flags(strip=strip, exact=exact)
+    check_flags(exact=exact)
+    stripped_kinds(strip)
     given = {name: value for name, value in (("bpp", bpp), ("psnr", psnr), ("max_bytes", max_bytes)) if value is not None}
     if len(given) != 1:
         raise QualityError(f"encode_to_target takes exactly one of bpp, psnr and max_bytes, not {len(given)}")

@@ -58,6 +58,7 @@ except ImportError as exc:  # pragma: no cover - exercised where Ray is absent
 
 from . import format as nicformat
 from .errors import NicodecError
+from .inputs import Strip
 from .settings import Providers
 from .ray_files import (as_uri, clashing_sources, clear_stale_temporaries, files_under, filesystem_of,
                         links_to_nowhere, listed_sources, output_name, path_kind, unsafe_output_name, write_output)
@@ -132,7 +133,7 @@ def compress_collection(
     providers: Providers = "cpu",
     num_gpus: float = 0,
     overwrite: bool = False,
-    strip: bool = False,
+    strip: Strip = False,
     exact: bool = False,
     quality: float | None = None,
     extensions: list[str] | None = None,
@@ -154,7 +155,8 @@ def compress_collection(
             with ``num_gpus``; a name paired with its options).
         num_gpus: GPUs each actor reserves.
         overwrite: replace existing outputs instead of skipping them.
-        strip: leave out ICC profiles, EXIF data, XMP packets, text and resolutions.
+        strip: leave out ICC profiles, EXIF data, XMP packets, text and resolutions, or the
+            kinds of them named (``{"exif", "xmp"}``), as for ``Codec.encode``.
         exact: keep the colour under fully transparent pixels (``Codec.encode``'s ``exact``).
         quality: from 1 (smallest files) to 100 (best pictures); ``None`` for the model's
             default. A single-rate model refuses it, before any work.
@@ -170,16 +172,18 @@ def compress_collection(
             model (checked before any work).
         ModelError: ``model`` cannot encode: no model folder at that path on the driver, a
             file damaged, or no encoder graph (likewise).
-        NicodecError: ``strip`` or ``exact`` is not a bool, ``workers``, ``threads`` or
-            ``batch_size`` is not a whole number from 1, or ``source`` does not exist
+        NicodecError: ``strip`` is neither a bool nor kinds of metadata, ``exact`` is not a
+            bool, ``workers``, ``threads`` or ``batch_size`` is not a whole number from 1, or
+            ``source`` does not exist
             (likewise). An image of a batch whose worker died :data:`RETRIES` + 1 times (a
             crash, or the memory running out) is listed as failed (:data:`LOST`).
     """
-    from .inputs import check_flags, whole
+    from .inputs import check_flags, stripped_kinds, whole
     from .sessions import MAX_THREADS
 
     _check_quality(quality)
-    check_flags(strip=strip, exact=exact)
+    check_flags(exact=exact)
+    stripped_kinds(strip)
     if max_pixels is not None:
         whole("max_pixels", max_pixels, 1)  # Codec's own check, on the driver before any work
     whole("workers", workers, 1)
@@ -312,7 +316,7 @@ class Encoder:
         providers: Providers = "cpu",
         threads: int = 1,
         overwrite: bool = False,
-        strip: bool = False,
+        strip: Strip = False,
         exact: bool = False,
         quality: float | None = None,
         clashes: dict[str, list[str]] | None = None,

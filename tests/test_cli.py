@@ -7,6 +7,7 @@ import json
 import shutil
 import signal
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -2916,8 +2917,8 @@ def test_info_says_what_the_exif_holds_without_decoding(codec, photo, tmp_path):
         "file: " + str(tmp_path / "camera.nic"), "exif: Canon EOS R5, taken 2023-01-02 03:04:05, no location",
         "file: " + str(tmp_path / "none.nic"), "exif: none",
         "file: " + str(tmp_path / "phone.nic"),
-        "exif: Apple iPhone 15 Pro, taken 2024-07-14 18:03:11 +02:00, a GPS location (encode --strip leaves the EXIF "
-        "out)",
+        "exif: Apple iPhone 15 Pro, taken 2024-07-14 18:03:11 +02:00, a GPS location (encode --metadata icc leaves "
+        "the EXIF out)",
     ], result.stdout
     assert json.loads(run("info", tmp_path / "phone.nic", "--json").stdout)["exif"] == facts["phone.nic"]
 
@@ -2933,3 +2934,56 @@ def test_info_says_when_pillow_reads_no_tag_of_the_exif(codec, photo):
         assert nicodec.describe(data)["exif"] == {"readable": False, "camera": None, "taken": None, "location": False}
     result = runner.invoke(app, ["info", "-"], input=data)
     assert result.exit_code == 0 and "exif: 16 bytes, of which Pillow reads no tag\n" in result.stdout, result.output
+
+
+@pytest.fixture()
+def photo_with_metadata(tmp_path, photo):
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    path = tmp_path / "meta.jpg"
+    Image.fromarray(photo).save(path, exif=exif.tobytes(), icc_profile=ImageCms.ImageCmsProfile(
+        ImageCms.createProfile("sRGB")).tobytes(), dpi=(300, 300), comment=b"hello",
+        xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>', quality=95)
+    return path
+
+
+@pytest.mark.parametrize("keep, sections", [
+    ("all", {"ICCP", "EXIF", "XMP ", "TEXT", "PHYS"}),
+    ("none", set()),
+    ("icc", {"ICCP"}),
+    (" ICC , exif", {"ICCP", "EXIF"}),
+    ("dpi,text,xmp,exif,icc", {"ICCP", "EXIF", "XMP ", "TEXT", "PHYS"}),
+])
+def test_metadata_keeps_the_kinds_it_names(photo_with_metadata, tmp_path, keep, sections):
+    """--metadata icc keeps the colours right and leaves out the rest (cwebp's -metadata):
+    --strip left out the colour profile too, shifting a wide-gamut photo's colours."""
+    result = run("encode", photo_with_metadata, "-o", tmp_path / "out.nic", "--metadata", keep)
+    assert result.exit_code == 0, result.output
+    assert set(nicodec.describe(tmp_path / "out.nic")["sections"]) == {"ZSYM", "YSYM", *sections}
+    if keep == "none":
+        assert run("encode", photo_with_metadata, "-o", tmp_path / "stripped.nic", "--strip").exit_code == 0
+        assert (tmp_path / "out.nic").read_bytes() == (tmp_path / "stripped.nic").read_bytes()
+
+
+@pytest.mark.parametrize("arguments, said", [
+    (["--metadata", "gps"], "'gps' is no kind of metadata: give icc, exif, xmp, text or dpi (several with commas: "
+                            "icc,exif), all or none"),
+    (["--metadata", "icc,,exif"], "an empty name is no kind of metadata"),
+    (["--metadata", "icc,all"], "'all' is no kind of metadata"),
+    (["--strip", "--metadata", "icc"], "--strip leaves out every kind of metadata, and --metadata icc keeps some: give "
+                                       "one of them"),
+])
+def test_metadata_that_names_no_kind_or_fights_strip_is_a_usage_error(photo_with_metadata, tmp_path, arguments, said):
+    result = run("encode", photo_with_metadata, "-o", tmp_path / "out.nic", *arguments)
+    shown = " ".join(re.sub("[│╭╰─╮╯]", " ", result.output).split())  # Click's box, as the runner shows it
+    assert result.exit_code == 2 and said in shown, result.output
+    assert not (tmp_path / "out.nic").exists()
+
+
+def test_a_folder_up_to_date_notes_that_metadata_was_not_compared(photo_with_metadata, tmp_path):
+    assert run("encode", photo_with_metadata.parent, "-o", tmp_path / "out").exit_code == 0
+    result = run("encode", photo_with_metadata.parent, "-o", tmp_path / "out", "--metadata", "icc")
+    assert result.exit_code == 0 and "1 up to date" in result.stdout, result.output
+    assert "which do not record --metadata (--force codes every file anew)" in result.output, result.output

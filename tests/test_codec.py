@@ -170,6 +170,32 @@ def test_icc_profile_and_exif_are_kept_unless_stripped(codec, photo):
     assert "icc_profile" not in codec.decode(stripped).info
 
 
+def test_strip_may_name_the_kinds_of_metadata_it_leaves_out(codec, photo):
+    """strip={"exif", "xmp"}, or one kind's name: those left out, the others kept; an unknown
+    kind, or another type, is refused before the image is read."""
+    from PIL import ImageCms
+
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    image = Image.fromarray(photo)
+    image.info.update(icc_profile=ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes(),
+                      exif=exif.tobytes(), dpi=(300, 300), xmp=b'<x:xmpmeta xmlns:x="adobe:ns:meta/"/>')
+    image.text = {"Author": "someone"}  # type: ignore[attr-defined]
+    every = {b"ICCP", b"EXIF", b"XMP ", b"TEXT", b"PHYS"}
+    assert set(nicformat.unpack(codec.encode(image))[1]) == {b"ZSYM", b"YSYM", *every}
+    for strip, left_out in [({"exif", "xmp"}, {b"EXIF", b"XMP "}), ("icc", {b"ICCP"}), (["text", "dpi"], {b"TEXT", b"PHYS"}),
+                            (frozenset(), set()), (("icc", "exif", "xmp", "text", "dpi"), every)]:
+        sections = set(nicformat.unpack(codec.encode(image, strip=strip))[1])
+        assert sections == {b"ZSYM", b"YSYM", *(every - left_out)}, strip
+    assert codec.encode(image, strip=("icc", "exif", "xmp", "text", "dpi")) == codec.encode(image, strip=True)
+    for strip, said in [({"gps"}, "strip: 'gps' is no kind of metadata; the kinds are icc, exif, xmp, text, dpi"),
+                        ("exif,xmp", "strip: 'exif,xmp' is no kind of metadata"),
+                        (1, "strip must be True, False or the kinds of metadata to leave out"),
+                        ({1}, "strip must be True, False or the kinds of metadata to leave out")]:
+        with pytest.raises(nicodec.NicodecError, match=f"^{re.escape(said)}"):
+            codec.encode("/nonexistent/photo.png", strip=strip)
+
+
 def opaque(header, sections):
     """A file's header and sections without its alpha section (whichever of the two it is)."""
     return header, {tag: payload for tag, payload in sections.items() if tag not in alpha_section.TAGS}
@@ -958,7 +984,7 @@ def test_progress_goes_tile_by_tile_to_its_total(tile):
 
 
 def test_encode_checks_its_switches(codec, photo):
-    with pytest.raises(nicodec.NicodecError, match="strip must be True or False"):
+    with pytest.raises(nicodec.NicodecError, match="strip: 'no' is no kind of metadata"):
         codec.encode(photo, strip="no")
     with pytest.raises(nicodec.NicodecError, match="progress must be a function"):
         codec.encode(photo, progress=5)

@@ -698,9 +698,11 @@ def test_exact_keeps_the_colour_under_transparency_when_saving(codec, photo_imag
     assert codec.encode(rgba, exact=True) != codec.encode(rgba)
 
 
-def test_strip_must_be_a_bool(photo_image):
-    with pytest.raises(ValueError, match="strip must be True or False"):
+def test_strip_must_be_a_bool_or_kinds_of_metadata(photo_image):
+    with pytest.raises(ValueError, match="strip: 'yes' is no kind of metadata; the kinds are icc, exif, xmp, text, dpi"):
         photo_image.save(io.BytesIO(), format="NIC", strip="yes")
+    with pytest.raises(ValueError, match="strip must be True, False or the kinds of metadata to leave out"):
+        photo_image.save(io.BytesIO(), format="NIC", strip=1)
     with pytest.raises(ValueError, match="exact must be True or False"):
         photo_image.save(io.BytesIO(), format="NIC", exact="yes")
     stripped = io.BytesIO()
@@ -859,3 +861,25 @@ def test_damaged_exif_given_to_save_is_left_out_with_a_warning(photo_image, tmp_
         photo_image.save(tmp_path / "x.nic", exif=b"junk")
     with Image.open(tmp_path / "x.nic") as im:
         assert "exif" not in im.info and im.size == photo_image.size
+
+
+def test_strip_may_name_the_kinds_it_leaves_out_and_refuses_one_given_too(photo_image):
+    """save(strip={"exif"}): the EXIF left out, the rest kept; an exif= given with it is refused,
+    as with strip=True, and an icc_profile= is not."""
+    from PIL import ImageCms
+
+    image = photo_image.copy()
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    image.info.update(exif=exif.tobytes(), icc_profile=icc)
+    out = io.BytesIO()
+    image.save(out, format="NIC", strip={"exif"})
+    assert set(nicformat.unpack(out.getvalue())[1]) == {b"ZSYM", b"YSYM", b"ICCP"}
+    with pytest.raises(ValueError, match=r"^strip=\{'exif'\} leaves out exif, and exif= would add it back"):
+        image.save(io.BytesIO(), format="NIC", strip={"exif"}, exif=exif.tobytes())
+    with pytest.raises(ValueError, match=r"^strip=True leaves out the metadata, and icc_profile= would add it back"):
+        image.save(io.BytesIO(), format="NIC", strip=True, icc_profile=icc)
+    out = io.BytesIO()
+    image.save(out, format="NIC", strip={"exif"}, icc_profile=icc, comment="a")
+    assert set(nicformat.unpack(out.getvalue())[1]) == {b"ZSYM", b"YSYM", b"ICCP", b"TEXT"}

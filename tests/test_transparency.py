@@ -175,6 +175,6 @@ def test_the_refinement_leaves_the_transparent_pixels_out_unless_exact(photo, mo
 
 
 def test_strip_and_exact_are_checked_before_the_image_is_read(codec):
-    for flags in ({"exact": "yes"}, {"strip": 0}):
-        with pytest.raises(NicodecError, match="must be True or False"):
+    for flags in ({"exact": "yes"}, {"strip": 0}, {"strip": {"gps"}}):
+        with pytest.raises(NicodecError, match="must be True or False|must be True, False or the kinds|no kind of"):
             encode_to_target(codec, "/nonexistent/photo.png", bpp=1, **flags)

@@ -41,6 +41,8 @@ result = nicodec.encode_to_target(codec, "photo.png", max_bytes=20_000,
 best: bytes = result.data
 nicodec.pillow_plugin.register(codec)
 model_id: str = nicodec.describe(data)["model_id"]
+data = codec.encode("photo.png", strip={"exif", "xmp"})  # the kinds of metadata to leave out
+data = codec.encode("photo.png", strip="exif")
 
 # numpy's numbers, which the runtime takes (np.float32 is no float, np.int64 no int).
 import numpy as np
@@ -106,6 +108,7 @@ not_bytes: str = codec.encode("photo.png")  # wrong
 described = nicodec.describe(3)  # wrong
 options_as_text = nicodec.Codec(providers=[("OpenVINOExecutionProvider", "device_type=GPU")])  # wrong
 misspelt = nicodec.describe(b"")["modelid"]  # wrong
+strip_count = codec.encode("photo.png", strip=3)  # wrong
 '''
 
 
