@@ -194,8 +194,8 @@ def encode(
     rate.check_options()
     provider = providers_of(provider, provider_option)
     if strip and keep not in (None, "none"):
-        raise typer.BadParameter(f"--strip leaves out every kind of metadata, and --metadata {keep} keeps some: give "
-                                 "one of them", param_hint="'--metadata'")
+        raise typer.BadParameter(f"--strip leaves out every kind of metadata, and --metadata {keep} keeps "
+                                 f"{'them all' if keep == 'all' else 'some'}: give one of them", param_hint="'--metadata'")
     options = {"strip": strip or stripped_by(keep), "exact": exact}
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)

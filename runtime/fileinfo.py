@@ -100,18 +100,23 @@ _EXIF_IFD, _GPS_IFD = 0x8769, 0x8825
 _MAKE, _MODEL, _DATE_TIME = 0x010F, 0x0110, 0x0132
 _DATE_TIME_ORIGINAL, _OFFSET_TIME_ORIGINAL = 0x9003, 0x9011
 _GPS_LATITUDE, _GPS_LONGITUDE = 2, 4
-_EXIF_DATE = re.compile(r"([0-9]{4}):([0-9]{2}):([0-9]{2})( .*)?", re.DOTALL)
+_EXIF_DATE = re.compile(r"([0-9]{4})[:-]([0-9]{2})[:-]([0-9]{2})[ T]([0-9]{2}:[0-9]{2}:[0-9]{2})", re.ASCII)
+_UTC_OFFSET = re.compile(r"[+-][0-9]{2}:[0-9]{2}", re.ASCII)
 
 
 def exif_of(exif: bytes | None) -> ExifFacts | None:
     """What a ``.nic`` file's EXIF says of the photo, as Pillow reads it, so that an archive can
     be looked through without decoding (no other tool reads ``.nic`` files): ``camera`` (its
-    make and model, the make once where the model repeats it), ``taken`` (the original date and
-    time, ``2024-05-01 09:59:58``, with its offset from UTC where the EXIF gives one; else the
-    file's date and time), each None where the EXIF has none, and ``location``: whether it
-    holds a GPS position (latitude and longitude), which ``encode --metadata icc`` leaves out. EXIF
-    of which Pillow reads no tag (damaged: Pillow warns and reads what it can) gives
-    ``readable`` False and nothing else; None for none."""
+    make and model, the make left out where the model begins with its first word: ``NIKON
+    D850``, not ``NIKON CORPORATION NIKON D850``), ``taken`` (the original date and time,
+    ``2024-05-01 09:59:58``, with its offset from UTC where the EXIF gives one; else the file's
+    date and time), each None where the EXIF has none or a placeholder (blanks, zeros), and
+    ``location``: whether it holds a GPS position (latitude and longitude), which ``encode
+    --metadata icc`` leaves out. EXIF of which Pillow reads no tag (damaged: Pillow warns and
+    reads what it can) gives ``readable`` False and nothing else; None for none. Pillow's
+    warnings of a damaged value are not let out on the main thread (``nicodec.outputs.quietly``);
+    on another, they go to the host's filters, and one raised as an error leaves ``readable``
+    False."""
     if not exif:
         return None
     from PIL import Image
@@ -119,27 +124,37 @@ def exif_of(exif: bytes | None) -> ExifFacts | None:
     from .outputs import quietly
 
     try:
-        with quietly():  # Pillow's own warnings of a damaged IFD: "readable" says what there is to say
+        with quietly():  # Pillow's own warnings, which come as a value is first read: "readable" says enough
             tags = Image.Exif()
             tags.load(bytes(exif))
             photo = tags.get_ifd(_EXIF_IFD)
             gps = tags.get_ifd(_GPS_IFD)
+            values = {tag: tags.get(tag) for tag in (_MAKE, _MODEL, _DATE_TIME)}
+            values.update({tag: photo.get(tag) for tag in (_DATE_TIME_ORIGINAL, _OFFSET_TIME_ORIGINAL)})
+            location = _GPS_LATITUDE in gps and _GPS_LONGITUDE in gps
     except Exception:  # noqa: BLE001 - what Pillow raises for damaged EXIF (SyntaxError, struct.error, ...)
         tags = None
     if not tags:
         return {"readable": False, "camera": None, "taken": None, "location": False}
-    make, model = (_exif_text(tags.get(tag)) for tag in (_MAKE, _MODEL))
-    camera = model if make and model and model.lower().startswith(make.lower()) else \
+    make, model = _exif_text(values[_MAKE]), _exif_text(values[_MODEL])
+    brand = make.split()[0].lower() if make else ""
+    camera = model if brand and model and model.lower().startswith(brand) else \
         " ".join(part for part in (make, model) if part) or None
-    taken = _exif_text(photo.get(_DATE_TIME_ORIGINAL))
-    offset = _exif_text(photo.get(_OFFSET_TIME_ORIGINAL)) if taken else None
-    taken = taken or _exif_text(tags.get(_DATE_TIME))
-    if taken:
-        date = _EXIF_DATE.fullmatch(taken)
-        taken = f"{date[1]}-{date[2]}-{date[3]}{date[4] or ''}" if date else taken
-        taken = f"{taken} {offset}" if offset and date else taken
-    return {"readable": True, "camera": camera, "taken": taken,
-            "location": _GPS_LATITUDE in gps and _GPS_LONGITUDE in gps}
+    taken = _date(values[_DATE_TIME_ORIGINAL])
+    offset = _exif_text(values[_OFFSET_TIME_ORIGINAL]) if taken else None
+    if taken and offset and _UTC_OFFSET.fullmatch(offset):
+        taken = f"{taken} {offset}"
+    return {"readable": True, "camera": camera, "taken": taken or _date(values[_DATE_TIME]), "location": location}
+
+
+def _date(value) -> str | None:
+    """An EXIF date and time (``2024:05:01 09:59:58``) as ``2024-05-01 09:59:58``; None for
+    none, and for the standard's placeholders of an unknown one (blanks and colons, or zeros)."""
+    text = _exif_text(value)
+    date = _EXIF_DATE.fullmatch(text or "")
+    if date is None or not date[1].strip("0"):
+        return None
+    return f"{date[1]}-{date[2]}-{date[3]} {date[4]}"
 
 
 def _exif_text(value) -> str | None:

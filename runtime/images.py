@@ -501,9 +501,8 @@ def _read_picture(image, *, strip: Strip = False, check_size: SizeCheck | None =
         grayscale = image.mode in GRAY_MODES or gray or getattr(image, "_nicodec_gray", False)
         arr, alpha = from_pil(image, name, key)
         if stripped != frozenset(METADATA_KINDS):
-            kept = metadata.kept(image, name, grayscale=grayscale, turned=turned)
-            icc, exif, xmp, text, density = (None if kind in stripped else value
-                                             for kind, value in zip(METADATA_KINDS, kept))
+            icc, exif, xmp, text, density = metadata.kept(image, name, grayscale=grayscale, turned=turned,
+                                                          leave_out=stripped)
     elif isinstance(image, np.ndarray):
         arr, alpha = image, None
         if arr.dtype != np.uint8:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import mmap
 import os
 import sys
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias
 
 import numpy as np
@@ -76,12 +76,13 @@ def stripped_kinds(strip: Strip) -> frozenset[str]:
         return frozenset(METADATA_KINDS) if strip else frozenset()
     kinds = (strip,) if isinstance(strip, str) else strip
     named = ", ".join(METADATA_KINDS)
-    if not isinstance(kinds, (set, frozenset, list, tuple)) or not all(isinstance(kind, str) for kind in kinds):
+    if (not isinstance(kinds, Collection) or isinstance(kinds, (Mapping, bytes, bytearray))
+            or not all(isinstance(kind, str) for kind in kinds)):
         raise NicodecError(f"strip must be True, False or the kinds of metadata to leave out ({named}), not {strip!r}")
     unknown = [kind for kind in kinds if kind not in METADATA_KINDS]
     if unknown:
         raise NicodecError(f"strip: {unknown[0]!r} is no kind of metadata; the kinds are {named}")
-    return frozenset(kinds)
+    return frozenset(str(kind) for kind in kinds)  # numpy's strings as str
 
 
 def check_flags(**flags) -> None:

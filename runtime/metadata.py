@@ -60,7 +60,8 @@ class Metadata(NamedTuple):
     resolution: resolution_section.Resolution | None
 
 
-def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool) -> Metadata:
+def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool,
+         leave_out: frozenset[str] = frozenset()) -> Metadata:
     """The metadata of a loaded image, turned upright already, that a ``.nic`` file keeps.
 
     Args:
@@ -69,6 +70,11 @@ def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool) -> Met
         grayscale: its pixels are coded as gray (a colour profile must then be a gray one).
         turned: Pillow turned a TIFF a quarter as it loaded it (:func:`tiff_turned`, asked
             before the load); its resolution follows.
+        leave_out: the kinds of metadata (``nicodec.inputs.METADATA_KINDS``) the caller leaves
+            out (``strip``): not read, and not warned of, but for what travels in another kind
+            kept: a resolution left out is cut from the EXIF too (its ``XResolution``,
+            ``YResolution`` and ``ResolutionUnit``, which decoders read as one), and ImageMagick's
+            raw profiles of EXIF or XMP from the text (``Raw profile type APP1``, ``... xmp``).
     """
     icc = image.info.get("icc_profile") or None
     if not isinstance(icc, (bytes, bytearray)):
@@ -77,27 +83,46 @@ def kept(image: Image.Image, name: str, *, grayscale: bool, turned: bool) -> Met
         # A CMYK (or Lab, ...) profile describes pixels that are RGB now: written back
         # onto the decoded image, it would be rejected or misapplied by colour-managed viewers.
         icc = None
-    tags = _exif_copy(image, name)
+    tags = _exif_copy(image, name, warn="exif" not in leave_out)  # its orientation is read either way
     turned = turned or tiff_turned(image)  # turned by Pillow as it loaded: its density follows
     if turned:
         _swap_resolution_tags(tags)
     orientation = tags.get(ExifTags.Base.Orientation) is not None  # 1, or one turn() could not apply
     own = 273 in tags or 324 in tags  # strips or tiles: a TIFF's own directory, not a camera's EXIF
     iptc = own and _IPTC_TAG in tags and _iptc_has_data(_raw_tag(tags[_IPTC_TAG]))
-    _warn_unkept(image, name, icc is not None, iptc=iptc)  # the tag is cut below
+    _warn_unkept(image, name, icc is not None, iptc=iptc, leave_out=leave_out)  # the tag is cut below
     if own:
         for tag in set(tags) - _TIFF_KEPT:
             del tags[tag]
     for tag in _TIFF_LAYOUT:
         tags.pop(tag, None)
     tags.pop(ExifTags.Base.Orientation, None)  # the pixels are upright now
+    if "dpi" in leave_out:
+        for tag in _RESOLUTION_TAGS:
+            tags.pop(tag, None)
     exif = None
-    if len(tags):  # an EXIF of its orientation alone leaves none
+    if len(tags) and "exif" not in leave_out:  # an EXIF of its orientation alone leaves none
         try:
             exif = tags.tobytes()
         except _EXIF_ERRORS:
             image_warning(f"{name}: its EXIF data is damaged and is not kept")
-    return Metadata(icc, exif, _xmp(image.info, orientation), read_text(image, name), density_of(image, turned))
+    text = None
+    if "text" not in leave_out:
+        text = read_text(image, name)
+        carried = {kind for kind in ("exif", "xmp") if kind in leave_out}
+        if text and carried:
+            text = {key: value for key, value in text.items()
+                    if not any(key == raw for kind in carried for raw in _RAW_PROFILES[kind])} or None
+    return Metadata(None if "icc" in leave_out else icc, exif,
+                    None if "xmp" in leave_out else _xmp(image.info, orientation), text,
+                    None if "dpi" in leave_out else density_of(image, turned))
+
+
+_RESOLUTION_TAGS = (ExifTags.Base.XResolution, ExifTags.Base.YResolution, ExifTags.Base.ResolutionUnit)
+"""The EXIF's resolution, which decoders read as the picture's (Pillow's JPEG reader does)."""
+_RAW_PROFILES = {"exif": ("Raw profile type APP1",), "xmp": ("Raw profile type xmp",)}
+"""ImageMagick's text chunks that hold a kind of metadata (in hexadecimal), kept as text (its
+``Raw profile type exif`` is read as the EXIF, and never kept as text)."""
 
 
 def icc_space(icc: bytes) -> bytes | None:
@@ -267,16 +292,28 @@ _SRGB_CHROMATICITY = (0.3127, 0.3290, 0.64, 0.33, 0.30, 0.60, 0.15, 0.06)
 the order of PNG's cHRM chunk."""
 
 
-def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> None:
+def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool,
+                 leave_out: frozenset[str] = frozenset()) -> None:
     """Warn of metadata a ``.nic`` file does not keep and a user may miss: IPTC data (captions,
     keywords, credits; most editors write the same fields into the XMP, which is kept), and a PNG's
     gamma and chromaticities without a colour profile or sRGB chunk (decoders show the picture as
     sRGB, which only a gamma near 1/2.2 and sRGB's primaries and white match). ``iptc``: a TIFF's
-    own directory holds an IPTC tag."""
+    own directory holds an IPTC tag. Nothing is said of IPTC data, nor of an Ultra HDR gain map
+    named in the XMP, where the XMP is left out (``leave_out``), nor of the colour where the
+    profile is: the caller chose to leave them."""
     resources = img.info.get("photoshop")
-    if iptc or (isinstance(resources, dict) and _iptc_has_data(resources.get(_IPTC_RESOURCE))):
+    if "xmp" not in leave_out and (iptc or (isinstance(resources, dict)
+                                            and _iptc_has_data(resources.get(_IPTC_RESOURCE)))):
         image_warning(f"{name}: its IPTC data is not kept (editors mostly write the same fields into the XMP, "
                       "which is)")
+    xmp = None if "xmp" in leave_out else read_xmp(img.info)
+    if xmp is not None and b"hdrgm:Version" in xmp:
+        # An Ultra HDR JPEG (Adobe's gain map): Pillow opens it as a plain JPEG, the gain map in
+        # its MPF part left out.
+        image_warning(f"{name}: its HDR gain map (Ultra HDR) is not kept: the picture coded is its standard "
+                      "range rendition, whose XMP still names the gain map")
+    if "icc" in leave_out:
+        return
     gamma = img.info.get("gamma")
     if (isinstance(gamma, (int, float)) and not has_profile and "srgb" not in img.info  # PNG's reader sets them
             and gamma > 0 and abs(gamma * 2.2 - 1) > 0.01):
@@ -290,12 +327,6 @@ def _warn_unkept(img: Image.Image, name: str, has_profile: bool, iptc: bool) -> 
         if shown is not None:
             image_warning(f"{name}: its colour space ({source}: {primaries}, {transfer}) is not kept; the decoded "
                           f"picture is shown {shown}")
-    xmp = read_xmp(img.info)
-    if xmp is not None and b"hdrgm:Version" in xmp:
-        # An Ultra HDR JPEG (Adobe's gain map): Pillow opens it as a plain JPEG, the gain map in
-        # its MPF part left out.
-        image_warning(f"{name}: its HDR gain map (Ultra HDR) is not kept: the picture coded is its standard "
-                      "range rendition, whose XMP still names the gain map")
     chromaticity = img.info.get("chromaticity")  # white x, y, then red, green and blue x, y
     if (isinstance(chromaticity, tuple) and len(chromaticity) == 8 and not has_profile and "srgb" not in img.info
             and all(isinstance(v, (int, float)) for v in chromaticity)
@@ -428,10 +459,10 @@ def detached_copy(img: Image.Image) -> Image.Image:
     return copy
 
 
-def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
-    """A copy of the image's EXIF (the caller's image keeps its own); empty, with a warning, when
-    it is damaged: when Pillow cannot read it or cannot write it back. The raw EXIF is parsed
-    afresh, since Pillow keeps its own parse, a failed one too."""
+def _exif_copy(img: Image.Image, name: str, warn: bool = True) -> Image.Exif:
+    """A copy of the image's EXIF (the caller's image keeps its own); empty, with a warning
+    (unless not ``warn``), when it is damaged: when Pillow cannot read it or cannot write it
+    back. The raw EXIF is parsed afresh, since Pillow keeps its own parse, a failed one too."""
     raw = img.info.get("exif")
     try:
         if isinstance(raw, (bytes, bytearray)) and raw:
@@ -440,7 +471,8 @@ def _exif_copy(img: Image.Image, name: str) -> Image.Exif:
         tags.load(img.getexif().tobytes())
         return tags
     except _EXIF_ERRORS:
-        image_warning(f"{name}: its EXIF data is damaged and is not kept")
+        if warn:
+            image_warning(f"{name}: its EXIF data is damaged and is not kept")
         return Image.Exif()
 
 

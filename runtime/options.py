@@ -198,6 +198,8 @@ def _metadata_kinds(text: str) -> str:  # Click's metavar: KINDS
     if words in (["all"], ["none"]):
         return words[0]
     unknown = next((word for word in words if word not in METADATA_KINDS), None)
+    if unknown in ("all", "none"):
+        raise typer.BadParameter(f"{unknown} stands alone: give it, or kinds of metadata with commas (icc,exif)")
     if unknown is not None:
         shown = repr(unknown) if unknown else "an empty name"
         raise typer.BadParameter(f"{shown} is no kind of metadata: give {', '.join(METADATA_KINDS[:-1])} or "

@@ -338,7 +338,7 @@ def _save(im: Image.Image, fp: IO[bytes], filename, *, codec_source: _CodecSourc
                              + f", not {type(value).__name__}")
     given = [key for key, value in metadata.items() if value and _KINDS[key] in stripped]
     if given:  # which would win is no clearer to a reader than to us: neither does, silently
-        said = "strip=True leaves out the metadata" if stripped == frozenset(_KINDS.values()) else \
+        said = "strip=True leaves out the metadata" if strip is True else \
             f"strip={strip!r} leaves out {', '.join(sorted(_KINDS[key] for key in given))}"
         raise ValueError(f"{said}, and {'=, '.join(given)}= would add it back: give one or the other (None, or empty "
                          "bytes, leaves a key out with or without strip)")

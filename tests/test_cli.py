@@ -2971,7 +2971,8 @@ def test_metadata_keeps_the_kinds_it_names(photo_with_metadata, tmp_path, keep, 
     (["--metadata", "gps"], "'gps' is no kind of metadata: give icc, exif, xmp, text or dpi (several with commas: "
                             "icc,exif), all or none"),
     (["--metadata", "icc,,exif"], "an empty name is no kind of metadata"),
-    (["--metadata", "icc,all"], "'all' is no kind of metadata"),
+    (["--metadata", "icc,all"], "all stands alone: give it, or kinds of metadata with commas (icc,exif)"),
+    (["--strip", "--metadata", "all"], "--metadata all keeps them all: give one of them"),
     (["--strip", "--metadata", "icc"], "--strip leaves out every kind of metadata, and --metadata icc keeps some: give "
                                        "one of them"),
 ])
@@ -2987,3 +2988,34 @@ def test_a_folder_up_to_date_notes_that_metadata_was_not_compared(photo_with_met
     result = run("encode", photo_with_metadata.parent, "-o", tmp_path / "out", "--metadata", "icc")
     assert result.exit_code == 0 and "1 up to date" in result.stdout, result.output
     assert "which do not record --metadata (--force codes every file anew)" in result.output, result.output
+
+
+def test_info_leaves_out_placeholders_and_says_a_camera_once(codec, photo):
+    """The EXIF standard's unknown date (blanks and colons) and zeros are no dates; an offset is
+    given only as one (+02:00); a model that begins with the make's first word is the camera."""
+    def exif_facts(**fields):
+        return nicodec.describe(_with_exif(codec, photo, **fields))["exif"]
+
+    assert exif_facts(make="NIKON CORPORATION", model="NIKON D850", taken="    :  :     :  :  ", offset="   ") == \
+        {"readable": True, "camera": "NIKON D850", "taken": None, "location": False}
+    assert exif_facts(make="Canon", model="EOS R5", taken="0000:00:00 00:00:00", dated="2020-02-03 04:05:06")["taken"] \
+        == "2020-02-03 04:05:06"
+    assert exif_facts(taken="2021:01:01 00:00:00", offset=" :")["taken"] == "2021-01-01 00:00:00"
+
+
+def test_info_keeps_pillows_warnings_of_a_damaged_value_in(codec, photo):
+    """Pillow warns of a damaged value as it is first read (a Make of two numbers): none comes
+    out, and under -W error describe neither raises nor loses what it read."""
+    import struct as structs
+
+    from nicodec import format as nicformat
+
+    header, sections = nicformat.unpack(_with_exif(codec, photo, "Canon"))
+    entries = [(0x010F, 3, 2, 0x00050004), (0x0110, 2, 4, int.from_bytes(b"R5\0\0", "little"))]
+    ifd = structs.pack("<H", len(entries)) + b"".join(structs.pack("<HHII", *entry) for entry in entries)
+    sections[nicformat.EXIF] = b"II*\0\x08\0\0\0" + ifd + bytes(4)
+    data = nicformat.pack(header, sections)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        facts = nicodec.describe(data)["exif"]
+    assert facts == {"readable": True, "camera": "R5", "taken": None, "location": False}

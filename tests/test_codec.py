@@ -196,6 +196,49 @@ def test_strip_may_name_the_kinds_of_metadata_it_leaves_out(codec, photo):
             codec.encode("/nonexistent/photo.png", strip=strip)
 
 
+def test_a_kind_left_out_does_not_travel_in_another_nor_warn(codec, photo):
+    """The resolution left out is cut from the EXIF kept too (a decoder reads the EXIF's as the
+    picture's); ImageMagick's raw EXIF and XMP profiles leave the text with the kind they hold;
+    and a kind left out is not warned of (a PNG's gamma without a profile, with the profile left
+    out)."""
+    from PIL import PngImagePlugin
+
+    exif = Image.Exif()
+    exif[0x010F] = "Camera"
+    exif[0x011A], exif[0x011B], exif[0x0128] = 300.0, 300.0, 2  # XResolution, YResolution, ResolutionUnit
+    image = Image.fromarray(photo)
+    image.info.update(exif=exif.tobytes(), dpi=(300, 300))
+    kept = Image.Exif()
+    kept.load(nicformat.unpack(codec.encode(image, strip={"dpi"}))[1][b"EXIF"])
+    assert kept[0x010F] == "Camera" and not {0x011A, 0x011B, 0x0128} & set(kept)
+    assert set(nicformat.unpack(codec.encode(image))[1]) >= {b"EXIF", b"PHYS"}
+
+    chunks = PngImagePlugin.PngInfo()
+    chunks.add_text("Raw profile type APP1", "\nexif\n      8\n4578696600004d4d\n")
+    chunks.add_text("Raw profile type xmp", "\nxmp\n      2\n3c3f\n")
+    chunks.add_text("Author", "someone")
+    buffer = io.BytesIO()
+    Image.fromarray(photo).save(buffer, format="PNG", pnginfo=chunks)
+    from nicodec import text as text_section
+
+    def text_of(data):
+        return set(text_section.unpack(nicformat.unpack(data)[1][text_section.TAG]))
+
+    assert text_of(codec.encode(buffer.getvalue())) == {"Raw profile type APP1", "Raw profile type xmp", "Author"}
+    assert text_of(codec.encode(buffer.getvalue(), strip={"exif"})) == {"Raw profile type xmp", "Author"}
+    assert text_of(codec.encode(buffer.getvalue(), strip={"exif", "xmp"})) == {"Author"}
+
+    gamma = io.BytesIO()
+    linear = PngImagePlugin.PngInfo()
+    linear.add(b"gAMA", (100_000).to_bytes(4, "big"))  # gamma 1.0, linear light: the picture is shown as sRGB
+    Image.fromarray(photo).save(gamma, format="PNG", pnginfo=linear)
+    with pytest.warns(UserWarning, match="its gamma"):
+        codec.encode(gamma.getvalue())
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        codec.encode(gamma.getvalue(), strip={"icc"})
+
+
 def opaque(header, sections):
     """A file's header and sections without its alpha section (whichever of the two it is)."""
     return header, {tag: payload for tag, payload in sections.items() if tag not in alpha_section.TAGS}
