@@ -183,7 +183,7 @@ def compress_collection(
 
     _check_quality(quality)
     check_flags(exact=exact)
-    stripped_kinds(strip)
+    strip = stripped_kinds(strip)  # a frozenset, which the actors' pickling takes (a dict's keys view it does not)
     if max_pixels is not None:
         whole("max_pixels", max_pixels, 1)  # Codec's own check, on the driver before any work
     whole("workers", workers, 1)
