@@ -452,7 +452,7 @@ def _nic_files(inputs: list[Path], doing: str) -> list[Item]:
     return list(unique.values())
 
 
-_INFO_HELP = _paragraphs("""Show .nic files' headers: model, size, quality, resolution and sections (no decoding).
+_INFO_HELP = _paragraphs("""Show .nic files' headers: model, size, quality, resolution, camera and date taken, sections (no decoding).
 
 A file that cannot be read is reported on stderr and the others are shown.
 Exit code 1 if any failed.
