@@ -179,3 +179,45 @@ def with_options(provider: str, options: dict[str, str], option: str = "--provid
         raise ValueError(f"{option} is {provider}: name the provider the options are for (cuda, or an onnxruntime "
                          "provider's name)")
     return [(CUDA if provider == "cuda" else provider, options)]
+
+
+def metadata_kept(text: str) -> str:
+    """``--metadata``'s value (the command line's and the Ray recipe's): ``all``, ``none``, or
+    kinds of :data:`nicodec.inputs.METADATA_KINDS` separated by commas (any case, spaces around
+    them), given back as such a list, each kind once, in that order.
+
+    Raises:
+        ValueError: a name that is no kind, or ``all`` or ``none`` among kinds.
+    """
+    from .inputs import METADATA_KINDS
+
+    words = [word.strip().lower() for word in str(text).split(",")]
+    if words in (["all"], ["none"]):
+        return words[0]
+    unknown = next((word for word in words if word not in METADATA_KINDS), None)
+    if unknown in ("all", "none"):
+        raise ValueError(f"{unknown} stands alone: give it, or kinds of metadata with commas (icc,exif)")
+    if unknown is not None:
+        shown = repr(unknown) if unknown else "an empty name"
+        raise ValueError(f"{shown} is no kind of metadata: give {', '.join(METADATA_KINDS[:-1])} or "
+                         f"{METADATA_KINDS[-1]} (several with commas: icc,exif), all or none")
+    return ",".join(kind for kind in METADATA_KINDS if kind in words)
+
+
+def stripped_by(keep: str | None, strip: bool = False) -> bool | frozenset[str]:
+    """What ``--strip`` and ``--metadata KEEP`` (:func:`metadata_kept`'s value; None: not given)
+    leave out, as ``strip`` takes it: True for ``--strip``, else the kinds ``KEEP`` does not name.
+
+    Raises:
+        ValueError: ``--strip`` with ``--metadata`` other than ``none``.
+    """
+    from .inputs import METADATA_KINDS
+
+    if strip:
+        if keep not in (None, "none"):
+            raise ValueError(f"--strip leaves out every kind of metadata, and --metadata {keep} keeps "
+                             f"{'them all' if keep == 'all' else 'some'}: give one of them")
+        return True
+    if keep is None or keep == "all":
+        return frozenset()
+    return frozenset(METADATA_KINDS) - frozenset(() if keep == "none" else keep.split(","))

@@ -26,10 +26,11 @@ from .cli_batch import (check_input, decode_all, decode_facts, dropped_warnings,
 from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, note, reporting, stop, writing_report,
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
+from .arguments import stripped_by
 from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, MetadataOpt, ModelOpt, Precision,
                       PrecisionOpt, ProviderOpt, ProviderOptionOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
-                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text, stripped_by)
+                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text)
 
 if TYPE_CHECKING:
     from .batch_plan import Item
@@ -193,10 +194,10 @@ def encode(
     rate = Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     provider = providers_of(provider, provider_option)
-    if strip and keep not in (None, "none"):
-        raise typer.BadParameter(f"--strip leaves out every kind of metadata, and --metadata {keep} keeps "
-                                 f"{'them all' if keep == 'all' else 'some'}: give one of them", param_hint="'--metadata'")
-    options = {"strip": strip or stripped_by(keep), "exact": exact}
+    try:
+        options = {"strip": stripped_by(keep, strip), "exact": exact}
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="'--metadata'") from None
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)
         encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile,

@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from .arguments import is_provider_choice, provider_options, real_number_text, whole_number_text, with_options
+from .arguments import (is_provider_choice, metadata_kept, provider_options, real_number_text, whole_number_text,
+                        with_options)
 from .sessions import CUDA, MAX_THREADS, PROVIDER_CHOICES
 
 
@@ -189,31 +190,11 @@ BackgroundOpt = Annotated[
 
 
 def _metadata_kinds(text: str) -> str:  # Click's metavar: KINDS
-    """``--metadata``'s value: ``all``, ``none``, or kinds of :data:`nicodec.inputs.METADATA_KINDS`
-    separated by commas (any case, spaces around them), given back as such a list, each kind
-    once, in that order."""
-    from .inputs import METADATA_KINDS
-
-    words = [word.strip().lower() for word in str(text).split(",")]
-    if words in (["all"], ["none"]):
-        return words[0]
-    unknown = next((word for word in words if word not in METADATA_KINDS), None)
-    if unknown in ("all", "none"):
-        raise typer.BadParameter(f"{unknown} stands alone: give it, or kinds of metadata with commas (icc,exif)")
-    if unknown is not None:
-        shown = repr(unknown) if unknown else "an empty name"
-        raise typer.BadParameter(f"{shown} is no kind of metadata: give {', '.join(METADATA_KINDS[:-1])} or "
-                                 f"{METADATA_KINDS[-1]} (several with commas: icc,exif), all or none")
-    return ",".join(kind for kind in METADATA_KINDS if kind in words)
-
-
-def stripped_by(keep: Optional[str]) -> frozenset[str]:
-    """The kinds of metadata that ``--metadata KEEP`` leaves out (None: it was not given)."""
-    from .inputs import METADATA_KINDS
-
-    if keep is None or keep == "all":
-        return frozenset()
-    return frozenset(METADATA_KINDS) - frozenset(() if keep == "none" else keep.split(","))
+    """``--metadata``'s value (:func:`nicodec.arguments.metadata_kept`), or a usage error."""
+    try:
+        return metadata_kept(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
 
 
 MetadataOpt = Annotated[

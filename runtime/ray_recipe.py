@@ -492,6 +492,18 @@ def _count_argument(text: str) -> int:
     return count
 
 
+def _metadata_argument(text: str) -> str:
+    """argparse type of ``--metadata``: :func:`nicodec.arguments.metadata_kept`'s value."""
+    import argparse
+
+    from .arguments import metadata_kept
+
+    try:
+        return metadata_kept(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _providers_argument(text: str) -> str:
     """argparse type of ``--providers``: cpu, cuda, auto, or an onnxruntime provider's name."""
     import argparse
@@ -543,6 +555,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace existing .nic files instead of skipping them")
     parser.add_argument("--strip", action="store_true",
                         help="leave out ICC profiles, EXIF data, XMP packets, text and resolutions")
+    parser.add_argument("--metadata", type=_metadata_argument, default=None, metavar="KINDS",
+                        help="the metadata to keep: icc, exif, xmp, text and dpi, with commas between them; all "
+                             "(the default) or none (as --strip)")
     parser.add_argument("--exact", action="store_true", help="keep the colour under fully transparent pixels")
     parser.add_argument(
         "--quality", type=_quality_argument, default=None,
@@ -559,12 +574,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--num-gpus", type=_gpus_argument, default=0,
                         help="GPUs each actor reserves, with --providers cuda (e.g. 1, or 0.5 for two actors a GPU)")
     args = parser.parse_args(argv)
-    from .arguments import provider_options, with_options
+    from .arguments import provider_options, stripped_by, with_options
 
     try:
         providers = with_options(args.providers, provider_options(args.provider_option), "--providers")
     except ValueError as exc:
         parser.error(f"argument --provider-option: {exc}")
+    try:
+        strip = stripped_by(args.metadata, args.strip)
+    except ValueError as exc:
+        parser.error(f"argument --metadata: {exc}")
     try:
         _check_source(as_uri(args.source))  # before Ray starts
         _check_model(args.model, args.quality)
@@ -577,7 +596,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             summary = compress_collection(
                 args.source, args.target, workers=args.workers, threads=args.threads, batch_size=args.batch_size,
-                model=args.model, overwrite=args.overwrite, strip=args.strip, exact=args.exact,
+                model=args.model, overwrite=args.overwrite, strip=strip, exact=args.exact,
                 quality=args.quality, providers=providers, num_gpus=args.num_gpus, max_pixels=args.max_pixels,
             )
         finally:

@@ -151,6 +151,13 @@ def test_quality_reaches_the_encoder_and_bad_values_are_refused_before_any_work(
         with pytest.raises(SystemExit) as info:
             main([str(png.parent), str(tmp_path / "out"), *bad])
         assert info.value.code == 2 and f"argument --provider-option: {said}" in capsys.readouterr().err, bad
+    for bad, said in ((["--metadata", "gps"], "'gps' is no kind of metadata"),
+                      (["--strip", "--metadata", "icc"], "--strip leaves out every kind of metadata, and --metadata "
+                                                         "icc keeps some")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as info:
+            main([str(png.parent), str(tmp_path / "out"), *bad])
+        assert info.value.code == 2 and f"argument --metadata: {said}" in capsys.readouterr().err, bad
     assert not (tmp_path / "out").exists()
 
 
@@ -175,6 +182,11 @@ def test_the_shell_form_passes_providers_and_gpus_on(tmp_path, monkeypatch):
     assert asked["providers"] == "cpu" and asked["num_gpus"] == 0
     assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--workers", "3", "--batch-size", "1"]) == 0
     assert (asked["workers"], asked["batch_size"], asked["threads"]) == (3, 1, 1)
+    assert asked["strip"] == frozenset()
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--metadata", "icc"]) == 0
+    assert asked["strip"] == {"exif", "xmp", "text", "dpi"}
+    assert ray_recipe.main([str(tmp_path), str(tmp_path / "out"), "--strip"]) == 0
+    assert asked["strip"] is True
 
 
 def test_the_shell_form_says_an_error_in_one_line(tmp_path, capsys, monkeypatch):
