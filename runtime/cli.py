@@ -26,7 +26,6 @@ from .cli_batch import (check_input, decode_all, decode_facts, dropped_warnings,
 from .console import (SHOWN_WARNINGS, STOP_SHOWN, bar, counted_files, naming, note, reporting, stop, writing_report,
                       zero_size)
 from .errors import NicodecError, UnsupportedImageError
-from .arguments import stripped_by
 from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, MetadataOpt, ModelOpt, Precision,
                       PrecisionOpt, ProviderOpt, ProviderOptionOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
@@ -195,7 +194,7 @@ def encode(
     rate.check_options()
     provider = providers_of(provider, provider_option)
     try:
-        options = {"strip": stripped_by(keep, strip), "exact": exact}
+        options = {"strip": arguments.stripped_by(keep, strip), "exact": exact}
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="'--metadata'") from None
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
