@@ -29,7 +29,7 @@ from .errors import NicodecError, UnsupportedImageError
 from .format import DEFAULT_MAX_PIXELS
 from .options import (BackgroundOpt, DebugOpt, DecodeJobsOpt, DecodeTileOpt, ForceOpt, FormatOpt, JobsOpt, MaxBytesOpt, MaxPixelsOpt, MetadataOpt, ModelOpt, Precision,
                       PrecisionOpt, ProviderOpt, ProviderOptionOpt, QualityOpt, Rate, RefineOpt, ReportJsonOpt, TargetBppOpt, TargetPsnrOpt,
-                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text)
+                      ThreadsOpt, ThumbnailOpt, TileOpt, make_codec, providers_of, quality_text, usage_errors)
 
 if TYPE_CHECKING:
     from .batch_plan import Item
@@ -193,10 +193,8 @@ def encode(
     rate = Rate(quality, target_bpp, target_psnr, max_bytes)
     rate.check_options()
     provider = providers_of(provider, provider_option)
-    try:
+    with usage_errors("'--metadata'"):
         options = {"strip": arguments.stripped_by(keep, strip), "exact": exact}
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--metadata'") from None
     if len(inputs) > 1 or targets.is_dir(inputs[0]):
         items, root = items_of(inputs, output, ".nic", debug)
         encode_all(items, root, force, provider, threads, jobs, model, max_pixels, debug, options, rate, refine, tile,

@@ -5,7 +5,8 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -78,12 +79,21 @@ ProviderOpt = Annotated[str, typer.Option(
          "(OpenVINOExecutionProvider, with onnxruntime-openvino).")]
 
 
+@contextmanager
+def usage_errors(param_hint: Optional[str] = None) -> Iterator[None]:
+    """A ValueError of a check the command lines share (``nicodec.arguments``'s, ``outputs``')
+    raised inside the block, as a usage error of the option being read (``param_hint`` names it
+    where Click does not know it: after the options are read)."""
+    try:
+        yield
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=param_hint) from None
+
+
 def _provider_options(values: Optional[list[str]]) -> Optional[list[str]]:
     """Checks ``--provider-option``'s values: each ``KEY=VALUE``, no key twice."""
-    try:
+    with usage_errors():
         provider_options(values or ())
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
     return values
 
 
@@ -95,10 +105,8 @@ ProviderOptionOpt = Annotated[Optional[list[str]], typer.Option(
 
 def providers_of(provider: str, options: Optional[list[str]]) -> str | list[tuple[str, dict[str, str]]]:
     """:class:`nicodec.Codec`'s ``providers`` from ``--provider`` and ``--provider-option``."""
-    try:
+    with usage_errors("'--provider-option'"):
         return with_options(provider, provider_options(options or ()))
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="'--provider-option'") from None
 
 
 MAX_JOBS = 64
@@ -172,10 +180,8 @@ def _background(value: Optional[str]) -> Optional[str]:
         return None
     from .outputs import check_background
 
-    try:
+    with usage_errors():
         return check_background(value)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
 
 
 BackgroundOpt = Annotated[
@@ -191,10 +197,8 @@ BackgroundOpt = Annotated[
 
 def _metadata_kinds(text: str) -> str:  # Click's metavar: KINDS
     """``--metadata``'s value (:func:`nicodec.arguments.metadata_kept`), or a usage error."""
-    try:
+    with usage_errors():
         return metadata_kept(text)
-    except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from None
 
 
 MetadataOpt = Annotated[
